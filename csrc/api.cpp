@@ -1,0 +1,303 @@
+// The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch.
+// Everything below this file assumes a validated ConvShape.
+#include <omp.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+
+#include "blas.h"
+#include "cpu/ukernels.h"
+#include "internal.h"
+
+namespace fc {
+
+namespace {
+thread_local char g_error[512] = "";
+std::atomic<int> g_threads{0};
+
+bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+
+bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
+  int64_t p = 1;
+  for (int64_t f : v)
+    if (!mul_ok(p, f, &p)) return false;
+  *out = p;
+  return true;
+}
+}  // namespace
+
+fc_status fail(fc_status s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(g_error, sizeof g_error, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+int num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+// Validates d and fills s. Every check names the descriptor field and its value.
+static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
+  g_error[0] = '\0';
+  if (!d) return fail(FC_EINVAL, "desc is NULL");
+  struct { const char *name; int64_t v; int64_t min; } fields[] = {
+      {"n", d->n, 1},         {"c", d->c, 1},         {"h", d->h, 1},
+      {"w", d->w, 1},         {"k", d->k, 1},         {"kh", d->kh, 1},
+      {"kw", d->kw, 1},       {"stride_h", d->stride_h, 1}, {"stride_w", d->stride_w, 1},
+      {"pad_h", d->pad_h, 0}, {"pad_w", d->pad_w, 0}, {"dil_h", d->dil_h, 1},
+      {"dil_w", d->dil_w, 1}, {"groups", d->groups, 1}};
+  for (auto &f : fields)
+    if (f.v < f.min)
+      return fail(FC_EINVAL, "%s must be >= %lld, got %lld", f.name, (long long)f.min,
+                  (long long)f.v);
+  if (d->c % d->groups || d->k % d->groups)
+    return fail(FC_EINVAL, "groups (%lld) must divide c (%lld) and k (%lld)",
+                (long long)d->groups, (long long)d->c, (long long)d->k);
+  // Effective kernel extent dil*(k-1)+1 against the padded input h + 2*pad.
+  int64_t ext_h, ext_w, padded_h, padded_w;
+  if (!mul_ok(d->dil_h, d->kh - 1, &ext_h) || !mul_ok(d->dil_w, d->kw - 1, &ext_w) ||
+      !mul_ok(d->pad_h, 2, &padded_h) || !mul_ok(d->pad_w, 2, &padded_w) ||
+      __builtin_add_overflow(padded_h, d->h, &padded_h) ||
+      __builtin_add_overflow(padded_w, d->w, &padded_w))
+    return fail(FC_EOVERFLOW, "kernel extent or padded input size overflows int64");
+  ext_h += 1;
+  ext_w += 1;
+  if (ext_h > padded_h || ext_w > padded_w)
+    return fail(FC_EINVAL,
+                "kernel extent %lldx%lld (kernel %lldx%lld, dilation %lldx%lld) is larger than "
+                "the padded input %lldx%lld",
+                (long long)ext_h, (long long)ext_w, (long long)d->kh, (long long)d->kw,
+                (long long)d->dil_h, (long long)d->dil_w, (long long)padded_h, (long long)padded_w);
+  s->n = d->n; s->c = d->c; s->h = d->h; s->w = d->w; s->k = d->k; s->kh = d->kh; s->kw = d->kw;
+  s->sh = d->stride_h; s->sw = d->stride_w; s->ph = d->pad_h; s->pw = d->pad_w;
+  s->dh = d->dil_h; s->dw = d->dil_w; s->g = d->groups;
+  s->ho = (padded_h - ext_h) / s->sh + 1;
+  s->wo = (padded_w - ext_w) / s->sw + 1;
+  s->cg = s->c / s->g;
+  s->kg = s->k / s->g;
+  int64_t xs, ws, ys;
+  if (!product_ok({s->h, s->w}, &s->hw) || !product_ok({s->ho, s->wo}, &s->howo) ||
+      !product_ok({s->kh, s->kw}, &s->kk) || !product_ok({s->cg, s->kk}, &s->ckk) ||
+      !product_ok({s->n, s->c, s->hw, 8}, &xs) || !product_ok({s->k, s->ckk, 8}, &ws) ||
+      !product_ok({s->n, s->k, s->howo, 8}, &ys))
+    return fail(FC_EOVERFLOW,
+                "a buffer size overflows int64 (n=%lld c=%lld h=%lld w=%lld k=%lld kh=%lld "
+                "kw=%lld)",
+                (long long)s->n, (long long)s->c, (long long)s->h, (long long)s->w,
+                (long long)s->k, (long long)s->kh, (long long)s->kw);
+  return FC_OK;
+}
+
+static bool supports(const ConvShape &s, fc_algo a) {
+  switch (a) {
+    case FC_ALGO_IM2COL: return im2col_supports(s);
+    case FC_ALGO_GEMM1X1: return gemm1x1_supports(s);
+    case FC_ALGO_DEPTHWISE: return depthwise_supports(s);
+    case FC_ALGO_DIRECT:
+    case FC_ALGO_REFERENCE: return true;
+    default: return false;
+  }
+}
+
+// FC_ALGO_AUTO. A first heuristic: GEMM wherever there is enough arithmetic per output to
+// amortise packing; the depthwise kernel for groups == c; direct for tiny channel counts.
+static fc_algo choose(const ConvShape &s) {
+  if (s.g == s.c && s.cg == 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
+  if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
+  if (im2col_supports(s) && s.ckk * s.kg >= 64) return FC_ALGO_IM2COL;
+  return FC_ALGO_DIRECT;
+}
+
+static fc_status resolve(const ConvShape &s, fc_algo a, fc_algo *out) {
+  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  if (a == FC_ALGO_AUTO) a = choose(s);
+  if (!supports(s, a))
+    return fail(FC_EUNSUPPORTED, "algorithm %s cannot run this descriptor", fc_algo_name(a));
+  *out = a;
+  return FC_OK;
+}
+
+static fc_status check_dtype(fc_dtype t) {
+  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
+  return FC_OK;
+}
+
+template <class T>
+static fc_status forward(const ConvShape &s, fc_algo a, const void *x, const void *w,
+                         const void *b, void *y) {
+  auto X = static_cast<const T *>(x);
+  auto W = static_cast<const T *>(w);
+  auto B = static_cast<const T *>(b);
+  auto Y = static_cast<T *>(y);
+  switch (a) {
+    case FC_ALGO_IM2COL: return conv2d_forward__im2col(s, X, W, B, Y);
+    case FC_ALGO_DIRECT: return conv2d_forward__direct(s, X, W, B, Y);
+    case FC_ALGO_GEMM1X1: return conv2d_forward__gemm1x1(s, X, W, B, Y);
+    case FC_ALGO_DEPTHWISE: return conv2d_forward__depthwise(s, X, W, B, Y);
+    default: return conv2d_forward__reference(s, X, W, B, Y);
+  }
+}
+
+template <class T>
+static fc_status backward_data(const ConvShape &s, fc_algo a, const void *dy, const void *w,
+                               void *dx) {
+  auto DY = static_cast<const T *>(dy);
+  auto W = static_cast<const T *>(w);
+  auto DX = static_cast<T *>(dx);
+  switch (a) {
+    case FC_ALGO_IM2COL: return conv2d_backward_data__im2col(s, DY, W, DX);
+    case FC_ALGO_DIRECT: return conv2d_backward_data__direct(s, DY, W, DX);
+    case FC_ALGO_GEMM1X1: return conv2d_backward_data__gemm1x1(s, DY, W, DX);
+    case FC_ALGO_DEPTHWISE: return conv2d_backward_data__depthwise(s, DY, W, DX);
+    default: return conv2d_backward_data__reference(s, DY, W, DX);
+  }
+}
+
+template <class T>
+static fc_status backward_weight(const ConvShape &s, fc_algo a, const void *dy, const void *x,
+                                 void *dw, void *db) {
+  auto DY = static_cast<const T *>(dy);
+  auto X = static_cast<const T *>(x);
+  auto DW = static_cast<T *>(dw);
+  auto DB = static_cast<T *>(db);
+  if (db) bias_grad(s, DY, DB);
+  if (!dw) return FC_OK;
+  switch (a) {
+    case FC_ALGO_IM2COL: return conv2d_backward_weight__im2col(s, DY, X, DW);
+    case FC_ALGO_DIRECT: return conv2d_backward_weight__direct(s, DY, X, DW);
+    case FC_ALGO_GEMM1X1: return conv2d_backward_weight__gemm1x1(s, DY, X, DW);
+    case FC_ALGO_DEPTHWISE: return conv2d_backward_weight__depthwise(s, DY, X, DW);
+    default: return conv2d_backward_weight__reference(s, DY, X, DW);
+  }
+}
+
+template <class T>
+void bias_grad(const ConvShape &s, const T *dy, T *db) {
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t k = 0; k < s.k; ++k) {
+    double acc = 0;
+    for (int64_t n = 0; n < s.n; ++n) {
+      const T *p = dy + (n * s.k + k) * s.howo;
+      for (int64_t i = 0; i < s.howo; ++i) acc += p[i];
+    }
+    db[k] = (T)acc;
+  }
+}
+template void bias_grad<float>(const ConvShape &, const float *, float *);
+template void bias_grad<double>(const ConvShape &, const double *, double *);
+
+template <class T>
+void add_bias(const ConvShape &s, const T *bias, T *y) {
+  if (!bias) return;
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t nk = 0; nk < s.n * s.k; ++nk) {
+    T *p = y + nk * s.howo;
+    const T v = bias[nk % s.k];
+    for (int64_t i = 0; i < s.howo; ++i) p[i] += v;
+  }
+}
+template void add_bias<float>(const ConvShape &, const float *, float *);
+template void add_bias<double>(const ConvShape &, const double *, double *);
+
+}  // namespace fc
+
+using namespace fc;
+
+#define FC_PROLOGUE(d, t)                       \
+  ConvShape s;                                  \
+  if (fc_status st_ = make_shape(d, &s)) return st_; \
+  if (fc_status st_ = check_dtype(t)) return st_; \
+  blas_init_single_threaded();
+
+extern "C" {
+
+fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int64_t *wo) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (ho) *ho = s.ho;
+  if (wo) *wo = s.wo;
+  return FC_OK;
+}
+
+fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (a == FC_ALGO_AUTO) return FC_OK;
+  fc_algo r;
+  return resolve(s, a, &r);
+}
+
+fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (!a) return fail(FC_EINVAL, "a is NULL");
+  *a = choose(s);
+  return FC_OK;
+}
+
+fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
+                            const void *w, const void *bias_or_null, void *y) {
+  FC_PROLOGUE(d, t)
+  if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, &r)) return st;
+  return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
+                     : forward<double>(s, r, x, w, bias_or_null, y);
+}
+
+fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
+                                  const void *w, void *dx) {
+  FC_PROLOGUE(d, t)
+  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, &r)) return st;
+  return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+}
+
+fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
+                                    const void *x, void *dw, void *dbias_or_null) {
+  FC_PROLOGUE(d, t)
+  if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
+  if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, &r)) return st;
+  return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
+                     : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
+}
+
+const char *fc_status_string(fc_status s) {
+  switch (s) {
+    case FC_OK: return "ok";
+    case FC_EINVAL: return "invalid argument";
+    case FC_ENOMEM: return "out of memory";
+    case FC_EUNSUPPORTED: return "algorithm does not support these arguments";
+    case FC_EOVERFLOW: return "size overflow";
+    default: return "unknown status";
+  }
+}
+
+const char *fc_last_error(void) { return g_error; }
+
+void fc_set_num_threads(int n) { g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+int fc_get_num_threads(void) { return num_threads(); }
+
+const char *fc_isa(void) { return isa_name(); }
+
+const char *fc_algo_name(fc_algo a) {
+  switch (a) {
+    case FC_ALGO_AUTO: return "auto";
+    case FC_ALGO_IM2COL: return "im2col";
+    case FC_ALGO_DIRECT: return "direct";
+    case FC_ALGO_GEMM1X1: return "gemm1x1";
+    case FC_ALGO_DEPTHWISE: return "depthwise";
+    case FC_ALGO_REFERENCE: return "reference";
+    default: return nullptr;
+  }
+}
+
+}  // extern "C"

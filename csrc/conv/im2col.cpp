@@ -1,0 +1,263 @@
+// im2col / col2im + OpenBLAS GEMM: the general path (any stride, padding, dilation, groups).
+//
+// The output positions of one image are cut into column blocks of `cbw` positions, so the
+// column buffer of one block, [cg*kh*kw, cbw], stays around 2 MiB instead of the whole
+// N*C*kh*kw*Ho*Wo matrix. Work items are (image, column block); every thread owns one
+// column buffer. GEMMs are row-major (cblas does the swap to column-major internally).
+//
+// gemm1x1.cpp reuses the same drivers with `in_place`: a 1x1 stride-1 unpadded convolution
+// needs no column matrix, the input plane [cg, h*w] already is one.
+#include <omp.h>
+
+#include "../blas.h"
+#include "../internal.h"
+
+namespace fc {
+
+namespace {
+
+struct ColPlan {
+  int64_t cbw;      // columns (output positions) per block
+  int64_t nblocks;  // blocks per image
+};
+
+// rows: rows of the column buffer. outer: independent items besides the blocks (images...).
+ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int nt, int64_t outer) {
+  const int64_t budget = int64_t(2) << 20;  // bytes of columns per thread
+  int64_t cbw = std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
+  if (outer < nt) {  // too few images to feed every thread: split each image more finely
+    int64_t want = (nt + outer - 1) / outer;
+    cbw = std::min(cbw, (s.howo + want - 1) / want);
+  }
+  cbw = std::max<int64_t>(1, std::min(cbw, s.howo));
+  return {cbw, (s.howo + cbw - 1) / cbw};
+}
+
+// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside),
+// for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
+template <class T>
+void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
+                  int64_t ld) {
+  for (int64_t c = 0; c < nch; ++c) {
+    const T *xc = x + c * s.hw;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        T *dst = col + ((c * s.kh + i) * s.kw + j) * ld - p0;  // dst[p]
+        const int64_t off = j * s.dw - s.pw;
+        int64_t lo, hi;
+        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+        for (int64_t p = p0; p < p1;) {
+          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
+          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
+          T *d = dst + p - ow0;  // d[ow] for this output row
+          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
+          if (ih < 0 || ih >= s.h) {
+            std::fill(d + ow0, d + ow1, T(0));
+          } else {
+            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+            const T *xr = xc + ih * s.w;
+            std::fill(d + ow0, d + a, T(0));
+            if (s.sw == 1) {
+              if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
+            } else {
+              for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
+            }
+            std::fill(d + b, d + ow1, T(0));
+          }
+          p += ow1 - ow0;
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
+template <class T>
+void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0,
+                  int64_t p1, T *dx) {
+  for (int64_t c = 0; c < nch; ++c) {
+    T *dc = dx + c * s.hw;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const T *src = col + ((c * s.kh + i) * s.kw + j) * ld - p0;
+        const int64_t off = j * s.dw - s.pw;
+        int64_t lo, hi;
+        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+        for (int64_t p = p0; p < p1;) {
+          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
+          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
+          const T *d = src + p - ow0;
+          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
+          if (ih >= 0 && ih < s.h) {
+            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+            T *xr = dc + ih * s.w + off;
+            if (s.sw == 1) {
+              for (int64_t ow = a; ow < b; ++ow) xr[ow] += d[ow];
+            } else {
+              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw] += d[ow];
+            }
+          }
+          p += ow1 - ow0;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool im2col_supports(const ConvShape &s) {
+  return gemm_dims_fit(s.kg) && gemm_dims_fit(s.ckk) && gemm_dims_fit(s.howo) &&
+         gemm_dims_fit(s.hw) && gemm_dims_fit(s.kg * s.ckk);
+}
+
+template <class T>
+fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                            bool in_place) {
+  const int nt = num_threads();
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n);
+  const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
+  Buffer<T> ws(per_thread * nt);
+  if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                            (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  const int64_t items = s.n * pl.nblocks;
+#pragma omp parallel num_threads(nt)
+  {
+    T *col = ws.get() + per_thread * omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
+      const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
+      for (int64_t g = 0; g < s.g; ++g) {
+        const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+        const T *cols = in_place ? xg + p0 : col;
+        const int64_t ldb = in_place ? s.hw : np;
+        if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
+        T *yg = y + (n * s.k + g * s.kg) * s.howo + p0;
+        // [kg, ckk] x [ckk, np] -> y[n, g*kg : (g+1)*kg, p0 : p0+np]  (row stride howo)
+        gemm(false, false, s.kg, np, s.ckk, T(1), w + g * s.kg * s.ckk, s.ckk, cols, ldb, T(0),
+             yg, s.howo);
+        if (b)
+          for (int64_t r = 0; r < s.kg; ++r)
+            for (int64_t p = 0; p < np; ++p) yg[r * s.howo + p] += b[g * s.kg + r];
+      }
+    }
+  }
+  return FC_OK;
+}
+
+template <class T>
+fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                  bool in_place) {
+  const int nt = num_threads();
+  // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
+  // channels only when there are fewer (image, group) pairs than threads (batch 1).
+  const int64_t ng = s.n * s.g;
+  const int64_t chunks = ng >= nt ? 1 : std::min<int64_t>(s.cg, (nt + ng - 1) / ng);
+  const int64_t max_ch = (s.cg + chunks - 1) / chunks;
+  const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), nt, ng * chunks);
+  const int64_t per_thread = in_place ? 0 : max_ch * s.kk * pl.cbw;
+  Buffer<T> ws(per_thread * nt);
+  if (!ws.ok()) return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
+                            (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  const int64_t items = ng * chunks;
+#pragma omp parallel num_threads(nt)
+  {
+    T *col = ws.get() + per_thread * omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / (s.g * chunks), g = (it / chunks) % s.g, ch = it % chunks;
+      const int64_t c0 = s.cg * ch / chunks, c1 = s.cg * (ch + 1) / chunks, nch = c1 - c0;
+      if (nch == 0) continue;
+      T *dxc = dx + (n * s.c + g * s.cg + c0) * s.hw;
+      const T *dyg = dy + (n * s.k + g * s.kg) * s.howo;
+      const T *wg = w + g * s.kg * s.ckk + c0 * s.kk;  // columns c0*kk.. of W_g [kg, ckk]
+      if (!in_place) std::fill(dxc, dxc + nch * s.hw, T(0));
+      for (int64_t p0 = 0; p0 < s.howo; p0 += pl.cbw) {
+        const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
+        if (in_place) {
+          // W_g[:, c0:c1]^T [nch, kg] x dy [kg, np] -> dx[n, c0:c1, p0:p0+np]  (row stride hw)
+          gemm(true, false, nch, np, s.kg, T(1), wg, s.ckk, dyg + p0, s.howo, T(0), dxc + p0, s.hw);
+        } else {
+          // W_g[:, rows]^T [nch*kk, kg] x dy [kg, np] -> col [nch*kk, np], then col2im
+          gemm(true, false, nch * s.kk, np, s.kg, T(1), wg, s.ckk, dyg + p0, s.howo, T(0), col, np);
+          col2im_block(s, col, np, nch, p0, p0 + np, dxc);
+        }
+      }
+    }
+  }
+  return FC_OK;
+}
+
+template <class T>
+fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
+                                    bool in_place) {
+  const int nt = num_threads();
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n);
+  const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
+  const int64_t wsize = s.k * s.ckk;
+  // Each thread accumulates dW over its items in a private copy; the copies are summed after.
+  Buffer<T> ws(per_thread * nt);
+  Buffer<T> acc(nt > 1 ? wsize * nt : 1);
+  if (!ws.ok() || !acc.ok())
+    return fail(FC_ENOMEM, "im2col: cannot allocate the weight-gradient workspace");
+  const int64_t items = s.n * pl.nblocks;
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    T *col = ws.get() + per_thread * tid;
+    T *mine = nt > 1 ? acc.get() + wsize * tid : dw;
+    std::fill(mine, mine + wsize, T(0));
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
+      const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
+      for (int64_t g = 0; g < s.g; ++g) {
+        const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+        const T *cols = in_place ? xg + p0 : col;
+        const int64_t ldb = in_place ? s.hw : np;
+        if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
+        // dy [kg, np] x col^T [np, ckk] -> dW_g [kg, ckk], accumulated (beta = 1)
+        gemm(false, true, s.kg, s.ckk, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo,
+             cols, ldb, T(1), mine + g * s.kg * s.ckk, s.ckk);
+      }
+    }
+    if (nt > 1) {
+      // The implicit barrier of `omp for` above has passed: every copy is complete.
+#pragma omp for schedule(static)
+      for (int64_t e = 0; e < wsize; ++e) {
+        T sum = 0;
+        for (int t = 0; t < team; ++t) sum += acc.get()[t * wsize + e];
+        dw[e] = sum;
+      }
+    }
+  }
+  return FC_OK;
+}
+
+template <class T>
+fc_status conv2d_forward__im2col(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
+  return gemm_conv_forward(s, x, w, b, y, false);
+}
+template <class T>
+fc_status conv2d_backward_data__im2col(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  return gemm_conv_backward_data(s, dy, w, dx, false);
+}
+template <class T>
+fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  return gemm_conv_backward_weight(s, dy, x, dw, false);
+}
+
+#define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                        \
+  template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, \
+                                          T *, bool);                                         \
+  template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *, \
+                                                bool);                                        \
+  template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *, \
+                                                  bool);
+FC_INSTANTIATE_GEMM_DRIVERS(float)
+FC_INSTANTIATE_GEMM_DRIVERS(double)
+FC_INSTANTIATE_CONV_ALGO(im2col, float)
+FC_INSTANTIATE_CONV_ALGO(im2col, double)
+
+}  // namespace fc

@@ -1,0 +1,37 @@
+// Per-ISA micro-kernels: raw pointers, sizes and strides only. They never allocate, never start
+// threads. One table per element type is chosen once, at load time, by dispatch.cpp.
+#pragma once
+#include <cstdint>
+
+namespace fc {
+
+template <class T>
+struct UKernels {
+  // y[r*y_ld + o] += w[r*w_ld] * x[o*xs] for r < rows, o < n.
+  // The direct forward: `rows` output channels share one input row (register-blocked by 4).
+  void (*conv_rows)(T *y, int64_t y_ld, int64_t rows, const T *w, int64_t w_ld, const T *x,
+                    int64_t xs, int64_t n);
+  // dx[r*dx_ld + o*ds] += w[r*w_ld] * dy[o] for r < rows, o < n. The direct data gradient.
+  void (*scatter_rows)(T *dx, int64_t dx_ld, int64_t ds, int64_t rows, const T *w, int64_t w_ld,
+                       const T *dy, int64_t n);
+  // sum over o < n of a[o] * b[o*bs]. The direct weight gradient.
+  T (*dot)(const T *a, const T *b, int64_t bs, int64_t n);
+};
+
+const UKernels<float> &ukernels_f32();
+const UKernels<double> &ukernels_f64();
+template <class T>
+const UKernels<T> &ukernels();
+template <>
+inline const UKernels<float> &ukernels<float>() { return ukernels_f32(); }
+template <>
+inline const UKernels<double> &ukernels<double>() { return ukernels_f64(); }
+
+const char *isa_name();
+
+// Each per-ISA file defines these (the `__isa` suffix names its variant).
+void get_ukernels__generic(UKernels<float> *f, UKernels<double> *d);
+void get_ukernels__avx2(UKernels<float> *f, UKernels<double> *d);
+void get_ukernels__avx512(UKernels<float> *f, UKernels<double> *d);
+
+}  // namespace fc

@@ -1,0 +1,118 @@
+// Shared between the operator files: the validated shape, workspaces, thread count,
+// the per-algorithm entry points api.cpp dispatches to, and small helpers.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "fastconv/fastconv.h"
+
+namespace fc {
+
+// A validated fc_conv2d_desc with the derived sizes every algorithm needs.
+struct ConvShape {
+  int64_t n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, g;
+  int64_t ho, wo;   // output spatial size
+  int64_t cg, kg;   // input / output channels per group
+  int64_t hw, howo; // plane sizes
+  int64_t kk;       // kh * kw
+  int64_t ckk;      // cg * kh * kw: GEMM inner dimension per group
+};
+
+// Sets the per-thread message returned by fc_last_error(); returns s for `return fail(...)`.
+fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int num_threads();
+
+// Output positions o in [0, out) for which o*stride + off lies in [0, size): [*lo, *hi).
+inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t *lo,
+                        int64_t *hi) {
+  // o*stride + off >= 0  <=>  o >= ceil(-off / stride)
+  int64_t l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  // o*stride + off <= size - 1  <=>  o <= floor((size - 1 - off) / stride)
+  int64_t top = size - 1 - off;
+  int64_t h = top < 0 ? 0 : top / stride + 1;
+  *lo = std::min(l, out);
+  *hi = std::max(*lo, std::min(h, out));
+}
+
+// A 64-byte aligned workspace that frees itself; check ok() (allocation failure -> FC_ENOMEM).
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(int64_t count) {
+    if (count <= 0) count = 1;
+    size_t bytes = ((size_t)count * sizeof(T) + 63) / 64 * 64;
+    p_ = static_cast<T *>(std::aligned_alloc(64, bytes));
+  }
+  ~Buffer() { std::free(p_); }
+  Buffer(const Buffer &) = delete;
+  Buffer &operator=(const Buffer &) = delete;
+  bool ok() const { return p_ != nullptr; }
+  T *get() const { return p_; }
+
+ private:
+  T *p_ = nullptr;
+};
+
+// y[n, k, :, :] = bias[k] (or 0): the starting value of every forward output plane.
+template <class T>
+void fill_bias_plane(T *plane, int64_t count, const T *bias, int64_t k) {
+  T v = bias ? bias[k] : T(0);
+  for (int64_t i = 0; i < count; ++i) plane[i] = v;
+}
+
+// db[k] = sum over n, ho, wo of dy[n, k]; accumulated in double.
+template <class T>
+void bias_grad(const ConvShape &s, const T *dy, T *db);
+
+// y[n, k] += bias[k] over each plane.
+template <class T>
+void add_bias(const ConvShape &s, const T *bias, T *y);
+
+// One declaration per algorithm and direction; each file in conv/ defines its three for
+// float and double. They assume a validated shape; they return FC_ENOMEM/FC_EUNSUPPORTED.
+// The bias gradient is shared (bias_grad), so backward_weight computes dw only.
+#define FC_DECLARE_CONV_ALGO(name)                                                            \
+  template <class T>                                                                          \
+  fc_status conv2d_forward__##name(const ConvShape &s, const T *x, const T *w, const T *b,    \
+                                   T *y);                                                     \
+  template <class T>                                                                          \
+  fc_status conv2d_backward_data__##name(const ConvShape &s, const T *dy, const T *w, T *dx); \
+  template <class T>                                                                          \
+  fc_status conv2d_backward_weight__##name(const ConvShape &s, const T *dy, const T *x, T *dw);
+
+FC_DECLARE_CONV_ALGO(im2col)
+FC_DECLARE_CONV_ALGO(direct)
+FC_DECLARE_CONV_ALGO(gemm1x1)
+FC_DECLARE_CONV_ALGO(depthwise)
+FC_DECLARE_CONV_ALGO(reference)
+
+#define FC_INSTANTIATE_CONV_ALGO(name, T)                                                        \
+  template fc_status conv2d_forward__##name<T>(const ConvShape &, const T *, const T *,         \
+                                               const T *, T *);                                  \
+  template fc_status conv2d_backward_data__##name<T>(const ConvShape &, const T *, const T *,   \
+                                                     T *);                                       \
+  template fc_status conv2d_backward_weight__##name<T>(const ConvShape &, const T *, const T *, \
+                                                       T *);
+
+// The GEMM drivers of im2col.cpp, shared with gemm1x1.cpp. in_place: the input plane is the
+// column matrix (1x1 kernel, stride 1, no padding), so no im2col/col2im copy is made.
+template <class T>
+fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                            bool in_place);
+template <class T>
+fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                  bool in_place);
+template <class T>
+fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
+                                    bool in_place);
+
+// Which shapes an algorithm can run (im2col's GEMM dimensions must fit int32).
+bool im2col_supports(const ConvShape &s);
+bool gemm1x1_supports(const ConvShape &s);
+bool depthwise_supports(const ConvShape &s);
+
+}  // namespace fc

@@ -1,0 +1,160 @@
+// fastconv._core: ndarray <-> C ABI. Converts, checks buffer sizes against the descriptor,
+// releases the GIL, calls. No arithmetic lives here; shapes are computed in functional.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+
+#include "fastconv/fastconv.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using Desc = std::array<int64_t, 14>;  // n c h w k kh kw stride_h stride_w pad_h pad_w dil_h dil_w groups
+
+fc_conv2d_desc to_desc(const Desc &a) {
+  return fc_conv2d_desc{a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]};
+}
+
+[[noreturn]] void raise_status(fc_status s) {
+  std::string msg = std::string(fc_status_string(s)) + ": " + fc_last_error();
+  if (s == FC_ENOMEM) throw std::bad_alloc();
+  if (s == FC_EOVERFLOW) throw py::value_error("output too large: " + msg);
+  throw py::value_error(msg);
+}
+
+void check(fc_status s) {
+  if (s != FC_OK) raise_status(s);
+}
+
+fc_dtype dtype_of(const py::array &a, const char *name) {
+  if (a.dtype().is(py::dtype::of<float>())) return FC_F32;
+  if (a.dtype().is(py::dtype::of<double>())) return FC_F64;
+  throw py::type_error(std::string(name) + ": dtype must be float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+// Checks one buffer: dtype, C-contiguity, writability, element count.
+void check_array(const py::array &a, const char *name, fc_dtype t, int64_t count, bool writable) {
+  if (dtype_of(a, name) != t) throw py::type_error(std::string(name) + ": dtype differs from x's");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
+  if ((int64_t)a.size() != count)
+    throw py::value_error(std::string(name) + ": has " + std::to_string(a.size()) +
+                          " elements, the descriptor needs " + std::to_string(count));
+}
+
+std::pair<int64_t, int64_t> output_size(const Desc &a) {
+  fc_conv2d_desc d = to_desc(a);
+  int64_t ho = 0, wo = 0;
+  check(fc_conv2d_output_size(&d, &ho, &wo));
+  return {ho, wo};
+}
+
+struct Sizes {
+  int64_t x, w, y, k;
+};
+Sizes sizes(const Desc &a) {
+  auto [ho, wo] = output_size(a);  // validates the descriptor, overflow included
+  return {a[0] * a[1] * a[2] * a[3], a[4] * (a[1] / a[13]) * a[5] * a[6], a[0] * a[4] * ho * wo, a[4]};
+}
+
+void conv2d_forward(const Desc &a, int algo, const py::array &x, const py::array &w,
+                    const py::object &b, py::array &y) {
+  fc_conv2d_desc d = to_desc(a);
+  Sizes z = sizes(a);
+  fc_dtype t = dtype_of(x, "x");
+  check_array(x, "x", t, z.x, false);
+  check_array(w, "weight", t, z.w, false);
+  check_array(y, "out", t, z.y, true);
+  const void *bp = nullptr;
+  py::array bias;
+  if (!b.is_none()) {
+    bias = py::reinterpret_borrow<py::array>(b);
+    check_array(bias, "bias", t, z.k, false);
+    bp = bias.data();
+  }
+  fc_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = fc_conv2d_forward(&d, t, (fc_algo)algo, x.data(), w.data(), bp, y.mutable_data());
+  }
+  check(s);
+}
+
+void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py::array &w, py::array &dx) {
+  fc_conv2d_desc d = to_desc(a);
+  Sizes z = sizes(a);
+  fc_dtype t = dtype_of(dy, "grad_out");
+  check_array(dy, "grad_out", t, z.y, false);
+  check_array(w, "weight", t, z.w, false);
+  check_array(dx, "grad_x", t, z.x, true);
+  fc_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data());
+  }
+  check(s);
+}
+
+void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const py::array &x,
+                            const py::object &dw, const py::object &db) {
+  fc_conv2d_desc d = to_desc(a);
+  Sizes z = sizes(a);
+  fc_dtype t = dtype_of(dy, "grad_out");
+  check_array(dy, "grad_out", t, z.y, false);
+  check_array(x, "x", t, z.x, false);
+  void *dwp = nullptr, *dbp = nullptr;
+  py::array dwa, dba;
+  if (!dw.is_none()) {
+    dwa = py::reinterpret_borrow<py::array>(dw);
+    check_array(dwa, "grad_w", t, z.w, true);
+    dwp = dwa.mutable_data();
+  }
+  if (!db.is_none()) {
+    dba = py::reinterpret_borrow<py::array>(db);
+    check_array(dba, "grad_b", t, z.k, true);
+    dbp = dba.mutable_data();
+  }
+  fc_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp);
+  }
+  check(s);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastconv's binding of the libfastconv C ABI (see fastconv.functional for the API)";
+  m.def("conv2d_output_size", &output_size, py::arg("desc"));
+  m.def("conv2d_supports", [](const Desc &a, int algo) {
+    fc_conv2d_desc d = to_desc(a);
+    fc_status s = fc_conv2d_supports(&d, (fc_algo)algo);
+    if (s == FC_EUNSUPPORTED) return false;
+    check(s);
+    return true;
+  }, py::arg("desc"), py::arg("algo"));
+  m.def("conv2d_choose", [](const Desc &a) {
+    fc_conv2d_desc d = to_desc(a);
+    fc_algo algo;
+    check(fc_conv2d_choose(&d, &algo));
+    return (int)algo;
+  }, py::arg("desc"));
+  m.def("conv2d_forward", &conv2d_forward, py::arg("desc"), py::arg("algo"), py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("out"));
+  m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("desc"), py::arg("algo"),
+        py::arg("grad_out"), py::arg("weight"), py::arg("grad_x"));
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("desc"), py::arg("algo"),
+        py::arg("grad_out"), py::arg("x"), py::arg("grad_w"), py::arg("grad_b"));
+  m.def("set_num_threads", &fc_set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &fc_get_num_threads);
+  m.def("isa", &fc_isa);
+  py::list names;
+  for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
+  m.attr("ALGO_NAMES") = names;
+}

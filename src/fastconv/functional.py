@@ -1,0 +1,298 @@
+"""The public op API: validated, shape-computing wrappers around fastconv._core.
+
+Semantics follow PyTorch's ``torch.nn.functional`` where it has the op. Arrays are NCHW;
+float32 and float64 (results keep the input dtype). Inputs are never modified; non-contiguous
+and read-only inputs work (a contiguous copy is made only when needed). Every bad argument
+raises ValueError/TypeError naming the argument and the shapes involved.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "ALGORITHMS", "algorithms", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
+    "get_num_threads", "set_num_threads", "isa",
+]
+
+#: Every convolution algorithm by name; "auto" picks one of them by shape.
+ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
+_ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
+_ALGO_RULES = {
+    "gemm1x1": "a 1x1 kernel",
+    "depthwise": "groups == input channels",
+    "im2col": "GEMM dimensions that fit in int32",
+}
+# Larger buffers than this are refused up front instead of attempted (256 TiB).
+_MAX_BYTES = 1 << 48
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks
+
+def _tuple(value, name, ndim, minimum):
+    """An int or a tuple/list of `ndim` ints, each >= minimum -> tuple of ints."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        items = (int(value),) * ndim
+    elif isinstance(value, (tuple, list)) and len(value) == ndim:
+        try:
+            items = tuple(operator.index(v) for v in value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}") from None
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return items
+
+
+def _array(a, name):
+    """a as an ndarray of float32/float64 (lists and scalars convert); never copies an ndarray."""
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if arr.dtype not in (np.float32, np.float64):
+        if isinstance(a, np.ndarray) or arr.dtype.kind not in "iu":
+            raise TypeError(f"{name}: dtype {arr.dtype} is not supported; use float32 or float64")
+        arr = arr.astype(np.float64)  # a Python list of ints: exact in float64
+    return arr
+
+
+def _contiguous(arr, name):
+    if arr.nbytes > _MAX_BYTES:
+        raise ValueError(f"{name} of shape {arr.shape} is too large ({arr.nbytes} bytes)")
+    return np.ascontiguousarray(arr)
+
+
+def _check_algo(algo):
+    if not isinstance(algo, str) or algo not in _ALGO_IDS:
+        raise ValueError(f"algo must be 'auto' or one of {ALGORITHMS}, got {algo!r}")
+    return _ALGO_IDS[algo]
+
+
+class _Conv:
+    """A validated convolution: 2-D shapes and parameters, plus how to map 1-D/unbatched
+    arrays onto them and the extra bottom/right padding of an odd padding='same'."""
+
+    def __init__(self, x, weight, stride, padding, dilation, groups, nspatial):
+        op = "conv1d" if nspatial == 1 else "conv2d"
+        want = nspatial + 2
+        if x.ndim not in (want - 1, want):
+            raise ValueError(f"{op}: x must be {want}-D (batched) or {want - 1}-D (unbatched), "
+                             f"got shape {x.shape}")
+        if weight.ndim != want:
+            raise ValueError(f"{op}: weight must be {want}-D (out_channels, in_channels/groups, "
+                             f"kernel...), got shape {weight.shape}")
+        if x.dtype != weight.dtype:
+            raise TypeError(f"{op}: x is {x.dtype} but weight is {weight.dtype}; they must match")
+        self.unbatched = x.ndim == want - 1
+        xs = (1,) + x.shape if self.unbatched else x.shape
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
+            raise TypeError(f"groups must be an int, got {groups!r}")
+        groups = int(groups)
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        self.stride = _tuple(stride, "stride", nspatial, 1)
+        self.dilation = _tuple(dilation, "dilation", nspatial, 1)
+        ksize = weight.shape[2:]
+        n, c = xs[0], xs[1]
+        k = weight.shape[0]
+        if any(v == 0 for v in xs):
+            raise ValueError(f"{op}: x must not have a zero-size dimension, got shape {x.shape}")
+        if any(v == 0 for v in weight.shape):
+            raise ValueError(f"{op}: weight must not have a zero-size dimension, got shape {weight.shape}")
+        if c % groups:
+            raise ValueError(f"groups={groups} must divide the input channels of x {x.shape} ({c})")
+        if k % groups:
+            raise ValueError(f"groups={groups} must divide the output channels of weight "
+                             f"{weight.shape} ({k})")
+        if weight.shape[1] * groups != c:
+            raise ValueError(f"{op}: weight {weight.shape} expects {weight.shape[1] * groups} input "
+                             f"channels (weight.shape[1] * groups={groups}), x {x.shape} has {c}")
+        self.extra = (0,) * nspatial  # padding added at the bottom/right only ('same', odd total)
+        if isinstance(padding, str):
+            if padding == "valid":
+                pad = (0,) * nspatial
+            elif padding == "same":
+                if any(s != 1 for s in self.stride):
+                    raise ValueError("padding='same' is not supported for strided convolutions "
+                                     f"(stride={stride!r})")
+                total = [d * (kk - 1) for d, kk in zip(self.dilation, ksize)]
+                pad = tuple(t // 2 for t in total)
+                self.extra = tuple(t - 2 * (t // 2) for t in total)
+            else:
+                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        else:
+            pad = _tuple(padding, "padding", nspatial, 0)
+        self.padding = pad
+        spatial = tuple(v + e for v, e in zip(xs[2:], self.extra))
+        out = []
+        for dim, (size, kk, s, p, d) in enumerate(zip(spatial, ksize, self.stride, pad, self.dilation)):
+            extent = d * (kk - 1) + 1
+            if extent > size + 2 * p:
+                raise ValueError(f"{op}: kernel of weight {weight.shape} (dilated extent {extent}) is "
+                                 f"larger than the padded input of x {x.shape} ({size + 2 * p}) "
+                                 f"in spatial dimension {dim}")
+            out.append((size + 2 * p - extent) // s + 1)
+        self.x_shape = tuple(xs[:2]) + spatial  # the (batched, 'same'-padded) shape
+        self.out_shape = (n, k) + tuple(out)
+        itemsize = x.dtype.itemsize
+        if int(np.prod(self.out_shape, dtype=object)) * itemsize > _MAX_BYTES:
+            raise ValueError(f"{op}: the output {self.out_shape} would be too large")
+        if nspatial == 1:  # a 1-D convolution is a 2-D one of height 1
+            h, w = (1, spatial[0])
+            kh, kw = 1, ksize[0]
+            sh, sw, ph, pw, dh, dw = 1, self.stride[0], 0, pad[0], 1, self.dilation[0]
+        else:
+            (h, w), (kh, kw) = spatial, ksize
+            (sh, sw), (ph, pw), (dh, dw) = self.stride, pad, self.dilation
+        self.desc = (n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+        self.nspatial = nspatial
+        self.op = op
+
+    def input(self, x):
+        """x as the contiguous batched array the kernels take (padded for odd 'same')."""
+        x = _contiguous(x, "x")
+        if self.unbatched:
+            x = x[None]
+        if any(self.extra):
+            x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self.extra])
+        return x
+
+    def weight(self, w):
+        return _contiguous(w, "weight")
+
+    def unpad_grad_x(self, gx, orig_shape):
+        if any(self.extra):
+            gx = gx[(slice(None), slice(None)) + tuple(slice(0, s - e) for s, e in
+                                                        zip(gx.shape[2:], self.extra))]
+            gx = np.ascontiguousarray(gx)
+        return gx.reshape(orig_shape)
+
+    def algo(self, algo):
+        ident = _check_algo(algo)
+        if ident and not _core.conv2d_supports(self.desc, ident):
+            rule = _ALGO_RULES.get(algo, "")
+            raise ValueError(f"algo={algo!r} cannot run this {self.op} (x {self.x_shape}, groups="
+                             f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]})"
+                             + (f"; it needs {rule}" if rule else ""))
+        return ident
+
+
+def _bias(bias, k, dtype):
+    if bias is None:
+        return None
+    b = _array(bias, "bias")
+    if b.dtype != dtype:
+        raise TypeError(f"bias is {b.dtype} but x is {dtype}; they must match")
+    if b.shape != (k,):
+        raise ValueError(f"bias must have shape ({k},) (one per output channel), got {b.shape}")
+    return _contiguous(b, "bias")
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions
+
+def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial):
+    x, weight = _array(x, "x"), _array(weight, "weight")
+    cv = _Conv(x, weight, stride, padding, dilation, groups, nspatial)
+    ident = cv.algo(algo)
+    b = _bias(bias, weight.shape[0], x.dtype)
+    y = np.empty(cv.out_shape, dtype=x.dtype)
+    _core.conv2d_forward(cv.desc, ident, cv.input(x), cv.weight(weight), b, y.reshape(-1))
+    return y[0] if cv.unbatched else y
+
+
+def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, nspatial):
+    x, weight = _array(x, "x"), _array(weight, "weight")
+    cv = _Conv(x, weight, stride, padding, dilation, groups, nspatial)
+    ident = cv.algo(algo)
+    if (not isinstance(needs, (tuple, list)) or len(needs) != 3
+            or not all(isinstance(v, (bool, np.bool_)) for v in needs)):
+        raise ValueError(f"needs must be a tuple of 3 bools (grad_x, grad_w, grad_b), got {needs!r}")
+    dy = _array(grad_out, "grad_out")
+    if dy.dtype != x.dtype:
+        raise TypeError(f"grad_out is {dy.dtype} but x is {x.dtype}; they must match")
+    want = cv.out_shape[1:] if cv.unbatched else cv.out_shape
+    if dy.shape != want:
+        raise ValueError(f"grad_out must have the output's shape {want}, got {dy.shape}")
+    dy = _contiguous(dy, "grad_out")
+    w = cv.weight(weight)
+    gx = gw = gb = None
+    if needs[0]:
+        gx = np.empty(cv.x_shape, dtype=x.dtype)
+        _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))
+        gx = cv.unpad_grad_x(gx, x.shape)
+    if needs[1] or needs[2]:
+        gw = np.empty(weight.shape, dtype=x.dtype) if needs[1] else None
+        gb = np.empty(weight.shape[0], dtype=x.dtype) if needs[2] else None
+        _core.conv2d_backward_weight(cv.desc, ident, dy, cv.input(x),
+                                     None if gw is None else gw.reshape(-1), gb)
+    return gx, gw, gb
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+    """2-D convolution (cross-correlation) as ``torch.nn.functional.conv2d``.
+
+    x: (N, C, H, W) or unbatched (C, H, W); weight: (K, C/groups, kh, kw); bias: (K,) or None.
+    stride, dilation: int or (h, w); padding: int, (h, w), 'valid' or 'same'.
+    algo: 'auto' or one of ALGORITHMS. Returns (N, K, Ho, Wo) in x's dtype.
+    """
+    return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2)
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
+                    needs=(True, True, True), algo="auto"):
+    """Gradients of conv2d: returns (grad_x, grad_w, grad_b), None where ``needs`` is False.
+
+    grad_b is grad_out summed over batch and space (the bias gradient, whether or not the
+    forward had a bias)."""
+    return _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, 2)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+    """1-D convolution as ``torch.nn.functional.conv1d``: x (N, C, L) or (C, L), weight (K, C/groups, kl)."""
+    return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 1)
+
+
+def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
+                    needs=(True, True, True), algo="auto"):
+    """Gradients of conv1d: (grad_x, grad_w, grad_b), None where ``needs`` is False."""
+    return _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, 1)
+
+
+def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """The algorithms that can run this conv2d, in preference order: the first is 'auto''s pick."""
+    x = np.broadcast_to(np.float32(0), tuple(x_shape))
+    w = np.broadcast_to(np.float32(0), tuple(w_shape))
+    nspatial = len(w.shape) - 2
+    if nspatial not in (1, 2):
+        raise ValueError(f"w_shape must have 3 (conv1d) or 4 (conv2d) dimensions, got {w.shape}")
+    cv = _Conv(x, w, stride, padding, dilation, groups, nspatial)
+    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.desc)]
+    rest = [a for a in ALGORITHMS if a != first and _core.conv2d_supports(cv.desc, _ALGO_IDS[a])]
+    return [first] + rest
+
+
+# ---------------------------------------------------------------------------------------------
+# threads and build facts
+
+def set_num_threads(n):
+    """Threads for every fastconv kernel (one OpenMP pool; OpenBLAS stays single-threaded)."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """Threads fastconv's kernels use (default: OpenMP's, which honours OMP_NUM_THREADS)."""
+    return _core.get_num_threads()
+
+
+def isa():
+    """The micro-kernel set chosen at load time: 'avx512', 'avx2' or 'generic'."""
+    return _core.isa()
