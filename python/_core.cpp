@@ -129,6 +129,8 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
 
 }  // namespace
 
+void fc_bind_pool(py::module_ &m);  // _core_pool.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastconv's binding of the libfastconv C ABI (see fastconv.functional for the API)";
   m.def("conv2d_output_size", &output_size, py::arg("desc"));
@@ -157,4 +159,5 @@ PYBIND11_MODULE(_core, m) {
   py::list names;
   for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
   m.attr("ALGO_NAMES") = names;
+  fc_bind_pool(m);
 }

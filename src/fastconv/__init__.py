@@ -1,17 +1,9 @@
 """fastconv: fast CPU convolution kernels with a NumPy-first API."""
 import scipy_openblas32 as _openblas  # noqa: F401  (preloads libscipy_openblas before _core)
 
-from . import _core
-from .functional import (
-    ALGORITHMS,
-    algorithms,
-    conv1d,
-    conv1d_backward,
-    conv2d,
-    conv2d_backward,
-    get_num_threads,
-    isa,
-    set_num_threads,
-)
+from . import _core, functional
+from .functional import *  # noqa: F401,F403
+from .functional import __all__ as _functional_all
 
 __version__ = "0.1.0"
+__all__ = list(_functional_all)

@@ -1,0 +1,44 @@
+"""Argument checks shared by the op wrappers (functional.py, pooling.py)."""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+# Larger buffers than this are refused up front instead of attempted (256 TiB).
+_MAX_BYTES = 1 << 48
+
+
+def _tuple(value, name, ndim, minimum):
+    """An int or a tuple/list of `ndim` ints, each >= minimum -> tuple of ints."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        items = (int(value),) * ndim
+    elif isinstance(value, (tuple, list)) and len(value) == ndim:
+        try:
+            items = tuple(operator.index(v) for v in value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}") from None
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return items
+
+
+def _array(a, name):
+    """a as an ndarray of float32/float64 (lists and scalars convert); never copies an ndarray."""
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if arr.dtype not in (np.float32, np.float64):
+        if isinstance(a, np.ndarray) or arr.dtype.kind not in "iu":
+            raise TypeError(f"{name}: dtype {arr.dtype} is not supported; use float32 or float64")
+        arr = arr.astype(np.float64)  # a Python list of ints: exact in float64
+    return arr
+
+
+def _contiguous(arr, name):
+    if arr.nbytes > _MAX_BYTES:
+        raise ValueError(f"{name} of shape {arr.shape} is too large ({arr.nbytes} bytes)")
+    return np.ascontiguousarray(arr)
