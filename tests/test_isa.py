@@ -1,0 +1,58 @@
+"""Every micro-kernel set runs on this machine's tests: FASTCONV_ISA forces the lower ones, so the
+AVX2 and generic paths are checked on an AVX-512 machine too (in a subprocess: the choice is
+made once, at load time)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fastconv
+
+ORDER = ["generic", "avx2", "avx512"]
+AVAILABLE = ORDER[: ORDER.index(fastconv.isa()) + 1]
+
+SCRIPT = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import fastconv
+    sys.path.insert(0, sys.argv[1])
+    from reference import conv2d_ref, conv2d_backward_ref
+    rng = np.random.default_rng(0)
+    cases = [  # x shape, w shape, stride, padding, dilation, groups: channel/width remainders
+        ((2, 5, 11, 13), (9, 5, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+        ((1, 6, 17, 19), (10, 3, 5, 3), (2, 3), (2, 1), (1, 2), 2),
+        ((2, 4, 9, 33), (8, 1, 3, 3), (1, 2), (1, 1), (2, 1), 4),
+        ((1, 3, 15, 15), (5, 3, 1, 7), (1, 1), (0, 3), (1, 1), 1),
+    ]
+    worst = 0.0
+    for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+        for xs, ws, s, p, d, g in cases:
+            x = rng.standard_normal(xs).astype(dtype)
+            w = rng.standard_normal(ws).astype(dtype)
+            y_ref = conv2d_ref(x, w, None, s, p, d, g)
+            dy = rng.standard_normal(y_ref.shape).astype(dtype)
+            dx_ref, dw_ref, _ = conv2d_backward_ref(dy, x, w, s, p, d, g)
+            scale_y = conv2d_ref(abs(x), abs(w), None, s, p, d, g) + 1e-30
+            sx, sw, _ = conv2d_backward_ref(abs(dy), abs(x), abs(w), s, p, d, g)
+            for algo in fastconv.algorithms(xs, ws, stride=s, padding=p, dilation=d, groups=g):
+                kw = dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
+                y = fastconv.conv2d(x, w, **kw)
+                dx, dw, _ = fastconv.conv2d_backward(dy, x, w, **kw)
+                for got, ref, sc in ((y, y_ref, scale_y), (dx, dx_ref, sx + 1e-30), (dw, dw_ref, sw + 1e-30)):
+                    worst = max(worst, float(np.max(np.abs(got - ref) / sc)) / tol)
+    print(json.dumps({"isa": fastconv.isa(), "worst": worst}))
+""")
+
+
+@pytest.mark.parametrize("isa", AVAILABLE)
+def test_isa_forced_matches_reference(isa):
+    env = dict(os.environ, FASTCONV_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["isa"] == isa
+    assert res["worst"] <= 1.0, res  # error / tolerance, worst case over every algorithm
