@@ -22,9 +22,12 @@ struct ColPlan {
 };
 
 // rows: rows of the column buffer. outer: independent items besides the blocks (images...).
-ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int nt, int64_t outer) {
+// in_place: no column buffer is written, so blocks are only cut to feed every thread (a
+// wider GEMM repacks its weight operand less often).
+ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int nt, int64_t outer,
+                     bool in_place) {
   const int64_t budget = int64_t(2) << 20;  // bytes of columns per thread
-  int64_t cbw = std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
+  int64_t cbw = in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
   if (outer < nt) {  // too few images to feed every thread: split each image more finely
     int64_t want = (nt + outer - 1) / outer;
     cbw = std::min(cbw, (s.howo + want - 1) / want);
@@ -115,7 +118,7 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
   const int nt = num_threads();
-  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n);
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
@@ -155,7 +158,7 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
   const int64_t ng = s.n * s.g;
   const int64_t chunks = ng >= nt ? 1 : std::min<int64_t>(s.cg, (nt + ng - 1) / ng);
   const int64_t max_ch = (s.cg + chunks - 1) / chunks;
-  const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), nt, ng * chunks);
+  const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), nt, ng * chunks, in_place);
   const int64_t per_thread = in_place ? 0 : max_ch * s.kk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
@@ -193,7 +196,7 @@ template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
   const int nt = num_threads();
-  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n);
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   const int64_t wsize = s.k * s.ckk;
   // Each thread accumulates dW over its items in a private copy; the copies are summed after.

@@ -62,8 +62,9 @@ class _Conv:
         ksize = weight.shape[2:]
         n, c = xs[0], xs[1]
         k = weight.shape[0]
-        if any(v == 0 for v in xs):
-            raise ValueError(f"{op}: x must not have a zero-size dimension, got shape {x.shape}")
+        if any(v == 0 for v in xs[1:]):
+            raise ValueError(f"{op}: x must not have a zero-size channel or spatial dimension, "
+                             f"got shape {x.shape}")
         if any(v == 0 for v in weight.shape):
             raise ValueError(f"{op}: weight must not have a zero-size dimension, got shape {weight.shape}")
         if c % groups:
@@ -164,6 +165,8 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial)
     ident = cv.algo(algo)
     b = _bias(bias, weight.shape[0], x.dtype)
     y = np.empty(cv.out_shape, dtype=x.dtype)
+    if y.size == 0:  # an empty batch gives an empty result, as in PyTorch
+        return y
     _core.conv2d_forward(cv.desc, ident, cv.input(x), cv.weight(weight), b, y.reshape(-1))
     return y[0] if cv.unbatched else y
 
@@ -184,6 +187,10 @@ def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, alg
     dy = _contiguous(dy, "grad_out")
     w = cv.weight(weight)
     gx = gw = gb = None
+    if dy.size == 0:  # empty batch: zero gradients of the right shapes
+        return (np.zeros(x.shape, x.dtype) if needs[0] else None,
+                np.zeros(weight.shape, x.dtype) if needs[1] else None,
+                np.zeros(weight.shape[0], x.dtype) if needs[2] else None)
     if needs[0]:
         gx = np.empty(cv.x_shape, dtype=x.dtype)
         _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))

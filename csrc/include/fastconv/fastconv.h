@@ -103,6 +103,83 @@ FC_API const char *fc_algo_name(fc_algo a);
 
 /* ---- pooling ---- (declarations added by csrc/pool/) */
 
+/* A 2-D pooling window over n*c independent planes. Input x is [n, c, h, w]; output y is
+ * [n, c, ho, wo] with, per dimension (PyTorch's rule),
+ *   ho = floor_or_ceil((h + 2*pad_h - dil_h*(kh-1) - 1) / stride_h) + 1,
+ * and in ceil mode one less when the last window would start at or beyond h + pad_h.
+ * Valid descriptors (PyTorch's checks): every size >= 1, pad >= 0, pad_h <= kh/2 and
+ * pad_h <= (dil_h*(kh-1)+1)/2 (likewise w), ceil_mode 0 or 1, ho >= 1 and wo >= 1.
+ * Average pooling requires dil_h == dil_w == 1. */
+typedef struct {
+  int64_t n, c, h, w;   /* input, NCHW */
+  int64_t kh, kw;       /* window height and width */
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int64_t ceil_mode;    /* 0: floor the output size, 1: ceil it */
+} fc_pool2d_desc;
+
+/* n*c planes seen at two resolutions: full planes of h x w and small planes of ho x wo.
+ * Adaptive pooling maps full -> small; the switch entries (max-pool backward, unpooling) move
+ * values between a small plane and the full plane its switches index (0 <= s < h*w). */
+typedef struct {
+  int64_t n, c, h, w;   /* full-resolution planes */
+  int64_t ho, wo;       /* small planes */
+} fc_planes2d_desc;
+
+/* Validates d and writes the output height and width (also checks that no buffer size
+ * overflows int64). */
+FC_API fc_status fc_pool2d_output_size(const fc_pool2d_desc *d, int64_t *ho, int64_t *wo);
+
+/* Max pooling: y[n, c, i, j] = max of x[n, c] over the window of output (i, j), ignoring the
+ * padding. switches_or_null, if not NULL, is [n, c, ho, wo] and receives the flat index ih*w + iw
+ * of the winner within its plane: the first maximum in row-major scan order; a NaN in the window
+ * wins (the last NaN, as PyTorch). A window holding no input element (possible only with
+ * dilation) gives -infinity and PyTorch's index of its first in-padding position, which may lie
+ * outside the plane. */
+FC_API fc_status fc_max_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, const void *x, void *y,
+                                       int64_t *switches_or_null);
+
+/* Max-pool backward through switches: dx = 0, then dx[n, c].flat[s] += dy[n, c, i, j] for
+ * s = switches[n, c, i, j] (accumulating where windows overlap). dy and switches are
+ * [n, c, ho, wo], dx is [n, c, h, w] and overwritten. Every switch is checked (0 <= s < h*w)
+ * before anything is written: one outside its plane gives FC_EINVAL and dx is left untouched. */
+FC_API fc_status fc_max_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
+                                        const int64_t *switches, void *dx);
+
+/* Max unpooling (the deconvnet's "unpool" on max-pool switches): y = 0, then
+ * y[n, c].flat[s] = x[n, c, i, j] for s = switches[n, c, i, j], in row-major order (the last
+ * write wins on duplicates, as PyTorch). x and switches are [n, c, ho, wo]; y is [n, c, h, w]
+ * and overwritten. Switches are checked as in fc_max_pool2d_backward before any write. */
+FC_API fc_status fc_max_unpool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const void *x,
+                                         const int64_t *switches, void *y);
+
+/* Gradient of max unpooling with respect to x: dx[n, c, i, j] = dy[n, c].flat[switches[n, c, i, j]].
+ * dy is [n, c, h, w]; switches and dx are [n, c, ho, wo]. Switches are checked first. */
+FC_API fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
+                                          const int64_t *switches, void *dx);
+
+/* Average pooling (d->dil_h == d->dil_w == 1): y = sum of the window's input elements / divisor.
+ * The divisor is divisor_override when it is nonzero; else the window's size clipped to the
+ * padded input (count_include_pad != 0) or to the input (count_include_pad == 0), as PyTorch.
+ * A window with no input element gives 0. divisor_override must be >= 0. */
+FC_API fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
+                                       int64_t divisor_override, const void *x, void *y);
+
+/* Gradient of fc_avg_pool2d_forward: dx[window of (i, j)] += dy[i, j] / divisor. dy is
+ * [n, c, ho, wo]; dx is [n, c, h, w] and overwritten. */
+FC_API fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
+                                        int64_t divisor_override, const void *dy, void *dx);
+
+/* Adaptive average pooling, full [n, c, h, w] -> small [n, c, ho, wo] (any ho, wo >= 1; 1x1 is
+ * global average pooling): output (i, j) averages rows [floor(i*h/ho), ceil((i+1)*h/ho)) and
+ * columns [floor(j*w/wo), ceil((j+1)*w/wo)), summed in double. */
+FC_API fc_status fc_adaptive_avg_pool2d_forward(const fc_planes2d_desc *d, fc_dtype t,
+                                                const void *x, void *y);
+
+/* Gradient of fc_adaptive_avg_pool2d_forward: dy is [n, c, ho, wo]; dx is [n, c, h, w] and
+ * overwritten. */
+FC_API fc_status fc_adaptive_avg_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t,
+                                                 const void *dy, void *dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,44 @@
+// Pooling micro-kernels, one table per element type, chosen once at load time by
+// pool_dispatch.cpp (the same instruction set as the convolution table, see ukernels.h).
+// They take raw pointers, sizes and strides; they never allocate and never start threads.
+#pragma once
+#include <cstdint>
+
+namespace fc {
+
+// One output row's worth of windows whose taps all lie inside the plane ("interior" windows).
+// Output o (o < n) reads the taps x[(ih0 + r*dh)*xw + iw0 + o*sw + j*dw] for r < nr, j < kw.
+struct PoolRow {
+  int64_t xw;               // row pitch of the input plane (its width)
+  int64_t ih0, dh, nr;      // first input row, row step (dilation), number of rows (>= 1)
+  int64_t iw0, sw, dw, kw;  // first tap's column for o = 0, output stride, dilation, taps (>= 1)
+  int64_t n;                // outputs
+};
+
+template <class T>
+struct PoolUKernels {
+  // y[o] = the maximum of output o's taps, scanned row by row (PyTorch's order): a tap replaces
+  // the running maximum when it is greater or NaN, so ties keep the first and the last NaN wins.
+  // idx (may be NULL) receives the winner's flat index in the plane, (ih0 + r*dh)*xw + iw + ...
+  void (*max_row)(const T *x, const PoolRow &r, T *y, int64_t *idx);
+  // y[o] = the sum of output o's taps in scan order (dw is 1 for average pooling).
+  void (*sum_row)(const T *x, const PoolRow &r, T *y);
+  // dx[tap of o] += g[o] for every tap of every output o < n (average-pool backward).
+  void (*add_row)(T *dx, const PoolRow &r, const T *g);
+};
+
+const PoolUKernels<float> &pool_ukernels_f32();
+const PoolUKernels<double> &pool_ukernels_f64();
+template <class T>
+const PoolUKernels<T> &pool_ukernels();
+template <>
+inline const PoolUKernels<float> &pool_ukernels<float>() { return pool_ukernels_f32(); }
+template <>
+inline const PoolUKernels<double> &pool_ukernels<double>() { return pool_ukernels_f64(); }
+
+// Each per-ISA file defines one of these (pool_generic.cpp, pool_avx2.cpp, pool_avx512.cpp).
+void get_pool_ukernels__generic(PoolUKernels<float> *f, PoolUKernels<double> *d);
+void get_pool_ukernels__avx2(PoolUKernels<float> *f, PoolUKernels<double> *d);
+void get_pool_ukernels__avx512(PoolUKernels<float> *f, PoolUKernels<double> *d);
+
+}  // namespace fc

@@ -1,0 +1,156 @@
+// Max pooling with switches, its backward, and unpooling (the deconvnet's use of the switches).
+//
+// Forward: one job per output row (planes * ho of them, split statically over the threads).
+// The windows of a row whose taps all lie inside the plane go to the ISA's max_row micro-kernel
+// (vectorised over the row's outputs, y and switches written in the same pass); the few at the
+// left/right edges take PyTorch's scalar loop, which defines every case (padding, dilation, a
+// window with no input element).
+//
+// Switch entries (backward, unpool, unpool backward): every switch is checked against its plane
+// before anything is written; then each plane is zeroed and scattered (or gathered) in one pass
+// while it is in cache. Planes are independent, so threads split planes and never collide.
+#include <cstring>
+#include <limits>
+
+#include "cpu/pool_ukernels.h"
+#include "pool.h"
+
+namespace fc {
+namespace {
+
+// PyTorch's cpu_max_pool loop for output (oh, ow) of one plane: -inf and the first in-range
+// position to start, then "greater or NaN" replaces.
+template <class T>
+void max_window(const PoolShape &s, const T *plane, int64_t oh, int64_t ow, T *y, int64_t *idx) {
+  int64_t ih0 = oh * s.sh - s.ph, iw0 = ow * s.sw - s.pw;
+  const int64_t ih1 = std::min(ih0 + (s.kh - 1) * s.dh + 1, s.h);
+  const int64_t iw1 = std::min(iw0 + (s.kw - 1) * s.dw + 1, s.w);
+  if (ih0 < 0) ih0 += (-ih0 + s.dh - 1) / s.dh * s.dh;
+  if (iw0 < 0) iw0 += (-iw0 + s.dw - 1) / s.dw * s.dw;
+  T best = -std::numeric_limits<T>::infinity();
+  int64_t at = ih0 * s.w + iw0;
+  for (int64_t ih = ih0; ih < ih1; ih += s.dh)
+    for (int64_t iw = iw0; iw < iw1; iw += s.dw) {
+      const T v = plane[ih * s.w + iw];
+      if (v > best || v != v) {
+        best = v;
+        at = ih * s.w + iw;
+      }
+    }
+  *y = best;
+  if (idx) *idx = at;
+}
+
+// First switch of q[0, count) outside [0, hw), or -1.
+int64_t first_bad_switch(const int64_t *q, int64_t count, int64_t hw) {
+  const uint64_t lim = (uint64_t)hw;
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int64_t i = 0; i < count; ++i) any |= (uint64_t)q[i] >= lim;
+  if (!any) return -1;
+  for (int64_t i = 0; i < count; ++i)
+    if ((uint64_t)q[i] >= lim) return i;
+  return -1;
+}
+
+// Checks all switches, then (only if all lie in their planes) runs body(p) for every plane p.
+template <class Body>
+fc_status through_switches(const PlanesShape &s, const int64_t *idx, Body body) {
+  int64_t bad = std::numeric_limits<int64_t>::max();
+  const int nt = pool_threads(s.planes * (s.howo + s.hw));
+#pragma omp parallel num_threads(nt)
+  {
+    // The same static schedule in both loops: a thread scatters the planes it checked, while
+    // their switches are still in its cache.
+#pragma omp for schedule(static) reduction(min : bad)
+    for (int64_t p = 0; p < s.planes; ++p) {
+      const int64_t i = first_bad_switch(idx + p * s.howo, s.howo, s.hw);
+      if (i >= 0) bad = std::min(bad, p * s.howo + i);
+    }
+    // The loop's barrier has published `bad`: every thread takes the same branch.
+    if (bad == std::numeric_limits<int64_t>::max()) {
+#pragma omp for schedule(static)
+      for (int64_t p = 0; p < s.planes; ++p) body(p);
+    }
+  }
+  if (bad != std::numeric_limits<int64_t>::max())
+    return fail(FC_EINVAL,
+                "switches[%lld] = %lld (plane %lld, element %lld) lies outside its %lldx%lld plane: "
+                "every switch must be in [0, %lld)",
+                (long long)bad, (long long)idx[bad], (long long)(bad / s.howo),
+                (long long)(bad % s.howo), (long long)s.h, (long long)s.w, (long long)s.hw);
+  return FC_OK;
+}
+
+}  // namespace
+
+template <class T>
+fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx) {
+  const PoolUKernels<T> &uk = pool_ukernels<T>();
+  // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= w - 1.
+  int64_t lo, hi;
+  valid_range(-s.pw, s.sw, s.w - (s.kw - 1) * s.dw, s.wo, &lo, &hi);
+  const int64_t rows = s.planes * s.ho;
+  const int nt = pool_threads(rows * s.wo * s.kh * s.kw);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t t = 0; t < rows; ++t) {
+    const int64_t p = t / s.ho, oh = t % s.ho;
+    const T *plane = x + p * s.hw;
+    T *yr = y + t * s.wo;
+    int64_t *ir = idx ? idx + t * s.wo : nullptr;
+    const int64_t ih = oh * s.sh - s.ph;
+    int64_t r0, r1;
+    window_rows(ih, s.dh, s.kh, s.h, &r0, &r1);
+    const bool vec = r1 > r0 && hi > lo;
+    const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
+    for (int64_t ow = 0; ow < a; ++ow) max_window(s, plane, oh, ow, yr + ow, ir ? ir + ow : nullptr);
+    if (vec) {
+      const PoolRow row{s.w, ih + r0 * s.dh, s.dh, r1 - r0, lo * s.sw - s.pw, s.sw, s.dw, s.kw, hi - lo};
+      uk.max_row(plane, row, yr + lo, ir ? ir + lo : nullptr);
+    }
+    for (int64_t ow = b; ow < s.wo; ++ow) max_window(s, plane, oh, ow, yr + ow, ir ? ir + ow : nullptr);
+  }
+  return FC_OK;
+}
+
+template <class T>
+fc_status max_pool2d_backward(const PlanesShape &s, const T *dy, const int64_t *idx, T *dx) {
+  return through_switches(s, idx, [&](int64_t p) {
+    T *d = dx + p * s.hw;
+    const T *g = dy + p * s.howo;
+    const int64_t *q = idx + p * s.howo;
+    std::memset(d, 0, sizeof(T) * s.hw);
+    for (int64_t i = 0; i < s.howo; ++i) d[q[i]] += g[i];
+  });
+}
+
+template <class T>
+fc_status max_unpool2d_forward(const PlanesShape &s, const T *x, const int64_t *idx, T *y) {
+  return through_switches(s, idx, [&](int64_t p) {
+    T *d = y + p * s.hw;
+    const T *v = x + p * s.howo;
+    const int64_t *q = idx + p * s.howo;
+    std::memset(d, 0, sizeof(T) * s.hw);
+    for (int64_t i = 0; i < s.howo; ++i) d[q[i]] = v[i];  // in order: the last write wins
+  });
+}
+
+template <class T>
+fc_status max_unpool2d_backward(const PlanesShape &s, const T *dy, const int64_t *idx, T *dx) {
+  return through_switches(s, idx, [&](int64_t p) {
+    const T *g = dy + p * s.hw;
+    T *d = dx + p * s.howo;
+    const int64_t *q = idx + p * s.howo;
+    for (int64_t i = 0; i < s.howo; ++i) d[i] = g[q[i]];
+  });
+}
+
+#define FC_INSTANTIATE_MAXPOOL(T)                                                                \
+  template fc_status max_pool2d_forward<T>(const PoolShape &, const T *, T *, int64_t *);       \
+  template fc_status max_pool2d_backward<T>(const PlanesShape &, const T *, const int64_t *, T *); \
+  template fc_status max_unpool2d_forward<T>(const PlanesShape &, const T *, const int64_t *, T *); \
+  template fc_status max_unpool2d_backward<T>(const PlanesShape &, const T *, const int64_t *, T *);
+FC_INSTANTIATE_MAXPOOL(float)
+FC_INSTANTIATE_MAXPOOL(double)
+
+}  // namespace fc

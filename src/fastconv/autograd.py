@@ -1,0 +1,614 @@
+"""A small reverse-mode autograd on NumPy arrays.
+
+A :class:`Tensor` wraps an ndarray. Every primitive op is a :class:`Function`: ``forward(ctx, ...)``
+computes the result on raw ndarrays and saves on ``ctx`` what ``backward(ctx, grad)`` needs;
+``backward`` returns one gradient per positional argument of ``forward`` (None where there is
+none). ``Tensor.backward`` walks the graph once in reverse topological order; gradients accumulate
+(``+=``) and broadcasting is undone by :func:`unbroadcast`.
+
+The element-wise, reduction and shape ops live here; the network ops built on fastconv's kernels
+(conv2d, pooling, batch_norm, local_response_norm, dropout, losses, ...) are in
+``fastconv.nn.functional``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+
+__all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
+           "manual_seed", "unbroadcast", "concat", "cat"]
+
+# ----------------------------------------------------------------------------------------------
+# global state: grad mode and the random generator used by dropout and initialisers
+
+_grad_enabled = True
+_generator = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed the generator used by dropout and the initialisers in ``fastconv.nn.init``."""
+    global _generator
+    _generator = np.random.default_rng(seed)
+
+
+def default_generator() -> np.random.Generator:
+    return _generator
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled):
+        self.enabled = enabled
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev, _grad_enabled = _grad_enabled, self.enabled
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+
+def no_grad():
+    """Context manager / decorator: ops inside record no graph."""
+    return _GradMode(False)
+
+
+def enable_grad():
+    return _GradMode(True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Function and Context
+
+
+class Context:
+    """What a Function's forward leaves for its backward."""
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+
+class Function:
+    """A differentiable primitive: subclass and define ``forward`` and ``backward`` (static)."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        """Run forward on the ndarrays behind ``args``; record the node when a grad is needed.
+
+        Positional arguments may be Tensors (differentiated), ndarrays or scalars (constants);
+        keyword arguments are non-differentiable parameters. If forward returns a tuple, its first
+        element is the differentiable result and the rest are returned as constant Tensors (the
+        max-pool switches, for example).
+        """
+        ctx = Context()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+        extra = ()
+        if isinstance(out, tuple):
+            out, extra = out[0], tuple(Tensor(e) for e in out[1:])
+        track = _grad_enabled and any(ctx.needs_input_grad)
+        result = Tensor(out, requires_grad=track)
+        if track:
+            ctx.fn, ctx.inputs = cls, args
+            result._ctx = ctx
+        return (result, *extra) if extra else result
+
+
+def unbroadcast(grad: np.ndarray, shape) -> np.ndarray:
+    """Sum ``grad`` down to ``shape``: the adjoint of NumPy broadcasting."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+def _topological_order(root):
+    """Nodes reachable from root through tensors that require grad, inputs before outputs."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            if getattr(ctx, "freed", False):
+                raise RuntimeError("backward through a graph a second time: the saved arrays were "
+                                   "freed after the first backward; pass retain_graph=True")
+            for inp in ctx.inputs:
+                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
+                    stack.append((inp, False))
+    return order
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensor
+
+
+class Tensor:
+    """An ndarray with a gradient. ``data`` keeps NumPy's dtype (no silent cast)."""
+
+    __array_ufunc__ = None  # make ``ndarray + Tensor`` call Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        data = np.asarray(data, dtype=dtype)
+        if requires_grad and not np.issubdtype(data.dtype, np.floating):
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None
+        self._retain = False
+
+    # --- properties ---------------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._ctx is None)
+    T = property(lambda self: self.transpose())
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, prefix="Tensor(", separator=", ")
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({body}, dtype={self.dtype}{grad})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def numpy(self):
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag=True):
+        if flag and not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        self._retain = True
+        return self
+
+    # --- backward -----------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"grad can be implicitly created only for a single element, "
+                                   f"got shape {self.shape}")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"grad has shape {grad.shape}, tensor has shape {self.shape}")
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            ctx = node._ctx
+            if ctx is None or node._retain:
+                node.grad = g.astype(node.dtype, copy=True) if node.grad is None else node.grad + g
+            if ctx is None:
+                continue
+            in_grads = ctx.fn.backward(ctx, g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for inp, ig in zip(ctx.inputs, in_grads):
+                if ig is None or not (isinstance(inp, Tensor) and inp.requires_grad):
+                    continue
+                if ig.shape != inp.shape:
+                    raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
+                                       f"{ig.shape} for an input of shape {inp.shape}")
+                prev = grads.get(id(inp))
+                grads[id(inp)] = ig if prev is None else prev + ig
+            if not retain_graph:
+                fn = ctx.fn
+                ctx.__dict__.clear()
+                ctx.fn, ctx.freed = fn, True
+
+    # --- arithmetic (broadcasting) ------------------------------------------------------------
+    def __add__(self, other): return Add.apply(self, other)
+    def __radd__(self, other): return Add.apply(other, self)
+    def __sub__(self, other): return Sub.apply(self, other)
+    def __rsub__(self, other): return Sub.apply(other, self)
+    def __mul__(self, other): return Mul.apply(self, other)
+    def __rmul__(self, other): return Mul.apply(other, self)
+    def __truediv__(self, other): return Div.apply(self, other)
+    def __rtruediv__(self, other): return Div.apply(other, self)
+    def __neg__(self): return Neg.apply(self)
+    def __pow__(self, exponent): return Pow.apply(self, exponent=exponent)
+    def __matmul__(self, other): return MatMul.apply(self, other)
+    def __rmatmul__(self, other): return MatMul.apply(other, self)
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index)
+
+    # --- element-wise -------------------------------------------------------------------------
+    def exp(self): return Exp.apply(self)
+    def log(self): return Log.apply(self)
+    def sqrt(self): return Pow.apply(self, exponent=0.5)
+    def relu(self): return Relu.apply(self)
+    def tanh(self): return Tanh.apply(self)
+    def sigmoid(self): return Sigmoid.apply(self)
+
+    # --- reductions and shapes ----------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        return self.sum(axis, keepdims) * (1.0 / count)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = max(self.ndim, 1)
+        start, end = start_dim % nd, end_dim % nd
+        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return Permute.apply(self, axes=tuple(axes) if axes else tuple(reversed(range(self.ndim))))
+
+    permute = transpose
+
+    def softmax(self, dim=-1):
+        return Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim=-1):
+        return LogSoftmax.apply(self, dim=dim)
+
+
+# ----------------------------------------------------------------------------------------------
+# primitives: element-wise with broadcasting
+
+
+def _shape(a):
+    return np.shape(a)
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape(a), _shape(b)
+        return np.add(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return unbroadcast(g, sa) if na else None, unbroadcast(g, sb) if nb else None
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape(a), _shape(b)
+        return np.subtract(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return unbroadcast(g, sa) if na else None, unbroadcast(-g, sb) if nb else None
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.multiply(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g * b, _shape(a)) if na else None,
+                unbroadcast(g * a, _shape(b)) if nb else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.divide(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g / b, _shape(a)) if na else None
+        gb = unbroadcast(-g * a / (b * b), _shape(b)) if nb else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Pow(Function):
+    """a ** exponent for a constant exponent."""
+
+    @staticmethod
+    def forward(ctx, a, exponent):
+        ctx.save_for_backward(a)
+        ctx.exponent = exponent
+        return np.power(a, exponent)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        p = ctx.exponent
+        return g * (p * np.power(a, p - 1))
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.exp(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved[0]
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.saved[0]
+
+
+class MatMul(Function):
+    """a @ b for operands of two or more dimensions (batch dimensions broadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if np.ndim(a) < 2 or np.ndim(b) < 2:
+            raise ValueError(f"matmul needs operands of 2+ dimensions, got {_shape(a)} and {_shape(b)}")
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g @ np.swapaxes(b, -1, -2), a.shape) if na else None
+        gb = unbroadcast(np.swapaxes(a, -1, -2) @ g, b.shape) if nb else None
+        return ga, gb
+
+
+# --- activations ------------------------------------------------------------------------------
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.maximum(a, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * (ctx.saved[0] > 0)
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, a, negative_slope=0.01):
+        pos = a > 0
+        ctx.save_for_backward(pos)
+        ctx.slope = negative_slope
+        return np.where(pos, a, a * np.asarray(negative_slope, a.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        (pos,) = ctx.saved
+        return np.where(pos, g, g * np.asarray(ctx.slope, g.dtype))
+
+
+class Elu(Function):
+    @staticmethod
+    def forward(ctx, a, alpha=1.0):
+        alpha = np.asarray(alpha, a.dtype)
+        y = np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))
+        ctx.save_for_backward(a, y)
+        ctx.alpha = alpha
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a, y = ctx.saved
+        return np.where(a > 0, g, g * (y + ctx.alpha))
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.tanh(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y = ctx.saved[0]
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = 0.5 * (1 + np.tanh(0.5 * a))  # overflow-free form of 1 / (1 + exp(-a))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y = ctx.saved[0]
+        return g * y * (1 - y)
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim=-1):
+        e = np.exp(a - a.max(axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y = ctx.saved[0]
+        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim=-1):
+        shifted = a - a.max(axis=dim, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y = ctx.saved[0]
+        return g - np.exp(y) * g.sum(axis=ctx.dim, keepdims=True)
+
+
+# --- reductions and shapes --------------------------------------------------------------------
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
+        return np.asarray(a.sum(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axis is not None and not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axis)
+        return np.broadcast_to(g, ctx.shape)
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, axes):
+        ctx.axes = axes
+        return a.transpose(axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.transpose(np.argsort(ctx.axes))
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return a[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, ctx.dtype)
+        idx = ctx.index if isinstance(ctx.index, tuple) else (ctx.index,)
+        if any(isinstance(i, (np.ndarray, list)) for i in idx):
+            np.add.at(out, ctx.index, g)  # advanced indexing may repeat an element
+        else:
+            out[ctx.index] = g
+        return out
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        ctx.axis = axis
+        ctx.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.split(g, ctx.splits, axis=ctx.axis))
+
+
+def concat(tensors, axis=0):
+    """Concatenate tensors along ``axis`` (Inception's channel concat is ``axis=1``)."""
+    return Concat.apply(*tensors, axis=axis)
+
+
+@functools.wraps(concat)
+def cat(tensors, dim=0):
+    return Concat.apply(*tensors, axis=dim)

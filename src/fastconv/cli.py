@@ -1,0 +1,99 @@
+"""The ``fastconv`` command. Subcommands register themselves in ``main``'s parser."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _add_train(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train a model on scikit-learn's handwritten digits",
+        description="Train LeNet-5 on scikit-learn's bundled 8x8 digits (enlarged to 32x32, "
+                    "fixed train/test split) and report the test accuracy.")
+    p.add_argument("--model", default="lenet5", choices=["lenet5"], help="model to train")
+    p.add_argument("--c3-table", action="store_true",
+                   help="connect LeNet-5's C3 by LeCun's partial table (1,516 parameters)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.05 for sgd, 0.002 for adam)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["cosine", "step", "none"], default="cosine",
+                   help="learning-rate schedule over the epochs")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (fastconv.set_num_threads)")
+    p.add_argument("--save", metavar="PATH", help="write the trained weights (.npz)")
+    p.add_argument("--load", metavar="PATH", help="start from these weights (.npz)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args):
+    import numpy as np
+
+    from . import autograd, models, optim
+    from .data import load_digits
+    from .train import evaluate, fit, load_weights, save_weights
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - depends on the environment
+        sys.exit("fastconv train needs tqdm and scikit-learn: pip install 'fastconv[train]'")
+    if args.threads is not None:
+        from . import set_num_threads
+        set_num_threads(args.threads)
+
+    autograd.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    data = load_digits()
+    model = models.get_model(args.model, num_classes=10, c3_table=args.c3_table)
+    if args.load:
+        load_weights(model, args.load)
+    if args.optimizer == "sgd":
+        opt = optim.SGD(model.parameters(), lr=args.lr or 0.05, momentum=args.momentum,
+                        weight_decay=args.weight_decay)
+    else:
+        opt = optim.Adam(model.parameters(), lr=args.lr or 2e-3, weight_decay=args.weight_decay)
+    scheduler = {"cosine": lambda: optim.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)),
+                 "step": lambda: optim.StepLR(opt, step_size=max(args.epochs // 3, 1), gamma=0.3),
+                 "none": lambda: None}[args.schedule]()
+    progress = None if args.no_progress else (
+        lambda it, total, desc: tqdm(it, total=total, desc=desc, leave=False, file=sys.stderr))
+
+    print(f"{args.model}: {model.num_parameters():,} parameters; digits: {len(data[0])} train, "
+          f"{len(data[2])} test images of 32x32", flush=True)
+    start = time.perf_counter()
+    fit(model, opt, data, args.epochs, args.batch_size, rng, scheduler, progress,
+        log=lambda s: print(s, flush=True))
+    if args.epochs:
+        print(f"trained in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.save:
+        save_weights(model, args.save)
+        print(f"saved weights to {args.save}")
+    print(f"test accuracy: {evaluate(model, data[2], data[3]):.4f}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastconv", description="fastconv command line")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

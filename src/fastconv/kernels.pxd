@@ -1,0 +1,95 @@
+# cython: language_level=3
+# Cython declarations of fastconv's C ABI (fastconv/fastconv.h).
+#
+#     cimport fastconv.kernels as fk
+#     cdef fk.fc_conv2d_desc d
+#     ...
+#     with nogil:
+#         st = fk.fc_conv2d_forward(&d, fk.FC_F32, fk.FC_ALGO_AUTO, x, w, NULL, y)
+#
+# Build the extension with include_dirs=[fastconv.get_include()], libraries=["fastconv"],
+# library_dirs=[fastconv.get_lib_dir()] and runtime_library_dirs=[fastconv.get_lib_dir()].
+# Every function is declared nogil: the kernels never touch Python, and are safe to call from
+# several threads at once. See fastconv.h for the meaning of every field and status.
+from libc.stdint cimport int64_t
+
+
+cdef extern from "fastconv/fastconv.h" nogil:
+    enum:
+        FASTCONV_VERSION_MAJOR
+        FASTCONV_VERSION_MINOR
+        FASTCONV_VERSION_PATCH
+
+    ctypedef enum fc_status:
+        FC_OK
+        FC_EINVAL
+        FC_ENOMEM
+        FC_EUNSUPPORTED
+        FC_EOVERFLOW
+
+    ctypedef enum fc_dtype:
+        FC_F32
+        FC_F64
+
+    ctypedef enum fc_algo:
+        FC_ALGO_AUTO
+        FC_ALGO_IM2COL
+        FC_ALGO_DIRECT
+        FC_ALGO_GEMM1X1
+        FC_ALGO_DEPTHWISE
+        FC_ALGO_REFERENCE
+        FC_ALGO_COUNT_
+
+    # ---- convolution ----
+    ctypedef struct fc_conv2d_desc:
+        int64_t n, c, h, w
+        int64_t k, kh, kw
+        int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups
+
+    fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int64_t *wo)
+    fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a)
+    fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a)
+    fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                const void *x, const void *w, const void *bias_or_null, void *y)
+    fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                      const void *dy, const void *w, void *dx)
+    fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                        const void *dy, const void *x, void *dw,
+                                        void *dbias_or_null)
+
+    # ---- status, threads, build facts ----
+    const char *fc_status_string(fc_status s)
+    const char *fc_last_error()
+    void fc_set_num_threads(int n)
+    int fc_get_num_threads()
+    const char *fc_isa()
+    const char *fc_algo_name(fc_algo a)
+
+    # ---- pooling ----
+    ctypedef struct fc_pool2d_desc:
+        int64_t n, c, h, w
+        int64_t kh, kw
+        int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
+        int64_t ceil_mode
+
+    ctypedef struct fc_planes2d_desc:
+        int64_t n, c, h, w
+        int64_t ho, wo
+
+    fc_status fc_pool2d_output_size(const fc_pool2d_desc *d, int64_t *ho, int64_t *wo)
+    fc_status fc_max_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, const void *x, void *y,
+                                    int64_t *switches_or_null)
+    fc_status fc_max_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
+                                     const int64_t *switches, void *dx)
+    fc_status fc_max_unpool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const void *x,
+                                      const int64_t *switches, void *y)
+    fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
+                                       const int64_t *switches, void *dx)
+    fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
+                                    int64_t divisor_override, const void *x, void *y)
+    fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
+                                     int64_t divisor_override, const void *dy, void *dx)
+    fc_status fc_adaptive_avg_pool2d_forward(const fc_planes2d_desc *d, fc_dtype t,
+                                             const void *x, void *y)
+    fc_status fc_adaptive_avg_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t,
+                                              const void *dy, void *dx)

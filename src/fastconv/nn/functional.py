@@ -1,0 +1,383 @@
+"""Network ops on Tensors (the counterpart of ``torch.nn.functional``).
+
+Convolution and pooling run on fastconv's kernels (``fastconv.functional``, ndarrays in and out);
+everything else is NumPy. Each primitive is a forward/backward pair; the losses are compositions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as _K
+from ..autograd import (Elu, Function, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
+                        Tensor, concat, default_generator)
+
+__all__ = ["conv2d", "conv1d", "max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "linear", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "batch_norm",
+           "local_response_norm", "dropout", "flatten", "concat", "softmax", "log_softmax",
+           "nll_loss", "cross_entropy", "mse_loss"]
+
+
+def _c(a):
+    return np.ascontiguousarray(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution
+
+
+class _Conv(Function):
+    kernel, kernel_backward = None, None
+
+    @classmethod
+    def forward(cls, ctx, x, weight, bias, **params):
+        x, weight = _c(x), _c(weight)
+        ctx.save_for_backward(x, weight)
+        ctx.params, ctx.has_bias = params, bias is not None
+        return cls.kernel(x, weight, bias, **params)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        x, weight = ctx.saved
+        nx, nw, nb = ctx.needs_input_grad
+        return cls.kernel_backward(_c(g), x, weight, needs=(nx, nw, nb and ctx.has_bias), **ctx.params)
+
+
+class Conv2d(_Conv):
+    kernel = staticmethod(_K.conv2d)
+    kernel_backward = staticmethod(_K.conv2d_backward)
+
+
+class Conv1d(_Conv):
+    kernel = staticmethod(_K.conv1d)
+    kernel_backward = staticmethod(_K.conv1d_backward)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+    """2-D convolution of (N, C, H, W) by (K, C/groups, kh, kw), fastconv's kernels both ways."""
+    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups, algo=algo)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of (N, C, L) by (K, C/groups, k)."""
+    return Conv1d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+
+
+class MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, **params):
+        y, indices = _K.max_pool2d(_c(x), return_indices=True, **params)
+        ctx.save_for_backward(indices)
+        ctx.input_shape = x.shape
+        return y, indices
+
+    @staticmethod
+    def backward(ctx, g):
+        return _K.max_pool2d_backward(_c(g), ctx.saved[0], ctx.input_shape)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling; the switches (int64 flat h*W+w per plane) drive the backward."""
+    y, indices = MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
+                                 dilation=dilation, ceil_mode=ceil_mode)
+    return (y, indices) if return_indices else y
+
+
+class MaxUnpool2d(Function):
+    @staticmethod
+    def forward(ctx, x, indices, **params):
+        indices = _c(indices)
+        ctx.save_for_backward(indices)
+        ctx.input_shape = x.shape
+        return _K.max_unpool2d(_c(x), indices, **params)
+
+    @staticmethod
+    def backward(ctx, g):
+        # unpool scatters x into the switches' positions; its adjoint gathers from them
+        (indices,) = ctx.saved
+        n, c = g.shape[:2]
+        gx = np.take_along_axis(g.reshape(n, c, -1), indices.reshape(n, c, -1), axis=2)
+        return gx.reshape(ctx.input_shape), None
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    return MaxUnpool2d.apply(x, indices, kernel_size=kernel_size, stride=stride, padding=padding,
+                             output_size=output_size)
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, **params):
+        ctx.params, ctx.input_shape = params, x.shape
+        return _K.avg_pool2d(_c(x), **params)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _K.avg_pool2d_backward(_c(g), ctx.input_shape, **ctx.params)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
+                           ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+
+class AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        ctx.input_shape = x.shape
+        return _K.adaptive_avg_pool2d(_c(x), output_size)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _K.adaptive_avg_pool2d_backward(_c(g), ctx.input_shape)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return AdaptiveAvgPool2d.apply(x, output_size=output_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# linear and activations
+
+
+class Linear(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = x @ weight.T  # [..., in] x [in, out] -> [..., out]
+        return y + bias if bias is not None else y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        nx, nw, nb = ctx.needs_input_grad
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = g @ weight if nx else None  # [..., out] x [out, in]
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if nw else None  # [out, M] x [M, in]
+        gb = g2.sum(axis=0) if nb and ctx.has_bias else None
+        return gx, gw, gb
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias, weight of shape (out_features, in_features) as PyTorch."""
+    return Linear.apply(x, weight, bias)
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return LeakyRelu.apply(x, negative_slope=negative_slope)
+
+
+def elu(x, alpha=1.0):
+    return Elu.apply(x, alpha=alpha)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def softmax(x, dim=-1):
+    return Softmax.apply(x, dim=dim)
+
+
+def log_softmax(x, dim=-1):
+    return LogSoftmax.apply(x, dim=dim)
+
+
+def flatten(x, start_dim=1, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation and dropout
+
+
+class BatchNorm(Function):
+    """Batch norm over axis 1 of (N, C), (N, C, L) or (N, C, H, W)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, use_batch_stats=True,
+                momentum=0.1, eps=1e-5):
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+        if use_batch_stats:
+            count = x.size // x.shape[1]
+            if count < 2:
+                raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                                 f"training, got input of shape {x.shape}")
+            mean = x.mean(axis=axes)
+            xc = x - mean.reshape(bshape)
+            var = np.mean(xc * xc, axis=axes)
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+                running_var *= 1 - momentum
+                running_var += momentum * var * (count / (count - 1))
+        else:
+            xc = x - running_mean.reshape(bshape)
+            var = running_var
+        invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+        xhat = xc * invstd.reshape(bshape)
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.axes, ctx.bshape, ctx.batch = axes, bshape, use_batch_stats
+        y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
+        if bias is not None:
+            y += bias.reshape(bshape)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, weight = ctx.saved
+        axes, bshape = ctx.axes, ctx.bshape
+        nx, nw, nb = ctx.needs_input_grad
+        gb = g.sum(axis=axes)
+        gw = (g * xhat).sum(axis=axes)
+        gx = None
+        if nx:
+            scale = invstd if weight is None else invstd * weight
+            if ctx.batch:
+                m = g.size // g.shape[1]
+                gx = (g - (gb / m).reshape(bshape) - xhat * (gw / m).reshape(bshape)) * scale.reshape(bshape)
+            else:
+                gx = g * scale.reshape(bshape)
+        return gx, gw if nw else None, gb if nb else None
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """PyTorch's batch_norm: batch statistics when training (updating the running ones in place,
+    the variance unbiased), the running statistics otherwise (batch ones if there are none)."""
+    use_batch = training or running_mean is None
+    return BatchNorm.apply(x, weight, bias, running_mean=running_mean, running_var=running_var,
+                           use_batch_stats=use_batch, momentum=momentum, eps=eps)
+
+
+def _window_sum(a, before, after):
+    """out[:, c] = sum of a[:, c - before : c + after + 1] over the channel axis (zeros outside)."""
+    out = a.copy()
+    channels = a.shape[1]
+    for d in range(1, before + 1):
+        out[:, d:] += a[:, :channels - d]
+    for d in range(1, after + 1):
+        out[:, :channels - d] += a[:, d:]
+    return out
+
+
+class LocalResponseNorm(Function):
+    """y = x / (k + alpha/size * sum_{window} x^2) ** beta, the window as PyTorch's."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
+        lo, hi = size // 2, (size - 1) // 2
+        scale = k + (alpha / size) * _window_sum(x * x, lo, hi)
+        y = x * scale ** -beta
+        ctx.save_for_backward(x, scale, y)
+        ctx.params = size, alpha, beta
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, scale, y = ctx.saved
+        size, alpha, beta = ctx.params
+        # d y_j / d x_c = [c == j] scale_j^-beta - 2 beta alpha/size x_c y_j / scale_j for c in window(j)
+        t = g * y / scale
+        lo, hi = size // 2, (size - 1) // 2
+        return g * scale ** -beta - (2 * beta * alpha / size) * x * _window_sum(t, hi, lo)
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    return LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k)
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        mask = default_generator().random(x.shape) >= p
+        scale = np.asarray(0.0 if p == 1 else 1.0 / (1.0 - p), x.dtype)
+        ctx.save_for_backward(mask, scale)
+        return x * mask * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        mask, scale = ctx.saved
+        return g * mask * scale
+
+
+def dropout(x, p=0.5, training=True):
+    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses (compositions: no backward of their own)
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _target_distribution(target, shape, dtype, label_smoothing):
+    """(N, C, ...) class probabilities from class indices (N, ...) or probabilities (N, C, ...)."""
+    target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    n_classes = shape[1]
+    if np.issubdtype(target.dtype, np.integer):
+        if target.shape != (shape[0],) + tuple(shape[2:]):
+            raise ValueError(f"class-index target of shape {target.shape} does not fit input "
+                             f"of shape {tuple(shape)}")
+        if target.size and (target.min() < 0 or target.max() >= n_classes):
+            raise ValueError(f"target class indices must be in [0, {n_classes}), got "
+                             f"[{target.min()}, {target.max()}]")
+        q = (np.expand_dims(target, 1) == np.arange(n_classes).reshape((1, -1) + (1,) * (len(shape) - 2)))
+        q = q.astype(dtype)
+    else:
+        if target.shape != tuple(shape):
+            raise ValueError(f"probability target of shape {target.shape} does not match input "
+                             f"of shape {tuple(shape)}")
+        q = target.astype(dtype)
+    if label_smoothing:
+        q = q * (1 - label_smoothing) + label_smoothing / n_classes
+    return q
+
+
+def nll_loss(log_probs, target, reduction="mean"):
+    """Negative log-likelihood of class indices under (N, C, ...) log-probabilities."""
+    q = _target_distribution(target, log_probs.shape, log_probs.dtype, 0.0)
+    return _reduce(-(log_probs * q).sum(axis=1), reduction)
+
+
+def cross_entropy(x, target, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of (N, C, ...) logits against class indices or class probabilities,
+    with PyTorch's label smoothing (the target mixed with the uniform distribution)."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    q = _target_distribution(target, x.shape, x.dtype, label_smoothing)
+    return _reduce(-(log_softmax(x, dim=1) * q).sum(axis=1), reduction)
+
+
+def mse_loss(x, target, reduction="mean"):
+    diff = x - target
+    return _reduce(diff * diff, reduction)

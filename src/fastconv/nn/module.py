@@ -1,0 +1,301 @@
+"""Module, Parameter and the containers, with PyTorch's naming of parameters and buffers."""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from ..autograd import Tensor
+
+__all__ = ["Parameter", "Module", "Sequential", "ModuleList"]
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates (requires grad by default)."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+def _as_array(value):
+    """An ndarray from anything np.asarray takes; a torch tensor is detached first."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+    return np.asarray(value)
+
+
+class Module:
+    """Base class: assign Parameters, sub-Modules and (registered) buffers as attributes."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # --- attribute bookkeeping ------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("call Module.__init__() before assigning attributes")
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, (Parameter, Module)):
+            for d in (self.__dict__, params, buffers, modules):
+                d.pop(name, None)
+            (params if isinstance(value, Parameter) else modules)[name] = value
+        elif name in buffers:
+            buffers[name] = None if value is None else np.asarray(value)
+        elif name in params or name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to '{name}': it holds a "
+                                f"{'Parameter' if name in params else 'Module'} (or None)")
+            (params if name in params else modules)[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        for d in ("_parameters", "_buffers", "_modules"):
+            members = self.__dict__.get(d)
+            if members is not None and name in members:
+                return members[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for d in (self._parameters, self._buffers, self._modules):
+            if name in d:
+                del d[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"parameter '{name}' must be a Parameter or None, got {type(param).__name__}")
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param
+
+    def register_buffer(self, name, array, persistent=True):
+        """A non-trainable array saved in the state_dict (running statistics, for example)."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = None if array is None else np.asarray(array)
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+
+    def add_module(self, name, module):
+        self._modules[name] = module
+
+    # --- forward --------------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- traversal ------------------------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items() if m is not None]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_children(self):
+        return ((n, m) for n, m in self._modules.items() if m is not None)
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def _named_members(self, kind, prefix="", recurse=True):
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_prefix, module in modules:
+            for name, value in getattr(module, kind).items():
+                if value is None or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
+
+    def named_parameters(self, prefix="", recurse=True):
+        return self._named_members("_parameters", prefix, recurse)
+
+    def parameters(self, recurse=True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix="", recurse=True):
+        return self._named_members("_buffers", prefix, recurse)
+
+    def buffers(self, recurse=True):
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # --- state ----------------------------------------------------------------------------------
+    def _state_entries(self):
+        """(key, owning module, attribute, kind) for every state_dict entry, in PyTorch's order."""
+        for prefix, module in self.named_modules():
+            dot = prefix + "." if prefix else ""
+            for name, p in module._parameters.items():
+                if p is not None:
+                    yield dot + name, module, name, "param"
+            for name, b in module._buffers.items():
+                if b is not None and name not in module._non_persistent:
+                    yield dot + name, module, name, "buffer"
+
+    def state_dict(self):
+        """Ordered name -> ndarray (the live arrays, as PyTorch's state_dict shares storage)."""
+        out = OrderedDict()
+        for key, module, name, kind in self._state_entries():
+            out[key] = module._parameters[name].data if kind == "param" else module._buffers[name]
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays in place (cast to each entry's dtype); shapes must match.
+
+        Values may be ndarrays or anything ``np.asarray`` accepts, so a PyTorch state_dict loads
+        as it is. Returns (missing_keys, unexpected_keys); ``strict`` raises on either.
+        """
+        entries = {key: (module, name, kind) for key, module, name, kind in self._state_entries()}
+        missing = [k for k in entries if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in entries]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        errors = []
+        for key, (module, name, kind) in entries.items():
+            if key not in state_dict:
+                continue
+            value = _as_array(state_dict[key])
+            target = module._parameters[name].data if kind == "param" else module._buffers[name]
+            if value.shape != target.shape:
+                errors.append(f"{key}: checkpoint shape {value.shape}, model shape {target.shape}")
+                continue
+            target[...] = value
+        if errors:
+            raise ValueError("load_state_dict: size mismatch for " + "; ".join(errors))
+        return IncompatibleKeys(missing, unexpected)
+
+    # --- modes, grads, dtype --------------------------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad[...] = 0
+
+    def requires_grad_(self, flag=True):
+        for p in self.parameters():
+            p.requires_grad_(flag)
+        return self
+
+    def to(self, dtype):
+        """Cast parameters and floating-point buffers to ``dtype`` (in place; returns self)."""
+        dtype = np.dtype(dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None:
+                    p.data = p.data.astype(dtype)
+                    p.grad = None
+            for name, b in m._buffers.items():
+                if b is not None and np.issubdtype(b.dtype, np.floating):
+                    m._buffers[name] = b.astype(dtype)
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    # --- repr -----------------------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        head = [extra] if extra else []
+        return f"{type(self).__name__}(\n  " + "\n  ".join(head + lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch
+    (or by the keys of an OrderedDict)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        items = list(self._modules.items())
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(items[idx]))
+        return items[idx][1]
+
+
+class ModuleList(Module):
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        return list(self._modules.values())[idx]

@@ -1,0 +1,203 @@
+"""Shared fixtures and checking helpers for the convolution tests.
+
+Test modules import the helpers directly (`from conftest import assert_close, ...`); the tests
+directory is put on sys.path here so that works whatever pytest's import mode.
+"""
+import itertools
+import os
+import random
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+from reference import (  # noqa: E402
+    conv2d_backward_ref,
+    conv2d_backward_scale,
+    conv2d_ref,
+    conv2d_scale,
+    pair,
+    same_padding,
+)
+
+# DESIGN.md, Numerics: float32 within 1e-4 and float64 within 1e-10, relative to the magnitude
+# of the summed terms (computed per element by the reference on absolute values).
+TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+TINY = np.finfo(np.float64).tiny
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id: reproducible, different for every test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def restore_threads():
+    """Put fastconv's thread count back after a test that changes it."""
+    import fastconv
+
+    before = fastconv.get_num_threads()
+    yield before
+    fastconv.set_num_threads(before)
+
+
+# --- tolerance rule ------------------------------------------------------------------------
+
+def assert_close(actual, expected, dtype, scale, name="result"):
+    """|actual - expected| <= tol(dtype) * (scale + tiny), elementwise.
+
+    `expected` and `scale` are float64 arrays from the reference; `scale` is the sum of the
+    absolute values of the terms behind each element. Shape and dtype must match exactly.
+    """
+    dtype = np.dtype(dtype)
+    assert isinstance(actual, np.ndarray), f"{name}: expected an ndarray, got {type(actual)}"
+    assert actual.dtype == dtype, f"{name}: dtype {actual.dtype}, expected {dtype}"
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, \
+        f"{name}: shape {actual.shape}, expected {expected.shape}"
+    if actual.size == 0:
+        return
+    tol = TOLERANCE[dtype]
+    a = actual.astype(np.float64)
+    assert np.all(np.isfinite(a)), f"{name}: non-finite values at {np.argwhere(~np.isfinite(a))[:5].tolist()}"
+    err = np.abs(a - expected)
+    bound = tol * (np.asarray(scale, dtype=np.float64) + TINY)
+    bad = err > bound
+    if bad.any():
+        ratio = err / bound
+        worst = np.unravel_index(np.argmax(ratio), ratio.shape)
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {a.size} elements outside tolerance {tol:g}*scale "
+            f"(shape {a.shape}, {dtype}); worst at {tuple(int(i) for i in worst)}: "
+            f"actual {a[worst]!r}, expected {expected[worst]!r}, scale {np.asarray(scale)[worst]!r}, "
+            f"err/bound {ratio[worst]:.3g}; first bad indices {np.argwhere(bad)[:5].tolist()}")
+
+
+# --- argument helpers ----------------------------------------------------------------------
+
+def ref_padding(padding, kernel, dilation):
+    """The user's padding argument (int, pair, "same", "valid") as the reference takes it."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        assert padding == "same"
+        return same_padding(kernel, pair(dilation))
+    return pair(padding)
+
+
+def make_inputs(rng, x_shape, w_shape, dtype, bias=True):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+def expected_forward(x, w, b, stride, padding, dilation, groups):
+    """(expected, scale) for conv2d, any padding form; x may be unbatched (C, H, W)."""
+    unbatched = np.ndim(x) == 3
+    x4 = x[None] if unbatched else x
+    pad = ref_padding(padding, np.shape(w)[2:], dilation)
+    args = (pair(stride), pad, pair(dilation), groups)
+    y = conv2d_ref(x4, w, b, *args)
+    s = conv2d_scale(x4, w, b, *args)
+    return (y[0], s[0]) if unbatched else (y, s)
+
+
+def expected_backward(dy, x, w, stride, padding, dilation, groups):
+    """((dx, dw, db), (sdx, sdw, sdb)) for conv2d_backward; x, dy may be unbatched."""
+    unbatched = np.ndim(x) == 3
+    x4, dy4 = (x[None], dy[None]) if unbatched else (x, dy)
+    pad = ref_padding(padding, np.shape(w)[2:], dilation)
+    args = (pair(stride), pad, pair(dilation), groups)
+    dx, dw, db = conv2d_backward_ref(dy4, x4, w, *args)
+    sdx, sdw, sdb = conv2d_backward_scale(dy4, x4, w, *args)
+    if unbatched:
+        dx, sdx = dx[0], sdx[0]
+    return (dx, dw, db), (sdx, sdw, sdb)
+
+
+def output_shape(x_shape, w_shape, stride, padding, dilation):
+    """Shape conv2d gives for a batched x_shape (N, C, H, W)."""
+    from reference import out_size, padding4
+
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    top, bottom, left, right = padding4(ref_padding(padding, w_shape[2:], dilation))
+    ho = out_size(x_shape[2], top, bottom, w_shape[2], sh, dh)
+    wo = out_size(x_shape[3], left, right, w_shape[3], sw, dw)
+    return (x_shape[0], w_shape[0], ho, wo)
+
+
+def check_backward(grads, expected, scales, dtype, needs=(True, True, True)):
+    """Compare (grad_x, grad_w, grad_b) against the reference; collect every failure."""
+    assert isinstance(grads, tuple) and len(grads) == 3, \
+        f"conv2d_backward must return a 3-tuple, got {type(grads)}"
+    failures = []
+    for name, got, exp, sc, need in zip(("grad_x", "grad_w", "grad_b"), grads, expected,
+                                        scales, needs):
+        if not need:
+            if got is not None:
+                failures.append(f"{name}: not asked for (needs={needs}) but returned {type(got)}")
+            continue
+        try:
+            assert_close(got, exp, dtype, sc, name)
+        except AssertionError as e:
+            failures.append(str(e))
+    if failures:
+        raise AssertionError("\n".join(failures))
+
+
+def snapshot(*arrays):
+    """Copies of the inputs, to check afterwards that a call left them unchanged."""
+    return [None if a is None else np.array(a, copy=True) for a in arrays]
+
+
+def assert_unchanged(before, arrays, names):
+    for b, a, n in zip(before, arrays, names):
+        if b is None:
+            continue
+        assert np.array_equal(b, np.asarray(a), equal_nan=True), f"input {n} was modified"
+
+
+# --- case lists ----------------------------------------------------------------------------
+
+def pairwise(axes, seed):
+    """A small list of dicts covering every pair of values of every two axes (greedy AETG)."""
+    names = list(axes)
+    uncovered = {(a, i, b, j)
+                 for a, b in itertools.combinations(names, 2)
+                 for i in range(len(axes[a])) for j in range(len(axes[b]))}
+    rnd = random.Random(seed)
+    rows = []
+
+    def covers(row):
+        return {(a, row[a], b, row[b]) for a, b in itertools.combinations(names, 2)} & uncovered
+
+    while uncovered:
+        todo = sorted(uncovered)
+        best, best_cov = None, set()
+        for _ in range(40):
+            a, i, b, j = rnd.choice(todo)
+            row = {n: rnd.randrange(len(axes[n])) for n in names}
+            row[a], row[b] = i, j
+            cov = covers(row)
+            if len(cov) > len(best_cov):
+                best, best_cov = row, cov
+        uncovered -= best_cov
+        rows.append({n: axes[n][i] for n, i in best.items()})
+    return rows
