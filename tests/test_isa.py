@@ -26,6 +26,12 @@ SCRIPT = textwrap.dedent(r"""
         ((1, 6, 17, 19), (10, 3, 5, 3), (2, 3), (2, 1), (1, 2), 2),
         ((2, 4, 9, 33), (8, 1, 3, 3), (1, 2), (1, 1), (2, 1), 4),
         ((1, 3, 15, 15), (5, 3, 1, 7), (1, 1), (0, 3), (1, 1), 1),
+        # rows wide enough for the register tiles: full tiles, a short tile, an overlapping
+        # tail vector, border columns in the padding, channel blocks with a remainder
+        ((1, 7, 6, 71), (13, 7, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+        ((2, 4, 7, 40), (14, 2, 5, 5), (2, 1), (2, 2), (1, 2), 2),
+        ((1, 3, 4, 100), (6, 3, 2, 9), (1, 1), (0, 0), (2, 3), 1),
+        ((1, 2, 3, 17), (5, 2, 3, 1), (1, 1), (0, 0), (1, 1), 1),
     ]
     worst = 0.0
     for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):

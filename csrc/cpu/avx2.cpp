@@ -1,5 +1,8 @@
 // Micro-kernels compiled for avx2 (flags set per file in CMakeLists.txt).
 #define FC_ISA_NS isa_avx2
+#define FC_VEC_BYTES 32  // AVX2 vectors
+#define FC_TILE_KB 4     // direct tile: 4 output channels x 3 vectors (12 accumulators)
+#define FC_TILE_NV 3
 #include "ukernels_impl.inc"
 
 namespace fc {

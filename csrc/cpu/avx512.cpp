@@ -1,5 +1,8 @@
 // Micro-kernels compiled for avx512 (flags set per file in CMakeLists.txt).
 #define FC_ISA_NS isa_avx512
+#define FC_VEC_BYTES 64  // AVX-512 vectors
+#define FC_TILE_KB 6     // direct tile: 6 output channels x 4 vectors (24 accumulators)
+#define FC_TILE_NV 4
 #include "ukernels_impl.inc"
 
 namespace fc {

@@ -1,5 +1,8 @@
 // Micro-kernels compiled for generic (flags set per file in CMakeLists.txt).
 #define FC_ISA_NS isa_generic
+#define FC_VEC_BYTES 16  // SSE2 vectors
+#define FC_TILE_KB 4     // direct tile: 4 output channels x 2 vectors (8 accumulators)
+#define FC_TILE_NV 2
 #include "ukernels_impl.inc"
 
 namespace fc {

@@ -2,6 +2,8 @@
 // The max-pool row kernel works on 16 floats / 8 doubles of output per vector: stride-2 taps
 // are de-interleaved with one vpermt2 from two loads, tails use masked loads and stores (which
 // never touch memory outside the mask), other strides use masked gathers.
+// GCC 12 warns inside its own _mm512_undefined_* helpers (GCC bug 105593); not our code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #define FC_ISA_NS isa_avx512
