@@ -248,3 +248,32 @@ def test_cython_extension(tmp_path, monkeypatch):
             mod.conv2d(x, w, b, STRIDE, PAD, DIL[0], DIL[1], 3)
     finally:
         sys.modules.pop(name, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# threads: fastconv.threads(n) and OMP_NUM_THREADS, as seen from Python
+
+def test_threads_context_manager():
+    from fastconv._threads import threads
+    before = fastconv.get_num_threads()
+    other = 1 if before != 1 else 2
+    with threads(other) as n:
+        assert n == other and fastconv.get_num_threads() == other
+        with threads(3):
+            assert fastconv.get_num_threads() == 3
+        assert fastconv.get_num_threads() == other
+    assert fastconv.get_num_threads() == before
+    with pytest.raises(ZeroDivisionError):
+        with threads(other):
+            1 / 0
+    assert fastconv.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be"):
+        with threads(0):
+            pass
+    assert fastconv.get_num_threads() == before
+
+
+def test_omp_num_threads_is_honoured():
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    code = "import fastconv; print(fastconv.get_num_threads())"
+    assert _run([sys.executable, "-c", code], None, env).strip() == "3"

@@ -5,6 +5,8 @@
 // micro-kernel (each output sums its taps in PyTorch's order, then divides), edge windows take
 // PyTorch's scalar loop. The backwards scatter into a zeroed plane per job (threads split
 // planes). Adaptive pooling sums in double (its windows can be whole planes).
+#include <omp.h>
+
 #include <cstring>
 
 #include "cpu/pool_ukernels.h"

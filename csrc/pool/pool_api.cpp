@@ -119,12 +119,10 @@ fc_status make_planes_shape(const fc_planes2d_desc *d, PlanesShape *s) {
   return FC_OK;
 }
 
-fc_status check_avg(const fc_pool2d_desc *d, int64_t divisor_override) {
+fc_status check_avg(const fc_pool2d_desc *d) {
   if (d->dil_h != 1 || d->dil_w != 1)
     return fail(FC_EINVAL, "average pooling has no dilation: dil_h and dil_w must be 1, got %lld and %lld",
                 (long long)d->dil_h, (long long)d->dil_w);
-  if (divisor_override < 0)
-    return fail(FC_EINVAL, "divisor_override must be >= 0 (0: none), got %lld", (long long)divisor_override);
   return FC_OK;
 }
 
@@ -186,7 +184,7 @@ fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const 
 fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
                                 int64_t divisor_override, const void *x, void *y) {
   FC_POOL_PROLOGUE(d, t)
-  if (fc_status st = check_avg(d, divisor_override)) return st;
+  if (fc_status st = check_avg(d)) return st;
   if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
   const bool incl = count_include_pad != 0;
   return t == FC_F32
@@ -197,7 +195,7 @@ fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_i
 fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
                                  int64_t divisor_override, const void *dy, void *dx) {
   FC_POOL_PROLOGUE(d, t)
-  if (fc_status st = check_avg(d, divisor_override)) return st;
+  if (fc_status st = check_avg(d)) return st;
   if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
   const bool incl = count_include_pad != 0;
   return t == FC_F32

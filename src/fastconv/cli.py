@@ -79,14 +79,32 @@ def _run_train(args):
     return 0
 
 
+def _add_bench(subparsers):
+    p = subparsers.add_parser(
+        "bench", add_help=False,
+        help="convnet-benchmarks layers next to PyTorch CPU (fastconv bench --help)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    def run(args):
+        from . import bench
+        return bench.main(args.args)
+
+    p.set_defaults(func=run)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastconv", description="fastconv command line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(subparsers)
+    _add_bench(subparsers)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # bench parses its own options (fastconv bench --help)
+        from . import bench
+        return bench.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

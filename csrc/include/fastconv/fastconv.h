@@ -160,7 +160,8 @@ FC_API fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t,
 /* Average pooling (d->dil_h == d->dil_w == 1): y = sum of the window's input elements / divisor.
  * The divisor is divisor_override when it is nonzero; else the window's size clipped to the
  * padded input (count_include_pad != 0) or to the input (count_include_pad == 0), as PyTorch.
- * A window with no input element gives 0. divisor_override must be >= 0. */
+ * A window with no input element gives 0. Any nonzero divisor_override divides (negative ones
+ * too, as PyTorch). */
 FC_API fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
                                        int64_t divisor_override, const void *x, void *y);
 

@@ -1,0 +1,259 @@
+"""fastconv.autograd: the tape, and every element-wise, reduction and shape op, each checked in
+float64 against PyTorch and central finite differences."""
+import numpy as np
+import pytest
+
+from _autograd_ref import check_op, torch
+from fastconv.autograd import Function, Tensor, cat, concat, enable_grad, is_grad_enabled, no_grad
+from fastconv.nn import functional as F
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+TF = torch.nn.functional if torch is not None else None
+
+
+# --- element-wise with broadcasting -----------------------------------------------------------
+
+BROADCAST = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 3), (4, 1)), ((1,), (2, 3)), ((2, 3, 1), (1, 1, 5))]
+
+
+@pytest.mark.parametrize("shapes", BROADCAST, ids=str)
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+def test_binary_broadcast(name, shapes):
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "div": lambda a, b: a / b}
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-1, 1, shapes[0])
+    b = rng.uniform(0.5, 2, shapes[1]) * rng.choice([-1, 1], shapes[1])  # away from 0 for div
+    check_op(None, ops[name], ops[name], arrays=[a, b])
+
+
+@pytest.mark.parametrize("name", ["radd", "rsub", "rmul", "rdiv", "neg", "pow"])
+def test_with_constants(name):
+    const = np.linspace(0.5, 2, 4)
+    ops = {"radd": lambda a: 2.0 + a * const, "rsub": lambda a: const - a,
+           "rmul": lambda a: const * a * 3.0, "rdiv": lambda a: 1.5 / a, "neg": lambda a: -a,
+           "pow": lambda a: a ** 3 + a ** 0.5}
+    torch_ops = {"radd": lambda a: 2.0 + a * torch.tensor(const), "rsub": lambda a: torch.tensor(const) - a,
+                 "rmul": lambda a: torch.tensor(const) * a * 3.0, "rdiv": lambda a: 1.5 / a,
+                 "neg": lambda a: -a, "pow": lambda a: a ** 3 + a ** 0.5}
+    check_op([(3, 4)], ops[name], torch_ops[name] if torch is not None else None, low=0.5, high=2)
+
+
+def test_ndarray_on_the_left_gives_a_tensor():
+    a = Tensor(np.ones(3), requires_grad=True)
+    out = np.arange(3.0) * a + np.ones(3)
+    assert isinstance(out, Tensor)
+    out.sum().backward()
+    np.testing.assert_array_equal(a.grad, np.arange(3.0))
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "relu", "tanh", "sigmoid"])
+def test_unary(name):
+    low = 0.1 if name in ("log", "sqrt") else -3
+    ours = {"exp": Tensor.exp, "log": Tensor.log, "sqrt": Tensor.sqrt, "relu": F.relu,
+            "tanh": F.tanh, "sigmoid": F.sigmoid}[name]
+    theirs = getattr(torch, name) if torch is not None else None
+    check_op([(4, 5)], ours, theirs, low=low, high=3)
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2])
+def test_leaky_relu(slope):
+    check_op([(3, 7)], lambda a: F.leaky_relu(a, slope),
+             TF and (lambda a: TF.leaky_relu(a, slope)), low=-2, high=2)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_elu(alpha):
+    check_op([(3, 7)], lambda a: F.elu(a, alpha), TF and (lambda a: TF.elu(a, alpha)), low=-2, high=2)
+
+
+def test_sigmoid_and_softmax_do_not_overflow():
+    x = Tensor(np.array([[-1000.0, 0.0, 1000.0]]), requires_grad=True)
+    s = F.sigmoid(x)
+    np.testing.assert_allclose(s.data, [[0.0, 0.5, 1.0]])
+    ls = F.log_softmax(x, dim=1)
+    assert np.isfinite(ls.data).all() and abs(ls.data[0, 2]) < 1e-12
+    (s.sum() + ls.sum()).backward()
+    assert np.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax(name, dim):
+    ours = getattr(F, name)
+    check_op([(3, 4, 5)], lambda a: ours(a, dim), TF and (lambda a: getattr(TF, name)(a, dim=dim)),
+             low=-3, high=3)
+
+
+# --- matmul, reductions, shapes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2))], ids=str)
+def test_matmul(shapes):
+    check_op(shapes, lambda a, b: a @ b, lambda a, b: a @ b)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False),
+                                           (-1, True)])
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_reductions(name, axis, keepdims):
+    dim = axis if axis is not None else tuple(range(3))
+    check_op([(2, 3, 4)], lambda a: getattr(a, name)(axis, keepdims),
+             lambda a: getattr(a, name)(dim=dim, keepdim=keepdims))
+
+
+def test_reshape_flatten_transpose():
+    check_op([(2, 3, 4)], lambda a: a.reshape(4, -1).T * 2, lambda a: a.reshape(4, -1).T * 2)
+    check_op([(2, 3, 4, 5)], lambda a: F.flatten(a) ** 2, lambda a: torch.flatten(a, 1) ** 2)
+    w = np.arange(3.0)
+    check_op([(2, 3, 4)], lambda a: a.transpose(2, 0, 1) * w,
+             lambda a: a.permute(2, 0, 1) * torch.from_numpy(w))
+
+
+@pytest.mark.parametrize("index", [(slice(1, 3),), (Ellipsis, 0), (slice(None), [0, 2, 0]),
+                                   ([1, 1, 0], slice(1, None, 2))], ids=str)
+def test_getitem(index):
+    check_op([(3, 4)], lambda a: a[index], lambda a: a[index])
+
+
+def test_concat():
+    shapes = [(2, 3, 4), (2, 1, 4), (2, 5, 4)]
+    check_op(shapes, lambda *t: concat(t, axis=1) ** 2, lambda *t: torch.cat(t, dim=1) ** 2)
+    check_op([(2, 3), (4, 3)], lambda *t: cat(t) * 3, lambda *t: torch.cat(t) * 3)
+
+
+def test_concat_of_a_constant_and_a_tensor():
+    a = Tensor(np.ones((2, 2)), requires_grad=True)
+    out = concat([Tensor(np.zeros((2, 1))), a], axis=1)
+    (out * np.arange(3.0)).sum().backward()
+    np.testing.assert_array_equal(a.grad, [[1, 2], [1, 2]])
+
+
+# --- the tape ---------------------------------------------------------------------------------
+
+def test_gradients_accumulate_over_uses_and_calls():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * x + x  # x used three times
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 5.0])
+    (x * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, [5.0, 7.0])
+
+
+def test_diamond_graph_visits_each_node_once():
+    x = Tensor(np.array([3.0]), requires_grad=True)
+    a = x * 2
+    b = a + a  # a's gradient must be summed before it flows to x
+    c = b * a
+    c.backward()  # c = 8 x^2
+    np.testing.assert_allclose(x.grad, [48.0])
+
+
+def test_deep_chain_needs_no_recursion():
+    x = Tensor(np.array([1.0]), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y + 1e-3
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [1.0])
+
+
+def test_leaf_grads_are_not_aliased():
+    a = Tensor(np.ones(2), requires_grad=True)
+    b = Tensor(np.ones(2), requires_grad=True)
+    (a + b).sum().backward()
+    a.grad += 1
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+
+
+def test_no_grad_records_nothing():
+    x = Tensor(np.ones(2), requires_grad=True)
+    with no_grad():
+        assert not is_grad_enabled()
+        y = x * 2
+        with enable_grad():
+            z = x * 2
+    assert is_grad_enabled()
+    assert not y.requires_grad and y.is_leaf
+    assert z.requires_grad
+
+    @no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+
+
+def test_second_backward_needs_retain_graph():
+    x = Tensor(np.ones(2), requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 4.0])
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_backward_errors():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        Tensor(np.ones(2)).sum().backward()
+    with pytest.raises(RuntimeError, match="single element"):
+        (Tensor(np.ones(2), requires_grad=True) * 2).backward()
+    with pytest.raises(TypeError, match="floating"):
+        Tensor(np.arange(3), requires_grad=True)
+
+
+def test_detach_numpy_item_retain_grad_and_dtype():
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    h = (x * 2).retain_grad()
+    out = (h * h).sum()
+    assert out.dtype == np.float32 and h.dtype == np.float32
+    out.backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(h.grad, [4, 4, 4])
+    d = h.detach()
+    assert not d.requires_grad and d.numpy() is h.data
+    assert out.item() == pytest.approx(12.0)
+    assert "requires_grad=True" in repr(x)
+
+
+def test_custom_function():
+    class Cube(Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved
+            return 3 * a * a * g
+
+    check_op([(5,)], Cube.apply, lambda a: a ** 3)
+
+
+def test_wrong_gradient_shape_is_reported():
+    class Bad(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g.sum()
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="Bad.backward"):
+        Bad.apply(x).sum().backward()
+
+
+@needs_torch
+def test_composite_expression_matches_torch():
+    def ours(a, b, c):
+        h = F.tanh(a @ b) * F.sigmoid(c) + (a @ b).exp() / 10
+        return F.log_softmax(h - h.mean(axis=1, keepdims=True), dim=1)
+
+    def theirs(a, b, c):
+        h = torch.tanh(a @ b) * torch.sigmoid(c) + (a @ b).exp() / 10
+        return torch.log_softmax(h - h.mean(dim=1, keepdim=True), dim=1)
+
+    check_op([(4, 3), (3, 5), (5,)], ours, theirs)
