@@ -14,7 +14,9 @@ namespace fc {
 
 namespace {
 thread_local char g_error[512] = "";
+thread_local bool g_single = false;  // set by SmallWorkGuard
 std::atomic<int> g_threads{0};
+constexpr int64_t kSmallWork = int64_t(1) << 18;
 
 bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
@@ -36,9 +38,15 @@ fc_status fail(fc_status s, const char *fmt, ...) {
 }
 
 int num_threads() {
+  if (g_single) return 1;
   int n = g_threads.load(std::memory_order_relaxed);
   return n > 0 ? n : omp_get_max_threads();
 }
+
+SmallWorkGuard::SmallWorkGuard(int64_t work) : prev_(g_single) {
+  if (work < kSmallWork) g_single = true;
+}
+SmallWorkGuard::~SmallWorkGuard() { g_single = prev_; }
 
 // Validates d and fills s. Every check names the descriptor field and its value.
 static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
@@ -207,11 +215,20 @@ template void add_bias<double>(const ConvShape &, const double *, double *);
 
 using namespace fc;
 
-#define FC_PROLOGUE(d, t)                       \
-  ConvShape s;                                  \
+// Multiply-adds of one direction of a convolution (saturating: only compared to a threshold).
+static int64_t conv_work(const ConvShape &s) {
+  int64_t w;
+  if (__builtin_mul_overflow(s.n * s.k, s.howo, &w) || __builtin_mul_overflow(w, s.ckk, &w))
+    return INT64_MAX;
+  return w;
+}
+
+#define FC_PROLOGUE(d, t)                            \
+  ConvShape s;                                       \
   if (fc_status st_ = make_shape(d, &s)) return st_; \
-  if (fc_status st_ = check_dtype(t)) return st_; \
-  blas_init_single_threaded();
+  if (fc_status st_ = check_dtype(t)) return st_;    \
+  blas_init_single_threaded();                       \
+  SmallWorkGuard small_(conv_work(s));
 
 extern "C" {
 

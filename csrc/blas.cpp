@@ -1,14 +1,12 @@
 #include "blas.h"
 
-#include <mutex>
-
-extern "C" void CBLAS_FUNC(openblas_set_num_threads)(int);
-
 namespace fc {
 
+// Checked on every entry, not once: threadpoolctl and other users of the same library may
+// raise its thread count at any time, and a multi-threaded OpenBLAS inside our OpenMP loops
+// oversubscribes the cores many times over.
 void blas_init_single_threaded() {
-  static std::once_flag once;
-  std::call_once(once, [] { CBLAS_FUNC(openblas_set_num_threads)(1); });
+  if (CBLAS_FUNC(openblas_get_num_threads)() != 1) CBLAS_FUNC(openblas_set_num_threads)(1);
 }
 
 }  // namespace fc

@@ -26,11 +26,26 @@ fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 
 
 int num_threads();
 
+// Caps num_threads() at 1 on this thread while alive when `work` (multiply-adds or bytes) is
+// too small to pay for waking a team: tiny calls on a busy machine otherwise wait milliseconds
+// on OpenMP barriers.
+class SmallWorkGuard {
+ public:
+  explicit SmallWorkGuard(int64_t work);
+  ~SmallWorkGuard();
+  SmallWorkGuard(const SmallWorkGuard &) = delete;
+  SmallWorkGuard &operator=(const SmallWorkGuard &) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Output positions o in [0, out) for which o*stride + off lies in [0, size): [*lo, *hi).
 inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t *lo,
                         int64_t *hi) {
   // o*stride + off >= 0  <=>  o >= ceil(-off / stride)
-  int64_t l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  // (written (-off - 1) / stride + 1: -off + stride - 1 overflows for strides near INT64_MAX)
+  int64_t l = off >= 0 ? 0 : (-off - 1) / stride + 1;
   // o*stride + off <= size - 1  <=>  o <= floor((size - 1 - off) / stride)
   int64_t top = size - 1 - off;
   int64_t h = top < 0 ? 0 : top / stride + 1;

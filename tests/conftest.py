@@ -74,7 +74,8 @@ def assert_close(actual, expected, dtype, scale, name="result"):
         return
     tol = TOLERANCE[dtype]
     a = actual.astype(np.float64)
-    assert np.all(np.isfinite(a)), f"{name}: non-finite values at {np.argwhere(~np.isfinite(a))[:5].tolist()}"
+    finite = np.isfinite(a)
+    assert finite.all(), f"{name}: non-finite values at {np.argwhere(~finite)[:5].tolist()}"
     err = np.abs(a - expected)
     bound = tol * (np.asarray(scale, dtype=np.float64) + TINY)
     bad = err > bound
@@ -84,7 +85,8 @@ def assert_close(actual, expected, dtype, scale, name="result"):
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {a.size} elements outside tolerance {tol:g}*scale "
             f"(shape {a.shape}, {dtype}); worst at {tuple(int(i) for i in worst)}: "
-            f"actual {a[worst]!r}, expected {expected[worst]!r}, scale {np.asarray(scale)[worst]!r}, "
+            f"actual {a[worst]!r}, expected {expected[worst]!r}, "
+            f"scale {np.asarray(scale)[worst]!r}, "
             f"err/bound {ratio[worst]:.3g}; first bad indices {np.argwhere(bad)[:5].tolist()}")
 
 

@@ -128,8 +128,9 @@ def conv2d_backward_scale(dy, x, w, stride, padding, dilation, groups):
 def conv1d_ref(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """x (N, C, L), w (K, C/g, kl); padding int or (left, right)."""
     pad = padding if isinstance(padding, tuple) else (padding, padding)
-    y = conv2d_ref(np.asarray(x, np.float64)[:, :, None, :], np.asarray(w, np.float64)[:, :, None, :],
-                   b, (1, stride), ((0, 0), pad), (1, dilation), groups)
+    x = np.asarray(x, np.float64)[:, :, None, :]
+    w = np.asarray(w, np.float64)[:, :, None, :]
+    y = conv2d_ref(x, w, b, (1, stride), ((0, 0), pad), (1, dilation), groups)
     return y[:, :, 0, :]
 
 

@@ -33,7 +33,8 @@ def find_library():
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1]
-                if os.path.basename(path).startswith("libfastconv") and ".so" in path:
+                if (os.path.basename(path).startswith("libfastconv") and ".so" in path
+                        and os.path.exists(path)):
                     return path
     except OSError:
         pass

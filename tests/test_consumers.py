@@ -124,6 +124,16 @@ def _check_program_output(out, threads=None):
     assert float(y0) == -1234.5  # the output buffer was not touched
 
 
+def test_public_names():
+    # The package re-exports the path helpers and the threads context manager.
+    from fastconv._threads import threads
+    assert fastconv.get_include is _paths.get_include
+    assert fastconv.get_lib_dir is _paths.get_lib_dir
+    assert fastconv.get_cmake_dir is _paths.get_cmake_dir
+    assert fastconv.threads is threads
+    assert {"get_include", "get_lib_dir", "get_cmake_dir", "threads"} <= set(fastconv.__all__)
+
+
 def test_paths_point_at_installed_files():
     assert os.path.isfile(os.path.join(_paths.get_include(), "fastconv", "fastconv.h"))
     lib = _paths.get_lib_dir()
@@ -234,7 +244,7 @@ def test_cython_extension(tmp_path, monkeypatch):
     # `cimport fastconv.kernels` is found on sys.path, beside the installed package.
     _run([sys.executable, "-m", "cython", "-3", f"{name}.pyx", "-o", f"{name}.c"], tmp_path)
     ext = name + sysconfig.get_config_var("EXT_SUFFIX")
-    _run([cc, "-shared", "-fPIC", "-O1", f"-I{py_include}", f"-I{_paths.get_include()}",
+    _run([cc, "-shared", "-fPIC", "-O0", f"-I{py_include}", f"-I{_paths.get_include()}",
           f"{name}.c", "-o", ext, *_link_flags()], tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module(name)

@@ -429,12 +429,12 @@ THREAD_CASES = [
 
 
 @pytest.mark.parametrize("case", THREAD_CASES, ids=lambda c: c.id)
-def test_threads_1_and_2_agree(case, restore_threads):
+def test_threads_agree(case, restore_threads):
     for dtype in DTYPES:
         d = reference_data(case, np.dtype(dtype).name)
         for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
             results = []
-            for threads in (1, 2):
+            for threads in (1, 2, 5):       # 5: more threads than cores and than images
                 fastconv.set_num_threads(threads)
                 assert fastconv.get_num_threads() == threads
                 y = fastconv.conv2d(d.x, d.w, d.b, algo=algo, **case.params)
@@ -442,10 +442,12 @@ def test_threads_1_and_2_agree(case, restore_threads):
                 assert_close(y, d.y, dtype, d.sy, f"y ({algo}, {threads} threads)")
                 check_backward(grads, d.grads, d.scales, dtype)
                 results.append((y,) + tuple(grads))
-            one, two = results
-            for name, a, b, s in zip(("y", "grad_x", "grad_w", "grad_b"), one, two,
-                                     (d.sy,) + tuple(d.scales)):
-                assert_close(a, b.astype(np.float64), dtype, 2 * s, f"{name} 1 vs 2 threads")
+            one = results[0]
+            for threads, other in zip((2, 5), results[1:]):
+                for name, a, b, s in zip(("y", "grad_x", "grad_w", "grad_b"), one, other,
+                                         (d.sy,) + tuple(d.scales)):
+                    assert_close(a, b.astype(np.float64), dtype, 2 * s,
+                                 f"{name} 1 vs {threads} threads ({algo})")
 
 
 @pytest.mark.parametrize("algo", SPEC_ALGORITHMS)
@@ -528,6 +530,34 @@ def test_non_contiguous_inputs(kind, dtype, rng):
             grads = fastconv.conv2d_backward(dyv, xv, wv, algo=algo, **case.params)
             check_backward(grads, expected, scales, dtype)
             assert_unchanged(before, (xv, wv, bv, dyv), ("x", "weight", "bias", "grad_out"))
+
+
+def misaligned(a):
+    """A C-contiguous copy of `a` whose data starts one element past a 64-byte boundary."""
+    raw = np.empty(a.size * a.itemsize + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + a.itemsize
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert out.flags.c_contiguous and out.ctypes.data % 64 == a.itemsize
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_misaligned_contiguous_inputs(dtype, rng):
+    """Contiguous arrays need not be SIMD-aligned (e.g. a slice of a larger buffer)."""
+    for case in [Case(2, 5, 13, 19, 17, 3, 3, padding=1),
+                 Case(2, 8, 9, 21, 16, 3, 3, stride=2, padding=1, groups=8),
+                 Case(2, 20, 7, 19, 33, 1, 1)]:
+        x, w, b = make_inputs(rng, case.x_shape, case.w_shape, dtype)
+        ye, sy = expected_forward(x, w, b, **case.params)
+        dy = rng.standard_normal(ye.shape).astype(dtype)
+        expected, scales = expected_backward(dy, x, w, **case.params)
+        xm, wm, bm, dym = (misaligned(a) for a in (x, w, b, dy))
+        for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
+            assert_close(fastconv.conv2d(xm, wm, bm, algo=algo, **case.params), ye, dtype, sy,
+                         f"y ({algo})")
+            check_backward(fastconv.conv2d_backward(dym, xm, wm, algo=algo, **case.params),
+                           expected, scales, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -622,3 +652,11 @@ def test_forced_isa(isa):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == [isa, "ok"], r.stdout + r.stderr
+
+
+def test_omp_num_threads_is_honoured():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", "import fastconv; print(fastconv.get_num_threads())"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1"], r.stdout + r.stderr

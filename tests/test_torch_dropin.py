@@ -95,7 +95,8 @@ def test_conv2d_gradcheck(gen):
     x, w, b = randn(gen, 1, 2, 4, 5), randn(gen, 2, 1, 3, 2), randn(gen, 2)
     for t in (x, w, b):
         t.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x, w, b: fct.conv2d(x, w, b, 1, 1, (1, 2), 2), (x, w, b), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: fct.conv2d(x, w, b, 1, 1, (1, 2), 2), (x, w, b),
+                                    fast_mode=True)
 
 
 def test_conv2d_only_needed_grads(gen, monkeypatch):

@@ -41,23 +41,65 @@ void forward_rows(const ConvShape &s, const UKernels<T> &uk, const T *xg, const 
   }
 }
 
+// The general path: any stride, taps clipped per row by valid_range; KB output rows per call.
+template <class T>
+fc_status forward_by_rows(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
+  const UKernels<T> &uk = ukernels<T>();
+  const int64_t kblocks = (s.kg + KB - 1) / KB;
+  const int64_t items = s.n * s.g * kblocks;
+#pragma omp parallel for num_threads(num_threads()) schedule(dynamic, 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t n = it / (s.g * kblocks), g = (it / kblocks) % s.g, kb = it % kblocks;
+    const int64_t k0 = g * s.kg + kb * KB, nk = std::min(KB, s.kg - kb * KB);
+    T *yk = y + (n * s.k + k0) * s.howo;
+    for (int64_t r = 0; r < nk; ++r) fill_bias_plane(yk + r * s.howo, s.howo, b, k0 + r);
+    const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+    for (int64_t oh = 0; oh < s.ho; ++oh)
+      forward_rows(s, uk, xg, w + k0 * s.ckk, yk, nk, oh, 0, s.wo);
+  }
+  return FC_OK;
+}
+
 }  // namespace
 
+// Register tiles (unit stride along rows). The input is copied once into zero-padded planes
+// [hp, wp] with slack at the end, so every tap of every tile is in bounds. An output row is
+// then a run of positions q whose taps sit at q + i*dh*wp + j*dw: with unit stride along the
+// height too, all rows together form ONE run of ho*wp positions (columns wo..wp-1 of each row
+// are computed and dropped), so narrow images still fill whole vectors. Each work item
+// (image, group, block of kb output channels) accumulates into a thread-local wide buffer and
+// copies the valid columns out.
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
-  // Register tiles need unit stride along the row (vector loads of the input).
-  const bool tiles = s.sw == 1 && uk.direct_tile != nullptr;
-  const int64_t kbn = tiles ? uk.kb : KB;
+  if (s.sw != 1 || uk.direct_tile == nullptr) return forward_by_rows(s, x, w, b, y);
+  const int64_t kbn = uk.kb, vlen = uk.vlen, step = vlen * uk.max_nvec;
+  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
+  const bool flat = s.sh == 1;
+  const int64_t run = flat ? s.ho * wp : s.wo;  // positions per run
+  const int64_t runs = flat ? 1 : s.ho;
+  const int64_t run_pad = (run + step - 1) / step * step;  // whole tiles
+  // Slack so the last tile's reads stay inside the padded plane buffer.
+  const int64_t xplane = hp * wp + (run_pad - run) + s.dw * (s.kw - 1) + wp;
+  const int64_t yrow = flat ? wp : run_pad;  // wide-buffer row stride: runs must not overlap
+  const int64_t yplane = s.ho * yrow + step;
   const int64_t kblocks = (s.kg + kbn - 1) / kbn;
-  const int64_t items = s.n * s.g * kblocks;
-  // Weights packed [group][k block][c][i][j][kbn] (zero rows pad the last block), so a tile
-  // broadcasts its kbn weights of one tap from one cache line.
-  Buffer<T> packed(tiles ? s.g * kblocks * kbn * s.ckk : 1);
-  if (!packed.ok()) return fail(FC_ENOMEM, "direct: cannot allocate the packed weights");
   const int nt = num_threads();
-  if (tiles) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+  Buffer<T> xpad(s.n * s.c * xplane), packed(s.g * kblocks * kbn * s.ckk), wide(nt * kbn * yplane);
+  if (!xpad.ok() || !packed.ok() || !wide.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate the padded input / packed weights");
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t p = 0; p < s.n * s.c; ++p) {
+      T *dst = xpad.get() + p * xplane;
+      std::fill(dst, dst + xplane, T(0));
+      for (int64_t r = 0; r < s.h; ++r)
+        std::memcpy(dst + (r + s.ph) * wp + s.pw, x + p * s.hw + r * s.w, s.w * sizeof(T));
+    }
+    // Weights packed [group][k block][c][i][j][kbn] (zero rows pad the last block), so a tile
+    // broadcasts the kbn weights of one tap from one cache line.
+#pragma omp for schedule(static)
     for (int64_t gb = 0; gb < s.g * kblocks; ++gb) {
       const int64_t k0 = (gb / kblocks) * s.kg + (gb % kblocks) * kbn;
       const int64_t nk = std::min(kbn, (gb / kblocks + 1) * s.kg - k0);
@@ -65,57 +107,41 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       for (int64_t t = 0; t < s.ckk; ++t)
         for (int64_t r = 0; r < kbn; ++r) dst[t * kbn + r] = r < nk ? w[(k0 + r) * s.ckk + t] : T(0);
     }
-  }
-  // Output columns where every tap j is in bounds: [lo_all, hi_all).
-  int64_t lo_all = 0, hi_all = s.wo;
-  for (int64_t j = 0; j < s.kw; ++j) {
-    int64_t lo, hi;
-    valid_range(j * s.dw - s.pw, s.sw, s.w, s.wo, &lo, &hi);
-    lo_all = std::max(lo_all, lo);
-    hi_all = std::min(hi_all, hi);
-  }
-  const int64_t step = tiles ? int64_t(uk.vlen) * uk.max_nvec : 0;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t n = it / (s.g * kblocks), g = (it / kblocks) % s.g, kb = it % kblocks;
-    const int64_t k0 = g * s.kg + kb * kbn, nk = std::min(kbn, s.kg - kb * kbn);
-    T *yk = y + (n * s.k + k0) * s.howo;
-    for (int64_t r = 0; r < nk; ++r) fill_bias_plane(yk + r * s.howo, s.howo, b, k0 + r);
-    const T *wk = w + k0 * s.ckk;
-    const T *xg = x + (n * s.c + g * s.cg) * s.hw;
-    const T *wp = packed.get() + (g * kblocks + kb) * kbn * s.ckk;
-    for (int64_t oh = 0; oh < s.ho; ++oh) {
-      const int64_t ih0 = oh * s.sh - s.ph;
-      const bool rows_in = ih0 >= 0 && ih0 + (s.kh - 1) * s.dh < s.h;
-      int64_t a = lo_all;
-      if (tiles && rows_in && hi_all - lo_all >= uk.vlen) {
-        for (; hi_all - a >= uk.vlen; a += step) {
-          const int nvec = (int)std::min<int64_t>(uk.max_nvec, (hi_all - a) / uk.vlen);
-          uk.direct_tile(xg + ih0 * s.w + a - s.pw, s.w, s.hw, wp, s.cg, s.kh, s.kw, s.dh, s.dw,
-                         yk + oh * s.wo + a, s.howo, nk, nvec, 0);
-          if (nvec < uk.max_nvec) {
-            a += int64_t(nvec) * uk.vlen;
-            break;
-          }
+    T *yw = wide.get() + omp_get_thread_num() * kbn * yplane;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < s.n * s.g * kblocks; ++it) {
+      const int64_t n = it / (s.g * kblocks), g = (it / kblocks) % s.g, kb = it % kblocks;
+      const int64_t k0 = g * s.kg + kb * kbn, nk = std::min(kbn, s.kg - kb * kbn);
+      const T *xg = xpad.get() + (n * s.c + g * s.cg) * xplane;
+      const T *wpk = packed.get() + (g * kblocks + kb) * kbn * s.ckk;
+      std::fill(yw, yw + kbn * yplane, T(0));
+      for (int64_t r0 = 0; r0 < runs; ++r0) {
+        const T *xr = xg + r0 * s.sh * wp;  // run r0 = output row r0 when not flat
+        T *yr = yw + r0 * yrow;
+        for (int64_t q = 0; q < run; q += step) {
+          const int nvec = (int)std::min<int64_t>(uk.max_nvec, (run - q + vlen - 1) / vlen);
+          uk.direct_tile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dh, s.dw, yr + q, yplane,
+                         nk, nvec);
         }
-        if (a < hi_all) {  // a last vector, overlapping the previous tile, covers the tail
-          const int64_t t0 = hi_all - uk.vlen;
-          uk.direct_tile(xg + ih0 * s.w + t0 - s.pw, s.w, s.hw, wp, s.cg, s.kh, s.kw, s.dh, s.dw,
-                         yk + oh * s.wo + t0, s.howo, nk, 1, (int)(a - t0));
-        }
-        // the border columns, where some taps fall into the padding
-        forward_rows(s, uk, xg, wk, yk, nk, oh, 0, lo_all);
-        forward_rows(s, uk, xg, wk, yk, nk, oh, hi_all, s.wo);
-      } else {
-        forward_rows(s, uk, xg, wk, yk, nk, oh, 0, s.wo);
+      }
+      for (int64_t r = 0; r < nk; ++r) {
+        const T bias = b ? b[k0 + r] : T(0);
+        T *dst = y + (n * s.k + k0 + r) * s.howo;
+        const T *src = yw + r * yplane;
+        for (int64_t oh = 0; oh < s.ho; ++oh)
+          for (int64_t ow = 0; ow < s.wo; ++ow) dst[oh * s.wo + ow] = src[oh * yrow + ow] + bias;
       }
     }
   }
   return FC_OK;
 }
 
+namespace {
+
+// The data gradient as a scatter: dx rows += w * dy rows, items owning disjoint dx planes.
+// Any stride; used where the gradient is not itself a unit-stride convolution.
 template <class T>
-fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T *w, T *dx) {
+fc_status backward_data_scatter(const ConvShape &s, const T *dy, const T *w, T *dx) {
   const UKernels<T> &uk = ukernels<T>();
   const int64_t cblocks = (s.cg + CB - 1) / CB;
   const int64_t items = s.n * s.g * cblocks;
@@ -146,6 +172,34 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
     }
   }
   return FC_OK;
+}
+
+}  // namespace
+
+// With unit stride the data gradient is itself a unit-stride convolution: of dy (k channels)
+// with the weights transposed per group and flipped, padded dil*(k-1) - pad. It then runs on
+// the forward's register tiles.
+template <class T>
+fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  const int64_t tph = s.dh * (s.kh - 1) - s.ph, tpw = s.dw * (s.kw - 1) - s.pw;
+  if (s.sh != 1 || s.sw != 1 || tph < 0 || tpw < 0 || ukernels<T>().direct_tile == nullptr)
+    return backward_data_scatter(s, dy, w, dx);
+  ConvShape t = s;
+  t.c = s.k; t.k = s.c; t.h = s.ho; t.w = s.wo; t.ho = s.h; t.wo = s.w;
+  t.ph = tph; t.pw = tpw; t.cg = s.kg; t.kg = s.cg;
+  t.hw = s.howo; t.howo = s.hw; t.ckk = s.kg * s.kk;
+  Buffer<T> wt(s.k * s.ckk);
+  if (!wt.ok()) return fail(FC_ENOMEM, "direct: cannot allocate the transposed weights");
+  // wt[g*cg + ci, ko, i, j] = w[g*kg + ko, ci, kh-1-i, kw-1-j]
+  T *W = wt.get();
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t kc = 0; kc < s.k * s.cg; ++kc) {
+    const int64_t k = kc / s.cg, ci = kc % s.cg, g = k / s.kg, ko = k % s.kg;
+    const T *src = w + (k * s.cg + ci) * s.kk;
+    T *dst = W + ((g * s.cg + ci) * s.kg + ko) * s.kk;
+    for (int64_t e = 0; e < s.kk; ++e) dst[e] = src[s.kk - 1 - e];
+  }
+  return conv2d_forward__direct(t, dy, W, (const T *)nullptr, dx);
 }
 
 template <class T>

@@ -45,6 +45,9 @@ struct V256f {
     const __m256i k = Full ? _mm256_set1_epi32(-1) : mask32(m);
     return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, c.gather, _mm256_castsi256_ps(k), 4);
   }
+  static __m256 greater(__m256 v, __m256 best) { return _mm256_cmp_ps(v, best, _CMP_GT_OQ); }
+  static __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+  static bool any_nan(__m256 a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
   static __m256 better(__m256 v, __m256 best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
@@ -100,6 +103,9 @@ struct V256d {
     const __m256i k = Full ? _mm256_set1_epi64x(-1) : mask64(m);
     return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, c.gather, _mm256_castsi256_pd(k), 8);
   }
+  static __m256d greater(__m256d v, __m256d best) { return _mm256_cmp_pd(v, best, _CMP_GT_OQ); }
+  static __m256d add(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
+  static bool any_nan(__m256d a) { return _mm256_movemask_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q)) != 0; }
   static __m256d better(__m256d v, __m256d best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
   }

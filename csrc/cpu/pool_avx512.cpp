@@ -44,6 +44,9 @@ struct V512f {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), Full ? (__mmask16)0xffff : mask16(m),
                                     c.gather, p, 4);
   }
+  static __mmask16 greater(__m512 v, __m512 best) { return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ); }
+  static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+  static bool any_nan(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask16 better(__m512 v, __m512 best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
@@ -99,6 +102,9 @@ struct V512d {
     return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), Full ? (__mmask8)0xff : mask8(m),
                                     c.gather, p, 8);
   }
+  static __mmask8 greater(__m512d v, __m512d best) { return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ); }
+  static __m512d add(__m512d a, __m512d b) { return _mm512_add_pd(a, b); }
+  static bool any_nan(__m512d a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask8 better(__m512d v, __m512d best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
   }

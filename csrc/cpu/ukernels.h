@@ -18,16 +18,15 @@ struct UKernels {
   T (*dot)(const T *a, const T *b, int64_t bs, int64_t n);
 
   // The direct forward's register tile: `kb` output channels x `nvec` vectors of `vlen`
-  // output pixels of one row, stride 1, every tap in bounds:
+  // consecutive output positions, on an input that is already padded (every tap in bounds):
   //   y[r*y_plane + o] += sum over c, i, j of wp[((c*kh + i)*kw + j)*kb + r] *
   //                                          x[c*x_plane + i*dh*x_w + j*dw + o]
-  // for r < nkeep (rows nkeep..kb-1 of wp are padding), skip <= o < nvec*vlen,
-  // 1 <= nvec <= max_nvec. (skip lets a last tile overlap the one before it: 0 <= skip < vlen.)
+  // for r < nkeep (rows nkeep..kb-1 of wp are padding), o < nvec*vlen, 1 <= nvec <= max_nvec.
   // wp is the weight block packed [cg][kh][kw][kb]. Accumulators stay in registers over the
   // whole cg*kh*kw reduction; y is read once and written once.
   void (*direct_tile)(const T *x, int64_t x_w, int64_t x_plane, const T *wp, int64_t cg,
                       int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *y, int64_t y_plane,
-                      int64_t nkeep, int nvec, int skip);
+                      int64_t nkeep, int nvec);
   int kb;        // output channels per tile
   int vlen;      // pixels per vector
   int max_nvec;  // vectors per tile row

@@ -7,8 +7,8 @@
 // window with no input element).
 //
 // Switch entries (backward, unpool, unpool backward): every switch is checked against its plane
-// before anything is written; then each plane is zeroed and scattered (or gathered) in one pass
-// while it is in cache. Planes are independent, so threads split planes and never collide.
+// before anything is written; then each plane is zeroed and scattered (or gathered) in one pass,
+// the zeroing running just ahead of the scatter. Planes are independent, so threads split planes and never collide.
 #include <cstring>
 #include <limits>
 
@@ -82,6 +82,26 @@ fc_status through_switches(const PlanesShape &s, const int64_t *idx, Body body) 
   return FC_OK;
 }
 
+// Zeroes the plane d[0, hw) and applies d[q[i]] = op(d[q[i]], v[i]) for i < n, in order, in
+// one pass: the plane is zeroed just ahead of the switches (in 1024-element steps), so for
+// max-pool switches, which move through the plane row by row, it stays in L1 between the
+// zeroing and the scatter. Any order of switches is still correct: an element is zeroed before
+// its first update. Switches are already checked (0 <= q[i] < hw).
+template <class T, class Op>
+void zero_and_scatter(T *d, int64_t hw, const int64_t *q, const T *v, int64_t n, Op op) {
+  int64_t zeroed = 0;  // d[0, zeroed) is zero or updated
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t at = q[i];
+    if (at >= zeroed) {
+      const int64_t upto = std::min(hw, (at | 1023) + 1);
+      std::memset(d + zeroed, 0, sizeof(T) * (upto - zeroed));
+      zeroed = upto;
+    }
+    d[at] = op(d[at], v[i]);
+  }
+  if (zeroed < hw) std::memset(d + zeroed, 0, sizeof(T) * (hw - zeroed));
+}
+
 }  // namespace
 
 template <class T>
@@ -116,22 +136,17 @@ fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx)
 template <class T>
 fc_status max_pool2d_backward(const PlanesShape &s, const T *dy, const int64_t *idx, T *dx) {
   return through_switches(s, idx, [&](int64_t p) {
-    T *d = dx + p * s.hw;
-    const T *g = dy + p * s.howo;
-    const int64_t *q = idx + p * s.howo;
-    std::memset(d, 0, sizeof(T) * s.hw);
-    for (int64_t i = 0; i < s.howo; ++i) d[q[i]] += g[i];
+    zero_and_scatter(dx + p * s.hw, s.hw, idx + p * s.howo, dy + p * s.howo, s.howo,
+                     [](T a, T b) { return a + b; });
   });
 }
 
 template <class T>
 fc_status max_unpool2d_forward(const PlanesShape &s, const T *x, const int64_t *idx, T *y) {
   return through_switches(s, idx, [&](int64_t p) {
-    T *d = y + p * s.hw;
-    const T *v = x + p * s.howo;
-    const int64_t *q = idx + p * s.howo;
-    std::memset(d, 0, sizeof(T) * s.hw);
-    for (int64_t i = 0; i < s.howo; ++i) d[q[i]] = v[i];  // in order: the last write wins
+    // in order: the last write wins on duplicates
+    zero_and_scatter(y + p * s.hw, s.hw, idx + p * s.howo, x + p * s.howo, s.howo,
+                     [](T, T b) { return b; });
   });
 }
 

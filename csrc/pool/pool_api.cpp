@@ -60,7 +60,8 @@ fc_status output_size(const char *dim, int64_t in, int64_t k, int64_t s, int64_t
       (ceil_mode && __builtin_add_overflow(num, s - 1, &num)))
     return fail(FC_EOVERFLOW, "padded input size overflows int64 (%s=%lld, pad_%s=%lld)", dim,
                 (long long)in, dim, (long long)p);
-  int64_t o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;  // floor division
+  // floor division; -((-num - 1) / s + 1), not -((-num + s - 1) / s): that overflows for huge s
+  int64_t o = (num >= 0 ? num / s : -((-num - 1) / s + 1)) + 1;
   if (ceil_mode && o >= 1 && (o - 1) * s >= in + p) --o;  // the last window must start inside
   *out = o;
   return FC_OK;

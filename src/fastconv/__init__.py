@@ -4,6 +4,8 @@ import scipy_openblas32 as _openblas  # noqa: F401  (preloads libscipy_openblas 
 from . import _core, functional
 from .functional import *  # noqa: F401,F403
 from .functional import __all__ as _functional_all
+from ._paths import get_cmake_dir, get_include, get_lib_dir
+from ._threads import threads
 
 __version__ = "0.1.0"
-__all__ = list(_functional_all)
+__all__ = list(_functional_all) + ["get_include", "get_lib_dir", "get_cmake_dir", "threads"]

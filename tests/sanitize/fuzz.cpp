@@ -8,6 +8,7 @@
 //    NaN: FC_OK must leave every output finite (all inputs are finite).
 // UndefinedBehaviorSanitizer aborts on any signed overflow in the size arithmetic.
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 
 #include "common.h"
@@ -26,6 +27,7 @@ const std::vector<int64_t> kInteresting = {
     3037000500, int64_t(1) << 40, int64_t(1) << 62, kMax / 2, kMax / 2 + 1, kMax - 1, kMax};
 
 std::map<std::string, int64_t> g_status_counts;
+const bool g_trace = std::getenv("FASTCONV_DRIVER_TRACE") != nullptr;  // each descriptor to stderr
 
 int64_t field(Rng &rng, int64_t small_lo, int64_t small_hi) {
   const double r = rng.uniform();
@@ -106,6 +108,7 @@ struct Buf {
 
 void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   const std::string where = "conv " + str(d);
+  if (g_trace) std::fprintf(stderr, "%s\n", where.c_str());
   int64_t ho = -1, wo = -1;
   const int st = fc_conv2d_output_size(&d, &ho, &wo);
   count("conv2d_output_size", st);
@@ -183,6 +186,7 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
 
 void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
   const std::string where = "pool " + str(d);
+  if (g_trace) std::fprintf(stderr, "%s\n", where.c_str());
   int64_t ho = -1, wo = -1;
   const int st = fc_pool2d_output_size(&d, &ho, &wo);
   count("pool2d_output_size", st);
@@ -247,6 +251,7 @@ void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
 
 void fuzz_planes(const fc_planes2d_desc &d, Rng &rng) {
   const std::string where = "planes " + str(d);
+  if (g_trace) std::fprintf(stderr, "%s\n", where.c_str());
   const fc_dtype t = random_dtype(rng);
   int64_t nf, ns;
   const bool sized = mul({d.n, d.c, d.h, d.w}, &nf) && mul({d.n, d.c, d.ho, d.wo}, &ns) &&

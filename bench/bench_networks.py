@@ -1,0 +1,143 @@
+"""Whole networks through fastconv's autograd (issue 4) next to PyTorch CPU, in one run.
+
+    python bench/bench_networks.py [--threads 2] [--repeats 10] [--profile]
+
+Times, float32, same threads for both libraries:
+  * one LeNet-5 training step, batch 64, 32x32: zero_grad, forward, cross-entropy, backward,
+    SGD-momentum step;
+  * one ResNet-18 forward + backward, batch 4, 112x112 (train mode: batch-norm batch statistics),
+    cross-entropy on 1000 classes.
+PyTorch runs the same architecture built from torch.nn (tests/_torch_models.py, torchvision's
+layout) with the same weights. Each row is the median over the repeats (best in parentheses)
+and the ratio of medians. With --profile, cProfile splits fastconv's time into the kernels
+(fastconv._core: convolution, pooling), NumPy matmul (linear layers) and the rest (NumPy
+element-wise work in batch norm, activations, losses, the tape's Python), listing the top items.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+import fastconv
+from fastconv import models, optim
+from fastconv.autograd import Tensor
+from fastconv.nn import functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from _torch_models import torch_lenet5, torch_resnet  # noqa: E402
+
+
+def timed(fn, repeats):
+    fn()  # warm up: allocator, thread team, caches
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+def lenet_step(batch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    ours, theirs = models.lenet5(), torch_lenet5()
+    ours.load_state_dict(theirs.state_dict())
+    opt_o = optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+    opt_t = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step_ours():
+        opt_o.zero_grad()
+        F.cross_entropy(ours(Tensor(x)), y).backward()
+        opt_o.step()
+
+    def step_theirs():
+        opt_t.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(xt), yt).backward()
+        opt_t.step()
+
+    return step_ours, step_theirs
+
+
+def resnet_fwd_bwd(batch, size):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    y = rng.integers(0, 1000, batch)
+    ours, theirs = models.resnet18(), torch_resnet("basic", [2, 2, 2, 2])
+    ours.load_state_dict(theirs.state_dict())
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours_fn():
+        ours.zero_grad()
+        F.cross_entropy(ours(Tensor(x)), y).backward()
+
+    def theirs_fn():
+        theirs.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(xt), yt).backward()
+
+    return ours_fn, theirs_fn
+
+
+def profile(fn, repeats, top=12):
+    """Split fn's time: fastconv._core kernels, NumPy matmul, everything else."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(repeats):
+        fn()
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())  # tottime over all functions = wall in the profiler
+    groups = {"kernels (fastconv._core)": 0.0, "numpy matmul (linear)": 0.0, "rest: numpy element-wise + python": 0.0}
+    items = []
+    for (filename, line, name), (_, _, tottime, _, _) in stats.items():
+        if "fastconv._core" in name:
+            groups["kernels (fastconv._core)"] += tottime
+            label = name.replace("<built-in method fastconv._core.", "_core.").rstrip(">")
+        elif "matmul" in name:
+            groups["numpy matmul (linear)"] += tottime
+            label = name
+        else:
+            groups["rest: numpy element-wise + python"] += tottime
+            label = f"{os.path.basename(filename)}:{line}({name})" if line else name
+        items.append((tottime, label))
+    print(f"    profile over {repeats} runs: {total / repeats * 1e3:.1f} ms per run under cProfile")
+    for g, t in groups.items():
+        print(f"      {g:<36} {t / repeats * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
+    print("      top items (tottime per run; Python frames include the NumPy arithmetic they run):")
+    for t, label in sorted(items, reverse=True)[:top]:
+        print(f"        {t / repeats * 1e3:8.2f} ms  {label}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args(argv)
+    fastconv.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    print(f"threads: fastconv {fastconv.get_num_threads()}, torch {torch.get_num_threads()}; "
+          f"torch {torch.__version__}, numpy {np.__version__}; ISA {fastconv.isa()}")
+    cases = [("LeNet-5 training step, batch 64, 32x32", lenet_step(64)),
+             ("ResNet-18 forward+backward, batch 4, 112x112", resnet_fwd_bwd(4, 112))]
+    for title, (ours, theirs) in cases:
+        mo, bo = timed(ours, args.repeats)
+        mt, bt = timed(theirs, args.repeats)
+        print(f"{title}:\n    fastconv {mo * 1e3:8.2f} ms ({bo * 1e3:.2f})   torch {mt * 1e3:8.2f} ms "
+              f"({bt * 1e3:.2f})   fastconv/torch {mo / mt:5.2f}x")
+        if args.profile:
+            profile(ours, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
