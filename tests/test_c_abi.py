@@ -253,3 +253,30 @@ def test_c_rejects_invalid_descriptors():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"child crashed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     assert r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+# Each descriptor field out of range: FC_EINVAL from every entry, and fc_last_error() names it.
+BAD_FIELDS = [
+    (dict(n=0), "n"), (dict(c=-1), "c"), (dict(h=0), "h"), (dict(w=-5), "w"), (dict(k=0), "k"),
+    (dict(kh=0), "kh"), (dict(kw=-1), "kw"), (dict(stride_h=0), "stride_h"),
+    (dict(stride_w=-2), "stride_w"), (dict(pad_h=-1), "pad_h"), (dict(pad_w=-1), "pad_w"),
+    (dict(dil_h=0), "dil_h"), (dict(dil_w=0), "dil_w"), (dict(groups=0), "groups"),
+    (dict(groups=3), "groups"), (dict(k=5), "groups"), (dict(kh=12), "kernel"),
+    (dict(kw=3, dil_w=5), "kernel"),
+]
+
+
+@pytest.mark.parametrize("change,word", BAD_FIELDS, ids=[w + str(i) for i, (_, w) in enumerate(BAD_FIELDS)])
+def test_bad_field_is_named_by_every_entry(change, word):
+    lib = load(LIB_PATH)
+    fields = dict(n=2, c=4, h=9, w=8, k=6, kh=3, kw=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
+                  dil_h=1, dil_w=1, groups=2)
+    fields.update(change)
+    d = ctypes.byref(Desc(**fields))
+    buf = np.zeros(4096)
+    p = buf.ctypes.data_as(ctypes.c_void_p)
+    for call in (lambda: lib.fc_conv2d_forward(d, 1, 0, p, p, None, p),
+                 lambda: lib.fc_conv2d_backward_data(d, 1, 0, p, p, p),
+                 lambda: lib.fc_conv2d_backward_weight(d, 1, 0, p, p, p, None)):
+        assert call() == FC_EINVAL
+        assert word in lib.fc_last_error().decode()
