@@ -1,8 +1,10 @@
-"""Benchmarks in the convnet-benchmarks tradition, side by side with PyTorch CPU in one run.
+"""``fastconv bench``: the convnet-benchmarks suite, side by side with PyTorch CPU in one run.
 
-Speed is reported as GFLOP/s (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution), as a ratio to
-PyTorch measured in the same process, and as a fraction of the SGEMM rate measured at the
-start of the run (the machine's practical ceiling). Times are medians over repeats.
+Suites: ``layers`` (L1-L5), ``nets`` (AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through
+fastconv.nn, forward and forward+backward), ``pool`` (the nets' pooling layers), ``all``.
+Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
+(2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
+run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import numpy as np
 
 from . import functional as F
 
-DIRECTIONS = ("fwd", "bwd_data", "bwd_weight")
+SUITES = ("layers", "nets", "pool")
+CONV_DIRS = ("fwd", "bwd_data", "bwd_weight")
 
 
 def load_suite():
@@ -26,13 +29,8 @@ def load_suite():
         return json.load(f)
 
 
-def conv_flops(x_shape, w_shape, out_shape):
-    n, k = out_shape[0], out_shape[1]
-    _, cg, kh, kw = w_shape
-    return 2.0 * n * k * cg * kh * kw * out_shape[2] * out_shape[3]
-
-
 def timeit(fn, repeat, warmup=1):
+    """Median wall time of fn() over `repeat` runs, after `warmup` runs."""
     for _ in range(warmup):
         fn()
     times = []
@@ -44,24 +42,23 @@ def timeit(fn, repeat, warmup=1):
 
 
 def sgemm_rate(threads, size=2048, repeat=5):
-    """GFLOP/s of a float32 [size x size] x [size x size] GEMM with NumPy's OpenBLAS."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is optional
-        threadpool_limits = None
+    """GFLOP/s of a float32 size^3 GEMM through NumPy's OpenBLAS on `threads` threads."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     c = np.empty_like(a)
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=threads, user_api="blas"):
-            t = timeit(lambda: np.matmul(a, b, out=c), repeat)
-    else:
+    try:
+        from threadpoolctl import threadpool_limits
+        ctx = threadpool_limits(limits=threads, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is optional
+        import contextlib
+        ctx = contextlib.nullcontext()
+    with ctx:
         t = timeit(lambda: np.matmul(a, b, out=c), repeat)
     return 2.0 * size ** 3 / t / 1e9
 
 
-def _torch(threads):
+def import_torch(threads):
     try:
         import torch
     except ImportError:
@@ -70,83 +67,427 @@ def _torch(threads):
     return torch
 
 
-def bench_conv(name, x_shape, w_shape, stride, padding, algos, torch, repeat, dtype=np.float32):
-    """Rows {name, lib, dir, ms, gflops} for each algorithm and PyTorch on one layer."""
+# ---------------------------------------------------------------------------------------------
+# the NumPy im2col baseline (what CS231n-style code does without fastconv)
+
+def _np_windows(xp, kh, kw, s):
+    """[N, C, Ho, Wo, kh, kw] strided view of a padded input."""
+    v = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return v[:, :, ::s, ::s]
+
+
+def np_conv2d(x, w, s, p):
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    cols = _np_windows(xp, w.shape[2], w.shape[3], s)
+    return np.einsum("nchwij,kcij->nkhw", cols, w, optimize=True)
+
+
+def np_conv2d_backward_weight(dy, x, w, s, p):
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    cols = _np_windows(xp, w.shape[2], w.shape[3], s)[:, :, :dy.shape[2], :dy.shape[3]]
+    return np.einsum("nchwij,nkhw->kcij", cols, dy, optimize=True)
+
+
+def np_conv2d_backward_data(dy, x_shape, w, s, p):
+    """The data gradient as a convolution of dy (zero-inserted for stride s) with the flipped,
+    transposed weights."""
+    n, k, ho, wo = dy.shape
+    kh, kw = w.shape[2:]
+    h, wd = x_shape[2:]
+    up = np.zeros((n, k, (ho - 1) * s + 1, (wo - 1) * s + 1), dy.dtype)
+    up[:, :, ::s, ::s] = dy
+    full = np.pad(up, ((0, 0), (0, 0), (kh - 1, kh - 1 + s), (kw - 1, kw - 1 + s)))
+    wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    g = np_conv2d(full, wt, 1, 0)
+    return np.ascontiguousarray(g[:, :, p:p + h, p:p + wd])
+
+
+# ---------------------------------------------------------------------------------------------
+# suites
+
+def conv_flops(w_shape, out_shape):
+    _, cg, kh, kw = w_shape
+    return 2.0 * out_shape[0] * out_shape[1] * cg * kh * kw * out_shape[2] * out_shape[3]
+
+
+def layer_cases(batch):
+    for name, spec in load_suite()["layers"].items():
+        _, c, h, w = spec["input"]
+        cin, cout, k, s, p = spec["conv"]
+        yield name, (batch, c, h, w), (cout, cin, k, k), s, p
+
+
+def bench_layer(name, x_shape, w_shape, s, p, libs, torch, repeat, tick):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape, dtype=dtype)
-    w = rng.standard_normal(w_shape, dtype=dtype) * 0.01
-    y = F.conv2d(x, w, stride=stride, padding=padding)
-    dy = rng.standard_normal(y.shape, dtype=dtype)
-    flops = conv_flops(x_shape, w_shape, y.shape)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = (rng.standard_normal(w_shape, dtype=np.float32) * 0.05).astype(np.float32)
+    y = F.conv2d(x, w, stride=s, padding=p)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    flops = conv_flops(w_shape, y.shape)
+    runs = {}
+    for lib in libs:
+        if lib == "torch":
+            if torch is None:
+                continue
+            tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
+            bwd = torch.ops.aten.convolution_backward
+
+            def tb(mask):
+                return lambda: bwd(tdy, tx, tw, None, (s, s), (p, p), (1, 1), False, (0, 0), 1, mask)
+            runs[lib] = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, s, p),
+                         "bwd_data": tb((True, False, False)), "bwd_weight": tb((False, True, False))}
+        elif lib == "numpy":
+            runs[lib] = {"fwd": lambda: np_conv2d(x, w, s, p),
+                         "bwd_data": lambda: np_conv2d_backward_data(dy, x.shape, w, s, p),
+                         "bwd_weight": lambda: np_conv2d_backward_weight(dy, x, w, s, p)}
+        else:  # fastconv, with algo "auto" or a named one
+            algo = "auto" if lib == "fastconv" else lib.split(":", 1)[1]
+            if algo != "auto" and algo not in F.algorithms(x_shape, w_shape, stride=s, padding=p):
+                continue
+            kw = dict(stride=s, padding=p, algo=algo)
+            runs[lib] = {
+                "fwd": lambda kw=kw: F.conv2d(x, w, **kw),
+                "bwd_data": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(True, False, False), **kw),
+                "bwd_weight": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(False, True, False), **kw),
+            }
     rows = []
-
-    def add(lib, direction, seconds):
-        rows.append({"layer": name, "lib": lib, "dir": direction, "ms": seconds * 1e3,
-                     "gflops": flops / seconds / 1e9})
-
-    for algo in algos:
-        if algo not in F.algorithms(x_shape, w_shape, stride=stride, padding=padding):
-            continue
-        kw = dict(stride=stride, padding=padding, algo=algo)
-        add(algo, "fwd", timeit(lambda: F.conv2d(x, w, **kw), repeat))
-        add(algo, "bwd_data", timeit(lambda: F.conv2d_backward(dy, x, w, needs=(True, False, False), **kw), repeat))
-        add(algo, "bwd_weight", timeit(lambda: F.conv2d_backward(dy, x, w, needs=(False, True, False), **kw), repeat))
-    if torch is not None:
-        tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
-        conv = torch.nn.functional.conv2d
-        bwd = torch.ops.aten.convolution_backward
-        st, pd = (stride, stride), (padding, padding)
-        with torch.no_grad():
-            add("torch", "fwd", timeit(lambda: conv(tx, tw, None, st, pd), repeat))
-            add("torch", "bwd_data", timeit(lambda: bwd(tdy, tx, tw, None, st, pd, (1, 1), False,
-                                                        (0, 0), 1, (True, False, False)), repeat))
-            add("torch", "bwd_weight", timeit(lambda: bwd(tdy, tx, tw, None, st, pd, (1, 1), False,
-                                                          (0, 0), 1, (False, True, False)), repeat))
+    ctx = torch.no_grad() if torch is not None else _null()
+    with ctx:
+        for lib, fns in runs.items():
+            for d in CONV_DIRS:
+                t = timeit(fns[d], repeat)
+                rows.append({"suite": "layers", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
+                             "gflops": flops / t / 1e9})
+                tick()
     return rows
 
 
-def print_table(rows, peak, out=sys.stdout):
-    layers = list(dict.fromkeys(r["layer"] for r in rows))
-    torch_ms = {(r["layer"], r["dir"]): r["ms"] for r in rows if r["lib"] == "torch"}
-    out.write(f"{'layer':<8}{'lib':<11}{'dir':<12}{'ms':>10}{'GFLOP/s':>10}{'%sgemm':>8}{'vs torch':>10}\n")
-    for layer in layers:
-        for r in (r for r in rows if r["layer"] == layer):
-            t = torch_ms.get((layer, r["dir"]))
-            ratio = f"{t / r['ms']:.2f}x" if t else "-"
-            out.write(f"{layer:<8}{r['lib']:<11}{r['dir']:<12}{r['ms']:>10.2f}{r['gflops']:>10.1f}"
-                      f"{100 * r['gflops'] / peak:>7.0f}%{ratio:>10}\n")
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
-def run_layers(batch, threads, repeat, algos, compare_torch=True, out=sys.stdout):
-    F.set_num_threads(threads)
-    torch = _torch(threads) if compare_torch else None
-    peak = sgemm_rate(threads)
-    out.write(f"fastconv {F.isa()} | threads {threads} | batch {batch} | "
-              f"SGEMM (NumPy OpenBLAS, 2048^3, {threads} threads): {peak:.1f} GFLOP/s\n")
-    suite = load_suite()["layers"]
+def pool_cases(batch):
+    """The nets' pooling layers: (name, input shape, kernel, stride, padding)."""
+    return [("alexnet 3/2", (batch, 64, 55, 55), 3, 2, 0),
+            ("vgg 2/2", (batch, 64, 112, 112), 2, 2, 0),
+            ("googlenet 3/2p1", (batch, 192, 56, 56), 3, 2, 1)]
+
+
+def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    y, idx = F.max_pool2d(x, k, s, p, return_indices=True)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    fwd_bytes = x.nbytes + y.nbytes + idx.nbytes
+    bwd_bytes = dy.nbytes + idx.nbytes + x.nbytes
+    runs = {}
+    for lib in libs:
+        if lib == "torch" and torch is not None:
+            tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+            ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True)
+            bwd = torch.ops.aten.max_pool2d_with_indices_backward
+            runs[lib] = {"fwd": lambda: torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True),
+                         "bwd": lambda: bwd(tdy, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx)}
+        elif lib == "fastconv":
+            runs[lib] = {"fwd": lambda: F.max_pool2d(x, k, s, p, return_indices=True),
+                         "bwd": lambda: F.max_pool2d_backward(dy, idx, x.shape)}
+    src = np.empty(max(fwd_bytes, bwd_bytes) // 4, np.float32)
+    dst = np.empty_like(src)
     rows = []
-    for name, spec in suite.items():
-        n, c, h, w = spec["input"]
-        cin, cout, k, s, p = spec["conv"]
-        rows += bench_conv(name, (batch, c, h, w), (cout, cin, k, k), s, p, algos, torch, repeat)
-    print_table(rows, peak, out)
-    return {"sgemm_gflops": peak, "rows": rows}
+    with (torch.no_grad() if torch is not None else _null()):
+        for lib, fns in runs.items():
+            for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
+                t = timeit(fns[d], repeat)
+                rows.append({"suite": "pool", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
+                             "gbs": nbytes / t / 1e9})
+                tick()
+    for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
+        n = nbytes // 4 // 2  # read n floats, write n floats: nbytes moved in all
+        t = timeit(lambda: np.copyto(dst[:n], src[:n]), repeat)
+        rows.append({"suite": "pool", "case": name, "lib": "memcpy", "dir": d, "ms": t * 1e3,
+                     "gbs": nbytes / t / 1e9})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# nets: one builder from the suite's layer lists, for fastconv.nn and for torch.nn
+
+def build_net(spec, nn, cat):
+    """A Sequential of `nn` modules from a convnet-benchmarks layer list. `cat` concatenates a
+    list of tensors on channels (Inception)."""
+    base = nn.Module
+
+    class Inception(base):
+        def __init__(self, cin, c1, r3, c3, r5, c5, pp):
+            super().__init__()
+            self.b1 = nn.Sequential(nn.Conv2d(cin, c1, 1), nn.ReLU())
+            self.b2 = nn.Sequential(nn.Conv2d(cin, r3, 1), nn.ReLU(), nn.Conv2d(r3, c3, 3, padding=1), nn.ReLU())
+            self.b3 = nn.Sequential(nn.Conv2d(cin, r5, 1), nn.ReLU(), nn.Conv2d(r5, c5, 5, padding=2), nn.ReLU())
+            self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, pp, 1), nn.ReLU())
+
+        def forward(self, x):
+            return cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)])
+
+    layers = []
+    for layer in spec["layers"]:
+        kind, args = layer[0], layer[1:]
+        if kind == "conv":
+            cin, cout, k, s, p = args
+            layers.append(nn.Conv2d(cin, cout, k, stride=s, padding=p))
+        elif kind == "relu":
+            layers.append(nn.ReLU())
+        elif kind == "maxpool":
+            k, s, p = args
+            layers.append(nn.MaxPool2d(k, stride=s, padding=p))
+        elif kind == "avgpool":
+            k, s, p = args
+            layers.append(nn.AvgPool2d(k, stride=s, padding=p))
+        elif kind == "flatten":
+            layers.append(nn.Flatten())
+        elif kind == "linear":
+            layers.append(nn.Linear(*args))
+        elif kind == "inception":
+            layers.append(Inception(*args))
+        else:
+            raise ValueError(f"unknown layer kind {kind!r} in the suite")
+    return nn.Sequential(*layers)
+
+
+def net_flops(spec, batch):
+    """Forward FLOPs of the convolutions and linear layers of a net (shape inference by hand)."""
+    _, c, h, w = spec["input"]
+    total = 0.0
+
+    def conv(c, h, w, cout, k, s, p):
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        return cout, ho, wo, 2.0 * batch * cout * c * k * k * ho * wo
+
+    for layer in spec["layers"]:
+        kind, a = layer[0], layer[1:]
+        if kind == "conv":
+            c, h, w, f = conv(c, h, w, a[1], a[2], a[3], a[4])
+            total += f
+        elif kind in ("maxpool", "avgpool"):
+            k, s, p = a
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif kind == "linear":
+            total += 2.0 * batch * a[0] * a[1]
+        elif kind == "inception":
+            cin, c1, r3, c3, r5, c5, pp = a
+            for cout, k, ci in ((c1, 1, cin), (r3, 1, cin), (c3, 3, r3), (r5, 1, cin), (c5, 5, r5), (pp, 1, cin)):
+                total += conv(ci, h, w, cout, k, 1, k // 2)[3]
+            c = c1 + c3 + c5 + pp
+    return total
+
+
+def bench_net(name, spec, batch, libs, torch, repeat, tick):
+    from . import autograd, nn
+
+    shape = (batch,) + tuple(spec["input"][1:])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    flops = net_flops(spec, batch)
+    rows = []
+    for lib in libs:
+        if lib == "fastconv":
+            model = build_net(spec, nn, lambda ts: autograd.concat(ts, axis=1))
+            xt = autograd.Tensor(x)
+
+            def fwd():
+                with autograd.no_grad():
+                    model(xt)
+
+            def fwdbwd():
+                model.zero_grad()
+                model(xt).sum().backward()
+        elif lib == "torch" and torch is not None:
+            torch.manual_seed(0)
+            model = build_net(spec, torch.nn, lambda ts: torch.cat(ts, 1))
+            xt = torch.from_numpy(x)
+
+            def fwd():
+                with torch.no_grad():
+                    model(xt)
+
+            def fwdbwd():
+                model.zero_grad()
+                model(xt).sum().backward()
+        else:
+            continue
+        for d, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
+            t = timeit(fn, repeat)
+            rows.append({"suite": "nets", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
+                         "gflops": f / t / 1e9})
+            tick()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def format_table(rows, peak):
+    """One text table per suite: ms, GFLOP/s (or GB/s), % of SGEMM, speed relative to torch."""
+    out = []
+    for suite in SUITES:
+        rs = [r for r in rows if r["suite"] == suite]
+        if not rs:
+            continue
+        rate = "GB/s" if suite == "pool" else "GFLOP/s"
+        out.append(f"\n[{suite}]")
+        out.append(f"{'case':<18}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
+                   + ("" if suite == "pool" else f"{'%sgemm':>8}") + f"{'vs torch':>10}")
+        ref = {(r["case"], r["dir"]): r["ms"] for r in rs if r["lib"] == "torch"}
+        for r in rs:
+            t = ref.get((r["case"], r["dir"]))
+            rel = f"{t / r['ms']:.2f}x" if t else "-"
+            val = r["gbs"] if suite == "pool" else r["gflops"]
+            line = f"{r['case']:<18}{r['lib']:<18}{r['dir']:<12}{r['ms']:>10.2f}{val:>10.1f}"
+            if suite != "pool":
+                line += f"{100 * val / peak:>7.0f}%"
+            out.append(line + f"{rel:>10}")
+        totals = _totals(rs)
+        if totals:
+            out.append("total ms (all cases): " + ", ".join(
+                f"{lib} {ms:.1f}" + (f" ({totals['torch'] / ms:.2f}x torch)" if "torch" in totals else "")
+                for lib, ms in totals.items()))
+    return "\n".join(out) + "\n"
+
+
+def _totals(rows):
+    """Total ms per library over the cases every library ran."""
+    libs = list(dict.fromkeys(r["lib"] for r in rows))
+    keys = [set((r["case"], r["dir"]) for r in rows if r["lib"] == lib) for lib in libs]
+    common = set.intersection(*keys) if keys else set()
+    return {lib: sum(r["ms"] for r in rows if r["lib"] == lib and (r["case"], r["dir"]) in common)
+            for lib in libs} if common else {}
+
+
+def plot(rows, peak, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = [s for s in SUITES if any(r["suite"] == s for r in rows)]
+    fig, axes = plt.subplots(len(suites), 1, figsize=(12, 4 * len(suites)), squeeze=False)
+    for ax, suite in zip(axes[:, 0], suites):
+        rs = [r for r in rows if r["suite"] == suite]
+        key = "gbs" if suite == "pool" else "gflops"
+        groups = list(dict.fromkeys((r["case"], r["dir"]) for r in rs))
+        libs = list(dict.fromkeys(r["lib"] for r in rs))
+        width = 0.8 / len(libs)
+        for i, lib in enumerate(libs):
+            vals = {(r["case"], r["dir"]): r[key] for r in rs if r["lib"] == lib}
+            ax.bar([g + i * width for g in range(len(groups))], [vals.get(g, 0) for g in groups],
+                   width, label=lib)
+        if suite != "pool":
+            ax.axhline(peak, color="k", linestyle="--", linewidth=1, label="SGEMM")
+        ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+        ax.set_xticklabels([f"{c}\n{d}" for c, d in groups], fontsize=7)
+        ax.set_ylabel("GB/s" if suite == "pool" else "GFLOP/s")
+        ax.set_title(f"fastconv bench: {suite}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress=True):
+    """Runs the suites; returns {"meta": ..., "rows": [...]}."""
+    F.set_num_threads(threads)
+    torch = import_torch(threads) if "torch" in compare else None
+    peak = sgemm_rate(threads)
+    conv_libs = ["fastconv"] + [f"fastconv:{a}" for a in algos]
+    conv_libs += [c for c in compare if c in ("torch", "numpy")]
+    pool_libs = ["fastconv"] + (["torch"] if "torch" in compare else [])
+    net_libs = ["fastconv"] + (["torch"] if "torch" in compare else [])
+    net_batch = net_batch or batch
+    nets = load_suite()["nets"]
+    n_layers = len(list(layer_cases(batch)))
+    total = (("layers" in suites) * n_layers * len(conv_libs) * 3
+             + ("pool" in suites) * 3 * len(pool_libs) * 2
+             + ("nets" in suites) * len(nets) * len(net_libs) * 2)
+    bar = _progress(total, progress)
+    rows = []
+    try:
+        if "layers" in suites:
+            for case in layer_cases(batch):
+                bar.set_description(f"layers {case[0]}")
+                rows += bench_layer(*case, conv_libs, torch, repeat, bar.update)
+        if "pool" in suites:
+            for case in pool_cases(batch):
+                bar.set_description(f"pool {case[0]}")
+                rows += bench_pool(*case, pool_libs, torch, repeat, bar.update)
+        if "nets" in suites:
+            for name, spec in nets.items():
+                bar.set_description(f"nets {name}")
+                rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
+    finally:
+        bar.close()
+    meta = {"isa": F.isa(), "threads": threads, "batch": batch, "net_batch": net_batch,
+            "repeat": repeat, "sgemm_gflops": peak,
+            "torch": getattr(torch, "__version__", None)}
+    return {"meta": meta, "rows": rows}
+
+
+def _progress(total, enabled):
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, disable=not enabled, file=sys.stderr, leave=False)
+    except ImportError:  # pragma: no cover
+        class Bar:
+            def update(self, n=1): pass
+            def set_description(self, d): pass
+            def close(self): pass
+        return Bar()
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = argparse.ArgumentParser(
+        prog="fastconv bench",
+        description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
+    ap.add_argument("suite", nargs="?", default="quick",
+                    help="layers, nets, pool, all, or quick (default: layers + pool, batch 2)")
+    ap.add_argument("--batch", type=int, default=None, help="batch for layers and pool (default 2; 8 for all)")
+    ap.add_argument("--net-batch", type=int, default=None, help="batch for nets (default 4)")
+    ap.add_argument("--threads", type=int, default=None, help="default: fastconv.get_num_threads()")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--algos", default="im2col,direct,gemm1x1,auto")
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--compare", default="torch,numpy", help="comma list of torch, numpy ('' for none)")
+    ap.add_argument("--algos", default="", help="also time these algorithms by name, e.g. im2col,direct")
+    ap.add_argument("--json", metavar="FILE", help="write the rows and run facts as JSON")
+    ap.add_argument("--plot", metavar="FILE.png", help="bar charts of the same (matplotlib)")
+    ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    res = run_layers(args.batch, args.threads, args.repeat, args.algos.split(","),
-                     compare_torch=not args.no_torch)
+    if args.suite == "quick":
+        suites, batch = ("layers", "pool"), args.batch or 2
+    elif args.suite == "all":
+        suites, batch = SUITES, args.batch or 8
+    elif args.suite in SUITES:
+        suites, batch = (args.suite,), args.batch or 8
+    else:
+        ap.error(f"unknown suite {args.suite!r}: choose from layers, nets, pool, all, quick")
+    threads = args.threads or F.get_num_threads()
+    compare = [c for c in args.compare.split(",") if c]
+    algos = [a for a in args.algos.split(",") if a]
+    for a in algos:
+        if a not in F.ALGORITHMS:
+            ap.error(f"--algos: unknown algorithm {a!r} (choose from {', '.join(F.ALGORITHMS)})")
+    res = run(suites, batch, threads, args.repeat, compare, algos,
+              net_batch=args.net_batch or 4, progress=not args.no_progress)
+    m = res["meta"]
+    print(f"fastconv bench | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
+          f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")
+    print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
+    sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    if args.plot:
+        plot(res["rows"], m["sgemm_gflops"], args.plot)
+        print(f"plot written to {args.plot}")
     return 0
 
 
