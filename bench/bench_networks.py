@@ -88,8 +88,24 @@ def resnet_fwd_bwd(batch, size):
     return ours_fn, theirs_fn
 
 
-def profile(fn, repeats, top=12):
-    """Split fn's time: fastconv._core kernels, NumPy matmul, everything else."""
+def _op_names():
+    """(file, first line) -> "Class.method" for every autograd Function, to label profile rows."""
+    from fastconv import autograd
+    from fastconv.nn import functional as nnf
+
+    names = {}
+    for module in (autograd, nnf):
+        for cls in vars(module).values():
+            if isinstance(cls, type) and issubclass(cls, autograd.Function):
+                for meth in ("forward", "backward"):
+                    code = getattr(getattr(cls, meth), "__code__", None)
+                    if code is not None and code.co_filename == module.__file__:
+                        names[(code.co_filename, code.co_firstlineno)] = f"{cls.__name__}.{meth}"
+    return names
+
+
+def profile(fn, repeats, top=14):
+    """Split fn's time: fastconv._core kernels, the linear layers' NumPy matmul, everything else."""
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(repeats):
@@ -97,23 +113,25 @@ def profile(fn, repeats, top=12):
     prof.disable()
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())  # tottime over all functions = wall in the profiler
-    groups = {"kernels (fastconv._core)": 0.0, "numpy matmul (linear)": 0.0, "rest: numpy element-wise + python": 0.0}
+    ops = _op_names()
+    kernels, linear, rest = "kernels (fastconv._core)", "linear layers (NumPy matmul)", \
+        "rest: NumPy element-wise + Python"
+    groups = dict.fromkeys((kernels, linear, rest), 0.0)
     items = []
     for (filename, line, name), (_, _, tottime, _, _) in stats.items():
+        label = ops.get((filename, line)) or (f"{os.path.basename(filename)}:{line}({name})" if line else name)
         if "fastconv._core" in name:
-            groups["kernels (fastconv._core)"] += tottime
-            label = name.replace("<built-in method fastconv._core.", "_core.").rstrip(">")
-        elif "matmul" in name:
-            groups["numpy matmul (linear)"] += tottime
-            label = name
+            group, label = kernels, name.replace("<built-in method fastconv._core.", "_core.").rstrip(">")
+        elif label.startswith("Linear."):
+            group = linear
         else:
-            groups["rest: numpy element-wise + python"] += tottime
-            label = f"{os.path.basename(filename)}:{line}({name})" if line else name
+            group = rest
+        groups[group] += tottime
         items.append((tottime, label))
-    print(f"    profile over {repeats} runs: {total / repeats * 1e3:.1f} ms per run under cProfile")
+    print(f"    cProfile over {repeats} runs: {total / repeats * 1e3:.1f} ms per run")
     for g, t in groups.items():
         print(f"      {g:<36} {t / repeats * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
-    print("      top items (tottime per run; Python frames include the NumPy arithmetic they run):")
+    print("      top items (time per run inside each; a Function's row includes the NumPy work it runs):")
     for t, label in sorted(items, reverse=True)[:top]:
         print(f"        {t / repeats * 1e3:8.2f} ms  {label}")
 

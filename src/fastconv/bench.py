@@ -1,6 +1,6 @@
 """``fastconv bench``: the convnet-benchmarks suite, side by side with PyTorch CPU in one run.
 
-Suites: ``layers`` (L1-L5), ``nets`` (AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through
+Suites: ``layers`` (L1-L5), ``shapes`` (ResNet 1x1, dilated and depthwise 3x3), ``nets`` (AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through
 fastconv.nn, forward and forward+backward), ``pool`` (the nets' pooling layers), ``all``.
 Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
 (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
@@ -19,7 +19,7 @@ import numpy as np
 
 from . import functional as F
 
-SUITES = ("layers", "nets", "pool")
+SUITES = ("layers", "shapes", "nets", "pool")
 CONV_DIRS = ("fwd", "bwd_data", "bwd_weight")
 
 
@@ -114,14 +114,32 @@ def layer_cases(batch):
     for name, spec in load_suite()["layers"].items():
         _, c, h, w = spec["input"]
         cin, cout, k, s, p = spec["conv"]
-        yield name, (batch, c, h, w), (cout, cin, k, k), s, p
+        yield name, (batch, c, h, w), (cout, cin, k, k), s, p, 1, 1
 
 
-def bench_layer(name, x_shape, w_shape, s, p, libs, torch, repeat, tick):
+def shape_cases(batch):
+    """Shapes where algorithm choice matters: ResNet-50's 1x1 convolutions, dilated 3x3
+    (DeepLab-style, 256 channels at 64x64) and MobileNet's depthwise 3x3 at stride 1 and 2.
+    (name, x shape, w shape, stride, padding, dilation, groups)"""
+    cases = [
+        ("1x1 256>64 56", (batch, 256, 56, 56), (64, 256, 1, 1), 1, 0, 1, 1),
+        ("1x1 64>256 56", (batch, 64, 56, 56), (256, 64, 1, 1), 1, 0, 1, 1),
+        ("1x1 1024>256 14", (batch, 1024, 14, 14), (256, 1024, 1, 1), 1, 0, 1, 1),
+        ("1x1 512>1024 s2", (batch, 512, 28, 28), (1024, 512, 1, 1), 2, 0, 1, 1),
+        ("dil2 3x3 256 64", (batch, 256, 64, 64), (256, 256, 3, 3), 1, 2, 2, 1),
+        ("dil4 3x3 256 64", (batch, 256, 64, 64), (256, 256, 3, 3), 1, 4, 4, 1),
+    ]
+    for c, hw, s in ((32, 112, 1), (64, 112, 2), (128, 56, 1), (256, 56, 2), (512, 14, 1)):
+        cases.append((f"dw3x3 {c} {hw} s{s}", (batch, c, hw, hw), (c, 1, 3, 3), s, 1, 1, c))
+    return cases
+
+
+def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
+                suite="layers"):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = (rng.standard_normal(w_shape, dtype=np.float32) * 0.05).astype(np.float32)
-    y = F.conv2d(x, w, stride=s, padding=p)
+    y = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     flops = conv_flops(w_shape, y.shape)
     runs = {}
@@ -133,18 +151,21 @@ def bench_layer(name, x_shape, w_shape, s, p, libs, torch, repeat, tick):
             bwd = torch.ops.aten.convolution_backward
 
             def tb(mask):
-                return lambda: bwd(tdy, tx, tw, None, (s, s), (p, p), (1, 1), False, (0, 0), 1, mask)
-            runs[lib] = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, s, p),
+                return lambda: bwd(tdy, tx, tw, None, (s, s), (p, p), (d, d), False, (0, 0), g, mask)
+            runs[lib] = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, s, p, d, g),
                          "bwd_data": tb((True, False, False)), "bwd_weight": tb((False, True, False))}
         elif lib == "numpy":
+            if d != 1 or g != 1:  # the baseline is the plain CS231n-style im2col
+                continue
             runs[lib] = {"fwd": lambda: np_conv2d(x, w, s, p),
                          "bwd_data": lambda: np_conv2d_backward_data(dy, x.shape, w, s, p),
                          "bwd_weight": lambda: np_conv2d_backward_weight(dy, x, w, s, p)}
         else:  # fastconv, with algo "auto" or a named one
             algo = "auto" if lib == "fastconv" else lib.split(":", 1)[1]
-            if algo != "auto" and algo not in F.algorithms(x_shape, w_shape, stride=s, padding=p):
+            if algo != "auto" and algo not in F.algorithms(x_shape, w_shape, stride=s, padding=p,
+                                                            dilation=d, groups=g):
                 continue
-            kw = dict(stride=s, padding=p, algo=algo)
+            kw = dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
             runs[lib] = {
                 "fwd": lambda kw=kw: F.conv2d(x, w, **kw),
                 "bwd_data": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(True, False, False), **kw),
@@ -154,10 +175,10 @@ def bench_layer(name, x_shape, w_shape, s, p, libs, torch, repeat, tick):
     ctx = torch.no_grad() if torch is not None else _null()
     with ctx:
         for lib, fns in runs.items():
-            for d in CONV_DIRS:
-                t = timeit(fns[d], repeat)
-                rows.append({"suite": "layers", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
-                             "gflops": flops / t / 1e9})
+            for direction in CONV_DIRS:
+                t = timeit(fns[direction], repeat)
+                rows.append({"suite": suite, "case": name, "lib": lib, "dir": direction,
+                             "ms": t * 1e3, "gflops": flops / t / 1e9})
                 tick()
     return rows
 
@@ -408,6 +429,7 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
     nets = load_suite()["nets"]
     n_layers = len(list(layer_cases(batch)))
     total = (("layers" in suites) * n_layers * len(conv_libs) * 3
+             + ("shapes" in suites) * len(shape_cases(batch)) * len(conv_libs) * 3
              + ("pool" in suites) * 3 * len(pool_libs) * 2
              + ("nets" in suites) * len(nets) * len(net_libs) * 2)
     bar = _progress(total, progress)
@@ -417,6 +439,10 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
             for case in layer_cases(batch):
                 bar.set_description(f"layers {case[0]}")
                 rows += bench_layer(*case, conv_libs, torch, repeat, bar.update)
+        if "shapes" in suites:
+            for case in shape_cases(batch):
+                bar.set_description(f"shapes {case[0]}")
+                rows += bench_layer(*case, conv_libs, torch, repeat, bar.update, suite="shapes")
         if "pool" in suites:
             for case in pool_cases(batch):
                 bar.set_description(f"pool {case[0]}")
@@ -450,7 +476,7 @@ def main(argv=None):
         prog="fastconv bench",
         description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
     ap.add_argument("suite", nargs="?", default="quick",
-                    help="layers, nets, pool, all, or quick (default: layers + pool, batch 2)")
+                    help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2)")
     ap.add_argument("--batch", type=int, default=None, help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int, default=None, help="batch for nets (default 4)")
     ap.add_argument("--threads", type=int, default=None, help="default: fastconv.get_num_threads()")
@@ -468,7 +494,7 @@ def main(argv=None):
     elif args.suite in SUITES:
         suites, batch = (args.suite,), args.batch or 8
     else:
-        ap.error(f"unknown suite {args.suite!r}: choose from layers, nets, pool, all, quick")
+        ap.error(f"unknown suite {args.suite!r}: choose from layers, shapes, nets, pool, all, quick")
     threads = args.threads or F.get_num_threads()
     compare = [c for c in args.compare.split(",") if c]
     algos = [a for a in args.algos.split(",") if a]
