@@ -70,10 +70,9 @@ static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
   if (!mul_ok(d->dil_h, d->kh - 1, &ext_h) || !mul_ok(d->dil_w, d->kw - 1, &ext_w) ||
       !mul_ok(d->pad_h, 2, &padded_h) || !mul_ok(d->pad_w, 2, &padded_w) ||
       __builtin_add_overflow(padded_h, d->h, &padded_h) ||
-      __builtin_add_overflow(padded_w, d->w, &padded_w))
+      __builtin_add_overflow(padded_w, d->w, &padded_w) ||
+      __builtin_add_overflow(ext_h, 1, &ext_h) || __builtin_add_overflow(ext_w, 1, &ext_w))
     return fail(FC_EOVERFLOW, "kernel extent or padded input size overflows int64");
-  ext_h += 1;
-  ext_w += 1;
   if (ext_h > padded_h || ext_w > padded_w)
     return fail(FC_EINVAL,
                 "kernel extent %lldx%lld (kernel %lldx%lld, dilation %lldx%lld) is larger than "
@@ -111,18 +110,27 @@ static bool supports(const ConvShape &s, fc_algo a) {
   }
 }
 
-// FC_ALGO_AUTO. A first heuristic: GEMM wherever there is enough arithmetic per output to
-// amortise packing; the depthwise kernel for groups == c; direct for tiny channel counts.
-static fc_algo choose(const ConvShape &s) {
+// FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs on Zen 4 (2 threads,
+// AVX-512) next to PyTorch (oneDNN):
+//  - groups == c: the depthwise kernel (a GEMM per channel has no reduction to speak of);
+//  - 1x1: straight GEMM on the input (gemm1x1), every direction;
+//  - forward, unit stride along rows, few input channels per group (cg*kh*kw < 512, e.g.
+//    AlexNet/L1's 3-channel 11x11): the direct register tiles, which need no column matrix;
+//  - everything else: im2col + GEMM (the weight gradient always: its direct form is a dot
+//    product per tap and far slower);
+//  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
+static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (s.g == s.c && s.cg == 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
-  if (im2col_supports(s) && s.ckk * s.kg >= 64) return FC_ALGO_IM2COL;
-  return FC_ALGO_DIRECT;
+  if (!im2col_supports(s)) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk < 512) return FC_ALGO_DIRECT;
+  if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
+  return FC_ALGO_IM2COL;
 }
 
-static fc_status resolve(const ConvShape &s, fc_algo a, fc_algo *out) {
+static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, fc_algo *out) {
   if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
-  if (a == FC_ALGO_AUTO) a = choose(s);
+  if (a == FC_ALGO_AUTO) a = choose(s, dir);
   if (!supports(s, a))
     return fail(FC_EUNSUPPORTED, "algorithm %s cannot run this descriptor", fc_algo_name(a));
   *out = a;
@@ -245,14 +253,20 @@ fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a) {
   if (fc_status st = make_shape(d, &s)) return st;
   if (a == FC_ALGO_AUTO) return FC_OK;
   fc_algo r;
-  return resolve(s, a, &r);
+  return resolve(s, a, FC_DIR_FORWARD, &r);
 }
 
 fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a) {
+  return fc_conv2d_choose_for(d, FC_DIR_FORWARD, a);
+}
+
+fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a) {
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
-  *a = choose(s);
+  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
+    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  *a = choose(s, dir);
   return FC_OK;
 }
 
@@ -261,7 +275,7 @@ fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
   FC_PROLOGUE(d, t)
   if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
   fc_algo r;
-  if (fc_status st = resolve(s, a, &r)) return st;
+  if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
   return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
                      : forward<double>(s, r, x, w, bias_or_null, y);
 }
@@ -271,7 +285,7 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
   FC_PROLOGUE(d, t)
   if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
   fc_algo r;
-  if (fc_status st = resolve(s, a, &r)) return st;
+  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
   return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
 }
 
@@ -281,7 +295,7 @@ fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo
   if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
   if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
   fc_algo r;
-  if (fc_status st = resolve(s, a, &r)) return st;
+  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
   return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
                      : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
 }

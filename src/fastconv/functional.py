@@ -233,15 +233,21 @@ def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     return _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, 1)
 
 
-def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
-    """The algorithms that can run this conv2d, in preference order: the first is 'auto''s pick."""
+_DIRECTIONS = {"forward": 0, "backward_data": 1, "backward_weight": 2}
+
+
+def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, direction="forward"):
+    """The algorithms that can run this conv2d, in preference order: the first is what 'auto'
+    picks for `direction` ('forward', 'backward_data' or 'backward_weight')."""
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be one of {tuple(_DIRECTIONS)}, got {direction!r}")
     x = np.broadcast_to(np.float32(0), tuple(x_shape))
     w = np.broadcast_to(np.float32(0), tuple(w_shape))
     nspatial = len(w.shape) - 2
     if nspatial not in (1, 2):
         raise ValueError(f"w_shape must have 3 (conv1d) or 4 (conv2d) dimensions, got {w.shape}")
     cv = _Conv(x, w, stride, padding, dilation, groups, nspatial)
-    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.desc)]
+    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.desc, _DIRECTIONS[direction])]
     rest = [a for a in ALGORITHMS if a != first and _core.conv2d_supports(cv.desc, _ALGO_IDS[a])]
     return [first] + rest
 

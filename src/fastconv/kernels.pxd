@@ -48,7 +48,13 @@ cdef extern from "fastconv/fastconv.h" nogil:
 
     fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int64_t *wo)
     fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a)
+    ctypedef enum fc_direction:
+        FC_DIR_FORWARD
+        FC_DIR_BACKWARD_DATA
+        FC_DIR_BACKWARD_WEIGHT
+
     fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a)
+    fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a)
     fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                 const void *x, const void *w, const void *bias_or_null, void *y)
     fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,

@@ -67,8 +67,18 @@ FC_API fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int
  * FC_EINVAL/FC_EOVERFLOW when d itself is invalid. */
 FC_API fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a);
 
-/* The algorithm FC_ALGO_AUTO picks for d (writes it to *a). */
+typedef enum {
+  FC_DIR_FORWARD = 0,
+  FC_DIR_BACKWARD_DATA = 1,
+  FC_DIR_BACKWARD_WEIGHT = 2
+} fc_direction;
+
+/* The algorithm FC_ALGO_AUTO picks for d's forward (writes it to *a). */
 FC_API fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a);
+
+/* The algorithm FC_ALGO_AUTO picks for one direction of d: each entry chooses for its own
+ * direction (the data gradient of a convolution may run best on another algorithm). */
+FC_API fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a);
 
 /* y = conv(x, w) + bias. bias_or_null may be NULL. */
 FC_API fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
