@@ -61,8 +61,9 @@ def test_sanitizers_are_live(tmp_path):
         "#include <cstdint>\n#include <cstdlib>\n#include <vector>\n"
         "int main(int argc, char **) {\n"
         "  std::vector<float> v(5);\n"
+        "  if (argc == 1) return (int)v[4];\n"
         "  if (argc == 2) return (int)v.data()[v.size()];\n"
-        "  int64_t big = INT64_MAX - 1 + argc;  // argc == 3: overflow below\n"
+        "  int64_t big = INT64_MAX - 3 + argc;  // argc == 3: INT64_MAX\n"
         "  return (int)((big + 1) & 1);\n}\n")
     exe = str(tmp_path / "oob")
     subprocess.run([*cxx, "-g", *sanitize_build.SANITIZE, str(src), "-o", exe], check=True,

@@ -72,7 +72,14 @@ fc_status forward_by_rows(const ConvShape &s, const T *x, const T *w, const T *b
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
-  if (s.sw != 1 || uk.direct_tile == nullptr) return forward_by_rows(s, x, w, b, y);
+  // The padded copy must stay near the size of the input and output planes: a huge padding
+  // (valid with a stride that makes the output small again) takes the row path, which copies
+  // nothing; (h + 2*ph) * (w + 2*pw) can even overflow int64 there.
+  int64_t padded_plane;
+  if (s.sw != 1 || uk.direct_tile == nullptr ||
+      __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||
+      padded_plane > 4 * (s.hw + s.howo) + 4096)
+    return forward_by_rows(s, x, w, b, y);
   const int64_t kbn = uk.kb, vlen = uk.vlen, step = vlen * uk.max_nvec;
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
   const bool flat = s.sh == 1;

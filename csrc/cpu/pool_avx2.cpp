@@ -47,6 +47,8 @@ struct V256f {
   }
   static __m256 greater(__m256 v, __m256 best) { return _mm256_cmp_ps(v, best, _CMP_GT_OQ); }
   static __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+  static __m256 zero() { return _mm256_setzero_ps(); }
+  static __m256 max(__m256 v, __m256 best) { return _mm256_max_ps(v, best); }  // v > best ? v : best
   static bool any_nan(__m256 a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
   static __m256 better(__m256 v, __m256 best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
@@ -105,6 +107,8 @@ struct V256d {
   }
   static __m256d greater(__m256d v, __m256d best) { return _mm256_cmp_pd(v, best, _CMP_GT_OQ); }
   static __m256d add(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
+  static __m256d zero() { return _mm256_setzero_pd(); }
+  static __m256d max(__m256d v, __m256d best) { return _mm256_max_pd(v, best); }  // v > best ? v : best
   static bool any_nan(__m256d a) { return _mm256_movemask_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q)) != 0; }
   static __m256d better(__m256d v, __m256d best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
@@ -131,8 +135,8 @@ struct V256d {
 template <class T, class V>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_simd<V>;
-  u->sum_row = &sum_row<T>;
-  u->add_row = &add_row<T>;
+  u->sum_row = &sum_row_simd<V>;
+  u->first_bad_switch = &first_bad_switch;
 }
 
 }  // namespace isa_avx2

@@ -46,6 +46,8 @@ struct V512f {
   }
   static __mmask16 greater(__m512 v, __m512 best) { return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ); }
   static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+  static __m512 zero() { return _mm512_setzero_ps(); }
+  static __m512 max(__m512 v, __m512 best) { return _mm512_max_ps(v, best); }  // v > best ? v : best
   static bool any_nan(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask16 better(__m512 v, __m512 best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
@@ -104,6 +106,8 @@ struct V512d {
   }
   static __mmask8 greater(__m512d v, __m512d best) { return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ); }
   static __m512d add(__m512d a, __m512d b) { return _mm512_add_pd(a, b); }
+  static __m512d zero() { return _mm512_setzero_pd(); }
+  static __m512d max(__m512d v, __m512d best) { return _mm512_max_pd(v, best); }  // v > best ? v : best
   static bool any_nan(__m512d a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask8 better(__m512d v, __m512d best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
@@ -130,8 +134,8 @@ struct V512d {
 template <class T, class V>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_simd<V>;
-  u->sum_row = &sum_row<T>;
-  u->add_row = &add_row<T>;
+  u->sum_row = &sum_row_simd<V>;
+  u->first_bad_switch = &first_bad_switch;
 }
 
 }  // namespace isa_avx512

@@ -11,7 +11,7 @@ template <class T>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_scalar<T>;
   u->sum_row = &sum_row<T>;
-  u->add_row = &add_row<T>;
+  u->first_bad_switch = &first_bad_switch;
 }
 
 }  // namespace isa_generic

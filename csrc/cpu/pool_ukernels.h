@@ -21,10 +21,10 @@ struct PoolUKernels {
   // the running maximum when it is greater or NaN, so ties keep the first and the last NaN wins.
   // idx (may be NULL) receives the winner's flat index in the plane, (ih0 + r*dh)*xw + iw + ...
   void (*max_row)(const T *x, const PoolRow &r, T *y, int64_t *idx);
-  // y[o] = the sum of output o's taps in scan order (dw is 1 for average pooling).
+  // y[o] = the sum of output o's taps in scan order, from 0 (PyTorch's order, so the same bits).
   void (*sum_row)(const T *x, const PoolRow &r, T *y);
-  // dx[tap of o] += g[o] for every tap of every output o < n (average-pool backward).
-  void (*add_row)(T *dx, const PoolRow &r, const T *g);
+  // The position of the first switch q[i] (i < n) outside [0, hw), or -1 when all are inside.
+  int64_t (*first_bad_switch)(const int64_t *q, int64_t n, int64_t hw);
 };
 
 const PoolUKernels<float> &pool_ukernels_f32();

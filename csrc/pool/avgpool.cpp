@@ -3,7 +3,7 @@
 //
 // avg forward: one job per output row, as max pooling: interior windows go to the ISA's sum_row
 // micro-kernel (each output sums its taps in PyTorch's order, then divides), edge windows take
-// PyTorch's scalar loop. The backwards scatter into a zeroed plane per job (threads split
+// PyTorch's scalar loop. The backwards accumulate into a zeroed plane per job (threads split
 // planes). Adaptive pooling sums in double (its windows can be whole planes).
 #include <omp.h>
 
@@ -44,16 +44,6 @@ T avg_window_forward(const PoolShape &s, bool incl, int64_t divisor, const T *pl
   for (int64_t ih = a.ih0; ih < a.ih1; ++ih)
     for (int64_t iw = a.iw0; iw < a.iw1; ++iw) sum += plane[ih * s.w + iw];
   return sum / (T)a.div;
-}
-
-template <class T>
-void avg_window_backward(const PoolShape &s, bool incl, int64_t divisor, T g, T *plane, int64_t oh,
-                         int64_t ow) {
-  AvgWindow a;
-  if (!avg_window(s, incl, divisor, oh, ow, &a)) return;
-  const T delta = g / (T)a.div;
-  for (int64_t ih = a.ih0; ih < a.ih1; ++ih)
-    for (int64_t iw = a.iw0; iw < a.iw1; ++iw) plane[ih * s.w + iw] += delta;
 }
 
 // The interior of output row oh: columns [lo, hi) and the micro-kernel row, or false when the
@@ -106,18 +96,23 @@ fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, con
   return FC_OK;
 }
 
+// Per output row: its windows' gradients dy / divisor (PyTorch's grad_delta) summed into one row
+// of horizontal contributions h, which is then added to each input row the windows cover: kw
+// adds per output and nr vectorised row additions instead of kh*kw scattered ones. Interior
+// windows share the row's divisor (one vectorised division); edge windows take avg_window.
 template <class T>
 fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, const T *dy, T *dx) {
-  const PoolUKernels<T> &uk = pool_ukernels<T>();
-  int64_t lo, hi;
+  int64_t lo, hi;  // interior columns: the whole window inside the plane
   valid_range(-s.pw, s.sw, s.w - (s.kw - 1), s.wo, &lo, &hi);
   const int nt = pool_threads(s.planes * (s.hw + s.howo * s.kh * s.kw));
-  Buffer<T> scratch(nt * s.wo);  // one row of dy / divisor per thread
+  const int64_t per_thread = s.w + s.wo;  // h, then the interior gradients
+  Buffer<T> scratch(nt * per_thread);
   if (!scratch.ok()) return fail(FC_ENOMEM, "avg_pool2d backward: cannot allocate %lld bytes",
-                                 (long long)(nt * s.wo * (int64_t)sizeof(T)));
+                                 (long long)(nt * per_thread * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(nt)
   {
-    T *g = scratch.get() + (int64_t)omp_get_thread_num() * s.wo;
+    T *h = scratch.get() + (int64_t)omp_get_thread_num() * per_thread;
+    T *g = h + s.w;
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < s.planes; ++p) {
       T *plane = dx + p * s.hw;
@@ -127,13 +122,32 @@ fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, co
         AvgRow in;
         const bool vec = avg_interior(s, incl, divisor, lo, hi, oh, &in);
         const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
-        for (int64_t ow = 0; ow < a; ++ow) avg_window_backward(s, incl, divisor, dr[ow], plane, oh, ow);
+        std::memset(h, 0, sizeof(T) * s.w);
+        int64_t r0 = vec ? in.row.ih0 : 0, r1 = vec ? in.row.ih0 + in.row.nr : 0;
+        auto edge = [&](int64_t ow) {
+          AvgWindow w;
+          if (!avg_window(s, incl, divisor, oh, ow, &w)) return;
+          r0 = w.ih0;  // the same rows for every window of the row
+          r1 = w.ih1;
+          const T gw = dr[ow] / (T)w.div;
+          for (int64_t iw = w.iw0; iw < w.iw1; ++iw) h[iw] += gw;
+        };
+        for (int64_t ow = 0; ow < a; ++ow) edge(ow);
         if (vec) {
           const T div = (T)in.div;
+#pragma omp simd
           for (int64_t ow = lo; ow < hi; ++ow) g[ow - lo] = dr[ow] / div;
-          uk.add_row(plane, in.row, g);
+          for (int64_t j = 0; j < s.kw; ++j) {
+            T *__restrict hj = h + in.row.iw0 + j;  // output lo's tap j
+            for (int64_t o = 0; o < hi - lo; ++o) hj[o * s.sw] += g[o];
+          }
         }
-        for (int64_t ow = b; ow < s.wo; ++ow) avg_window_backward(s, incl, divisor, dr[ow], plane, oh, ow);
+        for (int64_t ow = b; ow < s.wo; ++ow) edge(ow);
+        for (int64_t ih = r0; ih < r1; ++ih) {
+          T *__restrict d = plane + ih * s.w;
+#pragma omp simd
+          for (int64_t iw = 0; iw < s.w; ++iw) d[iw] += h[iw];
+        }
       }
     }
   }
@@ -152,10 +166,17 @@ fc_status adaptive_avg_pool2d_forward(const PlanesShape &s, const T *x, T *y) {
     for (int64_t ow = 0; ow < s.wo; ++ow) {
       const int64_t iw0 = start_index(ow, s.wo, s.w), iw1 = end_index(ow, s.wo, s.w);
       double acc = 0;
-      for (int64_t ih = ih0; ih < ih1; ++ih) {
-        const T *r = plane + ih * s.w;
+      if (iw1 - iw0 == s.w) {  // whole rows (global pooling): one contiguous run
+        const T *r = plane + ih0 * s.w;
+        const int64_t count = (ih1 - ih0) * s.w;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t iw = iw0; iw < iw1; ++iw) acc += (double)r[iw];
+        for (int64_t i = 0; i < count; ++i) acc += (double)r[i];
+      } else {
+        for (int64_t ih = ih0; ih < ih1; ++ih) {
+          const T *r = plane + ih * s.w;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t iw = iw0; iw < iw1; ++iw) acc += (double)r[iw];
+        }
       }
       y[t * s.wo + ow] = (T)(acc / (double)((ih1 - ih0) * (iw1 - iw0)));
     }
@@ -175,10 +196,17 @@ fc_status adaptive_avg_pool2d_backward(const PlanesShape &s, const T *dy, T *dx)
       for (int64_t ow = 0; ow < s.wo; ++ow) {
         const int64_t iw0 = start_index(ow, s.wo, s.w), iw1 = end_index(ow, s.wo, s.w);
         const T g = (T)((double)dy[(p * s.ho + oh) * s.wo + ow] / (double)((ih1 - ih0) * (iw1 - iw0)));
-        for (int64_t ih = ih0; ih < ih1; ++ih) {
-          T *r = plane + ih * s.w;
+        if (iw1 - iw0 == s.w) {  // whole rows (global pooling): one contiguous run
+          T *r = plane + ih0 * s.w;
+          const int64_t count = (ih1 - ih0) * s.w;
 #pragma omp simd
-          for (int64_t iw = iw0; iw < iw1; ++iw) r[iw] += g;
+          for (int64_t i = 0; i < count; ++i) r[i] += g;
+        } else {
+          for (int64_t ih = ih0; ih < ih1; ++ih) {
+            T *r = plane + ih * s.w;
+#pragma omp simd
+            for (int64_t iw = iw0; iw < iw1; ++iw) r[iw] += g;
+          }
         }
       }
     }

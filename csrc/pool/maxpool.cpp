@@ -8,7 +8,8 @@
 //
 // Switch entries (backward, unpool, unpool backward): every switch is checked against its plane
 // before anything is written; then each plane is zeroed and scattered (or gathered) in one pass,
-// the zeroing running just ahead of the scatter. Planes are independent, so threads split planes and never collide.
+// the zeroing running just ahead of the scatter. Planes are independent: threads split planes
+// and never collide.
 #include <cstring>
 #include <limits>
 
@@ -41,21 +42,10 @@ void max_window(const PoolShape &s, const T *plane, int64_t oh, int64_t ow, T *y
   if (idx) *idx = at;
 }
 
-// First switch of q[0, count) outside [0, hw), or -1.
-int64_t first_bad_switch(const int64_t *q, int64_t count, int64_t hw) {
-  const uint64_t lim = (uint64_t)hw;
-  int any = 0;
-#pragma omp simd reduction(| : any)
-  for (int64_t i = 0; i < count; ++i) any |= (uint64_t)q[i] >= lim;
-  if (!any) return -1;
-  for (int64_t i = 0; i < count; ++i)
-    if ((uint64_t)q[i] >= lim) return i;
-  return -1;
-}
-
 // Checks all switches, then (only if all lie in their planes) runs body(p) for every plane p.
 template <class Body>
 fc_status through_switches(const PlanesShape &s, const int64_t *idx, Body body) {
+  const auto first_bad = pool_ukernels<float>().first_bad_switch;  // the same for every T
   int64_t bad = std::numeric_limits<int64_t>::max();
   const int nt = pool_threads(s.planes * (s.howo + s.hw));
 #pragma omp parallel num_threads(nt)
@@ -64,7 +54,7 @@ fc_status through_switches(const PlanesShape &s, const int64_t *idx, Body body) 
     // their switches are still in its cache.
 #pragma omp for schedule(static) reduction(min : bad)
     for (int64_t p = 0; p < s.planes; ++p) {
-      const int64_t i = first_bad_switch(idx + p * s.howo, s.howo, s.hw);
+      const int64_t i = first_bad(idx + p * s.howo, s.howo, s.hw);
       if (i >= 0) bad = std::min(bad, p * s.howo + i);
     }
     // The loop's barrier has published `bad`: every thread takes the same branch.

@@ -17,12 +17,12 @@ def _add_train(subparsers):
     p.add_argument("--c3-table", action="store_true",
                    help="connect LeNet-5's C3 by LeCun's partial table (1,516 parameters)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default 0.05 for sgd, 0.002 for adam)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", choices=["cosine", "step", "none"], default="cosine",
                    help="learning-rate schedule over the epochs")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling")

@@ -113,6 +113,8 @@ class _Conv:
             (h, w), (kh, kw) = spatial, ksize
             (sh, sw), (ph, pw), (dh, dw) = self.stride, pad, self.dilation
         self.desc = (n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups)
+        # Which algorithms apply does not depend on the batch: an empty one asks as for one image.
+        self.probe = (max(n, 1),) + self.desc[1:]
         self.nspatial = nspatial
         self.op = op
 
@@ -137,7 +139,7 @@ class _Conv:
 
     def algo(self, algo):
         ident = _check_algo(algo)
-        if ident and not _core.conv2d_supports(self.desc, ident):
+        if ident and not _core.conv2d_supports(self.probe, ident):
             rule = _ALGO_RULES.get(algo, "")
             raise ValueError(f"algo={algo!r} cannot run this {self.op} (x {self.x_shape}, groups="
                              f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]})"
@@ -247,8 +249,8 @@ def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, dire
     if nspatial not in (1, 2):
         raise ValueError(f"w_shape must have 3 (conv1d) or 4 (conv2d) dimensions, got {w.shape}")
     cv = _Conv(x, w, stride, padding, dilation, groups, nspatial)
-    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.desc, _DIRECTIONS[direction])]
-    rest = [a for a in ALGORITHMS if a != first and _core.conv2d_supports(cv.desc, _ALGO_IDS[a])]
+    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.probe, _DIRECTIONS[direction])]
+    rest = [a for a in ALGORITHMS if a != first and _core.conv2d_supports(cv.probe, _ALGO_IDS[a])]
     return [first] + rest
 
 

@@ -106,6 +106,24 @@ struct Buf {
 
 // ---- convolution --------------------------------------------------------------------------
 
+// A forward output against FC_ALGO_REFERENCE (tolerance relative to the sum of |terms|).
+template <class T>
+void agrees_with_reference(const fc_conv2d_desc &d, const std::vector<T> &x, const std::vector<T> &w,
+                           const std::vector<T> &y, const std::vector<T> *b, const std::string &where) {
+  const fc_dtype t = dtype_of<T>();
+  std::vector<T> ref(y.size()), scale(y.size());
+  const std::vector<T> ab = b ? abs_of(*b) : std::vector<T>();
+  if (!expect(fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, x.data(), w.data(), b ? b->data() : nullptr,
+                                ref.data()) == FC_OK &&
+                  fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, abs_of(x).data(), abs_of(w).data(),
+                                    b ? ab.data() : nullptr, scale.data()) == FC_OK,
+              where + ": the reference failed"))
+    return;
+  expect_close(y, std::vector<double>(ref.begin(), ref.end()),
+               std::vector<double>(scale.begin(), scale.end()), 2 * tolerance<T>(),
+               where + " forward vs reference");
+}
+
 void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   const std::string where = "conv " + str(d);
   if (g_trace) std::fprintf(stderr, "%s\n", where.c_str());
@@ -155,12 +173,18 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   Buf x(t, nx, rng), w(t, nw, rng), b(t, d.k, rng), y(t, ny, rng);
   const bool null_in = rng.chance(0.05);
   bool nothing_wanted = false;  // backward_weight with dw and db both NULL
+  bool bias_used = false;
   int s;
   if (which == 0) {
     y.nan();
-    s = fc_conv2d_forward(&d, t, a, null_in ? nullptr : x.p(), w.p(), rng.chance(0.5) ? b.p() : nullptr, y.p());
+    bias_used = rng.chance(0.5);
+    s = fc_conv2d_forward(&d, t, a, null_in ? nullptr : x.p(), w.p(), bias_used ? b.p() : nullptr, y.p());
     count("conv2d_forward", s);
-    if (status_ok(s, where + " forward") && s == FC_OK) expect(y.finite(), where + ": forward left outputs unwritten");
+    if (status_ok(s, where + " forward") && s == FC_OK) {
+      expect(y.finite(), where + ": forward left outputs unwritten");
+      if (!null_in && !y.f.empty()) agrees_with_reference(d, x.f, w.f, y.f, bias_used ? &b.f : nullptr, where);
+      if (!null_in && !y.d.empty()) agrees_with_reference(d, x.d, w.d, y.d, bias_used ? &b.d : nullptr, where);
+    }
   } else if (which == 1) {
     x.nan();
     s = fc_conv2d_backward_data(&d, t, a, y.p(), null_in ? nullptr : w.p(), x.p());
