@@ -32,6 +32,9 @@ SCRIPT = textwrap.dedent(r"""
         ((2, 4, 7, 40), (14, 2, 5, 5), (2, 1), (2, 2), (1, 2), 2),
         ((1, 3, 4, 100), (6, 3, 2, 9), (1, 1), (0, 0), (2, 3), 1),
         ((1, 2, 3, 17), (5, 2, 3, 1), (1, 1), (0, 0), (1, 1), 1),
+        # enough output channels for two k-tiles and a remainder; narrow and strided rows
+        ((2, 6, 9, 7), (37, 6, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+        ((1, 8, 11, 10), (40, 4, 3, 2), (3, 1), (2, 0), (2, 1), 2),
     ]
     worst = 0.0
     for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
@@ -53,9 +56,12 @@ SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.parametrize("tile", ["pos", "k"])
 @pytest.mark.parametrize("isa", AVAILABLE)
-def test_isa_forced_matches_reference(isa):
-    env = dict(os.environ, FASTCONV_ISA=isa)
+def test_isa_forced_matches_reference(isa, tile):
+    # FASTCONV_DIRECT_TILE forces the direct forward's register tile: vectors over positions
+    # ("pos") or over output channels ("k"); both must match on every ISA.
+    env = dict(os.environ, FASTCONV_ISA=isa, FASTCONV_DIRECT_TILE=tile)
     out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

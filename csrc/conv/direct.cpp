@@ -62,13 +62,25 @@ fc_status forward_by_rows(const ConvShape &s, const T *x, const T *w, const T *b
 
 }  // namespace
 
+// Which register tile runs a unit-stride-row convolution: the k-tile (vectorized over output
+// channels) needs enough channels per group to fill its vectors; the position tile needs runs
+// of positions. FASTCONV_DIRECT_TILE=pos|k forces one (for measuring).
+template <class T>
+static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
+  static const char *force = std::getenv("FASTCONV_DIRECT_TILE");
+  if (force && !std::strcmp(force, "k")) return true;
+  if (force && !std::strcmp(force, "pos")) return false;
+  return s.kg >= uk.kt / 2 && s.wo < 4 * uk.vlen;
+}
+
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
 // [hp, wp] with slack at the end, so every tap of every tile is in bounds. An output row is
 // then a run of positions q whose taps sit at q + i*dh*wp + j*dw: with unit stride along the
 // height too, all rows together form ONE run of ho*wp positions (columns wo..wp-1 of each row
-// are computed and dropped), so narrow images still fill whole vectors. Each work item
-// (image, group, block of kb output channels) accumulates into a thread-local wide buffer and
-// copies the valid columns out.
+// are computed and dropped), so narrow images still fill whole tiles. Work items are (image,
+// group, block of output channels). The position tile accumulates into a thread-local wide
+// buffer whose valid columns are copied out; the k-tile writes [positions][channels] blocks
+// that are transposed into the output as they come.
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
@@ -80,7 +92,9 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||
       padded_plane > 4 * (s.hw + s.howo) + 4096)
     return forward_by_rows(s, x, w, b, y);
-  const int64_t kbn = uk.kb, vlen = uk.vlen, step = vlen * uk.max_nvec;
+  const bool ktile = use_ktile(s, uk);
+  const int64_t vlen = uk.vlen, step = ktile ? uk.pt : vlen * uk.max_nvec;
+  const int64_t kbn = ktile ? uk.kt : uk.kb;
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
   const bool flat = s.sh == 1;
   const int64_t run = flat ? s.ho * wp : s.wo;  // positions per run
@@ -89,10 +103,11 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
   // Slack so the last tile's reads stay inside the padded plane buffer.
   const int64_t xplane = hp * wp + (run_pad - run) + s.dw * (s.kw - 1) + wp;
   const int64_t yrow = flat ? wp : run_pad;  // wide-buffer row stride: runs must not overlap
-  const int64_t yplane = s.ho * yrow + step;
+  const int64_t yplane = ktile ? 0 : s.ho * yrow + step;
   const int64_t kblocks = (s.kg + kbn - 1) / kbn;
   const int nt = num_threads();
-  Buffer<T> xpad(s.n * s.c * xplane), packed(s.g * kblocks * kbn * s.ckk), wide(nt * kbn * yplane);
+  Buffer<T> xpad(s.n * s.c * xplane), packed(s.g * kblocks * kbn * s.ckk),
+      wide(nt * (ktile ? kbn * step : kbn * yplane));
   if (!xpad.ok() || !packed.ok() || !wide.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate the padded input / packed weights");
 #pragma omp parallel num_threads(nt)
@@ -105,7 +120,7 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
         std::memcpy(dst + (r + s.ph) * wp + s.pw, x + p * s.hw + r * s.w, s.w * sizeof(T));
     }
     // Weights packed [group][k block][c][i][j][kbn] (zero rows pad the last block), so a tile
-    // broadcasts the kbn weights of one tap from one cache line.
+    // reads the kbn weights of one tap from consecutive memory.
 #pragma omp for schedule(static)
     for (int64_t gb = 0; gb < s.g * kblocks; ++gb) {
       const int64_t k0 = (gb / kblocks) * s.kg + (gb % kblocks) * kbn;
@@ -114,13 +129,31 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       for (int64_t t = 0; t < s.ckk; ++t)
         for (int64_t r = 0; r < kbn; ++r) dst[t * kbn + r] = r < nk ? w[(k0 + r) * s.ckk + t] : T(0);
     }
-    T *yw = wide.get() + omp_get_thread_num() * kbn * yplane;
+    T *yw = wide.get() + omp_get_thread_num() * (ktile ? kbn * step : kbn * yplane);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < s.n * s.g * kblocks; ++it) {
       const int64_t n = it / (s.g * kblocks), g = (it / kblocks) % s.g, kb = it % kblocks;
       const int64_t k0 = g * s.kg + kb * kbn, nk = std::min(kbn, s.kg - kb * kbn);
       const T *xg = xpad.get() + (n * s.c + g * s.cg) * xplane;
       const T *wpk = packed.get() + (g * kblocks + kb) * kbn * s.ckk;
+      T *yk = y + (n * s.k + k0) * s.howo;
+      if (ktile) {
+        for (int64_t r0 = 0; r0 < runs; ++r0) {
+          const T *xr = xg + r0 * s.sh * wp;
+          for (int64_t q = 0; q < run; q += step) {
+            uk.direct_ktile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dh, s.dw, yw);
+            // yw [positions][kbn] -> y[k0 + r, oh, ow], dropping the padding columns
+            for (int64_t o = 0; o < std::min(step, run - q); ++o) {
+              const int64_t pos = q + o;
+              const int64_t oh = flat ? pos / wp : r0, ow = flat ? pos % wp : pos;
+              if (ow >= s.wo) continue;
+              for (int64_t r = 0; r < nk; ++r)
+                yk[r * s.howo + oh * s.wo + ow] = yw[o * kbn + r] + (b ? b[k0 + r] : T(0));
+            }
+          }
+        }
+        continue;
+      }
       std::fill(yw, yw + kbn * yplane, T(0));
       for (int64_t r0 = 0; r0 < runs; ++r0) {
         const T *xr = xg + r0 * s.sh * wp;  // run r0 = output row r0 when not flat
@@ -133,7 +166,7 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       }
       for (int64_t r = 0; r < nk; ++r) {
         const T bias = b ? b[k0 + r] : T(0);
-        T *dst = y + (n * s.k + k0 + r) * s.howo;
+        T *dst = yk + r * s.howo;
         const T *src = yw + r * yplane;
         for (int64_t oh = 0; oh < s.ho; ++oh)
           for (int64_t ow = 0; ow < s.wo; ++ow) dst[oh * s.wo + ow] = src[oh * yrow + ow] + bias;

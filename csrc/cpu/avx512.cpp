@@ -2,6 +2,8 @@
 #define FC_ISA_NS isa_avx512
 #define FC_VEC_BYTES 64  // AVX-512 vectors
 #define FC_TILE_KB 6     // direct tile: 6 output channels x 4 vectors (24 accumulators)
+#define FC_KTILE_KV 2    // k-tile: 2 vectors of output channels x 14 positions
+#define FC_KTILE_P 14
 #define FC_TILE_NV 4
 #include "ukernels_impl.inc"
 

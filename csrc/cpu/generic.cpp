@@ -2,6 +2,8 @@
 #define FC_ISA_NS isa_generic
 #define FC_VEC_BYTES 16  // SSE2 vectors
 #define FC_TILE_KB 4     // direct tile: 4 output channels x 2 vectors (8 accumulators)
+#define FC_KTILE_KV 2    // k-tile: 2 vectors of output channels x 6 positions
+#define FC_KTILE_P 6
 #define FC_TILE_NV 2
 #include "ukernels_impl.inc"
 

@@ -27,6 +27,16 @@ struct UKernels {
   void (*direct_tile)(const T *x, int64_t x_w, int64_t x_plane, const T *wp, int64_t cg,
                       int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *y, int64_t y_plane,
                       int64_t nkeep, int nvec);
+  // The other register tile, vectorized over output channels instead of positions (for narrow
+  // images, where rows of positions do not fill vectors): `kt` output channels x `pt`
+  // consecutive positions of the padded input, written position-major:
+  //   out[o*kt + r] = sum over c, i, j of wk[((c*kh + i)*kw + j)*kt + r] *
+  //                                       x[c*x_plane + i*dh*x_w + j*dw + o]
+  // for r < kt, o < pt (always all pt positions: the caller gives the input slack).
+  void (*direct_ktile)(const T *x, int64_t x_w, int64_t x_plane, const T *wk, int64_t cg,
+                       int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *out);
+  int kt;        // output channels per k-tile (a multiple of vlen)
+  int pt;        // positions per k-tile
   int kb;        // output channels per tile
   int vlen;      // pixels per vector
   int max_nvec;  // vectors per tile row
