@@ -1,0 +1,64 @@
+"""`fastconv bench` end to end on the smallest settings: it runs, its rows are complete and
+consistent, and --json/--plot write their files. (Speed itself is never asserted.)"""
+import json
+
+import pytest
+
+from fastconv import bench, cli
+
+
+def test_bench_layers_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    png = tmp_path / "b.png"
+    pytest.importorskip("matplotlib")
+    rc = cli.main(["bench", "layers", "--batch", "1", "--repeat", "1", "--compare", "numpy",
+                   "--no-progress", "--json", str(out), "--plot", str(png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "SGEMM rate" in text and "[layers]" in text
+    res = json.loads(out.read_text())
+    assert res["meta"]["sgemm_gflops"] > 0
+    rows = res["rows"]
+    cases = {r["case"] for r in rows}
+    assert cases == {"L1", "L2", "L3", "L4", "L5"}
+    for lib in ("fastconv", "numpy"):
+        for d in bench.CONV_DIRS:
+            assert len([r for r in rows if r["lib"] == lib and r["dir"] == d]) == 5
+    assert all(r["ms"] > 0 and r["gflops"] > 0 for r in rows)
+    assert png.stat().st_size > 1000
+
+
+def test_numpy_baseline_matches_fastconv():
+    import numpy as np
+    import fastconv
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 11, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    for s, p in ((1, 0), (2, 1), (3, 2)):
+        y = fastconv.conv2d(x, w, stride=s, padding=p)
+        np.testing.assert_allclose(bench.np_conv2d(x, w, s, p), y, rtol=1e-10, atol=1e-10)
+        dy = rng.standard_normal(y.shape)
+        dx, dw, _ = fastconv.conv2d_backward(dy, x, w, stride=s, padding=p)
+        np.testing.assert_allclose(bench.np_conv2d_backward_data(dy, x.shape, w, s, p), dx,
+                                   rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(bench.np_conv2d_backward_weight(dy, x, w, s, p), dw,
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_net_flops_and_builder_agree_on_shapes():
+    import numpy as np
+    from fastconv import autograd, nn
+    spec = bench.load_suite()["nets"]["googlenet_v1"]
+    small = dict(spec, input=[1, 3, 224, 224])
+    model = bench.build_net(small, nn, lambda ts: autograd.concat(ts, axis=1))
+    with autograd.no_grad():
+        out = model(autograd.Tensor(np.zeros((1, 3, 224, 224), np.float32)))
+    assert out.shape == (1, 1000)
+    assert 2.5e9 < bench.net_flops(small, 1) < 3.5e9  # GoogLeNet: ~1.5 G multiply-adds
+
+
+def test_unknown_suite_and_algo_are_rejected():
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "nope"])
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "layers", "--algos", "winograd"])
