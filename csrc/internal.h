@@ -53,6 +53,23 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   *hi = std::max(*lo, std::min(h, out));
 }
 
+// Calls f(i, ih, j, off, lo, hi) for every kernel tap (i, j) of output row oh that reads the
+// input: input row ih = oh*sh - ph + i*dh is in bounds, and output columns [lo, hi) (non-empty)
+// are those whose input column ow*sw + off is. The row loops of the direct and depthwise paths.
+template <class F>
+inline void for_each_tap(const ConvShape &s, int64_t oh, F &&f) {
+  for (int64_t i = 0; i < s.kh; ++i) {
+    const int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.h) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t off = j * s.dw - s.pw;
+      int64_t lo, hi;
+      valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+      if (lo < hi) f(i, ih, j, off, lo, hi);
+    }
+  }
+}
+
 // A 64-byte aligned workspace that frees itself; check ok() (allocation failure -> FC_ENOMEM).
 template <class T>
 class Buffer {

@@ -20,19 +20,11 @@ fc_status conv2d_forward__depthwise(const ConvShape &s, const T *x, const T *w, 
     for (int64_t r = 0; r < m; ++r) fill_bias_plane(yc + r * s.howo, s.howo, b, c * m + r);
     const T *wc = w + c * m * s.kk;
     for (int64_t oh = 0; oh < s.ho; ++oh) {
-      for (int64_t i = 0; i < s.kh; ++i) {
-        const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-        if (ih < 0 || ih >= s.h) continue;
-        for (int64_t j = 0; j < s.kw; ++j) {
-          const int64_t off = j * s.dw - s.pw;
-          int64_t lo, hi;
-          valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
-          if (lo >= hi) continue;
-          // y[c*m : c*m+m, oh, lo:hi] += w[c*m : c*m+m, 0, i, j] * x[c, ih, lo*sw+off : : sw]
-          uk.conv_rows(yc + oh * s.wo + lo, s.howo, m, wc + i * s.kw + j, s.kk,
-                       xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
-        }
-      }
+      for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+        // y[c*m : c*m+m, oh, lo:hi] += w[c*m : c*m+m, 0, i, j] * x[c, ih, lo*sw+off : : sw]
+        uk.conv_rows(yc + oh * s.wo + lo, s.howo, m, wc + i * s.kw + j, s.kk,
+                     xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+      });
     }
   }
   return FC_OK;
@@ -51,18 +43,10 @@ fc_status conv2d_backward_data__depthwise(const ConvShape &s, const T *dy, const
       const T *dyk = dy + (n * s.k + c * m + r) * s.howo;
       const T *wk = w + (c * m + r) * s.kk;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-          if (ih < 0 || ih >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t off = j * s.dw - s.pw;
-            int64_t lo, hi;
-            valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
-            if (lo >= hi) continue;
-            uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, 0, s.sw, 1, wk + i * s.kw + j, 0,
-                            dyk + oh * s.wo + lo, hi - lo);
-          }
-        }
+        for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+          uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, 0, s.sw, 1, wk + i * s.kw + j, 0,
+                          dyk + oh * s.wo + lo, hi - lo);
+        });
       }
     }
   }

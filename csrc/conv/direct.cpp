@@ -22,22 +22,15 @@ template <class T>
 void forward_rows(const ConvShape &s, const UKernels<T> &uk, const T *xg, const T *wk, T *yk,
                   int64_t nk, int64_t oh, int64_t a, int64_t b) {
   for (int64_t c = 0; c < s.cg; ++c) {
-    for (int64_t i = 0; i < s.kh; ++i) {
-      const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-      if (ih < 0 || ih >= s.h) continue;
-      const T *xr = xg + c * s.hw + ih * s.w;
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const int64_t off = j * s.dw - s.pw;
-        int64_t lo, hi;
-        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
-        lo = std::max(lo, a);
-        hi = std::min(hi, b);
-        if (lo >= hi) continue;
-        // y[k0:k0+nk, oh, lo:hi] += w[k0:k0+nk, c, i, j] * x[c, ih, lo*sw+off : : sw]
-        uk.conv_rows(yk + oh * s.wo + lo, s.howo, nk, wk + (c * s.kh + i) * s.kw + j, s.ckk,
-                     xr + lo * s.sw + off, s.sw, hi - lo);
-      }
-    }
+    const T *xc = xg + c * s.hw;
+    for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+      lo = std::max(lo, a);
+      hi = std::min(hi, b);
+      if (lo >= hi) return;
+      // y[k0:k0+nk, oh, lo:hi] += w[k0:k0+nk, c, i, j] * x[c, ih, lo*sw+off : : sw]
+      uk.conv_rows(yk + oh * s.wo + lo, s.howo, nk, wk + (c * s.kh + i) * s.kw + j, s.ckk,
+                   xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+    });
   }
 }
 
@@ -195,19 +188,11 @@ fc_status backward_data_scatter(const ConvShape &s, const T *dy, const T *w, T *
       const T *dyk = dy + (n * s.k + k) * s.howo;
       const T *wk = w + k * s.ckk + c0 * s.kk;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-          if (ih < 0 || ih >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t off = j * s.dw - s.pw;
-            int64_t lo, hi;
-            valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
-            if (lo >= hi) continue;
-            // dx[c0:c0+nc, ih, lo*sw+off : : sw] += w[k, c0:c0+nc, i, j] * dy[k, oh, lo:hi]
-            uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, s.hw, s.sw, nc,
-                            wk + i * s.kw + j, s.kk, dyk + oh * s.wo + lo, hi - lo);
-          }
-        }
+        for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+          // dx[c0:c0+nc, ih, lo*sw+off : : sw] += w[k, c0:c0+nc, i, j] * dy[k, oh, lo:hi]
+          uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, s.hw, s.sw, nc, wk + i * s.kw + j,
+                          s.kk, dyk + oh * s.wo + lo, hi - lo);
+        });
       }
     }
   }
