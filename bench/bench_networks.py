@@ -10,8 +10,8 @@ Times, float32, same threads for both libraries:
 PyTorch runs the same architecture built from torch.nn (tests/_torch_models.py, torchvision's
 layout) with the same weights. Each row is the median over the repeats (best in parentheses)
 and the ratio of medians. With --profile, cProfile splits fastconv's time into the kernels
-(fastconv._core: convolution, pooling), NumPy matmul (linear layers) and the rest (NumPy
-element-wise work in batch norm, activations, losses, the tape's Python), listing the top items.
+(fastconv._core: convolution, pooling, the linear layers' GEMM) and the rest (NumPy element-wise
+work in batch norm, activations, losses, the tape's Python), listing the top items.
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def _op_names():
 
 
 def profile(fn, repeats, top=14):
-    """Split fn's time: fastconv._core kernels, the linear layers' NumPy matmul, everything else."""
+    """Split fn's time: fastconv._core kernels (convolution, pooling, the linear layers' GEMM) and
+    everything else."""
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(repeats):
@@ -114,18 +115,14 @@ def profile(fn, repeats, top=14):
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())  # tottime over all functions = wall in the profiler
     ops = _op_names()
-    kernels, linear, rest = "kernels (fastconv._core)", "linear layers (NumPy matmul)", \
-        "rest: NumPy element-wise + Python"
-    groups = dict.fromkeys((kernels, linear, rest), 0.0)
+    kernels, rest = "kernels (fastconv._core)", "NumPy element-wise + Python glue"
+    groups = dict.fromkeys((kernels, rest), 0.0)
     items = []
     for (filename, line, name), (_, _, tottime, _, _) in stats.items():
         label = ops.get((filename, line)) or (f"{os.path.basename(filename)}:{line}({name})" if line else name)
+        group = rest
         if "fastconv._core" in name:
             group, label = kernels, name.replace("<built-in method fastconv._core.", "_core.").rstrip(">")
-        elif label.startswith("Linear."):
-            group = linear
-        else:
-            group = rest
         groups[group] += tottime
         items.append((tottime, label))
     print(f"    cProfile over {repeats} runs: {total / repeats * 1e3:.1f} ms per run")

@@ -1,10 +1,8 @@
 """fastconv.models: output shapes, parameter counts, torchvision's state_dict layout, and ResNet-18 /
 AlexNet ported from a PyTorch state_dict matching PyTorch's forward and every gradient (float64).
 
-torchvision is not a dependency: the PyTorch side is built here from torch.nn modules with
-torchvision's module names (the layouts of torchvision.models.resnet/alexnet/vgg/googlenet)."""
-from collections import OrderedDict
-
+torchvision is not a dependency: the PyTorch side is built from torch.nn modules with
+torchvision's module names in tests/_torch_models.py."""
 import numpy as np
 import pytest
 
@@ -86,6 +84,12 @@ def test_googlenet_aux_heads():
     loss.backward()
     assert net.aux1.fc2.weight.grad is not None and net.conv1.conv.weight.grad is not None
     assert net.eval()(x).shape == (2, 5)
+    # transform_input maps ImageNet-normalised input to the (x - 0.5) / 0.5 the weights expect
+    std, mean = np.array([0.229, 0.224, 0.225]), np.array([0.485, 0.456, 0.406])
+    raw = (x.data * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1) - 0.5) / 0.5
+    want = net(Tensor(raw.astype(np.float32))).data
+    net.transform_input = True
+    np.testing.assert_allclose(net(x).data, want, rtol=1e-4, atol=1e-5)
 
 
 def test_se_block():

@@ -326,8 +326,10 @@ def test_attribute_bookkeeping():
 
 
 LAYERS = [
-    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, groups=1), lambda: torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 7, 7)),
-    (lambda: nn.Conv1d(4, 6, 3, padding=1, groups=2), lambda: torch.nn.Conv1d(4, 6, 3, padding=1, groups=2), (2, 4, 9)),
+    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1),
+     lambda: torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 7, 7)),
+    (lambda: nn.Conv1d(4, 6, 3, padding=1, groups=2),
+     lambda: torch.nn.Conv1d(4, 6, 3, padding=1, groups=2), (2, 4, 9)),
     (lambda: nn.Linear(5, 3), lambda: torch.nn.Linear(5, 3), (4, 5)),
     (lambda: nn.BatchNorm1d(5), lambda: torch.nn.BatchNorm1d(5), (4, 5)),
     (lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (2, 3, 4, 4)),
@@ -357,6 +359,18 @@ def test_layers_match_torch_modules(i):
            [(k, v.shape) for k, v in ours.state_dict().items()]
     ours.load_state_dict(theirs.state_dict())
     check_op([shape], ours, theirs, fd=False)
+
+
+@needs_torch
+def test_max_pool_with_indices_then_unpool_modules():
+    x = np.random.default_rng(4).standard_normal((2, 3, 7, 6))
+    pool, unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+    y, idx = pool(Tensor(x))
+    ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(torch.tensor(x))
+    np.testing.assert_array_equal(idx.data, tidx.numpy())
+    out = unpool(y, idx, output_size=(7, 6))
+    np.testing.assert_array_equal(out.data, torch.nn.MaxUnpool2d(2)(ty, tidx, output_size=(7, 6)).numpy())
+    assert "kernel_size=2, stride=2" in repr(unpool)
 
 
 def test_losses_as_modules():

@@ -373,3 +373,19 @@ def test_backwards_take_unbatched_shapes(prng):
     u = fastconv.max_unpool2d(y, idx, 3, 2, 1)
     assert u.shape == x.shape
     np.testing.assert_array_equal(fastconv.max_unpool2d_backward(u, idx), y)  # unpool's adjoint
+
+
+def test_switch_ops_take_noncontiguous_readonly_arrays(prng):
+    x = prng.standard_normal((2, 3, 8, 10))
+    y, idx = fastconv.max_pool2d(x, 2, return_indices=True)
+    g = prng.standard_normal(y.shape)
+    want_gx = fastconv.max_pool2d_backward(g, idx, x.shape)
+    want_u = fastconv.max_unpool2d(y, idx, 2)
+    # the same values in transposed storage, read-only
+    g2, idx2, y2 = (np.ascontiguousarray(a.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0) for a in (g, idx, y))
+    for a in (g2, idx2, y2):
+        a.flags.writeable = False
+        assert not a.flags.c_contiguous
+    np.testing.assert_array_equal(fastconv.max_pool2d_backward(g2, idx2, x.shape), want_gx)
+    np.testing.assert_array_equal(fastconv.max_unpool2d(y2, idx2, 2), want_u)
+    np.testing.assert_array_equal(fastconv.max_unpool2d_backward(want_u, idx2), y)

@@ -67,9 +67,11 @@ def _all_ops(x, rng):
     ga = rng.standard_normal(a.shape).astype(x.dtype)
     ad = fastconv.adaptive_avg_pool2d(x, (5, 3))
     gd = rng.standard_normal(ad.shape).astype(x.dtype)
-    y2, i2 = fastconv.max_pool2d(x, (2, 3), (1, 3), (1, 0), (2, 1), return_indices=True)
+    y2, i2 = fastconv.max_pool2d(x, (2, 3), (1, 3), (1, 0), (2, 1), return_indices=True)  # gathers
+    y3, i3 = fastconv.max_pool2d(x, 3, 1, 1, return_indices=True)  # stride 1: plain loads
     return {
-        "y": y, "idx": idx, "y2": y2, "idx2": i2,
+        "y": y, "idx": idx, "y2": y2, "idx2": i2, "y3": y3, "idx3": i3,
+        "avg1": fastconv.avg_pool2d(x, (3, 2), 1, 1, False, True),
         "gx": fastconv.max_pool2d_backward(g, idx, x.shape),
         "unpool": fastconv.max_unpool2d(y, idx, 3, 2, 1, x.shape[2:]),
         "avg": a, "avg_gx": fastconv.avg_pool2d_backward(ga, x.shape, 3, 2, 1, True, False),

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("sklearn", reason="the digits data comes with scikit-learn")
 pytest.importorskip("tqdm")
 
+import fastconv  # noqa: E402
 from fastconv import models, optim  # noqa: E402
 from fastconv.cli import main  # noqa: E402
 from fastconv.data import batches, load_digits  # noqa: E402
@@ -53,8 +54,10 @@ def test_training_loop_lowers_the_loss_and_weights_round_trip(tmp_path):
 
 def test_cli_train_save_load(tmp_path, capsys):
     path = tmp_path / "lenet5.npz"
+    threads = fastconv.get_num_threads()
     assert main(["train", "--model", "lenet5", "--epochs", "1", "--seed", "1", "--threads", "1",
                  "--save", str(path)]) == 0
+    assert fastconv.get_num_threads() == threads  # --threads held for the command only
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert re.fullmatch(r"epoch 1/1: loss \d+\.\d{4}", lines[1])

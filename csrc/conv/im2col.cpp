@@ -93,11 +93,11 @@ void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int
           const int64_t ih = oh * s.sh - s.ph + i * s.dh;
           if (ih >= 0 && ih < s.h) {
             const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            T *xr = dc + ih * s.w + off;
+            T *xr = dc + ih * s.w;  // (+ off per element: dc + off alone can lie far outside dx)
             if (s.sw == 1) {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow] += d[ow];
+              for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
             } else {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw] += d[ow];
+              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw + off] += d[ow];
             }
           }
           p += ow1 - ow0;

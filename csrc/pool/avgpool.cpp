@@ -75,10 +75,9 @@ fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, con
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   int64_t lo, hi;  // interior columns: the whole window inside the plane
   valid_range(-s.pw, s.sw, s.w - (s.kw - 1), s.wo, &lo, &hi);
-  const int64_t rows = s.planes * s.ho;
-  const int nt = pool_threads(rows * s.wo * s.kh * s.kw);
+  const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t t = 0; t < rows; ++t) {
+  for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
     const int64_t p = t / s.ho, oh = t % s.ho;
     const T *plane = x + p * s.hw;
     T *yr = y + t * s.wo;
@@ -156,10 +155,9 @@ fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, co
 
 template <class T>
 fc_status adaptive_avg_pool2d_forward(const PlanesShape &s, const T *x, T *y) {
-  const int64_t rows = s.planes * s.ho;
   const int nt = pool_threads(s.planes * (s.hw + s.howo));
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t t = 0; t < rows; ++t) {
+  for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
     const int64_t p = t / s.ho, oh = t % s.ho;
     const T *plane = x + p * s.hw;
     const int64_t ih0 = start_index(oh, s.ho, s.h), ih1 = end_index(oh, s.ho, s.h);

@@ -19,25 +19,46 @@
 namespace fc {
 namespace {
 
-// PyTorch's cpu_max_pool loop for output (oh, ow) of one plane: -inf and the first in-range
-// position to start, then "greater or NaN" replaces.
+// The first position >= 0 of a window starting at `start` with step `step` (PyTorch's
+// "while (i0 < 0) i0 += step", without the loop).
+inline int64_t first_in_range(int64_t start, int64_t step) {
+  if (start >= 0) return start;
+  return step == 1 ? 0 : start + (-start + step - 1) / step * step;
+}
+
+// PyTorch's cpu_max_pool loop for output column ow of a row whose window rows are
+// [ih0, ih1) step dh (ih0 already moved past the padding): -inf and the first in-range position
+// to start, then "greater or NaN" replaces.
 template <class T>
-void max_window(const PoolShape &s, const T *plane, int64_t oh, int64_t ow, T *y, int64_t *idx) {
-  int64_t ih0 = oh * s.sh - s.ph, iw0 = ow * s.sw - s.pw;
-  const int64_t ih1 = std::min(ih0 + (s.kh - 1) * s.dh + 1, s.h);
-  const int64_t iw1 = std::min(iw0 + (s.kw - 1) * s.dw + 1, s.w);
-  if (ih0 < 0) ih0 += (-ih0 + s.dh - 1) / s.dh * s.dh;
-  if (iw0 < 0) iw0 += (-iw0 + s.dw - 1) / s.dw * s.dw;
-  T best = -std::numeric_limits<T>::infinity();
+void max_window(const PoolShape &s, const T *plane, int64_t ih0, int64_t ih1, int64_t ow, T *y,
+                int64_t *idx) {
+  const int64_t start = ow * s.sw - s.pw;
+  const int64_t iw1 = std::min(start + (s.kw - 1) * s.dw + 1, s.w);
+  const int64_t iw0 = first_in_range(start, s.dw);
+  T best = -std::numeric_limits<T>::infinity(), sum = 0;
   int64_t at = ih0 * s.w + iw0;
+  // Branch-free "greater" scan (random data mispredicts a branch half the time), summing the
+  // taps; a NaN makes the sum NaN, and then the window is scanned again with "greater or NaN".
   for (int64_t ih = ih0; ih < ih1; ih += s.dh)
     for (int64_t iw = iw0; iw < iw1; iw += s.dw) {
       const T v = plane[ih * s.w + iw];
-      if (v > best || v != v) {
-        best = v;
-        at = ih * s.w + iw;
-      }
+      const bool gt = v > best;
+      at = gt ? ih * s.w + iw : at;
+      best = gt ? v : best;
+      sum += v;
     }
+  if (sum != sum) {
+    best = -std::numeric_limits<T>::infinity();
+    at = ih0 * s.w + iw0;
+    for (int64_t ih = ih0; ih < ih1; ih += s.dh)
+      for (int64_t iw = iw0; iw < iw1; iw += s.dw) {
+        const T v = plane[ih * s.w + iw];
+        if (v > best || v != v) {
+          best = v;
+          at = ih * s.w + iw;
+        }
+      }
+  }
   *y = best;
   if (idx) *idx = at;
 }
@@ -100,25 +121,25 @@ fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx)
   // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= w - 1.
   int64_t lo, hi;
   valid_range(-s.pw, s.sw, s.w - (s.kw - 1) * s.dw, s.wo, &lo, &hi);
-  const int64_t rows = s.planes * s.ho;
-  const int nt = pool_threads(rows * s.wo * s.kh * s.kw);
+  const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t t = 0; t < rows; ++t) {
+  for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
     const int64_t p = t / s.ho, oh = t % s.ho;
     const T *plane = x + p * s.hw;
     T *yr = y + t * s.wo;
     int64_t *ir = idx ? idx + t * s.wo : nullptr;
     const int64_t ih = oh * s.sh - s.ph;
-    int64_t r0, r1;
-    window_rows(ih, s.dh, s.kh, s.h, &r0, &r1);
-    const bool vec = r1 > r0 && hi > lo;
+    const int64_t ih0 = first_in_range(ih, s.dh), ih1 = std::min(ih + (s.kh - 1) * s.dh + 1, s.h);
+    const int64_t span = std::max<int64_t>(ih1 - ih0, 0);
+    const int64_t nr = s.dh == 1 ? span : (span + s.dh - 1) / s.dh;  // window rows in the plane
+    const bool vec = nr > 0 && hi > lo;
     const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
-    for (int64_t ow = 0; ow < a; ++ow) max_window(s, plane, oh, ow, yr + ow, ir ? ir + ow : nullptr);
+    for (int64_t ow = 0; ow < a; ++ow) max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
     if (vec) {
-      const PoolRow row{s.w, ih + r0 * s.dh, s.dh, r1 - r0, lo * s.sw - s.pw, s.sw, s.dw, s.kw, hi - lo};
+      const PoolRow row{s.w, ih0, s.dh, nr, lo * s.sw - s.pw, s.sw, s.dw, s.kw, hi - lo};
       uk.max_row(plane, row, yr + lo, ir ? ir + lo : nullptr);
     }
-    for (int64_t ow = b; ow < s.wo; ++ow) max_window(s, plane, oh, ow, yr + ow, ir ? ir + ow : nullptr);
+    for (int64_t ow = b; ow < s.wo; ++ow) max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
   }
   return FC_OK;
 }

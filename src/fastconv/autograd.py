@@ -13,7 +13,6 @@ The element-wise, reduction and shape ops live here; the network ops built on fa
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import numpy as np
 
@@ -609,6 +608,6 @@ def concat(tensors, axis=0):
     return Concat.apply(*tensors, axis=axis)
 
 
-@functools.wraps(concat)
 def cat(tensors, dim=0):
+    """PyTorch's spelling of :func:`concat`."""
     return Concat.apply(*tensors, axis=dim)

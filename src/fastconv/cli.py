@@ -34,19 +34,23 @@ def _add_train(subparsers):
 
 
 def _run_train(args):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - depends on the environment
+        sys.exit("fastconv train needs tqdm and scikit-learn: pip install 'fastconv[train]'")
+    if args.threads is not None:  # for this command only (main() may run inside a program)
+        from ._threads import threads
+        with threads(args.threads):
+            return _train(args, tqdm)
+    return _train(args, tqdm)
+
+
+def _train(args, tqdm):
     import numpy as np
 
     from . import autograd, models, optim
     from .data import load_digits
     from .train import evaluate, fit, load_weights, save_weights
-
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - depends on the environment
-        sys.exit("fastconv train needs tqdm and scikit-learn: pip install 'fastconv[train]'")
-    if args.threads is not None:
-        from . import set_num_threads
-        set_num_threads(args.threads)
 
     autograd.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

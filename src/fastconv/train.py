@@ -26,7 +26,7 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None):
         total += loss.item() * len(xb)
         count += len(xb)
         if hasattr(steps, "set_postfix"):
-            steps.set_postfix(loss=f"{loss.item():.4f}")
+            steps.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     return total / count
 
 

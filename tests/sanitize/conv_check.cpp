@@ -161,6 +161,12 @@ std::vector<fc_conv2d_desc> edge_descs() {
       make(9, 2, 2, 2, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1),     // many tiny images
       make(1, 64, 20, 20, 4, 7, 7, 1, 1, 3, 3, 1, 1, 1),  // im2col: several column blocks
       make(1, 1, 40, 40, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1),   // 1x1, one plane, split over threads
+      // Medium layers: several register tiles and column blocks per row/plane, tile tails.
+      make(1, 32, 28, 29, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+      make(2, 3, 37, 41, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1),
+      make(1, 48, 14, 15, 72, 1, 1, 1, 1, 0, 0, 1, 1, 1),
+      make(1, 24, 30, 31, 24, 3, 3, 1, 1, 1, 1, 1, 1, 24),
+      make(2, 16, 19, 23, 20, 3, 5, 1, 1, 2, 2, 2, 1, 2),
       // Huge padding made small again by a huge stride: no padded copy may be sized from it
       // ((h + 2*pad_h) * w overflows int64 in the second).
       make(1, 2, 1, 4, 3, 1, 1, int64_t(1) << 25, 1, int64_t(1) << 24, 0, 1, 1, 1),

@@ -1,7 +1,8 @@
 """Network ops on Tensors (the counterpart of ``torch.nn.functional``).
 
-Convolution and pooling run on fastconv's kernels (``fastconv.functional``, ndarrays in and out);
-everything else is NumPy. Each primitive is a forward/backward pair; the losses are compositions.
+Convolution, pooling and the linear layers' GEMM run on fastconv's kernels (``fastconv.functional``,
+ndarrays in and out); everything else is NumPy. Each primitive is a forward/backward pair; the
+losses are compositions.
 """
 from __future__ import annotations
 
@@ -147,22 +148,31 @@ def adaptive_avg_pool2d(x, output_size):
 
 
 class Linear(Function):
+    """x @ weight.T + bias on fastconv's GEMM: the batch, transposed to [in, M], is one image of M
+    pixels and the weight a 1x1 kernel. So linear layers run on the kernels' single OpenMP pool
+    (DESIGN.md, Threads) rather than NumPy's own BLAS threads, which fight it for the cores."""
+
     @staticmethod
     def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        y = x @ weight.T  # [..., in] x [in, out] -> [..., out]
-        return y + bias if bias is not None else y
+        lead, k = x.shape[:-1], x.shape[-1]
+        m, n = int(np.prod(lead)), weight.shape[0]
+        xt = _c(x.reshape(m, k).T).reshape(1, k, 1, m)
+        w = _c(weight).reshape(n, k, 1, 1)
+        y = _K.conv2d(xt, w, bias)  # [out, in] x [in, M] -> [out, M]
+        ctx.save_for_backward(xt, w)
+        ctx.lead, ctx.has_bias = lead, bias is not None
+        return _c(y.reshape(n, m).T).reshape(lead + (n,))
 
     @staticmethod
     def backward(ctx, g):
-        x, weight = ctx.saved
+        xt, w = ctx.saved
+        (n, k), m = w.shape[:2], xt.shape[3]
         nx, nw, nb = ctx.needs_input_grad
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = g @ weight if nx else None  # [..., out] x [out, in]
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if nw else None  # [out, M] x [M, in]
-        gb = g2.sum(axis=0) if nb and ctx.has_bias else None
-        return gx, gw, gb
+        gt = _c(g.reshape(m, n).T).reshape(1, n, 1, m)
+        gx, gw, gb = _K.conv2d_backward(gt, xt, w, needs=(nx, nw, nb and ctx.has_bias))
+        if gx is not None:
+            gx = _c(gx.reshape(k, m).T).reshape(ctx.lead + (k,))
+        return gx, None if gw is None else gw.reshape(n, k), gb
 
 
 def linear(x, weight, bias=None):
