@@ -120,7 +120,8 @@ static bool supports(const ConvShape &s, fc_algo a) {
 //    product per tap and far slower);
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
-  if (s.g == s.c && s.cg == 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
+  // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
+  if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk < 512) return FC_ALGO_DIRECT;
