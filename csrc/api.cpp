@@ -314,7 +314,10 @@ const char *fc_status_string(fc_status s) {
 
 const char *fc_last_error(void) { return g_error; }
 
-void fc_set_num_threads(int n) { g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+void fc_set_num_threads(int n) {
+  // Beyond FC_MAX_THREADS libgomp itself fails to start a team (seen at 100000): clamp.
+  g_threads.store(n > 0 ? std::min(n, FC_MAX_THREADS) : 0, std::memory_order_relaxed);
+}
 
 int fc_get_num_threads(void) { return num_threads(); }
 

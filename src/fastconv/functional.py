@@ -259,8 +259,8 @@ def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, dire
 
 def set_num_threads(n):
     """Threads for every fastconv kernel (one OpenMP pool; OpenBLAS stays single-threaded)."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= 1024:
+        raise ValueError(f"n must be an int from 1 to 1024 (FC_MAX_THREADS), got {n!r}")
     _core.set_num_threads(int(n))
 
 

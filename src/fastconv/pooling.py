@@ -55,6 +55,7 @@ def _input_shape(shape, op):
     if len(shape) not in (3, 4) or any(v < 0 for v in shape) or 0 in shape[-3:]:
         raise ValueError(f"{op}: input_shape must be (C, H, W) or (N, C, H, W) with C, H, W >= 1, "
                          f"got {shape}")
+    _check_bytes(op, shape, np.float64)  # the gradient is allocated with this shape
     return shape
 
 

@@ -100,7 +100,8 @@ FC_API const char *fc_status_string(fc_status s);
 /* The message of the last failing call on this thread (empty string if none). */
 FC_API const char *fc_last_error(void);
 
-/* Threads used by every kernel. n < 1 restores the default. */
+/* Threads used by every kernel. n < 1 restores the default; n > FC_MAX_THREADS is clamped. */
+#define FC_MAX_THREADS 1024
 FC_API void fc_set_num_threads(int n);
 FC_API int fc_get_num_threads(void);
 
