@@ -111,20 +111,23 @@ static bool supports(const ConvShape &s, fc_algo a) {
 }
 
 // FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs on Zen 4 (2 threads,
-// AVX-512) next to PyTorch (oneDNN):
-//  - groups == c: the depthwise kernel (a GEMM per channel has no reduction to speak of);
+// AVX-512, batch 4-8) next to PyTorch (oneDNN):
+//  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
 //  - 1x1: straight GEMM on the input (gemm1x1), every direction;
-//  - forward, unit stride along rows, few input channels per group (cg*kh*kw < 512, e.g.
-//    AlexNet/L1's 3-channel 11x11): the direct register tiles, which need no column matrix;
-//  - everything else: im2col + GEMM (the weight gradient always: its direct form is a dot
-//    product per tap and far slower);
+//  - forward with unit stride along rows: the direct register tiles when rows are wide
+//    (wo >= 24: L2 0.86-0.91x PyTorch against im2col's 0.73x, dilated 3x3 at 64x64) or the
+//    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix);
+//    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
+//  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
+//    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
+//    dot product per tap);
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
-  if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk < 512) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_FORWARD && s.sw == 1 && (s.wo >= 24 || s.ckk < 512)) return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }

@@ -63,7 +63,7 @@ static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
   static const char *force = std::getenv("FASTCONV_DIRECT_TILE");
   if (force && !std::strcmp(force, "k")) return true;
   if (force && !std::strcmp(force, "pos")) return false;
-  return s.kg >= uk.kt / 2 && s.wo < 4 * uk.vlen;
+  return s.kg >= uk.kt / 2 && s.wo < uk.vlen;
 }
 
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
