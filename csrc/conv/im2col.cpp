@@ -196,6 +196,23 @@ template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
   const int nt = num_threads();
+  if (in_place && nt > 1) {
+    // No columns to build: split the rows of dW between threads instead of summing private
+    // copies (a linear layer's weight, run as a 1x1 convolution, can be hundreds of MB).
+    const int64_t parts = std::min<int64_t>(s.kg, (nt + s.g - 1) / s.g);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t it = 0; it < s.g * parts; ++it) {
+      const int64_t g = it / parts, part = it % parts;
+      const int64_t r0 = s.kg * part / parts, r1 = s.kg * (part + 1) / parts;
+      if (r1 == r0) continue;
+      for (int64_t n = 0; n < s.n; ++n)
+        // dy[n, rows] [r1-r0, hw] x x[n, g]^T [hw, cg] -> dW_g[rows] (accumulated over images)
+        gemm(false, true, r1 - r0, s.ckk, s.howo, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo,
+             s.howo, x + (n * s.c + g * s.cg) * s.hw, s.hw, n ? T(1) : T(0),
+             dw + (g * s.kg + r0) * s.ckk, s.ckk);
+    }
+    return FC_OK;
+  }
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   const int64_t wsize = s.k * s.ckk;
