@@ -29,10 +29,15 @@ def load_suite():
         return json.load(f)
 
 
-def timeit(fn, repeat, warmup=1):
-    """Median wall time of fn() over `repeat` runs, after `warmup` runs."""
-    for _ in range(warmup):
+def timeit(fn, repeat, warmup=1, min_warm_seconds=0.25):
+    """Median wall time of fn() over `repeat` runs, after at least `warmup` runs and
+    `min_warm_seconds` of them (the previous library's threads, e.g. NumPy's spinning OpenBLAS
+    pool, must have gone quiet before anything is timed)."""
+    t_end = time.perf_counter() + min_warm_seconds
+    for i in range(10 ** 6):
         fn()
+        if i + 1 >= warmup and time.perf_counter() >= t_end:
+            break
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -372,19 +377,20 @@ def format_table(rows, peak):
             out.append(line + f"{rel:>10}")
         totals = _totals(rs)
         if totals:
-            out.append("total ms (all cases): " + ", ".join(
+            out.append("total ms (cases fastconv ran): " + ", ".join(
                 f"{lib} {ms:.1f}" + (f" ({totals['torch'] / ms:.2f}x torch)" if "torch" in totals else "")
                 for lib, ms in totals.items()))
     return "\n".join(out) + "\n"
 
 
 def _totals(rows):
-    """Total ms per library over the cases every library ran."""
+    """Total ms per library over the cases fastconv ran; a library that skipped some of them
+    (the NumPy baseline has no dilation or groups) is left out rather than compared unfairly."""
     libs = list(dict.fromkeys(r["lib"] for r in rows))
-    keys = [set((r["case"], r["dir"]) for r in rows if r["lib"] == lib) for lib in libs]
-    common = set.intersection(*keys) if keys else set()
-    return {lib: sum(r["ms"] for r in rows if r["lib"] == lib and (r["case"], r["dir"]) in common)
-            for lib in libs} if common else {}
+    keys = {lib: {(r["case"], r["dir"]) for r in rows if r["lib"] == lib} for lib in libs}
+    base = keys.get("fastconv", set())
+    return {lib: sum(r["ms"] for r in rows if r["lib"] == lib and (r["case"], r["dir"]) in base)
+            for lib in libs if base and base <= keys[lib]}
 
 
 def plot(rows, peak, path):
