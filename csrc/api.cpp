@@ -127,7 +127,9 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
-  if (dir == FC_DIR_FORWARD && s.sw == 1 && (s.wo >= 24 || s.ckk < 512)) return FC_ALGO_DIRECT;
+  // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
+  if (dir == FC_DIR_FORWARD && s.sw == 1 && ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))
+    return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
