@@ -84,16 +84,11 @@ def _train(args, tqdm):
 
 
 def _add_bench(subparsers):
-    p = subparsers.add_parser(
+    # Listed for `fastconv --help` only: main() hands `fastconv bench ...` to bench.main, which
+    # parses its own options.
+    subparsers.add_parser(
         "bench", add_help=False,
         help="convnet-benchmarks layers next to PyTorch CPU (fastconv bench --help)")
-    p.add_argument("args", nargs=argparse.REMAINDER)
-
-    def run(args):
-        from . import bench
-        return bench.main(args.args)
-
-    p.set_defaults(func=run)
 
 
 def build_parser():
