@@ -104,6 +104,8 @@ static bool supports(const ConvShape &s, fc_algo a) {
     case FC_ALGO_IM2COL: return im2col_supports(s);
     case FC_ALGO_GEMM1X1: return gemm1x1_supports(s);
     case FC_ALGO_DEPTHWISE: return depthwise_supports(s);
+    case FC_ALGO_WINOGRAD: return winograd_supports(s);
+    case FC_ALGO_FFT: return fft_supports(s);
     case FC_ALGO_DIRECT:
     case FC_ALGO_REFERENCE: return true;
     default: return false;
@@ -160,6 +162,8 @@ static fc_status forward(const ConvShape &s, fc_algo a, const void *x, const voi
     case FC_ALGO_DIRECT: return conv2d_forward__direct(s, X, W, B, Y);
     case FC_ALGO_GEMM1X1: return conv2d_forward__gemm1x1(s, X, W, B, Y);
     case FC_ALGO_DEPTHWISE: return conv2d_forward__depthwise(s, X, W, B, Y);
+    case FC_ALGO_WINOGRAD: return conv2d_forward__winograd(s, X, W, B, Y);
+    case FC_ALGO_FFT: return conv2d_forward__fft(s, X, W, B, Y);
     default: return conv2d_forward__reference(s, X, W, B, Y);
   }
 }
@@ -175,6 +179,8 @@ static fc_status backward_data(const ConvShape &s, fc_algo a, const void *dy, co
     case FC_ALGO_DIRECT: return conv2d_backward_data__direct(s, DY, W, DX);
     case FC_ALGO_GEMM1X1: return conv2d_backward_data__gemm1x1(s, DY, W, DX);
     case FC_ALGO_DEPTHWISE: return conv2d_backward_data__depthwise(s, DY, W, DX);
+    case FC_ALGO_WINOGRAD: return conv2d_backward_data__winograd(s, DY, W, DX);
+    case FC_ALGO_FFT: return conv2d_backward_data__fft(s, DY, W, DX);
     default: return conv2d_backward_data__reference(s, DY, W, DX);
   }
 }
@@ -193,6 +199,8 @@ static fc_status backward_weight(const ConvShape &s, fc_algo a, const void *dy, 
     case FC_ALGO_DIRECT: return conv2d_backward_weight__direct(s, DY, X, DW);
     case FC_ALGO_GEMM1X1: return conv2d_backward_weight__gemm1x1(s, DY, X, DW);
     case FC_ALGO_DEPTHWISE: return conv2d_backward_weight__depthwise(s, DY, X, DW);
+    case FC_ALGO_WINOGRAD: return conv2d_backward_weight__winograd(s, DY, X, DW);
+    case FC_ALGO_FFT: return conv2d_backward_weight__fft(s, DY, X, DW);
     default: return conv2d_backward_weight__reference(s, DY, X, DW);
   }
 }
@@ -336,6 +344,8 @@ const char *fc_algo_name(fc_algo a) {
     case FC_ALGO_GEMM1X1: return "gemm1x1";
     case FC_ALGO_DEPTHWISE: return "depthwise";
     case FC_ALGO_REFERENCE: return "reference";
+    case FC_ALGO_WINOGRAD: return "winograd";
+    case FC_ALGO_FFT: return "fft";
     default: return nullptr;
   }
 }

@@ -121,6 +121,8 @@ FC_DECLARE_CONV_ALGO(direct)
 FC_DECLARE_CONV_ALGO(gemm1x1)
 FC_DECLARE_CONV_ALGO(depthwise)
 FC_DECLARE_CONV_ALGO(reference)
+FC_DECLARE_CONV_ALGO(winograd)
+FC_DECLARE_CONV_ALGO(fft)
 
 #define FC_INSTANTIATE_CONV_ALGO(name, T)                                                        \
   template fc_status conv2d_forward__##name<T>(const ConvShape &, const T *, const T *,         \
@@ -146,5 +148,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
 bool im2col_supports(const ConvShape &s);
 bool gemm1x1_supports(const ConvShape &s);
 bool depthwise_supports(const ConvShape &s);
+bool winograd_supports(const ConvShape &s);
+bool fft_supports(const ConvShape &s);
 
 }  // namespace fc

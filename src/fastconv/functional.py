@@ -28,6 +28,8 @@ _ALGO_RULES = {
     "gemm1x1": "a 1x1 kernel",
     "depthwise": "groups == input channels",
     "im2col": "GEMM dimensions that fit in int32",
+    "winograd": "a 3x3 kernel, stride 1 and dilation 1",
+    "fft": "stride 1 and dilation 1",
 }
 def _check_algo(algo):
     if not isinstance(algo, str) or algo not in _ALGO_IDS:

@@ -38,6 +38,8 @@ cdef extern from "fastconv/fastconv.h" nogil:
         FC_ALGO_GEMM1X1
         FC_ALGO_DEPTHWISE
         FC_ALGO_REFERENCE
+        FC_ALGO_WINOGRAD
+        FC_ALGO_FFT
         FC_ALGO_COUNT_
 
     # ---- convolution ----

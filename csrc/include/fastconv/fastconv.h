@@ -48,7 +48,9 @@ typedef enum {
   FC_ALGO_GEMM1X1 = 3,   /* kh == kw == 1: GEMM on the input as it lies (gather first if strided/padded) */
   FC_ALGO_DEPTHWISE = 4, /* groups == c (k = m*c for any multiplier m) */
   FC_ALGO_REFERENCE = 5, /* naive loops accumulating in double: the twin every fast path is tested against */
-  FC_ALGO_COUNT_ = 6
+  FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1, dilation 1: Winograd minimal filtering (less arithmetic) */
+  FC_ALGO_FFT = 7,       /* stride 1, dilation 1: FFT convolution (large kernels) */
+  FC_ALGO_COUNT_ = 8
 } fc_algo;
 
 /* A 2-D convolution. Input x is [n, c, h, w]; weight is [k, c/groups, kh, kw]; bias is [k];
