@@ -165,6 +165,41 @@ def test_leaf_grads_are_not_aliased():
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
 
 
+def test_leaf_grad_never_shares_memory_with_graph_arrays():
+    """Leaves adopt freshly computed gradients without a copy; whatever else a backward might
+    hand back (the incoming gradient, a view of it, a saved input, one array for two inputs)
+    must still be copied."""
+    class Passthrough(Function):  # returns its incoming gradient, and a view of a saved input
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(b)
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, ctx.saved[0].reshape(ctx.saved[0].shape)
+
+    a = Tensor(np.ones((2, 3)), requires_grad=True)
+    b = Tensor(np.full((2, 3), 2.0), requires_grad=True)
+    up = np.ones((2, 3))
+    Passthrough.apply(a, b).backward(up)
+    arrays = [up, a.data, b.data]
+    for leaf in (a, b):
+        for other in arrays:
+            assert not np.shares_memory(leaf.grad, other)
+    assert not np.shares_memory(a.grad, b.grad)
+    b.grad[...] = 7
+    np.testing.assert_array_equal(b.data, 2.0)
+
+    # a Linear layer's weight gradient (a reshape of a fresh array) is adopted, and correct
+    w = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    x = Tensor(np.ones((4, 2)))
+    from fastconv.nn import functional as NF
+    NF.linear(x, w).sum().backward()
+    np.testing.assert_array_equal(w.grad, np.full((3, 2), 4.0))
+    assert not np.shares_memory(w.grad, w.data) and not np.shares_memory(w.grad, x.data)
+
+
 def test_no_grad_records_nothing():
     x = Tensor(np.ones(2), requires_grad=True)
     with no_grad():

@@ -123,6 +123,13 @@ def unbroadcast(grad: np.ndarray, shape) -> np.ndarray:
     return grad
 
 
+def _root(a):
+    """The object that owns the memory behind a (following NumPy's .base chain)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
 def _topological_order(root):
     """Nodes reachable from root through tensors that require grad, inputs before outputs."""
     order, seen, stack = [], set(), [(root, False)]
@@ -219,12 +226,26 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"grad has shape {grad.shape}, tensor has shape {self.shape}")
         grads = {id(self): grad}
-        for node in reversed(_topological_order(self)):
+        # A leaf adopts its gradient array without a copy when nothing else can see it: an array
+        # a backward function allocated (it owns its data), handed to this one input only. The
+        # weights of a big Linear layer would otherwise be copied every step (OverFeat's 450 MB).
+        # `handed` keeps every array given out so far alive, so their ids stay unique.
+        # (A view counts when the array it views, its root, is such an array: Linear's weight
+        # gradient is a reshape. Roots of the graph's own tensors never count.)
+        order = _topological_order(self)
+        handed = {id(grad): grad}
+        for t in order:
+            r = _root(t.data)
+            handed[id(r)] = r
+        fresh = set()
+        for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             ctx = node._ctx
-            if ctx is None or node._retain:
+            if ctx is None and node.grad is None and id(node) in fresh and g.dtype == node.dtype:
+                node.grad = g
+            elif ctx is None or node._retain:
                 node.grad = g.astype(node.dtype, copy=True) if node.grad is None else node.grad + g
             if ctx is None:
                 continue
@@ -238,7 +259,21 @@ class Tensor:
                     raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
                                        f"{ig.shape} for an input of shape {inp.shape}")
                 prev = grads.get(id(inp))
-                grads[id(inp)] = ig if prev is None else prev + ig
+                if prev is None:
+                    r = _root(ig)
+                    own = isinstance(r, np.ndarray) and r.flags.owndata and id(r) not in handed
+                    handed[id(r)] = r
+                    grads[id(inp)] = ig
+                else:
+                    own = True
+                    grads[id(inp)] = prev + ig
+                    handed[id(grads[id(inp)])] = grads[id(inp)]
+                    r = _root(ig)  # ig itself may be a view of a fresh array: spent now
+                    handed[id(r)] = r
+                if own:
+                    fresh.add(id(inp))
+                else:
+                    fresh.discard(id(inp))
             if not retain_graph:
                 fn = ctx.fn
                 ctx.__dict__.clear()
