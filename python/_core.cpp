@@ -129,7 +129,8 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
 
 }  // namespace
 
-void fc_bind_pool(py::module_ &m);  // _core_pool.cpp
+void fc_bind_pool(py::module_ &m);    // _core_pool.cpp
+void fc_bind_memory(py::module_ &m);  // _core_memory.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastconv's binding of the libfastconv C ABI (see fastconv.functional for the API)";
@@ -160,4 +161,5 @@ PYBIND11_MODULE(_core, m) {
   for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
   m.attr("ALGO_NAMES") = names;
   fc_bind_pool(m);
+  fc_bind_memory(m);
 }

@@ -6,9 +6,11 @@ from .functional import *  # noqa: F401,F403
 from .functional import __all__ as _functional_all
 from ._paths import get_cmake_dir, get_include, get_lib_dir
 from ._threads import threads
+from ._memory import empty_cache, memory_cache_stats, set_memory_cache
 from . import autograd, models, nn, optim  # noqa: E402  (they build on the ops above)
 from .autograd import Tensor, no_grad
 
 __version__ = "0.1.0"
 __all__ = list(_functional_all) + ["get_include", "get_lib_dir", "get_cmake_dir", "threads",
+                                   "set_memory_cache", "empty_cache", "memory_cache_stats",
                                    "Tensor", "no_grad", "autograd", "nn", "optim", "models"]

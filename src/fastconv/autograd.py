@@ -16,6 +16,8 @@ import contextlib
 
 import numpy as np
 
+from . import _memory
+
 __all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
            "manual_seed", "unbroadcast", "concat", "cat"]
 
@@ -215,6 +217,13 @@ class Tensor:
 
     # --- backward -----------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
+        was_on = _memory.enter()  # gradients come from the array cache (_memory.py)
+        try:
+            self._backward(grad, retain_graph)
+        finally:
+            _memory.leave(was_on)
+
+    def _backward(self, grad, retain_graph):
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
         if grad is None:

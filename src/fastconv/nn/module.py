@@ -5,6 +5,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import _memory
 from ..autograd import Tensor
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList"]
@@ -95,7 +96,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        was_on = _memory.enter()  # arrays made in here come from the array cache (_memory.py)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            _memory.leave(was_on)
 
     # --- traversal ------------------------------------------------------------------------------
     def named_modules(self, prefix=""):
