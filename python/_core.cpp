@@ -127,6 +127,31 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
   check(s);
 }
 
+void relu_forward(const py::array &x, py::array &y) {
+  fc_dtype t = dtype_of(x, "x");
+  check_array(x, "x", t, (int64_t)x.size(), false);
+  check_array(y, "out", t, (int64_t)x.size(), true);
+  fc_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data());
+  }
+  check(s);
+}
+
+void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
+  fc_dtype t = dtype_of(dy, "grad_out");
+  check_array(dy, "grad_out", t, (int64_t)dy.size(), false);
+  check_array(y, "y", t, (int64_t)dy.size(), false);
+  check_array(dx, "grad_x", t, (int64_t)dy.size(), true);
+  fc_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data());
+  }
+  check(s);
+}
+
 }  // namespace
 
 void fc_bind_pool(py::module_ &m);    // _core_pool.cpp
@@ -160,6 +185,8 @@ PYBIND11_MODULE(_core, m) {
   py::list names;
   for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
   m.attr("ALGO_NAMES") = names;
+  m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
+  m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
   fc_bind_pool(m);
   fc_bind_memory(m);
 }

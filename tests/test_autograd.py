@@ -292,3 +292,36 @@ def test_composite_expression_matches_torch():
         return torch.log_softmax(h - h.mean(dim=1, keepdim=True), dim=1)
 
     check_op([(4, 3), (3, 5), (5,)], ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_relu_kernels_match_numpy(dtype, layout):
+    """The threaded ReLU kernels (several parallel chunks here) against NumPy, NaN included."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 70_001)).astype(dtype)
+    a[0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    if layout == "strided":
+        a = a[:, ::2]
+    pristine = a.copy()
+    x = Tensor(a, requires_grad=True)
+    y = F.relu(x)
+    np.testing.assert_array_equal(y.data, np.maximum(pristine, 0))
+    assert y.dtype == dtype
+    g = rng.standard_normal(a.shape).astype(dtype)
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad, np.where(np.maximum(pristine, 0) > 0, g, 0))
+    np.testing.assert_array_equal(a, pristine)
+
+
+def test_relu_kernel_rejects_mismatched_buffers():
+    from fastconv import _core
+    x = np.ones(10, np.float32)
+    with pytest.raises(ValueError, match="out"):
+        _core.relu_forward(x, np.empty(9, np.float32))
+    with pytest.raises(TypeError, match="grad_x"):
+        _core.relu_backward(x, x, np.empty(10, np.float64))
+    with pytest.raises(ValueError, match="writeable"):
+        ro = np.empty(10, np.float32)
+        ro.flags.writeable = False
+        _core.relu_forward(x, ro)

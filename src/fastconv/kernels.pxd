@@ -101,3 +101,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
                                              const void *x, void *y)
     fc_status fc_adaptive_avg_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t,
                                               const void *dy, void *dx)
+
+    # ---- element-wise ----
+    fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y)
+    fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx)

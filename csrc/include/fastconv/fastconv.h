@@ -194,6 +194,14 @@ FC_API fc_status fc_adaptive_avg_pool2d_forward(const fc_planes2d_desc *d, fc_dt
 FC_API fc_status fc_adaptive_avg_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t,
                                                  const void *dy, void *dx);
 
+/* ---- element-wise ---- */
+
+/* y[i] = max(x[i], 0) for i < n (NaN stays NaN, as PyTorch); y may be x. */
+FC_API fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y);
+
+/* Gradient of ReLU from its output: dx[i] = y[i] > 0 ? dy[i] : 0 for i < n; dx may be dy. */
+FC_API fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx);
+
 #ifdef __cplusplus
 }
 #endif
