@@ -144,6 +144,29 @@ template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place);
 
+// Dilated, unit-stride convolutions as undilated ones over the input's phase planes stacked as
+// extra images (conv/phases.cpp): for algorithms that only know dense kernels. phases_apply:
+// s is such a convolution; phases_fit: the phase planes' sizes fit int64; phase_shape: the
+// undilated convolution the inner algorithm runs.
+bool phases_apply(const ConvShape &s);
+bool phases_fit(const ConvShape &s);
+ConvShape phase_shape(const ConvShape &s);
+template <class T>
+using PhaseForward = fc_status (*)(const ConvShape &, const T *, const T *, const T *, T *);
+template <class T>
+using PhaseBackwardData = fc_status (*)(const ConvShape &, const T *, const T *, T *);
+template <class T>
+using PhaseBackwardWeight = fc_status (*)(const ConvShape &, const T *, const T *, T *);
+template <class T>
+fc_status phases_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                         PhaseForward<T> inner);
+template <class T>
+fc_status phases_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
+                               PhaseBackwardData<T> inner);
+template <class T>
+fc_status phases_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
+                                 PhaseBackwardWeight<T> inner);
+
 // Which shapes an algorithm can run (im2col's GEMM dimensions must fit int32).
 bool im2col_supports(const ConvShape &s);
 bool gemm1x1_supports(const ConvShape &s);

@@ -1,0 +1,161 @@
+// Dilated convolutions as undilated ones on phase planes, for the algorithms that only know
+// dense kernels (Winograd, FFT).
+//
+// With stride 1 and dilation d, output row oh = d*r + a reads padded input rows d*(r+i) + a:
+// only rows of the same phase a. So the d_h*d_w output phases are independent undilated
+// convolutions of the same kernel over the input's phase planes
+//   u[a, b][s, q] = x[d_h*s + a - pad_h, d_w*q + b - pad_w]   (0 outside x),
+// which are stacked as extra images: [n, c, h, w] -> [n*d_h*d_w, c, R+kh-1, Q+kw-1] with
+// R = ceil(ho/d_h), Q = ceil(wo/d_w) and no padding. The weight gradient is the sum over all of
+// those images, which the inner algorithm computes anyway.
+#include <omp.h>
+
+#include "../internal.h"
+
+namespace fc {
+
+bool phases_apply(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && (s.dh > 1 || s.dw > 1);
+}
+
+bool phases_fit(const ConvShape &s) {
+  const int64_t r = (s.ho + s.dh - 1) / s.dh, q = (s.wo + s.dw - 1) / s.dw;
+  int64_t v;
+  return !__builtin_mul_overflow(s.n * s.dh * s.dw, s.c, &v) &&
+         !__builtin_mul_overflow(v, r + s.kh - 1, &v) && !__builtin_mul_overflow(v, q + s.kw - 1, &v) &&
+         !__builtin_mul_overflow(v, 8, &v);
+}
+
+ConvShape phase_shape(const ConvShape &s) {
+  ConvShape t = s;
+  const int64_t r = (s.ho + s.dh - 1) / s.dh, q = (s.wo + s.dw - 1) / s.dw;
+  t.n = s.n * s.dh * s.dw;
+  t.h = r + s.kh - 1;
+  t.w = q + s.kw - 1;
+  t.ph = t.pw = 0;
+  t.dh = t.dw = 1;
+  t.ho = r;
+  t.wo = q;
+  t.hw = t.h * t.w;
+  t.howo = r * q;
+  return t;
+}
+
+namespace {
+
+// x [n, c, h, w] -> phase images [n, dh, dw, c, t.h, t.w] (zeros where the input is padding).
+template <class T>
+void gather_input(const ConvShape &s, const ConvShape &t, const T *x, T *u) {
+#pragma omp parallel for num_threads(num_threads()) schedule(static) collapse(2)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t c = 0; c < s.c; ++c)
+      for (int64_t a = 0; a < s.dh; ++a)
+        for (int64_t b = 0; b < s.dw; ++b) {
+          T *dst = u + (((n * s.dh + a) * s.dw + b) * s.c + c) * t.hw;
+          const T *src = x + (n * s.c + c) * s.hw;
+          for (int64_t r = 0; r < t.h; ++r) {
+            const int64_t ih = s.dh * r + a - s.ph;
+            T *row = dst + r * t.w;
+            if (ih < 0 || ih >= s.h) {
+              std::fill(row, row + t.w, T(0));
+              continue;
+            }
+            for (int64_t q = 0; q < t.w; ++q) {
+              const int64_t iw = s.dw * q + b - s.pw;
+              row[q] = iw >= 0 && iw < s.w ? src[ih * s.w + iw] : T(0);
+            }
+          }
+        }
+}
+
+// y [n, k, ho, wo] <-> phase outputs [n, dh, dw, k, t.ho, t.wo]. to_phases: gather (zeros where
+// a phase row or column lies past the output); else scatter back.
+template <class T>
+void move_output(const ConvShape &s, const ConvShape &t, T *y, T *v, bool to_phases) {
+#pragma omp parallel for num_threads(num_threads()) schedule(static) collapse(2)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t a = 0; a < s.dh; ++a)
+        for (int64_t b = 0; b < s.dw; ++b) {
+          T *ph = v + (((n * s.dh + a) * s.dw + b) * s.k + k) * t.howo;
+          T *yk = y + (n * s.k + k) * s.howo;
+          for (int64_t r = 0; r < t.ho; ++r)
+            for (int64_t q = 0; q < t.wo; ++q) {
+              const int64_t oh = s.dh * r + a, ow = s.dw * q + b;
+              const bool in = oh < s.ho && ow < s.wo;
+              if (to_phases)
+                ph[r * t.wo + q] = in ? yk[oh * s.wo + ow] : T(0);
+              else if (in)
+                yk[oh * s.wo + ow] = ph[r * t.wo + q];
+            }
+        }
+}
+
+// The phase images' input gradient back onto dx [n, c, h, w]: every input element is one
+// phase image's (a = (ih + ph) % dh, row (ih + ph) / dh; likewise columns), or was never read.
+template <class T>
+void scatter_input(const ConvShape &s, const ConvShape &t, const T *u, T *dx) {
+#pragma omp parallel for num_threads(num_threads()) schedule(static) collapse(2)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t c = 0; c < s.c; ++c) {
+      T *dst = dx + (n * s.c + c) * s.hw;
+      for (int64_t ih = 0; ih < s.h; ++ih) {
+        const int64_t a = (ih + s.ph) % s.dh, r = (ih + s.ph) / s.dh;
+        for (int64_t iw = 0; iw < s.w; ++iw) {
+          const int64_t b = (iw + s.pw) % s.dw, q = (iw + s.pw) / s.dw;
+          dst[ih * s.w + iw] =
+              r < t.h && q < t.w ? u[(((n * s.dh + a) * s.dw + b) * s.c + c) * t.hw + r * t.w + q]
+                                 : T(0);
+        }
+      }
+    }
+}
+
+}  // namespace
+
+template <class T>
+fc_status phases_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                         PhaseForward<T> inner) {
+  const ConvShape t = phase_shape(s);
+  Buffer<T> u(t.n * t.c * t.hw), v(t.n * t.k * t.howo);
+  if (!u.ok() || !v.ok()) return fail(FC_ENOMEM, "dilated phases: cannot allocate the phase planes");
+  gather_input(s, t, x, u.get());
+  if (fc_status st = inner(t, u.get(), w, b, v.get())) return st;
+  move_output(s, t, y, v.get(), false);
+  return FC_OK;
+}
+
+template <class T>
+fc_status phases_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
+                               PhaseBackwardData<T> inner) {
+  const ConvShape t = phase_shape(s);
+  Buffer<T> u(t.n * t.c * t.hw), v(t.n * t.k * t.howo);
+  if (!u.ok() || !v.ok()) return fail(FC_ENOMEM, "dilated phases: cannot allocate the phase planes");
+  move_output(s, t, const_cast<T *>(dy), v.get(), true);  // reads dy only
+  if (fc_status st = inner(t, v.get(), w, u.get())) return st;
+  scatter_input(s, t, u.get(), dx);
+  return FC_OK;
+}
+
+template <class T>
+fc_status phases_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
+                                 PhaseBackwardWeight<T> inner) {
+  const ConvShape t = phase_shape(s);
+  Buffer<T> u(t.n * t.c * t.hw), v(t.n * t.k * t.howo);
+  if (!u.ok() || !v.ok()) return fail(FC_ENOMEM, "dilated phases: cannot allocate the phase planes");
+  gather_input(s, t, x, u.get());
+  move_output(s, t, const_cast<T *>(dy), v.get(), true);  // reads dy only
+  return inner(t, v.get(), u.get(), dw);
+}
+
+#define FC_INSTANTIATE_PHASES(T)                                                                  \
+  template fc_status phases_forward<T>(const ConvShape &, const T *, const T *, const T *, T *,  \
+                                       PhaseForward<T>);                                          \
+  template fc_status phases_backward_data<T>(const ConvShape &, const T *, const T *, T *,       \
+                                             PhaseBackwardData<T>);                               \
+  template fc_status phases_backward_weight<T>(const ConvShape &, const T *, const T *, T *,     \
+                                               PhaseBackwardWeight<T>);
+FC_INSTANTIATE_PHASES(float)
+FC_INSTANTIATE_PHASES(double)
+
+}  // namespace fc
