@@ -12,30 +12,88 @@ bool depthwise_supports(const ConvShape &s) { return s.g == s.c && s.cg == 1; }
 
 namespace {
 
-// Unit stride: a plane is copied into a zero-padded [hp, wp] buffer (with slack), after which
-// every tap (i, j) is ONE long vector loop over the flat run of ho*wp positions:
-//   wide[q] += w[i, j] * xpad[q + i*dh*wp + j*dw]
-// (columns wo..wp-1 of each output row are computed and dropped), instead of ho short rows.
+// The flat paths. A zero-padded input plane xpad [hp, wp] is split into sh*sw phase planes
+//   u[a, b][r, q] = xpad[sh*r + a, sw*q + b],   each [hq, wq] = [ceil(hp/sh), ceil(wp/sw)],
+// so tap (i, j) of output (oh, ow) reads u[(i*dh) % sh, (j*dw) % sw][oh + i*dh/sh, ow + j*dw/sw]:
+// at flat position p = oh*wq + ow that is phase plane + shift(i, j) + p. Every tap is then ONE
+// contiguous run of ho*wq positions, whatever the stride (columns wo..wq-1 of each row are
+// computed and dropped), and all taps are summed in registers in one pass (sum_taps/dot_taps).
+// Stride 1 has a single phase: the padded plane itself.
 struct Flat {
-  int64_t hp, wp, run, xplane;
+  int64_t hp, wp, hq, wq, run, pstride, xplane, margin;
   explicit Flat(const ConvShape &s)
-      : hp(s.h + 2 * s.ph), wp(s.w + 2 * s.pw), run(s.ho * (s.w + 2 * s.pw)),
-        xplane((s.h + 2 * s.ph) * (s.w + 2 * s.pw) + s.dw * (s.kw - 1) + 16) {}
+      : hp(s.h + 2 * s.ph), wp(s.w + 2 * s.pw), hq((hp + s.sh - 1) / s.sh),
+        wq((wp + s.sw - 1) / s.sw), run(s.ho * wq), pstride(hq * wq + wq + 16),
+        xplane(s.sh * s.sw * pstride),
+        margin((s.dh * (s.kh - 1)) / s.sh * wq + (s.dw * (s.kw - 1)) / s.sw) {}
+  int64_t phase(const ConvShape &s, int64_t i, int64_t j) const {
+    return (i * s.dh) % s.sh * s.sw + (j * s.dw) % s.sw;
+  }
+  // offset of tap (i, j) inside its phase plane
+  int64_t shift(const ConvShape &s, int64_t i, int64_t j) const {
+    return (i * s.dh) / s.sh * wq + (j * s.dw) / s.sw;
+  }
 };
 
 // Flat paths only where the padded plane stays close to the real one.
 bool flat_ok(const ConvShape &s) {
   int64_t plane;
-  return s.sh == 1 && s.sw == 1 &&
-         !__builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &plane) &&
+  return s.kk <= 4096 && !__builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &plane) &&
          plane <= 4 * (s.hw + s.howo) + 4096;
 }
 
+// One input plane into its phase planes (zeros in the padding and in each plane's slack).
 template <class T>
-void pad_plane(const ConvShape &s, const Flat &f, const T *src, T *dst) {
-  std::fill(dst, dst + f.xplane, T(0));
-  for (int64_t r = 0; r < s.h; ++r)
-    std::memcpy(dst + (r + s.ph) * f.wp + s.pw, src + r * s.w, s.w * sizeof(T));
+void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
+  for (int64_t a = 0; a < s.sh; ++a)
+    for (int64_t b = 0; b < s.sw; ++b) {
+      T *u = dst + (a * s.sw + b) * f.pstride;
+      // columns q with iw = sw*q + b - pw inside the input: [q0, q1)
+      int64_t q0, q1;
+      valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
+      for (int64_t r = 0; r < f.hq; ++r) {
+        T *row = u + r * f.wq;
+        const int64_t ih = s.sh * r + a - s.ph;
+        if (ih < 0 || ih >= s.h || q0 >= q1) {
+          std::fill(row, row + f.wq, T(0));
+          continue;
+        }
+        std::fill(row, row + q0, T(0));
+        const T *in = src + ih * s.w + s.sw * q0 + b - s.pw;
+        if (s.sw == 1)
+          std::memcpy(row + q0, in, (q1 - q0) * sizeof(T));
+        else
+          for (int64_t q = q0; q < q1; ++q) row[q] = in[(q - q0) * s.sw];
+        std::fill(row + q1, row + f.wq, T(0));
+      }
+      std::fill(u + f.hq * f.wq, u + f.pstride, T(0));
+    }
+}
+
+// The inverse for the data gradient: each input element is exactly one phase element.
+template <class T>
+void from_phases(const ConvShape &s, const Flat &f, const T *src, T *dx) {
+  for (int64_t ih = 0; ih < s.h; ++ih) {
+    const int64_t a = (ih + s.ph) % s.sh, r = (ih + s.ph) / s.sh;
+    for (int64_t b = 0; b < s.sw; ++b) {
+      const T *u = src + (a * s.sw + b) * f.pstride + r * f.wq;
+      int64_t q0, q1;
+      valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
+      T *out = dx + ih * s.w + s.sw * q0 + b - s.pw;
+      if (s.sw == 1)
+        std::memcpy(out, u + q0, (q1 - q0) * sizeof(T));
+      else
+        for (int64_t q = q0; q < q1; ++q) out[(q - q0) * s.sw] = u[q];
+    }
+  }
+}
+
+// dy plane [ho, wo] laid out at row stride wq after `lead` zeros, zeros everywhere else.
+template <class T>
+void widen(const ConvShape &s, const Flat &f, const T *dyk, T *wide, int64_t lead, int64_t len) {
+  std::fill(wide, wide + len, T(0));
+  for (int64_t oh = 0; oh < s.ho; ++oh)
+    std::memcpy(wide + lead + oh * f.wq, dyk + oh * s.wo, s.wo * sizeof(T));
 }
 
 template <class T>
@@ -44,57 +102,107 @@ fc_status forward_flat(const ConvShape &s, const T *x, const T *w, const T *b, T
   const Flat f(s);
   const int64_t m = s.kg;
   const int nt = num_threads();
-  Buffer<T> ws(nt * (f.xplane + f.run));
-  if (!ws.ok()) return fail(FC_ENOMEM, "depthwise: cannot allocate the padded planes");
+  const int64_t per = f.xplane + f.run + 16;
+  Buffer<T> ws(nt * per);
+  Buffer<const T *> taps(nt * s.kk);
+  if (!ws.ok() || !taps.ok()) return fail(FC_ENOMEM, "depthwise: cannot allocate the phase planes");
 #pragma omp parallel num_threads(nt)
   {
-    T *xp = ws.get() + omp_get_thread_num() * (f.xplane + f.run), *wide = xp + f.xplane;
+    T *xp = ws.get() + omp_get_thread_num() * per, *wide = xp + f.xplane;
+    const T **src = taps.get() + omp_get_thread_num() * s.kk;
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        src[i * s.kw + j] = xp + f.phase(s, i, j) * f.pstride + f.shift(s, i, j);
 #pragma omp for schedule(static)
     for (int64_t nc = 0; nc < s.n * s.c; ++nc) {
       const int64_t n = nc / s.c, c = nc % s.c;
-      pad_plane(s, f, x + nc * s.hw, xp);
+      to_phases(s, f, x + nc * s.hw, xp);
       for (int64_t r = 0; r < m; ++r) {
         const int64_t k = c * m + r;
-        std::fill(wide, wide + f.run, T(0));
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t j = 0; j < s.kw; ++j)
-            uk.conv_rows(wide, 0, 1, w + k * s.kk + i * s.kw + j, 0,
-                         xp + i * s.dh * f.wp + j * s.dw, 1, f.run);
+        uk.sum_taps(wide, src, w + k * s.kk, (int)s.kk, f.run, false);
         T *yk = y + (n * s.k + k) * s.howo;
         const T bias = b ? b[k] : T(0);
         for (int64_t oh = 0; oh < s.ho; ++oh)
-          for (int64_t ow = 0; ow < s.wo; ++ow) yk[oh * s.wo + ow] = wide[oh * f.wp + ow] + bias;
+          for (int64_t ow = 0; ow < s.wo; ++ow) yk[oh * s.wo + ow] = wide[oh * f.wq + ow] + bias;
       }
     }
   }
   return FC_OK;
 }
 
-// dw[k, i, j] = sum over images and the flat run of dy_wide[q] * xpad[q + i*dh*wp + j*dw],
-// with dy laid out at row stride wp (zeros in the dropped columns). One item per channel k.
+// dx phase (a, b) at p = sum over the m outputs and the taps of that phase of
+// w[k, i, j] * dy_wide[k][p - shift(i, j)]: a gather, so again one pass per phase plane.
+// dy_wide has `margin` leading zeros (the largest shift) and zeros past its rows.
+template <class T>
+fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  const UKernels<T> &uk = ukernels<T>();
+  const Flat f(s);
+  const int64_t m = s.kg, nph = s.sh * s.sw;
+  const int64_t wlen = f.margin + f.hq * f.wq + 16;
+  const int nt = num_threads();
+  const int64_t per = f.xplane + m * wlen;
+  const int64_t ntap = m * s.kk;
+  Buffer<T> ws(nt * per), wts(nt * ntap);
+  Buffer<const T *> taps(nt * ntap);
+  if (!ws.ok() || !wts.ok() || !taps.ok())
+    return fail(FC_ENOMEM, "depthwise: cannot allocate the phase planes");
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    T *dxp = ws.get() + tid * per, *wide = dxp + f.xplane, *wt = wts.get() + tid * ntap;
+    const T **src = taps.get() + tid * ntap;
+#pragma omp for schedule(static)
+    for (int64_t nc = 0; nc < s.n * s.c; ++nc) {
+      const int64_t n = nc / s.c, c = nc % s.c;
+      for (int64_t r = 0; r < m; ++r)
+        widen(s, f, dy + (n * s.k + c * m + r) * s.howo, wide + r * wlen, f.margin, wlen);
+      for (int64_t ph = 0; ph < nph; ++ph) {
+        int cnt = 0;
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t j = 0; j < s.kw; ++j)
+              if (f.phase(s, i, j) == ph) {
+                src[cnt] = wide + r * wlen + f.margin - f.shift(s, i, j);
+                wt[cnt++] = w[(c * m + r) * s.kk + i * s.kw + j];
+              }
+        uk.sum_taps(dxp + ph * f.pstride, src, wt, cnt, f.hq * f.wq, false);
+      }
+      from_phases(s, f, dxp, dx + nc * s.hw);
+    }
+  }
+  return FC_OK;
+}
+
+// dw[k, i, j] = sum over images of dot(dy_wide, phase plane + shift(i, j)) over the flat run.
+// One item per output channel k; all taps in one pass (dot_taps).
 template <class T>
 fc_status backward_weight_flat(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const UKernels<T> &uk = ukernels<T>();
   const Flat f(s);
   const int64_t m = s.kg;
   const int nt = num_threads();
-  Buffer<T> ws(nt * (f.xplane + f.run));
-  if (!ws.ok()) return fail(FC_ENOMEM, "depthwise: cannot allocate the padded planes");
+  const int64_t per = f.xplane + f.run + 16;
+  Buffer<T> ws(nt * per);
+  Buffer<const T *> taps(nt * s.kk);
+  Buffer<double> sums(nt * s.kk);
+  if (!ws.ok() || !taps.ok() || !sums.ok())
+    return fail(FC_ENOMEM, "depthwise: cannot allocate the phase planes");
 #pragma omp parallel num_threads(nt)
   {
-    T *xp = ws.get() + omp_get_thread_num() * (f.xplane + f.run), *wide = xp + f.xplane;
+    const int tid = omp_get_thread_num();
+    T *xp = ws.get() + tid * per, *wide = xp + f.xplane;
+    const T **src = taps.get() + tid * s.kk;
+    double *acc = sums.get() + tid * s.kk;
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        src[i * s.kw + j] = xp + f.phase(s, i, j) * f.pstride + f.shift(s, i, j);
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < s.k; ++k) {
-      double acc[64] = {0};  // kh*kw <= 64 on this path (checked by the caller)
-      std::fill(wide, wide + f.run, T(0));
+      std::fill(acc, acc + s.kk, 0.0);
       for (int64_t n = 0; n < s.n; ++n) {
-        pad_plane(s, f, x + (n * s.c + k / m) * s.hw, xp);
-        const T *dyk = dy + (n * s.k + k) * s.howo;
-        for (int64_t oh = 0; oh < s.ho; ++oh)
-          std::memcpy(wide + oh * f.wp, dyk + oh * s.wo, s.wo * sizeof(T));
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t j = 0; j < s.kw; ++j)
-            acc[i * s.kw + j] += uk.dot(wide, xp + i * s.dh * f.wp + j * s.dw, 1, f.run);
+        to_phases(s, f, x + (n * s.c + k / m) * s.hw, xp);
+        widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0, f.run);
+        uk.dot_taps(wide, src, (int)s.kk, f.run, acc);
       }
       for (int64_t t = 0; t < s.kk; ++t) dw[k * s.kk + t] = (T)acc[t];
     }
@@ -129,21 +237,7 @@ fc_status conv2d_forward__depthwise(const ConvShape &s, const T *x, const T *w, 
 
 template <class T>
 fc_status conv2d_backward_data__depthwise(const ConvShape &s, const T *dy, const T *w, T *dx) {
-  // Unit stride, multiplier 1: the data gradient is the depthwise convolution of dy with the
-  // flipped kernels, padded dil*(k-1) - pad, and runs on the flat forward.
-  const int64_t tph = s.dh * (s.kh - 1) - s.ph, tpw = s.dw * (s.kw - 1) - s.pw;
-  if (s.kg == 1 && s.sh == 1 && s.sw == 1 && tph >= 0 && tpw >= 0) {
-    ConvShape t = s;
-    t.h = s.ho; t.w = s.wo; t.ho = s.h; t.wo = s.w; t.ph = tph; t.pw = tpw;
-    t.hw = s.howo; t.howo = s.hw;
-    if (flat_ok(t)) {
-      Buffer<T> wf(s.k * s.kk);
-      if (!wf.ok()) return fail(FC_ENOMEM, "depthwise: cannot allocate the flipped kernels");
-      for (int64_t k = 0; k < s.k; ++k)
-        for (int64_t e = 0; e < s.kk; ++e) wf.get()[k * s.kk + e] = w[k * s.kk + s.kk - 1 - e];
-      return forward_flat(t, dy, wf.get(), (const T *)nullptr, dx);
-    }
-  }
+  if (flat_ok(s)) return backward_data_flat(s, dy, w, dx);
   const UKernels<T> &uk = ukernels<T>();
   const int64_t m = s.kg;
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
@@ -167,7 +261,7 @@ fc_status conv2d_backward_data__depthwise(const ConvShape &s, const T *dy, const
 
 template <class T>
 fc_status conv2d_backward_weight__depthwise(const ConvShape &s, const T *dy, const T *x, T *dw) {
-  if (flat_ok(s) && s.kk <= 64) return backward_weight_flat(s, dy, x, dw);
+  if (flat_ok(s)) return backward_weight_flat(s, dy, x, dw);
   const UKernels<T> &uk = ukernels<T>();
   const int64_t m = s.kg;
   // One item per (output channel, tap): dw[k, 0, i, j] sums over images and output rows.

@@ -35,6 +35,12 @@ struct UKernels {
   // for r < kt, o < pt (always all pt positions: the caller gives the input slack).
   void (*direct_ktile)(const T *x, int64_t x_w, int64_t x_plane, const T *wk, int64_t cg,
                        int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *out);
+  // y[o] = (accumulate ? y[o] : 0) + sum over t < nt of w[t] * src[t][o], for o < n: any
+  // number of shifted inputs summed in registers, one pass over y. The depthwise kernels' taps.
+  void (*sum_taps)(T *y, const T *const *src, const T *w, int nt, int64_t n, bool accumulate);
+  // out[t] += sum over o < n of a[o] * src[t][o], for t < nt: every tap's dot product in one
+  // pass over a (summed in T vectors, added to out in double). The depthwise weight gradient.
+  void (*dot_taps)(const T *a, const T *const *src, int nt, int64_t n, double *out);
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
   int kb;        // output channels per tile
