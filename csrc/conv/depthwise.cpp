@@ -42,32 +42,55 @@ bool flat_ok(const ConvShape &s) {
          plane <= 4 * (s.hw + s.howo) + 4096;
 }
 
-// One input plane into its phase planes (zeros in the padding and in each plane's slack).
+// Copies without a library call: the rows here are often a dozen elements.
+template <class T>
+inline void copy_n(T *__restrict dst, const T *__restrict src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// One input plane into its phase planes. Only the elements that come from the input are
+// written: the padding and each plane's slack are zeroed once, when a thread's buffer is made
+// (the whole per-thread region), and stay zero because every plane writes the same positions.
 template <class T>
 void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
-  for (int64_t a = 0; a < s.sh; ++a)
+  for (int64_t a = 0; a < s.sh; ++a) {
+    // rows r with ih = sh*r + a - ph inside the input: [r0, r1)
+    int64_t r0, r1;
+    valid_range(a - s.ph, s.sh, s.h, f.hq, &r0, &r1);
+    if (s.sw == 2) {  // both column phases of a row in one pass (a de-interleave)
+      T *u0 = dst + (a * 2) * f.pstride, *u1 = u0 + f.pstride;
+      // padded column t = iw + pw goes to phase t % 2, column t / 2
+      const int64_t first = s.pw % 2;  // odd padding: input column 0 starts phase 1
+      const int64_t pairs = (s.w - first) / 2, base = (first + s.pw) / 2;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T *__restrict in = src + (s.sh * r + a - s.ph) * s.w;
+        T *__restrict e = u0 + r * f.wq, *__restrict o = u1 + r * f.wq;
+        if (first) o[s.pw / 2] = in[0];
+        const T *__restrict ii = in + first;
+        T *__restrict ee = e + base, *__restrict oo = o + base;
+        for (int64_t q = 0; q < pairs; ++q) {
+          ee[q] = ii[2 * q];
+          oo[q] = ii[2 * q + 1];
+        }
+        if (first + 2 * pairs < s.w) ee[pairs] = ii[2 * pairs];
+      }
+      continue;
+    }
     for (int64_t b = 0; b < s.sw; ++b) {
       T *u = dst + (a * s.sw + b) * f.pstride;
-      // columns q with iw = sw*q + b - pw inside the input: [q0, q1)
-      int64_t q0, q1;
+      int64_t q0, q1;  // columns q with iw = sw*q + b - pw inside the input
       valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
-      for (int64_t r = 0; r < f.hq; ++r) {
-        T *row = u + r * f.wq;
-        const int64_t ih = s.sh * r + a - s.ph;
-        if (ih < 0 || ih >= s.h || q0 >= q1) {
-          std::fill(row, row + f.wq, T(0));
-          continue;
-        }
-        std::fill(row, row + q0, T(0));
-        const T *in = src + ih * s.w + s.sw * q0 + b - s.pw;
+      if (q0 >= q1) continue;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T *in = src + (s.sh * r + a - s.ph) * s.w + s.sw * q0 + b - s.pw;
+        T *row = u + r * f.wq + q0;
         if (s.sw == 1)
-          std::memcpy(row + q0, in, (q1 - q0) * sizeof(T));
+          copy_n(row, in, q1 - q0);
         else
-          for (int64_t q = q0; q < q1; ++q) row[q] = in[(q - q0) * s.sw];
-        std::fill(row + q1, row + f.wq, T(0));
+          for (int64_t q = 0; q < q1 - q0; ++q) row[q] = in[q * s.sw];
       }
-      std::fill(u + f.hq * f.wq, u + f.pstride, T(0));
     }
+  }
 }
 
 // The inverse for the data gradient: each input element is exactly one phase element.
@@ -81,19 +104,18 @@ void from_phases(const ConvShape &s, const Flat &f, const T *src, T *dx) {
       valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
       T *out = dx + ih * s.w + s.sw * q0 + b - s.pw;
       if (s.sw == 1)
-        std::memcpy(out, u + q0, (q1 - q0) * sizeof(T));
+        copy_n(out, u + q0, q1 - q0);
       else
         for (int64_t q = q0; q < q1; ++q) out[(q - q0) * s.sw] = u[q];
     }
   }
 }
 
-// dy plane [ho, wo] laid out at row stride wq after `lead` zeros, zeros everywhere else.
+// dy plane [ho, wo] laid out at row stride wq after `lead` elements; everything else in the
+// buffer is zeroed once, when it is made, and never written.
 template <class T>
-void widen(const ConvShape &s, const Flat &f, const T *dyk, T *wide, int64_t lead, int64_t len) {
-  std::fill(wide, wide + len, T(0));
-  for (int64_t oh = 0; oh < s.ho; ++oh)
-    std::memcpy(wide + lead + oh * f.wq, dyk + oh * s.wo, s.wo * sizeof(T));
+void widen(const ConvShape &s, const Flat &f, const T *dyk, T *wide, int64_t lead) {
+  for (int64_t oh = 0; oh < s.ho; ++oh) copy_n(wide + lead + oh * f.wq, dyk + oh * s.wo, s.wo);
 }
 
 template <class T>
@@ -109,6 +131,7 @@ fc_status forward_flat(const ConvShape &s, const T *x, const T *w, const T *b, T
 #pragma omp parallel num_threads(nt)
   {
     T *xp = ws.get() + omp_get_thread_num() * per, *wide = xp + f.xplane;
+    std::fill(xp, xp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + omp_get_thread_num() * s.kk;
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
@@ -150,12 +173,13 @@ fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx)
   {
     const int tid = omp_get_thread_num();
     T *dxp = ws.get() + tid * per, *wide = dxp + f.xplane, *wt = wts.get() + tid * ntap;
+    std::fill(dxp, dxp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + tid * ntap;
 #pragma omp for schedule(static)
     for (int64_t nc = 0; nc < s.n * s.c; ++nc) {
       const int64_t n = nc / s.c, c = nc % s.c;
       for (int64_t r = 0; r < m; ++r)
-        widen(s, f, dy + (n * s.k + c * m + r) * s.howo, wide + r * wlen, f.margin, wlen);
+        widen(s, f, dy + (n * s.k + c * m + r) * s.howo, wide + r * wlen, f.margin);
       for (int64_t ph = 0; ph < nph; ++ph) {
         int cnt = 0;
         for (int64_t r = 0; r < m; ++r)
@@ -191,6 +215,7 @@ fc_status backward_weight_flat(const ConvShape &s, const T *dy, const T *x, T *d
   {
     const int tid = omp_get_thread_num();
     T *xp = ws.get() + tid * per, *wide = xp + f.xplane;
+    std::fill(xp, xp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + tid * s.kk;
     double *acc = sums.get() + tid * s.kk;
     for (int64_t i = 0; i < s.kh; ++i)
@@ -201,7 +226,7 @@ fc_status backward_weight_flat(const ConvShape &s, const T *dy, const T *x, T *d
       std::fill(acc, acc + s.kk, 0.0);
       for (int64_t n = 0; n < s.n; ++n) {
         to_phases(s, f, x + (n * s.c + k / m) * s.hw, xp);
-        widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0, f.run);
+        widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0);
         uk.dot_taps(wide, src, (int)s.kk, f.run, acc);
       }
       for (int64_t t = 0; t < s.kk; ++t) dw[k * s.kk + t] = (T)acc[t];
