@@ -42,9 +42,10 @@ bool flat_ok(const ConvShape &s) {
          plane <= 4 * (s.hw + s.howo) + 4096;
 }
 
-// Copies without a library call: the rows here are often a dozen elements.
+// Copies without a library call: the rows here are often a dozen elements (GCC would turn the
+// loop back into memmove).
 template <class T>
-inline void copy_n(T *__restrict dst, const T *__restrict src, int64_t n) {
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_n(T *__restrict dst, const T *__restrict src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
