@@ -5,6 +5,9 @@ fastconv.nn, forward and forward+backward), ``pool`` (the nets' pooling layers),
 Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
 (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
 run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
+For Winograd and FFT, which do less arithmetic, GFLOP/s is the direct convolution's count over
+the time taken (effective GFLOP/s, as NNPACK reports), so it can pass the SGEMM rate. The
+tables name the algorithm ``auto`` chose for each layer and direction.
 """
 from __future__ import annotations
 
@@ -147,7 +150,7 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
     y = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     flops = conv_flops(w_shape, y.shape)
-    runs = {}
+    runs, chosen = {}, {}
     for lib in libs:
         if lib == "torch":
             if torch is None:
@@ -171,6 +174,11 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
                                                             dilation=d, groups=g):
                 continue
             kw = dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
+            if algo == "auto":  # what auto picked, per direction, for the table
+                chosen[lib] = {dn: F.algorithms(x_shape, w_shape, stride=s, padding=p, dilation=d,
+                                                groups=g, direction=full)[0]
+                               for dn, full in zip(CONV_DIRS, ("forward", "backward_data",
+                                                               "backward_weight"))}
             runs[lib] = {
                 "fwd": lambda kw=kw: F.conv2d(x, w, **kw),
                 "bwd_data": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(True, False, False), **kw),
@@ -183,7 +191,8 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
             for direction in CONV_DIRS:
                 t = timeit(fns[direction], repeat)
                 rows.append({"suite": suite, "case": name, "lib": lib, "dir": direction,
-                             "ms": t * 1e3, "gflops": flops / t / 1e9})
+                             "ms": t * 1e3, "gflops": flops / t / 1e9,
+                             "algo": chosen.get(lib, {}).get(direction, "")})
                 tick()
     return rows
 
@@ -366,7 +375,8 @@ def format_table(rows, peak):
         rate = "GB/s" if suite == "pool" else "GFLOP/s"
         out.append(f"\n[{suite}]")
         out.append(f"{'case':<18}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
-                   + ("" if suite == "pool" else f"{'%sgemm':>8}") + f"{'vs torch':>10}")
+                   + ("" if suite == "pool" else f"{'%sgemm':>8}") + f"{'vs torch':>10}"
+                   + ("  algo" if any(r.get("algo") for r in rs) else ""))
         ref = {(r["case"], r["dir"]): r["ms"] for r in rs if r["lib"] == "torch"}
         for r in rs:
             t = ref.get((r["case"], r["dir"]))
@@ -375,7 +385,7 @@ def format_table(rows, peak):
             line = f"{r['case']:<18}{r['lib']:<18}{r['dir']:<12}{r['ms']:>10.2f}{val:>10.1f}"
             if suite != "pool":
                 line += f"{100 * val / peak:>7.0f}%"
-            out.append(line + f"{rel:>10}")
+            out.append(line + f"{rel:>10}" + (f"  {r['algo']}" if r.get("algo") else ""))
         totals = _totals(rs)
         if totals:
             out.append("total ms (cases fastconv ran): " + ", ".join(
