@@ -22,8 +22,8 @@ namespace {
 struct Flat {
   int64_t hp, wp, hq, wq, run, pstride, xplane, margin;
   explicit Flat(const ConvShape &s)
-      : hp(s.h + 2 * s.ph), wp(s.w + 2 * s.pw), hq((hp + s.sh - 1) / s.sh),
-        wq((wp + s.sw - 1) / s.sw), run(s.ho * wq), pstride(hq * wq + wq + 16),
+      : hp(s.h + 2 * s.ph), wp(s.w + 2 * s.pw), hq(hp / s.sh + (hp % s.sh != 0)),
+        wq(wp / s.sw + (wp % s.sw != 0)), run(s.ho * wq), pstride(hq * wq + wq + 16),
         xplane(s.sh * s.sw * pstride),
         margin((s.dh * (s.kh - 1)) / s.sh * wq + (s.dw * (s.kw - 1)) / s.sw) {}
   int64_t phase(const ConvShape &s, int64_t i, int64_t j) const {
@@ -35,10 +35,12 @@ struct Flat {
   }
 };
 
-// Flat paths only where the padded plane stays close to the real one.
+// Flat paths only where the padded plane stays close to the real one, and strides are no
+// larger than it (so the sh*sw phase planes hold at most 4x its elements: no overflow below).
 bool flat_ok(const ConvShape &s) {
+  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // fit: checked by the descriptor
   int64_t plane;
-  return s.kk <= 4096 && !__builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &plane) &&
+  return s.kk <= 4096 && s.sh <= hp && s.sw <= wp && !__builtin_mul_overflow(hp, wp, &plane) &&
          plane <= 4 * (s.hw + s.howo) + 4096;
 }
 
