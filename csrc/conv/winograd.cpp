@@ -52,8 +52,8 @@ int tile_size() {
 // operands come from L2/L3, but at least 32 tiles (the GEMMs' n) and at most `total`, cut
 // finer when there are too few blocks to feed every thread.
 int64_t block_tiles(int64_t total, int64_t per_tile_bytes, int nt) {
-  const int64_t budget = int64_t(2) << 20;
-  int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), 32, 512);
+  const int64_t budget = int64_t(std::atoi(std::getenv("WB") ? std::getenv("WB") : "2048")) << 10;
+  int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), std::atoi(std::getenv("WMIN") ? std::getenv("WMIN") : "128"), 1024);
   tb = std::min(tb, (total + nt - 1) / nt);
   return std::max<int64_t>(1, tb);
 }
@@ -67,8 +67,6 @@ void tile_list(int64_t q0, int64_t nt, int64_t th, int64_t tw, int m, WinoTile *
   }
 }
 
-constexpr int64_t kFilterChunk = 64;  // filters per weight-transform call (bounds its scratch)
-
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
@@ -77,8 +75,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t th = (p.ho + m - 1) / m, tw = (p.wo + m - 1) / m, total = p.n * th * tw;
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), nt);
   const int64_t nblocks = (total + tb - 1) / tb;
-  const int64_t scratch = std::max({2 * e2 * tb, (a + m) * m * tb, (9 + 3 * a) * kFilterChunk});
-  const int64_t per_thread = e2 * (p.c + p.k) * tb + scratch;
+  const int64_t per_thread = e2 * (p.c + p.k) * tb;
   Buffer<T> u(e2 * p.k * p.cg);
   Buffer<T> ws(per_thread * nt);
   Buffer<WinoTile> tl(tb * nt);
@@ -91,7 +88,6 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     const int tid = omp_get_thread_num();
     T *v = ws.get() + per_thread * tid;
     T *mm = v + e2 * p.c * tb;
-    T *scr = mm + e2 * p.k * tb;
     WinoTile *tiles = tl.get() + tb * tid;
     // U[e][k][0:cg] from filter row k: w[k][c] (forward) or, transposed, the original
     // w[g*cg' + j][k % kg'] rotated, for j < cg' (this problem's cg is the original kg).
@@ -99,9 +95,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     for (int64_t k = 0; k < p.k; ++k) {
       const int64_t base = p.transposed ? ((k / p.kg) * p.cg * p.kg + k % p.kg) * 9 : k * p.cg * 9;
       const int64_t step = p.transposed ? p.kg * 9 : 9;
-      for (int64_t c0 = 0; c0 < p.cg; c0 += kFilterChunk)
-        uk.weight(w + base + c0 * step, step, std::min(kFilterChunk, p.cg - c0), p.transposed,
-                  u.get() + k * p.cg + c0, p.k * p.cg, scr);
+      uk.weight(w + base, step, p.cg, p.transposed, u.get() + k * p.cg, p.k * p.cg);
     }
     // (the implicit barrier: U is complete)
 #pragma omp for schedule(dynamic, 1)
@@ -109,7 +103,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
       const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
       tile_list(q0, nb, th, tw, m, tiles);
       for (int64_t c = 0; c < p.c; ++c)
-        uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, scr, v + c * nb, p.c * nb);
+        uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
       for (int64_t e = 0; e < e2; ++e)
         for (int64_t g = 0; g < p.g; ++g)
           // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
@@ -117,7 +111,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
                v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
       for (int64_t k = 0; k < p.k; ++k)
         uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
-                  p.ho, p.wo, scr);
+                  p.ho, p.wo);
     }
   }
   return FC_OK;
@@ -157,16 +151,14 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
   const int64_t sb = 64;
   const int64_t per_tile = e2 * (s.c + s.k) * (int64_t)sizeof(T);
   const int64_t tc = std::min(total, std::max<int64_t>(sb, (int64_t(64) << 20) / per_tile));
-  const int64_t scratch = std::max({2 * e2 * sb, (a + m) * m * sb, (3 * a + 9) * kFilterChunk});
-  Buffer<T> xt(e2 * s.c * tc), dt(e2 * s.k * tc), z(e2 * s.k * s.cg), ws(scratch * nt);
+  Buffer<T> xt(e2 * s.c * tc), dt(e2 * s.k * tc), z(e2 * s.k * s.cg);
   Buffer<WinoTile> tl(sb * nt);
-  if (!xt.ok() || !dt.ok() || !z.ok() || !ws.ok() || !tl.ok())
+  if (!xt.ok() || !dt.ok() || !z.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
                 (long long)((e2 * (s.c + s.k) * tc + e2 * s.k * s.cg) * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T *scr = ws.get() + scratch * tid;
     WinoTile *tiles = tl.get() + sb * tid;
     for (int64_t q0 = 0; q0 < total; q0 += tc) {  // every thread walks the same chunks
       const int64_t nc = std::min(tc, total - q0);
@@ -176,10 +168,10 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
         const int64_t nb = std::min(sb, nc - t0);
         tile_list(q0 + t0, nb, th, tw, m, tiles);
         for (int64_t c = 0; c < s.c; ++c)
-          uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, scr,
+          uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb,
                    xt.get() + c * nc + t0, s.c * nc);
         for (int64_t k = 0; k < s.k; ++k)
-          uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, scr,
+          uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb,
                   dt.get() + k * nc + t0, s.k * nc);
       }
 #pragma omp for schedule(dynamic, 1)
@@ -195,9 +187,7 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
     // dW[k][c] = G^T Z[k][c] G
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < s.k; ++k)
-      for (int64_t c0 = 0; c0 < s.cg; c0 += kFilterChunk)
-        uk.weight_grad(z.get() + k * s.cg + c0, s.k * s.cg, std::min(kFilterChunk, s.cg - c0),
-                       dw + (k * s.cg + c0) * 9, scr);
+      uk.weight_grad(z.get() + k * s.cg, s.k * s.cg, s.cg, dw + k * s.cg * 9);
   }
   return FC_OK;
 }

@@ -1,7 +1,7 @@
 // Winograd transform micro-kernels F(m x m, 3 x 3), one table per element type and tile size,
 // chosen once at load time by winograd_dispatch.cpp (the convolution table's instruction set,
 // see ukernels.h, so FASTCONV_ISA selects these too). Raw pointers, sizes and strides only:
-// they never allocate and never start threads; `scratch` is the caller's.
+// they never allocate and never start threads.
 //
 // Every kernel works on a batch of `nt` tiles (or filters) at once, the batch index innermost,
 // so the transforms are loops over contiguous vectors of tiles. The transformed domain has
@@ -22,26 +22,23 @@ struct WinogradUKernels {
   int alpha;
   // v[e*ld_e + t] = (B^T d_t B)[e]: d_t the alpha x alpha input patch of tile t, rows from
   // oy - ph, columns from ox - pw of the plane xc + img*img_stride ([h, w]; zero outside).
-  // scratch: 2*alpha*alpha*nt elements.
   void (*input)(const T *xc, int64_t img_stride, int64_t h, int64_t w, int64_t ph, int64_t pw,
-                const WinoTile *tiles, int64_t nt, T *scratch, T *v, int64_t ld_e);
+                const WinoTile *tiles, int64_t nt, T *v, int64_t ld_e);
   // y[img*img_stride + (oy + i)*wo + ox + j] = (A^T M_t A)[i][j] + bias for i, j < m where the
   // position lies in [ho, wo] (ragged last tiles write only their valid part), with
-  // M_t[e] = mk[e*ld_e + t]. scratch: (alpha + m)*m*nt elements.
+  // M_t[e] = mk[e*ld_e + t].
   void (*output)(const T *mk, int64_t ld_e, const WinoTile *tiles, int64_t nt, T bias, T *y,
-                 int64_t img_stride, int64_t ho, int64_t wo, T *scratch);
+                 int64_t img_stride, int64_t ho, int64_t wo);
   // u[e*ld_e + t] = (G g_t G^T)[e] for the 3x3 filters g_t = w + t*stride (row-major), each
-  // rotated by 180 degrees when `flip` (the data gradient's filters). scratch: (9 + 3*alpha)*nt.
-  void (*weight)(const T *w, int64_t stride, int64_t nt, bool flip, T *u, int64_t ld_e,
-                 T *scratch);
+  // rotated by 180 degrees when `flip` (the data gradient's filters).
+  void (*weight)(const T *w, int64_t stride, int64_t nt, bool flip, T *u, int64_t ld_e);
   // The weight gradient's operands. grad: v[e*ld_e + t] = (A dy_t A^T)[e] for the m x m tile of
   // output gradients of tile t in the plane dyc + img*img_stride ([ho, wo]; zero outside).
-  // scratch: (m + alpha)*m*nt elements.
   void (*grad)(const T *dyc, int64_t img_stride, int64_t ho, int64_t wo, const WinoTile *tiles,
-               int64_t nt, T *scratch, T *v, int64_t ld_e);
+               int64_t nt, T *v, int64_t ld_e);
   // dw[t*9 + i*3 + j] = (G^T Z_t G)[i][j] with Z_t[e] = z[e*ld_e + t]: the 3x3 weight gradient
-  // from its accumulated transform. scratch: (3*alpha + 9)*nt elements.
-  void (*weight_grad)(const T *z, int64_t ld_e, int64_t nt, T *dw, T *scratch);
+  // from its accumulated transform.
+  void (*weight_grad)(const T *z, int64_t ld_e, int64_t nt, T *dw);
 };
 
 // The table for tile m (2 or 4).
