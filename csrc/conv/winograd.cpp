@@ -48,23 +48,33 @@ int tile_size() {
   return m;
 }
 
-// Tiles per block: the block's V and M ([alpha^2][c + k][tb]) near 2 MiB, so every GEMM's
-// operands come from L2/L3, but at least 32 tiles (the GEMMs' n) and at most `total`, cut
-// finer when there are too few blocks to feed every thread.
+// Tiles per block: at least 128 (the GEMMs' n: each call repacks its U[e], so fewer tiles
+// spend measurably more time packing), more while the block's V and M ([alpha^2][c + k][tb])
+// stay within 2 MiB, at most 1024, and cut finer when there are too few blocks to feed every
+// thread.
 int64_t block_tiles(int64_t total, int64_t per_tile_bytes, int nt) {
-  const int64_t budget = int64_t(std::atoi(std::getenv("WB") ? std::getenv("WB") : "2048")) << 10;
-  int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), std::atoi(std::getenv("WMIN") ? std::getenv("WMIN") : "128"), 1024);
+  const int64_t budget = int64_t(2) << 20;
+  int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), 128, 1024);
   tb = std::min(tb, (total + nt - 1) / nt);
   return std::max<int64_t>(1, tb);
 }
 
 // Output tiles numbered across images: tile q is image q / (th*tw), row and column of tiles
-// from the rest.
-void tile_list(int64_t q0, int64_t nt, int64_t th, int64_t tw, int m, WinoTile *tiles) {
+// from the rest; the tiles start at output position (oy0, ox0).
+void tile_list(int64_t q0, int64_t nt, int64_t th, int64_t tw, int m, int64_t oy0, int64_t ox0,
+               WinoTile *tiles) {
   for (int64_t t = 0; t < nt; ++t) {
     const int64_t q = q0 + t, r = q % (th * tw);
-    tiles[t] = {q / (th * tw), (r / tw) * m, (r % tw) * m};
+    tiles[t] = {q / (th * tw), oy0 + (r / tw) * m, ox0 + (r % tw) * m};
   }
+}
+
+// The outputs [lo, hi) along one axis that read the input at all: o - pad + [0, 2] meets
+// [0, size). Beyond a padding of 2 the outer outputs read only zeros; they are set exactly
+// (to the bias) instead of being tiled, where Winograd's rounding would leave them inexact.
+void reach(int64_t size, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
+  *lo = std::clamp<int64_t>(pad - 2, 0, out);
+  *hi = std::clamp<int64_t>(size + pad, *lo, out);
 }
 
 template <class T>
@@ -72,7 +82,10 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = num_threads();
-  const int64_t th = (p.ho + m - 1) / m, tw = (p.wo + m - 1) / m, total = p.n * th * tw;
+  int64_t oy0, oy1, ox0, ox1;
+  reach(p.h, p.ph, p.ho, &oy0, &oy1);
+  reach(p.w, p.pw, p.wo, &ox0, &ox1);
+  const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), nt);
   const int64_t nblocks = (total + tb - 1) / tb;
   const int64_t per_thread = e2 * (p.c + p.k) * tb;
@@ -97,11 +110,25 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
       const int64_t step = p.transposed ? p.kg * 9 : 9;
       uk.weight(w + base, step, p.cg, p.transposed, u.get() + k * p.cg, p.k * p.cg);
     }
-    // (the implicit barrier: U is complete)
+    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) {
+      // the outputs beyond the input's reach: the bias (or 0) on every side of [oy0, oy1) x [ox0, ox1)
+#pragma omp for schedule(static) nowait
+      for (int64_t nk = 0; nk < p.n * p.k; ++nk) {
+        T *plane = y + nk * howo;
+        const T bias = b ? b[nk % p.k] : T(0);
+        std::fill(plane, plane + oy0 * p.wo, bias);
+        for (int64_t r = oy0; r < oy1; ++r) {
+          std::fill(plane + r * p.wo, plane + r * p.wo + ox0, bias);
+          std::fill(plane + r * p.wo + ox1, plane + (r + 1) * p.wo, bias);
+        }
+        std::fill(plane + oy1 * p.wo, plane + howo, bias);
+      }
+    }
+    // (the implicit barrier of the filter loop: U is complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
-      tile_list(q0, nb, th, tw, m, tiles);
+      tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
       for (int64_t c = 0; c < p.c; ++c)
         uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
       for (int64_t e = 0; e < e2; ++e)
@@ -111,7 +138,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
                v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
       for (int64_t k = 0; k < p.k; ++k)
         uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
-                  p.ho, p.wo);
+                  p.wo, oy1, ox1);
     }
   }
   return FC_OK;
@@ -166,7 +193,7 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t0 = 0; t0 < nc; t0 += sb) {
         const int64_t nb = std::min(sb, nc - t0);
-        tile_list(q0 + t0, nb, th, tw, m, tiles);
+        tile_list(q0 + t0, nb, th, tw, m, 0, 0, tiles);
         for (int64_t c = 0; c < s.c; ++c)
           uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb,
                    xt.get() + c * nc + t0, s.c * nc);

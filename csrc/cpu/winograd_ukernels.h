@@ -24,11 +24,11 @@ struct WinogradUKernels {
   // oy - ph, columns from ox - pw of the plane xc + img*img_stride ([h, w]; zero outside).
   void (*input)(const T *xc, int64_t img_stride, int64_t h, int64_t w, int64_t ph, int64_t pw,
                 const WinoTile *tiles, int64_t nt, T *v, int64_t ld_e);
-  // y[img*img_stride + (oy + i)*wo + ox + j] = (A^T M_t A)[i][j] + bias for i, j < m where the
-  // position lies in [ho, wo] (ragged last tiles write only their valid part), with
+  // y[img*img_stride + (oy + i)*ldy + ox + j] = (A^T M_t A)[i][j] + bias for i, j < m where
+  // oy + i < y1 and ox + j < x1 (ragged last tiles write only their valid part), with
   // M_t[e] = mk[e*ld_e + t].
   void (*output)(const T *mk, int64_t ld_e, const WinoTile *tiles, int64_t nt, T bias, T *y,
-                 int64_t img_stride, int64_t ho, int64_t wo);
+                 int64_t img_stride, int64_t ldy, int64_t y1, int64_t x1);
   // u[e*ld_e + t] = (G g_t G^T)[e] for the 3x3 filters g_t = w + t*stride (row-major), each
   // rotated by 180 degrees when `flip` (the data gradient's filters).
   void (*weight)(const T *w, int64_t stride, int64_t nt, bool flip, T *u, int64_t ld_e);
