@@ -219,3 +219,21 @@ def test_forced_isa_and_tile(isa, tile):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / WINOGRAD_BOUND, worst case over every result
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "grad_out"])
+def test_nan_and_inf_stay_where_they_reach(where):
+    """A NaN or an infinity reaches only the outputs whose taps read it (as im2col and torch),
+    not the whole Winograd tile around it."""
+    case = Case(2, 5, 10, 11, 4, padding=1)
+    x, w, b, dy, *_ = reference(case, np.float64)
+    target = {"x": x, "weight": w, "grad_out": dy}[where]
+    target.flat[[3, target.size // 2]] = [np.inf, np.nan]
+    want = (fastconv.conv2d(x, w, b, algo="im2col", **case.params),
+            *fastconv.conv2d_backward(dy, x, w, algo="im2col", **case.params)[:2])
+    got = (fastconv.conv2d(x, w, b, algo="winograd", **case.params),
+           *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)[:2])
+    for name, g, e in zip(("y", "grad_x", "grad_w"), got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(e), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(e), err_msg=name)
+        np.testing.assert_allclose(g[np.isfinite(e)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)

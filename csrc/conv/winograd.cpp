@@ -79,7 +79,8 @@ void reach(int64_t size, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
 }
 
 template <class T>
-fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y) {
+fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y,
+                       bool *finite) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = num_threads();
@@ -97,9 +98,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.k * p.cg + per_thread * nt) * (int64_t)sizeof(T)));
   const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
+  int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
+    bool ok = true;
     T *v = ws.get() + per_thread * tid;
     T *mm = v + e2 * p.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
@@ -109,7 +112,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     for (int64_t k = 0; k < p.k; ++k) {
       const int64_t base = p.transposed ? ((k / p.kg) * p.cg * p.kg + k % p.kg) * 9 : k * p.cg * 9;
       const int64_t step = p.transposed ? p.kg * 9 : 9;
-      uk.weight(w + base, step, p.cg, p.transposed, u.get() + k * p.cg, p.k * p.cg);
+      ok &= uk.weight(w + base, step, p.cg, p.transposed, u.get() + k * p.cg, p.k * p.cg);
     }
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) {
       // the outputs beyond the input's reach: the bias (or 0) on every side of [oy0, oy1) x [ox0, ox1)
@@ -131,7 +134,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
       const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
       tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
       for (int64_t c = 0; c < p.c; ++c)
-        uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
+        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
       for (int64_t e = 0; e < e2; ++e)
         for (int64_t g = 0; g < p.g; ++g)
           // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
@@ -141,7 +144,12 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
                   p.wo, oy1, ox1);
     }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
   }
+  *finite = !bad;
   return FC_OK;
 }
 
@@ -156,7 +164,13 @@ template <class T>
 fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
-  return forward_core(p, x, w, b, y);
+  bool finite;
+  const fc_status st = forward_core(p, x, w, b, y, &finite);
+  if (st != FC_OK || finite) return st;
+  // A NaN or an infinity among the operands: Winograd's transforms would spread it over whole
+  // tiles. Redo the call on the GEMM (or direct) path, which keeps it to the outputs it reaches.
+  return im2col_supports(s) ? gemm_conv_forward(s, x, w, b, y, false)
+                            : conv2d_forward__direct(s, x, w, b, y);
 }
 
 template <class T>
@@ -164,7 +178,12 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   // dx[c, y, x] = sum over k, i, j of dy[k, y + i - (2 - ph), x + j - (2 - pw)] w[k, c, 2-i, 2-j]
   const WinoConv p{s.n, s.k, s.ho, s.wo, s.c, s.h, s.w, 2 - s.ph, 2 - s.pw, s.g, s.kg, s.cg, true};
-  return forward_core<T>(p, dy, w, nullptr, dx);
+  bool finite;
+  const fc_status st = forward_core<T>(p, dy, w, nullptr, dx, &finite);
+  if (st != FC_OK || finite) return st;
+  // (a NaN or an infinity: as in the forward)
+  return im2col_supports(s) ? gemm_conv_backward_data(s, dy, w, dx, false)
+                            : conv2d_backward_data__direct(s, dy, w, dx);
 }
 
 // The weight gradient with Z accumulated per thread: each thread transforms blocks of tiles
@@ -174,7 +193,7 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
 // 64->128 at 112x112 41 ms against 92 ms chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
 template <class T>
 fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk,
-                                  const T *dy, const T *x, T *dw) {
+                                  const T *dy, const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
@@ -188,9 +207,11 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
   if (!ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
                 (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    bool ok = true;
     T *z = ws.get() + per_thread * tid;
     T *xt = z + zsize, *dt = xt + e2 * s.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
@@ -200,9 +221,9 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
       const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
       tile_list(q0, nb, th, tw, m, 0, 0, tiles);
       for (int64_t c = 0; c < s.c; ++c)
-        uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, xt + c * nb, s.c * nb);
+        ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, xt + c * nb, s.c * nb);
       for (int64_t k = 0; k < s.k; ++k)
-        uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
+        ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
       for (int64_t e = 0; e < e2; ++e)
         for (int64_t g = 0; g < s.g; ++g)
           // Dt[e][g*kg:, :] [kg, nb] x Xt[e][g*cg:, :]^T [nb, cg] -> Z[e][g*kg:, :] [kg, cg] (+=)
@@ -220,7 +241,12 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
         }
       uk.weight_grad(z0, s.k * s.cg, s.cg, dw + k * s.cg * 9);
     }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
   }
+  *finite = !bad;
   return FC_OK;
 }
 
@@ -230,7 +256,7 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
 // amortise them: 26 ms here against 53 ms private).
 template <class T>
 fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> &uk,
-                                  const T *dy, const T *x, T *dw) {
+                                  const T *dy, const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
@@ -244,9 +270,11 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
   if (!xt.ok() || !dt.ok() || !z.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
                 (long long)((e2 * (s.c + s.k) * tc + e2 * s.k * s.cg) * (int64_t)sizeof(T)));
+  int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
+    bool ok = true;
     WinoTile *tiles = tl.get() + sb * tid;
     for (int64_t q0 = 0; q0 < total; q0 += tc) {  // every thread walks the same chunks
       const int64_t nc = std::min(tc, total - q0);
@@ -256,10 +284,10 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
         const int64_t nb = std::min(sb, nc - t0);
         tile_list(q0 + t0, nb, th, tw, m, 0, 0, tiles);
         for (int64_t c = 0; c < s.c; ++c)
-          uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb,
-                   xt.get() + c * nc + t0, s.c * nc);
+          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb,
+                         xt.get() + c * nc + t0, s.c * nc);
         for (int64_t k = 0; k < s.k; ++k)
-          uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb,
+          ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb,
                   dt.get() + k * nc + t0, s.k * nc);
       }
 #pragma omp for schedule(dynamic, 1)
@@ -276,7 +304,12 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < s.k; ++k)
       uk.weight_grad(z.get() + k * s.cg, s.k * s.cg, s.cg, dw + k * s.cg * 9);
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
   }
+  *finite = !bad;
   return FC_OK;
 }
 
@@ -285,9 +318,14 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
   const int64_t z_bytes = uk.alpha * uk.alpha * s.k * s.cg * (int64_t)sizeof(T);
-  if (z_bytes * num_threads() <= (int64_t(24) << 20))  // the copies fit the 32 MiB L3
-    return backward_weight_private(s, uk, dy, x, dw);
-  return backward_weight_chunked(s, uk, dy, x, dw);
+  bool finite;
+  const fc_status st = z_bytes * num_threads() <= (int64_t(24) << 20)  // copies fit the L3
+                           ? backward_weight_private(s, uk, dy, x, dw, &finite)
+                           : backward_weight_chunked(s, uk, dy, x, dw, &finite);
+  if (st != FC_OK || finite) return st;
+  // (a NaN or an infinity: as in the forward)
+  return im2col_supports(s) ? gemm_conv_backward_weight(s, dy, x, dw, false)
+                            : conv2d_backward_weight__direct(s, dy, x, dw);
 }
 
 FC_INSTANTIATE_CONV_ALGO(winograd, float)

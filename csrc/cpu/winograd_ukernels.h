@@ -22,7 +22,8 @@ struct WinogradUKernels {
   int alpha;
   // v[e*ld_e + t] = (B^T d_t B)[e]: d_t the alpha x alpha input patch of tile t, rows from
   // oy - ph, columns from ox - pw of the plane xc + img*img_stride ([h, w]; zero outside).
-  void (*input)(const T *xc, int64_t img_stride, int64_t h, int64_t w, int64_t ph, int64_t pw,
+  // Like weight and grad, returns whether every value it wrote is finite.
+  bool (*input)(const T *xc, int64_t img_stride, int64_t h, int64_t w, int64_t ph, int64_t pw,
                 const WinoTile *tiles, int64_t nt, T *v, int64_t ld_e);
   // y[img*img_stride + (oy + i)*ldy + ox + j] = (A^T M_t A)[i][j] + bias for i, j < m where
   // oy + i < y1 and ox + j < x1 (ragged last tiles write only their valid part), with
@@ -31,10 +32,10 @@ struct WinogradUKernels {
                  int64_t img_stride, int64_t ldy, int64_t y1, int64_t x1);
   // u[e*ld_e + t] = (G g_t G^T)[e] for the 3x3 filters g_t = w + t*stride (row-major), each
   // rotated by 180 degrees when `flip` (the data gradient's filters).
-  void (*weight)(const T *w, int64_t stride, int64_t nt, bool flip, T *u, int64_t ld_e);
+  bool (*weight)(const T *w, int64_t stride, int64_t nt, bool flip, T *u, int64_t ld_e);
   // The weight gradient's operands. grad: v[e*ld_e + t] = (A dy_t A^T)[e] for the m x m tile of
   // output gradients of tile t in the plane dyc + img*img_stride ([ho, wo]; zero outside).
-  void (*grad)(const T *dyc, int64_t img_stride, int64_t ho, int64_t wo, const WinoTile *tiles,
+  bool (*grad)(const T *dyc, int64_t img_stride, int64_t ho, int64_t wo, const WinoTile *tiles,
                int64_t nt, T *v, int64_t ld_e);
   // dw[t*9 + i*3 + j] = (G^T Z_t G)[i][j] with Z_t[e] = z[e*ld_e + t]: the 3x3 weight gradient
   // from its accumulated transform.
