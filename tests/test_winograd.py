@@ -1,0 +1,239 @@
+"""Winograd convolution (algo="winograd"): forward, data and weight gradients against the
+float64 reference, for every padding, ragged tiles, groups, channel counts around the vector
+width, both tiles (F(4x4,3x3), the default, and F(2x2,3x3), forced by FASTCONV_WINOGRAD_TILE)
+and every instruction set (forced by FASTCONV_ISA, in a subprocess: both are chosen at load).
+
+Error bound. Every result is held to |err| <= bound * scale elementwise, scale being the same
+convolution on absolute values (the sum of the magnitudes of the terms; conftest.assert_close):
+the project-wide 1e-4 (float32) and 1e-10 (float64) everywhere, and on real layer shapes the
+tighter bound Winograd is stated to keep, WINOGRAD_BOUND: 2e-5 for float32 (F(4x4) measured
+at most 3.2e-6 on VGG/L5/ResNet layers, F(2x2) 2.6e-7) and 1e-13 for float64 (measured 7e-15).
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import fastconv
+from conftest import (
+    DTYPE_IDS,
+    DTYPES,
+    assert_close,
+    assert_unchanged,
+    check_backward,
+    expected_backward,
+    expected_forward,
+    make_inputs,
+    snapshot,
+)
+
+WINOGRAD_BOUND = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-13}
+ISAS = ["generic", "avx2", "avx512"]
+AVAILABLE_ISAS = ISAS[: ISAS.index(fastconv.isa()) + 1]
+
+
+class Case(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    padding: object = 1
+    groups: int = 1
+    bias: bool = True
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        return (self.k, self.c // self.groups, 3, 3)
+
+    @property
+    def params(self):
+        return dict(stride=1, padding=self.padding, dilation=1, groups=self.groups)
+
+    @property
+    def id(self):
+        p = "x".join(map(str, np.broadcast_to(self.padding, 2)))
+        return (f"{self.n}x{self.c}x{self.h}x{self.w}-k{self.k}-p{p}-g{self.groups}"
+                + ("" if self.bias else "-nobias"))
+
+
+CASES = [
+    Case(1, 1, 3, 3, 1, padding=0),           # the smallest: one output, one (ragged) tile
+    Case(1, 2, 3, 3, 3, padding=1),
+    Case(1, 3, 4, 4, 2, padding=0),           # a 2x2 output: a quarter of an F(4x4) tile
+    Case(2, 3, 8, 8, 5, padding=0),           # whole tiles
+    Case(3, 5, 9, 11, 7, padding=1),          # ragged right and bottom tiles, batch 3
+    Case(1, 4, 7, 6, 4, padding=2, bias=False),
+    Case(2, 3, 5, 7, 6, padding=3),           # padding beyond the kernel's reach
+    Case(1, 2, 4, 5, 3, padding=4, bias=False),
+    Case(2, 6, 10, 9, 4, padding=(0, 2)),     # asymmetric
+    Case(1, 3, 9, 6, 5, padding=(2, 0)),
+    Case(1, 3, 37, 5, 4, padding=1),          # tall
+    Case(2, 2, 4, 45, 3, padding=1),          # wide
+    Case(1, 17, 12, 12, 33, padding=1),       # channels > the vector width, K != C
+    Case(3, 33, 7, 13, 16, padding=1, bias=False),
+    Case(2, 8, 9, 9, 6, padding=1, groups=2),
+    Case(1, 12, 11, 10, 8, padding=(1, 2), groups=4),
+    Case(2, 4, 6, 7, 12, padding=0, groups=4, bias=False),
+    Case(5, 16, 14, 14, 16, padding=1),       # tiles of several images in one block
+]
+
+
+def reference(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w, b = make_inputs(rng, case.x_shape, case.w_shape, dtype, bias=case.bias)
+    y, sy = expected_forward(x, w, b, **case.params)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads, scales = expected_backward(dy, x, w, **case.params)
+    return x, w, b, dy, y, sy, grads, scales
+
+
+def worst_ratio(got, expected, scale):
+    """max |got - expected| / scale (0 for empty results)."""
+    if np.size(got) == 0:
+        return 0.0
+    err = np.abs(np.asarray(got, np.float64) - expected)
+    return float(np.max(err / (np.asarray(scale, np.float64) + np.finfo(np.float64).tiny)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_winograd_matches_reference(case, dtype):
+    assert "winograd" in fastconv.algorithms(case.x_shape, case.w_shape, **case.params)
+    x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype)
+    before = snapshot(x, w, b, dy)
+    y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
+    assert_close(y, y_ref, dtype, sy, "y")
+    grads = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
+    check_backward(grads, grads_ref, scales, dtype)
+    assert_unchanged(before, (x, w, b, dy), ("x", "weight", "bias", "grad_out"))
+    # and within Winograd's own bound
+    bound = WINOGRAD_BOUND[np.dtype(dtype)]
+    for name, got, exp, sc in zip(("y", "grad_x", "grad_w"), (y, *grads[:2]),
+                                  (y_ref, *grads_ref[:2]), (sy, *scales[:2])):
+        assert worst_ratio(got, exp, sc) <= bound, name
+
+
+# Real layers: VGG's first 3x3 stage, L5 of convnet-benchmarks, ResNet's 3x3 64-channel block
+# (batch reduced so the float64 reference stays quick).
+LAYERS = {
+    "vgg-64x56x56": Case(1, 64, 56, 56, 64),
+    "L5-384x13x13": Case(1, 384, 13, 13, 384),
+    "resnet-64x56x56": Case(2, 64, 56, 56, 64, bias=False),
+    "vgg-256x28x28": Case(1, 256, 28, 28, 256),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_real_layers_within_winograd_bound(name, dtype):
+    case = LAYERS[name]
+    x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype, seed=1)
+    y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
+    bound = WINOGRAD_BOUND[np.dtype(dtype)]
+    ratios = {n: worst_ratio(g, e, s) for n, g, e, s in
+              zip(("y", "grad_x", "grad_w"), (y, dx, dw), (y_ref, *grads_ref[:2]),
+                  (sy, *scales[:2]))}
+    assert max(ratios.values()) <= bound, ratios
+    assert_close(db, grads_ref[2], dtype, scales[2], "grad_b")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", ["transposed", "step", "reversed"])
+def test_non_contiguous_inputs(kind, dtype):
+    from test_conv2d import non_contiguous
+
+    rng = np.random.default_rng(3)
+    case = Case(2, 6, 9, 11, 8, padding=1, groups=2)
+    x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype, seed=2)
+    xv, wv, bv, dyv = (non_contiguous(a, rng, kind) for a in (x, w, b, dy))
+    before = snapshot(xv, wv, bv, dyv)
+    y = fastconv.conv2d(xv, wv, bv, algo="winograd", **case.params)
+    assert_close(y, y_ref, dtype, sy, "y")
+    grads = fastconv.conv2d_backward(dyv, xv, wv, algo="winograd", **case.params)
+    check_backward(grads, grads_ref, scales, dtype)
+    assert_unchanged(before, (xv, wv, bv, dyv), ("x", "weight", "bias", "grad_out"))
+
+
+def test_threads_agree(restore_threads):
+    case = Case(3, 20, 17, 15, 24, padding=1)
+    x, w, b, dy, *_ = reference(case, np.float32)
+    out = []
+    for n in (1, 2, 3):
+        fastconv.set_num_threads(n)
+        out.append((fastconv.conv2d(x, w, b, algo="winograd", **case.params),
+                    *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)))
+    for other in out[1:]:
+        for a, b_ in zip(out[0], other):
+            np.testing.assert_allclose(a, b_, rtol=0, atol=1e-4 * float(np.max(np.abs(a))))
+
+
+@pytest.mark.parametrize("params, kernel", [
+    (dict(stride=2, padding=1), 3), (dict(dilation=2, padding=2), 3), (dict(padding=2), 5),
+    (dict(stride=(1, 2)), 3)])
+def test_not_offered_and_refused(params, kernel):
+    x = np.zeros((1, 2, 9, 9), np.float32)
+    w = np.zeros((3, 2, kernel, kernel), np.float32)
+    assert "winograd" not in fastconv.algorithms(x.shape, w.shape, **params)
+    with pytest.raises(ValueError, match="winograd"):
+        fastconv.conv2d(x, w, algo="winograd", **params)
+
+
+# Every ISA x both tiles, in a subprocess (FASTCONV_ISA and FASTCONV_WINOGRAD_TILE are read once).
+SCRIPT = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import fastconv
+    sys.path.insert(0, sys.argv[1])
+    from test_winograd import CASES, LAYERS, WINOGRAD_BOUND, reference, worst_ratio
+    cases = CASES + [LAYERS["L5-384x13x13"]]
+    worst = 0.0
+    for dtype in (np.float32, np.float64):
+        for case in cases:
+            x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype)
+            y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
+            dx, dw, _ = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
+            for got, exp, sc in zip((y, dx, dw), (y_ref, *grads_ref[:2]), (sy, *scales[:2])):
+                worst = max(worst, worst_ratio(got, exp, sc) / WINOGRAD_BOUND[np.dtype(dtype)])
+    print(json.dumps({"isa": fastconv.isa(), "worst": worst}))
+""")
+
+
+@pytest.mark.parametrize("tile", ["2", "4"])
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_forced_isa_and_tile(isa, tile):
+    env = dict(os.environ, FASTCONV_ISA=isa, FASTCONV_WINOGRAD_TILE=tile)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["isa"] == isa
+    assert res["worst"] <= 1.0, res  # error / WINOGRAD_BOUND, worst case over every result
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "grad_out"])
+def test_nan_and_inf_stay_where_they_reach(where):
+    """A NaN or an infinity reaches only the outputs whose taps read it (as im2col and torch),
+    not the whole Winograd tile around it."""
+    case = Case(2, 5, 10, 11, 4, padding=1)
+    x, w, b, dy, *_ = reference(case, np.float64)
+    target = {"x": x, "weight": w, "grad_out": dy}[where]
+    target.flat[[3, target.size // 2]] = [np.inf, np.nan]
+    want = (fastconv.conv2d(x, w, b, algo="im2col", **case.params),
+            *fastconv.conv2d_backward(dy, x, w, algo="im2col", **case.params)[:2])
+    got = (fastconv.conv2d(x, w, b, algo="winograd", **case.params),
+           *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)[:2])
+    for name, g, e in zip(("y", "grad_x", "grad_w"), got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(e), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(e), err_msg=name)
+        np.testing.assert_allclose(g[np.isfinite(e)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)
