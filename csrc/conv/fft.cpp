@@ -2,23 +2,34 @@
 // transforms of size nh x nw, the powers of two at least the padded input (h + 2ph) x
 // (w + 2pw). At that size the circular convolutions of all three directions equal the linear
 // ones on the windows kept:
-//   forward     y[o]     = sum_i x_pad[o + i] w[i]    Y  = sum_c  X  conj(W)   o < ho
-//   data grad   dx_pad[t] = sum_o dy[o] w[t - o]       DX = sum_k  DY W         t - ph < h
-//   weight grad dw[i]    = sum_o x_pad[o + i] dy[o]   DW = sum_n  X  conj(DY)  i < kh
-// (x_pad: x at (ph, pw) of the zero grid; w and dy at (0, 0)). Each frequency's sum is a small
-// complex GEMM (cpu/fft_ukernels.h, cmac), vectorised over `lanes` output planes at a time.
+//   forward     y[o]      = sum_i x_pad[o + i] w[i]    Y(n,k)  = sum_c X(n,c)  conj W(k,c)
+//   data grad   dx_pad[t] = sum_o dy[o] w[t - o]       DX(n,c) = sum_k DY(n,k) W(k,c)
+//   weight grad dw[i]     = sum_o x_pad[o + i] dy[o]   DW(c,k) = sum_n X(c,n)  conj DY(k,n)
+// (x_pad: x at (ph, pw) of the zero grid; w and dy at (0, 0); the windows kept: o < ho,
+// t - ph < h, i < kh). All three are one problem, out(i, j) = sum over r of
+// P(i, r) op(Q(j, r)), solved by fft_products: per frequency a small complex GEMM
+// (cpu/fft_ukernels.h, cmac) vectorised over `lanes` planes of i or of j, whichever fills
+// the lanes better (L1's 3 input channels leave the data gradient's lanes to the images).
 //
-// Data layout in the frequency domain, bins outermost so each bin's GEMM reads one block:
-// the operand reduced over is held as complex scalars (broadcast), the other and the result
-// as complex vectors of `lanes` planes, the planes one transform produces.
+// Frequency-domain layout, bins outermost so each bin's GEMM reads one block: the operand
+// broadcast in the GEMM (the one not in the lanes) as complex scalars [bin][m][r], shared by
+// the threads; the other operand and the result as complex vectors [bin][r] and [bin][m],
+// private to the thread that owns the lane block.
 //
-// Threads: every phase (transform a set of planes, the products over bins, the inverse
-// transforms) is an `omp for` inside one parallel region, over its own independent items; the
-// buffers are shared. Images are taken in chunks and input channels (forward) / output
-// channels (data gradient) in chunks so the frequency-domain buffers stay within a budget.
+// Threads: two phases per chunk of m, one barrier between them: every thread transforms a
+// share of the broadcast operand; then each work item (a block of lanes, and a share of m
+// when there are fewer blocks than threads) transforms its own lanes of the other operand,
+// multiplies and transforms back. Few barriers matter: a barrier costs a scheduler time slice
+// whenever the machine is busier than its cores.
+//
+// Precision: float32 convolutions are computed in double (fft_ukernels' _f32 transforms read
+// and write the float planes): the rounding error of a transform is spread over the whole
+// plane, so in float32 an output much smaller than its plane's typical value (a 1x1 kernel on
+// a small input value) would carry errors well above 1e-4 of its own magnitude.
 #include <omp.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../cpu/fft_ukernels.h"
@@ -31,14 +42,20 @@ namespace {
 constexpr int64_t kMaxDim = 4096;          // largest transform along one side
 constexpr int64_t kMaxArea = 65536;        // largest nh * nw (the per-thread scratch)
 constexpr int64_t kMaxLanes = 16;          // the widest table's lanes (AVX-512 float)
-constexpr int64_t kChunkBytes = 32 << 20;  // target size of a chunk's frequency-domain buffers
-constexpr int64_t kWeightBytes = 8 << 20;  // target size of a block of transformed weights
-constexpr int64_t kBinBlock = 16;          // bins per work item of the products
+constexpr int64_t kChunkBytes = 32 << 20;  // target size of the shared broadcast operand
+constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the other
 
 int64_t pow2_at_least(int64_t v) {
   int64_t n = 1;
   while (n < v) n *= 2;
   return n;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// How many of `total` items fit `budget` bytes at `each` bytes apiece (at least 1).
+int64_t fit(int64_t budget, int64_t each, int64_t total) {
+  return std::max<int64_t>(1, std::min(total, budget / std::max<int64_t>(1, each)));
 }
 
 // Twiddles and bit reversals for every size up to kMaxDim (layout in FftSize), computed once
@@ -70,26 +87,128 @@ FftSize<T> fft_size(const ConvShape &s) {
           t.rev.data()};
 }
 
-int64_t bins_of(const ConvShape &s) {
-  return pow2_at_least(s.h + 2 * s.ph) * (pow2_at_least(s.w + 2 * s.pw) / 2 + 1);
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// How many of `total` items fit `budget` bytes at `each` bytes apiece (at least 1).
-int64_t fit(int64_t budget, int64_t each, int64_t total) {
-  return std::max<int64_t>(1, std::min(total, budget / std::max<int64_t>(1, each)));
-}
-
-// The per-thread transform scratch, shared by every phase.
-template <class T>
-struct Scratch {
-  int64_t each;
-  Buffer<T> buf;
-  Scratch(const FftSize<T> &z, int lanes, int nt)
-      : each(fft_scratch_size(z, lanes)), buf(each * nt) {}
-  T *mine() const { return buf.get() + each * omp_get_thread_num(); }
+// A family of real planes: plane (a, b) of group g lies at base + g*sg + a*sa + b*sb, is
+// hh x ww (rows ww apart) and lies at (oy, ox) of the transform grid.
+struct Family {
+  int64_t sa, sb, sg;
+  int64_t hh, ww, oy, ox;
 };
+
+// out(i, j) = sum over r < R of P(i, r) op(Q(j, r)) for i < I, j < J (op = conj when conj_q),
+// in every group; bias (per j of every group, may be NULL) is added to the output planes.
+struct Problem {
+  int64_t I, J, R;
+  Family p, q, out;  // out's planes are (i, j)
+  bool conj_q;
+};
+
+// The planes' element type S and the arithmetic type C (double for float32, see the top).
+template <class S, class C>
+void forward_transform(const FftUKernels<C> &u, const FftSize<C> &z, const S *src,
+                       const FftPlanes &p, C *out, const FftBins &o, C *scratch) {
+  if constexpr (std::is_same_v<S, C>) u.rfft2(z, src, p, out, o, scratch);
+  else u.rfft2_f32(z, src, p, out, o, scratch);
+}
+template <class S, class C>
+void inverse_transform(const FftUKernels<C> &u, const FftSize<C> &z, const C *in, int64_t bs,
+                       S *dst, const FftPlanes &p, C scale, const S *bias, int64_t bias_stride,
+                       C *scratch) {
+  if constexpr (std::is_same_v<S, C>) u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
+  else u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
+}
+
+template <class S, class C>
+fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const S *Q, S *out,
+                       const S *bias) {
+  const FftUKernels<C> &u = fft_ukernels<C>();
+  const FftSize<C> z = fft_size<C>(s);
+  const int64_t L = u.lanes, cv = 2 * L, nbins = z.nh * (z.nw / 2 + 1);
+  // Lanes over i (P in vectors, Q broadcast) or over j: fewer padding lanes per plane.
+  const bool lanes_i = ceil_div(pb.I, L) * pb.J < ceil_div(pb.J, L) * pb.I;
+  const int64_t V = lanes_i ? pb.I : pb.J, M = lanes_i ? pb.J : pb.I, R = pb.R;
+  const S *vsrc = lanes_i ? P : Q, *bsrc = lanes_i ? Q : P;
+  const Family &fv = lanes_i ? pb.p : pb.q, &fb = lanes_i ? pb.q : pb.p;
+  // A = the vector operand, B = the broadcast one: P op(Q) is A op(B) or op(A) B.
+  const int conj = !pb.conj_q ? kConjNone : lanes_i ? kConjB : kConjA;
+  // out plane (v, m): lane stride and m stride; the bias is per j: per lane, or per m.
+  const int64_t o_sv = lanes_i ? pb.out.sa : pb.out.sb, o_sm = lanes_i ? pb.out.sb : pb.out.sa;
+  const int64_t bias_sv = lanes_i ? 0 : 1, bias_sm = lanes_i ? 1 : 0;
+  const int64_t vblocks = ceil_div(V, L), rblocks = ceil_div(R, L);
+  const int64_t mc = std::min(fit(kChunkBytes, nbins * R * 2 * (int64_t)sizeof(C), M),
+                              fit(2 * kBlockBytes, nbins * cv * (int64_t)sizeof(C), M));
+  const int64_t rc = fit(kBlockBytes, nbins * cv * (int64_t)sizeof(C), R);
+  const int nt = num_threads();
+  const int64_t per_thread = nbins * (rc + mc) * cv + fft_scratch_size(z, u.lanes);
+  Buffer<C> B(nbins * mc * R * 2), mine(per_thread * nt);
+  if (!B.ok() || !mine.ok())
+    return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
+                (long long)((nbins * mc * R * 2 + per_thread * nt) * (int64_t)sizeof(C)));
+  const C scale = C(1) / C(z.nh * z.nw);
+#pragma omp parallel num_threads(nt)
+  {
+    C *A = mine.get() + per_thread * omp_get_thread_num();  // [bin][r] of a block of r
+    C *O = A + nbins * rc * cv;                             // [bin][m] of the item's m
+    C *scr = O + nbins * mc * cv;
+    for (int64_t g = 0; g < s.g; ++g) {
+      for (int64_t m0 = 0; m0 < M; m0 += mc) {
+        const int64_t mm = std::min(mc, M - m0);
+        // B[bin][m][r]: the broadcast operand, r in the lanes of each transform
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < mm * rblocks; ++it) {
+          const int64_t m = it / rblocks, r0 = it % rblocks * L;
+          const FftPlanes p{fb.sb, fb.ww, fb.hh, fb.ww, fb.oy, fb.ox, (int)std::min(L, R - r0)};
+          forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
+                            B.get() + (m * R + r0) * 2, FftBins{mm * R * 2, 2, 1}, scr);
+        }
+        // Items: a block of lanes v0.. and the share [ma, mb) of the chunk's m.
+        const int64_t parts = vblocks >= nt ? 1 : std::min(mm, ceil_div(nt, vblocks));
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < vblocks * parts; ++it) {
+          const int64_t v0 = it / parts * L, part = it % parts;
+          const int64_t ma = mm * part / parts, mb = mm * (part + 1) / parts, nm = mb - ma;
+          const int count = (int)std::min(L, V - v0);
+          if (nm == 0) continue;
+          for (int64_t r0 = 0; r0 < R; r0 += rc) {
+            const int64_t nr = std::min(rc, R - r0);
+            // A[bin][r]: planes (v0.., r) in the lanes
+            for (int64_t r = 0; r < nr; ++r)
+              forward_transform(u, z, vsrc + g * fv.sg + v0 * fv.sa + (r0 + r) * fv.sb,
+                                FftPlanes{fv.sa, fv.ww, fv.hh, fv.ww, fv.oy, fv.ox, count},
+                                A + r * cv, FftBins{nr * cv, 1, L}, scr);
+            // per bin: O[m] (+)= sum over r of A[r] . B[m][r]   ([nr] x [nm, nr]^T -> [nm])
+            u.cmac(conj, nbins, nr, nm, A, nr * cv, cv, B.get() + ((ma * R) + r0) * 2,
+                   mm * R * 2, R * 2, 2, O, nm * cv, cv, r0 > 0);
+          }
+          // out planes (v0.., m), the window of the output family
+          for (int64_t m = 0; m < nm; ++m) {
+            const Family &fo = pb.out;
+            const S *bm =
+                bias ? bias + g * pb.J + v0 * bias_sv + (m0 + ma + m) * bias_sm : nullptr;
+            inverse_transform(u, z, O + m * cv, nm * cv,
+                              out + g * fo.sg + v0 * o_sv + (m0 + ma + m) * o_sm,
+                              FftPlanes{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, count}, scale,
+                              bm, bias_sv, scr);
+          }
+        }
+      }
+    }
+  }
+  return FC_OK;
+}
+
+// float32 convolutions are computed in double (see the top); float64 in double.
+template <class T>
+fc_status run(const ConvShape &s, const Problem &pb, const T *P, const T *Q, T *out,
+              const T *bias) {
+  if (!fft_supports(s))
+    return fail(FC_EUNSUPPORTED,
+                "fft: needs stride 1, dilation 1 and a padded plane within %lld x %lld "
+                "(got stride %lldx%lld, dilation %lldx%lld, padded %lldx%lld)",
+                (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
+                (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
+                (long long)(s.w + 2 * s.pw));
+  return fft_products<T, double>(s, pb, P, Q, out, bias);
+}
 
 }  // namespace
 
@@ -97,197 +216,42 @@ bool fft_supports(const ConvShape &s) {
   if (s.sh != 1 || s.sw != 1 || s.dh != 1 || s.dw != 1) return false;
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // (make_shape checked these fit)
   if (hp > kMaxDim || wp > kMaxDim) return false;
-  if (pow2_at_least(hp) * pow2_at_least(wp) > kMaxArea) return false;
-  // The smallest chunks (one image, one block of channels) must fit in sane memory: 1 GiB of
-  // complex doubles.
-  const int64_t per_bin = 2 * (ceil_div(s.cg, kMaxLanes) * kMaxLanes + s.kg + 2 * kMaxLanes);
-  return bins_of(s) <= (int64_t(1) << 26) / per_bin;
+  const int64_t nh = pow2_at_least(hp), nw = pow2_at_least(wp);
+  if (nh * nw > kMaxArea) return false;
+  // The smallest chunks (one m, one block of r) must fit in sane memory: 1 GiB of complex
+  // doubles per thread.
+  const int64_t per_bin = std::max(std::max(s.n, s.c), s.k) + 2 * kMaxLanes;
+  return nh * (nw / 2 + 1) <= (int64_t(1) << 26) / per_bin;
 }
 
 template <class T>
 fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
-  if (!fft_supports(s)) return fail(FC_EUNSUPPORTED, "fft: needs stride 1, dilation 1 and a padded plane of at most %lld x %lld", (long long)kMaxDim, (long long)kMaxDim);
-  const FftUKernels<T> &u = fft_ukernels<T>();
-  const FftSize<T> z = fft_size<T>(s);
-  const int64_t L = u.lanes, cv = 2 * L, nbins = bins_of(s);
-  const int64_t kblocks = ceil_div(s.kg, L), cblocks = ceil_div(s.cg, L);
-  // X [bin][n][c] complex scalars and Y [bin][n] complex vectors per image of a chunk;
-  // W [bin][c] complex vectors per input channel of a weight block.
-  const int64_t nc = fit(kChunkBytes, nbins * (2 * s.cg + cv) * (int64_t)sizeof(T), s.n);
-  const int64_t cc = fit(kWeightBytes, nbins * cv * (int64_t)sizeof(T), s.cg);
-  const int nt = num_threads();
-  Buffer<T> X(nbins * nc * s.cg * 2), Y(nbins * nc * cv), W(nbins * cc * cv);
-  Scratch<T> scr(z, u.lanes, nt);
-  if (!X.ok() || !Y.ok() || !W.ok() || !scr.buf.ok())
-    return fail(FC_ENOMEM, "fft: cannot allocate the frequency-domain buffers (%lld bins)",
-                (long long)nbins);
-  const T scale = T(1) / T(z.nh * z.nw);
-#pragma omp parallel num_threads(nt)
-  for (int64_t g = 0; g < s.g; ++g) {
-    for (int64_t n0 = 0; n0 < s.n; n0 += nc) {
-      const int64_t nn = std::min(nc, s.n - n0);
-      // X[bin][n][c]: input planes, channels in the lanes
-#pragma omp for schedule(dynamic)
-      for (int64_t it = 0; it < nn * cblocks; ++it) {
-        const int64_t n = it / cblocks, c0 = it % cblocks * L;
-        const FftPlanes p{s.hw, s.w, s.h, s.w, s.ph, s.pw, (int)std::min(L, s.cg - c0)};
-        u.rfft2(z, x + ((n0 + n) * s.c + g * s.cg + c0) * s.hw, p, X.get() + (n * s.cg + c0) * 2,
-                FftBins{nn * s.cg * 2, 2, 1}, scr.mine());
-      }
-      for (int64_t kb = 0; kb < kblocks; ++kb) {
-        const int64_t k0 = g * s.kg + kb * L;  // first output channel of the block
-        const int kcount = (int)std::min(L, s.kg - kb * L);
-        for (int64_t c0 = 0; c0 < s.cg; c0 += cc) {
-          const int64_t ncc = std::min(cc, s.cg - c0);
-          // W[bin][c]: the weights of output channels k0.. (lanes) for input channels c0..
-#pragma omp for schedule(dynamic)
-          for (int64_t c = 0; c < ncc; ++c)
-            u.rfft2(z, w + k0 * s.ckk + (c0 + c) * s.kk,
-                    FftPlanes{s.ckk, s.kw, s.kh, s.kw, 0, 0, kcount}, W.get() + c * cv,
-                    FftBins{ncc * cv, 1, L}, scr.mine());
-          // per bin: Y[n] (+)= sum over c of conj(W[c]) X[n][c]   ([ncc] x [nn, ncc]^T -> [nn])
-#pragma omp for schedule(dynamic)
-          for (int64_t b0 = 0; b0 < nbins; b0 += kBinBlock)
-            u.cmac(kConjA, std::min(kBinBlock, nbins - b0), ncc, nn, W.get() + b0 * ncc * cv,
-                   ncc * cv, cv, X.get() + (b0 * nn * s.cg + c0) * 2, nn * s.cg * 2, s.cg * 2, 2,
-                   Y.get() + b0 * nn * cv, nn * cv, cv, c0 > 0);
-        }
-        // y[n][k0..] = Y[n] transformed back, cropped to ho x wo, plus the bias
-#pragma omp for schedule(dynamic)
-        for (int64_t n = 0; n < nn; ++n)
-          u.irfft2(z, Y.get() + n * cv, nn * cv, y + ((n0 + n) * s.k + k0) * s.howo,
-                   FftPlanes{s.howo, s.wo, s.ho, s.wo, 0, 0, kcount}, scale, b ? b + k0 : nullptr,
-                   false, scr.mine());
-      }
-    }
-  }
-  return FC_OK;
+  // y(n, k) = sum over c of x(n, c) * conj w(k, c)
+  const Problem pb{s.n, s.kg, s.cg,
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+                   {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0}, true};
+  return run(s, pb, x, w, y, b);
 }
 
 template <class T>
 fc_status conv2d_backward_data__fft(const ConvShape &s, const T *dy, const T *w, T *dx) {
-  if (!fft_supports(s)) return fail(FC_EUNSUPPORTED, "fft: needs stride 1, dilation 1 and a padded plane of at most %lld x %lld", (long long)kMaxDim, (long long)kMaxDim);
-  const FftUKernels<T> &u = fft_ukernels<T>();
-  const FftSize<T> z = fft_size<T>(s);
-  const int64_t L = u.lanes, cv = 2 * L, nbins = bins_of(s);
-  const int64_t kblocks = ceil_div(s.kg, L), cblocks = ceil_div(s.cg, L);
-  // DY [bin][n][k] complex scalars and DX [bin][n] complex vectors per image of a chunk;
-  // W [bin][k] complex vectors per output channel of a weight block.
-  const int64_t nc = fit(kChunkBytes, nbins * (2 * s.kg + cv) * (int64_t)sizeof(T), s.n);
-  const int64_t kc = fit(kWeightBytes, nbins * cv * (int64_t)sizeof(T), s.kg);
-  const int nt = num_threads();
-  Buffer<T> DY(nbins * nc * s.kg * 2), DX(nbins * nc * cv), W(nbins * kc * cv);
-  Scratch<T> scr(z, u.lanes, nt);
-  if (!DY.ok() || !DX.ok() || !W.ok() || !scr.buf.ok())
-    return fail(FC_ENOMEM, "fft: cannot allocate the frequency-domain buffers (%lld bins)",
-                (long long)nbins);
-  const T scale = T(1) / T(z.nh * z.nw);
-#pragma omp parallel num_threads(nt)
-  for (int64_t g = 0; g < s.g; ++g) {
-    for (int64_t n0 = 0; n0 < s.n; n0 += nc) {
-      const int64_t nn = std::min(nc, s.n - n0);
-      // DY[bin][n][k]: output-gradient planes, channels in the lanes
-#pragma omp for schedule(dynamic)
-      for (int64_t it = 0; it < nn * kblocks; ++it) {
-        const int64_t n = it / kblocks, k0 = it % kblocks * L;
-        const FftPlanes p{s.howo, s.wo, s.ho, s.wo, 0, 0, (int)std::min(L, s.kg - k0)};
-        u.rfft2(z, dy + ((n0 + n) * s.k + g * s.kg + k0) * s.howo, p,
-                DY.get() + (n * s.kg + k0) * 2, FftBins{nn * s.kg * 2, 2, 1}, scr.mine());
-      }
-      for (int64_t cb = 0; cb < cblocks; ++cb) {
-        const int64_t c0 = cb * L;  // first input channel of the block, within the group
-        const int ccount = (int)std::min(L, s.cg - c0);
-        for (int64_t k0 = 0; k0 < s.kg; k0 += kc) {
-          const int64_t nkc = std::min(kc, s.kg - k0);
-          // W[bin][k]: the weights of input channels c0.. (lanes) for output channels k0..
-#pragma omp for schedule(dynamic)
-          for (int64_t k = 0; k < nkc; ++k)
-            u.rfft2(z, w + (g * s.kg + k0 + k) * s.ckk + c0 * s.kk,
-                    FftPlanes{s.kk, s.kw, s.kh, s.kw, 0, 0, ccount}, W.get() + k * cv,
-                    FftBins{nkc * cv, 1, L}, scr.mine());
-          // per bin: DX[n] (+)= sum over k of W[k] DY[n][k]   ([nkc] x [nn, nkc]^T -> [nn])
-#pragma omp for schedule(dynamic)
-          for (int64_t b0 = 0; b0 < nbins; b0 += kBinBlock)
-            u.cmac(kConjNone, std::min(kBinBlock, nbins - b0), nkc, nn, W.get() + b0 * nkc * cv,
-                   nkc * cv, cv, DY.get() + (b0 * nn * s.kg + k0) * 2, nn * s.kg * 2, s.kg * 2, 2,
-                   DX.get() + b0 * nn * cv, nn * cv, cv, k0 > 0);
-        }
-        // dx[n][c0..] = DX[n] transformed back, the window at (ph, pw) of h x w
-#pragma omp for schedule(dynamic)
-        for (int64_t n = 0; n < nn; ++n)
-          u.irfft2(z, DX.get() + n * cv, nn * cv, dx + ((n0 + n) * s.c + g * s.cg + c0) * s.hw,
-                   FftPlanes{s.hw, s.w, s.h, s.w, s.ph, s.pw, ccount}, scale, nullptr, false,
-                   scr.mine());
-      }
-    }
-  }
-  return FC_OK;
+  // dx(n, c) = sum over k of dy(n, k) * w(k, c)
+  const Problem pb{s.n, s.cg, s.kg,
+                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw}, false};
+  return run(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
 }
 
 template <class T>
 fc_status conv2d_backward_weight__fft(const ConvShape &s, const T *dy, const T *x, T *dw) {
-  if (!fft_supports(s)) return fail(FC_EUNSUPPORTED, "fft: needs stride 1, dilation 1 and a padded plane of at most %lld x %lld", (long long)kMaxDim, (long long)kMaxDim);
-  const FftUKernels<T> &u = fft_ukernels<T>();
-  const FftSize<T> z = fft_size<T>(s);
-  const int64_t L = u.lanes, cv = 2 * L, nbins = bins_of(s);
-  const int64_t kblocks = ceil_div(s.kg, L), cblocks = ceil_div(s.cg, L);
-  // X [bin][cblock][n] complex vectors and DY [bin][n][k] complex scalars per image of a
-  // chunk; DW [bin][cblock][k] complex vectors per output channel of a block.
-  const int64_t nc = fit(kChunkBytes, nbins * (cblocks * cv + 2 * s.kg) * (int64_t)sizeof(T), s.n);
-  const int64_t kc = fit(kWeightBytes, nbins * cblocks * cv * (int64_t)sizeof(T), s.kg);
-  const int nt = num_threads();
-  Buffer<T> X(nbins * cblocks * nc * cv), DY(nbins * nc * s.kg * 2), DW(nbins * cblocks * kc * cv);
-  Scratch<T> scr(z, u.lanes, nt);
-  if (!X.ok() || !DY.ok() || !DW.ok() || !scr.buf.ok())
-    return fail(FC_ENOMEM, "fft: cannot allocate the frequency-domain buffers (%lld bins)",
-                (long long)nbins);
-  const T scale = T(1) / T(z.nh * z.nw);
-#pragma omp parallel num_threads(nt)
-  for (int64_t g = 0; g < s.g; ++g) {
-    for (int64_t n0 = 0; n0 < s.n; n0 += nc) {
-      const int64_t nn = std::min(nc, s.n - n0);
-      const int64_t xb = cblocks * nn * cv;  // X values per bin
-      // X[bin][cblock][n]: input planes, channels in the lanes
-#pragma omp for schedule(dynamic) nowait
-      for (int64_t it = 0; it < nn * cblocks; ++it) {
-        const int64_t n = it / cblocks, cb = it % cblocks;
-        const FftPlanes p{s.hw, s.w, s.h, s.w, s.ph, s.pw, (int)std::min(L, s.cg - cb * L)};
-        u.rfft2(z, x + ((n0 + n) * s.c + g * s.cg + cb * L) * s.hw, p,
-                X.get() + (cb * nn + n) * cv, FftBins{xb, 1, L}, scr.mine());
-      }
-      // DY[bin][n][k]: output-gradient planes, channels in the lanes
-#pragma omp for schedule(dynamic)
-      for (int64_t it = 0; it < nn * kblocks; ++it) {
-        const int64_t n = it / kblocks, k0 = it % kblocks * L;
-        const FftPlanes p{s.howo, s.wo, s.ho, s.wo, 0, 0, (int)std::min(L, s.kg - k0)};
-        u.rfft2(z, dy + ((n0 + n) * s.k + g * s.kg + k0) * s.howo, p,
-                DY.get() + (n * s.kg + k0) * 2, FftBins{nn * s.kg * 2, 2, 1}, scr.mine());
-      }
-      for (int64_t k0 = 0; k0 < s.kg; k0 += kc) {
-        const int64_t nkc = std::min(kc, s.kg - k0);
-        const int64_t wb = cblocks * nkc * cv;  // DW values per bin
-        // per bin and channel block: DW[k] = sum over n of X[n] conj(DY[n][k])
-        //   ([nn] x [nkc, nn]^T -> [nkc])
-#pragma omp for schedule(dynamic)
-        for (int64_t it = 0; it < ceil_div(nbins, kBinBlock) * cblocks; ++it) {
-          const int64_t b0 = it / cblocks * kBinBlock, cb = it % cblocks;
-          u.cmac(kConjB, std::min(kBinBlock, nbins - b0), nn, nkc,
-                 X.get() + b0 * xb + cb * nn * cv, xb, cv, DY.get() + (b0 * nn * s.kg + k0) * 2,
-                 nn * s.kg * 2, 2, s.kg * 2, DW.get() + b0 * wb + cb * nkc * cv, wb, cv, false);
-        }
-        // dw[k][cblock] (+)= DW[k] transformed back, the kh x kw window at (0, 0)
-#pragma omp for schedule(dynamic)
-        for (int64_t it = 0; it < nkc * cblocks; ++it) {
-          const int64_t k = it / cblocks, cb = it % cblocks;
-          u.irfft2(z, DW.get() + (cb * nkc + k) * cv, wb,
-                   dw + (g * s.kg + k0 + k) * s.ckk + cb * L * s.kk,
-                   FftPlanes{s.kk, s.kw, s.kh, s.kw, 0, 0, (int)std::min(L, s.cg - cb * L)},
-                   scale, nullptr, n0 > 0, scr.mine());
-        }
-      }
-    }
-  }
-  return FC_OK;
+  // dw(c, k) = sum over n of x(c, n) * conj dy(k, n)
+  const Problem pb{s.cg, s.kg, s.n,
+                   {s.hw, s.c * s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+                   {s.howo, s.k * s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0}, true};
+  return run(s, pb, x, dy, dw, static_cast<const T *>(nullptr));
 }
 
 FC_INSTANTIATE_CONV_ALGO(fft, float)

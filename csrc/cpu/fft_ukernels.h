@@ -46,6 +46,8 @@ struct FftBins {
 // Products per bin (cmac): which operand is conjugated.
 enum FftConj { kConjNone = 0, kConjA = 1, kConjB = 2 };
 
+// T is the arithmetic type; the planes in memory may be float when T is double (float32
+// convolutions computed in double, see conv/fft.cpp), hence the _f32 variants.
 template <class T>
 struct FftUKernels {
   int lanes;  // planes per transform (SIMD lanes)
@@ -53,11 +55,16 @@ struct FftUKernels {
   // scratch: fft_scratch_size(z, lanes) values.
   void (*rfft2)(const FftSize<T> &z, const T *src, const FftPlanes &p, T *out, const FftBins &o,
                 T *scratch);
+  void (*rfft2_f32)(const FftSize<T> &z, const float *src, const FftPlanes &p, T *out,
+                    const FftBins &o, T *scratch);
   // Inverse: bins are complex vectors at in + b*bin_stride; writes scale * (the real planes)
-  // (+ bias[l] when bias is not NULL) into the window p of p.count planes of dst, adding to
-  // what is there when accumulate. The transforms are unnormalised: scale = 1/(nh*nw) inverts.
+  // + bias[l*bias_stride] (bias may be NULL) into the window p of p.count planes of dst.
+  // The transforms are unnormalised: scale = 1/(nh*nw) inverts.
   void (*irfft2)(const FftSize<T> &z, const T *in, int64_t bin_stride, T *dst,
-                 const FftPlanes &p, T scale, const T *bias, bool accumulate, T *scratch);
+                 const FftPlanes &p, T scale, const T *bias, int64_t bias_stride, T *scratch);
+  void (*irfft2_f32)(const FftSize<T> &z, const T *in, int64_t bin_stride, float *dst,
+                     const FftPlanes &p, T scale, const float *bias, int64_t bias_stride,
+                     T *scratch);
   // For bins b < nbins and rows m < mcount, one complex vector each:
   //   out[b*o_bs + m*o_ms] (+)= sum over r < rcount of opA(A[b*a_bs + r*a_rs]) * opB(B(b, m, r))
   // where A is a complex vector and B a complex scalar (re at b*b_bs + m*b_ms + r*b_rs, im
