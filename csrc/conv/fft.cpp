@@ -42,7 +42,7 @@ namespace {
 constexpr int64_t kMaxDim = 4096;          // largest transform along one side
 constexpr int64_t kMaxArea = 65536;        // largest nh * nw (the per-thread scratch)
 constexpr int64_t kMaxLanes = 16;          // the widest table's lanes (AVX-512 float)
-constexpr int64_t kChunkBytes = 32 << 20;  // target size of the shared broadcast operand
+constexpr int64_t kChunkBytes = 64 << 20;  // target size of the shared broadcast operand
 constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the other
 
 int64_t pow2_at_least(int64_t v) {
@@ -53,9 +53,11 @@ int64_t pow2_at_least(int64_t v) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// How many of `total` items fit `budget` bytes at `each` bytes apiece (at least 1).
+// How many of `total` items to take at a time for `budget` bytes at `each` bytes apiece: at
+// least 1, and the chunks balanced (10 items, at most 8 at a time: 5 + 5, not 8 + 2).
 int64_t fit(int64_t budget, int64_t each, int64_t total) {
-  return std::max<int64_t>(1, std::min(total, budget / std::max<int64_t>(1, each)));
+  const int64_t most = std::max<int64_t>(1, std::min(total, budget / std::max<int64_t>(1, each)));
+  return ceil_div(total, ceil_div(total, most));
 }
 
 // Twiddles and bit reversals for every size up to kMaxDim (layout in FftSize), computed once
