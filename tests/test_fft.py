@@ -82,6 +82,10 @@ CASES = [
     Case(2, 3, 7, 11, 2, 3, 5, padding=(3, 0)),
     Case(1, 2, 6, 6, 3, 5, 5, padding=5),
     Case(1, 2, 5, 7, 3, 3, 3, padding=(4, 1)),
+    # outputs with no terms at all (taps that only meet padding) must be exactly the bias / 0
+    Case(2, 3, 7, 6, 4, 1, 1, padding=2),
+    Case(2, 3, 1, 9, 4, 3, 3, padding=1, bias=False),
+    Case(1, 2, 4, 5, 3, 2, 6, padding=(3, 4)),
     # odd, prime, non-power-of-two sizes; a single row; planes exactly a power of two
     Case(1, 3, 1, 37, 4, 1, 5, padding=(0, 2)),
     Case(2, 3, 31, 29, 3, 3, 3),

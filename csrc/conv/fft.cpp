@@ -12,7 +12,7 @@
 // the lanes better (L1's 3 input channels leave the data gradient's lanes to the images).
 //
 // Frequency-domain layout, bins outermost so each bin's GEMM reads one block: the operand
-// broadcast in the GEMM (the one not in the lanes) as complex scalars [bin][m][r], shared by
+// broadcast in the GEMM (the one not in the lanes) as complex scalars [bin][r][m], shared by
 // the threads; the other operand and the result as complex vectors [bin][r] and [bin][m],
 // private to the thread that owns the lane block.
 //
@@ -104,6 +104,35 @@ struct Problem {
   bool conj_q;
 };
 
+// The grid rows (or columns) [lo, hi] where out = P op(Q) has terms, from where the rows of
+// P and Q lie: a correlation (op = conj) or a convolution of the two spans.
+struct Span {
+  int64_t lo, hi;
+};
+Span support(int64_t p0, int64_t pn, int64_t q0, int64_t qn, bool correlation) {
+  if (correlation) return {p0 - (q0 + qn - 1), p0 + pn - 1 - q0};
+  return {p0 + q0, p0 + pn - 1 + q0 + qn - 1};
+}
+
+// Outputs without a single term (a kernel tap that only ever meets padding) are exactly the
+// bias, or 0: the transforms would leave rounding noise there, which no relative bound
+// allows. Sets the window p of the planes at dst outside rows x cols to that value.
+template <class S>
+void exact_outside(const FftPlanes &p, Span rows, Span cols, S *dst, const S *bias,
+                   int64_t bias_stride) {
+  for (int l = 0; l < p.count; ++l) {
+    const S v = bias ? bias[l * bias_stride] : S(0);
+    for (int64_t r = 0; r < p.hh; ++r) {
+      S *d = dst + l * p.plane_stride + r * p.row_stride;
+      const int64_t gy = p.oy + r;
+      for (int64_t c = 0; c < p.ww; ++c) {
+        const int64_t gx = p.ox + c;
+        if (gy < rows.lo || gy > rows.hi || gx < cols.lo || gx > cols.hi) d[c] = v;
+      }
+    }
+  }
+}
+
 // The planes' element type S and the arithmetic type C (double for float32, see the top).
 template <class S, class C>
 void forward_transform(const FftUKernels<C> &u, const FftSize<C> &z, const S *src,
@@ -146,6 +175,10 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
     return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
                 (long long)((nbins * mc * R * 2 + per_thread * nt) * (int64_t)sizeof(C)));
   const C scale = C(1) / C(z.nh * z.nw);
+  const Span rows = support(pb.p.oy, pb.p.hh, pb.q.oy, pb.q.hh, pb.conj_q);
+  const Span cols = support(pb.p.ox, pb.p.ww, pb.q.ox, pb.q.ww, pb.conj_q);
+  const bool full = rows.lo <= pb.out.oy && rows.hi >= pb.out.oy + pb.out.hh - 1 &&
+                    cols.lo <= pb.out.ox && cols.hi >= pb.out.ox + pb.out.ww - 1;
 #pragma omp parallel num_threads(nt)
   {
     C *A = mine.get() + per_thread * omp_get_thread_num();  // [bin][r] of a block of r
@@ -154,13 +187,13 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
     for (int64_t g = 0; g < s.g; ++g) {
       for (int64_t m0 = 0; m0 < M; m0 += mc) {
         const int64_t mm = std::min(mc, M - m0);
-        // B[bin][m][r]: the broadcast operand, r in the lanes of each transform
+        // B[bin][r][m]: the broadcast operand, r in the lanes of each transform
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < mm * rblocks; ++it) {
           const int64_t m = it / rblocks, r0 = it % rblocks * L;
           const FftPlanes p{fb.sb, fb.ww, fb.hh, fb.ww, fb.oy, fb.ox, (int)std::min(L, R - r0)};
           forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
-                            B.get() + (m * R + r0) * 2, FftBins{mm * R * 2, 2, 1}, scr);
+                            B.get() + (r0 * mm + m) * 2, FftBins{mm * R * 2, mm * 2, 1}, scr);
         }
         // Items: a block of lanes v0.. and the share [ma, mb) of the chunk's m.
         const int64_t parts = vblocks >= nt ? 1 : std::min(mm, ceil_div(nt, vblocks));
@@ -177,19 +210,19 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
               forward_transform(u, z, vsrc + g * fv.sg + v0 * fv.sa + (r0 + r) * fv.sb,
                                 FftPlanes{fv.sa, fv.ww, fv.hh, fv.ww, fv.oy, fv.ox, count},
                                 A + r * cv, FftBins{nr * cv, 1, L}, scr);
-            // per bin: O[m] (+)= sum over r of A[r] . B[m][r]   ([nr] x [nm, nr]^T -> [nm])
-            u.cmac(conj, nbins, nr, nm, A, nr * cv, cv, B.get() + ((ma * R) + r0) * 2,
-                   mm * R * 2, R * 2, 2, O, nm * cv, cv, r0 > 0);
+            // per bin: O[m] (+)= sum over r of A[r] . B[r][m]   ([nr] x [nr, nm] -> [nm])
+            u.cmac(conj, nbins, nr, nm, A, nr * cv, cv, B.get() + (r0 * mm + ma) * 2,
+                   mm * R * 2, 2, mm * 2, O, nm * cv, cv, r0 > 0);
           }
           // out planes (v0.., m), the window of the output family
           for (int64_t m = 0; m < nm; ++m) {
             const Family &fo = pb.out;
             const S *bm =
                 bias ? bias + g * pb.J + v0 * bias_sv + (m0 + ma + m) * bias_sm : nullptr;
-            inverse_transform(u, z, O + m * cv, nm * cv,
-                              out + g * fo.sg + v0 * o_sv + (m0 + ma + m) * o_sm,
-                              FftPlanes{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, count}, scale,
-                              bm, bias_sv, scr);
+            S *dst = out + g * fo.sg + v0 * o_sv + (m0 + ma + m) * o_sm;
+            const FftPlanes po{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, count};
+            inverse_transform(u, z, O + m * cv, nm * cv, dst, po, scale, bm, bias_sv, scr);
+            if (!full) exact_outside(po, rows, cols, dst, bm, bias_sv);
           }
         }
       }
