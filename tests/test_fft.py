@@ -217,7 +217,8 @@ ISA_SCRIPT = textwrap.dedent(r"""
             sx, sw, _ = conv2d_backward_ref(abs(dy), abs(x), abs(w), 1, p, 1, g)
             y = fastconv.conv2d(x, w, b, padding=p, groups=g, algo="fft")
             dx, dw, _ = fastconv.conv2d_backward(dy, x, w, padding=p, groups=g, algo="fft")
-            for got, ref, sc in ((y, y_ref, sy), (dx, dx_ref, sx + 1e-300), (dw, dw_ref, sw + 1e-300)):
+            for got, ref, sc in ((y, y_ref, sy), (dx, dx_ref, sx + 1e-300),
+                                 (dw, dw_ref, sw + 1e-300)):
                 worst = max(worst, float(np.max(np.abs(got - ref) / sc)) / tol)
     print(json.dumps({"isa": fastconv.isa(), "worst": worst}))
 """)

@@ -43,7 +43,8 @@ constexpr int64_t kMaxDim = 4096;          // largest transform along one side
 constexpr int64_t kMaxArea = 65536;        // largest nh * nw (the per-thread scratch)
 constexpr int64_t kMaxLanes = 16;          // the widest table's lanes (AVX-512 float)
 constexpr int64_t kChunkBytes = 64 << 20;  // target size of the shared broadcast operand
-constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the other
+constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the vector
+                                           // operand (and twice that, of its results)
 
 int64_t pow2_at_least(int64_t v) {
   int64_t n = 1;
@@ -144,8 +145,10 @@ template <class S, class C>
 void inverse_transform(const FftUKernels<C> &u, const FftSize<C> &z, const C *in, int64_t bs,
                        S *dst, const FftPlanes &p, C scale, const S *bias, int64_t bias_stride,
                        C *scratch) {
-  if constexpr (std::is_same_v<S, C>) u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
-  else u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
+  if constexpr (std::is_same_v<S, C>)
+    u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
+  else
+    u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
 }
 
 template <class S, class C>
