@@ -158,15 +158,17 @@ def test_fft_conv1d():
     assert_close(y, y_ref[:, :, 0], np.float64, sy[:, :, 0], "y")
 
 
-def test_fft_threads_agree(restore_threads):
-    """Work is split by thread count, never the arithmetic: results are bitwise equal."""
-    case = Case(3, 20, 24, 24, 18, 5, 5, padding=2)
+@pytest.mark.parametrize("case", [Case(3, 20, 24, 24, 18, 5, 5, padding=2),
+                                  Case(3, 2, 20, 20, 12, 5, 5, padding=1)], ids=lambda c: c.id)
+def test_fft_threads_agree(case, restore_threads):
+    """Work is split by the shape, never by the thread count: results are bitwise equal.
+    (The second case has a single block of lanes, so its sums over r are split in parts.)"""
     x, w, b, dy, _, _ = inputs(case, np.float32)
     runs = []
     for nt in (1, 2, 3):
         fastconv.set_num_threads(nt)
-        runs.append((fastconv.conv2d(x, w, b, padding=2, algo="fft"),
-                     *fastconv.conv2d_backward(dy, x, w, padding=2, algo="fft")[:2]))
+        runs.append((fastconv.conv2d(x, w, b, algo="fft", **case.params),
+                     *fastconv.conv2d_backward(dy, x, w, algo="fft", **case.params)[:2]))
     for other in runs[1:]:
         for a, b_ in zip(runs[0], other):
             np.testing.assert_array_equal(a, b_)

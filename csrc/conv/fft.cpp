@@ -45,6 +45,7 @@ constexpr int64_t kMaxLanes = 16;          // the widest table's lanes (AVX-512 
 constexpr int64_t kChunkBytes = 64 << 20;  // target size of the shared broadcast operand
 constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the vector
                                            // operand (and twice that, of its results)
+constexpr int64_t kMinItems = 4;           // work items per chunk before r is split
 
 int64_t pow2_at_least(int64_t v) {
   int64_t n = 1;
@@ -171,12 +172,20 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
   const int64_t mc = std::min(fit(kChunkBytes, nbins * R * 2 * (int64_t)sizeof(C), M),
                               fit(2 * kBlockBytes, nbins * cv * (int64_t)sizeof(C), M));
   const int64_t rc = fit(kBlockBytes, nbins * cv * (int64_t)sizeof(C), R);
+  // Work items: a block of lanes and a share of r. Few lane blocks (L1's data gradient has
+  // one) would leave threads idle, so their r is split and the partial sums added before the
+  // inverse transforms. The split follows the shape only, so results never depend on the
+  // thread count.
+  const int64_t parts = std::min(R, ceil_div(kMinItems, vblocks)), items = vblocks * parts;
   const int nt = num_threads();
-  const int64_t per_thread = nbins * (rc + mc) * cv + fft_scratch_size(z, u.lanes);
-  Buffer<C> B(nbins * mc * R * 2), mine(per_thread * nt);
-  if (!B.ok() || !mine.ok())
+  const int64_t osize = nbins * mc * cv;  // one item's results O [bin][m]
+  const int64_t per_thread =
+      nbins * rc * cv + (parts == 1 ? osize : 0) + fft_scratch_size(z, u.lanes);
+  Buffer<C> B(nbins * mc * R * 2), mine(per_thread * nt), shared(parts > 1 ? osize * items : 0);
+  if (!B.ok() || !mine.ok() || !shared.ok())
     return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
-                (long long)((nbins * mc * R * 2 + per_thread * nt) * (int64_t)sizeof(C)));
+                (long long)((nbins * mc * R * 2 + per_thread * nt + (parts > 1) * osize * items) *
+                            (int64_t)sizeof(C)));
   const C scale = C(1) / C(z.nh * z.nw);
   const Span rows = support(pb.p.oy, pb.p.hh, pb.q.oy, pb.q.hh, pb.conj_q);
   const Span cols = support(pb.p.ox, pb.p.ww, pb.q.ox, pb.q.ww, pb.conj_q);
@@ -185,8 +194,7 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
 #pragma omp parallel num_threads(nt)
   {
     C *A = mine.get() + per_thread * omp_get_thread_num();  // [bin][r] of a block of r
-    C *O = A + nbins * rc * cv;                             // [bin][m] of the item's m
-    C *scr = O + nbins * mc * cv;
+    C *scr = A + nbins * rc * cv + (parts == 1 ? osize : 0);
     for (int64_t g = 0; g < s.g; ++g) {
       for (int64_t m0 = 0; m0 < M; m0 += mc) {
         const int64_t mm = std::min(mc, M - m0);
@@ -198,34 +206,47 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
           forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
                             B.get() + (r0 * mm + m) * 2, FftBins{mm * R * 2, mm * 2, 1}, scr);
         }
-        // Items: a block of lanes v0.. and the share [ma, mb) of the chunk's m.
-        const int64_t parts = vblocks >= nt ? 1 : std::min(mm, ceil_div(nt, vblocks));
+        // out planes (v0.., m0 + m) from O[bin][m]: the window of the output family
+        auto finish = [&](int64_t v0, int64_t m, const C *O) {
+          const Family &fo = pb.out;
+          const S *bm = bias ? bias + g * pb.J + v0 * bias_sv + (m0 + m) * bias_sm : nullptr;
+          S *dst = out + g * fo.sg + v0 * o_sv + (m0 + m) * o_sm;
+          const FftPlanes po{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, (int)std::min(L, V - v0)};
+          inverse_transform(u, z, O + m * cv, mm * cv, dst, po, scale, bm, bias_sv, scr);
+          if (!full) exact_outside(po, rows, cols, dst, bm, bias_sv);
+        };
 #pragma omp for schedule(dynamic)
-        for (int64_t it = 0; it < vblocks * parts; ++it) {
+        for (int64_t it = 0; it < items; ++it) {
           const int64_t v0 = it / parts * L, part = it % parts;
-          const int64_t ma = mm * part / parts, mb = mm * (part + 1) / parts, nm = mb - ma;
+          const int64_t ra = R * part / parts, rb = R * (part + 1) / parts;
           const int count = (int)std::min(L, V - v0);
-          if (nm == 0) continue;
-          for (int64_t r0 = 0; r0 < R; r0 += rc) {
-            const int64_t nr = std::min(rc, R - r0);
+          C *O = parts == 1 ? A + nbins * rc * cv : shared.get() + it * osize;
+          for (int64_t r0 = ra; r0 < rb; r0 += rc) {
+            const int64_t nr = std::min(rc, rb - r0);
             // A[bin][r]: planes (v0.., r) in the lanes
             for (int64_t r = 0; r < nr; ++r)
               forward_transform(u, z, vsrc + g * fv.sg + v0 * fv.sa + (r0 + r) * fv.sb,
                                 FftPlanes{fv.sa, fv.ww, fv.hh, fv.ww, fv.oy, fv.ox, count},
                                 A + r * cv, FftBins{nr * cv, 1, L}, scr);
-            // per bin: O[m] (+)= sum over r of A[r] . B[r][m]   ([nr] x [nr, nm] -> [nm])
-            u.cmac(conj, nbins, nr, nm, A, nr * cv, cv, B.get() + (r0 * mm + ma) * 2,
-                   mm * R * 2, 2, mm * 2, O, nm * cv, cv, r0 > 0);
+            // per bin: O[m] (+)= sum over r of A[r] . B[r][m]   ([nr] x [nr, mm] -> [mm])
+            u.cmac(conj, nbins, nr, mm, A, nr * cv, cv, B.get() + r0 * mm * 2, mm * R * 2, 2,
+                   mm * 2, O, mm * cv, cv, r0 > ra);
           }
-          // out planes (v0.., m), the window of the output family
-          for (int64_t m = 0; m < nm; ++m) {
-            const Family &fo = pb.out;
-            const S *bm =
-                bias ? bias + g * pb.J + v0 * bias_sv + (m0 + ma + m) * bias_sm : nullptr;
-            S *dst = out + g * fo.sg + v0 * o_sv + (m0 + ma + m) * o_sm;
-            const FftPlanes po{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, count};
-            inverse_transform(u, z, O + m * cv, nm * cv, dst, po, scale, bm, bias_sv, scr);
-            if (!full) exact_outside(po, rows, cols, dst, bm, bias_sv);
+          if (parts == 1)
+            for (int64_t m = 0; m < mm; ++m) finish(v0, m, O);
+        }
+        if (parts > 1) {
+          // the partial sums of a lane block, added into its first part's results
+#pragma omp for schedule(dynamic)
+          for (int64_t it = 0; it < vblocks * mm; ++it) {
+            const int64_t vb = it / mm, m = it % mm;
+            C *O = shared.get() + vb * parts * osize;
+            for (int64_t part = 1; part < parts; ++part) {
+              const C *o = O + part * osize;
+              for (int64_t b = 0; b < nbins; ++b)
+                for (int64_t e = (b * mm + m) * cv, end = e + cv; e < end; ++e) O[e] += o[e];
+            }
+            finish(vb * L, m, O);
           }
         }
       }
