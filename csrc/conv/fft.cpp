@@ -17,10 +17,16 @@
 // private to the thread that owns the lane block.
 //
 // Threads: two phases per chunk of m, one barrier between them: every thread transforms a
-// share of the broadcast operand; then each work item (a block of lanes, and a share of m
-// when there are fewer blocks than threads) transforms its own lanes of the other operand,
-// multiplies and transforms back. Few barriers matter: a barrier costs a scheduler time slice
-// whenever the machine is busier than its cores.
+// share of the broadcast operand; then each work item (a block of lanes, or a part of its sum
+// over r when there are few blocks) transforms its own lanes of the other operand, multiplies
+// and transforms back (parts first meet in a third phase that adds them). Few barriers
+// matter: a barrier costs a scheduler time slice whenever the machine is busier than its cores.
+//
+// Transform sizes: whole planes, not tiles. Bins per output value, nh*(nw/2+1) / (ho*wo),
+// are what the products cost; for L1 (11x11 on 128) whole planes need 0.60 where 64-tiles
+// (overlap-save) would need 0.72 and 32-tiles 1.12; L2 (9x9 on 64) 0.67 against 0.94 for
+// 32-tiles; L3 and L4 are single tiles already. Tiles would pay where rounding up to a power
+// of two wastes much of the plane (33 -> 64) or beyond the largest size (see fft_supports).
 //
 // Precision: float32 convolutions are computed in double (fft_ukernels' _f32 transforms read
 // and write the float planes): the rounding error of a transform is spread over the whole
@@ -29,7 +35,6 @@
 #include <omp.h>
 
 #include <cmath>
-#include <type_traits>
 #include <vector>
 
 #include "../cpu/fft_ukernels.h"
@@ -41,7 +46,7 @@ namespace {
 
 constexpr int64_t kMaxDim = 4096;          // largest transform along one side
 constexpr int64_t kMaxArea = 65536;        // largest nh * nw (the per-thread scratch)
-constexpr int64_t kMaxLanes = 16;          // the widest table's lanes (AVX-512 float)
+constexpr int64_t kMaxLanes = 8;           // the widest table's lanes (AVX-512 doubles)
 constexpr int64_t kChunkBytes = 64 << 20;  // target size of the shared broadcast operand
 constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the vector
                                            // operand (and twice that, of its results)
@@ -63,17 +68,16 @@ int64_t fit(int64_t budget, int64_t each, int64_t total) {
 }
 
 // Twiddles and bit reversals for every size up to kMaxDim (layout in FftSize), computed once
-// (thread-safe static) in double: cos/sin of the exact angle, not a recurrence.
-template <class T>
+// (thread-safe static): cos/sin of the exact angle, not a recurrence.
 struct Tables {
-  std::vector<T> tw;
+  std::vector<double> tw;
   std::vector<int32_t> rev;
   Tables() {
     for (int64_t m = 2; m <= kMaxDim; m *= 2)
       for (int64_t j = 0; j < m / 2; ++j) {
         const double a = -2.0 * M_PI * double(j) / double(m);
-        tw.push_back(T(std::cos(a)));
-        tw.push_back(T(std::sin(a)));
+        tw.push_back(std::cos(a));
+        tw.push_back(std::sin(a));
       }
     for (int64_t n = 1, bits = 0; n <= kMaxDim; n *= 2, ++bits)
       for (int64_t i = 0; i < n; ++i) {
@@ -84,9 +88,8 @@ struct Tables {
   }
 };
 
-template <class T>
-FftSize<T> fft_size(const ConvShape &s) {
-  static const Tables<T> t;
+FftSize fft_size(const ConvShape &s) {
+  static const Tables t;
   return {pow2_at_least(s.h + 2 * s.ph), pow2_at_least(s.w + 2 * s.pw), t.tw.data(),
           t.rev.data()};
 }
@@ -135,28 +138,32 @@ void exact_outside(const FftPlanes &p, Span rows, Span cols, S *dst, const S *bi
   }
 }
 
-// The planes' element type S and the arithmetic type C (double for float32, see the top).
-template <class S, class C>
-void forward_transform(const FftUKernels<C> &u, const FftSize<C> &z, const S *src,
-                       const FftPlanes &p, C *out, const FftBins &o, C *scratch) {
-  if constexpr (std::is_same_v<S, C>) u.rfft2(z, src, p, out, o, scratch);
-  else u.rfft2_f32(z, src, p, out, o, scratch);
+// The transforms of planes of the convolution's type S (the arithmetic is double).
+inline void forward_transform(const FftUKernels &u, const FftSize &z, const double *src,
+                              const FftPlanes &p, double *out, const FftBins &o, double *scr) {
+  u.rfft2(z, src, p, out, o, scr);
 }
-template <class S, class C>
-void inverse_transform(const FftUKernels<C> &u, const FftSize<C> &z, const C *in, int64_t bs,
-                       S *dst, const FftPlanes &p, C scale, const S *bias, int64_t bias_stride,
-                       C *scratch) {
-  if constexpr (std::is_same_v<S, C>)
-    u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
-  else
-    u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scratch);
+inline void forward_transform(const FftUKernels &u, const FftSize &z, const float *src,
+                              const FftPlanes &p, double *out, const FftBins &o, double *scr) {
+  u.rfft2_f32(z, src, p, out, o, scr);
+}
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
+                              int64_t bs, double *dst, const FftPlanes &p, double scale,
+                              const double *bias, int64_t bias_stride, double *scr) {
+  u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scr);
+}
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
+                              int64_t bs, float *dst, const FftPlanes &p, double scale,
+                              const float *bias, int64_t bias_stride, double *scr) {
+  u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scr);
 }
 
-template <class S, class C>
+template <class S>
 fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const S *Q, S *out,
                        const S *bias) {
-  const FftUKernels<C> &u = fft_ukernels<C>();
-  const FftSize<C> z = fft_size<C>(s);
+  using C = double;  // the arithmetic, whatever S (see the top)
+  const FftUKernels &u = fft_ukernels();
+  const FftSize z = fft_size(s);
   const int64_t L = u.lanes, cv = 2 * L, nbins = z.nh * (z.nw / 2 + 1);
   // Lanes over i (P in vectors, Q broadcast) or over j: fewer padding lanes per plane.
   const bool lanes_i = ceil_div(pb.I, L) * pb.J < ceil_div(pb.J, L) * pb.I;
@@ -255,7 +262,6 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
   return FC_OK;
 }
 
-// float32 convolutions are computed in double (see the top); float64 in double.
 template <class T>
 fc_status run(const ConvShape &s, const Problem &pb, const T *P, const T *Q, T *out,
               const T *bias) {
@@ -266,7 +272,7 @@ fc_status run(const ConvShape &s, const Problem &pb, const T *P, const T *Q, T *
                 (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
                 (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
                 (long long)(s.w + 2 * s.pw));
-  return fft_products<T, double>(s, pb, P, Q, out, bias);
+  return fft_products(s, pb, P, Q, out, bias);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // FFT-convolution micro-kernels for AVX2 + FMA (flags set per file in CMakeLists.txt):
-// 8 float / 4 double planes per transform; cmac tiles of 4 rows (8 accumulators of 16 ymm).
+// 4 double planes per transform; cmac tiles of 4 rows (8 accumulators of 16 ymm).
 #define FC_ISA_NS isa_avx2
 #define FC_FFT_VBYTES 32
 #define FC_FFT_MR 4
@@ -7,9 +7,6 @@
 
 namespace fc {
 
-void get_fft_ukernels__avx2(FftUKernels<float> *f, FftUKernels<double> *d) {
-  isa_avx2::fill(f);
-  isa_avx2::fill(d);
-}
+void get_fft_ukernels__avx2(FftUKernels *u) { isa_avx2::fill(u); }
 
 }  // namespace fc

@@ -8,34 +8,32 @@
 namespace fc {
 namespace {
 
-struct FftTables {
-  FftUKernels<float> f;
-  FftUKernels<double> d;
-  FftTables() {
+struct FftTable {
+  FftUKernels u;
+  FftTable() {
     const char *isa = isa_name();
 #if defined(__x86_64__) || defined(__i386__)
     if (!std::strcmp(isa, "avx512")) {
-      get_fft_ukernels__avx512(&f, &d);
+      get_fft_ukernels__avx512(&u);
       return;
     }
     if (!std::strcmp(isa, "avx2")) {
-      get_fft_ukernels__avx2(&f, &d);
+      get_fft_ukernels__avx2(&u);
       return;
     }
 #endif
     (void)isa;
-    get_fft_ukernels__generic(&f, &d);
+    get_fft_ukernels__generic(&u);
   }
 };
 
-const FftTables &tables() {
-  static const FftTables t;
+const FftTable &table() {
+  static const FftTable t;
   return t;
 }
 
 }  // namespace
 
-const FftUKernels<float> &fft_ukernels_f32() { return tables().f; }
-const FftUKernels<double> &fft_ukernels_f64() { return tables().d; }
+const FftUKernels &fft_ukernels() { return table().u; }
 
 }  // namespace fc

@@ -7,9 +7,6 @@
 
 namespace fc {
 
-void get_fft_ukernels__generic(FftUKernels<float> *f, FftUKernels<double> *d) {
-  isa_generic::fill(f);
-  isa_generic::fill(d);
-}
+void get_fft_ukernels__generic(FftUKernels *u) { isa_generic::fill(u); }
 
 }  // namespace fc

@@ -1,4 +1,4 @@
-// FFT-convolution micro-kernels, one table per element type, chosen once at load time by
+// FFT-convolution micro-kernels, one table, chosen once at load time by
 // fft_dispatch.cpp (the instruction set of the convolution table, see ukernels.h).
 // They take raw pointers, sizes and strides; they never allocate and never start threads.
 //
@@ -16,13 +16,15 @@
 
 namespace fc {
 
-// One transform size and its precomputed tables (computed in double, see conv/fft.cpp).
-template <class T>
+// Every transform computes in double, whatever the planes' type (see conv/fft.cpp): the
+// tables, bins and products are double; the _f32 transforms read and write float planes.
+
+// One transform size and its precomputed tables (see conv/fft.cpp).
 struct FftSize {
   int64_t nh, nw;
   // exp(-2 pi i j / m) for j < m/2, as (re, im) pairs, for block sizes m = 2, 4, ...:
   // the table of block size m starts at pair m/2 - 1.
-  const T *tw;
+  const double *tw;
   // Bit reversal of [0, n) for n = 1, 2, 4, ...: the table of size n starts at entry n - 1.
   const int32_t *rev;
 };
@@ -46,53 +48,43 @@ struct FftBins {
 // Products per bin (cmac): which operand is conjugated.
 enum FftConj { kConjNone = 0, kConjA = 1, kConjB = 2 };
 
-// T is the arithmetic type; the planes in memory may be float when T is double (float32
-// convolutions computed in double, see conv/fft.cpp), hence the _f32 variants.
-template <class T>
 struct FftUKernels {
-  int lanes;  // planes per transform (SIMD lanes)
+  int lanes;  // planes per transform (SIMD lanes of doubles)
   // Forward real 2-D transform of p.count planes of src into bins (see FftBins).
   // scratch: fft_scratch_size(z, lanes) values.
-  void (*rfft2)(const FftSize<T> &z, const T *src, const FftPlanes &p, T *out, const FftBins &o,
-                T *scratch);
-  void (*rfft2_f32)(const FftSize<T> &z, const float *src, const FftPlanes &p, T *out,
-                    const FftBins &o, T *scratch);
+  void (*rfft2)(const FftSize &z, const double *src, const FftPlanes &p, double *out,
+                const FftBins &o, double *scratch);
+  void (*rfft2_f32)(const FftSize &z, const float *src, const FftPlanes &p, double *out,
+                    const FftBins &o, double *scratch);
   // Inverse: bins are complex vectors at in + b*bin_stride; writes scale * (the real planes)
   // + bias[l*bias_stride] (bias may be NULL) into the window p of p.count planes of dst.
   // The transforms are unnormalised: scale = 1/(nh*nw) inverts.
-  void (*irfft2)(const FftSize<T> &z, const T *in, int64_t bin_stride, T *dst,
-                 const FftPlanes &p, T scale, const T *bias, int64_t bias_stride, T *scratch);
-  void (*irfft2_f32)(const FftSize<T> &z, const T *in, int64_t bin_stride, float *dst,
-                     const FftPlanes &p, T scale, const float *bias, int64_t bias_stride,
-                     T *scratch);
+  void (*irfft2)(const FftSize &z, const double *in, int64_t bin_stride, double *dst,
+                 const FftPlanes &p, double scale, const double *bias, int64_t bias_stride,
+                 double *scratch);
+  void (*irfft2_f32)(const FftSize &z, const double *in, int64_t bin_stride, float *dst,
+                     const FftPlanes &p, double scale, const float *bias, int64_t bias_stride,
+                     double *scratch);
   // For bins b < nbins and rows m < mcount, one complex vector each:
   //   out[b*o_bs + m*o_ms] (+)= sum over r < rcount of opA(A[b*a_bs + r*a_rs]) * opB(B(b, m, r))
   // where A is a complex vector and B a complex scalar (re at b*b_bs + m*b_ms + r*b_rs, im
   // right after), broadcast to every lane; conj picks which side is conjugated (FftConj).
   // The complex GEMM of each frequency, vectorised over the lanes of A.
-  void (*cmac)(int conj, int64_t nbins, int64_t rcount, int64_t mcount, const T *a, int64_t a_bs,
-               int64_t a_rs, const T *b, int64_t b_bs, int64_t b_ms, int64_t b_rs, T *out,
-               int64_t o_bs, int64_t o_ms, bool accumulate);
+  void (*cmac)(int conj, int64_t nbins, int64_t rcount, int64_t mcount, const double *a,
+               int64_t a_bs, int64_t a_rs, const double *b, int64_t b_bs, int64_t b_ms,
+               int64_t b_rs, double *out, int64_t o_bs, int64_t o_ms, bool accumulate);
 };
 
 // Values of scratch rfft2/irfft2 need: the nh x (nw/2 + 1) grid and one row of nw.
-template <class T>
-inline int64_t fft_scratch_size(const FftSize<T> &z, int lanes) {
+inline int64_t fft_scratch_size(const FftSize &z, int lanes) {
   return (z.nh * (z.nw / 2 + 1) + z.nw) * 2 * lanes;
 }
 
-const FftUKernels<float> &fft_ukernels_f32();
-const FftUKernels<double> &fft_ukernels_f64();
-template <class T>
-const FftUKernels<T> &fft_ukernels();
-template <>
-inline const FftUKernels<float> &fft_ukernels<float>() { return fft_ukernels_f32(); }
-template <>
-inline const FftUKernels<double> &fft_ukernels<double>() { return fft_ukernels_f64(); }
+const FftUKernels &fft_ukernels();
 
 // Each per-ISA file defines one of these (fft_generic.cpp, fft_avx2.cpp, fft_avx512.cpp).
-void get_fft_ukernels__generic(FftUKernels<float> *f, FftUKernels<double> *d);
-void get_fft_ukernels__avx2(FftUKernels<float> *f, FftUKernels<double> *d);
-void get_fft_ukernels__avx512(FftUKernels<float> *f, FftUKernels<double> *d);
+void get_fft_ukernels__generic(FftUKernels *u);
+void get_fft_ukernels__avx2(FftUKernels *u);
+void get_fft_ukernels__avx512(FftUKernels *u);
 
 }  // namespace fc
