@@ -235,3 +235,21 @@ def test_fft_each_isa(isa):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / tolerance, worst over the cases and directions
+
+
+def test_fft_nan_and_inf_stay_where_their_terms_are():
+    """A transform spreads a NaN over its whole plane; fft must not (it runs such calls on
+    the GEMM path): non-finite outputs exactly where im2col has them, the rest equal."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 20, 20))
+    w = rng.standard_normal((4, 3, 5, 5))
+    x[0, 1, 3, 4], x[1, 2, 15, 9] = np.nan, np.inf
+    dy = rng.standard_normal((2, 4, 18, 18))
+    dy[1, 3, 10, 10] = -np.inf
+    got = (fastconv.conv2d(x, w, padding=1, algo="fft"),
+           *fastconv.conv2d_backward(dy, x, w, padding=1, algo="fft")[:2])
+    want = (fastconv.conv2d(x, w, padding=1, algo="im2col"),
+            *fastconv.conv2d_backward(dy, x, w, padding=1, algo="im2col")[:2])
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(np.isfinite(g), np.isfinite(e))
+        np.testing.assert_allclose(g[np.isfinite(g)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)

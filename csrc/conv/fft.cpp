@@ -35,6 +35,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "../cpu/fft_ukernels.h"
@@ -262,17 +263,24 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
   return FC_OK;
 }
 
+fc_status unsupported(const ConvShape &s) {
+  return fail(FC_EUNSUPPORTED,
+              "fft: needs stride 1, dilation 1 and a padded plane within %lld x %lld "
+              "(got stride %lldx%lld, dilation %lldx%lld, padded %lldx%lld)",
+              (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
+              (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
+              (long long)(s.w + 2 * s.pw));
+}
+
+// A transform mixes every value of a plane into every bin, so a NaN or an infinity would
+// reach outputs it has no term in. Calls with one run on the GEMM path instead (direct
+// where GEMM dimensions do not fit int32), whose NaNs and infinities land where PyTorch's do.
 template <class T>
-fc_status run(const ConvShape &s, const Problem &pb, const T *P, const T *Q, T *out,
-              const T *bias) {
-  if (!fft_supports(s))
-    return fail(FC_EUNSUPPORTED,
-                "fft: needs stride 1, dilation 1 and a padded plane within %lld x %lld "
-                "(got stride %lldx%lld, dilation %lldx%lld, padded %lldx%lld)",
-                (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
-                (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
-                (long long)(s.w + 2 * s.pw));
-  return fft_products(s, pb, P, Q, out, bias);
+bool all_finite(const T *p, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(p[i]) <= std::numeric_limits<T>::max());
+  return !bad;
 }
 
 }  // namespace
@@ -291,32 +299,44 @@ bool fft_supports(const ConvShape &s) {
 
 template <class T>
 fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(x, s.n * s.c * s.hw) || !all_finite(w, s.k * s.ckk))
+    return im2col_supports(s) ? conv2d_forward__im2col(s, x, w, b, y)
+                              : conv2d_forward__direct(s, x, w, b, y);
   // y(n, k) = sum over c of x(n, c) * conj w(k, c)
   const Problem pb{s.n, s.kg, s.cg,
                    {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
                    {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
                    {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0}, true};
-  return run(s, pb, x, w, y, b);
+  return fft_products(s, pb, x, w, y, b);
 }
 
 template <class T>
 fc_status conv2d_backward_data__fft(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(dy, s.n * s.k * s.howo) || !all_finite(w, s.k * s.ckk))
+    return im2col_supports(s) ? conv2d_backward_data__im2col(s, dy, w, dx)
+                              : conv2d_backward_data__direct(s, dy, w, dx);
   // dx(n, c) = sum over k of dy(n, k) * w(k, c)
   const Problem pb{s.n, s.cg, s.kg,
                    {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
                    {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
                    {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw}, false};
-  return run(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
+  return fft_products(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
 }
 
 template <class T>
 fc_status conv2d_backward_weight__fft(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(x, s.n * s.c * s.hw) || !all_finite(dy, s.n * s.k * s.howo))
+    return im2col_supports(s) ? conv2d_backward_weight__im2col(s, dy, x, dw)
+                              : conv2d_backward_weight__direct(s, dy, x, dw);
   // dw(c, k) = sum over n of x(c, n) * conj dy(k, n)
   const Problem pb{s.cg, s.kg, s.n,
                    {s.hw, s.c * s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
                    {s.howo, s.k * s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
                    {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0}, true};
-  return run(s, pb, x, dy, dw, static_cast<const T *>(nullptr));
+  return fft_products(s, pb, x, dy, dw, static_cast<const T *>(nullptr));
 }
 
 FC_INSTANTIATE_CONV_ALGO(fft, float)
