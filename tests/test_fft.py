@@ -3,9 +3,9 @@
 The bound is the library's (DESIGN.md, Numerics): |error| <= 1e-4 * scale in float32 and
 1e-10 * scale in float64, per element, scale = the sum of the absolute values of the terms.
 FFT rounding errors are spread over a whole plane rather than kept per element, so the
-kernels compute float32 convolutions in double (csrc/conv/fft.cpp); the float32 errors measured
-are then the final rounding to float32 (about 3e-4 of the bound, 6e-8 * scale), float64 ones
-about 1e-5 of the bound on these shapes.
+kernels compute float32 convolutions in double (csrc/conv/fft.cpp), and outputs without any
+term come out exactly. Measured on L1-L5 and AlexNet's 5x5 at batch 8: at most 2.8e-8 * scale
+in float32 (the final rounding to float32) and 1.6e-15 * scale in float64.
 """
 import json
 import os
