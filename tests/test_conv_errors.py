@@ -51,7 +51,7 @@ CONV2D_CASES = [
     ("dilated-kernel-larger", ValueError, r"kernel|weight", f32(1, 4, 6, 6), W, dict(dilation=3)),
     ("kernel-larger-than-padded", ValueError, r"kernel|weight", f32(1, 4, 3, 3), f32(6, 4, 6, 6),
      dict(padding=1)),
-    ("algo-unknown", ValueError, name("algo"), X, W, dict(algo="fft")),
+    ("algo-unknown", ValueError, name("algo"), X, W, dict(algo="fourier")),
     ("algo-not-string", (ValueError, TypeError), name("algo"), X, W, dict(algo=3)),
     ("algo-gemm1x1-on-3x3", ValueError, name("algo"), X, W, dict(algo="gemm1x1")),
     ("algo-depthwise-on-dense", ValueError, name("algo"), X, W, dict(algo="depthwise")),

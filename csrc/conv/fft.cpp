@@ -1,21 +1,342 @@
-// fft convolution (being written: supports nothing yet).
+// FFT convolution (stride 1, dilation 1, any kernel, padding and groups): whole-plane
+// transforms of size nh x nw, the powers of two at least the padded input (h + 2ph) x
+// (w + 2pw). At that size the circular convolutions of all three directions equal the linear
+// ones on the windows kept:
+//   forward     y[o]      = sum_i x_pad[o + i] w[i]    Y(n,k)  = sum_c X(n,c)  conj W(k,c)
+//   data grad   dx_pad[t] = sum_o dy[o] w[t - o]       DX(n,c) = sum_k DY(n,k) W(k,c)
+//   weight grad dw[i]     = sum_o x_pad[o + i] dy[o]   DW(c,k) = sum_n X(c,n)  conj DY(k,n)
+// (x_pad: x at (ph, pw) of the zero grid; w and dy at (0, 0); the windows kept: o < ho,
+// t - ph < h, i < kh). All three are one problem, out(i, j) = sum over r of
+// P(i, r) op(Q(j, r)), solved by fft_products: per frequency a small complex GEMM
+// (cpu/fft_ukernels.h, cmac) vectorised over `lanes` planes of i or of j, whichever fills
+// the lanes better (L1's 3 input channels leave the data gradient's lanes to the images).
+//
+// Frequency-domain layout, bins outermost so each bin's GEMM reads one block: the operand
+// broadcast in the GEMM (the one not in the lanes) as complex scalars [bin][r][m], shared by
+// the threads; the other operand and the result as complex vectors [bin][r] and [bin][m],
+// private to the thread that owns the lane block.
+//
+// Threads: two phases per chunk of m, one barrier between them: every thread transforms a
+// share of the broadcast operand; then each work item (a block of lanes, or a part of its sum
+// over r when there are few blocks) transforms its own lanes of the other operand, multiplies
+// and transforms back (parts first meet in a third phase that adds them). Few barriers
+// matter: a barrier costs a scheduler time slice whenever the machine is busier than its cores.
+//
+// Transform sizes: whole planes, not tiles. Bins per output value, nh*(nw/2+1) / (ho*wo),
+// are what the products cost; for L1 (11x11 on 128) whole planes need 0.60 where 64-tiles
+// (overlap-save) would need 0.72 and 32-tiles 1.12; L2 (9x9 on 64) 0.67 against 0.94 for
+// 32-tiles; L3 and L4 are single tiles already. Tiles would pay where rounding up to a power
+// of two wastes much of the plane (33 -> 64) or beyond the largest size (see fft_supports).
+//
+// Precision: float32 convolutions are computed in double (fft_ukernels' _f32 transforms read
+// and write the float planes): the rounding error of a transform is spread over the whole
+// plane, so in float32 an output much smaller than its plane's typical value (a 1x1 kernel on
+// a small input value) would carry errors well above 1e-4 of its own magnitude.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../cpu/fft_ukernels.h"
 #include "../internal.h"
 
 namespace fc {
 
-bool fft_supports(const ConvShape &) { return false; }
+namespace {
+
+constexpr int64_t kMaxDim = 4096;          // largest transform along one side
+constexpr int64_t kMaxArea = 65536;        // largest nh * nw (the per-thread scratch)
+constexpr int64_t kMaxLanes = 8;           // the widest table's lanes (AVX-512 doubles)
+constexpr int64_t kChunkBytes = 64 << 20;  // target size of the shared broadcast operand
+constexpr int64_t kBlockBytes = 4 << 20;   // target size of a thread's block of the vector
+                                           // operand (and twice that, of its results)
+constexpr int64_t kMinItems = 4;           // work items per chunk before r is split
+
+int64_t pow2_at_least(int64_t v) {
+  int64_t n = 1;
+  while (n < v) n *= 2;
+  return n;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// How many of `total` items to take at a time for `budget` bytes at `each` bytes apiece: at
+// least 1, and the chunks balanced (10 items, at most 8 at a time: 5 + 5, not 8 + 2).
+int64_t fit(int64_t budget, int64_t each, int64_t total) {
+  const int64_t most = std::max<int64_t>(1, std::min(total, budget / std::max<int64_t>(1, each)));
+  return ceil_div(total, ceil_div(total, most));
+}
+
+// Twiddles and bit reversals for every size up to kMaxDim (layout in FftSize), computed once
+// (thread-safe static): cos/sin of the exact angle, not a recurrence.
+struct Tables {
+  std::vector<double> tw;
+  std::vector<int32_t> rev;
+  Tables() {
+    for (int64_t m = 2; m <= kMaxDim; m *= 2)
+      for (int64_t j = 0; j < m / 2; ++j) {
+        const double a = -2.0 * M_PI * double(j) / double(m);
+        tw.push_back(std::cos(a));
+        tw.push_back(std::sin(a));
+      }
+    for (int64_t n = 1, bits = 0; n <= kMaxDim; n *= 2, ++bits)
+      for (int64_t i = 0; i < n; ++i) {
+        int32_t r = 0;
+        for (int64_t b = 0; b < bits; ++b) r |= int32_t((i >> b) & 1) << (bits - 1 - b);
+        rev.push_back(r);
+      }
+  }
+};
+
+FftSize fft_size(const ConvShape &s) {
+  static const Tables t;
+  return {pow2_at_least(s.h + 2 * s.ph), pow2_at_least(s.w + 2 * s.pw), t.tw.data(),
+          t.rev.data()};
+}
+
+// A family of real planes: plane (a, b) of group g lies at base + g*sg + a*sa + b*sb, is
+// hh x ww (rows ww apart) and lies at (oy, ox) of the transform grid.
+struct Family {
+  int64_t sa, sb, sg;
+  int64_t hh, ww, oy, ox;
+};
+
+// out(i, j) = sum over r < R of P(i, r) op(Q(j, r)) for i < I, j < J (op = conj when conj_q),
+// in every group; bias (per j of every group, may be NULL) is added to the output planes.
+struct Problem {
+  int64_t I, J, R;
+  Family p, q, out;  // out's planes are (i, j)
+  bool conj_q;
+};
+
+// The grid rows (or columns) [lo, hi] where out = P op(Q) has terms, from where the rows of
+// P and Q lie: a correlation (op = conj) or a convolution of the two spans.
+struct Span {
+  int64_t lo, hi;
+};
+Span support(int64_t p0, int64_t pn, int64_t q0, int64_t qn, bool correlation) {
+  if (correlation) return {p0 - (q0 + qn - 1), p0 + pn - 1 - q0};
+  return {p0 + q0, p0 + pn - 1 + q0 + qn - 1};
+}
+
+// Outputs without a single term (a kernel tap that only ever meets padding) are exactly the
+// bias, or 0: the transforms would leave rounding noise there, which no relative bound
+// allows. Sets the window p of the planes at dst outside rows x cols to that value.
+template <class S>
+void exact_outside(const FftPlanes &p, Span rows, Span cols, S *dst, const S *bias,
+                   int64_t bias_stride) {
+  for (int l = 0; l < p.count; ++l) {
+    const S v = bias ? bias[l * bias_stride] : S(0);
+    for (int64_t r = 0; r < p.hh; ++r) {
+      S *d = dst + l * p.plane_stride + r * p.row_stride;
+      const int64_t gy = p.oy + r;
+      for (int64_t c = 0; c < p.ww; ++c) {
+        const int64_t gx = p.ox + c;
+        if (gy < rows.lo || gy > rows.hi || gx < cols.lo || gx > cols.hi) d[c] = v;
+      }
+    }
+  }
+}
+
+// The transforms of planes of the convolution's type S (the arithmetic is double).
+inline void forward_transform(const FftUKernels &u, const FftSize &z, const double *src,
+                              const FftPlanes &p, double *out, const FftBins &o, double *scr) {
+  u.rfft2(z, src, p, out, o, scr);
+}
+inline void forward_transform(const FftUKernels &u, const FftSize &z, const float *src,
+                              const FftPlanes &p, double *out, const FftBins &o, double *scr) {
+  u.rfft2_f32(z, src, p, out, o, scr);
+}
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
+                              int64_t bs, double *dst, const FftPlanes &p, double scale,
+                              const double *bias, int64_t bias_stride, double *scr) {
+  u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scr);
+}
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
+                              int64_t bs, float *dst, const FftPlanes &p, double scale,
+                              const float *bias, int64_t bias_stride, double *scr) {
+  u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scr);
+}
+
+template <class S>
+fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const S *Q, S *out,
+                       const S *bias) {
+  using C = double;  // the arithmetic, whatever S (see the top)
+  const FftUKernels &u = fft_ukernels();
+  const FftSize z = fft_size(s);
+  const int64_t L = u.lanes, cv = 2 * L, nbins = z.nh * (z.nw / 2 + 1);
+  // Lanes over i (P in vectors, Q broadcast) or over j: fewer padding lanes per plane.
+  const bool lanes_i = ceil_div(pb.I, L) * pb.J < ceil_div(pb.J, L) * pb.I;
+  const int64_t V = lanes_i ? pb.I : pb.J, M = lanes_i ? pb.J : pb.I, R = pb.R;
+  const S *vsrc = lanes_i ? P : Q, *bsrc = lanes_i ? Q : P;
+  const Family &fv = lanes_i ? pb.p : pb.q, &fb = lanes_i ? pb.q : pb.p;
+  // A = the vector operand, B = the broadcast one: P op(Q) is A op(B) or op(A) B.
+  const int conj = !pb.conj_q ? kConjNone : lanes_i ? kConjB : kConjA;
+  // out plane (v, m): lane stride and m stride; the bias is per j: per lane, or per m.
+  const int64_t o_sv = lanes_i ? pb.out.sa : pb.out.sb, o_sm = lanes_i ? pb.out.sb : pb.out.sa;
+  const int64_t bias_sv = lanes_i ? 0 : 1, bias_sm = lanes_i ? 1 : 0;
+  const int64_t vblocks = ceil_div(V, L), rblocks = ceil_div(R, L);
+  const int64_t mc = std::min(fit(kChunkBytes, nbins * R * 2 * (int64_t)sizeof(C), M),
+                              fit(2 * kBlockBytes, nbins * cv * (int64_t)sizeof(C), M));
+  const int64_t rc = fit(kBlockBytes, nbins * cv * (int64_t)sizeof(C), R);
+  // Work items: a block of lanes and a share of r. Few lane blocks (L1's data gradient has
+  // one) would leave threads idle, so their r is split and the partial sums added before the
+  // inverse transforms. The split follows the shape only, so results never depend on the
+  // thread count.
+  const int64_t parts = std::min(R, ceil_div(kMinItems, vblocks)), items = vblocks * parts;
+  const int nt = num_threads();
+  const int64_t osize = nbins * mc * cv;  // one item's results O [bin][m]
+  const int64_t per_thread =
+      nbins * rc * cv + (parts == 1 ? osize : 0) + fft_scratch_size(z, u.lanes);
+  Buffer<C> B(nbins * mc * R * 2), mine(per_thread * nt), shared(parts > 1 ? osize * items : 0);
+  if (!B.ok() || !mine.ok() || !shared.ok())
+    return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
+                (long long)((nbins * mc * R * 2 + per_thread * nt + (parts > 1) * osize * items) *
+                            (int64_t)sizeof(C)));
+  const C scale = C(1) / C(z.nh * z.nw);
+  const Span rows = support(pb.p.oy, pb.p.hh, pb.q.oy, pb.q.hh, pb.conj_q);
+  const Span cols = support(pb.p.ox, pb.p.ww, pb.q.ox, pb.q.ww, pb.conj_q);
+  const bool full = rows.lo <= pb.out.oy && rows.hi >= pb.out.oy + pb.out.hh - 1 &&
+                    cols.lo <= pb.out.ox && cols.hi >= pb.out.ox + pb.out.ww - 1;
+#pragma omp parallel num_threads(nt)
+  {
+    C *A = mine.get() + per_thread * omp_get_thread_num();  // [bin][r] of a block of r
+    C *scr = A + nbins * rc * cv + (parts == 1 ? osize : 0);
+    for (int64_t g = 0; g < s.g; ++g) {
+      for (int64_t m0 = 0; m0 < M; m0 += mc) {
+        const int64_t mm = std::min(mc, M - m0);
+        // B[bin][r][m]: the broadcast operand, r in the lanes of each transform
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < mm * rblocks; ++it) {
+          const int64_t m = it / rblocks, r0 = it % rblocks * L;
+          const FftPlanes p{fb.sb, fb.ww, fb.hh, fb.ww, fb.oy, fb.ox, (int)std::min(L, R - r0)};
+          forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
+                            B.get() + (r0 * mm + m) * 2, FftBins{mm * R * 2, mm * 2, 1}, scr);
+        }
+        // out planes (v0.., m0 + m) from O[bin][m]: the window of the output family
+        auto finish = [&](int64_t v0, int64_t m, const C *O) {
+          const Family &fo = pb.out;
+          const S *bm = bias ? bias + g * pb.J + v0 * bias_sv + (m0 + m) * bias_sm : nullptr;
+          S *dst = out + g * fo.sg + v0 * o_sv + (m0 + m) * o_sm;
+          const FftPlanes po{o_sv, fo.ww, fo.hh, fo.ww, fo.oy, fo.ox, (int)std::min(L, V - v0)};
+          inverse_transform(u, z, O + m * cv, mm * cv, dst, po, scale, bm, bias_sv, scr);
+          if (!full) exact_outside(po, rows, cols, dst, bm, bias_sv);
+        };
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < items; ++it) {
+          const int64_t v0 = it / parts * L, part = it % parts;
+          const int64_t ra = R * part / parts, rb = R * (part + 1) / parts;
+          const int count = (int)std::min(L, V - v0);
+          C *O = parts == 1 ? A + nbins * rc * cv : shared.get() + it * osize;
+          for (int64_t r0 = ra; r0 < rb; r0 += rc) {
+            const int64_t nr = std::min(rc, rb - r0);
+            // A[bin][r]: planes (v0.., r) in the lanes
+            for (int64_t r = 0; r < nr; ++r)
+              forward_transform(u, z, vsrc + g * fv.sg + v0 * fv.sa + (r0 + r) * fv.sb,
+                                FftPlanes{fv.sa, fv.ww, fv.hh, fv.ww, fv.oy, fv.ox, count},
+                                A + r * cv, FftBins{nr * cv, 1, L}, scr);
+            // per bin: O[m] (+)= sum over r of A[r] . B[r][m]   ([nr] x [nr, mm] -> [mm])
+            u.cmac(conj, nbins, nr, mm, A, nr * cv, cv, B.get() + r0 * mm * 2, mm * R * 2, 2,
+                   mm * 2, O, mm * cv, cv, r0 > ra);
+          }
+          if (parts == 1)
+            for (int64_t m = 0; m < mm; ++m) finish(v0, m, O);
+        }
+        if (parts > 1) {
+          // the partial sums of a lane block, added into its first part's results
+#pragma omp for schedule(dynamic)
+          for (int64_t it = 0; it < vblocks * mm; ++it) {
+            const int64_t vb = it / mm, m = it % mm;
+            C *O = shared.get() + vb * parts * osize;
+            for (int64_t part = 1; part < parts; ++part) {
+              const C *o = O + part * osize;
+              for (int64_t b = 0; b < nbins; ++b)
+                for (int64_t e = (b * mm + m) * cv, end = e + cv; e < end; ++e) O[e] += o[e];
+            }
+            finish(vb * L, m, O);
+          }
+        }
+      }
+    }
+  }
+  return FC_OK;
+}
+
+fc_status unsupported(const ConvShape &s) {
+  return fail(FC_EUNSUPPORTED,
+              "fft: needs stride 1, dilation 1 and a padded plane within %lld x %lld "
+              "(got stride %lldx%lld, dilation %lldx%lld, padded %lldx%lld)",
+              (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
+              (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
+              (long long)(s.w + 2 * s.pw));
+}
+
+// A transform mixes every value of a plane into every bin, so a NaN or an infinity would
+// reach outputs it has no term in. Calls with one run on the GEMM path instead (direct
+// where GEMM dimensions do not fit int32), whose NaNs and infinities land where PyTorch's do.
+template <class T>
+bool all_finite(const T *p, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(p[i]) <= std::numeric_limits<T>::max());
+  return !bad;
+}
+
+}  // namespace
+
+bool fft_supports(const ConvShape &s) {
+  if (s.sh != 1 || s.sw != 1 || s.dh != 1 || s.dw != 1) return false;
+  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // (make_shape checked these fit)
+  if (hp > kMaxDim || wp > kMaxDim) return false;
+  const int64_t nh = pow2_at_least(hp), nw = pow2_at_least(wp);
+  if (nh * nw > kMaxArea) return false;
+  // The smallest chunks (one m, one block of r) must fit in sane memory: 1 GiB of complex
+  // doubles per thread.
+  const int64_t per_bin = std::max(std::max(s.n, s.c), s.k) + 2 * kMaxLanes;
+  return nh * (nw / 2 + 1) <= (int64_t(1) << 26) / per_bin;
+}
 
 template <class T>
-fc_status conv2d_forward__fft(const ConvShape &, const T *, const T *, const T *, T *) {
-  return FC_EUNSUPPORTED;
+fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(x, s.n * s.c * s.hw) || !all_finite(w, s.k * s.ckk))
+    return im2col_supports(s) ? conv2d_forward__im2col(s, x, w, b, y)
+                              : conv2d_forward__direct(s, x, w, b, y);
+  // y(n, k) = sum over c of x(n, c) * conj w(k, c)
+  const Problem pb{s.n, s.kg, s.cg,
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+                   {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0}, true};
+  return fft_products(s, pb, x, w, y, b);
 }
+
 template <class T>
-fc_status conv2d_backward_data__fft(const ConvShape &, const T *, const T *, T *) {
-  return FC_EUNSUPPORTED;
+fc_status conv2d_backward_data__fft(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(dy, s.n * s.k * s.howo) || !all_finite(w, s.k * s.ckk))
+    return im2col_supports(s) ? conv2d_backward_data__im2col(s, dy, w, dx)
+                              : conv2d_backward_data__direct(s, dy, w, dx);
+  // dx(n, c) = sum over k of dy(n, k) * w(k, c)
+  const Problem pb{s.n, s.cg, s.kg,
+                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw}, false};
+  return fft_products(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
 }
+
 template <class T>
-fc_status conv2d_backward_weight__fft(const ConvShape &, const T *, const T *, T *) {
-  return FC_EUNSUPPORTED;
+fc_status conv2d_backward_weight__fft(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  if (!fft_supports(s)) return unsupported(s);
+  if (!all_finite(x, s.n * s.c * s.hw) || !all_finite(dy, s.n * s.k * s.howo))
+    return im2col_supports(s) ? conv2d_backward_weight__im2col(s, dy, x, dw)
+                              : conv2d_backward_weight__direct(s, dy, x, dw);
+  // dw(c, k) = sum over n of x(c, n) * conj dy(k, n)
+  const Problem pb{s.cg, s.kg, s.n,
+                   {s.hw, s.c * s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+                   {s.howo, s.k * s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0}, true};
+  return fft_products(s, pb, x, dy, dw, static_cast<const T *>(nullptr));
 }
 
 FC_INSTANTIATE_CONV_ALGO(fft, float)
