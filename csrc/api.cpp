@@ -115,10 +115,42 @@ static bool supports(const ConvShape &s, fc_algo a) {
   }
 }
 
-// FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs on Zen 4 (2 threads,
-// AVX-512, batch 4-8) next to PyTorch (oneDNN):
+// Winograd's F(4x4, 3x3) output tiles over the batch.
+static int64_t winograd_tiles(const ConvShape &s) {
+  return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4);
+}
+
+// Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
+// values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct 1.3-2x on every 3x3 layer from 7x7 to 112x112 planes
+// with 16-1024 channels, except 7x7 planes with 160-512 channels (16 tiles: 0.5-0.9x).
+static bool winograd_pays(const ConvShape &s, fc_direction dir) {
+  if (s.g != 1 || !winograd_supports(s)) return false;
+  const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
+  if (tiles >= 64) return true;
+  return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
+}
+
+// Whole-plane FFT pays when the kernel is large next to the frequency bins each output
+// needs: kk / (bins per output) >= 32, bins = nh*(nw/2+1) for the power-of-two transform
+// sizes. Measured (batch 4-8, 2 threads): L1-L4 2-4x faster than im2col/direct (ratio 34-200),
+// AlexNet's 5x5 on 27x27 (33) 1.2x forward; OverFeat's unpadded 5x5 on 28x28 (27) and 5x5 on
+// 14x14 or 7x7 planes (9) slower. The data gradient of a few input channels (L1's 3) is not a
+// product worth transforming for.
+static bool fft_pays(const ConvShape &s, fc_direction dir) {
+  if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
+  if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
+  auto pow2 = [](int64_t v) { int64_t p = 1; while (p < v) p *= 2; return p; };
+  const int64_t nh = pow2(s.h + 2 * s.ph), nw = pow2(s.w + 2 * s.pw);
+  const int64_t bins = nh * (nw / 2 + 1);
+  return s.kk * s.howo >= 32 * bins;
+}
+
+// FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings
+// on Zen 4 (2 threads, AVX-512, batch 4-8) next to PyTorch (oneDNN):
 //  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
 //  - 1x1: straight GEMM on the input (gemm1x1), every direction;
+//  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays;
+//  - large kernels at unit stride: whole-plane FFT where it pays (see fft_pays);
 //  - forward with unit stride along rows: the direct register tiles when rows are wide
 //    (wo >= 24: L2 0.86-0.91x PyTorch against im2col's 0.73x, dilated 3x3 at 64x64) or the
 //    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix);
@@ -131,6 +163,9 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
+  if (phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir) : winograd_pays(s, dir))
+    return FC_ALGO_WINOGRAD;
+  if (fft_pays(s, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
   if (dir == FC_DIR_FORWARD && s.sw == 1 && ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))

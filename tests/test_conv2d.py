@@ -37,7 +37,7 @@ from conftest import (
 )
 from reference import conv2d_backward_ref, conv2d_ref, pair
 
-SPEC_ALGORITHMS = ("im2col", "direct", "gemm1x1", "depthwise", "reference")
+SPEC_ALGORITHMS = ("im2col", "direct", "gemm1x1", "depthwise", "reference", "winograd", "fft")
 
 
 class Case(NamedTuple):
@@ -83,6 +83,10 @@ def spec_algorithms(case):
         algos.add("gemm1x1")
     if case.groups == case.c:
         algos.add("depthwise")
+    if pair(case.stride) == (1, 1):  # any dilation: through the phase planes
+        algos.add("fft")             # (the small test shapes are far from its size limits)
+        if (case.kh, case.kw) == (3, 3):
+            algos.add("winograd")
     return algos
 
 
@@ -133,7 +137,11 @@ ONE_BY_ONE = [build(kernel=(1, 1), **r) for r in pairwise(dict(
 DEPTHWISE = [build(**r) for r in pairwise(dict(
     kernel=KERNELS, stride=STRIDES, padding=PADDINGS, dilation=DILATIONS, groups=["dw", "dw2"],
     batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=3)]
-CASES = list(dict.fromkeys(GENERAL + ONE_BY_ONE + DEPTHWISE))
+# Unit stride, where Winograd (3x3) and FFT (any kernel) apply; dilated ones run on phase planes.
+UNIT_STRIDE = [build(stride=1, **r) for r in pairwise(dict(
+    kernel=[(3, 3), (3, 3), (5, 5), (1, 7), (11, 11)], padding=PADDINGS, dilation=DILATIONS,
+    groups=GROUPINGS, batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=4)]
+CASES = list(dict.fromkeys(GENERAL + ONE_BY_ONE + DEPTHWISE + UNIT_STRIDE))
 
 # Scaled-down layers of ../shared/suites/convnet_benchmarks.json (and the nets' typical convs).
 LAYERS = {
@@ -229,7 +237,7 @@ def run_backward(case, algo, dtype):
 # --- the API's own description of itself ---------------------------------------------------
 
 def test_algorithm_names():
-    assert tuple(fastconv.ALGORITHMS) == SPEC_ALGORITHMS + ("winograd", "fft")
+    assert tuple(fastconv.ALGORITHMS) == SPEC_ALGORITHMS
 
 
 def test_isa_name():
@@ -255,6 +263,10 @@ def test_case_lists_cover_every_value_with_every_algorithm():
                 values = [(1, 1)]
             if algo == "depthwise" and axis == "groups":
                 values = ["dw", "dw2"]
+            if algo in ("winograd", "fft") and axis == "stride":
+                values = [1]
+            if algo == "winograd" and axis == "kernel":
+                values = [(3, 3)]
             seen = {get(c) for c in mine}
             assert set(values) <= seen, (algo, axis, set(values) - seen)
         assert any(c.h % 2 and c.w % 2 for c in mine), algo   # odd spatial sizes
