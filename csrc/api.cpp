@@ -107,8 +107,7 @@ static bool supports(const ConvShape &s, fc_algo a) {
     // (dilated: through the phase planes, see conv/phases.cpp)
     case FC_ALGO_WINOGRAD:
       return phases_apply(s) ? phases_fit(s) && winograd_supports(phase_shape(s)) : winograd_supports(s);
-    case FC_ALGO_FFT:
-      return phases_apply(s) ? phases_fit(s) && fft_supports(phase_shape(s)) : fft_supports(s);
+    case FC_ALGO_FFT: return fft_supports(s);
     case FC_ALGO_DIRECT:
     case FC_ALGO_REFERENCE: return true;
     default: return false;
@@ -188,7 +187,8 @@ static fc_status check_dtype(fc_dtype t) {
   return FC_OK;
 }
 
-// The dense-kernel algorithms run dilated convolutions on phase planes (conv/phases.cpp).
+// Winograd runs dilated convolutions on phase planes (conv/phases.cpp). (FFT does not: its
+// rounding spreads over whole planes, and the phase planes' zeros are data to it.)
 template <class T>
 static fc_status via_phases(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             PhaseForward<T> f) {
@@ -218,7 +218,7 @@ static fc_status forward(const ConvShape &s, fc_algo a, const void *x, const voi
     case FC_ALGO_GEMM1X1: return conv2d_forward__gemm1x1(s, X, W, B, Y);
     case FC_ALGO_DEPTHWISE: return conv2d_forward__depthwise(s, X, W, B, Y);
     case FC_ALGO_WINOGRAD: return via_phases(s, X, W, B, Y, conv2d_forward__winograd<T>);
-    case FC_ALGO_FFT: return via_phases(s, X, W, B, Y, conv2d_forward__fft<T>);
+    case FC_ALGO_FFT: return conv2d_forward__fft(s, X, W, B, Y);
     default: return conv2d_forward__reference(s, X, W, B, Y);
   }
 }
@@ -235,7 +235,7 @@ static fc_status backward_data(const ConvShape &s, fc_algo a, const void *dy, co
     case FC_ALGO_GEMM1X1: return conv2d_backward_data__gemm1x1(s, DY, W, DX);
     case FC_ALGO_DEPTHWISE: return conv2d_backward_data__depthwise(s, DY, W, DX);
     case FC_ALGO_WINOGRAD: return via_phases(s, DY, W, DX, conv2d_backward_data__winograd<T>);
-    case FC_ALGO_FFT: return via_phases(s, DY, W, DX, conv2d_backward_data__fft<T>);
+    case FC_ALGO_FFT: return conv2d_backward_data__fft(s, DY, W, DX);
     default: return conv2d_backward_data__reference(s, DY, W, DX);
   }
 }
@@ -255,7 +255,7 @@ static fc_status backward_weight(const ConvShape &s, fc_algo a, const void *dy, 
     case FC_ALGO_GEMM1X1: return conv2d_backward_weight__gemm1x1(s, DY, X, DW);
     case FC_ALGO_DEPTHWISE: return conv2d_backward_weight__depthwise(s, DY, X, DW);
     case FC_ALGO_WINOGRAD: return via_phases_w(s, DY, X, DW, conv2d_backward_weight__winograd<T>);
-    case FC_ALGO_FFT: return via_phases_w(s, DY, X, DW, conv2d_backward_weight__fft<T>);
+    case FC_ALGO_FFT: return conv2d_backward_weight__fft(s, DY, X, DW);
     default: return conv2d_backward_weight__reference(s, DY, X, DW);
   }
 }

@@ -179,7 +179,7 @@ def test_threads_agree(restore_threads):
 
 
 @pytest.mark.parametrize("params, kernel", [
-    (dict(stride=2, padding=1), 3), (dict(dilation=2, padding=2), 3), (dict(padding=2), 5),
+    (dict(stride=2, padding=1), 3), (dict(dilation=2, stride=2, padding=2), 3), (dict(padding=2), 5),
     (dict(stride=(1, 2)), 3)])
 def test_not_offered_and_refused(params, kernel):
     x = np.zeros((1, 2, 9, 9), np.float32)
@@ -237,3 +237,22 @@ def test_nan_and_inf_stay_where_they_reach(where):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(e), err_msg=name)
         np.testing.assert_array_equal(np.isinf(g), np.isinf(e), err_msg=name)
         np.testing.assert_allclose(g[np.isfinite(e)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("padding, dilation", [(5, 2), (7, 3), ((6, 1), (2, 1)), (2, 2), ((0, 4), (1, 4))])
+def test_dilated_through_phase_planes(padding, dilation, dtype):
+    """Dilated 3x3 runs on the input's phase planes (csrc/conv/phases.cpp). Padding wider than
+    the dilated kernel leaves outputs, inputs and taps without any term: exactly bias or 0."""
+    rng = np.random.default_rng(7)
+    x, w, b = make_inputs(rng, (2, 5, 11, 9), (6, 5, 3, 3), np.dtype(dtype), bias=True)
+    params = dict(stride=1, padding=padding, dilation=dilation, groups=1)
+    assert fastconv.algorithms(x.shape, w.shape, **params)[0] == "winograd"
+    y, sy = expected_forward(x, w, b, **params)
+    pristine = snapshot(x, w, b)
+    out = fastconv.conv2d(x, w, b, algo="winograd", **params)
+    assert_close(out, y, dtype, sy, "y")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads, scales = expected_backward(dy, x, w, **params)
+    check_backward(fastconv.conv2d_backward(dy, x, w, algo="winograd", **params), grads, scales, dtype)
+    assert_unchanged(pristine, (x, w, b), ("x", "weight", "bias"))

@@ -1,5 +1,5 @@
-// Dilated convolutions as undilated ones on phase planes, for the algorithms that only know
-// dense kernels (Winograd, FFT).
+// Dilated convolutions as undilated ones on phase planes, for Winograd (which only knows dense
+// 3x3 kernels).
 //
 // With stride 1 and dilation d, output row oh = d*r + a reads padded input rows d*(r+i) + a:
 // only rows of the same phase a. So the d_h*d_w output phases are independent undilated
@@ -19,16 +19,17 @@ bool phases_apply(const ConvShape &s) {
 }
 
 bool phases_fit(const ConvShape &s) {
-  const int64_t r = (s.ho + s.dh - 1) / s.dh, q = (s.wo + s.dw - 1) / s.dw;
+  const int64_t r = s.ho / s.dh + (s.ho % s.dh != 0), q = s.wo / s.dw + (s.wo % s.dw != 0);
   int64_t v;
-  return !__builtin_mul_overflow(s.n * s.dh * s.dw, s.c, &v) &&
+  return !__builtin_mul_overflow(s.n, s.dh, &v) && !__builtin_mul_overflow(v, s.dw, &v) &&
+         !__builtin_mul_overflow(v, s.c, &v) && !__builtin_mul_overflow(v, s.k + 1, &v) &&
          !__builtin_mul_overflow(v, r + s.kh - 1, &v) && !__builtin_mul_overflow(v, q + s.kw - 1, &v) &&
          !__builtin_mul_overflow(v, 8, &v);
 }
 
 ConvShape phase_shape(const ConvShape &s) {
   ConvShape t = s;
-  const int64_t r = (s.ho + s.dh - 1) / s.dh, q = (s.wo + s.dw - 1) / s.dw;
+  const int64_t r = s.ho / s.dh + (s.ho % s.dh != 0), q = s.wo / s.dw + (s.wo % s.dw != 0);
   t.n = s.n * s.dh * s.dw;
   t.h = r + s.kh - 1;
   t.w = q + s.kw - 1;
@@ -111,6 +112,51 @@ void scatter_input(const ConvShape &s, const ConvShape &t, const T *u, T *dx) {
     }
 }
 
+// Rows (or columns) of a 1-D convolution at stride 1 that have no term: output o with no tap
+// i inside the input (o - pad + i*dil outside [0, size) for every i), an input position that no
+// output reads, a tap that never meets the input. The inner algorithm sees the phase planes'
+// zeros as data, so its rounding can leave noise there; these are set exactly (bias or 0), as
+// every algorithm's result is, so no element without terms ever differs from the reference.
+bool out_has_terms(int64_t o, int64_t pad, int64_t dil, int64_t k, int64_t size) {
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t p = o - pad + i * dil;
+    if (p >= 0 && p < size) return true;
+  }
+  return false;
+}
+bool in_has_terms(int64_t p, int64_t pad, int64_t dil, int64_t k, int64_t out) {
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t o = p + pad - i * dil;
+    if (o >= 0 && o < out) return true;
+  }
+  return false;
+}
+bool tap_has_terms(int64_t i, int64_t pad, int64_t dil, int64_t size, int64_t out) {
+  int64_t lo, hi;
+  valid_range(i * dil - pad, 1, size, out, &lo, &hi);
+  return lo < hi;
+}
+
+// Sets plane elements [rows, cols] (row-major, `planes` of them) whose row or column fails
+// `keep` to v(plane).
+template <class T, class KeepRow, class KeepCol, class Value>
+void set_termless(T *p, int64_t planes, int64_t rows, int64_t cols, KeepRow keep_row,
+                  KeepCol keep_col, Value v) {
+  bool any = false;
+  for (int64_t r = 0; r < rows && !any; ++r) any = !keep_row(r);
+  for (int64_t c = 0; c < cols && !any; ++c) any = !keep_col(c);
+  if (!any) return;
+  for (int64_t q = 0; q < planes; ++q) {
+    T *pl = p + q * rows * cols;
+    const T val = v(q);
+    for (int64_t r = 0; r < rows; ++r) {
+      const bool row = keep_row(r);
+      for (int64_t c = 0; c < cols; ++c)
+        if (!row || !keep_col(c)) pl[r * cols + c] = val;
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -122,6 +168,10 @@ fc_status phases_forward(const ConvShape &s, const T *x, const T *w, const T *b,
   gather_input(s, t, x, u.get());
   if (fc_status st = inner(t, u.get(), w, b, v.get())) return st;
   move_output(s, t, y, v.get(), false);
+  set_termless(y, s.n * s.k, s.ho, s.wo,
+               [&](int64_t o) { return out_has_terms(o, s.ph, s.dh, s.kh, s.h); },
+               [&](int64_t o) { return out_has_terms(o, s.pw, s.dw, s.kw, s.w); },
+               [&](int64_t q) { return b ? b[q % s.k] : T(0); });
   return FC_OK;
 }
 
@@ -134,6 +184,10 @@ fc_status phases_backward_data(const ConvShape &s, const T *dy, const T *w, T *d
   move_output(s, t, const_cast<T *>(dy), v.get(), true);  // reads dy only
   if (fc_status st = inner(t, v.get(), w, u.get())) return st;
   scatter_input(s, t, u.get(), dx);
+  set_termless(dx, s.n * s.c, s.h, s.w,
+               [&](int64_t p) { return in_has_terms(p, s.ph, s.dh, s.kh, s.ho); },
+               [&](int64_t p) { return in_has_terms(p, s.pw, s.dw, s.kw, s.wo); },
+               [](int64_t) { return T(0); });
   return FC_OK;
 }
 
@@ -145,7 +199,12 @@ fc_status phases_backward_weight(const ConvShape &s, const T *dy, const T *x, T 
   if (!u.ok() || !v.ok()) return fail(FC_ENOMEM, "dilated phases: cannot allocate the phase planes");
   gather_input(s, t, x, u.get());
   move_output(s, t, const_cast<T *>(dy), v.get(), true);  // reads dy only
-  return inner(t, v.get(), u.get(), dw);
+  if (fc_status st = inner(t, v.get(), u.get(), dw)) return st;
+  set_termless(dw, s.k * s.cg, s.kh, s.kw,
+               [&](int64_t i) { return tap_has_terms(i, s.ph, s.dh, s.h, s.ho); },
+               [&](int64_t j) { return tap_has_terms(j, s.pw, s.dw, s.w, s.wo); },
+               [](int64_t) { return T(0); });
+  return FC_OK;
 }
 
 #define FC_INSTANTIATE_PHASES(T)                                                                  \
