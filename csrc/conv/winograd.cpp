@@ -44,13 +44,19 @@ struct WinoConv {
 // direct convolution (F(2x2, 3x3) 2.25x) and ran VGG's 56x56 layers 1.4-1.6x faster than
 // F(2x2); its float32 error on VGG, L5 and ResNet layers measured at most 3.2e-6 of the sum of
 // absolute terms (F(2x2): 2.6e-7; float64: 7e-15), the bounds are in tests/test_winograd.py.
+// A reduction over fewer than 8 channels per group (depthwise-like) takes F(2x2): F(4x4)'s
+// error follows the magnitudes over its whole 6x6 input tile, so an output whose own window
+// holds one or two small terms (a corner beside large neighbours) measured up to 2x the
+// 1e-4*scale bound; with few channels F(4x4) also has no speed to gain.
 // FASTCONV_WINOGRAD_TILE=2|4 forces one (the tests run both).
-int tile_size() {
-  static const int m = [] {
+int tile_size(int64_t reduction) {
+  static const int forced = [] {
     const char *env = std::getenv("FASTCONV_WINOGRAD_TILE");
-    return env && env[0] == '2' && env[1] == 0 ? 2 : 4;
+    if (!env || !env[0] || env[1]) return 0;
+    return env[0] == '2' ? 2 : env[0] == '4' ? 4 : 0;
   }();
-  return m;
+  if (forced) return forced;
+  return reduction < 8 ? 2 : 4;
 }
 
 // Tiles per block: at least 128 (the GEMMs' n: each call repacks its U[e], so fewer tiles
@@ -99,7 +105,7 @@ void reach(int64_t size, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y,
                        bool *finite) {
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = num_threads();
   int64_t oy0, oy1, ox0, ox1;
@@ -350,7 +356,7 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
 template <class T>
 fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, const T *x, T *dw) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size());
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.n * s.howo));
   const int64_t z_bytes = uk.alpha * uk.alpha * s.k * s.cg * (int64_t)sizeof(T);
   bool finite;
   const fc_status st = z_bytes * num_threads() <= (int64_t(24) << 20)  // copies fit the L3
