@@ -120,12 +120,14 @@ static int64_t winograd_tiles(const ConvShape &s) {
 }
 
 // Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
-// values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct 1.3-2x on every 3x3 layer from 7x7 to 112x112 planes
-// with 16-1024 channels, except 7x7 planes with 160-512 channels (16 tiles: 0.5-0.9x).
+// values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
+// 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels (OverFeat's
+// 1024-channel 12x12 layer: 36 tiles, 40 ms against 57), but lost on 7x7 planes (16 tiles)
+// with 160-512 channels (0.5-0.9x); with 64-128 channels it still won there.
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
-  if (tiles >= 64) return true;
+  if (tiles >= 32) return true;
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 

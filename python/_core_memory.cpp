@@ -6,7 +6,8 @@
 // batch 4 spent about 45% of its forward+backward time in the kernel doing that. PyTorch keeps
 // freed blocks in its allocator; this handler does the same for NumPy arrays created while it
 // is active (fastconv.memory_cache): freed blocks of at least kMinCached bytes are kept, by
-// exact (page-rounded) size, up to a byte limit, and reused for the next request of that size.
+// exact (page-rounded) size, up to a byte limit (the least recently cached go first), and
+// reused for the next request of that size.
 //
 // This lives beside the bindings rather than in csrc/: it is NumPy's allocator interface, not
 // a kernel. Every block carries a 64-byte header (its size, and whether it is cacheable), so
@@ -45,24 +46,40 @@ class Cache {
       ++misses_;
       return nullptr;
     }
-    void *p = it->second.back();
+    void *p = it->second.back().second;
     it->second.pop_back();
     held_ -= bytes + kHeader;
     ++hits_;
     return p;
   }
-  // Keeps the block for reuse; false when that would pass the limit (the caller frees it).
+  // Keeps the block for reuse, first freeing the least recently cached blocks if it would pass
+  // the limit (a working set that changed, say from one network to the next, must not be
+  // locked out by the old one's blocks); false when the block alone is over the limit.
   bool give(void *base, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (held_ + bytes + kHeader > limit_) return false;
-    free_[bytes].push_back(base);
-    held_ += bytes + kHeader;
+    std::vector<void *> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (bytes + kHeader > limit_) return false;
+      while (held_ + bytes + kHeader > limit_) {
+        auto oldest = free_.end();
+        for (auto it = free_.begin(); it != free_.end(); ++it)
+          if (!it->second.empty() &&
+              (oldest == free_.end() || it->second.front().first < oldest->second.front().first))
+            oldest = it;
+        evicted.push_back(oldest->second.front().second);
+        oldest->second.erase(oldest->second.begin());
+        held_ -= oldest->first + kHeader;
+      }
+      free_[bytes].emplace_back(++stamp_, base);
+      held_ += bytes + kHeader;
+    }
+    for (void *p : evicted) std::free(p);
     return true;
   }
   void release() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto &kv : free_)
-      for (void *p : kv.second) std::free(p);
+      for (auto &e : kv.second) std::free(e.second);
     free_.clear();
     held_ = 0;
   }
@@ -86,10 +103,10 @@ class Cache {
 
  private:
   std::mutex mu_;
-  std::map<size_t, std::vector<void *>> free_;
+  std::map<size_t, std::vector<std::pair<uint64_t, void *>>> free_;  // size -> (stamp, block), oldest first
   size_t held_ = 0;
   size_t limit_ = size_t(2) << 30;
-  uint64_t hits_ = 0, misses_ = 0;
+  uint64_t hits_ = 0, misses_ = 0, stamp_ = 0;
 };
 
 Cache &cache() {

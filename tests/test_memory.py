@@ -133,3 +133,24 @@ def test_a_training_step_reuses_its_arrays():
     after = fastconv.memory_cache_stats()
     assert after["hits"] > before["hits"]
     assert after["misses"] == before["misses"]
+
+
+def test_a_new_working_set_displaces_the_old_one(restore_limit):
+    """At the limit, the least recently cached blocks are freed to keep the newest (one
+    network's arrays must not lock the next one's out of the cache)."""
+    fastconv.empty_cache()
+    fastconv.set_memory_cache(7 << 20)
+    was = _memory.enter()
+    try:
+        old = [np.empty((512, 1024), np.float32) for _ in range(3)]   # 3 x 2 MiB
+        del old
+        new = [np.empty((768, 1024), np.float32) for _ in range(2)]   # 2 x 3 MiB
+        del new
+        assert fastconv.memory_cache_stats()["held_bytes"] <= 7 << 20
+        hits = fastconv.memory_cache_stats()["hits"]
+        again = [np.empty((768, 1024), np.float32) for _ in range(2)]
+        assert fastconv.memory_cache_stats()["hits"] == hits + 2
+        del again
+    finally:
+        _memory.leave(was)
+        fastconv.empty_cache()
