@@ -3,6 +3,8 @@
 // planes; the m outputs of one input channel are register-blocked in the row micro-kernels.
 #include <omp.h>
 
+#include <vector>
+
 #include "../cpu/ukernels.h"
 #include "../internal.h"
 
@@ -44,10 +46,10 @@ bool flat_ok(const ConvShape &s) {
          plane <= 4 * (s.hw + s.howo) + 4096;
 }
 
-// Copies without a library call: the rows here are often a dozen elements (GCC would turn the
-// loop back into memmove).
+// Copies without a library call: the rows here are often a dozen elements (this file is built
+// with -fno-tree-loop-distribute-patterns, or GCC turns the loop back into memmove).
 template <class T>
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_n(T *__restrict dst, const T *__restrict src, int64_t n) {
+inline void copy_n(T *__restrict dst, const T *__restrict src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
@@ -99,17 +101,37 @@ void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
 // The inverse for the data gradient: each input element is exactly one phase element.
 template <class T>
 void from_phases(const ConvShape &s, const Flat &f, const T *src, T *dx) {
+  int64_t c0 = 0, c1 = 0;  // unit stride: the columns of the one phase that are input columns
+  if (s.sw == 1) valid_range(-s.pw, 1, s.w, f.wq, &c0, &c1);
   for (int64_t ih = 0; ih < s.h; ++ih) {
-    const int64_t a = (ih + s.ph) % s.sh, r = (ih + s.ph) / s.sh;
+    const int64_t a = s.sh == 1 ? 0 : (ih + s.ph) % s.sh;
+    const int64_t r = s.sh == 1 ? ih + s.ph : (ih + s.ph) / s.sh;
+    if (s.sw == 2) {  // interleave the two column phases in one pass
+      const T *__restrict u0 = src + (a * 2) * f.pstride + r * f.wq;
+      const T *__restrict u1 = u0 + f.pstride;
+      T *__restrict out = dx + ih * s.w;
+      // input column iw is padded column iw + pw: phase (iw + pw) % 2, column (iw + pw) / 2
+      int64_t iw = 0;
+      if (s.pw % 2) out[iw++] = u1[s.pw / 2];
+      const int64_t base = (iw + s.pw) / 2, pairs = (s.w - iw) / 2;
+      T *__restrict o = out + iw;
+      for (int64_t q = 0; q < pairs; ++q) {
+        o[2 * q] = u0[base + q];
+        o[2 * q + 1] = u1[base + q];
+      }
+      if (iw + 2 * pairs < s.w) o[2 * pairs] = u0[base + pairs];
+      continue;
+    }
+    if (s.sw == 1) {
+      copy_n(dx + ih * s.w + c0 - s.pw, src + a * f.pstride + r * f.wq + c0, c1 - c0);
+      continue;
+    }
     for (int64_t b = 0; b < s.sw; ++b) {
       const T *u = src + (a * s.sw + b) * f.pstride + r * f.wq;
       int64_t q0, q1;
       valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
       T *out = dx + ih * s.w + s.sw * q0 + b - s.pw;
-      if (s.sw == 1)
-        copy_n(out, u + q0, q1 - q0);
-      else
-        for (int64_t q = q0; q < q1; ++q) out[(q - q0) * s.sw] = u[q];
+      for (int64_t q = q0; q < q1; ++q) out[(q - q0) * s.sw] = u[q];
     }
   }
 }
@@ -168,6 +190,20 @@ fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx)
   const int nt = num_threads();
   const int64_t per = f.xplane + m * wlen;
   const int64_t ntap = m * s.kk;
+  // The taps grouped by phase, fixed for the call: phase ph owns entries [start[ph],
+  // start[ph+1]) of the tap lists (which weight, and where in the thread's dy buffers it reads).
+  std::vector<int64_t> start(nph + 1, 0), widx(ntap), off(ntap);
+  for (int64_t ph = 0, cnt = 0; ph < nph; ++ph) {
+    start[ph] = cnt;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j)
+          if (f.phase(s, i, j) == ph) {
+            widx[cnt] = r * s.kk + i * s.kw + j;
+            off[cnt++] = r * wlen + f.margin - f.shift(s, i, j);
+          }
+    start[ph + 1] = cnt;
+  }
   Buffer<T> ws(nt * per), wts(nt * ntap);
   Buffer<const T *> taps(nt * ntap);
   if (!ws.ok() || !wts.ok() || !taps.ok())
@@ -178,22 +214,17 @@ fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx)
     T *dxp = ws.get() + tid * per, *wide = dxp + f.xplane, *wt = wts.get() + tid * ntap;
     std::fill(dxp, dxp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + tid * ntap;
+    for (int64_t t = 0; t < ntap; ++t) src[t] = wide + off[t];
 #pragma omp for schedule(static)
     for (int64_t nc = 0; nc < s.n * s.c; ++nc) {
       const int64_t n = nc / s.c, c = nc % s.c;
       for (int64_t r = 0; r < m; ++r)
         widen(s, f, dy + (n * s.k + c * m + r) * s.howo, wide + r * wlen, f.margin);
-      for (int64_t ph = 0; ph < nph; ++ph) {
-        int cnt = 0;
-        for (int64_t r = 0; r < m; ++r)
-          for (int64_t i = 0; i < s.kh; ++i)
-            for (int64_t j = 0; j < s.kw; ++j)
-              if (f.phase(s, i, j) == ph) {
-                src[cnt] = wide + r * wlen + f.margin - f.shift(s, i, j);
-                wt[cnt++] = w[(c * m + r) * s.kk + i * s.kw + j];
-              }
-        uk.sum_taps(dxp + ph * f.pstride, src, wt, cnt, f.hq * f.wq, false);
-      }
+      const T *wc = w + c * m * s.kk;
+      for (int64_t t = 0; t < ntap; ++t) wt[t] = wc[widx[t]];
+      for (int64_t ph = 0; ph < nph; ++ph)
+        uk.sum_taps(dxp + ph * f.pstride, src + start[ph], wt + start[ph],
+                    (int)(start[ph + 1] - start[ph]), f.hq * f.wq, false);
       from_phases(s, f, dxp, dx + nc * s.hw);
     }
   }
