@@ -675,3 +675,19 @@ def test_omp_num_threads_is_honoured():
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1"], r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_weight_gradient_over_long_reductions(dtype, stride):
+    """The depthwise weight gradient keeps per-lane partial sums across images and folds them
+    into double every few thousand terms per lane: enough images of a large plane to fold
+    several times (and a multiplier, so several outputs share an input plane)."""
+    rng = np.random.default_rng(11)
+    x, w, _ = make_inputs(rng, (9, 2, 120, 121), (4, 1, 3, 3), np.dtype(dtype), bias=False)
+    params = dict(stride=stride, padding=1, dilation=1, groups=2)
+    y, _ = expected_forward(x, w, None, **params)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads, scales = expected_backward(dy, x, w, **params)
+    got = fastconv.conv2d_backward(dy, x, w, algo="depthwise", **params)
+    check_backward(got, grads, scales, dtype)

@@ -232,37 +232,56 @@ fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx)
 }
 
 // dw[k, i, j] = sum over images of dot(dy_wide, phase plane + shift(i, j)) over the flat run.
-// One item per output channel k; all taps in one pass (dot_taps).
+// One item per output channel k; all taps in one pass (dot_taps), their partial sums kept in
+// vectors across images and added into double at most every kFlush terms per lane (a 14x14
+// plane is too short to pay for reducing every tap after every image).
 template <class T>
 fc_status backward_weight_flat(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  constexpr int64_t kFlush = 4096;
   const UKernels<T> &uk = ukernels<T>();
   const Flat f(s);
-  const int64_t m = s.kg;
+  const int64_t m = s.kg, v = uk.vlen;
   const int nt = num_threads();
   const int64_t per = f.xplane + f.run + 16;
-  Buffer<T> ws(nt * per);
+  Buffer<T> ws(nt * per), parts(nt * s.kk * v);
   Buffer<const T *> taps(nt * s.kk);
   Buffer<double> sums(nt * s.kk);
-  if (!ws.ok() || !taps.ok() || !sums.ok())
+  if (!ws.ok() || !parts.ok() || !taps.ok() || !sums.ok())
     return fail(FC_ENOMEM, "depthwise: cannot allocate the phase planes");
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T *xp = ws.get() + tid * per, *wide = xp + f.xplane;
+    T *xp = ws.get() + tid * per, *wide = xp + f.xplane, *part = parts.get() + tid * s.kk * v;
     std::fill(xp, xp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + tid * s.kk;
     double *acc = sums.get() + tid * s.kk;
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
         src[i * s.kw + j] = xp + f.phase(s, i, j) * f.pstride + f.shift(s, i, j);
+    auto flush = [&] {
+      for (int64_t t = 0; t < s.kk; ++t) {
+        double sum = 0;
+        for (int64_t l = 0; l < v; ++l) sum += part[t * v + l];
+        acc[t] += sum;
+      }
+      std::fill(part, part + s.kk * v, T(0));
+    };
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < s.k; ++k) {
       std::fill(acc, acc + s.kk, 0.0);
+      std::fill(part, part + s.kk * v, T(0));
+      int64_t pending = 0;  // terms per lane in part
       for (int64_t n = 0; n < s.n; ++n) {
         to_phases(s, f, x + (n * s.c + k / m) * s.hw, xp);
         widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0);
-        uk.dot_taps(wide, src, (int)s.kk, f.run, acc);
+        if (pending + f.run / v + 1 > kFlush) {
+          flush();
+          pending = 0;
+        }
+        uk.dot_taps(wide, src, (int)s.kk, f.run, part);
+        pending += f.run / v + 1;
       }
+      flush();
       for (int64_t t = 0; t < s.kk; ++t) dw[k * s.kk + t] = (T)acc[t];
     }
   }

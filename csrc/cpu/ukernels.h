@@ -38,9 +38,11 @@ struct UKernels {
   // y[o] = (accumulate ? y[o] : 0) + sum over t < nt of w[t] * src[t][o], for o < n: any
   // number of shifted inputs summed in registers, one pass over y. The depthwise kernels' taps.
   void (*sum_taps)(T *y, const T *const *src, const T *w, int nt, int64_t n, bool accumulate);
-  // out[t] += sum over o < n of a[o] * src[t][o], for t < nt: every tap's dot product in one
-  // pass over a (summed in T vectors, added to out in double). The depthwise weight gradient.
-  void (*dot_taps)(const T *a, const T *const *src, int nt, int64_t n, double *out);
+  // acc[t*vlen + l] += partial sums (lane l) of a[o] * src[t][o] over o < n, for t < nt:
+  // every tap's dot product in one pass over a, left as vlen partial sums per tap so that many
+  // calls accumulate before one reduction (the sum over lanes is the dot product). The
+  // depthwise weight gradient.
+  void (*dot_taps)(const T *a, const T *const *src, int nt, int64_t n, T *acc);
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
   int kb;        // output channels per tile
