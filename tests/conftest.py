@@ -8,6 +8,7 @@ import os
 import random
 import sys
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -31,6 +32,44 @@ TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 TINY = np.finfo(np.float64).tiny
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
+
+
+# --- a convolution case ---------------------------------------------------------------
+
+class Case(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    kh: int
+    kw: int
+    stride: object = 1      # int or (h, w): passed to fastconv as written
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    bias: bool = True
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        return (self.k, self.c // self.groups, self.kh, self.kw)
+
+    @property
+    def params(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+    @property
+    def id(self):
+        def f(v):
+            return "x".join(map(str, pair(v)))
+        return (f"{self.n}x{self.c}x{self.h}x{self.w}-w{self.k}x{self.c // self.groups}x"
+                f"{self.kh}x{self.kw}-s{f(self.stride)}-p{f(self.padding)}-d{f(self.dilation)}"
+                f"-g{self.groups}" + ("" if self.bias else "-nobias"))
 
 
 # --- fixtures ------------------------------------------------------------------------------

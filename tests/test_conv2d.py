@@ -24,7 +24,9 @@ import fastconv
 from conftest import (
     DTYPE_IDS,
     DTYPES,
+    DTYPES,
     TESTS_DIR,
+    Case,
     assert_close,
     assert_unchanged,
     check_backward,
@@ -38,42 +40,6 @@ from conftest import (
 from reference import conv2d_backward_ref, conv2d_ref, pair
 
 SPEC_ALGORITHMS = ("im2col", "direct", "gemm1x1", "depthwise", "reference", "winograd", "fft")
-
-
-class Case(NamedTuple):
-    n: int
-    c: int
-    h: int
-    w: int
-    k: int
-    kh: int
-    kw: int
-    stride: object = 1      # int or (h, w): passed to fastconv as written
-    padding: object = 0
-    dilation: object = 1
-    groups: int = 1
-    bias: bool = True
-
-    @property
-    def x_shape(self):
-        return (self.n, self.c, self.h, self.w)
-
-    @property
-    def w_shape(self):
-        return (self.k, self.c // self.groups, self.kh, self.kw)
-
-    @property
-    def params(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
-
-    @property
-    def id(self):
-        def f(v):
-            return "x".join(map(str, pair(v)))
-        return (f"{self.n}x{self.c}x{self.h}x{self.w}-w{self.k}x{self.c // self.groups}x"
-                f"{self.kh}x{self.kw}-s{f(self.stride)}-p{f(self.padding)}-d{f(self.dilation)}"
-                f"-g{self.groups}" + ("" if self.bias else "-nobias"))
 
 
 def spec_algorithms(case):

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import zlib
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from conftest import (
     DTYPE_IDS,
     DTYPES,
     TESTS_DIR,
+    Case,
     assert_close,
     assert_unchanged,
     check_backward,
@@ -34,37 +34,6 @@ from conftest import (
 
 ISA_ORDER = ["generic", "avx2", "avx512"]
 AVAILABLE_ISAS = ISA_ORDER[: ISA_ORDER.index(fastconv.isa()) + 1]
-
-
-class Case(NamedTuple):
-    n: int
-    c: int
-    h: int
-    w: int
-    k: int
-    kh: int
-    kw: int
-    padding: object = 0
-    groups: int = 1
-    bias: bool = True
-
-    @property
-    def x_shape(self):
-        return (self.n, self.c, self.h, self.w)
-
-    @property
-    def w_shape(self):
-        return (self.k, self.c // self.groups, self.kh, self.kw)
-
-    @property
-    def params(self):
-        return dict(padding=self.padding, groups=self.groups)
-
-    @property
-    def id(self):
-        pad = "x".join(map(str, np.broadcast_to(self.padding, 2)))
-        return (f"{self.n}x{self.c}x{self.h}x{self.w}-w{self.k}x{self.kh}x{self.kw}-p{pad}"
-                f"-g{self.groups}" + ("" if self.bias else "-nobias"))
 
 
 CASES = [

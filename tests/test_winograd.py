@@ -14,13 +14,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 import fastconv
 from conftest import (
+    Case,
     DTYPE_IDS,
     DTYPES,
     assert_close,
@@ -37,54 +37,30 @@ ISAS = ["generic", "avx2", "avx512"]
 AVAILABLE_ISAS = ISAS[: ISAS.index(fastconv.isa()) + 1]
 
 
-class Case(NamedTuple):
-    n: int
-    c: int
-    h: int
-    w: int
-    k: int
-    padding: object = 1
-    groups: int = 1
-    bias: bool = True
-
-    @property
-    def x_shape(self):
-        return (self.n, self.c, self.h, self.w)
-
-    @property
-    def w_shape(self):
-        return (self.k, self.c // self.groups, 3, 3)
-
-    @property
-    def params(self):
-        return dict(stride=1, padding=self.padding, dilation=1, groups=self.groups)
-
-    @property
-    def id(self):
-        p = "x".join(map(str, np.broadcast_to(self.padding, 2)))
-        return (f"{self.n}x{self.c}x{self.h}x{self.w}-k{self.k}-p{p}-g{self.groups}"
-                + ("" if self.bias else "-nobias"))
+def case3x3(n, c, h, w, k, padding=1, groups=1, bias=True):
+    """A 3x3, stride-1 case (conftest.Case); padding 1 unless given."""
+    return Case(n, c, h, w, k, 3, 3, padding=padding, groups=groups, bias=bias)
 
 
 CASES = [
-    Case(1, 1, 3, 3, 1, padding=0),           # the smallest: one output, one (ragged) tile
-    Case(1, 2, 3, 3, 3, padding=1),
-    Case(1, 3, 4, 4, 2, padding=0),           # a 2x2 output: a quarter of an F(4x4) tile
-    Case(2, 3, 8, 8, 5, padding=0),           # whole tiles
-    Case(3, 5, 9, 11, 7, padding=1),          # ragged right and bottom tiles, batch 3
-    Case(1, 4, 7, 6, 4, padding=2, bias=False),
-    Case(2, 3, 5, 7, 6, padding=3),           # padding beyond the kernel's reach
-    Case(1, 2, 4, 5, 3, padding=4, bias=False),
-    Case(2, 6, 10, 9, 4, padding=(0, 2)),     # asymmetric
-    Case(1, 3, 9, 6, 5, padding=(2, 0)),
-    Case(1, 3, 37, 5, 4, padding=1),          # tall
-    Case(2, 2, 4, 45, 3, padding=1),          # wide
-    Case(1, 17, 12, 12, 33, padding=1),       # channels > the vector width, K != C
-    Case(3, 33, 7, 13, 16, padding=1, bias=False),
-    Case(2, 8, 9, 9, 6, padding=1, groups=2),
-    Case(1, 12, 11, 10, 8, padding=(1, 2), groups=4),
-    Case(2, 4, 6, 7, 12, padding=0, groups=4, bias=False),
-    Case(5, 16, 14, 14, 16, padding=1),       # tiles of several images in one block
+    case3x3(1, 1, 3, 3, 1, padding=0),           # the smallest: one output, one (ragged) tile
+    case3x3(1, 2, 3, 3, 3, padding=1),
+    case3x3(1, 3, 4, 4, 2, padding=0),           # a 2x2 output: a quarter of an F(4x4) tile
+    case3x3(2, 3, 8, 8, 5, padding=0),           # whole tiles
+    case3x3(3, 5, 9, 11, 7, padding=1),          # ragged right and bottom tiles, batch 3
+    case3x3(1, 4, 7, 6, 4, padding=2, bias=False),
+    case3x3(2, 3, 5, 7, 6, padding=3),           # padding beyond the kernel's reach
+    case3x3(1, 2, 4, 5, 3, padding=4, bias=False),
+    case3x3(2, 6, 10, 9, 4, padding=(0, 2)),     # asymmetric
+    case3x3(1, 3, 9, 6, 5, padding=(2, 0)),
+    case3x3(1, 3, 37, 5, 4, padding=1),          # tall
+    case3x3(2, 2, 4, 45, 3, padding=1),          # wide
+    case3x3(1, 17, 12, 12, 33, padding=1),       # channels > the vector width, K != C
+    case3x3(3, 33, 7, 13, 16, padding=1, bias=False),
+    case3x3(2, 8, 9, 9, 6, padding=1, groups=2),
+    case3x3(1, 12, 11, 10, 8, padding=(1, 2), groups=4),
+    case3x3(2, 4, 6, 7, 12, padding=0, groups=4, bias=False),
+    case3x3(5, 16, 14, 14, 16, padding=1),       # tiles of several images in one block
 ]
 
 
@@ -126,10 +102,10 @@ def test_winograd_matches_reference(case, dtype):
 # Real layers: VGG's first 3x3 stage, L5 of convnet-benchmarks, ResNet's 3x3 64-channel block
 # (batch reduced so the float64 reference stays quick).
 LAYERS = {
-    "vgg-64x56x56": Case(1, 64, 56, 56, 64),
-    "L5-384x13x13": Case(1, 384, 13, 13, 384),
-    "resnet-64x56x56": Case(2, 64, 56, 56, 64, bias=False),
-    "vgg-256x28x28": Case(1, 256, 28, 28, 256),
+    "vgg-64x56x56": case3x3(1, 64, 56, 56, 64),
+    "L5-384x13x13": case3x3(1, 384, 13, 13, 384),
+    "resnet-64x56x56": case3x3(2, 64, 56, 56, 64, bias=False),
+    "vgg-256x28x28": case3x3(1, 256, 28, 28, 256),
 }
 
 
@@ -154,7 +130,7 @@ def test_non_contiguous_inputs(kind, dtype):
     from test_conv2d import non_contiguous
 
     rng = np.random.default_rng(3)
-    case = Case(2, 6, 9, 11, 8, padding=1, groups=2)
+    case = case3x3(2, 6, 9, 11, 8, padding=1, groups=2)
     x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype, seed=2)
     xv, wv, bv, dyv = (non_contiguous(a, rng, kind) for a in (x, w, b, dy))
     before = snapshot(xv, wv, bv, dyv)
@@ -166,7 +142,7 @@ def test_non_contiguous_inputs(kind, dtype):
 
 
 def test_threads_agree(restore_threads):
-    case = Case(3, 20, 17, 15, 24, padding=1)
+    case = case3x3(3, 20, 17, 15, 24, padding=1)
     x, w, b, dy, *_ = reference(case, np.float32)
     out = []
     for n in (1, 2, 3):
@@ -225,7 +201,7 @@ def test_forced_isa_and_tile(isa, tile):
 def test_nan_and_inf_stay_where_they_reach(where):
     """A NaN or an infinity reaches only the outputs whose taps read it (as im2col and torch),
     not the whole Winograd tile around it."""
-    case = Case(2, 5, 10, 11, 4, padding=1)
+    case = case3x3(2, 5, 10, 11, 4, padding=1)
     x, w, b, dy, *_ = reference(case, np.float64)
     target = {"x": x, "weight": w, "grad_out": dy}[where]
     target.flat[[3, target.size // 2]] = [np.inf, np.nan]
