@@ -140,10 +140,7 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
-  auto pow2 = [](int64_t v) { int64_t p = 1; while (p < v) p *= 2; return p; };
-  const int64_t nh = pow2(s.h + 2 * s.ph), nw = pow2(s.w + 2 * s.pw);
-  const int64_t bins = nh * (nw / 2 + 1);
-  return s.kk * s.howo >= 32 * bins;
+  return s.kk * s.howo >= 32 * fft_bins(s);
 }
 
 // FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings

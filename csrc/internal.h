@@ -173,5 +173,8 @@ bool gemm1x1_supports(const ConvShape &s);
 bool depthwise_supports(const ConvShape &s);
 bool winograd_supports(const ConvShape &s);
 bool fft_supports(const ConvShape &s);
+// Frequency bins of the FFT path's transform of one plane (power-of-two sizes, real input);
+// for shapes fft_supports.
+int64_t fft_bins(const ConvShape &s);
 
 }  // namespace fc

@@ -285,6 +285,10 @@ bool all_finite(const T *p, int64_t n) {
 
 }  // namespace
 
+int64_t fft_bins(const ConvShape &s) {
+  return pow2_at_least(s.h + 2 * s.ph) * (pow2_at_least(s.w + 2 * s.pw) / 2 + 1);
+}
+
 bool fft_supports(const ConvShape &s) {
   if (s.sh != 1 || s.sw != 1 || s.dh != 1 || s.dw != 1) return false;
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // (make_shape checked these fit)

@@ -18,9 +18,17 @@ bool phases_apply(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && (s.dh > 1 || s.dw > 1);
 }
 
+namespace {
+// The phase images' output size: R = ceil(ho/d_h) rows, Q = ceil(wo/d_w) columns.
+void phase_out(const ConvShape &s, int64_t *r, int64_t *q) {
+  *r = s.ho / s.dh + (s.ho % s.dh != 0);
+  *q = s.wo / s.dw + (s.wo % s.dw != 0);
+}
+}  // namespace
+
 bool phases_fit(const ConvShape &s) {
-  const int64_t r = s.ho / s.dh + (s.ho % s.dh != 0), q = s.wo / s.dw + (s.wo % s.dw != 0);
-  int64_t v;
+  int64_t r, q, v;
+  phase_out(s, &r, &q);
   return !__builtin_mul_overflow(s.n, s.dh, &v) && !__builtin_mul_overflow(v, s.dw, &v) &&
          !__builtin_mul_overflow(v, s.c, &v) && !__builtin_mul_overflow(v, s.k + 1, &v) &&
          !__builtin_mul_overflow(v, r + s.kh - 1, &v) && !__builtin_mul_overflow(v, q + s.kw - 1, &v) &&
@@ -29,7 +37,8 @@ bool phases_fit(const ConvShape &s) {
 
 ConvShape phase_shape(const ConvShape &s) {
   ConvShape t = s;
-  const int64_t r = s.ho / s.dh + (s.ho % s.dh != 0), q = s.wo / s.dw + (s.wo % s.dw != 0);
+  int64_t r, q;
+  phase_out(s, &r, &q);
   t.n = s.n * s.dh * s.dw;
   t.h = r + s.kh - 1;
   t.w = q + s.kw - 1;
