@@ -1,11 +1,5 @@
 // The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch.
 // Everything below this file assumes a validated ConvShape.
-#include <omp.h>
-
-#include <atomic>
-#include <cstdarg>
-#include <cstdio>
-
 #include "blas.h"
 #include "cpu/ukernels.h"
 #include "internal.h"
@@ -13,11 +7,6 @@
 namespace fc {
 
 namespace {
-thread_local char g_error[512] = "";
-thread_local bool g_single = false;  // set by SmallWorkGuard
-std::atomic<int> g_threads{0};
-constexpr int64_t kSmallWork = int64_t(1) << 18;
-
 bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
 bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
@@ -29,28 +18,9 @@ bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
 }
 }  // namespace
 
-fc_status fail(fc_status s, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(g_error, sizeof g_error, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
-int num_threads() {
-  if (g_single) return 1;
-  int n = g_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : omp_get_max_threads();
-}
-
-SmallWorkGuard::SmallWorkGuard(int64_t work) : prev_(g_single) {
-  if (work < kSmallWork) g_single = true;
-}
-SmallWorkGuard::~SmallWorkGuard() { g_single = prev_; }
-
 // Validates d and fills s. Every check names the descriptor field and its value.
 static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
-  g_error[0] = '\0';
+  clear_error();
   if (!d) return fail(FC_EINVAL, "desc is NULL");
   struct { const char *name; int64_t v; int64_t min; } fields[] = {
       {"n", d->n, 1},         {"c", d->c, 1},         {"h", d->h, 1},
@@ -99,18 +69,29 @@ static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
   return FC_OK;
 }
 
-static bool supports(const ConvShape &s, fc_algo a) {
+// Why algorithm a cannot run s (nullptr when it can): the text of FC_EUNSUPPORTED.
+static const char *why_not(const ConvShape &s, fc_algo a) {
+  static const char *const kGemm = "its GEMM dimensions (output channels per group, channels x "
+                                   "kernel taps, plane sizes) must fit int32";
   switch (a) {
-    case FC_ALGO_IM2COL: return im2col_supports(s);
-    case FC_ALGO_GEMM1X1: return gemm1x1_supports(s);
-    case FC_ALGO_DEPTHWISE: return depthwise_supports(s);
-    // (dilated: through the phase planes, see conv/phases.cpp)
-    case FC_ALGO_WINOGRAD:
-      return phases_apply(s) ? phases_fit(s) && winograd_supports(phase_shape(s)) : winograd_supports(s);
-    case FC_ALGO_FFT: return fft_supports(s);
+    case FC_ALGO_IM2COL: return im2col_supports(s) ? nullptr : kGemm;
+    case FC_ALGO_GEMM1X1:
+      if (s.kh != 1 || s.kw != 1) return "it needs a 1x1 kernel";
+      return gemm1x1_supports(s) ? nullptr : kGemm;
+    case FC_ALGO_DEPTHWISE:
+      return depthwise_supports(s) ? nullptr : "it needs groups == input channels";
+    case FC_ALGO_WINOGRAD: {
+      if (s.kh != 3 || s.kw != 3) return "it needs a 3x3 kernel";
+      if (s.sh != 1 || s.sw != 1) return "it needs stride 1";
+      // (dilated: through the phase planes, see conv/phases.cpp)
+      if (phases_apply(s) && !phases_fit(s)) return "the phase planes of this dilation overflow int64";
+      const bool ok = phases_apply(s) ? winograd_supports(phase_shape(s)) : winograd_supports(s);
+      return ok ? nullptr : "its channels per group must fit int32";
+    }
+    case FC_ALGO_FFT: return fft_why_not(s);
     case FC_ALGO_DIRECT:
-    case FC_ALGO_REFERENCE: return true;
-    default: return false;
+    case FC_ALGO_REFERENCE: return nullptr;
+    default: return "it is not an algorithm";
   }
 }
 
@@ -175,8 +156,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
 static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, fc_algo *out) {
   if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
   if (a == FC_ALGO_AUTO) a = choose(s, dir);
-  if (!supports(s, a))
-    return fail(FC_EUNSUPPORTED, "algorithm %s cannot run this descriptor", fc_algo_name(a));
+  if (const char *why = why_not(s, a))
+    return fail(FC_EUNSUPPORTED, "%s cannot run this descriptor: %s", fc_algo_name(a), why);
   *out = a;
   return FC_OK;
 }
@@ -311,8 +292,9 @@ extern "C" {
 fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int64_t *wo) {
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
-  if (ho) *ho = s.ho;
-  if (wo) *wo = s.wo;
+  if (!ho || !wo) return fail(FC_EINVAL, "ho and wo must not be NULL");
+  *ho = s.ho;
+  *wo = s.wo;
   return FC_OK;
 }
 
@@ -340,32 +322,38 @@ fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_alg
 
 fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
                             const void *w, const void *bias_or_null, void *y) {
-  FC_PROLOGUE(d, t)
-  if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
-  return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
-                     : forward<double>(s, r, x, w, bias_or_null, y);
+  return run_entry([&]() -> fc_status {
+    FC_PROLOGUE(d, t)
+    if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
+    fc_algo r;
+    if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
+    return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
+                       : forward<double>(s, r, x, w, bias_or_null, y);
+  });
 }
 
 fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
                                   const void *w, void *dx) {
-  FC_PROLOGUE(d, t)
-  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
-  return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+  return run_entry([&]() -> fc_status {
+    FC_PROLOGUE(d, t)
+    if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
+    fc_algo r;
+    if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
+    return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+  });
 }
 
 fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
                                     const void *x, void *dw, void *dbias_or_null) {
-  FC_PROLOGUE(d, t)
-  if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
-  if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
-  return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
-                     : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
+  return run_entry([&]() -> fc_status {
+    FC_PROLOGUE(d, t)
+    if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
+    if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
+    fc_algo r;
+    if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
+    return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
+                       : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
+  });
 }
 
 const char *fc_status_string(fc_status s) {
@@ -378,15 +366,6 @@ const char *fc_status_string(fc_status s) {
     default: return "unknown status";
   }
 }
-
-const char *fc_last_error(void) { return g_error; }
-
-void fc_set_num_threads(int n) {
-  // Beyond FC_MAX_THREADS libgomp itself fails to start a team (seen at 100000): clamp.
-  g_threads.store(n > 0 ? std::min(n, FC_MAX_THREADS) : 0, std::memory_order_relaxed);
-}
-
-int fc_get_num_threads(void) { return num_threads(); }
 
 const char *fc_isa(void) { return isa_name(); }
 

@@ -1,5 +1,9 @@
 #include "blas.h"
 
+#include <sys/mman.h>
+
+#include "internal.h"
+
 namespace fc {
 
 // Checked on every entry, not once: threadpoolctl and other users of the same library may
@@ -7,6 +11,18 @@ namespace fc {
 // oversubscribes the cores many times over.
 void blas_init_single_threaded() {
   if (CBLAS_FUNC(openblas_get_num_threads)() != 1) CBLAS_FUNC(openblas_set_num_threads)(1);
+}
+
+fc_status blas_reserve(int threads) {
+  constexpr int64_t kBuffer = (int64_t(32) << 20) + 4096;  // measured: 32,980 KiB mapped per buffer
+  const int64_t bytes = kBuffer * std::max(threads, 1);
+  // Mapped as OpenBLAS maps it (readable and writable, private): the same address-space and
+  // commit accounting; never touched, so no page is populated.
+  void *p = mmap(nullptr, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return fail(FC_ENOMEM, "not enough memory for OpenBLAS's GEMM buffers (%d x 32 MiB)", threads);
+  munmap(p, (size_t)bytes);
+  return FC_OK;
 }
 
 }  // namespace fc

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "fastconv/fastconv.h"
+
 #ifndef BLAS_SYMBOL_PREFIX
 #define BLAS_SYMBOL_PREFIX
 #endif
@@ -18,6 +20,15 @@ namespace fc {
 
 // OpenBLAS runs single-threaded: our OpenMP loops partition the work (DESIGN.md, Threads).
 void blas_init_single_threaded();
+
+// OpenBLAS maps a 32 MiB buffer (its x86-64 BUFFER_SIZE, plus a page) the first time a GEMM runs
+// while every buffer it holds is in use, and when that mmap fails it prints "Memory allocation
+// still failed after 10 retries" and calls exit(1) from whichever thread it was on. So before
+// GEMMs run on `threads` threads at once, after the caller's own workspaces are allocated:
+// FC_ENOMEM unless `threads` such buffers can be mapped now. (Buffers OpenBLAS already holds
+// cannot be seen from outside it, so they are not counted: within threads x 32 MiB of the limit
+// a call reports FC_ENOMEM that might have fit. It never takes the process down.)
+fc_status blas_reserve(int threads);
 
 // Row-major GEMM, C = alpha * op(A) * op(B) + beta * C, with op(A) [m, k] and op(B) [k, n].
 // Row-major is handed straight to cblas (CblasRowMajor); cblas does the column-major swap.

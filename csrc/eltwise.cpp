@@ -28,8 +28,14 @@ void relu_backward(int64_t n, const T *dy, const T *y, T *dx) {
 }
 
 fc_status check(int64_t n, fc_dtype t) {
+  clear_error();
   if (n < 0) return fail(FC_EINVAL, "n must be >= 0, got %lld", (long long)n);
   if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
+  // n elements of the dtype must be addressable: n*8 of n = 2^61 wraps around
+  const int64_t elem = t == FC_F32 ? 4 : 8;
+  if (n > INT64_MAX / elem)
+    return fail(FC_EOVERFLOW, "n = %lld elements of %lld bytes overflow int64", (long long)n,
+                (long long)elem);
   return FC_OK;
 }
 
@@ -41,21 +47,25 @@ using namespace fc;
 extern "C" {
 
 fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y) {
-  if (fc_status st = check(n, t)) return st;
-  if (n && (!x || !y)) return fail(FC_EINVAL, "x and y must not be NULL");
-  SmallWorkGuard small(n * 4);
-  if (t == FC_F32) relu_forward(n, (const float *)x, (float *)y);
-  else relu_forward(n, (const double *)x, (double *)y);
-  return FC_OK;
+  return run_entry([&]() -> fc_status {
+    if (fc_status st = check(n, t)) return st;
+    if (n && (!x || !y)) return fail(FC_EINVAL, "x and y must not be NULL");
+    SmallWorkGuard small(n * 4);
+    if (t == FC_F32) relu_forward(n, (const float *)x, (float *)y);
+    else relu_forward(n, (const double *)x, (double *)y);
+    return FC_OK;
+  });
 }
 
 fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx) {
-  if (fc_status st = check(n, t)) return st;
-  if (n && (!dy || !y || !dx)) return fail(FC_EINVAL, "dy, y and dx must not be NULL");
-  SmallWorkGuard small(n * 4);
-  if (t == FC_F32) relu_backward(n, (const float *)dy, (const float *)y, (float *)dx);
-  else relu_backward(n, (const double *)dy, (const double *)y, (double *)dx);
-  return FC_OK;
+  return run_entry([&]() -> fc_status {
+    if (fc_status st = check(n, t)) return st;
+    if (n && (!dy || !y || !dx)) return fail(FC_EINVAL, "dy, y and dx must not be NULL");
+    SmallWorkGuard small(n * 4);
+    if (t == FC_F32) relu_backward(n, (const float *)dy, (const float *)y, (float *)dx);
+    else relu_backward(n, (const double *)dy, (const double *)y, (double *)dx);
+    return FC_OK;
+  });
 }
 
 }  // extern "C"

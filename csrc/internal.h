@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "fastconv/fastconv.h"
 
@@ -23,8 +24,23 @@ struct ConvShape {
 
 // Sets the per-thread message returned by fc_last_error(); returns s for `return fail(...)`.
 fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void clear_error();
 
+// Threads for this call: 1 under a SmallWorkGuard, else this thread's fc_set_local_num_threads,
+// else the process's fc_set_num_threads, else OpenMP's default (clamped to FC_MAX_THREADS).
 int num_threads();
+
+// Fork safety (runtime.cpp): in a forked child, the thread that forked holds a dead OpenMP
+// pool; run_entry runs an entry point's body on a relay thread there, directly elsewhere.
+using EntryFn = fc_status (*)(void *);
+bool on_stale_pool();
+fc_status run_on_relay(EntryFn fn, void *arg);
+template <class F>
+fc_status run_entry(F &&body) {
+  if (!on_stale_pool()) return body();
+  using B = std::remove_reference_t<F>;
+  return run_on_relay([](void *p) -> fc_status { return (*static_cast<B *>(p))(); }, &body);
+}
 
 // Caps num_threads() at 1 on this thread while alive when `work` (multiply-adds or bytes) is
 // too small to pay for waking a team: tiny calls on a busy machine otherwise wait milliseconds
@@ -173,6 +189,8 @@ bool gemm1x1_supports(const ConvShape &s);
 bool depthwise_supports(const ConvShape &s);
 bool winograd_supports(const ConvShape &s);
 bool fft_supports(const ConvShape &s);
+// Why the FFT path cannot run s (a message valid until this thread's next call), or nullptr.
+const char *fft_why_not(const ConvShape &s);
 // Frequency bins of the FFT path's transform of one plane (power-of-two sizes, real input);
 // for shapes fft_supports.
 int64_t fft_bins(const ConvShape &s);

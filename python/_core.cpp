@@ -7,44 +7,21 @@
 #include <array>
 #include <string>
 
+#include "_core_common.h"
 #include "fastconv/fastconv.h"
 
 namespace py = pybind11;
 
 namespace {
 
+using fcpy::check;
+using fcpy::check_array;
+using fcpy::dtype_of;
+
 using Desc = std::array<int64_t, 14>;  // n c h w k kh kw stride_h stride_w pad_h pad_w dil_h dil_w groups
 
 fc_conv2d_desc to_desc(const Desc &a) {
   return fc_conv2d_desc{a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]};
-}
-
-[[noreturn]] void raise_status(fc_status s) {
-  std::string msg = std::string(fc_status_string(s)) + ": " + fc_last_error();
-  if (s == FC_ENOMEM) throw std::bad_alloc();
-  if (s == FC_EOVERFLOW) throw py::value_error("output too large: " + msg);
-  throw py::value_error(msg);
-}
-
-void check(fc_status s) {
-  if (s != FC_OK) raise_status(s);
-}
-
-fc_dtype dtype_of(const py::array &a, const char *name) {
-  if (a.dtype().is(py::dtype::of<float>())) return FC_F32;
-  if (a.dtype().is(py::dtype::of<double>())) return FC_F64;
-  throw py::type_error(std::string(name) + ": dtype must be float32 or float64, got " +
-                       std::string(py::str(a.dtype())));
-}
-
-// Checks one buffer: dtype, C-contiguity, writability, element count.
-void check_array(const py::array &a, const char *name, fc_dtype t, int64_t count, bool writable) {
-  if (dtype_of(a, name) != t) throw py::type_error(std::string(name) + ": dtype differs from x's");
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
-  if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
-  if ((int64_t)a.size() != count)
-    throw py::value_error(std::string(name) + ": has " + std::to_string(a.size()) +
-                          " elements, the descriptor needs " + std::to_string(count));
 }
 
 std::pair<int64_t, int64_t> output_size(const Desc &a) {
@@ -77,12 +54,7 @@ void conv2d_forward(const Desc &a, int algo, const py::array &x, const py::array
     check_array(bias, "bias", t, z.k, false);
     bp = bias.data();
   }
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_conv2d_forward(&d, t, (fc_algo)algo, x.data(), w.data(), bp, y.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_conv2d_forward(&d, t, (fc_algo)algo, x.data(), w.data(), bp, y.mutable_data()); }));
 }
 
 void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py::array &w, py::array &dx) {
@@ -92,12 +64,7 @@ void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py
   check_array(dy, "grad_out", t, z.y, false);
   check_array(w, "weight", t, z.w, false);
   check_array(dx, "grad_x", t, z.x, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data()); }));
 }
 
 void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const py::array &x,
@@ -119,24 +86,14 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
     check_array(dba, "grad_b", t, z.k, true);
     dbp = dba.mutable_data();
   }
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp);
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp); }));
 }
 
 void relu_forward(const py::array &x, py::array &y) {
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, (int64_t)x.size(), false);
   check_array(y, "out", t, (int64_t)x.size(), true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data()); }));
 }
 
 void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
@@ -144,12 +101,7 @@ void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
   check_array(dy, "grad_out", t, (int64_t)dy.size(), false);
   check_array(y, "y", t, (int64_t)dy.size(), false);
   check_array(dx, "grad_x", t, (int64_t)dy.size(), true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data()); }));
 }
 
 }  // namespace
@@ -167,6 +119,13 @@ PYBIND11_MODULE(_core, m) {
     check(s);
     return true;
   }, py::arg("desc"), py::arg("algo"));
+  m.def("conv2d_why_not", [](const Desc &a, int algo) {
+    fc_conv2d_desc d = to_desc(a);
+    fc_status s = fc_conv2d_supports(&d, (fc_algo)algo);
+    if (s == FC_EUNSUPPORTED) return std::string(fc_last_error());
+    check(s);
+    return std::string();
+  }, py::arg("desc"), py::arg("algo"), "Why algo cannot run desc ('' when it can).");
   m.def("conv2d_choose", [](const Desc &a, int direction) {
     fc_conv2d_desc d = to_desc(a);
     fc_algo algo;
@@ -180,6 +139,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("desc"), py::arg("algo"),
         py::arg("grad_out"), py::arg("x"), py::arg("grad_w"), py::arg("grad_b"));
   m.def("set_num_threads", &fc_set_num_threads, py::arg("n"));
+  m.def("set_local_num_threads", &fc_set_local_num_threads, py::arg("n"),
+        "This thread's override of the thread count (0 = none); returns the previous one.");
   m.def("get_num_threads", &fc_get_num_threads);
   m.def("isa", &fc_isa);
   py::list names;

@@ -23,6 +23,8 @@
 #include <mutex>
 #include <vector>
 
+#include "_core_common.h"
+
 namespace py = pybind11;
 
 namespace {
@@ -76,12 +78,15 @@ class Cache {
     for (void *p : evicted) std::free(p);
     return true;
   }
-  void release() {
+  // Frees every unused block; true if there were any.
+  bool release() {
     std::lock_guard<std::mutex> lock(mu_);
+    const bool any = held_ > 0;
     for (auto &kv : free_)
       for (auto &e : kv.second) std::free(e.second);
     free_.clear();
     held_ = 0;
+    return any;
   }
   void set_limit(size_t limit) {
     {
@@ -124,12 +129,23 @@ void *with_header(void *base, uint64_t magic, size_t bytes) {
 
 Header *header_of(void *p) { return reinterpret_cast<Header *>(static_cast<char *>(p) - kHeader); }
 
+// malloc-like: on failure the cache's unused blocks are freed and the allocation is tried once
+// more (memory the cache holds for later must not make this allocation fail).
+template <class F>
+void *retrying(F &&allocate) {
+  void *p = allocate();
+  if (!p && cache().release()) p = allocate();
+  return p;
+}
+
 void *alloc(void *, size_t size) {
   if (size > SIZE_MAX - kHeader - kPage) return nullptr;
-  if (size < kMinCached) return with_header(std::malloc(size + kHeader), kMagicPlain, size);
+  if (size < kMinCached)
+    return with_header(retrying([&] { return std::malloc(size + kHeader); }), kMagicPlain, size);
   size_t bytes = (size + kPage - 1) / kPage * kPage;
   if (void *base = cache().take(bytes)) return with_header(base, kMagicCached, bytes);
-  return with_header(std::aligned_alloc(64, bytes + kHeader), kMagicCached, bytes);
+  return with_header(retrying([&] { return std::aligned_alloc(64, bytes + kHeader); }),
+                     kMagicCached, bytes);
 }
 
 void *alloc_zeroed(void *ctx, size_t nelem, size_t elsize) {
@@ -152,7 +168,7 @@ void *resize(void *ctx, void *p, size_t size) {
   if (!p) return alloc(ctx, size);
   Header *h = header_of(p);
   if (h->magic == kMagicPlain && size < kMinCached) {
-    void *base = std::realloc(h, size + kHeader);
+    void *base = retrying([&] { return std::realloc(h, size + kHeader); });
     return base ? with_header(base, kMagicPlain, size) : nullptr;
   }
   void *q = alloc(ctx, size);
@@ -169,6 +185,8 @@ PyDataMem_Handler g_handler = {
 };
 
 }  // namespace
+
+bool fcpy::release_cached_blocks() { return cache().release(); }
 
 void fc_bind_memory(py::module_ &m) {
   if (_import_array() < 0) throw py::error_already_set();

@@ -8,11 +8,17 @@
 #include <array>
 #include <string>
 
+#include "_core_common.h"
 #include "fastconv/fastconv.h"
 
 namespace py = pybind11;
 
 namespace {
+
+using fcpy::check;
+using fcpy::check_array;
+using fcpy::check_switches;
+using fcpy::dtype_of;
 
 // n c h w kh kw stride_h stride_w pad_h pad_w dil_h dil_w ceil_mode
 using PoolDesc = std::array<int64_t, 13>;
@@ -25,40 +31,6 @@ fc_pool2d_desc to_pool(const PoolDesc &a) {
 
 fc_planes2d_desc to_planes(const PlanesDesc &a) {
   return fc_planes2d_desc{a[0], a[1], a[2], a[3], a[4], a[5]};
-}
-
-void check(fc_status s) {
-  if (s == FC_OK) return;
-  if (s == FC_ENOMEM) throw std::bad_alloc();
-  std::string msg = std::string(fc_status_string(s)) + ": " + fc_last_error();
-  if (s == FC_EOVERFLOW) throw py::value_error("output too large: " + msg);
-  throw py::value_error(msg);
-}
-
-fc_dtype dtype_of(const py::array &a, const char *name) {
-  if (a.dtype().is(py::dtype::of<float>())) return FC_F32;
-  if (a.dtype().is(py::dtype::of<double>())) return FC_F64;
-  throw py::type_error(std::string(name) + ": dtype must be float32 or float64, got " +
-                       std::string(py::str(a.dtype())));
-}
-
-void check_layout(const py::array &a, const char *name, int64_t count, bool writable) {
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
-  if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
-  if ((int64_t)a.size() != count)
-    throw py::value_error(std::string(name) + ": has " + std::to_string(a.size()) +
-                          " elements, the descriptor needs " + std::to_string(count));
-}
-
-void check_array(const py::array &a, const char *name, fc_dtype t, int64_t count, bool writable) {
-  if (dtype_of(a, name) != t) throw py::type_error(std::string(name) + ": dtype differs from x's");
-  check_layout(a, name, count, writable);
-}
-
-void check_switches(const py::array &a, const char *name, int64_t count, bool writable) {
-  if (!a.dtype().is(py::dtype::of<int64_t>()))
-    throw py::type_error(std::string(name) + ": dtype must be int64, got " + std::string(py::str(a.dtype())));
-  check_layout(a, name, count, writable);
 }
 
 // n*c*h*w and n*c*ho*wo of a pooling descriptor, validated by the C ABI first.
@@ -102,12 +74,7 @@ void max_pool2d_forward(const PoolDesc &a, const py::array &x, py::array &y, con
     check_switches(ia, "indices", ny, true);
     ip = static_cast<int64_t *>(ia.mutable_data());
   }
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_max_pool2d_forward(&d, t, x.data(), y.mutable_data(), ip);
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_max_pool2d_forward(&d, t, x.data(), y.mutable_data(), ip); }));
 }
 
 // The three switch entries share one shape: `small` and the switches are [n, c, ho, wo], `full`
@@ -121,12 +88,9 @@ void through_switches(SwitchFn fn, bool out_is_full, const PlanesDesc &a, const 
   check_array(in, in_name, t, out_is_full ? small : full, false);
   check_switches(idx, "indices", small, false);
   check_array(out, out_name, t, out_is_full ? full : small, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fn(&d, t, in.data(), static_cast<const int64_t *>(idx.data()), out.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] {
+    return fn(&d, t, in.data(), static_cast<const int64_t *>(idx.data()), out.mutable_data());
+  }));
 }
 
 void avg_pool2d_forward(const PoolDesc &a, bool count_include_pad, int64_t divisor_override,
@@ -136,12 +100,7 @@ void avg_pool2d_forward(const PoolDesc &a, bool count_include_pad, int64_t divis
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, nx, false);
   check_array(y, "out", t, ny, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_avg_pool2d_forward(&d, t, count_include_pad, divisor_override, x.data(), y.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_avg_pool2d_forward(&d, t, count_include_pad, divisor_override, x.data(), y.mutable_data()); }));
 }
 
 void avg_pool2d_backward(const PoolDesc &a, bool count_include_pad, int64_t divisor_override,
@@ -151,12 +110,7 @@ void avg_pool2d_backward(const PoolDesc &a, bool count_include_pad, int64_t divi
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, ny, false);
   check_array(dx, "grad_x", t, nx, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_avg_pool2d_backward(&d, t, count_include_pad, divisor_override, dy.data(), dx.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_avg_pool2d_backward(&d, t, count_include_pad, divisor_override, dy.data(), dx.mutable_data()); }));
 }
 
 void adaptive_avg_pool2d_forward(const PlanesDesc &a, const py::array &x, py::array &y) {
@@ -165,12 +119,7 @@ void adaptive_avg_pool2d_forward(const PlanesDesc &a, const py::array &x, py::ar
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, full, false);
   check_array(y, "out", t, small, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_adaptive_avg_pool2d_forward(&d, t, x.data(), y.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_adaptive_avg_pool2d_forward(&d, t, x.data(), y.mutable_data()); }));
 }
 
 void adaptive_avg_pool2d_backward(const PlanesDesc &a, const py::array &dy, py::array &dx) {
@@ -179,12 +128,7 @@ void adaptive_avg_pool2d_backward(const PlanesDesc &a, const py::array &dy, py::
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, small, false);
   check_array(dx, "grad_x", t, full, true);
-  fc_status s;
-  {
-    py::gil_scoped_release nogil;
-    s = fc_adaptive_avg_pool2d_backward(&d, t, dy.data(), dx.mutable_data());
-  }
-  check(s);
+  check(fcpy::call([&] { return fc_adaptive_avg_pool2d_backward(&d, t, dy.data(), dx.mutable_data()); }));
 }
 
 }  // namespace

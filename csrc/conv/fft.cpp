@@ -38,6 +38,8 @@
 #include <limits>
 #include <vector>
 
+#include <cstdio>
+
 #include "../cpu/fft_ukernels.h"
 #include "../internal.h"
 
@@ -264,12 +266,7 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
 }
 
 fc_status unsupported(const ConvShape &s) {
-  return fail(FC_EUNSUPPORTED,
-              "fft: needs stride 1, dilation 1 and a padded plane within %lld x %lld "
-              "(got stride %lldx%lld, dilation %lldx%lld, padded %lldx%lld)",
-              (long long)kMaxDim, (long long)kMaxDim, (long long)s.sh, (long long)s.sw,
-              (long long)s.dh, (long long)s.dw, (long long)(s.h + 2 * s.ph),
-              (long long)(s.w + 2 * s.pw));
+  return fail(FC_EUNSUPPORTED, "fft: %s", fft_why_not(s));
 }
 
 // A transform mixes every value of a plane into every bin, so a NaN or an infinity would
@@ -289,17 +286,36 @@ int64_t fft_bins(const ConvShape &s) {
   return pow2_at_least(s.h + 2 * s.ph) * (pow2_at_least(s.w + 2 * s.pw) / 2 + 1);
 }
 
-bool fft_supports(const ConvShape &s) {
-  if (s.sh != 1 || s.sw != 1 || s.dh != 1 || s.dw != 1) return false;
+const char *fft_why_not(const ConvShape &s) {
+  thread_local char why[160];
+  if (s.sh != 1 || s.sw != 1) return "it needs stride 1";
+  if (s.dh != 1 || s.dw != 1) return "it needs dilation 1";
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // (make_shape checked these fit)
-  if (hp > kMaxDim || wp > kMaxDim) return false;
+  if (hp > kMaxDim || wp > kMaxDim) {
+    std::snprintf(why, sizeof why, "it needs a padded plane within %lld x %lld, got %lld x %lld",
+                  (long long)kMaxDim, (long long)kMaxDim, (long long)hp, (long long)wp);
+    return why;
+  }
   const int64_t nh = pow2_at_least(hp), nw = pow2_at_least(wp);
-  if (nh * nw > kMaxArea) return false;
+  if (nh * nw > kMaxArea) {
+    std::snprintf(why, sizeof why, "its %lld x %lld transform exceeds %lld points", (long long)nh,
+                  (long long)nw, (long long)kMaxArea);
+    return why;
+  }
   // The smallest chunks (one m, one block of r) must fit in sane memory: 1 GiB of complex
   // doubles per thread.
   const int64_t per_bin = std::max(std::max(s.n, s.c), s.k) + 2 * kMaxLanes;
-  return nh * (nw / 2 + 1) <= (int64_t(1) << 26) / per_bin;
+  if (nh * (nw / 2 + 1) > (int64_t(1) << 26) / per_bin) {
+    std::snprintf(why, sizeof why,
+                  "its smallest chunk of transforms would exceed 1 GiB per thread (%lld x %lld "
+                  "planes with batch or channels up to %lld)",
+                  (long long)nh, (long long)nw, (long long)std::max(std::max(s.n, s.c), s.k));
+    return why;
+  }
+  return nullptr;
 }
+
+bool fft_supports(const ConvShape &s) { return fft_why_not(s) == nullptr; }
 
 template <class T>
 fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {

@@ -123,6 +123,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
                             (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = s.n * pl.nblocks;
 #pragma omp parallel num_threads(nt)
   {
@@ -163,6 +164,7 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
                             (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = ng * chunks;
 #pragma omp parallel num_threads(nt)
   {
@@ -199,6 +201,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   if (in_place && nt > 1) {
     // No columns to build: split the rows of dW between threads instead of summing private
     // copies (a linear layer's weight, run as a 1x1 convolution, can be hundreds of MB).
+    if (fc_status st = blas_reserve(nt)) return st;
     const int64_t parts = std::min<int64_t>(s.kg, (nt + s.g - 1) / s.g);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t it = 0; it < s.g * parts; ++it) {
@@ -221,6 +224,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   Buffer<T> acc(nt > 1 ? wsize * nt : 1);
   if (!ws.ok() || !acc.ok())
     return fail(FC_ENOMEM, "im2col: cannot allocate the weight-gradient workspace");
+  if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = s.n * pl.nblocks;
 #pragma omp parallel num_threads(nt)
   {

@@ -126,6 +126,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   if (!u.ok() || !ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.k * p.cg + per_thread * nt) * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(u, e2 * p.k * p.cg);
   advise_huge_pages(ws, per_thread * nt);
   const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
@@ -243,6 +244,7 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
   if (!ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
                 (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(ws, per_thread * nt);
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
@@ -307,6 +309,7 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
   if (!xt.ok() || !dt.ok() || !z.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
                 (long long)((e2 * (s.c + s.k) * tc + e2 * s.k * s.cg) * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(xt, e2 * s.c * tc);
   advise_huge_pages(dt, e2 * s.k * tc);
   advise_huge_pages(z, e2 * s.k * s.cg);

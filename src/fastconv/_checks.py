@@ -42,3 +42,10 @@ def _contiguous(arr, name):
     if arr.nbytes > _MAX_BYTES:
         raise ValueError(f"{name} of shape {arr.shape} is too large ({arr.nbytes} bytes)")
     return np.ascontiguousarray(arr)
+
+
+def _thread_count(n):
+    """A kernel thread count: an int from 1 to 1024 (FC_MAX_THREADS)."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= 1024:
+        raise ValueError(f"n must be an int from 1 to 1024 (FC_MAX_THREADS), got {n!r}")
+    return int(n)

@@ -3,25 +3,28 @@ from __future__ import annotations
 
 import contextlib
 
-from .functional import get_num_threads, set_num_threads
+from . import _core
+from ._checks import _thread_count
 
 __all__ = ["threads"]
 
 
 @contextlib.contextmanager
 def threads(n):
-    """Use ``n`` threads for fastconv's kernels inside the ``with`` block, then restore the
-    previous count (also when the block raises)::
+    """Use ``n`` threads for the fastconv kernels called *by this thread* inside the ``with``
+    block, then restore what it had (also when the block raises)::
 
         with fastconv.threads(1):
             y = fastconv.conv2d(x, w)
 
-    Only fastconv's own OpenMP pool is affected; NumPy's BLAS has threads of its own
-    (see threadpoolctl or OPENBLAS_NUM_THREADS for those).
+    Like grad mode, the setting belongs to the calling thread: other threads keep the process
+    default (``fastconv.set_num_threads``) or their own ``threads`` blocks. Only fastconv's own
+    OpenMP pool is affected; NumPy's BLAS has threads of its own (see threadpoolctl or
+    OPENBLAS_NUM_THREADS for those).
     """
-    previous = get_num_threads()
-    set_num_threads(n)  # validates n before the block runs
+    n = _thread_count(n)
+    previous = _core.set_local_num_threads(n)
     try:
         yield n
     finally:
-        set_num_threads(previous)
+        _core.set_local_num_threads(previous)

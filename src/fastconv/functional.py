@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._checks import _MAX_BYTES, _array, _contiguous, _tuple
+from ._checks import _MAX_BYTES, _array, _contiguous, _thread_count, _tuple
 from . import pooling as _pooling
 from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, unpooling)
 
@@ -24,13 +24,6 @@ __all__ = [
 #: Every convolution algorithm by name; "auto" picks one of them by shape.
 ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
 _ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
-_ALGO_RULES = {
-    "gemm1x1": "a 1x1 kernel",
-    "depthwise": "groups == input channels",
-    "im2col": "GEMM dimensions that fit in int32",
-    "winograd": "a 3x3 kernel, stride 1 and dilation 1",
-    "fft": "stride 1 and dilation 1",
-}
 def _check_algo(algo):
     if not isinstance(algo, str) or algo not in _ALGO_IDS:
         raise ValueError(f"algo must be 'auto' or one of {ALGORITHMS}, got {algo!r}")
@@ -141,11 +134,11 @@ class _Conv:
 
     def algo(self, algo):
         ident = _check_algo(algo)
-        if ident and not _core.conv2d_supports(self.probe, ident):
-            rule = _ALGO_RULES.get(algo, "")
+        why = ident and _core.conv2d_why_not(self.probe, ident)
+        if why:
             raise ValueError(f"algo={algo!r} cannot run this {self.op} (x {self.x_shape}, groups="
-                             f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]})"
-                             + (f"; it needs {rule}" if rule else ""))
+                             f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]}): "
+                             + why.split(": ", 1)[-1])
         return ident
 
 
@@ -260,10 +253,9 @@ def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, dire
 # threads and build facts
 
 def set_num_threads(n):
-    """Threads for every fastconv kernel (one OpenMP pool; OpenBLAS stays single-threaded)."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= 1024:
-        raise ValueError(f"n must be an int from 1 to 1024 (FC_MAX_THREADS), got {n!r}")
-    _core.set_num_threads(int(n))
+    """Threads for every fastconv kernel, process-wide (one OpenMP pool; OpenBLAS stays
+    single-threaded). A thread inside a ``with fastconv.threads(m)`` block keeps its m."""
+    _core.set_num_threads(_thread_count(n))
 
 
 def get_num_threads():

@@ -69,6 +69,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
     const char *fc_status_string(fc_status s)
     const char *fc_last_error()
     void fc_set_num_threads(int n)
+    int fc_set_local_num_threads(int n)
     int fc_get_num_threads()
     const char *fc_isa()
     const char *fc_algo_name(fc_algo a)

@@ -102,9 +102,14 @@ FC_API const char *fc_status_string(fc_status s);
 /* The message of the last failing call on this thread (empty string if none). */
 FC_API const char *fc_last_error(void);
 
-/* Threads used by every kernel. n < 1 restores the default; n > FC_MAX_THREADS is clamped. */
+/* Threads used by every kernel, for the whole process. n < 1 restores the default (OpenMP's:
+ * OMP_NUM_THREADS or the core count); n > FC_MAX_THREADS is clamped, as is the default. */
 #define FC_MAX_THREADS 1024
 FC_API void fc_set_num_threads(int n);
+/* Threads for calls made on the calling thread only, overriding fc_set_num_threads there
+ * (n < 1 removes the override). Returns the previous override (0 if none), for restoring. */
+FC_API int fc_set_local_num_threads(int n);
+/* The thread count a call made now on this thread would use. */
 FC_API int fc_get_num_threads(void);
 
 /* The micro-kernel instruction set chosen at load time: "avx512", "avx2" or "generic".

@@ -1,0 +1,159 @@
+// The state every entry point shares: the per-thread error message, the thread count (a
+// process default plus a per-thread override, as grad mode is per thread), and fork safety.
+#include <omp.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+#include <new>
+#include <thread>
+
+#include "internal.h"
+
+namespace fc {
+
+namespace {
+thread_local char t_error[512] = "";
+thread_local bool t_single = false;  // set by SmallWorkGuard
+thread_local int t_threads = 0;      // fc_set_local_num_threads; 0 = the process default
+std::atomic<int> g_threads{0};       // fc_set_num_threads; 0 = OpenMP's default
+constexpr int64_t kSmallWork = int64_t(1) << 18;
+
+int clamp_threads(int n) { return std::min(std::max(n, 1), FC_MAX_THREADS); }
+}  // namespace
+
+fc_status fail(fc_status s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(t_error, sizeof t_error, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+void clear_error() { t_error[0] = '\0'; }
+
+int num_threads() {
+  if (t_single) return 1;
+  if (t_threads > 0) return t_threads;
+  const int n = g_threads.load(std::memory_order_relaxed);
+  // (OMP_NUM_THREADS=100000 is OpenMP's default as given: clamped like fc_set_num_threads)
+  return n > 0 ? n : clamp_threads(omp_get_max_threads());
+}
+
+SmallWorkGuard::SmallWorkGuard(int64_t work) : prev_(t_single) {
+  if (work < kSmallWork) t_single = true;
+}
+SmallWorkGuard::~SmallWorkGuard() { t_single = prev_; }
+
+// ---- fork safety ----
+// libgomp keeps a pool of worker threads per thread that has started a parallel region.
+// fork() copies the pool's bookkeeping into the child but none of its threads, so the next
+// parallel region started by the thread that forked waits forever for workers that do not
+// exist (PyTorch hangs the same way). A thread that never started a region has no pool and
+// builds a full one on its first. So in a child, entry points called on the thread that
+// forked run on a relay thread of our own, at the full thread count; every other thread runs
+// as usual.
+namespace {
+
+std::atomic<bool> g_forked{false};
+pthread_t g_fork_thread;
+
+// One job at a time from the forking thread (the only caller) to the relay thread.
+struct Relay {
+  std::mutex mu;
+  std::condition_variable cv;
+  EntryFn fn = nullptr;
+  void *arg = nullptr;
+  int threads = 0;
+  bool single = false;
+  bool has_job = false, has_result = false, started = false;
+  fc_status result = FC_OK;
+  char error[sizeof t_error] = "";
+
+  void serve() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      cv.wait(lock, [this] { return has_job; });
+      has_job = false;
+      t_threads = threads;
+      t_single = single;
+      lock.unlock();
+      clear_error();
+      const fc_status st = fn(arg);
+      lock.lock();
+      result = st;
+      std::snprintf(error, sizeof error, "%s", t_error);
+      has_result = true;
+      cv.notify_all();
+    }
+  }
+};
+
+alignas(Relay) unsigned char g_relay_storage[sizeof(Relay)];
+Relay *g_relay = nullptr;
+
+void after_fork_in_child() {
+  // The parent's relay thread (if any) is gone and its mutex may have been held: start anew.
+  // (The old object is abandoned, not destroyed: destroying a copied std::thread would abort.)
+  g_relay = new (g_relay_storage) Relay;
+  g_fork_thread = pthread_self();
+  g_forked.store(true, std::memory_order_release);
+}
+
+[[maybe_unused]] const int g_atfork_registered =
+    pthread_atfork(nullptr, nullptr, after_fork_in_child);
+
+}  // namespace
+
+bool on_stale_pool() {
+  return g_forked.load(std::memory_order_acquire) && pthread_equal(pthread_self(), g_fork_thread);
+}
+
+fc_status run_on_relay(EntryFn fn, void *arg) {
+  Relay &r = *g_relay;
+  std::unique_lock<std::mutex> lock(r.mu);
+  if (!r.started) {
+    try {
+      std::thread([&r] { r.serve(); }).detach();
+    } catch (const std::exception &) {
+      return fail(FC_ENOMEM, "cannot start a thread to run OpenMP in this forked process");
+    }
+    r.started = true;
+  }
+  r.fn = fn;
+  r.arg = arg;
+  r.threads = num_threads();
+  r.single = false;
+  r.has_result = false;
+  r.has_job = true;
+  r.cv.notify_all();
+  r.cv.wait(lock, [&r] { return r.has_result; });
+  std::snprintf(t_error, sizeof t_error, "%s", r.error);
+  return r.result;
+}
+
+}  // namespace fc
+
+using namespace fc;
+
+extern "C" {
+
+const char *fc_last_error(void) { return t_error; }
+
+void fc_set_num_threads(int n) {
+  // Beyond FC_MAX_THREADS libgomp itself fails to start a team (seen at 100000): clamp.
+  g_threads.store(n > 0 ? clamp_threads(n) : 0, std::memory_order_relaxed);
+}
+
+int fc_set_local_num_threads(int n) {
+  const int prev = t_threads;
+  t_threads = n > 0 ? clamp_threads(n) : 0;
+  return prev;
+}
+
+int fc_get_num_threads(void) { return num_threads(); }
+
+}  // extern "C"
