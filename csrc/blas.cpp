@@ -2,6 +2,9 @@
 
 #include <sys/mman.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "internal.h"
 
 namespace fc {
@@ -12,6 +15,18 @@ namespace fc {
 void blas_init_single_threaded() {
   if (CBLAS_FUNC(openblas_get_num_threads)() != 1) CBLAS_FUNC(openblas_set_num_threads)(1);
 }
+
+int blas_max_threads() {
+  static const int n = [] {
+    const char *config = CBLAS_FUNC(openblas_get_config)();
+    const char *at = config ? std::strstr(config, "MAX_THREADS=") : nullptr;
+    const int v = at ? std::atoi(at + std::strlen("MAX_THREADS=")) : 0;
+    return v > 0 ? v : 64;
+  }();
+  return n;
+}
+
+int gemm_threads() { return std::min(num_threads(), blas_max_threads()); }
 
 fc_status blas_reserve(int threads) {
   constexpr int64_t kBuffer = (int64_t(32) << 20) + 4096;  // measured: 32,980 KiB mapped per buffer

@@ -30,6 +30,14 @@ void blas_init_single_threaded();
 // a call reports FC_ENOMEM that might have fit. It never takes the process down.)
 fc_status blas_reserve(int threads);
 
+// The most threads that may run OpenBLAS calls at once: its build's MAX_THREADS (read from
+// openblas_get_config(), 64 in scipy-openblas32), which sizes its table of 2 x MAX_THREADS
+// buffers; one more concurrent caller makes it exit(1) ("too many memory regions").
+int blas_max_threads();
+
+// Threads for an operator whose parallel region calls gemm().
+int gemm_threads();
+
 // Row-major GEMM, C = alpha * op(A) * op(B) + beta * C, with op(A) [m, k] and op(B) [k, n].
 // Row-major is handed straight to cblas (CblasRowMajor); cblas does the column-major swap.
 // Dimensions must fit blasint (int32); callers check with gemm_dims_fit().

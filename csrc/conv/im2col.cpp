@@ -117,7 +117,7 @@ bool im2col_supports(const ConvShape &s) {
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
@@ -153,7 +153,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
                                   bool in_place) {
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels only when there are fewer (image, group) pairs than threads (batch 1).
   const int64_t ng = s.n * s.g;
@@ -197,7 +197,7 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   if (in_place && nt > 1) {
     // No columns to build: split the rows of dW between threads instead of summing private
     // copies (a linear layer's weight, run as a 1x1 convolution, can be hundreds of MB).

@@ -107,7 +107,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
                        bool *finite) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   int64_t oy0, oy1, ox0, ox1;
   reach(p.h, p.ph, p.ho, &oy0, &oy1);
   reach(p.w, p.pw, p.wo, &ox0, &ox1);
@@ -232,7 +232,7 @@ template <class T>
 fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk,
                                   const T *dy, const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
   const int64_t per_tile = e2 * (s.c + s.k) * (int64_t)sizeof(T);
   const int64_t tb = std::max<int64_t>(1, std::min(std::clamp<int64_t>((int64_t(1) << 20) / per_tile, 32, 1024),
@@ -297,7 +297,7 @@ template <class T>
 fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> &uk,
                                   const T *dy, const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
-  const int nt = num_threads();
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
   // Tiles per chunk: the transformed x and dy of a chunk ([alpha^2][c + k][tc]) within 64 MiB,
   // so the GEMMs reduce over many tiles; sub-blocks of `sb` tiles feed the transforms.

@@ -327,6 +327,42 @@ void fuzz_planes(const fc_planes2d_desc &d, Rng &rng) {
   if (status_ok(s, where + " adaptive backward") && good_t) expect(s == FC_OK && full.finite(), where + ": adaptive backward");
 }
 
+// ---- element-wise --------------------------------------------------------------------------
+
+// fc_relu_forward/backward with a hostile element count: negative -> FC_EINVAL; n elements whose
+// bytes overflow int64 (n = 2^61 doubles) -> FC_EOVERFLOW with 1-element buffers, which
+// anything else would overrun; valid but large -> a NULL pointer (FC_EINVAL); small -> real
+// buffers, outputs NaN-filled, which FC_OK must leave finite.
+void fuzz_eltwise(Rng &rng) {
+  const int64_t n = field(rng, 0, kSmall);
+  const fc_dtype t = random_dtype(rng);
+  const std::string where = "relu n=" + std::to_string(n) + " dtype=" + std::to_string((int)t);
+  if (g_trace) std::fprintf(stderr, "%s\n", where.c_str());
+  const bool good_t = t == FC_F32 || t == FC_F64;
+  const int64_t elem = t == FC_F32 ? 4 : 8;
+  if (n < 0 || n > kSmall) {
+    Buf a(FC_F64, 1, rng), b(FC_F64, 1, rng), c(FC_F64, 1, rng);
+    const bool overflows = n > INT64_MAX / elem;
+    void *in = n < 0 || overflows ? a.p() : nullptr;
+    const int r[] = {fc_relu_forward(t, n, in, b.p()), fc_relu_backward(t, n, in, b.p(), c.p())};
+    count(n < 0 ? "relu(negative)" : overflows ? "relu(overflow)" : "relu(big, NULL)", r[0]);
+    for (int s : r) {
+      if (!status_ok(s, where)) continue;
+      expect(s != FC_OK, where + ": accepted");
+      if (good_t && overflows) expect(s == FC_EOVERFLOW, where + ": not FC_EOVERFLOW");
+    }
+    return;
+  }
+  fc_set_num_threads((int)rng.range(1, 2));
+  Buf x(t, n, rng), y(t, n, rng), dy(t, n, rng), dx(t, n, rng);
+  y.nan();
+  int s = fc_relu_forward(t, n, x.p(), y.p());
+  if (status_ok(s, where + " forward") && good_t) expect(s == FC_OK && y.finite(), where + ": forward");
+  dx.nan();
+  s = fc_relu_backward(t, n, dy.p(), x.p(), dx.p());
+  if (status_ok(s, where + " backward") && good_t) expect(s == FC_OK && dx.finite(), where + ": backward");
+}
+
 }  // namespace
 
 int64_t run_fuzz(Rng &rng, int64_t descriptors) {
@@ -334,16 +370,24 @@ int64_t run_fuzz(Rng &rng, int64_t descriptors) {
   const fc_pool2d_desc pool0{2, 3, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 0};
   const fc_planes2d_desc planes0{2, 3, 6, 6, 3, 3};
   for (int64_t i = 0; i < descriptors; ++i) {
-    switch (i % 4) {
+    switch (i % 5) {
       case 0:
       case 1: fuzz_conv(hostile(rng, conv0, 4), rng); break;
       case 2: fuzz_pool(hostile(rng, pool0, 4), rng); break;
-      default: fuzz_planes(hostile(rng, planes0, 6), rng); break;
+      case 3: fuzz_planes(hostile(rng, planes0, 6), rng); break;
+      default: fuzz_eltwise(rng); break;
     }
   }
   // NULL descriptors and out-of-range enum values in the string functions.
   int64_t ho, wo;
   expect(fc_conv2d_output_size(nullptr, &ho, &wo) == FC_EINVAL, "conv2d_output_size(NULL)");
+  expect(fc_conv2d_output_size(&conv0, nullptr, nullptr) == FC_EINVAL, "conv2d_output_size(d, NULL, NULL)");
+  expect(fc_pool2d_output_size(&pool0, nullptr, nullptr) == FC_EINVAL, "pool2d_output_size(d, NULL, NULL)");
+  for (int64_t n : {int64_t(1) << 61, INT64_MAX / 4 + 1, INT64_MAX}) {
+    float one = 1, out = 0;
+    expect(fc_relu_forward(FC_F64, n, &one, &out) == FC_EOVERFLOW, "relu_forward(2^61 doubles)");
+    expect(fc_relu_backward(FC_F32, n, &one, &one, &out) == FC_EOVERFLOW, "relu_backward(huge n)");
+  }
   expect(fc_pool2d_output_size(nullptr, &ho, &wo) == FC_EINVAL, "pool2d_output_size(NULL)");
   expect(fc_max_pool2d_backward(nullptr, FC_F32, nullptr, nullptr, nullptr) == FC_EINVAL, "max_pool2d_backward(NULL)");
   for (int v : {-1, 5, 100, INT32_MIN, INT32_MAX}) {
