@@ -322,11 +322,11 @@ fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_alg
 
 fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
                             const void *w, const void *bias_or_null, void *y) {
-  return run_entry([&]() -> fc_status {
-    FC_PROLOGUE(d, t)
-    if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
-    fc_algo r;
-    if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
+  FC_PROLOGUE(d, t)
+  if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
+  return run_entry([&, t] {
     return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
                        : forward<double>(s, r, x, w, bias_or_null, y);
   });
@@ -334,23 +334,23 @@ fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
 
 fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
                                   const void *w, void *dx) {
-  return run_entry([&]() -> fc_status {
-    FC_PROLOGUE(d, t)
-    if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-    fc_algo r;
-    if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
+  FC_PROLOGUE(d, t)
+  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
+  return run_entry([&, t] {
     return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
   });
 }
 
 fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
                                     const void *x, void *dw, void *dbias_or_null) {
-  return run_entry([&]() -> fc_status {
-    FC_PROLOGUE(d, t)
-    if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
-    if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
-    fc_algo r;
-    if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
+  FC_PROLOGUE(d, t)
+  if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
+  if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
+  fc_algo r;
+  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
+  return run_entry([&, t] {
     return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
                        : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
   });

@@ -47,10 +47,10 @@ using namespace fc;
 extern "C" {
 
 fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y) {
-  return run_entry([&]() -> fc_status {
-    if (fc_status st = check(n, t)) return st;
-    if (n && (!x || !y)) return fail(FC_EINVAL, "x and y must not be NULL");
-    SmallWorkGuard small(n * 4);
+  if (fc_status st = check(n, t)) return st;
+  if (n && (!x || !y)) return fail(FC_EINVAL, "x and y must not be NULL");
+  SmallWorkGuard small(n * 4);
+  return run_entry([&, t] {
     if (t == FC_F32) relu_forward(n, (const float *)x, (float *)y);
     else relu_forward(n, (const double *)x, (double *)y);
     return FC_OK;
@@ -58,10 +58,10 @@ fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y) {
 }
 
 fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx) {
-  return run_entry([&]() -> fc_status {
-    if (fc_status st = check(n, t)) return st;
-    if (n && (!dy || !y || !dx)) return fail(FC_EINVAL, "dy, y and dx must not be NULL");
-    SmallWorkGuard small(n * 4);
+  if (fc_status st = check(n, t)) return st;
+  if (n && (!dy || !y || !dx)) return fail(FC_EINVAL, "dy, y and dx must not be NULL");
+  SmallWorkGuard small(n * 4);
+  return run_entry([&, t] {
     if (t == FC_F32) relu_backward(n, (const float *)dy, (const float *)y, (float *)dx);
     else relu_backward(n, (const double *)dy, (const double *)y, (double *)dx);
     return FC_OK;

@@ -152,9 +152,9 @@ fc_status fc_pool2d_output_size(const fc_pool2d_desc *d, int64_t *ho, int64_t *w
 
 fc_status fc_max_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, const void *x, void *y,
                                 int64_t *switches_or_null) {
-  return run_entry([&]() -> fc_status {
-    FC_POOL_PROLOGUE(d, t)
-    if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  FC_POOL_PROLOGUE(d, t)
+  if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? max_pool2d_forward<float>(s, (const float *)x, (float *)y, switches_or_null)
                        : max_pool2d_forward<double>(s, (const double *)x, (double *)y, switches_or_null);
   });
@@ -162,9 +162,9 @@ fc_status fc_max_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, const void 
 
 fc_status fc_max_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
                                  const int64_t *switches, void *dx) {
-  return run_entry([&]() -> fc_status {
-    FC_PLANES_PROLOGUE(d, t)
-    if (!dy || !switches || !dx) return fail(FC_EINVAL, "dy, switches and dx must not be NULL");
+  FC_PLANES_PROLOGUE(d, t)
+  if (!dy || !switches || !dx) return fail(FC_EINVAL, "dy, switches and dx must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? max_pool2d_backward<float>(s, (const float *)dy, switches, (float *)dx)
                        : max_pool2d_backward<double>(s, (const double *)dy, switches, (double *)dx);
   });
@@ -172,9 +172,9 @@ fc_status fc_max_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const vo
 
 fc_status fc_max_unpool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const void *x,
                                   const int64_t *switches, void *y) {
-  return run_entry([&]() -> fc_status {
-    FC_PLANES_PROLOGUE(d, t)
-    if (!x || !switches || !y) return fail(FC_EINVAL, "x, switches and y must not be NULL");
+  FC_PLANES_PROLOGUE(d, t)
+  if (!x || !switches || !y) return fail(FC_EINVAL, "x, switches and y must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? max_unpool2d_forward<float>(s, (const float *)x, switches, (float *)y)
                        : max_unpool2d_forward<double>(s, (const double *)x, switches, (double *)y);
   });
@@ -182,9 +182,9 @@ fc_status fc_max_unpool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const v
 
 fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
                                    const int64_t *switches, void *dx) {
-  return run_entry([&]() -> fc_status {
-    FC_PLANES_PROLOGUE(d, t)
-    if (!dy || !switches || !dx) return fail(FC_EINVAL, "dy, switches and dx must not be NULL");
+  FC_PLANES_PROLOGUE(d, t)
+  if (!dy || !switches || !dx) return fail(FC_EINVAL, "dy, switches and dx must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? max_unpool2d_backward<float>(s, (const float *)dy, switches, (float *)dx)
                        : max_unpool2d_backward<double>(s, (const double *)dy, switches, (double *)dx);
   });
@@ -192,11 +192,11 @@ fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const 
 
 fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
                                 int64_t divisor_override, const void *x, void *y) {
-  return run_entry([&]() -> fc_status {
-    FC_POOL_PROLOGUE(d, t)
-    if (fc_status st = check_avg(d)) return st;
-    if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
-    const bool incl = count_include_pad != 0;
+  FC_POOL_PROLOGUE(d, t)
+  if (fc_status st = check_avg(d)) return st;
+  if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  const bool incl = count_include_pad != 0;
+  return run_entry([&, t] {
     return t == FC_F32
                ? avg_pool2d_forward<float>(s, incl, divisor_override, (const float *)x, (float *)y)
                : avg_pool2d_forward<double>(s, incl, divisor_override, (const double *)x, (double *)y);
@@ -205,11 +205,11 @@ fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_i
 
 fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_include_pad,
                                  int64_t divisor_override, const void *dy, void *dx) {
-  return run_entry([&]() -> fc_status {
-    FC_POOL_PROLOGUE(d, t)
-    if (fc_status st = check_avg(d)) return st;
-    if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
-    const bool incl = count_include_pad != 0;
+  FC_POOL_PROLOGUE(d, t)
+  if (fc_status st = check_avg(d)) return st;
+  if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
+  const bool incl = count_include_pad != 0;
+  return run_entry([&, t] {
     return t == FC_F32
                ? avg_pool2d_backward<float>(s, incl, divisor_override, (const float *)dy, (float *)dx)
                : avg_pool2d_backward<double>(s, incl, divisor_override, (const double *)dy, (double *)dx);
@@ -218,9 +218,9 @@ fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_
 
 fc_status fc_adaptive_avg_pool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const void *x,
                                          void *y) {
-  return run_entry([&]() -> fc_status {
-    FC_PLANES_PROLOGUE(d, t)
-    if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  FC_PLANES_PROLOGUE(d, t)
+  if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? adaptive_avg_pool2d_forward<float>(s, (const float *)x, (float *)y)
                        : adaptive_avg_pool2d_forward<double>(s, (const double *)x, (double *)y);
   });
@@ -228,9 +228,9 @@ fc_status fc_adaptive_avg_pool2d_forward(const fc_planes2d_desc *d, fc_dtype t, 
 
 fc_status fc_adaptive_avg_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
                                           void *dx) {
-  return run_entry([&]() -> fc_status {
-    FC_PLANES_PROLOGUE(d, t)
-    if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
+  FC_PLANES_PROLOGUE(d, t)
+  if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
+  return run_entry([&, t] {
     return t == FC_F32 ? adaptive_avg_pool2d_backward<float>(s, (const float *)dy, (float *)dx)
                        : adaptive_avg_pool2d_backward<double>(s, (const double *)dy, (double *)dx);
   });
