@@ -73,6 +73,17 @@ def test_max_pool2d(kernel, stride, padding, dilation, ceil_mode):
              TF and (lambda x: TF.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)))
 
 
+def test_max_pool2d_indices_changed_in_place_leave_the_gradient_alone():
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.standard_normal((1, 2, 6, 6)), requires_grad=True)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    idx.data[...] = 0  # the caller's array is its own: backward keeps the forward's switches
+    y.sum().backward()
+    ref = Tensor(x.data, requires_grad=True)
+    F.max_pool2d(ref, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, ref.grad)
+
+
 def test_max_pool2d_switches_and_unpool():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 8, 6))

@@ -71,11 +71,14 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class MaxPool2d(Function):
     @staticmethod
-    def forward(ctx, x, **params):
+    def forward(ctx, x, return_indices=False, **params):
         y, indices = _K.max_pool2d(_c(x), return_indices=True, **params)
         ctx.save_for_backward(indices)
         ctx.input_shape = x.shape
-        return y, indices
+        if not return_indices:
+            return y
+        # the caller's switches are a copy: changing them in place must not move the gradient
+        return y, indices.copy()
 
     @staticmethod
     def backward(ctx, g):
@@ -85,9 +88,8 @@ class MaxPool2d(Function):
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling; the switches (int64 flat h*W+w per plane) drive the backward."""
-    y, indices = MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
-                                 dilation=dilation, ceil_mode=ceil_mode)
-    return (y, indices) if return_indices else y
+    return MaxPool2d.apply(x, return_indices=bool(return_indices), kernel_size=kernel_size,
+                           stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
 
 
 class MaxUnpool2d(Function):
