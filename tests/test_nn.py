@@ -1,5 +1,6 @@
 """fastconv.nn: the network ops (float64, against PyTorch and finite differences), the layers, and
 Module's bookkeeping (names, state_dict, train/eval, dtype)."""
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -292,6 +293,46 @@ def test_state_dict_ports_both_ways_with_torch():
     x = np.random.default_rng(1).standard_normal((2, 3, 4, 4))
     t2.eval(), net.eval()
     assert_close(net(Tensor(x)).data, t2(torch.tensor(x)).detach().numpy(), 1e-12)
+
+
+def _torch_net():
+    return torch.nn.Sequential(OrderedDict(
+        features=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2)),
+        flat=torch.nn.Flatten(), fc=torch.nn.Linear(16, 5)))
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64", "int32", "complex64"])
+def test_state_dict_of_another_dtype_converts_as_torch(dtype):
+    """PyTorch's load_state_dict copies with dtype conversion (copy_): so does fastconv's,
+    bfloat16 (which NumPy lacks) included."""
+    src = _torch_net()
+    src.train()(torch.randn(2, 3, 4, 4))  # non-trivial running stats
+    sd = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
+          for k, v in src.state_dict().items()}
+    ref, net = _torch_net(), Net()
+    with warnings.catch_warnings():  # complex -> real drops the imaginary part (both warn)
+        warnings.simplefilter("ignore")
+        ref.load_state_dict(sd)
+        net.load_state_dict(sd)
+    for key, want in ref.state_dict().items():
+        got = net.state_dict()[key]
+        assert got.dtype == want.numpy().dtype, key
+        np.testing.assert_array_equal(got, want.numpy(), err_msg=key)
+
+
+def test_state_dict_of_unsupported_values_names_the_key_and_copies_nothing():
+    net = Net()
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    sd = {k: np.zeros_like(v) for k, v in before.items()}
+    sd["fc.bias"] = np.array(["a"] * 5)
+    sd["fc.weight"] = np.empty((5, 16), object)
+    with pytest.raises(TypeError, match=r"fc.weight: dtype object is not numeric; "
+                                        r"fc.bias: dtype <U1 is not numeric.*float16 and bfloat16"):
+        net.load_state_dict(sd)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)  # not even the good entries
 
 
 def test_train_eval_zero_grad_and_dtype():
