@@ -476,3 +476,76 @@ def test_no_grad_inference_keeps_no_graph():
     with no_grad():
         out = net(Tensor(np.ones((1, 3, 4, 4), np.float32)))
     assert not out.requires_grad and out.is_leaf
+
+
+# --- empty batches (N = 0), forward and backward, against PyTorch -----------------------------
+
+EMPTY = [  # name, fastconv module, torch module, input shape
+    ("Linear", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (0, 4)),
+    ("Linear-3d", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (2, 0, 4)),
+    ("Flatten", lambda: nn.Flatten(), lambda: torch.nn.Flatten(), (0, 16, 5, 5)),
+    ("Conv2d", lambda: nn.Conv2d(3, 4, 3, padding=1), lambda: torch.nn.Conv2d(3, 4, 3, padding=1),
+     (0, 3, 5, 5)),
+    ("Conv1d", lambda: nn.Conv1d(3, 4, 3), lambda: torch.nn.Conv1d(3, 4, 3), (0, 3, 6)),
+    ("BatchNorm2d", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 4, 4)),
+    ("BatchNorm2d-1x1", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 1, 1)),
+    ("BatchNorm1d", lambda: nn.BatchNorm1d(3, momentum=None),
+     lambda: torch.nn.BatchNorm1d(3, momentum=None), (0, 3)),
+    ("MaxPool2d", lambda: nn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2), (0, 3, 4, 4)),
+    ("AvgPool2d", lambda: nn.AvgPool2d(2), lambda: torch.nn.AvgPool2d(2), (0, 3, 4, 4)),
+    ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), lambda: torch.nn.AdaptiveAvgPool2d(1),
+     (0, 3, 4, 4)),
+    ("ReLU", lambda: nn.ReLU(), lambda: torch.nn.ReLU(), (0, 3)),
+    ("LeakyReLU", lambda: nn.LeakyReLU(), lambda: torch.nn.LeakyReLU(), (0, 3)),
+    ("ELU", lambda: nn.ELU(), lambda: torch.nn.ELU(), (0, 3)),
+    ("Tanh", lambda: nn.Tanh(), lambda: torch.nn.Tanh(), (0, 3)),
+    ("Sigmoid", lambda: nn.Sigmoid(), lambda: torch.nn.Sigmoid(), (0, 3)),
+    ("LogSoftmax", lambda: nn.LogSoftmax(1), lambda: torch.nn.LogSoftmax(1), (0, 3)),
+    ("Dropout", lambda: nn.Dropout(), lambda: torch.nn.Dropout(), (0, 3)),
+    ("LocalResponseNorm", lambda: nn.LocalResponseNorm(2), lambda: torch.nn.LocalResponseNorm(2),
+     (0, 3, 4, 4)),
+]
+
+
+@needs_torch
+@pytest.mark.parametrize("name,ours,theirs,shape", EMPTY, ids=[e[0] for e in EMPTY])
+def test_empty_batch_layers_as_torch(name, ours, theirs, shape):
+    """Training mode, as PyTorch: empty outputs, empty input gradients, zero parameter gradients,
+    and the buffers after the step (BatchNorm: running stats kept, num_batches_tracked + 1)."""
+    ref = theirs().double().train()
+    net = ours().double().train()
+    net.load_state_dict(ref.state_dict())
+    tx = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    x = Tensor(np.zeros(shape), requires_grad=True)
+    ty, y = ref(tx), net(x)
+    ty.sum().backward()
+    y.sum().backward()
+    assert y.shape == tuple(ty.shape) and y.dtype == np.float64
+    assert x.grad.shape == tuple(tx.grad.shape)
+    for (key, p), tp in zip(net.named_parameters(), ref.parameters()):
+        np.testing.assert_array_equal(p.grad, tp.grad.numpy(), err_msg=key)
+    for key, value in ref.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[key], value.numpy(), err_msg=key)
+
+
+@needs_torch
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss", "mse_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch_losses_as_torch(loss, reduction):
+    """A mean over no elements is nan (without a warning), a sum 0, as PyTorch."""
+    x = Tensor(np.zeros((0, 5)), requires_grad=True)
+    tx = torch.zeros((0, 5), dtype=torch.float64, requires_grad=True)
+    target = np.zeros((0, 5)) if loss == "mse_loss" else np.zeros(0, np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = getattr(F, loss)(x, Tensor(target) if loss == "mse_loss" else target, reduction)
+        out.sum().backward()
+    tout = getattr(TF, loss)(tx, torch.from_numpy(target), reduction=reduction)
+    tout.sum().backward()
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    assert x.grad.shape == (0, 5)
+
+
+def test_batch_norm_with_one_value_per_channel_still_raises():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm2d(3)(Tensor(np.zeros((1, 3, 1, 1), np.float32)))

@@ -353,7 +353,7 @@ class Tensor:
 
     def mean(self, axis=None, keepdims=False):
         count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
-        return self.sum(axis, keepdims) * (1.0 / count)
+        return self.sum(axis, keepdims) * (1.0 / count if count else np.nan)  # empty: nan, as torch
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -364,7 +364,8 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
         start, end = start_dim % nd, end_dim % nd
-        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        middle = int(np.prod(self.shape[start:end + 1]))  # not -1: ambiguous for an empty tensor
+        shape = self.shape[:start] + (middle,) + self.shape[end + 1:]
         return self.reshape(shape)
 
     def transpose(self, *axes):
