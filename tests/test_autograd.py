@@ -1,10 +1,13 @@
 """fastconv.autograd: the tape, and every element-wise, reduction and shape op, each checked in
 float64 against PyTorch and central finite differences."""
+import threading
+
 import numpy as np
 import pytest
 
 from _autograd_ref import check_op, torch
-from fastconv.autograd import Function, Tensor, cat, concat, enable_grad, is_grad_enabled, no_grad
+from fastconv.autograd import (Function, Tensor, cat, concat, enable_grad, is_grad_enabled, no_grad,
+                               set_grad_enabled)
 from fastconv.nn import functional as F
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
@@ -216,6 +219,135 @@ def test_no_grad_records_nothing():
         return t * 3
 
     assert not f(x).requires_grad
+
+
+def _in_thread(fn):
+    """Run fn in a new thread; return its result (re-raising what it raised)."""
+    out = {}
+
+    def body():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
+
+
+def _joined(t, out):
+    t.join(timeout=60)
+    assert not t.is_alive()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def test_grad_mode_is_per_thread_training_beside_no_grad_evaluation():
+    """One thread evaluates under no_grad while another trains: every training step records
+    its graph (the steps run while the other thread is inside no_grad, in lock-step)."""
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    x = Tensor(rng.standard_normal((5, 4)))
+    inside, stepped = threading.Event(), threading.Event()
+
+    def evaluate():
+        for _ in range(20):
+            with no_grad():
+                inside.set()
+                assert stepped.wait(timeout=30)
+                stepped.clear()
+                y = F.linear(x, w)
+                assert not y.requires_grad and not is_grad_enabled()
+        return True
+
+    t, out = _in_thread(evaluate)
+    for _ in range(20):
+        assert inside.wait(timeout=30)
+        inside.clear()
+        assert is_grad_enabled()
+        w.grad = None
+        F.linear(x, w).sum().backward()  # raised "does not require grad" with a global mode
+        np.testing.assert_allclose(w.grad, np.broadcast_to(x.data.sum(0), (3, 4)))
+        stepped.set()
+    assert _joined(t, out)
+    # and free-running, without lock-step
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            with no_grad():
+                F.linear(x, w)
+
+    t, out = _in_thread(loop)
+    try:
+        for _ in range(200):
+            F.linear(x, w).sum().backward()
+    finally:
+        stop.set()
+    _joined(t, out)
+
+
+def test_overlapping_no_grad_in_two_threads_leaves_grad_on_everywhere():
+    """A enters, B enters, A leaves, B leaves: with one global mode B restored A's "off"."""
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with no_grad():
+            a_in.set()
+            assert b_in.wait(timeout=30)
+        a_out.set()
+        return is_grad_enabled()
+
+    def b():
+        assert a_in.wait(timeout=30)
+        with no_grad():
+            b_in.set()
+            assert a_out.wait(timeout=30)
+        return is_grad_enabled()
+
+    ta, oa = _in_thread(a)
+    tb, ob = _in_thread(b)
+    assert _joined(ta, oa) and _joined(tb, ob)
+    assert is_grad_enabled()
+
+
+def test_new_threads_start_with_grad_on_and_decorators_nest():
+    with no_grad():
+        t, out = _in_thread(is_grad_enabled)
+        assert _joined(t, out)  # as PyTorch: each thread starts with grad enabled
+
+    @no_grad()
+    def depth(n):  # one decorator instance, re-entered by recursion
+        assert not is_grad_enabled()
+        return 0 if n == 0 else 1 + depth(n - 1)
+
+    assert depth(3) == 3
+    assert is_grad_enabled()
+
+
+def test_set_grad_enabled_as_torch():
+    x = Tensor(np.ones(2), requires_grad=True)
+    set_grad_enabled(False)
+    try:
+        assert not is_grad_enabled() and not (x * 2).requires_grad
+    finally:
+        set_grad_enabled(True)
+    assert is_grad_enabled()
+    with set_grad_enabled(False):
+        assert not is_grad_enabled()
+        with set_grad_enabled(True):
+            assert (x * 2).requires_grad
+        assert not is_grad_enabled()
+    assert is_grad_enabled()
+
+    @set_grad_enabled(False)
+    def f(t):
+        return t * 3
+
+    assert is_grad_enabled()  # decorating does not switch the mode
+    assert not f(x).requires_grad and is_grad_enabled()
 
 
 def test_second_backward_needs_retain_graph():

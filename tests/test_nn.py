@@ -1,5 +1,6 @@
 """fastconv.nn: the network ops (float64, against PyTorch and finite differences), the layers, and
 Module's bookkeeping (names, state_dict, train/eval, dtype)."""
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -71,6 +72,17 @@ def test_conv2d_on_a_non_contiguous_input():
 def test_max_pool2d(kernel, stride, padding, dilation, ceil_mode):
     check_op([(2, 3, 9, 8)], lambda x: F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode),
              TF and (lambda x: TF.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)))
+
+
+def test_max_pool2d_indices_changed_in_place_leave_the_gradient_alone():
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.standard_normal((1, 2, 6, 6)), requires_grad=True)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    idx.data[...] = 0  # the caller's array is its own: backward keeps the forward's switches
+    y.sum().backward()
+    ref = Tensor(x.data, requires_grad=True)
+    F.max_pool2d(ref, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, ref.grad)
 
 
 def test_max_pool2d_switches_and_unpool():
@@ -283,6 +295,46 @@ def test_state_dict_ports_both_ways_with_torch():
     assert_close(net(Tensor(x)).data, t2(torch.tensor(x)).detach().numpy(), 1e-12)
 
 
+def _torch_net():
+    return torch.nn.Sequential(OrderedDict(
+        features=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2)),
+        flat=torch.nn.Flatten(), fc=torch.nn.Linear(16, 5)))
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64", "int32", "complex64"])
+def test_state_dict_of_another_dtype_converts_as_torch(dtype):
+    """PyTorch's load_state_dict copies with dtype conversion (copy_): so does fastconv's,
+    bfloat16 (which NumPy lacks) included."""
+    src = _torch_net()
+    src.train()(torch.randn(2, 3, 4, 4))  # non-trivial running stats
+    sd = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
+          for k, v in src.state_dict().items()}
+    ref, net = _torch_net(), Net()
+    with warnings.catch_warnings():  # complex -> real drops the imaginary part (both warn)
+        warnings.simplefilter("ignore")
+        ref.load_state_dict(sd)
+        net.load_state_dict(sd)
+    for key, want in ref.state_dict().items():
+        got = net.state_dict()[key]
+        assert got.dtype == want.numpy().dtype, key
+        np.testing.assert_array_equal(got, want.numpy(), err_msg=key)
+
+
+def test_state_dict_of_unsupported_values_names_the_key_and_copies_nothing():
+    net = Net()
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    sd = {k: np.zeros_like(v) for k, v in before.items()}
+    sd["fc.bias"] = np.array(["a"] * 5)
+    sd["fc.weight"] = np.empty((5, 16), object)
+    with pytest.raises(TypeError, match=r"fc.weight: dtype object is not numeric; "
+                                        r"fc.bias: dtype <U1 is not numeric.*float16 and bfloat16"):
+        net.load_state_dict(sd)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)  # not even the good entries
+
+
 def test_train_eval_zero_grad_and_dtype():
     net = Net()
     assert net.training and net.features[1].training
@@ -424,3 +476,76 @@ def test_no_grad_inference_keeps_no_graph():
     with no_grad():
         out = net(Tensor(np.ones((1, 3, 4, 4), np.float32)))
     assert not out.requires_grad and out.is_leaf
+
+
+# --- empty batches (N = 0), forward and backward, against PyTorch -----------------------------
+
+EMPTY = [  # name, fastconv module, torch module, input shape
+    ("Linear", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (0, 4)),
+    ("Linear-3d", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (2, 0, 4)),
+    ("Flatten", lambda: nn.Flatten(), lambda: torch.nn.Flatten(), (0, 16, 5, 5)),
+    ("Conv2d", lambda: nn.Conv2d(3, 4, 3, padding=1), lambda: torch.nn.Conv2d(3, 4, 3, padding=1),
+     (0, 3, 5, 5)),
+    ("Conv1d", lambda: nn.Conv1d(3, 4, 3), lambda: torch.nn.Conv1d(3, 4, 3), (0, 3, 6)),
+    ("BatchNorm2d", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 4, 4)),
+    ("BatchNorm2d-1x1", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 1, 1)),
+    ("BatchNorm1d", lambda: nn.BatchNorm1d(3, momentum=None),
+     lambda: torch.nn.BatchNorm1d(3, momentum=None), (0, 3)),
+    ("MaxPool2d", lambda: nn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2), (0, 3, 4, 4)),
+    ("AvgPool2d", lambda: nn.AvgPool2d(2), lambda: torch.nn.AvgPool2d(2), (0, 3, 4, 4)),
+    ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), lambda: torch.nn.AdaptiveAvgPool2d(1),
+     (0, 3, 4, 4)),
+    ("ReLU", lambda: nn.ReLU(), lambda: torch.nn.ReLU(), (0, 3)),
+    ("LeakyReLU", lambda: nn.LeakyReLU(), lambda: torch.nn.LeakyReLU(), (0, 3)),
+    ("ELU", lambda: nn.ELU(), lambda: torch.nn.ELU(), (0, 3)),
+    ("Tanh", lambda: nn.Tanh(), lambda: torch.nn.Tanh(), (0, 3)),
+    ("Sigmoid", lambda: nn.Sigmoid(), lambda: torch.nn.Sigmoid(), (0, 3)),
+    ("LogSoftmax", lambda: nn.LogSoftmax(1), lambda: torch.nn.LogSoftmax(1), (0, 3)),
+    ("Dropout", lambda: nn.Dropout(), lambda: torch.nn.Dropout(), (0, 3)),
+    ("LocalResponseNorm", lambda: nn.LocalResponseNorm(2), lambda: torch.nn.LocalResponseNorm(2),
+     (0, 3, 4, 4)),
+]
+
+
+@needs_torch
+@pytest.mark.parametrize("name,ours,theirs,shape", EMPTY, ids=[e[0] for e in EMPTY])
+def test_empty_batch_layers_as_torch(name, ours, theirs, shape):
+    """Training mode, as PyTorch: empty outputs, empty input gradients, zero parameter gradients,
+    and the buffers after the step (BatchNorm: running stats kept, num_batches_tracked + 1)."""
+    ref = theirs().double().train()
+    net = ours().double().train()
+    net.load_state_dict(ref.state_dict())
+    tx = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    x = Tensor(np.zeros(shape), requires_grad=True)
+    ty, y = ref(tx), net(x)
+    ty.sum().backward()
+    y.sum().backward()
+    assert y.shape == tuple(ty.shape) and y.dtype == np.float64
+    assert x.grad.shape == tuple(tx.grad.shape)
+    for (key, p), tp in zip(net.named_parameters(), ref.parameters()):
+        np.testing.assert_array_equal(p.grad, tp.grad.numpy(), err_msg=key)
+    for key, value in ref.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[key], value.numpy(), err_msg=key)
+
+
+@needs_torch
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss", "mse_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch_losses_as_torch(loss, reduction):
+    """A mean over no elements is nan (without a warning), a sum 0, as PyTorch."""
+    x = Tensor(np.zeros((0, 5)), requires_grad=True)
+    tx = torch.zeros((0, 5), dtype=torch.float64, requires_grad=True)
+    target = np.zeros((0, 5)) if loss == "mse_loss" else np.zeros(0, np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = getattr(F, loss)(x, Tensor(target) if loss == "mse_loss" else target, reduction)
+        out.sum().backward()
+    tout = getattr(TF, loss)(tx, torch.from_numpy(target), reduction=reduction)
+    tout.sum().backward()
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    assert x.grad.shape == (0, 5)
+
+
+def test_batch_norm_with_one_value_per_channel_still_raises():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm2d(3)(Tensor(np.zeros((1, 3, 1, 1), np.float32)))

@@ -172,6 +172,23 @@ def test_max_pool2d_matches_torch(gen, xs, kernel, stride, padding, dilation, ce
     assert i1.dtype == torch.int64 and torch.equal(i1, i2) and torch.equal(y1, y2)
 
 
+@pytest.mark.parametrize("pool", [fct.max_pool2d, TF.max_pool2d], ids=["fastconv", "torch"])
+def test_max_pool2d_indices_changed_in_place_make_backward_raise(gen, pool):
+    """The returned indices are the ones backward scatters through: changing them in place must
+    not silently move the gradient, backward raises as PyTorch's does."""
+    x = randn(gen, 1, 2, 6, 6).requires_grad_(True)
+    y, idx = pool(x, 2, return_indices=True)
+    idx.zero_()  # every switch now points at element 0 of its plane
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    # unchanged indices (or a copy changed) still give PyTorch's gradient
+    y, idx = pool(x, 2, return_indices=True)
+    idx.clone().zero_()
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    (want,) = torch.autograd.grad(TF.max_pool2d(x, 2).sum(), x)
+    assert torch.equal(gx, want)
+
+
 AVGPOOL_CASES = [
     # x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
     ((2, 3, 8, 8), 2, None, 0, False, True, None),

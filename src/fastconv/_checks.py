@@ -9,6 +9,20 @@ import numpy as np
 # Larger buffers than this are refused up front instead of attempted (256 TiB).
 _MAX_BYTES = 1 << 48
 
+# The C integer types that Python ints become in _core, and their ranges.
+_C_RANGES = {"int64": (-(1 << 63), (1 << 63) - 1), "uint64": (0, (1 << 64) - 1)}
+
+
+def _c_int(value, name, ctype="int64"):
+    """value (an integral number) as an int that fits the C type it is passed to _core as;
+    OverflowError naming the argument otherwise (pybind11 would only say "incompatible function
+    arguments")."""
+    low, high = _C_RANGES[ctype]
+    value = operator.index(value)
+    if not low <= value <= high:
+        raise OverflowError(f"{name}={value} does not fit in {ctype} (must be in [{low}, {high}])")
+    return value
+
 
 def _tuple(value, name, ndim, minimum):
     """An int or a tuple/list of `ndim` ints, each >= minimum -> tuple of ints."""
@@ -25,7 +39,7 @@ def _tuple(value, name, ndim, minimum):
         raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return items
+    return tuple(_c_int(v, name) for v in items)
 
 
 def _array(a, name):

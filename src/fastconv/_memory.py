@@ -17,6 +17,7 @@ import numbers
 import os
 
 from . import _core
+from ._checks import _c_int
 
 __all__ = ["set_memory_cache", "empty_cache", "memory_cache_stats"]
 
@@ -29,7 +30,7 @@ def set_memory_cache(limit_bytes):
     global _enabled
     if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, numbers.Integral) or limit_bytes < 0:
         raise ValueError(f"limit_bytes must be a non-negative int, got {limit_bytes!r}")
-    _core.memory_cache_limit(int(limit_bytes))
+    _core.memory_cache_limit(_c_int(limit_bytes, "limit_bytes", "uint64"))
     _enabled = limit_bytes > 0
 
 

@@ -13,18 +13,19 @@ The element-wise, reduction and shape ops live here; the network ops built on fa
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
 from . import _core, _memory
 
 __all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
+           "set_grad_enabled",
            "manual_seed", "unbroadcast", "concat", "cat"]
 
 # ----------------------------------------------------------------------------------------------
-# global state: grad mode and the random generator used by dropout and initialisers
+# state: grad mode (per thread) and the random generator used by dropout and initialisers
 
-_grad_enabled = True
 _generator = np.random.default_rng()
 
 
@@ -38,30 +39,60 @@ def default_generator() -> np.random.Generator:
     return _generator
 
 
+class _ThreadGradMode(threading.local):
+    """Grad mode of the calling thread: as in PyTorch, each thread starts with it on and a
+    ``no_grad`` block in one thread does not change it in another."""
+    enabled = True
+
+
+_grad_mode = _ThreadGradMode()
+
+
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether ops called in this thread record a graph."""
+    return _grad_mode.enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
     def __init__(self, enabled):
-        self.enabled = enabled
+        self.enabled = bool(enabled)
 
     def __enter__(self):
-        global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, self.enabled
+        self.prev, _grad_mode.enabled = _grad_mode.enabled, self.enabled
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
+        _grad_mode.enabled = self.prev
         return False
+
+    def _recreate_cm(self):
+        # one instance decorates a function: each call saves its own previous mode
+        return _GradMode(self.enabled)
+
+
+class set_grad_enabled(_GradMode):
+    """Turn graph recording on or off in this thread, at once (``set_grad_enabled(False)`` as a
+    plain call); as a context manager the previous mode comes back on exit, as a decorator the
+    mode applies inside each call only (as torch.set_grad_enabled)."""
+
+    def __init__(self, mode: bool):
+        super().__init__(mode)
+        self.prev, _grad_mode.enabled = _grad_mode.enabled, self.enabled
+
+    def __enter__(self):
+        _grad_mode.enabled = self.enabled
+
+    def __call__(self, func):
+        _grad_mode.enabled = self.prev
+        return super().__call__(func)
 
 
 def no_grad():
-    """Context manager / decorator: ops inside record no graph."""
+    """Context manager / decorator: ops inside (in this thread) record no graph."""
     return _GradMode(False)
 
 
 def enable_grad():
+    """Context manager / decorator: ops inside (in this thread) record a graph again."""
     return _GradMode(True)
 
 
@@ -103,7 +134,7 @@ class Function:
         extra = ()
         if isinstance(out, tuple):
             out, extra = out[0], tuple(Tensor(e) for e in out[1:])
-        track = _grad_enabled and any(ctx.needs_input_grad)
+        track = _grad_mode.enabled and any(ctx.needs_input_grad)
         result = Tensor(out, requires_grad=track)
         if track:
             ctx.fn, ctx.inputs = cls, args
@@ -322,7 +353,7 @@ class Tensor:
 
     def mean(self, axis=None, keepdims=False):
         count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
-        return self.sum(axis, keepdims) * (1.0 / count)
+        return self.sum(axis, keepdims) * (1.0 / count if count else np.nan)  # empty: nan, as torch
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -333,7 +364,8 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
         start, end = start_dim % nd, end_dim % nd
-        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        middle = int(np.prod(self.shape[start:end + 1]))  # not -1: ambiguous for an empty tensor
+        shape = self.shape[:start] + (middle,) + self.shape[end + 1:]
         return self.reshape(shape)
 
     def transpose(self, *axes):

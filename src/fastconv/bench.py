@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -21,8 +22,11 @@ from importlib import resources
 import numpy as np
 
 from . import functional as F
+from ._cliargs import comma_list, fail, int_at_least, output_file, plot_file, thread_count
+from ._io import atomic_write
 
 SUITES = ("layers", "shapes", "nets", "pool")
+COMPARE = ("torch", "numpy")  # what --compare can name
 CONV_DIRS = ("fwd", "bwd_data", "bwd_weight")
 
 
@@ -429,7 +433,9 @@ def plot(rows, peak, path):
         ax.set_title(f"fastconv bench: {suite}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    with atomic_write(path) as f:  # exactly `path`, whole or not at all
+        fig.savefig(f, format=fmt, dpi=100)
     plt.close(fig)
 
 
@@ -494,14 +500,20 @@ def main(argv=None):
         description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
     ap.add_argument("suite", nargs="?", default="quick",
                     help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2)")
-    ap.add_argument("--batch", type=int, default=None, help="batch for layers and pool (default 2; 8 for all)")
-    ap.add_argument("--net-batch", type=int, default=None, help="batch for nets (default 4)")
-    ap.add_argument("--threads", type=int, default=None, help="default: fastconv.get_num_threads()")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--compare", default="torch,numpy", help="comma list of torch, numpy ('' for none)")
-    ap.add_argument("--algos", default="", help="also time these algorithms by name, e.g. im2col,direct")
-    ap.add_argument("--json", metavar="FILE", help="write the rows and run facts as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", help="bar charts of the same (matplotlib)")
+    ap.add_argument("--batch", type=int_at_least(1), default=None,
+                    help="batch for layers and pool (default 2; 8 for all)")
+    ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
+    ap.add_argument("--threads", type=thread_count, default=None,
+                    help="default: fastconv.get_num_threads()")
+    ap.add_argument("--repeat", type=int_at_least(1), default=3)
+    ap.add_argument("--compare", type=comma_list(COMPARE), default="torch,numpy",
+                    help="comma list of torch, numpy ('' for none)")
+    ap.add_argument("--algos", type=comma_list(F.ALGORITHMS), default="",
+                    help="also time these algorithms by name, e.g. im2col,direct")
+    ap.add_argument("--json", metavar="FILE", type=output_file,
+                    help="write the rows and run facts as JSON")
+    ap.add_argument("--plot", metavar="FILE.png", type=plot_file,
+                    help="bar charts of the same (matplotlib; the format from the extension)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.suite == "quick":
@@ -513,11 +525,7 @@ def main(argv=None):
     else:
         ap.error(f"unknown suite {args.suite!r}: choose from layers, shapes, nets, pool, all, quick")
     threads = args.threads or F.get_num_threads()
-    compare = [c for c in args.compare.split(",") if c]
-    algos = [a for a in args.algos.split(",") if a]
-    for a in algos:
-        if a not in F.ALGORITHMS:
-            ap.error(f"--algos: unknown algorithm {a!r} (choose from {', '.join(F.ALGORITHMS)})")
+    compare, algos = args.compare, args.algos
     res = run(suites, batch, threads, args.repeat, compare, algos,
               net_batch=args.net_batch or 4, progress=not args.no_progress)
     m = res["meta"]
@@ -526,10 +534,17 @@ def main(argv=None):
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        try:
+            with atomic_write(args.json, binary=False) as f:
+                json.dump(res, f, indent=1)
+        except OSError as e:  # a full disk, say: the file there before is unchanged
+            fail("fastconv bench", "--json", args.json, e)
+        print(f"results written to {args.json}")
     if args.plot:
-        plot(res["rows"], m["sgemm_gflops"], args.plot)
+        try:
+            plot(res["rows"], m["sgemm_gflops"], args.plot)
+        except OSError as e:
+            fail("fastconv bench", "--plot", args.plot, e)
         print(f"plot written to {args.plot}")
     return 0
 

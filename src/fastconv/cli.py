@@ -5,6 +5,8 @@ import argparse
 import sys
 import time
 
+from ._cliargs import fail, float_at_least, input_file, int_at_least, output_file, thread_count
+
 __all__ = ["main"]
 
 
@@ -16,19 +18,22 @@ def _add_train(subparsers):
     p.add_argument("--model", default="lenet5", choices=["lenet5"], help="model to train")
     p.add_argument("--c3-table", action="store_true",
                    help="connect LeNet-5's C3 by LeCun's partial table (1,516 parameters)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=int_at_least(0), default=10)
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=float_at_least(0), default=None,
                    help="learning rate (default 0.05 for sgd, 0.002 for adam)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--momentum", type=float_at_least(0), default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float_at_least(0), default=5e-4)
     p.add_argument("--schedule", choices=["cosine", "step", "none"], default="cosine",
                    help="learning-rate schedule over the epochs")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (fastconv.set_num_threads)")
-    p.add_argument("--save", metavar="PATH", help="write the trained weights (.npz)")
-    p.add_argument("--load", metavar="PATH", help="start from these weights (.npz)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seeds initialisation and shuffling")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="kernel threads (fastconv.set_num_threads)")
+    p.add_argument("--save", metavar="PATH", type=output_file,
+                   help="write the trained weights to PATH (.npz format, the name as given)")
+    p.add_argument("--load", metavar="PATH", type=input_file, help="start from these weights (.npz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
@@ -54,15 +59,19 @@ def _train(args, tqdm):
 
     autograd.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    data = load_digits()
     model = models.get_model(args.model, num_classes=10, c3_table=args.c3_table)
-    if args.load:
-        load_weights(model, args.load)
+    if args.load:  # before the data: a bad file fails at once
+        try:
+            load_weights(model, args.load)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail("fastconv train", "--load", args.load, e)
+    data = load_digits()
+    lr = args.lr if args.lr is not None else {"sgd": 0.05, "adam": 2e-3}[args.optimizer]
     if args.optimizer == "sgd":
-        opt = optim.SGD(model.parameters(), lr=args.lr or 0.05, momentum=args.momentum,
+        opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum,
                         weight_decay=args.weight_decay)
     else:
-        opt = optim.Adam(model.parameters(), lr=args.lr or 2e-3, weight_decay=args.weight_decay)
+        opt = optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
     scheduler = {"cosine": lambda: optim.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)),
                  "step": lambda: optim.StepLR(opt, step_size=max(args.epochs // 3, 1), gamma=0.3),
                  "none": lambda: None}[args.schedule]()
@@ -77,7 +86,10 @@ def _train(args, tqdm):
     if args.epochs:
         print(f"trained in {time.perf_counter() - start:.1f} s", flush=True)
     if args.save:
-        save_weights(model, args.save)
+        try:
+            save_weights(model, args.save)
+        except OSError as e:  # a full disk, say: the file there before is unchanged
+            fail("fastconv train", "--save", args.save, e)
         print(f"saved weights to {args.save}")
     print(f"test accuracy: {evaluate(model, data[2], data[3]):.4f}")
     return 0

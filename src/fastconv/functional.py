@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._checks import _MAX_BYTES, _array, _contiguous, _thread_count, _tuple
+from ._checks import _MAX_BYTES, _array, _c_int, _contiguous, _thread_count, _tuple
 from . import pooling as _pooling
 from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, unpooling)
 
@@ -49,7 +49,7 @@ class _Conv:
         xs = (1,) + x.shape if self.unbatched else x.shape
         if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
             raise TypeError(f"groups must be an int, got {groups!r}")
-        groups = int(groups)
+        groups = _c_int(groups, "groups")
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
         self.stride = _tuple(stride, "stride", nspatial, 1)

@@ -12,12 +12,11 @@ outside its plane raises ValueError.
 from __future__ import annotations
 
 import numbers
-import operator
 
 import numpy as np
 
 from . import _core
-from ._checks import _MAX_BYTES, _array, _contiguous, _tuple
+from ._checks import _MAX_BYTES, _array, _c_int, _contiguous, _tuple
 
 __all__ = [
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -49,7 +48,7 @@ def _input(x, op, name="x"):
 def _input_shape(shape, op):
     """input_shape (the forward's x.shape) as a tuple of 3 or 4 ints, C, H, W >= 1."""
     try:
-        shape = tuple(operator.index(v) for v in shape)
+        shape = tuple(_c_int(v, "input_shape") for v in shape)
     except TypeError:
         raise TypeError(f"{op}: input_shape must be a tuple of 3 or 4 ints, got {shape!r}") from None
     if len(shape) not in (3, 4) or any(v < 0 for v in shape) or 0 in shape[-3:]:
@@ -188,7 +187,7 @@ def _unpool_size(x_shape, k, s, p, output_size):
         size = default
     else:
         try:
-            size = tuple(operator.index(v) for v in output_size)
+            size = tuple(_c_int(v, "output_size") for v in output_size)
         except TypeError:
             raise TypeError(f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}") from None
         if len(size) == 4:
@@ -259,7 +258,7 @@ def _divisor(divisor_override):
         raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
     if divisor_override == 0:
         raise ValueError("divisor_override: divisor must be not zero")
-    return int(divisor_override)
+    return _c_int(divisor_override, "divisor_override")
 
 
 def _avg_window(op, x_shape, shape4, kernel_size, stride, padding, ceil_mode, count_include_pad,
@@ -311,7 +310,7 @@ def _adaptive_size(output_size, hw):
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
             raise TypeError(f"output_size must be an int or a pair of ints/None, got {output_size!r}")
         else:
-            size.append(int(v))
+            size.append(_c_int(v, "output_size"))
     if any(v < 0 for v in size):
         raise ValueError(f"adaptive_avg_pool2d: elements of output_size must be greater than or "
                          f"equal to 0 but received {tuple(size)}")

@@ -92,16 +92,19 @@ class MaxPool2dFunction(torch.autograd.Function):
     def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
         y, idx = _F.max_pool2d(_np(x), kernel_size, stride=stride, padding=padding,
                                dilation=dilation, ceil_mode=ceil_mode, return_indices=True)
-        ctx.switches = idx
         ctx.input_shape = tuple(x.shape)
         indices = _tensor(idx)
         ctx.mark_non_differentiable(indices)
+        # Saved as a tensor, not as the ndarray behind it: the caller gets the same memory, and
+        # torch's version counter makes backward raise if it was changed in place (as PyTorch).
+        ctx.save_for_backward(indices)
         return _tensor(y), indices
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out, _grad_indices):
-        gx = _F.max_pool2d_backward(_np(grad_out), ctx.switches, ctx.input_shape)
+        (indices,) = ctx.saved_tensors
+        gx = _F.max_pool2d_backward(_np(grad_out), _np(indices), ctx.input_shape)
         return _tensor(gx), None, None, None, None, None
 
 

@@ -1,8 +1,13 @@
 """A plain training loop for fastconv models: epochs of minibatch steps, evaluation, weights as .npz."""
 from __future__ import annotations
 
+import os
+import zipfile
+import zlib
+
 import numpy as np
 
+from ._io import atomic_write
 from .autograd import Tensor, no_grad
 from .data import batches
 from .nn import functional as F
@@ -57,10 +62,25 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
 
 
 def save_weights(model, path):
-    """Write the model's state_dict to an .npz file (keys as PyTorch's)."""
-    np.savez(path, **model.state_dict())
+    """Write the model's state_dict (keys as PyTorch's) in .npz format to exactly ``path`` (no
+    suffix is added), atomically: a failure part-way (a full disk, say) raises and leaves any
+    file that was at ``path`` as it was."""
+    with atomic_write(path) as f:
+        np.savez(f, **model.state_dict())
 
 
 def load_weights(model, path, strict=True):
-    with np.load(path) as f:
-        return model.load_state_dict({k: f[k] for k in f.files}, strict=strict)
+    """Load a file written by :func:`save_weights` (any .npz of the model's keys) into model.
+    A file that is not a complete .npz raises ValueError naming it."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        with loaded as f:
+            state = {k: f[k] for k in f.files}
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz weights file (truncated or "
+                         f"corrupt?): {e}") from e
+    return model.load_state_dict(state, strict=strict)

@@ -71,11 +71,14 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class MaxPool2d(Function):
     @staticmethod
-    def forward(ctx, x, **params):
+    def forward(ctx, x, return_indices=False, **params):
         y, indices = _K.max_pool2d(_c(x), return_indices=True, **params)
         ctx.save_for_backward(indices)
         ctx.input_shape = x.shape
-        return y, indices
+        if not return_indices:
+            return y
+        # the caller's switches are a copy: changing them in place must not move the gradient
+        return y, indices.copy()
 
     @staticmethod
     def backward(ctx, g):
@@ -85,9 +88,8 @@ class MaxPool2d(Function):
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling; the switches (int64 flat h*W+w per plane) drive the backward."""
-    y, indices = MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
-                                 dilation=dilation, ceil_mode=ceil_mode)
-    return (y, indices) if return_indices else y
+    return MaxPool2d.apply(x, return_indices=bool(return_indices), kernel_size=kernel_size,
+                           stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
 
 
 class MaxUnpool2d(Function):
@@ -147,6 +149,14 @@ def adaptive_avg_pool2d(x, output_size):
 # linear and activations
 
 
+def _columns(a, m, c):
+    """[M, c] rows as the kernels' input: one image of M pixels, [1, c, 1, M]; an empty batch
+    (M = 0) as zero images [0, c, 1, 1], as conv2d takes an empty batch but no empty image."""
+    if m == 0:
+        return a.reshape(0, c, 1, 1)
+    return _c(a.reshape(m, c).T).reshape(1, c, 1, m)
+
+
 class Linear(Function):
     """x @ weight.T + bias on fastconv's GEMM: the batch, transposed to [in, M], is one image of M
     pixels and the weight a 1x1 kernel. So linear layers run on the kernels' single OpenMP pool
@@ -156,20 +166,20 @@ class Linear(Function):
     def forward(ctx, x, weight, bias):
         lead, k = x.shape[:-1], x.shape[-1]
         m, n = int(np.prod(lead)), weight.shape[0]
-        xt = _c(x.reshape(m, k).T).reshape(1, k, 1, m)
+        xt = _columns(x, m, k)
         w = _c(weight).reshape(n, k, 1, 1)
         y = _K.conv2d(xt, w, bias)  # [out, in] x [in, M] -> [out, M]
         ctx.save_for_backward(xt, w)
-        ctx.lead, ctx.has_bias = lead, bias is not None
+        ctx.lead, ctx.m, ctx.has_bias = lead, m, bias is not None
         return _c(y.reshape(n, m).T).reshape(lead + (n,))
 
     @staticmethod
     def backward(ctx, g):
         xt, w = ctx.saved
-        (n, k), m = w.shape[:2], xt.shape[3]
+        (n, k), m = w.shape[:2], ctx.m
         nx, nw, nb = ctx.needs_input_grad
-        gt = _c(g.reshape(m, n).T).reshape(1, n, 1, m)
-        gx, gw, gb = _K.conv2d_backward(gt, xt, w, needs=(nx, nw, nb and ctx.has_bias))
+        gx, gw, gb = _K.conv2d_backward(_columns(g, m, n), xt, w,
+                                        needs=(nx, nw, nb and ctx.has_bias))
         if gx is not None:
             gx = _c(gx.reshape(k, m).T).reshape(ctx.lead + (k,))
         return gx, None if gw is None else gw.reshape(n, k), gb
@@ -226,13 +236,13 @@ class BatchNorm(Function):
         bshape = (1, -1) + (1,) * (x.ndim - 2)
         if use_batch_stats:
             count = x.size // x.shape[1]
-            if count < 2:
+            if count == 1:  # as PyTorch: an empty batch passes (an empty result), one value not
                 raise ValueError(f"batch_norm: expected more than 1 value per channel when "
                                  f"training, got input of shape {x.shape}")
-            mean = x.mean(axis=axes)
+            mean = x.sum(axis=axes) / max(count, 1)  # no statistics of an empty batch: zeros
             xc = x - mean.reshape(bshape)
-            var = np.mean(xc * xc, axis=axes)
-            if running_mean is not None:
+            var = (xc * xc).sum(axis=axes) / max(count, 1)
+            if running_mean is not None and count:  # an empty batch leaves them (as PyTorch)
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
                 running_var *= 1 - momentum
@@ -259,8 +269,8 @@ class BatchNorm(Function):
         gx = None
         if nx:
             scale = invstd if weight is None else invstd * weight
-            if ctx.batch:
-                m = g.size // g.shape[1]
+            m = g.size // g.shape[1]
+            if ctx.batch and m:
                 gx = (g - (gb / m).reshape(bshape) - xhat * (gw / m).reshape(bshape)) * scale.reshape(bshape)
             else:
                 gx = g * scale.reshape(bshape)

@@ -24,10 +24,27 @@ class Parameter(Tensor):
 
 
 def _as_array(value):
-    """An ndarray from anything np.asarray takes; a torch tensor is detached first."""
+    """An ndarray from anything np.asarray takes. A torch tensor is detached and moved to the CPU
+    first; its reduced-precision floats (float16, bfloat16, float8) widen exactly to float32 and
+    complex32 to complex64, as NumPy has no bfloat16, float8 or complex32."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu()
+        if value.is_floating_point() and value.element_size() < 4:
+            value = value.float()
+        elif value.is_complex() and value.element_size() < 8:
+            value = value.cfloat()
     return np.asarray(value)
+
+
+def _checked_value(key, value):
+    """state_dict[key] as a numeric ndarray, or an error message naming the key and dtype."""
+    try:
+        arr = _as_array(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        return None, f"{key}: cannot be read as an array ({type(value).__name__}: {e})"
+    if arr.dtype.kind not in "biufc":
+        return None, f"{key}: dtype {getattr(value, 'dtype', arr.dtype)} is not numeric"
+    return arr, None
 
 
 class Module:
@@ -171,28 +188,38 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays in place (cast to each entry's dtype); shapes must match.
+        """Copy arrays in place, converted to each entry's dtype (as PyTorch's copy_); shapes
+        must match. Nothing is copied unless every entry can be.
 
-        Values may be ndarrays or anything ``np.asarray`` accepts, so a PyTorch state_dict loads
-        as it is. Returns (missing_keys, unexpected_keys); ``strict`` raises on either.
+        Values may be ndarrays, torch tensors of any numeric dtype (bfloat16 included) or anything
+        ``np.asarray`` accepts, so a PyTorch state_dict loads as it is. Returns (missing_keys,
+        unexpected_keys); ``strict`` raises on either.
         """
         entries = {key: (module, name, kind) for key, module, name, kind in self._state_entries()}
         missing = [k for k in entries if k not in state_dict]
         unexpected = [k for k in state_dict if k not in entries]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        errors = []
-        for key, (module, name, kind) in entries.items():
+        values, bad_dtype, bad_shape = {}, [], []
+        for key, (module, name, kind) in entries.items():  # check everything, then copy
             if key not in state_dict:
                 continue
-            value = _as_array(state_dict[key])
+            value, error = _checked_value(key, state_dict[key])
             target = module._parameters[name].data if kind == "param" else module._buffers[name]
-            if value.shape != target.shape:
-                errors.append(f"{key}: checkpoint shape {value.shape}, model shape {target.shape}")
-                continue
+            if error:
+                bad_dtype.append(error)
+            elif value.shape != target.shape:
+                bad_shape.append(f"{key}: checkpoint shape {value.shape}, model shape {target.shape}")
+            else:
+                values[key] = target, value
+        if bad_dtype:
+            raise TypeError("load_state_dict: " + "; ".join(bad_dtype) + ". Values must be bool, "
+                            "integer, floating (float16 and bfloat16 included) or complex; they "
+                            "are converted to each entry's dtype, as PyTorch's load_state_dict does")
+        if bad_shape:
+            raise ValueError("load_state_dict: size mismatch for " + "; ".join(bad_shape))
+        for target, value in values.values():
             target[...] = value
-        if errors:
-            raise ValueError("load_state_dict: size mismatch for " + "; ".join(errors))
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes, grads, dtype --------------------------------------------------------------------

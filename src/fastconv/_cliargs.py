@@ -1,0 +1,112 @@
+"""argparse ``type=`` checks shared by ``fastconv train`` and ``fastconv bench``.
+
+Every option is checked while the command line is parsed, before any data is loaded or any
+benchmark runs: a bad value exits with status 2 and argparse's one-line message naming the
+option (``argument --lr: must be a finite number >= 0, got '-1'``).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+__all__ = ["int_at_least", "float_at_least", "thread_count", "comma_list", "input_file",
+           "output_file", "plot_file", "fail"]
+
+
+def int_at_least(minimum):
+    """An int >= minimum (``int_at_least(1)`` for batch sizes, 0 for epochs)."""
+    def check(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    return check
+
+
+def float_at_least(minimum):
+    """A finite float >= minimum (learning rates, momentum, weight decay)."""
+    def check(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {text!r}")
+        return value
+    return check
+
+
+def thread_count(text):
+    """1 to 1024 kernel threads, the range fastconv.set_num_threads accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 1024, got {text!r}")
+    return value
+
+
+def comma_list(allowed):
+    """A comma-separated list of names from `allowed` ('' for none) -> list of names."""
+    def check(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))} "
+                                             f"(choose from {', '.join(allowed)})")
+        return names
+    return check
+
+
+def input_file(text):
+    """An existing, readable regular file."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: not a regular file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable")
+    return text
+
+
+def output_file(text):
+    """A path that can be written: not a directory, in an existing, writable directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("the file name is empty")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a directory")
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} is not writable")
+    return text
+
+
+def plot_file(text):
+    """An output_file whose format (its extension; none means png) matplotlib can write."""
+    text = output_file(text)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise argparse.ArgumentTypeError("needs matplotlib: pip install 'fastconv[bench]'") from None
+    ext = os.path.splitext(text)[1][1:].lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext not in formats:
+        raise argparse.ArgumentTypeError(f"{text}: matplotlib cannot write .{ext} "
+                                         f"(formats: {', '.join(sorted(formats))})")
+    return text
+
+
+def fail(prog, option, path, error):
+    """Exit (status 1) with one line naming the option and the file, for a file that passed the
+    checks above but could not be read or written after all (corrupt, or the disk full)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # str() is a repr
+    text = " ".join(str(text).split())
+    sys.exit(f"{prog}: error: argument {option}: " + (text if path in text else f"{path}: {text}"))
