@@ -69,10 +69,10 @@ int64_t block_tiles(int64_t total, int64_t per_tile_bytes) {
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
 }
 
-// Forward work items before the output channels are split (see forward_core). Each part
-// transforms its block's input again, so fewer than kFixedItems: 4 cost ~8% over the 2 that
-// 2 threads took before, 8 cost 20-50% on single-block layers (L5, batch 1).
-constexpr int64_t kParts = 4;
+// Forward work items before the output channels are split (see forward_core). Not
+// kFixedItems: every part repacks its block's V in its GEMMs, and 8 parts ran single-block
+// layers (L5, VGG 14x14 at batch 8) 1.2-1.6x slower than 2 at 2 threads; 4 parts 1.2x.
+constexpr int64_t kParts = 2;
 
 // Slots of the per-slot weight gradient: kFixedItems, fewer where a slot would hold under
 // kSlotTiles tiles (each slot costs a pass over Z).
@@ -128,15 +128,16 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: (block, part of every group's output channels). With few blocks the output
   // channels are split as well, so each thread packs only its rows of U and the GEMMs keep
-  // their n (L5 and VGG's 14x14 layers: 64-128 tiles against 21-38 MB of U); each part
-  // transforms the block's input itself. The split follows the shape, not the thread count
-  // (kFixedItems): a GEMM's rounding depends on its m.
+  // their n (L5 and VGG's 14x14 layers: 64-128 tiles against 21-38 MB of U); the blocks' input
+  // is then transformed once, into a shared V, before the parts run. The split follows the
+  // shape, not the thread count (kFixedItems): a GEMM's rounding depends on its m.
   const int64_t kparts = nblocks >= kParts ? 1 : std::min<int64_t>(p.kg, (kParts + nblocks - 1) / nblocks);
   const int64_t per_thread = e2 * (p.c + p.k) * tb;
   Buffer<T> u(e2 * p.k * p.cg);
   Buffer<T> ws(per_thread * nt);
+  Buffer<T> vs(kparts > 1 ? nblocks * e2 * p.c * tb : 0);  // every block's V, shared by its parts
   Buffer<WinoTile> tl(tb * nt);
-  if (!u.ok() || !ws.ok() || !tl.ok())
+  if (!u.ok() || !ws.ok() || !vs.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.k * p.cg + per_thread * nt) * (int64_t)sizeof(T)));
   advise_huge_pages(u, e2 * p.k * p.cg);
@@ -147,8 +148,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   {
     const int tid = omp_get_thread_num();
     bool ok = true;
-    T *v = ws.get() + per_thread * tid;
-    T *mm = v + e2 * p.c * tb;
+    T *v_own = ws.get() + per_thread * tid;
+    T *mm = v_own + e2 * p.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
     // U[e][k][0:cg] from filter row k: w[k][c] (forward) or, transposed, the original
     // w[g*cg' + j][k % kg'] rotated, for j < cg' (this problem's cg is the original kg).
@@ -172,15 +173,27 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         std::fill(plane + oy1 * p.wo, plane + howo, bias);
       }
     }
-    // (the implicit barrier of the filter loop: U is complete)
+    if (kparts > 1) {
+      // V of every block (few of them), one (block, channel) per item
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < nblocks * p.c; ++it) {
+        const int64_t blk = it / p.c, c = it % p.c, q0 = blk * tb, nb = std::min(tb, total - q0);
+        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb,
+                       vs.get() + blk * e2 * p.c * tb + c * nb, p.c * nb);
+      }
+    }
+    // (the implicit barrier of the filter loop, or of the V loop: U and V are complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < nblocks * kparts; ++it) {
       const int64_t q0 = (it / kparts) * tb, nb = std::min(tb, total - q0);
       const int64_t part = it % kparts;
       const int64_t r0 = p.kg * part / kparts, nr = p.kg * (part + 1) / kparts - r0;  // rows
       tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
-      for (int64_t c = 0; c < p.c; ++c)
-        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
+      T *v = kparts > 1 ? vs.get() + (it / kparts) * e2 * p.c * tb : v_own;
+      if (kparts == 1)
+        for (int64_t c = 0; c < p.c; ++c)
+          ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
       for (int64_t e = 0; e < e2; ++e)
         for (int64_t g = 0; g < p.g; ++g) {
           const int64_t k0 = g * p.kg + r0;
