@@ -44,6 +44,14 @@ fc_status run_entry(F &&body) {
   return run_on_relay([](void *p) -> fc_status { return (*static_cast<B *>(p))(); }, &body);
 }
 
+// Determinism (README, "Determinism"): results are bitwise the same run to run and at every
+// thread count. So no partition that decides which terms are summed together, or how a GEMM is
+// cut (OpenBLAS's rounding depends on the m, n and k of a call), may follow num_threads():
+// partitions follow the shape, aiming at kFixedItems work items (enough for this many threads),
+// and threads take the items in any order. Reductions over items add fixed partial sums in a
+// fixed order.
+constexpr int64_t kFixedItems = 8;
+
 // Caps num_threads() at 1 on this thread while alive when `work` (multiply-adds or bytes) is
 // too small to pay for waking a team: tiny calls on a busy machine otherwise wait milliseconds
 // on OpenMP barriers.

@@ -23,14 +23,14 @@ struct ColPlan {
 
 // rows: rows of the column buffer. outer: independent items besides the blocks (images...).
 // in_place: no column buffer is written, so blocks are only cut to feed every thread (a
-// wider GEMM repacks its weight operand less often).
-ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int nt, int64_t outer,
-                     bool in_place) {
+// wider GEMM repacks its weight operand less often). The cut follows the shape, never the
+// thread count (kFixedItems): each block is a GEMM whose rounding depends on its n.
+ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t outer, bool in_place) {
   const int64_t budget = int64_t(2) << 20;  // bytes of columns per thread
   int64_t cbw = in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
-  if (outer < nt) {  // too few images to feed every thread: split each image more finely
-    int64_t want = (nt + outer - 1) / outer;
-    cbw = std::min(cbw, (s.howo + want - 1) / want);
+  if (outer < kFixedItems) {  // too few images to feed the threads: split each image more finely
+    int64_t want = (kFixedItems + outer - 1) / outer;
+    cbw = std::min(cbw, std::max<int64_t>(64, (s.howo + want - 1) / want));
   }
   cbw = std::max<int64_t>(1, std::min(cbw, s.howo));
   return {cbw, (s.howo + cbw - 1) / cbw};
@@ -118,7 +118,7 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
-  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
@@ -155,11 +155,13 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
                                   bool in_place) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
-  // channels only when there are fewer (image, group) pairs than threads (batch 1).
+  // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
+  // split follows the shape, never the thread count (kFixedItems).
   const int64_t ng = s.n * s.g;
-  const int64_t chunks = ng >= nt ? 1 : std::min<int64_t>(s.cg, (nt + ng - 1) / ng);
+  const int64_t chunks = ng >= kFixedItems ? 1 : std::max<int64_t>(1, std::min<int64_t>(
+                                                     (s.cg + 3) / 4, (kFixedItems + ng - 1) / ng));
   const int64_t max_ch = (s.cg + chunks - 1) / chunks;
-  const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), nt, ng * chunks, in_place);
+  const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), ng * chunks, in_place);
   const int64_t per_thread = in_place ? 0 : max_ch * s.kk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
@@ -198,11 +200,13 @@ template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
-  if (in_place && nt > 1) {
-    // No columns to build: split the rows of dW between threads instead of summing private
-    // copies (a linear layer's weight, run as a 1x1 convolution, can be hundreds of MB).
+  if (in_place) {
+    // No columns to build: split the rows of dW (at least 16 each; by the shape, not the thread
+    // count) instead of summing private copies (a linear layer's weight, run as a 1x1
+    // convolution, can be hundreds of MB).
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>((s.kg + 15) / 16,
+                                                                 (kFixedItems + s.g - 1) / s.g));
     if (fc_status st = blas_reserve(nt)) return st;
-    const int64_t parts = std::min<int64_t>(s.kg, (nt + s.g - 1) / s.g);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t it = 0; it < s.g * parts; ++it) {
       const int64_t g = it / parts, part = it % parts;
@@ -216,43 +220,43 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
     }
     return FC_OK;
   }
-  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), nt, s.n, in_place);
-  const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
-  const int64_t wsize = s.k * s.ckk;
-  // Each thread accumulates dW over its items in a private copy; the copies are summed after.
-  Buffer<T> ws(per_thread * nt);
-  Buffer<T> acc(nt > 1 ? wsize * nt : 1);
-  if (!ws.ok() || !acc.ok())
-    return fail(FC_ENOMEM, "im2col: cannot allocate the weight-gradient workspace");
-  if (fc_status st = blas_reserve(nt)) return st;
+  // The columns of a run of items (image, column block) are built together into one shared
+  // buffer; then dW_g is cut into `parts` ranges of columns, and each part adds the products of
+  // the run's items, in item order, into its range of dW. Which terms are summed together, and
+  // every GEMM's m, n and k, follow the shape only: the bits never depend on the thread count.
+  const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, false);
   const int64_t items = s.n * pl.nblocks;
+  const int64_t item_size = s.g * s.ckk * pl.cbw;  // one item's columns, every group
+  const int64_t run = std::clamp<int64_t>((int64_t(8) << 20) / (item_size * (int64_t)sizeof(T)), 1, items);
+  int64_t parts = 1;  // a power of two up to kFixedItems / g, each at least 32 columns wide
+  while (parts * 2 * s.g <= kFixedItems && s.ckk / (parts * 2) >= 32) parts *= 2;
+  Buffer<T> cols(item_size * run);
+  if (!cols.ok())
+    return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                (long long)(item_size * run * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
 #pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    T *col = ws.get() + per_thread * tid;
-    T *mine = nt > 1 ? acc.get() + wsize * tid : dw;
-    std::fill(mine, mine + wsize, T(0));
+  for (int64_t r0 = 0; r0 < items; r0 += run) {  // every thread walks the same runs
+    const int64_t nr = std::min(run, items - r0);
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
+    for (int64_t q = 0; q < nr * s.g; ++q) {
+      const int64_t it = r0 + q / s.g, g = q % s.g;
       const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
       const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
-      for (int64_t g = 0; g < s.g; ++g) {
-        const T *xg = x + (n * s.c + g * s.cg) * s.hw;
-        const T *cols = in_place ? xg + p0 : col;
-        const int64_t ldb = in_place ? s.hw : np;
-        if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
-        // dy [kg, np] x col^T [np, ckk] -> dW_g [kg, ckk], accumulated (beta = 1)
-        gemm(false, true, s.kg, s.ckk, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo,
-             cols, ldb, T(1), mine + g * s.kg * s.ckk, s.ckk);
-      }
+      im2col_block(s, x + (n * s.c + g * s.cg) * s.hw, s.cg, p0, p0 + np,
+                   cols.get() + (q / s.g) * item_size + g * s.ckk * np, np);
     }
-    if (nt > 1) {
-      // The implicit barrier of `omp for` above has passed: every copy is complete.
-#pragma omp for schedule(static)
-      for (int64_t e = 0; e < wsize; ++e) {
-        T sum = 0;
-        for (int t = 0; t < team; ++t) sum += acc.get()[t * wsize + e];
-        dw[e] = sum;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t gp = 0; gp < s.g * parts; ++gp) {
+      const int64_t g = gp / parts, part = gp % parts;
+      const int64_t j0 = s.ckk * part / parts, nj = s.ckk * (part + 1) / parts - j0;
+      for (int64_t q = 0; q < nr; ++q) {
+        const int64_t it = r0 + q, n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
+        const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
+        const T *col = cols.get() + q * item_size + (g * s.ckk + j0) * np;
+        // dy [kg, np] x col[j0:j0+nj]^T [np, nj] -> dW_g[:, j0:j0+nj] (the first item sets)
+        gemm(false, true, s.kg, nj, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo,
+             col, np, it ? T(1) : T(0), dw + g * s.kg * s.ckk + j0, s.ckk);
       }
     }
   }

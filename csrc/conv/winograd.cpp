@@ -69,6 +69,18 @@ int64_t block_tiles(int64_t total, int64_t per_tile_bytes) {
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
 }
 
+// Forward work items before the output channels are split (see forward_core). Not
+// kFixedItems: every part repacks its block's V in its GEMMs, and 8 parts ran single-block
+// layers (L5, VGG 14x14 at batch 8) 1.2-1.6x slower than 2 at 2 threads; 4 parts 1.2x.
+constexpr int64_t kParts = 2;
+
+// Slots of the per-slot weight gradient: kFixedItems, fewer where a slot would hold under
+// kSlotTiles tiles (each slot costs a pass over Z).
+constexpr int64_t kSlotTiles = 192;
+int64_t private_slots(int64_t total) {
+  return std::clamp<int64_t>(total / kSlotTiles, 1, kFixedItems);
+}
+
 // The workspaces are large (U alone is 4x the filters) and written in full on every call: ask
 // for transparent huge pages (Linux's THP, "madvise" mode) so that the kernel faults them in
 // 2 MiB at a time; with 4 KiB pages the faults took ~20% of a VGG 512-channel 14x14 layer.
@@ -114,16 +126,18 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
   const int64_t nblocks = (total + tb - 1) / tb;
-  // Work items: (block, part of every group's output channels). With fewer blocks than threads
-  // the output channels are split as well, so each thread packs only its rows of U and the
-  // GEMMs keep their n (L5 and VGG's 14x14 layers: 64-128 tiles against 21-38 MB of U); each
-  // part transforms the block's input itself.
-  const int64_t kparts = nblocks >= nt ? 1 : std::min<int64_t>(p.kg, (nt + nblocks - 1) / nblocks);
+  // Work items: (block, part of every group's output channels). With few blocks the output
+  // channels are split as well, so each thread packs only its rows of U and the GEMMs keep
+  // their n (L5 and VGG's 14x14 layers: 64-128 tiles against 21-38 MB of U); the blocks' input
+  // is then transformed once, into a shared V, before the parts run. The split follows the
+  // shape, not the thread count (kFixedItems): a GEMM's rounding depends on its m.
+  const int64_t kparts = nblocks >= kParts ? 1 : std::min<int64_t>(p.kg, (kParts + nblocks - 1) / nblocks);
   const int64_t per_thread = e2 * (p.c + p.k) * tb;
   Buffer<T> u(e2 * p.k * p.cg);
   Buffer<T> ws(per_thread * nt);
+  Buffer<T> vs(kparts > 1 ? nblocks * e2 * p.c * tb : 0);  // every block's V, shared by its parts
   Buffer<WinoTile> tl(tb * nt);
-  if (!u.ok() || !ws.ok() || !tl.ok())
+  if (!u.ok() || !ws.ok() || !vs.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.k * p.cg + per_thread * nt) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
@@ -135,8 +149,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   {
     const int tid = omp_get_thread_num();
     bool ok = true;
-    T *v = ws.get() + per_thread * tid;
-    T *mm = v + e2 * p.c * tb;
+    T *v_own = ws.get() + per_thread * tid;
+    T *mm = v_own + e2 * p.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
     // U[e][k][0:cg] from filter row k: w[k][c] (forward) or, transposed, the original
     // w[g*cg' + j][k % kg'] rotated, for j < cg' (this problem's cg is the original kg).
@@ -160,15 +174,27 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         std::fill(plane + oy1 * p.wo, plane + howo, bias);
       }
     }
-    // (the implicit barrier of the filter loop: U is complete)
+    if (kparts > 1) {
+      // V of every block (few of them), one (block, channel) per item
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < nblocks * p.c; ++it) {
+        const int64_t blk = it / p.c, c = it % p.c, q0 = blk * tb, nb = std::min(tb, total - q0);
+        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb,
+                       vs.get() + blk * e2 * p.c * tb + c * nb, p.c * nb);
+      }
+    }
+    // (the implicit barrier of the filter loop, or of the V loop: U and V are complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < nblocks * kparts; ++it) {
       const int64_t q0 = (it / kparts) * tb, nb = std::min(tb, total - q0);
       const int64_t part = it % kparts;
       const int64_t r0 = p.kg * part / kparts, nr = p.kg * (part + 1) / kparts - r0;  // rows
       tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
-      for (int64_t c = 0; c < p.c; ++c)
-        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
+      T *v = kparts > 1 ? vs.get() + (it / kparts) * e2 * p.c * tb : v_own;
+      if (kparts == 1)
+        for (int64_t c = 0; c < p.c; ++c)
+          ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
       for (int64_t e = 0; e < e2; ++e)
         for (int64_t g = 0; g < p.g; ++g) {
           const int64_t k0 = g * p.kg + r0;
@@ -223,63 +249,72 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
                             : conv2d_backward_data__direct(s, dy, w, dx);
 }
 
-// The weight gradient with Z accumulated per thread: each thread transforms blocks of tiles
-// whose Xt and Dt fit its L2 (1 MiB, at least 32 tiles) and adds their products into a private
-// Z ([alpha^2][k][cg]); the copies are summed at the end. Nothing streams through memory but
-// Z's updates, so it suits layers whose copies of Z fit the L3 (measured at 2 threads: VGG
-// 64->128 at 112x112 41 ms against 92 ms chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
+// The weight gradient with Z accumulated per slot: the tile blocks (their Xt and Dt fit the
+// L2: 1 MiB, at least 32 tiles) are cut into `slots` runs of consecutive blocks, a function of
+// the shape only. A thread takes a slot, adds the products of its blocks in order into a
+// private Z ([alpha^2][k][cg]), then adds that Z into the total in slot order (`ordered`), so
+// the sums never depend on the thread count or on which thread ran which slot. Nothing streams
+// through memory but Z's updates, so it suits layers whose Z is small (measured at 2 threads:
+// VGG 64->128 at 112x112 41 ms against 92 ms chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
+// A slot holds at least kSlotTiles tiles: each costs one more pass over Z.
 template <class T>
 fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk,
                                   const T *dy, const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
+  int64_t slots = private_slots(total);
   const int64_t per_tile = e2 * (s.c + s.k) * (int64_t)sizeof(T);
-  const int64_t tb = std::max<int64_t>(1, std::min(std::clamp<int64_t>((int64_t(1) << 20) / per_tile, 32, 1024),
-                                                   (total + nt - 1) / nt));
+  const int64_t tb_max = std::clamp<int64_t>((int64_t(1) << 20) / per_tile, 32, 1024);
+  const int64_t per_slot = ((total + tb_max - 1) / tb_max + slots - 1) / slots;  // blocks
+  const int64_t tb = (total + slots * per_slot - 1) / (slots * per_slot);  // evened out
   const int64_t nblocks = (total + tb - 1) / tb;
+  slots = std::min(slots, nblocks);  // every slot holds a block
   const int64_t zsize = e2 * s.k * s.cg, per_thread = e2 * (s.c + s.k) * tb + zsize;
-  Buffer<T> ws(per_thread * nt);
+  Buffer<T> ws(per_thread * nt), zt(zsize);
   Buffer<WinoTile> tl(tb * nt);
-  if (!ws.ok() || !tl.ok())
+  if (!ws.ok() || !zt.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
-                (long long)(per_thread * nt * (int64_t)sizeof(T)));
+                (long long)((per_thread * nt + zsize) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(ws, per_thread * nt);
+  advise_huge_pages(zt, zsize);
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const int tid = omp_get_thread_num();
     bool ok = true;
     T *z = ws.get() + per_thread * tid;
     T *xt = z + zsize, *dt = xt + e2 * s.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
-    std::fill(z, z + zsize, T(0));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
-      tile_list(q0, nb, th, tw, m, 0, 0, tiles);
-      for (int64_t c = 0; c < s.c; ++c)
-        ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, xt + c * nb, s.c * nb);
-      for (int64_t k = 0; k < s.k; ++k)
-        ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
-      for (int64_t e = 0; e < e2; ++e)
-        for (int64_t g = 0; g < s.g; ++g)
-          // Dt[e][g*kg:, :] [kg, nb] x Xt[e][g*cg:, :]^T [nb, cg] -> Z[e][g*kg:, :] [kg, cg] (+=)
-          gemm(false, true, s.kg, s.cg, nb, T(1), dt + (e * s.k + g * s.kg) * nb, nb,
-               xt + (e * s.c + g * s.cg) * nb, nb, T(1), z + (e * s.k + g * s.kg) * s.cg, s.cg);
+#pragma omp for schedule(dynamic, 1) ordered
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      const int64_t b0 = nblocks * slot / slots, b1 = nblocks * (slot + 1) / slots;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
+        tile_list(q0, nb, th, tw, m, 0, 0, tiles);
+        for (int64_t c = 0; c < s.c; ++c)
+          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, xt + c * nb, s.c * nb);
+        for (int64_t k = 0; k < s.k; ++k)
+          ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
+        for (int64_t e = 0; e < e2; ++e)
+          for (int64_t g = 0; g < s.g; ++g)
+            // Dt[e][g*kg:, :] [kg, nb] x Xt[e][g*cg:, :]^T [nb, cg] -> Z[e][g*kg:, :] [kg, cg]
+            // (the slot's first block sets, the others add)
+            gemm(false, true, s.kg, s.cg, nb, T(1), dt + (e * s.k + g * s.kg) * nb, nb,
+                 xt + (e * s.c + g * s.cg) * nb, nb, blk > b0 ? T(1) : T(0), z + (e * s.k + g * s.kg) * s.cg, s.cg);
+      }
+#pragma omp ordered
+      {
+        T *sum = zt.get();
+        if (slot == 0) std::copy(z, z + zsize, sum);
+        else
+          for (int64_t i = 0; i < zsize; ++i) sum[i] += z[i];
+      }
     }
-    // (the implicit barrier: every copy is complete) dW[k][c] = G^T (sum of the copies) G
+    // (the implicit barrier: every slot is in) dW[k][c] = G^T Z[k][c] G
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.k; ++k) {
-      T *z0 = ws.get() + k * s.cg;
-      for (int t = 1; t < team; ++t)
-        for (int64_t e = 0; e < e2; ++e) {
-          const T *zt = ws.get() + per_thread * t + k * s.cg + e * s.k * s.cg;
-          for (int64_t c = 0; c < s.cg; ++c) z0[e * s.k * s.cg + c] += zt[c];
-        }
-      uk.weight_grad(z0, s.k * s.cg, s.cg, dw + k * s.cg * 9);
-    }
+    for (int64_t k = 0; k < s.k; ++k) uk.weight_grad(zt.get() + k * s.cg, s.k * s.cg, s.cg, dw + k * s.cg * 9);
     if (!ok) {
 #pragma omp atomic write
       bad = 1;
@@ -361,8 +396,11 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.n * s.howo));
   const int64_t z_bytes = uk.alpha * uk.alpha * s.k * s.cg * (int64_t)sizeof(T);
+  const int64_t tiles = s.n * ((s.ho + uk.m - 1) / uk.m) * ((s.wo + uk.m - 1) / uk.m);
   bool finite;
-  const fc_status st = z_bytes * num_threads() <= (int64_t(24) << 20)  // copies fit the L3
+  // Per-slot Z while a few copies (one per thread and the total) fit the L3 and there are
+  // tiles for several slots; the choice follows the shape only (README, "Determinism").
+  const fc_status st = z_bytes <= (int64_t(12) << 20) && private_slots(tiles) > 1
                            ? backward_weight_private(s, uk, dy, x, dw, &finite)
                            : backward_weight_chunked(s, uk, dy, x, dw, &finite);
   if (st != FC_OK || finite) return st;
