@@ -18,6 +18,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdlib>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -78,14 +81,22 @@ class Cache {
     for (void *p : evicted) std::free(p);
     return true;
   }
-  // Frees every unused block; true if there were any.
+  // Frees every unused block; true if there were any. The memory goes back to the OS, not
+  // only to malloc's free lists: OpenBLAS maps its buffers with mmap, which those cannot serve
+  // (glibc keeps blocks under its adaptive mmap threshold, up to 32 MiB, in the heap).
   bool release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    const bool any = held_ > 0;
-    for (auto &kv : free_)
-      for (auto &e : kv.second) std::free(e.second);
-    free_.clear();
-    held_ = 0;
+    bool any;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      any = held_ > 0;
+      for (auto &kv : free_)
+        for (auto &e : kv.second) std::free(e.second);
+      free_.clear();
+      held_ = 0;
+    }
+#ifdef __GLIBC__
+    if (any) malloc_trim(0);
+#endif
     return any;
   }
   void set_limit(size_t limit) {
