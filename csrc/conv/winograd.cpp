@@ -69,11 +69,6 @@ int64_t block_tiles(int64_t total, int64_t per_tile_bytes) {
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
 }
 
-// Forward work items before the output channels are split (see forward_core). Not
-// kFixedItems: every part repacks its block's V in its GEMMs, and 8 parts ran single-block
-// layers (L5, VGG 14x14 at batch 8) 1.2-1.6x slower than 2 at 2 threads; 4 parts 1.2x.
-constexpr int64_t kParts = 2;
-
 // Slots of the per-slot weight gradient: kFixedItems, fewer where a slot would hold under
 // kSlotTiles tiles (each slot costs a pass over Z).
 constexpr int64_t kSlotTiles = 192;
@@ -126,31 +121,30 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
   const int64_t nblocks = (total + tb - 1) / tb;
-  // Work items: (block, part of every group's output channels). With few blocks the output
-  // channels are split as well, so each thread packs only its rows of U and the GEMMs keep
-  // their n (L5 and VGG's 14x14 layers: 64-128 tiles against 21-38 MB of U); the blocks' input
-  // is then transformed once, into a shared V, before the parts run. The split follows the
-  // shape, not the thread count (kFixedItems): a GEMM's rounding depends on its m.
-  const int64_t kparts = nblocks >= kParts ? 1 : std::min<int64_t>(p.kg, (kParts + nblocks - 1) / nblocks);
-  const int64_t per_thread = e2 * (p.c + p.k) * tb;
+  // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
+  // M to outputs). With fewer blocks than kFixedItems (L5 and VGG's 14x14 layers at batch 8:
+  // one block) the stages run one after another over all blocks instead, the GEMMs one item
+  // per (block, element, group): every GEMM keeps its full [kg, nb] shape whatever the thread
+  // count (rounding depends on a GEMM's m and n), and up to 36 threads find work.
+  const bool staged = nblocks < kFixedItems;
+  const int64_t per_thread = staged ? 0 : e2 * (p.c + p.k) * tb;
+  const int64_t staged_size = staged ? nblocks * e2 * (p.c + p.k) * tb : 0;  // every block's V, M
   Buffer<T> u(e2 * p.k * p.cg);
-  Buffer<T> ws(per_thread * nt);
-  Buffer<T> vs(kparts > 1 ? nblocks * e2 * p.c * tb : 0);  // every block's V, shared by its parts
+  Buffer<T> ws(per_thread * nt + staged_size);
   Buffer<WinoTile> tl(tb * nt);
-  if (!u.ok() || !ws.ok() || !vs.ok() || !tl.ok())
+  if (!u.ok() || !ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
-                (long long)((e2 * p.k * p.cg + per_thread * nt) * (int64_t)sizeof(T)));
+                (long long)((e2 * p.k * p.cg + per_thread * nt + staged_size) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(u, e2 * p.k * p.cg);
-  advise_huge_pages(ws, per_thread * nt);
+  advise_huge_pages(ws, per_thread * nt + staged_size);
   const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
+  T *const vs = ws.get(), *const ms = vs + nblocks * e2 * p.c * tb;  // (staged) [block][e][c or k][tb]
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
     bool ok = true;
-    T *v_own = ws.get() + per_thread * tid;
-    T *mm = v_own + e2 * p.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
     // U[e][k][0:cg] from filter row k: w[k][c] (forward) or, transposed, the original
     // w[g*cg' + j][k % kg'] rotated, for j < cg' (this problem's cg is the original kg).
@@ -174,38 +168,48 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         std::fill(plane + oy1 * p.wo, plane + howo, bias);
       }
     }
-    if (kparts > 1) {
-      // V of every block (few of them), one (block, channel) per item
+    // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
+    auto products = [&](int64_t e, int64_t g, int64_t nb, const T *v, T *mm) {
+      gemm(false, false, p.kg, nb, p.cg, T(1), u.get() + (e * p.k + g * p.kg) * p.cg, p.cg,
+           v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
+    };
+    if (staged) {
 #pragma omp for schedule(static)
-      for (int64_t it = 0; it < nblocks * p.c; ++it) {
+      for (int64_t it = 0; it < nblocks * p.c; ++it) {  // V, one (block, channel) per item
         const int64_t blk = it / p.c, c = it % p.c, q0 = blk * tb, nb = std::min(tb, total - q0);
         tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
         ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb,
-                       vs.get() + blk * e2 * p.c * tb + c * nb, p.c * nb);
+                       vs + blk * e2 * p.c * tb + c * nb, p.c * nb);
       }
-    }
-    // (the implicit barrier of the filter loop, or of the V loop: U and V are complete)
+      // (the implicit barriers: U and V are complete)
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < nblocks * kparts; ++it) {
-      const int64_t q0 = (it / kparts) * tb, nb = std::min(tb, total - q0);
-      const int64_t part = it % kparts;
-      const int64_t r0 = p.kg * part / kparts, nr = p.kg * (part + 1) / kparts - r0;  // rows
-      tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
-      T *v = kparts > 1 ? vs.get() + (it / kparts) * e2 * p.c * tb : v_own;
-      if (kparts == 1)
+      for (int64_t it = 0; it < nblocks * e2 * p.g; ++it) {
+        const int64_t blk = it / (e2 * p.g), e = it / p.g % e2, g = it % p.g;
+        products(e, g, std::min(tb, total - blk * tb), vs + blk * e2 * p.c * tb,
+                 ms + blk * e2 * p.k * tb);
+      }
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < nblocks * p.k; ++it) {  // outputs, one (block, channel) per item
+        const int64_t blk = it / p.k, k = it % p.k, q0 = blk * tb, nb = std::min(tb, total - q0);
+        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+        uk.output(ms + blk * e2 * p.k * tb + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0),
+                  y + k * howo, p.k * howo, p.wo, oy1, ox1);
+      }
+    } else {
+      T *v = ws.get() + per_thread * tid, *mm = v + e2 * p.c * tb;
+      // (the implicit barrier of the filter loop: U is complete)
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
+        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
         for (int64_t c = 0; c < p.c; ++c)
           ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
-      for (int64_t e = 0; e < e2; ++e)
-        for (int64_t g = 0; g < p.g; ++g) {
-          const int64_t k0 = g * p.kg + r0;
-          // U[e][k0:k0+nr, :] [nr, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][k0:k0+nr, :] [nr, nb]
-          gemm(false, false, nr, nb, p.cg, T(1), u.get() + (e * p.k + k0) * p.cg, p.cg,
-               v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + k0) * nb, nb);
-        }
-      for (int64_t g = 0; g < p.g; ++g)
-        for (int64_t k = g * p.kg + r0; k < g * p.kg + r0 + nr; ++k)
+        for (int64_t e = 0; e < e2; ++e)
+          for (int64_t g = 0; g < p.g; ++g) products(e, g, nb, v, mm);
+        for (int64_t k = 0; k < p.k; ++k)
           uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo,
                     p.k * howo, p.wo, oy1, ox1);
+      }
     }
     if (!ok) {
 #pragma omp atomic write
