@@ -255,9 +255,11 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
 
 // The weight gradient with Z accumulated per slot: the tile blocks (their Xt and Dt fit the
 // L2: 1 MiB, at least 32 tiles) are cut into `slots` runs of consecutive blocks, a function of
-// the shape only. A thread takes a slot, adds the products of its blocks in order into a
-// private Z ([alpha^2][k][cg]), then adds that Z into the total in slot order (`ordered`), so
-// the sums never depend on the thread count or on which thread ran which slot. Nothing streams
+// the shape only. A thread takes a slot and adds the products of its blocks in order into the
+// slot's own Z ([alpha^2][k][cg]); after a barrier the slots' Zs are added in slot order, so the
+// sums never depend on the thread count or on which thread ran which slot. (Adding each slot
+// into the total as it finished, in slot order, made threads wait on each other: 1.5x slower
+// on ResNet's 64->64 at 56x56.) Nothing streams
 // through memory but Z's updates, so it suits layers whose Z is small (measured at 2 threads:
 // VGG 64->128 at 112x112 41 ms against 92 ms chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
 // A slot holds at least kSlotTiles tiles: each costs one more pass over Z.
@@ -274,25 +276,25 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
   const int64_t tb = (total + slots * per_slot - 1) / (slots * per_slot);  // evened out
   const int64_t nblocks = (total + tb - 1) / tb;
   slots = std::min(slots, nblocks);  // every slot holds a block
-  const int64_t zsize = e2 * s.k * s.cg, per_thread = e2 * (s.c + s.k) * tb + zsize;
-  Buffer<T> ws(per_thread * nt), zt(zsize);
+  const int64_t zsize = e2 * s.k * s.cg, per_thread = e2 * (s.c + s.k) * tb;
+  Buffer<T> ws(per_thread * nt), zs(zsize * slots);  // Z of every slot
   Buffer<WinoTile> tl(tb * nt);
-  if (!ws.ok() || !zt.ok() || !tl.ok())
+  if (!ws.ok() || !zs.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
-                (long long)((per_thread * nt + zsize) * (int64_t)sizeof(T)));
+                (long long)((per_thread * nt + zsize * slots) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   advise_huge_pages(ws, per_thread * nt);
-  advise_huge_pages(zt, zsize);
+  advise_huge_pages(zs, zsize * slots);
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
     bool ok = true;
-    T *z = ws.get() + per_thread * tid;
-    T *xt = z + zsize, *dt = xt + e2 * s.c * tb;
+    T *xt = ws.get() + per_thread * tid, *dt = xt + e2 * s.c * tb;
     WinoTile *tiles = tl.get() + tb * tid;
-#pragma omp for schedule(dynamic, 1) ordered
+#pragma omp for schedule(dynamic, 1)
     for (int64_t slot = 0; slot < slots; ++slot) {
+      T *z = zs.get() + slot * zsize;
       const int64_t b0 = nblocks * slot / slots, b1 = nblocks * (slot + 1) / slots;
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
@@ -308,17 +310,19 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
             gemm(false, true, s.kg, s.cg, nb, T(1), dt + (e * s.k + g * s.kg) * nb, nb,
                  xt + (e * s.c + g * s.cg) * nb, nb, blk > b0 ? T(1) : T(0), z + (e * s.k + g * s.kg) * s.cg, s.cg);
       }
-#pragma omp ordered
-      {
-        T *sum = zt.get();
-        if (slot == 0) std::copy(z, z + zsize, sum);
-        else
-          for (int64_t i = 0; i < zsize; ++i) sum[i] += z[i];
-      }
     }
-    // (the implicit barrier: every slot is in) dW[k][c] = G^T Z[k][c] G
+    // (the implicit barrier: every slot is complete) Z = Z_0 + Z_1 + ... in slot order, then
+    // dW[k][c] = G^T Z[k][c] G
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.k; ++k) uk.weight_grad(zt.get() + k * s.cg, s.k * s.cg, s.cg, dw + k * s.cg * 9);
+    for (int64_t k = 0; k < s.k; ++k) {
+      T *z0 = zs.get() + k * s.cg;
+      for (int64_t sl = 1; sl < slots; ++sl)
+        for (int64_t e = 0; e < e2; ++e) {
+          const T *zi = zs.get() + sl * zsize + e * s.k * s.cg + k * s.cg;
+          for (int64_t c = 0; c < s.cg; ++c) z0[e * s.k * s.cg + c] += zi[c];
+        }
+      uk.weight_grad(z0, s.k * s.cg, s.cg, dw + k * s.cg * 9);
+    }
     if (!ok) {
 #pragma omp atomic write
       bad = 1;
