@@ -125,11 +125,18 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
                             (long long)(per_thread * nt * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = s.n * pl.nblocks;
+  // In place with too few items (a linear layer's handful of columns), the output channels are
+  // cut into parts as well, at least 32 rows each; by the shape, never the thread count.
+  const int64_t rparts = in_place && items < kFixedItems
+                             ? std::max<int64_t>(1, std::min((kFixedItems + items - 1) / items, s.kg / 32))
+                             : 1;
 #pragma omp parallel num_threads(nt)
   {
     T *col = ws.get() + per_thread * omp_get_thread_num();
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
+    for (int64_t ir = 0; ir < items * rparts; ++ir) {
+      const int64_t it = ir / rparts, part = ir % rparts;
+      const int64_t r0 = s.kg * part / rparts, nr = s.kg * (part + 1) / rparts - r0;
       const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
       const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
       for (int64_t g = 0; g < s.g; ++g) {
@@ -137,13 +144,13 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
         const T *cols = in_place ? xg + p0 : col;
         const int64_t ldb = in_place ? s.hw : np;
         if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
-        T *yg = y + (n * s.k + g * s.kg) * s.howo + p0;
-        // [kg, ckk] x [ckk, np] -> y[n, g*kg : (g+1)*kg, p0 : p0+np]  (row stride howo)
-        gemm(false, false, s.kg, np, s.ckk, T(1), w + g * s.kg * s.ckk, s.ckk, cols, ldb, T(0),
-             yg, s.howo);
+        T *yg = y + (n * s.k + g * s.kg + r0) * s.howo + p0;
+        // W_g[r0:r0+nr] [nr, ckk] x [ckk, np] -> y[n, g*kg + r0 : +nr, p0 : p0+np]  (row stride howo)
+        gemm(false, false, nr, np, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, cols, ldb,
+             T(0), yg, s.howo);
         if (b)
-          for (int64_t r = 0; r < s.kg; ++r)
-            for (int64_t p = 0; p < np; ++p) yg[r * s.howo + p] += b[g * s.kg + r];
+          for (int64_t r = 0; r < nr; ++r)
+            for (int64_t p = 0; p < np; ++p) yg[r * s.howo + p] += b[g * s.kg + r0 + r];
       }
     }
   }
