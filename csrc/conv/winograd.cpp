@@ -123,12 +123,12 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
   // M to outputs). With fewer blocks than kFixedItems (L5 and VGG's 14x14 layers at batch 8:
-  // one block) the stages run one after another over all blocks instead, the GEMMs one item
-  // per (block, element, group): every GEMM keeps its full [kg, nb] shape whatever the thread
-  // count (rounding depends on a GEMM's m and n), and up to 36 threads find work.
+  // one block) the blocks run one after another instead, each in three parallel stages, the
+  // GEMMs one item per (element, group): every GEMM keeps its full [kg, nb] shape whatever the
+  // thread count (rounding depends on a GEMM's m and n), and up to 36 threads find work.
   const bool staged = nblocks < kFixedItems;
   const int64_t per_thread = staged ? 0 : e2 * (p.c + p.k) * tb;
-  const int64_t staged_size = staged ? nblocks * e2 * (p.c + p.k) * tb : 0;  // every block's V, M
+  const int64_t staged_size = staged ? e2 * (p.c + p.k) * tb : 0;  // one block's V and M
   Buffer<T> u(e2 * p.k * p.cg);
   Buffer<T> ws(per_thread * nt + staged_size);
   Buffer<WinoTile> tl(tb * nt);
@@ -139,7 +139,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   advise_huge_pages(u, e2 * p.k * p.cg);
   advise_huge_pages(ws, per_thread * nt + staged_size);
   const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
-  T *const vs = ws.get(), *const ms = vs + nblocks * e2 * p.c * tb;  // (staged) [block][e][c or k][tb]
+  T *const vs = ws.get(), *const ms = vs + e2 * p.c * tb;  // (staged) [e][c or k][nb]
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
@@ -174,26 +174,19 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
            v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
     };
     if (staged) {
-#pragma omp for schedule(static)
-      for (int64_t it = 0; it < nblocks * p.c; ++it) {  // V, one (block, channel) per item
-        const int64_t blk = it / p.c, c = it % p.c, q0 = blk * tb, nb = std::min(tb, total - q0);
+      for (int64_t blk = 0; blk < nblocks; ++blk) {  // every thread walks the same blocks
+        const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
         tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
-        ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb,
-                       vs + blk * e2 * p.c * tb + c * nb, p.c * nb);
-      }
-      // (the implicit barriers: U and V are complete)
+        // (the implicit barriers: U, the previous block's outputs are complete)
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < p.c; ++c)
+          ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, vs + c * nb, p.c * nb);
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t it = 0; it < nblocks * e2 * p.g; ++it) {
-        const int64_t blk = it / (e2 * p.g), e = it / p.g % e2, g = it % p.g;
-        products(e, g, std::min(tb, total - blk * tb), vs + blk * e2 * p.c * tb,
-                 ms + blk * e2 * p.k * tb);
-      }
+        for (int64_t it = 0; it < e2 * p.g; ++it) products(it / p.g, it % p.g, nb, vs, ms);
 #pragma omp for schedule(static)
-      for (int64_t it = 0; it < nblocks * p.k; ++it) {  // outputs, one (block, channel) per item
-        const int64_t blk = it / p.k, k = it % p.k, q0 = blk * tb, nb = std::min(tb, total - q0);
-        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
-        uk.output(ms + blk * e2 * p.k * tb + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0),
-                  y + k * howo, p.k * howo, p.wo, oy1, ox1);
+        for (int64_t k = 0; k < p.k; ++k)
+          uk.output(ms + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
+                    p.wo, oy1, ox1);
       }
     } else {
       T *v = ws.get() + per_thread * tid, *mm = v + e2 * p.c * tb;
