@@ -1,8 +1,12 @@
 // The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch.
 // Everything below this file assumes a validated ConvShape.
+#include <cmath>
+#include <vector>
+
 #include "blas.h"
 #include "cpu/ukernels.h"
 #include "internal.h"
+#include "tune.h"
 
 namespace fc {
 
@@ -160,6 +164,47 @@ static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, fc_alg
     return fail(FC_EUNSUPPORTED, "%s cannot run this descriptor: %s", fc_algo_name(a), why);
   *out = a;
   return FC_OK;
+}
+
+// Work of algorithm a on s, in multiply-add equivalents (a rough model, only compared between
+// algorithms of one call to prune the tuner's candidates): im2col, gemm1x1 and depthwise run
+// the multiply-adds at GEMM speed, direct at about 0.7 of it; Winograd F(4x4, 3x3) does 36 for
+// every 16 x 9 at about half the speed, plus transforms; FFT does 4 real multiply-adds per
+// complex product of every (k, c) bin, plus the transforms; the reference twin is ~20x slower.
+static double estimate_cost(const ConvShape &s, fc_algo a) {
+  const double macs = (double)s.n * s.k * s.howo * s.ckk;
+  switch (a) {
+    case FC_ALGO_DIRECT: return macs / 0.7;
+    case FC_ALGO_WINOGRAD: return macs * 36.0 / (16 * 9) / 0.5 + 36.0 * s.n * (s.c + s.k) * s.howo / 16;
+    case FC_ALGO_FFT: {
+      const double bins = (double)fft_bins(s), planes = (double)s.n * (s.c + s.k) + (double)s.k * s.cg;
+      return 4.0 * s.n * s.k * s.cg * bins + planes * bins * 2 * std::log2(std::max(2.0, bins));
+    }
+    case FC_ALGO_REFERENCE: return macs * 20;
+    default: return macs;
+  }
+}
+
+// Resolves a (FC_ALGO_AUTO: the heuristic, or with autotuning on the measured choice) and runs
+// it through run(algo). Tuning times the candidates through `run` on the call's own buffers,
+// then runs the winner, so the outputs are the winner's.
+template <class Run>
+static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dtype t, Run &&run,
+                          bool tunable = true) {
+  fc_algo r;
+  if (fc_status st = resolve(s, a, dir, &r)) return st;
+  if (a == FC_ALGO_AUTO && tunable && autotune_on()) {
+    std::vector<TuneCandidate> candidates;
+    for (int i = 1; i < FC_ALGO_COUNT_; ++i) {
+      const fc_algo c = (fc_algo)i;
+      if (c != FC_ALGO_REFERENCE && !why_not(s, c)) candidates.push_back({c, estimate_cost(s, c)});
+    }
+    fc_status st;
+    const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r, run, &st);
+    if (st != FC_OK) return st;
+    if (!why_not(s, tuned)) r = tuned;  // (an imported table may name one that cannot run it)
+  }
+  return run(r);
 }
 
 static fc_status check_dtype(fc_dtype t) {
@@ -320,15 +365,29 @@ fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_alg
   return FC_OK;
 }
 
+fc_status fc_conv2d_tuned(const fc_conv2d_desc *d, fc_direction dir, fc_dtype t, fc_algo *a) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (fc_status st = check_dtype(t)) return st;
+  if (!a) return fail(FC_EINVAL, "a is NULL");
+  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
+    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  SmallWorkGuard small_(conv_work(s));  // (as the call itself would run)
+  if (!tuned_lookup(tune_key(s, dir, t, num_threads()), a))
+    return fail(FC_EINVAL, "no measured choice for this call (autotuning %s)",
+                autotune_on() ? "has not met it yet" : "is off");
+  return FC_OK;
+}
+
 fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
                             const void *w, const void *bias_or_null, void *y) {
   FC_PROLOGUE(d, t)
   if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_FORWARD, &r)) return st;
   return run_entry([&, t] {
-    return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
-                       : forward<double>(s, r, x, w, bias_or_null, y);
+    return dispatch(s, a, FC_DIR_FORWARD, t, [&, t](fc_algo r) {
+      return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
+                         : forward<double>(s, r, x, w, bias_or_null, y);
+    });
   });
 }
 
@@ -336,10 +395,10 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
                                   const void *w, void *dx) {
   FC_PROLOGUE(d, t)
   if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_DATA, &r)) return st;
   return run_entry([&, t] {
-    return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](fc_algo r) {
+      return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+    });
   });
 }
 
@@ -348,11 +407,12 @@ fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo
   FC_PROLOGUE(d, t)
   if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
   if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
-  fc_algo r;
-  if (fc_status st = resolve(s, a, FC_DIR_BACKWARD_WEIGHT, &r)) return st;
   return run_entry([&, t] {
-    return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
-                       : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
+    // (the bias gradient alone has no algorithm to tune)
+    return dispatch(s, a, FC_DIR_BACKWARD_WEIGHT, t, [&, t](fc_algo r) {
+      return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
+                         : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
+    }, dw != nullptr);
   });
 }
 

@@ -143,6 +143,30 @@ PYBIND11_MODULE(_core, m) {
         "This thread's override of the thread count (0 = none); returns the previous one.");
   m.def("get_num_threads", &fc_get_num_threads);
   m.def("isa", &fc_isa);
+  m.def("set_autotune", [](int mode) { check(fc_set_autotune(mode)); }, py::arg("mode"));
+  m.def("get_autotune", &fc_get_autotune);
+  m.def("autotune_clear", &fc_autotune_clear);
+  m.def("autotune_size", &fc_autotune_size);
+  m.def("autotune_export", [] {
+    int64_t needed = 0;
+    check(fc_autotune_export(nullptr, 0, &needed));
+    std::string text((size_t)needed, '\0');
+    check(fc_autotune_export(text.data(), needed, &needed));
+    text.resize((size_t)needed - 1);
+    return text;
+  });
+  m.def("autotune_import", [](const std::string &text) {
+    int64_t n = 0;
+    check(fc_autotune_import(text.c_str(), &n));
+    return n;
+  }, py::arg("text"));
+  m.def("conv2d_tuned", [](const Desc &a, int direction, bool f64) -> py::object {
+    fc_conv2d_desc d = to_desc(a);
+    fc_algo algo;
+    if (fc_conv2d_tuned(&d, (fc_direction)direction, f64 ? FC_F64 : FC_F32, &algo) != FC_OK)
+      return py::none();
+    return py::str(fc_algo_name(algo));
+  }, py::arg("desc"), py::arg("direction"), py::arg("f64"));
   py::list names;
   for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
   m.attr("ALGO_NAMES") = names;

@@ -112,6 +112,30 @@ FC_API int fc_set_local_num_threads(int n);
 /* The thread count a call made now on this thread would use. */
 FC_API int fc_get_num_threads(void);
 
+/* ---- measured algorithm choice (autotuning) ----
+ * With autotuning on, FC_ALGO_AUTO times the algorithms that can run a call (pruned by a cost
+ * estimate, a bounded number of runs each) the first time it meets the call's key: descriptor,
+ * direction, dtype, thread count and ISA. The fastest is remembered for the process and used
+ * from then on. The timing runs write the call's own outputs; the winner runs last. Off by
+ * default: the heuristic's choice is the same on every run, a measured one may differ between
+ * processes (timing noise), and so may the rounding of results. FASTCONV_AUTOTUNE=on|1|persist
+ * at load turns it on. The table's text form (one line per key) moves it between processes. */
+typedef enum { FC_AUTOTUNE_OFF = 0, FC_AUTOTUNE_ON = 1 } fc_autotune_mode;
+FC_API fc_status fc_set_autotune(int mode);
+FC_API int fc_get_autotune(void);
+/* Forgets every measured choice. */
+FC_API void fc_autotune_clear(void);
+/* Entries in the table. */
+FC_API int64_t fc_autotune_size(void);
+/* Writes the table as text (NUL-terminated) into buf; *needed = the bytes it takes. With
+ * cap == 0 only *needed is set; a smaller nonzero cap is FC_EINVAL. */
+FC_API fc_status fc_autotune_export(char *buf, int64_t cap, int64_t *needed);
+/* Adds the entries of text (as written by fc_autotune_export; '#' lines are comments) to the
+ * table; all or none: a malformed line is FC_EINVAL naming it. *entries = lines taken. */
+FC_API fc_status fc_autotune_import(const char *text, int64_t *entries);
+/* The measured choice for a call, FC_EINVAL (and *a untouched) if none is in the table. */
+FC_API fc_status fc_conv2d_tuned(const fc_conv2d_desc *d, fc_direction dir, fc_dtype t, fc_algo *a);
+
 /* The micro-kernel instruction set chosen at load time: "avx512", "avx2" or "generic".
  * The environment variable FASTCONV_ISA (generic|avx2|avx512) forces a lower one. */
 FC_API const char *fc_isa(void);

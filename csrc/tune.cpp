@@ -1,0 +1,219 @@
+// Measured algorithm choice (see tune.h): the in-memory table, the measurement, and its text
+// form for export/import (the Python package persists it per machine).
+#include "tune.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+#include "cpu/ukernels.h"
+
+namespace fc {
+
+namespace {
+
+// Candidates whose cost estimate is more than kPrune times the cheapest are not timed.
+constexpr double kPrune = 4.0;
+// Each candidate runs at most kRuns times (the first run counts: a fresh call pays its page
+// faults as a user's would), fewer once it is kGiveUp times slower than the best so far; a key
+// stops trying new candidates after kBudget seconds.
+constexpr int kRuns = 3;
+constexpr double kGiveUp = 2.0, kBudget = 2.0;
+
+struct Entry {
+  fc_algo algo;
+  double seconds;
+};
+
+std::mutex g_mu;
+std::map<TuneKey, Entry> g_table;
+std::atomic<int> g_mode{[] {
+  const char *env = std::getenv("FASTCONV_AUTOTUNE");
+  return env && (!std::strcmp(env, "on") || !std::strcmp(env, "1") || !std::strcmp(env, "persist"))
+             ? 1 : 0;
+}()};
+
+int isa_id(const char *name) {
+  return !std::strcmp(name, "avx512") ? 2 : !std::strcmp(name, "avx2") ? 1 : 0;
+}
+const char *isa_of_id(int id) { return id == 2 ? "avx512" : id == 1 ? "avx2" : "generic"; }
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+fc_algo algo_by_name(const std::string &name) {
+  for (int i = 1; i < FC_ALGO_COUNT_; ++i)
+    if (name == fc_algo_name((fc_algo)i)) return (fc_algo)i;
+  return FC_ALGO_AUTO;
+}
+
+}  // namespace
+
+bool TuneKey::operator<(const TuneKey &o) const {
+  return std::memcmp(this, &o, sizeof *this) < 0;
+}
+bool TuneKey::operator==(const TuneKey &o) const {
+  return std::memcmp(this, &o, sizeof *this) == 0;
+}
+
+TuneKey tune_key(const ConvShape &s, fc_direction dir, fc_dtype t, int threads) {
+  TuneKey k;
+  std::memset(&k, 0, sizeof k);  // (padding too: keys compare as bytes)
+  const int64_t d[14] = {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.g};
+  std::memcpy(k.desc, d, sizeof d);
+  k.dir = dir;
+  k.dtype = t;
+  k.threads = threads;
+  k.isa = isa_id(isa_name());
+  return k;
+}
+
+bool autotune_on() { return g_mode.load(std::memory_order_relaxed) != 0; }
+
+bool tuned_lookup(const TuneKey &key, fc_algo *a) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_table.find(key);
+  if (it == g_table.end()) return false;
+  *a = it->second.algo;
+  return true;
+}
+
+fc_algo tuned_algo(const TuneKey &key, const std::vector<TuneCandidate> &candidates,
+                   fc_algo fallback, const std::function<fc_status(fc_algo)> &run, fc_status *st) {
+  *st = FC_OK;
+  fc_algo known;
+  if (tuned_lookup(key, &known)) return known;
+  if (candidates.empty()) return fallback;
+  double cheapest = candidates[0].cost;
+  for (const auto &c : candidates) cheapest = std::min(cheapest, c.cost);
+  // The heuristic's choice first: its time bounds how long the others may take.
+  std::vector<TuneCandidate> order(candidates);
+  std::stable_sort(order.begin(), order.end(), [&](const TuneCandidate &a, const TuneCandidate &b) {
+    return (a.algo == fallback) > (b.algo == fallback);
+  });
+  fc_algo best = FC_ALGO_AUTO;
+  double best_t = 0;
+  const double start = now();
+  for (const auto &c : order) {
+    if (c.algo != fallback && c.cost > kPrune * cheapest) continue;
+    if (best != FC_ALGO_AUTO && now() - start > kBudget) break;
+    double t_min = 0;
+    for (int r = 0; r < kRuns; ++r) {
+      const double t0 = now();
+      const fc_status s = run(c.algo);
+      const double t = now() - t0;
+      if (s == FC_ENOMEM) break;  // (another candidate may fit)
+      if (s != FC_OK) {
+        *st = s;
+        return fallback;
+      }
+      t_min = r ? std::min(t_min, t) : t;
+      if (best != FC_ALGO_AUTO && t_min > kGiveUp * best_t) break;
+    }
+    if (t_min > 0 && (best == FC_ALGO_AUTO || t_min < best_t)) {
+      best = c.algo;
+      best_t = t_min;
+    }
+  }
+  if (best == FC_ALGO_AUTO) return fallback;  // every candidate ran out of memory
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_table[key] = {best, best_t};
+  return best;
+}
+
+}  // namespace fc
+
+using namespace fc;
+
+extern "C" {
+
+fc_status fc_set_autotune(int mode) {
+  clear_error();
+  if (mode != FC_AUTOTUNE_OFF && mode != FC_AUTOTUNE_ON)
+    return fail(FC_EINVAL, "mode must be FC_AUTOTUNE_OFF (0) or FC_AUTOTUNE_ON (1), got %d", mode);
+  g_mode.store(mode, std::memory_order_relaxed);
+  return FC_OK;
+}
+
+int fc_get_autotune(void) { return g_mode.load(std::memory_order_relaxed); }
+
+void fc_autotune_clear(void) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_table.clear();
+}
+
+int64_t fc_autotune_size(void) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return (int64_t)g_table.size();
+}
+
+// One line per entry: the 14 descriptor fields, direction, dtype, threads, ISA name, the
+// algorithm's name and its measured seconds.
+fc_status fc_autotune_export(char *buf, int64_t cap, int64_t *needed) {
+  clear_error();
+  if (!needed) return fail(FC_EINVAL, "needed must not be NULL");
+  if (cap < 0 || (cap > 0 && !buf)) return fail(FC_EINVAL, "buf must hold cap >= 0 bytes");
+  std::string text;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    for (const auto &kv : g_table) {
+      char line[512];
+      int at = 0;
+      for (int64_t v : kv.first.desc) at += std::snprintf(line + at, sizeof line - at, "%" PRId64 " ", v);
+      std::snprintf(line + at, sizeof line - at, "%d %d %d %s %s %.9g\n", kv.first.dir,
+                    kv.first.dtype, kv.first.threads, isa_of_id(kv.first.isa),
+                    fc_algo_name(kv.second.algo), kv.second.seconds);
+      text += line;
+    }
+  }
+  *needed = (int64_t)text.size() + 1;
+  if (cap < *needed) return cap == 0 ? FC_OK : fail(FC_EINVAL, "buf holds %lld bytes, the table needs %lld",
+                                                     (long long)cap, (long long)*needed);
+  std::memcpy(buf, text.c_str(), text.size() + 1);
+  return FC_OK;
+}
+
+fc_status fc_autotune_import(const char *text, int64_t *entries) {
+  clear_error();
+  if (!text) return fail(FC_EINVAL, "text must not be NULL");
+  std::istringstream in(text);
+  std::string line;
+  std::map<TuneKey, Entry> parsed;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream f(line);
+    TuneKey k;
+    std::memset(&k, 0, sizeof k);
+    std::string isa, algo;
+    double seconds = 0;
+    for (int64_t &v : k.desc) f >> v;
+    f >> k.dir >> k.dtype >> k.threads >> isa >> algo >> seconds;
+    std::string rest;
+    const fc_algo a = algo_by_name(algo);
+    bool ok = !f.fail() && !(f >> rest) && a != FC_ALGO_AUTO && k.dir >= 0 &&
+              k.dir <= FC_DIR_BACKWARD_WEIGHT && (k.dtype == FC_F32 || k.dtype == FC_F64) &&
+              k.threads >= 1 && k.threads <= FC_MAX_THREADS &&
+              (isa == "generic" || isa == "avx2" || isa == "avx512") && seconds >= 0;
+    for (int i = 0; ok && i < 14; ++i) ok = k.desc[i] >= (i >= 9 && i <= 10 ? 0 : 1);
+    if (!ok) return fail(FC_EINVAL, "line %lld is not an autotune entry: '%.80s'", (long long)lineno, line.c_str());
+    k.isa = isa_id(isa.c_str());
+    parsed[k] = {a, seconds};
+  }
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (const auto &kv : parsed) g_table[kv.first] = kv.second;
+  if (entries) *entries = (int64_t)parsed.size();
+  return FC_OK;
+}
+
+}  // extern "C"
