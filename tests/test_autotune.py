@@ -170,3 +170,30 @@ def test_environment_variable_sets_the_mode(tmp_path):
 
 def test_algo_ids_cover_the_tuned_names():
     assert set(_ALGO_IDS) - {"auto"} == set(fastconv.ALGORITHMS)
+
+
+def test_c_abi_export_sizes_and_import_errors(autotune):
+    import ctypes
+    from test_c_abi import LIB_PATH
+    if LIB_PATH is None:
+        pytest.skip("libfastconv shared library not found")
+    lib = ctypes.CDLL(LIB_PATH)
+    lib.fc_autotune_export.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
+    lib.fc_autotune_import.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]
+    lib.fc_last_error.restype = ctypes.c_char_p
+    x, w = _inputs()
+    fastconv.conv2d(x, w, padding=1)
+    needed = ctypes.c_int64(-1)
+    assert lib.fc_autotune_export(None, 0, ctypes.byref(needed)) == 0 and needed.value > 10
+    small = ctypes.create_string_buffer(4)
+    assert lib.fc_autotune_export(small, 4, ctypes.byref(needed)) == 1  # FC_EINVAL
+    assert small.raw == b"\0" * 4                                         # nothing written
+    buf = ctypes.create_string_buffer(needed.value)
+    assert lib.fc_autotune_export(buf, needed.value, ctypes.byref(needed)) == 0
+    assert buf.value.decode() == _core.autotune_export()
+    n = ctypes.c_int64(-1)
+    assert lib.fc_autotune_import(None, ctypes.byref(n)) == 1
+    assert lib.fc_autotune_import(b"# only a comment\n\n", ctypes.byref(n)) == 0 and n.value == 0
+    bad = buf.value.replace(b" 0 1 ", b" 0 7 ", 1)  # dtype 7
+    assert lib.fc_autotune_import(bad, ctypes.byref(n)) == 1
+    assert b"line 1" in lib.fc_last_error()
