@@ -114,6 +114,24 @@ bool im2col_supports(const ConvShape &s) {
          gemm_dims_fit(s.hw) && gemm_dims_fit(s.kg * s.ckk);
 }
 
+// The column operand of item `it` (image n, column block at p0, np wide) for group g: the input
+// plane itself in place, else built into col; ldb is its row stride.
+template <class T>
+struct ItemColumns {
+  int64_t n, p0, np, ldb;
+  const T *cols;
+};
+template <class T>
+ItemColumns<T> item_columns(const ConvShape &s, const ColPlan &pl, const T *x, int64_t it,
+                            int64_t g, bool in_place, T *col) {
+  const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
+  const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
+  const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+  if (in_place) return {n, p0, np, s.hw, xg + p0};
+  im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
+  return {n, p0, np, np, col};
+}
+
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
@@ -137,20 +155,15 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
     for (int64_t ir = 0; ir < items * rparts; ++ir) {
       const int64_t it = ir / rparts, part = ir % rparts;
       const int64_t r0 = s.kg * part / rparts, nr = s.kg * (part + 1) / rparts - r0;
-      const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
-      const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
       for (int64_t g = 0; g < s.g; ++g) {
-        const T *xg = x + (n * s.c + g * s.cg) * s.hw;
-        const T *cols = in_place ? xg + p0 : col;
-        const int64_t ldb = in_place ? s.hw : np;
-        if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
-        T *yg = y + (n * s.k + g * s.kg + r0) * s.howo + p0;
+        const ItemColumns<T> c = item_columns(s, pl, x, it, g, in_place, col);
+        T *yg = y + (c.n * s.k + g * s.kg + r0) * s.howo + c.p0;
         // W_g[r0:r0+nr] [nr, ckk] x [ckk, np] -> y[n, g*kg + r0 : +nr, p0 : p0+np]  (row stride howo)
-        gemm(false, false, nr, np, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, cols, ldb,
-             T(0), yg, s.howo);
+        gemm(false, false, nr, c.np, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, c.cols,
+             c.ldb, T(0), yg, s.howo);
         if (b)
           for (int64_t r = 0; r < nr; ++r)
-            for (int64_t p = 0; p < np; ++p) yg[r * s.howo + p] += b[g * s.kg + r0 + r];
+            for (int64_t p = 0; p < c.np; ++p) yg[r * s.howo + p] += b[g * s.kg + r0 + r];
       }
     }
   }
@@ -300,16 +313,11 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
       T *mine = sl ? acc.get() + (sl - 1) * wsize : dw;
       const int64_t i0 = items * sl / slots, i1 = items * (sl + 1) / slots;
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t n = it / pl.nblocks, p0 = (it % pl.nblocks) * pl.cbw;
-        const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
         for (int64_t g = 0; g < s.g; ++g) {
-          const T *xg = x + (n * s.c + g * s.cg) * s.hw;
-          const T *cols = in_place ? xg + p0 : col;
-          const int64_t ldb = in_place ? s.hw : np;
-          if (!in_place) im2col_block(s, xg, s.cg, p0, p0 + np, col, np);
+          const ItemColumns<T> c = item_columns(s, pl, x, it, g, in_place, col);
           // dy [kg, np] x col^T [np, ckk] -> dW_g [kg, ckk] (the slot's first item sets)
-          gemm(false, true, s.kg, s.ckk, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0,
-               s.howo, cols, ldb, it == i0 ? T(0) : T(1), mine + g * s.kg * s.ckk, s.ckk);
+          gemm(false, true, s.kg, s.ckk, c.np, T(1), dy + (c.n * s.k + g * s.kg) * s.howo + c.p0,
+               s.howo, c.cols, c.ldb, it == i0 ? T(0) : T(1), mine + g * s.kg * s.ckk, s.ckk);
         }
       }
     }
