@@ -17,10 +17,9 @@
 #include <numpy/arrayobject.h>
 #include <pybind11/pybind11.h>
 
+#include <sys/mman.h>
+
 #include <cstdlib>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -42,6 +41,16 @@ struct Header {
   size_t bytes;  // usable bytes (page-rounded for cached blocks)
 };
 
+// Cacheable blocks are mapped, not malloc'd: freeing one gives its address space back at once
+// (glibc keeps blocks under its adaptive mmap threshold, up to 32 MiB, in a heap whose middle
+// never shrinks; under an address-space limit the memory the cache freed stayed unusable, for
+// OpenBLAS's mapped buffers too). The header's page holds the size, the data is page-aligned + 64.
+void *map_block(size_t bytes) {
+  void *p = mmap(nullptr, bytes + kHeader, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+void unmap_block(void *base, size_t bytes) { munmap(base, bytes + kHeader); }
+
 class Cache {
  public:
   void *take(size_t bytes) {
@@ -61,7 +70,7 @@ class Cache {
   // the limit (a working set that changed, say from one network to the next, must not be
   // locked out by the old one's blocks); false when the block alone is over the limit.
   bool give(void *base, size_t bytes) {
-    std::vector<void *> evicted;
+    std::vector<std::pair<void *, size_t>> evicted;  // (block, bytes)
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (bytes + kHeader > limit_) return false;
@@ -71,32 +80,24 @@ class Cache {
           if (!it->second.empty() &&
               (oldest == free_.end() || it->second.front().first < oldest->second.front().first))
             oldest = it;
-        evicted.push_back(oldest->second.front().second);
+        evicted.emplace_back(oldest->second.front().second, oldest->first);
         oldest->second.erase(oldest->second.begin());
         held_ -= oldest->first + kHeader;
       }
       free_[bytes].emplace_back(++stamp_, base);
       held_ += bytes + kHeader;
     }
-    for (void *p : evicted) std::free(p);
+    for (auto &e : evicted) unmap_block(e.first, e.second);
     return true;
   }
-  // Frees every unused block; true if there were any. The memory goes back to the OS, not
-  // only to malloc's free lists: OpenBLAS maps its buffers with mmap, which those cannot serve
-  // (glibc keeps blocks under its adaptive mmap threshold, up to 32 MiB, in the heap).
+  // Unmaps every unused block; true if there were any.
   bool release() {
-    bool any;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      any = held_ > 0;
-      for (auto &kv : free_)
-        for (auto &e : kv.second) std::free(e.second);
-      free_.clear();
-      held_ = 0;
-    }
-#ifdef __GLIBC__
-    if (any) malloc_trim(0);
-#endif
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool any = held_ > 0;
+    for (auto &kv : free_)
+      for (auto &e : kv.second) unmap_block(e.second, kv.first);
+    free_.clear();
+    held_ = 0;
     return any;
   }
   void set_limit(size_t limit) {
@@ -155,8 +156,7 @@ void *alloc(void *, size_t size) {
     return with_header(retrying([&] { return std::malloc(size + kHeader); }), kMagicPlain, size);
   size_t bytes = (size + kPage - 1) / kPage * kPage;
   if (void *base = cache().take(bytes)) return with_header(base, kMagicCached, bytes);
-  return with_header(retrying([&] { return std::aligned_alloc(64, bytes + kHeader); }),
-                     kMagicCached, bytes);
+  return with_header(retrying([&] { return map_block(bytes); }), kMagicCached, bytes);
 }
 
 void *alloc_zeroed(void *ctx, size_t nelem, size_t elsize) {
@@ -170,7 +170,10 @@ void *alloc_zeroed(void *ctx, size_t nelem, size_t elsize) {
 void release(void *, void *p, size_t) {
   if (!p) return;
   Header *h = header_of(p);
-  if (h->magic == kMagicCached && cache().give(h, h->bytes)) return;
+  if (h->magic == kMagicCached) {
+    if (!cache().give(h, h->bytes)) unmap_block(h, h->bytes);
+    return;
+  }
   h->magic = 0;
   std::free(h);
 }

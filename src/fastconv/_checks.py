@@ -13,14 +13,19 @@ _MAX_BYTES = 1 << 48
 _C_RANGES = {"int64": (-(1 << 63), (1 << 63) - 1), "uint64": (0, (1 << 64) - 1)}
 
 
+class IntRangeError(OverflowError, ValueError):
+    """An integer argument beyond the C type it becomes: an OverflowError (as NumPy raises for
+    such ints) that is also the ValueError every bad argument raises."""
+
+
 def _c_int(value, name, ctype="int64"):
     """value (an integral number) as an int that fits the C type it is passed to _core as;
-    OverflowError naming the argument otherwise (pybind11 would only say "incompatible function
+    IntRangeError naming the argument otherwise (pybind11 would only say "incompatible function
     arguments")."""
     low, high = _C_RANGES[ctype]
     value = operator.index(value)
     if not low <= value <= high:
-        raise OverflowError(f"{name}={value} does not fit in {ctype} (must be in [{low}, {high}])")
+        raise IntRangeError(f"{name}={value} does not fit in {ctype} (must be in [{low}, {high}])")
     return value
 
 
