@@ -224,7 +224,9 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
                 continue
             try:
                 ms[algo] = timeit(call(direction, algo), repeat) * 1e3
-            except (MemoryError, RuntimeError) as e:  # (a workspace too large here, say)
+            except (MemoryError, RuntimeError, ValueError) as e:
+                # (a workspace too large for this machine, say): reported under the row rather
+                # than losing the rest of a long run
                 errors[algo] = " ".join(str(e).split())
         torch_ms = timeit(torch_fns[direction], repeat) * 1e3 if torch_fns else None
         rows.append(make_row(case, direction, ms, auto, tuned, torch_ms, errors))
