@@ -11,7 +11,7 @@ import math
 import os
 import sys
 
-__all__ = ["int_at_least", "float_at_least", "thread_count", "comma_list", "input_file",
+__all__ = ["int_at_least", "int_list", "float_at_least", "thread_count", "comma_list", "input_file",
            "output_file", "plot_file", "fail"]
 
 
@@ -25,6 +25,21 @@ def int_at_least(minimum):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
         return value
+    return check
+
+
+def int_list(minimum):
+    """A comma-separated list of ints >= minimum, at least one, repeats dropped ("1,8" -> [1, 8])."""
+    def check(text):
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            values = []
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"must be a comma list of integers >= {minimum}, "
+                                             f"got {text!r}")
+        return list(dict.fromkeys(values))
     return check
 
 

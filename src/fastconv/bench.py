@@ -7,7 +7,8 @@ Speed is reported as a ratio to PyTorch measured in the same process, and as GFL
 run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
 For Winograd and FFT, which do less arithmetic, GFLOP/s is the direct convolution's count over
 the time taken (effective GFLOP/s, as NNPACK reports), so it can pass the SGEMM rate. The
-tables name the algorithm ``auto`` chose for each layer and direction.
+tables name the algorithm ``auto`` chose for each layer and direction; ``fastconv bench auto``
+(bench_auto.py) times every algorithm against that choice.
 """
 from __future__ import annotations
 
@@ -495,11 +496,16 @@ def _progress(total, enabled):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["auto"]:  # its own options (fastconv bench auto --help)
+        from . import bench_auto
+        return bench_auto.main(argv[1:])
     ap = argparse.ArgumentParser(
         prog="fastconv bench",
         description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
     ap.add_argument("suite", nargs="?", default="quick",
-                    help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2)")
+                    help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
+                         "'auto' is a command of its own: fastconv bench auto --help")
     ap.add_argument("--batch", type=int_at_least(1), default=None,
                     help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
