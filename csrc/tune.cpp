@@ -14,7 +14,7 @@
 #include <sstream>
 #include <string>
 
-#include "cpu/ukernels.h"
+#include "hw.h"
 
 namespace fc {
 
@@ -41,10 +41,15 @@ std::atomic<int> g_mode{[] {
              ? 1 : 0;
 }()};
 
-int isa_id(const char *name) {
-  return !std::strcmp(name, "avx512") ? 2 : !std::strcmp(name, "avx2") ? 1 : 0;
+// The ISA named in an imported line (the text form names it, the key holds the enum).
+bool isa_by_name(const std::string &name, Isa *out) {
+  for (Isa i : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512})
+    if (name == isa_name(i)) {
+      *out = i;
+      return true;
+    }
+  return false;
 }
-const char *isa_of_id(int id) { return id == 2 ? "avx512" : id == 1 ? "avx2" : "generic"; }
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -73,7 +78,7 @@ TuneKey tune_key(const ConvShape &s, fc_direction dir, fc_dtype t, int threads) 
   k.dir = dir;
   k.dtype = t;
   k.threads = threads;
-  k.isa = isa_id(isa_name());
+  k.isa = (int32_t)hardware().isa;
   return k;
 }
 
@@ -170,7 +175,7 @@ fc_status fc_autotune_export(char *buf, int64_t cap, int64_t *needed) {
       int at = 0;
       for (int64_t v : kv.first.desc) at += std::snprintf(line + at, sizeof line - at, "%" PRId64 " ", v);
       std::snprintf(line + at, sizeof line - at, "%d %d %d %s %s %.9g\n", kv.first.dir,
-                    kv.first.dtype, kv.first.threads, isa_of_id(kv.first.isa),
+                    kv.first.dtype, kv.first.threads, isa_name((Isa)kv.first.isa),
                     fc_algo_name(kv.second.algo), kv.second.seconds);
       text += line;
     }
@@ -204,10 +209,12 @@ fc_status fc_autotune_import(const char *text, int64_t *entries) {
     bool ok = !f.fail() && !(f >> rest) && a != FC_ALGO_AUTO && k.dir >= 0 &&
               k.dir <= FC_DIR_BACKWARD_WEIGHT && (k.dtype == FC_F32 || k.dtype == FC_F64) &&
               k.threads >= 1 && k.threads <= FC_MAX_THREADS &&
-              (isa == "generic" || isa == "avx2" || isa == "avx512") && seconds >= 0;
+              seconds >= 0;
+    Isa isa_value = Isa::kGeneric;
+    ok = ok && isa_by_name(isa, &isa_value);
     for (int i = 0; ok && i < 14; ++i) ok = k.desc[i] >= (i >= 9 && i <= 10 ? 0 : 1);
     if (!ok) return fail(FC_EINVAL, "line %lld is not an autotune entry: '%.80s'", (long long)lineno, line.c_str());
-    k.isa = isa_id(isa.c_str());
+    k.isa = (int32_t)isa_value;
     parsed[k] = {a, seconds};
   }
   std::lock_guard<std::mutex> lock(g_mu);

@@ -142,6 +142,20 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_local_num_threads", &fc_set_local_num_threads, py::arg("n"),
         "This thread's override of the thread count (0 = none); returns the previous one.");
   m.def("get_num_threads", &fc_get_num_threads);
+  m.def("hardware", [] {
+    fc_hw_info h;
+    check(fc_hardware(&h));
+    py::dict d;
+    d["isa"] = h.isa;
+    d["best_isa"] = h.best_isa;
+    d["l1d_bytes"] = h.l1d_bytes;
+    d["l2_bytes"] = h.l2_bytes;
+    d["l3_bytes"] = h.l3_bytes;
+    d["cores"] = h.cores;
+    d["model"] = std::string(h.model);
+    d["vendor"] = std::string(h.vendor);
+    return d;
+  }, "fc_hardware as a dict of its fields.");
   m.def("isa", &fc_isa);
   m.def("set_autotune", [](int mode) { check(fc_set_autotune(mode)); }, py::arg("mode"));
   m.def("get_autotune", &fc_get_autotune);

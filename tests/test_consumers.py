@@ -207,6 +207,15 @@ def isa():
     return fk.fc_isa().decode()
 
 
+def hardware():
+    cdef fk.fc_hw_info h
+    if fk.fc_hardware(&h) != fk.FC_OK:
+        raise ValueError(fk.fc_last_error().decode())
+    return {"isa": h.isa.decode(), "best_isa": h.best_isa.decode(), "l1d_bytes": h.l1d_bytes,
+            "l2_bytes": h.l2_bytes, "l3_bytes": h.l3_bytes, "cores": h.cores,
+            "model": h.model.decode(), "vendor": h.vendor.decode()}
+
+
 def conv2d(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w, const double[::1] b,
            int stride, int pad, int dil_h, int dil_w, int groups):
     cdef fk.fc_conv2d_desc d
@@ -250,6 +259,7 @@ def test_cython_extension(tmp_path, monkeypatch):
     mod = importlib.import_module(name)
     try:
         assert mod.isa() == fastconv.isa()
+        assert mod.hardware() == fastconv.hardware()  # the pxd mirrors fc_hw_info
         x, w, b = _inputs()
         out, shape = mod.conv2d(x, w, b, STRIDE, PAD, DIL[0], DIL[1], GROUPS)
         want = _naive_conv(x, w, b)

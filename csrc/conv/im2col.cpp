@@ -1,8 +1,8 @@
 // im2col / col2im + OpenBLAS GEMM: the general path (any stride, padding, dilation, groups).
 //
 // The output positions of one image are cut into column blocks of `cbw` positions, so the
-// column buffer of one block, [cg*kh*kw, cbw], stays around 2 MiB instead of the whole
-// N*C*kh*kw*Ho*Wo matrix. Work items are (image, column block); every thread owns one
+// column buffer of one block, [cg*kh*kw, cbw], stays around 4 L2s (column_budget) instead of
+// the whole N*C*kh*kw*Ho*Wo matrix. Work items are (image, column block); every thread owns one
 // column buffer. GEMMs are row-major (cblas does the swap to column-major internally).
 //
 // gemm1x1.cpp reuses the same drivers with `in_place`: a 1x1 stride-1 unpadded convolution
@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "../blas.h"
+#include "../hw.h"
 #include "../internal.h"
 
 namespace fc {
@@ -21,12 +22,18 @@ struct ColPlan {
   int64_t nblocks;  // blocks per image
 };
 
+// Bytes of columns per thread: 4 x the L2 (2 MiB on the 512 KiB-L2 EPYC it was measured on).
+// im2col writes the block and the GEMM reads it right after, so it should stay near the core
+// (the L2 and this core's share of the L3), and be wide enough that each GEMM amortises packing
+// the weights. A hardware fact, the same at every thread count (README, "Determinism").
+int64_t column_budget() { return 4 * hardware().l2; }
+
 // rows: rows of the column buffer. outer: independent items besides the blocks (images...).
 // in_place: no column buffer is written, so blocks are only cut to feed every thread (a
 // wider GEMM repacks its weight operand less often). The cut follows the shape, never the
 // thread count (kFixedItems): each block is a GEMM whose rounding depends on its n.
 ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t outer, bool in_place) {
-  const int64_t budget = int64_t(2) << 20;  // bytes of columns per thread
+  const int64_t budget = column_budget();
   int64_t cbw = in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
   if (outer < kFixedItems) {  // too few images to feed the threads: split each image more finely
     int64_t want = (kFixedItems + outer - 1) / outer;
@@ -238,14 +245,16 @@ fc_status weight_grad_by_rows(const ConvShape &s, const T *dy, const T *x, T *dw
   return FC_OK;
 }
 
-// With columns: a run of items is built into one shared buffer; then dW_g is cut into `parts`
-// ranges of its columns, and each part adds the run's products, in item order, into its range.
+// With columns: a run of items is built into one shared buffer (a quarter of the L3, 8 MiB on
+// a 32 MiB L3: every thread's GEMMs read all of it, so it should stay in the shared cache);
+// then dW_g is cut into `parts` ranges of its columns, and each part adds the run's products,
+// in item order, into its range.
 template <class T>
 fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T *dw, int nt) {
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, false);
   const int64_t items = s.n * pl.nblocks;
   const int64_t item_size = s.g * s.ckk * pl.cbw;  // one item's columns, every group
-  const int64_t run = std::clamp<int64_t>((int64_t(8) << 20) / (item_size * (int64_t)sizeof(T)), 1, items);
+  const int64_t run = std::clamp<int64_t>(hardware().l3 / 4 / (item_size * (int64_t)sizeof(T)), 1, items);
   int64_t parts = 1;  // a power of two up to kFixedItems / g, each at least 32 columns wide
   while (parts * 2 * s.g <= kFixedItems && s.ckk / (parts * 2) >= 32) parts *= 2;
   Buffer<T> cols(item_size * run);
@@ -294,10 +303,12 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;
   const int64_t slots = std::min<int64_t>(kFixedItems, items);
-  // The most the private copies may take: they are fresh pages every call (faulted in and
-  // zeroed) and a pass more over memory; L5's 37 MB of copies ran 2.2x slower than cutting dW.
-  constexpr int64_t kCopyBytes = int64_t(16) << 20;
-  if (slots < kFixedItems / 2 || (slots - 1) * wsize * (int64_t)sizeof(T) > kCopyBytes)
+  // The most the private copies may take: half the L3 (16 MiB on a 32 MiB L3). They are fresh
+  // pages every call (faulted in and zeroed), and beyond the L3 a pass more over memory: L5's
+  // 37 MB of copies ran 2.2x slower than cutting dW. Which way runs follows the shape and this
+  // hardware fact only, never the thread count.
+  const int64_t copy_bytes = hardware().l3 / 2;
+  if (slots < kFixedItems / 2 || (slots - 1) * wsize * (int64_t)sizeof(T) > copy_bytes)
     return in_place ? weight_grad_by_rows(s, dy, x, dw, nt) : weight_grad_by_columns(s, dy, x, dw, nt);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt), acc((slots - 1) * wsize);

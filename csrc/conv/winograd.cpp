@@ -25,6 +25,7 @@
 
 #include "../blas.h"
 #include "../cpu/winograd_ukernels.h"
+#include "../hw.h"
 #include "../internal.h"
 
 namespace fc {
@@ -61,9 +62,11 @@ int tile_size(int64_t reduction) {
 
 // Tiles per block: at least 128 (the GEMMs' n: each call repacks its U[e], so fewer tiles
 // spend measurably more time packing), more while the block's V and M ([alpha^2][c + k][tb])
-// stay within 2 MiB, at most 1024; then evened out over the blocks.
+// stay within 4 L2s (2 MiB on the 512 KiB-L2 EPYC it was measured on: V is written and read
+// back by one thread, so it scales with the per-core cache), at most 1024; then evened out
+// over the blocks. Never a function of the thread count.
 int64_t block_tiles(int64_t total, int64_t per_tile_bytes) {
-  const int64_t budget = int64_t(2) << 20;
+  const int64_t budget = 4 * hardware().l2;
   const int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), 128, 1024);
   const int64_t nblocks = std::max<int64_t>(1, (total + tb - 1) / tb);
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
@@ -246,15 +249,16 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
                             : conv2d_backward_data__direct(s, dy, w, dx);
 }
 
-// The weight gradient with Z accumulated per slot: the tile blocks (their Xt and Dt fit the
-// L2: 1 MiB, at least 32 tiles) are cut into `slots` runs of consecutive blocks, a function of
-// the shape only. A thread takes a slot and adds the products of its blocks in order into the
-// slot's own Z ([alpha^2][k][cg]); after a barrier the slots' Zs are added in slot order, so the
-// sums never depend on the thread count or on which thread ran which slot. (Adding each slot
-// into the total as it finished, in slot order, made threads wait on each other: 1.5x slower
-// on ResNet's 64->64 at 56x56.) Nothing streams
-// through memory but Z's updates, so it suits layers whose Z is small (measured at 2 threads:
-// VGG 64->128 at 112x112 41 ms against 92 ms chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
+// The weight gradient with Z accumulated per slot: the tile blocks (their Xt and Dt within
+// twice the L2, 1 MiB on the 512 KiB-L2 EPYC it was measured on; at least 32 tiles) are cut
+// into `slots` runs of consecutive blocks, a function of the shape and the caches only. A
+// thread takes a slot and adds the products of its blocks in order into the slot's own Z
+// ([alpha^2][k][cg]); after a barrier the slots' Zs are added in slot order, so the sums never
+// depend on the thread count or on which thread ran which slot. (Adding each slot into the
+// total as it finished, in slot order, made threads wait on each other: 1.5x slower on
+// ResNet's 64->64 at 56x56.) Nothing streams through memory but Z's updates, so it suits
+// layers whose Z is small (measured at 2 threads: VGG 64->128 at 112x112 41 ms against 92 ms
+// chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
 // A slot holds at least kSlotTiles tiles: each costs one more pass over Z.
 template <class T>
 fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk,
@@ -264,7 +268,7 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
   int64_t slots = private_slots(total);
   const int64_t per_tile = e2 * (s.c + s.k) * (int64_t)sizeof(T);
-  const int64_t tb_max = std::clamp<int64_t>((int64_t(1) << 20) / per_tile, 32, 1024);
+  const int64_t tb_max = std::clamp<int64_t>(2 * hardware().l2 / per_tile, 32, 1024);
   const int64_t per_slot = ((total + tb_max - 1) / tb_max + slots - 1) / slots;  // blocks
   const int64_t tb = (total + slots * per_slot - 1) / (slots * per_slot);  // evened out
   const int64_t nblocks = (total + tb - 1) / tb;
@@ -399,9 +403,10 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
   const int64_t z_bytes = uk.alpha * uk.alpha * s.k * s.cg * (int64_t)sizeof(T);
   const int64_t tiles = s.n * ((s.ho + uk.m - 1) / uk.m) * ((s.wo + uk.m - 1) / uk.m);
   bool finite;
-  // Per-slot Z while a few copies (one per thread and the total) fit the L3 and there are
-  // tiles for several slots; the choice follows the shape only (README, "Determinism").
-  const fc_status st = z_bytes <= (int64_t(12) << 20) && private_slots(tiles) > 1
+  // Per-slot Z while a few copies (one per thread and the total) fit the L3: Z up to 3/8 of
+  // it (12 MiB of a 32 MiB L3), and there are tiles for several slots. The choice follows the
+  // shape and the hardware description only, never the thread count (README, "Determinism").
+  const fc_status st = z_bytes <= hardware().l3 * 3 / 8 && private_slots(tiles) > 1
                            ? backward_weight_private(s, uk, dy, x, dw, &finite)
                            : backward_weight_chunked(s, uk, dy, x, dw, &finite);
   if (st != FC_OK || finite) return st;

@@ -1,9 +1,7 @@
-// Picks the FFT micro-kernel table once, at load time: the instruction set the convolution
-// table uses (ukernels.h's isa_name(), which honours FASTCONV_ISA), so all tables agree.
-#include <cstring>
-
+// Picks the FFT micro-kernel table once, at load time, for the instruction set of the hardware
+// description (hw.h), the one every other table uses.
+#include "../hw.h"
 #include "fft_ukernels.h"
-#include "ukernels.h"
 
 namespace fc {
 namespace {
@@ -11,19 +9,13 @@ namespace {
 struct FftTable {
   FftUKernels u;
   FftTable() {
-    const char *isa = isa_name();
+    switch (hardware().isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!std::strcmp(isa, "avx512")) {
-      get_fft_ukernels__avx512(&u);
-      return;
-    }
-    if (!std::strcmp(isa, "avx2")) {
-      get_fft_ukernels__avx2(&u);
-      return;
-    }
+      case Isa::kAvx512: get_fft_ukernels__avx512(&u); break;
+      case Isa::kAvx2: get_fft_ukernels__avx2(&u); break;
 #endif
-    (void)isa;
-    get_fft_ukernels__generic(&u);
+      default: get_fft_ukernels__generic(&u); break;
+    }
   }
 };
 

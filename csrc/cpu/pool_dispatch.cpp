@@ -1,9 +1,7 @@
-// Picks the pooling micro-kernel table once, at load time: the instruction set the convolution
-// table uses (ukernels.h's isa_name(), which honours FASTCONV_ISA), so both always agree.
-#include <cstring>
-
+// Picks the pooling micro-kernel table once, at load time, for the instruction set of the
+// hardware description (hw.h), the one every other table uses.
+#include "../hw.h"
 #include "pool_ukernels.h"
-#include "ukernels.h"
 
 namespace fc {
 namespace {
@@ -12,19 +10,13 @@ struct PoolTables {
   PoolUKernels<float> f;
   PoolUKernels<double> d;
   PoolTables() {
-    const char *isa = isa_name();
+    switch (hardware().isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!std::strcmp(isa, "avx512")) {
-      get_pool_ukernels__avx512(&f, &d);
-      return;
-    }
-    if (!std::strcmp(isa, "avx2")) {
-      get_pool_ukernels__avx2(&f, &d);
-      return;
-    }
+      case Isa::kAvx512: get_pool_ukernels__avx512(&f, &d); break;
+      case Isa::kAvx2: get_pool_ukernels__avx2(&f, &d); break;
 #endif
-    (void)isa;
-    get_pool_ukernels__generic(&f, &d);
+      default: get_pool_ukernels__generic(&f, &d); break;
+    }
   }
 };
 

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "../hw.h"  // isa_name(), for fc_isa
+
 namespace fc {
 
 template <class T>
@@ -58,8 +60,6 @@ template <>
 inline const UKernels<float> &ukernels<float>() { return ukernels_f32(); }
 template <>
 inline const UKernels<double> &ukernels<double>() { return ukernels_f64(); }
-
-const char *isa_name();
 
 // Each per-ISA file defines these (the `__isa` suffix names its variant).
 void get_ukernels__generic(UKernels<float> *f, UKernels<double> *d);

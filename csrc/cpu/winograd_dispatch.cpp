@@ -1,8 +1,6 @@
-// Picks the Winograd transform tables once, at load time: the instruction set the convolution
-// table uses (ukernels.h's isa_name(), which honours FASTCONV_ISA), so all tables agree.
-#include <cstring>
-
-#include "ukernels.h"
+// Picks the Winograd transform tables once, at load time, for the instruction set of the
+// hardware description (hw.h), the one every other table uses.
+#include "../hw.h"
 #include "winograd_ukernels.h"
 
 namespace fc {
@@ -12,19 +10,13 @@ struct WinogradTables {
   WinogradUKernels<float> f[2];
   WinogradUKernels<double> d[2];
   WinogradTables() {
-    const char *isa = isa_name();
+    switch (hardware().isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!std::strcmp(isa, "avx512")) {
-      get_winograd_ukernels__avx512(f, d);
-      return;
-    }
-    if (!std::strcmp(isa, "avx2")) {
-      get_winograd_ukernels__avx2(f, d);
-      return;
-    }
+      case Isa::kAvx512: get_winograd_ukernels__avx512(f, d); break;
+      case Isa::kAvx2: get_winograd_ukernels__avx2(f, d); break;
 #endif
-    (void)isa;
-    get_winograd_ukernels__generic(f, d);
+      default: get_winograd_ukernels__generic(f, d); break;
+    }
   }
 };
 

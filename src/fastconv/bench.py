@@ -477,8 +477,8 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
                 rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
     finally:
         bar.close()
-    meta = {"isa": F.isa(), "threads": threads, "batch": batch, "net_batch": net_batch,
-            "repeat": repeat, "sgemm_gflops": peak,
+    meta = {"isa": F.isa(), "hardware": F.hardware(), "threads": threads, "batch": batch,
+            "net_batch": net_batch, "repeat": repeat, "sgemm_gflops": peak,
             "torch": getattr(torch, "__version__", None)}
     return {"meta": meta, "rows": rows}
 
@@ -535,7 +535,10 @@ def main(argv=None):
     res = run(suites, batch, threads, args.repeat, compare, algos,
               net_batch=args.net_batch or 4, progress=not args.no_progress)
     m = res["meta"]
-    print(f"fastconv bench | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
+    hw = m["hardware"]
+    cpu = (f"{hw['model'] or 'CPU'}, {hw['cores']} cores, L2 {hw['l2_bytes'] >> 10} KiB, "
+           f"L3 {hw['l3_bytes'] >> 20} MiB")
+    print(f"fastconv bench | {cpu} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
           f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))

@@ -19,6 +19,7 @@ from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, unpooling)
 __all__ = [
     "ALGORITHMS", "algorithms", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
     "get_num_threads", "set_num_threads", "isa",
+    "hardware",
 ] + list(_pooling.__all__)
 
 #: Every convolution algorithm by name; "auto" picks one of them by shape.
@@ -266,3 +267,12 @@ def get_num_threads():
 def isa():
     """The micro-kernel set chosen at load time: 'avx512', 'avx2' or 'generic'."""
     return _core.isa()
+
+
+def hardware() -> dict:
+    """The machine as fastconv described it at load (fc_hardware): ``isa`` (as :func:`isa`),
+    ``best_isa`` (the CPU's best, before FASTCONV_ISA), ``l1d_bytes`` and ``l2_bytes`` (per
+    core), ``l3_bytes`` (as the OS reports it: the chip's, or one CCX's), ``cores`` (logical
+    CPUs in the process's affinity mask), ``model`` and ``vendor`` (CPUID's strings). Cache
+    blocking derives from these sizes."""
+    return dict(_core.hardware())

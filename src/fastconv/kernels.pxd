@@ -11,7 +11,7 @@
 # library_dirs=[fastconv.get_lib_dir()] and runtime_library_dirs=[fastconv.get_lib_dir()].
 # Every function is declared nogil: the kernels never touch Python, and are safe to call from
 # several threads at once. See fastconv.h for the meaning of every field and status.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 
 cdef extern from "fastconv/fastconv.h" nogil:
@@ -71,6 +71,14 @@ cdef extern from "fastconv/fastconv.h" nogil:
     void fc_set_num_threads(int n)
     int fc_set_local_num_threads(int n)
     int fc_get_num_threads()
+    ctypedef struct fc_hw_info:
+        const char *isa
+        const char *best_isa
+        int64_t l1d_bytes, l2_bytes, l3_bytes
+        int32_t cores
+        char model[64]
+        char vendor[16]
+    fc_status fc_hardware(fc_hw_info *out)
     const char *fc_isa()
     const char *fc_algo_name(fc_algo a)
 

@@ -136,6 +136,22 @@ FC_API fc_status fc_autotune_import(const char *text, int64_t *entries);
 /* The measured choice for a call, FC_EINVAL (and *a untouched) if none is in the table. */
 FC_API fc_status fc_conv2d_tuned(const fc_conv2d_desc *d, fc_direction dir, fc_dtype t, fc_algo *a);
 
+/* The machine as the library sees it, described once at load: what its kernel tables and
+ * cache blocking follow. Strings are NUL-terminated; isa and best_isa point to static storage. */
+typedef struct {
+  const char *isa;      /* the micro-kernel set in use, as fc_isa(): "avx512", "avx2", "generic" */
+  const char *best_isa; /* the best set the CPU supports, before FASTCONV_ISA lowered it */
+  int64_t l1d_bytes;    /* L1 data cache per core */
+  int64_t l2_bytes;     /* L2 per core */
+  int64_t l3_bytes;     /* L3 as the OS reports it: the chip's total, or one CCX's (AMD) */
+  int32_t cores;        /* logical CPUs this process may run on (its affinity mask at load) */
+  char model[64];       /* CPU brand string, e.g. "AMD EPYC 7763 64-Core Processor" ("" if none) */
+  char vendor[16];      /* "GenuineIntel", "AuthenticAMD", ... ("" off x86) */
+} fc_hw_info;
+/* Fills *out. Cache sizes come from Linux's sysfs (/sys/devices/system/cpu/cpu0/cache), else
+ * from CPUID's cache leaves, else 32 KiB / 1 MiB / 32 MiB. FC_EINVAL if out is NULL. */
+FC_API fc_status fc_hardware(fc_hw_info *out);
+
 /* The micro-kernel instruction set chosen at load time: "avx512", "avx2" or "generic".
  * The environment variable FASTCONV_ISA (generic|avx2|avx512) forces a lower one. */
 FC_API const char *fc_isa(void);

@@ -1,0 +1,231 @@
+// The hardware description (hw.h), made once: the instruction set from the CPU's feature bits
+// (lowered by FASTCONV_ISA), cache sizes from Linux's sysfs, else CPUID's cache leaves, else
+// defaults; cores from the affinity mask; vendor and model from CPUID. And fc_hardware(), its
+// C view.
+#include "hw.h"
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define FC_X86 1
+#endif
+
+#include "internal.h"
+
+namespace fc {
+
+namespace {
+
+// When neither sysfs nor CPUID answers: a common x86 server core of today, and the sizes the
+// blocking constants had before they derived from the caches.
+constexpr int64_t kDefaultL1d = int64_t(32) << 10;
+constexpr int64_t kDefaultL2 = int64_t(1) << 20;
+constexpr int64_t kDefaultL3 = int64_t(32) << 20;
+
+Isa detect_isa() {
+#if FC_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+#endif
+  return Isa::kGeneric;
+}
+
+// FASTCONV_ISA=generic|avx2|avx512 forces a set, never one above the CPU's; others are ignored.
+Isa forced_isa(Isa best) {
+  const char *env = std::getenv("FASTCONV_ISA");
+  if (!env || !*env) return best;
+  Isa want = best;
+  if (!std::strcmp(env, "generic")) want = Isa::kGeneric;
+  else if (!std::strcmp(env, "avx2")) want = Isa::kAvx2;
+  else if (!std::strcmp(env, "avx512")) want = Isa::kAvx512;
+  return want < best ? want : best;
+}
+
+// Cache sizes found so far, in bytes; 0 where no source has answered yet.
+struct Caches {
+  int64_t l1d = 0, l2 = 0, l3 = 0;
+};
+
+// Records a data or unified cache of `level` unless one is recorded already (the first of a
+// level is the one nearest the core) or the size is implausible (under 1 KiB, over 4 GiB).
+void keep(Caches *c, int level, bool data, int64_t bytes) {
+  if (!data || bytes < 1024 || bytes > (int64_t(4) << 30)) return;
+  int64_t *slot = level == 1 ? &c->l1d : level == 2 ? &c->l2 : level == 3 ? &c->l3 : nullptr;
+  if (slot && !*slot) *slot = bytes;
+}
+
+bool read_line(const char *path, char *buf, int n) {
+  std::FILE *f = std::fopen(path, "r");
+  if (!f) return false;
+  const bool ok = std::fgets(buf, n, f) != nullptr;
+  std::fclose(f);
+  if (ok) buf[std::strcspn(buf, "\r\n")] = '\0';
+  return ok;
+}
+
+// "32K" -> 32768: sysfs writes KiB with a K; M, G and bare bytes are read too. 0 if unreadable.
+int64_t parse_size(const char *s) {
+  char *end;
+  const long long v = std::strtoll(s, &end, 10);
+  if (end == s || v <= 0 || v > (1LL << 40)) return 0;
+  switch (std::toupper((unsigned char)*end)) {
+    case 'K': return int64_t(v) << 10;
+    case 'M': return int64_t(v) << 20;
+    case 'G': return int64_t(v) << 30;
+    default: return v;
+  }
+}
+
+// /sys/devices/system/cpu/cpu0/cache/index*/{level,type,size}; FASTCONV_SYSFS_CACHE names
+// another directory of index* entries (tests use it to check the parsing and the fallbacks).
+void from_sysfs(Caches *c) {
+  const char *root = std::getenv("FASTCONV_SYSFS_CACHE");
+  if (!root || !*root) root = "/sys/devices/system/cpu/cpu0/cache";
+  for (int i = 0; i < 16; ++i) {
+    char path[512], level[32], type[32], size[32];
+    const auto field = [&](const char *name, char *buf) {
+      std::snprintf(path, sizeof path, "%s/index%d/%s", root, i, name);
+      return read_line(path, buf, 32);
+    };
+    if (!field("level", level) || !field("type", type) || !field("size", size)) continue;
+    const bool data = !std::strcmp(type, "Data") || !std::strcmp(type, "Unified");
+    keep(c, std::atoi(level), data, parse_size(size));
+  }
+}
+
+#if FC_X86
+// Deterministic cache parameters: Intel's leaf 4 and AMD's 0x8000001D share the layout, one
+// subleaf per cache, until a subleaf of type 0.
+void from_cpuid_leaf(unsigned leaf, Caches *c) {
+  for (unsigned sub = 0; sub < 16; ++sub) {
+    unsigned a, b, cc, d;
+    __cpuid_count(leaf, sub, a, b, cc, d);
+    const unsigned type = a & 0x1f;  // 1 data, 2 instruction, 3 unified
+    if (type == 0) break;
+    const int level = (a >> 5) & 7;
+    const int64_t ways = (b >> 22) + 1, partitions = ((b >> 12) & 0x3ff) + 1,
+                  line = (b & 0xfff) + 1, sets = int64_t(cc) + 1;
+    keep(c, level, type == 1 || type == 3, ways * partitions * line * sets);
+  }
+}
+#endif
+
+void from_cpuid(const char *vendor, Caches *c) {
+#if FC_X86
+  const bool amd = !std::strcmp(vendor, "AuthenticAMD") || !std::strcmp(vendor, "HygonGenuine");
+  if (amd && __get_cpuid_max(0x80000000u, nullptr) >= 0x8000001Du)
+    from_cpuid_leaf(0x8000001Du, c);
+  else if (!amd && __get_cpuid_max(0, nullptr) >= 4)
+    from_cpuid_leaf(4, c);
+#else
+  (void)vendor;
+  (void)c;
+#endif
+}
+
+// Vendor (leaf 0) and brand string (0x80000002-4), trimmed of the padding spaces.
+void identify(Hardware *h) {
+#if FC_X86
+  unsigned r[4];
+  if (__get_cpuid(0, &r[0], &r[1], &r[2], &r[3])) {
+    std::memcpy(h->vendor, &r[1], 4);
+    std::memcpy(h->vendor + 4, &r[3], 4);
+    std::memcpy(h->vendor + 8, &r[2], 4);
+    h->vendor[12] = '\0';
+  }
+  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+    char brand[49] = {0};
+    for (unsigned i = 0; i < 3; ++i) {
+      __get_cpuid(0x80000002u + i, &r[0], &r[1], &r[2], &r[3]);
+      std::memcpy(brand + 16 * i, r, 16);
+    }
+    const char *b = brand;
+    while (*b == ' ') ++b;
+    size_t n = std::strlen(b);
+    while (n && std::isspace((unsigned char)b[n - 1])) --n;
+    n = std::min(n, sizeof h->model - 1);
+    std::memcpy(h->model, b, n);
+    h->model[n] = '\0';
+  }
+#else
+  (void)h;
+#endif
+}
+
+int count_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);  // (over 1024 CPUs the fixed mask fails)
+  return n > 0 ? (int)n : 1;
+}
+
+Hardware detect() {
+  Hardware h{};
+  h.best_isa = detect_isa();
+  h.isa = forced_isa(h.best_isa);
+  identify(&h);
+  Caches c;
+  from_sysfs(&c);
+  if (!c.l1d || !c.l2 || !c.l3) from_cpuid(h.vendor, &c);  // fills only what sysfs left out
+  h.l1d = c.l1d ? c.l1d : kDefaultL1d;
+  h.l2 = c.l2 ? c.l2 : kDefaultL2;
+  h.l3 = c.l3 ? c.l3 : kDefaultL3;
+  h.cores = count_cores();
+  return h;
+}
+
+}  // namespace
+
+const Hardware &hardware() {
+  static const Hardware h = detect();
+  return h;
+}
+
+const char *isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+const char *isa_name() { return isa_name(hardware().isa); }
+
+}  // namespace fc
+
+extern "C" {
+
+fc_status fc_hardware(fc_hw_info *out) {
+  fc::clear_error();
+  if (!out) return fc::fail(FC_EINVAL, "fc_hardware: out is NULL");
+  const fc::Hardware &h = fc::hardware();
+  fc_hw_info r{};
+  r.isa = fc::isa_name(h.isa);
+  r.best_isa = fc::isa_name(h.best_isa);
+  r.l1d_bytes = h.l1d;
+  r.l2_bytes = h.l2;
+  r.l3_bytes = h.l3;
+  r.cores = h.cores;
+  static_assert(sizeof r.model == sizeof h.model && sizeof r.vendor == sizeof h.vendor, "");
+  std::memcpy(r.model, h.model, sizeof r.model);
+  std::memcpy(r.vendor, h.vendor, sizeof r.vendor);
+  *out = r;
+  return FC_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,179 @@
+"""fastconv.hardware(): the one description of the machine (csrc/hw.cpp) that the kernel tables
+and the cache blocking follow. Its caches are checked against sysfs parsed here independently;
+forcing (FASTCONV_ISA) and the sysfs parsing and fallbacks (FASTCONV_SYSFS_CACHE) in
+subprocesses, as the description is made once, at load."""
+import ctypes
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+import fastconv
+
+SYSFS = "/sys/devices/system/cpu/cpu0/cache"
+ORDER = ["generic", "avx2", "avx512"]
+FIELDS = {"isa": str, "best_isa": str, "l1d_bytes": int, "l2_bytes": int, "l3_bytes": int,
+          "cores": int, "model": str, "vendor": str}
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def _size(text):
+    """sysfs's cache size ("32K", "1024K") in bytes."""
+    text = text.strip()
+    unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper())
+    return int(text[:-1]) * unit if unit else int(text)
+
+
+def _sysfs_caches(root=SYSFS):
+    """{level: bytes} of the data/unified caches under root, the first of each level."""
+    found = {}
+    if not os.path.isdir(root):
+        return found
+    for entry in sorted(os.listdir(root), key=lambda e: (len(e), e)):
+        if not entry.startswith("index"):
+            continue
+        try:
+            read = lambda name: open(os.path.join(root, entry, name)).read().strip()  # noqa: E731
+            level, kind, size = int(read("level")), read("type"), _size(read("size"))
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            found.setdefault(level, size)
+    return found
+
+
+def _hardware_in_subprocess(**env):
+    out = subprocess.run([sys.executable, "-c", "import json, fastconv; print(json.dumps(fastconv.hardware()))"],
+                         env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fields_and_types():
+    hw = fastconv.hardware()
+    assert set(hw) == set(FIELDS)
+    for name, kind in FIELDS.items():
+        assert type(hw[name]) is kind, (name, hw[name])
+    assert "hardware" in fastconv.__all__
+    assert fastconv.hardware() == hw  # made once
+
+
+def test_isa_agrees():
+    hw = fastconv.hardware()
+    assert hw["isa"] == fastconv.isa()
+    assert hw["isa"] in ORDER and hw["best_isa"] in ORDER
+    assert ORDER.index(hw["isa"]) <= ORDER.index(hw["best_isa"])
+
+
+def test_cache_sizes_sane():
+    hw = fastconv.hardware()
+    assert 0 < hw["l1d_bytes"] < hw["l2_bytes"] <= hw["l3_bytes"]
+    assert hw["l1d_bytes"] >= 1024 and hw["l3_bytes"] <= 4 << 30
+
+
+def test_cores():
+    hw = fastconv.hardware()
+    assert hw["cores"] >= 1
+    allowed = {os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        allowed.add(len(os.sched_getaffinity(0)))
+    assert hw["cores"] in allowed
+
+
+@pytest.mark.skipif(not X86, reason="the model and vendor come from CPUID")
+def test_model_and_vendor_on_x86():
+    hw = fastconv.hardware()
+    assert hw["model"] and hw["model"] == hw["model"].strip()
+    assert hw["vendor"] and len(hw["vendor"]) == 12
+
+
+@pytest.mark.skipif(not _sysfs_caches(), reason="no readable sysfs cache description")
+def test_caches_match_sysfs():
+    want = _sysfs_caches()
+    hw = fastconv.hardware()
+    for level, key in ((1, "l1d_bytes"), (2, "l2_bytes"), (3, "l3_bytes")):
+        if level in want:
+            assert hw[key] == want[level], (key, hw[key], want)
+
+
+def test_forced_generic_keeps_best_isa():
+    hw = fastconv.hardware()
+    forced = _hardware_in_subprocess(FASTCONV_ISA="generic")
+    assert forced["isa"] == "generic"
+    assert forced["best_isa"] == hw["best_isa"]
+    assert {k: v for k, v in forced.items() if k != "isa"} == {k: v for k, v in hw.items() if k != "isa"}
+
+
+def test_forcing_never_raises_the_isa():
+    hw = fastconv.hardware()
+    forced = _hardware_in_subprocess(FASTCONV_ISA="avx512")
+    assert forced["isa"] == hw["best_isa"] and forced["best_isa"] == hw["best_isa"]
+
+
+def _fake_sysfs(root, caches):
+    for i, (level, kind, size) in enumerate(caches):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+
+
+def test_sysfs_parsing(tmp_path):
+    # instruction caches are skipped; "1024K" is 1 MiB
+    _fake_sysfs(tmp_path, [(1, "Instruction", "64K"), (1, "Data", "48K"), (2, "Unified", "1024K"),
+                           (3, "Unified", "36864K")])
+    hw = _hardware_in_subprocess(FASTCONV_SYSFS_CACHE=str(tmp_path))
+    assert (hw["l1d_bytes"], hw["l2_bytes"], hw["l3_bytes"]) == (48 << 10, 1 << 20, 36 << 20)
+
+
+def test_without_sysfs_falls_back(tmp_path):
+    # no sysfs: CPUID's cache leaves on x86, else the defaults; sane either way
+    hw = _hardware_in_subprocess(FASTCONV_SYSFS_CACHE=str(tmp_path / "missing"))
+    assert 0 < hw["l1d_bytes"] < hw["l2_bytes"] <= hw["l3_bytes"]
+    if not X86:
+        assert (hw["l1d_bytes"], hw["l2_bytes"], hw["l3_bytes"]) == (32 << 10, 1 << 20, 32 << 20)
+
+
+def test_partial_sysfs_fills_the_rest(tmp_path):
+    # sysfs with an L2 only: L1d and L3 come from CPUID (or the defaults), the L2 from sysfs
+    _fake_sysfs(tmp_path, [(2, "Unified", "2048K")])
+    hw = _hardware_in_subprocess(FASTCONV_SYSFS_CACHE=str(tmp_path))
+    assert hw["l2_bytes"] == 2 << 20
+    assert hw["l1d_bytes"] > 0 and hw["l3_bytes"] > 0
+
+
+class HwInfo(ctypes.Structure):  # fc_hw_info, as fastconv.h lays it out
+    _fields_ = [("isa", ctypes.c_char_p), ("best_isa", ctypes.c_char_p),
+                ("l1d_bytes", ctypes.c_int64), ("l2_bytes", ctypes.c_int64),
+                ("l3_bytes", ctypes.c_int64), ("cores", ctypes.c_int32),
+                ("model", ctypes.c_char * 64), ("vendor", ctypes.c_char * 16)]
+
+
+def _libfastconv():
+    hits = glob.glob(os.path.join(fastconv.get_lib_dir(), "libfastconv*.so*"))
+    if not hits:
+        pytest.skip("libfastconv shared library not found")
+    lib = ctypes.CDLL(sorted(hits)[0])
+    lib.fc_hardware.argtypes = [ctypes.POINTER(HwInfo)]
+    lib.fc_hardware.restype = ctypes.c_int
+    lib.fc_last_error.restype = ctypes.c_char_p
+    return lib
+
+
+def test_c_abi_struct_matches_python():
+    lib = _libfastconv()
+    info = HwInfo()
+    assert lib.fc_hardware(ctypes.byref(info)) == 0
+    got = {name: getattr(info, name) for name, _ in HwInfo._fields_}
+    got = {k: v.decode() if isinstance(v, bytes) else v for k, v in got.items()}
+    assert got == fastconv.hardware()
+
+
+def test_c_abi_null_is_einval():
+    lib = _libfastconv()
+    assert lib.fc_hardware(None) == 1  # FC_EINVAL
+    assert b"out" in lib.fc_last_error()
