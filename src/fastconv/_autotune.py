@@ -34,15 +34,9 @@ _exit_hook = False
 
 
 def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine() or "unknown"
+    from .functional import hardware
+    hw = hardware()
+    return hw["model"] or hw["vendor"] or "unknown CPU"
 
 
 def _machine_line():
