@@ -208,8 +208,8 @@ static_assert(rows_in_enum_order(), "kRows[i] is the row of fc_algo i + 1");
 }  // namespace
 
 const AlgoRow *algo_row(fc_algo a) {
-  const int i = (int)a - 1;
-  return i >= 0 && i < kRowCount ? &kRows[i] : nullptr;
+  const int v = (int)a;  // (any int may arrive here: compare before subtracting)
+  return v >= 1 && v <= kRowCount ? &kRows[v - 1] : nullptr;
 }
 
 }  // namespace fc
