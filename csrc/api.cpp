@@ -1,4 +1,5 @@
-// The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch.
+// The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch through the
+// registry (registry.cpp: one row per algorithm), the registry queries.
 // Everything below this file assumes a validated ConvShape.
 #include "blas.h"
 #include "cpu/ukernels.h"

@@ -83,7 +83,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
         FC_ALGO_FLAG_NONFINITE_FALLBACK
 
     int fc_algo_count()
-    unsigned fc_algo_flags(fc_algo a)
+    unsigned int fc_algo_flags(fc_algo a)
     const char *fc_algo_description(fc_algo a)
     fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir, double *cost)
 
