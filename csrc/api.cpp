@@ -1,11 +1,12 @@
-// The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch.
+// The C ABI's convolution entries: descriptor checks, algorithm choice, dispatch through the
+// registry (registry.cpp: one row per algorithm), the registry queries.
 // Everything below this file assumes a validated ConvShape.
-#include <cmath>
 #include <vector>
 
 #include "blas.h"
 #include "cpu/ukernels.h"
 #include "internal.h"
+#include "registry.h"
 #include "tune.h"
 
 namespace fc {
@@ -73,32 +74,6 @@ static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
   return FC_OK;
 }
 
-// Why algorithm a cannot run s (nullptr when it can): the text of FC_EUNSUPPORTED.
-static const char *why_not(const ConvShape &s, fc_algo a) {
-  static const char *const kGemm = "its GEMM dimensions (output channels per group, channels x "
-                                   "kernel taps, plane sizes) must fit int32";
-  switch (a) {
-    case FC_ALGO_IM2COL: return im2col_supports(s) ? nullptr : kGemm;
-    case FC_ALGO_GEMM1X1:
-      if (s.kh != 1 || s.kw != 1) return "it needs a 1x1 kernel";
-      return gemm1x1_supports(s) ? nullptr : kGemm;
-    case FC_ALGO_DEPTHWISE:
-      return depthwise_supports(s) ? nullptr : "it needs groups == input channels";
-    case FC_ALGO_WINOGRAD: {
-      if (s.kh != 3 || s.kw != 3) return "it needs a 3x3 kernel";
-      if (s.sh != 1 || s.sw != 1) return "it needs stride 1";
-      // (dilated: through the phase planes, see conv/phases.cpp)
-      if (phases_apply(s) && !phases_fit(s)) return "the phase planes of this dilation overflow int64";
-      const bool ok = phases_apply(s) ? winograd_supports(phase_shape(s)) : winograd_supports(s);
-      return ok ? nullptr : "its channels per group must fit int32";
-    }
-    case FC_ALGO_FFT: return fft_why_not(s);
-    case FC_ALGO_DIRECT:
-    case FC_ALGO_REFERENCE: return nullptr;
-    default: return "it is not an algorithm";
-  }
-}
-
 // Winograd's F(4x4, 3x3) output tiles over the batch.
 static int64_t winograd_tiles(const ConvShape &s) {
   return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4);
@@ -157,54 +132,45 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   return FC_ALGO_IM2COL;
 }
 
-static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, fc_algo *out) {
+// The row that runs direction dir of s for algorithm a (FC_ALGO_AUTO: choose's), or the
+// status: FC_EINVAL for a value that is no fc_algo, FC_EUNSUPPORTED with the row's reason.
+static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, const AlgoRow **out) {
   if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
   if (a == FC_ALGO_AUTO) a = choose(s, dir);
-  if (const char *why = why_not(s, a))
-    return fail(FC_EUNSUPPORTED, "%s cannot run this descriptor: %s", fc_algo_name(a), why);
-  *out = a;
+  const AlgoRow *row = algo_row(a);
+  if (!(row->directions & dir_bit(dir)))
+    return fail(FC_EUNSUPPORTED, "%s has no %s entry point", row->name,
+                dir == FC_DIR_FORWARD ? "forward" : dir == FC_DIR_BACKWARD_DATA ? "data gradient"
+                                                                                : "weight gradient");
+  if (const char *why = row->why_not(s))
+    return fail(FC_EUNSUPPORTED, "%s cannot run this descriptor: %s", row->name, why);
+  *out = row;
   return FC_OK;
 }
 
-// Work of algorithm a on s, in multiply-add equivalents (a rough model, only compared between
-// algorithms of one call to prune the tuner's candidates): im2col, gemm1x1 and depthwise run
-// the multiply-adds at GEMM speed, direct at about 0.7 of it; Winograd F(4x4, 3x3) does 36 for
-// every 16 x 9 at about half the speed, plus transforms; FFT does 4 real multiply-adds per
-// complex product of every (k, c) bin, plus the transforms; the reference twin is ~20x slower.
-static double estimate_cost(const ConvShape &s, fc_algo a) {
-  const double macs = (double)s.n * s.k * s.howo * s.ckk;
-  switch (a) {
-    case FC_ALGO_DIRECT: return macs / 0.7;
-    case FC_ALGO_WINOGRAD: return macs * 36.0 / (16 * 9) / 0.5 + 36.0 * s.n * (s.c + s.k) * s.howo / 16;
-    case FC_ALGO_FFT: {
-      const double bins = (double)fft_bins(s), planes = (double)s.n * (s.c + s.k) + (double)s.k * s.cg;
-      return 4.0 * s.n * s.k * s.cg * bins + planes * bins * 2 * std::log2(std::max(2.0, bins));
-    }
-    case FC_ALGO_REFERENCE: return macs * 20;
-    default: return macs;
-  }
-}
-
 // Resolves a (FC_ALGO_AUTO: the heuristic, or with autotuning on the measured choice) and runs
-// it through run(algo). Tuning times the candidates through `run` on the call's own buffers,
+// its row through run(row). Tuning times the candidates (every row that can run the call but
+// the reference twin, with the row's cost estimate) through `run` on the call's own buffers,
 // then runs the winner, so the outputs are the winner's.
 template <class Run>
 static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dtype t, Run &&run,
                           bool tunable = true) {
-  fc_algo r;
+  const AlgoRow *r;
   if (fc_status st = resolve(s, a, dir, &r)) return st;
   if (a == FC_ALGO_AUTO && tunable && autotune_on()) {
+    auto runs = [&](const AlgoRow *c) { return c && (c->directions & dir_bit(dir)) && !c->why_not(s); };
     std::vector<TuneCandidate> candidates;
     for (int i = 1; i < FC_ALGO_COUNT_; ++i) {
-      const fc_algo c = (fc_algo)i;
-      if (c != FC_ALGO_REFERENCE && !why_not(s, c)) candidates.push_back({c, estimate_cost(s, c)});
+      const AlgoRow *c = algo_row((fc_algo)i);
+      if (c->id != FC_ALGO_REFERENCE && runs(c)) candidates.push_back({c->id, c->cost(s, dir)});
     }
     fc_status st;
-    const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r, run, &st);
+    const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r->id,
+                                     [&](fc_algo c) { return run(*algo_row(c)); }, &st);
     if (st != FC_OK) return st;
-    if (!why_not(s, tuned)) r = tuned;  // (an imported table may name one that cannot run it)
+    if (runs(algo_row(tuned))) r = algo_row(tuned);  // (an imported table may name one that cannot)
   }
-  return run(r);
+  return run(*r);
 }
 
 static fc_status check_dtype(fc_dtype t) {
@@ -212,77 +178,42 @@ static fc_status check_dtype(fc_dtype t) {
   return FC_OK;
 }
 
-// Winograd runs dilated convolutions on phase planes (conv/phases.cpp). (FFT does not: its
-// rounding spreads over whole planes, and the phase planes' zeros are data to it.)
+// The row's entry points for dtype T; a phase_planes row sees a dilated unit-stride
+// convolution as an undilated one over the input's phase planes (conv/phases.cpp).
 template <class T>
-static fc_status via_phases(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                            PhaseForward<T> f) {
-  return phases_apply(s) ? phases_forward(s, x, w, b, y, f) : f(s, x, w, b, y);
-}
-template <class T>
-static fc_status via_phases(const ConvShape &s, const T *dy, const T *w, T *dx,
-                            PhaseBackwardData<T> f) {
-  return phases_apply(s) ? phases_backward_data(s, dy, w, dx, f) : f(s, dy, w, dx);
-}
-template <class T>
-static fc_status via_phases_w(const ConvShape &s, const T *dy, const T *x, T *dw,
-                              PhaseBackwardWeight<T> f) {
-  return phases_apply(s) ? phases_backward_weight(s, dy, x, dw, f) : f(s, dy, x, dw);
-}
-
-template <class T>
-static fc_status forward(const ConvShape &s, fc_algo a, const void *x, const void *w,
+static fc_status forward(const ConvShape &s, const AlgoRow &row, const void *x, const void *w,
                          const void *b, void *y) {
   auto X = static_cast<const T *>(x);
   auto W = static_cast<const T *>(w);
   auto B = static_cast<const T *>(b);
   auto Y = static_cast<T *>(y);
-  switch (a) {
-    case FC_ALGO_IM2COL: return conv2d_forward__im2col(s, X, W, B, Y);
-    case FC_ALGO_DIRECT: return conv2d_forward__direct(s, X, W, B, Y);
-    case FC_ALGO_GEMM1X1: return conv2d_forward__gemm1x1(s, X, W, B, Y);
-    case FC_ALGO_DEPTHWISE: return conv2d_forward__depthwise(s, X, W, B, Y);
-    case FC_ALGO_WINOGRAD: return via_phases(s, X, W, B, Y, conv2d_forward__winograd<T>);
-    case FC_ALGO_FFT: return conv2d_forward__fft(s, X, W, B, Y);
-    default: return conv2d_forward__reference(s, X, W, B, Y);
-  }
+  const auto f = entries<T>(row).forward;
+  return row.phase_planes && phases_apply(s) ? phases_forward(s, X, W, B, Y, f) : f(s, X, W, B, Y);
 }
 
 template <class T>
-static fc_status backward_data(const ConvShape &s, fc_algo a, const void *dy, const void *w,
-                               void *dx) {
+static fc_status backward_data(const ConvShape &s, const AlgoRow &row, const void *dy,
+                               const void *w, void *dx) {
   auto DY = static_cast<const T *>(dy);
   auto W = static_cast<const T *>(w);
   auto DX = static_cast<T *>(dx);
-  switch (a) {
-    case FC_ALGO_IM2COL: return conv2d_backward_data__im2col(s, DY, W, DX);
-    case FC_ALGO_DIRECT: return conv2d_backward_data__direct(s, DY, W, DX);
-    case FC_ALGO_GEMM1X1: return conv2d_backward_data__gemm1x1(s, DY, W, DX);
-    case FC_ALGO_DEPTHWISE: return conv2d_backward_data__depthwise(s, DY, W, DX);
-    case FC_ALGO_WINOGRAD: return via_phases(s, DY, W, DX, conv2d_backward_data__winograd<T>);
-    case FC_ALGO_FFT: return conv2d_backward_data__fft(s, DY, W, DX);
-    default: return conv2d_backward_data__reference(s, DY, W, DX);
-  }
+  const auto f = entries<T>(row).backward_data;
+  return row.phase_planes && phases_apply(s) ? phases_backward_data(s, DY, W, DX, f)
+                                             : f(s, DY, W, DX);
 }
 
 template <class T>
-static fc_status backward_weight(const ConvShape &s, fc_algo a, const void *dy, const void *x,
-                                 void *dw, void *db) {
+static fc_status backward_weight(const ConvShape &s, const AlgoRow &row, const void *dy,
+                                 const void *x, void *dw, void *db) {
   auto DY = static_cast<const T *>(dy);
   auto X = static_cast<const T *>(x);
   auto DW = static_cast<T *>(dw);
   auto DB = static_cast<T *>(db);
   if (db) bias_grad(s, DY, DB);
   if (!dw) return FC_OK;
-  switch (a) {
-    case FC_ALGO_IM2COL: return conv2d_backward_weight__im2col(s, DY, X, DW);
-    case FC_ALGO_DIRECT: return conv2d_backward_weight__direct(s, DY, X, DW);
-    case FC_ALGO_GEMM1X1: return conv2d_backward_weight__gemm1x1(s, DY, X, DW);
-    case FC_ALGO_DEPTHWISE: return conv2d_backward_weight__depthwise(s, DY, X, DW);
-    case FC_ALGO_WINOGRAD: return via_phases_w(s, DY, X, DW, conv2d_backward_weight__winograd<T>);
-    case FC_ALGO_FFT: return conv2d_backward_weight__fft(s, DY, X, DW);
-    default: return conv2d_backward_weight__reference(s, DY, X, DW);
-  }
+  const auto f = entries<T>(row).backward_weight;
+  return row.phase_planes && phases_apply(s) ? phases_backward_weight(s, DY, X, DW, f)
+                                             : f(s, DY, X, DW);
 }
 
 template <class T>
@@ -347,7 +278,7 @@ fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a) {
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (a == FC_ALGO_AUTO) return FC_OK;
-  fc_algo r;
+  const AlgoRow *r;
   return resolve(s, a, FC_DIR_FORWARD, &r);
 }
 
@@ -384,7 +315,7 @@ fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
   FC_PROLOGUE(d, t)
   if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
   return run_entry([&, t] {
-    return dispatch(s, a, FC_DIR_FORWARD, t, [&, t](fc_algo r) {
+    return dispatch(s, a, FC_DIR_FORWARD, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
                          : forward<double>(s, r, x, w, bias_or_null, y);
     });
@@ -396,7 +327,7 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
   FC_PROLOGUE(d, t)
   if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
   return run_entry([&, t] {
-    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](fc_algo r) {
+    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
     });
   });
@@ -409,7 +340,7 @@ fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo
   if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
   return run_entry([&, t] {
     // (the bias gradient alone has no algorithm to tune)
-    return dispatch(s, a, FC_DIR_BACKWARD_WEIGHT, t, [&, t](fc_algo r) {
+    return dispatch(s, a, FC_DIR_BACKWARD_WEIGHT, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)
                          : backward_weight<double>(s, r, dy, x, dw, dbias_or_null);
     }, dw != nullptr);
@@ -430,17 +361,41 @@ const char *fc_status_string(fc_status s) {
 const char *fc_isa(void) { return isa_name(); }
 
 const char *fc_algo_name(fc_algo a) {
-  switch (a) {
-    case FC_ALGO_AUTO: return "auto";
-    case FC_ALGO_IM2COL: return "im2col";
-    case FC_ALGO_DIRECT: return "direct";
-    case FC_ALGO_GEMM1X1: return "gemm1x1";
-    case FC_ALGO_DEPTHWISE: return "depthwise";
-    case FC_ALGO_REFERENCE: return "reference";
-    case FC_ALGO_WINOGRAD: return "winograd";
-    case FC_ALGO_FFT: return "fft";
-    default: return nullptr;
-  }
+  if (a == FC_ALGO_AUTO) return "auto";
+  const AlgoRow *row = algo_row(a);
+  return row ? row->name : nullptr;
+}
+
+int fc_algo_count(void) { return FC_ALGO_COUNT_; }
+
+unsigned fc_algo_flags(fc_algo a) {
+  const AlgoRow *row = algo_row(a);
+  if (!row) return 0;
+  unsigned f = 0;
+  if (row->directions & dir_bit(FC_DIR_FORWARD)) f |= FC_ALGO_FLAG_FORWARD;
+  if (row->directions & dir_bit(FC_DIR_BACKWARD_DATA)) f |= FC_ALGO_FLAG_BACKWARD_DATA;
+  if (row->directions & dir_bit(FC_DIR_BACKWARD_WEIGHT)) f |= FC_ALGO_FLAG_BACKWARD_WEIGHT;
+  if (row->phase_planes) f |= FC_ALGO_FLAG_PHASE_PLANES;
+  if (row->non_finite_fallback) f |= FC_ALGO_FLAG_NONFINITE_FALLBACK;
+  return f;
+}
+
+const char *fc_algo_description(fc_algo a) {
+  if (a == FC_ALGO_AUTO) return "picks one of the others per shape and direction (fc_conv2d_choose_for)";
+  const AlgoRow *row = algo_row(a);
+  return row ? row->description : nullptr;
+}
+
+fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir, double *cost) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (!cost) return fail(FC_EINVAL, "cost is NULL");
+  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
+    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  const AlgoRow *r;
+  if (fc_status st = resolve(s, a, dir, &r)) return st;
+  *cost = r->cost(s, dir);
+  return FC_OK;
 }
 
 }  // extern "C"

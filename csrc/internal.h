@@ -1,5 +1,5 @@
 // Shared between the operator files: the validated shape, workspaces, thread count,
-// the per-algorithm entry points api.cpp dispatches to, and small helpers.
+// the per-algorithm entry points the registry (registry.cpp) lists, and small helpers.
 #pragma once
 #include <algorithm>
 #include <cstdint>

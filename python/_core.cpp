@@ -182,8 +182,28 @@ PYBIND11_MODULE(_core, m) {
     return py::str(fc_algo_name(algo));
   }, py::arg("desc"), py::arg("direction"), py::arg("f64"));
   py::list names;
-  for (int i = 0; i < FC_ALGO_COUNT_; ++i) names.append(fc_algo_name((fc_algo)i));
+  for (int i = 0; i < fc_algo_count(); ++i) names.append(fc_algo_name((fc_algo)i));
   m.attr("ALGO_NAMES") = names;
+  m.def("algo_flags", [](int algo) { return fc_algo_flags((fc_algo)algo); }, py::arg("algo"),
+        "fc_algo_flags: FC_ALGO_FLAG_* bits (0 for auto and invalid values).");
+  m.def("algo_description", [](int algo) {
+    const char *d = fc_algo_description((fc_algo)algo);
+    return d ? std::string(d) : std::string();
+  }, py::arg("algo"));
+  m.attr("ALGO_FLAG_FORWARD") = FC_ALGO_FLAG_FORWARD;
+  m.attr("ALGO_FLAG_BACKWARD_DATA") = FC_ALGO_FLAG_BACKWARD_DATA;
+  m.attr("ALGO_FLAG_BACKWARD_WEIGHT") = FC_ALGO_FLAG_BACKWARD_WEIGHT;
+  m.attr("ALGO_FLAG_PHASE_PLANES") = FC_ALGO_FLAG_PHASE_PLANES;
+  m.attr("ALGO_FLAG_NONFINITE_FALLBACK") = FC_ALGO_FLAG_NONFINITE_FALLBACK;
+  m.def("conv2d_cost", [](const Desc &a, int algo, int direction) -> py::object {
+    fc_conv2d_desc d = to_desc(a);
+    double cost = 0;
+    fc_status s = fc_conv2d_cost(&d, (fc_algo)algo, (fc_direction)direction, &cost);
+    if (s == FC_EUNSUPPORTED) return py::none();
+    check(s);
+    return py::float_(cost);
+  }, py::arg("desc"), py::arg("algo"), py::arg("direction") = 0,
+     "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
   fc_bind_pool(m);

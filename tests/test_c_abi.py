@@ -18,7 +18,6 @@ from conftest import TESTS_DIR, DTYPE_IDS, DTYPES, assert_close, expected_backwa
     expected_forward
 
 FC_OK, FC_EINVAL, FC_ENOMEM, FC_EUNSUPPORTED, FC_EOVERFLOW = range(5)
-ALGO_IDS = {"auto": 0, "im2col": 1, "direct": 2, "gemm1x1": 3, "depthwise": 4, "reference": 5}
 DESC_FIELDS = ["n", "c", "h", "w", "k", "kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w",
                "dil_h", "dil_w", "groups"]
 
@@ -57,6 +56,13 @@ def load(path):
     lib.fc_conv2d_output_size.argtypes = [D, ctypes.POINTER(ctypes.c_int64),
                                           ctypes.POINTER(ctypes.c_int64)]
     lib.fc_conv2d_supports.argtypes = [D, I]
+    lib.fc_conv2d_cost.argtypes = [D, I, I, ctypes.POINTER(ctypes.c_double)]
+    lib.fc_conv2d_cost.restype = I
+    lib.fc_algo_count.restype = I
+    lib.fc_algo_flags.argtypes = [I]
+    lib.fc_algo_flags.restype = ctypes.c_uint
+    lib.fc_algo_description.argtypes = [I]
+    lib.fc_algo_description.restype = ctypes.c_char_p
     for fn in ("fc_conv2d_forward", "fc_conv2d_backward_data", "fc_conv2d_backward_weight",
                "fc_conv2d_output_size", "fc_conv2d_supports"):
         getattr(lib, fn).restype = I
@@ -78,6 +84,17 @@ def lib():
     return load(LIB_PATH)
 
 
+def algo_ids(path):
+    """{name: fc_algo} for every value the library registers, "auto" (0) included."""
+    if path is None:
+        return {"auto": 0}
+    lib = load(path)
+    return {lib.fc_algo_name(i).decode(): i for i in range(lib.fc_algo_count())}
+
+
+ALGO_IDS = algo_ids(LIB_PATH)
+
+
 def desc(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     def p(v):
         return (v, v) if isinstance(v, int) else v
@@ -97,12 +114,13 @@ CASES = [
                                          groups=3)),
     ((2, 5, 9, 9), (10, 1, 3, 3), dict(stride=2, padding=1, dilation=2, groups=5)),
     ((2, 8, 7, 9), (12, 8, 1, 1), dict(stride=2, padding=1, dilation=1, groups=1)),
+    ((2, 4, 12, 10), (6, 2, 3, 3), dict(stride=1, padding=2, dilation=(2, 3), groups=2)),
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("algo", list(ALGO_IDS))
-@pytest.mark.parametrize("case", CASES, ids=["dense", "grouped", "depthwise", "1x1"])
+@pytest.mark.parametrize("case", CASES, ids=["dense", "grouped", "depthwise", "1x1", "dilated"])
 def test_c_forward_and_backward(lib, case, algo, dtype, rng):
     x_shape, w_shape, params = case
     d = desc(x_shape, w_shape, **params)
@@ -165,11 +183,9 @@ def test_c_status_strings(lib):
 def test_c_names_match_python(lib):
     if hasattr(lib, "fc_isa"):
         assert lib.fc_isa().decode() == fastconv.isa()
-    if hasattr(lib, "fc_algo_name"):
-        for name, ident in ALGO_IDS.items():
-            if name != "auto":
-                assert lib.fc_algo_name(ident).decode() == name
-        assert lib.fc_algo_name(999) is None
+    assert tuple(ALGO_IDS) == ("auto",) + tuple(fastconv.ALGORITHMS)
+    assert list(ALGO_IDS.values()) == list(range(lib.fc_algo_count()))
+    assert lib.fc_algo_name(999) is None
 
 
 def test_c_threads_are_the_python_threads(lib, restore_threads):
@@ -210,7 +226,7 @@ INVALID_SCRIPT = textwrap.dedent("""
     for name, change in bad.items():
         d = t.Desc(**dict(good, **change))
         for dtype in (0, 1):
-            for algo in range(6):
+            for algo in range(lib.fc_algo_count()):
                 for fn, args in (("fc_conv2d_forward", (p, p, p, p)),
                                  ("fc_conv2d_backward_data", (p, p, p)),
                                  ("fc_conv2d_backward_weight", (p, p, p, p))):
@@ -222,6 +238,11 @@ INVALID_SCRIPT = textwrap.dedent("""
             failures.append(f"fc_conv2d_output_size accepted {name}")
         if lib.fc_conv2d_supports(ctypes.byref(d), 1) == 0:
             failures.append(f"fc_conv2d_supports accepted {name}")
+        cost = ctypes.c_double(-1)
+        for algo in range(lib.fc_algo_count()):
+            s = lib.fc_conv2d_cost(ctypes.byref(d), algo, 0, ctypes.byref(cost))
+            if s not in (t.FC_EINVAL, t.FC_EOVERFLOW) or cost.value != -1:
+                failures.append(f"fc_conv2d_cost {name} algo={algo}: status {s}")
     # null pointers with a valid descriptor
     d = t.Desc(**good)
     for fn, args in (("fc_conv2d_forward", (None, p, None, p)),

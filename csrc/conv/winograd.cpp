@@ -1,5 +1,6 @@
 // Winograd convolution F(m x m, 3 x 3) for 3x3 stride-1 undilated convolutions (any padding,
-// groups, batch), after Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks".
+// groups, batch; dilated ones arrive on phase planes, conv/phases.cpp), after Lavin & Gray,
+// "Fast Algorithms for Convolutional Neural Networks".
 //
 // Forward: the filters are transformed once per call, U[e][k][c] = (G w[k][c] G^T)[e] for the
 // alpha*alpha = (m + 2)^2 elements e. The output tiles of all images are numbered together and

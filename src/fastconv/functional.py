@@ -17,7 +17,7 @@ from . import pooling as _pooling
 from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, unpooling)
 
 __all__ = [
-    "ALGORITHMS", "algorithms", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
+    "ALGORITHMS", "algorithm_info", "algorithms", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
     "get_num_threads", "set_num_threads", "isa",
     "hardware",
 ] + list(_pooling.__all__)
@@ -234,9 +234,13 @@ def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
 _DIRECTIONS = {"forward": 0, "backward_data": 1, "backward_weight": 2}
 
 
-def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, direction="forward"):
+def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, direction="forward",
+               costs: bool = False) -> list:
     """The algorithms that can run this conv2d, in preference order: the first is what 'auto'
-    picks for `direction` ('forward', 'backward_data' or 'backward_weight')."""
+    picks for `direction` ('forward', 'backward_data' or 'backward_weight').
+
+    costs=True gives (name, cost) pairs instead: the library's estimate of one call in units of
+    one multiply-add at a good float32 GEMM's rate (fc_conv2d_cost), for ranking, not timing."""
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be one of {tuple(_DIRECTIONS)}, got {direction!r}")
     x = np.broadcast_to(np.float32(0), tuple(x_shape))
@@ -245,9 +249,36 @@ def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, dire
     if nspatial not in (1, 2):
         raise ValueError(f"w_shape must have 3 (conv1d) or 4 (conv2d) dimensions, got {w.shape}")
     cv = _Conv(x, w, stride, padding, dilation, groups, nspatial)
-    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.probe, _DIRECTIONS[direction])]
+    dir_id = _DIRECTIONS[direction]
+    first = _core.ALGO_NAMES[_core.conv2d_choose(cv.probe, dir_id)]
     rest = [a for a in ALGORITHMS if a != first and _core.conv2d_supports(cv.probe, _ALGO_IDS[a])]
-    return [first] + rest
+    names = [first] + rest
+    if not costs:
+        return names
+    return [(a, _core.conv2d_cost(cv.probe, _ALGO_IDS[a], dir_id)) for a in names]
+
+
+_DIRECTION_FLAGS = (("forward", "ALGO_FLAG_FORWARD"), ("backward_data", "ALGO_FLAG_BACKWARD_DATA"),
+                    ("backward_weight", "ALGO_FLAG_BACKWARD_WEIGHT"))
+
+
+def algorithm_info() -> dict:
+    """The library's registry of convolution algorithms, by name (in ALGORITHMS order): for each
+    a dict of name, description (one line), directions (those it has entry points for),
+    phase_planes (dilated unit-stride convolutions run on the input's phase planes) and
+    non_finite_fallback (a NaN or infinity in an input makes the call run on im2col instead)."""
+    info = {}
+    for name in ALGORITHMS:
+        ident = _ALGO_IDS[name]
+        flags = _core.algo_flags(ident)
+        info[name] = {
+            "name": name,
+            "description": _core.algo_description(ident),
+            "directions": tuple(d for d, bit in _DIRECTION_FLAGS if flags & getattr(_core, bit)),
+            "phase_planes": bool(flags & _core.ALGO_FLAG_PHASE_PLANES),
+            "non_finite_fallback": bool(flags & _core.ALGO_FLAG_NONFINITE_FALLBACK),
+        }
+    return info
 
 
 # ---------------------------------------------------------------------------------------------

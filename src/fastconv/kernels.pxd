@@ -82,6 +82,19 @@ cdef extern from "fastconv/fastconv.h" nogil:
     const char *fc_isa()
     const char *fc_algo_name(fc_algo a)
 
+    # ---- the algorithm registry ----
+    enum:
+        FC_ALGO_FLAG_FORWARD
+        FC_ALGO_FLAG_BACKWARD_DATA
+        FC_ALGO_FLAG_BACKWARD_WEIGHT
+        FC_ALGO_FLAG_PHASE_PLANES
+        FC_ALGO_FLAG_NONFINITE_FALLBACK
+
+    int fc_algo_count()
+    unsigned int fc_algo_flags(fc_algo a)
+    const char *fc_algo_description(fc_algo a)
+    fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir, double *cost)
+
     # ---- pooling ----
     ctypedef struct fc_pool2d_desc:
         int64_t n, c, h, w

@@ -77,13 +77,20 @@ void check_conv(const fc_conv2d_desc &d, Rng &rng, int threads) {
   }
   const double tol = tolerance<T>();
 
-  for (int ai = FC_ALGO_AUTO; ai < FC_ALGO_COUNT_; ++ai) {
+  for (int ai = FC_ALGO_AUTO; ai < fc_algo_count(); ++ai) {  // every registered algorithm
     const fc_algo a = (fc_algo)ai;
     const std::string at = where + " algo=" + fc_algo_name(a);
     const fc_status sup = fc_conv2d_supports(&d, a);
     if (!expect(sup == FC_OK || sup == FC_EUNSUPPORTED, at + ": supports() gave " + std::to_string(sup)))
       continue;
     const bool ok = sup == FC_OK;
+    for (int dir = FC_DIR_FORWARD; dir <= FC_DIR_BACKWARD_WEIGHT; ++dir) {
+      double cost = -1;
+      const fc_status cs = fc_conv2d_cost(&d, a, (fc_direction)dir, &cost);
+      expect(cs == (ok ? FC_OK : FC_EUNSUPPORTED) && (ok ? std::isfinite(cost) && cost > 0 : cost == -1),
+             at + " dir=" + std::to_string(dir) + ": cost status " + std::to_string(cs) + ", cost " +
+                 std::to_string(cost));
+    }
     auto run = [&](const char *what, fc_status st, const std::vector<T> &out,
                    const std::vector<double> &want, const std::vector<double> &scale) {
       const std::string m = at + " " + what;

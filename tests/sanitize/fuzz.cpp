@@ -73,9 +73,10 @@ bool status_ok(int st, const std::string &what) {
   return true;
 }
 
+// Mostly a registered algorithm (the library's list, fc_algo_count(), not this header's).
 fc_algo random_algo(Rng &rng) {
-  if (rng.chance(0.9)) return (fc_algo)rng.range(0, FC_ALGO_COUNT_ - 1);
-  return (fc_algo)rng.pick(std::vector<int>{-1, FC_ALGO_COUNT_, 100, INT32_MIN, INT32_MAX});
+  if (rng.chance(0.9)) return (fc_algo)rng.range(0, fc_algo_count() - 1);
+  return (fc_algo)rng.pick(std::vector<int>{-1, fc_algo_count(), 100, INT32_MIN, INT32_MAX});
 }
 
 fc_dtype random_dtype(Rng &rng) {
@@ -138,7 +139,19 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   fc_algo chosen = (fc_algo)-1;
   const int ch = fc_conv2d_choose(&d, rng.chance(0.1) ? nullptr : &chosen);
   if (status_ok(ch, where + " choose") && ch == FC_OK)
-    expect(chosen > FC_ALGO_AUTO && chosen < FC_ALGO_COUNT_, where + ": choose gave algo " + std::to_string(chosen));
+    expect(chosen > FC_ALGO_AUTO && chosen < fc_algo_count(), where + ": choose gave algo " + std::to_string(chosen));
+  {  // the cost estimate: a status like supports()'s, and a positive finite cost with FC_OK
+    double cost = -1;
+    const int dir = rng.chance(0.95) ? (int)rng.range(0, 2) : (rng.chance(0.5) ? -1 : 3);
+    const int cs = fc_conv2d_cost(&d, a, (fc_direction)dir, rng.chance(0.05) ? nullptr : &cost);
+    count("conv2d_cost", cs);
+    if (status_ok(cs, where + " cost") && cs == FC_OK)
+      expect(std::isfinite(cost) && cost > 0, where + ": cost " + std::to_string(cost));
+    else
+      expect(cost == -1, where + ": cost written on failure");
+    if (cs == FC_OK || cs == FC_EUNSUPPORTED)
+      expect(sup == (a == FC_ALGO_AUTO ? FC_OK : cs), where + ": cost and supports disagree");
+  }
   const fc_dtype t = random_dtype(rng);
 
   if (st != FC_OK) {  // rejected: every entry must refuse without touching its 1-element buffers
@@ -201,7 +214,7 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
       expect((no_dw || w.finite()) && (no_db || b.finite()), where + ": backward_weight left outputs unwritten");
     nothing_wanted = no_dw && no_db;
   }
-  const bool bad_enum = t != FC_F32 && t != FC_F64 ? true : ((int)a < 0 || (int)a >= FC_ALGO_COUNT_);
+  const bool bad_enum = t != FC_F32 && t != FC_F64 ? true : ((int)a < 0 || (int)a >= fc_algo_count());
   if (null_in || bad_enum || nothing_wanted) expect(s == FC_EINVAL, where + ": expected FC_EINVAL for a NULL input or bad enum");
   else expect(s == FC_OK || s == FC_EUNSUPPORTED, where + ": status " + std::to_string(s) + " " + fc_last_error());
 }
@@ -394,8 +407,14 @@ int64_t run_fuzz(Rng &rng, int64_t descriptors) {
     const char *s = fc_status_string((fc_status)v);
     expect(s != nullptr && *s, "fc_status_string(" + std::to_string(v) + ")");
   }
-  for (int v : {-1, (int)FC_ALGO_COUNT_, 100, INT32_MIN})
+  for (int v : {-1, fc_algo_count(), 100, INT32_MIN}) {
     expect(fc_algo_name((fc_algo)v) == nullptr, "fc_algo_name(" + std::to_string(v) + ")");
+    expect(fc_algo_description((fc_algo)v) == nullptr, "fc_algo_description(" + std::to_string(v) + ")");
+    expect(fc_algo_flags((fc_algo)v) == 0, "fc_algo_flags(" + std::to_string(v) + ")");
+  }
+  for (int v = 0; v < fc_algo_count(); ++v)
+    expect(fc_algo_name((fc_algo)v) && *fc_algo_name((fc_algo)v) && fc_algo_description((fc_algo)v),
+           "algorithm " + std::to_string(v) + " has no name or description");
   fc_set_num_threads(0);
   std::fprintf(stderr, "fuzz statuses:");
   for (const auto &kv : g_status_counts) std::fprintf(stderr, " %s=%lld", kv.first.c_str(), (long long)kv.second);

@@ -48,7 +48,7 @@ typedef enum {
   FC_ALGO_GEMM1X1 = 3,   /* kh == kw == 1: GEMM on the input as it lies (gather first if strided/padded) */
   FC_ALGO_DEPTHWISE = 4, /* groups == c (k = m*c for any multiplier m) */
   FC_ALGO_REFERENCE = 5, /* naive loops accumulating in double: the twin every fast path is tested against */
-  FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1, dilation 1: Winograd minimal filtering (less arithmetic) */
+  FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1 (dilated ones on phase planes): Winograd minimal filtering */
   FC_ALGO_FFT = 7,       /* stride 1, dilation 1: FFT convolution (large kernels) */
   FC_ALGO_COUNT_ = 8
 } fc_algo;
@@ -156,8 +156,40 @@ FC_API fc_status fc_hardware(fc_hw_info *out);
  * The environment variable FASTCONV_ISA (generic|avx2|avx512) forces a lower one. */
 FC_API const char *fc_isa(void);
 
-/* Name of an algorithm ("im2col", ...), or NULL for an invalid value. */
+/* Name of an algorithm ("im2col", ...; "auto" for FC_ALGO_AUTO), or NULL for an invalid value. */
 FC_API const char *fc_algo_name(fc_algo a);
+
+/* ---- the algorithm registry ----
+ * The library's own list of algorithms, which may be longer than the fc_algo this header was
+ * compiled with: the values 0 .. fc_algo_count()-1 are valid (0 is FC_ALGO_AUTO), and
+ * fc_algo_name, fc_algo_flags and fc_algo_description describe each. */
+
+/* The number of fc_algo values this library knows, FC_ALGO_AUTO included. */
+FC_API int fc_algo_count(void);
+
+/* What an algorithm is, as bits (0 for FC_ALGO_AUTO and invalid values): */
+#define FC_ALGO_FLAG_FORWARD 0x1u           /* has a forward entry point */
+#define FC_ALGO_FLAG_BACKWARD_DATA 0x2u     /* has a data-gradient entry point */
+#define FC_ALGO_FLAG_BACKWARD_WEIGHT 0x4u   /* has a weight-gradient entry point */
+#define FC_ALGO_FLAG_PHASE_PLANES 0x8u      /* runs dilated unit-stride convolutions as undilated
+                                               ones on the input's phase planes */
+#define FC_ALGO_FLAG_NONFINITE_FALLBACK 0x10u /* an input holding NaN or infinity makes the call
+                                                 run on im2col (direct where GEMM dimensions do not
+                                                 fit int32), so non-finite values reach the outputs
+                                                 a plain convolution puts them in */
+FC_API unsigned fc_algo_flags(fc_algo a);
+
+/* A one-line description of an algorithm (what it computes, what it can run), or NULL for an
+ * invalid value. */
+FC_API const char *fc_algo_description(fc_algo a);
+
+/* An estimate of one call of direction dir of d with algorithm a (FC_ALGO_AUTO: the one
+ * fc_conv2d_choose_for picks), in units of one multiply-add at a well-shaped float32 GEMM's
+ * rate: positive and finite, cheap to compute, meant to rank algorithms roughly (e.g. to prune
+ * the candidates a tuner measures), not to predict times. FC_EUNSUPPORTED when a cannot run d
+ * (fc_last_error says why), FC_EINVAL/FC_EOVERFLOW for an invalid d, dir or a, or a NULL cost. */
+FC_API fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir,
+                                double *cost);
 
 /* ---- pooling ---- (declarations added by csrc/pool/) */
 

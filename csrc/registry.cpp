@@ -1,0 +1,215 @@
+// The algorithm table (registry.h): one row per fc_algo, with what it can run, its entry
+// points and its cost model.
+//
+// Cost unit: one multiply-add at a well-shaped float32 GEMM's rate. Every model is
+// "arithmetic / efficiency + data movement", in doubles (no overflow: each factor is a
+// validated int64), ignoring the thread count and the ISA, which scale all rows alike. The
+// constants are rough fits to the measurements quoted in api.cpp's choose() (Zen 4, 2
+// threads, batch 4-8); the costs rank, they do not predict milliseconds.
+#include "registry.h"
+
+#include <cmath>
+
+namespace fc {
+
+namespace {
+
+const char *const kGemm = "its GEMM dimensions (output channels per group, channels x kernel "
+                          "taps, plane sizes) must fit int32";
+
+// ---- shared cost terms ----------------------------------------------------------------
+
+// Multiply-adds of any direction of s: n*k*ho*wo*(c/g)*kh*kw.
+double conv_macs(const ConvShape &s) {
+  return (double)s.n * (double)s.k * (double)s.howo * (double)s.ckk;
+}
+
+// Fraction of GEMM peak an [m x k] x [k x n] product reaches: near 0.9 for large ones, falling
+// as a dimension gets thin (packing and the micro-kernel's edges are paid per element).
+double gemm_eff(double m, double n, double k) {
+  return 0.9 * (m / (m + 16)) * (n / (n + 16)) * (k / (k + 32));
+}
+
+// One element copied with a gather (im2col/col2im, phase planes), in GEMM multiply-adds.
+constexpr double kCopy = 8;
+
+// The GEMM path's three directions, per group and image (row-major; the swap to OpenBLAS's
+// column-major happens in im2col.cpp):
+//   forward          [kg, ckk] x [ckk, howo] -> [kg, howo]
+//   data gradient    [ckk, kg] x [kg, howo]  -> columns, then col2im
+//   weight gradient  [kg, howo] x [howo, ckk] -> [kg, ckk], summed over images
+// plus the column matrix (n*g*ckk*howo elements) copied once, unless copy is 0 (1x1 in place).
+double gemm_path_cost(const ConvShape &s, fc_direction dir, double copy) {
+  const double kg = (double)s.kg, ckk = (double)s.ckk, howo = (double)s.howo;
+  const double eff = dir == FC_DIR_FORWARD         ? gemm_eff(kg, howo, ckk)
+                     : dir == FC_DIR_BACKWARD_DATA ? gemm_eff(ckk, howo, kg)
+                                                   : gemm_eff(kg, ckk, howo);
+  return conv_macs(s) / eff + copy * (double)s.n * (double)s.g * ckk * howo;
+}
+
+// ---- im2col ---------------------------------------------------------------------------
+
+const char *im2col_why_not(const ConvShape &s) { return im2col_supports(s) ? nullptr : kGemm; }
+
+// GEMMs as above, with a gathered copy of every column element.
+double im2col_cost(const ConvShape &s, fc_direction dir) { return gemm_path_cost(s, dir, kCopy); }
+
+// ---- direct ---------------------------------------------------------------------------
+
+const char *direct_why_not(const ConvShape &) { return nullptr; }
+
+// Register tiles over output channels x output row: efficient with wide rows (wo) and enough
+// output channels per group (kg) to fill a tile; strided rows and dilation beyond 2 scatter
+// the loads. The data gradient (a transposed convolution on the same tiles) measured 0.5-0.7x
+// of im2col's, the weight gradient (a dot product per tap) less still.
+double direct_cost(const ConvShape &s, fc_direction dir) {
+  const double wo = (double)s.wo, kg = (double)s.kg;
+  double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
+  if (s.sw > 1) eff *= 0.5;
+  if (s.dh > 2 || s.dw > 2) eff *= 0.6;
+  if (dir == FC_DIR_BACKWARD_DATA) eff *= 0.5;
+  if (dir == FC_DIR_BACKWARD_WEIGHT) eff *= 0.3;
+  return conv_macs(s) / eff;
+}
+
+// ---- gemm1x1 --------------------------------------------------------------------------
+
+const char *gemm1x1_why_not(const ConvShape &s) {
+  if (s.kh != 1 || s.kw != 1) return "it needs a 1x1 kernel";
+  return gemm1x1_supports(s) ? nullptr : kGemm;
+}
+
+// im2col's GEMMs on the input as it lies (stride 1, no padding: no copy at all), else on a
+// contiguous gather of the strided/padded input (half a gather's cost per element).
+double gemm1x1_cost(const ConvShape &s, fc_direction dir) {
+  const bool in_place = s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
+  return gemm_path_cost(s, dir, in_place ? 0 : kCopy / 2);
+}
+
+// ---- depthwise ------------------------------------------------------------------------
+
+const char *depthwise_why_not(const ConvShape &s) {
+  return depthwise_supports(s) ? nullptr : "it needs groups == input channels";
+}
+
+// Row loops per channel: bound by streaming the planes, about a third of GEMM peak on the
+// kh*kw multiply-adds per output (no reduction over channels to reuse anything across).
+double depthwise_cost(const ConvShape &s, fc_direction dir) {
+  return conv_macs(s) / (dir == FC_DIR_BACKWARD_WEIGHT ? 0.2 : 0.3);
+}
+
+// ---- reference ------------------------------------------------------------------------
+
+const char *reference_why_not(const ConvShape &) { return nullptr; }
+
+// Scalar loops accumulating in double, no blocking: a thirtieth of GEMM peak.
+double reference_cost(const ConvShape &s, fc_direction) { return conv_macs(s) / 0.03; }
+
+// ---- winograd -------------------------------------------------------------------------
+
+const char *winograd_why_not(const ConvShape &s) {
+  if (s.kh != 3 || s.kw != 3) return "it needs a 3x3 kernel";
+  if (s.sh != 1 || s.sw != 1) return "it needs stride 1";
+  // (dilated: through the phase planes, see conv/phases.cpp)
+  if (phases_apply(s) && !phases_fit(s)) return "the phase planes of this dilation overflow int64";
+  const bool ok = phases_apply(s) ? winograd_supports(phase_shape(s)) : winograd_supports(s);
+  return ok ? nullptr : "its channels per group must fit int32";
+}
+
+// F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, as
+// winograd.cpp picks), alpha = m + 2: per tile and element one multiply-add per
+// (input channel, output channel) pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the
+// efficiency of one large GEMM (they are many and small), plus transforms costing 2 units per
+// transformed value (input and output tiles, and the filters), plus copying into and out of the
+// phase planes when dilated.
+double winograd_cost(const ConvShape &s, fc_direction dir) {
+  const bool phased = phases_apply(s);
+  const ConvShape t = phased ? phase_shape(s) : s;
+  const int64_t reduction = dir == FC_DIR_BACKWARD_DATA ? t.kg : t.cg;
+  const double m = reduction < 8 ? 2 : 4, a2 = (m + 2) * (m + 2);
+  const double tiles = (double)t.n * std::ceil((double)t.ho / m) * std::ceil((double)t.wo / m);
+  const double cg = (double)t.cg, kg = (double)t.kg, g = (double)t.g;
+  const double gemm = a2 * tiles * g * cg * kg / (0.5 * gemm_eff(kg, tiles, cg));
+  const double transforms = 2 * a2 * (tiles * (double)(t.c + t.k) + (double)t.k * cg);
+  const double copies =
+      phased ? kCopy * (double)t.n * ((double)t.c * (double)t.hw + (double)t.k * (double)t.howo)
+             : 0;
+  return gemm + transforms + copies;
+}
+
+// ---- fft ------------------------------------------------------------------------------
+
+// Whole-plane transforms of N = nh*nw points (bins = nh*(nw/2+1) complex values per plane):
+// per bin one complex multiply-add per (image, input channel, output channel), costed 32 units
+// (4 real multiply-adds, in double, in small GEMMs vectorised over planes), plus one transform
+// per plane of the two operands and the result, 2.5 N log2 N units each. Fitted to the
+// measurements behind fft_pays in api.cpp: 2-4x under im2col on L1-L3, even on L4 and
+// AlexNet's 5x5 on 27x27, above it on OverFeat's unpadded 5x5 on 28x28 and on small kernels.
+double fft_cost(const ConvShape &s, fc_direction) {
+  const double bins = (double)fft_bins(s), points = 2 * bins;
+  const double products = 32 * bins * (double)s.n * (double)s.k * (double)s.cg;
+  const double planes = (double)s.n * (double)s.c + (double)s.k * (double)s.cg +
+                        (double)s.n * (double)s.k;
+  return products + planes * 2.5 * points * std::log2(points);
+}
+
+// ---- the table ------------------------------------------------------------------------
+
+#define FC_ENTRIES(name, T) \
+  { conv2d_forward__##name<T>, conv2d_backward_data__##name<T>, conv2d_backward_weight__##name<T> }
+#define FC_ROW(id, name, description, phase_planes, non_finite_fallback)                        \
+  {id,                  #name,      description,      name##_why_not, kAllDirections,           \
+   phase_planes,        non_finite_fallback,          name##_cost,    FC_ENTRIES(name, float), \
+   FC_ENTRIES(name, double)}
+
+// In fc_algo order, FC_ALGO_AUTO (no algorithm) left out.
+constexpr AlgoRow kRows[] = {
+    FC_ROW(FC_ALGO_IM2COL, im2col,
+           "im2col/col2im copies and one OpenBLAS GEMM per group; any descriptor whose GEMM "
+           "dimensions fit int32",
+           false, false),
+    FC_ROW(FC_ALGO_DIRECT, direct,
+           "direct loops over SIMD register tiles (output channels x row), no workspace; any "
+           "descriptor",
+           false, false),
+    FC_ROW(FC_ALGO_GEMM1X1, gemm1x1,
+           "1x1 kernels: one GEMM per image on the input as it lies (gathered first when "
+           "strided or padded)",
+           false, false),
+    FC_ROW(FC_ALGO_DEPTHWISE, depthwise,
+           "groups == input channels (any channel multiplier): row loops per channel",
+           false, false),
+    FC_ROW(FC_ALGO_REFERENCE, reference,
+           "naive loops accumulating in double, the twin the fast paths are tested against; any "
+           "descriptor",
+           false, false),
+    FC_ROW(FC_ALGO_WINOGRAD, winograd,
+           "Winograd F(4x4, 3x3) minimal filtering: 3x3 kernels at stride 1 (dilated ones on "
+           "their phase planes), any padding and groups",
+           true, true),
+    FC_ROW(FC_ALGO_FFT, fft,
+           "whole-plane FFT convolution: stride 1 and dilation 1, any kernel, padding and "
+           "groups, power-of-two transforms up to 65536 points",
+           false, true),
+};
+#undef FC_ROW
+#undef FC_ENTRIES
+
+constexpr int kRowCount = (int)(sizeof kRows / sizeof kRows[0]);
+static_assert(kRowCount == FC_ALGO_COUNT_ - 1, "one row per fc_algo but FC_ALGO_AUTO");
+
+constexpr bool rows_in_enum_order() {
+  for (int i = 0; i < kRowCount; ++i)
+    if ((int)kRows[i].id != i + 1) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(), "kRows[i] is the row of fc_algo i + 1");
+
+}  // namespace
+
+const AlgoRow *algo_row(fc_algo a) {
+  const int v = (int)a;  // (any int may arrive here: compare before subtracting)
+  return v >= 1 && v <= kRowCount ? &kRows[v - 1] : nullptr;
+}
+
+}  // namespace fc

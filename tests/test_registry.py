@@ -1,0 +1,226 @@
+"""The algorithm registry (csrc/registry.cpp) as the C ABI and Python show it: names, flags,
+descriptions, supports/why-not and cost estimates, all from one table.
+
+Through ctypes on libfastconv (skipped when it cannot be found) and through fastconv itself.
+No convolution is computed here: every check is on descriptors.
+"""
+import ctypes
+import math
+import os
+import re
+
+import pytest
+
+import fastconv
+from fastconv import _core
+from fastconv.functional import _ALGO_IDS
+from test_c_abi import FC_EINVAL, FC_EUNSUPPORTED, FC_OK, LIB_PATH, Desc, desc, load
+
+pytestmark = pytest.mark.skipif(LIB_PATH is None, reason="libfastconv shared library not found")
+
+DIRECTIONS = ("forward", "backward_data", "backward_weight")
+FLAG_FORWARD, FLAG_BACKWARD_DATA, FLAG_BACKWARD_WEIGHT = 0x1, 0x2, 0x4
+FLAG_PHASE_PLANES, FLAG_NONFINITE_FALLBACK = 0x8, 0x10
+
+# (x_shape, w_shape, params): a spread that each algorithm runs on some and refuses on others.
+SHAPES = {
+    "dense3x3": ((2, 8, 12, 11), (6, 8, 3, 3), dict(padding=1)),
+    "dilated3x3": ((2, 4, 15, 14), (6, 2, 3, 3), dict(padding=2, dilation=(2, 3), groups=2)),
+    "strided5x5": ((1, 6, 13, 11), (9, 2, 5, 3), dict(stride=(2, 1), padding=(2, 0), groups=3)),
+    "1x1": ((2, 8, 7, 9), (12, 8, 1, 1), dict()),
+    "1x1-strided": ((2, 8, 7, 9), (12, 8, 1, 1), dict(stride=2, padding=1)),
+    "depthwise": ((2, 5, 9, 9), (10, 1, 3, 3), dict(padding=1, groups=5)),
+    "large-kernel": ((2, 3, 40, 40), (4, 3, 11, 11), dict()),
+    "row": ((3, 4, 1, 50), (5, 4, 1, 7), dict(padding=(0, 3))),
+    "fft-too-large": ((200000, 1, 60, 60), (1, 1, 5, 5), dict(padding=2)),
+}
+
+# Real layers (batch 4) on which the estimates must rank as measured.
+VGG_3X3 = ((4, 64, 112, 112), (128, 64, 3, 3), dict(padding=1))
+L1_11X11 = ((4, 3, 128, 128), (96, 3, 11, 11), dict())
+RESNET_1X1 = ((4, 256, 56, 56), (64, 256, 1, 1), dict())
+MOBILENET_DW = ((4, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64))
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return load(LIB_PATH)
+
+
+def names(lib):
+    return [lib.fc_algo_name(i).decode() for i in range(lib.fc_algo_count())]
+
+
+def c_cost(lib, d, algo, direction):
+    cost = ctypes.c_double(-1.0)
+    status = lib.fc_conv2d_cost(ctypes.byref(d), algo, direction, ctypes.byref(cost))
+    return status, cost.value
+
+
+def py_desc(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    d = desc(x_shape, w_shape, stride, padding, dilation, groups)
+    return [getattr(d, f) for f, _ in Desc._fields_]
+
+
+def test_every_algorithm_has_a_name_and_description(lib):
+    count = lib.fc_algo_count()
+    assert count >= 2
+    got = names(lib)
+    assert got[0] == "auto"
+    assert all(n and n == n.strip() and " " not in n for n in got), got
+    assert len(set(got)) == len(got), got
+    for i in range(count):
+        text = lib.fc_algo_description(i)
+        assert text and text.decode().strip(), (i, text)
+    for bad in (-1, count, count + 1, 1000):
+        assert lib.fc_algo_name(bad) is None, bad
+        assert lib.fc_algo_description(bad) is None, bad
+        assert lib.fc_algo_flags(bad) == 0, bad
+
+
+def test_algo_name_round_trips(lib):
+    got = names(lib)
+    assert tuple(got[1:]) == fastconv.ALGORITHMS
+    assert list(_core.ALGO_NAMES) == got
+    for ident, name in enumerate(got):
+        assert _ALGO_IDS[name] == ident                       # name -> id (Python's algo=)
+        assert lib.fc_algo_name(_ALGO_IDS[name]).decode() == name   # id -> name (C)
+
+
+def test_flags_describe_each_algorithm(lib):
+    assert lib.fc_algo_flags(0) == 0                          # auto is no algorithm
+    every_direction = FLAG_FORWARD | FLAG_BACKWARD_DATA | FLAG_BACKWARD_WEIGHT
+    for ident, name in enumerate(names(lib)[1:], start=1):
+        flags = lib.fc_algo_flags(ident)
+        assert flags & every_direction == every_direction, name   # all three today
+        assert not flags & ~0x1F, (name, hex(flags))
+    flags = {name: lib.fc_algo_flags(i) for i, name in enumerate(names(lib))}
+    assert flags["winograd"] & FLAG_PHASE_PLANES and flags["winograd"] & FLAG_NONFINITE_FALLBACK
+    assert not flags["fft"] & FLAG_PHASE_PLANES and flags["fft"] & FLAG_NONFINITE_FALLBACK
+    for name in ("im2col", "direct", "gemm1x1", "depthwise", "reference"):
+        assert not flags[name] & (FLAG_PHASE_PLANES | FLAG_NONFINITE_FALLBACK), name
+
+
+def test_algorithm_info_comes_from_the_library(lib):
+    info = fastconv.algorithm_info()
+    assert "algorithm_info" in fastconv.__all__ and fastconv.algorithm_info is not None
+    assert tuple(info) == fastconv.ALGORITHMS
+    for name, row in info.items():
+        ident = _ALGO_IDS[name]
+        flags = lib.fc_algo_flags(ident)
+        assert row["name"] == name
+        assert row["description"] == lib.fc_algo_description(ident).decode()
+        assert row["directions"] == tuple(
+            d for d, bit in zip(DIRECTIONS, (FLAG_FORWARD, FLAG_BACKWARD_DATA, FLAG_BACKWARD_WEIGHT))
+            if flags & bit)
+        assert row["phase_planes"] == bool(flags & FLAG_PHASE_PLANES)
+        assert row["non_finite_fallback"] == bool(flags & FLAG_NONFINITE_FALLBACK)
+
+
+def test_phase_plane_algorithms_run_dilated_convolutions():
+    # A phase-plane algorithm runs the dilated shape whenever it runs the undilated one; FFT,
+    # which has no phase planes, needs dilation 1 and says so.
+    x, w = (2, 4, 16, 16), (6, 4, 3, 3)
+    for name, row in fastconv.algorithm_info().items():
+        plain = _core.conv2d_supports(py_desc(x, w, padding=1), _ALGO_IDS[name])
+        dilated = _core.conv2d_supports(py_desc(x, w, padding=2, dilation=2), _ALGO_IDS[name])
+        if row["phase_planes"] and plain:
+            assert dilated, name
+    why = _core.conv2d_why_not(py_desc(x, w, padding=2, dilation=2), _ALGO_IDS["fft"])
+    assert why.endswith("it needs dilation 1"), why
+    assert _core.conv2d_why_not(py_desc(x, w, padding=2, dilation=2), _ALGO_IDS["winograd"]) == ""
+
+
+@pytest.mark.parametrize("direction", range(3), ids=DIRECTIONS)
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+def test_cost_is_positive_where_supported(lib, shape, direction):
+    x_shape, w_shape, params = shape
+    d = desc(x_shape, w_shape, **params)
+    seen = set()
+    for ident, name in enumerate(names(lib)):
+        supported = ident == 0 or lib.fc_conv2d_supports(ctypes.byref(d), ident) == FC_OK
+        reason = None if supported else lib.fc_last_error()
+        status, cost = c_cost(lib, d, ident, direction)
+        if supported:
+            assert status == FC_OK, (name, status, lib.fc_last_error())
+            assert math.isfinite(cost) and cost > 0, (name, cost)
+            seen.add(name)
+        else:
+            assert status == FC_EUNSUPPORTED, (name, status)
+            assert lib.fc_last_error() == reason, name     # the same why-not text
+            assert cost == -1.0, name                      # untouched
+        py = _core.conv2d_cost(py_desc(x_shape, w_shape, **params), ident, direction)
+        assert (py is None) == (not supported) and (py is None or py == cost), (name, py, cost)
+    assert {"direct", "reference"} <= seen                  # they run anything
+
+
+@pytest.mark.parametrize("direction", range(3), ids=DIRECTIONS)
+def test_cost_of_auto_is_its_choice(lib, direction):
+    for x_shape, w_shape, params in list(SHAPES.values()) + [VGG_3X3, L1_11X11]:
+        d = desc(x_shape, w_shape, **params)
+        chosen = ctypes.c_int()
+        assert lib.fc_conv2d_choose_for(ctypes.byref(d), direction, ctypes.byref(chosen)) == FC_OK
+        assert c_cost(lib, d, 0, direction) == c_cost(lib, d, chosen.value, direction)
+
+
+def test_cost_rejects_bad_arguments(lib):
+    d = desc((2, 4, 9, 9), (6, 4, 3, 3))
+    cost = ctypes.c_double(-1.0)
+    assert lib.fc_conv2d_cost(ctypes.byref(d), 1, 0, None) == FC_EINVAL
+    assert "cost" in lib.fc_last_error().decode()
+    for algo, direction in ((lib.fc_algo_count(), 0), (-1, 0), (1, 3), (1, -1)):
+        assert lib.fc_conv2d_cost(ctypes.byref(d), algo, direction, ctypes.byref(cost)) == FC_EINVAL
+    assert lib.fc_conv2d_cost(None, 1, 0, ctypes.byref(cost)) == FC_EINVAL
+    bad = desc((2, 4, 9, 9), (6, 4, 3, 3), stride=0)
+    assert lib.fc_conv2d_cost(ctypes.byref(bad), 1, 0, ctypes.byref(cost)) == FC_EINVAL
+    assert "stride" in lib.fc_last_error().decode()
+    assert cost.value == -1.0
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_algorithms_with_costs(direction):
+    for x_shape, w_shape, params in SHAPES.values():
+        plain = fastconv.algorithms(x_shape, w_shape, direction=direction, **params)
+        with_costs = fastconv.algorithms(x_shape, w_shape, direction=direction, costs=True, **params)
+        assert [a for a, _ in with_costs] == plain
+        assert all(isinstance(c, float) and math.isfinite(c) and c > 0 for _, c in with_costs)
+    # conv1d shapes (3-D) too
+    got = fastconv.algorithms((2, 4, 30), (5, 4, 3), padding=1, costs=True, direction=direction)
+    assert got and all(c > 0 for _, c in got)
+
+
+def costs_of(shape, direction):
+    x_shape, w_shape, params = shape
+    return dict(fastconv.algorithms(x_shape, w_shape, direction=direction, costs=True, **params))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_costs_rank_algorithms(direction):
+    c = costs_of(VGG_3X3, direction)       # Winograd measured 1.3-2x faster than im2col here
+    assert c["winograd"] < c["im2col"] < c["reference"], c
+    assert c["winograd"] < c["direct"] < c["reference"], c
+    c = costs_of(L1_11X11, direction)      # FFT measured 2-4x faster than im2col here
+    assert c["fft"] < c["im2col"] < c["reference"], c
+    c = costs_of(RESNET_1X1, direction)    # the 1x1 GEMM on the input as it lies: no copy
+    assert c["gemm1x1"] < c["im2col"] < c["reference"] and c["gemm1x1"] < c["fft"], c
+    c = costs_of(MOBILENET_DW, direction)  # no channel reduction for a GEMM to amortise
+    assert c["depthwise"] == min(c.values()), c
+    for shape in (VGG_3X3, L1_11X11, RESNET_1X1):
+        c = costs_of(shape, direction)
+        assert c["reference"] == max(c.values()) or c["fft"] == max(c.values()), c
+        assert c["reference"] > 10 * min(c.values()), c
+
+
+def test_readme_table_lists_every_algorithm():
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    if not os.path.isfile(readme):
+        pytest.skip("no README.md beside tests/")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, flags=re.M))
+    assert set(rows) == set(fastconv.ALGORITHMS), sorted(rows)
+    info = fastconv.algorithm_info()
+    for name, runs in rows.items():
+        # the table's "runs" column agrees with the registry about phase planes
+        assert ("phase planes" in runs) == info[name]["phase_planes"], (name, runs)
+    assert "dilation 1" in rows["fft"], rows["fft"]
