@@ -535,27 +535,37 @@ def main(argv=None):
     res = run(suites, batch, threads, args.repeat, compare, algos,
               net_batch=args.net_batch or 4, progress=not args.no_progress)
     m = res["meta"]
-    hw = m["hardware"]
-    cpu = (f"{hw['model'] or 'CPU'}, {hw['cores']} cores, L2 {hw['l2_bytes'] >> 10} KiB, "
-           f"L3 {hw['l3_bytes'] >> 20} MiB")
-    print(f"fastconv bench | {cpu} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
+    print(f"fastconv bench | {cpu_line(m['hardware'])} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
           f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
-    if args.json:
-        try:
-            with atomic_write(args.json, binary=False) as f:
-                json.dump(res, f, indent=1)
-        except OSError as e:  # a full disk, say: the file there before is unchanged
-            fail("fastconv bench", "--json", args.json, e)
-        print(f"results written to {args.json}")
-    if args.plot:
-        try:
-            plot(res["rows"], m["sgemm_gflops"], args.plot)
-        except OSError as e:
-            fail("fastconv bench", "--plot", args.plot, e)
-        print(f"plot written to {args.plot}")
+    write_results("fastconv bench", res, args.json, args.plot,
+                  lambda path: plot(res["rows"], m["sgemm_gflops"], path))
     return 0
+
+
+def cpu_line(hw):
+    """The machine in one line, from fastconv.hardware()."""
+    return (f"{hw['model'] or 'CPU'}, {hw['cores']} cores, L2 {hw['l2_bytes'] >> 10} KiB, "
+            f"L3 {hw['l3_bytes'] >> 20} MiB")
+
+
+def write_results(command, res, json_path, plot_path, draw):
+    """--json and --plot (draw(path) makes the figure), each written whole or not at all: a
+    failure (a full disk, say) names the option and the file, and the file there before stays."""
+    if json_path:
+        try:
+            with atomic_write(json_path, binary=False) as f:
+                json.dump(res, f, indent=1)
+        except OSError as e:
+            fail(command, "--json", json_path, e)
+        print(f"results written to {json_path}")
+    if plot_path:
+        try:
+            draw(plot_path)
+        except OSError as e:
+            fail(command, "--plot", plot_path, e)
+        print(f"plot written to {plot_path}")
 
 
 if __name__ == "__main__":

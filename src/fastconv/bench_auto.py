@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import sys
@@ -23,10 +22,10 @@ import numpy as np
 
 from . import _autotune, _core
 from . import functional as F
-from ._cliargs import comma_list, fail, int_at_least, int_list, output_file, plot_file, thread_count
+from ._cliargs import comma_list, int_at_least, int_list, output_file, plot_file, thread_count
 from ._io import atomic_write
-from .bench import (_null, _progress, conv_flops, import_torch, layer_cases, sgemm_rate,
-                    shape_cases, timeit)
+from .bench import (_null, _progress, conv_flops, cpu_line, import_torch, layer_cases, sgemm_rate,
+                    shape_cases, timeit, write_results)
 
 #: (row name, fastconv.algorithms direction); the index is the C direction (fc_direction)
 DIRECTIONS = (("fwd", "forward"), ("bwd_data", "backward_data"), ("bwd_weight", "backward_weight"))
@@ -432,24 +431,13 @@ def main(argv=None):
     threads = args.threads or F.get_num_threads()
     res = run(selected, threads, args.repeat, "torch" in args.compare, not args.no_progress)
     m = res["meta"]
-    print(f"fastconv bench auto | ISA {m['isa']} | threads {threads} | batches "
+    print(f"fastconv bench auto | {cpu_line(F.hardware())} | ISA {m['isa']} | threads {threads} | batches "
           f"{','.join(map(str, m['batches']))} | repeat {args.repeat} | "
           f"torch {m['torch'] or 'not compared'}")
     sys.stdout.write(format_table(res["rows"]))
     sys.stdout.write(format_summary(res["summary"], m))
-    if args.json:
-        try:
-            with atomic_write(args.json, binary=False) as f:
-                json.dump(res, f, indent=1)
-        except OSError as e:
-            fail("fastconv bench auto", "--json", args.json, e)
-        print(f"results written to {args.json}")
-    if args.plot:
-        try:
-            plot(res["rows"], args.plot)
-        except OSError as e:
-            fail("fastconv bench auto", "--plot", args.plot, e)
-        print(f"plot written to {args.plot}")
+    write_results("fastconv bench auto", res, args.json, args.plot,
+                  lambda path: plot(res["rows"], path))
     return 0
 
 
