@@ -173,6 +173,11 @@ static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dt
   return run(*r);
 }
 
+static fc_status check_algo(fc_algo a) {
+  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  return FC_OK;
+}
+
 static fc_status check_dtype(fc_dtype t) {
   if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
   return FC_OK;
@@ -314,7 +319,8 @@ fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
                             const void *w, const void *bias_or_null, void *y) {
   FC_PROLOGUE(d, t)
   if (!x || !w || !y) return fail(FC_EINVAL, "x, w and y must not be NULL");
-  return run_entry([&, t] {
+  if (fc_status st = check_algo(a)) return st;
+  return run_entry([&, t, a] {
     return dispatch(s, a, FC_DIR_FORWARD, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? forward<float>(s, r, x, w, bias_or_null, y)
                          : forward<double>(s, r, x, w, bias_or_null, y);
@@ -326,7 +332,8 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
                                   const void *w, void *dx) {
   FC_PROLOGUE(d, t)
   if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-  return run_entry([&, t] {
+  if (fc_status st = check_algo(a)) return st;
+  return run_entry([&, t, a] {
     return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
     });
@@ -338,7 +345,8 @@ fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo
   FC_PROLOGUE(d, t)
   if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
   if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
-  return run_entry([&, t] {
+  if (fc_status st = check_algo(a)) return st;
+  return run_entry([&, t, a] {
     // (the bias gradient alone has no algorithm to tune)
     return dispatch(s, a, FC_DIR_BACKWARD_WEIGHT, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? backward_weight<float>(s, r, dy, x, dw, dbias_or_null)

@@ -32,7 +32,7 @@ int num_threads();
 
 // Fork safety (runtime.cpp): in a forked child, the thread that forked holds a dead OpenMP
 // pool; run_entry runs an entry point's body on a relay thread there, directly elsewhere.
-// Entries call it after validating their arguments and capture the fc_dtype by value ([&, t]):
+// Entries call it after validating their arguments and capture the enums by value ([&, t, a]):
 // a by-reference capture puts the unchecked enum in memory, and UBSan flags loading it there.
 using EntryFn = fc_status (*)(void *);
 bool on_stale_pool();

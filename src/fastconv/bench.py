@@ -535,7 +535,7 @@ def main(argv=None):
     res = run(suites, batch, threads, args.repeat, compare, algos,
               net_batch=args.net_batch or 4, progress=not args.no_progress)
     m = res["meta"]
-    print(f"fastconv bench | {cpu_line(m['hardware'])} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
+    print(f"fastconv bench | {cpu_line(F.hardware())} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
           f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
