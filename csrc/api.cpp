@@ -117,13 +117,26 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
 //    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
 //    dot product per tap);
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
+// The transform algorithms (Winograd, FFT) only where the registry's cost model does not put
+// them more than kModelMargin above the im2col GEMM path. The model carries what the rules
+// above do not: few input channels (VGG-16's 3-channel first layer: Winograd's transforms
+// outweigh its saving, 3.2x slower than im2col at batch 1 on an AVX2 EPYC, 2 threads) and small
+// batches, whose filter transforms are not amortised (L4 at batch 1: FFT 2.7x slower). The
+// margin keeps AlexNet's 5x5, where the model is 5% off and FFT measured 1.2x faster.
+constexpr double kModelMargin = 1.25;
+static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
+  if (!im2col_supports(s)) return true;
+  return algo_row(a)->cost(s, dir) <= kModelMargin * algo_row(FC_ALGO_IM2COL)->cost(s, dir);
+}
+
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
-  if (phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir) : winograd_pays(s, dir))
+  if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir) : winograd_pays(s, dir)) &&
+      model_allows(s, FC_ALGO_WINOGRAD, dir))
     return FC_ALGO_WINOGRAD;
-  if (fft_pays(s, dir)) return FC_ALGO_FFT;
+  if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
   if (dir == FC_DIR_FORWARD && s.sw == 1 && ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))

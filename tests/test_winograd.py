@@ -223,7 +223,7 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
     rng = np.random.default_rng(7)
     x, w, b = make_inputs(rng, (2, 5, 11, 9), (6, 5, 3, 3), np.dtype(dtype), bias=True)
     params = dict(stride=1, padding=padding, dilation=dilation, groups=1)
-    assert fastconv.algorithms(x.shape, w.shape, **params)[0] == "winograd"
+    assert "winograd" in fastconv.algorithms(x.shape, w.shape, **params)
     y, sy = expected_forward(x, w, b, **params)
     pristine = snapshot(x, w, b)
     out = fastconv.conv2d(x, w, b, algo="winograd", **params)
