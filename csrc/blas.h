@@ -18,7 +18,7 @@ extern "C" {
 
 namespace fc {
 
-// OpenBLAS runs single-threaded: our OpenMP loops partition the work (DESIGN.md, Threads).
+// OpenBLAS runs single-threaded: our OpenMP loops partition the work (README, Threads).
 void blas_init_single_threaded();
 
 // OpenBLAS maps a 32 MiB buffer (its x86-64 BUFFER_SIZE, plus a page) the first time a GEMM runs

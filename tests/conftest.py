@@ -26,7 +26,7 @@ from reference import (  # noqa: E402
     same_padding,
 )
 
-# DESIGN.md, Numerics: float32 within 1e-4 and float64 within 1e-10, relative to the magnitude
+# README, "Algorithms and accuracy": float32 within 1e-4 and float64 within 1e-10, relative to the magnitude
 # of the summed terms (computed per element by the reference on absolute values).
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 TINY = np.finfo(np.float64).tiny

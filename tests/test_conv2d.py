@@ -110,7 +110,7 @@ UNIT_STRIDE = [build(stride=1, **r) for r in pairwise(dict(
     groups=GROUPINGS, batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=4)]
 CASES = list(dict.fromkeys(GENERAL + ONE_BY_ONE + DEPTHWISE + UNIT_STRIDE))
 
-# Scaled-down layers of ../shared/suites/convnet_benchmarks.json (and the nets' typical convs).
+# Scaled-down layers of src/fastconv/suites/convnet_benchmarks.json (and the nets' typical convs).
 LAYERS = {
     "L1": Case(1, 3, 35, 35, 96, 11, 11),
     "L2": Case(1, 32, 20, 20, 64, 9, 9),

@@ -1,7 +1,7 @@
 """Parity with torch.nn.functional.conv2d / conv1d, forward and autograd backward.
 
 Same inputs to both, in the same dtype; |fastconv - torch| <= tol * scale with the tolerance
-rule of DESIGN.md (float32 1e-4, float64 1e-10, relative to the sum of |terms|).
+rule of the README's accuracy contract (float32 1e-4, float64 1e-10, relative to the sum of |terms|).
 """
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """FFT convolution (algo="fft") against the float64 reference, all three directions.
 
-The bound is the library's (DESIGN.md, Numerics): |error| <= 1e-4 * scale in float32 and
+The bound is the library's (README, "Algorithms and accuracy"): |error| <= 1e-4 * scale in float32 and
 1e-10 * scale in float64, per element, scale = the sum of the absolute values of the terms.
 FFT rounding errors are spread over a whole plane rather than kept per element, so the
 kernels compute float32 convolutions in double (csrc/conv/fft.cpp), and outputs without any

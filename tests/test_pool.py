@@ -1,7 +1,7 @@
 """Pooling: max with switches, its backward, unpooling, average and adaptive average pooling.
 
 Checked against the loop references in pool_reference.py (max pooling and switches exactly,
-sums within DESIGN.md's tolerances), against PyTorch when it is importable (values and switches
+sums within the README's accuracy contract), against PyTorch when it is importable (values and switches
 identical) and by finite differences in float64. test_pool_checks.py covers bad arguments and
 switches, the C ABI, thread counts and forced instruction sets."""
 import ctypes

@@ -65,7 +65,7 @@ constexpr fc_dtype dtype_of() { return std::is_same<T, float>::value ? FC_F32 : 
 template <class T>
 const char *dtype_name() { return std::is_same<T, float>::value ? "f32" : "f64"; }
 
-// DESIGN.md, Numerics: relative to the magnitude of the summed terms.
+// README, "Algorithms and accuracy": relative to the magnitude of the summed terms.
 template <class T>
 constexpr double tolerance() { return std::is_same<T, float>::value ? 1e-4 : 1e-10; }
 

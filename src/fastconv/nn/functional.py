@@ -160,7 +160,7 @@ def _columns(a, m, c):
 class Linear(Function):
     """x @ weight.T + bias on fastconv's GEMM: the batch, transposed to [in, M], is one image of M
     pixels and the weight a 1x1 kernel. So linear layers run on the kernels' single OpenMP pool
-    (DESIGN.md, Threads) rather than NumPy's own BLAS threads, which fight it for the cores."""
+    (README, Threads) rather than NumPy's own BLAS threads, which fight it for the cores."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
