@@ -103,20 +103,6 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
   return s.kk * s.howo >= 32 * fft_bins(s);
 }
 
-// FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings
-// on Zen 4 (2 threads, AVX-512, batch 4-8) next to PyTorch (oneDNN):
-//  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
-//  - 1x1: straight GEMM on the input (gemm1x1), every direction;
-//  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays;
-//  - large kernels at unit stride: whole-plane FFT where it pays (see fft_pays);
-//  - forward with unit stride along rows: the direct register tiles when rows are wide
-//    (wo >= 24: L2 0.86-0.91x PyTorch against im2col's 0.73x, dilated 3x3 at 64x64) or the
-//    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix);
-//    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
-//  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
-//    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
-//    dot product per tap);
-//  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
 // The transform algorithms (Winograd, FFT) only where the registry's cost model does not put
 // them more than kModelMargin above the im2col GEMM path. The model carries what the rules
 // above do not: few input channels (VGG-16's 3-channel first layer: Winograd's transforms
@@ -129,6 +115,21 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
   return algo_row(a)->cost(s, dir) <= kModelMargin * algo_row(FC_ALGO_IM2COL)->cost(s, dir);
 }
 
+// FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings
+// on Zen 4 (2 threads, AVX-512, batch 4-8) next to PyTorch (oneDNN):
+//  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
+//  - 1x1: straight GEMM on the input (gemm1x1), every direction;
+//  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays and
+//    model_allows;
+//  - large kernels at unit stride: whole-plane FFT where it pays (fft_pays) and model_allows;
+//  - forward with unit stride along rows: the direct register tiles when rows are wide
+//    (wo >= 24: L2 0.86-0.91x PyTorch against im2col's 0.73x, dilated 3x3 at 64x64) or the
+//    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix);
+//    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
+//  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
+//    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
+//    dot product per tap);
+//  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
@@ -145,10 +146,20 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   return FC_ALGO_IM2COL;
 }
 
+static fc_status check_algo(fc_algo a) {
+  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  return FC_OK;
+}
+
+// Whether row (a row, not nullptr) has an entry point for dir that can run s.
+static bool row_runs(const AlgoRow *row, const ConvShape &s, fc_direction dir) {
+  return row && (row->directions & dir_bit(dir)) && !row->why_not(s);
+}
+
 // The row that runs direction dir of s for algorithm a (FC_ALGO_AUTO: choose's), or the
 // status: FC_EINVAL for a value that is no fc_algo, FC_EUNSUPPORTED with the row's reason.
 static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, const AlgoRow **out) {
-  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  if (fc_status st = check_algo(a)) return st;
   if (a == FC_ALGO_AUTO) a = choose(s, dir);
   const AlgoRow *row = algo_row(a);
   if (!(row->directions & dir_bit(dir)))
@@ -171,24 +182,18 @@ static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dt
   const AlgoRow *r;
   if (fc_status st = resolve(s, a, dir, &r)) return st;
   if (a == FC_ALGO_AUTO && tunable && autotune_on()) {
-    auto runs = [&](const AlgoRow *c) { return c && (c->directions & dir_bit(dir)) && !c->why_not(s); };
     std::vector<TuneCandidate> candidates;
     for (int i = 1; i < FC_ALGO_COUNT_; ++i) {
       const AlgoRow *c = algo_row((fc_algo)i);
-      if (c->id != FC_ALGO_REFERENCE && runs(c)) candidates.push_back({c->id, c->cost(s, dir)});
+      if (c->id != FC_ALGO_REFERENCE && row_runs(c, s, dir)) candidates.push_back({c->id, c->cost(s, dir)});
     }
     fc_status st;
     const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r->id,
                                      [&](fc_algo c) { return run(*algo_row(c)); }, &st);
     if (st != FC_OK) return st;
-    if (runs(algo_row(tuned))) r = algo_row(tuned);  // (an imported table may name one that cannot)
+    if (row_runs(algo_row(tuned), s, dir)) r = algo_row(tuned);  // (an imported table may name one that cannot)
   }
   return run(*r);
-}
-
-static fc_status check_algo(fc_algo a) {
-  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
-  return FC_OK;
 }
 
 static fc_status check_dtype(fc_dtype t) {

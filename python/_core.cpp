@@ -138,6 +138,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grad_out"), py::arg("weight"), py::arg("grad_x"));
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("desc"), py::arg("algo"),
         py::arg("grad_out"), py::arg("x"), py::arg("grad_w"), py::arg("grad_b"));
+  m.attr("MAX_THREADS") = FC_MAX_THREADS;
   m.def("set_num_threads", &fc_set_num_threads, py::arg("n"));
   m.def("set_local_num_threads", &fc_set_local_num_threads, py::arg("n"),
         "This thread's override of the thread count (0 = none); returns the previous one.");

@@ -6,6 +6,8 @@ import operator
 
 import numpy as np
 
+from ._core import MAX_THREADS  # FC_MAX_THREADS: the most kernel threads set_num_threads takes
+
 # Larger buffers than this are refused up front instead of attempted (256 TiB).
 _MAX_BYTES = 1 << 48
 
@@ -64,7 +66,7 @@ def _contiguous(arr, name):
 
 
 def _thread_count(n):
-    """A kernel thread count: an int from 1 to 1024 (FC_MAX_THREADS)."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= 1024:
-        raise ValueError(f"n must be an int from 1 to 1024 (FC_MAX_THREADS), got {n!r}")
+    """A kernel thread count: an int from 1 to FC_MAX_THREADS (1024)."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be an int from 1 to {MAX_THREADS} (FC_MAX_THREADS), got {n!r}")
     return int(n)

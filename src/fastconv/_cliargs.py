@@ -11,6 +11,8 @@ import math
 import os
 import sys
 
+from ._checks import MAX_THREADS, _thread_count
+
 __all__ = ["int_at_least", "int_list", "float_at_least", "thread_count", "comma_list", "input_file",
            "output_file", "plot_file", "fail"]
 
@@ -57,14 +59,11 @@ def float_at_least(minimum):
 
 
 def thread_count(text):
-    """1 to 1024 kernel threads, the range fastconv.set_num_threads accepts."""
+    """Kernel threads, in the range fastconv.set_num_threads accepts (_checks._thread_count)."""
     try:
-        value = int(text)
+        return _thread_count(int(text))
     except ValueError:
-        value = 0
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 1024, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_THREADS}, got {text!r}") from None
 
 
 def comma_list(allowed):
