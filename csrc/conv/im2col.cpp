@@ -4,6 +4,8 @@
 // column buffer of one block, [cg*kh*kw, cbw], stays around 4 L2s (column_budget) instead of
 // the whole N*C*kh*kw*Ho*Wo matrix. Work items are (image, column block); every thread owns one
 // column buffer. GEMMs are row-major (cblas does the swap to column-major internally).
+// With fewer images than that feeds (batch 1 inference, small batches), the forward and the
+// large weight gradients take the shared-run, tiled path below ("Few images").
 //
 // gemm1x1.cpp reuses the same drivers with `in_place`: a 1x1 stride-1 unpadded convolution
 // needs no column matrix, the input plane [cg, h*w] already is one.
@@ -69,6 +71,9 @@ void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64
             std::fill(d + ow0, d + a, T(0));
             if (s.sw == 1) {
               if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
+            } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
+              const T *src = xr + 2 * a + off;
+              for (int64_t q = 0; q < b - a; ++q) d[a + q] = src[2 * q];
             } else {
               for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
             }
@@ -139,38 +144,172 @@ ItemColumns<T> item_columns(const ConvShape &s, const ColPlan &pl, const T *x, i
   return {n, p0, np, np, col};
 }
 
+// --- Few images (n < kFixedItems: inference at batch 1, small training batches) ---------------
+//
+// Cutting one image's positions into kFixedItems column blocks gives each thread a GEMM of every
+// output channel over a few positions: the weights are packed once per block, and a 7x7 plane
+// (49 positions) is one block, so one thread ran ResNet-50's last 3x3 layers alone. Here a run
+// of an image's positions has its columns (every group) built once into a shared buffer, by
+// every thread, and the product is cut into tiles of rows x columns for the threads.
+
+// A [m, n] product cut into pm x pn tiles: kFixedItems of them where tiles keep at least 16
+// rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM packs its
+// [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the shape only.
+struct Tiles {
+  int64_t pm, pn;
+};
+Tiles plan_tiles(int64_t m, int64_t n) {
+  const int64_t max_pm = std::max<int64_t>(1, m / 16), max_pn = std::max<int64_t>(1, n / 64);
+  Tiles best{1, 1};
+  int64_t best_count = 0;
+  double best_cost = 0;
+  for (int64_t pm = 1; pm <= kFixedItems; pm *= 2) {
+    const int64_t a = std::min(pm, max_pm), b = std::min(kFixedItems / pm, max_pn);
+    const int64_t count = a * b;
+    const double cost = double(b) * double(m) + double(a) * double(n);
+    if (count > best_count || (count == best_count && cost < best_cost)) {
+      best = {a, b};
+      best_count = count;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
+// Start of part i of `parts` over [0, size), a multiple of `align` (so GEMM tiles start on the
+// microkernel's edges); part `parts` starts at size. Parts are non-empty while size/parts >= align.
+inline int64_t part_start(int64_t size, int64_t i, int64_t parts, int64_t align) {
+  return i >= parts ? size : size * i / parts / align * align;
+}
+
+// Positions per run: the columns of every group for the run in a quarter of the L3 (shared by
+// every thread, read by all of them right after they are written), a multiple of 64, or the
+// whole plane. In place (a 1x1 convolution's input plane is its column matrix) nothing is built.
+int64_t run_width(const ConvShape &s, int64_t elem, bool in_place) {
+  if (in_place) return s.howo;
+  const int64_t fit = hardware().l3 / 4 / std::max<int64_t>(1, s.g * s.ckk * elem);
+  return fit >= s.howo ? s.howo : std::max<int64_t>(64, fit / 64 * 64);
+}
+
+// Builds the columns of positions [p0, p0 + np) of image n, every group, into cols
+// ([g][ckk][np]); the positions are cut into kFixedItems parts per group for the threads. Must
+// be called by every thread of the team (an omp for with its barrier).
+template <class T>
+void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np, T *cols) {
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kFixedItems, np / 16));
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < s.g * parts; ++q) {
+    const int64_t g = q / parts, part = q % parts;
+    const int64_t pa = p0 + part_start(np, part, parts, 1), pb = p0 + part_start(np, part + 1, parts, 1);
+    if (pb > pa)
+      im2col_block(s, x + (n * s.c + g * s.cg) * s.hw, s.cg, pa, pb, cols + g * s.ckk * np + (pa - p0), np);
+  }
+}
+
+template <class T>
+fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                             bool in_place) {
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  const int64_t run = run_width(s, sizeof(T), in_place);
+  Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
+  if (!cols.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                              (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
+#pragma omp parallel num_threads(nt)
+  for (int64_t n = 0; n < s.n; ++n) {
+    for (int64_t p0 = 0; p0 < s.howo; p0 += run) {  // every thread walks the same runs
+      const int64_t np = std::min(s.howo, p0 + run) - p0;
+      if (!in_place) build_run(s, x, n, p0, np, cols.get());  // (ends on a barrier)
+      const Tiles tl = plan_tiles(s.kg, np);
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+        const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, j = q % tl.pn;
+        const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
+        const int64_t c0 = part_start(np, j, tl.pn, 16), c1 = part_start(np, j + 1, tl.pn, 16);
+        const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols.get() + g * s.ckk * np + c0;
+        T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
+        // W_g[r0:r1] [nr, ckk] x columns [ckk, c0:c1] -> y[n, g*kg + r0 : r1, p0 + c0 : p0 + c1]
+        gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
+             in_place ? s.hw : np, T(0), yt, s.howo);
+        if (b)
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+      }
+    }
+  }
+  return FC_OK;
+}
+
+// dW_g [kg, ckk] = sum over runs of dy[n, g, :, run] x columns(run)^T, dW cut into tiles for
+// the threads (plan_tiles), each tile summing the runs in order: no private copies, no reduction.
+// Few images, both ways possible: dW's tiles pack their operands k*(pn*m + pm*n) elements in
+// all (plan_tiles), where the slots pack k*(m + n) and add `slots` copies of dW [m, n]. With a
+// small dW (ResNet's stem: 64 x 147, over 12544 positions) the slots measured 1.7x faster; with
+// a large one (3x3/2 256 at 28x28, 1x1 1024>512 at 14x14) the tiles 1.6-2x.
+bool tiles_pack_less(const ConvShape &s, int64_t slots) {
+  const Tiles tl = plan_tiles(s.kg, s.ckk);
+  const double k = double(s.n) * double(s.howo), m = double(s.kg), n = double(s.ckk);
+  return k * (double(tl.pn) * m + double(tl.pm) * n) < k * (m + n) + double(slots) * m * n;
+}
+
+template <class T>
+fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T *dw,
+                                 bool in_place) {
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  const int64_t run = run_width(s, sizeof(T), in_place);
+  Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
+  if (!cols.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                              (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
+  const Tiles tl = plan_tiles(s.kg, s.ckk);
+#pragma omp parallel num_threads(nt)
+  for (int64_t n = 0; n < s.n; ++n) {
+    for (int64_t p0 = 0; p0 < s.howo; p0 += run) {  // every thread walks the same runs
+      const int64_t np = std::min(s.howo, p0 + run) - p0;
+      if (!in_place) build_run(s, x, n, p0, np, cols.get());  // (ends on a barrier)
+      const bool first = n == 0 && p0 == 0;
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+        const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, j = q % tl.pn;
+        const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
+        const int64_t c0 = part_start(s.ckk, j, tl.pn, 16), c1 = part_start(s.ckk, j + 1, tl.pn, 16);
+        const int64_t ldb = in_place ? s.hw : np;
+        const T *bm = (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols.get() + g * s.ckk * np) + c0 * ldb;
+        // dy[n, g*kg + r0 : r1, run] [nr, np] x columns[c0:c1]^T [np, nc] -> dW_g[r0:r1, c0:c1]
+        gemm(false, true, r1 - r0, c1 - c0, np, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo + p0,
+             s.howo, bm, ldb, first ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
+      }
+    }
+  }
+  return FC_OK;
+}
+
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
-  const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
+  if (s.n * pl.nblocks < kFixedItems) return forward_few_images(s, x, w, b, y, in_place);
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
   if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
                             (long long)(per_thread * nt * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = s.n * pl.nblocks;
-  // In place with too few items (a linear layer's handful of columns), the output channels are
-  // cut into parts as well, at least 32 rows each; by the shape, never the thread count.
-  const int64_t rparts = in_place && items < kFixedItems
-                             ? std::max<int64_t>(1, std::min((kFixedItems + items - 1) / items, s.kg / 32))
-                             : 1;
 #pragma omp parallel num_threads(nt)
   {
     T *col = ws.get() + per_thread * omp_get_thread_num();
 #pragma omp for schedule(static)
-    for (int64_t ir = 0; ir < items * rparts; ++ir) {
-      const int64_t it = ir / rparts, part = ir % rparts;
-      const int64_t r0 = s.kg * part / rparts, nr = s.kg * (part + 1) / rparts - r0;
+    for (int64_t it = 0; it < items; ++it) {
       for (int64_t g = 0; g < s.g; ++g) {
         const ItemColumns<T> c = item_columns(s, pl, x, it, g, in_place, col);
-        T *yg = y + (c.n * s.k + g * s.kg + r0) * s.howo + c.p0;
-        // W_g[r0:r0+nr] [nr, ckk] x [ckk, np] -> y[n, g*kg + r0 : +nr, p0 : p0+np]  (row stride howo)
-        gemm(false, false, nr, c.np, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, c.cols,
-             c.ldb, T(0), yg, s.howo);
+        T *yg = y + (c.n * s.k + g * s.kg) * s.howo + c.p0;
+        // W_g [kg, ckk] x [ckk, np] -> y[n, g*kg : +kg, p0 : p0+np]  (row stride howo)
+        gemm(false, false, s.kg, c.np, s.ckk, T(1), w + g * s.kg * s.ckk, s.ckk, c.cols, c.ldb,
+             T(0), yg, s.howo);
         if (b)
-          for (int64_t r = 0; r < nr; ++r)
-            for (int64_t p = 0; p < c.np; ++p) yg[r * s.howo + p] += b[g * s.kg + r0 + r];
+          for (int64_t r = 0; r < s.kg; ++r)
+            for (int64_t p = 0; p < c.np; ++p) yg[r * s.howo + p] += b[g * s.kg + r];
       }
     }
   }
@@ -308,7 +447,10 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // 37 MB of copies ran 2.2x slower than cutting dW. Which way runs follows the shape and this
   // hardware fact only, never the thread count.
   const int64_t copy_bytes = hardware().l3 / 2;
-  if (slots < kFixedItems / 2 || (slots - 1) * wsize * (int64_t)sizeof(T) > copy_bytes)
+  const bool slots_fit = slots >= kFixedItems / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
+  if (s.n < kFixedItems && (!slots_fit || tiles_pack_less(s, slots)))
+    return weight_grad_few_images(s, dy, x, dw, in_place);
+  if (!slots_fit)
     return in_place ? weight_grad_by_rows(s, dy, x, dw, nt) : weight_grad_by_columns(s, dy, x, dw, nt);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt), acc((slots - 1) * wsize);
