@@ -22,11 +22,13 @@ namespace {
 
 // Candidates whose cost estimate is more than kPrune times the cheapest are not timed.
 constexpr double kPrune = 4.0;
-// Each candidate runs at most kRuns times (the first run counts: a fresh call pays its page
-// faults as a user's would), fewer once it is kGiveUp times slower than the best so far; a key
-// stops trying new candidates after kBudget seconds.
-constexpr int kRuns = 3;
-constexpr double kGiveUp = 2.0, kBudget = 2.0;
+// Each candidate runs once untimed (its first call pays page faults and cold caches, which a
+// tuned layer pays once, not every call), then at most kRuns timed runs, fewer once it is
+// kGiveUp times slower than the best so far; a key stops trying new candidates after kBudget
+// seconds. Candidates within kClose of the best then run kRefine more rounds, taking turns, so a
+// burst of load on a shared machine does not decide between two near-equal algorithms.
+constexpr int kRuns = 3, kRefine = 3;
+constexpr double kGiveUp = 2.0, kBudget = 2.0, kClose = 1.15;
 
 struct Entry {
   fc_algo algo;
@@ -107,28 +109,57 @@ fc_algo tuned_algo(const TuneKey &key, const std::vector<TuneCandidate> &candida
   });
   fc_algo best = FC_ALGO_AUTO;
   double best_t = 0;
+  std::vector<Entry> timed;  // every candidate that ran, with its best time
   const double start = now();
+  // One run of candidate a: its seconds, < 0 when it ran out of memory; an error ends tuning.
+  auto time_run = [&](fc_algo a, bool *failed) {
+    const double t0 = now();
+    const fc_status s = run(a);
+    const double t = now() - t0;
+    if (s != FC_OK && s != FC_ENOMEM) {
+      *st = s;
+      *failed = true;
+    }
+    return s == FC_OK ? t : -1.0;
+  };
+  bool failed = false;
   for (const auto &c : order) {
     if (c.algo != fallback && c.cost > kPrune * cheapest) continue;
     if (best != FC_ALGO_AUTO && now() - start > kBudget) break;
-    double t_min = 0;
-    for (int r = 0; r < kRuns; ++r) {
-      const double t0 = now();
-      const fc_status s = run(c.algo);
-      const double t = now() - t0;
-      if (s == FC_ENOMEM) break;  // (another candidate may fit)
-      if (s != FC_OK) {
-        *st = s;
-        return fallback;
+    const double warm = time_run(c.algo, &failed);
+    if (failed) return fallback;
+    if (warm < 0) continue;  // (another candidate may fit)
+    double t_min = warm;
+    if (best == FC_ALGO_AUTO || warm <= 2 * kGiveUp * best_t) {  // (else far behind, cold or not)
+      for (int r = 0; r < kRuns; ++r) {
+        const double t = time_run(c.algo, &failed);
+        if (failed) return fallback;
+        if (t < 0) break;
+        t_min = r ? std::min(t_min, t) : t;
+        if (best != FC_ALGO_AUTO && t_min > kGiveUp * best_t) break;
       }
-      t_min = r ? std::min(t_min, t) : t;
-      if (best != FC_ALGO_AUTO && t_min > kGiveUp * best_t) break;
     }
-    if (t_min > 0 && (best == FC_ALGO_AUTO || t_min < best_t)) {
+    timed.push_back({c.algo, t_min});
+    if (best == FC_ALGO_AUTO || t_min < best_t) {
       best = c.algo;
       best_t = t_min;
     }
   }
+  std::vector<Entry *> close;
+  for (auto &e : timed)
+    if (e.seconds <= kClose * best_t) close.push_back(&e);
+  for (int r = 0; close.size() > 1 && r < kRefine && now() - start < 2 * kBudget; ++r) {
+    for (Entry *e : close) {
+      const double t = time_run(e->algo, &failed);
+      if (failed) return fallback;
+      if (t >= 0) e->seconds = std::min(e->seconds, t);
+    }
+  }
+  for (Entry *e : close)
+    if (e->seconds < best_t) {
+      best = e->algo;
+      best_t = e->seconds;
+    }
   if (best == FC_ALGO_AUTO) return fallback;  // every candidate ran out of memory
   std::lock_guard<std::mutex> lock(g_mu);
   g_table[key] = {best, best_t};
