@@ -124,7 +124,9 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //  - large kernels at unit stride: whole-plane FFT where it pays (fft_pays) and model_allows;
 //  - forward with unit stride along rows: the direct register tiles when rows are wide
 //    (wo >= 24: L2 0.86-0.91x PyTorch against im2col's 0.73x, dilated 3x3 at 64x64) or the
-//    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix);
+//    reduction is short (cg*kh*kw < 512: L1's 3-channel 11x11 needs no column matrix), but not
+//    when it is tiny (cg*kh*kw < 64: VGG-16's 3-channel 3x3 ran 1.06-1.13x slower direct than
+//    as im2col at batch 1 and 8, AVX2 EPYC, 2 threads: 27 taps leave the tiles little to reuse);
 //    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
 //  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
 //    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
@@ -140,7 +142,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
-  if (dir == FC_DIR_FORWARD && s.sw == 1 && ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))
+  if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk >= 64 &&
+      ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))
     return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
