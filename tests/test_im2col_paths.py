@@ -22,7 +22,9 @@ from reference import conv2d_backward_ref, conv2d_ref
 CASES = [
     ((1, 64, 7, 7), (96, 64, 3, 3), 1, 1, 1, "im2col"),       # one column block: forward tiles
     ((1, 48, 14, 14), (64, 48, 3, 3), 2, 1, 1, "im2col"),     # strided, forward tiles
-    ((2, 32, 9, 9), (40, 16, 3, 3), 1, 1, 2, "im2col"),       # groups
+    ((1, 32, 8, 8), (40, 16, 3, 3), 1, 1, 2, "im2col"),       # groups, forward tiles
+    ((2, 32, 9, 9), (40, 16, 3, 3), 1, 1, 2, "im2col"),       # groups, two images
+    ((1, 32, 20, 20), (48, 32, 3, 3), 1, 1, 1, "im2col"),     # dW tiles, 7 runs at 256 KiB
     ((1, 3, 40, 40), (16, 3, 7, 7), 2, 3, 1, "im2col"),       # a stem: small dW (slots)
     ((1, 256, 6, 6), (128, 256, 1, 1), 1, 0, 1, "gemm1x1"),   # 1x1 in place: dW tiles
     ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),    # 1x1 in place, 3 images

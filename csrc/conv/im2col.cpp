@@ -288,7 +288,12 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place) {
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
-  if (s.n * pl.nblocks < kFixedItems) return forward_few_images(s, x, w, b, y, in_place);
+  // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
+  // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
+  // faster (3x3 256@14, 3x3/2 256@28) or 1.5x slower (L4: 2 blocks, 16-row tiles packing
+  // the 2.5 MB column matrix 8 times).
+  if (s.n * pl.nblocks < kFixedItems && (in_place || s.n * pl.nblocks == 1))
+    return forward_few_images(s, x, w, b, y, in_place);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
