@@ -66,6 +66,67 @@ static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
   return s.kg >= uk.kt / 2 && s.wo < uk.vlen;
 }
 
+// Strided along rows (sw > 1, dilation 1 along rows): the register tiles need unit-stride rows,
+// so the padded input is split into sw column phases, u[c*sw + b][r][q] = xpad[c][r][q*sw + b],
+// and the kernel likewise, v[k][c*sw + b][i][jj] = w[k][c][i][jj*sw + b] (0 past kw): output
+// column ow reads xpad[ow*sw + jj*sw + b] = u[c*sw + b][ow + jj]. That is a convolution with
+// unit stride along rows and ceil(kw/sw) taps per row (7x7/2: 4, so 8/7 of the multiply-adds;
+// 3x3/2: 2, 4/3 of them), run by the tiles below. ResNet's 7x7/2 stem, on 3 input channels, has
+// too short a reduction for GEMMs to run near their peak (27-147 rows).
+static bool width_phases_apply(const ConvShape &s) { return s.sw > 1 && s.dw == 1 && s.kw > 1; }
+
+template <class T>
+fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
+  ConvShape t = s;
+  t.kw = (s.kw + s.sw - 1) / s.sw;
+  t.sw = 1;
+  t.cg = s.cg * s.sw;
+  t.c = s.c * s.sw;
+  t.h = s.h + 2 * s.ph;
+  t.w = s.wo + t.kw - 1;
+  t.ph = t.pw = 0;
+  t.hw = t.h * t.w;
+  t.kk = t.kh * t.kw;
+  t.ckk = t.cg * t.kk;
+  Buffer<T> u(t.n * t.c * t.hw), v(t.k * t.ckk);
+  if (!u.ok() || !v.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of column phases",
+                (long long)((t.n * t.c * t.hw + t.k * t.ckk) * (int64_t)sizeof(T)));
+#pragma omp parallel num_threads(num_threads())
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t p = 0; p < s.n * s.c; ++p) {  // (image, channel) -> its sw phase planes
+      for (int64_t bq = 0; bq < s.sw; ++bq) {
+        T *dst = u.get() + (p * s.sw + bq) * t.hw;
+        for (int64_t r = 0; r < t.h; ++r) {
+          const int64_t ih = r - s.ph;
+          T *row = dst + r * t.w;
+          if (ih < 0 || ih >= s.h) {
+            std::fill(row, row + t.w, T(0));
+            continue;
+          }
+          const T *src = x + p * s.hw + ih * s.w;
+          for (int64_t q = 0; q < t.w; ++q) {
+            const int64_t iw = q * s.sw + bq - s.pw;
+            row[q] = iw >= 0 && iw < s.w ? src[iw] : T(0);
+          }
+        }
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t c = 0; c < s.cg; ++c)
+        for (int64_t bq = 0; bq < s.sw; ++bq)
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t jj = 0; jj < t.kw; ++jj) {
+              const int64_t j = jj * s.sw + bq;
+              v.get()[k * t.ckk + ((c * s.sw + bq) * t.kh + i) * t.kw + jj] =
+                  j < s.kw ? w[k * s.ckk + (c * s.kh + i) * s.kw + j] : T(0);
+            }
+  }
+  return conv2d_forward__direct(t, u.get(), v.get(), b, y);
+}
+
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
 // [hp, wp] with slack at the end, so every tap of every tile is in bounds. An output row is
 // then a run of positions q whose taps sit at q + i*dh*wp + j*dw: with unit stride along the
@@ -81,6 +142,10 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
   // (valid with a stride that makes the output small again) takes the row path, which copies
   // nothing; (h + 2*ph) * (w + 2*pw) can even overflow int64 there.
   int64_t padded_plane;
+  if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_apply(s) &&
+      !__builtin_mul_overflow(s.h + 2 * s.ph, s.wo + s.kw, &padded_plane) &&
+      padded_plane * s.sw <= 4 * (s.hw + s.howo) + 4096)
+    return forward_width_phases(s, x, w, b, y);
   if (s.sw != 1 || uk.direct_tile == nullptr ||
       __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||
       padded_plane > 4 * (s.hw + s.howo) + 4096)
