@@ -188,7 +188,10 @@ static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dt
     std::vector<TuneCandidate> candidates;
     for (int i = 1; i < FC_ALGO_COUNT_; ++i) {
       const AlgoRow *c = algo_row((fc_algo)i);
-      if (c->id != FC_ALGO_REFERENCE && row_runs(c, s, dir)) candidates.push_back({c->id, c->cost(s, dir)});
+      // (im2col on a 1x1 kernel is gemm1x1's code: timing it twice only lets noise choose)
+      const bool same_as_gemm1x1 = c->id == FC_ALGO_IM2COL && gemm1x1_supports(s);
+      if (c->id != FC_ALGO_REFERENCE && !same_as_gemm1x1 && row_runs(c, s, dir))
+        candidates.push_back({c->id, c->cost(s, dir)});
     }
     fc_status st;
     const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r->id,

@@ -160,6 +160,9 @@ FC_DECLARE_CONV_ALGO(fft)
 
 // The GEMM drivers of im2col.cpp, shared with gemm1x1.cpp. in_place: the input plane is the
 // column matrix (1x1 kernel, stride 1, no padding), so no im2col/col2im copy is made.
+inline bool gemm_in_place(const ConvShape &s) {
+  return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
+}
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place);

@@ -51,8 +51,12 @@ double gemm_path_cost(const ConvShape &s, fc_direction dir, double copy) {
 
 const char *im2col_why_not(const ConvShape &s) { return im2col_supports(s) ? nullptr : kGemm; }
 
-// GEMMs as above, with a gathered copy of every column element.
-double im2col_cost(const ConvShape &s, fc_direction dir) { return gemm_path_cost(s, dir, kCopy); }
+// GEMMs as above, with a gathered copy of every column element; on a 1x1 kernel gemm1x1's
+// code, so its cost (defined below).
+double gemm1x1_cost(const ConvShape &s, fc_direction dir);
+double im2col_cost(const ConvShape &s, fc_direction dir) {
+  return s.kh == 1 && s.kw == 1 ? gemm1x1_cost(s, dir) : gemm_path_cost(s, dir, kCopy);
+}
 
 // ---- direct ---------------------------------------------------------------------------
 
@@ -65,7 +69,12 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 double direct_cost(const ConvShape &s, fc_direction dir) {
   const double wo = (double)s.wo, kg = (double)s.kg;
   double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
-  if (s.sw > 1) eff *= 0.5;
+  // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps
+  // per row for kw, the rest scatter)
+  if (s.sw > 1 && dir == FC_DIR_FORWARD && s.dw == 1 && s.kw > 1)
+    eff *= (double)s.kw / (double)(((s.kw + s.sw - 1) / s.sw) * s.sw);
+  else if (s.sw > 1)
+    eff *= 0.5;
   if (s.dh > 2 || s.dw > 2) eff *= 0.6;
   if (dir == FC_DIR_BACKWARD_DATA) eff *= 0.5;
   if (dir == FC_DIR_BACKWARD_WEIGHT) eff *= 0.3;
@@ -82,8 +91,7 @@ const char *gemm1x1_why_not(const ConvShape &s) {
 // im2col's GEMMs on the input as it lies (stride 1, no padding: no copy at all), else on a
 // contiguous gather of the strided/padded input (half a gather's cost per element).
 double gemm1x1_cost(const ConvShape &s, fc_direction dir) {
-  const bool in_place = s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
-  return gemm_path_cost(s, dir, in_place ? 0 : kCopy / 2);
+  return gemm_path_cost(s, dir, gemm_in_place(s) ? 0 : kCopy / 2);
 }
 
 // ---- depthwise ------------------------------------------------------------------------
@@ -166,7 +174,7 @@ double fft_cost(const ConvShape &s, fc_direction) {
 constexpr AlgoRow kRows[] = {
     FC_ROW(FC_ALGO_IM2COL, im2col,
            "im2col/col2im copies and one OpenBLAS GEMM per group; any descriptor whose GEMM "
-           "dimensions fit int32",
+           "dimensions fit int32 (1x1 kernels: gemm1x1's code)",
            false, false),
     FC_ROW(FC_ALGO_DIRECT, direct,
            "direct loops over SIMD register tiles (output channels x row), no workspace; any "

@@ -197,3 +197,18 @@ def test_c_abi_export_sizes_and_import_errors(autotune):
     bad = buf.value.replace(b" 0 1 ", b" 0 7 ", 1)  # dtype 7
     assert lib.fc_autotune_import(bad, ctypes.byref(n)) == 1
     assert b"line 1" in lib.fc_last_error()
+
+
+def test_a_1x1_is_never_tuned_to_im2col(autotune):
+    # im2col on a 1x1 kernel runs gemm1x1's code: the tuner times it once, as gemm1x1
+    x = np.random.default_rng(8).standard_normal((2, 16, 10, 10))
+    for stride in (1, 2):
+        w = np.random.default_rng(9).standard_normal((24, 16, 1, 1))
+        y = fastconv.conv2d(x, w, stride=stride)
+        desc = [2, 16, 10, 10, 24, 1, 1, stride, stride, 0, 0, 1, 1, 1]
+        choice = _core.conv2d_tuned(desc, 0, True)
+        assert choice in fastconv.algorithms(x.shape, w.shape, stride=stride) and choice != "im2col"
+        np.testing.assert_array_equal(y, fastconv.conv2d(x, w, stride=stride, algo=choice))
+        # and im2col's own result on it is gemm1x1's, bit for bit
+        np.testing.assert_array_equal(fastconv.conv2d(x, w, stride=stride, algo="im2col"),
+                                      fastconv.conv2d(x, w, stride=stride, algo="gemm1x1"))

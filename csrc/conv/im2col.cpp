@@ -8,7 +8,8 @@
 // large weight gradients take the shared-run, tiled path below ("Few images").
 //
 // gemm1x1.cpp reuses the same drivers with `in_place`: a 1x1 stride-1 unpadded convolution
-// needs no column matrix, the input plane [cg, h*w] already is one.
+// needs no column matrix, the input plane [cg, h*w] already is one. im2col itself runs such a
+// convolution in place too, so on 1x1 kernels the two are the same code.
 #include <omp.h>
 
 #include "../blas.h"
@@ -492,15 +493,15 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
 
 template <class T>
 fc_status conv2d_forward__im2col(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
-  return gemm_conv_forward(s, x, w, b, y, false);
+  return gemm_conv_forward(s, x, w, b, y, gemm_in_place(s));
 }
 template <class T>
 fc_status conv2d_backward_data__im2col(const ConvShape &s, const T *dy, const T *w, T *dx) {
-  return gemm_conv_backward_data(s, dy, w, dx, false);
+  return gemm_conv_backward_data(s, dy, w, dx, gemm_in_place(s));
 }
 template <class T>
 fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const T *x, T *dw) {
-  return gemm_conv_backward_weight(s, dy, x, dw, false);
+  return gemm_conv_backward_weight(s, dy, x, dw, gemm_in_place(s));
 }
 
 #define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                        \

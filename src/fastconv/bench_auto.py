@@ -3,7 +3,8 @@
 For every shape of the bench suites (``layers`` L1-L5, ``shapes``) and the distinct convolutions
 of ResNet-50, VGG-16 and Inception v3, at each batch of ``--batches``, in each direction
 (forward, data gradient, weight gradient), in float32: the time of every algorithm that can run
-it (``reference`` excepted), the one auto's heuristic picks, the one autotuning measures
+it (``reference`` excepted, and ``im2col`` on 1x1 kernels, where it runs ``gemm1x1``'s code),
+the one auto's heuristic picks, the one autotuning measures
 (switched on around one ``algo="auto"`` call; the user's mode and measured choices are put back)
 and PyTorch's time in the same process. Auto and tuned are reported as ratios to the fastest
 time measured here, so 1.00 means auto picked the fastest algorithm; times are medians over
@@ -221,6 +222,8 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
         for algo in listed:
             if algo == "reference" and algo != auto:
                 continue
+            if algo == "im2col" and "gemm1x1" in listed:
+                continue  # (on a 1x1 kernel im2col runs gemm1x1's code: the same time twice)
             try:
                 ms[algo] = timeit(call(direction, algo), repeat) * 1e3
             except (MemoryError, RuntimeError, ValueError) as e:
