@@ -96,11 +96,14 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
 // sizes. Measured (batch 4-8, 2 threads): L1-L4 2-4x faster than im2col/direct (ratio 34-200),
 // AlexNet's 5x5 on 27x27 (33) 1.2x forward; OverFeat's unpadded 5x5 on 28x28 (27) and 5x5 on
 // 14x14 or 7x7 planes (9) slower. The data gradient of a few input channels (L1's 3) is not a
-// product worth transforming for.
+// product worth transforming for. At batch 1 nothing amortises the k*c filter transforms and
+// their spectra (L3's 16384 of them, 71 MB), so the ratio must be 96: L3 (86) ran FFT 1.2-1.5x
+// slower than direct or im2col in each of three runs at batch 1 (AVX2 EPYC, 2 threads), L2
+// (120) and L1 (202) fastest as FFT there.
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
-  return s.kk * s.howo >= 32 * fft_bins(s);
+  return s.kk * s.howo >= (s.n == 1 ? 96 : 32) * fft_bins(s);
 }
 
 // The transform algorithms (Winograd, FFT) only where the registry's cost model does not put
@@ -131,9 +134,11 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
 //    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
 //    dot product per tap), except the data gradient of a unit-stride convolution whose
-//    forward takes the direct tiles for its wide rows, with a 5x5 or larger kernel and enough
-//    input channels to fill the tiles' output channels (Inception's 5x5 48>64 at 35x35: direct
-//    0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25 taps per input);
+//    forward takes the direct tiles for its wide rows, with a 5x5 or larger "same"-padded kernel
+//    and enough input channels to fill the tiles' output channels (Inception's 5x5 48>64 at
+//    35x35: direct 0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25
+//    taps per input). Unpadded, the transposed convolution pads dy by k-1 a side, and the
+//    tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
@@ -150,7 +155,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
     return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   if (dir == FC_DIR_BACKWARD_DATA && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 &&
-      s.kk >= 25 && s.wo >= 24 && s.cg >= 16)
+      s.kk >= 25 && s.wo >= 24 && s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1)
     return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
