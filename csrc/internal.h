@@ -2,9 +2,11 @@
 // the per-algorithm entry points the registry (registry.cpp) lists, and small helpers.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <type_traits>
 
@@ -94,6 +96,16 @@ inline void for_each_tap(const ConvShape &s, int64_t oh, F &&f) {
       if (lo < hi) f(i, ih, j, off, lo, hi);
     }
   }
+}
+
+// No NaN or infinity among p[0..n): for the paths that would spread one to outputs it has no
+// term in (FFT's transforms, the direct forward's zero taps on column phases).
+template <class T>
+bool all_finite(const T *p, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(p[i]) <= std::numeric_limits<T>::max());
+  return !bad;
 }
 
 // A 64-byte aligned workspace that frees itself; check ok() (allocation failure -> FC_ENOMEM).

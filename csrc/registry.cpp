@@ -72,7 +72,7 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
   // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps
   // per row for kw, the rest scatter)
   if (s.sw > 1 && dir == FC_DIR_FORWARD && s.dw == 1 && s.kw > 1)
-    eff *= (double)s.kw / (double)(((s.kw + s.sw - 1) / s.sw) * s.sw);
+    eff *= (double)s.kw / ((double)((s.kw - 1) / s.sw + 1) * (double)s.sw);
   else if (s.sw > 1)
     eff *= 0.5;
   if (s.dh > 2 || s.dw > 2) eff *= 0.6;

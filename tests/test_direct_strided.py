@@ -39,3 +39,19 @@ def test_strided_direct_forward_against_reference(case, dtype):
     assert np.abs(y - ref).max() <= tol * (np.abs(ref).max() + 1)
     for a, a0 in zip((xs, ws, bs), before):
         assert np.array_equal(a, a0)  # inputs untouched
+
+
+def test_non_finite_inputs_land_where_the_reference_puts_them():
+    # the column phases add zero taps past the kernel's width; an infinity they read must not
+    # become a NaN (such inputs take the row path)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 9, 12))
+    x[0, 0, 4, 11] = np.inf   # read only by a zero tap of the last phase
+    x[0, 1, 2, 3] = np.nan
+    w = rng.standard_normal((5, 2, 3, 3))
+    y = fastconv.conv2d(x, w, stride=2, algo="direct")
+    ref = conv2d_ref(x, w, stride=(2, 2))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+    finite = np.isfinite(ref)
+    assert np.abs(y[finite] - ref[finite]).max() <= 1e-12 * (np.abs(ref[finite]).max() + 1)

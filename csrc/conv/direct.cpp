@@ -73,12 +73,28 @@ static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
 // unit stride along rows and ceil(kw/sw) taps per row (7x7/2: 4, so 8/7 of the multiply-adds;
 // 3x3/2: 2, 4/3 of them), run by the tiles below. ResNet's 7x7/2 stem, on 3 input channels, has
 // too short a reduction for GEMMs to run near their peak (27-147 rows).
-static bool width_phases_apply(const ConvShape &s) { return s.sw > 1 && s.dw == 1 && s.kw > 1; }
+// Where the phases apply and their buffers stay near the size of the input and output (a huge
+// padding or stride takes the row path; every product here is checked for int64 overflow).
+// The zero taps past kw multiply input values that no real tap reads with them, so an input
+// with a NaN or an infinity takes the row path too: 0 x inf would put NaNs where PyTorch has
+// none.
+static bool width_phases_fit(const ConvShape &s) {
+  if (s.sw <= 1 || s.dw != 1 || s.kw <= 1) return false;
+  const int64_t tkw = (s.kw - 1) / s.sw + 1;
+  int64_t hp, wq, plane, v;
+  return !__builtin_mul_overflow(s.ph, 2, &v) && !__builtin_add_overflow(s.h, v, &hp) &&
+         !__builtin_add_overflow(s.wo, tkw - 1, &wq) && !__builtin_mul_overflow(hp, wq, &plane) &&
+         !__builtin_mul_overflow(plane, s.sw, &v) &&
+         v <= 4 * (s.hw + s.howo) + 4096 &&  // (as the padded copy below)
+         !__builtin_mul_overflow(v, s.n * s.c, &v) &&  // (n*c: make_shape checked n*c*hw)
+         !__builtin_mul_overflow(s.cg, s.sw, &v) && !__builtin_mul_overflow(v, s.kh, &v) &&
+         !__builtin_mul_overflow(v, tkw, &v) && !__builtin_mul_overflow(v, s.k, &v);
+}
 
 template <class T>
 fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   ConvShape t = s;
-  t.kw = (s.kw + s.sw - 1) / s.sw;
+  t.kw = (s.kw - 1) / s.sw + 1;
   t.sw = 1;
   t.cg = s.cg * s.sw;
   t.c = s.c * s.sw;
@@ -142,9 +158,8 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
   // (valid with a stride that makes the output small again) takes the row path, which copies
   // nothing; (h + 2*ph) * (w + 2*pw) can even overflow int64 there.
   int64_t padded_plane;
-  if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_apply(s) &&
-      !__builtin_mul_overflow(s.h + 2 * s.ph, s.wo + s.kw, &padded_plane) &&
-      padded_plane * s.sw <= 4 * (s.hw + s.howo) + 4096)
+  if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
+      all_finite(x, s.n * s.c * s.hw))
     return forward_width_phases(s, x, w, b, y);
   if (s.sw != 1 || uk.direct_tile == nullptr ||
       __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||

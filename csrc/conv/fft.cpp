@@ -276,15 +276,9 @@ fc_status unsupported(const ConvShape &s) {
 }
 
 // A transform mixes every value of a plane into every bin, so a NaN or an infinity would
-// reach outputs it has no term in. Calls with one run on the GEMM path instead (direct
-// where GEMM dimensions do not fit int32), whose NaNs and infinities land where PyTorch's do.
-template <class T>
-bool all_finite(const T *p, int64_t n) {
-  int bad = 0;
-#pragma omp simd reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(p[i]) <= std::numeric_limits<T>::max());
-  return !bad;
-}
+// reach outputs it has no term in. Calls with one (all_finite, internal.h) run on the GEMM
+// path instead (direct where GEMM dimensions do not fit int32), whose NaNs and infinities land
+// where PyTorch's do.
 
 }  // namespace
 
