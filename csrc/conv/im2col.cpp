@@ -207,9 +207,11 @@ void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np
   }
 }
 
-template <class T>
-fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                             bool in_place) {
+// The skeleton both few-image paths share: per image, per run of positions, the run's columns
+// built (unless in place), then the tiles of plan_tiles(kg, ncols(np)) handed to the threads as
+// tile(n, g, p0, np, r0, r1, c0, c1, cols): rows [r0, r1) of the group's kg, columns [c0, c1).
+template <class T, class Cols, class Tile>
+fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols ncols, Tile tile) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t run = run_width(s, sizeof(T), in_place);
   Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
@@ -219,30 +221,39 @@ fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T
 #pragma omp parallel num_threads(nt)
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t p0 = 0; p0 < s.howo; p0 += run) {  // every thread walks the same runs
-      const int64_t np = std::min(s.howo, p0 + run) - p0;
+      const int64_t np = std::min(s.howo, p0 + run) - p0, nc = ncols(np);
       if (!in_place) build_run(s, x, n, p0, np, cols.get());  // (ends on a barrier)
-      const Tiles tl = plan_tiles(s.kg, np);
+      const Tiles tl = plan_tiles(s.kg, nc);
 #pragma omp for schedule(static)
       for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
         const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, j = q % tl.pn;
-        const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
-        const int64_t c0 = part_start(np, j, tl.pn, 16), c1 = part_start(np, j + 1, tl.pn, 16);
-        const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols.get() + g * s.ckk * np + c0;
-        T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
-        // W_g[r0:r1] [nr, ckk] x columns [ckk, c0:c1] -> y[n, g*kg + r0 : r1, p0 + c0 : p0 + c1]
-        gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
-             in_place ? s.hw : np, T(0), yt, s.howo);
-        if (b)
-          for (int64_t r = r0; r < r1; ++r)
-            for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+        tile(n, g, p0, np, part_start(s.kg, i, tl.pm, 8), part_start(s.kg, i + 1, tl.pm, 8),
+             part_start(nc, j, tl.pn, 16), part_start(nc, j + 1, tl.pn, 16), cols.get());
       }
     }
   }
   return FC_OK;
 }
 
-// dW_g [kg, ckk] = sum over runs of dy[n, g, :, run] x columns(run)^T, dW cut into tiles for
-// the threads (plan_tiles), each tile summing the runs in order: no private copies, no reduction.
+// y[n, g, r0:r1, run c0:c1] = W_g[r0:r1] x columns [ckk, c0:c1] (+ bias): tiles of output
+// channels x positions.
+template <class T>
+fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                             bool in_place) {
+  return for_each_run_tile(
+      s, x, in_place, [](int64_t np) { return np; },
+      [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1, int64_t c0,
+          int64_t c1, const T *cols) {
+        const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols + g * s.ckk * np + c0;
+        T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
+        gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
+             in_place ? s.hw : np, T(0), yt, s.howo);
+        if (b)
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+      });
+}
+
 // Few images, both ways possible: dW's tiles pack their operands k*(pn*m + pm*n) elements in
 // all (plan_tiles), where the slots pack k*(m + n) and add `slots` copies of dW [m, n]. With a
 // small dW (ResNet's stem: 64 x 147, over 12544 positions) the slots measured 1.7x faster; with
@@ -253,36 +264,22 @@ bool tiles_pack_less(const ConvShape &s, int64_t slots) {
   return k * (double(tl.pn) * m + double(tl.pm) * n) < k * (m + n) + double(slots) * m * n;
 }
 
+// dW_g [kg, ckk] = sum over runs of dy[n, g, :, run] x columns(run)^T, dW cut into tiles for
+// the threads (plan_tiles), each tile summing the runs in order: no private copies, no reduction.
 template <class T>
 fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T *dw,
                                  bool in_place) {
-  const int nt = gemm_threads();  // (its parallel regions call gemm)
-  const int64_t run = run_width(s, sizeof(T), in_place);
-  Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
-  if (!cols.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
-                              (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
-  if (fc_status st = blas_reserve(nt)) return st;
-  const Tiles tl = plan_tiles(s.kg, s.ckk);
-#pragma omp parallel num_threads(nt)
-  for (int64_t n = 0; n < s.n; ++n) {
-    for (int64_t p0 = 0; p0 < s.howo; p0 += run) {  // every thread walks the same runs
-      const int64_t np = std::min(s.howo, p0 + run) - p0;
-      if (!in_place) build_run(s, x, n, p0, np, cols.get());  // (ends on a barrier)
-      const bool first = n == 0 && p0 == 0;
-#pragma omp for schedule(static)
-      for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
-        const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, j = q % tl.pn;
-        const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
-        const int64_t c0 = part_start(s.ckk, j, tl.pn, 16), c1 = part_start(s.ckk, j + 1, tl.pn, 16);
+  return for_each_run_tile(
+      s, x, in_place, [&](int64_t) { return s.ckk; },
+      [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1, int64_t c0,
+          int64_t c1, const T *cols) {
         const int64_t ldb = in_place ? s.hw : np;
-        const T *bm = (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols.get() + g * s.ckk * np) + c0 * ldb;
+        const T *bm = (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols + g * s.ckk * np) + c0 * ldb;
         // dy[n, g*kg + r0 : r1, run] [nr, np] x columns[c0:c1]^T [np, nc] -> dW_g[r0:r1, c0:c1]
+        // (the first run sets)
         gemm(false, true, r1 - r0, c1 - c0, np, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo + p0,
-             s.howo, bm, ldb, first ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
-      }
-    }
-  }
-  return FC_OK;
+             s.howo, bm, ldb, n == 0 && p0 == 0 ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
+      });
 }
 
 template <class T>
