@@ -14,7 +14,7 @@ import sys
 from ._checks import MAX_THREADS, _thread_count
 
 __all__ = ["int_at_least", "int_list", "float_at_least", "thread_count", "comma_list", "input_file",
-           "output_file", "plot_file", "fail"]
+           "output_file", "plot_file", "add_run_options", "fail"]
 
 
 def int_at_least(minimum):
@@ -116,6 +116,22 @@ def plot_file(text):
         raise argparse.ArgumentTypeError(f"{text}: matplotlib cannot write .{ext} "
                                          f"(formats: {', '.join(sorted(formats))})")
     return text
+
+
+def add_run_options(ap, compare, compare_default, json_what, plot_what):
+    """The options every ``fastconv bench`` command takes, declared once: --threads, --repeat
+    (median of N runs), --compare (peers out of `compare`), --json (writes `json_what`), --plot
+    (`plot_what`, drawn by matplotlib) and --no-progress."""
+    ap.add_argument("--threads", type=thread_count, default=None,
+                    help="threads for fastconv and the peers (default: fastconv.get_num_threads())")
+    ap.add_argument("--repeat", type=int_at_least(1), default=3, help="median of N runs (default 3)")
+    ap.add_argument("--compare", type=comma_list(compare), default=compare_default,
+                    help=f"comma list of {', '.join(compare)} (default {compare_default}; '' for none)")
+    ap.add_argument("--json", metavar="FILE", type=output_file,
+                    help=f"write {json_what} and the run facts as JSON")
+    ap.add_argument("--plot", metavar="FILE.png", type=plot_file,
+                    help=f"{plot_what} (matplotlib; the format from the extension)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def fail(prog, option, path, error):

@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from . import functional as F
-from ._cliargs import comma_list, fail, int_at_least, output_file, plot_file, thread_count
+from ._cliargs import add_run_options, comma_list, fail, int_at_least
 from ._io import atomic_write
 
 SUITES = ("layers", "shapes", "nets", "pool")
@@ -509,18 +509,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int_at_least(1), default=None,
                     help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
-    ap.add_argument("--threads", type=thread_count, default=None,
-                    help="default: fastconv.get_num_threads()")
-    ap.add_argument("--repeat", type=int_at_least(1), default=3)
-    ap.add_argument("--compare", type=comma_list(COMPARE), default="torch,numpy",
-                    help="comma list of torch, numpy ('' for none)")
     ap.add_argument("--algos", type=comma_list(F.ALGORITHMS), default="",
                     help="also time these algorithms by name, e.g. im2col,direct")
-    ap.add_argument("--json", metavar="FILE", type=output_file,
-                    help="write the rows and run facts as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", type=plot_file,
-                    help="bar charts of the same (matplotlib; the format from the extension)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_run_options(ap, COMPARE, "torch,numpy", "the rows", "bar charts of the same")
     args = ap.parse_args(argv)
     if args.suite == "quick":
         suites, batch = ("layers", "pool"), args.batch or 2

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _autotune, _core
 from . import functional as F
-from ._cliargs import comma_list, int_at_least, int_list, output_file, plot_file, thread_count
+from ._cliargs import add_run_options, int_list
 from ._io import atomic_write
 from .bench import (_null, _progress, conv_flops, cpu_line, import_torch, layer_cases, sgemm_rate,
                     shape_cases, timeit, write_results)
@@ -408,16 +408,7 @@ def main(argv=None):
                     default=[], metavar="SUBSTR[,SUBSTR]",
                     help="only cases whose suite or name contains one of these (e.g. vgg16,L1)")
     ap.add_argument("--list", action="store_true", help="print the cases and exit")
-    ap.add_argument("--threads", type=thread_count, default=None,
-                    help="default: fastconv.get_num_threads()")
-    ap.add_argument("--repeat", type=int_at_least(1), default=3, help="median of N runs (default 3)")
-    ap.add_argument("--compare", type=comma_list(("torch",)), default="torch",
-                    help="torch, or '' for none")
-    ap.add_argument("--json", metavar="FILE", type=output_file,
-                    help="write the rows, the summary and the run facts as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", type=plot_file,
-                    help="ratio charts of the same (matplotlib; the format from the extension)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_run_options(ap, ("torch",), "torch", "the rows, the summary", "ratio charts of the same")
     args = ap.parse_args(argv)
     selected = cases(args.batches, args.cases)
     missed = [s for s in args.cases if not cases(args.batches[:1], [s])]
