@@ -83,11 +83,14 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
 // 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels (OverFeat's
 // 1024-channel 12x12 layer: 36 tiles, 40 ms against 57), but lost on 7x7 planes (16 tiles)
-// with 160-512 channels (0.5-0.9x); with 64-128 channels it still won there.
+// with 160-512 channels (0.5-0.9x); with 64-128 channels it still won there. On the AVX2 EPYC
+// (2 threads), 32 tiles with 512 channels (ResNet-50's 7x7 layers at batch 8) still lost, im2col
+// 1.12-1.2x faster in every direction (interleaved, best of 15), while 49 tiles (VGG's 28x28
+// layers at batch 1, 128-512 channels) won 0.52-0.92x: many channels need 40 tiles.
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
-  if (tiles >= 32) return true;
+  if (tiles >= 40) return true;
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 
