@@ -257,11 +257,16 @@ fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T
 // Few images, both ways possible: dW's tiles pack their operands k*(pn*m + pm*n) elements in
 // all (plan_tiles), where the slots pack k*(m + n) and add `slots` copies of dW [m, n]. With a
 // small dW (ResNet's stem: 64 x 147, over 12544 positions) the slots measured 1.7x faster; with
-// a large one (3x3/2 256 at 28x28, 1x1 1024>512 at 14x14) the tiles 1.6-2x.
-bool tiles_pack_less(const ConvShape &s, int64_t slots) {
+// a large one (3x3/2 256 at 28x28, 1x1 1024>512 at 14x14) the tiles 1.6-2x. Where columns are
+// built, the tiles' run is built into the L3 while a slot's block stays in its core's L2, so
+// the tiles must pack a quarter less: Inception's 5x5 48>64 at 35x35 (0.97 of the slots' count)
+// ran 1.45x faster in slots, its 7x1 (0.6) 1.25x faster tiled; in place, 1x1 512>256 at 28x28
+// (0.97) ran 1.35x faster tiled.
+bool tiles_pack_less(const ConvShape &s, int64_t slots, bool in_place) {
   const Tiles tl = plan_tiles(s.kg, s.ckk);
   const double k = double(s.n) * double(s.howo), m = double(s.kg), n = double(s.ckk);
-  return k * (double(tl.pn) * m + double(tl.pm) * n) < k * (m + n) + double(slots) * m * n;
+  return k * (double(tl.pn) * m + double(tl.pm) * n) <
+         (in_place ? 1.0 : 0.75) * (k * (m + n) + double(slots) * m * n);
 }
 
 // dW_g [kg, ckk] = sum over runs of dy[n, g, :, run] x columns(run)^T, dW cut into tiles for
@@ -451,7 +456,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // hardware fact only, never the thread count.
   const int64_t copy_bytes = hardware().l3 / 2;
   const bool slots_fit = slots >= kFixedItems / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
-  if (s.n < kFixedItems && (!slots_fit || tiles_pack_less(s, slots)))
+  if (s.n < kFixedItems && (!slots_fit || tiles_pack_less(s, slots, in_place)))
     return weight_grad_few_images(s, dy, x, dw, in_place);
   if (!slots_fit)
     return in_place ? weight_grad_by_rows(s, dy, x, dw, nt) : weight_grad_by_columns(s, dy, x, dw, nt);
