@@ -111,29 +111,26 @@ fc_algo tuned_algo(const TuneKey &key, const std::vector<TuneCandidate> &candida
   double best_t = 0;
   std::vector<Entry> timed;  // every candidate that ran, with its best time
   const double start = now();
-  // One run of candidate a: its seconds, < 0 when it ran out of memory; an error ends tuning.
-  auto time_run = [&](fc_algo a, bool *failed) {
+  // One run of candidate a: its seconds, < 0 when it ran out of memory; any other error is
+  // left in *st and ends tuning.
+  auto time_run = [&](fc_algo a) {
     const double t0 = now();
     const fc_status s = run(a);
     const double t = now() - t0;
-    if (s != FC_OK && s != FC_ENOMEM) {
-      *st = s;
-      *failed = true;
-    }
+    if (s != FC_ENOMEM) *st = s;
     return s == FC_OK ? t : -1.0;
   };
-  bool failed = false;
   for (const auto &c : order) {
     if (c.algo != fallback && c.cost > kPrune * cheapest) continue;
     if (best != FC_ALGO_AUTO && now() - start > kBudget) break;
-    const double warm = time_run(c.algo, &failed);
-    if (failed) return fallback;
+    const double warm = time_run(c.algo);
+    if (*st != FC_OK) return fallback;
     if (warm < 0) continue;  // (another candidate may fit)
     double t_min = warm;
     if (best == FC_ALGO_AUTO || warm <= 2 * kGiveUp * best_t) {  // (else far behind, cold or not)
       for (int r = 0; r < kRuns; ++r) {
-        const double t = time_run(c.algo, &failed);
-        if (failed) return fallback;
+        const double t = time_run(c.algo);
+        if (*st != FC_OK) return fallback;
         if (t < 0) break;
         t_min = r ? std::min(t_min, t) : t;
         if (best != FC_ALGO_AUTO && t_min > kGiveUp * best_t) break;
@@ -150,8 +147,8 @@ fc_algo tuned_algo(const TuneKey &key, const std::vector<TuneCandidate> &candida
     if (e.seconds <= kClose * best_t) close.push_back(&e);
   for (int r = 0; close.size() > 1 && r < kRefine && now() - start < 2 * kBudget; ++r) {
     for (Entry *e : close) {
-      const double t = time_run(e->algo, &failed);
-      if (failed) return fallback;
+      const double t = time_run(e->algo);
+      if (*st != FC_OK) return fallback;
       if (t >= 0) e->seconds = std::min(e->seconds, t);
     }
   }

@@ -78,6 +78,9 @@ static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
 // The zero taps past kw multiply input values that no real tap reads with them, so an input
 // with a NaN or an infinity takes the row path too: 0 x inf would put NaNs where PyTorch has
 // none.
+// A buffer of `elems` elements stays near the size of the input and output planes.
+static bool near_io_size(const ConvShape &s, int64_t elems) { return elems <= 4 * (s.hw + s.howo) + 4096; }
+
 static bool width_phases_fit(const ConvShape &s) {
   if (s.sw <= 1 || s.dw != 1 || s.kw <= 1) return false;
   const int64_t tkw = (s.kw - 1) / s.sw + 1;
@@ -85,7 +88,7 @@ static bool width_phases_fit(const ConvShape &s) {
   return !__builtin_mul_overflow(s.ph, 2, &v) && !__builtin_add_overflow(s.h, v, &hp) &&
          !__builtin_add_overflow(s.wo, tkw - 1, &wq) && !__builtin_mul_overflow(hp, wq, &plane) &&
          !__builtin_mul_overflow(plane, s.sw, &v) &&
-         v <= 4 * (s.hw + s.howo) + 4096 &&  // (as the padded copy below)
+         near_io_size(s, v) &&
          !__builtin_mul_overflow(v, s.n * s.c, &v) &&  // (n*c: make_shape checked n*c*hw)
          !__builtin_mul_overflow(s.cg, s.sw, &v) && !__builtin_mul_overflow(v, s.kh, &v) &&
          !__builtin_mul_overflow(v, tkw, &v) && !__builtin_mul_overflow(v, s.k, &v);
@@ -154,16 +157,16 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
+  if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
+      all_finite(x, s.n * s.c * s.hw))
+    return forward_width_phases(s, x, w, b, y);
   // The padded copy must stay near the size of the input and output planes: a huge padding
   // (valid with a stride that makes the output small again) takes the row path, which copies
   // nothing; (h + 2*ph) * (w + 2*pw) can even overflow int64 there.
   int64_t padded_plane;
-  if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
-      all_finite(x, s.n * s.c * s.hw))
-    return forward_width_phases(s, x, w, b, y);
   if (s.sw != 1 || uk.direct_tile == nullptr ||
       __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||
-      padded_plane > 4 * (s.hw + s.howo) + 4096)
+      !near_io_size(s, padded_plane))
     return forward_by_rows(s, x, w, b, y);
   const bool ktile = use_ktile(s, uk);
   const int64_t vlen = uk.vlen, step = ktile ? uk.pt : vlen * uk.max_nvec;
