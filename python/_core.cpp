@@ -108,6 +108,7 @@ void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
 
 void fc_bind_pool(py::module_ &m);    // _core_pool.cpp
 void fc_bind_memory(py::module_ &m);  // _core_memory.cpp
+void fc_bind_plan(py::module_ &m);    // _core_plan.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastconv's binding of the libfastconv C ABI (see fastconv.functional for the API)";
@@ -209,4 +210,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
   fc_bind_pool(m);
   fc_bind_memory(m);
+  fc_bind_plan(m);
 }

@@ -279,6 +279,73 @@ FC_API fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y);
 /* Gradient of ReLU from its output: dx[i] = y[i] > 0 ? dy[i] : 0 for i < n; dx may be dy. */
 FC_API fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx);
 
+
+/* ---- inference plans: a network's forward as a list of steps run in one call ----
+ *
+ * A plan holds its constants (weights, already in the form its steps use: BatchNorm folded,
+ * ...), a table of values (where each intermediate array lives) and its steps. Values live in
+ * the caller's input, the caller's output, or the plan's arena at an offset the caller assigned
+ * (fastconv.inference plans the offsets by liveness). Every step is validated when added: each
+ * value it reads or writes must hold the elements its shapes imply, so a plan never reads or
+ * writes outside its buffers. fc_plan_run runs every step in order on the OpenMP pool. */
+typedef struct fc_plan fc_plan;
+
+typedef enum { FC_VALUE_INPUT = 0, FC_VALUE_OUTPUT = 1, FC_VALUE_ARENA = 2 } fc_value_kind;
+
+typedef enum {
+  FC_PLAN_CONV = 0,          /* out = act(conv(in0, weight) + bias + in1) (in1: residual or -1) */
+  FC_PLAN_MAX_POOL = 1,      /* out = act(max_pool(in0)) over `pool` */
+  FC_PLAN_AVG_POOL = 2,      /* out = act(avg_pool(in0)) over `pool`, count_include_pad */
+  FC_PLAN_ADAPTIVE_AVG = 3,  /* out = act(adaptive_avg_pool(in0)): dims n,c,h,w -> extra[0] x extra[1] */
+  FC_PLAN_LINEAR = 4,        /* out [m, nout] = act(in0 [m, k] x weight[nout, k]^T + bias): dims m,k,nout */
+  FC_PLAN_ELTWISE = 5,       /* out = act(in0 + in1) (or act(in0) when in1 == -1); dims[0] elements */
+  FC_PLAN_CHANNEL_MUL = 6,   /* out[n,c,:] = act(in0[n,c,:] * in1[n,c]); dims n,c,h*w */
+  FC_PLAN_CHANNEL_AFFINE = 7,/* out[n,c,:] = act(in0[n,c,:] * weight[c] + bias[c]); dims n,c,h*w */
+  FC_PLAN_LRN = 8,           /* out = in0 / (k + alpha/size * window sum of in0^2)^beta; dims n,c,h*w */
+  FC_PLAN_COPY_CHANNELS = 9, /* out[n, extra[1] + c, :] = in0[n, c, :]; dims n,c,h*w, extra[0] = out's c */
+  FC_PLAN_OP_COUNT_ = 10
+} fc_plan_op;
+
+typedef enum {
+  FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_SIGMOID = 2, FC_ACT_TANH = 3,
+  FC_ACT_LEAKY_RELU = 4, /* slope alpha */
+  FC_ACT_ELU = 5,        /* alpha */
+  FC_ACT_COUNT_ = 6
+} fc_act;
+
+typedef struct {
+  int32_t op;                /* fc_plan_op */
+  int32_t act;               /* fc_act, applied last */
+  double alpha;              /* the activation's parameter */
+  int64_t in0, in1, out;     /* value ids (in1 = -1: none) */
+  int64_t weight, bias;      /* constant ids (-1: none) */
+  fc_conv2d_desc conv;       /* FC_PLAN_CONV */
+  int32_t algo;              /* FC_PLAN_CONV: an fc_algo other than FC_ALGO_AUTO */
+  int32_t count_include_pad; /* FC_PLAN_AVG_POOL */
+  fc_pool2d_desc pool;       /* the pools */
+  int64_t dims[4];           /* the other ops' sizes (see fc_plan_op) */
+  int64_t extra[2];
+  double lrn[3];             /* FC_PLAN_LRN: alpha, beta, k; extra[0] = size */
+} fc_plan_step;
+
+/* A plan for dtype t over an input of in_elems and an output of out_elems elements, with an
+ * arena of arena_elems (allocated now: FC_ENOMEM if it cannot be). */
+FC_API fc_status fc_plan_create(fc_dtype t, int64_t in_elems, int64_t out_elems,
+                                int64_t arena_elems, fc_plan **out);
+FC_API void fc_plan_destroy(fc_plan *p);
+/* Copies elems elements of data into the plan; *id names the constant in steps. */
+FC_API fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int64_t *id);
+/* A value of elems elements at offset (in elements) into its buffer (fc_value_kind). */
+FC_API fc_status fc_plan_add_value(fc_plan *p, int32_t kind, int64_t offset, int64_t elems,
+                                   int64_t *id);
+/* Validates s against the plan's values and constants and appends it. */
+FC_API fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s);
+/* Runs every step: x holds in_elems elements, y out_elems. seconds_or_null, if not NULL,
+ * receives each step's wall time (the profile of fastconv.inference's summary). Not for
+ * concurrent calls on one plan (its arena is shared). */
+FC_API fc_status fc_plan_run(fc_plan *p, const void *x, void *y, double *seconds_or_null);
+FC_API int64_t fc_plan_step_count(const fc_plan *p);
+
 #ifdef __cplusplus
 }
 #endif
