@@ -48,6 +48,14 @@ class _ThreadGradMode(threading.local):
 _grad_mode = _ThreadGradMode()
 
 
+class _Tracer(threading.local):
+    """The op recorder of the calling thread (fastconv.inference's capture), or None."""
+    record = None
+
+
+_tracer = _Tracer()
+
+
 def is_grad_enabled() -> bool:
     """Whether ops called in this thread record a graph."""
     return _grad_mode.enabled
@@ -139,6 +147,8 @@ class Function:
         if track:
             ctx.fn, ctx.inputs = cls, args
             result._ctx = ctx
+        if _tracer.record is not None:  # fastconv.inference is capturing a forward
+            _tracer.record(cls, args, kwargs, result, extra)
         return (result, *extra) if extra else result
 
 

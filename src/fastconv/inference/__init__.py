@@ -1,0 +1,178 @@
+"""Inference plans: a model's forward compiled once, then run as one native call.
+
+``plan = fastconv.inference.compile(model, example_input)`` traces ``model`` (a
+``fastconv.nn.Module`` in eval mode) on the example, folds BatchNorm into the preceding
+convolution or linear layer, fuses residual adds and activations into the op before them,
+turns reshapes into views and (at batch 1) concatenations into writes to channel slices, chooses
+each convolution's algorithm (measured by the autotuner when ``tune`` is on) and plans one arena
+for the activations. ``plan(x)`` then runs every step in C++, the GIL released once.
+
+The trace freezes Python control flow to the path the example took (as ``torch.jit.trace``):
+a model whose forward branches on its input's values needs a plan per branch. Another input
+shape (another batch size) is planned on first use and kept.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+
+from .._io import atomic_write
+from . import _graph, _lower
+from ._graph import UnsupportedOp
+
+__all__ = ["compile", "load", "Plan", "UnsupportedOp"]
+
+_FORMAT = "fastconv-plan 1"
+
+
+def _as_input(x, dtype, what="x"):
+    if hasattr(x, "detach") and hasattr(x, "numpy"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    if hasattr(x, "data") and type(x).__name__ == "Tensor" and isinstance(x.data, np.ndarray):
+        x = x.data
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{what} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(f"{what} is {x.dtype} but the plan was compiled for {dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{what} must be 4-D (N, C, H, W), got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+class Plan:
+    """A compiled forward. Call it on an ndarray; see :func:`compile`."""
+
+    def __init__(self, graph, tune, algos=None):
+        self._graph, self._tune = graph, tune
+        self._dtype = np.dtype(graph.dtype)
+        self._lowered = {}
+        self._saved_algos = dict(algos or {})
+
+    def _for(self, shape):
+        shape = tuple(int(v) for v in shape)
+        low = self._lowered.get(shape)
+        if low is None:
+            low = _lower.lower(self._graph, shape, self._tune, self._saved_algos.get(shape))
+            self._lowered[shape] = low
+        return low
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def run(self, x, out=None):
+        """The model's output for x (N, C, H, W); written into ``out`` when given."""
+        x = _as_input(x, self._dtype)
+        low = self._for(x.shape)
+        if out is None:
+            out = np.empty(low.out_shape, self._dtype)
+        elif not isinstance(out, np.ndarray) or out.shape != low.out_shape or out.dtype != self._dtype:
+            raise ValueError(f"out must be a {self._dtype} ndarray of shape {low.out_shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        elif not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable")
+        elif np.shares_memory(out, x):
+            raise ValueError("out must not overlap x")
+        low.native.run(x.reshape(-1), out.reshape(-1))
+        return out
+
+    __call__ = run
+
+    def profile(self, x, repeat=1):
+        """Seconds per native step (the best of ``repeat`` runs) for input x."""
+        x = _as_input(x, self._dtype)
+        low = self._for(x.shape)
+        out = np.empty(low.out_shape, self._dtype)
+        best = None
+        for _ in range(max(1, int(repeat))):
+            secs = low.native.run(x.reshape(-1), out.reshape(-1), True)
+            best = secs if best is None else [min(a, b) for a, b in zip(best, secs)]
+        return best
+
+    def summary(self, x=None, profile=False, repeat=3):
+        """One line per step: op, input -> output shape, algorithm, what was fused; with
+        ``profile=True``, each step's time (best of ``repeat``) on x (zeros of the example's
+        shape if x is None)."""
+        if x is None:
+            x = np.zeros(self._graph.example_shape, self._dtype)
+        x = _as_input(x, self._dtype)
+        low = self._for(x.shape)
+        secs = self.profile(x, repeat) if profile else None
+        lines = [f"fastconv inference plan: {len(low.steps)} steps, input {x.shape} -> "
+                 f"{low.out_shape}, {self._dtype}, arena {low.arena_bytes / 2**20:.1f} MiB"]
+        head = f"{'#':>3}  {'op':<13}{'input':<22}{'output':<22}{'algo':<10}fused"
+        lines.append(head + ("      ms" if secs else ""))
+        for i, s in enumerate(low.steps):
+            line = (f"{i:>3}  {s.op:<13}{str(s.in_shape):<22}{str(s.out_shape):<22}{s.algo:<10}"
+                    f"{'+'.join(s.fused) or '-':<12}")
+            if secs:
+                line += f"{secs[i] * 1e3:8.3f}"
+            lines.append(line.rstrip())
+        if secs:
+            lines.append(f"total {sum(secs) * 1e3:.3f} ms")
+        return "\n".join(lines)
+
+    def save(self, path):
+        """Write the plan (graph, folded weights, the algorithms chosen for every planned
+        shape) to path, atomically; :func:`load` reads it back without tracing or tuning."""
+        g = self._graph
+        arrays, nodes = {}, []
+        for i, n in enumerate(g.nodes):
+            for k, a in n.consts.items():
+                arrays[f"c{i}_{k}"] = np.asarray(a)
+            nodes.append({"op": n.op, "inputs": n.inputs, "out": n.out, "attrs": n.attrs,
+                          "consts": sorted(n.consts), "act": n.act, "alpha": n.alpha,
+                          "residual": n.residual, "fused": n.fused})
+        algos = {**{str(list(k)): v for k, v in self._saved_algos.items()},
+                 **{str(list(k)): low.algos for k, low in self._lowered.items()}}
+        meta = {"format": _FORMAT, "dtype": g.dtype, "output": g.output,
+                "example_shape": list(g.example_shape), "nodes": nodes, "algos": algos}
+        buf = io.BytesIO()
+        np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        with atomic_write(os.fspath(path)) as f:
+            f.write(buf.getvalue())
+
+
+def compile(model, example_input, tune=None):
+    """Compile ``model``'s forward (eval mode) for inputs like ``example_input`` (N, C, H, W).
+
+    tune: True measures each convolution's algorithms (the autotuner; its table, and with
+    ``set_autotune("persist")`` its file, keeps the result for the next compile); False uses
+    the deterministic heuristic; None (default) follows ``fastconv.get_autotune()``.
+    """
+    from .._autotune import get_autotune
+    x = example_input
+    if hasattr(x, "data") and type(x).__name__ == "Tensor" and isinstance(x.data, np.ndarray):
+        x = x.data
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"example_input must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"example_input must be float32 or float64, got {x.dtype}")
+    x = _as_input(x, x.dtype, "example_input")
+    graph = _graph.optimize(_graph.capture(model, x))
+    if tune is None:
+        tune = get_autotune() != "off"
+    plan = Plan(graph, bool(tune))
+    plan._for(x.shape)
+    return plan
+
+
+def load(path):
+    """A plan written by :meth:`Plan.save`."""
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+        if "__meta__" not in z:
+            raise ValueError(f"{path}: not a fastconv plan (no metadata)")
+        meta = json.loads(bytes(z["__meta__"]).decode())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        nodes = []
+        for i, d in enumerate(meta["nodes"]):
+            consts = {k: z[f"c{i}_{k}"] for k in d["consts"]}
+            nodes.append(_graph.Node(d["op"], d["inputs"], d["out"], d["attrs"], consts, d["act"],
+                                     d["alpha"], d["residual"], d["fused"]))
+    g = _graph.Graph(nodes, meta["output"], meta["dtype"], tuple(meta["example_shape"]))
+    algos = {tuple(json.loads(k)): v for k, v in meta["algos"].items()}
+    return Plan(g, False, algos)
