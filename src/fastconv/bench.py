@@ -500,12 +500,16 @@ def main(argv=None):
     if argv[:1] == ["auto"]:  # its own options (fastconv bench auto --help)
         from . import bench_auto
         return bench_auto.main(argv[1:])
+    if argv[:1] == ["infer"]:  # its own options (fastconv bench infer --help)
+        from . import bench_infer
+        return bench_infer.main(argv[1:])
     ap = argparse.ArgumentParser(
         prog="fastconv bench",
         description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
     ap.add_argument("suite", nargs="?", default="quick",
                     help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
-                         "'auto' is a command of its own: fastconv bench auto --help")
+                         "'auto' and 'infer' are commands of their own: fastconv bench auto --help, "
+                         "fastconv bench infer --help")
     ap.add_argument("--batch", type=int_at_least(1), default=None,
                     help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")

@@ -105,8 +105,14 @@ def _translate(cls, ins, kw, shapes, out_shape):
         invstd = 1.0 / np.sqrt(var + float(kw.get("eps", 1e-5)))
         scale = invstd * (np.asarray(w, np.float64) if w is not None else 1.0)
         shift = (np.asarray(b, np.float64) if b is not None else 0.0) - mean * scale
-        return Node("affine", [vals[0]], -1, {"what": "batch_norm"},
-                    {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy()})
+        consts = {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy(),
+                  "mean": mean, "var": var}  # (mean and var for twins in other frameworks)
+        if w is not None:
+            consts["bn_weight"] = np.asarray(w, np.float64)
+        if b is not None:
+            consts["bn_bias"] = np.asarray(b, np.float64)
+        return Node("affine", [vals[0]], -1, {"what": "batch_norm", "eps": float(kw.get("eps", 1e-5))},
+                    consts)
     if cls in _ACTS:
         need_value(0, "x")
         alpha = kw.get("negative_slope", kw.get("alpha", 0.0))
