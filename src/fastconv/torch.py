@@ -27,7 +27,7 @@ from . import functional as _F
 
 __all__ = [
     "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "convert",
+    "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "convert", "compile",
 ]
 
 _FLOATS = (torch.float32, torch.float64)
@@ -270,3 +270,13 @@ def convert(model):
         if _swappable(m):
             m.__class__ = _SWAPS[type(m)]
     return model
+
+
+def compile(module, example_input, tune=None):
+    """An inference plan of a ``torch.nn.Module`` in eval mode, traced with torch.fx:
+    ``plan = fastconv.torch.compile(model, x); y = plan(x)`` (see ``fastconv.inference``).
+    Layers fastconv has: Conv2d, BatchNorm2d (folded), ReLU/Sigmoid/Tanh/LeakyReLU/ELU,
+    Max/Avg/AdaptiveAvgPool2d, Linear, Flatten, Dropout/Identity, LocalResponseNorm, and the
+    functions add, mul, cat, flatten, view/reshape, relu, sigmoid."""
+    from .inference import compile_torch
+    return compile_torch(module, example_input, tune)

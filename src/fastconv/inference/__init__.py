@@ -23,7 +23,7 @@ from .._io import atomic_write
 from . import _graph, _lower
 from ._graph import UnsupportedOp
 
-__all__ = ["compile", "load", "Plan", "UnsupportedOp"]
+__all__ = ["compile", "compile_torch", "load", "Plan", "TorchPlan", "UnsupportedOp"]
 
 _FORMAT = "fastconv-plan 1"
 
@@ -176,3 +176,46 @@ def load(path):
     g = _graph.Graph(nodes, meta["output"], meta["dtype"], tuple(meta["example_shape"]))
     algos = {tuple(json.loads(k)): v for k, v in meta["algos"].items()}
     return Plan(g, False, algos)
+
+
+class TorchPlan:
+    """A plan compiled from a ``torch.nn.Module`` (``fastconv.torch.compile``): called on CPU
+    tensors of the example's dtype, it returns tensors (the plan's output arrays, not copied)."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def __call__(self, x):
+        import torch
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.device.type != "cpu":
+            raise ValueError(f"x must be on the CPU, got device {x.device}")
+        return torch.from_numpy(self.plan(x.detach().contiguous().numpy()))
+
+    def summary(self, *args, **kwargs):
+        return self.plan.summary(*args, **kwargs)
+
+    def save(self, path):
+        self.plan.save(path)
+
+
+def compile_torch(module, example_input, tune=None):
+    """``fastconv.torch.compile``: trace ``module`` (eval mode) with torch.fx, build the same
+    graph :func:`compile` builds from a fastconv model, and return a :class:`TorchPlan`. A node
+    fastconv has no layer for is an :class:`UnsupportedOp` naming it."""
+    import torch
+
+    from .._autotune import get_autotune
+    from ._fx import graph_from_torch
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
+    if example_input.dtype not in (torch.float32, torch.float64) or example_input.dim() != 4:
+        raise ValueError(f"example_input must be a 4-D float32/float64 tensor, got "
+                         f"{example_input.dtype} of shape {tuple(example_input.shape)}")
+    graph = _graph.optimize(graph_from_torch(module, example_input.detach().cpu()))
+    if tune is None:
+        tune = get_autotune() != "off"
+    plan = Plan(graph, bool(tune))
+    plan._for(tuple(example_input.shape))
+    return TorchPlan(plan)

@@ -65,6 +65,38 @@ def _per_channel(c, x_shape):
     return None
 
 
+def conv_node(v, x_shape, w, b, stride, padding, dilation, groups):
+    """A conv node on value v (shape x_shape) with weight w and bias b (ndarrays or None)."""
+    cv = _K._Conv(np.empty((1,) + tuple(x_shape[1:]), w.dtype), w, stride, padding, dilation,
+                  groups, 2)
+    if any(cv.extra):
+        raise UnsupportedOp("conv2d: padding='same' with an even kernel (asymmetric padding)")
+    d = cv.desc
+    attrs = dict(k=d[4], kh=d[5], kw=d[6], stride=[d[7], d[8]], padding=[d[9], d[10]],
+                 dilation=[d[11], d[12]], groups=d[13])
+    consts = {"weight": np.asarray(w)}
+    if b is not None:
+        consts["bias"] = np.asarray(b)
+    return Node("conv", [v], -1, attrs, consts)
+
+
+def bn_node(v, mean, var, w, b, eps):
+    """BatchNorm with running statistics as a per-channel affine node (scale, shift in float64;
+    the statistics kept too, for twins in other frameworks)."""
+    var, mean = np.asarray(var, np.float64), np.asarray(mean, np.float64)
+    scale = 1.0 / np.sqrt(var + float(eps))
+    if w is not None:
+        scale = scale * np.asarray(w, np.float64)
+    shift = (np.asarray(b, np.float64) if b is not None else 0.0) - mean * scale
+    consts = {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy(), "mean": mean,
+              "var": var}
+    if w is not None:
+        consts["bn_weight"] = np.asarray(w, np.float64)
+    if b is not None:
+        consts["bn_bias"] = np.asarray(b, np.float64)
+    return Node("affine", [v], -1, {"what": "batch_norm", "eps": float(eps)}, consts)
+
+
 def _translate(cls, ins, kw, shapes, out_shape):
     """The node for one recorded op: ins are ("v", value id) / ("c", ndarray) / ("s", scalar)."""
     kinds = [k for k, _ in ins]
@@ -81,38 +113,16 @@ def _translate(cls, ins, kw, shapes, out_shape):
 
     if cls is _NF.Conv2d:
         need_value(0, "x")
-        w, b = const(1, "weight"), const(2, "bias")
-        x_shape = shapes[vals[0]]
-        cv = _K._Conv(np.empty((1,) + tuple(x_shape[1:]), w.dtype), w, kw.get("stride", 1),
-                      kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1), 2)
-        if any(cv.extra):
-            raise UnsupportedOp("conv2d: padding='same' with an even kernel (asymmetric padding)")
-        d = cv.desc
-        attrs = dict(k=d[4], kh=d[5], kw=d[6], stride=[d[7], d[8]], padding=[d[9], d[10]],
-                     dilation=[d[11], d[12]], groups=d[13])
-        consts = {"weight": w}
-        if b is not None:
-            consts["bias"] = b
-        return Node("conv", [vals[0]], -1, attrs, consts)
+        return conv_node(vals[0], shapes[vals[0]], const(1, "weight"), const(2, "bias"),
+                         kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                         kw.get("groups", 1))
     if cls is _NF.BatchNorm:
         need_value(0, "x")
         if kw.get("use_batch_stats", True):
             raise UnsupportedOp("batch_norm uses batch statistics: the model is in training mode "
                                 "(call model.eval() before compiling)")
-        var = np.asarray(kw["running_var"], np.float64)
-        mean = np.asarray(kw["running_mean"], np.float64)
-        w, b = const(1, "weight"), const(2, "bias")
-        invstd = 1.0 / np.sqrt(var + float(kw.get("eps", 1e-5)))
-        scale = invstd * (np.asarray(w, np.float64) if w is not None else 1.0)
-        shift = (np.asarray(b, np.float64) if b is not None else 0.0) - mean * scale
-        consts = {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy(),
-                  "mean": mean, "var": var}  # (mean and var for twins in other frameworks)
-        if w is not None:
-            consts["bn_weight"] = np.asarray(w, np.float64)
-        if b is not None:
-            consts["bn_bias"] = np.asarray(b, np.float64)
-        return Node("affine", [vals[0]], -1, {"what": "batch_norm", "eps": float(kw.get("eps", 1e-5))},
-                    consts)
+        return bn_node(vals[0], kw["running_mean"], kw["running_var"], const(1, "weight"),
+                       const(2, "bias"), kw.get("eps", 1e-5))
     if cls in _ACTS:
         need_value(0, "x")
         alpha = kw.get("negative_slope", kw.get("alpha", 0.0))
