@@ -29,6 +29,8 @@ int blas_max_threads() {
 int gemm_threads() { return std::min(num_threads(), blas_max_threads()); }
 
 fc_status blas_reserve(int threads) {
+  // (an inference plan's run checks once for all its steps: plan.cpp)
+  if (const Scratch *s = current_scratch(); s && threads <= s->blas_threads) return FC_OK;
   constexpr int64_t kBuffer = (int64_t(32) << 20) + 4096;  // measured: 32,980 KiB mapped per buffer
   const int64_t bytes = kBuffer * std::max(threads, 1);
   // Mapped as OpenBLAS maps it (readable and writable, private): the same address-space and

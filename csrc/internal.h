@@ -108,16 +108,32 @@ bool all_finite(const T *p, int64_t n) {
   return !bad;
 }
 
+// The workspace of an inference plan's run (plan.cpp), installed on the thread that runs the
+// steps: while it is, Buffers are carved from it as a stack (they are created before and freed
+// after each operator's parallel regions, in reverse order), so a plan in steady state makes no
+// heap call. A Buffer that does not fit is allocated as usual and counted; the plan then grows
+// its scratch to the run's peak for the next run.
+struct Scratch {
+  char *base = nullptr;
+  size_t cap = 0, used = 0;
+  size_t live = 0, peak = 0;  // bytes of Buffers alive (in the scratch or not), their maximum
+  int64_t misses = 0;    // Buffers that did not fit (heap allocations) in this run
+  int blas_threads = 0;  // blas_reserve(n) already checked for n <= this in this run
+};
+Scratch *&current_scratch();  // this thread's, or nullptr
+void *workspace_alloc(size_t bytes);
+void workspace_free(void *p, size_t bytes);
+
 // A 64-byte aligned workspace that frees itself; check ok() (allocation failure -> FC_ENOMEM).
 template <class T>
 class Buffer {
  public:
   explicit Buffer(int64_t count) {
     if (count <= 0) count = 1;
-    size_t bytes = ((size_t)count * sizeof(T) + 63) / 64 * 64;
-    p_ = static_cast<T *>(std::aligned_alloc(64, bytes));
+    bytes_ = ((size_t)count * sizeof(T) + 63) / 64 * 64;
+    p_ = static_cast<T *>(workspace_alloc(bytes_));
   }
-  ~Buffer() { std::free(p_); }
+  ~Buffer() { workspace_free(p_, bytes_); }
   Buffer(const Buffer &) = delete;
   Buffer &operator=(const Buffer &) = delete;
   bool ok() const { return p_ != nullptr; }
@@ -125,6 +141,7 @@ class Buffer {
 
  private:
   T *p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // y[n, k, :, :] = bias[k] (or 0): the starting value of every forward output plane.

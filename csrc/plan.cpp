@@ -27,6 +27,11 @@ struct fc_plan {
   std::vector<Value> values;
   std::vector<Constant> constants;
   std::vector<fc_plan_step> steps;
+  // The algorithms' workspaces (internal.h, Scratch): grown after a run that needed more, so
+  // that runs in steady state make no heap call.
+  fc::Scratch scratch;
+  std::unique_ptr<char, void (*)(void *)> scratch_mem{nullptr, std::free};
+  int64_t last_allocations = 0;
 };
 
 namespace fc {
@@ -282,15 +287,43 @@ fc_status fc_plan_run(fc_plan *p, const void *x, void *y, double *seconds_or_nul
   if (!p) return fail(FC_EINVAL, "plan must not be NULL");
   if ((p->in_elems && !x) || (p->out_elems && !y)) return fail(FC_EINVAL, "x and y must not be NULL");
   return run_entry([&] {
-    for (size_t i = 0; i < p->steps.size(); ++i) {
+    Scratch &sc = p->scratch;
+    sc.misses = 0;
+    sc.blas_threads = 0;
+    if (fc_status st = blas_reserve(gemm_threads())) return st;
+    sc.blas_threads = gemm_threads();
+    struct Install {  // the scratch is this thread's for the run
+      Scratch *prev;
+      explicit Install(Scratch *s) : prev(current_scratch()) { current_scratch() = s; }
+      ~Install() { current_scratch() = prev; }
+    } install(&sc);
+    fc_status st = FC_OK;
+    for (size_t i = 0; i < p->steps.size() && st == FC_OK; ++i) {
       const double t0 = seconds_or_null ? omp_get_wtime() : 0.0;
-      const fc_status st = p->t == FC_F32 ? run_step(*p, p->steps[i], (const float *)x, (float *)y)
-                                          : run_step(*p, p->steps[i], (const double *)x, (double *)y);
-      if (st) return st;
+      sc.used = sc.live = 0;  // (every Buffer of the previous step is freed)
+      st = p->t == FC_F32 ? run_step(*p, p->steps[i], (const float *)x, (float *)y)
+                          : run_step(*p, p->steps[i], (const double *)x, (double *)y);
       if (seconds_or_null) seconds_or_null[i] = omp_get_wtime() - t0;
     }
-    return FC_OK;
+    p->last_allocations = sc.misses;
+    if (sc.peak > sc.cap) {  // grow for the next run (a failure only costs heap calls then)
+      const size_t cap = (sc.peak + 4095) / 4096 * 4096;
+      if (char *mem = (char *)std::aligned_alloc(64, cap)) {
+        p->scratch_mem.reset(mem);
+        sc.base = mem;
+        sc.cap = cap;
+      }
+    }
+    return st;
   });
+}
+
+fc_status fc_plan_workspace(const fc_plan *p, int64_t *scratch_bytes, int64_t *allocations) {
+  clear_error();
+  if (!p || !scratch_bytes || !allocations) return fail(FC_EINVAL, "plan and outputs must not be NULL");
+  *scratch_bytes = (int64_t)p->scratch.cap;
+  *allocations = p->last_allocations;
+  return FC_OK;
 }
 
 }  // extern "C"

@@ -157,3 +157,37 @@ int fc_set_local_num_threads(int n) {
 int fc_get_num_threads(void) { return num_threads(); }
 
 }  // extern "C"
+
+namespace fc {
+
+Scratch *&current_scratch() {
+  thread_local Scratch *s = nullptr;
+  return s;
+}
+
+void *workspace_alloc(size_t bytes) {
+  Scratch *s = current_scratch();
+  if (!s) return std::aligned_alloc(64, bytes);
+  s->live += bytes;
+  s->peak = std::max(s->peak, s->live);
+  if (s->base && bytes <= s->cap - s->used) {
+    void *p = s->base + s->used;
+    s->used += bytes;
+    return p;
+  }
+  ++s->misses;
+  return std::aligned_alloc(64, bytes);
+}
+
+void workspace_free(void *p, size_t bytes) {
+  Scratch *s = current_scratch();
+  if (!s) return std::free(p);
+  s->live -= std::min(s->live, bytes);
+  if (s->base && (char *)p >= s->base && (char *)p < s->base + s->cap) {
+    if ((char *)p + bytes == s->base + s->used) s->used -= bytes;  // the top of the stack
+    return;
+  }
+  std::free(p);
+}
+
+}  // namespace fc

@@ -86,6 +86,13 @@ class Plan {
 
   int64_t steps() const { return fc_plan_step_count(p_.get()); }
 
+  // (scratch bytes, heap allocations of the last run's workspaces)
+  std::pair<int64_t, int64_t> workspace() const {
+    int64_t bytes = 0, allocs = 0;
+    check(fc_plan_workspace(p_.get(), &bytes, &allocs));
+    return {bytes, allocs};
+  }
+
  private:
   struct Del {
     void operator()(fc_plan *p) const { fc_plan_destroy(p); }
@@ -105,5 +112,7 @@ void fc_bind_plan(py::module_ &m) {
       .def("add_value", &Plan::add_value, py::arg("kind"), py::arg("offset"), py::arg("elems"))
       .def("add_step", &Plan::add_step, py::arg("step"))
       .def("run", &Plan::run, py::arg("x"), py::arg("out"), py::arg("profile") = false)
-      .def_property_readonly("steps", &Plan::steps);
+      .def_property_readonly("steps", &Plan::steps)
+      .def("workspace", &Plan::workspace,
+           "(scratch bytes, heap allocations the last run made for workspaces: 0 in steady state)");
 }

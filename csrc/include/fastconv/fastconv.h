@@ -345,6 +345,9 @@ FC_API fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s);
  * concurrent calls on one plan (its arena is shared). */
 FC_API fc_status fc_plan_run(fc_plan *p, const void *x, void *y, double *seconds_or_null);
 FC_API int64_t fc_plan_step_count(const fc_plan *p);
+/* The plan's workspace for its algorithms (grown after a run that needed more) and the heap
+ * allocations its last run made for workspaces: 0 in steady state. */
+FC_API fc_status fc_plan_workspace(const fc_plan *p, int64_t *scratch_bytes, int64_t *allocations);
 
 #ifdef __cplusplus
 }

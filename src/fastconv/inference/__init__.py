@@ -56,8 +56,20 @@ class Plan:
         low = self._lowered.get(shape)
         if low is None:
             low = _lower.lower(self._graph, shape, self._tune, self._saved_algos.get(shape))
+            # one run on zeros sizes the workspace scratch: from the first call on, a run makes
+            # no heap allocation (run(x, out=...) none at all)
+            low.native.run(np.zeros(shape, self._dtype).reshape(-1),
+                           np.empty(low.out_shape, self._dtype).reshape(-1))
             self._lowered[shape] = low
         return low
+
+    def workspace(self, shape=None):
+        """{"scratch_bytes", "arena_bytes", "allocations"} of the plan for inputs of shape (the
+        example's by default): the algorithms' workspace, the activations' arena, and the heap
+        allocations the last run made for workspaces (0 in steady state)."""
+        low = self._for(shape or self._graph.example_shape)
+        scratch, allocs = low.native.workspace()
+        return {"scratch_bytes": scratch, "arena_bytes": low.arena_bytes, "allocations": allocs}
 
     @property
     def dtype(self):
