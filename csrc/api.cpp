@@ -24,7 +24,7 @@ bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
 }  // namespace
 
 // Validates d and fills s. Every check names the descriptor field and its value.
-static fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
+fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
   clear_error();
   if (!d) return fail(FC_EINVAL, "desc is NULL");
   struct { const char *name; int64_t v; int64_t min; } fields[] = {

@@ -24,6 +24,9 @@ struct ConvShape {
   int64_t ckk;      // cg * kh * kw: GEMM inner dimension per group
 };
 
+// Validates d (sizes, overflow of every buffer size) and fills s (api.cpp).
+fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s);
+
 // Sets the per-thread message returned by fc_last_error(); returns s for `return fail(...)`.
 fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void clear_error();
@@ -230,6 +233,16 @@ bool im2col_supports(const ConvShape &s);
 bool gemm1x1_supports(const ConvShape &s);
 bool depthwise_supports(const ConvShape &s);
 bool winograd_supports(const ConvShape &s);
+// The Winograd forward with its filters transformed once (inference plans): the elements of
+// the transformed filters, the transform (false when a filter is not finite), and the forward
+// on them (w is still needed: a non-finite operand redoes the call on the GEMM path).
+template <class T>
+int64_t winograd_filter_size(const ConvShape &s);
+template <class T>
+bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u);
+template <class T>
+fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
+                                            bool u_finite, const T *w, const T *b, T *y);
 bool fft_supports(const ConvShape &s);
 // Why the FFT path cannot run s (a message valid until this thread's next call), or nullptr.
 const char *fft_why_not(const ConvShape &s);

@@ -27,6 +27,11 @@ struct fc_plan {
   std::vector<Value> values;
   std::vector<Constant> constants;
   std::vector<fc_plan_step> steps;
+  struct PreparedDel {
+    void operator()(fc_conv2d_prepared *q) const { fc_conv2d_prepared_destroy(q); }
+  };
+  // per step: a convolution's filters prepared at add_step (fc_conv2d_prepare), else empty
+  std::vector<std::unique_ptr<fc_conv2d_prepared, PreparedDel>> prepared;
   // The algorithms' workspaces (internal.h, Scratch): grown after a run that needed more, so
   // that runs in steady state make no heap call.
   fc::Scratch scratch;
@@ -139,7 +144,8 @@ bool overlap(const fc_plan::Value &a, const fc_plan::Value &b) {
 }
 
 template <class T>
-fc_status run_step(const fc_plan &p, const fc_plan_step &s, const T *x, T *y) {
+fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
+  const fc_plan_step &s = p.steps[index];
   auto val = [&](int64_t id) -> T * {
     if (id < 0) return nullptr;
     const fc_plan::Value &v = p.values[id];
@@ -153,7 +159,7 @@ fc_status run_step(const fc_plan &p, const fc_plan_step &s, const T *x, T *y) {
   const int64_t *d = s.dims;
   switch (s.op) {
     case FC_PLAN_CONV: {
-      if (fc_status st = fc_conv2d_forward(&s.conv, t, (fc_algo)s.algo, a, cst(s.weight), cst(s.bias), out)) return st;
+      if (fc_status st = fc_conv2d_forward_prepared(p.prepared[index].get(), a, cst(s.bias), out)) return st;
       if (b || s.act != FC_ACT_NONE) {
         int64_t ho, wo;
         fc_conv2d_output_size(&s.conv, &ho, &wo);
@@ -278,6 +284,13 @@ fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s) {
     if (overlap(v, o) && !(nd.in_place_ok && same))
       return fail(FC_EINVAL, "plan step: op %d's output overlaps an input it reads", (int)s->op);
   }
+  fc_conv2d_prepared *prep = nullptr;
+  if (s->op == FC_PLAN_CONV) {
+    if (fc_status st = fc_conv2d_prepare(&s->conv, p->t, (fc_algo)s->algo,
+                                         p->constants[s->weight].data.get(), &prep))
+      return st;
+  }
+  p->prepared.emplace_back(prep);
   p->steps.push_back(*s);
   return FC_OK;
 }
@@ -301,8 +314,8 @@ fc_status fc_plan_run(fc_plan *p, const void *x, void *y, double *seconds_or_nul
     for (size_t i = 0; i < p->steps.size() && st == FC_OK; ++i) {
       const double t0 = seconds_or_null ? omp_get_wtime() : 0.0;
       sc.used = sc.live = 0;  // (every Buffer of the previous step is freed)
-      st = p->t == FC_F32 ? run_step(*p, p->steps[i], (const float *)x, (float *)y)
-                          : run_step(*p, p->steps[i], (const double *)x, (double *)y);
+      st = p->t == FC_F32 ? run_step(*p, i, (const float *)x, (float *)y)
+                          : run_step(*p, i, (const double *)x, (double *)y);
       if (seconds_or_null) seconds_or_null[i] = omp_get_wtime() - t0;
     }
     p->last_allocations = sc.misses;

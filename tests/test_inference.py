@@ -37,6 +37,8 @@ SIZES = {"lenet5": (1, 32), "alexnet": (3, 64), "alexnet_owt": (3, 224),
 DEFAULT_SIZE = {"vgg": (3, 32), "resnet": (3, 64), "se_resnet": (3, 64)}
 BATCH1_ONLY = {"overfeat_fast", "vgg_a", "googlenet_v1"}  # 224/231 inputs: batch 1 keeps it short
 F64_PLANS = {"lenet5", "alexnet", "vgg11_bn", "googlenet", "resnet18", "se_resnet50"}
+BIG_FC = {"alexnet", "vgg11_bn"}  # 60-130M weights: the float64 plan at batch 2 only (each
+#                                   planned shape holds its own copy of the constants)
 F32_TOL, F64_TOL = 1e-4, 1e-10
 BIG = 1 << 22  # weights this large are drawn once per shape and shared by the models that have them
 
@@ -187,7 +189,8 @@ def test_model_plan_matches_eager(name, zoo):
         p64 = inference.compile(m64, x, tune=False)
         assert p64.dtype == np.float64
         _assert_close(p64(x), ref, F64_TOL, f"{name} float64 plan, batch {n}")
-        _assert_close(p64(x[:1]), ref[:1], F64_TOL, f"{name} float64 plan, batch 1")
+        if name not in BIG_FC:
+            _assert_close(p64(x[:1]), ref[:1], F64_TOL, f"{name} float64 plan, batch 1")
 
 
 def _torch_googlenet_forward(t, x):

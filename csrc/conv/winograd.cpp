@@ -113,9 +113,26 @@ void reach(int64_t size, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
   *hi = std::clamp<int64_t>(size + pad, *lo, out);
 }
 
+// U[e][k][0:cg] = (G w[k][c] G^T)[e], rows k of [k0, k1): the filters in the transform domain
+// (forward form; transposed: the data gradient's rotated, transposed filters). False when one
+// is not finite.
+template <class T>
+bool transform_filters(const WinogradUKernels<T> &uk, const WinoConv &p, const T *w, int64_t k0,
+                       int64_t k1, T *u) {
+  bool ok = true;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t base = p.transposed ? ((k / p.kg) * p.cg * p.kg + k % p.kg) * 9 : k * p.cg * 9;
+    const int64_t step = p.transposed ? p.kg * 9 : 9;
+    ok &= uk.weight(w + base, step, p.cg, p.transposed, u + k * p.cg, p.k * p.cg);
+  }
+  return ok;
+}
+
+// u_pre: the filters already transformed (transform_filters over every k, by
+// winograd_prepare_filters), or nullptr to transform w here.
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y,
-                       bool *finite) {
+                       bool *finite, const T *u_pre = nullptr) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
@@ -133,14 +150,15 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const bool staged = nblocks < kFixedItems;
   const int64_t per_thread = staged ? 0 : e2 * (p.c + p.k) * tb;
   const int64_t staged_size = staged ? e2 * (p.c + p.k) * tb : 0;  // one block's V and M
-  Buffer<T> u(e2 * p.k * p.cg);
+  Buffer<T> u(u_pre ? 1 : e2 * p.k * p.cg);
   Buffer<T> ws(per_thread * nt + staged_size);
   Buffer<WinoTile> tl(tb * nt);
   if (!u.ok() || !ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.k * p.cg + per_thread * nt + staged_size) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
-  advise_huge_pages(u, e2 * p.k * p.cg);
+  if (!u_pre) advise_huge_pages(u, e2 * p.k * p.cg);
+  const T *const uu = u_pre ? u_pre : u.get();
   advise_huge_pages(ws, per_thread * nt + staged_size);
   const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
   T *const vs = ws.get(), *const ms = vs + e2 * p.c * tb;  // (staged) [e][c or k][nb]
@@ -152,11 +170,9 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     WinoTile *tiles = tl.get() + tb * tid;
     // U[e][k][0:cg] from filter row k: w[k][c] (forward) or, transposed, the original
     // w[g*cg' + j][k % kg'] rotated, for j < cg' (this problem's cg is the original kg).
+    if (!u_pre) {
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < p.k; ++k) {
-      const int64_t base = p.transposed ? ((k / p.kg) * p.cg * p.kg + k % p.kg) * 9 : k * p.cg * 9;
-      const int64_t step = p.transposed ? p.kg * 9 : 9;
-      ok &= uk.weight(w + base, step, p.cg, p.transposed, u.get() + k * p.cg, p.k * p.cg);
+      for (int64_t k = 0; k < p.k; ++k) ok &= transform_filters(uk, p, w, k, k + 1, u.get());
     }
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) {
       // the outputs beyond the input's reach: the bias (or 0) on every side of [oy0, oy1) x [ox0, ox1)
@@ -174,7 +190,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     }
     // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
     auto products = [&](int64_t e, int64_t g, int64_t nb, const T *v, T *mm) {
-      gemm(false, false, p.kg, nb, p.cg, T(1), u.get() + (e * p.k + g * p.kg) * p.cg, p.cg,
+      gemm(false, false, p.kg, nb, p.cg, T(1), uu + (e * p.k + g * p.kg) * p.cg, p.cg,
            v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
     };
     if (staged) {
@@ -194,7 +210,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
       }
     } else {
       T *v = ws.get() + per_thread * tid, *mm = v + e2 * p.c * tb;
-      // (the implicit barrier of the filter loop: U is complete)
+      // (the implicit barrier of the filter loop: U is complete; with u_pre, no loop to wait for)
 #pragma omp for schedule(dynamic, 1)
       for (int64_t blk = 0; blk < nblocks; ++blk) {
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
@@ -236,6 +252,47 @@ fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, c
   return im2col_supports(s) ? gemm_conv_forward(s, x, w, b, y, false)
                             : conv2d_forward__direct(s, x, w, b, y);
 }
+
+template <class T>
+int64_t winograd_filter_size(const ConvShape &s) {
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  return int64_t(uk.alpha) * uk.alpha * s.k * s.cg;
+}
+
+template <class T>
+bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
+  const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  int bad = 0;
+#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
+  for (int64_t k = 0; k < s.k; ++k) bad |= !transform_filters(uk, p, w, k, k + 1, u);
+  return !bad;
+}
+
+template <class T>
+fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
+                                            bool u_finite, const T *w, const T *b, T *y) {
+  if (!winograd_supports(s)) return FC_EUNSUPPORTED;
+  const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  bool finite = u_finite;
+  fc_status st = FC_OK;
+  if (u_finite) st = forward_core(p, x, w, b, y, &finite, u);
+  if (st != FC_OK || finite) return st;
+  // (a NaN or an infinity in the filters or the input: as in the forward)
+  return im2col_supports(s) ? gemm_conv_forward(s, x, w, b, y, false)
+                            : conv2d_forward__direct(s, x, w, b, y);
+}
+
+template int64_t winograd_filter_size<float>(const ConvShape &);
+template int64_t winograd_filter_size<double>(const ConvShape &);
+template bool winograd_prepare_filters<float>(const ConvShape &, const float *, float *);
+template bool winograd_prepare_filters<double>(const ConvShape &, const double *, double *);
+template fc_status conv2d_forward__winograd_prepared<float>(const ConvShape &, const float *,
+                                                           const float *, bool, const float *,
+                                                           const float *, float *);
+template fc_status conv2d_forward__winograd_prepared<double>(const ConvShape &, const double *,
+                                                            const double *, bool, const double *,
+                                                            const double *, double *);
 
 template <class T>
 fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const T *w, T *dx) {

@@ -96,6 +96,17 @@ FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, 
                                            const void *dy, const void *x, void *dw,
                                            void *dbias_or_null);
 
+/* A convolution's filters prepared once for many forwards with concrete algorithm a (what
+ * inference plans do at compile time): Winograd keeps them in its transform domain, so a call
+ * skips the filter transform; the other algorithms keep a copy of w and run fc_conv2d_forward.
+ * Results equal fc_conv2d_forward's with the same algorithm, bit for bit. */
+typedef struct fc_conv2d_prepared fc_conv2d_prepared;
+FC_API fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
+                                   fc_conv2d_prepared **out);
+FC_API fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
+                                            const void *bias_or_null, void *y);
+FC_API void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p);
+
 /* A short static description of a status ("invalid argument", ...). */
 FC_API const char *fc_status_string(fc_status s);
 
