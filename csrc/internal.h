@@ -195,9 +195,12 @@ FC_DECLARE_CONV_ALGO(fft)
 inline bool gemm_in_place(const ConvShape &s) {
   return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
 }
+// ep (or nullptr): the epilogue (epilogue.h) applied to each output tile right after its GEMM.
+template <class T>
+struct Epilogue;
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                            bool in_place);
+                            bool in_place, const Epilogue<T> *ep = nullptr);
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
                                   bool in_place);

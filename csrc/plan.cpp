@@ -159,13 +159,7 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
   const int64_t *d = s.dims;
   switch (s.op) {
     case FC_PLAN_CONV: {
-      if (fc_status st = fc_conv2d_forward_prepared(p.prepared[index].get(), a, cst(s.bias), out)) return st;
-      if (b || s.act != FC_ACT_NONE) {
-        int64_t ho, wo;
-        fc_conv2d_output_size(&s.conv, &ho, &wo);
-        epilogue(out, b, s.conv.n * s.conv.k * ho * wo, s.act, s.alpha);
-      }
-      return FC_OK;
+      return fc_conv2d_forward_prepared(p.prepared[index].get(), a, cst(s.bias), b, s.act, s.alpha, out);
     }
     case FC_PLAN_MAX_POOL:
     case FC_PLAN_AVG_POOL: {

@@ -7,36 +7,13 @@
 
 #include "blas.h"
 #include "internal.h"
+#include "epilogue.h"
 #include "plan_ops.h"
 
 namespace fc {
 namespace {
 
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel job of the flat loops
-
-template <class T>
-inline T act1(T v, int act, T alpha) {
-  switch (act) {
-    case FC_ACT_RELU: return (v > T(0) || v != v) ? v : T(0);  // NaN stays NaN, as PyTorch
-    case FC_ACT_SIGMOID: return T(1) / (T(1) + std::exp(-v));
-    case FC_ACT_TANH: return std::tanh(v);
-    case FC_ACT_LEAKY_RELU: return v > T(0) ? v : v * alpha;
-    case FC_ACT_ELU: return v > T(0) ? v : alpha * std::expm1(v);
-    default: return v;
-  }
-}
-
-// p[i] = act(p[i]) for i < n; the switch outside the loop so that ReLU vectorises.
-template <class T>
-void act_run(T *p, int64_t n, int act, T alpha) {
-  if (act == FC_ACT_NONE) return;
-  if (act == FC_ACT_RELU) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) p[i] = (p[i] > T(0) || p[i] != p[i]) ? p[i] : T(0);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) p[i] = act1(p[i], act, alpha);
-}
 
 }  // namespace
 

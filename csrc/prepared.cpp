@@ -1,11 +1,15 @@
 // Filters prepared once for many forwards of one convolution (inference plans): Winograd keeps
 // its filters in the transform domain, so a call skips the transform (for VGG's 512-channel
 // layers 36 x 512 x 512 elements written and read again per call); the other algorithms keep
-// the weights as given and run the ordinary forward.
+// the weights as given and run the ordinary forward. The forward takes the plan's epilogue
+// (epilogue.h): im2col and gemm1x1 apply it to each output tile right after its GEMM, the
+// others in one pass after the call.
 #include <memory>
 
 #include "blas.h"
+#include "epilogue.h"
 #include "internal.h"
+#include "plan_ops.h"
 
 struct fc_conv2d_prepared {
   fc_conv2d_desc d;
@@ -64,19 +68,32 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
 }
 
 fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
-                                     const void *bias_or_null, void *y) {
-  if (!p) return fail(FC_EINVAL, "prepared must not be NULL");
-  if (!p->u) return fc_conv2d_forward(&p->d, p->t, p->a, x, p->w.get(), bias_or_null, y);
+                                     const void *bias_or_null, const void *residual_or_null,
+                                     int act, double alpha, void *y) {
   clear_error();
+  if (!p) return fail(FC_EINVAL, "prepared must not be NULL");
   if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
+  if (act < FC_ACT_NONE || act >= FC_ACT_COUNT_) return fail(FC_EINVAL, "act %d is not an fc_act", act);
+  const ConvShape &s = p->s;
+  const int64_t out = s.n * s.k * s.howo;  // (make_shape checked the product)
+  auto run = [&](auto tag) -> fc_status {
+    using T = decltype(tag);
+    const T *X = (const T *)x, *W = (const T *)p->w.get(), *B = (const T *)bias_or_null;
+    T *Y = (T *)y;
+    const Epilogue<T> ep{(const T *)residual_or_null, act, T(alpha)};
+    if (p->a == FC_ALGO_IM2COL || p->a == FC_ALGO_GEMM1X1) {  // fused: each tile after its GEMM
+      int64_t work;
+      if (__builtin_mul_overflow(out, s.ckk, &work)) work = INT64_MAX;
+      SmallWorkGuard small(work);
+      return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
+    }
+    fc_status st = p->u ? conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y)
+                        : fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
+    if (st == FC_OK && !ep.none()) epilogue(Y, ep.res, out, act, alpha);  // one pass after
+    return st;
+  };
   blas_init_single_threaded();
-  return run_entry([&] {
-    if (p->t == FC_F32)
-      return conv2d_forward__winograd_prepared(p->s, (const float *)x, (const float *)p->u.get(), p->u_finite,
-                                               (const float *)p->w.get(), (const float *)bias_or_null, (float *)y);
-    return conv2d_forward__winograd_prepared(p->s, (const double *)x, (const double *)p->u.get(), p->u_finite,
-                                             (const double *)p->w.get(), (const double *)bias_or_null, (double *)y);
-  });
+  return run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
 }
 
 void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p) { delete p; }

@@ -14,6 +14,7 @@
 
 #include "../blas.h"
 #include "../hw.h"
+#include "../epilogue.h"
 #include "../internal.h"
 
 namespace fc {
@@ -243,7 +244,7 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
 // channels x positions.
 template <class T>
 fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                             bool in_place) {
+                             bool in_place, const Epilogue<T> *ep) {
   return for_each_run_tile(
       s, x, in_place, [](int64_t np) { return np; },
       [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1, int64_t c0,
@@ -255,6 +256,7 @@ fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T
         if (b)
           for (int64_t r = r0; r < r1; ++r)
             for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+        if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, c1 - c0, s.howo);
       });
 }
 
@@ -293,14 +295,15 @@ fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T 
 
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                            bool in_place) {
+                            bool in_place, const Epilogue<T> *ep) {
+  if (ep && ep->none()) ep = nullptr;
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
   // faster (3x3 256@14, 3x3/2 256@28) or 1.5x slower (L4: 2 blocks, 16-row tiles packing
   // the 2.5 MB column matrix 8 times).
   if (s.n * pl.nblocks < kFixedItems && (in_place || s.n * pl.nblocks == 1))
-    return forward_few_images(s, x, w, b, y, in_place);
+    return forward_few_images(s, x, w, b, y, in_place, ep);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
@@ -322,6 +325,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
         if (b)
           for (int64_t r = 0; r < s.kg; ++r)
             for (int64_t p = 0; p < c.np; ++p) yg[r * s.howo + p] += b[g * s.kg + r];
+        if (ep) epilogue_block(*ep, y, yg - y, s.kg, c.np, s.howo);
       }
     }
   }
@@ -512,7 +516,7 @@ fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const 
 
 #define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                        \
   template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, \
-                                          T *, bool);                                         \
+                                          T *, bool, const Epilogue<T> *);                    \
   template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *, \
                                                 bool);                                        \
   template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *, \

@@ -103,8 +103,12 @@ FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, 
 typedef struct fc_conv2d_prepared fc_conv2d_prepared;
 FC_API fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
                                    fc_conv2d_prepared **out);
+/* y = act(conv(x, w) + bias + residual) (act an fc_act; residual_or_null laid out as y, or
+ * NULL): the epilogue runs on each output tile while it is in cache where the algorithm allows
+ * (im2col, gemm1x1), else in one pass after. */
 FC_API fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
-                                            const void *bias_or_null, void *y);
+                                            const void *bias_or_null, const void *residual_or_null,
+                                            int act, double alpha, void *y);
 FC_API void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p);
 
 /* A short static description of a status ("invalid argument", ...). */
