@@ -127,3 +127,48 @@ cdef extern from "fastconv/fastconv.h" nogil:
     # ---- element-wise ----
     fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y)
     fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx)
+
+    # ---- prepared convolutions and inference plans ----
+    ctypedef struct fc_conv2d_prepared:
+        pass
+    fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
+                                fc_conv2d_prepared **out)
+    fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
+                                         const void *bias_or_null, const void *residual_or_null,
+                                         int act, double alpha, void *y)
+    void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p)
+
+    ctypedef struct fc_plan:
+        pass
+    ctypedef enum fc_value_kind:
+        FC_VALUE_INPUT, FC_VALUE_OUTPUT, FC_VALUE_ARENA
+    ctypedef enum fc_plan_op:
+        FC_PLAN_CONV, FC_PLAN_MAX_POOL, FC_PLAN_AVG_POOL, FC_PLAN_ADAPTIVE_AVG, FC_PLAN_LINEAR,
+        FC_PLAN_ELTWISE, FC_PLAN_CHANNEL_MUL, FC_PLAN_CHANNEL_AFFINE, FC_PLAN_LRN,
+        FC_PLAN_COPY_CHANNELS, FC_PLAN_OP_COUNT_
+    ctypedef enum fc_act:
+        FC_ACT_NONE, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_TANH, FC_ACT_LEAKY_RELU, FC_ACT_ELU,
+        FC_ACT_COUNT_
+    ctypedef struct fc_plan_step:
+        int32_t op
+        int32_t act
+        double alpha
+        int64_t in0, in1, out
+        int64_t weight, bias
+        fc_conv2d_desc conv
+        int32_t algo
+        int32_t count_include_pad
+        fc_pool2d_desc pool
+        int64_t dims[4]
+        int64_t extra[2]
+        double lrn[3]
+    fc_status fc_plan_create(fc_dtype t, int64_t in_elems, int64_t out_elems,
+                             int64_t arena_elems, fc_plan **out)
+    void fc_plan_destroy(fc_plan *p)
+    fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int64_t *id)
+    fc_status fc_plan_add_value(fc_plan *p, int32_t kind, int64_t offset, int64_t elems,
+                                int64_t *id)
+    fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s)
+    fc_status fc_plan_run(fc_plan *p, const void *x, void *y, double *seconds_or_null)
+    int64_t fc_plan_step_count(const fc_plan *p)
+    fc_status fc_plan_workspace(const fc_plan *p, int64_t *scratch_bytes, int64_t *allocations)
