@@ -18,7 +18,8 @@ struct fc_plan {
     int64_t offset, elems;
   };
   struct Constant {
-    std::unique_ptr<char, void (*)(void *)> data{nullptr, std::free};
+    std::unique_ptr<char, void (*)(void *)> owned{nullptr, std::free};
+    const char *data = nullptr;  // owned.get(), or the caller's (fc_plan_add_constant_view)
     int64_t elems = 0;
   };
   fc_dtype t;
@@ -58,7 +59,7 @@ bool product(std::initializer_list<int64_t> f, int64_t *out) {
 // The element counts one step reads and writes: in0, in1, out, weight, bias (-1: unused).
 struct Need {
   int64_t in0 = -1, in1 = -1, out = -1, weight = -1, bias = -1;
-  bool in_place_ok = false;  // out may be in0 or in1 (element-wise steps)
+  bool in0_in_place = false, in1_in_place = false;  // out may be that input (element-wise)
 };
 
 fc_status step_needs(const fc_plan_step &s, Need *nd) {
@@ -107,7 +108,7 @@ fc_status step_needs(const fc_plan_step &s, Need *nd) {
       if (d[0] < 0) return fail(FC_EINVAL, "plan step: element count %lld < 0", (long long)d[0]);
       nd->in0 = nd->out = d[0];
       nd->in1 = s.in1 >= 0 ? d[0] : -1;
-      nd->in_place_ok = true;
+      nd->in0_in_place = nd->in1_in_place = true;
       return FC_OK;
     case FC_PLAN_CHANNEL_MUL:
     case FC_PLAN_CHANNEL_AFFINE:
@@ -118,11 +119,11 @@ fc_status step_needs(const fc_plan_step &s, Need *nd) {
       nd->out = nd->in0;
       if (s.op == FC_PLAN_CHANNEL_MUL) {
         nd->in1 = d[0] * d[1];
-        nd->in_place_ok = true;
+        nd->in0_in_place = true;  // (not in1: the scales are read after outputs are written)
       } else if (s.op == FC_PLAN_CHANNEL_AFFINE) {
         nd->weight = d[1];
         nd->bias = s.bias >= 0 ? d[1] : -1;
-        nd->in_place_ok = true;
+        nd->in0_in_place = true;
       } else if (s.op == FC_PLAN_LRN) {
         if (s.extra[0] < 1) return fail(FC_EINVAL, "plan step: LRN size %lld < 1", (long long)s.extra[0]);
       } else {
@@ -152,7 +153,7 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
     T *base = v.kind == FC_VALUE_INPUT ? const_cast<T *>(x) : v.kind == FC_VALUE_OUTPUT ? y : (T *)p.arena.get();
     return base + v.offset;
   };
-  auto cst = [&](int64_t id) -> const T * { return id < 0 ? nullptr : (const T *)p.constants[id].data.get(); };
+  auto cst = [&](int64_t id) -> const T * { return id < 0 ? nullptr : (const T *)p.constants[id].data; };
   const fc_dtype t = p.t;
   T *out = val(s.out);
   const T *a = val(s.in0), *b = val(s.in1);
@@ -225,9 +226,24 @@ fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int6
   if (elems < 0 || !product({elems, elem_size(p->t)}, &bytes) || bytes > INT64_MAX - 64)
     return fail(FC_EINVAL, "constant of %lld elements is negative or overflows", (long long)elems);
   fc_plan::Constant c;
-  c.data.reset((char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)));
-  if (!c.data) return fail(FC_ENOMEM, "cannot allocate a constant of %lld bytes", (long long)bytes);
-  if (bytes) std::memcpy(c.data.get(), data, (size_t)bytes);
+  c.owned.reset((char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)));
+  if (!c.owned) return fail(FC_ENOMEM, "cannot allocate a constant of %lld bytes", (long long)bytes);
+  if (bytes) std::memcpy(c.owned.get(), data, (size_t)bytes);
+  c.data = c.owned.get();
+  c.elems = elems;
+  p->constants.push_back(std::move(c));
+  *id = (int64_t)p->constants.size() - 1;
+  return FC_OK;
+}
+
+fc_status fc_plan_add_constant_view(fc_plan *p, const void *data, int64_t elems, int64_t *id) {
+  clear_error();
+  if (!p || !id || !data) return fail(FC_EINVAL, "plan, data and id must not be NULL");
+  int64_t bytes;
+  if (elems < 0 || !product({elems, elem_size(p->t)}, &bytes))
+    return fail(FC_EINVAL, "constant of %lld elements is negative or overflows", (long long)elems);
+  fc_plan::Constant c;
+  c.data = (const char *)data;
   c.elems = elems;
   p->constants.push_back(std::move(c));
   *id = (int64_t)p->constants.size() - 1;
@@ -271,17 +287,20 @@ fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s) {
   }
   const fc_plan::Value &o = p->values[s->out];
   if (o.kind == FC_VALUE_INPUT) return fail(FC_EINVAL, "plan step: out is the caller's input (inputs are never written)");
-  for (int64_t in : {s->in0, s->in1}) {
-    if (in < 0) continue;
-    const fc_plan::Value &v = p->values[in];
+  const struct { int64_t id; bool in_place; } ins[] = {{s->in0, nd.in0_in_place}, {s->in1, nd.in1_in_place}};
+  for (const auto &in : ins) {
+    if (in.id < 0) continue;
+    const fc_plan::Value &v = p->values[in.id];
     const bool same = v.kind == o.kind && v.offset == o.offset;
-    if (overlap(v, o) && !(nd.in_place_ok && same))
+    if (overlap(v, o) && !(in.in_place && same))
       return fail(FC_EINVAL, "plan step: op %d's output overlaps an input it reads", (int)s->op);
   }
+  if (s->act != FC_ACT_NONE && (s->op == FC_PLAN_LRN || s->op == FC_PLAN_COPY_CHANNELS))
+    return fail(FC_EINVAL, "plan step: op %d takes no activation (act %d)", (int)s->op, (int)s->act);
   fc_conv2d_prepared *prep = nullptr;
   if (s->op == FC_PLAN_CONV) {
     if (fc_status st = fc_conv2d_prepare(&s->conv, p->t, (fc_algo)s->algo,
-                                         p->constants[s->weight].data.get(), &prep))
+                                         p->constants[s->weight].data, 1, &prep))
       return st;
   }
   p->prepared.emplace_back(prep);

@@ -16,7 +16,8 @@ struct fc_conv2d_prepared {
   fc_dtype t;
   fc_algo a;
   fc::ConvShape s;
-  std::unique_ptr<char, void (*)(void *)> w{nullptr, std::free};
+  std::unique_ptr<char, void (*)(void *)> w_owned{nullptr, std::free};
+  const void *w = nullptr;  // w_owned.get(), or the caller's (borrowed)
   std::unique_ptr<char, void (*)(void *)> u{nullptr, std::free};  // Winograd's U, or none
   bool u_finite = true;
 };
@@ -31,7 +32,7 @@ fc_status prepare_winograd(fc_conv2d_prepared *p) {
   p->u.reset(alloc_bytes(n * (int64_t)sizeof(T)));
   if (!p->u) return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
                              (long long)(n * (int64_t)sizeof(T)));
-  p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w.get(), (T *)p->u.get());
+  p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w, (T *)p->u.get());
   return FC_OK;
 }
 
@@ -42,7 +43,7 @@ using namespace fc;
 extern "C" {
 
 fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
-                            fc_conv2d_prepared **out) {
+                            int borrow, fc_conv2d_prepared **out) {
   if (!out) return fail(FC_EINVAL, "out must not be NULL");
   *out = nullptr;
   ConvShape s;
@@ -54,9 +55,14 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
   std::unique_ptr<fc_conv2d_prepared> p(new (std::nothrow) fc_conv2d_prepared{*d, t, a, s});
   if (!p) return fail(FC_ENOMEM, "cannot allocate a prepared convolution");
   const int64_t bytes = s.k * s.ckk * (t == FC_F32 ? 4 : 8);  // (make_shape checked the product)
-  p->w.reset(alloc_bytes(bytes));
-  if (!p->w) return fail(FC_ENOMEM, "cannot allocate %lld bytes of weights", (long long)bytes);
-  std::memcpy(p->w.get(), w, (size_t)bytes);
+  if (borrow) {
+    p->w = w;
+  } else {
+    p->w_owned.reset(alloc_bytes(bytes));
+    if (!p->w_owned) return fail(FC_ENOMEM, "cannot allocate %lld bytes of weights", (long long)bytes);
+    std::memcpy(p->w_owned.get(), w, (size_t)bytes);
+    p->w = p->w_owned.get();
+  }
   if (a == FC_ALGO_WINOGRAD && winograd_supports(s)) {  // (dilated: phase planes, unprepared)
     blas_init_single_threaded();
     const fc_status st = run_entry([&, t] { return t == FC_F32 ? prepare_winograd<float>(p.get())
@@ -78,7 +84,7 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
   const int64_t out = s.n * s.k * s.howo;  // (make_shape checked the product)
   auto run = [&](auto tag) -> fc_status {
     using T = decltype(tag);
-    const T *X = (const T *)x, *W = (const T *)p->w.get(), *B = (const T *)bias_or_null;
+    const T *X = (const T *)x, *W = (const T *)p->w, *B = (const T *)bias_or_null;
     T *Y = (T *)y;
     const Epilogue<T> ep{(const T *)residual_or_null, act, T(alpha)};
     if (p->a == FC_ALGO_IM2COL || p->a == FC_ALGO_GEMM1X1) {  // fused: each tile after its GEMM

@@ -26,10 +26,17 @@ class Plan {
     p_.reset(p);
   }
 
-  int64_t add_constant(const py::array &a) {
+  // copy=False: the plan reads the array in place, and this object keeps it alive (the
+  // array must not be changed while the plan exists).
+  int64_t add_constant(const py::array &a, bool copy) {
     fcpy::check_array(a, "constant", t_, (int64_t)a.size(), false);
     int64_t id = -1;
-    check(fc_plan_add_constant(p_.get(), a.data(), (int64_t)a.size(), &id));
+    if (copy) {
+      check(fc_plan_add_constant(p_.get(), a.data(), (int64_t)a.size(), &id));
+    } else {
+      check(fc_plan_add_constant_view(p_.get(), a.data(), (int64_t)a.size(), &id));
+      kept_.push_back(a);
+    }
     return id;
   }
 
@@ -99,6 +106,7 @@ class Plan {
   };
   fc_dtype t_;
   int64_t in_, out_;
+  std::vector<py::array> kept_;  // the arrays constants view
   std::unique_ptr<fc_plan, Del> p_;
 };
 
@@ -108,7 +116,7 @@ void fc_bind_plan(py::module_ &m) {
   py::class_<Plan>(m, "Plan", "A native inference plan (fastconv.inference builds and runs it)")
       .def(py::init<bool, int64_t, int64_t, int64_t>(), py::arg("f64"), py::arg("in_elems"),
            py::arg("out_elems"), py::arg("arena_elems"))
-      .def("add_constant", &Plan::add_constant, py::arg("array"))
+      .def("add_constant", &Plan::add_constant, py::arg("array"), py::arg("copy") = true)
       .def("add_value", &Plan::add_value, py::arg("kind"), py::arg("offset"), py::arg("elems"))
       .def("add_step", &Plan::add_step, py::arg("step"))
       .def("run", &Plan::run, py::arg("x"), py::arg("out"), py::arg("profile") = false)

@@ -132,7 +132,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
     ctypedef struct fc_conv2d_prepared:
         pass
     fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
-                                fc_conv2d_prepared **out)
+                                int borrow, fc_conv2d_prepared **out)
     fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
                                          const void *bias_or_null, const void *residual_or_null,
                                          int act, double alpha, void *y)
@@ -166,6 +166,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
                              int64_t arena_elems, fc_plan **out)
     void fc_plan_destroy(fc_plan *p)
     fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int64_t *id)
+    fc_status fc_plan_add_constant_view(fc_plan *p, const void *data, int64_t elems, int64_t *id)
     fc_status fc_plan_add_value(fc_plan *p, int32_t kind, int64_t offset, int64_t elems,
                                 int64_t *id)
     fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s)

@@ -98,11 +98,12 @@ FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, 
 
 /* A convolution's filters prepared once for many forwards with concrete algorithm a (what
  * inference plans do at compile time): Winograd keeps them in its transform domain, so a call
- * skips the filter transform; the other algorithms keep a copy of w and run fc_conv2d_forward.
+ * skips the filter transform; the other algorithms run fc_conv2d_forward on w. w is copied, or
+ * with borrow != 0 used in place (the caller keeps it alive and unchanged while p exists).
  * Results equal fc_conv2d_forward's with the same algorithm, bit for bit. */
 typedef struct fc_conv2d_prepared fc_conv2d_prepared;
 FC_API fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *w,
-                                   fc_conv2d_prepared **out);
+                                   int borrow, fc_conv2d_prepared **out);
 /* y = act(conv(x, w) + bias + residual) (act an fc_act; residual_or_null laid out as y, or
  * NULL): the epilogue runs on each output tile while it is in cache where the algorithm allows
  * (im2col, gemm1x1), else in one pass after. */
@@ -348,8 +349,10 @@ typedef struct {
 FC_API fc_status fc_plan_create(fc_dtype t, int64_t in_elems, int64_t out_elems,
                                 int64_t arena_elems, fc_plan **out);
 FC_API void fc_plan_destroy(fc_plan *p);
-/* Copies elems elements of data into the plan; *id names the constant in steps. */
+/* Copies elems elements of data into the plan; *id names the constant in steps. The _view
+ * form copies nothing: the caller keeps data alive and unchanged while the plan exists. */
 FC_API fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int64_t *id);
+FC_API fc_status fc_plan_add_constant_view(fc_plan *p, const void *data, int64_t elems, int64_t *id);
 /* A value of elems elements at offset (in elements) into its buffer (fc_value_kind). */
 FC_API fc_status fc_plan_add_value(fc_plan *p, int32_t kind, int64_t offset, int64_t elems,
                                    int64_t *id);

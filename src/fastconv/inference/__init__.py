@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -29,10 +30,11 @@ _FORMAT = "fastconv-plan 1"
 
 
 def _as_input(x, dtype, what="x"):
-    if hasattr(x, "detach") and hasattr(x, "numpy"):  # a torch tensor
-        x = x.detach().cpu().numpy()
-    if hasattr(x, "data") and type(x).__name__ == "Tensor" and isinstance(x.data, np.ndarray):
+    from ..autograd import Tensor
+    if isinstance(x, Tensor):
         x = x.data
+    elif hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):  # a torch tensor
+        x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{what} must be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype != dtype:
@@ -156,9 +158,8 @@ def compile(model, example_input, tune=None):
     the deterministic heuristic; None (default) follows ``fastconv.get_autotune()``.
     """
     from .._autotune import get_autotune
-    x = example_input
-    if hasattr(x, "data") and type(x).__name__ == "Tensor" and isinstance(x.data, np.ndarray):
-        x = x.data
+    from ..autograd import Tensor
+    x = example_input.data if isinstance(example_input, Tensor) else example_input
     if not isinstance(x, np.ndarray):
         raise TypeError(f"example_input must be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype not in (np.float32, np.float64):
@@ -174,20 +175,32 @@ def compile(model, example_input, tune=None):
 
 def load(path):
     """A plan written by :meth:`Plan.save`."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
+    try:
+        z = np.load(os.fspath(path), allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a fastconv plan ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a fastconv plan (an .npy array, not a plan archive)")
+    with z:
         if "__meta__" not in z:
             raise ValueError(f"{path}: not a fastconv plan (no metadata)")
-        meta = json.loads(bytes(z["__meta__"]).decode())
+        try:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: corrupt plan metadata ({e})") from None
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
         nodes = []
-        for i, d in enumerate(meta["nodes"]):
-            consts = {k: z[f"c{i}_{k}"] for k in d["consts"]}
-            nodes.append(_graph.Node(d["op"], d["inputs"], d["out"], d["attrs"], consts, d["act"],
-                                     d["alpha"], d["residual"], d["fused"]))
-    g = _graph.Graph(nodes, meta["output"], meta["dtype"], tuple(meta["example_shape"]))
-    algos = {tuple(json.loads(k)): v for k, v in meta["algos"].items()}
-    return Plan(g, False, algos)
+        try:
+            for i, d in enumerate(meta["nodes"]):
+                consts = {k: z[f"c{i}_{k}"] for k in d["consts"]}
+                nodes.append(_graph.Node(d["op"], d["inputs"], d["out"], d["attrs"], consts,
+                                         d["act"], d["alpha"], d["residual"], d["fused"]))
+            output, dtype, example = meta["output"], meta["dtype"], tuple(meta["example_shape"])
+            algos = {tuple(json.loads(k)): v for k, v in meta["algos"].items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: corrupt plan ({type(e).__name__}: {e})") from None
+    return Plan(_graph.Graph(nodes, output, dtype, example), False, algos)
 
 
 class TorchPlan:

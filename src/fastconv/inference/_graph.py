@@ -34,6 +34,9 @@ class Node:
     alpha: float = 0.0
     residual: int | None = None  # conv: a value added before the activation
     fused: list = dataclasses.field(default_factory=list)  # what was folded or fused in
+    # consts in the plan's dtype, contiguous, made once: every lowered shape's native plan
+    # reads these very arrays (no copy per shape)
+    native: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def reads(self):
         return self.inputs + ([self.residual] if self.residual is not None else [])
@@ -74,16 +77,16 @@ def conv_node(v, x_shape, w, b, stride, padding, dilation, groups):
     d = cv.desc
     attrs = dict(k=d[4], kh=d[5], kw=d[6], stride=[d[7], d[8]], padding=[d[9], d[10]],
                  dilation=[d[11], d[12]], groups=d[13])
-    consts = {"weight": np.asarray(w)}
+    consts = {"weight": np.array(w)}  # copies: the plan does not follow later changes
     if b is not None:
-        consts["bias"] = np.asarray(b)
+        consts["bias"] = np.array(b)
     return Node("conv", [v], -1, attrs, consts)
 
 
 def bn_node(v, mean, var, w, b, eps):
     """BatchNorm with running statistics as a per-channel affine node (scale, shift in float64;
     the statistics kept too, for twins in other frameworks)."""
-    var, mean = np.asarray(var, np.float64), np.asarray(mean, np.float64)
+    var, mean = np.array(var, np.float64), np.array(mean, np.float64)  # (copies)
     scale = 1.0 / np.sqrt(var + float(eps))
     if w is not None:
         scale = scale * np.asarray(w, np.float64)
@@ -91,9 +94,9 @@ def bn_node(v, mean, var, w, b, eps):
     consts = {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy(), "mean": mean,
               "var": var}
     if w is not None:
-        consts["bn_weight"] = np.asarray(w, np.float64)
+        consts["bn_weight"] = np.array(w, np.float64)
     if b is not None:
-        consts["bn_bias"] = np.asarray(b, np.float64)
+        consts["bn_bias"] = np.array(b, np.float64)
     return Node("affine", [v], -1, {"what": "batch_norm", "eps": float(eps)}, consts)
 
 
@@ -169,7 +172,7 @@ def _translate(cls, ins, kw, shapes, out_shape):
     if cls is _NF.Linear:
         need_value(0, "x")
         w, b = const(1, "weight"), const(2, "bias")
-        consts = {"weight": w} if b is None else {"weight": w, "bias": b}
+        consts = {"weight": np.array(w)} if b is None else {"weight": np.array(w), "bias": np.array(b)}
         return Node("linear", [vals[0]], -1, {"nout": int(w.shape[0])}, consts)
     if cls is _ag.Reshape:
         need_value(0, "x")

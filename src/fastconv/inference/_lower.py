@@ -110,30 +110,40 @@ def lower(g, x_shape, tune, algos=None):
         shapes[n.out] = _shape_of(n, shapes)
     n_images = x_shape[0]
 
-    # storage: root value and element offset within it, for every value
-    where = {v: (v, 0) for v in shapes}
+    # storage: each value lives in its parent's buffer at an element offset (its own buffer
+    # when it is its own parent); chains resolve below (a concat inside a concat, a view of a
+    # value that then went into a concat's slice)
+    parent = {v: (v, 0) for v in shapes}
     readers = {}
     for n in g.nodes:
         for v in n.reads():
             readers.setdefault(v, []).append(n)
+    viewed = {n.inputs[0] for n in g.nodes if n.op == "reshape"}
     copies = {}  # concat node out -> [(value, channel offset)] to copy in
     for n in g.nodes:
         if n.op == "reshape":
-            where[n.out] = where[n.inputs[0]]
+            parent[n.out] = (n.inputs[0], 0)
         elif n.op == "concat":
             plane = int(np.prod(shapes[n.out][2:]))
             c0, todo = 0, []
             for v in n.inputs:
-                ok = (n_images == 1 and v != 0 and where[v] == (v, 0) and v != g.output
+                ok = (n_images == 1 and v != 0 and parent[v] == (v, 0) and v != g.output
                       and len(readers.get(v, [])) == 1 and n.inputs.count(v) == 1
-                      and not any(m.op == "reshape" and m.inputs[0] == v for m in g.nodes))
+                      and v not in viewed)
                 if ok:
-                    where[v] = (n.out, c0 * plane)
+                    parent[v] = (n.out, c0 * plane)
                 else:
                     todo.append((v, c0))
                 c0 += shapes[v][1]
             copies[n.out] = todo
-    # a value aliased into a concat buffer may itself hold views (none: checked above)
+
+    def resolve(v):
+        off = 0
+        while parent[v][0] != v:
+            v, o = parent[v]
+            off += o
+        return v, off
+    where = {v: resolve(v) for v in shapes}
     size = {v: int(np.prod(s)) for v, s in shapes.items()}
     out_root, in_root = where[g.output][0], 0
     copy_out = out_root == in_root  # the output is the input (or a view of it): copy it
@@ -176,8 +186,10 @@ def lower(g, x_shape, tune, algos=None):
             vids[v] = plan.add_value(kind, base + off, size[v])
         return vids[v]
 
-    def const(a):
-        return plan.add_constant(np.ascontiguousarray(a, dtype=dt))
+    def const(n, name):
+        if name not in n.native:
+            n.native[name] = np.ascontiguousarray(n.consts[name], dtype=dt)
+        return plan.add_constant(n.native[name], copy=False)
 
     steps, chosen = [], []
     for n in g.nodes:
@@ -193,9 +205,9 @@ def lower(g, x_shape, tune, algos=None):
             name = algos[len(chosen)] if algos is not None else _choose(desc, f64, tune)
             chosen.append(name)
             st.update(conv=list(desc), algo=_core.ALGO_NAMES.index(name),
-                      weight=const(n.consts["weight"]))
+                      weight=const(n, "weight"))
             if "bias" in n.consts:
-                st["bias"] = const(n.consts["bias"])
+                st["bias"] = const(n, "bias")
             if n.residual is not None:
                 st["in1"] = value(n.residual)
             info.algo = name
@@ -206,9 +218,9 @@ def lower(g, x_shape, tune, algos=None):
             st.update(dims=list(x), extra=list(shapes[n.out][2:]))
         elif n.op == "linear":
             m = int(np.prod(x[:-1]))
-            st.update(dims=[m, x[-1], n.attrs["nout"], 0], weight=const(n.consts["weight"]))
+            st.update(dims=[m, x[-1], n.attrs["nout"], 0], weight=const(n, "weight"))
             if "bias" in n.consts:
-                st["bias"] = const(n.consts["bias"])
+                st["bias"] = const(n, "bias")
         elif n.op in ("act", "add"):
             st.update(op=_OPS["eltwise"], dims=[size[n.out], 0, 0, 0])
             if n.op == "add":
@@ -217,7 +229,7 @@ def lower(g, x_shape, tune, algos=None):
             st.update(dims=[x[0], x[1], hw, 0], in1=value(n.inputs[1]))
         elif n.op == "affine":
             st.update(dims=[x[0], x[1] if len(x) > 1 else 1, hw, 0],
-                      weight=const(n.consts["scale"]), bias=const(n.consts["shift"]))
+                      weight=const(n, "scale"), bias=const(n, "shift"))
         elif n.op == "lrn":
             a = n.attrs
             st.update(dims=[x[0], x[1], hw, 0], extra=[a["size"], 0],
