@@ -107,8 +107,11 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
     const int64_t j0 = q == 0 ? 0 : nout * q / parts / 16 * 16;
     const int64_t j1 = q + 1 == parts ? nout : nout * (q + 1) / parts / 16 * 16;
     if (j1 <= j0) continue;
-    // x [m, k] x W[j0:j1]^T [k, j1-j0] -> y[:, j0:j1]  (row stride nout)
-    gemm(false, true, m, j1 - j0, k, T(1), x, k, w + j0 * k, k, T(0), y + j0, nout);
+    if (m == 1) {  // one row (batch 1): W[j0:j1] [j1-j0, k] x x [k] -> y[j0:j1], W read once
+      gemv(j1 - j0, k, w + j0 * k, k, x, y + j0);
+    } else {  // x [m, k] x W[j0:j1]^T [k, j1-j0] -> y[:, j0:j1]  (row stride nout)
+      gemm(false, true, m, j1 - j0, k, T(1), x, k, w + j0 * k, k, T(0), y + j0, nout);
+    }
     for (int64_t r = 0; r < m; ++r) {
       T *yr = y + r * nout;
       if (b)

@@ -115,5 +115,6 @@ bool expect_close(const std::vector<T> &got, const std::vector<double> &want,
 int64_t run_conv_edges(Rng &rng, int64_t random_configs);
 int64_t run_pool_edges(Rng &rng, int64_t random_configs);
 int64_t run_fuzz(Rng &rng, int64_t descriptors);
+int64_t run_plan_fuzz(Rng &rng, int64_t plans);  // plan_fuzz.cpp
 
 }  // namespace drv
