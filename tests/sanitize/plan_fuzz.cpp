@@ -10,6 +10,7 @@ namespace drv {
 namespace {
 
 constexpr int64_t kCap = 4096;  // elements: the largest plan buffer
+int64_t g_steps = 0, g_accepted = 0;  // steps offered, and accepted (then run)
 
 int64_t small_or_hostile(Rng &rng, int64_t lo, int64_t hi) {
   static const std::vector<int64_t> bad = {std::numeric_limits<int64_t>::min(), -1, 0, 1,
@@ -24,7 +25,9 @@ struct PlanDel {
 
 void fuzz_one_plan(Rng &rng) {
   const fc_dtype t = rng.chance(0.5) ? FC_F32 : FC_F64;
-  const int64_t in = rng.range(1, kCap), out = rng.range(1, kCap), arena = rng.range(0, kCap);
+  // mostly buffers large enough for the small steps below, so that many are accepted and run
+  auto size = [&](int64_t lo) { return rng.chance(0.8) ? rng.range(kCap / 2, kCap) : rng.range(lo, kCap); };
+  const int64_t in = size(1), out = size(1), arena = size(0);
   fc_plan *raw = nullptr;
   if (!expect(fc_plan_create(t, in, out, arena, &raw) == FC_OK && raw, "plan_create(valid)")) return;
   std::unique_ptr<fc_plan, PlanDel> p(raw);
@@ -42,8 +45,9 @@ void fuzz_one_plan(Rng &rng) {
   for (int i = 0, n = (int)rng.range(1, 6); i < n; ++i) {
     const int32_t kind = (int32_t)(rng.chance(0.9) ? rng.range(0, 2) : small_or_hostile(rng, -3, 5));
     const int64_t cap = kind == 0 ? in : kind == 1 ? out : arena;
-    const int64_t off = small_or_hostile(rng, 0, std::max<int64_t>(0, cap / 2));
-    const int64_t elems = small_or_hostile(rng, 0, std::max<int64_t>(1, cap - std::max<int64_t>(0, off)));
+    const bool whole = rng.chance(0.6);  // the whole buffer, or a random (often bad) part
+    const int64_t off = whole ? 0 : small_or_hostile(rng, 0, std::max<int64_t>(0, cap / 2));
+    const int64_t elems = whole ? cap : small_or_hostile(rng, 0, std::max<int64_t>(1, cap - std::max<int64_t>(0, off)));
     int64_t id;
     const int s = fc_plan_add_value(p.get(), kind, off, elems, &id);
     expect(is_status(s), "plan_add_value status");
@@ -58,11 +62,16 @@ void fuzz_one_plan(Rng &rng) {
     s.op = (int32_t)(rng.chance(0.9) ? rng.range(0, FC_PLAN_OP_COUNT_ - 1) : small_or_hostile(rng, -2, 20));
     s.act = (int32_t)(rng.chance(0.8) ? rng.range(0, FC_ACT_COUNT_ - 1) : small_or_hostile(rng, -2, 9));
     s.alpha = 0.1;
-    s.in0 = small_or_hostile(rng, -1, nvalues);
-    s.in1 = rng.chance(0.5) ? -1 : small_or_hostile(rng, -1, nvalues);
-    s.out = small_or_hostile(rng, -1, nvalues);
-    s.weight = rng.chance(0.3) ? -1 : small_or_hostile(rng, -1, 4);
-    s.bias = rng.chance(0.5) ? -1 : small_or_hostile(rng, -1, 4);
+    s.in0 = small_or_hostile(rng, 0, std::max<int64_t>(0, nvalues - 1));
+    s.out = small_or_hostile(rng, 0, std::max<int64_t>(0, nvalues - 1));
+    // mostly the operands the op takes (a second input, a weight, a bias), sometimes any
+    const bool takes_in1 = s.op == FC_PLAN_CONV || s.op == FC_PLAN_ELTWISE || s.op == FC_PLAN_CHANNEL_MUL;
+    const bool takes_w = s.op == FC_PLAN_CONV || s.op == FC_PLAN_LINEAR || s.op == FC_PLAN_CHANNEL_AFFINE;
+    const bool fit = rng.chance(0.9);
+    s.in1 = (fit ? takes_in1 && rng.chance(0.7) : rng.chance(0.5)) ? small_or_hostile(rng, 0, std::max<int64_t>(0, nvalues - 1)) : -1;
+    s.weight = (fit ? takes_w : rng.chance(0.5)) ? small_or_hostile(rng, 0, 3) : -1;
+    s.bias = (fit ? takes_w && rng.chance(0.5) : rng.chance(0.5)) ? small_or_hostile(rng, 0, 3) : -1;
+    if (fit && (s.op == FC_PLAN_LRN || s.op == FC_PLAN_COPY_CHANNELS)) s.act = FC_ACT_NONE;
     s.conv = {small_or_hostile(rng, 1, 2), small_or_hostile(rng, 1, 4), small_or_hostile(rng, 1, 8),
               small_or_hostile(rng, 1, 8), small_or_hostile(rng, 1, 4), small_or_hostile(rng, 1, 3),
               small_or_hostile(rng, 1, 3), small_or_hostile(rng, 1, 2), small_or_hostile(rng, 1, 2),
@@ -75,12 +84,14 @@ void fuzz_one_plan(Rng &rng) {
               small_or_hostile(rng, 1, 2), small_or_hostile(rng, 1, 2), small_or_hostile(rng, 0, 1),
               small_or_hostile(rng, 0, 1), small_or_hostile(rng, 1, 2), small_or_hostile(rng, 1, 2),
               rng.range(0, 1)};
-    for (auto &d : s.dims) d = small_or_hostile(rng, 0, 64);
+    for (auto &d : s.dims) d = small_or_hostile(rng, 0, 12);
     for (auto &e : s.extra) e = small_or_hostile(rng, 0, 8);
     s.lrn[0] = 1e-4, s.lrn[1] = 0.75, s.lrn[2] = 1.0;
     const int st = fc_plan_add_step(p.get(), &s);
     expect(is_status(st), "plan_add_step status");
     accepted += st == FC_OK;
+    ++g_steps;
+    g_accepted += st == FC_OK;
   }
   if (t == FC_F32) {
     std::vector<float> x((size_t)in, 0.5f), y((size_t)out, 0.0f);
@@ -128,6 +139,7 @@ int64_t run_plan_fuzz(Rng &rng, int64_t plans) {
     q = nullptr;
   }
   expect(fc_conv2d_forward_prepared(nullptr, x.data(), nullptr, nullptr, 0, 0, y.data()) == FC_EINVAL, "forward_prepared(NULL)");
+  std::fprintf(stderr, "plan steps: %lld offered, %lld accepted and run\n", (long long)g_steps, (long long)g_accepted);
   return plans;
 }
 
