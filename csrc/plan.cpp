@@ -158,6 +158,11 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
   T *out = val(s.out);
   const T *a = val(s.in0), *b = val(s.in1);
   const int64_t *d = s.dims;
+  // (a per-channel step over no element does nothing: its loops over n*c must not even start,
+  // n*c may be huge when the plane is empty)
+  if ((s.op == FC_PLAN_CHANNEL_MUL || s.op == FC_PLAN_CHANNEL_AFFINE || s.op == FC_PLAN_LRN ||
+       s.op == FC_PLAN_COPY_CHANNELS) && (d[0] == 0 || d[1] == 0 || d[2] == 0))
+    return FC_OK;
   switch (s.op) {
     case FC_PLAN_CONV: {
       return fc_conv2d_forward_prepared(p.prepared[index].get(), a, cst(s.bias), b, s.act, s.alpha, out);

@@ -2,6 +2,7 @@
 // one threaded pass over its output, the activation applied while the values are in registers.
 // Convolutions and pools are the library's own entries; their epilogue (bias, residual add,
 // activation) is epilogue() here, one pass over each output plane right after it is written.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -107,7 +108,9 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
     const int64_t j0 = q == 0 ? 0 : nout * q / parts / 16 * 16;
     const int64_t j1 = q + 1 == parts ? nout : nout * (q + 1) / parts / 16 * 16;
     if (j1 <= j0) continue;
-    if (m == 1) {  // one row (batch 1): W[j0:j1] [j1-j0, k] x x [k] -> y[j0:j1], W read once
+    if (k == 0) {  // an empty sum (BLAS would leave y as it was)
+      for (int64_t r = 0; r < m; ++r) std::fill(y + r * nout + j0, y + r * nout + j1, T(0));
+    } else if (m == 1) {  // one row (batch 1): W[j0:j1] [j1-j0, k] x x [k] -> y[j0:j1], W read once
       gemv(j1 - j0, k, w + j0 * k, k, x, y + j0);
     } else {  // x [m, k] x W[j0:j1]^T [k, j1-j0] -> y[:, j0:j1]  (row stride nout)
       gemm(false, true, m, j1 - j0, k, T(1), x, k, w + j0 * k, k, T(0), y + j0, nout);

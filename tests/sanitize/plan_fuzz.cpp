@@ -2,6 +2,7 @@
 // and steps. fc_plan_add_step must only ever return a status; every step it accepts must run
 // on buffers of exactly the plan's sizes (std::vectors: AddressSanitizer reports any element
 // past either end), and fc_conv2d_prepare / fc_conv2d_forward_prepared reject bad arguments.
+#include <cstdlib>
 #include <memory>
 
 #include "common.h"
@@ -88,6 +89,11 @@ void fuzz_one_plan(Rng &rng) {
     for (auto &e : s.extra) e = small_or_hostile(rng, 0, 8);
     s.lrn[0] = 1e-4, s.lrn[1] = 0.75, s.lrn[2] = 1.0;
     const int st = fc_plan_add_step(p.get(), &s);
+    if (st == FC_OK && std::getenv("FASTCONV_DRIVER_TRACE"))
+      std::fprintf(stderr, "plan step op=%d act=%d in0=%lld in1=%lld out=%lld w=%lld b=%lld algo=%d conv=%s dims=%lld,%lld,%lld,%lld extra=%lld,%lld\n",
+                   (int)s.op, (int)s.act, (long long)s.in0, (long long)s.in1, (long long)s.out, (long long)s.weight,
+                   (long long)s.bias, (int)s.algo, str(s.conv).c_str(), (long long)s.dims[0], (long long)s.dims[1],
+                   (long long)s.dims[2], (long long)s.dims[3], (long long)s.extra[0], (long long)s.extra[1]);
     expect(is_status(st), "plan_add_step status");
     accepted += st == FC_OK;
     ++g_steps;
