@@ -30,6 +30,7 @@ from .bench import _progress, cpu_line, import_torch, sgemm_rate, write_results
 NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50")
 PEERS = ("torch", "onnxruntime", "openvino")
 RUNNERS = ("plan", "eager") + PEERS
+INPUT = {"lenet5": (1, 32), "overfeat_fast": (3, 231)}  # (channels, size); the rest 3 x 224
 
 
 def net_flops(graph, x_shape):
@@ -103,8 +104,8 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     """One row: each runner's median/min/max ms over interleaved rounds, and the facts."""
     manual_seed(seed)
     model = models.get_model(name).eval()
-    size = 231 if name == "overfeat_fast" else 224
-    x = np.random.default_rng(seed).standard_normal((batch, 3, size, size), dtype=np.float32)
+    channels, size = INPUT.get(name, (3, 224))
+    x = np.random.default_rng(seed).standard_normal((batch, channels, size, size), dtype=np.float32)
     t0 = time.perf_counter()
     plan = inference.compile(model, x, tune=tune)
     compile_s = time.perf_counter() - t0
