@@ -128,7 +128,7 @@ fc_status step_needs(const fc_plan_step &s, Need *nd) {
         if (s.extra[0] < 1) return fail(FC_EINVAL, "plan step: LRN size %lld < 1", (long long)s.extra[0]);
       } else {
         if (s.extra[0] < 0 || s.extra[1] < 0 || d[1] > s.extra[0] - s.extra[1])
-          return fail(FC_EINVAL, "plan step: %lld channels from channel %lld do not fit the %lld of the output",
+          return fail(FC_EINVAL, "plan step: %lld channels from channel %lld lie outside the %lld of the output",
                       (long long)d[1], (long long)s.extra[1], (long long)s.extra[0]);
         if (!product({d[0], s.extra[0], d[2]}, &nd->out))
           return fail(FC_EOVERFLOW, "plan step: sizes overflow int64");
