@@ -165,7 +165,10 @@ def compile(model, example_input, tune=None):
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"example_input must be float32 or float64, got {x.dtype}")
     x = _as_input(x, x.dtype, "example_input")
-    graph = _graph.optimize(_graph.capture(model, x))
+    # traced on the first image only (the graph does not depend on the batch; at batch 8 the
+    # eager forward would cost half of a tuned compile), then planned for the whole example
+    graph = _graph.optimize(_graph.capture(model, x[:1]))
+    graph.example_shape = tuple(x.shape)
     if tune is None:
         tune = get_autotune() != "off"
     plan = Plan(graph, bool(tune))

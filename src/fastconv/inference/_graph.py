@@ -235,12 +235,16 @@ def capture(model, example):
 
     if _ag._tracer.record is not None:
         raise RuntimeError("fastconv.inference.compile: already capturing on this thread")
+    from .. import _core
     _ag._tracer.record = record
+    tuning = _core.get_autotune()
+    _core.set_autotune(0)  # (the traced forward only records ops: nothing to measure there)
     try:
         with _ag.no_grad():
             out = model(x)
     finally:
         _ag._tracer.record = None
+        _core.set_autotune(tuning)
     if not isinstance(out, _ag.Tensor) or id(out) not in values:
         raise UnsupportedOp("the model's forward must return one Tensor computed from its input "
                             f"(got {type(out).__name__})")
