@@ -190,3 +190,25 @@ def test_bench_infer_twin_equals_the_plan():
     y = inference.compile(model, x, tune=False)(x)
     assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
     assert fastconv.inference.compile(model, x, tune=False)(x).shape == (2, 1000)
+
+
+def test_calls_from_several_threads_take_turns():
+    """One plan has one arena: concurrent calls (the GIL is released while it runs) must not
+    interleave; each thread gets the single-threaded answer."""
+    import threading
+    model = models.resnet18().eval()
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    plan = inference.compile(model, xs[0], tune=False)
+    want = [plan(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(5):
+            got[i] = plan(xs[i])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import zipfile
 
 import numpy as np
@@ -52,8 +53,15 @@ class Plan:
         self._dtype = np.dtype(graph.dtype)
         self._lowered = {}
         self._saved_algos = dict(algos or {})
+        # one native plan has one arena and scratch: calls from several threads take turns
+        # (the GIL is released while a plan runs)
+        self._lock = threading.Lock()
 
     def _for(self, shape):
+        with self._lock:
+            return self._lower_locked(shape)
+
+    def _lower_locked(self, shape):
         shape = tuple(int(v) for v in shape)
         low = self._lowered.get(shape)
         if low is None:
@@ -90,7 +98,8 @@ class Plan:
             raise ValueError("out must be C-contiguous and writeable")
         elif np.shares_memory(out, x):
             raise ValueError("out must not overlap x")
-        low.native.run(x.reshape(-1), out.reshape(-1))
+        with self._lock:
+            low.native.run(x.reshape(-1), out.reshape(-1))
         return out
 
     __call__ = run
@@ -102,7 +111,8 @@ class Plan:
         out = np.empty(low.out_shape, self._dtype)
         best = None
         for _ in range(max(1, int(repeat))):
-            secs = low.native.run(x.reshape(-1), out.reshape(-1), True)
+            with self._lock:
+                secs = low.native.run(x.reshape(-1), out.reshape(-1), True)
             best = secs if best is None else [min(a, b) for a, b in zip(best, secs)]
         return best
 
