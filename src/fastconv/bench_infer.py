@@ -31,6 +31,7 @@ NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50")
 PEERS = ("torch", "onnxruntime", "openvino")
 RUNNERS = ("plan", "eager") + PEERS
 INPUT = {"lenet5": (1, 32), "overfeat_fast": (3, 231)}  # (channels, size); the rest 3 x 224
+PAUSE_S = 0.2  # before each timed call (see bench_net)
 
 
 def net_flops(graph, x_shape):
@@ -127,6 +128,9 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     times = {k: [] for k in runners}
     for _ in range(repeat):
         for k, f in runners.items():
+            # a pause first: another runtime's pool threads spin-wait a while after their run
+            # (ONNX Runtime's by default) and would take the cores from this one
+            time.sleep(PAUSE_S)
             s = time.perf_counter()
             f()
             times[k].append((time.perf_counter() - s) * 1e3)
