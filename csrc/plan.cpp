@@ -174,13 +174,13 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
       if (st) return st;
       int64_t ho, wo;
       fc_pool2d_output_size(&s.pool, &ho, &wo);
-      epilogue(out, (const T *)nullptr, s.pool.n * s.pool.c * ho * wo, s.act, s.alpha);
+      eltwise(out, (const T *)nullptr, out, s.pool.n * s.pool.c * ho * wo, s.act, s.alpha);
       return FC_OK;
     }
     case FC_PLAN_ADAPTIVE_AVG: {
       const fc_planes2d_desc pd{d[0], d[1], d[2], d[3], s.extra[0], s.extra[1]};
       if (fc_status st = fc_adaptive_avg_pool2d_forward(&pd, t, a, out)) return st;
-      epilogue(out, (const T *)nullptr, d[0] * d[1] * s.extra[0] * s.extra[1], s.act, s.alpha);
+      eltwise(out, (const T *)nullptr, out, d[0] * d[1] * s.extra[0] * s.extra[1], s.act, s.alpha);
       return FC_OK;
     }
     case FC_PLAN_LINEAR: return linear(a, cst(s.weight), cst(s.bias), out, d[0], d[1], d[2], s.act, s.alpha);

@@ -1,7 +1,7 @@
 // The inference executor's element-wise, channel and linear steps (plan.cpp runs them): each is
 // one threaded pass over its output, the activation applied while the values are in registers.
 // Convolutions and pools are the library's own entries; their epilogue (bias, residual add,
-// activation) is epilogue() here, one pass over each output plane right after it is written.
+// activation), where the operator does not apply it itself, is eltwise() on the output in place.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,20 +17,6 @@ namespace {
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel job of the flat loops
 
 }  // namespace
-
-template <class T>
-void epilogue(T *y, const T *res, int64_t count, int act, double alpha) {
-  const T a = T(alpha);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t lo = 0; lo < count; lo += kChunk) {
-    const int64_t hi = std::min(count, lo + kChunk);
-    if (res) {
-#pragma omp simd
-      for (int64_t i = lo; i < hi; ++i) y[i] += res[i];
-    }
-    act_run(y + lo, hi - lo, act, a);
-  }
-}
 
 template <class T>
 void eltwise(const T *a, const T *b, T *y, int64_t count, int act, double alpha) {
@@ -126,7 +112,6 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
 }
 
 #define FC_PLAN_OPS(T)                                                                          \
-  template void epilogue<T>(T *, const T *, int64_t, int, double);                              \
   template void eltwise<T>(const T *, const T *, T *, int64_t, int, double);                    \
   template void channel_scale<T>(const T *, const T *, int64_t, const T *, T *, int64_t,        \
                                  int64_t, int64_t, int, double);                                \

@@ -6,11 +6,8 @@
 
 namespace fc {
 
-// y[i] = act(y[i] + res[i]) for i < count (res may be null): a convolution's or pool's epilogue.
-template <class T>
-void epilogue(T *y, const T *res, int64_t count, int act, double alpha);
-
-// y[i] = act(a[i] + b[i]) (b may be null: y = act(a)); y may be a or b.
+// y[i] = act(a[i] + b[i]) (b may be null: y = act(a)); y may be a or b. With y == a it is an
+// operator's epilogue (a residual add and an activation) in place.
 template <class T>
 void eltwise(const T *a, const T *b, T *y, int64_t count, int act, double alpha);
 

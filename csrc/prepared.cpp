@@ -95,7 +95,7 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
     }
     fc_status st = p->u ? conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y)
                         : fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
-    if (st == FC_OK && !ep.none()) epilogue(Y, ep.res, out, act, alpha);  // one pass after
+    if (st == FC_OK && !ep.none()) eltwise(Y, ep.res, Y, out, act, alpha);  // one pass after, in place
     return st;
   };
   blas_init_single_threaded();
