@@ -104,6 +104,67 @@ void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
   check(fcpy::call([&] { return fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data()); }));
 }
 
+// Optional array arguments: None, or an array of the dtype with count elements.
+const void *opt_in(const py::object &o, const char *name, fc_dtype t, int64_t count, py::array *keep) {
+  if (o.is_none()) return nullptr;
+  *keep = py::reinterpret_borrow<py::array>(o);
+  check_array(*keep, name, t, count, false);
+  return keep->data();
+}
+void *opt_out(const py::object &o, const char *name, fc_dtype t, int64_t count, py::array *keep) {
+  if (o.is_none()) return nullptr;
+  *keep = py::reinterpret_borrow<py::array>(o);
+  check_array(*keep, name, t, count, true);
+  return keep->mutable_data();
+}
+
+// x (n, c, hw) as three sizes; the arrays are checked against them.
+void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, const py::object &w,
+                        const py::object &b, const py::object &res, int act, bool batch_stats,
+                        double eps, py::array &mean, const py::object &var, py::array &invstd,
+                        py::array &y) {
+  fc_dtype t = dtype_of(x, "x");
+  const int64_t count = n * c * hw;
+  if (n < 0 || c < 0 || hw < 0 || (c && hw && n > INT64_MAX / c / hw))
+    throw py::value_error("batch_norm: bad sizes");
+  check_array(x, "x", t, count, false);
+  check_array(mean, "mean", t, c, batch_stats);
+  check_array(invstd, "invstd", t, c, batch_stats);
+  check_array(y, "out", t, count, true);
+  py::array kw, kb, kr, kv;
+  const void *wp = opt_in(w, "weight", t, c, &kw), *bp = opt_in(b, "bias", t, c, &kb),
+             *rp = opt_in(res, "residual", t, count, &kr);
+  void *vp = opt_out(var, "var", t, c, &kv);
+  void *mp = batch_stats ? mean.mutable_data() : const_cast<void *>(mean.data());
+  void *ip = batch_stats ? invstd.mutable_data() : const_cast<void *>(invstd.data());
+  check(fcpy::call([&] {
+    return fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps, mp, vp, ip,
+                                 y.mutable_data());
+  }));
+}
+
+void batch_norm_backward(const py::array &dy, const py::array &x, int64_t n, int64_t c, int64_t hw,
+                         const py::object &y, const py::array &mean, const py::array &invstd,
+                         const py::object &w, bool batch_stats, const py::object &dx,
+                         const py::object &dres, const py::object &dw, const py::object &db) {
+  fc_dtype t = dtype_of(dy, "grad_out");
+  const int64_t count = n * c * hw;
+  if (n < 0 || c < 0 || hw < 0 || (c && hw && n > INT64_MAX / c / hw))
+    throw py::value_error("batch_norm: bad sizes");
+  check_array(dy, "grad_out", t, count, false);
+  check_array(x, "x", t, count, false);
+  check_array(mean, "mean", t, c, false);
+  check_array(invstd, "invstd", t, c, false);
+  py::array ky, kw, kdx, kdr, kdw, kdb;
+  const void *yp = opt_in(y, "y", t, count, &ky), *wp = opt_in(w, "weight", t, c, &kw);
+  void *dxp = opt_out(dx, "grad_x", t, count, &kdx), *drp = opt_out(dres, "grad_residual", t, count, &kdr),
+       *dwp = opt_out(dw, "grad_weight", t, c, &kdw), *dbp = opt_out(db, "grad_bias", t, c, &kdb);
+  check(fcpy::call([&] {
+    return fc_batch_norm_backward(t, n, c, hw, dy.data(), x.data(), yp, mean.data(), invstd.data(), wp,
+                                  batch_stats, dxp, drp, dwp, dbp);
+  }));
+}
+
 }  // namespace
 
 void fc_bind_pool(py::module_ &m);    // _core_pool.cpp
@@ -208,6 +269,14 @@ PYBIND11_MODULE(_core, m) {
      "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
+  m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("n"), py::arg("c"),
+        py::arg("hw"), py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("act"),
+        py::arg("batch_stats"), py::arg("eps"), py::arg("mean"), py::arg("var"), py::arg("invstd"),
+        py::arg("out"));
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_out"), py::arg("x"), py::arg("n"),
+        py::arg("c"), py::arg("hw"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
+        py::arg("weight"), py::arg("batch_stats"), py::arg("grad_x"), py::arg("grad_residual"),
+        py::arg("grad_weight"), py::arg("grad_bias"));
   fc_bind_pool(m);
   fc_bind_memory(m);
   fc_bind_plan(m);

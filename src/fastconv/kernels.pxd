@@ -127,6 +127,17 @@ cdef extern from "fastconv/fastconv.h" nogil:
     # ---- element-wise ----
     fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y)
     fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx)
+    fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, const void *x,
+                                    const void *weight_or_null, const void *bias_or_null,
+                                    const void *residual_or_null, int act, int batch_stats,
+                                    double eps, void *mean, void *var_or_null, void *invstd,
+                                    void *y)
+    fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                     const void *dy, const void *x, const void *y_or_null,
+                                     const void *mean, const void *invstd,
+                                     const void *weight_or_null, int batch_stats,
+                                     void *dx_or_null, void *dres_or_null,
+                                     void *dweight_or_null, void *dbias_or_null)
 
     # ---- prepared convolutions and inference plans ----
     ctypedef struct fc_conv2d_prepared:

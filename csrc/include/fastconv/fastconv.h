@@ -295,6 +295,31 @@ FC_API fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y);
 /* Gradient of ReLU from its output: dx[i] = y[i] > 0 ? dy[i] : 0 for i < n; dx may be dy. */
 FC_API fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx);
 
+/* ---- batch normalisation (training and eval) ----
+ * x is (n, c, hw): channel ch of image i is the plane x + (i*c + ch)*hw. Per channel,
+ *   y = (x - mean) * invstd * weight + bias (+ residual), then act (FC_ACT_NONE or FC_ACT_RELU).
+ * batch_stats != 0: mean, invstd = 1/sqrt(var + eps) and (if var_or_null) the biased var are
+ * the batch's, computed here (double accumulators, one fixed order per channel: deterministic
+ * at any thread count) and written to mean, var_or_null, invstd ([c] each). batch_stats == 0:
+ * mean and invstd are inputs (the running statistics); var_or_null and eps are unused.
+ * Weight, bias and residual (laid out as x) may be NULL. Running statistics are the caller's. */
+FC_API fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, const void *x,
+                                       const void *weight_or_null, const void *bias_or_null,
+                                       const void *residual_or_null, int act, int batch_stats,
+                                       double eps, void *mean, void *var_or_null, void *invstd,
+                                       void *y);
+
+/* The gradients of fc_batch_norm_forward, given its dy, x, mean and invstd. y_or_null: the
+ * forward's output when it fused a ReLU (dy is masked by y > 0), else NULL. batch_stats as in the
+ * forward (0: the statistics were constants). Each output may be NULL: dx; dres (the residual's
+ * gradient, dy through the ReLU; needs y); dweight and dbias ([c]). */
+FC_API fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                        const void *dy, const void *x, const void *y_or_null,
+                                        const void *mean, const void *invstd,
+                                        const void *weight_or_null, int batch_stats,
+                                        void *dx_or_null, void *dres_or_null,
+                                        void *dweight_or_null, void *dbias_or_null);
+
 
 /* ---- inference plans: a network's forward as a list of steps run in one call ----
  *

@@ -100,6 +100,9 @@ def bn_node(v, mean, var, w, b, eps):
     return Node("affine", [v], -1, {"what": "batch_norm", "eps": float(eps)}, consts)
 
 
+_PREV = object()  # in a chain of nodes _translate makes for one op: the previous node's output
+
+
 def _translate(cls, ins, kw, shapes, out_shape):
     """The node for one recorded op: ins are ("v", value id) / ("c", ndarray) / ("s", scalar)."""
     kinds = [k for k, _ in ins]
@@ -124,8 +127,14 @@ def _translate(cls, ins, kw, shapes, out_shape):
         if kw.get("use_batch_stats", True):
             raise UnsupportedOp("batch_norm uses batch statistics: the model is in training mode "
                                 "(call model.eval() before compiling)")
-        return bn_node(vals[0], kw["running_mean"], kw["running_var"], const(1, "weight"),
-                       const(2, "bias"), kw.get("eps", 1e-5))
+        nodes = [bn_node(vals[0], kw["running_mean"], kw["running_var"], const(1, "weight"),
+                         const(2, "bias"), kw.get("eps", 1e-5))]
+        if len(vals) > 3 and vals[3] is not None:  # fused residual (then activation)
+            need_value(3, "residual")
+            nodes.append(Node("add", [_PREV, vals[3]], -1, {}, {}))
+        if kw.get("activation"):
+            nodes.append(Node("act", [_PREV], -1, {}, {}, act=kw["activation"], alpha=0.0))
+        return nodes if len(nodes) > 1 else nodes[0]
     if cls in _ACTS:
         need_value(0, "x")
         alpha = kw.get("negative_slope", kw.get("alpha", 0.0))
@@ -224,14 +233,16 @@ def capture(model, example):
         if not any(k == "v" for k, _ in ins):
             return  # an op on constants only: its result is a constant where it is used
         try:
-            node = _translate(cls, ins, kwargs, shapes, tuple(result.shape))
+            made = _translate(cls, ins, kwargs, shapes, tuple(result.shape))
         except UnsupportedOp as e:
             raise UnsupportedOp(f"cannot compile op #{len(nodes)} ({cls.__name__}): {e}") from None
-        node.out = len(shapes)
-        shapes[node.out] = tuple(result.shape)
+        for node in made if isinstance(made, list) else [made]:  # a fused op: a chain, in order
+            node.inputs = [nodes[-1].out if v is _PREV else v for v in node.inputs]
+            node.out = len(shapes)
+            shapes[node.out] = tuple(result.shape)
+            nodes.append(node)
         values[id(result)] = node.out
         keep.append(result)
-        nodes.append(node)
 
     if _ag._tracer.record is not None:
         raise RuntimeError("fastconv.inference.compile: already capturing on this thread")

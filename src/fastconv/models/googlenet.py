@@ -22,7 +22,7 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(cout, eps=0.001, dtype=dtype)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        return self.bn(self.conv(x), activation="relu")  # relu(bn(...)) in one pass
 
 
 def _plain_conv(cin, cout, dtype=np.float32, **conv_kwargs):

@@ -52,12 +52,11 @@ class BasicBlock(nn.Module):
         self.se_reduction = se_reduction
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.se_reduction:
-            out = self.se(out)
+        out = self.bn1(self.conv1(x), activation="relu")  # relu(bn1(...)) in one pass
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        if self.se_reduction:
+            return self.relu(self.se(self.bn2(self.conv2(out))) + identity)
+        return self.bn2(self.conv2(out), identity, "relu")  # relu(bn2(...) + identity)
 
 
 class Bottleneck(nn.Module):
@@ -80,13 +79,12 @@ class Bottleneck(nn.Module):
         self.se_reduction = se_reduction
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.se_reduction:
-            out = self.se(out)
+        out = self.bn1(self.conv1(x), activation="relu")  # relu(bn1(...)) in one pass
+        out = self.bn2(self.conv2(out), activation="relu")
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        if self.se_reduction:
+            return self.relu(self.se(self.bn3(self.conv3(out))) + identity)
+        return self.bn3(self.conv3(out), identity, "relu")  # relu(bn3(...) + identity)
 
 
 class ResNet(nn.Module):
@@ -129,7 +127,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x), activation="relu"))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 

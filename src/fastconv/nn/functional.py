@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .. import functional as _K
 from ..autograd import (Elu, Function, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
                         Tensor, concat, default_generator)
@@ -227,63 +228,89 @@ def flatten(x, start_dim=1, end_dim=-1):
 
 
 class BatchNorm(Function):
-    """Batch norm over axis 1 of (N, C), (N, C, L) or (N, C, H, W)."""
+    """Batch norm over axis 1 of (N, C), (N, C, L) or (N, C, H, W), on fastconv's threaded
+    kernels (one pass for the statistics and one for the output, per channel, forward and
+    backward). Optionally fused: ``residual`` (laid out as x) added after the affine step, then
+    ``activation="relu"`` -- a ResNet block's tail in one pass, its gradient in one more."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, use_batch_stats=True,
-                momentum=0.1, eps=1e-5):
-        axes = (0,) + tuple(range(2, x.ndim))
-        bshape = (1, -1) + (1,) * (x.ndim - 2)
+    def forward(ctx, x, weight, bias, residual=None, running_mean=None, running_var=None,
+                use_batch_stats=True, momentum=0.1, eps=1e-5, activation=None):
+        if activation not in (None, "relu"):
+            raise ValueError(f"batch_norm: activation must be None or 'relu', got {activation!r}")
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"batch_norm: x must be float32 or float64, got {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"batch_norm: x must have a channel axis (N, C, ...), got shape {x.shape}")
+        n, c = x.shape[:2]
+        hw = int(np.prod(x.shape[2:], dtype=np.int64))
+        dt = x.dtype
+
+        def per_channel(a, name):
+            if a is None:
+                return None
+            a = np.ascontiguousarray(a, dtype=dt)
+            if a.shape != (c,):
+                raise ValueError(f"batch_norm: {name} must have shape ({c},), got {a.shape}")
+            return a
+
+        x = _c(x)
+        w, b = per_channel(weight, "weight"), per_channel(bias, "bias")
+        if residual is not None:
+            if residual.shape != x.shape:
+                raise ValueError(f"batch_norm: residual must have x's shape {x.shape}, got "
+                                 f"{residual.shape}")
+            residual = np.ascontiguousarray(residual, dtype=dt)
+        y = np.empty_like(x)
+        act = 1 if activation == "relu" else 0
         if use_batch_stats:
-            count = x.size // x.shape[1]
+            count = n * hw
             if count == 1:  # as PyTorch: an empty batch passes (an empty result), one value not
                 raise ValueError(f"batch_norm: expected more than 1 value per channel when "
                                  f"training, got input of shape {x.shape}")
-            mean = x.sum(axis=axes) / max(count, 1)  # no statistics of an empty batch: zeros
-            xc = x - mean.reshape(bshape)
-            var = (xc * xc).sum(axis=axes) / max(count, 1)
+            mean, var, invstd = (np.empty(c, dt) for _ in range(3))
+            _core.batch_norm_forward(x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y)
             if running_mean is not None and count:  # an empty batch leaves them (as PyTorch)
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
                 running_var *= 1 - momentum
                 running_var += momentum * var * (count / (count - 1))
         else:
-            xc = x - running_mean.reshape(bshape)
-            var = running_var
-        invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-        xhat = xc * invstd.reshape(bshape)
-        ctx.save_for_backward(xhat, invstd, weight)
-        ctx.axes, ctx.bshape, ctx.batch = axes, bshape, use_batch_stats
-        y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
-        if bias is not None:
-            y += bias.reshape(bshape)
+            mean = per_channel(running_mean, "running_mean")
+            invstd = (1.0 / np.sqrt(running_var + eps)).astype(dt)
+            _core.batch_norm_forward(x, n, c, hw, w, b, residual, act, False, eps, mean, None, invstd, y)
+        ctx.save_for_backward(x, y if act else None, mean, invstd, w)
+        ctx.batch, ctx.sizes = use_batch_stats, (n, c, hw)
+        ctx.dtypes = tuple(None if a is None else a.dtype for a in (weight, bias))
         return y
 
     @staticmethod
     def backward(ctx, g):
-        xhat, invstd, weight = ctx.saved
-        axes, bshape = ctx.axes, ctx.bshape
-        nx, nw, nb = ctx.needs_input_grad
-        gb = g.sum(axis=axes)
-        gw = (g * xhat).sum(axis=axes)
-        gx = None
-        if nx:
-            scale = invstd if weight is None else invstd * weight
-            m = g.size // g.shape[1]
-            if ctx.batch and m:
-                gx = (g - (gb / m).reshape(bshape) - xhat * (gw / m).reshape(bshape)) * scale.reshape(bshape)
-            else:
-                gx = g * scale.reshape(bshape)
-        return gx, gw if nw else None, gb if nb else None
+        x, y, mean, invstd, w = ctx.saved
+        n, c, hw = ctx.sizes
+        nx, nw, nb, nr = (ctx.needs_input_grad + (False,) * 4)[:4]
+        g = np.ascontiguousarray(g, dtype=x.dtype)
+        gx = np.empty_like(x) if nx else None
+        gr = np.empty_like(x) if nr and y is not None else None
+        gw, gb = (np.empty(c, x.dtype) if need else None for need in (nw, nb))
+        _core.batch_norm_backward(g, x, n, c, hw, y, mean, invstd, w, ctx.batch, gx, gr, gw, gb)
+        if nr and y is None:
+            gr = g  # (the residual was only added: its gradient is the output's)
+        wt, bt = ctx.dtypes
+        return (gx, None if gw is None else gw.astype(wt, copy=False),
+                None if gb is None else gb.astype(bt, copy=False), gr)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, residual=None, activation=None):
     """PyTorch's batch_norm: batch statistics when training (updating the running ones in place,
-    the variance unbiased), the running statistics otherwise (batch ones if there are none)."""
+    the variance unbiased), the running statistics otherwise (batch ones if there are none).
+    fastconv's extension: ``residual`` added and ``activation="relu"`` applied in the same pass,
+    ``relu(batch_norm(x) + residual)`` at the cost of a batch norm."""
     use_batch = training or running_mean is None
-    return BatchNorm.apply(x, weight, bias, running_mean=running_mean, running_var=running_var,
-                           use_batch_stats=use_batch, momentum=momentum, eps=eps)
+    return BatchNorm.apply(x, weight, bias, residual, running_mean=running_mean,
+                           running_var=running_var, use_batch_stats=use_batch, momentum=momentum,
+                           eps=eps, activation=activation)
 
 
 def _window_sum(a, before, after):

@@ -31,7 +31,9 @@ class _BatchNorm(Module):
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
 
-    def forward(self, x):
+    def forward(self, x, residual=None, activation=None):
+        """``self(x)`` as PyTorch's. fastconv's extension: ``self(x, residual, "relu")`` is
+        ``relu(self(x) + residual)`` in one pass (forward and backward), a ResNet block's tail."""
         if x.ndim not in self._ndims:
             raise ValueError(f"{type(self).__name__} expects a {' or '.join(map(str, self._ndims))}-d "
                              f"input, got shape {x.shape}")
@@ -42,7 +44,8 @@ class _BatchNorm(Module):
                 momentum = 1.0 / float(self.num_batches_tracked)
         use_running = not self.training and self.track_running_stats
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=not use_running, momentum=momentum or 0.0, eps=self.eps)
+                            training=not use_running, momentum=momentum or 0.0, eps=self.eps,
+                            residual=residual, activation=activation)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

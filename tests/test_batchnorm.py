@@ -1,0 +1,152 @@
+"""Batch norm on fastconv's kernels (csrc/batchnorm.cpp): training and eval, forward and every
+gradient, plain and fused with a residual add and ReLU, against PyTorch in float64 (1e-10) and
+float32 (the accuracy contract), central finite differences for the fused paths, odd shapes,
+running statistics, determinism, and bad input."""
+import numpy as np
+import pytest
+
+from _autograd_ref import assert_close, check_op, torch
+from fastconv import _core, nn
+from fastconv.autograd import Tensor
+from fastconv.nn import functional as F
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+TF = torch.nn.functional if torch is not None else None
+
+SHAPES = [(2, 3, 4, 5), (1, 1, 3, 3), (5, 2, 1, 1), (1, 4, 7, 1), (3, 5), (2, 3, 6), (8, 16, 9, 9)]
+
+
+def _stats(c, rng):
+    return rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("fuse", [None, "relu", "residual", "residual+relu"])
+def test_matches_torch_and_finite_differences(shape, training, fuse):
+    rng = np.random.default_rng(1)
+    c = shape[1]
+    rm, rv = _stats(c, rng)
+    residual = fuse and "residual" in fuse
+    act = "relu" if fuse and "relu" in fuse else None
+    shapes = [shape, (c,), (c,)] + ([shape] if residual else [])
+
+    def ours(x, w, b, r=None):  # fresh running statistics per call (finite differences)
+        return F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training, eps=1e-3,
+                            residual=r, activation=act)
+
+    def theirs(x, w, b, r=None):
+        y = TF.batch_norm(x, torch.tensor(rm), torch.tensor(rv), w, b, training=training, eps=1e-3)
+        y = y + r if r is not None else y
+        return TF.relu(y) if act else y
+
+    # (finite differences only where they fit: away from ReLU's kink is what the random data gives)
+    check_op(shapes, ours, TF and theirs, fd=int(np.prod(shape)) <= 200)
+
+
+@needs_torch
+@pytest.mark.parametrize("fuse", [None, "residual+relu"])
+def test_float32_within_the_accuracy_contract(fuse):
+    rng = np.random.default_rng(2)
+    shape = (4, 32, 14, 14)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(np.float32)  # a mean far from 0
+    w, b = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    r = rng.standard_normal(shape).astype(np.float32) if fuse else None
+    up = rng.standard_normal(shape).astype(np.float32)
+    act = "relu" if fuse else None
+    ts = [Tensor(a, requires_grad=True) for a in (x, w, b)] + ([Tensor(r, requires_grad=True)] if fuse else [])
+    y = F.batch_norm(ts[0], None, None, ts[1], ts[2], training=True, residual=ts[3] if fuse else None,
+                     activation=act)
+    y.backward(up)
+    tt = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)] + (
+        [torch.tensor(r.astype(np.float64), requires_grad=True)] if fuse else [])
+    yt = TF.batch_norm(tt[0], None, None, tt[1], tt[2], training=True)
+    if fuse:
+        yt = TF.relu(yt + tt[3])
+    yt.backward(torch.tensor(up.astype(np.float64)))
+    assert_close(y.data, yt.detach().numpy(), 1e-5, "y")
+    for t, u, name in zip(ts, tt, "x w b r".split()):
+        assert t.grad.dtype == np.float32
+        assert_close(t.grad, u.grad.numpy(), 1e-4, f"grad {name}")
+
+
+@needs_torch
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_module_running_statistics_match_torch(momentum):
+    rng = np.random.default_rng(3)
+    ours, theirs = nn.BatchNorm2d(3, momentum=momentum, dtype=np.float64), torch.nn.BatchNorm2d(
+        3, momentum=momentum, dtype=torch.float64)
+    for _ in range(3):
+        x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
+        ours(Tensor(x), None, "relu")
+        theirs(torch.tensor(x))
+    for k in ("running_mean", "running_var"):
+        assert_close(getattr(ours, k), getattr(theirs, k).numpy(), 1e-12, k)
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+
+
+def test_fused_is_the_composition():
+    rng = np.random.default_rng(4)
+    x, r = rng.standard_normal((3, 4, 5, 5)), rng.standard_normal((3, 4, 5, 5))
+    bn = nn.BatchNorm2d(4, dtype=np.float64)
+    fused = bn(Tensor(x), Tensor(r), "relu").data
+    plain = F.relu(bn(Tensor(x)) + Tensor(r)).data
+    np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_deterministic_at_any_thread_count(dtype):
+    import fastconv
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 7, 11, 13)).astype(dtype)
+    up = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        t = Tensor(x, requires_grad=True)
+        w = Tensor(np.ones(7, dtype), requires_grad=True)
+        y = F.batch_norm(t, None, None, w, None, training=True, activation="relu")
+        y.backward(up)
+        return y.data, t.grad, w.grad
+
+    with fastconv.threads(1):
+        one = run()
+    with fastconv.threads(2):
+        two, again = run(), run()
+    for a, b, c in zip(one, two, again):
+        assert np.array_equal(a, b) and np.array_equal(b, c)
+
+
+def test_inputs_are_not_modified():
+    rng = np.random.default_rng(6)
+    x, r = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
+    x0, r0 = x.copy(), r.copy()
+    t, tr = Tensor(x, requires_grad=True), Tensor(r, requires_grad=True)
+    F.batch_norm(t, None, None, None, None, training=True, residual=tr, activation="relu").sum().backward()
+    assert np.array_equal(x, x0) and np.array_equal(r, r0)
+
+
+def test_bad_input_is_a_clear_error():
+    x = np.zeros((2, 3, 4, 4))
+    with pytest.raises(ValueError, match="activation"):
+        F.batch_norm(Tensor(x), None, None, training=True, activation="gelu")
+    with pytest.raises(ValueError, match="residual"):
+        F.batch_norm(Tensor(x), None, None, training=True, residual=Tensor(np.zeros((2, 3, 4, 5))))
+    with pytest.raises(ValueError, match="weight"):
+        F.batch_norm(Tensor(x), None, None, np.ones(4), training=True)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.batch_norm(Tensor(x.astype(np.int32)), None, None, training=True)
+    with pytest.raises(ValueError, match="more than 1 value"):
+        F.batch_norm(Tensor(np.zeros((1, 3, 1, 1))), None, None, training=True)
+    # the binding checks buffer sizes: a short output is an error, not a write past its end
+    m, i = np.empty(3), np.empty(3)
+    with pytest.raises(ValueError, match="out"):
+        _core.batch_norm_forward(x, 2, 3, 16, None, None, None, 0, True, 1e-5, m, None, i, np.empty(5))
+    with pytest.raises(Exception, match="act"):
+        _core.batch_norm_forward(x, 2, 3, 16, None, None, None, 3, True, 1e-5, m, None, i, np.empty_like(x))
+
+
+def test_empty_batch_passes():
+    bn = nn.BatchNorm2d(3, dtype=np.float64)
+    y = bn(Tensor(np.zeros((0, 3, 4, 4))))
+    assert y.shape == (0, 3, 4, 4)
+    assert np.array_equal(bn.running_mean, np.zeros(3)) and np.array_equal(bn.running_var, np.ones(3))
