@@ -33,7 +33,16 @@ def _add_train(subparsers):
                    help="kernel threads (fastconv.set_num_threads)")
     p.add_argument("--save", metavar="PATH", type=output_file,
                    help="write the trained weights to PATH (.npz format, the name as given)")
-    p.add_argument("--load", metavar="PATH", type=input_file, help="start from these weights (.npz)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--load", metavar="PATH", type=input_file,
+                       help="start from these weights (.npz)")
+    start.add_argument("--resume", metavar="PATH", type=input_file,
+                       help="continue the run that wrote checkpoint PATH (weights, optimizer, "
+                            "schedule, position and random state) up to --epochs")
+    p.add_argument("--checkpoint", metavar="PATH", type=output_file,
+                   help="write a checkpoint to PATH at each epoch's end (replaced each time)")
+    p.add_argument("--checkpoint-every", metavar="N", type=int_at_least(1), default=None,
+                   help="also write the checkpoint every N optimizer steps (needs --checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
 
@@ -55,8 +64,11 @@ def _train(args, tqdm):
 
     from . import autograd, models, optim
     from .data import load_digits
-    from .train import evaluate, fit, load_weights, save_weights
+    from .train import CheckpointError, evaluate, fit, load_checkpoint, load_weights, save_weights
 
+    prog = "fastconv train"
+    if args.checkpoint_every is not None and args.checkpoint is None:
+        sys.exit(f"{prog}: error: argument --checkpoint-every: needs --checkpoint PATH")
     autograd.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = models.get_model(args.model, num_classes=10, c3_table=args.c3_table)
@@ -64,8 +76,7 @@ def _train(args, tqdm):
         try:
             load_weights(model, args.load)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            fail("fastconv train", "--load", args.load, e)
-    data = load_digits()
+            fail(prog, "--load", args.load, e)
     lr = args.lr if args.lr is not None else {"sgd": 0.05, "adam": 2e-3}[args.optimizer]
     if args.optimizer == "sgd":
         opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum,
@@ -75,21 +86,35 @@ def _train(args, tqdm):
     scheduler = {"cosine": lambda: optim.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)),
                  "step": lambda: optim.StepLR(opt, step_size=max(args.epochs // 3, 1), gamma=0.3),
                  "none": lambda: None}[args.schedule]()
+    if args.resume:  # likewise (fit loads it again, with the data, and goes on from there)
+        try:
+            load_checkpoint(args.resume, model, opt, scheduler)
+        except (OSError, ValueError) as e:
+            fail(prog, "--resume", args.resume, e)
+    data = load_digits()
     progress = None if args.no_progress else (
         lambda it, total, desc: tqdm(it, total=total, desc=desc, leave=False, file=sys.stderr))
 
     print(f"{args.model}: {model.num_parameters():,} parameters; digits: {len(data[0])} train, "
           f"{len(data[2])} test images of 32x32", flush=True)
     start = time.perf_counter()
-    fit(model, opt, data, args.epochs, args.batch_size, rng, scheduler, progress,
-        log=lambda s: print(s, flush=True))
-    if args.epochs:
+    try:
+        losses = fit(model, opt, data, args.epochs, args.batch_size, rng, scheduler, progress,
+                     log=lambda s: print(s, flush=True), checkpoint=args.checkpoint,
+                     checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except CheckpointError as e:  # --resume from another batch size, say
+        fail(prog, "--resume", args.resume, e)
+    except OSError as e:  # writing the checkpoint (a full disk): the one there before is unchanged
+        if args.checkpoint is None or getattr(e, "filename", None) == args.resume:
+            raise
+        fail(prog, "--checkpoint", args.checkpoint, e)
+    if losses:
         print(f"trained in {time.perf_counter() - start:.1f} s", flush=True)
     if args.save:
         try:
             save_weights(model, args.save)
         except OSError as e:  # a full disk, say: the file there before is unchanged
-            fail("fastconv train", "--save", args.save, e)
+            fail(prog, "--save", args.save, e)
         print(f"saved weights to {args.save}")
     print(f"test accuracy: {evaluate(model, data[2], data[3]):.4f}")
     return 0

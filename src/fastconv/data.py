@@ -48,9 +48,11 @@ def load_digits(size=32, digit_size=20, test_fraction=0.2, dtype=np.float32):
     return x[train], labels[train], x[test], labels[test]
 
 
-def batches(x, y, batch_size, shuffle=False, rng=None):
-    """Yield ``(x_batch, y_batch)``; shuffled with ``rng`` (a numpy Generator) if asked."""
+def batches(x, y, batch_size, shuffle=False, rng=None, skip=0):
+    """Yield ``(x_batch, y_batch)``; shuffled with ``rng`` (a numpy Generator) if asked. ``skip``
+    leaves out the first ``skip`` batches of that order (a resumed epoch: the shuffle draws the
+    same permutation from ``rng`` either way)."""
     order = (rng or np.random.default_rng()).permutation(len(x)) if shuffle else np.arange(len(x))
-    for start in range(0, len(x), batch_size):
+    for start in range(skip * batch_size, len(x), batch_size):
         idx = order[start:start + batch_size]
         yield x[idx], y[idx]

@@ -3,9 +3,14 @@
 Parameters are updated in place (``p.data``), so a model's state_dict arrays stay the same
 objects. Each optimizer holds ``param_groups`` (dicts with "params" and the hyper-parameters; a
 schedule changes ``group["lr"]``) and a per-parameter ``state``.
+
+``state_dict()``/``load_state_dict()`` of optimizers and schedules have PyTorch's format, so a
+run can stop and resume exactly (``fastconv.train.save_checkpoint`` writes them to one file).
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 
 import numpy as np
@@ -42,12 +47,132 @@ class Optimizer:
     def step(self):
         raise NotImplementedError
 
+    def _state_keys(self, group):
+        """The entries a parameter's state must hold once it has any (checked on load)."""
+        return ()
+
+    # --- state_dict -----------------------------------------------------------------------------
+    def state_dict(self):
+        """PyTorch's layout: ``{"state": {index: {name: value}}, "param_groups": [{hyper-parameters,
+        "params": [indices]}]}``, the parameters numbered 0, 1, ... in order across the groups.
+        Everything is a copy: later steps do not change a saved dict."""
+        groups, state, index = [], {}, itertools.count()
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                i = next(index)
+                packed["params"].append(i)
+                if self.state.get(id(p)):
+                    state[i] = {k: _copied(v) for k, v in self.state[id(p)].items()}
+            groups.append(packed)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore a :meth:`state_dict` (this optimizer's, or PyTorch's with its tensors). As in
+        PyTorch, the hyper-parameters (lr included) come from the saved groups and the saved
+        parameters map to this optimizer's by position. Arrays are copied, cast to each parameter's
+        dtype; ``state_dict`` is not modified. Nothing changes unless everything fits: a different
+        number of groups or of parameters in a group, a missing hyper-parameter or state entry, or
+        an array of another shape raises ValueError naming it."""
+        self.param_groups, self.state = self._checked_state_dict(state_dict)
+
+    def _checked_state_dict(self, state_dict):
+        """(param_groups, state) for :meth:`load_state_dict`, new objects; raises ValueError."""
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            got = (sorted(map(str, state_dict)) if isinstance(state_dict, dict)
+                   else type(state_dict).__name__)
+            raise ValueError(f"load_state_dict: state_dict must be a dict with 'state' and "
+                             f"'param_groups', got {got}")
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple))
+                for g in saved_groups):
+            raise ValueError("load_state_dict: param_groups must be a list of dicts, each with a "
+                             "'params' list")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"load_state_dict: the state_dict has {len(saved_groups)} parameter "
+                             f"groups, the optimizer {len(self.param_groups)}")
+        groups = []
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"load_state_dict: param_groups[{i}] has {len(saved['params'])} "
+                                 f"parameters in the state_dict, {len(group['params'])} in the "
+                                 f"optimizer")
+            missing = [k for k in self.defaults if k not in saved]
+            if missing:
+                raise ValueError(f"load_state_dict: param_groups[{i}] lacks the hyper-parameters "
+                                 f"{missing} of {type(self).__name__}")
+            new = {}
+            for k, v in saved.items():
+                if k != "params":
+                    v = copy.deepcopy(v)
+                    if isinstance(group.get(k), tuple) and isinstance(v, list):  # from JSON
+                        v = tuple(v)
+                    new[k] = v
+            new["params"] = list(group["params"])
+            groups.append(new)
+
+        saved_ids = [i for g in saved_groups for i in g["params"]]
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in saved_ids) or \
+                len(set(saved_ids)) != len(saved_ids):
+            raise ValueError(f"load_state_dict: the 'params' of param_groups must be distinct int "
+                             f"indices, got {saved_ids}")
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"load_state_dict: 'state' must be a dict, got "
+                             f"{type(state_dict['state']).__name__}")
+        owner = dict(zip(saved_ids, ((p, g) for g in groups for p in g["params"])))
+        state = {}
+        for index, entries in state_dict["state"].items():
+            if index not in owner:
+                raise ValueError(f"load_state_dict: state has an entry for parameter {index!r}, "
+                                 f"which no parameter group lists")
+            if not isinstance(entries, dict):
+                raise ValueError(f"load_state_dict: state[{index!r}] must be a dict, got "
+                                 f"{type(entries).__name__}")
+            p, group = owner[index]
+            missing = [k for k in self._state_keys(group) if k not in entries]
+            if entries and missing:
+                raise ValueError(f"load_state_dict: state[{index!r}] lacks {missing} "
+                                 f"({type(self).__name__} keeps {list(self._state_keys(group))})")
+            state[id(p)] = {k: _loaded(f"state[{index!r}][{k!r}]", k, v, p.data)
+                            for k, v in entries.items()}
+        return groups, state
+
     def __repr__(self):
         lines = [type(self).__name__ + " ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines + [")"])
+
+
+def _copied(value):
+    return value.copy() if isinstance(value, np.ndarray) else copy.deepcopy(value)
+
+
+def _loaded(what, key, value, like):
+    """A saved state value, as the optimizer keeps it: "step" a count (PyTorch saves a float
+    tensor), arrays copied in ``like``'s dtype and checked against its shape, the rest copied."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu()
+        value = (value.double() if value.is_floating_point() else value).numpy()
+    if key == "step":
+        step = value
+        if isinstance(value, (np.ndarray, np.generic)) and value.size == 1:
+            step = value.item()
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not (
+                step >= 0 and float(step).is_integer()):
+            raise ValueError(f"load_state_dict: {what} must be a count of steps, got {value!r}")
+        return int(step)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            raise ValueError(f"load_state_dict: {what} has dtype {value.dtype}, not a number")
+        if value.shape != like.shape:
+            raise ValueError(f"load_state_dict: {what} has shape {value.shape}, its parameter "
+                             f"shape {like.shape}")
+        return np.array(value, dtype=like.dtype, copy=True)
+    return copy.deepcopy(value)
 
 
 class SGD(Optimizer):
@@ -97,6 +222,9 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
+
+    def _state_keys(self, group):
+        return ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
     def step(self):
         for group in self.param_groups:
@@ -157,6 +285,32 @@ class LRScheduler:
 
     def get_last_lr(self):
         return list(self._last_lr)
+
+    def state_dict(self):
+        """Every attribute but the optimizer (PyTorch's rule), copied."""
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        """Restore a :meth:`state_dict` (copied; the optimizer's learning rates are the
+        optimizer's own state_dict's business, as in PyTorch)."""
+        self.__dict__.update(self._checked_state_dict(state_dict))
+
+    def _checked_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"load_state_dict: state_dict must be a dict, got "
+                             f"{type(state_dict).__name__}")
+        if "optimizer" in state_dict:
+            raise ValueError("load_state_dict: a schedule's state_dict holds no 'optimizer'")
+        groups = len(self.optimizer.param_groups)
+        for key in ("base_lrs", "_last_lr"):
+            value = state_dict.get(key, [None] * groups)
+            if not isinstance(value, (list, tuple)) or len(value) != groups:
+                raise ValueError(f"load_state_dict: {key} must be a list of one learning rate per "
+                                 f"parameter group ({groups}), got {value!r}")
+        if not isinstance(state_dict.get("last_epoch", 0), int):
+            raise ValueError(f"load_state_dict: last_epoch must be an int, got "
+                             f"{state_dict['last_epoch']!r}")
+        return copy.deepcopy(state_dict)
 
     def step(self):
         self.last_epoch += 1

@@ -1,29 +1,52 @@
-"""A plain training loop for fastconv models: epochs of minibatch steps, evaluation, weights as .npz."""
+"""A plain training loop for fastconv models: epochs of minibatch steps, evaluation, weights as
+.npz, and checkpoints from which a run resumes bit for bit."""
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 import zlib
 
 import numpy as np
 
+from . import autograd
 from ._io import atomic_write
 from .autograd import Tensor, no_grad
 from .data import batches
 from .nn import functional as F
 
-__all__ = ["train_epoch", "evaluate", "fit", "save_weights", "load_weights"]
+__all__ = ["train_epoch", "evaluate", "fit", "save_weights", "load_weights", "save_checkpoint",
+           "load_checkpoint", "CheckpointError"]
 
 
-def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None):
+def _num_batches(n, batch_size):
+    return -(-n // batch_size)
+
+
+def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None, start_step=0):
     """One pass over (x, y) in shuffled minibatches; returns the mean training loss.
-    ``progress``, if given, wraps the batch iterator (a tqdm factory, for example)."""
+    ``progress``, if given, wraps the batch iterator (a tqdm factory, for example).
+
+    ``start_step`` finishes an epoch that stopped part-way: with ``rng`` as it was when the epoch
+    began, the same order is drawn and its first ``start_step`` minibatches are skipped without
+    being run (the loss returned is then the mean over the minibatches run)."""
+    return _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step)
+
+
+def _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step=0, total=0.0,
+               count=0, after_step=None):
+    """train_epoch, continuing a running (loss sum, sample count); ``after_step(step, total,
+    count)`` is called after each optimizer step, ``step`` counting the epoch's minibatches."""
+    n = _num_batches(len(x), batch_size)
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or \
+            not 0 <= start_step < max(n, 1):
+        raise ValueError(f"start_step must be an int from 0 to {max(n - 1, 0)} (the epoch has {n} "
+                         f"minibatches of {batch_size}), got {start_step!r}")
     model.train()
-    total, count = 0.0, 0
-    steps = batches(x, y, batch_size, shuffle=True, rng=rng)
+    steps = batches(x, y, batch_size, shuffle=True, rng=rng, skip=start_step)
     if progress is not None:
-        steps = progress(steps, total=-(-len(x) // batch_size))
-    for xb, yb in steps:
+        steps = progress(steps, total=n - start_step)
+    for step, (xb, yb) in enumerate(steps, start_step + 1):
         optimizer.zero_grad()
         loss = F.cross_entropy(model(Tensor(xb)), yb)
         loss.backward()
@@ -32,6 +55,8 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None):
         count += len(xb)
         if hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if after_step is not None:
+            after_step(step, total, count)
     return total / count
 
 
@@ -45,19 +70,56 @@ def evaluate(model, x, y, batch_size=256):
     return correct / len(x)
 
 
-def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print):
+def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print,
+        *, checkpoint=None, checkpoint_every=None, resume=None):
     """Train for ``epochs`` on ``data = (x_train, y_train, x_test, y_test)``; returns the list of
-    per-epoch training losses."""
+    per-epoch training losses (of the epochs this call ran).
+
+    ``checkpoint=PATH`` writes a checkpoint (:func:`save_checkpoint`) there at the end of each
+    epoch and, with ``checkpoint_every=N``, after every N-th optimizer step of the run too; each
+    write replaces the last one whole. ``resume=PATH`` first restores such a checkpoint (model,
+    optimizer, schedule, fastconv's random generator, the position in the run, and ``rng``'s state,
+    set in place) and carries on to ``epochs``: parameters, buffers, optimizer state and the epochs'
+    losses come out bitwise equal to those of a run that was never interrupted. The data and
+    ``batch_size`` must be the ones the checkpoint's run used; a different batch size or number of
+    samples raises :class:`CheckpointError`."""
     x_train, y_train, _, _ = data
+    n_steps = _num_batches(len(x_train), batch_size)
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
+            checkpoint_every, (int, np.integer)) or checkpoint_every < 1 or checkpoint is None):
+        raise ValueError(f"checkpoint_every must be an int >= 1 and needs checkpoint=PATH, got "
+                         f"checkpoint_every={checkpoint_every!r}, checkpoint={checkpoint!r}")
+    if (checkpoint is not None or resume is not None) and not isinstance(rng, np.random.Generator):
+        raise ValueError(f"checkpoint and resume need rng, the numpy Generator that shuffles the "
+                         f"data (a checkpoint holds its state), got {type(rng).__name__}")
+    done, start_step, running = 0, 0, (0.0, 0)
+    if resume is not None:
+        done, start_step, running = _resume(resume, model, optimizer, scheduler, rng, batch_size,
+                                            len(x_train))
+        log(f"resumed from {os.fspath(resume)}: epoch {done + 1}, {start_step} of {n_steps} steps "
+            f"done")
+
     losses = []
-    for epoch in range(1, epochs + 1):
-        bar = None if progress is None else (lambda it, total: progress(it, total=total,
-                                                                         desc=f"epoch {epoch}/{epochs}"))
-        loss = train_epoch(model, optimizer, x_train, y_train, batch_size, rng, bar)
+    for epoch in range(done + 1, epochs + 1):
+        epoch_rng = rng.bit_generator.state if checkpoint_every else None  # the epoch's order
+
+        def after_step(step, total, count, epoch=epoch, epoch_rng=epoch_rng):
+            if step < n_steps and ((epoch - 1) * n_steps + step) % checkpoint_every == 0:
+                _save(checkpoint, model, optimizer, scheduler, epoch - 1, step, epoch_rng,
+                      _loop_info(batch_size, len(x_train), total, count))
+
+        bar = None if progress is None else (
+            lambda it, total: progress(it, total=total, desc=f"epoch {epoch}/{epochs}"))
+        loss = _run_epoch(model, optimizer, x_train, y_train, batch_size, rng, bar, start_step,
+                          *running, after_step if checkpoint_every else None)
+        start_step, running = 0, (0.0, 0)
         if scheduler is not None:
             scheduler.step()
         losses.append(loss)
         log(f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+        if checkpoint is not None:
+            _save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
+                  _loop_info(batch_size, len(x_train), 0.0, 0))
     return losses
 
 
@@ -84,3 +146,231 @@ def load_weights(model, path, strict=True):
         raise ValueError(f"{os.fspath(path)} is not a readable .npz weights file (truncated or "
                          f"corrupt?): {e}") from e
     return model.load_state_dict(state, strict=strict)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: one .npz holding the model's state_dict arrays ("model/<key>"), the optimizer's
+# state arrays ("optimizer/<index>/<name>") and everything else as JSON (_META, UTF-8 bytes)
+
+_FORMAT, _VERSION, _META = "fastconv checkpoint", 1, "checkpoint.json"
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or that does not fit what it is loaded into."""
+
+
+def save_checkpoint(path, model, optimizer, scheduler, epoch, step, rng):
+    """Write everything a run needs to continue exactly to one file at ``path`` (no suffix added),
+    atomically: the model's state_dict (parameters and buffers), ``optimizer.state_dict()``,
+    ``scheduler.state_dict()`` (``scheduler`` may be None), the position (``epoch`` epochs done and
+    ``step`` minibatches of the next), the state of ``rng`` (the numpy Generator that shuffles the
+    data: when ``step > 0``, as it was when that epoch began, so the epoch's order can be drawn
+    again) and the state of fastconv's own generator (dropout, ``fastconv.nn.init``).
+
+    The file is an .npz of plain arrays plus one JSON text entry (no pickled objects)."""
+    for name, value in (("epoch", epoch), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy Generator, got {type(rng).__name__}")
+    _save(path, model, optimizer, scheduler, int(epoch), int(step), rng.bit_generator.state, {})
+
+
+def load_checkpoint(path, model, optimizer, scheduler):
+    """Restore a file written by :func:`save_checkpoint` (or by :func:`fit`) into ``model``,
+    ``optimizer`` and ``scheduler`` (built as for the run that wrote it; their hyper-parameters
+    and the schedule's position come from the file, as PyTorch's load_state_dict does) and
+    fastconv's random generator. Returns ``(epoch, step, rng)``: continue with
+    ``train_epoch(..., rng, start_step=step)`` for epoch ``epoch + 1``.
+
+    A file that is truncated, corrupt or not a checkpoint, or one that does not fit the model,
+    optimizer or schedule, raises :class:`CheckpointError` (a ValueError) naming it; nothing is
+    changed then."""
+    ck = _read(path)
+    _restore(path, ck, model, optimizer, scheduler)
+    return ck["epoch"], ck["step"], _generator(path, ck["rng"])
+
+
+def _loop_info(batch_size, samples, loss_sum, loss_count):
+    return {"batch_size": batch_size, "samples": samples, "loss_sum": loss_sum,
+            "loss_count": loss_count}
+
+
+def _json_value(value):
+    if isinstance(value, (np.generic, np.ndarray)):  # MT19937's and Philox's states hold arrays
+        return value.tolist()
+    raise TypeError(f"a checkpoint cannot hold a {type(value).__name__} ({value!r}) outside "
+                    f"an array")
+
+
+def _save(path, model, optimizer, scheduler, epoch, step, rng_state, loop):
+    arrays = {"model/" + k: v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    state = {}
+    for i, entries in opt["state"].items():
+        state[str(i)] = {}
+        for name, value in entries.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer/{i}/{name}"] = value
+            else:
+                state[str(i)][name] = value
+    meta = {"format": _FORMAT, "version": _VERSION, "epoch": epoch, "step": step,
+            "rng": rng_state, "autograd_rng": autograd.default_generator().bit_generator.state,
+            "optimizer": {"type": type(optimizer).__name__, "param_groups": opt["param_groups"],
+                          "state": state},
+            "scheduler": None if scheduler is None else {"type": type(scheduler).__name__,
+                                                         "state": scheduler.state_dict()},
+            "loop": loop}
+    arrays[_META] = np.frombuffer(json.dumps(meta, default=_json_value).encode("utf-8"), np.uint8)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def _read(path):
+    """The checkpoint at path as {"model": arrays, "optimizer": state_dict, ...meta}; raises
+    CheckpointError for anything but a complete, well-formed checkpoint."""
+    name = os.fspath(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as f:
+            arrays = {k: f[k] for k in f.files}
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"{name} is not a readable checkpoint (truncated or corrupt?): "
+                              f"{e}") from e
+    if _META not in arrays:
+        raise CheckpointError(f"{name} is not a fastconv checkpoint (no {_META} entry; weights "
+                              f"written by save_weights load with load_weights)")
+    try:
+        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+        _check_meta(meta)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{name} is not a well-formed fastconv checkpoint: {e}") from e
+    model, state = {}, {int(i): dict(v) for i, v in meta["optimizer"]["state"].items()}
+    for key, value in arrays.items():
+        kind, _, rest = key.partition("/")
+        index, _, entry = rest.partition("/")
+        if kind == "model" and rest:
+            model[rest] = value
+        elif kind == "optimizer" and index.isdigit() and entry:
+            state.setdefault(int(index), {})[entry] = value
+        else:
+            raise CheckpointError(f"{name}: unexpected entry {key!r} in a fastconv checkpoint")
+    meta["model"] = model
+    meta["optimizer"] = {"type": meta["optimizer"]["type"], "state": state,
+                         "param_groups": meta["optimizer"]["param_groups"]}
+    return meta
+
+
+def _check_meta(meta):
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise ValueError(f"its format is not {_FORMAT!r}")
+    if meta.get("version") != _VERSION:
+        raise ValueError(f"version {meta.get('version')!r}, this fastconv reads {_VERSION}")
+    for key in ("epoch", "step"):
+        if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0:
+            raise ValueError(f"{key} {meta[key]!r} is not an int >= 0")
+    opt = meta["optimizer"]
+    if not (isinstance(opt["type"], str) and isinstance(opt["param_groups"], list)
+            and isinstance(opt["state"], dict) and all(
+                k.isdigit() and isinstance(v, dict) for k, v in opt["state"].items())):
+        raise ValueError("malformed optimizer entry")
+    sched = meta["scheduler"]
+    if sched is not None and not (isinstance(sched["type"], str)
+                                  and isinstance(sched["state"], dict)):
+        raise ValueError("malformed scheduler entry")
+    if not isinstance(meta["rng"], dict) or not isinstance(meta["autograd_rng"], dict):
+        raise ValueError("malformed random generator entry")
+    loop = meta["loop"]
+    if not isinstance(loop, dict) or not all(
+            isinstance(loop.get(k, 0), t) and not isinstance(loop.get(k, 0), bool)
+            for k, t in (("batch_size", int), ("samples", int), ("loss_sum", (int, float)),
+                         ("loss_count", int))):
+        raise ValueError(f"malformed loop entry {loop!r}")
+
+
+def _generator(path, state):
+    """A numpy Generator in the saved ``bit_generator.state``."""
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise CheckpointError(f"{os.fspath(path)}: unknown bit generator {name!r} for the "
+                              f"shuffling generator (numpy has {', '.join(_BIT_GENERATORS)})")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{os.fspath(path)}: malformed {name} state: {e}") from e
+    return np.random.Generator(bit_generator)
+
+
+def _restore(path, ck, model, optimizer, scheduler, rng=None):
+    """Check that checkpoint ``ck`` fits everything, then load it (and set ``rng`` in place)."""
+    def fail(what):
+        raise CheckpointError(f"{os.fspath(path)}: {what}")
+
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in ck["model"]]
+    unexpected = [k for k in ck["model"] if k not in ours]
+    if missing or unexpected:
+        fail(f"the model does not match the checkpoint's: missing keys {missing}, unexpected "
+             f"keys {unexpected}")
+    bad = [f"{k}: checkpoint {v.shape} {v.dtype}, model {ours[k].shape}" for k, v in
+           ck["model"].items() if v.shape != ours[k].shape or v.dtype.kind not in "biufc"]
+    if bad:
+        fail("the model does not match the checkpoint's: " + "; ".join(bad))
+    saved_opt, saved_sched = ck["optimizer"], ck["scheduler"]
+    if saved_opt["type"] != type(optimizer).__name__:
+        fail(f"the checkpoint holds a {saved_opt['type']} optimizer, given "
+             f"{type(optimizer).__name__}")
+    if (saved_sched is None) != (scheduler is None) or (
+            scheduler is not None and saved_sched["type"] != type(scheduler).__name__):
+        fail(f"the checkpoint holds {saved_sched and saved_sched['type']} as the schedule, "
+             f"given {scheduler and type(scheduler).__name__}")
+    for what, obj, state in (("optimizer", optimizer, saved_opt),
+                             ("schedule", scheduler, saved_sched and saved_sched["state"])):
+        try:
+            if obj is not None:
+                obj._checked_state_dict(state)
+        except ValueError as e:
+            fail(f"the {what} does not match the checkpoint's: {e}")
+    autograd_gen = autograd.default_generator()
+    _generator(path, ck["rng"])  # checks the state
+    try:
+        probe = type(autograd_gen.bit_generator)()
+        probe.state = ck["autograd_rng"]
+    except (ValueError, TypeError, KeyError) as e:
+        fail(f"fastconv's random generator state does not fit its "
+             f"{type(autograd_gen.bit_generator).__name__}: {e}")
+    if rng is not None and type(rng.bit_generator).__name__ != ck["rng"]["bit_generator"]:
+        fail(f"the checkpoint's shuffling generator is a {ck['rng']['bit_generator']}, rng's a "
+             f"{type(rng.bit_generator).__name__}")
+
+    model.load_state_dict(ck["model"])  # all checked above: none of these raises
+    optimizer.load_state_dict(saved_opt)
+    if scheduler is not None:
+        scheduler.load_state_dict(saved_sched["state"])
+    autograd_gen.bit_generator.state = ck["autograd_rng"]
+    if rng is not None:
+        rng.bit_generator.state = ck["rng"]
+
+
+def _resume(path, model, optimizer, scheduler, rng, batch_size, samples):
+    """fit's resume: load the checkpoint at path; returns (epochs done, step, running loss)."""
+    ck = _read(path)
+    loop, n_steps = ck["loop"], _num_batches(samples, batch_size)
+    saved = {k: loop[k] for k in ("batch_size", "samples") if k in loop}
+    if saved and saved != {"batch_size": batch_size, "samples": samples}:
+        raise CheckpointError(f"{os.fspath(path)}: written by a run of batch_size "
+                              f"{saved.get('batch_size')} on {saved.get('samples')} samples; "
+                              f"resuming with batch_size {batch_size} on {samples} samples would "
+                              f"not continue it")
+    if ck["step"] >= max(n_steps, 1):
+        raise CheckpointError(f"{os.fspath(path)}: step {ck['step']} is past the end of an epoch "
+                              f"of {n_steps} minibatches")
+    _restore(path, ck, model, optimizer, scheduler, rng)
+    running = float(loop.get("loss_sum", 0.0)), int(loop.get("loss_count", 0))
+    return ck["epoch"], ck["step"], running
