@@ -165,6 +165,98 @@ void batch_norm_backward(const py::array &dy, const py::array &x, int64_t n, int
   }));
 }
 
+// The optimizer's tensors: per parameter, param, grad and `states` state arrays (a list of
+// lists), all of param's dtype and size, C-contiguous; params and states writable.
+std::vector<fc_optim_tensor> optim_tensors(const py::list &params, const py::list &grads,
+                                           const py::list &states, int nstates, fc_dtype *t,
+                                           std::vector<py::array> *keep) {
+  const size_t n = params.size();
+  if (grads.size() != n || states.size() != n)
+    throw py::value_error("params, grads and states must have the same length");
+  std::vector<fc_optim_tensor> ts(n);
+  *t = FC_F64;
+  for (size_t i = 0; i < n; ++i) {
+    auto p = py::reinterpret_borrow<py::array>(params[i]), g = py::reinterpret_borrow<py::array>(grads[i]);
+    const std::string at = " " + std::to_string(i);
+    if (i == 0) *t = dtype_of(p, "param");
+    check_array(p, ("param" + at).c_str(), *t, (int64_t)p.size(), true);
+    check_array(g, ("grad" + at).c_str(), *t, (int64_t)p.size(), false);
+    ts[i] = fc_optim_tensor{p.mutable_data(), g.data(), {nullptr, nullptr, nullptr}, (int64_t)p.size(), 0, 0, 0};
+    auto st = py::reinterpret_borrow<py::list>(states[i]);
+    if ((int)st.size() < nstates) throw py::value_error("state" + at + ": too few arrays");
+    for (int k = 0; k < nstates; ++k) {
+      auto a = py::reinterpret_borrow<py::array>(st[k]);
+      check_array(a, ("state" + at).c_str(), *t, (int64_t)p.size(), true);
+      ts[i].state[k] = a.mutable_data();
+      keep->push_back(a);
+    }
+    keep->push_back(p);
+    keep->push_back(g);
+  }
+  return ts;
+}
+
+void sgd_step(const py::list &params, const py::list &grads, const py::list &bufs,
+              const std::vector<int> &init, double lr, double momentum, double dampening,
+              double weight_decay, bool nesterov, bool maximize) {
+  std::vector<py::array> keep;
+  fc_dtype t;
+  auto ts = optim_tensors(params, grads, bufs, momentum != 0 ? 1 : 0, &t, &keep);
+  if (init.size() != ts.size()) throw py::value_error("init must have one flag per parameter");
+  for (size_t i = 0; i < ts.size(); ++i) ts[i].init = init[i];
+  const fc_sgd_args a{lr, momentum, dampening, weight_decay, nesterov, maximize};
+  check(fcpy::call([&] { return fc_sgd_step(t, (int64_t)ts.size(), ts.data(), &a); }));
+}
+
+void adam_step(const py::list &params, const py::list &grads, const py::list &states,
+               const std::vector<double> &step_size, const std::vector<double> &bias2_sqrt,
+               double lr, double beta1, double beta2, double eps, double weight_decay,
+               bool amsgrad, bool maximize, bool decoupled) {
+  std::vector<py::array> keep;
+  fc_dtype t;
+  auto ts = optim_tensors(params, grads, states, amsgrad ? 3 : 2, &t, &keep);
+  if (step_size.size() != ts.size() || bias2_sqrt.size() != ts.size())
+    throw py::value_error("step_size and bias2_sqrt must have one value per parameter");
+  for (size_t i = 0; i < ts.size(); ++i) {
+    ts[i].step_size = step_size[i];
+    ts[i].bias2_sqrt = bias2_sqrt[i];
+  }
+  const fc_adam_args a{lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled};
+  check(fcpy::call([&] { return fc_adam_step(t, (int64_t)ts.size(), ts.data(), &a); }));
+}
+
+// Softmax cross-entropy over (outer, c, inner) arrays.
+void xent_forward(const py::array &x, const py::array &q, int64_t outer, int64_t c, int64_t inner,
+                  py::array &loss, py::array &lse) {
+  fc_dtype t = dtype_of(x, "x");
+  if (outer < 0 || c < 0 || inner < 0 || (c && inner && outer > INT64_MAX / c / inner))
+    throw py::value_error("cross_entropy: bad sizes");
+  check_array(x, "x", t, outer * c * inner, false);
+  check_array(q, "target", t, outer * c * inner, false);
+  check_array(loss, "loss", t, outer * inner, true);
+  check_array(lse, "lse", t, outer * inner, true);
+  check(fcpy::call([&] {
+    return fc_softmax_cross_entropy_forward(t, outer, c, inner, x.data(), q.data(), loss.mutable_data(),
+                                            lse.mutable_data());
+  }));
+}
+
+void xent_backward(const py::array &x, const py::array &q, int64_t outer, int64_t c, int64_t inner,
+                   const py::array &lse, const py::array &dloss, py::array &dx) {
+  fc_dtype t = dtype_of(x, "x");
+  if (outer < 0 || c < 0 || inner < 0 || (c && inner && outer > INT64_MAX / c / inner))
+    throw py::value_error("cross_entropy: bad sizes");
+  check_array(x, "x", t, outer * c * inner, false);
+  check_array(q, "target", t, outer * c * inner, false);
+  check_array(lse, "lse", t, outer * inner, false);
+  check_array(dloss, "grad_out", t, outer * inner, false);
+  check_array(dx, "grad_x", t, outer * c * inner, true);
+  check(fcpy::call([&] {
+    return fc_softmax_cross_entropy_backward(t, outer, c, inner, x.data(), q.data(), lse.data(),
+                                             dloss.data(), dx.mutable_data());
+  }));
+}
+
 }  // namespace
 
 void fc_bind_pool(py::module_ &m);    // _core_pool.cpp
@@ -269,6 +361,17 @@ PYBIND11_MODULE(_core, m) {
      "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
+  m.def("softmax_cross_entropy_forward", &xent_forward, py::arg("x"), py::arg("target"), py::arg("outer"),
+        py::arg("c"), py::arg("inner"), py::arg("loss"), py::arg("lse"));
+  m.def("softmax_cross_entropy_backward", &xent_backward, py::arg("x"), py::arg("target"), py::arg("outer"),
+        py::arg("c"), py::arg("inner"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_x"));
+  m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("bufs"), py::arg("init"),
+        py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"),
+        py::arg("nesterov"), py::arg("maximize"));
+  m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("states"),
+        py::arg("step_size"), py::arg("bias2_sqrt"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+        py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"), py::arg("maximize"),
+        py::arg("decoupled"));
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("n"), py::arg("c"),
         py::arg("hw"), py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("act"),
         py::arg("batch_stats"), py::arg("eps"), py::arg("mean"), py::arg("var"), py::arg("invstd"),

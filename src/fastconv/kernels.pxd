@@ -127,6 +127,30 @@ cdef extern from "fastconv/fastconv.h" nogil:
     # ---- element-wise ----
     fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y)
     fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx)
+    fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c,
+                                               int64_t inner, const void *x, const void *q,
+                                               void *loss, void *lse)
+    fc_status fc_softmax_cross_entropy_backward(fc_dtype t, int64_t outer, int64_t c,
+                                                int64_t inner, const void *x, const void *q,
+                                                const void *lse, const void *dloss, void *dx)
+    ctypedef struct fc_optim_tensor:
+        void *param
+        const void *grad
+        void *state[3]
+        int64_t n
+        double step_size
+        double bias2_sqrt
+        int init
+    ctypedef struct fc_sgd_args:
+        double lr, momentum, dampening, weight_decay
+        int nesterov, maximize
+    ctypedef struct fc_adam_args:
+        double lr, beta1, beta2, eps, weight_decay
+        int amsgrad, maximize, decoupled
+    fc_status fc_sgd_step(fc_dtype t, int64_t count, const fc_optim_tensor *tensors,
+                          const fc_sgd_args *args)
+    fc_status fc_adam_step(fc_dtype t, int64_t count, const fc_optim_tensor *tensors,
+                           const fc_adam_args *args)
     fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, const void *x,
                                     const void *weight_or_null, const void *bias_or_null,
                                     const void *residual_or_null, int act, int batch_stats,

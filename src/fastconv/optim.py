@@ -1,7 +1,10 @@
 """Optimizers and learning-rate schedules with PyTorch's names, defaults and update rules.
 
 Parameters are updated in place (``p.data``), so a model's state_dict arrays stay the same
-objects. Each optimizer holds ``param_groups`` (dicts with "params" and the hyper-parameters; a
+objects. Each step is one threaded pass over all of a group's parameters of a dtype (fastconv's
+kernel, csrc/optim.cpp), with PyTorch's formulas and rounding: float64 SGD is bitwise
+``torch.optim.SGD``; Adam/AdamW bitwise PyTorch's formula with correctly rounded square roots
+(torch's CPU ``sqrt`` is an ulp off in about 1% of elements, so those updates can differ by an ulp). Each optimizer holds ``param_groups`` (dicts with "params" and the hyper-parameters; a
 schedule changes ``group["lr"]``) and a per-parameter ``state``.
 
 ``state_dict()``/``load_state_dict()`` of optimizers and schedules have PyTorch's format, so a
@@ -14,6 +17,8 @@ import itertools
 import math
 
 import numpy as np
+
+from . import _core
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "LRScheduler", "StepLR", "CosineAnnealingLR"]
 
@@ -43,6 +48,30 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is not None:
                 yield p, p.grad, self.state.setdefault(id(p), {})
+
+    def _by_dtype(self, group):
+        """The group's parameters that have a gradient, per dtype: (datas, grads, states) lists
+        for one native update each (csrc/optim.cpp: one threaded pass over all of them)."""
+        out = {}
+        for p, g, state in self._params_with_grad(group):
+            data = p.data
+            if (data.dtype not in (np.float32, np.float64) or not data.flags.c_contiguous
+                    or not data.flags.writeable):
+                raise ValueError(f"{type(self).__name__}: a parameter must be a writable "
+                                 f"C-contiguous float32 or float64 array, got {data.dtype} of "
+                                 f"shape {data.shape}")
+            if np.shape(g) != data.shape:
+                raise ValueError(f"{type(self).__name__}: gradient of shape {np.shape(g)} for a "
+                                 f"parameter of shape {data.shape}")
+            for k, v in state.items():  # (loaded state is cast to the parameter's dtype)
+                if isinstance(v, np.ndarray) and v.shape == data.shape and not (
+                        v.dtype == data.dtype and v.flags.c_contiguous and v.flags.writeable):
+                    state[k] = np.array(v, dtype=data.dtype, order="C")
+            datas, grads, states = out.setdefault(data.dtype, ([], [], []))
+            datas.append(data)
+            grads.append(np.ascontiguousarray(g, dtype=data.dtype))
+            states.append(state)
+        return out.values()
 
     def step(self):
         raise NotImplementedError
@@ -192,20 +221,17 @@ class SGD(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p, g, state in self._params_with_grad(group):
-                d = -g if group["maximize"] else g
-                if wd:
-                    d = d + wd * p.data
-                if momentum:
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = np.array(d, copy=True)
-                    else:
-                        buf *= momentum
-                        buf += (1 - group["dampening"]) * d
-                    d = d + momentum * buf if group["nesterov"] else buf
-                p.data -= lr * d
+            momentum = group["momentum"]
+            for params, grads, states in self._by_dtype(group):
+                bufs, init = [], []
+                for data, state in zip(params, states):
+                    buf = state.get("momentum_buffer") if momentum else None
+                    init.append(momentum != 0 and buf is None)
+                    if init[-1]:
+                        buf = state["momentum_buffer"] = np.empty_like(data)
+                    bufs.append([buf] if momentum else [])
+                _core.sgd_step(params, grads, bufs, init, group["lr"], momentum, group["dampening"],
+                               group["weight_decay"], group["nesterov"], group["maximize"])
 
 
 class Adam(Optimizer):
@@ -228,32 +254,25 @@ class Adam(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p, g, state in self._params_with_grad(group):
-                g = -g if group["maximize"] else g
-                if wd and self._decoupled:
-                    p.data *= 1 - lr * wd
-                elif wd:
-                    g = g + wd * p.data
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = np.zeros_like(p.data)
-                    state["exp_avg_sq"] = np.zeros_like(p.data)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = np.zeros_like(p.data)
-                state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m *= b1
-                m += (1 - b1) * g
-                v *= b2
-                v += (1 - b2) * (g * g)
-                if group["amsgrad"]:
-                    np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                    v = state["max_exp_avg_sq"]
-                t = state["step"]
-                step_size = lr / (1 - b1 ** t)
-                denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
-                p.data -= step_size * (m / denom)
+            lr, (b1, b2), amsgrad = group["lr"], group["betas"], group["amsgrad"]
+            for params, grads, states in self._by_dtype(group):
+                arrays, step_size, bias2_sqrt = [], [], []
+                for data, state in zip(params, states):
+                    if not state:
+                        state["step"] = 0
+                        state["exp_avg"] = np.zeros_like(data)
+                        state["exp_avg_sq"] = np.zeros_like(data)
+                        if amsgrad:
+                            state["max_exp_avg_sq"] = np.zeros_like(data)
+                    state["step"] += 1
+                    t = state["step"]
+                    step_size.append(lr / (1 - b1 ** t))  # (as PyTorch computes them)
+                    bias2_sqrt.append((1 - b2 ** t) ** 0.5)
+                    arrays.append([state["exp_avg"], state["exp_avg_sq"]] +
+                                  ([state["max_exp_avg_sq"]] if amsgrad else []))
+                _core.adam_step(params, grads, arrays, step_size, bias2_sqrt, lr, b1, b2,
+                                group["eps"], group["weight_decay"], amsgrad, group["maximize"],
+                                self._decoupled)
 
 
 class AdamW(Adam):

@@ -321,6 +321,47 @@ FC_API fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_
                                         void *dweight_or_null, void *dbias_or_null);
 
 
+/* ---- softmax cross-entropy ----
+ * x, q: (outer, c, inner), classes on the middle axis; q the target distribution (one-hot for
+ * class indices, label smoothing mixed in). Forward: loss[p] = -sum_k q_k log_softmax(x)_k and
+ * lse[p] = log sum_k exp(x_k) for each of the outer*inner positions p (double accumulators).
+ * Backward: dx = dloss[p] * (sum_k q_k * softmax(x) - q), from x and the forward's lse. */
+FC_API fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c,
+                                                  int64_t inner, const void *x, const void *q,
+                                                  void *loss, void *lse);
+FC_API fc_status fc_softmax_cross_entropy_backward(fc_dtype t, int64_t outer, int64_t c,
+                                                   int64_t inner, const void *x, const void *q,
+                                                   const void *lse, const void *dloss, void *dx);
+
+/* ---- optimizer updates: many tensors in one threaded pass ----
+ * Each tensor: param (updated in place), grad, up to three state arrays of n elements, and
+ * the per-tensor scalars Adam needs. PyTorch's update formulas and rounding (float64 updates
+ * are bitwise torch.optim's). */
+typedef struct fc_optim_tensor {
+  void *param;
+  const void *grad;
+  void *state[3];     /* SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq */
+  int64_t n;
+  double step_size;   /* Adam: lr / (1 - beta1^step) */
+  double bias2_sqrt;  /* Adam: sqrt(1 - beta2^step) */
+  int init;           /* SGD: the momentum buffer is new (set to the step's direction) */
+} fc_optim_tensor;
+
+typedef struct fc_sgd_args {
+  double lr, momentum, dampening, weight_decay;
+  int nesterov, maximize;
+} fc_sgd_args;
+
+typedef struct fc_adam_args {
+  double lr, beta1, beta2, eps, weight_decay;
+  int amsgrad, maximize, decoupled; /* decoupled: AdamW's weight decay */
+} fc_adam_args;
+
+FC_API fc_status fc_sgd_step(fc_dtype t, int64_t count, const fc_optim_tensor *tensors,
+                             const fc_sgd_args *args);
+FC_API fc_status fc_adam_step(fc_dtype t, int64_t count, const fc_optim_tensor *tensors,
+                              const fc_adam_args *args);
+
 /* ---- inference plans: a network's forward as a list of steps run in one call ----
  *
  * A plan holds its constants (weights, already in the form its steps use: BatchNorm folded,
