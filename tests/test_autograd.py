@@ -457,3 +457,34 @@ def test_relu_kernel_rejects_mismatched_buffers():
         ro = np.empty(10, np.float32)
         ro.flags.writeable = False
         _core.relu_forward(x, ro)
+
+
+def test_backward_frees_what_it_no_longer_needs():
+    """Each intermediate's array and gradient are released as soon as backward is past them
+    (a network's peak memory during backward is then its activations, not activations plus
+    every gradient); what the caller still holds stays valid."""
+    import weakref
+
+    from fastconv.autograd import Function
+
+    class Times3(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 3.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3.0
+
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 5)), requires_grad=True)
+    h = (x * 2.0).relu()
+    out = Times3.apply(h)  # saves nothing: only the graph holds h
+    kept = out.relu()      # the caller's reference: must stay valid
+    loss = kept.sum()
+    ref_h = weakref.ref(h.data)
+    del h, out
+    assert ref_h() is not None  # (held by the graph until backward passes it)
+    loss.backward()
+    assert ref_h() is None
+    assert kept.data.shape == (4, 5)
+    np.testing.assert_allclose(x.grad, 6.0 * (x.data > 0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -279,16 +280,27 @@ class Tensor:
         # A leaf adopts its gradient array without a copy when nothing else can see it: an array
         # a backward function allocated (it owns its data), handed to this one input only. The
         # weights of a big Linear layer would otherwise be copied every step (OverFeat's 450 MB).
-        # `handed` keeps every array given out so far alive, so their ids stay unique.
+        # `handed` remembers every array given out so far by a weak reference (an id alone could
+        # be reused by a new array once the old one is freed), so neither the graph's arrays nor
+        # the gradients are kept alive by it: each is freed as soon as backward is past it.
         # (A view counts when the array it views, its root, is such an array: Linear's weight
         # gradient is a reshape. Roots of the graph's own tensors never count.)
         order = _topological_order(self)
-        handed = {id(grad): grad}
+        handed = {}
+
+        def hand(a):
+            handed[id(a)] = weakref.ref(a) if isinstance(a, np.ndarray) else (lambda a=a: a)
+
+        def was_handed(a):
+            ref = handed.get(id(a))
+            return ref is not None and ref() is a
+
+        hand(grad)
         for t in order:
-            r = _root(t.data)
-            handed[id(r)] = r
+            hand(_root(t.data))
         fresh = set()
-        for node in reversed(order):
+        while order:  # inputs before outputs: popped from the output end, and released
+            node = order.pop()
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -300,6 +312,7 @@ class Tensor:
             if ctx is None:
                 continue
             in_grads = ctx.fn.backward(ctx, g)
+            del g
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             for inp, ig in zip(ctx.inputs, in_grads):
@@ -311,19 +324,19 @@ class Tensor:
                 prev = grads.get(id(inp))
                 if prev is None:
                     r = _root(ig)
-                    own = isinstance(r, np.ndarray) and r.flags.owndata and id(r) not in handed
-                    handed[id(r)] = r
+                    own = isinstance(r, np.ndarray) and r.flags.owndata and not was_handed(r)
+                    hand(r)
                     grads[id(inp)] = ig
                 else:
                     own = True
                     grads[id(inp)] = prev + ig
-                    handed[id(grads[id(inp)])] = grads[id(inp)]
-                    r = _root(ig)  # ig itself may be a view of a fresh array: spent now
-                    handed[id(r)] = r
+                    hand(grads[id(inp)])
+                    hand(_root(ig))  # ig itself may be a view of a fresh array: spent now
                 if own:
                     fresh.add(id(inp))
                 else:
                     fresh.discard(id(inp))
+            in_grads = ig = inp = None  # (nothing of this node's is held past it)
             if not retain_graph:
                 fn = ctx.fn
                 ctx.__dict__.clear()
