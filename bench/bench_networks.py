@@ -7,7 +7,7 @@ Times, float32, same threads for both libraries:
     SGD-momentum step;
   * one ResNet-18 forward + backward, batch 4, 112x112 (train mode: batch-norm batch statistics),
     cross-entropy on 1000 classes.
-PyTorch runs the same architecture built from torch.nn (tests/_torch_models.py, torchvision's
+PyTorch runs the same architecture built from torch.nn (fastconv/_torch_models.py, torchvision's
 layout) with the same weights. Each row is the median over the repeats (best in parentheses)
 and the ratio of medians. With --profile, cProfile splits fastconv's time into the kernels
 (fastconv._core: convolution, pooling, the linear layers' GEMM) and the rest (NumPy element-wise
@@ -20,7 +20,6 @@ import cProfile
 import os
 import pstats
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -31,8 +30,7 @@ from fastconv import models, optim
 from fastconv.autograd import Tensor
 from fastconv.nn import functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from _torch_models import torch_lenet5, torch_resnet  # noqa: E402
+from fastconv._torch_models import torch_lenet5, torch_resnet
 
 
 def timed(fn, repeats):

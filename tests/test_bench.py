@@ -62,3 +62,18 @@ def test_unknown_suite_and_algo_are_rejected():
         cli.main(["bench", "nope"])
     with pytest.raises(SystemExit):
         cli.main(["bench", "layers", "--algos", "strassen"])
+
+
+def test_training_step_rows_and_flops():
+    """bench nets' training step: a row per library, FLOPs 3x ResNet-18's forward (1.82 G
+    multiply-adds per 224x224 image, the figure torchvision documents)."""
+    from fastconv import bench_train
+    torch = bench.import_torch(2)
+    libs = ["fastconv"] + (["torch"] if torch is not None else [])
+    ticks = []
+    rows = bench_train.bench_train_step("resnet18", 1, libs, torch, 1, lambda: ticks.append(1),
+                                        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0))
+    assert [r["lib"] for r in rows] == libs and len(ticks) == len(libs)
+    for r in rows:
+        assert r["case"] == "resnet18 step" and r["dir"] == "train" and r["ms"] > 0
+        assert abs(r["gflops"] * 1e9 * r["ms"] / 1e3 / (3 * 2 * 1.814e9) - 1) < 0.01

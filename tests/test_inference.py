@@ -3,7 +3,7 @@
 - Every model in fastconv.models: the float32 plan (batch 2 and 1, where that is cheap) within
   1e-4 of the float64 eager forward, relative to each sample's largest output; float64 plans
   within 1e-10 of it.
-  ResNet-18 and GoogLeNet also against their PyTorch twins (tests/_torch_models.py).
+  ResNet-18 and GoogLeNet also against their PyTorch twins (fastconv/_torch_models.py).
 - The passes did what they claim: BatchNorm folded and residual add + ReLU fused into ResNet-50's
   convolutions; GoogLeNet's concat written in place at batch 1 and copied at batch 2.
 - Small models mixing every op a plan has (float64 within 1e-10 of eager).
@@ -201,7 +201,7 @@ def test_model_plan_matches_eager(name, zoo):
 
 
 def _torch_googlenet_forward(t, x):
-    """fastconv.models.GoogLeNet's forward (eval, no aux heads) on tests/_torch_models' twin."""
+    """fastconv.models.GoogLeNet's forward (eval, no aux heads) on fastconv._torch_models' twin."""
     import torch
 
     def basic(seq, v):  # the twin's BasicConv2d is conv -> bn; the ReLU is in the forward
@@ -230,7 +230,7 @@ def test_plan_matches_pytorch(name, zoo):
     """The fastconv weights loaded into the PyTorch twin (float64, eval): the float32 plan within
     1e-4 and the float64 plan within 1e-10 of PyTorch's output; a torch tensor input is taken."""
     torch = pytest.importorskip("torch")
-    from _torch_models import torch_googlenet, torch_resnet
+    from fastconv._torch_models import torch_googlenet, torch_resnet
 
     m32, m64 = zoo(name)
     if name == "resnet18":

@@ -2,7 +2,7 @@
 AlexNet ported from a PyTorch state_dict matching PyTorch's forward and every gradient (float64).
 
 torchvision is not a dependency: the PyTorch side is built from torch.nn modules with
-torchvision's module names in tests/_torch_models.py."""
+torchvision's module names in fastconv/_torch_models.py."""
 import numpy as np
 import pytest
 
@@ -14,7 +14,7 @@ from fastconv.nn import functional as F
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
 tnn = torch.nn if torch is not None else None
 if torch is not None:
-    from _torch_models import torch_alexnet, torch_googlenet, torch_lenet5, torch_resnet, torch_vgg
+    from fastconv._torch_models import torch_alexnet, torch_googlenet, torch_lenet5, torch_resnet, torch_vgg
 
 # torchvision's documented parameter counts
 TORCHVISION_PARAMS = {

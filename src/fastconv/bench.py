@@ -1,7 +1,8 @@
 """``fastconv bench``: the convnet-benchmarks suite, side by side with PyTorch CPU in one run.
 
 Suites: ``layers`` (L1-L5), ``shapes`` (ResNet 1x1, dilated and depthwise 3x3), ``nets`` (AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through
-fastconv.nn, forward and forward+backward), ``pool`` (the nets' pooling layers), ``all``.
+fastconv.nn, forward and forward+backward; and a ResNet-18 and a ResNet-50 SGD training step,
+bench_train.py), ``pool`` (the nets' pooling layers), ``all``.
 Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
 (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
 run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
@@ -25,6 +26,7 @@ import numpy as np
 from . import functional as F
 from ._cliargs import add_run_options, comma_list, fail, int_at_least
 from ._io import atomic_write
+from .bench_train import TRAIN_NETS, bench_train_step
 
 SUITES = ("layers", "shapes", "nets", "pool")
 COMPARE = ("torch", "numpy")  # what --compare can name
@@ -455,7 +457,7 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
     total = (("layers" in suites) * n_layers * len(conv_libs) * 3
              + ("shapes" in suites) * len(shape_cases(batch)) * len(conv_libs) * 3
              + ("pool" in suites) * 3 * len(pool_libs) * 2
-             + ("nets" in suites) * len(nets) * len(net_libs) * 2)
+             + ("nets" in suites) * (len(nets) * 2 + len(TRAIN_NETS)) * len(net_libs))
     bar = _progress(total, progress)
     rows = []
     try:
@@ -475,6 +477,9 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
             for name, spec in nets.items():
                 bar.set_description(f"nets {name}")
                 rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
+            for name in TRAIN_NETS:
+                bar.set_description(f"nets {name} training step")
+                rows += bench_train_step(name, net_batch, net_libs, torch, repeat, bar.update, timeit)
     finally:
         bar.close()
     meta = {"isa": F.isa(), "hardware": F.hardware(), "threads": threads, "batch": batch,

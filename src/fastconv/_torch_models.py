@@ -1,6 +1,7 @@
 """PyTorch twins of fastconv's models, built from torch.nn with torchvision's module names (the
 layouts of torchvision.models.resnet/alexnet/vgg/googlenet; torchvision itself is not needed).
-Used by tests/test_models.py and bench/bench_networks.py."""
+Used by the tests, bench/bench_networks.py and `fastconv bench nets` (the training steps);
+imported only by them: torch is never imported by `import fastconv`."""
 from collections import OrderedDict
 
 import torch
