@@ -9,7 +9,18 @@ import torch
 tnn = torch.nn
 
 
-def torch_resnet(block, layers, num_classes=1000):
+def torch_resnet(block, layers, num_classes=1000, se_reduction=None):
+    class SEBlock(tnn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.fc1 = tnn.Linear(channels, channels // se_reduction)
+            self.fc2 = tnn.Linear(channels // se_reduction, channels)
+
+        def forward(self, x):
+            s = torch.flatten(tnn.functional.adaptive_avg_pool2d(x, 1), 1)
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+            return x * s[:, :, None, None]
+
     class BasicBlock(tnn.Module):
         expansion = 1
 
@@ -20,10 +31,14 @@ def torch_resnet(block, layers, num_classes=1000):
             self.relu = tnn.ReLU()
             self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
             self.bn2 = tnn.BatchNorm2d(planes)
+            if se_reduction:
+                self.se = SEBlock(planes)
             self.downsample = downsample
 
         def forward(self, x):
             out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            if se_reduction:
+                out = self.se(out)
             return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
     class Bottleneck(tnn.Module):
@@ -38,12 +53,16 @@ def torch_resnet(block, layers, num_classes=1000):
             self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
             self.bn3 = tnn.BatchNorm2d(planes * 4)
             self.relu = tnn.ReLU()
+            if se_reduction:
+                self.se = SEBlock(planes * 4)
             self.downsample = downsample
 
         def forward(self, x):
             out = self.relu(self.bn1(self.conv1(x)))
             out = self.relu(self.bn2(self.conv2(out)))
             out = self.bn3(self.conv3(out))
+            if se_reduction:
+                out = self.se(out)
             return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
     block = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
