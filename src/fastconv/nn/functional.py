@@ -1,8 +1,9 @@
 """Network ops on Tensors (the counterpart of ``torch.nn.functional``).
 
 Convolution, pooling and the linear layers' GEMM run on fastconv's kernels (``fastconv.functional``,
-ndarrays in and out); everything else is NumPy. Each primitive is a forward/backward pair; the
-losses are compositions.
+ndarrays in and out), and so do batch norm (fused with a residual add and ReLU where asked),
+ReLU and softmax cross-entropy (``fastconv._core``); the rest is NumPy. Each primitive is a
+forward/backward pair; the other losses are compositions.
 """
 from __future__ import annotations
 
