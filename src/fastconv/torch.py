@@ -1,15 +1,24 @@
-"""PyTorch drop-in: fastconv's kernels behind ``torch.autograd.Function``s and ``torch.nn``
-modules. Importing this module imports torch; ``import fastconv`` never does.
+"""PyTorch drop-in: fastconv's kernels as PyTorch custom operators (``torch.ops.fastconv.*``,
+with autograd) behind ``torch.nn`` modules. Importing this module imports torch;
+``import fastconv`` never does.
 
     import fastconv.torch as fct
     y = fct.conv2d(x, w, b, stride=2, padding=1, dilation=2, groups=4)   # as F.conv2d
     layer = fct.Conv2d(16, 32, 3, padding=1)                             # an nn.Conv2d
     model = fct.convert(torchvision_model)                               # swap in place
+    model = fct.unconvert(model)                                         # and back
 
 Tensors cross to fastconv without copies: a contiguous CPU float32/float64 tensor is viewed
 as an ndarray (``.detach().numpy()``), the result ndarray is wrapped back
 (``torch.from_numpy``); non-contiguous tensors are made contiguous first. Gradients follow
 PyTorch's definitions (checked against them in float64). Double backward is not supported.
+
+The kernels are registered with ``torch.library.custom_op`` (``fastconv::conv2d``,
+``fastconv::max_pool2d``, ... and their ``_backward`` ops), each with a fake implementation
+for shapes, so ``torch.compile(fullgraph=True)``, ``torch.export`` and FX tracing see one opaque
+node per call and work on converted models (the exported program calls fastconv, so running it
+needs fastconv). TorchScript (``torch.jit.script``) and ONNX export do not know these ops:
+``unconvert`` first.
 
 Calls fastconv cannot run — tensors not on the CPU, dtypes other than float32/float64 (or mixed)
 — fall back to ``torch.nn.functional``, so a converted model still works after ``.cuda()`` or
@@ -21,13 +30,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as TF
-from torch.autograd.function import once_differentiable
 
 from . import functional as _F
 
 __all__ = [
     "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "convert", "compile",
+    "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "convert", "unconvert",
+    "compile",
 ]
 
 _FLOATS = (torch.float32, torch.float64)
@@ -56,90 +65,184 @@ def _tensor(a):
 
 
 # ---------------------------------------------------------------------------------------------
-# autograd Functions
+# fastconv's kernels as PyTorch custom operators (torch.library): opaque to torch.compile,
+# torch.export and FX (which record one ``fastconv::...`` node each), with fake implementations
+# for shapes (torch's own functions run on the fake tensors) and autograd formulas whose
+# backwards are custom operators too.
 
-class Conv2dFunction(torch.autograd.Function):
-    """conv2d/conv1d on fastconv: forward and both backwards through the kernels."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, nspatial):
-        conv = _F.conv2d if nspatial == 2 else _F.conv1d
-        y = conv(_np(x), _np(weight), _np(bias), stride=stride, padding=padding,
-                 dilation=dilation, groups=groups)
-        ctx.save_for_backward(x, weight)
-        ctx.params = (stride, padding, dilation, groups, nspatial, bias is not None)
-        return _tensor(y)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, nspatial, has_bias = ctx.params
-        needs = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]),
-                 bool(has_bias and ctx.needs_input_grad[2]))
-        if not any(needs):
-            return (None,) * 8
-        back = _F.conv2d_backward if nspatial == 2 else _F.conv1d_backward
-        gx, gw, gb = back(_np(grad_out.to(x.dtype)), _np(x), _np(weight), stride=stride,
-                          padding=padding, dilation=dilation, groups=groups, needs=needs)
-        return _tensor(gx), _tensor(gw), _tensor(gb), None, None, None, None, None
+def _pair(v):
+    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
 
 
-class MaxPool2dFunction(torch.autograd.Function):
-    """max_pool2d on fastconv; the backward scatters through the forward's switches."""
-
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        y, idx = _F.max_pool2d(_np(x), kernel_size, stride=stride, padding=padding,
-                               dilation=dilation, ceil_mode=ceil_mode, return_indices=True)
-        ctx.input_shape = tuple(x.shape)
-        indices = _tensor(idx)
-        ctx.mark_non_differentiable(indices)
-        # Saved as a tensor, not as the ndarray behind it: the caller gets the same memory, and
-        # torch's version counter makes backward raise if it was changed in place (as PyTorch).
-        ctx.save_for_backward(indices)
-        return _tensor(y), indices
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out, _grad_indices):
-        (indices,) = ctx.saved_tensors
-        gx = _F.max_pool2d_backward(_np(grad_out), _np(indices), ctx.input_shape)
-        return _tensor(gx), None, None, None, None, None
+@torch.library.custom_op("fastconv::conv2d", mutates_args=())
+def _conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               stride: list[int], padding: list[int], dilation: list[int], groups: int,
+               padding_str: str) -> torch.Tensor:
+    pad = padding_str or tuple(padding)
+    return _tensor(_F.conv2d(_np(x), _np(weight), _np(bias), stride=tuple(stride), padding=pad,
+                             dilation=tuple(dilation), groups=groups))
 
 
-class AvgPool2dFunction(torch.autograd.Function):
-    """avg_pool2d on fastconv."""
-
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                divisor_override):
-        params = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        y = _F.avg_pool2d(_np(x), kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                          count_include_pad=count_include_pad, divisor_override=divisor_override)
-        ctx.params = params
-        ctx.input_shape = tuple(x.shape)
-        return _tensor(y)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        gx = _F.avg_pool2d_backward(_np(grad_out), ctx.input_shape, *ctx.params)
-        return (_tensor(gx),) + (None,) * 6
+@_conv2d_op.register_fake
+def _(x, weight, bias, stride, padding, dilation, groups, padding_str):
+    return TF.conv2d(x, weight, bias, stride, padding_str or padding, dilation, groups)
 
 
-class AdaptiveAvgPool2dFunction(torch.autograd.Function):
-    """adaptive_avg_pool2d on fastconv."""
+@torch.library.custom_op("fastconv::conv2d_backward", mutates_args=())
+def _conv2d_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                        stride: list[int], padding: list[int], dilation: list[int], groups: int,
+                        padding_str: str, needs: list[bool]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gx, gw, gb = _F.conv2d_backward(_np(grad_out.to(x.dtype)), _np(x), _np(weight),
+                                    stride=tuple(stride), padding=padding_str or tuple(padding),
+                                    dilation=tuple(dilation), groups=groups, needs=tuple(needs))
+    # (a gradient not asked for is an empty tensor of its own: an op's outputs may not alias)
+    return tuple(x.new_empty(0) if g is None else _tensor(g) for g in (gx, gw, gb))
 
-    @staticmethod
-    def forward(ctx, x, output_size):
-        ctx.input_shape = tuple(x.shape)
-        return _tensor(_F.adaptive_avg_pool2d(_np(x), output_size))
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        return _tensor(_F.adaptive_avg_pool2d_backward(_np(grad_out), ctx.input_shape)), None
+@_conv2d_backward_op.register_fake
+def _(grad_out, x, weight, stride, padding, dilation, groups, padding_str, needs):
+    shapes = (x.shape, weight.shape, weight.shape[:1])
+    return tuple(x.new_empty(s if need else (0,)) for s, need in zip(shapes, needs))
+
+
+def _conv2d_setup(ctx, inputs, output):
+    x, weight, bias, stride, padding, dilation, groups, padding_str = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.params = (stride, padding, dilation, groups, padding_str, bias is not None)
+
+
+def _conv2d_grad(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    stride, padding, dilation, groups, padding_str, has_bias = ctx.params
+    needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]),
+             bool(has_bias and ctx.needs_input_grad[2])]
+    if not any(needs):
+        return (None,) * 8
+    gx, gw, gb = _conv2d_backward_op(grad_out.contiguous(), x, weight, stride, padding, dilation,
+                                     groups, padding_str, needs)
+    return (gx if needs[0] else None, gw if needs[1] else None, gb if needs[2] else None,
+            None, None, None, None, None)
+
+
+_conv2d_op.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
+
+
+@torch.library.custom_op("fastconv::max_pool2d", mutates_args=())
+def _max_pool2d_op(x: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
+                   dilation: list[int], ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    y, idx = _F.max_pool2d(_np(x), tuple(kernel_size), stride=tuple(stride),
+                           padding=tuple(padding), dilation=tuple(dilation), ceil_mode=ceil_mode,
+                           return_indices=True)
+    return _tensor(y), _tensor(idx)
+
+
+@_max_pool2d_op.register_fake
+def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+    return TF.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                         return_indices=True)
+
+
+@torch.library.custom_op("fastconv::max_pool2d_backward", mutates_args=())
+def _max_pool2d_backward_op(grad_out: torch.Tensor, indices: torch.Tensor,
+                            input_shape: list[int]) -> torch.Tensor:
+    return _tensor(_F.max_pool2d_backward(_np(grad_out), _np(indices), tuple(input_shape)))
+
+
+@_max_pool2d_backward_op.register_fake
+def _(grad_out, indices, input_shape):
+    return grad_out.new_empty(input_shape)
+
+
+def _max_pool2d_setup(ctx, inputs, output):
+    # The indices are saved as a tensor: torch's version counter makes backward raise if the
+    # caller changed them in place (as PyTorch's own max_pool2d).
+    ctx.save_for_backward(output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.input_shape = list(inputs[0].shape)
+
+
+def _max_pool2d_grad(ctx, grad_out, _grad_indices):
+    (indices,) = ctx.saved_tensors
+    return (_max_pool2d_backward_op(grad_out.contiguous(), indices, ctx.input_shape),
+            None, None, None, None, None)
+
+
+_max_pool2d_op.register_autograd(_max_pool2d_grad, setup_context=_max_pool2d_setup)
+
+
+@torch.library.custom_op("fastconv::avg_pool2d", mutates_args=())
+def _avg_pool2d_op(x: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
+                   ceil_mode: bool, count_include_pad: bool, divisor_override: int | None
+                   ) -> torch.Tensor:
+    return _tensor(_F.avg_pool2d(_np(x), tuple(kernel_size), stride=tuple(stride),
+                                 padding=tuple(padding), ceil_mode=ceil_mode,
+                                 count_include_pad=count_include_pad,
+                                 divisor_override=divisor_override))
+
+
+@_avg_pool2d_op.register_fake
+def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    return TF.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                         divisor_override)
+
+
+@torch.library.custom_op("fastconv::avg_pool2d_backward", mutates_args=())
+def _avg_pool2d_backward_op(grad_out: torch.Tensor, input_shape: list[int], kernel_size: list[int],
+                            stride: list[int], padding: list[int], ceil_mode: bool,
+                            count_include_pad: bool, divisor_override: int | None) -> torch.Tensor:
+    return _tensor(_F.avg_pool2d_backward(_np(grad_out), tuple(input_shape), tuple(kernel_size),
+                                          tuple(stride), tuple(padding), ceil_mode,
+                                          count_include_pad, divisor_override))
+
+
+@_avg_pool2d_backward_op.register_fake
+def _(grad_out, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
+      divisor_override):
+    return grad_out.new_empty(input_shape)
+
+
+def _avg_pool2d_setup(ctx, inputs, output):
+    ctx.input_shape, ctx.params = list(inputs[0].shape), inputs[1:]
+
+
+def _avg_pool2d_grad(ctx, grad_out):
+    return (_avg_pool2d_backward_op(grad_out.contiguous(), ctx.input_shape, *ctx.params),
+            None, None, None, None, None, None)
+
+
+_avg_pool2d_op.register_autograd(_avg_pool2d_grad, setup_context=_avg_pool2d_setup)
+
+
+@torch.library.custom_op("fastconv::adaptive_avg_pool2d", mutates_args=())
+def _adaptive_avg_pool2d_op(x: torch.Tensor, output_size: list[int]) -> torch.Tensor:
+    return _tensor(_F.adaptive_avg_pool2d(_np(x), tuple(output_size)))
+
+
+@_adaptive_avg_pool2d_op.register_fake
+def _(x, output_size):
+    return TF.adaptive_avg_pool2d(x, output_size)
+
+
+@torch.library.custom_op("fastconv::adaptive_avg_pool2d_backward", mutates_args=())
+def _adaptive_avg_pool2d_backward_op(grad_out: torch.Tensor, input_shape: list[int]) -> torch.Tensor:
+    return _tensor(_F.adaptive_avg_pool2d_backward(_np(grad_out), tuple(input_shape)))
+
+
+@_adaptive_avg_pool2d_backward_op.register_fake
+def _(grad_out, input_shape):
+    return grad_out.new_empty(input_shape)
+
+
+def _adaptive_setup(ctx, inputs, output):
+    ctx.input_shape = list(inputs[0].shape)
+
+
+def _adaptive_grad(ctx, grad_out):
+    return _adaptive_avg_pool2d_backward_op(grad_out.contiguous(), ctx.input_shape), None
+
+
+_adaptive_avg_pool2d_op.register_autograd(_adaptive_grad, setup_context=_adaptive_setup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,18 +254,33 @@ def _stride(stride, kernel_size):
     return kernel_size if empty else stride
 
 
+def _conv_args(padding, nspatial):
+    """(padding as a list of ints, or [0, 0] with the string in padding_str) for the op."""
+    if isinstance(padding, str):
+        return [0, 0], padding
+    return ([0, int(padding if isinstance(padding, int) else padding[0])] if nspatial == 1
+            else _pair(padding)), ""
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """As torch.nn.functional.conv2d, on fastconv's kernels (padding may be 'same'/'valid')."""
     if not _runs_here(input, weight, bias):
         return TF.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups, 2)
+    pad, pad_str = _conv_args(padding, 2)
+    return _conv2d_op(input, weight, bias, _pair(stride), pad, _pair(dilation), int(groups), pad_str)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """As torch.nn.functional.conv1d, on fastconv's kernels."""
+    """As torch.nn.functional.conv1d, on fastconv's kernels (as a conv2d of height 1)."""
     if not _runs_here(input, weight, bias):
         return TF.conv1d(input, weight, bias, stride, padding, dilation, groups)
-    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups, 1)
+    one = lambda v: int(v if isinstance(v, int) else v[0])  # noqa: E731
+    pad, pad_str = _conv_args(padding, 1)
+    unbatched = input.dim() == 2
+    x = (input.unsqueeze(0) if unbatched else input).unsqueeze(2)
+    y = _conv2d_op(x, weight.unsqueeze(2), bias, [1, one(stride)], pad, [1, one(dilation)],
+                   int(groups), pad_str).squeeze(2)
+    return y.squeeze(0) if unbatched else y
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -171,8 +289,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if not _runs_here(input):
         return TF.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
                              return_indices=return_indices)
-    out, indices = MaxPool2dFunction.apply(input, kernel_size, _stride(stride, kernel_size),
-                                           padding, dilation, ceil_mode)
+    out, indices = _max_pool2d_op(input, _pair(kernel_size), _pair(_stride(stride, kernel_size)),
+                                  _pair(padding), _pair(dilation), bool(ceil_mode))
     return (out, indices) if return_indices else out
 
 
@@ -182,15 +300,17 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     if not _runs_here(input):
         return TF.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                              divisor_override)
-    return AvgPool2dFunction.apply(input, kernel_size, _stride(stride, kernel_size), padding,
-                                   ceil_mode, count_include_pad, divisor_override)
+    return _avg_pool2d_op(input, _pair(kernel_size), _pair(_stride(stride, kernel_size)),
+                          _pair(padding), bool(ceil_mode), bool(count_include_pad), divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size):
     """As torch.nn.functional.adaptive_avg_pool2d (None in output_size keeps that input size)."""
     if not _runs_here(input):
         return TF.adaptive_avg_pool2d(input, output_size)
-    return AdaptiveAvgPool2dFunction.apply(input, output_size)
+    size = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
+    size = [input.shape[-2 + i] if v is None else int(v) for i, v in enumerate(size)]
+    return _adaptive_avg_pool2d_op(input, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +389,18 @@ def convert(model):
     for m in model.modules():
         if _swappable(m):
             m.__class__ = _SWAPS[type(m)]
+    return model
+
+
+def unconvert(model):
+    """Undo :func:`convert` in place: every fastconv module of ``model`` (and ``model`` itself)
+    becomes the ``torch.nn`` class it was, with the same parameters, buffers and hooks; returns
+    ``model``. For export paths that do not know fastconv's operators (``torch.jit.script``,
+    ``torch.onnx.export``) or to run where fastconv is not installed."""
+    back = {v: k for k, v in _SWAPS.items()}
+    for m in model.modules():
+        if type(m) in back:
+            m.__class__ = back[type(m)]
     return model
 
 
