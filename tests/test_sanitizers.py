@@ -30,6 +30,7 @@ ISAS = ["generic", "avx2", "avx512"]
 CONV_CONFIGS, POOL_CONFIGS = 400, 250
 FUZZ_FULL, FUZZ_OTHER = 100_000, 10_000
 PLANS = 2000  # random inference plans (tests/sanitize/plan_fuzz.cpp)
+TRAIN = 200  # random cases of the training kernels (tests/sanitize/train_check.cpp)
 
 pytestmark = pytest.mark.skipif(sanitize_build.compiler() is None,
                                 reason="no C++ compiler ($CXX, g++ or c++) to build the sanitizer driver")
@@ -90,16 +91,17 @@ def test_sanitizer_driver(driver, isa):
     conv, pool = CONV_CONFIGS, POOL_CONFIGS
     fuzz = FUZZ_FULL if isa == best else FUZZ_OTHER
     cmd = [driver, "--isa", isa, "--conv", str(conv), "--pool", str(pool), "--fuzz", str(fuzz),
-           "--plans", str(PLANS), "--seed", str(1000 + ISAS.index(isa))]
+           "--plans", str(PLANS), "--train", str(TRAIN), "--seed", str(1000 + ISAS.index(isa))]
     r = subprocess.run(cmd, env=sanitizer_env(FASTCONV_ISA=isa), capture_output=True, text=True,
                        timeout=900)
     report = f"$ FASTCONV_ISA={isa} {' '.join(cmd)}\nexit {r.returncode}\n{r.stdout}\n{r.stderr[-6000:]}"
     assert r.returncode == 0, report
     m = re.search(r"conv_configs=(\d+) pool_configs=(\d+) fuzz_descriptors=(\d+) plans=(\d+) "
-                  r"checks=(\d+) failures=(\d+)", r.stdout)
+                  r"train_cases=(\d+) checks=(\d+) failures=(\d+)", r.stdout)
     assert m, report
-    nconv, npool, nfuzz, nplans, checks, failures = map(int, m.groups())
+    nconv, npool, nfuzz, nplans, ntrain, checks, failures = map(int, m.groups())
     assert failures == 0 and nconv > conv and npool > pool and nfuzz == fuzz and checks > 0, report
+    assert ntrain == TRAIN, report
     # the plan fuzz target ran its plans, and enough of its steps were accepted (and run) to
     # matter: they are what reaches the executor
     steps = re.search(r"plan steps: (\d+) offered, (\d+) accepted", r.stderr)

@@ -116,5 +116,6 @@ int64_t run_conv_edges(Rng &rng, int64_t random_configs);
 int64_t run_pool_edges(Rng &rng, int64_t random_configs);
 int64_t run_fuzz(Rng &rng, int64_t descriptors);
 int64_t run_plan_fuzz(Rng &rng, int64_t plans);  // plan_fuzz.cpp
+int64_t run_train_checks(Rng &rng, int64_t cases);  // train_check.cpp
 
 }  // namespace drv

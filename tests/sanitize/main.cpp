@@ -2,11 +2,12 @@
 // -fsanitize=address,undefined -fno-sanitize-recover=all (tests/sanitize/build.py), run once per
 // forced instruction set (FASTCONV_ISA) by tests/test_sanitizers.py.
 //
-//   driver [--isa NAME] [--conv N] [--pool N] [--fuzz N] [--plans N] [--seed S]
+//   driver [--isa NAME] [--conv N] [--pool N] [--fuzz N] [--plans N] [--train N] [--seed S]
 //
 // --isa: the instruction set fc_isa() must report (the run fails if the library chose another).
 // --conv/--pool: random configurations on top of the hand-picked edge shapes; --fuzz: hostile
-// descriptors; --plans: random inference plans (plan_fuzz.cpp). Exits 0 only when every
+// descriptors; --plans: random inference plans (plan_fuzz.cpp); --train: random cases of the
+// training kernels (train_check.cpp). Exits 0 only when every
 // expectation held; a sanitizer report aborts the process.
 #include <cstdlib>
 #include <string>
@@ -62,7 +63,7 @@ std::string str(const fc_planes2d_desc &d) {
 
 int main(int argc, char **argv) {
   std::string isa;
-  long long conv = 300, pool = 200, fuzz = 100000, plans = 2000;
+  long long conv = 300, pool = 200, fuzz = 100000, plans = 2000, train = 200;
   unsigned long long seed = 20240607;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -71,6 +72,7 @@ int main(int argc, char **argv) {
     else if (a == "--pool") pool = std::atoll(argv[i + 1]);
     else if (a == "--fuzz") fuzz = std::atoll(argv[i + 1]);
     else if (a == "--plans") plans = std::atoll(argv[i + 1]);
+    else if (a == "--train") train = std::atoll(argv[i + 1]);
     else if (a == "--seed") seed = std::strtoull(argv[i + 1], nullptr, 10);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
@@ -86,8 +88,9 @@ int main(int argc, char **argv) {
   const long long np = drv::run_pool_edges(rng, pool);
   const long long nf = drv::run_fuzz(rng, fuzz);
   const long long npl = drv::run_plan_fuzz(rng, plans);
-  std::printf("isa=%s conv_configs=%lld pool_configs=%lld fuzz_descriptors=%lld plans=%lld checks=%lld "
-              "failures=%lld\n", fc_isa(), nc, np, nf, npl, (long long)drv::g_stats.checks,
+  const long long ntr = drv::run_train_checks(rng, train);
+  std::printf("isa=%s conv_configs=%lld pool_configs=%lld fuzz_descriptors=%lld plans=%lld train_cases=%lld "
+              "checks=%lld failures=%lld\n", fc_isa(), nc, np, nf, npl, ntr, (long long)drv::g_stats.checks,
               (long long)drv::g_stats.failures);
   return drv::g_stats.failures ? 1 : 0;
 }
