@@ -56,10 +56,10 @@ bool product(std::initializer_list<int64_t> f, int64_t *out) {
   return true;
 }
 
-// The element counts one step reads and writes: in0, in1, out, weight, bias (-1: unused).
+// The element counts one step reads and writes: in0, in1, in2, out, weight, bias (-1: unused).
 struct Need {
-  int64_t in0 = -1, in1 = -1, out = -1, weight = -1, bias = -1;
-  bool in0_in_place = false, in1_in_place = false;  // out may be that input (element-wise)
+  int64_t in0 = -1, in1 = -1, in2 = -1, out = -1, weight = -1, bias = -1;
+  bool in0_in_place = false, in1_in_place = false, in2_in_place = false;  // out may be that input
 };
 
 fc_status step_needs(const fc_plan_step &s, Need *nd) {
@@ -119,7 +119,8 @@ fc_status step_needs(const fc_plan_step &s, Need *nd) {
       nd->out = nd->in0;
       if (s.op == FC_PLAN_CHANNEL_MUL) {
         nd->in1 = d[0] * d[1];
-        nd->in0_in_place = true;  // (not in1: the scales are read after outputs are written)
+        nd->in2 = s.in2 >= 0 ? nd->out : -1;
+        nd->in0_in_place = nd->in2_in_place = true;  // (not in1: scales are read after outputs are written)
       } else if (s.op == FC_PLAN_CHANNEL_AFFINE) {
         nd->weight = d[1];
         nd->bias = s.bias >= 0 ? d[1] : -1;
@@ -156,7 +157,7 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
   auto cst = [&](int64_t id) -> const T * { return id < 0 ? nullptr : (const T *)p.constants[id].data; };
   const fc_dtype t = p.t;
   T *out = val(s.out);
-  const T *a = val(s.in0), *b = val(s.in1);
+  const T *a = val(s.in0), *b = val(s.in1), *r = val(s.in2);
   const int64_t *d = s.dims;
   // (a per-channel step over no element does nothing: its loops over n*c must not even start,
   // n*c may be huge when the plane is empty)
@@ -185,8 +186,8 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
     }
     case FC_PLAN_LINEAR: return linear(a, cst(s.weight), cst(s.bias), out, d[0], d[1], d[2], s.act, s.alpha);
     case FC_PLAN_ELTWISE: eltwise(a, b, out, d[0], s.act, s.alpha); return FC_OK;
-    case FC_PLAN_CHANNEL_MUL: channel_scale(a, b, d[1], (const T *)nullptr, out, d[0], d[1], d[2], s.act, s.alpha); return FC_OK;
-    case FC_PLAN_CHANNEL_AFFINE: channel_scale(a, cst(s.weight), 0, cst(s.bias), out, d[0], d[1], d[2], s.act, s.alpha); return FC_OK;
+    case FC_PLAN_CHANNEL_MUL: channel_scale(a, b, d[1], (const T *)nullptr, r, out, d[0], d[1], d[2], s.act, s.alpha); return FC_OK;
+    case FC_PLAN_CHANNEL_AFFINE: channel_scale(a, cst(s.weight), 0, cst(s.bias), (const T *)nullptr, out, d[0], d[1], d[2], s.act, s.alpha); return FC_OK;
     case FC_PLAN_LRN: lrn(a, out, d[0], d[1], d[2], s.extra[0], s.lrn[0], s.lrn[1], s.lrn[2]); return FC_OK;
     case FC_PLAN_COPY_CHANNELS: copy_channels(a, out, d[0], d[1], d[2], s.extra[0], s.extra[1]); return FC_OK;
     default: return fail(FC_EINVAL, "plan step: op %d", (int)s.op);
@@ -277,7 +278,7 @@ fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s) {
   const int64_t nv = (int64_t)p->values.size(), nc = (int64_t)p->constants.size();
   struct Ref { const char *name; int64_t id, need, count; bool value; };
   const Ref refs[] = {{"in0", s->in0, nd.in0, nv, true}, {"in1", s->in1, nd.in1, nv, true},
-                      {"out", s->out, nd.out, nv, true}, {"weight", s->weight, nd.weight, nc, false},
+                      {"in2", s->in2, nd.in2, nv, true}, {"out", s->out, nd.out, nv, true}, {"weight", s->weight, nd.weight, nc, false},
                       {"bias", s->bias, nd.bias, nc, false}};
   for (const Ref &r : refs) {
     if (r.need < 0) {
@@ -292,7 +293,8 @@ fc_status fc_plan_add_step(fc_plan *p, const fc_plan_step *s) {
   }
   const fc_plan::Value &o = p->values[s->out];
   if (o.kind == FC_VALUE_INPUT) return fail(FC_EINVAL, "plan step: out is the caller's input (inputs are never written)");
-  const struct { int64_t id; bool in_place; } ins[] = {{s->in0, nd.in0_in_place}, {s->in1, nd.in1_in_place}};
+  const struct { int64_t id; bool in_place; } ins[] = {
+      {s->in0, nd.in0_in_place}, {s->in1, nd.in1_in_place}, {s->in2, nd.in2_in_place}};
   for (const auto &in : ins) {
     if (in.id < 0) continue;
     const fc_plan::Value &v = p->values[in.id];

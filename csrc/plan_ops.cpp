@@ -35,8 +35,8 @@ void eltwise(const T *a, const T *b, T *y, int64_t count, int act, double alpha)
 }
 
 template <class T>
-void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *shift, T *y,
-                   int64_t n, int64_t c, int64_t hw, int act, double alpha) {
+void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *shift, const T *res,
+                   T *y, int64_t n, int64_t c, int64_t hw, int act, double alpha) {
   const T al = T(alpha);
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t q = 0; q < n * c; ++q) {
@@ -44,8 +44,14 @@ void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *
     const T s = scale[in * scale_n_stride + ic], b = shift ? shift[ic] : T(0);
     const T *xp = x + q * hw;
     T *yp = y + q * hw;
+    if (res) {
+      const T *rp = res + q * hw;
 #pragma omp simd
-    for (int64_t i = 0; i < hw; ++i) yp[i] = xp[i] * s + b;
+      for (int64_t i = 0; i < hw; ++i) yp[i] = xp[i] * s + b + rp[i];
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < hw; ++i) yp[i] = xp[i] * s + b;
+    }
     act_run(yp, hw, act, al);
   }
 }
@@ -113,7 +119,7 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
 
 #define FC_PLAN_OPS(T)                                                                          \
   template void eltwise<T>(const T *, const T *, T *, int64_t, int, double);                    \
-  template void channel_scale<T>(const T *, const T *, int64_t, const T *, T *, int64_t,        \
+  template void channel_scale<T>(const T *, const T *, int64_t, const T *, const T *, T *, int64_t,        \
                                  int64_t, int64_t, int, double);                                \
   template void lrn<T>(const T *, T *, int64_t, int64_t, int64_t, int64_t, double, double,      \
                        double);                                                                 \

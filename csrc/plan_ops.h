@@ -11,11 +11,12 @@ namespace fc {
 template <class T>
 void eltwise(const T *a, const T *b, T *y, int64_t count, int act, double alpha);
 
-// y[n, c, i] = act(x[n, c, i] * scale[n*scale_n_stride + c] + shift[c]) (shift may be null);
+// y[n, c, i] = act(x[n, c, i] * scale[n*scale_n_stride + c] + shift[c] + res[n, c, i]) (shift and
+// res may be null; res laid out as y);
 // scale_n_stride is c for a per-image scale (squeeze-excitation) and 0 for a constant one.
 template <class T>
-void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *shift, T *y,
-                   int64_t n, int64_t c, int64_t hw, int act, double alpha);
+void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *shift, const T *res,
+                   T *y, int64_t n, int64_t c, int64_t hw, int act, double alpha);
 
 // Local response normalisation across channels, PyTorch's window (size/2 before, (size-1)/2 after).
 template <class T>

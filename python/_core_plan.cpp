@@ -49,7 +49,7 @@ class Plan {
   // A step from a dict of fc_plan_step's fields (absent ones are zero, ids -1).
   void add_step(const py::dict &d) {
     fc_plan_step s{};
-    s.in0 = s.in1 = s.out = s.weight = s.bias = -1;
+    s.in0 = s.in1 = s.in2 = s.out = s.weight = s.bias = -1;
     auto geti = [&](const char *k, auto &dst) {
       if (d.contains(k)) dst = d[k].cast<std::remove_reference_t<decltype(dst)>>();
     };
@@ -58,6 +58,7 @@ class Plan {
     geti("alpha", s.alpha);
     geti("in0", s.in0);
     geti("in1", s.in1);
+    geti("in2", s.in2);
     geti("out", s.out);
     geti("weight", s.weight);
     geti("bias", s.bias);

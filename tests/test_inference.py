@@ -816,6 +816,7 @@ CONV_STEP = {"op": 0, "in0": "x", "out": "a", "conv": CONV, "algo": 1, "weight":
 LRN = {"op": 8, "in0": "a", "out": "b", "dims": [1, 3, 4, 0], "extra": [3, 0], "lrn": [1e-4, 0.75, 1.0]}
 COPY = {"op": 9, "in0": "x", "out": "a", "dims": [1, 3, 4, 0], "extra": [3, 0]}
 POOL = {"op": 2, "in0": "x", "out": "a", "pool": [1, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 0]}
+CHANNEL_MUL = {"op": 6, "in0": "x", "in1": "s", "out": "b", "dims": [1, 3, 4, 0]}
 
 BAD_STEPS = [
     ("unknown-op", {**ELT, "op": 10}, "not an fc_plan_op"),
@@ -840,6 +841,9 @@ BAD_STEPS = [
     ("missing-constant", {**AFFINE, "weight": 99}, "weight id 99 does not exist"),
     ("bias-too-small", {**AFFINE, "bias": "w1"}, "bias holds 1 elements"),
     ("unused-in1", {**LINEAR, "in1": "x"}, "in1 is given but op 4 does not use it"),
+    ("unused-in2", {**ELT, "in2": "b"}, "in2 is given but op 5 does not use it"),
+    ("se-residual-too-small", {**CHANNEL_MUL, "in2": "s"}, "in2 holds 6 elements"),
+    ("se-residual-partial-overlap", {**CHANNEL_MUL, "in0": "a", "out": "a", "in2": "a4"}, "overlaps"),
     ("unused-weight", {**ELT, "weight": "w3"}, "weight is given"),
     ("conv-algo-auto", {**CONV_STEP, "algo": 0}, "not a concrete fc_algo"),
     ("conv-algo-range", {**CONV_STEP, "algo": 99}, "not a concrete fc_algo"),
@@ -873,9 +877,11 @@ def test_native_plan_rejects_bad_steps(step, match):
 
 
 @pytest.mark.parametrize("step", [ELT, AFFINE, LINEAR, CONV_STEP, LRN, COPY, POOL,
-                                  {**CONV_STEP, "in1": "b"}, {**AFFINE, "bias": "w3"}],
+                                  {**CONV_STEP, "in1": "b"}, {**AFFINE, "bias": "w3"}, CHANNEL_MUL,
+                                  {**CHANNEL_MUL, "in2": "a"}, {**CHANNEL_MUL, "in0": "b", "in2": "b"}],
                          ids=["eltwise", "affine", "linear", "conv", "lrn", "copy", "avg-pool",
-                              "conv-residual", "affine-bias"])
+                              "conv-residual", "affine-bias", "channel-mul", "se-residual",
+                              "se-residual-in-place"])
 def test_native_plan_accepts_valid_steps(step):
     """The well-formed versions of the steps above are accepted (so the rejections are specific)."""
     p, ids = _native()
@@ -900,6 +906,38 @@ def test_native_plan_in_place_elementwise():
     want = np.maximum(xv + xv, 0).reshape(3, 4) * [[2.0], [-1.0], [0.5]] + [[0.25], [0.5], [-1.0]]
     np.testing.assert_allclose(out, want.reshape(-1), rtol=1e-15, atol=1e-15)
     assert len(p.run(xv, out, True)) == p.steps == 4
+
+
+def test_native_plan_se_residual():
+    """channel_mul with a residual (in2): y = relu(x * s[c] + r), in one step, as NumPy does."""
+    p = _core.Plan(True, 12, 12, 20)
+    x, y = p.add_value(0, 0, 12), p.add_value(1, 0, 12)
+    s, r = p.add_value(2, 0, 3), p.add_value(2, 4, 12)
+    rng = np.random.default_rng(3)
+    rv, xv = rng.standard_normal(12), rng.standard_normal(12)
+    p.add_step({"op": 5, "in0": x, "out": s, "dims": [3, 0, 0, 0]})        # s = x[:3]
+    p.add_step({"op": 7, "in0": x, "out": r, "dims": [1, 3, 4, 0],          # r = x * w + b
+                "weight": p.add_constant(rv[:3].copy()), "bias": p.add_constant(rv[3:6].copy())})
+    p.add_step({"op": 6, "act": 1, "in0": x, "in1": s, "in2": r, "out": y, "dims": [1, 3, 4, 0]})
+    out = np.empty(12)
+    p.run(xv, out)
+    r_want = (xv.reshape(3, 4) * rv[:3, None] + rv[3:6, None]).reshape(-1)
+    want = np.maximum(xv.reshape(3, 4) * xv[:3, None] + r_want.reshape(3, 4), 0).reshape(-1)
+    np.testing.assert_allclose(out, want, rtol=1e-15, atol=1e-15)
+
+
+def test_se_block_tail_is_one_step():
+    """SE-ResNet's block tail relu(x * scale + identity) compiles to one channel_mul step that
+    fused the add and the ReLU, and the plan still equals eager."""
+    from fastconv.autograd import Tensor, no_grad
+    model = models.se_resnet50(num_classes=10).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    plan = inference.compile(model, x, tune=False)
+    muls = [s for s in plan._for(x.shape).steps if s.op == "channel_mul"]
+    assert len(muls) == 16 and all(s.fused == ("add", "relu") for s in muls), muls[:2]
+    with no_grad():
+        want = model(Tensor(x)).data
+    np.testing.assert_allclose(plan(x), want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
 
 
 def test_native_plan_rejects_channel_mul_scale_overwritten():

@@ -197,6 +197,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
         int64_t dims[4]
         int64_t extra[2]
         double lrn[3]
+        int64_t in2
     fc_status fc_plan_create(fc_dtype t, int64_t in_elems, int64_t out_elems,
                              int64_t arena_elems, fc_plan **out)
     void fc_plan_destroy(fc_plan *p)

@@ -70,6 +70,7 @@ void fuzz_one_plan(Rng &rng) {
     const bool takes_w = s.op == FC_PLAN_CONV || s.op == FC_PLAN_LINEAR || s.op == FC_PLAN_CHANNEL_AFFINE;
     const bool fit = rng.chance(0.9);
     s.in1 = (fit ? takes_in1 && rng.chance(0.7) : rng.chance(0.5)) ? small_or_hostile(rng, 0, std::max<int64_t>(0, nvalues - 1)) : -1;
+    s.in2 = (fit ? s.op == FC_PLAN_CHANNEL_MUL && rng.chance(0.5) : rng.chance(0.3)) ? small_or_hostile(rng, 0, std::max<int64_t>(0, nvalues - 1)) : -1;
     s.weight = (fit ? takes_w : rng.chance(0.5)) ? small_or_hostile(rng, 0, 3) : -1;
     s.bias = (fit ? takes_w && rng.chance(0.5) : rng.chance(0.5)) ? small_or_hostile(rng, 0, 3) : -1;
     if (fit && (s.op == FC_PLAN_LRN || s.op == FC_PLAN_COPY_CHANNELS)) s.act = FC_ACT_NONE;

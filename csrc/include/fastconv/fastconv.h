@@ -381,7 +381,8 @@ typedef enum {
   FC_PLAN_ADAPTIVE_AVG = 3,  /* out = act(adaptive_avg_pool(in0)): dims n,c,h,w -> extra[0] x extra[1] */
   FC_PLAN_LINEAR = 4,        /* out [m, nout] = act(in0 [m, k] x weight[nout, k]^T + bias): dims m,k,nout */
   FC_PLAN_ELTWISE = 5,       /* out = act(in0 + in1) (or act(in0) when in1 == -1); dims[0] elements */
-  FC_PLAN_CHANNEL_MUL = 6,   /* out[n,c,:] = act(in0[n,c,:] * in1[n,c]); dims n,c,h*w */
+  FC_PLAN_CHANNEL_MUL = 6,   /* out[n,c,:] = act(in0[n,c,:] * in1[n,c] + in2[n,c,:]) (in2: a residual
+                              laid out as out, or -1); dims n,c,h*w: a squeeze-and-excitation scale */
   FC_PLAN_CHANNEL_AFFINE = 7,/* out[n,c,:] = act(in0[n,c,:] * weight[c] + bias[c]); dims n,c,h*w */
   FC_PLAN_LRN = 8,           /* out = in0 / (k + alpha/size * window sum of in0^2)^beta; dims n,c,h*w */
   FC_PLAN_COPY_CHANNELS = 9, /* out[n, extra[1] + c, :] = in0[n, c, :]; dims n,c,h*w, extra[0] = out's c */
@@ -408,6 +409,8 @@ typedef struct {
   int64_t dims[4];           /* the other ops' sizes (see fc_plan_op) */
   int64_t extra[2];
   double lrn[3];             /* FC_PLAN_LRN: alpha, beta, k; extra[0] = size */
+  int64_t in2;               /* a third value id, FC_PLAN_CHANNEL_MUL's residual (-1: none; set it
+                              to -1 for every other op: a zeroed step names value 0 and is refused) */
 } fc_plan_step;
 
 /* A plan for dtype t over an input of in_elems and an output of out_elems elements, with an

@@ -311,14 +311,15 @@ def _rename(g, old, new):
 
 def fuse_residual_add(g):
     """add(conv(...), r) where the conv's output is used only there: r becomes the conv's
-    residual, added in its epilogue (ResNet's out + identity)."""
+    residual, added in its epilogue (ResNet's out + identity); the same for a channel_mul
+    (an SE block's scaled output + identity)."""
     users, prod = _consumers(g), _producers(g)
     order = {n.out: i for i, n in enumerate(g.nodes)}
     for a in list(g.nodes):
         if a.op != "add":
             continue
         cands = [v for v in a.inputs
-                 if (p := prod.get(v)) is not None and p.op == "conv" and not p.act
+                 if (p := prod.get(v)) is not None and p.op in ("conv", "channel_mul") and not p.act
                  and p.residual is None and len(users.get(v, [])) == 1 and v != g.output]
         if not cands or a.inputs[0] == a.inputs[1]:
             continue

@@ -227,6 +227,8 @@ def lower(g, x_shape, tune, algos=None):
                 st["in1"] = value(n.inputs[1])
         elif n.op == "channel_mul":
             st.update(dims=[x[0], x[1], hw, 0], in1=value(n.inputs[1]))
+            if n.residual is not None:  # SE: x * scale + identity, in the same pass
+                st["in2"] = value(n.residual)
         elif n.op == "affine":
             st.update(dims=[x[0], x[1] if len(x) > 1 else 1, hw, 0],
                       weight=const(n, "scale"), bias=const(n, "shift"))
