@@ -255,6 +255,20 @@ def test_c_abi_pool_desc_checks(lib, field, value, match):
     assert match in lib.fc_last_error()
 
 
+def test_c_abi_pool_window_ends_fit_int64(lib):
+    """The kernels' window ends reach in + pad + stride - 1 (ceil mode's last window overhangs
+    the padding): a descriptor where that overflows is refused (the sanitizer driver found a
+    dilated ceil-mode window whose end index overflowed)."""
+    big = (1 << 63) - 1
+    d = PoolDesc(1, 1, 1, 1 << 61, 1, 2, 1, 7 << 60, 0, 1, 1, 1 << 61, 1)  # 2^61 + 2 + 7*2^60 > max
+    ho, wo = ctypes.c_int64(), ctypes.c_int64()
+    assert lib.fc_pool2d_output_size(ctypes.byref(d), ctypes.byref(ho), ctypes.byref(wo)) == 4
+    assert b"overflows int64" in lib.fc_last_error()
+    d.stride_w = (1 << 61)  # in + 2p + stride now fits
+    assert lib.fc_pool2d_output_size(ctypes.byref(d), ctypes.byref(ho), ctypes.byref(wo)) == 0
+    assert 0 < wo.value < big
+
+
 def test_c_abi_null_pointers_bad_dtype_and_avg_dilation(lib):
     d = PoolDesc(1, 1, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1, 0)
     x, y = np.zeros(16, np.float32), np.zeros(4, np.float32)

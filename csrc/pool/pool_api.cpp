@@ -54,9 +54,12 @@ fc_status output_size(const char *dim, int64_t in, int64_t k, int64_t s, int64_t
                 "pad should be smaller than or equal to half of kernel size, but got pad_%s=%lld, "
                 "k%s=%lld",
                 dim, (long long)p, dim, (long long)k);
-  // in + 2p - ext (+ s - 1): p <= ext/2, so everything below is bounded by in + s + ext.
-  int64_t num;
-  if (__builtin_add_overflow(in, 2 * p, &num) || __builtin_sub_overflow(num, ext, &num) ||
+  // in + 2p - ext (+ s - 1): p <= ext/2, so everything below is bounded by in + s + ext. The
+  // kernels' window ends reach at most in + p + s - 1 (ceil mode's last window overhangs the
+  // padding by up to s - 1): in + 2p + s must fit too.
+  int64_t num, end;
+  if (__builtin_add_overflow(in, 2 * p, &num) || __builtin_add_overflow(num, s, &end) ||
+      __builtin_sub_overflow(num, ext, &num) ||
       (ceil_mode && __builtin_add_overflow(num, s - 1, &num)))
     return fail(FC_EOVERFLOW, "padded input size overflows int64 (%s=%lld, pad_%s=%lld)", dim,
                 (long long)in, dim, (long long)p);
