@@ -259,14 +259,14 @@ def test_c_abi_pool_window_ends_fit_int64(lib):
     """The kernels' window ends reach in + pad + stride - 1 (ceil mode's last window overhangs
     the padding): a descriptor where that overflows is refused (the sanitizer driver found a
     dilated ceil-mode window whose end index overflowed)."""
-    big = (1 << 63) - 1
-    d = PoolDesc(1, 1, 1, 1 << 61, 1, 2, 1, 7 << 60, 0, 1, 1, 1 << 61, 1)  # 2^61 + 2 + 7*2^60 > max
+    w = 1 << 59
+    d = PoolDesc(1, 1, 1, w, 1, 2, 1, (1 << 63) - w, 0, 1, 1, w, 1)  # w + 2 + stride > max
     ho, wo = ctypes.c_int64(), ctypes.c_int64()
     assert lib.fc_pool2d_output_size(ctypes.byref(d), ctypes.byref(ho), ctypes.byref(wo)) == 4
     assert b"overflows int64" in lib.fc_last_error()
-    d.stride_w = (1 << 61)  # in + 2p + stride now fits
+    d.stride_w = w  # w + 2*pad + stride now fits
     assert lib.fc_pool2d_output_size(ctypes.byref(d), ctypes.byref(ho), ctypes.byref(wo)) == 0
-    assert 0 < wo.value < big
+    assert (ho.value, wo.value) == (1, 2)
 
 
 def test_c_abi_null_pointers_bad_dtype_and_avg_dilation(lib):
