@@ -10,7 +10,8 @@ from ._memory import empty_cache, memory_cache_stats, set_memory_cache
 from ._autotune import (autotune_cache_path, clear_autotune, export_autotune, get_autotune,
                         import_autotune, save_autotune, set_autotune)
 from . import autograd, models, nn, optim  # noqa: E402  (they build on the ops above)
-from .autograd import Tensor, no_grad
+from .autograd import (Tensor, cat, enable_grad, flatten, inference_mode,  # torch's top-level
+                       no_grad, set_grad_enabled)                          # spellings
 
 __version__ = "0.1.0"
 __all__ = list(_functional_all) + ["get_include", "get_lib_dir", "get_cmake_dir", "threads",
@@ -18,7 +19,9 @@ __all__ = list(_functional_all) + ["get_include", "get_lib_dir", "get_cmake_dir"
                                    "set_autotune", "get_autotune", "clear_autotune",
                                    "export_autotune", "import_autotune", "save_autotune",
                                    "autotune_cache_path",
-                                   "Tensor", "no_grad", "autograd", "nn", "optim", "models"]
+                                   "Tensor", "no_grad", "enable_grad", "set_grad_enabled",
+                                   "inference_mode", "cat", "flatten", "autograd", "nn",
+                                   "optim", "models"]
 
 from . import _autotune  # noqa: E402
 _autotune._from_env()  # FASTCONV_AUTOTUNE (needs __version__ for the persisted file's header)

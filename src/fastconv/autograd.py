@@ -13,16 +13,19 @@ The element-wise, reduction and shape ops live here; the network ops built on fa
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import threading
 import weakref
+from collections import namedtuple
 
 import numpy as np
 
 from . import _core, _memory
 
 __all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled",
-           "manual_seed", "unbroadcast", "concat", "cat"]
+           "set_grad_enabled", "inference_mode",
+           "manual_seed", "unbroadcast", "concat", "cat", "flatten"]
 
 # ----------------------------------------------------------------------------------------------
 # state: grad mode (per thread) and the random generator used by dropout and initialisers
@@ -37,6 +40,7 @@ def manual_seed(seed):
 
 
 def default_generator() -> np.random.Generator:
+    """The generator dropout and the initialisers draw from (reseeded by :func:`manual_seed`)."""
     return _generator
 
 
@@ -63,11 +67,15 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode(contextlib.ContextDecorator):
+    """Grad mode set to ``enabled`` inside a with-block or a decorated call, then restored."""
+
     def __init__(self, enabled):
-        self.enabled = bool(enabled)
+        self.enabled = None if enabled is None else bool(enabled)  # None: leave the mode as it is
 
     def __enter__(self):
-        self.prev, _grad_mode.enabled = _grad_mode.enabled, self.enabled
+        self.prev = _grad_mode.enabled
+        if self.enabled is not None:
+            _grad_mode.enabled = self.enabled
 
     def __exit__(self, *exc):
         _grad_mode.enabled = self.prev
@@ -84,6 +92,8 @@ class set_grad_enabled(_GradMode):
     mode applies inside each call only (as torch.set_grad_enabled)."""
 
     def __init__(self, mode: bool):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
         super().__init__(mode)
         self.prev, _grad_mode.enabled = _grad_mode.enabled, self.enabled
 
@@ -95,14 +105,26 @@ class set_grad_enabled(_GradMode):
         return super().__call__(func)
 
 
-def no_grad():
-    """Context manager / decorator: ops inside (in this thread) record no graph."""
-    return _GradMode(False)
+def no_grad(func=None):
+    """Context manager / decorator: ops inside (in this thread) record no graph. Works as
+    ``with no_grad():``, ``@no_grad()`` and (as PyTorch) the bare ``@no_grad``."""
+    return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
-def enable_grad():
+def enable_grad(func=None):
     """Context manager / decorator: ops inside (in this thread) record a graph again."""
-    return _GradMode(True)
+    return _GradMode(True) if func is None else _GradMode(True)(func)
+
+
+def inference_mode(mode=True):
+    """PyTorch's ``inference_mode``: as ``no_grad`` when ``mode`` is true (fastconv has no
+    separate inference tensors), a no-op context otherwise. Context manager or decorator
+    (``@inference_mode()`` and the bare ``@inference_mode``)."""
+    if callable(mode):
+        return _GradMode(False)(mode)
+    if isinstance(mode, bool):
+        return _GradMode(False if mode else None)
+    raise TypeError(f"inference_mode: mode must be a bool, got {mode!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,7 +156,8 @@ class Function:
         Positional arguments may be Tensors (differentiated), ndarrays or scalars (constants);
         keyword arguments are non-differentiable parameters. If forward returns a tuple, its first
         element is the differentiable result and the rest are returned as constant Tensors (the
-        max-pool switches, for example).
+        max-pool switches, for example). A result that is not floating point (a comparison's
+        booleans, argmax's indices) is a constant too.
         """
         ctx = Context()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
@@ -143,7 +166,8 @@ class Function:
         extra = ()
         if isinstance(out, tuple):
             out, extra = out[0], tuple(Tensor(e) for e in out[1:])
-        track = _grad_mode.enabled and any(ctx.needs_input_grad)
+        track = (_grad_mode.enabled and any(ctx.needs_input_grad)
+                 and np.issubdtype(np.asarray(out).dtype, np.floating))
         result = Tensor(out, requires_grad=track)
         if track:
             ctx.fn, ctx.inputs = cls, args
@@ -222,12 +246,33 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+    size = property(lambda self: _Size(self.data.shape), doc=(
+        "The element count as NumPy's ``a.size``; called, PyTorch's ``x.size()`` (the shape) "
+        "or ``x.size(dim)``."))
     is_leaf = property(lambda self: self._ctx is None)
     T = property(lambda self: self.transpose())
 
+    def dim(self):
+        """The number of dimensions (PyTorch's name for ``ndim``)."""
+        return self.data.ndim
+
+    def numel(self):
+        """The number of elements."""
+        return self.data.size
+
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        return bool(self.data)  # one element; more raise, as in NumPy and PyTorch
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    __hash__ = object.__hash__  # by identity, as torch.Tensor (== is element-wise)
 
     def __repr__(self):
         body = np.array2string(self.data, prefix="Tensor(", separator=", ")
@@ -244,12 +289,21 @@ class Tensor:
         return self.data.item()
 
     def detach(self):
+        """A Tensor on the same data, outside the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, flag=True):
-        if flag and not np.issubdtype(self.dtype, np.floating):
+    def clone(self):
+        """A copy of the data that stays in the graph (its gradient flows back to self)."""
+        return Clone.apply(self)
+
+    def contiguous(self):
+        """Self (fastconv's ops take any layout)."""
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not np.issubdtype(self.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
-        self.requires_grad = bool(flag)
+        self.requires_grad = bool(requires_grad)
         return self
 
     def retain_grad(self):
@@ -355,6 +409,17 @@ class Tensor:
     def __pow__(self, exponent): return Pow.apply(self, exponent=exponent)
     def __matmul__(self, other): return MatMul.apply(self, other)
     def __rmatmul__(self, other): return MatMul.apply(other, self)
+    def __lt__(self, other): return Compare.apply(self, other, op=np.less)
+    def __le__(self, other): return Compare.apply(self, other, op=np.less_equal)
+    def __gt__(self, other): return Compare.apply(self, other, op=np.greater)
+    def __ge__(self, other): return Compare.apply(self, other, op=np.greater_equal)
+
+    def __eq__(self, other):
+        return False if other is None else Compare.apply(self, other, op=np.equal)
+
+    def __ne__(self, other):
+        return True if other is None else Compare.apply(self, other, op=np.not_equal)
+
     def __getitem__(self, index):
         if isinstance(index, Tensor):
             index = index.data
@@ -369,24 +434,111 @@ class Tensor:
     def relu(self): return Relu.apply(self)
     def tanh(self): return Tanh.apply(self)
     def sigmoid(self): return Sigmoid.apply(self)
+    def abs(self): return Abs.apply(self)
+
+    def clamp(self, min=None, max=None):
+        """Values limited to [min, max] (either may be None, not both); the gradient passes
+        where min <= x <= max, as PyTorch's. The bounds are numbers (constants)."""
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+        for name, v in (("min", min), ("max", max)):
+            if v is not None and not isinstance(v, numbers.Real):
+                raise TypeError(f"clamp: {name} must be a number or None, got {type(v).__name__}")
+        return Clamp.apply(self, lo=min, hi=max)
+
+    clip = clamp
 
     # --- reductions and shapes ----------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False):
-        return Sum.apply(self, axis=axis, keepdims=keepdims)
+    # dim/keepdim are PyTorch's names, axis/keepdims NumPy's: either works.
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axis, keepdims = _axes(self, dim, axis, "sum"), keepdim if keepdims is None else keepdims
+        return Sum.apply(self, axis=axis, keepdims=bool(keepdims))
 
-    def mean(self, axis=None, keepdims=False):
-        count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
-        return self.sum(axis, keepdims) * (1.0 / count if count else np.nan)  # empty: nan, as torch
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axis, keepdims = _axes(self, dim, axis, "mean"), keepdim if keepdims is None else keepdims
+        axes = range(self.ndim) if axis is None else np.atleast_1d(axis)
+        count = math.prod(self.shape[a] for a in axes)
+        scale = 1.0 / count if count else np.nan  # empty: nan, as torch
+        return self.sum(axis=axis, keepdims=keepdims) * scale
+
+    def max(self, dim=None, keepdim=False):
+        """No ``dim``: the largest element (a 0-d Tensor; ties share the gradient evenly). With
+        ``dim``: ``(values, indices)`` along it, the gradient going to the index, as torch.max."""
+        return self._extreme(dim, keepdim, "max")
+
+    def min(self, dim=None, keepdim=False):
+        """As :meth:`max`, for the smallest elements."""
+        return self._extreme(dim, keepdim, "min")
+
+    def _extreme(self, dim, keepdim, which):
+        if dim is None:
+            return Extreme.apply(self, axis=None, keepdims=False, which=which)
+        if isinstance(dim, (Tensor, np.ndarray)):
+            raise TypeError(f"{which}: dim must be an int; for the element-wise {which}imum of "
+                            f"two tensors, use np.{which}imum on the data")
+        values, indices = ExtremeDim.apply(self, axis=_axis(self, dim, which), keepdims=bool(keepdim),
+                                           which=which)
+        return ValuesIndices(values, indices)
+
+    def amax(self, dim=None, keepdim=False):
+        """The largest elements over ``dim`` (an int, a tuple, or None/() for all); ties share
+        the gradient evenly, as torch.amax."""
+        return Extreme.apply(self, axis=_axes(self, _all_if_empty(dim), None, "amax"),
+                             keepdims=bool(keepdim), which="max")
+
+    def amin(self, dim=None, keepdim=False):
+        """As :meth:`amax`, for the smallest elements."""
+        return Extreme.apply(self, axis=_axes(self, _all_if_empty(dim), None, "amin"),
+                             keepdims=bool(keepdim), which="min")
+
+    def argmax(self, dim=None, keepdim=False):
+        """Index of the largest element (of the flattened tensor without ``dim``), int64."""
+        axis = None if dim is None else _axis(self, dim, "argmax")
+        return ArgExtreme.apply(self, axis=axis, keepdims=bool(keepdim), which="max")
+
+    def argmin(self, dim=None, keepdim=False):
+        """Index of the smallest element (of the flattened tensor without ``dim``), int64."""
+        axis = None if dim is None else _axis(self, dim, "argmin")
+        return ArgExtreme.apply(self, axis=axis, keepdims=bool(keepdim), which="min")
 
     def reshape(self, *shape):
+        """The data in a new shape (one entry may be -1: inferred); ints or one tuple."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return Reshape.apply(self, shape=tuple(shape))
+        shape = tuple(int(v) for v in shape)
+        known = math.prod(v for v in shape if v != -1)
+        if (sum(v == -1 for v in shape) > 1 or any(v < -1 for v in shape)
+                or (-1 in shape and (known == 0 or self.size % known))
+                or (-1 not in shape and known != self.size)):
+            raise ValueError(f"reshape/view: shape {list(shape)} is invalid for a tensor of shape "
+                             f"{self.shape} ({self.size} elements)")
+        return Reshape.apply(self, shape=shape)
 
     view = reshape
 
+    def squeeze(self, dim=None):
+        """Drop dimensions of size 1: all of them, or those of ``dim`` (an int or a tuple) that
+        have size 1 (others stay, as in PyTorch)."""
+        if dim is None:
+            drop = {i for i, v in enumerate(self.shape) if v == 1}
+        else:
+            dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+            axes = [_axis(self, d, "squeeze") for d in dims]
+            drop = {d for d in axes if self.ndim and self.shape[d] == 1}
+        return Reshape.apply(self, shape=tuple(v for i, v in enumerate(self.shape) if i not in drop))
+
+    def unsqueeze(self, dim):
+        """Insert a dimension of size 1 at ``dim`` (in [-ndim-1, ndim])."""
+        d = _axis(self, dim, "unsqueeze", extra=1)
+        return Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+
     def flatten(self, start_dim=0, end_dim=-1):
-        nd = max(self.ndim, 1)
-        start, end = start_dim % nd, end_dim % nd
+        """Dimensions start_dim..end_dim merged into one (a 0-d tensor becomes 1-d)."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
+        if start > end:
+            raise ValueError(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) "
+                             f"for a tensor of shape {self.shape}")
         middle = int(np.prod(self.shape[start:end + 1]))  # not -1: ambiguous for an empty tensor
         shape = self.shape[:start] + (middle,) + self.shape[end + 1:]
         return self.reshape(shape)
@@ -404,6 +556,60 @@ class Tensor:
         return LogSoftmax.apply(self, dim=dim)
 
 
+class _Size(int):
+    """``Tensor.size``: an int (the element count, as NumPy's ``a.size``) that can also be called
+    as PyTorch's ``x.size()`` (the shape tuple) and ``x.size(dim)`` (negative dims count from
+    the end)."""
+
+    def __new__(cls, shape):
+        self = super().__new__(cls, math.prod(shape))
+        self.shape = tuple(shape)
+        return self
+
+    def __call__(self, dim=None):
+        if dim is None:
+            return self.shape
+        if not self.shape:
+            raise IndexError(f"size: dimension specified as {dim} but the tensor has no dimensions")
+        return self.shape[_axis(self, dim, "size")]
+
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = "What ``Tensor.max(dim)`` and ``Tensor.min(dim)`` return (as torch.return_types.max)."
+
+
+def _axis(t, dim, op, extra=0):
+    """dim as an index in [0, t's ndim + extra), PyTorch's IndexError otherwise."""
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    n = len(t.shape) + extra
+    lo, hi = -max(n, 1), max(n, 1) - 1
+    if not lo <= dim <= hi:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of [{lo}, {hi}], "
+                         f"but got {dim})")
+    return int(dim) % max(n, 1)
+
+
+def _all_if_empty(dim):
+    """amax/amin's dim: () or [] mean every dimension, as None."""
+    return None if isinstance(dim, (tuple, list)) and not dim else dim
+
+
+def _axes(t, dim, axis, op):
+    """One reduction's dims from torch's ``dim`` or NumPy's ``axis`` (an int, a tuple or None)."""
+    if dim is not None and axis is not None:
+        raise TypeError(f"{op}: pass dim or axis, not both")
+    dim = axis if dim is None else dim
+    if dim is None:
+        return None
+    if isinstance(dim, (tuple, list)):
+        axes = tuple(_axis(t, d, op) for d in dim)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{op}: dim {tuple(dim)} names a dimension twice")
+        return axes
+    return _axis(t, dim, op)
+
+
 # ----------------------------------------------------------------------------------------------
 # primitives: element-wise with broadcasting
 
@@ -413,6 +619,8 @@ def _shape(a):
 
 
 class Add(Function):
+    """a + b (broadcasting)."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = _shape(a), _shape(b)
@@ -426,6 +634,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b (broadcasting)."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = _shape(a), _shape(b)
@@ -439,6 +649,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b (broadcasting)."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -453,6 +665,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b (broadcasting)."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -468,6 +682,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    """-a."""
+
     @staticmethod
     def forward(ctx, a):
         return -a
@@ -494,6 +710,8 @@ class Pow(Function):
 
 
 class Exp(Function):
+    """exp(a)."""
+
     @staticmethod
     def forward(ctx, a):
         y = np.exp(a)
@@ -506,6 +724,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """Natural log of a."""
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -570,6 +790,8 @@ class Relu(Function):
 
 
 class LeakyRelu(Function):
+    """a where a > 0, negative_slope * a elsewhere."""
+
     @staticmethod
     def forward(ctx, a, negative_slope=0.01):
         pos = a > 0
@@ -584,6 +806,8 @@ class LeakyRelu(Function):
 
 
 class Elu(Function):
+    """a where a > 0, alpha * (exp(a) - 1) elsewhere."""
+
     @staticmethod
     def forward(ctx, a, alpha=1.0):
         alpha = np.asarray(alpha, a.dtype)
@@ -599,6 +823,8 @@ class Elu(Function):
 
 
 class Tanh(Function):
+    """tanh(a)."""
+
     @staticmethod
     def forward(ctx, a):
         y = np.tanh(a)
@@ -612,6 +838,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    """1 / (1 + exp(-a)), in an overflow-free form."""
+
     @staticmethod
     def forward(ctx, a):
         y = 0.5 * (1 + np.tanh(0.5 * a))  # overflow-free form of 1 / (1 + exp(-a))
@@ -625,6 +853,8 @@ class Sigmoid(Function):
 
 
 class Softmax(Function):
+    """Softmax along ``dim``."""
+
     @staticmethod
     def forward(ctx, a, dim=-1):
         e = np.exp(a - a.max(axis=dim, keepdims=True))
@@ -640,6 +870,8 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    """Log-softmax along ``dim`` (shifted by the max: no overflow)."""
+
     @staticmethod
     def forward(ctx, a, dim=-1):
         shifted = a - a.max(axis=dim, keepdims=True)
@@ -654,10 +886,126 @@ class LogSoftmax(Function):
         return g - np.exp(y) * g.sum(axis=ctx.dim, keepdims=True)
 
 
+class Abs(Function):
+    """|a|; the gradient is sign(a) (0 at 0, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * np.sign(ctx.saved[0])  # 0 at 0, as PyTorch
+
+
+class Clamp(Function):
+    """a limited to [lo, hi]; the gradient passes where lo <= a <= hi (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, lo=None, hi=None):
+        inside = np.ones(a.shape, bool)
+        if lo is not None:
+            inside &= a >= lo
+        if hi is not None:
+            inside &= a <= hi
+        ctx.save_for_backward(inside)
+        if lo is not None:
+            a = np.maximum(a, np.asarray(lo, a.dtype))
+        if hi is not None:
+            a = np.minimum(a, np.asarray(hi, a.dtype))  # (min > max gives max everywhere, as torch)
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved[0]
+
+
+class Compare(Function):
+    """An element-wise comparison: a boolean result, outside the graph."""
+
+    @staticmethod
+    def forward(ctx, a, b, op):
+        return op(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("a comparison has no gradient")
+
+
+class Clone(Function):
+    """A copy of a; the gradient passes unchanged."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return np.array(a, copy=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
 # --- reductions and shapes --------------------------------------------------------------------
 
 
+class Extreme(Function):
+    """max or min over ``axis`` (None: all); tied elements share the gradient evenly (a NaN
+    result goes to the NaNs), as PyTorch's max(), amax and amin."""
+
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False, which="max"):
+        y = (np.max if which == "max" else np.min)(a, axis=axis, keepdims=True)
+        hit = (a == y) | (np.isnan(a) & np.isnan(y))
+        ctx.save_for_backward(hit, hit.sum(axis=axis, keepdims=True))
+        ctx.axis, ctx.keepdims = axis, keepdims
+        return y if keepdims else np.squeeze(y, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        hit, count = ctx.saved
+        if ctx.axis is not None and not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axis)
+        return g * hit / count.astype(g.dtype)
+
+
+class ExtremeDim(Function):
+    """(values, indices) of max or min along one axis; the gradient goes to the index."""
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdims=False, which="max"):
+        idx = (np.argmax if which == "max" else np.argmin)(a, axis=axis, keepdims=True)
+        values = np.take_along_axis(a, idx, axis=axis)
+        ctx.save_for_backward(idx)
+        ctx.shape, ctx.dtype, ctx.axis, ctx.keepdims = a.shape, a.dtype, axis, keepdims
+        if not keepdims:
+            values, idx = np.squeeze(values, axis), np.squeeze(idx, axis)
+        return values, idx.astype(np.int64, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        (idx,) = ctx.saved
+        gx = np.zeros(ctx.shape, ctx.dtype)
+        g = g if ctx.keepdims else np.expand_dims(g, ctx.axis)
+        np.put_along_axis(gx, idx, g, axis=ctx.axis)
+        return gx
+
+
+class ArgExtreme(Function):
+    """argmax or argmin (int64, outside the graph; ties: the first, as NumPy and PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False, which="max"):
+        fn = np.argmax if which == "max" else np.argmin
+        return np.asarray(fn(a, axis=axis, keepdims=keepdims), np.int64)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("argmax/argmin have no gradient")
+
+
 class Sum(Function):
+    """Sum over ``axis`` (None: all)."""
+
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
@@ -671,6 +1019,8 @@ class Sum(Function):
 
 
 class Reshape(Function):
+    """a in a new shape."""
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
@@ -682,6 +1032,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    """a with its axes permuted."""
+
     @staticmethod
     def forward(ctx, a, axes):
         ctx.axes = axes
@@ -693,6 +1045,8 @@ class Permute(Function):
 
 
 class GetItem(Function):
+    """a[index] (basic or advanced indexing)."""
+
     @staticmethod
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
@@ -710,6 +1064,8 @@ class GetItem(Function):
 
 
 class Concat(Function):
+    """Concatenation along ``axis``."""
+
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         ctx.axis = axis
@@ -723,9 +1079,17 @@ class Concat(Function):
 
 def concat(tensors, axis=0):
     """Concatenate tensors along ``axis`` (Inception's channel concat is ``axis=1``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concat/cat: tensors must be a non-empty sequence")
     return Concat.apply(*tensors, axis=axis)
 
 
 def cat(tensors, dim=0):
-    """PyTorch's spelling of :func:`concat`."""
-    return Concat.apply(*tensors, axis=dim)
+    """PyTorch's spelling of :func:`concat` (``torch.cat(tensors, dim)``)."""
+    return concat(tensors, axis=dim)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """PyTorch's ``torch.flatten``: dimensions start_dim..end_dim merged into one."""
+    return (x if isinstance(x, Tensor) else Tensor(x)).flatten(start_dim, end_dim)

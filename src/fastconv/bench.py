@@ -380,8 +380,9 @@ def format_table(rows, peak):
         if not rs:
             continue
         rate = "GB/s" if suite == "pool" else "GFLOP/s"
+        cw = max(18, max(len(r["case"]) for r in rs) + 2)  # (bench shapes --shape names)
         out.append(f"\n[{suite}]")
-        out.append(f"{'case':<18}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
+        out.append(f"{'case':<{cw}}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
                    + ("" if suite == "pool" else f"{'%sgemm':>8}") + f"{'vs torch':>10}"
                    + ("  algo" if any(r.get("algo") for r in rs) else ""))
         ref = {(r["case"], r["dir"]): r["ms"] for r in rs if r["lib"] == "torch"}
@@ -389,7 +390,7 @@ def format_table(rows, peak):
             t = ref.get((r["case"], r["dir"]))
             rel = f"{t / r['ms']:.2f}x" if t else "-"
             val = r["gbs"] if suite == "pool" else r["gflops"]
-            line = f"{r['case']:<18}{r['lib']:<18}{r['dir']:<12}{r['ms']:>10.2f}{val:>10.1f}"
+            line = f"{r['case']:<{cw}}{r['lib']:<18}{r['dir']:<12}{r['ms']:>10.2f}{val:>10.1f}"
             if suite != "pool":
                 line += f"{100 * val / peak:>7.0f}%"
             out.append(line + f"{rel:>10}" + (f"  {r['algo']}" if r.get("algo") else ""))
@@ -508,20 +509,30 @@ def main(argv=None):
     if argv[:1] == ["infer"]:  # its own options (fastconv bench infer --help)
         from . import bench_infer
         return bench_infer.main(argv[1:])
+    if argv[:1] == ["model"]:  # its own options (fastconv bench model --help)
+        from . import bench_user
+        return bench_user.main_model(argv[1:])
+    from .bench_user import SHAPE_FORMAT, conv_shape
     ap = argparse.ArgumentParser(
         prog="fastconv bench",
         description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
     ap.add_argument("suite", nargs="?", default="quick",
                     help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
-                         "'auto' and 'infer' are commands of their own: fastconv bench auto --help, "
-                         "fastconv bench infer --help")
+                         "'auto', 'infer' and 'model' are commands of their own: fastconv bench "
+                         "auto --help, fastconv bench infer --help, fastconv bench model --help")
     ap.add_argument("--batch", type=int_at_least(1), default=None,
                     help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
     ap.add_argument("--algos", type=comma_list(F.ALGORITHMS), default="",
                     help="also time these algorithms by name, e.g. im2col,direct")
+    ap.add_argument("--shape", action="append", type=conv_shape, metavar=SHAPE_FORMAT,
+                    help="with the shapes suite: time this convolution instead of the built-in "
+                         "shapes (repeatable; e.g. 8,64,56,56:64,3,3:1,1)")
     add_run_options(ap, COMPARE, "torch,numpy", "the rows", "bar charts of the same")
     args = ap.parse_args(argv)
+    if args.shape:  # your own layers (bench_user.py)
+        from . import bench_user
+        return bench_user.run_shapes(args, ap)
     if args.suite == "quick":
         suites, batch = ("layers", "pool"), args.batch or 2
     elif args.suite == "all":

@@ -1,11 +1,18 @@
-"""Optimizers and learning-rate schedules with PyTorch's names, defaults and update rules.
+"""Optimizers and learning-rate schedules with PyTorch's names, defaults, rules and state_dicts.
 
 Parameters are updated in place (``p.data``), so a model's state_dict arrays stay the same
-objects. Each step is one threaded pass over all of a group's parameters of a dtype (fastconv's
-kernel, csrc/optim.cpp), with PyTorch's formulas and rounding: float64 SGD is bitwise
+objects. SGD, Adam and AdamW run one threaded pass over all of a group's parameters of a dtype
+(fastconv's kernel, csrc/optim.cpp), with PyTorch's formulas and rounding: float64 SGD is bitwise
 ``torch.optim.SGD``; Adam/AdamW bitwise PyTorch's formula with correctly rounded square roots
-(torch's CPU ``sqrt`` is an ulp off in about 1% of elements, so those updates can differ by an ulp). Each optimizer holds ``param_groups`` (dicts with "params" and the hyper-parameters; a
-schedule changes ``group["lr"]``) and a per-parameter ``state``.
+(torch's CPU ``sqrt`` is an ulp off in about 1% of elements, so those updates can differ by an
+ulp). RMSprop and Adagrad are PyTorch's formulas in NumPy, in place (float64 within 1e-12 of
+torch). Each optimizer holds ``param_groups`` (dicts with "params" and the hyper-parameters; a
+schedule changes ``group["lr"]``) and a per-parameter ``state``; ``step(closure)`` and
+``add_param_group`` behave as PyTorch's.
+
+Schedules (StepLR, MultiStepLR, ExponentialLR, LinearLR, CosineAnnealingLR, LambdaLR, OneCycleLR,
+SequentialLR, ReduceLROnPlateau) compute PyTorch's learning rates, in its recursive form where it
+uses one, so ``get_last_lr()`` matches torch's step for step.
 
 ``state_dict()``/``load_state_dict()`` of optimizers and schedules have PyTorch's format, so a
 run can stop and resume exactly (``fastconv.train.save_checkpoint`` writes them to one file).
@@ -15,28 +22,93 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import types
+import warnings
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from . import _core
+from .autograd import Tensor, enable_grad
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "LRScheduler", "StepLR", "CosineAnnealingLR"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LRScheduler", "StepLR",
+           "MultiStepLR", "ExponentialLR", "LinearLR", "CosineAnnealingLR", "LambdaLR",
+           "OneCycleLR", "SequentialLR", "ReduceLROnPlateau"]
 
 
 class Optimizer:
-    def __init__(self, params, defaults):
-        params = list(params)
-        if not params:
-            raise ValueError("optimizer got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
-        self.defaults = defaults
-        self.param_groups = []
-        for group in groups:
-            group = {**defaults, **group, "params": list(group["params"])}
-            self.param_groups.append(group)
-        self.state = {}  # id(param) -> dict
+    """Base class of the optimizers: ``param_groups`` (dicts with "params" and the
+    hyper-parameters, missing ones taken from ``defaults``) and a per-parameter ``state``.
 
-    def zero_grad(self, set_to_none=True):
+    ``params`` is an iterable of parameters (objects with ``.data`` and ``.grad``, such as
+    ``fastconv.nn.Parameter``), of ``(name, parameter)`` pairs (``model.named_parameters()``; the
+    names go to the group's "param_names"), or of dicts, one per parameter group."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        if isinstance(params, Tensor):
+            raise TypeError(f"params given to the optimizer must be an iterable of parameters or "
+                            f"dicts, got a single {type(params).__name__}")
+        self.defaults = defaults
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}  # id(param) -> dict
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group (PyTorch's rules): ``param_group["params"]`` is one parameter or
+        an ordered iterable of them (or of ``(name, parameter)`` pairs); hyper-parameters it lacks
+        come from ``defaults``. A parameter already in another group raises ValueError; a set of
+        parameters (no order) raises TypeError. The caller's dict is not modified."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"param_group must have a 'params' entry, got keys "
+                             f"{sorted(map(str, param_group))}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters must be an ordered collection (a list), not a "
+                            "set: a set's order changes between runs")
+        else:
+            params = list(params)
+        named = [isinstance(p, tuple) for p in params]
+        if any(named) and not all(named):
+            raise ValueError("the parameters of a group must all be (name, parameter) pairs or "
+                             "all plain parameters")
+        names = [p[0] for p in params] if params and all(named) else None
+        tensors = [p[1] for p in params] if names is not None else params
+        for p in tensors:
+            if not (hasattr(p, "data") and hasattr(p, "grad")):
+                raise TypeError(f"an optimizer updates parameters (objects with .data and .grad "
+                                f"such as fastconv.nn.Parameter), got a {type(p).__name__}")
+        group = {**self.defaults, **param_group, "params": tensors}
+        if names is not None:
+            group["param_names"] = names
+        ids = {id(p) for p in tensors}
+        if len(ids) != len(tensors):
+            warnings.warn("a parameter group lists a parameter more than once; it is updated "
+                          "once per listing (PyTorch will make this an error)", stacklevel=3)
+        for i, other in enumerate(self.param_groups):
+            if ("param_names" in other) != ("param_names" in group):
+                raise ValueError("all parameter groups must be given with names or all without "
+                                 "(named_parameters() or parameters())")
+            if any(id(p) in ids for p in other["params"]):
+                raise ValueError(f"some parameters appear in more than one parameter group "
+                                 f"(already in param_groups[{i}])")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (``set_to_none``, the default, as PyTorch) or zero it
+        in place."""
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
@@ -73,7 +145,10 @@ class Optimizer:
             states.append(state)
         return out.values()
 
-    def step(self):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update the parameters that have a gradient, once. ``closure``, if given, is called
+        first (with graph recording on) to re-evaluate the model and return the loss; ``step``
+        returns that loss (None without a closure), as PyTorch's."""
         raise NotImplementedError
 
     def _state_keys(self, group):
@@ -81,7 +156,7 @@ class Optimizer:
         return ()
 
     # --- state_dict -----------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """PyTorch's layout: ``{"state": {index: {name: value}}, "param_groups": [{hyper-parameters,
         "params": [indices]}]}``, the parameters numbered 0, 1, ... in order across the groups.
         Everything is a copy: later steps do not change a saved dict."""
@@ -97,7 +172,7 @@ class Optimizer:
             groups.append(packed)
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (this optimizer's, or PyTorch's with its tensors). As in
         PyTorch, the hyper-parameters (lr included) come from the saved groups and the saved
         parameters map to this optimizer's by position. Arrays are copied, cast to each parameter's
@@ -140,6 +215,8 @@ class Optimizer:
                         v = tuple(v)
                     new[k] = v
             new["params"] = list(group["params"])
+            if "param_names" in group and "param_names" not in new:  # (as PyTorch)
+                new["param_names"] = list(group["param_names"])
             groups.append(new)
 
         saved_ids = [i for g in saved_groups for i in g["params"]]
@@ -204,6 +281,14 @@ def _loaded(what, key, value, like):
     return copy.deepcopy(value)
 
 
+def _closure_loss(closure):
+    """The loss ``closure()`` returns, evaluated with graph recording on (None without one)."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's rule: d = g + wd*p; buf = m*buf + (1-dampening)*d
     (buf = d at the first step); d = d + m*buf (nesterov) or buf; p -= lr*d."""
@@ -219,7 +304,9 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
-    def step(self):
+    def step(self, closure=None):
+        """One SGD update of every parameter with a gradient; returns ``closure()``'s loss."""
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             momentum = group["momentum"]
             for params, grads, states in self._by_dtype(group):
@@ -232,6 +319,7 @@ class SGD(Optimizer):
                     bufs.append([buf] if momentum else [])
                 _core.sgd_step(params, grads, bufs, init, group["lr"], momentum, group["dampening"],
                                group["weight_decay"], group["nesterov"], group["maximize"])
+        return loss
 
 
 class Adam(Optimizer):
@@ -252,7 +340,9 @@ class Adam(Optimizer):
     def _state_keys(self, group):
         return ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
-    def step(self):
+    def step(self, closure=None):
+        """One Adam update of every parameter with a gradient; returns ``closure()``'s loss."""
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             lr, (b1, b2), amsgrad = group["lr"], group["betas"], group["amsgrad"]
             for params, grads, states in self._by_dtype(group):
@@ -273,6 +363,7 @@ class Adam(Optimizer):
                 _core.adam_step(params, grads, arrays, step_size, bias2_sqrt, lr, b1, b2,
                                 group["eps"], group["weight_decay"], amsgrad, group["maximize"],
                                 self._decoupled)
+        return loss
 
 
 class AdamW(Adam):
@@ -285,36 +376,205 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
 
 
+def _lerp_(start, end, weight):
+    """start += weight * (end - start) in place, in PyTorch's two-sided form (exact ends)."""
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), PyTorch's rule in NumPy, in place: g = -g (maximize); g += wd*p;
+    v = alpha*v + (1-alpha)*g*g; with ``centered``, m = lerp(m, g, 1-alpha) and
+    avg = sqrt(v - m*m), else avg = sqrt(v); avg += eps; then buf = momentum*buf + g/avg and
+    p -= lr*buf if ``momentum`` > 0, else p -= lr*g/avg. State: "step", "square_avg",
+    "momentum_buffer" (momentum > 0), "grad_avg" (centered), as PyTorch names them."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False):
+        if lr < 0 or eps < 0 or momentum < 0 or weight_decay < 0 or alpha < 0:
+            raise ValueError(f"invalid RMSprop hyper-parameter: lr={lr}, alpha={alpha}, eps={eps}, "
+                             f"weight_decay={weight_decay}, momentum={momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _state_keys(self, group):
+        return (("step", "square_avg") + (("momentum_buffer",) if group["momentum"] > 0 else ())
+                + (("grad_avg",) if group["centered"] else ()))
+
+    def step(self, closure=None):
+        """One RMSprop update of every parameter with a gradient; returns ``closure()``'s loss."""
+        loss = _closure_loss(closure)
+        for group in self.param_groups:
+            lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+            wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
+            for params, grads, states in self._by_dtype(group):
+                for p, g, state in zip(params, grads, states):
+                    if not state:
+                        state["step"] = 0
+                        state["square_avg"] = np.zeros_like(p)
+                        if momentum > 0:
+                            state["momentum_buffer"] = np.zeros_like(p)
+                        if centered:
+                            state["grad_avg"] = np.zeros_like(p)
+                    state["step"] += 1
+                    if group["maximize"]:
+                        g = -g
+                    if wd != 0:
+                        g = g + wd * p
+                    square_avg = state["square_avg"]
+                    square_avg *= alpha
+                    square_avg += (1 - alpha) * g * g
+                    if centered:
+                        grad_avg = state.setdefault("grad_avg", np.zeros_like(p))
+                        _lerp_(grad_avg, g, 1 - alpha)
+                        avg = np.sqrt(square_avg - grad_avg * grad_avg)
+                    else:
+                        avg = np.sqrt(square_avg)
+                    avg += eps
+                    if momentum > 0:
+                        buf = state.setdefault("momentum_buffer", np.zeros_like(p))
+                        buf *= momentum
+                        buf += g / avg
+                        p -= lr * buf
+                    else:
+                        p -= lr * (g / avg)
+        return loss
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.), PyTorch's rule in NumPy, in place: g = -g (maximize); g += wd*p;
+    clr = lr / (1 + (step-1)*lr_decay); sum += g*g; p -= clr * g / (sqrt(sum) + eps). As in
+    PyTorch, every parameter's state ("step" 0 and "sum" filled with
+    ``initial_accumulator_value``) exists from construction, and the accumulator starts at the
+    constructor's ``initial_accumulator_value`` whatever a group says."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+        if lr < 0 or lr_decay < 0 or weight_decay < 0 or initial_accumulator_value < 0 or eps < 0:
+            raise ValueError(f"invalid Adagrad hyper-parameter: lr={lr}, lr_decay={lr_decay}, "
+                             f"weight_decay={weight_decay}, initial_accumulator_value="
+                             f"{initial_accumulator_value}, eps={eps}")
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
+                                      weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      maximize=maximize))
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(self.state.setdefault(id(p), {}), p.data)
+
+    def _init_state(self, state, data):
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(data, self.defaults["initial_accumulator_value"])
+
+    def _state_keys(self, group):
+        return ("step", "sum")
+
+    def step(self, closure=None):
+        """One Adagrad update of every parameter with a gradient; returns ``closure()``'s loss."""
+        loss = _closure_loss(closure)
+        for group in self.param_groups:
+            lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
+            wd = group["weight_decay"]
+            for params, grads, states in self._by_dtype(group):
+                for p, g, state in zip(params, grads, states):
+                    self._init_state(state, p)
+                    state["step"] += 1
+                    if group["maximize"]:
+                        g = -g
+                    if wd != 0:
+                        g = g + wd * p
+                    clr = lr / (1 + (state["step"] - 1) * lr_decay)
+                    state_sum = state["sum"]
+                    state_sum += g * g
+                    std = np.sqrt(state_sum)
+                    std += eps
+                    p -= clr * (g / std)
+        return loss
+
+
 # ----------------------------------------------------------------------------------------------
-# learning-rate schedules: call ``scheduler.step()`` once per epoch, after ``optimizer.step()``
+# learning-rate schedules: call ``scheduler.step()`` once per epoch (OneCycleLR: per batch), after
+# ``optimizer.step()``
+
+_EPOCH_DEPRECATED = ("scheduler.step(epoch) is deprecated (as in PyTorch): call step() without an "
+                     "epoch. With one, the schedule jumps to that epoch's closed-form rate where "
+                     "it has one.")
+
+
+def _check_optimizer(optimizer):
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"a schedule needs a fastconv.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
+
+
+def _per_group(name, optimizer, value):
+    """``value`` once per parameter group: a list or tuple must have one entry per group."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(optimizer.param_groups):
+            raise ValueError(f"{name} must have one value per parameter group "
+                             f"({len(optimizer.param_groups)}), got {len(value)}")
+        return list(value)
+    return [value] * len(optimizer.param_groups)
 
 
 class LRScheduler:
-    def __init__(self, optimizer, last_epoch=-1):
+    """Base class of the schedules, PyTorch's protocol: the constructor records each group's
+    "initial_lr" (``base_lrs``) and takes the first step (epoch 0); each :meth:`step` advances
+    ``last_epoch`` and writes :meth:`get_lr` into the groups' "lr". ``last_epoch`` other than -1
+    resumes a schedule whose optimizer already holds "initial_lr"."""
+
+    _is_initial = False  # True during the constructor's step (PyTorch's flag of the same name)
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        _check_optimizer(optimizer)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(f"param_groups[{i}] has no 'initial_lr', needed to resume a "
+                                   f"schedule at last_epoch={last_epoch} (load the optimizer's "
+                                   f"state_dict first)")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
-        self.step()
+        self._initial_step()
 
-    def get_lr(self):
+    def _initial_step(self):
+        """The constructor's step (also SequentialLR's when a schedule starts)."""
+        self._step_count = 0
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+
+    def get_lr(self) -> list[float]:
+        """The learning rates for ``last_epoch``, one per parameter group (called by
+        :meth:`step`; read the current ones with :meth:`get_last_lr`)."""
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
+        """The learning rates the last :meth:`step` set, one per parameter group (a copy)."""
         return list(self._last_lr)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Every attribute but the optimizer (PyTorch's rule), copied."""
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
-    def load_state_dict(self, state_dict):
-        """Restore a :meth:`state_dict` (copied; the optimizer's learning rates are the
-        optimizer's own state_dict's business, as in PyTorch)."""
-        self.__dict__.update(self._checked_state_dict(state_dict))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (ours or PyTorch's; copied; the optimizer's learning rates
+        are the optimizer's own state_dict's business, as in PyTorch). A dict that does not fit
+        raises ValueError and changes nothing."""
+        self._apply_state(self._checked_state_dict(state_dict))
 
     def _checked_state_dict(self, state_dict):
+        """A checked copy of ``state_dict`` for :meth:`_apply_state`; raises ValueError."""
         if not isinstance(state_dict, dict):
             raise ValueError(f"load_state_dict: state_dict must be a dict, got "
                              f"{type(state_dict).__name__}")
@@ -331,25 +591,131 @@ class LRScheduler:
                              f"{state_dict['last_epoch']!r}")
         return copy.deepcopy(state_dict)
 
-    def step(self):
-        self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+    def _apply_state(self, state):
+        self.__dict__.update(state)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one epoch (one batch for OneCycleLR) and set the groups' learning rates.
+        ``epoch`` (deprecated, as in PyTorch) jumps to that epoch, by the closed form where the
+        schedule has one."""
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch=None):
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            self.last_epoch = epoch
+            closed_form = getattr(self, "_get_closed_form_lr", None)
+            values = closed_form() if closed_form is not None else self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
+    def _current_lrs(self):
+        return [group["lr"] for group in self.optimizer.param_groups]
+
 
 class StepLR(LRScheduler):
-    """lr = base_lr * gamma ** (epoch // step_size)."""
+    """lr = base_lr * gamma ** (epoch // step_size), in PyTorch's recursive form (multiply the
+    current lr by gamma every ``step_size`` epochs)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        groups = self.optimizer.param_groups
+        """The current rates, times gamma at each multiple of ``step_size``."""
         if self.last_epoch == 0 or self.last_epoch % self.step_size:
-            return [g["lr"] for g in groups]
-        return [g["lr"] * self.gamma for g in groups]
+            return self._current_lrs()
+        return [lr * self.gamma for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """lr = base_lr * gamma ** (number of milestones <= epoch), in PyTorch's recursive form
+    (multiply the current lr by gamma at each milestone; a milestone listed n times, gamma**n)."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        self.milestones = Counter(milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """The current rates, times gamma ** count at a milestone."""
+        if self.last_epoch not in self.milestones:
+            return self._current_lrs()
+        return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        milestones = sorted(self.milestones.elements())
+        return [base * self.gamma ** bisect_right(milestones, self.last_epoch)
+                for base in self.base_lrs]
+
+    def _checked_state_dict(self, state_dict):
+        state = super()._checked_state_dict(state_dict)
+        if "milestones" in state:  # a Counter; JSON turns its keys into strings
+            milestones = state["milestones"]
+            try:
+                counts = milestones if isinstance(milestones, dict) else Counter(milestones)
+                state["milestones"] = Counter({int(k): int(v) for k, v in counts.items()})
+            except (TypeError, ValueError):
+                raise ValueError(f"load_state_dict: milestones must map epochs to counts, got "
+                                 f"{milestones!r}") from None
+        return state
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base_lr * gamma ** epoch, in PyTorch's recursive form (the current lr times gamma at
+    every step)."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """The current rates times gamma (unchanged at the constructor's step)."""
+        if self._is_initial:
+            return self._current_lrs()
+        return [lr * self.gamma for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """lr = base_lr * factor, the factor going linearly from ``start_factor`` (epoch 0) to
+    ``end_factor`` (epoch ``total_iters`` and after), in PyTorch's recursive form."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        if start_factor > 1.0 or start_factor <= 0:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor}")
+        if end_factor > 1.0 or end_factor < 0:
+            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor}")
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """The current rates times the ratio of this epoch's factor to the last one's."""
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in self._current_lrs()]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self._current_lrs()
+        delta = self.end_factor - self.start_factor
+        return [lr * (1.0 + delta / (self.total_iters * self.start_factor
+                                     + (self.last_epoch - 1) * delta))
+                for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [base * (self.start_factor + (self.end_factor - self.start_factor)
+                        * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -361,12 +727,363 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """This epoch's rates from the last ones (PyTorch's recursion)."""
         t, T, lo = self.last_epoch, self.T_max, self.eta_min
-        groups = self.optimizer.param_groups
-        if t == 0:
-            return [g["lr"] for g in groups]
+        lrs = self._current_lrs()
+        if self._is_initial:
+            return lrs
+        if self._step_count == 1 and t > 0:
+            return [lo + (base - lo) * (1 + math.cos(t * math.pi / T)) / 2
+                    for base in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:
-            return [g["lr"] + (base - lo) * (1 - math.cos(math.pi / T)) / 2
-                    for base, g in zip(self.base_lrs, groups)]
+            return [lr + (base - lo) * (1 - math.cos(math.pi / T)) / 2
+                    for base, lr in zip(self.base_lrs, lrs)]
         return [(1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
-                * (g["lr"] - lo) + lo for g in groups]
+                * (lr - lo) + lo for lr in lrs]
+
+    def _get_closed_form_lr(self):
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch
+                                                                      / self.T_max)) / 2
+                for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    """lr = base_lr * lr_lambda(epoch); ``lr_lambda`` is one function or a list of one per
+    parameter group. As in PyTorch, the state_dict keeps the ``__dict__`` of callable objects
+    and None for plain functions and lambdas (which cannot be saved)."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.optimizer = optimizer
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"LambdaLR: expected {len(optimizer.param_groups)} lr_lambdas "
+                                 f"(one per parameter group), got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """base_lr * lr_lambda(last_epoch) for each group."""
+        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+
+    def state_dict(self):
+        """Every attribute but the optimizer; "lr_lambdas" holds a copy of each callable
+        object's ``__dict__``, None for a function or lambda."""
+        state = {k: copy.deepcopy(v) for k, v in self.__dict__.items()
+                 if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType)
+                               else copy.deepcopy(fn.__dict__) for fn in self.lr_lambdas]
+        return state
+
+    def _checked_state_dict(self, state_dict):
+        state = super()._checked_state_dict(state_dict)
+        saved = state.get("lr_lambdas")
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.lr_lambdas) or not all(
+                s is None or isinstance(s, dict) for s in saved):
+            raise ValueError(f"load_state_dict: lr_lambdas must be a list of "
+                             f"{len(self.lr_lambdas)} entries (None or a dict), got {saved!r}")
+        return state
+
+    def _apply_state(self, state):
+        saved = state.pop("lr_lambdas")
+        super()._apply_state(state)
+        for fn, attrs in zip(self.lr_lambdas, saved):
+            if attrs is not None:
+                fn.__dict__.update(attrs)
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin), stepped once per batch: the lr rises from
+    max_lr/div_factor to ``max_lr`` over the first ``pct_start`` of ``total_steps`` (or
+    ``epochs * steps_per_epoch``), then falls to initial_lr/final_div_factor (``three_phase``:
+    back to initial_lr symmetrically, then down to the minimum), annealed by cosine ("cos") or
+    linearly ("linear"). With ``cycle_momentum`` the momentum (SGD, RMSprop) or Adam's beta1 moves
+    the other way between ``max_momentum`` and ``base_momentum``. Like PyTorch it writes
+    "initial_lr", "max_lr", "min_lr" (and "max_momentum", "base_momentum") into the groups."""
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
+                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85,
+                 max_momentum=0.95, div_factor=25.0, final_div_factor=1e4, three_phase=False,
+                 last_epoch=-1):
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        if total_steps is not None:
+            if not isinstance(total_steps, int) or total_steps <= 0:
+                raise ValueError(f"OneCycleLR: total_steps must be a positive int, got "
+                                 f"{total_steps!r}")
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+                if not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"OneCycleLR: {name} must be a positive int, got {value!r}")
+            self.total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch")
+        if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
+            raise ValueError(f"OneCycleLR: pct_start must be a float in [0, 1], got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got "
+                             f"{anneal_strategy!r}")
+        up = float(pct_start * self.total_steps) - 1
+        last = self.total_steps - 1
+        if three_phase:
+            self._schedule_phases = [
+                _phase(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                _phase(float(2 * pct_start * self.total_steps) - 2, "max_lr", "initial_lr",
+                       "base_momentum", "max_momentum"),
+                _phase(last, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        else:
+            self._schedule_phases = [
+                _phase(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                _phase(last, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        self._anneal_func_type = anneal_strategy
+        max_lrs = _per_group("max_lr", optimizer, max_lr)
+        if last_epoch == -1:
+            for group, top in zip(optimizer.param_groups, max_lrs):
+                group["initial_lr"] = top / div_factor
+                group["max_lr"] = top
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"OneCycleLR: cycle_momentum needs an optimizer with a momentum "
+                                 f"or betas, {type(optimizer).__name__} has neither (pass "
+                                 f"cycle_momentum=False)")
+            self.use_beta1 = "betas" in optimizer.defaults
+            tops = _per_group("max_momentum", optimizer, max_momentum)
+            bases = _per_group("base_momentum", optimizer, base_momentum)
+            if last_epoch == -1:
+                for top, base, group in zip(tops, bases, optimizer.param_groups):
+                    self._set_momentum(group, top)
+                    group["max_momentum"] = top
+                    group["base_momentum"] = base
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group, value):
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start, end, pct):
+        if self._anneal_func_type == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        """This batch's rates (and, with cycle_momentum, writes the momentum or beta1 into the
+        groups); past ``total_steps`` raises ValueError, as PyTorch."""
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, past total_steps="
+                             f"{self.total_steps}")
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start = 0.0
+            for i, phase in enumerate(self._schedule_phases):
+                end = phase["end_step"]
+                if step <= end or i == len(self._schedule_phases) - 1:
+                    pct = (step - start) / (end - start)
+                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(group, self._anneal(group[phase["start_momentum"]],
+                                                               group[phase["end_momentum"]], pct))
+                    break
+                start = end
+        return lrs
+
+
+def _phase(end_step, start_lr, end_lr, start_momentum, end_momentum):
+    return {"end_step": end_step, "start_lr": start_lr, "end_lr": end_lr,
+            "start_momentum": start_momentum, "end_momentum": end_momentum}
+
+
+class SequentialLR(LRScheduler):
+    """Runs ``schedulers`` one after another, switching at the epochs in ``milestones`` (one
+    fewer than schedules); at a switch the next schedule starts from its epoch 0 (closed form),
+    as PyTorch's. Its state_dict holds each schedule's under "_schedulers"."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        if len(schedulers) < 1:
+            raise ValueError("SequentialLR: expected at least one schedule, got none")
+        for i, scheduler in enumerate(schedulers):
+            if not hasattr(scheduler, "optimizer"):
+                raise TypeError(f"SequentialLR: schedulers[{i}] ({type(scheduler).__name__}) is "
+                                f"not a schedule (it has no optimizer)")
+            if isinstance(scheduler, ReduceLROnPlateau):
+                raise ValueError(f"SequentialLR: schedulers[{i}] is a ReduceLROnPlateau, whose "
+                                 f"step needs a metric; it cannot be sequenced")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"SequentialLR: schedulers[{i}] ({type(scheduler).__name__}) "
+                                 f"belongs to another optimizer")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for "
+                             f"{len(schedulers)} schedules, got {len(milestones)}")
+        self._schedulers = list(schedulers)
+        self._milestones = list(milestones)
+        self.last_epoch = last_epoch + 1
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:  # undo the schedules' constructor steps
+            group["lr"] = group["initial_lr"]
+        self._undo(self)
+        first = self._schedulers[bisect_right(self._milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    def _undo(self, scheduler):
+        if hasattr(scheduler, "_schedulers"):
+            for s in scheduler._schedulers:
+                self._undo(s)
+        elif hasattr(scheduler, "last_epoch"):
+            scheduler.last_epoch -= 1
+
+    def step(self):
+        """Advance one epoch: step the current schedule, or start the next one at a milestone."""
+        self.last_epoch += 1
+        i = bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[i]
+        if i > 0 and self._milestones[i - 1] == self.last_epoch:
+            scheduler._update_lr(0)
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+    def state_dict(self):
+        """Every attribute but the optimizer; "_schedulers" holds each schedule's state_dict."""
+        state = {k: copy.deepcopy(v) for k, v in self.__dict__.items()
+                 if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def _checked_state_dict(self, state_dict):
+        if isinstance(state_dict, dict):
+            saved = state_dict.get("_schedulers")
+            if not isinstance(saved, (list, tuple)) or len(saved) != len(self._schedulers):
+                raise ValueError(f"load_state_dict: _schedulers must be a list of "
+                                 f"{len(self._schedulers)} state_dicts, got {saved!r}")
+            state = super()._checked_state_dict({k: v for k, v in state_dict.items()
+                                                 if k != "_schedulers"})
+            state["_schedulers"] = [s._checked_state_dict(d)
+                                    for s, d in zip(self._schedulers, saved)]
+            return state
+        return super()._checked_state_dict(state_dict)
+
+    def _apply_state(self, state):
+        saved = state.pop("_schedulers")
+        super()._apply_state(state)
+        for scheduler, sub in zip(self._schedulers, saved):
+            scheduler._apply_state(sub)
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply the lr by ``factor`` (not below ``min_lr``; changes under ``eps`` are skipped)
+    when the metric given to ``step(metric)`` has not improved for more than ``patience`` epochs;
+    then wait ``cooldown`` epochs. Improving means below best*(1-threshold) ("min", "rel"),
+    best-threshold ("min", "abs"), above best*(1+threshold) or best+threshold ("max")."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor}")
+        self.factor = factor
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        if isinstance(min_lr, (list, tuple)):
+            self.default_min_lr = None
+            self.min_lrs = _per_group("min_lr", optimizer, min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * len(optimizer.param_groups)
+        self.patience, self.cooldown, self.eps = patience, cooldown, eps
+        self.last_epoch = 0
+        self._last_lr = self._current_lrs()
+        self._init_is_better(mode, threshold, threshold_mode)
+        self._reset()
+
+    def _reset(self):
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _init_is_better(self, mode, threshold, threshold_mode):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got "
+                             f"{threshold_mode!r}")
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
+
+    @property
+    def in_cooldown(self) -> bool:
+        """Whether the schedule is waiting out its cooldown after a reduction."""
+        return self.cooldown_counter > 0
+
+    def _is_better(self, a, best):
+        """Whether metric ``a`` improves on ``best`` by the threshold."""
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def step(self, metrics, epoch=None):
+        """Record this epoch's metric (a number, NumPy scalar or one-element tensor) and reduce
+        the learning rates if it has not improved for more than ``patience`` epochs."""
+        current = _as_float(metrics)
+        if epoch is None:
+            epoch = self.last_epoch + 1
+        else:
+            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
+        self.last_epoch = epoch
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = self._current_lrs()
+
+    def _reduce_lr(self):
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(f"ReduceLROnPlateau: the optimizer has {len(groups)} parameter "
+                                   f"groups, min_lrs {len(self.min_lrs)} (a group was added "
+                                   f"since); set min_lrs to one per group")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, low in zip(groups, self.min_lrs):
+            old = float(group["lr"])
+            new = max(old * self.factor, low)
+            if old - new > self.eps:
+                group["lr"] = new
+
+    def _checked_state_dict(self, state_dict):
+        state = super()._checked_state_dict(state_dict)
+        if state.get("mode", "min") not in ("min", "max") or \
+                state.get("threshold_mode", "rel") not in ("rel", "abs"):
+            raise ValueError(f"load_state_dict: mode must be 'min' or 'max' and threshold_mode "
+                             f"'rel' or 'abs', got {state.get('mode')!r} and "
+                             f"{state.get('threshold_mode')!r}")
+        return state
+
+    def _apply_state(self, state):
+        super()._apply_state(state)
+        self._init_is_better(self.mode, self.threshold, self.threshold_mode)
+
+
+def _as_float(value):
+    """float(value) for a number, a NumPy scalar or array, or a one-element tensor."""
+    try:
+        return float(value)
+    except TypeError:
+        return float(np.asarray(value).item())

@@ -70,8 +70,20 @@ def _tensor(a):
 # for shapes (torch's own functions run on the fake tensors) and autograd formulas whose
 # backwards are custom operators too.
 
-def _pair(v):
-    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int(v, name):
+    """v as an int that an operator's int argument holds: OverflowError naming the argument
+    otherwise (the ops' schemas are int64; the kernels check the values themselves)."""
+    v = int(v)
+    if not _INT64[0] <= v <= _INT64[1]:
+        raise OverflowError(f"{name}={v} does not fit in int64")
+    return v
+
+
+def _pair(v, name="argument"):
+    return [_int(v, name)] * 2 if isinstance(v, int) else [_int(e, name) for e in v]
 
 
 @torch.library.custom_op("fastconv::conv2d", mutates_args=())
@@ -258,8 +270,8 @@ def _conv_args(padding, nspatial):
     """(padding as a list of ints, or [0, 0] with the string in padding_str) for the op."""
     if isinstance(padding, str):
         return [0, 0], padding
-    return ([0, int(padding if isinstance(padding, int) else padding[0])] if nspatial == 1
-            else _pair(padding)), ""
+    return ([0, _int(padding if isinstance(padding, int) else padding[0], "padding")]
+            if nspatial == 1 else _pair(padding, "padding")), ""
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -267,19 +279,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if not _runs_here(input, weight, bias):
         return TF.conv2d(input, weight, bias, stride, padding, dilation, groups)
     pad, pad_str = _conv_args(padding, 2)
-    return _conv2d_op(input, weight, bias, _pair(stride), pad, _pair(dilation), int(groups), pad_str)
+    return _conv2d_op(input, weight, bias, _pair(stride, "stride"), pad, _pair(dilation, "dilation"),
+                      _int(groups, "groups"), pad_str)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """As torch.nn.functional.conv1d, on fastconv's kernels (as a conv2d of height 1)."""
     if not _runs_here(input, weight, bias):
         return TF.conv1d(input, weight, bias, stride, padding, dilation, groups)
-    one = lambda v: int(v if isinstance(v, int) else v[0])  # noqa: E731
+    one = lambda v, name: _int(v if isinstance(v, int) else v[0], name)  # noqa: E731
     pad, pad_str = _conv_args(padding, 1)
     unbatched = input.dim() == 2
     x = (input.unsqueeze(0) if unbatched else input).unsqueeze(2)
-    y = _conv2d_op(x, weight.unsqueeze(2), bias, [1, one(stride)], pad, [1, one(dilation)],
-                   int(groups), pad_str).squeeze(2)
+    y = _conv2d_op(x, weight.unsqueeze(2), bias, [1, one(stride, "stride")], pad,
+                   [1, one(dilation, "dilation")], _int(groups, "groups"), pad_str).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
@@ -289,8 +302,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if not _runs_here(input):
         return TF.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
                              return_indices=return_indices)
-    out, indices = _max_pool2d_op(input, _pair(kernel_size), _pair(_stride(stride, kernel_size)),
-                                  _pair(padding), _pair(dilation), bool(ceil_mode))
+    out, indices = _max_pool2d_op(input, _pair(kernel_size, "kernel_size"),
+                                  _pair(_stride(stride, kernel_size), "stride"),
+                                  _pair(padding, "padding"), _pair(dilation, "dilation"),
+                                  bool(ceil_mode))
     return (out, indices) if return_indices else out
 
 
@@ -300,8 +315,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     if not _runs_here(input):
         return TF.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                              divisor_override)
-    return _avg_pool2d_op(input, _pair(kernel_size), _pair(_stride(stride, kernel_size)),
-                          _pair(padding), bool(ceil_mode), bool(count_include_pad), divisor_override)
+    return _avg_pool2d_op(input, _pair(kernel_size, "kernel_size"),
+                          _pair(_stride(stride, kernel_size), "stride"), _pair(padding, "padding"),
+                          bool(ceil_mode), bool(count_include_pad),
+                          None if divisor_override is None else _int(divisor_override,
+                                                                     "divisor_override"))
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -309,7 +327,7 @@ def adaptive_avg_pool2d(input, output_size):
     if not _runs_here(input):
         return TF.adaptive_avg_pool2d(input, output_size)
     size = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
-    size = [input.shape[-2 + i] if v is None else int(v) for i, v in enumerate(size)]
+    size = [input.shape[-2 + i] if v is None else _int(v, "output_size") for i, v in enumerate(size)]
     return _adaptive_avg_pool2d_op(input, size)
 
 

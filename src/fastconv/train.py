@@ -71,7 +71,7 @@ def evaluate(model, x, y, batch_size=256):
 
 
 def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print,
-        *, checkpoint=None, checkpoint_every=None, resume=None):
+        *, checkpoint=None, checkpoint_every=None, resume=None, on_epoch_end=None):
     """Train for ``epochs`` on ``data = (x_train, y_train, x_test, y_test)``; returns the list of
     per-epoch training losses (of the epochs this call ran).
 
@@ -82,7 +82,12 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     set in place) and carries on to ``epochs``: parameters, buffers, optimizer state and the epochs'
     losses come out bitwise equal to those of a run that was never interrupted. The data and
     ``batch_size`` must be the ones the checkpoint's run used; a different batch size or number of
-    samples raises :class:`CheckpointError`."""
+    samples raises :class:`CheckpointError`.
+
+    ``on_epoch_end(epoch, loss)``, if given, is called after each epoch (once it is logged and
+    its checkpoint written): to evaluate on validation data, say. It must leave the random
+    generators alone for a resumed run to stay equal to an uninterrupted one (evaluation in
+    eval mode does)."""
     x_train, y_train, _, _ = data
     n_steps = _num_batches(len(x_train), batch_size)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
@@ -120,6 +125,8 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
         if checkpoint is not None:
             _save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
                   _loop_info(batch_size, len(x_train), 0.0, 0))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, loss)
     return losses
 
 

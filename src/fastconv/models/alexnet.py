@@ -46,6 +46,7 @@ class AlexNet(nn.Module):
 
 
 def alexnet(num_classes=1000, **kwargs):
+    """AlexNet, torchvision's layout by default (see :class:`AlexNet` for the keyword arguments)."""
     return AlexNet(num_classes=num_classes, **kwargs)
 
 

@@ -128,6 +128,7 @@ class GoogLeNet(nn.Module):
 
 
 def googlenet(num_classes=1000, **kwargs):
+    """torchvision's GoogLeNet (see :class:`GoogLeNet` for the keyword arguments)."""
     return GoogLeNet(num_classes=num_classes, **kwargs)
 
 

@@ -59,4 +59,5 @@ class LeNet5(nn.Module):
 
 
 def lenet5(num_classes=10, **kwargs):
+    """LeNet-5 (see :class:`LeNet5` for the keyword arguments)."""
     return LeNet5(num_classes=num_classes, **kwargs)

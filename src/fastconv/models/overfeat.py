@@ -9,6 +9,8 @@ __all__ = ["overfeat_fast"]
 
 
 def overfeat_fast(num_classes=1000, dtype=np.float32):
+    """OverFeat "fast" as a Sequential: five convs (11x11/4, 5x5, three 3x3), three 2x2 max-pools,
+    three FC layers (3072, 4096, num_classes), for 231x231 input."""
     conv = lambda *a, **k: nn.Conv2d(*a, dtype=dtype, **k)  # noqa: E731
     return nn.Sequential(
         conv(3, 96, 11, stride=4), nn.ReLU(), nn.MaxPool2d(2, 2),

@@ -13,10 +13,12 @@ __all__ = ["ResNet", "BasicBlock", "Bottleneck", "SEBlock", "resnet18", "resnet3
 
 
 def conv3x3(cin, cout, stride=1, dtype=np.float32):
+    """3x3 conv, padding 1, no bias (torchvision's)."""
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, dtype=dtype)
 
 
 def conv1x1(cin, cout, stride=1, dtype=np.float32):
+    """1x1 conv, no bias (torchvision's)."""
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False, dtype=dtype)
 
 
@@ -36,6 +38,7 @@ class SEBlock(nn.Module):
 
 
 class BasicBlock(nn.Module):
+    """ResNet-18/34's block: two 3x3 convs with batch norm, plus the identity (or downsample)."""
     expansion = 1
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, se_reduction=None,
@@ -60,6 +63,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """ResNet-50/101/152's block: 1x1 reduce, 3x3 (carrying the stride, v1.5), 1x1 expand by 4,
+    each with batch norm, plus the identity (or downsample)."""
     expansion = 4
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, se_reduction=None,
@@ -88,6 +93,10 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """torchvision's ResNet: 7x7/2 stem, 3x3/2 max-pool, four stages of ``block`` (``layers``
+    blocks each), global average pool, FC; torchvision's initialisation. ``se_reduction`` adds a
+    squeeze-and-excitation block to each residual branch."""
+
     def __init__(self, block, layers, num_classes=1000, zero_init_residual=False,
                  se_reduction=None, dtype=np.float32):
         super().__init__()
@@ -132,11 +141,29 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def resnet18(num_classes=1000, **kw): return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kw)
-def resnet34(num_classes=1000, **kw): return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kw)
-def resnet50(num_classes=1000, **kw): return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kw)
-def resnet101(num_classes=1000, **kw): return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **kw)
-def resnet152(num_classes=1000, **kw): return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, **kw)
+def resnet18(num_classes=1000, **kw):
+    """ResNet-18 (basic blocks 2-2-2-2)."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kw)
+
+
+def resnet34(num_classes=1000, **kw):
+    """ResNet-34 (basic blocks 3-4-6-3)."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kw)
+
+
+def resnet50(num_classes=1000, **kw):
+    """ResNet-50 (bottlenecks 3-4-6-3)."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kw)
+
+
+def resnet101(num_classes=1000, **kw):
+    """ResNet-101 (bottlenecks 3-4-23-3)."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **kw)
+
+
+def resnet152(num_classes=1000, **kw):
+    """ResNet-152 (bottlenecks 3-8-36-3)."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, **kw)
 
 
 def se_resnet50(num_classes=1000, reduction=16, **kw):

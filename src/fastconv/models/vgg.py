@@ -20,6 +20,8 @@ CFGS = {
 
 
 def make_layers(cfg, batch_norm=False, dtype=np.float32):
+    """VGG's feature extractor from a configuration list (channels of 3x3 convs, "M" a 2x2/2
+    max-pool), with batch norm after each conv if asked (torchvision's indices)."""
     layers, c = [], 3
     for v in cfg:
         if v == "M":
@@ -34,6 +36,9 @@ def make_layers(cfg, batch_norm=False, dtype=np.float32):
 
 
 class VGG(nn.Module):
+    """torchvision's VGG: ``features``, a 7x7 adaptive average pool, and a classifier of three FC
+    layers with ReLU and dropout; torchvision's initialisation when ``init_weights``."""
+
     def __init__(self, features, num_classes=1000, dropout=0.5, init_weights=True, dtype=np.float32):
         super().__init__()
         self.features = features
@@ -63,14 +68,44 @@ def _vgg(cfg, batch_norm, num_classes, dtype=np.float32, **kwargs):
     return VGG(make_layers(CFGS[cfg], batch_norm, dtype), num_classes, dtype=dtype, **kwargs)
 
 
-def vgg11(num_classes=1000, **kw): return _vgg("A", False, num_classes, **kw)
-def vgg11_bn(num_classes=1000, **kw): return _vgg("A", True, num_classes, **kw)
-def vgg13(num_classes=1000, **kw): return _vgg("B", False, num_classes, **kw)
-def vgg13_bn(num_classes=1000, **kw): return _vgg("B", True, num_classes, **kw)
-def vgg16(num_classes=1000, **kw): return _vgg("D", False, num_classes, **kw)
-def vgg16_bn(num_classes=1000, **kw): return _vgg("D", True, num_classes, **kw)
-def vgg19(num_classes=1000, **kw): return _vgg("E", False, num_classes, **kw)
-def vgg19_bn(num_classes=1000, **kw): return _vgg("E", True, num_classes, **kw)
+def vgg11(num_classes=1000, **kw):
+    """VGG-11 (configuration A)."""
+    return _vgg("A", False, num_classes, **kw)
+
+
+def vgg11_bn(num_classes=1000, **kw):
+    """VGG-11 with batch norm."""
+    return _vgg("A", True, num_classes, **kw)
+
+
+def vgg13(num_classes=1000, **kw):
+    """VGG-13 (configuration B)."""
+    return _vgg("B", False, num_classes, **kw)
+
+
+def vgg13_bn(num_classes=1000, **kw):
+    """VGG-13 with batch norm."""
+    return _vgg("B", True, num_classes, **kw)
+
+
+def vgg16(num_classes=1000, **kw):
+    """VGG-16 (configuration D)."""
+    return _vgg("D", False, num_classes, **kw)
+
+
+def vgg16_bn(num_classes=1000, **kw):
+    """VGG-16 with batch norm."""
+    return _vgg("D", True, num_classes, **kw)
+
+
+def vgg19(num_classes=1000, **kw):
+    """VGG-19 (configuration E)."""
+    return _vgg("E", False, num_classes, **kw)
+
+
+def vgg19_bn(num_classes=1000, **kw):
+    """VGG-19 with batch norm."""
+    return _vgg("E", True, num_classes, **kw)
 
 
 def vgg_a(num_classes=1000, dtype=np.float32):

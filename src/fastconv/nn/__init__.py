@@ -1,14 +1,17 @@
 """Neural-network layers on fastconv's autograd, named as ``torch.nn`` so weights port both ways."""
-from . import functional, init
+from . import functional, init, utils
+from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, ReLU,
+                         ReLU6, Sigmoid, SiLU, Softmax, Tanh)
+from .container import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d, Conv2d
-from .layers import (ELU, CrossEntropyLoss, Dropout, Flatten, Identity, LeakyReLU, Linear,
-                     LogSoftmax, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
-from .module import Module, ModuleList, Parameter, Sequential
+from .layers import CrossEntropyLoss, Dropout, Dropout2d, Flatten, Identity, Linear, MSELoss
+from .module import Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
 
-__all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "Conv1d",
-           "Conv2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d",
-           "BatchNorm2d", "LocalResponseNorm", "Linear", "Dropout", "ReLU", "LeakyReLU", "ELU",
-           "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Flatten", "Identity", "CrossEntropyLoss",
-           "MSELoss"]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
+           "Conv1d", "Conv2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Linear",
+           "Dropout", "Dropout2d", "ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "ELU", "Tanh",
+           "Sigmoid", "Hardsigmoid", "Hardswish", "SiLU", "GELU", "Softmax", "LogSoftmax",
+           "Flatten", "Identity", "CrossEntropyLoss", "MSELoss"]

@@ -1,4 +1,9 @@
-"""Convolution layers (weights (K, C/groups, kh, kw) as PyTorch, run on fastconv's kernels)."""
+"""Convolution layers (weights (K, C/groups, kh, kw) as PyTorch, run on fastconv's kernels).
+
+``padding`` is an int, a tuple, "valid" or "same" (stride 1); ``padding_mode`` "zeros" pads
+inside the kernels, "reflect", "replicate" and "circular" pad first (``F.pad``, whose backward
+folds the gradient back) and convolve with padding 0, as PyTorch does.
+"""
 from __future__ import annotations
 
 import math
@@ -12,15 +17,19 @@ from .module import Module, Parameter
 __all__ = ["Conv1d", "Conv2d"]
 
 
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
 def _tuple(v, n):
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
 class _ConvNd(Module):
+    """What Conv1d and Conv2d share: arguments, parameters, PyTorch's initialisation, repr."""
     _dims = 0
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                 bias, dtype):
+                 bias, dtype, padding_mode="zeros"):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must "
@@ -28,7 +37,20 @@ class _ConvNd(Module):
         n = self._dims
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _tuple(kernel_size, n), _tuple(stride, n)
-        self.padding, self.dilation = _tuple(padding, n), _tuple(dilation, n)
+        self.dilation = _tuple(dilation, n)
+        if isinstance(padding, str):  # kept as the string, as PyTorch keeps it
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(v != 1 for v in self.stride):
+                raise ValueError(f"padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride!r})")
+            self.padding = padding
+        else:
+            self.padding = _tuple(padding, n)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
         self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
         self.bias = Parameter(np.empty(out_channels, dtype)) if bias else None
         if not bias:
@@ -43,6 +65,21 @@ class _ConvNd(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
             init.uniform_(self.bias, -bound, bound)
 
+    def _padded(self, x):
+        """(x, padding for the kernels): x padded by F.pad for the padding modes other than
+        zeros (then the kernels pad nothing), as PyTorch's ``_reversed_padding_repeated_twice``."""
+        if self.padding_mode == "zeros":
+            return x, self.padding
+        if self.padding == "same":
+            totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            pairs = [(t // 2, t - t // 2) for t in totals]
+        elif self.padding == "valid":
+            pairs = [(0, 0)] * self._dims
+        else:
+            pairs = [(p, p) for p in self.padding]
+        flat = [v for pair in reversed(pairs) for v in pair]  # last dimension first
+        return F.pad(x, flat, mode=self.padding_mode), 0
+
     def extra_repr(self):
         n = self._dims
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -55,30 +92,37 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 
 class Conv2d(_ConvNd):
+    """2-D convolution over (N, C, H, W) or (C, H, W), as ``torch.nn.Conv2d``."""
     _dims = 2
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32):
+                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, dtype)
+                         bias, dtype, padding_mode)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        x, padding = self._padded(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 
 class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L) or (C, L), as ``torch.nn.Conv1d``."""
     _dims = 1
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32):
+                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, dtype)
+                         bias, dtype, padding_mode)
 
     def forward(self, x):
-        return F.conv1d(x, self.weight, self.bias, self.stride[0], self.padding[0],
-                        self.dilation[0], self.groups)
+        x, padding = self._padded(x)
+        padding = padding if isinstance(padding, str) else _tuple(padding, 1)[0]
+        return F.conv1d(x, self.weight, self.bias, self.stride[0], padding, self.dilation[0],
+                        self.groups)

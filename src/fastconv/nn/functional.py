@@ -2,10 +2,16 @@
 
 Convolution, pooling and the linear layers' GEMM run on fastconv's kernels (``fastconv.functional``,
 ndarrays in and out), and so do batch norm (fused with a residual add and ReLU where asked),
-ReLU and softmax cross-entropy (``fastconv._core``); the rest is NumPy. Each primitive is a
-forward/backward pair; the other losses are compositions.
+ReLU and softmax cross-entropy (``fastconv._core``); the rest is NumPy (the later activations in
+``_activations.py``, padding modes and adaptive max pooling in ``_numpy_ops.py``). Each primitive
+is a forward/backward pair; the other losses are compositions.
+
+``inplace=True`` is accepted wherever PyTorch has it and the result is computed out of place:
+the backward needs the input, so fastconv never overwrites it.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -13,11 +19,14 @@ from .. import _core
 from .. import functional as _K
 from ..autograd import (Elu, Function, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
                         Tensor, concat, default_generator)
+from ._activations import gelu, hardsigmoid, hardswish, hardtanh, relu6, silu
+from ._numpy_ops import adaptive_max_pool2d, pad
 
 __all__ = ["conv2d", "conv1d", "max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "linear", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "batch_norm",
-           "local_response_norm", "dropout", "flatten", "concat", "softmax", "log_softmax",
-           "nll_loss", "cross_entropy", "mse_loss"]
+           "adaptive_max_pool2d", "pad", "linear", "relu", "relu6", "leaky_relu", "elu", "tanh",
+           "sigmoid", "hardtanh", "hardsigmoid", "hardswish", "silu", "gelu", "batch_norm",
+           "local_response_norm", "dropout", "dropout2d", "flatten", "concat", "softmax",
+           "log_softmax", "nll_loss", "cross_entropy", "mse_loss"]
 
 
 def _c(a):
@@ -29,6 +38,8 @@ def _c(a):
 
 
 class _Conv(Function):
+    """A convolution on fastconv's kernels: forward, and the backward asked for by
+    ``needs_input_grad`` (x, weight, bias) in one call."""
     kernel, kernel_backward = None, None
 
     @classmethod
@@ -46,11 +57,13 @@ class _Conv(Function):
 
 
 class Conv2d(_Conv):
+    """conv2d's primitive (``fastconv.conv2d`` and ``conv2d_backward``)."""
     kernel = staticmethod(_K.conv2d)
     kernel_backward = staticmethod(_K.conv2d_backward)
 
 
 class Conv1d(_Conv):
+    """conv1d's primitive (``fastconv.conv1d`` and ``conv1d_backward``)."""
     kernel = staticmethod(_K.conv1d)
     kernel_backward = staticmethod(_K.conv1d_backward)
 
@@ -72,6 +85,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 class MaxPool2d(Function):
+    """max_pool2d's primitive; its switches route the gradient back."""
+
     @staticmethod
     def forward(ctx, x, return_indices=False, **params):
         y, indices = _K.max_pool2d(_c(x), return_indices=True, **params)
@@ -95,6 +110,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 
 class MaxUnpool2d(Function):
+    """max_unpool2d's primitive: scatter to the switches, gather back."""
+
     @staticmethod
     def forward(ctx, x, indices, **params):
         indices = _c(indices)
@@ -112,11 +129,14 @@ class MaxUnpool2d(Function):
 
 
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Put each value of x back at its max-pool switch (``indices``), zeros elsewhere."""
     return MaxUnpool2d.apply(x, indices, kernel_size=kernel_size, stride=stride, padding=padding,
                              output_size=output_size)
 
 
 class AvgPool2d(Function):
+    """avg_pool2d's primitive (fastconv's kernels both ways)."""
+
     @staticmethod
     def forward(ctx, x, **params):
         ctx.params, ctx.input_shape = params, x.shape
@@ -127,12 +147,25 @@ class AvgPool2d(Function):
         return _K.avg_pool2d_backward(_c(g), ctx.input_shape, **ctx.params)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
-                           ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+class AvgPool2dDivisor(AvgPool2d):
+    """avg_pool2d with ``divisor_override``: its own class, so that an inference plan's capture
+    (which knows AvgPool2d) reports it unsupported rather than dropping the divisor."""
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Average pooling as ``torch.nn.functional.avg_pool2d``; ``divisor_override`` divides every
+    window's sum by that number instead of the window's size."""
+    params = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                  count_include_pad=count_include_pad)
+    if divisor_override is None:
+        return AvgPool2d.apply(x, **params)
+    return AvgPool2dDivisor.apply(x, divisor_override=divisor_override, **params)
 
 
 class AdaptiveAvgPool2d(Function):
+    """adaptive_avg_pool2d's primitive (fastconv's kernels both ways)."""
+
     @staticmethod
     def forward(ctx, x, output_size):
         ctx.input_shape = x.shape
@@ -144,6 +177,7 @@ class AdaptiveAvgPool2d(Function):
 
 
 def adaptive_avg_pool2d(x, output_size):
+    """Adaptive average pooling to ``output_size`` (an int or a pair; 1 is global pooling)."""
     return AdaptiveAvgPool2d.apply(x, output_size=output_size)
 
 
@@ -192,35 +226,43 @@ def linear(x, weight, bias=None):
     return Linear.apply(x, weight, bias)
 
 
-def relu(x):
+def relu(x, inplace=False):
+    """max(x, 0) on fastconv's kernel (``inplace`` accepted, computed out of place)."""
     return Relu.apply(x)
 
 
-def leaky_relu(x, negative_slope=0.01):
+def leaky_relu(x, negative_slope=0.01, inplace=False):
+    """x where x > 0, negative_slope * x elsewhere (``inplace`` accepted, out of place)."""
     return LeakyRelu.apply(x, negative_slope=negative_slope)
 
 
-def elu(x, alpha=1.0):
+def elu(x, alpha=1.0, inplace=False):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere (``inplace`` accepted, out of place)."""
     return Elu.apply(x, alpha=alpha)
 
 
 def tanh(x):
+    """Hyperbolic tangent."""
     return Tanh.apply(x)
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow."""
     return Sigmoid.apply(x)
 
 
 def softmax(x, dim=-1):
+    """exp(x) / sum(exp(x)) along ``dim``."""
     return Softmax.apply(x, dim=dim)
 
 
 def log_softmax(x, dim=-1):
+    """log(softmax(x)) along ``dim``, computed stably."""
     return LogSoftmax.apply(x, dim=dim)
 
 
 def flatten(x, start_dim=1, end_dim=-1):
+    """Merge dimensions start_dim..end_dim (the layer's default keeps the batch: start_dim=1)."""
     return x.flatten(start_dim, end_dim)
 
 
@@ -348,13 +390,17 @@ class LocalResponseNorm(Function):
 
 
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """AlexNet's normalisation over ``size`` neighbouring channels, as PyTorch's."""
     return LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k)
 
 
 class Dropout(Function):
+    """Inverted dropout with fastconv's generator: keep with probability 1 - p, scale by
+    1/(1-p). ``noise_shape`` (broadcast against x) zeroes whole channels (dropout2d)."""
+
     @staticmethod
-    def forward(ctx, x, p):
-        mask = default_generator().random(x.shape) >= p
+    def forward(ctx, x, p, noise_shape=None):
+        mask = default_generator().random(x.shape if noise_shape is None else noise_shape) >= p
         scale = np.asarray(0.0 if p == 1 else 1.0 / (1.0 - p), x.dtype)
         ctx.save_for_backward(mask, scale)
         return x * mask * scale
@@ -365,13 +411,36 @@ class Dropout(Function):
         return g * mask * scale
 
 
-def dropout(x, p=0.5, training=True):
-    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)."""
+def dropout(x, p=0.5, training=True, inplace=False):
+    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)
+    (``inplace`` accepted, computed out of place)."""
     if not 0 <= p <= 1:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0:
         return x
     return Dropout.apply(x, p=p)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Channel dropout, as ``torch.nn.functional.dropout2d``: each (sample, channel) plane of an
+    (N, C, H, W) input is zeroed with probability p, the others scaled by 1/(1-p) (fastconv's
+    generator, as dropout). A 3-D input is taken as (N, C, L), with PyTorch's warning.
+    ``inplace`` is accepted, computed out of place."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout2d: dropout probability must be in [0, 1], got {p}")
+    ndim = np.ndim(input)
+    if ndim < 2:
+        raise ValueError(f"dropout2d: input must have a channel dimension, (N, C, H, W), got "
+                         f"shape {np.shape(input)}")
+    if ndim == 3:
+        warnings.warn("dropout2d: a 3-D input is taken as (N, C, L), channel-wise 1-D dropout "
+                      "(as PyTorch does today)", stacklevel=2)
+    elif ndim != 4:
+        warnings.warn(f"dropout2d: a {ndim}-D input is deprecated in PyTorch (3-D or 4-D "
+                      f"expected); dropping whole (N, C) slices", stacklevel=2)
+    if not training or p == 0:
+        return input
+    return Dropout.apply(input, p=p, noise_shape=np.shape(input)[:2] + (1,) * (ndim - 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,5 +525,6 @@ def cross_entropy(x, target, reduction="mean", label_smoothing=0.0):
 
 
 def mse_loss(x, target, reduction="mean"):
+    """Mean (or summed, or per-element) squared error."""
     diff = x - target
     return _reduce(diff * diff, reduction)

@@ -26,6 +26,7 @@ def _fill(t, values):
 
 
 def calculate_gain(nonlinearity, param=None):
+    """The recommended gain for ``nonlinearity`` (PyTorch's table; ``param`` is leaky_relu's slope)."""
     if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
                         "conv_transpose2d", "conv_transpose3d", "sigmoid"):
         return 1.0
@@ -54,12 +55,14 @@ def _draw_dtype(a):
 
 
 def uniform_(t, a=0.0, b=1.0):
+    """Fill with U(a, b)."""
     arr = _array(t)
     u = default_generator().random(arr.shape, dtype=_draw_dtype(arr))
     return _fill(t, u * (b - a) + a)
 
 
 def normal_(t, mean=0.0, std=1.0):
+    """Fill with N(mean, std^2)."""
     arr = _array(t)
     z = default_generator().standard_normal(arr.shape, dtype=_draw_dtype(arr))
     return _fill(t, z * std + mean)
@@ -79,24 +82,29 @@ def trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0):
 
 
 def constant_(t, value):
+    """Fill with ``value``."""
     return _fill(t, value)
 
 
 def zeros_(t):
+    """Fill with zeros."""
     return _fill(t, 0)
 
 
 def ones_(t):
+    """Fill with ones."""
     return _fill(t, 1)
 
 
 def xavier_uniform_(t, gain=1.0):
+    """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(_array(t))
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound)
 
 
 def xavier_normal_(t, gain=1.0):
+    """Glorot normal: N(0, gain^2 * 2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(_array(t))
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -109,9 +117,11 @@ def _kaiming_std(t, a, mode, nonlinearity):
 
 
 def kaiming_uniform_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He uniform: U(-b, b), b = sqrt(3) * gain / sqrt(fan) (fan_in or fan_out by ``mode``)."""
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound)
 
 
 def kaiming_normal_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He normal: N(0, gain^2 / fan) (fan_in or fan_out by ``mode``)."""
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))

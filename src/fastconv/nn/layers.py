@@ -1,4 +1,4 @@
-"""Linear, dropout, activations, flatten and the loss modules."""
+"""Linear, dropout, flatten, identity and the loss modules (the activations are in activation.py)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +9,12 @@ from . import functional as F
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Dropout", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Softmax",
-           "LogSoftmax", "Flatten", "Identity", "CrossEntropyLoss", "MSELoss"]
+__all__ = ["Linear", "Dropout", "Dropout2d", "Flatten", "Identity", "CrossEntropyLoss", "MSELoss"]
 
 
 class Linear(Module):
+    """y = x @ weight.T + bias, weight (out_features, in_features) as PyTorch, on fastconv's GEMM."""
+
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -40,80 +41,34 @@ class Linear(Module):
 
 
 class Dropout(Module):
-    def __init__(self, p=0.5):
+    """Zero each element with probability p while training, scale the rest by 1/(1-p); the
+    identity in eval mode. ``inplace`` is accepted (and shown) but computed out of place: the
+    backward needs the input."""
+
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, bool(inplace)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
-class _Activation(Module):
-    fn = None
-
-    def forward(self, x):
-        return type(self).fn(x)
-
-
-class ReLU(_Activation):
-    fn = staticmethod(F.relu)
-
-
-class Tanh(_Activation):
-    fn = staticmethod(F.tanh)
-
-
-class Sigmoid(_Activation):
-    fn = staticmethod(F.sigmoid)
-
-
-class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
-        super().__init__()
-        self.negative_slope = negative_slope
+class Dropout2d(Dropout):
+    """Zero whole channels of (N, C, H, W) with probability p while training, scale the rest by
+    1/(1-p) (fastconv's generator, as Dropout); the identity in eval mode."""
 
     def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
-
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
-
-
-class ELU(Module):
-    def __init__(self, alpha=1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x):
-        return F.elu(x, self.alpha)
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}"
-
-
-class Softmax(Module):
-    def __init__(self, dim=-1):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, x):
-        return F.softmax(x, self.dim)
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
-
-class LogSoftmax(Softmax):
-    def forward(self, x):
-        return F.log_softmax(x, self.dim)
+        return F.dropout2d(x, self.p, self.training)
 
 
 class Flatten(Module):
+    """Merge dimensions start_dim..end_dim (by default all but the batch)."""
+
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -126,11 +81,18 @@ class Flatten(Module):
 
 
 class Identity(Module):
+    """Returns its input; takes and ignores any arguments, as PyTorch's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
     def forward(self, x):
         return x
 
 
 class CrossEntropyLoss(Module):
+    """Softmax cross-entropy of logits against class indices or probabilities."""
+
     def __init__(self, reduction="mean", label_smoothing=0.0):
         super().__init__()
         self.reduction, self.label_smoothing = reduction, label_smoothing
@@ -143,6 +105,8 @@ class CrossEntropyLoss(Module):
 
 
 class MSELoss(Module):
+    """Mean (or summed, or per-element) squared error."""
+
     def __init__(self, reduction="mean"):
         super().__init__()
         self.reduction = reduction

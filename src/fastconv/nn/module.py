@@ -1,4 +1,5 @@
-"""Module, Parameter and the containers, with PyTorch's naming of parameters and buffers."""
+"""Module and Parameter, with PyTorch's naming of parameters and buffers, its hooks and its
+``to``/``get_submodule``/``requires_grad_`` (the containers are in container.py)."""
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
@@ -7,8 +8,12 @@ import numpy as np
 
 from .. import _memory
 from ..autograd import Tensor
+from . import hooks as _hooks
 
-__all__ = ["Parameter", "Module", "Sequential", "ModuleList"]
+__all__ = ["Parameter", "Module"]
+
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+               "_forward_hooks_with_kwargs", "_backward_hooks")
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -56,6 +61,8 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        for name in _HOOK_DICTS:
+            object.__setattr__(self, name, OrderedDict())
 
     # --- attribute bookkeeping ------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -106,18 +113,55 @@ class Module:
             self._non_persistent.add(name)
 
     def add_module(self, name, module):
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: '{name}' must be a Module or None, got "
+                            f"{type(module).__name__}")
         self._modules[name] = module
 
-    # --- forward --------------------------------------------------------------------------------
+    register_module = add_module
+
+    # --- forward and hooks ----------------------------------------------------------------------
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
         was_on = _memory.enter()  # arrays made in here come from the array cache (_memory.py)
         try:
+            d = self.__dict__
+            if d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"):
+                return _hooks.call(self, args, kwargs)
             return self.forward(*args, **kwargs)
         finally:
             _memory.leave(was_on)
+
+    def _hook_dicts(self):
+        for name in _HOOK_DICTS:  # (a module unpickled from before hooks existed has none)
+            if name not in self.__dict__:
+                object.__setattr__(self, name, OrderedDict())
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args)`` runs before each forward; a non-None result replaces ``args``
+        (a single value becomes ``(value,)``). ``with_kwargs=True``: ``hook(module, args,
+        kwargs)``, returning None or ``(args, kwargs)``. Returns a handle: ``handle.remove()``."""
+        self._hook_dicts()
+        return _hooks.add_hook(self._forward_pre_hooks, hook, prepend,
+                               self._forward_pre_hooks_with_kwargs if with_kwargs else None)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args, output)`` runs after each forward; a non-None result replaces the
+        output. ``with_kwargs=True``: ``hook(module, args, kwargs, output)``. Returns a handle."""
+        self._hook_dicts()
+        return _hooks.add_hook(self._forward_hooks, hook, prepend,
+                               self._forward_hooks_with_kwargs if with_kwargs else None)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """``hook(module, grad_input, grad_output)`` runs once per call of the module, when the
+        gradients with respect to its inputs are known: one entry per positional argument and
+        one per output (ndarrays; None for arguments that are not Tensors requiring grad, or got
+        no gradient). A returned tuple replaces grad_input. Hooks run only on calls made with grad
+        mode on. Returns a handle. (See ``fastconv.nn.hooks``.)"""
+        self._hook_dicts()
+        return _hooks.add_hook(self._backward_hooks, hook, prepend)
 
     # --- traversal ------------------------------------------------------------------------------
     def named_modules(self, prefix=""):
@@ -133,6 +177,27 @@ class Module:
 
     def modules(self):
         return (m for _, m in self.named_modules())
+
+    def get_submodule(self, target):
+        """The sub-module at the dotted path ``target`` ("" is self), as PyTorch's."""
+        if target == "":
+            return self
+        module = self
+        for item in target.split("."):
+            if item not in module.__dict__.get("_modules", {}) or module._modules[item] is None:
+                raise AttributeError(f"get_submodule({target!r}): {type(module).__name__} has no "
+                                     f"sub-module '{item}'")
+            module = module._modules[item]
+        return module
+
+    def get_parameter(self, target):
+        """The parameter at the dotted path ``target`` ("layer1.0.conv1.weight")."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if module._parameters.get(name) is None:
+            raise AttributeError(f"get_parameter({target!r}): {type(module).__name__} has no "
+                                 f"parameter '{name}'")
+        return module._parameters[name]
 
     def named_children(self):
         return ((n, m) for n, m in self._modules.items() if m is not None)
@@ -238,22 +303,33 @@ class Module:
             elif p.grad is not None:
                 p.grad[...] = 0
 
-    def requires_grad_(self, flag=True):
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (freeze with False); returns self."""
         for p in self.parameters():
-            p.requires_grad_(flag)
+            p.requires_grad_(requires_grad)
         return self
 
-    def to(self, dtype):
-        """Cast parameters and floating-point buffers to ``dtype`` (in place; returns self)."""
-        dtype = np.dtype(dtype)
+    def to(self, *args, **kwargs):
+        """PyTorch's ``to``: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)``
+        or the keywords ``device``/``dtype`` (``non_blocking`` is ignored). Floating-point
+        parameters (and their gradients) and buffers are cast to ``dtype`` in place; others stay.
+        The device must be the CPU ("cpu", "cpu:0" or a torch.device("cpu")). Returns self."""
+        dtype = _to_args(args, kwargs)
+        if dtype is None:
+            return self
         for m in self.modules():
             for p in m._parameters.values():
-                if p is not None:
+                if p is not None and np.issubdtype(p.dtype, np.floating) and p.dtype != dtype:
                     p.data = p.data.astype(dtype)
-                    p.grad = None
+                    if p.grad is not None:
+                        p.grad = p.grad.astype(dtype)
             for name, b in m._buffers.items():
                 if b is not None and np.issubdtype(b.dtype, np.floating):
-                    m._buffers[name] = b.astype(dtype)
+                    m._buffers[name] = b.astype(dtype, copy=False)
+        return self
+
+    def cpu(self):
+        """Self: fastconv runs on the CPU."""
         return self
 
     def double(self):
@@ -278,56 +354,53 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(head + lines) + "\n)"
 
 
-class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... as in PyTorch
-    (or by the keys of an OrderedDict)."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, m in modules[0].items():
-                self.add_module(name, m)
-        else:
-            for i, m in enumerate(modules):
-                self.add_module(str(i), m)
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        items = list(self._modules.items())
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(items[idx]))
-        return items[idx][1]
+def _device(v):
+    """True for the CPU (as a string or a torch.device), None when v is no device; other
+    devices raise."""
+    kind = getattr(v, "type", None) if type(v).__name__ == "device" else v
+    if not isinstance(kind, str):
+        return None
+    name = kind.split(":")[0]
+    if name == "cpu":
+        return True
+    if name in ("cuda", "mps", "xpu", "meta", "hip", "xla", "vulkan", "ipu", "hpu", "mtia"):
+        raise ValueError(f"to: fastconv runs on the CPU only, got device {str(v)!r}")
+    return None
 
 
-class ModuleList(Module):
-    def __init__(self, modules=()):
-        super().__init__()
-        for m in modules:
-            self.append(m)
+def _dtype(v):
+    """v as a floating NumPy dtype (a NumPy dtype or name, a torch dtype, or a tensor's dtype)."""
+    if hasattr(v, "dtype") and not isinstance(v, (np.dtype, type)):
+        v = v.dtype  # a tensor or an array: its dtype
+    name = str(v)
+    if name.startswith("torch."):
+        v = name[len("torch."):]
+    try:
+        dtype = np.dtype(v)
+    except TypeError:
+        raise TypeError(f"to: dtype must be a NumPy or torch floating dtype, got {v!r}") from None
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"to: only floating-point dtypes are accepted (as PyTorch's nn.Module.to), "
+                        f"got {dtype}")
+    return dtype
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        return list(self._modules.values())[idx]
+def _to_args(args, kwargs):
+    """The dtype Module.to(*args, **kwargs) casts to, or None (device only)."""
+    unknown = set(kwargs) - {"device", "dtype", "non_blocking", "copy", "memory_format"}
+    if unknown:
+        raise TypeError(f"to: unexpected keyword arguments {sorted(unknown)}")
+    if len(args) > 2:
+        raise TypeError(f"to: at most a device and a dtype, got {len(args)} arguments")
+    dtype = kwargs.get("dtype")
+    if kwargs.get("device") is not None and not _device(kwargs["device"]):
+        raise ValueError(f"to: device must be the CPU, got {kwargs['device']!r}")
+    for a in args:
+        if isinstance(a, (bool, np.bool_)) or a is None:
+            raise TypeError(f"to: expected a device or a dtype, got {a!r}")
+        if _device(a):
+            continue
+        if dtype is not None:
+            raise TypeError("to: dtype given twice")
+        dtype = a
+    return None if dtype is None else _dtype(dtype)
