@@ -1,4 +1,5 @@
-"""Files written whole or not at all (checkpoints, benchmark results and plots).
+"""Files written whole or not at all (checkpoints, benchmark results and plots), and .npz
+archives read back with one error for anything unreadable.
 
 :func:`atomic_write` hands out a temporary file beside the target; only when everything was
 written, flushed and synced does it take the target's name, in one ``os.replace``. A failure
@@ -11,8 +12,12 @@ import contextlib
 import os
 import secrets
 import stat
+import zipfile
+import zlib
 
-__all__ = ["atomic_write"]
+import numpy as np
+
+__all__ = ["atomic_write", "read_npz"]
 
 
 def _create_beside(path, binary):
@@ -53,3 +58,20 @@ def atomic_write(path, binary=True):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_npz(path, what, error=ValueError):
+    """The arrays of the .npz archive at path as a dict (no pickles). A file that is not a
+    complete .npz (truncated, corrupt, a single .npy) raises ``error`` naming the file and
+    ``what`` it should have been; a missing or unreadable file raises the OSError as it is."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise error(f"{os.fspath(path)} is not a readable {what} (truncated or corrupt?): "
+                    f"{e}") from e

@@ -5,10 +5,10 @@ from an .npz file (:func:`load_npz`); and fitting images to a model's input (:fu
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 
 import numpy as np
+
+from ._io import read_npz
 
 __all__ = ["load_digits", "load_npz", "resize", "match_channels", "batches", "DataError"]
 
@@ -71,16 +71,7 @@ def load_npz(path, val_fraction=0.1, dtype=np.float32):
     deviation. Anything else (a corrupt file, a missing array, other shapes, labels that are
     not whole numbers >= 0, images that are not finite) raises :class:`DataError` naming it."""
     name = os.fspath(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive of named arrays")
-        with loaded as f:
-            arrays = {k: f[k] for k in f.files}
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{name} is not a readable .npz file (truncated or corrupt?): {e}") from e
+    arrays = read_npz(path, ".npz file", DataError)
     missing = [k for k in ("x", "y") if k not in arrays]
     if not missing and ("x_val" in arrays) != ("y_val" in arrays):  # one without the other
         missing = [k for k in ("x_val", "y_val") if k not in arrays]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
 from . import autograd
-from ._io import atomic_write
+from ._io import atomic_write, read_npz
 from .autograd import Tensor, no_grad
 from .data import batches
 from .nn import functional as F
@@ -141,18 +139,7 @@ def save_weights(model, path):
 def load_weights(model, path, strict=True):
     """Load a file written by :func:`save_weights` (any .npz of the model's keys) into model.
     A file that is not a complete .npz raises ValueError naming it."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive of named arrays")
-        with loaded as f:
-            state = {k: f[k] for k in f.files}
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ValueError(f"{os.fspath(path)} is not a readable .npz weights file (truncated or "
-                         f"corrupt?): {e}") from e
-    return model.load_state_dict(state, strict=strict)
+    return model.load_state_dict(read_npz(path, ".npz weights file"), strict=strict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,17 +225,7 @@ def _read(path):
     """The checkpoint at path as {"model": arrays, "optimizer": state_dict, ...meta}; raises
     CheckpointError for anything but a complete, well-formed checkpoint."""
     name = os.fspath(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with loaded as f:
-            arrays = {k: f[k] for k in f.files}
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(f"{name} is not a readable checkpoint (truncated or corrupt?): "
-                              f"{e}") from e
+    arrays = read_npz(path, "checkpoint", CheckpointError)
     if _META not in arrays:
         raise CheckpointError(f"{name} is not a fastconv checkpoint (no {_META} entry; weights "
                               f"written by save_weights load with load_weights)")
