@@ -8,23 +8,9 @@ from .module import Module
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
 
-class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... as in PyTorch
-    (or by the keys of an OrderedDict)."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, m in modules[0].items():
-                self.add_module(name, m)
-        else:
-            for i, m in enumerate(modules):
-                self.add_module(str(i), m)
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
+class _Indexed(Module):
+    """What Sequential and ModuleList share: children in order, appended, counted, iterated and
+    indexed (a slice gives a container of the same kind)."""
 
     def append(self, module):
         self.add_module(str(len(self._modules)), module)
@@ -39,11 +25,34 @@ class Sequential(Module):
     def __getitem__(self, idx):
         items = list(self._modules.items())
         if isinstance(idx, slice):
-            return Sequential(OrderedDict(items[idx]))
+            return self._of(items[idx])
         return items[idx][1]
 
 
-class ModuleList(Module):
+class Sequential(_Indexed):
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch
+    (or by the keys of an OrderedDict)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), m)
+
+    @staticmethod
+    def _of(items):
+        return Sequential(OrderedDict(items))
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+
+class ModuleList(_Indexed):
     """A list of modules, registered as children "0", "1", ... (no forward of its own)."""
 
     def __init__(self, modules=()):
@@ -51,25 +60,14 @@ class ModuleList(Module):
         for m in modules or ():
             self.append(m)
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
+    @staticmethod
+    def _of(items):
+        return ModuleList([m for _, m in items])
 
     def extend(self, modules):
         for m in modules:
             self.append(m)
         return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return ModuleList(list(self._modules.values())[idx])
-        return list(self._modules.values())[idx]
 
 
 class ModuleDict(Module):
