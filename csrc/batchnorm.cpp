@@ -153,19 +153,6 @@ void backward(const BnArgs<T> &a, const T *dy, const T *y, const T *mean, const 
   }
 }
 
-fc_status check_dims(fc_dtype t, int64_t n, int64_t c, int64_t hw) {
-  clear_error();
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  if (n < 0 || c < 0 || hw < 0)
-    return fail(FC_EINVAL, "n, c and hw must be >= 0, got %lld, %lld, %lld", (long long)n,
-                (long long)c, (long long)hw);
-  int64_t e;
-  if (__builtin_mul_overflow(n, c, &e) || __builtin_mul_overflow(e, hw, &e) ||
-      __builtin_mul_overflow(e, int64_t(8), &e))
-    return fail(FC_EOVERFLOW, "n*c*hw elements overflow int64");
-  return FC_OK;
-}
-
 int64_t elements(int64_t n, int64_t c, int64_t hw) { return n * c * hw; }
 
 }  // namespace
@@ -179,7 +166,7 @@ fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, co
                                 const void *weight_or_null, const void *bias_or_null,
                                 const void *residual_or_null, int act, int batch_stats, double eps,
                                 void *mean, void *var_or_null, void *invstd, void *y) {
-  if (fc_status st = check_dims(t, n, c, hw)) return st;
+  if (fc_status st = check_sizes3(t, n, c, hw, "n, c and hw")) return st;
   if (act != FC_ACT_NONE && act != FC_ACT_RELU)
     return fail(FC_EINVAL, "act must be FC_ACT_NONE or FC_ACT_RELU, got %d", act);
   if (!(eps >= 0)) return fail(FC_EINVAL, "eps must be >= 0, got %g", eps);
@@ -204,7 +191,7 @@ fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_t hw, c
                                  const void *invstd, const void *weight_or_null, int batch_stats,
                                  void *dx_or_null, void *dres_or_null, void *dweight_or_null,
                                  void *dbias_or_null) {
-  if (fc_status st = check_dims(t, n, c, hw)) return st;
+  if (fc_status st = check_sizes3(t, n, c, hw, "n, c and hw")) return st;
   if (c && (!mean || !invstd)) return fail(FC_EINVAL, "mean and invstd must not be NULL");
   if (elements(n, c, hw) && (!dy || !x)) return fail(FC_EINVAL, "dy and x must not be NULL");
   if (dres_or_null && !y_or_null)

@@ -31,6 +31,23 @@ fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s);
 fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void clear_error();
 
+// The entry checks of the (a, b, c)-shaped element-wise kernels (batch norm, cross-entropy):
+// clears the error, then FC_EINVAL unless t is f32/f64 and a, b, c >= 0, FC_EOVERFLOW unless
+// a*b*c elements of 8 bytes fit int64; `names` names the three sizes in the messages.
+inline fc_status check_sizes3(fc_dtype t, int64_t a, int64_t b, int64_t c, const char *names) {
+  clear_error();
+  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
+  if (a < 0 || b < 0 || c < 0)
+    return fail(FC_EINVAL, "%s must be >= 0, got %lld, %lld, %lld", names, (long long)a,
+                (long long)b, (long long)c);
+  int64_t e;
+  if (__builtin_mul_overflow(a, b, &e) || __builtin_mul_overflow(e, c, &e) ||
+      __builtin_mul_overflow(e, int64_t(8), &e))
+    return fail(FC_EOVERFLOW, "the elements of sizes %s = %lld, %lld, %lld overflow int64", names,
+                (long long)a, (long long)b, (long long)c);
+  return FC_OK;
+}
+
 // Threads for this call: 1 under a SmallWorkGuard, else this thread's fc_set_local_num_threads,
 // else the process's fc_set_num_threads, else OpenMP's default (clamped to FC_MAX_THREADS).
 int num_threads();

@@ -49,19 +49,6 @@ void backward(int64_t outer, int64_t c, int64_t inner, const T *x, const T *q, c
   }
 }
 
-fc_status check(fc_dtype t, int64_t outer, int64_t c, int64_t inner) {
-  clear_error();
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  if (outer < 0 || c < 0 || inner < 0)
-    return fail(FC_EINVAL, "outer, c and inner must be >= 0, got %lld, %lld, %lld",
-                (long long)outer, (long long)c, (long long)inner);
-  int64_t e;
-  if (__builtin_mul_overflow(outer, c, &e) || __builtin_mul_overflow(e, inner, &e) ||
-      __builtin_mul_overflow(e, int64_t(8), &e))
-    return fail(FC_EOVERFLOW, "outer*c*inner elements overflow int64");
-  return FC_OK;
-}
-
 }  // namespace
 }  // namespace fc
 
@@ -71,7 +58,7 @@ extern "C" {
 
 fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c, int64_t inner,
                                            const void *x, const void *q, void *loss, void *lse) {
-  if (fc_status st = check(t, outer, c, inner)) return st;
+  if (fc_status st = check_sizes3(t, outer, c, inner, "outer, c and inner")) return st;
   if (outer * inner && (!x || !q || !loss || !lse))
     return fail(FC_EINVAL, "x, q, loss and lse must not be NULL");
   SmallWorkGuard small(outer * c * inner * 16);
@@ -85,7 +72,7 @@ fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c,
 fc_status fc_softmax_cross_entropy_backward(fc_dtype t, int64_t outer, int64_t c, int64_t inner,
                                             const void *x, const void *q, const void *lse,
                                             const void *dloss, void *dx) {
-  if (fc_status st = check(t, outer, c, inner)) return st;
+  if (fc_status st = check_sizes3(t, outer, c, inner, "outer, c and inner")) return st;
   if (outer * inner * c && (!x || !q || !lse || !dloss || !dx))
     return fail(FC_EINVAL, "x, q, lse, dloss and dx must not be NULL");
   SmallWorkGuard small(outer * c * inner * 16);
