@@ -177,6 +177,34 @@ class Function:
         return (result, *extra) if extra else result
 
 
+class _HookHandle:
+    """What ``register_post_accumulate_grad_hook`` returns."""
+
+    def __init__(self, tensor, key):
+        self._tensor, self._key = weakref.ref(tensor), key
+
+    def remove(self):
+        tensor = self._tensor()
+        if tensor is not None and tensor._post_hooks:
+            tensor._post_hooks.pop(self._key, None)
+
+
+class _FinalCallbacks(threading.local):
+    items: list = []
+
+    def __init__(self):
+        self.items = []
+
+
+_final_callbacks = _FinalCallbacks()
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once, when the backward now running on this thread has finished (as
+    PyTorch's engine ``queue_callback``); called from a hook during backward."""
+    _final_callbacks.items.append(callback)
+
+
 def unbroadcast(grad: np.ndarray, shape) -> np.ndarray:
     """Sum ``grad`` down to ``shape``: the adjoint of NumPy broadcasting."""
     shape = tuple(shape)
@@ -241,6 +269,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx = None
         self._retain = False
+        self._post_hooks = None
 
     # --- properties ---------------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -311,6 +340,21 @@ class Tensor:
         self._retain = True
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """PyTorch's hook on a leaf: ``hook(tensor)`` runs during backward right after this
+        tensor's ``.grad`` is final for that backward (every gradient reaching it has been
+        summed in). Returns a handle whose ``remove()`` unregisters it. (Data-parallel training
+        starts a bucket's allreduce from these hooks while backward goes on.)"""
+        if self._ctx is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        key = object()
+        self._post_hooks[key] = hook
+        return _HookHandle(self, key)
+
     # --- backward -----------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
         was_on = _memory.enter()  # gradients come from the array cache (_memory.py)
@@ -318,6 +362,9 @@ class Tensor:
             self._backward(grad, retain_graph)
         finally:
             _memory.leave(was_on)
+            callbacks, _final_callbacks.items = _final_callbacks.items, []
+        for callback in callbacks:  # queued by hooks during this backward (queue_callback)
+            callback()
 
     def _backward(self, grad, retain_graph):
         if not self.requires_grad:
@@ -350,19 +397,34 @@ class Tensor:
             return ref is not None and ref() is a
 
         hand(grad)
+        # A leaf's gradient is final once every node that uses it has run backward; it is
+        # settled then (not when the walk reaches the leaf), so its post-accumulate-grad hooks
+        # fire while the rest of backward goes on (data-parallel buckets start early).
+        leaf_uses = {}
         for t in order:
             hand(_root(t.data))
+            if t._ctx is not None:
+                for inp in t._ctx.inputs:
+                    if isinstance(inp, Tensor) and inp.requires_grad and inp._ctx is None:
+                        leaf_uses[id(inp)] = leaf_uses.get(id(inp), 0) + 1
         fresh = set()
+
+        def settle(node, g):  # a leaf's (or retained tensor's) .grad; a leaf's hooks
+            if node._ctx is None and node.grad is None and id(node) in fresh and g.dtype == node.dtype:
+                node.grad = g
+            elif node._ctx is None or node._retain:
+                node.grad = g.astype(node.dtype, copy=True) if node.grad is None else node.grad + g
+            if node._ctx is None and node._post_hooks:
+                for hook in list(node._post_hooks.values()):
+                    hook(node)
+
         while order:  # inputs before outputs: popped from the output end, and released
             node = order.pop()
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            settle(node, g)
             ctx = node._ctx
-            if ctx is None and node.grad is None and id(node) in fresh and g.dtype == node.dtype:
-                node.grad = g
-            elif ctx is None or node._retain:
-                node.grad = g.astype(node.dtype, copy=True) if node.grad is None else node.grad + g
             if ctx is None:
                 continue
             in_grads = ctx.fn.backward(ctx, g)
@@ -391,6 +453,15 @@ class Tensor:
                 else:
                     fresh.discard(id(inp))
             in_grads = ig = inp = None  # (nothing of this node's is held past it)
+            for inp in ctx.inputs:
+                if id(inp) in leaf_uses and isinstance(inp, Tensor) and inp._ctx is None:
+                    leaf_uses[id(inp)] -= 1
+                    if leaf_uses[id(inp)] == 0:
+                        lg = grads.pop(id(inp), None)
+                        if lg is not None:
+                            settle(inp, lg)
+                        lg = None
+            inp = None
             if not retain_graph:
                 fn = ctx.fn
                 ctx.__dict__.clear()

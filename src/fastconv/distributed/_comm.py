@@ -1,0 +1,149 @@
+"""The communicator and its collectives: MPI through mpi4py, imported only by :func:`init`."""
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+
+import numpy as np
+
+__all__ = ["init", "is_initialized", "get_comm", "rank", "world_size", "barrier", "broadcast",
+           "broadcast_object", "all_reduce", "is_main_process", "print0", "abort"]
+
+_global = {"comm": None, "MPI": None}
+
+
+def _mpi():
+    if _global["MPI"] is None:
+        try:
+            from mpi4py import MPI
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError("fastconv.distributed needs mpi4py and an MPI library: "
+                              "pip install 'fastconv[mpi]' (README, Scaling out)") from e
+        _global["MPI"] = MPI
+    return _global["MPI"]
+
+
+def init(comm=None, abort_on_error=True):
+    """Start data-parallel work on ``comm`` (an mpi4py communicator; MPI.COMM_WORLD by default).
+
+    With ``abort_on_error`` (the default) an exception that reaches the top of any rank prints
+    the rank and the traceback and calls ``MPI_Abort``, so the other ranks end too instead of
+    waiting forever in a collective. Returns the communicator. Calling it again replaces it.
+    """
+    MPI = _mpi()
+    if comm is None:
+        comm = MPI.COMM_WORLD
+    if not isinstance(comm, MPI.Comm):
+        raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
+    _global["comm"] = comm
+    if abort_on_error:
+        _install_abort_hook()
+    return comm
+
+
+def is_initialized():
+    """True after :func:`init`."""
+    return _global["comm"] is not None
+
+
+def get_comm():
+    """The communicator :func:`init` set; raises RuntimeError before it."""
+    comm = _global["comm"]
+    if comm is None:
+        raise RuntimeError("fastconv.distributed is not initialised: call fastconv.distributed.init()")
+    return comm
+
+
+def rank():
+    """This process's rank in the communicator (0 before :func:`init`)."""
+    return 0 if _global["comm"] is None else _global["comm"].Get_rank()
+
+
+def world_size():
+    """The number of processes (1 before :func:`init`)."""
+    return 1 if _global["comm"] is None else _global["comm"].Get_size()
+
+
+def is_main_process():
+    """True on rank 0 (and when not distributed): the rank that logs and writes checkpoints."""
+    return rank() == 0
+
+
+def print0(*args, **kwargs):
+    """``print`` on rank 0 only (every rank computes the same global figures)."""
+    if is_main_process():
+        print(*args, **kwargs)
+
+
+def barrier():
+    """Wait until every rank has called it."""
+    get_comm().Barrier()
+
+
+def _buffer(array, name):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(array).__name__}")
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
+    return array
+
+
+def broadcast(array, src=0):
+    """Overwrite ``array`` on every rank with rank ``src``'s, in place; returns it."""
+    comm = get_comm()
+    _check_src(src, comm)
+    comm.Bcast(_buffer(array, "array"), root=src)
+    return array
+
+
+def broadcast_object(obj, src=0):
+    """Rank ``src``'s ``obj`` (any picklable object) on every rank."""
+    comm = get_comm()
+    _check_src(src, comm)
+    data = pickle.dumps(obj) if comm.Get_rank() == src else None
+    return pickle.loads(comm.bcast(data, root=src))
+
+
+def all_reduce(array, op="sum"):
+    """Reduce ``array`` over the ranks in place: ``op`` "sum", "mean", "max" or "min"."""
+    MPI = _mpi()
+    ops = {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+    if op not in ops:
+        raise ValueError(f"op must be one of {', '.join(map(repr, ops))}, got {op!r}")
+    comm = get_comm()
+    comm.Allreduce(MPI.IN_PLACE, _buffer(array, "array"), op=ops[op])
+    if op == "mean":
+        array /= comm.Get_size()
+    return array
+
+
+def _check_src(src, comm):
+    if not isinstance(src, (int, np.integer)) or not 0 <= src < comm.Get_size():
+        raise ValueError(f"src must be a rank in [0, {comm.Get_size()}), got {src!r}")
+
+
+def abort(code=1):
+    """End every rank of the job now (``MPI_Abort``)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    get_comm().Abort(code)
+
+
+def _install_abort_hook():
+    if getattr(sys.excepthook, "_fastconv_abort", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt) or _global["comm"] is None:
+            return previous(kind, value, tb)
+        r = _global["comm"].Get_rank()
+        text = "".join(traceback.format_exception(kind, value, tb))
+        sys.stderr.write(f"fastconv.distributed: rank {r} failed; aborting all ranks\n"
+                         + "".join(f"[rank {r}] {line}\n" for line in text.splitlines()))
+        sys.stderr.flush()
+        _global["comm"].Abort(1)
+
+    hook._fastconv_abort = True
+    sys.excepthook = hook

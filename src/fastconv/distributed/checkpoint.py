@@ -1,0 +1,38 @@
+"""Checkpoints of a data-parallel run: written once, by rank 0, atomically; read by any number
+of ranks (the file holds the plain model's state, without DDP's "module." prefix)."""
+from __future__ import annotations
+
+from .. import train
+from . import _comm
+from .ddp import DistributedDataParallel
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
+
+
+def _inner(model):
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def save_checkpoint(path, model, optimizer, scheduler, epoch, step, rng):
+    """:func:`fastconv.train.save_checkpoint` on rank 0 only (every rank holds the same state),
+    then a barrier, so no rank reads the file before it is complete. ``model`` may be the
+    DistributedDataParallel wrapper. Errors on rank 0 reach every rank (as a RuntimeError)."""
+    error = None
+    if _comm.rank() == 0:
+        try:
+            train.save_checkpoint(path, _inner(model), optimizer, scheduler, epoch, step, rng)
+        except Exception as e:  # noqa: BLE001 - handed to every rank below
+            error = f"{type(e).__name__}: {e}"
+            raised = e
+    if _comm.is_initialized():
+        error = _comm.broadcast_object(error, src=0)
+    if error is not None:
+        if _comm.rank() == 0:
+            raise raised
+        raise RuntimeError(f"rank 0 could not write the checkpoint {path}: {error}")
+
+
+def load_checkpoint(path, model, optimizer, scheduler):
+    """:func:`fastconv.train.load_checkpoint` on every rank (any number of ranks may read a
+    checkpoint, whatever number wrote it). Returns ``(epoch, step, rng)``."""
+    return train.load_checkpoint(path, _inner(model), optimizer, scheduler)
