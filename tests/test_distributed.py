@@ -118,3 +118,31 @@ def test_sampler_rejects_bad_arguments(kwargs, match):
         DistributedSampler(10, **kwargs)
     with pytest.raises(ValueError, match="epoch"):
         DistributedSampler(10, num_replicas=1, rank=0).set_epoch(-1)
+
+
+def test_scaling_projection_follows_the_ring_allreduce_model():
+    from fastconv.bench_dist import project
+    # 100 MB of gradients, 1 s step of which 0.3 s forward, 10 Gb/s, 4 machines:
+    # T = 2*3/4 * 100e6 / 1.25e9 = 0.12 s; no overlap 1/(1.12); overlap: the last 25 MiB bucket
+    # (T_last = 1.5 * 26214400 / 1.25e9 = 0.0315 s) after a backward (0.7 s) that hides the rest.
+    rows = project(1.0, 0.3, 100e6, machines=(4,), speeds_gbit=(10,))
+    (r,) = rows
+    assert r["allreduce_ms"] == pytest.approx(120.0, abs=0.05)
+    assert r["efficiency_no_overlap"] == pytest.approx(1 / 1.12, abs=1e-3)
+    assert r["efficiency_overlap"] == pytest.approx(1 / (0.3 + 0.7 + 1.5 * 26214400 / 1.25e9), abs=1e-3)
+    # communication longer than backward: overlap can hide only backward's length
+    (r,) = project(0.1, 0.05, 1e9, machines=(64,), speeds_gbit=(10,))
+    t = 2 * 63 / 64 * 1e9 / 1.25e9
+    assert r["efficiency_overlap"] == pytest.approx(0.1 / (0.05 + t), abs=1e-3)
+    assert r["efficiency_overlap"] >= r["efficiency_no_overlap"]
+
+
+def test_bench_dist_step_runs_under_mpiexec():
+    exe = _mpiexec()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([exe, "-n", "2", sys.executable, "-m", "fastconv.bench_dist", "step",
+                        "--net", "lenet5", "--global-batch", "4", "--size", "32", "--repeat", "1"],
+                       capture_output=True, text=True, timeout=300, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 ranks x" in r.stdout and "(2 images each)" in r.stdout, r.stdout
