@@ -65,9 +65,11 @@ def _step_fn(net, batch, size, seed=0, ddp=False):
     from .nn import functional as F
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, model_input(net).channels, size, size), dtype=np.float32)
-    y = rng.integers(0, 1000, batch)
     autograd.manual_seed(seed)
     model = models.get_model(net)
+    with autograd.no_grad():
+        classes = model(autograd.Tensor(x[:1])).shape[1]
+    y = rng.integers(0, classes, batch)
     if ddp:
         from . import distributed as dist
         model = dist.DistributedDataParallel(model)
