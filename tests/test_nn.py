@@ -196,7 +196,8 @@ def test_dropout():
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropy(reduction, smoothing):
     target = np.array([0, 3, 2, 3, 1])
-    check_op([(5, 4)], lambda x: F.cross_entropy(x, target, reduction, smoothing),
+    check_op([(5, 4)], lambda x: F.cross_entropy(x, target, reduction=reduction,
+                                                 label_smoothing=smoothing),
              TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(target), reduction=reduction,
                                                 label_smoothing=smoothing)), low=-3, high=3)
 
@@ -218,7 +219,7 @@ def test_nll_and_mse_loss():
     check_op([(3, 3)], lambda x: F.nll_loss(F.log_softmax(x, 1), target),
              TF and (lambda x: TF.nll_loss(TF.log_softmax(x, 1), torch.from_numpy(target))))
     check_op([(3, 4), (3, 4)], F.mse_loss, TF and TF.mse_loss)
-    check_op([(3, 4), (3, 4)], lambda a, b: F.mse_loss(a, b, "sum"),
+    check_op([(3, 4), (3, 4)], lambda a, b: F.mse_loss(a, b, reduction="sum"),
              TF and (lambda a, b: TF.mse_loss(a, b, reduction="sum")))
 
 
@@ -538,7 +539,8 @@ def test_empty_batch_losses_as_torch(loss, reduction):
     target = np.zeros((0, 5)) if loss == "mse_loss" else np.zeros(0, np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = getattr(F, loss)(x, Tensor(target) if loss == "mse_loss" else target, reduction)
+        out = getattr(F, loss)(x, Tensor(target) if loss == "mse_loss" else target,
+                              reduction=reduction)
         out.sum().backward()
     tout = getattr(TF, loss)(tx, torch.from_numpy(target), reduction=reduction)
     tout.sum().backward()

@@ -585,3 +585,21 @@ def test_every_public_class_and_function_has_a_docstring():
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
                 missing.append(f"{mod.__name__}.{name}")
     assert not missing, f"no docstring: {missing}"
+
+
+def test_every_top_level_name_has_a_docstring():
+    """fastconv's own namespace: each name in ``fastconv.__all__`` that is a function, class or
+    module, and the public methods of those classes (Tensor's, say)."""
+    import fastconv
+    missing = []
+    for name in fastconv.__all__:
+        obj = getattr(fastconv, name)
+        if not (inspect.isroutine(obj) or inspect.isclass(obj) or inspect.ismodule(obj)):
+            continue  # constants (ALGORITHMS)
+        if not (inspect.getdoc(obj) or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj):
+            missing += [f"{name}.{attr}" for attr, member in vars(obj).items()
+                        if not attr.startswith("_") and callable(member)
+                        and not (inspect.getdoc(member) or "").strip()]
+    assert not missing, f"no docstring: {missing}"

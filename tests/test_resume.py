@@ -330,6 +330,12 @@ RUNS = {
         optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)),
     "adam_cosine": lambda m: (lambda o: (o, optim.CosineAnnealingLR(o, T_max=3)))(
         optim.Adam(m.parameters(), lr=1e-2)),
+    # stepped per minibatch by fit (15 steps in all)
+    "sgd_onecycle": lambda m: (lambda o: (o, optim.OneCycleLR(o, max_lr=0.1, total_steps=15)))(
+        optim.SGD(m.parameters(), lr=0.05, momentum=0.9)),
+    # stepped with the epoch's training loss (DATA has no validation pair)
+    "adam_plateau": lambda m: (lambda o: (o, optim.ReduceLROnPlateau(o, patience=0, factor=0.5)))(
+        optim.Adam(m.parameters(), lr=1e-2)),
 }
 EPOCHS, BATCH = 3, 7
 DATA = (np.random.default_rng(1).standard_normal((30, 1, 8, 8)).astype(np.float32),
@@ -457,6 +463,99 @@ def test_fit_checkpoint_arguments(tmp_path):
                                               f"samples; resuming with batch_size 8 on 30"):
         fit(model, opt, DATA, 2, 8, rng, sched, resume=path)
     assert_same(snapshot(model, opt, sched, rng), before)  # nothing loaded
+
+
+# ----------------------------------------------------------------------------------------------
+# fit's schedules: per step, per epoch, and ReduceLROnPlateau's metric
+
+def test_fit_steps_one_cycle_per_minibatch_as_a_hand_loop():
+    model, opt, sched, rng = setup("sgd_onecycle", seed=0)
+    fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=lambda s: None)
+    ours = snapshot(model, opt, sched, rng)
+
+    model, opt, sched, rng = setup("sgd_onecycle", seed=0)
+    x, y = DATA[:2]
+    for _ in range(EPOCHS):
+        model.train()
+        for xb, yb in batches(x, y, BATCH, shuffle=True, rng=rng):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(autograd.Tensor(xb)), yb).backward()
+            opt.step()
+            sched.step()
+    assert sched.last_epoch == EPOCHS * 5
+    assert_same(ours, snapshot(model, opt, sched, rng))
+
+
+@pytest.mark.parametrize("run_name,interval,steps", [
+    ("sgd_onecycle", "epoch", EPOCHS), ("sgd_step", "step", EPOCHS * 5),
+    ("sgd_step", None, EPOCHS)])
+def test_fit_scheduler_interval(run_name, interval, steps):
+    model, opt, sched, rng = setup(run_name, seed=0)
+    fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=lambda s: None,
+        scheduler_interval=interval)
+    assert sched.last_epoch == steps
+
+
+class RecordingPlateau(optim.ReduceLROnPlateau):
+    def step(self, metrics, epoch=None):
+        self.seen = getattr(self, "seen", []) + [metrics]
+        super().step(metrics, epoch)
+
+
+def test_fit_gives_reduce_lr_on_plateau_the_validation_loss():
+    x, y = DATA[:2]
+    data = (x[:24], y[:24], x[24:], y[24:])
+    model, opt, _, rng = setup("sgd_step", seed=0)
+    # a threshold no epoch meets after the first: every later epoch is a plateau
+    sched = RecordingPlateau(opt, patience=0, threshold=0.99)
+    val, log = [], []
+
+    def on_epoch_end(epoch, loss):
+        model.eval()
+        with autograd.no_grad():
+            val.append(nn.functional.cross_entropy(model(autograd.Tensor(data[2])), data[3]).item())
+    losses = fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=log.append,
+                 on_epoch_end=on_epoch_end)
+    assert sched.seen == pytest.approx(val, rel=1e-6) and sched.seen != losses
+    assert log[-1] == f"epoch 3/3: loss {losses[-1]:.4f}, val_loss {val[-1]:.4f}"
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1 ** (EPOCHS - 1))
+
+
+def test_fit_gives_reduce_lr_on_plateau_the_training_loss_without_validation_data():
+    model, opt, _, rng = setup("sgd_step", seed=0)
+    sched = RecordingPlateau(opt, patience=0, threshold=0.99)
+    losses = fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=lambda s: None)
+    assert sched.seen == losses and opt.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_plateau_with_validation_data_resumes_bitwise(tmp_path):
+    x, y = DATA[:2]
+    data = (x[:24], y[:24], x[24:], y[24:])  # 4 minibatches an epoch, the last of 3
+
+    def start(seed):
+        model, opt, _, rng = setup("adam_cosine", seed=seed)
+        return model, opt, optim.ReduceLROnPlateau(opt, patience=0, factor=0.5), rng
+    model, opt, sched, rng = start(0)
+    losses = fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None)
+    done = snapshot(model, opt, sched, rng)
+    model, opt, sched, rng = start(0)
+    crash_at(opt, 7)
+    with pytest.raises(Crash):
+        fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None,
+            checkpoint=tmp_path / "ck", checkpoint_every=3)
+    model, opt, sched, rng = start(5)
+    assert fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None,
+               resume=tmp_path / "ck") == losses[1:]
+    assert_same(snapshot(model, opt, sched, rng), done)
+
+
+def test_fit_scheduler_interval_errors():
+    model, opt, sched, rng = setup("sgd_step", seed=0)
+    with pytest.raises(ValueError, match="must be 'epoch' or 'step', got 'batch'"):
+        fit(model, opt, DATA, 1, BATCH, rng, sched, scheduler_interval="batch")
+    with pytest.raises(ValueError, match="does not fit ReduceLROnPlateau"):
+        fit(model, opt, DATA, 1, BATCH, rng, optim.ReduceLROnPlateau(opt),
+            scheduler_interval="step")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -312,9 +312,11 @@ class Tensor:
         return self.data if dtype is None else self.data.astype(dtype)
 
     def numpy(self):
+        """The ndarray behind this tensor (shared, not copied), as torch's ``.numpy()``."""
         return self.data
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         return self.data.item()
 
     def detach(self):
@@ -330,6 +332,8 @@ class Tensor:
         return self
 
     def requires_grad_(self, requires_grad=True):
+        """Set whether ops on this tensor record a graph (floating-point dtypes only); returns
+        self."""
         if requires_grad and not np.issubdtype(self.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
         self.requires_grad = bool(requires_grad)
@@ -357,6 +361,8 @@ class Tensor:
 
     # --- backward -----------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into each leaf's ``.grad`` (``grad``: the upstream gradient,
+        needed unless self has one element); ``retain_graph`` keeps the graph for another call."""
         was_on = _memory.enter()  # gradients come from the array cache (_memory.py)
         try:
             self._backward(grad, retain_graph)
@@ -499,13 +505,33 @@ class Tensor:
         return GetItem.apply(self, index=index)
 
     # --- element-wise -------------------------------------------------------------------------
-    def exp(self): return Exp.apply(self)
-    def log(self): return Log.apply(self)
-    def sqrt(self): return Pow.apply(self, exponent=0.5)
-    def relu(self): return Relu.apply(self)
-    def tanh(self): return Tanh.apply(self)
-    def sigmoid(self): return Sigmoid.apply(self)
-    def abs(self): return Abs.apply(self)
+    def exp(self):
+        """e ** self, element-wise."""
+        return Exp.apply(self)
+
+    def log(self):
+        """The natural logarithm, element-wise."""
+        return Log.apply(self)
+
+    def sqrt(self):
+        """The square root, element-wise."""
+        return Pow.apply(self, exponent=0.5)
+
+    def relu(self):
+        """max(self, 0), element-wise."""
+        return Relu.apply(self)
+
+    def tanh(self):
+        """The hyperbolic tangent, element-wise."""
+        return Tanh.apply(self)
+
+    def sigmoid(self):
+        """1 / (1 + exp(-self)), element-wise."""
+        return Sigmoid.apply(self)
+
+    def abs(self):
+        """|self|, element-wise (the gradient at 0 is 0, as torch's)."""
+        return Abs.apply(self)
 
     def clamp(self, min=None, max=None):
         """Values limited to [min, max] (either may be None, not both); the gradient passes
@@ -522,10 +548,13 @@ class Tensor:
     # --- reductions and shapes ----------------------------------------------------------------
     # dim/keepdim are PyTorch's names, axis/keepdims NumPy's: either works.
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """The sum over ``dim`` (an int or tuple; None: every element), keeping the summed
+        dimensions as size 1 with ``keepdim``."""
         axis, keepdims = _axes(self, dim, axis, "sum"), keepdim if keepdims is None else keepdims
         return Sum.apply(self, axis=axis, keepdims=bool(keepdims))
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """The mean over ``dim`` (as :meth:`sum`); nan over no elements, as torch's."""
         axis, keepdims = _axes(self, dim, axis, "mean"), keepdim if keepdims is None else keepdims
         axes = range(self.ndim) if axis is None else np.atleast_1d(axis)
         count = math.prod(self.shape[a] for a in axes)
@@ -615,15 +644,19 @@ class Tensor:
         return self.reshape(shape)
 
     def transpose(self, *axes):
+        """The dimensions reordered as ``axes`` (a tuple or separate ints, NumPy's transpose;
+        reversed when none are given). ``permute`` is the same method."""
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         return Permute.apply(self, axes=tuple(axes) if axes else tuple(reversed(range(self.ndim))))
 
     permute = transpose
 
     def softmax(self, dim=-1):
+        """exp(self) normalised to sum to 1 along ``dim``."""
         return Softmax.apply(self, dim=dim)
 
     def log_softmax(self, dim=-1):
+        """log(softmax(self, dim)), computed stably from the log-sum-exp."""
         return LogSoftmax.apply(self, dim=dim)
 
 

@@ -263,6 +263,8 @@ def build_parser():
     _add_train(subparsers)
     _add_bench(subparsers)
     _add_info(subparsers)
+    from .visualize import add_parser as _add_visualize  # fastconv visualize (deconvnet grid)
+    _add_visualize(subparsers)
     return parser
 
 

@@ -12,6 +12,7 @@ from ._io import atomic_write, read_npz
 from .autograd import Tensor, no_grad
 from .data import batches
 from .nn import functional as F
+from .optim import OneCycleLR, ReduceLROnPlateau
 
 __all__ = ["train_epoch", "evaluate", "fit", "save_weights", "load_weights", "save_checkpoint",
            "load_checkpoint", "CheckpointError"]
@@ -68,10 +69,45 @@ def evaluate(model, x, y, batch_size=256):
     return correct / len(x)
 
 
+def _validation_loss(model, x, y, batch_size=256):
+    """Mean cross-entropy over (x, y) in eval mode, without recording a graph."""
+    model.eval()
+    total = 0.0
+    with no_grad():
+        for xb, yb in batches(x, y, batch_size):
+            total += F.cross_entropy(model(Tensor(xb)), yb, reduction="sum").item()
+    return total / len(x)
+
+
+def _scheduler_interval(scheduler, interval):
+    """fit's ``scheduler_interval``, its default filled in and checked."""
+    if interval is None:
+        return "step" if isinstance(scheduler, OneCycleLR) else "epoch"
+    if interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
+    if interval == "step" and isinstance(scheduler, ReduceLROnPlateau):
+        raise ValueError("scheduler_interval='step' does not fit ReduceLROnPlateau: it steps once "
+                         "an epoch, on the epoch's loss")
+    return interval
+
+
 def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print,
-        *, checkpoint=None, checkpoint_every=None, resume=None, on_epoch_end=None):
-    """Train for ``epochs`` on ``data = (x_train, y_train, x_test, y_test)``; returns the list of
-    per-epoch training losses (of the epochs this call ran).
+        *, checkpoint=None, checkpoint_every=None, resume=None, on_epoch_end=None,
+        scheduler_interval=None):
+    """Train for ``epochs`` on ``data = (x_train, y_train, x_val, y_val)`` (the validation pair
+    may be None); returns the list of per-epoch training losses (of the epochs this call ran).
+
+    ``scheduler`` (any of ``fastconv.optim``'s) is stepped after each optimizer step when
+    ``scheduler_interval`` is "step" (the default for OneCycleLR, whose schedule counts batches)
+    and at the end of each epoch when it is "epoch" (the default otherwise). ReduceLROnPlateau is
+    stepped with a metric, ``scheduler.step(loss)``: the epoch's mean cross-entropy on
+    (x_val, y_val), evaluated in eval mode, if there are validation data, else the epoch's mean
+    training loss; it must step per epoch.
+
+    fit reports through ``log`` only: a line per epoch, "epoch E/N: loss L" (with ", val_loss V"
+    when it evaluated one for ReduceLROnPlateau), written with ``print`` (stdout) by default; it
+    computes no accuracy itself. ``fastconv train`` passes an ``on_epoch_end`` that evaluates the
+    held-out accuracy and prints it to stderr each epoch.
 
     ``checkpoint=PATH`` writes a checkpoint (:func:`save_checkpoint`) there at the end of each
     epoch and, with ``checkpoint_every=N``, after every N-th optimizer step of the run too; each
@@ -86,8 +122,10 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     its checkpoint written): to evaluate on validation data, say. It must leave the random
     generators alone for a resumed run to stay equal to an uninterrupted one (evaluation in
     eval mode does)."""
-    x_train, y_train, _, _ = data
+    x_train, y_train, x_val, y_val = data
     n_steps = _num_batches(len(x_train), batch_size)
+    interval = _scheduler_interval(scheduler, scheduler_interval)
+    per_step = scheduler is not None and interval == "step"
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
             checkpoint_every, (int, np.integer)) or checkpoint_every < 1 or checkpoint is None):
         raise ValueError(f"checkpoint_every must be an int >= 1 and needs checkpoint=PATH, got "
@@ -107,19 +145,29 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
         epoch_rng = rng.bit_generator.state if checkpoint_every else None  # the epoch's order
 
         def after_step(step, total, count, epoch=epoch, epoch_rng=epoch_rng):
-            if step < n_steps and ((epoch - 1) * n_steps + step) % checkpoint_every == 0:
+            if per_step:  # before the checkpoint: it holds the schedule after this step
+                scheduler.step()
+            if checkpoint_every and step < n_steps and \
+                    ((epoch - 1) * n_steps + step) % checkpoint_every == 0:
                 _save(checkpoint, model, optimizer, scheduler, epoch - 1, step, epoch_rng,
                       _loop_info(batch_size, len(x_train), total, count))
 
         bar = None if progress is None else (
             lambda it, total: progress(it, total=total, desc=f"epoch {epoch}/{epochs}"))
         loss = _run_epoch(model, optimizer, x_train, y_train, batch_size, rng, bar, start_step,
-                          *running, after_step if checkpoint_every else None)
+                          *running, after_step if checkpoint_every or per_step else None)
         start_step, running = 0, (0.0, 0)
-        if scheduler is not None:
+        line = f"epoch {epoch}/{epochs}: loss {loss:.4f}"
+        if isinstance(scheduler, ReduceLROnPlateau):
+            metric = loss
+            if x_val is not None and len(x_val):
+                metric = _validation_loss(model, x_val, y_val)
+                line += f", val_loss {metric:.4f}"
+            scheduler.step(metric)
+        elif scheduler is not None and not per_step:
             scheduler.step()
         losses.append(loss)
-        log(f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+        log(line)
         if checkpoint is not None:
             _save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
                   _loop_info(batch_size, len(x_train), 0.0, 0))

@@ -3,8 +3,8 @@
 Convolution, pooling and the linear layers' GEMM run on fastconv's kernels (``fastconv.functional``,
 ndarrays in and out), and so do batch norm (fused with a residual add and ReLU where asked),
 ReLU and softmax cross-entropy (``fastconv._core``); the rest is NumPy (the later activations in
-``_activations.py``, padding modes and adaptive max pooling in ``_numpy_ops.py``). Each primitive
-is a forward/backward pair; the other losses are compositions.
+``_activations.py``, the losses in ``_losses.py``, padding modes and adaptive max pooling in
+``_numpy_ops.py``). Each primitive is a forward/backward pair.
 
 ``inplace=True`` is accepted wherever PyTorch has it and the result is computed out of place:
 the backward needs the input, so fastconv never overwrites it.
@@ -18,15 +18,20 @@ import numpy as np
 from .. import _core
 from .. import functional as _K
 from ..autograd import (Elu, Function, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
-                        Tensor, concat, default_generator)
+                        concat, default_generator)
 from ._activations import gelu, hardsigmoid, hardswish, hardtanh, relu6, silu
+from ._losses import (BinaryCrossEntropy, LogSigmoid, NllLoss, SoftmaxCrossEntropy,  # noqa: F401
+                      binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                      mse_loss, nll_loss)
+from ._conv_transpose import conv_transpose2d  # noqa: F401  (transposed convolution, re-exported)
 from ._numpy_ops import adaptive_max_pool2d, pad
 
 __all__ = ["conv2d", "conv1d", "max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "adaptive_max_pool2d", "pad", "linear", "relu", "relu6", "leaky_relu", "elu", "tanh",
            "sigmoid", "hardtanh", "hardsigmoid", "hardswish", "silu", "gelu", "batch_norm",
            "local_response_norm", "dropout", "dropout2d", "flatten", "concat", "softmax",
-           "log_softmax", "nll_loss", "cross_entropy", "mse_loss"]
+           "log_softmax", "nll_loss", "cross_entropy", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "mse_loss"]
 
 
 def _c(a):
@@ -441,90 +446,3 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     if not training or p == 0:
         return input
     return Dropout.apply(input, p=p, noise_shape=np.shape(input)[:2] + (1,) * (ndim - 2))
-
-
-# ----------------------------------------------------------------------------------------------
-# losses (compositions: no backward of their own)
-
-
-def _reduce(loss, reduction):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _target_distribution(target, shape, dtype, label_smoothing):
-    """(N, C, ...) class probabilities from class indices (N, ...) or probabilities (N, C, ...)."""
-    target = np.asarray(target.data if isinstance(target, Tensor) else target)
-    n_classes = shape[1]
-    if np.issubdtype(target.dtype, np.integer):
-        if target.shape != (shape[0],) + tuple(shape[2:]):
-            raise ValueError(f"class-index target of shape {target.shape} does not fit input "
-                             f"of shape {tuple(shape)}")
-        if target.size and (target.min() < 0 or target.max() >= n_classes):
-            raise ValueError(f"target class indices must be in [0, {n_classes}), got "
-                             f"[{target.min()}, {target.max()}]")
-        q = (np.expand_dims(target, 1) == np.arange(n_classes).reshape((1, -1) + (1,) * (len(shape) - 2)))
-        q = q.astype(dtype)
-    else:
-        if target.shape != tuple(shape):
-            raise ValueError(f"probability target of shape {target.shape} does not match input "
-                             f"of shape {tuple(shape)}")
-        q = target.astype(dtype)
-    if label_smoothing:
-        q = q * (1 - label_smoothing) + label_smoothing / n_classes
-    return q
-
-
-def nll_loss(log_probs, target, reduction="mean"):
-    """Negative log-likelihood of class indices under (N, C, ...) log-probabilities."""
-    q = _target_distribution(target, log_probs.shape, log_probs.dtype, 0.0)
-    return _reduce(-(log_probs * q).sum(axis=1), reduction)
-
-
-class SoftmaxCrossEntropy(Function):
-    """Per position -sum_k q_k log_softmax(x)_k over axis 1 of x (N, C, ...), forward and
-    backward each one pass on fastconv's kernel (csrc/loss.cpp)."""
-
-    @staticmethod
-    def forward(ctx, x, q):
-        x = _c(x)
-        outer, c = x.shape[0], x.shape[1]
-        inner = int(np.prod(x.shape[2:], dtype=np.int64))
-        loss = np.empty((outer,) + x.shape[2:], x.dtype)
-        lse = np.empty_like(loss)
-        _core.softmax_cross_entropy_forward(x, q, outer, c, inner, loss, lse)
-        ctx.save_for_backward(x, q, lse)
-        ctx.inner = inner
-        return loss
-
-    @staticmethod
-    def backward(ctx, g):
-        x, q, lse = ctx.saved
-        dx = np.empty_like(x)
-        _core.softmax_cross_entropy_backward(x, q, x.shape[0], x.shape[1], ctx.inner, lse,
-                                             np.ascontiguousarray(g, x.dtype), dx)
-        return dx, None
-
-
-def cross_entropy(x, target, reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy of (N, C, ...) logits against class indices or class probabilities,
-    with PyTorch's label smoothing (the target mixed with the uniform distribution)."""
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if x.ndim < 2:
-        raise ValueError(f"cross_entropy: x must be (N, C, ...) logits, got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"cross_entropy: x must be float32 or float64, got {x.dtype}")
-    q = np.ascontiguousarray(_target_distribution(target, x.shape, x.dtype, label_smoothing))
-    return _reduce(SoftmaxCrossEntropy.apply(x, q), reduction)
-
-
-def mse_loss(x, target, reduction="mean"):
-    """Mean (or summed, or per-element) squared error."""
-    diff = x - target
-    return _reduce(diff * diff, reduction)

@@ -7,9 +7,11 @@ import numpy as np
 
 from . import functional as F
 from . import init
+from ._losses import _reduction
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Dropout", "Dropout2d", "Flatten", "Identity", "CrossEntropyLoss", "MSELoss"]
+__all__ = ["Linear", "Dropout", "Dropout2d", "Flatten", "Identity", "CrossEntropyLoss", "NLLLoss",
+           "BCEWithLogitsLoss", "BCELoss", "MSELoss"]
 
 
 class Linear(Module):
@@ -90,26 +92,84 @@ class Identity(Module):
         return x
 
 
-class CrossEntropyLoss(Module):
-    """Softmax cross-entropy of logits against class indices or probabilities."""
+class _Loss(Module):
+    """Base of the loss modules (PyTorch's ``_Loss``): holds ``reduction``, resolved from the
+    deprecated ``size_average``/``reduce`` pair when either is given."""
 
-    def __init__(self, reduction="mean", label_smoothing=0.0):
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        self.reduction, self.label_smoothing = reduction, label_smoothing
+        self.reduction = _reduction(type(self).__name__, size_average, reduce, reduction)
 
-    def forward(self, x, target):
-        return F.cross_entropy(x, target, self.reduction, self.label_smoothing)
+
+class _WeightedLoss(_Loss):
+    """A loss with a per-class ``weight``, kept as a buffer (in the state_dict, as PyTorch's)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy of logits against class indices or probabilities, as
+    ``torch.nn.CrossEntropyLoss``: see :func:`fastconv.nn.functional.cross_entropy`."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got "
+                             f"{label_smoothing}")
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
 
-class MSELoss(Module):
-    """Mean (or summed, or per-element) squared error."""
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of class indices under log-probabilities, as
+    ``torch.nn.NLLLoss``: see :func:`fastconv.nn.functional.nll_loss`."""
 
-    def __init__(self, reduction="mean"):
-        super().__init__()
-        self.reduction = reduction
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
 
-    def forward(self, x, target):
-        return F.mse_loss(x, target, self.reduction)
+    def forward(self, input, target):
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of logits, stable for any logit, as ``torch.nn.BCEWithLogitsLoss``:
+    ``weight`` and ``pos_weight`` are buffers; see
+    :func:`fastconv.nn.functional.binary_cross_entropy_with_logits`."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight,
+                                                  reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities in [0, 1], as ``torch.nn.BCELoss``: see
+    :func:`fastconv.nn.functional.binary_cross_entropy`."""
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """Mean (or summed, or per-element) squared error, as ``torch.nn.MSELoss``."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)

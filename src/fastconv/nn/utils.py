@@ -1,9 +1,12 @@
-"""Gradient clipping with ``torch.nn.utils``' names and semantics, on NumPy gradients in place."""
+"""Gradient clipping with ``torch.nn.utils``' names and semantics, on NumPy gradients in place;
+and :func:`fc_to_conv`, which turns a classifier's fully-connected head into convolutions."""
 from __future__ import annotations
 
+import copy
 import math
 import types
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Union
 
@@ -11,7 +14,8 @@ import numpy as np
 
 from ..autograd import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_",
+           "fc_to_conv"]
 
 _Parameters = Union[Tensor, Iterable[Tensor]]
 
@@ -120,3 +124,135 @@ def clip_grad_value_(parameters: _Parameters, clip_value: float,
             np.clip(grad, -clip_value, clip_value, out=grad)
         else:
             p.grad = np.clip(_array(grad), -clip_value, clip_value)
+
+
+# ----------------------------------------------------------------------------------------------
+# FC -> CONV
+
+_ELEMENTWISE = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Hardtanh", "Hardsigmoid",
+                "Hardswish", "SiLU", "GELU")
+
+
+def _input_shape(model, input_size):
+    """input_size as (C, H, W): an int or (H, W) take C from the model's first convolution."""
+    if isinstance(input_size, (int, np.integer)) and not isinstance(input_size, bool):
+        input_size = (int(input_size),) * 2
+    size = tuple(int(v) for v in input_size)
+    if len(size) == 4:
+        size = size[1:]
+    if len(size) == 2:
+        first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
+        if first is None:
+            raise ValueError(f"fc_to_conv: input_size {input_size!r} has no channels and the model "
+                             f"has no convolution to take them from; give (C, H, W)")
+        size = (int(first.in_channels),) + size
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"fc_to_conv: input_size must be an int, (H, W), (C, H, W) or (N, C, H, W) "
+                         f"of positive sizes, got {input_size!r}")
+    return size
+
+
+def _conv_like(linear, c, kh, kw):
+    """A Conv2d computing ``linear`` on a (c, kh, kw) window (kh = kw = 1, c = in_features for
+    the layers after the first): the weight reshaped, the bias copied. Built without drawing
+    from fastconv's random generator (its state is put back after the throwaway initialisation)."""
+    from ..autograd import default_generator
+    from .conv import Conv2d
+
+    w = linear.weight.data
+    gen = default_generator()
+    state = gen.bit_generator.state
+    try:
+        conv = Conv2d(c, w.shape[0], (kh, kw), bias=linear.bias is not None, dtype=w.dtype)
+    finally:
+        gen.bit_generator.state = state
+    conv.weight.data[...] = w.reshape(w.shape[0], c, kh, kw)
+    conv.weight.requires_grad = linear.weight.requires_grad
+    if linear.bias is not None:
+        conv.bias.data[...] = linear.bias.data
+        conv.bias.requires_grad = linear.bias.requires_grad
+    return conv
+
+
+def fc_to_conv(model, input_size):
+    """A copy of ``model`` whose fully-connected head is convolutional, so that it slides over
+    larger images (the course notes' FC -> CONV conversion). The original is unchanged.
+
+    ``input_size`` is the size the model was built for: an int, (H, W) or (C, H, W). One traced
+    forward at that size finds the layers; they must form a chain (Sequential-style, as LeNet-5,
+    AlexNet, VGG and OverFeat: a ``features`` part, ``flatten``, a classifier). The first Linear
+    becomes a convolution whose kernel is the feature map it sees at ``input_size`` (its weight
+    reshaped, C x h x w in flatten's order); every later Linear becomes a 1x1 convolution.
+    Flatten is dropped. An adaptive pooling that is an identity at ``input_size`` (torchvision's
+    AlexNet ``AdaptiveAvgPool2d((6, 6))`` at 224, VGG's ``(7, 7)`` at 224) is dropped so the net
+    slides; one that changes the size there would not slide and raises ValueError. Dropout, ReLU and
+    the other element-wise activations are kept; Softmax/LogSoftmax act on the channels (dim=1).
+
+    Returns an ``nn.Sequential`` of copies of the layers, named after the originals' paths with
+    "." replaced by "_" ("features_0", "classifier_1", ...), in the model's train/eval mode. On an
+    image larger than ``input_size`` it gives a score map (N, classes, Ho, Wo); position (i, j)
+    is the original network on the crop at (i*S, j*S) of ``input_size``, S the product of the
+    feature extractor's strides (32 for AlexNet and VGG), exactly when the feature extractor pads
+    nothing; with zero padding (AlexNet, VGG) each crop would be padded with zeros where the
+    big image has real neighbours, so the map is the better-informed of the two.
+    """
+    from .container import Sequential
+    from . import _trace
+
+    shape = _input_shape(model, input_size)
+    param = next(iter(model.parameters()), None)
+    dtype = param.data.dtype if param is not None else np.float32
+    x = np.zeros((1,) + shape, dtype)
+    calls, out = _trace.trace(model, x)
+    _trace.check_chain(calls, x, output=out, what="fc_to_conv")
+    kinds = [type(c.module).__name__ for c in calls]
+    if "Linear" not in kinds:
+        raise ValueError("fc_to_conv: the model has no Linear layer to convert")
+    first = kinds.index("Linear")
+    maps = [x.shape] + [c.output.shape for c in calls[:first] if c.output is not None
+                        and c.output.ndim == 4]
+    c, h, w = maps[-1][1:]
+    lin = calls[first].module
+    if calls[first].inputs[0].ndim != 2 or c * h * w != lin.in_features:
+        raise ValueError(f"fc_to_conv: {calls[first].name} (Linear, {lin.in_features} inputs) does "
+                         f"not read the flattened {c}x{h}x{w} feature map at input_size {shape}")
+    layers = []
+    for i, call in enumerate(calls):
+        m, kind = call.module, kinds[i]
+        name = call.name.replace(".", "_") or f"layer{i}"
+        inp = call.inputs[0]
+        if kind in ("Flatten", "Identity"):
+            continue
+        if i < first and kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+            if call.output.shape == inp.shape:
+                continue  # an identity at input_size: dropped, so the net slides
+            raise ValueError(f"fc_to_conv: {call.name} ({kind}, output_size={m.output_size!r}) pools "
+                             f"the {inp.shape[2]}x{inp.shape[3]} map to "
+                             f"{call.output.shape[2]}x{call.output.shape[3]} at input_size {shape}: "
+                             f"a fixed-size pooling does not slide. Convert at the input size "
+                             f"where it keeps the map's size (the model's native one, e.g. 224 "
+                             f"for torchvision's AlexNet and VGG)")
+        if kind == "Linear":
+            if inp.ndim != 2:
+                raise ValueError(f"fc_to_conv: {call.name} (Linear) acts on a {inp.ndim}-D input; "
+                                 f"only Linear layers on (N, features) are converted")
+            conv = _conv_like(m, c, h, w) if i == first else _conv_like(m, m.in_features, 1, 1)
+            layers.append((name, conv))
+        elif i < first and inp.ndim == 4:
+            layers.append((name, copy.deepcopy(m)))
+        elif kind in _ELEMENTWISE or kind == "Dropout":
+            layers.append((name, copy.deepcopy(m)))
+        elif kind == "Dropout2d" or kind == "AlphaDropout":
+            from .layers import Dropout
+            layers.append((name, Dropout(m.p)))
+        elif kind in ("Softmax", "LogSoftmax") and m.dim in (1, -1):
+            new = copy.deepcopy(m)
+            new.dim = 1
+            layers.append((name, new))
+        else:
+            raise ValueError(f"fc_to_conv: {call.name} ({kind}) in the fully-connected head "
+                             f"cannot be made convolutional (supported there: Linear, Dropout, "
+                             f"element-wise activations, Softmax/LogSoftmax, Flatten, Identity)")
+    result = Sequential(OrderedDict(layers))
+    result.train(model.training)
+    return result
