@@ -146,3 +146,40 @@ def test_bench_dist_step_runs_under_mpiexec():
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 ranks x" in r.stdout and "(2 images each)" in r.stdout, r.stdout
+
+
+def _train_cli(args, cwd, ranks=None, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "fastconv", "train", *args]
+    if ranks:
+        cmd = [_mpiexec(), "-n", str(ranks), *cmd, "--distributed"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def _losses(stdout):
+    return [line for line in stdout.splitlines() if line.startswith(("epoch", "test accuracy"))]
+
+
+@pytest.mark.slow  # `fastconv train` twice: on two MPI ranks and in one process
+def test_fastconv_train_distributed_follows_the_one_process_run(tmp_path):
+    pytest.importorskip("sklearn")
+    args = ["--model", "lenet5", "--epochs", "2", "--batch-size", "30", "--no-progress"]
+    one = _train_cli(args, tmp_path)
+    two = _train_cli(args + ["--checkpoint", "ck.npz", "--log", "m.json"], tmp_path, ranks=2)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert _losses(two.stdout) == _losses(one.stdout)  # the global batch's figures, rank 0 only
+    assert len(_losses(two.stdout)) == 3 and "2 ranks" in two.stdout
+    assert (tmp_path / "ck.npz").exists() and (tmp_path / "m.json").exists()
+    # resumed on 2 ranks from the checkpoint the 2 ranks wrote, one more epoch
+    more = _train_cli(args[:2] + ["--epochs", "3", "--batch-size", "30", "--no-progress",
+                                  "--resume", "ck.npz"], tmp_path, ranks=2)
+    assert more.returncode == 0, more.stderr
+    assert "epoch 3/3: loss" in more.stdout and "epoch 1/" not in more.stdout
+
+
+def test_fastconv_train_distributed_checks_its_arguments(tmp_path):
+    r = _train_cli(["--model", "lenet5", "--epochs", "1", "--batch-size", "31"], tmp_path, ranks=2)
+    assert r.returncode != 0 and "--batch-size" in r.stderr and "2 ranks" in r.stderr
+    r = _train_cli(["--model", "lenet5", "--epochs", "1", "--sync-bn"], tmp_path)
+    assert r.returncode != 0 and "--sync-bn: needs --distributed" in r.stderr

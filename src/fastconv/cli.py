@@ -64,6 +64,14 @@ def _add_train(subparsers):
                    help="draw the loss and accuracy curves (matplotlib; format from the extension)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (there are none without tqdm either)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI ranks this runs on (mpiexec -n P fastconv "
+                        "train --distributed ...): --batch-size is the global batch, split over "
+                        "the ranks, --lr is for it, and losses and accuracies are over all ranks; "
+                        "rank 0 prints and writes every file (needs fastconv[mpi])")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: BatchNorm statistics over the global batch "
+                        "(SyncBatchNorm), so P ranks train as one process would")
     p.set_defaults(func=_run_train)
 
 
@@ -114,6 +122,20 @@ def _train(args):
     from .train import CheckpointError, evaluate, fit, load_checkpoint, load_weights, save_weights
 
     prog = "fastconv train"
+    ddp = None
+    if args.sync_bn and not args.distributed:
+        sys.exit(f"{prog}: error: argument --sync-bn: needs --distributed")
+    if args.distributed:
+        from . import distributed as dist
+        try:
+            dist.init()
+        except ImportError as e:
+            sys.exit(f"{prog}: error: argument --distributed: {e}")
+        if args.batch_size % dist.world_size():
+            sys.exit(f"{prog}: error: argument --batch-size: the global batch {args.batch_size} "
+                     f"does not split evenly over {dist.world_size()} ranks")
+    main_rank = not args.distributed or dist.rank() == 0
+    say = print if main_rank else (lambda *a, **k: None)  # rank 0 speaks for the run
     if args.checkpoint_every is not None and args.checkpoint is None:
         sys.exit(f"{prog}: error: argument --checkpoint-every: needs --checkpoint PATH")
     if args.c3_table and args.model != "lenet5":
@@ -162,6 +184,10 @@ def _train(args):
         except ImportError as e:
             sys.exit(f"{prog}: error: {e} (or train on your own images: --data FILE.npz)")
     x, x_val, note = _fit_to_model(prog, args, spec, x, x_val)
+    if args.distributed:  # after --load/--resume: every rank starts from rank 0's state anyway
+        if args.sync_bn:
+            model = dist.convert_sync_batchnorm(model)
+        ddp = dist.DistributedDataParallel(model)
     c, h, w = x.shape[1:]
     eval_batch = max(args.batch_size, min(256, 256 * 32 * 32 // (h * w)))
 
@@ -173,10 +199,10 @@ def _train(args):
         "schedule": args.schedule, "seed": args.seed})
     if args.resume:
         log.keep_earlier(done)
-    _write_log(prog, args, log)  # an unwritable --log fails before any training
-    print(f"{args.model}: {model.num_parameters():,} parameters; {source}: {len(x)} train, "
-          f"{len(x_val)} {heldout} images of {h}x{w}" + (f", {c} channels" if c > 1 else "")
-          + note, flush=True)
+    _write_log(prog, args, log, main_rank)  # an unwritable --log fails before any training
+    say(f"{args.model}: {model.num_parameters():,} parameters; {source}: {len(x)} train, "
+        f"{len(x_val)} {heldout} images of {h}x{w}" + (f", {c} channels" if c > 1 else "")
+        + note + (f"; {dist.world_size()} ranks" if args.distributed else ""), flush=True)
     clock = {"start": time.perf_counter(), "lr": opt.param_groups[0]["lr"], "acc": None}
     clock["last"] = clock["start"]
 
@@ -185,17 +211,17 @@ def _train(args):
         now = time.perf_counter()
         log.add(epoch=epoch, train_loss=loss, val_accuracy=accuracy, lr=clock["lr"],
                 time_s=round(now - clock["last"], 3), elapsed_s=round(now - clock["start"], 3))
-        _write_log(prog, args, log)
-        print(f"epoch {epoch}/{args.epochs}: {heldout} accuracy {accuracy:.4f} (lr "
-              f"{clock['lr']:.4g}, {now - clock['last']:.1f} s)", file=sys.stderr, flush=True)
+        _write_log(prog, args, log, main_rank)
+        say(f"epoch {epoch}/{args.epochs}: {heldout} accuracy {accuracy:.4f} (lr "
+            f"{clock['lr']:.4g}, {now - clock['last']:.1f} s)", file=sys.stderr, flush=True)
         clock.update(last=time.perf_counter(), lr=opt.param_groups[0]["lr"], acc=accuracy)
 
     try:
         losses = fit(model, opt, (x, y, x_val, y_val), args.epochs, args.batch_size, rng,
-                     scheduler, _progress_bars(args.no_progress),
-                     log=lambda s: print(s, flush=True),
+                     scheduler, _progress_bars(args.no_progress or not main_rank),
+                     log=lambda s: say(s, flush=True),
                      checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                     resume=args.resume, on_epoch_end=epoch_end)
+                     resume=args.resume, on_epoch_end=epoch_end, data_parallel=ddp)
     except CheckpointError as e:  # --resume from another batch size, say
         fail(prog, "--resume", args.resume, e)
     except OSError as e:  # writing the checkpoint (a full disk): the one there before is unchanged
@@ -203,27 +229,29 @@ def _train(args):
             raise
         fail(prog, "--checkpoint", args.checkpoint, e)
     if losses:
-        print(f"trained in {time.perf_counter() - clock['start']:.1f} s", flush=True)
-    if args.save:
+        say(f"trained in {time.perf_counter() - clock['start']:.1f} s", flush=True)
+    if args.save and main_rank:
         try:
             save_weights(model, args.save)
         except OSError as e:  # a full disk, say: the file there before is unchanged
             fail(prog, "--save", args.save, e)
-        print(f"saved weights to {args.save}")
+        say(f"saved weights to {args.save}")
     accuracy = clock["acc"] if losses else evaluate(model, x_val, y_val, eval_batch)
     log.info[f"{heldout}_accuracy"] = accuracy
-    _write_log(prog, args, log)
-    if args.plot:
+    _write_log(prog, args, log, main_rank)
+    if args.plot and main_rank:
         try:
             plot_curves(log, args.plot, f"fastconv train --model {args.model} ({source})")
         except OSError as e:
             fail(prog, "--plot", args.plot, e)
-        print(f"plot written to {args.plot}")
-    print(f"{heldout} accuracy: {accuracy:.4f}")
+        say(f"plot written to {args.plot}")
+    say(f"{heldout} accuracy: {accuracy:.4f}")
     return 0
 
 
-def _write_log(prog, args, log):
+def _write_log(prog, args, log, main_rank=True):
+    if not main_rank:
+        return
     try:
         log.write()
     except OSError as e:  # a full disk, say: the file there before is unchanged

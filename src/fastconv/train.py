@@ -33,9 +33,11 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None, start_st
 
 
 def _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step=0, total=0.0,
-               count=0, after_step=None):
+               count=0, after_step=None, shard=None):
     """train_epoch, continuing a running (loss sum, sample count); ``after_step(step, total,
-    count)`` is called after each optimizer step, ``step`` counting the epoch's minibatches."""
+    count)`` is called after each optimizer step, ``step`` counting the epoch's minibatches.
+    With ``shard`` (data-parallel), this rank runs its share of each minibatch and the running
+    sums are this rank's until the epoch's total, summed over the ranks, is returned."""
     n = _num_batches(len(x), batch_size)
     if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or \
             not 0 <= start_step < max(n, 1):
@@ -47,15 +49,21 @@ def _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step=0, 
         steps = progress(steps, total=n - start_step)
     for step, (xb, yb) in enumerate(steps, start_step + 1):
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(Tensor(xb)), yb)
+        if shard is None:
+            loss = F.cross_entropy(model(Tensor(xb)), yb)
+            part, part_count = loss.item() * len(xb), len(xb)
+        else:  # this rank's rows of the global minibatch (distributed/_train.py)
+            loss, part, part_count = shard.loss(xb, yb)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(xb)
-        count += len(xb)
+        total += part
+        count += part_count
         if hasattr(steps, "set_postfix"):
-            steps.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            steps.set_postfix(loss=f"{part / max(part_count, 1):.4f}", refresh=False)
         if after_step is not None:
             after_step(step, total, count)
+    if shard is not None:
+        total, count = shard.global_sums(total, count)
     return total / count
 
 
@@ -93,7 +101,7 @@ def _scheduler_interval(scheduler, interval):
 
 def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print,
         *, checkpoint=None, checkpoint_every=None, resume=None, on_epoch_end=None,
-        scheduler_interval=None):
+        scheduler_interval=None, data_parallel=None):
     """Train for ``epochs`` on ``data = (x_train, y_train, x_val, y_val)`` (the validation pair
     may be None); returns the list of per-epoch training losses (of the epochs this call ran).
 
@@ -121,8 +129,23 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     ``on_epoch_end(epoch, loss)``, if given, is called after each epoch (once it is logged and
     its checkpoint written): to evaluate on validation data, say. It must leave the random
     generators alone for a resumed run to stay equal to an uninterrupted one (evaluation in
-    eval mode does)."""
+    eval mode does).
+
+    ``data_parallel``: a :class:`fastconv.distributed.DistributedDataParallel` wrapping ``model``,
+    the same call made on every rank with the same data, ``rng`` seed and ``batch_size`` (the
+    global batch). Each rank runs its share of every minibatch (``fastconv.distributed._train``);
+    losses are over the global batch; ``log`` is called and checkpoints written on rank 0 only
+    (every rank reads them to resume)."""
     x_train, y_train, x_val, y_val = data
+    shard = None
+    if data_parallel is not None:
+        from .distributed._train import Shard
+        if getattr(data_parallel, "module", None) is not model:
+            raise ValueError("data_parallel must be a DistributedDataParallel wrapping model")
+        shard = Shard(data_parallel)
+        if shard.rank != 0:
+            log = _quiet
+    save = _save if shard is None else (lambda *a: shard.on_rank0(lambda: _save(*a)))
     n_steps = _num_batches(len(x_train), batch_size)
     interval = _scheduler_interval(scheduler, scheduler_interval)
     per_step = scheduler is not None and interval == "step"
@@ -137,6 +160,8 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     if resume is not None:
         done, start_step, running = _resume(resume, model, optimizer, scheduler, rng, batch_size,
                                             len(x_train))
+        if shard is not None:
+            running = shard.resumed_running(running)
         log(f"resumed from {os.fspath(resume)}: epoch {done + 1}, {start_step} of {n_steps} steps "
             f"done")
 
@@ -149,13 +174,16 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
                 scheduler.step()
             if checkpoint_every and step < n_steps and \
                     ((epoch - 1) * n_steps + step) % checkpoint_every == 0:
-                _save(checkpoint, model, optimizer, scheduler, epoch - 1, step, epoch_rng,
-                      _loop_info(batch_size, len(x_train), total, count))
+                if shard is not None:
+                    total, count = shard.global_sums(total, count)
+                save(checkpoint, model, optimizer, scheduler, epoch - 1, step, epoch_rng,
+                     _loop_info(batch_size, len(x_train), total, count))
 
         bar = None if progress is None else (
             lambda it, total: progress(it, total=total, desc=f"epoch {epoch}/{epochs}"))
-        loss = _run_epoch(model, optimizer, x_train, y_train, batch_size, rng, bar, start_step,
-                          *running, after_step if checkpoint_every or per_step else None)
+        loss = _run_epoch(model if shard is None else data_parallel, optimizer, x_train, y_train,
+                          batch_size, rng, bar, start_step, *running,
+                          after_step if checkpoint_every or per_step else None, shard)
         start_step, running = 0, (0.0, 0)
         line = f"epoch {epoch}/{epochs}: loss {loss:.4f}"
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -169,11 +197,15 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
         losses.append(loss)
         log(line)
         if checkpoint is not None:
-            _save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
-                  _loop_info(batch_size, len(x_train), 0.0, 0))
+            save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
+                 _loop_info(batch_size, len(x_train), 0.0, 0))
         if on_epoch_end is not None:
             on_epoch_end(epoch, loss)
     return losses
+
+
+def _quiet(*args, **kwargs):
+    """fit's log on ranks other than 0."""
 
 
 def save_weights(model, path):
