@@ -177,8 +177,8 @@ constexpr AlgoRow kRows[] = {
            "dimensions fit int32 (1x1 kernels: gemm1x1's code)",
            false, false),
     FC_ROW(FC_ALGO_DIRECT, direct,
-           "direct loops over SIMD register tiles (output channels x row), no workspace; any "
-           "descriptor",
+           "direct loops over SIMD register tiles (output channels x row), on a padded copy "
+           "of the input where rows are unit-stride; any descriptor",
            false, false),
     FC_ROW(FC_ALGO_GEMM1X1, gemm1x1,
            "1x1 kernels: one GEMM per image on the input as it lies (gathered first when "

@@ -2,11 +2,13 @@
 consistent, and --json/--plot write their files. (Speed itself is never asserted.)"""
 import json
 
+import numpy as np
 import pytest
 
 from fastconv import bench, cli
 
 
+@pytest.mark.slow  # the layers suite at batch 1, every library and direction
 def test_bench_layers_json_and_plot(tmp_path, capsys):
     out = tmp_path / "b.json"
     png = tmp_path / "b.png"
@@ -64,6 +66,21 @@ def test_unknown_suite_and_algo_are_rejected():
         cli.main(["bench", "layers", "--algos", "strassen"])
 
 
+def test_training_step_flops_are_three_forwards():
+    """bench_train.step_flops: 3x the forward's FLOPs, counted in eval mode, the model left in
+    training mode (the fast loop's check of bench_train.py; the timed step is slow below)."""
+    from fastconv import bench_train, models
+    from fastconv.bench_infer import net_flops
+    from fastconv.inference._graph import capture
+    model = models.lenet5()
+    x = np.zeros((2, 1, 32, 32), np.float32)
+    flops = bench_train.step_flops(model, x)
+    assert model.training
+    model.eval()
+    assert flops == 3 * net_flops(capture(model, x), x.shape) > 0
+
+
+@pytest.mark.slow  # ResNet-18 training steps at 224x224, fastconv and torch
 def test_training_step_rows_and_flops():
     """bench nets' training step: a row per library, FLOPs 3x ResNet-18's forward (1.82 G
     multiply-adds per 224x224 image, the figure torchvision documents)."""

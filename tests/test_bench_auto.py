@@ -146,6 +146,7 @@ def test_make_row_ratios_from_times():
     assert math.isclose(untuned["auto_ratio"], 1.0)
 
 
+@pytest.mark.slow  # the command end to end, with its matplotlib plot
 def test_cli_prints_the_table_and_writes_json_and_plot(quick, autotune_off, tmp_path, capsys):
     out, png = tmp_path / "auto.json", tmp_path / "auto.png"
     argv = ["bench", "auto", "--cases", "dw3x3 512 14", "--batches", "1", "--repeat", "1",

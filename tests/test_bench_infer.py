@@ -17,6 +17,7 @@ def test_net_flops_counts_convolutions_and_linear_layers():
     assert bench_infer.net_flops(inference._graph.capture(model, x), x.shape) == 2 * 2 * macs
 
 
+@pytest.mark.slow  # compiles and times whole networks against their peers
 def test_bench_infer_runs_and_writes_json_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out, png = tmp_path / "infer.json", tmp_path / "infer.png"

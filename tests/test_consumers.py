@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def test_naive_reference_matches_fastconv():
     np.testing.assert_allclose(got, _naive_conv(x, w, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # compiles and links a C program
 def test_c_program(tmp_path):
     cc = _compiler()
     (tmp_path / "prog.c").write_text(C_PROGRAM)
@@ -166,12 +168,13 @@ def test_c_program(tmp_path):
 CMAKE_LISTS = """
 cmake_minimum_required(VERSION 3.18)
 project(fastconv_consumer LANGUAGES CXX)
-find_package(fastconv 0.1 CONFIG REQUIRED)
+find_package(fastconv @MAJOR_MINOR@ CONFIG REQUIRED)
 add_executable(consumer main.cpp)
 target_link_libraries(consumer PRIVATE fastconv::fastconv)
 """
 
 
+@pytest.mark.slow  # configures and builds a CMake project
 @pytest.mark.parametrize("how", ["fastconv_DIR", "CMAKE_PREFIX_PATH"])
 def test_cmake_project(tmp_path, how):
     cmake = shutil.which("cmake")
@@ -181,7 +184,8 @@ def test_cmake_project(tmp_path, how):
         pytest.skip("no C++ compiler (c++, g++ or clang++) on PATH")
     src = tmp_path / "src"
     src.mkdir()
-    (src / "CMakeLists.txt").write_text(CMAKE_LISTS)
+    major_minor = ".".join(re.findall(r"\d+", fastconv.__version__)[:2])  # SameMinorVersion
+    (src / "CMakeLists.txt").write_text(CMAKE_LISTS.replace("@MAJOR_MINOR@", major_minor))
     (src / "main.cpp").write_text(C_PROGRAM)  # the same program, compiled as C++
     cmake_dir = _paths.get_cmake_dir()
     if how == "fastconv_DIR":
@@ -239,6 +243,7 @@ def conv2d(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w, const dou
 """
 
 
+@pytest.mark.slow  # cythonizes and compiles an extension
 def test_cython_extension(tmp_path, monkeypatch):
     cc = _compiler()
     try:

@@ -136,20 +136,33 @@ LAYERS = {
 }
 
 
-def combos(cases):
-    """(case, algo, dtype) for every algorithm promised to run the case, both dtypes."""
+# The layers whose every algorithm runs in the fast loop (`-m "not slow"`): one of each kind,
+# a second or less each. The others, and the reference twin at every layer (its naive loops
+# take seconds there), are marked slow and run in the full suite.
+FAST_LAYERS = {"vgg-3x3-pad1", "googlenet-7x7-s2-p3", "overfeat-11x11-s4", "alexnet-11x11-s4-p2",
+               "resnet-1x1-s2-down", "resnet-3x3-s2-p1", "inception3-1x7", "inception3-7x1",
+               "mobilenet-dw-3x3-s2", "deeplab-atrous-d4", "odd-tails"}
+
+
+def combos(cases, slow=lambda case_id, algo: False):
+    """(case, algo, dtype) for every algorithm promised to run the case, both dtypes; marked
+    slow where slow(case_id, algo) says so."""
     out = []
     for case_id, case in cases:
         for algo in fastconv.ALGORITHMS:
             # unknown (newer) algorithms are included; the test skips them if inapplicable
             if algo in spec_algorithms(case) or algo not in SPEC_ALGORITHMS:
+                marks = [pytest.mark.slow] if slow(case_id, algo) else []
                 for dtype, dname in zip(DTYPES, DTYPE_IDS):
-                    out.append(pytest.param(case, algo, dtype, id=f"{case_id}-{algo}-{dname}"))
+                    out.append(pytest.param(case, algo, dtype, id=f"{case_id}-{algo}-{dname}",
+                                            marks=marks))
     return out
 
 
-CASE_COMBOS = combos([(c.id, c) for c in CASES])
-LAYER_COMBOS = combos(list(LAYERS.items()))
+# (the fast loop still runs the reference algorithm through test_unbatched and test_conv1d.py)
+CASE_COMBOS = combos([(c.id, c) for c in CASES], slow=lambda _, algo: algo == "reference")
+LAYER_COMBOS = combos(list(LAYERS.items()),
+                      slow=lambda name, algo: algo == "reference" or name not in FAST_LAYERS)
 
 
 class Data(NamedTuple):
@@ -625,6 +638,7 @@ ISA_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess per ISA, every algorithm on five shapes
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_forced_isa(isa):
     if not ISA_NEEDS[isa] <= cpu_flags():

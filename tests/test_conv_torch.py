@@ -68,8 +68,11 @@ def combos(cases, nd):
             p = dict(stride=(1, p["stride"]), dilation=(1, p["dilation"]), groups=p["groups"],
                      padding=p["padding"] if isinstance(p["padding"], str) else (0, p["padding"]))
         for algo in fastconv.algorithms(x4(xs), ws, **p):
+            # the reference twin's naive loops are slow; test_reference_matches_torch keeps it
+            # against PyTorch in the fast loop
+            marks = [pytest.mark.slow] if algo == "reference" else []
             for dtype, dname in zip(DTYPES, DTYPE_IDS):
-                out.append(pytest.param(name, algo, dtype, id=f"{name}-{algo}-{dname}"))
+                out.append(pytest.param(name, algo, dtype, id=f"{name}-{algo}-{dname}", marks=marks))
     return out
 
 

@@ -38,6 +38,10 @@ CASES = [
     Case(2, 4, 24, 24, 6, 9, 9, padding=4),                       # large kernel (FFT)
     Case(2, 24, 30, 30, 40, 3, 3, padding=1),                     # Winograd, several tile blocks
 ]
+# The last case, Winograd over several tile blocks, takes seconds per check: slow (the fast loop
+# keeps test_winograd_shared_z_same_bits_at_every_thread_count for Winograd's threading).
+CASE_PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c is CASES[-1] else [])
+               for c in CASES]
 # Winograd's weight gradient with one shared Z (large Z: many channels, few tiles).
 WINOGRAD_LARGE = Case(2, 256, 6, 6, 256, 3, 3, padding=1)
 
@@ -96,6 +100,7 @@ def check_threads(case, dtype, skip=()):
 # --------------------------------------------------------------------------------------------
 # convolution
 
+@pytest.mark.slow  # the probe is 8x16x64x64: seconds per algorithm and direction
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_probe_repeats_give_identical_bits(dtype):
     # the probe: 20 calls gave 4 different weight gradients at 2 threads
@@ -103,18 +108,19 @@ def test_probe_repeats_give_identical_bits(dtype):
     check_repeats(PROBE, dtype, repeats=10, threads=2, slow=("reference", "fft"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_probe_same_bits_at_every_thread_count(dtype):
     check_threads(PROBE, dtype, skip=("reference",))  # (slow here; checked on the other cases)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASE_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_repeats_give_identical_bits(case, dtype):
     check_repeats(case, dtype, repeats=3, threads=2)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASE_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_same_bits_at_every_thread_count(case, dtype):
     check_threads(case, dtype)
@@ -212,6 +218,7 @@ def train(steps=5, seed=3):
     return [p.data.tobytes() for p in model.parameters()]
 
 
+@pytest.mark.slow  # (the fast loop keeps the 1-against-2-threads training run below)
 def test_training_repeated_gives_identical_parameters():
     with fastconv.threads(2):
         first, second = train(), train()

@@ -112,7 +112,9 @@ def test_fft_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("name", list(LAYERS))
+# L1-L4 take about a second each (slow); the fast loop keeps AlexNet's 5x5
+@pytest.mark.parametrize("name", [n if n == "alexnet-5x5" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in LAYERS])
 def test_fft_real_layers(name, dtype):
     check_all_directions(LAYERS[name], dtype)
 
@@ -195,6 +197,7 @@ ISA_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow  # a subprocess per ISA
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_fft_each_isa(isa):
     env = dict(os.environ, FASTCONV_ISA=isa)

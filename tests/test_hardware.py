@@ -100,6 +100,7 @@ def test_caches_match_sysfs():
             assert hw[key] == want[level], (key, hw[key], want)
 
 
+@pytest.mark.slow  # a forced-ISA subprocess
 def test_forced_generic_keeps_best_isa():
     hw = fastconv.hardware()
     forced = _hardware_in_subprocess(FASTCONV_ISA="generic")
@@ -108,6 +109,7 @@ def test_forced_generic_keeps_best_isa():
     assert {k: v for k, v in forced.items() if k != "isa"} == {k: v for k, v in hw.items() if k != "isa"}
 
 
+@pytest.mark.slow  # a forced-ISA subprocess
 def test_forcing_never_raises_the_isa():
     hw = fastconv.hardware()
     forced = _hardware_in_subprocess(FASTCONV_ISA="avx512")

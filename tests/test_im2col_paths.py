@@ -84,6 +84,7 @@ def test_few_images_against_reference(case):
     check(case, y, dx, dw)
 
 
+@pytest.mark.slow  # a subprocess with a small fake L3
 def test_runs_accumulate_with_a_small_l3(tmp_path):
     # a described L3 of 256 KiB: a quarter of it (the shared buffer) holds 64 KiB of columns,
     # less than one plane of every case with a column matrix above

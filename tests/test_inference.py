@@ -35,7 +35,9 @@ from fastconv.nn import init
 # still gets 1x1), the fixed sizes of the models with a flatten into a linear layer
 SIZES = {"lenet5": (1, 32), "alexnet": (3, 64), "alexnet_owt": (3, 224),
          "overfeat_fast": (3, 231), "vgg_a": (3, 224), "googlenet": (3, 96),
-         "googlenet_v1": (3, 224), "resnet101": (3, 32), "resnet152": (3, 32)}
+         "googlenet_v1": (3, 224), "resnet101": (3, 32), "resnet152": (3, 32),
+         "inception_v3": (3, 75), "inception_v4": (3, 75), "inception_resnet_v2": (3, 75),
+         "zfnet": (3, 64), "nin_cifar": (3, 32), "nin_imagenet": (3, 64)}
 DEFAULT_SIZE = {"vgg": (3, 32), "resnet": (3, 64), "se_resnet": (3, 64)}
 BATCH1_ONLY = {"overfeat_fast", "vgg_a", "googlenet_v1"}  # 224/231 inputs: batch 1 keeps it short
 # Each planned shape copies all constants into its native plan. VGG-13/16/19 at batch 2 only:
@@ -175,7 +177,14 @@ def _assert_nontrivial(ref, what):
 
 # --- every model against the eager forward ----------------------------------------------------
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+# The fast loop (`-m "not slow"`) compiles LeNet-5 here; the other models take seconds to tens
+# of seconds each and run in the full suite (the tests below keep ResNet-18, ResNet-50 and
+# GoogLeNet plans in the fast loop).
+FAST_MODELS = {"lenet5"}
+
+
+@pytest.mark.parametrize("name", [n if n in FAST_MODELS else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in models.MODELS])
 def test_model_plan_matches_eager(name, zoo):
     """float32 plan at batch 2 and 1 (BATCH1_ONLY, BATCH2_ONLY: one of them) within 1e-4 of the
     float64 eager forward; for F64_PLANS the float64 plan within 1e-10."""
@@ -225,7 +234,7 @@ def _torch_googlenet_forward(t, x):
     return t["fc"](torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "googlenet"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_plan_matches_pytorch(name, zoo):
     """The fastconv weights loaded into the PyTorch twin (float64, eval): the float32 plan within
     1e-4 and the float64 plan within 1e-10 of PyTorch's output; a torch tensor input is taken."""
@@ -575,7 +584,7 @@ def test_load_rejects_npy_and_empty_files(tmp_path, kind):
 
 # --- determinism -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["resnet18", "googlenet"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_deterministic_repeat_and_threads(name, zoo, restore_threads):
     """The same plan twice, and at 1 and 2 threads, gives the same bits (batch 2: GoogLeNet's copy
     steps; batch 1: its in-place concat)."""
@@ -926,6 +935,7 @@ def test_native_plan_se_residual():
     np.testing.assert_allclose(out, want, rtol=1e-15, atol=1e-15)
 
 
+@pytest.mark.slow  # SE-ResNet-50 compiled at 224x224
 def test_se_block_tail_is_one_step():
     """SE-ResNet's block tail relu(x * scale + identity) compiles to one channel_mul step that
     fused the add and the ReLU, and the plan still equals eager."""

@@ -56,8 +56,10 @@ def test_prepared_winograd_with_nonfinite_filters_falls_back_like_the_forward():
     assert np.array_equal(y, ref, equal_nan=True)
 
 
-@pytest.mark.parametrize("name,shape", [("resnet18", (1, 3, 64, 64)), ("googlenet", (2, 3, 64, 64)),
-                                        ("vgg11_bn", (1, 3, 32, 32))])
+@pytest.mark.parametrize("name,shape", [
+    ("resnet18", (1, 3, 64, 64)),
+    pytest.param("googlenet", (2, 3, 64, 64), marks=pytest.mark.slow),
+    pytest.param("vgg11_bn", (1, 3, 32, 32), marks=pytest.mark.slow)])
 def test_no_heap_allocation_in_steady_state(name, shape):
     """After compile (which sizes the workspace scratch by a run), every run takes all its
     algorithms' workspaces from the scratch: the counter of heap allocations stays 0."""

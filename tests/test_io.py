@@ -94,6 +94,7 @@ def test_save_weights_over_a_good_checkpoint_on_a_full_disk(tmp_path):
     assert_only(tmp_path, ["good.npz"])
 
 
+@pytest.mark.slow  # `fastconv train` in a subprocess under a file-size limit
 def test_cli_save_failure_is_one_line_and_keeps_the_old_file(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("tqdm")

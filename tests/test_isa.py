@@ -14,6 +14,8 @@ import fastconv
 ORDER = ["generic", "avx2", "avx512"]
 AVAILABLE = ORDER[: ORDER.index(fastconv.isa()) + 1]
 
+pytestmark = pytest.mark.slow  # every test here is a forced-ISA subprocess
+
 SCRIPT = textwrap.dedent(r"""
     import json, sys
     import numpy as np

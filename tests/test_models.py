@@ -22,10 +22,13 @@ TORCHVISION_PARAMS = {
     "vgg13_bn": 133_053_736, "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240,
     "vgg19_bn": 143_678_248, "googlenet": 6_624_904, "resnet18": 11_689_512,
     "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
-    "resnet152": 60_192_808,
+    "resnet152": 60_192_808, "inception_v3": 27_161_264,
 }
 
-INPUT_SIZE = {"lenet5": (1, 32), "overfeat_fast": (3, 231)}
+# the new architectures' counts and PyTorch comparisons: tests/test_models_inception.py
+INPUT_SIZE = {"lenet5": (1, 32), "overfeat_fast": (3, 231), "nin_cifar": (3, 32),
+              "inception_v3": (3, 75), "inception_v4": (3, 75), "inception_resnet_v2": (3, 75)}
+CLASSES = {"lenet5": 10, "nin_cifar": 10}  # the default num_classes; the rest 1000
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
@@ -36,8 +39,7 @@ def test_output_shape_parameters_and_layout(name):
     x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)
     with no_grad():
         out = model(Tensor(x))
-    classes = 10 if name == "lenet5" else 1000
-    assert out.shape == (1, classes) and out.dtype == np.float32
+    assert out.shape == (1, CLASSES.get(name, 1000)) and out.dtype == np.float32
     assert np.isfinite(out.data).all()
     if name in TORCHVISION_PARAMS:
         assert model.num_parameters() == TORCHVISION_PARAMS[name]

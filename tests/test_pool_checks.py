@@ -110,6 +110,7 @@ ISA_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow  # a subprocess per ISA
 @pytest.mark.parametrize("isa", ISA_ORDER[: ISA_ORDER.index(fastconv.isa()) + 1])
 def test_forced_isa_gives_identical_results(isa, tmp_path):
     """Every micro-kernel set (FASTCONV_ISA forces the lower ones) computes the same bits."""

@@ -32,6 +32,8 @@ settings.register_profile(
                            HealthCheck.filter_too_much])
 PROPERTIES = settings.get_profile("fastconv-properties")
 
+pytestmark = pytest.mark.slow  # 1,000 examples per property: seconds each
+
 DTYPES = st.sampled_from([np.float32, np.float64])
 CHANNELS = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17]
 STRIDES = st.sampled_from([1, 1, 1, 2, 3, 5, 11])

@@ -641,6 +641,7 @@ def saved(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # two whole `fastconv train` runs per case
 @pytest.mark.parametrize("every,crash,position", [
     (None, 100, "epoch 2, 0 of 90 steps done"),  # the checkpoint written after epoch 1
     ("40", 130, "epoch 2, 30 of 90 steps done"),  # step 120: 30 minibatches into epoch 2

@@ -32,8 +32,11 @@ FUZZ_FULL, FUZZ_OTHER = 100_000, 10_000
 PLANS = 2000  # random inference plans (tests/sanitize/plan_fuzz.cpp)
 TRAIN = 200  # random cases of the training kernels (tests/sanitize/train_check.cpp)
 
-pytestmark = pytest.mark.skipif(sanitize_build.compiler() is None,
-                                reason="no C++ compiler ($CXX, g++ or c++) to build the sanitizer driver")
+pytestmark = [
+    pytest.mark.slow,  # a full build of csrc/ under the sanitizers, then minutes per ISA
+    pytest.mark.skipif(sanitize_build.compiler() is None,
+                       reason="no C++ compiler ($CXX, g++ or c++) to build the sanitizer driver"),
+]
 
 
 def sanitizer_env(**extra):

@@ -233,7 +233,7 @@ DETERMINISM_CASES = [
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", [F32, pytest.param(F64, marks=pytest.mark.slow)], ids=["f32", "f64"])
 def test_same_input_same_threads_gives_identical_bits(threads, dtype, restore_threads):
     fastconv.set_num_threads(threads)
     rng = np.random.default_rng(threads)

@@ -46,6 +46,7 @@ def test_torch_library_opcheck():
                                                     "test_autograd_registration"))
 
 
+@pytest.mark.slow  # torch.compile (Dynamo and Inductor) of a converted model, both ways
 def test_compile_fullgraph_forward_and_backward():
     ref = _net()
     model = fct.convert(copy.deepcopy(ref))

@@ -36,6 +36,7 @@ def test_batches():
     assert sorted(shuffled) == list(range(10)) and list(shuffled) != list(range(10))
 
 
+@pytest.mark.slow  # two LeNet-5 epochs on 512 digits (train_epoch is also run by test_resume.py)
 def test_training_loop_lowers_the_loss_and_weights_round_trip(tmp_path):
     x_train, y_train, x_test, y_test = load_digits()
     model = models.lenet5()

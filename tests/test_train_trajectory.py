@@ -17,6 +17,8 @@ from fastconv.autograd import Tensor
 from fastconv.nn import functional as F
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+# 20 float64 training steps of ResNet-18 and SE-ResNet-50, twice each: minutes
+pytestmark = pytest.mark.slow
 
 # name: torch twin's arguments, image size, learning rate, tolerance (PyTorch's own drift x ~500)
 NETS = {"resnet18": (("basic", [2, 2, 2, 2]), {}, 64, 2e-3, 1e-9),

@@ -110,7 +110,9 @@ LAYERS = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("name", list(LAYERS))
+# the fast loop keeps VGG's 64-channel layer; the larger ones take seconds (slow)
+@pytest.mark.parametrize("name", [n if n == "vgg-64x56x56" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in LAYERS])
 def test_real_layers_within_winograd_bound(name, dtype):
     case = LAYERS[name]
     x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype, seed=1)
@@ -185,6 +187,7 @@ SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow  # a subprocess per ISA and tile size
 @pytest.mark.parametrize("tile", ["2", "4"])
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_forced_isa_and_tile(isa, tile):

@@ -1,7 +1,14 @@
-// Direct convolution: no workspace. Loops are blocked so each call of a per-ISA row micro-kernel
-// (cpu/ukernels.h) updates KB output rows from one input row: register-blocked over output
-// channels x output width, the input channels streamed through while KB output rows stay in L1.
+// Direct convolution: per-ISA micro-kernels (cpu/ukernels.h) accumulate output channels x output
+// positions in registers, with no column matrix. Unit-stride rows run on register tiles over a
+// zero-padded copy of the input; other shapes run the row kernels, each call updating KB output
+// rows from one input row while the input channels stream through and the KB rows stay in L1.
 // Stride and dilation are parameters of the row kernels (input stride, tap offsets).
+//
+// Workspaces (Buffer, internal.h): the register-tile forward copies the input into padded
+// planes, packs the weights per block of output channels and gives each thread an output
+// buffer; strided along rows it first splits the input and weights into column phases; the
+// unit-stride data gradient transposes the weights (then runs that forward). The row forward,
+// the scatter data gradient and the weight gradient allocate nothing.
 #include <omp.h>
 
 #include "../cpu/ukernels.h"

@@ -13,7 +13,12 @@ from . import autograd, models, nn, optim  # noqa: E402  (they build on the ops 
 from .autograd import (Tensor, cat, enable_grad, flatten, inference_mode,  # torch's top-level
                        no_grad, set_grad_enabled)                          # spellings
 
-__version__ = "0.1.0"
+try:
+    from ._version import __version__  # written by the build from pyproject.toml's version
+except ImportError:  # a source tree whose build predates _version.py: the installed metadata
+    from importlib.metadata import version as _dist_version
+    __version__ = _dist_version("fastconv")
+    del _dist_version
 __all__ = list(_functional_all) + ["get_include", "get_lib_dir", "get_cmake_dir", "threads",
                                    "set_memory_cache", "empty_cache", "memory_cache_stats",
                                    "set_autotune", "get_autotune", "clear_autotune",

@@ -35,6 +35,7 @@ class ModelInput(NamedTuple):
 # leaves only the lower bound: each stride-2 stage must keep at least one pixel.
 _RESNET = ModelInput(3, 1, None, 224)  # 7x7/2 conv, 3x3/2 pool and three stride-2 stages, padded
 _VGG = ModelInput(3, 32, None, 224)    # five 2x2/2 max-pools: 32 -> 1
+_INCEPTION = ModelInput(3, 75, None, 299)
 MODEL_INPUTS = {
     "lenet5": ModelInput(1, 32, 35, 32),  # C5's 5x5 kernel must meet a 5x5 map: one output
     "alexnet": ModelInput(3, 63, None, 224),  # 11x11/4 conv and three 3x3/2 pools: 63 -> 1
@@ -47,6 +48,12 @@ MODEL_INPUTS = {
     "googlenet_v1": ModelInput(3, 193, 224, 224),  # 7x7 average pool + Linear(1024)
     "resnet18": _RESNET, "resnet34": _RESNET, "resnet50": _RESNET, "resnet101": _RESNET,
     "resnet152": _RESNET, "se_resnet50": _RESNET,
+    # unpadded 3x3/2 and 3x3 convs and pools in the stem and the grid reductions: 75 -> 1x1 at
+    # the end (Inception v3's auxiliary head, in training mode, needs 299: 17x17 at Mixed_6e)
+    "inception_v3": _INCEPTION, "inception_v4": _INCEPTION, "inception_resnet_v2": _INCEPTION,
+    "zfnet": ModelInput(3, 47, None, 224),  # 7x7/2, 5x5/2 and three 3x3/2 ceil-mode pools
+    "nin_cifar": ModelInput(3, 4, None, 32),  # two 3x3/2 ceil-mode pools, global average pool
+    "nin_imagenet": ModelInput(3, 39, None, 224),  # 11x11/4 conv, three 3x3/2 ceil-mode pools
 }
 
 

@@ -3,7 +3,9 @@
 The wheel installs, inside the ``fastconv`` package directory::
 
     include/fastconv/fastconv.h        the C ABI
-    lib/libfastconv.so                 the kernels (needs scipy_openblas32's library and libgomp)
+    include/fastconv/version.h         FASTCONV_VERSION_* (fastconv.h includes it)
+    lib/libfastconv.so                 the kernels (needs scipy_openblas32's library and libgomp,
+                                       which a manylinux wheel bundles in ../fastconv.libs)
     lib/cmake/fastconv/                fastconvConfig.cmake: find_package(fastconv CONFIG)
     kernels.pxd                        Cython declarations: ``cimport fastconv.kernels``
 

@@ -24,13 +24,13 @@ import numpy as np
 from . import functional as F
 from . import inference, models
 from ._cliargs import add_run_options, comma_list, int_list
+from ._model_inputs import model_input
 from .autograd import Tensor, manual_seed, no_grad
 from .bench import _progress, cpu_line, import_torch, sgemm_rate, write_results
 
-NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50")
+NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50", "inception_v3")
 PEERS = ("torch", "onnxruntime", "openvino")
 RUNNERS = ("plan", "eager") + PEERS
-INPUT = {"lenet5": (1, 32), "overfeat_fast": (3, 231)}  # (channels, size); the rest 3 x 224
 PAUSE_S = 0.2  # before each timed call (see bench_net)
 
 
@@ -105,7 +105,8 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     """One row: each runner's median/min/max ms over interleaved rounds, and the facts."""
     manual_seed(seed)
     model = models.get_model(name).eval()
-    channels, size = INPUT.get(name, (3, 224))
+    spec = model_input(name)  # each network at the size it was published for
+    channels, size = spec.channels, spec.native
     x = np.random.default_rng(seed).standard_normal((batch, channels, size, size), dtype=np.float32)
     t0 = time.perf_counter()
     plan = inference.compile(model, x, tune=tune)

@@ -1,19 +1,47 @@
 """Training steps of whole networks for ``fastconv bench nets``: one SGD-with-momentum step
 (zero_grad, forward in training mode, cross-entropy, backward, update) of ResNet-18 and
-ResNet-50 at 224x224, fastconv (fastconv.models) next to PyTorch (the same architecture from
-torch.nn, fastconv._torch_models, with the same weights), timed the way bench.timeit times
-every case."""
+ResNet-50 at 224x224 and Inception v3 at 299x299 (its auxiliary head on, its loss weighted 0.4
+as torchvision's reference training does), fastconv (fastconv.models) next to PyTorch (the same
+architecture from torch.nn, fastconv._torch_models, with the same weights), timed the way
+bench.timeit times every case."""
 from __future__ import annotations
 
 import numpy as np
 
-TRAIN_NETS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
+TRAIN_NETS = {"resnet18": 224, "resnet50": 224, "inception_v3": 299}  # name: input size
+_RESNETS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
+AUX_WEIGHT = 0.4  # an auxiliary head's share of the loss (Inception v3's)
 CASE = "{} step"  # the row's case name
+
+
+def _torch_net(name, **kw):
+    from . import _torch_models
+    if name in _RESNETS:
+        return _torch_models.torch_resnet(*_RESNETS[name], **kw)
+    return _torch_models.TWINS[name](**kw)
+
+
+def train_kwargs(name, batch, size):
+    """Keyword arguments for building ``name`` to train on ``batch`` images of ``size``: Inception
+    v3 without its auxiliary head where that cannot run (it needs 299x299, 17x17 at Mixed_6e, and
+    ends in a batch norm of 1x1 maps, which one image gives no batch statistics)."""
+    if name == "inception_v3" and (batch < 2 or size < 299):
+        return {"aux_logits": False}
+    return {}
+
+
+def train_loss(out, y, cross_entropy):
+    """cross_entropy of the logits, plus AUX_WEIGHT x that of an auxiliary head's where the
+    training-mode forward returns (logits, aux_logits), as Inception v3's does."""
+    if isinstance(out, tuple):
+        return cross_entropy(out[0], y) + AUX_WEIGHT * cross_entropy(out[1], y)
+    return cross_entropy(out, y)
 
 
 def step_flops(model, x):
     """3 x the forward FLOPs of the convolutions and linear layers (forward, data and weight
-    gradients), counted on the model's graph (captured in eval mode, then back to training)."""
+    gradients), counted on the model's graph (captured in eval mode, then back to training; an
+    auxiliary head, which runs in training mode only, is not counted)."""
     from .bench_infer import net_flops
     from .inference._graph import capture
     model.eval()
@@ -29,10 +57,12 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
     from .nn import functional as F
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    size = TRAIN_NETS[name]
+    x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     y = rng.integers(0, 1000, batch)
+    kw = train_kwargs(name, batch, size)
     autograd.manual_seed(0)
-    model = models.get_model(name)
+    model = models.get_model(name, **kw)
     flops = step_flops(model, x)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # before any step
     rows = []
@@ -43,18 +73,17 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
 
             def step():
                 opt.zero_grad()
-                F.cross_entropy(model(xt), y).backward()
+                train_loss(model(xt), y, F.cross_entropy).backward()
                 opt.step()
         elif lib == "torch" and torch is not None:
-            from ._torch_models import torch_resnet
-            tmodel = torch_resnet(*TRAIN_NETS[name])
+            tmodel = _torch_net(name, **kw)
             tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
             topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
             def step():
                 topt.zero_grad()
-                torch.nn.functional.cross_entropy(tmodel(xt), yt).backward()
+                train_loss(tmodel(xt), yt, torch.nn.functional.cross_entropy).backward()
                 topt.step()
         else:
             continue

@@ -107,10 +107,11 @@ _TORCH_VGGS = {f"vgg{depth}{bn}": (cfg, bool(bn)) for depth, cfg in
                (("11", "A"), ("13", "B"), ("16", "D"), ("19", "E")) for bn in ("", "_bn")}
 
 
-def torch_twin(name, num_classes):
+def torch_twin(name, num_classes, **kw):
     """The torch.nn model of fastconv._torch_models with ``name``'s layout, or None: GoogLeNet's
     twin there holds the layers only (no forward), and the convnet-benchmarks variants
-    (alexnet_owt, overfeat_fast, vgg_a, googlenet_v1) have none."""
+    (alexnet_owt, overfeat_fast, vgg_a, googlenet_v1) have none. ``kw`` goes to the twins of
+    _torch_models.TWINS (``aux_logits`` for Inception v3, say)."""
     from . import _torch_models as tm
     if name in _TORCH_RESNETS:
         return tm.torch_resnet(*_TORCH_RESNETS[name], num_classes=num_classes)
@@ -125,6 +126,8 @@ def torch_twin(name, num_classes):
         return tm.torch_alexnet(num_classes)
     if name == "lenet5":
         return tm.torch_lenet5(num_classes)
+    if name in tm.TWINS:  # inception_v3/v4, inception_resnet_v2, zfnet, nin_*
+        return tm.TWINS[name](num_classes=num_classes, **kw)
     return None
 
 
@@ -145,14 +148,16 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
     "gflops"} and the libraries skipped, {lib: why}."""
     from . import autograd, models
     from ._model_inputs import model_input
+    from .bench_train import train_kwargs, train_loss
     from .nn import functional as nnF
 
     channels = model_input(name).channels
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+    kw = train_kwargs(name, batch, size)
     autograd.manual_seed(0)
-    model = models.get_model(name)
-    classes = 10 if name == "lenet5" else 1000
+    model = models.get_model(name, **kw)
+    classes = 10 if name in ("lenet5", "nin_cifar") else 1000
     y = rng.integers(0, classes, batch)
     flops = _forward_flops(model, x)
     rows, skipped = [], {}
@@ -168,9 +173,9 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
             def fwdbwd():
                 model.train()
                 model.zero_grad()
-                nnF.cross_entropy(model(xt), y).backward()
+                train_loss(model(xt), y, nnF.cross_entropy).backward()  # (+ an aux head's)
         elif lib == "torch":
-            twin = torch_twin(name, classes) if torch is not None else None
+            twin = torch_twin(name, classes, **kw) if torch is not None else None
             if twin is None:
                 skipped[lib] = ("torch is not installed" if torch is None else
                                 f"no runnable torch twin of {name} in fastconv._torch_models")
@@ -187,7 +192,7 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
             def fwdbwd():
                 twin.train()
                 twin.zero_grad()
-                torch.nn.functional.cross_entropy(twin(xt), yt).backward()
+                train_loss(twin(xt), yt, torch.nn.functional.cross_entropy).backward()
         else:
             continue
         for direction, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
@@ -211,7 +216,7 @@ def main_model(argv):
                     "forward+backward (training mode, cross-entropy on random labels), next to "
                     "its torch.nn twin (fastconv._torch_models) with the same weights where "
                     "there is one: resnet18/34/50/101/152, se_resnet50, alexnet, vgg11-19(_bn), "
-                    "lenet5.")
+                    "lenet5, inception_v3/v4, inception_resnet_v2, zfnet, nin_cifar/imagenet.")
     ap.add_argument("name", metavar="NAME", choices=list(MODELS),
                     help=f"one of {', '.join(MODELS)}")
     ap.add_argument("--batch", type=int_at_least(1), default=1, help="batch size (default 1)")

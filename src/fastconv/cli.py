@@ -145,6 +145,8 @@ def _train(args):
         sys.exit(f"{prog}: error: argument --size: {args.model} takes {spec.describe()}, "
                  f"got {args.size}")
     kwargs = {"c3_table": args.c3_table} if args.model == "lenet5" else {}
+    if args.model == "inception_v3":  # its aux head needs 299x299 and makes the forward a pair
+        kwargs["aux_logits"] = False
     if args.data:  # first: the classes (and LeNet-5's channels) come from the file
         try:
             x, y, x_val, y_val, classes = data.load_npz(args.data)

@@ -15,10 +15,12 @@ from libc.stdint cimport int32_t, int64_t
 
 
 cdef extern from "fastconv/fastconv.h" nogil:
+    # From fastconv/version.h (included by fastconv.h), generated from the package's version.
     enum:
         FASTCONV_VERSION_MAJOR
         FASTCONV_VERSION_MINOR
         FASTCONV_VERSION_PATCH
+    const char *FASTCONV_VERSION_STRING
 
     ctypedef enum fc_status:
         FC_OK

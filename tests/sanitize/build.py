@@ -3,13 +3,15 @@
 
     python tests/sanitize/build.py OUTDIR      # prints the driver's path
 
-Per-ISA files (names containing avx2 / avx512) get their instruction-set flags, as in
-CMakeLists.txt. Objects compile in parallel (one job per core).
+Per-ISA files (names containing avx2 / avx512) get their instruction-set flags, and
+fastconv/version.h is filled from pyproject.toml's version, as in CMakeLists.txt. Objects
+compile in parallel (one job per core).
 """
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,35 @@ def isa_flags(path):
     return []
 
 
+def project_version():
+    """pyproject.toml's project.version: the one place the version is written."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        text = f.read().decode()
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # the [project] table's own lines, up to the next table
+        table = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S).group(1)
+        return re.search(r"""^version\s*=\s*["']([^"']+)["']""", table, re.M).group(1)
+    return tomllib.loads(text)["project"]["version"]
+
+
+def write_version_header(outdir):
+    """outdir/include/fastconv/version.h, filled from csrc/include/fastconv/version.h.in as
+    CMakeLists.txt fills it; returns outdir/include (to add to the include path)."""
+    full = project_version()
+    parts = [int(p) for p in re.match(r"\d+(?:\.\d+)*", full).group(0).split(".")]
+    parts += [0] * (3 - len(parts))
+    values = {"FC_VERSION_MAJOR": parts[0], "FC_VERSION_MINOR": parts[1],
+              "FC_VERSION_PATCH": parts[2], "FC_VERSION_STRING": full}
+    with open(os.path.join(CSRC, "include", "fastconv", "version.h.in")) as f:
+        text = re.sub(r"@(\w+)@", lambda m: str(values[m.group(1)]), f.read())
+    inc = os.path.join(outdir, "include")
+    os.makedirs(os.path.join(inc, "fastconv"), exist_ok=True)
+    with open(os.path.join(inc, "fastconv", "version.h"), "w") as f:
+        f.write(text)
+    return inc
+
+
 def build(outdir, jobs=None):
     """Compile and link; returns the driver's path. Raises CalledProcessError with the output."""
     import scipy_openblas32 as sob
@@ -60,7 +91,8 @@ def build(outdir, jobs=None):
     os.makedirs(outdir, exist_ok=True)
     inc, libdir = sob.get_include_dir(), sob.get_lib_dir()
     common = ["-std=c++17", "-fopenmp", "-g", "-O1", *SANITIZE, "-I", CSRC,
-              "-I", os.path.join(CSRC, "include"), "-I", inc, "-DBLAS_SYMBOL_PREFIX=scipy_"]
+              "-I", os.path.join(CSRC, "include"), "-I", write_version_header(outdir),
+              "-I", inc, "-DBLAS_SYMBOL_PREFIX=scipy_"]
 
     def compile_one(src):
         rel = os.path.relpath(src, ROOT).replace(os.sep, "_")

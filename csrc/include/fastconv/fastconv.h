@@ -15,6 +15,10 @@
 
 #include <stdint.h>
 
+/* FASTCONV_VERSION_MAJOR, _MINOR, _PATCH and _STRING, generated from pyproject.toml's version
+ * at build time and installed beside this header. */
+#include "fastconv/version.h"
+
 #if defined(_WIN32)
 #  define FC_API __declspec(dllimport)
 #elif defined(FASTCONV_BUILDING)
@@ -26,10 +30,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define FASTCONV_VERSION_MAJOR 0
-#define FASTCONV_VERSION_MINOR 1
-#define FASTCONV_VERSION_PATCH 0
 
 typedef enum {
   FC_OK = 0,
@@ -44,7 +44,7 @@ typedef enum { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
 typedef enum {
   FC_ALGO_AUTO = 0,      /* pick by shape (see fc_conv2d_choose) */
   FC_ALGO_IM2COL = 1,    /* im2col/col2im + OpenBLAS GEMM; any descriptor */
-  FC_ALGO_DIRECT = 2,    /* direct loops over SIMD row micro-kernels, no workspace; any descriptor */
+  FC_ALGO_DIRECT = 2,    /* direct loops over SIMD register tiles, no column matrix (unit-stride rows work on a padded copy of x); any descriptor */
   FC_ALGO_GEMM1X1 = 3,   /* kh == kw == 1: GEMM on the input as it lies (gather first if strided/padded) */
   FC_ALGO_DEPTHWISE = 4, /* groups == c (k = m*c for any multiplier m) */
   FC_ALGO_REFERENCE = 5, /* naive loops accumulating in double: the twin every fast path is tested against */

@@ -65,6 +65,15 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x))))
 
 
+def transform_input(x):
+    """ImageNet-normalised input (mean/std) -> the (x - 0.5) / 0.5 that torchvision's GoogLeNet
+    and Inception v3 weights (ported from TensorFlow) expect: torchvision's ``transform_input``."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    scale = (std / 0.5).astype(x.dtype).reshape(1, 3, 1, 1)
+    shift = ((mean - 0.5) / 0.5).astype(x.dtype).reshape(1, 3, 1, 1)
+    return x * scale + shift
+
+
 class GoogLeNet(nn.Module):
     """torchvision's GoogLeNet. In training mode with ``aux_logits`` the forward returns
     ``(logits, aux2, aux1)`` (weight the aux losses by 0.3); otherwise the logits."""
@@ -104,11 +113,7 @@ class GoogLeNet(nn.Module):
                 init.zeros_(m.bias)
 
     def _transform_input(self, x):
-        # ImageNet normalisation (mean/std) -> the (x - 0.5) / 0.5 the original weights expect
-        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-        scale = (std / 0.5).astype(x.dtype).reshape(1, 3, 1, 1)
-        shift = ((mean - 0.5) / 0.5).astype(x.dtype).reshape(1, 3, 1, 1)
-        return x * scale + shift
+        return transform_input(x)
 
     def forward(self, x):
         if self.transform_input:
