@@ -27,6 +27,7 @@ from . import functional as F
 from ._cliargs import add_run_options, comma_list, fail, int_at_least
 from ._io import atomic_write
 from .bench_train import TRAIN_NETS, bench_train_step
+from .models import MODELS
 
 SUITES = ("layers", "shapes", "nets", "pool")
 COMPARE = ("torch", "numpy")  # what --compare can name
@@ -443,8 +444,10 @@ def plot(rows, peak, path):
     plt.close(fig)
 
 
-def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress=True):
-    """Runs the suites; returns {"meta": ..., "rows": [...]}."""
+def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress=True,
+        train_nets=TRAIN_NETS):
+    """Runs the suites; returns {"meta": ..., "rows": [...]}. ``train_nets``: the models whose
+    training step the nets suite times (any fastconv.models name)."""
     F.set_num_threads(threads)
     torch = import_torch(threads) if "torch" in compare else None
     peak = sgemm_rate(threads)
@@ -458,7 +461,7 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
     total = (("layers" in suites) * n_layers * len(conv_libs) * 3
              + ("shapes" in suites) * len(shape_cases(batch)) * len(conv_libs) * 3
              + ("pool" in suites) * 3 * len(pool_libs) * 2
-             + ("nets" in suites) * (len(nets) * 2 + len(TRAIN_NETS)) * len(net_libs))
+             + ("nets" in suites) * (len(nets) * 2 + len(train_nets)) * len(net_libs))
     bar = _progress(total, progress)
     rows = []
     try:
@@ -478,7 +481,7 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
             for name, spec in nets.items():
                 bar.set_description(f"nets {name}")
                 rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
-            for name in TRAIN_NETS:
+            for name in train_nets:
                 bar.set_description(f"nets {name} training step")
                 rows += bench_train_step(name, net_batch, net_libs, torch, repeat, bar.update, timeit)
     finally:
@@ -523,6 +526,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int_at_least(1), default=None,
                     help="batch for layers and pool (default 2; 8 for all)")
     ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
+    ap.add_argument("--train-nets", type=comma_list(tuple(MODELS)), default=list(TRAIN_NETS),
+                    help="models whose training step the nets suite times, at their published "
+                         f"input size (default {','.join(TRAIN_NETS)}; any of fastconv.models)")
     ap.add_argument("--algos", type=comma_list(F.ALGORITHMS), default="",
                     help="also time these algorithms by name, e.g. im2col,direct")
     ap.add_argument("--shape", action="append", type=conv_shape, metavar=SHAPE_FORMAT,
@@ -544,7 +550,8 @@ def main(argv=None):
     threads = args.threads or F.get_num_threads()
     compare, algos = args.compare, args.algos
     res = run(suites, batch, threads, args.repeat, compare, algos,
-              net_batch=args.net_batch or 4, progress=not args.no_progress)
+              net_batch=args.net_batch or 4, progress=not args.no_progress,
+              train_nets=args.train_nets)
     m = res["meta"]
     print(f"fastconv bench | {cpu_line(F.hardware())} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
           f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-TRAIN_NETS = {"resnet18": 224, "resnet50": 224, "inception_v3": 299}  # name: input size
+# The default training steps of `fastconv bench nets`; --train-nets takes any fastconv.models
+# name, at the size its architecture was published for (_model_inputs.py's `native`).
+TRAIN_NETS = ("resnet18", "resnet50", "inception_v3")
 _RESNETS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
 AUX_WEIGHT = 0.4  # an auxiliary head's share of the loss (Inception v3's)
 CASE = "{} step"  # the row's case name
@@ -56,14 +58,21 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
     from . import autograd, models, optim
     from .nn import functional as F
 
+    from ._model_inputs import model_input
+
     rng = np.random.default_rng(0)
-    size = TRAIN_NETS[name]
-    x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
-    y = rng.integers(0, 1000, batch)
+    spec = model_input(name)
+    size = spec.native
+    x = rng.standard_normal((batch, spec.channels, size, size), dtype=np.float32)
     kw = train_kwargs(name, batch, size)
     autograd.manual_seed(0)
     model = models.get_model(name, **kw)
     flops = step_flops(model, x)
+    model.eval()
+    with autograd.no_grad():
+        classes = model(autograd.Tensor(x[:1])).shape[1]
+    model.train()
+    y = rng.integers(0, classes, batch)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # before any step
     rows = []
     for lib in libs:
