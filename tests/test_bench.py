@@ -94,3 +94,17 @@ def test_training_step_rows_and_flops():
     for r in rows:
         assert r["case"] == "resnet18 step" and r["dir"] == "train" and r["ms"] > 0
         assert abs(r["gflops"] * 1e9 * r["ms"] / 1e3 / (3 * 2 * 1.814e9) - 1) < 0.01
+
+
+def test_train_nets_takes_any_model_at_its_published_size():
+    """--train-nets: NiN-CIFAR (10 classes, 32x32) steps next to its torch twin; a name that is
+    not a model is refused."""
+    from fastconv import bench_train
+    torch = bench.import_torch(2)
+    libs = ["fastconv"] + (["torch"] if torch is not None else [])
+    rows = bench_train.bench_train_step("nin_cifar", 2, libs, torch, 1, lambda: None,
+                                        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0))
+    assert [r["lib"] for r in rows] == libs
+    assert all(r["case"] == "nin_cifar step" and r["ms"] > 0 and r["gflops"] > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "nets", "--train-nets", "resnet9000"])
