@@ -13,6 +13,7 @@ and the ratio of medians. With --profile, cProfile splits fastconv's time into t
 (fastconv._core: convolution, pooling, the linear layers' GEMM) and the rest (NumPy element-wise
 work in batch norm, activations, losses, the tape's Python), listing the top items.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,9 @@ import torch
 
 import fastconv
 from fastconv import models, optim
+from fastconv._torch_models import torch_lenet5, torch_resnet
 from fastconv.autograd import Tensor
 from fastconv.nn import functional as F
-
-from fastconv._torch_models import torch_lenet5, torch_resnet
 
 
 def timed(fn, repeats):
@@ -117,16 +117,24 @@ def profile(fn, repeats, top=14):
     groups = dict.fromkeys((kernels, rest), 0.0)
     items = []
     for (filename, line, name), (_, _, tottime, _, _) in stats.items():
-        label = ops.get((filename, line)) or (f"{os.path.basename(filename)}:{line}({name})" if line else name)
+        label = ops.get((filename, line)) or (
+            f"{os.path.basename(filename)}:{line}({name})" if line else name
+        )
         group = rest
         if "fastconv._core" in name:
-            group, label = kernels, name.replace("<built-in method fastconv._core.", "_core.").rstrip(">")
+            group, label = (
+                kernels,
+                name.replace("<built-in method fastconv._core.", "_core.").rstrip(">"),
+            )
         groups[group] += tottime
         items.append((tottime, label))
     print(f"    cProfile over {repeats} runs: {total / repeats * 1e3:.1f} ms per run")
     for g, t in groups.items():
         print(f"      {g:<36} {t / repeats * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
-    print("      top items (time per run inside each; a Function's row includes the NumPy work it runs):")
+    print(
+        "      top items (time per run inside each; a Function's row includes the NumPy work"
+        " it runs):"
+    )
     for t, label in sorted(items, reverse=True)[:top]:
         print(f"        {t / repeats * 1e3:8.2f} ms  {label}")
 
@@ -139,15 +147,21 @@ def main(argv=None):
     args = ap.parse_args(argv)
     fastconv.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    print(f"threads: fastconv {fastconv.get_num_threads()}, torch {torch.get_num_threads()}; "
-          f"torch {torch.__version__}, numpy {np.__version__}; ISA {fastconv.isa()}")
-    cases = [("LeNet-5 training step, batch 64, 32x32", lenet_step(64)),
-             ("ResNet-18 forward+backward, batch 4, 112x112", resnet_fwd_bwd(4, 112))]
+    print(
+        f"threads: fastconv {fastconv.get_num_threads()}, torch {torch.get_num_threads()}; "
+        f"torch {torch.__version__}, numpy {np.__version__}; ISA {fastconv.isa()}"
+    )
+    cases = [
+        ("LeNet-5 training step, batch 64, 32x32", lenet_step(64)),
+        ("ResNet-18 forward+backward, batch 4, 112x112", resnet_fwd_bwd(4, 112)),
+    ]
     for title, (ours, theirs) in cases:
         mo, bo = timed(ours, args.repeats)
         mt, bt = timed(theirs, args.repeats)
-        print(f"{title}:\n    fastconv {mo * 1e3:8.2f} ms ({bo * 1e3:.2f})   torch {mt * 1e3:8.2f} ms "
-              f"({bt * 1e3:.2f})   fastconv/torch {mo / mt:5.2f}x")
+        print(
+            f"{title}:\n    fastconv {mo * 1e3:8.2f} ms ({bo * 1e3:.2f})   "
+            f"torch {mt * 1e3:8.2f} ms ({bt * 1e3:.2f})   fastconv/torch {mo / mt:5.2f}x"
+        )
         if args.profile:
             profile(ours, args.repeats)
 

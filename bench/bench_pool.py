@@ -18,20 +18,21 @@ one libgomp, so the policy is the same for both). On a busy 2-core machine libgo
 spin-waiting makes the 2-thread team of either library wait for a scheduler tick (4 ms) on
 most calls, whatever the kernel; OMP_WAIT_POLICY=ACTIVE shows that.
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before libgomp loads (fastconv, torch)
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import random
+import statistics
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import fastconv  # noqa: E402
+import fastconv
 
 LAYERS = [  # name, (C, H, W), kernel, stride, padding
     ("AlexNet", (64, 55, 55), 3, 2, 0),
@@ -69,11 +70,17 @@ def main():
     fastconv.set_num_threads(args.threads)
     aten = torch.ops.aten
     rng = np.random.default_rng(0)
-    print(f"fastconv {fastconv.__version__} isa={fastconv.isa()} threads={fastconv.get_num_threads()}; "
-          f"torch {torch.__version__} threads={torch.get_num_threads()}; batch {args.batch}, float32; "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; median (best) of {args.repeats}")
-    head = (f"{'layer':<10} {'op':<8} {'MB':>5}  {'fastconv GB/s':>14} {'torch GB/s':>14} "
-            f"{'memcpy GB/s':>14}  {'fc/torch':>14} {'fc/memcpy':>13}")
+    print(
+        f"fastconv {fastconv.__version__} isa={fastconv.isa()} "
+        f"threads={fastconv.get_num_threads()}; "
+        f"torch {torch.__version__} threads={torch.get_num_threads()}; "
+        f"batch {args.batch}, float32; "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; median (best) of {args.repeats}"
+    )
+    head = (
+        f"{'layer':<10} {'op':<8} {'MB':>5}  {'fastconv GB/s':>14} {'torch GB/s':>14} "
+        f"{'memcpy GB/s':>14}  {'fc/torch':>14} {'fc/memcpy':>13}"
+    )
     print(head)
     print("-" * len(head))
     for name, (c, h, w), k, s, p in LAYERS:
@@ -85,7 +92,9 @@ def main():
         g = rng.standard_normal(y.shape, dtype=np.float32)
         tg = torch.from_numpy(g)
         gx = fastconv.max_pool2d_backward(g, idx, x.shape)
-        tgx = aten.max_pool2d_with_indices_backward(tg, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx)
+        tgx = aten.max_pool2d_with_indices_backward(
+            tg, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx
+        )
         np.testing.assert_allclose(gx, tgx.numpy(), rtol=1e-6, atol=1e-6)
 
         ops = {
@@ -97,20 +106,25 @@ def main():
             "backward": (
                 g.nbytes + idx.nbytes + x.nbytes,
                 lambda: fastconv.max_pool2d_backward(g, idx, x.shape),
-                lambda: aten.max_pool2d_with_indices_backward(tg, tx, [k, k], [s, s], [p, p],
-                                                              [1, 1], False, tidx),
+                lambda: aten.max_pool2d_with_indices_backward(
+                    tg, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx
+                ),
             ),
         }
         for op, (nbytes, f_fc, f_torch) in ops.items():
             src = np.ones(nbytes, dtype=np.uint8)
             dst = np.empty_like(src)
-            t_fc, t_th, t_mc = interleaved([f_fc, f_torch, lambda: np.copyto(dst, src)], args.repeats)
+            t_fc, t_th, t_mc = interleaved(
+                [f_fc, f_torch, lambda: np.copyto(dst, src)], args.repeats
+            )
             med = [statistics.median(t) for t in (t_fc, t_th, t_mc)]
             best = [min(t) for t in (t_fc, t_th, t_mc)]
             gbs = [f"{nbytes / m / 1e9:5.1f} ({nbytes / b / 1e9:5.1f})" for m, b in zip(med, best)]
-            print(f"{name:<10} {op:<8} {nbytes / 1e6:5.1f}  {gbs[0]:>14} {gbs[1]:>14} {gbs[2]:>14}  "
-                  f"{med[1] / med[0]:5.1f}x ({best[1] / best[0]:5.1f}x) "
-                  f"{med[2] / med[0]:4.2f}x ({best[2] / best[0]:4.2f}x)")
+            print(
+                f"{name:<10} {op:<8} {nbytes / 1e6:5.1f}  {gbs[0]:>14} {gbs[1]:>14} {gbs[2]:>14}  "
+                f"{med[1] / med[0]:5.1f}x ({best[1] / best[0]:5.1f}x) "
+                f"{med[2] / med[0]:4.2f}x ({best[2] / best[0]:4.2f}x)"
+            )
 
 
 if __name__ == "__main__":

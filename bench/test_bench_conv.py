@@ -1,6 +1,7 @@
 """pytest-benchmark regression tracking for the convolution kernels (not part of the tests:
 bench/ is outside testpaths). Run: python -m pytest bench/test_bench_conv.py --benchmark-only
 Compare runs with --benchmark-autosave / --benchmark-compare."""
+
 import numpy as np
 import pytest
 

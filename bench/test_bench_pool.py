@@ -2,6 +2,7 @@
 outside testpaths). Run: python -m pytest bench/test_bench_pool.py --benchmark-only
 Compare runs with --benchmark-autosave / --benchmark-compare. The side-by-side table against
 PyTorch and memcpy is bench/bench_pool.py."""
+
 import numpy as np
 import pytest
 
@@ -22,8 +23,9 @@ def threads():
         yield
 
 
-@pytest.mark.parametrize("op", ["max_fwd_switches", "max_fwd", "max_bwd", "unpool", "avg_fwd",
-                                "avg_bwd"])
+@pytest.mark.parametrize(
+    "op", ["max_fwd_switches", "max_fwd", "max_bwd", "unpool", "avg_fwd", "avg_bwd"]
+)
 @pytest.mark.parametrize("layer", LAYERS, ids=[c[0] for c in LAYERS])
 def test_pool(benchmark, layer, op):
     _, shape, k, s, p = layer

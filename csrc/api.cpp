@@ -11,35 +11,28 @@
 
 namespace fc {
 
-namespace {
-bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
-
-bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
-  int64_t p = 1;
-  for (int64_t f : v)
-    if (!mul_ok(p, f, &p)) return false;
-  *out = p;
-  return true;
-}
-}  // namespace
-
 // Validates d and fills s. Every check names the descriptor field and its value.
 fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
   clear_error();
   if (!d) return fail(FC_EINVAL, "desc is NULL");
-  struct { const char *name; int64_t v; int64_t min; } fields[] = {
-      {"n", d->n, 1},         {"c", d->c, 1},         {"h", d->h, 1},
-      {"w", d->w, 1},         {"k", d->k, 1},         {"kh", d->kh, 1},
-      {"kw", d->kw, 1},       {"stride_h", d->stride_h, 1}, {"stride_w", d->stride_w, 1},
-      {"pad_h", d->pad_h, 0}, {"pad_w", d->pad_w, 0}, {"dil_h", d->dil_h, 1},
-      {"dil_w", d->dil_w, 1}, {"groups", d->groups, 1}};
-  for (auto &f : fields)
-    if (f.v < f.min)
-      return fail(FC_EINVAL, "%s must be >= %lld, got %lld", f.name, (long long)f.min,
-                  (long long)f.v);
+  if (fc_status st = check_fields({{"n", d->n, 1},
+                                   {"c", d->c, 1},
+                                   {"h", d->h, 1},
+                                   {"w", d->w, 1},
+                                   {"k", d->k, 1},
+                                   {"kh", d->kh, 1},
+                                   {"kw", d->kw, 1},
+                                   {"stride_h", d->stride_h, 1},
+                                   {"stride_w", d->stride_w, 1},
+                                   {"pad_h", d->pad_h, 0},
+                                   {"pad_w", d->pad_w, 0},
+                                   {"dil_h", d->dil_h, 1},
+                                   {"dil_w", d->dil_w, 1},
+                                   {"groups", d->groups, 1}}))
+    return st;
   if (d->c % d->groups || d->k % d->groups)
-    return fail(FC_EINVAL, "groups (%lld) must divide c (%lld) and k (%lld)",
-                (long long)d->groups, (long long)d->c, (long long)d->k);
+    return fail(FC_EINVAL, "groups (%lld) must divide c (%lld) and k (%lld)", (long long)d->groups,
+                (long long)d->c, (long long)d->k);
   // Effective kernel extent dil*(k-1)+1 against the padded input h + 2*pad.
   int64_t ext_h, ext_w, padded_h, padded_w;
   if (!mul_ok(d->dil_h, d->kh - 1, &ext_h) || !mul_ok(d->dil_w, d->kw - 1, &ext_w) ||
@@ -54,22 +47,33 @@ fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s) {
                 "the padded input %lldx%lld",
                 (long long)ext_h, (long long)ext_w, (long long)d->kh, (long long)d->kw,
                 (long long)d->dil_h, (long long)d->dil_w, (long long)padded_h, (long long)padded_w);
-  s->n = d->n; s->c = d->c; s->h = d->h; s->w = d->w; s->k = d->k; s->kh = d->kh; s->kw = d->kw;
-  s->sh = d->stride_h; s->sw = d->stride_w; s->ph = d->pad_h; s->pw = d->pad_w;
-  s->dh = d->dil_h; s->dw = d->dil_w; s->g = d->groups;
+  s->n = d->n;
+  s->c = d->c;
+  s->in_h = d->h;
+  s->in_w = d->w;
+  s->k = d->k;
+  s->kh = d->kh;
+  s->kw = d->kw;
+  s->sh = d->stride_h;
+  s->sw = d->stride_w;
+  s->ph = d->pad_h;
+  s->pw = d->pad_w;
+  s->dil_h = d->dil_h;
+  s->dil_w = d->dil_w;
+  s->g = d->groups;
   s->ho = (padded_h - ext_h) / s->sh + 1;
   s->wo = (padded_w - ext_w) / s->sw + 1;
   s->cg = s->c / s->g;
   s->kg = s->k / s->g;
   int64_t xs, ws, ys;
-  if (!product_ok({s->h, s->w}, &s->hw) || !product_ok({s->ho, s->wo}, &s->howo) ||
+  if (!product_ok({s->in_h, s->in_w}, &s->hw) || !product_ok({s->ho, s->wo}, &s->howo) ||
       !product_ok({s->kh, s->kw}, &s->kk) || !product_ok({s->cg, s->kk}, &s->ckk) ||
       !product_ok({s->n, s->c, s->hw, 8}, &xs) || !product_ok({s->k, s->ckk, 8}, &ws) ||
       !product_ok({s->n, s->k, s->howo, 8}, &ys))
     return fail(FC_EOVERFLOW,
                 "a buffer size overflows int64 (n=%lld c=%lld h=%lld w=%lld k=%lld kh=%lld "
                 "kw=%lld)",
-                (long long)s->n, (long long)s->c, (long long)s->h, (long long)s->w,
+                (long long)s->n, (long long)s->c, (long long)s->in_h, (long long)s->in_w,
                 (long long)s->k, (long long)s->kh, (long long)s->kw);
   return FC_OK;
 }
@@ -147,24 +151,32 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
-  if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir) : winograd_pays(s, dir)) &&
+  if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
+                       : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))
     return FC_ALGO_WINOGRAD;
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
   if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk >= 64 &&
-      ((s.wo >= 24 && s.dh <= 2 && s.dw <= 2) || s.ckk < 512))
+      ((s.wo >= 24 && s.dil_h <= 2 && s.dil_w <= 2) || s.ckk < 512))
     return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
-  if (dir == FC_DIR_BACKWARD_DATA && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 &&
+  if (dir == FC_DIR_BACKWARD_DATA && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
       s.kk >= 25 && s.wo >= 24 && s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1)
     return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
 
 static fc_status check_algo(fc_algo a) {
-  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_) return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  if ((int)a < 0 || (int)a >= FC_ALGO_COUNT_)
+    return fail(FC_EINVAL, "algo %d is not an fc_algo", (int)a);
+  return FC_OK;
+}
+
+static fc_status check_direction(fc_direction dir) {
+  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
+    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
   return FC_OK;
 }
 
@@ -181,8 +193,9 @@ static fc_status resolve(const ConvShape &s, fc_algo a, fc_direction dir, const 
   const AlgoRow *row = algo_row(a);
   if (!(row->directions & dir_bit(dir)))
     return fail(FC_EUNSUPPORTED, "%s has no %s entry point", row->name,
-                dir == FC_DIR_FORWARD ? "forward" : dir == FC_DIR_BACKWARD_DATA ? "data gradient"
-                                                                                : "weight gradient");
+                dir == FC_DIR_FORWARD         ? "forward"
+                : dir == FC_DIR_BACKWARD_DATA ? "data gradient"
+                                              : "weight gradient");
   if (const char *why = row->why_not(s))
     return fail(FC_EUNSUPPORTED, "%s cannot run this descriptor: %s", row->name, why);
   *out = row;
@@ -211,14 +224,10 @@ static fc_status dispatch(const ConvShape &s, fc_algo a, fc_direction dir, fc_dt
     const fc_algo tuned = tuned_algo(tune_key(s, dir, t, num_threads()), candidates, r->id,
                                      [&](fc_algo c) { return run(*algo_row(c)); }, &st);
     if (st != FC_OK) return st;
-    if (row_runs(algo_row(tuned), s, dir)) r = algo_row(tuned);  // (an imported table may name one that cannot)
+    // (an imported table may name one that cannot)
+    if (row_runs(algo_row(tuned), s, dir)) r = algo_row(tuned);
   }
   return run(*r);
-}
-
-static fc_status check_dtype(fc_dtype t) {
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  return FC_OK;
 }
 
 // The row's entry points for dtype T; a phase_planes row sees a dilated unit-stride
@@ -333,8 +342,7 @@ fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_alg
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
-  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
-    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  if (fc_status st = check_direction(dir)) return st;
   *a = choose(s, dir);
   return FC_OK;
 }
@@ -344,8 +352,7 @@ fc_status fc_conv2d_tuned(const fc_conv2d_desc *d, fc_direction dir, fc_dtype t,
   if (fc_status st = make_shape(d, &s)) return st;
   if (fc_status st = check_dtype(t)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
-  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
-    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  if (fc_status st = check_direction(dir)) return st;
   SmallWorkGuard small_(conv_work(s));  // (as the call itself would run)
   if (!tuned_lookup(tune_key(s, dir, t, num_threads()), a))
     return fail(FC_EINVAL, "no measured choice for this call (autotuning %s)",
@@ -373,7 +380,8 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
   if (fc_status st = check_algo(a)) return st;
   return run_entry([&, t, a] {
     return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
-      return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx) : backward_data<double>(s, r, dy, w, dx);
+      return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx)
+                         : backward_data<double>(s, r, dy, w, dx);
     });
   });
 }
@@ -382,7 +390,8 @@ fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo
                                     const void *x, void *dw, void *dbias_or_null) {
   FC_PROLOGUE(d, t)
   if (!dy || !x) return fail(FC_EINVAL, "dy and x must not be NULL");
-  if (!dw && !dbias_or_null) return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
+  if (!dw && !dbias_or_null)
+    return fail(FC_EINVAL, "dw and dbias are both NULL: nothing to compute");
   if (fc_status st = check_algo(a)) return st;
   return run_entry([&, t, a] {
     // (the bias gradient alone has no algorithm to tune)
@@ -427,7 +436,8 @@ unsigned fc_algo_flags(fc_algo a) {
 }
 
 const char *fc_algo_description(fc_algo a) {
-  if (a == FC_ALGO_AUTO) return "picks one of the others per shape and direction (fc_conv2d_choose_for)";
+  if (a == FC_ALGO_AUTO)
+    return "picks one of the others per shape and direction (fc_conv2d_choose_for)";
   const AlgoRow *row = algo_row(a);
   return row ? row->description : nullptr;
 }
@@ -436,8 +446,7 @@ fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir, d
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (!cost) return fail(FC_EINVAL, "cost is NULL");
-  if ((int)dir < 0 || (int)dir > FC_DIR_BACKWARD_WEIGHT)
-    return fail(FC_EINVAL, "dir %d is not an fc_direction", (int)dir);
+  if (fc_status st = check_direction(dir)) return st;
   const AlgoRow *r;
   if (fc_status st = resolve(s, a, dir, &r)) return st;
   *cost = r->cost(s, dir);

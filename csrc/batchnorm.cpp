@@ -176,8 +176,9 @@ fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, co
   return run_entry([&, t] {
     auto go = [&](auto tag) {
       using T = decltype(tag);
-      const BnArgs<T> a{n, c, hw, (const T *)x, (const T *)weight_or_null, (const T *)bias_or_null,
-                        (const T *)residual_or_null, act};
+      using In = const T *;
+      const BnArgs<T> a{
+          n, c, hw, In(x), In(weight_or_null), In(bias_or_null), In(residual_or_null), act};
       forward(a, batch_stats != 0, eps, (T *)mean, (T *)var_or_null, (T *)invstd, (T *)y);
     };
     if (t == FC_F32) go(float());
@@ -200,7 +201,8 @@ fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_t hw, c
   return run_entry([&, t] {
     auto go = [&](auto tag) {
       using T = decltype(tag);
-      const BnArgs<T> a{n, c, hw, (const T *)x, (const T *)weight_or_null, nullptr, nullptr, FC_ACT_NONE};
+      using In = const T *;
+      const BnArgs<T> a{n, c, hw, In(x), In(weight_or_null), nullptr, nullptr, FC_ACT_NONE};
       backward(a, (const T *)dy, (const T *)y_or_null, (const T *)mean, (const T *)invstd,
                batch_stats != 0, (T *)dx_or_null, (T *)dres_or_null, (T *)dweight_or_null,
                (T *)dbias_or_null);

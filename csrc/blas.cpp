@@ -35,7 +35,8 @@ fc_status blas_reserve(int threads) {
   const int64_t bytes = kBuffer * std::max(threads, 1);
   // Mapped as OpenBLAS maps it (readable and writable, private): the same address-space and
   // commit accounting; never touched, so no page is populated.
-  void *p = mmap(nullptr, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *p =
+      mmap(nullptr, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
     return fail(FC_ENOMEM, "not enough memory for OpenBLAS's GEMM buffers (%d x 32 MiB)", threads);
   munmap(p, (size_t)bytes);

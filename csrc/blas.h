@@ -43,22 +43,22 @@ int gemm_threads();
 // Dimensions must fit blasint (int32); callers check with gemm_dims_fit().
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  CBLAS_FUNC(cblas_sgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                          (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb,
-                          beta, c, (blasint)ldc);
+  CBLAS_FUNC(cblas_sgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                          tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha,
+                          a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
                  int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) {
-  CBLAS_FUNC(cblas_dgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                          (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb,
-                          beta, c, (blasint)ldc);
+  CBLAS_FUNC(cblas_dgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                          tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha,
+                          a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
 // Row-major y = A x, A [m, n] with row stride lda (a matrix-vector product streams A once,
 // where a GEMM with one column would pack it first).
 inline void gemv(int64_t m, int64_t n, const float *a, int64_t lda, const float *x, float *y) {
-  CBLAS_FUNC(cblas_sgemv)(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1.0f, a, (blasint)lda,
-                          x, 1, 0.0f, y, 1);
+  CBLAS_FUNC(cblas_sgemv)(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1.0f, a,
+                          (blasint)lda, x, 1, 0.0f, y, 1);
 }
 inline void gemv(int64_t m, int64_t n, const double *a, int64_t lda, const double *x, double *y) {
   CBLAS_FUNC(cblas_dgemv)(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1.0, a, (blasint)lda,

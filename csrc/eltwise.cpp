@@ -13,7 +13,8 @@ void relu_forward(int64_t n, const T *x, T *y) {
   for (int64_t lo = 0; lo < n; lo += kChunk) {
     const int64_t hi = std::min(n, lo + kChunk);
 #pragma omp simd
-    for (int64_t i = lo; i < hi; ++i) y[i] = (x[i] > T(0) || x[i] != x[i]) ? x[i] : T(0);  // NaN stays
+    for (int64_t i = lo; i < hi; ++i)
+      y[i] = (x[i] > T(0) || x[i] != x[i]) ? x[i] : T(0);  // NaN stays
   }
 }
 
@@ -33,7 +34,7 @@ void relu_backward(int64_t n, const T *dy, const T *y, T *dx) {
 fc_status check(int64_t n, fc_dtype t) {
   clear_error();
   if (n < 0) return fail(FC_EINVAL, "n must be >= 0, got %lld", (long long)n);
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
+  if (fc_status st = check_dtype(t)) return st;
   // n elements of the dtype must be addressable: n*8 of n = 2^61 wraps around
   const int64_t elem = t == FC_F32 ? 4 : 8;
   if (n > INT64_MAX / elem)

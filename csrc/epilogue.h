@@ -13,7 +13,7 @@ template <class T>
 struct Epilogue {
   const T *res = nullptr;  // added to y (same layout), or none
   int act = FC_ACT_NONE;
-  T alpha = T(0);          // leaky ReLU's slope, ELU's alpha
+  T alpha = T(0);  // leaky ReLU's slope, ELU's alpha
   bool none() const { return !res && act == FC_ACT_NONE; }
 };
 

@@ -125,10 +125,8 @@ void from_cpuid_leaf(unsigned leaf, Caches *c) {
 void from_cpuid(const char *vendor, Caches *c) {
 #if FC_X86
   const bool amd = !std::strcmp(vendor, "AuthenticAMD") || !std::strcmp(vendor, "HygonGenuine");
-  if (amd && __get_cpuid_max(0x80000000u, nullptr) >= 0x8000001Du)
-    from_cpuid_leaf(0x8000001Du, c);
-  else if (!amd && __get_cpuid_max(0, nullptr) >= 4)
-    from_cpuid_leaf(4, c);
+  if (amd && __get_cpuid_max(0x80000000u, nullptr) >= 0x8000001Du) from_cpuid_leaf(0x8000001Du, c);
+  else if (!amd && __get_cpuid_max(0, nullptr) >= 4) from_cpuid_leaf(4, c);
 #else
   (void)vendor;
   (void)c;

@@ -11,42 +11,28 @@
 #include <type_traits>
 
 #include "fastconv/fastconv.h"
+#include "validate.h"
 
 namespace fc {
 
 // A validated fc_conv2d_desc with the derived sizes every algorithm needs.
+// Field names are the descriptor's but for the input size (in_h, in_w: never w, the weights),
+// the stride (sh, sw), padding (ph, pw), dilation (dil_h, dil_w: never dw, the weight gradient)
+// and groups (g).
 struct ConvShape {
-  int64_t n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, g;
-  int64_t ho, wo;   // output spatial size
-  int64_t cg, kg;   // input / output channels per group
-  int64_t hw, howo; // plane sizes
-  int64_t kk;       // kh * kw
-  int64_t ckk;      // cg * kh * kw: GEMM inner dimension per group
+  int64_t n, c, in_h, in_w;  // input [n, c, in_h, in_w]
+  int64_t k, kh, kw;         // output channels, kernel size
+  int64_t sh, sw, ph, pw;    // stride, padding
+  int64_t dil_h, dil_w, g;   // dilation, groups
+  int64_t ho, wo;            // output spatial size
+  int64_t cg, kg;            // input / output channels per group
+  int64_t hw, howo;          // plane sizes
+  int64_t kk;                // kh * kw
+  int64_t ckk;               // cg * kh * kw: GEMM inner dimension per group
 };
 
 // Validates d (sizes, overflow of every buffer size) and fills s (api.cpp).
 fc_status make_shape(const fc_conv2d_desc *d, ConvShape *s);
-
-// Sets the per-thread message returned by fc_last_error(); returns s for `return fail(...)`.
-fc_status fail(fc_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void clear_error();
-
-// The entry checks of the (a, b, c)-shaped element-wise kernels (batch norm, cross-entropy):
-// clears the error, then FC_EINVAL unless t is f32/f64 and a, b, c >= 0, FC_EOVERFLOW unless
-// a*b*c elements of 8 bytes fit int64; `names` names the three sizes in the messages.
-inline fc_status check_sizes3(fc_dtype t, int64_t a, int64_t b, int64_t c, const char *names) {
-  clear_error();
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  if (a < 0 || b < 0 || c < 0)
-    return fail(FC_EINVAL, "%s must be >= 0, got %lld, %lld, %lld", names, (long long)a,
-                (long long)b, (long long)c);
-  int64_t e;
-  if (__builtin_mul_overflow(a, b, &e) || __builtin_mul_overflow(e, c, &e) ||
-      __builtin_mul_overflow(e, int64_t(8), &e))
-    return fail(FC_EOVERFLOW, "the elements of sizes %s = %lld, %lld, %lld overflow int64", names,
-                (long long)a, (long long)b, (long long)c);
-  return FC_OK;
-}
 
 // Threads for this call: 1 under a SmallWorkGuard, else this thread's fc_set_local_num_threads,
 // else the process's fc_set_num_threads, else OpenMP's default (clamped to FC_MAX_THREADS).
@@ -102,17 +88,17 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
 }
 
 // Calls f(i, ih, j, off, lo, hi) for every kernel tap (i, j) of output row oh that reads the
-// input: input row ih = oh*sh - ph + i*dh is in bounds, and output columns [lo, hi) (non-empty)
+// input: input row ih = oh*sh - ph + i*dil_h is in bounds, and output columns [lo, hi) (non-empty)
 // are those whose input column ow*sw + off is. The row loops of the direct and depthwise paths.
 template <class F>
 inline void for_each_tap(const ConvShape &s, int64_t oh, F &&f) {
   for (int64_t i = 0; i < s.kh; ++i) {
-    const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-    if (ih < 0 || ih >= s.h) continue;
+    const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+    if (ih < 0 || ih >= s.in_h) continue;
     for (int64_t j = 0; j < s.kw; ++j) {
-      const int64_t off = j * s.dw - s.pw;
+      const int64_t off = j * s.dil_w - s.pw;
       int64_t lo, hi;
-      valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+      valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
       if (lo < hi) f(i, ih, j, off, lo, hi);
     }
   }
@@ -137,8 +123,8 @@ struct Scratch {
   char *base = nullptr;
   size_t cap = 0, used = 0;
   size_t live = 0, peak = 0;  // bytes of Buffers alive (in the scratch or not), their maximum
-  int64_t misses = 0;    // Buffers that did not fit (heap allocations) in this run
-  int blas_threads = 0;  // blas_reserve(n) already checked for n <= this in this run
+  int64_t misses = 0;         // Buffers that did not fit (heap allocations) in this run
+  int blas_threads = 0;       // blas_reserve(n) already checked for n <= this in this run
 };
 Scratch *&current_scratch();  // this thread's, or nullptr
 void *workspace_alloc(size_t bytes);
@@ -182,13 +168,12 @@ void add_bias(const ConvShape &s, const T *bias, T *y);
 // One declaration per algorithm and direction; each file in conv/ defines its three for
 // float and double. They assume a validated shape; they return FC_ENOMEM/FC_EUNSUPPORTED.
 // The bias gradient is shared (bias_grad), so backward_weight computes dw only.
-#define FC_DECLARE_CONV_ALGO(name)                                                            \
-  template <class T>                                                                          \
-  fc_status conv2d_forward__##name(const ConvShape &s, const T *x, const T *w, const T *b,    \
-                                   T *y);                                                     \
-  template <class T>                                                                          \
-  fc_status conv2d_backward_data__##name(const ConvShape &s, const T *dy, const T *w, T *dx); \
-  template <class T>                                                                          \
+#define FC_DECLARE_CONV_ALGO(name)                                                                \
+  template <class T>                                                                              \
+  fc_status conv2d_forward__##name(const ConvShape &s, const T *x, const T *w, const T *b, T *y); \
+  template <class T>                                                                              \
+  fc_status conv2d_backward_data__##name(const ConvShape &s, const T *dy, const T *w, T *dx);     \
+  template <class T>                                                                              \
   fc_status conv2d_backward_weight__##name(const ConvShape &s, const T *dy, const T *x, T *dw);
 
 FC_DECLARE_CONV_ALGO(im2col)
@@ -199,12 +184,12 @@ FC_DECLARE_CONV_ALGO(reference)
 FC_DECLARE_CONV_ALGO(winograd)
 FC_DECLARE_CONV_ALGO(fft)
 
-#define FC_INSTANTIATE_CONV_ALGO(name, T)                                                        \
-  template fc_status conv2d_forward__##name<T>(const ConvShape &, const T *, const T *,         \
-                                               const T *, T *);                                  \
-  template fc_status conv2d_backward_data__##name<T>(const ConvShape &, const T *, const T *,   \
-                                                     T *);                                       \
-  template fc_status conv2d_backward_weight__##name<T>(const ConvShape &, const T *, const T *, \
+#define FC_INSTANTIATE_CONV_ALGO(name, T)                                                          \
+  template fc_status conv2d_forward__##name<T>(const ConvShape &, const T *, const T *, const T *, \
+                                               T *);                                               \
+  template fc_status conv2d_backward_data__##name<T>(const ConvShape &, const T *, const T *,      \
+                                                     T *);                                         \
+  template fc_status conv2d_backward_weight__##name<T>(const ConvShape &, const T *, const T *,    \
                                                        T *);
 
 // The GEMM drivers of im2col.cpp, shared with gemm1x1.cpp. in_place: the input plane is the

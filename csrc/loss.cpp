@@ -59,12 +59,14 @@ extern "C" {
 fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c, int64_t inner,
                                            const void *x, const void *q, void *loss, void *lse) {
   if (fc_status st = check_sizes3(t, outer, c, inner, "outer, c and inner")) return st;
-  if (outer * inner && (!x || !q || !loss || !lse))
+  if (outer * inner != 0 && (!x || !q || !loss || !lse))
     return fail(FC_EINVAL, "x, q, loss and lse must not be NULL");
   SmallWorkGuard small(outer * c * inner * 16);
   return run_entry([&, t] {
-    if (t == FC_F32) forward(outer, c, inner, (const float *)x, (const float *)q, (float *)loss, (float *)lse);
-    else forward(outer, c, inner, (const double *)x, (const double *)q, (double *)loss, (double *)lse);
+    if (t == FC_F32)
+      forward(outer, c, inner, (const float *)x, (const float *)q, (float *)loss, (float *)lse);
+    else
+      forward(outer, c, inner, (const double *)x, (const double *)q, (double *)loss, (double *)lse);
     return FC_OK;
   });
 }
@@ -73,14 +75,16 @@ fc_status fc_softmax_cross_entropy_backward(fc_dtype t, int64_t outer, int64_t c
                                             const void *x, const void *q, const void *lse,
                                             const void *dloss, void *dx) {
   if (fc_status st = check_sizes3(t, outer, c, inner, "outer, c and inner")) return st;
-  if (outer * inner * c && (!x || !q || !lse || !dloss || !dx))
+  if (outer * inner * c != 0 && (!x || !q || !lse || !dloss || !dx))
     return fail(FC_EINVAL, "x, q, lse, dloss and dx must not be NULL");
   SmallWorkGuard small(outer * c * inner * 16);
   return run_entry([&, t] {
     if (t == FC_F32)
-      backward(outer, c, inner, (const float *)x, (const float *)q, (const float *)lse, (const float *)dloss, (float *)dx);
+      backward(outer, c, inner, (const float *)x, (const float *)q, (const float *)lse,
+               (const float *)dloss, (float *)dx);
     else
-      backward(outer, c, inner, (const double *)x, (const double *)q, (const double *)lse, (const double *)dloss, (double *)dx);
+      backward(outer, c, inner, (const double *)x, (const double *)q, (const double *)lse,
+               (const double *)dloss, (double *)dx);
     return FC_OK;
   });
 }

@@ -25,7 +25,8 @@ struct Item {
 std::vector<Item> chunks(const fc_optim_tensor *ts, int64_t count) {
   std::vector<Item> items;
   for (int64_t i = 0; i < count; ++i)
-    for (int64_t lo = 0; lo < ts[i].n; lo += kChunk) items.push_back({i, lo, std::min(ts[i].n, lo + kChunk)});
+    for (int64_t lo = 0; lo < ts[i].n; lo += kChunk)
+      items.push_back({i, lo, std::min(ts[i].n, lo + kChunk)});
   return items;
 }
 
@@ -41,7 +42,8 @@ void for_chunks(const fc_optim_tensor *ts, int64_t count, int64_t total, F body)
 // SGD: d = g (+ wd*p); buf = d at the first step, else momentum*buf + (1-dampening)*d;
 // d = d + momentum*buf (nesterov) or buf; p -= lr*d.
 template <class T>
-[[gnu::always_inline]] inline void sgd(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_sgd_args &a) {
+[[gnu::always_inline]] inline void sgd(const fc_optim_tensor &t, int64_t lo, int64_t hi,
+                                       const fc_sgd_args &a) {
   T *p = (T *)t.param, *buf = (T *)t.state[0];
   const T *g = (const T *)t.grad;
   const T wd = T(a.weight_decay), m = T(a.momentum), damp1 = T(1 - a.dampening), nlr = T(-a.lr);
@@ -61,7 +63,8 @@ template <class T>
 // v = v*beta2 + (1-beta2)*g*g; (amsgrad: vmax = max(vmax, v), used for v);
 // p += -step_size * m / (sqrt(v) / bias2_sqrt + eps).
 template <class T>
-[[gnu::always_inline]] inline void adam(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_adam_args &a) {
+[[gnu::always_inline]] inline void adam(const fc_optim_tensor &t, int64_t lo, int64_t hi,
+                                        const fc_adam_args &a) {
   T *p = (T *)t.param, *m = (T *)t.state[0], *v = (T *)t.state[1], *vmax = (T *)t.state[2];
   const T *g = (const T *)t.grad;
   const T wd = T(a.weight_decay), decay = T(1 - a.lr * a.weight_decay);
@@ -77,7 +80,8 @@ template <class T>
     m[i] = small ? std::fma(w1, gi - m[i], m[i]) : std::fma(w1 - T(1), gi - m[i], gi);
     v[i] = std::fma(w2 * gi, gi, v[i] * b2);  // addcmul: its product and sum fused
     T vi = v[i];
-    if (vmax) vi = vmax[i] = (vmax[i] != vmax[i] || vi != vi) ? vmax[i] + vi : std::max(vmax[i], vi);  // NaN wins, as torch.maximum
+    if (vmax)  // (NaN wins, as torch.maximum)
+      vi = vmax[i] = (vmax[i] != vmax[i] || vi != vi) ? vmax[i] + vi : std::max(vmax[i], vi);
     const T denom = std::sqrt(vi) / bc2 + eps;
     p[i] = p[i] + nstep * m[i] / denom;
   }
@@ -88,14 +92,22 @@ template <class T>
 // file is built with -ffp-contract=off so that no other product is fused.
 template <class T>
 __attribute__((target("avx2,fma"))) void sgd_fma(const fc_optim_tensor &t, int64_t lo, int64_t hi,
-                                                 const fc_sgd_args &a) { sgd<T>(t, lo, hi, a); }
+                                                 const fc_sgd_args &a) {
+  sgd<T>(t, lo, hi, a);
+}
 template <class T>
-void sgd_plain(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_sgd_args &a) { sgd<T>(t, lo, hi, a); }
+void sgd_plain(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_sgd_args &a) {
+  sgd<T>(t, lo, hi, a);
+}
 template <class T>
 __attribute__((target("avx2,fma"))) void adam_fma(const fc_optim_tensor &t, int64_t lo, int64_t hi,
-                                                  const fc_adam_args &a) { adam<T>(t, lo, hi, a); }
+                                                  const fc_adam_args &a) {
+  adam<T>(t, lo, hi, a);
+}
 template <class T>
-void adam_plain(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_adam_args &a) { adam<T>(t, lo, hi, a); }
+void adam_plain(const fc_optim_tensor &t, int64_t lo, int64_t hi, const fc_adam_args &a) {
+  adam<T>(t, lo, hi, a);
+}
 
 bool has_fma() {
   static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -104,7 +116,7 @@ bool has_fma() {
 
 fc_status check(fc_dtype t, int64_t count, const fc_optim_tensor *ts, int states, int64_t *total) {
   clear_error();
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
+  if (fc_status st = check_dtype(t)) return st;
   if (count < 0) return fail(FC_EINVAL, "count must be >= 0, got %lld", (long long)count);
   if (count && !ts) return fail(FC_EINVAL, "tensors must not be NULL");
   *total = 0;
@@ -115,7 +127,8 @@ fc_status check(fc_dtype t, int64_t count, const fc_optim_tensor *ts, int states
     for (int s = 0; s < states; ++s)
       if (ts[i].n && !ts[i].state[s])
         return fail(FC_EINVAL, "tensor %lld: state %d must not be NULL", (long long)i, s);
-    if (__builtin_add_overflow(*total, ts[i].n, total)) return fail(FC_EOVERFLOW, "sizes overflow int64");
+    if (__builtin_add_overflow(*total, ts[i].n, total))
+      return fail(FC_EOVERFLOW, "sizes overflow int64");
   }
   return FC_OK;
 }
@@ -133,24 +146,33 @@ fc_status fc_sgd_step(fc_dtype t, int64_t count, const fc_optim_tensor *ts, cons
   if (fc_status st = check(t, count, ts, a->momentum != 0 ? 1 : 0, &total)) return st;
   return run_entry([&, t] {
     const bool f = has_fma();
-    if (t == FC_F32) for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
-      f ? sgd_fma<float>(x, lo, hi, *a) : sgd_plain<float>(x, lo, hi, *a); });
-    else for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
-      f ? sgd_fma<double>(x, lo, hi, *a) : sgd_plain<double>(x, lo, hi, *a); });
+    if (t == FC_F32)
+      for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
+        f ? sgd_fma<float>(x, lo, hi, *a) : sgd_plain<float>(x, lo, hi, *a);
+      });
+    else
+      for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
+        f ? sgd_fma<double>(x, lo, hi, *a) : sgd_plain<double>(x, lo, hi, *a);
+      });
     return FC_OK;
   });
 }
 
-fc_status fc_adam_step(fc_dtype t, int64_t count, const fc_optim_tensor *ts, const fc_adam_args *a) {
+fc_status fc_adam_step(fc_dtype t, int64_t count, const fc_optim_tensor *ts,
+                       const fc_adam_args *a) {
   int64_t total;
   if (!a) return fail(FC_EINVAL, "args must not be NULL");
   if (fc_status st = check(t, count, ts, a->amsgrad ? 3 : 2, &total)) return st;
   return run_entry([&, t] {
     const bool f = has_fma();
-    if (t == FC_F32) for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
-      f ? adam_fma<float>(x, lo, hi, *a) : adam_plain<float>(x, lo, hi, *a); });
-    else for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
-      f ? adam_fma<double>(x, lo, hi, *a) : adam_plain<double>(x, lo, hi, *a); });
+    if (t == FC_F32)
+      for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
+        f ? adam_fma<float>(x, lo, hi, *a) : adam_plain<float>(x, lo, hi, *a);
+      });
+    else
+      for_chunks(ts, count, total, [&](const fc_optim_tensor &x, int64_t lo, int64_t hi) {
+        f ? adam_fma<double>(x, lo, hi, *a) : adam_plain<double>(x, lo, hi, *a);
+      });
     return FC_OK;
   });
 }

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "blas.h"
-#include "internal.h"
 #include "epilogue.h"
+#include "internal.h"
 #include "plan_ops.h"
 
 namespace fc {
@@ -119,12 +119,12 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
 
 #define FC_PLAN_OPS(T)                                                                          \
   template void eltwise<T>(const T *, const T *, T *, int64_t, int, double);                    \
-  template void channel_scale<T>(const T *, const T *, int64_t, const T *, const T *, T *, int64_t,        \
-                                 int64_t, int64_t, int, double);                                \
+  template void channel_scale<T>(const T *, const T *, int64_t, const T *, const T *, T *,      \
+                                 int64_t, int64_t, int64_t, int, double);                       \
   template void lrn<T>(const T *, T *, int64_t, int64_t, int64_t, int64_t, double, double,      \
                        double);                                                                 \
   template void copy_channels<T>(const T *, T *, int64_t, int64_t, int64_t, int64_t, int64_t);  \
-  template fc_status linear<T>(const T *, const T *, const T *, T *, int64_t, int64_t, int64_t,  \
+  template fc_status linear<T>(const T *, const T *, const T *, T *, int64_t, int64_t, int64_t, \
                                int, double);
 FC_PLAN_OPS(float)
 FC_PLAN_OPS(double)

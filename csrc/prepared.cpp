@@ -24,14 +24,17 @@ struct fc_conv2d_prepared {
 
 namespace {
 
-char *alloc_bytes(int64_t bytes) { return (char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)); }
+char *alloc_bytes(int64_t bytes) {
+  return (char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64));
+}
 
 template <class T>
 fc_status prepare_winograd(fc_conv2d_prepared *p) {
   const int64_t n = fc::winograd_filter_size<T>(p->s);
   p->u.reset(alloc_bytes(n * (int64_t)sizeof(T)));
-  if (!p->u) return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
-                             (long long)(n * (int64_t)sizeof(T)));
+  if (!p->u)
+    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
+                    (long long)(n * (int64_t)sizeof(T)));
   p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w, (T *)p->u.get());
   return FC_OK;
 }
@@ -48,8 +51,9 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
   *out = nullptr;
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  if (a == FC_ALGO_AUTO) return fail(FC_EINVAL, "prepare needs a concrete algorithm, not FC_ALGO_AUTO");
+  if (fc_status st = check_dtype(t)) return st;
+  if (a == FC_ALGO_AUTO)
+    return fail(FC_EINVAL, "prepare needs a concrete algorithm, not FC_ALGO_AUTO");
   if (fc_status st = fc_conv2d_supports(d, a)) return st;
   if (!w) return fail(FC_EINVAL, "w must not be NULL");
   std::unique_ptr<fc_conv2d_prepared> p(new (std::nothrow) fc_conv2d_prepared{*d, t, a, s});
@@ -59,14 +63,16 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     p->w = w;
   } else {
     p->w_owned.reset(alloc_bytes(bytes));
-    if (!p->w_owned) return fail(FC_ENOMEM, "cannot allocate %lld bytes of weights", (long long)bytes);
+    if (!p->w_owned)
+      return fail(FC_ENOMEM, "cannot allocate %lld bytes of weights", (long long)bytes);
     std::memcpy(p->w_owned.get(), w, (size_t)bytes);
     p->w = p->w_owned.get();
   }
   if (a == FC_ALGO_WINOGRAD && winograd_supports(s)) {  // (dilated: phase planes, unprepared)
     blas_init_single_threaded();
-    const fc_status st = run_entry([&, t] { return t == FC_F32 ? prepare_winograd<float>(p.get())
-                                                                : prepare_winograd<double>(p.get()); });
+    const fc_status st = run_entry([&, t] {
+      return t == FC_F32 ? prepare_winograd<float>(p.get()) : prepare_winograd<double>(p.get());
+    });
     if (st) return st;
   }
   *out = p.release();
@@ -79,7 +85,8 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
   clear_error();
   if (!p) return fail(FC_EINVAL, "prepared must not be NULL");
   if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
-  if (act < FC_ACT_NONE || act >= FC_ACT_COUNT_) return fail(FC_EINVAL, "act %d is not an fc_act", act);
+  if (act < FC_ACT_NONE || act >= FC_ACT_COUNT_)
+    return fail(FC_EINVAL, "act %d is not an fc_act", act);
   const ConvShape &s = p->s;
   const int64_t out = s.n * s.k * s.howo;  // (make_shape checked the product)
   auto run = [&](auto tag) -> fc_status {
@@ -93,9 +100,11 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       SmallWorkGuard small(work);
       return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
     }
-    fc_status st = p->u ? conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y)
-                        : fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
-    if (st == FC_OK && !ep.none()) eltwise(Y, ep.res, Y, out, act, alpha);  // one pass after, in place
+    fc_status st =
+        p->u ? conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y)
+             : fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
+    if (st == FC_OK && !ep.none())
+      eltwise(Y, ep.res, Y, out, act, alpha);  // one pass after, in place
     return st;
   };
   blas_init_single_threaded();

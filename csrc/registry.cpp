@@ -14,8 +14,9 @@ namespace fc {
 
 namespace {
 
-const char *const kGemm = "its GEMM dimensions (output channels per group, channels x kernel "
-                          "taps, plane sizes) must fit int32";
+const char *const kGemm =
+    "its GEMM dimensions (output channels per group, channels x kernel "
+    "taps, plane sizes) must fit int32";
 
 // ---- shared cost terms ----------------------------------------------------------------
 
@@ -71,11 +72,10 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
   double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
   // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps
   // per row for kw, the rest scatter)
-  if (s.sw > 1 && dir == FC_DIR_FORWARD && s.dw == 1 && s.kw > 1)
+  if (s.sw > 1 && dir == FC_DIR_FORWARD && s.dil_w == 1 && s.kw > 1)
     eff *= (double)s.kw / ((double)((s.kw - 1) / s.sw + 1) * (double)s.sw);
-  else if (s.sw > 1)
-    eff *= 0.5;
-  if (s.dh > 2 || s.dw > 2) eff *= 0.6;
+  else if (s.sw > 1) eff *= 0.5;
+  if (s.dil_h > 2 || s.dil_w > 2) eff *= 0.6;
   if (dir == FC_DIR_BACKWARD_DATA) eff *= 0.5;
   if (dir == FC_DIR_BACKWARD_WEIGHT) eff *= 0.3;
   return conv_macs(s) / eff;
@@ -156,18 +156,25 @@ double winograd_cost(const ConvShape &s, fc_direction dir) {
 double fft_cost(const ConvShape &s, fc_direction) {
   const double bins = (double)fft_bins(s), points = 2 * bins;
   const double products = 32 * bins * (double)s.n * (double)s.k * (double)s.cg;
-  const double planes = (double)s.n * (double)s.c + (double)s.k * (double)s.cg +
-                        (double)s.n * (double)s.k;
+  const double planes =
+      (double)s.n * (double)s.c + (double)s.k * (double)s.cg + (double)s.n * (double)s.k;
   return products + planes * 2.5 * points * std::log2(points);
 }
 
 // ---- the table ------------------------------------------------------------------------
 
 #define FC_ENTRIES(name, T) \
-  { conv2d_forward__##name<T>, conv2d_backward_data__##name<T>, conv2d_backward_weight__##name<T> }
-#define FC_ROW(id, name, description, phase_planes, non_finite_fallback)                        \
-  {id,                  #name,      description,      name##_why_not, kAllDirections,           \
-   phase_planes,        non_finite_fallback,          name##_cost,    FC_ENTRIES(name, float), \
+  {conv2d_forward__##name<T>, conv2d_backward_data__##name<T>, conv2d_backward_weight__##name<T>}
+#define FC_ROW(id, name, description, phase_planes, non_finite_fallback) \
+  {id,                                                                   \
+   #name,                                                                \
+   description,                                                          \
+   name##_why_not,                                                       \
+   kAllDirections,                                                       \
+   phase_planes,                                                         \
+   non_finite_fallback,                                                  \
+   name##_cost,                                                          \
+   FC_ENTRIES(name, float),                                              \
    FC_ENTRIES(name, double)}
 
 // In fc_algo order, FC_ALGO_AUTO (no algorithm) left out.
@@ -185,8 +192,8 @@ constexpr AlgoRow kRows[] = {
            "strided or padded)",
            false, false),
     FC_ROW(FC_ALGO_DEPTHWISE, depthwise,
-           "groups == input channels (any channel multiplier): row loops per channel",
-           false, false),
+           "groups == input channels (any channel multiplier): row loops per channel", false,
+           false),
     FC_ROW(FC_ALGO_REFERENCE, reference,
            "naive loops accumulating in double, the twin the fast paths are tested against; any "
            "descriptor",

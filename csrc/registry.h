@@ -19,8 +19,8 @@ struct ConvEntries {
 
 // Bits of AlgoRow::directions, one per fc_direction.
 constexpr unsigned dir_bit(fc_direction d) { return 1u << (unsigned)d; }
-constexpr unsigned kAllDirections = dir_bit(FC_DIR_FORWARD) | dir_bit(FC_DIR_BACKWARD_DATA) |
-                                    dir_bit(FC_DIR_BACKWARD_WEIGHT);
+constexpr unsigned kAllDirections =
+    dir_bit(FC_DIR_FORWARD) | dir_bit(FC_DIR_BACKWARD_DATA) | dir_bit(FC_DIR_BACKWARD_WEIGHT);
 
 struct AlgoRow {
   fc_algo id;

@@ -40,7 +40,8 @@ std::map<TuneKey, Entry> g_table;
 std::atomic<int> g_mode{[] {
   const char *env = std::getenv("FASTCONV_AUTOTUNE");
   return env && (!std::strcmp(env, "on") || !std::strcmp(env, "1") || !std::strcmp(env, "persist"))
-             ? 1 : 0;
+             ? 1
+             : 0;
 }()};
 
 // The ISA named in an imported line (the text form names it, the key holds the enum).
@@ -65,9 +66,7 @@ fc_algo algo_by_name(const std::string &name) {
 
 }  // namespace
 
-bool TuneKey::operator<(const TuneKey &o) const {
-  return std::memcmp(this, &o, sizeof *this) < 0;
-}
+bool TuneKey::operator<(const TuneKey &o) const { return std::memcmp(this, &o, sizeof *this) < 0; }
 bool TuneKey::operator==(const TuneKey &o) const {
   return std::memcmp(this, &o, sizeof *this) == 0;
 }
@@ -75,7 +74,8 @@ bool TuneKey::operator==(const TuneKey &o) const {
 TuneKey tune_key(const ConvShape &s, fc_direction dir, fc_dtype t, int threads) {
   TuneKey k;
   std::memset(&k, 0, sizeof k);  // (padding too: keys compare as bytes)
-  const int64_t d[14] = {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.g};
+  const int64_t d[14] = {s.n,  s.c,  s.in_h, s.in_w, s.k,     s.kh,    s.kw,
+                         s.sh, s.sw, s.ph,   s.pw,   s.dil_h, s.dil_w, s.g};
   std::memcpy(k.desc, d, sizeof d);
   k.dir = dir;
   k.dtype = t;
@@ -201,7 +201,8 @@ fc_status fc_autotune_export(char *buf, int64_t cap, int64_t *needed) {
     for (const auto &kv : g_table) {
       char line[512];
       int at = 0;
-      for (int64_t v : kv.first.desc) at += std::snprintf(line + at, sizeof line - at, "%" PRId64 " ", v);
+      for (int64_t v : kv.first.desc)
+        at += std::snprintf(line + at, sizeof line - at, "%" PRId64 " ", v);
       std::snprintf(line + at, sizeof line - at, "%d %d %d %s %s %.9g\n", kv.first.dir,
                     kv.first.dtype, kv.first.threads, isa_name((Isa)kv.first.isa),
                     fc_algo_name(kv.second.algo), kv.second.seconds);
@@ -209,8 +210,10 @@ fc_status fc_autotune_export(char *buf, int64_t cap, int64_t *needed) {
     }
   }
   *needed = (int64_t)text.size() + 1;
-  if (cap < *needed) return cap == 0 ? FC_OK : fail(FC_EINVAL, "buf holds %lld bytes, the table needs %lld",
-                                                     (long long)cap, (long long)*needed);
+  if (cap < *needed)
+    return cap == 0 ? FC_OK
+                    : fail(FC_EINVAL, "buf holds %lld bytes, the table needs %lld", (long long)cap,
+                           (long long)*needed);
   std::memcpy(buf, text.c_str(), text.size() + 1);
   return FC_OK;
 }
@@ -236,12 +239,13 @@ fc_status fc_autotune_import(const char *text, int64_t *entries) {
     const fc_algo a = algo_by_name(algo);
     bool ok = !f.fail() && !(f >> rest) && a != FC_ALGO_AUTO && k.dir >= 0 &&
               k.dir <= FC_DIR_BACKWARD_WEIGHT && (k.dtype == FC_F32 || k.dtype == FC_F64) &&
-              k.threads >= 1 && k.threads <= FC_MAX_THREADS &&
-              seconds >= 0;
+              k.threads >= 1 && k.threads <= FC_MAX_THREADS && seconds >= 0;
     Isa isa_value = Isa::kGeneric;
     ok = ok && isa_by_name(isa, &isa_value);
     for (int i = 0; ok && i < 14; ++i) ok = k.desc[i] >= (i >= 9 && i <= 10 ? 0 : 1);
-    if (!ok) return fail(FC_EINVAL, "line %lld is not an autotune entry: '%.80s'", (long long)lineno, line.c_str());
+    if (!ok)
+      return fail(FC_EINVAL, "line %lld is not an autotune entry: '%.80s'", (long long)lineno,
+                  line.c_str());
     k.isa = (int32_t)isa_value;
     parsed[k] = {a, seconds};
   }

@@ -11,7 +11,7 @@
 namespace fc {
 
 struct TuneKey {
-  int64_t desc[14];  // n c h w k kh kw sh sw ph pw dh dw g
+  int64_t desc[14];  // fc_conv2d_desc's fields in its order: n c h w k kh kw ... groups
   int32_t dir, dtype, threads, isa;
   bool operator<(const TuneKey &o) const;
   bool operator==(const TuneKey &o) const;

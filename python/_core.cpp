@@ -17,11 +17,16 @@ namespace {
 using fcpy::check;
 using fcpy::check_array;
 using fcpy::dtype_of;
+using fcpy::opt_in;
+using fcpy::opt_out;
+using fcpy::product;
 
-using Desc = std::array<int64_t, 14>;  // n c h w k kh kw stride_h stride_w pad_h pad_w dil_h dil_w groups
+// n c h w k kh kw stride_h stride_w pad_h pad_w dil_h dil_w groups
+using Desc = std::array<int64_t, 14>;
 
 fc_conv2d_desc to_desc(const Desc &a) {
-  return fc_conv2d_desc{a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]};
+  return fc_conv2d_desc{a[0], a[1], a[2], a[3],  a[4],  a[5],  a[6],
+                        a[7], a[8], a[9], a[10], a[11], a[12], a[13]};
 }
 
 std::pair<int64_t, int64_t> output_size(const Desc &a) {
@@ -36,7 +41,8 @@ struct Sizes {
 };
 Sizes sizes(const Desc &a) {
   auto [ho, wo] = output_size(a);  // validates the descriptor, overflow included
-  return {a[0] * a[1] * a[2] * a[3], a[4] * (a[1] / a[13]) * a[5] * a[6], a[0] * a[4] * ho * wo, a[4]};
+  return {a[0] * a[1] * a[2] * a[3], a[4] * (a[1] / a[13]) * a[5] * a[6], a[0] * a[4] * ho * wo,
+          a[4]};
 }
 
 void conv2d_forward(const Desc &a, int algo, const py::array &x, const py::array &w,
@@ -47,24 +53,24 @@ void conv2d_forward(const Desc &a, int algo, const py::array &x, const py::array
   check_array(x, "x", t, z.x, false);
   check_array(w, "weight", t, z.w, false);
   check_array(y, "out", t, z.y, true);
-  const void *bp = nullptr;
   py::array bias;
-  if (!b.is_none()) {
-    bias = py::reinterpret_borrow<py::array>(b);
-    check_array(bias, "bias", t, z.k, false);
-    bp = bias.data();
-  }
-  check(fcpy::call([&] { return fc_conv2d_forward(&d, t, (fc_algo)algo, x.data(), w.data(), bp, y.mutable_data()); }));
+  const void *bp = opt_in(b, "bias", t, z.k, &bias);
+  check(fcpy::call([&] {
+    return fc_conv2d_forward(&d, t, (fc_algo)algo, x.data(), w.data(), bp, y.mutable_data());
+  }));
 }
 
-void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py::array &w, py::array &dx) {
+void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py::array &w,
+                          py::array &dx) {
   fc_conv2d_desc d = to_desc(a);
   Sizes z = sizes(a);
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, z.y, false);
   check_array(w, "weight", t, z.w, false);
   check_array(dx, "grad_x", t, z.x, true);
-  check(fcpy::call([&] { return fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data()); }));
+  check(fcpy::call([&] {
+    return fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data());
+  }));
 }
 
 void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const py::array &x,
@@ -74,26 +80,19 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, z.y, false);
   check_array(x, "x", t, z.x, false);
-  void *dwp = nullptr, *dbp = nullptr;
   py::array dwa, dba;
-  if (!dw.is_none()) {
-    dwa = py::reinterpret_borrow<py::array>(dw);
-    check_array(dwa, "grad_w", t, z.w, true);
-    dwp = dwa.mutable_data();
-  }
-  if (!db.is_none()) {
-    dba = py::reinterpret_borrow<py::array>(db);
-    check_array(dba, "grad_b", t, z.k, true);
-    dbp = dba.mutable_data();
-  }
-  check(fcpy::call([&] { return fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp); }));
+  void *dwp = opt_out(dw, "grad_w", t, z.w, &dwa), *dbp = opt_out(db, "grad_b", t, z.k, &dba);
+  check(fcpy::call([&] {
+    return fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp);
+  }));
 }
 
 void relu_forward(const py::array &x, py::array &y) {
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, (int64_t)x.size(), false);
   check_array(y, "out", t, (int64_t)x.size(), true);
-  check(fcpy::call([&] { return fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data()); }));
+  check(fcpy::call(
+      [&] { return fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data()); }));
 }
 
 void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
@@ -101,21 +100,9 @@ void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
   check_array(dy, "grad_out", t, (int64_t)dy.size(), false);
   check_array(y, "y", t, (int64_t)dy.size(), false);
   check_array(dx, "grad_x", t, (int64_t)dy.size(), true);
-  check(fcpy::call([&] { return fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data()); }));
-}
-
-// Optional array arguments: None, or an array of the dtype with count elements.
-const void *opt_in(const py::object &o, const char *name, fc_dtype t, int64_t count, py::array *keep) {
-  if (o.is_none()) return nullptr;
-  *keep = py::reinterpret_borrow<py::array>(o);
-  check_array(*keep, name, t, count, false);
-  return keep->data();
-}
-void *opt_out(const py::object &o, const char *name, fc_dtype t, int64_t count, py::array *keep) {
-  if (o.is_none()) return nullptr;
-  *keep = py::reinterpret_borrow<py::array>(o);
-  check_array(*keep, name, t, count, true);
-  return keep->mutable_data();
+  check(fcpy::call([&] {
+    return fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data());
+  }));
 }
 
 // x (n, c, hw) as three sizes; the arrays are checked against them.
@@ -124,9 +111,7 @@ void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, co
                         double eps, py::array &mean, const py::object &var, py::array &invstd,
                         py::array &y) {
   fc_dtype t = dtype_of(x, "x");
-  const int64_t count = n * c * hw;
-  if (n < 0 || c < 0 || hw < 0 || (c && hw && n > INT64_MAX / c / hw))
-    throw py::value_error("batch_norm: bad sizes");
+  const int64_t count = product({n, c, hw}, "batch_norm", 0);
   check_array(x, "x", t, count, false);
   check_array(mean, "mean", t, c, batch_stats);
   check_array(invstd, "invstd", t, c, batch_stats);
@@ -138,8 +123,8 @@ void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, co
   void *mp = batch_stats ? mean.mutable_data() : const_cast<void *>(mean.data());
   void *ip = batch_stats ? invstd.mutable_data() : const_cast<void *>(invstd.data());
   check(fcpy::call([&] {
-    return fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps, mp, vp, ip,
-                                 y.mutable_data());
+    return fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps, mp, vp,
+                                 ip, y.mutable_data());
   }));
 }
 
@@ -148,20 +133,19 @@ void batch_norm_backward(const py::array &dy, const py::array &x, int64_t n, int
                          const py::object &w, bool batch_stats, const py::object &dx,
                          const py::object &dres, const py::object &dw, const py::object &db) {
   fc_dtype t = dtype_of(dy, "grad_out");
-  const int64_t count = n * c * hw;
-  if (n < 0 || c < 0 || hw < 0 || (c && hw && n > INT64_MAX / c / hw))
-    throw py::value_error("batch_norm: bad sizes");
+  const int64_t count = product({n, c, hw}, "batch_norm", 0);
   check_array(dy, "grad_out", t, count, false);
   check_array(x, "x", t, count, false);
   check_array(mean, "mean", t, c, false);
   check_array(invstd, "invstd", t, c, false);
   py::array ky, kw, kdx, kdr, kdw, kdb;
   const void *yp = opt_in(y, "y", t, count, &ky), *wp = opt_in(w, "weight", t, c, &kw);
-  void *dxp = opt_out(dx, "grad_x", t, count, &kdx), *drp = opt_out(dres, "grad_residual", t, count, &kdr),
+  void *dxp = opt_out(dx, "grad_x", t, count, &kdx),
+       *drp = opt_out(dres, "grad_residual", t, count, &kdr),
        *dwp = opt_out(dw, "grad_weight", t, c, &kdw), *dbp = opt_out(db, "grad_bias", t, c, &kdb);
   check(fcpy::call([&] {
-    return fc_batch_norm_backward(t, n, c, hw, dy.data(), x.data(), yp, mean.data(), invstd.data(), wp,
-                                  batch_stats, dxp, drp, dwp, dbp);
+    return fc_batch_norm_backward(t, n, c, hw, dy.data(), x.data(), yp, mean.data(), invstd.data(),
+                                  wp, batch_stats, dxp, drp, dwp, dbp);
   }));
 }
 
@@ -176,12 +160,14 @@ std::vector<fc_optim_tensor> optim_tensors(const py::list &params, const py::lis
   std::vector<fc_optim_tensor> ts(n);
   *t = FC_F64;
   for (size_t i = 0; i < n; ++i) {
-    auto p = py::reinterpret_borrow<py::array>(params[i]), g = py::reinterpret_borrow<py::array>(grads[i]);
+    auto p = py::reinterpret_borrow<py::array>(params[i]),
+         g = py::reinterpret_borrow<py::array>(grads[i]);
     const std::string at = " " + std::to_string(i);
     if (i == 0) *t = dtype_of(p, "param");
     check_array(p, ("param" + at).c_str(), *t, (int64_t)p.size(), true);
     check_array(g, ("grad" + at).c_str(), *t, (int64_t)p.size(), false);
-    ts[i] = fc_optim_tensor{p.mutable_data(), g.data(), {nullptr, nullptr, nullptr}, (int64_t)p.size(), 0, 0, 0};
+    ts[i] = fc_optim_tensor{
+        p.mutable_data(), g.data(), {nullptr, nullptr, nullptr}, (int64_t)p.size(), 0, 0, 0};
     auto st = py::reinterpret_borrow<py::list>(states[i]);
     if ((int)st.size() < nstates) throw py::value_error("state" + at + ": too few arrays");
     for (int k = 0; k < nstates; ++k) {
@@ -210,8 +196,8 @@ void sgd_step(const py::list &params, const py::list &grads, const py::list &buf
 
 void adam_step(const py::list &params, const py::list &grads, const py::list &states,
                const std::vector<double> &step_size, const std::vector<double> &bias2_sqrt,
-               double lr, double beta1, double beta2, double eps, double weight_decay,
-               bool amsgrad, bool maximize, bool decoupled) {
+               double lr, double beta1, double beta2, double eps, double weight_decay, bool amsgrad,
+               bool maximize, bool decoupled) {
   std::vector<py::array> keep;
   fc_dtype t;
   auto ts = optim_tensors(params, grads, states, amsgrad ? 3 : 2, &t, &keep);
@@ -229,28 +215,28 @@ void adam_step(const py::list &params, const py::list &grads, const py::list &st
 void xent_forward(const py::array &x, const py::array &q, int64_t outer, int64_t c, int64_t inner,
                   py::array &loss, py::array &lse) {
   fc_dtype t = dtype_of(x, "x");
-  if (outer < 0 || c < 0 || inner < 0 || (c && inner && outer > INT64_MAX / c / inner))
-    throw py::value_error("cross_entropy: bad sizes");
-  check_array(x, "x", t, outer * c * inner, false);
-  check_array(q, "target", t, outer * c * inner, false);
-  check_array(loss, "loss", t, outer * inner, true);
-  check_array(lse, "lse", t, outer * inner, true);
+  const int64_t count = product({outer, c, inner}, "cross_entropy", 0),
+                rows = product({outer, inner}, "cross_entropy", 0);
+  check_array(x, "x", t, count, false);
+  check_array(q, "target", t, count, false);
+  check_array(loss, "loss", t, rows, true);
+  check_array(lse, "lse", t, rows, true);
   check(fcpy::call([&] {
-    return fc_softmax_cross_entropy_forward(t, outer, c, inner, x.data(), q.data(), loss.mutable_data(),
-                                            lse.mutable_data());
+    return fc_softmax_cross_entropy_forward(t, outer, c, inner, x.data(), q.data(),
+                                            loss.mutable_data(), lse.mutable_data());
   }));
 }
 
 void xent_backward(const py::array &x, const py::array &q, int64_t outer, int64_t c, int64_t inner,
                    const py::array &lse, const py::array &dloss, py::array &dx) {
   fc_dtype t = dtype_of(x, "x");
-  if (outer < 0 || c < 0 || inner < 0 || (c && inner && outer > INT64_MAX / c / inner))
-    throw py::value_error("cross_entropy: bad sizes");
-  check_array(x, "x", t, outer * c * inner, false);
-  check_array(q, "target", t, outer * c * inner, false);
-  check_array(lse, "lse", t, outer * inner, false);
-  check_array(dloss, "grad_out", t, outer * inner, false);
-  check_array(dx, "grad_x", t, outer * c * inner, true);
+  const int64_t count = product({outer, c, inner}, "cross_entropy", 0),
+                rows = product({outer, inner}, "cross_entropy", 0);
+  check_array(x, "x", t, count, false);
+  check_array(q, "target", t, count, false);
+  check_array(lse, "lse", t, rows, false);
+  check_array(dloss, "grad_out", t, rows, false);
+  check_array(dx, "grad_x", t, count, true);
   check(fcpy::call([&] {
     return fc_softmax_cross_entropy_backward(t, outer, c, inner, x.data(), q.data(), lse.data(),
                                              dloss.data(), dx.mutable_data());
@@ -350,7 +336,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("ALGO_FLAG_BACKWARD_WEIGHT") = FC_ALGO_FLAG_BACKWARD_WEIGHT;
   m.attr("ALGO_FLAG_PHASE_PLANES") = FC_ALGO_FLAG_PHASE_PLANES;
   m.attr("ALGO_FLAG_NONFINITE_FALLBACK") = FC_ALGO_FLAG_NONFINITE_FALLBACK;
-  m.def("conv2d_cost", [](const Desc &a, int algo, int direction) -> py::object {
+  m.def("conv2d_cost",
+        [](const Desc &a, int algo, int direction) -> py::object {
     fc_conv2d_desc d = to_desc(a);
     double cost = 0;
     fc_status s = fc_conv2d_cost(&d, (fc_algo)algo, (fc_direction)direction, &cost);
@@ -358,26 +345,27 @@ PYBIND11_MODULE(_core, m) {
     check(s);
     return py::float_(cost);
   }, py::arg("desc"), py::arg("algo"), py::arg("direction") = 0,
-     "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
+        "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
-  m.def("softmax_cross_entropy_forward", &xent_forward, py::arg("x"), py::arg("target"), py::arg("outer"),
-        py::arg("c"), py::arg("inner"), py::arg("loss"), py::arg("lse"));
-  m.def("softmax_cross_entropy_backward", &xent_backward, py::arg("x"), py::arg("target"), py::arg("outer"),
-        py::arg("c"), py::arg("inner"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_x"));
-  m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("bufs"), py::arg("init"),
-        py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"),
-        py::arg("nesterov"), py::arg("maximize"));
+  m.def("softmax_cross_entropy_forward", &xent_forward, py::arg("x"), py::arg("target"),
+        py::arg("outer"), py::arg("c"), py::arg("inner"), py::arg("loss"), py::arg("lse"));
+  m.def("softmax_cross_entropy_backward", &xent_backward, py::arg("x"), py::arg("target"),
+        py::arg("outer"), py::arg("c"), py::arg("inner"), py::arg("lse"), py::arg("grad_out"),
+        py::arg("grad_x"));
+  m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("bufs"),
+        py::arg("init"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
+        py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"));
   m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("states"),
-        py::arg("step_size"), py::arg("bias2_sqrt"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
-        py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"), py::arg("maximize"),
-        py::arg("decoupled"));
+        py::arg("step_size"), py::arg("bias2_sqrt"), py::arg("lr"), py::arg("beta1"),
+        py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
+        py::arg("maximize"), py::arg("decoupled"));
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("n"), py::arg("c"),
         py::arg("hw"), py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("act"),
         py::arg("batch_stats"), py::arg("eps"), py::arg("mean"), py::arg("var"), py::arg("invstd"),
         py::arg("out"));
-  m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_out"), py::arg("x"), py::arg("n"),
-        py::arg("c"), py::arg("hw"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_out"), py::arg("x"),
+        py::arg("n"), py::arg("c"), py::arg("hw"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
         py::arg("weight"), py::arg("batch_stats"), py::arg("grad_x"), py::arg("grad_residual"),
         py::arg("grad_weight"), py::arg("grad_bias"));
   fc_bind_pool(m);

@@ -46,7 +46,8 @@ struct Header {
 // never shrinks; under an address-space limit the memory the cache freed stayed unusable, for
 // OpenBLAS's mapped buffers too). The header's page holds the size, the data is page-aligned + 64.
 void *map_block(size_t bytes) {
-  void *p = mmap(nullptr, bytes + kHeader, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *p =
+      mmap(nullptr, bytes + kHeader, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 void unmap_block(void *base, size_t bytes) { munmap(base, bytes + kHeader); }
@@ -120,7 +121,8 @@ class Cache {
 
  private:
   std::mutex mu_;
-  std::map<size_t, std::vector<std::pair<uint64_t, void *>>> free_;  // size -> (stamp, block), oldest first
+  // size -> (stamp, block), oldest first
+  std::map<size_t, std::vector<std::pair<uint64_t, void *>>> free_;
   size_t held_ = 0;
   size_t limit_ = size_t(2) << 30;
   uint64_t hits_ = 0, misses_ = 0, stamp_ = 0;
@@ -207,16 +209,19 @@ void fc_bind_memory(py::module_ &m) {
   // One capsule for the life of the process: arrays keep a reference to their handler.
   static PyObject *capsule = PyCapsule_New(&g_handler, "mem_handler", nullptr);
   if (!capsule) throw py::error_already_set();
-  m.def("memory_handler_set", [](bool on) {
+  m.def("memory_handler_set",
+        [](bool on) {
     // PyDataMem_SetHandler(NULL) restores NumPy's default for the current context.
     PyObject *old = PyDataMem_SetHandler(on ? capsule : nullptr);
     if (!old) throw py::error_already_set();
     bool was = old == capsule;
     Py_DECREF(old);
     return was;
-  }, py::arg("on"), "Use (or stop using) the caching handler for new arrays in this context; "
-     "returns whether it was in use.");
-  m.def("memory_cache_limit", [](size_t limit) { cache().set_limit(limit); }, py::arg("limit_bytes"));
+  }, py::arg("on"),
+        "Use (or stop using) the caching handler for new arrays in this context; "
+        "returns whether it was in use.");
+  m.def("memory_cache_limit", [](size_t limit) { cache().set_limit(limit); },
+        py::arg("limit_bytes"));
   m.def("memory_cache_release", [] { cache().release(); });
   m.def("memory_cache_stats", [] { return cache().stats(); });
 }

@@ -67,7 +67,9 @@ class Plan {
     auto arr = [&](const char *k, int64_t *dst, size_t n) {
       if (!d.contains(k)) return;
       auto v = d[k].cast<std::vector<int64_t>>();
-      if (v.size() != n) throw py::value_error(std::string("plan step: ") + k + " needs " + std::to_string(n) + " entries");
+      if (v.size() != n)
+        throw py::value_error(std::string("plan step: ") + k + " needs " + std::to_string(n) +
+                              " entries");
       std::copy(v.begin(), v.end(), dst);
     };
     arr("conv", &s.conv.n, 14);  // n c h w k kh kw stride_h stride_w pad_h pad_w dil_h dil_w groups
@@ -87,7 +89,9 @@ class Plan {
     fcpy::check_array(x, "x", t_, in_, false);
     fcpy::check_array(y, "out", t_, out_, true);
     std::vector<double> secs(profile ? fc_plan_step_count(p_.get()) : 0);
-    check(fcpy::call([&] { return fc_plan_run(p_.get(), x.data(), y.mutable_data(), profile ? secs.data() : nullptr); }));
+    check(fcpy::call([&] {
+      return fc_plan_run(p_.get(), x.data(), y.mutable_data(), profile ? secs.data() : nullptr);
+    }));
     if (!profile) return py::none();
     return py::cast(secs);
   }

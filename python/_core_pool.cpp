@@ -19,6 +19,7 @@ using fcpy::check;
 using fcpy::check_array;
 using fcpy::check_switches;
 using fcpy::dtype_of;
+using fcpy::product;
 
 // n c h w kh kw stride_h stride_w pad_h pad_w dil_h dil_w ceil_mode
 using PoolDesc = std::array<int64_t, 13>;
@@ -26,32 +27,18 @@ using PoolDesc = std::array<int64_t, 13>;
 using PlanesDesc = std::array<int64_t, 6>;
 
 fc_pool2d_desc to_pool(const PoolDesc &a) {
-  return fc_pool2d_desc{a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
+  return fc_pool2d_desc{a[0], a[1], a[2], a[3],  a[4],  a[5], a[6],
+                        a[7], a[8], a[9], a[10], a[11], a[12]};
 }
 
 fc_planes2d_desc to_planes(const PlanesDesc &a) {
   return fc_planes2d_desc{a[0], a[1], a[2], a[3], a[4], a[5]};
 }
 
-// n*c*h*w and n*c*ho*wo of a pooling descriptor, validated by the C ABI first.
-std::pair<int64_t, int64_t> pool_counts(const PoolDesc &a) {
-  fc_pool2d_desc d = to_pool(a);
-  int64_t ho = 0, wo = 0;
-  check(fc_pool2d_output_size(&d, &ho, &wo));  // checks every size and their products
-  return {a[0] * a[1] * a[2] * a[3], a[0] * a[1] * ho * wo};
-}
-
-int64_t product(std::initializer_list<int64_t> v) {
-  int64_t p = 1;
-  for (int64_t f : v)
-    if (f < 1 || __builtin_mul_overflow(p, f, &p))
-      throw py::value_error("desc: sizes must be >= 1 and their products must fit in int64");
-  return p;
-}
-
 // n*c*h*w (full planes) and n*c*ho*wo (small planes) of a planes descriptor.
 std::pair<int64_t, int64_t> planes_counts(const PlanesDesc &a) {
-  return {product({a[0], a[1], a[2], a[3]}), product({a[0], a[1], a[4], a[5]})};
+  return {product({a[0], a[1], a[2], a[3]}, "desc", 1),
+          product({a[0], a[1], a[4], a[5]}, "desc", 1)};
 }
 
 std::pair<int64_t, int64_t> pool2d_output_size(const PoolDesc &a) {
@@ -61,7 +48,15 @@ std::pair<int64_t, int64_t> pool2d_output_size(const PoolDesc &a) {
   return {ho, wo};
 }
 
-void max_pool2d_forward(const PoolDesc &a, const py::array &x, py::array &y, const py::object &idx) {
+// n*c*h*w and n*c*ho*wo of a pooling descriptor, validated by the C ABI first (every size and
+// their products).
+std::pair<int64_t, int64_t> pool_counts(const PoolDesc &a) {
+  auto [ho, wo] = pool2d_output_size(a);
+  return {a[0] * a[1] * a[2] * a[3], a[0] * a[1] * ho * wo};
+}
+
+void max_pool2d_forward(const PoolDesc &a, const py::array &x, py::array &y,
+                        const py::object &idx) {
   fc_pool2d_desc d = to_pool(a);
   auto [nx, ny] = pool_counts(a);
   fc_dtype t = dtype_of(x, "x");
@@ -79,9 +74,11 @@ void max_pool2d_forward(const PoolDesc &a, const py::array &x, py::array &y, con
 
 // The three switch entries share one shape: `small` and the switches are [n, c, ho, wo], `full`
 // is [n, c, h, w]; `out_is_full` says which one is written.
-using SwitchFn = fc_status (*)(const fc_planes2d_desc *, fc_dtype, const void *, const int64_t *, void *);
+using SwitchFn = fc_status (*)(const fc_planes2d_desc *, fc_dtype, const void *, const int64_t *,
+                               void *);
 void through_switches(SwitchFn fn, bool out_is_full, const PlanesDesc &a, const py::array &in,
-                      const char *in_name, const py::array &idx, py::array &out, const char *out_name) {
+                      const char *in_name, const py::array &idx, py::array &out,
+                      const char *out_name) {
   fc_planes2d_desc d = to_planes(a);
   auto [full, small] = planes_counts(a);
   fc_dtype t = dtype_of(in, in_name);
@@ -100,7 +97,10 @@ void avg_pool2d_forward(const PoolDesc &a, bool count_include_pad, int64_t divis
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, nx, false);
   check_array(y, "out", t, ny, true);
-  check(fcpy::call([&] { return fc_avg_pool2d_forward(&d, t, count_include_pad, divisor_override, x.data(), y.mutable_data()); }));
+  check(fcpy::call([&] {
+    return fc_avg_pool2d_forward(&d, t, count_include_pad, divisor_override, x.data(),
+                                 y.mutable_data());
+  }));
 }
 
 void avg_pool2d_backward(const PoolDesc &a, bool count_include_pad, int64_t divisor_override,
@@ -110,7 +110,10 @@ void avg_pool2d_backward(const PoolDesc &a, bool count_include_pad, int64_t divi
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, ny, false);
   check_array(dx, "grad_x", t, nx, true);
-  check(fcpy::call([&] { return fc_avg_pool2d_backward(&d, t, count_include_pad, divisor_override, dy.data(), dx.mutable_data()); }));
+  check(fcpy::call([&] {
+    return fc_avg_pool2d_backward(&d, t, count_include_pad, divisor_override, dy.data(),
+                                  dx.mutable_data());
+  }));
 }
 
 void adaptive_avg_pool2d_forward(const PlanesDesc &a, const py::array &x, py::array &y) {
@@ -119,7 +122,8 @@ void adaptive_avg_pool2d_forward(const PlanesDesc &a, const py::array &x, py::ar
   fc_dtype t = dtype_of(x, "x");
   check_array(x, "x", t, full, false);
   check_array(y, "out", t, small, true);
-  check(fcpy::call([&] { return fc_adaptive_avg_pool2d_forward(&d, t, x.data(), y.mutable_data()); }));
+  check(fcpy::call(
+      [&] { return fc_adaptive_avg_pool2d_forward(&d, t, x.data(), y.mutable_data()); }));
 }
 
 void adaptive_avg_pool2d_backward(const PlanesDesc &a, const py::array &dy, py::array &dx) {
@@ -128,7 +132,8 @@ void adaptive_avg_pool2d_backward(const PlanesDesc &a, const py::array &dy, py::
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, small, false);
   check_array(dx, "grad_x", t, full, true);
-  check(fcpy::call([&] { return fc_adaptive_avg_pool2d_backward(&d, t, dy.data(), dx.mutable_data()); }));
+  check(fcpy::call(
+      [&] { return fc_adaptive_avg_pool2d_backward(&d, t, dy.data(), dx.mutable_data()); }));
 }
 
 }  // namespace
@@ -139,19 +144,16 @@ void fc_bind_pool(py::module_ &m) {
         py::arg("indices"));
   m.def("max_pool2d_backward",
         [](const PlanesDesc &a, const py::array &dy, const py::array &idx, py::array &dx) {
-          through_switches(&fc_max_pool2d_backward, true, a, dy, "grad_out", idx, dx, "grad_x");
-        },
-        py::arg("desc"), py::arg("grad_out"), py::arg("indices"), py::arg("grad_x"));
+    through_switches(&fc_max_pool2d_backward, true, a, dy, "grad_out", idx, dx, "grad_x");
+  }, py::arg("desc"), py::arg("grad_out"), py::arg("indices"), py::arg("grad_x"));
   m.def("max_unpool2d_forward",
         [](const PlanesDesc &a, const py::array &x, const py::array &idx, py::array &y) {
-          through_switches(&fc_max_unpool2d_forward, true, a, x, "x", idx, y, "out");
-        },
-        py::arg("desc"), py::arg("x"), py::arg("indices"), py::arg("out"));
+    through_switches(&fc_max_unpool2d_forward, true, a, x, "x", idx, y, "out");
+  }, py::arg("desc"), py::arg("x"), py::arg("indices"), py::arg("out"));
   m.def("max_unpool2d_backward",
         [](const PlanesDesc &a, const py::array &dy, const py::array &idx, py::array &dx) {
-          through_switches(&fc_max_unpool2d_backward, false, a, dy, "grad_out", idx, dx, "grad_x");
-        },
-        py::arg("desc"), py::arg("grad_out"), py::arg("indices"), py::arg("grad_x"));
+    through_switches(&fc_max_unpool2d_backward, false, a, dy, "grad_out", idx, dx, "grad_x");
+  }, py::arg("desc"), py::arg("grad_out"), py::arg("indices"), py::arg("grad_x"));
   m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("desc"), py::arg("count_include_pad"),
         py::arg("divisor_override"), py::arg("x"), py::arg("out"));
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("desc"), py::arg("count_include_pad"),

@@ -4,6 +4,7 @@
 forward and every input gradient against PyTorch (when importable) and against central finite
 differences.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,12 +64,23 @@ def run_torch(op, arrays, upstream):
     ts = [torch.tensor(a, requires_grad=True) for a in arrays]
     out = op(*ts)
     out.backward(torch.from_numpy(np.asarray(upstream)))
-    return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else np.zeros_like(a)
-                                  for t, a in zip(ts, arrays)]
+    return out.detach().numpy(), [
+        t.grad.numpy() if t.grad is not None else np.zeros_like(a) for t, a in zip(ts, arrays)
+    ]
 
 
-def check_op(shapes, op, torch_op=None, arrays=None, fd=True, seed=0, low=-1.0, high=1.0,
-             rtol=F64_RTOL, fd_rtol=1e-6):
+def check_op(
+    shapes,
+    op,
+    torch_op=None,
+    arrays=None,
+    fd=True,
+    seed=0,
+    low=-1.0,
+    high=1.0,
+    rtol=F64_RTOL,
+    fd_rtol=1e-6,
+):
     """Check op (on Tensors) against torch_op (on torch tensors) and finite differences, float64.
 
     ``arrays`` overrides the random inputs drawn uniformly from [low, high) with ``shapes``.
@@ -85,8 +97,9 @@ def check_op(shapes, op, torch_op=None, arrays=None, fd=True, seed=0, low=-1.0, 
         for i, (g, tg) in enumerate(zip(grads, t_grads)):
             assert_close(g, tg, rtol, f"grad of input {i} vs torch")
     if fd:
-        num = numeric_grads(lambda *a: op(*[Tensor(x) for x in a]).data, [a.copy() for a in arrays],
-                            upstream)
+        num = numeric_grads(
+            lambda *a: op(*[Tensor(x) for x in a]).data, [a.copy() for a in arrays], upstream
+        )
         for i, (g, n) in enumerate(zip(grads, num)):
             assert_close(g, n, fd_rtol, f"grad of input {i} vs finite differences")
     return out, grads

@@ -3,6 +3,7 @@
 Test modules import the helpers directly (`from conftest import assert_close, ...`); the tests
 directory is put on sys.path here so that works whatever pytest's import mode.
 """
+
 import itertools
 import os
 import random
@@ -26,8 +27,8 @@ from reference import (  # noqa: E402
     same_padding,
 )
 
-# README, "Algorithms and accuracy": float32 within 1e-4 and float64 within 1e-10, relative to the magnitude
-# of the summed terms (computed per element by the reference on absolute values).
+# README, "Algorithms and accuracy": float32 within 1e-4 and float64 within 1e-10, relative to the
+# magnitude of the summed terms (computed per element by the reference on absolute values).
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 TINY = np.finfo(np.float64).tiny
 DTYPES = [np.float32, np.float64]
@@ -35,6 +36,7 @@ DTYPE_IDS = ["f32", "f64"]
 
 
 # --- a convolution case ---------------------------------------------------------------
+
 
 class Case(NamedTuple):
     n: int
@@ -44,7 +46,7 @@ class Case(NamedTuple):
     k: int
     kh: int
     kw: int
-    stride: object = 1      # int or (h, w): passed to fastconv as written
+    stride: object = 1  # int or (h, w): passed to fastconv as written
     padding: object = 0
     dilation: object = 1
     groups: int = 1
@@ -60,19 +62,24 @@ class Case(NamedTuple):
 
     @property
     def params(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
     @property
     def id(self):
         def f(v):
             return "x".join(map(str, pair(v)))
-        return (f"{self.n}x{self.c}x{self.h}x{self.w}-w{self.k}x{self.c // self.groups}x"
-                f"{self.kh}x{self.kw}-s{f(self.stride)}-p{f(self.padding)}-d{f(self.dilation)}"
-                f"-g{self.groups}" + ("" if self.bias else "-nobias"))
+
+        return (
+            f"{self.n}x{self.c}x{self.h}x{self.w}-w{self.k}x{self.c // self.groups}x"
+            f"{self.kh}x{self.kw}-s{f(self.stride)}-p{f(self.padding)}-d{f(self.dilation)}"
+            f"-g{self.groups}" + ("" if self.bias else "-nobias")
+        )
 
 
 # --- fixtures ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def rng(request):
@@ -97,6 +104,7 @@ def restore_threads():
 
 # --- tolerance rule ------------------------------------------------------------------------
 
+
 def assert_close(actual, expected, dtype, scale, name="result"):
     """|actual - expected| <= tol(dtype) * (scale + tiny), elementwise.
 
@@ -107,8 +115,9 @@ def assert_close(actual, expected, dtype, scale, name="result"):
     assert isinstance(actual, np.ndarray), f"{name}: expected an ndarray, got {type(actual)}"
     assert actual.dtype == dtype, f"{name}: dtype {actual.dtype}, expected {dtype}"
     expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, \
+    assert actual.shape == expected.shape, (
         f"{name}: shape {actual.shape}, expected {expected.shape}"
+    )
     if actual.size == 0:
         return
     tol = TOLERANCE[dtype]
@@ -126,10 +135,12 @@ def assert_close(actual, expected, dtype, scale, name="result"):
             f"(shape {a.shape}, {dtype}); worst at {tuple(int(i) for i in worst)}: "
             f"actual {a[worst]!r}, expected {expected[worst]!r}, "
             f"scale {np.asarray(scale)[worst]!r}, "
-            f"err/bound {ratio[worst]:.3g}; first bad indices {np.argwhere(bad)[:5].tolist()}")
+            f"err/bound {ratio[worst]:.3g}; first bad indices {np.argwhere(bad)[:5].tolist()}"
+        )
 
 
 # --- argument helpers ----------------------------------------------------------------------
+
 
 def ref_padding(padding, kernel, dilation):
     """The user's padding argument (int, pair, "same", "valid") as the reference takes it."""
@@ -186,11 +197,13 @@ def output_shape(x_shape, w_shape, stride, padding, dilation):
 
 def check_backward(grads, expected, scales, dtype, needs=(True, True, True)):
     """Compare (grad_x, grad_w, grad_b) against the reference; collect every failure."""
-    assert isinstance(grads, tuple) and len(grads) == 3, \
+    assert isinstance(grads, tuple) and len(grads) == 3, (
         f"conv2d_backward must return a 3-tuple, got {type(grads)}"
+    )
     failures = []
-    for name, got, exp, sc, need in zip(("grad_x", "grad_w", "grad_b"), grads, expected,
-                                        scales, needs):
+    for name, got, exp, sc, need in zip(
+        ("grad_x", "grad_w", "grad_b"), grads, expected, scales, needs
+    ):
         if not need:
             if got is not None:
                 failures.append(f"{name}: not asked for (needs={needs}) but returned {type(got)}")
@@ -217,12 +230,16 @@ def assert_unchanged(before, arrays, names):
 
 # --- case lists ----------------------------------------------------------------------------
 
+
 def pairwise(axes, seed):
     """A small list of dicts covering every pair of values of every two axes (greedy AETG)."""
     names = list(axes)
-    uncovered = {(a, i, b, j)
-                 for a, b in itertools.combinations(names, 2)
-                 for i in range(len(axes[a])) for j in range(len(axes[b]))}
+    uncovered = {
+        (a, i, b, j)
+        for a, b in itertools.combinations(names, 2)
+        for i in range(len(axes[a]))
+        for j in range(len(axes[b]))
+    }
     rnd = random.Random(seed)
     rows = []
 

@@ -1,6 +1,7 @@
 """Independent loop references for the pooling ops, written from PyTorch's definitions (no
 fastconv code): loops over output positions and window taps in scan order; NumPy only
 vectorises across the N*C planes. Sums accumulate in float64. Inputs are (N, C, H, W)."""
+
 import numpy as np
 
 
@@ -75,8 +76,15 @@ def max_unpool2d_ref(x, indices, out_hw):
     return y.reshape(n, c, *out_hw)
 
 
-def avg_pool2d_ref(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                   divisor_override=None):
+def avg_pool2d_ref(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """float64 result. The divisor is the window clipped to the padded input (count_include_pad)
     or to the input, or divisor_override; a window holding no input gives 0."""
     kh, kw = pair(kernel_size)
@@ -98,9 +106,18 @@ def avg_pool2d_ref(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return y
 
 
-def avg_pool2d_backward_ref(grad_out, input_shape, kernel_size, stride=None, padding=0,
-                            ceil_mode=False, count_include_pad=True, divisor_override=None):
-    """The transpose of avg_pool2d_ref (float64): each output's gradient / divisor over its window."""
+def avg_pool2d_backward_ref(
+    grad_out,
+    input_shape,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    """The transpose of avg_pool2d_ref (float64): each output's gradient / divisor over its
+    window."""
     kh, kw = pair(kernel_size)
     sh, sw = pair(stride if stride is not None else kernel_size)
     ph, pw = pair(padding)
@@ -144,6 +161,7 @@ def adaptive_avg_pool2d_backward_ref(grad_out, input_shape):
         h0, h1 = adaptive_bounds(oh, ho, h)
         for ow in range(wo):
             w0, w1 = adaptive_bounds(ow, wo, w)
-            gx[:, :, h0:h1, w0:w1] += (grad_out[:, :, oh, ow, None, None].astype(np.float64)
-                                       / ((h1 - h0) * (w1 - w0)))
+            gx[:, :, h0:h1, w0:w1] += grad_out[:, :, oh, ow, None, None].astype(np.float64) / (
+                (h1 - h0) * (w1 - w0)
+            )
     return gx

@@ -11,6 +11,7 @@ y (N, K, Ho, Wo) with Ho = (H + pad_top + pad_bottom - dil_h*(kh-1) - 1) // stri
 `stride` and `dilation` are (h, w) pairs. `padding` is an (h, w) pair of ints (symmetric), or
 a pair of pairs ((top, bottom), (left, right)) for the asymmetric padding that "same" needs.
 """
+
 import numpy as np
 
 
@@ -53,8 +54,27 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
     ho = out_size(h, top, bottom, kh, sh, dh)
     wo = out_size(w, left, right, kw, sw, dw)
     assert ho >= 1 and wo >= 1, "kernel larger than the padded input"
-    return dict(n=n, c=c, h=h, w=w, k=k, cg=cg, kg=k // groups, kh=kh, kw=kw, sh=sh, sw=sw,
-                dh=dh, dw=dw, top=top, bottom=bottom, left=left, right=right, ho=ho, wo=wo)
+    return dict(
+        n=n,
+        c=c,
+        h=h,
+        w=w,
+        k=k,
+        cg=cg,
+        kg=k // groups,
+        kh=kh,
+        kw=kw,
+        sh=sh,
+        sw=sw,
+        dh=dh,
+        dw=dw,
+        top=top,
+        bottom=bottom,
+        left=left,
+        right=right,
+        ho=ho,
+        wo=wo,
+    )
 
 
 def _tap_slices(g, i, j):
@@ -77,7 +97,7 @@ def conv2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), gro
         for i in range(g["kh"]):
             for j in range(g["kw"]):
                 rows, cols = _tap_slices(g, i, j)
-                patch = xp[:, cs, rows, cols]                       # (N, Cg, Ho, Wo)
+                patch = xp[:, cs, rows, cols]  # (N, Cg, Ho, Wo)
                 # y[n, k, :, :] += sum_c w[k, c, i, j] * patch[n, c, :, :]
                 y[:, ks] += np.einsum("kc,nchw->nkhw", w[ks, :, i, j], patch)
     if b is not None:
@@ -104,26 +124,28 @@ def conv2d_backward_ref(dy, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
                 # each output position scatters its gradient back to the pixel this tap read
                 dxp[:, cs, rows, cols] += np.einsum("kc,nkhw->nchw", w[ks, :, i, j], dy[:, ks])
                 dw[ks, :, i, j] = np.einsum("nkhw,nchw->kc", dy[:, ks], xp[:, cs, rows, cols])
-    dx = dxp[:, :, g["top"]:g["top"] + g["h"], g["left"]:g["left"] + g["w"]]
+    dx = dxp[:, :, g["top"] : g["top"] + g["h"], g["left"] : g["left"] + g["w"]]
     db = dy.sum(axis=(0, 2, 3))
     return np.ascontiguousarray(dx), dw, db
 
 
 # --- magnitudes of the summed terms, for the tolerance rule --------------------------------
 
+
 def conv2d_scale(x, w, b, stride, padding, dilation, groups):
     """Per output element: the sum of |terms| that make it up."""
-    return conv2d_ref(np.abs(x), np.abs(w), None if b is None else np.abs(b),
-                      stride, padding, dilation, groups)
+    return conv2d_ref(
+        np.abs(x), np.abs(w), None if b is None else np.abs(b), stride, padding, dilation, groups
+    )
 
 
 def conv2d_backward_scale(dy, x, w, stride, padding, dilation, groups):
     """Per gradient element: the sum of |terms| (dx from |dy|,|w|; dw from |dy|,|x|)."""
-    return conv2d_backward_ref(np.abs(dy), np.abs(x), np.abs(w), stride, padding, dilation,
-                               groups)
+    return conv2d_backward_ref(np.abs(dy), np.abs(x), np.abs(w), stride, padding, dilation, groups)
 
 
 # --- conv1d: conv2d with H = 1 -------------------------------------------------------------
+
 
 def conv1d_ref(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """x (N, C, L), w (K, C/g, kl); padding int or (left, right)."""
@@ -137,7 +159,12 @@ def conv1d_ref(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 def conv1d_backward_ref(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     pad = padding if isinstance(padding, tuple) else (padding, padding)
     dx, dw, db = conv2d_backward_ref(
-        np.asarray(dy, np.float64)[:, :, None, :], np.asarray(x, np.float64)[:, :, None, :],
-        np.asarray(w, np.float64)[:, :, None, :], (1, stride), ((0, 0), pad), (1, dilation),
-        groups)
+        np.asarray(dy, np.float64)[:, :, None, :],
+        np.asarray(x, np.float64)[:, :, None, :],
+        np.asarray(w, np.float64)[:, :, None, :],
+        (1, stride),
+        ((0, 0), pad),
+        (1, dilation),
+        groups,
+    )
     return dx[:, :, 0, :], dw[:, :, 0, :], db

@@ -1,13 +1,22 @@
 """fastconv.autograd: the tape, and every element-wise, reduction and shape op, each checked in
 float64 against PyTorch and central finite differences."""
+
 import threading
 
 import numpy as np
 import pytest
 
 from _autograd_ref import check_op, torch
-from fastconv.autograd import (Function, Tensor, cat, concat, enable_grad, is_grad_enabled, no_grad,
-                               set_grad_enabled)
+from fastconv.autograd import (
+    Function,
+    Tensor,
+    cat,
+    concat,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from fastconv.nn import functional as F
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
@@ -16,14 +25,24 @@ TF = torch.nn.functional if torch is not None else None
 
 # --- element-wise with broadcasting -----------------------------------------------------------
 
-BROADCAST = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 3), (4, 1)), ((1,), (2, 3)), ((2, 3, 1), (1, 1, 5))]
+BROADCAST = [
+    ((3, 4), (3, 4)),
+    ((3, 4), (4,)),
+    ((2, 1, 3), (4, 1)),
+    ((1,), (2, 3)),
+    ((2, 3, 1), (1, 1, 5)),
+]
 
 
 @pytest.mark.parametrize("shapes", BROADCAST, ids=str)
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_binary_broadcast(name, shapes):
-    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-           "div": lambda a, b: a / b}
+    ops = {
+        "add": lambda a, b: a + b,
+        "sub": lambda a, b: a - b,
+        "mul": lambda a, b: a * b,
+        "div": lambda a, b: a / b,
+    }
     rng = np.random.default_rng(1)
     a = rng.uniform(-1, 1, shapes[0])
     b = rng.uniform(0.5, 2, shapes[1]) * rng.choice([-1, 1], shapes[1])  # away from 0 for div
@@ -33,12 +52,22 @@ def test_binary_broadcast(name, shapes):
 @pytest.mark.parametrize("name", ["radd", "rsub", "rmul", "rdiv", "neg", "pow"])
 def test_with_constants(name):
     const = np.linspace(0.5, 2, 4)
-    ops = {"radd": lambda a: 2.0 + a * const, "rsub": lambda a: const - a,
-           "rmul": lambda a: const * a * 3.0, "rdiv": lambda a: 1.5 / a, "neg": lambda a: -a,
-           "pow": lambda a: a ** 3 + a ** 0.5}
-    torch_ops = {"radd": lambda a: 2.0 + a * torch.tensor(const), "rsub": lambda a: torch.tensor(const) - a,
-                 "rmul": lambda a: torch.tensor(const) * a * 3.0, "rdiv": lambda a: 1.5 / a,
-                 "neg": lambda a: -a, "pow": lambda a: a ** 3 + a ** 0.5}
+    ops = {
+        "radd": lambda a: 2.0 + a * const,
+        "rsub": lambda a: const - a,
+        "rmul": lambda a: const * a * 3.0,
+        "rdiv": lambda a: 1.5 / a,
+        "neg": lambda a: -a,
+        "pow": lambda a: a**3 + a**0.5,
+    }
+    torch_ops = {
+        "radd": lambda a: 2.0 + a * torch.tensor(const),
+        "rsub": lambda a: torch.tensor(const) - a,
+        "rmul": lambda a: torch.tensor(const) * a * 3.0,
+        "rdiv": lambda a: 1.5 / a,
+        "neg": lambda a: -a,
+        "pow": lambda a: a**3 + a**0.5,
+    }
     check_op([(3, 4)], ops[name], torch_ops[name] if torch is not None else None, low=0.5, high=2)
 
 
@@ -53,21 +82,34 @@ def test_ndarray_on_the_left_gives_a_tensor():
 @pytest.mark.parametrize("name", ["exp", "log", "sqrt", "relu", "tanh", "sigmoid"])
 def test_unary(name):
     low = 0.1 if name in ("log", "sqrt") else -3
-    ours = {"exp": Tensor.exp, "log": Tensor.log, "sqrt": Tensor.sqrt, "relu": F.relu,
-            "tanh": F.tanh, "sigmoid": F.sigmoid}[name]
+    ours = {
+        "exp": Tensor.exp,
+        "log": Tensor.log,
+        "sqrt": Tensor.sqrt,
+        "relu": F.relu,
+        "tanh": F.tanh,
+        "sigmoid": F.sigmoid,
+    }[name]
     theirs = getattr(torch, name) if torch is not None else None
     check_op([(4, 5)], ours, theirs, low=low, high=3)
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.2])
 def test_leaky_relu(slope):
-    check_op([(3, 7)], lambda a: F.leaky_relu(a, slope),
-             TF and (lambda a: TF.leaky_relu(a, slope)), low=-2, high=2)
+    check_op(
+        [(3, 7)],
+        lambda a: F.leaky_relu(a, slope),
+        TF and (lambda a: TF.leaky_relu(a, slope)),
+        low=-2,
+        high=2,
+    )
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_elu(alpha):
-    check_op([(3, 7)], lambda a: F.elu(a, alpha), TF and (lambda a: TF.elu(a, alpha)), low=-2, high=2)
+    check_op(
+        [(3, 7)], lambda a: F.elu(a, alpha), TF and (lambda a: TF.elu(a, alpha)), low=-2, high=2
+    )
 
 
 def test_sigmoid_and_softmax_do_not_overflow():
@@ -84,36 +126,54 @@ def test_sigmoid_and_softmax_do_not_overflow():
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax(name, dim):
     ours = getattr(F, name)
-    check_op([(3, 4, 5)], lambda a: ours(a, dim), TF and (lambda a: getattr(TF, name)(a, dim=dim)),
-             low=-3, high=3)
+    check_op(
+        [(3, 4, 5)],
+        lambda a: ours(a, dim),
+        TF and (lambda a: getattr(TF, name)(a, dim=dim)),
+        low=-3,
+        high=3,
+    )
 
 
 # --- matmul, reductions, shapes ---------------------------------------------------------------
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2))], ids=str)
+
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2))], ids=str
+)
 def test_matmul(shapes):
     check_op(shapes, lambda a, b: a @ b, lambda a, b: a @ b)
 
 
-@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False),
-                                           (-1, True)])
+@pytest.mark.parametrize(
+    "axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)]
+)
 @pytest.mark.parametrize("name", ["sum", "mean"])
 def test_reductions(name, axis, keepdims):
     dim = axis if axis is not None else tuple(range(3))
-    check_op([(2, 3, 4)], lambda a: getattr(a, name)(axis, keepdims),
-             lambda a: getattr(a, name)(dim=dim, keepdim=keepdims))
+    check_op(
+        [(2, 3, 4)],
+        lambda a: getattr(a, name)(axis, keepdims),
+        lambda a: getattr(a, name)(dim=dim, keepdim=keepdims),
+    )
 
 
 def test_reshape_flatten_transpose():
     check_op([(2, 3, 4)], lambda a: a.reshape(4, -1).T * 2, lambda a: a.reshape(4, -1).T * 2)
     check_op([(2, 3, 4, 5)], lambda a: F.flatten(a) ** 2, lambda a: torch.flatten(a, 1) ** 2)
     w = np.arange(3.0)
-    check_op([(2, 3, 4)], lambda a: a.transpose(2, 0, 1) * w,
-             lambda a: a.permute(2, 0, 1) * torch.from_numpy(w))
+    check_op(
+        [(2, 3, 4)],
+        lambda a: a.transpose(2, 0, 1) * w,
+        lambda a: a.permute(2, 0, 1) * torch.from_numpy(w),
+    )
 
 
-@pytest.mark.parametrize("index", [(slice(1, 3),), (Ellipsis, 0), (slice(None), [0, 2, 0]),
-                                   ([1, 1, 0], slice(1, None, 2))], ids=str)
+@pytest.mark.parametrize(
+    "index",
+    [(slice(1, 3),), (Ellipsis, 0), (slice(None), [0, 2, 0]), ([1, 1, 0], slice(1, None, 2))],
+    ids=str,
+)
 def test_getitem(index):
     check_op([(3, 4)], lambda a: a[index], lambda a: a[index])
 
@@ -132,6 +192,7 @@ def test_concat_of_a_constant_and_a_tensor():
 
 
 # --- the tape ---------------------------------------------------------------------------------
+
 
 def test_gradients_accumulate_over_uses_and_calls():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
@@ -172,6 +233,7 @@ def test_leaf_grad_never_shares_memory_with_graph_arrays():
     """Leaves adopt freshly computed gradients without a copy; whatever else a backward might
     hand back (the incoming gradient, a view of it, a saved input, one array for two inputs)
     must still be copied."""
+
     class Passthrough(Function):  # returns its incoming gradient, and a view of a saved input
         @staticmethod
         def forward(ctx, a, b):
@@ -198,6 +260,7 @@ def test_leaf_grad_never_shares_memory_with_graph_arrays():
     w = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
     x = Tensor(np.ones((4, 2)))
     from fastconv.nn import functional as NF
+
     NF.linear(x, w).sum().backward()
     np.testing.assert_array_equal(w.grad, np.full((3, 2), 4.0))
     assert not np.shares_memory(w.grad, w.data) and not np.shares_memory(w.grad, x.data)
@@ -388,14 +451,14 @@ def test_custom_function():
         @staticmethod
         def forward(ctx, a):
             ctx.save_for_backward(a)
-            return a ** 3
+            return a**3
 
         @staticmethod
         def backward(ctx, g):
             (a,) = ctx.saved
             return 3 * a * a * g
 
-    check_op([(5,)], Cube.apply, lambda a: a ** 3)
+    check_op([(5,)], Cube.apply, lambda a: a**3)
 
 
 def test_wrong_gradient_shape_is_reported():
@@ -448,6 +511,7 @@ def test_relu_kernels_match_numpy(dtype, layout):
 
 def test_relu_kernel_rejects_mismatched_buffers():
     from fastconv import _core
+
     x = np.ones(10, np.float32)
     with pytest.raises(ValueError, match="out"):
         _core.relu_forward(x, np.empty(9, np.float32))

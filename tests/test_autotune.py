@@ -2,6 +2,7 @@
 per-machine file. What is chosen depends on timings; what is checked is that the choice is
 one that can run the call, that it is remembered and used, and that results stay within the
 accuracy contract."""
+
 import os
 import subprocess
 import sys
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 import fastconv
+from conftest import TESTS_DIR, assert_close, expected_backward, expected_forward
 from fastconv import _core
 from fastconv.functional import _ALGO_IDS
-from conftest import TESTS_DIR, assert_close, expected_backward, expected_forward
 
 DESC = [2, 8, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1]  # x (2, 8, 12, 12), w (8, 8, 3, 3), pad 1
 
@@ -100,7 +101,9 @@ def test_export_import_round_trip_all_or_nothing(autotune):
 def test_an_imported_choice_that_cannot_run_falls_back_to_the_heuristic(autotune):
     x, w = _inputs()
     stride2 = DESC[:7] + [2, 2] + DESC[9:]
-    line = " ".join(map(str, stride2)) + f" 0 1 {fastconv.get_num_threads()} {_core.isa()} fft 0.001\n"
+    line = (
+        " ".join(map(str, stride2)) + f" 0 1 {fastconv.get_num_threads()} {_core.isa()} fft 0.001\n"
+    )
     assert fastconv.import_autotune(line) == 1
     y = fastconv.conv2d(x, w, stride=2, padding=1)  # fft cannot run stride 2
     expected, scale = expected_forward(x, w, None, 2, 1, 1, 1)
@@ -124,8 +127,14 @@ def _child(script, cache, expect_warning=False):
     code = textwrap.dedent(script)
     if expect_warning:
         code = code.replace('warnings.simplefilter("error")', 'warnings.simplefilter("always")')
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       cwd=TESTS_DIR, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=TESTS_DIR,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout, p.stderr
 
@@ -142,8 +151,9 @@ def test_persist_saves_at_exit_and_loads_next_time(tmp_path):
     assert "loaded 1" in out
 
 
-@pytest.mark.parametrize("content", ["\x00\xff garbage", "# fastconv-autotune 1\tother machine\n",
-                                     None])
+@pytest.mark.parametrize(
+    "content", ["\x00\xff garbage", "# fastconv-autotune 1\tother machine\n", None]
+)
 def test_corrupt_or_foreign_file_is_ignored_with_a_warning(tmp_path, content):
     out, _ = _child(_PERSIST, tmp_path)  # learn the path
     path = out.split("path ", 1)[1].strip()
@@ -158,13 +168,27 @@ def test_corrupt_or_foreign_file_is_ignored_with_a_warning(tmp_path, content):
 
 def test_environment_variable_sets_the_mode(tmp_path):
     env = dict(os.environ, FASTCONV_AUTOTUNE="on", XDG_CACHE_HOME=str(tmp_path))
-    p = subprocess.run([sys.executable, "-c", "import fastconv; from fastconv import _core; "
-                        "print(fastconv.get_autotune(), _core.get_autotune())"],
-                       capture_output=True, text=True, env=env, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import fastconv; from fastconv import _core; "
+            "print(fastconv.get_autotune(), _core.get_autotune())",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert p.stdout.split() == ["on", "1"], p.stdout + p.stderr
     env["FASTCONV_AUTOTUNE"] = "sometimes"
-    p = subprocess.run([sys.executable, "-c", "import fastconv; print(fastconv.get_autotune())"],
-                       capture_output=True, text=True, env=env, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", "import fastconv; print(fastconv.get_autotune())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert p.stdout.strip() == "off" and "FASTCONV_AUTOTUNE" in p.stderr
 
 
@@ -174,11 +198,17 @@ def test_algo_ids_cover_the_tuned_names():
 
 def test_c_abi_export_sizes_and_import_errors(autotune):
     import ctypes
+
     from test_c_abi import LIB_PATH
+
     if LIB_PATH is None:
         pytest.skip("libfastconv shared library not found")
     lib = ctypes.CDLL(LIB_PATH)
-    lib.fc_autotune_export.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
+    lib.fc_autotune_export.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64),
+    ]
     lib.fc_autotune_import.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]
     lib.fc_last_error.restype = ctypes.c_char_p
     x, w = _inputs()
@@ -187,7 +217,7 @@ def test_c_abi_export_sizes_and_import_errors(autotune):
     assert lib.fc_autotune_export(None, 0, ctypes.byref(needed)) == 0 and needed.value > 10
     small = ctypes.create_string_buffer(4)
     assert lib.fc_autotune_export(small, 4, ctypes.byref(needed)) == 1  # FC_EINVAL
-    assert small.raw == b"\0" * 4                                         # nothing written
+    assert small.raw == b"\0" * 4  # nothing written
     buf = ctypes.create_string_buffer(needed.value)
     assert lib.fc_autotune_export(buf, needed.value, ctypes.byref(needed)) == 0
     assert buf.value.decode() == _core.autotune_export()
@@ -210,5 +240,7 @@ def test_a_1x1_is_never_tuned_to_im2col(autotune):
         assert choice in fastconv.algorithms(x.shape, w.shape, stride=stride) and choice != "im2col"
         np.testing.assert_array_equal(y, fastconv.conv2d(x, w, stride=stride, algo=choice))
         # and im2col's own result on it is gemm1x1's, bit for bit
-        np.testing.assert_array_equal(fastconv.conv2d(x, w, stride=stride, algo="im2col"),
-                                      fastconv.conv2d(x, w, stride=stride, algo="gemm1x1"))
+        np.testing.assert_array_equal(
+            fastconv.conv2d(x, w, stride=stride, algo="im2col"),
+            fastconv.conv2d(x, w, stride=stride, algo="gemm1x1"),
+        )

@@ -2,6 +2,7 @@
 gradient, plain and fused with a residual add and ReLU, against PyTorch in float64 (1e-10) and
 float32 (the accuracy contract), central finite differences for the fused paths, odd shapes,
 running statistics, determinism, and bad input."""
+
 import numpy as np
 import pytest
 
@@ -32,8 +33,9 @@ def test_matches_torch_and_finite_differences(shape, training, fuse):
     shapes = [shape, (c,), (c,)] + ([shape] if residual else [])
 
     def ours(x, w, b, r=None):  # fresh running statistics per call (finite differences)
-        return F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training, eps=1e-3,
-                            residual=r, activation=act)
+        return F.batch_norm(
+            x, rm.copy(), rv.copy(), w, b, training=training, eps=1e-3, residual=r, activation=act
+        )
 
     def theirs(x, w, b, r=None):
         y = TF.batch_norm(x, torch.tensor(rm), torch.tensor(rv), w, b, training=training, eps=1e-3)
@@ -54,12 +56,23 @@ def test_float32_within_the_accuracy_contract(fuse):
     r = rng.standard_normal(shape).astype(np.float32) if fuse else None
     up = rng.standard_normal(shape).astype(np.float32)
     act = "relu" if fuse else None
-    ts = [Tensor(a, requires_grad=True) for a in (x, w, b)] + ([Tensor(r, requires_grad=True)] if fuse else [])
-    y = F.batch_norm(ts[0], None, None, ts[1], ts[2], training=True, residual=ts[3] if fuse else None,
-                     activation=act)
+    ts = [Tensor(a, requires_grad=True) for a in (x, w, b)] + (
+        [Tensor(r, requires_grad=True)] if fuse else []
+    )
+    y = F.batch_norm(
+        ts[0],
+        None,
+        None,
+        ts[1],
+        ts[2],
+        training=True,
+        residual=ts[3] if fuse else None,
+        activation=act,
+    )
     y.backward(up)
     tt = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)] + (
-        [torch.tensor(r.astype(np.float64), requires_grad=True)] if fuse else [])
+        [torch.tensor(r.astype(np.float64), requires_grad=True)] if fuse else []
+    )
     yt = TF.batch_norm(tt[0], None, None, tt[1], tt[2], training=True)
     if fuse:
         yt = TF.relu(yt + tt[3])
@@ -74,8 +87,10 @@ def test_float32_within_the_accuracy_contract(fuse):
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_module_running_statistics_match_torch(momentum):
     rng = np.random.default_rng(3)
-    ours, theirs = nn.BatchNorm2d(3, momentum=momentum, dtype=np.float64), torch.nn.BatchNorm2d(
-        3, momentum=momentum, dtype=torch.float64)
+    ours, theirs = (
+        nn.BatchNorm2d(3, momentum=momentum, dtype=np.float64),
+        torch.nn.BatchNorm2d(3, momentum=momentum, dtype=torch.float64),
+    )
     for _ in range(3):
         x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
         ours(Tensor(x), None, "relu")
@@ -97,6 +112,7 @@ def test_fused_is_the_composition():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_deterministic_at_any_thread_count(dtype):
     import fastconv
+
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 7, 11, 13)).astype(dtype)
     up = rng.standard_normal(x.shape).astype(dtype)
@@ -121,7 +137,9 @@ def test_inputs_are_not_modified():
     x, r = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
     x0, r0 = x.copy(), r.copy()
     t, tr = Tensor(x, requires_grad=True), Tensor(r, requires_grad=True)
-    F.batch_norm(t, None, None, None, None, training=True, residual=tr, activation="relu").sum().backward()
+    F.batch_norm(
+        t, None, None, None, None, training=True, residual=tr, activation="relu"
+    ).sum().backward()
     assert np.array_equal(x, x0) and np.array_equal(r, r0)
 
 
@@ -140,13 +158,19 @@ def test_bad_input_is_a_clear_error():
     # the binding checks buffer sizes: a short output is an error, not a write past its end
     m, i = np.empty(3), np.empty(3)
     with pytest.raises(ValueError, match="out"):
-        _core.batch_norm_forward(x, 2, 3, 16, None, None, None, 0, True, 1e-5, m, None, i, np.empty(5))
+        _core.batch_norm_forward(
+            x, 2, 3, 16, None, None, None, 0, True, 1e-5, m, None, i, np.empty(5)
+        )
     with pytest.raises(Exception, match="act"):
-        _core.batch_norm_forward(x, 2, 3, 16, None, None, None, 3, True, 1e-5, m, None, i, np.empty_like(x))
+        _core.batch_norm_forward(
+            x, 2, 3, 16, None, None, None, 3, True, 1e-5, m, None, i, np.empty_like(x)
+        )
 
 
 def test_empty_batch_passes():
     bn = nn.BatchNorm2d(3, dtype=np.float64)
     y = bn(Tensor(np.zeros((0, 3, 4, 4))))
     assert y.shape == (0, 3, 4, 4)
-    assert np.array_equal(bn.running_mean, np.zeros(3)) and np.array_equal(bn.running_var, np.ones(3))
+    assert np.array_equal(bn.running_mean, np.zeros(3)) and np.array_equal(
+        bn.running_var, np.ones(3)
+    )

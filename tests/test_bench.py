@@ -1,5 +1,6 @@
 """`fastconv bench` end to end on the smallest settings: it runs, its rows are complete and
 consistent, and --json/--plot write their files. (Speed itself is never asserted.)"""
+
 import json
 
 import numpy as np
@@ -13,8 +14,23 @@ def test_bench_layers_json_and_plot(tmp_path, capsys):
     out = tmp_path / "b.json"
     png = tmp_path / "b.png"
     pytest.importorskip("matplotlib")
-    rc = cli.main(["bench", "layers", "--batch", "1", "--repeat", "1", "--compare", "numpy",
-                   "--no-progress", "--json", str(out), "--plot", str(png)])
+    rc = cli.main(
+        [
+            "bench",
+            "layers",
+            "--batch",
+            "1",
+            "--repeat",
+            "1",
+            "--compare",
+            "numpy",
+            "--no-progress",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "SGEMM rate" in text and "[layers]" in text
@@ -32,7 +48,9 @@ def test_bench_layers_json_and_plot(tmp_path, capsys):
 
 def test_numpy_baseline_matches_fastconv():
     import numpy as np
+
     import fastconv
+
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 11, 9))
     w = rng.standard_normal((4, 3, 3, 3))
@@ -41,15 +59,19 @@ def test_numpy_baseline_matches_fastconv():
         np.testing.assert_allclose(bench.np_conv2d(x, w, s, p), y, rtol=1e-10, atol=1e-10)
         dy = rng.standard_normal(y.shape)
         dx, dw, _ = fastconv.conv2d_backward(dy, x, w, stride=s, padding=p)
-        np.testing.assert_allclose(bench.np_conv2d_backward_data(dy, x.shape, w, s, p), dx,
-                                   rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(bench.np_conv2d_backward_weight(dy, x, w, s, p), dw,
-                                   rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(
+            bench.np_conv2d_backward_data(dy, x.shape, w, s, p), dx, rtol=1e-10, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            bench.np_conv2d_backward_weight(dy, x, w, s, p), dw, rtol=1e-10, atol=1e-10
+        )
 
 
 def test_net_flops_and_builder_agree_on_shapes():
     import numpy as np
+
     from fastconv import autograd, nn
+
     spec = bench.load_suite()["nets"]["googlenet_v1"]
     small = dict(spec, input=[1, 3, 224, 224])
     model = bench.build_net(small, nn, lambda ts: autograd.concat(ts, axis=1))
@@ -72,6 +94,7 @@ def test_training_step_flops_are_three_forwards():
     from fastconv import bench_train, models
     from fastconv.bench_infer import net_flops
     from fastconv.inference._graph import capture
+
     model = models.lenet5()
     x = np.zeros((2, 1, 32, 32), np.float32)
     flops = bench_train.step_flops(model, x)
@@ -85,25 +108,42 @@ def test_training_step_rows_and_flops():
     """bench nets' training step: a row per library, FLOPs 3x ResNet-18's forward (1.82 G
     multiply-adds per 224x224 image, the figure torchvision documents)."""
     from fastconv import bench_train
+
     torch = bench.import_torch(2)
     libs = ["fastconv"] + (["torch"] if torch is not None else [])
     ticks = []
-    rows = bench_train.bench_train_step("resnet18", 1, libs, torch, 1, lambda: ticks.append(1),
-                                        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0))
+    rows = bench_train.bench_train_step(
+        "resnet18",
+        1,
+        libs,
+        torch,
+        1,
+        lambda: ticks.append(1),
+        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0),
+    )
     assert [r["lib"] for r in rows] == libs and len(ticks) == len(libs)
     for r in rows:
         assert r["case"] == "resnet18 step" and r["dir"] == "train" and r["ms"] > 0
         assert abs(r["gflops"] * 1e9 * r["ms"] / 1e3 / (3 * 2 * 1.814e9) - 1) < 0.01
 
 
+@pytest.mark.slow  # a timed training step beside torch's; step_flops above is the fast check
 def test_train_nets_takes_any_model_at_its_published_size():
     """--train-nets: NiN-CIFAR (10 classes, 32x32) steps next to its torch twin; a name that is
     not a model is refused."""
     from fastconv import bench_train
+
     torch = bench.import_torch(2)
     libs = ["fastconv"] + (["torch"] if torch is not None else [])
-    rows = bench_train.bench_train_step("nin_cifar", 2, libs, torch, 1, lambda: None,
-                                        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0))
+    rows = bench_train.bench_train_step(
+        "nin_cifar",
+        2,
+        libs,
+        torch,
+        1,
+        lambda: None,
+        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0),
+    )
     assert [r["lib"] for r in rows] == libs
     assert all(r["case"] == "nin_cifar step" and r["ms"] > 0 and r["gflops"] > 0 for r in rows)
     with pytest.raises(SystemExit):

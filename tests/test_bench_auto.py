@@ -2,6 +2,7 @@
 every direction next to auto's and the tuned choice, the summary's arithmetic on hand-made rows,
 that the user's autotune state survives, the JSON, and that bad options stop before any work.
 (Speed itself is never asserted.)"""
+
 import json
 import math
 
@@ -17,8 +18,9 @@ from fastconv.bench_auto import Case
 @pytest.fixture
 def quick(monkeypatch):
     """No quarter-second warm-up per timing and no 2048^3 SGEMM: the tests check plumbing."""
-    monkeypatch.setattr(bench_auto, "timeit",
-                        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0))
+    monkeypatch.setattr(
+        bench_auto, "timeit", lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0)
+    )
     monkeypatch.setattr(bench_auto, "sgemm_rate", lambda threads: 1.0)
 
 
@@ -31,10 +33,12 @@ def autotune_off():
     fastconv.clear_autotune()
 
 
-TINY = [Case("t", "3x3 8>8 10", (1, 8, 10, 10), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1),
-        Case("t", "dw3x3/2 16 9", (2, 16, 9, 9), (16, 1, 3, 3), (2, 2), (1, 1), (1, 1), 16),
-        Case("t", "1x7 4>6 7", (1, 4, 7, 7), (6, 4, 1, 7), (1, 1), (0, 3), (1, 1), 1),
-        Case("t", "1x1 8>12 6", (1, 8, 6, 6), (12, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1)]
+TINY = [
+    Case("t", "3x3 8>8 10", (1, 8, 10, 10), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    Case("t", "dw3x3/2 16 9", (2, 16, 9, 9), (16, 1, 3, 3), (2, 2), (1, 1), (1, 1), 16),
+    Case("t", "1x7 4>6 7", (1, 4, 7, 7), (6, 4, 1, 7), (1, 1), (0, 3), (1, 1), 1),
+    Case("t", "1x1 8>12 6", (1, 8, 6, 6), (12, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1),
+]
 
 
 def test_case_list_has_the_nets_at_both_batches_without_duplicates():
@@ -54,8 +58,16 @@ def test_case_list_has_the_nets_at_both_batches_without_duplicates():
         assert {c[0] for c in bench.shape_cases(batch)} <= named
         vgg = [c for c in mine if c.suite == "vgg16"]
         assert {(c.x_shape[1], c.w_shape[0], c.x_shape[2]) for c in vgg} == {
-            (3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
-            (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)}
+            (3, 64, 224),
+            (64, 64, 224),
+            (64, 128, 112),
+            (128, 128, 112),
+            (128, 256, 56),
+            (256, 256, 56),
+            (256, 512, 28),
+            (512, 512, 28),
+            (512, 512, 14),
+        }
         inc = [c for c in mine if c.suite == "inception_v3"]
         assert len(inc) >= 8
         assert {(1, 7), (7, 1)} <= {c.w_shape[2:] for c in inc}
@@ -93,8 +105,9 @@ def test_every_listed_algorithm_is_timed_in_every_direction(quick, autotune_off,
 
 
 @pytest.mark.parametrize("mode", ["on", "persist"])
-def test_the_users_autotune_mode_and_table_are_restored(quick, autotune_off, mode, tmp_path,
-                                                        monkeypatch):
+def test_the_users_autotune_mode_and_table_are_restored(
+    quick, autotune_off, mode, tmp_path, monkeypatch
+):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # ("persist" reads its file from here)
     fastconv.set_autotune(mode)
     # a choice of the user's own, measured before the benchmark
@@ -108,15 +121,25 @@ def test_the_users_autotune_mode_and_table_are_restored(quick, autotune_off, mod
 
 
 def _row(case, batch, direction, auto_ratio, tuned_ratio, vs, auto="im2col"):
-    return {"case": case, "batch": batch, "dir": direction, "auto": auto, "fastest": "im2col",
-            "auto_ratio": auto_ratio, "tuned_ratio": tuned_ratio, "auto_vs_torch": vs}
+    return {
+        "case": case,
+        "batch": batch,
+        "dir": direction,
+        "auto": auto,
+        "fastest": "im2col",
+        "auto_ratio": auto_ratio,
+        "tuned_ratio": tuned_ratio,
+        "auto_vs_torch": vs,
+    }
 
 
 def test_summary_of_hand_made_rows():
-    rows = [_row("a", 1, "fwd", 1.0, 1.0, 2.0),
-            _row("a", 1, "bwd_data", 1.1, 1.04, 0.5, auto="winograd"),  # 1.10 counts as within
-            _row("a", 8, "fwd", 1.5, 1.2, 8.0, auto="direct"),
-            _row("b", 1, "bwd_weight", 3.0, None, None, auto="fft")]
+    rows = [
+        _row("a", 1, "fwd", 1.0, 1.0, 2.0),
+        _row("a", 1, "bwd_data", 1.1, 1.04, 0.5, auto="winograd"),  # 1.10 counts as within
+        _row("a", 8, "fwd", 1.5, 1.2, 8.0, auto="direct"),
+        _row("b", 1, "bwd_weight", 3.0, None, None, auto="fft"),
+    ]
     s = bench_auto.summarize(rows)
     assert s["rows"] == 4 and s["cases"] == 3
     assert s["auto_fastest_pct"] == 25.0
@@ -133,8 +156,14 @@ def test_summary_of_hand_made_rows():
 
 def test_make_row_ratios_from_times():
     case = TINY[0]
-    r = bench_auto.make_row(case, "fwd", {"im2col": 2.0, "winograd": 2.2, "direct": 5.0},
-                            auto="winograd", tuned="direct", torch_ms=4.4)
+    r = bench_auto.make_row(
+        case,
+        "fwd",
+        {"im2col": 2.0, "winograd": 2.2, "direct": 5.0},
+        auto="winograd",
+        tuned="direct",
+        torch_ms=4.4,
+    )
     assert r["fastest"] == "im2col" and r["fastest_ms"] == 2.0
     assert r["auto_ratio"] == pytest.approx(1.1) and r["tuned_ratio"] == 2.5
     assert r["auto_vs_torch"] == pytest.approx(2.0)
@@ -149,8 +178,21 @@ def test_make_row_ratios_from_times():
 @pytest.mark.slow  # the command end to end, with its matplotlib plot
 def test_cli_prints_the_table_and_writes_json_and_plot(quick, autotune_off, tmp_path, capsys):
     out, png = tmp_path / "auto.json", tmp_path / "auto.png"
-    argv = ["bench", "auto", "--cases", "dw3x3 512 14", "--batches", "1", "--repeat", "1",
-            "--compare", "", "--no-progress", "--json", str(out)]
+    argv = [
+        "bench",
+        "auto",
+        "--cases",
+        "dw3x3 512 14",
+        "--batches",
+        "1",
+        "--repeat",
+        "1",
+        "--compare",
+        "",
+        "--no-progress",
+        "--json",
+        str(out),
+    ]
     pytest.importorskip("matplotlib")
     assert cli.main(argv + ["--plot", str(png)]) == 0
     text = capsys.readouterr().out
@@ -164,17 +206,24 @@ def test_cli_prints_the_table_and_writes_json_and_plot(quick, autotune_off, tmp_
     assert png.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--batches", "0"], "argument --batches: must be a comma list of integers >= 1, got '0'"),
-    (["--batches", "1,x"], "argument --batches: must be a comma list of integers >= 1"),
-    (["--repeat", "0"], "argument --repeat: must be an integer >= 1, got '0'"),
-    (["--cases", "vgg16,nothing-like-this"], "argument --cases: 'nothing-like-this' matches no case"),
-    (["--compare", "tensorflow"], "argument --compare: unknown 'tensorflow'"),
-    (["--json", "nodir/x.json"], "argument --json: nodir/x.json: directory "),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batches", "0"], "argument --batches: must be a comma list of integers >= 1, got '0'"),
+        (["--batches", "1,x"], "argument --batches: must be a comma list of integers >= 1"),
+        (["--repeat", "0"], "argument --repeat: must be an integer >= 1, got '0'"),
+        (
+            ["--cases", "vgg16,nothing-like-this"],
+            "argument --cases: 'nothing-like-this' matches no case",
+        ),
+        (["--compare", "tensorflow"], "argument --compare: unknown 'tensorflow'"),
+        (["--json", "nodir/x.json"], "argument --json: nodir/x.json: directory "),
+    ],
+)
 def test_bad_options_exit_2_before_any_work(monkeypatch, capsys, argv, message):
     def forbidden(*a, **k):
         raise AssertionError("ran past validation")
+
     monkeypatch.setattr(bench_auto, "run", forbidden)
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "auto"] + argv)

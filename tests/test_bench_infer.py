@@ -1,5 +1,6 @@
 """fastconv bench infer: the table, the JSON rows and the plot, on LeNet-5 (small), with PyTorch
 as the peer where installed; peers that are missing are reported, not fatal."""
+
 import json
 
 import numpy as np
@@ -21,8 +22,23 @@ def test_net_flops_counts_convolutions_and_linear_layers():
 def test_bench_infer_runs_and_writes_json_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out, png = tmp_path / "infer.json", tmp_path / "infer.png"
-    rc = bench_infer.main(["--nets", "lenet5", "--batches", "1,2", "--repeat", "2", "--threads", "1",
-                           "--no-progress", "--json", str(out), "--plot", str(png)])
+    rc = bench_infer.main(
+        [
+            "--nets",
+            "lenet5",
+            "--batches",
+            "1,2",
+            "--repeat",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "lenet5" in text and "plan ms" in text and "SGEMM rate" in text

@@ -3,6 +3,7 @@
 Skipped when the shared library cannot be found. Invalid descriptors are tried in a child
 process, so a crash shows up as a failed test instead of taking the test run down.
 """
+
 import ctypes
 import glob
 import os
@@ -14,12 +15,25 @@ import numpy as np
 import pytest
 
 import fastconv
-from conftest import TESTS_DIR, DTYPE_IDS, DTYPES, assert_close, expected_backward, \
-    expected_forward
+from conftest import DTYPE_IDS, DTYPES, TESTS_DIR, assert_close, expected_backward, expected_forward
 
 FC_OK, FC_EINVAL, FC_ENOMEM, FC_EUNSUPPORTED, FC_EOVERFLOW = range(5)
-DESC_FIELDS = ["n", "c", "h", "w", "k", "kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w",
-               "dil_h", "dil_w", "groups"]
+DESC_FIELDS = [
+    "n",
+    "c",
+    "h",
+    "w",
+    "k",
+    "kh",
+    "kw",
+    "stride_h",
+    "stride_w",
+    "pad_h",
+    "pad_w",
+    "dil_h",
+    "dil_w",
+    "groups",
+]
 
 
 class Desc(ctypes.Structure):
@@ -32,14 +46,19 @@ def find_library():
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1]
-                if (os.path.basename(path).startswith("libfastconv") and ".so" in path
-                        and os.path.exists(path)):
+                if (
+                    os.path.basename(path).startswith("libfastconv")
+                    and ".so" in path
+                    and os.path.exists(path)
+                ):
                     return path
     except OSError:
         pass
     pkg = os.path.dirname(fastconv.__file__)
-    hits = sorted(glob.glob(os.path.join(pkg, "**", "libfastconv*.so*"), recursive=True)
-                  + glob.glob(os.path.join(pkg, "**", "libfastconv*.dylib"), recursive=True))
+    hits = sorted(
+        glob.glob(os.path.join(pkg, "**", "libfastconv*.so*"), recursive=True)
+        + glob.glob(os.path.join(pkg, "**", "libfastconv*.dylib"), recursive=True)
+    )
     return hits[0] if hits else None
 
 
@@ -49,32 +68,40 @@ pytestmark = pytest.mark.skipif(LIB_PATH is None, reason="libfastconv shared lib
 
 def load(path):
     lib = ctypes.CDLL(path)
-    P, D, I = ctypes.c_void_p, ctypes.POINTER(Desc), ctypes.c_int
-    lib.fc_conv2d_forward.argtypes = [D, I, I, P, P, P, P]
-    lib.fc_conv2d_backward_data.argtypes = [D, I, I, P, P, P]
-    lib.fc_conv2d_backward_weight.argtypes = [D, I, I, P, P, P, P]
-    lib.fc_conv2d_output_size.argtypes = [D, ctypes.POINTER(ctypes.c_int64),
-                                          ctypes.POINTER(ctypes.c_int64)]
-    lib.fc_conv2d_supports.argtypes = [D, I]
-    lib.fc_conv2d_cost.argtypes = [D, I, I, ctypes.POINTER(ctypes.c_double)]
-    lib.fc_conv2d_cost.restype = I
-    lib.fc_algo_count.restype = I
-    lib.fc_algo_flags.argtypes = [I]
+    P, D, Int = ctypes.c_void_p, ctypes.POINTER(Desc), ctypes.c_int
+    lib.fc_conv2d_forward.argtypes = [D, Int, Int, P, P, P, P]
+    lib.fc_conv2d_backward_data.argtypes = [D, Int, Int, P, P, P]
+    lib.fc_conv2d_backward_weight.argtypes = [D, Int, Int, P, P, P, P]
+    lib.fc_conv2d_output_size.argtypes = [
+        D,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int64),
+    ]
+    lib.fc_conv2d_supports.argtypes = [D, Int]
+    lib.fc_conv2d_cost.argtypes = [D, Int, Int, ctypes.POINTER(ctypes.c_double)]
+    lib.fc_conv2d_cost.restype = Int
+    lib.fc_algo_count.restype = Int
+    lib.fc_algo_flags.argtypes = [Int]
     lib.fc_algo_flags.restype = ctypes.c_uint
-    lib.fc_algo_description.argtypes = [I]
+    lib.fc_algo_description.argtypes = [Int]
     lib.fc_algo_description.restype = ctypes.c_char_p
-    for fn in ("fc_conv2d_forward", "fc_conv2d_backward_data", "fc_conv2d_backward_weight",
-               "fc_conv2d_output_size", "fc_conv2d_supports"):
-        getattr(lib, fn).restype = I
-    lib.fc_status_string.argtypes = [I]
+    for fn in (
+        "fc_conv2d_forward",
+        "fc_conv2d_backward_data",
+        "fc_conv2d_backward_weight",
+        "fc_conv2d_output_size",
+        "fc_conv2d_supports",
+    ):
+        getattr(lib, fn).restype = Int
+    lib.fc_status_string.argtypes = [Int]
     lib.fc_status_string.restype = ctypes.c_char_p
-    lib.fc_set_num_threads.argtypes = [I]
-    lib.fc_get_num_threads.restype = I
+    lib.fc_set_num_threads.argtypes = [Int]
+    lib.fc_get_num_threads.restype = Int
     for fn in ("fc_last_error", "fc_isa"):
         if hasattr(lib, fn):
             getattr(lib, fn).restype = ctypes.c_char_p
     if hasattr(lib, "fc_algo_name"):
-        lib.fc_algo_name.argtypes = [I]
+        lib.fc_algo_name.argtypes = [Int]
         lib.fc_algo_name.restype = ctypes.c_char_p
     return lib
 
@@ -98,6 +125,7 @@ ALGO_IDS = algo_ids(LIB_PATH)
 def desc(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     def p(v):
         return (v, v) if isinstance(v, int) else v
+
     (sh, sw), (ph, pw), (dh, dw) = p(stride), p(padding), p(dilation)
     n, c, h, w = x_shape
     k, _, kh, kw = w_shape
@@ -110,8 +138,7 @@ def ptr(a):
 
 CASES = [
     ((2, 4, 11, 9), (6, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
-    ((1, 6, 13, 11), (9, 2, 5, 3), dict(stride=(2, 1), padding=(2, 0), dilation=(1, 2),
-                                         groups=3)),
+    ((1, 6, 13, 11), (9, 2, 5, 3), dict(stride=(2, 1), padding=(2, 0), dilation=(1, 2), groups=3)),
     ((2, 5, 9, 9), (10, 1, 3, 3), dict(stride=2, padding=1, dilation=2, groups=5)),
     ((2, 8, 7, 9), (12, 8, 1, 1), dict(stride=2, padding=1, dilation=1, groups=1)),
     ((2, 4, 12, 10), (6, 2, 3, 3), dict(stride=1, padding=2, dilation=(2, 3), groups=2)),
@@ -132,8 +159,12 @@ def test_c_forward_and_backward(lib, case, algo, dtype, rng):
             x = np.zeros(x_shape, dtype)
             w = np.zeros(w_shape, dtype)
             y = np.zeros((1,), dtype)
-            assert lib.fc_conv2d_forward(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w),
-                                         None, ptr(y)) == FC_EUNSUPPORTED
+            assert (
+                lib.fc_conv2d_forward(
+                    ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w), None, ptr(y)
+                )
+                == FC_EUNSUPPORTED
+            )
             return
     ho, wo = ctypes.c_int64(), ctypes.c_int64()
     assert lib.fc_conv2d_output_size(ctypes.byref(d), ctypes.byref(ho), ctypes.byref(wo)) == FC_OK
@@ -143,33 +174,51 @@ def test_c_forward_and_backward(lib, case, algo, dtype, rng):
     ye, sy = expected_forward(x, w, b, **params)
     assert (ho.value, wo.value) == ye.shape[2:]
     y = np.full(ye.shape, np.nan, dtype)
-    assert lib.fc_conv2d_forward(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w), ptr(b),
-                                 ptr(y)) == FC_OK
+    assert (
+        lib.fc_conv2d_forward(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w), ptr(b), ptr(y))
+        == FC_OK
+    )
     assert_close(y, ye, dtype, sy, f"y ({algo})")
     y0 = np.full(ye.shape, np.nan, dtype)
-    assert lib.fc_conv2d_forward(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w), None,
-                                 ptr(y0)) == FC_OK
+    assert (
+        lib.fc_conv2d_forward(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(x), ptr(w), None, ptr(y0))
+        == FC_OK
+    )
     assert_close(y0, ye - b[:, None, None], dtype, sy, f"y without bias ({algo})")
 
     dy = rng.standard_normal(ye.shape).astype(dtype)
     (gx, gw, gb), (sx, sw, sb) = expected_backward(dy, x, w, **params)
-    dx = np.full(x.shape, np.nan, dtype)     # overwritten, not accumulated into
-    assert lib.fc_conv2d_backward_data(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(w),
-                                       ptr(dx)) == FC_OK
+    dx = np.full(x.shape, np.nan, dtype)  # overwritten, not accumulated into
+    assert (
+        lib.fc_conv2d_backward_data(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(w), ptr(dx))
+        == FC_OK
+    )
     assert_close(dx, gx, dtype, sx, f"grad_x ({algo})")
     dw = np.full(w.shape, np.nan, dtype)
     db = np.full(b.shape, np.nan, dtype)
-    assert lib.fc_conv2d_backward_weight(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x),
-                                         ptr(dw), ptr(db)) == FC_OK
+    assert (
+        lib.fc_conv2d_backward_weight(
+            ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x), ptr(dw), ptr(db)
+        )
+        == FC_OK
+    )
     assert_close(dw, gw, dtype, sw, f"grad_w ({algo})")
     assert_close(db, gb, dtype, sb, f"grad_b ({algo})")
     dw2 = np.full(w.shape, np.nan, dtype)
-    assert lib.fc_conv2d_backward_weight(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x),
-                                         ptr(dw2), None) == FC_OK
+    assert (
+        lib.fc_conv2d_backward_weight(
+            ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x), ptr(dw2), None
+        )
+        == FC_OK
+    )
     assert_close(dw2, gw, dtype, sw, f"grad_w without bias ({algo})")
     db2 = np.full(b.shape, np.nan, dtype)
-    assert lib.fc_conv2d_backward_weight(ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x),
-                                         None, ptr(db2)) == FC_OK
+    assert (
+        lib.fc_conv2d_backward_weight(
+            ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(x), None, ptr(db2)
+        )
+        == FC_OK
+    )
     assert_close(db2, gb, dtype, sb, f"grad_b alone ({algo})")
 
 
@@ -177,7 +226,7 @@ def test_c_status_strings(lib):
     for s in (FC_OK, FC_EINVAL, FC_ENOMEM, FC_EUNSUPPORTED, FC_EOVERFLOW):
         text = lib.fc_status_string(s)
         assert text, s
-    assert lib.fc_status_string(12345) is not None    # unknown values still give a string
+    assert lib.fc_status_string(12345) is not None  # unknown values still give a string
 
 
 def test_c_names_match_python(lib):
@@ -270,34 +319,68 @@ INVALID_SCRIPT = textwrap.dedent("""
 
 
 def test_c_rejects_invalid_descriptors():
-    r = subprocess.run([sys.executable, "-c", INVALID_SCRIPT, TESTS_DIR, LIB_PATH],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", INVALID_SCRIPT, TESTS_DIR, LIB_PATH],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, f"child crashed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     assert r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
 # Each descriptor field out of range: FC_EINVAL from every entry, and fc_last_error() names it.
 BAD_FIELDS = [
-    (dict(n=0), "n"), (dict(c=-1), "c"), (dict(h=0), "h"), (dict(w=-5), "w"), (dict(k=0), "k"),
-    (dict(kh=0), "kh"), (dict(kw=-1), "kw"), (dict(stride_h=0), "stride_h"),
-    (dict(stride_w=-2), "stride_w"), (dict(pad_h=-1), "pad_h"), (dict(pad_w=-1), "pad_w"),
-    (dict(dil_h=0), "dil_h"), (dict(dil_w=0), "dil_w"), (dict(groups=0), "groups"),
-    (dict(groups=3), "groups"), (dict(k=5), "groups"), (dict(kh=12), "kernel"),
+    (dict(n=0), "n"),
+    (dict(c=-1), "c"),
+    (dict(h=0), "h"),
+    (dict(w=-5), "w"),
+    (dict(k=0), "k"),
+    (dict(kh=0), "kh"),
+    (dict(kw=-1), "kw"),
+    (dict(stride_h=0), "stride_h"),
+    (dict(stride_w=-2), "stride_w"),
+    (dict(pad_h=-1), "pad_h"),
+    (dict(pad_w=-1), "pad_w"),
+    (dict(dil_h=0), "dil_h"),
+    (dict(dil_w=0), "dil_w"),
+    (dict(groups=0), "groups"),
+    (dict(groups=3), "groups"),
+    (dict(k=5), "groups"),
+    (dict(kh=12), "kernel"),
     (dict(kw=3, dil_w=5), "kernel"),
 ]
 
 
-@pytest.mark.parametrize("change,word", BAD_FIELDS, ids=[w + str(i) for i, (_, w) in enumerate(BAD_FIELDS)])
+@pytest.mark.parametrize(
+    "change,word", BAD_FIELDS, ids=[w + str(i) for i, (_, w) in enumerate(BAD_FIELDS)]
+)
 def test_bad_field_is_named_by_every_entry(change, word):
     lib = load(LIB_PATH)
-    fields = dict(n=2, c=4, h=9, w=8, k=6, kh=3, kw=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
-                  dil_h=1, dil_w=1, groups=2)
+    fields = dict(
+        n=2,
+        c=4,
+        h=9,
+        w=8,
+        k=6,
+        kh=3,
+        kw=3,
+        stride_h=1,
+        stride_w=1,
+        pad_h=1,
+        pad_w=1,
+        dil_h=1,
+        dil_w=1,
+        groups=2,
+    )
     fields.update(change)
     d = ctypes.byref(Desc(**fields))
     buf = np.zeros(4096)
     p = buf.ctypes.data_as(ctypes.c_void_p)
-    for call in (lambda: lib.fc_conv2d_forward(d, 1, 0, p, p, None, p),
-                 lambda: lib.fc_conv2d_backward_data(d, 1, 0, p, p, p),
-                 lambda: lib.fc_conv2d_backward_weight(d, 1, 0, p, p, p, None)):
+    for call in (
+        lambda: lib.fc_conv2d_forward(d, 1, 0, p, p, None, p),
+        lambda: lib.fc_conv2d_backward_data(d, 1, 0, p, p, p),
+        lambda: lib.fc_conv2d_backward_weight(d, 1, 0, p, p, p, None),
+    ):
         assert call() == FC_EINVAL
         assert word in lib.fc_last_error().decode()

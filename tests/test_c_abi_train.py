@@ -1,6 +1,7 @@
 """The training kernels' C ABI (fc_batch_norm_*, fc_softmax_cross_entropy_*, fc_sgd_step,
 fc_adam_step) through ctypes: bad arguments return status codes (never a crash), and the
 results match NumPy references."""
+
 import ctypes
 
 import numpy as np
@@ -9,37 +10,64 @@ import pytest
 from test_c_abi import FC_EINVAL, FC_EOVERFLOW, FC_OK, LIB_PATH
 
 pytestmark = pytest.mark.skipif(LIB_PATH is None, reason="libfastconv shared library not found")
-P, I, L, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
+P, Int, L, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
 F32, F64 = 0, 1
 
 
 class OptimTensor(ctypes.Structure):
-    _fields_ = [("param", P), ("grad", P), ("state", P * 3), ("n", L), ("step_size", D),
-                ("bias2_sqrt", D), ("init", I)]
+    _fields_ = [
+        ("param", P),
+        ("grad", P),
+        ("state", P * 3),
+        ("n", L),
+        ("step_size", D),
+        ("bias2_sqrt", D),
+        ("init", Int),
+    ]
 
 
 class SgdArgs(ctypes.Structure):
-    _fields_ = [("lr", D), ("momentum", D), ("dampening", D), ("weight_decay", D),
-                ("nesterov", I), ("maximize", I)]
+    _fields_ = [
+        ("lr", D),
+        ("momentum", D),
+        ("dampening", D),
+        ("weight_decay", D),
+        ("nesterov", Int),
+        ("maximize", Int),
+    ]
 
 
 class AdamArgs(ctypes.Structure):
-    _fields_ = [("lr", D), ("beta1", D), ("beta2", D), ("eps", D), ("weight_decay", D),
-                ("amsgrad", I), ("maximize", I), ("decoupled", I)]
+    _fields_ = [
+        ("lr", D),
+        ("beta1", D),
+        ("beta2", D),
+        ("eps", D),
+        ("weight_decay", D),
+        ("amsgrad", Int),
+        ("maximize", Int),
+        ("decoupled", Int),
+    ]
 
 
 @pytest.fixture(scope="module")
 def lib():
     lib = ctypes.CDLL(LIB_PATH)
-    lib.fc_batch_norm_forward.argtypes = [I, L, L, L, P, P, P, P, I, I, D, P, P, P, P]
-    lib.fc_batch_norm_backward.argtypes = [I, L, L, L, P, P, P, P, P, P, I, P, P, P, P]
-    lib.fc_softmax_cross_entropy_forward.argtypes = [I, L, L, L, P, P, P, P]
-    lib.fc_softmax_cross_entropy_backward.argtypes = [I, L, L, L, P, P, P, P, P]
-    lib.fc_sgd_step.argtypes = [I, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
-    lib.fc_adam_step.argtypes = [I, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(AdamArgs)]
-    for f in ("fc_batch_norm_forward", "fc_batch_norm_backward", "fc_softmax_cross_entropy_forward",
-              "fc_softmax_cross_entropy_backward", "fc_sgd_step", "fc_adam_step"):
-        getattr(lib, f).restype = I
+    lib.fc_batch_norm_forward.argtypes = [Int, L, L, L, P, P, P, P, Int, Int, D, P, P, P, P]
+    lib.fc_batch_norm_backward.argtypes = [Int, L, L, L, P, P, P, P, P, P, Int, P, P, P, P]
+    lib.fc_softmax_cross_entropy_forward.argtypes = [Int, L, L, L, P, P, P, P]
+    lib.fc_softmax_cross_entropy_backward.argtypes = [Int, L, L, L, P, P, P, P, P]
+    lib.fc_sgd_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
+    lib.fc_adam_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(AdamArgs)]
+    for f in (
+        "fc_batch_norm_forward",
+        "fc_batch_norm_backward",
+        "fc_softmax_cross_entropy_forward",
+        "fc_softmax_cross_entropy_backward",
+        "fc_sgd_step",
+        "fc_adam_step",
+    ):
+        getattr(lib, f).restype = Int
     return lib
 
 
@@ -51,37 +79,84 @@ def test_batch_norm_forward_and_backward(lib):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 4, 5))
     m, v, i, y = np.empty(4), np.empty(4), np.empty(4), np.empty_like(x)
-    assert lib.fc_batch_norm_forward(F64, 3, 4, 5, ptr(x), None, None, None, 1, 1, 1e-5,
-                                     ptr(m), ptr(v), ptr(i), ptr(y)) == FC_OK
+    assert (
+        lib.fc_batch_norm_forward(
+            F64, 3, 4, 5, ptr(x), None, None, None, 1, 1, 1e-5, ptr(m), ptr(v), ptr(i), ptr(y)
+        )
+        == FC_OK
+    )
     np.testing.assert_allclose(m, x.mean((0, 2)), rtol=1e-13)
     np.testing.assert_allclose(v, x.var((0, 2)), rtol=1e-12)
     ref = np.maximum((x - m[None, :, None]) / np.sqrt(v[None, :, None] + 1e-5), 0)
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-14)
     dy, dx, dr = rng.standard_normal(x.shape), np.empty_like(x), np.empty_like(x)
-    assert lib.fc_batch_norm_backward(F64, 3, 4, 5, ptr(dy), ptr(x), ptr(y), ptr(m), ptr(i), None,
-                                      1, ptr(dx), ptr(dr), None, None) == FC_OK
+    assert (
+        lib.fc_batch_norm_backward(
+            F64,
+            3,
+            4,
+            5,
+            ptr(dy),
+            ptr(x),
+            ptr(y),
+            ptr(m),
+            ptr(i),
+            None,
+            1,
+            ptr(dx),
+            ptr(dr),
+            None,
+            None,
+        )
+        == FC_OK
+    )
     np.testing.assert_array_equal(dr, np.where(y > 0, dy, 0))
 
 
 def test_batch_norm_bad_arguments(lib):
     x, c = np.zeros((2, 3, 4)), np.zeros(3)
+    out = x.copy()
 
-    def fwd(t=F64, n=2, c_=3, hw=4, act=0, eps=1e-5, x_=x, mean=c, inv=c, y=x.copy()):
-        return lib.fc_batch_norm_forward(t, n, c_, hw, ptr(x_), None, None, None, act, 1, eps,
-                                         ptr(mean), None, ptr(inv), ptr(y))
+    def fwd(t=F64, n=2, c_=3, hw=4, act=0, eps=1e-5, x_=x, mean=c, inv=c, y=out):
+        return lib.fc_batch_norm_forward(
+            t, n, c_, hw, ptr(x_), None, None, None, act, 1, eps, ptr(mean), None, ptr(inv), ptr(y)
+        )
+
     assert fwd() == FC_OK
     assert fwd(t=7) == FC_EINVAL
     assert fwd(n=-1) == FC_EINVAL
-    assert fwd(act=2) == FC_EINVAL       # only none or relu
+    assert fwd(act=2) == FC_EINVAL  # only none or relu
     assert fwd(eps=-1.0) == FC_EINVAL
     assert fwd(eps=float("nan")) == FC_EINVAL
     assert fwd(mean=None) == FC_EINVAL
     assert fwd(y=None) == FC_EINVAL
-    assert fwd(n=2 ** 40, c_=2 ** 20, hw=2 ** 10) == FC_EOVERFLOW
-    assert lib.fc_batch_norm_backward(F64, 2, 3, 4, ptr(x), ptr(x), None, ptr(c), ptr(c), None, 1,
-                                      None, ptr(x.copy()), None, None) == FC_EINVAL  # dres needs y
-    assert lib.fc_batch_norm_backward(F64, 2, 3, 4, None, ptr(x), None, ptr(c), ptr(c), None, 1,
-                                      None, None, None, None) == FC_EINVAL
+    assert fwd(n=2**40, c_=2**20, hw=2**10) == FC_EOVERFLOW
+    assert (
+        lib.fc_batch_norm_backward(
+            F64,
+            2,
+            3,
+            4,
+            ptr(x),
+            ptr(x),
+            None,
+            ptr(c),
+            ptr(c),
+            None,
+            1,
+            None,
+            ptr(x.copy()),
+            None,
+            None,
+        )
+        == FC_EINVAL
+    )  # dres needs y
+    assert (
+        lib.fc_batch_norm_backward(
+            F64, 2, 3, 4, None, ptr(x), None, ptr(c), ptr(c), None, 1, None, None, None, None
+        )
+        == FC_EINVAL
+    )
 
 
 def test_cross_entropy(lib):
@@ -90,16 +165,34 @@ def test_cross_entropy(lib):
     q = np.zeros_like(x)
     q[np.arange(3), rng.integers(0, 5, 3), :] = 1
     loss, lse = np.empty((3, 2)), np.empty((3, 2))
-    assert lib.fc_softmax_cross_entropy_forward(F64, 3, 5, 2, ptr(x), ptr(q), ptr(loss), ptr(lse)) == FC_OK
+    assert (
+        lib.fc_softmax_cross_entropy_forward(F64, 3, 5, 2, ptr(x), ptr(q), ptr(loss), ptr(lse))
+        == FC_OK
+    )
     logp = x - np.log(np.exp(x).sum(1, keepdims=True))
     np.testing.assert_allclose(loss, -(q * logp).sum(1), rtol=1e-13)
     dl, dx = np.ones((3, 2)), np.empty_like(x)
-    assert lib.fc_softmax_cross_entropy_backward(F64, 3, 5, 2, ptr(x), ptr(q), ptr(lse), ptr(dl),
-                                                 ptr(dx)) == FC_OK
+    assert (
+        lib.fc_softmax_cross_entropy_backward(
+            F64, 3, 5, 2, ptr(x), ptr(q), ptr(lse), ptr(dl), ptr(dx)
+        )
+        == FC_OK
+    )
     np.testing.assert_allclose(dx, np.exp(logp) - q, rtol=1e-12, atol=1e-15)
-    assert lib.fc_softmax_cross_entropy_forward(F64, -3, 5, 2, ptr(x), ptr(q), ptr(loss), ptr(lse)) == FC_EINVAL
-    assert lib.fc_softmax_cross_entropy_forward(F64, 3, 5, 2, ptr(x), None, ptr(loss), ptr(lse)) == FC_EINVAL
-    assert lib.fc_softmax_cross_entropy_backward(9, 3, 5, 2, ptr(x), ptr(q), ptr(lse), ptr(dl), ptr(dx)) == FC_EINVAL
+    assert (
+        lib.fc_softmax_cross_entropy_forward(F64, -3, 5, 2, ptr(x), ptr(q), ptr(loss), ptr(lse))
+        == FC_EINVAL
+    )
+    assert (
+        lib.fc_softmax_cross_entropy_forward(F64, 3, 5, 2, ptr(x), None, ptr(loss), ptr(lse))
+        == FC_EINVAL
+    )
+    assert (
+        lib.fc_softmax_cross_entropy_backward(
+            9, 3, 5, 2, ptr(x), ptr(q), ptr(lse), ptr(dl), ptr(dx)
+        )
+        == FC_EINVAL
+    )
 
 
 def test_optimizer_steps(lib):
@@ -119,5 +212,7 @@ def test_optimizer_steps(lib):
     adam = AdamArgs(0.1, 0.9, 0.999, 1e-8, 0.0, 1, 0, 0)
     m, v = np.zeros(5), np.zeros(5)
     two = OptimTensor(ptr(p), ptr(g), (P * 3)(ptr(m), ptr(v), None), 5, 0.1, 1.0, 0)
-    assert lib.fc_adam_step(F64, 1, ctypes.byref(two), ctypes.byref(adam)) == FC_EINVAL  # amsgrad: 3
+    assert (
+        lib.fc_adam_step(F64, 1, ctypes.byref(two), ctypes.byref(adam)) == FC_EINVAL
+    )  # amsgrad: 3
     assert lib.fc_adam_step(7, 1, ctypes.byref(two), ctypes.byref(adam)) == FC_EINVAL

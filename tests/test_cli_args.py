@@ -1,10 +1,12 @@
 """`fastconv train` and `fastconv bench` check every option while parsing, before any data is
 loaded or anything is timed: a bad value exits with status 2 and one argparse line naming the
 option. Files that pass the checks but cannot be read give one line naming the file."""
+
 import numpy as np
 import pytest
 
 from fastconv import cli
+
 
 @pytest.fixture(autouse=True)
 def no_work(monkeypatch):
@@ -13,6 +15,7 @@ def no_work(monkeypatch):
 
     def forbidden(*a, **k):
         raise AssertionError("ran past validation")
+
     monkeypatch.setattr(data, "load_digits", forbidden)
     monkeypatch.setattr(bench, "run", forbidden)
 
@@ -56,8 +59,10 @@ BENCH = [
     (["--net-batch", "-2"], "argument --net-batch: must be an integer >= 1, got '-2'"),
     (["--repeat", "0"], "argument --repeat: must be an integer >= 1, got '0'"),
     (["--threads", "0"], "argument --threads: must be an integer from 1 to 1024, got '0'"),
-    (["--compare", "torch,tensorflow"],
-     "argument --compare: unknown 'tensorflow' (choose from torch, numpy)"),
+    (
+        ["--compare", "torch,tensorflow"],
+        "argument --compare: unknown 'tensorflow' (choose from torch, numpy)",
+    ),
     (["--algos", "im2col,strassen"], "argument --algos: unknown 'strassen' (choose from "),
     (["--json", "nodir/x.json"], "argument --json: nodir/x.json: directory "),
     (["--plot", "nodir/x.png"], "argument --plot: nodir/x.png: directory "),
@@ -76,18 +81,25 @@ def test_bench_rejects_bad_values_up_front(args, message, capsys, tmp_path, monk
 
 def test_bench_plot_without_matplotlib(capsys, tmp_path, monkeypatch):
     import sys
+
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)
     err = usage_error(["bench", "layers", "--plot", str(tmp_path / "b.png")], capsys)
-    assert err == "fastconv bench: error: argument --plot: needs matplotlib: pip install 'fastconv[bench]'"
+    assert (
+        err
+        == "fastconv bench: error: argument --plot: needs matplotlib: pip install 'fastconv[bench]'"
+    )
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "No data left in file"),
-    (b"not a checkpoint at all" * 4, "pickled"),
-    ("half", "File is not a zip file"),
-    ("npy", "a single .npy array"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "No data left in file"),
+        (b"not a checkpoint at all" * 4, "pickled"),
+        ("half", "File is not a zip file"),
+        ("npy", "a single .npy array"),
+    ],
+)
 def test_train_load_of_a_bad_file_is_one_line(content, reason, capsys, tmp_path):
     path = tmp_path / "w.npz"
     if content == "half":
@@ -101,8 +113,10 @@ def test_train_load_of_a_bad_file_is_one_line(content, reason, capsys, tmp_path)
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--load", str(path)])
     message = e.value.code  # sys.exit(message): status 1, the line on stderr
-    assert message.startswith(f"fastconv train: error: argument --load: {path} is not a "
-                              f"readable .npz weights file (truncated or corrupt?): ")
+    assert message.startswith(
+        f"fastconv train: error: argument --load: {path} is not a "
+        f"readable .npz weights file (truncated or corrupt?): "
+    )
     assert reason in message and "\n" not in message
 
 
@@ -114,21 +128,39 @@ def tiny_digits(*a, **k):
 
 
 @pytest.mark.parametrize("lr,changes", [("0", False), ("0.5", True)])
-def test_train_lr_zero_is_honoured_and_save_load_agree_on_the_path(lr, changes, capsys,
-                                                                   tmp_path, monkeypatch):
+def test_train_lr_zero_is_honoured_and_save_load_agree_on_the_path(
+    lr, changes, capsys, tmp_path, monkeypatch
+):
     pytest.importorskip("tqdm")
     from fastconv import data, models
     from fastconv.train import load_weights, save_weights
+
     monkeypatch.setattr(data, "load_digits", tiny_digits)
     start, out = tmp_path / "start", tmp_path / "w"  # no suffix: written and read as given
     save_weights(models.lenet5(), start)
-    assert cli.main(["train", "--epochs", "1", "--lr", lr, "--no-progress", "--load", str(start),
-                     "--save", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--lr",
+                lr,
+                "--no-progress",
+                "--load",
+                str(start),
+                "--save",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert f"saved weights to {out}\n" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["start", "w"]
     a, b = models.lenet5(), models.lenet5()
     load_weights(a, start), load_weights(b, out)
-    same = all(np.array_equal(va, vb) for va, vb in zip(a.state_dict().values(),
-                                                        b.state_dict().values()))
+    same = all(
+        np.array_equal(va, vb) for va, vb in zip(a.state_dict().values(), b.state_dict().values())
+    )
     assert same != changes  # lr 0 (once read as "use the default 0.05") leaves the weights alone
     assert cli.main(["train", "--epochs", "0", "--no-progress", "--load", str(out)]) == 0

@@ -1,6 +1,7 @@
 """Other projects using the installed kernels: a C program, a CMake project (C++) and a Cython
 extension, each built in a temporary directory against fastconv.get_include()/get_lib_dir()/
 get_cmake_dir() and run. Each skips with the reason when its tool is missing."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,8 @@ STRIDE, PAD, DIL, GROUPS = 2, 1, (1, 2), 2
 
 
 def _inputs():
-    """x[i] = ((i*7) % 11 - 5) / 4 and w[i] = ((i*5) % 9 - 4) / 8 (exact in binary), bias[k] = k/2."""
+    """x[i] = ((i*7) % 11 - 5) / 4 and w[i] = ((i*5) % 9 - 4) / 8 (exact in binary),
+    bias[k] = k/2."""
     x = ((np.arange(N * C * H * W) * 7) % 11 - 5).reshape(N, C, H, W) / 4.0
     w = ((np.arange(K * (C // GROUPS) * KH * KW) * 5) % 9 - 4).reshape(K, C // GROUPS, KH, KW) / 8.0
     b = np.arange(K) / 2.0
@@ -41,9 +43,12 @@ def _naive_conv(x, w, b):
         g = k // kg
         for i in range(ho):
             for j in range(wo):
-                patch = xp[:, g * cg:(g + 1) * cg,
-                           i * STRIDE:i * STRIDE + DIL[0] * (KH - 1) + 1:DIL[0],
-                           j * STRIDE:j * STRIDE + DIL[1] * (KW - 1) + 1:DIL[1]]
+                patch = xp[
+                    :,
+                    g * cg : (g + 1) * cg,
+                    i * STRIDE : i * STRIDE + DIL[0] * (KH - 1) + 1 : DIL[0],
+                    j * STRIDE : j * STRIDE + DIL[1] * (KW - 1) + 1 : DIL[1],
+                ]
                 y[:, k, i, j] = (patch * w[k]).sum(axis=(1, 2, 3)) + b[k]
     return y
 
@@ -57,13 +62,16 @@ def _compiler():
 
 def _run(cmd, cwd, env=None):
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, (f"{' '.join(map(str, cmd))} failed with {r.returncode}\n"
-                               f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+    assert r.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed with {r.returncode}\n"
+        f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    )
     return r.stdout
 
 
 def _openblas_dir():
     import scipy_openblas32
+
     return scipy_openblas32.get_lib_dir()
 
 
@@ -90,7 +98,10 @@ int main(void) {
   for (int i = 0; i < K * (C / G) * KH * KW; ++i) w[i] = ((i * 5) %% 9 - 4) / 8.0;
   for (int k = 0; k < K; ++k) b[k] = k / 2.0;
   int64_t ho, wo;
-  if (fc_conv2d_output_size(&d, &ho, &wo) != FC_OK) { printf("size: %%s\n", fc_last_error()); return 1; }
+  if (fc_conv2d_output_size(&d, &ho, &wo) != FC_OK) {
+    printf("size: %%s\n", fc_last_error());
+    return 1;
+  }
   double *y = (double *)malloc(sizeof(double) * N * K * ho * wo);
   fc_status s = fc_conv2d_forward(&d, FC_F64, FC_ALGO_AUTO, x, w, b, y);
   if (s != FC_OK) { printf("forward: %%s\n", fc_last_error()); return 1; }
@@ -100,11 +111,14 @@ int main(void) {
   d.groups = 3;
   y[0] = -1234.5;
   s = fc_conv2d_forward(&d, FC_F64, FC_ALGO_AUTO, x, w, b, y);
-  printf("%%d|%%s|%%d|%%g\n", (int)s, fc_status_string(s), (int)(strlen(fc_last_error()) > 0), y[0]);
+  printf("%%d|%%s|%%d|%%g\n", (int)s, fc_status_string(s), (int)(strlen(fc_last_error()) > 0),
+         y[0]);
   free(y);
   return 0;
 }
-""" % dict(N=N, C=C, H=H, W=W, K=K, KH=KH, KW=KW, G=GROUPS, S=STRIDE, P=PAD, DH=DIL[0], DW=DIL[1])
+""" % dict(  # noqa: UP031  (C source: %-formatting leaves its many braces literal)
+    N=N, C=C, H=H, W=W, K=K, KH=KH, KW=KW, G=GROUPS, S=STRIDE, P=PAD, DH=DIL[0], DW=DIL[1]
+)
 
 
 def _check_program_output(out, threads=None):
@@ -118,7 +132,7 @@ def _check_program_output(out, threads=None):
     x, w, b = _inputs()
     want = _naive_conv(x, w, b)
     assert (int(ho), int(wo)) == want.shape[2:]
-    got = np.array([float(v) for v in lines[1:1 + want.size]]).reshape(want.shape)
+    got = np.array([float(v) for v in lines[1 : 1 + want.size]]).reshape(want.shape)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     status, text, has_message, y0 = lines[1 + want.size].split("|")
     assert int(status) == 1 and text.strip() and has_message == "1"  # FC_EINVAL
@@ -128,6 +142,7 @@ def _check_program_output(out, threads=None):
 def test_public_names():
     # The package re-exports the path helpers and the threads context manager.
     from fastconv._threads import threads
+
     assert fastconv.get_include is _paths.get_include
     assert fastconv.get_lib_dir is _paths.get_lib_dir
     assert fastconv.get_cmake_dir is _paths.get_cmake_dir
@@ -156,13 +171,26 @@ def test_naive_reference_matches_fastconv():
 def test_c_program(tmp_path):
     cc = _compiler()
     (tmp_path / "prog.c").write_text(C_PROGRAM)
-    _run([cc, "-std=c99", "-Wall", "-Werror", f"-I{_paths.get_include()}", "prog.c",
-          "-o", "prog", *_link_flags()], tmp_path)
+    _run(
+        [
+            cc,
+            "-std=c99",
+            "-Wall",
+            "-Werror",
+            f"-I{_paths.get_include()}",
+            "prog.c",
+            "-o",
+            "prog",
+            *_link_flags(),
+        ],
+        tmp_path,
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "OMP_NUM_THREADS")}
     _check_program_output(_run([str(tmp_path / "prog")], tmp_path, env))
     # OMP_NUM_THREADS is honoured by the C library as well.
-    _check_program_output(_run([str(tmp_path / "prog")], tmp_path, dict(env, OMP_NUM_THREADS="3")),
-                          threads=3)
+    _check_program_output(
+        _run([str(tmp_path / "prog")], tmp_path, dict(env, OMP_NUM_THREADS="3")), threads=3
+    )
 
 
 CMAKE_LISTS = """
@@ -194,8 +222,10 @@ def test_cmake_project(tmp_path, how):
         where = f"-DCMAKE_PREFIX_PATH={os.path.dirname(_paths.get_lib_dir())}"
     gen = ["-G", "Ninja"] if shutil.which("ninja") and not shutil.which("make") else []
     build = tmp_path / "build"
-    _run([cmake, "-S", str(src), "-B", str(build), where, "-DCMAKE_BUILD_TYPE=Release", *gen],
-         tmp_path)
+    _run(
+        [cmake, "-S", str(src), "-B", str(build), where, "-DCMAKE_BUILD_TYPE=Release", *gen],
+        tmp_path,
+    )
     _run([cmake, "--build", str(build)], tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     _check_program_output(_run([str(build / "consumer")], tmp_path, env))
@@ -258,8 +288,21 @@ def test_cython_extension(tmp_path, monkeypatch):
     # `cimport fastconv.kernels` is found on sys.path, beside the installed package.
     _run([sys.executable, "-m", "cython", "-3", f"{name}.pyx", "-o", f"{name}.c"], tmp_path)
     ext = name + sysconfig.get_config_var("EXT_SUFFIX")
-    _run([cc, "-shared", "-fPIC", "-O0", f"-I{py_include}", f"-I{_paths.get_include()}",
-          f"{name}.c", "-o", ext, *_link_flags()], tmp_path)
+    _run(
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-O0",
+            f"-I{py_include}",
+            f"-I{_paths.get_include()}",
+            f"{name}.c",
+            "-o",
+            ext,
+            *_link_flags(),
+        ],
+        tmp_path,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module(name)
     try:
@@ -278,8 +321,10 @@ def test_cython_extension(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # threads: fastconv.threads(n) and OMP_NUM_THREADS, as seen from Python
 
+
 def test_threads_context_manager():
     from fastconv._threads import threads
+
     before = fastconv.get_num_threads()
     other = 1 if before != 1 else 2
     with threads(other) as n:
@@ -290,7 +335,7 @@ def test_threads_context_manager():
     assert fastconv.get_num_threads() == before
     with pytest.raises(ZeroDivisionError):
         with threads(other):
-            1 / 0
+            raise ZeroDivisionError
     assert fastconv.get_num_threads() == before
     with pytest.raises(ValueError, match="n must be"):
         with threads(0):

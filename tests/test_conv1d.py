@@ -3,6 +3,7 @@
 Every algorithm x {kernel length, stride, padding incl. "same"/"valid", dilation, groups,
 batch, odd lengths} x {float32, float64}, from a pairwise-covering case list.
 """
+
 import functools
 import itertools
 import zlib
@@ -12,8 +13,15 @@ import numpy as np
 import pytest
 
 import fastconv
-from conftest import DTYPE_IDS, DTYPES, assert_close, check_backward, pairwise, snapshot, \
-    assert_unchanged
+from conftest import (
+    DTYPE_IDS,
+    DTYPES,
+    assert_close,
+    assert_unchanged,
+    check_backward,
+    pairwise,
+    snapshot,
+)
 from reference import conv1d_backward_ref, conv1d_ref, same_padding
 
 
@@ -24,7 +32,7 @@ class Case1d(NamedTuple):
     k: int
     kl: int
     stride: int = 1
-    padding: object = 0     # int, "same" or "valid"
+    padding: object = 0  # int, "same" or "valid"
     dilation: int = 1
     groups: int = 1
     bias: bool = True
@@ -39,15 +47,17 @@ class Case1d(NamedTuple):
 
     @property
     def params(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
     @property
     def params2d(self):
         """The same convolution as conv2d parameters (H = 1)."""
         pad = self.padding if isinstance(self.padding, str) else (0, self.padding)
-        return dict(stride=(1, self.stride), padding=pad, dilation=(1, self.dilation),
-                    groups=self.groups)
+        return dict(
+            stride=(1, self.stride), padding=pad, dilation=(1, self.dilation), groups=self.groups
+        )
 
     @property
     def ref_padding(self):
@@ -59,9 +69,11 @@ class Case1d(NamedTuple):
 
     @property
     def id(self):
-        return (f"{self.n}x{self.c}x{self.length}-w{self.k}x{self.c // self.groups}x{self.kl}"
-                f"-s{self.stride}-p{self.padding}-d{self.dilation}-g{self.groups}"
-                + ("" if self.bias else "-nobias"))
+        return (
+            f"{self.n}x{self.c}x{self.length}-w{self.k}x{self.c // self.groups}x{self.kl}"
+            f"-s{self.stride}-p{self.padding}-d{self.dilation}-g{self.groups}"
+            + ("" if self.bias else "-nobias")
+        )
 
 
 # The algorithms the API promises for 1-D convolutions (at their shapes); the tests run every
@@ -89,7 +101,7 @@ CHANNELS = {
 def build(kl, stride, padding, dilation, groups, batch, length, chan, bias):
     c, k, g = CHANNELS[groups][chan]
     if padding == "same":
-        stride = 1                      # "same" is defined for stride 1 only
+        stride = 1  # "same" is defined for stride 1 only
     pad = padding if isinstance(padding, int) else 0
     eff = dilation * (kl - 1) + 1
     if length + 2 * pad < eff:
@@ -98,13 +110,27 @@ def build(kl, stride, padding, dilation, groups, batch, length, chan, bias):
     return Case1d(batch, c, length, k, kl, stride, padding, dilation, g, bias)
 
 
-AXES = dict(kl=[1, 3, 5, 7, 11], stride=[1, 2, 3], padding=[0, 1, 2, "same", "valid"],
-            dilation=[1, 2, 3], groups=list(CHANNELS), batch=[1, 3], length=[13, 7, 25],
-            chan=["small", "wide"], bias=[True, False])
-CASES = list(dict.fromkeys(
-    [build(**r) for r in pairwise(AXES, seed=11)]
-    + [build(kl=1, **r) for r in pairwise({a: v for a, v in AXES.items() if a != "kl"}, seed=12)]
-    + [build(**r) for r in pairwise(dict(AXES, groups=["dw", "dw2"]), seed=13)]))
+AXES = dict(
+    kl=[1, 3, 5, 7, 11],
+    stride=[1, 2, 3],
+    padding=[0, 1, 2, "same", "valid"],
+    dilation=[1, 2, 3],
+    groups=list(CHANNELS),
+    batch=[1, 3],
+    length=[13, 7, 25],
+    chan=["small", "wide"],
+    bias=[True, False],
+)
+CASES = list(
+    dict.fromkeys(
+        [build(**r) for r in pairwise(AXES, seed=11)]
+        + [
+            build(kl=1, **r)
+            for r in pairwise({a: v for a, v in AXES.items() if a != "kl"}, seed=12)
+        ]
+        + [build(**r) for r in pairwise(dict(AXES, groups=["dw", "dw2"]), seed=13)]
+    )
+)
 
 
 def combos():
@@ -134,7 +160,7 @@ def expected(x, w, b, dy, case):
     return y, sy, tuple(grads), tuple(scales)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_data(case, dtype_name):
     dtype = np.dtype(dtype_name)
     rng = np.random.default_rng(zlib.crc32(f"{case.id}-{dtype_name}".encode()))
@@ -165,8 +191,9 @@ def test_case_list_covers_every_value_with_every_algorithm():
             assert set(values) <= seen, (algo, axis, set(values) - seen)
         assert {1, 3} <= {c.n for c in mine}
         assert any(c.length % 2 for c in mine)
-        kinds = {("dw2" if c.k == 2 * c.c else "dw") if c.groups == c.c else f"g{c.groups}"
-                 for c in mine}
+        kinds = {
+            ("dw2" if c.k == 2 * c.c else "dw") if c.groups == c.c else f"g{c.groups}" for c in mine
+        }
         assert kinds >= ({"dw", "dw2"} if algo == "depthwise" else set(CHANNELS)), (algo, kinds)
 
 
@@ -205,9 +232,11 @@ def test_conv1d_inapplicable_algo_raises(algo):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_conv1d_unbatched(dtype, rng):
-    for case in [Case1d(1, 4, 15, 6, 3, stride=2, padding=1, groups=2),
-                 Case1d(1, 4, 9, 8, 1, groups=4),
-                 Case1d(1, 3, 10, 4, 4, padding="same", dilation=2)]:
+    for case in [
+        Case1d(1, 4, 15, 6, 3, stride=2, padding=1, groups=2),
+        Case1d(1, 4, 9, 8, 1, groups=4),
+        Case1d(1, 3, 10, 4, 4, padding="same", dilation=2),
+    ]:
         x = rng.standard_normal(case.x_shape[1:]).astype(dtype)
         w = rng.standard_normal(case.w_shape).astype(dtype)
         b = rng.standard_normal(case.k).astype(dtype)
@@ -218,12 +247,16 @@ def test_conv1d_unbatched(dtype, rng):
             y = fastconv.conv1d(x, w, b, algo=algo, **case.params)
             assert y.ndim == 2
             assert_close(y, y_ref, dtype, sy, f"y ({algo})")
-            check_backward(fastconv.conv1d_backward(dy, x, w, algo=algo, **case.params),
-                           grads, scales, dtype)
+            check_backward(
+                fastconv.conv1d_backward(dy, x, w, algo=algo, **case.params), grads, scales, dtype
+            )
 
 
-@pytest.mark.parametrize("needs", list(itertools.product([True, False], repeat=3)),
-                         ids=lambda n: "".join("xwb"[i] if v else "-" for i, v in enumerate(n)))
+@pytest.mark.parametrize(
+    "needs",
+    list(itertools.product([True, False], repeat=3)),
+    ids=lambda n: "".join("xwb"[i] if v else "-" for i, v in enumerate(n)),
+)
 def test_conv1d_needs(needs):
     case = Case1d(2, 6, 17, 9, 5, stride=2, padding=2, dilation=2, groups=3)
     for dtype in DTYPES:
@@ -250,7 +283,7 @@ def test_conv1d_is_conv2d_with_height_1(dtype, rng):
 def test_conv1d_views_and_read_only(dtype, rng):
     case = Case1d(3, 4, 19, 6, 3, stride=2, padding=2, groups=2)
     x0 = rng.standard_normal((case.n, case.c, 2 * case.length)).astype(dtype)
-    x = x0[:, :, ::2]                                       # step slice
+    x = x0[:, :, ::2]  # step slice
     w = np.ascontiguousarray(rng.standard_normal(case.w_shape).astype(dtype)[::-1])[::-1]
     b = rng.standard_normal(case.k).astype(dtype)
     b.setflags(write=False)
@@ -261,6 +294,7 @@ def test_conv1d_views_and_read_only(dtype, rng):
     before = snapshot(x, w, b, dy)
     for algo in offered(case):
         assert_close(fastconv.conv1d(x, w, b, algo=algo, **case.params), y_ref, dtype, sy, "y")
-        check_backward(fastconv.conv1d_backward(dy, x, w, algo=algo, **case.params),
-                       grads, scales, dtype)
+        check_backward(
+            fastconv.conv1d_backward(dy, x, w, algo=algo, **case.params), grads, scales, dtype
+        )
     assert_unchanged(before, (x, w, b, dy), ("x", "weight", "bias", "grad_out"))

@@ -6,6 +6,7 @@ Every algorithm x {stride, padding, dilation, groups, kernel, batch, odd spatial
 with each algorithm that can run it; plus scaled-down real layers, a randomized (hypothesis)
 test, and the API properties (needs, threads, unbatched, "same"/"valid", views, read-only).
 """
+
 import functools
 import itertools
 import os
@@ -21,11 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv
+from _isa import AVAILABLE_ISAS, run_isa
 from conftest import (
     DTYPE_IDS,
     DTYPES,
-    DTYPES,
-    TESTS_DIR,
     Case,
     assert_close,
     assert_unchanged,
@@ -63,8 +63,8 @@ def spec_algorithms(case):
 CHANNELS = {
     "g1": {"small": (3, 5, 1), "wide": (16, 20, 1)},
     "g2": {"small": (4, 6, 2), "wide": (10, 18, 2)},
-    "dw": {"small": (3, 3, 3), "wide": (17, 17, 17)},        # groups == C, multiplier 1
-    "dw2": {"small": (3, 6, 3), "wide": (9, 18, 9)},         # groups == C, multiplier 2
+    "dw": {"small": (3, 3, 3), "wide": (17, 17, 17)},  # groups == C, multiplier 1
+    "dw2": {"small": (3, 6, 3), "wide": (9, 18, 9)},  # groups == C, multiplier 2
 }
 
 
@@ -95,19 +95,73 @@ SPATIAL = [(13, 11), (7, 9), (5, 17)]
 CHANS = ["small", "wide"]
 BIAS = [True, False]
 
-GENERAL = [build(**r) for r in pairwise(dict(
-    kernel=KERNELS, stride=STRIDES, padding=PADDINGS, dilation=DILATIONS, groups=GROUPINGS,
-    batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=1)]
-ONE_BY_ONE = [build(kernel=(1, 1), **r) for r in pairwise(dict(
-    stride=STRIDES, padding=PADDINGS, dilation=DILATIONS, groups=GROUPINGS,
-    batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=2)]
-DEPTHWISE = [build(**r) for r in pairwise(dict(
-    kernel=KERNELS, stride=STRIDES, padding=PADDINGS, dilation=DILATIONS, groups=["dw", "dw2"],
-    batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=3)]
+GENERAL = [
+    build(**r)
+    for r in pairwise(
+        dict(
+            kernel=KERNELS,
+            stride=STRIDES,
+            padding=PADDINGS,
+            dilation=DILATIONS,
+            groups=GROUPINGS,
+            batch=BATCHES,
+            spatial=SPATIAL,
+            chan=CHANS,
+            bias=BIAS,
+        ),
+        seed=1,
+    )
+]
+ONE_BY_ONE = [
+    build(kernel=(1, 1), **r)
+    for r in pairwise(
+        dict(
+            stride=STRIDES,
+            padding=PADDINGS,
+            dilation=DILATIONS,
+            groups=GROUPINGS,
+            batch=BATCHES,
+            spatial=SPATIAL,
+            chan=CHANS,
+            bias=BIAS,
+        ),
+        seed=2,
+    )
+]
+DEPTHWISE = [
+    build(**r)
+    for r in pairwise(
+        dict(
+            kernel=KERNELS,
+            stride=STRIDES,
+            padding=PADDINGS,
+            dilation=DILATIONS,
+            groups=["dw", "dw2"],
+            batch=BATCHES,
+            spatial=SPATIAL,
+            chan=CHANS,
+            bias=BIAS,
+        ),
+        seed=3,
+    )
+]
 # Unit stride, where Winograd (3x3) and FFT (any kernel) apply; dilated ones run on phase planes.
-UNIT_STRIDE = [build(stride=1, **r) for r in pairwise(dict(
-    kernel=[(3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (11, 11)], padding=PADDINGS, dilation=DILATIONS,
-    groups=GROUPINGS, batch=BATCHES, spatial=SPATIAL, chan=CHANS, bias=BIAS), seed=4)]
+UNIT_STRIDE = [
+    build(stride=1, **r)
+    for r in pairwise(
+        dict(
+            kernel=[(3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (11, 11)],
+            padding=PADDINGS,
+            dilation=DILATIONS,
+            groups=GROUPINGS,
+            batch=BATCHES,
+            spatial=SPATIAL,
+            chan=CHANS,
+            bias=BIAS,
+        ),
+        seed=4,
+    )
+]
 CASES = list(dict.fromkeys(GENERAL + ONE_BY_ONE + DEPTHWISE + UNIT_STRIDE))
 
 # Scaled-down layers of src/fastconv/suites/convnet_benchmarks.json (and the nets' typical convs).
@@ -139,9 +193,19 @@ LAYERS = {
 # The layers whose every algorithm runs in the fast loop (`-m "not slow"`): one of each kind,
 # a second or less each. The others, and the reference twin at every layer (its naive loops
 # take seconds there), are marked slow and run in the full suite.
-FAST_LAYERS = {"vgg-3x3-pad1", "googlenet-7x7-s2-p3", "overfeat-11x11-s4", "alexnet-11x11-s4-p2",
-               "resnet-1x1-s2-down", "resnet-3x3-s2-p1", "inception3-1x7", "inception3-7x1",
-               "mobilenet-dw-3x3-s2", "deeplab-atrous-d4", "odd-tails"}
+FAST_LAYERS = {
+    "vgg-3x3-pad1",
+    "googlenet-7x7-s2-p3",
+    "overfeat-11x11-s4",
+    "alexnet-11x11-s4-p2",
+    "resnet-1x1-s2-down",
+    "resnet-3x3-s2-p1",
+    "inception3-1x7",
+    "inception3-7x1",
+    "mobilenet-dw-3x3-s2",
+    "deeplab-atrous-d4",
+    "odd-tails",
+}
 
 
 def combos(cases, slow=lambda case_id, algo: False):
@@ -154,15 +218,17 @@ def combos(cases, slow=lambda case_id, algo: False):
             if algo in spec_algorithms(case) or algo not in SPEC_ALGORITHMS:
                 marks = [pytest.mark.slow] if slow(case_id, algo) else []
                 for dtype, dname in zip(DTYPES, DTYPE_IDS):
-                    out.append(pytest.param(case, algo, dtype, id=f"{case_id}-{algo}-{dname}",
-                                            marks=marks))
+                    out.append(
+                        pytest.param(case, algo, dtype, id=f"{case_id}-{algo}-{dname}", marks=marks)
+                    )
     return out
 
 
 # (the fast loop still runs the reference algorithm through test_unbatched and test_conv1d.py)
 CASE_COMBOS = combos([(c.id, c) for c in CASES], slow=lambda _, algo: algo == "reference")
-LAYER_COMBOS = combos(list(LAYERS.items()),
-                      slow=lambda name, algo: algo == "reference" or name not in FAST_LAYERS)
+LAYER_COMBOS = combos(
+    list(LAYERS.items()), slow=lambda name, algo: algo == "reference" or name not in FAST_LAYERS
+)
 
 
 class Data(NamedTuple):
@@ -177,7 +243,7 @@ class Data(NamedTuple):
     pristine: list
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_data(case, dtype_name):
     """Inputs and reference results for one case, shared by every algorithm's tests."""
     dtype = np.dtype(dtype_name)
@@ -193,8 +259,10 @@ def skip_if_not_offered(case, algo):
     offered = fastconv.algorithms(case.x_shape, case.w_shape, **case.params)
     if algo not in offered:
         if algo in spec_algorithms(case):
-            pytest.fail(f"fastconv.algorithms{case.x_shape, case.w_shape, case.params} = "
-                        f"{offered} leaves out {algo!r}, which must apply to this shape")
+            pytest.fail(
+                f"fastconv.algorithms{case.x_shape, case.w_shape, case.params} = "
+                f"{offered} leaves out {algo!r}, which must apply to this shape"
+            )
         pytest.skip(f"{algo} does not apply")
 
 
@@ -216,9 +284,10 @@ def run_backward(case, algo, dtype):
 
 # --- the API's own description of itself ---------------------------------------------------
 
+
 def test_algorithm_names():
     # every promised algorithm is registered; newer ones may follow (tests take the registry's)
-    assert tuple(fastconv.ALGORITHMS[:len(SPEC_ALGORITHMS)]) == SPEC_ALGORITHMS
+    assert tuple(fastconv.ALGORITHMS[: len(SPEC_ALGORITHMS)]) == SPEC_ALGORITHMS
 
 
 def test_isa_name():
@@ -228,14 +297,25 @@ def test_isa_name():
 def test_case_lists_cover_every_value_with_every_algorithm():
     """The pairwise lists are what the coverage claim rests on: check it, per algorithm."""
     axes = {
-        "kernel": lambda c: (c.kh, c.kw), "stride": lambda c: c.stride,
-        "padding": lambda c: c.padding, "dilation": lambda c: c.dilation,
-        "groups": lambda c: ("dw2" if c.k == 2 * c.c else "dw") if c.groups == c.c
-        else f"g{c.groups}",
-        "batch": lambda c: c.n, "bias": lambda c: c.bias,
+        "kernel": lambda c: (c.kh, c.kw),
+        "stride": lambda c: c.stride,
+        "padding": lambda c: c.padding,
+        "dilation": lambda c: c.dilation,
+        "groups": lambda c: (
+            ("dw2" if c.k == 2 * c.c else "dw") if c.groups == c.c else f"g{c.groups}"
+        ),
+        "batch": lambda c: c.n,
+        "bias": lambda c: c.bias,
     }
-    wanted = {"kernel": KERNELS, "stride": STRIDES, "padding": PADDINGS, "dilation": DILATIONS,
-              "groups": GROUPINGS, "batch": BATCHES, "bias": BIAS}
+    wanted = {
+        "kernel": KERNELS,
+        "stride": STRIDES,
+        "padding": PADDINGS,
+        "dilation": DILATIONS,
+        "groups": GROUPINGS,
+        "batch": BATCHES,
+        "bias": BIAS,
+    }
     for algo in SPEC_ALGORITHMS:
         mine = [c for c in CASES if algo in spec_algorithms(c)]
         for axis, get in axes.items():
@@ -252,7 +332,7 @@ def test_case_lists_cover_every_value_with_every_algorithm():
                 values = [(3, 3)]
             seen = {get(c) for c in mine}
             assert set(values) <= seen, (algo, axis, set(values) - seen)
-        assert any(c.h % 2 and c.w % 2 for c in mine), algo   # odd spatial sizes
+        assert any(c.h % 2 and c.w % 2 for c in mine), algo  # odd spatial sizes
 
 
 @pytest.mark.parametrize("case", CASES + list(LAYERS.values()), ids=lambda c: c.id)
@@ -273,8 +353,10 @@ def test_inapplicable_algo_raises(algo):
         w = np.zeros(case.w_shape, np.float32)
         with pytest.raises(ValueError, match=r"\balgo\b"):
             fastconv.conv2d(x, w, algo=algo, **case.params)
-        dy = np.zeros(output_shape(case.x_shape, case.w_shape, case.stride, case.padding,
-                                   case.dilation), np.float32)
+        dy = np.zeros(
+            output_shape(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation),
+            np.float32,
+        )
         with pytest.raises(ValueError, match=r"\balgo\b"):
             fastconv.conv2d_backward(dy, x, w, algo=algo, **case.params)
 
@@ -290,6 +372,7 @@ def test_auto_picks_first_offered(case):
 
 
 # --- every algorithm x every parameter value x both dtypes ---------------------------------
+
 
 @pytest.mark.parametrize("case, algo, dtype", CASE_COMBOS)
 def test_forward(case, algo, dtype):
@@ -351,6 +434,7 @@ def test_reference_against_scalar_loops():
 
 # --- randomized shapes ---------------------------------------------------------------------
 
+
 @st.composite
 def random_case(draw):
     groups = draw(st.integers(1, 3))
@@ -366,12 +450,28 @@ def random_case(draw):
     def form(a, b):
         return a if a == b and draw(st.booleans()) else (a, b)
 
-    return Case(draw(st.integers(1, 3)), cg * groups, h, w, kg * groups, kh, kw,
-                form(sh, sw), form(ph, pw), form(dh, dw), groups, draw(st.booleans()))
+    return Case(
+        draw(st.integers(1, 3)),
+        cg * groups,
+        h,
+        w,
+        kg * groups,
+        kh,
+        kw,
+        form(sh, sw),
+        form(ph, pw),
+        form(dh, dw),
+        groups,
+        draw(st.booleans()),
+    )
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=random_case(), dtype=st.sampled_from(DTYPES), data=st.data())
 def test_random_shapes(case, dtype, data):
     offered = fastconv.algorithms(case.x_shape, case.w_shape, **case.params)
@@ -391,19 +491,21 @@ def test_random_shapes(case, dtype, data):
 # --- API properties ------------------------------------------------------------------------
 
 NEEDS = list(itertools.product([True, False], repeat=3))
-NEEDS_CASES = [Case(2, 6, 11, 9, 4, 3, 3, stride=2, padding=(1, 2), dilation=(1, 2), groups=2),
-               Case(3, 4, 7, 9, 8, 1, 1, stride=(1, 2), groups=4)]
+NEEDS_CASES = [
+    Case(2, 6, 11, 9, 4, 3, 3, stride=2, padding=(1, 2), dilation=(1, 2), groups=2),
+    Case(3, 4, 7, 9, 8, 1, 1, stride=(1, 2), groups=4),
+]
 
 
-@pytest.mark.parametrize("needs", NEEDS, ids=lambda n: "".join("xwb"[i] if v else "-"
-                                                               for i, v in enumerate(n)))
+@pytest.mark.parametrize(
+    "needs", NEEDS, ids=lambda n: "".join("xwb"[i] if v else "-" for i, v in enumerate(n))
+)
 @pytest.mark.parametrize("case", NEEDS_CASES, ids=lambda c: c.id)
 def test_needs_subsets(case, needs):
     for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
         for dtype in DTYPES:
             d = reference_data(case, np.dtype(dtype).name)
-            grads = fastconv.conv2d_backward(d.dy, d.x, d.w, needs=needs, algo=algo,
-                                             **case.params)
+            grads = fastconv.conv2d_backward(d.dy, d.x, d.w, needs=needs, algo=algo, **case.params)
             check_backward(grads, d.grads, d.scales, dtype, needs=needs)
 
 
@@ -429,7 +531,7 @@ def test_threads_agree(case, restore_threads):
         d = reference_data(case, np.dtype(dtype).name)
         for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
             results = []
-            for threads in (1, 2, 5):       # 5: more threads than cores and than images
+            for threads in (1, 2, 5):  # 5: more threads than cores and than images
                 fastconv.set_num_threads(threads)
                 assert fastconv.get_num_threads() == threads
                 y = fastconv.conv2d(d.x, d.w, d.b, algo=algo, **case.params)
@@ -439,10 +541,16 @@ def test_threads_agree(case, restore_threads):
                 results.append((y,) + tuple(grads))
             one = results[0]
             for threads, other in zip((2, 5), results[1:]):
-                for name, a, b, s in zip(("y", "grad_x", "grad_w", "grad_b"), one, other,
-                                         (d.sy,) + tuple(d.scales)):
-                    assert_close(a, b.astype(np.float64), dtype, 2 * s,
-                                 f"{name} 1 vs {threads} threads ({algo})")
+                for name, a, b, s in zip(
+                    ("y", "grad_x", "grad_w", "grad_b"), one, other, (d.sy,) + tuple(d.scales)
+                ):
+                    assert_close(
+                        a,
+                        b.astype(np.float64),
+                        dtype,
+                        2 * s,
+                        f"{name} 1 vs {threads} threads ({algo})",
+                    )
 
 
 @pytest.mark.parametrize("algo", fastconv.ALGORITHMS)
@@ -451,8 +559,9 @@ def test_unbatched(algo, dtype, rng):
     # (C, H, W) in, (K, Ho, Wo) out, as in PyTorch; 1x1 depthwise so every algorithm applies
     for kernel, groups, k in [((1, 1), 4, 8), ((3, 3), 4, 4), ((3, 3), 2, 6)]:
         x_shape, w_shape = (4, 9, 7), (k, 4 // groups) + kernel
-        if algo not in fastconv.algorithms((1,) + x_shape, w_shape, padding=1, stride=(1, 2),
-                                           groups=groups):
+        if algo not in fastconv.algorithms(
+            (1,) + x_shape, w_shape, padding=1, stride=(1, 2), groups=groups
+        ):
             continue
         x, w, b = make_inputs(rng, x_shape, w_shape, dtype)
         params = dict(stride=(1, 2), padding=1, dilation=1, groups=groups)
@@ -467,9 +576,18 @@ def test_unbatched(algo, dtype, rng):
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
-@pytest.mark.parametrize("kernel, dilation, groups", [
-    ((3, 3), 1, 1), ((4, 2), 1, 1), ((1, 7), 1, 1), ((5, 4), (2, 3), 2), ((2, 2), 2, 6),
-    ((1, 1), 1, 6), ((6, 6), 1, 3)])
+@pytest.mark.parametrize(
+    "kernel, dilation, groups",
+    [
+        ((3, 3), 1, 1),
+        ((4, 2), 1, 1),
+        ((1, 7), 1, 1),
+        ((5, 4), (2, 3), 2),
+        ((2, 2), 2, 6),
+        ((1, 1), 1, 6),
+        ((6, 6), 1, 3),
+    ],
+)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_same_and_valid_padding(padding, kernel, dilation, groups, dtype, rng):
     x_shape, w_shape = (2, 6, 13, 12), (6, 6 // groups) + kernel
@@ -490,12 +608,12 @@ def test_same_and_valid_padding(padding, kernel, dilation, groups, dtype, rng):
 def non_contiguous(a, rng, kind):
     """The same values as `a`, as a view that is not C-contiguous."""
     big = [ax for ax in range(a.ndim) if a.shape[ax] > 1]
-    if kind == "transposed" and len(big) >= 2:     # two axes swapped in memory
+    if kind == "transposed" and len(big) >= 2:  # two axes swapped in memory
         i, j = big[-2], big[-1]
         view = np.swapaxes(np.ascontiguousarray(np.swapaxes(a, i, j)), i, j)
-    elif kind == "reversed":                        # negative strides
+    elif kind == "reversed":  # negative strides
         view = np.flip(np.ascontiguousarray(np.flip(a, big[0])), big[0])
-    else:                                           # every other element of a larger buffer
+    else:  # every other element of a larger buffer
         ax = big[0]
         shape = list(a.shape)
         shape[ax] *= 2
@@ -511,8 +629,10 @@ def non_contiguous(a, rng, kind):
 @pytest.mark.parametrize("kind", ["transposed", "step", "reversed"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_non_contiguous_inputs(kind, dtype, rng):
-    for case in [Case(2, 4, 9, 11, 6, 3, 3, stride=2, padding=1, groups=2),
-                 Case(2, 4, 9, 11, 8, 1, 1, groups=4)]:
+    for case in [
+        Case(2, 4, 9, 11, 6, 3, 3, stride=2, padding=1, groups=2),
+        Case(2, 4, 9, 11, 8, 1, 1, groups=4),
+    ]:
         x, w, b = make_inputs(rng, case.x_shape, case.w_shape, dtype)
         ye, sy = expected_forward(x, w, b, **case.params)
         dy = rng.standard_normal(ye.shape).astype(dtype)
@@ -531,7 +651,7 @@ def misaligned(a):
     """A C-contiguous copy of `a` whose data starts one element past a 64-byte boundary."""
     raw = np.empty(a.size * a.itemsize + 128, np.uint8)
     start = (-raw.ctypes.data) % 64 + a.itemsize
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
     out[...] = a
     assert out.flags.c_contiguous and out.ctypes.data % 64 == a.itemsize
     return out
@@ -540,19 +660,26 @@ def misaligned(a):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_misaligned_contiguous_inputs(dtype, rng):
     """Contiguous arrays need not be SIMD-aligned (e.g. a slice of a larger buffer)."""
-    for case in [Case(2, 5, 13, 19, 17, 3, 3, padding=1),
-                 Case(2, 8, 9, 21, 16, 3, 3, stride=2, padding=1, groups=8),
-                 Case(2, 20, 7, 19, 33, 1, 1)]:
+    for case in [
+        Case(2, 5, 13, 19, 17, 3, 3, padding=1),
+        Case(2, 8, 9, 21, 16, 3, 3, stride=2, padding=1, groups=8),
+        Case(2, 20, 7, 19, 33, 1, 1),
+    ]:
         x, w, b = make_inputs(rng, case.x_shape, case.w_shape, dtype)
         ye, sy = expected_forward(x, w, b, **case.params)
         dy = rng.standard_normal(ye.shape).astype(dtype)
         expected, scales = expected_backward(dy, x, w, **case.params)
         xm, wm, bm, dym = (misaligned(a) for a in (x, w, b, dy))
         for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
-            assert_close(fastconv.conv2d(xm, wm, bm, algo=algo, **case.params), ye, dtype, sy,
-                         f"y ({algo})")
-            check_backward(fastconv.conv2d_backward(dym, xm, wm, algo=algo, **case.params),
-                           expected, scales, dtype)
+            assert_close(
+                fastconv.conv2d(xm, wm, bm, algo=algo, **case.params), ye, dtype, sy, f"y ({algo})"
+            )
+            check_backward(
+                fastconv.conv2d_backward(dym, xm, wm, algo=algo, **case.params),
+                expected,
+                scales,
+                dtype,
+            )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -566,8 +693,9 @@ def test_read_only_inputs(dtype, rng):
         a.setflags(write=False)
     for algo in fastconv.algorithms(case.x_shape, case.w_shape, **case.params):
         assert_close(fastconv.conv2d(x, w, b, algo=algo, **case.params), ye, dtype, sy, "y")
-        check_backward(fastconv.conv2d_backward(dy, x, w, algo=algo, **case.params),
-                       expected, scales, dtype)
+        check_backward(
+            fastconv.conv2d_backward(dy, x, w, algo=algo, **case.params), expected, scales, dtype
+        )
 
 
 def test_python_lists(rng):
@@ -586,8 +714,12 @@ def test_result_dtype_and_fresh_arrays(dtype, rng):
     x, w, b = make_inputs(rng, (2, 3, 8, 8), (4, 3, 3, 3), dtype)
     y = fastconv.conv2d(x, w, b)
     gx, gw, gb = fastconv.conv2d_backward(y, x, w)
-    for name, a, shape in (("y", y, (2, 4, 6, 6)), ("grad_x", gx, x.shape),
-                           ("grad_w", gw, w.shape), ("grad_b", gb, b.shape)):
+    for name, a, shape in (
+        ("y", y, (2, 4, 6, 6)),
+        ("grad_x", gx, x.shape),
+        ("grad_w", gw, w.shape),
+        ("grad_b", gb, b.shape),
+    ):
         assert a.dtype == dtype and a.shape == shape, (name, a.dtype, a.shape)
         assert a.flags.writeable, name
         for inp in (x, w, b):
@@ -596,18 +728,6 @@ def test_result_dtype_and_fresh_arrays(dtype, rng):
 
 # --- every micro-kernel set, forced at import ----------------------------------------------
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-ISA_NEEDS = {"generic": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f"}}
 
 ISA_SCRIPT = textwrap.dedent("""
     import sys
@@ -639,21 +759,21 @@ ISA_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow  # a subprocess per ISA, every algorithm on five shapes
-@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_forced_isa(isa):
-    if not ISA_NEEDS[isa] <= cpu_flags():
-        pytest.skip(f"this CPU lacks {isa}")
-    env = dict(os.environ, FASTCONV_ISA=isa)
-    r = subprocess.run([sys.executable, "-c", ISA_SCRIPT, TESTS_DIR], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_isa(isa, ISA_SCRIPT, timeout=300)
     assert r.stdout.split() == [isa, "ok"], r.stdout + r.stderr
 
 
 def test_omp_num_threads_is_honoured():
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", "import fastconv; print(fastconv.get_num_threads())"],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", "import fastconv; print(fastconv.get_num_threads())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1"], r.stdout + r.stderr
 

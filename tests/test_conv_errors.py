@@ -3,6 +3,7 @@
 Each case runs through conv2d, and (where it makes sense) conv2d_backward as well: the
 backward validates the same arguments before it looks at grad_out.
 """
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,14 @@ CONV2D_CASES = [
     ("weight-5d", ValueError, name("weight"), X, f32(6, 4, 3, 3, 1), {}),
     ("channel-mismatch", ValueError, name("weight"), X, f32(6, 3, 3, 3), {}),
     ("channel-mismatch-grouped", ValueError, name("weight"), X, f32(6, 4, 3, 3), dict(groups=2)),
-    ("groups-not-dividing-c", ValueError, name("groups"), f32(2, 3, 9, 9), f32(6, 1, 3, 3),
-     dict(groups=2)),
+    (
+        "groups-not-dividing-c",
+        ValueError,
+        name("groups"),
+        f32(2, 3, 9, 9),
+        f32(6, 1, 3, 3),
+        dict(groups=2),
+    ),
     ("groups-not-dividing-k", ValueError, name("groups"), X, f32(5, 2, 3, 3), dict(groups=2)),
     ("groups-0", ValueError, name("groups"), X, W, dict(groups=0)),
     ("groups-negative", ValueError, name("groups"), X, W, dict(groups=-2)),
@@ -45,18 +52,36 @@ CONV2D_CASES = [
     ("padding-pair-negative", ValueError, name("padding"), X, W, dict(padding=(0, -2))),
     ("padding-unknown-string", ValueError, name("padding"), X, W, dict(padding="full")),
     ("padding-same-strided", ValueError, name("padding"), X, W, dict(padding="same", stride=2)),
-    ("kernel-larger-than-input", ValueError, r"kernel|weight", f32(1, 4, 5, 5), f32(6, 4, 7, 7),
-     {}),
+    (
+        "kernel-larger-than-input",
+        ValueError,
+        r"kernel|weight",
+        f32(1, 4, 5, 5),
+        f32(6, 4, 7, 7),
+        {},
+    ),
     ("kernel-larger-one-dim", ValueError, r"kernel|weight", f32(1, 4, 9, 2), W, {}),
     ("dilated-kernel-larger", ValueError, r"kernel|weight", f32(1, 4, 6, 6), W, dict(dilation=3)),
-    ("kernel-larger-than-padded", ValueError, r"kernel|weight", f32(1, 4, 3, 3), f32(6, 4, 6, 6),
-     dict(padding=1)),
+    (
+        "kernel-larger-than-padded",
+        ValueError,
+        r"kernel|weight",
+        f32(1, 4, 3, 3),
+        f32(6, 4, 6, 6),
+        dict(padding=1),
+    ),
     ("algo-unknown", ValueError, name("algo"), X, W, dict(algo="fourier")),
     ("algo-not-string", (ValueError, TypeError), name("algo"), X, W, dict(algo=3)),
     ("algo-gemm1x1-on-3x3", ValueError, name("algo"), X, W, dict(algo="gemm1x1")),
     ("algo-depthwise-on-dense", ValueError, name("algo"), X, W, dict(algo="depthwise")),
-    ("algo-depthwise-on-grouped", ValueError, name("algo"), X, f32(6, 2, 3, 3),
-     dict(algo="depthwise", groups=2)),
+    (
+        "algo-depthwise-on-grouped",
+        ValueError,
+        name("algo"),
+        X,
+        f32(6, 2, 3, 3),
+        dict(algo="depthwise", groups=2),
+    ),
 ]
 
 TYPE_CASES = [
@@ -108,14 +133,17 @@ def test_conv2d_rejects_bias(exc, match, bias):
         fastconv.conv2d(X, W, bias)
 
 
-@pytest.mark.parametrize("dy", [
-    pytest.param(f32(2, 6, 7, 6), id="wrong-width"),
-    pytest.param(f32(2, 5, 7, 7), id="wrong-channels"),
-    pytest.param(f32(1, 6, 7, 7), id="wrong-batch"),
-    pytest.param(f32(6, 7, 7), id="3d-for-batched"),
-    pytest.param(f32(1, 2, 6, 7, 7), id="5d"),
-    pytest.param(f32(2, 6, 9, 9), id="input-shape"),
-])
+@pytest.mark.parametrize(
+    "dy",
+    [
+        pytest.param(f32(2, 6, 7, 6), id="wrong-width"),
+        pytest.param(f32(2, 5, 7, 7), id="wrong-channels"),
+        pytest.param(f32(1, 6, 7, 7), id="wrong-batch"),
+        pytest.param(f32(6, 7, 7), id="3d-for-batched"),
+        pytest.param(f32(1, 2, 6, 7, 7), id="5d"),
+        pytest.param(f32(2, 6, 9, 9), id="input-shape"),
+    ],
+)
 def test_conv2d_backward_rejects_grad_out_shape(dy):
     with pytest.raises(ValueError, match=name("grad_out")):
         fastconv.conv2d_backward(dy, X, W)
@@ -133,26 +161,32 @@ def test_conv2d_backward_rejects_grad_out_dtype():
         fastconv.conv2d_backward(DY.astype(np.int32), X, W)
 
 
-@pytest.mark.parametrize("needs", [
-    pytest.param((True, True), id="too-short"),
-    pytest.param((True, True, True, True), id="too-long"),
-    pytest.param("xwb", id="string"),
-    pytest.param(None, id="none"),
-])
+@pytest.mark.parametrize(
+    "needs",
+    [
+        pytest.param((True, True), id="too-short"),
+        pytest.param((True, True, True, True), id="too-long"),
+        pytest.param("xwb", id="string"),
+        pytest.param(None, id="none"),
+    ],
+)
 def test_conv2d_backward_rejects_needs(needs):
     with pytest.raises((ValueError, TypeError), match=name("needs")):
         fastconv.conv2d_backward(DY, X, W, needs=needs)
 
 
-@pytest.mark.parametrize("kwargs", [
-    pytest.param(dict(stride=1.5), id="stride-float"),
-    pytest.param(dict(stride=(1, 2, 3)), id="stride-triple"),
-    pytest.param(dict(stride="2"), id="stride-string"),
-    pytest.param(dict(padding=(1,)), id="padding-single"),
-    pytest.param(dict(padding=0.5), id="padding-float"),
-    pytest.param(dict(dilation=(1, 1, 1)), id="dilation-triple"),
-    pytest.param(dict(groups=1.5), id="groups-float"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param(dict(stride=1.5), id="stride-float"),
+        pytest.param(dict(stride=(1, 2, 3)), id="stride-triple"),
+        pytest.param(dict(stride="2"), id="stride-string"),
+        pytest.param(dict(padding=(1,)), id="padding-single"),
+        pytest.param(dict(padding=0.5), id="padding-float"),
+        pytest.param(dict(dilation=(1, 1, 1)), id="dilation-triple"),
+        pytest.param(dict(groups=1.5), id="groups-float"),
+    ],
+)
 def test_conv2d_rejects_malformed_parameters(kwargs):
     (key,) = kwargs
     with pytest.raises((ValueError, TypeError), match=name(key)):
@@ -161,12 +195,13 @@ def test_conv2d_rejects_malformed_parameters(kwargs):
 
 # --- impossibly large outputs: refused up front, nothing allocated -------------------------
 
+
 def huge_views():
     """Zero-stride views whose logical size is far beyond any memory (they use none)."""
-    x_big = np.broadcast_to(np.float32(0), (2**20, 2**10, 2**12, 2**12))   # 2**56 bytes
-    w_big_c = np.broadcast_to(np.float32(0), (2**12, 2**10, 1, 1))          # 16 MiB if copied
+    x_big = np.broadcast_to(np.float32(0), (2**20, 2**10, 2**12, 2**12))  # 2**56 bytes
+    w_big_c = np.broadcast_to(np.float32(0), (2**12, 2**10, 1, 1))  # 16 MiB if copied
     x_small = f32(1, 1, 2**10, 2**10)
-    w_many = np.broadcast_to(np.float32(0), (2**40, 1, 1, 1))               # 4 TiB if copied
+    w_many = np.broadcast_to(np.float32(0), (2**40, 1, 1, 1))  # 4 TiB if copied
     return [
         pytest.param(x_big, w_big_c, id="huge-batch-and-plane"),
         pytest.param(x_small, w_many, id="huge-out-channels"),
@@ -239,11 +274,14 @@ def test_conv1d_rejects_bias():
         fastconv.conv1d(X1, W1, np.zeros(4, np.float32))
 
 
-@pytest.mark.parametrize("kwargs", [
-    pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 3, 3, 3)), id="channel-mismatch"),
-    pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 4, 3, 3), stride=0), id="stride-0"),
-    pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 4, 3, 3), groups=3), id="groups"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 3, 3, 3)), id="channel-mismatch"),
+        pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 4, 3, 3), stride=0), id="stride-0"),
+        pytest.param(dict(x_shape=(2, 4, 9, 9), w_shape=(6, 4, 3, 3), groups=3), id="groups"),
+    ],
+)
 def test_algorithms_on_bad_shapes(kwargs):
     """Nothing can run an invalid convolution: an empty list or a ValueError, never a crash."""
     try:

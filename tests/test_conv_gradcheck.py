@@ -5,6 +5,7 @@ conv*_backward(R, x, w) returns. Central differences of f, evaluated with fastco
 forward, at ~10 random coordinates of each argument and along a few random directions.
 The reference is used only for the magnitude of the summed terms (the tolerance scale).
 """
+
 import numpy as np
 import pytest
 
@@ -21,8 +22,11 @@ CASES = {
     "stride2-pad1": ((2, 3, 8, 7), (5, 3, 3, 3), dict(stride=2, padding=1)),
     "stride3-5x5-pad2": ((1, 2, 11, 10), (3, 2, 5, 5), dict(stride=3, padding=2)),
     "dilation2-asym-pad": ((2, 3, 9, 8), (4, 3, 3, 3), dict(dilation=2, padding=(2, 1))),
-    "groups2-mixed": ((2, 4, 9, 10), (6, 2, 3, 2),
-                      dict(stride=(2, 1), padding=(1, 0), dilation=(1, 3), groups=2)),
+    "groups2-mixed": (
+        (2, 4, 9, 10),
+        (6, 2, 3, 2),
+        dict(stride=(2, 1), padding=(1, 0), dilation=(1, 3), groups=2),
+    ),
     "depthwise": ((2, 4, 8, 8), (4, 1, 3, 3), dict(padding=1, groups=4)),
     "depthwise-mult2-s3": ((1, 3, 11, 9), (6, 1, 5, 5), dict(stride=3, padding=2, groups=3)),
     "1x1-stride2-pad1": ((2, 5, 7, 6), (3, 5, 1, 1), dict(stride=2, padding=1)),
@@ -69,16 +73,20 @@ def check_fd(f, args, grads, scales, rng, label):
             an, sc = grad.reshape(-1)[p], scale.reshape(-1)[p]
             if not abs(got - an) <= RTOL * (abs(an) + sc) + 1e-300:
                 idx = np.unravel_index(p, a.shape)
-                failures.append(f"{label}: d/d{name}{idx}: finite difference {got!r}, "
-                                f"backward {an!r} (scale {sc!r})")
+                failures.append(
+                    f"{label}: d/d{name}{idx}: finite difference {got!r}, "
+                    f"backward {an!r} (scale {sc!r})"
+                )
         for _ in range(DIRECTIONS):
             v = rng.standard_normal(a.shape)
             got = fd(v)
             an = float(np.sum(grad * v))
             sc = float(np.sum(scale * np.abs(v)))
             if not abs(got - an) <= RTOL * (abs(an) + sc):
-                failures.append(f"{label}: d/d{name} along a random direction: finite "
-                                f"difference {got!r}, backward {an!r} (scale {sc!r})")
+                failures.append(
+                    f"{label}: d/d{name} along a random direction: finite "
+                    f"difference {got!r}, backward {an!r} (scale {sc!r})"
+                )
     assert not failures, "\n".join(failures)
 
 
@@ -97,6 +105,7 @@ def test_conv2d_gradients_match_finite_differences(name, rng):
     algos = fastconv.algorithms(x4(x_shape), w_shape, **params)
     assert algos
     for algo in algos:
+
         def f(x_, w_, b_):
             return float(np.sum(fastconv.conv2d(x_, w_, b_, algo=algo, **params) * r))
 
@@ -123,13 +132,19 @@ def test_conv1d_gradients_match_finite_differences(name, rng):
     y = fastconv.conv1d(x, w, b, **params)
     r = rng.standard_normal(y.shape)
     pad2d = params["padding"] if isinstance(params["padding"], str) else (0, params["padding"])
-    p2d = dict(stride=(1, params["stride"]), padding=pad2d, dilation=(1, params["dilation"]),
-               groups=params["groups"])
+    p2d = dict(
+        stride=(1, params["stride"]),
+        padding=pad2d,
+        dilation=(1, params["dilation"]),
+        groups=params["groups"],
+    )
     _, (sdx, sdw, _) = expected_backward(r[:, :, None], x[:, :, None], w[:, :, None], **p2d)
     scales = (sdx[:, :, 0], sdw[:, :, 0], np.abs(r).sum(axis=(0, 2)))
-    algos = fastconv.algorithms((x_shape[0], x_shape[1], 1, x_shape[2]),
-                                (w_shape[0], w_shape[1], 1, w_shape[2]), **p2d)
+    algos = fastconv.algorithms(
+        (x_shape[0], x_shape[1], 1, x_shape[2]), (w_shape[0], w_shape[1], 1, w_shape[2]), **p2d
+    )
     for algo in algos:
+
         def f(x_, w_, b_):
             return float(np.sum(fastconv.conv1d(x_, w_, b_, algo=algo, **params) * r))
 

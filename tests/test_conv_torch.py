@@ -1,8 +1,10 @@
 """Parity with torch.nn.functional.conv2d / conv1d, forward and autograd backward.
 
 Same inputs to both, in the same dtype; |fastconv - torch| <= tol * scale with the tolerance
-rule of the README's accuracy contract (float32 1e-4, float64 1e-10, relative to the sum of |terms|).
+rule of the README's accuracy contract (float32 1e-4, float64 1e-10, relative to the sum of
+|terms|).
 """
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,11 @@ CASES_2D = {
     "dilation2": ((2, 3, 13, 11), (4, 3, 3, 3), dict(dilation=2, padding=2)),
     "dilation3-pair": ((1, 2, 17, 19), (3, 2, 3, 5), dict(dilation=(3, 2), padding=1)),
     "groups2": ((2, 6, 9, 7), (8, 3, 3, 3), dict(groups=2, padding=1)),
-    "groups3-stride2-dil2": ((2, 6, 13, 11), (9, 2, 3, 3),
-                             dict(groups=3, stride=2, dilation=2, padding=(1, 2))),
+    "groups3-stride2-dil2": (
+        (2, 6, 13, 11),
+        (9, 2, 3, 3),
+        dict(groups=3, stride=2, dilation=2, padding=(1, 2)),
+    ),
     "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1)),
     "depthwise-mult2-s2": ((2, 5, 11, 13), (10, 1, 5, 5), dict(groups=5, stride=2, padding=2)),
     "1x1": ((2, 16, 7, 9), (8, 16, 1, 1), dict()),
@@ -31,8 +36,11 @@ CASES_2D = {
     "11x11-s4-p2": ((1, 3, 35, 35), (16, 3, 11, 11), dict(stride=4, padding=2)),
     "same-3x3": ((2, 3, 9, 8), (4, 3, 3, 3), dict(padding="same")),
     "same-even": ((2, 3, 9, 8), (4, 3, 4, 2), dict(padding="same")),
-    "same-dilated-even": ((1, 4, 12, 11), (4, 2, 2, 4), dict(padding="same", dilation=(3, 2),
-                                                             groups=2)),
+    "same-dilated-even": (
+        (1, 4, 12, 11),
+        (4, 2, 2, 4),
+        dict(padding="same", dilation=(3, 2), groups=2),
+    ),
     "valid": ((2, 3, 9, 8), (4, 3, 4, 2), dict(padding="valid")),
     "unbatched": ((3, 11, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),
     "no-bias": ((2, 3, 9, 8), (4, 3, 3, 3), dict(bias=False)),
@@ -55,8 +63,12 @@ def torch_conv(fn, x, w, b, dy, params):
     tb = None if b is None else torch.tensor(b, requires_grad=True)
     ty = fn(tx, tw, tb, **params)
     ty.backward(torch.tensor(dy))
-    return (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(),
-            None if tb is None else tb.grad.numpy())
+    return (
+        ty.detach().numpy(),
+        tx.grad.numpy(),
+        tw.grad.numpy(),
+        None if tb is None else tb.grad.numpy(),
+    )
 
 
 def combos(cases, nd):
@@ -65,14 +77,20 @@ def combos(cases, nd):
         bias, p = split(params)
         if nd == 1:
             xs, ws = xs[:-1] + (1, xs[-1]), ws[:-1] + (1, ws[-1])
-            p = dict(stride=(1, p["stride"]), dilation=(1, p["dilation"]), groups=p["groups"],
-                     padding=p["padding"] if isinstance(p["padding"], str) else (0, p["padding"]))
+            p = dict(
+                stride=(1, p["stride"]),
+                dilation=(1, p["dilation"]),
+                groups=p["groups"],
+                padding=p["padding"] if isinstance(p["padding"], str) else (0, p["padding"]),
+            )
         for algo in fastconv.algorithms(x4(xs), ws, **p):
             # the reference twin's naive loops are slow; test_reference_matches_torch keeps it
             # against PyTorch in the fast loop
             marks = [pytest.mark.slow] if algo == "reference" else []
             for dtype, dname in zip(DTYPES, DTYPE_IDS):
-                out.append(pytest.param(name, algo, dtype, id=f"{name}-{algo}-{dname}", marks=marks))
+                out.append(
+                    pytest.param(name, algo, dtype, id=f"{name}-{algo}-{dname}", marks=marks)
+                )
     return out
 
 
@@ -94,7 +112,7 @@ def test_conv2d_matches_torch(name, algo, dtype, rng):
     dx, dw, db = fastconv.conv2d_backward(dy, x, w, algo=algo, **params)
     assert_close(dx, tdx, dtype, sdx, "grad_x vs torch")
     assert_close(dw, tdw, dtype, sdw, "grad_w vs torch")
-    if tdb is None:       # no bias in the forward: grad_b is still grad_out summed
+    if tdb is None:  # no bias in the forward: grad_b is still grad_out summed
         tdb = dy.astype(np.float64).sum(axis=(0, 2, 3) if dy.ndim == 4 else (1, 2))
     assert_close(db, tdb, dtype, sdb, "grad_b vs torch")
 
@@ -129,8 +147,12 @@ def test_conv1d_matches_torch(name, algo, dtype, rng):
     # scales from the 2-D reference on the H = 1 equivalent
     xa, wa, dya = np.abs(x)[..., None, :], np.abs(w)[..., None, :], np.abs(dy)[..., None, :]
     pad = params["padding"]
-    p2 = dict(stride=(1, params["stride"]), dilation=(1, params["dilation"]),
-              groups=params["groups"], padding=pad if isinstance(pad, str) else (0, pad))
+    p2 = dict(
+        stride=(1, params["stride"]),
+        dilation=(1, params["dilation"]),
+        groups=params["groups"],
+        padding=pad if isinstance(pad, str) else (0, pad),
+    )
     _, sy = expected_forward(xa, wa, None if b is None else np.abs(b), **p2)
     _, (sdx, sdw, sdb) = expected_backward(dya, xa, wa, **p2)
 
@@ -157,6 +179,10 @@ def test_reference_matches_torch(name, rng):
     dy = rng.standard_normal(ye.shape)
     (dx, dw, db), (sdx, sdw, sdb) = expected_backward(dy, x, w, **params)
     ty, tdx, tdw, tdb = torch_conv(F.conv2d, x, w, b, dy, params)
-    for name_, a, t, s in (("y", ye, ty, sy), ("grad_x", dx, tdx, sdx),
-                           ("grad_w", dw, tdw, sdw), ("grad_b", db, tdb, sdb)):
+    for name_, a, t, s in (
+        ("y", ye, ty, sy),
+        ("grad_x", dx, tdx, sdx),
+        ("grad_w", dw, tdw, sdw),
+        ("grad_b", db, tdb, sdb),
+    ):
         assert_close(t, a, np.float64, s, f"torch {name_} vs reference")

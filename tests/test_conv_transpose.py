@@ -1,6 +1,7 @@
 """Transposed convolution (nn.functional.conv_transpose2d, nn.ConvTranspose2d) against PyTorch:
 forward and the three gradients in float64 (1e-12) and float32 (1e-4), argument errors, the
 module's parameters, initialisation and output_size."""
+
 import itertools
 import math
 
@@ -38,22 +39,37 @@ def _out_size(h, k, s, p, op, d):
 
 # stride x padding x output_padding x groups x dilation x batch, kernel 2x3 on a 4x5 input with
 # 4 -> 6 channels (output_padding only where it is smaller than stride or dilation)
-GRID = [c for c in itertools.product((1, 2, 3), (0, 1, 2), (0, 1), (1, 2), (1, 2), (1, 3))
-        if c[2] < c[0] or c[2] < c[4]]
+GRID = [
+    c
+    for c in itertools.product((1, 2, 3), (0, 1, 2), (0, 1), (1, 2), (1, 2), (1, 3))
+    if c[2] < c[0] or c[2] < c[4]
+]
 
 
 @pytest.mark.parametrize("stride,padding,output_padding,groups,dilation,n", GRID)
 def test_float64_matches_torch(stride, padding, output_padding, groups, dilation, n):
-    rng = np.random.default_rng(stride * 100 + padding * 10 + output_padding + groups + 7 * dilation + n)
+    rng = np.random.default_rng(
+        stride * 100 + padding * 10 + output_padding + groups + 7 * dilation + n
+    )
     kh, kw = 2, 3
-    if min(_out_size(4, kh, stride, padding, output_padding, dilation),
-           _out_size(5, kw, stride, padding, output_padding, dilation)) < 1:
+    if (
+        min(
+            _out_size(4, kh, stride, padding, output_padding, dilation),
+            _out_size(5, kw, stride, padding, output_padding, dilation),
+        )
+        < 1
+    ):
         pytest.skip("empty output")
     x = rng.standard_normal((n, 4, 4, 5))
     w = rng.standard_normal((4, 6 // groups, kh, kw))
     b = rng.standard_normal(6)
-    p = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-             dilation=dilation)
+    p = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
     gy = rng.standard_normal(TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), None, **p).shape)
     ours, theirs = _ours_all(x, w, b, gy, **p), _torch_all(x, w, b, gy, **p)
     for what, a, t in zip(("forward", "grad input", "grad weight", "grad bias"), ours, theirs):
@@ -65,11 +81,19 @@ def test_float64_matches_torch(stride, padding, output_padding, groups, dilation
 CASES = [  # x shape, w shape, stride, padding, output_padding, groups, dilation
     ((2, 3, 5, 4), (3, 2, 3, 3), 2, 1, 1, 1, 1),
     ((1, 4, 3, 6), (4, 3, 1, 4), (2, 3), (0, 1), (1, 2), 2, 1),
-    ((3, 2, 4, 4), (2, 5, 3, 2), 1, (2, 0), (1, 0), 1, (2, 1)),   # output_padding >= stride, < dilation
-    ((2, 6, 3, 3), (6, 1, 3, 3), 2, 1, 0, 6, 1),                  # depthwise
-    ((1, 3, 7, 7), (3, 4, 1, 1), 1, 0, 0, 1, 1),                  # 1x1
-    ((2, 8, 2, 3), (8, 4, 4, 4), 2, 1, 0, 1, 1),                  # DCGAN's 4x4/2 upsampling
-    ((1, 2, 2, 2), (2, 2, 7, 1), 3, (3, 0), 2, 1, 1),             # tall kernel, large padding
+    (
+        (3, 2, 4, 4),
+        (2, 5, 3, 2),
+        1,
+        (2, 0),
+        (1, 0),
+        1,
+        (2, 1),
+    ),  # output_padding >= stride, < dilation
+    ((2, 6, 3, 3), (6, 1, 3, 3), 2, 1, 0, 6, 1),  # depthwise
+    ((1, 3, 7, 7), (3, 4, 1, 1), 1, 0, 0, 1, 1),  # 1x1
+    ((2, 8, 2, 3), (8, 4, 4, 4), 2, 1, 0, 1, 1),  # DCGAN's 4x4/2 upsampling
+    ((1, 2, 2, 2), (2, 2, 7, 1), 3, (3, 0), 2, 1, 1),  # tall kernel, large padding
 ]
 
 
@@ -79,10 +103,16 @@ def test_cases_match_torch(xs, ws, stride, padding, output_padding, groups, dila
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[1] * groups).astype(dtype)
-    p = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-             dilation=dilation)
-    gy = rng.standard_normal(TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), None, **p).shape
-                             ).astype(dtype)
+    p = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
+    gy = rng.standard_normal(
+        TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), None, **p).shape
+    ).astype(dtype)
     ours, theirs = _ours_all(x, w, b, gy, **p), _torch_all(x, w, b, gy, **p)
     for what, a, t in zip(("forward", "grad input", "grad weight", "grad bias"), ours, theirs):
         assert a.dtype == dtype, what
@@ -101,7 +131,11 @@ def test_finite_differences_and_no_bias():
 
 def test_unbatched_and_empty_batch():
     rng = np.random.default_rng(2)
-    x, w, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(2)
+    x, w, b = (
+        rng.standard_normal((3, 4, 5)),
+        rng.standard_normal((3, 2, 3, 3)),
+        rng.standard_normal(2),
+    )
     y = conv_transpose2d_array(x, w, b, stride=2, padding=1, output_padding=1)
     t = TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), 2, 1, 1)
     assert y.shape == tuple(t.shape) and rel_err(y, t.numpy()) <= 1e-12
@@ -109,7 +143,9 @@ def test_unbatched_and_empty_batch():
     assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (2,)
     empty = conv_transpose2d_array(np.zeros((0, 3, 4, 5)), w, b, stride=2)
     assert empty.shape == (0, 2, 9, 11)
-    gx, gw, gb = conv_transpose2d_backward_array(np.zeros((0, 2, 9, 11)), np.zeros((0, 3, 4, 5)), w, 2)
+    gx, gw, gb = conv_transpose2d_backward_array(
+        np.zeros((0, 2, 9, 11)), np.zeros((0, 3, 4, 5)), w, 2
+    )
     assert gx.shape == (0, 3, 4, 5) and not gw.any() and not gb.any()
 
 
@@ -138,17 +174,20 @@ def test_inputs_are_not_modified():
         assert np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(stride=1, output_padding=1), "output_padding"),
-    (dict(stride=2, output_padding=2), "output_padding"),
-    (dict(stride=2, dilation=2, output_padding=(0, 2)), "output_padding"),
-    (dict(stride=0), "stride"),
-    (dict(padding=-1), "padding"),
-    (dict(dilation=0), "dilation"),
-    (dict(groups=0), "groups"),
-    (dict(groups=4), "groups"),
-    (dict(padding=5), "padding"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(stride=1, output_padding=1), "output_padding"),
+        (dict(stride=2, output_padding=2), "output_padding"),
+        (dict(stride=2, dilation=2, output_padding=(0, 2)), "output_padding"),
+        (dict(stride=0), "stride"),
+        (dict(padding=-1), "padding"),
+        (dict(dilation=0), "dilation"),
+        (dict(groups=0), "groups"),
+        (dict(groups=4), "groups"),
+        (dict(padding=5), "padding"),
+    ],
+)
 def test_errors_name_the_argument(kwargs, match):
     x, w = np.zeros((1, 2, 3, 3)), np.zeros((2, 2, 3, 3))
     with pytest.raises((ValueError, TypeError), match=match):
@@ -173,12 +212,15 @@ def test_shape_and_dtype_errors():
 
 # --- the module -------------------------------------------------------------------------------
 
+
 def test_module_matches_torch_module():
     torch.manual_seed(0)
-    tm = torch.nn.ConvTranspose2d(4, 6, (3, 2), stride=2, padding=1, output_padding=1, groups=2,
-                                  dilation=1).double()
-    m = nn.ConvTranspose2d(4, 6, (3, 2), stride=2, padding=1, output_padding=1, groups=2,
-                           dtype=np.float64)
+    tm = torch.nn.ConvTranspose2d(
+        4, 6, (3, 2), stride=2, padding=1, output_padding=1, groups=2, dilation=1
+    ).double()
+    m = nn.ConvTranspose2d(
+        4, 6, (3, 2), stride=2, padding=1, output_padding=1, groups=2, dtype=np.float64
+    )
     assert list(m.state_dict()) == list(tm.state_dict())
     assert all(m.state_dict()[k].shape == tuple(v.shape) for k, v in tm.state_dict().items())
     m.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})

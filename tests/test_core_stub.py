@@ -1,5 +1,6 @@
 """src/fastconv/_core.pyi names exactly what the compiled fastconv._core defines, and py.typed
 marks the package as typed (PEP 561)."""
+
 import ast
 import inspect
 import os
@@ -55,7 +56,7 @@ def _pybind_params(obj):
     """Parameter names from pybind11's signature line, ``name(a: T, b: T = ...) -> R``."""
     doc = (obj.__doc__ or "").lstrip()
     head = doc.split("\n", 1)[0]
-    inner = head[head.index("(") + 1:head.rindex(")")]
+    inner = head[head.index("(") + 1 : head.rindex(")")]
     depth, params, cur = 0, [], ""
     for ch in inner:  # split on top-level commas only (types may hold "[a, b]")
         if ch in "[(":
@@ -84,7 +85,8 @@ def test_stub_parameters_match_the_bindings():
             cls = getattr(_core, node.name)
             for item in node.body:
                 is_property = isinstance(item, ast.FunctionDef) and any(
-                    isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
+                    isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list
+                )
                 if isinstance(item, ast.FunctionDef) and not is_property:
                     got = _pybind_params(getattr(cls, item.name))
                     assert _stub_function_params(item) == got, f"{node.name}.{item.name}"
@@ -94,8 +96,11 @@ def test_stub_parameters_match_the_bindings():
 
 @pytest.mark.parametrize("name", ["ALGO_NAMES", "MAX_THREADS", "ALGO_FLAG_FORWARD"])
 def test_stub_constants_have_the_module_types(name):
-    annotation = {node.target.id: ast.unparse(node.annotation) for node in stub_tree().body
-                  if isinstance(node, ast.AnnAssign)}[name]
+    annotation = {
+        node.target.id: ast.unparse(node.annotation)
+        for node in stub_tree().body
+        if isinstance(node, ast.AnnAssign)
+    }[name]
     value = getattr(_core, name)
     assert type(value).__name__ == annotation.split("[")[0], (name, annotation, type(value))
     assert not inspect.isroutine(value)

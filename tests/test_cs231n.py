@@ -1,5 +1,6 @@
 """fastconv.cs231n against straightforward NumPy versions of the CS231n layers (written here)
 and against centred finite differences in float64, as the course's gradient checks do."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +16,7 @@ POOL_VARIANTS = ["naive", "fast", "reshape", "im2col"]
 # ---------------------------------------------------------------------------------------------
 # naive references (the course's loops)
 
+
 def naive_conv_forward(x, w, b, stride, pad):
     n, c, h, wd = x.shape
     f, _, hh, ww = w.shape
@@ -25,7 +27,7 @@ def naive_conv_forward(x, w, b, stride, pad):
         for k in range(f):
             for r in range(ho):
                 for s in range(wo):
-                    patch = xp[i, :, r * stride:r * stride + hh, s * stride:s * stride + ww]
+                    patch = xp[i, :, r * stride : r * stride + hh, s * stride : s * stride + ww]
                     out[i, k, r, s] = np.sum(patch * w[k]) + b[k]
     return out
 
@@ -39,11 +41,15 @@ def naive_conv_backward(dout, x, w, stride, pad):
         for k in range(f):
             for r in range(dout.shape[2]):
                 for s in range(dout.shape[3]):
-                    win = (i, slice(None), slice(r * stride, r * stride + hh),
-                           slice(s * stride, s * stride + ww))
+                    win = (
+                        i,
+                        slice(None),
+                        slice(r * stride, r * stride + hh),
+                        slice(s * stride, s * stride + ww),
+                    )
                     dw[k] += xp[win] * dout[i, k, r, s]
                     dxp[win] += w[k] * dout[i, k, r, s]
-    return dxp[:, :, pad:pad + h, pad:pad + wd], dw, dout.sum(axis=(0, 2, 3))
+    return dxp[:, :, pad : pad + h, pad : pad + wd], dw, dout.sum(axis=(0, 2, 3))
 
 
 def naive_pool_forward(x, ph, pw, stride):
@@ -52,7 +58,9 @@ def naive_pool_forward(x, ph, pw, stride):
     out = np.zeros((n, c, ho, wo))
     for r in range(ho):
         for s in range(wo):
-            out[:, :, r, s] = x[:, :, r * stride:r * stride + ph, s * stride:s * stride + pw].max(axis=(2, 3))
+            out[:, :, r, s] = x[
+                :, :, r * stride : r * stride + ph, s * stride : s * stride + pw
+            ].max(axis=(2, 3))
     return out
 
 
@@ -62,7 +70,7 @@ def naive_pool_backward(dout, x, ph, pw, stride):
         for c in range(x.shape[1]):
             for r in range(dout.shape[2]):
                 for s in range(dout.shape[3]):
-                    win = x[i, c, r * stride:r * stride + ph, s * stride:s * stride + pw]
+                    win = x[i, c, r * stride : r * stride + ph, s * stride : s * stride + pw]
                     a, bb = np.unravel_index(np.argmax(win), win.shape)
                     dx[i, c, r * stride + a, s * stride + bb] += dout[i, c, r, s]
     return dx
@@ -110,12 +118,16 @@ def rng():
 # ---------------------------------------------------------------------------------------------
 # convolution
 
+
 @pytest.mark.parametrize("variant", CONV_VARIANTS)
-@pytest.mark.parametrize("shape,stride,pad", [
-    ((2, 3, 4, 4), 2, 1),     # the assignment's conv_forward_naive check
-    ((2, 3, 7, 6), 1, 0),
-    ((1, 2, 8, 9), 3, 2),     # (W + 2*pad - WW) not divisible by the stride: floored
-])
+@pytest.mark.parametrize(
+    "shape,stride,pad",
+    [
+        ((2, 3, 4, 4), 2, 1),  # the assignment's conv_forward_naive check
+        ((2, 3, 7, 6), 1, 0),
+        ((1, 2, 8, 9), 3, 2),  # (W + 2*pad - WW) not divisible by the stride: floored
+    ],
+)
 def test_conv_forward_matches_naive(rng, variant, shape, stride, pad):
     fwd = getattr(L, f"conv_forward_{variant}")
     x = rng.standard_normal(shape)
@@ -124,7 +136,9 @@ def test_conv_forward_matches_naive(rng, variant, shape, stride, pad):
     conv_param = {"stride": stride, "pad": pad}
     out, cache = fwd(x, w, b, conv_param)
     assert out.dtype == np.float64
-    np.testing.assert_allclose(out, naive_conv_forward(x, w, b, stride, pad), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        out, naive_conv_forward(x, w, b, stride, pad), rtol=1e-10, atol=1e-12
+    )
     assert len(cache) == 4 and cache[0] is x and cache[1] is w and cache[2] is b
     assert cache[3] is conv_param
 
@@ -135,12 +149,20 @@ def test_conv_forward_assignment_value():
     w = np.linspace(-0.2, 0.3, num=3 * 3 * 4 * 4).reshape(3, 3, 4, 4)
     b = np.linspace(-0.1, 0.2, num=3)
     out, _ = L.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
-    correct = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-                         [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-                         [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-                        [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-                         [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-                         [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]])
+    correct = np.array(
+        [
+            [
+                [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                [[0.50813986, 0.54309974], [0.64082444, 0.67101435]],
+            ],
+            [
+                [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                [[2.36270298, 2.36904306], [2.38090835, 2.38247847]],
+            ],
+        ]
+    )
     assert rel_error(out, correct) < 1e-7
 
 
@@ -176,8 +198,10 @@ def test_conv_backward_matches_naive_and_accepts_course_fast_cache(rng):
     out, cache = L.conv_forward_fast(x, w, b, conv_param)
     dout = rng.standard_normal(out.shape)
     want = naive_conv_backward(dout, x, w, 2, 1)
-    for got in (L.conv_backward_fast(dout, cache),
-                L.conv_backward_im2col(dout, cache + (np.zeros(1),))):  # the course's 5-tuple
+    for got in (
+        L.conv_backward_fast(dout, cache),
+        L.conv_backward_im2col(dout, cache + (np.zeros(1),)),
+    ):  # the course's 5-tuple
         for g, r in zip(got, want):
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-11)
 
@@ -187,19 +211,26 @@ def test_conv_dtypes(rng):
     w = rng.standard_normal((2, 2, 3, 3))
     b = rng.standard_normal(2)
     p = {"stride": 1, "pad": 1}
-    out32, cache = L.conv_forward_fast(x.astype(np.float32), w.astype(np.float32),
-                                       b.astype(np.float32), p)
+    out32, cache = L.conv_forward_fast(
+        x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), p
+    )
     assert out32.dtype == np.float32
     assert all(g.dtype == np.float32 for g in L.conv_backward_fast(np.ones_like(out32), cache))
-    np.testing.assert_allclose(out32, naive_conv_forward(x.astype(np.float32), w.astype(np.float32),
-                                                         b.astype(np.float32), 1, 1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out32,
+        naive_conv_forward(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), 1, 1),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     # mixed float32/float64 and integer inputs compute in float64, as NumPy would promote
     out_mixed, _ = L.conv_forward_fast(x.astype(np.float32), w, b, p)
     assert out_mixed.dtype == np.float64
     xi = np.arange(50).reshape(1, 2, 5, 5)
     out_int, _ = L.conv_forward_naive(xi, w, b, p)
     assert out_int.dtype == np.float64
-    np.testing.assert_allclose(out_int, naive_conv_forward(xi.astype(float), w, b, 1, 1), rtol=1e-12)
+    np.testing.assert_allclose(
+        out_int, naive_conv_forward(xi.astype(float), w, b, 1, 1), rtol=1e-12
+    )
 
 
 def test_conv_param_errors(rng):
@@ -215,12 +246,16 @@ def test_conv_param_errors(rng):
 # ---------------------------------------------------------------------------------------------
 # max pooling
 
+
 @pytest.mark.parametrize("variant", POOL_VARIANTS)
-@pytest.mark.parametrize("shape,ph,pw,stride", [
-    ((2, 3, 4, 4), 2, 2, 2),
-    ((2, 2, 7, 6), 3, 2, 1),   # overlapping windows
-    ((1, 3, 9, 8), 3, 3, 2),   # windows that do not tile the input
-])
+@pytest.mark.parametrize(
+    "shape,ph,pw,stride",
+    [
+        ((2, 3, 4, 4), 2, 2, 2),
+        ((2, 2, 7, 6), 3, 2, 1),  # overlapping windows
+        ((1, 3, 9, 8), 3, 3, 2),  # windows that do not tile the input
+    ],
+)
 def test_max_pool_forward_backward(rng, variant, shape, ph, pw, stride):
     fwd, bwd = getattr(L, f"max_pool_forward_{variant}"), getattr(L, f"max_pool_backward_{variant}")
     x = rng.standard_normal(shape)
@@ -232,7 +267,9 @@ def test_max_pool_forward_backward(rng, variant, shape, ph, pw, stride):
     assert cx is x and cp is pool_param
     dout = rng.standard_normal(out.shape)
     dx = bwd(dout, cache)
-    np.testing.assert_allclose(dx, naive_pool_backward(dout, x, ph, pw, stride), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(
+        dx, naive_pool_backward(dout, x, ph, pw, stride), rtol=1e-14, atol=1e-15
+    )
     # a plain (x, pool_param) tuple, as the course's own naive forward returns, works too
     np.testing.assert_allclose(bwd(dout, (x, pool_param)), dx, rtol=0, atol=0)
 
@@ -259,6 +296,7 @@ def test_max_pool_dtypes_and_errors(rng):
 # ---------------------------------------------------------------------------------------------
 # sandwich layers
 
+
 def test_conv_relu_pool(rng):
     x = rng.standard_normal((2, 2, 6, 6))
     w = rng.standard_normal((3, 2, 3, 3))
@@ -282,7 +320,9 @@ def test_conv_relu(rng):
     b = rng.standard_normal(4)
     conv_param = {"stride": 2, "pad": 1}
     out, cache = L.conv_relu_forward(x, w, b, conv_param)
-    np.testing.assert_allclose(out, np.maximum(naive_conv_forward(x, w, b, 2, 1), 0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        out, np.maximum(naive_conv_forward(x, w, b, 2, 1), 0), rtol=1e-10, atol=1e-12
+    )
     dout = rng.standard_normal(out.shape)
     dx, dw, db = L.conv_relu_backward(dout, cache)
     f = lambda xx, ww, bb: L.conv_relu_forward(xx, ww, bb, conv_param)[0]  # noqa: E731
@@ -308,6 +348,7 @@ def test_affine_relu(rng):
 # ---------------------------------------------------------------------------------------------
 # batch normalization
 
+
 def test_spatial_batchnorm_train_and_running_stats(rng):
     n, c, h, w = 4, 3, 5, 6
     gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
@@ -327,8 +368,10 @@ def test_spatial_batchnorm_train_and_running_stats(rng):
     bn_param["mode"] = "test"
     rm, rv = bn_param["running_mean"].copy(), bn_param["running_var"].copy()
     out_t, _ = L.spatial_batchnorm_forward(x1, gamma, beta, bn_param)
-    want_t = (gamma[:, None, None] * (x1 - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5)
-              + beta[:, None, None])
+    want_t = (
+        gamma[:, None, None] * (x1 - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5)
+        + beta[:, None, None]
+    )
     np.testing.assert_allclose(out_t, want_t, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(bn_param["running_mean"], rm)
     np.testing.assert_array_equal(bn_param["running_var"], rv)
@@ -347,7 +390,11 @@ def test_spatial_batchnorm_backward_numeric(rng, mode):
     x = 5 * rng.standard_normal((n, c, h, w)) + 12
     gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
     dout = rng.standard_normal((n, c, h, w))
-    base = {"mode": mode, "running_mean": rng.standard_normal(c), "running_var": rng.random(c) + 0.5}
+    base = {
+        "mode": mode,
+        "running_mean": rng.standard_normal(c),
+        "running_var": rng.random(c) + 0.5,
+    }
 
     def f(xx, gg, bb):
         return L.spatial_batchnorm_forward(xx, gg, bb, dict(base))[0]
@@ -361,8 +408,9 @@ def test_spatial_batchnorm_backward_numeric(rng, mode):
 
 def test_batchnorm_bad_mode(rng):
     with pytest.raises(ValueError, match="mode"):
-        L.spatial_batchnorm_forward(rng.standard_normal((2, 2, 2, 2)), np.ones(2), np.zeros(2),
-                                    {"mode": "eval"})
+        L.spatial_batchnorm_forward(
+            rng.standard_normal((2, 2, 2, 2)), np.ones(2), np.zeros(2), {"mode": "eval"}
+        )
     with pytest.raises(ValueError, match="bn_param.*'mode'"):
         L.batchnorm_forward(rng.standard_normal((2, 2)), np.ones(2), np.zeros(2), {})
 
@@ -380,6 +428,7 @@ def test_batchnorm_flat_backward_numeric(rng):
 
 # ---------------------------------------------------------------------------------------------
 # relu, affine, losses
+
 
 def test_relu_affine(rng):
     x = rng.standard_normal((3, 4, 5))
@@ -423,8 +472,17 @@ def test_losses(rng, loss_fn):
 def test_star_import():
     ns = {}
     exec("from fastconv.cs231n import *", ns)
-    for name in ["conv_forward_naive", "conv_backward_strides", "max_pool_forward_reshape",
-                 "max_pool_backward_im2col", "conv_relu_pool_forward", "conv_relu_backward",
-                 "spatial_batchnorm_forward", "spatial_batchnorm_backward", "relu_forward",
-                 "affine_backward", "softmax_loss"]:
+    for name in [
+        "conv_forward_naive",
+        "conv_backward_strides",
+        "max_pool_forward_reshape",
+        "max_pool_backward_im2col",
+        "conv_relu_pool_forward",
+        "conv_relu_backward",
+        "spatial_batchnorm_forward",
+        "spatial_batchnorm_backward",
+        "relu_forward",
+        "affine_backward",
+        "softmax_loss",
+    ]:
         assert callable(ns[name]), name

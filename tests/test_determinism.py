@@ -9,15 +9,15 @@
   seed gives the same parameters, in one process and at 1 against 2 threads.
 Comparisons are on the bytes (`tobytes()`), never with a tolerance.
 """
+
 import numpy as np
 import pytest
 
 import fastconv
+from conftest import DTYPE_IDS, DTYPES, Case
 from fastconv import nn, optim
 from fastconv.autograd import Tensor, manual_seed
 from fastconv.nn import functional as F
-
-from conftest import DTYPE_IDS, DTYPES, Case
 
 THREADS = [1, 2, 3, 4]
 
@@ -27,21 +27,24 @@ THREAD_EXCEPTIONS = set()
 
 PROBE = Case(8, 16, 64, 64, 16, 3, 3, padding=1)  # the issue's probe
 CASES = [
-    Case(1, 16, 19, 23, 24, 3, 3, padding=1),                     # batch 1: blocks split
-    Case(2, 8, 17, 17, 16, 3, 3, stride=2, padding=1),            # strided
-    Case(2, 8, 16, 16, 8, 3, 3, padding=2, dilation=2),           # dilated
-    Case(2, 12, 14, 14, 18, 3, 3, padding=1, groups=3),           # grouped
-    Case(2, 16, 15, 15, 16, 3, 3, padding=1, groups=16),          # depthwise
-    Case(3, 8, 16, 16, 16, 3, 3, stride=2, padding=1, groups=8),  # depthwise, 2 per channel, strided
-    Case(2, 32, 9, 9, 24, 1, 1),                                  # 1x1 in place
-    Case(1, 64, 1, 37, 48, 1, 1),                                 # a linear layer as a 1x1
-    Case(2, 4, 24, 24, 6, 9, 9, padding=4),                       # large kernel (FFT)
-    Case(2, 24, 30, 30, 40, 3, 3, padding=1),                     # Winograd, several tile blocks
+    Case(1, 16, 19, 23, 24, 3, 3, padding=1),  # batch 1: blocks split
+    Case(2, 8, 17, 17, 16, 3, 3, stride=2, padding=1),  # strided
+    Case(2, 8, 16, 16, 8, 3, 3, padding=2, dilation=2),  # dilated
+    Case(2, 12, 14, 14, 18, 3, 3, padding=1, groups=3),  # grouped
+    Case(2, 16, 15, 15, 16, 3, 3, padding=1, groups=16),  # depthwise
+    Case(
+        3, 8, 16, 16, 16, 3, 3, stride=2, padding=1, groups=8
+    ),  # depthwise, 2 per channel, strided
+    Case(2, 32, 9, 9, 24, 1, 1),  # 1x1 in place
+    Case(1, 64, 1, 37, 48, 1, 1),  # a linear layer as a 1x1
+    Case(2, 4, 24, 24, 6, 9, 9, padding=4),  # large kernel (FFT)
+    Case(2, 24, 30, 30, 40, 3, 3, padding=1),  # Winograd, several tile blocks
 ]
 # The last case, Winograd over several tile blocks, takes seconds per check: slow (the fast loop
 # keeps test_winograd_shared_z_same_bits_at_every_thread_count for Winograd's threading).
-CASE_PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c is CASES[-1] else [])
-               for c in CASES]
+CASE_PARAMS = [
+    pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c is CASES[-1] else []) for c in CASES
+]
 # Winograd's weight gradient with one shared Z (large Z: many channels, few tiles).
 WINOGRAD_LARGE = Case(2, 256, 6, 6, 256, 3, 3, padding=1)
 
@@ -78,7 +81,9 @@ def check_repeats(case, dtype, repeats, threads, slow=()):
             first = bits(run_case(case, dtype, algo))
             for i in range(2 if algo in slow else repeats):
                 diff = differing(first, bits(run_case(case, dtype, algo)))
-                assert not diff, f"{algo} {case.id} at {threads} threads: call {i + 2} differs in {diff}"
+                assert not diff, (
+                    f"{algo} {case.id} at {threads} threads: call {i + 2} differs in {diff}"
+                )
 
 
 def check_threads(case, dtype, skip=()):
@@ -99,6 +104,7 @@ def check_threads(case, dtype, skip=()):
 
 # --------------------------------------------------------------------------------------------
 # convolution
+
 
 @pytest.mark.slow  # the probe is 8x16x64x64: seconds per algorithm and direction
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -143,26 +149,50 @@ def test_winograd_shared_z_same_bits_at_every_thread_count(dtype):
 # --------------------------------------------------------------------------------------------
 # pooling and ReLU
 
+
 def pool_ops(dtype, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((4, 16, 37, 41)).astype(dtype)
     x[:, :, ::5, ::7] = 1.5  # ties: the switch must be the same one every time
     out = []
     y, idx = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
-    out += [y, idx, fastconv.max_pool2d_backward(rng.standard_normal(y.shape).astype(dtype), idx, x.shape)]
-    y2, idx2 = fastconv.max_pool2d(x, 3, 1, 1, dilation=2, return_indices=True)  # overlapping windows
-    out += [y2, idx2, fastconv.max_pool2d_backward(rng.standard_normal(y2.shape).astype(dtype), idx2, x.shape)]
-    u = fastconv.max_unpool2d(y, idx, 3, 2, 1, output_size=x.shape[2:])  # overlaps: duplicate switches
+    out += [
+        y,
+        idx,
+        fastconv.max_pool2d_backward(rng.standard_normal(y.shape).astype(dtype), idx, x.shape),
+    ]
+    y2, idx2 = fastconv.max_pool2d(
+        x, 3, 1, 1, dilation=2, return_indices=True
+    )  # overlapping windows
+    out += [
+        y2,
+        idx2,
+        fastconv.max_pool2d_backward(rng.standard_normal(y2.shape).astype(dtype), idx2, x.shape),
+    ]
+    u = fastconv.max_unpool2d(
+        y, idx, 3, 2, 1, output_size=x.shape[2:]
+    )  # overlaps: duplicate switches
     out += [u, fastconv.max_unpool2d_backward(rng.standard_normal(u.shape).astype(dtype), idx)]
     for incl, ceil in [(True, False), (False, True)]:
         a = fastconv.avg_pool2d(x, 3, 2, 1, ceil_mode=ceil, count_include_pad=incl)
-        ga = fastconv.avg_pool2d_backward(rng.standard_normal(a.shape).astype(dtype), x.shape, 3, 2, 1,
-                                          ceil_mode=ceil, count_include_pad=incl)
+        ga = fastconv.avg_pool2d_backward(
+            rng.standard_normal(a.shape).astype(dtype),
+            x.shape,
+            3,
+            2,
+            1,
+            ceil_mode=ceil,
+            count_include_pad=incl,
+        )
         out += [a, ga]
     for size in [(3, 5), 1, (37, 41)]:
         g = fastconv.adaptive_avg_pool2d(x, size)
-        out += [g, fastconv.adaptive_avg_pool2d_backward(rng.standard_normal(g.shape).astype(dtype),
-                                                         x.shape)]
+        out += [
+            g,
+            fastconv.adaptive_avg_pool2d_backward(
+                rng.standard_normal(g.shape).astype(dtype), x.shape
+            ),
+        ]
     return out
 
 
@@ -189,22 +219,40 @@ def test_pool_and_relu_same_bits_run_to_run_and_at_every_thread_count(ops, dtype
 # --------------------------------------------------------------------------------------------
 # training
 
+
 class WinogradConv2d(nn.Conv2d):
     """A Conv2d pinned to Winograd both ways (the issue's nondeterministic weight gradient)."""
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups, algo="winograd")
+        return F.conv2d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            algo="winograd",
+        )
 
 
 def train(steps=5, seed=3):
     manual_seed(seed)
     model = nn.Sequential(
-        WinogradConv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),            # auto's choice
-        WinogradConv2d(32, 32, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=32), nn.ReLU(),  # depthwise, strided
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+        WinogradConv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),  # auto's choice
+        WinogradConv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=32),
+        nn.ReLU(),  # depthwise, strided
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)

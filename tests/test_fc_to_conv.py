@@ -1,6 +1,7 @@
 """nn.utils.fc_to_conv: the converted network's score map on a larger image equals the original
 network on each crop (float64, a net without padding), identity adaptive pools and Flatten are
 dropped, the original is unchanged, and what cannot slide is refused by name."""
+
 import numpy as np
 import pytest
 
@@ -16,14 +17,22 @@ class VGGLike(nn.Module):
     def __init__(self, dtype=np.float64):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 4, 3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),      # 20 -> 18 -> 9
-            nn.Conv2d(4, 6, 3, stride=1, dtype=dtype), nn.ReLU(),             # 9 -> 7
-            nn.Conv2d(6, 6, 2, stride=2, dtype=dtype), nn.ReLU(),             # 7 -> 3
+            nn.Conv2d(3, 4, 3, dtype=dtype),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 20 -> 18 -> 9
+            nn.Conv2d(4, 6, 3, stride=1, dtype=dtype),
+            nn.ReLU(),  # 9 -> 7
+            nn.Conv2d(6, 6, 2, stride=2, dtype=dtype),
+            nn.ReLU(),  # 7 -> 3
         )
         self.avgpool = nn.AdaptiveAvgPool2d((3, 3))
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(6 * 3 * 3, 12, dtype=dtype), nn.ReLU(),
-            nn.Dropout(0.5), nn.Linear(12, 10, dtype=dtype), nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(6 * 3 * 3, 12, dtype=dtype),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(12, 10, dtype=dtype),
+            nn.ReLU(),
             nn.Linear(10, 5, dtype=dtype),
         )
 
@@ -49,7 +58,7 @@ def test_score_map_equals_every_crop():
     assert scores.shape == (2, 5, 4, 5)  # (32-20)/4+1, (36-20)/4+1
     for i in range(scores.shape[2]):
         for j in range(scores.shape[3]):
-            crop = big[:, :, i * STRIDE:i * STRIDE + 20, j * STRIDE:j * STRIDE + 20]
+            crop = big[:, :, i * STRIDE : i * STRIDE + 20, j * STRIDE : j * STRIDE + 20]
             want = _run(model, np.ascontiguousarray(crop))
             err = np.abs(scores[:, :, i, j] - want).max() / np.abs(want).max()
             assert err <= 1e-10, (i, j, err)
@@ -79,21 +88,30 @@ def test_structure_and_original_unchanged():
 
 def test_sequential_with_flatten_and_softmax():
     autograd.manual_seed(2)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, dtype=np.float64), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(3 * 4 * 4, 6, dtype=np.float64), nn.Tanh(),
-                        nn.Linear(6, 4, dtype=np.float64), nn.LogSoftmax(dim=-1))
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, dtype=np.float64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 6, dtype=np.float64),
+        nn.Tanh(),
+        nn.Linear(6, 4, dtype=np.float64),
+        nn.LogSoftmax(dim=-1),
+    )
     conv = fc_to_conv(net, (10, 10))  # channels from the first conv
     x = np.random.default_rng(2).standard_normal((1, 1, 14, 12))
     scores = _run(conv, x)
     assert scores.shape == (1, 4, 3, 2)
     for i in range(3):
         for j in range(2):
-            want = _run(net, np.ascontiguousarray(x[:, :, 2 * i:2 * i + 10, 2 * j:2 * j + 10]))
+            want = _run(net, np.ascontiguousarray(x[:, :, 2 * i : 2 * i + 10, 2 * j : 2 * j + 10]))
             assert np.abs(scores[:, :, i, j] - want).max() <= 1e-10
 
 
+@pytest.mark.slow  # AlexNet at 224 and 384: seconds; the small models above run the same code
 def test_alexnet_gives_the_notes_6x6_map():
     from fastconv.models import alexnet
+
     model = alexnet(num_classes=7).eval()
     conv = fc_to_conv(model, 224).eval()
     x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
@@ -120,7 +138,11 @@ def test_refusals_name_the_module():
         fc_to_conv(Residual(), (2, 4, 4))
     with pytest.raises(ValueError, match="no Linear"):
         fc_to_conv(nn.Sequential(nn.Conv2d(1, 1, 3, dtype=np.float64)), (1, 5, 5))
-    head_bn = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=np.float64), nn.Flatten(),
-                            nn.Linear(18, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    head_bn = nn.Sequential(
+        nn.Conv2d(1, 2, 3, dtype=np.float64),
+        nn.Flatten(),
+        nn.Linear(18, 4, dtype=np.float64),
+        nn.BatchNorm1d(4, dtype=np.float64),
+    )
     with pytest.raises(ValueError, match="BatchNorm1d"):
         fc_to_conv(head_bn, (1, 5, 5))

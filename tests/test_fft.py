@@ -1,16 +1,14 @@
 """FFT convolution (algo="fft") against the float64 reference, all three directions.
 
-The bound is the library's (README, "Algorithms and accuracy"): |error| <= 1e-4 * scale in float32 and
-1e-10 * scale in float64, per element, scale = the sum of the absolute values of the terms.
+The bound is the library's (README, "Algorithms and accuracy"): |error| <= 1e-4 * scale in
+float32 and 1e-10 * scale in float64, per element, scale = the sum of the absolute values of the
+terms.
 FFT rounding errors are spread over a whole plane rather than kept per element, so the
 kernels compute float32 convolutions in double (csrc/conv/fft.cpp), and outputs without any
 term come out exactly. Measured on L1-L5 and AlexNet's 5x5 at batch 8: at most 2.8e-8 * scale
 in float32 (the final rounding to float32) and 1.6e-15 * scale in float64.
 """
-import json
-import os
-import subprocess
-import sys
+
 import textwrap
 import zlib
 
@@ -18,10 +16,10 @@ import numpy as np
 import pytest
 
 import fastconv
+from _isa import AVAILABLE_ISAS, run_isa_json
 from conftest import (
     DTYPE_IDS,
     DTYPES,
-    TESTS_DIR,
     Case,
     assert_close,
     assert_unchanged,
@@ -31,10 +29,6 @@ from conftest import (
     make_inputs,
     snapshot,
 )
-
-ISA_ORDER = ["generic", "avx2", "avx512"]
-AVAILABLE_ISAS = ISA_ORDER[: ISA_ORDER.index(fastconv.isa()) + 1]
-
 
 CASES = [
     # every kernel size, square and not
@@ -113,8 +107,9 @@ def test_fft_matches_reference(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 # L1-L4 take about a second each (slow); the fast loop keeps AlexNet's 5x5
-@pytest.mark.parametrize("name", [n if n == "alexnet-5x5" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in LAYERS])
+@pytest.mark.parametrize(
+    "name", [n if n == "alexnet-5x5" else pytest.param(n, marks=pytest.mark.slow) for n in LAYERS]
+)
 def test_fft_real_layers(name, dtype):
     check_all_directions(LAYERS[name], dtype)
 
@@ -129,8 +124,11 @@ def test_fft_conv1d():
     assert_close(y, y_ref[:, :, 0], np.float64, sy[:, :, 0], "y")
 
 
-@pytest.mark.parametrize("case", [Case(3, 20, 24, 24, 18, 5, 5, padding=2),
-                                  Case(3, 2, 20, 20, 12, 5, 5, padding=1)], ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "case",
+    [Case(3, 20, 24, 24, 18, 5, 5, padding=2), Case(3, 2, 20, 20, 12, 5, 5, padding=1)],
+    ids=lambda c: c.id,
+)
 def test_fft_threads_agree(case, restore_threads):
     """Work is split by the shape, never by the thread count: results are bitwise equal.
     (The second case has a single block of lanes, so its sums over r are split in parts.)"""
@@ -138,15 +136,22 @@ def test_fft_threads_agree(case, restore_threads):
     runs = []
     for nt in (1, 2, 3):
         fastconv.set_num_threads(nt)
-        runs.append((fastconv.conv2d(x, w, b, algo="fft", **case.params),
-                     *fastconv.conv2d_backward(dy, x, w, algo="fft", **case.params)[:2]))
+        runs.append(
+            (
+                fastconv.conv2d(x, w, b, algo="fft", **case.params),
+                *fastconv.conv2d_backward(dy, x, w, algo="fft", **case.params)[:2],
+            )
+        )
     for other in runs[1:]:
         for a, b_ in zip(runs[0], other):
             np.testing.assert_array_equal(a, b_)
 
 
-@pytest.mark.parametrize("params", [dict(stride=2), dict(dilation=2), dict(stride=(1, 2))],
-                         ids=["stride", "dilation", "stride-w"])
+@pytest.mark.parametrize(
+    "params",
+    [dict(stride=2), dict(dilation=2), dict(stride=(1, 2))],
+    ids=["stride", "dilation", "stride-w"],
+)
 def test_fft_not_offered_for_strides_or_dilation(params):
     assert "fft" not in fastconv.algorithms((1, 3, 16, 16), (4, 3, 3, 3), **params)
     x = np.zeros((1, 3, 16, 16), np.float32)
@@ -200,11 +205,7 @@ ISA_SCRIPT = textwrap.dedent(r"""
 @pytest.mark.slow  # a subprocess per ISA
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_fft_each_isa(isa):
-    env = dict(os.environ, FASTCONV_ISA=isa)
-    out = subprocess.run([sys.executable, "-c", ISA_SCRIPT, TESTS_DIR], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_isa_json(isa, ISA_SCRIPT)
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / tolerance, worst over the cases and directions
 
@@ -218,10 +219,14 @@ def test_fft_nan_and_inf_stay_where_their_terms_are():
     x[0, 1, 3, 4], x[1, 2, 15, 9] = np.nan, np.inf
     dy = rng.standard_normal((2, 4, 18, 18))
     dy[1, 3, 10, 10] = -np.inf
-    got = (fastconv.conv2d(x, w, padding=1, algo="fft"),
-           *fastconv.conv2d_backward(dy, x, w, padding=1, algo="fft")[:2])
-    want = (fastconv.conv2d(x, w, padding=1, algo="im2col"),
-            *fastconv.conv2d_backward(dy, x, w, padding=1, algo="im2col")[:2])
+    got = (
+        fastconv.conv2d(x, w, padding=1, algo="fft"),
+        *fastconv.conv2d_backward(dy, x, w, padding=1, algo="fft")[:2],
+    )
+    want = (
+        fastconv.conv2d(x, w, padding=1, algo="im2col"),
+        *fastconv.conv2d_backward(dy, x, w, padding=1, algo="im2col")[:2],
+    )
     for g, e in zip(got, want):
         np.testing.assert_array_equal(np.isfinite(g), np.isfinite(e))
         np.testing.assert_allclose(g[np.isfinite(g)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)

@@ -2,6 +2,7 @@
 and the cache blocking follow. Its caches are checked against sysfs parsed here independently;
 forcing (FASTCONV_ISA) and the sysfs parsing and fallbacks (FASTCONV_SYSFS_CACHE) in
 subprocesses, as the description is made once, at load."""
+
 import ctypes
 import glob
 import json
@@ -13,11 +14,20 @@ import sys
 import pytest
 
 import fastconv
+from _isa import run_isa_json
 
 SYSFS = "/sys/devices/system/cpu/cpu0/cache"
 ORDER = ["generic", "avx2", "avx512"]
-FIELDS = {"isa": str, "best_isa": str, "l1d_bytes": int, "l2_bytes": int, "l3_bytes": int,
-          "cores": int, "model": str, "vendor": str}
+FIELDS = {
+    "isa": str,
+    "best_isa": str,
+    "l1d_bytes": int,
+    "l2_bytes": int,
+    "l3_bytes": int,
+    "cores": int,
+    "model": str,
+    "vendor": str,
+}
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
@@ -46,9 +56,17 @@ def _sysfs_caches(root=SYSFS):
     return found
 
 
+HARDWARE_SCRIPT = "import json, fastconv; print(json.dumps(fastconv.hardware()))"
+
+
 def _hardware_in_subprocess(**env):
-    out = subprocess.run([sys.executable, "-c", "import json, fastconv; print(json.dumps(fastconv.hardware()))"],
-                         env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", HARDWARE_SCRIPT],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -103,16 +121,18 @@ def test_caches_match_sysfs():
 @pytest.mark.slow  # a forced-ISA subprocess
 def test_forced_generic_keeps_best_isa():
     hw = fastconv.hardware()
-    forced = _hardware_in_subprocess(FASTCONV_ISA="generic")
+    forced = run_isa_json("generic", HARDWARE_SCRIPT)
     assert forced["isa"] == "generic"
     assert forced["best_isa"] == hw["best_isa"]
-    assert {k: v for k, v in forced.items() if k != "isa"} == {k: v for k, v in hw.items() if k != "isa"}
+    assert {k: v for k, v in forced.items() if k != "isa"} == {
+        k: v for k, v in hw.items() if k != "isa"
+    }
 
 
 @pytest.mark.slow  # a forced-ISA subprocess
 def test_forcing_never_raises_the_isa():
     hw = fastconv.hardware()
-    forced = _hardware_in_subprocess(FASTCONV_ISA="avx512")
+    forced = run_isa_json("avx512", HARDWARE_SCRIPT)
     assert forced["isa"] == hw["best_isa"] and forced["best_isa"] == hw["best_isa"]
 
 
@@ -126,8 +146,15 @@ def _fake_sysfs(root, caches):
 
 def test_sysfs_parsing(tmp_path):
     # instruction caches are skipped; "1024K" is 1 MiB
-    _fake_sysfs(tmp_path, [(1, "Instruction", "64K"), (1, "Data", "48K"), (2, "Unified", "1024K"),
-                           (3, "Unified", "36864K")])
+    _fake_sysfs(
+        tmp_path,
+        [
+            (1, "Instruction", "64K"),
+            (1, "Data", "48K"),
+            (2, "Unified", "1024K"),
+            (3, "Unified", "36864K"),
+        ],
+    )
     hw = _hardware_in_subprocess(FASTCONV_SYSFS_CACHE=str(tmp_path))
     assert (hw["l1d_bytes"], hw["l2_bytes"], hw["l3_bytes"]) == (48 << 10, 1 << 20, 36 << 20)
 
@@ -149,10 +176,16 @@ def test_partial_sysfs_fills_the_rest(tmp_path):
 
 
 class HwInfo(ctypes.Structure):  # fc_hw_info, as fastconv.h lays it out
-    _fields_ = [("isa", ctypes.c_char_p), ("best_isa", ctypes.c_char_p),
-                ("l1d_bytes", ctypes.c_int64), ("l2_bytes", ctypes.c_int64),
-                ("l3_bytes", ctypes.c_int64), ("cores", ctypes.c_int32),
-                ("model", ctypes.c_char * 64), ("vendor", ctypes.c_char * 16)]
+    _fields_ = [
+        ("isa", ctypes.c_char_p),
+        ("best_isa", ctypes.c_char_p),
+        ("l1d_bytes", ctypes.c_int64),
+        ("l2_bytes", ctypes.c_int64),
+        ("l3_bytes", ctypes.c_int64),
+        ("cores", ctypes.c_int32),
+        ("model", ctypes.c_char * 64),
+        ("vendor", ctypes.c_char * 16),
+    ]
 
 
 def _libfastconv():

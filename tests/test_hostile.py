@@ -10,6 +10,7 @@
   test instead of ending the run).
 - Gradients, switches and input shapes that do not match raise ValueError (TypeError for dtypes).
 """
+
 import json
 import subprocess
 import sys
@@ -57,13 +58,13 @@ def layouts(a, rng):
     big = np.zeros(a.shape[:-2] + (2 * a.shape[-2], 3 * a.shape[-1]), a.dtype)
     big[..., ::2, ::3] = a
     wide = np.zeros((a.shape[0], a.shape[1] + 3) + a.shape[2:], a.dtype)
-    wide[:, 2:2 + a.shape[1]] = a
+    wide[:, 2 : 2 + a.shape[1]] = a
     rev = np.ascontiguousarray(a[..., ::-1])
     return [
         ("strided", big[..., ::2, ::3]),
         ("fortran", np.asfortranarray(a)),
         ("reversed", rev[..., ::-1]),
-        ("channel slice", wide[:, 2:2 + a.shape[1]]),
+        ("channel slice", wide[:, 2 : 2 + a.shape[1]]),
         ("read-only", read_only(a)),
         ("bytes-backed", from_bytes(a)),
         ("misaligned", misaligned(a)),
@@ -93,22 +94,33 @@ def test_conv_any_layout_gives_the_contiguous_result(case, dtype):
         y = fastconv.conv2d(x, w, b, algo=algo, **params)
         dy = rng.standard_normal(y.shape).astype(dtype)
         grads = fastconv.conv2d_backward(dy, x, w, algo=algo, **params)
-        views = zip(layouts(x, rng), layouts(w, rng), layouts(dy, rng), layouts(b[None, None, None], rng))
+        views = zip(
+            layouts(x, rng), layouts(w, rng), layouts(dy, rng), layouts(b[None, None, None], rng)
+        )
         for (name, xv), (_, wv), (_, dyv), (_, bv) in views:
-            assert same(fastconv.conv2d(xv, wv, bv.reshape(-1), algo=algo, **params), y), f"{algo}: {name}"
-            assert same(fastconv.conv2d_backward(dyv, xv, wv, algo=algo, **params), grads), f"{algo}: {name}"
+            assert same(fastconv.conv2d(xv, wv, bv.reshape(-1), algo=algo, **params), y), (
+                f"{algo}: {name}"
+            )
+            assert same(fastconv.conv2d_backward(dyv, xv, wv, algo=algo, **params), grads), (
+                f"{algo}: {name}"
+            )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_conv1d_any_layout_gives_the_contiguous_result(dtype):
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal((2, 4, 1, 19)).astype(dtype), rng.standard_normal((5, 4, 1, 3)).astype(dtype)
+    x, w = (
+        rng.standard_normal((2, 4, 1, 19)).astype(dtype),
+        rng.standard_normal((5, 4, 1, 3)).astype(dtype),
+    )
     y = fastconv.conv1d(x[:, :, 0], w[:, :, 0], padding=2, dilation=2)
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads = fastconv.conv1d_backward(dy, x[:, :, 0], w[:, :, 0], padding=2, dilation=2)
     for (name, xv), (_, wv) in zip(layouts(x, rng), layouts(w, rng)):
         assert same(fastconv.conv1d(xv[:, :, 0], wv[:, :, 0], padding=2, dilation=2), y), name
-        assert same(fastconv.conv1d_backward(dy, xv[:, :, 0], wv[:, :, 0], padding=2, dilation=2), grads), name
+        assert same(
+            fastconv.conv1d_backward(dy, xv[:, :, 0], wv[:, :, 0], padding=2, dilation=2), grads
+        ), name
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -119,12 +131,16 @@ def test_pooling_any_layout_gives_the_contiguous_result(dtype):
     def ops(x):
         y, idx = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
         g = np.ones_like(y)
-        return (y, idx, fastconv.max_pool2d_backward(g, idx, x.shape),
-                fastconv.avg_pool2d(x, (3, 2), 2, (1, 0), ceil_mode=True),
-                fastconv.avg_pool2d_backward(x[..., :6, :7], x.shape, 3, 2, 1),
-                fastconv.adaptive_avg_pool2d(x, (4, 5)),
-                fastconv.adaptive_avg_pool2d_backward(x[..., :4, :5], x.shape),
-                fastconv.max_unpool2d(y, idx, 3, 2, 1, output_size=x.shape[2:]))
+        return (
+            y,
+            idx,
+            fastconv.max_pool2d_backward(g, idx, x.shape),
+            fastconv.avg_pool2d(x, (3, 2), 2, (1, 0), ceil_mode=True),
+            fastconv.avg_pool2d_backward(x[..., :6, :7], x.shape, 3, 2, 1),
+            fastconv.adaptive_avg_pool2d(x, (4, 5)),
+            fastconv.adaptive_avg_pool2d_backward(x[..., :4, :5], x.shape),
+            fastconv.max_unpool2d(y, idx, 3, 2, 1, output_size=x.shape[2:]),
+        )
 
     want = ops(x)
     for name, xv in layouts(x, rng):
@@ -135,8 +151,9 @@ def test_pooling_any_layout_gives_the_contiguous_result(dtype):
         assert same(fastconv.max_pool2d_backward(np.ones_like(y), iv, x.shape), want[2]), name
 
 
-@pytest.mark.parametrize("dtype", [">f4", ">f8", np.float16, np.int32, np.int64, np.bool_,
-                                   np.complex64, object])
+@pytest.mark.parametrize(
+    "dtype", [">f4", ">f8", np.float16, np.int32, np.int64, np.bool_, np.complex64, object]
+)
 def test_unsupported_dtypes_are_refused(dtype):
     x = np.ones((1, 2, 4, 4)).astype(dtype)
     w = np.ones((2, 2, 3, 3)).astype(dtype)
@@ -152,6 +169,7 @@ def test_unsupported_dtypes_are_refused(dtype):
 
 # --------------------------------------------------------------------------------------------
 # empty batches
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_empty_batch_gives_empty_results(dtype):
@@ -171,7 +189,10 @@ def test_empty_batch_gives_empty_results(dtype):
     assert fastconv.avg_pool2d(x, 3, ceil_mode=True).shape == (0, 4, 3, 3)
     assert fastconv.avg_pool2d_backward(np.zeros((0, 4, 3, 3), dtype), x.shape, 3).shape == x.shape
     assert fastconv.adaptive_avg_pool2d(x, 2).shape == (0, 4, 2, 2)
-    assert fastconv.adaptive_avg_pool2d_backward(np.zeros((0, 4, 2, 2), dtype), x.shape).shape == x.shape
+    assert (
+        fastconv.adaptive_avg_pool2d_backward(np.zeros((0, 4, 2, 2), dtype), x.shape).shape
+        == x.shape
+    )
 
 
 def test_empty_batch_shapes_match_torch(torch):
@@ -179,16 +200,21 @@ def test_empty_batch_shapes_match_torch(torch):
     x = np.zeros((0, 4, 9, 9), F32)
     w = np.ones((6, 2, 3, 3), F32)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-    assert fastconv.conv2d(x, w, padding=1, groups=2, stride=2).shape == \
-        tuple(F.conv2d(xt, wt, padding=1, groups=2, stride=2).shape)
-    assert fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True).shape == \
-        tuple(F.max_pool2d(xt, 3, 2, 1, ceil_mode=True).shape)
+    assert fastconv.conv2d(x, w, padding=1, groups=2, stride=2).shape == tuple(
+        F.conv2d(xt, wt, padding=1, groups=2, stride=2).shape
+    )
+    assert fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True).shape == tuple(
+        F.max_pool2d(xt, 3, 2, 1, ceil_mode=True).shape
+    )
     assert fastconv.avg_pool2d(x, 2).shape == tuple(F.avg_pool2d(xt, 2).shape)
-    assert fastconv.adaptive_avg_pool2d(x, (3, 2)).shape == tuple(F.adaptive_avg_pool2d(xt, (3, 2)).shape)
+    assert fastconv.adaptive_avg_pool2d(x, (3, 2)).shape == tuple(
+        F.adaptive_avg_pool2d(xt, (3, 2)).shape
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # NaN and Inf
+
 
 def poison(a, rng, values=(np.nan, np.inf, -np.inf), count=3):
     a = a.copy()
@@ -242,8 +268,11 @@ def test_nan_and_inf_propagate_like_torch(case, torch):
         assert_like_torch(gw, tw2.grad, f"{algo} grad_w")
         for dt in (F32,):  # float32 as well, forward only (torch on float32 copies)
             got = fastconv.conv2d(x.astype(dt), w.astype(dt), algo=algo, **params)
-            assert_like_torch(got, F.conv2d(tx.detach().float(), tw.detach().float(), **params),
-                              f"{algo} forward f32")
+            assert_like_torch(
+                got,
+                F.conv2d(tx.detach().float(), tw.detach().float(), **params),
+                f"{algo} forward f32",
+            )
     np.testing.assert_array_equal(x, x_before)
     np.testing.assert_array_equal(dy, dy_before)
 
@@ -258,19 +287,30 @@ def test_nan_and_inf_in_pooling_like_torch(torch):
         ty, tidx = F.max_pool2d(tx, 3, 2, 1, return_indices=True)
         np.testing.assert_array_equal(y, ty.numpy())
         np.testing.assert_array_equal(idx, tidx.numpy())
-        assert_like_torch(fastconv.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
-                          F.avg_pool2d(tx, 3, 2, 1, count_include_pad=False), "avg_pool2d")
-        assert_like_torch(fastconv.adaptive_avg_pool2d(x, (4, 3)), F.adaptive_avg_pool2d(tx, (4, 3)),
-                          "adaptive_avg_pool2d")
+        assert_like_torch(
+            fastconv.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+            F.avg_pool2d(tx, 3, 2, 1, count_include_pad=False),
+            "avg_pool2d",
+        )
+        assert_like_torch(
+            fastconv.adaptive_avg_pool2d(x, (4, 3)),
+            F.adaptive_avg_pool2d(tx, (4, 3)),
+            "adaptive_avg_pool2d",
+        )
         g = poison(rng.standard_normal(y.shape), rng).astype(dtype)
-        assert_like_torch(fastconv.max_pool2d_backward(g, idx, x.shape),
-                          torch.zeros(x.shape, dtype=tx.dtype).view(6, -1).scatter_add(
-                              1, tidx.view(6, -1), torch.from_numpy(g).view(6, -1)).view(x.shape),
-                          "max_pool2d_backward")
+        assert_like_torch(
+            fastconv.max_pool2d_backward(g, idx, x.shape),
+            torch.zeros(x.shape, dtype=tx.dtype)
+            .view(6, -1)
+            .scatter_add(1, tidx.view(6, -1), torch.from_numpy(g).view(6, -1))
+            .view(x.shape),
+            "max_pool2d_backward",
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # inputs never modified
+
 
 def test_inputs_are_never_modified():
     rng = np.random.default_rng(4)
@@ -296,7 +336,11 @@ def test_inputs_are_never_modified():
     fastconv.avg_pool2d_backward(y, x.shape, 2)
     fastconv.adaptive_avg_pool2d(x, 3)
     fastconv.adaptive_avg_pool2d_backward(y, x.shape)
-    assert x.tobytes() == x0.tobytes() and y.tobytes() == y0.tobytes() and idx.tobytes() == idx0.tobytes()
+    assert (
+        x.tobytes() == x0.tobytes()
+        and y.tobytes() == y0.tobytes()
+        and idx.tobytes() == idx0.tobytes()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,21 +348,43 @@ def test_inputs_are_never_modified():
 
 HUGE_CASES = {
     # name: Python expression; z/i are broadcast scalars (float32 0, int64 0)
-    "conv2d output > 256 TiB": "fastconv.conv2d(bt(z, (2**20, 1, 1, 2**20)), bt(z, (2**10, 1, 1, 1)))",
-    "conv2d output elements overflow int64": "fastconv.conv2d(bt(z, (2**30, 1, 1, 2**30)), bt(z, (2**10, 1, 1, 2)), padding=(0, 2**40))",
+    "conv2d output > 256 TiB": (
+        "fastconv.conv2d(bt(z, (2**20, 1, 1, 2**20)), bt(z, (2**10, 1, 1, 1)))"
+    ),
+    "conv2d output elements overflow int64": (
+        "fastconv.conv2d(bt(z, (2**30, 1, 1, 2**30)), bt(z, (2**10, 1, 1, 2)), padding=(0, 2**40))"
+    ),
     "conv2d x copy > 256 TiB": "fastconv.conv2d(bt(z, (1, 2**47, 1, 1)), bt(z, (1, 2**47, 1, 1)))",
-    "conv2d x copy > address space": "fastconv.conv2d(bt(z, (1, 3 * 2**44, 1, 1)), bt(z, (1, 3 * 2**44, 1, 1)))",
-    "conv2d huge padding": "fastconv.conv2d(bt(z, (1, 1, 4, 4)), bt(z, (1, 1, 1, 1)), padding=2**40)",
-    "conv2d_backward grad > 256 TiB": "fastconv.conv2d_backward(bt(z, (2**24, 1, 2**24, 1)), bt(z, (2**24, 1, 2**24, 1)), bt(z, (1, 1, 1, 1)))",
+    "conv2d x copy > address space": (
+        "fastconv.conv2d(bt(z, (1, 3 * 2**44, 1, 1)), bt(z, (1, 3 * 2**44, 1, 1)))"
+    ),
+    "conv2d huge padding": (
+        "fastconv.conv2d(bt(z, (1, 1, 4, 4)), bt(z, (1, 1, 1, 1)), padding=2**40)"
+    ),
+    "conv2d_backward grad > 256 TiB": (
+        "fastconv.conv2d_backward(bt(z, (2**24, 1, 2**24, 1)), "
+        "bt(z, (2**24, 1, 2**24, 1)), bt(z, (1, 1, 1, 1)))"
+    ),
     "conv1d output > 256 TiB": "fastconv.conv1d(bt(z, (2**30, 1, 2**30)), bt(z, (4, 1, 1)))",
     "max_pool2d output > 256 TiB": "fastconv.max_pool2d(bt(z, (2**24, 1, 2**24, 1)), 1)",
     "max_pool2d huge kernel": "fastconv.max_pool2d(bt(z, (1, 1, 4, 4)), 2**62, padding=2**60)",
     "adaptive output > 256 TiB": "fastconv.adaptive_avg_pool2d(bt(z, (1, 1, 2, 2)), 2**40)",
-    "max_unpool2d output > 256 TiB": "fastconv.max_unpool2d(bt(z, (1, 1, 1, 1)), bt(i, (1, 1, 1, 1)), 2**40)",
-    "max_pool2d_backward input_shape": "fastconv.max_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), bt(i, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2))",
-    "avg_pool2d_backward input_shape": "fastconv.avg_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2), 2)",
-    "adaptive backward input_shape": "fastconv.adaptive_avg_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2))",
-    "input_shape overflows int64": "fastconv.avg_pool2d_backward(bt(z, (1, 1, 1, 1)), (2**40, 2**40, 2**40, 2**40), 2)",
+    "max_unpool2d output > 256 TiB": (
+        "fastconv.max_unpool2d(bt(z, (1, 1, 1, 1)), bt(i, (1, 1, 1, 1)), 2**40)"
+    ),
+    "max_pool2d_backward input_shape": (
+        "fastconv.max_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), "
+        "bt(i, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2))"
+    ),
+    "avg_pool2d_backward input_shape": (
+        "fastconv.avg_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2), 2)"
+    ),
+    "adaptive backward input_shape": (
+        "fastconv.adaptive_avg_pool2d_backward(bt(z, (2**23, 2**23, 1, 1)), (2**23, 2**23, 2, 2))"
+    ),
+    "input_shape overflows int64": (
+        "fastconv.avg_pool2d_backward(bt(z, (1, 1, 1, 1)), (2**40, 2**40, 2**40, 2**40), 2)"
+    ),
 }
 
 
@@ -341,8 +407,12 @@ def test_impossible_shapes_raise_before_any_work():
                 out[name] = "raised " + type(e).__name__ + ": " + str(e)[:200]
         print(json.dumps(out))
     """)
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(HUGE_CASES)], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(HUGE_CASES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, f"the child process died (exit {r.returncode}):\n{r.stderr[-3000:]}"
     results = json.loads(r.stdout.strip().splitlines()[-1])
     bad = {k: v for k, v in results.items() if not v.startswith("ok")}
@@ -354,13 +424,35 @@ def test_impossible_shapes_raise_before_any_work():
 # buffer from the padded input (that once tried to allocate (h + 2*pad) * w elements, and
 # overflowed int64 for the larger paddings).
 SMALL_BUT_HOSTILE = {
-    "conv2d pad 2**24 stride 2**25": ("fastconv.conv2d(x44, w1, b1, padding=(2**24, 0), stride=(2**25, 1), algo=algo)", "np.ones((1, 1, 2, 4), np.float32)"),
-    "conv2d pad 2**26 stride 2**27": ("fastconv.conv2d(x1k, w1, b1, padding=(2**26, 0), stride=(2**27, 1), algo=algo)", "np.ones((1, 1, 2, 1024), np.float32)"),
-    "conv2d pad 2**53 stride 2**54": ("fastconv.conv2d(x1k, w1, b1, padding=(2**53, 0), stride=(2**54, 1), algo=algo)", "np.ones((1, 1, 2, 1024), np.float32)"),
-    "conv2d pad 2**61 stride 2**62": ("fastconv.conv2d(x44, w1, b1, padding=2**61, stride=2**62, algo=algo)", "np.ones((1, 1, 2, 2), np.float32)"),
-    "conv2d_backward pad 2**40": ("fastconv.conv2d_backward(np.ones((1, 1, 2, 2), np.float32), x44, w1, padding=2**40, stride=2**41, algo=algo)[0]", "np.zeros((1, 1, 4, 4), np.float32)"),
-    "avg_pool2d stride 2**62": ("fastconv.avg_pool2d(x44, 2, stride=2**62)", "x44[:, :, :2, :2].mean((2, 3), keepdims=True)"),
-    "max_pool2d stride 2**62": ("fastconv.max_pool2d(x44, 3, stride=2**62, padding=1)", "x44[:, :, :2, :2].max((2, 3), keepdims=True)"),
+    "conv2d pad 2**24 stride 2**25": (
+        "fastconv.conv2d(x44, w1, b1, padding=(2**24, 0), stride=(2**25, 1), algo=algo)",
+        "np.ones((1, 1, 2, 4), np.float32)",
+    ),
+    "conv2d pad 2**26 stride 2**27": (
+        "fastconv.conv2d(x1k, w1, b1, padding=(2**26, 0), stride=(2**27, 1), algo=algo)",
+        "np.ones((1, 1, 2, 1024), np.float32)",
+    ),
+    "conv2d pad 2**53 stride 2**54": (
+        "fastconv.conv2d(x1k, w1, b1, padding=(2**53, 0), stride=(2**54, 1), algo=algo)",
+        "np.ones((1, 1, 2, 1024), np.float32)",
+    ),
+    "conv2d pad 2**61 stride 2**62": (
+        "fastconv.conv2d(x44, w1, b1, padding=2**61, stride=2**62, algo=algo)",
+        "np.ones((1, 1, 2, 2), np.float32)",
+    ),
+    "conv2d_backward pad 2**40": (
+        "fastconv.conv2d_backward(np.ones((1, 1, 2, 2), np.float32), x44, w1, padding=2**40,"
+        " stride=2**41, algo=algo)[0]",
+        "np.zeros((1, 1, 4, 4), np.float32)",
+    ),
+    "avg_pool2d stride 2**62": (
+        "fastconv.avg_pool2d(x44, 2, stride=2**62)",
+        "x44[:, :, :2, :2].mean((2, 3), keepdims=True)",
+    ),
+    "max_pool2d stride 2**62": (
+        "fastconv.max_pool2d(x44, 3, stride=2**62, padding=1)",
+        "x44[:, :, :2, :2].max((2, 3), keepdims=True)",
+    ),
 }
 
 
@@ -380,7 +472,8 @@ def test_huge_padding_with_huge_stride_is_cheap_and_right():
                 try:
                     got, exp = eval(expr), eval(want)
                     ok = got.shape == exp.shape and np.array_equal(got, exp)
-                    out[f"{name} {algo}"] = "ok" if ok else f"wrong: {got.ravel()[:4]} vs {exp.ravel()[:4]}"
+                    bad = f"wrong: {got.ravel()[:4]} vs {exp.ravel()[:4]}"
+                    out[f"{name} {algo}"] = "ok" if ok else bad
                 except ValueError as e:
                     out[f"{name} {algo}"] = "ok" if "cannot run" in str(e) else f"raised {e}"
         # VmHWM: this process image's peak (ru_maxrss can carry the parent's over exec)
@@ -388,8 +481,12 @@ def test_huge_padding_with_huge_stride_is_cheap_and_right():
             out["maxrss_mb"] = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) // 1024
         print(json.dumps(out))
     """)
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(SMALL_BUT_HOSTILE)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(SMALL_BUT_HOSTILE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, f"the child process died (exit {r.returncode}):\n{r.stderr[-3000:]}"
     results = json.loads(r.stdout.strip().splitlines()[-1])
     maxrss = results.pop("maxrss_mb")
@@ -401,30 +498,35 @@ def test_huge_padding_with_huge_stride_is_cheap_and_right():
 # --------------------------------------------------------------------------------------------
 # mismatched gradients, switches and shapes
 
+
 def test_wrong_gradient_shapes_are_refused():
     x, w = np.ones((2, 4, 6, 6), F32), np.ones((6, 2, 3, 3), F32)
-    y = fastconv.conv2d(x, w, groups=2)                       # (2, 6, 4, 4)
+    y = fastconv.conv2d(x, w, groups=2)  # (2, 6, 4, 4)
     for dy in [y[:1], y[:, :5], y[..., :3], y[0], y[None], np.ones((2, 6, 4, 5), F32), y.ravel()]:
         with pytest.raises(ValueError, match="grad_out"):
             fastconv.conv2d_backward(dy, x, w, groups=2)
     with pytest.raises(TypeError):
         fastconv.conv2d_backward(y.astype(F64), x, w, groups=2)
     with pytest.raises(ValueError, match="grad_out"):
-        fastconv.conv1d_backward(np.ones((2, 3, 5), F32), np.ones((2, 4, 6), F32), np.ones((3, 4, 3), F32))
+        fastconv.conv1d_backward(
+            np.ones((2, 3, 5), F32), np.ones((2, 4, 6), F32), np.ones((3, 4, 3), F32)
+        )
 
     xp = np.ones((2, 3, 8, 8), F32)
-    yp, idx = fastconv.max_pool2d(xp, 2, return_indices=True)   # (2, 3, 4, 4)
-    for g, i, shape in [(yp[:, :2], idx[:, :2], (2, 3, 8, 8)),    # channels disagree
-                        (yp, idx[..., :3], xp.shape),            # indices' shape
-                        (yp[0], idx[0], xp.shape),                # rank
-                        (yp, idx, (2, 3, 8)),                     # input_shape rank
-                        (yp, idx, (2, 3, 0, 8)),                  # empty plane
-                        (yp, idx, (-2, 3, 8, 8))]:
+    yp, idx = fastconv.max_pool2d(xp, 2, return_indices=True)  # (2, 3, 4, 4)
+    for g, i, shape in [
+        (yp[:, :2], idx[:, :2], (2, 3, 8, 8)),  # channels disagree
+        (yp, idx[..., :3], xp.shape),  # indices' shape
+        (yp[0], idx[0], xp.shape),  # rank
+        (yp, idx, (2, 3, 8)),  # input_shape rank
+        (yp, idx, (2, 3, 0, 8)),  # empty plane
+        (yp, idx, (-2, 3, 8, 8)),
+    ]:
         with pytest.raises(ValueError):
             fastconv.max_pool2d_backward(g, i, shape)
     with pytest.raises(TypeError):
         fastconv.max_pool2d_backward(yp, idx.astype(np.int32), xp.shape)
-    for bad in (-1, 64, 2**62, -2**63):                           # a switch outside its plane
+    for bad in (-1, 64, 2**62, -(2**63)):  # a switch outside its plane
         i = idx.copy()
         i[1, 2, 3, 0] = bad
         with pytest.raises(ValueError):

@@ -7,6 +7,7 @@ subprocess, with a described L3 of 256 KiB (FASTCONV_SYSFS_CACHE), so that the s
 holds only part of a plane and the runs accumulate; in that subprocess also bitwise equal at 1,
 2 and 3 threads.
 """
+
 import json
 import os
 import subprocess
@@ -20,16 +21,16 @@ from reference import conv2d_backward_ref, conv2d_ref
 
 # (x shape, w shape, stride, padding, groups, algo): each reaches a few-image path:
 CASES = [
-    ((1, 64, 7, 7), (96, 64, 3, 3), 1, 1, 1, "im2col"),       # one column block: forward tiles
-    ((1, 48, 14, 14), (64, 48, 3, 3), 2, 1, 1, "im2col"),     # strided, forward tiles
-    ((1, 32, 8, 8), (40, 16, 3, 3), 1, 1, 2, "im2col"),       # groups, forward tiles
-    ((2, 32, 9, 9), (40, 16, 3, 3), 1, 1, 2, "im2col"),       # groups, two images
-    ((1, 32, 20, 20), (48, 32, 3, 3), 1, 1, 1, "im2col"),     # dW tiles, 7 runs at 256 KiB
-    ((1, 3, 40, 40), (16, 3, 7, 7), 2, 3, 1, "im2col"),       # a stem: small dW (slots)
-    ((1, 256, 6, 6), (128, 256, 1, 1), 1, 0, 1, "gemm1x1"),   # 1x1 in place: dW tiles
-    ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),    # 1x1 in place, 3 images
-    ((2, 96, 8, 8), (64, 96, 3, 3), 2, 1, 1, "im2col"),       # dW tiles over columns
-    ((1, 40, 11, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),    # 1x1 strided (gathered)
+    ((1, 64, 7, 7), (96, 64, 3, 3), 1, 1, 1, "im2col"),  # one column block: forward tiles
+    ((1, 48, 14, 14), (64, 48, 3, 3), 2, 1, 1, "im2col"),  # strided, forward tiles
+    ((1, 32, 8, 8), (40, 16, 3, 3), 1, 1, 2, "im2col"),  # groups, forward tiles
+    ((2, 32, 9, 9), (40, 16, 3, 3), 1, 1, 2, "im2col"),  # groups, two images
+    ((1, 32, 20, 20), (48, 32, 3, 3), 1, 1, 1, "im2col"),  # dW tiles, 7 runs at 256 KiB
+    ((1, 3, 40, 40), (16, 3, 7, 7), 2, 3, 1, "im2col"),  # a stem: small dW (slots)
+    ((1, 256, 6, 6), (128, 256, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place: dW tiles
+    ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place, 3 images
+    ((2, 96, 8, 8), (64, 96, 3, 3), 2, 1, 1, "im2col"),  # dW tiles over columns
+    ((1, 40, 11, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # 1x1 strided (gathered)
 ]
 
 SCRIPT = r"""
@@ -47,11 +48,13 @@ for xs, ws, stride, pad, groups, algo in cases:
             y = fastconv.conv2d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32),
                                 stride=stride, padding=pad, groups=groups, algo=algo)
             dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
-            dx, dw, db = fastconv.conv2d_backward(dy, x.astype(np.float32), w.astype(np.float32),
-                                                  stride=stride, padding=pad, groups=groups, algo=algo)
+            dx, dw, db = fastconv.conv2d_backward(dy, x.astype(np.float32),
+                                                  w.astype(np.float32), stride=stride,
+                                                  padding=pad, groups=groups, algo=algo)
         res[t] = (y, dx, dw)
     same = all(a.tobytes() == c.tobytes() for t in (2, 3) for a, c in zip(res[1], res[t]))
-    out.append({"same": same, "y": res[1][0].tolist(), "dx": res[1][1].tolist(), "dw": res[1][2].tolist()})
+    y, dx, dw = (a.tolist() for a in res[1])
+    out.append({"same": same, "y": y, "dx": dx, "dw": dw})
 print(json.dumps(out))
 """
 
@@ -63,8 +66,9 @@ def check(case, y, dx, dw):
     geo = dict(stride=(stride, stride), padding=(pad, pad), groups=groups)
     y_ref = conv2d_ref(x, w, b, **geo)
     dy = np.random.default_rng(2).standard_normal(y_ref.shape).astype(np.float32).astype(np.float64)
-    dx_ref, dw_ref = conv2d_backward_ref(dy, x.astype(np.float32).astype(np.float64),
-                                         w.astype(np.float32).astype(np.float64), **geo)[:2]
+    dx_ref, dw_ref = conv2d_backward_ref(
+        dy, x.astype(np.float32).astype(np.float64), w.astype(np.float32).astype(np.float64), **geo
+    )[:2]
     for name, got, want in (("y", y, y_ref), ("dx", dx, dx_ref), ("dw", dw, dw_ref)):
         got = np.asarray(got, dtype=np.float64)
         scale = np.abs(want).max() + 1.0
@@ -76,11 +80,15 @@ def check(case, y, dx, dw):
 def test_few_images_against_reference(case):
     xs, ws, stride, pad, groups, algo = case
     rng = np.random.default_rng(1)
-    x, w, b = (a.astype(np.float32) for a in (rng.standard_normal(xs), rng.standard_normal(ws),
-                                              rng.standard_normal(ws[0])))
+    x, w, b = (
+        a.astype(np.float32)
+        for a in (rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0]))
+    )
     y = fastconv.conv2d(x, w, b, stride=stride, padding=pad, groups=groups, algo=algo)
     dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
-    dx, dw, _ = fastconv.conv2d_backward(dy, x, w, stride=stride, padding=pad, groups=groups, algo=algo)
+    dx, dw, _ = fastconv.conv2d_backward(
+        dy, x, w, stride=stride, padding=pad, groups=groups, algo=algo
+    )
     check(case, y, dx, dw)
 
 
@@ -88,15 +96,21 @@ def test_few_images_against_reference(case):
 def test_runs_accumulate_with_a_small_l3(tmp_path):
     # a described L3 of 256 KiB: a quarter of it (the shared buffer) holds 64 KiB of columns,
     # less than one plane of every case with a column matrix above
-    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K"),
-                                             (3, "Unified", "256K")]):
+    for i, (level, kind, size) in enumerate(
+        [(1, "Data", "32K"), (2, "Unified", "64K"), (3, "Unified", "256K")]
+    ):
         d = tmp_path / f"index{i}"
         d.mkdir()
         for name, value in (("level", level), ("type", kind), ("size", size)):
             (d / name).write_text(f"{value}\n")
     env = {**os.environ, "FASTCONV_SYSFS_CACHE": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(CASES)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(CASES)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     for case, got in zip(CASES, json.loads(proc.stdout)):
         assert got["same"], f"{case}: not bitwise equal at 1, 2 and 3 threads"

@@ -14,6 +14,7 @@
 The models' own initialisations leave BatchNorm at identity and (GoogLeNet) make activations
 vanish, so every parameter and BatchNorm statistic is redrawn from a seeded generator first.
 """
+
 import collections
 import contextlib
 import json
@@ -24,8 +25,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _core, models, nn
-from fastconv import inference
+from fastconv import _core, inference, models, nn
 from fastconv.autograd import Tensor, concat, no_grad
 from fastconv.inference import UnsupportedOp
 from fastconv.nn import functional as F
@@ -33,11 +33,23 @@ from fastconv.nn import init
 
 # (channels, height = width): small where an adaptive pool allows (ResNet-101/152 at 32: layer4
 # still gets 1x1), the fixed sizes of the models with a flatten into a linear layer
-SIZES = {"lenet5": (1, 32), "alexnet": (3, 64), "alexnet_owt": (3, 224),
-         "overfeat_fast": (3, 231), "vgg_a": (3, 224), "googlenet": (3, 96),
-         "googlenet_v1": (3, 224), "resnet101": (3, 32), "resnet152": (3, 32),
-         "inception_v3": (3, 75), "inception_v4": (3, 75), "inception_resnet_v2": (3, 75),
-         "zfnet": (3, 64), "nin_cifar": (3, 32), "nin_imagenet": (3, 64)}
+SIZES = {
+    "lenet5": (1, 32),
+    "alexnet": (3, 64),
+    "alexnet_owt": (3, 224),
+    "overfeat_fast": (3, 231),
+    "vgg_a": (3, 224),
+    "googlenet": (3, 96),
+    "googlenet_v1": (3, 224),
+    "resnet101": (3, 32),
+    "resnet152": (3, 32),
+    "inception_v3": (3, 75),
+    "inception_v4": (3, 75),
+    "inception_resnet_v2": (3, 75),
+    "zfnet": (3, 64),
+    "nin_cifar": (3, 32),
+    "nin_imagenet": (3, 64),
+}
 DEFAULT_SIZE = {"vgg": (3, 32), "resnet": (3, 64), "se_resnet": (3, 64)}
 BATCH1_ONLY = {"overfeat_fast", "vgg_a", "googlenet_v1"}  # 224/231 inputs: batch 1 keeps it short
 # Each planned shape copies all constants into its native plan. VGG-13/16/19 at batch 2 only:
@@ -175,7 +187,7 @@ def _assert_nontrivial(ref, what):
     assert (np.ptp(flat, axis=1) > 1e-3 * peak).all(), f"{what}: eager reference is constant"
 
 
-# --- every model against the eager forward ----------------------------------------------------
+# --- every model against the eager forward --------------------------------------------------------
 
 # The fast loop (`-m "not slow"`) compiles LeNet-5 here; the other models take seconds to tens
 # of seconds each and run in the full suite (the tests below keep ResNet-18, ResNet-50 and
@@ -183,8 +195,10 @@ def _assert_nontrivial(ref, what):
 FAST_MODELS = {"lenet5"}
 
 
-@pytest.mark.parametrize("name", [n if n in FAST_MODELS else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in models.MODELS])
+@pytest.mark.parametrize(
+    "name",
+    [n if n in FAST_MODELS else pytest.param(n, marks=pytest.mark.slow) for n in models.MODELS],
+)
 def test_model_plan_matches_eager(name, zoo):
     """float32 plan at batch 2 and 1 (BATCH1_ONLY, BATCH2_ONLY: one of them) within 1e-4 of the
     float64 eager forward; for F64_PLANS the float64 plan within 1e-10."""
@@ -217,10 +231,15 @@ def _torch_googlenet_forward(t, x):
         return torch.relu(seq(v))
 
     def inception(d, v):
-        return torch.cat([basic(d["branch1"], v),
-                          basic(d["branch2"][1], basic(d["branch2"][0], v)),
-                          basic(d["branch3"][1], basic(d["branch3"][0], v)),
-                          basic(d["branch4"][1], d["branch4"][0](v))], 1)
+        return torch.cat(
+            [
+                basic(d["branch1"], v),
+                basic(d["branch2"][1], basic(d["branch2"][0], v)),
+                basic(d["branch3"][1], basic(d["branch3"][0], v)),
+                basic(d["branch4"][1], d["branch4"][0](v)),
+            ],
+            1,
+        )
 
     def pool(v, k=3):
         return torch.nn.functional.max_pool2d(v, k, 2, ceil_mode=True)
@@ -265,7 +284,8 @@ def test_plan_matches_pytorch(name, zoo):
     assert np.array_equal(plan(torch.from_numpy(x32)), plan(x32))
 
 
-# --- what the passes did -------------------------------------------------------------------------
+# --- what the passes did --------------------------------------------------------------------------
+
 
 def test_resnet50_batch_norm_folded_and_residual_fused(zoo):
     """No standalone batch-norm, activation or add step: every conv has its BatchNorm folded, one
@@ -279,8 +299,11 @@ def test_resnet50_batch_norm_folded_and_residual_fused(zoo):
     convs = [s for s in steps if s.op == "conv"]
     assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in m32.modules()) == 53
     kinds = collections.Counter(s.fused for s in convs)
-    assert kinds == {("batch_norm", "relu"): 33, ("batch_norm", "add", "relu"): 16,
-                     ("batch_norm",): 4}, kinds
+    assert kinds == {
+        ("batch_norm", "relu"): 33,
+        ("batch_norm", "add", "relu"): 16,
+        ("batch_norm",): 4,
+    }, kinds
     blocks = 0
     for i, s in enumerate(steps):
         if s.fused != ("batch_norm", "add", "relu"):
@@ -307,12 +330,15 @@ def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
     ops2 = collections.Counter(s.op for s in plan._for((2, 3, 64, 64)).steps)
     assert "copy" not in ops1 and ops2["copy"] == 36, (ops1, ops2)
     assert ops1["conv"] == ops2["conv"] == 57
-    assert all(s.fused == ("batch_norm", "relu") for s in plan._for(x.shape).steps if s.op == "conv")
+    assert all(
+        s.fused == ("batch_norm", "relu") for s in plan._for(x.shape).steps if s.op == "conv"
+    )
     _assert_close(plan(x32[:1]), ref[:1], F32_TOL, "googlenet batch 1")
     _assert_close(plan(x32), ref, F32_TOL, "googlenet batch 2")
 
 
-# --- small models mixing the ops -------------------------------------------------------------------
+# --- small models mixing the ops ------------------------------------------------------------------
+
 
 def _fill(model, seed):
     rng = np.random.default_rng(seed)
@@ -431,6 +457,7 @@ def test_edge_cases_model(n):
 
 def test_output_aliasing_the_input():
     """A forward returning its input (or a view of it) copies it to the output."""
+
     class View(nn.Module):
         def forward(self, x):
             return x.flatten(1)
@@ -486,8 +513,10 @@ def test_plan_does_not_follow_later_weight_changes():
     assert np.array_equal(plan(np.concatenate([x, x]))[:1], before)
 
 
-# --- save and load ---------------------------------------------------------------------------------
+# --- save and load --------------------------------------------------------------------------------
 
+
+@pytest.mark.slow  # seconds; test_save_load_float64_bitwise round-trips the format fast
 def test_save_load_resnet18_bitwise(zoo, tmp_path):
     """The loaded plan: same bits for every saved shape, same algorithms and summary, and it plans
     a new batch size (the same bits as the original plan there)."""
@@ -502,7 +531,9 @@ def test_save_load_resnet18_bitwise(zoo, tmp_path):
     assert np.array_equal(loaded(x[:2]), y2) and np.array_equal(loaded(x[:1]), y1)
     for shape in ((2, 3, 64, 64), (1, 3, 64, 64)):
         assert loaded._for(shape).algos == plan._for(shape).algos
-        assert loaded.summary(np.zeros(shape, np.float32)) == plan.summary(np.zeros(shape, np.float32))
+        assert loaded.summary(np.zeros(shape, np.float32)) == plan.summary(
+            np.zeros(shape, np.float32)
+        )
     y3 = loaded(x)
     assert (3, 3, 64, 64) in loaded._lowered
     assert np.array_equal(y3, plan(x))
@@ -582,7 +613,8 @@ def test_load_rejects_npy_and_empty_files(tmp_path, kind):
         inference.load(_not_a_plan(tmp_path, kind))
 
 
-# --- determinism -----------------------------------------------------------------------------------
+# --- determinism ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["resnet18", pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_deterministic_repeat_and_threads(name, zoo, restore_threads):
@@ -600,7 +632,8 @@ def test_deterministic_repeat_and_threads(name, zoo, restore_threads):
         assert a.tobytes() == c.tobytes(), "1 and 2 threads differ"
 
 
-# --- run, compile and their checks -----------------------------------------------------------------
+# --- run, compile and their checks ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def lenet():
@@ -629,10 +662,19 @@ def _readonly(shape):
     return a
 
 
-@pytest.mark.parametrize("out", [
-    np.empty((2, 11), np.float32), np.empty((1, 10), np.float32), np.empty((2, 10), np.float64),
-    np.empty((2, 20), np.float32)[:, ::2], np.empty((10, 2), np.float32).T, [[0.0] * 10] * 2,
-    _readonly((2, 10))], ids=["shape", "batch", "dtype", "strided", "fortran", "list", "readonly"])
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.empty((2, 11), np.float32),
+        np.empty((1, 10), np.float32),
+        np.empty((2, 10), np.float64),
+        np.empty((2, 20), np.float32)[:, ::2],
+        np.empty((10, 2), np.float32).T,
+        [[0.0] * 10] * 2,
+        _readonly((2, 10)),
+    ],
+    ids=["shape", "batch", "dtype", "strided", "fortran", "list", "readonly"],
+)
 def test_run_rejects_bad_out(lenet, out):
     """out of another shape or dtype, non-contiguous, not an ndarray or read-only: ValueError."""
     plan, _, x = lenet
@@ -649,11 +691,17 @@ def test_run_rejects_out_overlapping_x():
         plan.run(x, out=x)
 
 
-@pytest.mark.parametrize("x, err", [
-    (np.zeros((2, 1, 32, 32), np.float64), TypeError), (np.zeros((2, 1, 32, 32), np.int32), TypeError),
-    ([[[[0.0] * 32] * 32]] * 2, TypeError), (np.zeros((1, 32, 32), np.float32), ValueError),
-    (np.zeros((1, 1, 1, 32, 32), np.float32), ValueError)],
-    ids=["float64", "int32", "list", "3d", "5d"])
+@pytest.mark.parametrize(
+    "x, err",
+    [
+        (np.zeros((2, 1, 32, 32), np.float64), TypeError),
+        (np.zeros((2, 1, 32, 32), np.int32), TypeError),
+        ([[[[0.0] * 32] * 32]] * 2, TypeError),
+        (np.zeros((1, 32, 32), np.float32), ValueError),
+        (np.zeros((1, 1, 1, 32, 32), np.float32), ValueError),
+    ],
+    ids=["float64", "int32", "list", "3d", "5d"],
+)
 def test_run_rejects_bad_x(lenet, x, err):
     """x of another dtype or not an ndarray: TypeError; not 4-D: ValueError."""
     plan, _, _ = lenet
@@ -719,20 +767,35 @@ class _Fn(nn.Module):
         return self.fn(x)
 
 
-@pytest.mark.parametrize("fn, match", [
-    (lambda x: x.exp(), "Exp"),
-    (lambda x: F.softmax(x.flatten(1)), "Softmax"),
-    (lambda x: x / 2.0, "Div"),
-    (lambda x: x * x, "mul of two computed values"),
-    (lambda x: x + F.adaptive_avg_pool2d(x, 1), "add of two computed values"),
-    (lambda x: concat([x, x], axis=0), "axis 0"),
-    (lambda x: x * np.ones((1, 1, 5, 5), np.float32), "not per channel"),
-    (lambda x: F.dropout(x, 0.5, training=True), "dropout"),
-    (lambda x: F.conv2d(x, np.ones((2, 3, 2, 2), np.float32), padding="same"), "same"),
-    (lambda x: (x, x), "tuple"),
-    (lambda x: Tensor(np.zeros((1, 3, 5, 5), np.float32)), "Tensor computed from its input"),
-], ids=["exp", "softmax", "div", "mul", "broadcast-add", "concat-axis0", "const-not-per-channel",
-        "dropout", "same-even-kernel", "tuple", "constant"])
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (lambda x: x.exp(), "Exp"),
+        (lambda x: F.softmax(x.flatten(1)), "Softmax"),
+        (lambda x: x / 2.0, "Div"),
+        (lambda x: x * x, "mul of two computed values"),
+        (lambda x: x + F.adaptive_avg_pool2d(x, 1), "add of two computed values"),
+        (lambda x: concat([x, x], axis=0), "axis 0"),
+        (lambda x: x * np.ones((1, 1, 5, 5), np.float32), "not per channel"),
+        (lambda x: F.dropout(x, 0.5, training=True), "dropout"),
+        (lambda x: F.conv2d(x, np.ones((2, 3, 2, 2), np.float32), padding="same"), "same"),
+        (lambda x: (x, x), "tuple"),
+        (lambda x: Tensor(np.zeros((1, 3, 5, 5), np.float32)), "Tensor computed from its input"),
+    ],
+    ids=[
+        "exp",
+        "softmax",
+        "div",
+        "mul",
+        "broadcast-add",
+        "concat-axis0",
+        "const-not-per-channel",
+        "dropout",
+        "same-even-kernel",
+        "tuple",
+        "constant",
+    ],
+)
 def test_compile_rejects_unsupported_ops(fn, match):
     """Ops without a plan step, and forwards not returning one computed Tensor: UnsupportedOp
     (a ValueError) naming the op; the next compile works (the tracer was removed)."""
@@ -744,12 +807,16 @@ def test_compile_rejects_unsupported_ops(fn, match):
     assert np.array_equal(ok(x), np.maximum(x, 0))
 
 
-@pytest.mark.parametrize("model, x, err", [
-    (lambda x: x, np.zeros((1, 3, 4, 4), np.float32), TypeError),
-    (nn.ReLU(), [[[[0.0]]]], TypeError),
-    (nn.ReLU(), np.zeros((1, 3, 4, 4), np.int64), TypeError),
-    (nn.ReLU(), np.zeros((3, 4, 4), np.float32), ValueError)],
-    ids=["not-a-module", "list-input", "int-input", "3d-input"])
+@pytest.mark.parametrize(
+    "model, x, err",
+    [
+        (lambda x: x, np.zeros((1, 3, 4, 4), np.float32), TypeError),
+        (nn.ReLU(), [[[[0.0]]]], TypeError),
+        (nn.ReLU(), np.zeros((1, 3, 4, 4), np.int64), TypeError),
+        (nn.ReLU(), np.zeros((3, 4, 4), np.float32), ValueError),
+    ],
+    ids=["not-a-module", "list-input", "int-input", "3d-input"],
+)
 def test_compile_argument_checks(model, x, err):
     """Not a fastconv Module, an example that is not a float32/float64 ndarray: TypeError; an
     example that is not 4-D: ValueError."""
@@ -760,11 +827,22 @@ def test_compile_argument_checks(model, x, err):
 def test_compile_with_tuning():
     """tune=True measures each conv's algorithm (the autotuner's table, cleared afterwards): the
     chosen ones are concrete and the result matches eager. tune=None follows get_autotune()."""
-    model = _fill(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, dtype=np.float64), nn.ReLU(),
-                                nn.Conv2d(8, 4, 1, dtype=np.float64)), 0)
+    model = _fill(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, dtype=np.float64),
+            nn.ReLU(),
+            nn.Conv2d(8, 4, 1, dtype=np.float64),
+        ),
+        0,
+    )
     x = np.random.default_rng(0).standard_normal((1, 3, 12, 12))
-    heuristic = [_core.ALGO_NAMES[_core.conv2d_choose(d, 0)] for d in (
-        (1, 3, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1), (1, 8, 12, 12, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1))]
+    heuristic = [
+        _core.ALGO_NAMES[_core.conv2d_choose(d, 0)]
+        for d in (
+            (1, 3, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+            (1, 8, 12, 12, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1),
+        )
+    ]
     assert inference.compile(model, x, tune=False)._for(x.shape).algos == heuristic
     if fastconv.get_autotune() == "off":
         assert inference.compile(model, x)._for(x.shape).algos == heuristic
@@ -777,7 +855,8 @@ def test_compile_with_tuning():
         fastconv.clear_autotune()
 
 
-# --- summary and profile ---------------------------------------------------------------------------
+# --- summary and profile --------------------------------------------------------------------------
+
 
 def test_summary_and_profile():
     """summary: a header, a column line and one line per step (op, shapes, algorithm, fused);
@@ -803,15 +882,22 @@ def test_summary_and_profile():
     assert all(isinstance(s, float) and s >= 0 for s in secs)
 
 
-# --- the native plan's validation ------------------------------------------------------------------
+# --- the native plan's validation -----------------------------------------------------------------
+
 
 def _native():
     """A float32 plan: input and output of 12 elements, arena of 32. Values: x (input), y
     (output), a = arena[0:12], b = arena[16:28], a4 = arena[4:16] (overlapping a), s = arena[0:6];
     constants w1 (1), w3 (3), w9 (9)."""
     p = _core.Plan(False, 12, 12, 32)
-    ids = {"x": p.add_value(0, 0, 12), "y": p.add_value(1, 0, 12), "a": p.add_value(2, 0, 12),
-           "b": p.add_value(2, 16, 12), "a4": p.add_value(2, 4, 12), "s": p.add_value(2, 0, 6)}
+    ids = {
+        "x": p.add_value(0, 0, 12),
+        "y": p.add_value(1, 0, 12),
+        "a": p.add_value(2, 0, 12),
+        "b": p.add_value(2, 16, 12),
+        "a4": p.add_value(2, 4, 12),
+        "s": p.add_value(2, 0, 6),
+    }
     for k, n in (("w1", 1), ("w3", 3), ("w9", 9)):
         ids[k] = p.add_constant(np.ones(n, np.float32))
     return p, ids
@@ -822,7 +908,14 @@ ELT = {"op": 5, "in0": "x", "out": "a", "dims": [12, 0, 0, 0]}
 AFFINE = {"op": 7, "in0": "a", "out": "b", "dims": [1, 3, 4, 0], "weight": "w3"}
 LINEAR = {"op": 4, "in0": "a", "out": "b", "dims": [1, 3, 1, 0], "weight": "w3"}
 CONV_STEP = {"op": 0, "in0": "x", "out": "a", "conv": CONV, "algo": 1, "weight": "w9"}
-LRN = {"op": 8, "in0": "a", "out": "b", "dims": [1, 3, 4, 0], "extra": [3, 0], "lrn": [1e-4, 0.75, 1.0]}
+LRN = {
+    "op": 8,
+    "in0": "a",
+    "out": "b",
+    "dims": [1, 3, 4, 0],
+    "extra": [3, 0],
+    "lrn": [1e-4, 0.75, 1.0],
+}
 COPY = {"op": 9, "in0": "x", "out": "a", "dims": [1, 3, 4, 0], "extra": [3, 0]}
 POOL = {"op": 2, "in0": "x", "out": "a", "pool": [1, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 0]}
 CHANNEL_MUL = {"op": 6, "in0": "x", "in1": "s", "out": "b", "dims": [1, 3, 4, 0]}
@@ -846,27 +939,42 @@ BAD_STEPS = [
     ("lrn-in-place", {**LRN, "out": "a"}, "overlaps"),
     ("copy-in-place", {**COPY, "in0": "a"}, "overlaps"),
     ("weight-too-small", {**AFFINE, "weight": "w1"}, "weight holds 1 elements"),
-    ("no-weight", {k: v for k, v in AFFINE.items() if k != "weight"}, "weight id -1 does not exist"),
+    (
+        "no-weight",
+        {k: v for k, v in AFFINE.items() if k != "weight"},
+        "weight id -1 does not exist",
+    ),
     ("missing-constant", {**AFFINE, "weight": 99}, "weight id 99 does not exist"),
     ("bias-too-small", {**AFFINE, "bias": "w1"}, "bias holds 1 elements"),
     ("unused-in1", {**LINEAR, "in1": "x"}, "in1 is given but op 4 does not use it"),
     ("unused-in2", {**ELT, "in2": "b"}, "in2 is given but op 5 does not use it"),
     ("se-residual-too-small", {**CHANNEL_MUL, "in2": "s"}, "in2 holds 6 elements"),
-    ("se-residual-partial-overlap", {**CHANNEL_MUL, "in0": "a", "out": "a", "in2": "a4"}, "overlaps"),
+    (
+        "se-residual-partial-overlap",
+        {**CHANNEL_MUL, "in0": "a", "out": "a", "in2": "a4"},
+        "overlaps",
+    ),
     ("unused-weight", {**ELT, "weight": "w3"}, "weight is given"),
     ("conv-algo-auto", {**CONV_STEP, "algo": 0}, "not a concrete fc_algo"),
     ("conv-algo-range", {**CONV_STEP, "algo": 99}, "not a concrete fc_algo"),
-    ("conv-algo-unsupported", {**CONV_STEP, "algo": _core.ALGO_NAMES.index("winograd")}, "winograd"),
+    (
+        "conv-algo-unsupported",
+        {**CONV_STEP, "algo": _core.ALGO_NAMES.index("winograd")},
+        "winograd",
+    ),
     ("conv-kernel-too-large", {**CONV_STEP, "conv": CONV[:5] + [5, 5] + CONV[7:]}, "larger than"),
     ("conv-weight-too-small", {**CONV_STEP, "weight": "w3"}, "weight holds 3 elements"),
     ("negative-count", {**ELT, "dims": [-1, 0, 0, 0]}, "< 0"),
     ("negative-linear", {**LINEAR, "dims": [-1, 3, 1, 0]}, "negative or overflow"),
-    ("overflowing-linear", {**LINEAR, "dims": [2 ** 40, 2 ** 40, 1, 0]}, "negative or overflow"),
+    ("overflowing-linear", {**LINEAR, "dims": [2**40, 2**40, 1, 0]}, "negative or overflow"),
     ("copy-outside-channels", {**COPY, "extra": [3, 1]}, "outside"),
     ("copy-negative-offset", {**COPY, "extra": [3, -1]}, "outside"),
     ("lrn-size-0", {**LRN, "extra": [0, 0]}, "LRN size 0"),
-    ("adaptive-size-0", {"op": 3, "in0": "x", "out": "a", "dims": [1, 3, 2, 2], "extra": [0, 1]},
-     ">= 1"),
+    (
+        "adaptive-size-0",
+        {"op": 3, "in0": "x", "out": "a", "dims": [1, 3, 2, 2], "extra": [0, 1]},
+        ">= 1",
+    ),
     ("avg-pool-dilated", {**POOL, "pool": POOL["pool"][:10] + [2, 2, 0]}, "dilation 1"),
     ("dims-length", {**ELT, "dims": [12, 0, 0]}, "dims needs 4 entries"),
     ("pool-length", {**POOL, "pool": POOL["pool"][:12]}, "pool needs 13 entries"),
@@ -885,12 +993,37 @@ def test_native_plan_rejects_bad_steps(step, match):
     assert p.steps == 0
 
 
-@pytest.mark.parametrize("step", [ELT, AFFINE, LINEAR, CONV_STEP, LRN, COPY, POOL,
-                                  {**CONV_STEP, "in1": "b"}, {**AFFINE, "bias": "w3"}, CHANNEL_MUL,
-                                  {**CHANNEL_MUL, "in2": "a"}, {**CHANNEL_MUL, "in0": "b", "in2": "b"}],
-                         ids=["eltwise", "affine", "linear", "conv", "lrn", "copy", "avg-pool",
-                              "conv-residual", "affine-bias", "channel-mul", "se-residual",
-                              "se-residual-in-place"])
+@pytest.mark.parametrize(
+    "step",
+    [
+        ELT,
+        AFFINE,
+        LINEAR,
+        CONV_STEP,
+        LRN,
+        COPY,
+        POOL,
+        {**CONV_STEP, "in1": "b"},
+        {**AFFINE, "bias": "w3"},
+        CHANNEL_MUL,
+        {**CHANNEL_MUL, "in2": "a"},
+        {**CHANNEL_MUL, "in0": "b", "in2": "b"},
+    ],
+    ids=[
+        "eltwise",
+        "affine",
+        "linear",
+        "conv",
+        "lrn",
+        "copy",
+        "avg-pool",
+        "conv-residual",
+        "affine-bias",
+        "channel-mul",
+        "se-residual",
+        "se-residual-in-place",
+    ],
+)
 def test_native_plan_accepts_valid_steps(step):
     """The well-formed versions of the steps above are accepted (so the rejections are specific)."""
     p, ids = _native()
@@ -924,9 +1057,17 @@ def test_native_plan_se_residual():
     s, r = p.add_value(2, 0, 3), p.add_value(2, 4, 12)
     rng = np.random.default_rng(3)
     rv, xv = rng.standard_normal(12), rng.standard_normal(12)
-    p.add_step({"op": 5, "in0": x, "out": s, "dims": [3, 0, 0, 0]})        # s = x[:3]
-    p.add_step({"op": 7, "in0": x, "out": r, "dims": [1, 3, 4, 0],          # r = x * w + b
-                "weight": p.add_constant(rv[:3].copy()), "bias": p.add_constant(rv[3:6].copy())})
+    p.add_step({"op": 5, "in0": x, "out": s, "dims": [3, 0, 0, 0]})  # s = x[:3]
+    p.add_step(
+        {
+            "op": 7,
+            "in0": x,
+            "out": r,
+            "dims": [1, 3, 4, 0],  # r = x * w + b
+            "weight": p.add_constant(rv[:3].copy()),
+            "bias": p.add_constant(rv[3:6].copy()),
+        }
+    )
     p.add_step({"op": 6, "act": 1, "in0": x, "in1": s, "in2": r, "out": y, "dims": [1, 3, 4, 0]})
     out = np.empty(12)
     p.run(xv, out)
@@ -940,6 +1081,7 @@ def test_se_block_tail_is_one_step():
     """SE-ResNet's block tail relu(x * scale + identity) compiles to one channel_mul step that
     fused the add and the ReLU, and the plan still equals eager."""
     from fastconv.autograd import Tensor, no_grad
+
     model = models.se_resnet50(num_classes=10).eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     plan = inference.compile(model, x, tune=False)
@@ -955,15 +1097,24 @@ def test_native_plan_rejects_channel_mul_scale_overwritten():
     ValueError."""
     p, ids = _native()
     with pytest.raises(ValueError, match="overlaps"):
-        p.add_step({"op": 6, "in0": ids["x"], "in1": ids["a"], "out": ids["a"], "dims": [1, 3, 4, 0]})
+        p.add_step(
+            {"op": 6, "in0": ids["x"], "in1": ids["a"], "out": ids["a"], "dims": [1, 3, 4, 0]}
+        )
 
 
 def test_native_plan_value_and_run_checks():
     """Values outside their buffer or of an unknown kind, a negative plan size: ValueError; a run
     with the wrong element count: ValueError, the wrong dtype (and such a constant): TypeError."""
     p, _ = _native()
-    for kind, offset, elems in ((3, 0, 1), (-1, 0, 1), (2, 30, 5), (2, -1, 5), (0, 0, 13),
-                                (1, 12, 1), (2, 0, -1)):
+    for kind, offset, elems in (
+        (3, 0, 1),
+        (-1, 0, 1),
+        (2, 30, 5),
+        (2, -1, 5),
+        (0, 0, 13),
+        (1, 12, 1),
+        (2, 0, -1),
+    ):
         with pytest.raises(ValueError, match="fc_value_kind|outside"):
             p.add_value(kind, offset, elems)
     with pytest.raises(ValueError, match=">= 0"):

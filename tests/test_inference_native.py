@@ -1,6 +1,7 @@
 """Inference plans' native side and PyTorch front end: prepared Winograd filters equal the
 ordinary forward bit for bit, a plan makes no heap allocation in steady state, and
 fastconv.torch.compile (torch.fx) matches the module it traced."""
+
 import numpy as np
 import pytest
 
@@ -13,13 +14,33 @@ WINOGRAD = _core.ALGO_NAMES.index("winograd")
 
 def _conv_plan(x, w, b, algo, padding=1):
     """A one-step native plan: y = conv(x, w) + b with algorithm algo."""
-    desc = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], 3, 3, 1, 1, padding,
-            padding, 1, 1, 1)
+    desc = (
+        x.shape[0],
+        x.shape[1],
+        x.shape[2],
+        x.shape[3],
+        w.shape[0],
+        3,
+        3,
+        1,
+        1,
+        padding,
+        padding,
+        1,
+        1,
+        1,
+    )
     ho, wo = _core.conv2d_output_size(desc)
     n_out = x.shape[0] * w.shape[0] * ho * wo
     p = _core.Plan(x.dtype == np.float64, x.size, n_out, 0)
-    step = {"op": 0, "in0": p.add_value(0, 0, x.size), "out": p.add_value(1, 0, n_out),
-            "conv": list(desc), "algo": algo, "weight": p.add_constant(w)}
+    step = {
+        "op": 0,
+        "in0": p.add_value(0, 0, x.size),
+        "out": p.add_value(1, 0, n_out),
+        "conv": list(desc),
+        "algo": algo,
+        "weight": p.add_constant(w),
+    }
     if b is not None:
         step["bias"] = p.add_constant(b)
     p.add_step(step)
@@ -56,10 +77,14 @@ def test_prepared_winograd_with_nonfinite_filters_falls_back_like_the_forward():
     assert np.array_equal(y, ref, equal_nan=True)
 
 
-@pytest.mark.parametrize("name,shape", [
-    ("resnet18", (1, 3, 64, 64)),
-    pytest.param("googlenet", (2, 3, 64, 64), marks=pytest.mark.slow),
-    pytest.param("vgg11_bn", (1, 3, 32, 32), marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("resnet18", (1, 3, 64, 64)),
+        pytest.param("googlenet", (2, 3, 64, 64), marks=pytest.mark.slow),
+        pytest.param("vgg11_bn", (1, 3, 32, 32), marks=pytest.mark.slow),
+    ],
+)
 def test_no_heap_allocation_in_steady_state(name, shape):
     """After compile (which sizes the workspace scratch by a run), every run takes all its
     algorithms' workspaces from the scratch: the counter of heap allocations stays 0."""
@@ -120,16 +145,23 @@ class _Net(tnn.Module):
         self.fc1, self.fc2 = tnn.Linear(18, 4), tnn.Linear(4, 18)
         self.lrn = tnn.LocalResponseNorm(3)
         self.pool = tnn.AvgPool2d(2, ceil_mode=True, count_include_pad=False)
-        self.head = tnn.Sequential(tnn.Flatten(), tnn.Dropout(), tnn.Linear(18 * 4 * 4, 10), tnn.Tanh())
+        self.head = tnn.Sequential(
+            tnn.Flatten(), tnn.Dropout(), tnn.Linear(18 * 4 * 4, 10), tnn.Tanh()
+        )
         self.register_buffer("scale", torch.tensor([0.5, 2.0, 1.5]).reshape(1, 3, 1, 1))
 
     def forward(self, x):
         x = torch.nn.functional.leaky_relu(self.bn(self.conv(x * self.scale)), 0.1)
         x = self.inc(x)
-        y = torch.relu(self.bn2(self.conv2(x)) + x)                         # residual add + ReLU
-        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(torch.flatten(
-            torch.nn.functional.adaptive_avg_pool2d(y, 1), 1)))))
-        y = y * s.view(s.size(0), -1, 1, 1)                                  # squeeze-excitation
+        y = torch.relu(self.bn2(self.conv2(x)) + x)  # residual add + ReLU
+        s = torch.sigmoid(
+            self.fc2(
+                torch.relu(
+                    self.fc1(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+                )
+            )
+        )
+        y = y * s.view(s.size(0), -1, 1, 1)  # squeeze-excitation
         return self.head(self.pool(torch.nn.functional.elu(self.lrn(y))))
 
 
@@ -170,6 +202,7 @@ def test_torch_compile_errors():
     class Soft(tnn.Module):
         def forward(self, x):
             return torch.softmax(x, 1)
+
     with pytest.raises(inference.UnsupportedOp, match="softmax"):
         fct.compile(Soft().eval(), torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="4-D"):
@@ -183,6 +216,7 @@ def test_bench_infer_twin_equals_the_plan():
     same network as the plan."""
     from fastconv.autograd import manual_seed
     from fastconv.inference._twin import torch_twin
+
     manual_seed(0)
     model = models.resnet18().eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
@@ -198,6 +232,7 @@ def test_calls_from_several_threads_take_turns():
     """One plan has one arena: concurrent calls (the GIL is released while it runs) must not
     interleave; each thread gets the single-threaded answer."""
     import threading
+
     model = models.resnet18().eval()
     rng = np.random.default_rng(5)
     xs = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
@@ -208,6 +243,7 @@ def test_calls_from_several_threads_take_turns():
     def work(i):
         for _ in range(5):
             got[i] = plan(xs[i])
+
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
     for t in threads:
         t.start()

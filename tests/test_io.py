@@ -1,6 +1,7 @@
 """Checkpoints and benchmark files are written whole or not at all: a write that fails part-way
 (here a file-size limit, as a full disk) raises and leaves the file that was there before
 byte-identical, with no temporary file left behind."""
+
 import json
 import os
 import stat
@@ -26,12 +27,17 @@ resource.setrlimit(resource.RLIMIT_FSIZE, ({LIMIT}, {LIMIT}))
 
 
 def run_limited(code):
-    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def model(seed):
     from fastconv import autograd
+
     autograd.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))  # ~17 KB of weights
 
@@ -100,6 +106,7 @@ def test_cli_save_failure_is_one_line_and_keeps_the_old_file(tmp_path):
     pytest.importorskip("tqdm")
     path = tmp_path / "good.npz"
     from fastconv import models
+
     save_weights(models.lenet5(), path)
     good = path.read_bytes()
     proc = run_limited(f"""
@@ -107,8 +114,10 @@ def test_cli_save_failure_is_one_line_and_keeps_the_old_file(tmp_path):
         main(["train", "--epochs", "0", "--no-progress", "--save", {str(path)!r}])
     """)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"fastconv train: error: argument --save: {path}: " \
-                                  f"[Errno 27] File too large"
+    assert (
+        proc.stderr.strip() == f"fastconv train: error: argument --save: {path}: "
+        f"[Errno 27] File too large"
+    )
     assert path.read_bytes() == good
     assert_only(tmp_path, ["good.npz"])
 
@@ -124,17 +133,25 @@ cli.main(["bench", "layers", "--no-progress", OPTION, PATH])
 """
 
 
-@pytest.mark.parametrize("option,rows", [("--json", 2000), ("--plot", 40)])
+@pytest.mark.parametrize(
+    "option,rows",
+    [("--json", 2000), pytest.param("--plot", 40, marks=pytest.mark.slow)],  # matplotlib: 2 s
+)
 def test_bench_output_on_a_full_disk_keeps_the_old_file(tmp_path, option, rows):
     if option == "--plot":
         pytest.importorskip("matplotlib")
     path = tmp_path / ("b.json" if option == "--json" else "b.png")
     path.write_bytes(b"old")
-    code = (FAKE_BENCH.replace("ROWS", str(rows)).replace("OPTION", repr(option))
-            .replace("PATH", repr(str(path))))
+    code = (
+        FAKE_BENCH.replace("ROWS", str(rows))
+        .replace("OPTION", repr(option))
+        .replace("PATH", repr(str(path)))
+    )
     proc = run_limited(code)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == \
-        f"fastconv bench: error: argument {option}: {path}: [Errno 27] File too large"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"fastconv bench: error: argument {option}: {path}: [Errno 27] File too large"
+    )
     assert path.read_bytes() == b"old"
     assert_only(tmp_path, [path.name])

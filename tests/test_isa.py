@@ -1,18 +1,12 @@
 """Every micro-kernel set runs on this machine's tests: FASTCONV_ISA forces the lower ones, so the
 AVX2 and generic paths are checked on an AVX-512 machine too (in a subprocess: the choice is
 made once, at load time)."""
-import json
-import os
-import subprocess
-import sys
+
 import textwrap
 
 import pytest
 
-import fastconv
-
-ORDER = ["generic", "avx2", "avx512"]
-AVAILABLE = ORDER[: ORDER.index(fastconv.isa()) + 1]
+from _isa import AVAILABLE_ISAS, run_isa_json
 
 pytestmark = pytest.mark.slow  # every test here is a forced-ISA subprocess
 
@@ -52,21 +46,18 @@ SCRIPT = textwrap.dedent(r"""
                 kw = dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
                 y = fastconv.conv2d(x, w, **kw)
                 dx, dw, _ = fastconv.conv2d_backward(dy, x, w, **kw)
-                for got, ref, sc in ((y, y_ref, scale_y), (dx, dx_ref, sx + 1e-30), (dw, dw_ref, sw + 1e-30)):
+                for got, ref, sc in ((y, y_ref, scale_y), (dx, dx_ref, sx + 1e-30),
+                                     (dw, dw_ref, sw + 1e-30)):
                     worst = max(worst, float(np.max(np.abs(got - ref) / sc)) / tol)
     print(json.dumps({"isa": fastconv.isa(), "worst": worst}))
 """)
 
 
 @pytest.mark.parametrize("tile", ["pos", "k"])
-@pytest.mark.parametrize("isa", AVAILABLE)
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_isa_forced_matches_reference(isa, tile):
     # FASTCONV_DIRECT_TILE forces the direct forward's register tile: vectors over positions
     # ("pos") or over output channels ("k"); both must match on every ISA.
-    env = dict(os.environ, FASTCONV_ISA=isa, FASTCONV_DIRECT_TILE=tile)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_isa_json(isa, SCRIPT, FASTCONV_DIRECT_TILE=tile)
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / tolerance, worst case over every algorithm

@@ -1,4 +1,5 @@
 """The array cache behind fastconv.nn (src/fastconv/_memory.py, python/_core_memory.cpp)."""
+
 import subprocess
 import sys
 import threading
@@ -91,8 +92,12 @@ def test_bad_limits_are_rejected(bad):
 
 
 def test_bad_environment_value_is_named():
-    r = subprocess.run([sys.executable, "-c", "import fastconv"], capture_output=True, text=True,
-                       env={"FASTCONV_MEMORY_CACHE": "lots", "PATH": ""})
+    r = subprocess.run(
+        [sys.executable, "-c", "import fastconv"],
+        capture_output=True,
+        text=True,
+        env={"FASTCONV_MEMORY_CACHE": "lots", "PATH": ""},
+    )
     assert r.returncode != 0 and "FASTCONV_MEMORY_CACHE" in r.stderr
 
 
@@ -121,8 +126,9 @@ def test_blocks_freed_on_other_threads(cache_on):
 
 
 def test_a_training_step_reuses_its_arrays():
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(16 * 32 * 32, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 32 * 32, 10)
+    )
     x = Tensor(np.random.default_rng(0).standard_normal((32, 3, 32, 32), dtype=np.float32))
     for _ in range(2):
         model.zero_grad()
@@ -142,9 +148,9 @@ def test_a_new_working_set_displaces_the_old_one(restore_limit):
     fastconv.set_memory_cache(7 << 20)
     was = _memory.enter()
     try:
-        old = [np.empty((512, 1024), np.float32) for _ in range(3)]   # 3 x 2 MiB
+        old = [np.empty((512, 1024), np.float32) for _ in range(3)]  # 3 x 2 MiB
         del old
-        new = [np.empty((768, 1024), np.float32) for _ in range(2)]   # 2 x 3 MiB
+        new = [np.empty((768, 1024), np.float32) for _ in range(2)]  # 2 x 3 MiB
         del new
         assert fastconv.memory_cache_stats()["held_bytes"] <= 7 << 20
         hits = fastconv.memory_cache_stats()["hits"]

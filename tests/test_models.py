@@ -1,8 +1,10 @@
-"""fastconv.models: output shapes, parameter counts, torchvision's state_dict layout, and ResNet-18 /
-AlexNet ported from a PyTorch state_dict matching PyTorch's forward and every gradient (float64).
+"""fastconv.models: output shapes, parameter counts, torchvision's state_dict layout, and
+ResNet-18 / AlexNet ported from a PyTorch state_dict matching PyTorch's forward and every gradient
+(float64).
 
 torchvision is not a dependency: the PyTorch side is built from torch.nn modules with
 torchvision's module names in fastconv/_torch_models.py."""
+
 import numpy as np
 import pytest
 
@@ -14,24 +16,68 @@ from fastconv.nn import functional as F
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
 tnn = torch.nn if torch is not None else None
 if torch is not None:
-    from fastconv._torch_models import torch_alexnet, torch_googlenet, torch_lenet5, torch_resnet, torch_vgg
+    from fastconv._torch_models import (
+        torch_alexnet,
+        torch_googlenet,
+        torch_lenet5,
+        torch_resnet,
+        torch_vgg,
+    )
 
 # torchvision's documented parameter counts
 TORCHVISION_PARAMS = {
-    "alexnet": 61_100_840, "vgg11": 132_863_336, "vgg11_bn": 132_868_840, "vgg13": 133_047_848,
-    "vgg13_bn": 133_053_736, "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240,
-    "vgg19_bn": 143_678_248, "googlenet": 6_624_904, "resnet18": 11_689_512,
-    "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
-    "resnet152": 60_192_808, "inception_v3": 27_161_264,
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg11_bn": 132_868_840,
+    "vgg13": 133_047_848,
+    "vgg13_bn": 133_053_736,
+    "vgg16": 138_357_544,
+    "vgg16_bn": 138_365_992,
+    "vgg19": 143_667_240,
+    "vgg19_bn": 143_678_248,
+    "googlenet": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "inception_v3": 27_161_264,
 }
 
 # the new architectures' counts and PyTorch comparisons: tests/test_models_inception.py
-INPUT_SIZE = {"lenet5": (1, 32), "overfeat_fast": (3, 231), "nin_cifar": (3, 32),
-              "inception_v3": (3, 75), "inception_v4": (3, 75), "inception_resnet_v2": (3, 75)}
+INPUT_SIZE = {
+    "lenet5": (1, 32),
+    "overfeat_fast": (3, 231),
+    "nin_cifar": (3, 32),
+    "inception_v3": (3, 75),
+    "inception_v4": (3, 75),
+    "inception_resnet_v2": (3, 75),
+}
 CLASSES = {"lenet5": 10, "nin_cifar": 10}  # the default num_classes; the rest 1000
 
+# A second or more each at 224x224 (AlexNet's and the VGGs' 60-140M parameters, the deepest
+# ResNets, the larger Inceptions): the slow run checks them. The fast loop keeps LeNet-5,
+# GoogLeNet, ResNet-18/34/50, SE-ResNet-50, Inception v3 and the NiNs here, AlexNet-OWT in
+# test_num_classes; VGG, whose 130M parameters alone take seconds to allocate, is in the slow
+# run only (here and in tests/test_summary.py).
+SLOW_MODELS = {
+    "alexnet",
+    "alexnet_owt",
+    "vgg_a",
+    "overfeat_fast",
+    *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
+    "resnet101",
+    "resnet152",
+    "inception_v4",
+    "inception_resnet_v2",
+    "zfnet",
+}
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MODELS else n for n in models.MODELS],
+)
 def test_output_shape_parameters_and_layout(name):
     autograd.manual_seed(0)
     model = models.get_model(name).eval()
@@ -47,8 +93,9 @@ def test_output_shape_parameters_and_layout(name):
         assert key_shapes(model.state_dict()) == key_shapes(TORCH_LAYOUTS[name]().state_dict())
 
 
-@pytest.mark.parametrize("name", ["lenet5", "alexnet_owt", "googlenet", "googlenet_v1", "resnet18",
-                                  "se_resnet50"])
+@pytest.mark.parametrize(
+    "name", ["lenet5", "alexnet_owt", "googlenet", "googlenet_v1", "resnet18", "se_resnet50"]
+)
 def test_num_classes(name):
     channels, size = INPUT_SIZE.get(name, (3, 224))
     model = models.get_model(name, num_classes=7).eval()
@@ -82,7 +129,8 @@ def test_googlenet_aux_heads():
     logits, aux2, aux1 = net(x)
     assert logits.shape == aux1.shape == aux2.shape == (2, 5)
     loss = F.cross_entropy(logits, np.array([0, 1])) + 0.3 * (
-        F.cross_entropy(aux1, np.array([0, 1])) + F.cross_entropy(aux2, np.array([0, 1])))
+        F.cross_entropy(aux1, np.array([0, 1])) + F.cross_entropy(aux2, np.array([0, 1]))
+    )
     loss.backward()
     assert net.aux1.fc2.weight.grad is not None and net.conv1.conv.weight.grad is not None
     assert net.eval()(x).shape == (2, 5)
@@ -99,14 +147,23 @@ def test_se_block():
 
     autograd.manual_seed(3)
     block = SEBlock(32, reduction=16).double()
-    w1, b1, w2, b2 = (torch.from_numpy(p.data) for p in block.parameters()) if torch else (None,) * 4
+    w1, b1, w2, b2 = (
+        (torch.from_numpy(p.data) for p in block.parameters()) if torch else (None,) * 4
+    )
 
     def theirs(x):  # pool -> FC -> ReLU -> FC -> sigmoid -> channel scale
-        s = tnn.functional.linear(torch.relu(tnn.functional.linear(x.mean(dim=(2, 3)), w1, b1)), w2, b2)
+        s = tnn.functional.linear(
+            torch.relu(tnn.functional.linear(x.mean(dim=(2, 3)), w1, b1)), w2, b2
+        )
         return x * torch.sigmoid(s)[:, :, None, None]
 
     check_op([(2, 32, 3, 3)], block, torch and theirs, low=-3, high=3)
-    assert [n for n, _ in block.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert [n for n, _ in block.named_parameters()] == [
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
     assert block.fc1.weight.shape == (2, 32)
 
 
@@ -133,6 +190,7 @@ def test_googlenet_state_dict_layout_equals_torchvision():
 
 
 # --- ported weights: forward and every gradient against PyTorch -------------------------------
+
 
 def _compare_port(ours, theirs, x, target, tol=1e-8):
     ours.load_state_dict(theirs.state_dict())
@@ -171,6 +229,7 @@ def test_resnet18_port_matches_torch(training):
 
 
 @needs_torch
+@pytest.mark.slow  # seconds; the ResNet-18 and LeNet-5 ports check the same machinery fast
 def test_alexnet_port_matches_torch():
     torch.manual_seed(1)
     theirs = torch_alexnet(num_classes=10).double().eval()  # eval: dropout off, same function
@@ -186,4 +245,6 @@ def test_lenet5_port_matches_torch():
     theirs = torch_lenet5().double()
     ours = models.lenet5().double()
     assert key_shapes(ours.state_dict()) == key_shapes(theirs.state_dict())
-    _compare_port(ours, theirs, np.random.default_rng(2).standard_normal((3, 1, 32, 32)), np.array([0, 5, 9]))
+    _compare_port(
+        ours, theirs, np.random.default_rng(2).standard_normal((3, 1, 32, 32)), np.array([0, 5, 9])
+    )

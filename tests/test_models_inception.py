@@ -4,11 +4,12 @@ fastconv/_torch_models.py (independent torch.nn code, the same state_dict keys):
 to the unit, state_dict keys and shapes, the float64 forward in eval and training mode (Inception
 v3's auxiliary head at 299x299), gradients and an SGD step (Inception v3 in training mode; the
 auxiliary head and Inception-ResNet-v2's residual blocks on their own), a few SGD steps lowering
-the loss (ZFNet, NiN; Adam steps for the Inception networks), the smallest input each takes, and Inception v3's compiled inference
-plan.
+the loss (ZFNet, NiN; Adam steps for the Inception networks), the smallest input each takes, and
+Inception v3's compiled inference plan.
 
 Inputs are small (75x75, the smallest the Inception networks take, for most checks), so the file
 stays short on two cores."""
+
 import contextlib
 import zlib
 
@@ -26,17 +27,41 @@ pytestmark = pytest.mark.skipif(torch is None, reason="torch not installed")
 if torch is not None:
     from fastconv._torch_models import TWINS
 
-NAMES = ["inception_v3", "inception_v4", "inception_resnet_v2", "zfnet", "nin_cifar",
-         "nin_imagenet"]
+NAMES = [
+    "inception_v3",
+    "inception_v4",
+    "inception_resnet_v2",
+    "zfnet",
+    "nin_cifar",
+    "nin_imagenet",
+]
 # counted on the PyTorch re-statements; inception_v3: torchvision's inception_v3(aux_logits=True,
 # init_weights=False), 1000 classes; inception_v4 / inception_resnet_v2: timm's, 1000 classes
-PARAMS = {"inception_v3": 27_161_264, "inception_v4": 42_679_816,
-          "inception_resnet_v2": 55_843_464, "zfnet": 62_357_608, "nin_cifar": 966_986,
-          "nin_imagenet": 7_595_176}
+# Building an Inception network and its PyTorch twin, then running it in float64, takes seconds:
+# every test that builds one is slow. The fast loop keeps ZFNet's and the NiNs' checks here and
+# Inception v3's forward in test_models.py.
+INCEPTIONS = ("inception_v3", "inception_v4", "inception_resnet_v2")
+NAMES_SLOW_INCEPTIONS = [
+    pytest.param(n, marks=pytest.mark.slow) if n in INCEPTIONS else n for n in NAMES
+]
+PARAMS = {
+    "inception_v3": 27_161_264,
+    "inception_v4": 42_679_816,
+    "inception_resnet_v2": 55_843_464,
+    "zfnet": 62_357_608,
+    "nin_cifar": 966_986,
+    "nin_imagenet": 7_595_176,
+}
 PARAMS_1001 = {"inception_v4": 42_681_353, "inception_resnet_v2": 55_845_001}  # Cadene's default
 V3_WITHOUT_AUX = 23_834_568
-SIZE = {"inception_v3": 75, "inception_v4": 75, "inception_resnet_v2": 75, "zfnet": 83,
-        "nin_cifar": 32, "nin_imagenet": 83}  # forward checks (ZFNet / NiN-ImageNet: 2x2 maps)
+SIZE = {
+    "inception_v3": 75,
+    "inception_v4": 75,
+    "inception_resnet_v2": 75,
+    "zfnet": 83,
+    "nin_cifar": 32,
+    "nin_imagenet": 83,
+}  # forward checks (ZFNet / NiN-ImageNet: 2x2 maps)
 F64 = 1e-10
 
 
@@ -144,7 +169,8 @@ def _forward_both(ours, theirs, x, training):
 
 # --- parameters and layout --------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", NAMES)
+
+@pytest.mark.parametrize("name", NAMES_SLOW_INCEPTIONS)
 def test_parameter_count_and_state_dict_layout(name, pairs):
     ours, theirs = pairs(name)
     assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters()) == PARAMS[name]
@@ -153,11 +179,18 @@ def test_parameter_count_and_state_dict_layout(name, pairs):
         assert _count(name, num_classes=1001) == PARAMS_1001[name]
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_names_and_count_without_aux(pairs):
     keys = list(pairs("inception_v3")[0].state_dict())
-    for k in ("Conv2d_1a_3x3.conv.weight", "Conv2d_1a_3x3.bn.running_var",
-              "Mixed_6b.branch7x7_2.conv.weight", "Mixed_7c.branch3x3dbl_3b.bn.bias",
-              "AuxLogits.conv1.conv.weight", "AuxLogits.fc.weight", "fc.bias"):
+    for k in (
+        "Conv2d_1a_3x3.conv.weight",
+        "Conv2d_1a_3x3.bn.running_var",
+        "Mixed_6b.branch7x7_2.conv.weight",
+        "Mixed_7c.branch3x3dbl_3b.bn.bias",
+        "AuxLogits.conv1.conv.weight",
+        "AuxLogits.fc.weight",
+        "fc.bias",
+    ):
         assert k in keys
     ours, theirs = pairs("inception_v3_noaux")
     assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters()) == V3_WITHOUT_AUX
@@ -165,6 +198,7 @@ def test_inception_v3_names_and_count_without_aux(pairs):
     assert ours.Mixed_6b.branch7x7_2.conv.weight.shape == (128, 128, 1, 7)  # factorised 7x7
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v4_and_resnet_v2_names(pairs):
     v4 = pairs("inception_v4")[0].state_dict()
     assert "features.3.conv.conv.weight" in v4  # mixed_3a's conv, beside its max-pool
@@ -178,7 +212,8 @@ def test_inception_v4_and_resnet_v2_names(pairs):
 
 # --- forward against PyTorch, float64 ---------------------------------------------------------
 
-@pytest.mark.parametrize("name", NAMES)
+
+@pytest.mark.parametrize("name", NAMES_SLOW_INCEPTIONS)
 def test_forward_eval_matches_torch(name, pairs):
     ours, theirs = pairs(name)
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE[name], SIZE[name]))
@@ -189,6 +224,7 @@ def test_forward_eval_matches_torch(name, pairs):
     assert_close(out.data, t_out.numpy(), F64, f"{name} eval logits")
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_transform_input_matches_torch(pairs):
     ours, theirs = pairs("inception_v3")
     x = np.random.default_rng(1).standard_normal((1, 3, 75, 75))
@@ -208,6 +244,7 @@ def test_inception_v3_transform_input_matches_torch(pairs):
 TRAIN_SIZE = 107
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 @pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
 def test_forward_training_matches_torch(name, pairs):
     """Batch statistics and the running statistics they move (Inception v3's: in
@@ -223,6 +260,7 @@ def test_forward_training_matches_torch(name, pairs):
             assert_close(ours_sd[k], v.numpy(), F64, k)
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_aux_head_training_299(pairs):
     """Training mode returns InceptionOutputs(logits, aux_logits), both as PyTorch's; 299x299 is
     the smallest input the auxiliary head takes (17x17 at Mixed_6e)."""
@@ -242,6 +280,7 @@ def test_inception_v3_aux_head_training_299(pairs):
 
 
 # --- gradients against PyTorch, float64 -------------------------------------------------------
+
 
 def _compare_gradients(ours, theirs, x, target, training, tol=1e-8):
     """The gradients of cross-entropy against ``target`` (logits), or with ``target=None`` of
@@ -267,6 +306,7 @@ def _compare_gradients(ours, theirs, x, target, training, tol=1e-8):
     assert worst[0] <= tol, f"gradient of {worst[1]}: relative error {worst[0]:.3g}"
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_gradients_and_sgd_step_match_torch(pairs):
     """Cross-entropy's gradient with respect to the input and every parameter in training mode
     (batch norm on batch statistics; no auxiliary head, it needs 299x299), then one SGD step
@@ -288,6 +328,7 @@ def test_inception_v3_gradients_and_sgd_step_match_torch(pairs):
     assert_close(out.data, t_out.numpy(), 1e-8, "logits after the step")
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 @pytest.mark.parametrize("block", ["repeat.0", "repeat_1.0", "block8"])
 def test_inception_resnet_v2_block_gradients_match_torch(block, pairs):
     """A Block35 / Block17 (scale 0.17 / 0.10, ReLU) and the last Block8 (scale 1, no ReLU) on
@@ -299,6 +340,7 @@ def test_inception_resnet_v2_block_gradients_match_torch(block, pairs):
     _compare_gradients(ours, theirs, x, None, training=True)
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_aux_head_gradients_match_torch(pairs):
     """The auxiliary classifier on its own (17x17x768 input, training mode)."""
     ours, theirs = pairs("inception_v3")
@@ -308,8 +350,15 @@ def test_inception_v3_aux_head_gradients_match_torch(pairs):
 
 # --- training, input sizes, inference ---------------------------------------------------------
 
-@pytest.mark.parametrize("name, size, lr", [("zfnet", 47, 1e-2), ("nin_cifar", 32, 1e-3),
-                                            ("nin_imagenet", 64, 1e-3)])
+
+@pytest.mark.parametrize(
+    "name, size, lr",
+    [
+        pytest.param("zfnet", 47, 1e-2, marks=pytest.mark.slow),  # its 62M parameters: seconds
+        ("nin_cifar", 32, 1e-3),
+        ("nin_imagenet", 64, 1e-3),
+    ],
+)
 def test_sgd_steps_lower_the_loss(name, size, lr):
     """float32, 4 classes, one random image each, two SGD steps with momentum in training mode
     (dropout off: the losses are comparable). The batch-normed Inception networks: see
@@ -359,7 +408,7 @@ def test_adam_steps_lower_the_loss_of_the_inception_networks(name):
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES_SLOW_INCEPTIONS)
 def test_smallest_input(name, pairs):
     """MODEL_INPUTS' lower bound is where the forward starts working (eval mode)."""
     spec = MODEL_INPUTS[name]
@@ -376,6 +425,7 @@ def test_smallest_input(name, pairs):
     assert runs(spec.min_size) and not runs(spec.min_size - 1)
 
 
+@pytest.mark.slow  # builds an Inception network (INCEPTIONS)
 def test_inception_v3_inference_plan_matches_eager(pairs):
     """fastconv.inference.compile on the eval-mode model (the auxiliary head is skipped in eval
     mode), float32, batch 1, 75x75: within 1e-4 of the eager forward (relative to the largest

@@ -1,5 +1,6 @@
 """fastconv.nn: the network ops (float64, against PyTorch and finite differences), the layers, and
 Module's bookkeeping (names, state_dict, train/eval, dtype)."""
+
 import warnings
 from collections import OrderedDict
 
@@ -23,7 +24,7 @@ CONV2D = [  # x shape, w shape, stride, padding, dilation, groups
     ((2, 4, 8, 7), (6, 2, 3, 2), 2, (1, 0), 1, 2),
     ((1, 3, 9, 9), (2, 3, 3, 3), 1, 2, 2, 1),
     ((2, 4, 6, 6), (4, 1, 3, 3), (2, 1), 1, 1, 4),  # depthwise
-    ((2, 3, 5, 5), (5, 3, 1, 1), 1, 0, 1, 1),       # 1x1
+    ((2, 3, 5, 5), (5, 3, 1, 1), 1, 0, 1, 1),  # 1x1
     ((1, 2, 9, 9), (3, 2, 1, 7), 1, (0, 3), 1, 1),  # Inception v3's 1x7
 ]
 
@@ -42,11 +43,16 @@ def test_conv2d(xs, ws, stride, padding, dilation, groups, bias):
     check_op(shapes, ours, TF and theirs)
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 0, 1, 1), (2, 1, 1, 2), (1, 2, 2, 1)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups", [(1, 0, 1, 1), (2, 1, 1, 2), (1, 2, 2, 1)]
+)
 def test_conv1d(stride, padding, dilation, groups):
     shapes = [(2, 4, 11), (6, 4 // groups, 3), (6,)]
-    check_op(shapes, lambda x, w, b: F.conv1d(x, w, b, stride, padding, dilation, groups),
-             TF and (lambda x, w, b: TF.conv1d(x, w, b, stride, padding, dilation, groups)))
+    check_op(
+        shapes,
+        lambda x, w, b: F.conv1d(x, w, b, stride, padding, dilation, groups),
+        TF and (lambda x, w, b: TF.conv1d(x, w, b, stride, padding, dilation, groups)),
+    )
 
 
 def test_conv2d_gradient_only_where_asked():
@@ -59,19 +65,33 @@ def test_conv2d_gradient_only_where_asked():
 def test_conv2d_on_a_non_contiguous_input():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 5, 3)).transpose(0, 3, 1, 2)  # (2, 3, 6, 5), not C-contiguous
-    check_op(None, lambda a, w: F.conv2d(a.transpose(0, 2, 3, 1).transpose(0, 3, 1, 2), w, padding=1),
-             TF and (lambda a, w: TF.conv2d(a, w, padding=1)),
-             arrays=[x, rng.standard_normal((4, 3, 3, 3))])
+    check_op(
+        None,
+        lambda a, w: F.conv2d(a.transpose(0, 2, 3, 1).transpose(0, 3, 1, 2), w, padding=1),
+        TF and (lambda a, w: TF.conv2d(a, w, padding=1)),
+        arrays=[x, rng.standard_normal((4, 3, 3, 3))],
+    )
 
 
 # --- pooling ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", [
-    (2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), ((2, 3), (1, 2), (1, 1), 1, False),
-    (3, 1, 1, 2, False)])
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,ceil_mode",
+    [
+        (2, None, 0, 1, False),
+        (3, 2, 1, 1, False),
+        (3, 2, 0, 1, True),
+        ((2, 3), (1, 2), (1, 1), 1, False),
+        (3, 1, 1, 2, False),
+    ],
+)
 def test_max_pool2d(kernel, stride, padding, dilation, ceil_mode):
-    check_op([(2, 3, 9, 8)], lambda x: F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode),
-             TF and (lambda x: TF.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)))
+    check_op(
+        [(2, 3, 9, 8)],
+        lambda x: F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode),
+        TF and (lambda x: TF.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)),
+    )
 
 
 def test_max_pool2d_indices_changed_in_place_leave_the_gradient_alone():
@@ -103,24 +123,41 @@ def test_max_pool2d_switches_and_unpool():
         return TF.max_unpool2d(v, torch.from_numpy(idx.data), 2) * 2
 
     check_op([y.shape], ours, TF and theirs)
-    check_op([y.shape], lambda v: F.max_unpool2d(v, idx, 2, output_size=(9, 7)),
-             TF and (lambda v: TF.max_unpool2d(v, torch.from_numpy(idx.data), 2, output_size=(9, 7))))
+    check_op(
+        [y.shape],
+        lambda v: F.max_unpool2d(v, idx, 2, output_size=(9, 7)),
+        TF and (lambda v: TF.max_unpool2d(v, torch.from_numpy(idx.data), 2, output_size=(9, 7))),
+    )
 
 
-@pytest.mark.parametrize("kernel,stride,padding,ceil_mode,count_include_pad", [
-    (2, None, 0, False, True), (3, 2, 1, False, True), (3, 2, 1, True, False), ((3, 2), 1, (1, 0), False, False)])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,ceil_mode,count_include_pad",
+    [
+        (2, None, 0, False, True),
+        (3, 2, 1, False, True),
+        (3, 2, 1, True, False),
+        ((3, 2), 1, (1, 0), False, False),
+    ],
+)
 def test_avg_pool2d(kernel, stride, padding, ceil_mode, count_include_pad):
-    check_op([(2, 3, 9, 8)], lambda x: F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad),
-             TF and (lambda x: TF.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)))
+    check_op(
+        [(2, 3, 9, 8)],
+        lambda x: F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad),
+        TF and (lambda x: TF.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)),
+    )
 
 
 @pytest.mark.parametrize("out", [1, (3, 2), (4, 4), (7, 5)])
 def test_adaptive_avg_pool2d(out):
-    check_op([(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, out),
-             TF and (lambda x: TF.adaptive_avg_pool2d(x, out)))
+    check_op(
+        [(2, 3, 7, 5)],
+        lambda x: F.adaptive_avg_pool2d(x, out),
+        TF and (lambda x: TF.adaptive_avg_pool2d(x, out)),
+    )
 
 
 # --- linear, normalisation, dropout -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("xs", [(4, 5), (2, 3, 5)])
 def test_linear(xs):
@@ -139,11 +176,16 @@ def test_batch_norm(shape, training):
         return F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training, eps=1e-3)
 
     def theirs(x, w, b):
-        return TF.batch_norm(x, torch.tensor(rm), torch.tensor(rv), w, b, training=training, eps=1e-3)
+        return TF.batch_norm(
+            x, torch.tensor(rm), torch.tensor(rv), w, b, training=training, eps=1e-3
+        )
 
     check_op([shape, (c,), (c,)], ours, TF and theirs)
-    check_op([shape], lambda x: F.batch_norm(x, None, None, training=training),
-             TF and (lambda x: TF.batch_norm(x, None, None, training=True)))
+    check_op(
+        [shape],
+        lambda x: F.batch_norm(x, None, None, training=training),
+        TF and (lambda x: TF.batch_norm(x, None, None, training=True)),
+    )
 
 
 @needs_torch
@@ -164,11 +206,18 @@ def test_batch_norm_running_stats_match_torch():
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
 def test_local_response_norm(size):
-    check_op([(2, 7, 4, 3)], lambda x: F.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0),
-             TF and (lambda x: TF.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0)),
-             low=-2, high=2)
-    check_op([(2, 6, 5)], lambda x: F.local_response_norm(x, size),
-             TF and (lambda x: TF.local_response_norm(x, size)))
+    check_op(
+        [(2, 7, 4, 3)],
+        lambda x: F.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0),
+        TF and (lambda x: TF.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0)),
+        low=-2,
+        high=2,
+    )
+    check_op(
+        [(2, 6, 5)],
+        lambda x: F.local_response_norm(x, size),
+        TF and (lambda x: TF.local_response_norm(x, size)),
+    )
 
 
 def test_dropout():
@@ -192,44 +241,67 @@ def test_dropout():
 
 # --- losses -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropy(reduction, smoothing):
     target = np.array([0, 3, 2, 3, 1])
-    check_op([(5, 4)], lambda x: F.cross_entropy(x, target, reduction=reduction,
-                                                 label_smoothing=smoothing),
-             TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(target), reduction=reduction,
-                                                label_smoothing=smoothing)), low=-3, high=3)
+    check_op(
+        [(5, 4)],
+        lambda x: F.cross_entropy(x, target, reduction=reduction, label_smoothing=smoothing),
+        TF
+        and (
+            lambda x: TF.cross_entropy(
+                x, torch.from_numpy(target), reduction=reduction, label_smoothing=smoothing
+            )
+        ),
+        low=-3,
+        high=3,
+    )
 
 
 def test_cross_entropy_spatial_and_probability_targets():
     rng = np.random.default_rng(2)
     target = rng.integers(0, 4, (2, 3, 5))
-    check_op([(2, 4, 3, 5)], lambda x: F.cross_entropy(x, target, label_smoothing=0.2),
-             TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(target), label_smoothing=0.2)))
+    check_op(
+        [(2, 4, 3, 5)],
+        lambda x: F.cross_entropy(x, target, label_smoothing=0.2),
+        TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(target), label_smoothing=0.2)),
+    )
     probs = rng.dirichlet(np.ones(4), 5)
-    check_op([(5, 4)], lambda x: F.cross_entropy(x, probs, label_smoothing=0.1),
-             TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(probs), label_smoothing=0.1)))
+    check_op(
+        [(5, 4)],
+        lambda x: F.cross_entropy(x, probs, label_smoothing=0.1),
+        TF and (lambda x: TF.cross_entropy(x, torch.from_numpy(probs), label_smoothing=0.1)),
+    )
     with pytest.raises(ValueError, match="class indices"):
         F.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 3]))
 
 
 def test_nll_and_mse_loss():
     target = np.array([2, 0, 1])
-    check_op([(3, 3)], lambda x: F.nll_loss(F.log_softmax(x, 1), target),
-             TF and (lambda x: TF.nll_loss(TF.log_softmax(x, 1), torch.from_numpy(target))))
+    check_op(
+        [(3, 3)],
+        lambda x: F.nll_loss(F.log_softmax(x, 1), target),
+        TF and (lambda x: TF.nll_loss(TF.log_softmax(x, 1), torch.from_numpy(target))),
+    )
     check_op([(3, 4), (3, 4)], F.mse_loss, TF and TF.mse_loss)
-    check_op([(3, 4), (3, 4)], lambda a, b: F.mse_loss(a, b, reduction="sum"),
-             TF and (lambda a, b: TF.mse_loss(a, b, reduction="sum")))
+    check_op(
+        [(3, 4), (3, 4)],
+        lambda a, b: F.mse_loss(a, b, reduction="sum"),
+        TF and (lambda a, b: TF.mse_loss(a, b, reduction="sum")),
+    )
 
 
 # --- modules ----------------------------------------------------------------------------------
 
+
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                      nn.MaxPool2d(2))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)
+        )
         self.fc = nn.Linear(4 * 2 * 2, 5)
 
     def forward(self, x):
@@ -239,16 +311,38 @@ class Net(nn.Module):
 def test_module_names_follow_pytorch():
     net = Net()
     assert [n for n, _ in net.named_parameters()] == [
-        "features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias",
-        "fc.weight", "fc.bias"]
+        "features.0.weight",
+        "features.0.bias",
+        "features.1.weight",
+        "features.1.bias",
+        "fc.weight",
+        "fc.bias",
+    ]
     assert list(net.state_dict()) == [
-        "features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias",
-        "features.1.running_mean", "features.1.running_var", "features.1.num_batches_tracked",
-        "fc.weight", "fc.bias"]
+        "features.0.weight",
+        "features.0.bias",
+        "features.1.weight",
+        "features.1.bias",
+        "features.1.running_mean",
+        "features.1.running_var",
+        "features.1.num_batches_tracked",
+        "fc.weight",
+        "fc.bias",
+    ]
     assert [n for n, _ in net.named_buffers()] == [
-        "features.1.running_mean", "features.1.running_var", "features.1.num_batches_tracked"]
-    assert [n for n, _ in net.named_modules()] == ["", "features", "features.0", "features.1",
-                                                   "features.2", "features.3", "fc"]
+        "features.1.running_mean",
+        "features.1.running_var",
+        "features.1.num_batches_tracked",
+    ]
+    assert [n for n, _ in net.named_modules()] == [
+        "",
+        "features",
+        "features.0",
+        "features.1",
+        "features.2",
+        "features.3",
+        "fc",
+    ]
     assert net.num_parameters() == 4 * 27 + 4 + 8 + 16 * 5 + 5
     assert "(0): Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in repr(net)
     assert "(fc): Linear(in_features=16, out_features=5, bias=True)" in repr(net)
@@ -277,19 +371,36 @@ def test_state_dict_round_trip_and_errors():
 
 @needs_torch
 def test_state_dict_ports_both_ways_with_torch():
-    t = torch.nn.Sequential(OrderedDict(
-        features=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2)),
-        flat=torch.nn.Flatten(), fc=torch.nn.Linear(16, 5))).double()
+    t = torch.nn.Sequential(
+        OrderedDict(
+            features=torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3, padding=1),
+                torch.nn.BatchNorm2d(4),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+            ),
+            flat=torch.nn.Flatten(),
+            fc=torch.nn.Linear(16, 5),
+        )
+    ).double()
     net = Net().double()
-    assert [(k, tuple(v.shape)) for k, v in t.state_dict().items()] == \
-           [(k, v.shape) for k, v in net.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in t.state_dict().items()] == [
+        (k, v.shape) for k, v in net.state_dict().items()
+    ]
     t.train()(torch.randn(2, 3, 4, 4, dtype=torch.float64))  # non-trivial running stats
     net.load_state_dict(t.state_dict())  # torch -> fastconv, one line
-    t2 = torch.nn.Sequential(OrderedDict(
-        features=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2)),
-        flat=torch.nn.Flatten(), fc=torch.nn.Linear(16, 5))).double()
+    t2 = torch.nn.Sequential(
+        OrderedDict(
+            features=torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3, padding=1),
+                torch.nn.BatchNorm2d(4),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+            ),
+            flat=torch.nn.Flatten(),
+            fc=torch.nn.Linear(16, 5),
+        )
+    ).double()
     t2.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})  # and back
     x = np.random.default_rng(1).standard_normal((2, 3, 4, 4))
     t2.eval(), net.eval()
@@ -297,10 +408,18 @@ def test_state_dict_ports_both_ways_with_torch():
 
 
 def _torch_net():
-    return torch.nn.Sequential(OrderedDict(
-        features=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2)),
-        flat=torch.nn.Flatten(), fc=torch.nn.Linear(16, 5)))
+    return torch.nn.Sequential(
+        OrderedDict(
+            features=torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3, padding=1),
+                torch.nn.BatchNorm2d(4),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+            ),
+            flat=torch.nn.Flatten(),
+            fc=torch.nn.Linear(16, 5),
+        )
+    )
 
 
 @needs_torch
@@ -310,8 +429,10 @@ def test_state_dict_of_another_dtype_converts_as_torch(dtype):
     bfloat16 (which NumPy lacks) included."""
     src = _torch_net()
     src.train()(torch.randn(2, 3, 4, 4))  # non-trivial running stats
-    sd = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
-          for k, v in src.state_dict().items()}
+    sd = {
+        k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
+        for k, v in src.state_dict().items()
+    }
     ref, net = _torch_net(), Net()
     with warnings.catch_warnings():  # complex -> real drops the imaginary part (both warn)
         warnings.simplefilter("ignore")
@@ -329,8 +450,11 @@ def test_state_dict_of_unsupported_values_names_the_key_and_copies_nothing():
     sd = {k: np.zeros_like(v) for k, v in before.items()}
     sd["fc.bias"] = np.array(["a"] * 5)
     sd["fc.weight"] = np.empty((5, 16), object)
-    with pytest.raises(TypeError, match=r"fc.weight: dtype object is not numeric; "
-                                        r"fc.bias: dtype <U1 is not numeric.*float16 and bfloat16"):
+    with pytest.raises(
+        TypeError,
+        match=r"fc.weight: dtype object is not numeric; "
+        r"fc.bias: dtype <U1 is not numeric.*float16 and bfloat16",
+    ):
         net.load_state_dict(sd)
     for k, v in net.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)  # not even the good entries
@@ -379,17 +503,31 @@ def test_attribute_bookkeeping():
 
 
 LAYERS = [
-    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1),
-     lambda: torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 7, 7)),
-    (lambda: nn.Conv1d(4, 6, 3, padding=1, groups=2),
-     lambda: torch.nn.Conv1d(4, 6, 3, padding=1, groups=2), (2, 4, 9)),
+    (
+        lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        lambda: torch.nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        (2, 3, 7, 7),
+    ),
+    (
+        lambda: nn.Conv1d(4, 6, 3, padding=1, groups=2),
+        lambda: torch.nn.Conv1d(4, 6, 3, padding=1, groups=2),
+        (2, 4, 9),
+    ),
     (lambda: nn.Linear(5, 3), lambda: torch.nn.Linear(5, 3), (4, 5)),
     (lambda: nn.BatchNorm1d(5), lambda: torch.nn.BatchNorm1d(5), (4, 5)),
     (lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (2, 3, 4, 4)),
     (lambda: nn.MaxPool2d(3, 2, 1), lambda: torch.nn.MaxPool2d(3, 2, 1), (2, 3, 7, 7)),
     (lambda: nn.AvgPool2d(2), lambda: torch.nn.AvgPool2d(2), (2, 3, 6, 6)),
-    (lambda: nn.AdaptiveAvgPool2d((2, 3)), lambda: torch.nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 7, 7)),
-    (lambda: nn.LocalResponseNorm(5, k=2.0), lambda: torch.nn.LocalResponseNorm(5, k=2.0), (2, 7, 3, 3)),
+    (
+        lambda: nn.AdaptiveAvgPool2d((2, 3)),
+        lambda: torch.nn.AdaptiveAvgPool2d((2, 3)),
+        (2, 3, 7, 7),
+    ),
+    (
+        lambda: nn.LocalResponseNorm(5, k=2.0),
+        lambda: torch.nn.LocalResponseNorm(5, k=2.0),
+        (2, 7, 3, 3),
+    ),
     (lambda: nn.ReLU(), lambda: torch.nn.ReLU(), (3, 4)),
     (lambda: nn.LeakyReLU(0.1), lambda: torch.nn.LeakyReLU(0.1), (3, 4)),
     (lambda: nn.ELU(0.7), lambda: torch.nn.ELU(0.7), (3, 4)),
@@ -408,8 +546,9 @@ LAYERS = [
 def test_layers_match_torch_modules(i):
     make_ours, make_theirs, shape = LAYERS[i]
     ours, theirs = make_ours().double(), make_theirs().double()
-    assert [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()] == \
-           [(k, v.shape) for k, v in ours.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()] == [
+        (k, v.shape) for k, v in ours.state_dict().items()
+    ]
     ours.load_state_dict(theirs.state_dict())
     check_op([shape], ours, theirs, fd=False)
 
@@ -422,19 +561,24 @@ def test_max_pool_with_indices_then_unpool_modules():
     ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(torch.tensor(x))
     np.testing.assert_array_equal(idx.data, tidx.numpy())
     out = unpool(y, idx, output_size=(7, 6))
-    np.testing.assert_array_equal(out.data, torch.nn.MaxUnpool2d(2)(ty, tidx, output_size=(7, 6)).numpy())
+    np.testing.assert_array_equal(
+        out.data, torch.nn.MaxUnpool2d(2)(ty, tidx, output_size=(7, 6)).numpy()
+    )
     assert "kernel_size=2, stride=2" in repr(unpool)
 
 
 def test_losses_as_modules():
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3)))
     y = np.array([0, 1, 2, 1])
-    np.testing.assert_allclose(nn.CrossEntropyLoss(label_smoothing=0.1)(x, y).data,
-                               F.cross_entropy(x, y, label_smoothing=0.1).data)
-    np.testing.assert_allclose(nn.MSELoss()(x, x * 2).data, (x.data ** 2).mean())
+    np.testing.assert_allclose(
+        nn.CrossEntropyLoss(label_smoothing=0.1)(x, y).data,
+        F.cross_entropy(x, y, label_smoothing=0.1).data,
+    )
+    np.testing.assert_allclose(nn.MSELoss()(x, x * 2).data, (x.data**2).mean())
 
 
 # --- initialisers -----------------------------------------------------------------------------
+
 
 def test_default_init_bounds_as_pytorch():
     autograd.manual_seed(0)
@@ -454,7 +598,9 @@ def test_kaiming_and_xavier(mode):
     init.kaiming_normal_(w, mode=mode, nonlinearity="relu")
     assert w.std() == pytest.approx(np.sqrt(2 / fan), rel=0.02)
     init.kaiming_uniform_(w, mode=mode, nonlinearity="relu")
-    assert np.abs(w).max() <= np.sqrt(6 / fan) and w.std() == pytest.approx(np.sqrt(2 / fan), rel=0.02)
+    assert np.abs(w).max() <= np.sqrt(6 / fan) and w.std() == pytest.approx(
+        np.sqrt(2 / fan), rel=0.02
+    )
     init.xavier_uniform_(w, gain=init.calculate_gain("tanh"))
     assert w.std() == pytest.approx(5 / 3 * np.sqrt(2 / (128 * 9 + 256 * 9)), rel=0.02)
     init.xavier_normal_(w)
@@ -485,17 +631,29 @@ EMPTY = [  # name, fastconv module, torch module, input shape
     ("Linear", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (0, 4)),
     ("Linear-3d", lambda: nn.Linear(4, 3), lambda: torch.nn.Linear(4, 3), (2, 0, 4)),
     ("Flatten", lambda: nn.Flatten(), lambda: torch.nn.Flatten(), (0, 16, 5, 5)),
-    ("Conv2d", lambda: nn.Conv2d(3, 4, 3, padding=1), lambda: torch.nn.Conv2d(3, 4, 3, padding=1),
-     (0, 3, 5, 5)),
+    (
+        "Conv2d",
+        lambda: nn.Conv2d(3, 4, 3, padding=1),
+        lambda: torch.nn.Conv2d(3, 4, 3, padding=1),
+        (0, 3, 5, 5),
+    ),
     ("Conv1d", lambda: nn.Conv1d(3, 4, 3), lambda: torch.nn.Conv1d(3, 4, 3), (0, 3, 6)),
     ("BatchNorm2d", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 4, 4)),
     ("BatchNorm2d-1x1", lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3), (0, 3, 1, 1)),
-    ("BatchNorm1d", lambda: nn.BatchNorm1d(3, momentum=None),
-     lambda: torch.nn.BatchNorm1d(3, momentum=None), (0, 3)),
+    (
+        "BatchNorm1d",
+        lambda: nn.BatchNorm1d(3, momentum=None),
+        lambda: torch.nn.BatchNorm1d(3, momentum=None),
+        (0, 3),
+    ),
     ("MaxPool2d", lambda: nn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2), (0, 3, 4, 4)),
     ("AvgPool2d", lambda: nn.AvgPool2d(2), lambda: torch.nn.AvgPool2d(2), (0, 3, 4, 4)),
-    ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), lambda: torch.nn.AdaptiveAvgPool2d(1),
-     (0, 3, 4, 4)),
+    (
+        "AdaptiveAvgPool2d",
+        lambda: nn.AdaptiveAvgPool2d(1),
+        lambda: torch.nn.AdaptiveAvgPool2d(1),
+        (0, 3, 4, 4),
+    ),
     ("ReLU", lambda: nn.ReLU(), lambda: torch.nn.ReLU(), (0, 3)),
     ("LeakyReLU", lambda: nn.LeakyReLU(), lambda: torch.nn.LeakyReLU(), (0, 3)),
     ("ELU", lambda: nn.ELU(), lambda: torch.nn.ELU(), (0, 3)),
@@ -503,8 +661,12 @@ EMPTY = [  # name, fastconv module, torch module, input shape
     ("Sigmoid", lambda: nn.Sigmoid(), lambda: torch.nn.Sigmoid(), (0, 3)),
     ("LogSoftmax", lambda: nn.LogSoftmax(1), lambda: torch.nn.LogSoftmax(1), (0, 3)),
     ("Dropout", lambda: nn.Dropout(), lambda: torch.nn.Dropout(), (0, 3)),
-    ("LocalResponseNorm", lambda: nn.LocalResponseNorm(2), lambda: torch.nn.LocalResponseNorm(2),
-     (0, 3, 4, 4)),
+    (
+        "LocalResponseNorm",
+        lambda: nn.LocalResponseNorm(2),
+        lambda: torch.nn.LocalResponseNorm(2),
+        (0, 3, 4, 4),
+    ),
 ]
 
 
@@ -539,8 +701,9 @@ def test_empty_batch_losses_as_torch(loss, reduction):
     target = np.zeros((0, 5)) if loss == "mse_loss" else np.zeros(0, np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = getattr(F, loss)(x, Tensor(target) if loss == "mse_loss" else target,
-                              reduction=reduction)
+        out = getattr(F, loss)(
+            x, Tensor(target) if loss == "mse_loss" else target, reduction=reduction
+        )
         out.sum().backward()
     tout = getattr(TF, loss)(tx, torch.from_numpy(target), reduction=reduction)
     tout.sum().backward()

@@ -1,4 +1,5 @@
 """fastconv.optim: each optimizer and schedule step for step against PyTorch's (float64)."""
+
 import math
 
 import numpy as np
@@ -30,9 +31,14 @@ def run_both(make_ours, make_theirs, steps=6, shapes=((3, 4), (5,))):
     return ours, theirs
 
 
-SGD_CASES = [dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.05, momentum=0.9, nesterov=True),
-             dict(lr=0.1, momentum=0.8, dampening=0.3, weight_decay=1e-2),
-             dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4), dict(lr=0.1, maximize=True)]
+SGD_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, nesterov=True),
+    dict(lr=0.1, momentum=0.8, dampening=0.3, weight_decay=1e-2),
+    dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    dict(lr=0.1, maximize=True),
+]
 
 
 @pytest.mark.parametrize("kw", SGD_CASES, ids=str)
@@ -40,9 +46,13 @@ def test_sgd(kw):
     run_both(lambda p: optim.SGD(p, **kw), lambda p: torch.optim.SGD(p, **kw))
 
 
-ADAM_CASES = [dict(lr=1e-2), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6),
-              dict(lr=1e-2, weight_decay=0.1), dict(lr=1e-2, amsgrad=True, weight_decay=1e-3),
-              dict(lr=1e-2, maximize=True)]
+ADAM_CASES = [
+    dict(lr=1e-2),
+    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6),
+    dict(lr=1e-2, weight_decay=0.1),
+    dict(lr=1e-2, amsgrad=True, weight_decay=1e-3),
+    dict(lr=1e-2, maximize=True),
+]
 
 
 @pytest.mark.parametrize("kw", ADAM_CASES, ids=str)
@@ -86,17 +96,23 @@ def test_bad_hyper_parameters():
         optim.SGD([], lr=0.1)
 
 
-@pytest.mark.parametrize("make", [
-    (lambda o, m: m.StepLR(o, step_size=3, gamma=0.5)),
-    (lambda o, m: m.CosineAnnealingLR(o, T_max=5)),
-    (lambda o, m: m.CosineAnnealingLR(o, T_max=4, eta_min=0.01)),
-], ids=["step", "cosine", "cosine_eta_min"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        (lambda o, m: m.StepLR(o, step_size=3, gamma=0.5)),
+        (lambda o, m: m.CosineAnnealingLR(o, T_max=5)),
+        (lambda o, m: m.CosineAnnealingLR(o, T_max=4, eta_min=0.01)),
+    ],
+    ids=["step", "cosine", "cosine_eta_min"],
+)
 def test_schedules_match_torch(make):
     p, q = Parameter(np.ones(1)), torch.ones(1, requires_grad=True)
     o, t = optim.SGD([p], lr=0.1), torch.optim.SGD([q], lr=0.1)
     so, st = make(o, optim), make(t, torch.optim.lr_scheduler)
     for epoch in range(13):  # past T_max: the cosine comes back up, as PyTorch's does
-        assert so.get_last_lr()[0] == pytest.approx(st.get_last_lr()[0], rel=1e-12, abs=1e-15), epoch
+        assert so.get_last_lr()[0] == pytest.approx(st.get_last_lr()[0], rel=1e-12, abs=1e-15), (
+            epoch
+        )
         o.step(), t.step()
         so.step(), st.step()
 

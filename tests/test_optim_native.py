@@ -2,6 +2,7 @@
 Adam and AdamW bitwise an exact-arithmetic reference of PyTorch's formula (and within an ulp
 of torch.optim, whose CPU square root is not always correctly rounded); float32 within
 rounding; many tensors of mixed sizes and dtypes in one step; determinism; bad input."""
+
 import math
 from fractions import Fraction
 
@@ -47,9 +48,14 @@ def _run_torch(make, start, grads):
     return [t.detach().numpy() for t in ts]
 
 
-SGD_CASES = [dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, weight_decay=1e-4),
-             dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-             dict(lr=0.1, momentum=0.8, dampening=0.3), dict(lr=0.1, momentum=0.9, maximize=True)]
+SGD_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.1, momentum=0.9, weight_decay=1e-4),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    dict(lr=0.1, momentum=0.8, dampening=0.3),
+    dict(lr=0.1, momentum=0.9, maximize=True),
+]
 
 
 @needs_torch
@@ -75,7 +81,7 @@ def _adam_reference(start, grads, lr, betas, eps, wd, decoupled, amsgrad):
         p = [float(v) for v in p0]
         m, v, vmax = [0.0] * len(p), [0.0] * len(p), [0.0] * len(p)
         for t, gs in enumerate(grads, 1):
-            step_size, bc2 = lr / (1 - b1 ** t), (1 - b2 ** t) ** 0.5
+            step_size, bc2 = lr / (1 - b1**t), (1 - b2**t) ** 0.5
             for i in range(len(p)):
                 g = float(gs[k][i])
                 if wd and decoupled:
@@ -93,9 +99,13 @@ def _adam_reference(start, grads, lr, betas, eps, wd, decoupled, amsgrad):
     return out
 
 
-ADAM_CASES = [("Adam", dict(lr=1e-3)), ("Adam", dict(lr=1e-2, weight_decay=1e-2)),
-              ("AdamW", dict(lr=1e-3, weight_decay=1e-2)), ("Adam", dict(lr=1e-3, amsgrad=True)),
-              ("AdamW", dict(lr=2e-3, betas=(0.5, 0.99), amsgrad=True))]
+ADAM_CASES = [
+    ("Adam", dict(lr=1e-3)),
+    ("Adam", dict(lr=1e-2, weight_decay=1e-2)),
+    ("AdamW", dict(lr=1e-3, weight_decay=1e-2)),
+    ("Adam", dict(lr=1e-3, amsgrad=True)),
+    ("AdamW", dict(lr=2e-3, betas=(0.5, 0.99), amsgrad=True)),
+]
 
 
 @pytest.mark.parametrize("name,kw", ADAM_CASES)
@@ -103,9 +113,16 @@ def test_adam_is_bitwise_the_exact_reference(name, kw):
     start = [a[:300] for a in _params(1)]  # (the reference is slow: Fraction per element)
     grads = [[g[:300] for g in gs] for gs in _grads(1, 3)]
     ours, _ = _run_ours(lambda p: getattr(optim, name)(p, **kw), start, grads)
-    ref = _adam_reference(start, grads, kw["lr"], kw.get("betas", (0.9, 0.999)), 1e-8,
-                          kw.get("weight_decay", 1e-2 if name == "AdamW" else 0.0), name == "AdamW",
-                          kw.get("amsgrad", False))
+    ref = _adam_reference(
+        start,
+        grads,
+        kw["lr"],
+        kw.get("betas", (0.9, 0.999)),
+        1e-8,
+        kw.get("weight_decay", 1e-2 if name == "AdamW" else 0.0),
+        name == "AdamW",
+        kw.get("amsgrad", False),
+    )
     for a, b in zip(ours, ref):
         assert np.array_equal(a, b)
 
@@ -121,7 +138,9 @@ def test_adam_matches_pytorch(name, kw):
 
 
 @needs_torch
-@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=1e-4))] + ADAM_CASES)
+@pytest.mark.parametrize(
+    "name,kw", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=1e-4))] + ADAM_CASES
+)
 def test_float32_within_rounding_of_pytorch(name, kw):
     start, grads = _params(3, np.float32), _grads(3, 4, np.float32)
     ours, _ = _run_ours(lambda p: getattr(optim, name)(p, **kw), start, grads)
@@ -133,8 +152,10 @@ def test_float32_within_rounding_of_pytorch(name, kw):
 
 def test_mixed_dtypes_and_no_grad_in_one_step():
     rng = np.random.default_rng(4)
-    a, b, c = (Parameter(rng.standard_normal(n).astype(t)) for n, t in
-               ((5, np.float32), (6, np.float64), (7, np.float64)))
+    a, b, c = (
+        Parameter(rng.standard_normal(n).astype(t))
+        for n, t in ((5, np.float32), (6, np.float64), (7, np.float64))
+    )
     a0, b0, c0 = a.data.copy(), b.data.copy(), c.data.copy()
     opt = optim.SGD([a, b, c], lr=0.5, momentum=0.9)
     a.grad, b.grad = np.ones(5, np.float32), np.ones(6)
@@ -166,7 +187,9 @@ def test_the_kernels_check_their_arrays():
     with pytest.raises(TypeError):
         _core.sgd_step([p], [g.astype(np.float32)], [[buf]], [1], 0.1, 0.9, 0.0, 0.0, False, False)
     with pytest.raises(ValueError):
-        _core.adam_step([p], [g], [[buf]], [0.1], [1.0], 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+        _core.adam_step(
+            [p], [g], [[buf]], [0.1], [1.0], 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False
+        )
     ro = np.zeros(4)
     ro.flags.writeable = False
     with pytest.raises(ValueError):

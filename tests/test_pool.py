@@ -1,14 +1,12 @@
 """Pooling: max with switches, its backward, unpooling, average and adaptive average pooling.
 
 Checked against the loop references in pool_reference.py (max pooling and switches exactly,
-sums within the README's accuracy contract), against PyTorch when it is importable (values and switches
-identical) and by finite differences in float64. test_pool_checks.py covers bad arguments and
-switches, the C ABI, thread counts and forced instruction sets."""
-import ctypes
+sums within the README's accuracy contract), against PyTorch when it is importable (values and
+switches identical) and by finite differences in float64. test_pool_checks.py covers bad arguments
+and switches, the C ABI, thread counts and forced instruction sets."""
+
 import os
-import subprocess
 import sys
-import textwrap
 import zlib
 
 import numpy as np
@@ -49,12 +47,18 @@ MAX_CASES = [
     ((1, 1, 4, 4), 2, 1, 1, 5, False),  # a window holding no input (PyTorch: -inf)
     ((1, 2, 11, 35), 3, 4, 1, 3, True),  # stride 4 (gathers), dilation 3, ceil mode
 ]
-MAX_IDS = [f"x{'x'.join(map(str, c[0]))}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{'ceil' if c[5] else 'floor'}"
-           for c in MAX_CASES]
+MAX_IDS = [
+    f"x{'x'.join(map(str, c[0]))}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{'ceil' if c[5] else 'floor'}"
+    for c in MAX_CASES
+]
 
 # the real layers (channels and batch cut down): AlexNet, VGG, GoogLeNet, ResNet stem
-LAYERS = [((1, 4, 55, 55), 3, 2, 0), ((1, 2, 112, 112), 2, 2, 0), ((1, 4, 56, 56), 3, 2, 1),
-          ((1, 2, 112, 112), 3, 2, 1)]
+LAYERS = [
+    ((1, 4, 55, 55), 3, 2, 0),
+    ((1, 2, 112, 112), 2, 2, 0),
+    ((1, 4, 56, 56), 3, 2, 1),
+    ((1, 2, 112, 112), 3, 2, 1),
+]
 
 # x shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
 AVG_CASES = [
@@ -69,8 +73,14 @@ AVG_CASES = [
 ]
 AVG_IDS = [f"case{i}" for i in range(len(AVG_CASES))]
 
-ADAPTIVE_CASES = [((2, 3, 7, 9), 1), ((2, 3, 7, 9), 3), ((1, 2, 5, 6), (7, 5)),
-                  ((1, 2, 8, 8), (4, None)), ((2, 2, 10, 13), (3, 5)), ((1, 3, 6, 6), (None, None))]
+ADAPTIVE_CASES = [
+    ((2, 3, 7, 9), 1),
+    ((2, 3, 7, 9), 3),
+    ((1, 2, 5, 6), (7, 5)),
+    ((1, 2, 8, 8), (4, None)),
+    ((2, 2, 10, 13), (3, 5)),
+    ((1, 3, 6, 6), (None, None)),
+]
 
 
 @pytest.fixture
@@ -112,12 +122,15 @@ def assert_close(got, ref, scale, dtype):
 
 
 def torch_max(torch, x, k, s, p, d, ceil):
-    y, i = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, d, ceil, return_indices=True)
+    y, i = torch.nn.functional.max_pool2d(
+        torch.from_numpy(x), k, s, p, d, ceil, return_indices=True
+    )
     return y.numpy(), i.numpy()
 
 
 # ---------------------------------------------------------------------------------------------
 # max pooling forward
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
@@ -186,6 +199,7 @@ def test_max_pool2d_empty_batch_and_list_input():
 # ---------------------------------------------------------------------------------------------
 # switches: backward, unpooling, unpooling backward
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
 def test_max_pool2d_backward_matches_reference(case, dtype, prng):
@@ -212,8 +226,11 @@ def test_max_pool2d_backward_accumulates_overlaps():
     assert gx[0, 0, 2, 2] == 10.0 and gx.sum() == 10.0
 
 
-@pytest.mark.parametrize("case", [c for c in MAX_CASES if c[0] != (1, 1, 4, 4)],
-                         ids=[i for c, i in zip(MAX_CASES, MAX_IDS) if c[0] != (1, 1, 4, 4)])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in MAX_CASES if c[0] != (1, 1, 4, 4)],
+    ids=[i for c, i in zip(MAX_CASES, MAX_IDS) if c[0] != (1, 1, 4, 4)],
+)
 def test_max_pool2d_backward_matches_torch(case, prng):
     torch = pytest.importorskip("torch")
     shape, k, s, p, d, ceil = case
@@ -223,12 +240,17 @@ def test_max_pool2d_backward_matches_torch(case, prng):
     g = prng.standard_normal(ty.shape)
     ty.backward(torch.from_numpy(g))
     _, idx = fastconv.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
-    np.testing.assert_allclose(fastconv.max_pool2d_backward(g, idx, shape), tx.grad.numpy(),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        fastconv.max_pool2d_backward(g, idx, shape), tx.grad.numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
-UNPOOL_CASES = [((2, 3, 8, 10), 2, None, 0, None), ((1, 2, 9, 11), 3, 2, 1, None),
-                ((1, 2, 9, 11), 3, 2, 1, (10, 12)), ((2, 1, 7, 7), 3, 2, 0, (1, 1, 8, 8))]
+UNPOOL_CASES = [
+    ((2, 3, 8, 10), 2, None, 0, None),
+    ((1, 2, 9, 11), 3, 2, 1, None),
+    ((1, 2, 9, 11), 3, 2, 1, (10, 12)),
+    ((2, 1, 7, 7), 3, 2, 0, (1, 1, 8, 8)),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -239,8 +261,11 @@ def test_max_unpool2d_matches_reference_and_torch(case, dtype, prng):
     y, idx = fastconv.max_pool2d(x, k, s, p, return_indices=True)
     u = fastconv.max_unpool2d(y, idx, k, s, p, out)
     stride = k if s is None else s
-    hw = tuple(out[-2:]) if out is not None else tuple((y.shape[2 + i] - 1) * stride + k - 2 * p
-                                                       for i in range(2))
+    hw = (
+        tuple(out[-2:])
+        if out is not None
+        else tuple((y.shape[2 + i] - 1) * stride + k - 2 * p for i in range(2))
+    )
     np.testing.assert_array_equal(u, max_unpool2d_ref(y, idx, hw))
     assert u.dtype == dtype
     torch = pytest.importorskip("torch")
@@ -272,19 +297,28 @@ def test_max_unpool2d_backward_gathers(prng):
 # ---------------------------------------------------------------------------------------------
 # average and adaptive average pooling
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", AVG_CASES, ids=AVG_IDS)
 def test_avg_pool2d_matches_reference_and_torch(case, dtype, prng):
     shape, k, s, p, ceil, incl, div = case
     x = prng.standard_normal(shape).astype(dtype)
     y = fastconv.avg_pool2d(x, k, s, p, ceil, incl, div)
-    assert_close(y, avg_pool2d_ref(x, k, s, p, ceil, incl, div),
-                 np.abs(avg_pool2d_ref(np.abs(x), k, s, p, ceil, incl, div)), dtype)
+    assert_close(
+        y,
+        avg_pool2d_ref(x, k, s, p, ceil, incl, div),
+        np.abs(avg_pool2d_ref(np.abs(x), k, s, p, ceil, incl, div)),
+        dtype,
+    )
     g = prng.standard_normal(y.shape).astype(dtype)
     gx = fastconv.avg_pool2d_backward(g, shape, k, s, p, ceil, incl, div)
     assert gx.shape == shape
-    assert_close(gx, avg_pool2d_backward_ref(g, shape, k, s, p, ceil, incl, div),
-                 np.abs(avg_pool2d_backward_ref(np.abs(g), shape, k, s, p, ceil, incl, div)), dtype)
+    assert_close(
+        gx,
+        avg_pool2d_backward_ref(g, shape, k, s, p, ceil, incl, div),
+        np.abs(avg_pool2d_backward_ref(np.abs(g), shape, k, s, p, ceil, incl, div)),
+        dtype,
+    )
     torch = pytest.importorskip("torch")
     tx = torch.from_numpy(x).requires_grad_()
     ty = torch.nn.functional.avg_pool2d(tx, k, s, p, ceil, incl, div)
@@ -295,19 +329,28 @@ def test_avg_pool2d_matches_reference_and_torch(case, dtype, prng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=[f"case{i}" for i in range(len(ADAPTIVE_CASES))])
+@pytest.mark.parametrize(
+    "case", ADAPTIVE_CASES, ids=[f"case{i}" for i in range(len(ADAPTIVE_CASES))]
+)
 def test_adaptive_avg_pool2d_matches_reference_and_torch(case, dtype, prng):
     shape, size = case
     x = prng.standard_normal(shape).astype(dtype)
     y = fastconv.adaptive_avg_pool2d(x, size)
-    out = pair(size) if not isinstance(size, tuple) else tuple(
-        shape[2 + i] if v is None else v for i, v in enumerate(size))
+    out = (
+        pair(size)
+        if not isinstance(size, tuple)
+        else tuple(shape[2 + i] if v is None else v for i, v in enumerate(size))
+    )
     assert y.shape == shape[:2] + out
     assert_close(y, adaptive_avg_pool2d_ref(x, out), adaptive_avg_pool2d_ref(np.abs(x), out), dtype)
     g = prng.standard_normal(y.shape).astype(dtype)
     gx = fastconv.adaptive_avg_pool2d_backward(g, shape)
-    assert_close(gx, adaptive_avg_pool2d_backward_ref(g, shape),
-                 adaptive_avg_pool2d_backward_ref(np.abs(g), shape), dtype)
+    assert_close(
+        gx,
+        adaptive_avg_pool2d_backward_ref(g, shape),
+        adaptive_avg_pool2d_backward_ref(np.abs(g), shape),
+        dtype,
+    )
     torch = pytest.importorskip("torch")
     tx = torch.from_numpy(x).requires_grad_()
     ty = torch.nn.functional.adaptive_avg_pool2d(tx, size)
@@ -322,12 +365,15 @@ def test_global_average_pooling_and_unbatched(prng):
     y = fastconv.adaptive_avg_pool2d(x, 1)
     np.testing.assert_allclose(y[:, :, 0, 0], x.astype(np.float64).mean(axis=(2, 3)), rtol=1e-6)
     np.testing.assert_array_equal(fastconv.adaptive_avg_pool2d(x[1], (1, 1)), y[1])
-    np.testing.assert_array_equal(fastconv.avg_pool2d(x[1], 3, 2, 1), fastconv.avg_pool2d(x, 3, 2, 1)[1])
+    np.testing.assert_array_equal(
+        fastconv.avg_pool2d(x[1], 3, 2, 1), fastconv.avg_pool2d(x, 3, 2, 1)[1]
+    )
     assert fastconv.adaptive_avg_pool2d(x, (0, 3)).shape == (3, 64, 0, 3)  # PyTorch allows 0
 
 
 # ---------------------------------------------------------------------------------------------
 # finite differences (float64)
+
 
 def _numeric_grad(f, x, g, eps=1e-4):  # the ops are piecewise linear
     gx = np.zeros_like(x)
@@ -346,13 +392,20 @@ def _numeric_grad(f, x, g, eps=1e-4):  # the ops are piecewise linear
 def test_gradients_match_finite_differences(prng):
     x = prng.permutation(2 * 2 * 7 * 6).reshape(2, 2, 7, 6) / 10.0  # distinct: no ties
     checks = [
-        (lambda a: fastconv.max_pool2d(a, 3, 2, 1, ceil_mode=True),
-         lambda g: fastconv.max_pool2d_backward(
-             g, fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[1], x.shape)),
-        (lambda a: fastconv.avg_pool2d(a, 3, 2, 1, True, False),
-         lambda g: fastconv.avg_pool2d_backward(g, x.shape, 3, 2, 1, True, False)),
-        (lambda a: fastconv.adaptive_avg_pool2d(a, (3, 4)),
-         lambda g: fastconv.adaptive_avg_pool2d_backward(g, x.shape)),
+        (
+            lambda a: fastconv.max_pool2d(a, 3, 2, 1, ceil_mode=True),
+            lambda g: fastconv.max_pool2d_backward(
+                g, fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[1], x.shape
+            ),
+        ),
+        (
+            lambda a: fastconv.avg_pool2d(a, 3, 2, 1, True, False),
+            lambda g: fastconv.avg_pool2d_backward(g, x.shape, 3, 2, 1, True, False),
+        ),
+        (
+            lambda a: fastconv.adaptive_avg_pool2d(a, (3, 4)),
+            lambda g: fastconv.adaptive_avg_pool2d_backward(g, x.shape),
+        ),
     ]
     for f, back in checks:
         g = prng.standard_normal(f(x).shape)
@@ -365,11 +418,17 @@ def test_backwards_take_unbatched_shapes(prng):
     g = prng.standard_normal(y.shape)
     gx = fastconv.max_pool2d_backward(g, idx, x.shape)
     assert gx.shape == x.shape
-    np.testing.assert_array_equal(gx, fastconv.max_pool2d_backward(g[None], idx[None], (1,) + x.shape)[0])
+    np.testing.assert_array_equal(
+        gx, fastconv.max_pool2d_backward(g[None], idx[None], (1,) + x.shape)[0]
+    )
     ga = fastconv.avg_pool2d_backward(g, x.shape, 3, 2, 1)
-    np.testing.assert_array_equal(ga, fastconv.avg_pool2d_backward(g[None], (1,) + x.shape, 3, 2, 1)[0])
+    np.testing.assert_array_equal(
+        ga, fastconv.avg_pool2d_backward(g[None], (1,) + x.shape, 3, 2, 1)[0]
+    )
     gd = fastconv.adaptive_avg_pool2d_backward(g, x.shape)
-    np.testing.assert_array_equal(gd, fastconv.adaptive_avg_pool2d_backward(g[None], (1,) + x.shape)[0])
+    np.testing.assert_array_equal(
+        gd, fastconv.adaptive_avg_pool2d_backward(g[None], (1,) + x.shape)[0]
+    )
     u = fastconv.max_unpool2d(y, idx, 3, 2, 1)
     assert u.shape == x.shape
     np.testing.assert_array_equal(fastconv.max_unpool2d_backward(u, idx), y)  # unpool's adjoint
@@ -382,7 +441,9 @@ def test_switch_ops_take_noncontiguous_readonly_arrays(prng):
     want_gx = fastconv.max_pool2d_backward(g, idx, x.shape)
     want_u = fastconv.max_unpool2d(y, idx, 2)
     # the same values in transposed storage, read-only
-    g2, idx2, y2 = (np.ascontiguousarray(a.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0) for a in (g, idx, y))
+    g2, idx2, y2 = (
+        np.ascontiguousarray(a.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0) for a in (g, idx, y)
+    )
     for a in (g2, idx2, y2):
         a.flags.writeable = False
         assert not a.flags.c_contiguous

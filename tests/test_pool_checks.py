@@ -1,9 +1,9 @@
 """Pooling: bad arguments and bad switches (PyTorch's rules, messages naming the argument), the
 C ABI through ctypes (descriptor checks; a bad switch leaves the output untouched), and the
 same results on 1 and 2 threads and under every forced instruction set."""
+
 import ctypes
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -15,14 +15,15 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 import fastconv  # noqa: E402
+from _isa import AVAILABLE_ISAS, run_isa  # noqa: E402
 from pool_reference import max_pool2d_ref  # noqa: E402
-from test_pool import assert_max_equal, prng, special_values, threads  # noqa: E402,F401  (fixtures)
+from test_pool import assert_max_equal, special_values  # noqa: E402
 
 BAD_SWITCHES = {
     "negative": (ValueError, lambda i: i.__setitem__((0, 1, 1, 0), -1)),
     "beyond-plane": (ValueError, lambda i: i.__setitem__((1, 0, 0, 2), 8 * 10)),
     "huge": (ValueError, lambda i: i.__setitem__((1, 2, 3, 4), 2**62)),
-    "int64-min": (ValueError, lambda i: i.__setitem__((0, 0, 0, 0), -2**63)),
+    "int64-min": (ValueError, lambda i: i.__setitem__((0, 0, 0, 0), -(2**63))),
 }
 
 
@@ -37,8 +38,8 @@ def _switch_ops(x, y, idx):
 
 @pytest.mark.parametrize("op", ["max_pool2d_backward", "max_unpool2d", "max_unpool2d_backward"])
 @pytest.mark.parametrize("kind", list(BAD_SWITCHES) + ["shape", "int32", "float64"])
-def test_bad_switches_raise(op, kind, prng):
-    x = prng.standard_normal((2, 3, 8, 10))
+def test_bad_switches_raise(op, kind, rng):
+    x = rng.standard_normal((2, 3, 8, 10))
     y, idx = fastconv.max_pool2d(x, 2, return_indices=True)
     call = _switch_ops(x, y, idx)[op]
     bad = idx.copy()
@@ -59,6 +60,7 @@ def test_bad_switches_raise(op, kind, prng):
 # ---------------------------------------------------------------------------------------------
 # threads and instruction sets
 
+
 def _all_ops(x, rng):
     """Every pooling op on x: a dict of results (max pooling on 3/2 with padding and ceil mode)."""
     y, idx = fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
@@ -70,18 +72,25 @@ def _all_ops(x, rng):
     y2, i2 = fastconv.max_pool2d(x, (2, 3), (1, 3), (1, 0), (2, 1), return_indices=True)  # gathers
     y3, i3 = fastconv.max_pool2d(x, 3, 1, 1, return_indices=True)  # stride 1: plain loads
     return {
-        "y": y, "idx": idx, "y2": y2, "idx2": i2, "y3": y3, "idx3": i3,
+        "y": y,
+        "idx": idx,
+        "y2": y2,
+        "idx2": i2,
+        "y3": y3,
+        "idx3": i3,
         "avg1": fastconv.avg_pool2d(x, (3, 2), 1, 1, False, True),
         "gx": fastconv.max_pool2d_backward(g, idx, x.shape),
         "unpool": fastconv.max_unpool2d(y, idx, 3, 2, 1, x.shape[2:]),
-        "avg": a, "avg_gx": fastconv.avg_pool2d_backward(ga, x.shape, 3, 2, 1, True, False),
-        "adaptive": ad, "adaptive_gx": fastconv.adaptive_avg_pool2d_backward(gd, x.shape),
+        "avg": a,
+        "avg_gx": fastconv.avg_pool2d_backward(ga, x.shape, 3, 2, 1, True, False),
+        "adaptive": ad,
+        "adaptive_gx": fastconv.adaptive_avg_pool2d_backward(gd, x.shape),
     }
 
 
-@pytest.mark.usefixtures("threads")
-def test_one_and_two_threads_agree(prng):
-    x = prng.standard_normal((4, 16, 33, 35)).astype(np.float32)  # large enough to use the team
+@pytest.mark.usefixtures("restore_threads")
+def test_one_and_two_threads_agree(rng):
+    x = rng.standard_normal((4, 16, 33, 35)).astype(np.float32)  # large enough to use the team
     fastconv.set_num_threads(1)
     one = _all_ops(x, np.random.default_rng(1))
     fastconv.set_num_threads(2)
@@ -92,7 +101,6 @@ def test_one_and_two_threads_agree(prng):
     assert_max_equal(two["y"][:1, :4], two["idx"][:1, :4], y_ref, i_ref)
 
 
-ISA_ORDER = ["generic", "avx2", "avx512"]
 ISA_SCRIPT = textwrap.dedent(r"""
     import sys
     import numpy as np
@@ -111,20 +119,21 @@ ISA_SCRIPT = textwrap.dedent(r"""
 
 
 @pytest.mark.slow  # a subprocess per ISA
-@pytest.mark.parametrize("isa", ISA_ORDER[: ISA_ORDER.index(fastconv.isa()) + 1])
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_forced_isa_gives_identical_results(isa, tmp_path):
     """Every micro-kernel set (FASTCONV_ISA forces the lower ones) computes the same bits."""
     path = str(tmp_path / "out.npz")
-    env = dict(os.environ, FASTCONV_ISA=isa)
-    run = subprocess.run([sys.executable, "-c", ISA_SCRIPT, TESTS_DIR, path], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
+    run_isa(isa, ISA_SCRIPT, path, timeout=120)
     got = np.load(path)
     assert str(got["isa"]) == isa
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(0)
-        for k, x in enumerate((rng.standard_normal((2, 3, 19, 41)).astype(dtype),
-                               special_values(rng, (2, 3, 19, 41), dtype))):
+        for k, x in enumerate(
+            (
+                rng.standard_normal((2, 3, 19, 41)).astype(dtype),
+                special_values(rng, (2, 3, 19, 41), dtype),
+            )
+        ):
             y_ref, i_ref = max_pool2d_ref(x, 3, 2, 1, ceil_mode=True)
             key = f"{np.dtype(dtype).name}-{k}"
             assert_max_equal(got[f"{key}-y"], got[f"{key}-idx"], y_ref, i_ref)
@@ -142,10 +151,16 @@ ARG_ERRORS = [
     (lambda: fastconv.max_pool2d(X, (2, 2, 2)), TypeError, "kernel_size"),
     (lambda: fastconv.max_pool2d(X, 2, 0), ValueError, "stride must be >= 1"),
     (lambda: fastconv.max_pool2d(X, 2, padding=-1), ValueError, "padding must be >= 0"),
-    (lambda: fastconv.max_pool2d(X, 3, padding=2), ValueError,
-     "pad should be at most half of effective kernel size.*padding=2"),
-    (lambda: fastconv.max_pool2d(X, 2, padding=2, dilation=3), ValueError,
-     "pad should be smaller than or equal to half of kernel size.*padding=2"),
+    (
+        lambda: fastconv.max_pool2d(X, 3, padding=2),
+        ValueError,
+        "pad should be at most half of effective kernel size.*padding=2",
+    ),
+    (
+        lambda: fastconv.max_pool2d(X, 2, padding=2, dilation=3),
+        ValueError,
+        "pad should be smaller than or equal to half of kernel size.*padding=2",
+    ),
     (lambda: fastconv.max_pool2d(X, 2, dilation=0), ValueError, "dilation must be >= 1"),
     (lambda: fastconv.max_pool2d(X, 10), ValueError, r"x of shape \(2, 3, 8, 8\).*too small"),
     (lambda: fastconv.max_pool2d(X, 2, ceil_mode="yes"), TypeError, "ceil_mode"),
@@ -154,30 +169,54 @@ ARG_ERRORS = [
     (lambda: fastconv.max_pool2d(np.zeros((2, 0, 8, 8)), 2), ValueError, "x must have non-zero"),
     (lambda: fastconv.max_pool2d(X.astype(np.int32), 2), TypeError, "x: dtype int32"),
     (lambda: fastconv.max_pool2d_backward(Y, IDX, (2, 3, 8)), ValueError, "grad_out must be 3-D"),
-    (lambda: fastconv.max_pool2d_backward(Y, IDX, (2, 4, 8, 8)), ValueError,
-     "batch and channel dimensions"),
+    (
+        lambda: fastconv.max_pool2d_backward(Y, IDX, (2, 4, 8, 8)),
+        ValueError,
+        "batch and channel dimensions",
+    ),
     (lambda: fastconv.max_pool2d_backward(Y, IDX, (2, 3, -8, 8)), ValueError, "input_shape"),
     (lambda: fastconv.max_pool2d_backward(Y, IDX, "abc"), TypeError, "input_shape"),
     (lambda: fastconv.max_unpool2d(Y, IDX[:1], 2), ValueError, "indices must have the shape of x"),
-    (lambda: fastconv.max_unpool2d(Y, IDX, 2, output_size=(5, 5)), ValueError,
-     r'invalid output_size "\(5, 5\)" \(dim 0 must be between 6 and 10\)'),
-    (lambda: fastconv.max_unpool2d(Y, IDX, 2, output_size=(8,)), ValueError,
-     "output_size should be a sequence containing 2 or 4 elements"),
-    (lambda: fastconv.avg_pool2d(X, 2, divisor_override=0), ValueError,
-     "divisor_override: divisor must be not zero"),
+    (
+        lambda: fastconv.max_unpool2d(Y, IDX, 2, output_size=(5, 5)),
+        ValueError,
+        r'invalid output_size "\(5, 5\)" \(dim 0 must be between 6 and 10\)',
+    ),
+    (
+        lambda: fastconv.max_unpool2d(Y, IDX, 2, output_size=(8,)),
+        ValueError,
+        "output_size should be a sequence containing 2 or 4 elements",
+    ),
+    (
+        lambda: fastconv.avg_pool2d(X, 2, divisor_override=0),
+        ValueError,
+        "divisor_override: divisor must be not zero",
+    ),
     (lambda: fastconv.avg_pool2d(X, 2, divisor_override=1.5), TypeError, "divisor_override"),
     (lambda: fastconv.avg_pool2d(X, 3, padding=2), ValueError, "pad should be at most half"),
     (lambda: fastconv.avg_pool2d(X, 2, count_include_pad=None), TypeError, "count_include_pad"),
-    (lambda: fastconv.avg_pool2d_backward(Y, X.shape, 3), ValueError,
-     r"grad_out must have the forward output's shape \(2, 3, 2, 2\)"),
-    (lambda: fastconv.adaptive_avg_pool2d(X, (-1, 3)), ValueError,
-     "elements of output_size must be greater than or equal to 0"),
+    (
+        lambda: fastconv.avg_pool2d_backward(Y, X.shape, 3),
+        ValueError,
+        r"grad_out must have the forward output's shape \(2, 3, 2, 2\)",
+    ),
+    (
+        lambda: fastconv.adaptive_avg_pool2d(X, (-1, 3)),
+        ValueError,
+        "elements of output_size must be greater than or equal to 0",
+    ),
     (lambda: fastconv.adaptive_avg_pool2d(X, 2.5), TypeError, "output_size"),
-    (lambda: fastconv.adaptive_avg_pool2d_backward(Y, (2, 3, 8)), ValueError, "grad_out must be 3-D"),
+    (
+        lambda: fastconv.adaptive_avg_pool2d_backward(Y, (2, 3, 8)),
+        ValueError,
+        "grad_out must be 3-D",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call,err,match", ARG_ERRORS, ids=[f"err{i}" for i in range(len(ARG_ERRORS))])
+@pytest.mark.parametrize(
+    "call,err,match", ARG_ERRORS, ids=[f"err{i}" for i in range(len(ARG_ERRORS))]
+)
 def test_argument_errors(call, err, match):
     with pytest.raises(err, match=match):
         call()
@@ -186,9 +225,26 @@ def test_argument_errors(call, err, match):
 # ---------------------------------------------------------------------------------------------
 # the C ABI (ctypes): descriptor checks and "no write on a bad switch"
 
+
 class PoolDesc(ctypes.Structure):
-    _fields_ = [(f, ctypes.c_int64) for f in ("n", "c", "h", "w", "kh", "kw", "stride_h", "stride_w",
-                                              "pad_h", "pad_w", "dil_h", "dil_w", "ceil_mode")]
+    _fields_ = [
+        (f, ctypes.c_int64)
+        for f in (
+            "n",
+            "c",
+            "h",
+            "w",
+            "kh",
+            "kw",
+            "stride_h",
+            "stride_w",
+            "pad_h",
+            "pad_w",
+            "dil_h",
+            "dil_w",
+            "ceil_mode",
+        )
+    ]
 
 
 class PlanesDesc(ctypes.Structure):
@@ -208,11 +264,20 @@ def lib():
     lib = ctypes.CDLL(path)
     lib.fc_last_error.restype = ctypes.c_char_p
     P = ctypes.c_void_p
-    lib.fc_pool2d_output_size.argtypes = [ctypes.POINTER(PoolDesc), ctypes.POINTER(ctypes.c_int64),
-                                          ctypes.POINTER(ctypes.c_int64)]
+    lib.fc_pool2d_output_size.argtypes = [
+        ctypes.POINTER(PoolDesc),
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int64),
+    ]
     lib.fc_max_pool2d_forward.argtypes = [ctypes.POINTER(PoolDesc), ctypes.c_int, P, P, P]
-    lib.fc_avg_pool2d_forward.argtypes = [ctypes.POINTER(PoolDesc), ctypes.c_int, ctypes.c_int,
-                                          ctypes.c_int64, P, P]
+    lib.fc_avg_pool2d_forward.argtypes = [
+        ctypes.POINTER(PoolDesc),
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int64,
+        P,
+        P,
+    ]
     for fn in ("fc_max_pool2d_backward", "fc_max_unpool2d_forward", "fc_max_unpool2d_backward"):
         getattr(lib, fn).argtypes = [ctypes.POINTER(PlanesDesc), ctypes.c_int, P, P, P]
     return lib
@@ -229,8 +294,11 @@ def test_c_abi_switch_entries_write_nothing_on_a_bad_switch(lib):
     idx[1, 2, 3, 4] = 80  # one past the plane
     dx = np.full((2, 3, 8, 10), 7.0, np.float32)
     small = np.full((2, 3, 4, 5), 7.0, np.float32)
-    for fn, a, out in (("fc_max_pool2d_backward", dy, dx), ("fc_max_unpool2d_forward", dy, dx),
-                       ("fc_max_unpool2d_backward", dx.copy(), small)):
+    for fn, a, out in (
+        ("fc_max_pool2d_backward", dy, dx),
+        ("fc_max_unpool2d_forward", dy, dx),
+        ("fc_max_unpool2d_backward", dx.copy(), small),
+    ):
         before = out.copy()
         assert getattr(lib, fn)(ctypes.byref(d), 0, _p(a), _p(idx), _p(out)) == 1  # FC_EINVAL
         assert b"switches[119] = 80" in lib.fc_last_error()
@@ -240,12 +308,18 @@ def test_c_abi_switch_entries_write_nothing_on_a_bad_switch(lib):
     assert dx.sum() == dy.sum() and lib.fc_last_error() == b""
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("kh", 0, b"kh must be >= 1, got 0"), ("stride_w", -2, b"stride_w must be >= 1"),
-    ("pad_h", 2, b"pad should be at most half of effective kernel size, but got pad_h=2"),
-    ("ceil_mode", 2, b"ceil_mode must be 0 or 1"), ("h", 1, b"Output size is too small"),
-    ("dil_w", 1 << 62, b"overflows int64"), ("n", 1 << 62, b"overflows int64"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("kh", 0, b"kh must be >= 1, got 0"),
+        ("stride_w", -2, b"stride_w must be >= 1"),
+        ("pad_h", 2, b"pad should be at most half of effective kernel size, but got pad_h=2"),
+        ("ceil_mode", 2, b"ceil_mode must be 0 or 1"),
+        ("h", 1, b"Output size is too small"),
+        ("dil_w", 1 << 62, b"overflows int64"),
+        ("n", 1 << 62, b"overflows int64"),
+    ],
+)
 def test_c_abi_pool_desc_checks(lib, field, value, match):
     d = PoolDesc(2, 3, 8, 8, 3, 3, 2, 2, 0, 0, 1, 1, 0)
     ho, wo = ctypes.c_int64(), ctypes.c_int64()

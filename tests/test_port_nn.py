@@ -2,6 +2,7 @@
 ModuleDict, AvgPool2d(divisor_override), Conv2d's padding strings and padding modes, F.pad,
 module hooks, get_submodule/to/zero_grad/requires_grad_, and docstrings everywhere.
 Float64 values and gradients against PyTorch (1e-12) and finite differences."""
+
 import importlib
 import inspect
 import pkgutil
@@ -40,9 +41,16 @@ ACTS = [  # name, ours, theirs
     ("hardswish", F.hardswish, TF and TF.hardswish),
     ("silu", F.silu, TF and TF.silu),
     ("gelu", F.gelu, TF and TF.gelu),
-    ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
-     TF and (lambda x: TF.gelu(x, approximate="tanh"))),
-    ("relu_inplace", lambda x: F.relu(x, inplace=True), TF and (lambda x: TF.relu(x * 1, inplace=True))),
+    (
+        "gelu_tanh",
+        lambda x: F.gelu(x, approximate="tanh"),
+        TF and (lambda x: TF.gelu(x, approximate="tanh")),
+    ),
+    (
+        "relu_inplace",
+        lambda x: F.relu(x, inplace=True),
+        TF and (lambda x: TF.relu(x * 1, inplace=True)),
+    ),
 ]
 
 
@@ -74,6 +82,7 @@ def test_gelu_without_scipy_uses_math_erf(monkeypatch):
     import sys
 
     from fastconv.nn import _activations
+
     x = np.linspace(-6, 6, 41)
     with_scipy = F.gelu(Tensor(x)).data
     monkeypatch.setitem(sys.modules, "scipy.special", None)  # import fails
@@ -94,7 +103,10 @@ ACT_MODULES = [
     (lambda: nn.GELU("tanh"), lambda: torch.nn.GELU("tanh")),
     (lambda: nn.LeakyReLU(0.2, inplace=True), lambda: torch.nn.LeakyReLU(0.2, inplace=True)),
     (lambda: nn.ELU(0.5, True), lambda: torch.nn.ELU(0.5, True)),
-    (lambda: nn.Dropout(0.3, inplace=True).eval(), lambda: torch.nn.Dropout(0.3, inplace=True).eval()),
+    (
+        lambda: nn.Dropout(0.3, inplace=True).eval(),
+        lambda: torch.nn.Dropout(0.3, inplace=True).eval(),
+    ),
     (lambda: nn.Dropout2d(0.3).eval(), lambda: torch.nn.Dropout2d(0.3).eval()),
     (lambda: nn.Identity(54, unused="x"), lambda: torch.nn.Identity(54, unused="x")),
 ]
@@ -123,6 +135,7 @@ def test_activation_arguments_are_checked():
 
 
 # --- dropout2d --------------------------------------------------------------------------------
+
 
 def test_dropout2d_zeroes_whole_channels_and_scales_the_rest():
     x = np.random.default_rng(0).uniform(1, 2, (8, 16, 3, 5))
@@ -167,12 +180,26 @@ def test_dropout2d_module_and_argument_checks():
 
 # --- adaptive max pooling ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,out", [((2, 3, 7, 5), (3, 2)), ((2, 3, 7, 5), 4), ((1, 2, 6, 6), 1),
-                                       ((2, 2, 5, 7), (5, 7)), ((2, 2, 5, 7), (None, 3)),
-                                       ((3, 5, 8), (3, 5)), ((2, 3, 4, 4), (6, 5))])
+
+@pytest.mark.parametrize(
+    "shape,out",
+    [
+        ((2, 3, 7, 5), (3, 2)),
+        ((2, 3, 7, 5), 4),
+        ((1, 2, 6, 6), 1),
+        ((2, 2, 5, 7), (5, 7)),
+        ((2, 2, 5, 7), (None, 3)),
+        ((3, 5, 8), (3, 5)),
+        ((2, 3, 4, 4), (6, 5)),
+    ],
+)
 def test_adaptive_max_pool2d(shape, out):
-    check_op([shape], lambda x: F.adaptive_max_pool2d(x, out),
-             _t(lambda x: TF.adaptive_max_pool2d(x, out)), rtol=RTOL)
+    check_op(
+        [shape],
+        lambda x: F.adaptive_max_pool2d(x, out),
+        _t(lambda x: TF.adaptive_max_pool2d(x, out)),
+        rtol=RTOL,
+    )
     x = np.random.default_rng(5).standard_normal(shape)
     y, idx = F.adaptive_max_pool2d(Tensor(x), out, return_indices=True)
     assert idx.dtype == np.int64 and not idx.requires_grad
@@ -199,13 +226,26 @@ def test_adaptive_max_pool2d_errors():
 
 # --- average pooling's divisor, ModuleDict, Identity ------------------------------------------
 
-@pytest.mark.parametrize("kernel,stride,padding,divisor", [(2, None, 0, 3), (3, 2, 1, 5), ((2, 3), 1, 0, 1)])
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,divisor", [(2, None, 0, 3), (3, 2, 1, 5), ((2, 3), 1, 0, 1)]
+)
 def test_avg_pool2d_divisor_override(kernel, stride, padding, divisor):
-    check_op([(2, 3, 7, 6)], lambda x: F.avg_pool2d(x, kernel, stride, padding, divisor_override=divisor),
-             _t(lambda x: TF.avg_pool2d(x, kernel, stride, padding, divisor_override=divisor)), rtol=RTOL)
-    check_op([(2, 3, 7, 6)], nn.AvgPool2d(kernel, stride, padding, divisor_override=divisor),
-             _t(torch.nn.AvgPool2d(kernel, stride, padding, divisor_override=divisor)) if torch else None,
-             fd=False, rtol=RTOL)
+    check_op(
+        [(2, 3, 7, 6)],
+        lambda x: F.avg_pool2d(x, kernel, stride, padding, divisor_override=divisor),
+        _t(lambda x: TF.avg_pool2d(x, kernel, stride, padding, divisor_override=divisor)),
+        rtol=RTOL,
+    )
+    check_op(
+        [(2, 3, 7, 6)],
+        nn.AvgPool2d(kernel, stride, padding, divisor_override=divisor),
+        _t(torch.nn.AvgPool2d(kernel, stride, padding, divisor_override=divisor))
+        if torch
+        else None,
+        fd=False,
+        rtol=RTOL,
+    )
     with pytest.raises(ValueError, match="divisor_override"):
         F.avg_pool2d(Tensor(np.ones((1, 1, 4, 4))), 2, divisor_override=0)
 
@@ -216,7 +256,12 @@ def test_module_dict():
     d.update([("pool", nn.MaxPool2d(2))])
     assert list(d) == ["conv", "act", "fc", "pool"] and len(d) == 4 and "fc" in d
     assert list(d.keys()) == ["conv", "act", "fc", "pool"] and isinstance(d["act"], nn.ReLU)
-    assert [k for k, _ in d.named_parameters()] == ["conv.weight", "conv.bias", "fc.weight", "fc.bias"]
+    assert [k for k, _ in d.named_parameters()] == [
+        "conv.weight",
+        "conv.bias",
+        "fc.weight",
+        "fc.bias",
+    ]
     assert isinstance(d.pop("pool"), nn.MaxPool2d) and "pool" not in d
     with pytest.raises(KeyError):
         d["nothing"]
@@ -225,8 +270,9 @@ def test_module_dict():
     with pytest.raises(TypeError, match="must be a Module"):
         d["x"] = 3
     if torch is not None:
-        td = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(2, 3, 3), "act": torch.nn.ReLU(),
-                                  "fc": torch.nn.Linear(3, 2)})
+        td = torch.nn.ModuleDict(
+            {"conv": torch.nn.Conv2d(2, 3, 3), "act": torch.nn.ReLU(), "fc": torch.nn.Linear(3, 2)}
+        )
         d.load_state_dict(td.state_dict())  # strict: the same keys
         assert repr(d).replace("bias=True", "") == repr(td).replace("bias=True", "")
     d.clear()
@@ -235,17 +281,24 @@ def test_module_dict():
 
 # --- Conv2d: padding strings and padding modes ------------------------------------------------
 
+
 @needs_torch
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (4, 1), ((3, 2), (2, 1))])
 def test_conv2d_module_padding_strings(padding, kernel, dilation):
-    ours, theirs = _ported(nn.Conv2d(3, 4, kernel, padding=padding, dilation=dilation),
-                           torch.nn.Conv2d(3, 4, kernel, padding=padding, dilation=dilation))
+    ours, theirs = _ported(
+        nn.Conv2d(3, 4, kernel, padding=padding, dilation=dilation),
+        torch.nn.Conv2d(3, 4, kernel, padding=padding, dilation=dilation),
+    )
     assert repr(ours) == repr(theirs)
     check_op([(2, 3, 7, 6)], ours, theirs, fd=False, rtol=RTOL)
-    check_op([(2, 3, 9)], *_ported(nn.Conv1d(3, 2, 3, padding=padding),
-                                   torch.nn.Conv1d(3, 2, 3, padding=padding)), fd=False, rtol=RTOL)
+    check_op(
+        [(2, 3, 9)],
+        *_ported(nn.Conv1d(3, 2, 3, padding=padding), torch.nn.Conv1d(3, 2, 3, padding=padding)),
+        fd=False,
+        rtol=RTOL,
+    )
 
 
 def test_conv2d_issue_example_and_argument_checks():
@@ -253,7 +306,9 @@ def test_conv2d_issue_example_and_argument_checks():
     assert conv(Tensor(np.ones((1, 3, 5, 5), np.float32))).shape == (1, 8, 5, 5)
     with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
         nn.Conv2d(3, 8, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match="padding must be an int, a tuple, 'valid' or 'same', got 'full'"):
+    with pytest.raises(
+        ValueError, match="padding must be an int, a tuple, 'valid' or 'same', got 'full'"
+    ):
         nn.Conv2d(3, 8, 3, padding="full")
     with pytest.raises(ValueError, match="padding_mode must be one of 'zeros'.*got 'mirror'"):
         nn.Conv2d(3, 8, 3, padding_mode="mirror")
@@ -280,13 +335,22 @@ def _same_gradients(ours, theirs, shape, seed=0):
 @needs_torch
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
-@pytest.mark.parametrize("kernel,stride,padding,dilation", [
-    (3, 1, 1, 1), (3, 2, (2, 1), 1), ((2, 3), 1, "same", 1), (3, 1, "same", 2), (3, 1, "valid", 1),
-    (5, 1, 2, 1)])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation",
+    [
+        (3, 1, 1, 1),
+        (3, 2, (2, 1), 1),
+        ((2, 3), 1, "same", 1),
+        (3, 1, "same", 2),
+        (3, 1, "valid", 1),
+        (5, 1, 2, 1),
+    ],
+)
 def test_conv2d_padding_modes(mode, kernel, stride, padding, dilation):
     ours, theirs = _ported(
         nn.Conv2d(3, 4, kernel, stride, padding, dilation, padding_mode=mode),
-        torch.nn.Conv2d(3, 4, kernel, stride, padding, dilation, padding_mode=mode))
+        torch.nn.Conv2d(3, 4, kernel, stride, padding, dilation, padding_mode=mode),
+    )
     assert repr(ours) == repr(theirs) and ours.padding_mode == mode
     _same_gradients(ours, theirs, (2, 3, 6, 5))
     check_op([(1, 3, 6, 5)], ours, theirs, rtol=RTOL)  # input gradient: finite differences too
@@ -295,8 +359,14 @@ def test_conv2d_padding_modes(mode, kernel, stride, padding, dilation):
 @needs_torch
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_conv1d_padding_modes(mode):
-    check_op([(2, 3, 8)], *_ported(nn.Conv1d(3, 2, 3, padding=2, padding_mode=mode),
-                                   torch.nn.Conv1d(3, 2, 3, padding=2, padding_mode=mode)), rtol=RTOL)
+    check_op(
+        [(2, 3, 8)],
+        *_ported(
+            nn.Conv1d(3, 2, 3, padding=2, padding_mode=mode),
+            torch.nn.Conv1d(3, 2, 3, padding=2, padding_mode=mode),
+        ),
+        rtol=RTOL,
+    )
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
@@ -306,8 +376,12 @@ def test_pad(mode, pad):
         pad = pad[:-2] + (2, 1)  # (reflect needs pads smaller than the size)
     shape = {2: (2, 3, 5), 4: (2, 3, 4, 5), 6: (2, 3, 4, 5)}[len(pad)]  # what torch takes
     value = 0.5 if mode == "constant" else None
-    check_op([shape], lambda x: F.pad(x, pad, mode, value),
-             _t(lambda x: TF.pad(x, pad, mode, value)), rtol=RTOL)
+    check_op(
+        [shape],
+        lambda x: F.pad(x, pad, mode, value),
+        _t(lambda x: TF.pad(x, pad, mode, value)),
+        rtol=RTOL,
+    )
 
 
 def test_pad_errors():
@@ -330,10 +404,14 @@ def test_pad_errors():
 
 def test_inference_plans_refuse_what_they_do_not_know():
     from fastconv import inference
+
     x = np.ones((1, 3, 6, 6), np.float32)
-    for layer, op in [(nn.AvgPool2d(2, divisor_override=3), "AvgPool2dDivisor"),
-                      (nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"), "Pad"),
-                      (nn.Hardswish(), "Hardswish"), (nn.AdaptiveMaxPool2d(2), "AdaptiveMaxPool2d")]:
+    for layer, op in [
+        (nn.AvgPool2d(2, divisor_override=3), "AvgPool2dDivisor"),
+        (nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"), "Pad"),
+        (nn.Hardswish(), "Hardswish"),
+        (nn.AdaptiveMaxPool2d(2), "AdaptiveMaxPool2d"),
+    ]:
         with pytest.raises(inference.UnsupportedOp, match=op):  # not a plan without the divisor
             inference.compile(nn.Sequential(layer).eval(), x)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding="same"), nn.ReLU(inplace=True)).eval()
@@ -342,16 +420,21 @@ def test_inference_plans_refuse_what_they_do_not_know():
 
 # --- hooks ------------------------------------------------------------------------------------
 
+
 def test_forward_pre_hook_and_forward_hook_replace_and_remove():
     lin = nn.Linear(3, 2, dtype=np.float64)
     x = Tensor(np.ones((1, 3)))
     seen = []
     h1 = lin.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
-    h2 = lin.register_forward_hook(lambda m, args, out: seen.append((args[0].data.copy(), out)) or None)
+    h2 = lin.register_forward_hook(
+        lambda m, args, out: seen.append((args[0].data.copy(), out)) or None
+    )
     h3 = lin.register_forward_hook(lambda m, args, out: out + 1)
     y = lin(x)
     np.testing.assert_allclose(seen[0][0], 2 * np.ones((1, 3)))  # the pre-hook's replacement
-    np.testing.assert_allclose(y.data, F.linear(Tensor(2 * np.ones((1, 3))), lin.weight, lin.bias).data + 1)
+    np.testing.assert_allclose(
+        y.data, F.linear(Tensor(2 * np.ones((1, 3))), lin.weight, lin.bias).data + 1
+    )
     h1.remove(), h2.remove(), h3.remove()
     np.testing.assert_allclose(lin(x).data, F.linear(x, lin.weight, lin.bias).data)
     h1.remove()  # twice is fine
@@ -359,8 +442,9 @@ def test_forward_pre_hook_and_forward_hook_replace_and_remove():
     lin.register_forward_pre_hook(lambda m, a: order.append("second"))
     lin.register_forward_pre_hook(lambda m, a: order.append("first"), prepend=True)
     lin.register_forward_pre_hook(lambda m, a: a[0] * 0)  # a single value becomes (value,)
-    with lin.register_forward_hook(lambda m, a, kw, out: (order.append(sorted(kw)), out)[1],
-                                   with_kwargs=True):
+    with lin.register_forward_hook(
+        lambda m, a, kw, out: (order.append(sorted(kw)), out)[1], with_kwargs=True
+    ):
         np.testing.assert_array_equal(lin(x).data, lin.bias.data[None])  # zeros in, the bias out
     assert order == ["first", "second", []]
 
@@ -372,8 +456,9 @@ def test_forward_hooks_with_kwargs_as_torch():
             return x * factor
 
     m = Scale()
-    m.register_forward_pre_hook(lambda mod, args, kwargs: (args, {**kwargs, "factor": 3.0}),
-                                with_kwargs=True)
+    m.register_forward_pre_hook(
+        lambda mod, args, kwargs: (args, {**kwargs, "factor": 3.0}), with_kwargs=True
+    )
     assert m(Tensor(np.ones(2)), factor=2.0).data.tolist() == [3.0, 3.0]
     m.register_forward_pre_hook(lambda mod, args, kwargs: 5, with_kwargs=True)
     with pytest.raises(TypeError, match=r"must return None or a tuple \(args, kwargs\)"):
@@ -396,8 +481,12 @@ class _TwoIn(nn.Module):
 def _record(store):
     def hook(module, grad_input, grad_output):
         def arr(g):
-            return None if g is None else np.array(g.detach().numpy() if hasattr(g, "detach") else g)
+            return (
+                None if g is None else np.array(g.detach().numpy() if hasattr(g, "detach") else g)
+            )
+
         store.append(([arr(g) for g in grad_input], [arr(g) for g in grad_output]))
+
     return hook
 
 
@@ -436,8 +525,10 @@ def test_full_backward_hook_replaces_grad_input_and_runs_on_layers():
     lin, _ = _ported(nn.Linear(4, 3), tlin)
     x = np.random.default_rng(1).standard_normal((5, 4))
     got, want = [], []
-    handles = [lin.register_full_backward_hook(_record(got)),
-               lin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,))]
+    handles = [
+        lin.register_full_backward_hook(_record(got)),
+        lin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,)),
+    ]
     tlin.register_full_backward_hook(_record(want))
     doubling = tlin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,))
     tx, px = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
@@ -484,8 +575,12 @@ def test_full_backward_hook_errors_are_clear():
 
 
 def test_hooks_in_a_network_see_every_layer_once():
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(3 * 4 * 4, 2, dtype=np.float64))
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 2, dtype=np.float64),
+    )
     calls = []
     for name, m in net.named_children():
         m.register_forward_hook(lambda mod, a, out, name=name: calls.append(("fwd", name)))
@@ -499,22 +594,29 @@ def test_hooks_in_a_network_see_every_layer_once():
 
 # --- Module API -------------------------------------------------------------------------------
 
+
 def _net():
-    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3),
-                         nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Sequential(nn.ReLU(), nn.Linear(4, 2))
+    )
 
 
 def test_get_submodule_and_get_parameter():
     net = _net()
     assert net.get_submodule("") is net and net.get_submodule("2.1") is net[2][1]
     assert net.get_parameter("2.1.weight") is net[2][1].weight
-    with pytest.raises(AttributeError, match=r"get_submodule\('2.5'\): Sequential has no sub-module '5'"):
+    with pytest.raises(
+        AttributeError, match=r"get_submodule\('2.5'\): Sequential has no sub-module '5'"
+    ):
         net.get_submodule("2.5")
     with pytest.raises(AttributeError, match="has no parameter 'scale'"):
         net.get_parameter("1.scale")
     if torch is not None:
-        tnet = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3),
-                                   torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(4, 2)))
+        tnet = torch.nn.Sequential(
+            torch.nn.Conv2d(2, 3, 3),
+            torch.nn.BatchNorm2d(3),
+            torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(4, 2)),
+        )
         for name, _ in tnet.named_modules():
             assert type(net.get_submodule(name)).__name__ == type(tnet.get_submodule(name)).__name__
 
@@ -564,11 +666,26 @@ def test_zero_grad_and_requires_grad():
 
 # --- docstrings -------------------------------------------------------------------------------
 
+
 def _public_modules():
     out = [nn, F, models]
-    for pkg, names in ((nn, ["module", "container", "activation", "layers", "conv", "pooling",
-                             "normalization", "init", "hooks"]),
-                       (models, [m.name for m in pkgutil.iter_modules(models.__path__)])):
+    for pkg, names in (
+        (
+            nn,
+            [
+                "module",
+                "container",
+                "activation",
+                "layers",
+                "conv",
+                "pooling",
+                "normalization",
+                "init",
+                "hooks",
+            ],
+        ),
+        (models, [m.name for m in pkgutil.iter_modules(models.__path__)]),
+    ):
         out += [importlib.import_module(f"{pkg.__name__}.{n}") for n in names]
     return out
 
@@ -578,11 +695,16 @@ def test_every_public_class_and_function_has_a_docstring():
     for mod in _public_modules():
         assert (mod.__doc__ or "").strip(), mod.__name__
         names = set(getattr(mod, "__all__", []))
-        names |= {n for n, o in vars(mod).items() if inspect.isclass(o) and not n.startswith("_")
-                  and o.__module__.startswith("fastconv")}
+        names |= {
+            n
+            for n, o in vars(mod).items()
+            if inspect.isclass(o) and not n.startswith("_") and o.__module__.startswith("fastconv")
+        }
         for name in sorted(names):
             obj = getattr(mod, name)
-            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (
+                obj.__doc__ or ""
+            ).strip():
                 missing.append(f"{mod.__name__}.{name}")
     assert not missing, f"no docstring: {missing}"
 
@@ -591,6 +713,7 @@ def test_every_top_level_name_has_a_docstring():
     """fastconv's own namespace: each name in ``fastconv.__all__`` that is a function, class or
     module, and the public methods of those classes (Tensor's, say)."""
     import fastconv
+
     missing = []
     for name in fastconv.__all__:
         obj = getattr(fastconv, name)
@@ -599,7 +722,11 @@ def test_every_top_level_name_has_a_docstring():
         if not (inspect.getdoc(obj) or "").strip():
             missing.append(name)
         if inspect.isclass(obj):
-            missing += [f"{name}.{attr}" for attr, member in vars(obj).items()
-                        if not attr.startswith("_") and callable(member)
-                        and not (inspect.getdoc(member) or "").strip()]
+            missing += [
+                f"{name}.{attr}"
+                for attr, member in vars(obj).items()
+                if not attr.startswith("_")
+                and callable(member)
+                and not (inspect.getdoc(member) or "").strip()
+            ]
     assert not missing, f"no docstring: {missing}"

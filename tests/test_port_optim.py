@@ -1,6 +1,7 @@
 """Code ported from PyTorch runs unchanged: RMSprop, Adagrad, add_param_group, step(closure), the
 schedules and gradient clipping, each step for step against torch's (float64), and their
 state_dicts round-tripping mid-run (ours and torch's, both ways)."""
+
 import copy
 import inspect
 import json
@@ -68,13 +69,20 @@ class Pair:
 # ----------------------------------------------------------------------------------------------
 # RMSprop and Adagrad
 
-RMSPROP = [dict(lr=1e-2), dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=0.1),
-           dict(lr=1e-2, momentum=0.9), dict(lr=1e-2, centered=True),
-           dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=1e-2, maximize=True),
-           dict(lr=1e-2, alpha=0.3)]  # alpha < 0.5: the other side of lerp
-ADAGRAD = [dict(lr=1e-1), dict(lr=1e-1, lr_decay=0.1, weight_decay=0.05),
-           dict(lr=1e-1, initial_accumulator_value=0.5, eps=1e-6),
-           dict(lr=1e-1, maximize=True, lr_decay=1e-2)]
+RMSPROP = [
+    dict(lr=1e-2),
+    dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=0.1),
+    dict(lr=1e-2, momentum=0.9),
+    dict(lr=1e-2, centered=True),
+    dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=1e-2, maximize=True),
+    dict(lr=1e-2, alpha=0.3),
+]  # alpha < 0.5: the other side of lerp
+ADAGRAD = [
+    dict(lr=1e-1),
+    dict(lr=1e-1, lr_decay=0.1, weight_decay=0.05),
+    dict(lr=1e-1, initial_accumulator_value=0.5, eps=1e-6),
+    dict(lr=1e-1, maximize=True, lr_decay=1e-2),
+]
 NEW = [("RMSprop", kw) for kw in RMSPROP] + [("Adagrad", kw) for kw in ADAGRAD]
 
 
@@ -83,8 +91,14 @@ def test_new_optimizers_match_torch(name, kw):
     Pair(name, kw).steps(6, seed=1)
 
 
-@pytest.mark.parametrize("name,kw", [("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
-                                     ("Adagrad", dict(lr=1e-1, lr_decay=0.1))], ids=str)
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
+        ("Adagrad", dict(lr=1e-1, lr_decay=0.1)),
+    ],
+    ids=str,
+)
 def test_new_optimizers_float32(name, kw):
     rng = np.random.default_rng(0)
     p64 = Parameter(rng.standard_normal((4, 5)))
@@ -95,15 +109,24 @@ def test_new_optimizers_float32(name, kw):
         p64.grad, p32.grad = g, g.astype(np.float32)
         o64.step(), o32.step()
     assert p32.data.dtype == np.float32
-    assert all(v.dtype == np.float32 for s in o32.state.values() for v in s.values()
-               if isinstance(v, np.ndarray))
+    assert all(
+        v.dtype == np.float32
+        for s in o32.state.values()
+        for v in s.values()
+        if isinstance(v, np.ndarray)
+    )
     np.testing.assert_allclose(p32.data, p64.data, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,kw", [("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
-                                     ("RMSprop", dict(lr=1e-2)),
-                                     ("Adagrad", dict(lr=1e-1, lr_decay=0.1,
-                                                      initial_accumulator_value=0.1))], ids=str)
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
+        ("RMSprop", dict(lr=1e-2)),
+        ("Adagrad", dict(lr=1e-1, lr_decay=0.1, initial_accumulator_value=0.1)),
+    ],
+    ids=str,
+)
 def test_new_optimizers_state_dict_both_ways(name, kw):
     a = Pair(name, kw)
     if name == "Adagrad":  # PyTorch's Adagrad has every parameter's state from the start
@@ -164,6 +187,7 @@ def test_new_optimizers_check_hyper_parameters_and_state():
 # ----------------------------------------------------------------------------------------------
 # add_param_group and step(closure)
 
+
 def test_add_param_group_matches_torch():
     a = Pair("SGD", dict(lr=0.1, momentum=0.9), groups=lambda ps: ps[:1])
     a.steps(2, seed=1, check=False)
@@ -211,8 +235,13 @@ def test_named_parameters():
         opt.add_param_group({"params": [Parameter(np.ones(1))]})
 
 
-OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1)),
-              ("AdamW", dict(lr=0.1)), ("RMSprop", dict(lr=0.01)), ("Adagrad", dict(lr=0.1))]
+OPTIMIZERS = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adam", dict(lr=0.1)),
+    ("AdamW", dict(lr=0.1)),
+    ("RMSprop", dict(lr=0.01)),
+    ("Adagrad", dict(lr=0.1)),
+]
 
 
 @pytest.mark.parametrize("name,kw", OPTIMIZERS, ids=[n for n, _ in OPTIMIZERS])
@@ -250,6 +279,7 @@ def test_step_with_closure(name, kw):
 # ----------------------------------------------------------------------------------------------
 # schedules, against torch's on dummy parameters, two groups of different learning rates
 
+
 class Warmup:
     """A callable object: LambdaLR's state_dict keeps its __dict__."""
 
@@ -262,40 +292,102 @@ class Warmup:
 
 def seq(o, m, kind):
     if kind == "warmup_cosine":
-        return m.SequentialLR(o, [m.LinearLR(o, start_factor=0.1, total_iters=4),
-                                  m.CosineAnnealingLR(o, T_max=12, eta_min=1e-4)], milestones=[5])
-    return m.SequentialLR(o, [m.ExponentialLR(o, gamma=0.9), m.StepLR(o, step_size=3, gamma=0.5),
-                              m.MultiStepLR(o, [3, 6], gamma=0.3)], milestones=[4, 11])
+        return m.SequentialLR(
+            o,
+            [
+                m.LinearLR(o, start_factor=0.1, total_iters=4),
+                m.CosineAnnealingLR(o, T_max=12, eta_min=1e-4),
+            ],
+            milestones=[5],
+        )
+    return m.SequentialLR(
+        o,
+        [
+            m.ExponentialLR(o, gamma=0.9),
+            m.StepLR(o, step_size=3, gamma=0.5),
+            m.MultiStepLR(o, [3, 6], gamma=0.3),
+        ],
+        milestones=[4, 11],
+    )
 
 
 SCHEDULES = {
     "multistep": ("SGD", lambda o, m: m.MultiStepLR(o, milestones=[3, 7, 7, 20], gamma=0.5)),
     "exponential": ("SGD", lambda o, m: m.ExponentialLR(o, gamma=0.9)),
-    "lambda": ("SGD", lambda o, m: m.LambdaLR(o, lambda e: 0.95 ** e)),
+    "lambda": ("SGD", lambda o, m: m.LambdaLR(o, lambda e: 0.95**e)),
     "lambda_list": ("SGD", lambda o, m: m.LambdaLR(o, [Warmup(5), lambda e: 1 / (1 + e)])),
     "linear": ("SGD", lambda o, m: m.LinearLR(o)),
-    "linear_down": ("SGD", lambda o, m: m.LinearLR(o, start_factor=1.0, end_factor=0.2,
-                                                   total_iters=10)),
+    "linear_down": (
+        "SGD",
+        lambda o, m: m.LinearLR(o, start_factor=1.0, end_factor=0.2, total_iters=10),
+    ),
     "cosine": ("SGD", lambda o, m: m.CosineAnnealingLR(o, T_max=7, eta_min=1e-3)),
     "onecycle_sgd": ("SGD", lambda o, m: m.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=30)),
-    "onecycle_adam_linear": ("Adam", lambda o, m: m.OneCycleLR(
-        o, max_lr=0.1, epochs=3, steps_per_epoch=10, anneal_strategy="linear", pct_start=0.25,
-        div_factor=10.0, final_div_factor=100.0)),
-    "onecycle_three_phase": ("RMSprop", lambda o, m: m.OneCycleLR(
-        o, max_lr=0.1, total_steps=31, three_phase=True, base_momentum=[0.8, 0.7])),
-    "onecycle_no_momentum": ("Adagrad", lambda o, m: m.OneCycleLR(
-        o, max_lr=0.1, total_steps=30, cycle_momentum=False)),
+    "onecycle_adam_linear": (
+        "Adam",
+        lambda o, m: m.OneCycleLR(
+            o,
+            max_lr=0.1,
+            epochs=3,
+            steps_per_epoch=10,
+            anneal_strategy="linear",
+            pct_start=0.25,
+            div_factor=10.0,
+            final_div_factor=100.0,
+        ),
+    ),
+    "onecycle_three_phase": (
+        "RMSprop",
+        lambda o, m: m.OneCycleLR(
+            o, max_lr=0.1, total_steps=31, three_phase=True, base_momentum=[0.8, 0.7]
+        ),
+    ),
+    "onecycle_no_momentum": (
+        "Adagrad",
+        lambda o, m: m.OneCycleLR(o, max_lr=0.1, total_steps=30, cycle_momentum=False),
+    ),
     "sequential_warmup_cosine": ("SGD", lambda o, m: seq(o, m, "warmup_cosine")),
     "sequential_three": ("SGD", lambda o, m: seq(o, m, "three")),
     "plateau_min_rel": ("SGD", lambda o, m: m.ReduceLROnPlateau(o, patience=2, factor=0.5)),
-    "plateau_max_abs": ("Adam", lambda o, m: m.ReduceLROnPlateau(
-        o, mode="max", threshold=0.05, threshold_mode="abs", patience=1, cooldown=2,
-        min_lr=[1e-3, 2e-3])),
-    "plateau_min_lr_eps": ("SGD", lambda o, m: m.ReduceLROnPlateau(
-        o, patience=0, factor=0.5, min_lr=0.01, eps=1e-3)),
+    "plateau_max_abs": (
+        "Adam",
+        lambda o, m: m.ReduceLROnPlateau(
+            o,
+            mode="max",
+            threshold=0.05,
+            threshold_mode="abs",
+            patience=1,
+            cooldown=2,
+            min_lr=[1e-3, 2e-3],
+        ),
+    ),
+    "plateau_min_lr_eps": (
+        "SGD",
+        lambda o, m: m.ReduceLROnPlateau(o, patience=0, factor=0.5, min_lr=0.01, eps=1e-3),
+    ),
 }
-METRICS = [1.0, 0.9, 0.95, 0.97, 0.96, 0.8, 0.85, 0.9, 0.7, 0.71, 0.72, 0.73, 0.74, 0.69, 0.75,
-           0.76, 0.8, 0.9, 1.0, 0.65] * 2  # falling, then stuck: reductions and cooldowns
+METRICS = [
+    1.0,
+    0.9,
+    0.95,
+    0.97,
+    0.96,
+    0.8,
+    0.85,
+    0.9,
+    0.7,
+    0.71,
+    0.72,
+    0.73,
+    0.74,
+    0.69,
+    0.75,
+    0.76,
+    0.8,
+    0.9,
+    1.0,
+    0.65,
+] * 2  # falling, then stuck: reductions and cooldowns
 
 
 def groups_of(ps):
@@ -317,8 +409,9 @@ def advance(run, start, stop):
     ps, opt, sched = run
     for i in range(start, stop):
         for p in ps:
-            p.grad = (torch.ones(2, dtype=torch.float64) if isinstance(p, torch.Tensor)
-                      else np.ones(2))
+            p.grad = (
+                torch.ones(2, dtype=torch.float64) if isinstance(p, torch.Tensor) else np.ones(2)
+            )
         opt.step()
         if isinstance(sched, (optim.ReduceLROnPlateau, lr_scheduler.ReduceLROnPlateau)):
             sched.step(METRICS[i])
@@ -374,8 +467,18 @@ def test_schedule_state_dict_round_trip_mid_run(key):
         assert str(resumed[2].state_dict()) == str(whole[2].state_dict())
 
 
-@pytest.mark.parametrize("key", ["multistep", "exponential", "linear", "onecycle_sgd",
-                                 "sequential_three", "plateau_max_abs", "lambda_list"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "multistep",
+        "exponential",
+        "linear",
+        "onecycle_sgd",
+        "sequential_three",
+        "plateau_max_abs",
+        "lambda_list",
+    ],
+)
 def test_schedule_loads_torch_state_dict(key):
     theirs = sched_pair(key, torch_side=True)
     advance(theirs, 0, 9)
@@ -388,12 +491,16 @@ def test_schedule_loads_torch_state_dict(key):
         assert_rates(observed(ours), observed(theirs), f"step {i + 1}")
 
 
-@pytest.mark.parametrize("name,make", [
-    ("RMSprop", lambda o: seq(o, optim, "three")),
-    ("Adagrad", lambda o: optim.ReduceLROnPlateau(o, patience=1, factor=0.5)),
-    ("Adam", lambda o: optim.OneCycleLR(o, max_lr=0.1, total_steps=20, three_phase=True)),
-    ("SGD", lambda o: optim.MultiStepLR(o, [2, 4, 4], gamma=0.5))],
-    ids=["rmsprop_sequential", "adagrad_plateau", "adam_onecycle", "sgd_multistep"])
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("RMSprop", lambda o: seq(o, optim, "three")),
+        ("Adagrad", lambda o: optim.ReduceLROnPlateau(o, patience=1, factor=0.5)),
+        ("Adam", lambda o: optim.OneCycleLR(o, max_lr=0.1, total_steps=20, three_phase=True)),
+        ("SGD", lambda o: optim.MultiStepLR(o, [2, 4, 4], gamma=0.5)),
+    ],
+    ids=["rmsprop_sequential", "adagrad_plateau", "adam_onecycle", "sgd_multistep"],
+)
 def test_checkpoint_file_resumes_new_optimizers_and_schedules(name, make, tmp_path):
     from fastconv import nn
     from fastconv.train import load_checkpoint, save_checkpoint
@@ -505,13 +612,16 @@ def test_step_with_epoch_uses_closed_form():
 # ----------------------------------------------------------------------------------------------
 # gradient clipping, against torch.nn.utils
 
+
 def grads_pair(dtypes=(np.float64,) * 3, seed=0, scale=3.0):
     rng = np.random.default_rng(seed)
     ours, theirs = [], []
     for shape, dtype in zip(SHAPES, dtypes):
         g = (scale * rng.standard_normal(shape)).astype(dtype)
-        p, q = Parameter(np.zeros(shape, dtype)), torch.zeros(shape, dtype=torch.from_numpy(
-            g).dtype, requires_grad=True)
+        p, q = (
+            Parameter(np.zeros(shape, dtype)),
+            torch.zeros(shape, dtype=torch.from_numpy(g).dtype, requires_grad=True),
+        )
         p.grad, q.grad = g.copy(), torch.from_numpy(g.copy())
         ours.append(p), theirs.append(q)
     ours.append(Parameter(np.zeros(2)))  # no gradient: skipped
@@ -546,8 +656,9 @@ def test_clip_grad_norm_single_parameter_generator_and_dtypes():
     one, tone = grads_pair(seed=1)
     grad = one[0].grad
     total = utils.clip_grad_norm_(one[0], 0.1)
-    assert total.item() == pytest.approx(torch.nn.utils.clip_grad_norm_(tone[0], 0.1).item(),
-                                         rel=RTOL)
+    assert total.item() == pytest.approx(
+        torch.nn.utils.clip_grad_norm_(tone[0], 0.1).item(), rel=RTOL
+    )
     assert one[0].grad is grad  # scaled in place
     close(one[0].grad, tone[0].grad.numpy())
     assert np.array_equal(one[1].grad, tone[1].grad.numpy())  # not passed: untouched
@@ -595,6 +706,7 @@ def test_get_total_norm_and_clip_grads_with_norm():
 
 
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("module", [optim, utils], ids=["optim", "nn.utils"])
 def test_public_names_have_docstrings(module):

@@ -1,6 +1,7 @@
 """Tensor ops that forwards ported from PyTorch use (size, view, reductions with dim/keepdim,
 max/argmax, comparisons, clamp, abs, squeeze, clone, cat, flatten) and the grad-mode switches:
 float64 values and gradients against PyTorch (1e-12) and finite differences."""
+
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ def _t(f):
 
 
 # --- size, shape, view ------------------------------------------------------------------------
+
 
 def test_size_is_torchs_call_and_numpys_count():
     x = Tensor(np.zeros((2, 3, 4)))
@@ -50,13 +52,16 @@ def test_view_batch_idiom_and_bad_shapes():
     x = Tensor(np.zeros((5, 2, 3)))
     assert x.view(x.size(0), -1).shape == (5, 6)
     for bad in [(4, -1), (-1, -1), (7,), (-2, 15)]:
-        with pytest.raises(ValueError, match=r"shape .* is invalid for a tensor of shape \(5, 2, 3\)"):
+        with pytest.raises(
+            ValueError, match=r"shape .* is invalid for a tensor of shape \(5, 2, 3\)"
+        ):
             x.view(*bad)
     with pytest.raises(ValueError, match="invalid"):
         Tensor(np.zeros((0, 3))).reshape(-1, 0)  # ambiguous, as PyTorch says
 
 
 # --- reductions -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("op", ["sum", "mean"])
 @pytest.mark.parametrize("dim", [None, 0, -1, (0, 2), [1, -1]])
@@ -85,8 +90,12 @@ def test_numpy_names_still_work_and_errors():
 @pytest.mark.parametrize("which", ["max", "min"])
 @pytest.mark.parametrize("dim,keepdim", [(0, False), (-1, True), (1, False)])
 def test_max_min_along_dim_return_values_and_indices(which, dim, keepdim):
-    check_op([(3, 4, 5)], lambda x: getattr(x, which)(dim, keepdim).values,
-             _t(lambda x: getattr(x, which)(dim, keepdim).values), rtol=RTOL)
+    check_op(
+        [(3, 4, 5)],
+        lambda x: getattr(x, which)(dim, keepdim).values,
+        _t(lambda x: getattr(x, which)(dim, keepdim).values),
+        rtol=RTOL,
+    )
     x = np.random.default_rng(1).standard_normal((3, 4, 5))
     out = getattr(Tensor(x), which)(dim=dim, keepdim=keepdim)
     values, indices = out  # a (values, indices) pair, as torch.return_types
@@ -100,15 +109,31 @@ def test_max_min_along_dim_return_values_and_indices(which, dim, keepdim):
 def test_full_max_min_amax_amin_share_ties_as_torch():
     x = np.array([[1.0, 3.0, 3.0], [-2.0, 3.0, -2.0]])
 
-    for name, kw in [("max", {}), ("min", {}), ("amax", {}), ("amin", {}),
-                     ("amax", {"dim": 1}), ("amin", {"dim": (0, 1), "keepdim": True}),
-                     ("amax", {"dim": 0, "keepdim": True})]:
-        out = check_op(None, lambda t: getattr(t, name)(**kw),
-                       _t(lambda t: getattr(t, name)(**kw)), arrays=[x], fd=False, rtol=RTOL)[0]
+    for name, kw in [
+        ("max", {}),
+        ("min", {}),
+        ("amax", {}),
+        ("amin", {}),
+        ("amax", {"dim": 1}),
+        ("amin", {"dim": (0, 1), "keepdim": True}),
+        ("amax", {"dim": 0, "keepdim": True}),
+    ]:
+        out = check_op(
+            None,
+            lambda t: getattr(t, name)(**kw),
+            _t(lambda t: getattr(t, name)(**kw)),
+            arrays=[x],
+            fd=False,
+            rtol=RTOL,
+        )[0]
         if name in ("max", "min"):
             assert out.shape == ()  # a scalar tensor, as torch's x.max()
-    check_op([(3, 4)], lambda t: t.amax(dim=-1) + t.max(), _t(lambda t: t.amax(dim=-1) + t.max()),
-             rtol=RTOL)  # no ties: finite differences too
+    check_op(
+        [(3, 4)],
+        lambda t: t.amax(dim=-1) + t.max(),
+        _t(lambda t: t.amax(dim=-1) + t.max()),
+        rtol=RTOL,
+    )  # no ties: finite differences too
 
 
 @pytest.mark.parametrize("which", ["argmax", "argmin"])
@@ -125,6 +150,7 @@ def test_argmax_argmin(which):
 
 # --- comparisons, clamp, abs ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", ["__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"])
 def test_comparisons_are_boolean_constants(op):
     rng = np.random.default_rng(3)
@@ -137,8 +163,11 @@ def test_comparisons_are_boolean_constants(op):
         raw = other.data if isinstance(other, Tensor) else np.asarray(other)
         np.testing.assert_array_equal(got.data, getattr(a, op)(raw))
         if torch is not None:
-            o = torch.tensor(other.data) if isinstance(other, Tensor) else (
-                torch.tensor(other) if isinstance(other, np.ndarray) else other)
+            o = (
+                torch.tensor(other.data)
+                if isinstance(other, Tensor)
+                else (torch.tensor(other) if isinstance(other, np.ndarray) else other)
+            )
             np.testing.assert_array_equal(got.data, getattr(torch.tensor(a), op)(o).numpy())
 
 
@@ -146,8 +175,12 @@ def test_comparison_with_an_ndarray_on_the_left_and_as_a_mask():
     a = np.array([[-1.0, 2.0], [3.0, -4.0]])
     got = np.zeros((2, 2)) < Tensor(a)
     assert isinstance(got, Tensor) and got.data.tolist() == [[False, True], [True, False]]
-    check_op([(4, 5)], lambda x: x * (x > 0) + x[x < 0.5].sum(),
-             _t(lambda x: x * (x > 0) + x[x < 0.5].sum()), rtol=RTOL)
+    check_op(
+        [(4, 5)],
+        lambda x: x * (x > 0) + x[x < 0.5].sum(),
+        _t(lambda x: x * (x > 0) + x[x < 0.5].sum()),
+        rtol=RTOL,
+    )
 
 
 def test_tensors_still_hash_and_compare_with_none():
@@ -162,14 +195,21 @@ def test_tensors_still_hash_and_compare_with_none():
 @pytest.mark.parametrize("lo,hi", [(-0.3, 0.4), (-0.2, None), (None, 0.1), (0.5, -0.5)])
 def test_clamp(lo, hi):
     check_op([(4, 5)], lambda x: x.clamp(lo, hi), _t(lambda x: x.clamp(lo, hi)), rtol=RTOL)
-    check_op([(4, 5)], lambda x: x.clamp(min=lo, max=hi), _t(lambda x: x.clip(min=lo, max=hi)),
-             rtol=RTOL)
+    check_op(
+        [(4, 5)], lambda x: x.clamp(min=lo, max=hi), _t(lambda x: x.clip(min=lo, max=hi)), rtol=RTOL
+    )
 
 
 def test_clamp_at_its_bounds_and_errors():
     x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, np.nan])
-    check_op(None, lambda t: t.clamp(-0.5, 0.5), _t(lambda t: t.clamp(-0.5, 0.5)), arrays=[x[:5]],
-             fd=False, rtol=RTOL)  # the gradient passes at the bounds (inclusive), as torch
+    check_op(
+        None,
+        lambda t: t.clamp(-0.5, 0.5),
+        _t(lambda t: t.clamp(-0.5, 0.5)),
+        arrays=[x[:5]],
+        fd=False,
+        rtol=RTOL,
+    )  # the gradient passes at the bounds (inclusive), as torch
     assert np.isnan(Tensor(x).clamp(0, 1).data[-1])
     with pytest.raises(ValueError, match="'min' or 'max'"):
         Tensor(x).clamp()
@@ -179,11 +219,18 @@ def test_clamp_at_its_bounds_and_errors():
 
 def test_abs():
     check_op([(3, 4)], lambda x: x.abs(), _t(lambda x: x.abs()), rtol=RTOL)
-    check_op(None, lambda x: x.abs(), _t(lambda x: x.abs()), arrays=[np.array([-1.0, 0.0, 2.0])],
-             fd=False, rtol=RTOL)  # 0 at 0
+    check_op(
+        None,
+        lambda x: x.abs(),
+        _t(lambda x: x.abs()),
+        arrays=[np.array([-1.0, 0.0, 2.0])],
+        fd=False,
+        rtol=RTOL,
+    )  # 0 at 0
 
 
 # --- shapes -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dim", [None, 0, 1, -1, 3, (0, 2), (1, 3)])
 def test_squeeze(dim):
@@ -198,7 +245,9 @@ def test_squeeze(dim):
 
 @pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
 def test_unsqueeze(dim):
-    check_op([(3, 2)], lambda x: x.unsqueeze(dim) * 2, _t(lambda x: x.unsqueeze(dim) * 2), rtol=RTOL)
+    check_op(
+        [(3, 2)], lambda x: x.unsqueeze(dim) * 2, _t(lambda x: x.unsqueeze(dim) * 2), rtol=RTOL
+    )
 
 
 def test_squeeze_unsqueeze_errors():
@@ -226,15 +275,20 @@ def test_cat_and_flatten_functions():
         return torch.flatten(torch.cat([a, b * 2], dim=1), 1) + torch.flatten(a).sum()
 
     check_op([(2, 3, 2), (2, 1, 2)], ours, _t(theirs), rtol=RTOL)
-    check_op([(2, 3)], lambda a: autograd.cat((a, a), -1), _t(lambda a: torch.cat((a, a), -1)), rtol=RTOL)
+    check_op(
+        [(2, 3)], lambda a: autograd.cat((a, a), -1), _t(lambda a: torch.cat((a, a), -1)), rtol=RTOL
+    )
     with pytest.raises(ValueError, match="non-empty"):
         autograd.cat([])
     with pytest.raises(ValueError, match="start_dim .* after end_dim"):
         autograd.flatten(np.zeros((2, 3, 4)), 2, 1)
-    assert autograd.flatten(np.zeros((2, 3))).shape == (6,) and Tensor(np.float64(1)).flatten().shape == (1,)
+    assert autograd.flatten(np.zeros((2, 3))).shape == (6,) and Tensor(
+        np.float64(1)
+    ).flatten().shape == (1,)
 
 
 # --- grad mode --------------------------------------------------------------------------------
+
 
 def test_set_grad_enabled_inference_mode_and_bare_decorators():
     x = Tensor(np.ones(2), requires_grad=True)

@@ -11,6 +11,7 @@ space must either raise ValueError/TypeError or agree with the reference.
 Reproducible: derandomized (the seed is derived from each test), no example database.
 FASTCONV_PROPERTY_EXAMPLES=N changes the example count (e.g. 20000 for a long local run).
 """
+
 import os
 from typing import NamedTuple
 
@@ -26,10 +27,18 @@ from reference import conv1d_backward_ref, conv1d_ref, conv2d_backward_ref, conv
 
 EXAMPLES = int(os.environ.get("FASTCONV_PROPERTY_EXAMPLES", "1000"))
 settings.register_profile(
-    "fastconv-properties", max_examples=EXAMPLES, deadline=None, derandomize=True,
-    database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.filter_too_much])
+    "fastconv-properties",
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 PROPERTIES = settings.get_profile("fastconv-properties")
 
 pytestmark = pytest.mark.slow  # 1,000 examples per property: seconds each
@@ -50,10 +59,11 @@ def spell(draw, pair, allow_int=True):
 # --------------------------------------------------------------------------------------------
 # convolution: valid configurations
 
+
 class Conv(NamedTuple):
     x_shape: tuple
     w_shape: tuple
-    params: dict      # stride, padding, dilation, groups as passed to fastconv
+    params: dict  # stride, padding, dilation, groups as passed to fastconv
     dtype: type
     bias: bool
     unbatched: bool
@@ -81,16 +91,27 @@ def conv_configs(draw, max_elems=1600):
     kw = min(kw, (w + 2 * pad[1] - 1) // dil[1] + 1)
     while n * c * h * w > max_elems:
         n, h, w = max(1, n - 1), max(1, h // 2), max(1, w // 2)
-        kh, kw = min(kh, (h + 2 * pad[0] - 1) // dil[0] + 1), min(kw, (w + 2 * pad[1] - 1) // dil[1] + 1)
+        kh, kw = (
+            min(kh, (h + 2 * pad[0] - 1) // dil[0] + 1),
+            min(kw, (w + 2 * pad[1] - 1) // dil[1] + 1),
+        )
     padding = spell(draw, pad)
     if stride == (1, 1) and draw(st.integers(0, 5)) == 0:
         padding = "same"
     elif pad == (0, 0) and draw(st.integers(0, 5)) == 0:
         padding = "valid"
-    params = dict(stride=spell(draw, stride), padding=padding, dilation=spell(draw, dil),
-                  groups=groups)
-    return Conv((n, c, h, w), (k, c // groups, kh, kw), params, draw(DTYPES), draw(st.booleans()),
-                n == 1 and draw(st.integers(0, 4)) == 0, draw(st.integers(0, 2**32 - 1)))
+    params = dict(
+        stride=spell(draw, stride), padding=padding, dilation=spell(draw, dil), groups=groups
+    )
+    return Conv(
+        (n, c, h, w),
+        (k, c // groups, kh, kw),
+        params,
+        draw(DTYPES),
+        draw(st.booleans()),
+        n == 1 and draw(st.integers(0, 4)) == 0,
+        draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def conv_inputs(cfg):
@@ -145,8 +166,13 @@ def conv1d_configs(draw):
     n, length = draw(st.integers(1, 3)), draw(st.integers(1, 17))
     s, d, p = draw(STRIDES), draw(st.integers(1, 3)), draw(st.integers(0, 3))
     kl = min(draw(st.integers(1, 6)), (length + 2 * p - 1) // d + 1)
-    return (n, c, length), (k, c // groups, kl), dict(stride=s, padding=p, dilation=d,
-                                                      groups=groups), draw(DTYPES), draw(st.integers(0, 2**32 - 1))
+    return (
+        (n, c, length),
+        (k, c // groups, kl),
+        dict(stride=s, padding=p, dilation=d, groups=groups),
+        draw(DTYPES),
+        draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 @PROPERTIES
@@ -162,23 +188,41 @@ def test_conv1d_forward_and_backward_property(cfg):
     grads = conv1d_backward_ref(dy, x, w, **params)
     gscales = conv1d_backward_ref(np.abs(dy), np.abs(x), np.abs(w), **params)
     x4, w4 = x_shape[:2] + (1, x_shape[2]), w_shape[:2] + (1, w_shape[2])
-    params2 = dict(params, stride=(1, params["stride"]), padding=(0, params["padding"]),
-                   dilation=(1, params["dilation"]))
+    params2 = dict(
+        params,
+        stride=(1, params["stride"]),
+        padding=(0, params["padding"]),
+        dilation=(1, params["dilation"]),
+    )
     for algo in ["auto", *fastconv.algorithms(x4, w4, **params2)]:
-        assert_close(fastconv.conv1d(x, w, b, algo=algo, **params), expected, dtype, scale,
-                     f"conv1d(algo={algo!r})")
-        check_backward(fastconv.conv1d_backward(dy, x, w, algo=algo, **params), grads, gscales, dtype)
+        assert_close(
+            fastconv.conv1d(x, w, b, algo=algo, **params),
+            expected,
+            dtype,
+            scale,
+            f"conv1d(algo={algo!r})",
+        )
+        check_backward(
+            fastconv.conv1d_backward(dy, x, w, algo=algo, **params), grads, gscales, dtype
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # convolution: a wider space, partly invalid
 
+
 def conv_valid(x_shape, w_shape, stride, padding, dilation, groups):
     """fastconv's (PyTorch's) rules, written out independently: (valid, output shape)."""
     n, c, h, w = x_shape
     k, wc, kh, kw = w_shape
-    if n < 0 or min(c, h, w, k, wc, kh, kw) < 1 or groups < 1 or min(stride) < 1 \
-            or min(dilation) < 1 or min(padding) < 0:
+    if (
+        n < 0
+        or min(c, h, w, k, wc, kh, kw) < 1
+        or groups < 1
+        or min(stride) < 1
+        or min(dilation) < 1
+        or min(padding) < 0
+    ):
         return False, None
     if c % groups or k % groups or wc * groups != c:
         return False, None
@@ -192,14 +236,25 @@ def conv_valid(x_shape, w_shape, stride, padding, dilation, groups):
 
 
 @PROPERTIES
-@given(n=st.integers(0, 2), c=st.integers(0, 4), h=st.integers(0, 5), w=st.integers(0, 5),
-       k=st.integers(0, 4), wc=st.integers(0, 4), kh=st.integers(0, 4), kw=st.integers(0, 4),
-       stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-       padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-       dilation=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-       groups=st.integers(-1, 4), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
-def test_conv2d_any_configuration_raises_or_agrees(n, c, h, w, k, wc, kh, kw, stride, padding,
-                                                   dilation, groups, dtype, seed):
+@given(
+    n=st.integers(0, 2),
+    c=st.integers(0, 4),
+    h=st.integers(0, 5),
+    w=st.integers(0, 5),
+    k=st.integers(0, 4),
+    wc=st.integers(0, 4),
+    kh=st.integers(0, 4),
+    kw=st.integers(0, 4),
+    stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    dilation=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    groups=st.integers(-1, 4),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv2d_any_configuration_raises_or_agrees(
+    n, c, h, w, k, wc, kh, kw, stride, padding, dilation, groups, dtype, seed
+):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((k, wc, kh, kw)).astype(dtype)
@@ -228,25 +283,49 @@ def test_conv2d_any_configuration_raises_or_agrees(n, c, h, w, k, wc, kh, kw, st
     check_backward((gx, gw, gb), expected, scales, dtype)
     # a grad_out of any other shape is refused
     with pytest.raises(ValueError, match="grad_out"):
-        fastconv.conv2d_backward(dy[..., :-1] if dy.shape[-1] > 1 else np.concatenate([dy, dy], -1),
-                                 x, wt, **params)
+        fastconv.conv2d_backward(
+            dy[..., :-1] if dy.shape[-1] > 1 else np.concatenate([dy, dy], -1), x, wt, **params
+        )
 
 
-HOSTILE_PARAMS = [0, -1, 1.0, 2.5, True, None, "1", (1,), (1, 2, 3), (1.0, 1), [], 2**63,
-                  np.float32(1), (1, -1), ("1", 1)]
+HOSTILE_PARAMS = [
+    0,
+    -1,
+    1.0,
+    2.5,
+    True,
+    None,
+    "1",
+    (1,),
+    (1, 2, 3),
+    (1.0, 1),
+    [],
+    2**63,
+    np.float32(1),
+    (1, -1),
+    ("1", 1),
+]
 
 
 @PROPERTIES
-@given(name=st.sampled_from(["stride", "padding", "dilation", "groups"]),
-       value=st.sampled_from(HOSTILE_PARAMS + [np.int64(1), (np.int32(1), 1), 1, (1, True)]))
+@given(
+    name=st.sampled_from(["stride", "padding", "dilation", "groups"]),
+    value=st.sampled_from(HOSTILE_PARAMS + [np.int64(1), (np.int32(1), 1), 1, (1, True)]),
+)
 def test_conv2d_parameter_types(name, value):
     """A bare bool or float is refused; inside a pair, PyTorch takes bools as ints, and so do we."""
     x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32)
     low = 0 if name == "padding" else 1
-    fine = (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and low <= value < 2**62) \
-        or (name != "groups" and isinstance(value, tuple) and len(value) == 2
-            and all(isinstance(v, (int, np.integer)) and v >= low for v in value))
+    fine = (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)
+        and low <= value < 2**62
+    ) or (
+        name != "groups"
+        and isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and v >= low for v in value)
+    )
     if value == 2**63 and name == "padding":
         fine = False  # valid type, but the output would be astronomically large
     if fine:
@@ -260,8 +339,9 @@ def test_conv2d_parameter_types(name, value):
 # --------------------------------------------------------------------------------------------
 # pooling
 
-needs_pool = pytest.mark.skipif(not hasattr(fastconv, "max_pool2d"),
-                                reason="fastconv.max_pool2d is not there yet")
+needs_pool = pytest.mark.skipif(
+    not hasattr(fastconv, "max_pool2d"), reason="fastconv.max_pool2d is not there yet"
+)
 
 
 @st.composite
@@ -282,10 +362,17 @@ def pool_configs(draw, dilation=True):
     h, w = size
     while n * c * h * w > 2500:
         n, c = max(1, n - 1), max(1, c // 2)
-    return dict(shape=(n, c, h, w), kernel_size=spell(draw, k), stride=None if s is None else spell(draw, s),
-                padding=spell(draw, p), dilation=spell(draw, d), ceil_mode=ceil,
-                dtype=draw(DTYPES), seed=draw(st.integers(0, 2**32 - 1)),
-                values=draw(st.sampled_from(["normal", "normal", "ties", "nan"])))
+    return dict(
+        shape=(n, c, h, w),
+        kernel_size=spell(draw, k),
+        stride=None if s is None else spell(draw, s),
+        padding=spell(draw, p),
+        dilation=spell(draw, d),
+        ceil_mode=ceil,
+        dtype=draw(DTYPES),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        values=draw(st.sampled_from(["normal", "normal", "ties", "nan"])),
+    )
 
 
 def pool_input(cfg):
@@ -328,18 +415,24 @@ def test_max_pool2d_property(cfg):
     s = k if cfg["stride"] is None else pr.pair(cfg["stride"])
     default = [(y.shape[2 + i] - 1) * s[i] + k[i] - 2 * p[i] for i in range(2)]
     if all(default[i] - s[i] < x.shape[2 + i] < default[i] + s[i] for i in range(2)):
-        up = fastconv.max_unpool2d(y, idx, cfg["kernel_size"], cfg["stride"], cfg["padding"],
-                                   output_size=x.shape[2:])
+        up = fastconv.max_unpool2d(
+            y, idx, cfg["kernel_size"], cfg["stride"], cfg["padding"], output_size=x.shape[2:]
+        )
         np.testing.assert_array_equal(up, pr.max_unpool2d_ref(y, idx, x.shape[2:]))
         gu = rng.standard_normal(up.shape).astype(x.dtype)
         want = np.take_along_axis(gu.reshape(*gu.shape[:2], -1), idx.reshape(*idx.shape[:2], -1), 2)
-        np.testing.assert_array_equal(fastconv.max_unpool2d_backward(gu, idx), want.reshape(idx.shape))
+        np.testing.assert_array_equal(
+            fastconv.max_unpool2d_backward(gu, idx), want.reshape(idx.shape)
+        )
 
 
 @needs_pool
 @PROPERTIES
-@given(cfg=pool_configs(dilation=False), count_include_pad=st.booleans(),
-       divisor_override=st.one_of(st.none(), st.integers(-5, 9).filter(bool)))
+@given(
+    cfg=pool_configs(dilation=False),
+    count_include_pad=st.booleans(),
+    divisor_override=st.one_of(st.none(), st.integers(-5, 9).filter(bool)),
+)
 def test_avg_pool2d_property(cfg, count_include_pad, divisor_override):
     x, rng = pool_input(dict(cfg, values="normal"))
     kw = {k: cfg[k] for k in ("kernel_size", "stride", "padding", "ceil_mode")}
@@ -354,15 +447,25 @@ def test_avg_pool2d_property(cfg, count_include_pad, divisor_override):
     want_gx = pr.avg_pool2d_backward_ref(g, x.shape, **kw)
     scale = np.abs(pr.avg_pool2d_backward_ref(np.abs(g), x.shape, **kw))
     assert gx.dtype == x.dtype and gx.shape == x.shape
-    assert np.all(np.abs(gx - want_gx) <= pool_tol(x.dtype, scale)), f"avg_pool2d_backward {cfg} {kw}"
+    assert np.all(np.abs(gx - want_gx) <= pool_tol(x.dtype, scale)), (
+        f"avg_pool2d_backward {cfg} {kw}"
+    )
 
 
 @needs_pool
 @PROPERTIES
-@given(n=st.integers(1, 3), c=st.sampled_from([1, 2, 3, 17]), h=st.integers(1, 12),
-       w=st.integers(1, 12), out=st.tuples(st.one_of(st.none(), st.integers(1, 14)),
-                                           st.one_of(st.none(), st.integers(1, 14))),
-       as_int=st.booleans(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
+@given(
+    n=st.integers(1, 3),
+    c=st.sampled_from([1, 2, 3, 17]),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    out=st.tuples(
+        st.one_of(st.none(), st.integers(1, 14)), st.one_of(st.none(), st.integers(1, 14))
+    ),
+    as_int=st.booleans(),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_adaptive_avg_pool2d_property(n, c, h, w, out, as_int, dtype, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
@@ -382,28 +485,42 @@ def test_adaptive_avg_pool2d_property(n, c, h, w, out, as_int, dtype, seed):
 
 # pooling over a wider, partly invalid space: PyTorch decides what is valid
 
+
 @needs_pool
 @PROPERTIES
-@given(shape=st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 6), st.integers(0, 6)),
-       kernel=st.tuples(st.integers(0, 4), st.integers(0, 4)),
-       stride=st.one_of(st.none(), st.tuples(st.integers(-1, 4), st.integers(-1, 4))),
-       padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-       dilation=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-       ceil_mode=st.booleans(), op=st.sampled_from(["max", "avg"]),
-       divisor=st.one_of(st.none(), st.integers(-2, 3)), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
-def test_pool_any_configuration_raises_or_agrees(shape, kernel, stride, padding, dilation, ceil_mode,
-                                                 op, divisor, dtype, seed):
+@given(
+    shape=st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 6), st.integers(0, 6)),
+    kernel=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    stride=st.one_of(st.none(), st.tuples(st.integers(-1, 4), st.integers(-1, 4))),
+    padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    dilation=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    ceil_mode=st.booleans(),
+    op=st.sampled_from(["max", "avg"]),
+    divisor=st.one_of(st.none(), st.integers(-2, 3)),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pool_any_configuration_raises_or_agrees(
+    shape, kernel, stride, padding, dilation, ceil_mode, op, divisor, dtype, seed
+):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     xt = torch.from_numpy(x)
     st_ = stride if stride is not None else None
-    if op == "max":
-        fc = lambda: fastconv.max_pool2d(x, kernel, st_, padding, dilation, ceil_mode, return_indices=True)  # noqa: E731
-        th = lambda: F.max_pool2d(xt, kernel, st_, padding, dilation, ceil_mode, return_indices=True)  # noqa: E731
-    else:
-        fc = lambda: fastconv.avg_pool2d(x, kernel, st_, padding, ceil_mode, True, divisor)  # noqa: E731
-        th = lambda: F.avg_pool2d(xt, kernel, st_, padding, ceil_mode, True, divisor)  # noqa: E731
+
+    def fc():
+        if op == "max":
+            return fastconv.max_pool2d(
+                x, kernel, st_, padding, dilation, ceil_mode, return_indices=True
+            )
+        return fastconv.avg_pool2d(x, kernel, st_, padding, ceil_mode, True, divisor)
+
+    def th():
+        if op == "max":
+            return F.max_pool2d(xt, kernel, st_, padding, dilation, ceil_mode, return_indices=True)
+        return F.avg_pool2d(xt, kernel, st_, padding, ceil_mode, True, divisor)
+
     try:
         want = th()
     except (RuntimeError, ValueError, TypeError):
@@ -419,5 +536,9 @@ def test_pool_any_configuration_raises_or_agrees(shape, kernel, stride, padding,
     else:
         ty = want.numpy()
         assert got.shape == ty.shape and got.dtype == ty.dtype
-        np.testing.assert_allclose(got, ty, rtol=1e-5 if dtype == np.float32 else 1e-12,
-                                   atol=1e-6 if dtype == np.float32 else 1e-14)
+        np.testing.assert_allclose(
+            got,
+            ty,
+            rtol=1e-5 if dtype == np.float32 else 1e-12,
+            atol=1e-6 if dtype == np.float32 else 1e-14,
+        )

@@ -4,6 +4,7 @@ descriptions, supports/why-not and cost estimates, all from one table.
 Through ctypes on libfastconv (skipped when it cannot be found) and through fastconv itself.
 No convolution is computed here: every check is on descriptors.
 """
+
 import ctypes
 import math
 import os
@@ -83,16 +84,16 @@ def test_algo_name_round_trips(lib):
     assert tuple(got[1:]) == fastconv.ALGORITHMS
     assert list(_core.ALGO_NAMES) == got
     for ident, name in enumerate(got):
-        assert _ALGO_IDS[name] == ident                       # name -> id (Python's algo=)
-        assert lib.fc_algo_name(_ALGO_IDS[name]).decode() == name   # id -> name (C)
+        assert _ALGO_IDS[name] == ident  # name -> id (Python's algo=)
+        assert lib.fc_algo_name(_ALGO_IDS[name]).decode() == name  # id -> name (C)
 
 
 def test_flags_describe_each_algorithm(lib):
-    assert lib.fc_algo_flags(0) == 0                          # auto is no algorithm
+    assert lib.fc_algo_flags(0) == 0  # auto is no algorithm
     every_direction = FLAG_FORWARD | FLAG_BACKWARD_DATA | FLAG_BACKWARD_WEIGHT
     for ident, name in enumerate(names(lib)[1:], start=1):
         flags = lib.fc_algo_flags(ident)
-        assert flags & every_direction == every_direction, name   # all three today
+        assert flags & every_direction == every_direction, name  # all three today
         assert not flags & ~0x1F, (name, hex(flags))
     flags = {name: lib.fc_algo_flags(i) for i, name in enumerate(names(lib))}
     assert flags["winograd"] & FLAG_PHASE_PLANES and flags["winograd"] & FLAG_NONFINITE_FALLBACK
@@ -111,8 +112,10 @@ def test_algorithm_info_comes_from_the_library(lib):
         assert row["name"] == name
         assert row["description"] == lib.fc_algo_description(ident).decode()
         assert row["directions"] == tuple(
-            d for d, bit in zip(DIRECTIONS, (FLAG_FORWARD, FLAG_BACKWARD_DATA, FLAG_BACKWARD_WEIGHT))
-            if flags & bit)
+            d
+            for d, bit in zip(DIRECTIONS, (FLAG_FORWARD, FLAG_BACKWARD_DATA, FLAG_BACKWARD_WEIGHT))
+            if flags & bit
+        )
         assert row["phase_planes"] == bool(flags & FLAG_PHASE_PLANES)
         assert row["non_finite_fallback"] == bool(flags & FLAG_NONFINITE_FALLBACK)
 
@@ -147,11 +150,11 @@ def test_cost_is_positive_where_supported(lib, shape, direction):
             seen.add(name)
         else:
             assert status == FC_EUNSUPPORTED, (name, status)
-            assert lib.fc_last_error() == reason, name     # the same why-not text
-            assert cost == -1.0, name                      # untouched
+            assert lib.fc_last_error() == reason, name  # the same why-not text
+            assert cost == -1.0, name  # untouched
         py = _core.conv2d_cost(py_desc(x_shape, w_shape, **params), ident, direction)
         assert (py is None) == (not supported) and (py is None or py == cost), (name, py, cost)
-    assert {"direct", "reference"} <= seen                  # they run anything
+    assert {"direct", "reference"} <= seen  # they run anything
 
 
 @pytest.mark.parametrize("direction", range(3), ids=DIRECTIONS)
@@ -181,7 +184,9 @@ def test_cost_rejects_bad_arguments(lib):
 def test_algorithms_with_costs(direction):
     for x_shape, w_shape, params in SHAPES.values():
         plain = fastconv.algorithms(x_shape, w_shape, direction=direction, **params)
-        with_costs = fastconv.algorithms(x_shape, w_shape, direction=direction, costs=True, **params)
+        with_costs = fastconv.algorithms(
+            x_shape, w_shape, direction=direction, costs=True, **params
+        )
         assert [a for a, _ in with_costs] == plain
         assert all(isinstance(c, float) and math.isfinite(c) and c > 0 for _, c in with_costs)
     # conv1d shapes (3-D) too
@@ -196,12 +201,12 @@ def costs_of(shape, direction):
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_costs_rank_algorithms(direction):
-    c = costs_of(VGG_3X3, direction)       # Winograd measured 1.3-2x faster than im2col here
+    c = costs_of(VGG_3X3, direction)  # Winograd measured 1.3-2x faster than im2col here
     assert c["winograd"] < c["im2col"] < c["reference"], c
     assert c["winograd"] < c["direct"] < c["reference"], c
-    c = costs_of(L1_11X11, direction)      # FFT measured 2-4x faster than im2col here
+    c = costs_of(L1_11X11, direction)  # FFT measured 2-4x faster than im2col here
     assert c["fft"] < c["im2col"] < c["reference"], c
-    c = costs_of(RESNET_1X1, direction)    # the 1x1 GEMM on the input as it lies: no copy
+    c = costs_of(RESNET_1X1, direction)  # the 1x1 GEMM on the input as it lies: no copy
     # (im2col on a 1x1 kernel runs gemm1x1's code, in place)
     assert c["gemm1x1"] == c["im2col"] < c["reference"] and c["gemm1x1"] < c["fft"], c
     strided = ((1, 64, 28, 28), (128, 64, 1, 1), dict(stride=2))  # both gather first

@@ -5,6 +5,7 @@ the C ABI's size and pointer checks.
 Tests that change process-wide limits (RLIMIT_AS, fork, OMP_NUM_THREADS) run in a child process
 with a timeout, so a crash or a hang fails the test instead of the test run.
 """
+
 import ctypes
 import multiprocessing
 import os
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _core
 from conftest import TESTS_DIR
+from fastconv import _core
 
 MiB = 1 << 20
 
@@ -28,12 +29,19 @@ def run_child(script, timeout=120, env=None, prelude=""):
     """Runs `prelude` then `script` in a fresh interpreter; returns (returncode, output)."""
     full_env = dict(os.environ, **(env or {}))
     code = textwrap.dedent(prelude) + textwrap.dedent(script)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=TESTS_DIR)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=TESTS_DIR,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
 # --- 1. dtypes by value ----------------------------------------------------------------------
+
 
 def _roundtrip(a):
     return pickle.loads(pickle.dumps(a))
@@ -50,8 +58,10 @@ def test_unpickled_arrays_are_accepted_everywhere():
     np.testing.assert_array_equal(fastconv.conv2d(xp, wp, padding=1), y)
     np.testing.assert_array_equal(fastconv.conv2d(xp + 0, wp * 1, padding=1), y)
     dy = np.ones_like(y)
-    for got, want in zip(fastconv.conv2d_backward(_roundtrip(dy), xp, wp, padding=1),
-                         fastconv.conv2d_backward(dy, x, w, padding=1)):
+    for got, want in zip(
+        fastconv.conv2d_backward(_roundtrip(dy), xp, wp, padding=1),
+        fastconv.conv2d_backward(dy, x, w, padding=1),
+    ):
         np.testing.assert_array_equal(got, want)
     out, idx = fastconv.max_pool2d(xp, 2, return_indices=True)
     np.testing.assert_array_equal(out, fastconv.max_pool2d(x, 2))
@@ -59,16 +69,21 @@ def test_unpickled_arrays_are_accepted_everywhere():
     for indices in (idx.astype(np.longlong), _roundtrip(idx)):
         np.testing.assert_array_equal(
             fastconv.max_pool2d_backward(np.ones_like(out), indices, x.shape),
-            fastconv.max_pool2d_backward(np.ones_like(out), idx, x.shape))
-        np.testing.assert_array_equal(fastconv.max_unpool2d(out, indices, 2),
-                                      fastconv.max_unpool2d(out, idx, 2))
-    np.testing.assert_array_equal(fastconv.avg_pool2d(_roundtrip(x.astype(np.float64)), 2),
-                                  fastconv.avg_pool2d(x.astype(np.float64), 2))
+            fastconv.max_pool2d_backward(np.ones_like(out), idx, x.shape),
+        )
+        np.testing.assert_array_equal(
+            fastconv.max_unpool2d(out, indices, 2), fastconv.max_unpool2d(out, idx, 2)
+        )
+    np.testing.assert_array_equal(
+        fastconv.avg_pool2d(_roundtrip(x.astype(np.float64)), 2),
+        fastconv.avg_pool2d(x.astype(np.float64), 2),
+    )
 
 
 def test_unpickled_model_and_cs231n_calls():
     from fastconv import nn
     from fastconv.cs231n import conv_forward_fast, max_pool_forward_fast
+
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     want = model(fastconv.Tensor(x)).data
@@ -103,6 +118,7 @@ def test_byte_swapped_arrays_are_refused_by_name():
 
 
 # --- 2. thread counts per thread -------------------------------------------------------------
+
 
 def test_threads_block_belongs_to_its_thread(restore_threads):
     fastconv.set_num_threads(2)
@@ -140,8 +156,9 @@ def test_overlapping_threads_blocks_restore_each_thread(restore_threads):
                 barrier.wait()
                 for _ in range(20):
                     assert fastconv.get_num_threads() == n
-                    np.testing.assert_allclose(fastconv.conv2d(x, w, padding=1), want, rtol=1e-5,
-                                               atol=1e-4)
+                    np.testing.assert_allclose(
+                        fastconv.conv2d(x, w, padding=1), want, rtol=1e-5, atol=1e-4
+                    )
                 barrier.wait()
             seen[n] = fastconv.get_num_threads()
         except Exception as e:  # noqa: BLE001  (reported below)
@@ -172,7 +189,8 @@ def test_set_num_threads_is_process_wide_outside_blocks(restore_threads):
 def test_omp_num_threads_beyond_the_maximum_is_clamped():
     # OMP_NUM_THREADS=100000 was used as given: get_num_threads() said 100000 and every
     # convolution failed with std::bad_alloc sizing per-thread workspaces.
-    code, out = run_child("""
+    code, out = run_child(
+        """
         import numpy as np, fastconv
         print("threads", fastconv.get_num_threads())
         x = np.random.default_rng(0).standard_normal((2, 8, 16, 16)).astype(np.float32)
@@ -182,7 +200,9 @@ def test_omp_num_threads_beyond_the_maximum_is_clamped():
             np.testing.assert_allclose(fastconv.conv2d(x, w, padding=1, algo=algo), want,
                                        rtol=1e-4, atol=1e-3)
         print("ok")
-    """, env={"OMP_NUM_THREADS": "100000"})
+    """,
+        env={"OMP_NUM_THREADS": "100000"},
+    )
     assert code == 0, out
     assert "threads 1024" in out and "ok" in out
 
@@ -216,7 +236,9 @@ _BALLAST = """
 def test_openblas_buffer_failure_is_a_memory_error():
     # OpenBLAS maps a 32 MiB buffer at its first GEMM; when that failed it printed "Memory
     # allocation still failed after 10 retries" and exit(1)ed from an OpenMP worker.
-    code, out = run_child(prelude=_BALLAST, script="""
+    code, out = run_child(
+        prelude=_BALLAST,
+        script="""
         import numpy as np, fastconv
         rng = np.random.default_rng(0)
         x = rng.standard_normal((2, 16, 64, 64)).astype(np.float32)
@@ -236,7 +258,8 @@ def test_openblas_buffer_failure_is_a_memory_error():
             b.close()
         got = fastconv.conv2d(x, w, padding=1, algo="im2col")   # the process is intact
         print(outcome, np.allclose(got, want, rtol=1e-4, atol=1e-3))
-    """)
+    """,
+    )
     assert code == 0, out
     assert "MemoryError out of memory: not enough memory for OpenBLAS" in out, out
     assert "'finally'] True" in out, out
@@ -244,7 +267,9 @@ def test_openblas_buffer_failure_is_a_memory_error():
 
 @pytest.mark.parametrize("algo", ["im2col", "winograd", "fft", "direct"])
 def test_workspace_failure_is_a_memory_error(algo):
-    code, out = run_child(prelude=_BALLAST, script=f"""
+    code, out = run_child(
+        prelude=_BALLAST,
+        script=f"""
         import numpy as np, fastconv
         algo = {algo!r}
         c, g = 64, 1
@@ -262,14 +287,17 @@ def test_workspace_failure_is_a_memory_error(algo):
         for b in ballast:
             b.close()
         print("after", fastconv.conv2d(x, w, padding=k // 2, groups=g, algo=algo).shape)
-    """)
+    """,
+    )
     assert code == 0, out
     assert "MemoryError out of memory: " in out and "after (8, 64, 48, 48)" in out, out
 
 
 def test_array_cache_is_released_when_an_allocation_fails():
     # The cache kept its unused blocks while a new allocation failed for want of that memory.
-    code, out = run_child(prelude=_BALLAST, script="""
+    code, out = run_child(
+        prelude=_BALLAST,
+        script="""
         import numpy as np, fastconv
         from fastconv import _memory
         fastconv.set_memory_cache(1 << 30)
@@ -288,13 +316,16 @@ def test_array_cache_is_released_when_an_allocation_fails():
         finally:
             _memory.leave(was)
         print(held >= 192 * MiB, result, fastconv.memory_cache_stats()["held_bytes"])
-    """)
+    """,
+    )
     assert code == 0, out
     assert f"True allocated {100 * MiB // 8 + 3} 0" in out, out
 
 
 def test_kernel_workspace_retried_after_the_cache_is_released():
-    code, out = run_child(prelude=_BALLAST, script="""
+    code, out = run_child(
+        prelude=_BALLAST,
+        script="""
         import numpy as np, fastconv
         from fastconv import _memory
         rng = np.random.default_rng(0)
@@ -312,7 +343,8 @@ def test_kernel_workspace_retried_after_the_cache_is_released():
             print("ran", np.array_equal(got, y), fastconv.memory_cache_stats()["held_bytes"])
         except MemoryError as e:
             print("MemoryError", e)
-    """)
+    """,
+    )
     assert code == 0, out
     assert "ran True 0" in out, out
 
@@ -335,7 +367,9 @@ _FORK = """
 
 
 def test_os_fork_child_runs_convolutions():
-    code, out = run_child(prelude=_FORK, script="""
+    code, out = run_child(
+        prelude=_FORK,
+        script="""
         pid = os.fork()
         if pid == 0:
             ok, n = work()
@@ -346,25 +380,35 @@ def test_os_fork_child_runs_convolutions():
             os._exit(0 if ok and n == 2 and os.waitstatus_to_exitcode(st) == 0 else 3)
         _, st = os.waitpid(pid, 0)
         print("child", os.waitstatus_to_exitcode(st), "parent", work()[0])
-    """, timeout=90, env={"OMP_NUM_THREADS": "2"})
+    """,
+        timeout=90,
+        env={"OMP_NUM_THREADS": "2"},
+    )
     assert code == 0, out
     assert "child 0 parent True" in out, out
 
 
 def test_multiprocessing_fork_pool_runs_convolutions():
-    code, out = run_child(prelude=_FORK, script="""
+    code, out = run_child(
+        prelude=_FORK,
+        script="""
         with mp.get_context("fork").Pool(2) as pool:
             results = pool.map(work, range(4))
         print("pool", results)
-    """, timeout=90, env={"OMP_NUM_THREADS": "2"})
+    """,
+        timeout=90,
+        env={"OMP_NUM_THREADS": "2"},
+    )
     assert code == 0, out
     assert "pool [(True, 2), (True, 2), (True, 2), (True, 2)]" in out, out
 
 
 # --- 11 and the C ABI's checks ---------------------------------------------------------------
 
+
 def _lib():
     from test_c_abi import LIB_PATH, load
+
     if LIB_PATH is None:
         pytest.skip("libfastconv shared library not found")
     lib = load(LIB_PATH)
@@ -396,6 +440,7 @@ def test_relu_entries_refuse_overflowing_counts(n):
 
 def test_output_size_refuses_null_outputs():
     from test_c_abi import desc
+
     lib = _lib()
     d = desc((1, 1, 5, 5), (1, 1, 3, 3))
     assert lib.fc_conv2d_output_size(ctypes.byref(d), None, None) == FC_EINVAL

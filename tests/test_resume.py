@@ -2,6 +2,7 @@
 torch where installed), checkpoints of a whole run, and ``fastconv train --checkpoint/--resume``.
 An interrupted run that resumes from its checkpoint must end bitwise equal to an uninterrupted
 one."""
+
 import copy
 import itertools
 
@@ -82,8 +83,12 @@ def test_state_dict_layout_and_copies(name):
     for entries in sd["state"].values():
         for key, value in entries.items():
             if isinstance(value, np.ndarray):
-                assert not any(np.shares_memory(value, v) for s in opt.state.values()
-                               for v in s.values() if isinstance(v, np.ndarray)), key
+                assert not any(
+                    np.shares_memory(value, v)
+                    for s in opt.state.values()
+                    for v in s.values()
+                    if isinstance(v, np.ndarray)
+                ), key
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -119,8 +124,9 @@ def test_loaded_arrays_take_each_parameter_dtype():
     opt32.load_state_dict(opt64.state_dict())
     state = opt32.state_dict()["state"]
     assert state[0]["exp_avg"].dtype == np.float32 and state[0]["step"] == 2
-    np.testing.assert_array_equal(state[0]["exp_avg"], opt64.state_dict()["state"][0]["exp_avg"]
-                                  .astype(np.float32))
+    np.testing.assert_array_equal(
+        state[0]["exp_avg"], opt64.state_dict()["state"][0]["exp_avg"].astype(np.float32)
+    )
 
 
 def test_json_round_trip_restores_tuples():
@@ -143,12 +149,18 @@ def mutated(sd, change):
 BAD_OPTIMIZER_DICTS = [
     (lambda sd: sd.pop("state"), "must be a dict with 'state' and 'param_groups'"),
     (lambda sd: sd["param_groups"].pop(), "the state_dict has 1 parameter groups, the optimizer 2"),
-    (lambda sd: sd["param_groups"][1]["params"].append(3),
-     r"param_groups\[1\] has 2 parameters in the state_dict, 1 in the optimizer"),
-    (lambda sd: sd["param_groups"][0].pop("amsgrad"),
-     r"param_groups\[0\] lacks the hyper-parameters \['amsgrad'\] of Adam"),
-    (lambda sd: sd["state"][0].update(exp_avg=np.zeros((4, 3))),
-     r"state\[0\]\['exp_avg'\] has shape \(4, 3\), its parameter shape \(3, 4\)"),
+    (
+        lambda sd: sd["param_groups"][1]["params"].append(3),
+        r"param_groups\[1\] has 2 parameters in the state_dict, 1 in the optimizer",
+    ),
+    (
+        lambda sd: sd["param_groups"][0].pop("amsgrad"),
+        r"param_groups\[0\] lacks the hyper-parameters \['amsgrad'\] of Adam",
+    ),
+    (
+        lambda sd: sd["state"][0].update(exp_avg=np.zeros((4, 3))),
+        r"state\[0\]\['exp_avg'\] has shape \(4, 3\), its parameter shape \(3, 4\)",
+    ),
     (lambda sd: sd["state"][2].pop("max_exp_avg_sq"), r"state\[2\] lacks \['max_exp_avg_sq'\]"),
     (lambda sd: sd["state"].update({7: {}}), "state has an entry for parameter 7, which no"),
     (lambda sd: sd["state"][1].update(step=2.5), r"state\[1\]\['step'\] must be a count of steps"),
@@ -157,8 +169,9 @@ BAD_OPTIMIZER_DICTS = [
 ]
 
 
-@pytest.mark.parametrize("change,message", BAD_OPTIMIZER_DICTS,
-                         ids=[m for _, m in BAD_OPTIMIZER_DICTS])
+@pytest.mark.parametrize(
+    "change,message", BAD_OPTIMIZER_DICTS, ids=[m for _, m in BAD_OPTIMIZER_DICTS]
+)
 def test_load_state_dict_rejects_what_does_not_fit(change, message):
     ps = params()
     opt = OPTIMIZERS["adam"](two_groups(ps))
@@ -218,8 +231,11 @@ def test_schedule_load_state_dict_errors():
     opt = optim.SGD(two_groups(params()), lr=0.1)
     sched = optim.StepLR(opt, step_size=2)
     sd = sched.state_dict()
-    with pytest.raises(ValueError, match=r"base_lrs must be a list of one learning rate per "
-                                         r"parameter group \(2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"base_lrs must be a list of one learning rate per "
+        r"parameter group \(2\)",
+    ):
         sched.load_state_dict({**sd, "base_lrs": [0.1]})
     with pytest.raises(ValueError, match="holds no 'optimizer'"):
         sched.load_state_dict({**sd, "optimizer": opt})
@@ -304,9 +320,17 @@ def test_state_dict_matches_torch_and_loads_both_ways(case):
     o2, t2 = ours(weights), theirs(weights)
     o2[1].load_state_dict(st)
     o2[2].load_state_dict(sched_t)
-    t2[1].load_state_dict({"state": {i: {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-                                         for k, v in s.items()} for i, s in so["state"].items()},
-                           "param_groups": so["param_groups"]})
+    t2[1].load_state_dict(
+        {
+            "state": {
+                i: {
+                    k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in s.items()
+                }
+                for i, s in so["state"].items()
+            },
+            "param_groups": so["param_groups"],
+        }
+    )
     t2[2].load_state_dict({**sched_t, **sched_o})
     for run_ in (o, t, o2, t2):
         steps(*run_, grads[4:])
@@ -320,26 +344,42 @@ def test_state_dict_matches_torch_and_loads_both_ways(case):
 # ----------------------------------------------------------------------------------------------
 # a whole run: interrupted, resumed from its checkpoint, bitwise equal to the uninterrupted one
 
+
 def small_net():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.25), nn.Linear(4 * 4 * 4, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.25),
+        nn.Linear(4 * 4 * 4, 3),
+    )
 
 
 RUNS = {
     "sgd_step": lambda m: (lambda o: (o, optim.StepLR(o, step_size=1, gamma=0.7)))(
-        optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)),
+        optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    ),
     "adam_cosine": lambda m: (lambda o: (o, optim.CosineAnnealingLR(o, T_max=3)))(
-        optim.Adam(m.parameters(), lr=1e-2)),
+        optim.Adam(m.parameters(), lr=1e-2)
+    ),
     # stepped per minibatch by fit (15 steps in all)
     "sgd_onecycle": lambda m: (lambda o: (o, optim.OneCycleLR(o, max_lr=0.1, total_steps=15)))(
-        optim.SGD(m.parameters(), lr=0.05, momentum=0.9)),
+        optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    ),
     # stepped with the epoch's training loss (DATA has no validation pair)
     "adam_plateau": lambda m: (lambda o: (o, optim.ReduceLROnPlateau(o, patience=0, factor=0.5)))(
-        optim.Adam(m.parameters(), lr=1e-2)),
+        optim.Adam(m.parameters(), lr=1e-2)
+    ),
 }
 EPOCHS, BATCH = 3, 7
-DATA = (np.random.default_rng(1).standard_normal((30, 1, 8, 8)).astype(np.float32),
-        np.arange(30) % 3, None, None)  # 5 minibatches an epoch, the last of 2
+DATA = (
+    np.random.default_rng(1).standard_normal((30, 1, 8, 8)).astype(np.float32),
+    np.arange(30) % 3,
+    None,
+    None,
+)  # 5 minibatches an epoch, the last of 2
 
 
 def setup(run_name, seed):
@@ -361,23 +401,30 @@ def crash_at(opt, n):
         if next(calls) == n:
             raise Crash
         real()
+
     opt.step = step
 
 
 def snapshot(model, opt, sched, rng):
-    return {"model": {k: v.copy() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": rng.bit_generator.state,
-            "autograd_rng": autograd.default_generator().bit_generator.state}
+    return {
+        "model": {k: v.copy() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": rng.bit_generator.state,
+        "autograd_rng": autograd.default_generator().bit_generator.state,
+    }
 
 
 @pytest.mark.parametrize("run_name", RUNS)
-@pytest.mark.parametrize("every,crash,where", [
-    (3, 8, (1, 1)),     # checkpoint at step 6: epoch 2, after its first minibatch
-    (2, 5, (0, 4)),     # step 4: the first epoch, just before its short last minibatch
-    (None, 12, (2, 0)),  # epoch ends only: after epoch 2
-    (5, 14, (2, 0)),    # step 10 is also an epoch end
-])
+@pytest.mark.parametrize(
+    "every,crash,where",
+    [
+        (3, 8, (1, 1)),  # checkpoint at step 6: epoch 2, after its first minibatch
+        (2, 5, (0, 4)),  # step 4: the first epoch, just before its short last minibatch
+        (None, 12, (2, 0)),  # epoch ends only: after epoch 2
+        (5, 14, (2, 0)),  # step 10 is also an epoch end
+    ],
+)
 def test_interrupted_run_resumes_bitwise(run_name, every, crash, where, tmp_path):
     log = []
     model, opt, sched, rng = setup(run_name, seed=0)
@@ -389,14 +436,26 @@ def test_interrupted_run_resumes_bitwise(run_name, every, crash, where, tmp_path
     model, opt, sched, rng = setup(run_name, seed=0)
     crash_at(opt, crash)
     with pytest.raises(Crash):
-        fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=log.append, checkpoint=path,
-            checkpoint_every=every)
+        fit(
+            model,
+            opt,
+            DATA,
+            EPOCHS,
+            BATCH,
+            rng,
+            sched,
+            log=log.append,
+            checkpoint=path,
+            checkpoint_every=every,
+        )
 
     model, opt, sched, rng = setup(run_name, seed=42)  # everything else is the checkpoint's
     rest = fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=log.append, resume=path)
-    assert log[-len(rest) - 1] == f"resumed from {path}: epoch {where[0] + 1}, {where[1]} of 5 " \
-                                  f"steps done"
-    assert rest == losses[where[0]:]  # the resumed epoch's loss counts its first part too
+    assert (
+        log[-len(rest) - 1] == f"resumed from {path}: epoch {where[0] + 1}, {where[1]} of 5 "
+        f"steps done"
+    )
+    assert rest == losses[where[0] :]  # the resumed epoch's loss counts its first part too
     assert_same(snapshot(model, opt, sched, rng), done)
 
 
@@ -442,8 +501,11 @@ def test_batches_skip_and_start_step():
     rest = list(batches(x, y, 3, shuffle=True, rng=np.random.default_rng(0), skip=2))
     assert len(rest) == 2 and all(np.array_equal(a[0], b[0]) for a, b in zip(whole[2:], rest))
     model, opt, _, rng = setup("sgd_step", seed=0)
-    with pytest.raises(ValueError, match=r"start_step must be an int from 0 to 4 \(the epoch has "
-                                         r"5 minibatches of 7\), got 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"start_step must be an int from 0 to 4 \(the epoch has "
+        r"5 minibatches of 7\), got 5",
+    ):
         train_epoch(model, opt, *DATA[:2], BATCH, rng, start_step=5)
 
 
@@ -459,14 +521,18 @@ def test_fit_checkpoint_arguments(tmp_path):
     fit(model, opt, DATA, 1, BATCH, rng, sched, log=lambda s: None, checkpoint=path)
     model, opt, sched, rng = setup("sgd_step", seed=0)
     before = snapshot(model, opt, sched, rng)
-    with pytest.raises(CheckpointError, match=f"{path}: written by a run of batch_size 7 on 30 "
-                                              f"samples; resuming with batch_size 8 on 30"):
+    with pytest.raises(
+        CheckpointError,
+        match=f"{path}: written by a run of batch_size 7 on 30 "
+        f"samples; resuming with batch_size 8 on 30",
+    ):
         fit(model, opt, DATA, 2, 8, rng, sched, resume=path)
     assert_same(snapshot(model, opt, sched, rng), before)  # nothing loaded
 
 
 # ----------------------------------------------------------------------------------------------
 # fit's schedules: per step, per epoch, and ReduceLROnPlateau's metric
+
 
 def test_fit_steps_one_cycle_per_minibatch_as_a_hand_loop():
     model, opt, sched, rng = setup("sgd_onecycle", seed=0)
@@ -486,13 +552,19 @@ def test_fit_steps_one_cycle_per_minibatch_as_a_hand_loop():
     assert_same(ours, snapshot(model, opt, sched, rng))
 
 
-@pytest.mark.parametrize("run_name,interval,steps", [
-    ("sgd_onecycle", "epoch", EPOCHS), ("sgd_step", "step", EPOCHS * 5),
-    ("sgd_step", None, EPOCHS)])
+@pytest.mark.parametrize(
+    "run_name,interval,steps",
+    [
+        ("sgd_onecycle", "epoch", EPOCHS),
+        ("sgd_step", "step", EPOCHS * 5),
+        ("sgd_step", None, EPOCHS),
+    ],
+)
 def test_fit_scheduler_interval(run_name, interval, steps):
     model, opt, sched, rng = setup(run_name, seed=0)
-    fit(model, opt, DATA, EPOCHS, BATCH, rng, sched, log=lambda s: None,
-        scheduler_interval=interval)
+    fit(
+        model, opt, DATA, EPOCHS, BATCH, rng, sched, log=lambda s: None, scheduler_interval=interval
+    )
     assert sched.last_epoch == steps
 
 
@@ -514,8 +586,10 @@ def test_fit_gives_reduce_lr_on_plateau_the_validation_loss():
         model.eval()
         with autograd.no_grad():
             val.append(nn.functional.cross_entropy(model(autograd.Tensor(data[2])), data[3]).item())
-    losses = fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=log.append,
-                 on_epoch_end=on_epoch_end)
+
+    losses = fit(
+        model, opt, data, EPOCHS, BATCH, rng, sched, log=log.append, on_epoch_end=on_epoch_end
+    )
     assert sched.seen == pytest.approx(val, rel=1e-6) and sched.seen != losses
     assert log[-1] == f"epoch 3/3: loss {losses[-1]:.4f}, val_loss {val[-1]:.4f}"
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1 ** (EPOCHS - 1))
@@ -535,17 +609,30 @@ def test_plateau_with_validation_data_resumes_bitwise(tmp_path):
     def start(seed):
         model, opt, _, rng = setup("adam_cosine", seed=seed)
         return model, opt, optim.ReduceLROnPlateau(opt, patience=0, factor=0.5), rng
+
     model, opt, sched, rng = start(0)
     losses = fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None)
     done = snapshot(model, opt, sched, rng)
     model, opt, sched, rng = start(0)
     crash_at(opt, 7)
     with pytest.raises(Crash):
-        fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None,
-            checkpoint=tmp_path / "ck", checkpoint_every=3)
+        fit(
+            model,
+            opt,
+            data,
+            EPOCHS,
+            BATCH,
+            rng,
+            sched,
+            log=lambda s: None,
+            checkpoint=tmp_path / "ck",
+            checkpoint_every=3,
+        )
     model, opt, sched, rng = start(5)
-    assert fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None,
-               resume=tmp_path / "ck") == losses[1:]
+    assert (
+        fit(model, opt, data, EPOCHS, BATCH, rng, sched, log=lambda s: None, resume=tmp_path / "ck")
+        == losses[1:]
+    )
     assert_same(snapshot(model, opt, sched, rng), done)
 
 
@@ -554,12 +641,14 @@ def test_fit_scheduler_interval_errors():
     with pytest.raises(ValueError, match="must be 'epoch' or 'step', got 'batch'"):
         fit(model, opt, DATA, 1, BATCH, rng, sched, scheduler_interval="batch")
     with pytest.raises(ValueError, match="does not fit ReduceLROnPlateau"):
-        fit(model, opt, DATA, 1, BATCH, rng, optim.ReduceLROnPlateau(opt),
-            scheduler_interval="step")
+        fit(
+            model, opt, DATA, 1, BATCH, rng, optim.ReduceLROnPlateau(opt), scheduler_interval="step"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # bad checkpoint files
+
 
 def written_checkpoint(path):
     model, opt, sched, rng = setup("adam_cosine", seed=0)
@@ -582,21 +671,32 @@ def json_entry(text):
 UNREADABLE = r"is not a readable checkpoint \(truncated or corrupt\?\)"
 BAD_FILES = {
     "empty": (lambda p: p.write_bytes(b""), UNREADABLE),
-    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), UNREADABLE),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), UNREADABLE),
     "garbage": (lambda p: p.write_bytes(b"no checkpoint here " * 50), UNREADABLE),
     "npy": (lambda p: np.save(open(p, "wb"), np.ones(3)), "a single .npy array"),
     "weights": (lambda p: np.savez(open(p, "wb"), w=np.ones(3)), "is not a fastconv checkpoint"),
-    "bad_json": (lambda p: rewritten(p, lambda a: a.update({"checkpoint.json": json_entry("{")})),
-                 "is not a well-formed fastconv checkpoint"),
-    "foreign_json": (lambda p: rewritten(p, lambda a: a.update(
-        {"checkpoint.json": json_entry('{"format": "other"}')})), "its format is not"),
-    "extra_entry": (lambda p: rewritten(p, lambda a: a.update(junk=np.ones(1))),
-                    "unexpected entry 'junk'"),
-    "model_shape": (lambda p: rewritten(p, lambda a: a.update({"model/6.bias": np.ones(4)})),
-                    r"the model does not match the checkpoint's: 6.bias: checkpoint \(4,\)"),
-    "optimizer_shape": (lambda p: rewritten(p, lambda a: a.update(
-        {"optimizer/0/exp_avg": np.ones(2)})),
-        r"the optimizer does not match the checkpoint's: .*state\[0\]\['exp_avg'\] has shape"),
+    "bad_json": (
+        lambda p: rewritten(p, lambda a: a.update({"checkpoint.json": json_entry("{")})),
+        "is not a well-formed fastconv checkpoint",
+    ),
+    "foreign_json": (
+        lambda p: rewritten(
+            p, lambda a: a.update({"checkpoint.json": json_entry('{"format": "other"}')})
+        ),
+        "its format is not",
+    ),
+    "extra_entry": (
+        lambda p: rewritten(p, lambda a: a.update(junk=np.ones(1))),
+        "unexpected entry 'junk'",
+    ),
+    "model_shape": (
+        lambda p: rewritten(p, lambda a: a.update({"model/6.bias": np.ones(4)})),
+        r"the model does not match the checkpoint's: 6.bias: checkpoint \(4,\)",
+    ),
+    "optimizer_shape": (
+        lambda p: rewritten(p, lambda a: a.update({"optimizer/0/exp_avg": np.ones(2)})),
+        r"the optimizer does not match the checkpoint's: .*state\[0\]\['exp_avg'\] has shape",
+    ),
 }
 
 
@@ -618,18 +718,23 @@ def test_checkpoint_of_another_setup(tmp_path):
     with pytest.raises(CheckpointError, match="holds a Adam optimizer, given SGD"):
         load_checkpoint(path, model, opt, sched)
     model, opt, _, _ = setup("adam_cosine", seed=0)
-    with pytest.raises(CheckpointError, match="holds CosineAnnealingLR as the schedule, given "
-                                              "None"):
+    with pytest.raises(
+        CheckpointError, match="holds CosineAnnealingLR as the schedule, given None"
+    ):
         load_checkpoint(path, model, opt, None)
     other = nn.Sequential(nn.Linear(2, 2), nn.Identity(), nn.Linear(2, 2), nn.Linear(2, 2))
-    with pytest.raises(CheckpointError, match=r"missing keys \['2.weight', '2.bias', '3.weight', "
-                                              r"'3.bias'\], unexpected "
-                                              r"keys \['1.weight', '1.bias', '1.running_mean'"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing keys \['2.weight', '2.bias', '3.weight', "
+        r"'3.bias'\], unexpected "
+        r"keys \['1.weight', '1.bias', '1.running_mean'",
+    ):
         load_checkpoint(path, other, optim.Adam(other.parameters()), None)
 
 
 # ----------------------------------------------------------------------------------------------
 # fastconv train --checkpoint / --resume
+
 
 def cli_run(args, capsys):
     assert main(["train", "--threads", "2", "--no-progress", "--seed", "5"] + args) == 0
@@ -642,10 +747,13 @@ def saved(path):
 
 
 @pytest.mark.slow  # two whole `fastconv train` runs per case
-@pytest.mark.parametrize("every,crash,position", [
-    (None, 100, "epoch 2, 0 of 90 steps done"),  # the checkpoint written after epoch 1
-    ("40", 130, "epoch 2, 30 of 90 steps done"),  # step 120: 30 minibatches into epoch 2
-])
+@pytest.mark.parametrize(
+    "every,crash,position",
+    [
+        (None, 100, "epoch 2, 0 of 90 steps done"),  # the checkpoint written after epoch 1
+        ("40", 130, "epoch 2, 30 of 90 steps done"),  # step 120: 30 minibatches into epoch 2
+    ],
+)
 def test_cli_resume_equals_uninterrupted(every, crash, position, tmp_path, capsys, monkeypatch):
     pytest.importorskip("sklearn", reason="the digits data comes with scikit-learn")
     pytest.importorskip("tqdm")
@@ -658,15 +766,30 @@ def test_cli_resume_equals_uninterrupted(every, crash, position, tmp_path, capsy
         if next(calls) == crash:
             raise Crash
         real(self)
+
     with monkeypatch.context() as m:
         m.setattr(optim.SGD, "step", step)
         with pytest.raises(Crash):
-            main(["train", "--threads", "2", "--no-progress", "--seed", "5", "--epochs", "2",
-                  "--checkpoint", str(ck)] + (["--checkpoint-every", every] if every else []))
+            main(
+                [
+                    "train",
+                    "--threads",
+                    "2",
+                    "--no-progress",
+                    "--seed",
+                    "5",
+                    "--epochs",
+                    "2",
+                    "--checkpoint",
+                    str(ck),
+                ]
+                + (["--checkpoint-every", every] if every else [])
+            )
     capsys.readouterr()
 
-    resumed = cli_run(["--epochs", "2", "--resume", str(ck), "--save", str(tmp_path / "b.npz")],
-                      capsys)
+    resumed = cli_run(
+        ["--epochs", "2", "--resume", str(ck), "--save", str(tmp_path / "b.npz")], capsys
+    )
     assert resumed[1] == f"resumed from {ck}: {position}"
     assert resumed[2] == whole[2] and resumed[2].startswith("epoch 2/2: loss ")
     assert resumed[-1] == whole[-1]  # test accuracy
@@ -679,13 +802,16 @@ def test_cli_resume_errors(tmp_path, capsys, monkeypatch):
 
     def forbidden(*a, **k):
         raise AssertionError("loaded the data before checking --resume")
+
     monkeypatch.setattr(data, "load_digits", forbidden)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(SystemExit) as e:
         main(["train", "--resume", str(bad)])
-    assert e.value.code.startswith(f"fastconv train: error: argument --resume: {bad} is not a "
-                                   f"readable checkpoint (truncated or corrupt?)")
+    assert e.value.code.startswith(
+        f"fastconv train: error: argument --resume: {bad} is not a "
+        f"readable checkpoint (truncated or corrupt?)"
+    )
     assert "\n" not in e.value.code and "Traceback" not in capsys.readouterr().err
 
     ck = tmp_path / "ck.npz"
@@ -693,20 +819,25 @@ def test_cli_resume_errors(tmp_path, capsys, monkeypatch):
     save_checkpoint(ck, model, opt, sched, 0, 0, rng)
     with pytest.raises(SystemExit) as e:
         main(["train", "--resume", str(ck)])
-    assert e.value.code.startswith(f"fastconv train: error: argument --resume: {ck}: the model "
-                                   f"does not match the checkpoint's")
+    assert e.value.code.startswith(
+        f"fastconv train: error: argument --resume: {ck}: the model does not match the checkpoint's"
+    )
 
     for args, message in [
-            (["--resume", str(tmp_path / "missing.npz")], "argument --resume: "),
-            (["--checkpoint", str(tmp_path / "nodir" / "c.npz")], "argument --checkpoint: "),
-            (["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1"),
-            (["--load", str(ck), "--resume", str(ck)],
-             "argument --resume: not allowed with argument --load")]:
+        (["--resume", str(tmp_path / "missing.npz")], "argument --resume: "),
+        (["--checkpoint", str(tmp_path / "nodir" / "c.npz")], "argument --checkpoint: "),
+        (["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1"),
+        (
+            ["--load", str(ck), "--resume", str(ck)],
+            "argument --resume: not allowed with argument --load",
+        ),
+    ]:
         with pytest.raises(SystemExit) as e:
             main(["train"] + args)
         assert e.value.code == 2
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", "--checkpoint-every", "5"])
-    assert e.value.code == ("fastconv train: error: argument --checkpoint-every: needs "
-                            "--checkpoint PATH")
+    assert e.value.code == (
+        "fastconv train: error: argument --checkpoint-every: needs --checkpoint PATH"
+    )

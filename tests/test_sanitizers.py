@@ -7,6 +7,7 @@ shapes against FC_ALGO_REFERENCE / naive loops, then fuzzes the C ABI with hosti
 Any mismatch, any status outside fc_status, any sanitizer report fails the run.
 Skipped only when no C++ compiler is installed.
 """
+
 import importlib.util
 import os
 import re
@@ -18,8 +19,9 @@ import fastconv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # tests/sanitize/build.py, loaded by path (a module named "build" may already be imported)
-_spec = importlib.util.spec_from_file_location("fastconv_sanitize_build",
-                                               os.path.join(HERE, "sanitize", "build.py"))
+_spec = importlib.util.spec_from_file_location(
+    "fastconv_sanitize_build", os.path.join(HERE, "sanitize", "build.py")
+)
 sanitize_build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sanitize_build)
 
@@ -34,8 +36,10 @@ TRAIN = 200  # random cases of the training kernels (tests/sanitize/train_check.
 
 pytestmark = [
     pytest.mark.slow,  # a full build of csrc/ under the sanitizers, then minutes per ISA
-    pytest.mark.skipif(sanitize_build.compiler() is None,
-                       reason="no C++ compiler ($CXX, g++ or c++) to build the sanitizer driver"),
+    pytest.mark.skipif(
+        sanitize_build.compiler() is None,
+        reason="no C++ compiler ($CXX, g++ or c++) to build the sanitizer driver",
+    ),
 ]
 
 
@@ -60,7 +64,9 @@ def driver(tmp_path_factory):
     try:
         return sanitize_build.build(str(out))
     except subprocess.CalledProcessError as e:
-        pytest.fail(f"building the sanitizer driver failed:\n{' '.join(e.cmd)}\n{e.stdout}{e.stderr}")
+        pytest.fail(
+            f"building the sanitizer driver failed:\n{' '.join(e.cmd)}\n{e.stdout}{e.stderr}"
+        )
 
 
 def test_sanitizers_are_live(tmp_path):
@@ -74,10 +80,12 @@ def test_sanitizers_are_live(tmp_path):
         "  if (argc == 1) return (int)v[4];\n"
         "  if (argc == 2) return (int)v.data()[v.size()];\n"
         "  int64_t big = INT64_MAX - 3 + argc;  // argc == 3: INT64_MAX\n"
-        "  return (int)((big + 1) & 1);\n}\n")
+        "  return (int)((big + 1) & 1);\n}\n"
+    )
     exe = str(tmp_path / "oob")
-    subprocess.run([*cxx, "-g", *sanitize_build.SANITIZE, str(src), "-o", exe], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*cxx, "-g", *sanitize_build.SANITIZE, str(src), "-o", exe], check=True, capture_output=True
+    )
     env = sanitizer_env()
     assert subprocess.run([exe], env=env, capture_output=True).returncode == 0
     r = subprocess.run([exe, "x"], env=env, capture_output=True, text=True)
@@ -93,14 +101,35 @@ def test_sanitizer_driver(driver, isa):
         pytest.skip(f"this CPU runs at most {best}")
     conv, pool = CONV_CONFIGS, POOL_CONFIGS
     fuzz = FUZZ_FULL if isa == best else FUZZ_OTHER
-    cmd = [driver, "--isa", isa, "--conv", str(conv), "--pool", str(pool), "--fuzz", str(fuzz),
-           "--plans", str(PLANS), "--train", str(TRAIN), "--seed", str(1000 + ISAS.index(isa))]
-    r = subprocess.run(cmd, env=sanitizer_env(FASTCONV_ISA=isa), capture_output=True, text=True,
-                       timeout=900)
-    report = f"$ FASTCONV_ISA={isa} {' '.join(cmd)}\nexit {r.returncode}\n{r.stdout}\n{r.stderr[-6000:]}"
+    cmd = [
+        driver,
+        "--isa",
+        isa,
+        "--conv",
+        str(conv),
+        "--pool",
+        str(pool),
+        "--fuzz",
+        str(fuzz),
+        "--plans",
+        str(PLANS),
+        "--train",
+        str(TRAIN),
+        "--seed",
+        str(1000 + ISAS.index(isa)),
+    ]
+    r = subprocess.run(
+        cmd, env=sanitizer_env(FASTCONV_ISA=isa), capture_output=True, text=True, timeout=900
+    )
+    report = (
+        f"$ FASTCONV_ISA={isa} {' '.join(cmd)}\nexit {r.returncode}\n{r.stdout}\n{r.stderr[-6000:]}"
+    )
     assert r.returncode == 0, report
-    m = re.search(r"conv_configs=(\d+) pool_configs=(\d+) fuzz_descriptors=(\d+) plans=(\d+) "
-                  r"train_cases=(\d+) checks=(\d+) failures=(\d+)", r.stdout)
+    m = re.search(
+        r"conv_configs=(\d+) pool_configs=(\d+) fuzz_descriptors=(\d+) plans=(\d+) "
+        r"train_cases=(\d+) checks=(\d+) failures=(\d+)",
+        r.stdout,
+    )
     assert m, report
     nconv, npool, nfuzz, nplans, ntrain, checks, failures = map(int, m.groups())
     assert failures == 0 and nconv > conv and npool > pool and nfuzz == fuzz and checks > 0, report

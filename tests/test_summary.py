@@ -1,6 +1,7 @@
 """nn.summary: VGG-16 reproduces the course notes' per-layer table (activations and weights),
 totals agree with the models' own parameter counts, FLOPs follow DESIGN's 2 x MACs, and the
 training-memory estimate adds up for each optimizer."""
+
 import numpy as np
 import pytest
 
@@ -41,6 +42,7 @@ def vgg():
     return model, nn.summary(model, (3, 224, 224), verbose=False)
 
 
+@pytest.mark.slow  # VGG-16 traced at 224x224: seconds (the LeNet-5 checks below are fast)
 def test_vgg16_rows_match_the_notes(vgg):
     model, s = vgg
     rows = [r for r in s.rows if r.activations]  # the layers that take memory
@@ -55,6 +57,7 @@ def test_vgg16_rows_match_the_notes(vgg):
     assert others == {"ReLU", "Dropout", "AdaptiveAvgPool2d"}
 
 
+@pytest.mark.slow  # VGG-16 traced at 224x224: seconds (the LeNet-5 checks below are fast)
 def test_vgg16_totals(vgg):
     model, s = vgg
     acts = sum(a for _, a, _ in VGG16_TABLE)
@@ -70,15 +73,21 @@ def test_vgg16_totals(vgg):
     assert s.rows[-1].macs == 4096 * 1000
 
 
+@pytest.mark.slow  # VGG-16 traced at 224x224: seconds (the LeNet-5 checks below are fast)
 def test_memory_estimate_and_batch_scaling(vgg):
     model, _ = vgg
     s = nn.summary(model, (3, 224, 224), batch_size=4, optimizer="sgd_momentum", verbose=False)
     p = 138_357_544 * 4
     assert s.total_activations == 4 * 15_237_608
     assert s.rows[1].output_shape == (4, 64, 224, 224)
-    assert s.memory == {"activations": 4 * 15_237_608 * 4, "activation_gradients": 4 * 15_237_608 * 4,
-                        "parameters": p, "parameter_gradients": p, "optimizer_state": p,
-                        "total": 2 * 4 * 15_237_608 * 4 + 3 * p}
+    assert s.memory == {
+        "activations": 4 * 15_237_608 * 4,
+        "activation_gradients": 4 * 15_237_608 * 4,
+        "parameters": p,
+        "parameter_gradients": p,
+        "optimizer_state": p,
+        "total": 2 * 4 * 15_237_608 * 4 + 3 * p,
+    }
     assert abs(s.memory_mb["parameters"] - p / 2**20) < 1e-9
 
 
@@ -99,15 +108,18 @@ def test_lenet5_rows_and_flops():
     assert {r.type for r in s.rows if r.macs} == {"Conv2d", "Linear"}
 
 
-@pytest.mark.parametrize("make,buffers", [
-    (lambda ps: optim.SGD(ps, lr=0.1), 0),
-    (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), 1),
-    (lambda ps: optim.Adam(ps), 2),
-    (lambda ps: optim.RMSprop(ps, momentum=0.9, centered=True), 3),
-    (lambda ps: "adam", 2),
-    (lambda ps: 1.5, 1.5),
-    (lambda ps: None, 0),
-])
+@pytest.mark.parametrize(
+    "make,buffers",
+    [
+        (lambda ps: optim.SGD(ps, lr=0.1), 0),
+        (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), 1),
+        (lambda ps: optim.Adam(ps), 2),
+        (lambda ps: optim.RMSprop(ps, momentum=0.9, centered=True), 3),
+        (lambda ps: "adam", 2),
+        (lambda ps: 1.5, 1.5),
+        (lambda ps: None, 0),
+    ],
+)
 def test_optimizer_state(make, buffers):
     model = lenet5()
     s = nn.summary(model, (1, 32, 32), optimizer=make(model.parameters()), verbose=False)
@@ -116,13 +128,20 @@ def test_optimizer_state(make, buffers):
 
 
 def test_printed_table_and_errors(capsys):
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(8 * 4 * 4, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 2)
+    )
     s = nn.summary(model, (3, 4, 4), dtype=np.float32)
     out = capsys.readouterr().out
     assert out.strip() == str(s).strip()
-    for text in ("0 (Conv2d)", "(1, 8, 4, 4)", "Total params: 482", "FLOPs = 2 x MACs",
-                 "optimizer state", "MB"):
+    for text in (
+        "0 (Conv2d)",
+        "(1, 8, 4, 4)",
+        "Total params: 482",
+        "FLOPs = 2 x MACs",
+        "optimizer state",
+        "MB",
+    ):
         assert text in out
     assert [r.activations for r in s.rows] == [48, 128, 0, 0, 2]
     with pytest.raises(ValueError, match="optimizer"):

@@ -8,6 +8,7 @@
 - Resident memory stays flat over 10,000 mixed small calls.
 No assertion is about speed.
 """
+
 import random
 import sys
 import threading
@@ -29,6 +30,7 @@ def arr(rng, shape, dtype=F32):
 # --------------------------------------------------------------------------------------------
 # a mixed workload: every task is a deterministic function of its seed
 
+
 def conv_task(seed, algo, x_shape, w_shape, dtype, **params):
     def run():
         rng = np.random.default_rng(seed)
@@ -37,6 +39,7 @@ def conv_task(seed, algo, x_shape, w_shape, dtype, **params):
         y = fastconv.conv2d(x, w, b, algo=algo, **params)
         dy = arr(rng, y.shape, dtype)
         return (y,) + fastconv.conv2d_backward(dy, x, w, algo=algo, **params)
+
     return run
 
 
@@ -47,15 +50,18 @@ def pool_task(seed, shape, dtype):
         y, idx = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
         gx = fastconv.max_pool2d_backward(arr(rng, y.shape, dtype), idx, x.shape)
         a = fastconv.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
-        ga = fastconv.avg_pool2d_backward(arr(rng, a.shape, dtype), x.shape, 3, 2, 1, ceil_mode=True,
-                                          count_include_pad=False)
+        ga = fastconv.avg_pool2d_backward(
+            arr(rng, a.shape, dtype), x.shape, 3, 2, 1, ceil_mode=True, count_include_pad=False
+        )
         g = fastconv.adaptive_avg_pool2d(x, (3, 5))
         return y, idx, gx, a, ga, g, fastconv.max_unpool2d(y, idx, 3, 2, 1, output_size=x.shape[2:])
+
     return run
 
 
 def failing_task(marker):
     """A call the C library refuses with a message naming this task's own switch value."""
+
     def run():
         x = np.ones((1, 2, 6, 6), F32)
         y, idx = fastconv.max_pool2d(x, 2, return_indices=True)
@@ -64,6 +70,7 @@ def failing_task(marker):
         with pytest.raises(ValueError) as e:
             fastconv.max_pool2d_backward(y, idx, x.shape)
         return str(marker) in str(e.value)
+
     return run
 
 
@@ -110,12 +117,13 @@ def test_concurrent_calls_equal_sequential_calls(restore_threads):
         messages = {i: f.result() for i, f in fails.items()}
     bad = [t for t, r in results if not same(r, expected[t])]
     assert not bad, f"tasks {sorted(set(bad))} gave different results when run concurrently"
-    assert all(messages.values()), \
-        f"failing calls saw another thread's error message: {[m for m, ok in messages.items() if not ok]}"
+    crossed = [m for m, ok in messages.items() if not ok]
+    assert all(messages.values()), f"failing calls saw another thread's error message: {crossed}"
 
 
 # --------------------------------------------------------------------------------------------
 # the GIL
+
 
 class Counter(threading.Thread):
     """Stamps perf_counter() every 1000 increments until stopped."""
@@ -135,6 +143,7 @@ class Counter(threading.Thread):
 
 def long_calls():
     """Calls that each spend most of their time inside one kernel, grown by `scale`."""
+
     def conv(scale):
         x, w = np.ones((scale, 16, 48, 48), F32), np.ones((16, 16, 5, 5), F32)
         return lambda: fastconv.conv2d(x, w, padding=2, algo="reference")
@@ -142,14 +151,16 @@ def long_calls():
     def conv_data(scale):
         x, w = np.ones((scale, 16, 48, 48), F32), np.ones((16, 16, 5, 5), F32)
         dy = np.ones((scale, 16, 48, 48), F32)
-        return lambda: fastconv.conv2d_backward(dy, x, w, padding=2, algo="reference",
-                                                needs=(True, False, False))
+        return lambda: fastconv.conv2d_backward(
+            dy, x, w, padding=2, algo="reference", needs=(True, False, False)
+        )
 
     def conv_weight(scale):
         x, w = np.ones((scale, 16, 48, 48), F32), np.ones((16, 16, 5, 5), F32)
         dy = np.ones((scale, 16, 48, 48), F32)
-        return lambda: fastconv.conv2d_backward(dy, x, w, padding=2, algo="reference",
-                                                needs=(False, True, False))
+        return lambda: fastconv.conv2d_backward(
+            dy, x, w, padding=2, algo="reference", needs=(False, True, False)
+        )
 
     def max_pool(scale):
         x = np.ones((scale, 4, 160, 160), F32)
@@ -163,9 +174,14 @@ def long_calls():
         dy = np.ones((scale, 4, 160, 160), F32)
         return lambda: fastconv.avg_pool2d_backward(dy, dy.shape, 31, 1, 15)
 
-    return {"conv2d": conv, "conv2d_backward(data)": conv_data,
-            "conv2d_backward(weight)": conv_weight, "max_pool2d": max_pool,
-            "avg_pool2d": avg_pool, "avg_pool2d_backward": avg_pool_backward}
+    return {
+        "conv2d": conv,
+        "conv2d_backward(data)": conv_data,
+        "conv2d_backward(weight)": conv_weight,
+        "max_pool2d": max_pool,
+        "avg_pool2d": avg_pool,
+        "avg_pool2d_backward": avg_pool_backward,
+    }
 
 
 def long_enough(make):
@@ -209,8 +225,10 @@ def test_gil_is_released_inside_kernels(name, restore_threads):
     """While one long kernel runs, another Python thread keeps running."""
     fastconv.set_num_threads(1)
     inside, took = progress_during(long_enough(long_calls()[name]))
-    assert inside > 0, (f"{name}: no Python progress during the middle of a {took:.3f} s call; "
-                        f"the kernel holds the GIL")
+    assert inside > 0, (
+        f"{name}: no Python progress during the middle of a {took:.3f} s call; "
+        f"the kernel holds the GIL"
+    )
 
 
 def test_gil_check_sees_a_call_that_holds_the_gil():
@@ -224,16 +242,18 @@ def test_gil_check_sees_a_call_that_holds_the_gil():
 # determinism
 
 DETERMINISM_CASES = [
-    ((1, 16, 19, 23), (24, 16, 3, 3), dict(padding=1)),             # batch 1: blocks split
+    ((1, 16, 19, 23), (24, 16, 3, 3), dict(padding=1)),  # batch 1: blocks split
     ((3, 8, 12, 12), (16, 8, 3, 3), dict(stride=2, dilation=2, padding=2)),
-    ((2, 32, 9, 9), (16, 32, 1, 1), {}),                             # 1x1 in place
-    ((1, 12, 15, 15), (12, 1, 5, 5), dict(groups=12, padding=2)),    # depthwise
+    ((2, 32, 9, 9), (16, 32, 1, 1), {}),  # 1x1 in place
+    ((1, 12, 15, 15), (12, 1, 5, 5), dict(groups=12, padding=2)),  # depthwise
     ((2, 6, 11, 11), (9, 2, 3, 3), dict(groups=3)),
 ]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [F32, pytest.param(F64, marks=pytest.mark.slow)], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "dtype", [F32, pytest.param(F64, marks=pytest.mark.slow)], ids=["f32", "f64"]
+)
 def test_same_input_same_threads_gives_identical_bits(threads, dtype, restore_threads):
     fastconv.set_num_threads(threads)
     rng = np.random.default_rng(threads)
@@ -246,8 +266,9 @@ def test_same_input_same_threads_gives_identical_bits(threads, dtype, restore_th
             dy = arr(rng, y.shape, dtype)
             first = (y,) + fastconv.conv2d_backward(dy, x, w, algo=algo, **params)
             for _ in range(3):
-                again = (fastconv.conv2d(x, w, b, algo=algo, **params),) + \
-                    fastconv.conv2d_backward(dy, x, w, algo=algo, **params)
+                again = (fastconv.conv2d(x, w, b, algo=algo, **params),) + fastconv.conv2d_backward(
+                    dy, x, w, algo=algo, **params
+                )
                 assert same(first, again), f"{algo} {xs} {ws} {params}: results differ run to run"
             checked += 1
     x = arr(rng, (2, 8, 37, 41), dtype)
@@ -259,6 +280,7 @@ def test_same_input_same_threads_gives_identical_bits(threads, dtype, restore_th
 
 # --------------------------------------------------------------------------------------------
 # leaks
+
 
 def rss_bytes():
     with open("/proc/self/statm") as f:

@@ -1,10 +1,10 @@
 """fastconv.torch against PyTorch itself: forward values and gradients (float64 to 1e-10
 relative), the modules' state, convert(), zero-copy and the fall-backs."""
+
 from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -56,11 +56,11 @@ CONV_CASES = [
     # x shape, w shape, bias, stride, padding, dilation, groups
     ((2, 3, 9, 8), (4, 3, 3, 3), True, 1, 1, 1, 1),
     ((2, 4, 11, 10), (6, 2, 3, 2), True, (2, 1), (1, 0), (2, 3), 2),
-    ((1, 6, 12, 12), (6, 1, 3, 3), False, 1, "same", 2, 6),        # dilated depthwise
-    ((2, 4, 10, 9), (12, 1, 5, 5), True, 2, 2, 1, 4),              # depthwise, multiplier 3
-    ((3, 8, 7, 7), (16, 8, 1, 1), True, 1, 0, 1, 1),               # 1x1
-    ((2, 3, 8, 8), (5, 3, 4, 4), True, 1, "same", 1, 1),           # even kernel: asymmetric 'same'
-    ((3, 7, 9), (4, 3, 3, 3), True, 2, "valid", 1, 1),             # unbatched
+    ((1, 6, 12, 12), (6, 1, 3, 3), False, 1, "same", 2, 6),  # dilated depthwise
+    ((2, 4, 10, 9), (12, 1, 5, 5), True, 2, 2, 1, 4),  # depthwise, multiplier 3
+    ((3, 8, 7, 7), (16, 8, 1, 1), True, 1, 0, 1, 1),  # 1x1
+    ((2, 3, 8, 8), (5, 3, 4, 4), True, 1, "same", 1, 1),  # even kernel: asymmetric 'same'
+    ((3, 7, 9), (4, 3, 3, 3), True, 2, "valid", 1, 1),  # unbatched
 ]
 
 
@@ -70,33 +70,51 @@ def test_conv2d_matches_torch_float64(gen, xs, ws, bias, stride, padding, dilati
     x, w = randn(gen, *xs), randn(gen, *ws)
     b = randn(gen, ws[0]) if bias else None
     args = (stride, padding, dilation, groups)
-    compare(lambda x, w, b=None: fct.conv2d(x, w, b, *args),
-            lambda x, w, b=None: TF.conv2d(x, w, b, *args), [x, w, b], 1e-10)
+    compare(
+        lambda x, w, b=None: fct.conv2d(x, w, b, *args),
+        lambda x, w, b=None: TF.conv2d(x, w, b, *args),
+        [x, w, b],
+        1e-10,
+    )
 
 
 def test_conv2d_float32(gen):
-    x, w, b = randn(gen, 2, 6, 13, 11, dtype=torch.float32), randn(gen, 8, 3, 3, 3, dtype=torch.float32), \
-        randn(gen, 8, dtype=torch.float32)
-    compare(lambda x, w, b: fct.conv2d(x, w, b, 2, 1, 1, 2),
-            lambda x, w, b: TF.conv2d(x, w, b, 2, 1, 1, 2), [x, w, b], 1e-4)
+    x, w, b = (
+        randn(gen, 2, 6, 13, 11, dtype=torch.float32),
+        randn(gen, 8, 3, 3, 3, dtype=torch.float32),
+        randn(gen, 8, dtype=torch.float32),
+    )
+    compare(
+        lambda x, w, b: fct.conv2d(x, w, b, 2, 1, 1, 2),
+        lambda x, w, b: TF.conv2d(x, w, b, 2, 1, 1, 2),
+        [x, w, b],
+        1e-4,
+    )
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 2, 1, 1), (2, "same", 1, 1), (1, 1, 3, 2)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups", [(1, 2, 1, 1), (2, "same", 1, 1), (1, 1, 3, 2)]
+)
 def test_conv1d_matches_torch(gen, stride, padding, dilation, groups):
     if padding == "same" and stride != 1:
         stride = 1
     x, w, b = randn(gen, 2, 4, 23), randn(gen, 6, 4 // groups, 3), randn(gen, 6)
     args = (stride, padding, dilation, groups)
-    compare(lambda x, w, b: fct.conv1d(x, w, b, *args),
-            lambda x, w, b: TF.conv1d(x, w, b, *args), [x, w, b], 1e-10)
+    compare(
+        lambda x, w, b: fct.conv1d(x, w, b, *args),
+        lambda x, w, b: TF.conv1d(x, w, b, *args),
+        [x, w, b],
+        1e-10,
+    )
 
 
 def test_conv2d_gradcheck(gen):
     x, w, b = randn(gen, 1, 2, 4, 5), randn(gen, 2, 1, 3, 2), randn(gen, 2)
     for t in (x, w, b):
         t.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x, w, b: fct.conv2d(x, w, b, 1, 1, (1, 2), 2), (x, w, b),
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: fct.conv2d(x, w, b, 1, 1, (1, 2), 2), (x, w, b), fast_mode=True
+    )
 
 
 def test_conv2d_only_needed_grads(gen, monkeypatch):
@@ -158,7 +176,7 @@ MAXPOOL_CASES = [
     ((2, 3, 9, 10), 3, 2, 1, 1, False),
     ((1, 2, 11, 9), (3, 2), (2, 1), (1, 1), (2, 1), True),
     ((2, 4, 7, 7), 3, 2, 0, 1, True),
-    ((3, 9, 9), 2, 2, 1, 1, False),                  # unbatched
+    ((3, 9, 9), 2, 2, 1, 1, False),  # unbatched
 ]
 
 
@@ -206,15 +224,22 @@ def test_avg_pool2d_matches_torch(gen, xs, kernel, stride, padding, ceil_mode, c
     compare(lambda x: fct.avg_pool2d(x, *args), lambda x: TF.avg_pool2d(x, *args), [x], 1e-10)
 
 
-@pytest.mark.parametrize("xs,size", [((2, 3, 7, 9), 1), ((2, 3, 10, 7), (3, 4)), ((1, 2, 5, 6), (None, 4))])
+@pytest.mark.parametrize(
+    "xs,size", [((2, 3, 7, 9), 1), ((2, 3, 10, 7), (3, 4)), ((1, 2, 5, 6), (None, 4))]
+)
 def test_adaptive_avg_pool2d_matches_torch(gen, xs, size):
     x = randn(gen, *xs)
-    compare(lambda x: fct.adaptive_avg_pool2d(x, size), lambda x: TF.adaptive_avg_pool2d(x, size),
-            [x], 1e-10)
+    compare(
+        lambda x: fct.adaptive_avg_pool2d(x, size),
+        lambda x: TF.adaptive_avg_pool2d(x, size),
+        [x],
+        1e-10,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # modules and convert()
+
 
 def test_modules_are_torch_modules():
     torch.manual_seed(0)
@@ -238,12 +263,15 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),  # bias: BN's
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),  # bias: BN's
             nn.MaxPool2d(2, 2),
-            nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8, bias=False),   # depthwise, dilated
-            nn.Conv2d(8, 12, 1), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8, bias=False),  # depthwise, dilated
+            nn.Conv2d(8, 12, 1),
+            nn.ReLU(),
             nn.AvgPool2d(3, 1, 1, count_include_pad=False),
-            nn.Conv2d(12, 12, 3, padding=1, padding_mode="reflect"),          # stays PyTorch's
+            nn.Conv2d(12, 12, 3, padding=1, padding_mode="reflect"),  # stays PyTorch's
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(12, 5)
@@ -261,7 +289,7 @@ def test_convert_matches_original(monkeypatch):
     kinds = [type(m) for m in model.features]
     assert kinds[0] is fct.Conv2d and kinds[3] is fct.MaxPool2d and kinds[4] is fct.Conv2d
     assert kinds[5] is fct.Conv2d and kinds[7] is fct.AvgPool2d
-    assert kinds[8] is nn.Conv2d                         # padding_mode='reflect' is skipped
+    assert kinds[8] is nn.Conv2d  # padding_mode='reflect' is skipped
     assert type(model.pool) is fct.AdaptiveAvgPool2d and type(model.fc) is nn.Linear
     assert [id(p) for p in model.parameters()] == params_before  # the very same parameters
     assert list(model.state_dict()) == list(ref.state_dict())
@@ -290,11 +318,11 @@ def test_convert_matches_original(monkeypatch):
         (ya * r).sum().backward()
         (yb * r).sum().backward()
         close(xa.grad, xb.grad, 1e-10)
-        for (name, pa), (_, pb) in zip(model.named_parameters(), ref.named_parameters()):
+        for (_, pa), (_, pb) in zip(model.named_parameters(), ref.named_parameters()):
             close(pa.grad, pb.grad, 1e-10)
         model.zero_grad()
         ref.zero_grad()
-    assert calls["conv"] == 2 * 3 and calls["pool"] == 2   # fastconv really ran
+    assert calls["conv"] == 2 * 3 and calls["pool"] == 2  # fastconv really ran
     # running statistics moved identically
     close(model.features[1].running_mean, ref.features[1].running_mean, 1e-12)
 
@@ -308,7 +336,7 @@ def test_convert_keeps_optimizer_working():
     model(torch.randn(4, 2, 6, 6)).sum().backward()
     opt.step()
     assert not torch.equal(before, model[0].weight)
-    assert type(fct.convert(nn.Conv2d(1, 1, 1))) is fct.Conv2d   # a bare module converts too
+    assert type(fct.convert(nn.Conv2d(1, 1, 1))) is fct.Conv2d  # a bare module converts too
 
 
 def test_convert_skips_subclasses():
@@ -324,6 +352,7 @@ def test_convert_skips_subclasses():
 def test_torch_is_not_imported_by_fastconv():
     import subprocess
     import sys
+
     code = "import sys, fastconv, fastconv.cs231n; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

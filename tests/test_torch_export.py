@@ -2,6 +2,7 @@
 torch.export and FX see one ``fastconv::`` node per call and give PyTorch's results, forward
 and backward; torch.library's own checks (schema, fake implementation, autograd registration)
 pass; unconvert() restores the torch.nn classes for TorchScript and ONNX."""
+
 from __future__ import annotations
 
 import copy
@@ -17,13 +18,21 @@ import fastconv.torch as fct  # noqa: E402
 def _net():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding="same", bias=False), nn.AvgPool2d(2, ceil_mode=True),
-        nn.AdaptiveAvgPool2d((3, 1)), nn.Flatten(), nn.Linear(24, 5)).double()
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding="same", bias=False),
+        nn.AvgPool2d(2, ceil_mode=True),
+        nn.AdaptiveAvgPool2d((3, 1)),
+        nn.Flatten(),
+        nn.Linear(24, 5),
+    ).double()
 
 
 def _x():
-    return torch.randn(2, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return torch.randn(
+        2, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
 
 
 def _fastconv_ops(gm):
@@ -42,8 +51,9 @@ def test_torch_library_opcheck():
         (torch.ops.fastconv.adaptive_avg_pool2d, (x, [4, 2])),
     ]
     for op, args in checks:
-        torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor",
-                                                    "test_autograd_registration"))
+        torch.library.opcheck(
+            op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration")
+        )
 
 
 @pytest.mark.slow  # torch.compile (Dynamo and Inductor) of a converted model, both ways
@@ -67,8 +77,12 @@ def test_export_records_fastconv_ops_and_runs():
     x = _x()
     ep = torch.export.export(model, (x,))
     ops = _fastconv_ops(ep.graph_module)
-    assert ops == ["fastconv.adaptive_avg_pool2d.default", "fastconv.avg_pool2d.default",
-                   "fastconv.conv2d.default", "fastconv.max_pool2d.default"]
+    assert ops == [
+        "fastconv.adaptive_avg_pool2d.default",
+        "fastconv.avg_pool2d.default",
+        "fastconv.conv2d.default",
+        "fastconv.max_pool2d.default",
+    ]
     torch.testing.assert_close(ep.module()(x), _net().eval()(x), rtol=1e-10, atol=1e-12)
 
 
@@ -76,8 +90,9 @@ def test_fx_symbolic_trace_and_conv1d():
     conv = fct.convert(nn.Sequential(nn.Conv1d(3, 4, 3, padding="same"))).double()
     x = torch.randn(2, 3, 10, dtype=torch.float64)
     gm = torch.fx.symbolic_trace(conv)
-    torch.testing.assert_close(gm(x), torch.nn.functional.conv1d(x, conv[0].weight, conv[0].bias,
-                                                                 padding="same"))
+    torch.testing.assert_close(
+        gm(x), torch.nn.functional.conv1d(x, conv[0].weight, conv[0].bias, padding="same")
+    )
     ep = torch.export.export(conv, (x,))
     assert _fastconv_ops(ep.graph_module) == ["fastconv.conv2d.default"]
 

@@ -1,4 +1,5 @@
 """Real training: the digits data, the training loop, and ``fastconv train`` end to end (short)."""
+
 import re
 
 import numpy as np
@@ -7,11 +8,11 @@ import pytest
 pytest.importorskip("sklearn", reason="the digits data comes with scikit-learn")
 pytest.importorskip("tqdm")
 
-import fastconv  # noqa: E402
-from fastconv import models, optim  # noqa: E402
-from fastconv.cli import main  # noqa: E402
-from fastconv.data import batches, load_digits  # noqa: E402
-from fastconv.train import evaluate, load_weights, save_weights, train_epoch  # noqa: E402
+import fastconv
+from fastconv import models, optim
+from fastconv.cli import main
+from fastconv.data import batches, load_digits
+from fastconv.train import evaluate, load_weights, save_weights, train_epoch
 
 
 def test_load_digits():
@@ -32,7 +33,9 @@ def test_batches():
     x, y = np.arange(10), np.arange(10) * 2
     got = list(batches(x, y, 4))
     assert [len(b[0]) for b in got] == [4, 4, 2] and (got[2][1] == [16, 18]).all()
-    shuffled = np.concatenate([b[0] for b in batches(x, y, 3, shuffle=True, rng=np.random.default_rng(0))])
+    shuffled = np.concatenate(
+        [b[0] for b in batches(x, y, 3, shuffle=True, rng=np.random.default_rng(0))]
+    )
     assert sorted(shuffled) == list(range(10)) and list(shuffled) != list(range(10))
 
 
@@ -56,8 +59,24 @@ def test_training_loop_lowers_the_loss_and_weights_round_trip(tmp_path):
 def test_cli_train_save_load(tmp_path, capsys):
     path = tmp_path / "lenet5.npz"
     threads = fastconv.get_num_threads()
-    assert main(["train", "--model", "lenet5", "--epochs", "1", "--seed", "1", "--threads", "1",
-                 "--save", str(path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--epochs",
+                "1",
+                "--seed",
+                "1",
+                "--threads",
+                "1",
+                "--save",
+                str(path),
+            ]
+        )
+        == 0
+    )
     assert fastconv.get_num_threads() == threads  # --threads held for the command only
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()

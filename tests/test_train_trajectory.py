@@ -8,6 +8,7 @@ a repeated run is bitwise equal.
 images per batch SE-ResNet-50 is chaotic (PyTorch against itself, its weights perturbed by one
 part in 1e15, drifts 2e-9 apart in loss by step 20 at 96x96 and lr 5e-4, and 7e-2 at 64x64 and
 lr 2e-3), so each net runs where that drift stays small and gets a tolerance above it."""
+
 import numpy as np
 import pytest
 
@@ -21,15 +22,19 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
 pytestmark = pytest.mark.slow
 
 # name: torch twin's arguments, image size, learning rate, tolerance (PyTorch's own drift x ~500)
-NETS = {"resnet18": (("basic", [2, 2, 2, 2]), {}, 64, 2e-3, 1e-9),
-        "se_resnet50": (("bottleneck", [3, 4, 6, 3]), {"se_reduction": 16}, 96, 5e-4, 1e-6)}
+NETS = {
+    "resnet18": (("basic", [2, 2, 2, 2]), {}, 64, 2e-3, 1e-9),
+    "se_resnet50": (("bottleneck", [3, 4, 6, 3]), {"se_reduction": 16}, 96, 5e-4, 1e-6),
+}
 STEPS, BATCH, CLASSES = 20, 2, 10
 
 
 def _data(size):
     rng = np.random.default_rng(0)
-    return [(rng.standard_normal((BATCH, 3, size, size)), rng.integers(0, CLASSES, BATCH))
-            for _ in range(STEPS)]
+    return [
+        (rng.standard_normal((BATCH, 3, size, size)), rng.integers(0, CLASSES, BATCH))
+        for _ in range(STEPS)
+    ]
 
 
 def _train_ours(name, data, lr):
@@ -51,6 +56,7 @@ def _train_ours(name, data, lr):
 @pytest.mark.parametrize("name", list(NETS))
 def test_trajectory_matches_pytorch_in_float64(name):
     from fastconv._torch_models import torch_resnet
+
     args, kw, size, lr, rtol = NETS[name]
     data = _data(size)
     start, ours, losses = _train_ours(name, data, lr)

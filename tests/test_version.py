@@ -1,6 +1,7 @@
 """One version: pyproject.toml's project.version is the source; fastconv.__version__, the
 installed distribution's metadata and the installed C header's FASTCONV_VERSION_* macros are all
 generated from it at build time (a stale one means the install predates a version change)."""
+
 import importlib.metadata
 import importlib.util
 import os
@@ -17,8 +18,9 @@ PYPROJECT = os.path.join(os.path.dirname(HERE), "pyproject.toml")
 REINSTALL = "rebuild the install (pip install --no-build-isolation -e .) so it is generated again"
 
 # tests/sanitize/build.py reads pyproject's version for its own version.h; loaded by path
-_spec = importlib.util.spec_from_file_location("fastconv_sanitize_build",
-                                               os.path.join(HERE, "sanitize", "build.py"))
+_spec = importlib.util.spec_from_file_location(
+    "fastconv_sanitize_build", os.path.join(HERE, "sanitize", "build.py")
+)
 sanitize_build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sanitize_build)
 
@@ -76,8 +78,11 @@ def test_c_preprocessor_sees_the_package_version(tmp_path):
     """What a C program gets from #include <fastconv/fastconv.h> with -I get_include()."""
     src = tmp_path / "v.c"
     src.write_text("#include <fastconv/fastconv.h>\n")
-    res = subprocess.run([*_c_compiler(), "-E", "-dM", "-I", fastconv.get_include(), str(src)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [*_c_compiler(), "-E", "-dM", "-I", fastconv.get_include(), str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     macros = header_macros(res.stdout)
     got = tuple(int(macros[f"FASTCONV_VERSION_{p}"]) for p in ("MAJOR", "MINOR", "PATCH"))

@@ -1,5 +1,6 @@
 """fastconv.visualize: the deconvnet projection against hand-written PyTorch re-statements
 (float64), its masking of one channel, the layers it refuses, and ``fastconv visualize``."""
+
 import os
 
 import numpy as np
@@ -37,15 +38,22 @@ def test_one_conv_net_is_the_transposed_conv_of_the_masked_activation():
     got = deconvnet(net, x, 0, 1)
     w, b = _t(net[0].weight), _t(net[0].bias)
     act = TF.conv2d(torch.tensor(x), w, b, stride=2, padding=1)  # (2, 3, 5, 5): natural 9x8
-    want = TF.conv_transpose2d(_keep_max(act, 1), w, None, stride=2, padding=1, output_padding=(0, 1))
+    want = TF.conv_transpose2d(
+        _keep_max(act, 1), w, None, stride=2, padding=1, output_padding=(0, 1)
+    )
     assert got.shape == x.shape and rel_err(got, want.numpy()) <= 1e-12
     # only one position per image was kept
     assert (_keep_max(act, 1) != 0).sum() == 2
 
 
 def _net(dtype=np.float64):
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(4, 5, 3, stride=1, dtype=dtype), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 5, 3, stride=1, dtype=dtype),
+        nn.ReLU(),
+    )
 
 
 def _torch_deconvnet(net, x, layer, channel, keep="max"):
@@ -115,9 +123,16 @@ def test_lenet5_and_alexnet_style_models():
     assert got.shape == x.shape and got.dtype == np.float32 and np.isfinite(got).all()
     assert np.abs(got).max() > 0
     # overlapping 3x3/2 max-pools, strided padded first conv, dropout/LRN passed through
-    net = nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=2), nn.ReLU(),
-                        nn.LocalResponseNorm(3), nn.MaxPool2d(3, 2), nn.Dropout(),
-                        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 5, stride=2, padding=2),
+        nn.ReLU(),
+        nn.LocalResponseNorm(3),
+        nn.MaxPool2d(3, 2),
+        nn.Dropout(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+    )
     x = np.random.default_rng(5).standard_normal((1, 3, 31, 31)).astype(np.float32)
     got = np.stack([deconvnet(net, x, -1, c) for c in range(6)])
     assert got.shape == (6,) + x.shape and np.abs(got).max() > 0
@@ -160,17 +175,70 @@ def test_cli_writes_a_png(tmp_path, capsys):
     import matplotlib.image as mpimg
 
     png, weights = tmp_path / "grid.png", tmp_path / "w.npz"
-    assert main(["visualize", "--epochs", "1", "--train-images", "64", "--images", "24",
-                 "--channels", "2", "--top-k", "3", "--no-progress", "--threads", "1",
-                 "-o", str(png), "--save", str(weights)]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                "--epochs",
+                "1",
+                "--train-images",
+                "64",
+                "--images",
+                "24",
+                "--channels",
+                "2",
+                "--top-k",
+                "3",
+                "--no-progress",
+                "--threads",
+                "1",
+                "-o",
+                str(png),
+                "--save",
+                str(weights),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 channels x top 3 of layer features.3" in out
     assert _is_png(png) and mpimg.imread(str(png)).ndim == 3
     assert sorted(os.listdir(tmp_path)) == ["grid.png", "w.npz"]  # no temporary file left
     png2 = tmp_path / "again.png"
-    assert main(["visualize", "--load", str(weights), "--layer", "0", "--images", "8",
-                 "--channels", "1", "--top-k", "2", "--no-progress", "-o", str(png2)]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                "--load",
+                str(weights),
+                "--layer",
+                "0",
+                "--images",
+                "8",
+                "--channels",
+                "1",
+                "--top-k",
+                "2",
+                "--no-progress",
+                "-o",
+                str(png2),
+            ]
+        )
+        == 0
+    )
     assert _is_png(png2)
     with pytest.raises(SystemExit):
-        main(["visualize", "--layer", "classifier.0", "--epochs", "0", "--images", "4",
-              "--no-progress", "-o", str(tmp_path / "x.png")])
+        main(
+            [
+                "visualize",
+                "--layer",
+                "classifier.0",
+                "--epochs",
+                "0",
+                "--images",
+                "4",
+                "--no-progress",
+                "-o",
+                str(tmp_path / "x.png"),
+            ]
+        )

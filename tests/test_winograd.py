@@ -9,20 +9,18 @@ the project-wide 1e-4 (float32) and 1e-10 (float64) everywhere, and on real laye
 tighter bound Winograd is stated to keep, WINOGRAD_BOUND: 2e-5 for float32 (F(4x4) measured
 at most 3.2e-6 on VGG/L5/ResNet layers, F(2x2) 2.6e-7) and 1e-13 for float64 (measured 7e-15).
 """
-import json
-import os
-import subprocess
-import sys
+
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastconv
+from _isa import AVAILABLE_ISAS, run_isa_json
 from conftest import (
-    Case,
     DTYPE_IDS,
     DTYPES,
+    Case,
     assert_close,
     assert_unchanged,
     check_backward,
@@ -33,8 +31,6 @@ from conftest import (
 )
 
 WINOGRAD_BOUND = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-13}
-ISAS = ["generic", "avx2", "avx512"]
-AVAILABLE_ISAS = ISAS[: ISAS.index(fastconv.isa()) + 1]
 
 
 def case3x3(n, c, h, w, k, padding=1, groups=1, bias=True):
@@ -43,24 +39,24 @@ def case3x3(n, c, h, w, k, padding=1, groups=1, bias=True):
 
 
 CASES = [
-    case3x3(1, 1, 3, 3, 1, padding=0),           # the smallest: one output, one (ragged) tile
+    case3x3(1, 1, 3, 3, 1, padding=0),  # the smallest: one output, one (ragged) tile
     case3x3(1, 2, 3, 3, 3, padding=1),
-    case3x3(1, 3, 4, 4, 2, padding=0),           # a 2x2 output: a quarter of an F(4x4) tile
-    case3x3(2, 3, 8, 8, 5, padding=0),           # whole tiles
-    case3x3(3, 5, 9, 11, 7, padding=1),          # ragged right and bottom tiles, batch 3
+    case3x3(1, 3, 4, 4, 2, padding=0),  # a 2x2 output: a quarter of an F(4x4) tile
+    case3x3(2, 3, 8, 8, 5, padding=0),  # whole tiles
+    case3x3(3, 5, 9, 11, 7, padding=1),  # ragged right and bottom tiles, batch 3
     case3x3(1, 4, 7, 6, 4, padding=2, bias=False),
-    case3x3(2, 3, 5, 7, 6, padding=3),           # padding beyond the kernel's reach
+    case3x3(2, 3, 5, 7, 6, padding=3),  # padding beyond the kernel's reach
     case3x3(1, 2, 4, 5, 3, padding=4, bias=False),
-    case3x3(2, 6, 10, 9, 4, padding=(0, 2)),     # asymmetric
+    case3x3(2, 6, 10, 9, 4, padding=(0, 2)),  # asymmetric
     case3x3(1, 3, 9, 6, 5, padding=(2, 0)),
-    case3x3(1, 3, 37, 5, 4, padding=1),          # tall
-    case3x3(2, 2, 4, 45, 3, padding=1),          # wide
-    case3x3(1, 17, 12, 12, 33, padding=1),       # channels > the vector width, K != C
+    case3x3(1, 3, 37, 5, 4, padding=1),  # tall
+    case3x3(2, 2, 4, 45, 3, padding=1),  # wide
+    case3x3(1, 17, 12, 12, 33, padding=1),  # channels > the vector width, K != C
     case3x3(3, 33, 7, 13, 16, padding=1, bias=False),
     case3x3(2, 8, 9, 9, 6, padding=1, groups=2),
     case3x3(1, 12, 11, 10, 8, padding=(1, 2), groups=4),
     case3x3(2, 4, 6, 7, 12, padding=0, groups=4, bias=False),
-    case3x3(5, 16, 14, 14, 16, padding=1),       # tiles of several images in one block
+    case3x3(5, 16, 14, 14, 16, padding=1),  # tiles of several images in one block
 ]
 
 
@@ -94,8 +90,9 @@ def test_winograd_matches_reference(case, dtype):
     assert_unchanged(before, (x, w, b, dy), ("x", "weight", "bias", "grad_out"))
     # and within Winograd's own bound
     bound = WINOGRAD_BOUND[np.dtype(dtype)]
-    for name, got, exp, sc in zip(("y", "grad_x", "grad_w"), (y, *grads[:2]),
-                                  (y_ref, *grads_ref[:2]), (sy, *scales[:2])):
+    for name, got, exp, sc in zip(
+        ("y", "grad_x", "grad_w"), (y, *grads[:2]), (y_ref, *grads_ref[:2]), (sy, *scales[:2])
+    ):
         assert worst_ratio(got, exp, sc) <= bound, name
 
 
@@ -111,17 +108,21 @@ LAYERS = {
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 # the fast loop keeps VGG's 64-channel layer; the larger ones take seconds (slow)
-@pytest.mark.parametrize("name", [n if n == "vgg-64x56x56" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in LAYERS])
+@pytest.mark.parametrize(
+    "name", [n if n == "vgg-64x56x56" else pytest.param(n, marks=pytest.mark.slow) for n in LAYERS]
+)
 def test_real_layers_within_winograd_bound(name, dtype):
     case = LAYERS[name]
     x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, dtype, seed=1)
     y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
     dx, dw, db = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
     bound = WINOGRAD_BOUND[np.dtype(dtype)]
-    ratios = {n: worst_ratio(g, e, s) for n, g, e, s in
-              zip(("y", "grad_x", "grad_w"), (y, dx, dw), (y_ref, *grads_ref[:2]),
-                  (sy, *scales[:2]))}
+    ratios = {
+        n: worst_ratio(g, e, s)
+        for n, g, e, s in zip(
+            ("y", "grad_x", "grad_w"), (y, dx, dw), (y_ref, *grads_ref[:2]), (sy, *scales[:2])
+        )
+    }
     assert max(ratios.values()) <= bound, ratios
     assert_close(db, grads_ref[2], dtype, scales[2], "grad_b")
 
@@ -149,16 +150,26 @@ def test_threads_agree(restore_threads):
     out = []
     for n in (1, 2, 3):
         fastconv.set_num_threads(n)
-        out.append((fastconv.conv2d(x, w, b, algo="winograd", **case.params),
-                    *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)))
+        out.append(
+            (
+                fastconv.conv2d(x, w, b, algo="winograd", **case.params),
+                *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params),
+            )
+        )
     for other in out[1:]:
         for a, b_ in zip(out[0], other):
             np.testing.assert_allclose(a, b_, rtol=0, atol=1e-4 * float(np.max(np.abs(a))))
 
 
-@pytest.mark.parametrize("params, kernel", [
-    (dict(stride=2, padding=1), 3), (dict(dilation=2, stride=2, padding=2), 3), (dict(padding=2), 5),
-    (dict(stride=(1, 2)), 3)])
+@pytest.mark.parametrize(
+    "params, kernel",
+    [
+        (dict(stride=2, padding=1), 3),
+        (dict(dilation=2, stride=2, padding=2), 3),
+        (dict(padding=2), 5),
+        (dict(stride=(1, 2)), 3),
+    ],
+)
 def test_not_offered_and_refused(params, kernel):
     x = np.zeros((1, 2, 9, 9), np.float32)
     w = np.zeros((3, 2, kernel, kernel), np.float32)
@@ -191,11 +202,7 @@ SCRIPT = textwrap.dedent(r"""
 @pytest.mark.parametrize("tile", ["2", "4"])
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_forced_isa_and_tile(isa, tile):
-    env = dict(os.environ, FASTCONV_ISA=isa, FASTCONV_WINOGRAD_TILE=tile)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_isa_json(isa, SCRIPT, timeout=900, FASTCONV_WINOGRAD_TILE=tile)
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / WINOGRAD_BOUND, worst case over every result
 
@@ -208,10 +215,14 @@ def test_nan_and_inf_stay_where_they_reach(where):
     x, w, b, dy, *_ = reference(case, np.float64)
     target = {"x": x, "weight": w, "grad_out": dy}[where]
     target.flat[[3, target.size // 2]] = [np.inf, np.nan]
-    want = (fastconv.conv2d(x, w, b, algo="im2col", **case.params),
-            *fastconv.conv2d_backward(dy, x, w, algo="im2col", **case.params)[:2])
-    got = (fastconv.conv2d(x, w, b, algo="winograd", **case.params),
-           *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)[:2])
+    want = (
+        fastconv.conv2d(x, w, b, algo="im2col", **case.params),
+        *fastconv.conv2d_backward(dy, x, w, algo="im2col", **case.params)[:2],
+    )
+    got = (
+        fastconv.conv2d(x, w, b, algo="winograd", **case.params),
+        *fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)[:2],
+    )
     for name, g, e in zip(("y", "grad_x", "grad_w"), got, want):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(e), err_msg=name)
         np.testing.assert_array_equal(np.isinf(g), np.isinf(e), err_msg=name)
@@ -219,7 +230,9 @@ def test_nan_and_inf_stay_where_they_reach(where):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("padding, dilation", [(5, 2), (7, 3), ((6, 1), (2, 1)), (2, 2), ((0, 4), (1, 4))])
+@pytest.mark.parametrize(
+    "padding, dilation", [(5, 2), (7, 3), ((6, 1), (2, 1)), (2, 2), ((0, 4), (1, 4))]
+)
 def test_dilated_through_phase_planes(padding, dilation, dtype):
     """Dilated 3x3 runs on the input's phase planes (csrc/conv/phases.cpp). Padding wider than
     the dilated kernel leaves outputs, inputs and taps without any term: exactly bias or 0."""
@@ -233,5 +246,7 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
     assert_close(out, y, dtype, sy, "y")
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads, scales = expected_backward(dy, x, w, **params)
-    check_backward(fastconv.conv2d_backward(dy, x, w, algo="winograd", **params), grads, scales, dtype)
+    check_backward(
+        fastconv.conv2d_backward(dy, x, w, algo="winograd", **params), grads, scales, dtype
+    )
     assert_unchanged(pristine, (x, w, b), ("x", "weight", "bias"))

@@ -9,6 +9,7 @@ kernels give right answers (a convolution against a naive NumPy loop, a small ne
 forward and backward against finite differences). Used by .ci/build_wheel.sh, by
 cibuildwheel's test-command and by tests/test_wheel.py. Not collected by pytest.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,15 +25,19 @@ def naive_conv2d(x, w, b, stride, pad, groups):
     k, cg, kh, kw = w.shape
     ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
     xp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad))
-    xp[:, :, pad:pad + h, pad:pad + wd] = x
+    xp[:, :, pad : pad + h, pad : pad + wd] = x
     y = np.zeros((n, k, ho, wo))
     kg = k // groups
     for g in range(groups):
         for oc in range(g * kg, (g + 1) * kg):
             for i in range(ho):
                 for j in range(wo):
-                    patch = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + kh,
-                               j * stride:j * stride + kw]
+                    patch = xp[
+                        :,
+                        g * cg : (g + 1) * cg,
+                        i * stride : i * stride + kh,
+                        j * stride : j * stride + kw,
+                    ]
                     y[:, oc, i, j] = (patch * w[oc]).sum(axis=(1, 2, 3)) + b[oc]
     return y
 
@@ -49,6 +54,7 @@ def check_install(fastconv):
     lib = os.path.join(fastconv.get_lib_dir(), "libfastconv.so")
     assert os.path.isfile(lib), lib
     from importlib.metadata import version
+
     assert fastconv.__version__ == version("fastconv"), (fastconv.__version__, version("fastconv"))
     return lib
 
@@ -56,8 +62,10 @@ def check_install(fastconv):
 def check_c_library(lib):
     """libfastconv loads on its own, as a C program would load it: no Python import of
     scipy_openblas32 first, so its RPATH must find OpenBLAS and the bundled libgomp."""
-    code = ("import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); l.fc_isa.restype = ctypes.c_char_p;"
-            " print(l.fc_isa().decode())")
+    code = (
+        "import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); l.fc_isa.restype = ctypes.c_char_p;"
+        " print(l.fc_isa().decode())"
+    )
     r = subprocess.run([sys.executable, "-c", code, lib], capture_output=True, text=True)
     assert r.returncode == 0, f"loading {lib} alone failed:\n{r.stderr}"
     return r.stdout.strip()
@@ -81,21 +89,29 @@ def check_conv(fastconv):
             w = rng.standard_normal((6, 4 // groups, 3, 3)).astype(dtype)
             b = rng.standard_normal(6).astype(dtype)
             want = naive_conv2d(x, w, b, stride, pad, groups)
-            for algo in ["auto"] + fastconv.algorithms(x.shape, w.shape, stride=stride,
-                                                       padding=pad, groups=groups):
+            for algo in ["auto"] + fastconv.algorithms(
+                x.shape, w.shape, stride=stride, padding=pad, groups=groups
+            ):
                 y = fastconv.conv2d(x, w, b, stride=stride, padding=pad, groups=groups, algo=algo)
                 assert y.dtype == dtype and y.shape == want.shape, (algo, y.dtype, y.shape)
                 err = np.abs(y - want).max() / max(1.0, np.abs(want).max())
-                assert err < tol, f"conv2d {algo} {np.dtype(dtype).name} s{stride} p{pad} " \
-                                  f"g{groups}: relative error {err:.2e}"
+                assert err < tol, (
+                    f"conv2d {algo} {np.dtype(dtype).name} s{stride} p{pad} "
+                    f"g{groups}: relative error {err:.2e}"
+                )
 
 
 def check_network(fastconv):
     """A tiny network's forward and backward in float64; one weight against finite differences."""
     from fastconv import nn
+
     rng = np.random.default_rng(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3, dtype=np.float64))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3, dtype=np.float64),
+    )
     x = fastconv.Tensor(rng.standard_normal((2, 3, 5, 5)))
     labels = np.array([0, 2])
 
@@ -120,6 +136,7 @@ def check_network(fastconv):
 
 def main():
     import fastconv
+
     lib = check_install(fastconv)
     hw = fastconv.hardware()
     assert fastconv.isa() in ("avx512", "avx2", "generic"), fastconv.isa()
@@ -129,8 +146,10 @@ def main():
     check_conv(fastconv)
     loss = check_network(fastconv)
     print(f"fastconv {fastconv.__version__} from {os.path.dirname(fastconv.__file__)}")
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, isa {fastconv.isa()} "
-          f"(best {hw['best_isa']}), {hw['cores']} cores, {hw['model'] or 'unknown CPU'}")
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, isa {fastconv.isa()} "
+        f"(best {hw['best_isa']}), {hw['cores']} cores, {hw['model'] or 'unknown CPU'}"
+    )
     for path in loaded_libraries():
         print(f"loaded {path}")
     print(f"network loss {loss:.4f}, gradients match finite differences")

@@ -16,7 +16,8 @@ namespace {
 
 // The flat paths. A zero-padded input plane xpad [hp, wp] is split into sh*sw phase planes
 //   u[a, b][r, q] = xpad[sh*r + a, sw*q + b],   each [hq, wq] = [ceil(hp/sh), ceil(wp/sw)],
-// so tap (i, j) of output (oh, ow) reads u[(i*dh) % sh, (j*dw) % sw][oh + i*dh/sh, ow + j*dw/sw]:
+// so tap (i, j) of output (oh, ow) reads
+//   u[(i*dil_h) % sh, (j*dil_w) % sw][oh + i*dil_h/sh, ow + j*dil_w/sw]:
 // at flat position p = oh*wq + ow that is phase plane + shift(i, j) + p. Every tap is then ONE
 // contiguous run of ho*wq positions, whatever the stride (columns wo..wq-1 of each row are
 // computed and dropped), and all taps are summed in registers in one pass (sum_taps/dot_taps).
@@ -24,23 +25,23 @@ namespace {
 struct Flat {
   int64_t hp, wp, hq, wq, run, pstride, xplane, margin;
   explicit Flat(const ConvShape &s)
-      : hp(s.h + 2 * s.ph), wp(s.w + 2 * s.pw), hq(hp / s.sh + (hp % s.sh != 0)),
+      : hp(s.in_h + 2 * s.ph), wp(s.in_w + 2 * s.pw), hq(hp / s.sh + (hp % s.sh != 0)),
         wq(wp / s.sw + (wp % s.sw != 0)), run(s.ho * wq), pstride(hq * wq + wq + 16),
         xplane(s.sh * s.sw * pstride),
-        margin((s.dh * (s.kh - 1)) / s.sh * wq + (s.dw * (s.kw - 1)) / s.sw) {}
+        margin((s.dil_h * (s.kh - 1)) / s.sh * wq + (s.dil_w * (s.kw - 1)) / s.sw) {}
   int64_t phase(const ConvShape &s, int64_t i, int64_t j) const {
-    return (i * s.dh) % s.sh * s.sw + (j * s.dw) % s.sw;
+    return (i * s.dil_h) % s.sh * s.sw + (j * s.dil_w) % s.sw;
   }
   // offset of tap (i, j) inside its phase plane
   int64_t shift(const ConvShape &s, int64_t i, int64_t j) const {
-    return (i * s.dh) / s.sh * wq + (j * s.dw) / s.sw;
+    return (i * s.dil_h) / s.sh * wq + (j * s.dil_w) / s.sw;
   }
 };
 
 // Flat paths only where the padded plane stays close to the real one, and strides are no
 // larger than it (so the sh*sw phase planes hold at most 4x its elements: no overflow below).
 bool flat_ok(const ConvShape &s) {
-  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // fit: checked by the descriptor
+  const int64_t hp = s.in_h + 2 * s.ph, wp = s.in_w + 2 * s.pw;  // fit: checked by the descriptor
   int64_t plane;
   return s.kk <= 4096 && s.sh <= hp && s.sw <= wp && !__builtin_mul_overflow(hp, wp, &plane) &&
          plane <= 4 * (s.hw + s.howo) + 4096;
@@ -61,14 +62,14 @@ void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
   for (int64_t a = 0; a < s.sh; ++a) {
     // rows r with ih = sh*r + a - ph inside the input: [r0, r1)
     int64_t r0, r1;
-    valid_range(a - s.ph, s.sh, s.h, f.hq, &r0, &r1);
+    valid_range(a - s.ph, s.sh, s.in_h, f.hq, &r0, &r1);
     if (s.sw == 2) {  // both column phases of a row in one pass (a de-interleave)
       T *u0 = dst + (a * 2) * f.pstride, *u1 = u0 + f.pstride;
       // padded column t = iw + pw goes to phase t % 2, column t / 2
       const int64_t first = s.pw % 2;  // odd padding: input column 0 starts phase 1
-      const int64_t pairs = (s.w - first) / 2, base = (first + s.pw) / 2;
+      const int64_t pairs = (s.in_w - first) / 2, base = (first + s.pw) / 2;
       for (int64_t r = r0; r < r1; ++r) {
-        const T *__restrict in = src + (s.sh * r + a - s.ph) * s.w;
+        const T *__restrict in = src + (s.sh * r + a - s.ph) * s.in_w;
         T *__restrict e = u0 + r * f.wq, *__restrict o = u1 + r * f.wq;
         if (first) o[s.pw / 2] = in[0];
         const T *__restrict ii = in + first;
@@ -77,20 +78,19 @@ void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
           ee[q] = ii[2 * q];
           oo[q] = ii[2 * q + 1];
         }
-        if (first + 2 * pairs < s.w) ee[pairs] = ii[2 * pairs];
+        if (first + 2 * pairs < s.in_w) ee[pairs] = ii[2 * pairs];
       }
       continue;
     }
     for (int64_t b = 0; b < s.sw; ++b) {
       T *u = dst + (a * s.sw + b) * f.pstride;
       int64_t q0, q1;  // columns q with iw = sw*q + b - pw inside the input
-      valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
+      valid_range(b - s.pw, s.sw, s.in_w, f.wq, &q0, &q1);
       if (q0 >= q1) continue;
       for (int64_t r = r0; r < r1; ++r) {
-        const T *in = src + (s.sh * r + a - s.ph) * s.w + s.sw * q0 + b - s.pw;
+        const T *in = src + (s.sh * r + a - s.ph) * s.in_w + s.sw * q0 + b - s.pw;
         T *row = u + r * f.wq + q0;
-        if (s.sw == 1)
-          copy_n(row, in, q1 - q0);
+        if (s.sw == 1) copy_n(row, in, q1 - q0);
         else
           for (int64_t q = 0; q < q1 - q0; ++q) row[q] = in[q * s.sw];
       }
@@ -102,35 +102,35 @@ void to_phases(const ConvShape &s, const Flat &f, const T *src, T *dst) {
 template <class T>
 void from_phases(const ConvShape &s, const Flat &f, const T *src, T *dx) {
   int64_t c0 = 0, c1 = 0;  // unit stride: the columns of the one phase that are input columns
-  if (s.sw == 1) valid_range(-s.pw, 1, s.w, f.wq, &c0, &c1);
-  for (int64_t ih = 0; ih < s.h; ++ih) {
+  if (s.sw == 1) valid_range(-s.pw, 1, s.in_w, f.wq, &c0, &c1);
+  for (int64_t ih = 0; ih < s.in_h; ++ih) {
     const int64_t a = s.sh == 1 ? 0 : (ih + s.ph) % s.sh;
     const int64_t r = s.sh == 1 ? ih + s.ph : (ih + s.ph) / s.sh;
     if (s.sw == 2) {  // interleave the two column phases in one pass
       const T *__restrict u0 = src + (a * 2) * f.pstride + r * f.wq;
       const T *__restrict u1 = u0 + f.pstride;
-      T *__restrict out = dx + ih * s.w;
+      T *__restrict out = dx + ih * s.in_w;
       // input column iw is padded column iw + pw: phase (iw + pw) % 2, column (iw + pw) / 2
       int64_t iw = 0;
       if (s.pw % 2) out[iw++] = u1[s.pw / 2];
-      const int64_t base = (iw + s.pw) / 2, pairs = (s.w - iw) / 2;
+      const int64_t base = (iw + s.pw) / 2, pairs = (s.in_w - iw) / 2;
       T *__restrict o = out + iw;
       for (int64_t q = 0; q < pairs; ++q) {
         o[2 * q] = u0[base + q];
         o[2 * q + 1] = u1[base + q];
       }
-      if (iw + 2 * pairs < s.w) o[2 * pairs] = u0[base + pairs];
+      if (iw + 2 * pairs < s.in_w) o[2 * pairs] = u0[base + pairs];
       continue;
     }
     if (s.sw == 1) {
-      copy_n(dx + ih * s.w + c0 - s.pw, src + a * f.pstride + r * f.wq + c0, c1 - c0);
+      copy_n(dx + ih * s.in_w + c0 - s.pw, src + a * f.pstride + r * f.wq + c0, c1 - c0);
       continue;
     }
     for (int64_t b = 0; b < s.sw; ++b) {
       const T *u = src + (a * s.sw + b) * f.pstride + r * f.wq;
       int64_t q0, q1;
-      valid_range(b - s.pw, s.sw, s.w, f.wq, &q0, &q1);
-      T *out = dx + ih * s.w + s.sw * q0 + b - s.pw;
+      valid_range(b - s.pw, s.sw, s.in_w, f.wq, &q0, &q1);
+      T *out = dx + ih * s.in_w + s.sw * q0 + b - s.pw;
       for (int64_t q = q0; q < q1; ++q) out[(q - q0) * s.sw] = u[q];
     }
   }
@@ -303,10 +303,11 @@ fc_status conv2d_forward__depthwise(const ConvShape &s, const T *x, const T *w, 
     for (int64_t r = 0; r < m; ++r) fill_bias_plane(yc + r * s.howo, s.howo, b, c * m + r);
     const T *wc = w + c * m * s.kk;
     for (int64_t oh = 0; oh < s.ho; ++oh) {
-      for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+      for_each_tap(s, oh,
+                   [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
         // y[c*m : c*m+m, oh, lo:hi] += w[c*m : c*m+m, 0, i, j] * x[c, ih, lo*sw+off : : sw]
         uk.conv_rows(yc + oh * s.wo + lo, s.howo, m, wc + i * s.kw + j, s.kk,
-                     xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+                     xc + ih * s.in_w + lo * s.sw + off, s.sw, hi - lo);
       });
     }
   }
@@ -327,8 +328,9 @@ fc_status conv2d_backward_data__depthwise(const ConvShape &s, const T *dy, const
       const T *dyk = dy + (n * s.k + c * m + r) * s.howo;
       const T *wk = w + (c * m + r) * s.kk;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
-        for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
-          uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, 0, s.sw, 1, wk + i * s.kw + j, 0,
+        for_each_tap(s, oh,
+                     [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+          uk.scatter_rows(dxc + ih * s.in_w + lo * s.sw + off, 0, s.sw, 1, wk + i * s.kw + j, 0,
                           dyk + oh * s.wo + lo, hi - lo);
         });
       }
@@ -347,17 +349,17 @@ fc_status conv2d_backward_weight__depthwise(const ConvShape &s, const T *dy, con
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t k = it / s.kk, i = (it % s.kk) / s.kw, j = it % s.kw, c = k / m;
-    const int64_t off = j * s.dw - s.pw;
+    const int64_t off = j * s.dil_w - s.pw;
     int64_t lo, hi;
-    valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+    valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
     double acc = 0;
     for (int64_t n = 0; n < s.n && lo < hi; ++n) {
       const T *dyk = dy + (n * s.k + k) * s.howo;
       const T *xc = x + (n * s.c + c) * s.hw;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
-        const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-        if (ih < 0 || ih >= s.h) continue;
-        acc += uk.dot(dyk + oh * s.wo + lo, xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+        const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+        if (ih < 0 || ih >= s.in_h) continue;
+        acc += uk.dot(dyk + oh * s.wo + lo, xc + ih * s.in_w + lo * s.sw + off, s.sw, hi - lo);
       }
     }
     dw[it] = (T)acc;

@@ -36,7 +36,7 @@ void forward_rows(const ConvShape &s, const UKernels<T> &uk, const T *xg, const 
       if (lo >= hi) return;
       // y[k0:k0+nk, oh, lo:hi] += w[k0:k0+nk, c, i, j] * x[c, ih, lo*sw+off : : sw]
       uk.conv_rows(yk + oh * s.wo + lo, s.howo, nk, wk + (c * s.kh + i) * s.kw + j, s.ckk,
-                   xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+                   xc + ih * s.in_w + lo * s.sw + off, s.sw, hi - lo);
     });
   }
 }
@@ -86,16 +86,17 @@ static bool use_ktile(const ConvShape &s, const UKernels<T> &uk) {
 // with a NaN or an infinity takes the row path too: 0 x inf would put NaNs where PyTorch has
 // none.
 // A buffer of `elems` elements stays near the size of the input and output planes.
-static bool near_io_size(const ConvShape &s, int64_t elems) { return elems <= 4 * (s.hw + s.howo) + 4096; }
+static bool near_io_size(const ConvShape &s, int64_t elems) {
+  return elems <= 4 * (s.hw + s.howo) + 4096;
+}
 
 static bool width_phases_fit(const ConvShape &s) {
-  if (s.sw <= 1 || s.dw != 1 || s.kw <= 1) return false;
+  if (s.sw <= 1 || s.dil_w != 1 || s.kw <= 1) return false;
   const int64_t tkw = (s.kw - 1) / s.sw + 1;
   int64_t hp, wq, plane, v;
-  return !__builtin_mul_overflow(s.ph, 2, &v) && !__builtin_add_overflow(s.h, v, &hp) &&
+  return !__builtin_mul_overflow(s.ph, 2, &v) && !__builtin_add_overflow(s.in_h, v, &hp) &&
          !__builtin_add_overflow(s.wo, tkw - 1, &wq) && !__builtin_mul_overflow(hp, wq, &plane) &&
-         !__builtin_mul_overflow(plane, s.sw, &v) &&
-         near_io_size(s, v) &&
+         !__builtin_mul_overflow(plane, s.sw, &v) && near_io_size(s, v) &&
          !__builtin_mul_overflow(v, s.n * s.c, &v) &&  // (n*c: make_shape checked n*c*hw)
          !__builtin_mul_overflow(s.cg, s.sw, &v) && !__builtin_mul_overflow(v, s.kh, &v) &&
          !__builtin_mul_overflow(v, tkw, &v) && !__builtin_mul_overflow(v, s.k, &v);
@@ -108,10 +109,10 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
   t.sw = 1;
   t.cg = s.cg * s.sw;
   t.c = s.c * s.sw;
-  t.h = s.h + 2 * s.ph;
-  t.w = s.wo + t.kw - 1;
+  t.in_h = s.in_h + 2 * s.ph;
+  t.in_w = s.wo + t.kw - 1;
   t.ph = t.pw = 0;
-  t.hw = t.h * t.w;
+  t.hw = t.in_h * t.in_w;
   t.kk = t.kh * t.kw;
   t.ckk = t.cg * t.kk;
   Buffer<T> u(t.n * t.c * t.hw), v(t.k * t.ckk);
@@ -124,17 +125,17 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
     for (int64_t p = 0; p < s.n * s.c; ++p) {  // (image, channel) -> its sw phase planes
       for (int64_t bq = 0; bq < s.sw; ++bq) {
         T *dst = u.get() + (p * s.sw + bq) * t.hw;
-        for (int64_t r = 0; r < t.h; ++r) {
+        for (int64_t r = 0; r < t.in_h; ++r) {
           const int64_t ih = r - s.ph;
-          T *row = dst + r * t.w;
-          if (ih < 0 || ih >= s.h) {
-            std::fill(row, row + t.w, T(0));
+          T *row = dst + r * t.in_w;
+          if (ih < 0 || ih >= s.in_h) {
+            std::fill(row, row + t.in_w, T(0));
             continue;
           }
-          const T *src = x + p * s.hw + ih * s.w;
-          for (int64_t q = 0; q < t.w; ++q) {
+          const T *src = x + p * s.hw + ih * s.in_w;
+          for (int64_t q = 0; q < t.in_w; ++q) {
             const int64_t iw = q * s.sw + bq - s.pw;
-            row[q] = iw >= 0 && iw < s.w ? src[iw] : T(0);
+            row[q] = iw >= 0 && iw < s.in_w ? src[iw] : T(0);
           }
         }
       }
@@ -155,7 +156,7 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
 
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
 // [hp, wp] with slack at the end, so every tap of every tile is in bounds. An output row is
-// then a run of positions q whose taps sit at q + i*dh*wp + j*dw: with unit stride along the
+// then a run of positions q whose taps sit at q + i*dil_h*wp + j*dil_w: with unit stride along the
 // height too, all rows together form ONE run of ho*wp positions (columns wo..wp-1 of each row
 // are computed and dropped), so narrow images still fill whole tiles. Work items are (image,
 // group, block of output channels). The position tile accumulates into a thread-local wide
@@ -172,19 +173,19 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
   // nothing; (h + 2*ph) * (w + 2*pw) can even overflow int64 there.
   int64_t padded_plane;
   if (s.sw != 1 || uk.direct_tile == nullptr ||
-      __builtin_mul_overflow(s.h + 2 * s.ph, s.w + 2 * s.pw, &padded_plane) ||
+      __builtin_mul_overflow(s.in_h + 2 * s.ph, s.in_w + 2 * s.pw, &padded_plane) ||
       !near_io_size(s, padded_plane))
     return forward_by_rows(s, x, w, b, y);
   const bool ktile = use_ktile(s, uk);
   const int64_t vlen = uk.vlen, step = ktile ? uk.pt : vlen * uk.max_nvec;
   const int64_t kbn = ktile ? uk.kt : uk.kb;
-  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
+  const int64_t hp = s.in_h + 2 * s.ph, wp = s.in_w + 2 * s.pw;
   const bool flat = s.sh == 1;
   const int64_t run = flat ? s.ho * wp : s.wo;  // positions per run
   const int64_t runs = flat ? 1 : s.ho;
   const int64_t run_pad = (run + step - 1) / step * step;  // whole tiles
   // Slack so the last tile's reads stay inside the padded plane buffer.
-  const int64_t xplane = hp * wp + (run_pad - run) + s.dw * (s.kw - 1) + wp;
+  const int64_t xplane = hp * wp + (run_pad - run) + s.dil_w * (s.kw - 1) + wp;
   const int64_t yrow = flat ? wp : run_pad;  // wide-buffer row stride: runs must not overlap
   const int64_t yplane = ktile ? 0 : s.ho * yrow + step;
   const int64_t kblocks = (s.kg + kbn - 1) / kbn;
@@ -199,8 +200,8 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
     for (int64_t p = 0; p < s.n * s.c; ++p) {
       T *dst = xpad.get() + p * xplane;
       std::fill(dst, dst + xplane, T(0));
-      for (int64_t r = 0; r < s.h; ++r)
-        std::memcpy(dst + (r + s.ph) * wp + s.pw, x + p * s.hw + r * s.w, s.w * sizeof(T));
+      for (int64_t r = 0; r < s.in_h; ++r)
+        std::memcpy(dst + (r + s.ph) * wp + s.pw, x + p * s.hw + r * s.in_w, s.in_w * sizeof(T));
     }
     // Weights packed [group][k block][c][i][j][kbn] (zero rows pad the last block), so a tile
     // reads the kbn weights of one tap from consecutive memory.
@@ -210,7 +211,8 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       const int64_t nk = std::min(kbn, (gb / kblocks + 1) * s.kg - k0);
       T *dst = packed.get() + gb * kbn * s.ckk;
       for (int64_t t = 0; t < s.ckk; ++t)
-        for (int64_t r = 0; r < kbn; ++r) dst[t * kbn + r] = r < nk ? w[(k0 + r) * s.ckk + t] : T(0);
+        for (int64_t r = 0; r < kbn; ++r)
+          dst[t * kbn + r] = r < nk ? w[(k0 + r) * s.ckk + t] : T(0);
     }
     T *yw = wide.get() + omp_get_thread_num() * (ktile ? kbn * step : kbn * yplane);
 #pragma omp for schedule(dynamic, 1)
@@ -224,7 +226,7 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
         for (int64_t r0 = 0; r0 < runs; ++r0) {
           const T *xr = xg + r0 * s.sh * wp;
           for (int64_t q = 0; q < run; q += step) {
-            uk.direct_ktile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dh, s.dw, yw);
+            uk.direct_ktile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dil_h, s.dil_w, yw);
             // yw [positions][kbn] -> y[k0 + r, oh, ow], dropping the padding columns
             for (int64_t o = 0; o < std::min(step, run - q); ++o) {
               const int64_t pos = q + o;
@@ -243,8 +245,8 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
         T *yr = yw + r0 * yrow;
         for (int64_t q = 0; q < run; q += step) {
           const int nvec = (int)std::min<int64_t>(uk.max_nvec, (run - q + vlen - 1) / vlen);
-          uk.direct_tile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dh, s.dw, yr + q, yplane,
-                         nk, nvec);
+          uk.direct_tile(xr + q, wp, xplane, wpk, s.cg, s.kh, s.kw, s.dil_h, s.dil_w, yr + q,
+                         yplane, nk, nvec);
         }
       }
       for (int64_t r = 0; r < nk; ++r) {
@@ -278,9 +280,10 @@ fc_status backward_data_scatter(const ConvShape &s, const T *dy, const T *w, T *
       const T *dyk = dy + (n * s.k + k) * s.howo;
       const T *wk = w + k * s.ckk + c0 * s.kk;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
-        for_each_tap(s, oh, [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
+        for_each_tap(s, oh,
+                     [&](int64_t i, int64_t ih, int64_t j, int64_t off, int64_t lo, int64_t hi) {
           // dx[c0:c0+nc, ih, lo*sw+off : : sw] += w[k, c0:c0+nc, i, j] * dy[k, oh, lo:hi]
-          uk.scatter_rows(dxc + ih * s.w + lo * s.sw + off, s.hw, s.sw, nc, wk + i * s.kw + j,
+          uk.scatter_rows(dxc + ih * s.in_w + lo * s.sw + off, s.hw, s.sw, nc, wk + i * s.kw + j,
                           s.kk, dyk + oh * s.wo + lo, hi - lo);
         });
       }
@@ -296,13 +299,23 @@ fc_status backward_data_scatter(const ConvShape &s, const T *dy, const T *w, T *
 // the forward's register tiles.
 template <class T>
 fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T *w, T *dx) {
-  const int64_t tph = s.dh * (s.kh - 1) - s.ph, tpw = s.dw * (s.kw - 1) - s.pw;
+  const int64_t tph = s.dil_h * (s.kh - 1) - s.ph, tpw = s.dil_w * (s.kw - 1) - s.pw;
   if (s.sh != 1 || s.sw != 1 || tph < 0 || tpw < 0 || ukernels<T>().direct_tile == nullptr)
     return backward_data_scatter(s, dy, w, dx);
   ConvShape t = s;
-  t.c = s.k; t.k = s.c; t.h = s.ho; t.w = s.wo; t.ho = s.h; t.wo = s.w;
-  t.ph = tph; t.pw = tpw; t.cg = s.kg; t.kg = s.cg;
-  t.hw = s.howo; t.howo = s.hw; t.ckk = s.kg * s.kk;
+  t.c = s.k;
+  t.k = s.c;
+  t.in_h = s.ho;
+  t.in_w = s.wo;
+  t.ho = s.in_h;
+  t.wo = s.in_w;
+  t.ph = tph;
+  t.pw = tpw;
+  t.cg = s.kg;
+  t.kg = s.cg;
+  t.hw = s.howo;
+  t.howo = s.hw;
+  t.ckk = s.kg * s.kk;
   Buffer<T> wt(s.k * s.ckk);
   if (!wt.ok()) return fail(FC_ENOMEM, "direct: cannot allocate the transposed weights");
   // wt[g*cg + ci, ko, i, j] = w[g*kg + ko, ci, kh-1-i, kw-1-j]
@@ -327,18 +340,18 @@ fc_status conv2d_backward_weight__direct(const ConvShape &s, const T *dy, const 
     T *dwkc = dw + k * s.ckk + c * s.kk;
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
-        const int64_t off = j * s.dw - s.pw;
+        const int64_t off = j * s.dil_w - s.pw;
         int64_t lo, hi;
-        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
         double acc = 0;
         for (int64_t n = 0; n < s.n && lo < hi; ++n) {
           const T *dyk = dy + (n * s.k + k) * s.howo;
           const T *xc = x + (n * s.c + g * s.cg + c) * s.hw;
           for (int64_t oh = 0; oh < s.ho; ++oh) {
-            const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-            if (ih < 0 || ih >= s.h) continue;
+            const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+            if (ih < 0 || ih >= s.in_h) continue;
             // sum over ow of dy[k, oh, ow] * x[c, ih, ow*sw + off]
-            acc += uk.dot(dyk + oh * s.wo + lo, xc + ih * s.w + lo * s.sw + off, s.sw, hi - lo);
+            acc += uk.dot(dyk + oh * s.wo + lo, xc + ih * s.in_w + lo * s.sw + off, s.sw, hi - lo);
           }
         }
         dwkc[i * s.kw + j] = (T)acc;

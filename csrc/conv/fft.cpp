@@ -99,7 +99,7 @@ struct Tables {
 
 FftSize fft_size(const ConvShape &s) {
   static const Tables t;
-  return {pow2_at_least(s.h + 2 * s.ph), pow2_at_least(s.w + 2 * s.pw), t.tw.data(),
+  return {pow2_at_least(s.in_h + 2 * s.ph), pow2_at_least(s.in_w + 2 * s.pw), t.tw.data(),
           t.rev.data()};
 }
 
@@ -156,14 +156,14 @@ inline void forward_transform(const FftUKernels &u, const FftSize &z, const floa
                               const FftPlanes &p, double *out, const FftBins &o, double *scr) {
   u.rfft2_f32(z, src, p, out, o, scr);
 }
-inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
-                              int64_t bs, double *dst, const FftPlanes &p, double scale,
-                              const double *bias, int64_t bias_stride, double *scr) {
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in, int64_t bs,
+                              double *dst, const FftPlanes &p, double scale, const double *bias,
+                              int64_t bias_stride, double *scr) {
   u.irfft2(z, in, bs, dst, p, scale, bias, bias_stride, scr);
 }
-inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in,
-                              int64_t bs, float *dst, const FftPlanes &p, double scale,
-                              const float *bias, int64_t bias_stride, double *scr) {
+inline void inverse_transform(const FftUKernels &u, const FftSize &z, const double *in, int64_t bs,
+                              float *dst, const FftPlanes &p, double scale, const float *bias,
+                              int64_t bias_stride, double *scr) {
   u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scr);
 }
 
@@ -283,14 +283,14 @@ fc_status unsupported(const ConvShape &s) {
 }  // namespace
 
 int64_t fft_bins(const ConvShape &s) {
-  return pow2_at_least(s.h + 2 * s.ph) * (pow2_at_least(s.w + 2 * s.pw) / 2 + 1);
+  return pow2_at_least(s.in_h + 2 * s.ph) * (pow2_at_least(s.in_w + 2 * s.pw) / 2 + 1);
 }
 
 const char *fft_why_not(const ConvShape &s) {
   thread_local char why[160];
   if (s.sh != 1 || s.sw != 1) return "it needs stride 1";
-  if (s.dh != 1 || s.dw != 1) return "it needs dilation 1";
-  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;  // (make_shape checked these fit)
+  if (s.dil_h != 1 || s.dil_w != 1) return "it needs dilation 1";
+  const int64_t hp = s.in_h + 2 * s.ph, wp = s.in_w + 2 * s.pw;  // (make_shape checked these fit)
   if (hp > kMaxDim || wp > kMaxDim) {
     std::snprintf(why, sizeof why, "it needs a padded plane within %lld x %lld, got %lld x %lld",
                   (long long)kMaxDim, (long long)kMaxDim, (long long)hp, (long long)wp);
@@ -324,10 +324,13 @@ fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const 
     return im2col_supports(s) ? conv2d_forward__im2col(s, x, w, b, y)
                               : conv2d_forward__direct(s, x, w, b, y);
   // y(n, k) = sum over c of x(n, c) * conj w(k, c)
-  const Problem pb{s.n, s.kg, s.cg,
-                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+  const Problem pb{s.n,
+                   s.kg,
+                   s.cg,
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
                    {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
-                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0}, true};
+                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+                   true};
   return fft_products(s, pb, x, w, y, b);
 }
 
@@ -338,10 +341,13 @@ fc_status conv2d_backward_data__fft(const ConvShape &s, const T *dy, const T *w,
     return im2col_supports(s) ? conv2d_backward_data__im2col(s, dy, w, dx)
                               : conv2d_backward_data__direct(s, dy, w, dx);
   // dx(n, c) = sum over k of dy(n, k) * w(k, c)
-  const Problem pb{s.n, s.cg, s.kg,
+  const Problem pb{s.n,
+                   s.cg,
+                   s.kg,
                    {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
                    {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
-                   {s.c * s.hw, s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw}, false};
+                   {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
+                   false};
   return fft_products(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
 }
 
@@ -352,10 +358,13 @@ fc_status conv2d_backward_weight__fft(const ConvShape &s, const T *dy, const T *
     return im2col_supports(s) ? conv2d_backward_weight__im2col(s, dy, x, dw)
                               : conv2d_backward_weight__direct(s, dy, x, dw);
   // dw(c, k) = sum over n of x(c, n) * conj dy(k, n)
-  const Problem pb{s.cg, s.kg, s.n,
-                   {s.hw, s.c * s.hw, s.cg * s.hw, s.h, s.w, s.ph, s.pw},
+  const Problem pb{s.cg,
+                   s.kg,
+                   s.n,
+                   {s.hw, s.c * s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
                    {s.howo, s.k * s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
-                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0}, true};
+                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+                   true};
   return fft_products(s, pb, x, dy, dw, static_cast<const T *>(nullptr));
 }
 

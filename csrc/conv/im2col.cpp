@@ -13,8 +13,8 @@
 #include <omp.h>
 
 #include "../blas.h"
-#include "../hw.h"
 #include "../epilogue.h"
+#include "../hw.h"
 #include "../internal.h"
 
 namespace fc {
@@ -38,7 +38,8 @@ int64_t column_budget() { return 4 * hardware().l2; }
 // thread count (kFixedItems): each block is a GEMM whose rounding depends on its n.
 ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t outer, bool in_place) {
   const int64_t budget = column_budget();
-  int64_t cbw = in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
+  int64_t cbw =
+      in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
   if (outer < kFixedItems) {  // too few images to feed the threads: split each image more finely
     int64_t want = (kFixedItems + outer - 1) / outer;
     cbw = std::min(cbw, std::max<int64_t>(64, (s.howo + want - 1) / want));
@@ -51,7 +52,7 @@ ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t out
   return {even, (s.howo + even - 1) / even};
 }
 
-// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside),
+// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dil_h, ow*sw - pw + j*dil_w] (0 outside),
 // for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
 template <class T>
 void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
@@ -61,19 +62,19 @@ void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
         T *dst = col + ((c * s.kh + i) * s.kw + j) * ld - p0;  // dst[p]
-        const int64_t off = j * s.dw - s.pw;
+        const int64_t off = j * s.dil_w - s.pw;
         int64_t lo, hi;
-        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
         for (int64_t p = p0; p < p1;) {
           const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
           const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
           T *d = dst + p - ow0;  // d[ow] for this output row
-          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-          if (ih < 0 || ih >= s.h) {
+          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+          if (ih < 0 || ih >= s.in_h) {
             std::fill(d + ow0, d + ow1, T(0));
           } else {
             const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            const T *xr = xc + ih * s.w;
+            const T *xr = xc + ih * s.in_w;
             std::fill(d + ow0, d + a, T(0));
             if (s.sw == 1) {
               if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
@@ -94,24 +95,24 @@ void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64
 
 // The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
 template <class T>
-void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0,
-                  int64_t p1, T *dx) {
+void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0, int64_t p1,
+                  T *dx) {
   for (int64_t c = 0; c < nch; ++c) {
     T *dc = dx + c * s.hw;
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
         const T *src = col + ((c * s.kh + i) * s.kw + j) * ld - p0;
-        const int64_t off = j * s.dw - s.pw;
+        const int64_t off = j * s.dil_w - s.pw;
         int64_t lo, hi;
-        valid_range(off, s.sw, s.w, s.wo, &lo, &hi);
+        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
         for (int64_t p = p0; p < p1;) {
           const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
           const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
           const T *d = src + p - ow0;
-          const int64_t ih = oh * s.sh - s.ph + i * s.dh;
-          if (ih >= 0 && ih < s.h) {
+          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+          if (ih >= 0 && ih < s.in_h) {
             const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            T *xr = dc + ih * s.w;  // (+ off per element: dc + off alone can lie far outside dx)
+            T *xr = dc + ih * s.in_w;  // (+ off per element: dc + off alone can lie far outside dx)
             if (s.sw == 1) {
               for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
             } else {
@@ -206,9 +207,11 @@ void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np
 #pragma omp for schedule(static)
   for (int64_t q = 0; q < s.g * parts; ++q) {
     const int64_t g = q / parts, part = q % parts;
-    const int64_t pa = p0 + part_start(np, part, parts, 1), pb = p0 + part_start(np, part + 1, parts, 1);
+    const int64_t pa = p0 + part_start(np, part, parts, 1),
+                  pb = p0 + part_start(np, part + 1, parts, 1);
     if (pb > pa)
-      im2col_block(s, x + (n * s.c + g * s.cg) * s.hw, s.cg, pa, pb, cols + g * s.ckk * np + (pa - p0), np);
+      im2col_block(s, x + (n * s.c + g * s.cg) * s.hw, s.cg, pa, pb,
+                   cols + g * s.ckk * np + (pa - p0), np);
   }
 }
 
@@ -220,8 +223,9 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t run = run_width(s, sizeof(T), in_place);
   Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
-  if (!cols.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
-                              (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
+  if (!cols.ok())
+    return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
 #pragma omp parallel num_threads(nt)
   for (int64_t n = 0; n < s.n; ++n) {
@@ -245,19 +249,18 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
 template <class T>
 fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                              bool in_place, const Epilogue<T> *ep) {
-  return for_each_run_tile(
-      s, x, in_place, [](int64_t np) { return np; },
-      [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1, int64_t c0,
-          int64_t c1, const T *cols) {
-        const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols + g * s.ckk * np + c0;
-        T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
-        gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
-             in_place ? s.hw : np, T(0), yt, s.howo);
-        if (b)
-          for (int64_t r = r0; r < r1; ++r)
-            for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
-        if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, c1 - c0, s.howo);
-      });
+  return for_each_run_tile(s, x, in_place, [](int64_t np) { return np; },
+                           [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1,
+                               int64_t c0, int64_t c1, const T *cols) {
+    const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols + g * s.ckk * np + c0;
+    T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
+    gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
+         in_place ? s.hw : np, T(0), yt, s.howo);
+    if (b)
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+    if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, c1 - c0, s.howo);
+  });
 }
 
 // Few images, both ways possible: dW's tiles pack their operands k*(pn*m + pm*n) elements in
@@ -280,17 +283,18 @@ bool tiles_pack_less(const ConvShape &s, int64_t slots, bool in_place) {
 template <class T>
 fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T *dw,
                                  bool in_place) {
-  return for_each_run_tile(
-      s, x, in_place, [&](int64_t) { return s.ckk; },
-      [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1, int64_t c0,
-          int64_t c1, const T *cols) {
-        const int64_t ldb = in_place ? s.hw : np;
-        const T *bm = (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols + g * s.ckk * np) + c0 * ldb;
-        // dy[n, g*kg + r0 : r1, run] [nr, np] x columns[c0:c1]^T [np, nc] -> dW_g[r0:r1, c0:c1]
-        // (the first run sets)
-        gemm(false, true, r1 - r0, c1 - c0, np, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo + p0,
-             s.howo, bm, ldb, n == 0 && p0 == 0 ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
-      });
+  return for_each_run_tile(s, x, in_place, [&](int64_t) { return s.ckk; },
+                           [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1,
+                               int64_t c0, int64_t c1, const T *cols) {
+    const int64_t ldb = in_place ? s.hw : np;
+    const T *bm =
+        (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols + g * s.ckk * np) + c0 * ldb;
+    // dy[n, g*kg + r0 : r1, run] [nr, np] x columns[c0:c1]^T [np, nc] -> dW_g[r0:r1, c0:c1]
+    // (the first run sets)
+    gemm(false, true, r1 - r0, c1 - c0, np, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo + p0,
+         s.howo, bm, ldb, n == 0 && p0 == 0 ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0,
+         s.ckk);
+  });
 }
 
 template <class T>
@@ -307,8 +311,9 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
-  if (!ws.ok()) return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
-                            (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  if (!ws.ok())
+    return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                (long long)(per_thread * nt * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = s.n * pl.nblocks;
 #pragma omp parallel num_threads(nt)
@@ -340,14 +345,17 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
   // split follows the shape, never the thread count (kFixedItems).
   const int64_t ng = s.n * s.g;
-  const int64_t chunks = ng >= kFixedItems ? 1 : std::max<int64_t>(1, std::min<int64_t>(
-                                                     (s.cg + 3) / 4, (kFixedItems + ng - 1) / ng));
+  const int64_t chunks =
+      ng >= kFixedItems
+          ? 1
+          : std::max<int64_t>(1, std::min<int64_t>((s.cg + 3) / 4, (kFixedItems + ng - 1) / ng));
   const int64_t max_ch = (s.cg + chunks - 1) / chunks;
   const ColPlan pl = plan_columns(s, max_ch * s.kk, sizeof(T), ng * chunks, in_place);
   const int64_t per_thread = in_place ? 0 : max_ch * s.kk * pl.cbw;
   Buffer<T> ws(per_thread * nt);
-  if (!ws.ok()) return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
-                            (long long)(per_thread * nt * (int64_t)sizeof(T)));
+  if (!ws.ok())
+    return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
+                (long long)(per_thread * nt * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   const int64_t items = ng * chunks;
 #pragma omp parallel num_threads(nt)
@@ -383,8 +391,8 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
 // too few to share out. In place (no columns): the rows of dW are split, at least 16 each.
 template <class T>
 fc_status weight_grad_by_rows(const ConvShape &s, const T *dy, const T *x, T *dw, int nt) {
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>((s.kg + 15) / 16,
-                                                               (kFixedItems + s.g - 1) / s.g));
+  const int64_t parts =
+      std::max<int64_t>(1, std::min<int64_t>((s.kg + 15) / 16, (kFixedItems + s.g - 1) / s.g));
   if (fc_status st = blas_reserve(nt)) return st;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t it = 0; it < s.g * parts; ++it) {
@@ -409,7 +417,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, false);
   const int64_t items = s.n * pl.nblocks;
   const int64_t item_size = s.g * s.ckk * pl.cbw;  // one item's columns, every group
-  const int64_t run = std::clamp<int64_t>(hardware().l3 / 4 / (item_size * (int64_t)sizeof(T)), 1, items);
+  const int64_t run =
+      std::clamp<int64_t>(hardware().l3 / 4 / (item_size * (int64_t)sizeof(T)), 1, items);
   int64_t parts = 1;  // a power of two up to kFixedItems / g, each at least 32 columns wide
   while (parts * 2 * s.g <= kFixedItems && s.ckk / (parts * 2) >= 32) parts *= 2;
   Buffer<T> cols(item_size * run);
@@ -437,8 +446,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
         const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
         const T *col = cols.get() + q * item_size + (g * s.ckk + j0) * np;
         // dy [kg, np] x col[j0:j0+nj]^T [np, nj] -> dW_g[:, j0:j0+nj] (the first item sets)
-        gemm(false, true, s.kg, nj, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo,
-             col, np, it ? T(1) : T(0), dw + g * s.kg * s.ckk + j0, s.ckk);
+        gemm(false, true, s.kg, nj, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo, col,
+             np, it ? T(1) : T(0), dw + g * s.kg * s.ckk + j0, s.ckk);
       }
     }
   }
@@ -463,11 +472,13 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // 37 MB of copies ran 2.2x slower than cutting dW. Which way runs follows the shape and this
   // hardware fact only, never the thread count.
   const int64_t copy_bytes = hardware().l3 / 2;
-  const bool slots_fit = slots >= kFixedItems / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
+  const bool slots_fit =
+      slots >= kFixedItems / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
   if (s.n < kFixedItems && (!slots_fit || tiles_pack_less(s, slots, in_place)))
     return weight_grad_few_images(s, dy, x, dw, in_place);
   if (!slots_fit)
-    return in_place ? weight_grad_by_rows(s, dy, x, dw, nt) : weight_grad_by_columns(s, dy, x, dw, nt);
+    return in_place ? weight_grad_by_rows(s, dy, x, dw, nt)
+                    : weight_grad_by_columns(s, dy, x, dw, nt);
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
   Buffer<T> ws(per_thread * nt), acc((slots - 1) * wsize);
   if (!ws.ok() || !acc.ok())
@@ -514,12 +525,12 @@ fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const 
   return gemm_conv_backward_weight(s, dy, x, dw, gemm_in_place(s));
 }
 
-#define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                        \
-  template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, \
-                                          T *, bool, const Epilogue<T> *);                    \
-  template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *, \
-                                                bool);                                        \
-  template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *, \
+#define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                             \
+  template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, T *, \
+                                          bool, const Epilogue<T> *);                              \
+  template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *,      \
+                                                bool);                                             \
+  template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *,    \
                                                   bool);
 FC_INSTANTIATE_GEMM_DRIVERS(float)
 FC_INSTANTIATE_GEMM_DRIVERS(double)

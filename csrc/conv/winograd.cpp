@@ -13,7 +13,8 @@
 // transposed (k <-> c), i.e. the same forward at padding 2 - p (a negative padding crops).
 //
 // Weight gradient: by the transposition principle, the weight gradient of one tile is the
-// Winograd algorithm F(3 x 3, m x m) with the same points: dW_t = G^T [(A dy_t A^T) . (B^T x_t B)] G.
+// Winograd algorithm F(3 x 3, m x m) with the same points:
+//   dW_t = G^T [(A dy_t A^T) . (B^T x_t B)] G.
 // Summed over tiles inside the transform, dW[k][c] = G^T Z[k][c] G with
 // Z[e] = sum over tiles of (A dy A^T)[e][k][t] (B^T x B)[e][c][t]: GEMMs per element e that
 // reduce over tiles, accumulated either per thread over cache-sized blocks (small Z) or into
@@ -35,11 +36,11 @@ namespace {
 
 // A stride-1 3x3 convolution in forward form: the forward itself, or the data gradient.
 struct WinoConv {
-  int64_t n, c, h, w;  // input [n, c, h, w]
-  int64_t k, ho, wo;   // output [n, k, ho, wo]
-  int64_t ph, pw;      // padding; negative crops the input
-  int64_t g, cg, kg;   // groups, input and output channels per group
-  bool transposed;     // filters are w[c][k] of the original convolution, rotated (data gradient)
+  int64_t n, c, in_h, in_w;  // input [n, c, in_h, in_w]
+  int64_t k, ho, wo;         // output [n, k, ho, wo]
+  int64_t ph, pw;            // padding; negative crops the input
+  int64_t g, cg, kg;         // groups, input and output channels per group
+  bool transposed;  // filters are w[c][k] of the original convolution, rotated (data gradient)
 };
 
 // The output tile, for float and double alike: F(4x4, 3x3) does 4x fewer multiplications than
@@ -131,14 +132,14 @@ bool transform_filters(const WinogradUKernels<T> &uk, const WinoConv &p, const T
 // u_pre: the filters already transformed (transform_filters over every k, by
 // winograd_prepare_filters), or nullptr to transform w here.
 template <class T>
-fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y,
-                       bool *finite, const T *u_pre = nullptr) {
+fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
+                       const T *u_pre = nullptr) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   int64_t oy0, oy1, ox0, ox1;
-  reach(p.h, p.ph, p.ho, &oy0, &oy1);
-  reach(p.w, p.pw, p.wo, &ox0, &ox1);
+  reach(p.in_h, p.ph, p.ho, &oy0, &oy1);
+  reach(p.in_w, p.pw, p.wo, &ox0, &ox1);
   const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
   const int64_t nblocks = (total + tb - 1) / tb;
@@ -154,13 +155,14 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   Buffer<T> ws(per_thread * nt + staged_size);
   Buffer<WinoTile> tl(tb * nt);
   if (!u.ok() || !ws.ok() || !tl.ok())
-    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
-                (long long)((e2 * p.k * p.cg + per_thread * nt + staged_size) * (int64_t)sizeof(T)));
+    return fail(
+        FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
+        (long long)((e2 * p.k * p.cg + per_thread * nt + staged_size) * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
   if (!u_pre) advise_huge_pages(u, e2 * p.k * p.cg);
   const T *const uu = u_pre ? u_pre : u.get();
   advise_huge_pages(ws, per_thread * nt + staged_size);
-  const int64_t hw = p.h * p.w, howo = p.ho * p.wo;
+  const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
   T *const vs = ws.get(), *const ms = vs + e2 * p.c * tb;  // (staged) [e][c or k][nb]
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
@@ -175,7 +177,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
       for (int64_t k = 0; k < p.k; ++k) ok &= transform_filters(uk, p, w, k, k + 1, u.get());
     }
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) {
-      // the outputs beyond the input's reach: the bias (or 0) on every side of [oy0, oy1) x [ox0, ox1)
+      // the outputs beyond the input's reach: the bias (or 0) on every side of
+      // [oy0, oy1) x [ox0, ox1)
 #pragma omp for schedule(static) nowait
       for (int64_t nk = 0; nk < p.n * p.k; ++nk) {
         T *plane = y + nk * howo;
@@ -200,7 +203,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         // (the implicit barriers: U, the previous block's outputs are complete)
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < p.c; ++c)
-          ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, vs + c * nb, p.c * nb);
+          ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, nb, vs + c * nb,
+                         p.c * nb);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < e2 * p.g; ++it) products(it / p.g, it % p.g, nb, vs, ms);
 #pragma omp for schedule(static)
@@ -216,12 +220,13 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
         tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
         for (int64_t c = 0; c < p.c; ++c)
-          ok &= uk.input(x + c * hw, p.c * hw, p.h, p.w, p.ph, p.pw, tiles, nb, v + c * nb, p.c * nb);
+          ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, nb, v + c * nb,
+                         p.c * nb);
         for (int64_t e = 0; e < e2; ++e)
           for (int64_t g = 0; g < p.g; ++g) products(e, g, nb, v, mm);
         for (int64_t k = 0; k < p.k; ++k)
-          uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo,
-                    p.k * howo, p.wo, oy1, ox1);
+          uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
+                    p.wo, oy1, ox1);
       }
     }
     if (!ok) {
@@ -236,14 +241,14 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 }  // namespace
 
 bool winograd_supports(const ConvShape &s) {
-  return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 &&
+  return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
          s.ho > 0 && s.wo > 0 && gemm_dims_fit(s.cg) && gemm_dims_fit(s.kg);
 }
 
 template <class T>
 fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
-  const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
   bool finite;
   const fc_status st = forward_core(p, x, w, b, y, &finite);
   if (st != FC_OK || finite) return st;
@@ -261,7 +266,7 @@ int64_t winograd_filter_size(const ConvShape &s) {
 
 template <class T>
 bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
-  const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
   int bad = 0;
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
@@ -273,7 +278,7 @@ template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
                                             bool u_finite, const T *w, const T *b, T *y) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
-  const WinoConv p{s.n, s.c, s.h, s.w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
   bool finite = u_finite;
   fc_status st = FC_OK;
   if (u_finite) st = forward_core(p, x, w, b, y, &finite, u);
@@ -288,17 +293,18 @@ template int64_t winograd_filter_size<double>(const ConvShape &);
 template bool winograd_prepare_filters<float>(const ConvShape &, const float *, float *);
 template bool winograd_prepare_filters<double>(const ConvShape &, const double *, double *);
 template fc_status conv2d_forward__winograd_prepared<float>(const ConvShape &, const float *,
-                                                           const float *, bool, const float *,
-                                                           const float *, float *);
+                                                            const float *, bool, const float *,
+                                                            const float *, float *);
 template fc_status conv2d_forward__winograd_prepared<double>(const ConvShape &, const double *,
-                                                            const double *, bool, const double *,
-                                                            const double *, double *);
+                                                             const double *, bool, const double *,
+                                                             const double *, double *);
 
 template <class T>
 fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const T *w, T *dx) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   // dx[c, y, x] = sum over k, i, j of dy[k, y + i - (2 - ph), x + j - (2 - pw)] w[k, c, 2-i, 2-j]
-  const WinoConv p{s.n, s.k, s.ho, s.wo, s.c, s.h, s.w, 2 - s.ph, 2 - s.pw, s.g, s.kg, s.cg, true};
+  const WinoConv p{s.n,      s.k,      s.ho, s.wo, s.c,  s.in_h, s.in_w,
+                   2 - s.ph, 2 - s.pw, s.g,  s.kg, s.cg, true};
   bool finite;
   const fc_status st = forward_core<T>(p, dy, w, nullptr, dx, &finite);
   if (st != FC_OK || finite) return st;
@@ -319,8 +325,8 @@ fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const 
 // chunked, ResNet 64->64 at 56x56 12 ms against 21 ms).
 // A slot holds at least kSlotTiles tiles: each costs one more pass over Z.
 template <class T>
-fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk,
-                                  const T *dy, const T *x, T *dw, bool *finite) {
+fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> &uk, const T *dy,
+                                  const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
@@ -328,7 +334,7 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
   const int64_t per_tile = e2 * (s.c + s.k) * (int64_t)sizeof(T);
   const int64_t tb_max = std::clamp<int64_t>(2 * hardware().l2 / per_tile, 32, 1024);
   const int64_t per_slot = ((total + tb_max - 1) / tb_max + slots - 1) / slots;  // blocks
-  const int64_t tb = (total + slots * per_slot - 1) / (slots * per_slot);  // evened out
+  const int64_t tb = (total + slots * per_slot - 1) / (slots * per_slot);        // evened out
   const int64_t nblocks = (total + tb - 1) / tb;
   slots = std::min(slots, nblocks);  // every slot holds a block
   const int64_t zsize = e2 * s.k * s.cg, per_thread = e2 * (s.c + s.k) * tb;
@@ -355,15 +361,18 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
         tile_list(q0, nb, th, tw, m, 0, 0, tiles);
         for (int64_t c = 0; c < s.c; ++c)
-          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb, xt + c * nb, s.c * nb);
+          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.in_h, s.in_w, s.ph, s.pw, tiles, nb,
+                         xt + c * nb, s.c * nb);
         for (int64_t k = 0; k < s.k; ++k)
-          ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
+          ok &=
+              uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb, dt + k * nb, s.k * nb);
         for (int64_t e = 0; e < e2; ++e)
           for (int64_t g = 0; g < s.g; ++g)
             // Dt[e][g*kg:, :] [kg, nb] x Xt[e][g*cg:, :]^T [nb, cg] -> Z[e][g*kg:, :] [kg, cg]
             // (the slot's first block sets, the others add)
             gemm(false, true, s.kg, s.cg, nb, T(1), dt + (e * s.k + g * s.kg) * nb, nb,
-                 xt + (e * s.c + g * s.cg) * nb, nb, blk > b0 ? T(1) : T(0), z + (e * s.k + g * s.kg) * s.cg, s.cg);
+                 xt + (e * s.c + g * s.cg) * nb, nb, blk > b0 ? T(1) : T(0),
+                 z + (e * s.k + g * s.kg) * s.cg, s.cg);
       }
     }
     // (the implicit barrier: every slot is complete) Z = Z_0 + Z_1 + ... in slot order, then
@@ -392,8 +401,8 @@ fc_status backward_weight_private(const ConvShape &s, const WinogradUKernels<T> 
 // Z is large (many channels; L5's copies of Z would take 42 MB and its 128 tiles cannot
 // amortise them: 26 ms here against 53 ms private).
 template <class T>
-fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> &uk,
-                                  const T *dy, const T *x, T *dw, bool *finite) {
+fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> &uk, const T *dy,
+                                  const T *x, T *dw, bool *finite) {
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
@@ -425,11 +434,11 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
         const int64_t nb = std::min(sb, nc - t0);
         tile_list(q0 + t0, nb, th, tw, m, 0, 0, tiles);
         for (int64_t c = 0; c < s.c; ++c)
-          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.h, s.w, s.ph, s.pw, tiles, nb,
+          ok &= uk.input(x + c * s.hw, s.c * s.hw, s.in_h, s.in_w, s.ph, s.pw, tiles, nb,
                          xt.get() + c * nc + t0, s.c * nc);
         for (int64_t k = 0; k < s.k; ++k)
           ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, nb,
-                  dt.get() + k * nc + t0, s.k * nc);
+                        dt.get() + k * nc + t0, s.k * nc);
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < e2 * s.g; ++it) {

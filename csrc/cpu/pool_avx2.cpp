@@ -28,9 +28,10 @@ struct V256f {
     __m256i lane_lo, lane_hi;  // lane * sw (int64), lanes 0-3 and 4-7
   };
   static Ctx ctx(int64_t sw) {
-    return {_mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)sw)),
-            _mm256_setr_epi64x(0, sw, 2 * sw, 3 * sw),
-            _mm256_setr_epi64x(4 * sw, 5 * sw, 6 * sw, 7 * sw)};
+    return {
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)sw)),
+        _mm256_setr_epi64x(0, sw, 2 * sw, 3 * sw),
+        _mm256_setr_epi64x(4 * sw, 5 * sw, 6 * sw, 7 * sw)};
   }
   template <int S, bool Full>
   static __m256 load(const float *p, const Ctx &c, int m) {
@@ -48,16 +49,19 @@ struct V256f {
   static __m256 greater(__m256 v, __m256 best) { return _mm256_cmp_ps(v, best, _CMP_GT_OQ); }
   static __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
   static __m256 zero() { return _mm256_setzero_ps(); }
-  static __m256 max(__m256 v, __m256 best) { return _mm256_max_ps(v, best); }  // v > best ? v : best
-  static bool any_nan(__m256 a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
+  // v > best ? v : best
+  static __m256 max(__m256 v, __m256 best) { return _mm256_max_ps(v, best); }
+  static bool any_nan(__m256 a) {
+    return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0;
+  }
   static __m256 better(__m256 v, __m256 best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
   static __m256 sel(__m256 k, __m256 v, __m256 best) { return _mm256_blendv_ps(best, v, k); }
   static __m256i off_zero() { return _mm256_setzero_si256(); }
   static __m256i sel_off(__m256 k, int32_t t, __m256i off) {
-    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(off),
-                                                _mm256_castsi256_ps(_mm256_set1_epi32(t)), k));
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(off), _mm256_castsi256_ps(_mm256_set1_epi32(t)), k));
   }
   template <bool Full>
   static void store(float *y, __m256 v, int m) {
@@ -99,7 +103,7 @@ struct V256d {
       const int need = 2 * m - 1;
       __m256d a = Full ? _mm256_loadu_pd(p) : _mm256_maskload_pd(p, mask64(need));
       __m256d b = _mm256_maskload_pd(p + 4, mask64(Full ? 3 : need - 4));
-      __m256d t = _mm256_unpacklo_pd(a, b);  // a0 b0 a2 b2
+      __m256d t = _mm256_unpacklo_pd(a, b);   // a0 b0 a2 b2
       return _mm256_permute4x64_pd(t, 0xd8);  // a0 a2 b0 b2
     }
     const __m256i k = Full ? _mm256_set1_epi64x(-1) : mask64(m);
@@ -108,16 +112,19 @@ struct V256d {
   static __m256d greater(__m256d v, __m256d best) { return _mm256_cmp_pd(v, best, _CMP_GT_OQ); }
   static __m256d add(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
   static __m256d zero() { return _mm256_setzero_pd(); }
-  static __m256d max(__m256d v, __m256d best) { return _mm256_max_pd(v, best); }  // v > best ? v : best
-  static bool any_nan(__m256d a) { return _mm256_movemask_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q)) != 0; }
+  // v > best ? v : best
+  static __m256d max(__m256d v, __m256d best) { return _mm256_max_pd(v, best); }
+  static bool any_nan(__m256d a) {
+    return _mm256_movemask_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q)) != 0;
+  }
   static __m256d better(__m256d v, __m256d best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
   }
   static __m256d sel(__m256d k, __m256d v, __m256d best) { return _mm256_blendv_pd(best, v, k); }
   static __m256i off_zero() { return _mm256_setzero_si256(); }
   static __m256i sel_off(__m256d k, int32_t t, __m256i off) {
-    return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(off),
-                                                _mm256_castsi256_pd(_mm256_set1_epi64x(t)), k));
+    return _mm256_castpd_si256(
+        _mm256_blendv_pd(_mm256_castsi256_pd(off), _mm256_castsi256_pd(_mm256_set1_epi64x(t)), k));
   }
   template <bool Full>
   static void store(double *y, __m256d v, int m) {

@@ -20,7 +20,7 @@ struct V512f {
   using T = float;
   static constexpr int L = 16;
   struct Ctx {
-    __m512i gather;          // lane * sw (int32), for any stride
+    __m512i gather;            // lane * sw (int32), for any stride
     __m512i lane_lo, lane_hi;  // lane * sw (int64), lanes 0-7 and 8-15
   };
   static Ctx ctx(int64_t sw) {
@@ -35,7 +35,8 @@ struct V512f {
   static __m512 load(const float *p, const Ctx &c, int m) {
     if (S == 1) return Full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask16(m), p);
     if (S == 2) {
-      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512i even =
+          _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
       const int need = 2 * m - 1;  // elements p[0 .. 2m-2]
       __m512 a = Full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask16(need), p);
       __m512 b = _mm512_maskz_loadu_ps(Full ? (__mmask16)0x7fff : mask16(need - 16), p + 16);
@@ -44,10 +45,13 @@ struct V512f {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), Full ? (__mmask16)0xffff : mask16(m),
                                     c.gather, p, 4);
   }
-  static __mmask16 greater(__m512 v, __m512 best) { return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ); }
+  static __mmask16 greater(__m512 v, __m512 best) {
+    return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+  }
   static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
   static __m512 zero() { return _mm512_setzero_ps(); }
-  static __m512 max(__m512 v, __m512 best) { return _mm512_max_ps(v, best); }  // v > best ? v : best
+  // v > best ? v : best
+  static __m512 max(__m512 v, __m512 best) { return _mm512_max_ps(v, best); }
   static bool any_nan(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask16 better(__m512 v, __m512 best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
@@ -101,13 +105,16 @@ struct V512d {
       __m512d b = _mm512_maskz_loadu_pd(Full ? (__mmask8)0x7f : mask8(need - 8), p + 8);
       return _mm512_permutex2var_pd(a, even, b);
     }
-    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), Full ? (__mmask8)0xff : mask8(m),
-                                    c.gather, p, 8);
+    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), Full ? (__mmask8)0xff : mask8(m), c.gather,
+                                    p, 8);
   }
-  static __mmask8 greater(__m512d v, __m512d best) { return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ); }
+  static __mmask8 greater(__m512d v, __m512d best) {
+    return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ);
+  }
   static __m512d add(__m512d a, __m512d b) { return _mm512_add_pd(a, b); }
   static __m512d zero() { return _mm512_setzero_pd(); }
-  static __m512d max(__m512d v, __m512d best) { return _mm512_max_pd(v, best); }  // v > best ? v : best
+  // v > best ? v : best
+  static __m512d max(__m512d v, __m512d best) { return _mm512_max_pd(v, best); }
   static bool any_nan(__m512d a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q) != 0; }
   static __mmask8 better(__m512d v, __m512d best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);

@@ -7,19 +7,19 @@
 namespace fc {
 
 // One output row's worth of windows whose taps all lie inside the plane ("interior" windows).
-// Output o (o < n) reads the taps x[(ih0 + r*dh)*xw + iw0 + o*sw + j*dw] for r < nr, j < kw.
+// Output o (o < n) reads the taps x[(ih0 + r*dil_h)*xw + iw0 + o*sw + j*dil_w] for r < nr, j < kw.
 struct PoolRow {
-  int64_t xw;               // row pitch of the input plane (its width)
-  int64_t ih0, dh, nr;      // first input row, row step (dilation), number of rows (>= 1)
-  int64_t iw0, sw, dw, kw;  // first tap's column for o = 0, output stride, dilation, taps (>= 1)
-  int64_t n;                // outputs
+  int64_t xw;                  // row pitch of the input plane (its width)
+  int64_t ih0, dil_h, nr;      // first input row, row step (dilation), number of rows (>= 1)
+  int64_t iw0, sw, dil_w, kw;  // first tap's column for o = 0, output stride, dilation, taps (>= 1)
+  int64_t n;                   // outputs
 };
 
 template <class T>
 struct PoolUKernels {
   // y[o] = the maximum of output o's taps, scanned row by row (PyTorch's order): a tap replaces
   // the running maximum when it is greater or NaN, so ties keep the first and the last NaN wins.
-  // idx (may be NULL) receives the winner's flat index in the plane, (ih0 + r*dh)*xw + iw + ...
+  // idx (may be NULL) receives the winner's flat index in the plane, (ih0 + r*dil_h)*xw + iw + ...
   void (*max_row)(const T *x, const PoolRow &r, T *y, int64_t *idx);
   // y[o] = the sum of output o's taps in scan order, from 0 (PyTorch's order, so the same bits).
   void (*sum_row)(const T *x, const PoolRow &r, T *y);
@@ -32,9 +32,13 @@ const PoolUKernels<double> &pool_ukernels_f64();
 template <class T>
 const PoolUKernels<T> &pool_ukernels();
 template <>
-inline const PoolUKernels<float> &pool_ukernels<float>() { return pool_ukernels_f32(); }
+inline const PoolUKernels<float> &pool_ukernels<float>() {
+  return pool_ukernels_f32();
+}
 template <>
-inline const PoolUKernels<double> &pool_ukernels<double>() { return pool_ukernels_f64(); }
+inline const PoolUKernels<double> &pool_ukernels<double>() {
+  return pool_ukernels_f64();
+}
 
 // Each per-ISA file defines one of these (pool_generic.cpp, pool_avx2.cpp, pool_avx512.cpp).
 void get_pool_ukernels__generic(PoolUKernels<float> *f, PoolUKernels<double> *d);

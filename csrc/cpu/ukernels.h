@@ -22,21 +22,21 @@ struct UKernels {
   // The direct forward's register tile: `kb` output channels x `nvec` vectors of `vlen`
   // consecutive output positions, on an input that is already padded (every tap in bounds):
   //   y[r*y_plane + o] += sum over c, i, j of wp[((c*kh + i)*kw + j)*kb + r] *
-  //                                          x[c*x_plane + i*dh*x_w + j*dw + o]
+  //                                          x[c*x_plane + i*dil_h*x_w + j*dil_w + o]
   // for r < nkeep (rows nkeep..kb-1 of wp are padding), o < nvec*vlen, 1 <= nvec <= max_nvec.
   // wp is the weight block packed [cg][kh][kw][kb]. Accumulators stay in registers over the
   // whole cg*kh*kw reduction; y is read once and written once.
-  void (*direct_tile)(const T *x, int64_t x_w, int64_t x_plane, const T *wp, int64_t cg,
-                      int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *y, int64_t y_plane,
+  void (*direct_tile)(const T *x, int64_t x_w, int64_t x_plane, const T *wp, int64_t cg, int64_t kh,
+                      int64_t kw, int64_t dil_h, int64_t dil_w, T *y, int64_t y_plane,
                       int64_t nkeep, int nvec);
   // The other register tile, vectorized over output channels instead of positions (for narrow
   // images, where rows of positions do not fill vectors): `kt` output channels x `pt`
   // consecutive positions of the padded input, written position-major:
   //   out[o*kt + r] = sum over c, i, j of wk[((c*kh + i)*kw + j)*kt + r] *
-  //                                       x[c*x_plane + i*dh*x_w + j*dw + o]
+  //                                       x[c*x_plane + i*dil_h*x_w + j*dil_w + o]
   // for r < kt, o < pt (always all pt positions: the caller gives the input slack).
   void (*direct_ktile)(const T *x, int64_t x_w, int64_t x_plane, const T *wk, int64_t cg,
-                       int64_t kh, int64_t kw, int64_t dh, int64_t dw, T *out);
+                       int64_t kh, int64_t kw, int64_t dil_h, int64_t dil_w, T *out);
   // y[o] = (accumulate ? y[o] : 0) + sum over t < nt of w[t] * src[t][o], for o < n: any
   // number of shifted inputs summed in registers, one pass over y. The depthwise kernels' taps.
   void (*sum_taps)(T *y, const T *const *src, const T *w, int nt, int64_t n, bool accumulate);
@@ -57,9 +57,13 @@ const UKernels<double> &ukernels_f64();
 template <class T>
 const UKernels<T> &ukernels();
 template <>
-inline const UKernels<float> &ukernels<float>() { return ukernels_f32(); }
+inline const UKernels<float> &ukernels<float>() {
+  return ukernels_f32();
+}
 template <>
-inline const UKernels<double> &ukernels<double>() { return ukernels_f64(); }
+inline const UKernels<double> &ukernels<double>() {
+  return ukernels_f64();
+}
 
 // Each per-ISA file defines these (the `__isa` suffix names its variant).
 void get_ukernels__generic(UKernels<float> *f, UKernels<double> *d);

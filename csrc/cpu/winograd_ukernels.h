@@ -18,7 +18,7 @@ struct WinoTile {
 
 template <class T>
 struct WinogradUKernels {
-  int m;      // output tile (m x m); alpha = m + 2
+  int m;  // output tile (m x m); alpha = m + 2
   int alpha;
   // v[e*ld_e + t] = (B^T d_t B)[e]: d_t the alpha x alpha input patch of tile t, rows from
   // oy - ph, columns from ox - pw of the plane xc + img*img_stride ([h, w]; zero outside).

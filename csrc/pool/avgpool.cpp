@@ -23,15 +23,14 @@ struct AvgWindow {
 bool avg_window(const PoolShape &s, bool incl, int64_t divisor, int64_t oh, int64_t ow,
                 AvgWindow *win) {
   int64_t ih0 = oh * s.sh - s.ph, iw0 = ow * s.sw - s.pw;
-  int64_t ih1 = std::min(ih0 + s.kh, s.h + s.ph), iw1 = std::min(iw0 + s.kw, s.w + s.pw);
+  int64_t ih1 = std::min(ih0 + s.kh, s.in_h + s.ph), iw1 = std::min(iw0 + s.kw, s.in_w + s.pw);
   const int64_t pool_size = (ih1 - ih0) * (iw1 - iw0);
   ih0 = std::max<int64_t>(ih0, 0);
   iw0 = std::max<int64_t>(iw0, 0);
-  ih1 = std::min(ih1, s.h);
-  iw1 = std::min(iw1, s.w);
+  ih1 = std::min(ih1, s.in_h);
+  iw1 = std::min(iw1, s.in_w);
   if (ih0 >= ih1 || iw0 >= iw1) return false;
-  *win = {ih0, ih1, iw0, iw1,
-          divisor ? divisor : incl ? pool_size : (ih1 - ih0) * (iw1 - iw0)};
+  *win = {ih0, ih1, iw0, iw1, divisor ? divisor : incl ? pool_size : (ih1 - ih0) * (iw1 - iw0)};
   return true;
 }
 
@@ -42,7 +41,7 @@ T avg_window_forward(const PoolShape &s, bool incl, int64_t divisor, const T *pl
   if (!avg_window(s, incl, divisor, oh, ow, &a)) return T(0);
   T sum = 0;
   for (int64_t ih = a.ih0; ih < a.ih1; ++ih)
-    for (int64_t iw = a.iw0; iw < a.iw1; ++iw) sum += plane[ih * s.w + iw];
+    for (int64_t iw = a.iw0; iw < a.iw1; ++iw) sum += plane[ih * s.in_w + iw];
   return sum / (T)a.div;
 }
 
@@ -52,21 +51,23 @@ struct AvgRow {
   PoolRow row;
   int64_t div;
 };
-bool avg_interior(const PoolShape &s, bool incl, int64_t divisor, int64_t lo, int64_t hi, int64_t oh,
-                  AvgRow *out) {
+bool avg_interior(const PoolShape &s, bool incl, int64_t divisor, int64_t lo, int64_t hi,
+                  int64_t oh, AvgRow *out) {
   const int64_t ih = oh * s.sh - s.ph;
   int64_t r0, r1;
-  window_rows(ih, 1, s.kh, s.h, &r0, &r1);
+  window_rows(ih, 1, s.kh, s.in_h, &r0, &r1);
   if (r1 <= r0 || hi <= lo) return false;
-  const int64_t rows_in_pad = std::min(ih + s.kh, s.h + s.ph) - ih;
-  out->row = PoolRow{s.w, ih + r0, 1, r1 - r0, lo * s.sw - s.pw, s.sw, 1, s.kw, hi - lo};
+  const int64_t rows_in_pad = std::min(ih + s.kh, s.in_h + s.ph) - ih;
+  out->row = PoolRow{s.in_w, ih + r0, 1, r1 - r0, lo * s.sw - s.pw, s.sw, 1, s.kw, hi - lo};
   out->div = divisor ? divisor : (incl ? rows_in_pad : r1 - r0) * s.kw;
   return true;
 }
 
 // Adaptive windows: [floor(o*in/out), ceil((o+1)*in/out)).
 inline int64_t start_index(int64_t o, int64_t out, int64_t in) { return o * in / out; }
-inline int64_t end_index(int64_t o, int64_t out, int64_t in) { return ((o + 1) * in + out - 1) / out; }
+inline int64_t end_index(int64_t o, int64_t out, int64_t in) {
+  return ((o + 1) * in + out - 1) / out;
+}
 
 }  // namespace
 
@@ -74,7 +75,7 @@ template <class T>
 fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, const T *x, T *y) {
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   int64_t lo, hi;  // interior columns: the whole window inside the plane
-  valid_range(-s.pw, s.sw, s.w - (s.kw - 1), s.wo, &lo, &hi);
+  valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1), s.wo, &lo, &hi);
   const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
@@ -90,7 +91,8 @@ fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, con
       const T div = (T)in.div;
       for (int64_t ow = lo; ow < hi; ++ow) yr[ow] /= div;
     }
-    for (int64_t ow = b; ow < s.wo; ++ow) yr[ow] = avg_window_forward(s, incl, divisor, plane, oh, ow);
+    for (int64_t ow = b; ow < s.wo; ++ow)
+      yr[ow] = avg_window_forward(s, incl, divisor, plane, oh, ow);
   }
   return FC_OK;
 }
@@ -102,16 +104,17 @@ fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, con
 template <class T>
 fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, const T *dy, T *dx) {
   int64_t lo, hi;  // interior columns: the whole window inside the plane
-  valid_range(-s.pw, s.sw, s.w - (s.kw - 1), s.wo, &lo, &hi);
+  valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1), s.wo, &lo, &hi);
   const int nt = pool_threads(s.planes * (s.hw + s.howo * s.kh * s.kw));
-  const int64_t per_thread = s.w + s.wo;  // h, then the interior gradients
+  const int64_t per_thread = s.in_w + s.wo;  // h, then the interior gradients
   Buffer<T> scratch(nt * per_thread);
-  if (!scratch.ok()) return fail(FC_ENOMEM, "avg_pool2d backward: cannot allocate %lld bytes",
-                                 (long long)(nt * per_thread * (int64_t)sizeof(T)));
+  if (!scratch.ok())
+    return fail(FC_ENOMEM, "avg_pool2d backward: cannot allocate %lld bytes",
+                (long long)(nt * per_thread * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(nt)
   {
     T *h = scratch.get() + (int64_t)omp_get_thread_num() * per_thread;
-    T *g = h + s.w;
+    T *g = h + s.in_w;
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < s.planes; ++p) {
       T *plane = dx + p * s.hw;
@@ -121,7 +124,7 @@ fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, co
         AvgRow in;
         const bool vec = avg_interior(s, incl, divisor, lo, hi, oh, &in);
         const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
-        std::memset(h, 0, sizeof(T) * s.w);
+        std::memset(h, 0, sizeof(T) * s.in_w);
         int64_t r0 = vec ? in.row.ih0 : 0, r1 = vec ? in.row.ih0 + in.row.nr : 0;
         auto edge = [&](int64_t ow) {
           AvgWindow w;
@@ -143,9 +146,9 @@ fc_status avg_pool2d_backward(const PoolShape &s, bool incl, int64_t divisor, co
         }
         for (int64_t ow = b; ow < s.wo; ++ow) edge(ow);
         for (int64_t ih = r0; ih < r1; ++ih) {
-          T *__restrict d = plane + ih * s.w;
+          T *__restrict d = plane + ih * s.in_w;
 #pragma omp simd
-          for (int64_t iw = 0; iw < s.w; ++iw) d[iw] += h[iw];
+          for (int64_t iw = 0; iw < s.in_w; ++iw) d[iw] += h[iw];
         }
       }
     }
@@ -160,18 +163,18 @@ fc_status adaptive_avg_pool2d_forward(const PlanesShape &s, const T *x, T *y) {
   for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
     const int64_t p = t / s.ho, oh = t % s.ho;
     const T *plane = x + p * s.hw;
-    const int64_t ih0 = start_index(oh, s.ho, s.h), ih1 = end_index(oh, s.ho, s.h);
+    const int64_t ih0 = start_index(oh, s.ho, s.in_h), ih1 = end_index(oh, s.ho, s.in_h);
     for (int64_t ow = 0; ow < s.wo; ++ow) {
-      const int64_t iw0 = start_index(ow, s.wo, s.w), iw1 = end_index(ow, s.wo, s.w);
+      const int64_t iw0 = start_index(ow, s.wo, s.in_w), iw1 = end_index(ow, s.wo, s.in_w);
       double acc = 0;
-      if (iw1 - iw0 == s.w) {  // whole rows (global pooling): one contiguous run
-        const T *r = plane + ih0 * s.w;
-        const int64_t count = (ih1 - ih0) * s.w;
+      if (iw1 - iw0 == s.in_w) {  // whole rows (global pooling): one contiguous run
+        const T *r = plane + ih0 * s.in_w;
+        const int64_t count = (ih1 - ih0) * s.in_w;
 #pragma omp simd reduction(+ : acc)
         for (int64_t i = 0; i < count; ++i) acc += (double)r[i];
       } else {
         for (int64_t ih = ih0; ih < ih1; ++ih) {
-          const T *r = plane + ih * s.w;
+          const T *r = plane + ih * s.in_w;
 #pragma omp simd reduction(+ : acc)
           for (int64_t iw = iw0; iw < iw1; ++iw) acc += (double)r[iw];
         }
@@ -190,18 +193,19 @@ fc_status adaptive_avg_pool2d_backward(const PlanesShape &s, const T *dy, T *dx)
     T *plane = dx + p * s.hw;
     std::memset(plane, 0, sizeof(T) * s.hw);
     for (int64_t oh = 0; oh < s.ho; ++oh) {
-      const int64_t ih0 = start_index(oh, s.ho, s.h), ih1 = end_index(oh, s.ho, s.h);
+      const int64_t ih0 = start_index(oh, s.ho, s.in_h), ih1 = end_index(oh, s.ho, s.in_h);
       for (int64_t ow = 0; ow < s.wo; ++ow) {
-        const int64_t iw0 = start_index(ow, s.wo, s.w), iw1 = end_index(ow, s.wo, s.w);
-        const T g = (T)((double)dy[(p * s.ho + oh) * s.wo + ow] / (double)((ih1 - ih0) * (iw1 - iw0)));
-        if (iw1 - iw0 == s.w) {  // whole rows (global pooling): one contiguous run
-          T *r = plane + ih0 * s.w;
-          const int64_t count = (ih1 - ih0) * s.w;
+        const int64_t iw0 = start_index(ow, s.wo, s.in_w), iw1 = end_index(ow, s.wo, s.in_w);
+        const T g =
+            (T)((double)dy[(p * s.ho + oh) * s.wo + ow] / (double)((ih1 - ih0) * (iw1 - iw0)));
+        if (iw1 - iw0 == s.in_w) {  // whole rows (global pooling): one contiguous run
+          T *r = plane + ih0 * s.in_w;
+          const int64_t count = (ih1 - ih0) * s.in_w;
 #pragma omp simd
           for (int64_t i = 0; i < count; ++i) r[i] += g;
         } else {
           for (int64_t ih = ih0; ih < ih1; ++ih) {
-            T *r = plane + ih * s.w;
+            T *r = plane + ih * s.in_w;
 #pragma omp simd
             for (int64_t iw = iw0; iw < iw1; ++iw) r[iw] += g;
           }
@@ -212,10 +216,10 @@ fc_status adaptive_avg_pool2d_backward(const PlanesShape &s, const T *dy, T *dx)
   return FC_OK;
 }
 
-#define FC_INSTANTIATE_AVGPOOL(T)                                                                 \
-  template fc_status avg_pool2d_forward<T>(const PoolShape &, bool, int64_t, const T *, T *);    \
-  template fc_status avg_pool2d_backward<T>(const PoolShape &, bool, int64_t, const T *, T *);   \
-  template fc_status adaptive_avg_pool2d_forward<T>(const PlanesShape &, const T *, T *);        \
+#define FC_INSTANTIATE_AVGPOOL(T)                                                              \
+  template fc_status avg_pool2d_forward<T>(const PoolShape &, bool, int64_t, const T *, T *);  \
+  template fc_status avg_pool2d_backward<T>(const PoolShape &, bool, int64_t, const T *, T *); \
+  template fc_status adaptive_avg_pool2d_forward<T>(const PlanesShape &, const T *, T *);      \
   template fc_status adaptive_avg_pool2d_backward<T>(const PlanesShape &, const T *, T *);
 FC_INSTANTIATE_AVGPOOL(float)
 FC_INSTANTIATE_AVGPOOL(double)

@@ -27,35 +27,35 @@ inline int64_t first_in_range(int64_t start, int64_t step) {
 }
 
 // PyTorch's cpu_max_pool loop for output column ow of a row whose window rows are
-// [ih0, ih1) step dh (ih0 already moved past the padding): -inf and the first in-range position
+// [ih0, ih1) step dil_h (ih0 already moved past the padding): -inf and the first in-range position
 // to start, then "greater or NaN" replaces.
 template <class T>
 void max_window(const PoolShape &s, const T *plane, int64_t ih0, int64_t ih1, int64_t ow, T *y,
                 int64_t *idx) {
   const int64_t start = ow * s.sw - s.pw;
-  const int64_t iw1 = std::min(start + (s.kw - 1) * s.dw + 1, s.w);
-  const int64_t iw0 = first_in_range(start, s.dw);
+  const int64_t iw1 = std::min(start + (s.kw - 1) * s.dil_w + 1, s.in_w);
+  const int64_t iw0 = first_in_range(start, s.dil_w);
   T best = -std::numeric_limits<T>::infinity(), sum = 0;
-  int64_t at = ih0 * s.w + iw0;
+  int64_t at = ih0 * s.in_w + iw0;
   // Branch-free "greater" scan (random data mispredicts a branch half the time), summing the
   // taps; a NaN makes the sum NaN, and then the window is scanned again with "greater or NaN".
-  for (int64_t ih = ih0; ih < ih1; ih += s.dh)
-    for (int64_t iw = iw0; iw < iw1; iw += s.dw) {
-      const T v = plane[ih * s.w + iw];
+  for (int64_t ih = ih0; ih < ih1; ih += s.dil_h)
+    for (int64_t iw = iw0; iw < iw1; iw += s.dil_w) {
+      const T v = plane[ih * s.in_w + iw];
       const bool gt = v > best;
-      at = gt ? ih * s.w + iw : at;
+      at = gt ? ih * s.in_w + iw : at;
       best = gt ? v : best;
       sum += v;
     }
   if (sum != sum) {
     best = -std::numeric_limits<T>::infinity();
-    at = ih0 * s.w + iw0;
-    for (int64_t ih = ih0; ih < ih1; ih += s.dh)
-      for (int64_t iw = iw0; iw < iw1; iw += s.dw) {
-        const T v = plane[ih * s.w + iw];
+    at = ih0 * s.in_w + iw0;
+    for (int64_t ih = ih0; ih < ih1; ih += s.dil_h)
+      for (int64_t iw = iw0; iw < iw1; iw += s.dil_w) {
+        const T v = plane[ih * s.in_w + iw];
         if (v > best || v != v) {
           best = v;
-          at = ih * s.w + iw;
+          at = ih * s.in_w + iw;
         }
       }
   }
@@ -85,11 +85,12 @@ fc_status through_switches(const PlanesShape &s, const int64_t *idx, Body body) 
     }
   }
   if (bad != std::numeric_limits<int64_t>::max())
-    return fail(FC_EINVAL,
-                "switches[%lld] = %lld (plane %lld, element %lld) lies outside its %lldx%lld plane: "
-                "every switch must be in [0, %lld)",
-                (long long)bad, (long long)idx[bad], (long long)(bad / s.howo),
-                (long long)(bad % s.howo), (long long)s.h, (long long)s.w, (long long)s.hw);
+    return fail(
+        FC_EINVAL,
+        "switches[%lld] = %lld (plane %lld, element %lld) lies outside its %lldx%lld plane: "
+        "every switch must be in [0, %lld)",
+        (long long)bad, (long long)idx[bad], (long long)(bad / s.howo), (long long)(bad % s.howo),
+        (long long)s.in_h, (long long)s.in_w, (long long)s.hw);
   return FC_OK;
 }
 
@@ -118,9 +119,9 @@ void zero_and_scatter(T *d, int64_t hw, const int64_t *q, const T *v, int64_t n,
 template <class T>
 fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx) {
   const PoolUKernels<T> &uk = pool_ukernels<T>();
-  // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= w - 1.
+  // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dil_w <= in_w - 1.
   int64_t lo, hi;
-  valid_range(-s.pw, s.sw, s.w - (s.kw - 1) * s.dw, s.wo, &lo, &hi);
+  valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1) * s.dil_w, s.wo, &lo, &hi);
   const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
@@ -129,17 +130,21 @@ fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx)
     T *yr = y + t * s.wo;
     int64_t *ir = idx ? idx + t * s.wo : nullptr;
     const int64_t ih = oh * s.sh - s.ph;
-    const int64_t ih0 = first_in_range(ih, s.dh), ih1 = std::min(ih + (s.kh - 1) * s.dh + 1, s.h);
+    const int64_t ih0 = first_in_range(ih, s.dil_h),
+                  ih1 = std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h);
     const int64_t span = std::max<int64_t>(ih1 - ih0, 0);
-    const int64_t nr = s.dh == 1 ? span : (span + s.dh - 1) / s.dh;  // window rows in the plane
+    // window rows in the plane
+    const int64_t nr = s.dil_h == 1 ? span : (span + s.dil_h - 1) / s.dil_h;
     const bool vec = nr > 0 && hi > lo;
     const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
-    for (int64_t ow = 0; ow < a; ++ow) max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
+    for (int64_t ow = 0; ow < a; ++ow)
+      max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
     if (vec) {
-      const PoolRow row{s.w, ih0, s.dh, nr, lo * s.sw - s.pw, s.sw, s.dw, s.kw, hi - lo};
+      const PoolRow row{s.in_w, ih0, s.dil_h, nr, lo * s.sw - s.pw, s.sw, s.dil_w, s.kw, hi - lo};
       uk.max_row(plane, row, yr + lo, ir ? ir + lo : nullptr);
     }
-    for (int64_t ow = b; ow < s.wo; ++ow) max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
+    for (int64_t ow = b; ow < s.wo; ++ow)
+      max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
   }
   return FC_OK;
 }
@@ -171,10 +176,11 @@ fc_status max_unpool2d_backward(const PlanesShape &s, const T *dy, const int64_t
   });
 }
 
-#define FC_INSTANTIATE_MAXPOOL(T)                                                                \
-  template fc_status max_pool2d_forward<T>(const PoolShape &, const T *, T *, int64_t *);       \
+#define FC_INSTANTIATE_MAXPOOL(T)                                                                  \
+  template fc_status max_pool2d_forward<T>(const PoolShape &, const T *, T *, int64_t *);          \
   template fc_status max_pool2d_backward<T>(const PlanesShape &, const T *, const int64_t *, T *); \
-  template fc_status max_unpool2d_forward<T>(const PlanesShape &, const T *, const int64_t *, T *); \
+  template fc_status max_unpool2d_forward<T>(const PlanesShape &, const T *, const int64_t *,      \
+                                             T *);                                                 \
   template fc_status max_unpool2d_backward<T>(const PlanesShape &, const T *, const int64_t *, T *);
 FC_INSTANTIATE_MAXPOOL(float)
 FC_INSTANTIATE_MAXPOOL(double)

@@ -7,16 +7,16 @@
 
 namespace fc {
 
-// A validated fc_pool2d_desc: planes = n*c, each h x w in and ho x wo out.
+// A validated fc_pool2d_desc: planes = n*c, each in_h x in_w in and ho x wo out.
 struct PoolShape {
-  int64_t planes, h, w, ho, wo;
-  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t planes, in_h, in_w, ho, wo;
+  int64_t kh, kw, sh, sw, ph, pw, dil_h, dil_w;
   int64_t hw, howo;  // plane sizes
 };
 
-// A validated fc_planes2d_desc: planes = n*c, full planes h x w, small planes ho x wo.
+// A validated fc_planes2d_desc: planes = n*c, full planes in_h x in_w, small planes ho x wo.
 struct PlanesShape {
-  int64_t planes, h, w, ho, wo;
+  int64_t planes, in_h, in_w, ho, wo;
   int64_t hw, howo;
 };
 

@@ -7,36 +7,6 @@
 namespace fc {
 namespace {
 
-bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
-
-bool product_ok(std::initializer_list<int64_t> v, int64_t *out) {
-  int64_t p = 1;
-  for (int64_t f : v)
-    if (!mul_ok(p, f, &p)) return false;
-  *out = p;
-  return true;
-}
-
-fc_status clear() { return fail(FC_OK, "%s", ""); }
-
-fc_status check_dtype(fc_dtype t) {
-  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype %d is not an fc_dtype", (int)t);
-  return FC_OK;
-}
-
-struct Field {
-  const char *name;
-  int64_t v, min;
-};
-
-fc_status check_fields(std::initializer_list<Field> fields) {
-  for (const Field &f : fields)
-    if (f.v < f.min)
-      return fail(FC_EINVAL, "%s must be >= %lld, got %lld", f.name, (long long)f.min,
-                  (long long)f.v);
-  return FC_OK;
-}
-
 // PyTorch's pooling_output_shape for one dimension; checks the padding rules first.
 fc_status output_size(const char *dim, int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
                       bool ceil_mode, int64_t *out) {
@@ -71,19 +41,29 @@ fc_status output_size(const char *dim, int64_t in, int64_t k, int64_t s, int64_t
 }
 
 fc_status make_pool_shape(const fc_pool2d_desc *d, PoolShape *s) {
-  clear();
+  clear_error();
   if (!d) return fail(FC_EINVAL, "desc is NULL");
-  if (fc_status st = check_fields({{"n", d->n, 1}, {"c", d->c, 1}, {"h", d->h, 1}, {"w", d->w, 1},
-                                   {"kh", d->kh, 1}, {"kw", d->kw, 1},
-                                   {"stride_h", d->stride_h, 1}, {"stride_w", d->stride_w, 1},
-                                   {"pad_h", d->pad_h, 0}, {"pad_w", d->pad_w, 0},
-                                   {"dil_h", d->dil_h, 1}, {"dil_w", d->dil_w, 1},
+  if (fc_status st = check_fields({{"n", d->n, 1},
+                                   {"c", d->c, 1},
+                                   {"h", d->h, 1},
+                                   {"w", d->w, 1},
+                                   {"kh", d->kh, 1},
+                                   {"kw", d->kw, 1},
+                                   {"stride_h", d->stride_h, 1},
+                                   {"stride_w", d->stride_w, 1},
+                                   {"pad_h", d->pad_h, 0},
+                                   {"pad_w", d->pad_w, 0},
+                                   {"dil_h", d->dil_h, 1},
+                                   {"dil_w", d->dil_w, 1},
                                    {"ceil_mode", d->ceil_mode, 0}}))
     return st;
-  if (d->ceil_mode > 1) return fail(FC_EINVAL, "ceil_mode must be 0 or 1, got %lld", (long long)d->ceil_mode);
-  if (fc_status st = output_size("h", d->h, d->kh, d->stride_h, d->pad_h, d->dil_h, d->ceil_mode, &s->ho))
+  if (d->ceil_mode > 1)
+    return fail(FC_EINVAL, "ceil_mode must be 0 or 1, got %lld", (long long)d->ceil_mode);
+  if (fc_status st =
+          output_size("h", d->h, d->kh, d->stride_h, d->pad_h, d->dil_h, d->ceil_mode, &s->ho))
     return st;
-  if (fc_status st = output_size("w", d->w, d->kw, d->stride_w, d->pad_w, d->dil_w, d->ceil_mode, &s->wo))
+  if (fc_status st =
+          output_size("w", d->w, d->kw, d->stride_w, d->pad_w, d->dil_w, d->ceil_mode, &s->wo))
     return st;
   if (s->ho < 1 || s->wo < 1)
     return fail(FC_EINVAL,
@@ -97,17 +77,28 @@ fc_status make_pool_shape(const fc_pool2d_desc *d, PoolShape *s) {
       !product_ok({s->planes, s->howo, 8}, &ys))
     return fail(FC_EOVERFLOW, "a buffer size overflows int64 (n=%lld c=%lld h=%lld w=%lld)",
                 (long long)d->n, (long long)d->c, (long long)d->h, (long long)d->w);
-  s->h = d->h; s->w = d->w; s->kh = d->kh; s->kw = d->kw;
-  s->sh = d->stride_h; s->sw = d->stride_w; s->ph = d->pad_h; s->pw = d->pad_w;
-  s->dh = d->dil_h; s->dw = d->dil_w;
+  s->in_h = d->h;
+  s->in_w = d->w;
+  s->kh = d->kh;
+  s->kw = d->kw;
+  s->sh = d->stride_h;
+  s->sw = d->stride_w;
+  s->ph = d->pad_h;
+  s->pw = d->pad_w;
+  s->dil_h = d->dil_h;
+  s->dil_w = d->dil_w;
   return FC_OK;
 }
 
 fc_status make_planes_shape(const fc_planes2d_desc *d, PlanesShape *s) {
-  clear();
+  clear_error();
   if (!d) return fail(FC_EINVAL, "desc is NULL");
-  if (fc_status st = check_fields({{"n", d->n, 1}, {"c", d->c, 1}, {"h", d->h, 1}, {"w", d->w, 1},
-                                   {"ho", d->ho, 1}, {"wo", d->wo, 1}}))
+  if (fc_status st = check_fields({{"n", d->n, 1},
+                                   {"c", d->c, 1},
+                                   {"h", d->h, 1},
+                                   {"w", d->w, 1},
+                                   {"ho", d->ho, 1},
+                                   {"wo", d->wo, 1}}))
     return st;
   int64_t xs, ys, hh, ww;
   // ho*h and wo*w bound the adaptive window arithmetic.
@@ -119,13 +110,17 @@ fc_status make_planes_shape(const fc_planes2d_desc *d, PlanesShape *s) {
                 "a buffer size overflows int64 (n=%lld c=%lld h=%lld w=%lld ho=%lld wo=%lld)",
                 (long long)d->n, (long long)d->c, (long long)d->h, (long long)d->w,
                 (long long)d->ho, (long long)d->wo);
-  s->h = d->h; s->w = d->w; s->ho = d->ho; s->wo = d->wo;
+  s->in_h = d->h;
+  s->in_w = d->w;
+  s->ho = d->ho;
+  s->wo = d->wo;
   return FC_OK;
 }
 
 fc_status check_avg(const fc_pool2d_desc *d) {
   if (d->dil_h != 1 || d->dil_w != 1)
-    return fail(FC_EINVAL, "average pooling has no dilation: dil_h and dil_w must be 1, got %lld and %lld",
+    return fail(FC_EINVAL,
+                "average pooling has no dilation: dil_h and dil_w must be 1, got %lld and %lld",
                 (long long)d->dil_h, (long long)d->dil_w);
   return FC_OK;
 }
@@ -135,13 +130,13 @@ fc_status check_avg(const fc_pool2d_desc *d) {
 
 using namespace fc;
 
-#define FC_POOL_PROLOGUE(d, t)                              \
-  PoolShape s;                                              \
-  if (fc_status st = make_pool_shape(d, &s)) return st;     \
+#define FC_POOL_PROLOGUE(d, t)                          \
+  PoolShape s;                                          \
+  if (fc_status st = make_pool_shape(d, &s)) return st; \
   if (fc_status st = check_dtype(t)) return st;
-#define FC_PLANES_PROLOGUE(d, t)                            \
-  PlanesShape s;                                            \
-  if (fc_status st = make_planes_shape(d, &s)) return st;   \
+#define FC_PLANES_PROLOGUE(d, t)                          \
+  PlanesShape s;                                          \
+  if (fc_status st = make_planes_shape(d, &s)) return st; \
   if (fc_status st = check_dtype(t)) return st;
 
 fc_status fc_pool2d_output_size(const fc_pool2d_desc *d, int64_t *ho, int64_t *wo) {
@@ -158,8 +153,9 @@ fc_status fc_max_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, const void 
   FC_POOL_PROLOGUE(d, t)
   if (!x || !y) return fail(FC_EINVAL, "x and y must not be NULL");
   return run_entry([&, t] {
-    return t == FC_F32 ? max_pool2d_forward<float>(s, (const float *)x, (float *)y, switches_or_null)
-                       : max_pool2d_forward<double>(s, (const double *)x, (double *)y, switches_or_null);
+    return t == FC_F32
+               ? max_pool2d_forward<float>(s, (const float *)x, (float *)y, switches_or_null)
+               : max_pool2d_forward<double>(s, (const double *)x, (double *)y, switches_or_null);
   });
 }
 
@@ -188,8 +184,9 @@ fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const 
   FC_PLANES_PROLOGUE(d, t)
   if (!dy || !switches || !dx) return fail(FC_EINVAL, "dy, switches and dx must not be NULL");
   return run_entry([&, t] {
-    return t == FC_F32 ? max_unpool2d_backward<float>(s, (const float *)dy, switches, (float *)dx)
-                       : max_unpool2d_backward<double>(s, (const double *)dy, switches, (double *)dx);
+    return t == FC_F32
+               ? max_unpool2d_backward<float>(s, (const float *)dy, switches, (float *)dx)
+               : max_unpool2d_backward<double>(s, (const double *)dy, switches, (double *)dx);
   });
 }
 
@@ -202,7 +199,8 @@ fc_status fc_avg_pool2d_forward(const fc_pool2d_desc *d, fc_dtype t, int count_i
   return run_entry([&, t] {
     return t == FC_F32
                ? avg_pool2d_forward<float>(s, incl, divisor_override, (const float *)x, (float *)y)
-               : avg_pool2d_forward<double>(s, incl, divisor_override, (const double *)x, (double *)y);
+               : avg_pool2d_forward<double>(s, incl, divisor_override, (const double *)x,
+                                            (double *)y);
   });
 }
 
@@ -213,9 +211,10 @@ fc_status fc_avg_pool2d_backward(const fc_pool2d_desc *d, fc_dtype t, int count_
   if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
   const bool incl = count_include_pad != 0;
   return run_entry([&, t] {
-    return t == FC_F32
-               ? avg_pool2d_backward<float>(s, incl, divisor_override, (const float *)dy, (float *)dx)
-               : avg_pool2d_backward<double>(s, incl, divisor_override, (const double *)dy, (double *)dx);
+    return t == FC_F32 ? avg_pool2d_backward<float>(s, incl, divisor_override, (const float *)dy,
+                                                    (float *)dx)
+                       : avg_pool2d_backward<double>(s, incl, divisor_override, (const double *)dy,
+                                                     (double *)dx);
   });
 }
 

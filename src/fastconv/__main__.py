@@ -1,4 +1,5 @@
 """``python -m fastconv``: the ``fastconv`` command (fastconv.cli)."""
+
 import sys
 
 from .cli import main

@@ -14,6 +14,7 @@ bitwise reproducible; measured choices may differ between processes (timing nois
 them the rounding of results, and the first call of every shape pays for the measurement.
 ``FASTCONV_AUTOTUNE=off|on|persist`` sets the mode at import.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -23,9 +24,17 @@ import warnings
 
 from . import _core
 from ._io import atomic_write
+from ._typing import PathLike
 
-__all__ = ["set_autotune", "get_autotune", "clear_autotune", "export_autotune",
-           "import_autotune", "save_autotune", "autotune_cache_path"]
+__all__ = [
+    "set_autotune",
+    "get_autotune",
+    "clear_autotune",
+    "export_autotune",
+    "import_autotune",
+    "save_autotune",
+    "autotune_cache_path",
+]
 
 _MODES = ("off", "on", "persist")
 _FORMAT = "fastconv-autotune 1"
@@ -35,23 +44,25 @@ _exit_hook = False
 
 def _cpu_model():
     from .functional import hardware
+
     hw = hardware()
     return hw["model"] or hw["vendor"] or "unknown CPU"
 
 
 def _machine_line():
     from . import __version__
+
     return f"# {_FORMAT}\t{__version__}\t{_core.isa()}\t{_cpu_model()}"
 
 
-def autotune_cache_path():
+def autotune_cache_path() -> str:
     """The file ``"persist"`` uses on this machine (CPU model, ISA and fastconv version)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = hashlib.sha1(_machine_line().encode()).hexdigest()[:12]
     return os.path.join(base, "fastconv", f"autotune-{digest}.txt")
 
 
-def set_autotune(mode):
+def set_autotune(mode: str) -> None:
     """``"off"`` (the default: the deterministic heuristic), ``"on"`` (measure each new shape
     once per process) or ``"persist"`` (also load and save the measured choices per machine)."""
     global _mode, _exit_hook
@@ -66,17 +77,17 @@ def set_autotune(mode):
     _mode = mode
 
 
-def get_autotune():
+def get_autotune() -> str:
     """The current mode: ``"off"``, ``"on"`` or ``"persist"``."""
     return _mode
 
 
-def clear_autotune():
+def clear_autotune() -> None:
     """Forget every measured choice in this process (the persisted file is left alone)."""
     _core.autotune_clear()
 
 
-def export_autotune(path=None):
+def export_autotune(path: PathLike | None = None) -> str:
     """The measured choices as text (a header naming this machine, then one line per key);
     written atomically to ``path`` when given."""
     text = _machine_line() + "\n" + _core.autotune_export()
@@ -86,7 +97,7 @@ def export_autotune(path=None):
     return text
 
 
-def import_autotune(source):
+def import_autotune(source: str) -> int:
     """Add measured choices from a file path or from text written by :func:`export_autotune`;
     returns how many. Choices measured on another machine (header) raise ValueError."""
     text = source
@@ -95,12 +106,14 @@ def import_autotune(source):
             text = f.read()
     first = text.split("\n", 1)[0]
     if first.startswith(f"# {_FORMAT}") and first != _machine_line():
-        raise ValueError(f"these choices were measured elsewhere ({first[2:]!r}); this machine "
-                         f"is {_machine_line()[2:]!r}")
+        raise ValueError(
+            f"these choices were measured elsewhere ({first[2:]!r}); this machine "
+            f"is {_machine_line()[2:]!r}"
+        )
     return _core.autotune_import(text)
 
 
-def save_autotune(path=None):
+def save_autotune(path: PathLike | None = None) -> PathLike:
     """Write the measured choices to ``path`` (default: :func:`autotune_cache_path`)."""
     path = path or autotune_cache_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -118,13 +131,19 @@ def _load(path):
         warnings.warn(f"fastconv: ignoring the autotune file {path}: {e}", RuntimeWarning, 2)
         return
     if text.split("\n", 1)[0] != _machine_line():
-        warnings.warn(f"fastconv: ignoring the autotune file {path}: written for another machine "
-                      f"or fastconv version", RuntimeWarning, 2)
+        warnings.warn(
+            f"fastconv: ignoring the autotune file {path}: written for another machine "
+            f"or fastconv version",
+            RuntimeWarning,
+            2,
+        )
         return
     try:
         _core.autotune_import(text)
     except ValueError as e:
-        warnings.warn(f"fastconv: ignoring the corrupt autotune file {path}: {e}", RuntimeWarning, 2)
+        warnings.warn(
+            f"fastconv: ignoring the corrupt autotune file {path}: {e}", RuntimeWarning, 2
+        )
 
 
 def _save_at_exit():
@@ -133,7 +152,9 @@ def _save_at_exit():
     try:
         save_autotune()
     except OSError as e:  # a read-only home or a full disk must not fail the program's exit
-        warnings.warn(f"fastconv: could not save the autotune file: {e}", RuntimeWarning)
+        warnings.warn(
+            f"fastconv: could not save the autotune file: {e}", RuntimeWarning, stacklevel=2
+        )
 
 
 def _from_env():
@@ -142,8 +163,11 @@ def _from_env():
         return
     mode = "on" if raw == "1" else raw
     if mode not in _MODES:
-        warnings.warn(f"FASTCONV_AUTOTUNE={raw!r} is not one of off, on, persist; autotuning "
-                      f"stays off", RuntimeWarning)
+        warnings.warn(
+            f"FASTCONV_AUTOTUNE={raw!r} is not one of off, on, persist; autotuning stays off",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         _core.set_autotune(0)
         return
     set_autotune(mode)

@@ -1,4 +1,5 @@
 """Argument checks shared by the op wrappers (functional.py, pooling.py)."""
+
 from __future__ import annotations
 
 import numbers
@@ -41,7 +42,9 @@ def _tuple(value, name, ndim, minimum):
         try:
             items = tuple(operator.index(v) for v in value)
         except TypeError:
-            raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}") from None
+            raise TypeError(
+                f"{name} must be an int or a tuple of {ndim} ints, got {value!r}"
+            ) from None
     else:
         raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
     if any(v < minimum for v in items):
@@ -67,6 +70,10 @@ def _contiguous(arr, name):
 
 def _thread_count(n):
     """A kernel thread count: an int from 1 to FC_MAX_THREADS (1024)."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_THREADS:
+    if (
+        isinstance(n, (bool, np.bool_))
+        or not isinstance(n, numbers.Integral)
+        or not 1 <= n <= MAX_THREADS
+    ):
         raise ValueError(f"n must be an int from 1 to {MAX_THREADS} (FC_MAX_THREADS), got {n!r}")
     return int(n)

@@ -4,6 +4,7 @@ Every option is checked while the command line is parsed, before any data is loa
 benchmark runs: a bad value exits with status 2 and argparse's one-line message naming the
 option (``argument --lr: must be a finite number >= 0, got '-1'``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,25 +14,40 @@ import sys
 
 from ._checks import MAX_THREADS, _thread_count
 
-__all__ = ["int_at_least", "int_list", "float_at_least", "thread_count", "comma_list", "input_file",
-           "output_file", "plot_file", "add_run_options", "fail"]
+__all__ = [
+    "int_at_least",
+    "int_list",
+    "float_at_least",
+    "thread_count",
+    "comma_list",
+    "input_file",
+    "output_file",
+    "plot_file",
+    "add_run_options",
+    "fail",
+]
 
 
 def int_at_least(minimum):
     """An int >= minimum (``int_at_least(1)`` for batch sizes, 0 for epochs)."""
+
     def check(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {text!r}"
+            ) from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
         return value
+
     return check
 
 
 def int_list(minimum):
-    """A comma-separated list of ints >= minimum, at least one, repeats dropped ("1,8" -> [1, 8])."""
+    """A comma-separated list of ints >= minimum, at least one, repeats dropped ("1,8": [1, 8])."""
+
     def check(text):
         parts = [p.strip() for p in text.split(",")]
         try:
@@ -39,22 +55,28 @@ def int_list(minimum):
         except ValueError:
             values = []
         if not values or min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"must be a comma list of integers >= {minimum}, "
-                                             f"got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"must be a comma list of integers >= {minimum}, got {text!r}"
+            )
         return list(dict.fromkeys(values))
+
     return check
 
 
 def float_at_least(minimum):
     """A finite float >= minimum (learning rates, momentum, weight decay)."""
+
     def check(text):
         try:
             value = float(text)
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number >= {minimum:g}, got {text!r}"
+            )
         return value
+
     return check
 
 
@@ -63,18 +85,23 @@ def thread_count(text):
     try:
         return _thread_count(int(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_THREADS}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 1 to {MAX_THREADS}, got {text!r}"
+        ) from None
 
 
 def comma_list(allowed):
     """A comma-separated list of names from `allowed` ('' for none) -> list of names."""
+
     def check(text):
         names = [n.strip() for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in allowed]
         if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))} "
-                                             f"(choose from {', '.join(allowed)})")
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(map(repr, unknown))} (choose from {', '.join(allowed)})"
+            )
         return names
+
     return check
 
 
@@ -109,12 +136,15 @@ def plot_file(text):
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        raise argparse.ArgumentTypeError("needs matplotlib: pip install 'fastconv[bench]'") from None
+        raise argparse.ArgumentTypeError(
+            "needs matplotlib: pip install 'fastconv[bench]'"
+        ) from None
     ext = os.path.splitext(text)[1][1:].lower() or "png"
     formats = FigureCanvasBase.get_supported_filetypes()
     if ext not in formats:
-        raise argparse.ArgumentTypeError(f"{text}: matplotlib cannot write .{ext} "
-                                         f"(formats: {', '.join(sorted(formats))})")
+        raise argparse.ArgumentTypeError(
+            f"{text}: matplotlib cannot write .{ext} (formats: {', '.join(sorted(formats))})"
+        )
     return text
 
 
@@ -122,15 +152,33 @@ def add_run_options(ap, compare, compare_default, json_what, plot_what):
     """The options every ``fastconv bench`` command takes, declared once: --threads, --repeat
     (median of N runs), --compare (peers out of `compare`), --json (writes `json_what`), --plot
     (`plot_what`, drawn by matplotlib) and --no-progress."""
-    ap.add_argument("--threads", type=thread_count, default=None,
-                    help="threads for fastconv and the peers (default: fastconv.get_num_threads())")
-    ap.add_argument("--repeat", type=int_at_least(1), default=3, help="median of N runs (default 3)")
-    ap.add_argument("--compare", type=comma_list(compare), default=compare_default,
-                    help=f"comma list of {', '.join(compare)} (default {compare_default}; '' for none)")
-    ap.add_argument("--json", metavar="FILE", type=output_file,
-                    help=f"write {json_what} and the run facts as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", type=plot_file,
-                    help=f"{plot_what} (matplotlib; the format from the extension)")
+    ap.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        help="threads for fastconv and the peers (default: fastconv.get_num_threads())",
+    )
+    ap.add_argument(
+        "--repeat", type=int_at_least(1), default=3, help="median of N runs (default 3)"
+    )
+    ap.add_argument(
+        "--compare",
+        type=comma_list(compare),
+        default=compare_default,
+        help=f"comma list of {', '.join(compare)} (default {compare_default}; '' for none)",
+    )
+    ap.add_argument(
+        "--json",
+        metavar="FILE",
+        type=output_file,
+        help=f"write {json_what} and the run facts as JSON",
+    )
+    ap.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        type=plot_file,
+        help=f"{plot_what} (matplotlib; the format from the extension)",
+    )
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

@@ -6,6 +6,7 @@ for FC_ENOMEM) on a bad argument. Output arrays are written in place. Shapes and
 live in fastconv.functional, fastconv.pooling and fastconv.inference; tests/test_core_stub.py
 checks that this file names exactly what the module defines.
 """
+
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
@@ -45,12 +46,20 @@ def conv2d_output_size(desc: _ConvDesc) -> tuple[int, int]: ...
 def conv2d_supports(desc: _ConvDesc, algo: int) -> bool: ...
 def conv2d_why_not(desc: _ConvDesc, algo: int) -> str: ...
 def conv2d_choose(desc: _ConvDesc, direction: int = 0) -> int: ...
-def conv2d_forward(desc: _ConvDesc, algo: int, x: _Floats, weight: _Floats,
-                   bias: _Floats | None, out: _Floats) -> None: ...
-def conv2d_backward_data(desc: _ConvDesc, algo: int, grad_out: _Floats, weight: _Floats,
-                         grad_x: _Floats) -> None: ...
-def conv2d_backward_weight(desc: _ConvDesc, algo: int, grad_out: _Floats, x: _Floats,
-                           grad_w: _Floats | None, grad_b: _Floats | None) -> None: ...
+def conv2d_forward(
+    desc: _ConvDesc, algo: int, x: _Floats, weight: _Floats, bias: _Floats | None, out: _Floats
+) -> None: ...
+def conv2d_backward_data(
+    desc: _ConvDesc, algo: int, grad_out: _Floats, weight: _Floats, grad_x: _Floats
+) -> None: ...
+def conv2d_backward_weight(
+    desc: _ConvDesc,
+    algo: int,
+    grad_out: _Floats,
+    x: _Floats,
+    grad_w: _Floats | None,
+    grad_b: _Floats | None,
+) -> None: ...
 def conv2d_tuned(desc: _ConvDesc, direction: int, f64: bool) -> str | None: ...
 def conv2d_cost(desc: _ConvDesc, algo: int, direction: int = 0) -> float | None: ...
 
@@ -61,11 +70,13 @@ ALGO_FLAG_BACKWARD_DATA: int
 ALGO_FLAG_BACKWARD_WEIGHT: int
 ALGO_FLAG_PHASE_PLANES: int
 ALGO_FLAG_NONFINITE_FALLBACK: int
+
 def algo_flags(algo: int) -> int: ...
 def algo_description(algo: int) -> str: ...
 
 # --- threads, hardware, autotuning ---------------------------------------------------------------
 MAX_THREADS: int
+
 def set_num_threads(n: int) -> None: ...
 def set_local_num_threads(n: int) -> int: ...
 def get_num_threads() -> int: ...
@@ -81,44 +92,105 @@ def autotune_import(text: str) -> int: ...
 # --- element-wise, losses, normalization, optimizers ---------------------------------------------
 def relu_forward(x: _Floats, out: _Floats) -> None: ...
 def relu_backward(grad_out: _Floats, y: _Floats, grad_x: _Floats) -> None: ...
-def softmax_cross_entropy_forward(x: _Floats, target: _Floats, outer: int, c: int, inner: int,
-                                  loss: _Floats, lse: _Floats) -> None: ...
-def softmax_cross_entropy_backward(x: _Floats, target: _Floats, outer: int, c: int, inner: int,
-                                   lse: _Floats, grad_out: _Floats, grad_x: _Floats) -> None: ...
-def batch_norm_forward(x: _Floats, n: int, c: int, hw: int, weight: _Floats | None,
-                       bias: _Floats | None, residual: _Floats | None, act: int,
-                       batch_stats: bool, eps: float, mean: _Floats, var: _Floats | None,
-                       invstd: _Floats, out: _Floats) -> None: ...
-def batch_norm_backward(grad_out: _Floats, x: _Floats, n: int, c: int, hw: int,
-                        y: _Floats | None, mean: _Floats, invstd: _Floats,
-                        weight: _Floats | None, batch_stats: bool, grad_x: _Floats | None,
-                        grad_residual: _Floats | None, grad_weight: _Floats | None,
-                        grad_bias: _Floats | None) -> None: ...
-def sgd_step(params: list[_Floats], grads: list[_Floats], bufs: list[list[_Floats]],
-             init: Sequence[int], lr: float, momentum: float, dampening: float,
-             weight_decay: float, nesterov: bool, maximize: bool) -> None: ...
-def adam_step(params: list[_Floats], grads: list[_Floats], states: list[list[_Floats]],
-              step_size: Sequence[float], bias2_sqrt: Sequence[float], lr: float, beta1: float,
-              beta2: float, eps: float, weight_decay: float, amsgrad: bool, maximize: bool,
-              decoupled: bool) -> None: ...
+def softmax_cross_entropy_forward(
+    x: _Floats, target: _Floats, outer: int, c: int, inner: int, loss: _Floats, lse: _Floats
+) -> None: ...
+def softmax_cross_entropy_backward(
+    x: _Floats,
+    target: _Floats,
+    outer: int,
+    c: int,
+    inner: int,
+    lse: _Floats,
+    grad_out: _Floats,
+    grad_x: _Floats,
+) -> None: ...
+def batch_norm_forward(
+    x: _Floats,
+    n: int,
+    c: int,
+    hw: int,
+    weight: _Floats | None,
+    bias: _Floats | None,
+    residual: _Floats | None,
+    act: int,
+    batch_stats: bool,
+    eps: float,
+    mean: _Floats,
+    var: _Floats | None,
+    invstd: _Floats,
+    out: _Floats,
+) -> None: ...
+def batch_norm_backward(
+    grad_out: _Floats,
+    x: _Floats,
+    n: int,
+    c: int,
+    hw: int,
+    y: _Floats | None,
+    mean: _Floats,
+    invstd: _Floats,
+    weight: _Floats | None,
+    batch_stats: bool,
+    grad_x: _Floats | None,
+    grad_residual: _Floats | None,
+    grad_weight: _Floats | None,
+    grad_bias: _Floats | None,
+) -> None: ...
+def sgd_step(
+    params: list[_Floats],
+    grads: list[_Floats],
+    bufs: list[list[_Floats]],
+    init: Sequence[int],
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> None: ...
+def adam_step(
+    params: list[_Floats],
+    grads: list[_Floats],
+    states: list[list[_Floats]],
+    step_size: Sequence[float],
+    bias2_sqrt: Sequence[float],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+) -> None: ...
 
 # --- pooling (python/_core_pool.cpp) -------------------------------------------------------------
 def pool2d_output_size(desc: _PoolDesc) -> tuple[int, int]: ...
-def max_pool2d_forward(desc: _PoolDesc, x: _Floats, out: _Floats,
-                       indices: _Indices | None) -> None: ...
-def max_pool2d_backward(desc: _PlanesDesc, grad_out: _Floats, indices: _Indices,
-                        grad_x: _Floats) -> None: ...
-def max_unpool2d_forward(desc: _PlanesDesc, x: _Floats, indices: _Indices,
-                         out: _Floats) -> None: ...
-def max_unpool2d_backward(desc: _PlanesDesc, grad_out: _Floats, indices: _Indices,
-                          grad_x: _Floats) -> None: ...
-def avg_pool2d_forward(desc: _PoolDesc, count_include_pad: bool, divisor_override: int,
-                       x: _Floats, out: _Floats) -> None: ...
-def avg_pool2d_backward(desc: _PoolDesc, count_include_pad: bool, divisor_override: int,
-                        grad_out: _Floats, grad_x: _Floats) -> None: ...
+def max_pool2d_forward(
+    desc: _PoolDesc, x: _Floats, out: _Floats, indices: _Indices | None
+) -> None: ...
+def max_pool2d_backward(
+    desc: _PlanesDesc, grad_out: _Floats, indices: _Indices, grad_x: _Floats
+) -> None: ...
+def max_unpool2d_forward(
+    desc: _PlanesDesc, x: _Floats, indices: _Indices, out: _Floats
+) -> None: ...
+def max_unpool2d_backward(
+    desc: _PlanesDesc, grad_out: _Floats, indices: _Indices, grad_x: _Floats
+) -> None: ...
+def avg_pool2d_forward(
+    desc: _PoolDesc, count_include_pad: bool, divisor_override: int, x: _Floats, out: _Floats
+) -> None: ...
+def avg_pool2d_backward(
+    desc: _PoolDesc,
+    count_include_pad: bool,
+    divisor_override: int,
+    grad_out: _Floats,
+    grad_x: _Floats,
+) -> None: ...
 def adaptive_avg_pool2d_forward(desc: _PlanesDesc, x: _Floats, out: _Floats) -> None: ...
-def adaptive_avg_pool2d_backward(desc: _PlanesDesc, grad_out: _Floats,
-                                 grad_x: _Floats) -> None: ...
+def adaptive_avg_pool2d_backward(desc: _PlanesDesc, grad_out: _Floats, grad_x: _Floats) -> None: ...
 
 # --- the array cache, NumPy's memory handler (python/_core_memory.cpp) ----------------------------
 def memory_handler_set(on: bool) -> bool: ...

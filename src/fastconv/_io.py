@@ -6,6 +6,7 @@ written, flushed and synced does it take the target's name, in one ``os.replace`
 part-way (a full disk, a file-size limit, an exception in the writer) removes the temporary file
 and leaves whatever was at the target before untouched.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,5 +74,6 @@ def read_npz(path, what, error=ValueError):
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise error(f"{os.fspath(path)} is not a readable {what} (truncated or corrupt?): "
-                    f"{e}") from e
+        raise error(
+            f"{os.fspath(path)} is not a readable {what} (truncated or corrupt?): {e}"
+        ) from e

@@ -11,6 +11,7 @@ passes (a NumPy memory handler, NEP 49, set for their duration in the current th
 context); arrays you create yourself are NumPy's as usual. The limit is 2 GiB of *unused*
 cached blocks by default; ``FASTCONV_MEMORY_CACHE`` (bytes, 0 = off) sets it at import.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -25,21 +26,25 @@ _DEFAULT = 2 << 30
 _enabled = True
 
 
-def set_memory_cache(limit_bytes):
+def set_memory_cache(limit_bytes: int) -> None:
     """Cap the bytes of freed arrays kept for reuse (0 turns the cache off and releases it)."""
     global _enabled
-    if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, numbers.Integral) or limit_bytes < 0:
+    if (
+        isinstance(limit_bytes, bool)
+        or not isinstance(limit_bytes, numbers.Integral)
+        or limit_bytes < 0
+    ):
         raise ValueError(f"limit_bytes must be a non-negative int, got {limit_bytes!r}")
     _core.memory_cache_limit(_c_int(limit_bytes, "limit_bytes", "uint64"))
     _enabled = limit_bytes > 0
 
 
-def empty_cache():
+def empty_cache() -> None:
     """Free every cached block now (arrays still in use are not affected)."""
     _core.memory_cache_release()
 
 
-def memory_cache_stats():
+def memory_cache_stats() -> dict[str, int]:
     """{'held_bytes', 'limit_bytes', 'hits', 'misses'}: blocks kept now, the cap, and how many
     large allocations were served from the cache or not."""
     return dict(_core.memory_cache_stats())
@@ -64,8 +69,9 @@ def _from_env():
         if value < 0:
             raise ValueError
     except ValueError:
-        raise ValueError(f"FASTCONV_MEMORY_CACHE must be a non-negative number of bytes, "
-                         f"got {raw!r}") from None
+        raise ValueError(
+            f"FASTCONV_MEMORY_CACHE must be a non-negative number of bytes, got {raw!r}"
+        ) from None
     return value
 
 

@@ -1,6 +1,7 @@
 """``fastconv info``: what this process's fastconv runs on, for bug reports and for reading
 benchmark numbers (version, micro-kernel ISA, threads, OpenMP runtime, BLAS, caches,
 autotuning)."""
+
 from __future__ import annotations
 
 import ctypes
@@ -46,17 +47,23 @@ def blas():
         import scipy_openblas32 as ob
     except ImportError:  # pragma: no cover - a dependency of fastconv
         return None
-    out = {"package": "scipy_openblas32", "config": ob.get_openblas_config().strip(),
-           "library": getattr(getattr(ob, "dll", None), "_name", None)}
+    out = {
+        "package": "scipy_openblas32",
+        "config": ob.get_openblas_config().strip(),
+        "library": getattr(getattr(ob, "dll", None), "_name", None),
+    }
     try:
         lib = ob.dll
-        for field, symbol in (("threads", "scipy_openblas_get_num_threads"),
-                              ("parallel", "scipy_openblas_get_parallel")):
+        for field, symbol in (
+            ("threads", "scipy_openblas_get_num_threads"),
+            ("parallel", "scipy_openblas_get_parallel"),
+        ):
             fn = getattr(lib, symbol)
             fn.restype = ctypes.c_int
             out[field] = fn()
-        out["parallel"] = {0: "sequential", 1: "pthreads", 2: "OpenMP"}.get(out["parallel"],
-                                                                           str(out["parallel"]))
+        out["parallel"] = {0: "sequential", 1: "pthreads", 2: "OpenMP"}.get(
+            out["parallel"], str(out["parallel"])
+        )
     except (AttributeError, OSError):  # another build without these symbols
         pass
     return out
@@ -67,9 +74,10 @@ def collect():
     import numpy as np
 
     import fastconv
+
     hw = fastconv.hardware()
     best = hw["best_isa"]
-    available = list(ISAS[:ISAS.index(best) + 1]) if best in ISAS else [best]
+    available = list(ISAS[: ISAS.index(best) + 1]) if best in ISAS else [best]
     autotune = {"mode": fastconv.get_autotune(), "env": os.environ.get("FASTCONV_AUTOTUNE")}
     if autotune["mode"] == "persist":
         autotune["file"] = fastconv.autotune_cache_path()
@@ -79,14 +87,23 @@ def collect():
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": {"model": hw["model"], "vendor": hw["vendor"], "cores": hw["cores"]},
-        "isa": {"in_use": fastconv.isa(), "best": best, "available": available,
-                "env": os.environ.get("FASTCONV_ISA")},
-        "threads": {"fastconv": fastconv.get_num_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "isa": {
+            "in_use": fastconv.isa(),
+            "best": best,
+            "available": available,
+            "env": os.environ.get("FASTCONV_ISA"),
+        },
+        "threads": {
+            "fastconv": fastconv.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
         "openmp": openmp_runtime(),
         "blas": blas(),
-        "caches": {"l1d_bytes": hw["l1d_bytes"], "l2_bytes": hw["l2_bytes"],
-                   "l3_bytes": hw["l3_bytes"]},
+        "caches": {
+            "l1d_bytes": hw["l1d_bytes"],
+            "l2_bytes": hw["l2_bytes"],
+            "l3_bytes": hw["l3_bytes"],
+        },
         "autotune": autotune,
         "memory_cache": fastconv.memory_cache_stats(),
     }
@@ -107,25 +124,38 @@ def format_text(info):
         f"ISA:         {isa['in_use']} in use; this CPU has {', '.join(isa['available'])}"
         + (f" (FASTCONV_ISA={isa['env']})" if isa["env"] else " (FASTCONV_ISA not set)"),
         f"threads:     {threads['fastconv']}"
-        + (f" (OMP_NUM_THREADS={threads['OMP_NUM_THREADS']})" if threads["OMP_NUM_THREADS"]
-           else " (OMP_NUM_THREADS not set)"),
-        "OpenMP:      " + ("unknown (no /proc/self/maps)" if omp is None else
-                           "; ".join(f"{o['name']} ({o['path']})" for o in omp) or "none loaded"),
+        + (
+            f" (OMP_NUM_THREADS={threads['OMP_NUM_THREADS']})"
+            if threads["OMP_NUM_THREADS"]
+            else " (OMP_NUM_THREADS not set)"
+        ),
+        "OpenMP:      "
+        + (
+            "unknown (no /proc/self/maps)"
+            if omp is None
+            else "; ".join(f"{o['name']} ({o['path']})" for o in omp) or "none loaded"
+        ),
     ]
     if blas_ is None:
         lines.append("BLAS:        scipy_openblas32 not importable")
     else:
         lines.append(f"BLAS:        {blas_['config']} ({blas_['library']})")
         if "threads" in blas_:
-            lines.append(f"             {blas_['parallel']} threading, {blas_['threads']} threads "
-                         f"now (fastconv sets 1 whenever it calls BLAS: its own OpenMP loops "
-                         f"supply the parallelism)")
+            lines.append(
+                f"             {blas_['parallel']} threading, {blas_['threads']} threads "
+                f"now (fastconv sets 1 whenever it calls BLAS: its own OpenMP loops "
+                f"supply the parallelism)"
+            )
     c = info["caches"]
-    lines.append(f"caches:      L1d {_bytes(c['l1d_bytes'])}, L2 {_bytes(c['l2_bytes'])} per core, "
-                 f"L3 {_bytes(c['l3_bytes'])}")
-    lines.append(f"autotune:    {tune['mode']}"
-                 + (f" (FASTCONV_AUTOTUNE={tune['env']})" if tune["env"] else "")
-                 + (f", file {tune['file']}" if tune.get("file") else ""))
+    lines.append(
+        f"caches:      L1d {_bytes(c['l1d_bytes'])}, L2 {_bytes(c['l2_bytes'])} per core, "
+        f"L3 {_bytes(c['l3_bytes'])}"
+    )
+    lines.append(
+        f"autotune:    {tune['mode']}"
+        + (f" (FASTCONV_AUTOTUNE={tune['env']})" if tune["env"] else "")
+        + (f", file {tune['file']}" if tune.get("file") else "")
+    )
     m = info["memory_cache"]
     lines.append(f"memory cache: {_bytes(m['held_bytes'])} held of {_bytes(m['limit_bytes'])}")
     return "\n".join(lines) + "\n"
@@ -135,6 +165,7 @@ def main(json_output=False):
     info = collect()
     if json_output:
         import json
+
         json.dump(info, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:

@@ -1,7 +1,9 @@
 """``fastconv.threads(n)``: run a block of code with n kernel threads."""
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from . import _core
 from ._checks import _thread_count
@@ -10,7 +12,7 @@ __all__ = ["threads"]
 
 
 @contextlib.contextmanager
-def threads(n):
+def threads(n: int) -> Iterator[int]:
     """Use ``n`` threads for the fastconv kernels called *by this thread* inside the ``with``
     block, then restore what it had (also when the block raises)::
 

@@ -1,6 +1,7 @@
 """``fastconv train --log`` and ``--plot``: the per-epoch record of a run (training loss,
 held-out accuracy, learning rate, time) as JSON, rewritten whole after every epoch, and its
 curves drawn by matplotlib."""
+
 from __future__ import annotations
 
 import json
@@ -48,6 +49,7 @@ def plot_curves(log, path, title):
     """Training loss and held-out accuracy against the epoch, side by side, to ``path`` (the
     format from its extension), written whole or not at all."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

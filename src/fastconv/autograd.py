@@ -10,6 +10,7 @@ The element-wise, reduction and shape ops live here; the network ops built on fa
 (conv2d, pooling, batch_norm, local_response_norm, dropout, losses, ...) are in
 ``fastconv.nn.functional``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,14 +19,30 @@ import numbers
 import threading
 import weakref
 from collections import namedtuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core, _memory
+from ._typing import ArrayLike, Dims
 
-__all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled", "inference_mode",
-           "manual_seed", "unbroadcast", "concat", "cat", "flatten"]
+__all__ = [
+    "Tensor",
+    "Function",
+    "Context",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "set_grad_enabled",
+    "inference_mode",
+    "manual_seed",
+    "unbroadcast",
+    "concat",
+    "cat",
+    "flatten",
+]
 
 # ----------------------------------------------------------------------------------------------
 # state: grad mode (per thread) and the random generator used by dropout and initialisers
@@ -47,6 +64,7 @@ def default_generator() -> np.random.Generator:
 class _ThreadGradMode(threading.local):
     """Grad mode of the calling thread: as in PyTorch, each thread starts with it on and a
     ``no_grad`` block in one thread does not change it in another."""
+
     enabled = True
 
 
@@ -55,6 +73,7 @@ _grad_mode = _ThreadGradMode()
 
 class _Tracer(threading.local):
     """The op recorder of the calling thread (fastconv.inference's capture), or None."""
+
     record = None
 
 
@@ -69,7 +88,7 @@ def is_grad_enabled() -> bool:
 class _GradMode(contextlib.ContextDecorator):
     """Grad mode set to ``enabled`` inside a with-block or a decorated call, then restored."""
 
-    def __init__(self, enabled):
+    def __init__(self, enabled: bool | None) -> None:
         self.enabled = None if enabled is None else bool(enabled)  # None: leave the mode as it is
 
     def __enter__(self):
@@ -91,7 +110,7 @@ class set_grad_enabled(_GradMode):
     plain call); as a context manager the previous mode comes back on exit, as a decorator the
     mode applies inside each call only (as torch.set_grad_enabled)."""
 
-    def __init__(self, mode: bool):
+    def __init__(self, mode: bool) -> None:
         if not isinstance(mode, (bool, np.bool_)):
             raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
         super().__init__(mode)
@@ -105,18 +124,18 @@ class set_grad_enabled(_GradMode):
         return super().__call__(func)
 
 
-def no_grad(func=None):
+def no_grad(func: Callable[..., Any] | None = None) -> Any:
     """Context manager / decorator: ops inside (in this thread) record no graph. Works as
     ``with no_grad():``, ``@no_grad()`` and (as PyTorch) the bare ``@no_grad``."""
     return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
-def enable_grad(func=None):
+def enable_grad(func: Callable[..., Any] | None = None) -> Any:
     """Context manager / decorator: ops inside (in this thread) record a graph again."""
     return _GradMode(True) if func is None else _GradMode(True)(func)
 
 
-def inference_mode(mode=True):
+def inference_mode(mode: bool | Callable[..., Any] = True) -> Any:
     """PyTorch's ``inference_mode``: as ``no_grad`` when ``mode`` is true (fastconv has no
     separate inference tensors), a no-op context otherwise. Context manager or decorator
     (``@inference_mode()`` and the bare ``@inference_mode``)."""
@@ -166,8 +185,11 @@ class Function:
         extra = ()
         if isinstance(out, tuple):
             out, extra = out[0], tuple(Tensor(e) for e in out[1:])
-        track = (_grad_mode.enabled and any(ctx.needs_input_grad)
-                 and np.issubdtype(np.asarray(out).dtype, np.floating))
+        track = (
+            _grad_mode.enabled
+            and any(ctx.needs_input_grad)
+            and np.issubdtype(np.asarray(out).dtype, np.floating)
+        )
         result = Tensor(out, requires_grad=track)
         if track:
             ctx.fn, ctx.inputs = cls, args
@@ -241,8 +263,10 @@ def _topological_order(root):
         ctx = node._ctx
         if ctx is not None:
             if getattr(ctx, "freed", False):
-                raise RuntimeError("backward through a graph a second time: the saved arrays were "
-                                   "freed after the first backward; pass retain_graph=True")
+                raise RuntimeError(
+                    "backward through a graph a second time: the saved arrays were "
+                    "freed after the first backward; pass retain_graph=True"
+                )
             for inp in ctx.inputs:
                 if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
                     stack.append((inp, False))
@@ -258,7 +282,9 @@ class Tensor:
 
     __array_ufunc__ = None  # make ``ndarray + Tensor`` call Tensor.__radd__
 
-    def __init__(self, data, requires_grad=False, dtype=None):
+    def __init__(
+        self, data: ArrayLike, requires_grad: bool = False, dtype: npt.DTypeLike | None = None
+    ) -> None:
         if isinstance(data, Tensor):
             data = data.data
         data = np.asarray(data, dtype=dtype)
@@ -272,20 +298,37 @@ class Tensor:
         self._post_hooks = None
 
     # --- properties ---------------------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: _Size(self.data.shape), doc=(
-        "The element count as NumPy's ``a.size``; called, PyTorch's ``x.size()`` (the shape) "
-        "or ``x.size(dim)``."))
-    is_leaf = property(lambda self: self._ctx is None)
-    T = property(lambda self: self.transpose())
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
 
-    def dim(self):
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> _Size:
+        """The element count as NumPy's ``a.size``; called, PyTorch's ``x.size()`` (the shape)
+        or ``x.size(dim)``."""
+        return _Size(self.data.shape)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def dim(self) -> int:
         """The number of dimensions (PyTorch's name for ``ndim``)."""
         return self.data.ndim
 
-    def numel(self):
+    def numel(self) -> int:
         """The number of elements."""
         return self.data.size
 
@@ -311,27 +354,27 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The ndarray behind this tensor (shared, not copied), as torch's ``.numpy()``."""
         return self.data
 
-    def item(self):
+    def item(self) -> int | float | bool:
         """The value of a one-element tensor as a Python number."""
         return self.data.item()
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A Tensor on the same data, outside the graph."""
         return Tensor(self.data)
 
-    def clone(self):
+    def clone(self) -> Tensor:
         """A copy of the data that stays in the graph (its gradient flows back to self)."""
         return Clone.apply(self)
 
-    def contiguous(self):
+    def contiguous(self) -> Tensor:
         """Self (fastconv's ops take any layout)."""
         return self
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether ops on this tensor record a graph (floating-point dtypes only); returns
         self."""
         if requires_grad and not np.issubdtype(self.dtype, np.floating):
@@ -339,12 +382,12 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
-    def retain_grad(self):
+    def retain_grad(self) -> Tensor:
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         self._retain = True
         return self
 
-    def register_post_accumulate_grad_hook(self, hook):
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> _HookHandle:
         """PyTorch's hook on a leaf: ``hook(tensor)`` runs during backward right after this
         tensor's ``.grad`` is final for that backward (every gradient reaching it has been
         summed in). Returns a handle whose ``remove()`` unregisters it. (Data-parallel training
@@ -360,7 +403,7 @@ class Tensor:
         return _HookHandle(self, key)
 
     # --- backward -----------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into each leaf's ``.grad`` (``grad``: the upstream gradient,
         needed unless self has one element); ``retain_graph`` keeps the graph for another call."""
         was_on = _memory.enter()  # gradients come from the array cache (_memory.py)
@@ -377,8 +420,10 @@ class Tensor:
             raise RuntimeError("backward() on a tensor that does not require grad")
         if grad is None:
             if self.size != 1:
-                raise RuntimeError(f"grad can be implicitly created only for a single element, "
-                                   f"got shape {self.shape}")
+                raise RuntimeError(
+                    f"grad can be implicitly created only for a single element, "
+                    f"got shape {self.shape}"
+                )
             grad = np.ones_like(self.data)
         grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
         if grad.shape != self.shape:
@@ -416,7 +461,12 @@ class Tensor:
         fresh = set()
 
         def settle(node, g):  # a leaf's (or retained tensor's) .grad; a leaf's hooks
-            if node._ctx is None and node.grad is None and id(node) in fresh and g.dtype == node.dtype:
+            if (
+                node._ctx is None
+                and node.grad is None
+                and id(node) in fresh
+                and g.dtype == node.dtype
+            ):
                 node.grad = g
             elif node._ctx is None or node._retain:
                 node.grad = g.astype(node.dtype, copy=True) if node.grad is None else node.grad + g
@@ -441,8 +491,10 @@ class Tensor:
                 if ig is None or not (isinstance(inp, Tensor) and inp.requires_grad):
                     continue
                 if ig.shape != inp.shape:
-                    raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
-                                       f"{ig.shape} for an input of shape {inp.shape}")
+                    raise RuntimeError(
+                        f"{ctx.fn.__name__}.backward returned a gradient of shape "
+                        f"{ig.shape} for an input of shape {inp.shape}"
+                    )
                 prev = grads.get(id(inp))
                 if prev is None:
                     r = _root(ig)
@@ -474,22 +526,53 @@ class Tensor:
                 ctx.fn, ctx.freed = fn, True
 
     # --- arithmetic (broadcasting) ------------------------------------------------------------
-    def __add__(self, other): return Add.apply(self, other)
-    def __radd__(self, other): return Add.apply(other, self)
-    def __sub__(self, other): return Sub.apply(self, other)
-    def __rsub__(self, other): return Sub.apply(other, self)
-    def __mul__(self, other): return Mul.apply(self, other)
-    def __rmul__(self, other): return Mul.apply(other, self)
-    def __truediv__(self, other): return Div.apply(self, other)
-    def __rtruediv__(self, other): return Div.apply(other, self)
-    def __neg__(self): return Neg.apply(self)
-    def __pow__(self, exponent): return Pow.apply(self, exponent=exponent)
-    def __matmul__(self, other): return MatMul.apply(self, other)
-    def __rmatmul__(self, other): return MatMul.apply(other, self)
-    def __lt__(self, other): return Compare.apply(self, other, op=np.less)
-    def __le__(self, other): return Compare.apply(self, other, op=np.less_equal)
-    def __gt__(self, other): return Compare.apply(self, other, op=np.greater)
-    def __ge__(self, other): return Compare.apply(self, other, op=np.greater_equal)
+    def __add__(self, other):
+        return Add.apply(self, other)
+
+    def __radd__(self, other):
+        return Add.apply(other, self)
+
+    def __sub__(self, other):
+        return Sub.apply(self, other)
+
+    def __rsub__(self, other):
+        return Sub.apply(other, self)
+
+    def __mul__(self, other):
+        return Mul.apply(self, other)
+
+    def __rmul__(self, other):
+        return Mul.apply(other, self)
+
+    def __truediv__(self, other):
+        return Div.apply(self, other)
+
+    def __rtruediv__(self, other):
+        return Div.apply(other, self)
+
+    def __neg__(self):
+        return Neg.apply(self)
+
+    def __pow__(self, exponent):
+        return Pow.apply(self, exponent=exponent)
+
+    def __matmul__(self, other):
+        return MatMul.apply(self, other)
+
+    def __rmatmul__(self, other):
+        return MatMul.apply(other, self)
+
+    def __lt__(self, other):
+        return Compare.apply(self, other, op=np.less)
+
+    def __le__(self, other):
+        return Compare.apply(self, other, op=np.less_equal)
+
+    def __gt__(self, other):
+        return Compare.apply(self, other, op=np.greater)
+
+    def __ge__(self, other):
+        return Compare.apply(self, other, op=np.greater_equal)
 
     def __eq__(self, other):
         return False if other is None else Compare.apply(self, other, op=np.equal)
@@ -505,35 +588,35 @@ class Tensor:
         return GetItem.apply(self, index=index)
 
     # --- element-wise -------------------------------------------------------------------------
-    def exp(self):
+    def exp(self) -> Tensor:
         """e ** self, element-wise."""
         return Exp.apply(self)
 
-    def log(self):
+    def log(self) -> Tensor:
         """The natural logarithm, element-wise."""
         return Log.apply(self)
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         """The square root, element-wise."""
         return Pow.apply(self, exponent=0.5)
 
-    def relu(self):
+    def relu(self) -> Tensor:
         """max(self, 0), element-wise."""
         return Relu.apply(self)
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         """The hyperbolic tangent, element-wise."""
         return Tanh.apply(self)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         """1 / (1 + exp(-self)), element-wise."""
         return Sigmoid.apply(self)
 
-    def abs(self):
+    def abs(self) -> Tensor:
         """|self|, element-wise (the gradient at 0 is 0, as torch's)."""
         return Abs.apply(self)
 
-    def clamp(self, min=None, max=None):
+    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Values limited to [min, max] (either may be None, not both); the gradient passes
         where min <= x <= max, as PyTorch's. The bounds are numbers (constants)."""
         if min is None and max is None:
@@ -547,13 +630,27 @@ class Tensor:
 
     # --- reductions and shapes ----------------------------------------------------------------
     # dim/keepdim are PyTorch's names, axis/keepdims NumPy's: either works.
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def sum(
+        self,
+        dim: Dims = None,
+        keepdim: bool = False,
+        *,
+        axis: Dims = None,
+        keepdims: bool | None = None,
+    ) -> Tensor:
         """The sum over ``dim`` (an int or tuple; None: every element), keeping the summed
         dimensions as size 1 with ``keepdim``."""
         axis, keepdims = _axes(self, dim, axis, "sum"), keepdim if keepdims is None else keepdims
         return Sum.apply(self, axis=axis, keepdims=bool(keepdims))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def mean(
+        self,
+        dim: Dims = None,
+        keepdim: bool = False,
+        *,
+        axis: Dims = None,
+        keepdims: bool | None = None,
+    ) -> Tensor:
         """The mean over ``dim`` (as :meth:`sum`); nan over no elements, as torch's."""
         axis, keepdims = _axes(self, dim, axis, "mean"), keepdim if keepdims is None else keepdims
         axes = range(self.ndim) if axis is None else np.atleast_1d(axis)
@@ -561,12 +658,12 @@ class Tensor:
         scale = 1.0 / count if count else np.nan  # empty: nan, as torch
         return self.sum(axis=axis, keepdims=keepdims) * scale
 
-    def max(self, dim=None, keepdim=False):
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Tensor | ValuesIndices:
         """No ``dim``: the largest element (a 0-d Tensor; ties share the gradient evenly). With
         ``dim``: ``(values, indices)`` along it, the gradient going to the index, as torch.max."""
         return self._extreme(dim, keepdim, "max")
 
-    def min(self, dim=None, keepdim=False):
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Tensor | ValuesIndices:
         """As :meth:`max`, for the smallest elements."""
         return self._extreme(dim, keepdim, "min")
 
@@ -574,48 +671,64 @@ class Tensor:
         if dim is None:
             return Extreme.apply(self, axis=None, keepdims=False, which=which)
         if isinstance(dim, (Tensor, np.ndarray)):
-            raise TypeError(f"{which}: dim must be an int; for the element-wise {which}imum of "
-                            f"two tensors, use np.{which}imum on the data")
-        values, indices = ExtremeDim.apply(self, axis=_axis(self, dim, which), keepdims=bool(keepdim),
-                                           which=which)
+            raise TypeError(
+                f"{which}: dim must be an int; for the element-wise {which}imum of "
+                f"two tensors, use np.{which}imum on the data"
+            )
+        values, indices = ExtremeDim.apply(
+            self, axis=_axis(self, dim, which), keepdims=bool(keepdim), which=which
+        )
         return ValuesIndices(values, indices)
 
-    def amax(self, dim=None, keepdim=False):
+    def amax(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         """The largest elements over ``dim`` (an int, a tuple, or None/() for all); ties share
         the gradient evenly, as torch.amax."""
-        return Extreme.apply(self, axis=_axes(self, _all_if_empty(dim), None, "amax"),
-                             keepdims=bool(keepdim), which="max")
+        return Extreme.apply(
+            self,
+            axis=_axes(self, _all_if_empty(dim), None, "amax"),
+            keepdims=bool(keepdim),
+            which="max",
+        )
 
-    def amin(self, dim=None, keepdim=False):
+    def amin(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         """As :meth:`amax`, for the smallest elements."""
-        return Extreme.apply(self, axis=_axes(self, _all_if_empty(dim), None, "amin"),
-                             keepdims=bool(keepdim), which="min")
+        return Extreme.apply(
+            self,
+            axis=_axes(self, _all_if_empty(dim), None, "amin"),
+            keepdims=bool(keepdim),
+            which="min",
+        )
 
-    def argmax(self, dim=None, keepdim=False):
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """Index of the largest element (of the flattened tensor without ``dim``), int64."""
         axis = None if dim is None else _axis(self, dim, "argmax")
         return ArgExtreme.apply(self, axis=axis, keepdims=bool(keepdim), which="max")
 
-    def argmin(self, dim=None, keepdim=False):
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """Index of the smallest element (of the flattened tensor without ``dim``), int64."""
         axis = None if dim is None else _axis(self, dim, "argmin")
         return ArgExtreme.apply(self, axis=axis, keepdims=bool(keepdim), which="min")
 
-    def reshape(self, *shape):
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """The data in a new shape (one entry may be -1: inferred); ints or one tuple."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         shape = tuple(int(v) for v in shape)
         known = math.prod(v for v in shape if v != -1)
-        if (sum(v == -1 for v in shape) > 1 or any(v < -1 for v in shape)
-                or (-1 in shape and (known == 0 or self.size % known))
-                or (-1 not in shape and known != self.size)):
-            raise ValueError(f"reshape/view: shape {list(shape)} is invalid for a tensor of shape "
-                             f"{self.shape} ({self.size} elements)")
+        if (
+            sum(v == -1 for v in shape) > 1
+            or any(v < -1 for v in shape)
+            or (-1 in shape and (known == 0 or self.size % known))
+            or (-1 not in shape and known != self.size)
+        ):
+            raise ValueError(
+                f"reshape/view: shape {list(shape)} is invalid for a tensor of shape "
+                f"{self.shape} ({self.size} elements)"
+            )
         return Reshape.apply(self, shape=shape)
 
     view = reshape
 
-    def squeeze(self, dim=None):
+    def squeeze(self, dim: Dims = None) -> Tensor:
         """Drop dimensions of size 1: all of them, or those of ``dim`` (an int or a tuple) that
         have size 1 (others stay, as in PyTorch)."""
         if dim is None:
@@ -624,26 +737,30 @@ class Tensor:
             dims = dim if isinstance(dim, (tuple, list)) else (dim,)
             axes = [_axis(self, d, "squeeze") for d in dims]
             drop = {d for d in axes if self.ndim and self.shape[d] == 1}
-        return Reshape.apply(self, shape=tuple(v for i, v in enumerate(self.shape) if i not in drop))
+        return Reshape.apply(
+            self, shape=tuple(v for i, v in enumerate(self.shape) if i not in drop)
+        )
 
-    def unsqueeze(self, dim):
+    def unsqueeze(self, dim: int) -> Tensor:
         """Insert a dimension of size 1 at ``dim`` (in [-ndim-1, ndim])."""
         d = _axis(self, dim, "unsqueeze", extra=1)
         return Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
 
-    def flatten(self, start_dim=0, end_dim=-1):
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Dimensions start_dim..end_dim merged into one (a 0-d tensor becomes 1-d)."""
         if self.ndim == 0:
             return self.reshape(1)
         start, end = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
         if start > end:
-            raise ValueError(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) "
-                             f"for a tensor of shape {self.shape}")
-        middle = int(np.prod(self.shape[start:end + 1]))  # not -1: ambiguous for an empty tensor
-        shape = self.shape[:start] + (middle,) + self.shape[end + 1:]
+            raise ValueError(
+                f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) "
+                f"for a tensor of shape {self.shape}"
+            )
+        middle = int(np.prod(self.shape[start : end + 1]))  # not -1: ambiguous for an empty tensor
+        shape = self.shape[:start] + (middle,) + self.shape[end + 1 :]
         return self.reshape(shape)
 
-    def transpose(self, *axes):
+    def transpose(self, *axes: int) -> Tensor:
         """The dimensions reordered as ``axes`` (a tuple or separate ints, NumPy's transpose;
         reversed when none are given). ``permute`` is the same method."""
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -651,11 +768,11 @@ class Tensor:
 
     permute = transpose
 
-    def softmax(self, dim=-1):
+    def softmax(self, dim: int = -1) -> Tensor:
         """exp(self) normalised to sum to 1 along ``dim``."""
         return Softmax.apply(self, dim=dim)
 
-    def log_softmax(self, dim=-1):
+    def log_softmax(self, dim: int = -1) -> Tensor:
         """log(softmax(self, dim)), computed stably from the log-sum-exp."""
         return LogSoftmax.apply(self, dim=dim)
 
@@ -679,7 +796,9 @@ class _Size(int):
 
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
-ValuesIndices.__doc__ = "What ``Tensor.max(dim)`` and ``Tensor.min(dim)`` return (as torch.return_types.max)."
+ValuesIndices.__doc__ = (
+    "What ``Tensor.max(dim)`` and ``Tensor.min(dim)`` return (as torch.return_types.max)."
+)
 
 
 def _axis(t, dim, op, extra=0):
@@ -689,8 +808,9 @@ def _axis(t, dim, op, extra=0):
     n = len(t.shape) + extra
     lo, hi = -max(n, 1), max(n, 1) - 1
     if not lo <= dim <= hi:
-        raise IndexError(f"{op}: dimension out of range (expected to be in range of [{lo}, {hi}], "
-                         f"but got {dim})")
+        raise IndexError(
+            f"{op}: dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"
+        )
     return int(dim) % max(n, 1)
 
 
@@ -764,8 +884,10 @@ class Mul(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         na, nb = ctx.needs_input_grad
-        return (unbroadcast(g * b, _shape(a)) if na else None,
-                unbroadcast(g * a, _shape(b)) if nb else None)
+        return (
+            unbroadcast(g * b, _shape(a)) if na else None,
+            unbroadcast(g * a, _shape(b)) if nb else None,
+        )
 
 
 class Div(Function):
@@ -846,7 +968,9 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         if np.ndim(a) < 2 or np.ndim(b) < 2:
-            raise ValueError(f"matmul needs operands of 2+ dimensions, got {_shape(a)} and {_shape(b)}")
+            raise ValueError(
+                f"matmul needs operands of 2+ dimensions, got {_shape(a)} and {_shape(b)}"
+            )
         ctx.save_for_backward(a, b)
         return np.matmul(a, b)
 
@@ -865,8 +989,9 @@ class MatMul(Function):
 def _native(*arrays):
     """True when fastconv's element-wise kernels can take these arrays as they are."""
     a = arrays[0]
-    return (a.dtype in (np.float32, np.float64) and
-            all(b.dtype == a.dtype and b.shape == a.shape and b.flags.c_contiguous for b in arrays))
+    return a.dtype in (np.float32, np.float64) and all(
+        b.dtype == a.dtype and b.shape == a.shape and b.flags.c_contiguous for b in arrays
+    )
 
 
 class Relu(Function):
@@ -1181,7 +1306,7 @@ class Concat(Function):
         return tuple(np.split(g, ctx.splits, axis=ctx.axis))
 
 
-def concat(tensors, axis=0):
+def concat(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
     """Concatenate tensors along ``axis`` (Inception's channel concat is ``axis=1``)."""
     tensors = list(tensors)
     if not tensors:
@@ -1189,11 +1314,11 @@ def concat(tensors, axis=0):
     return Concat.apply(*tensors, axis=axis)
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
     """PyTorch's spelling of :func:`concat` (``torch.cat(tensors, dim)``)."""
     return concat(tensors, axis=dim)
 
 
-def flatten(x, start_dim=0, end_dim=-1):
+def flatten(x: Tensor | ArrayLike, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """PyTorch's ``torch.flatten``: dimensions start_dim..end_dim merged into one."""
     return (x if isinstance(x, Tensor) else Tensor(x)).flatten(start_dim, end_dim)

@@ -1,8 +1,9 @@
 """``fastconv bench``: the convnet-benchmarks suite, side by side with PyTorch CPU in one run.
 
-Suites: ``layers`` (L1-L5), ``shapes`` (ResNet 1x1, dilated and depthwise 3x3), ``nets`` (AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through
-fastconv.nn, forward and forward+backward; and a ResNet-18 and a ResNet-50 SGD training step,
-bench_train.py), ``pool`` (the nets' pooling layers), ``all``.
+Suites: ``layers`` (L1-L5), ``shapes`` (ResNet 1x1, dilated and depthwise 3x3), ``nets``
+(AlexNet-OWT, OverFeat-fast, VGG-A, GoogLeNet-v1 through fastconv.nn, forward and
+forward+backward; and a ResNet-18 and a ResNet-50 SGD training step, bench_train.py), ``pool``
+(the nets' pooling layers), ``all``.
 Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
 (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
 run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
@@ -11,6 +12,7 @@ the time taken (effective GFLOP/s, as NNPACK reports), so it can pass the SGEMM 
 tables name the algorithm ``auto`` chose for each layer and direction; ``fastconv bench auto``
 (bench_auto.py) times every algorithm against that choice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +47,7 @@ def timeit(fn, repeat, warmup=1, min_warm_seconds=0.25):
     `min_warm_seconds` of them (the previous library's threads, e.g. NumPy's spinning OpenBLAS
     pool, must have gone quiet before anything is timed)."""
     t_end = time.perf_counter() + min_warm_seconds
-    for i in range(10 ** 6):
+    for i in range(10**6):
         fn()
         if i + 1 >= warmup and time.perf_counter() >= t_end:
             break
@@ -65,13 +67,15 @@ def sgemm_rate(threads, size=2048, repeat=5):
     c = np.empty_like(a)
     try:
         from threadpoolctl import threadpool_limits
+
         ctx = threadpool_limits(limits=threads, user_api="blas")
     except ImportError:  # pragma: no cover - threadpoolctl is optional
         import contextlib
+
         ctx = contextlib.nullcontext()
     with ctx:
         t = timeit(lambda: np.matmul(a, b, out=c), repeat)
-    return 2.0 * size ** 3 / t / 1e9
+    return 2.0 * size**3 / t / 1e9
 
 
 def import_torch(threads):
@@ -85,6 +89,7 @@ def import_torch(threads):
 
 # ---------------------------------------------------------------------------------------------
 # the NumPy im2col baseline (what CS231n-style code does without fastconv)
+
 
 def _np_windows(xp, kh, kw, s):
     """[N, C, Ho, Wo, kh, kw] strided view of a padded input."""
@@ -100,7 +105,7 @@ def np_conv2d(x, w, s, p):
 
 def np_conv2d_backward_weight(dy, x, w, s, p):
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    cols = _np_windows(xp, w.shape[2], w.shape[3], s)[:, :, :dy.shape[2], :dy.shape[3]]
+    cols = _np_windows(xp, w.shape[2], w.shape[3], s)[:, :, : dy.shape[2], : dy.shape[3]]
     return np.einsum("nchwij,nkhw->kcij", cols, dy, optimize=True)
 
 
@@ -115,11 +120,12 @@ def np_conv2d_backward_data(dy, x_shape, w, s, p):
     full = np.pad(up, ((0, 0), (0, 0), (kh - 1, kh - 1 + s), (kw - 1, kw - 1 + s)))
     wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     g = np_conv2d(full, wt, 1, 0)
-    return np.ascontiguousarray(g[:, :, p:p + h, p:p + wd])
+    return np.ascontiguousarray(g[:, :, p : p + h, p : p + wd])
 
 
 # ---------------------------------------------------------------------------------------------
 # suites
+
 
 def conv_flops(w_shape, out_shape):
     _, cg, kh, kw = w_shape
@@ -150,8 +156,7 @@ def shape_cases(batch):
     return cases
 
 
-def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
-                suite="layers"):
+def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick, suite="layers"):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = (rng.standard_normal(w_shape, dtype=np.float32) * 0.05).astype(np.float32)
@@ -167,30 +172,45 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
             bwd = torch.ops.aten.convolution_backward
 
             def tb(mask):
-                return lambda: bwd(tdy, tx, tw, None, (s, s), (p, p), (d, d), False, (0, 0), g, mask)
-            runs[lib] = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, s, p, d, g),
-                         "bwd_data": tb((True, False, False)), "bwd_weight": tb((False, True, False))}
+                return lambda: bwd(
+                    tdy, tx, tw, None, (s, s), (p, p), (d, d), False, (0, 0), g, mask
+                )
+
+            runs[lib] = {
+                "fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, s, p, d, g),
+                "bwd_data": tb((True, False, False)),
+                "bwd_weight": tb((False, True, False)),
+            }
         elif lib == "numpy":
             if d != 1 or g != 1:  # the baseline is the plain CS231n-style im2col
                 continue
-            runs[lib] = {"fwd": lambda: np_conv2d(x, w, s, p),
-                         "bwd_data": lambda: np_conv2d_backward_data(dy, x.shape, w, s, p),
-                         "bwd_weight": lambda: np_conv2d_backward_weight(dy, x, w, s, p)}
+            runs[lib] = {
+                "fwd": lambda: np_conv2d(x, w, s, p),
+                "bwd_data": lambda: np_conv2d_backward_data(dy, x.shape, w, s, p),
+                "bwd_weight": lambda: np_conv2d_backward_weight(dy, x, w, s, p),
+            }
         else:  # fastconv, with algo "auto" or a named one
             algo = "auto" if lib == "fastconv" else lib.split(":", 1)[1]
-            if algo != "auto" and algo not in F.algorithms(x_shape, w_shape, stride=s, padding=p,
-                                                            dilation=d, groups=g):
+            if algo != "auto" and algo not in F.algorithms(
+                x_shape, w_shape, stride=s, padding=p, dilation=d, groups=g
+            ):
                 continue
             kw = dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
             if algo == "auto":  # what auto picked, per direction, for the table
-                chosen[lib] = {dn: F.algorithms(x_shape, w_shape, stride=s, padding=p, dilation=d,
-                                                groups=g, direction=full)[0]
-                               for dn, full in zip(CONV_DIRS, ("forward", "backward_data",
-                                                               "backward_weight"))}
+                chosen[lib] = {
+                    dn: F.algorithms(
+                        x_shape, w_shape, stride=s, padding=p, dilation=d, groups=g, direction=full
+                    )[0]
+                    for dn, full in zip(CONV_DIRS, ("forward", "backward_data", "backward_weight"))
+                }
             runs[lib] = {
                 "fwd": lambda kw=kw: F.conv2d(x, w, **kw),
-                "bwd_data": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(True, False, False), **kw),
-                "bwd_weight": lambda kw=kw: F.conv2d_backward(dy, x, w, needs=(False, True, False), **kw),
+                "bwd_data": lambda kw=kw: F.conv2d_backward(
+                    dy, x, w, needs=(True, False, False), **kw
+                ),
+                "bwd_weight": lambda kw=kw: F.conv2d_backward(
+                    dy, x, w, needs=(False, True, False), **kw
+                ),
             }
     rows = []
     ctx = torch.no_grad() if torch is not None else _null()
@@ -198,9 +218,17 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick,
         for lib, fns in runs.items():
             for direction in CONV_DIRS:
                 t = timeit(fns[direction], repeat)
-                rows.append({"suite": suite, "case": name, "lib": lib, "dir": direction,
-                             "ms": t * 1e3, "gflops": flops / t / 1e9,
-                             "algo": chosen.get(lib, {}).get(direction, "")})
+                rows.append(
+                    {
+                        "suite": suite,
+                        "case": name,
+                        "lib": lib,
+                        "dir": direction,
+                        "ms": t * 1e3,
+                        "gflops": flops / t / 1e9,
+                        "algo": chosen.get(lib, {}).get(direction, ""),
+                    }
+                )
                 tick()
     return rows
 
@@ -215,9 +243,11 @@ class _null:
 
 def pool_cases(batch):
     """The nets' pooling layers: (name, input shape, kernel, stride, padding)."""
-    return [("alexnet 3/2", (batch, 64, 55, 55), 3, 2, 0),
-            ("vgg 2/2", (batch, 64, 112, 112), 2, 2, 0),
-            ("googlenet 3/2p1", (batch, 192, 56, 56), 3, 2, 1)]
+    return [
+        ("alexnet 3/2", (batch, 64, 55, 55), 3, 2, 0),
+        ("vgg 2/2", (batch, 64, 112, 112), 2, 2, 0),
+        ("googlenet 3/2p1", (batch, 192, 56, 56), 3, 2, 1),
+    ]
 
 
 def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
@@ -233,32 +263,53 @@ def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
             tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
             ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True)
             bwd = torch.ops.aten.max_pool2d_with_indices_backward
-            runs[lib] = {"fwd": lambda: torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True),
-                         "bwd": lambda: bwd(tdy, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx)}
+            runs[lib] = {
+                "fwd": lambda: torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True),
+                "bwd": lambda: bwd(tdy, tx, [k, k], [s, s], [p, p], [1, 1], False, tidx),
+            }
         elif lib == "fastconv":
-            runs[lib] = {"fwd": lambda: F.max_pool2d(x, k, s, p, return_indices=True),
-                         "bwd": lambda: F.max_pool2d_backward(dy, idx, x.shape)}
+            runs[lib] = {
+                "fwd": lambda: F.max_pool2d(x, k, s, p, return_indices=True),
+                "bwd": lambda: F.max_pool2d_backward(dy, idx, x.shape),
+            }
     # memcpy of the same bytes (np.copyto of as many bytes as the op reads and writes)
     src = np.ones(max(fwd_bytes, bwd_bytes) // 4, np.float32)
     dst = np.empty_like(src)
     rows = []
-    with (torch.no_grad() if torch is not None else _null()):
+    with torch.no_grad() if torch is not None else _null():
         for lib, fns in runs.items():
             for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
                 t = timeit(fns[d], repeat)
-                rows.append({"suite": "pool", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
-                             "gbs": nbytes / t / 1e9})
+                rows.append(
+                    {
+                        "suite": "pool",
+                        "case": name,
+                        "lib": lib,
+                        "dir": d,
+                        "ms": t * 1e3,
+                        "gbs": nbytes / t / 1e9,
+                    }
+                )
                 tick()
     for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
         n = nbytes // 4
         t = timeit(lambda n=n: np.copyto(dst[:n], src[:n]), repeat)
-        rows.append({"suite": "pool", "case": name, "lib": "memcpy", "dir": d, "ms": t * 1e3,
-                     "gbs": nbytes / t / 1e9})
+        rows.append(
+            {
+                "suite": "pool",
+                "case": name,
+                "lib": "memcpy",
+                "dir": d,
+                "ms": t * 1e3,
+                "gbs": nbytes / t / 1e9,
+            }
+        )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------
 # nets: one builder from the suite's layer lists, for fastconv.nn and for torch.nn
+
 
 def build_net(spec, nn, cat):
     """A Sequential of `nn` modules from a convnet-benchmarks layer list. `cat` concatenates a
@@ -269,8 +320,12 @@ def build_net(spec, nn, cat):
         def __init__(self, cin, c1, r3, c3, r5, c5, pp):
             super().__init__()
             self.b1 = nn.Sequential(nn.Conv2d(cin, c1, 1), nn.ReLU())
-            self.b2 = nn.Sequential(nn.Conv2d(cin, r3, 1), nn.ReLU(), nn.Conv2d(r3, c3, 3, padding=1), nn.ReLU())
-            self.b3 = nn.Sequential(nn.Conv2d(cin, r5, 1), nn.ReLU(), nn.Conv2d(r5, c5, 5, padding=2), nn.ReLU())
+            self.b2 = nn.Sequential(
+                nn.Conv2d(cin, r3, 1), nn.ReLU(), nn.Conv2d(r3, c3, 3, padding=1), nn.ReLU()
+            )
+            self.b3 = nn.Sequential(
+                nn.Conv2d(cin, r5, 1), nn.ReLU(), nn.Conv2d(r5, c5, 5, padding=2), nn.ReLU()
+            )
             self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, pp, 1), nn.ReLU())
 
         def forward(self, x):
@@ -322,7 +377,14 @@ def net_flops(spec, batch):
             total += 2.0 * batch * a[0] * a[1]
         elif kind == "inception":
             cin, c1, r3, c3, r5, c5, pp = a
-            for cout, k, ci in ((c1, 1, cin), (r3, 1, cin), (c3, 3, r3), (r5, 1, cin), (c5, 5, r5), (pp, 1, cin)):
+            for cout, k, ci in (
+                (c1, 1, cin),
+                (r3, 1, cin),
+                (c3, 3, r3),
+                (r5, 1, cin),
+                (c5, 5, r5),
+                (pp, 1, cin),
+            ):
                 total += conv(ci, h, w, cout, k, 1, k // 2)[3]
             c = c1 + c3 + c5 + pp
     return total
@@ -364,14 +426,23 @@ def bench_net(name, spec, batch, libs, torch, repeat, tick):
             continue
         for d, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
             t = timeit(fn, repeat)
-            rows.append({"suite": "nets", "case": name, "lib": lib, "dir": d, "ms": t * 1e3,
-                         "gflops": f / t / 1e9})
+            rows.append(
+                {
+                    "suite": "nets",
+                    "case": name,
+                    "lib": lib,
+                    "dir": d,
+                    "ms": t * 1e3,
+                    "gflops": f / t / 1e9,
+                }
+            )
             tick()
     return rows
 
 
 # ---------------------------------------------------------------------------------------------
 # report
+
 
 def format_table(rows, peak):
     """One text table per suite: ms, GFLOP/s (or GB/s), % of SGEMM, speed relative to torch."""
@@ -383,9 +454,12 @@ def format_table(rows, peak):
         rate = "GB/s" if suite == "pool" else "GFLOP/s"
         cw = max(18, max(len(r["case"]) for r in rs) + 2)  # (bench shapes --shape names)
         out.append(f"\n[{suite}]")
-        out.append(f"{'case':<{cw}}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
-                   + ("" if suite == "pool" else f"{'%sgemm':>8}") + f"{'vs torch':>10}"
-                   + ("  algo" if any(r.get("algo") for r in rs) else ""))
+        out.append(
+            f"{'case':<{cw}}{'lib':<18}{'dir':<12}{'ms':>10}{rate:>10}"
+            + ("" if suite == "pool" else f"{'%sgemm':>8}")
+            + f"{'vs torch':>10}"
+            + ("  algo" if any(r.get("algo") for r in rs) else "")
+        )
         ref = {(r["case"], r["dir"]): r["ms"] for r in rs if r["lib"] == "torch"}
         for r in rs:
             t = ref.get((r["case"], r["dir"]))
@@ -397,9 +471,14 @@ def format_table(rows, peak):
             out.append(line + f"{rel:>10}" + (f"  {r['algo']}" if r.get("algo") else ""))
         totals = _totals(rs)
         if totals:
-            out.append("total ms (cases fastconv ran): " + ", ".join(
-                f"{lib} {ms:.1f}" + (f" ({totals['torch'] / ms:.2f}x torch)" if "torch" in totals else "")
-                for lib, ms in totals.items()))
+            out.append(
+                "total ms (cases fastconv ran): "
+                + ", ".join(
+                    f"{lib} {ms:.1f}"
+                    + (f" ({totals['torch'] / ms:.2f}x torch)" if "torch" in totals else "")
+                    for lib, ms in totals.items()
+                )
+            )
     return "\n".join(out) + "\n"
 
 
@@ -409,12 +488,16 @@ def _totals(rows):
     libs = list(dict.fromkeys(r["lib"] for r in rows))
     keys = {lib: {(r["case"], r["dir"]) for r in rows if r["lib"] == lib} for lib in libs}
     base = keys.get("fastconv", set())
-    return {lib: sum(r["ms"] for r in rows if r["lib"] == lib and (r["case"], r["dir"]) in base)
-            for lib in libs if base and base <= keys[lib]}
+    return {
+        lib: sum(r["ms"] for r in rows if r["lib"] == lib and (r["case"], r["dir"]) in base)
+        for lib in libs
+        if base and base <= keys[lib]
+    }
 
 
 def plot(rows, peak, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -428,8 +511,12 @@ def plot(rows, peak, path):
         width = 0.8 / len(libs)
         for i, lib in enumerate(libs):
             vals = {(r["case"], r["dir"]): r[key] for r in rs if r["lib"] == lib}
-            ax.bar([g + i * width for g in range(len(groups))], [vals.get(g, 0) for g in groups],
-                   width, label=lib)
+            ax.bar(
+                [g + i * width for g in range(len(groups))],
+                [vals.get(g, 0) for g in groups],
+                width,
+                label=lib,
+            )
         if suite != "pool":
             ax.axhline(peak, color="k", linestyle="--", linewidth=1, label="SGEMM")
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
@@ -444,8 +531,17 @@ def plot(rows, peak, path):
     plt.close(fig)
 
 
-def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress=True,
-        train_nets=TRAIN_NETS):
+def run(
+    suites,
+    batch,
+    threads,
+    repeat,
+    compare,
+    algos,
+    net_batch=None,
+    progress=True,
+    train_nets=TRAIN_NETS,
+):
     """Runs the suites; returns {"meta": ..., "rows": [...]}. ``train_nets``: the models whose
     training step the nets suite times (any fastconv.models name)."""
     F.set_num_threads(threads)
@@ -458,10 +554,12 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
     net_batch = net_batch or batch
     nets = load_suite()["nets"]
     n_layers = len(list(layer_cases(batch)))
-    total = (("layers" in suites) * n_layers * len(conv_libs) * 3
-             + ("shapes" in suites) * len(shape_cases(batch)) * len(conv_libs) * 3
-             + ("pool" in suites) * 3 * len(pool_libs) * 2
-             + ("nets" in suites) * (len(nets) * 2 + len(train_nets)) * len(net_libs))
+    total = (
+        ("layers" in suites) * n_layers * len(conv_libs) * 3
+        + ("shapes" in suites) * len(shape_cases(batch)) * len(conv_libs) * 3
+        + ("pool" in suites) * 3 * len(pool_libs) * 2
+        + ("nets" in suites) * (len(nets) * 2 + len(train_nets)) * len(net_libs)
+    )
     bar = _progress(total, progress)
     rows = []
     try:
@@ -483,24 +581,41 @@ def run(suites, batch, threads, repeat, compare, algos, net_batch=None, progress
                 rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
             for name in train_nets:
                 bar.set_description(f"nets {name} training step")
-                rows += bench_train_step(name, net_batch, net_libs, torch, repeat, bar.update, timeit)
+                rows += bench_train_step(
+                    name, net_batch, net_libs, torch, repeat, bar.update, timeit
+                )
     finally:
         bar.close()
-    meta = {"isa": F.isa(), "hardware": F.hardware(), "threads": threads, "batch": batch,
-            "net_batch": net_batch, "repeat": repeat, "sgemm_gflops": peak,
-            "torch": getattr(torch, "__version__", None)}
+    meta = {
+        "isa": F.isa(),
+        "hardware": F.hardware(),
+        "threads": threads,
+        "batch": batch,
+        "net_batch": net_batch,
+        "repeat": repeat,
+        "sgemm_gflops": peak,
+        "torch": getattr(torch, "__version__", None),
+    }
     return {"meta": meta, "rows": rows}
 
 
 def _progress(total, enabled):
     try:
         from tqdm import tqdm
+
         return tqdm(total=total, disable=not enabled, file=sys.stderr, leave=False)
     except ImportError:  # pragma: no cover
+
         class Bar:
-            def update(self, n=1): pass
-            def set_description(self, d): pass
-            def close(self): pass
+            def update(self, n=1):
+                pass
+
+            def set_description(self, d):
+                pass
+
+            def close(self):
+                pass
+
         return Bar()
 
 
@@ -508,36 +623,65 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["auto"]:  # its own options (fastconv bench auto --help)
         from . import bench_auto
+
         return bench_auto.main(argv[1:])
     if argv[:1] == ["infer"]:  # its own options (fastconv bench infer --help)
         from . import bench_infer
+
         return bench_infer.main(argv[1:])
     if argv[:1] == ["model"]:  # its own options (fastconv bench model --help)
         from . import bench_user
+
         return bench_user.main_model(argv[1:])
     from .bench_user import SHAPE_FORMAT, conv_shape
+
     ap = argparse.ArgumentParser(
         prog="fastconv bench",
-        description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run")
-    ap.add_argument("suite", nargs="?", default="quick",
-                    help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
-                         "'auto', 'infer' and 'model' are commands of their own: fastconv bench "
-                         "auto --help, fastconv bench infer --help, fastconv bench model --help")
-    ap.add_argument("--batch", type=int_at_least(1), default=None,
-                    help="batch for layers and pool (default 2; 8 for all)")
-    ap.add_argument("--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)")
-    ap.add_argument("--train-nets", type=comma_list(tuple(MODELS)), default=list(TRAIN_NETS),
-                    help="models whose training step the nets suite times, at their published "
-                         f"input size (default {','.join(TRAIN_NETS)}; any of fastconv.models)")
-    ap.add_argument("--algos", type=comma_list(F.ALGORITHMS), default="",
-                    help="also time these algorithms by name, e.g. im2col,direct")
-    ap.add_argument("--shape", action="append", type=conv_shape, metavar=SHAPE_FORMAT,
-                    help="with the shapes suite: time this convolution instead of the built-in "
-                         "shapes (repeatable; e.g. 8,64,56,56:64,3,3:1,1)")
+        description="convnet-benchmarks layers, nets and pooling, next to PyTorch CPU in one run",
+    )
+    ap.add_argument(
+        "suite",
+        nargs="?",
+        default="quick",
+        help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
+        "'auto', 'infer' and 'model' are commands of their own: fastconv bench "
+        "auto --help, fastconv bench infer --help, fastconv bench model --help",
+    )
+    ap.add_argument(
+        "--batch",
+        type=int_at_least(1),
+        default=None,
+        help="batch for layers and pool (default 2; 8 for all)",
+    )
+    ap.add_argument(
+        "--net-batch", type=int_at_least(1), default=None, help="batch for nets (default 4)"
+    )
+    ap.add_argument(
+        "--train-nets",
+        type=comma_list(tuple(MODELS)),
+        default=list(TRAIN_NETS),
+        help="models whose training step the nets suite times, at their published "
+        f"input size (default {','.join(TRAIN_NETS)}; any of fastconv.models)",
+    )
+    ap.add_argument(
+        "--algos",
+        type=comma_list(F.ALGORITHMS),
+        default="",
+        help="also time these algorithms by name, e.g. im2col,direct",
+    )
+    ap.add_argument(
+        "--shape",
+        action="append",
+        type=conv_shape,
+        metavar=SHAPE_FORMAT,
+        help="with the shapes suite: time this convolution instead of the built-in "
+        "shapes (repeatable; e.g. 8,64,56,56:64,3,3:1,1)",
+    )
     add_run_options(ap, COMPARE, "torch,numpy", "the rows", "bar charts of the same")
     args = ap.parse_args(argv)
     if args.shape:  # your own layers (bench_user.py)
         from . import bench_user
+
         return bench_user.run_shapes(args, ap)
     if args.suite == "quick":
         suites, batch = ("layers", "pool"), args.batch or 2
@@ -546,26 +690,49 @@ def main(argv=None):
     elif args.suite in SUITES:
         suites, batch = (args.suite,), args.batch or 8
     else:
-        ap.error(f"unknown suite {args.suite!r}: choose from layers, shapes, nets, pool, all, quick")
+        ap.error(
+            f"unknown suite {args.suite!r}: choose from layers, shapes, nets, pool, all, quick"
+        )
     threads = args.threads or F.get_num_threads()
     compare, algos = args.compare, args.algos
-    res = run(suites, batch, threads, args.repeat, compare, algos,
-              net_batch=args.net_batch or 4, progress=not args.no_progress,
-              train_nets=args.train_nets)
+    res = run(
+        suites,
+        batch,
+        threads,
+        args.repeat,
+        compare,
+        algos,
+        net_batch=args.net_batch or 4,
+        progress=not args.no_progress,
+        train_nets=args.train_nets,
+    )
     m = res["meta"]
-    print(f"fastconv bench | {cpu_line(F.hardware())} | ISA {m['isa']} | threads {threads} | batch {batch} (nets {m['net_batch']}) "
-          f"| repeat {args.repeat} | torch {m['torch'] or 'not installed'}")
-    print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): {m['sgemm_gflops']:.1f} GFLOP/s")
+    print(
+        f"fastconv bench | {cpu_line(F.hardware())} | ISA {m['isa']} | threads {threads} "
+        f"| batch {batch} (nets {m['net_batch']}) | repeat {args.repeat} "
+        f"| torch {m['torch'] or 'not installed'}"
+    )
+    print(
+        f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {threads} threads): "
+        f"{m['sgemm_gflops']:.1f} GFLOP/s"
+    )
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
-    write_results("fastconv bench", res, args.json, args.plot,
-                  lambda path: plot(res["rows"], m["sgemm_gflops"], path))
+    write_results(
+        "fastconv bench",
+        res,
+        args.json,
+        args.plot,
+        lambda path: plot(res["rows"], m["sgemm_gflops"], path),
+    )
     return 0
 
 
 def cpu_line(hw):
     """The machine in one line, from fastconv.hardware()."""
-    return (f"{hw['model'] or 'CPU'}, {hw['cores']} cores, L2 {hw['l2_bytes'] >> 10} KiB, "
-            f"L3 {hw['l3_bytes'] >> 20} MiB")
+    return (
+        f"{hw['model'] or 'CPU'}, {hw['cores']} cores, L2 {hw['l2_bytes'] >> 10} KiB, "
+        f"L3 {hw['l3_bytes'] >> 20} MiB"
+    )
 
 
 def write_results(command, res, json_path, plot_path, draw):

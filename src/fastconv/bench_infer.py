@@ -9,6 +9,7 @@ PyTorch definition is the captured graph run op for op by torch.nn.functional
 turns within each of ``--repeat`` rounds; the table gives each one's best round, and the JSON also
 its median and slowest round (how much the figure moved).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ PAUSE_S = 0.2  # before each timed call (see bench_net)
 def net_flops(graph, x_shape):
     """2 x multiply-adds of the convolutions and linear layers for an input of x_shape."""
     from .inference import _lower
+
     shapes, total = {0: tuple(x_shape)}, 0
     for n in graph.nodes:
         shapes[n.out] = _lower._shape_of(n, shapes)
@@ -51,9 +53,12 @@ def net_flops(graph, x_shape):
 
 def _onnx_bytes(twin, x_t):
     import torch
+
     buf = io.BytesIO()
     kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
-    torch.onnx.export(twin, (x_t,), buf, input_names=["x"], output_names=["y"], opset_version=17, **kw)
+    torch.onnx.export(
+        twin, (x_t,), buf, input_names=["x"], output_names=["y"], opset_version=17, **kw
+    )
     return buf.getvalue()
 
 
@@ -63,12 +68,15 @@ def peer_runners(graph, x, threads, compare, torch):
     if torch is None:
         return run, {p: "torch is not installed" for p in compare}
     from .inference._twin import torch_twin
+
     twin = torch_twin(graph)
     x_t = torch.from_numpy(x)
     if "torch" in compare:
+
         def torch_run():
             with torch.inference_mode():
                 return twin(x_t).numpy()
+
         run["torch"] = torch_run
     onnx_model = None
     if {"onnxruntime", "openvino"} & set(compare):
@@ -80,6 +88,7 @@ def peer_runners(graph, x, threads, compare, torch):
     if "onnxruntime" in compare and onnx_model is not None:
         try:
             import onnxruntime as ort
+
             so = ort.SessionOptions()
             so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -90,10 +99,17 @@ def peer_runners(graph, x, threads, compare, torch):
     if "openvino" in compare and onnx_model is not None:
         try:
             import openvino as ov
+
             core = ov.Core()
-            compiled = core.compile_model(core.read_model(onnx_model), "CPU", {
-                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32"})
+            compiled = core.compile_model(
+                core.read_model(onnx_model),
+                "CPU",
+                {
+                    "INFERENCE_NUM_THREADS": threads,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": "f32",
+                },
+            )
             req = compiled.create_infer_request()
             run["openvino"] = lambda: req.infer({0: x})[compiled.output(0)]
         except ImportError:
@@ -117,6 +133,7 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     def eager():
         with no_grad():
             return model(Tensor(x)).data
+
     runners["eager"] = eager
     peers, skipped = peer_runners(graph, x, threads, compare, torch)
     runners.update(peers)
@@ -139,31 +156,45 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     peer_ms = {k: ms[k] for k in PEERS if k in ms}
     best = min(peer_ms, key=peer_ms.get) if peer_ms else None
     flops = net_flops(graph, x.shape)
-    return {"net": name, "batch": batch, "ms": ms,
-            "median_ms": {k: statistics.median(v) for k, v in times.items()},
-            "max_ms": {k: max(v) for k, v in times.items()}, "best_peer": best,
-            "vs_best_peer": peer_ms[best] / ms["plan"] if best else None,
-            "images_per_s": batch / ms["plan"] * 1e3, "gflops": flops / ms["plan"] / 1e6,
-            "compile_s": compile_s, "max_rel_err": errors, "skipped": skipped}
+    return {
+        "net": name,
+        "batch": batch,
+        "ms": ms,
+        "median_ms": {k: statistics.median(v) for k, v in times.items()},
+        "max_ms": {k: max(v) for k, v in times.items()},
+        "best_peer": best,
+        "vs_best_peer": peer_ms[best] / ms["plan"] if best else None,
+        "images_per_s": batch / ms["plan"] * 1e3,
+        "gflops": flops / ms["plan"] / 1e6,
+        "compile_s": compile_s,
+        "max_rel_err": errors,
+        "skipped": skipped,
+    }
 
 
 def format_table(rows, peak):
     cols = [r for r in RUNNERS if any(r in row["ms"] for row in rows)]
     head = f"{'net':<13}{'batch':>5}" + "".join(f"{c + ' ms':>15}" for c in cols)
-    head += f"{'best peer':>13}{'vs best':>9}{'img/s':>8}{'GFLOP/s':>9}{'%sgemm':>8}{'compile s':>10}"
+    head += (
+        f"{'best peer':>13}{'vs best':>9}{'img/s':>8}{'GFLOP/s':>9}{'%sgemm':>8}{'compile s':>10}"
+    )
     lines = [head]
     for r in rows:
         line = f"{r['net']:<13}{r['batch']:>5}"
         line += "".join(f"{r['ms'][c]:>15.1f}" if c in r["ms"] else f"{'-':>15}" for c in cols)
         vs = f"{r['vs_best_peer']:.2f}x" if r["vs_best_peer"] else "-"
-        line += (f"{r['best_peer'] or '-':>13}{vs:>9}{r['images_per_s']:>8.1f}{r['gflops']:>9.1f}"
-                 f"{100 * r['gflops'] / peak:>7.0f}%{r['compile_s']:>10.1f}")
+        line += (
+            f"{r['best_peer'] or '-':>13}{vs:>9}{r['images_per_s']:>8.1f}{r['gflops']:>9.1f}"
+            f"{100 * r['gflops'] / peak:>7.0f}%{r['compile_s']:>10.1f}"
+        )
         lines.append(line)
     ratios = [r["vs_best_peer"] for r in rows if r["vs_best_peer"]]
     if ratios:
         geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
-        lines.append(f"plan vs the fastest peer per case: geomean {geo:.2f}x, min {min(ratios):.2f}x "
-                     f"(>1: the plan is faster)")
+        lines.append(
+            f"plan vs the fastest peer per case: geomean {geo:.2f}x, min {min(ratios):.2f}x "
+            f"(>1: the plan is faster)"
+        )
     for r in rows:
         for p, why in r["skipped"].items():
             lines.append(f"{r['net']} b{r['batch']}: {p} skipped: {why}")
@@ -173,19 +204,28 @@ def format_table(rows, peak):
 def plot(rows, path):
     """Per case, each runner's speed relative to the fastest peer (log scale)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ._io import atomic_write
+
     labels = [f"{r['net']} b{r['batch']}" for r in rows]
     cols = [c for c in RUNNERS if any(c in r["ms"] for r in rows)]
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.5 * len(rows)))
     h = 0.8 / len(cols)
     for j, c in enumerate(cols):
-        vals = [(i, r["ms"][r["best_peer"]] / r["ms"][c]) for i, r in enumerate(rows)
-                if c in r["ms"] and r["best_peer"]]
-        ax.barh([i + (j - len(cols) / 2 + 0.5) * h for i, _ in vals], [v for _, v in vals],
-                height=h, label=c)
+        vals = [
+            (i, r["ms"][r["best_peer"]] / r["ms"][c])
+            for i, r in enumerate(rows)
+            if c in r["ms"] and r["best_peer"]
+        ]
+        ax.barh(
+            [i + (j - len(cols) / 2 + 0.5) * h for i, _ in vals],
+            [v for _, v in vals],
+            height=h,
+            label=c,
+        )
     ax.axvline(1, color="k", linewidth=1)
     ax.set_xscale("log")
     ax.set_yticks(range(len(rows)))
@@ -202,12 +242,24 @@ def plot(rows, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="fastconv bench infer", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nets", type=comma_list(tuple(models.MODELS)), default=list(NETS),
-                    help=f"comma list of models (default {','.join(NETS)})")
-    ap.add_argument("--batches", type=int_list(1), default=[1, 8], metavar="N[,N]",
-                    help="batch sizes (default 1,8)")
-    ap.add_argument("--tune", action="store_true",
-                    help="compile with the autotuner measuring each convolution's algorithms")
+    ap.add_argument(
+        "--nets",
+        type=comma_list(tuple(models.MODELS)),
+        default=list(NETS),
+        help=f"comma list of models (default {','.join(NETS)})",
+    )
+    ap.add_argument(
+        "--batches",
+        type=int_list(1),
+        default=[1, 8],
+        metavar="N[,N]",
+        help="batch sizes (default 1,8)",
+    )
+    ap.add_argument(
+        "--tune",
+        action="store_true",
+        help="compile with the autotuner measuring each convolution's algorithms",
+    )
     add_run_options(ap, PEERS, ",".join(PEERS), "the rows", "speed relative to the fastest peer")
     for action in ap._actions:  # (the shared option's help says median: here it is the best)
         if "--repeat" in action.option_strings:
@@ -225,24 +277,38 @@ def main(argv=None):
         for name in args.nets:
             for batch in args.batches:
                 bar.set_description(f"{name} b{batch}")
-                rows.append(bench_net(name, batch, threads, args.repeat, args.compare, torch, args.tune))
+                rows.append(
+                    bench_net(name, batch, threads, args.repeat, args.compare, torch, args.tune)
+                )
                 bar.update()
     finally:
         bar.close()
-    meta = {"isa": F.isa(), "threads": threads, "repeat": args.repeat, "sgemm_gflops": peak,
-            "torch": getattr(torch, "__version__", None)}
+    meta = {
+        "isa": F.isa(),
+        "threads": threads,
+        "repeat": args.repeat,
+        "sgemm_gflops": peak,
+        "torch": getattr(torch, "__version__", None),
+    }
     for mod in ("onnxruntime", "openvino"):
         try:
             meta[mod] = __import__(mod).__version__
         except ImportError:
             meta[mod] = None
-    print(f"fastconv bench infer | {cpu_line(F.hardware())} | ISA {meta['isa']} | threads {threads} | "
-          f"best of {args.repeat} | torch {meta['torch']} | onnxruntime {meta['onnxruntime']} "
-          f"| openvino {meta['openvino']}")
+    print(
+        f"fastconv bench infer | {cpu_line(F.hardware())} | ISA {meta['isa']} "
+        f"| threads {threads} | best of {args.repeat} | torch {meta['torch']} "
+        f"| onnxruntime {meta['onnxruntime']} | openvino {meta['openvino']}"
+    )
     print(f"SGEMM rate (float32 2048^3, {threads} threads): {peak:.1f} GFLOP/s")
     sys.stdout.write(format_table(rows, peak))
-    write_results("fastconv bench infer", {"meta": meta, "rows": rows}, args.json, args.plot,
-                  lambda path: plot(rows, path))
+    write_results(
+        "fastconv bench infer",
+        {"meta": meta, "rows": rows},
+        args.json,
+        args.plot,
+        lambda path: plot(rows, path),
+    )
     return 0
 
 

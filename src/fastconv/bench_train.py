@@ -4,6 +4,7 @@ ResNet-50 at 224x224 and Inception v3 at 299x299 (its auxiliary head on, its los
 as torchvision's reference training does), fastconv (fastconv.models) next to PyTorch (the same
 architecture from torch.nn, fastconv._torch_models, with the same weights), timed the way
 bench.timeit times every case."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +19,7 @@ CASE = "{} step"  # the row's case name
 
 def _torch_net(name, **kw):
     from . import _torch_models
+
     if name in _RESNETS:
         return _torch_models.torch_resnet(*_RESNETS[name], **kw)
     return _torch_models.TWINS[name](**kw)
@@ -46,6 +48,7 @@ def step_flops(model, x):
     auxiliary head, which runs in training mode only, is not counted)."""
     from .bench_infer import net_flops
     from .inference._graph import capture
+
     model.eval()
     try:
         return 3.0 * net_flops(capture(model, x), x.shape)
@@ -56,9 +59,8 @@ def step_flops(model, x):
 def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
     """Rows {"suite": "nets", "case": "<net> step", "lib", "dir": "train", "ms", "gflops"}."""
     from . import autograd, models, optim
-    from .nn import functional as F
-
     from ._model_inputs import model_input
+    from .nn import functional as F
 
     rng = np.random.default_rng(0)
     spec = model_input(name)
@@ -97,7 +99,15 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
         else:
             continue
         t = timeit(step, repeat)
-        rows.append({"suite": "nets", "case": CASE.format(name), "lib": lib, "dir": "train",
-                     "ms": t * 1e3, "gflops": flops / t / 1e9})
+        rows.append(
+            {
+                "suite": "nets",
+                "case": CASE.format(name),
+                "lib": lib,
+                "dir": "train",
+                "ms": t * 1e3,
+                "gflops": flops / t / 1e9,
+            }
+        )
         tick()
     return rows

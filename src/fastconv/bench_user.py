@@ -8,6 +8,7 @@ times its suites (median of ``--repeat`` runs, next to PyTorch CPU in the same p
   graph) and forward+backward (training mode, cross-entropy), next to its torch.nn twin from
   fastconv._torch_models when there is one, with the same weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,39 +36,60 @@ def conv_shape(text):
         fields = [[int(v) for v in part.split(",")] for part in parts]
     except ValueError:
         fields = []
-    if not (2 <= len(fields) <= 3 and len(fields[0]) == 4 and len(fields[1]) == 3
-            and (len(fields) == 2 or 1 <= len(fields[2]) <= 4)):
+    if not (
+        2 <= len(fields) <= 3
+        and len(fields[0]) == 4
+        and len(fields[1]) == 3
+        and (len(fields) == 2 or 1 <= len(fields[2]) <= 4)
+    ):
         raise argparse.ArgumentTypeError(f"must be {SHAPE_FORMAT} (integers), got {text!r}")
     (n, c, h, w), (k, kh, kw) = fields[:2]
     extra = fields[2] if len(fields) == 3 else []
-    s, p, d, g = extra + [1, 0, 1, 1][len(extra):]  # the defaults of what is left out
+    s, p, d, g = extra + [1, 0, 1, 1][len(extra) :]  # the defaults of what is left out
     if min(n, c, h, w, k, kh, kw, s, d, g) < 1 or p < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: sizes, stride, dilation and groups must be "
-                                         f">= 1 and padding >= 0")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: sizes, stride, dilation and groups must be >= 1 and padding >= 0"
+        )
     if c % g or k % g:
-        raise argparse.ArgumentTypeError(f"{text!r}: groups {g} must divide the input channels "
-                                         f"C={c} and the output channels K={k}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: groups {g} must divide the input channels "
+            f"C={c} and the output channels K={k}"
+        )
     span_h, span_w = d * (kh - 1) + 1, d * (kw - 1) + 1
     if span_h > h + 2 * p or span_w > w + 2 * p:
         raise argparse.ArgumentTypeError(
             f"{text!r}: the {kh}x{kw} kernel (dilation {d}: spans {span_h}x{span_w}) is larger "
-            f"than the {h}x{w} input padded by {p}")
+            f"than the {h}x{w} input padded by {p}"
+        )
     return spec, (n, c, h, w), (k, c // g, kh, kw), s, p, d, g
 
 
 def _header(command, threads, what, repeat, torch):
     from .bench import cpu_line
-    print(f"{command} | {cpu_line(F.hardware())} | ISA {F.isa()} | threads {threads} | {what} "
-          f"| repeat {repeat} | torch {getattr(torch, '__version__', None) or 'not used'}")
+
+    print(
+        f"{command} | {cpu_line(F.hardware())} | ISA {F.isa()} | threads {threads} | {what} "
+        f"| repeat {repeat} | torch {getattr(torch, '__version__', None) or 'not used'}"
+    )
 
 
 def run_shapes(args, ap):
     """``fastconv bench shapes --shape ...``: the parsed arguments of bench.main."""
-    from .bench import (_progress, bench_layer, format_table, import_torch, plot, sgemm_rate,
-                        write_results)
+    from .bench import (
+        _progress,
+        bench_layer,
+        format_table,
+        import_torch,
+        plot,
+        sgemm_rate,
+        write_results,
+    )
+
     if args.suite != "shapes":
-        ap.error(f"argument --shape: times your layers in the shapes suite (fastconv bench "
-                 f"shapes --shape {SHAPE_FORMAT}), not in {args.suite!r}")
+        ap.error(
+            f"argument --shape: times your layers in the shapes suite (fastconv bench "
+            f"shapes --shape {SHAPE_FORMAT}), not in {args.suite!r}"
+        )
     if args.batch is not None:
         ap.error("argument --batch: with --shape each shape's N is its batch")
     n_threads = args.threads or F.get_num_threads()
@@ -84,13 +106,24 @@ def run_shapes(args, ap):
                 rows += bench_layer(*case, libs, torch, args.repeat, bar.update, suite="shapes")
         finally:
             bar.close()
-    _header("fastconv bench", n_threads, f"{len(cases)} shape{'s' * (len(cases) > 1)}",
-            args.repeat, torch)
+    _header(
+        "fastconv bench",
+        n_threads,
+        f"{len(cases)} shape{'s' * (len(cases) > 1)}",
+        args.repeat,
+        torch,
+    )
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {n_threads} threads): {peak:.1f} GFLOP/s")
     sys.stdout.write(format_table(rows, peak))
-    meta = {"isa": F.isa(), "hardware": F.hardware(), "threads": n_threads,
-            "repeat": args.repeat, "sgemm_gflops": peak, "shapes": [c[0] for c in cases],
-            "torch": getattr(torch, "__version__", None)}
+    meta = {
+        "isa": F.isa(),
+        "hardware": F.hardware(),
+        "threads": n_threads,
+        "repeat": args.repeat,
+        "sgemm_gflops": peak,
+        "shapes": [c[0] for c in cases],
+        "torch": getattr(torch, "__version__", None),
+    }
     res = {"meta": meta, "rows": rows}
     write_results("fastconv bench", res, args.json, args.plot, lambda path: plot(rows, peak, path))
     return 0
@@ -99,12 +132,18 @@ def run_shapes(args, ap):
 # ---------------------------------------------------------------------------------------------
 # fastconv bench model NAME
 
-_TORCH_RESNETS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
-                  "resnet50": ("bottleneck", [3, 4, 6, 3]),
-                  "resnet101": ("bottleneck", [3, 4, 23, 3]),
-                  "resnet152": ("bottleneck", [3, 8, 36, 3])}
-_TORCH_VGGS = {f"vgg{depth}{bn}": (cfg, bool(bn)) for depth, cfg in
-               (("11", "A"), ("13", "B"), ("16", "D"), ("19", "E")) for bn in ("", "_bn")}
+_TORCH_RESNETS = {
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("bottleneck", [3, 4, 23, 3]),
+    "resnet152": ("bottleneck", [3, 8, 36, 3]),
+}
+_TORCH_VGGS = {
+    f"vgg{depth}{bn}": (cfg, bool(bn))
+    for depth, cfg in (("11", "A"), ("13", "B"), ("16", "D"), ("19", "E"))
+    for bn in ("", "_bn")
+}
 
 
 def torch_twin(name, num_classes, **kw):
@@ -113,13 +152,16 @@ def torch_twin(name, num_classes, **kw):
     (alexnet_owt, overfeat_fast, vgg_a, googlenet_v1) have none. ``kw`` goes to the twins of
     _torch_models.TWINS (``aux_logits`` for Inception v3, say)."""
     from . import _torch_models as tm
+
     if name in _TORCH_RESNETS:
         return tm.torch_resnet(*_TORCH_RESNETS[name], num_classes=num_classes)
     if name == "se_resnet50":
-        return tm.torch_resnet(*_TORCH_RESNETS["resnet50"], num_classes=num_classes,
-                               se_reduction=16)
+        return tm.torch_resnet(
+            *_TORCH_RESNETS["resnet50"], num_classes=num_classes, se_reduction=16
+        )
     if name in _TORCH_VGGS:
         from .models.vgg import CFGS
+
         cfg, batch_norm = _TORCH_VGGS[name]
         return tm.torch_vgg(CFGS[cfg], batch_norm, num_classes=num_classes)
     if name == "alexnet":
@@ -136,6 +178,7 @@ def _forward_flops(model, x):
     cannot be captured)."""
     from .bench_infer import net_flops
     from .inference._graph import capture
+
     model.eval()
     try:
         return float(net_flops(capture(model, x), x.shape))
@@ -177,11 +220,15 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
         elif lib == "torch":
             twin = torch_twin(name, classes, **kw) if torch is not None else None
             if twin is None:
-                skipped[lib] = ("torch is not installed" if torch is None else
-                                f"no runnable torch twin of {name} in fastconv._torch_models")
+                skipped[lib] = (
+                    "torch is not installed"
+                    if torch is None
+                    else f"no runnable torch twin of {name} in fastconv._torch_models"
+                )
                 continue
-            twin.load_state_dict({k: torch.from_numpy(np.array(v))
-                                  for k, v in model.state_dict().items()})
+            twin.load_state_dict(
+                {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
+            )
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
             def fwd():
@@ -197,32 +244,53 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
             continue
         for direction, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
             t = timeit(fn, repeat)
-            rows.append({"suite": "nets", "case": f"{name} b{batch}", "lib": lib,
-                         "dir": direction, "ms": t * 1e3, "gflops": f / t / 1e9})
+            rows.append(
+                {
+                    "suite": "nets",
+                    "case": f"{name} b{batch}",
+                    "lib": lib,
+                    "dir": direction,
+                    "ms": t * 1e3,
+                    "gflops": f / t / 1e9,
+                }
+            )
             tick()
     return rows, skipped
 
 
 def main_model(argv):
     """``fastconv bench model NAME [--batch B] [--size S] ...``."""
-    from .bench import (_progress, format_table, import_torch, plot, sgemm_rate, timeit,
-                        write_results)
     from ._model_inputs import model_input
+    from .bench import (
+        _progress,
+        format_table,
+        import_torch,
+        plot,
+        sgemm_rate,
+        timeit,
+        write_results,
+    )
     from .models import MODELS
 
     ap = argparse.ArgumentParser(
         prog="fastconv bench model",
         description="A model of fastconv.models, forward (eval mode, no graph) and "
-                    "forward+backward (training mode, cross-entropy on random labels), next to "
-                    "its torch.nn twin (fastconv._torch_models) with the same weights where "
-                    "there is one: resnet18/34/50/101/152, se_resnet50, alexnet, vgg11-19(_bn), "
-                    "lenet5, inception_v3/v4, inception_resnet_v2, zfnet, nin_cifar/imagenet.")
-    ap.add_argument("name", metavar="NAME", choices=list(MODELS),
-                    help=f"one of {', '.join(MODELS)}")
+        "forward+backward (training mode, cross-entropy on random labels), next to "
+        "its torch.nn twin (fastconv._torch_models) with the same weights where "
+        "there is one: resnet18/34/50/101/152, se_resnet50, alexnet, vgg11-19(_bn), "
+        "lenet5, inception_v3/v4, inception_resnet_v2, zfnet, nin_cifar/imagenet.",
+    )
+    ap.add_argument(
+        "name", metavar="NAME", choices=list(MODELS), help=f"one of {', '.join(MODELS)}"
+    )
     ap.add_argument("--batch", type=int_at_least(1), default=1, help="batch size (default 1)")
-    ap.add_argument("--size", type=int_at_least(1), default=None,
-                    help="input height and width (default: the model's native size: 224 for "
-                         "the ImageNet models, 231 for OverFeat, 32 for LeNet-5)")
+    ap.add_argument(
+        "--size",
+        type=int_at_least(1),
+        default=None,
+        help="input height and width (default: the model's native size: 224 for "
+        "the ImageNet models, 231 for OverFeat, 32 for LeNet-5)",
+    )
     add_run_options(ap, ("torch",), "torch", "the rows", "bar charts of the same")
     args = ap.parse_args(argv)
     spec = model_input(args.name)
@@ -236,21 +304,36 @@ def main_model(argv):
         peak = sgemm_rate(n_threads)
         bar = _progress(2 * len(libs), not args.no_progress)
         try:
-            rows, skipped = bench_model(args.name, args.batch, size, libs, torch, args.repeat,
-                                        bar.update, timeit)
+            rows, skipped = bench_model(
+                args.name, args.batch, size, libs, torch, args.repeat, bar.update, timeit
+            )
         finally:
             bar.close()
-    _header("fastconv bench model", n_threads,
-            f"{args.name} batch {args.batch} at {spec.channels}x{size}x{size}", args.repeat, torch)
+    _header(
+        "fastconv bench model",
+        n_threads,
+        f"{args.name} batch {args.batch} at {spec.channels}x{size}x{size}",
+        args.repeat,
+        torch,
+    )
     for lib, why in skipped.items():
         print(f"{lib}: skipped ({why})")
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {n_threads} threads): {peak:.1f} GFLOP/s")
     sys.stdout.write(format_table(rows, peak))
-    meta = {"isa": F.isa(), "hardware": F.hardware(), "threads": n_threads,
-            "model": args.name, "batch": args.batch, "input": [spec.channels, size, size],
-            "repeat": args.repeat, "sgemm_gflops": peak, "skipped": skipped,
-            "torch": getattr(torch, "__version__", None)}
+    meta = {
+        "isa": F.isa(),
+        "hardware": F.hardware(),
+        "threads": n_threads,
+        "model": args.name,
+        "batch": args.batch,
+        "input": [spec.channels, size, size],
+        "repeat": args.repeat,
+        "sgemm_gflops": peak,
+        "skipped": skipped,
+        "torch": getattr(torch, "__version__", None),
+    }
     res = {"meta": meta, "rows": rows}
-    write_results("fastconv bench model", res, args.json, args.plot,
-                  lambda path: plot(rows, peak, path))
+    write_results(
+        "fastconv bench model", res, args.json, args.plot, lambda path: plot(rows, peak, path)
+    )
     return 0

@@ -33,6 +33,7 @@ im2col version); the course's reshape version splits them among tied maxima inst
 in train mode it stores the updated running statistics back into ``bn_param`` as the course code
 does: ``running = momentum * running + (1 - momentum) * batch_statistic`` (biased variance).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,20 +42,43 @@ from . import functional as _F
 
 __all__ = [
     # convolution
-    "conv_forward_naive", "conv_backward_naive", "conv_forward_fast", "conv_backward_fast",
-    "conv_forward_im2col", "conv_backward_im2col", "conv_forward_strides", "conv_backward_strides",
+    "conv_forward_naive",
+    "conv_backward_naive",
+    "conv_forward_fast",
+    "conv_backward_fast",
+    "conv_forward_im2col",
+    "conv_backward_im2col",
+    "conv_forward_strides",
+    "conv_backward_strides",
     # max pooling
-    "max_pool_forward_naive", "max_pool_backward_naive", "max_pool_forward_fast",
-    "max_pool_backward_fast", "max_pool_forward_reshape", "max_pool_backward_reshape",
-    "max_pool_forward_im2col", "max_pool_backward_im2col",
+    "max_pool_forward_naive",
+    "max_pool_backward_naive",
+    "max_pool_forward_fast",
+    "max_pool_backward_fast",
+    "max_pool_forward_reshape",
+    "max_pool_backward_reshape",
+    "max_pool_forward_im2col",
+    "max_pool_backward_im2col",
     # sandwich layers
-    "conv_relu_forward", "conv_relu_backward", "conv_relu_pool_forward", "conv_relu_pool_backward",
-    "affine_relu_forward", "affine_relu_backward",
+    "conv_relu_forward",
+    "conv_relu_backward",
+    "conv_relu_pool_forward",
+    "conv_relu_pool_backward",
+    "affine_relu_forward",
+    "affine_relu_backward",
     # normalization
-    "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
-    "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
     # elementwise, affine, losses
-    "relu_forward", "relu_backward", "affine_forward", "affine_backward", "softmax_loss", "svm_loss",
+    "relu_forward",
+    "relu_backward",
+    "affine_forward",
+    "affine_backward",
+    "softmax_loss",
+    "svm_loss",
 ]
 
 
@@ -74,6 +98,7 @@ def _param(params, key, name):
 
 # ---------------------------------------------------------------------------------------------
 # convolution
+
 
 def conv_forward_naive(x, w, b, conv_param):
     """Convolution of x (N, C, H, W) with filters w (F, C, HH, WW) plus bias b (F,).
@@ -104,8 +129,10 @@ conv_backward_fast = conv_backward_im2col = conv_backward_strides = conv_backwar
 # ---------------------------------------------------------------------------------------------
 # max pooling
 
+
 class _PoolCache(tuple):
     """(x, pool_param), plus the forward's argmax switches as .switches (None if unknown)."""
+
     switches = None
 
 
@@ -141,11 +168,14 @@ def max_pool_backward_naive(dout, cache):
 
 
 max_pool_forward_fast = max_pool_forward_reshape = max_pool_forward_im2col = max_pool_forward_naive
-max_pool_backward_fast = max_pool_backward_reshape = max_pool_backward_im2col = max_pool_backward_naive
+max_pool_backward_fast = max_pool_backward_reshape = max_pool_backward_im2col = (
+    max_pool_backward_naive
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # elementwise and affine
+
 
 def relu_forward(x):
     """max(0, x). Returns (out, cache=x)."""
@@ -178,6 +208,7 @@ def affine_backward(dout, cache):
 
 # ---------------------------------------------------------------------------------------------
 # sandwich layers (layer_utils.py)
+
 
 def affine_relu_forward(x, w, b):
     """affine then ReLU. Returns (out, cache=(fc_cache, relu_cache))."""
@@ -223,6 +254,7 @@ def conv_relu_pool_backward(dout, cache):
 # ---------------------------------------------------------------------------------------------
 # batch normalization
 
+
 def _bn_forward(x, gamma, beta, bn_param, axes):
     """Batch norm over `axes` of x, per remaining (channel) index; gamma/beta broadcast."""
     mode = _param(bn_param, "mode", "bn_param")
@@ -260,8 +292,11 @@ def _bn_backward(dout, cache):
     if mode == "test":  # statistics are constants: a per-channel affine map
         return dxhat * inv_std, dgamma, dbeta
     m = xhat.size // inv_std.size
-    dx = (inv_std / m) * (m * dxhat - np.sum(dxhat, axis=axes, keepdims=True)
-                          - xhat * np.sum(dxhat * xhat, axis=axes, keepdims=True))
+    dx = (inv_std / m) * (
+        m * dxhat
+        - np.sum(dxhat, axis=axes, keepdims=True)
+        - xhat * np.sum(dxhat * xhat, axis=axes, keepdims=True)
+    )
     return dx, dgamma, dbeta
 
 
@@ -283,7 +318,9 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalization of x (N, C, H, W) per channel, over N, H and W.
     gamma, beta: (C,). Returns (out, cache); updates bn_param as batchnorm_forward."""
     if np.ndim(x) != 4:
-        raise ValueError(f"spatial_batchnorm_forward: x must be (N, C, H, W), got shape {np.shape(x)}")
+        raise ValueError(
+            f"spatial_batchnorm_forward: x must be (N, C, H, W), got shape {np.shape(x)}"
+        )
     return _bn_forward(x, gamma, beta, bn_param, (0, 2, 3))
 
 
@@ -294,6 +331,7 @@ def spatial_batchnorm_backward(dout, cache):
 
 # ---------------------------------------------------------------------------------------------
 # losses
+
 
 def softmax_loss(x, y):
     """Softmax cross-entropy of scores x (N, C) for labels y (N,), averaged over N.

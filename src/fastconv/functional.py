@@ -5,26 +5,39 @@ float32 and float64 (results keep the input dtype). Inputs are never modified; n
 and read-only inputs work (a contiguous copy is made only when needed). Every bad argument
 raises ValueError/TypeError naming the argument and the shapes involved.
 """
+
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._checks import _MAX_BYTES, _array, _c_int, _contiguous, _thread_count, _tuple
 from . import pooling as _pooling
-from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, unpooling)
+from ._checks import _MAX_BYTES, _array, _c_int, _contiguous, _thread_count, _tuple
+from ._typing import ArrayLike, FloatArray, Grads, IntPair, Padding, Shape
+from .pooling import *  # noqa: F403  (max/avg/adaptive pooling, unpooling)
 
 __all__ = [
-    "ALGORITHMS", "algorithm_info", "algorithms", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
-    "get_num_threads", "set_num_threads", "isa",
+    "ALGORITHMS",
+    "algorithm_info",
+    "algorithms",
+    "conv1d",
+    "conv1d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "get_num_threads",
+    "set_num_threads",
+    "isa",
     "hardware",
 ] + list(_pooling.__all__)
 
 #: Every convolution algorithm by name; "auto" picks one of them by shape.
 ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
 _ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
+
+
 def _check_algo(algo):
     if not isinstance(algo, str) or algo not in _ALGO_IDS:
         raise ValueError(f"algo must be 'auto' or one of {ALGORITHMS}, got {algo!r}")
@@ -39,11 +52,15 @@ class _Conv:
         op = "conv1d" if nspatial == 1 else "conv2d"
         want = nspatial + 2
         if x.ndim not in (want - 1, want):
-            raise ValueError(f"{op}: x must be {want}-D (batched) or {want - 1}-D (unbatched), "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"{op}: x must be {want}-D (batched) or {want - 1}-D (unbatched), "
+                f"got shape {x.shape}"
+            )
         if weight.ndim != want:
-            raise ValueError(f"{op}: weight must be {want}-D (out_channels, in_channels/groups, "
-                             f"kernel...), got shape {weight.shape}")
+            raise ValueError(
+                f"{op}: weight must be {want}-D (out_channels, in_channels/groups, "
+                f"kernel...), got shape {weight.shape}"
+            )
         if x.dtype != weight.dtype:
             raise TypeError(f"{op}: x is {x.dtype} but weight is {weight.dtype}; they must match")
         self.unbatched = x.ndim == want - 1
@@ -59,42 +76,57 @@ class _Conv:
         n, c = xs[0], xs[1]
         k = weight.shape[0]
         if any(v == 0 for v in xs[1:]):
-            raise ValueError(f"{op}: x must not have a zero-size channel or spatial dimension, "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"{op}: x must not have a zero-size channel or spatial dimension, "
+                f"got shape {x.shape}"
+            )
         if any(v == 0 for v in weight.shape):
-            raise ValueError(f"{op}: weight must not have a zero-size dimension, got shape {weight.shape}")
+            raise ValueError(
+                f"{op}: weight must not have a zero-size dimension, got shape {weight.shape}"
+            )
         if c % groups:
             raise ValueError(f"groups={groups} must divide the input channels of x {x.shape} ({c})")
         if k % groups:
-            raise ValueError(f"groups={groups} must divide the output channels of weight "
-                             f"{weight.shape} ({k})")
+            raise ValueError(
+                f"groups={groups} must divide the output channels of weight {weight.shape} ({k})"
+            )
         if weight.shape[1] * groups != c:
-            raise ValueError(f"{op}: weight {weight.shape} expects {weight.shape[1] * groups} input "
-                             f"channels (weight.shape[1] * groups={groups}), x {x.shape} has {c}")
+            raise ValueError(
+                f"{op}: weight {weight.shape} expects {weight.shape[1] * groups} input "
+                f"channels (weight.shape[1] * groups={groups}), x {x.shape} has {c}"
+            )
         self.extra = (0,) * nspatial  # padding added at the bottom/right only ('same', odd total)
         if isinstance(padding, str):
             if padding == "valid":
                 pad = (0,) * nspatial
             elif padding == "same":
                 if any(s != 1 for s in self.stride):
-                    raise ValueError("padding='same' is not supported for strided convolutions "
-                                     f"(stride={stride!r})")
+                    raise ValueError(
+                        "padding='same' is not supported for strided convolutions "
+                        f"(stride={stride!r})"
+                    )
                 total = [d * (kk - 1) for d, kk in zip(self.dilation, ksize)]
                 pad = tuple(t // 2 for t in total)
                 self.extra = tuple(t - 2 * (t // 2) for t in total)
             else:
-                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+                raise ValueError(
+                    f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}"
+                )
         else:
             pad = _tuple(padding, "padding", nspatial, 0)
         self.padding = pad
         spatial = tuple(v + e for v, e in zip(xs[2:], self.extra))
         out = []
-        for dim, (size, kk, s, p, d) in enumerate(zip(spatial, ksize, self.stride, pad, self.dilation)):
+        for dim, (size, kk, s, p, d) in enumerate(
+            zip(spatial, ksize, self.stride, pad, self.dilation)
+        ):
             extent = d * (kk - 1) + 1
             if extent > size + 2 * p:
-                raise ValueError(f"{op}: kernel of weight {weight.shape} (dilated extent {extent}) is "
-                                 f"larger than the padded input of x {x.shape} ({size + 2 * p}) "
-                                 f"in spatial dimension {dim}")
+                raise ValueError(
+                    f"{op}: kernel of weight {weight.shape} (dilated extent {extent}) is "
+                    f"larger than the padded input of x {x.shape} ({size + 2 * p}) "
+                    f"in spatial dimension {dim}"
+                )
             out.append((size + 2 * p - extent) // s + 1)
         self.x_shape = tuple(xs[:2]) + spatial  # the (batched, 'same'-padded) shape
         self.out_shape = (n, k) + tuple(out)
@@ -128,8 +160,10 @@ class _Conv:
 
     def unpad_grad_x(self, gx, orig_shape):
         if any(self.extra):
-            gx = gx[(slice(None), slice(None)) + tuple(slice(0, s - e) for s, e in
-                                                        zip(gx.shape[2:], self.extra))]
+            gx = gx[
+                (slice(None), slice(None))
+                + tuple(slice(0, s - e) for s, e in zip(gx.shape[2:], self.extra))
+            ]
             gx = np.ascontiguousarray(gx)
         return gx.reshape(orig_shape)
 
@@ -137,9 +171,10 @@ class _Conv:
         ident = _check_algo(algo)
         why = ident and _core.conv2d_why_not(self.probe, ident)
         if why:
-            raise ValueError(f"algo={algo!r} cannot run this {self.op} (x {self.x_shape}, groups="
-                             f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]}): "
-                             + why.split(": ", 1)[-1])
+            raise ValueError(
+                f"algo={algo!r} cannot run this {self.op} (x {self.x_shape}, groups="
+                f"{self.desc[13]}, kernel {self.desc[5]}x{self.desc[6]}): " + why.split(": ", 1)[-1]
+            )
         return ident
 
 
@@ -157,6 +192,7 @@ def _bias(bias, k, dtype):
 # ---------------------------------------------------------------------------------------------
 # convolutions
 
+
 def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial):
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _Conv(x, weight, stride, padding, dilation, groups, nspatial)
@@ -173,9 +209,14 @@ def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, alg
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _Conv(x, weight, stride, padding, dilation, groups, nspatial)
     ident = cv.algo(algo)
-    if (not isinstance(needs, (tuple, list)) or len(needs) != 3
-            or not all(isinstance(v, (bool, np.bool_)) for v in needs)):
-        raise ValueError(f"needs must be a tuple of 3 bools (grad_x, grad_w, grad_b), got {needs!r}")
+    if (
+        not isinstance(needs, (tuple, list))
+        or len(needs) != 3
+        or not all(isinstance(v, (bool, np.bool_)) for v in needs)
+    ):
+        raise ValueError(
+            f"needs must be a tuple of 3 bools (grad_x, grad_w, grad_b), got {needs!r}"
+        )
     dy = _array(grad_out, "grad_out")
     if dy.dtype != x.dtype:
         raise TypeError(f"grad_out is {dy.dtype} but x is {x.dtype}; they must match")
@@ -186,9 +227,11 @@ def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, alg
     w = cv.weight(weight)
     gx = gw = gb = None
     if dy.size == 0:  # empty batch: zero gradients of the right shapes
-        return (np.zeros(x.shape, x.dtype) if needs[0] else None,
-                np.zeros(weight.shape, x.dtype) if needs[1] else None,
-                np.zeros(weight.shape[0], x.dtype) if needs[2] else None)
+        return (
+            np.zeros(x.shape, x.dtype) if needs[0] else None,
+            np.zeros(weight.shape, x.dtype) if needs[1] else None,
+            np.zeros(weight.shape[0], x.dtype) if needs[2] else None,
+        )
     if needs[0]:
         gx = np.empty(cv.x_shape, dtype=x.dtype)
         _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))
@@ -196,12 +239,22 @@ def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, alg
     if needs[1] or needs[2]:
         gw = np.empty(weight.shape, dtype=x.dtype) if needs[1] else None
         gb = np.empty(weight.shape[0], dtype=x.dtype) if needs[2] else None
-        _core.conv2d_backward_weight(cv.desc, ident, dy, cv.input(x),
-                                     None if gw is None else gw.reshape(-1), gb)
+        _core.conv2d_backward_weight(
+            cv.desc, ident, dy, cv.input(x), None if gw is None else gw.reshape(-1), gb
+        )
     return gx, gw, gb
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+def conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> FloatArray:
     """2-D convolution (cross-correlation) as ``torch.nn.functional.conv2d``.
 
     x: (N, C, H, W) or unbatched (C, H, W); weight: (K, C/groups, kh, kw); bias: (K,) or None.
@@ -211,8 +264,17 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2)
 
 
-def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
-                    needs=(True, True, True), algo="auto"):
+def conv2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    needs: tuple[bool, bool, bool] = (True, True, True),
+    algo: str = "auto",
+) -> Grads:
     """Gradients of conv2d: returns (grad_x, grad_w, grad_b), None where ``needs`` is False.
 
     grad_b is grad_out summed over batch and space (the bias gradient, whether or not the
@@ -220,13 +282,33 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     return _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, 2)
 
 
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
-    """1-D convolution as ``torch.nn.functional.conv1d``: x (N, C, L) or (C, L), weight (K, C/groups, kl)."""
+def conv1d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> FloatArray:
+    """1-D convolution as ``torch.nn.functional.conv1d``.
+
+    x (N, C, L) or (C, L), weight (K, C/groups, kl)."""
     return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 1)
 
 
-def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
-                    needs=(True, True, True), algo="auto"):
+def conv1d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+    needs: tuple[bool, bool, bool] = (True, True, True),
+    algo: str = "auto",
+) -> Grads:
     """Gradients of conv1d: (grad_x, grad_w, grad_b), None where ``needs`` is False."""
     return _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, 1)
 
@@ -234,8 +316,16 @@ def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
 _DIRECTIONS = {"forward": 0, "backward_data": 1, "backward_weight": 2}
 
 
-def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, direction="forward",
-               costs: bool = False) -> list:
+def algorithms(
+    x_shape: Shape,
+    w_shape: Shape,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    direction: str = "forward",
+    costs: bool = False,
+) -> list[str] | list[tuple[str, float]]:
     """The algorithms that can run this conv2d, in preference order: the first is what 'auto'
     picks for `direction` ('forward', 'backward_data' or 'backward_weight').
 
@@ -258,11 +348,14 @@ def algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, dire
     return [(a, _core.conv2d_cost(cv.probe, _ALGO_IDS[a], dir_id)) for a in names]
 
 
-_DIRECTION_FLAGS = (("forward", "ALGO_FLAG_FORWARD"), ("backward_data", "ALGO_FLAG_BACKWARD_DATA"),
-                    ("backward_weight", "ALGO_FLAG_BACKWARD_WEIGHT"))
+_DIRECTION_FLAGS = (
+    ("forward", "ALGO_FLAG_FORWARD"),
+    ("backward_data", "ALGO_FLAG_BACKWARD_DATA"),
+    ("backward_weight", "ALGO_FLAG_BACKWARD_WEIGHT"),
+)
 
 
-def algorithm_info() -> dict:
+def algorithm_info() -> dict[str, dict[str, Any]]:
     """The library's registry of convolution algorithms, by name (in ALGORITHMS order): for each
     a dict of name, description (one line), directions (those it has entry points for),
     phase_planes (dilated unit-stride convolutions run on the input's phase planes) and
@@ -284,23 +377,24 @@ def algorithm_info() -> dict:
 # ---------------------------------------------------------------------------------------------
 # threads and build facts
 
-def set_num_threads(n):
+
+def set_num_threads(n: int) -> None:
     """Threads for every fastconv kernel, process-wide (one OpenMP pool; OpenBLAS stays
     single-threaded). A thread inside a ``with fastconv.threads(m)`` block keeps its m."""
     _core.set_num_threads(_thread_count(n))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads fastconv's kernels use (default: OpenMP's, which honours OMP_NUM_THREADS)."""
     return _core.get_num_threads()
 
 
-def isa():
+def isa() -> str:
     """The micro-kernel set chosen at load time: 'avx512', 'avx2' or 'generic'."""
     return _core.isa()
 
 
-def hardware() -> dict:
+def hardware() -> dict[str, Any]:
     """The machine as fastconv described it at load (fc_hardware): ``isa`` (as :func:`isa`),
     ``best_isa`` (the CPU's best, before FASTCONV_ISA), ``l1d_bytes`` and ``l2_bytes`` (per
     core), ``l3_bytes`` (as the OS reports it: the chip's, or one CCX's), ``cores`` (logical

@@ -9,6 +9,7 @@ ties go to the first maximum in row-major scan order, and a NaN in a window wins
 and unpooling ops check every switch against its plane before writing anything: a switch
 outside its plane raises ValueError.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -17,18 +18,28 @@ import numpy as np
 
 from . import _core
 from ._checks import _MAX_BYTES, _array, _c_int, _contiguous, _tuple
+from ._typing import ArrayLike, FloatArray, IndexArray, IntPair, Shape
 
 __all__ = [
-    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-    "max_pool2d", "max_pool2d_backward", "max_unpool2d", "max_unpool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
 ]
 
 
 # ---------------------------------------------------------------------------------------------
 # argument checks
 
+
 def _flag(value, name):
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {value!r}")
 
@@ -37,11 +48,15 @@ def _input(x, op, name="x"):
     """x as an array, its batched (N, C, H, W) shape, and whether it was unbatched."""
     x = _array(x, name)
     if x.ndim not in (3, 4):
-        raise ValueError(f"{op}: {name} must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {x.shape}")
+        raise ValueError(
+            f"{op}: {name} must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {x.shape}"
+        )
     shape4 = x.shape if x.ndim == 4 else (1,) + x.shape
     if 0 in shape4[1:]:
-        raise ValueError(f"{op}: {name} must have non-zero channels, height and width (only the "
-                         f"batch may be empty), got shape {x.shape}")
+        raise ValueError(
+            f"{op}: {name} must have non-zero channels, height and width (only the "
+            f"batch may be empty), got shape {x.shape}"
+        )
     return x, shape4, x.ndim == 3
 
 
@@ -50,10 +65,13 @@ def _input_shape(shape, op):
     try:
         shape = tuple(_c_int(v, "input_shape") for v in shape)
     except TypeError:
-        raise TypeError(f"{op}: input_shape must be a tuple of 3 or 4 ints, got {shape!r}") from None
+        raise TypeError(
+            f"{op}: input_shape must be a tuple of 3 or 4 ints, got {shape!r}"
+        ) from None
     if len(shape) not in (3, 4) or any(v < 0 for v in shape) or 0 in shape[-3:]:
-        raise ValueError(f"{op}: input_shape must be (C, H, W) or (N, C, H, W) with C, H, W >= 1, "
-                         f"got {shape}")
+        raise ValueError(
+            f"{op}: input_shape must be (C, H, W) or (N, C, H, W) with C, H, W >= 1, got {shape}"
+        )
     _check_bytes(op, shape, np.float64)  # the gradient is allocated with this shape
     return shape
 
@@ -69,11 +87,14 @@ def _indices(indices, op, want_shape, against):
     """indices as an int64 array of want_shape (the shape of `against`, named in the message)."""
     idx = indices if isinstance(indices, np.ndarray) else np.asarray(indices)
     if idx.dtype != np.int64:
-        raise TypeError(f"{op}: indices must be int64 (as max_pool2d(..., return_indices=True) "
-                        f"returns them), got dtype {idx.dtype}")
+        raise TypeError(
+            f"{op}: indices must be int64 (as max_pool2d(..., return_indices=True) "
+            f"returns them), got dtype {idx.dtype}"
+        )
     if idx.shape != tuple(want_shape):
-        raise ValueError(f"{op}: indices must have the shape of {against} {tuple(want_shape)}, "
-                         f"got {idx.shape}")
+        raise ValueError(
+            f"{op}: indices must have the shape of {against} {tuple(want_shape)}, got {idx.shape}"
+        )
     return idx
 
 
@@ -104,18 +125,26 @@ class _Window:
         self.ceil_mode = _flag(ceil_mode, "ceil_mode")
         for k, p, d in zip(self.k, self.p, self.d):
             if p > (d * (k - 1) + 1) // 2:
-                raise ValueError(f"{op}: pad should be at most half of effective kernel size, but got "
-                                 f"padding={padding!r}, kernel_size={kernel_size!r} and dilation={dilation!r}")
+                raise ValueError(
+                    f"{op}: pad should be at most half of effective kernel size, but got "
+                    f"padding={padding!r}, kernel_size={kernel_size!r} and dilation={dilation!r}"
+                )
             if p > k // 2:
-                raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but "
-                                 f"got padding={padding!r} and kernel_size={kernel_size!r}")
+                raise ValueError(
+                    f"{op}: pad should be smaller than or equal to half of kernel size, but "
+                    f"got padding={padding!r} and kernel_size={kernel_size!r}"
+                )
         n, c, h, w = shape4
-        ho, wo = (_pool_out(size, k, s, p, d, self.ceil_mode)
-                  for size, k, s, p, d in zip((h, w), self.k, self.s, self.p, self.d))
+        ho, wo = (
+            _pool_out(size, k, s, p, d, self.ceil_mode)
+            for size, k, s, p, d in zip((h, w), self.k, self.s, self.p, self.d)
+        )
         if ho < 1 or wo < 1:
-            raise ValueError(f"{op}: given x of shape {tuple(x_shape)}, the calculated output size "
-                             f"({c}x{ho}x{wo}) is too small (kernel_size={kernel_size!r}, stride="
-                             f"{stride!r}, padding={padding!r}, dilation={dilation!r})")
+            raise ValueError(
+                f"{op}: given x of shape {tuple(x_shape)}, the calculated output size "
+                f"({c}x{ho}x{wo}) is too small (kernel_size={kernel_size!r}, stride="
+                f"{stride!r}, padding={padding!r}, dilation={dilation!r})"
+            )
         self.out_shape = (n, c, ho, wo)
         self.desc = (n, c, h, w) + self.k + self.s + self.p + self.d + (int(self.ceil_mode),)
 
@@ -127,18 +156,31 @@ def _unbatch(arr, unbatched):
 def _through_switches(fn, op, desc, a, idx, out):
     """Runs a switch kernel; a switch outside its plane becomes a ValueError naming indices."""
     try:
-        fn(desc, _contiguous(a, "x" if op == "max_unpool2d" else "grad_out"),
-           _contiguous(idx, "indices"), out.reshape(-1))
+        fn(
+            desc,
+            _contiguous(a, "x" if op == "max_unpool2d" else "grad_out"),
+            _contiguous(idx, "indices"),
+            out.reshape(-1),
+        )
     except ValueError as e:
-        raise ValueError(f"{op}: indices of shape {idx.shape} do not fit the planes "
-                         f"{desc[2]}x{desc[3]}: {e}") from None
+        raise ValueError(
+            f"{op}: indices of shape {idx.shape} do not fit the planes {desc[2]}x{desc[3]}: {e}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
 # max pooling, switches, unpooling
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+
+def max_pool2d(
+    x: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> FloatArray | tuple[FloatArray, IndexArray]:
     """2-D max pooling as ``torch.nn.functional.max_pool2d``.
 
     Returns y, or (y, indices) when return_indices: indices are the switches, int64 flat
@@ -150,14 +192,15 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     y = np.empty(win.out_shape, dtype=x.dtype)
     idx = np.empty(win.out_shape, dtype=np.int64) if return_indices else None
     if shape4[0]:
-        _core.max_pool2d_forward(win.desc, _contiguous(x, "x"), y.reshape(-1),
-                                 None if idx is None else idx.reshape(-1))
+        _core.max_pool2d_forward(
+            win.desc, _contiguous(x, "x"), y.reshape(-1), None if idx is None else idx.reshape(-1)
+        )
     if return_indices:
         return _unbatch(y, unbatched), _unbatch(idx, unbatched)
     return _unbatch(y, unbatched)
 
 
-def max_pool2d_backward(grad_out, indices, input_shape):
+def max_pool2d_backward(grad_out: ArrayLike, indices: ArrayLike, input_shape: Shape) -> FloatArray:
     """Gradient of max_pool2d with respect to x: zeros of input_shape, with each grad_out element
     added at its switch (accumulating where windows overlap).
 
@@ -167,8 +210,10 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     g = _grad(grad_out, op, len(shape))
     idx = _indices(indices, op, g.shape, "grad_out")
     if g.shape[:-2] != shape[:-2]:
-        raise ValueError(f"{op}: grad_out {g.shape} and input_shape {shape} must agree on the batch "
-                         f"and channel dimensions")
+        raise ValueError(
+            f"{op}: grad_out {g.shape} and input_shape {shape} must agree on the batch "
+            f"and channel dimensions"
+        )
     gx = np.empty(shape, dtype=g.dtype)
     if g.size == 0:
         gx.fill(0)
@@ -189,24 +234,39 @@ def _unpool_size(x_shape, k, s, p, output_size):
         try:
             size = tuple(_c_int(v, "output_size") for v in output_size)
         except TypeError:
-            raise TypeError(f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}") from None
+            raise TypeError(
+                f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}"
+            ) from None
         if len(size) == 4:
             size = size[2:]
         if len(size) != 2:
-            raise ValueError(f"output_size should be a sequence containing 2 or 4 elements, but it "
-                             f"has a length of '{len(size)}'")
+            raise ValueError(
+                f"output_size should be a sequence containing 2 or 4 elements, but it "
+                f"has a length of '{len(size)}'"
+            )
         for i in range(2):
             lo, hi = default[i] - s[i], default[i] + s[i]
             if not lo < size[i] < hi:
-                raise ValueError(f'invalid output_size "{tuple(output_size)}" (dim {i} must be '
-                                 f"between {lo} and {hi})")
+                raise ValueError(
+                    f'invalid output_size "{tuple(output_size)}" (dim {i} must be '
+                    f"between {lo} and {hi})"
+                )
     if any(v < 1 for v in size):
-        raise ValueError(f"max_unpool2d: output_size must have positive spatial dimensions, got "
-                         f"{size} (kernel_size={k}, stride={s}, padding={p})")
+        raise ValueError(
+            f"max_unpool2d: output_size must have positive spatial dimensions, got "
+            f"{size} (kernel_size={k}, stride={s}, padding={p})"
+        )
     return size
 
 
-def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def max_unpool2d(
+    x: ArrayLike,
+    indices: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    output_size: Shape | None = None,
+) -> FloatArray:
     """Max unpooling as ``torch.nn.functional.max_unpool2d`` (the deconvnet's unpool): zeros of
     the output size, with each x element put at its switch."""
     op = "max_unpool2d"
@@ -224,7 +284,7 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     return _unbatch(y, unbatched)
 
 
-def max_unpool2d_backward(grad_out, indices):
+def max_unpool2d_backward(grad_out: ArrayLike, indices: ArrayLike) -> FloatArray:
     """Gradient of max_unpool2d with respect to x: grad_out gathered at the switches.
 
     grad_out has the unpooled output's shape; indices (the forward's) give the result's shape."""
@@ -234,8 +294,10 @@ def max_unpool2d_backward(grad_out, indices):
         raise ValueError(f"{op}: grad_out must be 3-D or 4-D, got shape {g.shape}")
     idx = indices if isinstance(indices, np.ndarray) else np.asarray(indices)
     if idx.ndim != g.ndim or idx.shape[:-2] != g.shape[:-2]:
-        raise ValueError(f"{op}: indices {idx.shape} and grad_out {g.shape} must have the same "
-                         f"number of dimensions and agree on the batch and channel dimensions")
+        raise ValueError(
+            f"{op}: indices {idx.shape} and grad_out {g.shape} must have the same "
+            f"number of dimensions and agree on the batch and channel dimensions"
+        )
     idx = _indices(idx, op, idx.shape, "itself")  # the dtype check
     gx = np.empty(idx.shape, dtype=g.dtype)
     if idx.size == 0:
@@ -251,46 +313,93 @@ def max_unpool2d_backward(grad_out, indices):
 # ---------------------------------------------------------------------------------------------
 # average pooling
 
+
 def _divisor(divisor_override):
     if divisor_override is None:
         return 0
-    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(divisor_override, numbers.Integral):
+    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
+        divisor_override, numbers.Integral
+    ):
         raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
     if divisor_override == 0:
         raise ValueError("divisor_override: divisor must be not zero")
     return _c_int(divisor_override, "divisor_override")
 
 
-def _avg_window(op, x_shape, shape4, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                divisor_override):
+def _avg_window(
+    op,
+    x_shape,
+    shape4,
+    kernel_size,
+    stride,
+    padding,
+    ceil_mode,
+    count_include_pad,
+    divisor_override,
+):
     win = _Window(op, x_shape, shape4, kernel_size, stride, padding, 1, ceil_mode)
     return win, _flag(count_include_pad, "count_include_pad"), _divisor(divisor_override)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(
+    x: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> FloatArray:
     """2-D average pooling as ``torch.nn.functional.avg_pool2d``."""
     x, shape4, unbatched = _input(x, "avg_pool2d")
-    win, incl, div = _avg_window("avg_pool2d", x.shape, shape4, kernel_size, stride, padding,
-                                 ceil_mode, count_include_pad, divisor_override)
+    win, incl, div = _avg_window(
+        "avg_pool2d",
+        x.shape,
+        shape4,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
     y = np.empty(win.out_shape, dtype=x.dtype)
     if shape4[0]:
         _core.avg_pool2d_forward(win.desc, incl, div, _contiguous(x, "x"), y.reshape(-1))
     return _unbatch(y, unbatched)
 
 
-def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
+def avg_pool2d_backward(
+    grad_out: ArrayLike,
+    input_shape: Shape,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> FloatArray:
     """Gradient of avg_pool2d with respect to x (input_shape is the forward's x.shape)."""
     op = "avg_pool2d_backward"
     shape = _input_shape(input_shape, op)
     shape4 = shape if len(shape) == 4 else (1,) + shape
-    win, incl, div = _avg_window(op, shape, shape4, kernel_size, stride, padding, ceil_mode,
-                                 count_include_pad, divisor_override)
+    win, incl, div = _avg_window(
+        op,
+        shape,
+        shape4,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
     g = _grad(grad_out, op, len(shape))
     want = win.out_shape if len(shape) == 4 else win.out_shape[1:]
     if g.shape != want:
-        raise ValueError(f"{op}: grad_out must have the forward output's shape {want}, got {g.shape}")
+        raise ValueError(
+            f"{op}: grad_out must have the forward output's shape {want}, got {g.shape}"
+        )
     gx = np.empty(shape, dtype=g.dtype)
     if shape4[0]:
         _core.avg_pool2d_backward(win.desc, incl, div, _contiguous(g, "grad_out"), gx.reshape(-1))
@@ -308,16 +417,22 @@ def _adaptive_size(output_size, hw):
         if v is None:
             size.append(keep)
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"output_size must be an int or a pair of ints/None, got {output_size!r}")
+            raise TypeError(
+                f"output_size must be an int or a pair of ints/None, got {output_size!r}"
+            )
         else:
             size.append(_c_int(v, "output_size"))
     if any(v < 0 for v in size):
-        raise ValueError(f"adaptive_avg_pool2d: elements of output_size must be greater than or "
-                         f"equal to 0 but received {tuple(size)}")
+        raise ValueError(
+            f"adaptive_avg_pool2d: elements of output_size must be greater than or "
+            f"equal to 0 but received {tuple(size)}"
+        )
     return tuple(size)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(
+    x: ArrayLike, output_size: int | tuple[int | None, int | None]
+) -> FloatArray:
     """Adaptive average pooling as ``torch.nn.functional.adaptive_avg_pool2d``: output (i, j)
     averages rows [floor(i*H/ho), ceil((i+1)*H/ho)) and the like columns. output_size 1 is
     global average pooling."""
@@ -331,19 +446,23 @@ def adaptive_avg_pool2d(x, output_size):
     return _unbatch(y, unbatched)
 
 
-def adaptive_avg_pool2d_backward(grad_out, input_shape):
+def adaptive_avg_pool2d_backward(grad_out: ArrayLike, input_shape: Shape) -> FloatArray:
     """Gradient of adaptive_avg_pool2d with respect to x (input_shape is the forward's x.shape;
     the output size is grad_out's)."""
     op = "adaptive_avg_pool2d_backward"
     shape = _input_shape(input_shape, op)
     g = _grad(grad_out, op, len(shape))
     if g.shape[:-2] != shape[:-2]:
-        raise ValueError(f"{op}: grad_out {g.shape} and input_shape {shape} must agree on the batch "
-                         f"and channel dimensions")
+        raise ValueError(
+            f"{op}: grad_out {g.shape} and input_shape {shape} must agree on the batch "
+            f"and channel dimensions"
+        )
     gx = np.empty(shape, dtype=g.dtype)
     if g.size == 0:
         gx.fill(0)
         return gx
     shape4 = shape if len(shape) == 4 else (1,) + shape
-    _core.adaptive_avg_pool2d_backward(shape4 + g.shape[-2:], _contiguous(g, "grad_out"), gx.reshape(-1))
+    _core.adaptive_avg_pool2d_backward(
+        shape4 + g.shape[-2:], _contiguous(g, "grad_out"), gx.reshape(-1)
+    )
     return gx

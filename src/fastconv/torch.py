@@ -25,6 +25,7 @@ Calls fastconv cannot run — tensors not on the CPU, dtypes other than float32/
 ``.half()``. The modules subclass ``torch.nn.Conv2d`` etc. and add no state: their
 ``state_dict`` and ``repr`` are PyTorch's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,18 @@ import torch.nn.functional as TF
 from . import functional as _F
 
 __all__ = [
-    "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "convert", "unconvert",
+    "Conv1d",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "conv1d",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "convert",
+    "unconvert",
     "compile",
 ]
 
@@ -45,9 +56,16 @@ _FLOATS = (torch.float32, torch.float64)
 def _runs_here(*tensors):
     """True when fastconv can run on these tensors (None entries are ignored)."""
     ts = [t for t in tensors if t is not None]
-    return (all(isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dtype in _FLOATS
-                and t.layout == torch.strided for t in ts)
-            and len({t.dtype for t in ts}) == 1)
+    return (
+        all(
+            isinstance(t, torch.Tensor)
+            and t.device.type == "cpu"
+            and t.dtype in _FLOATS
+            and t.layout == torch.strided
+            for t in ts
+        )
+        and len({t.dtype for t in ts}) == 1
+    )
 
 
 def _np(t):
@@ -87,12 +105,28 @@ def _pair(v, name="argument"):
 
 
 @torch.library.custom_op("fastconv::conv2d", mutates_args=())
-def _conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-               stride: list[int], padding: list[int], dilation: list[int], groups: int,
-               padding_str: str) -> torch.Tensor:
+def _conv2d_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    padding_str: str,
+) -> torch.Tensor:
     pad = padding_str or tuple(padding)
-    return _tensor(_F.conv2d(_np(x), _np(weight), _np(bias), stride=tuple(stride), padding=pad,
-                             dilation=tuple(dilation), groups=groups))
+    return _tensor(
+        _F.conv2d(
+            _np(x),
+            _np(weight),
+            _np(bias),
+            stride=tuple(stride),
+            padding=pad,
+            dilation=tuple(dilation),
+            groups=groups,
+        )
+    )
 
 
 @_conv2d_op.register_fake
@@ -101,13 +135,27 @@ def _(x, weight, bias, stride, padding, dilation, groups, padding_str):
 
 
 @torch.library.custom_op("fastconv::conv2d_backward", mutates_args=())
-def _conv2d_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-                        stride: list[int], padding: list[int], dilation: list[int], groups: int,
-                        padding_str: str, needs: list[bool]
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gx, gw, gb = _F.conv2d_backward(_np(grad_out.to(x.dtype)), _np(x), _np(weight),
-                                    stride=tuple(stride), padding=padding_str or tuple(padding),
-                                    dilation=tuple(dilation), groups=groups, needs=tuple(needs))
+def _conv2d_backward_op(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    padding_str: str,
+    needs: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gx, gw, gb = _F.conv2d_backward(
+        _np(grad_out.to(x.dtype)),
+        _np(x),
+        _np(weight),
+        stride=tuple(stride),
+        padding=padding_str or tuple(padding),
+        dilation=tuple(dilation),
+        groups=groups,
+        needs=tuple(needs),
+    )
     # (a gradient not asked for is an empty tensor of its own: an op's outputs may not alias)
     return tuple(x.new_empty(0) if g is None else _tensor(g) for g in (gx, gw, gb))
 
@@ -127,37 +175,63 @@ def _conv2d_setup(ctx, inputs, output):
 def _conv2d_grad(ctx, grad_out):
     x, weight = ctx.saved_tensors
     stride, padding, dilation, groups, padding_str, has_bias = ctx.params
-    needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]),
-             bool(has_bias and ctx.needs_input_grad[2])]
+    needs = [
+        bool(ctx.needs_input_grad[0]),
+        bool(ctx.needs_input_grad[1]),
+        bool(has_bias and ctx.needs_input_grad[2]),
+    ]
     if not any(needs):
         return (None,) * 8
-    gx, gw, gb = _conv2d_backward_op(grad_out.contiguous(), x, weight, stride, padding, dilation,
-                                     groups, padding_str, needs)
-    return (gx if needs[0] else None, gw if needs[1] else None, gb if needs[2] else None,
-            None, None, None, None, None)
+    gx, gw, gb = _conv2d_backward_op(
+        grad_out.contiguous(), x, weight, stride, padding, dilation, groups, padding_str, needs
+    )
+    return (
+        gx if needs[0] else None,
+        gw if needs[1] else None,
+        gb if needs[2] else None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 _conv2d_op.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
 
 
 @torch.library.custom_op("fastconv::max_pool2d", mutates_args=())
-def _max_pool2d_op(x: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
-                   dilation: list[int], ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    y, idx = _F.max_pool2d(_np(x), tuple(kernel_size), stride=tuple(stride),
-                           padding=tuple(padding), dilation=tuple(dilation), ceil_mode=ceil_mode,
-                           return_indices=True)
+def _max_pool2d_op(
+    x: torch.Tensor,
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    ceil_mode: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    y, idx = _F.max_pool2d(
+        _np(x),
+        tuple(kernel_size),
+        stride=tuple(stride),
+        padding=tuple(padding),
+        dilation=tuple(dilation),
+        ceil_mode=ceil_mode,
+        return_indices=True,
+    )
     return _tensor(y), _tensor(idx)
 
 
 @_max_pool2d_op.register_fake
 def _(x, kernel_size, stride, padding, dilation, ceil_mode):
-    return TF.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
-                         return_indices=True)
+    return TF.max_pool2d(
+        x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
+    )
 
 
 @torch.library.custom_op("fastconv::max_pool2d_backward", mutates_args=())
-def _max_pool2d_backward_op(grad_out: torch.Tensor, indices: torch.Tensor,
-                            input_shape: list[int]) -> torch.Tensor:
+def _max_pool2d_backward_op(
+    grad_out: torch.Tensor, indices: torch.Tensor, input_shape: list[int]
+) -> torch.Tensor:
     return _tensor(_F.max_pool2d_backward(_np(grad_out), _np(indices), tuple(input_shape)))
 
 
@@ -176,41 +250,85 @@ def _max_pool2d_setup(ctx, inputs, output):
 
 def _max_pool2d_grad(ctx, grad_out, _grad_indices):
     (indices,) = ctx.saved_tensors
-    return (_max_pool2d_backward_op(grad_out.contiguous(), indices, ctx.input_shape),
-            None, None, None, None, None)
+    return (
+        _max_pool2d_backward_op(grad_out.contiguous(), indices, ctx.input_shape),
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 _max_pool2d_op.register_autograd(_max_pool2d_grad, setup_context=_max_pool2d_setup)
 
 
 @torch.library.custom_op("fastconv::avg_pool2d", mutates_args=())
-def _avg_pool2d_op(x: torch.Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
-                   ceil_mode: bool, count_include_pad: bool, divisor_override: int | None
-                   ) -> torch.Tensor:
-    return _tensor(_F.avg_pool2d(_np(x), tuple(kernel_size), stride=tuple(stride),
-                                 padding=tuple(padding), ceil_mode=ceil_mode,
-                                 count_include_pad=count_include_pad,
-                                 divisor_override=divisor_override))
+def _avg_pool2d_op(
+    x: torch.Tensor,
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> torch.Tensor:
+    return _tensor(
+        _F.avg_pool2d(
+            _np(x),
+            tuple(kernel_size),
+            stride=tuple(stride),
+            padding=tuple(padding),
+            ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad,
+            divisor_override=divisor_override,
+        )
+    )
 
 
 @_avg_pool2d_op.register_fake
 def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    return TF.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                         divisor_override)
+    return TF.avg_pool2d(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
 
 
 @torch.library.custom_op("fastconv::avg_pool2d_backward", mutates_args=())
-def _avg_pool2d_backward_op(grad_out: torch.Tensor, input_shape: list[int], kernel_size: list[int],
-                            stride: list[int], padding: list[int], ceil_mode: bool,
-                            count_include_pad: bool, divisor_override: int | None) -> torch.Tensor:
-    return _tensor(_F.avg_pool2d_backward(_np(grad_out), tuple(input_shape), tuple(kernel_size),
-                                          tuple(stride), tuple(padding), ceil_mode,
-                                          count_include_pad, divisor_override))
+def _avg_pool2d_backward_op(
+    grad_out: torch.Tensor,
+    input_shape: list[int],
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> torch.Tensor:
+    return _tensor(
+        _F.avg_pool2d_backward(
+            _np(grad_out),
+            tuple(input_shape),
+            tuple(kernel_size),
+            tuple(stride),
+            tuple(padding),
+            ceil_mode,
+            count_include_pad,
+            divisor_override,
+        )
+    )
 
 
 @_avg_pool2d_backward_op.register_fake
-def _(grad_out, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-      divisor_override):
+def _(
+    grad_out,
+    input_shape,
+    kernel_size,
+    stride,
+    padding,
+    ceil_mode,
+    count_include_pad,
+    divisor_override,
+):
     return grad_out.new_empty(input_shape)
 
 
@@ -219,8 +337,15 @@ def _avg_pool2d_setup(ctx, inputs, output):
 
 
 def _avg_pool2d_grad(ctx, grad_out):
-    return (_avg_pool2d_backward_op(grad_out.contiguous(), ctx.input_shape, *ctx.params),
-            None, None, None, None, None, None)
+    return (
+        _avg_pool2d_backward_op(grad_out.contiguous(), ctx.input_shape, *ctx.params),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 _avg_pool2d_op.register_autograd(_avg_pool2d_grad, setup_context=_avg_pool2d_setup)
@@ -237,7 +362,9 @@ def _(x, output_size):
 
 
 @torch.library.custom_op("fastconv::adaptive_avg_pool2d_backward", mutates_args=())
-def _adaptive_avg_pool2d_backward_op(grad_out: torch.Tensor, input_shape: list[int]) -> torch.Tensor:
+def _adaptive_avg_pool2d_backward_op(
+    grad_out: torch.Tensor, input_shape: list[int]
+) -> torch.Tensor:
     return _tensor(_F.adaptive_avg_pool2d_backward(_np(grad_out), tuple(input_shape)))
 
 
@@ -260,6 +387,7 @@ _adaptive_avg_pool2d_op.register_autograd(_adaptive_grad, setup_context=_adaptiv
 # ---------------------------------------------------------------------------------------------
 # functional wrappers (torch.nn.functional's signatures)
 
+
 def _stride(stride, kernel_size):
     """PyTorch's pooling default: stride None (or an empty list) means the kernel size."""
     empty = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
@@ -270,8 +398,11 @@ def _conv_args(padding, nspatial):
     """(padding as a list of ints, or [0, 0] with the string in padding_str) for the op."""
     if isinstance(padding, str):
         return [0, 0], padding
-    return ([0, _int(padding if isinstance(padding, int) else padding[0], "padding")]
-            if nspatial == 1 else _pair(padding, "padding")), ""
+    return (
+        [0, _int(padding if isinstance(padding, int) else padding[0], "padding")]
+        if nspatial == 1
+        else _pair(padding, "padding")
+    ), ""
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -279,8 +410,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if not _runs_here(input, weight, bias):
         return TF.conv2d(input, weight, bias, stride, padding, dilation, groups)
     pad, pad_str = _conv_args(padding, 2)
-    return _conv2d_op(input, weight, bias, _pair(stride, "stride"), pad, _pair(dilation, "dilation"),
-                      _int(groups, "groups"), pad_str)
+    return _conv2d_op(
+        input,
+        weight,
+        bias,
+        _pair(stride, "stride"),
+        pad,
+        _pair(dilation, "dilation"),
+        _int(groups, "groups"),
+        pad_str,
+    )
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -291,35 +430,67 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     pad, pad_str = _conv_args(padding, 1)
     unbatched = input.dim() == 2
     x = (input.unsqueeze(0) if unbatched else input).unsqueeze(2)
-    y = _conv2d_op(x, weight.unsqueeze(2), bias, [1, one(stride, "stride")], pad,
-                   [1, one(dilation, "dilation")], _int(groups, "groups"), pad_str).squeeze(2)
+    y = _conv2d_op(
+        x,
+        weight.unsqueeze(2),
+        bias,
+        [1, one(stride, "stride")],
+        pad,
+        [1, one(dilation, "dilation")],
+        _int(groups, "groups"),
+        pad_str,
+    ).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     """As torch.nn.functional.max_pool2d; indices are flat positions within each H*W plane."""
     if not _runs_here(input):
-        return TF.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
-                             return_indices=return_indices)
-    out, indices = _max_pool2d_op(input, _pair(kernel_size, "kernel_size"),
-                                  _pair(_stride(stride, kernel_size), "stride"),
-                                  _pair(padding, "padding"), _pair(dilation, "dilation"),
-                                  bool(ceil_mode))
+        return TF.max_pool2d(
+            input,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode=ceil_mode,
+            return_indices=return_indices,
+        )
+    out, indices = _max_pool2d_op(
+        input,
+        _pair(kernel_size, "kernel_size"),
+        _pair(_stride(stride, kernel_size), "stride"),
+        _pair(padding, "padding"),
+        _pair(dilation, "dilation"),
+        bool(ceil_mode),
+    )
     return (out, indices) if return_indices else out
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """As torch.nn.functional.avg_pool2d."""
     if not _runs_here(input):
-        return TF.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                             divisor_override)
-    return _avg_pool2d_op(input, _pair(kernel_size, "kernel_size"),
-                          _pair(_stride(stride, kernel_size), "stride"), _pair(padding, "padding"),
-                          bool(ceil_mode), bool(count_include_pad),
-                          None if divisor_override is None else _int(divisor_override,
-                                                                     "divisor_override"))
+        return TF.avg_pool2d(
+            input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+        )
+    return _avg_pool2d_op(
+        input,
+        _pair(kernel_size, "kernel_size"),
+        _pair(_stride(stride, kernel_size), "stride"),
+        _pair(padding, "padding"),
+        bool(ceil_mode),
+        bool(count_include_pad),
+        None if divisor_override is None else _int(divisor_override, "divisor_override"),
+    )
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -327,12 +498,15 @@ def adaptive_avg_pool2d(input, output_size):
     if not _runs_here(input):
         return TF.adaptive_avg_pool2d(input, output_size)
     size = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
-    size = [input.shape[-2 + i] if v is None else _int(v, "output_size") for i, v in enumerate(size)]
+    size = [
+        input.shape[-2 + i] if v is None else _int(v, "output_size") for i, v in enumerate(size)
+    ]
     return _adaptive_avg_pool2d_op(input, size)
 
 
 # ---------------------------------------------------------------------------------------------
 # modules: PyTorch's classes with fastconv forwards (same parameters, buffers and state_dict)
+
 
 class Conv2d(torch.nn.Conv2d):
     """torch.nn.Conv2d on fastconv (padding_mode other than 'zeros' runs PyTorch's code)."""
@@ -356,16 +530,30 @@ class MaxPool2d(torch.nn.MaxPool2d):
     """torch.nn.MaxPool2d on fastconv."""
 
     def forward(self, input):
-        return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                          ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return max_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
+        )
 
 
 class AvgPool2d(torch.nn.AvgPool2d):
     """torch.nn.AvgPool2d on fastconv."""
 
     def forward(self, input):
-        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                          self.count_include_pad, self.divisor_override)
+        return avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
 
 class AdaptiveAvgPool2d(torch.nn.AdaptiveAvgPool2d):
@@ -429,4 +617,5 @@ def compile(module, example_input, tune=None):
     Max/Avg/AdaptiveAvgPool2d, Linear, Flatten, Dropout/Identity, LocalResponseNorm, and the
     functions add, mul, cat, flatten, view/reshape, relu, sigmoid."""
     from .inference import compile_torch
+
     return compile_torch(module, example_input, tune)

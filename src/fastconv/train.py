@@ -1,28 +1,53 @@
 """A plain training loop for fastconv models: epochs of minibatch steps, evaluation, weights as
 .npz, and checkpoints from which a run resumes bit for bit."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import autograd
 from ._io import atomic_write, read_npz
+from ._typing import PathLike
 from .autograd import Tensor, no_grad
 from .data import batches
 from .nn import functional as F
-from .optim import OneCycleLR, ReduceLROnPlateau
+from .nn.module import IncompatibleKeys, Module
+from .optim import LRScheduler, OneCycleLR, Optimizer, ReduceLROnPlateau
 
-__all__ = ["train_epoch", "evaluate", "fit", "save_weights", "load_weights", "save_checkpoint",
-           "load_checkpoint", "CheckpointError"]
+if TYPE_CHECKING:
+    from .distributed import DistributedDataParallel
+
+__all__ = [
+    "train_epoch",
+    "evaluate",
+    "fit",
+    "save_weights",
+    "load_weights",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+]
 
 
 def _num_batches(n, batch_size):
     return -(-n // batch_size)
 
 
-def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None, start_step=0):
+def train_epoch(
+    model: Module,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    progress: Callable[..., Iterable[Any]] | None = None,
+    start_step: int = 0,
+) -> float:
     """One pass over (x, y) in shuffled minibatches; returns the mean training loss.
     ``progress``, if given, wraps the batch iterator (a tqdm factory, for example).
 
@@ -32,17 +57,34 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, progress=None, start_st
     return _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step)
 
 
-def _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step=0, total=0.0,
-               count=0, after_step=None, shard=None):
+def _run_epoch(
+    model,
+    optimizer,
+    x,
+    y,
+    batch_size,
+    rng,
+    progress,
+    start_step=0,
+    total=0.0,
+    count=0,
+    after_step=None,
+    shard=None,
+):
     """train_epoch, continuing a running (loss sum, sample count); ``after_step(step, total,
     count)`` is called after each optimizer step, ``step`` counting the epoch's minibatches.
     With ``shard`` (data-parallel), this rank runs its share of each minibatch and the running
     sums are this rank's until the epoch's total, summed over the ranks, is returned."""
     n = _num_batches(len(x), batch_size)
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or \
-            not 0 <= start_step < max(n, 1):
-        raise ValueError(f"start_step must be an int from 0 to {max(n - 1, 0)} (the epoch has {n} "
-                         f"minibatches of {batch_size}), got {start_step!r}")
+    if (
+        isinstance(start_step, bool)
+        or not isinstance(start_step, (int, np.integer))
+        or not 0 <= start_step < max(n, 1)
+    ):
+        raise ValueError(
+            f"start_step must be an int from 0 to {max(n - 1, 0)} (the epoch has {n} "
+            f"minibatches of {batch_size}), got {start_step!r}"
+        )
     model.train()
     steps = batches(x, y, batch_size, shuffle=True, rng=rng, skip=start_step)
     if progress is not None:
@@ -67,7 +109,7 @@ def _run_epoch(model, optimizer, x, y, batch_size, rng, progress, start_step=0, 
     return total / count
 
 
-def evaluate(model, x, y, batch_size=256):
+def evaluate(model: Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Classification accuracy in eval mode, without recording a graph."""
     model.eval()
     correct = 0
@@ -94,14 +136,31 @@ def _scheduler_interval(scheduler, interval):
     if interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
     if interval == "step" and isinstance(scheduler, ReduceLROnPlateau):
-        raise ValueError("scheduler_interval='step' does not fit ReduceLROnPlateau: it steps once "
-                         "an epoch, on the epoch's loss")
+        raise ValueError(
+            "scheduler_interval='step' does not fit ReduceLROnPlateau: it steps once "
+            "an epoch, on the epoch's loss"
+        )
     return interval
 
 
-def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progress=None, log=print,
-        *, checkpoint=None, checkpoint_every=None, resume=None, on_epoch_end=None,
-        scheduler_interval=None, data_parallel=None):
+def fit(
+    model: Module,
+    optimizer: Optimizer,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None],
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    scheduler: LRScheduler | None = None,
+    progress: Callable[..., Iterable[Any]] | None = None,
+    log: Callable[[str], Any] = print,
+    *,
+    checkpoint: PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: PathLike | None = None,
+    on_epoch_end: Callable[[int, float], Any] | None = None,
+    scheduler_interval: str | None = None,
+    data_parallel: DistributedDataParallel | None = None,
+) -> list[float]:
     """Train for ``epochs`` on ``data = (x_train, y_train, x_val, y_val)`` (the validation pair
     may be None); returns the list of per-epoch training losses (of the epochs this call ran).
 
@@ -140,6 +199,7 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     shard = None
     if data_parallel is not None:
         from .distributed._train import Shard
+
         if getattr(data_parallel, "module", None) is not model:
             raise ValueError("data_parallel must be a DistributedDataParallel wrapping model")
         shard = Shard(data_parallel)
@@ -149,21 +209,32 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
     n_steps = _num_batches(len(x_train), batch_size)
     interval = _scheduler_interval(scheduler, scheduler_interval)
     per_step = scheduler is not None and interval == "step"
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
-            checkpoint_every, (int, np.integer)) or checkpoint_every < 1 or checkpoint is None):
-        raise ValueError(f"checkpoint_every must be an int >= 1 and needs checkpoint=PATH, got "
-                         f"checkpoint_every={checkpoint_every!r}, checkpoint={checkpoint!r}")
+    if checkpoint_every is not None and (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, (int, np.integer))
+        or checkpoint_every < 1
+        or checkpoint is None
+    ):
+        raise ValueError(
+            f"checkpoint_every must be an int >= 1 and needs checkpoint=PATH, got "
+            f"checkpoint_every={checkpoint_every!r}, checkpoint={checkpoint!r}"
+        )
     if (checkpoint is not None or resume is not None) and not isinstance(rng, np.random.Generator):
-        raise ValueError(f"checkpoint and resume need rng, the numpy Generator that shuffles the "
-                         f"data (a checkpoint holds its state), got {type(rng).__name__}")
+        raise ValueError(
+            f"checkpoint and resume need rng, the numpy Generator that shuffles the "
+            f"data (a checkpoint holds its state), got {type(rng).__name__}"
+        )
     done, start_step, running = 0, 0, (0.0, 0)
     if resume is not None:
-        done, start_step, running = _resume(resume, model, optimizer, scheduler, rng, batch_size,
-                                            len(x_train))
+        done, start_step, running = _resume(
+            resume, model, optimizer, scheduler, rng, batch_size, len(x_train)
+        )
         if shard is not None:
             running = shard.resumed_running(running)
-        log(f"resumed from {os.fspath(resume)}: epoch {done + 1}, {start_step} of {n_steps} steps "
-            f"done")
+        log(
+            f"resumed from {os.fspath(resume)}: epoch {done + 1}, {start_step} of {n_steps} steps "
+            f"done"
+        )
 
     losses = []
     for epoch in range(done + 1, epochs + 1):
@@ -172,18 +243,42 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
         def after_step(step, total, count, epoch=epoch, epoch_rng=epoch_rng):
             if per_step:  # before the checkpoint: it holds the schedule after this step
                 scheduler.step()
-            if checkpoint_every and step < n_steps and \
-                    ((epoch - 1) * n_steps + step) % checkpoint_every == 0:
+            if (
+                checkpoint_every
+                and step < n_steps
+                and ((epoch - 1) * n_steps + step) % checkpoint_every == 0
+            ):
                 if shard is not None:
                     total, count = shard.global_sums(total, count)
-                save(checkpoint, model, optimizer, scheduler, epoch - 1, step, epoch_rng,
-                     _loop_info(batch_size, len(x_train), total, count))
+                save(
+                    checkpoint,
+                    model,
+                    optimizer,
+                    scheduler,
+                    epoch - 1,
+                    step,
+                    epoch_rng,
+                    _loop_info(batch_size, len(x_train), total, count),
+                )
 
-        bar = None if progress is None else (
-            lambda it, total: progress(it, total=total, desc=f"epoch {epoch}/{epochs}"))
-        loss = _run_epoch(model if shard is None else data_parallel, optimizer, x_train, y_train,
-                          batch_size, rng, bar, start_step, *running,
-                          after_step if checkpoint_every or per_step else None, shard)
+        bar = (
+            None
+            if progress is None
+            else (lambda it, total: progress(it, total=total, desc=f"epoch {epoch}/{epochs}"))
+        )
+        loss = _run_epoch(
+            model if shard is None else data_parallel,
+            optimizer,
+            x_train,
+            y_train,
+            batch_size,
+            rng,
+            bar,
+            start_step,
+            *running,
+            after_step if checkpoint_every or per_step else None,
+            shard,
+        )
         start_step, running = 0, (0.0, 0)
         line = f"epoch {epoch}/{epochs}: loss {loss:.4f}"
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -197,8 +292,16 @@ def fit(model, optimizer, data, epochs, batch_size, rng, scheduler=None, progres
         losses.append(loss)
         log(line)
         if checkpoint is not None:
-            save(checkpoint, model, optimizer, scheduler, epoch, 0, rng.bit_generator.state,
-                 _loop_info(batch_size, len(x_train), 0.0, 0))
+            save(
+                checkpoint,
+                model,
+                optimizer,
+                scheduler,
+                epoch,
+                0,
+                rng.bit_generator.state,
+                _loop_info(batch_size, len(x_train), 0.0, 0),
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch, loss)
     return losses
@@ -208,7 +311,7 @@ def _quiet(*args, **kwargs):
     """fit's log on ranks other than 0."""
 
 
-def save_weights(model, path):
+def save_weights(model: Module, path: PathLike) -> None:
     """Write the model's state_dict (keys as PyTorch's) in .npz format to exactly ``path`` (no
     suffix is added), atomically: a failure part-way (a full disk, say) raises and leaves any
     file that was at ``path`` as it was."""
@@ -216,7 +319,7 @@ def save_weights(model, path):
         np.savez(f, **model.state_dict())
 
 
-def load_weights(model, path, strict=True):
+def load_weights(model: Module, path: PathLike, strict: bool = True) -> IncompatibleKeys:
     """Load a file written by :func:`save_weights` (any .npz of the model's keys) into model.
     A file that is not a complete .npz raises ValueError naming it."""
     return model.load_state_dict(read_npz(path, ".npz weights file"), strict=strict)
@@ -234,7 +337,15 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or that does not fit what it is loaded into."""
 
 
-def save_checkpoint(path, model, optimizer, scheduler, epoch, step, rng):
+def save_checkpoint(
+    path: PathLike,
+    model: Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler | None,
+    epoch: int,
+    step: int,
+    rng: np.random.Generator,
+) -> None:
     """Write everything a run needs to continue exactly to one file at ``path`` (no suffix added),
     atomically: the model's state_dict (parameters and buffers), ``optimizer.state_dict()``,
     ``scheduler.state_dict()`` (``scheduler`` may be None), the position (``epoch`` epochs done and
@@ -251,7 +362,9 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch, step, rng):
     _save(path, model, optimizer, scheduler, int(epoch), int(step), rng.bit_generator.state, {})
 
 
-def load_checkpoint(path, model, optimizer, scheduler):
+def load_checkpoint(
+    path: PathLike, model: Module, optimizer: Optimizer, scheduler: LRScheduler | None
+) -> tuple[int, int, np.random.Generator]:
     """Restore a file written by :func:`save_checkpoint` (or by :func:`fit`) into ``model``,
     ``optimizer`` and ``scheduler`` (built as for the run that wrote it; their hyper-parameters
     and the schedule's position come from the file, as PyTorch's load_state_dict does) and
@@ -267,15 +380,20 @@ def load_checkpoint(path, model, optimizer, scheduler):
 
 
 def _loop_info(batch_size, samples, loss_sum, loss_count):
-    return {"batch_size": batch_size, "samples": samples, "loss_sum": loss_sum,
-            "loss_count": loss_count}
+    return {
+        "batch_size": batch_size,
+        "samples": samples,
+        "loss_sum": loss_sum,
+        "loss_count": loss_count,
+    }
 
 
 def _json_value(value):
     if isinstance(value, (np.generic, np.ndarray)):  # MT19937's and Philox's states hold arrays
         return value.tolist()
-    raise TypeError(f"a checkpoint cannot hold a {type(value).__name__} ({value!r}) outside "
-                    f"an array")
+    raise TypeError(
+        f"a checkpoint cannot hold a {type(value).__name__} ({value!r}) outside an array"
+    )
 
 
 def _save(path, model, optimizer, scheduler, epoch, step, rng_state, loop):
@@ -289,13 +407,23 @@ def _save(path, model, optimizer, scheduler, epoch, step, rng_state, loop):
                 arrays[f"optimizer/{i}/{name}"] = value
             else:
                 state[str(i)][name] = value
-    meta = {"format": _FORMAT, "version": _VERSION, "epoch": epoch, "step": step,
-            "rng": rng_state, "autograd_rng": autograd.default_generator().bit_generator.state,
-            "optimizer": {"type": type(optimizer).__name__, "param_groups": opt["param_groups"],
-                          "state": state},
-            "scheduler": None if scheduler is None else {"type": type(scheduler).__name__,
-                                                         "state": scheduler.state_dict()},
-            "loop": loop}
+    meta = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "epoch": epoch,
+        "step": step,
+        "rng": rng_state,
+        "autograd_rng": autograd.default_generator().bit_generator.state,
+        "optimizer": {
+            "type": type(optimizer).__name__,
+            "param_groups": opt["param_groups"],
+            "state": state,
+        },
+        "scheduler": None
+        if scheduler is None
+        else {"type": type(scheduler).__name__, "state": scheduler.state_dict()},
+        "loop": loop,
+    }
     arrays[_META] = np.frombuffer(json.dumps(meta, default=_json_value).encode("utf-8"), np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
@@ -307,8 +435,10 @@ def _read(path):
     name = os.fspath(path)
     arrays = read_npz(path, "checkpoint", CheckpointError)
     if _META not in arrays:
-        raise CheckpointError(f"{name} is not a fastconv checkpoint (no {_META} entry; weights "
-                              f"written by save_weights load with load_weights)")
+        raise CheckpointError(
+            f"{name} is not a fastconv checkpoint (no {_META} entry; weights "
+            f"written by save_weights load with load_weights)"
+        )
     try:
         meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
         _check_meta(meta)
@@ -325,8 +455,11 @@ def _read(path):
         else:
             raise CheckpointError(f"{name}: unexpected entry {key!r} in a fastconv checkpoint")
     meta["model"] = model
-    meta["optimizer"] = {"type": meta["optimizer"]["type"], "state": state,
-                         "param_groups": meta["optimizer"]["param_groups"]}
+    meta["optimizer"] = {
+        "type": meta["optimizer"]["type"],
+        "state": state,
+        "param_groups": meta["optimizer"]["param_groups"],
+    }
     return meta
 
 
@@ -339,21 +472,30 @@ def _check_meta(meta):
         if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0:
             raise ValueError(f"{key} {meta[key]!r} is not an int >= 0")
     opt = meta["optimizer"]
-    if not (isinstance(opt["type"], str) and isinstance(opt["param_groups"], list)
-            and isinstance(opt["state"], dict) and all(
-                k.isdigit() and isinstance(v, dict) for k, v in opt["state"].items())):
+    if not (
+        isinstance(opt["type"], str)
+        and isinstance(opt["param_groups"], list)
+        and isinstance(opt["state"], dict)
+        and all(k.isdigit() and isinstance(v, dict) for k, v in opt["state"].items())
+    ):
         raise ValueError("malformed optimizer entry")
     sched = meta["scheduler"]
-    if sched is not None and not (isinstance(sched["type"], str)
-                                  and isinstance(sched["state"], dict)):
+    if sched is not None and not (
+        isinstance(sched["type"], str) and isinstance(sched["state"], dict)
+    ):
         raise ValueError("malformed scheduler entry")
     if not isinstance(meta["rng"], dict) or not isinstance(meta["autograd_rng"], dict):
         raise ValueError("malformed random generator entry")
     loop = meta["loop"]
     if not isinstance(loop, dict) or not all(
-            isinstance(loop.get(k, 0), t) and not isinstance(loop.get(k, 0), bool)
-            for k, t in (("batch_size", int), ("samples", int), ("loss_sum", (int, float)),
-                         ("loss_count", int))):
+        isinstance(loop.get(k, 0), t) and not isinstance(loop.get(k, 0), bool)
+        for k, t in (
+            ("batch_size", int),
+            ("samples", int),
+            ("loss_sum", (int, float)),
+            ("loss_count", int),
+        )
+    ):
         raise ValueError(f"malformed loop entry {loop!r}")
 
 
@@ -361,8 +503,10 @@ def _generator(path, state):
     """A numpy Generator in the saved ``bit_generator.state``."""
     name = state.get("bit_generator")
     if name not in _BIT_GENERATORS:
-        raise CheckpointError(f"{os.fspath(path)}: unknown bit generator {name!r} for the "
-                              f"shuffling generator (numpy has {', '.join(_BIT_GENERATORS)})")
+        raise CheckpointError(
+            f"{os.fspath(path)}: unknown bit generator {name!r} for the "
+            f"shuffling generator (numpy has {', '.join(_BIT_GENERATORS)})"
+        )
     bit_generator = getattr(np.random, name)()
     try:
         bit_generator.state = state
@@ -373,6 +517,7 @@ def _generator(path, state):
 
 def _restore(path, ck, model, optimizer, scheduler, rng=None):
     """Check that checkpoint ``ck`` fits everything, then load it (and set ``rng`` in place)."""
+
     def fail(what):
         raise CheckpointError(f"{os.fspath(path)}: {what}")
 
@@ -380,22 +525,34 @@ def _restore(path, ck, model, optimizer, scheduler, rng=None):
     missing = [k for k in ours if k not in ck["model"]]
     unexpected = [k for k in ck["model"] if k not in ours]
     if missing or unexpected:
-        fail(f"the model does not match the checkpoint's: missing keys {missing}, unexpected "
-             f"keys {unexpected}")
-    bad = [f"{k}: checkpoint {v.shape} {v.dtype}, model {ours[k].shape}" for k, v in
-           ck["model"].items() if v.shape != ours[k].shape or v.dtype.kind not in "biufc"]
+        fail(
+            f"the model does not match the checkpoint's: missing keys {missing}, unexpected "
+            f"keys {unexpected}"
+        )
+    bad = [
+        f"{k}: checkpoint {v.shape} {v.dtype}, model {ours[k].shape}"
+        for k, v in ck["model"].items()
+        if v.shape != ours[k].shape or v.dtype.kind not in "biufc"
+    ]
     if bad:
         fail("the model does not match the checkpoint's: " + "; ".join(bad))
     saved_opt, saved_sched = ck["optimizer"], ck["scheduler"]
     if saved_opt["type"] != type(optimizer).__name__:
-        fail(f"the checkpoint holds a {saved_opt['type']} optimizer, given "
-             f"{type(optimizer).__name__}")
+        fail(
+            f"the checkpoint holds a {saved_opt['type']} optimizer, given "
+            f"{type(optimizer).__name__}"
+        )
     if (saved_sched is None) != (scheduler is None) or (
-            scheduler is not None and saved_sched["type"] != type(scheduler).__name__):
-        fail(f"the checkpoint holds {saved_sched and saved_sched['type']} as the schedule, "
-             f"given {scheduler and type(scheduler).__name__}")
-    for what, obj, state in (("optimizer", optimizer, saved_opt),
-                             ("schedule", scheduler, saved_sched and saved_sched["state"])):
+        scheduler is not None and saved_sched["type"] != type(scheduler).__name__
+    ):
+        fail(
+            f"the checkpoint holds {saved_sched and saved_sched['type']} as the schedule, "
+            f"given {scheduler and type(scheduler).__name__}"
+        )
+    for what, obj, state in (
+        ("optimizer", optimizer, saved_opt),
+        ("schedule", scheduler, saved_sched and saved_sched["state"]),
+    ):
         try:
             if obj is not None:
                 obj._checked_state_dict(state)
@@ -407,11 +564,15 @@ def _restore(path, ck, model, optimizer, scheduler, rng=None):
         probe = type(autograd_gen.bit_generator)()
         probe.state = ck["autograd_rng"]
     except (ValueError, TypeError, KeyError) as e:
-        fail(f"fastconv's random generator state does not fit its "
-             f"{type(autograd_gen.bit_generator).__name__}: {e}")
+        fail(
+            f"fastconv's random generator state does not fit its "
+            f"{type(autograd_gen.bit_generator).__name__}: {e}"
+        )
     if rng is not None and type(rng.bit_generator).__name__ != ck["rng"]["bit_generator"]:
-        fail(f"the checkpoint's shuffling generator is a {ck['rng']['bit_generator']}, rng's a "
-             f"{type(rng.bit_generator).__name__}")
+        fail(
+            f"the checkpoint's shuffling generator is a {ck['rng']['bit_generator']}, rng's a "
+            f"{type(rng.bit_generator).__name__}"
+        )
 
     model.load_state_dict(ck["model"])  # all checked above: none of these raises
     optimizer.load_state_dict(saved_opt)
@@ -428,13 +589,17 @@ def _resume(path, model, optimizer, scheduler, rng, batch_size, samples):
     loop, n_steps = ck["loop"], _num_batches(samples, batch_size)
     saved = {k: loop[k] for k in ("batch_size", "samples") if k in loop}
     if saved and saved != {"batch_size": batch_size, "samples": samples}:
-        raise CheckpointError(f"{os.fspath(path)}: written by a run of batch_size "
-                              f"{saved.get('batch_size')} on {saved.get('samples')} samples; "
-                              f"resuming with batch_size {batch_size} on {samples} samples would "
-                              f"not continue it")
+        raise CheckpointError(
+            f"{os.fspath(path)}: written by a run of batch_size "
+            f"{saved.get('batch_size')} on {saved.get('samples')} samples; "
+            f"resuming with batch_size {batch_size} on {samples} samples would "
+            f"not continue it"
+        )
     if ck["step"] >= max(n_steps, 1):
-        raise CheckpointError(f"{os.fspath(path)}: step {ck['step']} is past the end of an epoch "
-                              f"of {n_steps} minibatches")
+        raise CheckpointError(
+            f"{os.fspath(path)}: step {ck['step']} is past the end of an epoch "
+            f"of {n_steps} minibatches"
+        )
     _restore(path, ck, model, optimizer, scheduler, rng)
     running = float(loop.get("loss_sum", 0.0)), int(loop.get("loss_count", 0))
     return ck["epoch"], ck["step"], running

@@ -1,17 +1,17 @@
 """Run under ``mpiexec -n 2`` by tests/test_distributed.py: data-parallel training must equal
 one process on the whole batch. Prints "ok <name>" per check; any failure raises (and, through
 fastconv.distributed's abort hook, ends both ranks with a non-zero exit)."""
+
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 import fastconv
 import fastconv.distributed as dist
-from fastconv.autograd import manual_seed
 from fastconv import nn
+from fastconv.autograd import manual_seed
 from fastconv.nn import functional as F
 
 comm = dist.init()
@@ -77,7 +77,8 @@ def check_overlap():
     events = []
     for i, layer in enumerate(model):
         layer.register_full_backward_hook(
-            lambda m, gi, go, i=i: events.append(("layer_done", i, time.perf_counter())))
+            lambda m, gi, go, i=i: events.append(("layer_done", i, time.perf_counter()))
+        )
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=64 * 65 * 8 / 2**20, record_events=True)
     x = np.random.default_rng(R).standard_normal((4, 64))
     (ddp(fastconv.Tensor(x)) ** 2).sum().backward()
@@ -88,7 +89,8 @@ def check_overlap():
     last_layer = kinds.index(("layer_done", 0))  # the first layer finishes backward last
     assert first_start < last_layer, kinds
     assert max(i for i, k in enumerate(kinds) if k[0] == "bucket_started") < kinds.index(
-        ("bucket_done", 0)), kinds
+        ("bucket_done", 0)
+    ), kinds
     print("ok overlap " + " ".join(f"{k}:{i}" for k, i in kinds), flush=True)
 
 

@@ -1,6 +1,7 @@
 """Run under ``mpiexec -n 2`` by tests/test_distributed.py: rank 1 raises in the middle of a
 training step while rank 0 goes on into the gradient allreduce. The job must end (non-zero)
 within seconds, not hang."""
+
 import numpy as np
 
 import fastconv

@@ -61,13 +61,19 @@ std::string str(const fc_pool2d_desc &d);
 std::string str(const fc_planes2d_desc &d);
 
 template <class T>
-constexpr fc_dtype dtype_of() { return std::is_same<T, float>::value ? FC_F32 : FC_F64; }
+constexpr fc_dtype dtype_of() {
+  return std::is_same<T, float>::value ? FC_F32 : FC_F64;
+}
 template <class T>
-const char *dtype_name() { return std::is_same<T, float>::value ? "f32" : "f64"; }
+const char *dtype_name() {
+  return std::is_same<T, float>::value ? "f32" : "f64";
+}
 
 // README, "Algorithms and accuracy": relative to the magnitude of the summed terms.
 template <class T>
-constexpr double tolerance() { return std::is_same<T, float>::value ? 1e-4 : 1e-10; }
+constexpr double tolerance() {
+  return std::is_same<T, float>::value ? 1e-4 : 1e-10;
+}
 
 template <class T>
 std::vector<T> random_vector(Rng &rng, int64_t n) {
@@ -102,8 +108,8 @@ bool expect_close(const std::vector<T> &got, const std::vector<double> &want,
     const double g = (double)got[i];
     const double bound = tol * (scale[i] + 1e-300);
     if (!std::isfinite(g) || !(std::fabs(g - want[i]) <= bound)) {
-      failure("%s: element %zu of %zu is %.17g, expected %.17g (scale %.3g, tol %.1e)", what.c_str(),
-              i, got.size(), g, want[i], scale[i], tol);
+      failure("%s: element %zu of %zu is %.17g, expected %.17g (scale %.3g, tol %.1e)",
+              what.c_str(), i, got.size(), g, want[i], scale[i], tol);
       return false;
     }
   }
@@ -115,7 +121,7 @@ bool expect_close(const std::vector<T> &got, const std::vector<double> &want,
 int64_t run_conv_edges(Rng &rng, int64_t random_configs);
 int64_t run_pool_edges(Rng &rng, int64_t random_configs);
 int64_t run_fuzz(Rng &rng, int64_t descriptors);
-int64_t run_plan_fuzz(Rng &rng, int64_t plans);  // plan_fuzz.cpp
+int64_t run_plan_fuzz(Rng &rng, int64_t plans);     // plan_fuzz.cpp
 int64_t run_train_checks(Rng &rng, int64_t cases);  // train_check.cpp
 
 }  // namespace drv

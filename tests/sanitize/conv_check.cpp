@@ -43,10 +43,12 @@ bool reference(const fc_conv2d_desc &d, const Sizes &z, const std::vector<T> &x,
                std::vector<double> *dx, std::vector<double> *dw, std::vector<double> *db) {
   const fc_dtype t = dtype_of<T>();
   std::vector<T> ry(z.y), rdx(z.x), rdw(z.w), rdb(z.k);
-  if (!expect(fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, x.data(), w.data(), nullptr, ry.data()) == FC_OK &&
-                  fc_conv2d_backward_data(&d, t, FC_ALGO_REFERENCE, dy.data(), w.data(), rdx.data()) == FC_OK &&
-                  fc_conv2d_backward_weight(&d, t, FC_ALGO_REFERENCE, dy.data(), x.data(), rdw.data(),
-                                            rdb.data()) == FC_OK,
+  if (!expect(fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, x.data(), w.data(), nullptr, ry.data()) ==
+                      FC_OK &&
+                  fc_conv2d_backward_data(&d, t, FC_ALGO_REFERENCE, dy.data(), w.data(),
+                                          rdx.data()) == FC_OK &&
+                  fc_conv2d_backward_weight(&d, t, FC_ALGO_REFERENCE, dy.data(), x.data(),
+                                            rdw.data(), rdb.data()) == FC_OK,
               "reference algorithm failed on " + str(d) + ": " + fc_last_error()))
     return false;
   *y = widen(ry);
@@ -81,15 +83,17 @@ void check_conv(const fc_conv2d_desc &d, Rng &rng, int threads) {
     const fc_algo a = (fc_algo)ai;
     const std::string at = where + " algo=" + fc_algo_name(a);
     const fc_status sup = fc_conv2d_supports(&d, a);
-    if (!expect(sup == FC_OK || sup == FC_EUNSUPPORTED, at + ": supports() gave " + std::to_string(sup)))
+    if (!expect(sup == FC_OK || sup == FC_EUNSUPPORTED,
+                at + ": supports() gave " + std::to_string(sup)))
       continue;
     const bool ok = sup == FC_OK;
     for (int dir = FC_DIR_FORWARD; dir <= FC_DIR_BACKWARD_WEIGHT; ++dir) {
       double cost = -1;
       const fc_status cs = fc_conv2d_cost(&d, a, (fc_direction)dir, &cost);
-      expect(cs == (ok ? FC_OK : FC_EUNSUPPORTED) && (ok ? std::isfinite(cost) && cost > 0 : cost == -1),
-             at + " dir=" + std::to_string(dir) + ": cost status " + std::to_string(cs) + ", cost " +
-                 std::to_string(cost));
+      expect(cs == (ok ? FC_OK : FC_EUNSUPPORTED) &&
+                 (ok ? std::isfinite(cost) && cost > 0 : cost == -1),
+             at + " dir=" + std::to_string(dir) + ": cost status " + std::to_string(cs) +
+                 ", cost " + std::to_string(cost));
     }
     auto run = [&](const char *what, fc_status st, const std::vector<T> &out,
                    const std::vector<double> &want, const std::vector<double> &scale) {
@@ -107,14 +111,16 @@ void check_conv(const fc_conv2d_desc &d, Rng &rng, int threads) {
     for (int with_bias = 0; with_bias < 2; ++with_bias) {
       std::vector<T> y(z.y);
       fill_nan(y);
-      fc_status st = fc_conv2d_forward(&d, t, a, x.data(), w.data(), with_bias ? b.data() : nullptr, y.data());
+      fc_status st =
+          fc_conv2d_forward(&d, t, a, x.data(), w.data(), with_bias ? b.data() : nullptr, y.data());
       if (with_bias) run("forward+bias", st, y, yb, syb);
       else run("forward", st, y, e.y, e.sy);
     }
     {
       std::vector<T> dx(z.x);
       fill_nan(dx);
-      run("backward_data", fc_conv2d_backward_data(&d, t, a, dy.data(), w.data(), dx.data()), dx, e.dx, e.sdx);
+      run("backward_data", fc_conv2d_backward_data(&d, t, a, dy.data(), w.data(), dx.data()), dx,
+          e.dx, e.sdx);
     }
     for (int which = 0; which < 3; ++which) {  // (dw, db), (dw, NULL), (NULL, db)
       std::vector<T> dw(z.w), db(z.k);
@@ -125,10 +131,12 @@ void check_conv(const fc_conv2d_desc &d, Rng &rng, int threads) {
       fc_status st = fc_conv2d_backward_weight(&d, t, a, dy.data(), x.data(), pw, pb);
       if (pw) run(which ? "backward_weight(dw only)" : "backward_weight(dw)", st, dw, e.dw, e.sdw);
       if (pb) run(which ? "backward_weight(db only)" : "backward_weight(db)", st, db, e.db, e.sdb);
-      if (!pw) expect(std::all_of(dw.begin(), dw.end(), [](T v) { return std::isnan(v); }),
-                      at + ": backward_weight wrote dw although it was NULL");
-      if (!pb) expect(std::all_of(db.begin(), db.end(), [](T v) { return std::isnan(v); }),
-                      at + ": backward_weight wrote db although it was NULL");
+      if (!pw)
+        expect(std::all_of(dw.begin(), dw.end(), [](T v) { return std::isnan(v); }),
+               at + ": backward_weight wrote dw although it was NULL");
+      if (!pb)
+        expect(std::all_of(db.begin(), db.end(), [](T v) { return std::isnan(v); }),
+               at + ": backward_weight wrote db although it was NULL");
     }
     expect(same_bits(x, x0) && same_bits(w, w0) && same_bits(b, b0) && same_bits(dy, dy0),
            at + ": an input buffer was modified");
@@ -136,7 +144,8 @@ void check_conv(const fc_conv2d_desc &d, Rng &rng, int threads) {
 }
 
 fc_conv2d_desc make(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
-                    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
+                    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                    int64_t g) {
   return fc_conv2d_desc{n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, g};
 }
 

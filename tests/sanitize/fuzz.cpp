@@ -20,11 +20,13 @@ constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 constexpr int64_t kSmall = 1 << 13;  // elements: the largest buffer the fuzzer allocates
 
+// clang-format off: a table (clang-format would put one element a line)
 const std::vector<int64_t> kInteresting = {
     kMin, kMin + 1, -(int64_t(1) << 32), -65536, -3, -2, -1, 0, 1, 2, 3, 4, 7, 16, 255, 65535,
     65536, INT32_MAX - 1, INT32_MAX, int64_t(INT32_MAX) + 1, int64_t(1) << 32,
     3037000499,  // floor(sqrt(INT64_MAX)): its square fits, one more does not
     3037000500, int64_t(1) << 40, int64_t(1) << 62, kMax / 2, kMax / 2 + 1, kMax - 1, kMax};
+// clang-format on
 
 std::map<std::string, int64_t> g_status_counts;
 const bool g_trace = std::getenv("FASTCONV_DRIVER_TRACE") != nullptr;  // each descriptor to stderr
@@ -43,7 +45,8 @@ D hostile(Rng &rng, D valid, int64_t small_hi) {
   int64_t f[nf];
   std::memcpy(f, &valid, sizeof f);
   if (rng.chance(0.5)) {
-    for (int k = 0, m = (int)rng.range(1, 2); k < m; ++k) f[rng.range(0, nf - 1)] = field(rng, 0, small_hi);
+    for (int k = 0, m = (int)rng.range(1, 2); k < m; ++k)
+      f[rng.range(0, nf - 1)] = field(rng, 0, small_hi);
   } else {
     for (auto &v : f) v = field(rng, 0, small_hi);
   }
@@ -94,7 +97,9 @@ struct Buf {
     else if (t == FC_F64) d = random_vector<double>(rng, count);
     else raw.assign((size_t)count, 0);
   }
-  void *p() { return !f.empty() ? (void *)f.data() : !d.empty() ? (void *)d.data() : (void *)raw.data(); }
+  void *p() {
+    return !f.empty() ? (void *)f.data() : !d.empty() ? (void *)d.data() : (void *)raw.data();
+  }
   void nan() {
     fill_nan(f);
     fill_nan(d);
@@ -109,13 +114,14 @@ struct Buf {
 
 // A forward output against FC_ALGO_REFERENCE (tolerance relative to the sum of |terms|).
 template <class T>
-void agrees_with_reference(const fc_conv2d_desc &d, const std::vector<T> &x, const std::vector<T> &w,
-                           const std::vector<T> &y, const std::vector<T> *b, const std::string &where) {
+void agrees_with_reference(const fc_conv2d_desc &d, const std::vector<T> &x,
+                           const std::vector<T> &w, const std::vector<T> &y,
+                           const std::vector<T> *b, const std::string &where) {
   const fc_dtype t = dtype_of<T>();
   std::vector<T> ref(y.size()), scale(y.size());
   const std::vector<T> ab = b ? abs_of(*b) : std::vector<T>();
-  if (!expect(fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, x.data(), w.data(), b ? b->data() : nullptr,
-                                ref.data()) == FC_OK &&
+  if (!expect(fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, x.data(), w.data(),
+                                b ? b->data() : nullptr, ref.data()) == FC_OK &&
                   fc_conv2d_forward(&d, t, FC_ALGO_REFERENCE, abs_of(x).data(), abs_of(w).data(),
                                     b ? ab.data() : nullptr, scale.data()) == FC_OK,
               where + ": the reference failed"))
@@ -139,7 +145,8 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   fc_algo chosen = (fc_algo)-1;
   const int ch = fc_conv2d_choose(&d, rng.chance(0.1) ? nullptr : &chosen);
   if (status_ok(ch, where + " choose") && ch == FC_OK)
-    expect(chosen > FC_ALGO_AUTO && chosen < fc_algo_count(), where + ": choose gave algo " + std::to_string(chosen));
+    expect(chosen > FC_ALGO_AUTO && chosen < fc_algo_count(),
+           where + ": choose gave algo " + std::to_string(chosen));
   {  // the cost estimate: a status like supports()'s, and a positive finite cost with FC_OK
     double cost = -1;
     const int dir = rng.chance(0.95) ? (int)rng.range(0, 2) : (rng.chance(0.5) ? -1 : 3);
@@ -147,8 +154,7 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
     count("conv2d_cost", cs);
     if (status_ok(cs, where + " cost") && cs == FC_OK)
       expect(std::isfinite(cost) && cost > 0, where + ": cost " + std::to_string(cost));
-    else
-      expect(cost == -1, where + ": cost written on failure");
+    else expect(cost == -1, where + ": cost written on failure");
     if (cs == FC_OK || cs == FC_EUNSUPPORTED)
       expect(sup == (a == FC_ALGO_AUTO ? FC_OK : cs), where + ": cost and supports disagree");
   }
@@ -162,13 +168,15 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
     const int s3 = fc_conv2d_backward_weight(&d, t, a, y.p(), x.p(), w.p(), b.p());
     count("conv2d_forward", s1);
     for (int s : {s1, s2, s3})
-      if (status_ok(s, where + " entry")) expect(s != FC_OK, where + ": an entry accepted a rejected descriptor");
+      if (status_ok(s, where + " entry"))
+        expect(s != FC_OK, where + ": an entry accepted a rejected descriptor");
     return;
   }
-  expect(ho >= 1 && wo >= 1, where + ": valid with output " + std::to_string(ho) + "x" + std::to_string(wo));
+  expect(ho >= 1 && wo >= 1,
+         where + ": valid with output " + std::to_string(ho) + "x" + std::to_string(wo));
   int64_t nx, nw, ny;
-  const bool sized = mul({d.n, d.c, d.h, d.w}, &nx) && mul({d.k, d.c / d.groups, d.kh, d.kw}, &nw) &&
-                     mul({d.n, d.k, ho, wo}, &ny);
+  const bool sized = mul({d.n, d.c, d.h, d.w}, &nx) &&
+                     mul({d.k, d.c / d.groups, d.kh, d.kw}, &nw) && mul({d.n, d.k, ho, wo}, &ny);
   if (!expect(sized, where + ": valid, but its buffer sizes overflow int64")) return;
   const int which = (int)rng.range(0, 2);
   if (nx > kSmall || nw > kSmall || ny > kSmall) {  // valid but big: a NULL required pointer
@@ -178,7 +186,8 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
     else if (which == 1) s = fc_conv2d_backward_data(&d, t, a, one.p(), nullptr, one.p());
     else s = fc_conv2d_backward_weight(&d, t, a, nullptr, one.p(), one.p(), nullptr);
     count("conv2d_entry(big, NULL)", s);
-    if (status_ok(s, where + " NULL buffer")) expect(s != FC_OK, where + ": accepted a NULL buffer");
+    if (status_ok(s, where + " NULL buffer"))
+      expect(s != FC_OK, where + ": accepted a NULL buffer");
     return;
   }
   // Valid and small: real buffers of exactly the descriptor's sizes.
@@ -191,32 +200,41 @@ void fuzz_conv(const fc_conv2d_desc &d, Rng &rng) {
   if (which == 0) {
     y.nan();
     bias_used = rng.chance(0.5);
-    s = fc_conv2d_forward(&d, t, a, null_in ? nullptr : x.p(), w.p(), bias_used ? b.p() : nullptr, y.p());
+    s = fc_conv2d_forward(&d, t, a, null_in ? nullptr : x.p(), w.p(), bias_used ? b.p() : nullptr,
+                          y.p());
     count("conv2d_forward", s);
     if (status_ok(s, where + " forward") && s == FC_OK) {
       expect(y.finite(), where + ": forward left outputs unwritten");
-      if (!null_in && !y.f.empty()) agrees_with_reference(d, x.f, w.f, y.f, bias_used ? &b.f : nullptr, where);
-      if (!null_in && !y.d.empty()) agrees_with_reference(d, x.d, w.d, y.d, bias_used ? &b.d : nullptr, where);
+      if (!null_in && !y.f.empty())
+        agrees_with_reference(d, x.f, w.f, y.f, bias_used ? &b.f : nullptr, where);
+      if (!null_in && !y.d.empty())
+        agrees_with_reference(d, x.d, w.d, y.d, bias_used ? &b.d : nullptr, where);
     }
   } else if (which == 1) {
     x.nan();
     s = fc_conv2d_backward_data(&d, t, a, y.p(), null_in ? nullptr : w.p(), x.p());
     count("conv2d_backward_data", s);
-    if (status_ok(s, where + " backward_data") && s == FC_OK) expect(x.finite(), where + ": backward_data left outputs unwritten");
+    if (status_ok(s, where + " backward_data") && s == FC_OK)
+      expect(x.finite(), where + ": backward_data left outputs unwritten");
   } else {
     const bool no_dw = rng.chance(0.2), no_db = rng.chance(0.5);
     w.nan();
     b.nan();
-    s = fc_conv2d_backward_weight(&d, t, a, y.p(), null_in ? nullptr : x.p(), no_dw ? nullptr : w.p(),
-                                  no_db ? nullptr : b.p());
+    s = fc_conv2d_backward_weight(&d, t, a, y.p(), null_in ? nullptr : x.p(),
+                                  no_dw ? nullptr : w.p(), no_db ? nullptr : b.p());
     count("conv2d_backward_weight", s);
     if (status_ok(s, where + " backward_weight") && s == FC_OK)
-      expect((no_dw || w.finite()) && (no_db || b.finite()), where + ": backward_weight left outputs unwritten");
+      expect((no_dw || w.finite()) && (no_db || b.finite()),
+             where + ": backward_weight left outputs unwritten");
     nothing_wanted = no_dw && no_db;
   }
-  const bool bad_enum = t != FC_F32 && t != FC_F64 ? true : ((int)a < 0 || (int)a >= fc_algo_count());
-  if (null_in || bad_enum || nothing_wanted) expect(s == FC_EINVAL, where + ": expected FC_EINVAL for a NULL input or bad enum");
-  else expect(s == FC_OK || s == FC_EUNSUPPORTED, where + ": status " + std::to_string(s) + " " + fc_last_error());
+  const bool bad_enum =
+      t != FC_F32 && t != FC_F64 ? true : ((int)a < 0 || (int)a >= fc_algo_count());
+  if (null_in || bad_enum || nothing_wanted)
+    expect(s == FC_EINVAL, where + ": expected FC_EINVAL for a NULL input or bad enum");
+  else
+    expect(s == FC_OK || s == FC_EUNSUPPORTED,
+           where + ": status " + std::to_string(s) + " " + fc_last_error());
 }
 
 // ---- pooling ------------------------------------------------------------------------------
@@ -239,7 +257,8 @@ void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
     const int s3 = fc_avg_pool2d_backward(&d, t, incl, ov, y.p(), x.p());
     count("max_pool2d_forward", s1);
     for (int s : {s1, s2, s3})
-      if (status_ok(s, where + " entry")) expect(s != FC_OK, where + ": an entry accepted a rejected descriptor");
+      if (status_ok(s, where + " entry"))
+        expect(s != FC_OK, where + ": an entry accepted a rejected descriptor");
     return;
   }
   int64_t nx, ny;
@@ -252,7 +271,8 @@ void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
     const int s2 = fc_avg_pool2d_forward(&d, t, incl, ov, one.p(), nullptr);
     const int s3 = fc_avg_pool2d_backward(&d, t, incl, ov, nullptr, one.p());
     for (int s : {s1, s2, s3})
-      if (status_ok(s, where + " NULL buffer")) expect(s != FC_OK, where + ": accepted a NULL buffer");
+      if (status_ok(s, where + " NULL buffer"))
+        expect(s != FC_OK, where + ": accepted a NULL buffer");
     return;
   }
   fc_set_num_threads((int)rng.range(1, 2));
@@ -267,7 +287,8 @@ void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
     // only without dilation.
     if (good_t) expect(s == FC_OK, where + ": max_pool2d_forward " + fc_last_error());
     else expect(s == FC_EINVAL, where + ": bad dtype accepted");
-    if (s == FC_OK && d.dil_h == 1 && d.dil_w == 1) expect(y.finite(), where + ": max forward left outputs unwritten");
+    if (s == FC_OK && d.dil_h == 1 && d.dil_w == 1)
+      expect(y.finite(), where + ": max forward left outputs unwritten");
   }
   y.nan();
   s = fc_avg_pool2d_forward(&d, t, incl, ov, x.p(), y.p());
@@ -283,7 +304,8 @@ void fuzz_pool(const fc_pool2d_desc &d, Rng &rng) {
   }
   x.nan();
   s = fc_avg_pool2d_backward(&d, t, incl, ov, y.p(), x.p());
-  if (status_ok(s, where + " avg backward") && s == FC_OK) expect(x.finite(), where + ": avg backward left outputs unwritten");
+  if (status_ok(s, where + " avg backward") && s == FC_OK)
+    expect(x.finite(), where + ": avg backward left outputs unwritten");
 }
 
 void fuzz_planes(const fc_planes2d_desc &d, Rng &rng) {
@@ -322,22 +344,27 @@ void fuzz_planes(const fc_planes2d_desc &d, Rng &rng) {
   full.nan();
   int s = fc_max_pool2d_backward(&d, t, small.p(), sw.data(), full.p());
   count("max_pool2d_backward", s);
-  if (status_ok(s, where + " max backward")) expect(s == want, where + ": max_pool2d_backward status " + std::to_string(s));
+  if (status_ok(s, where + " max backward"))
+    expect(s == want, where + ": max_pool2d_backward status " + std::to_string(s));
   full.nan();
   s = fc_max_unpool2d_forward(&d, t, small.p(), sw.data(), full.p());
-  if (status_ok(s, where + " unpool")) expect(s == want, where + ": max_unpool2d_forward status " + std::to_string(s));
+  if (status_ok(s, where + " unpool"))
+    expect(s == want, where + ": max_unpool2d_forward status " + std::to_string(s));
   if (s == FC_OK) expect(full.finite(), where + ": unpool left outputs unwritten");
   small.nan();
   s = fc_max_unpool2d_backward(&d, t, full.p(), sw.data(), small.p());
-  if (status_ok(s, where + " unpool backward")) expect(s == want, where + ": max_unpool2d_backward status " + std::to_string(s));
+  if (status_ok(s, where + " unpool backward"))
+    expect(s == want, where + ": max_unpool2d_backward status " + std::to_string(s));
   Buf x(t, nf, rng);
   small.nan();
   s = fc_adaptive_avg_pool2d_forward(&d, t, x.p(), small.p());
   count("adaptive_avg_pool2d_forward", s);
-  if (status_ok(s, where + " adaptive") && good_t) expect(s == FC_OK && small.finite(), where + ": adaptive forward");
+  if (status_ok(s, where + " adaptive") && good_t)
+    expect(s == FC_OK && small.finite(), where + ": adaptive forward");
   full.nan();
   s = fc_adaptive_avg_pool2d_backward(&d, t, small.p(), full.p());
-  if (status_ok(s, where + " adaptive backward") && good_t) expect(s == FC_OK && full.finite(), where + ": adaptive backward");
+  if (status_ok(s, where + " adaptive backward") && good_t)
+    expect(s == FC_OK && full.finite(), where + ": adaptive backward");
 }
 
 // ---- element-wise --------------------------------------------------------------------------
@@ -370,10 +397,12 @@ void fuzz_eltwise(Rng &rng) {
   Buf x(t, n, rng), y(t, n, rng), dy(t, n, rng), dx(t, n, rng);
   y.nan();
   int s = fc_relu_forward(t, n, x.p(), y.p());
-  if (status_ok(s, where + " forward") && good_t) expect(s == FC_OK && y.finite(), where + ": forward");
+  if (status_ok(s, where + " forward") && good_t)
+    expect(s == FC_OK && y.finite(), where + ": forward");
   dx.nan();
   s = fc_relu_backward(t, n, dy.p(), x.p(), dx.p());
-  if (status_ok(s, where + " backward") && good_t) expect(s == FC_OK && dx.finite(), where + ": backward");
+  if (status_ok(s, where + " backward") && good_t)
+    expect(s == FC_OK && dx.finite(), where + ": backward");
 }
 
 }  // namespace
@@ -394,22 +423,26 @@ int64_t run_fuzz(Rng &rng, int64_t descriptors) {
   // NULL descriptors and out-of-range enum values in the string functions.
   int64_t ho, wo;
   expect(fc_conv2d_output_size(nullptr, &ho, &wo) == FC_EINVAL, "conv2d_output_size(NULL)");
-  expect(fc_conv2d_output_size(&conv0, nullptr, nullptr) == FC_EINVAL, "conv2d_output_size(d, NULL, NULL)");
-  expect(fc_pool2d_output_size(&pool0, nullptr, nullptr) == FC_EINVAL, "pool2d_output_size(d, NULL, NULL)");
+  expect(fc_conv2d_output_size(&conv0, nullptr, nullptr) == FC_EINVAL,
+         "conv2d_output_size(d, NULL, NULL)");
+  expect(fc_pool2d_output_size(&pool0, nullptr, nullptr) == FC_EINVAL,
+         "pool2d_output_size(d, NULL, NULL)");
   for (int64_t n : {int64_t(1) << 61, INT64_MAX / 4 + 1, INT64_MAX}) {
     float one = 1, out = 0;
     expect(fc_relu_forward(FC_F64, n, &one, &out) == FC_EOVERFLOW, "relu_forward(2^61 doubles)");
     expect(fc_relu_backward(FC_F32, n, &one, &one, &out) == FC_EOVERFLOW, "relu_backward(huge n)");
   }
   expect(fc_pool2d_output_size(nullptr, &ho, &wo) == FC_EINVAL, "pool2d_output_size(NULL)");
-  expect(fc_max_pool2d_backward(nullptr, FC_F32, nullptr, nullptr, nullptr) == FC_EINVAL, "max_pool2d_backward(NULL)");
+  expect(fc_max_pool2d_backward(nullptr, FC_F32, nullptr, nullptr, nullptr) == FC_EINVAL,
+         "max_pool2d_backward(NULL)");
   for (int v : {-1, 5, 100, INT32_MIN, INT32_MAX}) {
     const char *s = fc_status_string((fc_status)v);
     expect(s != nullptr && *s, "fc_status_string(" + std::to_string(v) + ")");
   }
   for (int v : {-1, fc_algo_count(), 100, INT32_MIN}) {
     expect(fc_algo_name((fc_algo)v) == nullptr, "fc_algo_name(" + std::to_string(v) + ")");
-    expect(fc_algo_description((fc_algo)v) == nullptr, "fc_algo_description(" + std::to_string(v) + ")");
+    expect(fc_algo_description((fc_algo)v) == nullptr,
+           "fc_algo_description(" + std::to_string(v) + ")");
     expect(fc_algo_flags((fc_algo)v) == 0, "fc_algo_flags(" + std::to_string(v) + ")");
   }
   for (int v = 0; v < fc_algo_count(); ++v)
@@ -417,7 +450,8 @@ int64_t run_fuzz(Rng &rng, int64_t descriptors) {
            "algorithm " + std::to_string(v) + " has no name or description");
   fc_set_num_threads(0);
   std::fprintf(stderr, "fuzz statuses:");
-  for (const auto &kv : g_status_counts) std::fprintf(stderr, " %s=%lld", kv.first.c_str(), (long long)kv.second);
+  for (const auto &kv : g_status_counts)
+    std::fprintf(stderr, " %s=%lld", kv.first.c_str(), (long long)kv.second);
   std::fprintf(stderr, "\n");
   return descriptors;
 }

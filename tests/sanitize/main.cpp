@@ -31,13 +31,14 @@ void failure(const char *fmt, ...) {
 
 std::string str(const fc_conv2d_desc &d) {
   char b[400];
-  std::snprintf(b, sizeof b,
-                "{n=%lld c=%lld h=%lld w=%lld k=%lld kh=%lld kw=%lld stride=%lld,%lld pad=%lld,%lld "
-                "dil=%lld,%lld groups=%lld}",
-                (long long)d.n, (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k,
-                (long long)d.kh, (long long)d.kw, (long long)d.stride_h, (long long)d.stride_w,
-                (long long)d.pad_h, (long long)d.pad_w, (long long)d.dil_h, (long long)d.dil_w,
-                (long long)d.groups);
+  std::snprintf(
+      b, sizeof b,
+      "{n=%lld c=%lld h=%lld w=%lld k=%lld kh=%lld kw=%lld stride=%lld,%lld pad=%lld,%lld "
+      "dil=%lld,%lld groups=%lld}",
+      (long long)d.n, (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k,
+      (long long)d.kh, (long long)d.kw, (long long)d.stride_h, (long long)d.stride_w,
+      (long long)d.pad_h, (long long)d.pad_w, (long long)d.dil_h, (long long)d.dil_w,
+      (long long)d.groups);
   return b;
 }
 
@@ -89,8 +90,11 @@ int main(int argc, char **argv) {
   const long long nf = drv::run_fuzz(rng, fuzz);
   const long long npl = drv::run_plan_fuzz(rng, plans);
   const long long ntr = drv::run_train_checks(rng, train);
-  std::printf("isa=%s conv_configs=%lld pool_configs=%lld fuzz_descriptors=%lld plans=%lld train_cases=%lld "
-              "checks=%lld failures=%lld\n", fc_isa(), nc, np, nf, npl, ntr, (long long)drv::g_stats.checks,
-              (long long)drv::g_stats.failures);
+  std::printf(
+      "isa=%s conv_configs=%lld pool_configs=%lld fuzz_descriptors=%lld plans=%lld "
+      "train_cases=%lld "
+      "checks=%lld failures=%lld\n",
+      fc_isa(), nc, np, nf, npl, ntr, (long long)drv::g_stats.checks,
+      (long long)drv::g_stats.failures);
   return drv::g_stats.failures ? 1 : 0;
 }

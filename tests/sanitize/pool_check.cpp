@@ -66,7 +66,8 @@ void check_switch_entries(const fc_planes2d_desc &p, Rng &rng, std::vector<int64
                           const std::string &where) {
   const fc_dtype t = dtype_of<T>();
   const int64_t planes = p.n * p.c, hw = p.h * p.w, howo = p.ho * p.wo;
-  const auto small = random_vector<T>(rng, planes * howo), full = random_vector<T>(rng, planes * hw);
+  const auto small = random_vector<T>(rng, planes * howo),
+             full = random_vector<T>(rng, planes * hw);
   const auto small0 = small, full0 = full;
   const auto q0 = q;
   std::vector<double> bwd(planes * hw, 0.0), sbwd(planes * hw, 0.0), unpool(planes * hw, 0.0);
@@ -95,8 +96,8 @@ void check_switch_entries(const fc_planes2d_desc &p, Rng &rng, std::vector<int64
     expect_close(out_small, unpool_bwd, zero_scale_small, 0.0, where + " max_unpool2d_backward");
 
   // One switch outside its plane, anywhere: refused, nothing written.
-  static const int64_t kBad[] = {-1, 0, 1, 0, std::numeric_limits<int64_t>::min(),
-                                 std::numeric_limits<int64_t>::max()};
+  static const int64_t kBad[] = {
+      -1, 0, 1, 0, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()};
   const int64_t pos = rng.range(0, planes * howo - 1);
   int64_t bad = kBad[rng.range(0, 5)];
   if (bad == 0) bad = hw;
@@ -105,13 +106,16 @@ void check_switch_entries(const fc_planes2d_desc &p, Rng &rng, std::vector<int64
   const std::string b = where + " switch[" + std::to_string(pos) + "]=" + std::to_string(bad);
   fill_nan(out_full);
   expect(fc_max_pool2d_backward(&p, t, small.data(), q.data(), out_full.data()) == FC_EINVAL &&
-             untouched(out_full), b + ": max_pool2d_backward did not refuse cleanly");
+             untouched(out_full),
+         b + ": max_pool2d_backward did not refuse cleanly");
   fill_nan(out_full);
   expect(fc_max_unpool2d_forward(&p, t, small.data(), q.data(), out_full.data()) == FC_EINVAL &&
-             untouched(out_full), b + ": max_unpool2d_forward did not refuse cleanly");
+             untouched(out_full),
+         b + ": max_unpool2d_forward did not refuse cleanly");
   fill_nan(out_small);
   expect(fc_max_unpool2d_backward(&p, t, full.data(), q.data(), out_small.data()) == FC_EINVAL &&
-             untouched(out_small), b + ": max_unpool2d_backward did not refuse cleanly");
+             untouched(out_small),
+         b + ": max_unpool2d_backward did not refuse cleanly");
   q[pos] = q0[pos];
   expect(same_bits(small, small0) && same_bits(full, full0) && q == q0,
          where + ": a switch entry modified an input");
@@ -127,7 +131,8 @@ void check_max(const fc_pool2d_desc &d, Rng &rng, bool ties, bool nans, const st
   if (ties)  // few distinct values: the first maximum must win
     for (auto &v : x) v = (T)rng.range(-2, 2);
   if (nans)
-    for (int i = 0; i < 3; ++i) x[rng.range(0, planes * hw - 1)] = std::numeric_limits<T>::quiet_NaN();
+    for (int i = 0; i < 3; ++i)
+      x[rng.range(0, planes * hw - 1)] = std::numeric_limits<T>::quiet_NaN();
   const auto x0 = x;
   std::vector<T> want(planes * howo);
   std::vector<int64_t> want_at(planes * howo);
@@ -142,9 +147,11 @@ void check_max(const fc_pool2d_desc &d, Rng &rng, bool ties, bool nans, const st
     std::vector<T> y(planes * howo);
     std::vector<int64_t> at(with_idx ? planes * howo : 0, -7);
     fill_nan(y);
-    const fc_status st = fc_max_pool2d_forward(&d, t, x.data(), y.data(), with_idx ? at.data() : nullptr);
+    const fc_status st =
+        fc_max_pool2d_forward(&d, t, x.data(), y.data(), with_idx ? at.data() : nullptr);
     const std::string m = where + (with_idx ? " max_pool2d(switches)" : " max_pool2d");
-    if (!expect(st == FC_OK, m + ": status " + std::to_string(st) + " " + fc_last_error())) continue;
+    if (!expect(st == FC_OK, m + ": status " + std::to_string(st) + " " + fc_last_error()))
+      continue;
     for (int64_t o = 0; o < planes * howo; ++o) {
       const bool same = (std::isnan(y[o]) && std::isnan(want[o])) || y[o] == want[o];
       const bool idx_ok = !with_idx || !has[o] || at[o] == want_at[o];
@@ -180,7 +187,8 @@ void check_avg(const fc_pool2d_desc &d, Rng &rng, const std::string &where) {
     fill_nan(y);
     fill_nan(dx);
     expect(fc_avg_pool2d_forward(&d, t, 1, 0, x.data(), y.data()) == FC_EINVAL && untouched(y) &&
-               fc_avg_pool2d_backward(&d, t, 1, 0, dy.data(), dx.data()) == FC_EINVAL && untouched(dx),
+               fc_avg_pool2d_backward(&d, t, 1, 0, dy.data(), dx.data()) == FC_EINVAL &&
+               untouched(dx),
            where + " avg_pool2d accepted a dilation");
     return;
   }
@@ -208,9 +216,11 @@ void check_avg(const fc_pool2d_desc &d, Rng &rng, const std::string &where) {
       std::vector<T> y(planes * howo), dx(planes * hw);
       fill_nan(y);
       fill_nan(dx);
-      if (expect(fc_avg_pool2d_forward(&d, t, incl, ov, x.data(), y.data()) == FC_OK, m + ": " + fc_last_error()))
+      if (expect(fc_avg_pool2d_forward(&d, t, incl, ov, x.data(), y.data()) == FC_OK,
+                 m + ": " + fc_last_error()))
         expect_close(y, want, scale, tolerance<T>(), m + " forward");
-      if (expect(fc_avg_pool2d_backward(&d, t, incl, ov, dy.data(), dx.data()) == FC_OK, m + ": " + fc_last_error()))
+      if (expect(fc_avg_pool2d_backward(&d, t, incl, ov, dy.data(), dx.data()) == FC_OK,
+                 m + ": " + fc_last_error()))
         expect_close(dx, want_dx, scale_dx, tolerance<T>(), m + " backward");
     }
   expect(same_bits(x, x0) && same_bits(dy, dy0), where + " avg_pool2d modified an input");
@@ -244,9 +254,11 @@ void check_adaptive(const fc_planes2d_desc &p, Rng &rng) {
   std::vector<T> y(planes * howo), dx(planes * hw);
   fill_nan(y);
   fill_nan(dx);
-  if (expect(fc_adaptive_avg_pool2d_forward(&p, t, x.data(), y.data()) == FC_OK, where + ": " + fc_last_error()))
+  if (expect(fc_adaptive_avg_pool2d_forward(&p, t, x.data(), y.data()) == FC_OK,
+             where + ": " + fc_last_error()))
     expect_close(y, want, scale, tolerance<T>(), where + " adaptive_avg_pool2d forward");
-  if (expect(fc_adaptive_avg_pool2d_backward(&p, t, dy.data(), dx.data()) == FC_OK, where + ": " + fc_last_error()))
+  if (expect(fc_adaptive_avg_pool2d_backward(&p, t, dy.data(), dx.data()) == FC_OK,
+             where + ": " + fc_last_error()))
     expect_close(dx, want_dx, scale_dx, tolerance<T>(), where + " adaptive_avg_pool2d backward");
   expect(same_bits(x, x0) && same_bits(dy, dy0), where + " adaptive_avg_pool2d modified an input");
 }
@@ -258,20 +270,20 @@ fc_pool2d_desc pool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int6
 
 std::vector<fc_pool2d_desc> edge_pools() {
   return {
-      pool(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0),     // 1x1 image
-      pool(2, 3, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 0),     // 1x1 image, window all but one padding
-      pool(1, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0),     // window == padded input... and stride 1
-      pool(1, 2, 4, 5, 4, 5, 4, 5, 0, 0, 1, 1, 0),     // window == input (global max)
-      pool(2, 3, 5, 6, 2, 2, 9, 11, 0, 0, 1, 1, 1),    // stride beyond the input, ceil mode
-      pool(1, 2, 6, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1),     // ceil mode: last window in padding
-      pool(1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 3, 3, 0),     // dilation: windows with no element
-      pool(2, 17, 9, 65, 3, 3, 1, 1, 1, 1, 1, 1, 0),   // wide rows, stride 1 (SIMD, tails)
-      pool(2, 5, 9, 65, 3, 3, 2, 2, 1, 1, 1, 1, 0),    // stride 2 (de-interleaving loads)
-      pool(1, 5, 9, 67, 3, 5, 3, 3, 1, 2, 1, 1, 1),    // stride 3 (gathers)
-      pool(1, 3, 17, 33, 3, 3, 2, 2, 1, 1, 2, 2, 0),   // dilated interior
-      pool(3, 2, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, 0),     // the classic 2x2/2
-      pool(1, 1, 33, 1, 3, 1, 2, 1, 1, 0, 1, 1, 1),    // one column
-      pool(1, 1, 1, 33, 1, 3, 1, 2, 0, 1, 1, 1, 1),    // one row
+      pool(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0),    // 1x1 image
+      pool(2, 3, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 0),    // 1x1 image, window all but one padding
+      pool(1, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0),    // window == padded input... and stride 1
+      pool(1, 2, 4, 5, 4, 5, 4, 5, 0, 0, 1, 1, 0),    // window == input (global max)
+      pool(2, 3, 5, 6, 2, 2, 9, 11, 0, 0, 1, 1, 1),   // stride beyond the input, ceil mode
+      pool(1, 2, 6, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1),    // ceil mode: last window in padding
+      pool(1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 3, 3, 0),    // dilation: windows with no element
+      pool(2, 17, 9, 65, 3, 3, 1, 1, 1, 1, 1, 1, 0),  // wide rows, stride 1 (SIMD, tails)
+      pool(2, 5, 9, 65, 3, 3, 2, 2, 1, 1, 1, 1, 0),   // stride 2 (de-interleaving loads)
+      pool(1, 5, 9, 67, 3, 5, 3, 3, 1, 2, 1, 1, 1),   // stride 3 (gathers)
+      pool(1, 3, 17, 33, 3, 3, 2, 2, 1, 1, 2, 2, 0),  // dilated interior
+      pool(3, 2, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, 0),    // the classic 2x2/2
+      pool(1, 1, 33, 1, 3, 1, 2, 1, 1, 0, 1, 1, 1),   // one column
+      pool(1, 1, 1, 33, 1, 3, 1, 2, 0, 1, 1, 1, 1),   // one row
   };
 }
 

@@ -14,15 +14,16 @@ void batch_norm_case(Rng &rng) {
   const int64_t n = rng.range(1, 4), c = rng.range(1, 6), hw = rng.range(1, 40);
   const int64_t count = n * c * hw, m = n * hw;
   const bool fuse = rng.chance(0.5), affine = rng.chance(0.5);
-  const std::string what = std::string("batch_norm ") + dtype_name<T>() + " n=" + std::to_string(n) +
-                           " c=" + std::to_string(c) + " hw=" + std::to_string(hw);
+  const std::string what = std::string("batch_norm ") + dtype_name<T>() +
+                           " n=" + std::to_string(n) + " c=" + std::to_string(c) +
+                           " hw=" + std::to_string(hw);
   std::vector<T> x = random_vector<T>(rng, count), res = random_vector<T>(rng, count);
   std::vector<T> w = random_vector<T>(rng, c), b = random_vector<T>(rng, c);
   std::vector<T> mean(c), var(c), inv(c), y(count);
-  const int st = fc_batch_norm_forward(dtype_of<T>(), n, c, hw, x.data(), affine ? w.data() : nullptr,
-                                       affine ? b.data() : nullptr, fuse ? res.data() : nullptr,
-                                       fuse ? FC_ACT_RELU : FC_ACT_NONE, 1, 1e-3, mean.data(),
-                                       var.data(), inv.data(), y.data());
+  const int st = fc_batch_norm_forward(
+      dtype_of<T>(), n, c, hw, x.data(), affine ? w.data() : nullptr, affine ? b.data() : nullptr,
+      fuse ? res.data() : nullptr, fuse ? FC_ACT_RELU : FC_ACT_NONE, 1, 1e-3, mean.data(),
+      var.data(), inv.data(), y.data());
   if (!expect(st == FC_OK, what + ": forward status")) return;
   std::vector<double> want(count), scale(count);
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -31,22 +32,26 @@ void batch_norm_case(Rng &rng) {
       for (int64_t j = 0; j < hw; ++j) mu += (double)x[(i * c + ch) * hw + j];
     mu /= (double)m;
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < hw; ++j) v += ((double)x[(i * c + ch) * hw + j] - mu) * ((double)x[(i * c + ch) * hw + j] - mu);
+      for (int64_t j = 0; j < hw; ++j)
+        v += ((double)x[(i * c + ch) * hw + j] - mu) * ((double)x[(i * c + ch) * hw + j] - mu);
     v /= (double)m;
     const double is = 1 / std::sqrt(v + 1e-3);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < hw; ++j) {
         const int64_t at = (i * c + ch) * hw + j;
-        double o = ((double)x[at] - mu) * is * (affine ? (double)w[ch] : 1.0) + (affine ? (double)b[ch] : 0.0);
+        double o = ((double)x[at] - mu) * is * (affine ? (double)w[ch] : 1.0) +
+                   (affine ? (double)b[ch] : 0.0);
         if (fuse) o = std::max(0.0, o + (double)res[at]);
         want[at] = o;
-        scale[at] = 1 + std::fabs(o) + (fuse ? std::fabs((double)res[at]) : 0.0) + std::fabs((double)x[at] - mu) * is * 4;
+        scale[at] = 1 + std::fabs(o) + (fuse ? std::fabs((double)res[at]) : 0.0) +
+                    std::fabs((double)x[at] - mu) * is * 4;
       }
   }
   expect_close(y, want, scale, tolerance<T>() * 10, what + ": forward");
   std::vector<T> dy = random_vector<T>(rng, count), dx(count), dres(count), dw(c), db(c);
-  const int sb = fc_batch_norm_backward(dtype_of<T>(), n, c, hw, dy.data(), x.data(), fuse ? y.data() : nullptr,
-                                        mean.data(), inv.data(), affine ? w.data() : nullptr, 1, dx.data(),
+  const int sb = fc_batch_norm_backward(dtype_of<T>(), n, c, hw, dy.data(), x.data(),
+                                        fuse ? y.data() : nullptr, mean.data(), inv.data(),
+                                        affine ? w.data() : nullptr, 1, dx.data(),
                                         fuse ? dres.data() : nullptr, dw.data(), db.data());
   if (!expect(sb == FC_OK, what + ": backward status")) return;
   for (int64_t ch = 0; ch < c; ++ch) {  // the bias gradient: the (masked) sum of dy
@@ -68,13 +73,18 @@ void cross_entropy_case(Rng &rng) {
   const int64_t outer = rng.range(1, 5), c = rng.range(1, 9), inner = rng.range(1, 4);
   const int64_t count = outer * c * inner, pos = outer * inner;
   std::vector<T> x = random_vector<T>(rng, count), q(count, T(0));
-  for (int64_t p = 0; p < pos; ++p) q[(p / inner) * c * inner + rng.range(0, c - 1) * inner + p % inner] = T(1);
+  for (int64_t p = 0; p < pos; ++p)
+    q[(p / inner) * c * inner + rng.range(0, c - 1) * inner + p % inner] = T(1);
   std::vector<T> loss(pos), lse(pos), dl = random_vector<T>(rng, pos), dx(count);
   const std::string what = std::string("cross_entropy ") + dtype_name<T>();
   if (!expect(fc_softmax_cross_entropy_forward(dtype_of<T>(), outer, c, inner, x.data(), q.data(),
-                                               loss.data(), lse.data()) == FC_OK, what + ": forward")) return;
+                                               loss.data(), lse.data()) == FC_OK,
+              what + ": forward"))
+    return;
   if (!expect(fc_softmax_cross_entropy_backward(dtype_of<T>(), outer, c, inner, x.data(), q.data(),
-                                                lse.data(), dl.data(), dx.data()) == FC_OK, what + ": backward")) return;
+                                                lse.data(), dl.data(), dx.data()) == FC_OK,
+              what + ": backward"))
+    return;
   std::vector<double> want(pos), scale(pos, 10.0), gwant(count), gscale(count, 2.0);
   for (int64_t p = 0; p < pos; ++p) {
     const int64_t base = (p / inner) * c * inner + p % inner;
@@ -101,13 +111,15 @@ void optim_case(Rng &rng) {
     const int64_t n = rng.range(0, 40000);  // across the 16384-element chunks
     p[i] = random_vector<T>(rng, n), g[i] = random_vector<T>(rng, n);
     s0[i].assign(n, T(0)), s1[i].assign(n, T(0)), s2[i].assign(n, T(0));
-    ts[i] = fc_optim_tensor{p[i].data(), g[i].data(), {s0[i].data(), s1[i].data(), s2[i].data()}, n, 0.01, 0.5, 1};
+    ts[i] = fc_optim_tensor{
+        p[i].data(), g[i].data(), {s0[i].data(), s1[i].data(), s2[i].data()}, n, 0.01, 0.5, 1};
   }
   const auto p0 = p;
   const fc_sgd_args sgd{0.1, 0.9, 0.0, 1e-3, 1, 0};
   if (!expect(fc_sgd_step(dtype_of<T>(), count, ts.data(), &sgd) == FC_OK, "sgd status")) return;
   for (int i = 0; i < count; ++i)
-    for (size_t j = 0; j < p[i].size(); ++j) {  // first step, nesterov: d = g + wd p; p -= lr (d + m d)
+    for (size_t j = 0; j < p[i].size(); ++j) {
+      // first step, nesterov: d = g + wd p; p -= lr (d + m d)
       const double d = (double)g[i][j] + 1e-3 * (double)p0[i][j];
       const double want = (double)p0[i][j] - 0.1 * (d + 0.9 * d);
       if (!(std::fabs((double)p[i][j] - want) <= tolerance<T>() * 4)) {

@@ -20,11 +20,11 @@
 #include "fastconv/version.h"
 
 #if defined(_WIN32)
-#  define FC_API __declspec(dllimport)
+#define FC_API __declspec(dllimport)
 #elif defined(FASTCONV_BUILDING)
-#  define FC_API __attribute__((visibility("default")))
+#define FC_API __attribute__((visibility("default")))
 #else
-#  define FC_API
+#define FC_API
 #endif
 
 #ifdef __cplusplus
@@ -44,21 +44,25 @@ typedef enum { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
 typedef enum {
   FC_ALGO_AUTO = 0,      /* pick by shape (see fc_conv2d_choose) */
   FC_ALGO_IM2COL = 1,    /* im2col/col2im + OpenBLAS GEMM; any descriptor */
-  FC_ALGO_DIRECT = 2,    /* direct loops over SIMD register tiles, no column matrix (unit-stride rows work on a padded copy of x); any descriptor */
-  FC_ALGO_GEMM1X1 = 3,   /* kh == kw == 1: GEMM on the input as it lies (gather first if strided/padded) */
+  FC_ALGO_DIRECT = 2,    /* direct loops over SIMD register tiles, no column matrix (unit-stride
+                            rows work on a padded copy of x); any descriptor */
+  FC_ALGO_GEMM1X1 = 3,   /* kh == kw == 1: GEMM on the input as it lies (gather first if
+                            strided/padded) */
   FC_ALGO_DEPTHWISE = 4, /* groups == c (k = m*c for any multiplier m) */
-  FC_ALGO_REFERENCE = 5, /* naive loops accumulating in double: the twin every fast path is tested against */
-  FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1 (dilated ones on phase planes): Winograd minimal filtering */
+  FC_ALGO_REFERENCE = 5, /* naive loops accumulating in double: the twin every fast path is
+                            tested against */
+  FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1 (dilated ones on phase planes): Winograd minimal
+                            filtering */
   FC_ALGO_FFT = 7,       /* stride 1, dilation 1: FFT convolution (large kernels) */
   FC_ALGO_COUNT_ = 8
 } fc_algo;
 
 /* A 2-D convolution. Input x is [n, c, h, w]; weight is [k, c/groups, kh, kw]; bias is [k];
- * output y is [n, k, ho, wo] with ho = (h + 2*pad_h - dil_h*(kh-1) - 1) / stride_h + 1 (likewise wo).
- * Padding is symmetric per dimension (pad_h rows above and below). */
+ * output y is [n, k, ho, wo] with ho = (h + 2*pad_h - dil_h*(kh-1) - 1) / stride_h + 1
+ * (likewise wo). Padding is symmetric per dimension (pad_h rows above and below). */
 typedef struct {
-  int64_t n, c, h, w;   /* input, NCHW */
-  int64_t k, kh, kw;    /* output channels; kernel height and width */
+  int64_t n, c, h, w; /* input, NCHW */
+  int64_t k, kh, kw;  /* output channels; kernel height and width */
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
 } fc_conv2d_desc;
 
@@ -83,8 +87,8 @@ FC_API fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a);
 FC_API fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a);
 
 /* y = conv(x, w) + bias. bias_or_null may be NULL. */
-FC_API fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
-                                   const void *x, const void *w, const void *bias_or_null, void *y);
+FC_API fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
+                                   const void *w, const void *bias_or_null, void *y);
 
 /* dx = gradient of sum(dy * conv(x, w)) with respect to x. dx is overwritten. */
 FC_API fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
@@ -184,15 +188,14 @@ FC_API const char *fc_algo_name(fc_algo a);
 FC_API int fc_algo_count(void);
 
 /* What an algorithm is, as bits (0 for FC_ALGO_AUTO and invalid values): */
-#define FC_ALGO_FLAG_FORWARD 0x1u           /* has a forward entry point */
-#define FC_ALGO_FLAG_BACKWARD_DATA 0x2u     /* has a data-gradient entry point */
-#define FC_ALGO_FLAG_BACKWARD_WEIGHT 0x4u   /* has a weight-gradient entry point */
-#define FC_ALGO_FLAG_PHASE_PLANES 0x8u      /* runs dilated unit-stride convolutions as undilated
-                                               ones on the input's phase planes */
-#define FC_ALGO_FLAG_NONFINITE_FALLBACK 0x10u /* an input holding NaN or infinity makes the call
-                                                 run on im2col (direct where GEMM dimensions do not
-                                                 fit int32), so non-finite values reach the outputs
-                                                 a plain convolution puts them in */
+#define FC_ALGO_FLAG_FORWARD 0x1u         /* has a forward entry point */
+#define FC_ALGO_FLAG_BACKWARD_DATA 0x2u   /* has a data-gradient entry point */
+#define FC_ALGO_FLAG_BACKWARD_WEIGHT 0x4u /* has a weight-gradient entry point */
+/* runs dilated unit-stride convolutions as undilated ones on the input's phase planes */
+#define FC_ALGO_FLAG_PHASE_PLANES 0x8u
+/* an input holding NaN or infinity makes the call run on im2col (direct where GEMM dimensions
+ * do not fit int32), so non-finite values reach the outputs a plain convolution puts them in */
+#define FC_ALGO_FLAG_NONFINITE_FALLBACK 0x10u
 FC_API unsigned fc_algo_flags(fc_algo a);
 
 /* A one-line description of an algorithm (what it computes, what it can run), or NULL for an
@@ -204,8 +207,7 @@ FC_API const char *fc_algo_description(fc_algo a);
  * rate: positive and finite, cheap to compute, meant to rank algorithms roughly (e.g. to prune
  * the candidates a tuner measures), not to predict times. FC_EUNSUPPORTED when a cannot run d
  * (fc_last_error says why), FC_EINVAL/FC_EOVERFLOW for an invalid d, dir or a, or a NULL cost. */
-FC_API fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir,
-                                double *cost);
+FC_API fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction dir, double *cost);
 
 /* ---- pooling ---- (declarations added by csrc/pool/) */
 
@@ -217,18 +219,18 @@ FC_API fc_status fc_conv2d_cost(const fc_conv2d_desc *d, fc_algo a, fc_direction
  * pad_h <= (dil_h*(kh-1)+1)/2 (likewise w), ceil_mode 0 or 1, ho >= 1 and wo >= 1.
  * Average pooling requires dil_h == dil_w == 1. */
 typedef struct {
-  int64_t n, c, h, w;   /* input, NCHW */
-  int64_t kh, kw;       /* window height and width */
+  int64_t n, c, h, w; /* input, NCHW */
+  int64_t kh, kw;     /* window height and width */
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
-  int64_t ceil_mode;    /* 0: floor the output size, 1: ceil it */
+  int64_t ceil_mode; /* 0: floor the output size, 1: ceil it */
 } fc_pool2d_desc;
 
 /* n*c planes seen at two resolutions: full planes of h x w and small planes of ho x wo.
  * Adaptive pooling maps full -> small; the switch entries (max-pool backward, unpooling) move
  * values between a small plane and the full plane its switches index (0 <= s < h*w). */
 typedef struct {
-  int64_t n, c, h, w;   /* full-resolution planes */
-  int64_t ho, wo;       /* small planes */
+  int64_t n, c, h, w; /* full-resolution planes */
+  int64_t ho, wo;     /* small planes */
 } fc_planes2d_desc;
 
 /* Validates d and writes the output height and width (also checks that no buffer size
@@ -258,7 +260,8 @@ FC_API fc_status fc_max_pool2d_backward(const fc_planes2d_desc *d, fc_dtype t, c
 FC_API fc_status fc_max_unpool2d_forward(const fc_planes2d_desc *d, fc_dtype t, const void *x,
                                          const int64_t *switches, void *y);
 
-/* Gradient of max unpooling with respect to x: dx[n, c, i, j] = dy[n, c].flat[switches[n, c, i, j]].
+/* Gradient of max unpooling with respect to x:
+ * dx[n, c, i, j] = dy[n, c].flat[switches[n, c, i, j]].
  * dy is [n, c, h, w]; switches and dx are [n, c, ho, wo]. Switches are checked first. */
 FC_API fc_status fc_max_unpool2d_backward(const fc_planes2d_desc *d, fc_dtype t, const void *dy,
                                           const int64_t *switches, void *dx);
@@ -317,9 +320,8 @@ FC_API fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_
                                         const void *dy, const void *x, const void *y_or_null,
                                         const void *mean, const void *invstd,
                                         const void *weight_or_null, int batch_stats,
-                                        void *dx_or_null, void *dres_or_null,
-                                        void *dweight_or_null, void *dbias_or_null);
-
+                                        void *dx_or_null, void *dres_or_null, void *dweight_or_null,
+                                        void *dbias_or_null);
 
 /* ---- softmax cross-entropy ----
  * x, q: (outer, c, inner), classes on the middle axis; q the target distribution (one-hot for
@@ -340,11 +342,11 @@ FC_API fc_status fc_softmax_cross_entropy_backward(fc_dtype t, int64_t outer, in
 typedef struct fc_optim_tensor {
   void *param;
   const void *grad;
-  void *state[3];     /* SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq */
+  void *state[3]; /* SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq */
   int64_t n;
-  double step_size;   /* Adam: lr / (1 - beta1^step) */
-  double bias2_sqrt;  /* Adam: sqrt(1 - beta2^step) */
-  int init;           /* SGD: the momentum buffer is new (set to the step's direction) */
+  double step_size;  /* Adam: lr / (1 - beta1^step) */
+  double bias2_sqrt; /* Adam: sqrt(1 - beta2^step) */
+  int init;          /* SGD: the momentum buffer is new (set to the step's direction) */
 } fc_optim_tensor;
 
 typedef struct fc_sgd_args {
@@ -375,22 +377,32 @@ typedef struct fc_plan fc_plan;
 typedef enum { FC_VALUE_INPUT = 0, FC_VALUE_OUTPUT = 1, FC_VALUE_ARENA = 2 } fc_value_kind;
 
 typedef enum {
-  FC_PLAN_CONV = 0,          /* out = act(conv(in0, weight) + bias + in1) (in1: residual or -1) */
-  FC_PLAN_MAX_POOL = 1,      /* out = act(max_pool(in0)) over `pool` */
-  FC_PLAN_AVG_POOL = 2,      /* out = act(avg_pool(in0)) over `pool`, count_include_pad */
-  FC_PLAN_ADAPTIVE_AVG = 3,  /* out = act(adaptive_avg_pool(in0)): dims n,c,h,w -> extra[0] x extra[1] */
-  FC_PLAN_LINEAR = 4,        /* out [m, nout] = act(in0 [m, k] x weight[nout, k]^T + bias): dims m,k,nout */
-  FC_PLAN_ELTWISE = 5,       /* out = act(in0 + in1) (or act(in0) when in1 == -1); dims[0] elements */
-  FC_PLAN_CHANNEL_MUL = 6,   /* out[n,c,:] = act(in0[n,c,:] * in1[n,c] + in2[n,c,:]) (in2: a residual
-                              laid out as out, or -1); dims n,c,h*w: a squeeze-and-excitation scale */
-  FC_PLAN_CHANNEL_AFFINE = 7,/* out[n,c,:] = act(in0[n,c,:] * weight[c] + bias[c]); dims n,c,h*w */
-  FC_PLAN_LRN = 8,           /* out = in0 / (k + alpha/size * window sum of in0^2)^beta; dims n,c,h*w */
-  FC_PLAN_COPY_CHANNELS = 9, /* out[n, extra[1] + c, :] = in0[n, c, :]; dims n,c,h*w, extra[0] = out's c */
+  FC_PLAN_CONV = 0,     /* out = act(conv(in0, weight) + bias + in1) (in1: residual or -1) */
+  FC_PLAN_MAX_POOL = 1, /* out = act(max_pool(in0)) over `pool` */
+  FC_PLAN_AVG_POOL = 2, /* out = act(avg_pool(in0)) over `pool`, count_include_pad */
+  /* out = act(adaptive_avg_pool(in0)): dims n,c,h,w -> extra[0] x extra[1] */
+  FC_PLAN_ADAPTIVE_AVG = 3,
+  /* out [m, nout] = act(in0 [m, k] x weight[nout, k]^T + bias): dims m,k,nout */
+  FC_PLAN_LINEAR = 4,
+  /* out = act(in0 + in1) (or act(in0) when in1 == -1); dims[0] elements */
+  FC_PLAN_ELTWISE = 5,
+  /* out[n,c,:] = act(in0[n,c,:] * in1[n,c] + in2[n,c,:]) (in2: a residual laid out as out, or
+   * -1); dims n,c,h*w: a squeeze-and-excitation scale */
+  FC_PLAN_CHANNEL_MUL = 6,
+  /* out[n,c,:] = act(in0[n,c,:] * weight[c] + bias[c]); dims n,c,h*w */
+  FC_PLAN_CHANNEL_AFFINE = 7,
+  /* out = in0 / (k + alpha/size * window sum of in0^2)^beta; dims n,c,h*w */
+  FC_PLAN_LRN = 8,
+  /* out[n, extra[1] + c, :] = in0[n, c, :]; dims n,c,h*w, extra[0] = out's c */
+  FC_PLAN_COPY_CHANNELS = 9,
   FC_PLAN_OP_COUNT_ = 10
 } fc_plan_op;
 
 typedef enum {
-  FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_SIGMOID = 2, FC_ACT_TANH = 3,
+  FC_ACT_NONE = 0,
+  FC_ACT_RELU = 1,
+  FC_ACT_SIGMOID = 2,
+  FC_ACT_TANH = 3,
   FC_ACT_LEAKY_RELU = 4, /* slope alpha */
   FC_ACT_ELU = 5,        /* alpha */
   FC_ACT_COUNT_ = 6
@@ -408,9 +420,10 @@ typedef struct {
   fc_pool2d_desc pool;       /* the pools */
   int64_t dims[4];           /* the other ops' sizes (see fc_plan_op) */
   int64_t extra[2];
-  double lrn[3];             /* FC_PLAN_LRN: alpha, beta, k; extra[0] = size */
-  int64_t in2;               /* a third value id, FC_PLAN_CHANNEL_MUL's residual (-1: none; set it
-                              to -1 for every other op: a zeroed step names value 0 and is refused) */
+  double lrn[3]; /* FC_PLAN_LRN: alpha, beta, k; extra[0] = size */
+  /* a third value id, FC_PLAN_CHANNEL_MUL's residual (-1: none; set it to -1 for every other
+   * op: a zeroed step names value 0 and is refused) */
+  int64_t in2;
 } fc_plan_step;
 
 /* A plan for dtype t over an input of in_elems and an output of out_elems elements, with an
@@ -421,7 +434,8 @@ FC_API void fc_plan_destroy(fc_plan *p);
 /* Copies elems elements of data into the plan; *id names the constant in steps. The _view
  * form copies nothing: the caller keeps data alive and unchanged while the plan exists. */
 FC_API fc_status fc_plan_add_constant(fc_plan *p, const void *data, int64_t elems, int64_t *id);
-FC_API fc_status fc_plan_add_constant_view(fc_plan *p, const void *data, int64_t elems, int64_t *id);
+FC_API fc_status fc_plan_add_constant_view(fc_plan *p, const void *data, int64_t elems,
+                                           int64_t *id);
 /* A value of elems elements at offset (in elements) into its buffer (fc_value_kind). */
 FC_API fc_status fc_plan_add_value(fc_plan *p, int32_t kind, int64_t offset, int64_t elems,
                                    int64_t *id);

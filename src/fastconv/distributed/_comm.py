@@ -1,14 +1,31 @@
 """The communicator and its collectives: MPI through mpi4py, imported only by :func:`init`."""
+
 from __future__ import annotations
 
 import pickle
 import sys
 import traceback
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["init", "is_initialized", "get_comm", "rank", "world_size", "barrier", "broadcast",
-           "broadcast_object", "all_reduce", "is_main_process", "print0", "abort"]
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = [
+    "init",
+    "is_initialized",
+    "get_comm",
+    "rank",
+    "world_size",
+    "barrier",
+    "broadcast",
+    "broadcast_object",
+    "all_reduce",
+    "is_main_process",
+    "print0",
+    "abort",
+]
 
 _global = {"comm": None, "MPI": None}
 
@@ -18,13 +35,15 @@ def _mpi():
         try:
             from mpi4py import MPI
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError("fastconv.distributed needs mpi4py and an MPI library: "
-                              "pip install 'fastconv[mpi]' (README, Scaling out)") from e
+            raise ImportError(
+                "fastconv.distributed needs mpi4py and an MPI library: "
+                "pip install 'fastconv[mpi]' (README, Scaling out)"
+            ) from e
         _global["MPI"] = MPI
     return _global["MPI"]
 
 
-def init(comm=None, abort_on_error=True):
+def init(comm: MPI.Comm | None = None, abort_on_error: bool = True) -> MPI.Comm:
     """Start data-parallel work on ``comm`` (an mpi4py communicator; MPI.COMM_WORLD by default).
 
     With ``abort_on_error`` (the default) an exception that reaches the top of any rank prints
@@ -42,41 +61,43 @@ def init(comm=None, abort_on_error=True):
     return comm
 
 
-def is_initialized():
+def is_initialized() -> bool:
     """True after :func:`init`."""
     return _global["comm"] is not None
 
 
-def get_comm():
+def get_comm() -> MPI.Comm:
     """The communicator :func:`init` set; raises RuntimeError before it."""
     comm = _global["comm"]
     if comm is None:
-        raise RuntimeError("fastconv.distributed is not initialised: call fastconv.distributed.init()")
+        raise RuntimeError(
+            "fastconv.distributed is not initialised: call fastconv.distributed.init()"
+        )
     return comm
 
 
-def rank():
+def rank() -> int:
     """This process's rank in the communicator (0 before :func:`init`)."""
     return 0 if _global["comm"] is None else _global["comm"].Get_rank()
 
 
-def world_size():
+def world_size() -> int:
     """The number of processes (1 before :func:`init`)."""
     return 1 if _global["comm"] is None else _global["comm"].Get_size()
 
 
-def is_main_process():
+def is_main_process() -> bool:
     """True on rank 0 (and when not distributed): the rank that logs and writes checkpoints."""
     return rank() == 0
 
 
-def print0(*args, **kwargs):
+def print0(*args: Any, **kwargs: Any) -> None:
     """``print`` on rank 0 only (every rank computes the same global figures)."""
     if is_main_process():
         print(*args, **kwargs)
 
 
-def barrier():
+def barrier() -> None:
     """Wait until every rank has called it."""
     get_comm().Barrier()
 
@@ -89,7 +110,7 @@ def _buffer(array, name):
     return array
 
 
-def broadcast(array, src=0):
+def broadcast(array: np.ndarray, src: int = 0) -> np.ndarray:
     """Overwrite ``array`` on every rank with rank ``src``'s, in place; returns it."""
     comm = get_comm()
     _check_src(src, comm)
@@ -97,7 +118,7 @@ def broadcast(array, src=0):
     return array
 
 
-def broadcast_object(obj, src=0):
+def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` (any picklable object) on every rank."""
     comm = get_comm()
     _check_src(src, comm)
@@ -105,7 +126,7 @@ def broadcast_object(obj, src=0):
     return pickle.loads(comm.bcast(data, root=src))
 
 
-def all_reduce(array, op="sum"):
+def all_reduce(array: np.ndarray, op: str = "sum") -> np.ndarray:
     """Reduce ``array`` over the ranks in place: ``op`` "sum", "mean", "max" or "min"."""
     MPI = _mpi()
     ops = {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
@@ -123,7 +144,7 @@ def _check_src(src, comm):
         raise ValueError(f"src must be a rank in [0, {comm.Get_size()}), got {src!r}")
 
 
-def abort(code=1):
+def abort(code: int = 1) -> None:
     """End every rank of the job now (``MPI_Abort``)."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -140,8 +161,10 @@ def _install_abort_hook():
             return previous(kind, value, tb)
         r = _global["comm"].Get_rank()
         text = "".join(traceback.format_exception(kind, value, tb))
-        sys.stderr.write(f"fastconv.distributed: rank {r} failed; aborting all ranks\n"
-                         + "".join(f"[rank {r}] {line}\n" for line in text.splitlines()))
+        sys.stderr.write(
+            f"fastconv.distributed: rank {r} failed; aborting all ranks\n"
+            + "".join(f"[rank {r}] {line}\n" for line in text.splitlines())
+        )
         sys.stderr.flush()
         _global["comm"].Abort(1)
 

@@ -1,6 +1,7 @@
 """What :func:`fastconv.train.fit` needs to run data-parallel (``fit(..., data_parallel=ddp)``):
 this rank's share of each global minibatch, losses summed over the ranks, and files written by
 rank 0 alone."""
+
 from __future__ import annotations
 
 import numpy as np

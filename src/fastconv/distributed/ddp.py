@@ -1,15 +1,21 @@
 """DistributedDataParallel: gradients averaged over the ranks in buckets, each bucket's
 allreduce started (non-blocking) as soon as its last gradient is final during backward."""
+
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import autograd
 from ..nn.module import Module
 from . import _comm
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 __all__ = ["DistributedDataParallel"]
 
@@ -34,7 +40,7 @@ class _Bucket:
 
     def view(self, i):
         p = self.params[i]
-        return self.flat[self.offsets[i]:self.offsets[i] + p.data.size].reshape(p.shape)
+        return self.flat[self.offsets[i] : self.offsets[i] + p.data.size].reshape(p.shape)
 
 
 class DistributedDataParallel(Module):
@@ -54,8 +60,14 @@ class DistributedDataParallel(Module):
     ("bucket_done", i, t) tuples of one backward, for checking the overlap.
     """
 
-    def __init__(self, module, bucket_cap_mb=25.0, broadcast_buffers=True, comm=None,
-                 record_events=False):
+    def __init__(
+        self,
+        module: Module,
+        bucket_cap_mb: float = 25.0,
+        broadcast_buffers: bool = True,
+        comm: MPI.Comm | None = None,
+        record_events: bool = False,
+    ) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"module must be a fastconv.nn.Module, got {type(module).__name__}")
@@ -82,8 +94,10 @@ class DistributedDataParallel(Module):
     # --- set-up ---------------------------------------------------------------------------------
     def _bcast(self, array, what):
         if not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"DistributedDataParallel: a {what} array is not C-contiguous and "
-                             f"writeable, so it cannot be broadcast in place")
+            raise ValueError(
+                f"DistributedDataParallel: a {what} array is not C-contiguous and "
+                f"writeable, so it cannot be broadcast in place"
+            )
         if array.ndim == 0:  # (a 0-d array is not a buffer mpi4py takes)
             array[...] = self.comm.bcast(array.item(), root=0)
         else:
@@ -108,13 +122,13 @@ class DistributedDataParallel(Module):
         return buckets
 
     # --- forward --------------------------------------------------------------------------------
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.training and self.broadcast_buffers:
             self._sync_buffers()
         return self.module(*args, **kwargs)
 
     @contextlib.contextmanager
-    def no_sync(self):
+    def no_sync(self) -> Iterator[None]:
         """Backward passes inside ``with model.no_sync():`` only accumulate ``.grad`` locally;
         the first backward after it averages the accumulated gradients (gradient accumulation)."""
         old, self._sync = self._sync, False
@@ -138,8 +152,10 @@ class DistributedDataParallel(Module):
         bucket = self._where[id(param)]
         i = bucket.slot[id(param)]
         if bucket.ready[i]:
-            raise RuntimeError("DistributedDataParallel: a parameter's gradient became ready twice "
-                               "in one backward (the model was called twice before backward?)")
+            raise RuntimeError(
+                "DistributedDataParallel: a parameter's gradient became ready twice "
+                "in one backward (the model was called twice before backward?)"
+            )
         np.copyto(bucket.view(i), param.grad, casting="same_kind")
         bucket.ready[i] = True
         bucket.pending -= 1
@@ -172,13 +188,20 @@ class DistributedDataParallel(Module):
             for i, p in enumerate(bucket.params):
                 avg = bucket.view(i)
                 g = p.grad
-                if (isinstance(g, np.ndarray) and g.shape == p.shape and g.dtype == p.dtype
-                        and g.flags.writeable and g.flags.c_contiguous):
+                if (
+                    isinstance(g, np.ndarray)
+                    and g.shape == p.shape
+                    and g.dtype == p.dtype
+                    and g.flags.writeable
+                    and g.flags.c_contiguous
+                ):
                     np.copyto(g, avg)
                 else:
                     p.grad = avg.copy()
             bucket.reset()
 
-    def extra_repr(self):
-        return (f"world_size={self.world}, buckets={len(self.buckets)}, "
-                f"bucket_cap_mb={self.bucket_cap_mb}")
+    def extra_repr(self) -> str:
+        return (
+            f"world_size={self.world}, buckets={len(self.buckets)}, "
+            f"bucket_cap_mb={self.bucket_cap_mb}"
+        )

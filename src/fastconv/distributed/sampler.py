@@ -1,10 +1,13 @@
 """DistributedSampler: each rank's share of a dataset's indices, reshuffled every epoch."""
+
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sized
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _comm
 
@@ -22,8 +25,15 @@ class DistributedSampler:
     the padding). ``num_replicas`` and ``rank`` default to the communicator's.
     """
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
-                 drop_last=False):
+    def __init__(
+        self,
+        dataset: int | Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         n = dataset if isinstance(dataset, numbers.Integral) else len(dataset)
         if n < 0:
             raise ValueError(f"dataset length must be >= 0, got {n}")
@@ -43,13 +53,13 @@ class DistributedSampler:
             self.num_samples = math.ceil(self.n / self.num_replicas)
         self.total_size = self.num_samples * self.num_replicas
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Use the permutation of ``epoch`` (every rank must pass the same number)."""
         if not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         self.epoch = int(epoch)
 
-    def indices(self):
+    def indices(self) -> npt.NDArray[np.int64]:
         """This rank's indices for the current epoch, as an int64 array."""
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
@@ -57,10 +67,10 @@ class DistributedSampler:
             order = np.arange(self.n)
         if self.total_size > self.n:  # pad by repeating from the start (PyTorch's choice)
             reps = math.ceil((self.total_size - self.n) / max(self.n, 1))
-            order = np.concatenate([order] + [order] * reps)[:self.total_size]
+            order = np.concatenate([order] + [order] * reps)[: self.total_size]
         else:
-            order = order[:self.total_size]
-        return order[self.rank:self.total_size:self.num_replicas].astype(np.int64)
+            order = order[: self.total_size]
+        return order[self.rank : self.total_size : self.num_replicas].astype(np.int64)
 
     def __iter__(self):
         return iter(self.indices().tolist())

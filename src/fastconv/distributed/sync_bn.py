@@ -1,13 +1,20 @@
 """SyncBatchNorm: batch statistics over the global batch (every rank's images)."""
+
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 
 from ..autograd import Function, Tensor
 from ..nn import functional as F
 from ..nn.module import Module
 from ..nn.normalization import BatchNorm1d, BatchNorm2d, _BatchNorm
 from . import _comm
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 __all__ = ["SyncBatchNorm", "convert_sync_batchnorm"]
 
@@ -31,8 +38,10 @@ class _SyncBatchNormFn(Function):
         _allreduce(comm, stats)
         n = stats[-1]
         if n <= 1:
-            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all "
-                             f"ranks when training, got input of shape {x.shape} on this rank")
+            raise ValueError(
+                f"SyncBatchNorm: expected more than 1 value per channel over all "
+                f"ranks when training, got input of shape {x.shape} on this rank"
+            )
         mean = stats[:-1] / n
         centred = x - mean.reshape(shape).astype(x.dtype)
         c64 = centred.astype(np.float64, copy=False)
@@ -54,9 +63,10 @@ class _SyncBatchNormFn(Function):
     def backward(ctx, g):
         xhat, invstd, weight = ctx.saved
         axes, shape = ctx.axes, ctx.shape
-        sums = np.concatenate([g.sum(axis=axes, dtype=np.float64),
-                               (g * xhat).sum(axis=axes, dtype=np.float64)])
-        local_dbias, local_dweight = sums[:len(sums) // 2].copy(), sums[len(sums) // 2:].copy()
+        sums = np.concatenate(
+            [g.sum(axis=axes, dtype=np.float64), (g * xhat).sum(axis=axes, dtype=np.float64)]
+        )
+        local_dbias, local_dweight = sums[: len(sums) // 2].copy(), sums[len(sums) // 2 :].copy()
         _allreduce(ctx.comm, sums)
         c = len(sums) // 2
         mean_dy = (sums[:c] / ctx.n).astype(g.dtype).reshape(shape)
@@ -76,14 +86,27 @@ class SyncBatchNorm(_BatchNorm):
 
     _ndims = (2, 3, 4, 5)
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32, comm=None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+        comm: MPI.Comm | None = None,
+    ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         object.__setattr__(self, "comm", comm)
 
-    def forward(self, x, residual=None, activation=None):
-        comm = self.comm if self.comm is not None else (
-            _comm.get_comm() if _comm.is_initialized() else None)
+    def forward(
+        self, x: Tensor, residual: Tensor | None = None, activation: str | None = None
+    ) -> Tensor:
+        comm = (
+            self.comm
+            if self.comm is not None
+            else (_comm.get_comm() if _comm.is_initialized() else None)
+        )
         use_batch = self.training or not self.track_running_stats
         if comm is None or comm.Get_size() == 1 or not use_batch:
             return super().forward(x, residual, activation)
@@ -97,21 +120,34 @@ class SyncBatchNorm(_BatchNorm):
             if momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
         xt = x if isinstance(x, Tensor) else Tensor(x)
-        y = _SyncBatchNormFn.apply(xt, self.weight, self.bias, running_mean=self.running_mean,
-                                   running_var=self.running_var, momentum=momentum or 0.0,
-                                   eps=self.eps, comm=comm)
+        y = _SyncBatchNormFn.apply(
+            xt,
+            self.weight,
+            self.bias,
+            running_mean=self.running_mean,
+            running_var=self.running_var,
+            momentum=momentum or 0.0,
+            eps=self.eps,
+            comm=comm,
+        )
         if residual is not None:
             y = y + residual
         return F.relu(y) if activation == "relu" else y
 
 
-def convert_sync_batchnorm(module, comm=None):
+def convert_sync_batchnorm(module: Module, comm: MPI.Comm | None = None) -> Module:
     """``module`` with every BatchNorm1d/2d replaced by a :class:`SyncBatchNorm` sharing its
     parameters and buffers (PyTorch's ``SyncBatchNorm.convert_sync_batchnorm``); a BatchNorm
     passed in itself is returned converted. Call it before wrapping in DistributedDataParallel."""
     if isinstance(module, (BatchNorm1d, BatchNorm2d)):
-        out = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats, comm=comm)
+        out = SyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            comm=comm,
+        )
         for name in ("weight", "bias"):
             out._parameters[name] = module._parameters[name]
         for name in ("running_mean", "running_var", "num_batches_tracked"):

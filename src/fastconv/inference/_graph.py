@@ -5,6 +5,7 @@ Capture runs the model once on the example input with an op recorder installed i
 computed from the model's input becomes a node; ops on constants alone (a masked weight, say)
 are folded to constants. Python control flow is frozen to the path the example took.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,21 +16,34 @@ from .. import autograd as _ag
 from .. import functional as _K
 from ..nn import functional as _NF
 
-_ACTS = {_ag.Relu: "relu", _ag.Sigmoid: "sigmoid", _ag.Tanh: "tanh", _ag.LeakyRelu: "leaky_relu",
-         _ag.Elu: "elu"}
+_ACTS = {
+    _ag.Relu: "relu",
+    _ag.Sigmoid: "sigmoid",
+    _ag.Tanh: "tanh",
+    _ag.LeakyRelu: "leaky_relu",
+    _ag.Elu: "elu",
+}
 # ops whose output an activation (and, for conv, a residual add) can be fused into
-EPILOGUE_OPS = ("conv", "linear", "affine", "add", "channel_mul", "max_pool", "avg_pool",
-                "adaptive_avg")
+EPILOGUE_OPS = (
+    "conv",
+    "linear",
+    "affine",
+    "add",
+    "channel_mul",
+    "max_pool",
+    "avg_pool",
+    "adaptive_avg",
+)
 
 
 @dataclasses.dataclass
 class Node:
-    op: str              # conv, affine, act, add, channel_mul, max_pool, avg_pool, adaptive_avg,
+    op: str  # conv, affine, act, add, channel_mul, max_pool, avg_pool, adaptive_avg,
     #                      linear, reshape, concat, lrn
-    inputs: list         # value ids (0 is the model's input)
-    out: int             # the value it defines
-    attrs: dict          # the op's parameters (JSON-able)
-    consts: dict         # name -> ndarray (weight, bias, scale, shift)
+    inputs: list  # value ids (0 is the model's input)
+    out: int  # the value it defines
+    attrs: dict  # the op's parameters (JSON-able)
+    consts: dict  # name -> ndarray (weight, bias, scale, shift)
     act: str | None = None
     alpha: float = 0.0
     residual: int | None = None  # conv: a value added before the activation
@@ -62,21 +76,32 @@ def _per_channel(c, x_shape):
         return np.full(channels, float(c.reshape(-1)[0]))
     lead = c.ndim - len(x_shape)
     shape = (1,) * max(0, -lead) + c.shape
-    if len(shape) == len(x_shape) and shape[1] == channels and all(
-            s == 1 for i, s in enumerate(shape) if i != 1):
+    if (
+        len(shape) == len(x_shape)
+        and shape[1] == channels
+        and all(s == 1 for i, s in enumerate(shape) if i != 1)
+    ):
         return c.reshape(-1).copy()
     return None
 
 
 def conv_node(v, x_shape, w, b, stride, padding, dilation, groups):
     """A conv node on value v (shape x_shape) with weight w and bias b (ndarrays or None)."""
-    cv = _K._Conv(np.empty((1,) + tuple(x_shape[1:]), w.dtype), w, stride, padding, dilation,
-                  groups, 2)
+    cv = _K._Conv(
+        np.empty((1,) + tuple(x_shape[1:]), w.dtype), w, stride, padding, dilation, groups, 2
+    )
     if any(cv.extra):
         raise UnsupportedOp("conv2d: padding='same' with an even kernel (asymmetric padding)")
     d = cv.desc
-    attrs = dict(k=d[4], kh=d[5], kw=d[6], stride=[d[7], d[8]], padding=[d[9], d[10]],
-                 dilation=[d[11], d[12]], groups=d[13])
+    attrs = dict(
+        k=d[4],
+        kh=d[5],
+        kw=d[6],
+        stride=[d[7], d[8]],
+        padding=[d[9], d[10]],
+        dilation=[d[11], d[12]],
+        groups=d[13],
+    )
     consts = {"weight": np.array(w)}  # copies: the plan does not follow later changes
     if b is not None:
         consts["bias"] = np.array(b)
@@ -91,8 +116,12 @@ def bn_node(v, mean, var, w, b, eps):
     if w is not None:
         scale = scale * np.asarray(w, np.float64)
     shift = (np.asarray(b, np.float64) if b is not None else 0.0) - mean * scale
-    consts = {"scale": scale, "shift": np.broadcast_to(shift, scale.shape).copy(), "mean": mean,
-              "var": var}
+    consts = {
+        "scale": scale,
+        "shift": np.broadcast_to(shift, scale.shape).copy(),
+        "mean": mean,
+        "var": var,
+    }
     if w is not None:
         consts["bn_weight"] = np.array(w, np.float64)
     if b is not None:
@@ -114,21 +143,40 @@ def _translate(cls, ins, kw, shapes, out_shape):
 
     def const(i, what):
         if kinds[i] == "v":
-            raise UnsupportedOp(f"{cls.__name__}: a {what} computed from the input is not supported")
+            raise UnsupportedOp(
+                f"{cls.__name__}: a {what} computed from the input is not supported"
+            )
         return None if vals[i] is None else np.asarray(vals[i])
 
     if cls is _NF.Conv2d:
         need_value(0, "x")
-        return conv_node(vals[0], shapes[vals[0]], const(1, "weight"), const(2, "bias"),
-                         kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
-                         kw.get("groups", 1))
+        return conv_node(
+            vals[0],
+            shapes[vals[0]],
+            const(1, "weight"),
+            const(2, "bias"),
+            kw.get("stride", 1),
+            kw.get("padding", 0),
+            kw.get("dilation", 1),
+            kw.get("groups", 1),
+        )
     if cls is _NF.BatchNorm:
         need_value(0, "x")
         if kw.get("use_batch_stats", True):
-            raise UnsupportedOp("batch_norm uses batch statistics: the model is in training mode "
-                                "(call model.eval() before compiling)")
-        nodes = [bn_node(vals[0], kw["running_mean"], kw["running_var"], const(1, "weight"),
-                         const(2, "bias"), kw.get("eps", 1e-5))]
+            raise UnsupportedOp(
+                "batch_norm uses batch statistics: the model is in training mode "
+                "(call model.eval() before compiling)"
+            )
+        nodes = [
+            bn_node(
+                vals[0],
+                kw["running_mean"],
+                kw["running_var"],
+                const(1, "weight"),
+                const(2, "bias"),
+                kw.get("eps", 1e-5),
+            )
+        ]
         if len(vals) > 3 and vals[3] is not None:  # fused residual (then activation)
             need_value(3, "residual")
             nodes.append(Node("add", [_PREV, vals[3]], -1, {}, {}))
@@ -154,8 +202,10 @@ def _translate(cls, ins, kw, shapes, out_shape):
         x_shape = shapes[vals[vi]]
         c = _per_channel(vals[1 - vi], x_shape)
         if c is None:
-            raise UnsupportedOp(f"{name} with a constant that is not per channel (shape "
-                                f"{np.shape(vals[1 - vi])}, input {x_shape})")
+            raise UnsupportedOp(
+                f"{name} with a constant that is not per channel (shape "
+                f"{np.shape(vals[1 - vi])}, input {x_shape})"
+            )
         ones = np.ones_like(c)
         if name == "mul":
             scale, shift = c, np.zeros_like(c)
@@ -168,12 +218,16 @@ def _translate(cls, ins, kw, shapes, out_shape):
         need_value(0, "x")
         if kw.get("return_indices"):
             raise UnsupportedOp("max_pool2d with return_indices")
-        attrs = {k: kw.get(k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
+        attrs = {
+            k: kw.get(k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        }
         return Node("max_pool", [vals[0]], -1, attrs, {})
     if cls is _NF.AvgPool2d:
         need_value(0, "x")
-        attrs = {k: kw.get(k) for k in ("kernel_size", "stride", "padding", "ceil_mode",
-                                        "count_include_pad")}
+        attrs = {
+            k: kw.get(k)
+            for k in ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+        }
         return Node("avg_pool", [vals[0]], -1, attrs, {})
     if cls is _NF.AdaptiveAvgPool2d:
         need_value(0, "x")
@@ -181,14 +235,21 @@ def _translate(cls, ins, kw, shapes, out_shape):
     if cls is _NF.Linear:
         need_value(0, "x")
         w, b = const(1, "weight"), const(2, "bias")
-        consts = {"weight": np.array(w)} if b is None else {"weight": np.array(w), "bias": np.array(b)}
+        consts = (
+            {"weight": np.array(w)} if b is None else {"weight": np.array(w), "bias": np.array(b)}
+        )
         return Node("linear", [vals[0]], -1, {"nout": int(w.shape[0])}, consts)
     if cls is _ag.Reshape:
         need_value(0, "x")
         in_shape = shapes[vals[0]]
         batch = bool(out_shape) and bool(in_shape) and out_shape[0] == in_shape[0]
-        return Node("reshape", [vals[0]], -1, {"shape": list(out_shape[1:] if batch else out_shape),
-                                                 "batch": batch}, {})
+        return Node(
+            "reshape",
+            [vals[0]],
+            -1,
+            {"shape": list(out_shape[1:] if batch else out_shape), "batch": batch},
+            {},
+        )
     if cls is _ag.Concat:
         if any(k != "v" for k in kinds):
             raise UnsupportedOp("concat of a constant")
@@ -199,7 +260,9 @@ def _translate(cls, ins, kw, shapes, out_shape):
         return Node("concat", list(vals), -1, {}, {})
     if cls is _NF.LocalResponseNorm:
         need_value(0, "x")
-        return Node("lrn", [vals[0]], -1, {k: kw.get(k) for k in ("size", "alpha", "beta", "k")}, {})
+        return Node(
+            "lrn", [vals[0]], -1, {k: kw.get(k) for k in ("size", "alpha", "beta", "k")}, {}
+        )
     if cls is _NF.Dropout:
         raise UnsupportedOp("dropout in training mode (call model.eval() before compiling)")
     raise UnsupportedOp(f"{cls.__name__} is not supported in an inference plan")
@@ -208,12 +271,15 @@ def _translate(cls, ins, kw, shapes, out_shape):
 def capture(model, example):
     """The graph of model's forward on example (a 4-D float32/float64 ndarray)."""
     from ..nn.module import Module
+
     if not isinstance(model, Module):
         raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
-        raise ValueError(f"model is in training mode ({', '.join(training[:3])}"
-                         f"{', ...' if len(training) > 3 else ''}): call model.eval() before compiling")
+        raise ValueError(
+            f"model is in training mode ({', '.join(training[:3])}"
+            f"{', ...' if len(training) > 3 else ''}): call model.eval() before compiling"
+        )
     values, keep, nodes, shapes = {}, [], [], {0: tuple(example.shape)}
     x = _ag.Tensor(example)
     values[id(x)] = 0
@@ -247,6 +313,7 @@ def capture(model, example):
     if _ag._tracer.record is not None:
         raise RuntimeError("fastconv.inference.compile: already capturing on this thread")
     from .. import _core
+
     _ag._tracer.record = record
     tuning = _core.get_autotune()
     _core.set_autotune(0)  # (the traced forward only records ops: nothing to measure there)
@@ -257,8 +324,10 @@ def capture(model, example):
         _ag._tracer.record = None
         _core.set_autotune(tuning)
     if not isinstance(out, _ag.Tensor) or id(out) not in values:
-        raise UnsupportedOp("the model's forward must return one Tensor computed from its input "
-                            f"(got {type(out).__name__})")
+        raise UnsupportedOp(
+            "the model's forward must return one Tensor computed from its input "
+            f"(got {type(out).__name__})"
+        )
     return Graph(nodes, values[id(out)], str(example.dtype), tuple(example.shape))
 
 
@@ -286,12 +355,20 @@ def fold_batch_norm(g):
         if a.op != "affine":
             continue
         p = prod.get(a.inputs[0])
-        if (p is None or p.op not in ("conv", "linear") or p.act or p.residual is not None
-                or len(users.get(p.out, [])) != 1 or p.out == g.output):
+        if (
+            p is None
+            or p.op not in ("conv", "linear")
+            or p.act
+            or p.residual is not None
+            or len(users.get(p.out, [])) != 1
+            or p.out == g.output
+        ):
             continue
         scale, shift = a.consts["scale"], a.consts["shift"]
         w = np.asarray(p.consts["weight"], np.float64)
-        p.consts["weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(p.consts["weight"].dtype)
+        p.consts["weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(
+            p.consts["weight"].dtype
+        )
         b = np.asarray(p.consts.get("bias", 0.0), np.float64)
         p.consts["bias"] = (b * scale + shift).astype(p.consts["weight"].dtype)
         p.fused.append(a.attrs.get("what", "affine"))
@@ -318,9 +395,16 @@ def fuse_residual_add(g):
     for a in list(g.nodes):
         if a.op != "add":
             continue
-        cands = [v for v in a.inputs
-                 if (p := prod.get(v)) is not None and p.op in ("conv", "channel_mul") and not p.act
-                 and p.residual is None and len(users.get(v, [])) == 1 and v != g.output]
+        cands = [
+            v
+            for v in a.inputs
+            if (p := prod.get(v)) is not None
+            and p.op in ("conv", "channel_mul")
+            and not p.act
+            and p.residual is None
+            and len(users.get(v, [])) == 1
+            and v != g.output
+        ]
         if not cands or a.inputs[0] == a.inputs[1]:
             continue
         v = max(cands, key=order.get)  # the later one: the other is ready before it runs
@@ -339,8 +423,13 @@ def fuse_activation(g):
         if a.op != "act":
             continue
         p = prod.get(a.inputs[0])
-        if p is None or p.op not in EPILOGUE_OPS or p.act or len(users.get(p.out, [])) != 1 \
-                or p.out == g.output:
+        if (
+            p is None
+            or p.op not in EPILOGUE_OPS
+            or p.act
+            or len(users.get(p.out, [])) != 1
+            or p.out == g.output
+        ):
             continue
         p.act, p.alpha = a.act, a.alpha
         p.fused.append(a.act)

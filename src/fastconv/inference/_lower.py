@@ -5,6 +5,7 @@ straight into its slice of the concat's buffer (elsewhere a copy step puts it th
 are not the caller's input or output share one arena: each gets an offset, first fit by size
 among the buffers whose lifetimes (first write to last read, in step order) overlap.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,11 +13,20 @@ import dataclasses
 import numpy as np
 
 from .. import _core
-from .. import functional as _K
-from ..pooling import _Window, _adaptive_size
+from ..pooling import _adaptive_size, _Window
 
-_OPS = {"conv": 0, "max_pool": 1, "avg_pool": 2, "adaptive_avg": 3, "linear": 4, "eltwise": 5,
-        "channel_mul": 6, "affine": 7, "lrn": 8, "copy": 9}
+_OPS = {
+    "conv": 0,
+    "max_pool": 1,
+    "avg_pool": 2,
+    "adaptive_avg": 3,
+    "linear": 4,
+    "eltwise": 5,
+    "channel_mul": 6,
+    "affine": 7,
+    "lrn": 8,
+    "copy": 9,
+}
 _ACT = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5}
 _INPUT, _OUTPUT, _ARENA = 0, 1, 2
 _ALIGN = 16  # elements: every arena buffer starts on a 64-byte line (float32)
@@ -25,6 +35,7 @@ _ALIGN = 16  # elements: every arena buffer starts on a 64-byte line (float32)
 @dataclasses.dataclass
 class Step:
     """One native step, as summary() shows it."""
+
     op: str
     in_shape: tuple
     out_shape: tuple
@@ -34,10 +45,10 @@ class Step:
 
 @dataclasses.dataclass
 class Lowered:
-    native: object       # _core.Plan
-    steps: list          # Step per native step
+    native: object  # _core.Plan
+    steps: list  # Step per native step
     out_shape: tuple
-    algos: list          # algorithm per conv node, in node order
+    algos: list  # algorithm per conv node, in node order
     arena_bytes: int
 
 
@@ -56,8 +67,10 @@ def _shape_of(n, shapes):
     if n.op == "reshape":
         target = ([x[0]] if a["batch"] else []) + list(a["shape"])
         if int(np.prod(target)) != int(np.prod(x)):
-            raise ValueError(f"a reshape traced as {tuple(target)} does not fit an input of shape "
-                             f"{x}: compile the model again for this shape")
+            raise ValueError(
+                f"a reshape traced as {tuple(target)} does not fit an input of shape "
+                f"{x}: compile the model again for this shape"
+            )
         return tuple(target)
     if n.op == "concat":
         parts = [shapes[v] for v in n.inputs]
@@ -68,17 +81,31 @@ def _shape_of(n, shapes):
 def _conv_desc(n, x):
     a = n.attrs
     if len(x) != 4 or x[1] != n.consts["weight"].shape[1] * a["groups"]:
-        raise ValueError(f"conv2d step: input shape {x} does not fit weight "
-                         f"{n.consts['weight'].shape} (groups={a['groups']})")
-    return (x[0], x[1], x[2], x[3], a["k"], a["kh"], a["kw"], *a["stride"], *a["padding"],
-            *a["dilation"], a["groups"])
+        raise ValueError(
+            f"conv2d step: input shape {x} does not fit weight "
+            f"{n.consts['weight'].shape} (groups={a['groups']})"
+        )
+    return (
+        x[0],
+        x[1],
+        x[2],
+        x[3],
+        a["k"],
+        a["kh"],
+        a["kw"],
+        *a["stride"],
+        *a["padding"],
+        *a["dilation"],
+        a["groups"],
+    )
 
 
 def _window(n, x):
     a = n.attrs
     op = "max_pool2d" if n.op == "max_pool" else "avg_pool2d"
-    return _Window(op, x, x, a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
-                   a["ceil_mode"])
+    return _Window(
+        op, x, x, a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1), a["ceil_mode"]
+    )
 
 
 def _choose(desc, f64, tune):
@@ -127,9 +154,15 @@ def lower(g, x_shape, tune, algos=None):
             plane = int(np.prod(shapes[n.out][2:]))
             c0, todo = 0, []
             for v in n.inputs:
-                ok = (n_images == 1 and v != 0 and parent[v] == (v, 0) and v != g.output
-                      and len(readers.get(v, [])) == 1 and n.inputs.count(v) == 1
-                      and v not in viewed)
+                ok = (
+                    n_images == 1
+                    and v != 0
+                    and parent[v] == (v, 0)
+                    and v != g.output
+                    and len(readers.get(v, [])) == 1
+                    and n.inputs.count(v) == 1
+                    and v not in viewed
+                )
                 if ok:
                     parent[v] = (n.out, c0 * plane)
                 else:
@@ -143,6 +176,7 @@ def lower(g, x_shape, tune, algos=None):
             v, o = parent[v]
             off += o
         return v, off
+
     where = {v: resolve(v) for v in shapes}
     size = {v: int(np.prod(s)) for v, s in shapes.items()}
     out_root, in_root = where[g.output][0], 0
@@ -155,8 +189,9 @@ def lower(g, x_shape, tune, algos=None):
         for v in n.reads():
             last[where[v][0]] = max(last.get(where[v][0], -1), i)
     offset, placed, arena = {}, [], 0
-    roots = sorted({r for r, _ in where.values() if r not in (in_root, out_root)},
-                   key=lambda r: (-size[r], r))
+    roots = sorted(
+        {r for r, _ in where.values() if r not in (in_root, out_root)}, key=lambda r: (-size[r], r)
+    )
     for r in roots:
         lo, hi = first.get(r, -1), last.get(r, first.get(r, -1))
         busy = sorted((o, o + s) for o, s, a, b in placed if not (b < lo or hi < a))
@@ -194,8 +229,13 @@ def lower(g, x_shape, tune, algos=None):
     steps, chosen = [], []
     for n in g.nodes:
         x = shapes[n.inputs[0]]
-        st = {"op": _OPS.get(n.op, -1), "act": _ACT[n.act], "alpha": n.alpha,
-              "in0": value(n.inputs[0]), "out": value(n.out)}
+        st = {
+            "op": _OPS.get(n.op, -1),
+            "act": _ACT[n.act],
+            "alpha": n.alpha,
+            "in0": value(n.inputs[0]),
+            "out": value(n.out),
+        }
         info = Step(n.op, x, shapes[n.out], fused=tuple(n.fused))
         hw = int(np.prod(x[2:])) if len(x) > 2 else 1
         if n.op == "reshape":
@@ -204,8 +244,7 @@ def lower(g, x_shape, tune, algos=None):
             desc = _conv_desc(n, x)
             name = algos[len(chosen)] if algos is not None else _choose(desc, f64, tune)
             chosen.append(name)
-            st.update(conv=list(desc), algo=_core.ALGO_NAMES.index(name),
-                      weight=const(n, "weight"))
+            st.update(conv=list(desc), algo=_core.ALGO_NAMES.index(name), weight=const(n, "weight"))
             if "bias" in n.consts:
                 st["bias"] = const(n, "bias")
             if n.residual is not None:
@@ -230,18 +269,29 @@ def lower(g, x_shape, tune, algos=None):
             if n.residual is not None:  # SE: x * scale + identity, in the same pass
                 st["in2"] = value(n.residual)
         elif n.op == "affine":
-            st.update(dims=[x[0], x[1] if len(x) > 1 else 1, hw, 0],
-                      weight=const(n, "scale"), bias=const(n, "shift"))
+            st.update(
+                dims=[x[0], x[1] if len(x) > 1 else 1, hw, 0],
+                weight=const(n, "scale"),
+                bias=const(n, "shift"),
+            )
         elif n.op == "lrn":
             a = n.attrs
-            st.update(dims=[x[0], x[1], hw, 0], extra=[a["size"], 0],
-                      lrn=[a["alpha"], a["beta"], a["k"]])
+            st.update(
+                dims=[x[0], x[1], hw, 0], extra=[a["size"], 0], lrn=[a["alpha"], a["beta"], a["k"]]
+            )
         elif n.op == "concat":
             total = shapes[n.out][1]
             for v, c0 in copies[n.out]:
                 sv = shapes[v]
-                plan.add_step({"op": _OPS["copy"], "in0": value(v), "out": value(n.out),
-                               "dims": [sv[0], sv[1], int(np.prod(sv[2:])), 0], "extra": [total, c0]})
+                plan.add_step(
+                    {
+                        "op": _OPS["copy"],
+                        "in0": value(v),
+                        "out": value(n.out),
+                        "dims": [sv[0], sv[1], int(np.prod(sv[2:])), 0],
+                        "extra": [total, c0],
+                    }
+                )
                 steps.append(Step("copy", sv, shapes[n.out]))
             continue
         else:
@@ -250,8 +300,14 @@ def lower(g, x_shape, tune, algos=None):
         steps.append(info)
     if copy_out:
         out_v = plan.add_value(_OUTPUT, 0, out_elems)
-        plan.add_step({"op": _OPS["eltwise"], "in0": value(g.output), "out": out_v,
-                       "dims": [out_elems, 0, 0, 0]})
+        plan.add_step(
+            {
+                "op": _OPS["eltwise"],
+                "in0": value(g.output),
+                "out": out_v,
+                "dims": [out_elems, 0, 0, 0],
+            }
+        )
         steps.append(Step("copy", shapes[g.output], shapes[g.output]))
     itemsize = 8 if f64 else 4
     return Lowered(plan, steps, shapes[g.output], chosen, arena * itemsize)

@@ -1,6 +1,7 @@
 """The architectures of fastconv's seed material, on fastconv.nn. All take ``num_classes``;
 where torchvision has the model, state_dict keys and shapes equal torchvision's (Inception-v4
 and Inception-ResNet-v2: Cadene's pretrainedmodels')."""
+
 from .alexnet import AlexNet, alexnet, alexnet_owt
 from .googlenet import GoogLeNet, googlenet, googlenet_v1
 from .inception import Inception3, inception_v3
@@ -8,15 +9,42 @@ from .inception_v4 import InceptionResNetV2, InceptionV4, inception_resnet_v2, i
 from .lenet import LeNet5, lenet5
 from .nin import NiN, nin_cifar, nin_imagenet
 from .overfeat import overfeat_fast
-from .resnet import (ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, se_resnet50)
-from .vgg import (VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn, vgg_a)
+from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, se_resnet50
+from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn, vgg_a
 from .zfnet import ZFNet, zfnet
 
-MODELS = {f.__name__: f for f in (
-    lenet5, alexnet, alexnet_owt, overfeat_fast, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn,
-    vgg19, vgg19_bn, vgg_a, googlenet, googlenet_v1, resnet18, resnet34, resnet50, resnet101,
-    resnet152, se_resnet50, inception_v3, inception_v4, inception_resnet_v2, zfnet, nin_cifar,
-    nin_imagenet)}
+MODELS = {
+    f.__name__: f
+    for f in (
+        lenet5,
+        alexnet,
+        alexnet_owt,
+        overfeat_fast,
+        vgg11,
+        vgg11_bn,
+        vgg13,
+        vgg13_bn,
+        vgg16,
+        vgg16_bn,
+        vgg19,
+        vgg19_bn,
+        vgg_a,
+        googlenet,
+        googlenet_v1,
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+        resnet152,
+        se_resnet50,
+        inception_v3,
+        inception_v4,
+        inception_resnet_v2,
+        zfnet,
+        nin_cifar,
+        nin_imagenet,
+    )
+}
 
 
 def get_model(name, **kwargs):
@@ -26,5 +54,17 @@ def get_model(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "get_model", "AlexNet", "GoogLeNet", "Inception3", "InceptionResNetV2",
-           "InceptionV4", "LeNet5", "NiN", "ResNet", "VGG", "ZFNet"] + list(MODELS)
+__all__ = [
+    "MODELS",
+    "get_model",
+    "AlexNet",
+    "GoogLeNet",
+    "Inception3",
+    "InceptionResNetV2",
+    "InceptionV4",
+    "LeNet5",
+    "NiN",
+    "ResNet",
+    "VGG",
+    "ZFNet",
+] + list(MODELS)

@@ -1,5 +1,6 @@
 """AlexNet: torchvision's single-tower layout (state_dict keys equal torchvision's), the 2012
 paper's two-tower form (LRN, grouped convs) and convnet-benchmarks' "one weird trick" variant."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,24 +21,46 @@ class AlexNet(nn.Module):
         if original:
             lrn = lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)  # noqa: E731
             self.features = nn.Sequential(
-                conv(3, 96, 11, stride=4), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-                conv(96, 256, 5, padding=2, groups=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-                conv(256, 384, 3, padding=1), nn.ReLU(),
-                conv(384, 384, 3, padding=1, groups=2), nn.ReLU(),
-                conv(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+                conv(3, 96, 11, stride=4),
+                nn.ReLU(),
+                lrn(),
+                nn.MaxPool2d(3, 2),
+                conv(96, 256, 5, padding=2, groups=2),
+                nn.ReLU(),
+                lrn(),
+                nn.MaxPool2d(3, 2),
+                conv(256, 384, 3, padding=1),
+                nn.ReLU(),
+                conv(384, 384, 3, padding=1, groups=2),
+                nn.ReLU(),
+                conv(384, 256, 3, padding=1, groups=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
             )
         else:
             self.features = nn.Sequential(
-                conv(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                conv(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                conv(192, 384, 3, padding=1), nn.ReLU(),
-                conv(384, 256, 3, padding=1), nn.ReLU(),
-                conv(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+                conv(3, 64, 11, stride=4, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
+                conv(64, 192, 5, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
+                conv(192, 384, 3, padding=1),
+                nn.ReLU(),
+                conv(384, 256, 3, padding=1),
+                nn.ReLU(),
+                conv(256, 256, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
             )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096, dtype=dtype), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(4096, 4096, dtype=dtype), nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256 * 6 * 6, 4096, dtype=dtype),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096, dtype=dtype),
+            nn.ReLU(),
             nn.Linear(4096, num_classes, dtype=dtype),
         )
 
@@ -51,14 +74,27 @@ def alexnet(num_classes=1000, **kwargs):
 
 
 def alexnet_owt(num_classes=1000, dtype=np.float32):
-    """convnet-benchmarks' AlexNet ("one weird trick"): 224x224 input, no dropout, no pool-to-6x6."""
+    """convnet-benchmarks' AlexNet ("one weird trick"): 224x224 input, no dropout, no
+    pool-to-6x6."""
     conv = lambda *a, **k: nn.Conv2d(*a, dtype=dtype, **k)  # noqa: E731
     return nn.Sequential(
-        conv(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        conv(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        conv(192, 384, 3, padding=1), nn.ReLU(),
-        conv(384, 256, 3, padding=1), nn.ReLU(),
-        conv(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Linear(9216, 4096, dtype=dtype), nn.ReLU(),
-        nn.Linear(4096, 4096, dtype=dtype), nn.ReLU(), nn.Linear(4096, num_classes, dtype=dtype),
+        conv(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        conv(64, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        conv(192, 384, 3, padding=1),
+        nn.ReLU(),
+        conv(384, 256, 3, padding=1),
+        nn.ReLU(),
+        conv(256, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Flatten(),
+        nn.Linear(9216, 4096, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(4096, 4096, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(4096, num_classes, dtype=dtype),
     )

@@ -1,6 +1,7 @@
 """GoogLeNet / Inception v1 (Szegedy et al., 2014): torchvision's layout (batch-normed
 BasicConv2d, keys equal torchvision's; optional auxiliary heads) and convnet-benchmarks'
 googlenet_v1 (the paper's plain ReLU convs, 5x5 branch)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,24 +35,41 @@ class Inception(nn.Module):
     """Four branches concatenated on channels: 1x1; 1x1 -> 3x3; 1x1 -> 5x5 (torchvision: 3x3,
     kept for its weights); 3x3/1 max-pool -> 1x1."""
 
-    def __init__(self, cin, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
-                 conv_block=BasicConv2d, five=3, ceil_mode=True, dtype=np.float32):
+    def __init__(
+        self,
+        cin,
+        ch1x1,
+        ch3x3red,
+        ch3x3,
+        ch5x5red,
+        ch5x5,
+        pool_proj,
+        conv_block=BasicConv2d,
+        five=3,
+        ceil_mode=True,
+        dtype=np.float32,
+    ):
         super().__init__()
         block = lambda *a, **k: conv_block(*a, dtype=dtype, **k)  # noqa: E731
         self.branch1 = block(cin, ch1x1, kernel_size=1)
-        self.branch2 = nn.Sequential(block(cin, ch3x3red, kernel_size=1),
-                                     block(ch3x3red, ch3x3, kernel_size=3, padding=1))
-        self.branch3 = nn.Sequential(block(cin, ch5x5red, kernel_size=1),
-                                     block(ch5x5red, ch5x5, kernel_size=five, padding=five // 2))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=ceil_mode),
-                                     block(cin, pool_proj, kernel_size=1))
+        self.branch2 = nn.Sequential(
+            block(cin, ch3x3red, kernel_size=1), block(ch3x3red, ch3x3, kernel_size=3, padding=1)
+        )
+        self.branch3 = nn.Sequential(
+            block(cin, ch5x5red, kernel_size=1),
+            block(ch5x5red, ch5x5, kernel_size=five, padding=five // 2),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=ceil_mode),
+            block(cin, pool_proj, kernel_size=1),
+        )
 
     def forward(self, x):
         return concat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], axis=1)
 
 
 class InceptionAux(nn.Module):
-    """Auxiliary classifier: 4x4 average pool -> 1x1 conv 128 -> FC 1024 -> ReLU -> dropout -> FC."""
+    """Auxiliary classifier: 4x4 average pool, 1x1 conv 128, FC 1024, ReLU, dropout, FC."""
 
     def __init__(self, cin, num_classes, dropout=0.7, dtype=np.float32):
         super().__init__()
@@ -78,8 +96,15 @@ class GoogLeNet(nn.Module):
     """torchvision's GoogLeNet. In training mode with ``aux_logits`` the forward returns
     ``(logits, aux2, aux1)`` (weight the aux losses by 0.3); otherwise the logits."""
 
-    def __init__(self, num_classes=1000, aux_logits=False, transform_input=False, dropout=0.2,
-                 dropout_aux=0.7, dtype=np.float32):
+    def __init__(
+        self,
+        num_classes=1000,
+        aux_logits=False,
+        transform_input=False,
+        dropout=0.2,
+        dropout_aux=0.7,
+        dtype=np.float32,
+    ):
         super().__init__()
         self.aux_logits, self.transform_input = aux_logits, transform_input
         self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3, dtype=dtype)
@@ -139,26 +164,52 @@ def googlenet(num_classes=1000, **kwargs):
 
 # [in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj], from convnet_benchmarks.json
 _V1_BLOCKS = {
-    "3a": (192, 64, 96, 128, 16, 32, 32), "3b": (256, 128, 128, 192, 32, 96, 64),
-    "4a": (480, 192, 96, 208, 16, 48, 64), "4b": (512, 160, 112, 224, 24, 64, 64),
-    "4c": (512, 128, 128, 256, 24, 64, 64), "4d": (512, 112, 144, 288, 32, 64, 64),
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
     "4e": (528, 256, 160, 320, 32, 128, 128),
-    "5a": (832, 256, 160, 320, 32, 128, 128), "5b": (832, 384, 192, 384, 48, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
 }
 
 
 def googlenet_v1(num_classes=1000, dtype=np.float32):
     """convnet-benchmarks' GoogLeNet v1: plain conv+ReLU (no batch norm), a true 5x5 branch,
     3x3/2 pad-1 max-pools, 7x7 average pool, FC, ReLU (as the suite times it). 224x224 input."""
-    conv = lambda *a, **k: _plain_conv(*a, dtype=dtype, **k)  # noqa: E731
-    inc = lambda name: Inception(*_V1_BLOCKS[name], conv_block=_plain_conv, five=5,  # noqa: E731
-                                 ceil_mode=False, dtype=dtype)
-    pool = lambda: nn.MaxPool2d(3, 2, padding=1)  # noqa: E731
+
+    def conv(*a, **k):
+        return _plain_conv(*a, dtype=dtype, **k)
+
+    def inc(name):
+        return Inception(
+            *_V1_BLOCKS[name], conv_block=_plain_conv, five=5, ceil_mode=False, dtype=dtype
+        )
+
+    def pool():
+        return nn.MaxPool2d(3, 2, padding=1)
+
     return nn.Sequential(
-        conv(3, 64, kernel_size=7, stride=2, padding=3), pool(),
-        conv(64, 64, kernel_size=1), conv(64, 192, kernel_size=3, padding=1), pool(),
-        inc("3a"), inc("3b"), pool(),
-        inc("4a"), inc("4b"), inc("4c"), inc("4d"), inc("4e"), pool(),
-        inc("5a"), inc("5b"), nn.AvgPool2d(7, 1), nn.Flatten(),
-        nn.Linear(1024, num_classes, dtype=dtype), nn.ReLU(),
+        conv(3, 64, kernel_size=7, stride=2, padding=3),
+        pool(),
+        conv(64, 64, kernel_size=1),
+        conv(64, 192, kernel_size=3, padding=1),
+        pool(),
+        inc("3a"),
+        inc("3b"),
+        pool(),
+        inc("4a"),
+        inc("4b"),
+        inc("4c"),
+        inc("4d"),
+        inc("4e"),
+        pool(),
+        inc("5a"),
+        inc("5b"),
+        nn.AvgPool2d(7, 1),
+        nn.Flatten(),
+        nn.Linear(1024, num_classes, dtype=dtype),
+        nn.ReLU(),
     )

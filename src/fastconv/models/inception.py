@@ -1,6 +1,7 @@
 """Inception v3 (Szegedy et al., 2015, "Rethinking the Inception Architecture") in torchvision's
 layout: module names and state_dict keys equal torchvision's ``inception_v3``, so its weights
 load as they are. 299x299 input (75x75 the smallest; the auxiliary head needs 299x299)."""
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -102,8 +103,9 @@ class InceptionD(nn.Module):
     def forward(self, x):
         b7 = self.branch7x7x3_2(self.branch7x7x3_1(x))
         b7 = self.branch7x7x3_4(self.branch7x7x3_3(b7))
-        return concat([self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, 3, stride=2)],
-                      axis=1)
+        return concat(
+            [self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, 3, stride=2)], axis=1
+        )
 
 
 class InceptionE(nn.Module):
@@ -128,9 +130,17 @@ class InceptionE(nn.Module):
     def forward(self, x):
         b3 = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return concat([self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-                       self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-                       self.branch_pool(_pool_branch(x))], axis=1)
+        return concat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d),
+                self.branch3x3dbl_3b(d),
+                self.branch_pool(_pool_branch(x)),
+            ],
+            axis=1,
+        )
 
 
 class InceptionAux(nn.Module):
@@ -155,8 +165,14 @@ class Inception3(nn.Module):
     (x - 0.5) / 0.5 the ported weights expect. torchvision's initialisation (truncated normal,
     std 0.1; 0.01 for the aux head's 5x5 conv, 0.001 for its FC)."""
 
-    def __init__(self, num_classes=1000, aux_logits=True, transform_input=False, dropout=0.5,
-                 dtype=np.float32):
+    def __init__(
+        self,
+        num_classes=1000,
+        aux_logits=True,
+        transform_input=False,
+        dropout=0.5,
+        dtype=np.float32,
+    ):
         super().__init__()
         self.aux_logits, self.transform_input = aux_logits, transform_input
         conv = lambda *a, **k: BasicConv2d(*a, dtype=dtype, **k)  # noqa: E731
@@ -207,8 +223,9 @@ class Inception3(nn.Module):
         return InceptionOutputs(x, aux) if self.training and self.aux_logits else x
 
 
-def inception_v3(num_classes=1000, aux_logits=True, transform_input=False, dropout=0.5,
-                 dtype=np.float32):
+def inception_v3(
+    num_classes=1000, aux_logits=True, transform_input=False, dropout=0.5, dtype=np.float32
+):
     """torchvision's Inception v3: 27,161,264 parameters for 1000 classes with the auxiliary head,
     23,834,568 without. See :class:`Inception3` for the keyword arguments."""
     return Inception3(num_classes, aux_logits, transform_input, dropout, dtype)

@@ -4,6 +4,7 @@ PyTorch port of the TensorFlow-slim models: Cadene's ``pretrainedmodels`` (``inc
 names and state_dict keys equal Cadene's (timm's too, except that timm calls
 Inception-ResNet-v2's classifier ``classif``). The head is a global average pool (Cadene's 8x8
 pool is that at 299x299), so any input from 75x75 up runs. Batch norm eps 0.001 throughout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,9 @@ __all__ = ["InceptionV4", "InceptionResNetV2", "inception_v4", "inception_resnet
 
 def _conv(cin, cout, kernel_size, stride=1, padding=0, dtype=np.float32):
     """Cadene's BasicConv2d(in, out, kernel_size, stride, padding): conv (no bias), BN, ReLU."""
-    return BasicConv2d(cin, cout, kernel_size=kernel_size, stride=stride, padding=padding,
-                       dtype=dtype)
+    return BasicConv2d(
+        cin, cout, kernel_size=kernel_size, stride=stride, padding=padding, dtype=dtype
+    )
 
 
 def _seq(rows, dtype):
@@ -46,13 +48,15 @@ class Branches(nn.Module):
 
 # --- Inception-v4 ---------------------------------------------------------------------------
 
+
 def _inception_a(dtype):
     """35x35 block: 1x1 96; 1x1 -> 3x3 96; 1x1 -> 3x3 -> 3x3 96; avg pool -> 1x1 96."""
     return Branches(
         branch0=_conv(384, 96, 1, dtype=dtype),
         branch1=_seq([(384, 64, 1), (64, 96, 3, 1, 1)], dtype),
         branch2=_seq([(384, 64, 1), (64, 96, 3, 1, 1), (96, 96, 3, 1, 1)], dtype),
-        branch3=_seq([_avg_pool(), (384, 96, 1)], dtype))
+        branch3=_seq([_avg_pool(), (384, 96, 1)], dtype),
+    )
 
 
 def _inception_b(dtype):
@@ -62,9 +66,11 @@ def _inception_b(dtype):
     return Branches(
         branch0=_conv(1024, 384, 1, dtype=dtype),
         branch1=_seq([(1024, 192, 1), (192, 224, *r), (224, 256, *c)], dtype),
-        branch2=_seq([(1024, 192, 1), (192, 192, *c), (192, 224, *r), (224, 224, *c),
-                      (224, 256, *r)], dtype),
-        branch3=_seq([_avg_pool(), (1024, 128, 1)], dtype))
+        branch2=_seq(
+            [(1024, 192, 1), (192, 192, *c), (192, 224, *r), (224, 224, *c), (224, 256, *r)], dtype
+        ),
+        branch3=_seq([_avg_pool(), (1024, 128, 1)], dtype),
+    )
 
 
 class InceptionC(nn.Module):
@@ -88,8 +94,17 @@ class InceptionC(nn.Module):
     def forward(self, x):
         b1 = self.branch1_0(x)
         b2 = self.branch2_2(self.branch2_1(self.branch2_0(x)))
-        return concat([self.branch0(x), self.branch1_1a(b1), self.branch1_1b(b1),
-                       self.branch2_3a(b2), self.branch2_3b(b2), self.branch3(x)], axis=1)
+        return concat(
+            [
+                self.branch0(x),
+                self.branch1_1a(b1),
+                self.branch1_1b(b1),
+                self.branch2_3a(b2),
+                self.branch2_3b(b2),
+                self.branch3(x),
+            ],
+            axis=1,
+        )
 
 
 class InceptionV4(nn.Module):
@@ -104,22 +119,31 @@ class InceptionV4(nn.Module):
         mp = lambda: nn.MaxPool2d(3, stride=2)  # noqa: E731
         r7, c7 = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))
         self.features = nn.Sequential(
-            conv(3, 32, 3, 2), conv(32, 32, 3), conv(32, 64, 3, 1, 1),
+            conv(3, 32, 3, 2),
+            conv(32, 32, 3),
+            conv(32, 64, 3, 1, 1),
             Branches(maxpool=mp(), conv=conv(64, 96, 3, 2)),  # mixed_3a
-            Branches(branch0=_seq([(160, 64, 1), (64, 96, 3)], dtype),  # mixed_4a
-                     branch1=_seq([(160, 64, 1), (64, 64, *r7), (64, 64, *c7), (64, 96, 3)],
-                                  dtype)),
+            Branches(
+                branch0=_seq([(160, 64, 1), (64, 96, 3)], dtype),  # mixed_4a
+                branch1=_seq([(160, 64, 1), (64, 64, *r7), (64, 64, *c7), (64, 96, 3)], dtype),
+            ),
             Branches(conv=conv(192, 192, 3, 2), maxpool=mp()),  # mixed_5a
             *[_inception_a(dtype) for _ in range(4)],
-            Branches(branch0=conv(384, 384, 3, 2),  # Reduction-A
-                     branch1=_seq([(384, 192, 1), (192, 224, 3, 1, 1), (224, 256, 3, 2)], dtype),
-                     branch2=mp()),
+            Branches(
+                branch0=conv(384, 384, 3, 2),  # Reduction-A
+                branch1=_seq([(384, 192, 1), (192, 224, 3, 1, 1), (224, 256, 3, 2)], dtype),
+                branch2=mp(),
+            ),
             *[_inception_b(dtype) for _ in range(7)],
-            Branches(branch0=_seq([(1024, 192, 1), (192, 192, 3, 2)], dtype),  # Reduction-B
-                     branch1=_seq([(1024, 256, 1), (256, 256, *r7), (256, 320, *c7),
-                                   (320, 320, 3, 2)], dtype),
-                     branch2=mp()),
-            *[InceptionC(dtype) for _ in range(3)])
+            Branches(
+                branch0=_seq([(1024, 192, 1), (192, 192, 3, 2)], dtype),  # Reduction-B
+                branch1=_seq(
+                    [(1024, 256, 1), (256, 256, *r7), (256, 320, *c7), (320, 320, 3, 2)], dtype
+                ),
+                branch2=mp(),
+            ),
+            *[InceptionC(dtype) for _ in range(3)],
+        )
         self.last_linear = nn.Linear(1536, num_classes, dtype=dtype)
 
     def forward(self, x):
@@ -135,6 +159,7 @@ def inception_v4(num_classes=1000, dtype=np.float32):
 
 
 # --- Inception-ResNet-v2 ----------------------------------------------------------------------
+
 
 class ScaledResidual(nn.Module):
     """Inception-ResNet block (Block35 / Block17 / Block8): the branches (``branch0``...)
@@ -159,25 +184,52 @@ class ScaledResidual(nn.Module):
 
 def _block35(dtype, scale=0.17):
     """35x35, 320 channels: 1x1 32; 1x1 32 -> 3x3 32; 1x1 32 -> 3x3 48 -> 3x3 64."""
-    return ScaledResidual(scale, 320, 128, [
-        _conv(320, 32, 1, dtype=dtype), _seq([(320, 32, 1), (32, 32, 3, 1, 1)], dtype),
-        _seq([(320, 32, 1), (32, 48, 3, 1, 1), (48, 64, 3, 1, 1)], dtype)], dtype=dtype)
+    return ScaledResidual(
+        scale,
+        320,
+        128,
+        [
+            _conv(320, 32, 1, dtype=dtype),
+            _seq([(320, 32, 1), (32, 32, 3, 1, 1)], dtype),
+            _seq([(320, 32, 1), (32, 48, 3, 1, 1), (48, 64, 3, 1, 1)], dtype),
+        ],
+        dtype=dtype,
+    )
 
 
 def _block17(dtype, scale=0.10):
     """17x17, 1088 channels: 1x1 192; 1x1 128 -> 1x7 160 -> 7x1 192."""
-    return ScaledResidual(scale, 1088, 384, [
-        _conv(1088, 192, 1, dtype=dtype),
-        _seq([(1088, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0))], dtype),
-    ], dtype=dtype)
+    return ScaledResidual(
+        scale,
+        1088,
+        384,
+        [
+            _conv(1088, 192, 1, dtype=dtype),
+            _seq(
+                [(1088, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0))],
+                dtype,
+            ),
+        ],
+        dtype=dtype,
+    )
 
 
 def _block8(dtype, scale=0.20, relu=True):
     """8x8, 2080 channels: 1x1 192; 1x1 192 -> 1x3 224 -> 3x1 256."""
-    return ScaledResidual(scale, 2080, 448, [
-        _conv(2080, 192, 1, dtype=dtype),
-        _seq([(2080, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0))], dtype),
-    ], relu=relu, dtype=dtype)
+    return ScaledResidual(
+        scale,
+        2080,
+        448,
+        [
+            _conv(2080, 192, 1, dtype=dtype),
+            _seq(
+                [(2080, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0))],
+                dtype,
+            ),
+        ],
+        relu=relu,
+        dtype=dtype,
+    )
 
 
 class InceptionResNetV2(nn.Module):
@@ -197,20 +249,24 @@ class InceptionResNetV2(nn.Module):
         self.conv2d_4a = conv(80, 192, 3)
         self.maxpool_5a = nn.MaxPool2d(3, stride=2)
         self.mixed_5b = Branches(
-            branch0=conv(192, 96, 1), branch1=_seq([(192, 48, 1), (48, 64, 5, 1, 2)], dtype),
+            branch0=conv(192, 96, 1),
+            branch1=_seq([(192, 48, 1), (48, 64, 5, 1, 2)], dtype),
             branch2=_seq([(192, 64, 1), (64, 96, 3, 1, 1), (96, 96, 3, 1, 1)], dtype),
-            branch3=_seq([_avg_pool(), (192, 64, 1)], dtype))
+            branch3=_seq([_avg_pool(), (192, 64, 1)], dtype),
+        )
         self.repeat = nn.Sequential(*[_block35(dtype) for _ in range(10)])
         self.mixed_6a = Branches(
             branch0=conv(320, 384, 3, 2),
             branch1=_seq([(320, 256, 1), (256, 256, 3, 1, 1), (256, 384, 3, 2)], dtype),
-            branch2=nn.MaxPool2d(3, stride=2))
+            branch2=nn.MaxPool2d(3, stride=2),
+        )
         self.repeat_1 = nn.Sequential(*[_block17(dtype) for _ in range(20)])
         self.mixed_7a = Branches(
             branch0=_seq([(1088, 256, 1), (256, 384, 3, 2)], dtype),
             branch1=_seq([(1088, 256, 1), (256, 288, 3, 2)], dtype),
             branch2=_seq([(1088, 256, 1), (256, 288, 3, 1, 1), (288, 320, 3, 2)], dtype),
-            branch3=nn.MaxPool2d(3, stride=2))
+            branch3=nn.MaxPool2d(3, stride=2),
+        )
         self.repeat_2 = nn.Sequential(*[_block8(dtype) for _ in range(9)])
         self.block8 = _block8(dtype, scale=1.0, relu=False)
         self.conv2d_7b = conv(2080, 1536, 1)

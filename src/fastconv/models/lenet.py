@@ -1,4 +1,5 @@
 """LeNet-5 (LeCun et al., 1998) on 32x32 grey images, as the seed's layer table gives it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,24 @@ from ..nn import functional as F
 __all__ = ["LeNet5", "lenet5", "C3_TABLE"]
 
 # C3's partial connection table: output map -> the S2 maps it reads (1,516 parameters).
-C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
-            (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
-            (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5))
+C3_TABLE = (
+    (0, 1, 2),
+    (1, 2, 3),
+    (2, 3, 4),
+    (3, 4, 5),
+    (4, 5, 0),
+    (5, 0, 1),
+    (0, 1, 2, 3),
+    (1, 2, 3, 4),
+    (2, 3, 4, 5),
+    (3, 4, 5, 0),
+    (4, 5, 0, 1),
+    (5, 0, 1, 2),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -40,18 +56,27 @@ class LeNet5(nn.Module):
 
     def __init__(self, num_classes=10, in_channels=1, c3_table=False, dtype=np.float32):
         super().__init__()
-        c3 = (MaskedConv2d(6, 16, 5, C3_TABLE, dtype=dtype) if c3_table
-              else nn.Conv2d(6, 16, 5, dtype=dtype))
+        c3 = (
+            MaskedConv2d(6, 16, 5, C3_TABLE, dtype=dtype)
+            if c3_table
+            else nn.Conv2d(6, 16, 5, dtype=dtype)
+        )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, dtype=dtype), nn.Tanh(),   # C1 -> 28x28
-            nn.AvgPool2d(2, 2), nn.Tanh(),                          # S2 -> 14x14
-            c3, nn.Tanh(),                                          # C3 -> 10x10
-            nn.AvgPool2d(2, 2), nn.Tanh(),                          # S4 -> 5x5
-            nn.Conv2d(16, 120, 5, dtype=dtype), nn.Tanh(),          # C5 -> 1x1
+            nn.Conv2d(in_channels, 6, 5, dtype=dtype),
+            nn.Tanh(),  # C1 -> 28x28
+            nn.AvgPool2d(2, 2),
+            nn.Tanh(),  # S2 -> 14x14
+            c3,
+            nn.Tanh(),  # C3 -> 10x10
+            nn.AvgPool2d(2, 2),
+            nn.Tanh(),  # S4 -> 5x5
+            nn.Conv2d(16, 120, 5, dtype=dtype),
+            nn.Tanh(),  # C5 -> 1x1
         )
         self.classifier = nn.Sequential(
-            nn.Linear(120, 84, dtype=dtype), nn.Tanh(),             # F6
-            nn.Linear(84, num_classes, dtype=dtype),                # output
+            nn.Linear(120, 84, dtype=dtype),
+            nn.Tanh(),  # F6
+            nn.Linear(84, num_classes, dtype=dtype),  # output
         )
 
     def forward(self, x):

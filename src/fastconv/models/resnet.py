@@ -1,5 +1,6 @@
 """ResNet (He et al., 2015) in torchvision's layout (v1.5: the stride on the bottleneck's 3x3),
 and SE-ResNet (Hu et al., 2017): a squeeze-and-excitation block on each residual branch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,18 @@ from .. import nn
 from ..nn import functional as F
 from ..nn import init
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "SEBlock", "resnet18", "resnet34", "resnet50",
-           "resnet101", "resnet152", "se_resnet50"]
+__all__ = [
+    "ResNet",
+    "BasicBlock",
+    "Bottleneck",
+    "SEBlock",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "se_resnet50",
+]
 
 
 def conv3x3(cin, cout, stride=1, dtype=np.float32):
@@ -39,10 +50,12 @@ class SEBlock(nn.Module):
 
 class BasicBlock(nn.Module):
     """ResNet-18/34's block: two 3x3 convs with batch norm, plus the identity (or downsample)."""
+
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, se_reduction=None,
-                 dtype=np.float32):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, se_reduction=None, dtype=np.float32
+    ):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride, dtype)
         self.bn1 = nn.BatchNorm2d(planes, dtype=dtype)
@@ -65,10 +78,12 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """ResNet-50/101/152's block: 1x1 reduce, 3x3 (carrying the stride, v1.5), 1x1 expand by 4,
     each with batch norm, plus the identity (or downsample)."""
+
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, se_reduction=None,
-                 dtype=np.float32):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, se_reduction=None, dtype=np.float32
+    ):
         super().__init__()
         width = planes
         self.conv1 = conv1x1(inplanes, width, dtype=dtype)
@@ -97,8 +112,15 @@ class ResNet(nn.Module):
     blocks each), global average pool, FC; torchvision's initialisation. ``se_reduction`` adds a
     squeeze-and-excitation block to each residual branch."""
 
-    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False,
-                 se_reduction=None, dtype=np.float32):
+    def __init__(
+        self,
+        block,
+        layers,
+        num_classes=1000,
+        zero_init_residual=False,
+        se_reduction=None,
+        dtype=np.float32,
+    ):
         super().__init__()
         self.inplanes, self._dtype, self._se = 64, dtype, se_reduction
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False, dtype=dtype)
@@ -119,20 +141,27 @@ class ResNet(nn.Module):
                 init.zeros_(m.bias)
         if zero_init_residual:
             for m in self.modules():
-                last_bn = getattr(m, "bn3", None) if isinstance(m, Bottleneck) else (
-                    getattr(m, "bn2", None) if isinstance(m, BasicBlock) else None)
+                last_bn = (
+                    getattr(m, "bn3", None)
+                    if isinstance(m, Bottleneck)
+                    else (getattr(m, "bn2", None) if isinstance(m, BasicBlock) else None)
+                )
                 if last_bn is not None:
                     init.zeros_(last_bn.weight)
 
     def _make_layer(self, block, planes, blocks, stride=1):
         dtype, downsample = self._dtype, None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride, dtype),
-                                       nn.BatchNorm2d(planes * block.expansion, dtype=dtype))
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride, dtype),
+                nn.BatchNorm2d(planes * block.expansion, dtype=dtype),
+            )
         layers = [block(self.inplanes, planes, stride, downsample, self._se, dtype)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, se_reduction=self._se, dtype=dtype)
-                   for _ in range(1, blocks)]
+        layers += [
+            block(self.inplanes, planes, se_reduction=self._se, dtype=dtype)
+            for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -168,5 +197,6 @@ def resnet152(num_classes=1000, **kw):
 
 def se_resnet50(num_classes=1000, reduction=16, **kw):
     """ResNet-50 with a squeeze-and-excitation block (ratio ``reduction``) in every bottleneck,
-    applied to the residual branch before the addition. Keys as resnet50's plus ``...se.fc1/fc2``."""
+    applied to the residual branch before the addition. Keys as resnet50's plus
+    ``...se.fc1/fc2``."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, se_reduction=reduction, **kw)

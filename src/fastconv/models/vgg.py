@@ -1,4 +1,5 @@
 """VGG (Simonyan & Zisserman, 2014) in torchvision's layout, and convnet-benchmarks' VGG-A."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,16 +7,49 @@ import numpy as np
 from .. import nn
 from ..nn import init
 
-__all__ = ["VGG", "CFGS", "make_layers", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
-           "vgg16_bn", "vgg19", "vgg19_bn", "vgg_a"]
+__all__ = [
+    "VGG",
+    "CFGS",
+    "make_layers",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "vgg_a",
+]
 
 # channels of the 3x3 convs, "M" a 2x2/2 max-pool (torchvision's configurations A, B, D, E)
 CFGS = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-          512, 512, 512, 512, "M"],
+    "E": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -39,13 +73,19 @@ class VGG(nn.Module):
     """torchvision's VGG: ``features``, a 7x7 adaptive average pool, and a classifier of three FC
     layers with ReLU and dropout; torchvision's initialisation when ``init_weights``."""
 
-    def __init__(self, features, num_classes=1000, dropout=0.5, init_weights=True, dtype=np.float32):
+    def __init__(
+        self, features, num_classes=1000, dropout=0.5, init_weights=True, dtype=np.float32
+    ):
         super().__init__()
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096, dtype=dtype), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096, dtype=dtype), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(512 * 7 * 7, 4096, dtype=dtype),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096, dtype=dtype),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(4096, num_classes, dtype=dtype),
         )
         if init_weights:  # torchvision's
@@ -110,7 +150,12 @@ def vgg19_bn(num_classes=1000, **kw):
 
 def vgg_a(num_classes=1000, dtype=np.float32):
     """convnet-benchmarks' VGG model A: configuration A, 224x224 input, no dropout or 7x7 pool."""
-    return nn.Sequential(*make_layers(CFGS["A"], dtype=dtype), nn.Flatten(),
-                         nn.Linear(512 * 7 * 7, 4096, dtype=dtype), nn.ReLU(),
-                         nn.Linear(4096, 4096, dtype=dtype), nn.ReLU(),
-                         nn.Linear(4096, num_classes, dtype=dtype))
+    return nn.Sequential(
+        *make_layers(CFGS["A"], dtype=dtype),
+        nn.Flatten(),
+        nn.Linear(512 * 7 * 7, 4096, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(4096, 4096, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(4096, num_classes, dtype=dtype),
+    )

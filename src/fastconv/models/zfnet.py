@@ -1,5 +1,6 @@
 """ZFNet (Zeiler & Fergus, 2013, "Visualizing and Understanding Convolutional Networks"):
 AlexNet re-tuned after looking at it through a deconvnet. 224x224 input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,16 +36,30 @@ class ZFNet(nn.Module):
         pool = lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True)  # noqa: E731
         lrn = lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)  # noqa: E731
         self.features = nn.Sequential(
-            conv(3, 96, 7, stride=2, padding=1), nn.ReLU(), pool(), lrn(),
-            conv(96, 256, 5, stride=2), nn.ReLU(), pool(), lrn(),
-            conv(256, 384, 3, padding=1), nn.ReLU(),
-            conv(384, 384, 3, padding=1), nn.ReLU(),
-            conv(384, 256, 3, padding=1), nn.ReLU(), pool(),
+            conv(3, 96, 7, stride=2, padding=1),
+            nn.ReLU(),
+            pool(),
+            lrn(),
+            conv(96, 256, 5, stride=2),
+            nn.ReLU(),
+            pool(),
+            lrn(),
+            conv(256, 384, 3, padding=1),
+            nn.ReLU(),
+            conv(384, 384, 3, padding=1),
+            nn.ReLU(),
+            conv(384, 256, 3, padding=1),
+            nn.ReLU(),
+            pool(),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096, dtype=dtype), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(4096, 4096, dtype=dtype), nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256 * 6 * 6, 4096, dtype=dtype),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096, dtype=dtype),
+            nn.ReLU(),
             nn.Linear(4096, num_classes, dtype=dtype),
         )
 

@@ -4,13 +4,14 @@ backward in NumPy, each as PyTorch computes it (the gradient's value at the kink
 They are re-exported by ``fastconv.nn.functional`` with ``torch.nn.functional``'s signatures.
 ``inplace=True`` is accepted and the result computed out of place: the backward needs the input.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Tensor
 
 __all__ = ["relu6", "hardtanh", "hardsigmoid", "hardswish", "silu", "gelu"]
 
@@ -59,7 +60,9 @@ class Hardswish(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return np.where(a <= -3, 0, np.where(a < 3, g * (a / 3 + 0.5), g)).astype(g.dtype, copy=False)
+        return np.where(a <= -3, 0, np.where(a < 3, g * (a / 3 + 0.5), g)).astype(
+            g.dtype, copy=False
+        )
 
 
 def _sigmoid(a):
@@ -131,34 +134,38 @@ class Gelu(Function):
         return (g * (cdf + a * pdf)).astype(g.dtype, copy=False)
 
 
-def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
     """Clamp to [min_val, max_val] (``torch.nn.functional.hardtanh``; inplace ignored)."""
     if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) must not be greater than max_val ({max_val})")
+        raise ValueError(
+            f"hardtanh: min_val ({min_val}) must not be greater than max_val ({max_val})"
+        )
     return Hardtanh.apply(input, min_val=min_val, max_val=max_val)
 
 
-def relu6(input, inplace=False):
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(x, 0), 6) (``torch.nn.functional.relu6``; inplace ignored)."""
     return Hardtanh.apply(input, min_val=0.0, max_val=6.0)
 
 
-def hardsigmoid(input, inplace=False):
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """relu6(x + 3) / 6 (``torch.nn.functional.hardsigmoid``; inplace ignored)."""
     return Hardsigmoid.apply(input)
 
 
-def hardswish(input, inplace=False):
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * relu6(x + 3) / 6, MobileNetV3's (``torch.nn.functional.hardswish``; inplace ignored)."""
     return Hardswish.apply(input)
 
 
-def silu(input, inplace=False):
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x) (``torch.nn.functional.silu``; inplace ignored)."""
     return SiLU.apply(input)
 
 
-def gelu(input, approximate="none"):
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x), exact (``approximate="none"``) or by tanh (``"tanh"``), as
     ``torch.nn.functional.gelu``."""
     if approximate not in ("none", "tanh"):

@@ -4,6 +4,7 @@ Softmax cross-entropy runs on fastconv's fused kernel (csrc/loss.cpp) in every c
 weights, ignored targets and label smoothing are all folded into the target distribution q it
 takes, and a weighted mean divides by the weights of the targets that count, as PyTorch's does.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -11,10 +12,16 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike
 from ..autograd import Function, Tensor
 
-__all__ = ["nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "mse_loss"]
+__all__ = [
+    "nll_loss",
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -34,11 +41,16 @@ def _reduction(op, size_average, reduce, reduction):
         size_average = True if size_average is None else size_average
         reduce = True if reduce is None else reduce
         reduction = "mean" if size_average and reduce else "sum" if reduce else "none"
-        warnings.warn(f"size_average and reduce args will be deprecated, please use "
-                      f"reduction='{reduction}' instead.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"size_average and reduce args will be deprecated, please use "
+            f"reduction='{reduction}' instead.",
+            UserWarning,
+            stacklevel=3,
+        )
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction (one of "
-                         f"'mean', 'sum', 'none')")
+        raise ValueError(
+            f"{op}: {reduction!r} is not a valid value for reduction (one of 'mean', 'sum', 'none')"
+        )
     return reduction
 
 
@@ -66,8 +78,9 @@ def _logits(op, input, min_ndim=1):
     if input.dtype not in (np.float32, np.float64):
         raise TypeError(f"{op}: input must be float32 or float64, got {input.dtype}")
     if input.ndim < min_ndim:
-        raise ValueError(f"{op}: input must be (N, C, d1, ...) or unbatched (C,), got shape "
-                         f"{input.shape}")
+        raise ValueError(
+            f"{op}: input must be (N, C, d1, ...) or unbatched (C,), got shape {input.shape}"
+        )
     return input
 
 
@@ -77,8 +90,9 @@ def _class_weight(op, weight, n_classes, dtype):
         return None
     w = _array(weight)
     if w.shape != (n_classes,):
-        raise ValueError(f"{op}: weight must hold one value per class, shape ({n_classes},), got "
-                         f"shape {w.shape}")
+        raise ValueError(
+            f"{op}: weight must hold one value per class, shape ({n_classes},), got shape {w.shape}"
+        )
     return w.astype(dtype)
 
 
@@ -87,18 +101,24 @@ def _class_targets(op, target, shape, ignore_index):
     them with ignored entries replaced by 0, and the mask of those not ignored."""
     t = _array(target)
     if t.dtype == np.bool_ or not np.issubdtype(t.dtype, np.integer):
-        raise TypeError(f"{op}: target must hold integer class indices (a float target of the "
-                        f"input's shape {tuple(shape)} holds class probabilities), got {t.dtype} "
-                        f"of shape {t.shape}")
+        raise TypeError(
+            f"{op}: target must hold integer class indices (a float target of the "
+            f"input's shape {tuple(shape)} holds class probabilities), got {t.dtype} "
+            f"of shape {t.shape}"
+        )
     want = (shape[0],) + tuple(shape[2:])
     if t.shape != want:
-        raise ValueError(f"{op}: target of shape {t.shape} does not fit input of shape "
-                         f"{tuple(shape)}: class indices of shape {want} expected")
+        raise ValueError(
+            f"{op}: target of shape {t.shape} does not fit input of shape "
+            f"{tuple(shape)}: class indices of shape {want} expected"
+        )
     keep = t != ignore_index
     bad = keep & ((t < 0) | (t >= shape[1]))
     if bad.any():
-        raise _TargetIndexError(f"{op}: target {t[bad][0]} is out of bounds: class indices must "
-                                f"be in [0, {shape[1]}) or equal ignore_index={ignore_index}")
+        raise _TargetIndexError(
+            f"{op}: target {t[bad][0]} is out of bounds: class indices must "
+            f"be in [0, {shape[1]}) or equal ignore_index={ignore_index}"
+        )
     return np.where(keep, t, 0), keep
 
 
@@ -139,8 +159,15 @@ class NllLoss(Function):
         return dx, None, None
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(
+    input: Tensor,
+    target: Tensor | ArrayLike,
+    weight: Tensor | ArrayLike | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
     """Negative log-likelihood of class indices ``target`` (N, d1, ...) under log-probabilities
     ``input`` (N, C, d1, ...) or (C,), as ``torch.nn.functional.nll_loss``: each position's
     -weight[t] * input[t], 0 where t == ``ignore_index``; "mean" divides the sum by the weights
@@ -148,8 +175,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _reduction("nll_loss", size_average, reduce, reduction)
     input = _logits("nll_loss", input)
     if input.ndim == 1:
-        return _unbatched(nll_loss, input, target, reduction, weight=weight,
-                          ignore_index=ignore_index)
+        return _unbatched(
+            nll_loss, input, target, reduction, weight=weight, ignore_index=ignore_index
+        )
     idx, keep = _class_targets("nll_loss", target, input.shape, ignore_index)
     w = _class_weight("nll_loss", weight, input.shape[1], input.dtype)
     scale = (keep if w is None else w[idx] * keep).astype(input.dtype)
@@ -180,13 +208,22 @@ class SoftmaxCrossEntropy(Function):
     def backward(ctx, g):
         x, q, lse = ctx.saved
         dx = np.empty_like(x)
-        _core.softmax_cross_entropy_backward(x, q, x.shape[0], x.shape[1], ctx.inner, lse,
-                                             np.ascontiguousarray(g, x.dtype), dx)
+        _core.softmax_cross_entropy_backward(
+            x, q, x.shape[0], x.shape[1], ctx.inner, lse, np.ascontiguousarray(g, x.dtype), dx
+        )
         return dx, None
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(
+    input: Tensor,
+    target: Tensor | ArrayLike,
+    weight: Tensor | ArrayLike | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """Softmax cross-entropy of logits ``input`` (N, C, d1, ...) or (C,), as
     ``torch.nn.functional.cross_entropy``: ``target`` holds class indices (N, d1, ...) or class
     probabilities (float, the input's shape). ``weight`` (C,) weighs each class, targets equal to
@@ -198,15 +235,24 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     input = _logits("cross_entropy", input)
     if input.ndim == 1:
-        return _unbatched(cross_entropy, input, target, reduction, weight=weight,
-                          ignore_index=ignore_index, label_smoothing=label_smoothing)
+        return _unbatched(
+            cross_entropy,
+            input,
+            target,
+            reduction,
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )
     shape, dtype, c = input.shape, input.dtype, input.shape[1]
     w = _class_weight("cross_entropy", weight, c, dtype)
     t = _array(target)
     if np.issubdtype(t.dtype, np.floating) and t.shape == shape:  # class probabilities
         if ignore_index >= 0:
-            raise ValueError(f"cross_entropy: ignore_index ({ignore_index}) is not supported for "
-                             f"a class-probability target")
+            raise ValueError(
+                f"cross_entropy: ignore_index ({ignore_index}) is not supported for "
+                f"a class-probability target"
+            )
         q = t.astype(dtype)
         if label_smoothing:
             q = q * (1 - label_smoothing) + label_smoothing / c
@@ -243,7 +289,7 @@ class LogSigmoid(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved
+        (x,) = ctx.saved
         z = np.exp(-np.abs(x))
         return g * np.where(x < 0, 1 - z / (1 + z), z / (1 + z))
 
@@ -277,8 +323,9 @@ def _binary_args(op, input, target, extra):
     input = _logits(op, input, min_ndim=0)
     t = target if isinstance(target, Tensor) else Tensor(np.asarray(target, input.dtype))
     if t.shape != input.shape:
-        raise ValueError(f"{op}: target size {t.shape} must be the same as input size "
-                         f"{input.shape}")
+        raise ValueError(
+            f"{op}: target size {t.shape} must be the same as input size {input.shape}"
+        )
     out = []
     for name, value in extra:
         if value is not None:
@@ -288,21 +335,34 @@ def _binary_args(op, input, target, extra):
             except ValueError:
                 fits = False
             if not fits:
-                raise ValueError(f"{op}: {name} of shape {value.shape} does not broadcast to the "
-                                 f"input's shape {input.shape}")
+                raise ValueError(
+                    f"{op}: {name} of shape {value.shape} does not broadcast to the "
+                    f"input's shape {input.shape}"
+                )
         out.append(value)
     return input, t, out
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor | ArrayLike,
+    weight: Tensor | ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | ArrayLike | None = None,
+) -> Tensor:
     """Binary cross-entropy of logits ``input`` against probabilities ``target`` (same shape),
     as ``torch.nn.functional.binary_cross_entropy_with_logits``, stable for any logit:
     (1 - t) x - (1 + (pos_weight - 1) t) log_sigmoid(x), times ``weight`` (both broadcast to the
     input; pos_weight weighs the positive term, per class along the last dimension)."""
     reduction = _reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
-    input, t, (w, pw) = _binary_args("binary_cross_entropy_with_logits", input, target,
-                                     (("weight", weight), ("pos_weight", pos_weight)))
+    input, t, (w, pw) = _binary_args(
+        "binary_cross_entropy_with_logits",
+        input,
+        target,
+        (("weight", weight), ("pos_weight", pos_weight)),
+    )
     log_sigmoid = LogSigmoid.apply(input)
     if pw is not None:
         log_sigmoid = log_sigmoid * ((pw - 1) * t + 1)
@@ -310,8 +370,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss if w is None else loss * w, reduction)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor | ArrayLike,
+    weight: Tensor | ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
     """Binary cross-entropy of probabilities ``input`` against ``target`` (same shape, both in
     [0, 1]), as ``torch.nn.functional.binary_cross_entropy``: -w (t log p + (1 - t) log(1 - p)),
     each log clamped at -100."""
@@ -325,7 +391,14 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _reduce(loss if w is None else loss * w, reduction)
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+def mse_loss(
+    input: Tensor,
+    target: Tensor | ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Tensor | ArrayLike | None = None,
+) -> Tensor:
     """Squared error (input - target)^2, as ``torch.nn.functional.mse_loss``: averaged, summed
     or per element; with ``weight`` (the input's shape) each term is weighted and "mean" divides
     by the sum of the weights."""
@@ -336,7 +409,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         return _reduce(loss, reduction)
     w = _array(weight)
     if w.shape != tuple(np.shape(input)):
-        raise ValueError(f"mse_loss: weight of shape {w.shape} must have the input's shape "
-                         f"{tuple(np.shape(input))}")
+        raise ValueError(
+            f"mse_loss: weight of shape {w.shape} must have the input's shape "
+            f"{tuple(np.shape(input))}"
+        )
     loss = loss * w.astype(loss.dtype)
     return loss.sum() / float(w.sum()) if reduction == "mean" else _reduce(loss, reduction)

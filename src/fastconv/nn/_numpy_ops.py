@@ -3,13 +3,15 @@
 
 Re-exported by ``fastconv.nn.functional`` with ``torch.nn.functional``'s signatures.
 """
+
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Tensor
 
 __all__ = ["pad", "adaptive_max_pool2d"]
 
@@ -37,7 +39,7 @@ class Pad(Function):
             if lo == 0 and hi == 0:
                 continue
             source = np.pad(np.arange(n), (lo, hi), mode=_NP_MODES[ctx.mode])  # padded -> input
-            folded = np.zeros(g.shape[:d] + (n,) + g.shape[d + 1:], g.dtype)
+            folded = np.zeros(g.shape[:d] + (n,) + g.shape[d + 1 :], g.dtype)
             np.add.at(folded, (slice(None),) * d + (source,), g)
             g = folded
         return g
@@ -51,8 +53,10 @@ def _pad_pairs(shape, pad, mode):
     if any(isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Integral) for p in pad):
         raise TypeError(f"pad: pad must be a sequence of ints, got {pad!r}")
     if len(pad) % 2 or len(pad) // 2 > len(shape):
-        raise ValueError(f"pad: pad must have an even length of at most 2 * input dims "
-                         f"({2 * len(shape)}), two entries per dimension from the last, got {pad}")
+        raise ValueError(
+            f"pad: pad must have an even length of at most 2 * input dims "
+            f"({2 * len(shape)}), two entries per dimension from the last, got {pad}"
+        )
     if any(p < 0 for p in pad):
         raise ValueError(f"pad: negative padding (cropping) is not supported, got {pad}")
     pairs = [(0, 0)] * len(shape)
@@ -60,24 +64,33 @@ def _pad_pairs(shape, pad, mode):
         pairs[len(shape) - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
     for d, ((lo, hi), n) in enumerate(zip(pairs, shape)):
         if mode == "reflect" and max(lo, hi) >= n:
-            raise ValueError(f"pad: reflect padding ({lo}, {hi}) must be smaller than the input "
-                             f"dimension {d} it pads, of size {n} (input shape {tuple(shape)})")
+            raise ValueError(
+                f"pad: reflect padding ({lo}, {hi}) must be smaller than the input "
+                f"dimension {d} it pads, of size {n} (input shape {tuple(shape)})"
+            )
         if mode == "circular" and max(lo, hi) > n:
-            raise ValueError(f"pad: circular padding ({lo}, {hi}) must be at most the input "
-                             f"dimension {d} it pads, of size {n} (input shape {tuple(shape)})")
+            raise ValueError(
+                f"pad: circular padding ({lo}, {hi}) must be at most the input "
+                f"dimension {d} it pads, of size {n} (input shape {tuple(shape)})"
+            )
         if mode == "replicate" and (lo or hi) and n == 0:
-            raise ValueError(f"pad: replicate padding of the empty dimension {d} (input shape "
-                             f"{tuple(shape)})")
+            raise ValueError(
+                f"pad: replicate padding of the empty dimension {d} (input shape {tuple(shape)})"
+            )
     return tuple(pairs)
 
 
-def pad(input, pad, mode="constant", value=None):
+def pad(
+    input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
     """Pad the last ``len(pad) // 2`` dimensions, as ``torch.nn.functional.pad``: ``pad`` is
     (left, right) for the last dimension, then (top, bottom) for the one before, ...; ``mode``
     is "constant" (``value``, default 0), "reflect" (mirror, edge not repeated), "replicate"
     (edge repeated) or "circular" (wrap around). Negative (cropping) pads are not supported."""
     if mode not in _NP_MODES:
-        raise ValueError(f"pad: mode must be one of {', '.join(map(repr, _NP_MODES))}, got {mode!r}")
+        raise ValueError(
+            f"pad: mode must be one of {', '.join(map(repr, _NP_MODES))}, got {mode!r}"
+        )
     if value is not None and mode != "constant":
         raise ValueError(f"pad: mode {mode!r} takes no value (only 'constant' does), got {value!r}")
     pairs = _pad_pairs(np.shape(input), pad, mode)
@@ -94,8 +107,9 @@ def _output_size(output_size, hw, op):
         if v is None:
             v = keep
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{op}: output_size must be an int or a pair of ints/None, got "
-                            f"{output_size!r}")
+            raise TypeError(
+                f"{op}: output_size must be an int or a pair of ints/None, got {output_size!r}"
+            )
         if v < 1:
             raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
         size.append(int(v))
@@ -138,14 +152,17 @@ class AdaptiveMaxPool2d(Function):
         return gx.astype(g.dtype, copy=False).reshape(ctx.shape)
 
 
-def adaptive_max_pool2d(input, output_size, return_indices=False):
+def adaptive_max_pool2d(
+    input: Tensor, output_size: int | tuple[int | None, int | None], return_indices: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """Adaptive max pooling over (N, C, H, W) or (C, H, W), as
     ``torch.nn.functional.adaptive_max_pool2d``; ``return_indices=True`` also returns the
     switches (int64, flat h*W + w per plane)."""
     shape = np.shape(input)
     if len(shape) not in (3, 4) or 0 in shape[-3:]:
-        raise ValueError(f"adaptive_max_pool2d: input must be (N, C, H, W) or (C, H, W) with "
-                         f"non-zero C, H, W, got shape {tuple(shape)}")
+        raise ValueError(
+            f"adaptive_max_pool2d: input must be (N, C, H, W) or (C, H, W) with "
+            f"non-zero C, H, W, got shape {tuple(shape)}"
+        )
     size = _output_size(output_size, shape[-2:], "adaptive_max_pool2d")
     return AdaptiveMaxPool2d.apply(input, output_size=size, return_indices=bool(return_indices))
-

@@ -1,6 +1,7 @@
 """One traced forward of a model: every leaf module's call, in call order, with its input and output
 arrays (forward hooks). Shared by ``nn.summary``, ``nn.utils.fc_to_conv`` and
 ``fastconv.visualize.deconvnet``; the last two also check that the calls form a chain."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ __all__ = ["Call", "trace", "check_chain"]
 class Call(NamedTuple):
     """One call of a leaf module: its dotted name, the module, its positional arguments'
     arrays (None for a non-Tensor argument) and its output's array (the first of a tuple)."""
+
     name: str
     module: Any
     inputs: tuple
@@ -44,6 +46,7 @@ def trace(model, x):
         def hook(module, args, output):
             out = output[0] if isinstance(output, tuple) else output
             calls.append(Call(name, module, tuple(_array(a) for a in args), _array(out)))
+
         return hook
 
     modes = [(m, m.training) for m in model.modules()]
@@ -63,8 +66,9 @@ def trace(model, x):
 
 def _same(a, b):
     """a is b, or a view of the same elements (a reshape: flatten)."""
-    return a is b or (a is not None and b is not None and a.size == b.size
-                      and np.may_share_memory(a, b))
+    return a is b or (
+        a is not None and b is not None and a.size == b.size and np.may_share_memory(a, b)
+    )
 
 
 def check_chain(calls, x, upto=None, output=None, what="this"):
@@ -73,15 +77,19 @@ def check_chain(calls, x, upto=None, output=None, what="this"):
     the last call's output must be the model's output too."""
     last = len(calls) - 1 if upto is None else upto
     prev, prev_name = x, "the model's input"
-    for call in calls[:last + 1]:
+    for call in calls[: last + 1]:
         if len(call.inputs) != 1 or not _same(call.inputs[0], prev):
-            raise ValueError(f"{what} needs a model whose leaf modules run one after another, each "
-                             f"on the previous one's output (a Sequential-style chain): "
-                             f"{call.name or 'the model'} ({type(call.module).__name__}) does not "
-                             f"take the output of {prev_name} as its only input (residual "
-                             f"additions, concatenations or functional ops between modules break "
-                             f"the chain)")
+            raise ValueError(
+                f"{what} needs a model whose leaf modules run one after another, each "
+                f"on the previous one's output (a Sequential-style chain): "
+                f"{call.name or 'the model'} ({type(call.module).__name__}) does not "
+                f"take the output of {prev_name} as its only input (residual "
+                f"additions, concatenations or functional ops between modules break "
+                f"the chain)"
+            )
         prev, prev_name = call.output, f"{call.name} ({type(call.module).__name__})"
     if output is not None and not _same(output, prev):
-        raise ValueError(f"{what} needs the model's output to be the output of its last leaf "
-                         f"module, {prev_name}; the model's forward computes more after it")
+        raise ValueError(
+            f"{what} needs the model's output to be the output of its last leaf "
+            f"module, {prev_name}; the model's forward computes more after it"
+        )

@@ -3,17 +3,32 @@
 ``inplace=True`` is accepted (stored, and shown in the repr as PyTorch shows it) but the result
 is computed out of place: the backward needs the input, so fastconv never overwrites it.
 """
+
 from __future__ import annotations
 
 from . import functional as F
 from .module import Module
 
-__all__ = ["ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Hardsigmoid",
-           "Hardswish", "SiLU", "GELU", "Softmax", "LogSoftmax"]
+__all__ = [
+    "ReLU",
+    "ReLU6",
+    "Hardtanh",
+    "LeakyReLU",
+    "ELU",
+    "Tanh",
+    "Sigmoid",
+    "Hardsigmoid",
+    "Hardswish",
+    "SiLU",
+    "GELU",
+    "Softmax",
+    "LogSoftmax",
+]
 
 
 class _Inplace(Module):
     """An activation taking only ``inplace`` (accepted; computed out of place)."""
+
     fn = None
     shows_inplace = True  # in the repr, as PyTorch's module of that name
 
@@ -30,21 +45,25 @@ class _Inplace(Module):
 
 class ReLU(_Inplace):
     """max(x, 0), on fastconv's kernel."""
+
     fn = staticmethod(F.relu)
 
 
 class Hardsigmoid(_Inplace):
     """relu6(x + 3) / 6."""
+
     fn, shows_inplace = staticmethod(F.hardsigmoid), False
 
 
 class Hardswish(_Inplace):
     """x * relu6(x + 3) / 6 (MobileNetV3)."""
+
     fn, shows_inplace = staticmethod(F.hardswish), False
 
 
 class SiLU(_Inplace):
     """x * sigmoid(x) (the swish)."""
+
     fn = staticmethod(F.silu)
 
 
@@ -54,15 +73,18 @@ class Hardtanh(Module):
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
         super().__init__()
         if min_val > max_val:
-            raise ValueError(f"Hardtanh: min_val ({min_val}) must not be greater than max_val "
-                             f"({max_val})")
+            raise ValueError(
+                f"Hardtanh: min_val ({min_val}) must not be greater than max_val ({max_val})"
+            )
         self.min_val, self.max_val, self.inplace = min_val, max_val, bool(inplace)
 
     def forward(self, x):
         return F.hardtanh(x, self.min_val, self.max_val)
 
     def extra_repr(self):
-        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (
+            ", inplace=True" if self.inplace else ""
+        )
 
 
 class ReLU6(Hardtanh):

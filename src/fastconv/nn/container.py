@@ -1,4 +1,5 @@
 """The containers: Sequential, ModuleList and ModuleDict, as ``torch.nn``'s."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -5,6 +5,7 @@ the transposed convolution (weight (C_in, C_out/groups, kh, kw), on the same ker
 inside the kernels, "reflect", "replicate" and "circular" pad first (``F.pad``, whose backward
 folds the gradient back) and convolve with padding 0, as PyTorch does.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,32 +28,53 @@ def _tuple(v, n):
 
 class _ConvNd(Module):
     """What Conv1d and Conv2d share: arguments, parameters, PyTorch's initialisation, repr."""
+
     _dims = 0
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                 bias, dtype, padding_mode="zeros"):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias,
+        dtype,
+        padding_mode="zeros",
+    ):
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                             f"be divisible by groups ({groups})")
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"be divisible by groups ({groups})"
+            )
         n = self._dims
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _tuple(kernel_size, n), _tuple(stride, n)
         self.dilation = _tuple(dilation, n)
         if isinstance(padding, str):  # kept as the string, as PyTorch keeps it
             if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+                raise ValueError(
+                    f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}"
+                )
             if padding == "same" and any(v != 1 for v in self.stride):
-                raise ValueError(f"padding='same' is not supported for strided convolutions "
-                                 f"(stride={stride!r})")
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions (stride={stride!r})"
+                )
             self.padding = padding
         else:
             self.padding = _tuple(padding, n)
         if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, "
-                             f"got {padding_mode!r}")
+            raise ValueError(
+                f"padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, "
+                f"got {padding_mode!r}"
+            )
         self.padding_mode = padding_mode
-        self.weight = Parameter(np.empty(self._weight_shape(in_channels, out_channels, groups), dtype))
+        self.weight = Parameter(
+            np.empty(self._weight_shape(in_channels, out_channels, groups), dtype)
+        )
         self.bias = Parameter(np.empty(out_channels, dtype)) if bias else None
         if not bias:
             self.register_parameter("bias", None)
@@ -86,8 +108,10 @@ class _ConvNd(Module):
 
     def extra_repr(self):
         n = self._dims
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0,) * n:
             s += f", padding={self.padding}"
         if self.dilation != (1,) * n:
@@ -103,33 +127,77 @@ class _ConvNd(Module):
 
 class Conv2d(_ConvNd):
     """2-D convolution over (N, C, H, W) or (C, H, W), as ``torch.nn.Conv2d``."""
+
     _dims = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, dtype, padding_mode)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        dtype=np.float32,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            dtype,
+            padding_mode,
+        )
 
     def forward(self, x):
         x, padding = self._padded(x)
-        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 class Conv1d(_ConvNd):
     """1-D convolution over (N, C, L) or (C, L), as ``torch.nn.Conv1d``."""
+
     _dims = 1
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, dtype, padding_mode)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        dtype=np.float32,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            dtype,
+            padding_mode,
+        )
 
     def forward(self, x):
         x, padding = self._padded(x)
         padding = padding if isinstance(padding, str) else _tuple(padding, 1)[0]
-        return F.conv1d(x, self.weight, self.bias, self.stride[0], padding, self.dilation[0],
-                        self.groups)
+        return F.conv1d(
+            x, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups
+        )
 
 
 class ConvTranspose2d(_ConvNd):
@@ -139,24 +207,40 @@ class ConvTranspose2d(_ConvNd):
     dilation*(k-1) + output_padding + 1; ``forward(x, output_size)`` picks output_padding to
     reach ``output_size`` (its last two entries), as PyTorch. Runs on conv2d's kernels (its
     forward is their data gradient: ``fastconv.nn.functional.conv_transpose2d``)."""
+
     _dims = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
-                 dtype=np.float32):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups=1,
+        bias=True,
+        dilation=1,
+        padding_mode="zeros",
+        dtype=np.float32,
+    ):
         if padding_mode != "zeros":
-            raise ValueError(f'Only "zeros" padding_mode is supported for ConvTranspose2d, got '
-                             f"{padding_mode!r}")
+            raise ValueError(
+                f'Only "zeros" padding_mode is supported for ConvTranspose2d, got {padding_mode!r}'
+            )
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be an int or a tuple, got {padding!r}")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, dtype)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, dtype
+        )
         self.output_padding = _tuple(output_padding, 2)
         for o, s, d in zip(self.output_padding, self.stride, self.dilation):
             if not (o < s or o < d):
-                raise ValueError(f"output_padding must be smaller than either stride or dilation, "
-                                 f"got output_padding={output_padding!r}, stride={stride!r}, "
-                                 f"dilation={dilation!r}")
+                raise ValueError(
+                    f"output_padding must be smaller than either stride or dilation, "
+                    f"got output_padding={output_padding!r}, stride={stride!r}, "
+                    f"dilation={dilation!r}"
+                )
 
     def _weight_shape(self, in_channels, out_channels, groups):
         return (in_channels, out_channels // groups) + self.kernel_size
@@ -169,23 +253,36 @@ class ConvTranspose2d(_ConvNd):
         if len(size) in (3, 4):
             size = size[-2:]
         if len(size) != 2:
-            raise ValueError(f"output_size must have 2 (or 3/4, the last 2 counting) elements, got "
-                             f"{tuple(output_size)}")
+            raise ValueError(
+                f"output_size must have 2 (or 3/4, the last 2 counting) elements, got "
+                f"{tuple(output_size)}"
+            )
         pads = []
-        for dim, (want, h, s, p, d, k) in enumerate(zip(size, x.shape[-2:], self.stride, self.padding,
-                                                         self.dilation, self.kernel_size)):
+        for dim, (want, h, s, p, d, k) in enumerate(
+            zip(size, x.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)
+        ):
             lo = (h - 1) * s - 2 * p + d * (k - 1) + 1
             hi = lo + s - 1
             if not lo <= want <= hi:
-                raise ValueError(f"requested an output size of {tuple(size)}, but valid sizes range "
-                                 f"from {lo} to {hi} in spatial dimension {dim} (for an input of "
-                                 f"{tuple(x.shape[-2:])})")
+                raise ValueError(
+                    f"requested an output size of {tuple(size)}, but valid sizes range "
+                    f"from {lo} to {hi} in spatial dimension {dim} (for an input of "
+                    f"{tuple(x.shape[-2:])})"
+                )
             pads.append(want - lo)
         return tuple(pads)
 
     def forward(self, x, output_size=None):
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self._output_padding(x, output_size), self.groups, self.dilation)
+        return F.conv_transpose2d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(x, output_size),
+            self.groups,
+            self.dilation,
+        )
 
     def extra_repr(self):
         s = super().extra_repr()

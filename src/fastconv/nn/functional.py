@@ -9,6 +9,7 @@ ReLU and softmax cross-entropy (``fastconv._core``); the rest is NumPy (the late
 ``inplace=True`` is accepted wherever PyTorch has it and the result is computed out of place:
 the backward needs the input, so fastconv never overwrites it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -17,21 +18,70 @@ import numpy as np
 
 from .. import _core
 from .. import functional as _K
-from ..autograd import (Elu, Function, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
-                        concat, default_generator)
+from .._typing import ArrayLike, IntPair, Padding, Shape
+from ..autograd import (
+    Elu,
+    Function,
+    LeakyRelu,
+    LogSoftmax,
+    Relu,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    Tensor,
+    concat,
+    default_generator,
+)
 from ._activations import gelu, hardsigmoid, hardswish, hardtanh, relu6, silu
-from ._losses import (BinaryCrossEntropy, LogSigmoid, NllLoss, SoftmaxCrossEntropy,  # noqa: F401
-                      binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
-                      mse_loss, nll_loss)
 from ._conv_transpose import conv_transpose2d  # noqa: F401  (transposed convolution, re-exported)
+from ._losses import (  # noqa: F401
+    BinaryCrossEntropy,
+    LogSigmoid,
+    NllLoss,
+    SoftmaxCrossEntropy,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
+)
 from ._numpy_ops import adaptive_max_pool2d, pad
 
-__all__ = ["conv2d", "conv1d", "max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "adaptive_max_pool2d", "pad", "linear", "relu", "relu6", "leaky_relu", "elu", "tanh",
-           "sigmoid", "hardtanh", "hardsigmoid", "hardswish", "silu", "gelu", "batch_norm",
-           "local_response_norm", "dropout", "dropout2d", "flatten", "concat", "softmax",
-           "log_softmax", "nll_loss", "cross_entropy", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "mse_loss"]
+__all__ = [
+    "conv2d",
+    "conv1d",
+    "max_pool2d",
+    "max_unpool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "pad",
+    "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "tanh",
+    "sigmoid",
+    "hardtanh",
+    "hardsigmoid",
+    "hardswish",
+    "silu",
+    "gelu",
+    "batch_norm",
+    "local_response_norm",
+    "dropout",
+    "dropout2d",
+    "flatten",
+    "concat",
+    "softmax",
+    "log_softmax",
+    "nll_loss",
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+]
 
 
 def _c(a):
@@ -45,6 +95,7 @@ def _c(a):
 class _Conv(Function):
     """A convolution on fastconv's kernels: forward, and the backward asked for by
     ``needs_input_grad`` (x, weight, bias) in one call."""
+
     kernel, kernel_backward = None, None
 
     @classmethod
@@ -58,31 +109,54 @@ class _Conv(Function):
     def backward(cls, ctx, g):
         x, weight = ctx.saved
         nx, nw, nb = ctx.needs_input_grad
-        return cls.kernel_backward(_c(g), x, weight, needs=(nx, nw, nb and ctx.has_bias), **ctx.params)
+        return cls.kernel_backward(
+            _c(g), x, weight, needs=(nx, nw, nb and ctx.has_bias), **ctx.params
+        )
 
 
 class Conv2d(_Conv):
     """conv2d's primitive (``fastconv.conv2d`` and ``conv2d_backward``)."""
+
     kernel = staticmethod(_K.conv2d)
     kernel_backward = staticmethod(_K.conv2d_backward)
 
 
 class Conv1d(_Conv):
     """conv1d's primitive (``fastconv.conv1d`` and ``conv1d_backward``)."""
+
     kernel = staticmethod(_K.conv1d)
     kernel_backward = staticmethod(_K.conv1d_backward)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> Tensor:
     """2-D convolution of (N, C, H, W) by (K, C/groups, kh, kw), fastconv's kernels both ways."""
-    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups, algo=algo)
+    return Conv2d.apply(
+        x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo
+    )
 
 
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+) -> Tensor:
     """1-D convolution of (N, C, L) by (K, C/groups, k)."""
-    return Conv1d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups)
+    return Conv1d.apply(
+        x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,11 +181,25 @@ class MaxPool2d(Function):
         return _K.max_pool2d_backward(_c(g), ctx.saved[0], ctx.input_shape)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool2d(
+    x: Tensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Max pooling; the switches (int64 flat h*W+w per plane) drive the backward."""
-    return MaxPool2d.apply(x, return_indices=bool(return_indices), kernel_size=kernel_size,
-                           stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    return MaxPool2d.apply(
+        x,
+        return_indices=bool(return_indices),
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+    )
 
 
 class MaxUnpool2d(Function):
@@ -133,10 +221,18 @@ class MaxUnpool2d(Function):
         return gx.reshape(ctx.input_shape), None
 
 
-def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def max_unpool2d(
+    x: Tensor,
+    indices: Tensor | ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    output_size: Shape | None = None,
+) -> Tensor:
     """Put each value of x back at its max-pool switch (``indices``), zeros elsewhere."""
-    return MaxUnpool2d.apply(x, indices, kernel_size=kernel_size, stride=stride, padding=padding,
-                             output_size=output_size)
+    return MaxUnpool2d.apply(
+        x, indices, kernel_size=kernel_size, stride=stride, padding=padding, output_size=output_size
+    )
 
 
 class AvgPool2d(Function):
@@ -157,12 +253,24 @@ class AvgPool2dDivisor(AvgPool2d):
     (which knows AvgPool2d) reports it unsupported rather than dropping the divisor."""
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(
+    x: Tensor,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
     """Average pooling as ``torch.nn.functional.avg_pool2d``; ``divisor_override`` divides every
     window's sum by that number instead of the window's size."""
-    params = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                  count_include_pad=count_include_pad)
+    params = dict(
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )
     if divisor_override is None:
         return AvgPool2d.apply(x, **params)
     return AvgPool2dDivisor.apply(x, divisor_override=divisor_override, **params)
@@ -181,7 +289,7 @@ class AdaptiveAvgPool2d(Function):
         return _K.adaptive_avg_pool2d_backward(_c(g), ctx.input_shape)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | None]) -> Tensor:
     """Adaptive average pooling to ``output_size`` (an int or a pair; 1 is global pooling)."""
     return AdaptiveAvgPool2d.apply(x, output_size=output_size)
 
@@ -219,54 +327,55 @@ class Linear(Function):
         xt, w = ctx.saved
         (n, k), m = w.shape[:2], ctx.m
         nx, nw, nb = ctx.needs_input_grad
-        gx, gw, gb = _K.conv2d_backward(_columns(g, m, n), xt, w,
-                                        needs=(nx, nw, nb and ctx.has_bias))
+        gx, gw, gb = _K.conv2d_backward(
+            _columns(g, m, n), xt, w, needs=(nx, nw, nb and ctx.has_bias)
+        )
         if gx is not None:
             gx = _c(gx.reshape(k, m).T).reshape(ctx.lead + (k,))
         return gx, None if gw is None else gw.reshape(n, k), gb
 
 
-def linear(x, weight, bias=None):
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias, weight of shape (out_features, in_features) as PyTorch."""
     return Linear.apply(x, weight, bias)
 
 
-def relu(x, inplace=False):
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0) on fastconv's kernel (``inplace`` accepted, computed out of place)."""
     return Relu.apply(x)
 
 
-def leaky_relu(x, negative_slope=0.01, inplace=False):
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x where x > 0, negative_slope * x elsewhere (``inplace`` accepted, out of place)."""
     return LeakyRelu.apply(x, negative_slope=negative_slope)
 
 
-def elu(x, alpha=1.0, inplace=False):
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x where x > 0, alpha * (exp(x) - 1) elsewhere (``inplace`` accepted, out of place)."""
     return Elu.apply(x, alpha=alpha)
 
 
-def tanh(x):
+def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent."""
     return Tanh.apply(x)
 
 
-def sigmoid(x):
+def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)), without overflow."""
     return Sigmoid.apply(x)
 
 
-def softmax(x, dim=-1):
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``."""
     return Softmax.apply(x, dim=dim)
 
 
-def log_softmax(x, dim=-1):
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along ``dim``, computed stably."""
     return LogSoftmax.apply(x, dim=dim)
 
 
-def flatten(x, start_dim=1, end_dim=-1):
+def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """Merge dimensions start_dim..end_dim (the layer's default keeps the batch: start_dim=1)."""
     return x.flatten(start_dim, end_dim)
 
@@ -282,14 +391,27 @@ class BatchNorm(Function):
     ``activation="relu"`` -- a ResNet block's tail in one pass, its gradient in one more."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, residual=None, running_mean=None, running_var=None,
-                use_batch_stats=True, momentum=0.1, eps=1e-5, activation=None):
+    def forward(
+        ctx,
+        x,
+        weight,
+        bias,
+        residual=None,
+        running_mean=None,
+        running_var=None,
+        use_batch_stats=True,
+        momentum=0.1,
+        eps=1e-5,
+        activation=None,
+    ):
         if activation not in (None, "relu"):
             raise ValueError(f"batch_norm: activation must be None or 'relu', got {activation!r}")
         if x.dtype not in (np.float32, np.float64):
             raise TypeError(f"batch_norm: x must be float32 or float64, got {x.dtype}")
         if x.ndim < 2:
-            raise ValueError(f"batch_norm: x must have a channel axis (N, C, ...), got shape {x.shape}")
+            raise ValueError(
+                f"batch_norm: x must have a channel axis (N, C, ...), got shape {x.shape}"
+            )
         n, c = x.shape[:2]
         hw = int(np.prod(x.shape[2:], dtype=np.int64))
         dt = x.dtype
@@ -306,18 +428,23 @@ class BatchNorm(Function):
         w, b = per_channel(weight, "weight"), per_channel(bias, "bias")
         if residual is not None:
             if residual.shape != x.shape:
-                raise ValueError(f"batch_norm: residual must have x's shape {x.shape}, got "
-                                 f"{residual.shape}")
+                raise ValueError(
+                    f"batch_norm: residual must have x's shape {x.shape}, got {residual.shape}"
+                )
             residual = np.ascontiguousarray(residual, dtype=dt)
         y = np.empty_like(x)
         act = 1 if activation == "relu" else 0
         if use_batch_stats:
             count = n * hw
             if count == 1:  # as PyTorch: an empty batch passes (an empty result), one value not
-                raise ValueError(f"batch_norm: expected more than 1 value per channel when "
-                                 f"training, got input of shape {x.shape}")
+                raise ValueError(
+                    f"batch_norm: expected more than 1 value per channel when "
+                    f"training, got input of shape {x.shape}"
+                )
             mean, var, invstd = (np.empty(c, dt) for _ in range(3))
-            _core.batch_norm_forward(x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y)
+            _core.batch_norm_forward(
+                x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y
+            )
             if running_mean is not None and count:  # an empty batch leaves them (as PyTorch)
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
@@ -326,7 +453,9 @@ class BatchNorm(Function):
         else:
             mean = per_channel(running_mean, "running_mean")
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(dt)
-            _core.batch_norm_forward(x, n, c, hw, w, b, residual, act, False, eps, mean, None, invstd, y)
+            _core.batch_norm_forward(
+                x, n, c, hw, w, b, residual, act, False, eps, mean, None, invstd, y
+            )
         ctx.save_for_backward(x, y if act else None, mean, invstd, w)
         ctx.batch, ctx.sizes = use_batch_stats, (n, c, hw)
         ctx.dtypes = tuple(None if a is None else a.dtype for a in (weight, bias))
@@ -345,20 +474,43 @@ class BatchNorm(Function):
         if nr and y is None:
             gr = g  # (the residual was only added: its gradient is the output's)
         wt, bt = ctx.dtypes
-        return (gx, None if gw is None else gw.astype(wt, copy=False),
-                None if gb is None else gb.astype(bt, copy=False), gr)
+        return (
+            gx,
+            None if gw is None else gw.astype(wt, copy=False),
+            None if gb is None else gb.astype(bt, copy=False),
+            gr,
+        )
 
 
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, residual=None, activation=None):
+def batch_norm(
+    x: Tensor,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    residual: Tensor | None = None,
+    activation: str | None = None,
+) -> Tensor:
     """PyTorch's batch_norm: batch statistics when training (updating the running ones in place,
     the variance unbiased), the running statistics otherwise (batch ones if there are none).
     fastconv's extension: ``residual`` added and ``activation="relu"`` applied in the same pass,
     ``relu(batch_norm(x) + residual)`` at the cost of a batch norm."""
     use_batch = training or running_mean is None
-    return BatchNorm.apply(x, weight, bias, residual, running_mean=running_mean,
-                           running_var=running_var, use_batch_stats=use_batch, momentum=momentum,
-                           eps=eps, activation=activation)
+    return BatchNorm.apply(
+        x,
+        weight,
+        bias,
+        residual,
+        running_mean=running_mean,
+        running_var=running_var,
+        use_batch_stats=use_batch,
+        momentum=momentum,
+        eps=eps,
+        activation=activation,
+    )
 
 
 def _window_sum(a, before, after):
@@ -366,9 +518,9 @@ def _window_sum(a, before, after):
     out = a.copy()
     channels = a.shape[1]
     for d in range(1, before + 1):
-        out[:, d:] += a[:, :channels - d]
+        out[:, d:] += a[:, : channels - d]
     for d in range(1, after + 1):
-        out[:, :channels - d] += a[:, d:]
+        out[:, : channels - d] += a[:, d:]
     return out
 
 
@@ -379,7 +531,7 @@ class LocalResponseNorm(Function):
     def forward(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
         lo, hi = size // 2, (size - 1) // 2
         scale = k + (alpha / size) * _window_sum(x * x, lo, hi)
-        y = x * scale ** -beta
+        y = x * scale**-beta
         ctx.save_for_backward(x, scale, y)
         ctx.params = size, alpha, beta
         return y
@@ -388,13 +540,16 @@ class LocalResponseNorm(Function):
     def backward(ctx, g):
         x, scale, y = ctx.saved
         size, alpha, beta = ctx.params
-        # d y_j / d x_c = [c == j] scale_j^-beta - 2 beta alpha/size x_c y_j / scale_j for c in window(j)
+        # d y_j / d x_c = [c == j] scale_j^-beta - 2 beta alpha/size x_c y_j / scale_j
+        # for c in window(j)
         t = g * y / scale
         lo, hi = size // 2, (size - 1) // 2
-        return g * scale ** -beta - (2 * beta * alpha / size) * x * _window_sum(t, hi, lo)
+        return g * scale**-beta - (2 * beta * alpha / size) * x * _window_sum(t, hi, lo)
 
 
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(
+    x: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
     """AlexNet's normalisation over ``size`` neighbouring channels, as PyTorch's."""
     return LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k)
 
@@ -416,7 +571,7 @@ class Dropout(Function):
         return g * mask * scale
 
 
-def dropout(x, p=0.5, training=True, inplace=False):
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p)
     (``inplace`` accepted, computed out of place)."""
     if not 0 <= p <= 1:
@@ -426,7 +581,9 @@ def dropout(x, p=0.5, training=True, inplace=False):
     return Dropout.apply(x, p=p)
 
 
-def dropout2d(input, p=0.5, training=True, inplace=False):
+def dropout2d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
     """Channel dropout, as ``torch.nn.functional.dropout2d``: each (sample, channel) plane of an
     (N, C, H, W) input is zeroed with probability p, the others scaled by 1/(1-p) (fastconv's
     generator, as dropout). A 3-D input is taken as (N, C, L), with PyTorch's warning.
@@ -435,14 +592,22 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"dropout2d: dropout probability must be in [0, 1], got {p}")
     ndim = np.ndim(input)
     if ndim < 2:
-        raise ValueError(f"dropout2d: input must have a channel dimension, (N, C, H, W), got "
-                         f"shape {np.shape(input)}")
+        raise ValueError(
+            f"dropout2d: input must have a channel dimension, (N, C, H, W), got "
+            f"shape {np.shape(input)}"
+        )
     if ndim == 3:
-        warnings.warn("dropout2d: a 3-D input is taken as (N, C, L), channel-wise 1-D dropout "
-                      "(as PyTorch does today)", stacklevel=2)
+        warnings.warn(
+            "dropout2d: a 3-D input is taken as (N, C, L), channel-wise 1-D dropout "
+            "(as PyTorch does today)",
+            stacklevel=2,
+        )
     elif ndim != 4:
-        warnings.warn(f"dropout2d: a {ndim}-D input is deprecated in PyTorch (3-D or 4-D "
-                      f"expected); dropping whole (N, C) slices", stacklevel=2)
+        warnings.warn(
+            f"dropout2d: a {ndim}-D input is deprecated in PyTorch (3-D or 4-D "
+            f"expected); dropping whole (N, C) slices",
+            stacklevel=2,
+        )
     if not training or p == 0:
         return input
     return Dropout.apply(input, p=p, noise_shape=np.shape(input)[:2] + (1,) * (ndim - 2))

@@ -12,6 +12,7 @@ node that joins them, so its backward runs once, after every one of their gradie
 Here that node is a :class:`_Join`, which every passed-through tensor (a :class:`_Fork`) reads;
 the forks hand their gradients over to it and it hands them on to the tensors it joined.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -117,8 +118,9 @@ def _as_grad(g, like, what):
         return None
     g = np.asarray(g.data if isinstance(g, Tensor) else g)
     if g.shape != like.shape:
-        raise ValueError(f"full backward hook: {what} has shape {g.shape}, the tensor has shape "
-                         f"{like.shape}")
+        raise ValueError(
+            f"full backward hook: {what} has shape {g.shape}, the tensor has shape {like.shape}"
+        )
     return g.astype(like.dtype, copy=False)
 
 
@@ -137,8 +139,10 @@ class BackwardHook:
                 continue
             out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             if len(out) != len(grad_input):
-                raise ValueError(f"full backward hook {getattr(hook, '__name__', hook)} returned "
-                                 f"{len(out)} gradients for {len(grad_input)} inputs")
+                raise ValueError(
+                    f"full backward hook {getattr(hook, '__name__', hook)} returned "
+                    f"{len(out)} gradients for {len(grad_input)} inputs"
+                )
             grad_input = out
         return grad_input
 
@@ -179,8 +183,10 @@ class BackwardHook:
             if self.input_index is None:  # no input needs a gradient: the hooks run now
                 got = self._call((None,) * self.n_inputs)
                 if any(g is not None for g in got):
-                    raise ValueError("a full backward hook of a module none of whose inputs "
-                                     "requires grad must return None (or only Nones)")
+                    raise ValueError(
+                        "a full backward hook of a module none of whose inputs "
+                        "requires grad must return None (or only Nones)"
+                    )
             return list(grads)
 
         for i, t in zip(index, _join([outs[i] for i in index], release)):
@@ -197,8 +203,10 @@ def call(module, args, kwargs):
             out = hook(module, args, kwargs)
             if out is not None:
                 if not (isinstance(out, tuple) and len(out) == 2):
-                    raise TypeError("a forward pre-hook registered with_kwargs=True must return "
-                                    f"None or a tuple (args, kwargs), got {type(out).__name__}")
+                    raise TypeError(
+                        "a forward pre-hook registered with_kwargs=True must return "
+                        f"None or a tuple (args, kwargs), got {type(out).__name__}"
+                    )
                 args, kwargs = out
         else:
             out = hook(module, args)

@@ -3,6 +3,7 @@
 Each fills a Tensor's data (or an ndarray) in place, from the generator that
 ``fastconv.autograd.manual_seed`` seeds, and returns its argument.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,19 @@ import numpy as np
 
 from ..autograd import Tensor, default_generator
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+__all__ = [
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+]
 
 
 def _array(t):
@@ -26,9 +38,18 @@ def _fill(t, values):
 
 
 def calculate_gain(nonlinearity, param=None):
-    """The recommended gain for ``nonlinearity`` (PyTorch's table; ``param`` is leaky_relu's slope)."""
-    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                        "conv_transpose2d", "conv_transpose3d", "sigmoid"):
+    """The recommended gain for ``nonlinearity`` (PyTorch's table; ``param``: leaky_relu's
+    slope)."""
+    if nonlinearity in (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    ):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
@@ -36,7 +57,7 @@ def calculate_gain(nonlinearity, param=None):
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
@@ -76,7 +97,7 @@ def trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0):
     while filled < out.size:
         draw = rng.normal(mean, std, 2 * (out.size - filled) + 16)
         draw = draw[(draw >= a) & (draw <= b)][: out.size - filled]
-        out[filled: filled + draw.size] = draw
+        out[filled : filled + draw.size] = draw
         filled += draw.size
     return _fill(t, out.reshape(shape))
 

@@ -1,4 +1,5 @@
-"""Linear, dropout, flatten, identity and the loss modules (the activations are in activation.py)."""
+"""Linear, dropout, flatten, identity and the loss modules (activations: activation.py)."""
+
 from __future__ import annotations
 
 import math
@@ -10,12 +11,23 @@ from . import init
 from ._losses import _reduction
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Dropout", "Dropout2d", "Flatten", "Identity", "CrossEntropyLoss", "NLLLoss",
-           "BCEWithLogitsLoss", "BCELoss", "MSELoss"]
+__all__ = [
+    "Linear",
+    "Dropout",
+    "Dropout2d",
+    "Flatten",
+    "Identity",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "BCEWithLogitsLoss",
+    "BCELoss",
+    "MSELoss",
+]
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias, weight (out_features, in_features) as PyTorch, on fastconv's GEMM."""
+    """y = x @ weight.T + bias, weight (out_features, in_features) as PyTorch's, on fastconv's
+    GEMM."""
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
@@ -38,8 +50,10 @@ class Linear(Module):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Dropout(Module):
@@ -113,17 +127,31 @@ class CrossEntropyLoss(_WeightedLoss):
     """Softmax cross-entropy of logits against class indices or probabilities, as
     ``torch.nn.CrossEntropyLoss``: see :func:`fastconv.nn.functional.cross_entropy`."""
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0):
+    def __init__(
+        self,
+        weight=None,
+        size_average=None,
+        ignore_index=-100,
+        reduce=None,
+        reduction="mean",
+        label_smoothing=0.0,
+    ):
         super().__init__(weight, size_average, reduce, reduction)
         if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got "
-                             f"{label_smoothing}")
+            raise ValueError(
+                f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}"
+            )
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
@@ -133,14 +161,20 @@ class NLLLoss(_WeightedLoss):
     """Negative log-likelihood of class indices under log-probabilities, as
     ``torch.nn.NLLLoss``: see :func:`fastconv.nn.functional.nll_loss`."""
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean"):
+    def __init__(
+        self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"
+    ):
         super().__init__(weight, size_average, reduce, reduction)
         self.ignore_index = ignore_index
 
     def forward(self, input, target):
-        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                          reduction=self.reduction)
+        return F.nll_loss(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -148,16 +182,17 @@ class BCEWithLogitsLoss(_Loss):
     ``weight`` and ``pos_weight`` are buffers; see
     :func:`fastconv.nn.functional.binary_cross_entropy_with_logits`."""
 
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
-                 pos_weight=None):
+    def __init__(
+        self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
+    ):
         super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, input, target):
-        return F.binary_cross_entropy_with_logits(input, target, self.weight,
-                                                  reduction=self.reduction,
-                                                  pos_weight=self.pos_weight)
+        return F.binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )
 
 
 class BCELoss(_WeightedLoss):

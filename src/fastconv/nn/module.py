@@ -1,8 +1,11 @@
 """Module and Parameter, with PyTorch's naming of parameters and buffers, its hooks and its
 ``to``/``get_submodule``/``requires_grad_`` (the containers are in container.py)."""
+
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -12,8 +15,13 @@ from . import hooks as _hooks
 
 __all__ = ["Parameter", "Module"]
 
-_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-               "_forward_hooks_with_kwargs", "_backward_hooks")
+_HOOK_DICTS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_backward_hooks",
+)
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -55,7 +63,7 @@ def _checked_value(key, value):
 class Module:
     """Base class: assign Parameters, sub-Modules and (registered) buffers as attributes."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
@@ -77,8 +85,10 @@ class Module:
             buffers[name] = None if value is None else np.asarray(value)
         elif name in params or name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} to '{name}': it holds a "
-                                f"{'Parameter' if name in params else 'Module'} (or None)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to '{name}': it holds a "
+                    f"{'Parameter' if name in params else 'Module'} (or None)"
+                )
             (params if name in params else modules)[name] = None
         else:
             object.__setattr__(self, name, value)
@@ -97,13 +107,15 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"parameter '{name}' must be a Parameter or None, got {type(param).__name__}")
+            raise TypeError(
+                f"parameter '{name}' must be a Parameter or None, got {type(param).__name__}"
+            )
         self.__dict__.pop(name, None)
         self._parameters[name] = param
 
-    def register_buffer(self, name, array, persistent=True):
+    def register_buffer(self, name: str, array: np.ndarray | None, persistent: bool = True) -> None:
         """A non-trainable array saved in the state_dict (running statistics, for example)."""
         self.__dict__.pop(name, None)
         self._buffers[name] = None if array is None else np.asarray(array)
@@ -112,16 +124,17 @@ class Module:
         else:
             self._non_persistent.add(name)
 
-    def add_module(self, name, module):
+    def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module: '{name}' must be a Module or None, got "
-                            f"{type(module).__name__}")
+            raise TypeError(
+                f"add_module: '{name}' must be a Module or None, got {type(module).__name__}"
+            )
         self._modules[name] = module
 
     register_module = add_module
 
     # --- forward and hooks ----------------------------------------------------------------------
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
@@ -139,22 +152,36 @@ class Module:
             if name not in self.__dict__:
                 object.__setattr__(self, name, OrderedDict())
 
-    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+    def register_forward_pre_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> _hooks.RemovableHandle:
         """``hook(module, args)`` runs before each forward; a non-None result replaces ``args``
         (a single value becomes ``(value,)``). ``with_kwargs=True``: ``hook(module, args,
         kwargs)``, returning None or ``(args, kwargs)``. Returns a handle: ``handle.remove()``."""
         self._hook_dicts()
-        return _hooks.add_hook(self._forward_pre_hooks, hook, prepend,
-                               self._forward_pre_hooks_with_kwargs if with_kwargs else None)
+        return _hooks.add_hook(
+            self._forward_pre_hooks,
+            hook,
+            prepend,
+            self._forward_pre_hooks_with_kwargs if with_kwargs else None,
+        )
 
-    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+    def register_forward_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> _hooks.RemovableHandle:
         """``hook(module, args, output)`` runs after each forward; a non-None result replaces the
         output. ``with_kwargs=True``: ``hook(module, args, kwargs, output)``. Returns a handle."""
         self._hook_dicts()
-        return _hooks.add_hook(self._forward_hooks, hook, prepend,
-                               self._forward_hooks_with_kwargs if with_kwargs else None)
+        return _hooks.add_hook(
+            self._forward_hooks,
+            hook,
+            prepend,
+            self._forward_hooks_with_kwargs if with_kwargs else None,
+        )
 
-    def register_full_backward_hook(self, hook, prepend=False):
+    def register_full_backward_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> _hooks.RemovableHandle:
         """``hook(module, grad_input, grad_output)`` runs once per call of the module, when the
         gradients with respect to its inputs are known: one entry per positional argument and
         one per output (ndarrays; None for arguments that are not Tensors requiring grad, or got
@@ -164,7 +191,7 @@ class Module:
         return _hooks.add_hook(self._backward_hooks, hook, prepend)
 
     # --- traversal ------------------------------------------------------------------------------
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
@@ -172,37 +199,43 @@ class Module:
                 continue
             seen.add(id(module))
             yield name, module
-            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items() if m is not None]
+            children = [
+                (f"{name}.{n}" if name else n, m)
+                for n, m in module._modules.items()
+                if m is not None
+            ]
             stack.extend(reversed(children))
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def get_submodule(self, target):
+    def get_submodule(self, target: str) -> Module:
         """The sub-module at the dotted path ``target`` ("" is self), as PyTorch's."""
         if target == "":
             return self
         module = self
         for item in target.split("."):
             if item not in module.__dict__.get("_modules", {}) or module._modules[item] is None:
-                raise AttributeError(f"get_submodule({target!r}): {type(module).__name__} has no "
-                                     f"sub-module '{item}'")
+                raise AttributeError(
+                    f"get_submodule({target!r}): {type(module).__name__} has no sub-module '{item}'"
+                )
             module = module._modules[item]
         return module
 
-    def get_parameter(self, target):
+    def get_parameter(self, target: str) -> Parameter:
         """The parameter at the dotted path ``target`` ("layer1.0.conv1.weight")."""
         path, _, name = target.rpartition(".")
         module = self.get_submodule(path)
         if module._parameters.get(name) is None:
-            raise AttributeError(f"get_parameter({target!r}): {type(module).__name__} has no "
-                                 f"parameter '{name}'")
+            raise AttributeError(
+                f"get_parameter({target!r}): {type(module).__name__} has no parameter '{name}'"
+            )
         return module._parameters[name]
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((n, m) for n, m in self._modules.items() if m is not None)
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
 
     def _named_members(self, kind, prefix="", recurse=True):
@@ -215,19 +248,23 @@ class Module:
                 seen.add(id(value))
                 yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         return self._named_members("_parameters", prefix, recurse)
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix="", recurse=True):
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
         return self._named_members("_buffers", prefix, recurse)
 
-    def buffers(self, recurse=True):
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
         return (b for _, b in self.named_buffers(recurse=recurse))
 
-    def apply(self, fn):
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
         for m in self.children():
             m.apply(fn)
         fn(self)
@@ -245,14 +282,16 @@ class Module:
                 if b is not None and name not in module._non_persistent:
                     yield dot + name, module, name, "buffer"
 
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Ordered name -> ndarray (the live arrays, as PyTorch's state_dict shares storage)."""
         out = OrderedDict()
         for key, module, name, kind in self._state_entries():
             out[key] = module._parameters[name].data if kind == "param" else module._buffers[name]
         return out
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy arrays in place, converted to each entry's dtype (as PyTorch's copy_); shapes
         must match. Nothing is copied unless every entry can be.
 
@@ -274,13 +313,17 @@ class Module:
             if error:
                 bad_dtype.append(error)
             elif value.shape != target.shape:
-                bad_shape.append(f"{key}: checkpoint shape {value.shape}, model shape {target.shape}")
+                bad_shape.append(
+                    f"{key}: checkpoint shape {value.shape}, model shape {target.shape}"
+                )
             else:
                 values[key] = target, value
         if bad_dtype:
-            raise TypeError("load_state_dict: " + "; ".join(bad_dtype) + ". Values must be bool, "
-                            "integer, floating (float16 and bfloat16 included) or complex; they "
-                            "are converted to each entry's dtype, as PyTorch's load_state_dict does")
+            raise TypeError(
+                "load_state_dict: " + "; ".join(bad_dtype) + ". Values must be bool, "
+                "integer, floating (float16 and bfloat16 included) or complex; they "
+                "are converted to each entry's dtype, as PyTorch's load_state_dict does"
+            )
         if bad_shape:
             raise ValueError("load_state_dict: size mismatch for " + "; ".join(bad_shape))
         for target, value in values.values():
@@ -288,28 +331,28 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes, grads, dtype --------------------------------------------------------------------
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
                 p.grad[...] = 0
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Set ``requires_grad`` on every parameter (freeze with False); returns self."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
 
-    def to(self, *args, **kwargs):
+    def to(self, *args: Any, **kwargs: Any) -> Module:
         """PyTorch's ``to``: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)``
         or the keywords ``device``/``dtype`` (``non_blocking`` is ignored). Floating-point
         parameters (and their gradients) and buffers are cast to ``dtype`` in place; others stay.
@@ -328,21 +371,21 @@ class Module:
                     m._buffers[name] = b.astype(dtype, copy=False)
         return self
 
-    def cpu(self):
+    def cpu(self) -> Module:
         """Self: fastconv runs on the CPU."""
         return self
 
-    def double(self):
+    def double(self) -> Module:
         return self.to(np.float64)
 
-    def float(self):
+    def float(self) -> Module:
         return self.to(np.float32)
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
     # --- repr -----------------------------------------------------------------------------------
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
     def __repr__(self):
@@ -374,14 +417,15 @@ def _dtype(v):
         v = v.dtype  # a tensor or an array: its dtype
     name = str(v)
     if name.startswith("torch."):
-        v = name[len("torch."):]
+        v = name[len("torch.") :]
     try:
         dtype = np.dtype(v)
     except TypeError:
         raise TypeError(f"to: dtype must be a NumPy or torch floating dtype, got {v!r}") from None
     if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"to: only floating-point dtypes are accepted (as PyTorch's nn.Module.to), "
-                        f"got {dtype}")
+        raise TypeError(
+            f"to: only floating-point dtypes are accepted (as PyTorch's nn.Module.to), got {dtype}"
+        )
     return dtype
 
 

@@ -31,6 +31,7 @@ Conventions (the notes' VGG-16 table is reproduced row for row under them):
 The notes' table itself: its rows add up to 15.2M activations for VGG-16 (58 MB of float32),
 though its total line says "24M"; the rows are what :func:`summary` reproduces.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -42,8 +43,22 @@ from . import _trace
 
 __all__ = ["summary", "ModelSummary", "SummaryRow"]
 
-_IN_PLACE = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Hardtanh", "Hardsigmoid",
-             "Hardswish", "SiLU", "GELU", "Dropout", "Dropout2d", "AlphaDropout")
+_IN_PLACE = (
+    "ReLU",
+    "ReLU6",
+    "LeakyReLU",
+    "ELU",
+    "Tanh",
+    "Sigmoid",
+    "Hardtanh",
+    "Hardsigmoid",
+    "Hardswish",
+    "SiLU",
+    "GELU",
+    "Dropout",
+    "Dropout2d",
+    "AlphaDropout",
+)
 _VIEWS = ("Flatten", "Identity", "Unflatten")
 _ADAPTIVE = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
 _MB = float(1 << 20)
@@ -54,6 +69,7 @@ class SummaryRow:
     """One layer: ``activations`` are the elements it adds to memory for the batch (0 for an
     in-place or view layer), ``params`` its parameters (biases included), ``macs`` its
     multiply-adds for the batch (``flops`` = 2 x macs)."""
+
     name: str
     type: str
     output_shape: tuple
@@ -72,6 +88,7 @@ class ModelSummary:
     """What :func:`summary` returns: ``rows`` (:class:`SummaryRow`), the totals, and the training
     memory estimate in bytes (``memory``: activations, activation_gradients, parameters,
     parameter_gradients, optimizer_state, total); ``str()`` is the printed table."""
+
     rows: list
     batch_size: int
     dtype: np.dtype
@@ -108,36 +125,68 @@ class ModelSummary:
 
     def __str__(self):
         head = ("Layer (type)", "Output shape", "Activations", "Params", "MACs")
-        body = [(f"{r.name} ({r.type})", str(r.output_shape), f"{r.activations:,}",
-                 f"{r.params:,}", f"{r.macs:,}") for r in self.rows]
+        body = [
+            (
+                f"{r.name} ({r.type})",
+                str(r.output_shape),
+                f"{r.activations:,}",
+                f"{r.params:,}",
+                f"{r.macs:,}",
+            )
+            for r in self.rows
+        ]
         widths = [max(len(t[i]) for t in [head] + body) for i in range(5)]
 
         def line(t):
-            return "  ".join(t[0].ljust(widths[0]) if i == 0 else
-                             (t[i].ljust(widths[i]) if i == 1 else t[i].rjust(widths[i]))
-                             for i in range(5))
+            return "  ".join(
+                t[0].ljust(widths[0])
+                if i == 0
+                else (t[i].ljust(widths[i]) if i == 1 else t[i].rjust(widths[i]))
+                for i in range(5)
+            )
 
         rule = "-" * len(line(head))
         n = self.batch_size
         out = [rule, line(head), rule] + [line(t) for t in body] + [rule]
         out.append(f"Total params: {self.total_params:,} ({self.trainable_params:,} trainable)")
-        out.append(f"Total activations: {self.total_activations:,} for a batch of {n} "
-                   f"({self.forward_bytes / _MB:,.1f} MB of {self.dtype.name} forward)")
-        out.append(f"Total MACs: {self.total_macs:,} (FLOPs = 2 x MACs = "
-                   f"{self.total_flops / 1e9:,.2f} G)")
-        out.append(f"Training memory estimate (batch {n}, {self.dtype.name}, optimizer "
-                   f"{self.optimizer}: {self.optimizer_buffers:g} buffer(s) per parameter):")
-        labels = (("activations", "activations"), ("activation_gradients", "activation gradients"),
-                  ("parameters", "parameters"), ("parameter_gradients", "parameter gradients"),
-                  ("optimizer_state", "optimizer state"), ("total", "total"))
+        out.append(
+            f"Total activations: {self.total_activations:,} for a batch of {n} "
+            f"({self.forward_bytes / _MB:,.1f} MB of {self.dtype.name} forward)"
+        )
+        out.append(
+            f"Total MACs: {self.total_macs:,} (FLOPs = 2 x MACs = {self.total_flops / 1e9:,.2f} G)"
+        )
+        out.append(
+            f"Training memory estimate (batch {n}, {self.dtype.name}, optimizer "
+            f"{self.optimizer}: {self.optimizer_buffers:g} buffer(s) per parameter):"
+        )
+        labels = (
+            ("activations", "activations"),
+            ("activation_gradients", "activation gradients"),
+            ("parameters", "parameters"),
+            ("parameter_gradients", "parameter gradients"),
+            ("optimizer_state", "optimizer state"),
+            ("total", "total"),
+        )
         for key, label in labels:
-            out.append(f"  {label:<22}{self.memory[key]:>16,} bytes {self.memory[key] / _MB:>12,.1f} MB")
+            out.append(
+                f"  {label:<22}{self.memory[key]:>16,} bytes {self.memory[key] / _MB:>12,.1f} MB"
+            )
         out.append(rule)
         return "\n".join(out)
 
 
-_NAMED_BUFFERS = {"sgd": 0, "sgd_momentum": 1, "momentum": 1, "nesterov": 1, "adam": 2,
-                  "adamw": 2, "rmsprop": 1, "adagrad": 1, "none": 0}
+_NAMED_BUFFERS = {
+    "sgd": 0,
+    "sgd_momentum": 1,
+    "momentum": 1,
+    "nesterov": 1,
+    "adam": 2,
+    "adamw": 2,
+    "rmsprop": 1,
+    "adagrad": 1,
+    "none": 0,
+}
 
 
 def _buffers_of_group(opt, group):
@@ -155,9 +204,11 @@ def _optimizer_state(optimizer, trainable, itemsize):
     if isinstance(optimizer, str):
         key = optimizer.lower().replace("-", "_").replace(" ", "_")
         if key not in _NAMED_BUFFERS:
-            raise ValueError(f"optimizer must be None, an optimizer of fastconv.optim, a number of "
-                             f"state buffers per parameter or one of {sorted(_NAMED_BUFFERS)}, got "
-                             f"{optimizer!r}")
+            raise ValueError(
+                f"optimizer must be None, an optimizer of fastconv.optim, a number of "
+                f"state buffers per parameter or one of {sorted(_NAMED_BUFFERS)}, got "
+                f"{optimizer!r}"
+            )
         nbuf = _NAMED_BUFFERS[key]
         return optimizer, nbuf, nbuf * trainable * itemsize
     if isinstance(optimizer, numbers.Real) and not isinstance(optimizer, bool):
@@ -166,8 +217,10 @@ def _optimizer_state(optimizer, trainable, itemsize):
         return f"{optimizer:g} buffer(s)", optimizer, int(optimizer * trainable * itemsize)
     groups = getattr(optimizer, "param_groups", None)
     if groups is None:
-        raise TypeError(f"optimizer must be None, a name, a number or an optimizer with "
-                        f"param_groups, got {type(optimizer).__name__}")
+        raise TypeError(
+            f"optimizer must be None, a name, a number or an optimizer with "
+            f"param_groups, got {type(optimizer).__name__}"
+        )
     total_bytes, total_elems = 0, 0
     for group in groups:
         nbuf = _buffers_of_group(optimizer, group)
@@ -210,8 +263,9 @@ def _int(value, name, minimum):
     return int(value)
 
 
-def summary(model, input_shape, batch_size=1, dtype=np.float32, optimizer=None,
-            verbose=True) -> ModelSummary:
+def summary(
+    model, input_shape, batch_size=1, dtype=np.float32, optimizer=None, verbose=True
+) -> ModelSummary:
     """Print (``verbose``) and return the layers of ``model`` on inputs of ``input_shape`` (one
     sample, without the batch: (C, H, W)): per layer its name, type, output shape, activations,
     parameters and MACs (FLOPs = 2 x MACs), the totals, and the memory of one training step for
@@ -219,20 +273,30 @@ def summary(model, input_shape, batch_size=1, dtype=np.float32, optimizer=None,
     of ``optimizer``: None, a fastconv.optim optimizer, a name such as "sgd", "sgd_momentum",
     "adam", or a number of buffers per parameter). The module docstring states what counts.
     """
-    shape = tuple(_int(v, "input_shape", 1) for v in (
-        input_shape if isinstance(input_shape, (tuple, list)) else (input_shape,)))
+    shape = tuple(
+        _int(v, "input_shape", 1)
+        for v in (input_shape if isinstance(input_shape, (tuple, list)) else (input_shape,))
+    )
     batch_size = _int(batch_size, "batch_size", 1)
     dtype = np.dtype(dtype)
     calls, _ = _trace.trace(model, np.zeros((1,) + shape, dtype))
-    rows = [SummaryRow("input", "Input", (batch_size,) + shape, batch_size * int(np.prod(shape)),
-                       0, 0)]
+    rows = [
+        SummaryRow("input", "Input", (batch_size,) + shape, batch_size * int(np.prod(shape)), 0, 0)
+    ]
     for call in calls:
         out = call.output
         out_shape = () if out is None else (batch_size,) + tuple(out.shape[1:])
         params = sum(int(p.size) for p in call.module.parameters())
-        rows.append(SummaryRow(call.name, type(call.module).__name__, out_shape,
-                               batch_size * int(out.size) if out is not None and _stores(call) else 0,
-                               params, batch_size * _macs(call.module, call.inputs, out)))
+        rows.append(
+            SummaryRow(
+                call.name,
+                type(call.module).__name__,
+                out_shape,
+                batch_size * int(out.size) if out is not None and _stores(call) else 0,
+                params,
+                batch_size * _macs(call.module, call.inputs, out),
+            )
+        )
     params = list(model.parameters())
     total = sum(int(p.size) for p in params)
     trainable = sum(int(p.size) for p in params if p.requires_grad)
@@ -240,9 +304,13 @@ def summary(model, input_shape, batch_size=1, dtype=np.float32, optimizer=None,
     name, nbuf, opt_bytes = _optimizer_state(optimizer, trainable, item)
     result = ModelSummary(rows, batch_size, dtype, name, nbuf, total, trainable)
     acts = result.total_activations * item
-    result.memory = {"activations": acts, "activation_gradients": acts,
-                     "parameters": total * item, "parameter_gradients": trainable * item,
-                     "optimizer_state": int(opt_bytes)}
+    result.memory = {
+        "activations": acts,
+        "activation_gradients": acts,
+        "parameters": total * item,
+        "parameter_gradients": trainable * item,
+        "optimizer_state": int(opt_bytes),
+    }
     result.memory["total"] = sum(result.memory.values())
     if verbose:
         print(result)

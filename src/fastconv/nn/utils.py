@@ -1,5 +1,6 @@
 """Gradient clipping with ``torch.nn.utils``' names and semantics, on NumPy gradients in place;
 and :func:`fc_to_conv`, which turns a classifier's fully-connected head into convolutions."""
+
 from __future__ import annotations
 
 import copy
@@ -8,14 +9,22 @@ import types
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from ..autograd import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_",
-           "fc_to_conv"]
+if TYPE_CHECKING:
+    from .module import Module
+
+__all__ = [
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get_total_norm",
+    "clip_grads_with_norm_",
+    "fc_to_conv",
+]
 
 _Parameters = Union[Tensor, Iterable[Tensor]]
 
@@ -43,33 +52,41 @@ def _vector_norm(a: np.ndarray, p: float):
         return a.sum()
     if p == 2:
         return np.sqrt(np.dot(a, a))
-    return np.sum(a ** p) ** (1 / p)
+    return np.sum(a**p) ** (1 / p)
 
 
-def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                   foreach: bool | None = None) -> np.generic:
+def get_total_norm(
+    tensors: Any,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> np.generic:
     """The ``norm_type``-norm of ``tensors`` (arrays or Tensors, or one) taken together, as if
     concatenated into one vector: the norm of their norms, each in its own dtype, the total in
     their common dtype. ``norm_type`` may be ``inf`` (or ``"inf"``). No tensors: float32 0, as
     PyTorch. Returns a NumPy scalar (``float(n)`` and ``n.item()`` work as on torch's 0-d
     tensor). ``error_if_nonfinite``: a nan or inf total raises RuntimeError. ``foreach`` is
     accepted for PyTorch's signature and ignored."""
-    arrays = [_array(t) for t in ([tensors] if isinstance(tensors, (Tensor, np.ndarray))
-                                  else tensors)]
+    arrays = [
+        _array(t) for t in ([tensors] if isinstance(tensors, (Tensor, np.ndarray)) else tensors)
+    ]
     norm_type = float(norm_type)
     if not arrays:
         return np.float32(0.0)
     norms = [_vector_norm(a, norm_type) for a in arrays]
     total = _vector_norm(np.array(norms, dtype=np.result_type(*norms)), norm_type)
     if error_if_nonfinite and not np.isfinite(total):
-        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}, so "
-                           f"they cannot be clipped; pass error_if_nonfinite=False to scale them "
-                           f"by it anyway")
+        raise RuntimeError(
+            f"the total norm of order {norm_type} of the gradients is {total}, so "
+            f"they cannot be clipped; pass error_if_nonfinite=False to scale them "
+            f"by it anyway"
+        )
     return total
 
 
-def clip_grads_with_norm_(parameters: _Parameters, max_norm: float, total_norm: Any,
-                          foreach: bool | None = None) -> None:
+def clip_grads_with_norm_(
+    parameters: _Parameters, max_norm: float, total_norm: Any, foreach: bool | None = None
+) -> None:
     """Scale every gradient (``p.grad``, in place) by min(max_norm / (total_norm + 1e-6), 1),
     ``total_norm`` computed beforehand (:func:`get_total_norm`). Parameters without a gradient
     are skipped; ``foreach`` is ignored."""
@@ -88,8 +105,13 @@ def clip_grads_with_norm_(parameters: _Parameters, max_norm: float, total_norm: 
                 p.grad = _array(grad) * c
 
 
-def clip_grad_norm_(parameters: _Parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> np.generic:
+def clip_grad_norm_(
+    parameters: _Parameters,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> np.generic:
     """Clip the gradients of ``parameters`` (one Tensor/Parameter or an iterable) so that their
     total ``norm_type``-norm (all gradients as one vector; ``inf`` for the max) is at most about
     ``max_norm``: each ``p.grad`` is multiplied in place by min(max_norm / (total + 1e-6), 1).
@@ -102,16 +124,19 @@ def clip_grad_norm_(parameters: _Parameters, max_norm: float, norm_type: float =
         generator = isinstance(parameters, types.GeneratorType)
         parameters = list(parameters)
         if generator and not parameters:
-            warnings.warn("clip_grad_norm_: `parameters` is an empty generator, nothing is "
-                          "clipped", stacklevel=2)
+            warnings.warn(
+                "clip_grad_norm_: `parameters` is an empty generator, nothing is clipped",
+                stacklevel=2,
+            )
     grads = [p.grad for p in parameters if p.grad is not None]
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(parameters, max_norm, total, foreach)
     return total
 
 
-def clip_grad_value_(parameters: _Parameters, clip_value: float,
-                     foreach: bool | None = None) -> None:
+def clip_grad_value_(
+    parameters: _Parameters, clip_value: float, foreach: bool | None = None
+) -> None:
     """Clamp every gradient of ``parameters`` (one Tensor/Parameter or an iterable) into
     [-clip_value, clip_value], in place, as ``torch.nn.utils.clip_grad_value_`` (nan stays nan).
     ``foreach`` is ignored."""
@@ -129,8 +154,19 @@ def clip_grad_value_(parameters: _Parameters, clip_value: float,
 # ----------------------------------------------------------------------------------------------
 # FC -> CONV
 
-_ELEMENTWISE = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "Tanh", "Sigmoid", "Hardtanh", "Hardsigmoid",
-                "Hardswish", "SiLU", "GELU")
+_ELEMENTWISE = (
+    "ReLU",
+    "ReLU6",
+    "LeakyReLU",
+    "ELU",
+    "Tanh",
+    "Sigmoid",
+    "Hardtanh",
+    "Hardsigmoid",
+    "Hardswish",
+    "SiLU",
+    "GELU",
+)
 
 
 def _input_shape(model, input_size):
@@ -143,12 +179,16 @@ def _input_shape(model, input_size):
     if len(size) == 2:
         first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
         if first is None:
-            raise ValueError(f"fc_to_conv: input_size {input_size!r} has no channels and the model "
-                             f"has no convolution to take them from; give (C, H, W)")
+            raise ValueError(
+                f"fc_to_conv: input_size {input_size!r} has no channels and the model "
+                f"has no convolution to take them from; give (C, H, W)"
+            )
         size = (int(first.in_channels),) + size
     if len(size) != 3 or min(size) < 1:
-        raise ValueError(f"fc_to_conv: input_size must be an int, (H, W), (C, H, W) or (N, C, H, W) "
-                         f"of positive sizes, got {input_size!r}")
+        raise ValueError(
+            f"fc_to_conv: input_size must be an int, (H, W), (C, H, W) or (N, C, H, W) "
+            f"of positive sizes, got {input_size!r}"
+        )
     return size
 
 
@@ -174,7 +214,7 @@ def _conv_like(linear, c, kh, kw):
     return conv
 
 
-def fc_to_conv(model, input_size):
+def fc_to_conv(model: Module, input_size: int | tuple[int, int] | tuple[int, int, int]) -> Module:
     """A copy of ``model`` whose fully-connected head is convolutional, so that it slides over
     larger images (the course notes' FC -> CONV conversion). The original is unchanged.
 
@@ -196,8 +236,8 @@ def fc_to_conv(model, input_size):
     nothing; with zero padding (AlexNet, VGG) each crop would be padded with zeros where the
     big image has real neighbours, so the map is the better-informed of the two.
     """
-    from .container import Sequential
     from . import _trace
+    from .container import Sequential
 
     shape = _input_shape(model, input_size)
     param = next(iter(model.parameters()), None)
@@ -209,13 +249,16 @@ def fc_to_conv(model, input_size):
     if "Linear" not in kinds:
         raise ValueError("fc_to_conv: the model has no Linear layer to convert")
     first = kinds.index("Linear")
-    maps = [x.shape] + [c.output.shape for c in calls[:first] if c.output is not None
-                        and c.output.ndim == 4]
+    maps = [x.shape] + [
+        c.output.shape for c in calls[:first] if c.output is not None and c.output.ndim == 4
+    ]
     c, h, w = maps[-1][1:]
     lin = calls[first].module
     if calls[first].inputs[0].ndim != 2 or c * h * w != lin.in_features:
-        raise ValueError(f"fc_to_conv: {calls[first].name} (Linear, {lin.in_features} inputs) does "
-                         f"not read the flattened {c}x{h}x{w} feature map at input_size {shape}")
+        raise ValueError(
+            f"fc_to_conv: {calls[first].name} (Linear, {lin.in_features} inputs) does "
+            f"not read the flattened {c}x{h}x{w} feature map at input_size {shape}"
+        )
     layers = []
     for i, call in enumerate(calls):
         m, kind = call.module, kinds[i]
@@ -226,16 +269,20 @@ def fc_to_conv(model, input_size):
         if i < first and kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
             if call.output.shape == inp.shape:
                 continue  # an identity at input_size: dropped, so the net slides
-            raise ValueError(f"fc_to_conv: {call.name} ({kind}, output_size={m.output_size!r}) pools "
-                             f"the {inp.shape[2]}x{inp.shape[3]} map to "
-                             f"{call.output.shape[2]}x{call.output.shape[3]} at input_size {shape}: "
-                             f"a fixed-size pooling does not slide. Convert at the input size "
-                             f"where it keeps the map's size (the model's native one, e.g. 224 "
-                             f"for torchvision's AlexNet and VGG)")
+            raise ValueError(
+                f"fc_to_conv: {call.name} ({kind}, output_size={m.output_size!r}) pools "
+                f"the {inp.shape[2]}x{inp.shape[3]} map to "
+                f"{call.output.shape[2]}x{call.output.shape[3]} at input_size {shape}: "
+                f"a fixed-size pooling does not slide. Convert at the input size "
+                f"where it keeps the map's size (the model's native one, e.g. 224 "
+                f"for torchvision's AlexNet and VGG)"
+            )
         if kind == "Linear":
             if inp.ndim != 2:
-                raise ValueError(f"fc_to_conv: {call.name} (Linear) acts on a {inp.ndim}-D input; "
-                                 f"only Linear layers on (N, features) are converted")
+                raise ValueError(
+                    f"fc_to_conv: {call.name} (Linear) acts on a {inp.ndim}-D input; "
+                    f"only Linear layers on (N, features) are converted"
+                )
             conv = _conv_like(m, c, h, w) if i == first else _conv_like(m, m.in_features, 1, 1)
             layers.append((name, conv))
         elif i < first and inp.ndim == 4:
@@ -244,15 +291,18 @@ def fc_to_conv(model, input_size):
             layers.append((name, copy.deepcopy(m)))
         elif kind == "Dropout2d" or kind == "AlphaDropout":
             from .layers import Dropout
+
             layers.append((name, Dropout(m.p)))
         elif kind in ("Softmax", "LogSoftmax") and m.dim in (1, -1):
             new = copy.deepcopy(m)
             new.dim = 1
             layers.append((name, new))
         else:
-            raise ValueError(f"fc_to_conv: {call.name} ({kind}) in the fully-connected head "
-                             f"cannot be made convolutional (supported there: Linear, Dropout, "
-                             f"element-wise activations, Softmax/LogSoftmax, Flatten, Identity)")
+            raise ValueError(
+                f"fc_to_conv: {call.name} ({kind}) in the fully-connected head "
+                f"cannot be made convolutional (supported there: Linear, Dropout, "
+                f"element-wise activations, Softmax/LogSoftmax, Flatten, Identity)"
+            )
     result = Sequential(OrderedDict(layers))
     result.train(model.training)
     return result
