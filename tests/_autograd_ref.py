@@ -7,6 +7,8 @@ differences.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from fastconv.autograd import Tensor
@@ -103,3 +105,21 @@ def check_op(
         for i, (g, n) in enumerate(zip(grads, num)):
             assert_close(g, n, fd_rtol, f"grad of input {i} vs finite differences")
     return out, grads
+
+
+@contextlib.contextmanager
+def no_init():
+    """Model constructors skip fastconv.nn.init's initialisers (the tests load or redraw every
+    parameter anyway): VGG's torchvision initialisation, or ZFNet's 37M-weight FC in float64,
+    alone take seconds."""
+    from fastconv.nn import init
+
+    names = [n for n in init.__all__ if n.endswith("_")]
+    saved = {n: getattr(init, n) for n in names}
+    for n in names:
+        setattr(init, n, lambda t, *args, **kwargs: t)
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)

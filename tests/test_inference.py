@@ -16,7 +16,6 @@ vanish, so every parameter and BatchNorm statistic is redrawn from a seeded gene
 """
 
 import collections
-import contextlib
 import json
 import os
 import zlib
@@ -25,11 +24,11 @@ import numpy as np
 import pytest
 
 import fastconv
+from _autograd_ref import no_init
 from fastconv import _core, inference, models, nn
 from fastconv.autograd import Tensor, concat, no_grad
 from fastconv.inference import UnsupportedOp
 from fastconv.nn import functional as F
-from fastconv.nn import init
 
 # (channels, height = width): small where an adaptive pool allows (ResNet-101/152 at 32: layer4
 # still gets 1x1), the fixed sizes of the models with a flatten into a linear layer
@@ -65,21 +64,6 @@ def _size(name):
     if name in SIZES:
         return SIZES[name]
     return next(v for k, v in DEFAULT_SIZE.items() if name.startswith(k))
-
-
-@contextlib.contextmanager
-def _no_init():
-    """Constructors skip fastconv.nn.init (every parameter is redrawn by _randomise anyway):
-    VGG's torchvision initialisation alone takes seconds."""
-    names = [n for n in init.__all__ if n.endswith("_")]
-    saved = {n: getattr(init, n) for n in names}
-    for n in names:
-        setattr(init, n, lambda t, *args, **kwargs: t)
-    try:
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(init, n, f)
 
 
 def _shared(bank, shape):
@@ -143,7 +127,7 @@ def zoo(bank):
     def get(name, keep=True):
         if name in cache:
             return cache[name]
-        with _no_init():
+        with no_init():
             m32 = models.get_model(name)
             m64 = models.get_model(name, dtype=np.float64)
         _randomise(m32, m64, np.random.default_rng(zlib.crc32(name.encode())), bank)
@@ -638,7 +622,7 @@ def test_deterministic_repeat_and_threads(name, zoo, restore_threads):
 @pytest.fixture(scope="module")
 def lenet():
     """A float32 LeNet-5 plan compiled at batch 2, with the model and example."""
-    with _no_init():
+    with no_init():
         m32 = models.lenet5()
         m64 = models.lenet5(dtype=np.float64)
     _randomise(m32, m64, np.random.default_rng(0), {})

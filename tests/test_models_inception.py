@@ -10,18 +10,16 @@ Inception v3's compiled inference plan.
 Inputs are small (75x75, the smallest the Inception networks take, for most checks), so the file
 stays short on two cores."""
 
-import contextlib
 import zlib
 
 import numpy as np
 import pytest
 
-from _autograd_ref import assert_close, rel_err, torch
+from _autograd_ref import assert_close, no_init, rel_err, torch
 from fastconv import autograd, inference, models, optim
 from fastconv._model_inputs import MODEL_INPUTS
 from fastconv.autograd import Tensor, no_grad
 from fastconv.nn import functional as F
-from fastconv.nn import init
 
 pytestmark = pytest.mark.skipif(torch is None, reason="torch not installed")
 if torch is not None:
@@ -69,21 +67,6 @@ def key_shapes(state_dict):
     return [(k, tuple(np.shape(v))) for k, v in state_dict.items()]
 
 
-@contextlib.contextmanager
-def _no_init():
-    """fastconv's initialisers skipped: every weight is loaded from the twin anyway (drawing
-    ZFNet's 37M-weight FC in float64 alone takes seconds)."""
-    names = [n for n in init.__all__ if n.endswith("_")]
-    saved = {n: getattr(init, n) for n in names}
-    for n in names:
-        setattr(init, n, lambda t, *args, **kwargs: t)
-    try:
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(init, n, f)
-
-
 def _randomise(theirs, size, seed):
     """Weights uniform with variance 2 / fan_in, biases in +-0.05, batch-norm weight in
     [0.5, 1.5] and bias in +-0.2; then every running mean and variance set to the statistics of
@@ -125,7 +108,7 @@ def _build(name, **kw):
         theirs = TWINS[name](**kw)
     theirs = theirs.to_empty(device="cpu").double()
     _randomise(theirs, SIZE[name], zlib.crc32(name.encode()))
-    with _no_init():
+    with no_init():
         ours = models.get_model(name, dtype=np.float64, **kw)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
@@ -430,7 +413,7 @@ def test_inception_v3_inference_plan_matches_eager(pairs):
     """fastconv.inference.compile on the eval-mode model (the auxiliary head is skipped in eval
     mode), float32, batch 1, 75x75: within 1e-4 of the eager forward (relative to the largest
     output). (tests/test_inference.py compiles every model of MODELS the same way.)"""
-    with _no_init():
+    with no_init():
         ours = models.inception_v3().eval()
     ours.load_state_dict(pairs("inception_v3")[0].state_dict())
     x = np.random.default_rng(7).standard_normal((1, 3, 75, 75), dtype=np.float32)

@@ -61,6 +61,19 @@ def atomic_write(path, binary=True):
         raise
 
 
+def save_figure(fig, path, dpi=100) -> None:
+    """Write a matplotlib figure to exactly ``path`` with :func:`atomic_write`, in the format its
+    extension names (PNG without one), and close the figure whatever happens."""
+    import matplotlib.pyplot as plt
+
+    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
 def read_npz(path, what, error=ValueError):
     """The arrays of the .npz archive at path as a dict (no pickles). A file that is not a
     complete .npz (truncated, corrupt, a single .npy) raises ``error`` naming the file and

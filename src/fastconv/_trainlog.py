@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from ._io import atomic_write
+from ._io import atomic_write, save_figure
 
 __all__ = ["MetricsLog", "plot_curves"]
 
@@ -67,9 +67,4 @@ def plot_curves(log, path, title):
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     fig.suptitle(title)
     fig.tight_layout()
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format=fmt, dpi=100)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 from . import functional as F
 from ._cliargs import add_run_options, comma_list, fail, int_at_least
-from ._io import atomic_write
+from ._io import atomic_write, save_figure
 from .bench_train import TRAIN_NETS, bench_train_step
 from .models import MODELS
 
@@ -525,10 +524,7 @@ def plot(rows, peak, path):
         ax.set_title(f"fastconv bench: {suite}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-    with atomic_write(path) as f:  # exactly `path`, whole or not at all
-        fig.savefig(f, format=fmt, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def run(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
 from typing import NamedTuple
 
@@ -25,7 +24,7 @@ import numpy as np
 from . import _autotune, _core
 from . import functional as F
 from ._cliargs import add_run_options, int_list
-from ._io import atomic_write
+from ._io import save_figure
 from .bench import (
     _null,
     _progress,
@@ -480,10 +479,7 @@ def plot(rows, path):
     axes[0, 0].set_yticklabels(labels, fontsize=7)
     axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)  # first case at the top
     fig.tight_layout()
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-    with atomic_write(path) as f:  # exactly `path`, whole or not at all
-        fig.savefig(f, format=fmt, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def run(case_list, threads, repeat, compare_torch=True, progress=True):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
 import statistics
 import sys
 import time
@@ -208,7 +207,7 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._io import atomic_write
+    from ._io import save_figure
 
     labels = [f"{r['net']} b{r['batch']}" for r in rows]
     cols = [c for c in RUNNERS if any(c in r["ms"] for r in rows)]
@@ -234,10 +233,7 @@ def plot(rows, path):
     ax.set_xlabel("speed relative to the fastest peer (>1: faster)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-    with atomic_write(path) as f:
-        fig.savefig(f, format=fmt, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None):

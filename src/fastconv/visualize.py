@@ -11,7 +11,6 @@ with the layer's own filters (``conv_transpose2d``; biases are not used, as in t
 from __future__ import annotations
 
 import numbers
-import os
 import sys
 
 import numpy as np
@@ -394,7 +393,7 @@ def _draw(rows, images, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._io import atomic_write
+    from ._io import save_figure
 
     k = len(rows[0][1])
     fig, axes = plt.subplots(
@@ -412,9 +411,4 @@ def _draw(rows, images, path, title):
     axes[0, k].set_title("images", loc="left", fontsize=9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format=fmt, dpi=80)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=80)

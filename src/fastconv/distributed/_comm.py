@@ -139,6 +139,25 @@ def all_reduce(array: np.ndarray, op: str = "sum") -> np.ndarray:
     return array
 
 
+def on_rank0(fn, what="rank 0 failed", comm=None):
+    """``fn()`` on rank 0 only (on the only process when not distributed); an error there is
+    raised on every rank, rank 0's own exception there and a RuntimeError ``"{what}: ..."`` on
+    the others, instead of leaving them waiting in the next collective."""
+    comm = comm if comm is not None else _global["comm"]
+    error = raised = None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - handed to every rank below
+            error, raised = f"{type(e).__name__}: {e}", e
+    if comm is not None:
+        error = comm.bcast(error, root=0)
+    if raised is not None:
+        raise raised
+    if error is not None:
+        raise RuntimeError(f"{what}: {error}")
+
+
 def _check_src(src, comm):
     if not isinstance(src, (int, np.integer)) or not 0 <= src < comm.Get_size():
         raise ValueError(f"src must be a rank in [0, {comm.Get_size()}), got {src!r}")

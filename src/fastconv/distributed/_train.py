@@ -46,16 +46,5 @@ class Shard:
         return running if self.rank == 0 else (0.0, 0)
 
     def on_rank0(self, fn):
-        """``fn()`` on rank 0 only; any error there is raised on every rank (rank 0's own, a
-        RuntimeError naming it elsewhere) instead of leaving the others waiting."""
-        error = raised = None
-        if self.rank == 0:
-            try:
-                fn()
-            except Exception as e:  # noqa: BLE001 - handed to every rank below
-                error, raised = f"{type(e).__name__}: {e}", e
-        error = self.comm.bcast(error, root=0)
-        if raised is not None:
-            raise raised
-        if error is not None:
-            raise RuntimeError(f"rank 0 failed: {error}")
+        """``fn()`` on rank 0 only, its error raised on every rank (``_comm.on_rank0``)."""
+        _comm.on_rank0(fn, comm=self.comm)

@@ -35,19 +35,10 @@ def save_checkpoint(
     """:func:`fastconv.train.save_checkpoint` on rank 0 only (every rank holds the same state),
     then a barrier, so no rank reads the file before it is complete. ``model`` may be the
     DistributedDataParallel wrapper. Errors on rank 0 reach every rank (as a RuntimeError)."""
-    error = None
-    if _comm.rank() == 0:
-        try:
-            train.save_checkpoint(path, _inner(model), optimizer, scheduler, epoch, step, rng)
-        except Exception as e:  # noqa: BLE001 - handed to every rank below
-            error = f"{type(e).__name__}: {e}"
-            raised = e
-    if _comm.is_initialized():
-        error = _comm.broadcast_object(error, src=0)
-    if error is not None:
-        if _comm.rank() == 0:
-            raise raised
-        raise RuntimeError(f"rank 0 could not write the checkpoint {path}: {error}")
+    _comm.on_rank0(
+        lambda: train.save_checkpoint(path, _inner(model), optimizer, scheduler, epoch, step, rng),
+        f"rank 0 could not write the checkpoint {path}",
+    )
 
 
 def load_checkpoint(
