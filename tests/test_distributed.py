@@ -46,6 +46,7 @@ def test_two_ranks_train_as_one_process_on_the_whole_batch(tmp_path):
         "ok equal batch_norm=True rank=1",
         "ok overlap",
         "ok no_sync",
+        "ok unused",
         "ok collectives",
     ):
         assert line in r.stdout, r.stdout + r.stderr

@@ -127,8 +127,38 @@ def check_collectives():
     print("ok collectives", flush=True)
 
 
+def check_unused_on_one_rank():
+    """Rank 1 skips a layer (data-dependent control flow): its bucket still joins the allreduce,
+    in the same order as on rank 0, with zeros; the averaged gradients are the mean of each
+    rank's own."""
+    manual_seed(5)
+    a, b = nn.Linear(4, 4, dtype=np.float64), nn.Linear(4, 4, dtype=np.float64)
+    model = nn.ModuleList([a, b])
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=4 * 5 * 8 / 2**20)
+    assert len(ddp.buckets) == 2
+    x = np.random.default_rng(20 + R).standard_normal((3, 4))
+
+    def loss_of(m):
+        h = m[0](fastconv.Tensor(x))
+        return (m[1](h) if R == 0 else h).sum()
+
+    loss_of(model).backward()
+    got = [p.grad.copy() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    with ddp.no_sync():  # this rank's own gradients, for the expected mean
+        loss_of(model).backward()
+    own = [np.zeros_like(p.data) if p.grad is None else p.grad for p in model.parameters()]
+    every = comm.allgather(own)
+    for k, g in enumerate(got):
+        want = sum(e[k] for e in every) / W
+        assert np.max(np.abs(g - want)) < 1e-12, k
+    print("ok unused", flush=True)
+
+
 check_equal(False)
 check_equal(True)
 check_overlap()
 check_no_sync()
 check_collectives()
+check_unused_on_one_rank()

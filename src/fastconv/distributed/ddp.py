@@ -147,7 +147,8 @@ class DistributedDataParallel(Module):
             return
         if not self._in_backward:
             self._in_backward = True
-            self.events = []
+            self._next = 0  # buckets start in index order on every rank (MPI matches
+            self.events = []  # collectives by their order on the communicator)
             autograd.queue_callback(self._finish)
         bucket = self._where[id(param)]
         i = bucket.slot[id(param)]
@@ -159,8 +160,9 @@ class DistributedDataParallel(Module):
         np.copyto(bucket.view(i), param.grad, casting="same_kind")
         bucket.ready[i] = True
         bucket.pending -= 1
-        if bucket.pending == 0:
-            self._start(bucket)
+        while self._next < len(self.buckets) and self.buckets[self._next].pending == 0:
+            self._start(self.buckets[self._next])  # this one and any ready ones after it
+            self._next += 1
         self._progress()
 
     def _start(self, bucket):
@@ -176,7 +178,7 @@ class DistributedDataParallel(Module):
     def _finish(self):
         self._in_backward = False
         for bucket in self.buckets:  # parameters that got no gradient here: zeros (all ranks
-            if bucket.request is None:  # must join every bucket's allreduce, in the same order)
+            if bucket.request is None:  # must join every bucket's allreduce, in index order)
                 for i, done in enumerate(bucket.ready):
                     if not done:
                         bucket.view(i)[...] = 0
