@@ -310,8 +310,19 @@ def _train(args):
     clock = {"start": time.perf_counter(), "lr": opt.param_groups[0]["lr"], "acc": None}
     clock["last"] = clock["start"]
 
+    def held_out_accuracy():
+        """The held-out accuracy; with --distributed each rank counts its slice of the held-out
+        images and the counts are summed (the same figure, computed once)."""
+        if not args.distributed or dist.world_size() == 1:
+            return evaluate(model, x_val, y_val, eval_batch)
+        r, p = dist.rank(), dist.world_size()
+        lo, hi = r * len(x_val) // p, (r + 1) * len(x_val) // p
+        mine = evaluate(model, x_val[lo:hi], y_val[lo:hi], eval_batch) * (hi - lo) if hi > lo else 0
+        correct = dist.all_reduce(np.array([round(mine)], np.float64))
+        return int(correct[0]) / len(x_val)
+
     def epoch_end(epoch, loss):
-        accuracy = evaluate(model, x_val, y_val, eval_batch)
+        accuracy = held_out_accuracy()
         now = time.perf_counter()
         log.add(
             epoch=epoch,
@@ -361,7 +372,7 @@ def _train(args):
         except OSError as e:  # a full disk, say: the file there before is unchanged
             fail(prog, "--save", args.save, e)
         say(f"saved weights to {args.save}")
-    accuracy = clock["acc"] if losses else evaluate(model, x_val, y_val, eval_batch)
+    accuracy = clock["acc"] if losses else held_out_accuracy()
     log.info[f"{heldout}_accuracy"] = accuracy
     _write_log(prog, args, log, main_rank)
     if args.plot and main_rank:
