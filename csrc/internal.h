@@ -183,6 +183,7 @@ FC_DECLARE_CONV_ALGO(depthwise)
 FC_DECLARE_CONV_ALGO(reference)
 FC_DECLARE_CONV_ALGO(winograd)
 FC_DECLARE_CONV_ALGO(fft)
+FC_DECLARE_CONV_ALGO(linear)
 
 #define FC_INSTANTIATE_CONV_ALGO(name, T)                                                          \
   template fc_status conv2d_forward__##name<T>(const ConvShape &, const T *, const T *, const T *, \
@@ -249,6 +250,9 @@ template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
                                             bool u_finite, const T *w, const T *b, T *y);
 bool fft_supports(const ConvShape &s);
+// A 1x1 output whose window covers the whole input, each input element under exactly one tap
+// (conv/linear.cpp), with its GEMM dimensions within int32.
+bool linear_supports(const ConvShape &s);
 // Why the FFT path cannot run s (a message valid until this thread's next call), or nullptr.
 const char *fft_why_not(const ConvShape &s);
 // Frequency bins of the FFT path's transform of one plane (power-of-two sizes, real input);

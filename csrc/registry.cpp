@@ -161,6 +161,26 @@ double fft_cost(const ConvShape &s, fc_direction) {
   return products + planes * 2.5 * points * std::log2(points);
 }
 
+// ---- linear ---------------------------------------------------------------------------
+
+const char *linear_why_not(const ConvShape &s) {
+  if (s.ho != 1 || s.wo != 1) return "it needs a 1x1 output";
+  return linear_supports(s) ? nullptr
+                            : "every input element must meet exactly one tap (the window "
+                              "covers the whole input), with GEMM dimensions within int32";
+}
+
+// One GEMM over the batch per group on the taps that meet the input (kg x n x cg*hw
+// multiply-adds), plus copying those taps out of a larger kernel.
+double linear_cost(const ConvShape &s, fc_direction dir) {
+  const double q = (double)s.cg * (double)s.hw, n = (double)s.n, kg = (double)s.kg;
+  const double eff = dir == FC_DIR_FORWARD         ? gemm_eff(n, kg, q)
+                     : dir == FC_DIR_BACKWARD_DATA ? gemm_eff(n, q, kg)
+                                                   : gemm_eff(kg, q, n);
+  const double copy = s.kk == s.hw ? 0 : kCopy * (double)s.k * q;
+  return (double)s.g * kg * n * q / eff + copy;
+}
+
 // ---- the table ------------------------------------------------------------------------
 
 #define FC_ENTRIES(name, T) \
@@ -206,6 +226,10 @@ constexpr AlgoRow kRows[] = {
            "whole-plane FFT convolution: stride 1 and dilation 1, any kernel, padding and "
            "groups, power-of-two transforms up to 65536 points",
            false, true),
+    FC_ROW(FC_ALGO_LINEAR, linear,
+           "a 1x1 output whose window covers the whole input (a 3x3 \"same\" convolution on a "
+           "1x1 plane, a 7x7 on a 7x7 plane): one GEMM over the batch, as a linear layer",
+           false, false),
 };
 #undef FC_ROW
 #undef FC_ENTRIES

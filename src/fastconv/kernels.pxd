@@ -42,6 +42,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
         FC_ALGO_REFERENCE
         FC_ALGO_WINOGRAD
         FC_ALGO_FFT
+        FC_ALGO_LINEAR
         FC_ALGO_COUNT_
 
     # ---- convolution ----
