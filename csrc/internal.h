@@ -246,9 +246,11 @@ template <class T>
 int64_t winograd_filter_size(const ConvShape &s);
 template <class T>
 bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u);
+// ep (or nullptr): the epilogue, fused into the output transform.
 template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
-                                            bool u_finite, const T *w, const T *b, T *y);
+                                            bool u_finite, const T *w, const T *b, T *y,
+                                            const Epilogue<T> *ep);
 bool fft_supports(const ConvShape &s);
 // A 1x1 output whose window covers the whole input, each input element under exactly one tap
 // (conv/linear.cpp), with its GEMM dimensions within int32.

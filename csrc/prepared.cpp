@@ -100,9 +100,10 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       SmallWorkGuard small(work);
       return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
     }
-    fc_status st =
-        p->u ? conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y)
-             : fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
+    if (p->u)  // fused into the output transform
+      return conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y,
+                                               &ep);
+    fc_status st = fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
     if (st == FC_OK && !ep.none())
       eltwise(Y, ep.res, Y, out, act, alpha);  // one pass after, in place
     return st;

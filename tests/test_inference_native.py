@@ -12,8 +12,9 @@ from fastconv import functional as F
 WINOGRAD = _core.ALGO_NAMES.index("winograd")
 
 
-def _conv_plan(x, w, b, algo, padding=1):
-    """A one-step native plan: y = conv(x, w) + b with algorithm algo."""
+def _conv_plan(x, w, b, algo, padding=1, residual=None, act=0):
+    """A one-step native plan: y = act(conv(x, w) + b (+ residual)) with algorithm algo; the
+    residual (an array laid out as y) is a second input value after x."""
     desc = (
         x.shape[0],
         x.shape[1],
@@ -32,15 +33,19 @@ def _conv_plan(x, w, b, algo, padding=1):
     )
     ho, wo = _core.conv2d_output_size(desc)
     n_out = x.shape[0] * w.shape[0] * ho * wo
-    p = _core.Plan(x.dtype == np.float64, x.size, n_out, 0)
+    n_in = x.size + (0 if residual is None else residual.size)
+    p = _core.Plan(x.dtype == np.float64, n_in, n_out, 0)
     step = {
         "op": 0,
+        "act": act,
         "in0": p.add_value(0, 0, x.size),
         "out": p.add_value(1, 0, n_out),
         "conv": list(desc),
         "algo": algo,
         "weight": p.add_constant(w),
     }
+    if residual is not None:
+        step["in1"] = p.add_value(0, x.size, residual.size)
     if b is not None:
         step["bias"] = p.add_constant(b)
     p.add_step(step)
@@ -75,6 +80,52 @@ def test_prepared_winograd_with_nonfinite_filters_falls_back_like_the_forward():
     ref = F.conv2d(x, w, padding=1, algo="winograd")
     assert np.array_equal(np.isnan(y), np.isnan(ref)) and np.isfinite(y[:, [0, 2, 3]]).all()
     assert np.array_equal(y, ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,padding",
+    [
+        ((1, 16, 14, 14, 24), 1),
+        ((2, 8, 9, 11, 5), 3),
+        ((1, 64, 28, 28, 32), 1),
+        ((3, 4, 5, 4, 6), 4),
+    ],
+)
+def test_prepared_winograd_fuses_residual_and_relu_bitwise(dtype, shape, padding):
+    """The residual add and ReLU run inside Winograd's output transform (and on the outputs
+    beyond the input's reach, padding > 2): bit for bit the ordinary forward followed by the
+    same two operations in one pass."""
+    n, c, h, w_, k = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((k, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    y0 = F.conv2d(x, w, b, padding=padding, algo="winograd")
+    res = rng.standard_normal(y0.shape).astype(dtype)
+    p, out_shape = _conv_plan(x, w, b, WINOGRAD, padding, residual=res, act=1)
+    y = np.empty(out_shape, dtype)
+    p.run(np.concatenate([x.reshape(-1), res.reshape(-1)]), y.reshape(-1))
+    expected = y0 + res
+    expected = np.where(expected > 0, expected, dtype(0))
+    assert np.array_equal(y, expected)
+
+
+def test_prepared_winograd_fused_epilogue_after_the_nonfinite_fallback():
+    """An infinite filter tap sends the call to the GEMM path; the epilogue then runs there,
+    once (the residual is added once, not on top of the abandoned Winograd outputs)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    w[1, 2, 0, 0] = np.inf
+    y0 = F.conv2d(x, w, padding=1, algo="winograd")
+    res = rng.standard_normal(y0.shape).astype(np.float32)
+    p, out_shape = _conv_plan(x, w, None, WINOGRAD, residual=res, act=1)
+    y = np.empty(out_shape, np.float32)
+    p.run(np.concatenate([x.reshape(-1), res.reshape(-1)]), y.reshape(-1))
+    expected = y0 + res
+    expected = np.where((expected > 0) | np.isnan(expected), expected, np.float32(0))
+    assert np.array_equal(y, expected, equal_nan=True)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@
 
 #include "../blas.h"
 #include "../cpu/winograd_ukernels.h"
+#include "../epilogue.h"
 #include "../hw.h"
 #include "../internal.h"
 
@@ -129,11 +130,30 @@ bool transform_filters(const WinogradUKernels<T> &uk, const WinoConv &p, const T
   return ok;
 }
 
+// The epilogue (an inference plan's residual and activation) on the outputs of output channel
+// k that tiles [0, nt) wrote, right after they were written (still in cache): per run of tiles
+// along one tile row (tile_list's order), its m rows at once.
+template <class T>
+void tiles_epilogue(const Epilogue<T> &ep, T *y, int64_t k, int64_t kstride, int64_t howo,
+                    int64_t wo, int m, const WinoTile *tiles, int64_t nt, int64_t y1, int64_t x1) {
+  for (int64_t t = 0; t < nt;) {
+    const WinoTile &first = tiles[t];
+    int64_t u = t + 1;
+    while (u < nt && tiles[u].img == first.img && tiles[u].oy == first.oy) ++u;
+    const int64_t rows = std::min<int64_t>(m, y1 - first.oy);
+    const int64_t cols = std::min<int64_t>(tiles[u - 1].ox + m, x1) - first.ox;
+    epilogue_block(ep, y, first.img * kstride + k * howo + first.oy * wo + first.ox, rows, cols,
+                   wo);
+    t = u;
+  }
+}
+
 // u_pre: the filters already transformed (transform_filters over every k, by
-// winograd_prepare_filters), or nullptr to transform w here.
+// winograd_prepare_filters), or nullptr to transform w here. ep (or nullptr): the epilogue,
+// applied to each block's outputs as the output transform writes them.
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
-                       const T *u_pre = nullptr) {
+                       const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
@@ -189,6 +209,15 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
           std::fill(plane + r * p.wo + ox1, plane + (r + 1) * p.wo, bias);
         }
         std::fill(plane + oy1 * p.wo, plane + howo, bias);
+        if (ep) {
+          const int64_t off = nk * howo;
+          epilogue_block(*ep, y, off, oy0, p.wo, p.wo);
+          for (int64_t r = oy0; r < oy1; ++r) {
+            epilogue_block(*ep, y, off + r * p.wo, 1, ox0, p.wo);
+            epilogue_block(*ep, y, off + r * p.wo + ox1, 1, p.wo - ox1, p.wo);
+          }
+          epilogue_block(*ep, y, off + oy1 * p.wo, p.ho - oy1, p.wo, p.wo);
+        }
       }
     }
     // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
@@ -208,9 +237,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < e2 * p.g; ++it) products(it / p.g, it % p.g, nb, vs, ms);
 #pragma omp for schedule(static)
-        for (int64_t k = 0; k < p.k; ++k)
+        for (int64_t k = 0; k < p.k; ++k) {
           uk.output(ms + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
                     p.wo, oy1, ox1);
+          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
+        }
       }
     } else {
       T *v = ws.get() + per_thread * tid, *mm = v + e2 * p.c * tb;
@@ -224,9 +255,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
                          p.c * nb);
         for (int64_t e = 0; e < e2; ++e)
           for (int64_t g = 0; g < p.g; ++g) products(e, g, nb, v, mm);
-        for (int64_t k = 0; k < p.k; ++k)
+        for (int64_t k = 0; k < p.k; ++k) {
           uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
                     p.wo, oy1, ox1);
+          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
+        }
       }
     }
     if (!ok) {
@@ -276,16 +309,21 @@ bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
 
 template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
-                                            bool u_finite, const T *w, const T *b, T *y) {
+                                            bool u_finite, const T *w, const T *b, T *y,
+                                            const Epilogue<T> *ep) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
+  if (ep && ep->none()) ep = nullptr;
   const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
   bool finite = u_finite;
   fc_status st = FC_OK;
-  if (u_finite) st = forward_core(p, x, w, b, y, &finite, u);
+  if (u_finite) st = forward_core(p, x, w, b, y, &finite, u, ep);
   if (st != FC_OK || finite) return st;
-  // (a NaN or an infinity in the filters or the input: as in the forward)
-  return im2col_supports(s) ? gemm_conv_forward(s, x, w, b, y, false)
-                            : conv2d_forward__direct(s, x, w, b, y);
+  // (a NaN or an infinity in the filters or the input: as in the forward, the epilogue on the
+  // GEMM path's tiles; the residual is not y, so the partial outputs above are not read)
+  if (im2col_supports(s)) return gemm_conv_forward(s, x, w, b, y, false, ep);
+  st = conv2d_forward__direct(s, x, w, b, y);
+  if (st == FC_OK && ep) epilogue_block(*ep, y, 0, 1, s.n * s.k * s.howo, 0);
+  return st;
 }
 
 template int64_t winograd_filter_size<float>(const ConvShape &);
@@ -294,10 +332,12 @@ template bool winograd_prepare_filters<float>(const ConvShape &, const float *, 
 template bool winograd_prepare_filters<double>(const ConvShape &, const double *, double *);
 template fc_status conv2d_forward__winograd_prepared<float>(const ConvShape &, const float *,
                                                             const float *, bool, const float *,
-                                                            const float *, float *);
+                                                            const float *, float *,
+                                                            const Epilogue<float> *);
 template fc_status conv2d_forward__winograd_prepared<double>(const ConvShape &, const double *,
                                                              const double *, bool, const double *,
-                                                             const double *, double *);
+                                                             const double *, double *,
+                                                             const Epilogue<double> *);
 
 template <class T>
 fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const T *w, T *dx) {
