@@ -252,8 +252,8 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
                                             bool u_finite, const T *w, const T *b, T *y,
                                             const Epilogue<T> *ep);
 bool fft_supports(const ConvShape &s);
-// A 1x1 output whose window covers the whole input, each input element under exactly one tap
-// (conv/linear.cpp), with its GEMM dimensions within int32.
+// Every output position sees every input element (conv/linear.cpp: a plane no larger than the
+// kernel's reach), with its GEMM dimensions within int32.
 bool linear_supports(const ConvShape &s);
 // Why the FFT path cannot run s (a message valid until this thread's next call), or nullptr.
 const char *fft_why_not(const ConvShape &s);

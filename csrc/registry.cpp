@@ -164,21 +164,22 @@ double fft_cost(const ConvShape &s, fc_direction) {
 // ---- linear ---------------------------------------------------------------------------
 
 const char *linear_why_not(const ConvShape &s) {
-  if (s.ho != 1 || s.wo != 1) return "it needs a 1x1 output";
   return linear_supports(s) ? nullptr
-                            : "every input element must meet exactly one tap (the window "
-                              "covers the whole input), with GEMM dimensions within int32";
+                            : "every output position must see every input element (a plane no "
+                              "larger than the kernel's reach), with GEMM dimensions within int32";
 }
 
-// One GEMM over the batch per group on the taps that meet the input (kg x n x cg*hw
-// multiply-adds), plus copying those taps out of a larger kernel.
+// One GEMM over the batch per group on the expanded kernel (n x kg*ho*wo x cg*h*w multiply-adds,
+// every one a term of the convolution), plus writing the expanded kernel (or folding its
+// gradient) unless it is the kernel as it lies.
 double linear_cost(const ConvShape &s, fc_direction dir) {
-  const double q = (double)s.cg * (double)s.hw, n = (double)s.n, kg = (double)s.kg;
-  const double eff = dir == FC_DIR_FORWARD         ? gemm_eff(n, kg, q)
-                     : dir == FC_DIR_BACKWARD_DATA ? gemm_eff(n, q, kg)
-                                                   : gemm_eff(kg, q, n);
-  const double copy = s.kk == s.hw ? 0 : kCopy * (double)s.k * q;
-  return (double)s.g * kg * n * q / eff + copy;
+  const double q = (double)s.cg * (double)s.hw, n = (double)s.n;
+  const double m = (double)s.kg * (double)s.howo;
+  const double eff = dir == FC_DIR_FORWARD         ? gemm_eff(n, m, q)
+                     : dir == FC_DIR_BACKWARD_DATA ? gemm_eff(n, q, m)
+                                                   : gemm_eff(m, q, n);
+  const double copy = s.howo == 1 && s.kk == s.hw ? 0 : kCopy * (double)s.k * (double)s.howo * q;
+  return (double)s.g * m * n * q / eff + copy;
 }
 
 // ---- the table ------------------------------------------------------------------------
@@ -227,8 +228,9 @@ constexpr AlgoRow kRows[] = {
            "groups, power-of-two transforms up to 65536 points",
            false, true),
     FC_ROW(FC_ALGO_LINEAR, linear,
-           "a 1x1 output whose window covers the whole input (a 3x3 \"same\" convolution on a "
-           "1x1 plane, a 7x7 on a 7x7 plane): one GEMM over the batch, as a linear layer",
+           "every output position sees every input element (a 3x3 \"same\" convolution on a 1x1 "
+           "or 2x2 plane, a 7x7 on a 7x7 plane): one GEMM over the batch on the kernel expanded "
+           "to a dense matrix, as a linear layer",
            false, false),
 };
 #undef FC_ROW

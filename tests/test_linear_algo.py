@@ -1,5 +1,6 @@
-"""The linear algorithm (algo="linear"): convolutions with a 1x1 output whose window covers the
-whole input, run as one GEMM over the batch. Checked against the float64 reference in all three
+"""The linear algorithm (algo="linear"): convolutions in which every output position sees every
+input element (a 1x1 output whose window covers the input, a 3x3 "same" on a 2x2 plane), run as
+one GEMM over the batch on the expanded kernel. Checked against the float64 reference in all three
 directions, within the library's bound (README, "Algorithms and accuracy"); the taps that only
 ever meet padding get exactly the reference's 0 weight gradient, and NaNs in them spread nowhere.
 """
@@ -46,11 +47,19 @@ CASES = [
     Case(1, 7, 2, 2, 9, 3, 3, stride=2, padding=1, groups=1, bias=False),
     Case(37, 70, 1, 1, 130, 3, 3, padding=1),
     Case(33, 20, 2, 2, 90, 3, 3, stride=(2, 3), padding=1, groups=2),
+    # planes larger than one output, every output seeing every input: ResNet's 3x3 "same" on a
+    # 2x2 plane, a 5x5 on 3x3 and 2x3 planes, stride 2 with a kernel reaching every input twice
+    Case(6, 16, 2, 2, 24, 3, 3, padding=1),
+    Case(3, 4, 3, 3, 5, 5, 5, padding=2, groups=1),
+    Case(2, 6, 2, 3, 4, 5, 5, padding=2, groups=2, bias=False),
+    Case(3, 5, 2, 2, 7, 5, 5, stride=2, padding=2),
+    Case(17, 9, 1, 2, 11, 1, 3, padding=(0, 1)),
 ]
 
 # Shapes whose output is larger than 1x1, or where some input element meets no tap or two.
 UNSUPPORTED = [
-    Case(2, 3, 2, 2, 4, 3, 3, padding=1),  # a 2x2 output
+    Case(2, 3, 4, 4, 4, 3, 3, padding=1),  # a corner output misses the far input rows
+    Case(2, 3, 3, 3, 4, 3, 3, padding=1),
     Case(2, 3, 3, 3, 4, 2, 2, stride=2),  # row/column 2 meets no tap
     Case(2, 3, 3, 3, 4, 3, 3, padding=1, dilation=2),  # rows 0, 2 fall between dilated taps
 ]
@@ -73,7 +82,7 @@ def test_linear_matches_reference(case, dtype):
     y = fastconv.conv2d(x, w, b, algo="linear", **case.params)
     grads = fastconv.conv2d_backward(dy, x, w, algo="linear", **case.params)
     assert_unchanged(before, (x, w, b, dy), ("x", "weight", "bias", "grad_out"))
-    assert y.shape == y_ref.shape and y.shape[2:] == (1, 1)
+    assert y.shape == y_ref.shape
     assert_close(y, y_ref, dtype, sy, "y")
     expected, scales = expected_backward(
         dy, x, w, case.stride, case.padding, case.dilation, case.groups
@@ -126,14 +135,16 @@ def test_padding_taps_spread_no_nan():
     np.testing.assert_array_equal(np.isfinite(dw), np.isfinite(dw_ref))
 
 
-def test_same_bits_at_every_thread_count():
+@pytest.mark.parametrize("plane", [1, 2])
+def test_same_bits_at_every_thread_count(plane):
     """Its tiles follow the shape, never the thread count (README, "Determinism")."""
     script = textwrap.dedent(
         """
         import hashlib, sys, numpy as np, fastconv
         fastconv.set_num_threads(int(sys.argv[1]))
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((67, 96, 1, 1), dtype=np.float32)
+        h = int(sys.argv[2])
+        x = rng.standard_normal((67, 96, h, h), dtype=np.float32)
         w = rng.standard_normal((200, 96, 3, 3), dtype=np.float32)
         y = fastconv.conv2d(x, w, padding=1, algo="linear")
         dy = rng.standard_normal(y.shape, dtype=np.float32)
@@ -143,7 +154,10 @@ def test_same_bits_at_every_thread_count():
     )
     digests = {
         subprocess.run(
-            [sys.executable, "-c", script, str(t)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", script, str(t), str(plane)],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         for t in (1, 2, 3)
     }

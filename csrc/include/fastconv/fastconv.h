@@ -54,8 +54,8 @@ typedef enum {
   FC_ALGO_WINOGRAD = 6,  /* 3x3, stride 1 (dilated ones on phase planes): Winograd minimal
                             filtering */
   FC_ALGO_FFT = 7,       /* stride 1, dilation 1: FFT convolution (large kernels) */
-  FC_ALGO_LINEAR = 8,    /* a 1x1 output whose window covers the whole input (a 3x3 "same" on a
-                            1x1 plane): one GEMM over the batch, as a linear layer */
+  FC_ALGO_LINEAR = 8,    /* every output position sees every input element (a 3x3 "same" on a
+                            1x1 or 2x2 plane): one GEMM over the batch, as a linear layer */
   FC_ALGO_COUNT_ = 9
 } fc_algo;
 
