@@ -1,6 +1,7 @@
 """The GEMM paths for few images (csrc/conv/im2col.cpp, "Few images"): batch below 8, where a
 run of an image's positions gets its columns built once into a shared buffer and the product is
-cut into tiles of rows x columns for the threads.
+cut into tiles of rows x columns for the threads; and for small planes, where several images'
+columns lie side by side in one GEMM (csrc/conv/image_groups.cpp).
 
 Checked against the float64 reference (tests/reference.py) on the machine's own caches and, in a
 subprocess, with a described L3 of 256 KiB (FASTCONV_SYSFS_CACHE), so that the shared buffer
@@ -19,7 +20,7 @@ import pytest
 import fastconv
 from reference import conv2d_backward_ref, conv2d_ref
 
-# (x shape, w shape, stride, padding, groups, algo): each reaches a few-image path:
+# (x shape, w shape, stride, padding, groups, algo): each reaches a few-image or image-group path:
 CASES = [
     ((1, 64, 7, 7), (96, 64, 3, 3), 1, 1, 1, "im2col"),  # one column block: forward tiles
     ((1, 48, 14, 14), (64, 48, 3, 3), 2, 1, 1, "im2col"),  # strided, forward tiles
@@ -31,6 +32,12 @@ CASES = [
     ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place, 3 images
     ((2, 96, 8, 8), (64, 96, 3, 3), 2, 1, 1, "im2col"),  # dW tiles over columns
     ((1, 40, 11, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # 1x1 strided (gathered)
+    # small planes, several images per GEMM (csrc/conv/image_groups.cpp): 16+ images on planes
+    # under 64 outputs, every direction; 2 groups of 8 images at 256 KiB (dW sums them)
+    ((16, 8, 5, 5), (12, 8, 3, 3), 1, 1, 1, "im2col"),
+    ((18, 16, 6, 6), (24, 8, 3, 3), 1, 1, 2, "im2col"),  # groups, a partial last group
+    ((16, 64, 4, 4), (32, 64, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place
+    ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
 ]
 
 SCRIPT = r"""

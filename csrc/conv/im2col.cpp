@@ -16,6 +16,7 @@
 #include "../epilogue.h"
 #include "../hw.h"
 #include "../internal.h"
+#include "gemm_blocks.h"
 
 namespace fc {
 
@@ -52,80 +53,6 @@ ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t out
   return {even, (s.howo + even - 1) / even};
 }
 
-// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dil_h, ow*sw - pw + j*dil_w] (0 outside),
-// for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
-template <class T>
-void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
-                  int64_t ld) {
-  for (int64_t c = 0; c < nch; ++c) {
-    const T *xc = x + c * s.hw;
-    for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        T *dst = col + ((c * s.kh + i) * s.kw + j) * ld - p0;  // dst[p]
-        const int64_t off = j * s.dil_w - s.pw;
-        int64_t lo, hi;
-        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
-        for (int64_t p = p0; p < p1;) {
-          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
-          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
-          T *d = dst + p - ow0;  // d[ow] for this output row
-          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
-          if (ih < 0 || ih >= s.in_h) {
-            std::fill(d + ow0, d + ow1, T(0));
-          } else {
-            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            const T *xr = xc + ih * s.in_w;
-            std::fill(d + ow0, d + a, T(0));
-            if (s.sw == 1) {
-              if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
-            } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
-              const T *src = xr + 2 * a + off;
-              for (int64_t q = 0; q < b - a; ++q) d[a + q] = src[2 * q];
-            } else {
-              for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
-            }
-            std::fill(d + b, d + ow1, T(0));
-          }
-          p += ow1 - ow0;
-        }
-      }
-    }
-  }
-}
-
-// The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
-template <class T>
-void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0, int64_t p1,
-                  T *dx) {
-  for (int64_t c = 0; c < nch; ++c) {
-    T *dc = dx + c * s.hw;
-    for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const T *src = col + ((c * s.kh + i) * s.kw + j) * ld - p0;
-        const int64_t off = j * s.dil_w - s.pw;
-        int64_t lo, hi;
-        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
-        for (int64_t p = p0; p < p1;) {
-          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
-          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
-          const T *d = src + p - ow0;
-          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
-          if (ih >= 0 && ih < s.in_h) {
-            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            T *xr = dc + ih * s.in_w;  // (+ off per element: dc + off alone can lie far outside dx)
-            if (s.sw == 1) {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
-            } else {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw + off] += d[ow];
-            }
-          }
-          p += ow1 - ow0;
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
 bool im2col_supports(const ConvShape &s) {
@@ -159,12 +86,6 @@ ItemColumns<T> item_columns(const ConvShape &s, const ColPlan &pl, const T *x, i
 // of an image's positions has its columns (every group) built once into a shared buffer, by
 // every thread, and the product is cut into tiles of rows x columns for the threads.
 
-// A [m, n] product cut into pm x pn tiles: kFixedItems of them where tiles keep at least 16
-// rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM packs its
-// [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the shape only.
-struct Tiles {
-  int64_t pm, pn;
-};
 Tiles plan_tiles(int64_t m, int64_t n) {
   const int64_t max_pm = std::max<int64_t>(1, m / 16), max_pn = std::max<int64_t>(1, n / 64);
   Tiles best{1, 1};
@@ -181,12 +102,6 @@ Tiles plan_tiles(int64_t m, int64_t n) {
     }
   }
   return best;
-}
-
-// Start of part i of `parts` over [0, size), a multiple of `align` (so GEMM tiles start on the
-// microkernel's edges); part `parts` starts at size. Parts are non-empty while size/parts >= align.
-inline int64_t part_start(int64_t size, int64_t i, int64_t parts, int64_t align) {
-  return i >= parts ? size : size * i / parts / align * align;
 }
 
 // Positions per run: the columns of every group for the run in a quarter of the L3 (shared by
@@ -301,6 +216,7 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
+  if (use_image_groups(s, FC_DIR_FORWARD, in_place)) return forward_image_groups(s, x, w, b, y, ep);
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
@@ -340,6 +256,8 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
                                   bool in_place) {
+  if (use_image_groups(s, FC_DIR_BACKWARD_DATA, in_place))
+    return backward_data_image_groups(s, dy, w, dx);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
@@ -463,6 +381,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
+  if (use_image_groups(s, FC_DIR_BACKWARD_WEIGHT, in_place))
+    return backward_weight_image_groups(s, dy, x, dw);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;

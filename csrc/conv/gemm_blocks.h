@@ -1,0 +1,112 @@
+// The pieces the GEMM paths share (im2col.cpp, image_groups.cpp): the im2col gather and its
+// adjoint, and the cut of a GEMM's output into tiles for the threads.
+#pragma once
+#include <algorithm>
+#include <cstring>
+
+#include "../internal.h"
+
+namespace fc {
+
+// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dil_h, ow*sw - pw + j*dil_w] (0 outside),
+// for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
+template <class T>
+void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
+                  int64_t ld) {
+  for (int64_t c = 0; c < nch; ++c) {
+    const T *xc = x + c * s.hw;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        T *dst = col + ((c * s.kh + i) * s.kw + j) * ld - p0;  // dst[p]
+        const int64_t off = j * s.dil_w - s.pw;
+        int64_t lo, hi;
+        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
+        for (int64_t p = p0; p < p1;) {
+          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
+          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
+          T *d = dst + p - ow0;  // d[ow] for this output row
+          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+          if (ih < 0 || ih >= s.in_h) {
+            std::fill(d + ow0, d + ow1, T(0));
+          } else {
+            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+            const T *xr = xc + ih * s.in_w;
+            std::fill(d + ow0, d + a, T(0));
+            if (s.sw == 1) {
+              if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
+            } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
+              const T *src = xr + 2 * a + off;
+              for (int64_t q = 0; q < b - a; ++q) d[a + q] = src[2 * q];
+            } else {
+              for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
+            }
+            std::fill(d + b, d + ow1, T(0));
+          }
+          p += ow1 - ow0;
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
+template <class T>
+void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0, int64_t p1,
+                  T *dx) {
+  for (int64_t c = 0; c < nch; ++c) {
+    T *dc = dx + c * s.hw;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const T *src = col + ((c * s.kh + i) * s.kw + j) * ld - p0;
+        const int64_t off = j * s.dil_w - s.pw;
+        int64_t lo, hi;
+        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
+        for (int64_t p = p0; p < p1;) {
+          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
+          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
+          const T *d = src + p - ow0;
+          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
+          if (ih >= 0 && ih < s.in_h) {
+            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+            T *xr = dc + ih * s.in_w;  // (+ off per element: dc + off alone can lie far outside dx)
+            if (s.sw == 1) {
+              for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
+            } else {
+              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw + off] += d[ow];
+            }
+          }
+          p += ow1 - ow0;
+        }
+      }
+    }
+  }
+}
+
+// A [m, n] product cut into pm x pn tiles: kFixedItems of them where tiles keep at least 16
+// rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM packs its
+// [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the shape only.
+struct Tiles {
+  int64_t pm, pn;
+};
+Tiles plan_tiles(int64_t m, int64_t n);
+
+// Start of part i of `parts` over [0, size), a multiple of `align` (so GEMM tiles start on the
+// microkernel's edges); part `parts` starts at size. Parts are non-empty while size/parts >= align.
+inline int64_t part_start(int64_t size, int64_t i, int64_t parts, int64_t align) {
+  return i >= parts ? size : size * i / parts / align * align;
+}
+
+// --- Small planes (image_groups.cpp) --------------------------------------------------------
+// Planes of under 64 outputs (ResNet's 7x7 layers) at 2 or more images: the columns of several
+// images side by side in one GEMM, instead of one GEMM of howo columns per image that packs all
+// the weights again. use_image_groups: where that pays (the measurements at its definition).
+bool use_image_groups(const ConvShape &s, fc_direction dir, bool in_place);
+template <class T>
+fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                               const Epilogue<T> *ep);
+template <class T>
+fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx);
+template <class T>
+fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T *x, T *dw);
+
+}  // namespace fc

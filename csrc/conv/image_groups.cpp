@@ -1,0 +1,197 @@
+// Small planes at two or more images: the GEMM paths with several images per GEMM.
+//
+// Per image, a 7x7 plane is a GEMM [kg, ckk] x [ckk, 49]: every image packs all the weights
+// again (9.4 MB for ResNet's 3x3 512 layers), and 49 columns leave OpenBLAS's kernels mostly
+// edges. Here the columns of a group of images lie side by side, [g][ckk][images*howo], built
+// once into a buffer every thread shares, and one GEMM per group is cut into tiles for the
+// threads (plan_tiles). The output and dy are laid out image-major (NCHW), so a tile's output
+// is copied into y image by image (with the bias and the epilogue) and dy is gathered into the
+// same side-by-side layout. Images per group follow the shape and the L3, never the thread
+// count (README, "Determinism").
+#include <omp.h>
+
+#include "../blas.h"
+#include "../epilogue.h"
+#include "../hw.h"
+#include "gemm_blocks.h"
+
+namespace fc {
+
+namespace {
+
+// Gathers dy's planes of images [n0, n0 + nn) into dys [g][kg][nn*howo] (image j at j*howo).
+// Called by every thread of the team (an omp for with its barrier).
+template <class T>
+void gather_dy(const ConvShape &s, const T *dy, int64_t n0, int64_t nn, T *dys) {
+  const int64_t ncol = nn * s.howo;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < nn * s.k; ++q) {
+    const int64_t j = q / s.k, k = q % s.k, g = k / s.kg, r = k % s.kg;
+    std::memcpy(dys + (g * s.kg + r) * ncol + j * s.howo, dy + ((n0 + j) * s.k + k) * s.howo,
+                (size_t)s.howo * sizeof(T));
+  }
+}
+
+// Builds the columns of images [n0, n0 + nn), every group, into cols [g][ckk][nn*howo].
+// Called by every thread of the team.
+template <class T>
+void build_columns(const ConvShape &s, const T *x, int64_t n0, int64_t nn, T *cols) {
+  const int64_t ncol = nn * s.howo;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < nn * s.g; ++q) {
+    const int64_t j = q / s.g, g = q % s.g;
+    im2col_block(s, x + ((n0 + j) * s.c + g * s.cg) * s.hw, s.cg, 0, s.howo,
+                 cols + g * s.ckk * ncol + j * s.howo, ncol);
+  }
+}
+
+fc_status no_memory(const char *what, int64_t bytes) {
+  return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of %s", (long long)bytes, what);
+}
+
+}  // namespace
+
+// Where it pays, measured in-process against the per-image paths (interleaved, best of 5, AVX2
+// EPYC, 2 threads): only on planes under 64 outputs. There, at 32 images, ResNet's 3x3 512 at
+// 7x7 ran 1.05-1.15x faster in every direction and its 1x1 512>2048 1.02-1.09x; at 8 images
+// the two were even or mixed (the 1x1's weight gradient 1.25x slower grouped), and on 14x14
+// planes grouping lost up to 1.6x. The weight gradient of a gathered (strided) 1x1 gains at
+// any batch: ResNet's 1x1/2 to 7x7 ran 1.6-1.8x faster (8 images), where the per-image path
+// adds a GEMM of 49 terms into the whole dW per image.
+bool use_image_groups(const ConvShape &s, fc_direction dir, bool in_place) {
+  if (s.n < 2 || s.howo >= 64) return false;
+  return s.n >= 16 || (dir == FC_DIR_BACKWARD_WEIGHT && !in_place);
+}
+
+namespace {
+
+// Images per GEMM: as many as have their columns (every group) in a quarter of the L3, the
+// buffer every thread reads right after it is built (as the few-image runs).
+int64_t image_groups(const ConvShape &s, int64_t elem) {
+  const int64_t per_image = s.g * s.ckk * s.howo * elem;  // (validated sizes)
+  return std::clamp<int64_t>(hardware().l3 / 4 / std::max<int64_t>(1, per_image), 1, s.n);
+}
+
+}  // namespace
+
+// y[n, g*kg + r, :] = W_g [kg, ckk] x columns [ckk, images*howo] (+ bias), then the epilogue,
+// tile by tile.
+template <class T>
+fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                               const Epilogue<T> *ep) {
+  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  Buffer<T> cols(s.g * s.ckk * most), out(s.k * most);
+  if (!cols.ok() || !out.ok())
+    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
+  if (fc_status st = blas_reserve(nt)) return st;
+#pragma omp parallel num_threads(nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {  // every thread walks the same groups of images
+    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
+    build_columns(s, x, n0, nn, cols.get());  // (ends on a barrier)
+    const Tiles tl = plan_tiles(s.kg, ncol);
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
+      const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
+      const int64_t c0 = part_start(ncol, jt, tl.pn, 16), c1 = part_start(ncol, jt + 1, tl.pn, 16);
+      if (r1 == r0 || c1 == c0) continue;
+      T *o = out.get() + g * s.kg * ncol;
+      gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk,
+           cols.get() + g * s.ckk * ncol + c0, ncol, T(0), o + r0 * ncol + c0, ncol);
+      for (int64_t c = c0; c < c1;) {  // into y, one image's stretch of the tile at a time
+        const int64_t j = c / s.howo, p0 = c % s.howo, np = std::min(c1 - c, s.howo - p0);
+        T *yt = y + ((n0 + j) * s.k + g * s.kg + r0) * s.howo + p0;
+        for (int64_t r = 0; r < r1 - r0; ++r) {
+          const T *src = o + (r0 + r) * ncol + c;
+          T *dst = yt + r * s.howo;
+          const T bias = b ? b[g * s.kg + r0 + r] : T(0);
+          if (b)
+            for (int64_t p = 0; p < np; ++p) dst[p] = src[p] + bias;
+          else std::memcpy(dst, src, (size_t)np * sizeof(T));
+        }
+        if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, np, s.howo);
+        c += np;
+      }
+    }
+  }
+  return FC_OK;
+}
+
+// Columns [ckk, images*howo] = W_g^T [ckk, kg] x dy [kg, images*howo], tile by tile; then each
+// image's columns are scattered into its dx (col2im).
+template <class T>
+fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  Buffer<T> cols(s.g * s.ckk * most), dys(s.k * most);
+  if (!cols.ok() || !dys.ok())
+    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
+  if (fc_status st = blas_reserve(nt)) return st;
+#pragma omp parallel num_threads(nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {
+    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
+    gather_dy(s, dy, n0, nn, dys.get());  // (ends on a barrier)
+    const Tiles tl = plan_tiles(s.ckk, ncol);
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
+      const int64_t r0 = part_start(s.ckk, i, tl.pm, 8), r1 = part_start(s.ckk, i + 1, tl.pm, 8);
+      const int64_t c0 = part_start(ncol, jt, tl.pn, 16), c1 = part_start(ncol, jt + 1, tl.pn, 16);
+      if (r1 == r0 || c1 == c0) continue;
+      gemm(true, false, r1 - r0, c1 - c0, s.kg, T(1), w + g * s.kg * s.ckk + r0, s.ckk,
+           dys.get() + g * s.kg * ncol + c0, ncol, T(0), cols.get() + (g * s.ckk + r0) * ncol + c0,
+           ncol);
+    }
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < nn * s.g; ++q) {
+      const int64_t j = q / s.g, g = q % s.g;
+      T *dxg = dx + ((n0 + j) * s.c + g * s.cg) * s.hw;
+      std::fill(dxg, dxg + s.cg * s.hw, T(0));
+      col2im_block(s, cols.get() + g * s.ckk * ncol + j * s.howo, ncol, s.cg, 0, s.howo, dxg);
+    }
+  }
+  return FC_OK;
+}
+
+// dW_g [kg, ckk] = the sum over groups of images, in order, of dy [kg, images*howo] x
+// columns^T [images*howo, ckk]; dW cut into tiles, each summing the groups into its range.
+template <class T>
+fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  Buffer<T> cols(s.g * s.ckk * most), dys(s.k * most);
+  if (!cols.ok() || !dys.ok())
+    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
+  if (fc_status st = blas_reserve(nt)) return st;
+  const Tiles tl = plan_tiles(s.kg, s.ckk);
+#pragma omp parallel num_threads(nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {
+    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
+    build_columns(s, x, n0, nn, cols.get());
+    gather_dy(s, dy, n0, nn, dys.get());
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
+      const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
+      const int64_t c0 = part_start(s.ckk, jt, tl.pn, 16),
+                    c1 = part_start(s.ckk, jt + 1, tl.pn, 16);
+      if (r1 == r0 || c1 == c0) continue;
+      // dy [rows, ncol] x columns[c0:c1]^T [ncol, nc] -> dW_g[rows, c0:c1] (the first group sets)
+      gemm(false, true, r1 - r0, c1 - c0, ncol, T(1), dys.get() + (g * s.kg + r0) * ncol, ncol,
+           cols.get() + (g * s.ckk + c0) * ncol, ncol, n0 == 0 ? T(0) : T(1),
+           dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
+    }
+  }
+  return FC_OK;
+}
+
+#define FC_INSTANTIATE_IMAGE_GROUPS(T)                                                            \
+  template fc_status forward_image_groups<T>(const ConvShape &, const T *, const T *, const T *,  \
+                                             T *, const Epilogue<T> *);                           \
+  template fc_status backward_data_image_groups<T>(const ConvShape &, const T *, const T *, T *); \
+  template fc_status backward_weight_image_groups<T>(const ConvShape &, const T *, const T *, T *);
+FC_INSTANTIATE_IMAGE_GROUPS(float)
+FC_INSTANTIATE_IMAGE_GROUPS(double)
+
+}  // namespace fc
