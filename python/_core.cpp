@@ -283,6 +283,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_local_num_threads", &fc_set_local_num_threads, py::arg("n"),
         "This thread's override of the thread count (0 = none); returns the previous one.");
   m.def("get_num_threads", &fc_get_num_threads);
+  m.def("workspace_cache_info", [] {
+    int64_t bytes = 0, limit = 0;
+    fc_workspace_cache_info(&bytes, &limit);
+    return py::make_tuple(bytes, limit);
+  }, "fc_workspace_cache_info: (bytes held, limit).");
+  m.def("workspace_cache_release", &fc_workspace_cache_release);
   m.def("hardware", [] {
     fc_hw_info h;
     check(fc_hardware(&h));

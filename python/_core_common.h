@@ -12,11 +12,12 @@ namespace fcpy {
 
 namespace py = pybind11;
 
-// Frees the array cache's unused blocks (_core_memory.cpp); true if it held any.
+// Frees the unused blocks of the array cache (_core_memory.cpp) and of the kernels' workspace
+// cache; true if they held any.
 bool release_cached_blocks();
 
-// Runs a C ABI call without the GIL. On FC_ENOMEM the array cache's unused blocks are freed and
-// the call is made once more (every entry overwrites its outputs, so a retry is safe).
+// Runs a C ABI call without the GIL. On FC_ENOMEM the caches' unused blocks are freed and the
+// call is made once more (every entry overwrites its outputs, so a retry is safe).
 template <class F>
 fc_status call(F &&f) {
   fc_status s;

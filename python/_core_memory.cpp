@@ -148,7 +148,7 @@ Header *header_of(void *p) { return reinterpret_cast<Header *>(static_cast<char 
 template <class F>
 void *retrying(F &&allocate) {
   void *p = allocate();
-  if (!p && cache().release()) p = allocate();
+  if (!p && fcpy::release_cached_blocks()) p = allocate();
   return p;
 }
 
@@ -202,7 +202,13 @@ PyDataMem_Handler g_handler = {
 
 }  // namespace
 
-bool fcpy::release_cached_blocks() { return cache().release(); }
+// Both caches: the arrays' (here) and the kernels' workspaces (the C library's).
+bool fcpy::release_cached_blocks() {
+  int64_t held = 0;
+  fc_workspace_cache_info(&held, nullptr);
+  fc_workspace_cache_release();
+  return cache().release() || held > 0;
+}
 
 void fc_bind_memory(py::module_ &m) {
   if (_import_array() < 0) throw py::error_already_set();

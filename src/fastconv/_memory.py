@@ -10,6 +10,10 @@ The cache applies to arrays created inside fastconv.nn module calls and autograd
 passes (a NumPy memory handler, NEP 49, set for their duration in the current thread's
 context); arrays you create yourself are NumPy's as usual. The limit is 2 GiB of *unused*
 cached blocks by default; ``FASTCONV_MEMORY_CACHE`` (bytes, 0 = off) sets it at import.
+
+The kernels keep their own workspaces (column matrices, transformed filters) the same way, in
+the C library, up to ``FASTCONV_WORKSPACE_CACHE_MB`` (256 by default, read at load).
+``empty_cache()`` gives back both.
 """
 
 from __future__ import annotations
@@ -40,14 +44,20 @@ def set_memory_cache(limit_bytes: int) -> None:
 
 
 def empty_cache() -> None:
-    """Free every cached block now (arrays still in use are not affected)."""
+    """Free every cached block now, arrays' and the kernels' workspaces (arrays still in use are
+    not affected)."""
     _core.memory_cache_release()
+    _core.workspace_cache_release()
 
 
 def memory_cache_stats() -> dict[str, int]:
     """{'held_bytes', 'limit_bytes', 'hits', 'misses'}: blocks kept now, the cap, and how many
-    large allocations were served from the cache or not."""
-    return dict(_core.memory_cache_stats())
+    large allocations were served from the cache or not; plus 'workspace_held_bytes' and
+    'workspace_limit_bytes', the kernels' own cache of workspaces (the C library's: its limit
+    is set by ``FASTCONV_WORKSPACE_CACHE_MB`` at load, 256 MiB by default, 0 = off)."""
+    stats = dict(_core.memory_cache_stats())
+    stats["workspace_held_bytes"], stats["workspace_limit_bytes"] = _core.workspace_cache_info()
+    return stats
 
 
 def enter():

@@ -134,6 +134,16 @@ FC_API int fc_set_local_num_threads(int n);
 /* The thread count a call made now on this thread would use. */
 FC_API int fc_get_num_threads(void);
 
+/* ---- workspace cache ----
+ * Workspaces of 1 MiB and more are kept after a call, up to a limit (256 MiB; the environment
+ * variable FASTCONV_WORKSPACE_CACHE_MB at load sets another, 0 turns the cache off), and handed
+ * to the next call that needs the same size, which then pays no page faults. The oldest are
+ * given back first. */
+/* Bytes held now (may be NULL) and the limit (may be NULL). */
+FC_API void fc_workspace_cache_info(int64_t *bytes, int64_t *limit);
+/* Gives every held workspace back to the system. */
+FC_API void fc_workspace_cache_release(void);
+
 /* ---- measured algorithm choice (autotuning) ----
  * With autotuning on, FC_ALGO_AUTO times the algorithms that can run a call (pruned by a cost
  * estimate, a bounded number of runs each) the first time it meets the call's key: descriptor,
