@@ -19,6 +19,13 @@ namespace fc {
 
 namespace {
 
+// Images per GEMM: as many as have their columns (every group) in a quarter of the L3, the
+// buffer every thread reads right after it is built (as the few-image runs).
+int64_t image_groups(const ConvShape &s, int64_t elem) {
+  const int64_t per_image = s.g * s.ckk * s.howo * elem;  // (validated sizes)
+  return std::clamp<int64_t>(hardware().l3 / 4 / std::max<int64_t>(1, per_image), 1, s.n);
+}
+
 // Gathers dy's planes of images [n0, n0 + nn) into dys [g][kg][nn*howo] (image j at j*howo).
 // Called by every thread of the team (an omp for with its barrier).
 template <class T>
@@ -45,9 +52,39 @@ void build_columns(const ConvShape &s, const T *x, int64_t n0, int64_t nn, T *co
   }
 }
 
-fc_status no_memory(const char *what, int64_t bytes) {
-  return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of %s", (long long)bytes, what);
-}
+// Tile q of the plan_tiles cut tl of every group's [m, n] product: group g, rows [r0, r1),
+// columns [c0, c1) (empty when r1 == r0 or c1 == c0).
+struct TileAt {
+  int64_t g, r0, r1, c0, c1;
+  TileAt(const Tiles &tl, int64_t q, int64_t m, int64_t n) {
+    const int64_t i = q / tl.pn % tl.pm, j = q % tl.pn;
+    g = q / (tl.pm * tl.pn);
+    r0 = part_start(m, i, tl.pm, 8);
+    r1 = part_start(m, i + 1, tl.pm, 8);
+    c0 = part_start(n, j, tl.pn, 16);
+    c1 = part_start(n, j + 1, tl.pn, 16);
+  }
+  bool empty() const { return r1 == r0 || c1 == c0; }
+};
+
+// The two buffers of a group of images, [g][ckk][images*howo] and [k][images*howo] (output or
+// gathered dy), the images per group, and the GEMM team's OpenBLAS reservation.
+template <class T>
+struct GroupBuffers {
+  int64_t ni, most;
+  int nt;
+  Buffer<T> cols, rows;
+  fc_status status = FC_OK;
+  explicit GroupBuffers(const ConvShape &s)
+      : ni(image_groups(s, sizeof(T))), most(ni * s.howo),
+        nt(gemm_threads()),  // (the parallel regions call gemm)
+        cols(s.g * s.ckk * most), rows(s.k * most) {
+    if (!cols.ok() || !rows.ok())
+      status = fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
+                    (long long)((s.g * s.ckk + s.k) * most * (int64_t)sizeof(T)));
+    else status = blas_reserve(nt);
+  }
+};
 
 }  // namespace
 
@@ -64,54 +101,38 @@ bool use_image_groups(const ConvShape &s, fc_direction, bool in_place) {
   return s.n >= 16 || (s.kk == 1 && !in_place);
 }
 
-namespace {
-
-// Images per GEMM: as many as have their columns (every group) in a quarter of the L3, the
-// buffer every thread reads right after it is built (as the few-image runs).
-int64_t image_groups(const ConvShape &s, int64_t elem) {
-  const int64_t per_image = s.g * s.ckk * s.howo * elem;  // (validated sizes)
-  return std::clamp<int64_t>(hardware().l3 / 4 / std::max<int64_t>(1, per_image), 1, s.n);
-}
-
-}  // namespace
-
 // y[n, g*kg + r, :] = W_g [kg, ckk] x columns [ckk, images*howo] (+ bias), then the epilogue,
 // tile by tile.
 template <class T>
 fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                                const Epilogue<T> *ep) {
-  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
-  const int nt = gemm_threads();  // (its parallel regions call gemm)
-  Buffer<T> cols(s.g * s.ckk * most), out(s.k * most);
-  if (!cols.ok() || !out.ok())
-    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
-  if (fc_status st = blas_reserve(nt)) return st;
-#pragma omp parallel num_threads(nt)
-  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {  // every thread walks the same groups of images
-    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
-    build_columns(s, x, n0, nn, cols.get());  // (ends on a barrier)
+  GroupBuffers<T> gb(s);
+  if (gb.status != FC_OK) return gb.status;
+#pragma omp parallel num_threads(gb.nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += gb.ni) {  // every thread walks the same groups of images
+    const int64_t nn = std::min(gb.ni, s.n - n0), ncol = nn * s.howo;
+    build_columns(s, x, n0, nn, gb.cols.get());  // (ends on a barrier)
     const Tiles tl = plan_tiles(s.kg, ncol);
 #pragma omp for schedule(static)
     for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
-      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
-      const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
-      const int64_t c0 = part_start(ncol, jt, tl.pn, 16), c1 = part_start(ncol, jt + 1, tl.pn, 16);
-      if (r1 == r0 || c1 == c0) continue;
-      T *o = out.get() + g * s.kg * ncol;
-      gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk,
-           cols.get() + g * s.ckk * ncol + c0, ncol, T(0), o + r0 * ncol + c0, ncol);
-      for (int64_t c = c0; c < c1;) {  // into y, one image's stretch of the tile at a time
-        const int64_t j = c / s.howo, p0 = c % s.howo, np = std::min(c1 - c, s.howo - p0);
-        T *yt = y + ((n0 + j) * s.k + g * s.kg + r0) * s.howo + p0;
-        for (int64_t r = 0; r < r1 - r0; ++r) {
-          const T *src = o + (r0 + r) * ncol + c;
+      const TileAt t(tl, q, s.kg, ncol);
+      if (t.empty()) continue;
+      T *o = gb.rows.get() + t.g * s.kg * ncol;
+      gemm(false, false, t.r1 - t.r0, t.c1 - t.c0, s.ckk, T(1), w + (t.g * s.kg + t.r0) * s.ckk,
+           s.ckk, gb.cols.get() + t.g * s.ckk * ncol + t.c0, ncol, T(0), o + t.r0 * ncol + t.c0,
+           ncol);
+      for (int64_t c = t.c0; c < t.c1;) {  // into y, one image's stretch of the tile at a time
+        const int64_t j = c / s.howo, p0 = c % s.howo, np = std::min(t.c1 - c, s.howo - p0);
+        T *yt = y + ((n0 + j) * s.k + t.g * s.kg + t.r0) * s.howo + p0;
+        for (int64_t r = 0; r < t.r1 - t.r0; ++r) {
+          const T *src = o + (t.r0 + r) * ncol + c;
           T *dst = yt + r * s.howo;
-          const T bias = b ? b[g * s.kg + r0 + r] : T(0);
+          const T bias = b ? b[t.g * s.kg + t.r0 + r] : T(0);
           if (b)
             for (int64_t p = 0; p < np; ++p) dst[p] = src[p] + bias;
           else std::memcpy(dst, src, (size_t)np * sizeof(T));
         }
-        if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, np, s.howo);
+        if (ep) epilogue_block(*ep, y, yt - y, t.r1 - t.r0, np, s.howo);
         c += np;
       }
     }
@@ -123,33 +144,27 @@ fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const
 // image's columns are scattered into its dx (col2im).
 template <class T>
 fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx) {
-  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
-  const int nt = gemm_threads();  // (its parallel regions call gemm)
-  Buffer<T> cols(s.g * s.ckk * most), dys(s.k * most);
-  if (!cols.ok() || !dys.ok())
-    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
-  if (fc_status st = blas_reserve(nt)) return st;
-#pragma omp parallel num_threads(nt)
-  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {
-    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
-    gather_dy(s, dy, n0, nn, dys.get());  // (ends on a barrier)
+  GroupBuffers<T> gb(s);
+  if (gb.status != FC_OK) return gb.status;
+#pragma omp parallel num_threads(gb.nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += gb.ni) {
+    const int64_t nn = std::min(gb.ni, s.n - n0), ncol = nn * s.howo;
+    gather_dy(s, dy, n0, nn, gb.rows.get());  // (ends on a barrier)
     const Tiles tl = plan_tiles(s.ckk, ncol);
 #pragma omp for schedule(static)
     for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
-      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
-      const int64_t r0 = part_start(s.ckk, i, tl.pm, 8), r1 = part_start(s.ckk, i + 1, tl.pm, 8);
-      const int64_t c0 = part_start(ncol, jt, tl.pn, 16), c1 = part_start(ncol, jt + 1, tl.pn, 16);
-      if (r1 == r0 || c1 == c0) continue;
-      gemm(true, false, r1 - r0, c1 - c0, s.kg, T(1), w + g * s.kg * s.ckk + r0, s.ckk,
-           dys.get() + g * s.kg * ncol + c0, ncol, T(0), cols.get() + (g * s.ckk + r0) * ncol + c0,
-           ncol);
+      const TileAt t(tl, q, s.ckk, ncol);
+      if (t.empty()) continue;
+      gemm(true, false, t.r1 - t.r0, t.c1 - t.c0, s.kg, T(1), w + t.g * s.kg * s.ckk + t.r0, s.ckk,
+           gb.rows.get() + t.g * s.kg * ncol + t.c0, ncol, T(0),
+           gb.cols.get() + (t.g * s.ckk + t.r0) * ncol + t.c0, ncol);
     }
 #pragma omp for schedule(static)
     for (int64_t q = 0; q < nn * s.g; ++q) {
       const int64_t j = q / s.g, g = q % s.g;
       T *dxg = dx + ((n0 + j) * s.c + g * s.cg) * s.hw;
       std::fill(dxg, dxg + s.cg * s.hw, T(0));
-      col2im_block(s, cols.get() + g * s.ckk * ncol + j * s.howo, ncol, s.cg, 0, s.howo, dxg);
+      col2im_block(s, gb.cols.get() + g * s.ckk * ncol + j * s.howo, ncol, s.cg, 0, s.howo, dxg);
     }
   }
   return FC_OK;
@@ -159,29 +174,23 @@ fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w
 // columns^T [images*howo, ckk]; dW cut into tiles, each summing the groups into its range.
 template <class T>
 fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T *x, T *dw) {
-  const int64_t ni = image_groups(s, sizeof(T)), most = ni * s.howo;
-  const int nt = gemm_threads();  // (its parallel regions call gemm)
-  Buffer<T> cols(s.g * s.ckk * most), dys(s.k * most);
-  if (!cols.ok() || !dys.ok())
-    return no_memory("columns", (s.g * s.ckk + s.k) * most * (int64_t)sizeof(T));
-  if (fc_status st = blas_reserve(nt)) return st;
+  GroupBuffers<T> gb(s);
+  if (gb.status != FC_OK) return gb.status;
   const Tiles tl = plan_tiles(s.kg, s.ckk);
-#pragma omp parallel num_threads(nt)
-  for (int64_t n0 = 0; n0 < s.n; n0 += ni) {
-    const int64_t nn = std::min(ni, s.n - n0), ncol = nn * s.howo;
-    build_columns(s, x, n0, nn, cols.get());
-    gather_dy(s, dy, n0, nn, dys.get());
+#pragma omp parallel num_threads(gb.nt)
+  for (int64_t n0 = 0; n0 < s.n; n0 += gb.ni) {
+    const int64_t nn = std::min(gb.ni, s.n - n0), ncol = nn * s.howo;
+    build_columns(s, x, n0, nn, gb.cols.get());
+    gather_dy(s, dy, n0, nn, gb.rows.get());
 #pragma omp for schedule(static)
     for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
-      const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, jt = q % tl.pn;
-      const int64_t r0 = part_start(s.kg, i, tl.pm, 8), r1 = part_start(s.kg, i + 1, tl.pm, 8);
-      const int64_t c0 = part_start(s.ckk, jt, tl.pn, 16),
-                    c1 = part_start(s.ckk, jt + 1, tl.pn, 16);
-      if (r1 == r0 || c1 == c0) continue;
+      const TileAt t(tl, q, s.kg, s.ckk);
+      if (t.empty()) continue;
       // dy [rows, ncol] x columns[c0:c1]^T [ncol, nc] -> dW_g[rows, c0:c1] (the first group sets)
-      gemm(false, true, r1 - r0, c1 - c0, ncol, T(1), dys.get() + (g * s.kg + r0) * ncol, ncol,
-           cols.get() + (g * s.ckk + c0) * ncol, ncol, n0 == 0 ? T(0) : T(1),
-           dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
+      gemm(false, true, t.r1 - t.r0, t.c1 - t.c0, ncol, T(1),
+           gb.rows.get() + (t.g * s.kg + t.r0) * ncol, ncol,
+           gb.cols.get() + (t.g * s.ckk + t.c0) * ncol, ncol, n0 == 0 ? T(0) : T(1),
+           dw + (t.g * s.kg + t.r0) * s.ckk + t.c0, s.ckk);
     }
   }
   return FC_OK;

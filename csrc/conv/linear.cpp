@@ -73,6 +73,28 @@ void expand(const ConvShape &s, const T *w, const int64_t *tp, T *wx) {
   }
 }
 
+// The expanded kernel of w for the forward and the data gradient: w itself for a whole kernel,
+// else built (expand) into buffers of its own.
+template <class T>
+class Expanded {
+ public:
+  Expanded(const ConvShape &s, const T *w)
+      : whole_(whole_kernel(s)), buf_(whole_ ? 0 : expanded_size(s)),
+        tp_(whole_ ? 0 : s.howo * s.hw), wx_(whole_ ? w : buf_.get()) {
+    if (whole_ || !ok()) return;
+    tap_table(s, tp_.get());
+    expand(s, w, tp_.get(), buf_.get());
+  }
+  bool ok() const { return buf_.ok() && tp_.ok(); }
+  const T *get() const { return wx_; }
+
+ private:
+  bool whole_;
+  Buffer<T> buf_;
+  Buffer<int64_t> tp_;
+  const T *wx_;
+};
+
 // An [m, n] GEMM output cut into tiles for the threads: up to kFixedItems of them, each at
 // least 16 rows and 64 columns, the cut following the shape only (README, "Determinism").
 struct Cut {
@@ -119,15 +141,9 @@ bool linear_supports(const ConvShape &s) {
 template <class T>
 fc_status conv2d_forward__linear(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const int64_t q = s.cg * s.hw, ldx = s.c * s.hw, ldy = s.k * s.howo, m = s.kg * s.howo;
-  const bool whole = whole_kernel(s);
-  Buffer<T> buf(whole ? 0 : expanded_size(s));
-  Buffer<int64_t> tp(whole ? 0 : s.howo * s.hw);
-  if (!buf.ok() || !tp.ok()) return no_memory();
-  if (!whole) {
-    tap_table(s, tp.get());
-    expand(s, w, tp.get(), buf.get());
-  }
-  const T *wx = whole ? w : buf.get();
+  const Expanded<T> ex(s, w);
+  if (!ex.ok()) return no_memory();
+  const T *wx = ex.get();
   return for_each_tile(s, s.n, m, [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     T *yt = y + r0 * ldy + g * m + c0;
     gemm(false, true, r1 - r0, c1 - c0, q, T(1), x + r0 * ldx + g * q, ldx, wx + (g * m + c0) * q,
@@ -142,15 +158,9 @@ fc_status conv2d_forward__linear(const ConvShape &s, const T *x, const T *w, con
 template <class T>
 fc_status conv2d_backward_data__linear(const ConvShape &s, const T *dy, const T *w, T *dx) {
   const int64_t q = s.cg * s.hw, ldx = s.c * s.hw, ldy = s.k * s.howo, m = s.kg * s.howo;
-  const bool whole = whole_kernel(s);
-  Buffer<T> buf(whole ? 0 : expanded_size(s));
-  Buffer<int64_t> tp(whole ? 0 : s.howo * s.hw);
-  if (!buf.ok() || !tp.ok()) return no_memory();
-  if (!whole) {
-    tap_table(s, tp.get());
-    expand(s, w, tp.get(), buf.get());
-  }
-  const T *wx = whole ? w : buf.get();
+  const Expanded<T> ex(s, w);
+  if (!ex.ok()) return no_memory();
+  const T *wx = ex.get();
   return for_each_tile(s, s.n, q, [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     gemm(false, false, r1 - r0, c1 - c0, m, T(1), dy + r0 * ldy + g * m, ldy, wx + g * m * q + c0,
          q, T(0), dx + r0 * ldx + g * q + c0, ldx);
