@@ -127,11 +127,11 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 
 // FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings
 // on Zen 4 (2 threads, AVX-512, batch 4-8) next to PyTorch (oneDNN):
-//  - a 1x1 output whose window covers the whole input (a 3x3 "same" convolution on a 1x1 plane,
-//    a 3x3/2 on a 2x2 one, fc_to_conv's 7x7 on 7x7): one GEMM over the batch (linear). The
-//    per-image paths run single-column GEMMs there and Winograd transforms tiles of padding:
-//    ResNet's 3x3 512>512 on 1x1 planes at batch 64 took 23-33 ms a direction (AVX2 EPYC, 2
-//    threads) where the GEMM of the centre taps is 34 MFLOP;
+//  - every output position seeing every input element (a 3x3 "same" convolution on a 1x1 or
+//    2x2 plane, a 3x3/2 on a 2x2 one, fc_to_conv's 7x7 on 7x7): one GEMM over the batch on the
+//    expanded kernel (linear). The per-image paths run GEMMs of 1-4 columns there and Winograd
+//    transforms tiles of padding: ResNet's 3x3 512>512 on 1x1 planes at batch 64 took 23-33 ms
+//    a direction (AVX2 EPYC, 2 threads), 0.5-1.1 ms as linear;
 //  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
 //  - 1x1: straight GEMM on the input (gemm1x1), every direction;
 //  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays and

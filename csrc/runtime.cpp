@@ -217,10 +217,8 @@ void *cached_alloc(size_t bytes) {
       }
   }
   void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED && c.bytes > 0) {  // out of memory: give the cache back, try once more
-    fc_workspace_cache_release();
+  if (p == MAP_FAILED && fc_workspace_cache_release() > 0)  // out of memory: try once more
     p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  }
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -290,15 +288,18 @@ void fc_workspace_cache_info(int64_t *bytes, int64_t *limit) {
   if (limit) *limit = (int64_t)c.limit;
 }
 
-void fc_workspace_cache_release(void) {
+int64_t fc_workspace_cache_release(void) {
   WorkspaceCache &c = workspace_cache();
   std::vector<std::pair<void *, size_t>> blocks;
+  size_t released;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     blocks.swap(c.blocks);
+    released = c.bytes;
     c.bytes = 0;
   }
   for (auto &b : blocks) munmap(b.first, b.second);
+  return (int64_t)released;
 }
 
 }  // extern "C"

@@ -288,7 +288,8 @@ PYBIND11_MODULE(_core, m) {
     fc_workspace_cache_info(&bytes, &limit);
     return py::make_tuple(bytes, limit);
   }, "fc_workspace_cache_info: (bytes held, limit).");
-  m.def("workspace_cache_release", &fc_workspace_cache_release);
+  m.def("workspace_cache_release", &fc_workspace_cache_release,
+        "fc_workspace_cache_release: the bytes given back.");
   m.def("hardware", [] {
     fc_hw_info h;
     check(fc_hardware(&h));

@@ -204,10 +204,8 @@ PyDataMem_Handler g_handler = {
 
 // Both caches: the arrays' (here) and the kernels' workspaces (the C library's).
 bool fcpy::release_cached_blocks() {
-  int64_t held = 0;
-  fc_workspace_cache_info(&held, nullptr);
-  fc_workspace_cache_release();
-  return cache().release() || held > 0;
+  const bool workspaces = fc_workspace_cache_release() > 0;
+  return cache().release() || workspaces;
 }
 
 void fc_bind_memory(py::module_ &m) {

@@ -96,11 +96,26 @@ inline int64_t part_start(int64_t size, int64_t i, int64_t parts, int64_t align)
   return i >= parts ? size : size * i / parts / align * align;
 }
 
+// Tile q of the plan_tiles cut tl of every group's [m, n] product (groups after tiles): group g, rows [r0, r1),
+// columns [c0, c1) (empty when r1 == r0 or c1 == c0).
+struct TileAt {
+  int64_t g, r0, r1, c0, c1;
+  TileAt(const Tiles &tl, int64_t q, int64_t m, int64_t n) {
+    const int64_t i = q / tl.pn % tl.pm, j = q % tl.pn;
+    g = q / (tl.pm * tl.pn);
+    r0 = part_start(m, i, tl.pm, 8);
+    r1 = part_start(m, i + 1, tl.pm, 8);
+    c0 = part_start(n, j, tl.pn, 16);
+    c1 = part_start(n, j + 1, tl.pn, 16);
+  }
+  bool empty() const { return r1 == r0 || c1 == c0; }
+};
+
 // --- Small planes (image_groups.cpp) --------------------------------------------------------
 // Planes of under 64 outputs (ResNet's 7x7 layers) at 2 or more images: the columns of several
 // images side by side in one GEMM, instead of one GEMM of howo columns per image that packs all
 // the weights again. use_image_groups: where that pays (the measurements at its definition).
-bool use_image_groups(const ConvShape &s, fc_direction dir, bool in_place);
+bool use_image_groups(const ConvShape &s, bool in_place);
 template <class T>
 fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                                const Epilogue<T> *ep);

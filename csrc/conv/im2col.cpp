@@ -150,9 +150,8 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
       const Tiles tl = plan_tiles(s.kg, nc);
 #pragma omp for schedule(static)
       for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
-        const int64_t g = q / (tl.pm * tl.pn), i = q / tl.pn % tl.pm, j = q % tl.pn;
-        tile(n, g, p0, np, part_start(s.kg, i, tl.pm, 8), part_start(s.kg, i + 1, tl.pm, 8),
-             part_start(nc, j, tl.pn, 16), part_start(nc, j + 1, tl.pn, 16), cols.get());
+        const TileAt t(tl, q, s.kg, nc);
+        tile(n, t.g, p0, np, t.r0, t.r1, t.c0, t.c1, cols.get());
       }
     }
   }
@@ -216,7 +215,7 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
-  if (use_image_groups(s, FC_DIR_FORWARD, in_place)) return forward_image_groups(s, x, w, b, y, ep);
+  if (use_image_groups(s, in_place)) return forward_image_groups(s, x, w, b, y, ep);
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
@@ -256,8 +255,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
                                   bool in_place) {
-  if (use_image_groups(s, FC_DIR_BACKWARD_DATA, in_place))
-    return backward_data_image_groups(s, dy, w, dx);
+  if (use_image_groups(s, in_place)) return backward_data_image_groups(s, dy, w, dx);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
@@ -381,8 +379,7 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
-  if (use_image_groups(s, FC_DIR_BACKWARD_WEIGHT, in_place))
-    return backward_weight_image_groups(s, dy, x, dw);
+  if (use_image_groups(s, in_place)) return backward_weight_image_groups(s, dy, x, dw);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;

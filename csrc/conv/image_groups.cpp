@@ -52,21 +52,6 @@ void build_columns(const ConvShape &s, const T *x, int64_t n0, int64_t nn, T *co
   }
 }
 
-// Tile q of the plan_tiles cut tl of every group's [m, n] product: group g, rows [r0, r1),
-// columns [c0, c1) (empty when r1 == r0 or c1 == c0).
-struct TileAt {
-  int64_t g, r0, r1, c0, c1;
-  TileAt(const Tiles &tl, int64_t q, int64_t m, int64_t n) {
-    const int64_t i = q / tl.pn % tl.pm, j = q % tl.pn;
-    g = q / (tl.pm * tl.pn);
-    r0 = part_start(m, i, tl.pm, 8);
-    r1 = part_start(m, i + 1, tl.pm, 8);
-    c0 = part_start(n, j, tl.pn, 16);
-    c1 = part_start(n, j + 1, tl.pn, 16);
-  }
-  bool empty() const { return r1 == r0 || c1 == c0; }
-};
-
 // The two buffers of a group of images, [g][ckk][images*howo] and [k][images*howo] (output or
 // gathered dy), the images per group, and the GEMM team's OpenBLAS reservation.
 template <class T>
@@ -96,7 +81,7 @@ struct GroupBuffers {
 // are a plain copy: ResNet's 1x1/2 1024>2048 to 7x7 at 8 images ran 1.27x faster forward, 1.12x
 // for the data gradient and 1.6x for the weight gradient (the per-image path adds a GEMM of 49
 // terms into the whole dW per image; 1.8x for ResNet-18's 256>512), never slower.
-bool use_image_groups(const ConvShape &s, fc_direction, bool in_place) {
+bool use_image_groups(const ConvShape &s, bool in_place) {
   if (s.n < 2 || s.howo >= 64) return false;
   return s.n >= 16 || (s.kk == 1 && !in_place);
 }

@@ -15,6 +15,7 @@
 
 #include "../blas.h"
 #include "../internal.h"
+#include "gemm_blocks.h"
 
 namespace fc {
 
@@ -95,28 +96,16 @@ class Expanded {
   const T *wx_;
 };
 
-// An [m, n] GEMM output cut into tiles for the threads: up to kFixedItems of them, each at
-// least 16 rows and 64 columns, the cut following the shape only (README, "Determinism").
-struct Cut {
-  int64_t pm, pn;
-};
-Cut cut(int64_t m, int64_t n) {
-  const int64_t pn = std::clamp<int64_t>(n / 64, 1, kFixedItems);
-  const int64_t pm = std::clamp<int64_t>(m / 16, 1, kFixedItems / pn);
-  return {pm, pn};
-}
-
 // Runs f(g, r0, r1, c0, c1) for every group and tile of the [m, n] outputs on the GEMM team.
 template <class F>
 fc_status for_each_tile(const ConvShape &s, int64_t m, int64_t n, F &&f) {
-  const Cut c = cut(m, n);
+  const Tiles tl = plan_tiles(m, n);
   const int nt = gemm_threads();  // (its parallel region calls gemm)
   if (fc_status st = blas_reserve(nt)) return st;
-  const int64_t items = s.g * c.pm * c.pn;
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t g = it / (c.pm * c.pn), t = it % (c.pm * c.pn), a = t / c.pn, b = t % c.pn;
-    f(g, m * a / c.pm, m * (a + 1) / c.pm, n * b / c.pn, n * (b + 1) / c.pn);
+  for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
+    const TileAt t(tl, q, m, n);
+    if (!t.empty()) f(t.g, t.r0, t.r1, t.c0, t.c1);
   }
   return FC_OK;
 }
@@ -177,22 +166,18 @@ fc_status conv2d_backward_data__linear(const ConvShape &s, const T *dy, const T 
 template <class T>
 fc_status conv2d_backward_weight__linear(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const int64_t q = s.cg * s.hw, ldx = s.c * s.hw, ldy = s.k * s.howo;
-  if (whole_kernel(s))
-    return for_each_tile(s, s.kg, q,
-                         [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-      gemm(true, false, r1 - r0, c1 - c0, s.n, T(1), dy + g * s.kg + r0, ldy, x + g * q + c0, ldx,
-           T(0), dw + (g * s.kg + r0) * q + c0, q);
-    });
-  if (s.howo == 1) {  // one output: each input element meets its own tap
-    Buffer<T> dq(s.k * q);
-    Buffer<int64_t> tp(s.hw);
+  if (s.howo == 1) {                     // one output: each input element meets its own tap
+    const bool whole = whole_kernel(s);  // (then the taps are dw's own columns)
+    Buffer<T> dq(whole ? 0 : s.k * q);
+    Buffer<int64_t> tp(whole ? 0 : s.hw);
     if (!dq.ok() || !tp.ok()) return no_memory();
+    T *dst = whole ? dw : dq.get();
     fc_status st =
         for_each_tile(s, s.kg, q, [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
       gemm(true, false, r1 - r0, c1 - c0, s.n, T(1), dy + g * s.kg + r0, ldy, x + g * q + c0, ldx,
-           T(0), dq.get() + (g * s.kg + r0) * q + c0, q);
+           T(0), dst + (g * s.kg + r0) * q + c0, q);
     });
-    if (st != FC_OK) return st;
+    if (st != FC_OK || whole) return st;
     tap_table(s, tp.get());
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
     for (int64_t kc = 0; kc < s.k * s.cg; ++kc) {
@@ -233,17 +218,17 @@ fc_status conv2d_backward_weight__linear(const ConvShape &s, const T *dy, const 
     }
   }
   // D[t][k][cg] per group and tap, cut into tiles for the threads
-  const Cut c = cut(s.kg, s.cg);
+  const Tiles tl = plan_tiles(s.kg, s.cg);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   if (fc_status st = blas_reserve(nt)) return st;
-  const int64_t tiles = c.pm * c.pn;
+  const int64_t tiles = tl.pm * tl.pn;
 #pragma omp parallel num_threads(nt)
   {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < s.g * s.kk * tiles; ++it) {
-      const int64_t g = it / (s.kk * tiles), t = it / tiles % s.kk, u = it % tiles;
-      const int64_t r0 = s.kg * (u / c.pn) / c.pm, r1 = s.kg * (u / c.pn + 1) / c.pm;
-      const int64_t c0 = s.cg * (u % c.pn) / c.pn, c1 = s.cg * (u % c.pn + 1) / c.pn;
+      const int64_t g = it / (s.kk * tiles), t = it / tiles % s.kk;
+      const TileAt u(tl, it % tiles, s.kg, s.cg);  // (never empty: plan_tiles keeps 16+ rows)
+      const int64_t r0 = u.r0, r1 = u.r1, c0 = u.c0, c1 = u.c1;
       const int64_t m = first.get()[t + 1] - first.get()[t], f = first.get()[t];
       T *dt = d.get() + (t * s.k + g * s.kg + r0) * s.cg + c0;
       if (m == 0) {

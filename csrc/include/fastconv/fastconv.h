@@ -141,8 +141,8 @@ FC_API int fc_get_num_threads(void);
  * given back first. */
 /* Bytes held now (may be NULL) and the limit (may be NULL). */
 FC_API void fc_workspace_cache_info(int64_t *bytes, int64_t *limit);
-/* Gives every held workspace back to the system. */
-FC_API void fc_workspace_cache_release(void);
+/* Gives every held workspace back to the system; returns the bytes it gave back. */
+FC_API int64_t fc_workspace_cache_release(void);
 
 /* ---- measured algorithm choice (autotuning) ----
  * With autotuning on, FC_ALGO_AUTO times the algorithms that can run a call (pruned by a cost
