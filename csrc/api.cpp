@@ -85,16 +85,22 @@ static int64_t winograd_tiles(const ConvShape &s) {
 
 // Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
 // values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
-// 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels (OverFeat's
-// 1024-channel 12x12 layer: 36 tiles, 40 ms against 57), but lost on 7x7 planes (16 tiles)
-// with 160-512 channels (0.5-0.9x); with 64-128 channels it still won there. On the AVX2 EPYC
-// (2 threads), 32 tiles with 512 channels (ResNet-50's 7x7 layers at batch 8) still lost, im2col
-// 1.12-1.2x faster in every direction (interleaved, best of 15), while 49 tiles (VGG's 28x28
-// layers at batch 1, 128-512 channels) won 0.52-0.92x: many channels need 40 tiles.
+// 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels, but lost on
+// 7x7 planes (16 tiles) with 160-512 channels (0.5-0.9x); with 64-128 channels it still won
+// there. On the AVX2 EPYC (2 threads, interleaved in one process, best of 7-12):
+//  - 40 tiles and more win whatever the channels (VGG's 28x28 layers at batch 1: 0.52-0.92x);
+//  - 32-39 tiles win the forward and the weight gradient with up to 1024 channels: OverFeat's
+//    12x12 layers at batch 4 (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at batch 8 (32)
+//    0.75-0.94x, 3x3 512 on 24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too
+//    (0.71-0.97x), except on 14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512
+//    channels 1.22-1.30x, 128 1.21x slower, so it needs 36 tiles there;
+//  - 24-27 tiles with 512 channels lost the data and weight gradients (1.1-1.3x): the rule
+//    below 32 is the one from Zen 4's 16 tiles.
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
   if (tiles >= 40) return true;
+  if (tiles >= 32 && (dir != FC_DIR_BACKWARD_DATA || tiles >= 36 || s.howo < 64)) return true;
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 
