@@ -95,6 +95,14 @@ void relu_forward(const py::array &x, py::array &y) {
       [&] { return fc_relu_forward(t, (int64_t)x.size(), x.data(), y.mutable_data()); }));
 }
 
+void add_inplace(py::array &acc, const py::array &x) {
+  fc_dtype t = dtype_of(acc, "acc");
+  check_array(acc, "acc", t, (int64_t)acc.size(), true);
+  check_array(x, "x", t, (int64_t)acc.size(), false);
+  check(fcpy::call(
+      [&] { return fc_add_inplace(t, (int64_t)acc.size(), acc.mutable_data(), x.data()); }));
+}
+
 void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, (int64_t)dy.size(), false);
@@ -355,6 +363,7 @@ PYBIND11_MODULE(_core, m) {
         "fc_conv2d_cost: the cost estimate, None when algo cannot run desc.");
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
+  m.def("add_inplace", &add_inplace, py::arg("acc"), py::arg("x"));
   m.def("softmax_cross_entropy_forward", &xent_forward, py::arg("x"), py::arg("target"),
         py::arg("outer"), py::arg("c"), py::arg("inner"), py::arg("loss"), py::arg("lse"));
   m.def("softmax_cross_entropy_backward", &xent_backward, py::arg("x"), py::arg("target"),

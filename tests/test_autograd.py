@@ -266,6 +266,55 @@ def test_leaf_grad_never_shares_memory_with_graph_arrays():
     assert not np.shares_memory(w.grad, w.data) and not np.shares_memory(w.grad, x.data)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_gradients_of_one_tensor_are_summed_in_place(dtype, monkeypatch):
+    """A tensor used twice (a residual block's input) gets the second gradient added into the
+    first in place (threaded, no new array) when the first is an array a built-in backward made:
+    the sum is NumPy's, bitwise; an array a user's Function returns (it may keep it) is never
+    written, nor the upstream gradient."""
+    from fastconv import _core, autograd
+
+    calls = []
+    real = _core.add_inplace
+    monkeypatch.setattr(_core, "add_inplace", lambda a, b: (calls.append(a.shape), real(a, b)))
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 40_000)).astype(dtype)
+    w = rng.standard_normal((3, 40_000)).astype(dtype)
+    up = rng.standard_normal((3, 40_000)).astype(dtype)
+    pristine = up.copy()
+    x = Tensor(a, requires_grad=True)
+    h = x * 2.0  # h feeds two branches: its two gradients are fresh arrays of its full size
+    out = h * Tensor(w) + F.relu(h)
+    out.backward(up)
+    g_h = up * w + np.where(2.0 * a > 0, up, 0)
+    np.testing.assert_array_equal(x.grad, (g_h * 2.0).astype(dtype))
+    np.testing.assert_array_equal(up, pristine)
+    assert calls == [(3, 40_000)]
+
+    kept = np.ones((4, 5), dtype)
+
+    class Keeps(Function):  # returns an array it holds on to, every call
+        @staticmethod
+        def forward(ctx, t):
+            return t * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return kept
+
+    calls.clear()
+    y = Tensor(np.zeros((4, 5), dtype), requires_grad=True)
+    m = y * 3.0
+    (Keeps.apply(m) + m * 2.0).backward(np.ones((4, 5), dtype))
+    np.testing.assert_array_equal(kept, 1.0)
+    np.testing.assert_array_equal(y.grad, np.full((4, 5), 9.0))
+    assert autograd._add_into(np.ones(3), np.ones(3)) is True
+    assert autograd._add_into(np.ones(4)[::2], np.ones(2)) is False  # not contiguous
+    assert autograd._add_into(np.ones(2, np.float32), np.ones(2)) is False  # dtypes differ
+    b = np.ones(4)
+    assert autograd._add_into(b[:2], b[1:3]) is False  # overlapping
+
+
 def test_no_grad_records_nothing():
     x = Tensor(np.ones(2), requires_grad=True)
     with no_grad():

@@ -59,7 +59,9 @@ def lib():
     lib.fc_softmax_cross_entropy_backward.argtypes = [Int, L, L, L, P, P, P, P, P]
     lib.fc_sgd_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
     lib.fc_adam_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(AdamArgs)]
+    lib.fc_add_inplace.argtypes = [Int, L, P, P]
     for f in (
+        "fc_add_inplace",
         "fc_batch_norm_forward",
         "fc_batch_norm_backward",
         "fc_softmax_cross_entropy_forward",
@@ -111,6 +113,30 @@ def test_batch_norm_forward_and_backward(lib):
         == FC_OK
     )
     np.testing.assert_array_equal(dr, np.where(y > 0, dy, 0))
+
+
+@pytest.mark.parametrize("t,dtype", [(F32, np.float32), (F64, np.float64)])
+def test_add_inplace(lib, t, dtype):
+    """acc += x over several parallel chunks, bitwise NumPy's sum; x itself may be acc."""
+    rng = np.random.default_rng(1)
+    acc = rng.standard_normal(200_003).astype(dtype)
+    x = rng.standard_normal(acc.size).astype(dtype)
+    ref, x0 = acc + x, x.copy()
+    assert lib.fc_add_inplace(t, acc.size, ptr(acc), ptr(x)) == FC_OK
+    np.testing.assert_array_equal(acc, ref)
+    np.testing.assert_array_equal(x, x0)
+    assert lib.fc_add_inplace(t, acc.size, ptr(acc), ptr(acc)) == FC_OK
+    np.testing.assert_array_equal(acc, ref + ref)
+    assert lib.fc_add_inplace(t, 0, None, None) == FC_OK
+
+
+def test_add_inplace_bad_arguments(lib):
+    a = np.zeros(4)
+    assert lib.fc_add_inplace(7, 4, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_add_inplace(F64, -1, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_add_inplace(F64, 4, None, ptr(a)) == FC_EINVAL
+    assert lib.fc_add_inplace(F64, 4, ptr(a), None) == FC_EINVAL
+    assert lib.fc_add_inplace(F64, 2**62, ptr(a), ptr(a)) == FC_EOVERFLOW
 
 
 def test_batch_norm_bad_arguments(lib):

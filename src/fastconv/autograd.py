@@ -248,6 +248,26 @@ def _root(a):
     return a
 
 
+def _add_into(acc: np.ndarray, g: np.ndarray) -> bool:
+    """acc += g in one threaded pass where both are C-contiguous float arrays of one dtype and
+    shape that do not overlap (a residual block's input gets two gradients of its full size:
+    NumPy's acc + g runs on one core and allocates the sum). False: nothing done."""
+    if not (
+        isinstance(acc, np.ndarray)
+        and isinstance(g, np.ndarray)
+        and acc.dtype == g.dtype
+        and acc.dtype in (np.float32, np.float64)
+        and acc.shape == g.shape
+        and acc.flags.c_contiguous
+        and acc.flags.writeable
+        and g.flags.c_contiguous
+        and not np.may_share_memory(acc, g)
+    ):
+        return False
+    _core.add_inplace(acc, g)
+    return True
+
+
 def _topological_order(root):
     """Nodes reachable from root through tensors that require grad, inputs before outputs."""
     order, seen, stack = [], set(), [(root, False)]
@@ -459,6 +479,7 @@ class Tensor:
                     if isinstance(inp, Tensor) and inp.requires_grad and inp._ctx is None:
                         leaf_uses[id(inp)] = leaf_uses.get(id(inp), 0) + 1
         fresh = set()
+        summable = set()  # pending gradients a second one may be added into in place
 
         def settle(node, g):  # a leaf's (or retained tensor's) .grad; a leaf's hooks
             if (
@@ -485,6 +506,9 @@ class Tensor:
                 continue
             in_grads = ctx.fn.backward(ctx, g)
             del g
+            # fastconv's own backward functions return arrays they made for this walk; a user's
+            # Function may return one it keeps, so a sum never goes into that
+            builtin = ctx.fn.__module__.startswith("fastconv.")
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             for inp, ig in zip(ctx.inputs, in_grads):
@@ -501,11 +525,19 @@ class Tensor:
                     own = isinstance(r, np.ndarray) and r.flags.owndata and not was_handed(r)
                     hand(r)
                     grads[id(inp)] = ig
+                    if own and builtin:
+                        summable.add(id(inp))
+                    else:
+                        summable.discard(id(inp))
+                elif id(inp) in summable and _add_into(prev, ig):
+                    own = True  # summed into prev, an array only this walk holds
+                    hand(_root(ig))  # (spent now)
                 else:
                     own = True
                     grads[id(inp)] = prev + ig
                     hand(grads[id(inp)])
                     hand(_root(ig))  # ig itself may be a view of a fresh array: spent now
+                    summable.add(id(inp))
                 if own:
                     fresh.add(id(inp))
                 else:

@@ -310,6 +310,10 @@ FC_API fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y);
 /* Gradient of ReLU from its output: dx[i] = y[i] > 0 ? dy[i] : 0 for i < n; dx may be dy. */
 FC_API fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx);
 
+/* acc[i] += x[i] for i < n (one rounding per element, as NumPy's and PyTorch's add); x may be
+ * acc. */
+FC_API fc_status fc_add_inplace(fc_dtype t, int64_t n, void *acc, const void *x);
+
 /* ---- batch normalisation (training and eval) ----
  * x is (n, c, hw): channel ch of image i is the plane x + (i*c + ch)*hw. Per channel,
  *   y = (x - mean) * invstd * weight + bias (+ residual), then act (FC_ACT_NONE or FC_ACT_RELU).
