@@ -13,6 +13,10 @@ struct PoolRow {
   int64_t ih0, dil_h, nr;      // first input row, row step (dilation), number of rows (>= 1)
   int64_t iw0, sw, dil_w, kw;  // first tap's column for o = 0, output stride, dilation, taps (>= 1)
   int64_t n;                   // outputs
+  // Where the switches point (max_row's idx), when the taps are read from a padded copy of the
+  // plane rather than the plane: tap (r, j) of output o is switch ibase + r*dil_h*ixw + o*sw +
+  // j*dil_w. ixw == 0: the plane itself, (ih0 + r*dil_h)*xw + iw0 + o*sw + j*dil_w.
+  int64_t ixw = 0, ibase = 0;
 };
 
 template <class T>
@@ -20,6 +24,7 @@ struct PoolUKernels {
   // y[o] = the maximum of output o's taps, scanned row by row (PyTorch's order): a tap replaces
   // the running maximum when it is greater or NaN, so ties keep the first and the last NaN wins.
   // idx (may be NULL) receives the winner's flat index in the plane, (ih0 + r*dil_h)*xw + iw + ...
+  // (or in the ixw-wide plane, see PoolRow)
   void (*max_row)(const T *x, const PoolRow &r, T *y, int64_t *idx);
   // y[o] = the sum of output o's taps in scan order, from 0 (PyTorch's order, so the same bits).
   void (*sum_row)(const T *x, const PoolRow &r, T *y);

@@ -69,10 +69,66 @@ inline int64_t end_index(int64_t o, int64_t out, int64_t in) {
   return ((o + 1) * in + out - 1) / out;
 }
 
+// The bordered-plane path (pool.h): a zero border adds +0.0 to sums that start from +0.0, which
+// changes no bit, so every window is one sum_row tap scan. Divisors are per row times per column
+// (a window is rows x columns of its plane and padding); a window with no input element is 0
+// (its sum, 0, over 1).
+template <class T>
+fc_status avg_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp, bool incl,
+                                      int64_t divisor, const T *x, T *y) {
+  const PoolUKernels<T> &uk = pool_ukernels<T>();
+  const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
+  // The sums go to `wide`, rows pp.wp apart: at unit stride one sum_row call over the flat run
+  // of ho rows of the bordered plane (the columns past wo of each row are computed and dropped).
+  const int64_t wlen = s.ho * pp.wp, per = pp.size + wlen;
+  Buffer<T> bufs(nt * per);
+  Buffer<T> divs(wlen);  // every output's divisor, as `wide` (1 where a window holds no input)
+  if (!bufs.ok() || !divs.ok())
+    return fail(FC_ENOMEM, "avg_pool2d: cannot allocate the bordered planes");
+  // the window's extent along one axis: 0 without an input element, else what it divides by
+  auto extent = [&](int64_t o, int64_t st, int64_t pad, int64_t k, int64_t in) -> int64_t {
+    const int64_t a = o * st - pad, b = std::min(a + k, in + pad);
+    const int64_t inside = std::min(b, in) - std::max<int64_t>(a, 0);
+    return inside <= 0 ? 0 : incl ? b - a : inside;
+  };
+  std::fill(divs.get(), divs.get() + wlen, T(1));
+  for (int64_t oh = 0; oh < s.ho; ++oh)
+    for (int64_t ow = 0; ow < s.wo; ++ow) {
+      const int64_t r = extent(oh, s.sh, s.ph, s.kh, s.in_h),
+                    c = extent(ow, s.sw, s.pw, s.kw, s.in_w);
+      if (r && c) divs.get()[oh * pp.wp + ow] = (T)(divisor ? divisor : r * c);
+    }
+  const bool flat = s.sh == 1 && s.sw == 1;
+#pragma omp parallel num_threads(nt)
+  {
+    T *buf = bufs.get() + omp_get_thread_num() * per, *wide = buf + pp.size;
+    std::fill(buf, buf + per, T(0));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < s.planes; ++p) {
+      copy_into_border(s, pp, x + p * s.hw, buf);
+      if (flat)
+        uk.sum_row(buf, PoolRow{pp.wp, 0, 1, s.kh, 0, 1, 1, s.kw, (s.ho - 1) * pp.wp + s.wo}, wide);
+      else
+        for (int64_t oh = 0; oh < s.ho; ++oh)
+          uk.sum_row(buf, PoolRow{pp.wp, oh * s.sh, 1, s.kh, 0, s.sw, 1, s.kw, s.wo},
+                     wide + oh * pp.wp);
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        const T *__restrict w = wide + oh * pp.wp, *__restrict d = divs.get() + oh * pp.wp;
+        T *__restrict yr = y + (p * s.ho + oh) * s.wo;
+#pragma omp simd
+        for (int64_t ow = 0; ow < s.wo; ++ow) yr[ow] = w[ow] / d[ow];
+      }
+    }
+  }
+  return FC_OK;
+}
+
 }  // namespace
 
 template <class T>
 fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, const T *x, T *y) {
+  PaddedPlane pp;
+  if (use_padded_plane(s, &pp)) return avg_pool2d_forward_bordered(s, pp, incl, divisor, x, y);
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   int64_t lo, hi;  // interior columns: the whole window inside the plane
   valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1), s.wo, &lo, &hi);

@@ -4,12 +4,14 @@
 // The windows of a row whose taps all lie inside the plane go to the ISA's max_row micro-kernel
 // (vectorised over the row's outputs, y and switches written in the same pass); the few at the
 // left/right edges take PyTorch's scalar loop, which defines every case (padding, dilation, a
-// window with no input element).
+// window with no input element). Small padded planes take bordered copies instead (pool.h).
 //
 // Switch entries (backward, unpool, unpool backward): every switch is checked against its plane
 // before anything is written; then each plane is zeroed and scattered (or gathered) in one pass,
 // the zeroing running just ahead of the scatter. Planes are independent: threads split planes
 // and never collide.
+#include <omp.h>
+
 #include <cstring>
 #include <limits>
 
@@ -114,10 +116,65 @@ void zero_and_scatter(T *d, int64_t hw, const int64_t *q, const T *v, int64_t n,
   if (zeroed < hw) std::memset(d + zeroed, 0, sizeof(T) * (hw - zeroed));
 }
 
+// The bordered-plane path (pool.h): planes split over the threads. Without switches at unit
+// stride, one micro-kernel call over the flat run of ho rows of the copy (the columns past wo
+// computed and dropped): one call and no tail per plane instead of one and a masked tail per
+// row (pool_api.cpp has the measurements). Otherwise every output row is one call reading the
+// copy, switches mapped back to the plane (PoolRow::ixw). A
+// window of -inf only, or of border only (a dilated window can miss the plane), would point its
+// switch into the border: those windows take the scalar loop.
+template <class T>
+fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp, const T *x, T *y,
+                                      int64_t *idx) {
+  const PoolUKernels<T> &uk = pool_ukernels<T>();
+  const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
+  const bool flat = !idx && s.sw == 1 && s.sh == 1;
+  const int64_t per = pp.size + (flat ? s.ho * pp.wp : 0);
+  Buffer<T> bufs(nt * per);
+  if (!bufs.ok()) return fail(FC_ENOMEM, "max_pool2d: cannot allocate the bordered planes");
+  constexpr T lowest = -std::numeric_limits<T>::infinity();
+#pragma omp parallel num_threads(nt)
+  {
+    T *buf = bufs.get() + omp_get_thread_num() * per, *wide = buf + pp.size;
+    std::fill(buf, buf + pp.size, lowest);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < s.planes; ++p) {
+      const T *plane = x + p * s.hw;
+      copy_into_border(s, pp, plane, buf);
+      if (flat) {  // (as avg_pool2d_forward_bordered: one run over ho rows of the copy)
+        uk.max_row(buf,
+                   PoolRow{pp.wp, 0, s.dil_h, s.kh, 0, 1, s.dil_w, s.kw, (s.ho - 1) * pp.wp + s.wo},
+                   wide, nullptr);
+        for (int64_t oh = 0; oh < s.ho; ++oh)
+          std::copy(wide + oh * pp.wp, wide + oh * pp.wp + s.wo, y + (p * s.ho + oh) * s.wo);
+        continue;
+      }
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        T *yr = y + (p * s.ho + oh) * s.wo;
+        int64_t *ir = idx ? idx + (p * s.ho + oh) * s.wo : nullptr;
+        PoolRow row{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo};
+        row.ixw = s.in_w;
+        row.ibase = (oh * s.sh - s.ph) * s.in_w - s.pw;
+        uk.max_row(buf, row, yr, ir);
+        if (!ir) continue;
+        for (int64_t ow = 0; ow < s.wo; ++ow)
+          if (yr[ow] == lowest) {
+            const int64_t ih = oh * s.sh - s.ph;
+            max_window(s, plane, first_in_range(ih, s.dil_h),
+                       std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h), ow, yr + ow, ir + ow);
+          }
+      }
+    }
+  }
+  return FC_OK;
+}
+
 }  // namespace
 
 template <class T>
 fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx) {
+  PaddedPlane pp;
+  if (use_padded_plane(s, &pp)) return max_pool2d_forward_bordered(s, pp, x, y, idx);
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dil_w <= in_w - 1.
   int64_t lo, hi;

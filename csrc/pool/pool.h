@@ -31,6 +31,29 @@ inline void window_rows(int64_t start, int64_t step, int64_t k, int64_t size, in
   *hi = start > size - 1 ? 0 : std::min(k, (size - 1 - start) / step + 1);
 }
 
+// Small padded planes: a row of GoogLeNet's 3x3/1 pools on 14x14 planes is two scalar edge
+// windows, one micro-kernel call and a masked vector tail for a dozen outputs. Those pools copy
+// each plane into a bordered one first (-inf for max, 0 for avg: a border tap changes no
+// window's result or its bits) that holds every window, so every window is interior, and at
+// unit stride all rows of a plane are one flat run of the micro-kernel (use_padded_plane in
+// pool_api.cpp has the measurements).
+struct PaddedPlane {
+  int64_t hp, wp;  // the bordered plane, input element (ih, iw) at (ih + ph, iw + pw)
+  int64_t size;    // elements per thread's copy (with slack for the vector tails)
+};
+bool use_padded_plane(const PoolShape &s, PaddedPlane *pp);
+
+// One plane into its bordered copy; the border itself is written once per buffer (it never
+// changes: every plane writes the same interior positions).
+template <class T>
+inline void copy_into_border(const PoolShape &s, const PaddedPlane &pp, const T *plane, T *buf) {
+  for (int64_t ih = 0; ih < s.in_h; ++ih) {
+    const T *__restrict src = plane + ih * s.in_w;
+    T *__restrict dst = buf + (ih + s.ph) * pp.wp + s.pw;
+    for (int64_t iw = 0; iw < s.in_w; ++iw) dst[iw] = src[iw];
+  }
+}
+
 // maxpool.cpp. The switch entries check every switch first; they return FC_EINVAL (with the
 // first bad switch in the message) before writing anything.
 template <class T>
