@@ -116,11 +116,12 @@ void zero_and_scatter(T *d, int64_t hw, const int64_t *q, const T *v, int64_t n,
   if (zeroed < hw) std::memset(d + zeroed, 0, sizeof(T) * (hw - zeroed));
 }
 
-// The bordered-plane path (pool.h): planes split over the threads. Without switches at unit
-// stride, one micro-kernel call over the flat run of ho rows of the copy (the columns past wo
-// computed and dropped): one call and no tail per plane instead of one and a masked tail per
-// row (pool_api.cpp has the measurements). Otherwise every output row is one call reading the
-// copy, switches mapped back to the plane (PoolRow::ixw). A
+// The bordered-plane path (pool.h): planes split over the threads. At unit stride one
+// micro-kernel call covers the flat run of ho rows of the copy (the columns past wo computed
+// and dropped): one call and no tail per plane instead of one and a masked tail per row
+// (pool_api.cpp has the measurements). Other strides: one call per output row of the copy.
+// Switches are mapped back to the plane (PoolRow::ixw); in a flat run output (oh, ow) sits at
+// oh*wp + ow, so its switch is off by oh*(wp - in_w), put right when it is copied out. A
 // window of -inf only, or of border only (a dilated window can miss the plane), would point its
 // switch into the border: those windows take the scalar loop.
 template <class T>
@@ -128,42 +129,56 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
                                       int64_t *idx) {
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
-  const bool flat = !idx && s.sw == 1 && s.sh == 1;
-  const int64_t per = pp.size + (flat ? s.ho * pp.wp : 0);
+  const bool flat = s.sw == 1 && s.sh == 1;
+  const int64_t wlen = flat ? s.ho * pp.wp : 0, per = pp.size + wlen;
   Buffer<T> bufs(nt * per);
-  if (!bufs.ok()) return fail(FC_ENOMEM, "max_pool2d: cannot allocate the bordered planes");
+  Buffer<int64_t> ibufs(idx ? nt * wlen : 0);
+  if (!bufs.ok() || !ibufs.ok())
+    return fail(FC_ENOMEM, "max_pool2d: cannot allocate the bordered planes");
   constexpr T lowest = -std::numeric_limits<T>::infinity();
 #pragma omp parallel num_threads(nt)
   {
-    T *buf = bufs.get() + omp_get_thread_num() * per, *wide = buf + pp.size;
+    const int tid = omp_get_thread_num();
+    T *buf = bufs.get() + tid * per, *wide = buf + pp.size;
+    int64_t *iwide = idx ? ibufs.get() + tid * wlen : nullptr;
     std::fill(buf, buf + pp.size, lowest);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < s.planes; ++p) {
       const T *plane = x + p * s.hw;
+      T *yp = y + p * s.howo;
+      int64_t *ip = idx ? idx + p * s.howo : nullptr;
       copy_into_border(s, pp, plane, buf);
-      if (flat) {  // (as avg_pool2d_forward_bordered: one run over ho rows of the copy)
-        uk.max_row(buf,
-                   PoolRow{pp.wp, 0, s.dil_h, s.kh, 0, 1, s.dil_w, s.kw, (s.ho - 1) * pp.wp + s.wo},
-                   wide, nullptr);
-        for (int64_t oh = 0; oh < s.ho; ++oh)
-          std::copy(wide + oh * pp.wp, wide + oh * pp.wp + s.wo, y + (p * s.ho + oh) * s.wo);
-        continue;
+      if (flat) {
+        PoolRow run{pp.wp, 0, s.dil_h, s.kh, 0, 1, s.dil_w, s.kw, (s.ho - 1) * pp.wp + s.wo};
+        run.ixw = s.in_w;
+        run.ibase = -s.ph * s.in_w - s.pw;
+        uk.max_row(buf, run, wide, iwide);
+        for (int64_t oh = 0; oh < s.ho; ++oh) {
+          std::copy(wide + oh * pp.wp, wide + oh * pp.wp + s.wo, yp + oh * s.wo);
+          if (!ip) continue;
+          const int64_t fix = oh * (s.in_w - pp.wp);
+          const int64_t *__restrict from = iwide + oh * pp.wp;
+          int64_t *__restrict to = ip + oh * s.wo;
+#pragma omp simd
+          for (int64_t ow = 0; ow < s.wo; ++ow) to[ow] = from[ow] + fix;
+        }
+      } else {
+        for (int64_t oh = 0; oh < s.ho; ++oh) {
+          PoolRow row{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo};
+          row.ixw = s.in_w;
+          row.ibase = (oh * s.sh - s.ph) * s.in_w - s.pw;
+          uk.max_row(buf, row, yp + oh * s.wo, ip ? ip + oh * s.wo : nullptr);
+        }
       }
-      for (int64_t oh = 0; oh < s.ho; ++oh) {
-        T *yr = y + (p * s.ho + oh) * s.wo;
-        int64_t *ir = idx ? idx + (p * s.ho + oh) * s.wo : nullptr;
-        PoolRow row{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo};
-        row.ixw = s.in_w;
-        row.ibase = (oh * s.sh - s.ph) * s.in_w - s.pw;
-        uk.max_row(buf, row, yr, ir);
-        if (!ir) continue;
+      if (!ip) continue;
+      for (int64_t oh = 0; oh < s.ho; ++oh)
         for (int64_t ow = 0; ow < s.wo; ++ow)
-          if (yr[ow] == lowest) {
+          if (yp[oh * s.wo + ow] == lowest) {
             const int64_t ih = oh * s.sh - s.ph;
             max_window(s, plane, first_in_range(ih, s.dil_h),
-                       std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h), ow, yr + ow, ir + ow);
+                       std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h), ow, yp + oh * s.wo + ow,
+                       ip + oh * s.wo + ow);
           }
-      }
     }
   }
   return FC_OK;

@@ -9,8 +9,8 @@ namespace fc {
 // Padded pools on rows of at most 32 outputs, 64 at unit stride (the edge windows' share of a
 // row), with planes to share among the threads and a copy that stays in the L2. Measured (AVX2
 // EPYC, 1 and 2 threads, in one process alternating with the row path, best of 20-30): max 3x3/1
-// without switches on GoogLeNet's 7x7-28x28 planes 0.45-0.7x the row path's time, with switches
-// 0.85-1.1x; avg 3x3/1 on Inception's 8x8-35x35 planes 0.33-0.7x. A stride-2 pool on a 112x112
+// without switches on GoogLeNet's 7x7-28x28 planes 0.35-0.6x the row path's time, with switches
+// 0.65-1.05x; avg 3x3/1 on Inception's 8x8-35x35 planes 0.33-0.7x. A stride-2 pool on a 112x112
 // plane (ResNet's, one edge window in 56) ran 1.1-1.5x slower bordered, and one whose only edge
 // windows are ceil_mode's last (GoogLeNet's unpadded 3x3/2) no faster: neither takes it.
 bool use_padded_plane(const PoolShape &s, PaddedPlane *pp) {
