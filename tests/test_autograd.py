@@ -558,6 +558,27 @@ def test_relu_kernels_match_numpy(dtype, layout):
     np.testing.assert_array_equal(a, pristine)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_of_a_strided_gradient(dtype):
+    """ReLUs feeding a concat get their gradients as strided slices of the concat's: the
+    threaded kernel still masks them (PyTorch's threshold_backward: 0 where y <= 0, whatever
+    the gradient there), and the upstream gradient is left as it was."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((3, 5, 40, 41)).astype(dtype)
+    b = rng.standard_normal((3, 2, 40, 41)).astype(dtype)
+    a[0, 0, 0, :3] = [0.0, -0.0, np.nan]
+    ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    out = concat([F.relu(ta), F.relu(tb)], axis=1)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    g[0, 1, 0, 0] = np.inf  # where y <= 0: still 0
+    pristine = g.copy()
+    out.backward(g)
+    np.testing.assert_array_equal(ta.grad, np.where(np.maximum(a, 0) > 0, g[:, :5], 0))
+    np.testing.assert_array_equal(tb.grad, np.where(b > 0, g[:, 5:], 0))
+    assert ta.grad.dtype == dtype
+    np.testing.assert_array_equal(g, pristine)
+
+
 def test_relu_kernel_rejects_mismatched_buffers():
     from fastconv import _core
 
