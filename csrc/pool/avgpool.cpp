@@ -128,7 +128,8 @@ fc_status avg_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
 template <class T>
 fc_status avg_pool2d_forward(const PoolShape &s, bool incl, int64_t divisor, const T *x, T *y) {
   PaddedPlane pp;
-  if (use_padded_plane(s, &pp)) return avg_pool2d_forward_bordered(s, pp, incl, divisor, x, y);
+  if (use_padded_plane(s, false, &pp))
+    return avg_pool2d_forward_bordered(s, pp, incl, divisor, x, y);
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   int64_t lo, hi;  // interior columns: the whole window inside the plane
   valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1), s.wo, &lo, &hi);

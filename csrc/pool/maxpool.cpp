@@ -119,9 +119,10 @@ void zero_and_scatter(T *d, int64_t hw, const int64_t *q, const T *v, int64_t n,
 // The bordered-plane path (pool.h): planes split over the threads. At unit stride one
 // micro-kernel call covers the flat run of ho rows of the copy (the columns past wo computed
 // and dropped): one call and no tail per plane instead of one and a masked tail per row
-// (pool_api.cpp has the measurements). Other strides: one call per output row of the copy.
-// Switches are mapped back to the plane (PoolRow::ixw); in a flat run output (oh, ow) sits at
-// oh*wp + ow, so its switch is off by oh*(wp - in_w), put right when it is copied out. A
+// (pool_api.cpp has the measurements). Other strides, without switches only: one call per
+// output row of the copy. Switches are mapped back to the plane (PoolRow::ixw); in a flat run
+// output (oh, ow) sits at oh*wp + ow, so its switch is off by oh*(wp - in_w), put right when it
+// is copied out. A
 // window of -inf only, or of border only (a dilated window can miss the plane), would point its
 // switch into the border: those windows take the scalar loop.
 template <class T>
@@ -162,13 +163,10 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
 #pragma omp simd
           for (int64_t ow = 0; ow < s.wo; ++ow) to[ow] = from[ow] + fix;
         }
-      } else {
-        for (int64_t oh = 0; oh < s.ho; ++oh) {
-          PoolRow row{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo};
-          row.ixw = s.in_w;
-          row.ibase = (oh * s.sh - s.ph) * s.in_w - s.pw;
-          uk.max_row(buf, row, yp + oh * s.wo, ip ? ip + oh * s.wo : nullptr);
-        }
+      } else {  // (no switches here: use_padded_plane)
+        for (int64_t oh = 0; oh < s.ho; ++oh)
+          uk.max_row(buf, PoolRow{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo},
+                     yp + oh * s.wo, nullptr);
       }
       if (!ip) continue;
       for (int64_t oh = 0; oh < s.ho; ++oh)
@@ -189,7 +187,8 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
 template <class T>
 fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx) {
   PaddedPlane pp;
-  if (use_padded_plane(s, &pp)) return max_pool2d_forward_bordered(s, pp, x, y, idx);
+  if (use_padded_plane(s, idx != nullptr, &pp))
+    return max_pool2d_forward_bordered(s, pp, x, y, idx);
   const PoolUKernels<T> &uk = pool_ukernels<T>();
   // Interior columns [lo, hi): ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dil_w <= in_w - 1.
   int64_t lo, hi;

@@ -41,7 +41,7 @@ struct PaddedPlane {
   int64_t hp, wp;  // the bordered plane, input element (ih, iw) at (ih + ph, iw + pw)
   int64_t size;    // elements per thread's copy (with slack for the vector tails)
 };
-bool use_padded_plane(const PoolShape &s, PaddedPlane *pp);
+bool use_padded_plane(const PoolShape &s, bool switches, PaddedPlane *pp);
 
 // One plane into its bordered copy; the border itself is written once per buffer (it never
 // changes: every plane writes the same interior positions).

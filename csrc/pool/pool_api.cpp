@@ -6,15 +6,21 @@
 
 namespace fc {
 
-// Padded pools on rows of at most 32 outputs, 64 at unit stride (the edge windows' share of a
-// row), with planes to share among the threads and a copy that stays in the L2. Measured (AVX2
-// EPYC, 1 and 2 threads, in one process alternating with the row path, best of 20-30): max 3x3/1
-// without switches on GoogLeNet's 7x7-28x28 planes 0.35-0.6x the row path's time, with switches
-// 0.65-1.05x; avg 3x3/1 on Inception's 8x8-35x35 planes 0.33-0.7x. A stride-2 pool on a 112x112
-// plane (ResNet's, one edge window in 56) ran 1.1-1.5x slower bordered, and one whose only edge
-// windows are ceil_mode's last (GoogLeNet's unpadded 3x3/2) no faster: neither takes it.
-bool use_padded_plane(const PoolShape &s, PaddedPlane *pp) {
-  if (s.wo > (s.sw == 1 ? 64 : 32) || s.planes < 2 || (s.ph == 0 && s.pw == 0)) return false;
+// Padded pools with planes to share among the threads, a copy that stays in the L2, and rows
+// of at most 64 outputs at unit stride, or 16 at other strides without switches (the edge
+// windows' share of a row). Measured (AVX2 EPYC, 1 and 2 threads, in one process alternating
+// with the row path, best of 20-30):
+//  - 3x3/1: max without switches on GoogLeNet's 7x7-28x28 planes 0.35-0.6x the row path's time,
+//    with switches 0.65-1.05x; avg on Inception's 8x8-35x35 planes 0.33-0.7x;
+//  - 3x3/2 and 2x2/2 (batch 4-8, 64-256 channels) to rows of 9-16 outputs: max without
+//    switches 0.7-0.9x, avg 0.65-0.85x; to 28 (56x56 planes) 1.05-1.25x; max with switches
+//    1.0-1.4x at every width tried (9-28);
+//  - ResNet's 3x3/2 on 112x112 (one edge window in 56) 1.1-1.5x, GoogLeNet's unpadded
+//    ceil-mode pools (only the last window at an edge) no faster: neither takes it.
+bool use_padded_plane(const PoolShape &s, bool switches, PaddedPlane *pp) {
+  const bool unit = s.sh == 1 && s.sw == 1;
+  if (s.wo > (unit ? 64 : switches ? 0 : 16) || s.planes < 2 || (s.ph == 0 && s.pw == 0))
+    return false;
   // the extent every window reaches, in bordered coordinates
   const int64_t hp = std::max(s.in_h + s.ph, (s.ho - 1) * s.sh + (s.kh - 1) * s.dil_h + 1);
   const int64_t wp = std::max(s.in_w + s.pw, (s.wo - 1) * s.sw + (s.kw - 1) * s.dil_w + 1);
