@@ -8,40 +8,24 @@
 
 namespace fc {
 
-// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dil_h, ow*sw - pw + j*dil_w] (0 outside),
-// for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
-template <class T>
-void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
-                  int64_t ld) {
+// The walk im2col_block and col2im_block share: for channels c < nch, taps (i, j) and the
+// positions [p0, p1) cut at output-row ends, f(c, tap, rel, ih, ow0, ow1, a, b, off) per stretch
+// of output row oh, columns [ow0, ow1): tap = (c*kh + i)*kw + j is the column-matrix row;
+// position oh*wo + ow lies at rel + ow in it; ih is the input row (maybe outside the plane);
+// columns [a, b) read input column ow*sw + off inside the plane.
+template <class F>
+inline void for_each_tap_stretch(const ConvShape &s, int64_t nch, int64_t p0, int64_t p1, F f) {
   for (int64_t c = 0; c < nch; ++c) {
-    const T *xc = x + c * s.hw;
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
-        T *dst = col + ((c * s.kh + i) * s.kw + j) * ld - p0;  // dst[p]
-        const int64_t off = j * s.dil_w - s.pw;
+        const int64_t tap = (c * s.kh + i) * s.kw + j, off = j * s.dil_w - s.pw;
         int64_t lo, hi;
         valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
         for (int64_t p = p0; p < p1;) {
           const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
           const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
-          T *d = dst + p - ow0;  // d[ow] for this output row
-          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
-          if (ih < 0 || ih >= s.in_h) {
-            std::fill(d + ow0, d + ow1, T(0));
-          } else {
-            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            const T *xr = xc + ih * s.in_w;
-            std::fill(d + ow0, d + a, T(0));
-            if (s.sw == 1) {
-              if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
-            } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
-              const T *src = xr + 2 * a + off;
-              for (int64_t q = 0; q < b - a; ++q) d[a + q] = src[2 * q];
-            } else {
-              for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
-            }
-            std::fill(d + b, d + ow1, T(0));
-          }
+          const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+          f(c, tap, p - p0 - ow0, oh * s.sh - s.ph + i * s.dil_h, ow0, ow1, a, b, off);
           p += ow1 - ow0;
         }
       }
@@ -49,37 +33,49 @@ void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64
   }
 }
 
+// col[(c*kh + i)*kw + j][p - p0] = x[c, oh*sh - ph + i*dil_h, ow*sw - pw + j*dil_w] (0 outside),
+// for channels c < nch of x (one image, first channel of the range) and positions p in [p0, p1).
+template <class T>
+void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64_t p1, T *col,
+                  int64_t ld) {
+  for_each_tap_stretch(s, nch, p0, p1,
+                       [&](int64_t c, int64_t tap, int64_t rel, int64_t ih, int64_t ow0,
+                           int64_t ow1, int64_t a, int64_t b, int64_t off) {
+    T *d = col + tap * ld + rel;  // d[ow] for this output row
+    if (ih < 0 || ih >= s.in_h) {
+      std::fill(d + ow0, d + ow1, T(0));
+      return;
+    }
+    const T *xr = x + c * s.hw + ih * s.in_w;
+    std::fill(d + ow0, d + a, T(0));
+    if (s.sw == 1) {
+      if (b > a) std::memcpy(d + a, xr + a + off, (b - a) * sizeof(T));
+    } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
+      const T *src = xr + 2 * a + off;
+      for (int64_t q = 0; q < b - a; ++q) d[a + q] = src[2 * q];
+    } else {
+      for (int64_t ow = a; ow < b; ++ow) d[ow] = xr[ow * s.sw + off];
+    }
+    std::fill(d + b, d + ow1, T(0));
+  });
+}
+
 // The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
 template <class T>
 void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0, int64_t p1,
                   T *dx) {
-  for (int64_t c = 0; c < nch; ++c) {
-    T *dc = dx + c * s.hw;
-    for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const T *src = col + ((c * s.kh + i) * s.kw + j) * ld - p0;
-        const int64_t off = j * s.dil_w - s.pw;
-        int64_t lo, hi;
-        valid_range(off, s.sw, s.in_w, s.wo, &lo, &hi);
-        for (int64_t p = p0; p < p1;) {
-          const int64_t oh = p / s.wo, ow0 = p - oh * s.wo;
-          const int64_t ow1 = std::min(s.wo, ow0 + (p1 - p));
-          const T *d = src + p - ow0;
-          const int64_t ih = oh * s.sh - s.ph + i * s.dil_h;
-          if (ih >= 0 && ih < s.in_h) {
-            const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-            T *xr = dc + ih * s.in_w;  // (+ off per element: dc + off alone can lie far outside dx)
-            if (s.sw == 1) {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
-            } else {
-              for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw + off] += d[ow];
-            }
-          }
-          p += ow1 - ow0;
-        }
-      }
+  for_each_tap_stretch(s, nch, p0, p1,
+                       [&](int64_t c, int64_t tap, int64_t rel, int64_t ih, int64_t, int64_t,
+                           int64_t a, int64_t b, int64_t off) {
+    if (ih < 0 || ih >= s.in_h) return;
+    const T *d = col + tap * ld + rel;
+    T *xr = dx + c * s.hw + ih * s.in_w;  // (+ off per element: dx + off alone can lie far outside)
+    if (s.sw == 1) {
+      for (int64_t ow = a; ow < b; ++ow) xr[ow + off] += d[ow];
+    } else {
+      for (int64_t ow = a; ow < b; ++ow) xr[ow * s.sw + off] += d[ow];
     }
-  }
+  });
 }
 
 // A [m, n] product cut into pm x pn tiles: kFixedItems of them where tiles keep at least 16
