@@ -94,13 +94,20 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    0.75-0.94x, 3x3 512 on 24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too
 //    (0.71-0.97x), except on 14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512
 //    channels 1.22-1.30x, 128 1.21x slower, so it needs 36 tiles there;
-//  - 24-27 tiles with 512 channels lost the data and weight gradients (1.1-1.3x): the rule
-//    below 32 is the one from Zen 4's 16 tiles.
+//  - below 32 tiles, where the forward and data gradient run fused (winograd_fused: from 64x64
+//    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
+//    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the
+//    forward won (0.46-0.92x; 12x12 at batch 2-4 0.46-0.82x), and so did the data gradient with
+//    two images or more (0.60-0.91x), but not of one image (1.04-1.54x on 12x12 to 14x14);
+//  - the weight gradient, and fewer filters, below 32 tiles: the rule from Zen 4's 16 tiles
+//    (24-27 tiles with 512 channels lost the data and weight gradients, 1.1-1.3x, unfused).
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
   if (tiles >= 40) return true;
   if (tiles >= 32 && (dir != FC_DIR_BACKWARD_DATA || tiles >= 36 || s.howo < 64)) return true;
+  if (dir != FC_DIR_BACKWARD_WEIGHT && winograd_fused(tiles, kc))
+    return tiles >= 9 && (dir == FC_DIR_FORWARD || s.n >= 2);
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 

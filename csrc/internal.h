@@ -239,6 +239,10 @@ bool im2col_supports(const ConvShape &s);
 bool gemm1x1_supports(const ConvShape &s);
 bool depthwise_supports(const ConvShape &s);
 bool winograd_supports(const ConvShape &s);
+// Whether Winograd's forward (or data gradient) of `tiles` output tiles and kc = k*c filters
+// (one group) runs fused, transforming its filters panel by panel instead of all at once
+// (conv/winograd.cpp, forward_fused; FASTCONV_WINOGRAD_FUSED=0|1 overrides it there).
+bool winograd_fused(int64_t tiles, int64_t kc);
 // The Winograd forward with its filters transformed once (inference plans): the elements of
 // the transformed filters, the transform (false when a filter is not finite), and the forward
 // on them (w is still needed: a non-finite operand redoes the call on the GEMM path).

@@ -329,9 +329,10 @@ def test_kernel_workspace_retried_after_the_cache_is_released():
         import numpy as np, fastconv
         from fastconv import _memory
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((1, 512, 12, 12)).astype(np.float32)
+        x = rng.standard_normal((3, 512, 14, 14)).astype(np.float32)
         w = rng.standard_normal((512, 512, 3, 3)).astype(np.float32)
-        y = fastconv.conv2d(x, w, padding=1, algo="winograd")   # U: 36*512*512 floats, 36 MiB
+        # 48 tiles: the unfused forward, U 36*512*512 floats, 36 MiB
+        y = fastconv.conv2d(x, w, padding=1, algo="winograd")
         fastconv.set_memory_cache(1 << 30)
         was = _memory.enter()
         blocks = [np.empty(8 * MiB // 8) for _ in range(24)]

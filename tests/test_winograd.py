@@ -103,13 +103,18 @@ LAYERS = {
     "L5-384x13x13": case3x3(1, 384, 13, 13, 384),
     "resnet-64x56x56": case3x3(2, 64, 56, 56, 64, bias=False),
     "vgg-256x28x28": case3x3(1, 256, 28, 28, 256),
+    # 8 tiles under 256x256 filters: the fused forward and data gradient by their rule
+    "resnet-256x7x7": case3x3(2, 256, 7, 7, 256, bias=False),
 }
 
 
+# the fast loop keeps VGG's 64-channel layer and the fused 7x7; the larger ones take seconds (slow)
+FAST_LAYERS = ("vgg-64x56x56", "resnet-256x7x7")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-# the fast loop keeps VGG's 64-channel layer; the larger ones take seconds (slow)
 @pytest.mark.parametrize(
-    "name", [n if n == "vgg-64x56x56" else pytest.param(n, marks=pytest.mark.slow) for n in LAYERS]
+    "name", [n if n in FAST_LAYERS else pytest.param(n, marks=pytest.mark.slow) for n in LAYERS]
 )
 def test_real_layers_within_winograd_bound(name, dtype):
     case = LAYERS[name]
@@ -178,7 +183,8 @@ def test_not_offered_and_refused(params, kernel):
         fastconv.conv2d(x, w, algo="winograd", **params)
 
 
-# Every ISA x both tiles, in a subprocess (FASTCONV_ISA and FASTCONV_WINOGRAD_TILE are read once).
+# Every ISA x both tiles x both paths, in a subprocess (FASTCONV_ISA, FASTCONV_WINOGRAD_TILE and
+# FASTCONV_WINOGRAD_FUSED are read once).
 SCRIPT = textwrap.dedent(r"""
     import json, sys
     import numpy as np
@@ -198,11 +204,17 @@ SCRIPT = textwrap.dedent(r"""
 """)
 
 
-@pytest.mark.slow  # a subprocess per ISA and tile size
+@pytest.mark.slow  # a subprocess per ISA, tile size and path
+@pytest.mark.parametrize("fused", ["", "1"], ids=["rule", "fused"])
 @pytest.mark.parametrize("tile", ["2", "4"])
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-def test_forced_isa_and_tile(isa, tile):
-    res = run_isa_json(isa, SCRIPT, timeout=900, FASTCONV_WINOGRAD_TILE=tile)
+def test_forced_isa_and_tile(isa, tile, fused):
+    """FASTCONV_WINOGRAD_FUSED=1 takes the fused forward and data gradient (filters transformed
+    panel by panel, csrc/conv/winograd.cpp) for every one-group case; by its rule (unset) these
+    small cases run unfused."""
+    res = run_isa_json(
+        isa, SCRIPT, timeout=900, FASTCONV_WINOGRAD_TILE=tile, FASTCONV_WINOGRAD_FUSED=fused
+    )
     assert res["isa"] == isa
     assert res["worst"] <= 1.0, res  # error / WINOGRAD_BOUND, worst case over every result
 

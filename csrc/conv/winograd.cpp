@@ -148,6 +148,139 @@ void tiles_epilogue(const Epilogue<T> &ep, T *y, int64_t k, int64_t kstride, int
   }
 }
 
+// The outputs beyond the input's reach (reach()): the bias (or 0) on every side of
+// [oy0, oy1) x [ox0, ox1), and the epilogue on them. An orphaned omp for without its barrier:
+// call it from every thread of a parallel region.
+template <class T>
+void beyond_reach(const WinoConv &p, int64_t oy0, int64_t oy1, int64_t ox0, int64_t ox1, const T *b,
+                  T *y, const Epilogue<T> *ep) {
+  const int64_t howo = p.ho * p.wo;
+#pragma omp for schedule(static) nowait
+  for (int64_t nk = 0; nk < p.n * p.k; ++nk) {
+    T *plane = y + nk * howo;
+    const T bias = b ? b[nk % p.k] : T(0);
+    std::fill(plane, plane + oy0 * p.wo, bias);
+    for (int64_t r = oy0; r < oy1; ++r) {
+      std::fill(plane + r * p.wo, plane + r * p.wo + ox0, bias);
+      std::fill(plane + r * p.wo + ox1, plane + (r + 1) * p.wo, bias);
+    }
+    std::fill(plane + oy1 * p.wo, plane + howo, bias);
+    if (ep) {
+      const int64_t off = nk * howo;
+      epilogue_block(*ep, y, off, oy0, p.wo, p.wo);
+      for (int64_t r = oy0; r < oy1; ++r) {
+        epilogue_block(*ep, y, off + r * p.wo, 1, ox0, p.wo);
+        epilogue_block(*ep, y, off + r * p.wo + ox1, 1, p.wo - ox1, p.wo);
+      }
+      epilogue_block(*ep, y, off + oy1 * p.wo, p.ho - oy1, p.wo, p.wo);
+    }
+  }
+}
+
+// The fused forward: for few tiles under many filters (ResNet's 512-channel 7x7 layers at
+// batch 8: 32 tiles against 36 x 512 x 512 transformed filters), where the unfused forward spent
+// most of its time writing U out to memory, and OpenBLAS reading it back to pack it, for GEMMs of
+// a few dozen columns. Here U never exists whole. V, every tile's transformed input, is built
+// first ([e][c][ldv], the columns padded to the product tile's width). Then per work item, a
+// panel of `lanes` output channels (64 bytes of T): for each run of kFusedChunk input channels,
+// their filters are transformed straight into a panel [e][c][lanes] that stays in the L2, and
+// multiplied (tile_gemm, accumulators in registers) into the panel's M rows [e][lanes][total];
+// the output transform writes the panel's channels. Every M element sums its input channels in
+// one fixed order, whatever the thread count. One group only.
+constexpr int64_t kFusedChunk = 128;
+
+template <class T>
+fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
+                        const T *b, T *y, bool *finite, const Epilogue<T> *ep, int64_t oy0,
+                        int64_t oy1, int64_t ox0, int64_t ox1, int64_t th, int64_t tw) {
+  constexpr int64_t W = 64 / sizeof(T);
+  const int m = uk.m, e2 = uk.alpha * uk.alpha;
+  const int nt = num_threads();
+  const int64_t total = p.n * th * tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
+  const int64_t panels = (p.k + W - 1) / W, kc_max = std::min(kFusedChunk, p.c);
+  const int64_t per_thread = e2 * kc_max * W + e2 * W * total;  // filter panel, M rows
+  Buffer<T> vs(e2 * p.c * ldv), ws(per_thread * nt);
+  Buffer<WinoTile> tl(total);
+  if (!vs.ok() || !ws.ok() || !tl.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
+                (long long)((e2 * p.c * ldv + per_thread * nt) * (int64_t)sizeof(T)));
+  advise_huge_pages(vs, e2 * p.c * ldv);
+  tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
+  // filter (k, c) at w + k*sk + c*sc: w[k][c] (forward), or the original w[c][k] (transposed)
+  const int64_t sk = p.transposed ? 9 : p.c * 9, sc = p.transposed ? p.k * 9 : 9;
+  const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
+  const WinoTile *tiles = tl.get();
+  T *const v = vs.get();
+  int bad = 0;  // set when a transform meets a NaN or an infinity
+#pragma omp parallel num_threads(nt)
+  {
+    bool ok = true;
+    T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + e2 * kc_max * W;
+    std::fill(up, up + e2 * kc_max * W, T(0));  // (a last panel's rows past k stay 0)
+    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < p.c; ++c) {
+      ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total, v + c * ldv,
+                     p.c * ldv);
+      for (int64_t e = 0; e < e2; ++e)
+        std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
+    }
+    // (the implicit barrier: V is complete)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
+      for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
+        const int64_t kc = std::min(kc_max, p.c - c0);
+        for (int64_t c = c0; c < c0 + kc; ++c)
+          ok &=
+              uk.weight(w + k0 * sk + c * sc, sk, nk, p.transposed, up + (c - c0) * W, kc_max * W);
+        for (int64_t e = 0; e < e2; ++e)
+          for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
+            uk.tile_gemm(kc, up + e * kc_max * W, v + (e * p.c + c0) * ldv + t0, ldv,
+                         mk + e * W * total + t0, total, nk, std::min<int64_t>(uk.pw, total - t0),
+                         c0 > 0);
+      }
+      for (int64_t k = k0; k < k0 + nk; ++k) {
+        uk.output(mk + (k - k0) * total, W * total, tiles, total, b ? b[k] : T(0), y + k * howo,
+                  p.k * howo, p.wo, oy1, ox1);
+        if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, total, oy1, ox1);
+      }
+    }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  }
+  *finite = !bad;
+  return FC_OK;
+}
+
+// Whether the forward (or data gradient) takes forward_fused: FASTCONV_WINOGRAD_FUSED=0|1
+// forces it off or on wherever it applies (one group, filters not prepared; the tests run
+// both), otherwise winograd_fused.
+bool use_fused(const WinoConv &p, int64_t total) {
+  static const int forced = [] {
+    const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
+    if (!env || !env[0] || env[1]) return -1;
+    return env[0] == '1' ? 1 : env[0] == '0' ? 0 : -1;
+  }();
+  if (p.g != 1) return false;
+  return forced >= 0 ? forced == 1 : winograd_fused(total, p.k * p.c);
+}
+
+}  // namespace
+
+// Up to 40 tiles, from 64x64 filters. Measured against the unfused forward (AVX2 EPYC, 2
+// threads, float32, best of 7-9 over alternating processes), forward and data gradient:
+// 0.54-0.96x its time from 4 to 36 tiles with 64-1024 channels (ResNet's 3x3 512 on 7x7 at
+// batch 1 0.59-0.65x, OverFeat's 1024 on 12x12 at batch 4 0.64-0.80x); from 64 tiles on it lost
+// (3x3 512 on 7x7 at batch 16 1.06-1.34x, 256 on 14x14 at batch 8 1.14-1.20x): it reads every
+// tile's V once per 64-byte panel of output channels, where the unfused forward reads U once
+// per block of tiles.
+bool winograd_fused(int64_t tiles, int64_t kc) { return tiles <= 40 && kc >= 64 * 64; }
+
+namespace {
+
 // u_pre: the filters already transformed (transform_filters over every k, by
 // winograd_prepare_filters), or nullptr to transform w here. ep (or nullptr): the epilogue,
 // applied to each block's outputs as the output transform writes them.
@@ -161,6 +294,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   reach(p.in_h, p.ph, p.ho, &oy0, &oy1);
   reach(p.in_w, p.pw, p.wo, &ox0, &ox1);
   const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
+  if (!u_pre && use_fused(p, total))
+    return forward_fused(p, uk, x, w, b, y, finite, ep, oy0, oy1, ox0, ox1, th, tw);
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
@@ -196,30 +331,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 #pragma omp for schedule(static)
       for (int64_t k = 0; k < p.k; ++k) ok &= transform_filters(uk, p, w, k, k + 1, u.get());
     }
-    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) {
-      // the outputs beyond the input's reach: the bias (or 0) on every side of
-      // [oy0, oy1) x [ox0, ox1)
-#pragma omp for schedule(static) nowait
-      for (int64_t nk = 0; nk < p.n * p.k; ++nk) {
-        T *plane = y + nk * howo;
-        const T bias = b ? b[nk % p.k] : T(0);
-        std::fill(plane, plane + oy0 * p.wo, bias);
-        for (int64_t r = oy0; r < oy1; ++r) {
-          std::fill(plane + r * p.wo, plane + r * p.wo + ox0, bias);
-          std::fill(plane + r * p.wo + ox1, plane + (r + 1) * p.wo, bias);
-        }
-        std::fill(plane + oy1 * p.wo, plane + howo, bias);
-        if (ep) {
-          const int64_t off = nk * howo;
-          epilogue_block(*ep, y, off, oy0, p.wo, p.wo);
-          for (int64_t r = oy0; r < oy1; ++r) {
-            epilogue_block(*ep, y, off + r * p.wo, 1, ox0, p.wo);
-            epilogue_block(*ep, y, off + r * p.wo + ox1, 1, p.wo - ox1, p.wo);
-          }
-          epilogue_block(*ep, y, off + oy1 * p.wo, p.ho - oy1, p.wo, p.wo);
-        }
-      }
-    }
+    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
     // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
     auto products = [&](int64_t e, int64_t g, int64_t nb, const T *v, T *mm) {
       gemm(false, false, p.kg, nb, p.cg, T(1), uu + (e * p.k + g * p.kg) * p.cg, p.cg,

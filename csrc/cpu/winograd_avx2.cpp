@@ -1,6 +1,8 @@
 // Winograd transforms for AVX2 + FMA (flags set per file in CMakeLists.txt): the loops of
 // winograd_impl.inc vectorised 8 floats / 4 doubles wide.
 #define FC_ISA_NS isa_avx2
+#define FC_WINO_VB 32  // vector bytes
+#define FC_WINO_PW 6   // tile_gemm's columns (12 accumulators)
 #include "winograd_impl.inc"
 
 namespace fc {

@@ -40,6 +40,13 @@ struct WinogradUKernels {
   // dw[t*9 + i*3 + j] = (G^T Z_t G)[i][j] with Z_t[e] = z[e*ld_e + t]: the 3x3 weight gradient
   // from its accumulated transform.
   void (*weight_grad)(const T *z, int64_t ld_e, int64_t nt, T *dw);
+  // The fused forward's products (conv/winograd.cpp, forward_fused): for i < mr, j < nr,
+  //   m[i*ldm + j] = (acc ? m[i*ldm + j] : 0) + sum over q < kc of up[q*lanes + i] * v[q*ldv + j]
+  // with lanes = 64 bytes of T (a panel of transformed filters, [q][lanes]) and up to pw
+  // columns of the transformed inputs. Reads all pw columns of v (the caller pads them).
+  void (*tile_gemm)(int64_t kc, const T *up, const T *v, int64_t ldv, T *m, int64_t ldm, int64_t mr,
+                    int64_t nr, bool acc);
+  int pw;  // tile_gemm's columns
 };
 
 // The table for tile m (2 or 4).
