@@ -189,16 +189,35 @@ void beyond_reach(const WinoConv &p, int64_t oy0, int64_t oy1, int64_t ox0, int6
 // one fixed order, whatever the thread count. One group only.
 constexpr int64_t kFusedChunk = 128;
 
+// Panel q of the fused forward's filters, input channels [c0, c0 + kc): up[(e*ld_c + c - c0) *
+// lanes + r] = (G w[q*lanes + r][c] G^T)[e] (rows r past k left as they are). False when one is
+// not finite.
+template <class T>
+bool fused_panel(const WinogradUKernels<T> &uk, const WinoConv &p, const T *w, int64_t q,
+                 int64_t c0, int64_t kc, int64_t ld_c, T *up) {
+  constexpr int64_t W = 64 / sizeof(T);
+  // filter (k, c) at w + k*sk + c*sc: w[k][c] (forward), or the original w[c][k] (transposed)
+  const int64_t sk = p.transposed ? 9 : p.c * 9, sc = p.transposed ? p.k * 9 : 9;
+  const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
+  bool ok = true;
+  for (int64_t c = c0; c < c0 + kc; ++c)
+    ok &= uk.weight(w + k0 * sk + c * sc, sk, nk, p.transposed, up + (c - c0) * W, ld_c * W);
+  return ok;
+}
+
+// u_pre: the filters already in panels ([q][e][c][lanes], winograd_prepare_filters), or nullptr.
 template <class T>
 fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
-                        const T *b, T *y, bool *finite, const Epilogue<T> *ep, int64_t oy0,
-                        int64_t oy1, int64_t ox0, int64_t ox1, int64_t th, int64_t tw) {
+                        const T *b, T *y, bool *finite, const T *u_pre, const Epilogue<T> *ep,
+                        int64_t oy0, int64_t oy1, int64_t ox0, int64_t ox1, int64_t th,
+                        int64_t tw) {
   constexpr int64_t W = 64 / sizeof(T);
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
   const int64_t total = p.n * th * tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
   const int64_t panels = (p.k + W - 1) / W, kc_max = std::min(kFusedChunk, p.c);
-  const int64_t per_thread = e2 * kc_max * W + e2 * W * total;  // filter panel, M rows
+  const int64_t per_panel = u_pre ? 0 : e2 * kc_max * W;
+  const int64_t per_thread = per_panel + e2 * W * total;  // filter panel, M rows
   Buffer<T> vs(e2 * p.c * ldv), ws(per_thread * nt);
   Buffer<WinoTile> tl(total);
   if (!vs.ok() || !ws.ok() || !tl.ok())
@@ -206,8 +225,6 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
                 (long long)((e2 * p.c * ldv + per_thread * nt) * (int64_t)sizeof(T)));
   advise_huge_pages(vs, e2 * p.c * ldv);
   tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
-  // filter (k, c) at w + k*sk + c*sc: w[k][c] (forward), or the original w[c][k] (transposed)
-  const int64_t sk = p.transposed ? 9 : p.c * 9, sc = p.transposed ? p.k * 9 : 9;
   const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
   const WinoTile *tiles = tl.get();
   T *const v = vs.get();
@@ -215,8 +232,8 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
 #pragma omp parallel num_threads(nt)
   {
     bool ok = true;
-    T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + e2 * kc_max * W;
-    std::fill(up, up + e2 * kc_max * W, T(0));  // (a last panel's rows past k stay 0)
+    T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + per_panel;
+    std::fill(up, up + per_panel, T(0));  // (a last panel's rows past k stay 0)
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < p.c; ++c) {
@@ -231,14 +248,13 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
       const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
       for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, p.c - c0);
-        for (int64_t c = c0; c < c0 + kc; ++c)
-          ok &=
-              uk.weight(w + k0 * sk + c * sc, sk, nk, p.transposed, up + (c - c0) * W, kc_max * W);
-        for (int64_t e = 0; e < e2; ++e)
+        if (!u_pre) ok &= fused_panel(uk, p, w, q, c0, kc, kc_max, up);
+        for (int64_t e = 0; e < e2; ++e) {
+          const T *ue = u_pre ? u_pre + ((q * e2 + e) * p.c + c0) * W : up + e * kc_max * W;
           for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
-            uk.tile_gemm(kc, up + e * kc_max * W, v + (e * p.c + c0) * ldv + t0, ldv,
-                         mk + e * W * total + t0, total, nk, std::min<int64_t>(uk.pw, total - t0),
-                         c0 > 0);
+            uk.tile_gemm(kc, ue, v + (e * p.c + c0) * ldv + t0, ldv, mk + e * W * total + t0, total,
+                         nk, std::min<int64_t>(uk.pw, total - t0), c0 > 0);
+        }
       }
       for (int64_t k = k0; k < k0 + nk; ++k) {
         uk.output(mk + (k - k0) * total, W * total, tiles, total, b ? b[k] : T(0), y + k * howo,
@@ -255,9 +271,18 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   return FC_OK;
 }
 
+// The tiles of forward_core: over the outputs that read the input (reach()), m x m each.
+void tile_grid(const WinoConv &p, int m, int64_t *oy0, int64_t *oy1, int64_t *ox0, int64_t *ox1,
+               int64_t *th, int64_t *tw) {
+  reach(p.in_h, p.ph, p.ho, oy0, oy1);
+  reach(p.in_w, p.pw, p.wo, ox0, ox1);
+  *th = (*oy1 - *oy0 + m - 1) / m;
+  *tw = (*ox1 - *ox0 + m - 1) / m;
+}
+
 // Whether the forward (or data gradient) takes forward_fused: FASTCONV_WINOGRAD_FUSED=0|1
-// forces it off or on wherever it applies (one group, filters not prepared; the tests run
-// both), otherwise winograd_fused.
+// forces it off or on wherever it applies (one group; the tests run both), otherwise
+// winograd_fused. Filters prepared for a shape are laid out for the path it takes.
 bool use_fused(const WinoConv &p, int64_t total) {
   static const int forced = [] {
     const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
@@ -290,12 +315,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
-  int64_t oy0, oy1, ox0, ox1;
-  reach(p.in_h, p.ph, p.ho, &oy0, &oy1);
-  reach(p.in_w, p.pw, p.wo, &ox0, &ox1);
-  const int64_t th = (oy1 - oy0 + m - 1) / m, tw = (ox1 - ox0 + m - 1) / m, total = p.n * th * tw;
-  if (!u_pre && use_fused(p, total))
-    return forward_fused(p, uk, x, w, b, y, finite, ep, oy0, oy1, ox0, ox1, th, tw);
+  int64_t oy0, oy1, ox0, ox1, th, tw;
+  tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  const int64_t total = p.n * th * tw;
+  if (use_fused(p, total))  // (u_pre, if given, is in its panels)
+    return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
@@ -403,19 +427,47 @@ fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, c
                             : conv2d_forward__direct(s, x, w, b, y);
 }
 
-template <class T>
-int64_t winograd_filter_size(const ConvShape &s) {
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
-  return int64_t(uk.alpha) * uk.alpha * s.k * s.cg;
+namespace {
+
+// Whether the forward of shape s runs fused, and so wants its prepared filters in panels.
+bool fused_shape(const ConvShape &s, const WinoConv &p) {
+  int64_t oy0, oy1, ox0, ox1, th, tw;
+  tile_grid(p, tile_size(s.cg), &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  return use_fused(p, p.n * th * tw);
 }
 
+}  // namespace
+
+template <class T>
+int64_t winograd_filter_size(const ConvShape &s) {
+  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  constexpr int64_t W = 64 / sizeof(T);
+  const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
+  return fused_shape(s, p) ? (s.k + W - 1) / W * e2 * s.c * W : e2 * s.k * s.cg;
+}
+
+// U[e][k][c] (forward_core's unfused layout), or in the fused forward's panels [q][e][c][lanes]
+// (rows past k zero) when the shape runs fused.
 template <class T>
 bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
   const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  constexpr int64_t W = 64 / sizeof(T);
+  const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
+  const bool fused = fused_shape(s, p);
+  const int64_t items = fused ? (s.k + W - 1) / W : s.k;
   int bad = 0;
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
-  for (int64_t k = 0; k < s.k; ++k) bad |= !transform_filters(uk, p, w, k, k + 1, u);
+  for (int64_t q = 0; q < items; ++q) {
+    if (!fused) {
+      bad |= !transform_filters(uk, p, w, q, q + 1, u);
+      continue;
+    }
+    T *uq = u + q * e2 * s.c * W;
+    if ((q + 1) * W > s.k) std::fill(uq, uq + e2 * s.c * W, T(0));
+    bad |= !fused_panel(uk, p, w, q, 0, s.c, s.c, uq);
+  }
   return !bad;
 }
 
