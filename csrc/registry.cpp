@@ -127,9 +127,13 @@ const char *winograd_why_not(const ConvShape &s) {
 // F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, as
 // winograd.cpp picks), alpha = m + 2: per tile and element one multiply-add per
 // (input channel, output channel) pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the
-// efficiency of one large GEMM (they are many and small), plus transforms costing 2 units per
-// transformed value (input and output tiles, and the filters), plus copying into and out of the
-// phase planes when dilated.
+// efficiency of one large GEMM (they are many and small; the fused forward's register tiles,
+// winograd_fused, at 0.6 of it and losing less to few tiles: measured 0.8-0.9x im2col's time on
+// 13x13 and 14x14 planes at batch 1 with 256-1024 channels), plus transforms costing 2 units per transformed value
+// of the input and output tiles and 20 per value of the filters (their strided gather: 25 ns a
+// 3x3 filter on one thread of the AVX2 EPYC, where one of its cores does 27 GMAC/s of GEMM; the
+// fused forward of ResNet's 512-channel 7x7 layer at batch 1 is mostly that, 2.1x im2col's time,
+// modelled 2.1x), plus copying into and out of the phase planes when dilated.
 double winograd_cost(const ConvShape &s, fc_direction dir) {
   const bool phased = phases_apply(s);
   const ConvShape t = phased ? phase_shape(s) : s;
@@ -137,8 +141,12 @@ double winograd_cost(const ConvShape &s, fc_direction dir) {
   const double m = reduction < 8 ? 2 : 4, a2 = (m + 2) * (m + 2);
   const double tiles = (double)t.n * std::ceil((double)t.ho / m) * std::ceil((double)t.wo / m);
   const double cg = (double)t.cg, kg = (double)t.kg, g = (double)t.g;
-  const double gemm = a2 * tiles * g * cg * kg / (0.5 * gemm_eff(kg, tiles, cg));
-  const double transforms = 2 * a2 * (tiles * (double)(t.c + t.k) + (double)t.k * cg);
+  const bool fused =
+      t.g == 1 && dir != FC_DIR_BACKWARD_WEIGHT && winograd_fused((int64_t)tiles, t.cg * t.kg);
+  const double eff = fused ? 0.6 * 0.9 * (kg / (kg + 16)) * (tiles / (tiles + 4)) * (cg / (cg + 32))
+                           : 0.5 * gemm_eff(kg, tiles, cg);
+  const double gemm = a2 * tiles * g * cg * kg / eff;
+  const double transforms = 2 * a2 * tiles * (double)(t.c + t.k) + 20 * a2 * (double)t.k * cg;
   const double copies =
       phased ? kCopy * (double)t.n * ((double)t.c * (double)t.hw + (double)t.k * (double)t.howo)
              : 0;
