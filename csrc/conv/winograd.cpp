@@ -233,7 +233,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   {
     bool ok = true;
     T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + per_panel;
-    std::fill(up, up + per_panel, T(0));  // (a last panel's rows past k stay 0)
+    std::fill(up, up + per_panel, T(0));  // (rows past k are computed, never stored: defined)
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < p.c; ++c) {
