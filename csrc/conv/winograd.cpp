@@ -44,6 +44,11 @@ struct WinoConv {
   bool transposed;  // filters are w[c][k] of the original convolution, rotated (data gradient)
 };
 
+// The forward itself in that form.
+WinoConv forward_form(const ConvShape &s) {
+  return {s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+}
+
 // The output tile, for float and double alike: F(4x4, 3x3) does 4x fewer multiplications than
 // direct convolution (F(2x2, 3x3) 2.25x) and ran VGG's 56x56 layers 1.4-1.6x faster than
 // F(2x2); its float32 error on VGG, L5 and ResNet layers measured at most 3.2e-6 of the sum of
@@ -417,7 +422,7 @@ bool winograd_supports(const ConvShape &s) {
 template <class T>
 fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
-  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p = forward_form(s);
   bool finite;
   const fc_status st = forward_core(p, x, w, b, y, &finite);
   if (st != FC_OK || finite) return st;
@@ -429,10 +434,10 @@ fc_status conv2d_forward__winograd(const ConvShape &s, const T *x, const T *w, c
 
 namespace {
 
-// Whether the forward of shape s runs fused, and so wants its prepared filters in panels.
-bool fused_shape(const ConvShape &s, const WinoConv &p) {
+// Whether the forward p runs fused, and so wants its prepared filters in panels.
+bool fused_shape(const WinoConv &p) {
   int64_t oy0, oy1, ox0, ox1, th, tw;
-  tile_grid(p, tile_size(s.cg), &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  tile_grid(p, tile_size(p.cg), &oy0, &oy1, &ox0, &ox1, &th, &tw);
   return use_fused(p, p.n * th * tw);
 }
 
@@ -440,22 +445,22 @@ bool fused_shape(const ConvShape &s, const WinoConv &p) {
 
 template <class T>
 int64_t winograd_filter_size(const ConvShape &s) {
-  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p = forward_form(s);
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
   constexpr int64_t W = 64 / sizeof(T);
   const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
-  return fused_shape(s, p) ? (s.k + W - 1) / W * e2 * s.c * W : e2 * s.k * s.cg;
+  return fused_shape(p) ? (s.k + W - 1) / W * e2 * s.c * W : e2 * s.k * s.cg;
 }
 
 // U[e][k][c] (forward_core's unfused layout), or in the fused forward's panels [q][e][c][lanes]
 // (rows past k zero) when the shape runs fused.
 template <class T>
 bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
-  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p = forward_form(s);
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
   constexpr int64_t W = 64 / sizeof(T);
   const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
-  const bool fused = fused_shape(s, p);
+  const bool fused = fused_shape(p);
   const int64_t items = fused ? (s.k + W - 1) / W : s.k;
   int bad = 0;
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
@@ -477,7 +482,7 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
                                             const Epilogue<T> *ep) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   if (ep && ep->none()) ep = nullptr;
-  const WinoConv p{s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
+  const WinoConv p = forward_form(s);
   bool finite = u_finite;
   fc_status st = FC_OK;
   if (u_finite) st = forward_core(p, x, w, b, y, &finite, u, ep);

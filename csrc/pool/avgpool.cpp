@@ -70,9 +70,8 @@ inline int64_t end_index(int64_t o, int64_t out, int64_t in) {
 }
 
 // The bordered-plane path (pool.h): a zero border adds +0.0 to sums that start from +0.0, which
-// changes no bit, so every window is one sum_row tap scan. Divisors are per row times per column
-// (a window is rows x columns of its plane and padding); a window with no input element is 0
-// (its sum, 0, over 1).
+// changes no bit, so every window is one sum_row tap scan. Divisors are avg_window's; a window
+// with no input element is 0 (its sum, 0, over 1).
 template <class T>
 fc_status avg_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp, bool incl,
                                       int64_t divisor, const T *x, T *y) {
@@ -85,18 +84,11 @@ fc_status avg_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
   Buffer<T> divs(wlen);  // every output's divisor, as `wide` (1 where a window holds no input)
   if (!bufs.ok() || !divs.ok())
     return fail(FC_ENOMEM, "avg_pool2d: cannot allocate the bordered planes");
-  // the window's extent along one axis: 0 without an input element, else what it divides by
-  auto extent = [&](int64_t o, int64_t st, int64_t pad, int64_t k, int64_t in) -> int64_t {
-    const int64_t a = o * st - pad, b = std::min(a + k, in + pad);
-    const int64_t inside = std::min(b, in) - std::max<int64_t>(a, 0);
-    return inside <= 0 ? 0 : incl ? b - a : inside;
-  };
   std::fill(divs.get(), divs.get() + wlen, T(1));
   for (int64_t oh = 0; oh < s.ho; ++oh)
     for (int64_t ow = 0; ow < s.wo; ++ow) {
-      const int64_t r = extent(oh, s.sh, s.ph, s.kh, s.in_h),
-                    c = extent(ow, s.sw, s.pw, s.kw, s.in_w);
-      if (r && c) divs.get()[oh * pp.wp + ow] = (T)(divisor ? divisor : r * c);
+      AvgWindow a;
+      if (avg_window(s, incl, divisor, oh, ow, &a)) divs.get()[oh * pp.wp + ow] = (T)a.div;
     }
   const bool flat = s.sh == 1 && s.sw == 1;
 #pragma omp parallel num_threads(nt)
