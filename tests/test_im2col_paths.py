@@ -38,6 +38,13 @@ CASES = [
     ((18, 16, 6, 6), (24, 8, 3, 3), 1, 1, 2, "im2col"),  # groups, a partial last group
     ((16, 64, 4, 4), (32, 64, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place
     ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
+    # dW under 32 columns: the dot-product micro-kernel (weight_gemm in gemm_blocks.h), with
+    # full register tiles and remainders of rows and columns on every ISA's tile
+    ((1, 3, 45, 47), (13, 3, 3, 3), 2, 0, 1, "im2col"),  # a 3-channel stem: 27 columns
+    ((9, 1, 30, 30), (10, 1, 5, 5), 1, 2, 1, "im2col"),  # 9 images (slots): 25 columns
+    ((2, 6, 21, 19), (14, 3, 3, 3), 1, 1, 2, "im2col"),  # groups of 3 channels
+    ((16, 2, 5, 5), (7, 2, 3, 3), 1, 1, 1, "im2col"),  # image groups: 18 columns
+    ((2, 31, 9, 11), (5, 31, 1, 1), 1, 0, 1, "gemm1x1"),  # in place: 31 columns
 ]
 
 SCRIPT = r"""

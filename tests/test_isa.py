@@ -31,6 +31,8 @@ SCRIPT = textwrap.dedent(r"""
         # enough output channels for two k-tiles and a remainder; narrow and strided rows
         ((2, 6, 9, 7), (37, 6, 3, 3), (1, 1), (1, 1), (1, 1), 1),
         ((1, 8, 11, 10), (40, 4, 3, 2), (3, 1), (2, 0), (2, 1), 2),
+        # a weight gradient of 27 columns over 1,600 positions: the NT dot-product tiles
+        ((1, 3, 40, 45), (13, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1),
     ]
     worst = 0.0
     for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):

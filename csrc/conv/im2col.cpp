@@ -205,9 +205,8 @@ fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T 
         (in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 : cols + g * s.ckk * np) + c0 * ldb;
     // dy[n, g*kg + r0 : r1, run] [nr, np] x columns[c0:c1]^T [np, nc] -> dW_g[r0:r1, c0:c1]
     // (the first run sets)
-    gemm(false, true, r1 - r0, c1 - c0, np, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo + p0,
-         s.howo, bm, ldb, n == 0 && p0 == 0 ? T(0) : T(1), dw + (g * s.kg + r0) * s.ckk + c0,
-         s.ckk);
+    weight_gemm(r1 - r0, c1 - c0, np, dy + (n * s.k + g * s.kg + r0) * s.howo + p0, s.howo, bm, ldb,
+                n != 0 || p0 != 0, dw + (g * s.kg + r0) * s.ckk + c0, s.ckk);
   });
 }
 
@@ -317,9 +316,9 @@ fc_status weight_grad_by_rows(const ConvShape &s, const T *dy, const T *x, T *dw
     if (r1 == r0) continue;
     for (int64_t n = 0; n < s.n; ++n)
       // dy[n, rows] [r1-r0, hw] x x[n, g]^T [hw, cg] -> dW_g[rows] (accumulated over images)
-      gemm(false, true, r1 - r0, s.ckk, s.howo, T(1), dy + (n * s.k + g * s.kg + r0) * s.howo,
-           s.howo, x + (n * s.c + g * s.cg) * s.hw, s.hw, n ? T(1) : T(0),
-           dw + (g * s.kg + r0) * s.ckk, s.ckk);
+      weight_gemm(r1 - r0, s.ckk, s.howo, dy + (n * s.k + g * s.kg + r0) * s.howo, s.howo,
+                  x + (n * s.c + g * s.cg) * s.hw, s.hw, n != 0, dw + (g * s.kg + r0) * s.ckk,
+                  s.ckk);
   }
   return FC_OK;
 }
@@ -362,8 +361,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
         const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
         const T *col = cols.get() + q * item_size + (g * s.ckk + j0) * np;
         // dy [kg, np] x col[j0:j0+nj]^T [np, nj] -> dW_g[:, j0:j0+nj] (the first item sets)
-        gemm(false, true, s.kg, nj, np, T(1), dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo, col,
-             np, it ? T(1) : T(0), dw + g * s.kg * s.ckk + j0, s.ckk);
+        weight_gemm(s.kg, nj, np, dy + (n * s.k + g * s.kg) * s.howo + p0, s.howo, col, np, it != 0,
+                    dw + g * s.kg * s.ckk + j0, s.ckk);
       }
     }
   }
@@ -413,8 +412,8 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
         for (int64_t g = 0; g < s.g; ++g) {
           const ItemColumns<T> c = item_columns(s, pl, x, it, g, in_place, col);
           // dy [kg, np] x col^T [np, ckk] -> dW_g [kg, ckk] (the slot's first item sets)
-          gemm(false, true, s.kg, s.ckk, c.np, T(1), dy + (c.n * s.k + g * s.kg) * s.howo + c.p0,
-               s.howo, c.cols, c.ldb, it == i0 ? T(0) : T(1), mine + g * s.kg * s.ckk, s.ckk);
+          weight_gemm(s.kg, s.ckk, c.np, dy + (c.n * s.k + g * s.kg) * s.howo + c.p0, s.howo,
+                      c.cols, c.ldb, it != i0, mine + g * s.kg * s.ckk, s.ckk);
         }
       }
     }

@@ -172,10 +172,9 @@ fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T 
       const TileAt t(tl, q, s.kg, s.ckk);
       if (t.empty()) continue;
       // dy [rows, ncol] x columns[c0:c1]^T [ncol, nc] -> dW_g[rows, c0:c1] (the first group sets)
-      gemm(false, true, t.r1 - t.r0, t.c1 - t.c0, ncol, T(1),
-           gb.rows.get() + (t.g * s.kg + t.r0) * ncol, ncol,
-           gb.cols.get() + (t.g * s.ckk + t.c0) * ncol, ncol, n0 == 0 ? T(0) : T(1),
-           dw + (t.g * s.kg + t.r0) * s.ckk + t.c0, s.ckk);
+      weight_gemm(t.r1 - t.r0, t.c1 - t.c0, ncol, gb.rows.get() + (t.g * s.kg + t.r0) * ncol, ncol,
+                  gb.cols.get() + (t.g * s.ckk + t.c0) * ncol, ncol, n0 != 0,
+                  dw + (t.g * s.kg + t.r0) * s.ckk + t.c0, s.ckk);
     }
   }
   return FC_OK;

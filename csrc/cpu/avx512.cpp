@@ -5,6 +5,8 @@
 #define FC_KTILE_KV 2    // k-tile: 2 vectors of output channels x 14 positions
 #define FC_KTILE_P 14
 #define FC_TILE_NV 4
+#define FC_DOT_MR 4  // NT dot-product tile: 4 x 6 (24 accumulators + 4 rows of a + 1 of b)
+#define FC_DOT_NR 6
 #include "ukernels_impl.inc"
 
 namespace fc {

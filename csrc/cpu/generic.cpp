@@ -5,6 +5,8 @@
 #define FC_KTILE_KV 2    // k-tile: 2 vectors of output channels x 6 positions
 #define FC_KTILE_P 6
 #define FC_TILE_NV 2
+#define FC_DOT_MR 3  // NT dot-product tile: 3 x 4 (12 accumulators + 3 rows of a + 1 of b)
+#define FC_DOT_NR 4
 #include "ukernels_impl.inc"
 
 namespace fc {

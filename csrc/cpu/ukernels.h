@@ -45,6 +45,11 @@ struct UKernels {
   // calls accumulate before one reduction (the sum over lanes is the dot product). The
   // depthwise weight gradient.
   void (*dot_taps)(const T *a, const T *const *src, int nt, int64_t n, T *acc);
+  // c[i*ldc + j] = (accumulate ? c[i*ldc + j] : 0) + sum over p < k of a[i*lda + p] *
+  // b[j*ldb + p], for i < m, j < n: the product a b^T as dot products over k, vectorized along
+  // k (register tile FC_DOT_MR x FC_DOT_NR). The weight gradient where dW has few columns.
+  void (*gemm_nt)(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda, const T *b, int64_t ldb,
+                  T *c, int64_t ldc, bool accumulate);
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
   int kb;        // output channels per tile
