@@ -17,10 +17,8 @@ from fastconv.bench_auto import Case
 
 @pytest.fixture
 def quick(monkeypatch):
-    """No quarter-second warm-up per timing and no 2048^3 SGEMM: the tests check plumbing."""
-    monkeypatch.setattr(
-        bench_auto, "timeit", lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0)
-    )
+    """No pause between libraries and no 2048^3 SGEMM: the tests check plumbing."""
+    monkeypatch.setattr(bench_auto, "SWITCH_PAUSE_S", 0)
     monkeypatch.setattr(bench_auto, "sgemm_rate", lambda threads: 1.0)
 
 
@@ -229,3 +227,18 @@ def test_bad_options_exit_2_before_any_work(monkeypatch, capsys, argv, message):
         cli.main(["bench", "auto"] + argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_time_rounds_interleaves_and_pauses_only_between_libraries(monkeypatch):
+    log = []
+    monkeypatch.setattr(bench_auto.time, "sleep", lambda t: log.append(("sleep", t)))
+    contenders = {
+        name: (lambda name=name: log.append(name), lib)
+        for name, lib in (("a", "fastconv"), ("b", "fastconv"), ("torch", "torch"))
+    }
+    times = bench_auto.time_rounds(contenders, repeat=2, pause=0.5)
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2, "torch": 2}
+    assert all(t >= 0 for v in times.values() for t in v)
+    pause = ("sleep", 0.5)
+    # one untimed warm-up call each, then rounds in order, a pause at each change of library
+    assert log == ["a", "b", "torch"] + [pause, "a", "b", pause, "torch"] * 2

@@ -148,9 +148,14 @@ def plot_file(text):
     return text
 
 
-def add_run_options(ap, compare, compare_default, json_what, plot_what):
+BEST_OF_ROUNDS = "interleaved rounds; each contender's best is reported (default 3)"
+
+
+def add_run_options(
+    ap, compare, compare_default, json_what, plot_what, repeat_help="median of N runs (default 3)"
+):
     """The options every ``fastconv bench`` command takes, declared once: --threads, --repeat
-    (median of N runs), --compare (peers out of `compare`), --json (writes `json_what`), --plot
+    (`repeat_help`), --compare (peers out of `compare`), --json (writes `json_what`), --plot
     (`plot_what`, drawn by matplotlib) and --no-progress."""
     ap.add_argument(
         "--threads",
@@ -158,9 +163,7 @@ def add_run_options(ap, compare, compare_default, json_what, plot_what):
         default=None,
         help="threads for fastconv and the peers (default: fastconv.get_num_threads())",
     )
-    ap.add_argument(
-        "--repeat", type=int_at_least(1), default=3, help="median of N runs (default 3)"
-    )
+    ap.add_argument("--repeat", type=int_at_least(1), default=3, help=repeat_help)
     ap.add_argument(
         "--compare",
         type=comma_list(compare),

@@ -7,8 +7,11 @@ it (``reference`` excepted, and ``im2col`` on 1x1 kernels, where it runs ``gemm1
 the one auto's heuristic picks, the one autotuning measures
 (switched on around one ``algo="auto"`` call; the user's mode and measured choices are put back)
 and PyTorch's time in the same process. Auto and tuned are reported as ratios to the fastest
-time measured here, so 1.00 means auto picked the fastest algorithm; times are medians over
-``--repeat`` runs (bench.timeit).
+time measured here, so 1.00 means auto picked the fastest algorithm. Every contender of a row
+(each algorithm and PyTorch) is warmed up, then timed once per round for ``--repeat`` rounds,
+interleaved, and reported as its best round (time_rounds): on a shared machine a slow spell then
+falls on every contender of the row alike instead of on whichever ran during it. How much each
+figure moved (slowest round over best) is kept in the JSON rows ("spread").
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import statistics
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _autotune, _core
 from . import functional as F
-from ._cliargs import add_run_options, int_list
+from ._cliargs import BEST_OF_ROUNDS, add_run_options, int_list
 from ._io import save_figure
 from .bench import (
     _null,
@@ -34,7 +39,6 @@ from .bench import (
     layer_cases,
     sgemm_rate,
     shape_cases,
-    timeit,
     write_results,
 )
 
@@ -42,6 +46,9 @@ from .bench import (
 DIRECTIONS = (("fwd", "forward"), ("bwd_data", "backward_data"), ("bwd_weight", "backward_weight"))
 AUTO_SLACK, TUNED_SLACK = 1.10, 1.05  # "within 10% / 5% of the fastest"
 _EPS = 1e-9  # (a ratio of exactly 1.10 counts as within)
+#: Seconds of sleep before a timed call from another library than the previous one: PyTorch's
+#: OpenMP threads spin-wait a while after each call and would take the cores from fastconv's.
+SWITCH_PAUSE_S = 0.03
 
 
 class Case(NamedTuple):
@@ -241,6 +248,27 @@ def make_row(case, direction, ms, auto, tuned, torch_ms, errors=None):
     return row
 
 
+def time_rounds(contenders, repeat, pause=None):
+    """Seconds per round for each contender: {name: (fn, library)}, in order. Each is called
+    once untimed (first-call allocations, a tuning run), then `repeat` rounds time every
+    contender once, in order, with SWITCH_PAUSE_S of sleep before a call whose library differs
+    from the previous call's."""
+    pause = SWITCH_PAUSE_S if pause is None else pause
+    for fn, _ in contenders.values():
+        fn()
+    times = {name: [] for name in contenders}
+    last = None
+    for _ in range(repeat):
+        for name, (fn, lib) in contenders.items():
+            if lib != last and pause:
+                time.sleep(pause)
+            last = lib
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def bench_case(case, torch, repeat, tick=lambda n=1: None):
     """Rows for the three directions of one case."""
     rng = np.random.default_rng(0)
@@ -279,20 +307,27 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
         with tuning():  # what a user's first algo="auto" call would measure and keep
             call(direction, "auto")()
             tuned = _core.conv2d_tuned(descriptor(case), index, False)
-        ms, errors = {}, {}
+        contenders, errors = {}, {}
         for algo in listed:
             if algo == "reference" and algo != auto:
                 continue
             if algo == "im2col" and "gemm1x1" in listed:
                 continue  # (on a 1x1 kernel im2col runs gemm1x1's code: the same time twice)
+            fn = call(direction, algo)
             try:
-                ms[algo] = timeit(call(direction, algo), repeat) * 1e3
-            except (MemoryError, RuntimeError, ValueError) as e:
-                # (a workspace too large for this machine, say): reported under the row rather
-                # than losing the rest of a long run
+                fn()  # (a workspace too large for this machine, say): reported under the row
+            except (MemoryError, RuntimeError, ValueError) as e:  # rather than losing the run
                 errors[algo] = " ".join(str(e).split())
-        torch_ms = timeit(torch_fns[direction], repeat) * 1e3 if torch_fns else None
-        rows.append(make_row(case, direction, ms, auto, tuned, torch_ms, errors))
+                continue
+            contenders[algo] = (fn, "fastconv")
+        if torch_fns:
+            contenders["torch"] = (torch_fns[direction], "torch")
+        times = time_rounds(contenders, repeat)
+        best = {k: min(v) * 1e3 for k, v in times.items()}
+        torch_ms = best.pop("torch", None)
+        row = make_row(case, direction, best, auto, tuned, torch_ms, errors)
+        row["spread"] = {k: max(v) / min(v) for k, v in times.items()}
+        rows.append(row)
         tick(1)
     return rows
 
@@ -328,7 +363,15 @@ def summarize(rows):
         ),
         "auto_vs_torch_min": slowest and slowest["auto_vs_torch"],
         "auto_vs_torch_min_case": slowest and _where(slowest),
+        # how much the figures moved: per row, slowest round over best, medians over the rows
+        "auto_spread_median": _median_spread(rows, lambda r: r["auto"]),
+        "torch_spread_median": _median_spread(rows, lambda r: "torch"),
     }
+
+
+def _median_spread(rows, who):
+    spreads = [r["spread"][who(r)] for r in rows if who(r) in r.get("spread", {})]
+    return statistics.median(spreads) if spreads else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +425,16 @@ def format_summary(s, meta):
             f"auto vs PyTorch: geomean {s['auto_vs_torch_geomean']:.2f}x, minimum "
             f"{s['auto_vs_torch_min']:.2f}x ({s['auto_vs_torch_min_case']}); "
             f">1 is faster than PyTorch"
+        )
+    if s.get("auto_spread_median") is not None:
+        torch_part = (
+            f", PyTorch {s['torch_spread_median']:.2f}x"
+            if s.get("torch_spread_median") is not None
+            else ""
+        )
+        lines.append(
+            f"best of {meta['repeat']} interleaved rounds; slowest round over best, median over "
+            f"the rows: auto {s['auto_spread_median']:.2f}x{torch_part}"
         )
     lines.append(
         f"SGEMM rate (float32 2048^3, {meta['threads']} threads): "
@@ -528,7 +581,9 @@ def main(argv=None):
         help="only cases whose suite or name contains one of these (e.g. vgg16,L1)",
     )
     ap.add_argument("--list", action="store_true", help="print the cases and exit")
-    add_run_options(ap, ("torch",), "torch", "the rows, the summary", "ratio charts of the same")
+    add_run_options(
+        ap, ("torch",), "torch", "the rows, the summary", "ratio charts of the same", BEST_OF_ROUNDS
+    )
     args = ap.parse_args(argv)
     selected = cases(args.batches, args.cases)
     missed = [s for s in args.cases if not cases(args.batches[:1], [s])]

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import functional as F
 from . import inference, models
-from ._cliargs import add_run_options, comma_list, int_list
+from ._cliargs import BEST_OF_ROUNDS, add_run_options, comma_list, int_list
 from ._model_inputs import model_input
 from .autograd import Tensor, manual_seed, no_grad
 from .bench import _progress, cpu_line, import_torch, sgemm_rate, write_results
@@ -256,10 +256,9 @@ def main(argv=None):
         action="store_true",
         help="compile with the autotuner measuring each convolution's algorithms",
     )
-    add_run_options(ap, PEERS, ",".join(PEERS), "the rows", "speed relative to the fastest peer")
-    for action in ap._actions:  # (the shared option's help says median: here it is the best)
-        if "--repeat" in action.option_strings:
-            action.help = "rounds; each runner's best is reported (default 3)"
+    add_run_options(
+        ap, PEERS, ",".join(PEERS), "the rows", "speed relative to the fastest peer", BEST_OF_ROUNDS
+    )
     args = ap.parse_args(argv)
     if not args.nets:
         ap.error("argument --nets: no network given")
