@@ -17,8 +17,8 @@ from fastconv.bench_auto import Case
 
 @pytest.fixture
 def quick(monkeypatch):
-    """No pause between libraries and no 2048^3 SGEMM: the tests check plumbing."""
-    monkeypatch.setattr(bench_auto, "SWITCH_PAUSE_S", 0)
+    """No warm-up time between libraries and no 2048^3 SGEMM: the tests check plumbing."""
+    monkeypatch.setattr(bench_auto, "SWITCH_WARM_S", 0)
     monkeypatch.setattr(bench_auto, "sgemm_rate", lambda threads: 1.0)
 
 
@@ -229,16 +229,19 @@ def test_bad_options_exit_2_before_any_work(monkeypatch, capsys, argv, message):
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_time_rounds_interleaves_and_pauses_only_between_libraries(monkeypatch):
+def test_time_rounds_interleaves_and_warms_longer_after_a_change_of_library():
     log = []
-    monkeypatch.setattr(bench_auto.time, "sleep", lambda t: log.append(("sleep", t)))
     contenders = {
         name: (lambda name=name: log.append(name), lib)
         for name, lib in (("a", "fastconv"), ("b", "fastconv"), ("torch", "torch"))
     }
-    times = bench_auto.time_rounds(contenders, repeat=2, pause=0.5)
+    times = bench_auto.time_rounds(contenders, repeat=2, warm=0)
     assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2, "torch": 2}
     assert all(t >= 0 for v in times.values() for t in v)
-    pause = ("sleep", 0.5)
-    # one untimed warm-up call each, then rounds in order, a pause at each change of library
-    assert log == ["a", "b", "torch"] + [pause, "a", "b", pause, "torch"] * 2
+    # rounds in order, each timed call straight after an untimed one of the same contender
+    assert log == ["a", "a", "b", "b", "torch", "torch"] * 2
+    log.clear()
+    bench_auto.time_rounds(contenders, repeat=1, warm=0.05)
+    # after a change of library: untimed calls for 50 ms (many here), then the timed one
+    assert log.count("a") > 3 and log.count("torch") > 3 and log.count("b") == 2
+    assert log == sorted(log, key=["a", "b", "torch"].index)
