@@ -18,7 +18,7 @@ from fastconv.bench_auto import Case
 @pytest.fixture
 def quick(monkeypatch):
     """No warm-up time between libraries and no 2048^3 SGEMM: the tests check plumbing."""
-    monkeypatch.setattr(bench_auto, "SWITCH_WARM_S", 0)
+    monkeypatch.setattr(bench, "SWITCH_WARM_S", 0)
     monkeypatch.setattr(bench_auto, "sgemm_rate", lambda threads: 1.0)
 
 
@@ -235,13 +235,13 @@ def test_time_rounds_interleaves_and_warms_longer_after_a_change_of_library():
         name: (lambda name=name: log.append(name), lib)
         for name, lib in (("a", "fastconv"), ("b", "fastconv"), ("torch", "torch"))
     }
-    times = bench_auto.time_rounds(contenders, repeat=2, warm=0)
+    times = bench.time_rounds(contenders, repeat=2, warm=0)
     assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2, "torch": 2}
     assert all(t >= 0 for v in times.values() for t in v)
     # rounds in order, each timed call straight after an untimed one of the same contender
     assert log == ["a", "a", "b", "b", "torch", "torch"] * 2
     log.clear()
-    bench_auto.time_rounds(contenders, repeat=1, warm=0.05)
+    bench.time_rounds(contenders, repeat=1, warm=0.05)
     # after a change of library: untimed calls for 50 ms (many here), then the timed one
     assert log.count("a") > 3 and log.count("torch") > 3 and log.count("b") == 2
     assert log == sorted(log, key=["a", "b", "torch"].index)

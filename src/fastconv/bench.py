@@ -58,6 +58,35 @@ def timeit(fn, repeat, warmup=1, min_warm_seconds=0.25):
     return statistics.median(times)
 
 
+#: Seconds of untimed calls before a timed call from another library than the previous one
+#: (time_rounds).
+SWITCH_WARM_S = 0.03
+
+
+def time_rounds(contenders, repeat, warm=None):
+    """Seconds per round for each contender: {name: (fn, library)}, in order. `repeat` rounds
+    time every contender once, in order, each timed call straight after untimed ones of the
+    same contender: one, or where the library differs from the previous call's, as many as take
+    SWITCH_WARM_S. The other library's OpenMP threads spin-wait a while after its call and
+    would share the cores with the timed call; and a pause to let them stop is worse: a core
+    that idled runs slow for a while (after 50 ms of sleep and two untimed calls, a 1 ms GEMM
+    measured up to 1.3x slower than the same code timed next)."""
+    warm = SWITCH_WARM_S if warm is None else warm
+    times = {name: [] for name in contenders}
+    last = None
+    for _ in range(repeat):
+        for name, (fn, lib) in contenders.items():
+            t_end = time.perf_counter() + (warm if lib != last else 0.0)
+            fn()
+            while time.perf_counter() < t_end:
+                fn()
+            last = lib
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def sgemm_rate(threads, size=2048, repeat=5):
     """GFLOP/s of a float32 size^3 GEMM through NumPy's OpenBLAS on `threads` threads."""
     rng = np.random.default_rng(0)

@@ -21,7 +21,6 @@ import contextlib
 import math
 import statistics
 import sys
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -39,6 +38,7 @@ from .bench import (
     layer_cases,
     sgemm_rate,
     shape_cases,
+    time_rounds,
     write_results,
 )
 
@@ -46,9 +46,6 @@ from .bench import (
 DIRECTIONS = (("fwd", "forward"), ("bwd_data", "backward_data"), ("bwd_weight", "backward_weight"))
 AUTO_SLACK, TUNED_SLACK = 1.10, 1.05  # "within 10% / 5% of the fastest"
 _EPS = 1e-9  # (a ratio of exactly 1.10 counts as within)
-#: Seconds of untimed calls before a timed call from another library than the previous one
-#: (time_rounds).
-SWITCH_WARM_S = 0.03
 
 
 class Case(NamedTuple):
@@ -246,30 +243,6 @@ def make_row(case, direction, ms, auto, tuned, torch_ms, errors=None):
     if errors:
         row["errors"] = errors
     return row
-
-
-def time_rounds(contenders, repeat, warm=None):
-    """Seconds per round for each contender: {name: (fn, library)}, in order. `repeat` rounds
-    time every contender once, in order, each timed call straight after untimed ones of the
-    same contender: one, or where the library differs from the previous call's, as many as take
-    SWITCH_WARM_S. The other library's OpenMP threads spin-wait a while after its call and
-    would share the cores with the timed call; and a pause to let them stop is worse: a core
-    that idled runs slow for a while (after 50 ms of sleep and two untimed calls, a 1 ms GEMM
-    measured up to 1.3x slower than the same code timed next)."""
-    warm = SWITCH_WARM_S if warm is None else warm
-    times = {name: [] for name in contenders}
-    last = None
-    for _ in range(repeat):
-        for name, (fn, lib) in contenders.items():
-            t_end = time.perf_counter() + (warm if lib != last else 0.0)
-            fn()
-            while time.perf_counter() < t_end:
-                fn()
-            last = lib
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def bench_case(case, torch, repeat, tick=lambda n=1: None):

@@ -26,12 +26,11 @@ from . import inference, models
 from ._cliargs import BEST_OF_ROUNDS, add_run_options, comma_list, int_list
 from ._model_inputs import model_input
 from .autograd import Tensor, manual_seed, no_grad
-from .bench import _progress, cpu_line, import_torch, sgemm_rate, write_results
+from .bench import _progress, cpu_line, import_torch, sgemm_rate, time_rounds, write_results
 
 NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50", "inception_v3")
 PEERS = ("torch", "onnxruntime", "openvino")
 RUNNERS = ("plan", "eager") + PEERS
-PAUSE_S = 0.2  # before each timed call (see bench_net)
 
 
 def net_flops(graph, x_shape):
@@ -139,18 +138,12 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
     ref = plan(x)
     errors = {}
     for k, f in runners.items():
-        y = np.asarray(f())
+        y = np.asarray(f())  # (also the first run, where ONNX Runtime and OpenVINO allocate)
         errors[k] = float(np.abs(y - ref).max() / max(np.abs(ref).max(), 1e-30))
-        f()  # warm-up (an ONNX Runtime / OpenVINO first run allocates)
-    times = {k: [] for k in runners}
-    for _ in range(repeat):
-        for k, f in runners.items():
-            # a pause first: another runtime's pool threads spin-wait a while after their run
-            # (ONNX Runtime's by default) and would take the cores from this one
-            time.sleep(PAUSE_S)
-            s = time.perf_counter()
-            f()
-            times[k].append((time.perf_counter() - s) * 1e3)
+    # each timed call after an untimed one, after 30 ms of them where the library changes
+    libs = {"plan": "fastconv", "eager": "fastconv"}
+    rounds = time_rounds({k: (f, libs.get(k, k)) for k, f in runners.items()}, repeat)
+    times = {k: [t * 1e3 for t in v] for k, v in rounds.items()}
     ms = {k: min(v) for k, v in times.items()}  # best of the rounds (this machine is noisy)
     peer_ms = {k: ms[k] for k in PEERS if k in ms}
     best = min(peer_ms, key=peer_ms.get) if peer_ms else None
