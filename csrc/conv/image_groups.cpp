@@ -82,6 +82,10 @@ struct GroupBuffers {
 // for the data gradient and 1.6x for the weight gradient (the per-image path adds a GEMM of 49
 // terms into the whole dW per image; 1.8x for ResNet-18's 256>512), never slower.
 bool use_image_groups(const ConvShape &s, bool in_place) {
+  if (const char *e = getenv("FC_IG")) {
+    const long lim = atol(e);
+    if (lim > 0) return s.n >= 2 && s.howo < lim;
+  }
   if (s.n < 2 || s.howo >= 64) return false;
   return s.n >= 16 || (s.kk == 1 && !in_place);
 }
