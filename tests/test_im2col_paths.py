@@ -38,6 +38,8 @@ CASES = [
     ((18, 16, 6, 6), (24, 8, 3, 3), 1, 1, 2, "im2col"),  # groups, a partial last group
     ((16, 64, 4, 4), (32, 64, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place
     ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
+    ((4, 6, 7, 7), (10, 6, 5, 5), 1, 2, 1, "im2col"),  # a 5x5's dW grouped at 4 images
+    ((3, 8, 6, 6), (12, 4, 3, 3), 1, 1, 2, "im2col"),  # groups: dW grouped at 3 images
     # dW under 32 columns: the dot-product micro-kernel (weight_gemm in gemm_blocks.h), with
     # full register tiles and remainders of rows and columns on every ISA's tile
     ((1, 3, 45, 47), (13, 3, 3, 3), 2, 0, 1, "im2col"),  # a 3-channel stem: 27 columns

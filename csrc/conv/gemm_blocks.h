@@ -130,7 +130,7 @@ struct TileAt {
 // Planes of under 64 outputs (ResNet's 7x7 layers) at 2 or more images: the columns of several
 // images side by side in one GEMM, instead of one GEMM of howo columns per image that packs all
 // the weights again. use_image_groups: where that pays (the measurements at its definition).
-bool use_image_groups(const ConvShape &s, bool in_place);
+bool use_image_groups(const ConvShape &s, bool in_place, bool weight_grad);
 template <class T>
 fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                                const Epilogue<T> *ep);

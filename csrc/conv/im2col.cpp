@@ -214,7 +214,7 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
-  if (use_image_groups(s, in_place)) return forward_image_groups(s, x, w, b, y, ep);
+  if (use_image_groups(s, in_place, false)) return forward_image_groups(s, x, w, b, y, ep);
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
@@ -254,7 +254,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
                                   bool in_place) {
-  if (use_image_groups(s, in_place)) return backward_data_image_groups(s, dy, w, dx);
+  if (use_image_groups(s, in_place, false)) return backward_data_image_groups(s, dy, w, dx);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
@@ -378,7 +378,7 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
-  if (use_image_groups(s, in_place)) return backward_weight_image_groups(s, dy, x, dw);
+  if (use_image_groups(s, in_place, true)) return backward_weight_image_groups(s, dy, x, dw);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;

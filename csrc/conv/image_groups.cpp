@@ -80,14 +80,14 @@ struct GroupBuffers {
 // planes grouping lost up to 1.6x. A gathered (strided) 1x1 gains at any batch, whose columns
 // are a plain copy: ResNet's 1x1/2 1024>2048 to 7x7 at 8 images ran 1.27x faster forward, 1.12x
 // for the data gradient and 1.6x for the weight gradient (the per-image path adds a GEMM of 49
-// terms into the whole dW per image; 1.8x for ResNet-18's 256>512), never slower.
-bool use_image_groups(const ConvShape &s, bool in_place) {
-  if (const char *e = getenv("FC_IG")) {
-    const long lim = atol(e);
-    if (lim > 0) return s.n >= 2 && s.howo < lim;
-  }
+// terms into the whole dW per image; 1.8x for ResNet-18's 256>512), never slower. So does the
+// weight gradient of a larger kernel at 2-15 images (alternating processes, best of 2 x 2):
+// Inception v1's 5x5 48>128 at 7x7 1.25x faster at 2 and 4 images, 1.05x at 8; ResNet's 3x3
+// 512 at 7x7 1.13x at 2 images, even at 8; a 3x3 160>320 at 4 images 1.0-1.14x. (Its forward
+// and data gradient lost 0.6-0.9x grouped at 4 images, and a 1x1 in place 0.6-0.9x.)
+bool use_image_groups(const ConvShape &s, bool in_place, bool weight_grad) {
   if (s.n < 2 || s.howo >= 64) return false;
-  return s.n >= 16 || (s.kk == 1 && !in_place);
+  return s.n >= 16 || (!in_place && (s.kk == 1 || weight_grad));
 }
 
 // y[n, g*kg + r, :] = W_g [kg, ckk] x columns [ckk, images*howo] (+ bias), then the epilogue,
