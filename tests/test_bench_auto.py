@@ -5,6 +5,7 @@ that the user's autotune state survives, the JSON, and that bad options stop bef
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -245,3 +246,22 @@ def test_time_rounds_interleaves_and_warms_longer_after_a_change_of_library():
     # after a change of library: untimed calls for 50 ms (many here), then the timed one
     assert log.count("a") > 3 and log.count("torch") > 3 and log.count("b") == 2
     assert log == sorted(log, key=["a", "b", "torch"].index)
+
+
+def test_time_rounds_drops_slow_contenders_after_the_first_round_but_keeps_the_named():
+    log = []
+    cost = {"fast": 0.0, "slow": 0.004, "kept": 0.004}
+
+    def make(name):
+        def fn():
+            log.append(name)
+            t_end = time.perf_counter() + cost[name]
+            while time.perf_counter() < t_end:
+                pass
+
+        return fn
+
+    contenders = {name: (make(name), "fastconv") for name in cost}
+    times = bench.time_rounds(contenders, repeat=3, warm=0, keep={"kept"}, drop_beyond=3.0)
+    assert {k: len(v) for k, v in times.items()} == {"fast": 3, "slow": 1, "kept": 3}
+    assert log.count("slow") == 2  # (its untimed and timed call of the first round)

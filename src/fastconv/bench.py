@@ -63,18 +63,29 @@ def timeit(fn, repeat, warmup=1, min_warm_seconds=0.25):
 SWITCH_WARM_S = 0.03
 
 
-def time_rounds(contenders, repeat, warm=None):
+def time_rounds(contenders, repeat, warm=None, keep=None, drop_beyond=None):
     """Seconds per round for each contender: {name: (fn, library)}, in order. `repeat` rounds
     time every contender once, in order, each timed call straight after untimed ones of the
     same contender: one, or where the library differs from the previous call's, as many as take
     SWITCH_WARM_S. The other library's OpenMP threads spin-wait a while after its call and
     would share the cores with the timed call; and a pause to let them stop is worse: a core
     that idled runs slow for a while (after 50 ms of sleep and two untimed calls, a 1 ms GEMM
-    measured up to 1.3x slower than the same code timed next)."""
+    measured up to 1.3x slower than the same code timed next).
+
+    With drop_beyond, a contender not in `keep` whose first round took more than drop_beyond
+    times the quickest first round is timed in that round only (a direct weight gradient or a
+    small FFT, 10-100x the fastest, would otherwise take most of a long run)."""
     warm = SWITCH_WARM_S if warm is None else warm
     times = {name: [] for name in contenders}
     last = None
-    for _ in range(repeat):
+    for r in range(repeat):
+        if r == 1 and drop_beyond is not None:
+            quickest = min(t[0] for t in times.values())
+            contenders = {
+                name: c
+                for name, c in contenders.items()
+                if name in (keep or ()) or times[name][0] <= drop_beyond * quickest
+            }
         for name, (fn, lib) in contenders.items():
             t_end = time.perf_counter() + (warm if lib != last else 0.0)
             fn()

@@ -298,7 +298,8 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
             contenders[algo] = (fn, "fastconv")
         if torch_fns:
             contenders["torch"] = (torch_fns[direction], "torch")
-        times = time_rounds(contenders, repeat)
+        # (an algorithm 3x slower than the quickest in the first round is timed in it only)
+        times = time_rounds(contenders, repeat, keep={auto, tuned, "torch"}, drop_beyond=3.0)
         best = {k: min(v) * 1e3 for k, v in times.items()}
         torch_ms = best.pop("torch", None)
         row = make_row(case, direction, best, auto, tuned, torch_ms, errors)
