@@ -7,11 +7,13 @@ it (``reference`` excepted, and ``im2col`` on 1x1 kernels, where it runs ``gemm1
 the one auto's heuristic picks, the one autotuning measures
 (switched on around one ``algo="auto"`` call; the user's mode and measured choices are put back)
 and PyTorch's time in the same process. Auto and tuned are reported as ratios to the fastest
-time measured here, so 1.00 means auto picked the fastest algorithm. Every contender of a row
-(each algorithm and PyTorch) is warmed up, then timed once per round for ``--repeat`` rounds,
-interleaved, and reported as its best round (time_rounds): on a shared machine a slow spell then
-falls on every contender of the row alike instead of on whichever ran during it. How much each
-figure moved (slowest round over best) is kept in the JSON rows ("spread").
+time measured here, so 1.00 means auto picked the fastest algorithm. The contenders of a row
+(each algorithm and PyTorch) take turns over ``--repeat`` rounds, each timed call after an
+untimed one, and each reports its best round (bench.time_rounds): on a shared machine a slow
+spell then falls on every contender of the row alike instead of on whichever ran during it. An
+algorithm over 3x the quickest in the first round is timed in that round only (auto's and the
+tuned choice run every round). How much each figure moved (slowest round over best) is kept in
+the JSON rows ("spread").
 """
 
 from __future__ import annotations
@@ -291,8 +293,10 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
                 continue  # (on a 1x1 kernel im2col runs gemm1x1's code: the same time twice)
             fn = call(direction, algo)
             try:
-                fn()  # (a workspace too large for this machine, say): reported under the row
-            except (MemoryError, RuntimeError, ValueError) as e:  # rather than losing the run
+                fn()
+            except (MemoryError, RuntimeError, ValueError) as e:
+                # (a workspace too large for this machine, say): reported under the row rather
+                # than losing the rest of a long run
                 errors[algo] = " ".join(str(e).split())
                 continue
             contenders[algo] = (fn, "fastconv")
