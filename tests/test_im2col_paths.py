@@ -32,6 +32,10 @@ CASES = [
     ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place, 3 images
     ((2, 96, 8, 8), (64, 96, 3, 3), 2, 1, 1, "im2col"),  # dW tiles over columns
     ((1, 40, 11, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # 1x1 strided (gathered)
+    # 1x1 in place, dx at under 8 (image, group) pairs: tiles of channels x positions
+    ((1, 40, 30, 31), (24, 40, 1, 1), 1, 0, 1, "gemm1x1"),  # positions cut 8 ways, ragged
+    ((1, 200, 9, 9), (16, 200, 1, 1), 1, 0, 1, "gemm1x1"),  # channels and positions cut
+    ((1, 48, 12, 12), (32, 24, 1, 1), 1, 0, 2, "gemm1x1"),  # groups: 4 tiles each
     # small planes, several images per GEMM (csrc/conv/image_groups.cpp): 16+ images on planes
     # under 64 outputs, every direction; 2 groups of 8 images at 256 KiB (dW sums them)
     ((16, 8, 5, 5), (12, 8, 3, 3), 1, 1, 1, "im2col"),

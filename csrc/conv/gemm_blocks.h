@@ -84,13 +84,13 @@ void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int
   });
 }
 
-// A [m, n] product cut into pm x pn tiles: kFixedItems of them where tiles keep at least 16
+// A [m, n] product cut into pm x pn tiles: `count` (a power of 2) of them where tiles keep at least 16
 // rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM packs its
 // [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the shape only.
 struct Tiles {
   int64_t pm, pn;
 };
-Tiles plan_tiles(int64_t m, int64_t n);
+Tiles plan_tiles(int64_t m, int64_t n, int64_t count = kFixedItems);
 
 // The weight gradient's product dW [m, n] (+)= dy [m, k] x columns^T [n, k] (accumulate: add
 // into dW, else set it). Under 32 columns of dW (a first layer's 3 channels x 3x3 taps are 27)
