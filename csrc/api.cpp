@@ -119,11 +119,15 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
 // product worth transforming for. At batch 1 nothing amortises the k*c filter transforms and
 // their spectra (L3's 16384 of them, 71 MB), so the ratio must be 96: L3 (86) ran FFT 1.2-1.5x
 // slower than direct or im2col in each of three runs at batch 1 (AVX2 EPYC, 2 threads), L2
-// (120) and L1 (202) fastest as FFT there.
+// (120) and L1 (202) fastest as FFT there. Except the weight gradient, whose im2col path builds
+// the whole column matrix (L3: 10368 x 576, 24 MB) for one product: there 80, L3's FFT ran
+// 1.04-1.25x faster than im2col in three interleaved runs (best of 10) and 1.69x in a
+// `fastconv bench auto` run on a busy machine (AVX2 EPYC, 2 threads).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
-  return s.kk * s.howo >= (s.n == 1 ? 96 : 32) * fft_bins(s);
+  const int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
+  return s.kk * s.howo >= ratio * fft_bins(s);
 }
 
 // The transform algorithms (Winograd, FFT) only where the registry's cost model does not put

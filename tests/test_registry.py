@@ -233,3 +233,20 @@ def test_readme_table_lists_every_algorithm():
         # the table's "runs" column agrees with the registry about phase planes
         assert ("phase planes" in runs) == info[name]["phase_planes"], (name, runs)
     assert "dilation 1" in rows["fft"], rows["fft"]
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_heuristic_fft_rule_on_l3(batch):
+    """fft_pays (csrc/api.cpp): L3's 9x9 on 32x32 (kernel taps x outputs over frequency bins:
+    86) takes FFT in every direction from two images; at one image only its weight gradient,
+    whose im2col path would build the whole 24 MB column matrix for one product."""
+    x, w = (batch, 128, 32, 32), (128, 128, 9, 9)
+    first = {
+        d: fastconv.algorithms(x, w, direction=d)[0]
+        for d in ("forward", "backward_data", "backward_weight")
+    }
+    if batch > 1:
+        assert set(first.values()) == {"fft"}, first
+    else:
+        assert first["backward_weight"] == "fft", first
+        assert first["forward"] != "fft" and first["backward_data"] != "fft", first
