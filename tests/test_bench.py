@@ -81,6 +81,46 @@ def test_net_flops_and_builder_agree_on_shapes():
     assert 2.5e9 < bench.net_flops(small, 1) < 3.5e9  # GoogLeNet: ~1.5 G multiply-adds
 
 
+def test_libraries_take_turns_and_report_their_best_round(monkeypatch):
+    """bench_layer (the layers and shapes suites): per direction, one time_rounds call with every
+    library as a contender ("fastconv:<algo>" on fastconv's threads, so no switch warm-up from
+    "fastconv"); each row's ms is its library's best round and "spread" its slowest over best."""
+    calls = []
+    fake = {0: [0.004, 0.002, 0.003], 1: [0.010, 0.012, 0.011], 2: [0.006, 0.006, 0.009]}
+
+    def timer(contenders, repeat):
+        calls.append({name: lib for name, (fn, lib) in contenders.items()})
+        for fn, _ in contenders.values():
+            fn()  # (each contender really runs)
+        return {name: fake[i] for i, name in enumerate(contenders)}
+
+    monkeypatch.setattr(bench, "time_rounds", timer)
+    ticks = []
+    rows = bench.bench_layer(
+        "tiny",
+        (1, 3, 8, 8),
+        (4, 3, 3, 3),
+        1,
+        1,
+        1,
+        1,
+        ["fastconv", "fastconv:im2col", "numpy"],
+        None,
+        3,
+        lambda: ticks.append(1),
+    )
+    assert calls == [{"fastconv": "fastconv", "fastconv:im2col": "fastconv", "numpy": "numpy"}] * 3
+    assert len(ticks) == 9 and len(rows) == 9
+    assert [(r["lib"], r["dir"]) for r in rows[:3]] == [("fastconv", d) for d in bench.CONV_DIRS]
+    for r in rows:
+        i = ["fastconv", "fastconv:im2col", "numpy"].index(r["lib"])
+        assert r["ms"] == pytest.approx(min(fake[i]) * 1e3)
+        assert r["spread"] == pytest.approx(max(fake[i]) / min(fake[i]))
+    line = bench.spread_line(rows, 3)
+    assert line.startswith("best of 3 interleaved rounds") and "fastconv 2.00x" in line
+    assert "numpy 1.50x" in line
+
+
 def test_unknown_suite_and_algo_are_rejected():
     with pytest.raises(SystemExit):
         cli.main(["bench", "nope"])
@@ -119,11 +159,12 @@ def test_training_step_rows_and_flops():
         torch,
         1,
         lambda: ticks.append(1),
-        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0),
+        lambda contenders, repeat: bench.time_rounds(contenders, repeat, warm=0),
     )
     assert [r["lib"] for r in rows] == libs and len(ticks) == len(libs)
     for r in rows:
         assert r["case"] == "resnet18 step" and r["dir"] == "train" and r["ms"] > 0
+        assert r["spread"] >= 1.0
         assert abs(r["gflops"] * 1e9 * r["ms"] / 1e3 / (3 * 2 * 1.814e9) - 1) < 0.01
 
 
@@ -142,7 +183,7 @@ def test_train_nets_takes_any_model_at_its_published_size():
         torch,
         1,
         lambda: None,
-        lambda fn, repeat: bench.timeit(fn, repeat, min_warm_seconds=0),
+        lambda contenders, repeat: bench.time_rounds(contenders, repeat, warm=0),
     )
     assert [r["lib"] for r in rows] == libs
     assert all(r["case"] == "nin_cifar step" and r["ms"] > 0 and r["gflops"] > 0 for r in rows)

@@ -6,7 +6,11 @@ forward+backward; and a ResNet-18 and a ResNet-50 SGD training step, bench_train
 (the nets' pooling layers), ``all``.
 Speed is reported as a ratio to PyTorch measured in the same process, and as GFLOP/s
 (2*N*K*(C/g)*kh*kw*Ho*Wo per convolution) against the SGEMM rate measured at the start of the
-run. A NumPy im2col baseline is always available. Times are medians over ``--repeat`` runs.
+run. A NumPy im2col baseline is always available. The libraries take turns over ``--repeat``
+rounds, each timed call straight after an untimed one (bench.time_rounds, as ``bench auto`` and
+``bench infer`` time theirs), and each reports its best round: on a shared machine a slow spell
+then falls on every library of a case alike. How much each figure moved (slowest round over
+best) is in the JSON rows ("spread") and, as a median, under the tables.
 For Winograd and FFT, which do less arithmetic, GFLOP/s is the direct convolution's count over
 the time taken (effective GFLOP/s, as NNPACK reports), so it can pass the SGEMM rate. The
 tables name the algorithm ``auto`` chose for each layer and direction; ``fastconv bench auto``
@@ -25,7 +29,7 @@ from importlib import resources
 import numpy as np
 
 from . import functional as F
-from ._cliargs import add_run_options, comma_list, fail, int_at_least
+from ._cliargs import BEST_OF_ROUNDS, add_run_options, comma_list, fail, int_at_least
 from ._io import atomic_write, save_figure
 from .bench_train import TRAIN_NETS, bench_train_step
 from .models import MODELS
@@ -96,6 +100,32 @@ def time_rounds(contenders, repeat, warm=None, keep=None, drop_beyond=None):
             fn()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def best_rounds(fns, repeat, timer=None):
+    """{name: fn} timed in `repeat` interleaved rounds (time_rounds; `timer` takes its place in
+    tests): {name: (best seconds, slowest round over best)}. A name "fastconv:<algo>" runs on
+    fastconv's threads, so it is the same library as "fastconv" (no switch warm-up between)."""
+    contenders = {name: (fn, name.split(":", 1)[0]) for name, fn in fns.items()}
+    times = (timer or time_rounds)(contenders, repeat)
+    return {name: (min(v), max(v) / min(v)) for name, v in times.items()}
+
+
+def spread_line(rows, repeat):
+    """How much the figures moved: per library, the median over the rows of the slowest round
+    over the best (rows without a spread, e.g. the memcpy reference, left out)."""
+    libs = list(dict.fromkeys(r["lib"] for r in rows if "spread" in r))
+    if not libs:
+        return ""
+    medians = {
+        lib: statistics.median(r["spread"] for r in rows if r["lib"] == lib and "spread" in r)
+        for lib in libs
+    }
+    parts = ", ".join(f"{lib} {m:.2f}x" for lib, m in medians.items())
+    return (
+        f"best of {repeat} interleaved rounds; slowest round over best, median over the rows: "
+        f"{parts}\n"
+    )
 
 
 def sgemm_rate(threads, size=2048, repeat=5):
@@ -251,24 +281,28 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick, s
                     dy, x, w, needs=(False, True, False), **kw
                 ),
             }
-    rows = []
-    ctx = torch.no_grad() if torch is not None else _null()
-    with ctx:
-        for lib, fns in runs.items():
-            for direction in CONV_DIRS:
-                t = timeit(fns[direction], repeat)
-                rows.append(
-                    {
-                        "suite": suite,
-                        "case": name,
-                        "lib": lib,
-                        "dir": direction,
-                        "ms": t * 1e3,
-                        "gflops": flops / t / 1e9,
-                        "algo": chosen.get(lib, {}).get(direction, ""),
-                    }
-                )
+    timed = {}
+    with torch.no_grad() if torch is not None else _null():
+        for direction in CONV_DIRS:  # the libraries take turns, direction by direction
+            timed[direction] = best_rounds({lib: f[direction] for lib, f in runs.items()}, repeat)
+            for _ in runs:
                 tick()
+    rows = []
+    for lib in runs:
+        for direction in CONV_DIRS:
+            t, spread = timed[direction][lib]
+            rows.append(
+                {
+                    "suite": suite,
+                    "case": name,
+                    "lib": lib,
+                    "dir": direction,
+                    "ms": t * 1e3,
+                    "gflops": flops / t / 1e9,
+                    "spread": spread,
+                    "algo": chosen.get(lib, {}).get(direction, ""),
+                }
+            )
     return rows
 
 
@@ -314,25 +348,33 @@ def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
     # memcpy of the same bytes (np.copyto of as many bytes as the op reads and writes)
     src = np.ones(max(fwd_bytes, bwd_bytes) // 4, np.float32)
     dst = np.empty_like(src)
-    rows = []
+    sizes = {"fwd": fwd_bytes, "bwd": bwd_bytes}
+    timed = {}
     with torch.no_grad() if torch is not None else _null():
-        for lib, fns in runs.items():
-            for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
-                t = timeit(fns[d], repeat)
-                rows.append(
-                    {
-                        "suite": "pool",
-                        "case": name,
-                        "lib": lib,
-                        "dir": d,
-                        "ms": t * 1e3,
-                        "gbs": nbytes / t / 1e9,
-                    }
-                )
+        for d in sizes:  # the libraries take turns, direction by direction
+            timed[d] = best_rounds({lib: fns[d] for lib, fns in runs.items()}, repeat)
+            for _ in runs:
                 tick()
-    for d, nbytes in (("fwd", fwd_bytes), ("bwd", bwd_bytes)):
+    rows = []
+    for lib in runs:
+        for d, nbytes in sizes.items():
+            t, spread = timed[d][lib]
+            rows.append(
+                {
+                    "suite": "pool",
+                    "case": name,
+                    "lib": lib,
+                    "dir": d,
+                    "ms": t * 1e3,
+                    "gbs": nbytes / t / 1e9,
+                    "spread": spread,
+                }
+            )
+    for d, nbytes in sizes.items():  # (a reference, not a contender: timed on its own)
         n = nbytes // 4
-        t = timeit(lambda n=n: np.copyto(dst[:n], src[:n]), repeat)
+        t, spread = best_rounds({"memcpy": lambda n=n: np.copyto(dst[:n], src[:n])}, repeat)[
+            "memcpy"
+        ]
         rows.append(
             {
                 "suite": "pool",
@@ -341,6 +383,7 @@ def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
                 "dir": d,
                 "ms": t * 1e3,
                 "gbs": nbytes / t / 1e9,
+                "spread": spread,
             }
         )
     return rows
@@ -436,35 +479,44 @@ def bench_net(name, spec, batch, libs, torch, repeat, tick):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape, dtype=np.float32)
     flops = net_flops(spec, batch)
-    rows = []
+    runs = {}
     for lib in libs:
         if lib == "fastconv":
-            model = build_net(spec, nn, lambda ts: autograd.concat(ts, axis=1))
-            xt = autograd.Tensor(x)
+            fmodel = build_net(spec, nn, lambda ts: autograd.concat(ts, axis=1))
+            fx = autograd.Tensor(x)
 
             def fwd():
                 with autograd.no_grad():
-                    model(xt)
+                    fmodel(fx)
 
             def fwdbwd():
-                model.zero_grad()
-                model(xt).sum().backward()
+                fmodel.zero_grad()
+                fmodel(fx).sum().backward()
         elif lib == "torch" and torch is not None:
             torch.manual_seed(0)
-            model = build_net(spec, torch.nn, lambda ts: torch.cat(ts, 1))
-            xt = torch.from_numpy(x)
+            tmodel = build_net(spec, torch.nn, lambda ts: torch.cat(ts, 1))
+            tx = torch.from_numpy(x)
 
             def fwd():
                 with torch.no_grad():
-                    model(xt)
+                    tmodel(tx)
 
             def fwdbwd():
-                model.zero_grad()
-                model(xt).sum().backward()
+                tmodel.zero_grad()
+                tmodel(tx).sum().backward()
         else:
             continue
-        for d, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
-            t = timeit(fn, repeat)
+        runs[lib] = {"fwd": fwd, "fwd+bwd": fwdbwd}
+    work = {"fwd": flops, "fwd+bwd": 3 * flops}
+    timed = {}
+    for d in work:  # the libraries take turns, direction by direction
+        timed[d] = best_rounds({lib: fns[d] for lib, fns in runs.items()}, repeat)
+        for _ in runs:
+            tick()
+    rows = []
+    for lib in runs:
+        for d, f in work.items():
+            t, spread = timed[d][lib]
             rows.append(
                 {
                     "suite": "nets",
@@ -473,9 +525,9 @@ def bench_net(name, spec, batch, libs, torch, repeat, tick):
                     "dir": d,
                     "ms": t * 1e3,
                     "gflops": f / t / 1e9,
+                    "spread": spread,
                 }
             )
-            tick()
     return rows
 
 
@@ -617,9 +669,7 @@ def run(
                 rows += bench_net(name, spec, net_batch, net_libs, torch, repeat, bar.update)
             for name in train_nets:
                 bar.set_description(f"nets {name} training step")
-                rows += bench_train_step(
-                    name, net_batch, net_libs, torch, repeat, bar.update, timeit
-                )
+                rows += bench_train_step(name, net_batch, net_libs, torch, repeat, bar.update)
     finally:
         bar.close()
     meta = {
@@ -713,7 +763,9 @@ def main(argv=None):
         help="with the shapes suite: time this convolution instead of the built-in "
         "shapes (repeatable; e.g. 8,64,56,56:64,3,3:1,1)",
     )
-    add_run_options(ap, COMPARE, "torch,numpy", "the rows", "bar charts of the same")
+    add_run_options(
+        ap, COMPARE, "torch,numpy", "the rows", "bar charts of the same", BEST_OF_ROUNDS
+    )
     args = ap.parse_args(argv)
     if args.shape:  # your own layers (bench_user.py)
         from . import bench_user
@@ -753,6 +805,7 @@ def main(argv=None):
         f"{m['sgemm_gflops']:.1f} GFLOP/s"
     )
     sys.stdout.write(format_table(res["rows"], m["sgemm_gflops"]))
+    sys.stdout.write(spread_line(res["rows"], args.repeat))
     write_results(
         "fastconv bench",
         res,

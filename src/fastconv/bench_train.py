@@ -2,8 +2,8 @@
 (zero_grad, forward in training mode, cross-entropy, backward, update) of ResNet-18 and
 ResNet-50 at 224x224 and Inception v3 at 299x299 (its auxiliary head on, its loss weighted 0.4
 as torchvision's reference training does), fastconv (fastconv.models) next to PyTorch (the same
-architecture from torch.nn, fastconv._torch_models, with the same weights), timed the way
-bench.timeit times every case."""
+architecture from torch.nn, fastconv._torch_models, with the same weights), taking turns over
+interleaved rounds the way every case of ``fastconv bench`` is timed (bench.best_rounds)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,13 @@ def step_flops(model, x):
         model.train()
 
 
-def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
-    """Rows {"suite": "nets", "case": "<net> step", "lib", "dir": "train", "ms", "gflops"}."""
+def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
+    """Rows {"suite": "nets", "case": "<net> step", "lib", "dir": "train", "ms", "gflops",
+    "spread"}: each library's best round and its slowest over best. `timer`: bench.time_rounds's
+    stand-in (tests)."""
     from . import autograd, models, optim
     from ._model_inputs import model_input
+    from .bench import best_rounds
     from .nn import functional as F
 
     rng = np.random.default_rng(0)
@@ -76,29 +79,35 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
     model.train()
     y = rng.integers(0, classes, batch)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # before any step
-    rows = []
+    steps = {}
     for lib in libs:
         if lib == "fastconv":
             opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-            xt = autograd.Tensor(x)
+
+            fx = autograd.Tensor(x)
 
             def step():
                 opt.zero_grad()
-                train_loss(model(xt), y, F.cross_entropy).backward()
+                train_loss(model(fx), y, F.cross_entropy).backward()
                 opt.step()
         elif lib == "torch" and torch is not None:
             tmodel = _torch_net(name, **kw)
             tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
             topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
             def step():
                 topt.zero_grad()
-                train_loss(tmodel(xt), yt, torch.nn.functional.cross_entropy).backward()
+                train_loss(tmodel(tx), ty, torch.nn.functional.cross_entropy).backward()
                 topt.step()
         else:
             continue
-        t = timeit(step, repeat)
+        steps[lib] = step
+    timed = best_rounds(steps, repeat, timer)  # (the libraries take turns)
+    rows = []
+    for lib in steps:
+        t, spread = timed[lib]
         rows.append(
             {
                 "suite": "nets",
@@ -107,6 +116,7 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timeit):
                 "dir": "train",
                 "ms": t * 1e3,
                 "gflops": flops / t / 1e9,
+                "spread": spread,
             }
         )
         tick()

@@ -1,5 +1,6 @@
 """Benchmarks of the user's own layers and networks, timed and reported as ``fastconv bench``
-times its suites (median of ``--repeat`` runs, next to PyTorch CPU in the same process):
+times its suites (the libraries taking turns over ``--repeat`` interleaved rounds, each
+reporting its best, next to PyTorch CPU in the same process):
 
 * ``fastconv bench shapes --shape N,C,H,W:K,kh,kw[:stride,pad,dilation,groups]`` (repeatable):
   forward, data-gradient and weight-gradient convolutions of those shapes, in place of the
@@ -18,7 +19,7 @@ import sys
 import numpy as np
 
 from . import functional as F
-from ._cliargs import add_run_options, int_at_least
+from ._cliargs import BEST_OF_ROUNDS, add_run_options, int_at_least
 from ._threads import threads as thread_block
 
 __all__ = ["conv_shape", "run_shapes", "main_model", "torch_twin"]
@@ -82,6 +83,7 @@ def run_shapes(args, ap):
         import_torch,
         plot,
         sgemm_rate,
+        spread_line,
         write_results,
     )
 
@@ -115,6 +117,7 @@ def run_shapes(args, ap):
     )
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {n_threads} threads): {peak:.1f} GFLOP/s")
     sys.stdout.write(format_table(rows, peak))
+    sys.stdout.write(spread_line(rows, args.repeat))
     meta = {
         "isa": F.isa(),
         "hardware": F.hardware(),
@@ -186,11 +189,14 @@ def _forward_flops(model, x):
         return math.nan
 
 
-def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
+def bench_model(name, batch, size, libs, torch, repeat, tick, timer=None):
     """Rows {"suite": "nets", "case": "<name> b<batch>", "lib", "dir": "fwd" | "fwd+bwd", "ms",
-    "gflops"} and the libraries skipped, {lib: why}."""
+    "gflops", "spread"} and the libraries skipped, {lib: why}. The libraries take turns over
+    interleaved rounds, direction by direction (bench.best_rounds; `timer`: bench.time_rounds's
+    stand-in in tests)."""
     from . import autograd, models
     from ._model_inputs import model_input
+    from .bench import best_rounds
     from .bench_train import train_kwargs, train_loss
     from .nn import functional as nnF
 
@@ -203,20 +209,20 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
     classes = 10 if name in ("lenet5", "nin_cifar") else 1000
     y = rng.integers(0, classes, batch)
     flops = _forward_flops(model, x)
-    rows, skipped = [], {}
+    runs, skipped = {}, {}
     for lib in libs:
         if lib == "fastconv":
-            xt = autograd.Tensor(x)
+            fx = autograd.Tensor(x)
 
             def fwd():
                 model.eval()
                 with autograd.no_grad():
-                    model(xt)
+                    model(fx)
 
             def fwdbwd():
                 model.train()
                 model.zero_grad()
-                train_loss(model(xt), y, nnF.cross_entropy).backward()  # (+ an aux head's)
+                train_loss(model(fx), y, nnF.cross_entropy).backward()  # (+ an aux head's)
         elif lib == "torch":
             twin = torch_twin(name, classes, **kw) if torch is not None else None
             if twin is None:
@@ -229,21 +235,31 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
             twin.load_state_dict(
                 {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
             )
-            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
             def fwd():
                 twin.eval()
                 with torch.no_grad():
-                    twin(xt)
+                    twin(tx)
 
             def fwdbwd():
                 twin.train()
                 twin.zero_grad()
-                train_loss(twin(xt), yt, torch.nn.functional.cross_entropy).backward()
+                train_loss(twin(tx), ty, torch.nn.functional.cross_entropy).backward()
         else:
             continue
-        for direction, fn, f in (("fwd", fwd, flops), ("fwd+bwd", fwdbwd, 3 * flops)):
-            t = timeit(fn, repeat)
+        runs[lib] = {"fwd": fwd, "fwd+bwd": fwdbwd}
+    work = {"fwd": flops, "fwd+bwd": 3 * flops}
+    timed = {}
+    for direction in work:  # the libraries take turns, direction by direction
+        fns = {lib: r[direction] for lib, r in runs.items()}
+        timed[direction] = best_rounds(fns, repeat, timer)
+        for _ in runs:
+            tick()
+    rows = []
+    for lib in runs:
+        for direction, f in work.items():
+            t, spread = timed[direction][lib]
             rows.append(
                 {
                     "suite": "nets",
@@ -252,9 +268,9 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timeit):
                     "dir": direction,
                     "ms": t * 1e3,
                     "gflops": f / t / 1e9,
+                    "spread": spread,
                 }
             )
-            tick()
     return rows, skipped
 
 
@@ -267,7 +283,7 @@ def main_model(argv):
         import_torch,
         plot,
         sgemm_rate,
-        timeit,
+        spread_line,
         write_results,
     )
     from .models import MODELS
@@ -291,7 +307,7 @@ def main_model(argv):
         help="input height and width (default: the model's native size: 224 for "
         "the ImageNet models, 231 for OverFeat, 32 for LeNet-5)",
     )
-    add_run_options(ap, ("torch",), "torch", "the rows", "bar charts of the same")
+    add_run_options(ap, ("torch",), "torch", "the rows", "bar charts of the same", BEST_OF_ROUNDS)
     args = ap.parse_args(argv)
     spec = model_input(args.name)
     size = args.size or spec.native
@@ -305,7 +321,7 @@ def main_model(argv):
         bar = _progress(2 * len(libs), not args.no_progress)
         try:
             rows, skipped = bench_model(
-                args.name, args.batch, size, libs, torch, args.repeat, bar.update, timeit
+                args.name, args.batch, size, libs, torch, args.repeat, bar.update
             )
         finally:
             bar.close()
@@ -320,6 +336,7 @@ def main_model(argv):
         print(f"{lib}: skipped ({why})")
     print(f"SGEMM rate (NumPy OpenBLAS, float32 2048^3, {n_threads} threads): {peak:.1f} GFLOP/s")
     sys.stdout.write(format_table(rows, peak))
+    sys.stdout.write(spread_line(rows, args.repeat))
     meta = {
         "isa": F.isa(),
         "hardware": F.hardware(),
