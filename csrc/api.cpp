@@ -98,7 +98,11 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
 //    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the
 //    forward won (0.46-0.92x; 12x12 at batch 2-4 0.46-0.82x), and so did the data gradient with
-//    two images or more (0.60-0.91x), but not of one image (1.04-1.54x on 12x12 to 14x14);
+//    two images or more (0.60-0.91x), but not of one image (1.04-1.54x on 12x12 to 14x14).
+//    Nor did one image's 9 tiles forward (11x11 outputs, L5 at batch 1): 1.19-1.44x im2col's
+//    time with 256 and 384 channels in three interleaved runs (best of 12), and 1.15-1.33x in
+//    three of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
+//    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs);
 //  - the weight gradient, and fewer filters, below 32 tiles: the rule from Zen 4's 16 tiles
 //    (24-27 tiles with 512 channels lost the data and weight gradients, 1.1-1.3x, unfused).
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
@@ -107,7 +111,7 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (tiles >= 40) return true;
   if (tiles >= 32 && (dir != FC_DIR_BACKWARD_DATA || tiles >= 36 || s.howo < 64)) return true;
   if (dir != FC_DIR_BACKWARD_WEIGHT && winograd_fused(tiles, kc))
-    return tiles >= 9 && (dir == FC_DIR_FORWARD || s.n >= 2);
+    return dir == FC_DIR_FORWARD ? tiles >= 10 : tiles >= 9 && s.n >= 2;
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 
