@@ -111,6 +111,26 @@ def best_rounds(fns, repeat, timer=None):
     return {name: (min(v), max(v) / min(v)) for name, v in times.items()}
 
 
+def timed_rows(runs, work, repeat, tick, suite, case, unit="gflops", extra=None, timer=None):
+    """Times runs ({lib: {direction: fn}}) direction by direction, the libraries taking turns
+    (best_rounds), ticking once per library and direction. One row per (library, direction),
+    libraries outer: {"suite", "case", "lib", "dir", "ms" (the best round), unit: work[direction]
+    (FLOPs or bytes) per second / 1e9, "spread"}, plus extra(lib, direction) if given."""
+    timed = {}
+    for d in work:
+        timed[d] = best_rounds({lib: fns[d] for lib, fns in runs.items()}, repeat, timer)
+        for _ in runs:
+            tick()
+    rows = []
+    for lib in runs:
+        for d, w in work.items():
+            t, spread = timed[d][lib]
+            row = {"suite": suite, "case": case, "lib": lib, "dir": d, "ms": t * 1e3}
+            row.update({unit: w / t / 1e9, "spread": spread}, **(extra(lib, d) if extra else {}))
+            rows.append(row)
+    return rows
+
+
 def spread_line(rows, repeat):
     """How much the figures moved: per library, the median over the rows of the slowest round
     over the best (rows without a spread, e.g. the memcpy reference, left out)."""
@@ -281,29 +301,13 @@ def bench_layer(name, x_shape, w_shape, s, p, d, g, libs, torch, repeat, tick, s
                     dy, x, w, needs=(False, True, False), **kw
                 ),
             }
-    timed = {}
+
+    def algo(lib, direction):
+        return {"algo": chosen.get(lib, {}).get(direction, "")}
+
+    work = dict.fromkeys(CONV_DIRS, flops)
     with torch.no_grad() if torch is not None else _null():
-        for direction in CONV_DIRS:  # the libraries take turns, direction by direction
-            timed[direction] = best_rounds({lib: f[direction] for lib, f in runs.items()}, repeat)
-            for _ in runs:
-                tick()
-    rows = []
-    for lib in runs:
-        for direction in CONV_DIRS:
-            t, spread = timed[direction][lib]
-            rows.append(
-                {
-                    "suite": suite,
-                    "case": name,
-                    "lib": lib,
-                    "dir": direction,
-                    "ms": t * 1e3,
-                    "gflops": flops / t / 1e9,
-                    "spread": spread,
-                    "algo": chosen.get(lib, {}).get(direction, ""),
-                }
-            )
-    return rows
+        return timed_rows(runs, work, repeat, tick, suite, name, extra=algo)
 
 
 class _null:
@@ -349,44 +353,12 @@ def bench_pool(name, shape, k, s, p, libs, torch, repeat, tick):
     src = np.ones(max(fwd_bytes, bwd_bytes) // 4, np.float32)
     dst = np.empty_like(src)
     sizes = {"fwd": fwd_bytes, "bwd": bwd_bytes}
-    timed = {}
+
     with torch.no_grad() if torch is not None else _null():
-        for d in sizes:  # the libraries take turns, direction by direction
-            timed[d] = best_rounds({lib: fns[d] for lib, fns in runs.items()}, repeat)
-            for _ in runs:
-                tick()
-    rows = []
-    for lib in runs:
-        for d, nbytes in sizes.items():
-            t, spread = timed[d][lib]
-            rows.append(
-                {
-                    "suite": "pool",
-                    "case": name,
-                    "lib": lib,
-                    "dir": d,
-                    "ms": t * 1e3,
-                    "gbs": nbytes / t / 1e9,
-                    "spread": spread,
-                }
-            )
-    for d, nbytes in sizes.items():  # (a reference, not a contender: timed on its own)
-        n = nbytes // 4
-        t, spread = best_rounds({"memcpy": lambda n=n: np.copyto(dst[:n], src[:n])}, repeat)[
-            "memcpy"
-        ]
-        rows.append(
-            {
-                "suite": "pool",
-                "case": name,
-                "lib": "memcpy",
-                "dir": d,
-                "ms": t * 1e3,
-                "gbs": nbytes / t / 1e9,
-                "spread": spread,
-            }
-        )
-    return rows
+        rows = timed_rows(runs, sizes, repeat, tick, "pool", name, "gbs")
+    memcpy = {d: lambda n=n // 4: np.copyto(dst[:n], src[:n]) for d, n in sizes.items()}
+    # (a reference, not a contender: timed on its own)
+    return rows + timed_rows({"memcpy": memcpy}, sizes, repeat, lambda: None, "pool", name, "gbs")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,28 +479,8 @@ def bench_net(name, spec, batch, libs, torch, repeat, tick):
         else:
             continue
         runs[lib] = {"fwd": fwd, "fwd+bwd": fwdbwd}
-    work = {"fwd": flops, "fwd+bwd": 3 * flops}
-    timed = {}
-    for d in work:  # the libraries take turns, direction by direction
-        timed[d] = best_rounds({lib: fns[d] for lib, fns in runs.items()}, repeat)
-        for _ in runs:
-            tick()
-    rows = []
-    for lib in runs:
-        for d, f in work.items():
-            t, spread = timed[d][lib]
-            rows.append(
-                {
-                    "suite": "nets",
-                    "case": name,
-                    "lib": lib,
-                    "dir": d,
-                    "ms": t * 1e3,
-                    "gflops": f / t / 1e9,
-                    "spread": spread,
-                }
-            )
-    return rows
+
+    return timed_rows(runs, {"fwd": flops, "fwd+bwd": 3 * flops}, repeat, tick, "nets", name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timer=None):
     stand-in in tests)."""
     from . import autograd, models
     from ._model_inputs import model_input
-    from .bench import best_rounds
+    from .bench import timed_rows
     from .bench_train import train_kwargs, train_loss
     from .nn import functional as nnF
 
@@ -249,29 +249,10 @@ def bench_model(name, batch, size, libs, torch, repeat, tick, timer=None):
         else:
             continue
         runs[lib] = {"fwd": fwd, "fwd+bwd": fwdbwd}
+
     work = {"fwd": flops, "fwd+bwd": 3 * flops}
-    timed = {}
-    for direction in work:  # the libraries take turns, direction by direction
-        fns = {lib: r[direction] for lib, r in runs.items()}
-        timed[direction] = best_rounds(fns, repeat, timer)
-        for _ in runs:
-            tick()
-    rows = []
-    for lib in runs:
-        for direction, f in work.items():
-            t, spread = timed[direction][lib]
-            rows.append(
-                {
-                    "suite": "nets",
-                    "case": f"{name} b{batch}",
-                    "lib": lib,
-                    "dir": direction,
-                    "ms": t * 1e3,
-                    "gflops": f / t / 1e9,
-                    "spread": spread,
-                }
-            )
-    return rows, skipped
+    case = f"{name} b{batch}"
+    return timed_rows(runs, work, repeat, tick, "nets", case, timer=timer), skipped
 
 
 def main_model(argv):
