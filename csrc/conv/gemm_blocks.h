@@ -84,9 +84,10 @@ void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int
   });
 }
 
-// A [m, n] product cut into pm x pn tiles: `count` (a power of 2) of them where tiles keep at least 16
-// rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM packs its
-// [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the shape only.
+// A [m, n] product cut into pm x pn tiles: `count` (a power of 2) of them where tiles keep at
+// least 16 rows and 64 columns, and among those cuts the one that packs least (each tile's GEMM
+// packs its [m/pm, k] and [k, n/pn] operands: k*(pn*m + pm*n) elements in all). Follows the
+// shape only.
 struct Tiles {
   int64_t pm, pn;
 };
