@@ -101,7 +101,7 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    two images or more (0.60-0.91x), but not of one image (1.04-1.54x on 12x12 to 14x14).
 //    Nor did one image's 9 tiles forward (11x11 outputs, L5 at batch 1): 1.19-1.44x im2col's
 //    time with 256 and 384 channels in three interleaved runs (best of 12), and 1.15-1.33x in
-//    three of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
+//    each of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
 //    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs);
 //  - the weight gradient, and fewer filters, below 32 tiles: the rule from Zen 4's 16 tiles
 //    (24-27 tiles with 512 channels lost the data and weight gradients, 1.1-1.3x, unfused).
