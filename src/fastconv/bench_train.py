@@ -3,7 +3,7 @@
 ResNet-50 at 224x224 and Inception v3 at 299x299 (its auxiliary head on, its loss weighted 0.4
 as torchvision's reference training does), fastconv (fastconv.models) next to PyTorch (the same
 architecture from torch.nn, fastconv._torch_models, with the same weights), taking turns over
-interleaved rounds the way every case of ``fastconv bench`` is timed (bench.best_rounds)."""
+interleaved rounds the way every case of ``fastconv bench`` is timed (bench.timed_rows)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
     stand-in (tests)."""
     from . import autograd, models, optim
     from ._model_inputs import model_input
-    from .bench import best_rounds
+    from .bench import timed_rows
     from .nn import functional as F
 
     rng = np.random.default_rng(0)
@@ -83,7 +83,6 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
     for lib in libs:
         if lib == "fastconv":
             opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-
             fx = autograd.Tensor(x)
 
             def step():
@@ -94,7 +93,6 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
             tmodel = _torch_net(name, **kw)
             tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
             topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-
             tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
             def step():
@@ -103,21 +101,6 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
                 topt.step()
         else:
             continue
-        steps[lib] = step
-    timed = best_rounds(steps, repeat, timer)  # (the libraries take turns)
-    rows = []
-    for lib in steps:
-        t, spread = timed[lib]
-        rows.append(
-            {
-                "suite": "nets",
-                "case": CASE.format(name),
-                "lib": lib,
-                "dir": "train",
-                "ms": t * 1e3,
-                "gflops": flops / t / 1e9,
-                "spread": spread,
-            }
-        )
-        tick()
-    return rows
+        steps[lib] = {"train": step}
+    # (the libraries take turns, as in every suite of fastconv bench)
+    return timed_rows(steps, {"train": flops}, repeat, tick, "nets", CASE.format(name), timer=timer)
