@@ -56,51 +56,72 @@ def step_flops(model, x):
         model.train()
 
 
-def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
-    """Rows {"suite": "nets", "case": "<net> step", "lib", "dir": "train", "ms", "gflops",
-    "spread"}: each library's best round and its slowest over best. `timer`: bench.time_rounds's
-    stand-in (tests)."""
-    from . import autograd, models, optim
+def step_setup(name, batch, size=None):
+    """(model, x, y, kw) for timing ``name``'s training step: the fastconv.models network (seed 0,
+    built with ``kw``, in training mode), ``batch`` random images of ``size`` (default: the size
+    its architecture was published for) and random labels."""
+    from . import autograd, models
     from ._model_inputs import model_input
-    from .bench import timed_rows
-    from .nn import functional as F
 
     rng = np.random.default_rng(0)
     spec = model_input(name)
-    size = spec.native
+    size = size or spec.native
     x = rng.standard_normal((batch, spec.channels, size, size), dtype=np.float32)
     kw = train_kwargs(name, batch, size)
     autograd.manual_seed(0)
     model = models.get_model(name, **kw)
-    flops = step_flops(model, x)
     model.eval()
     with autograd.no_grad():
         classes = model(autograd.Tensor(x[:1])).shape[1]
     model.train()
-    y = rng.integers(0, classes, batch)
+    return model, x, rng.integers(0, classes, batch), kw
+
+
+def training_step(lib, name, x, y, kw, model=None, state=None, torch=None):
+    """One SGD-with-momentum step (lr 0.01, momentum 0.9, weight decay 1e-4: zero_grad, forward
+    in training mode, train_loss, backward, update) of ``lib``'s ``name`` on images ``x`` and
+    labels ``y``, as a zero-argument callable. fastconv trains ``model`` (a fastconv.models
+    network built with ``kw``); "torch" trains its torch.nn twin with the weights of ``state``
+    (a fastconv state_dict; None: the twin's own initialisation)."""
+    if lib == "fastconv":
+        from . import autograd, optim
+        from .nn import functional as F
+
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        fx = autograd.Tensor(x)
+
+        def step():
+            opt.zero_grad()
+            train_loss(model(fx), y, F.cross_entropy).backward()
+            opt.step()
+
+        return step
+    tmodel = _torch_net(name, **kw)
+    if state is not None:
+        tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        topt.zero_grad()
+        train_loss(tmodel(tx), ty, torch.nn.functional.cross_entropy).backward()
+        topt.step()
+
+    return step
+
+
+def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
+    """Rows {"suite": "nets", "case": "<net> step", "lib", "dir": "train", "ms", "gflops",
+    "spread"}: each library's best round and its slowest over best. `timer`: bench.time_rounds's
+    stand-in (tests)."""
+    from .bench import timed_rows
+
+    model, x, y, kw = step_setup(name, batch)
+    flops = step_flops(model, x)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # before any step
     steps = {}
     for lib in libs:
-        if lib == "fastconv":
-            opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-            fx = autograd.Tensor(x)
-
-            def step():
-                opt.zero_grad()
-                train_loss(model(fx), y, F.cross_entropy).backward()
-                opt.step()
-        elif lib == "torch" and torch is not None:
-            tmodel = _torch_net(name, **kw)
-            tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-            topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-            def step():
-                topt.zero_grad()
-                train_loss(tmodel(tx), ty, torch.nn.functional.cross_entropy).backward()
-                topt.step()
-        else:
-            continue
-        steps[lib] = {"train": step}
+        if lib == "fastconv" or (lib == "torch" and torch is not None):
+            steps[lib] = {"train": training_step(lib, name, x, y, kw, model, state, torch)}
     # (the libraries take turns, as in every suite of fastconv bench)
     return timed_rows(steps, {"train": flops}, repeat, tick, "nets", CASE.format(name), timer=timer)
