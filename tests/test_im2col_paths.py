@@ -30,6 +30,7 @@ CASES = [
     ((1, 3, 40, 40), (16, 3, 7, 7), 2, 3, 1, "im2col"),  # a stem: small dW (slots)
     ((1, 256, 6, 6), (128, 256, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place: dW tiles
     ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place, 3 images
+    ((4, 256, 7, 7), (80, 256, 1, 1), 1, 0, 1, "gemm1x1"),  # 4 images, short slots: dW tiles
     ((2, 96, 8, 8), (64, 96, 3, 3), 2, 1, 1, "im2col"),  # dW tiles over columns
     ((1, 40, 11, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # 1x1 strided (gathered)
     # 1x1 in place, dx at under 8 (image, group) pairs: tiles of channels x positions
