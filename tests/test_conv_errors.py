@@ -298,3 +298,30 @@ def test_failed_calls_leave_the_library_usable():
     x = np.arange(2 * 4 * 9 * 9, dtype=np.float32).reshape(X.shape) / 100
     y = fastconv.conv2d(x, np.ones_like(W))
     assert y.shape == (2, 6, 7, 7) and np.isfinite(y).all()
+
+
+def test_validated_descriptors_are_cached_but_never_skip_a_check(monkeypatch):
+    """functional._conv keeps each valid convolution's _Conv by its arguments (exact types
+    only): a bool groups or a float stride equal to a cached int one still fails, and the
+    cache stays within its bound."""
+    from fastconv import functional as F
+
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((4, 2, 3, 3), np.float32)
+    F._CONV_CACHE.clear()
+    y = fastconv.conv2d(x, w, stride=1, padding=1, groups=1)
+    assert len(F._CONV_CACHE) == 1
+    cv = F._conv(x, w, 1, 1, 1, 1, 2)
+    assert F._conv(x, w, 1, 1, 1, 1, 2) is cv  # (the one made by the call above)
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, stride=1, padding=1, groups=1), y)
+    with pytest.raises(TypeError, match="groups"):
+        fastconv.conv2d(x, w, padding=1, groups=True)
+    with pytest.raises((TypeError, ValueError), match="stride"):
+        fastconv.conv2d(x, w, stride=1.0, padding=1)
+    with pytest.raises(ValueError, match="algo"):
+        fastconv.conv2d(x, w, padding=1, algo="no_such_algo")
+    assert len(F._CONV_CACHE) == 1  # (nothing invalid was stored)
+    monkeypatch.setattr(F, "_CONV_CACHE_MAX", 3)
+    for p in range(5):
+        fastconv.conv2d(x, w, padding=p)
+    assert 1 <= len(F._CONV_CACHE) <= 3
