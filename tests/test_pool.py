@@ -465,3 +465,26 @@ def test_switch_ops_take_noncontiguous_readonly_arrays(prng):
     np.testing.assert_array_equal(fastconv.max_pool2d_backward(g2, idx2, x.shape), want_gx)
     np.testing.assert_array_equal(fastconv.max_unpool2d(y2, idx2, 2), want_u)
     np.testing.assert_array_equal(fastconv.max_unpool2d_backward(want_u, idx2), y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,k,s,p", [((2, 3, 9, 11), 3, 1, 1), ((1, 4, 12, 12), 3, 2, 1), ((2, 2, 7, 5), 2, 2, 0)]
+)
+def test_module_without_grad_skips_switches_same_values(rng, dtype, shape, k, s, p):
+    """nn.MaxPool2d under no_grad (or on a constant input) runs without switches: the same
+    values, bit for bit, as with them (ties, signed zeros, infinities and NaNs included)."""
+    from fastconv import nn
+    from fastconv.autograd import Tensor, no_grad
+
+    x = special_values(rng, shape, dtype)
+    pool = nn.MaxPool2d(k, s, p)
+    with_grad = pool(Tensor(x, requires_grad=True))
+    with no_grad():
+        without = pool(Tensor(x, requires_grad=True))
+    constant = pool(Tensor(x))
+    want = fastconv.max_pool2d(x, k, s, p)
+    for y in (with_grad, without, constant):
+        assert y.data.dtype == dtype
+        np.testing.assert_array_equal(y.data, want)
+    assert with_grad.requires_grad and not without.requires_grad
