@@ -189,3 +189,35 @@ def test_train_nets_takes_any_model_at_its_published_size():
     assert all(r["case"] == "nin_cifar step" and r["ms"] > 0 and r["gflops"] > 0 for r in rows)
     with pytest.raises(SystemExit):
         cli.main(["bench", "nets", "--train-nets", "resnet9000"])
+
+
+def test_step_breakdown_splits_a_training_step(tmp_path, capsys):
+    """fastconv bench breakdown: the kernels are clocked while the step runs and restored after;
+    the groups and the rest add up to the step; --json writes the rows."""
+    from fastconv import _core, bench_train
+
+    before = {n: getattr(_core, n) for _, names in bench_train.KERNEL_GROUPS for n in names}
+    row = bench_train.step_breakdown("resnet18", 2, 1, size=32)
+    assert {n: getattr(_core, n) for n in before} == before  # (the originals are back)
+    ms = row["ms"]
+    assert set(ms) == {g for g, _ in bench_train.KERNEL_GROUPS} | {bench_train.REST}
+    assert ms["convolutions"] > 0 and ms["batch norm"] > 0 and ms["optimizer"] > 0
+    assert ms["loss"] > 0 and ms["pooling"] > 0
+    assert sum(ms.values()) == pytest.approx(row["step_ms"], rel=1e-6)
+    out = tmp_path / "b.json"
+    argv = ["bench", "breakdown", "--nets", "resnet18", "--batches", "2", "--size", "32"]
+    assert cli.main(argv + ["--repeat", "1", "--no-progress", "--json", str(out)]) == 0
+    assert "convolutions" in capsys.readouterr().out
+    (saved,) = json.loads(out.read_text())["rows"]
+    assert (saved["net"], saved["batch"], saved["size"]) == ("resnet18", 2, 32)
+
+
+def test_kernel_clock_restores_after_an_error():
+    from fastconv import _core, bench_train
+
+    original = _core.conv2d_forward
+    with pytest.raises(RuntimeError, match="inside"):
+        with bench_train.kernel_clock({}):
+            assert _core.conv2d_forward is not original
+            raise RuntimeError("inside")
+    assert _core.conv2d_forward is original

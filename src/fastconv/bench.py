@@ -667,6 +667,10 @@ def main(argv=None):
         from . import bench_infer
 
         return bench_infer.main(argv[1:])
+    if argv[:1] == ["breakdown"]:  # its own options (fastconv bench breakdown --help)
+        from . import bench_train
+
+        return bench_train.main_breakdown(argv[1:])
     if argv[:1] == ["memory"]:  # its own options (fastconv bench memory --help)
         from . import bench_memory
 
@@ -686,9 +690,9 @@ def main(argv=None):
         nargs="?",
         default="quick",
         help="layers, shapes, nets, pool, all, or quick (default: layers + pool, batch 2); "
-        "'auto', 'infer', 'memory' and 'model' are commands of their own: fastconv bench "
-        "auto --help, fastconv bench infer --help, fastconv bench memory --help, "
-        "fastconv bench model --help",
+        "'auto', 'breakdown', 'infer', 'memory' and 'model' are commands of their own: "
+        "fastconv bench auto --help, fastconv bench breakdown --help, fastconv bench infer "
+        "--help, fastconv bench memory --help, fastconv bench model --help",
     )
     ap.add_argument(
         "--batch",

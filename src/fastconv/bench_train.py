@@ -3,9 +3,18 @@
 ResNet-50 at 224x224 and Inception v3 at 299x299 (its auxiliary head on, its loss weighted 0.4
 as torchvision's reference training does), fastconv (fastconv.models) next to PyTorch (the same
 architecture from torch.nn, fastconv._torch_models, with the same weights), taking turns over
-interleaved rounds the way every case of ``fastconv bench`` is timed (bench.timed_rows)."""
+interleaved rounds the way every case of ``fastconv bench`` is timed (bench.timed_rows).
+
+``fastconv bench breakdown`` (main_breakdown) splits one such step by where its time goes: each
+kernel of fastconv._core is clocked while the step runs, grouped (convolutions, batch norm, the
+optimizer...), and what is left is Python and NumPy."""
 
 from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
 
 import numpy as np
 
@@ -125,3 +134,156 @@ def bench_train_step(name, batch, libs, torch, repeat, tick, timer=None):
             steps[lib] = {"train": training_step(lib, name, x, y, kw, model, state, torch)}
     # (the libraries take turns, as in every suite of fastconv bench)
     return timed_rows(steps, {"train": flops}, repeat, tick, "nets", CASE.format(name), timer=timer)
+
+
+# ---------------------------------------------------------------------------------------------
+# fastconv bench breakdown: where a training step's time goes
+
+# fastconv._core's kernels by what they do (a Linear layer runs on conv2d's 1x1 path and counts
+# as a convolution); everything outside them is "python" (the autograd walk, module calls,
+# NumPy's small arrays).
+KERNEL_GROUPS = (
+    ("convolutions", ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight")),
+    ("batch norm", ("batch_norm_forward", "batch_norm_backward")),
+    ("optimizer", ("sgd_step", "adam_step")),
+    (
+        "pooling",
+        (
+            "max_pool2d_forward",
+            "max_pool2d_backward",
+            "avg_pool2d_forward",
+            "avg_pool2d_backward",
+            "adaptive_avg_pool2d_forward",
+            "adaptive_avg_pool2d_backward",
+        ),
+    ),
+    ("element-wise", ("relu_forward", "relu_backward", "add_inplace")),
+    ("loss", ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward")),
+)
+REST = "python"  # the step's time outside every kernel above
+
+
+@contextlib.contextmanager
+def kernel_clock(acc):
+    """While inside, every kernel of KERNEL_GROUPS adds its seconds to acc[group] (fastconv
+    calls them as attributes of fastconv._core, so wrapping the attributes sees every call)."""
+    from . import _core
+
+    saved = {}
+    try:
+        for group, names in KERNEL_GROUPS:
+            for name in names:
+                fn = getattr(_core, name)
+                saved[name] = fn
+
+                def clocked(*args, _fn=fn, _group=group, **kwargs):
+                    t0 = time.perf_counter()
+                    try:
+                        return _fn(*args, **kwargs)
+                    finally:
+                        acc[_group] = acc.get(_group, 0.0) + time.perf_counter() - t0
+
+                setattr(_core, name, clocked)
+        yield acc
+    finally:
+        for name, fn in saved.items():
+            setattr(_core, name, fn)
+
+
+def step_breakdown(name, batch, repeat, size=None, tick=lambda n=1: None):
+    """The fastest of ``repeat`` fastconv training steps of ``name`` (after one untimed), split by
+    KERNEL_GROUPS: {"net", "batch", "size", "step_ms", "ms": {group: ms, ..., REST: ms}}."""
+    model, x, y, kw = step_setup(name, batch, size)
+    step = training_step("fastconv", name, x, y, kw, model)
+    step()
+    best = None
+    for _ in range(repeat):
+        acc = {}
+        with kernel_clock(acc):
+            t0 = time.perf_counter()
+            step()
+            took = time.perf_counter() - t0
+        if best is None or took < best[0]:
+            best = (took, acc)
+        tick()
+    took, acc = best
+    ms = {group: acc.get(group, 0.0) * 1e3 for group, _ in KERNEL_GROUPS}
+    ms[REST] = max(0.0, took * 1e3 - sum(ms.values()))
+    return {"net": name, "batch": batch, "size": size, "step_ms": took * 1e3, "ms": ms}
+
+
+def format_breakdown(rows):
+    groups = [g for g, _ in KERNEL_GROUPS] + [REST]
+    out = [f"{'net':14s} {'batch':>5s} {'step ms':>9s}  " + "  ".join(f"{g:>13s}" for g in groups)]
+    for r in rows:
+        cells = "  ".join(
+            f"{r['ms'][g]:6.1f} ({100 * r['ms'][g] / r['step_ms']:4.1f}%)" for g in groups
+        )
+        out.append(f"{r['net']:14s} {r['batch']:5d} {r['step_ms']:9.1f}  {cells}")
+    return "\n".join(out) + "\n"
+
+
+def main_breakdown(argv=None):
+    """fastconv bench breakdown: where fastconv's training step spends its time."""
+    from . import functional as F
+    from . import models
+    from ._cliargs import comma_list, int_at_least, int_list, output_file, thread_count
+    from .bench import _progress, cpu_line, write_results
+
+    ap = argparse.ArgumentParser(
+        prog="fastconv bench breakdown",
+        description="where a fastconv training step (SGD with momentum, as fastconv bench nets "
+        "times it) spends its time: each kernel group's share of the fastest step, and the "
+        "rest (Python and NumPy)",
+    )
+    ap.add_argument(
+        "--nets",
+        type=comma_list(tuple(models.MODELS)),
+        default=["resnet50"],
+        help="comma list of models (default resnet50)",
+    )
+    ap.add_argument(
+        "--batches", type=int_list(1), default=[8], metavar="N[,N]", help="batch sizes (default 8)"
+    )
+    ap.add_argument(
+        "--size",
+        type=int_at_least(1),
+        default=None,
+        help="image size (default: the size each network was published for)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        help="threads (default: fastconv.get_num_threads())",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int_at_least(1),
+        default=3,
+        help="timed steps after an untimed one; the fastest is split (default 3)",
+    )
+    ap.add_argument("--json", metavar="FILE", type=output_file, help="write the rows as JSON")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = ap.parse_args(argv)
+    if not args.nets:
+        ap.error("argument --nets: no network given")
+    threads = args.threads or F.get_num_threads()
+    F.set_num_threads(threads)
+    cases = [(n, b) for n in args.nets for b in args.batches]
+    bar = _progress(len(cases) * args.repeat, not args.no_progress)
+    try:
+        rows = []
+        for net, batch in cases:
+            bar.set_description(f"{net} b{batch}")
+            rows.append(step_breakdown(net, batch, args.repeat, args.size, bar.update))
+    finally:
+        bar.close()
+    meta = {"isa": F.isa(), "threads": threads, "repeat": args.repeat}
+    print(
+        f"fastconv bench breakdown | {cpu_line(F.hardware())} | ISA {meta['isa']} "
+        f"| threads {threads} | fastest of {args.repeat} steps"
+    )
+    sys.stdout.write(format_breakdown(rows))
+    write_results("fastconv bench breakdown", {"meta": meta, "rows": rows}, args.json, None, None)
+    return 0
