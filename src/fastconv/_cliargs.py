@@ -191,3 +191,28 @@ def fail(prog, option, path, error):
     text = error.args[0] if isinstance(error, KeyError) and error.args else error  # str() is a repr
     text = " ".join(str(text).split())
     sys.exit(f"{prog}: error: argument {option}: " + (text if path in text else f"{path}: {text}"))
+
+
+def add_net_options(ap, models, nets, batches, size=False):
+    """--nets (a comma list of `models`, default `nets`), --batches (default `batches`) and,
+    with `size`, --size: the network options of the whole-network bench commands."""
+    ap.add_argument(
+        "--nets",
+        type=comma_list(tuple(models)),
+        default=list(nets),
+        help=f"comma list of models (default {','.join(nets)})",
+    )
+    ap.add_argument(
+        "--batches",
+        type=int_list(1),
+        default=list(batches),
+        metavar="N[,N]",
+        help=f"batch sizes (default {','.join(map(str, batches))})",
+    )
+    if size:
+        ap.add_argument(
+            "--size",
+            type=int_at_least(1),
+            default=None,
+            help="image size (default: the size each network was published for)",
+        )

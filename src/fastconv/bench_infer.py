@@ -23,7 +23,7 @@ import numpy as np
 
 from . import functional as F
 from . import inference, models
-from ._cliargs import BEST_OF_ROUNDS, add_run_options, comma_list, int_list
+from ._cliargs import BEST_OF_ROUNDS, add_net_options, add_run_options
 from ._model_inputs import model_input
 from .autograd import Tensor, manual_seed, no_grad
 from .bench import _progress, cpu_line, import_torch, sgemm_rate, time_rounds, write_results
@@ -231,19 +231,7 @@ def plot(rows, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="fastconv bench infer", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--nets",
-        type=comma_list(tuple(models.MODELS)),
-        default=list(NETS),
-        help=f"comma list of models (default {','.join(NETS)})",
-    )
-    ap.add_argument(
-        "--batches",
-        type=int_list(1),
-        default=[1, 8],
-        metavar="N[,N]",
-        help="batch sizes (default 1,8)",
-    )
+    add_net_options(ap, models.MODELS, NETS, [1, 8])
     ap.add_argument(
         "--tune",
         action="store_true",

@@ -23,7 +23,7 @@ import time
 
 from . import functional as F
 from . import models
-from ._cliargs import add_run_options, comma_list, int_at_least, int_list
+from ._cliargs import add_net_options, add_run_options
 from .bench import _progress, cpu_line, write_results
 
 __all__ = ["main", "measure"]
@@ -174,25 +174,7 @@ def plot(rows, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="fastconv bench memory", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--nets",
-        type=comma_list(tuple(models.MODELS)),
-        default=list(NETS),
-        help=f"comma list of models (default {','.join(NETS)})",
-    )
-    ap.add_argument(
-        "--batches",
-        type=int_list(1),
-        default=[16],
-        metavar="N[,N]",
-        help="batch sizes (default 16)",
-    )
-    ap.add_argument(
-        "--size",
-        type=int_at_least(1),
-        default=None,
-        help="image size (default: the size each network was published for)",
-    )
+    add_net_options(ap, models.MODELS, NETS, [16], size=True)
     add_run_options(
         ap,
         PEERS,

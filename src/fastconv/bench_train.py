@@ -227,7 +227,7 @@ def main_breakdown(argv=None):
     """fastconv bench breakdown: where fastconv's training step spends its time."""
     from . import functional as F
     from . import models
-    from ._cliargs import comma_list, int_at_least, int_list, output_file, thread_count
+    from ._cliargs import add_net_options, int_at_least, output_file, thread_count
     from .bench import _progress, cpu_line, write_results
 
     ap = argparse.ArgumentParser(
@@ -236,21 +236,7 @@ def main_breakdown(argv=None):
         "times it) spends its time: each kernel group's share of the fastest step, and the "
         "rest (Python and NumPy)",
     )
-    ap.add_argument(
-        "--nets",
-        type=comma_list(tuple(models.MODELS)),
-        default=["resnet50"],
-        help="comma list of models (default resnet50)",
-    )
-    ap.add_argument(
-        "--batches", type=int_list(1), default=[8], metavar="N[,N]", help="batch sizes (default 8)"
-    )
-    ap.add_argument(
-        "--size",
-        type=int_at_least(1),
-        default=None,
-        help="image size (default: the size each network was published for)",
-    )
+    add_net_options(ap, models.MODELS, ["resnet50"], [8], size=True)
     ap.add_argument(
         "--threads",
         type=thread_count,
