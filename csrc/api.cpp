@@ -172,7 +172,11 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    35x35: direct 0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25
 //    taps per input). Unpadded, the transposed convolution pads dy by k-1 a side, and the
 //    tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x slower direct;
-//  - tiny channel counts where a GEMM has nothing to amortise its packing: direct.
+//  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
+//  - forward with one group, 24+ input channels and output rows 10+ wide where neither
+//    Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column matrix;
+//    direct_blocked_pays, conv/direct_blocked.cpp: 3x3/2, 1x7/7x1, 5x5, L3/L4 1.0-1.5x faster
+//    than im2col with the filters packed per call).
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (linear_supports(s)) return FC_ALGO_LINEAR;
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
@@ -189,6 +193,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
       ((s.wo >= 24 && s.dil_h <= 2 && s.dil_w <= 2) || s.ckk < 512))
     return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
+  // (direct's blocked forward: conv/direct_blocked.cpp, with its measurements)
+  if (dir == FC_DIR_FORWARD && direct_blocked_pays(s)) return FC_ALGO_DIRECT;
   if (dir == FC_DIR_BACKWARD_DATA && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
       s.kk >= 25 && s.wo >= 24 && s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1)
     return FC_ALGO_DIRECT;
@@ -363,6 +369,16 @@ fc_status fc_conv2d_supports(const fc_conv2d_desc *d, fc_algo a) {
 
 fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a) {
   return fc_conv2d_choose_for(d, FC_DIR_FORWARD, a);
+}
+
+fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
+  ConvShape s;
+  if (fc_status st = make_shape(d, &s)) return st;
+  if (!a) return fail(FC_EINVAL, "a is NULL");
+  *a = choose(s, FC_DIR_FORWARD);
+  // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp)
+  if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
+  return FC_OK;
 }
 
 fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a) {

@@ -255,6 +255,22 @@ template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
                                             bool u_finite, const T *w, const T *b, T *y,
                                             const Epilogue<T> *ep);
+// The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
+// pays: whether it can run s (one group, no dilation, a padded copy near the input's size), its
+// packed filters (elements, packing; inference plans pack once), and the forward on packed
+// filters wb; ep (or nullptr): the epilogue, applied per output row.
+bool direct_blocked_applies(const ConvShape &s);
+// Whether it beats im2col on s with its filters packed per call, or with prepared filters packed
+// once (the measurements at its definition). The direct forward takes it wherever it pays
+// prepared, so a prepared forward gives the same bits as the plain one.
+bool direct_blocked_pays(const ConvShape &s, bool prepared = false);
+template <class T>
+int64_t direct_blocked_filter_size(const ConvShape &s);
+template <class T>
+void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb);
+template <class T>
+fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
+                                 const Epilogue<T> *ep);
 bool fft_supports(const ConvShape &s);
 // Every output position sees every input element (conv/linear.cpp: a plane no larger than the
 // kernel's reach), with its GEMM dimensions within int32.

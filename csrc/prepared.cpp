@@ -1,9 +1,10 @@
 // Filters prepared once for many forwards of one convolution (inference plans): Winograd keeps
 // its filters in the transform domain, so a call skips the transform (for VGG's 512-channel
-// layers 36 x 512 x 512 elements written and read again per call); the other algorithms keep
-// the weights as given and run the ordinary forward. The forward takes the plan's epilogue
-// (epilogue.h): im2col and gemm1x1 apply it to each output tile right after its GEMM, the
-// others in one pass after the call.
+// layers 36 x 512 x 512 elements written and read again per call), and direct's blocked forward
+// keeps them packed in 8-channel blocks; the other algorithms keep the weights as given and run
+// the ordinary forward. The forward takes the plan's epilogue (epilogue.h): im2col and gemm1x1
+// apply it to each output tile right after its GEMM, the blocked direct forward to each output
+// row, Winograd in its output transform, the others in one pass after the call.
 #include <memory>
 
 #include "blas.h"
@@ -20,6 +21,7 @@ struct fc_conv2d_prepared {
   const void *w = nullptr;  // w_owned.get(), or the caller's (borrowed)
   std::unique_ptr<char, void (*)(void *)> u{nullptr, std::free};  // Winograd's U, or none
   bool u_finite = true;
+  std::unique_ptr<char, void (*)(void *)> blocked{nullptr, std::free};  // direct's, or none
 };
 
 namespace {
@@ -36,6 +38,17 @@ fc_status prepare_winograd(fc_conv2d_prepared *p) {
     return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
                     (long long)(n * (int64_t)sizeof(T)));
   p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w, (T *)p->u.get());
+  return FC_OK;
+}
+
+template <class T>
+fc_status prepare_blocked(fc_conv2d_prepared *p) {
+  const int64_t n = fc::direct_blocked_filter_size<T>(p->s);
+  p->blocked.reset(alloc_bytes(n * (int64_t)sizeof(T)));
+  if (!p->blocked)
+    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of blocked filters",
+                    (long long)(n * (int64_t)sizeof(T)));
+  fc::direct_blocked_pack_filters(p->s, (const T *)p->w, (T *)p->blocked.get());
   return FC_OK;
 }
 
@@ -75,6 +88,12 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     });
     if (st) return st;
   }
+  if (a == FC_ALGO_DIRECT && direct_blocked_pays(s, true)) {
+    const fc_status st = run_entry([&, t] {
+      return t == FC_F32 ? prepare_blocked<float>(p.get()) : prepare_blocked<double>(p.get());
+    });
+    if (st) return st;
+  }
   *out = p.release();
   return FC_OK;
 }
@@ -100,6 +119,8 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       SmallWorkGuard small(work);
       return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
     }
+    if (p->blocked)  // fused per output row
+      return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep);
     if (p->u)  // fused into the output transform
       return conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y,
                                                &ep);

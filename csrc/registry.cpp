@@ -69,6 +69,14 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 // of im2col's, the weight gradient (a dot product per tap) less still.
 double direct_cost(const ConvShape &s, fc_direction dir) {
   const double wo = (double)s.wo, kg = (double)s.kg;
+  // The blocked forward (conv/direct_blocked.cpp): 16 output channels x up to 6 positions of a
+  // row per tile, input channels padded to blocks of 8, plus packing the filters and copying
+  // the input into blocks.
+  if (dir == FC_DIR_FORWARD && direct_blocked_pays(s, true)) {
+    const double c = (double)s.c, cpad = 8 * std::ceil(c / 8);
+    return conv_macs(s) * cpad / c / (0.85 * (wo / (wo + 4))) +
+           kCopy * ((double)s.k * (double)s.ckk + (double)s.n * cpad * (double)s.hw);
+  }
   double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
   // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps
   // per row for kw, the rest scatter)
@@ -214,7 +222,8 @@ constexpr AlgoRow kRows[] = {
            false, false),
     FC_ROW(FC_ALGO_DIRECT, direct,
            "direct loops over SIMD register tiles (output channels x row), on a padded copy "
-           "of the input where rows are unit-stride; any descriptor",
+           "of the input where rows are unit-stride, or in 8-channel blocks (NCHWc) for wide "
+           "forwards of one group; any descriptor",
            false, false),
     FC_ROW(FC_ALGO_GEMM1X1, gemm1x1,
            "1x1 kernels: one GEMM per image on the input as it lies (gathered first when "

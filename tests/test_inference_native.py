@@ -12,19 +12,20 @@ from fastconv import functional as F
 WINOGRAD = _core.ALGO_NAMES.index("winograd")
 
 
-def _conv_plan(x, w, b, algo, padding=1, residual=None, act=0):
-    """A one-step native plan: y = act(conv(x, w) + b (+ residual)) with algorithm algo; the
-    residual (an array laid out as y) is a second input value after x."""
+def _conv_plan(x, w, b, algo, padding=1, residual=None, act=0, stride=1):
+    """A one-step native plan: y = act(conv(x, w) + b (+ residual)) with algorithm algo (w's
+    kernel size, square stride and padding); the residual (an array laid out as y) is a second
+    input value after x."""
     desc = (
         x.shape[0],
         x.shape[1],
         x.shape[2],
         x.shape[3],
         w.shape[0],
-        3,
-        3,
-        1,
-        1,
+        w.shape[2],
+        w.shape[3],
+        stride,
+        stride,
         padding,
         padding,
         1,

@@ -254,9 +254,9 @@ def test_heuristic_fft_rule_on_l3(batch):
 
 def test_heuristic_winograd_forward_needs_more_than_one_images_nine_tiles():
     """winograd_pays (csrc/api.cpp): the fused forward from 10 tiles. L5 at batch 1 (11x11
-    outputs: 9 tiles of 4x4) runs im2col; the same layer padded (13x13: 16 tiles) and at two
-    images (18 tiles) run Winograd."""
+    outputs: 9 tiles of 4x4) runs without Winograd (direct's blocked forward); the same layer
+    padded (13x13: 16 tiles) and at two images (18 tiles) run Winograd."""
     w = (384, 384, 3, 3)
-    assert fastconv.algorithms((1, 384, 13, 13), w, direction="forward")[0] == "im2col"
+    assert fastconv.algorithms((1, 384, 13, 13), w, direction="forward")[0] == "direct"
     assert fastconv.algorithms((1, 384, 13, 13), w, padding=1, direction="forward")[0] == "winograd"
     assert fastconv.algorithms((2, 384, 13, 13), w, direction="forward")[0] == "winograd"

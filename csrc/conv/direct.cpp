@@ -165,6 +165,14 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
+  if (direct_blocked_pays(s, true)) {  // (conv/direct_blocked.cpp)
+    Buffer<T> wb(direct_blocked_filter_size<T>(s));
+    if (!wb.ok())
+      return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",
+                  (long long)(direct_blocked_filter_size<T>(s) * (int64_t)sizeof(T)));
+    direct_blocked_pack_filters(s, w, wb.get());
+    return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr);
+  }
   if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
       all_finite(x, s.n * s.c * s.hw))
     return forward_width_phases(s, x, w, b, y);

@@ -60,6 +60,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
 
     fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a)
     fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a)
+    fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a)
     fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                 const void *x, const void *w, const void *bias_or_null, void *y)
     fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,

@@ -88,6 +88,11 @@ FC_API fc_status fc_conv2d_choose(const fc_conv2d_desc *d, fc_algo *a);
  * direction (the data gradient of a convolution may run best on another algorithm). */
 FC_API fc_status fc_conv2d_choose_for(const fc_conv2d_desc *d, fc_direction dir, fc_algo *a);
 
+/* The algorithm for d's forward when its filters are prepared once (fc_conv2d_prepare, as
+ * inference plans do): fc_conv2d_choose's, except where an algorithm that repacks the filters
+ * on every call pays once it no longer does (direct's 8-channel blocks on narrow planes). */
+FC_API fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a);
+
 /* y = conv(x, w) + bias. bias_or_null may be NULL. */
 FC_API fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *x,
                                    const void *w, const void *bias_or_null, void *y);
@@ -104,7 +109,8 @@ FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, 
 
 /* A convolution's filters prepared once for many forwards with concrete algorithm a (what
  * inference plans do at compile time): Winograd keeps them in its transform domain, so a call
- * skips the filter transform; the other algorithms run fc_conv2d_forward on w. w is copied, or
+ * skips the filter transform, and direct keeps them packed in 8-channel blocks where its
+ * blocked forward runs; the other algorithms run fc_conv2d_forward on w. w is copied, or
  * with borrow != 0 used in place (the caller keeps it alive and unchanged while p exists).
  * Results equal fc_conv2d_forward's with the same algorithm, bit for bit. */
 typedef struct fc_conv2d_prepared fc_conv2d_prepared;

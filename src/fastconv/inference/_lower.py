@@ -109,7 +109,9 @@ def _window(n, x):
 
 
 def _choose(desc, f64, tune):
-    """The conv's algorithm: measured (the autotuner, its table kept) or the heuristic's."""
+    """The conv's algorithm: measured (the autotuner, its table kept; it times plain forwards,
+    which repack direct's blocked filters per call) or the heuristic's for filters prepared
+    once (``conv2d_choose_prepared``)."""
     if tune:
         name = _core.conv2d_tuned(desc, 0, f64)
         if name is None:
@@ -126,7 +128,7 @@ def _choose(desc, f64, tune):
             name = _core.conv2d_tuned(desc, 0, f64)
         if name is not None:
             return name
-    return _core.ALGO_NAMES[_core.conv2d_choose(desc, 0)]
+    return _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
 
 
 def lower(g, x_shape, tune, algos=None):

@@ -1,0 +1,122 @@
+"""The direct algorithm's blocked forward (csrc/conv/direct_blocked.cpp): channels in blocks of
+8, tiles of 16 output channels x a few positions of one output row. Against the float64
+reference in float32 and float64 on channel counts that leave part blocks (input and output),
+row widths that split into tiles unevenly, strides 1-3, padding, non-square kernels and
+planes; inputs untouched; bitwise equal across thread counts and between a prepared (plan)
+forward with its fused bias, residual and ReLU and the ordinary forward; non-finite inputs
+where the reference puts them; and where the heuristics send a forward to it."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from conftest import assert_close, expected_forward
+from fastconv import _core
+from fastconv import functional as F
+from test_inference_native import _conv_plan
+
+DIRECT = _core.ALGO_NAMES.index("direct")
+
+# (n, c, h, w, k, kh, kw, stride, padding): every one has 24+ input channels and output rows
+# 7+ wide (the blocked path; narrower or fewer take the other direct tiles)
+CASES = [
+    (1, 24, 9, 9, 16, 3, 3, 1, 1),  # whole blocks, one pair of output blocks
+    (2, 30, 11, 13, 20, 3, 3, 1, 1),  # part input block (30 = 3x8 + 6), part output pair
+    (1, 33, 15, 15, 9, 3, 3, 2, 1),  # stride 2, 9 outputs: one block of a pair is padding
+    (1, 40, 17, 17, 33, 1, 7, 1, (0, 3)),  # 1x7, 17-wide rows: tiles of 6, 6, 5
+    (1, 40, 17, 17, 24, 7, 1, 1, (3, 0)),  # 7x1
+    (2, 48, 21, 21, 20, 5, 5, 1, 2),  # 5x5 "same"
+    (1, 64, 14, 14, 48, 3, 3, 2, 1),  # 7-wide output rows: tiles of 4 and 3
+    (1, 25, 23, 19, 17, 3, 5, 3, 2),  # stride 3, a 3x5 kernel, non-square plane
+    (1, 32, 16, 16, 32, 7, 7, 1, 0),  # L4-like: 10-wide rows, no padding
+    (1, 24, 8, 30, 8, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
+]
+IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in CASES]
+
+
+def _inputs(case, dtype, seed=0):
+    n, c, h, w, k, kh, kw, _, _ = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    return x, wt, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_blocked_forward_against_reference(case, dtype):
+    x, w, b = _inputs(case, dtype)
+    stride, padding = case[7], case[8]
+    before = [a.copy() for a in (x, w, b)]
+    y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+    expected, scale = expected_forward(x, w, b, stride, padding, 1, 1)
+    assert_close(y, expected, dtype, scale)
+    for a, a0 in zip((x, w, b), before):
+        assert np.array_equal(a, a0)  # inputs untouched
+
+
+@pytest.mark.parametrize("case", CASES[1:8:3], ids=IDS[1:8:3])
+def test_blocked_forward_bits_follow_the_shape_not_the_threads(case, restore_threads):
+    x, w, b = _inputs(case, np.float32, seed=1)
+    runs = []
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(threads)
+        runs.append(F.conv2d(x, w, b, stride=case[7], padding=case[8], algo="direct"))
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[6]], ids=[IDS[1], IDS[2], IDS[6]])
+def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
+    """A plan packs the filters once and applies bias, residual and ReLU per output row: bit
+    for bit the ordinary direct forward followed by the same operations."""
+    stride, padding = case[7], case[8]
+    x, w, b = _inputs(case, dtype, seed=2)
+    y0 = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+    res = np.random.default_rng(3).standard_normal(y0.shape).astype(dtype)
+    p, out_shape = _conv_plan(x, w, b, DIRECT, padding, residual=res, act=1, stride=stride)
+    y = np.empty(out_shape, dtype)
+    p.run(np.concatenate([x.reshape(-1), res.reshape(-1)]), y.reshape(-1))
+    expected = y0 + res
+    assert np.array_equal(y, np.where(expected > 0, expected, dtype(0)))
+    p, out_shape = _conv_plan(x, w, None, DIRECT, padding, stride=stride)  # no bias, no epilogue
+    y = np.empty(out_shape, dtype)
+    p.run(x.reshape(-1), y.reshape(-1))
+    assert np.array_equal(y, F.conv2d(x, w, stride=stride, padding=padding, algo="direct"))
+
+
+def test_non_finite_inputs_land_where_the_reference_puts_them():
+    x, w, _ = _inputs(CASES[1], np.float64, seed=4)
+    x[0, 3, 5, 6] = np.inf
+    x[1, 29, 0, 0] = np.nan  # the last channel of a part block
+    x[1, 10, 10, 12] = -np.inf
+    y = F.conv2d(x, w, padding=1, algo="direct")
+    expected, _ = expected_forward(x, w, None, 1, 1, 1, 1)
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+    assert np.array_equal(np.isinf(y), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(y[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
+    """auto: 24+ input channels, 10+ wide output rows, where neither Winograd nor FFT pays
+    (ResNet's 3x3/2 at 56x56, Inception's 1x7 at 17x17); not a 3-channel stem. A plan, whose
+    filters are packed once, takes it on 7-wide rows too (ResNet's 512-channel 3x3 at 7x7)."""
+
+    def desc(n, c, h, k, kh, kw, s, ph, pw):
+        return [n, c, h, h, k, kh, kw, s, s, ph, pw, 1, 1, 1]
+
+    def name(i):
+        return _core.ALGO_NAMES[i]
+
+    wide = [desc(1, 128, 56, 128, 3, 3, 2, 1, 1), desc(1, 128, 17, 128, 1, 7, 1, 0, 3)]
+    for d in wide:
+        assert name(_core.conv2d_choose(d, 0)) == "direct"
+        assert name(_core.conv2d_choose_prepared(d)) == "direct"
+        assert name(_core.conv2d_choose(d, 1)) != "direct"  # (the data gradient: not blocked)
+    stem = desc(1, 3, 224, 64, 7, 7, 2, 3, 3)
+    assert name(_core.conv2d_choose(stem, 0)) == name(_core.conv2d_choose_prepared(stem)) == "im2col"
+    narrow = desc(1, 512, 7, 512, 3, 3, 1, 1, 1)
+    assert name(_core.conv2d_choose(narrow, 0)) == "im2col"
+    assert name(_core.conv2d_choose_prepared(narrow)) == "direct"
