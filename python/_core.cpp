@@ -280,12 +280,14 @@ PYBIND11_MODULE(_core, m) {
     check(fc_conv2d_choose_for(&d, (fc_direction)direction, &algo));
     return (int)algo;
   }, py::arg("desc"), py::arg("direction") = 0);
-  m.def("conv2d_choose_prepared", [](const Desc &a) {
+  m.def("conv2d_choose_prepared",
+        [](const Desc &a) {
     fc_conv2d_desc d = to_desc(a);
     fc_algo algo;
     check(fc_conv2d_choose_prepared(&d, &algo));
     return (int)algo;
-  }, py::arg("desc"), "The forward's algorithm with filters prepared once (fc_conv2d_choose_prepared).");
+  }, py::arg("desc"),
+        "The forward's algorithm with filters prepared once (fc_conv2d_choose_prepared).");
   m.def("conv2d_forward", &conv2d_forward, py::arg("desc"), py::arg("algo"), py::arg("x"),
         py::arg("weight"), py::arg("bias"), py::arg("out"));
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("desc"), py::arg("algo"),

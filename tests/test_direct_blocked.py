@@ -116,7 +116,8 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
         assert name(_core.conv2d_choose(d, 1)) != "direct"  # (the data gradient: not blocked)
     stem = desc(1, 3, 224, 64, 7, 7, 2, 3, 3)
-    assert name(_core.conv2d_choose(stem, 0)) == name(_core.conv2d_choose_prepared(stem)) == "im2col"
+    assert name(_core.conv2d_choose(stem, 0)) == "im2col"
+    assert name(_core.conv2d_choose_prepared(stem)) == "im2col"
     narrow = desc(1, 512, 7, 512, 3, 3, 1, 1, 1)
     assert name(_core.conv2d_choose(narrow, 0)) == "im2col"
     assert name(_core.conv2d_choose_prepared(narrow)) == "direct"

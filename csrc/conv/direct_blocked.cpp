@@ -33,11 +33,11 @@ bool direct_blocked_applies(const ConvShape &s) {
   // The padded copy stays near the size of the input and output (a huge padding, valid with a
   // stride that shrinks the output again, is left to the other paths), with no int64 overflow.
   int64_t hp, wp, plane, v;
-  if (__builtin_add_overflow(s.in_h, 2 * s.ph, &hp) || __builtin_add_overflow(s.in_w, 2 * s.pw, &wp) ||
-      __builtin_mul_overflow(hp, wp, &plane) || __builtin_mul_overflow(plane, blocks(s.c) * kB, &v))
+  if (__builtin_add_overflow(s.in_h, 2 * s.ph, &hp) ||
+      __builtin_add_overflow(s.in_w, 2 * s.pw, &wp) || __builtin_mul_overflow(hp, wp, &plane) ||
+      __builtin_mul_overflow(plane, blocks(s.c) * kB, &v))
     return false;
-  return v <= 4 * (s.c * s.hw + s.k * s.howo) + 4096 &&
-         !__builtin_mul_overflow(v, s.n, &v) &&
+  return v <= 4 * (s.c * s.hw + s.k * s.howo) + 4096 && !__builtin_mul_overflow(v, s.n, &v) &&
          !__builtin_mul_overflow(out_blocks(s.k) * kB, blocks(s.c) * kB * s.kk, &v);
 }
 
@@ -123,8 +123,8 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t p0 = s.wo * t / tiles, p1 = s.wo * (t + 1) / tiles;
-        uk.blocked_tile(xr + p0 * s.sw * kB, x_cb, x_row, s.sw * kB, wb + pr * 2 * w_ob, w_ob,
-                        cbn, s.kh, s.kw, yr + p0, s.howo, nk, (int)(p1 - p0));
+        uk.blocked_tile(xr + p0 * s.sw * kB, x_cb, x_row, s.sw * kB, wb + pr * 2 * w_ob, w_ob, cbn,
+                        s.kh, s.kw, yr + p0, s.howo, nk, (int)(p1 - p0));
       }
       if (b)
         for (int64_t r = 0; r < nk; ++r)
@@ -135,11 +135,11 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   return FC_OK;
 }
 
-#define FC_INSTANTIATE_BLOCKED(T)                                                            \
-  template int64_t direct_blocked_filter_size<T>(const ConvShape &);                          \
-  template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);           \
-  template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *,       \
-                                               const T *, T *, const Epilogue<T> *);
+#define FC_INSTANTIATE_BLOCKED(T)                                                                  \
+  template int64_t direct_blocked_filter_size<T>(const ConvShape &);                               \
+  template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);                 \
+  template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
+                                               T *, const Epilogue<T> *);
 FC_INSTANTIATE_BLOCKED(float)
 FC_INSTANTIATE_BLOCKED(double)
 #undef FC_INSTANTIATE_BLOCKED
