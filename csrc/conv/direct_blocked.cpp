@@ -49,9 +49,12 @@ bool direct_blocked_applies(const ConvShape &s) {
 // channels (0.9x). It lost with under 24 input channels (the stem's 3 are padded to 8: 2-3x
 // slower). On 7-wide outputs at batch 1 (ResNet's 512-channel 3x3 at 7x7, 3x3/2 at 14x14)
 // packing 9.4 MB of filters per call made it 0.8-0.9x im2col's time, and with the filters
-// packed once (an inference plan) 1.2-1.3x faster than im2col.
+// packed once (an inference plan) 1.2-1.4x faster than im2col. Strided with 14-wide outputs
+// (ResNet's 3x3/2 256 at 28x28), bench auto timed it 1.16-1.19x slower than im2col in three
+// runs at batch 1 (filters packed per call), so strided forwards need 16-wide rows unprepared.
 bool direct_blocked_pays(const ConvShape &s, bool prepared) {
-  return s.c >= 24 && s.wo >= (prepared ? 7 : 10) && direct_blocked_applies(s);
+  const int64_t min_wo = prepared ? 7 : s.sh > 1 || s.sw > 1 ? 16 : 10;
+  return s.c >= 24 && s.wo >= min_wo && direct_blocked_applies(s);
 }
 
 template <class T>
