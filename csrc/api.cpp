@@ -173,10 +173,10 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    taps per input). Unpadded, the transposed convolution pads dy by k-1 a side, and the
 //    tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
-//  - forward with one group, 24+ input channels and output rows 10+ wide (16+ strided) where
+//  - unit-stride forward with one group, 24+ input channels and output rows 10+ wide where
 //    neither Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column
-//    matrix; direct_blocked_pays, conv/direct_blocked.cpp: 3x3/2 at 56x56 and 35x35, 1x7/7x1,
-//    5x5, L3/L4 1.0-1.5x faster than im2col with the filters packed per call).
+//    matrix; direct_blocked_pays, conv/direct_blocked.cpp: 1x7/7x1, 5x5, L3/L4 1.0-1.5x faster
+//    than im2col with the filters packed per call).
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (linear_supports(s)) return FC_ALGO_LINEAR;
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
@@ -376,7 +376,8 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   if (fc_status st = make_shape(d, &s)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
   *a = choose(s, FC_DIR_FORWARD);
-  // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp)
+  // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp;
+  // strided only over few positions)
   if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
   return FC_OK;
 }

@@ -88,7 +88,7 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     });
     if (st) return st;
   }
-  if (a == FC_ALGO_DIRECT && direct_blocked_pays(s, true)) {
+  if (a == FC_ALGO_DIRECT && direct_blocked_runs(s)) {
     const fc_status st = run_entry([&, t] {
       return t == FC_F32 ? prepare_blocked<float>(p.get()) : prepare_blocked<double>(p.get());
     });

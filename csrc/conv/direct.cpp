@@ -165,7 +165,7 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
 template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
-  if (direct_blocked_pays(s, true)) {  // (conv/direct_blocked.cpp)
+  if (direct_blocked_runs(s)) {  // (conv/direct_blocked.cpp)
     Buffer<T> wb(direct_blocked_filter_size<T>(s));
     if (!wb.ok())
       return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",

@@ -42,19 +42,24 @@ bool direct_blocked_applies(const ConvShape &s) {
 }
 
 // Measured on the AVX2 EPYC, 2 threads, forward with the filters packed per call (bench auto's
-// shapes and others): against im2col, 1.2-1.5x faster on ResNet's 3x3/2 128 at 56x56 and
-// Inception's 3x3/2 384 at 35x35, 1x7 and 7x1 at 17x17 and 5x5 48>64 at 35x35, L3 and L4; even
-// on 3x3/2 256 at 28x28 and L5 (11x11 out); against the row tiles (the direct forward before)
-// 1.1-1.9x faster (on 7-wide outputs too: ResNet's 3x3/2 at 14x14 3-4x), but with 16 input
-// channels (0.9x). It lost with under 24 input channels (the stem's 3 are padded to 8: 2-3x
-// slower). On 7-wide outputs at batch 1 (ResNet's 512-channel 3x3 at 7x7, 3x3/2 at 14x14)
-// packing 9.4 MB of filters per call made it 0.8-0.9x im2col's time, and with the filters
-// packed once (an inference plan) 1.2-1.4x faster than im2col. Strided with 14-wide outputs
-// (ResNet's 3x3/2 256 at 28x28), bench auto timed it 1.16-1.19x slower than im2col in three
-// runs at batch 1 (filters packed per call), so strided forwards need 16-wide rows unprepared.
+// shapes and others), unit stride: against im2col 1.1-1.5x faster on Inception's 1x7 and 7x1 at
+// 17x17 and 5x5 48>64 at 35x35, L3 and L4, even on L5 (11x11 out); against the row tiles (the
+// direct forward before) 1.1-1.9x faster, but with 16 input channels (0.9x). It lost with under
+// 24 input channels (the stem's 3 are padded to 8: 2-3x slower). Strided (3x3/2 at 56x56, 35x35
+// and 28x28) it came out 0.85-1.2x im2col's time from run to run at batch 1 and 8 in bench auto,
+// so auto keeps im2col there. With the filters packed once (an inference plan), batch 1: ResNet's
+// 512-channel 3x3 at 7x7 1.35-1.4x faster than im2col and its 3x3/2 layers 1.15-1.45x (where
+// packing 9.4 MB of filters per call made the 7-wide ones 0.8-0.9x); at batch 8 the strided ones
+// ran 0.94-1.0x, hence the limit on positions.
+bool direct_blocked_runs(const ConvShape &s) {
+  return s.c >= 24 && s.wo >= 7 && direct_blocked_applies(s);
+}
+
 bool direct_blocked_pays(const ConvShape &s, bool prepared) {
-  const int64_t min_wo = prepared ? 7 : s.sh > 1 || s.sw > 1 ? 16 : 10;
-  return s.c >= 24 && s.wo >= min_wo && direct_blocked_applies(s);
+  if (!direct_blocked_runs(s)) return false;
+  const bool strided = s.sh > 1 || s.sw > 1;
+  if (prepared) return !strided || s.n * s.howo <= 1024;
+  return !strided && s.wo >= 10;
 }
 
 template <class T>
