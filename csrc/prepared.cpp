@@ -30,13 +30,22 @@ char *alloc_bytes(int64_t bytes) {
   return (char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64));
 }
 
+using Owned = std::unique_ptr<char, void (*)(void *)>;
+
+// dst = `count` elements of T (64-byte aligned), or FC_ENOMEM naming `what`.
+template <class T>
+fc_status alloc_filters(Owned &dst, int64_t count, const char *what) {
+  dst.reset(alloc_bytes(count * (int64_t)sizeof(T)));
+  if (!dst)
+    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of %s",
+                    (long long)(count * (int64_t)sizeof(T)), what);
+  return FC_OK;
+}
+
 template <class T>
 fc_status prepare_winograd(fc_conv2d_prepared *p) {
   const int64_t n = fc::winograd_filter_size<T>(p->s);
-  p->u.reset(alloc_bytes(n * (int64_t)sizeof(T)));
-  if (!p->u)
-    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
-                    (long long)(n * (int64_t)sizeof(T)));
+  if (fc_status st = alloc_filters<T>(p->u, n, "transformed filters")) return st;
   p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w, (T *)p->u.get());
   return FC_OK;
 }
@@ -44,10 +53,7 @@ fc_status prepare_winograd(fc_conv2d_prepared *p) {
 template <class T>
 fc_status prepare_blocked(fc_conv2d_prepared *p) {
   const int64_t n = fc::direct_blocked_filter_size<T>(p->s);
-  p->blocked.reset(alloc_bytes(n * (int64_t)sizeof(T)));
-  if (!p->blocked)
-    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of blocked filters",
-                    (long long)(n * (int64_t)sizeof(T)));
+  if (fc_status st = alloc_filters<T>(p->blocked, n, "blocked filters")) return st;
   fc::direct_blocked_pack_filters(p->s, (const T *)p->w, (T *)p->blocked.get());
   return FC_OK;
 }
