@@ -256,7 +256,7 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
                                             bool u_finite, const T *w, const T *b, T *y,
                                             const Epilogue<T> *ep);
 // The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
-// pays: whether it can run s (one group, no dilation, a padded copy near the input's size), its
+// runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near the input's size), its
 // packed filters (elements, packing; inference plans pack once), and the forward on packed
 // filters wb; ep (or nullptr): the epilogue, applied per output row.
 bool direct_blocked_applies(const ConvShape &s);

@@ -12,16 +12,18 @@
 #include "internal.h"
 #include "plan_ops.h"
 
+using Owned = std::unique_ptr<char, void (*)(void *)>;  // a std::free'd block
+
 struct fc_conv2d_prepared {
   fc_conv2d_desc d;
   fc_dtype t;
   fc_algo a;
   fc::ConvShape s;
-  std::unique_ptr<char, void (*)(void *)> w_owned{nullptr, std::free};
-  const void *w = nullptr;  // w_owned.get(), or the caller's (borrowed)
-  std::unique_ptr<char, void (*)(void *)> u{nullptr, std::free};  // Winograd's U, or none
+  Owned w_owned{nullptr, std::free};
+  const void *w = nullptr;      // w_owned.get(), or the caller's (borrowed)
+  Owned u{nullptr, std::free};  // Winograd's U, or none
   bool u_finite = true;
-  std::unique_ptr<char, void (*)(void *)> blocked{nullptr, std::free};  // direct's, or none
+  Owned blocked{nullptr, std::free};  // direct's blocked filters, or none
 };
 
 namespace {
@@ -29,8 +31,6 @@ namespace {
 char *alloc_bytes(int64_t bytes) {
   return (char *)std::aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64));
 }
-
-using Owned = std::unique_ptr<char, void (*)(void *)>;
 
 // dst = `count` elements of T (64-byte aligned), or FC_ENOMEM naming `what`.
 template <class T>
