@@ -115,6 +115,13 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 
+// The data gradient on direct (the blocked forward of the transposed convolution): unit stride,
+// a 5x5 or larger "same"-padded kernel, rows 24+ wide, 16+ input channels (see choose).
+static bool direct_data_grad_pays(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kk >= 25 && s.wo >= 24 &&
+         s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1;
+}
+
 // Whole-plane FFT pays when the kernel is large next to the frequency bins each output
 // needs: kk / (bins per output) >= 32, bins = nh*(nw/2+1) for the power-of-two transform
 // sizes. Measured (batch 4-8, 2 threads): L1-L4 2-4x faster than im2col/direct (ratio 34-200),
@@ -127,10 +134,26 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
 // the whole column matrix (L3: 10368 x 576, 24 MB) for one product: there 80, L3's FFT ran
 // 1.04-1.25x faster than im2col in three interleaved runs (best of 10) and 1.69x in a
 // `fastconv bench auto` run on a busy machine (AVX2 EPYC, 2 threads).
+//
+// Where direct, not im2col, runs the direction when FFT does not (the blocked forward, the data
+// gradient of direct_data_grad_pays), FFT must do better: a ratio of 256 at one image; from two
+// images 64, except the forward from 8 images (32). Measured interleaved, best of 7 (AVX2 EPYC,
+// 2 threads): L2's 9x9 (120) at batch 1 ran the blocked forward 1.15-1.22x faster than FFT (two
+// bench auto runs and a timing), while from 2 images FFT took 0.56x direct's time there (L3,
+// 86: 0.96x); GoogLeNet's 5x5 32>96 on 28x28 (36) at batch 4 took direct 0.84x FFT's time
+// forward and 0.70x for the data gradient (16>32 there: 0.66x), AlexNet's 64>192 on 27x27 (34)
+// 0.97x and 0.89x; at batch 8 FFT's filter transforms are paid back forward (direct 1.3x
+// slower on both), while the data gradients stayed with direct (0.86-1.05x FFT's time).
+static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
+  return dir == FC_DIR_FORWARD ? direct_blocked_pays(s)
+                               : dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s);
+}
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
-  const int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
+  int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
+  if (direct_is_the_alternative(s, dir))
+    ratio = s.n == 1 ? 256 : dir == FC_DIR_FORWARD && s.n >= 8 ? 32 : 64;
   return s.kk * s.howo >= ratio * fft_bins(s);
 }
 
@@ -206,9 +229,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   // (direct's blocked forward: conv/direct_blocked.cpp, with its measurements)
   if (dir == FC_DIR_FORWARD && direct_blocked_pays(s)) return FC_ALGO_DIRECT;
-  if (dir == FC_DIR_BACKWARD_DATA && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
-      s.kk >= 25 && s.wo >= 24 && s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1)
-    return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s)) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
 

@@ -252,6 +252,31 @@ def test_heuristic_fft_rule_on_l3(batch):
         assert first["forward"] != "fft" and first["backward_data"] != "fft", first
 
 
+@pytest.mark.parametrize(
+    "x, w, pad, want",
+    [
+        # L2's 9x9 (ratio 120): direct's blocked forward at one image, FFT from two
+        ((1, 64, 64, 64), (128, 64, 9, 9), 0, ("direct", "fft")),
+        ((2, 64, 64, 64), (128, 64, 9, 9), 0, ("fft", "fft")),
+        # GoogLeNet's 5x5 32>96 on 28x28 (36): direct at batch 4; from 8 images the forward is FFT
+        ((4, 32, 28, 28), (96, 32, 5, 5), 2, ("direct", "direct")),
+        ((8, 32, 28, 28), (96, 32, 5, 5), 2, ("fft", "direct")),
+        # 16 input channels: no blocked forward, FFT keeps it; its data gradient (32 in) is direct
+        ((4, 16, 28, 28), (32, 16, 5, 5), 2, ("fft", "direct")),
+        # L1's 3 input channels: FFT forward at one image as before (ratio 202)
+        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col")),
+    ],
+)
+def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, want):
+    """fft_pays (csrc/api.cpp): where direct, not im2col, would run the layer, FFT needs 256x the
+    bins per output at one image and 64x from two (32x for forwards from eight images)."""
+    got = tuple(
+        fastconv.algorithms(x, w, padding=pad, direction=d)[0]
+        for d in ("forward", "backward_data")
+    )
+    assert got == want, (x, w, got)
+
+
 def test_heuristic_winograd_forward_needs_more_than_one_images_nine_tiles():
     """winograd_pays (csrc/api.cpp): the fused forward from 10 tiles. L5 at batch 1 (11x11
     outputs: 9 tiles of 4x4) runs without Winograd (direct's blocked forward); the same layer

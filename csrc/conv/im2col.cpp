@@ -168,11 +168,9 @@ fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T
                                int64_t c0, int64_t c1, const T *cols) {
     const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols + g * s.ckk * np + c0;
     T *yt = y + (n * s.k + g * s.kg + r0) * s.howo + p0 + c0;
+    if (b) bias_rows(yt, b + g * s.kg + r0, r1 - r0, c1 - c0, s.howo);
     gemm(false, false, r1 - r0, c1 - c0, s.ckk, T(1), w + (g * s.kg + r0) * s.ckk, s.ckk, bm,
-         in_place ? s.hw : np, T(0), yt, s.howo);
-    if (b)
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t p = 0; p < c1 - c0; ++p) yt[(r - r0) * s.howo + p] += b[g * s.kg + r];
+         in_place ? s.hw : np, b ? T(1) : T(0), yt, s.howo);
     if (ep) epilogue_block(*ep, y, yt - y, r1 - r0, c1 - c0, s.howo);
   });
 }
@@ -238,12 +236,10 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
       for (int64_t g = 0; g < s.g; ++g) {
         const ItemColumns<T> c = item_columns(s, pl, x, it, g, in_place, col);
         T *yg = y + (c.n * s.k + g * s.kg) * s.howo + c.p0;
-        // W_g [kg, ckk] x [ckk, np] -> y[n, g*kg : +kg, p0 : p0+np]  (row stride howo)
+        // (+ bias) W_g [kg, ckk] x [ckk, np] -> y[n, g*kg : +kg, p0 : p0+np]  (row stride howo)
+        if (b) bias_rows(yg, b + g * s.kg, s.kg, c.np, s.howo);
         gemm(false, false, s.kg, c.np, s.ckk, T(1), w + g * s.kg * s.ckk, s.ckk, c.cols, c.ldb,
-             T(0), yg, s.howo);
-        if (b)
-          for (int64_t r = 0; r < s.kg; ++r)
-            for (int64_t p = 0; p < c.np; ++p) yg[r * s.howo + p] += b[g * s.kg + r];
+             b ? T(1) : T(0), yg, s.howo);
         if (ep) epilogue_block(*ep, y, yg - y, s.kg, c.np, s.howo);
       }
     }
