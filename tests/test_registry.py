@@ -271,8 +271,7 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
     """fft_pays (csrc/api.cpp): where direct, not im2col, would run the layer, FFT needs 256x the
     bins per output at one image and 64x from two (32x for forwards from eight images)."""
     got = tuple(
-        fastconv.algorithms(x, w, padding=pad, direction=d)[0]
-        for d in ("forward", "backward_data")
+        fastconv.algorithms(x, w, padding=pad, direction=d)[0] for d in ("forward", "backward_data")
     )
     assert got == want, (x, w, got)
 
