@@ -45,9 +45,11 @@ CASES = [
     ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
     ((4, 6, 7, 7), (10, 6, 5, 5), 1, 2, 1, "im2col"),  # a 5x5's dW grouped at 4 images
     ((3, 8, 6, 6), (12, 4, 3, 3), 1, 1, 2, "im2col"),  # groups: dW grouped at 3 images
-    # dW grouped at 2-7 images on planes of 64-255 outputs
+    # dW grouped at 2-7 images on planes of 64-511 outputs
     ((3, 20, 12, 12), (24, 20, 3, 3), 1, 1, 1, "im2col"),  # 144 outputs, 3 images
     ((7, 12, 15, 15), (16, 6, 5, 5), 1, 2, 2, "im2col"),  # 225 outputs, groups, 7 images
+    ((2, 16, 17, 17), (24, 16, 1, 7), 1, 0, 1, "im2col"),  # a 1x7 (unpadded): 17x11 outputs
+    ((2, 8, 22, 23), (8, 8, 3, 3), 1, 1, 1, "im2col"),  # 506 outputs
     # dW under 32 columns: the dot-product micro-kernel (weight_gemm in gemm_blocks.h), with
     # full register tiles and remainders of rows and columns on every ISA's tile
     ((1, 3, 45, 47), (13, 3, 3, 3), 2, 0, 1, "im2col"),  # a 3-channel stem: 27 columns

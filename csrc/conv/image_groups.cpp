@@ -85,14 +85,16 @@ struct GroupBuffers {
 // Inception v1's 5x5 48>128 at 7x7 1.25x faster at 2 and 4 images, 1.05x at 8; ResNet's 3x3
 // 512 at 7x7 1.13x at 2 images, even at 8; a 3x3 160>320 at 4 images 1.0-1.14x. (Its forward
 // and data gradient lost 0.6-0.9x grouped at 4 images, and a 1x1 in place 0.6-0.9x.)
-// The weight gradient of 2-7 images also on planes under 256 outputs, where the per-image path
+// The weight gradient of 2-7 images also on planes under 512 outputs, where the per-image path
 // sums each image's short reduction into the whole dW in turn (interleaved in one process,
 // best of 14): L4's 7x7 on 10x10 outputs 0.77x the time at 2 images and 0.61x at 4, ResNet's
 // 3x3 256 at 14x14 0.85x and 0.91x, 512 at 14x14 0.89x at 2, GoogLeNet's 5x5 32>128 and 24>64
-// at 14x14 and 4 images 0.75x and 0.85x. From 8 images the slots are better (L4 1.3x slower
-// grouped, the 5x5 32>128 1.1x); 28x28 planes were mixed (0.85-1.35x).
+// at 14x14 and 4 images 0.75x and 0.85x, Inception v3's 1x7/7x1 at 17x17 0.79-0.93x at 2-4
+// images, a 7x7 on 18x18 at 6 images 0.77x, OverFeat's 5x5 to 20x20 at 4 images 0.95x. From 8
+// images the slots are better (L4 1.3x slower grouped, the 5x5 32>128 1.1x); 28x28 planes were
+// mixed (0.85-1.35x).
 bool use_image_groups(const ConvShape &s, bool in_place, bool weight_grad) {
-  if (weight_grad && !in_place && s.n >= 2 && s.n < kFixedItems && s.howo < 256) return true;
+  if (weight_grad && !in_place && s.n >= 2 && s.n < kFixedItems && s.howo < 512) return true;
   if (s.n < 2 || s.howo >= 64) return false;
   return s.n >= 16 || (!in_place && (s.kk == 1 || weight_grad));
 }
