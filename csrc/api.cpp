@@ -204,9 +204,12 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 // over 32 channels at most, and direct's blocked forward (its data gradient is the blocked
 // forward of the transposed convolution) ran Inception's 3x3 32>32 at 149x149 1.15-1.45x faster
 // in three bench auto runs at batch 1, forward and data gradient; with 64 channels either way
-// (its 32>64 at 147x147, ResNet's 64 at 56x56) Winograd stayed 1.2-1.4x faster.
+// (its 32>64 at 147x147, ResNet's 64 at 56x56) Winograd stayed 1.2-1.4x faster. From 4 images
+// Winograd's filter transforms are paid back: the forward of the 32>32 took direct 0.94x
+// Winograd's time at 1 and 2 images, 1.03x at 4 and 1.18x at 8 (a bench auto run and
+// interleaved timings; the data gradient at 8 was even, 0.97x).
 static bool blocked_beats_winograd(const ConvShape &s) {
-  return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.cg >= 24 && s.cg <= 32 &&
+  return s.n < 4 && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.cg >= 24 && s.cg <= 32 &&
          s.kg >= 24 && s.kg <= 32 && s.wo >= 10 && s.in_w >= 10 && direct_blocked_pays(s);
 }
 
