@@ -72,10 +72,18 @@ int tile_size(int64_t reduction) {
 // spend measurably more time packing), more while the block's V and M ([alpha^2][c + k][tb])
 // stay within 4 L2s (2 MiB on the 512 KiB-L2 EPYC it was measured on: V is written and read
 // back by one thread, so it scales with the per-core cache), at most 1024; then evened out
-// over the blocks. Never a function of the thread count.
-int64_t block_tiles(int64_t total, int64_t per_tile_bytes) {
+// over the blocks. From 384 channels (c + k) no block of 128 tiles fits that budget anyway
+// (V and M of 512 + 512 channels: 19 MB) and repacking U[e] per block dominates: at least 256
+// tiles there ran VGG's 3x3 layers with 128-512 channels in and 256-512 out on 28x28 and 56x56
+// 0.84-0.94x the time at batch 8, forward and data gradient (interleaved in one process, best
+// of 9, AVX2 EPYC, 2 threads), and 256 on 56x56 at batch 1 0.93x; on 7x7 and 14x14 planes
+// even (0.97-1.03x); with fewer channels 256 lost (64 and 128: 1.06-1.10x). Never a function
+// of the thread count.
+int64_t block_tiles(int64_t total, int64_t per_tile_bytes, int64_t channels) {
   const int64_t budget = 4 * hardware().l2;
-  const int64_t tb = std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), 128, 1024);
+  const int64_t least = channels >= 384 ? 256 : 128;
+  const int64_t tb =
+      std::clamp<int64_t>(budget / std::max<int64_t>(1, per_tile_bytes), least, 1024);
   const int64_t nblocks = std::max<int64_t>(1, (total + tb - 1) / tb);
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
 }
@@ -325,7 +333,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t total = p.n * th * tw;
   if (use_fused(p, total))  // (u_pre, if given, is in its panels)
     return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
-  const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T));
+  const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), p.c + p.k);
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
   // M to outputs). With fewer blocks than kFixedItems (L5 and VGG's 14x14 layers at batch 8:
