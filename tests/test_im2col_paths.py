@@ -27,6 +27,7 @@ CASES = [
     ((1, 32, 8, 8), (40, 16, 3, 3), 1, 1, 2, "im2col"),  # groups, forward tiles
     ((2, 32, 9, 9), (40, 16, 3, 3), 1, 1, 2, "im2col"),  # groups, two images
     ((1, 32, 20, 20), (48, 32, 3, 3), 1, 1, 1, "im2col"),  # dW tiles, 7 runs at 256 KiB
+    ((1, 22, 9, 9), (16, 11, 3, 3), 1, 1, 2, "im2col"),  # columns built by 8 runs of channels
     ((1, 3, 40, 40), (16, 3, 7, 7), 2, 3, 1, "im2col"),  # a stem: small dW (slots)
     ((1, 256, 6, 6), (128, 256, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place: dW tiles
     ((3, 128, 5, 5), (96, 128, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place, 3 images
