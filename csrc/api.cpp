@@ -336,16 +336,28 @@ static fc_status backward_weight(const ConvShape &s, const AlgoRow &row, const v
                                              : f(s, DY, X, DW);
 }
 
+// dy summed over images and positions, per output channel, in double. One thread sums a
+// channel, in one fixed order whatever the thread count: 8 running sums take a plane's
+// positions in turn (the tail continues from the first), and are added pairwise at the end.
+// A single running sum waited an add's latency per element (no reassociation without
+// -ffast-math): 1.6% of GoogLeNet's batch-4 training step; the lanes vectorize.
 template <class T>
 void bias_grad(const ConvShape &s, const T *dy, T *db) {
+  constexpr int kLanes = 8;
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t k = 0; k < s.k; ++k) {
-    double acc = 0;
+    double lane[kLanes] = {};
     for (int64_t n = 0; n < s.n; ++n) {
       const T *p = dy + (n * s.k + k) * s.howo;
-      for (int64_t i = 0; i < s.howo; ++i) acc += p[i];
+      int64_t i = 0;
+      for (; i + kLanes <= s.howo; i += kLanes) {
+#pragma omp simd
+        for (int j = 0; j < kLanes; ++j) lane[j] += double(p[i + j]);
+      }
+      for (int j = 0; i + j < s.howo; ++j) lane[j] += double(p[i + j]);
     }
-    db[k] = (T)acc;
+    db[k] = T(((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+              ((lane[1] + lane[5]) + (lane[3] + lane[7])));
   }
 }
 template void bias_grad<float>(const ConvShape &, const float *, float *);

@@ -792,3 +792,19 @@ def test_depthwise_weight_gradient_over_long_reductions(dtype, stride):
     grads, scales = expected_backward(dy, x, w, **params)
     got = fastconv.conv2d_backward(dy, x, w, algo="depthwise", **params)
     check_backward(got, grads, scales, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (3, 3), (1, 17), (5, 7)])
+def test_bias_gradient_sums_every_position(hw, dtype):
+    # The bias gradient runs 8 partial sums over each plane's positions (the tail continues from
+    # the first): planes shorter than, equal to, just over and well over 8 positions, 3 images,
+    # against NumPy's float64 sum; a large offset makes a dropped or doubled position visible.
+    rng = np.random.default_rng(11)
+    h, w = hw
+    dy = (rng.standard_normal((3, 5, h, w)) + 1000.0).astype(dtype)
+    x = rng.standard_normal((3, 2, h, w)).astype(dtype)
+    weight = rng.standard_normal((5, 2, 1, 1)).astype(dtype)
+    _, _, gb = fastconv.conv2d_backward(dy, x, weight, needs=(False, False, True))
+    want = dy.astype(np.float64).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(gb, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
