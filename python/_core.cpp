@@ -6,6 +6,8 @@
 
 #include <array>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "_core_common.h"
 #include "fastconv/fastconv.h"
@@ -111,6 +113,63 @@ void relu_backward(const py::array &dy, const py::array &y, py::array &dx) {
   check(fcpy::call([&] {
     return fc_relu_backward(t, (int64_t)dy.size(), dy.data(), y.data(), dx.mutable_data());
   }));
+}
+
+// An array as rows of contiguous elements whose starts lie a uniform stride apart (in
+// elements): the trailing axes that lie contiguous make a row, and the leading ones must step
+// uniformly over rows (a slice of a C-contiguous array along one axis is such an array). Axes
+// of length 1 are ignored. False when the layout has no such split.
+bool as_rows(const py::array &a, int64_t *rows, int64_t *cols, int64_t *stride) {
+  if (a.size() == 0) {
+    *rows = *cols = *stride = 0;
+    return true;
+  }
+  const int64_t item = a.itemsize();
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (length, byte stride), no length-1 axes
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.shape(i) != 1) dims.push_back({a.shape(i), a.strides(i)});
+  int64_t c = 1;
+  auto k = (int64_t)dims.size();
+  while (k > 0 && dims[k - 1].second == c * item) c *= dims[--k].first;
+  if (k == 0) {
+    *rows = 1;
+    *cols = *stride = c;
+    return true;
+  }
+  const int64_t ld = dims[k - 1].second;
+  if (ld <= 0 || ld % item) return false;
+  int64_t r = dims[k - 1].first;
+  for (int64_t i = k - 2; i >= 0; --i) {
+    if (dims[i].second != dims[i + 1].second * dims[i + 1].first) return false;
+    r *= dims[i].first;
+  }
+  *rows = r;
+  *cols = c;
+  *stride = ld / item;
+  return *stride >= c;
+}
+
+void check_same_shape(const py::array &a, const char *name, const py::array &ref,
+                      const char *ref_name) {
+  bool same = a.ndim() == ref.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == ref.shape(i);
+  if (!same) throw py::value_error(std::string(name) + ": shape differs from " + ref_name + "'s");
+}
+
+// relu_backward for a grad_out laid out as rows (as_rows), e.g. the slice of a concatenation's
+// gradient that is one input's. False, with nothing written, when it has no such layout.
+bool relu_backward_rows(const py::array &dy, const py::array &y, py::array &dx) {
+  fc_dtype t = dtype_of(y, "y");
+  check_array(y, "y", t, (int64_t)y.size(), false);
+  check_array(dx, "grad_x", t, (int64_t)y.size(), true);
+  if (dtype_of(dy, "grad_out") != t) throw py::type_error("grad_out: dtype differs from y's");
+  check_same_shape(dy, "grad_out", y, "y");
+  int64_t rows, cols, ld;
+  if (!as_rows(dy, &rows, &cols, &ld)) return false;
+  check(fcpy::call([&] {
+    return fc_relu_backward_rows(t, rows, cols, dy.data(), ld, y.data(), dx.mutable_data());
+  }));
+  return true;
 }
 
 // x (n, c, hw) as three sizes; the arrays are checked against them.
@@ -372,6 +431,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("relu_forward", &relu_forward, py::arg("x"), py::arg("out"));
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("y"), py::arg("grad_x"));
   m.def("add_inplace", &add_inplace, py::arg("acc"), py::arg("x"));
+  m.def("relu_backward_rows", &relu_backward_rows, py::arg("grad_out"), py::arg("y"),
+        py::arg("grad_x"));
   m.def("softmax_cross_entropy_forward", &xent_forward, py::arg("x"), py::arg("target"),
         py::arg("outer"), py::arg("c"), py::arg("inner"), py::arg("loss"), py::arg("lse"));
   m.def("softmax_cross_entropy_backward", &xent_backward, py::arg("x"), py::arg("target"),

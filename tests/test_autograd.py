@@ -579,6 +579,39 @@ def test_relu_backward_of_a_strided_gradient(dtype):
     np.testing.assert_array_equal(g, pristine)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_reads_row_slices_in_place(dtype):
+    """A gradient laid out as rows a uniform stride apart (a concat's slice, a strided plane)
+    is masked where it lies; any other layout is gathered first; both are np.where's."""
+    from fastconv import _core
+
+    rng = np.random.default_rng(9)
+    G = rng.standard_normal((4, 10, 60, 61)).astype(dtype)
+    for g, rows in ((G[:, 3:7], True), (G[:, :, ::2], True), (G[:, ::2, :, ::2], False)):
+        y = np.maximum(rng.standard_normal(g.shape), 0).astype(dtype)
+        dx = np.full(g.shape, np.nan, dtype)
+        assert _core.relu_backward_rows(g, y, dx) is rows
+        if rows:
+            np.testing.assert_array_equal(dx, np.where(y > 0, g, 0))
+        else:
+            assert np.isnan(dx).all()  # nothing written
+        x = Tensor(y, requires_grad=True)  # y's own positives mask as ReLU's output would
+        F.relu(x).backward(g)
+        np.testing.assert_array_equal(x.grad, np.where(y > 0, g, 0))
+
+
+def test_row_kernel_rejects_bad_buffers():
+    from fastconv import _core
+
+    y, dx = np.ones((2, 4), np.float32), np.empty((2, 4), np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        _core.relu_backward_rows(np.ones((2, 8), np.float32)[:, :3], y, dx)
+    with pytest.raises(TypeError, match="dtype"):
+        _core.relu_backward_rows(np.ones((2, 4)), y, dx)
+    with pytest.raises(TypeError, match="grad_x"):
+        _core.relu_backward_rows(y, y, np.empty((2, 4)))
+
+
 def test_relu_kernel_rejects_mismatched_buffers():
     from fastconv import _core
 

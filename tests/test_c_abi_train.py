@@ -60,8 +60,10 @@ def lib():
     lib.fc_sgd_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
     lib.fc_adam_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(AdamArgs)]
     lib.fc_add_inplace.argtypes = [Int, L, P, P]
+    lib.fc_relu_backward_rows.argtypes = [Int, L, L, P, L, P, P]
     for f in (
         "fc_add_inplace",
+        "fc_relu_backward_rows",
         "fc_batch_norm_forward",
         "fc_batch_norm_backward",
         "fc_softmax_cross_entropy_forward",
@@ -242,3 +244,26 @@ def test_optimizer_steps(lib):
         lib.fc_adam_step(F64, 1, ctypes.byref(two), ctypes.byref(adam)) == FC_EINVAL
     )  # amsgrad: 3
     assert lib.fc_adam_step(7, 1, ctypes.byref(two), ctypes.byref(adam)) == FC_EINVAL
+
+
+@pytest.mark.parametrize("t,dtype", [(F32, np.float32), (F64, np.float64)])
+def test_relu_backward_rows(lib, t, dtype):
+    """Rows a stride apart, over several parallel jobs, jobs that span rows, and one row."""
+    rng = np.random.default_rng(2)
+    for rows, cols, ld in ((7, 30_001, 40_000), (3000, 50, 97), (1, 100_000, 100_000)):
+        big = rng.standard_normal((rows, ld)).astype(dtype)
+        y = np.maximum(rng.standard_normal((rows, cols)), 0).astype(dtype)
+        dx = np.empty_like(y)
+        assert lib.fc_relu_backward_rows(t, rows, cols, ptr(big), ld, ptr(y), ptr(dx)) == FC_OK
+        np.testing.assert_array_equal(dx, np.where(y > 0, big[:, :cols], 0))
+    assert lib.fc_relu_backward_rows(t, 0, 5, None, 5, None, None) == FC_OK
+    assert lib.fc_relu_backward_rows(t, 3, 0, None, 0, None, None) == FC_OK
+
+
+def test_relu_backward_rows_bad_arguments(lib):
+    a = np.zeros(16)
+    assert lib.fc_relu_backward_rows(7, 2, 4, ptr(a), 4, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_relu_backward_rows(F64, -1, 4, ptr(a), 4, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_relu_backward_rows(F64, 2, 4, ptr(a), 3, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_relu_backward_rows(F64, 2, 4, None, 4, ptr(a), ptr(a)) == FC_EINVAL
+    assert lib.fc_relu_backward_rows(F64, 2**40, 4, ptr(a), 2**40, ptr(a), ptr(a)) == FC_EOVERFLOW

@@ -1048,11 +1048,13 @@ class Relu(Function):
             _core.relu_backward(g, y, dx)
             return dx
         if _native(y) and g.dtype == y.dtype and g.shape == y.shape:
-            # a strided gradient (a concat's slice, Inception's branches): gathered into dx,
-            # then masked there in place, where NumPy's g * (y > 0) takes three passes
+            # a strided gradient (a concat's slice, Inception's branches): read in place by
+            # rows where it lies as rows, else gathered into dx first, then masked there (NumPy's
+            # g * (y > 0) takes three passes)
             dx = np.empty_like(y)
-            np.copyto(dx, g)
-            _core.relu_backward(dx, y, dx)
+            if not _core.relu_backward_rows(g, y, dx):
+                np.copyto(dx, g)
+                _core.relu_backward(dx, y, dx)
             return dx
         return g * (y > 0)
 

@@ -132,6 +132,8 @@ cdef extern from "fastconv/fastconv.h" nogil:
     fc_status fc_relu_forward(fc_dtype t, int64_t n, const void *x, void *y)
     fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const void *y, void *dx)
     fc_status fc_add_inplace(fc_dtype t, int64_t n, void *acc, const void *x)
+    fc_status fc_relu_backward_rows(fc_dtype t, int64_t rows, int64_t cols, const void *dy,
+                                    int64_t dy_stride, const void *y, void *dx)
     fc_status fc_softmax_cross_entropy_forward(fc_dtype t, int64_t outer, int64_t c,
                                                int64_t inner, const void *x, const void *q,
                                                void *loss, void *lse)

@@ -320,6 +320,12 @@ FC_API fc_status fc_relu_backward(fc_dtype t, int64_t n, const void *dy, const v
  * acc. */
 FC_API fc_status fc_add_inplace(fc_dtype t, int64_t n, void *acc, const void *x);
 
+/* fc_relu_backward over rows x cols elements where dy's rows start dy_stride elements apart
+ * (y and dx contiguous, [rows][cols]): the gradient a concatenation hands each of its inputs is
+ * such a slice of its own gradient. dy_stride >= cols. */
+FC_API fc_status fc_relu_backward_rows(fc_dtype t, int64_t rows, int64_t cols, const void *dy,
+                                       int64_t dy_stride, const void *y, void *dx);
+
 /* ---- batch normalisation (training and eval) ----
  * x is (n, c, hw): channel ch of image i is the plane x + (i*c + ch)*hw. Per channel,
  *   y = (x - mean) * invstd * weight + bias (+ residual), then act (FC_ACT_NONE or FC_ACT_RELU).
