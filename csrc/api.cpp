@@ -89,11 +89,18 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // 7x7 planes (16 tiles) with 160-512 channels (0.5-0.9x); with 64-128 channels it still won
 // there. On the AVX2 EPYC (2 threads, interleaved in one process, best of 7-12):
 //  - 40 tiles and more win whatever the channels (VGG's 28x28 layers at batch 1: 0.52-0.92x);
-//  - 32-39 tiles win the forward and the weight gradient with up to 1024 channels: OverFeat's
-//    12x12 layers at batch 4 (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at batch 8 (32)
-//    0.75-0.94x, 3x3 512 on 24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too
-//    (0.71-0.97x), except on 14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512
-//    channels 1.22-1.30x, 128 1.21x slower, so it needs 36 tiles there;
+//  - 32-39 tiles win the forward with up to 1024 channels: OverFeat's 12x12 layers at batch 4
+//    (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at batch 8 (32) 0.75-0.94x, 3x3 512 on
+//    24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too (0.71-0.97x), except on
+//    14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512 channels 1.22-1.30x, 128
+//    1.21x slower, so it needs 36 tiles there. Their weight gradient only where the tiles
+//    cover the plane exactly (12x12: 256>512 0.77-0.92x, 512>1024 and 1024>1024 even): where
+//    a quarter of each tile is past the plane's edge it lost to im2col, interleaved, best and
+//    median of 16-40 (session 15, AVX2 EPYC, 2 threads): ResNet's 3x3 512 on 7x7 at 8 images
+//    (32 tiles) 1.04-1.27x in four runs (bench auto: 1.29x in session 14's run, 0.92-0.98x in
+//    two older ones), at 9 (36) 1.17x, 256 and 128 on 14x14 at 2 images
+//    1.45x and 1.74x (so they take the rule for fewer tiles, below); from 40 tiles it won again
+//    (7x7 at 16 images 0.74x, 12 even);
 //  - below 32 tiles, where the forward and data gradient run fused (winograd_fused: from 64x64
 //    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
 //    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the
@@ -109,7 +116,11 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
   if (tiles >= 40) return true;
-  if (tiles >= 32 && (dir != FC_DIR_BACKWARD_DATA || tiles >= 36 || s.howo < 64)) return true;
+  if (tiles >= 32) {
+    if (dir == FC_DIR_FORWARD) return true;
+    if (dir == FC_DIR_BACKWARD_DATA && (tiles >= 36 || s.howo < 64)) return true;
+    if (dir == FC_DIR_BACKWARD_WEIGHT && s.ho % 4 == 0 && s.wo % 4 == 0) return true;
+  }
   if (dir != FC_DIR_BACKWARD_WEIGHT && winograd_fused(tiles, kc))
     return dir == FC_DIR_FORWARD ? tiles >= 10 : tiles >= 9 && s.n >= 2;
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;

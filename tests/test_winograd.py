@@ -262,3 +262,22 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
         fastconv.conv2d_backward(dy, x, w, algo="winograd", **params), grads, scales, dtype
     )
     assert_unchanged(pristine, (x, w, b), ("x", "weight", "bias"))
+
+
+@pytest.mark.parametrize(
+    "x_shape,k,want",
+    [
+        ((8, 512, 7, 7), 512, "im2col"),  # 32 tiles, a quarter of each past the 7x7 plane
+        ((2, 256, 14, 14), 256, "im2col"),  # 32 tiles over 14x14
+        ((4, 256, 12, 12), 512, "winograd"),  # 36 tiles covering 12x12 exactly
+        ((16, 512, 7, 7), 512, "winograd"),  # 64 tiles
+    ],
+)
+def test_auto_weight_gradient_between_32_and_40_tiles(x_shape, k, want):
+    """auto's weight gradient at 32-39 Winograd tiles takes Winograd only where the tiles
+    cover the plane exactly (api.cpp, winograd_pays); the forward keeps it from 32 tiles."""
+    from fastconv import _core
+
+    d = (*x_shape, k, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == want
+    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "winograd"
