@@ -98,9 +98,9 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    a quarter of each tile is past the plane's edge it lost to im2col, interleaved, best and
 //    median of 16-40 (session 15, AVX2 EPYC, 2 threads): ResNet's 3x3 512 on 7x7 at 8 images
 //    (32 tiles) 1.04-1.27x in four runs (bench auto: 1.29x in session 14's run, 0.92-0.98x in
-//    two older ones), at 9 (36) 1.17x, 256 and 128 on 14x14 at 2 images
-//    1.45x and 1.74x (so they take the rule for fewer tiles, below); from 40 tiles it won again
-//    (7x7 at 16 images 0.74x, 12 even);
+//    two older ones), at 9 (36) 1.17x, 256 and 128 on 14x14 at 2 images 1.45x and 1.74x (so
+//    they take the rule for fewer tiles, below); from 40 tiles it won again (7x7 at 16 images
+//    0.74x, 12 even);
 //  - below 32 tiles, where the forward and data gradient run fused (winograd_fused: from 64x64
 //    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
 //    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the

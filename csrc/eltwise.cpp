@@ -42,9 +42,9 @@ void add_inplace(int64_t n, T *acc, const T *x) {
   }
 }
 
-// A rows x cols matrix: f(r, c0, c1) over [c0, c1) of row r, in jobs of kChunk elements taken in
-// row order (a job may span rows: a concatenation's slices at batch 1
-// are one row, at batch 32 many short ones).
+// A rows x cols matrix: f(r, c0, c1) over [c0, c1) of row r, in jobs of kChunk elements taken
+// in row order (a job may span rows: a concatenation's slices at batch 1 are one row, at batch
+// 32 many short ones).
 template <class F>
 void for_rows(int64_t rows, int64_t cols, F f) {
   const int64_t total = rows * cols;
