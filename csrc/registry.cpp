@@ -66,7 +66,11 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 // Register tiles over output channels x output row: efficient with wide rows (wo) and enough
 // output channels per group (kg) to fill a tile; strided rows and dilation beyond 2 scatter
 // the loads. The data gradient (a transposed convolution on the same tiles) measured 0.5-0.7x
-// of im2col's, the weight gradient (a dot product per tap) less still.
+// of im2col's, the weight gradient (a dot product per tap) less still. Session 15's bench auto
+// (AVX2 EPYC, 2 threads) put strided data gradients at up to 24x im2col's time (modelled
+// 3-5x) and weight gradients of one group at 4-70x (median 13x, 3x what it modelled): so, the
+// tuner's 4x pruning (tune.cpp) skips them where a run took 0.1-3 s (ResNet's 3x3 512 on 7x7 at
+// batch 8: 0.9 s against im2col's 19 ms). Neither was the fastest in three bench auto runs.
 double direct_cost(const ConvShape &s, fc_direction dir) {
   const double wo = (double)s.wo, kg = (double)s.kg;
   // The blocked forward (conv/direct_blocked.cpp): 16 output channels x up to 6 positions of a
@@ -84,8 +88,8 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
     eff *= (double)s.kw / ((double)((s.kw - 1) / s.sw + 1) * (double)s.sw);
   else if (s.sw > 1) eff *= 0.5;
   if (s.dil_h > 2 || s.dil_w > 2) eff *= 0.6;
-  if (dir == FC_DIR_BACKWARD_DATA) eff *= 0.5;
-  if (dir == FC_DIR_BACKWARD_WEIGHT) eff *= 0.3;
+  if (dir == FC_DIR_BACKWARD_DATA) eff *= s.sh > 1 || s.sw > 1 ? 0.125 : 0.5;
+  if (dir == FC_DIR_BACKWARD_WEIGHT) eff *= 0.1;
   return conv_macs(s) / eff;
 }
 

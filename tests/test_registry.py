@@ -220,6 +220,23 @@ def test_costs_rank_algorithms(direction):
         assert c["reference"] > 10 * min(c.values()), c
 
 
+@pytest.mark.parametrize(
+    "shape,direction",
+    [
+        (((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)), "backward_weight"),
+        (((1, 384, 13, 13), (384, 384, 3, 3), dict(padding=1)), "backward_weight"),  # L5
+        (((8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)), "backward_data"),
+        (((1, 3, 299, 299), (32, 3, 3, 3), dict(stride=2)), "backward_data"),
+    ],
+)
+def test_tuner_prunes_direct_backwards_that_take_seconds(shape, direction):
+    """direct's weight gradient and strided data gradient ran 12-50x im2col's time on these
+    layers (17-250 ms a call; session 15's bench auto): costed over the tuner's pruning factor
+    (4x the cheapest, tune.cpp), so tuning such a key never runs them."""
+    c = costs_of(shape, direction)
+    assert c["direct"] > 4 * min(v for a, v in c.items() if a != "reference"), c
+
+
 def test_readme_table_lists_every_algorithm():
     readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
     if not os.path.isfile(readme):
