@@ -20,19 +20,6 @@ void relu_forward(int64_t n, const T *x, T *y) {
 }
 
 template <class T>
-void relu_backward(int64_t n, const T *dy, const T *y, T *dx) {
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t lo = 0; lo < n; lo += kChunk) {
-    const int64_t hi = std::min(n, lo + kChunk);
-#pragma omp simd
-    for (int64_t i = lo; i < hi; ++i) {
-      const T g = dy[i];  // loaded unconditionally: a vector select, not a branch (3x faster)
-      dx[i] = y[i] > T(0) ? g : T(0);
-    }
-  }
-}
-
-template <class T>
 void add_inplace(int64_t n, T *acc, const T *x) {
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t lo = 0; lo < n; lo += kChunk) {
@@ -59,6 +46,7 @@ void for_rows(int64_t rows, int64_t cols, F f) {
   }
 }
 
+// dx = dy where y > 0, else 0, over rows x cols (dy's rows ld apart; y and dx contiguous).
 template <class T>
 void relu_backward_rows(int64_t rows, int64_t cols, const T *dy, int64_t ld, const T *y, T *dx) {
   for_rows(rows, cols, [=](int64_t r, int64_t c0, int64_t c1) {
@@ -67,10 +55,16 @@ void relu_backward_rows(int64_t rows, int64_t cols, const T *dy, int64_t ld, con
     T *d = dx + r * cols;
 #pragma omp simd
     for (int64_t c = c0; c < c1; ++c) {
-      const T v = g[c];
+      const T v = g[c];  // loaded unconditionally: a vector select, not a branch (3x faster)
       d[c] = yr[c] > T(0) ? v : T(0);
     }
   });
+}
+
+// The contiguous gradient: one row.
+template <class T>
+void relu_backward(int64_t n, const T *dy, const T *y, T *dx) {
+  relu_backward_rows<T>(1, n, dy, n, y, dx);
 }
 
 // rows x cols elements of `elem` bytes whose rows lie ld apart: the extent must fit int64 bytes,
