@@ -191,6 +191,20 @@ def test_max_pool2d_ties_pick_first_and_nan_wins():
     np.testing.assert_array_equal(idx[0, 0], [[0, 2]])  # all -inf: the window's first position
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_all_minus_inf_windows_on_bordered_planes(dtype, prng):
+    # unit-stride padded pools on small planes take the bordered-plane path (pool_api.cpp): a
+    # window of -inf only (here a 5x5 block and a whole plane) must still point its switch at its
+    # first in-plane position, never at the border
+    x = prng.standard_normal((2, 3, 14, 14)).astype(dtype)
+    x[0, 1, 3:8, 5:10] = -np.inf
+    x[1, 2] = -np.inf
+    for kernel, padding in ((3, 1), (5, 2)):
+        y, idx = fastconv.max_pool2d(x, kernel, 1, padding, return_indices=True)
+        assert_max_equal(y, idx, *max_pool2d_ref(x, kernel, 1, padding))
+        assert (y[1, 2] == -np.inf).all() and idx[1, 2].min() >= 0
+
+
 def test_max_pool2d_unbatched_noncontiguous_readonly(prng):
     base = prng.standard_normal((3, 12, 2, 15))
     x = base.transpose(2, 0, 3, 1)[:, :, ::-1, ::2]  # (2, 3, 15, 6), no contiguous axis

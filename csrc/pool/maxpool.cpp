@@ -149,13 +149,20 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
       T *yp = y + p * s.howo;
       int64_t *ip = idx ? idx + p * s.howo : nullptr;
       copy_into_border(s, pp, plane, buf);
+      int lows = 0;  // whether a window found -inf only (then its switch needs the scalar loop)
       if (flat) {
         PoolRow run{pp.wp, 0, s.dil_h, s.kh, 0, 1, s.dil_w, s.kw, (s.ho - 1) * pp.wp + s.wo};
         run.ixw = s.in_w;
         run.ibase = -s.ph * s.in_w - s.pw;
         uk.max_row(buf, run, wide, iwide);
         for (int64_t oh = 0; oh < s.ho; ++oh) {
-          std::copy(wide + oh * pp.wp, wide + oh * pp.wp + s.wo, yp + oh * s.wo);
+          const T *__restrict row = wide + oh * pp.wp;
+          T *__restrict out = yp + oh * s.wo;
+#pragma omp simd reduction(| : lows)
+          for (int64_t ow = 0; ow < s.wo; ++ow) {
+            out[ow] = row[ow];
+            lows |= row[ow] == lowest;
+          }
           if (!ip) continue;
           const int64_t fix = oh * (s.in_w - pp.wp);
           const int64_t *__restrict from = iwide + oh * pp.wp;
@@ -168,7 +175,8 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
           uk.max_row(buf, PoolRow{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo},
                      yp + oh * s.wo, nullptr);
       }
-      if (!ip) continue;
+      // (a vectorised test per row above; the scan below is scalar and rarely needed)
+      if (!ip || !lows) continue;
       for (int64_t oh = 0; oh < s.ho; ++oh)
         for (int64_t ow = 0; ow < s.wo; ++ow)
           if (yp[oh * s.wo + ow] == lowest) {
