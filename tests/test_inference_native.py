@@ -54,7 +54,8 @@ def _conv_plan(x, w, b, algo, padding=1, residual=None, act=0, stride=1):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-# (the last two run fused, from filters prepared in panels; 72 and 50 filters end in a part panel)
+# (the last three run fused, from filters prepared in panels, the last in blocks of tiles; 72, 50
+# and 40 filters end in a part panel)
 @pytest.mark.parametrize(
     "shape",
     [
@@ -63,6 +64,7 @@ def _conv_plan(x, w, b, algo, padding=1, residual=None, act=0, stride=1):
         (1, 8, 9, 11, 5),
         (2, 64, 7, 7, 72),
         (1, 96, 13, 11, 50),
+        (2, 16, 56, 55, 40),
     ],
 )
 def test_prepared_winograd_equals_the_ordinary_forward_bitwise(dtype, shape):
@@ -104,6 +106,8 @@ def test_prepared_winograd_with_nonfinite_filters_falls_back_like_the_forward(c,
         ((3, 4, 5, 4, 6), 4),
         ((2, 64, 7, 7, 72), 1),  # fused
         ((1, 70, 9, 8, 66), 3),  # fused, outputs beyond the input's reach
+        ((2, 16, 56, 56, 40), 1),  # fused in blocks of tiles
+        ((2, 8, 54, 54, 20), 3),  # fused in blocks, outputs beyond the input's reach
     ],
 )
 def test_prepared_winograd_fuses_residual_and_relu_bitwise(dtype, shape, padding):

@@ -57,6 +57,9 @@ CASES = [
     case3x3(1, 12, 11, 10, 8, padding=(1, 2), groups=4),
     case3x3(2, 4, 6, 7, 12, padding=0, groups=4, bias=False),
     case3x3(5, 16, 14, 14, 16, padding=1),  # tiles of several images in one block
+    # 392 tiles under 16x24 filters: the fused forward and data gradient in blocks of tiles by
+    # their rule, ragged last tiles
+    case3x3(2, 16, 55, 54, 24, padding=1),
 ]
 
 

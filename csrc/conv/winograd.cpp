@@ -284,6 +284,96 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   return FC_OK;
 }
 
+// The fused forward over blocks of tiles, for many tiles under few channels (ResNet's and
+// VGG's 64- and 128-channel layers), where the unfused forward's V and M ([alpha^2][c + k][tb],
+// 128 tiles and more so that each GEMM amortises packing U[e]) went out to the L3 and back:
+// there the transforms took about half the time. Here every filter is transformed once into
+// the fused forward's panels ([q][e][c][lanes]), and a thread takes a block of `tb` tiles:
+// their V ([e][c][ldv]) stays near its core while tile_gemm (no packing) multiplies it by every
+// panel in turn, each panel's M rows ([e][lanes][tb]) turned into outputs right away. Every M
+// element sums its input channels in one pass, in order, whatever the thread count; the blocks
+// follow the shape only.
+// Tiles per block: 48 (a multiple of every ISA's lane count and tile_gemm's width); measured
+// against 96 and 192 (AVX2 EPYC, 2 threads, interleaved, best of 6): 96 0.89-1.0x, 192
+// 0.91-1.12x the unfused time on ResNet's 64 and 128 and VGG's 64 channels, 48 0.86-0.91x.
+// Evened out over the blocks.
+int64_t fused_block_tiles(int64_t total) {
+  const int64_t nblocks = std::max<int64_t>(1, (total + 47) / 48);
+  return (total + nblocks - 1) / nblocks;
+}
+
+template <class T>
+fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x,
+                               const T *w, const T *b, T *y, bool *finite, const T *u_pre,
+                               const Epilogue<T> *ep, int64_t oy0, int64_t oy1, int64_t ox0,
+                               int64_t ox1, int64_t th, int64_t tw) {
+  constexpr int64_t W = 64 / sizeof(T);
+  const int m = uk.m, e2 = uk.alpha * uk.alpha;
+  const int nt = num_threads();
+  const int64_t total = p.n * th * tw, panels = (p.k + W - 1) / W;
+  const int64_t tb = fused_block_tiles(total);
+  const int64_t nblocks = (total + tb - 1) / tb;
+  const int64_t ldv = (tb + uk.pw - 1) / uk.pw * uk.pw;
+  const int64_t usize = u_pre ? 0 : panels * e2 * p.c * W;
+  const int64_t per_thread = e2 * p.c * ldv + e2 * W * tb;  // V, one panel's M
+  Buffer<T> us(std::max<int64_t>(usize, 1)), ws(per_thread * nt);
+  Buffer<WinoTile> tl(tb * nt);
+  if (!us.ok() || !ws.ok() || !tl.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
+                (long long)((usize + per_thread * nt) * (int64_t)sizeof(T)));
+  if (usize) advise_huge_pages(us, usize);
+  const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
+  const T *const u = u_pre ? u_pre : us.get();
+  int bad = 0;  // set when a transform meets a NaN or an infinity
+#pragma omp parallel num_threads(nt)
+  {
+    bool ok = true;
+    const int tid = omp_get_thread_num();
+    T *const v = ws.get() + per_thread * tid, *const mk = v + e2 * p.c * ldv;
+    WinoTile *const tiles = tl.get() + tb * tid;
+    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    if (!u_pre) {
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < panels; ++q) {
+        T *uq = us.get() + q * e2 * p.c * W;
+        if ((q + 1) * W > p.k) std::fill(uq, uq + e2 * p.c * W, T(0));
+        ok &= fused_panel(uk, p, w, q, 0, p.c, p.c, uq);
+      }
+    }  // (the implicit barrier: every panel is complete)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
+      const int64_t padded = (nb + uk.pw - 1) / uk.pw * uk.pw;  // columns tile_gemm reads
+      tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+      for (int64_t c = 0; c < p.c; ++c) {
+        ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, nb, v + c * ldv,
+                       p.c * ldv);
+        for (int64_t e = 0; e < e2; ++e)
+          std::fill(v + (e * p.c + c) * ldv + nb, v + (e * p.c + c) * ldv + padded, T(0));
+      }
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
+        const T *uq = u + q * e2 * p.c * W;
+        for (int64_t e = 0; e < e2; ++e)
+          for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
+            uk.tile_gemm(p.c, uq + e * p.c * W, v + e * p.c * ldv + t0, ldv, mk + e * W * nb + t0,
+                         nb, nk, std::min<int64_t>(uk.pw, nb - t0), false);
+        for (int64_t k = k0; k < k0 + nk; ++k) {
+          uk.output(mk + (k - k0) * nb, W * nb, tiles, nb, b ? b[k] : T(0), y + k * howo,
+                    p.k * howo, p.wo, oy1, ox1);
+          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
+        }
+      }
+    }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  }
+  *finite = !bad;
+  return FC_OK;
+}
+
 // The tiles of forward_core: over the outputs that read the input (reach()), m x m each.
 void tile_grid(const WinoConv &p, int m, int64_t *oy0, int64_t *oy1, int64_t *ox0, int64_t *ox1,
                int64_t *th, int64_t *tw) {
@@ -315,7 +405,18 @@ bool use_fused(const WinoConv &p, int64_t total) {
 // (3x3 512 on 7x7 at batch 16 1.06-1.34x, 256 on 14x14 at batch 8 1.14-1.20x): it reads every
 // tile's V once per 64-byte panel of output channels, where the unfused forward reads U once
 // per block of tiles.
-bool winograd_fused(int64_t tiles, int64_t kc) { return tiles <= 40 && kc >= 64 * 64; }
+//
+// From 392 tiles under at most 128 x 256 filters (forward_fused_blocks, in blocks of 48 tiles):
+// 0.73-0.91x the unfused time, forward and data gradient (interleaved, best of 6-8, AVX2 EPYC,
+// 2 threads): ResNet's 64 on 56x56 at batch 8 0.88-0.91x, 128 on 28x28 0.79-0.91x, VGG's 64 on
+// 224x224 at batch 1 0.89-0.94x, 64>128 on 112x112 at batch 8 0.73-0.84x, 128 on 112x112 at
+// batch 1 0.86x, 128>256 on 56x56 0.85x forward (its data gradient, 256>128, 0.96x), GoogLeNet's
+// 64>192 on 56x56 at batch 4 0.85x forward. With 196 tiles (64 on 56x56 at batch 1, 96>128 and
+// 128>192 on 28x28 at batch 4) even (0.98-1.03x); with 256x256 filters 1.05-1.06x, 512x512
+// 1.16-1.55x, and 64 tiles 1.22x: the unfused GEMMs' packing pays off there.
+bool winograd_fused(int64_t tiles, int64_t kc) {
+  return (tiles <= 40 && kc >= 64 * 64) || (tiles >= 392 && kc <= 128 * 256);
+}
 
 namespace {
 
@@ -331,8 +432,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   int64_t oy0, oy1, ox0, ox1, th, tw;
   tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
   const int64_t total = p.n * th * tw;
-  if (use_fused(p, total))  // (u_pre, if given, is in its panels)
+  if (use_fused(p, total)) {  // (u_pre, if given, is in its panels)
+    if (total > 40)           // (forced on, or by winograd_fused's rule for many tiles)
+      return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
     return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
+  }
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), p.c + p.k);
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
