@@ -265,19 +265,32 @@ def test_openblas_buffer_failure_is_a_memory_error():
     assert "'finally'] True" in out, out
 
 
-@pytest.mark.parametrize("algo", ["im2col", "winograd", "fft", "direct"])
-def test_workspace_failure_is_a_memory_error(algo):
+# Winograd twice: two groups take its unfused path (U, and V and M per block of tiles), 128
+# channels in one group its fused path in blocks (every filter panel, and V per thread; warmed
+# up on a small plane, whose freed workspace would otherwise be reused)
+@pytest.mark.parametrize(
+    "algo, c, g, warm",
+    [
+        ("im2col", 64, 1, "x[:1]"),
+        ("winograd", 64, 2, "x[:1]"),
+        ("winograd", 128, 1, "x[:1, :, :12, :12]"),
+        ("fft", 64, 1, "x[:1]"),
+        ("direct", 64, 1, "x[:1]"),
+    ],
+    ids=["im2col", "winograd-unfused", "winograd-blocks", "fft", "direct"],
+)
+def test_workspace_failure_is_a_memory_error(algo, c, g, warm):
     code, out = run_child(
         prelude=_BALLAST,
         script=f"""
         import numpy as np, fastconv
         algo = {algo!r}
-        c, g = 64, 1
+        c, g = {c}, {g}
         rng = np.random.default_rng(0)
         x = rng.standard_normal((8, c, 48, 48)).astype(np.float32)
         k = 3 if algo == "winograd" else 5
         w = rng.standard_normal((64, c // g, k, k)).astype(np.float32)
-        y = fastconv.conv2d(x[:1], w, padding=k // 2, groups=g, algo=algo)   # team, GEMM buffers
+        y = fastconv.conv2d({warm}, w, padding=k // 2, groups=g, algo=algo)   # team, GEMM buffers
         ballast = limit_and_fill(512, 6)   # room for the 4.5 MiB output, not the workspace
         try:
             fastconv.conv2d(x, w, padding=k // 2, groups=g, algo=algo)
