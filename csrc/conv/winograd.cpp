@@ -218,6 +218,21 @@ bool fused_panel(const WinogradUKernels<T> &uk, const WinoConv &p, const T *w, i
   return ok;
 }
 
+// The fused forwards' outputs of a panel's channels [k0, k0 + nk), tiles [0, nt), from their
+// M rows (mk: [e][lanes][nt]), with the bias and the epilogue.
+template <class T>
+void panel_outputs(const WinoConv &p, const WinogradUKernels<T> &uk, const T *mk,
+                   const WinoTile *tiles, int64_t nt, int64_t k0, int64_t nk, const T *b, T *y,
+                   const Epilogue<T> *ep, int64_t oy1, int64_t ox1) {
+  constexpr int64_t W = 64 / sizeof(T);
+  const int64_t howo = p.ho * p.wo;
+  for (int64_t k = k0; k < k0 + nk; ++k) {
+    uk.output(mk + (k - k0) * nt, W * nt, tiles, nt, b ? b[k] : T(0), y + k * howo, p.k * howo,
+              p.wo, oy1, ox1);
+    if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, uk.m, tiles, nt, oy1, ox1);
+  }
+}
+
 // u_pre: the filters already in panels ([q][e][c][lanes], winograd_prepare_filters), or nullptr.
 template <class T>
 fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
@@ -238,7 +253,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
                 (long long)((e2 * p.c * ldv + per_thread * nt) * (int64_t)sizeof(T)));
   advise_huge_pages(vs, e2 * p.c * ldv);
   tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
-  const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
+  const int64_t hw = p.in_h * p.in_w;
   const WinoTile *tiles = tl.get();
   T *const v = vs.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
@@ -269,11 +284,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
                          nk, std::min<int64_t>(uk.pw, total - t0), c0 > 0);
         }
       }
-      for (int64_t k = k0; k < k0 + nk; ++k) {
-        uk.output(mk + (k - k0) * total, W * total, tiles, total, b ? b[k] : T(0), y + k * howo,
-                  p.k * howo, p.wo, oy1, ox1);
-        if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, total, oy1, ox1);
-      }
+      panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, oy1, ox1);
     }
     if (!ok) {
 #pragma omp atomic write
@@ -322,7 +333,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((usize + per_thread * nt) * (int64_t)sizeof(T)));
   if (usize) advise_huge_pages(us, usize);
-  const int64_t hw = p.in_h * p.in_w, howo = p.ho * p.wo;
+  const int64_t hw = p.in_h * p.in_w;
   const T *const u = u_pre ? u_pre : us.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
@@ -358,11 +369,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
           for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
             uk.tile_gemm(p.c, uq + e * p.c * W, v + e * p.c * ldv + t0, ldv, mk + e * W * nb + t0,
                          nb, nk, std::min<int64_t>(uk.pw, nb - t0), false);
-        for (int64_t k = k0; k < k0 + nk; ++k) {
-          uk.output(mk + (k - k0) * nb, W * nb, tiles, nb, b ? b[k] : T(0), y + k * howo,
-                    p.k * howo, p.wo, oy1, ox1);
-          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
-        }
+        panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, oy1, ox1);
       }
     }
     if (!ok) {
