@@ -201,6 +201,8 @@ void beyond_reach(const WinoConv &p, int64_t oy0, int64_t oy1, int64_t ox0, int6
 // the output transform writes the panel's channels. Every M element sums its input channels in
 // one fixed order, whatever the thread count. One group only.
 constexpr int64_t kFusedChunk = 128;
+// The most tiles forward_fused takes (winograd_fused); more run in blocks (forward_fused_blocks).
+constexpr int64_t kFusedTiles = 40;
 
 // Panel q of the fused forward's filters, input channels [c0, c0 + kc): up[(e*ld_c + c - c0) *
 // lanes + r] = (G w[q*lanes + r][c] G^T)[e] (rows r past k left as they are). False when one is
@@ -216,6 +218,17 @@ bool fused_panel(const WinogradUKernels<T> &uk, const WinoConv &p, const T *w, i
   for (int64_t c = c0; c < c0 + kc; ++c)
     ok &= uk.weight(w + k0 * sk + c * sc, sk, nk, p.transposed, up + (c - c0) * W, ld_c * W);
   return ok;
+}
+
+// Panel q over every input channel into u's panel layout [q][e][c][lanes], rows past k zero (a
+// part panel): what the blocked forward and prepared filters hold. False when one is not finite.
+template <class T>
+bool whole_panel(const WinogradUKernels<T> &uk, const WinoConv &p, const T *w, int64_t q, T *u) {
+  constexpr int64_t W = 64 / sizeof(T);
+  const int64_t size = int64_t(uk.alpha) * uk.alpha * p.c * W;
+  T *uq = u + q * size;
+  if ((q + 1) * W > p.k) std::fill(uq, uq + size, T(0));
+  return fused_panel(uk, p, w, q, 0, p.c, p.c, uq);
 }
 
 // The fused forwards' outputs of a panel's channels [k0, k0 + nk), tiles [0, nt), from their
@@ -345,11 +358,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
     if (!u_pre) {
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < panels; ++q) {
-        T *uq = us.get() + q * e2 * p.c * W;
-        if ((q + 1) * W > p.k) std::fill(uq, uq + e2 * p.c * W, T(0));
-        ok &= fused_panel(uk, p, w, q, 0, p.c, p.c, uq);
-      }
+      for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
     }  // (the implicit barrier: every panel is complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
@@ -405,7 +414,7 @@ bool use_fused(const WinoConv &p, int64_t total) {
 
 }  // namespace
 
-// Up to 40 tiles, from 64x64 filters. Measured against the unfused forward (AVX2 EPYC, 2
+// Up to kFusedTiles tiles, from 64x64 filters. Measured against the unfused forward (AVX2 EPYC, 2
 // threads, float32, best of 7-9 over alternating processes), forward and data gradient:
 // 0.54-0.96x its time from 4 to 36 tiles with 64-1024 channels (ResNet's 3x3 512 on 7x7 at
 // batch 1 0.59-0.65x, OverFeat's 1024 on 12x12 at batch 4 0.64-0.80x); from 64 tiles on it lost
@@ -422,7 +431,7 @@ bool use_fused(const WinoConv &p, int64_t total) {
 // 128>192 on 28x28 at batch 4) even (0.98-1.03x); with 256x256 filters 1.05-1.06x, 512x512
 // 1.16-1.55x, and 64 tiles 1.22x: the unfused GEMMs' packing pays off there.
 bool winograd_fused(int64_t tiles, int64_t kc) {
-  return (tiles <= 40 && kc >= 64 * 64) || (tiles >= 392 && kc <= 128 * 256);
+  return (tiles <= kFusedTiles && kc >= 64 * 64) || (tiles >= 392 && kc <= 128 * 256);
 }
 
 namespace {
@@ -440,7 +449,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
   const int64_t total = p.n * th * tw;
   if (use_fused(p, total)) {  // (u_pre, if given, is in its panels)
-    if (total > 40)           // (forced on, or by winograd_fused's rule for many tiles)
+    if (total > kFusedTiles)  // (forced on, or by winograd_fused's rule for many tiles)
       return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
     return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
   }
@@ -578,7 +587,6 @@ bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
   const WinoConv p = forward_form(s);
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
   constexpr int64_t W = 64 / sizeof(T);
-  const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
   const bool fused = fused_shape(p);
   const int64_t items = fused ? (s.k + W - 1) / W : s.k;
   int bad = 0;
@@ -588,9 +596,7 @@ bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
       bad |= !transform_filters(uk, p, w, q, q + 1, u);
       continue;
     }
-    T *uq = u + q * e2 * s.c * W;
-    if ((q + 1) * W > s.k) std::fill(uq, uq + e2 * s.c * W, T(0));
-    bad |= !fused_panel(uk, p, w, q, 0, s.c, s.c, uq);
+    bad |= !whole_panel(uk, p, w, q, u);
   }
   return !bad;
 }

@@ -1043,14 +1043,10 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, g):
         y = ctx.saved[0]
-        if _native(y, g):
-            dx = np.empty_like(y)
-            _core.relu_backward(g, y, dx)
-            return dx
         if _native(y) and g.dtype == y.dtype and g.shape == y.shape:
-            # a strided gradient (a concat's slice, Inception's branches): read in place by
-            # rows where it lies as rows, else gathered into dx first, then masked there (NumPy's
-            # g * (y > 0) takes three passes)
+            # read in place by rows where g lies as rows (a contiguous g is one row; a concat's
+            # slice, Inception's branches, many), else gathered into dx first, then masked there
+            # (NumPy's g * (y > 0) takes three passes)
             dx = np.empty_like(y)
             if not _core.relu_backward_rows(g, y, dx):
                 np.copyto(dx, g)
