@@ -319,7 +319,9 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
 // follow the shape only.
 // Tiles per block: 48 (a multiple of every ISA's lane count and tile_gemm's width); measured
 // against 96 and 192 (AVX2 EPYC, 2 threads, interleaved, best of 6): 96 0.89-1.0x, 192
-// 0.91-1.12x the unfused time on ResNet's 64 and 128 and VGG's 64 channels, 48 0.86-0.91x.
+// 0.91-1.12x the unfused time on ResNet's 64 and 128 and VGG's 64 channels, 48 0.86-0.91x;
+// and against 24, 30, 36 and 60 (1 thread, best of 8 interleaved, 64 channels at 56x56 and
+// 128 at 28x28, batch 8): 0.94-1.15x of 48's time, none better on both.
 // Evened out over the blocks.
 int64_t fused_block_tiles(int64_t total) {
   const int64_t nblocks = std::max<int64_t>(1, (total + 47) / 48);
