@@ -172,11 +172,25 @@ bool relu_backward_rows(const py::array &dy, const py::array &y, py::array &dx) 
   return true;
 }
 
+// A fused ReLU's mask (fc_batch_norm_forward_masked): None, or uint8, C-contiguous, of
+// n * c * ((hw + 7) / 8) bytes.
+uint8_t *relu_mask(const py::object &o, int64_t n, int64_t c, int64_t hw, bool writable,
+                   py::array *keep) {
+  if (o.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(o)) throw py::type_error("mask: must be a numpy array");
+  *keep = py::reinterpret_borrow<py::array>(o);
+  if (!fcpy::dtype_is(*keep, py::dtype::of<uint8_t>()))
+    throw py::type_error("mask: dtype must be uint8, got " +
+                         std::string(py::str(py::repr(keep->dtype()))));
+  fcpy::check_layout(*keep, "mask", fcpy::product({n, c, (hw + 7) / 8}, "batch_norm", 0), writable);
+  return (uint8_t *)(writable ? keep->mutable_data() : keep->data());
+}
+
 // x (n, c, hw) as three sizes; the arrays are checked against them.
 void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, const py::object &w,
                         const py::object &b, const py::object &res, int act, bool batch_stats,
                         double eps, py::array &mean, const py::object &var, py::array &invstd,
-                        py::array &y) {
+                        py::array &y, const py::object &mask) {
   fc_dtype t = dtype_of(x, "x");
   const int64_t count = product({n, c, hw}, "batch_norm", 0);
   check_array(x, "x", t, count, false);
@@ -189,16 +203,22 @@ void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, co
   void *vp = opt_out(var, "var", t, c, &kv);
   void *mp = batch_stats ? mean.mutable_data() : const_cast<void *>(mean.data());
   void *ip = batch_stats ? invstd.mutable_data() : const_cast<void *>(invstd.data());
+  py::array km;
+  uint8_t *maskp = relu_mask(mask, n, c, hw, true, &km);
+  if (maskp && act != FC_ACT_RELU) throw py::value_error("mask: needs act == 1 (the fused ReLU)");
   check(fcpy::call([&] {
-    return fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps, mp, vp,
-                                 ip, y.mutable_data());
+    return maskp ? fc_batch_norm_forward_masked(t, n, c, hw, x.data(), wp, bp, rp, batch_stats, eps,
+                                                mp, vp, ip, y.mutable_data(), maskp)
+                 : fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps,
+                                         mp, vp, ip, y.mutable_data());
   }));
 }
 
 void batch_norm_backward(const py::array &dy, const py::array &x, int64_t n, int64_t c, int64_t hw,
                          const py::object &y, const py::array &mean, const py::array &invstd,
                          const py::object &w, bool batch_stats, const py::object &dx,
-                         const py::object &dres, const py::object &dw, const py::object &db) {
+                         const py::object &dres, const py::object &dw, const py::object &db,
+                         const py::object &mask) {
   fc_dtype t = dtype_of(dy, "grad_out");
   const int64_t count = product({n, c, hw}, "batch_norm", 0);
   check_array(dy, "grad_out", t, count, false);
@@ -210,9 +230,15 @@ void batch_norm_backward(const py::array &dy, const py::array &x, int64_t n, int
   void *dxp = opt_out(dx, "grad_x", t, count, &kdx),
        *drp = opt_out(dres, "grad_residual", t, count, &kdr),
        *dwp = opt_out(dw, "grad_weight", t, c, &kdw), *dbp = opt_out(db, "grad_bias", t, c, &kdb);
+  py::array km;
+  const uint8_t *maskp = relu_mask(mask, n, c, hw, false, &km);
+  if (maskp && yp) throw py::value_error("y and mask: pass one of them, not both");
   check(fcpy::call([&] {
-    return fc_batch_norm_backward(t, n, c, hw, dy.data(), x.data(), yp, mean.data(), invstd.data(),
-                                  wp, batch_stats, dxp, drp, dwp, dbp);
+    return maskp
+               ? fc_batch_norm_backward_masked(t, n, c, hw, dy.data(), x.data(), maskp, mean.data(),
+                                               invstd.data(), wp, batch_stats, dxp, drp, dwp, dbp)
+               : fc_batch_norm_backward(t, n, c, hw, dy.data(), x.data(), yp, mean.data(),
+                                        invstd.data(), wp, batch_stats, dxp, drp, dwp, dbp);
   }));
 }
 
@@ -448,11 +474,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("n"), py::arg("c"),
         py::arg("hw"), py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("act"),
         py::arg("batch_stats"), py::arg("eps"), py::arg("mean"), py::arg("var"), py::arg("invstd"),
-        py::arg("out"));
+        py::arg("out"), py::arg("mask") = py::none());
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_out"), py::arg("x"),
         py::arg("n"), py::arg("c"), py::arg("hw"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
         py::arg("weight"), py::arg("batch_stats"), py::arg("grad_x"), py::arg("grad_residual"),
-        py::arg("grad_weight"), py::arg("grad_bias"));
+        py::arg("grad_weight"), py::arg("grad_bias"), py::arg("mask") = py::none());
   fc_bind_pool(m);
   fc_bind_memory(m);
   fc_bind_plan(m);

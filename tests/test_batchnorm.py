@@ -174,3 +174,131 @@ def test_empty_batch_passes():
     assert np.array_equal(bn.running_mean, np.zeros(3)) and np.array_equal(
         bn.running_var, np.ones(3)
     )
+
+
+def _planes_mask(y):
+    """The ReLU mask fc_batch_norm_forward_masked documents, from y: per (image, channel) plane
+    (hw + 7) // 8 bytes, bit j % 8 of byte j // 8 set where element j is > 0."""
+    n, c = y.shape[:2]
+    planes = (y.reshape(n * c, -1) > 0).astype(np.uint8)
+    return np.packbits(planes, axis=1, bitorder="little").reshape(-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (7, 7), (3, 11), (8, 8)])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_relu_mask_gives_the_same_bits(dtype, hw, residual, batch_stats):
+    """The masked entries (the mask written with the output, read by the backward in place of
+    y) give the unmasked entries' outputs and gradients bit for bit, the mask is y > 0 plane by
+    plane, and NaN, +-0 and +-inf take the ReLU's path."""
+    rng = np.random.default_rng(7)
+    n, c = 3, 5
+    h, w = hw
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    x.flat[::13] = 0.0  # outputs that are exactly 0 (batch statistics or not)
+    x.flat[5::17] = -0.0
+    if not batch_stats:
+        x.flat[3] = np.nan
+        x.flat[4] = np.inf
+        x.flat[9] = -np.inf
+    res = rng.standard_normal(x.shape).astype(dtype) if residual else None
+    wt, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    count = h * w
+
+    def forward(mask):
+        if batch_stats:
+            mean, var, inv = (np.empty(c, dtype) for _ in range(3))
+        else:  # (the running statistics, inputs)
+            mean, var, inv = (
+                np.arange(c, dtype=dtype) / 7,
+                None,
+                np.linspace(0.5, 2, c, dtype=dtype),
+            )
+        y = np.empty_like(x)
+        _core.batch_norm_forward(
+            x, n, c, count, wt, b, res, 1, batch_stats, 1e-5, mean, var, inv, y, mask
+        )
+        return y, mean, inv
+
+    mask = np.full(n * c * ((count + 7) // 8), 0xA5, np.uint8)  # (every bit overwritten)
+    y0, mean, inv = forward(None)
+    y1, _, _ = forward(mask)
+    assert np.array_equal(y0, y1, equal_nan=True)
+    assert np.array_equal(mask, _planes_mask(y0))
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy.flat[2] = np.nan  # a NaN gradient passes where the output was positive, else 0
+    outs = []
+    for use_mask in (False, True):
+        dx, dr = np.empty_like(x), np.empty_like(x)
+        dw, db = np.empty(c, dtype), np.empty(c, dtype)
+        _core.batch_norm_backward(
+            dy,
+            x,
+            n,
+            c,
+            count,
+            None if use_mask else y0,
+            mean,
+            inv,
+            wt,
+            batch_stats,
+            dx,
+            dr,
+            dw,
+            db,
+            mask if use_mask else None,
+        )
+        outs.append((dx, dr, dw, db))
+    for a, b_ in zip(*outs):
+        assert np.array_equal(a, b_, equal_nan=True)
+    np.testing.assert_array_equal(outs[1][1], np.where(y0 > 0, dy, 0))
+
+
+def test_relu_mask_bad_input_is_a_clear_error():
+    x = np.zeros((2, 3, 4, 4), np.float32)
+    m, i, y = np.empty(3, np.float32), np.empty(3, np.float32), np.empty_like(x)
+    good = np.empty(2 * 3 * 2, np.uint8)
+    fwd = (x, 2, 3, 16, None, None, None, 1, True, 1e-5, m, None, i, y)
+    with pytest.raises(TypeError, match="mask: dtype must be uint8"):
+        _core.batch_norm_forward(*fwd, good.astype(np.int8))
+    with pytest.raises(ValueError, match="mask: has 11 elements"):
+        _core.batch_norm_forward(*fwd, good[:11])
+    with pytest.raises(TypeError, match="mask: must be a numpy array"):
+        _core.batch_norm_forward(*fwd, [0] * 12)
+    with pytest.raises(ValueError, match="act == 1"):
+        _core.batch_norm_forward(*(fwd[:7] + (0,) + fwd[8:]), good)
+    _core.batch_norm_forward(*fwd, good)
+    with pytest.raises(ValueError, match="y and mask"):
+        _core.batch_norm_backward(x, x, 2, 3, 16, y, m, i, None, True, None, None, None, None, good)
+    with pytest.raises(ValueError, match="mask: must be writeable"):
+        ro = good.copy()
+        ro.flags.writeable = False
+        _core.batch_norm_forward(*fwd, ro)
+
+
+@pytest.mark.parametrize("fuse", ["relu", "residual+relu"])
+def test_layer_keeps_the_mask_not_the_output(fuse, monkeypatch):
+    """With a fused ReLU the layer keeps the forward's mask for its backward, not its output;
+    without gradients it writes none."""
+    from fastconv.autograd import no_grad
+
+    masks = []
+    kernel = _core.batch_norm_forward
+
+    def spy(*args):
+        masks.append(args[14] if len(args) > 14 else None)
+        return kernel(*args)
+
+    monkeypatch.setattr(_core, "batch_norm_forward", spy)
+    rng = np.random.default_rng(8)
+    x = Tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True)
+    r = Tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True) if "res" in fuse else None
+    y = F.batch_norm(x, None, None, training=True, residual=r, activation="relu")
+    saved = [s for s in y._ctx.saved if isinstance(s, np.ndarray)]
+    assert not any(s is y.data for s in saved)
+    assert [s.dtype for s in saved].count(np.uint8) == 1
+    with no_grad():
+        z = F.batch_norm(x, None, None, training=True, residual=r, activation="relu")
+    assert z._ctx is None
+    assert masks[0] is not None and masks[1] is None

@@ -55,6 +55,8 @@ def lib():
     lib = ctypes.CDLL(LIB_PATH)
     lib.fc_batch_norm_forward.argtypes = [Int, L, L, L, P, P, P, P, Int, Int, D, P, P, P, P]
     lib.fc_batch_norm_backward.argtypes = [Int, L, L, L, P, P, P, P, P, P, Int, P, P, P, P]
+    lib.fc_batch_norm_forward_masked.argtypes = [Int, L, L, L, P, P, P, P, Int, D, P, P, P, P, P]
+    lib.fc_batch_norm_backward_masked.argtypes = lib.fc_batch_norm_backward.argtypes
     lib.fc_softmax_cross_entropy_forward.argtypes = [Int, L, L, L, P, P, P, P]
     lib.fc_softmax_cross_entropy_backward.argtypes = [Int, L, L, L, P, P, P, P, P]
     lib.fc_sgd_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
@@ -66,6 +68,8 @@ def lib():
         "fc_relu_backward_rows",
         "fc_batch_norm_forward",
         "fc_batch_norm_backward",
+        "fc_batch_norm_forward_masked",
+        "fc_batch_norm_backward_masked",
         "fc_softmax_cross_entropy_forward",
         "fc_softmax_cross_entropy_backward",
         "fc_sgd_step",
@@ -184,6 +188,84 @@ def test_batch_norm_bad_arguments(lib):
             F64, 2, 3, 4, None, ptr(x), None, ptr(c), ptr(c), None, 1, None, None, None, None
         )
         == FC_EINVAL
+    )
+
+
+@pytest.mark.parametrize("t,dtype", [(F32, np.float32), (F64, np.float64)])
+def test_batch_norm_masked(lib, t, dtype):
+    # the fused ReLU's mask: y > 0, one bit per output, (hw + 7) // 8 bytes per plane; the
+    # backward reads it in place of y and gives the same gradients, bit for bit
+    rng = np.random.default_rng(3)
+    n, c, hw = 3, 4, 11
+    x, r = (
+        rng.standard_normal((n, c, hw)).astype(dtype),
+        rng.standard_normal((n, c, hw)).astype(dtype),
+    )
+    stats = [np.empty(c, dtype) for _ in range(3)]
+    y, ym = np.empty_like(x), np.empty_like(x)
+    mask = np.empty(n * c * 2, np.uint8)
+    m, v, i = (ptr(a) for a in stats)
+    assert (
+        lib.fc_batch_norm_forward(
+            t, n, c, hw, ptr(x), None, None, ptr(r), 1, 1, 1e-5, m, v, i, ptr(y)
+        )
+        == FC_OK
+    )
+    assert (
+        lib.fc_batch_norm_forward_masked(
+            t, n, c, hw, ptr(x), None, None, ptr(r), 1, 1e-5, m, v, i, ptr(ym), ptr(mask)
+        )
+        == FC_OK
+    )
+    assert np.array_equal(y, ym)
+    bits = np.packbits((y > 0).reshape(n * c, hw).astype(np.uint8), axis=1, bitorder="little")
+    assert np.array_equal(mask, bits.reshape(-1))
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    got = []
+    for masked in (False, True):
+        dx, dr = np.empty_like(x), np.empty_like(x)
+        fn = lib.fc_batch_norm_backward_masked if masked else lib.fc_batch_norm_backward
+        assert (
+            fn(
+                t,
+                n,
+                c,
+                hw,
+                ptr(dy),
+                ptr(x),
+                ptr(mask if masked else y),
+                m,
+                i,
+                None,
+                1,
+                ptr(dx),
+                ptr(dr),
+                None,
+                None,
+            )
+            == FC_OK
+        )
+        got.append((dx, dr))
+    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
+    # no mask: an error, never a write through NULL
+    assert (
+        lib.fc_batch_norm_forward_masked(
+            t, n, c, hw, ptr(x), None, None, None, 1, 1e-5, m, v, i, ptr(ym), None
+        )
+        == FC_EINVAL
+    )
+    assert (
+        lib.fc_batch_norm_backward_masked(
+            t, n, c, hw, ptr(dy), ptr(x), None, m, i, None, 1, ptr(dx), ptr(dr), None, None
+        )
+        == FC_EINVAL
+    )
+    # an empty batch needs none
+    assert (
+        lib.fc_batch_norm_forward_masked(
+            t, 0, c, hw, None, None, None, None, 1, 1e-5, m, v, i, None, None
+        )
+        == FC_OK
     )
 
 

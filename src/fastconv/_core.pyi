@@ -123,6 +123,7 @@ def batch_norm_forward(
     var: _Floats | None,
     invstd: _Floats,
     out: _Floats,
+    mask: npt.NDArray[np.uint8] | None = None,
 ) -> None: ...
 def batch_norm_backward(
     grad_out: _Floats,
@@ -139,6 +140,7 @@ def batch_norm_backward(
     grad_residual: _Floats | None,
     grad_weight: _Floats | None,
     grad_bias: _Floats | None,
+    mask: npt.NDArray[np.uint8] | None = None,
 ) -> None: ...
 def sgd_step(
     params: list[_Floats],

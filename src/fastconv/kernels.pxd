@@ -11,7 +11,7 @@
 # library_dirs=[fastconv.get_lib_dir()] and runtime_library_dirs=[fastconv.get_lib_dir()].
 # Every function is declared nogil: the kernels never touch Python, and are safe to call from
 # several threads at once. See fastconv.h for the meaning of every field and status.
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 
 cdef extern from "fastconv/fastconv.h" nogil:
@@ -169,6 +169,18 @@ cdef extern from "fastconv/fastconv.h" nogil:
                                      const void *weight_or_null, int batch_stats,
                                      void *dx_or_null, void *dres_or_null,
                                      void *dweight_or_null, void *dbias_or_null)
+    fc_status fc_batch_norm_forward_masked(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                           const void *x, const void *weight_or_null,
+                                           const void *bias_or_null, const void *residual_or_null,
+                                           int batch_stats, double eps, void *mean,
+                                           void *var_or_null, void *invstd, void *y,
+                                           uint8_t *mask)
+    fc_status fc_batch_norm_backward_masked(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                            const void *dy, const void *x, const uint8_t *mask,
+                                            const void *mean, const void *invstd,
+                                            const void *weight_or_null, int batch_stats,
+                                            void *dx_or_null, void *dres_or_null,
+                                            void *dweight_or_null, void *dbias_or_null)
 
     # ---- prepared convolutions and inference plans ----
     ctypedef struct fc_conv2d_prepared:

@@ -351,6 +351,24 @@ FC_API fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_
                                         void *dx_or_null, void *dres_or_null, void *dweight_or_null,
                                         void *dbias_or_null);
 
+/* The same with the ReLU fused (act FC_ACT_RELU), also writing its mask for the backward:
+ * plane (i, ch) of the n x c planes has mb = (hw + 7) / 8 bytes at mask + (i * c + ch) * mb, and
+ * bit j % 8 of its byte j / 8 is set where y's element j is > 0 (the bits past hw are 0). The
+ * backward reads the mask (1/32 of a float32 y's bytes) instead of y; otherwise the same results,
+ * bit for bit. */
+FC_API fc_status fc_batch_norm_forward_masked(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                              const void *x, const void *weight_or_null,
+                                              const void *bias_or_null,
+                                              const void *residual_or_null, int batch_stats,
+                                              double eps, void *mean, void *var_or_null,
+                                              void *invstd, void *y, uint8_t *mask);
+FC_API fc_status fc_batch_norm_backward_masked(fc_dtype t, int64_t n, int64_t c, int64_t hw,
+                                               const void *dy, const void *x, const uint8_t *mask,
+                                               const void *mean, const void *invstd,
+                                               const void *weight_or_null, int batch_stats,
+                                               void *dx_or_null, void *dres_or_null,
+                                               void *dweight_or_null, void *dbias_or_null);
+
 /* ---- softmax cross-entropy ----
  * x, q: (outer, c, inner), classes on the middle axis; q the target distribution (one-hot for
  * class indices, label smoothing mixed in). Forward: loss[p] = -sum_k q_k log_softmax(x)_k and

@@ -439,6 +439,10 @@ class BatchNorm(Function):
             residual = np.ascontiguousarray(residual, dtype=dt)
         y = np.empty_like(x)
         act = 1 if activation == "relu" else 0
+        # A fused ReLU's backward reads a bit per output that the forward writes as it goes
+        # (fc_batch_norm_forward_masked), not the output: 1/32 of its float32 bytes
+        want_mask = act and is_grad_enabled() and any(ctx.needs_input_grad)
+        mask = np.empty(n * c * ((hw + 7) // 8), np.uint8) if want_mask else None
         if use_batch_stats:
             count = n * hw
             if count == 1:  # as PyTorch: an empty batch passes (an empty result), one value not
@@ -448,7 +452,7 @@ class BatchNorm(Function):
                 )
             mean, var, invstd = (np.empty(c, dt) for _ in range(3))
             _core.batch_norm_forward(
-                x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y
+                x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y, mask
             )
             if running_mean is not None and count:  # an empty batch leaves them (as PyTorch)
                 running_mean *= 1 - momentum
@@ -459,24 +463,26 @@ class BatchNorm(Function):
             mean = per_channel(running_mean, "running_mean")
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(dt)
             _core.batch_norm_forward(
-                x, n, c, hw, w, b, residual, act, False, eps, mean, None, invstd, y
+                x, n, c, hw, w, b, residual, act, False, eps, mean, None, invstd, y, mask
             )
-        ctx.save_for_backward(x, y if act else None, mean, invstd, w)
+        ctx.save_for_backward(x, mask, mean, invstd, w)
         ctx.batch, ctx.sizes = use_batch_stats, (n, c, hw)
         ctx.dtypes = tuple(None if a is None else a.dtype for a in (weight, bias))
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, y, mean, invstd, w = ctx.saved
+        x, mask, mean, invstd, w = ctx.saved
         n, c, hw = ctx.sizes
         nx, nw, nb, nr = (ctx.needs_input_grad + (False,) * 4)[:4]
         g = np.ascontiguousarray(g, dtype=x.dtype)
         gx = np.empty_like(x) if nx else None
-        gr = np.empty_like(x) if nr and y is not None else None
+        gr = np.empty_like(x) if nr and mask is not None else None
         gw, gb = (np.empty(c, x.dtype) if need else None for need in (nw, nb))
-        _core.batch_norm_backward(g, x, n, c, hw, y, mean, invstd, w, ctx.batch, gx, gr, gw, gb)
-        if nr and y is None:
+        _core.batch_norm_backward(
+            g, x, n, c, hw, None, mean, invstd, w, ctx.batch, gx, gr, gw, gb, mask
+        )
+        if nr and mask is None:
             gr = g  # (the residual was only added: its gradient is the output's)
         wt, bt = ctx.dtypes
         return (
