@@ -333,6 +333,24 @@ static fc_status backward_data(const ConvShape &s, const AlgoRow &row, const voi
                                              : f(s, DY, W, DX);
 }
 
+// dx += the data gradient: the row's own adding entry where it has one (and no phase planes
+// stand between), else the gradient into a temporary, added in one threaded pass.
+template <class T>
+static fc_status backward_data_into(const ConvShape &s, const AlgoRow &row, const void *dy,
+                                    const void *w, void *dx) {
+  const auto into = entries<T>(row).backward_data_into;
+  if (into && !(row.phase_planes && phases_apply(s)))
+    return into(s, static_cast<const T *>(dy), static_cast<const T *>(w), static_cast<T *>(dx));
+  const int64_t count = s.n * s.c * s.hw;  // (make_shape checked the product)
+  Buffer<T> tmp(count);
+  if (!tmp.ok())
+    return fail(FC_ENOMEM, "cannot allocate %lld bytes for the data gradient",
+                (long long)(count * (int64_t)sizeof(T)));
+  if (fc_status st = backward_data<T>(s, row, dy, w, tmp.get())) return st;
+  add_inplace(count, static_cast<T *>(dx), tmp.get());
+  return FC_OK;
+}
+
 template <class T>
 static fc_status backward_weight(const ConvShape &s, const AlgoRow &row, const void *dy,
                                  const void *x, void *dw, void *db) {
@@ -484,6 +502,19 @@ fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a
     return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
       return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx)
                          : backward_data<double>(s, r, dy, w, dx);
+    });
+  });
+}
+
+fc_status fc_conv2d_backward_data_into(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                       const void *dy, const void *w, void *dx) {
+  FC_PROLOGUE(d, t)
+  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
+  if (fc_status st = check_algo(a)) return st;
+  return run_entry([&, t, a] {
+    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
+      return t == FC_F32 ? backward_data_into<float>(s, r, dy, w, dx)
+                         : backward_data_into<double>(s, r, dy, w, dx);
     });
   });
 }

@@ -19,16 +19,6 @@ void relu_forward(int64_t n, const T *x, T *y) {
   }
 }
 
-template <class T>
-void add_inplace(int64_t n, T *acc, const T *x) {
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t lo = 0; lo < n; lo += kChunk) {
-    const int64_t hi = std::min(n, lo + kChunk);
-#pragma omp simd
-    for (int64_t i = lo; i < hi; ++i) acc[i] += x[i];
-  }
-}
-
 // A rows x cols matrix: f(r, c0, c1) over [c0, c1) of row r, in jobs of kChunk elements taken
 // in row order (a job may span rows: a concatenation's slices at batch 1 are one row, at batch
 // 32 many short ones).
@@ -98,6 +88,19 @@ fc_status check(int64_t n, fc_dtype t) {
 }
 
 }  // namespace
+
+template <class T>
+void add_inplace(int64_t n, T *acc, const T *x) {
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t lo = 0; lo < n; lo += kChunk) {
+    const int64_t hi = std::min(n, lo + kChunk);
+#pragma omp simd
+    for (int64_t i = lo; i < hi; ++i) acc[i] += x[i];
+  }
+}
+template void add_inplace<float>(int64_t, float *, const float *);
+template void add_inplace<double>(int64_t, double *, const double *);
+
 }  // namespace fc
 
 using namespace fc;

@@ -204,12 +204,19 @@ struct Epilogue;
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep = nullptr);
+// accumulate: dx += the gradient (the GEMMs' beta 1, col2im into dx as it is) instead of dx =.
 template <class T>
-fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
-                                  bool in_place);
+fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx, bool in_place,
+                                  bool accumulate = false);
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place);
+// dx += the data gradient on the GEMM paths (im2col's and gemm1x1's, in place where s allows).
+template <class T>
+fc_status gemm_backward_data_into(const ConvShape &s, const T *dy, const T *w, T *dx);
+// acc[i] += x[i] for i < n, threaded (eltwise.cpp).
+template <class T>
+void add_inplace(int64_t n, T *acc, const T *x);
 
 // Dilated, unit-stride convolutions as undilated ones over the input's phase planes stacked as
 // extra images (conv/phases.cpp): for algorithms that only know dense kernels. phases_apply:

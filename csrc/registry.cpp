@@ -204,8 +204,16 @@ double linear_cost(const ConvShape &s, fc_direction dir) {
 
 // ---- the table ------------------------------------------------------------------------
 
-#define FC_ENTRIES(name, T) \
-  {conv2d_forward__##name<T>, conv2d_backward_data__##name<T>, conv2d_backward_weight__##name<T>}
+// The data gradients that add into dx themselves (ConvEntries::backward_data_into): the GEMM
+// paths', whose GEMMs take beta 1 and whose col2im adds into dx as it is.
+template <class T>
+constexpr PhaseBackwardData<T> into_entry(fc_algo id) {
+  return id == FC_ALGO_IM2COL || id == FC_ALGO_GEMM1X1 ? gemm_backward_data_into<T> : nullptr;
+}
+
+#define FC_ENTRIES(id, name, T)                                                                   \
+  {conv2d_forward__##name<T>, conv2d_backward_data__##name<T>, conv2d_backward_weight__##name<T>, \
+   into_entry<T>(id)}
 #define FC_ROW(id, name, description, phase_planes, non_finite_fallback) \
   {id,                                                                   \
    #name,                                                                \
@@ -215,8 +223,8 @@ double linear_cost(const ConvShape &s, fc_direction dir) {
    phase_planes,                                                         \
    non_finite_fallback,                                                  \
    name##_cost,                                                          \
-   FC_ENTRIES(name, float),                                              \
-   FC_ENTRIES(name, double)}
+   FC_ENTRIES(id, name, float),                                          \
+   FC_ENTRIES(id, name, double)}
 
 // In fc_algo order, FC_ALGO_AUTO (no algorithm) left out.
 constexpr AlgoRow kRows[] = {

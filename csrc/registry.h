@@ -9,12 +9,15 @@
 namespace fc {
 
 // An algorithm's three entry points for one dtype (defined in its conv/ file, instantiated
-// there for float and double with FC_INSTANTIATE_CONV_ALGO).
+// there for float and double with FC_INSTANTIATE_CONV_ALGO), and optionally a data gradient
+// that adds into dx (dx += ..., fc_conv2d_backward_data_into) where the algorithm can do that
+// without a second buffer; nullptr: the dispatch adds a temporary's result.
 template <class T>
 struct ConvEntries {
   PhaseForward<T> forward;
   PhaseBackwardData<T> backward_data;
   PhaseBackwardWeight<T> backward_weight;
+  PhaseBackwardData<T> backward_data_into;
 };
 
 // Bits of AlgoRow::directions, one per fc_direction.

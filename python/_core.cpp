@@ -62,16 +62,28 @@ void conv2d_forward(const Desc &a, int algo, const py::array &x, const py::array
   }));
 }
 
+// Whether two arrays' bytes overlap.
+bool overlap(const py::array &a, const py::array &b) {
+  const char *a0 = (const char *)a.data(), *b0 = (const char *)b.data();
+  return a.nbytes() && b.nbytes() && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// accumulate: grad_x += the data gradient (fc_conv2d_backward_data_into), else grad_x =.
 void conv2d_backward_data(const Desc &a, int algo, const py::array &dy, const py::array &w,
-                          py::array &dx) {
+                          py::array &dx, bool accumulate) {
   fc_conv2d_desc d = to_desc(a);
   Sizes z = sizes(a);
   fc_dtype t = dtype_of(dy, "grad_out");
   check_array(dy, "grad_out", t, z.y, false);
   check_array(w, "weight", t, z.w, false);
   check_array(dx, "grad_x", t, z.x, true);
+  if (accumulate && (overlap(dx, dy) || overlap(dx, w)))
+    throw py::value_error("grad_x: must not overlap grad_out or weight when accumulating");
   check(fcpy::call([&] {
-    return fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(), dx.mutable_data());
+    return accumulate ? fc_conv2d_backward_data_into(&d, t, (fc_algo)algo, dy.data(), w.data(),
+                                                     dx.mutable_data())
+                      : fc_conv2d_backward_data(&d, t, (fc_algo)algo, dy.data(), w.data(),
+                                                dx.mutable_data());
   }));
 }
 
@@ -376,7 +388,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("desc"), py::arg("algo"), py::arg("x"),
         py::arg("weight"), py::arg("bias"), py::arg("out"));
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("desc"), py::arg("algo"),
-        py::arg("grad_out"), py::arg("weight"), py::arg("grad_x"));
+        py::arg("grad_out"), py::arg("weight"), py::arg("grad_x"), py::arg("accumulate") = false);
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("desc"), py::arg("algo"),
         py::arg("grad_out"), py::arg("x"), py::arg("grad_w"), py::arg("grad_b"));
   m.attr("MAX_THREADS") = FC_MAX_THREADS;

@@ -71,6 +71,7 @@ def load(path):
     P, D, Int = ctypes.c_void_p, ctypes.POINTER(Desc), ctypes.c_int
     lib.fc_conv2d_forward.argtypes = [D, Int, Int, P, P, P, P]
     lib.fc_conv2d_backward_data.argtypes = [D, Int, Int, P, P, P]
+    lib.fc_conv2d_backward_data_into.argtypes = [D, Int, Int, P, P, P]
     lib.fc_conv2d_backward_weight.argtypes = [D, Int, Int, P, P, P, P]
     lib.fc_conv2d_output_size.argtypes = [
         D,
@@ -88,6 +89,7 @@ def load(path):
     for fn in (
         "fc_conv2d_forward",
         "fc_conv2d_backward_data",
+        "fc_conv2d_backward_data_into",
         "fc_conv2d_backward_weight",
         "fc_conv2d_output_size",
         "fc_conv2d_supports",
@@ -194,6 +196,15 @@ def test_c_forward_and_backward(lib, case, algo, dtype, rng):
         == FC_OK
     )
     assert_close(dx, gx, dtype, sx, f"grad_x ({algo})")
+    d0 = rng.standard_normal(x.shape).astype(dtype)  # added into, not overwritten
+    dx_into = d0.copy()
+    assert (
+        lib.fc_conv2d_backward_data_into(
+            ctypes.byref(d), fdt, ALGO_IDS[algo], ptr(dy), ptr(w), ptr(dx_into)
+        )
+        == FC_OK
+    )
+    assert_close(dx_into, d0 + gx, dtype, sx + np.abs(d0), f"grad_x added into ({algo})")
     dw = np.full(w.shape, np.nan, dtype)
     db = np.full(b.shape, np.nan, dtype)
     assert (
@@ -278,6 +289,7 @@ INVALID_SCRIPT = textwrap.dedent("""
             for algo in range(lib.fc_algo_count()):
                 for fn, args in (("fc_conv2d_forward", (p, p, p, p)),
                                  ("fc_conv2d_backward_data", (p, p, p)),
+                                 ("fc_conv2d_backward_data_into", (p, p, p)),
                                  ("fc_conv2d_backward_weight", (p, p, p, p))):
                     s = getattr(lib, fn)(ctypes.byref(d), dtype, algo, *args)
                     if s not in (t.FC_EINVAL, t.FC_EOVERFLOW, t.FC_EUNSUPPORTED):
@@ -299,6 +311,9 @@ INVALID_SCRIPT = textwrap.dedent("""
                      ("fc_conv2d_forward", (p, p, None, None)),
                      ("fc_conv2d_backward_data", (None, p, p)),
                      ("fc_conv2d_backward_data", (p, p, None)),
+                     ("fc_conv2d_backward_data_into", (None, p, p)),
+                     ("fc_conv2d_backward_data_into", (p, None, p)),
+                     ("fc_conv2d_backward_data_into", (p, p, None)),
                      ("fc_conv2d_backward_weight", (None, p, p, p)),
                      ("fc_conv2d_backward_weight", (p, None, p, p))):
         s = getattr(lib, fn)(ctypes.byref(d), 0, 0, *args)

@@ -147,7 +147,8 @@ template <class T>
 fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                                const Epilogue<T> *ep);
 template <class T>
-fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx);
+fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                     bool accumulate);
 template <class T>
 fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T *x, T *dw);
 

@@ -269,7 +269,8 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
 // positions (plan_tiles). Chunks of 4-8 channels over the whole plane (below) had each thread
 // pack all of dy once per chunk: ResNet-50's 1x1 64>256 at 56x56, batch 1, ran 0.68x PyTorch.
 template <class T>
-fc_status backward_data_few_in_place(const ConvShape &s, const T *dy, const T *w, T *dx) {
+fc_status backward_data_few_in_place(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                     bool accumulate) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   if (fc_status st = blas_reserve(nt)) return st;
   int64_t per_pair = 1;  // tiles per (image, group): a power of 2, kFixedItems in all or more
@@ -282,17 +283,19 @@ fc_status backward_data_few_in_place(const ConvShape &s, const T *dy, const T *w
     if (t.empty()) continue;
     // W_g[:, r0:r1]^T [r1-r0, kg] x dy[n, g][:, c0:c1] -> dx[n, g*cg + r0 : r1, c0:c1]
     gemm(true, false, t.r1 - t.r0, t.c1 - t.c0, s.kg, T(1), w + t.g * s.kg * s.ckk + t.r0, s.ckk,
-         dy + (n * s.k + t.g * s.kg) * s.howo + t.c0, s.howo, T(0),
+         dy + (n * s.k + t.g * s.kg) * s.howo + t.c0, s.howo, accumulate ? T(1) : T(0),
          dx + (n * s.c + t.g * s.cg + t.r0) * s.hw + t.c0, s.hw);
   }
   return FC_OK;
 }
 
 template <class T>
-fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx,
-                                  bool in_place) {
-  if (use_image_groups(s, in_place, false)) return backward_data_image_groups(s, dy, w, dx);
-  if (in_place && s.n * s.g < kFixedItems) return backward_data_few_in_place(s, dy, w, dx);
+fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx, bool in_place,
+                                  bool accumulate) {
+  if (use_image_groups(s, in_place, false))
+    return backward_data_image_groups(s, dy, w, dx, accumulate);
+  if (in_place && s.n * s.g < kFixedItems)
+    return backward_data_few_in_place(s, dy, w, dx, accumulate);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
@@ -322,12 +325,13 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
       T *dxc = dx + (n * s.c + g * s.cg + c0) * s.hw;
       const T *dyg = dy + (n * s.k + g * s.kg) * s.howo;
       const T *wg = w + g * s.kg * s.ckk + c0 * s.kk;  // columns c0*kk.. of W_g [kg, ckk]
-      if (!in_place) std::fill(dxc, dxc + nch * s.hw, T(0));
+      if (!in_place && !accumulate) std::fill(dxc, dxc + nch * s.hw, T(0));
       for (int64_t p0 = 0; p0 < s.howo; p0 += pl.cbw) {
         const int64_t np = std::min(s.howo, p0 + pl.cbw) - p0;
         if (in_place) {
           // W_g[:, c0:c1]^T [nch, kg] x dy [kg, np] -> dx[n, c0:c1, p0:p0+np]  (row stride hw)
-          gemm(true, false, nch, np, s.kg, T(1), wg, s.ckk, dyg + p0, s.howo, T(0), dxc + p0, s.hw);
+          gemm(true, false, nch, np, s.kg, T(1), wg, s.ckk, dyg + p0, s.howo,
+               accumulate ? T(1) : T(0), dxc + p0, s.hw);
         } else {
           // W_g[:, rows]^T [nch*kk, kg] x dy [kg, np] -> col [nch*kk, np], then col2im
           gemm(true, false, nch * s.kk, np, s.kg, T(1), wg, s.ckk, dyg + p0, s.howo, T(0), col, np);
@@ -483,6 +487,10 @@ fc_status conv2d_backward_data__im2col(const ConvShape &s, const T *dy, const T 
   return gemm_conv_backward_data(s, dy, w, dx, gemm_in_place(s));
 }
 template <class T>
+fc_status gemm_backward_data_into(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  return gemm_conv_backward_data(s, dy, w, dx, gemm_in_place(s), true);
+}
+template <class T>
 fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const T *x, T *dw) {
   return gemm_conv_backward_weight(s, dy, x, dw, gemm_in_place(s));
 }
@@ -491,9 +499,10 @@ fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const 
   template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, T *, \
                                           bool, const Epilogue<T> *);                              \
   template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *,      \
-                                                bool);                                             \
+                                                bool, bool);                                       \
   template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *,    \
-                                                  bool);
+                                                  bool);                                           \
+  template fc_status gemm_backward_data_into<T>(const ConvShape &, const T *, const T *, T *);
 FC_INSTANTIATE_GEMM_DRIVERS(float)
 FC_INSTANTIATE_GEMM_DRIVERS(double)
 FC_INSTANTIATE_CONV_ALGO(im2col, float)

@@ -141,7 +141,8 @@ fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const
 // Columns [ckk, images*howo] = W_g^T [ckk, kg] x dy [kg, images*howo], tile by tile; then each
 // image's columns are scattered into its dx (col2im).
 template <class T>
-fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx) {
+fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                     bool accumulate) {
   GroupBuffers<T> gb(s);
   if (gb.status != FC_OK) return gb.status;
 #pragma omp parallel num_threads(gb.nt)
@@ -161,7 +162,7 @@ fc_status backward_data_image_groups(const ConvShape &s, const T *dy, const T *w
     for (int64_t q = 0; q < nn * s.g; ++q) {
       const int64_t j = q / s.g, g = q % s.g;
       T *dxg = dx + ((n0 + j) * s.c + g * s.cg) * s.hw;
-      std::fill(dxg, dxg + s.cg * s.hw, T(0));
+      if (!accumulate) std::fill(dxg, dxg + s.cg * s.hw, T(0));
       col2im_block(s, gb.cols.get() + g * s.ckk * ncol + j * s.howo, ncol, s.cg, 0, s.howo, dxg);
     }
   }
@@ -193,10 +194,11 @@ fc_status backward_weight_image_groups(const ConvShape &s, const T *dy, const T 
   return FC_OK;
 }
 
-#define FC_INSTANTIATE_IMAGE_GROUPS(T)                                                            \
-  template fc_status forward_image_groups<T>(const ConvShape &, const T *, const T *, const T *,  \
-                                             T *, const Epilogue<T> *);                           \
-  template fc_status backward_data_image_groups<T>(const ConvShape &, const T *, const T *, T *); \
+#define FC_INSTANTIATE_IMAGE_GROUPS(T)                                                           \
+  template fc_status forward_image_groups<T>(const ConvShape &, const T *, const T *, const T *, \
+                                             T *, const Epilogue<T> *);                          \
+  template fc_status backward_data_image_groups<T>(const ConvShape &, const T *, const T *, T *, \
+                                                   bool);                                        \
   template fc_status backward_weight_image_groups<T>(const ConvShape &, const T *, const T *, T *);
 FC_INSTANTIATE_IMAGE_GROUPS(float)
 FC_INSTANTIATE_IMAGE_GROUPS(double)

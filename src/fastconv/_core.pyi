@@ -51,7 +51,12 @@ def conv2d_forward(
     desc: _ConvDesc, algo: int, x: _Floats, weight: _Floats, bias: _Floats | None, out: _Floats
 ) -> None: ...
 def conv2d_backward_data(
-    desc: _ConvDesc, algo: int, grad_out: _Floats, weight: _Floats, grad_x: _Floats
+    desc: _ConvDesc,
+    algo: int,
+    grad_out: _Floats,
+    weight: _Floats,
+    grad_x: _Floats,
+    accumulate: bool = False,
 ) -> None: ...
 def conv2d_backward_weight(
     desc: _ConvDesc,

@@ -151,7 +151,12 @@ def inference_mode(mode: bool | Callable[..., Any] = True) -> Any:
 
 
 class Context:
-    """What a Function's forward leaves for its backward."""
+    """What a Function's forward leaves for its backward. During backward, a Function with
+    ``sums_into`` finds in ``grad_into`` {input index: that input's pending gradient} for the
+    inputs whose gradient so far is an array only the backward pass holds: it may add its own
+    gradient into such an array in place and return the array itself."""
+
+    grad_into = None
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -159,6 +164,8 @@ class Context:
 
 class Function:
     """A differentiable primitive: subclass and define ``forward`` and ``backward`` (static)."""
+
+    sums_into = False  # whether backward reads ctx.grad_into (Context)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -504,7 +511,14 @@ class Tensor:
             ctx = node._ctx
             if ctx is None:
                 continue
+            if ctx.fn.sums_into:  # (a convolution adds into a residual input's pending gradient)
+                ctx.grad_into = {
+                    i: grads[id(inp)]
+                    for i, inp in enumerate(ctx.inputs)
+                    if isinstance(inp, Tensor) and id(inp) in summable and id(inp) in grads
+                }
             in_grads = ctx.fn.backward(ctx, g)
+            ctx.grad_into = None
             del g
             # fastconv's own backward functions return arrays they made for this walk; a user's
             # Function may return one it keeps, so a sum never goes into that
@@ -529,6 +543,8 @@ class Tensor:
                         summable.add(id(inp))
                     else:
                         summable.discard(id(inp))
+                elif ig is prev:
+                    own = True  # the backward added its gradient into prev itself (grad_into)
                 elif id(inp) in summable and _add_into(prev, ig):
                     own = True  # summed into prev, an array only this walk holds
                     hand(_root(ig))  # (spent now)

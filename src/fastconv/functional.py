@@ -244,7 +244,24 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial)
     return y[0] if cv.unbatched else y
 
 
-def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, algo, nspatial):
+def _adds_into(into, cv, x, dy, w):
+    """Whether the data gradient can be added into ``into`` in place: an array of x's dtype and
+    (batched, unpadded) shape, C-contiguous, writable, sharing no memory with the operands."""
+    return (
+        isinstance(into, np.ndarray)
+        and into.dtype == x.dtype
+        and into.shape == x.shape == cv.x_shape
+        and into.flags.c_contiguous
+        and into.flags.writeable
+        and not any(np.may_share_memory(into, a) for a in (x, dy, w))
+    )
+
+
+def _backward(
+    grad_out, x, weight, stride, padding, dilation, groups, needs, algo, nspatial, into=None
+):
+    """conv{1,2}d_backward; with ``into`` (autograd's pending gradient of x), grad_x is added
+    into it where _adds_into allows, and ``into`` itself returned as grad_x."""
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _conv(x, weight, stride, padding, dilation, groups, nspatial)
     ident = cv.algo(algo)
@@ -271,7 +288,10 @@ def _backward(grad_out, x, weight, stride, padding, dilation, groups, needs, alg
             np.zeros(weight.shape, x.dtype) if needs[1] else None,
             np.zeros(weight.shape[0], x.dtype) if needs[2] else None,
         )
-    if needs[0]:
+    if needs[0] and into is not None and _adds_into(into, cv, x, dy, w):
+        _core.conv2d_backward_data(cv.desc, ident, dy, w, into.reshape(-1), accumulate=True)
+        gx = into
+    elif needs[0]:
         gx = np.empty(cv.x_shape, dtype=x.dtype)
         _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))
         gx = cv.unpad_grad_x(gx, x.shape)

@@ -65,6 +65,8 @@ cdef extern from "fastconv/fastconv.h" nogil:
                                 const void *x, const void *w, const void *bias_or_null, void *y)
     fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                       const void *dy, const void *w, void *dx)
+    fc_status fc_conv2d_backward_data_into(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                           const void *dy, const void *w, void *dx)
     fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                         const void *dy, const void *x, void *dw,
                                         void *dbias_or_null)

@@ -101,6 +101,13 @@ FC_API fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo 
 FC_API fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                          const void *dy, const void *w, void *dx);
 
+/* dx += gradient of sum(dy * conv(x, w)) with respect to x: the data gradient added into what dx
+ * holds (a second gradient reaching the same tensor, as a residual block's input gets), without
+ * a temporary of dx's size where the algorithm's GEMMs can add into dx themselves (im2col and
+ * gemm1x1). dx must not overlap dy or w. */
+FC_API fc_status fc_conv2d_backward_data_into(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                              const void *dy, const void *w, void *dx);
+
 /* dw (and dbias, if not NULL) = gradients with respect to the weight and the bias; overwritten.
  * dw may be NULL when only the bias gradient is wanted. */
 FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,

@@ -95,9 +95,12 @@ def _c(a):
 
 class _Conv(Function):
     """A convolution on fastconv's kernels: forward, and the backward asked for by
-    ``needs_input_grad`` (x, weight, bias) in one call."""
+    ``needs_input_grad`` (x, weight, bias) in one call. Its data gradient adds into x's pending
+    gradient when the backward pass offers one (``sums_into``: a residual block's input already
+    holds the shortcut's gradient), instead of into a new array the pass then adds."""
 
-    kernel, kernel_backward = None, None
+    kernel, nspatial = None, 2
+    sums_into = True  # (autograd's backward pass: ctx.grad_into)
 
     @classmethod
     def forward(cls, ctx, x, weight, bias, **params):
@@ -110,8 +113,19 @@ class _Conv(Function):
     def backward(cls, ctx, g):
         x, weight = ctx.saved
         nx, nw, nb = ctx.needs_input_grad
-        return cls.kernel_backward(
-            _c(g), x, weight, needs=(nx, nw, nb and ctx.has_bias), **ctx.params
+        p = ctx.params
+        return _K._backward(
+            _c(g),
+            x,
+            weight,
+            p.get("stride", 1),
+            p.get("padding", 0),
+            p.get("dilation", 1),
+            p.get("groups", 1),
+            (nx, nw, nb and ctx.has_bias),
+            p.get("algo", "auto"),
+            cls.nspatial,
+            into=ctx.grad_into.get(0) if ctx.grad_into else None,
         )
 
 
@@ -119,14 +133,12 @@ class Conv2d(_Conv):
     """conv2d's primitive (``fastconv.conv2d`` and ``conv2d_backward``)."""
 
     kernel = staticmethod(_K.conv2d)
-    kernel_backward = staticmethod(_K.conv2d_backward)
 
 
 class Conv1d(_Conv):
     """conv1d's primitive (``fastconv.conv1d`` and ``conv1d_backward``)."""
 
-    kernel = staticmethod(_K.conv1d)
-    kernel_backward = staticmethod(_K.conv1d_backward)
+    kernel, nspatial = staticmethod(_K.conv1d), 1
 
 
 def conv2d(
