@@ -12,6 +12,7 @@ the backward needs the input, so fastconv never overwrites it.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -430,7 +431,7 @@ class BatchNorm(Function):
                 f"batch_norm: x must have a channel axis (N, C, ...), got shape {x.shape}"
             )
         n, c = x.shape[:2]
-        hw = int(np.prod(x.shape[2:], dtype=np.int64))
+        hw = math.prod(x.shape[2:])
         dt = x.dtype
 
         def per_channel(a, name):
