@@ -424,6 +424,23 @@ static int64_t conv_work(const ConvShape &s) {
   blas_init_single_threaded();                       \
   SmallWorkGuard small_(conv_work(s));
 
+// fc_conv2d_backward_data (dx =) and fc_conv2d_backward_data_into (dx +=, into).
+static fc_status backward_data_entry(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
+                                     const void *w, void *dx, bool into) {
+  FC_PROLOGUE(d, t)
+  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
+  if (fc_status st = check_algo(a)) return st;
+  return run_entry([&, t, a, into] {
+    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t, into](const AlgoRow &r) {
+      if (into)
+        return t == FC_F32 ? backward_data_into<float>(s, r, dy, w, dx)
+                           : backward_data_into<double>(s, r, dy, w, dx);
+      return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx)
+                         : backward_data<double>(s, r, dy, w, dx);
+    });
+  });
+}
+
 extern "C" {
 
 fc_status fc_conv2d_output_size(const fc_conv2d_desc *d, int64_t *ho, int64_t *wo) {
@@ -495,28 +512,12 @@ fc_status fc_conv2d_forward(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
 
 fc_status fc_conv2d_backward_data(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,
                                   const void *w, void *dx) {
-  FC_PROLOGUE(d, t)
-  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-  if (fc_status st = check_algo(a)) return st;
-  return run_entry([&, t, a] {
-    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
-      return t == FC_F32 ? backward_data<float>(s, r, dy, w, dx)
-                         : backward_data<double>(s, r, dy, w, dx);
-    });
-  });
+  return backward_data_entry(d, t, a, dy, w, dx, false);
 }
 
 fc_status fc_conv2d_backward_data_into(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                        const void *dy, const void *w, void *dx) {
-  FC_PROLOGUE(d, t)
-  if (!dy || !w || !dx) return fail(FC_EINVAL, "dy, w and dx must not be NULL");
-  if (fc_status st = check_algo(a)) return st;
-  return run_entry([&, t, a] {
-    return dispatch(s, a, FC_DIR_BACKWARD_DATA, t, [&, t](const AlgoRow &r) {
-      return t == FC_F32 ? backward_data_into<float>(s, r, dy, w, dx)
-                         : backward_data_into<double>(s, r, dy, w, dx);
-    });
-  });
+  return backward_data_entry(d, t, a, dy, w, dx, true);
 }
 
 fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, const void *dy,

@@ -225,26 +225,9 @@ def test_batch_norm_masked(lib, t, dtype):
     for masked in (False, True):
         dx, dr = np.empty_like(x), np.empty_like(x)
         fn = lib.fc_batch_norm_backward_masked if masked else lib.fc_batch_norm_backward
-        assert (
-            fn(
-                t,
-                n,
-                c,
-                hw,
-                ptr(dy),
-                ptr(x),
-                ptr(mask if masked else y),
-                m,
-                i,
-                None,
-                1,
-                ptr(dx),
-                ptr(dr),
-                None,
-                None,
-            )
-            == FC_OK
-        )
+        relu = ptr(mask if masked else y)
+        args = (t, n, c, hw, ptr(dy), ptr(x), relu, m, i, None, 1, ptr(dx), ptr(dr), None, None)
+        assert fn(*args) == FC_OK
         got.append((dx, dr))
     assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
     # no mask: an error, never a write through NULL
