@@ -114,19 +114,14 @@ class _Conv(Function):
     def backward(cls, ctx, g):
         x, weight = ctx.saved
         nx, nw, nb = ctx.needs_input_grad
-        p = ctx.params
         return _K._backward(
             _c(g),
             x,
             weight,
-            p.get("stride", 1),
-            p.get("padding", 0),
-            p.get("dilation", 1),
-            p.get("groups", 1),
-            (nx, nw, nb and ctx.has_bias),
-            p.get("algo", "auto"),
-            cls.nspatial,
+            needs=(nx, nw, nb and ctx.has_bias),
+            nspatial=cls.nspatial,
             into=ctx.grad_into.get(0) if ctx.grad_into else None,
+            **{"algo": "auto", **ctx.params},  # (conv1d takes no algo: auto)
         )
 
 
