@@ -170,6 +170,29 @@ def test_threads_agree(restore_threads):
 
 
 @pytest.mark.parametrize(
+    "case",
+    [
+        case3x3(4, 40, 14, 14, 56),  # 64 tiles, one sub-block: its transforms cut into runs
+        case3x3(2, 24, 30, 30, 8),  # 128 tiles, two sub-blocks of 32 channel rows
+    ],
+    ids=lambda c: c.id,
+)
+def test_weight_gradient_bitwise_at_any_thread_count(case, restore_threads):
+    """The weight gradient's transforms are cut by tiles and by channel runs into items that
+    write disjoint parts: the result is bitwise the same at 1, 2 and 3 threads, and within
+    Winograd's bound of the float64 reference."""
+    x, w, _, dy, _, _, grads, scales = reference(case, np.float32)
+    out = []
+    for n in (1, 2, 3):
+        fastconv.set_num_threads(n)
+        dx, dw, db = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
+        out.append(dw)
+    assert worst_ratio(out[0], grads[1], scales[1]) <= WINOGRAD_BOUND[np.dtype(np.float32)]
+    for other in out[1:]:
+        assert np.array_equal(out[0], other)
+
+
+@pytest.mark.parametrize(
     "params, kernel",
     [
         (dict(stride=2, padding=1), 3),
