@@ -129,6 +129,10 @@ struct Scratch {
 Scratch *&current_scratch();  // this thread's, or nullptr
 void *workspace_alloc(size_t bytes);
 void workspace_free(void *p, size_t bytes);
+// The workspace cache itself (what workspace_alloc uses outside a plan's run): blocks of one
+// size come back without page faults, for buffers that outlive a call (prepared filters).
+void *cached_alloc(size_t bytes);
+void cached_free(void *p, size_t bytes);
 
 // A 64-byte aligned workspace that frees itself; check ok() (allocation failure -> FC_ENOMEM).
 template <class T>
@@ -262,6 +266,17 @@ template <class T>
 fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, const T *u,
                                             bool u_finite, const T *w, const T *b, T *y,
                                             const Epilogue<T> *ep);
+// The data gradient from the forward's prepared filters (a training step's forward and data
+// gradient share one filter transform): where it applies (the forward and the data gradient
+// both unfused, with one tile size), and dx (+)= the data gradient from u (FC_EUNSUPPORTED
+// where it does not apply; w for a non-finite operand, as above).
+bool winograd_data_gradient_reuses(const ConvShape &s);
+// Whether a training step should keep the forward's transformed filters for it (few tiles,
+// small filters; elem_bytes: 4 or 8).
+bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes);
+template <class T>
+fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u,
+                                                 bool u_finite, const T *w, T *dx, bool accumulate);
 // The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
 // runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near the input's size), its
 // packed filters (elements, packing; inference plans pack once), and the forward on packed

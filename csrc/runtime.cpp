@@ -200,6 +200,14 @@ WorkspaceCache &workspace_cache() {
   return *c;
 }
 
+// In a forked child the cache's mutex may have been held by a thread that is gone: a new one.
+// (Its blocks are the parent's copies, still valid memory of the child.)
+void workspace_cache_after_fork() { new (&workspace_cache().mu) std::mutex; }
+[[maybe_unused]] const int g_cache_atfork =
+    pthread_atfork(nullptr, nullptr, workspace_cache_after_fork);
+
+}  // namespace
+
 // Blocks of kCachedMin and more are mapped, not malloc'd (as the NumPy array cache's, in
 // python/_core_memory.cpp): giving one back returns its address space at once, where glibc
 // keeps blocks under its adaptive threshold in a heap whose middle never shrinks.
@@ -243,14 +251,6 @@ void cached_free(void *p, size_t bytes) {
   if (p) munmap(p, bytes);
   for (auto &e : evicted) munmap(e.first, e.second);
 }
-
-// In a forked child the cache's mutex may have been held by a thread that is gone: a new one.
-// (Its blocks are the parent's copies, still valid memory of the child.)
-void workspace_cache_after_fork() { new (&workspace_cache().mu) std::mutex; }
-[[maybe_unused]] const int g_cache_atfork =
-    pthread_atfork(nullptr, nullptr, workspace_cache_after_fork);
-
-}  // namespace
 
 void *workspace_alloc(size_t bytes) {
   Scratch *s = current_scratch();

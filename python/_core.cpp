@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,6 +101,52 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
     return fc_conv2d_backward_weight(&d, t, (fc_algo)algo, dy.data(), x.data(), dwp, dbp);
   }));
 }
+
+// A convolution's filters prepared once (fc_conv2d_prepare, borrowing the weights: this object
+// keeps the array alive, and the caller keeps it unchanged) for a training step's forward and
+// data gradient: Winograd's data gradient then reuses the forward's filter transform.
+class Prepared {
+ public:
+  Prepared(const Desc &a, int algo, const py::array &w) : d_(to_desc(a)), z_(sizes(a)), w_(w) {
+    t_ = dtype_of(w, "weight");
+    check_array(w, "weight", t_, z_.w, false);
+    fc_conv2d_prepared *p = nullptr;
+    check(fcpy::call([&] { return fc_conv2d_prepare(&d_, t_, (fc_algo)algo, w.data(), 1, &p); }));
+    p_.reset(p);
+  }
+
+  void forward(const py::array &x, const py::object &b, py::array &y) {
+    check_array(x, "x", t_, z_.x, false);
+    check_array(y, "out", t_, z_.y, true);
+    py::array bias;
+    const void *bp = opt_in(b, "bias", t_, z_.k, &bias);
+    check(fcpy::call([&] {
+      return fc_conv2d_forward_prepared(p_.get(), x.data(), bp, nullptr, FC_ACT_NONE, 0.0,
+                                        y.mutable_data());
+    }));
+  }
+
+  void backward_data(const py::array &dy, py::array &dx, bool accumulate) {
+    check_array(dy, "grad_out", t_, z_.y, false);
+    check_array(dx, "grad_x", t_, z_.x, true);
+    if (overlap(dx, dy) || overlap(dx, w_))
+      throw py::value_error("grad_x: must not overlap grad_out or weight");
+    check(fcpy::call([&] {
+      return fc_conv2d_backward_data_prepared(p_.get(), dy.data(), accumulate ? 1 : 0,
+                                              dx.mutable_data());
+    }));
+  }
+
+ private:
+  struct Destroy {
+    void operator()(fc_conv2d_prepared *p) const { fc_conv2d_prepared_destroy(p); }
+  };
+  fc_conv2d_desc d_;
+  Sizes z_;
+  py::array w_;  // (borrowed by the prepared filters)
+  fc_dtype t_ = FC_F32;
+  std::unique_ptr<fc_conv2d_prepared, Destroy> p_;
+};
 
 void relu_forward(const py::array &x, py::array &y) {
   fc_dtype t = dtype_of(x, "x");
@@ -385,6 +432,20 @@ PYBIND11_MODULE(_core, m) {
     return (int)algo;
   }, py::arg("desc"),
         "The forward's algorithm with filters prepared once (fc_conv2d_choose_prepared).");
+  m.def("conv2d_prepared_reuse",
+        [](const Desc &a, int algo, bool f64) {
+    fc_conv2d_desc d = to_desc(a);
+    int reuses = 0;
+    check(fc_conv2d_prepared_reuse(&d, f64 ? FC_F64 : FC_F32, (fc_algo)algo, &reuses));
+    return reuses != 0;
+  }, py::arg("desc"), py::arg("algo"), py::arg("f64") = false,
+        "Whether Conv2dPrepared's data gradient reuses the forward's filter transform.");
+  py::class_<Prepared>(m, "Conv2dPrepared")
+      .def(py::init<const Desc &, int, const py::array &>(), py::arg("desc"), py::arg("algo"),
+           py::arg("weight"))
+      .def("forward", &Prepared::forward, py::arg("x"), py::arg("bias"), py::arg("out"))
+      .def("backward_data", &Prepared::backward_data, py::arg("grad_out"), py::arg("grad_x"),
+           py::arg("accumulate") = false);
   m.def("conv2d_forward", &conv2d_forward, py::arg("desc"), py::arg("algo"), py::arg("x"),
         py::arg("weight"), py::arg("bias"), py::arg("out"));
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("desc"), py::arg("algo"),

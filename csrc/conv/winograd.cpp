@@ -441,17 +441,21 @@ namespace {
 // u_pre: the filters already transformed (transform_filters over every k, by
 // winograd_prepare_filters), or nullptr to transform w here. ep (or nullptr): the epilogue,
 // applied to each block's outputs as the output transform writes them.
+// u_t: u_pre holds the transformed filters of the convolution whose data gradient p is, in that
+// forward's unfused layout U[e][k][c] (p's [e][c][k]): the products read it transposed, and
+// the unfused path runs whatever use_fused says (data_gradient_reuses checks it would anyway).
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
-                       const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr) {
+                       const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr,
+                       bool u_t = false) {
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   int64_t oy0, oy1, ox0, ox1, th, tw;
   tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
   const int64_t total = p.n * th * tw;
-  if (use_fused(p, total)) {  // (u_pre, if given, is in its panels)
-    if (total > kFusedTiles)  // (forced on, or by winograd_fused's rule for many tiles)
+  if (!u_t && use_fused(p, total)) {  // (u_pre, if given, is in its panels)
+    if (total > kFusedTiles)          // (forced on, or by winograd_fused's rule for many tiles)
       return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
     return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
   }
@@ -492,9 +496,14 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     }
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
     // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
+    // (u_t: U_g^T, from the rows g*cg : +cg of [e][c][kg]; the forward's [e][k][cg])
     auto products = [&](int64_t e, int64_t g, int64_t nb, const T *v, T *mm) {
-      gemm(false, false, p.kg, nb, p.cg, T(1), uu + (e * p.k + g * p.kg) * p.cg, p.cg,
-           v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
+      if (u_t)
+        gemm(true, false, p.kg, nb, p.cg, T(1), uu + (e * p.c + g * p.cg) * p.kg, p.kg,
+             v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
+      else
+        gemm(false, false, p.kg, nb, p.cg, T(1), uu + (e * p.k + g * p.kg) * p.cg, p.cg,
+             v + (e * p.c + g * p.cg) * nb, nb, T(0), mm + (e * p.k + g * p.kg) * nb, nb);
     };
     if (staged) {
       for (int64_t blk = 0; blk < nblocks; ++blk) {  // every thread walks the same blocks
@@ -571,7 +580,100 @@ bool fused_shape(const WinoConv &p) {
   return use_fused(p, p.n * th * tw);
 }
 
+// The data gradient of s in flipped form: with dy and dx mirrored in both spatial axes (the
+// planes read back to front), the data gradient is the correlation of dy with the filters
+// transposed but not rotated: dx~[c, y, x] = sum over k, i, j of w[k, c, i, j]
+// dy~[k, y + i - (2 - ph), x + j - (2 - pw)], for dx~[c, y, x] = dx[c, in_h-1-y, in_w-1-x] and
+// dy~ likewise. Its transformed filters are the forward's own, U[e][k][c], read transposed.
+WinoConv flipped_data_form(const ConvShape &s) {
+  return {s.n, s.k, s.ho, s.wo, s.c, s.in_h, s.in_w, 2 - s.ph, 2 - s.pw, s.g, s.kg, s.cg, false};
+}
+
+// dst[p] (+)= src[p] mirrored in both axes, for planes [0, planes) of h x w. Called by every
+// thread of a team.
+template <class T>
+void mirror_planes(const T *src, int64_t planes, int64_t h, int64_t w, T *dst, bool add) {
+  const int64_t hw = h * w;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < planes; ++q) {
+    const T *sp = src + q * hw + hw - 1;  // read back to front
+    T *dp = dst + q * hw;
+    if (add)
+      for (int64_t i = 0; i < hw; ++i) dp[i] += sp[-i];
+    else
+      for (int64_t i = 0; i < hw; ++i) dp[i] = sp[-i];
+  }
+}
+
 }  // namespace
+
+// Where the forward's prepared filters serve the data gradient (see flipped_data_form): the
+// forward keeps them unfused ([e][k][c]), both directions take the same tile, and the data
+// gradient runs the unfused path anyway, so only the filter source changes.
+bool winograd_data_gradient_reuses(const ConvShape &s) {
+  if (!winograd_supports(s)) return false;
+  const WinoConv f = forward_form(s), d = flipped_data_form(s);
+  if (fused_shape(f) || fused_shape(d) || tile_size(f.cg) != tile_size(d.cg)) return false;
+  return true;
+}
+
+// Where a training step keeps the forward's filters for the data gradient: where the filter
+// transform is a large part of the data gradient, few tiles (up to 128), and the kept filters
+// stay small (16 MiB: 36 x 256 x 256 in float32). Measured against the data gradient on w
+// (interleaved in one process, best of 15, AVX2 EPYC, 2 threads, float32): GoogLeNet's 3x3
+// layers at 14x14 and batch 4 (64 tiles) 0.72-0.83x the time, ResNet's 256 at 14x14 0.80x at
+// batch 4 and 0.82x at 8 (128 tiles); at 196 tiles (GoogLeNet's 28x28 at batch 4) even,
+// 0.97-1.03x. ResNet's 512 at 7x7 and batch 16 (64 tiles) ran 0.75x, but keeping its 38 MB of
+// filters per layer raised ResNet-18's peak RSS at batch 16 by 16% (847 to 984 MiB).
+bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes) {
+  if (!winograd_data_gradient_reuses(s)) return false;
+  const WinoConv f = forward_form(s);
+  int64_t oy0, oy1, ox0, ox1, th, tw;
+  const int m = tile_size(f.cg);
+  tile_grid(f, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  const int64_t e2 = (m + 2) * (m + 2);
+  return s.n * th * tw <= 128 && e2 * s.k * s.cg * elem_bytes <= (int64_t(16) << 20);
+}
+
+// dx (+)= the data gradient from the forward's prepared filters u (winograd_prepare_filters on
+// an unfused shape): dy mirrored into a workspace, the flipped problem's forward with u read
+// transposed (no filter transform), its output mirrored into dx.
+template <class T>
+fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u,
+                                                 bool u_finite, const T *w, T *dx,
+                                                 bool accumulate) {
+  if (!winograd_data_gradient_reuses(s)) return FC_EUNSUPPORTED;
+  const WinoConv d = flipped_data_form(s);
+  const int nt = num_threads();
+  Buffer<T> dyf(s.n * s.k * s.howo), dxf(s.n * s.c * s.hw);
+  if (!dyf.ok() || !dxf.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of mirrored planes",
+                (long long)((s.n * s.k * s.howo + s.n * s.c * s.hw) * (int64_t)sizeof(T)));
+#pragma omp parallel num_threads(nt)
+  mirror_planes(dy, s.n * s.k, s.ho, s.wo, dyf.get(), false);
+  bool finite = u_finite;
+  if (u_finite) {
+    const fc_status st = forward_core(d, dyf.get(), w, (const T *)nullptr, dxf.get(), &finite, u,
+                                      (const Epilogue<T> *)nullptr, true);
+    if (st != FC_OK) return st;
+  }
+  if (finite) {
+#pragma omp parallel num_threads(nt)
+    mirror_planes(dxf.get(), s.n * s.c, s.in_h, s.in_w, dx, accumulate);
+    return FC_OK;
+  }
+  // (a NaN or an infinity in the filters or dy: as in the data gradient on w)
+  if (im2col_supports(s)) return gemm_conv_backward_data(s, dy, w, dx, false, accumulate);
+  if (fc_status st = conv2d_backward_data__direct(s, dy, w, dxf.get())) return st;
+  if (!accumulate) {
+    std::memcpy(dx, dxf.get(), (size_t)(s.n * s.c * s.hw) * sizeof(T));
+    return FC_OK;
+  }
+  const int64_t count = s.n * s.c * s.hw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < count; ++i) dx[i] += dxf.get()[i];
+  return FC_OK;
+}
 
 template <class T>
 int64_t winograd_filter_size(const ConvShape &s) {
@@ -622,6 +724,12 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
   return st;
 }
 
+template fc_status conv2d_backward_data__winograd_reusing<float>(const ConvShape &, const float *,
+                                                                 const float *, bool, const float *,
+                                                                 float *, bool);
+template fc_status conv2d_backward_data__winograd_reusing<double>(const ConvShape &, const double *,
+                                                                  const double *, bool,
+                                                                  const double *, double *, bool);
 template int64_t winograd_filter_size<float>(const ConvShape &);
 template int64_t winograd_filter_size<double>(const ConvShape &);
 template bool winograd_prepare_filters<float>(const ConvShape &, const float *, float *);

@@ -36,6 +36,7 @@ __all__ = [
 #: Every convolution algorithm by name; "auto" picks one of them by shape.
 ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
 _ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
+_WINOGRAD = _ALGO_IDS["winograd"]
 
 
 def _check_algo(algo):
@@ -64,6 +65,7 @@ class _Conv:
         if x.dtype != weight.dtype:
             raise TypeError(f"{op}: x is {x.dtype} but weight is {weight.dtype}; they must match")
         self.unbatched = x.ndim == want - 1
+        self.f64 = x.dtype == np.float64
         xs = (1,) + x.shape if self.unbatched else x.shape
         if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
             raise TypeError(f"groups must be an int, got {groups!r}")
@@ -146,6 +148,7 @@ class _Conv:
         self.nspatial = nspatial
         self.op = op
         self._idents = {}  # algo name -> its checked id (algo())
+        self._reusable = None  # fc_conv2d_prepared_reuse for Winograd (reuses())
 
     def input(self, x):
         """x as the contiguous batched array the kernels take (padded for odd 'same')."""
@@ -167,6 +170,23 @@ class _Conv:
             ]
             gx = np.ascontiguousarray(gx)
         return gx.reshape(orig_shape)
+
+    def reuses(self, ident):
+        """Whether a training step's data gradient should reuse the forward's filter transform
+        (a Conv2dPrepared): both directions run Winograd (algorithm ``ident``, or auto's choice
+        for each direction while autotuning is off; tuned choices are left to each call) and
+        the library's flipped data gradient applies to the shape."""
+        if ident == 0:
+            if _core.get_autotune():
+                return False
+            f = _core.conv2d_choose(self.probe, 0)
+            if f != _WINOGRAD or _core.conv2d_choose(self.probe, 1) != _WINOGRAD:
+                return False
+        elif ident != _WINOGRAD:
+            return False
+        if self._reusable is None:
+            self._reusable = _core.conv2d_prepared_reuse(self.desc, _WINOGRAD, self.f64)
+        return self._reusable
 
     def algo(self, algo):
         ident = self._idents.get(algo) if type(algo) is str else None
@@ -232,16 +252,25 @@ def _bias(bias, k, dtype):
 # convolutions
 
 
-def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial):
+def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial, keep=False):
+    """conv{1,2}d; with ``keep`` (autograd's forward of a step that will want grad_x), returns
+    (y, prepared): the filters prepared once (_core.Conv2dPrepared) where the data gradient
+    reuses their transform (_Conv.reuses), else None."""
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _conv(x, weight, stride, padding, dilation, groups, nspatial)
     ident = cv.algo(algo)
     b = _bias(bias, weight.shape[0], x.dtype)
     y = np.empty(cv.out_shape, dtype=x.dtype)
+    prepared = None
     if y.size == 0:  # an empty batch gives an empty result, as in PyTorch
-        return y
-    _core.conv2d_forward(cv.desc, ident, cv.input(x), cv.weight(weight), b, y.reshape(-1))
-    return y[0] if cv.unbatched else y
+        return (y, None) if keep else y
+    if keep and cv.reuses(ident):
+        prepared = _core.Conv2dPrepared(cv.desc, _WINOGRAD, cv.weight(weight))
+        prepared.forward(cv.input(x), b, y.reshape(-1))
+    else:
+        _core.conv2d_forward(cv.desc, ident, cv.input(x), cv.weight(weight), b, y.reshape(-1))
+    y = y[0] if cv.unbatched else y
+    return (y, prepared) if keep else y
 
 
 def _adds_into(into, cv, x, dy, w):
@@ -258,10 +287,22 @@ def _adds_into(into, cv, x, dy, w):
 
 
 def _backward(
-    grad_out, x, weight, stride, padding, dilation, groups, needs, algo, nspatial, into=None
+    grad_out,
+    x,
+    weight,
+    stride,
+    padding,
+    dilation,
+    groups,
+    needs,
+    algo,
+    nspatial,
+    into=None,
+    prepared=None,
 ):
     """conv{1,2}d_backward; with ``into`` (autograd's pending gradient of x), grad_x is added
-    into it where _adds_into allows, and ``into`` itself returned as grad_x."""
+    into it where _adds_into allows, and ``into`` itself returned as grad_x; with ``prepared``
+    (what _forward kept for these operands), grad_x comes from its filters."""
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _conv(x, weight, stride, padding, dilation, groups, nspatial)
     ident = cv.algo(algo)
@@ -289,11 +330,17 @@ def _backward(
             np.zeros(weight.shape[0], x.dtype) if needs[2] else None,
         )
     if needs[0] and into is not None and _adds_into(into, cv, x, dy, w):
-        _core.conv2d_backward_data(cv.desc, ident, dy, w, into.reshape(-1), accumulate=True)
+        if prepared is not None:
+            prepared.backward_data(dy, into.reshape(-1), accumulate=True)
+        else:
+            _core.conv2d_backward_data(cv.desc, ident, dy, w, into.reshape(-1), accumulate=True)
         gx = into
     elif needs[0]:
         gx = np.empty(cv.x_shape, dtype=x.dtype)
-        _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))
+        if prepared is not None:
+            prepared.backward_data(dy, gx.reshape(-1))
+        else:
+            _core.conv2d_backward_data(cv.desc, ident, dy, w, gx.reshape(-1))
         gx = cv.unpad_grad_x(gx, x.shape)
     if needs[1] or needs[2]:
         gw = np.empty(weight.shape, dtype=x.dtype) if needs[1] else None
@@ -321,6 +368,12 @@ def conv2d(
     algo: 'auto' or one of ALGORITHMS. Returns (N, K, Ho, Wo) in x's dtype.
     """
     return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2)
+
+
+def _conv2d_keeping(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+    """conv2d for autograd's forward of a step that will want grad_x: (y, prepared), as
+    _forward with ``keep``."""
+    return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2, keep=True)
 
 
 def conv2d_backward(

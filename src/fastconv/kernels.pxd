@@ -192,6 +192,10 @@ cdef extern from "fastconv/fastconv.h" nogil:
     fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
                                          const void *bias_or_null, const void *residual_or_null,
                                          int act, double alpha, void *y)
+    fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const void *dy,
+                                               int accumulate, void *dx)
+    fc_status fc_conv2d_prepared_reuse(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                       int *reuses)
     void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p)
 
     ctypedef struct fc_plan:

@@ -129,6 +129,23 @@ FC_API fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo 
 FC_API fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
                                             const void *bias_or_null, const void *residual_or_null,
                                             int act, double alpha, void *y);
+/* dx = (or with accumulate != 0, dx +=) the data gradient of p's convolution, as
+ * fc_conv2d_backward_data(_into) with p's algorithm and weights. A training step's forward and
+ * data gradient share one filter transform this way: where fc_conv2d_prepared_reuse says so,
+ * Winograd's data gradient runs on the forward's prepared filters (dy and dx mirrored, the
+ * filters read transposed, none transformed again); elsewhere it runs on p's weights. The
+ * result is within Winograd's accuracy of fc_conv2d_backward_data's, not bitwise equal to it
+ * (the tiles and the filter transform differ), and the same on every call. dx must not overlap
+ * dy. */
+FC_API fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const void *dy,
+                                                  int accumulate, void *dx);
+/* *reuses = 1 where a training step should prepare d's filters for algorithm a so that its
+ * data gradient (fc_conv2d_backward_data_prepared) reuses them, else 0: Winograd, where the
+ * forward and the data gradient both run unfused with one tile size, on few tiles (there the
+ * filter transform is a large part of the data gradient), and where the transformed filters,
+ * kept from the forward until the backward, stay small (they are 4x the weights). */
+FC_API fc_status fc_conv2d_prepared_reuse(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
+                                          int *reuses);
 FC_API void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p);
 
 /* A short static description of a status ("invalid argument", ...). */

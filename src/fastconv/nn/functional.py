@@ -108,12 +108,19 @@ class _Conv(Function):
         x, weight = _c(x), _c(weight)
         ctx.save_for_backward(x, weight)
         ctx.params, ctx.has_bias = params, bias is not None
+        ctx.prepared = None
+        if cls.nspatial == 2 and ctx.needs_input_grad[0] and is_grad_enabled():
+            # a step that will want grad_x: the filters transformed once for both directions
+            # where the data gradient can reuse them (Winograd, fastconv.functional._forward)
+            y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, **params)
+            return y
         return cls.kernel(x, weight, bias, **params)
 
     @classmethod
     def backward(cls, ctx, g):
         x, weight = ctx.saved
         nx, nw, nb = ctx.needs_input_grad
+        prepared, ctx.prepared = ctx.prepared, None  # (its filters freed once used)
         return _K._backward(
             _c(g),
             x,
@@ -121,6 +128,7 @@ class _Conv(Function):
             needs=(nx, nw, nb and ctx.has_bias),
             nspatial=cls.nspatial,
             into=ctx.grad_into.get(0) if ctx.grad_into else None,
+            prepared=prepared if nx else None,
             **{"algo": "auto", **ctx.params},  # (conv1d takes no algo: auto)
         )
 
