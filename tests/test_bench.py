@@ -212,6 +212,27 @@ def test_step_breakdown_splits_a_training_step(tmp_path, capsys):
     assert (saved["net"], saved["batch"], saved["size"]) == ("resnet18", 2, 32)
 
 
+def test_kernel_clock_times_prepared_convolutions():
+    """A step's Winograd layers prepared for both directions (_core.Conv2dPrepared) count as
+    convolutions, not as the rest, and the class is restored after."""
+    from fastconv import _core, autograd, bench_train
+    from fastconv.nn import functional as NF
+
+    original = _core.Conv2dPrepared
+    rng = np.random.default_rng(0)
+    x = autograd.Tensor(rng.standard_normal((4, 64, 14, 14)), requires_grad=True)
+    w = autograd.Tensor(rng.standard_normal((64, 64, 3, 3)), requires_grad=True)
+    acc = {}
+    with bench_train.kernel_clock(acc):
+        y = NF.conv2d(x, w, padding=1, algo="winograd")
+        assert isinstance(y._ctx.prepared._obj, original)
+        after_forward = acc["convolutions"]
+        y.backward(np.ones(y.shape))
+    assert _core.Conv2dPrepared is original
+    assert 0 < after_forward < acc["convolutions"]
+    assert x.grad is not None and np.isfinite(x.grad).all()
+
+
 def test_kernel_clock_restores_after_an_error():
     from fastconv import _core, bench_train
 

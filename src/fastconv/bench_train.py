@@ -157,16 +157,48 @@ KERNEL_GROUPS = (
             "adaptive_avg_pool2d_backward",
         ),
     ),
-    ("element-wise", ("relu_forward", "relu_backward", "add_inplace")),
+    ("element-wise", ("relu_forward", "relu_backward", "relu_backward_rows", "add_inplace")),
     ("loss", ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward")),
 )
+# Classes of fastconv._core whose construction and methods run kernels: a training step's
+# Winograd filters prepared for both directions (fastconv.functional._forward).
+KERNEL_CLASSES = (("convolutions", "Conv2dPrepared", ("forward", "backward_data")),)
 REST = "python"  # the step's time outside every kernel above
+
+
+def _clocked_class(cls, group, methods, acc):
+    """A stand-in for cls whose construction and ``methods`` add their seconds to acc[group]."""
+
+    def add(t0):
+        acc[group] = acc.get(group, 0.0) + time.perf_counter() - t0
+
+    class Clocked:
+        def __init__(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                self._obj = cls(*args, **kwargs)
+            finally:
+                add(t0)
+
+    for m in methods:
+
+        def method(self, *args, _m=m, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return getattr(self._obj, _m)(*args, **kwargs)
+            finally:
+                add(t0)
+
+        setattr(Clocked, m, method)
+    Clocked.__name__ = cls.__name__
+    return Clocked
 
 
 @contextlib.contextmanager
 def kernel_clock(acc):
-    """While inside, every kernel of KERNEL_GROUPS adds its seconds to acc[group] (fastconv
-    calls them as attributes of fastconv._core, so wrapping the attributes sees every call)."""
+    """While inside, every kernel of KERNEL_GROUPS (and of KERNEL_CLASSES) adds its seconds to
+    acc[group] (fastconv calls them as attributes of fastconv._core, so wrapping the attributes
+    sees every call)."""
     from . import _core
 
     saved = {}
@@ -184,6 +216,9 @@ def kernel_clock(acc):
                         acc[_group] = acc.get(_group, 0.0) + time.perf_counter() - t0
 
                 setattr(_core, name, clocked)
+        for group, name, methods in KERNEL_CLASSES:
+            saved[name] = getattr(_core, name)
+            setattr(_core, name, _clocked_class(saved[name], group, methods, acc))
         yield acc
     finally:
         for name, fn in saved.items():
