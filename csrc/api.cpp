@@ -126,11 +126,27 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
 }
 
-// The data gradient on direct (the blocked forward of the transposed convolution): unit stride,
-// a 5x5 or larger "same"-padded kernel, rows 24+ wide, 16+ input channels (see choose).
+// A unit-stride, undilated, "same"-padded kernel of 5x5 or more.
+static bool same_large_kernel(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh >= 5 && s.kw >= 5 &&
+         2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1;
+}
+
+// The data gradient on direct (the blocked forward of the transposed convolution): a
+// same_large_kernel with 16+ input channels, rows 24+ wide, or any rows from 4 images (see
+// choose). On rows under 24 (5x5 layers with 16-96 channels in and 32-128 out on 7x7 to 17x17
+// planes, GoogLeNet's and more; interleaved, best of 9-15, two runs, AVX2 EPYC, 2 threads)
+// direct took 0.42-0.76x im2col's time at 4 and 8 images, except 128 channels of gradient into
+// 32-64 on 10x10 and 14x14 planes, even (0.72-1.10x); at one image it lost there (1.08-3.2x).
 static bool direct_data_grad_pays(const ConvShape &s) {
-  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kk >= 25 && s.wo >= 24 &&
-         s.cg >= 16 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1;
+  return same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4);
+}
+
+// The forward on direct where rows are too narrow for its blocked forward (under 10): a
+// same_large_kernel with 16+ input channels. 5x5 layers on 7x7 planes (GoogLeNet's 32>128 and
+// 48>128, 16>32) took 0.63-0.81x im2col's time at 1, 4 and 8 images (as above).
+static bool direct_narrow_forward_pays(const ConvShape &s) {
+  return same_large_kernel(s) && s.cg >= 16 && s.wo < 10;
 }
 
 // Whole-plane FFT pays when the kernel is large next to the frequency bins each output
@@ -204,7 +220,7 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    forward takes the direct tiles for its wide rows, with a 5x5 or larger "same"-padded kernel
 //    and enough input channels to fill the tiles' output channels (Inception's 5x5 48>64 at
 //    35x35: direct 0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25
-//    taps per input). Unpadded, the transposed convolution pads dy by k-1 a side, and the
+//    taps per input), on narrower rows too from 4 images (direct_data_grad_pays). Unpadded, the transposed convolution pads dy by k-1 a side, and the
 //    tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
 //  - unit-stride forward with one group, 24+ input channels and output rows 10+ wide where
@@ -242,7 +258,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
     return FC_ALGO_DIRECT;
   if (dir != FC_DIR_BACKWARD_WEIGHT && s.ckk * s.kg < 64) return FC_ALGO_DIRECT;
   // (direct's blocked forward: conv/direct_blocked.cpp, with its measurements)
-  if (dir == FC_DIR_FORWARD && direct_blocked_pays(s)) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_FORWARD && (direct_blocked_pays(s) || direct_narrow_forward_pays(s)))
+    return FC_ALGO_DIRECT;
   if (dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s)) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }

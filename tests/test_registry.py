@@ -293,6 +293,29 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
     assert got == want, (x, w, got)
 
 
+@pytest.mark.parametrize(
+    "x, w, pad, want",
+    [
+        # GoogLeNet's 5x5 on 14x14 and 7x7 planes at batch 4: direct's data gradient below 24
+        # rows from 4 images; at one image im2col keeps it
+        ((4, 32, 14, 14), (128, 32, 5, 5), 2, ("direct", "direct")),
+        ((1, 32, 14, 14), (128, 32, 5, 5), 2, ("direct", "im2col")),
+        # rows under 10 (no blocked forward): the forward on direct as well
+        ((4, 48, 7, 7), (128, 48, 5, 5), 2, ("direct", "direct")),
+        ((1, 48, 7, 7), (128, 48, 5, 5), 2, ("direct", "im2col")),
+        # unpadded, or 3x3, or under 16 input channels: as before
+        ((4, 48, 11, 11), (128, 48, 5, 5), 0, ("im2col", "im2col")),
+        ((4, 8, 14, 14), (32, 8, 5, 5), 2, ("direct", "im2col")),
+    ],
+)
+def test_heuristic_direct_for_narrow_same_padded_large_kernels(x, w, pad, want):
+    """direct_narrow_forward_pays and direct_data_grad_pays (csrc/api.cpp)."""
+    got = tuple(
+        fastconv.algorithms(x, w, padding=pad, direction=d)[0] for d in ("forward", "backward_data")
+    )
+    assert got == want, (x, w, got)
+
+
 def test_heuristic_winograd_forward_needs_more_than_one_images_nine_tiles():
     """winograd_pays (csrc/api.cpp): the fused forward from 10 tiles. L5 at batch 1 (11x11
     outputs: 9 tiles of 4x4) runs without Winograd (direct's blocked forward); the same layer
