@@ -443,7 +443,8 @@ namespace {
 // applied to each block's outputs as the output transform writes them.
 // u_t: u_pre holds the transformed filters of the convolution whose data gradient p is, in that
 // forward's unfused layout U[e][k][c] (p's [e][c][k]): the products read it transposed, and
-// the unfused path runs whatever use_fused says (data_gradient_reuses checks it would anyway).
+// the unfused path runs whatever use_fused says (winograd_data_gradient_reuses checks that it
+// would anyway).
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
                        const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr,
