@@ -2,6 +2,7 @@
 consistent, and --json/--plot write their files. (Speed itself is never asserted.)"""
 
 import json
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -231,6 +232,42 @@ def test_kernel_clock_times_prepared_convolutions():
     assert _core.Conv2dPrepared is original
     assert 0 < after_forward < acc["convolutions"]
     assert x.grad is not None and np.isfinite(x.grad).all()
+
+
+# fastconv._core calls a training step makes that run no kernel (choices, settings)
+BOOKKEEPING = {"conv2d_choose", "conv2d_prepared_reuse", "get_autotune", "memory_handler_set"}
+
+
+def test_kernel_clock_misses_no_kernel_of_a_step(monkeypatch):
+    """Every fastconv._core function a training step calls is clocked (KERNEL_GROUPS or
+    KERNEL_CLASSES) or bookkeeping: a new kernel binding left out of the clock would be counted
+    as Python (as relu_backward_rows was). A ResNet-18 step (batch norm, residual sums, the
+    optimizer, the loss) and a GoogLeNet forward and backward (concatenated branches, ReLU on
+    their rows, pooling, prepared Winograd layers)."""
+    from fastconv import _core, autograd, bench_train, nn
+    from fastconv.bench import build_net
+
+    called = set()
+    for name in dir(_core):
+        fn = getattr(_core, name)
+        if name.startswith("_") or not callable(fn) or isinstance(fn, type):
+            continue
+
+        def spy(*args, _name=name, _fn=fn, **kwargs):
+            called.add(_name)
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(_core, name, spy)
+    model, x, y, kw = bench_train.step_setup("resnet18", 2, 32)
+    bench_train.training_step("fastconv", "resnet18", x, y, kw, model)()
+    spec = json.loads((resources.files("fastconv.suites") / "convnet_benchmarks.json").read_text())[
+        "nets"
+    ]["googlenet_v1"]
+    net = build_net(spec, nn, lambda ts: autograd.concat(ts, axis=1))
+    net(autograd.Tensor(np.zeros((4, 3, 224, 224), np.float32))).sum().backward()
+    clocked = {n for _, names in bench_train.KERNEL_GROUPS for n in names}
+    assert "relu_backward_rows" in called and "max_pool2d_backward" in called
+    assert called - clocked - BOOKKEEPING == set()
 
 
 def test_kernel_clock_restores_after_an_error():
