@@ -269,14 +269,14 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
 // The data gradient from the forward's prepared filters (a training step's forward and data
 // gradient share one filter transform): where it applies (the forward and the data gradient
 // both unfused, with one tile size), and dx (+)= the data gradient from u (FC_EUNSUPPORTED
-// where it does not apply; w for a non-finite operand, as above).
+// where it does not apply; *finite false, dx untouched, for a non-finite operand).
 bool winograd_data_gradient_reuses(const ConvShape &s);
 // Whether a training step should keep the forward's transformed filters for it (few tiles,
 // small filters; elem_bytes: 4 or 8).
 bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes);
 template <class T>
-fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u,
-                                                 bool u_finite, const T *w, T *dx, bool accumulate);
+fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u, T *dx,
+                                                 bool accumulate, bool *finite);
 // The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
 // runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near the input's size), its
 // packed filters (elements, packing; inference plans pack once), and the forward on packed

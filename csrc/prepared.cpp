@@ -177,17 +177,19 @@ fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const vo
   clear_error();
   if (!p) return fail(FC_EINVAL, "prepared must not be NULL");
   if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
-  if (!(p->a == FC_ALGO_WINOGRAD && p->u && winograd_data_gradient_reuses(p->s)))
-    return accumulate ? fc_conv2d_backward_data_into(&p->d, p->t, p->a, dy, p->w, dx)
-                      : fc_conv2d_backward_data(&p->d, p->t, p->a, dy, p->w, dx);
-  auto run = [&](auto tag) -> fc_status {
-    using T = decltype(tag);
-    return conv2d_backward_data__winograd_reusing(p->s, (const T *)dy, (const T *)p->u.get(),
-                                                  p->u_finite, (const T *)p->w, (T *)dx,
-                                                  accumulate != 0);
-  };
-  blas_init_single_threaded();
-  return run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
+  bool finite = false;  // (false: the ordinary data gradient on p's weights)
+  if (p->a == FC_ALGO_WINOGRAD && p->u && p->u_finite && winograd_data_gradient_reuses(p->s)) {
+    auto run = [&](auto tag) -> fc_status {
+      using T = decltype(tag);
+      return conv2d_backward_data__winograd_reusing(p->s, (const T *)dy, (const T *)p->u.get(),
+                                                    (T *)dx, accumulate != 0, &finite);
+    };
+    blas_init_single_threaded();
+    const fc_status st = run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
+    if (st != FC_OK || finite) return st;
+  }
+  return accumulate ? fc_conv2d_backward_data_into(&p->d, p->t, p->a, dy, p->w, dx)
+                    : fc_conv2d_backward_data(&p->d, p->t, p->a, dy, p->w, dx);
 }
 
 void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p) { delete p; }

@@ -107,11 +107,12 @@ void conv2d_backward_weight(const Desc &a, int algo, const py::array &dy, const 
 // data gradient: Winograd's data gradient then reuses the forward's filter transform.
 class Prepared {
  public:
-  Prepared(const Desc &a, int algo, const py::array &w) : d_(to_desc(a)), z_(sizes(a)), w_(w) {
+  Prepared(const Desc &a, int algo, const py::array &w) : z_(sizes(a)), w_(w) {
     t_ = dtype_of(w, "weight");
     check_array(w, "weight", t_, z_.w, false);
+    const fc_conv2d_desc d = to_desc(a);
     fc_conv2d_prepared *p = nullptr;
-    check(fcpy::call([&] { return fc_conv2d_prepare(&d_, t_, (fc_algo)algo, w.data(), 1, &p); }));
+    check(fcpy::call([&] { return fc_conv2d_prepare(&d, t_, (fc_algo)algo, w.data(), 1, &p); }));
     p_.reset(p);
   }
 
@@ -141,7 +142,6 @@ class Prepared {
   struct Destroy {
     void operator()(fc_conv2d_prepared *p) const { fc_conv2d_prepared_destroy(p); }
   };
-  fc_conv2d_desc d_;
   Sizes z_;
   py::array w_;  // (borrowed by the prepared filters)
   fc_dtype t_ = FC_F32;

@@ -638,11 +638,12 @@ bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes) {
 
 // dx (+)= the data gradient from the forward's prepared filters u (winograd_prepare_filters on
 // an unfused shape): dy mirrored into a workspace, the flipped problem's forward with u read
-// transposed (no filter transform), its output mirrored into dx.
+// transposed (no filter transform), its output mirrored into dx. *finite is false, and dx
+// untouched, where a transform met a NaN or an infinity: the caller then runs the ordinary
+// data gradient, which takes the GEMM path for such operands.
 template <class T>
-fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u,
-                                                 bool u_finite, const T *w, T *dx,
-                                                 bool accumulate) {
+fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u, T *dx,
+                                                 bool accumulate, bool *finite) {
   if (!winograd_data_gradient_reuses(s)) return FC_EUNSUPPORTED;
   const WinoConv d = flipped_data_form(s);
   const int nt = num_threads();
@@ -652,27 +653,11 @@ fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy
                 (long long)((s.n * s.k * s.howo + s.n * s.c * s.hw) * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(nt)
   mirror_planes(dy, s.n * s.k, s.ho, s.wo, dyf.get(), false);
-  bool finite = u_finite;
-  if (u_finite) {
-    const fc_status st = forward_core(d, dyf.get(), w, (const T *)nullptr, dxf.get(), &finite, u,
-                                      (const Epilogue<T> *)nullptr, true);
-    if (st != FC_OK) return st;
-  }
-  if (finite) {
+  const fc_status st = forward_core(d, dyf.get(), (const T *)nullptr, (const T *)nullptr, dxf.get(),
+                                    finite, u, (const Epilogue<T> *)nullptr, true);
+  if (st != FC_OK || !*finite) return st;
 #pragma omp parallel num_threads(nt)
-    mirror_planes(dxf.get(), s.n * s.c, s.in_h, s.in_w, dx, accumulate);
-    return FC_OK;
-  }
-  // (a NaN or an infinity in the filters or dy: as in the data gradient on w)
-  if (im2col_supports(s)) return gemm_conv_backward_data(s, dy, w, dx, false, accumulate);
-  if (fc_status st = conv2d_backward_data__direct(s, dy, w, dxf.get())) return st;
-  if (!accumulate) {
-    std::memcpy(dx, dxf.get(), (size_t)(s.n * s.c * s.hw) * sizeof(T));
-    return FC_OK;
-  }
-  const int64_t count = s.n * s.c * s.hw;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < count; ++i) dx[i] += dxf.get()[i];
+  mirror_planes(dxf.get(), s.n * s.c, s.in_h, s.in_w, dx, accumulate);
   return FC_OK;
 }
 
@@ -726,11 +711,11 @@ fc_status conv2d_forward__winograd_prepared(const ConvShape &s, const T *x, cons
 }
 
 template fc_status conv2d_backward_data__winograd_reusing<float>(const ConvShape &, const float *,
-                                                                 const float *, bool, const float *,
-                                                                 float *, bool);
+                                                                 const float *, float *, bool,
+                                                                 bool *);
 template fc_status conv2d_backward_data__winograd_reusing<double>(const ConvShape &, const double *,
-                                                                  const double *, bool,
-                                                                  const double *, double *, bool);
+                                                                  const double *, double *, bool,
+                                                                  bool *);
 template int64_t winograd_filter_size<float>(const ConvShape &);
 template int64_t winograd_filter_size<double>(const ConvShape &);
 template bool winograd_prepare_filters<float>(const ConvShape &, const float *, float *);
