@@ -166,30 +166,32 @@ KERNEL_CLASSES = (("convolutions", "Conv2dPrepared", ("forward", "backward_data"
 REST = "python"  # the step's time outside every kernel above
 
 
+def _clocked(fn, group, acc):
+    """fn, adding the seconds of each call to acc[group]."""
+
+    def clocked(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            acc[group] = acc.get(group, 0.0) + time.perf_counter() - t0
+
+    return clocked
+
+
 def _clocked_class(cls, group, methods, acc):
     """A stand-in for cls whose construction and ``methods`` add their seconds to acc[group]."""
-
-    def add(t0):
-        acc[group] = acc.get(group, 0.0) + time.perf_counter() - t0
+    make = _clocked(cls, group, acc)
 
     class Clocked:
         def __init__(self, *args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                self._obj = cls(*args, **kwargs)
-            finally:
-                add(t0)
+            self._obj = make(*args, **kwargs)
 
     for m in methods:
-
-        def method(self, *args, _m=m, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return getattr(self._obj, _m)(*args, **kwargs)
-            finally:
-                add(t0)
-
-        setattr(Clocked, m, method)
+        call = _clocked(getattr(cls, m), group, acc)  # (the method, called with the object)
+        setattr(
+            Clocked, m, lambda self, *args, _call=call, **kwargs: _call(self._obj, *args, **kwargs)
+        )
     Clocked.__name__ = cls.__name__
     return Clocked
 
@@ -205,17 +207,8 @@ def kernel_clock(acc):
     try:
         for group, names in KERNEL_GROUPS:
             for name in names:
-                fn = getattr(_core, name)
-                saved[name] = fn
-
-                def clocked(*args, _fn=fn, _group=group, **kwargs):
-                    t0 = time.perf_counter()
-                    try:
-                        return _fn(*args, **kwargs)
-                    finally:
-                        acc[_group] = acc.get(_group, 0.0) + time.perf_counter() - t0
-
-                setattr(_core, name, clocked)
+                saved[name] = getattr(_core, name)
+                setattr(_core, name, _clocked(saved[name], group, acc))
         for group, name, methods in KERNEL_CLASSES:
             saved[name] = getattr(_core, name)
             setattr(_core, name, _clocked_class(saved[name], group, methods, acc))
