@@ -116,13 +116,14 @@ class Prepared {
     p_.reset(p);
   }
 
-  void forward(const py::array &x, const py::object &b, py::array &y) {
+  // act: an fc_act applied in the output stage (nn.Sequential's Conv2d, ReLU pairs).
+  void forward(const py::array &x, const py::object &b, py::array &y, int act) {
     check_array(x, "x", t_, z_.x, false);
     check_array(y, "out", t_, z_.y, true);
     py::array bias;
     const void *bp = opt_in(b, "bias", t_, z_.k, &bias);
     check(fcpy::call([&] {
-      return fc_conv2d_forward_prepared(p_.get(), x.data(), bp, nullptr, FC_ACT_NONE, 0.0,
+      return fc_conv2d_forward_prepared(p_.get(), x.data(), bp, nullptr, act, 0.0,
                                         y.mutable_data());
     }));
   }
@@ -443,7 +444,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Prepared>(m, "Conv2dPrepared")
       .def(py::init<const Desc &, int, const py::array &>(), py::arg("desc"), py::arg("algo"),
            py::arg("weight"))
-      .def("forward", &Prepared::forward, py::arg("x"), py::arg("bias"), py::arg("out"))
+      .def("forward", &Prepared::forward, py::arg("x"), py::arg("bias"), py::arg("out"),
+           py::arg("act") = 0)
       .def("backward_data", &Prepared::backward_data, py::arg("grad_out"), py::arg("grad_x"),
            py::arg("accumulate") = false);
   m.def("conv2d_forward", &conv2d_forward, py::arg("desc"), py::arg("algo"), py::arg("x"),

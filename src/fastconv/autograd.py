@@ -1060,17 +1060,21 @@ class Relu(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y = ctx.saved[0]
-        if _native(y) and g.dtype == y.dtype and g.shape == y.shape:
-            # read in place by rows where g lies as rows (a contiguous g is one row; a concat's
-            # slice, Inception's branches, many), else gathered into dx first, then masked there
-            # (NumPy's g * (y > 0) takes three passes)
-            dx = np.empty_like(y)
-            if not _core.relu_backward_rows(g, y, dx):
-                np.copyto(dx, g)
-                _core.relu_backward(dx, y, dx)
-            return dx
-        return g * (y > 0)
+        return _relu_grad(g, ctx.saved[0])
+
+
+def _relu_grad(g, y):
+    """ReLU's gradient: g where the output y > 0, else 0 (also the fused Conv2d + ReLU's)."""
+    if _native(y) and g.dtype == y.dtype and g.shape == y.shape:
+        # read in place by rows where g lies as rows (a contiguous g is one row; a concat's
+        # slice, Inception's branches, many), else gathered into dx first, then masked there
+        # (NumPy's g * (y > 0) takes three passes)
+        dx = np.empty_like(y)
+        if not _core.relu_backward_rows(g, y, dx):
+            np.copyto(dx, g)
+            _core.relu_backward(dx, y, dx)
+        return dx
+    return g * (y > 0)
 
 
 class LeakyRelu(Function):

@@ -37,6 +37,8 @@ __all__ = [
 ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
 _ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
 _WINOGRAD = _ALGO_IDS["winograd"]
+_ACT_RELU = 1  # fc_act's FC_ACT_RELU (fastconv.h)
+_GEMM_ALGOS = (_ALGO_IDS["im2col"], _ALGO_IDS["gemm1x1"])
 
 
 def _check_algo(algo):
@@ -171,6 +173,13 @@ class _Conv:
             gx = np.ascontiguousarray(gx)
         return gx.reshape(orig_shape)
 
+    def concrete(self, ident):
+        """The algorithm a forward with ``ident`` runs: ident itself, or auto's choice while
+        autotuning is off; 0 when autotuning will choose inside the call."""
+        if ident:
+            return ident
+        return 0 if _core.get_autotune() else _core.conv2d_choose(self.probe, 0)
+
     def reuses(self, ident):
         """Whether a training step's data gradient should reuse the forward's filter transform
         (a Conv2dPrepared): both directions run Winograd (algorithm ``ident``, or auto's choice
@@ -252,10 +261,15 @@ def _bias(bias, k, dtype):
 # convolutions
 
 
-def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial, keep=False):
+def _forward(
+    x, weight, bias, stride, padding, dilation, groups, algo, nspatial, keep=False, relu=False
+):
     """conv{1,2}d; with ``keep`` (autograd's forward of a step that will want grad_x), returns
     (y, prepared): the filters prepared once (_core.Conv2dPrepared) where the data gradient
-    reuses their transform (_Conv.reuses), else None."""
+    reuses their transform (_Conv.reuses), else None. With ``relu`` (2-D only), y is the ReLU
+    of the convolution, applied in the kernels' output stage (fc_conv2d_forward_prepared's
+    epilogue: after each GEMM tile, output row or output transform; one pass after the others):
+    the same values as conv2d then relu, without the pass over y in between."""
     x, weight = _array(x, "x"), _array(weight, "weight")
     cv = _conv(x, weight, stride, padding, dilation, groups, nspatial)
     ident = cv.algo(algo)
@@ -264,11 +278,24 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, algo, nspatial,
     prepared = None
     if y.size == 0:  # an empty batch gives an empty result, as in PyTorch
         return (y, None) if keep else y
+    act = _ACT_RELU if relu else 0
     if keep and cv.reuses(ident):
         prepared = _core.Conv2dPrepared(cv.desc, _WINOGRAD, cv.weight(weight))
-        prepared.forward(cv.input(x), b, y.reshape(-1))
+        prepared.forward(cv.input(x), b, y.reshape(-1), act)
+    elif relu and cv.concrete(ident) in _GEMM_ALGOS:
+        # the GEMM forward with its epilogue after each output tile, as the ordinary call runs
+        # it (borrowing the weights: nothing is copied)
+        _core.Conv2dPrepared(cv.desc, cv.concrete(ident), cv.weight(weight)).forward(
+            cv.input(x), b, y.reshape(-1), act
+        )
     else:
         _core.conv2d_forward(cv.desc, ident, cv.input(x), cv.weight(weight), b, y.reshape(-1))
+        if relu:
+            # ReLU in place, one pass: a prepared Winograd forward (its filters transformed
+            # whole, then the fused output transform) measured up to 1.2x slower than the
+            # ordinary one at batch 1 and on 56x56 planes; direct's prepared filters would be
+            # packed into fresh memory on every call; autotuning chooses inside the call
+            _core.relu_forward(y, y)
     y = y[0] if cv.unbatched else y
     return (y, prepared) if keep else y
 
@@ -370,10 +397,19 @@ def conv2d(
     return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2)
 
 
-def _conv2d_keeping(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+def _conv2d_keeping(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto", relu=False
+):
     """conv2d for autograd's forward of a step that will want grad_x: (y, prepared), as
-    _forward with ``keep``."""
-    return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2, keep=True)
+    _forward with ``keep`` (and ``relu``: the ReLU of the convolution)."""
+    return _forward(
+        x, weight, bias, stride, padding, dilation, groups, algo, 2, keep=True, relu=relu
+    )
+
+
+def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
+    """relu(conv2d(...)) with the ReLU in the convolution's output stage (_forward's ``relu``)."""
+    return _forward(x, weight, bias, stride, padding, dilation, groups, algo, 2, relu=True)
 
 
 def conv2d_backward(

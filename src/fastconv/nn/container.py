@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .. import autograd
+from .activation import ReLU
+from .conv import Conv2d
 from .module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -48,9 +51,36 @@ class Sequential(_Indexed):
         return Sequential(OrderedDict(items))
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            if i + 1 < n and _fuses(m, mods[i + 1]):
+                x = m._forward_relu(x)  # (one node; the same values and gradients)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
         return x
+
+
+def _fuses(m, nxt):
+    """Whether Sequential runs m then nxt as one Conv2d + ReLU node (Conv2d._forward_relu): both
+    exactly those classes (a subclass may have its own forward), neither with hooks (they would
+    see the convolution's output), and no forward being captured (fastconv.inference traces
+    the ops one by one and fuses them itself)."""
+    return (
+        type(m) is Conv2d
+        and type(nxt) is ReLU
+        and not _hooked(m)
+        and not _hooked(nxt)
+        and autograd._tracer.record is None
+    )
+
+
+def _hooked(m):
+    d = m.__dict__
+    return bool(d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"))
 
 
 class ModuleList(_Indexed):

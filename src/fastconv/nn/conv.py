@@ -160,6 +160,21 @@ class Conv2d(_ConvNd):
         x, padding = self._padded(x)
         return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
+    def _forward_relu(self, x):
+        """relu(self.forward(x)) as one node, the ReLU in the kernels' output stage
+        (Sequential runs a Conv2d followed by a ReLU this way)."""
+        x, padding = self._padded(x)
+        return F.Conv2dRelu.apply(
+            x,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            algo="auto",
+        )
+
 
 class Conv1d(_ConvNd):
     """1-D convolution over (N, C, L) or (C, L), as ``torch.nn.Conv1d``."""

@@ -30,6 +30,7 @@ from ..autograd import (
     Softmax,
     Tanh,
     Tensor,
+    _relu_grad,
     concat,
     default_generator,
     is_grad_enabled,
@@ -137,6 +138,29 @@ class Conv2d(_Conv):
     """conv2d's primitive (``fastconv.conv2d`` and ``conv2d_backward``)."""
 
     kernel = staticmethod(_K.conv2d)
+
+
+class Conv2dRelu(Conv2d):
+    """relu(conv2d(...)) as one node (nn.Sequential's Conv2d, ReLU pairs): the ReLU applied in
+    the convolution's output stage, so no pass over the convolution's output and no second
+    node; the backward masks the gradient as ReLU's does, then runs the convolution's."""
+
+    @classmethod
+    def forward(cls, ctx, x, weight, bias, **params):
+        x, weight = _c(x), _c(weight)
+        ctx.save_for_backward(x, weight)
+        ctx.params, ctx.has_bias = params, bias is not None
+        ctx.prepared = None
+        if ctx.needs_input_grad[0] and is_grad_enabled():
+            y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, relu=True, **params)
+        else:
+            y = _K._conv2d_relu(x, weight, bias, **params)
+        ctx.y = y  # (ReLU's mask)
+        return y
+
+    @classmethod
+    def backward(cls, ctx, g):
+        return super().backward(ctx, _relu_grad(g, ctx.y))
 
 
 class Conv1d(_Conv):
