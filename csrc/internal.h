@@ -305,5 +305,20 @@ const char *fft_why_not(const ConvShape &s);
 // Frequency bins of the FFT path's transform of one plane (power-of-two sizes, real input);
 // for shapes fft_supports.
 int64_t fft_bins(const ConvShape &s);
+// The FFT forward and data gradient on filters transformed once (a training step's forward and
+// data gradient share the transform; inference plans keep it): whether a step should keep them
+// (fft_reuse_pays), their size in doubles, the transform (false, spec untouched, for a filter
+// that is not finite), and the two products on them; *finite false, the output untouched, for
+// a non-finite x or dy (the caller then runs the ordinary call, which takes the GEMM path).
+bool fft_reuse_pays(const ConvShape &s);
+int64_t fft_spectra_size(const ConvShape &s);
+template <class T>
+bool fft_prepare_filters(const ConvShape &s, const T *w, double *spec);
+template <class T>
+fc_status conv2d_forward__fft_prepared(const ConvShape &s, const T *x, const double *spec,
+                                       const T *b, T *y, bool *finite);
+template <class T>
+fc_status conv2d_backward_data__fft_prepared(const ConvShape &s, const T *dy, const double *spec,
+                                             T *dx, bool accumulate, bool *finite);
 
 }  // namespace fc

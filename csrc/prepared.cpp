@@ -1,8 +1,8 @@
 // Filters prepared once for many forwards of one convolution (inference plans): Winograd keeps
 // its filters in the transform domain, so a call skips the transform (for VGG's 512-channel
-// layers 36 x 512 x 512 elements written and read again per call), and direct's blocked forward
-// keeps them packed in 8-channel blocks; the other algorithms keep the weights as given and run
-// the ordinary forward. The forward takes the plan's epilogue (epilogue.h): im2col and gemm1x1
+// layers 36 x 512 x 512 elements written and read again per call), FFT keeps its filters' bins
+// where they stay small (fft_reuse_pays), and direct's blocked forward keeps them packed in
+// 8-channel blocks; the other algorithms keep the weights as given and run the ordinary forward. The forward takes the plan's epilogue (epilogue.h): im2col and gemm1x1
 // apply it to each output tile right after its GEMM, the blocked direct forward to each output
 // row, Winograd in its output transform, the others in one pass after the call.
 #include <memory>
@@ -30,6 +30,11 @@ struct CachedBlock {
     p = (char *)fc::cached_alloc(bytes);
     return p != nullptr;
   }
+  void release() {
+    fc::cached_free(p, bytes);
+    p = nullptr;
+    bytes = 0;
+  }
   char *get() const { return p; }
   explicit operator bool() const { return p != nullptr; }
 };
@@ -43,6 +48,7 @@ struct fc_conv2d_prepared {
   const void *w = nullptr;  // w_owned.get(), or the caller's (borrowed)
   CachedBlock u;            // Winograd's U, or none
   bool u_finite = true;
+  CachedBlock spec;  // FFT's filter bins (complex doubles), or none (also where not finite)
   Owned blocked{nullptr, std::free};  // direct's blocked filters, or none
 };
 
@@ -69,6 +75,17 @@ fc_status prepare_winograd(fc_conv2d_prepared *p) {
     return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
                     (long long)(n * (int64_t)sizeof(T)));
   p->u_finite = fc::winograd_prepare_filters(p->s, (const T *)p->w, (T *)p->u.get());
+  return FC_OK;
+}
+
+template <class T>
+fc_status prepare_fft(fc_conv2d_prepared *p) {
+  const int64_t bytes = fc::fft_spectra_size(p->s) * (int64_t)sizeof(double);
+  if (!p->spec.reset(bytes))
+    return fc::fail(FC_ENOMEM, "cannot allocate %lld bytes of transformed filters",
+                    (long long)bytes);
+  if (!fc::fft_prepare_filters(p->s, (const T *)p->w, (double *)p->spec.get()))
+    p->spec.release();  // (a filter that is not finite: the calls run on w)
   return FC_OK;
 }
 
@@ -116,6 +133,12 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     });
     if (st) return st;
   }
+  if (a == FC_ALGO_FFT && fft_reuse_pays(s)) {
+    const fc_status st = run_entry([&, t] {
+      return t == FC_F32 ? prepare_fft<float>(p.get()) : prepare_fft<double>(p.get());
+    });
+    if (st) return st;
+  }
   if (a == FC_ALGO_DIRECT && direct_blocked_runs(s)) {
     const fc_status st = run_entry([&, t] {
       return t == FC_F32 ? prepare_blocked<float>(p.get()) : prepare_blocked<double>(p.get());
@@ -152,7 +175,11 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
     if (p->u)  // fused into the output transform
       return conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y,
                                                &ep);
-    fc_status st = fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
+    bool done = false;  // (FFT's bins, where x is finite)
+    fc_status st =
+        p->spec ? conv2d_forward__fft_prepared(s, X, (const double *)p->spec.get(), B, Y, &done)
+                : FC_OK;
+    if (st == FC_OK && !done) st = fc_conv2d_forward(&p->d, p->t, p->a, x, W, bias_or_null, y);
     if (st == FC_OK && !ep.none())
       eltwise(Y, ep.res, Y, out, act, alpha);  // one pass after, in place
     return st;
@@ -168,7 +195,8 @@ fc_status fc_conv2d_prepared_reuse(const fc_conv2d_desc *d, fc_dtype t, fc_algo 
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (fc_status st = check_dtype(t)) return st;
-  *reuses = a == FC_ALGO_WINOGRAD && winograd_reuse_pays(s, t == FC_F32 ? 4 : 8);
+  *reuses = (a == FC_ALGO_WINOGRAD && winograd_reuse_pays(s, t == FC_F32 ? 4 : 8)) ||
+            (a == FC_ALGO_FFT && fft_reuse_pays(s));
   return FC_OK;
 }
 
@@ -185,6 +213,15 @@ fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const vo
                                                     (T *)dx, accumulate != 0, &finite);
     };
     blas_init_single_threaded();
+    const fc_status st = run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
+    if (st != FC_OK || finite) return st;
+  }
+  if (p->spec) {  // (FFT's bins: the forward's filter transform)
+    auto run = [&](auto tag) -> fc_status {
+      using T = decltype(tag);
+      return conv2d_backward_data__fft_prepared(p->s, (const T *)dy, (const double *)p->spec.get(),
+                                                (T *)dx, accumulate != 0, &finite);
+    };
     const fc_status st = run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
     if (st != FC_OK || finite) return st;
   }

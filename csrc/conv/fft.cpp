@@ -167,15 +167,30 @@ inline void inverse_transform(const FftUKernels &u, const FftSize &z, const doub
   u.irfft2_f32(z, in, bs, dst, p, scale, bias, bias_stride, scr);
 }
 
+// Q's bins computed before the call (fft_prepare_filters: a convolution's filters, transformed
+// once for a training step's forward and data gradient): bin b of plane (j, r) of group g as
+// the complex scalar at p[b*bs + g*gs + j*js + r*rs] (re, im adjacent).
+struct PreBins {
+  const double *p;
+  int64_t bs, gs, js, rs;
+};
+
+// Lanes over i (P in vectors, Q broadcast) or over j: fewer padding lanes per plane; i where
+// both fill them alike (so a forward and a data gradient with the filters as Q can share the
+// filters' bins: fft_reuse_pays).
+bool lanes_over_i(int64_t I, int64_t J, int64_t L) {
+  return ceil_div(I, L) * J <= ceil_div(J, L) * I;
+}
+
+// (pre: Q's bins as given, so Q is the broadcast operand, lanes over i)
 template <class S>
 fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const S *Q, S *out,
-                       const S *bias) {
+                       const S *bias, const PreBins *pre = nullptr) {
   using C = double;  // the arithmetic, whatever S (see the top)
   const FftUKernels &u = fft_ukernels();
   const FftSize z = fft_size(s);
   const int64_t L = u.lanes, cv = 2 * L, nbins = z.nh * (z.nw / 2 + 1);
-  // Lanes over i (P in vectors, Q broadcast) or over j: fewer padding lanes per plane.
-  const bool lanes_i = ceil_div(pb.I, L) * pb.J < ceil_div(pb.J, L) * pb.I;
+  const bool lanes_i = pre || lanes_over_i(pb.I, pb.J, L);
   const int64_t V = lanes_i ? pb.I : pb.J, M = lanes_i ? pb.J : pb.I, R = pb.R;
   const S *vsrc = lanes_i ? P : Q, *bsrc = lanes_i ? Q : P;
   const Family &fv = lanes_i ? pb.p : pb.q, &fb = lanes_i ? pb.q : pb.p;
@@ -197,11 +212,12 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
   const int64_t osize = nbins * mc * cv;  // one item's results O [bin][m]
   const int64_t per_thread =
       nbins * rc * cv + (parts == 1 ? osize : 0) + fft_scratch_size(z, u.lanes);
-  Buffer<C> B(nbins * mc * R * 2), mine(per_thread * nt), shared(parts > 1 ? osize * items : 0);
+  const int64_t bsize = pre ? 0 : nbins * mc * R * 2;
+  Buffer<C> B(bsize), mine(per_thread * nt), shared(parts > 1 ? osize * items : 0);
   if (!B.ok() || !mine.ok() || !shared.ok())
-    return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
-                (long long)((nbins * mc * R * 2 + per_thread * nt + (parts > 1) * osize * items) *
-                            (int64_t)sizeof(C)));
+    return fail(
+        FC_ENOMEM, "fft: cannot allocate %lld bytes of frequency-domain buffers",
+        (long long)((bsize + per_thread * nt + (parts > 1) * osize * items) * (int64_t)sizeof(C)));
   const C scale = C(1) / C(z.nh * z.nw);
   const Span rows = support(pb.p.oy, pb.p.hh, pb.q.oy, pb.q.hh, pb.conj_q);
   const Span cols = support(pb.p.ox, pb.p.ww, pb.q.ox, pb.q.ww, pb.conj_q);
@@ -214,13 +230,15 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
     for (int64_t g = 0; g < s.g; ++g) {
       for (int64_t m0 = 0; m0 < M; m0 += mc) {
         const int64_t mm = std::min(mc, M - m0);
-        // B[bin][r][m]: the broadcast operand, r in the lanes of each transform
+        // B[bin][r][m]: the broadcast operand, r in the lanes of each transform (none: given)
+        if (!pre) {
 #pragma omp for schedule(dynamic)
-        for (int64_t it = 0; it < mm * rblocks; ++it) {
-          const int64_t m = it / rblocks, r0 = it % rblocks * L;
-          const FftPlanes p{fb.sb, fb.ww, fb.hh, fb.ww, fb.oy, fb.ox, (int)std::min(L, R - r0)};
-          forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
-                            B.get() + (r0 * mm + m) * 2, FftBins{mm * R * 2, mm * 2, 1}, scr);
+          for (int64_t it = 0; it < mm * rblocks; ++it) {
+            const int64_t m = it / rblocks, r0 = it % rblocks * L;
+            const FftPlanes p{fb.sb, fb.ww, fb.hh, fb.ww, fb.oy, fb.ox, (int)std::min(L, R - r0)};
+            forward_transform(u, z, bsrc + g * fb.sg + (m0 + m) * fb.sa + r0 * fb.sb, p,
+                              B.get() + (r0 * mm + m) * 2, FftBins{mm * R * 2, mm * 2, 1}, scr);
+          }
         }
         // out planes (v0.., m0 + m) from O[bin][m]: the window of the output family
         auto finish = [&](int64_t v0, int64_t m, const C *O) {
@@ -245,8 +263,13 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
                                 FftPlanes{fv.sa, fv.ww, fv.hh, fv.ww, fv.oy, fv.ox, count},
                                 A + r * cv, FftBins{nr * cv, 1, L}, scr);
             // per bin: O[m] (+)= sum over r of A[r] . B[r][m]   ([nr] x [nr, mm] -> [mm])
-            u.cmac(conj, nbins, nr, mm, A, nr * cv, cv, B.get() + r0 * mm * 2, mm * R * 2, 2,
-                   mm * 2, O, mm * cv, cv, r0 > ra);
+            if (pre)
+              u.cmac(conj, nbins, nr, mm, A, nr * cv, cv,
+                     pre->p + g * pre->gs + m0 * pre->js + r0 * pre->rs, pre->bs, pre->js, pre->rs,
+                     O, mm * cv, cv, r0 > ra);
+            else
+              u.cmac(conj, nbins, nr, mm, A, nr * cv, cv, B.get() + r0 * mm * 2, mm * R * 2, 2,
+                     mm * 2, O, mm * cv, cv, r0 > ra);
           }
           if (parts == 1)
             for (int64_t m = 0; m < mm; ++m) finish(v0, m, O);
@@ -317,21 +340,43 @@ const char *fft_why_not(const ConvShape &s) {
 
 bool fft_supports(const ConvShape &s) { return fft_why_not(s) == nullptr; }
 
+// y(n, k) = sum over c of x(n, c) * conj w(k, c)
+Problem forward_problem(const ConvShape &s) {
+  return {s.n,
+          s.kg,
+          s.cg,
+          {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
+          {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+          {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+          true};
+}
+
+// dx(n, c) = sum over k of dy(n, k) * w(k, c)
+Problem data_problem(const ConvShape &s) {
+  return {s.n,
+          s.cg,
+          s.kg,
+          {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
+          {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
+          {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
+          false};
+}
+
+// The prepared filters' bins (fft_prepare_filters): bin b of plane (k, c) of group g is the
+// complex scalar at 2 * (((b * groups + g) * kg + k) * cg + c), read as the forward's Q
+// (j = k, r = c) or as the data gradient's (j = c, r = k).
+PreBins prepared_bins(const ConvShape &s, const double *spec, bool data) {
+  const int64_t cs = 2, ks = s.cg * cs;
+  return {spec, s.g * s.kg * ks, s.kg * ks, data ? cs : ks, data ? ks : cs};
+}
+
 template <class T>
 fc_status conv2d_forward__fft(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   if (!fft_supports(s)) return unsupported(s);
   if (!all_finite(x, s.n * s.c * s.hw) || !all_finite(w, s.k * s.ckk))
     return im2col_supports(s) ? conv2d_forward__im2col(s, x, w, b, y)
                               : conv2d_forward__direct(s, x, w, b, y);
-  // y(n, k) = sum over c of x(n, c) * conj w(k, c)
-  const Problem pb{s.n,
-                   s.kg,
-                   s.cg,
-                   {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
-                   {s.ckk, s.kk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
-                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
-                   true};
-  return fft_products(s, pb, x, w, y, b);
+  return fft_products(s, forward_problem(s), x, w, y, b);
 }
 
 template <class T>
@@ -340,15 +385,75 @@ fc_status conv2d_backward_data__fft(const ConvShape &s, const T *dy, const T *w,
   if (!all_finite(dy, s.n * s.k * s.howo) || !all_finite(w, s.k * s.ckk))
     return im2col_supports(s) ? conv2d_backward_data__im2col(s, dy, w, dx)
                               : conv2d_backward_data__direct(s, dy, w, dx);
-  // dx(n, c) = sum over k of dy(n, k) * w(k, c)
-  const Problem pb{s.n,
-                   s.cg,
-                   s.kg,
-                   {s.k * s.howo, s.howo, s.kg * s.howo, s.ho, s.wo, 0, 0},
-                   {s.kk, s.ckk, s.kg * s.ckk, s.kh, s.kw, 0, 0},
-                   {s.c * s.hw, s.hw, s.cg * s.hw, s.in_h, s.in_w, s.ph, s.pw},
-                   false};
-  return fft_products(s, pb, dy, w, dx, static_cast<const T *>(nullptr));
+  return fft_products(s, data_problem(s), dy, w, dx, static_cast<const T *>(nullptr));
+}
+
+// Where a training step keeps the forward's filter bins for its data gradient: where both
+// ordinary calls take the filters as the broadcast operand (lanes over the images: a batch
+// that fills the lanes, 4 or 8 images with AVX2's 4 doubles), so the calls on the bins are
+// theirs, bit for bit, without the filter transform; and where the bins, kept from the
+// forward until the backward, stay within 16 MiB (complex doubles: nh * (nw/2 + 1) * k * cg * 16
+// bytes, 20-170x the weights).
+bool fft_reuse_pays(const ConvShape &s) {
+  if (!fft_supports(s)) return false;
+  const int64_t L = fft_ukernels().lanes;
+  return lanes_over_i(s.n, s.kg, L) && lanes_over_i(s.n, s.cg, L) &&
+         fft_spectra_size(s) * (int64_t)sizeof(double) <= (int64_t(16) << 20);
+}
+
+int64_t fft_spectra_size(const ConvShape &s) { return fft_bins(s) * s.g * s.kg * s.cg * 2; }
+
+template <class T>
+bool fft_prepare_filters(const ConvShape &s, const T *w, double *spec) {
+  if (!all_finite(w, s.k * s.ckk)) return false;
+  const FftUKernels &u = fft_ukernels();
+  const FftSize z = fft_size(s);
+  const int64_t L = u.lanes, cblocks = ceil_div(s.cg, L), items = s.g * s.kg * cblocks;
+  const PreBins pre = prepared_bins(s, spec, false);
+  const int nt = num_threads();
+  Buffer<double> scratch(fft_scratch_size(z, u.lanes) * nt);
+  if (!scratch.ok()) return false;  // (then the calls run on w, as without the bins)
+#pragma omp parallel num_threads(nt)
+  {
+    double *scr = scratch.get() + fft_scratch_size(z, u.lanes) * omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t g = it / (s.kg * cblocks), k = it / cblocks % s.kg, c0 = it % cblocks * L;
+      // planes (k, c0..) in the lanes, their bins as complex scalars (lane stride: one c)
+      const FftPlanes p{s.kk, s.kw, s.kh, s.kw, 0, 0, (int)std::min(L, s.cg - c0)};
+      forward_transform(u, z, w + (g * s.kg + k) * s.ckk + c0 * s.kk, p,
+                        spec + g * pre.gs + k * pre.js + c0 * pre.rs, FftBins{pre.bs, pre.rs, 1},
+                        scr);
+    }
+  }
+  return true;
+}
+
+template <class T>
+fc_status conv2d_forward__fft_prepared(const ConvShape &s, const T *x, const double *spec,
+                                       const T *b, T *y, bool *finite) {
+  *finite = all_finite(x, s.n * s.c * s.hw);
+  if (!*finite) return FC_OK;
+  const PreBins pre = prepared_bins(s, spec, false);
+  return fft_products(s, forward_problem(s), x, static_cast<const T *>(nullptr), y, b, &pre);
+}
+
+template <class T>
+fc_status conv2d_backward_data__fft_prepared(const ConvShape &s, const T *dy, const double *spec,
+                                             T *dx, bool accumulate, bool *finite) {
+  *finite = all_finite(dy, s.n * s.k * s.howo);
+  if (!*finite) return FC_OK;
+  const PreBins pre = prepared_bins(s, spec, true);
+  const T *none = nullptr;
+  if (!accumulate) return fft_products(s, data_problem(s), dy, none, dx, none, &pre);
+  const int64_t n = s.n * s.c * s.hw;
+  Buffer<T> tmp(n);
+  if (!tmp.ok())
+    return fail(FC_ENOMEM, "fft: cannot allocate %lld bytes of data gradient",
+                (long long)(n * (int64_t)sizeof(T)));
+  if (fc_status st = fft_products(s, data_problem(s), dy, none, tmp.get(), none, &pre)) return st;
+  add_inplace(n, dx, tmp.get());
+  return FC_OK;
 }
 
 template <class T>
@@ -370,5 +475,14 @@ fc_status conv2d_backward_weight__fft(const ConvShape &s, const T *dy, const T *
 
 FC_INSTANTIATE_CONV_ALGO(fft, float)
 FC_INSTANTIATE_CONV_ALGO(fft, double)
+
+#define FC_INSTANTIATE_FFT_PREPARED(T)                                                             \
+  template bool fft_prepare_filters<T>(const ConvShape &, const T *, double *);                    \
+  template fc_status conv2d_forward__fft_prepared<T>(const ConvShape &, const T *, const double *, \
+                                                     const T *, T *, bool *);                      \
+  template fc_status conv2d_backward_data__fft_prepared<T>(const ConvShape &, const T *,           \
+                                                           const double *, T *, bool, bool *);
+FC_INSTANTIATE_FFT_PREPARED(float)
+FC_INSTANTIATE_FFT_PREPARED(double)
 
 }  // namespace fc

@@ -36,7 +36,8 @@ __all__ = [
 #: Every convolution algorithm by name; "auto" picks one of them by shape.
 ALGORITHMS = tuple(_core.ALGO_NAMES[1:])
 _ALGO_IDS = {name: i for i, name in enumerate(_core.ALGO_NAMES)}
-_WINOGRAD = _ALGO_IDS["winograd"]
+# the algorithms whose filter transform a data gradient can reuse from the forward (_Conv.reuses)
+_REUSABLE = (_ALGO_IDS["winograd"], _ALGO_IDS["fft"])
 _ACT_RELU = 1  # fc_act's FC_ACT_RELU (fastconv.h)
 _GEMM_ALGOS = (_ALGO_IDS["im2col"], _ALGO_IDS["gemm1x1"])
 
@@ -150,7 +151,7 @@ class _Conv:
         self.nspatial = nspatial
         self.op = op
         self._idents = {}  # algo name -> its checked id (algo())
-        self._reusable = None  # fc_conv2d_prepared_reuse for Winograd (reuses())
+        self._reusable = {}  # fc_conv2d_prepared_reuse by algorithm (reuses())
 
     def input(self, x):
         """x as the contiguous batched array the kernels take (padded for odd 'same')."""
@@ -181,21 +182,21 @@ class _Conv:
         return 0 if _core.get_autotune() else _core.conv2d_choose(self.probe, 0)
 
     def reuses(self, ident):
-        """Whether a training step's data gradient should reuse the forward's filter transform
-        (a Conv2dPrepared): both directions run Winograd (algorithm ``ident``, or auto's choice
-        for each direction while autotuning is off; tuned choices are left to each call) and
-        the library's flipped data gradient applies to the shape."""
+        """The algorithm whose filter transform a training step's data gradient should reuse
+        from the forward (a Conv2dPrepared), or 0: Winograd or FFT running both directions
+        (algorithm ``ident``, or auto's choice for each direction while autotuning is off; tuned
+        choices are left to each call), where the library says the reuse applies and pays."""
         if ident == 0:
             if _core.get_autotune():
-                return False
-            f = _core.conv2d_choose(self.probe, 0)
-            if f != _WINOGRAD or _core.conv2d_choose(self.probe, 1) != _WINOGRAD:
-                return False
-        elif ident != _WINOGRAD:
-            return False
-        if self._reusable is None:
-            self._reusable = _core.conv2d_prepared_reuse(self.desc, _WINOGRAD, self.f64)
-        return self._reusable
+                return 0
+            ident = _core.conv2d_choose(self.probe, 0)
+            if _core.conv2d_choose(self.probe, 1) != ident:
+                return 0
+        if ident not in _REUSABLE:
+            return 0
+        if ident not in self._reusable:
+            self._reusable[ident] = _core.conv2d_prepared_reuse(self.desc, ident, self.f64)
+        return ident if self._reusable[ident] else 0
 
     def algo(self, algo):
         ident = self._idents.get(algo) if type(algo) is str else None
@@ -279,13 +280,13 @@ def _forward(
     if y.size == 0:  # an empty batch gives an empty result, as in PyTorch
         return (y, None) if keep else y
     act = _ACT_RELU if relu else 0
-    if keep and cv.reuses(ident):
-        prepared = _core.Conv2dPrepared(cv.desc, _WINOGRAD, cv.weight(weight))
+    if keep and (kept := cv.reuses(ident)):
+        prepared = _core.Conv2dPrepared(cv.desc, kept, cv.weight(weight))
         prepared.forward(cv.input(x), b, y.reshape(-1), act)
-    elif relu and cv.concrete(ident) in _GEMM_ALGOS:
+    elif relu and (gemm := cv.concrete(ident)) in _GEMM_ALGOS:
         # the GEMM forward with its epilogue after each output tile, as the ordinary call runs
         # it (borrowing the weights: nothing is copied)
-        _core.Conv2dPrepared(cv.desc, cv.concrete(ident), cv.weight(weight)).forward(
+        _core.Conv2dPrepared(cv.desc, gemm, cv.weight(weight)).forward(
             cv.input(x), b, y.reshape(-1), act
         )
     else:

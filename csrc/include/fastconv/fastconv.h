@@ -116,8 +116,9 @@ FC_API fc_status fc_conv2d_backward_weight(const fc_conv2d_desc *d, fc_dtype t, 
 
 /* A convolution's filters prepared once for many forwards with concrete algorithm a (what
  * inference plans do at compile time): Winograd keeps them in its transform domain, so a call
- * skips the filter transform, and direct keeps them packed in 8-channel blocks where its
- * blocked forward runs; the other algorithms run fc_conv2d_forward on w. w is copied, or
+ * skips the filter transform, FFT keeps their frequency bins where fc_conv2d_prepared_reuse
+ * says so, and direct keeps them packed in 8-channel blocks where its blocked forward runs; the
+ * other algorithms run fc_conv2d_forward on w. w is copied, or
  * with borrow != 0 used in place (the caller keeps it alive and unchanged while p exists).
  * Results equal fc_conv2d_forward's with the same algorithm, bit for bit. */
 typedef struct fc_conv2d_prepared fc_conv2d_prepared;
@@ -133,17 +134,19 @@ FC_API fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const v
  * fc_conv2d_backward_data(_into) with p's algorithm and weights. A training step's forward and
  * data gradient share one filter transform this way: where fc_conv2d_prepared_reuse says so,
  * Winograd's data gradient runs on the forward's prepared filters (dy and dx mirrored, the
- * filters read transposed, none transformed again); elsewhere it runs on p's weights. The
- * result is within Winograd's accuracy of fc_conv2d_backward_data's, not bitwise equal to it
- * (the tiles and the filter transform differ), and the same on every call. dx must not overlap
- * dy. */
+ * filters read transposed, none transformed again), and FFT's on the forward's filter bins;
+ * elsewhere it runs on p's weights. Winograd's result is within its accuracy of
+ * fc_conv2d_backward_data's, not bitwise equal to it (the tiles and the filter transform
+ * differ); FFT's is bitwise equal; both are the same on every call. dx must not overlap dy. */
 FC_API fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const void *dy,
                                                   int accumulate, void *dx);
 /* *reuses = 1 where a training step should prepare d's filters for algorithm a so that its
  * data gradient (fc_conv2d_backward_data_prepared) reuses them, else 0: Winograd, where the
  * forward and the data gradient both run unfused with one tile size, on few tiles (there the
  * filter transform is a large part of the data gradient), and where the transformed filters,
- * kept from the forward until the backward, stay small (they are 4x the weights). */
+ * kept from the forward until the backward, stay small (they are 4x the weights); FFT, where
+ * the batch fills the products' vector lanes as well as the filters do (4 or 8 images with
+ * AVX2) and the filters' bins stay within 16 MiB (complex doubles, 20-170x the weights). */
 FC_API fc_status fc_conv2d_prepared_reuse(const fc_conv2d_desc *d, fc_dtype t, fc_algo a,
                                           int *reuses);
 FC_API void fc_conv2d_prepared_destroy(fc_conv2d_prepared *p);

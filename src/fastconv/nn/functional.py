@@ -102,6 +102,7 @@ class _Conv(Function):
     holds the shortcut's gradient), instead of into a new array the pass then adds."""
 
     kernel, nspatial = None, 2
+    relu = False  # (Conv2dRelu: the kernels apply ReLU to the output)
     sums_into = True  # (autograd's backward pass: ctx.grad_into)
 
     @classmethod
@@ -113,9 +114,12 @@ class _Conv(Function):
         if cls.nspatial == 2 and ctx.needs_input_grad[0] and is_grad_enabled():
             # a step that will want grad_x: the filters transformed once for both directions
             # where the data gradient can reuse them (Winograd, fastconv.functional._forward)
-            y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, **params)
-            return y
-        return cls.kernel(x, weight, bias, **params)
+            y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, relu=cls.relu, **params)
+        else:
+            y = cls.kernel(x, weight, bias, **params)
+        if cls.relu:
+            ctx.y = y  # (ReLU's mask)
+        return y
 
     @classmethod
     def backward(cls, ctx, g):
@@ -145,18 +149,7 @@ class Conv2dRelu(Conv2d):
     the convolution's output stage, so no pass over the convolution's output and no second
     node; the backward masks the gradient as ReLU's does, then runs the convolution's."""
 
-    @classmethod
-    def forward(cls, ctx, x, weight, bias, **params):
-        x, weight = _c(x), _c(weight)
-        ctx.save_for_backward(x, weight)
-        ctx.params, ctx.has_bias = params, bias is not None
-        ctx.prepared = None
-        if ctx.needs_input_grad[0] and is_grad_enabled():
-            y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, relu=True, **params)
-        else:
-            y = _K._conv2d_relu(x, weight, bias, **params)
-        ctx.y = y  # (ReLU's mask)
-        return y
+    kernel, relu = staticmethod(_K._conv2d_relu), True
 
     @classmethod
     def backward(cls, ctx, g):
