@@ -32,6 +32,12 @@
 // and write the float planes): the rounding error of a transform is spread over the whole
 // plane, so in float32 an output much smaller than its plane's typical value (a 1x1 kernel on
 // a small input value) would carry errors well above 1e-4 of its own magnitude.
+//
+// Prepared filters (fc_conv2d_prepare where fft_reuse_pays: a training step's forward and data
+// gradient, an inference plan's forward): the filters' bins computed once, complex scalars
+// [bin][group][k][c], and given to fft_products as Q's bins (PreBins), read as [k][c] by the
+// forward and as [c][k] by the data gradient. Both put the images in the lanes there, as the
+// ordinary calls do, so the results are theirs, bit for bit, without the filter transform.
 #include <omp.h>
 
 #include <cmath>
