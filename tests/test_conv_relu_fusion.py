@@ -1,11 +1,14 @@
-"""nn.Sequential's Conv2d followed by ReLU, run as one node (Conv2dRelu).
+"""nn.Sequential's Conv2d or BatchNorm followed by ReLU, run as one node.
 
-The ReLU is applied in the convolution's output stage (the GEMM algorithms' epilogue, Winograd's
-output transform where a training step keeps its filters, one in-place pass otherwise). Checked:
-the same bits as the two modules called one by one, forward and every gradient, for each
-algorithm auto picks (and with autotuning on); against the float64 reference; NaN kept as ReLU
-keeps it; where Sequential does not fuse (hooks, subclasses, a forward being captured), and the
-binding's act argument.
+A convolution's (Conv2dRelu): the ReLU is applied in the convolution's output stage (the GEMM
+algorithms' epilogue, Winograd's output transform where a training step keeps its filters, one
+in-place pass otherwise). Checked: the same bits as the two modules called one by one, forward
+and every gradient, for each algorithm auto picks (and with autotuning on); against the float64
+reference; NaN kept as ReLU keeps it; where Sequential does not fuse (hooks, subclasses, a
+forward being captured), and the binding's act argument.
+
+A batch norm's (its fused activation, one pass each way): the same bits, gradients and running
+statistics as the two modules one by one (the tests at the end).
 """
 
 import numpy as np
@@ -252,3 +255,51 @@ def test_prepared_forward_act_argument():
     np.testing.assert_array_equal(y, F.conv2d(x, w, algo="gemm1x1"))
     with pytest.raises(ValueError, match="act"):
         p.forward(x, None, y.reshape(-1), 99)
+
+
+# -- batch norm + ReLU -------------------------------------------------------------------------
+
+
+def _bn_step(model, bn, x, gy):
+    bn.zero_grad()
+    xt = autograd.Tensor(x.copy(), requires_grad=True)
+    y = model(xt)
+    y.backward(gy)
+    stats = [a.copy() for a in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
+    return y, [xt.grad.copy(), bn.weight.grad.copy(), bn.bias.grad.copy()], stats
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_batch_norm_relu_fused_equals_modules_one_by_one(dims, training, dtype):
+    rng = np.random.default_rng(6)
+    shape = (4, 6, 5, 7) if dims == 2 else (9, 6)
+    x = rng.standard_normal(shape).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    weight, bias, mean = (rng.standard_normal(6) for _ in range(3))
+    results = []
+    for fused in (True, False):
+        bn = (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(6, dtype=dtype)
+        bn.weight.data[:], bn.bias.data[:], bn.running_mean[:] = weight, bias, mean
+        bn.train(training)
+        relu = nn.ReLU()
+        model = nn.Sequential(bn, relu) if fused else (lambda t, bn=bn, relu=relu: relu(bn(t)))
+        y, grads, stats = _bn_step(model, bn, x, gy)
+        assert (y._ctx.fn is not autograd.Relu) == fused
+        results.append([y.data] + grads + stats)
+    for a, b in zip(*results):  # output, gradients, running statistics
+        np.testing.assert_array_equal(a, b)
+
+
+def test_conv_batch_norm_relu_fuses_the_batch_norm_pair():
+    conv, bn, relu = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    seen = []
+    for m in (conv, bn):
+        m.register_forward_hook(lambda mod, args, out: seen.append(type(mod)))
+    y = nn.Sequential(conv, bn, relu)(autograd.Tensor(x, requires_grad=True))
+    assert seen == [nn.Conv2d, nn.BatchNorm2d] and y._ctx.fn is autograd.Relu  # (hooked)
+    bn._forward_hooks.clear()
+    y = nn.Sequential(conv, bn, relu)(autograd.Tensor(x, requires_grad=True))
+    assert y._ctx.fn is not autograd.Relu and y._ctx.fn is not NF.Conv2dRelu

@@ -8,6 +8,7 @@ from .. import autograd
 from .activation import ReLU
 from .conv import Conv2d
 from .module import Module
+from .normalization import BatchNorm1d, BatchNorm2d
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
@@ -56,7 +57,7 @@ class Sequential(_Indexed):
         while i < n:
             m = mods[i]
             if i + 1 < n and _fuses(m, mods[i + 1]):
-                x = m._forward_relu(x)  # (one node; the same values and gradients)
+                x = m._forward_relu(x)  # (one node; the same values, gradients and statistics)
                 i += 2
             else:
                 x = m(x)
@@ -64,13 +65,18 @@ class Sequential(_Indexed):
         return x
 
 
+# Modules whose ReLU Sequential fuses into them (their _forward_relu): a convolution's in its
+# output stage, a batch norm's in its one pass each way
+_RELU_INTO = (Conv2d, BatchNorm1d, BatchNorm2d)
+
+
 def _fuses(m, nxt):
-    """Whether Sequential runs m then nxt as one Conv2d + ReLU node (Conv2d._forward_relu): both
-    exactly those classes (a subclass may have its own forward), neither with hooks (they would
-    see the convolution's output), and no forward being captured (fastconv.inference traces
+    """Whether Sequential runs m then nxt as one node (m._forward_relu): m exactly one of
+    _RELU_INTO and nxt exactly ReLU (a subclass may have its own forward), neither with hooks
+    (they would see m's own output), and no forward being captured (fastconv.inference traces
     the ops one by one and fuses them itself)."""
     return (
-        type(m) is Conv2d
+        type(m) in _RELU_INTO
         and type(nxt) is ReLU
         and not _hooked(m)
         and not _hooked(nxt)

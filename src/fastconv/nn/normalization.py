@@ -70,6 +70,11 @@ class _BatchNorm(Module):
             activation=activation,
         )
 
+    def _forward_relu(self, x: Tensor) -> Tensor:
+        """relu(self.forward(x)) as one node, one pass each way (Sequential runs a batch norm
+        followed by a ReLU this way)."""
+        return self.forward(x, activation="relu")
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
