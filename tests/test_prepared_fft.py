@@ -17,7 +17,8 @@ import fastconv.functional as F
 from conftest import DTYPE_IDS, DTYPES, assert_close, expected_backward, expected_forward
 from fastconv import _core, autograd
 from fastconv.nn import functional as NF
-from test_c_abi import FC_OK, LIB_PATH, desc, load, ptr
+from test_c_abi import FC_OK, desc, ptr
+from test_prepared_grad import _count_prepared, prepared_abi
 
 FFT = F._ALGO_IDS["fft"]
 
@@ -166,13 +167,7 @@ def test_non_finite_operands_take_the_ordinary_calls(where):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_c_abi(dtype):
-    lib = load(LIB_PATH)
-    P, Int = ctypes.c_void_p, ctypes.c_int
-    D = ctypes.POINTER(type(desc((1, 1, 3, 3), (1, 1, 3, 3))))
-    lib.fc_conv2d_prepare.argtypes = [D, Int, Int, P, Int, ctypes.POINTER(P)]
-    lib.fc_conv2d_backward_data_prepared.argtypes = [P, P, Int, P]
-    lib.fc_conv2d_prepared_reuse.argtypes = [D, Int, Int, ctypes.POINTER(Int)]
-    lib.fc_conv2d_prepared_destroy.argtypes = [P]
+    lib = prepared_abi()
     x_shape, w_shape, padding, _ = REUSED[0]
     d = desc(x_shape, w_shape, padding=padding)
     t = 0 if dtype == np.float32 else 1
@@ -196,14 +191,7 @@ def test_c_abi(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_autograd_step_prepares_once(dtype, monkeypatch):
-    made = []
-    real = _core.Conv2dPrepared
-
-    def spy(*args, **kw):
-        made.append(args[1])
-        return real(*args, **kw)
-
-    monkeypatch.setattr(_core, "Conv2dPrepared", spy)
+    made = _count_prepared(monkeypatch)
     x_shape, w_shape, padding, _ = REUSED[0]
     x, w, g = _operands(x_shape, w_shape, padding, dtype, seed=5)
     b = np.linspace(-1, 1, w_shape[0]).astype(dtype)

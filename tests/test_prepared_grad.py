@@ -220,8 +220,9 @@ def test_prepared_keeps_its_weights_alive():
 # -- the C ABI ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lib():
+def prepared_abi():
+    """libfastconv with the prepared-filter entries' argument types (tests/test_prepared_fft.py
+    uses it too)."""
     lib = load(LIB_PATH)
     P, Int = ctypes.c_void_p, ctypes.c_int
     D = ctypes.POINTER(type(desc((1, 1, 3, 3), (1, 1, 3, 3))))
@@ -230,6 +231,11 @@ def lib():
     lib.fc_conv2d_prepared_reuse.argtypes = [D, Int, Int, ctypes.POINTER(Int)]
     lib.fc_conv2d_prepared_destroy.argtypes = [P]
     return lib
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return prepared_abi()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -272,11 +278,12 @@ def test_c_abi(lib, dtype):
 
 
 def _count_prepared(monkeypatch):
+    """The algorithm of every _core.Conv2dPrepared made from now on (a list it appends to)."""
     made = []
     real = _core.Conv2dPrepared
 
     def spy(*args, **kw):
-        made.append(args[0])
+        made.append(args[1])
         return real(*args, **kw)
 
     monkeypatch.setattr(_core, "Conv2dPrepared", spy)
