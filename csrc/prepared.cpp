@@ -2,9 +2,10 @@
 // its filters in the transform domain, so a call skips the transform (for VGG's 512-channel
 // layers 36 x 512 x 512 elements written and read again per call), FFT keeps its filters' bins
 // where they stay small (fft_reuse_pays), and direct's blocked forward keeps them packed in
-// 8-channel blocks; the other algorithms keep the weights as given and run the ordinary forward. The forward takes the plan's epilogue (epilogue.h): im2col and gemm1x1
-// apply it to each output tile right after its GEMM, the blocked direct forward to each output
-// row, Winograd in its output transform, the others in one pass after the call.
+// 8-channel blocks; the other algorithms keep the weights as given and run the ordinary
+// forward. The forward takes the plan's epilogue (epilogue.h): im2col and gemm1x1 apply it to
+// each output tile right after its GEMM, the blocked direct forward to each output row,
+// Winograd in its output transform, the others in one pass after the call.
 #include <memory>
 
 #include "blas.h"
@@ -206,22 +207,19 @@ fc_status fc_conv2d_backward_data_prepared(const fc_conv2d_prepared *p, const vo
   if (!p) return fail(FC_EINVAL, "prepared must not be NULL");
   if (!dy || !dx) return fail(FC_EINVAL, "dy and dx must not be NULL");
   bool finite = false;  // (false: the ordinary data gradient on p's weights)
-  if (p->a == FC_ALGO_WINOGRAD && p->u && p->u_finite && winograd_data_gradient_reuses(p->s)) {
+  // the forward's filter transform where it serves: Winograd's (dy and dx mirrored), FFT's bins
+  const bool wino =
+      p->a == FC_ALGO_WINOGRAD && p->u && p->u_finite && winograd_data_gradient_reuses(p->s);
+  if (wino || p->spec) {
     auto run = [&](auto tag) -> fc_status {
       using T = decltype(tag);
-      return conv2d_backward_data__winograd_reusing(p->s, (const T *)dy, (const T *)p->u.get(),
-                                                    (T *)dx, accumulate != 0, &finite);
+      const T *DY = (const T *)dy;
+      return wino ? conv2d_backward_data__winograd_reusing(p->s, DY, (const T *)p->u.get(), (T *)dx,
+                                                           accumulate != 0, &finite)
+                  : conv2d_backward_data__fft_prepared(p->s, DY, (const double *)p->spec.get(),
+                                                       (T *)dx, accumulate != 0, &finite);
     };
     blas_init_single_threaded();
-    const fc_status st = run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
-    if (st != FC_OK || finite) return st;
-  }
-  if (p->spec) {  // (FFT's bins: the forward's filter transform)
-    auto run = [&](auto tag) -> fc_status {
-      using T = decltype(tag);
-      return conv2d_backward_data__fft_prepared(p->s, (const T *)dy, (const double *)p->spec.get(),
-                                                (T *)dx, accumulate != 0, &finite);
-    };
     const fc_status st = run_entry([&] { return p->t == FC_F32 ? run(float()) : run(double()); });
     if (st != FC_OK || finite) return st;
   }
