@@ -7,7 +7,7 @@ from collections import OrderedDict
 from .. import autograd
 from .activation import ReLU
 from .conv import Conv2d
-from .module import Module
+from .module import Module, _hooked
 from .normalization import BatchNorm1d, BatchNorm2d
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -82,11 +82,6 @@ def _fuses(m, nxt):
         and not _hooked(nxt)
         and autograd._tracer.record is None
     )
-
-
-def _hooked(m):
-    d = m.__dict__
-    return bool(d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"))
 
 
 class ModuleList(_Indexed):

@@ -60,6 +60,13 @@ def _checked_value(key, value):
     return arr, None
 
 
+def _hooked(module) -> bool:
+    """Whether a forward (pre-)hook or a full backward hook is registered on module (its call
+    then goes through hooks.call; nn.Sequential fuses no pair with one)."""
+    d = module.__dict__
+    return bool(d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"))
+
+
 class Module:
     """Base class: assign Parameters, sub-Modules and (registered) buffers as attributes."""
 
@@ -140,8 +147,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         was_on = _memory.enter()  # arrays made in here come from the array cache (_memory.py)
         try:
-            d = self.__dict__
-            if d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"):
+            if _hooked(self):
                 return _hooks.call(self, args, kwargs)
             return self.forward(*args, **kwargs)
         finally:
