@@ -161,7 +161,8 @@ KERNEL_GROUPS = (
     ("loss", ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward")),
 )
 # Classes of fastconv._core whose construction and methods run kernels: a training step's
-# Winograd filters prepared for both directions (fastconv.functional._forward).
+# Winograd or FFT filters prepared for both directions, and the GEMM forwards with a fused ReLU
+# (fastconv.functional._forward).
 KERNEL_CLASSES = (("convolutions", "Conv2dPrepared", ("forward", "backward_data")),)
 REST = "python"  # the step's time outside every kernel above
 

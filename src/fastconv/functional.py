@@ -186,17 +186,12 @@ class _Conv:
         from the forward (a Conv2dPrepared), or 0: Winograd or FFT running both directions
         (algorithm ``ident``, or auto's choice for each direction while autotuning is off; tuned
         choices are left to each call), where the library says the reuse applies and pays."""
-        if ident == 0:
-            if _core.get_autotune():
-                return 0
-            ident = _core.conv2d_choose(self.probe, 0)
-            if _core.conv2d_choose(self.probe, 1) != ident:
-                return 0
-        if ident not in _REUSABLE:
+        chosen = self.concrete(ident)
+        if chosen not in _REUSABLE or (ident == 0 and _core.conv2d_choose(self.probe, 1) != chosen):
             return 0
-        if ident not in self._reusable:
-            self._reusable[ident] = _core.conv2d_prepared_reuse(self.desc, ident, self.f64)
-        return ident if self._reusable[ident] else 0
+        if chosen not in self._reusable:
+            self._reusable[chosen] = _core.conv2d_prepared_reuse(self.desc, chosen, self.f64)
+        return chosen if self._reusable[chosen] else 0
 
     def algo(self, algo):
         ident = self._idents.get(algo) if type(algo) is str else None

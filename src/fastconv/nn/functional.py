@@ -113,7 +113,7 @@ class _Conv(Function):
         ctx.prepared = None
         if cls.nspatial == 2 and ctx.needs_input_grad[0] and is_grad_enabled():
             # a step that will want grad_x: the filters transformed once for both directions
-            # where the data gradient can reuse them (Winograd, fastconv.functional._forward)
+            # where the data gradient can reuse them (Winograd, FFT: fastconv.functional._forward)
             y, ctx.prepared = _K._conv2d_keeping(x, weight, bias, relu=cls.relu, **params)
         else:
             y = cls.kernel(x, weight, bias, **params)
