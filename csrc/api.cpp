@@ -93,14 +93,9 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at batch 8 (32) 0.75-0.94x, 3x3 512 on
 //    24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too (0.71-0.97x), except on
 //    14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512 channels 1.22-1.30x, 128
-//    1.21x slower, so it needs 36 tiles there. Their weight gradient only where the tiles
-//    cover the plane exactly (12x12: 256>512 0.77-0.92x, 512>1024 and 1024>1024 even): where
-//    a quarter of each tile is past the plane's edge it lost to im2col, interleaved, best and
-//    median of 16-40 (session 15, AVX2 EPYC, 2 threads): ResNet's 3x3 512 on 7x7 at 8 images
-//    (32 tiles) 1.04-1.27x in four runs (bench auto: 1.29x in session 14's run, 0.92-0.98x in
-//    two older ones), at 9 (36) 1.17x, 256 and 128 on 14x14 at 2 images 1.45x and 1.74x (so
-//    they take the rule for fewer tiles, below); from 40 tiles it won again (7x7 at 16 images
-//    0.74x, 12 even);
+//    1.21x slower, so it needs 36 tiles there. (Their weight gradient in F(4x4) lost to
+//    im2col where a quarter of each tile is past the plane's edge: ResNet's 3x3 512 on 7x7 at
+//    8 images 1.04-1.27x, session 15; it now runs F(2x2), below.)
 //  - below 32 tiles, where the forward and data gradient run fused (winograd_fused: from 64x64
 //    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
 //    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the
@@ -110,20 +105,27 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    time with 256 and 384 channels in three interleaved runs (best of 12), and 1.15-1.33x in
 //    each of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
 //    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs);
-//  - the weight gradient, and fewer filters, below 32 tiles: the rule from Zen 4's 16 tiles
-//    (24-27 tiles with 512 channels lost the data and weight gradients, 1.1-1.3x, unfused).
+//  - fewer filters below 32 tiles: the rule from Zen 4's 16 tiles (24-27 tiles with 512
+//    channels lost the data and weight gradients, 1.1-1.3x, unfused).
+// The weight gradient runs F(2x2) up to 48 F(4x4) tiles (winograd_weight_tile, with its
+// measurements). Below 40 of them it beat im2col from 64 F(2x2) tiles, interleaved, best of
+// 7-15 (session 20, AVX2 EPYC, 2 threads): 64-1024 channels on 7x7 planes at 4 and 8 images
+// 0.65-0.98x im2col's time (ResNet's 512 at 8: 17.5 against 21.2 ms; GoogLeNet's 832>128 at 4:
+// 0.65x), on 14x14 and 12x12 at 2 images 0.64-0.85x; with fewer it lost (16-32 tiles: 7x7 at
+// 1-2 images 1.1-2x) or came out even (49: 14x14 and 13x13 at one image, 0.85-1.2x).
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
+  if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40)
+    return s.n * ((s.ho + 1) / 2) * ((s.wo + 1) / 2) >= 64;
   if (tiles >= 40) return true;
   if (tiles >= 32) {
     if (dir == FC_DIR_FORWARD) return true;
     if (dir == FC_DIR_BACKWARD_DATA && (tiles >= 36 || s.howo < 64)) return true;
-    if (dir == FC_DIR_BACKWARD_WEIGHT && s.ho % 4 == 0 && s.wo % 4 == 0) return true;
   }
-  if (dir != FC_DIR_BACKWARD_WEIGHT && winograd_fused(tiles, kc))
+  if (winograd_fused(tiles, kc))
     return dir == FC_DIR_FORWARD ? tiles >= 10 : tiles >= 9 && s.n >= 2;
-  return dir == FC_DIR_BACKWARD_WEIGHT ? kc <= 64 * 64 : kc <= 128 * 128;
+  return kc <= 128 * 128;
 }
 
 // A unit-stride, undilated, "same"-padded kernel of 5x5 or more.

@@ -254,6 +254,8 @@ bool winograd_supports(const ConvShape &s);
 // (one group) runs fused, transforming its filters panel by panel instead of all at once
 // (conv/winograd.cpp, forward_fused; FASTCONV_WINOGRAD_FUSED=0|1 overrides it there).
 bool winograd_fused(int64_t tiles, int64_t kc);
+// The weight gradient's output tile, 2 or 4 (conv/winograd.cpp): F(2x2) on few tiles.
+int winograd_weight_tile(const ConvShape &s);
 // The Winograd forward with its filters transformed once (inference plans): the elements of
 // the transformed filters, the transform (false when a filter is not finite), and the forward
 // on them (w is still needed: a non-finite operand redoes the call on the GEMM path).

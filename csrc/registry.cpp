@@ -136,9 +136,9 @@ const char *winograd_why_not(const ConvShape &s) {
   return ok ? nullptr : "its channels per group must fit int32";
 }
 
-// F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, as
-// winograd.cpp picks), alpha = m + 2: per tile and element one multiply-add per
-// (input channel, output channel) pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the
+// F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, and
+// for a weight gradient of few tiles, as winograd.cpp picks), alpha = m + 2: per tile and
+// element one multiply-add per (input channel, output channel) pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the
 // efficiency of one large GEMM (they are many and small; the fused forward's register tiles,
 // winograd_fused, at 0.6 of it and losing less to few tiles: measured 0.8-0.9x im2col's time on
 // 13x13 and 14x14 planes at batch 1 with 256-1024 channels), plus transforms costing 2 units per transformed value
@@ -150,7 +150,8 @@ double winograd_cost(const ConvShape &s, fc_direction dir) {
   const bool phased = phases_apply(s);
   const ConvShape t = phased ? phase_shape(s) : s;
   const int64_t reduction = dir == FC_DIR_BACKWARD_DATA ? t.kg : t.cg;
-  const double m = reduction < 8 ? 2 : 4, a2 = (m + 2) * (m + 2);
+  const double m = dir == FC_DIR_BACKWARD_WEIGHT ? winograd_weight_tile(t) : reduction < 8 ? 2 : 4;
+  const double a2 = (m + 2) * (m + 2);
   const double tiles = (double)t.n * std::ceil((double)t.ho / m) * std::ceil((double)t.wo / m);
   const double cg = (double)t.cg, kg = (double)t.kg, g = (double)t.g;
   const bool fused =

@@ -293,17 +293,70 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
 @pytest.mark.parametrize(
     "x_shape,k,want",
     [
-        ((8, 512, 7, 7), 512, "im2col"),  # 32 tiles, a quarter of each past the 7x7 plane
-        ((2, 256, 14, 14), 256, "im2col"),  # 32 tiles over 14x14
-        ((4, 256, 12, 12), 512, "winograd"),  # 36 tiles covering 12x12 exactly
-        ((16, 512, 7, 7), 512, "winograd"),  # 64 tiles
+        ((8, 512, 7, 7), 512, "winograd"),  # 32 F(4x4) tiles: F(2x2)'s 128
+        ((2, 256, 14, 14), 256, "winograd"),  # 32 over 14x14: 98
+        ((4, 256, 12, 12), 512, "winograd"),  # 36 covering 12x12 exactly: 144
+        ((4, 832, 7, 7), 128, "winograd"),  # 16: 64, GoogLeNet's 5b reduce-to-3x3 sizes
+        ((16, 512, 7, 7), 512, "winograd"),  # 64 tiles: F(4x4)
+        ((2, 512, 7, 7), 512, "im2col"),  # 8: F(2x2)'s 32
+        ((1, 256, 14, 14), 256, "im2col"),  # 16: 49
+        ((1, 512, 7, 7), 512, "im2col"),  # 4: 16
     ],
 )
-def test_auto_weight_gradient_between_32_and_40_tiles(x_shape, k, want):
-    """auto's weight gradient at 32-39 Winograd tiles takes Winograd only where the tiles
-    cover the plane exactly (api.cpp, winograd_pays); the forward keeps it from 32 tiles."""
+def test_auto_weight_gradient_of_few_tiles(x_shape, k, want):
+    """auto's weight gradient under 40 F(4x4) tiles takes Winograd (run as F(2x2) there) from
+    64 F(2x2) tiles (api.cpp, winograd_pays); the forward keeps it from 32 F(4x4) tiles."""
     from fastconv import _core
 
     d = (*x_shape, k, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == want
-    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "winograd"
+    if winograd_tiles(x_shape) >= 32:
+        assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "winograd"
+
+
+def winograd_tiles(x_shape):
+    """F(4x4) output tiles of a 3x3 'same' convolution over the batch."""
+    n, _, h, w = x_shape
+    return n * -(-h // 4) * -(-w // 4)
+
+
+# The weight gradient's tile by its rule (winograd_weight_tile): F(2x2) up to 48 F(4x4) tiles.
+WEIGHT_TILE_CASES = [
+    ((2, 8, 7, 7), 2),
+    ((3, 8, 14, 14), 2),
+    ((1, 8, 28, 28), 4),
+    ((4, 8, 16, 16), 4),
+]
+WEIGHT_TILE_SCRIPT = textwrap.dedent(r"""
+    import hashlib, json, sys
+    import numpy as np
+    import fastconv
+    out = []
+    for shape in json.loads(sys.argv[2]):
+        rng = np.random.default_rng(11)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((8, shape[1], 3, 3), dtype=np.float32)
+        dy = rng.standard_normal((shape[0], 8, shape[2], shape[3]), dtype=np.float32)
+        _, dw, _ = fastconv.conv2d_backward(dy, x, w, padding=1, algo="winograd")
+        out.append(hashlib.sha256(dw.tobytes()).hexdigest())
+    print(json.dumps(out))
+""")
+
+
+def test_weight_gradient_tile_follows_the_tiles(monkeypatch):
+    """The weight gradient runs F(2x2) on up to 48 F(4x4) tiles and F(4x4) above: its bits are
+    those of the same call with FASTCONV_WINOGRAD_TILE forcing that tile (each in a fresh
+    process, as the variable is read once), and not those of the other tile."""
+    import json
+
+    monkeypatch.delenv("FASTCONV_WINOGRAD_TILE", raising=False)
+    shapes = json.dumps([list(s) for s, _ in WEIGHT_TILE_CASES])
+    isa = fastconv.isa()
+    default = run_isa_json(isa, WEIGHT_TILE_SCRIPT, shapes)
+    forced = {
+        t: run_isa_json(isa, WEIGHT_TILE_SCRIPT, shapes, FASTCONV_WINOGRAD_TILE=str(t))
+        for t in (2, 4)
+    }
+    for i, (shape, tile) in enumerate(WEIGHT_TILE_CASES):
+        assert default[i] == forced[tile][i], (shape, tile)
+        assert default[i] != forced[6 - tile][i], (shape, tile)

@@ -18,7 +18,7 @@
 // Summed over tiles inside the transform, dW[k][c] = G^T Z[k][c] G with
 // Z[e] = sum over tiles of (A dy A^T)[e][k][t] (B^T x B)[e][c][t]: GEMMs per element e that
 // reduce over tiles, accumulated either per thread over cache-sized blocks (small Z) or into
-// one Z over memory-sized chunks (large Z).
+// one Z over memory-sized chunks (large Z). With few tiles it runs F(2x2) (winograd_weight_tile).
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -57,14 +57,17 @@ WinoConv forward_form(const ConvShape &s) {
 // error follows the magnitudes over its whole 6x6 input tile, so an output whose own window
 // holds one or two small terms (a corner beside large neighbours) measured up to 2x the
 // 1e-4*scale bound; with few channels F(4x4) also has no speed to gain.
-// FASTCONV_WINOGRAD_TILE=2|4 forces one (the tests run both).
-int tile_size(int64_t reduction) {
+// FASTCONV_WINOGRAD_TILE=2|4 forces one (the tests run both); forced_tile() is 0 without it.
+int forced_tile() {
   static const int forced = [] {
     const char *env = std::getenv("FASTCONV_WINOGRAD_TILE");
     if (!env || !env[0] || env[1]) return 0;
     return env[0] == '2' ? 2 : env[0] == '4' ? 4 : 0;
   }();
-  if (forced) return forced;
+  return forced;
+}
+int tile_size(int64_t reduction) {
+  if (const int forced = forced_tile()) return forced;
   return reduction < 8 ? 2 : 4;
 }
 
@@ -908,10 +911,25 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
   return FC_OK;
 }
 
+// The weight gradient's tile. Its GEMMs reduce over the tiles into Z ([alpha^2][k][cg], read
+// and written once per block of tiles), so with few tiles Z's traffic and the GEMMs' thin
+// reduction decide, not the multiplications saved: F(2x2)'s Z is 16/36 of F(4x4)'s and it has
+// 4x the tiles to reduce over. Up to 48 F(4x4) tiles (7x7 planes up to 12 images, 14x14 up to
+// 3, 12x12 up to 5) F(2x2) took 0.35-0.85x F(4x4)'s time with 64-1024 channels (ResNet's 3x3
+// 512 on 7x7 at 8 images 17.5 against 22.1 ms, on 14x14 at 2 images 13.9 against 21.9,
+// GoogLeNet's 192>384 on 7x7 at 4 images 3.1 against 4.9); at 49 tiles (28x28 at one image)
+// F(4x4) was faster (0.75-0.96x), at 64 even (0.8-1.2x), from 128 faster (0.77x). Measured
+// interleaved in one process, best of 7-15, AVX2 EPYC, 2 threads. Follows the shape only.
+int winograd_weight_tile(const ConvShape &s) {
+  const int m = tile_size(s.n * s.howo);
+  if (m != 4 || forced_tile()) return m;
+  return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4) <= 48 ? 2 : 4;
+}
+
 template <class T>
 fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, const T *x, T *dw) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.n * s.howo));
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(winograd_weight_tile(s));
   const int64_t z_bytes = uk.alpha * uk.alpha * s.k * s.cg * (int64_t)sizeof(T);
   const int64_t tiles = s.n * ((s.ho + uk.m - 1) / uk.m) * ((s.wo + uk.m - 1) / uk.m);
   bool finite;
