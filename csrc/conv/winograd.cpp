@@ -915,7 +915,7 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
 // and written once per block of tiles), so with few tiles Z's traffic and the GEMMs' thin
 // reduction decide, not the multiplications saved: F(2x2)'s Z is 16/36 of F(4x4)'s and it has
 // 4x the tiles to reduce over. Up to 48 F(4x4) tiles (7x7 planes up to 12 images, 14x14 up to
-// 3, 12x12 up to 5) F(2x2) took 0.45-0.90x F(4x4)'s time with 192-1024 channels (ResNet's
+// 3, 12x12 up to 5) F(2x2) took 0.43-0.90x F(4x4)'s time with 160-1024 channels (ResNet's
 // 3x3 512 on 7x7 at 8 images 17.5 against 22.1 ms, on 14x14 at 2 images 13.9 against 21.9,
 // GoogLeNet's 192>384 on 7x7 at 4 images 3.1 against 4.9), 0.66-1.1x with 64-128; at 49 tiles
 // (28x28 at one image) F(4x4) was faster (0.75-0.96x), at 64 even (0.8-1.2x), from 128 faster
