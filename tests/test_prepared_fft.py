@@ -18,25 +18,15 @@ from conftest import DTYPE_IDS, DTYPES, assert_close, expected_backward, expecte
 from fastconv import _core, autograd
 from fastconv.nn import functional as NF
 from test_c_abi import FC_OK, desc, ptr
-from test_prepared_grad import _count_prepared, prepared_abi
+from test_prepared_grad import (
+    _count_prepared,
+    _desc,
+    _operands,
+    bits_at_thread_counts,
+    prepared_abi,
+)
 
 FFT = F._ALGO_IDS["fft"]
-
-
-def _desc(x_shape, w_shape, padding, groups=1):
-    n, c, h, w = x_shape
-    k, _, kh, kw = w_shape
-    return (n, c, h, w, k, kh, kw, 1, 1, padding, padding, 1, 1, groups)
-
-
-def _operands(x_shape, w_shape, padding, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    n, _, h, wd = x_shape
-    k, _, kh, kw = w_shape
-    dy = rng.standard_normal((n, k, h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1))
-    return x, w, dy.astype(dtype)
 
 
 def _fft_dx(dy, x, w, padding, groups=1):
@@ -134,15 +124,7 @@ def test_bitwise_at_any_thread_count(restore_threads):
     x_shape, w_shape, padding, groups = REUSED[0]
     d = _desc(x_shape, w_shape, padding, groups)
     x, w, dy = _operands(x_shape, w_shape, padding, np.float32)
-    out = []
-    for n in (1, 2, 3):
-        fastconv.set_num_threads(n)
-        prep = _core.Conv2dPrepared(d, FFT, w)
-        dx = np.empty(x_shape, np.float32)
-        prep.backward_data(dy, dx.reshape(-1))
-        y = np.empty(dy.shape, np.float32)
-        prep.forward(x, None, y.reshape(-1))
-        out.append((dx, y))
+    out = bits_at_thread_counts(d, FFT, x, w, dy, forward=True)
     for dx, y in out[1:]:
         np.testing.assert_array_equal(out[0][0], dx)
         np.testing.assert_array_equal(out[0][1], y)

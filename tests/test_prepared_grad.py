@@ -38,9 +38,28 @@ def _operands(x_shape, w_shape, padding, dtype, seed=0):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    y_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * ph - 2, x_shape[3] + 2 * pw - 2)
+    kh, kw = w_shape[2:]
+    y_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * ph - kh + 1, x_shape[3] + 2 * pw - kw + 1)
     dy = rng.standard_normal(y_shape).astype(dtype)
     return x, w, dy
+
+
+def bits_at_thread_counts(d, algo, x, w, dy, forward=False):
+    """A Conv2dPrepared of descriptor d and algorithm algo made and run at 1, 2 and 3 threads:
+    per thread count, its data gradient of dy (and with ``forward`` its forward of x)."""
+    out = []
+    for n in (1, 2, 3):
+        fastconv.set_num_threads(n)
+        prep = _core.Conv2dPrepared(d, algo, w)
+        dx = np.empty(x.shape, x.dtype)
+        prep.backward_data(dy, dx.reshape(-1))
+        got = [dx]
+        if forward:
+            y = np.empty(dy.shape, dy.dtype)
+            prep.forward(x, None, y.reshape(-1))
+            got.append(y)
+        out.append(got)
+    return out
 
 
 def _within(got, want, scale, dtype):
@@ -142,15 +161,9 @@ def test_other_algorithms_never_reuse():
 def test_bitwise_at_any_thread_count(x_shape, w_shape, restore_threads):
     d = _desc(x_shape, w_shape, 1)
     x, w, dy = _operands(x_shape, w_shape, 1, np.float32)
-    out = []
-    for n in (1, 2, 3):
-        fastconv.set_num_threads(n)
-        prep = _core.Conv2dPrepared(d, WINOGRAD, w)
-        dx = np.empty(x_shape, np.float32)
-        prep.backward_data(dy, dx.reshape(-1))
-        out.append(dx)
+    out = bits_at_thread_counts(d, WINOGRAD, x, w, dy)
     for other in out[1:]:
-        np.testing.assert_array_equal(out[0], other)
+        np.testing.assert_array_equal(out[0][0], other[0])
 
 
 @pytest.mark.parametrize("where", ["dy", "weight"])
