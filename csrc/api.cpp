@@ -112,12 +112,16 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // 7-15 (session 20, AVX2 EPYC, 2 threads): 64-1024 channels on 7x7 planes at 4 and 8 images
 // 0.65-0.98x im2col's time (ResNet's 512 at 8: 17.5 against 21.2 ms; GoogLeNet's 832>128 at 4:
 // 0.65x), on 14x14 and 12x12 at 2 images 0.64-0.85x; with fewer it lost (16-32 tiles: 7x7 at
-// 1-2 images 1.1-2x) or came out even (49: 14x14 and 13x13 at one image, 0.85-1.2x).
+// 1-2 images 1.1-2x) or came out even (49: 14x14 and 13x13 at one image, 0.85-1.2x). With the
+// transforms by rows (session 21; interleaved, best of 9-11) the 49 tiles of one 14x14 or 13x13
+// image won, 0.67-0.79x im2col's time with 128-512 channels, while 16-32 (7x7 at 1-2 images)
+// stayed even (0.91-1.25x either way, 64-832 channels): from 48 F(2x2) tiles. (AlexNet's 384>256
+// on 13x13 at one image, 0.79x, still runs im2col: model_allows, the cost model 1.36x above.)
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
   if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40)
-    return s.n * ((s.ho + 1) / 2) * ((s.wo + 1) / 2) >= 64;
+    return s.n * ((s.ho + 1) / 2) * ((s.wo + 1) / 2) >= 48;
   if (tiles >= 40) return true;
   if (tiles >= 32) {
     if (dir == FC_DIR_FORWARD) return true;
@@ -230,25 +234,15 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    neither Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column
 //    matrix; direct_blocked_pays, conv/direct_blocked.cpp: 1x7/7x1, 5x5, L3/L4 1.0-1.5x faster
 //    than im2col with the filters packed per call).
-// A unit-stride 3x3 with 24-32 channels in and out on rows 10+ wide: Winograd's GEMMs reduce
-// over 32 channels at most, and direct's blocked forward (its data gradient is the blocked
-// forward of the transposed convolution) ran Inception's 3x3 32>32 at 149x149 1.15-1.45x faster
-// in three bench auto runs at batch 1, forward and data gradient; with 64 channels either way
-// (its 32>64 at 147x147, ResNet's 64 at 56x56) Winograd stayed 1.2-1.4x faster. From 4 images
-// Winograd's filter transforms are paid back: the forward of the 32>32 took direct 0.94x
-// Winograd's time at 1 and 2 images, 1.03x at 4 and 1.18x at 8 (a bench auto run and
-// interleaved timings; the data gradient at 8 was even, 0.97x).
-static bool blocked_beats_winograd(const ConvShape &s) {
-  return s.n < 4 && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.cg >= 24 && s.cg <= 32 &&
-         s.kg >= 24 && s.kg <= 32 && s.wo >= 10 && s.in_w >= 10 && direct_blocked_pays(s);
-}
-
+// (Inception's 3x3 32>32 at 149x149 below 4 images once ran direct's blocked forward, 1.15-1.45x
+// faster than Winograd; since Winograd's AVX2 transforms work by rows (session 21) Winograd
+// takes 0.68-0.88x direct's time there at 1 and 2 images, forward and data gradient, and the
+// exception is gone.)
 static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (linear_supports(s)) return FC_ALGO_LINEAR;
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
-  if (dir != FC_DIR_BACKWARD_WEIGHT && blocked_beats_winograd(s)) return FC_ALGO_DIRECT;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))

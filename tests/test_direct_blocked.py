@@ -123,18 +123,3 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
     b8 = desc(8, 128, 56, 128, 3, 3, 2, 1, 1)
     assert name(_core.conv2d_choose_prepared(b8)) == "im2col"
-
-
-def test_heuristic_prefers_it_to_winograd_on_32_channels_either_way():
-    """Inception's 3x3 32>32 at 149x149: the blocked forward (and the data gradient, a blocked
-    forward of the transposed convolution) over Winograd's GEMMs that reduce over 32 channels,
-    below 4 images (from 4, Winograd's filter transforms are paid back); with 64 channels on
-    either side Winograd stays."""
-    w = (32, 32, 3, 3)
-    for direction in ("forward", "backward_data"):
-        for n in (1, 2):
-            assert fastconv.algorithms((n, 32, 149, 149), w, direction=direction)[0] == "direct"
-        assert fastconv.algorithms((4, 32, 149, 149), w, direction=direction)[0] == "winograd"
-    assert fastconv.algorithms((1, 32, 149, 149), w, direction="backward_weight")[0] != "direct"
-    assert fastconv.algorithms((1, 32, 147, 147), (64, 32, 3, 3))[0] == "winograd"
-    assert fastconv.algorithms((1, 64, 56, 56), (64, 64, 3, 3), padding=1)[0] == "winograd"

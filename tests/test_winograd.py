@@ -298,20 +298,33 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
         ((4, 256, 12, 12), 512, "winograd"),  # 36 covering 12x12 exactly: 144
         ((4, 832, 7, 7), 128, "winograd"),  # 16: 64, GoogLeNet's 5b reduce-to-3x3 sizes
         ((16, 512, 7, 7), 512, "winograd"),  # 64 tiles: F(4x4)
+        ((1, 256, 14, 14), 256, "winograd"),  # 16: 49
         ((2, 512, 7, 7), 512, "im2col"),  # 8: F(2x2)'s 32
-        ((1, 256, 14, 14), 256, "im2col"),  # 16: 49
         ((1, 512, 7, 7), 512, "im2col"),  # 4: 16
     ],
 )
 def test_auto_weight_gradient_of_few_tiles(x_shape, k, want):
     """auto's weight gradient under 40 F(4x4) tiles takes Winograd (run as F(2x2) there) from
-    64 F(2x2) tiles (api.cpp, winograd_pays); the forward keeps it from 32 F(4x4) tiles."""
+    48 F(2x2) tiles (api.cpp, winograd_pays); the forward keeps it from 32 F(4x4) tiles."""
     from fastconv import _core
 
     d = (*x_shape, k, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == want
     if winograd_tiles(x_shape) >= 32:
         assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "winograd"
+
+
+def test_auto_takes_it_on_32_channels_either_way():
+    """Inception's 3x3 32>32 at 149x149 runs Winograd forward and data gradient at any batch
+    (direct's blocked forward beat it below 4 images before the transforms ran by rows), and
+    with 64 channels on either side too."""
+    w = (32, 32, 3, 3)
+    for direction in ("forward", "backward_data"):
+        for n in (1, 2, 4):
+            got = fastconv.algorithms((n, 32, 149, 149), w, direction=direction)[0]
+            assert got == "winograd", (n, direction)
+    assert fastconv.algorithms((1, 32, 147, 147), (64, 32, 3, 3))[0] == "winograd"
+    assert fastconv.algorithms((1, 64, 56, 56), (64, 64, 3, 3), padding=1)[0] == "winograd"
 
 
 def winograd_tiles(x_shape):
