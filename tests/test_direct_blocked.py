@@ -123,3 +123,27 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
     b8 = desc(8, 128, 56, 128, 3, 3, 2, 1, 1)
     assert name(_core.conv2d_choose_prepared(b8)) == "im2col"
+
+
+def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
+    """auto, packing the filters per call: a strided forward of one image with 192+ input
+    channels onto 144-400 positions (Inception v3's 3x3/2 384>384 at 35x35: 289); not at two
+    images, not onto 49 positions (ResNet's 3x3/2 512 to 7x7), not onto 784 (its 128 to 28x28),
+    not with few channels."""
+
+    def desc(n, c, h, k, s, p):
+        return [n, c, h, h, k, 3, 3, s, s, p, p, 1, 1, 1]
+
+    def name(d):
+        return _core.ALGO_NAMES[_core.conv2d_choose(d, 0)]
+
+    assert name(desc(1, 384, 35, 384, 2, 0)) == "direct"
+    assert name(desc(1, 256, 24, 512, 2, 1)) == "direct"  # 144 positions
+    assert name(desc(2, 384, 35, 384, 2, 0)) == "im2col"
+    assert name(desc(1, 512, 14, 512, 2, 1)) == "im2col"
+    assert name(desc(1, 128, 56, 128, 2, 1)) == "im2col"
+    assert name(desc(1, 128, 35, 384, 2, 0)) == "im2col"
+    # (the data gradient and the weight gradient keep im2col)
+    d = desc(1, 384, 35, 384, 2, 0)
+    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 1)] == "im2col"
+    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == "im2col"

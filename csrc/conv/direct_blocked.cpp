@@ -50,7 +50,12 @@ bool direct_blocked_applies(const ConvShape &s) {
 // so auto keeps im2col there. With the filters packed once (an inference plan), batch 1: ResNet's
 // 512-channel 3x3 at 7x7 1.35-1.4x faster than im2col and its 3x3/2 layers 1.15-1.45x (where
 // packing 9.4 MB of filters per call made the 7-wide ones 0.8-0.9x); at batch 8 the strided ones
-// ran 0.94-1.0x, hence the limit on positions.
+// ran 0.94-1.0x, hence the limit on positions. Strided at one image with 192+ input channels
+// onto 144-400 positions it won even packing per call (session 21, interleaved, best of 11, two
+// runs): Inception v3's 3x3/2 384>384, 288>384 and 192>320 on 35x35 0.72-0.93x im2col's time,
+// 256>512 on 24x24 0.71x, ResNet's 256 on 28x28 (196 positions) 0.94-0.98x; onto 49-64
+// positions it lost (512 on 14x14, 768 on 17x17: 1.56-1.66x), onto 784 it came out even
+// (128 and 64 on 56x56, 0.97-1.06x), and at two images 0.95x.
 bool direct_blocked_runs(const ConvShape &s) {
   return s.c >= 24 && s.wo >= 7 && direct_blocked_applies(s);
 }
@@ -59,7 +64,8 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   const bool strided = s.sh > 1 || s.sw > 1;
   if (prepared) return !strided || s.n * s.howo <= 1024;
-  return !strided && s.wo >= 10;
+  if (strided) return s.n == 1 && s.cg >= 192 && s.howo >= 144 && s.howo <= 400;
+  return s.wo >= 10;
 }
 
 template <class T>
