@@ -108,16 +108,31 @@ def threads():
     fastconv.set_num_threads(before)
 
 
-def special_values(rng, shape, dtype):
-    """Small integers (many ties), signed zeros, infinities and a few NaNs."""
+def special_values(rng, shape, dtype, nan=True):
+    """Small integers (many ties), signed zeros, infinities and (with ``nan``) a few NaNs."""
     x = rng.integers(-2, 3, size=shape).astype(dtype)
     flat = x.reshape(-1)
     picks = rng.choice(flat.size, size=(4, max(1, flat.size // 20)), replace=False)
     flat[picks[0]] = -0.0
     flat[picks[1]] = np.inf
     flat[picks[2]] = -np.inf
-    flat[picks[3][: max(1, flat.size // 60)]] = np.nan
+    if nan:
+        flat[picks[3][: max(1, flat.size // 60)]] = np.nan
     return x
+
+
+def special_inputs(rng, shape, dtype):
+    """Random normals; special values with NaNs in (nearly) every plane; special values without
+    NaNs; and without NaNs except in one plane (the max kernels check each plane for NaNs and
+    drop their NaN test where there are none)."""
+    one_nan = special_values(rng, shape, dtype, nan=False)
+    one_nan.reshape(-1, *shape[-2:])[-1, -1, 0] = np.nan
+    return (
+        rng.standard_normal(shape).astype(dtype),
+        special_values(rng, shape, dtype),
+        special_values(rng, shape, dtype, nan=False),
+        one_nan,
+    )
 
 
 def assert_max_equal(y, idx, y_ref, idx_ref):
@@ -147,7 +162,7 @@ def torch_max(torch, x, k, s, p, d, ceil):
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
 def test_max_pool2d_matches_reference(case, dtype, prng):
     shape, k, s, p, d, ceil = case
-    for x in (prng.standard_normal(shape).astype(dtype), special_values(prng, shape, dtype)):
+    for x in special_inputs(prng, shape, dtype):
         y_ref, i_ref = max_pool2d_ref(x, k, s, p, d, ceil)
         y, idx = fastconv.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
         assert_max_equal(y, idx, y_ref, i_ref)
@@ -163,7 +178,7 @@ def test_max_pool2d_matches_reference(case, dtype, prng):
 def test_max_pool2d_matches_torch(case, dtype, prng):
     torch = pytest.importorskip("torch")
     shape, k, s, p, d, ceil = case
-    for x in (prng.standard_normal(shape).astype(dtype), special_values(prng, shape, dtype)):
+    for x in special_inputs(prng, shape, dtype):
         y, idx = fastconv.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
         assert_max_equal(y, idx, *torch_max(torch, x, k, s, p, d, ceil))
 

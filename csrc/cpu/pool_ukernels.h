@@ -17,6 +17,8 @@ struct PoolRow {
   // plane rather than the plane: tap (r, j) of output o is switch ibase + r*dil_h*ixw + o*sw +
   // j*dil_w. ixw == 0: the plane itself, (ih0 + r*dil_h)*xw + iw0 + o*sw + j*dil_w.
   int64_t ixw = 0, ibase = 0;
+  // The caller checked that no tap is NaN: max_row skips its NaN check (a sum of the taps).
+  bool no_nan = false;
 };
 
 template <class T>

@@ -5,6 +5,11 @@
 // (vectorised over the row's outputs, y and switches written in the same pass); the few at the
 // left/right edges take PyTorch's scalar loop, which defines every case (padding, dilation, a
 // window with no input element). Small padded planes take bordered copies instead (pool.h).
+// Each plane is checked for NaNs once (special_values); where it has none, the micro-kernel
+// drops its NaN test (a sum of the taps, one dependent add per tap) and runs two blocks of
+// outputs side by side. AVX2 EPYC, 2 threads, in one process alternating with the old kernel,
+// best of 60: GoogLeNet's 3x3/1 pools on 7x7-28x28 planes 0.6-0.8x the time without switches,
+// 0.75-0.85x with them; ResNet's 3x3/2 on 112x112 0.83-0.87x.
 //
 // Switch entries (backward, unpool, unpool backward): every switch is checked against its plane
 // before anything is written; then each plane is zeroed and scattered (or gathered) in one pass,
@@ -63,6 +68,18 @@ void max_window(const PoolShape &s, const T *plane, int64_t ih0, int64_t ih1, in
   }
   *y = best;
   if (idx) *idx = at;
+}
+
+// Bit 0: some element of p[0, n) is NaN; bit 1: some element is -inf. Branch-free, one OR over
+// the whole run (the compiler vectorises it), so a plane costs a fraction of its taps' loads.
+template <class T>
+int special_values(const T *__restrict p, int64_t n) {
+  int nan = 0, neg_inf = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    nan |= p[i] != p[i];
+    neg_inf |= p[i] == -std::numeric_limits<T>::infinity();
+  }
+  return nan | neg_inf << 1;
 }
 
 // Checks all switches, then (only if all lie in their planes) runs body(p) for every plane p.
@@ -149,20 +166,15 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
       T *yp = y + p * s.howo;
       int64_t *ip = idx ? idx + p * s.howo : nullptr;
       copy_into_border(s, pp, plane, buf);
-      int lows = 0;  // whether a window found -inf only (then its switch needs the scalar loop)
+      const int special = special_values(plane, s.hw);
       if (flat) {
         PoolRow run{pp.wp, 0, s.dil_h, s.kh, 0, 1, s.dil_w, s.kw, (s.ho - 1) * pp.wp + s.wo};
         run.ixw = s.in_w;
         run.ibase = -s.ph * s.in_w - s.pw;
+        run.no_nan = !(special & 1);
         uk.max_row(buf, run, wide, iwide);
         for (int64_t oh = 0; oh < s.ho; ++oh) {
-          const T *__restrict row = wide + oh * pp.wp;
-          T *__restrict out = yp + oh * s.wo;
-#pragma omp simd reduction(| : lows)
-          for (int64_t ow = 0; ow < s.wo; ++ow) {
-            out[ow] = row[ow];
-            lows |= row[ow] == lowest;
-          }
+          std::memcpy(yp + oh * s.wo, wide + oh * pp.wp, sizeof(T) * s.wo);
           if (!ip) continue;
           const int64_t fix = oh * (s.in_w - pp.wp);
           const int64_t *__restrict from = iwide + oh * pp.wp;
@@ -171,12 +183,17 @@ fc_status max_pool2d_forward_bordered(const PoolShape &s, const PaddedPlane &pp,
           for (int64_t ow = 0; ow < s.wo; ++ow) to[ow] = from[ow] + fix;
         }
       } else {  // (no switches here: use_padded_plane)
-        for (int64_t oh = 0; oh < s.ho; ++oh)
-          uk.max_row(buf, PoolRow{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo},
-                     yp + oh * s.wo, nullptr);
+        for (int64_t oh = 0; oh < s.ho; ++oh) {
+          PoolRow row{pp.wp, oh * s.sh, s.dil_h, s.kh, 0, s.sw, s.dil_w, s.kw, s.wo};
+          row.no_nan = !(special & 1);
+          uk.max_row(buf, row, yp + oh * s.wo, nullptr);
+        }
       }
-      // (a vectorised test per row above; the scan below is scalar and rarely needed)
-      if (!ip || !lows) continue;
+      // A window that found -inf only points its switch at its first tap, maybe in the border:
+      // it takes the scalar loop. Undilated, every window holds a plane element (the padding is
+      // at most half the kernel, and the last window starts inside), so that needs -inf in the
+      // plane; a dilated window can miss the plane.
+      if (!ip || !((special & 2) || s.dil_h > 1 || s.dil_w > 1)) continue;
       for (int64_t oh = 0; oh < s.ho; ++oh)
         for (int64_t ow = 0; ow < s.wo; ++ow)
           if (yp[oh * s.wo + ow] == lowest) {
@@ -202,28 +219,51 @@ fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx)
   int64_t lo, hi;
   valid_range(-s.pw, s.sw, s.in_w - (s.kw - 1) * s.dil_w, s.wo, &lo, &hi);
   const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
-    const int64_t p = t / s.ho, oh = t % s.ho;
-    const T *plane = x + p * s.hw;
-    T *yr = y + t * s.wo;
-    int64_t *ir = idx ? idx + t * s.wo : nullptr;
-    const int64_t ih = oh * s.sh - s.ph;
-    const int64_t ih0 = first_in_range(ih, s.dil_h),
-                  ih1 = std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h);
-    const int64_t span = std::max<int64_t>(ih1 - ih0, 0);
-    // window rows in the plane
-    const int64_t nr = s.dil_h == 1 ? span : (span + s.dil_h - 1) / s.dil_h;
-    const bool vec = nr > 0 && hi > lo;
-    const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
-    for (int64_t ow = 0; ow < a; ++ow)
-      max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
-    if (vec) {
-      const PoolRow row{s.in_w, ih0, s.dil_h, nr, lo * s.sw - s.pw, s.sw, s.dil_w, s.kw, hi - lo};
-      uk.max_row(plane, row, yr + lo, ir ? ir + lo : nullptr);
+#pragma omp parallel num_threads(nt)
+  {
+    // A thread's jobs move down each plane: the input rows [lo, hi) of plane `seen` are the
+    // ones it has checked for NaNs so far, and `nan` says whether they held one (each row is
+    // checked once per thread; a NaN in a row this window skips only costs it the fast path).
+    int64_t seen = -1, lo_row = 0, hi_row = 0;
+    bool nan = false;
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < s.planes * s.ho; ++t) {  // one job per output row
+      const int64_t p = t / s.ho, oh = t % s.ho;
+      const T *plane = x + p * s.hw;
+      T *yr = y + t * s.wo;
+      int64_t *ir = idx ? idx + t * s.wo : nullptr;
+      const int64_t ih = oh * s.sh - s.ph;
+      const int64_t ih0 = first_in_range(ih, s.dil_h),
+                    ih1 = std::min(ih + (s.kh - 1) * s.dil_h + 1, s.in_h);
+      if (p != seen) {
+        seen = p;
+        lo_row = hi_row = ih0;
+        nan = false;
+      }
+      if (ih0 < lo_row) {  // (dilated windows at the top edge start lower, then higher)
+        nan = nan || (special_values(plane + ih0 * s.in_w, (lo_row - ih0) * s.in_w) & 1);
+        lo_row = ih0;
+      }
+      if (ih1 > hi_row) {
+        const int64_t from = std::max(hi_row, ih0);
+        nan = nan || (special_values(plane + from * s.in_w, (ih1 - from) * s.in_w) & 1);
+        hi_row = ih1;
+      }
+      const int64_t span = std::max<int64_t>(ih1 - ih0, 0);
+      // window rows in the plane
+      const int64_t nr = s.dil_h == 1 ? span : (span + s.dil_h - 1) / s.dil_h;
+      const bool vec = nr > 0 && hi > lo;
+      const int64_t a = vec ? lo : s.wo, b = vec ? hi : s.wo;
+      for (int64_t ow = 0; ow < a; ++ow)
+        max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
+      if (vec) {
+        PoolRow row{s.in_w, ih0, s.dil_h, nr, lo * s.sw - s.pw, s.sw, s.dil_w, s.kw, hi - lo};
+        row.no_nan = !nan;
+        uk.max_row(plane, row, yr + lo, ir ? ir + lo : nullptr);
+      }
+      for (int64_t ow = b; ow < s.wo; ++ow)
+        max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
     }
-    for (int64_t ow = b; ow < s.wo; ++ow)
-      max_window(s, plane, ih0, ih1, ow, yr + ow, ir ? ir + ow : nullptr);
   }
   return FC_OK;
 }
