@@ -343,12 +343,45 @@ fc_status backward_entry(fc_dtype t, int64_t n, int64_t c, int64_t hw, const voi
   });
 }
 
+template <class T>
+void update_running(int64_t c, int64_t count, double momentum, const T *mean, const T *var,
+                    T *rmean, T *rvar) {
+  const double unbias = double(count) / double(count - 1);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    if (rmean) rmean[ch] = T(momentum * double(mean[ch]) + (1 - momentum) * double(rmean[ch]));
+    if (rvar)
+      rvar[ch] = T(momentum * (double(var[ch]) * unbias) + (1 - momentum) * double(rvar[ch]));
+  }
+}
+
 }  // namespace
 }  // namespace fc
 
 using namespace fc;
 
 extern "C" {
+
+fc_status fc_batch_norm_update_running(fc_dtype t, int64_t c, int64_t count, double momentum,
+                                       const void *mean, const void *var,
+                                       void *running_mean_or_null, void *running_var_or_null) {
+  clear_error();
+  if (t != FC_F32 && t != FC_F64) return fail(FC_EINVAL, "dtype must be FC_F32 or FC_F64");
+  if (c < 0 || count < 0)
+    return fail(FC_EINVAL, "c and count must be >= 0, got %lld and %lld", (long long)c,
+                (long long)count);
+  if (count == 1)
+    return fail(FC_EINVAL, "count must not be 1: the unbiased variance of one value per channel");
+  if (!c || !count || (!running_mean_or_null && !running_var_or_null)) return FC_OK;
+  if ((running_mean_or_null && !mean) || (running_var_or_null && !var))
+    return fail(FC_EINVAL, "mean (and var, for running_var) must not be NULL");
+  if (t == FC_F32)
+    update_running(c, count, momentum, (const float *)mean, (const float *)var,
+                   (float *)running_mean_or_null, (float *)running_var_or_null);
+  else
+    update_running(c, count, momentum, (const double *)mean, (const double *)var,
+                   (double *)running_mean_or_null, (double *)running_var_or_null);
+  return FC_OK;
+}
 
 fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, const void *x,
                                 const void *weight_or_null, const void *bias_or_null,

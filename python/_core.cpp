@@ -246,11 +246,14 @@ uint8_t *relu_mask(const py::object &o, int64_t n, int64_t c, int64_t hw, bool w
   return (uint8_t *)(writable ? keep->mutable_data() : keep->data());
 }
 
-// x (n, c, hw) as three sizes; the arrays are checked against them.
+// x (n, c, hw) as three sizes; the arrays are checked against them. With running_mean and
+// running_var (batch statistics only; var given), they are updated in the same call
+// (fc_batch_norm_update_running, count = n * hw).
 void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, const py::object &w,
                         const py::object &b, const py::object &res, int act, bool batch_stats,
                         double eps, py::array &mean, const py::object &var, py::array &invstd,
-                        py::array &y, const py::object &mask) {
+                        py::array &y, const py::object &mask, const py::object &running_mean,
+                        const py::object &running_var, double momentum) {
   fc_dtype t = dtype_of(x, "x");
   const int64_t count = product({n, c, hw}, "batch_norm", 0);
   check_array(x, "x", t, count, false);
@@ -263,14 +266,22 @@ void batch_norm_forward(const py::array &x, int64_t n, int64_t c, int64_t hw, co
   void *vp = opt_out(var, "var", t, c, &kv);
   void *mp = batch_stats ? mean.mutable_data() : const_cast<void *>(mean.data());
   void *ip = batch_stats ? invstd.mutable_data() : const_cast<void *>(invstd.data());
-  py::array km;
+  py::array km, krm, krv;
   uint8_t *maskp = relu_mask(mask, n, c, hw, true, &km);
   if (maskp && act != FC_ACT_RELU) throw py::value_error("mask: needs act == 1 (the fused ReLU)");
+  void *rmp = opt_out(running_mean, "running_mean", t, c, &krm),
+       *rvp = opt_out(running_var, "running_var", t, c, &krv);
+  if ((rmp || rvp) && !(batch_stats && vp))
+    throw py::value_error("running_mean, running_var: need batch statistics and var");
   check(fcpy::call([&] {
-    return maskp ? fc_batch_norm_forward_masked(t, n, c, hw, x.data(), wp, bp, rp, batch_stats, eps,
-                                                mp, vp, ip, y.mutable_data(), maskp)
-                 : fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps,
-                                         mp, vp, ip, y.mutable_data());
+    fc_status st =
+        maskp ? fc_batch_norm_forward_masked(t, n, c, hw, x.data(), wp, bp, rp, batch_stats, eps,
+                                             mp, vp, ip, y.mutable_data(), maskp)
+              : fc_batch_norm_forward(t, n, c, hw, x.data(), wp, bp, rp, act, batch_stats, eps, mp,
+                                      vp, ip, y.mutable_data());
+    if (st == FC_OK && (rmp || rvp))
+      st = fc_batch_norm_update_running(t, c, n * hw, momentum, mp, vp, rmp, rvp);
+    return st;
   }));
 }
 
@@ -549,7 +560,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("n"), py::arg("c"),
         py::arg("hw"), py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("act"),
         py::arg("batch_stats"), py::arg("eps"), py::arg("mean"), py::arg("var"), py::arg("invstd"),
-        py::arg("out"), py::arg("mask") = py::none());
+        py::arg("out"), py::arg("mask") = py::none(), py::arg("running_mean") = py::none(),
+        py::arg("running_var") = py::none(), py::arg("momentum") = 0.0);
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_out"), py::arg("x"),
         py::arg("n"), py::arg("c"), py::arg("hw"), py::arg("y"), py::arg("mean"), py::arg("invstd"),
         py::arg("weight"), py::arg("batch_stats"), py::arg("grad_x"), py::arg("grad_residual"),

@@ -100,6 +100,63 @@ def test_module_running_statistics_match_torch(momentum):
     assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
 
 
+@pytest.mark.parametrize("layout", ["in place", "strided", "other dtype"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_running_statistics_formula(dtype, layout):
+    # The kernel call updates arrays it can write in place; NumPy updates the others (a strided
+    # view, float32 statistics of a float64 batch): the same formula, PyTorch's, in double
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((6, 4, 3, 5)) * 3 + 2).astype(dtype)
+    stat_dtype = np.float32 if layout == "other dtype" and dtype == np.float64 else dtype
+    if layout == "other dtype" and dtype == np.float32:
+        stat_dtype = np.float64
+    base_m = rng.standard_normal(8).astype(stat_dtype)
+    base_v = rng.uniform(0.5, 2, 8).astype(stat_dtype)
+    saved = base_m.copy()
+    rm, rv = (a[::2] if layout == "strided" else a[:4].copy() for a in (base_m, base_v))
+    before_m, before_v = rm.astype(np.float64), rv.astype(np.float64)
+    F.batch_norm(Tensor(x), rm, rv, training=True, momentum=0.3)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3), ddof=1)
+    tol = 1e-6 if np.float32 in (dtype, stat_dtype) else 1e-12
+    assert rm.dtype == stat_dtype and rv.dtype == stat_dtype
+    np.testing.assert_allclose(rm, 0.3 * mean + 0.7 * before_m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(rv, 0.3 * var + 0.7 * before_v, rtol=tol, atol=tol)
+    if layout == "strided":  # the elements between the view's are untouched
+        np.testing.assert_array_equal(base_m[1::2], saved[1::2])
+
+
+def test_kernel_updates_running_statistics_only_from_batch_statistics():
+    x, y = np.ones((2, 3, 4), np.float32), np.empty((2, 3, 4), np.float32)
+    mean, invstd, rm, rv = (np.ones(3, np.float32) for _ in range(4))
+    with pytest.raises(ValueError, match="running_mean, running_var"):
+        _core.batch_norm_forward(
+            x, 2, 3, 4, None, None, None, 0, False, 1e-5, mean, None, invstd, y, None, rm, rv, 0.1
+        )
+    with pytest.raises(TypeError, match="running_var"):
+        _core.batch_norm_forward(
+            x,
+            2,
+            3,
+            4,
+            None,
+            None,
+            None,
+            0,
+            True,
+            1e-5,
+            mean,
+            mean.copy(),
+            invstd,
+            y,
+            None,
+            rm,
+            rv.astype(np.float64),
+            0.1,
+        )
+    np.testing.assert_array_equal(rm, 1)
+
+
 def test_fused_is_the_composition():
     rng = np.random.default_rng(4)
     x, r = rng.standard_normal((3, 4, 5, 5)), rng.standard_normal((3, 4, 5, 5))

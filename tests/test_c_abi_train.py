@@ -57,6 +57,7 @@ def lib():
     lib.fc_batch_norm_backward.argtypes = [Int, L, L, L, P, P, P, P, P, P, Int, P, P, P, P]
     lib.fc_batch_norm_forward_masked.argtypes = [Int, L, L, L, P, P, P, P, Int, D, P, P, P, P, P]
     lib.fc_batch_norm_backward_masked.argtypes = lib.fc_batch_norm_backward.argtypes
+    lib.fc_batch_norm_update_running.argtypes = [Int, L, L, D, P, P, P, P]
     lib.fc_softmax_cross_entropy_forward.argtypes = [Int, L, L, L, P, P, P, P]
     lib.fc_softmax_cross_entropy_backward.argtypes = [Int, L, L, L, P, P, P, P, P]
     lib.fc_sgd_step.argtypes = [Int, L, ctypes.POINTER(OptimTensor), ctypes.POINTER(SgdArgs)]
@@ -70,6 +71,7 @@ def lib():
         "fc_batch_norm_backward",
         "fc_batch_norm_forward_masked",
         "fc_batch_norm_backward_masked",
+        "fc_batch_norm_update_running",
         "fc_softmax_cross_entropy_forward",
         "fc_softmax_cross_entropy_backward",
         "fc_sgd_step",
@@ -143,6 +145,47 @@ def test_add_inplace_bad_arguments(lib):
     assert lib.fc_add_inplace(F64, 4, None, ptr(a)) == FC_EINVAL
     assert lib.fc_add_inplace(F64, 4, ptr(a), None) == FC_EINVAL
     assert lib.fc_add_inplace(F64, 2**62, ptr(a), ptr(a)) == FC_EOVERFLOW
+
+
+@pytest.mark.parametrize("t, dtype", [(F32, np.float32), (F64, np.float64)])
+def test_batch_norm_update_running(lib, t, dtype):
+    # PyTorch's update, in double: momentum * batch + (1 - momentum) * running, the batch's
+    # variance unbiased (count / (count - 1))
+    rng = np.random.default_rng(8)
+    mean, var = rng.standard_normal(5).astype(dtype), rng.random(5).astype(dtype)
+    rm, rv = rng.standard_normal(5).astype(dtype), rng.random(5).astype(dtype) + 0.5
+    count, m = 12, 0.3
+    want_m = (m * mean.astype(np.float64) + (1 - m) * rm.astype(np.float64)).astype(dtype)
+    want_v = (
+        m * (var.astype(np.float64) * (count / (count - 1))) + (1 - m) * rv.astype(np.float64)
+    ).astype(dtype)
+    got_m, got_v = rm.copy(), rv.copy()
+    assert (
+        lib.fc_batch_norm_update_running(
+            t, 5, count, m, ptr(mean), ptr(var), ptr(got_m), ptr(got_v)
+        )
+        == FC_OK
+    )
+    np.testing.assert_array_equal(got_m, want_m)
+    np.testing.assert_array_equal(got_v, want_v)
+    # either one alone; an empty batch changes nothing
+    only_v = rv.copy()
+    assert lib.fc_batch_norm_update_running(t, 5, count, m, None, ptr(var), None, ptr(only_v)) == 0
+    np.testing.assert_array_equal(only_v, want_v)
+    same = rm.copy()
+    assert lib.fc_batch_norm_update_running(t, 5, 0, m, ptr(mean), ptr(var), ptr(same), None) == 0
+    np.testing.assert_array_equal(same, rm)
+    # bad arguments: a dtype, negative sizes, one value per channel, missing statistics
+    for args in (
+        (7, 5, count, m, ptr(mean), ptr(var), ptr(same), None),
+        (t, -1, count, m, ptr(mean), ptr(var), ptr(same), None),
+        (t, 5, -2, m, ptr(mean), ptr(var), ptr(same), None),
+        (t, 5, 1, m, ptr(mean), ptr(var), ptr(same), None),
+        (t, 5, count, m, None, ptr(var), ptr(same), None),
+        (t, 5, count, m, ptr(mean), None, None, ptr(same)),
+    ):
+        assert lib.fc_batch_norm_update_running(*args) == FC_EINVAL
+    np.testing.assert_array_equal(same, rm)
 
 
 def test_batch_norm_bad_arguments(lib):

@@ -140,6 +140,9 @@ def batch_norm_forward(
     invstd: _Floats,
     out: _Floats,
     mask: npt.NDArray[np.uint8] | None = None,
+    running_mean: _Floats | None = None,
+    running_var: _Floats | None = None,
+    momentum: float = 0.0,
 ) -> None: ...
 def batch_norm_backward(
     grad_out: _Floats,

@@ -165,6 +165,10 @@ cdef extern from "fastconv/fastconv.h" nogil:
                                     const void *residual_or_null, int act, int batch_stats,
                                     double eps, void *mean, void *var_or_null, void *invstd,
                                     void *y)
+    fc_status fc_batch_norm_update_running(fc_dtype t, int64_t c, int64_t count,
+                                           double momentum, const void *mean, const void *var,
+                                           void *running_mean_or_null,
+                                           void *running_var_or_null)
     fc_status fc_batch_norm_backward(fc_dtype t, int64_t n, int64_t c, int64_t hw,
                                      const void *dy, const void *x, const void *y_or_null,
                                      const void *mean, const void *invstd,

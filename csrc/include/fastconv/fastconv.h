@@ -360,12 +360,25 @@ FC_API fc_status fc_relu_backward_rows(fc_dtype t, int64_t rows, int64_t cols, c
  * the batch's, computed here (double accumulators, one fixed order per channel: deterministic
  * at any thread count) and written to mean, var_or_null, invstd ([c] each). batch_stats == 0:
  * mean and invstd are inputs (the running statistics); var_or_null and eps are unused.
- * Weight, bias and residual (laid out as x) may be NULL. Running statistics are the caller's. */
+ * Weight, bias and residual (laid out as x) may be NULL. Running statistics are the caller's
+ * (fc_batch_norm_update_running). */
 FC_API fc_status fc_batch_norm_forward(fc_dtype t, int64_t n, int64_t c, int64_t hw, const void *x,
                                        const void *weight_or_null, const void *bias_or_null,
                                        const void *residual_or_null, int act, int batch_stats,
                                        double eps, void *mean, void *var_or_null, void *invstd,
                                        void *y);
+
+/* The running statistics after a training batch of count values per channel, as PyTorch
+ * updates them: per channel ch < c, in double and stored once in the dtype,
+ *   running_mean = momentum * mean + (1 - momentum) * running_mean
+ *   running_var = momentum * var * count / (count - 1) + (1 - momentum) * running_var
+ * with mean and var the batch's (var biased, as fc_batch_norm_forward writes it: the update uses
+ * the unbiased one). Either running array may be NULL. count 0 (an empty batch) leaves them as
+ * they are; count 1 is an error (the unbiased variance of one value). */
+FC_API fc_status fc_batch_norm_update_running(fc_dtype t, int64_t c, int64_t count, double momentum,
+                                              const void *mean, const void *var,
+                                              void *running_mean_or_null,
+                                              void *running_var_or_null);
 
 /* The gradients of fc_batch_norm_forward, given its dy, x, mean and invstd. y_or_null: the
  * forward's output when it fused a ReLU (dy is masked by y > 0), else NULL. batch_stats as in the

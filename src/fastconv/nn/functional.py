@@ -483,15 +483,16 @@ class BatchNorm(Function):
                     f"batch_norm: expected more than 1 value per channel when "
                     f"training, got input of shape {x.shape}"
                 )
-            mean, var, invstd = (np.empty(c, dt) for _ in range(3))
+            mean, var, invstd = np.empty((3, c), dt)
+            # The running statistics are updated by the kernel call itself (PyTorch's formula, in
+            # double) where it can write them in place; an empty batch leaves them.
+            native = _running_in_place(running_mean, running_var, dt, c)
+            running = (running_mean, running_var, momentum) if native else ()
             _core.batch_norm_forward(
-                x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y, mask
+                x, n, c, hw, w, b, residual, act, True, eps, mean, var, invstd, y, mask, *running
             )
-            if running_mean is not None and count:  # an empty batch leaves them (as PyTorch)
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean
-                running_var *= 1 - momentum
-                running_var += momentum * var * (count / (count - 1))
+            if count and not native:
+                _update_running(running_mean, running_var, mean, var, momentum, count)
         else:
             mean = per_channel(running_mean, "running_mean")
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(dt)
@@ -524,6 +525,31 @@ class BatchNorm(Function):
             None if gb is None else gb.astype(bt, copy=False),
             gr,
         )
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, count):
+    """fc_batch_norm_update_running's formula in NumPy, for running statistics the kernel cannot
+    write in place (another dtype, a strided view)."""
+    if running_mean is not None:
+        running_mean[...] = momentum * mean.astype(np.float64) + (1 - momentum) * (
+            running_mean.astype(np.float64)
+        )
+    if running_var is not None:
+        unbiased = var.astype(np.float64) * (count / (count - 1))
+        running_var[...] = momentum * unbiased + (1 - momentum) * running_var.astype(np.float64)
+
+
+def _running_in_place(running_mean, running_var, dt, c):
+    """Whether the kernel can update the running statistics itself: both arrays of x's dtype,
+    C-contiguous, writable, of c elements."""
+    return all(
+        isinstance(a, np.ndarray)
+        and a.dtype == dt
+        and a.shape == (c,)
+        and a.flags.c_contiguous
+        and a.flags.writeable
+        for a in (running_mean, running_var)
+    )
 
 
 def batch_norm(
