@@ -166,27 +166,35 @@ def test_fused_is_the_composition():
     np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(3, 7, 11, 13), (4, 37, 3, 3)])
+@pytest.mark.parametrize("mode", ["relu", "residual+relu", "plain", "weight only"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_deterministic_at_any_thread_count(dtype):
+def test_deterministic_at_any_thread_count(dtype, mode, shape):
+    # the kernels split channels into groups by the thread count (bn_group): every grouping
+    # gives the same bits
     import fastconv
 
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 7, 11, 13)).astype(dtype)
+    c = shape[1]
+    x, r = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     up = rng.standard_normal(x.shape).astype(dtype)
 
     def run():
-        t = Tensor(x, requires_grad=True)
-        w = Tensor(np.ones(7, dtype), requires_grad=True)
-        y = F.batch_norm(t, None, None, w, None, training=True, activation="relu")
+        t = Tensor(x, requires_grad=mode != "weight only")
+        w = Tensor(np.linspace(0.5, 2, c).astype(dtype), requires_grad=True)
+        tr = Tensor(r, requires_grad=True) if mode == "residual+relu" else None
+        act = None if mode == "plain" else "relu"
+        y = F.batch_norm(t, None, None, w, None, training=True, residual=tr, activation=act)
         y.backward(up)
-        return y.data, t.grad, w.grad
+        return [y.data, w.grad] + [a.grad for a in (t, tr) if a is not None and a.requires_grad]
 
     with fastconv.threads(1):
         one = run()
-    with fastconv.threads(2):
-        two, again = run(), run()
-    for a, b, c in zip(one, two, again):
-        assert np.array_equal(a, b) and np.array_equal(b, c)
+    for n in (2, 3):
+        with fastconv.threads(n):
+            two, again = run(), run()
+        for a, b, c2 in zip(one, two, again):
+            assert np.array_equal(a, b) and np.array_equal(b, c2)
 
 
 def test_inputs_are_not_modified():
@@ -359,3 +367,21 @@ def test_layer_keeps_the_mask_not_the_output(fuse, monkeypatch):
         z = F.batch_norm(x, None, None, training=True, residual=r, activation="relu")
     assert z._ctx is None
     assert masks[0] is not None and masks[1] is None
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 11, 13), (4, 37, 3, 3), (2, 5, 1, 1)])
+def test_weight_gradient_alone_equals_the_full_backward(shape):
+    # without x's gradient a fused ReLU's masked gradient goes to the kernel's own scratch, not
+    # to grad_x: the same sums, the same bits
+    rng = np.random.default_rng(9)
+    x, up = rng.standard_normal(shape), rng.standard_normal(shape)
+    grads = []
+    for need_x in (True, False):
+        t = Tensor(x, requires_grad=need_x)
+        w, b = (
+            Tensor(rng.standard_normal(shape[1]) * 0 + v, requires_grad=True) for v in (1.5, 0.2)
+        )
+        F.batch_norm(t, None, None, w, b, training=True, activation="relu").backward(up)
+        grads.append((w.grad, b.grad))
+    for a, b in zip(*grads):
+        assert np.array_equal(a, b)
