@@ -158,30 +158,28 @@ void apply_relu_masked(const float *p, const float *r, int64_t hw, float scale, 
 // y = x * scale + shift (+ residual), then the activation, over plane (i, ch).
 template <class T>
 void plane_apply(const BnArgs<T> &a, int64_t i, int64_t ch, T scale, T shift, T *y, uint8_t *mask) {
-  {
-    const int64_t off = (i * a.c + ch) * a.hw;
-    const T *p = a.x + off;
-    T *q = y + off;
+  const int64_t off = (i * a.c + ch) * a.hw;
+  const T *p = a.x + off;
+  T *q = y + off;
 #if defined(__SSE2__)
-    if constexpr (std::is_same_v<T, float>) {
-      if (mask && a.act == FC_ACT_RELU) {
-        apply_relu_masked(p, a.res ? a.res + off : nullptr, a.hw, scale, shift, q,
-                          mask + (i * a.c + ch) * mask_bytes(a.hw));
-        return;
-      }
+  if constexpr (std::is_same_v<T, float>) {
+    if (mask && a.act == FC_ACT_RELU) {
+      apply_relu_masked(p, a.res ? a.res + off : nullptr, a.hw, scale, shift, q,
+                        mask + (i * a.c + ch) * mask_bytes(a.hw));
+      return;
     }
-#endif
-    if (a.res) {
-      const T *r = a.res + off;
-#pragma omp simd
-      for (int64_t j = 0; j < a.hw; ++j) q[j] = p[j] * scale + shift + r[j];
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < a.hw; ++j) q[j] = p[j] * scale + shift;
-    }
-    act_run(q, a.hw, a.act, T(0));
-    if (mask) write_mask(q, a.hw, mask + (i * a.c + ch) * mask_bytes(a.hw));
   }
+#endif
+  if (a.res) {
+    const T *r = a.res + off;
+#pragma omp simd
+    for (int64_t j = 0; j < a.hw; ++j) q[j] = p[j] * scale + shift + r[j];
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < a.hw; ++j) q[j] = p[j] * scale + shift;
+  }
+  act_run(q, a.hw, a.act, T(0));
+  if (mask) write_mask(q, a.hw, mask + (i * a.c + ch) * mask_bytes(a.hw));
 }
 
 // Channels per group: the threads take groups of channels, and pass over a group image by image

@@ -221,7 +221,7 @@ fc_status max_pool2d_forward(const PoolShape &s, const T *x, T *y, int64_t *idx)
   const int nt = pool_threads(s.planes * s.ho * s.wo * s.kh * s.kw);
 #pragma omp parallel num_threads(nt)
   {
-    // A thread's jobs move down each plane: the input rows [lo, hi) of plane `seen` are the
+    // A thread's jobs move down each plane: the input rows [lo_row, hi_row) of plane `seen` are the
     // ones it has checked for NaNs so far, and `nan` says whether they held one (each row is
     // checked once per thread; a NaN in a row this window skips only costs it the fast path).
     int64_t seen = -1, lo_row = 0, hi_row = 0;
