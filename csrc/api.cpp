@@ -116,8 +116,8 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // transforms by rows (session 21; interleaved, best of 9-11) the 49 tiles of one 14x14 or 13x13
 // image won, 0.67-0.79x im2col's time with 128-512 channels, while 16-32 (7x7 at 1-2 images)
 // were mixed (0.76-1.26x, 48-832 channels; 512 at 2 images 0.94x and 1.10x): from 48 F(2x2)
-// tiles. (AlexNet's 384>256
-// on 13x13 at one image, 0.79x, still runs im2col: model_allows, the cost model 1.36x above.)
+// tiles. (AlexNet's 384>256 on 13x13 at one image, 0.79x, still runs im2col: model_allows, the
+// cost model 1.36x above.)
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;

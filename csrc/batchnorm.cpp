@@ -287,6 +287,8 @@ void backward(const BnArgs<T> &a, const T *dy, const T *y, const uint8_t *mask, 
   // dx, else dres, else this thread's scratch) and read from there: a select inside the
   // reductions below does not vectorise (it ran 15x slower).
   const bool relu = y || mask;
+  T *const gbuf = relu ? (dx ? dx : dres) : nullptr;
+  const bool own = relu && !gbuf;  // (the masked gradient goes to this thread's scratch)
 #pragma omp parallel num_threads(nt)
   {
     std::vector<T> scratch;
@@ -295,19 +297,19 @@ void backward(const BnArgs<T> &a, const T *dy, const T *y, const uint8_t *mask, 
 #pragma omp for schedule(static)
     for (int64_t grp = 0; grp < groups; ++grp) {
       const int64_t c0 = grp * gsz, c1 = std::min(a.c, c0 + gsz), gc = c1 - c0;
-      // plane (i, ch) of g: in dy, in dx or dres (laid out as dy), or in the scratch
-      T *gbuf = relu ? (dx ? dx : dres) : nullptr;
-      const bool own = relu && !gbuf;
+      // plane (i, ch) of g: in dy; with the ReLU, the masked copy in dx or dres (laid out as
+      // dy), or in the scratch
       if (own) scratch.resize((size_t)(a.n * gc * a.hw));
+      auto masked_plane = [&](int64_t i, int64_t ch) -> T * {
+        return own ? scratch.data() + (i * gc + ch - c0) * a.hw : gbuf + (i * a.c + ch) * a.hw;
+      };
       auto gplane = [&](int64_t i, int64_t ch) -> const T * {
-        if (!relu) return dy + (i * a.c + ch) * a.hw;
-        if (own) return scratch.data() + (i * gc + ch - c0) * a.hw;
-        return gbuf + (i * a.c + ch) * a.hw;
+        return relu ? masked_plane(i, ch) : dy + (i * a.c + ch) * a.hw;
       };
       if (relu)
         for (int64_t i = 0; i < a.n; ++i)
           for (int64_t ch = c0; ch < c1; ++ch) {
-            T *q = const_cast<T *>(gplane(i, ch));
+            T *q = masked_plane(i, ch);
             relu_grad_plane(a, dy, y, mask, i, ch, q);
             if (dres && dx) std::copy(q, q + a.hw, dres + (i * a.c + ch) * a.hw);
           }
