@@ -234,7 +234,10 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //  - unit-stride forward with one group, 24+ input channels and output rows 10+ wide where
 //    neither Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column
 //    matrix; direct_blocked_pays, conv/direct_blocked.cpp: 1x7/7x1, 5x5, L3/L4 1.0-1.5x faster
-//    than im2col with the filters packed per call).
+//    than im2col with the filters packed per call);
+//  - forward with under 8 input channels and long rows of taps (c*kw 15+ strided, 28+ at unit
+//    stride: the 7x7/2 and 11x11/4 stems): the same blocked forward on rows of pixels with their
+//    channels interleaved (direct_blocked_in_rows: 0.64-0.9x im2col's time).
 // (Inception's 3x3 32>32 at 149x149 below 4 images once ran direct's blocked forward, 1.15-1.45x
 // faster than Winograd; since Winograd's AVX2 transforms work by rows (session 21) Winograd
 // takes 0.68-0.88x direct's time there at 1 and 2 images, forward and data gradient, and the

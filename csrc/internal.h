@@ -285,12 +285,14 @@ fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy
 // filters wb; ep (or nullptr): the epilogue, applied per output row.
 bool direct_blocked_applies(const ConvShape &s);
 // Whether it beats im2col on s with its filters packed per call, or with prepared filters packed
-// once (the measurements at its definition). The direct forward takes it wherever it applies
-// with 24+ input channels and 7+ wide rows, so a prepared forward gives the same bits as the
-// plain one.
+// once (the measurements at its definition). The direct forward takes it wherever it runs
+// (direct_blocked_runs), so a prepared forward gives the same bits as the plain one.
 bool direct_blocked_pays(const ConvShape &s, bool prepared = false);
-// Whether the direct forward runs s in blocks: it applies, 24+ input channels, 7+ wide rows.
+// Whether the direct forward runs s in blocks: it applies, 7+ wide rows, and 24+ input channels
+// or under 8 in rows (direct_blocked_in_rows: the input's rows with the channels interleaved,
+// where a window row has enough taps).
 bool direct_blocked_runs(const ConvShape &s);
+bool direct_blocked_in_rows(const ConvShape &s);
 template <class T>
 int64_t direct_blocked_filter_size(const ConvShape &s);
 template <class T>

@@ -74,10 +74,10 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 double direct_cost(const ConvShape &s, fc_direction dir) {
   const double wo = (double)s.wo, kg = (double)s.kg;
   // The blocked forward (conv/direct_blocked.cpp): 16 output channels x up to 6 positions of a
-  // row per tile, input channels padded to blocks of 8, plus packing the filters and copying
-  // the input into blocks.
+  // row per tile, input channels padded to blocks of 8 (in rows: none), plus packing the
+  // filters and copying the input into blocks.
   if (dir == FC_DIR_FORWARD && direct_blocked_runs(s)) {
-    const double c = (double)s.c, cpad = 8 * std::ceil(c / 8);
+    const double c = (double)s.c, cpad = direct_blocked_in_rows(s) ? c : 8 * std::ceil(c / 8);
     return conv_macs(s) * cpad / c / (0.85 * (wo / (wo + 4))) +
            kCopy * ((double)s.k * (double)s.ckk + (double)s.n * cpad * (double)s.hw);
   }

@@ -1,5 +1,7 @@
 """The direct algorithm's blocked forward (csrc/conv/direct_blocked.cpp): channels in blocks of
-8, tiles of 16 output channels x a few positions of one output row. Against the float64
+8 (or, under 8 input channels, the rows layout: each row's pixels with their channels
+interleaved, a window row's taps one run), tiles of 16 output channels x a few positions of one
+output row. Against the float64
 reference in float32 and float64 on channel counts that leave part blocks (input and output),
 row widths that split into tiles unevenly, strides 1-3, padding, non-square kernels and
 planes; inputs untouched; bitwise equal across thread counts and between a prepared (plan)
@@ -31,7 +33,19 @@ CASES = [
     (1, 32, 16, 16, 32, 7, 7, 1, 0),  # L4-like: 10-wide rows, no padding
     (1, 24, 8, 30, 8, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
 ]
+# Under 8 input channels, the rows layout (c*kw taps a row: 15+ strided, 28+ at unit stride)
+ROWS = [
+    (2, 3, 23, 23, 20, 7, 7, 2, 3),  # the stem's 7x7/2 on 3 channels, a part output pair
+    (1, 3, 35, 39, 17, 11, 11, 4, 2),  # AlexNet's 11x11/4, non-square plane
+    (1, 3, 40, 36, 9, 11, 11, 1, 0),  # L1's 11x11 at unit stride (33 taps a row)
+    (2, 6, 14, 14, 16, 5, 5, 1, 0),  # LeNet's C3 (30 taps a row)
+    (1, 5, 19, 17, 33, 3, 5, 2, (1, 2)),  # 3x5/2 on 5 channels, 25 taps a row
+    (1, 1, 30, 45, 8, 3, 15, 3, 1),  # one channel, 1x15 runs, stride 3
+    (3, 7, 16, 16, 24, 5, 3, 2, 1),  # 7 channels (the most in rows), 21 taps a row
+]
+CASES += ROWS
 IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in CASES]
+ROW_IDS = IDS[-len(ROWS) :]
 
 
 def _inputs(case, dtype, seed=0):
@@ -56,7 +70,7 @@ def test_blocked_forward_against_reference(case, dtype):
         assert np.array_equal(a, a0)  # inputs untouched
 
 
-@pytest.mark.parametrize("case", CASES[1:8:3], ids=IDS[1:8:3])
+@pytest.mark.parametrize("case", CASES[1:8:3] + ROWS[:2], ids=IDS[1:8:3] + ROW_IDS[:2])
 def test_blocked_forward_bits_follow_the_shape_not_the_threads(case, restore_threads):
     x, w, b = _inputs(case, np.float32, seed=1)
     runs = []
@@ -67,7 +81,11 @@ def test_blocked_forward_bits_follow_the_shape_not_the_threads(case, restore_thr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[6]], ids=[IDS[1], IDS[2], IDS[6]])
+@pytest.mark.parametrize(
+    "case",
+    [CASES[1], CASES[2], CASES[6], ROWS[0], ROWS[6]],
+    ids=[IDS[1], IDS[2], IDS[6], ROW_IDS[0], ROW_IDS[6]],
+)
 def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
     """A plan packs the filters once and applies bias, residual and ReLU per output row: bit
     for bit the ordinary direct forward followed by the same operations."""
@@ -99,10 +117,22 @@ def test_non_finite_inputs_land_where_the_reference_puts_them():
     assert np.allclose(y[finite], expected[finite], rtol=1e-10, atol=1e-10)
 
 
+def test_non_finite_inputs_in_rows_land_where_the_reference_puts_them():
+    x, w, _ = _inputs(ROWS[0], np.float64, seed=5)
+    x[0, 2, 0, 22] = np.inf  # the last channel of a row's last pixel
+    x[1, 0, 11, 0] = np.nan
+    y = F.conv2d(x, w, stride=2, padding=3, algo="direct")
+    expected, _ = expected_forward(x, w, None, 2, 3, 1, 1)
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+    assert np.array_equal(np.isinf(y), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(y[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
 def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     """auto: unit stride, 24+ input channels, 10+ wide output rows, where neither Winograd nor
-    FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35); not a 3-channel stem, not a
-    strided layer (ResNet's 3x3/2). A plan, whose filters are packed once, takes it on 7-wide
+    FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35); not a strided layer (ResNet's
+    3x3/2). A plan, whose filters are packed once, takes it on 7-wide
     rows too (ResNet's 512-channel 3x3 at 7x7) and on strided layers over few positions (its
     3x3/2 at batch 1, not at batch 8)."""
 
@@ -115,9 +145,6 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     for d in (desc(1, 128, 17, 128, 1, 7, 1, 0, 3), desc(8, 48, 35, 64, 5, 5, 1, 2, 2)):
         assert name(_core.conv2d_choose(d, 0)) == "direct"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
-    stem = desc(1, 3, 224, 64, 7, 7, 2, 3, 3)
-    assert name(_core.conv2d_choose(stem, 0)) == "im2col"
-    assert name(_core.conv2d_choose_prepared(stem)) == "im2col"
     for d in (desc(1, 512, 7, 512, 3, 3, 1, 1, 1), desc(1, 128, 56, 128, 3, 3, 2, 1, 1)):
         assert name(_core.conv2d_choose(d, 0)) == "im2col"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
@@ -147,3 +174,24 @@ def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
     d = desc(1, 384, 35, 384, 2, 0)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 1)] == "im2col"
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == "im2col"
+
+
+def test_heuristics_send_few_channel_stems_with_long_rows_of_taps_to_it():
+    """In rows: the 7x7/2 stem on 3 channels and AlexNet's 11x11/4, at 1 and 8 images, plain
+    and planned; not Inception v3's 3x3/2 on 3 channels (9 taps a row: im2col), nor VGG's 3x3
+    on 3 channels at unit stride (the row tiles), nor the backward directions."""
+
+    def desc(n, c, h, k, kh, s, p):
+        return [n, c, h, h, k, kh, kh, s, s, p, p, 1, 1, 1]
+
+    def name(i):
+        return _core.ALGO_NAMES[i]
+
+    for n in (1, 8):
+        for d in (desc(n, 3, 224, 64, 7, 2, 3), desc(n, 3, 224, 64, 11, 4, 2)):
+            assert name(_core.conv2d_choose(d, 0)) == "direct"
+            assert name(_core.conv2d_choose_prepared(d)) == "direct"
+            assert name(_core.conv2d_choose(d, 1)) != "direct"
+            assert name(_core.conv2d_choose(d, 2)) != "direct"
+    assert name(_core.conv2d_choose(desc(1, 3, 299, 32, 3, 2, 0), 0)) == "im2col"
+    assert name(_core.conv2d_choose(desc(1, 3, 224, 64, 3, 1, 1), 0)) == "im2col"

@@ -280,8 +280,9 @@ def test_heuristic_fft_rule_on_l3(batch):
         ((8, 32, 28, 28), (96, 32, 5, 5), 2, ("fft", "direct")),
         # 16 input channels: no blocked forward, FFT keeps it; its data gradient (32 in) is direct
         ((4, 16, 28, 28), (32, 16, 5, 5), 2, ("fft", "direct")),
-        # L1's 3 input channels: FFT forward at one image as before (ratio 202)
-        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col")),
+        # L1's 3 input channels (ratio 202): the blocked forward in rows at one image, FFT from two
+        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("direct", "im2col")),
+        ((2, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col")),
     ],
 )
 def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, want):

@@ -6,7 +6,9 @@
 // over every input channel and tap: per step two weight vectors and one broadcast input value
 // per position, whose 8 channels share a cache line; no column matrix, no packing of the input
 // beyond the copy, any stride. Work items are (image, 16 output channels, output row): each
-// output is written by one tile, so the bits follow the shape, never the thread count.
+// output is written by one tile, so the bits follow the shape, never the thread count. Under 8
+// input channels the copy is the rows layout instead (rows_layout, below): a stem's 3 channels
+// interleaved in each row, the c*kw taps of a window row one run for the tile.
 #include <omp.h>
 
 #include <algorithm>
@@ -24,6 +26,47 @@ constexpr int64_t kB = 8;  // channels per block
 int64_t blocks(int64_t channels) { return (channels + kB - 1) / kB; }
 // Output blocks, even: tiles take them in pairs (a zero block pads an odd count).
 int64_t out_blocks(int64_t k) { return (k + 2 * kB - 1) / (2 * kB) * 2; }
+
+// With under 8 input channels (a network's stem: 3) the input is laid out in rows instead:
+// each padded row holds its pixels' channels interleaved ([row][column][c], NHWC per image), so
+// the c*kw taps of one window row are one run of consecutive values, which the tile sums as
+// one block of ne = c*kw values (its kernel one tap wide). Padding the stem's 3 channels to a
+// block of 8 had wasted 5 multiply-adds of 8.
+bool rows_layout(const ConvShape &s) { return s.c < kB; }
+
+// How the tile sees the packed input and filters (blocked_tile's x_cb, x_row, x_step, cbn, kw,
+// ne; ukernels.h).
+struct Geometry {
+  int64_t cbn, kw, ne;                 // blocks, taps a row, values a block (as the tile sees them)
+  int64_t hp, wp;                      // padded plane
+  int64_t x_row, x_cb, x_img, x_step;  // strides of the packed input (x_img: one image)
+  int64_t w_ob;                        // packed filters of one output block
+};
+
+Geometry geometry(const ConvShape &s) {
+  Geometry g;
+  g.hp = s.in_h + 2 * s.ph;
+  g.wp = s.in_w + 2 * s.pw;
+  if (rows_layout(s)) {
+    g.cbn = 1;
+    g.kw = 1;
+    g.ne = s.c * s.kw;
+    g.x_row = g.wp * s.c;
+    g.x_cb = 0;
+    g.x_img = g.hp * g.x_row;
+    g.x_step = s.sw * s.c;
+  } else {
+    g.cbn = blocks(s.c);
+    g.kw = s.kw;
+    g.ne = kB;
+    g.x_row = g.wp * kB;
+    g.x_cb = g.hp * g.x_row;
+    g.x_img = g.cbn * g.x_cb;
+    g.x_step = s.sw * kB;
+  }
+  g.w_ob = g.cbn * s.kh * g.kw * g.ne * kB;
+  return g;
+}
 
 }  // namespace
 
@@ -45,7 +88,7 @@ bool direct_blocked_applies(const ConvShape &s) {
 // shapes and others), unit stride: against im2col 1.1-1.5x faster on Inception's 1x7 and 7x1 at
 // 17x17 and 5x5 48>64 at 35x35, L3 and L4, even on L5 (11x11 out); against the row tiles (the
 // direct forward before) 1.1-1.9x faster, but with 16 input channels (0.9x). It lost with under
-// 24 input channels (the stem's 3 are padded to 8: 2-3x slower). Strided (3x3/2 at 56x56, 35x35
+// 24 input channels (the stem's 3 padded to 8: 2-3x slower; the rows layout below runs it). Strided (3x3/2 at 56x56, 35x35
 // and 28x28) it came out 0.85-1.2x im2col's time from run to run at batch 1 and 8 in bench auto,
 // so auto keeps im2col there. With the filters packed once (an inference plan), batch 1: ResNet's
 // 512-channel 3x3 at 7x7 1.35-1.4x faster than im2col and its 3x3/2 layers 1.15-1.45x (where
@@ -56,12 +99,26 @@ bool direct_blocked_applies(const ConvShape &s) {
 // 256>512 on 24x24 0.71x, ResNet's 256 on 28x28 (196 positions) 0.94-0.98x; onto 49-64
 // positions it lost (512 on 14x14, 768 on 17x17: 1.56-1.66x), onto 784 it came out even
 // (128 and 64 on 56x56, 0.97-1.06x), and at two images 0.95x.
+//
+// In rows (under 8 input channels), against the direct forward before it (the row tiles, or on
+// column phases where strided) and im2col, interleaved, best of 10 (AVX2 EPYC, 2 threads): the
+// stem's 7x7/2 3>64 at 224x224 0.85-0.9x im2col's time at batch 1-8 (PyTorch 0.9-1.0x ours at
+// 1-4 images), AlexNet's 11x11/4 0.64x, OverFeat's 0.76x, L1's 11x11 on 128x128 0.83x (FFT's
+// 6.8 ms, 5.3 now), a 5x5/2 on 3 channels 0.9x. With short runs at unit stride the row tiles,
+// whose vectors are unit-stride rows of positions, stay faster (3x3 on 3 channels 1.1x, 5x5 on
+// 1 or 3 channels 1.1-1.8x); at 28 taps a row even (7x7 on 4), from 30 ahead (5x5 on 6,
+// LeNet's C3: 0.8x). Strided, 9 taps a row lose to im2col (Inception v3's 3x3/2 on 3: 1.1-1.2x).
+bool direct_blocked_in_rows(const ConvShape &s) {
+  return rows_layout(s) && s.c * s.kw >= (s.sw > 1 ? 15 : 28);
+}
+
 bool direct_blocked_runs(const ConvShape &s) {
-  return s.c >= 24 && s.wo >= 7 && direct_blocked_applies(s);
+  return (s.c >= 24 || direct_blocked_in_rows(s)) && s.wo >= 7 && direct_blocked_applies(s);
 }
 
 bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
+  if (rows_layout(s)) return true;
   const bool strided = s.sh > 1 || s.sw > 1;
   if (prepared) return !strided || s.n * s.howo <= 1024;
   if (strided) return s.n == 1 && s.cg >= 192 && s.howo >= 144 && s.howo <= 400;
@@ -70,7 +127,7 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
 
 template <class T>
 int64_t direct_blocked_filter_size(const ConvShape &s) {
-  return out_blocks(s.k) * blocks(s.c) * s.kk * kB * kB;
+  return out_blocks(s.k) * geometry(s).w_ob;
 }
 
 template <class T>
@@ -78,12 +135,25 @@ void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb) {
   // Per (output block, input block): 8 runs of 8*kk consecutive weights read in order, written
   // into one [kk][8][8] block that stays in L1 (2.3 KB for 3x3). It streams all the weights
   // once: ResNet's 512-channel 3x3 (9.4 MB) took 1-2 ms of a 2-4 ms call; plans pack once.
-  const int64_t cbn = blocks(s.c), kb = s.kk * kB * kB;
+  const Geometry gm = geometry(s);
+  const int64_t cbn = gm.cbn, kb = s.kh * gm.kw * gm.ne * kB;
+  const bool rows = rows_layout(s);
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t q = 0; q < out_blocks(s.k) * cbn; ++q) {
     const int64_t ob = q / cbn, cb = q % cbn;
     T *d = wb + q * kb;
-    const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB), ne = std::min(kB, s.c - cb * kB);
+    const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
+    if (rows) {  // row i's run of taps t = j*c + channel
+      if (no < kB) std::fill(d, d + kb, T(0));
+      for (int64_t o = 0; o < no; ++o) {
+        const T *src = w + (ob * kB + o) * s.ckk;
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t t = 0; t < gm.ne; ++t)
+            d[(i * gm.ne + t) * kB + o] = src[((t % s.c) * s.kh + i) * s.kw + t / s.c];
+      }
+      continue;
+    }
+    const int64_t ne = std::min(kB, s.c - cb * kB);
     if (no < kB || ne < kB) std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
     for (int64_t o = 0; o < no; ++o) {
       const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
@@ -98,10 +168,10 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
                                  const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
   const UKernels<T> &uk = ukernels<T>();
-  const int64_t cbn = blocks(s.c), pairs = out_blocks(s.k) / 2;
-  const int64_t hp = s.in_h + 2 * s.ph, wp = s.in_w + 2 * s.pw;
-  const int64_t x_row = wp * kB, x_cb = hp * x_row, x_img = cbn * x_cb;
-  const int64_t w_ob = cbn * s.kk * kB * kB;
+  const Geometry gm = geometry(s);
+  const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2, hp = gm.hp;
+  const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
+  const bool rows = rows_layout(s);
   Buffer<T> xb(s.n * x_img);
   if (!xb.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
@@ -111,8 +181,25 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   const int64_t tiles = (s.wo + uk.bt - 1) / uk.bt;
 #pragma omp parallel num_threads(num_threads())
   {
+    if (rows) {
 #pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.n * cbn * hp; ++q) {
+      for (int64_t q = 0; q < s.n * hp; ++q) {
+        const int64_t r = q % hp, n = q / hp, ih = r - s.ph;
+        T *d = xb.get() + n * x_img + r * x_row;
+        if (ih < 0 || ih >= s.in_h) {
+          std::fill(d, d + x_row, T(0));
+          continue;
+        }
+        std::fill(d, d + s.pw * s.c, T(0));
+        std::fill(d + (s.pw + s.in_w) * s.c, d + x_row, T(0));
+        T *dr = d + s.pw * s.c;
+        const T *src = x + (n * s.c * s.in_h + ih) * s.in_w;
+        for (int64_t e = 0; e < s.c; ++e)
+          for (int64_t iw = 0; iw < s.in_w; ++iw) dr[iw * s.c + e] = src[e * s.hw + iw];
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < (rows ? 0 : s.n * cbn * hp); ++q) {
       const int64_t r = q % hp, cb = q / hp % cbn, n = q / (hp * cbn);
       T *d = xb.get() + (n * cbn + cb) * x_cb + r * x_row;
       const int64_t ih = r - s.ph, nc = std::min(kB, s.c - cb * kB);
@@ -137,8 +224,8 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t p0 = s.wo * t / tiles, p1 = s.wo * (t + 1) / tiles;
-        uk.blocked_tile(xr + p0 * s.sw * kB, x_cb, x_row, s.sw * kB, wb + pr * 2 * w_ob, w_ob, cbn,
-                        s.kh, s.kw, yr + p0, s.howo, nk, (int)(p1 - p0));
+        uk.blocked_tile(xr + p0 * gm.x_step, x_cb, x_row, gm.x_step, wb + pr * 2 * w_ob, w_ob, cbn,
+                        s.kh, gm.kw, gm.ne, yr + p0, s.howo, nk, (int)(p1 - p0));
       }
       if (b)
         for (int64_t r = 0; r < nk; ++r)

@@ -51,16 +51,18 @@ struct UKernels {
   void (*gemm_nt)(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda, const T *b, int64_t ldb,
                   T *c, int64_t ldc, bool accumulate);
   // The blocked direct forward's register tile (conv/direct_blocked.cpp): channels in blocks
-  // of 8, the input [cb][row][column][8] (padded: every tap in bounds), the weights
-  // [ob][cb][kh][kw][8 inputs][8 outputs]; two output blocks (16 channels) x np positions of
+  // of ne = 8, the input [cb][row][column][8] (padded: every tap in bounds), the weights
+  // [ob][cb][kh][kw][ne inputs][8 outputs]; two output blocks (16 channels) x np positions of
   // one output row (1 <= np <= bt), column step x_step between positions:
-  //   y[o*y_plane + p] = sum over cb < cbn, i < kh, j < kw, e < 8 of
-  //       w[(o/8)*w_ob + ((cb*kh + i)*kw + j)*64 + e*8 + o%8] *
-  //       x[cb*x_cb + i*x_row + j*8 + p*x_step + e]
+  //   y[o*y_plane + p] = sum over cb < cbn, i < kh, j < kw, e < ne of
+  //       w[(o/8)*w_ob + ((cb*kh + i)*kw + j)*ne*8 + e*8 + o%8] *
+  //       x[cb*x_cb + i*x_row + j*ne + p*x_step + e]
   // for o < nk (<= 16), p < np: each sum in registers, in that order, over the whole reduction.
+  // Few input channels (the rows layout): cbn = kw = 1 and ne = c*kw, the run of a window
+  // row's taps with the channels interleaved.
   void (*blocked_tile)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
-                       int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
-                       int64_t nk, int np);
+                       int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, int64_t ne, T *y,
+                       int64_t y_plane, int64_t nk, int np);
   int bt;        // positions per blocked tile
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
