@@ -280,9 +280,9 @@ template <class T>
 fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy, const T *u, T *dx,
                                                  bool accumulate, bool *finite);
 // The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
-// runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near the input's size), its
-// packed filters (elements, packing; inference plans pack once), and the forward on packed
-// filters wb; ep (or nullptr): the epilogue, applied per output row.
+// runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near
+// the input's size), its packed filters (elements, packing; inference plans pack once), and the
+// forward on packed filters wb; ep (or nullptr): the epilogue, applied per output row.
 bool direct_blocked_applies(const ConvShape &s);
 // Whether it beats im2col on s with its filters packed per call, or with prepared filters packed
 // once (the measurements at its definition). The direct forward takes it wherever it runs

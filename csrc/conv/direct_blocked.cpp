@@ -87,18 +87,18 @@ bool direct_blocked_applies(const ConvShape &s) {
 // Measured on the AVX2 EPYC, 2 threads, forward with the filters packed per call (bench auto's
 // shapes and others), unit stride: against im2col 1.1-1.5x faster on Inception's 1x7 and 7x1 at
 // 17x17 and 5x5 48>64 at 35x35, L3 and L4, even on L5 (11x11 out); against the row tiles (the
-// direct forward before) 1.1-1.9x faster, but with 16 input channels (0.9x). It lost with under
-// 24 input channels (the stem's 3 padded to 8: 2-3x slower; the rows layout below runs it). Strided (3x3/2 at 56x56, 35x35
-// and 28x28) it came out 0.85-1.2x im2col's time from run to run at batch 1 and 8 in bench auto,
-// so auto keeps im2col there. With the filters packed once (an inference plan), batch 1: ResNet's
-// 512-channel 3x3 at 7x7 1.35-1.4x faster than im2col and its 3x3/2 layers 1.15-1.45x (where
-// packing 9.4 MB of filters per call made the 7-wide ones 0.8-0.9x); at batch 8 the strided ones
-// ran 0.94-1.0x, hence the limit on positions. Strided at one image with 192+ input channels
-// onto 144-400 positions it won even packing per call (session 21, interleaved, best of 11, two
-// runs): Inception v3's 3x3/2 384>384, 288>384 and 192>320 on 35x35 0.72-0.93x im2col's time,
-// 256>512 on 24x24 0.71x, ResNet's 256 on 28x28 (196 positions) 0.94-0.98x; onto 49-64
-// positions it lost (512 on 14x14, 768 on 17x17: 1.56-1.66x), onto 784 it came out even
-// (128 and 64 on 56x56, 0.97-1.06x), and at two images 0.95x.
+// direct forward before) 1.1-1.9x faster, but with 16 input channels (0.9x). It lost with under 24
+// input channels (the stem's 3 padded to 8: 2-3x slower; the rows layout below runs it). Strided
+// (3x3/2 at 56x56, 35x35 and 28x28) it came out 0.85-1.2x im2col's time from run to run at batch 1
+// and 8 in bench auto, so auto keeps im2col there. With the filters packed once (an inference
+// plan), batch 1: ResNet's 512-channel 3x3 at 7x7 1.35-1.4x faster than im2col and its 3x3/2 layers
+// 1.15-1.45x (where packing 9.4 MB of filters per call made the 7-wide ones 0.8-0.9x); at batch 8
+// the strided ones ran 0.94-1.0x, hence the limit on positions. Strided at one image with 192+
+// input channels onto 144-400 positions it won even packing per call (session 21, interleaved, best
+// of 11, two runs): Inception v3's 3x3/2 384>384, 288>384 and 192>320 on 35x35 0.72-0.93x im2col's
+// time, 256>512 on 24x24 0.71x, ResNet's 256 on 28x28 (196 positions) 0.94-0.98x; onto 49-64
+// positions it lost (512 on 14x14, 768 on 17x17: 1.56-1.66x), onto 784 it came out even (128 and 64
+// on 56x56, 0.97-1.06x), and at two images 0.95x.
 //
 // In rows (under 8 input channels), against the direct forward before it (the row tiles, or on
 // column phases where strided) and im2col, interleaved, best of 10 (AVX2 EPYC, 2 threads): the
