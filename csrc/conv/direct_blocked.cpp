@@ -38,7 +38,7 @@ bool rows_layout(const ConvShape &s) { return s.c < kB; }
 // ne; ukernels.h).
 struct Geometry {
   int64_t cbn, kw, ne;                 // blocks, taps a row, values a block (as the tile sees them)
-  int64_t hp, wp;                      // padded plane
+  int64_t hp, wp, px;                  // padded plane, values per pixel in it
   int64_t x_row, x_cb, x_img, x_step;  // strides of the packed input (x_img: one image)
   int64_t w_ob;                        // packed filters of one output block
 };
@@ -51,7 +51,8 @@ Geometry geometry(const ConvShape &s) {
     g.cbn = 1;
     g.kw = 1;
     g.ne = s.c * s.kw;
-    g.x_row = g.wp * s.c;
+    g.px = s.c;
+    g.x_row = g.wp * g.px;
     g.x_cb = 0;
     g.x_img = g.hp * g.x_row;
     g.x_step = s.sw * s.c;
@@ -59,7 +60,8 @@ Geometry geometry(const ConvShape &s) {
     g.cbn = blocks(s.c);
     g.kw = s.kw;
     g.ne = kB;
-    g.x_row = g.wp * kB;
+    g.px = kB;
+    g.x_row = g.wp * g.px;
     g.x_cb = g.hp * g.x_row;
     g.x_img = g.cbn * g.x_cb;
     g.x_step = s.sw * kB;
@@ -170,8 +172,7 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   const UKernels<T> &uk = ukernels<T>();
   const Geometry gm = geometry(s);
   const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2, hp = gm.hp;
-  const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
-  const bool rows = rows_layout(s);
+  const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob, px = gm.px;
   Buffer<T> xb(s.n * x_img);
   if (!xb.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
@@ -181,39 +182,24 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   const int64_t tiles = (s.wo + uk.bt - 1) / uk.bt;
 #pragma omp parallel num_threads(num_threads())
   {
-    if (rows) {
+    // The padded copy, row by row: each pixel's px values (channel block cb's 8, zero past the
+    // last channel; in rows, the c channels of the pixel)
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < s.n * hp; ++q) {
-        const int64_t r = q % hp, n = q / hp, ih = r - s.ph;
-        T *d = xb.get() + n * x_img + r * x_row;
-        if (ih < 0 || ih >= s.in_h) {
-          std::fill(d, d + x_row, T(0));
-          continue;
-        }
-        std::fill(d, d + s.pw * s.c, T(0));
-        std::fill(d + (s.pw + s.in_w) * s.c, d + x_row, T(0));
-        T *dr = d + s.pw * s.c;
-        const T *src = x + (n * s.c * s.in_h + ih) * s.in_w;
-        for (int64_t e = 0; e < s.c; ++e)
-          for (int64_t iw = 0; iw < s.in_w; ++iw) dr[iw * s.c + e] = src[e * s.hw + iw];
-      }
-    }
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < (rows ? 0 : s.n * cbn * hp); ++q) {
+    for (int64_t q = 0; q < s.n * cbn * hp; ++q) {
       const int64_t r = q % hp, cb = q / hp % cbn, n = q / (hp * cbn);
-      T *d = xb.get() + (n * cbn + cb) * x_cb + r * x_row;
-      const int64_t ih = r - s.ph, nc = std::min(kB, s.c - cb * kB);
+      T *d = xb.get() + n * x_img + cb * x_cb + r * x_row;
+      const int64_t ih = r - s.ph, nc = std::min(px, s.c - cb * kB);
       if (ih < 0 || ih >= s.in_h) {
         std::fill(d, d + x_row, T(0));
         continue;
       }
-      std::fill(d, d + s.pw * kB, T(0));
-      std::fill(d + (s.pw + s.in_w) * kB, d + x_row, T(0));
-      T *dr = d + s.pw * kB;
+      std::fill(d, d + s.pw * px, T(0));
+      std::fill(d + (s.pw + s.in_w) * px, d + x_row, T(0));
+      T *dr = d + s.pw * px;
       const T *src = x + ((n * s.c + cb * kB) * s.in_h + ih) * s.in_w;
       for (int64_t iw = 0; iw < s.in_w; ++iw) {
-        for (int64_t e = 0; e < nc; ++e) dr[iw * kB + e] = src[e * s.hw + iw];
-        for (int64_t e = nc; e < kB; ++e) dr[iw * kB + e] = T(0);
+        for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = src[e * s.hw + iw];
+        for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
       }
     }
 #pragma omp for schedule(dynamic, 1)
