@@ -10,6 +10,7 @@ holds only part of a plane and the runs accumulate; in that subprocess also bitw
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -46,6 +47,10 @@ CASES = [
     ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
     ((4, 6, 7, 7), (10, 6, 5, 5), 1, 2, 1, "im2col"),  # a 5x5's dW grouped at 4 images
     ((3, 8, 6, 6), (12, 4, 3, 3), 1, 1, 2, "im2col"),  # groups: dW grouped at 3 images
+    # dx grouped at 4-15 images where the weights are 8 L2s or more: in the subprocess (an L2 of
+    # 64 KiB) these weights of 540-576 KiB are; on a real L2 the per-image path runs
+    ((4, 96, 13, 13), (160, 96, 3, 3), 2, 1, 1, "im2col"),  # 3x3/2 to 7x7
+    ((5, 384, 6, 6), (384, 384, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place
     # dW grouped at 2-7 images on planes of 64-511 outputs
     ((3, 20, 12, 12), (24, 20, 3, 3), 1, 1, 1, "im2col"),  # 144 outputs, 3 images
     ((7, 12, 15, 15), (16, 6, 5, 5), 1, 2, 2, "im2col"),  # 225 outputs, groups, 7 images
@@ -117,6 +122,31 @@ def test_few_images_against_reference(case):
         dy, x, w, stride=stride, padding=pad, groups=groups, algo=algo
     )
     check(case, y, dx, dw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ksize,stride,algo", [(1, 1, "gemm1x1"), (3, 2, "im2col")])
+def test_data_gradient_grouped_where_the_weights_are_large(dtype, ksize, stride, algo):
+    # this machine's own L2: weights of 8 L2s or more (csrc/conv/image_groups.cpp) at 4 images
+    # on a plane under 64 outputs take the grouped data gradient
+    elem = np.dtype(dtype).itemsize
+    ch = math.ceil(math.sqrt(8 * fastconv.hardware()["l2_bytes"] / (elem * ksize * ksize)))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, ch, 7 * stride, 7 * stride)).astype(dtype)
+    w = (rng.standard_normal((ch, ch, ksize, ksize)) / ch).astype(dtype)
+    pad = ksize // 2
+    dy = rng.standard_normal((4, ch, 7, 7)).astype(dtype)
+    x0, w0, dy0 = x.copy(), w.copy(), dy.copy()
+    dx = fastconv.conv2d_backward(
+        dy, x, w, stride=stride, padding=pad, needs=(True, False, False), algo=algo
+    )[0]
+    geo = dict(stride=(stride, stride), padding=(pad, pad))
+    want = conv2d_backward_ref(dy, x, w, **geo)[0]
+    scale = conv2d_backward_ref(np.abs(dy), x, np.abs(w), **geo)[0]
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    assert np.all(np.abs(dx - want) <= tol * scale + 1e-30)
+    for a, b in ((x, x0), (w, w0), (dy, dy0)):  # inputs untouched
+        assert a.tobytes() == b.tobytes()
 
 
 @pytest.mark.slow  # a subprocess with a small fake L3

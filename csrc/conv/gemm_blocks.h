@@ -141,8 +141,10 @@ struct TileAt {
 // --- Small planes (image_groups.cpp) --------------------------------------------------------
 // Planes of under 64 outputs (ResNet's 7x7 layers) at 2 or more images: the columns of several
 // images side by side in one GEMM, instead of one GEMM of howo columns per image that packs all
-// the weights again. use_image_groups: where that pays (the measurements at its definition).
-bool use_image_groups(const ConvShape &s, bool in_place, bool weight_grad);
+// the weights again. use_image_groups: where that pays (the measurements at its definition),
+// for the forward, the data gradient or the weight gradient; elem: bytes per value.
+enum class GemmDir { forward, data, weight };
+bool use_image_groups(const ConvShape &s, bool in_place, GemmDir dir, int64_t elem);
 template <class T>
 fc_status forward_image_groups(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                                const Epilogue<T> *ep);

@@ -229,7 +229,8 @@ template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
-  if (use_image_groups(s, in_place, false)) return forward_image_groups(s, x, w, b, y, ep);
+  if (use_image_groups(s, in_place, GemmDir::forward, sizeof(T)))
+    return forward_image_groups(s, x, w, b, y, ep);
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   // One column block (a 7x7 plane), or in place (no columns to build, and each block's GEMM
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
@@ -292,7 +293,7 @@ fc_status backward_data_few_in_place(const ConvShape &s, const T *dy, const T *w
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx, bool in_place,
                                   bool accumulate) {
-  if (use_image_groups(s, in_place, false))
+  if (use_image_groups(s, in_place, GemmDir::data, sizeof(T)))
     return backward_data_image_groups(s, dy, w, dx, accumulate);
   if (in_place && s.n * s.g < kFixedItems)
     return backward_data_few_in_place(s, dy, w, dx, accumulate);
@@ -420,7 +421,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
 template <class T>
 fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw,
                                     bool in_place) {
-  if (use_image_groups(s, in_place, true)) return backward_weight_image_groups(s, dy, x, dw);
+  if (use_image_groups(s, in_place, GemmDir::weight, sizeof(T)))
+    return backward_weight_image_groups(s, dy, x, dw);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;

@@ -93,9 +93,24 @@ struct GroupBuffers {
 // images, a 7x7 on 18x18 at 6 images 0.77x, OverFeat's 5x5 to 20x20 at 4 images 0.95x. From 8
 // images the slots are better (L4 1.3x slower grouped, the 5x5 32>128 1.1x); 28x28 planes were
 // mixed (0.85-1.35x).
-bool use_image_groups(const ConvShape &s, bool in_place, bool weight_grad) {
+//
+// The data gradient also at 4-15 images where the weights are 8 L2s or more (4 MiB here): per
+// image, its GEMM re-packs all of W^T from the L3 or, inside a training step where the forward
+// and the other layers have since passed through the caches, from memory. Interleaved in one
+// process, best of 30, per image -> grouped, "cold" with a 64 MB pass over memory before each
+// call (as in a step), "warm" without: ResNet-50's 3x3/2 512 to 7x7 at 8 images cold 23.3 ->
+// 19.2 ms, warm 19.4 -> 18.1, at 4 images cold 14.5 -> 11.7, warm 11.9 -> 11.6; ResNet-18's
+// 3x3/2 256>512 at 8 images cold 12.4 -> 8.5, warm 9.9 -> 8.6; the 1x1 2048>512 at 7x7 (in
+// place) at 8 images cold 12.9 -> 8.4, warm even, at 4 images cold 6.0 -> 5.1, warm 4.5 -> 4.2.
+// Smaller weights lose grouped (the gather and the copy into dx cost more than the packing
+// saved): GoogLeNet's 1x1 832>48 to 832>384 at 7x7 and 4 images 1.05-2.5x slower, its 3x3
+// 160>320 even to 1.09x; at 2 images the 3x3/2 512 ran 1.13x slower warm.
+bool use_image_groups(const ConvShape &s, bool in_place, GemmDir dir, int64_t elem) {
+  const bool weight_grad = dir == GemmDir::weight;
   if (weight_grad && !in_place && s.n >= 2 && s.n < kFixedItems && s.howo < 512) return true;
   if (s.n < 2 || s.howo >= 64) return false;
+  if (dir == GemmDir::data && s.n >= 4 && s.g * s.kg * s.ckk * elem >= 8 * hardware().l2)
+    return true;
   return s.n >= 16 || (!in_place && (s.kk == 1 || weight_grad));
 }
 
