@@ -149,6 +149,22 @@ static bool direct_data_grad_pays(const ConvShape &s) {
   return same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4);
 }
 
+// The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
+// channels in and out, output rows 10+ wide for a 5x5 or larger kernel, 14+ for smaller ones.
+// Interleaved, best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's
+// 5x5 48>64 at 35x35 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5
+// 64>192 at 27x27 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256
+// 0.87x; GoogLeNet's 5x5 layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and
+// 32>96 at 28x28); L4 0.68x at 8 images; Inception v3's 1x7 and 7x1 at 17x17 0.90-0.95x at 8,
+// even at 1; a 3x3 16>32 at 28x28 where Winograd does not run 0.80x. It lost strided (ResNet's
+// 3x3/2 layers 1.2-1.6x, the 7x7/2 stem 1.2x), on 3 input channels (VGG's first layer: 1.6x,
+// tiles of 3 positions) and on narrow rows (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide
+// 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7 even with im2col's image groups).
+static bool direct_weight_grad_pays(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.wo >= (s.kk >= 25 ? 10 : 14) &&
+         direct_blocked_weight_grad_applies(s);
+}
+
 // The forward on direct where rows are too narrow for its blocked forward (under 10): a
 // same_large_kernel with 16+ input channels. 5x5 layers on 7x7 planes (GoogLeNet's 32>128 and
 // 48>128, 16>32) took 0.63-0.81x im2col's time at 1, 4 and 8 images (as above).
@@ -178,16 +194,23 @@ static bool direct_narrow_forward_pays(const ConvShape &s) {
 // forward and 0.70x for the data gradient (16>32 there: 0.66x), AlexNet's 64>192 on 27x27 (34)
 // 0.97x and 0.89x; at batch 8 FFT's filter transforms are paid back forward (direct 1.3x
 // slower on both), while the data gradients stayed with direct (0.86-1.05x FFT's time).
+//
+// The weight gradient on direct's blocked tiles (direct_weight_grad_pays) the same way: against
+// FFT, interleaved, best of 10 (AVX2 EPYC, 2 threads), direct took 0.60x FFT's time on L3 (86)
+// at one image and 0.72x on L2 (120), 1.07x on L3 at two images; on L4 (34) 0.63x at two images,
+// 1.0x at four; GoogLeNet's and AlexNet's 5x5 layers on 27x27 and 28x28 planes (33-36) 0.84-0.93x
+// at four images, 1.23-1.32x at eight.
 static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
-  return dir == FC_DIR_FORWARD ? direct_blocked_pays(s)
-                               : dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s);
+  return dir == FC_DIR_FORWARD         ? direct_blocked_pays(s)
+         : dir == FC_DIR_BACKWARD_DATA ? direct_data_grad_pays(s)
+                                       : direct_weight_grad_pays(s);
 }
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
-    ratio = s.n == 1 ? 256 : dir == FC_DIR_FORWARD && s.n >= 8 ? 32 : 64;
+    ratio = s.n == 1 ? 256 : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32 : 64;
   return s.kk * s.howo >= ratio * fft_bins(s);
 }
 
@@ -221,11 +244,13 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    when it is tiny (cg*kh*kw < 64: VGG-16's 3-channel 3x3 ran 1.06-1.13x slower direct than
 //    as im2col at batch 1 and 8, AVX2 EPYC, 2 threads: 27 taps leave the tiles little to reuse);
 //    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
-//  - the data and weight gradients: im2col + GEMM (the direct data gradient, a transposed
-//    convolution on the same tiles, measured 0.5-0.7x of it; the direct weight gradient is a
-//    dot product per tap), except the data gradient of a unit-stride convolution whose
-//    forward takes the direct tiles for its wide rows, with a 5x5 or larger "same"-padded kernel
-//    and enough input channels to fill the tiles' output channels (Inception's 5x5 48>64 at
+//  - the weight gradient of a unit-stride convolution with 16+ channels in and out on wide
+//    rows: direct's blocked tiles (direct_weight_grad_pays: 5x5 layers 0.5-0.87x im2col's time);
+//  - the data and weight gradients otherwise: im2col + GEMM (the direct data gradient, a
+//    transposed convolution on the same tiles, measured 0.5-0.7x of it), except the data
+//    gradient of a unit-stride convolution whose forward takes the direct tiles for its wide
+//    rows, with a 5x5 or larger "same"-padded kernel and enough input channels to fill the
+//    tiles' output channels (Inception's 5x5 48>64 at
 //    35x35: direct 0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25
 //    taps per input), on narrower rows too from 4 images (direct_data_grad_pays). Unpadded,
 //    the transposed convolution pads dy by k-1 a side, and the tiles' work on that border
@@ -262,6 +287,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (dir == FC_DIR_FORWARD && (direct_blocked_pays(s) || direct_narrow_forward_pays(s)))
     return FC_ALGO_DIRECT;
   if (dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s)) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_BACKWARD_WEIGHT && direct_weight_grad_pays(s)) return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
 

@@ -300,6 +300,10 @@ void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb);
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
                                  const Epilogue<T> *ep);
+// The direct weight gradient on the blocked tiles (one group, no dilation; conv/direct_blocked.cpp)
+bool direct_blocked_weight_grad_applies(const ConvShape &s);
+template <class T>
+fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw);
 bool fft_supports(const ConvShape &s);
 // Every output position sees every input element (conv/linear.cpp: a plane no larger than the
 // kernel's reach), with its GEMM dimensions within int32.

@@ -66,11 +66,13 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 // Register tiles over output channels x output row: efficient with wide rows (wo) and enough
 // output channels per group (kg) to fill a tile; strided rows and dilation beyond 2 scatter
 // the loads. The data gradient (a transposed convolution on the same tiles) measured 0.5-0.7x
-// of im2col's, the weight gradient (a dot product per tap) less still. Session 15's bench auto
-// (AVX2 EPYC, 2 threads) put strided data gradients at up to 24x im2col's time (modelled
-// 3-5x) and weight gradients of one group at 4-70x (median 13x, 3x what it modelled): so, the
-// tuner's 4x pruning (tune.cpp) skips them where a run took 0.1-3 s (ResNet's 3x3 512 on 7x7 at
-// batch 8: 0.9 s against im2col's 19 ms). Neither was the fastest in three bench auto runs.
+// of im2col's. Session 15's bench auto (AVX2 EPYC, 2 threads) put strided data gradients at up
+// to 24x im2col's time (modelled 3-5x): so, the tuner's 4x pruning (tune.cpp) skips them. The
+// weight gradient of groups or dilation is a dot product per tap (4-70x im2col's time then,
+// modelled 10x); of one group without dilation it runs on the blocked tiles
+// (conv/direct_blocked.cpp), modelled as the blocked forward with its tiles over input
+// channels (6 a tile, AVX2's: ISA-blind, as every model here) and its copies of x and dy,
+// twice as dear strided (ResNet's 3x3/2 layers ran 58-82 GFLOP/s, unit stride 150, on AVX2).
 double direct_cost(const ConvShape &s, fc_direction dir) {
   const double wo = (double)s.wo, kg = (double)s.kg;
   // The blocked forward (conv/direct_blocked.cpp): 16 output channels x up to 6 positions of a
@@ -80,6 +82,13 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
     const double c = (double)s.c, cpad = direct_blocked_in_rows(s) ? c : 8 * std::ceil(c / 8);
     return conv_macs(s) * cpad / c / (0.85 * (wo / (wo + 4))) +
            kCopy * ((double)s.k * (double)s.ckk + (double)s.n * cpad * (double)s.hw);
+  }
+  if (dir == FC_DIR_BACKWARD_WEIGHT && direct_blocked_weight_grad_applies(s)) {
+    const double c = (double)s.c, cpad = 6 * std::ceil(c / 6),
+                 kpad = 16 * std::ceil((double)s.k / 16);
+    const double strided = s.sh > 1 || s.sw > 1 ? 2 : 1;
+    return conv_macs(s) * (cpad / c) * (kpad / (double)s.k) * strided / (0.85 * (wo / (wo + 4))) +
+           kCopy * ((double)s.n * (c * (double)s.hw + (double)s.k * (double)s.howo));
   }
   double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
   // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps

@@ -6,13 +6,16 @@ reference in float32 and float64 on channel counts that leave part blocks (input
 row widths that split into tiles unevenly, strides 1-3, padding, non-square kernels and
 planes; inputs untouched; bitwise equal across thread counts and between a prepared (plan)
 forward with its fused bias, residual and ReLU and the ordinary forward; non-finite inputs
-where the reference puts them; and where the heuristics send a forward to it."""
+where the reference puts them; and where the heuristics send a forward to it.
+
+Also the weight gradient on the same tiles (direct_blocked_backward_weight: 16 output channels x
+a tile's width of input channels at one tap, summed over output rows), the same way."""
 
 import numpy as np
 import pytest
 
 import fastconv
-from conftest import assert_close, expected_forward
+from conftest import assert_close, expected_backward, expected_forward
 from fastconv import _core
 from fastconv import functional as F
 from test_inference_native import _conv_plan
@@ -195,3 +198,85 @@ def test_heuristics_send_few_channel_stems_with_long_rows_of_taps_to_it():
             assert name(_core.conv2d_choose(d, 2)) != "direct"
     assert name(_core.conv2d_choose(desc(1, 3, 299, 32, 3, 2, 0), 0)) == "im2col"
     assert name(_core.conv2d_choose(desc(1, 3, 224, 64, 3, 1, 1), 0)) == "im2col"
+
+
+# --- the weight gradient on the blocked tiles ---------------------------------------------------
+
+# (n, c, h, w, k, kh, kw, stride, padding): one group, no dilation. Input channels not a multiple
+# of the tile's width (6 on AVX2, 12 on AVX-512, 3 generic), output channels not of 16, strides
+# 1-3 (column phases), asymmetric padding and non-square kernels and planes, one image and one
+# channel, narrow rows.
+WGRAD = [
+    (2, 48, 13, 13, 64, 5, 5, 1, 2),  # Inception v3's 5x5 48>64, smaller
+    (1, 16, 9, 9, 17, 3, 3, 1, 0),  # 17 outputs: a pair of blocks of 16 and 1
+    (3, 7, 11, 13, 5, 3, 5, 2, (1, 2)),  # stride 2, 5 outputs, 7 channels
+    (2, 3, 20, 19, 40, 7, 7, 2, (3, 2)),  # a stem on 3 channels
+    (2, 13, 17, 17, 33, 1, 7, 1, (0, 3)),  # 1x7
+    (1, 25, 23, 19, 17, 3, 5, 3, 2),  # stride 3
+    (1, 1, 5, 5, 1, 5, 5, 1, 2),  # one channel, one output
+    (4, 50, 12, 12, 70, 5, 5, 1, 2),  # 4 images
+    (2, 20, 6, 30, 24, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
+    (1, 32, 7, 7, 48, 3, 3, 1, 1),  # 7-wide rows
+]
+WGRAD_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in WGRAD]
+
+
+def _weight_grad(x, w, dy, case):
+    return F.conv2d_backward(
+        dy, x, w, stride=case[7], padding=case[8], needs=(False, True, False), algo="direct"
+    )[1]
+
+
+def _wgrad_inputs(case, dtype, seed):
+    x, w, _ = _inputs(case, dtype, seed)
+    y = F.conv2d(x, w, stride=case[7], padding=case[8], algo="im2col")
+    dy = np.random.default_rng(seed + 100).standard_normal(y.shape).astype(dtype)
+    return x, w, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", WGRAD, ids=WGRAD_IDS)
+def test_blocked_weight_gradient_against_reference(case, dtype):
+    x, w, dy = _wgrad_inputs(case, dtype, seed=6)
+    before = [a.copy() for a in (x, w, dy)]
+    dw = _weight_grad(x, w, dy, case)
+    (_, expected, _), (_, scale, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+    assert_close(dw, expected, dtype, scale, "grad_weight")
+    for a, a0 in zip((x, w, dy), before):
+        assert np.array_equal(a, a0)  # inputs untouched
+
+
+@pytest.mark.parametrize("case", WGRAD[::3], ids=WGRAD_IDS[::3])
+def test_blocked_weight_gradient_bits_follow_the_shape_not_the_threads(case, restore_threads):
+    x, w, dy = _wgrad_inputs(case, np.float32, seed=7)
+    runs = []
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(threads)
+        runs.append(_weight_grad(x, w, dy, case))
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+def test_blocked_weight_gradient_non_finite_inputs_land_where_the_reference_puts_them():
+    case = WGRAD[2]  # strided: the column phases
+    x, w, dy = _wgrad_inputs(case, np.float64, seed=8)
+    x[0, 6, 0, 12] = np.inf  # the last channel, a row's last column
+    x[2, 0, 5, 0] = np.nan
+    dy[1, 4, 2, 3] = -np.inf  # the last output channel
+    dw = _weight_grad(x, w, dy, case)
+    (_, expected, _), _ = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+    assert np.array_equal(np.isnan(dw), np.isnan(expected))
+    assert np.array_equal(np.isinf(dw), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(dw[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_blocked_weight_gradient_in_a_training_step_matches_im2col():
+    """conv2d_backward with auto on a layer whose weight gradient direct takes (Inception v3's
+    5x5 48>64, smaller plane): within the contract of im2col's, every gradient."""
+    x, w, dy = _wgrad_inputs((2, 48, 14, 14, 64, 5, 5, 1, 2), np.float32, seed=9)
+    assert fastconv.algorithms(x.shape, w.shape, 1, 2, direction="backward_weight")[0] == "direct"
+    got = F.conv2d_backward(dy, x, w, padding=2)
+    want = F.conv2d_backward(dy, x, w, padding=2, algo="im2col")
+    _, scale = expected_backward(dy, x, w, 1, 2, 1, 1)
+    for g, e, sc, name in zip(got, want, scale, ("grad_x", "grad_weight", "grad_bias")):
+        assert_close(g, e.astype(np.float64), np.float32, sc, name)

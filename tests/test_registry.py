@@ -223,16 +223,19 @@ def test_costs_rank_algorithms(direction):
 @pytest.mark.parametrize(
     "shape,direction",
     [
-        (((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)), "backward_weight"),
-        (((1, 384, 13, 13), (384, 384, 3, 3), dict(padding=1)), "backward_weight"),  # L5
+        # (the weight gradient of one group without dilation runs on the blocked tiles; of
+        # these, a dot product per tap)
+        (((1, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2)), "backward_weight"),
+        (((2, 384, 13, 13), (384, 192, 3, 3), dict(padding=1, groups=2)), "backward_weight"),
         (((8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)), "backward_data"),
         (((1, 3, 299, 299), (32, 3, 3, 3), dict(stride=2)), "backward_data"),
     ],
 )
 def test_tuner_prunes_direct_backwards_that_take_seconds(shape, direction):
-    """direct's weight gradient and strided data gradient ran 12-50x im2col's time on these
-    layers (17-250 ms a call; session 15's bench auto): costed over the tuner's pruning factor
-    (4x the cheapest, tune.cpp), so tuning such a key never runs them."""
+    """direct's weight gradient by dot products and its strided data gradient ran 12-50x
+    im2col's time (17-250 ms a call on ResNet's 3x3 512 at 7x7 and the stems; session 15's bench
+    auto): costed over the tuner's pruning factor (4x the cheapest, tune.cpp), so tuning such a
+    key never runs them."""
     c = costs_of(shape, direction)
     assert c["direct"] > 4 * min(v for a, v in c.items() if a != "reference"), c
 
@@ -255,8 +258,8 @@ def test_readme_table_lists_every_algorithm():
 @pytest.mark.parametrize("batch", [1, 8])
 def test_heuristic_fft_rule_on_l3(batch):
     """fft_pays (csrc/api.cpp): L3's 9x9 on 32x32 (kernel taps x outputs over frequency bins:
-    86) takes FFT in every direction from two images; at one image only its weight gradient,
-    whose im2col path would build the whole 24 MB column matrix for one product."""
+    86) takes FFT in every direction from two images; at one image in none: its weight gradient
+    runs direct's blocked tiles (0.6x FFT's time there), which FFT must beat by 256x."""
     x, w = (batch, 128, 32, 32), (128, 128, 9, 9)
     first = {
         d: fastconv.algorithms(x, w, direction=d)[0]
@@ -265,32 +268,65 @@ def test_heuristic_fft_rule_on_l3(batch):
     if batch > 1:
         assert set(first.values()) == {"fft"}, first
     else:
-        assert first["backward_weight"] == "fft", first
-        assert first["forward"] != "fft" and first["backward_data"] != "fft", first
+        assert first["backward_weight"] == "direct", first
+        assert "fft" not in first.values(), first
 
 
 @pytest.mark.parametrize(
     "x, w, pad, want",
     [
-        # L2's 9x9 (ratio 120): direct's blocked forward at one image, FFT from two
-        ((1, 64, 64, 64), (128, 64, 9, 9), 0, ("direct", "fft")),
-        ((2, 64, 64, 64), (128, 64, 9, 9), 0, ("fft", "fft")),
-        # GoogLeNet's 5x5 32>96 on 28x28 (36): direct at batch 4; from 8 images the forward is FFT
-        ((4, 32, 28, 28), (96, 32, 5, 5), 2, ("direct", "direct")),
-        ((8, 32, 28, 28), (96, 32, 5, 5), 2, ("fft", "direct")),
-        # 16 input channels: no blocked forward, FFT keeps it; its data gradient (32 in) is direct
-        ((4, 16, 28, 28), (32, 16, 5, 5), 2, ("fft", "direct")),
-        # L1's 3 input channels (ratio 202): the blocked forward in rows at one image, FFT from two
-        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("direct", "im2col")),
-        ((2, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col")),
+        # L2's 9x9 (ratio 120): direct's blocked forward and weight gradient at one image, FFT
+        # from two
+        ((1, 64, 64, 64), (128, 64, 9, 9), 0, ("direct", "fft", "direct")),
+        ((2, 64, 64, 64), (128, 64, 9, 9), 0, ("fft", "fft", "fft")),
+        # L4's 7x7 on 16x16 (34): direct's weight gradient below 8 images, FFT from 8
+        ((2, 128, 16, 16), (128, 128, 7, 7), 0, ("direct", "fft", "direct")),
+        ((8, 128, 16, 16), (128, 128, 7, 7), 0, ("fft", "fft", "fft")),
+        # GoogLeNet's 5x5 32>96 on 28x28 (36): direct at batch 4; from 8 images the forward and
+        # the weight gradient are FFT
+        ((4, 32, 28, 28), (96, 32, 5, 5), 2, ("direct", "direct", "direct")),
+        ((8, 32, 28, 28), (96, 32, 5, 5), 2, ("fft", "direct", "fft")),
+        # 16 input channels: no blocked forward, FFT keeps it; its data gradient (32 in) and
+        # weight gradient are direct
+        ((4, 16, 28, 28), (32, 16, 5, 5), 2, ("fft", "direct", "direct")),
+        # L1's 3 input channels (ratio 202): the blocked forward in rows at one image, FFT from
+        # two; its weight gradient FFT (no blocked tiles for 3 channels)
+        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("direct", "im2col", "fft")),
+        ((2, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col", "fft")),
     ],
 )
 def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, want):
     """fft_pays (csrc/api.cpp): where direct, not im2col, would run the layer, FFT needs 256x the
-    bins per output at one image and 64x from two (32x for forwards from eight images)."""
+    bins per output at one image and 64x from two (32x for forwards and weight gradients from
+    eight images)."""
     got = tuple(
-        fastconv.algorithms(x, w, padding=pad, direction=d)[0] for d in ("forward", "backward_data")
+        fastconv.algorithms(x, w, padding=pad, direction=d)[0]
+        for d in ("forward", "backward_data", "backward_weight")
     )
+    assert got == want, (x, w, got)
+
+
+@pytest.mark.parametrize(
+    "x, w, stride, pad, want",
+    [
+        # unit stride, 16+ channels in and out, rows 10+ wide (5x5 and up) or 14+: direct
+        ((8, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),  # Inception v3's 5x5 48>64
+        ((1, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),
+        ((8, 128, 17, 17), (192, 128, 7, 1), 1, (3, 0), "direct"),  # its 7x1
+        ((4, 24, 14, 14), (64, 24, 5, 5), 1, 2, "direct"),  # GoogLeNet's 5x5 at 14x14
+        ((1, 128, 16, 16), (128, 128, 7, 7), 1, 0, "direct"),  # L4: rows 10 wide
+        # strided, 3 input channels, narrow rows, few output channels: not direct
+        ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, "im2col"),  # ResNet's 3x3/2
+        ((8, 3, 224, 224), (64, 3, 3, 3), 1, 1, "im2col"),  # VGG's first layer
+        ((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, "im2col"),  # ResNet's 3x3 512 at 7x7
+        ((4, 48, 7, 7), (128, 48, 5, 5), 1, 2, "im2col"),  # GoogLeNet's 5x5 at 7x7
+        ((1, 384, 13, 13), (384, 384, 3, 3), 1, 0, "im2col"),  # L5: rows 11 wide
+        ((4, 32, 28, 28), (8, 32, 5, 5), 1, 2, "fft"),  # 8 output channels
+    ],
+)
+def test_heuristic_direct_weight_gradient(x, w, stride, pad, want):
+    """direct_weight_grad_pays (csrc/api.cpp): the weight gradient on direct's blocked tiles."""
+    got = fastconv.algorithms(x, w, stride=stride, padding=pad, direction="backward_weight")[0]
     assert got == want, (x, w, got)
 
 

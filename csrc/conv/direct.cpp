@@ -340,6 +340,9 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
 
 template <class T>
 fc_status conv2d_backward_weight__direct(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  // (one group without dilation: the blocked tiles, conv/direct_blocked.cpp; the rest a dot
+  // product per tap)
+  if (direct_blocked_weight_grad_applies(s)) return direct_blocked_backward_weight(s, dy, x, dw);
   const UKernels<T> &uk = ukernels<T>();
   const int64_t items = s.k * s.cg;  // one (k, c) pair each: its kh*kw taps, no races
 #pragma omp parallel for num_threads(num_threads()) schedule(dynamic, 4)

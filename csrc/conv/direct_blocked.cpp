@@ -222,11 +222,133 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   return FC_OK;
 }
 
+// ---- The weight gradient on the same tiles ----------------------------------------------------
+//
+// dW[k][c][i][j] = the sum over images and output positions of dy[n][k][oh][ow] *
+// xpad[n][c][oh*sh + i][ow*sw + j]. The tile's roles turn around: its 16 output channels are 16
+// of dW's (dy copied into [n][k/8][positions][8], as the packed filters lie), its positions are
+// up to bt input channels at one tap (planes of a padded copy of x, one plane apart), and its
+// reduction runs over one output row of positions per block (ne = wo), the blocks over the
+// output rows (cbn = ho). Each padded row is copied as its sw column phases side by side
+// ([phase][column / sw]), so that a tap's positions along a row are consecutive values at any
+// stride. Work items are (16 output channels, bt input channels): each sums its taps over the
+// images in order, so the bits follow the shape, never the thread count.
+namespace {
+
+struct WgradGeometry {
+  int64_t hp, qw, wrow, plane;  // padded rows, columns per phase, values a row, values a plane
+  int64_t kpairs;               // tiles of 16 output channels
+};
+
+WgradGeometry wgrad_geometry(const ConvShape &s) {
+  WgradGeometry g;
+  g.hp = s.in_h + 2 * s.ph;
+  g.qw = (s.in_w + 2 * s.pw + s.sw - 1) / s.sw;
+  g.wrow = g.qw * s.sw;
+  g.plane = g.hp * g.wrow;
+  g.kpairs = out_blocks(s.k) / 2;
+  return g;
+}
+
+}  // namespace
+
+bool direct_blocked_weight_grad_applies(const ConvShape &s) {
+  if (s.g != 1 || s.dil_h != 1 || s.dil_w != 1) return false;
+  if (ukernels<float>().blocked_tile == nullptr) return false;
+  int64_t hp, wp, plane, v;
+  if (__builtin_add_overflow(s.in_h, 2 * s.ph, &hp) ||
+      __builtin_add_overflow(s.in_w, 2 * s.pw + s.sw, &wp) ||
+      __builtin_mul_overflow(hp, wp, &plane))
+    return false;
+  // (the padded copy near the input's size, as the forward's; no int64 overflow)
+  return plane <= 4 * s.hw + 4096 && !__builtin_mul_overflow(plane, s.c, &v) &&
+         !__builtin_mul_overflow(v, s.n, &v) &&
+         !__builtin_mul_overflow(out_blocks(s.k) * kB, s.howo, &v) &&
+         !__builtin_mul_overflow(v, s.n, &v);
+}
+
+template <class T>
+fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw) {
+  const UKernels<T> &uk = ukernels<T>();
+  const WgradGeometry gm = wgrad_geometry(s);
+  const int64_t bt = uk.bt, kk = s.kk, ob = 2 * gm.kpairs, hp = gm.hp, wrow = gm.wrow;
+  const int64_t cgroups = (s.c + bt - 1) / bt, items = gm.kpairs * cgroups;
+  if (s.n == 0) {
+    std::fill(dw, dw + s.k * s.ckk, T(0));
+    return FC_OK;
+  }
+  // per thread: the sums of its item's taps, and one tile's
+  const int nt = num_threads();
+  const int64_t per_thread = (kk + 1) * 2 * kB * bt;
+  Buffer<T> xb(s.n * s.c * gm.plane), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
+  if (!xb.ok() || !db.ok() || !sums.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and gradient",
+                (long long)((s.n * s.c * gm.plane + s.n * ob * s.howo * kB + nt * per_thread) *
+                            (int64_t)sizeof(T)));
+  T *X = xb.get(), *D = db.get();
+#pragma omp parallel num_threads(nt)
+  {
+    // x padded, each row as its column phases: X[n][c][r][b][q] = xpad[r][q*sw + b]
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < s.n * s.c * hp; ++q) {
+      const int64_t r = q % hp, nc = q / hp, ih = r - s.ph;
+      T *d = X + nc * gm.plane + r * wrow;
+      if (ih < 0 || ih >= s.in_h) {
+        std::fill(d, d + wrow, T(0));
+        continue;
+      }
+      const T *src = x + nc * s.hw + ih * s.in_w;
+      for (int64_t b = 0; b < s.sw; ++b)
+        for (int64_t u = 0; u < gm.qw; ++u) {
+          const int64_t iw = u * s.sw + b - s.pw;
+          d[b * gm.qw + u] = iw >= 0 && iw < s.in_w ? src[iw] : T(0);
+        }
+    }
+    // dy as [n][k/8][positions][8], zero past the last output channel
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < s.n * ob; ++q) {
+      const int64_t n = q / ob, b = q % ob, nk = std::clamp<int64_t>(s.k - b * kB, 0, kB);
+      T *d = D + q * s.howo * kB;
+      const T *src = dy + (n * s.k + b * kB) * s.howo;
+      for (int64_t p = 0; p < s.howo; ++p) {
+        for (int64_t e = 0; e < nk; ++e) d[p * kB + e] = src[e * s.howo + p];
+        for (int64_t e = nk; e < kB; ++e) d[p * kB + e] = T(0);
+      }
+    }
+    T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * 2 * kB * bt;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t pr = it / cgroups, c0 = it % cgroups * bt;
+      const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
+      for (int64_t n = 0; n < s.n; ++n) {
+        const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
+        const T *xc = X + (n * s.c + c0) * gm.plane;
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t j = 0; j < s.kw; ++j) {
+            T *a = acc + (i * s.kw + j) * 2 * kB * bt;
+            T *t = n == 0 ? a : tmp;  // (the first image sets)
+            uk.blocked_tile(xc + i * wrow + j % s.sw * gm.qw + j / s.sw, s.sh * wrow, 0, gm.plane,
+                            w, s.howo * kB, s.ho, 1, 1, s.wo, t, bt, nk, (int)np);
+            if (n != 0)
+              for (int64_t e = 0; e < nk * bt; ++e) a[e] += t[e];
+          }
+      }
+      for (int64_t o = 0; o < nk; ++o)
+        for (int64_t p = 0; p < np; ++p)
+          for (int64_t t = 0; t < kk; ++t)
+            dw[(k0 + o) * s.ckk + (c0 + p) * kk + t] = acc[(t * 2 * kB + o) * bt + p];
+    }
+  }
+  return FC_OK;
+}
+
 #define FC_INSTANTIATE_BLOCKED(T)                                                                  \
   template int64_t direct_blocked_filter_size<T>(const ConvShape &);                               \
   template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);                 \
   template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
-                                               T *, const Epilogue<T> *);
+                                               T *, const Epilogue<T> *);                          \
+  template fc_status direct_blocked_backward_weight<T>(const ConvShape &, const T *, const T *,    \
+                                                       T *);
 FC_INSTANTIATE_BLOCKED(float)
 FC_INSTANTIATE_BLOCKED(double)
 #undef FC_INSTANTIATE_BLOCKED
