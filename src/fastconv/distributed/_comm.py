@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +186,10 @@ def _install_abort_hook():
             + "".join(f"[rank {r}] {line}\n" for line in text.splitlines())
         )
         sys.stderr.flush()
+        # mpiexec forwards a rank's stderr on its own schedule and the abort ends the job at
+        # once: in a run of the whole test suite on 2 cores the message was lost (exit status
+        # non-zero, stderr empty). A moment for it to pass on; a failing job can spare it.
+        time.sleep(0.5)
         _global["comm"].Abort(1)
 
     hook._fastconv_abort = True
