@@ -150,18 +150,20 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 }
 
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
-// channels in and out, output rows 10+ wide for a 5x5 or larger kernel, 14+ for smaller ones.
+// channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide.
 // Interleaved, best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's
 // 5x5 48>64 at 35x35 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5
 // 64>192 at 27x27 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256
 // 0.87x; GoogLeNet's 5x5 layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and
-// 32>96 at 28x28); L4 0.68x at 8 images; Inception v3's 1x7 and 7x1 at 17x17 0.90-0.95x at 8,
-// even at 1; a 3x3 16>32 at 28x28 where Winograd does not run 0.80x. It lost strided (ResNet's
-// 3x3/2 layers 1.2-1.6x, the 7x7/2 stem 1.2x), on 3 input channels (VGG's first layer: 1.6x,
-// tiles of 3 positions) and on narrow rows (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide
-// 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7 even with im2col's image groups).
+// 32>96 at 28x28); L4 (10 wide) 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on
+// im2col: Inception v3's 1x7 and 7x1 at 17x17 came out 0.90-1.04x at 8 images and 1.0-1.26x at
+// 1 over two runs (a 3x3 16>32 at 28x28 where Winograd does not run, 0.80x, is one shape, not
+// enough to widen the rule). It lost strided (ResNet's 3x3/2 layers 1.2-1.6x, the 7x7/2 stem
+// 1.2x), on 3 input channels (VGG's first layer: 1.6x, tiles of 3 positions) and on narrow rows
+// (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7
+// even with im2col's image groups).
 static bool direct_weight_grad_pays(const ConvShape &s) {
-  return s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.wo >= (s.kk >= 25 ? 10 : 14) &&
+  return s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
          direct_blocked_weight_grad_applies(s);
 }
 
@@ -244,8 +246,8 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    when it is tiny (cg*kh*kw < 64: VGG-16's 3-channel 3x3 ran 1.06-1.13x slower direct than
 //    as im2col at batch 1 and 8, AVX2 EPYC, 2 threads: 27 taps leave the tiles little to reuse);
 //    narrow rows (L4/L5, 10-13 wide) run better as im2col GEMMs;
-//  - the weight gradient of a unit-stride convolution with 16+ channels in and out on wide
-//    rows: direct's blocked tiles (direct_weight_grad_pays: 5x5 layers 0.5-0.87x im2col's time);
+//  - the weight gradient of a unit-stride 5x5 or larger kernel with 16+ channels in and out on
+//    rows 10+ wide: direct's blocked tiles (direct_weight_grad_pays: 0.5-0.87x im2col's time);
 //  - the data and weight gradients otherwise: im2col + GEMM (the direct data gradient, a
 //    transposed convolution on the same tiles, measured 0.5-0.7x of it), except the data
 //    gradient of a unit-stride convolution whose forward takes the direct tiles for its wide

@@ -309,13 +309,13 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
 @pytest.mark.parametrize(
     "x, w, stride, pad, want",
     [
-        # unit stride, 16+ channels in and out, rows 10+ wide (5x5 and up) or 14+: direct
+        # unit stride, 16+ channels in and out, 5x5 and up, rows 10+ wide: direct
         ((8, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),  # Inception v3's 5x5 48>64
         ((1, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),
-        ((8, 128, 17, 17), (192, 128, 7, 1), 1, (3, 0), "direct"),  # its 7x1
         ((4, 24, 14, 14), (64, 24, 5, 5), 1, 2, "direct"),  # GoogLeNet's 5x5 at 14x14
         ((1, 128, 16, 16), (128, 128, 7, 7), 1, 0, "direct"),  # L4: rows 10 wide
-        # strided, 3 input channels, narrow rows, few output channels: not direct
+        # strided, 3 input channels, narrow rows, few output channels, small kernels: not direct
+        ((8, 128, 17, 17), (192, 128, 7, 1), 1, (3, 0), "im2col"),  # Inception v3's 7x1
         ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, "im2col"),  # ResNet's 3x3/2
         ((8, 3, 224, 224), (64, 3, 3, 3), 1, 1, "im2col"),  # VGG's first layer
         ((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, "im2col"),  # ResNet's 3x3 512 at 7x7

@@ -329,8 +329,9 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
             T *t = n == 0 ? a : tmp;  // (the first image sets)
             uk.blocked_tile(xc + i * wrow + j % s.sw * gm.qw + j / s.sw, s.sh * wrow, 0, gm.plane,
                             w, s.howo * kB, s.ho, 1, 1, s.wo, t, bt, nk, (int)np);
-            if (n != 0)
-              for (int64_t e = 0; e < nk * bt; ++e) a[e] += t[e];
+            if (n != 0)  // (the tile writes rows o < nk, columns p < np of [16][bt])
+              for (int64_t o = 0; o < nk; ++o)
+                for (int64_t p = 0; p < np; ++p) a[o * bt + p] += t[o * bt + p];
           }
       }
       for (int64_t o = 0; o < nk; ++o)
