@@ -252,11 +252,11 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    transposed convolution on the same tiles, measured 0.5-0.7x of it), except the data
 //    gradient of a unit-stride convolution whose forward takes the direct tiles for its wide
 //    rows, with a 5x5 or larger "same"-padded kernel and enough input channels to fill the
-//    tiles' output channels (Inception's 5x5 48>64 at
-//    35x35: direct 0.66-0.9x im2col's time over four runs, batch 1 and 8; col2im scatters 25
-//    taps per input), on narrower rows too from 4 images (direct_data_grad_pays). Unpadded,
-//    the transposed convolution pads dy by k-1 a side, and the tiles' work on that border
-//    lost: L3's 9x9 data gradient ran 1.6x slower direct;
+//    tiles' output channels (Inception's 5x5 48>64 at 35x35: direct 0.66-0.9x im2col's time
+//    over four runs, batch 1 and 8; col2im scatters 25 taps per input), on narrower rows too
+//    from 4 images (direct_data_grad_pays). Unpadded, the transposed convolution pads dy by
+//    k-1 a side, and the tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x
+//    slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
 //  - unit-stride forward with one group, 24+ input channels and output rows 10+ wide where
 //    neither Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column
