@@ -300,6 +300,12 @@ void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb);
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
                                  const Epilogue<T> *ep);
+// x [n*c][in_h][in_w] -> u [n*c][sw][in_h + 2ph][wq]: each zero-padded plane split into its sw
+// column phases, u[..][b][r][q] = xpad[r][q*sw + b] (conv/direct.cpp; its strided forward's
+// input and the blocked weight gradient's). Every thread of a team calls it (an omp for
+// without its barrier).
+template <class T>
+void copy_width_phases(const ConvShape &s, const T *x, int64_t wq, T *u);
 // The direct weight gradient on the blocked tiles (one group, no dilation; conv/direct_blocked.cpp)
 bool direct_blocked_weight_grad_applies(const ConvShape &s);
 template <class T>

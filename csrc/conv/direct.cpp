@@ -103,6 +103,32 @@ static bool width_phases_fit(const ConvShape &s) {
 }
 
 template <class T>
+void copy_width_phases(const ConvShape &s, const T *x, int64_t wq, T *u) {
+  const int64_t hp = s.in_h + 2 * s.ph, plane = hp * wq;
+#pragma omp for schedule(static) nowait
+  for (int64_t p = 0; p < s.n * s.c; ++p) {  // (image, channel) -> its sw phase planes
+    for (int64_t bq = 0; bq < s.sw; ++bq) {
+      T *dst = u + (p * s.sw + bq) * plane;
+      for (int64_t r = 0; r < hp; ++r) {
+        const int64_t ih = r - s.ph;
+        T *row = dst + r * wq;
+        if (ih < 0 || ih >= s.in_h) {
+          std::fill(row, row + wq, T(0));
+          continue;
+        }
+        const T *src = x + p * s.hw + ih * s.in_w;
+        for (int64_t q = 0; q < wq; ++q) {
+          const int64_t iw = q * s.sw + bq - s.pw;
+          row[q] = iw >= 0 && iw < s.in_w ? src[iw] : T(0);
+        }
+      }
+    }
+  }
+}
+template void copy_width_phases<float>(const ConvShape &, const float *, int64_t, float *);
+template void copy_width_phases<double>(const ConvShape &, const double *, int64_t, double *);
+
+template <class T>
 fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   ConvShape t = s;
   t.kw = (s.kw - 1) / s.sw + 1;
@@ -121,25 +147,7 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
                 (long long)((t.n * t.c * t.hw + t.k * t.ckk) * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(num_threads())
   {
-#pragma omp for schedule(static) nowait
-    for (int64_t p = 0; p < s.n * s.c; ++p) {  // (image, channel) -> its sw phase planes
-      for (int64_t bq = 0; bq < s.sw; ++bq) {
-        T *dst = u.get() + (p * s.sw + bq) * t.hw;
-        for (int64_t r = 0; r < t.in_h; ++r) {
-          const int64_t ih = r - s.ph;
-          T *row = dst + r * t.in_w;
-          if (ih < 0 || ih >= s.in_h) {
-            std::fill(row, row + t.in_w, T(0));
-            continue;
-          }
-          const T *src = x + p * s.hw + ih * s.in_w;
-          for (int64_t q = 0; q < t.in_w; ++q) {
-            const int64_t iw = q * s.sw + bq - s.pw;
-            row[q] = iw >= 0 && iw < s.in_w ? src[iw] : T(0);
-          }
-        }
-      }
-    }
+    copy_width_phases(s, x, t.in_w, u.get());
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < s.k; ++k)
       for (int64_t c = 0; c < s.cg; ++c)

@@ -70,6 +70,34 @@ Geometry geometry(const ConvShape &s) {
   return g;
 }
 
+// Planes src [n][c][h][w] into dst [n][nb][h + 2ph][w + 2pw][px], zero-padded: each pixel's px
+// values (block b's channels b*8 on, zero past the last channel and in blocks past it; in rows,
+// px == c and nb == 1: the pixel's channels). Must be called by every thread of the team (an
+// omp for with its barrier).
+template <class T>
+void copy_padded_pixels(const T *src, int64_t n, int64_t c, int64_t h, int64_t w, int64_t ph,
+                        int64_t pw, int64_t px, int64_t nb, T *dst) {
+  const int64_t hp = h + 2 * ph, row = (w + 2 * pw) * px;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < n * nb * hp; ++q) {
+    const int64_t r = q % hp, b = q / hp % nb, i = q / (hp * nb);
+    T *d = dst + q * row;
+    const int64_t ih = r - ph, nc = std::clamp<int64_t>(c - b * kB, 0, px);
+    if (ih < 0 || ih >= h) {
+      std::fill(d, d + row, T(0));
+      continue;
+    }
+    std::fill(d, d + pw * px, T(0));
+    std::fill(d + (pw + w) * px, d + row, T(0));
+    T *dr = d + pw * px;
+    const T *sr = src + ((i * c + b * kB) * h + ih) * w;
+    for (int64_t iw = 0; iw < w; ++iw) {
+      for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = sr[e * h * w + iw];
+      for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
+    }
+  }
+}
+
 }  // namespace
 
 bool direct_blocked_applies(const ConvShape &s) {
@@ -171,8 +199,8 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   if (ep && ep->none()) ep = nullptr;
   const UKernels<T> &uk = ukernels<T>();
   const Geometry gm = geometry(s);
-  const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2, hp = gm.hp;
-  const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob, px = gm.px;
+  const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2;
+  const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
   Buffer<T> xb(s.n * x_img);
   if (!xb.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
@@ -182,26 +210,7 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
   const int64_t tiles = (s.wo + uk.bt - 1) / uk.bt;
 #pragma omp parallel num_threads(num_threads())
   {
-    // The padded copy, row by row: each pixel's px values (channel block cb's 8, zero past the
-    // last channel; in rows, the c channels of the pixel)
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.n * cbn * hp; ++q) {
-      const int64_t r = q % hp, cb = q / hp % cbn, n = q / (hp * cbn);
-      T *d = xb.get() + n * x_img + cb * x_cb + r * x_row;
-      const int64_t ih = r - s.ph, nc = std::min(px, s.c - cb * kB);
-      if (ih < 0 || ih >= s.in_h) {
-        std::fill(d, d + x_row, T(0));
-        continue;
-      }
-      std::fill(d, d + s.pw * px, T(0));
-      std::fill(d + (s.pw + s.in_w) * px, d + x_row, T(0));
-      T *dr = d + s.pw * px;
-      const T *src = x + ((n * s.c + cb * kB) * s.in_h + ih) * s.in_w;
-      for (int64_t iw = 0; iw < s.in_w; ++iw) {
-        for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = src[e * s.hw + iw];
-        for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
-      }
-    }
+    copy_padded_pixels(x, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < s.n * pairs * s.ho; ++it) {
       const int64_t oh = it % s.ho, pr = it / s.ho % pairs, n = it / (s.ho * pairs);
@@ -227,40 +236,27 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
 // dW[k][c][i][j] = the sum over images and output positions of dy[n][k][oh][ow] *
 // xpad[n][c][oh*sh + i][ow*sw + j]. The tile's roles turn around: its 16 output channels are 16
 // of dW's (dy copied into [n][k/8][positions][8], as the packed filters lie), its positions are
-// up to bt input channels at one tap (planes of a padded copy of x, one plane apart), and its
-// reduction runs over one output row of positions per block (ne = wo), the blocks over the
-// output rows (cbn = ho). Each padded row is copied as its sw column phases side by side
-// ([phase][column / sw]), so that a tap's positions along a row are consecutive values at any
+// up to bt input channels at one tap (planes of a padded copy of x, a fixed step apart), and
+// its reduction runs over one output row of positions per block (ne = wo), the blocks over the
+// output rows (cbn = ho). x is copied split into its sw column phases (copy_width_phases, as
+// direct's strided forward), so a tap's positions along a row are consecutive values at any
 // stride. Work items are (16 output channels, bt input channels): each sums its taps over the
 // images in order, so the bits follow the shape, never the thread count.
 namespace {
 
-struct WgradGeometry {
-  int64_t hp, qw, wrow, plane;  // padded rows, columns per phase, values a row, values a plane
-  int64_t kpairs;               // tiles of 16 output channels
-};
-
-WgradGeometry wgrad_geometry(const ConvShape &s) {
-  WgradGeometry g;
-  g.hp = s.in_h + 2 * s.ph;
-  g.qw = (s.in_w + 2 * s.pw + s.sw - 1) / s.sw;
-  g.wrow = g.qw * s.sw;
-  g.plane = g.hp * g.wrow;
-  g.kpairs = out_blocks(s.k) / 2;
-  return g;
-}
+// Columns per phase row of x's copy: every column a tap reads (ow + j/sw for ow < wo, j < kw).
+int64_t wgrad_columns(const ConvShape &s) { return s.wo + (s.kw - 1) / s.sw; }
 
 }  // namespace
 
 bool direct_blocked_weight_grad_applies(const ConvShape &s) {
   if (s.g != 1 || s.dil_h != 1 || s.dil_w != 1) return false;
   if (ukernels<float>().blocked_tile == nullptr) return false;
-  int64_t hp, wp, plane, v;
+  int64_t hp, plane, v;
   if (__builtin_add_overflow(s.in_h, 2 * s.ph, &hp) ||
-      __builtin_add_overflow(s.in_w, 2 * s.pw + s.sw, &wp) ||
-      __builtin_mul_overflow(hp, wp, &plane))
+      __builtin_mul_overflow(hp, wgrad_columns(s) * s.sw, &plane))
     return false;
-  // (the padded copy near the input's size, as the forward's; no int64 overflow)
+  // (the copy of x near the input's size, as the forward's; no int64 overflow)
   return plane <= 4 * s.hw + 4096 && !__builtin_mul_overflow(plane, s.c, &v) &&
          !__builtin_mul_overflow(v, s.n, &v) &&
          !__builtin_mul_overflow(out_blocks(s.k) * kB, s.howo, &v) &&
@@ -270,9 +266,9 @@ bool direct_blocked_weight_grad_applies(const ConvShape &s) {
 template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const UKernels<T> &uk = ukernels<T>();
-  const WgradGeometry gm = wgrad_geometry(s);
-  const int64_t bt = uk.bt, kk = s.kk, ob = 2 * gm.kpairs, hp = gm.hp, wrow = gm.wrow;
-  const int64_t cgroups = (s.c + bt - 1) / bt, items = gm.kpairs * cgroups;
+  const int64_t wq = wgrad_columns(s), plane = (s.in_h + 2 * s.ph) * wq;  // (one phase's)
+  const int64_t bt = uk.bt, kk = s.kk, ob = out_blocks(s.k), x_c = s.sw * plane;
+  const int64_t cgroups = (s.c + bt - 1) / bt, items = ob / 2 * cgroups;
   if (s.n == 0) {
     std::fill(dw, dw + s.k * s.ckk, T(0));
     return FC_OK;
@@ -280,41 +276,18 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   // per thread: the sums of its item's taps, and one tile's
   const int nt = num_threads();
   const int64_t per_thread = (kk + 1) * 2 * kB * bt;
-  Buffer<T> xb(s.n * s.c * gm.plane), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
+  Buffer<T> xb(s.n * s.c * x_c), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
   if (!xb.ok() || !db.ok() || !sums.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and gradient",
-                (long long)((s.n * s.c * gm.plane + s.n * ob * s.howo * kB + nt * per_thread) *
+                (long long)((s.n * s.c * x_c + s.n * ob * s.howo * kB + nt * per_thread) *
                             (int64_t)sizeof(T)));
   T *X = xb.get(), *D = db.get();
 #pragma omp parallel num_threads(nt)
   {
-    // x padded, each row as its column phases: X[n][c][r][b][q] = xpad[r][q*sw + b]
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.n * s.c * hp; ++q) {
-      const int64_t r = q % hp, nc = q / hp, ih = r - s.ph;
-      T *d = X + nc * gm.plane + r * wrow;
-      if (ih < 0 || ih >= s.in_h) {
-        std::fill(d, d + wrow, T(0));
-        continue;
-      }
-      const T *src = x + nc * s.hw + ih * s.in_w;
-      for (int64_t b = 0; b < s.sw; ++b)
-        for (int64_t u = 0; u < gm.qw; ++u) {
-          const int64_t iw = u * s.sw + b - s.pw;
-          d[b * gm.qw + u] = iw >= 0 && iw < s.in_w ? src[iw] : T(0);
-        }
-    }
-    // dy as [n][k/8][positions][8], zero past the last output channel
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.n * ob; ++q) {
-      const int64_t n = q / ob, b = q % ob, nk = std::clamp<int64_t>(s.k - b * kB, 0, kB);
-      T *d = D + q * s.howo * kB;
-      const T *src = dy + (n * s.k + b * kB) * s.howo;
-      for (int64_t p = 0; p < s.howo; ++p) {
-        for (int64_t e = 0; e < nk; ++e) d[p * kB + e] = src[e * s.howo + p];
-        for (int64_t e = nk; e < kB; ++e) d[p * kB + e] = T(0);
-      }
-    }
+    copy_width_phases(s, x, wq, X);  // X[n][c][b][r][q] = xpad[r][q*sw + b]
+    // dy as [n][k/8][positions][8], zero past the last output channel (the barrier: both copies
+    // complete)
+    copy_padded_pixels(dy, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * 2 * kB * bt;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
@@ -322,13 +295,13 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
       const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
       for (int64_t n = 0; n < s.n; ++n) {
         const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
-        const T *xc = X + (n * s.c + c0) * gm.plane;
+        const T *xc = X + (n * s.c + c0) * x_c;
         for (int64_t i = 0; i < s.kh; ++i)
           for (int64_t j = 0; j < s.kw; ++j) {
             T *a = acc + (i * s.kw + j) * 2 * kB * bt;
             T *t = n == 0 ? a : tmp;  // (the first image sets)
-            uk.blocked_tile(xc + i * wrow + j % s.sw * gm.qw + j / s.sw, s.sh * wrow, 0, gm.plane,
-                            w, s.howo * kB, s.ho, 1, 1, s.wo, t, bt, nk, (int)np);
+            uk.blocked_tile(xc + j % s.sw * plane + i * wq + j / s.sw, s.sh * wq, 0, x_c, w,
+                            s.howo * kB, s.ho, 1, 1, s.wo, t, bt, nk, (int)np);
             if (n != 0)  // (the tile writes rows o < nk, columns p < np of [16][bt])
               for (int64_t o = 0; o < nk; ++o)
                 for (int64_t p = 0; p < np; ++p) a[o * bt + p] += t[o * bt + p];
