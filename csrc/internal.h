@@ -282,12 +282,13 @@ fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy
 // The blocked direct forward (conv/direct_blocked.cpp), the direct algorithm's forward where it
 // runs (direct_blocked_runs): whether it can run s (one group, no dilation, a padded copy near
 // the input's size), its packed filters (elements, packing; inference plans pack once), and the
-// forward on packed filters wb; ep (or nullptr): the epilogue, applied per output row.
+// forward on packed filters wb; ep (or nullptr): the epilogue, applied per run of output rows.
 bool direct_blocked_applies(const ConvShape &s);
 // Whether it beats im2col on s with its filters packed per call, or with prepared filters packed
 // once (the measurements at its definition). The direct forward takes it wherever it runs
 // (direct_blocked_runs), so a prepared forward gives the same bits as the plain one.
 bool direct_blocked_pays(const ConvShape &s, bool prepared = false);
+bool direct_blocked_1x1_pays(const ConvShape &s);  // filters packed once (plans)
 // Whether the direct forward runs s in blocks: it applies, 7+ wide rows, and 24+ input channels
 // or under 8 in rows (direct_blocked_in_rows: the input's rows with the channels interleaved,
 // where a window row has enough taps).

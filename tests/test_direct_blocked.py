@@ -36,6 +36,14 @@ CASES = [
     (1, 32, 16, 16, 32, 7, 7, 1, 0),  # L4-like: 10-wide rows, no padding
     (1, 24, 8, 30, 8, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
 ]
+# 1x1, unpadded, unit stride: runs of several output rows (flat_runs), cut into tiles that
+# cross row ends; runs = ceil(8 / (n * output pairs)) of the ho rows
+FLAT = [
+    (1, 40, 7, 7, 40, 1, 1, 1, 0),  # 3 pairs: runs of 2, 2 and 3 rows (14, 14, 21 positions)
+    (2, 27, 9, 11, 130, 1, 1, 1, 0),  # 9 pairs, part input block: one run of 99 positions
+    (3, 33, 13, 7, 17, 1, 1, 1, 0),  # 17 outputs (a part pair), 2 runs per image
+]
+CASES += FLAT
 # Under 8 input channels, the rows layout (c*kw taps a row: 15+ strided, 28+ at unit stride)
 ROWS = [
     (2, 3, 23, 23, 20, 7, 7, 2, 3),  # the stem's 7x7/2 on 3 channels, a part output pair
@@ -49,6 +57,7 @@ ROWS = [
 CASES += ROWS
 IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in CASES]
 ROW_IDS = IDS[-len(ROWS) :]
+FLAT_IDS = [IDS[CASES.index(c)] for c in FLAT]
 
 
 def _inputs(case, dtype, seed=0):
@@ -83,11 +92,26 @@ def test_blocked_forward_bits_follow_the_shape_not_the_threads(case, restore_thr
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
+@pytest.mark.parametrize("case", FLAT, ids=FLAT_IDS)
+def test_flat_runs_give_the_bits_of_each_image_alone(case, restore_threads):
+    """How a 1x1's rows are grouped into runs follows the batch (one image: more runs per
+    image), yet every output is one tile's sum in the same order: the batch's forward is bit
+    for bit the forwards of its images one at a time, at 1, 2 and 3 threads."""
+    x, w, b = _inputs(case, np.float32, seed=4)
+    whole = []
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(threads)
+        whole.append(F.conv2d(x, w, b, algo="direct"))
+        alone = np.concatenate([F.conv2d(x[i : i + 1], w, b, algo="direct") for i in range(len(x))])
+        assert np.array_equal(whole[-1], alone)
+    assert all(np.array_equal(whole[0], r) for r in whole[1:])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
     "case",
-    [CASES[1], CASES[2], CASES[6], ROWS[0], ROWS[6]],
-    ids=[IDS[1], IDS[2], IDS[6], ROW_IDS[0], ROW_IDS[6]],
+    [CASES[1], CASES[2], CASES[6], FLAT[0], FLAT[2], ROWS[0], ROWS[6]],
+    ids=[IDS[1], IDS[2], IDS[6], FLAT_IDS[0], FLAT_IDS[2], ROW_IDS[0], ROW_IDS[6]],
 )
 def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
     """A plan packs the filters once and applies bias, residual and ReLU per output row: bit
@@ -153,6 +177,38 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
     b8 = desc(8, 128, 56, 128, 3, 3, 2, 1, 1)
     assert name(_core.conv2d_choose_prepared(b8)) == "im2col"
+
+
+def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
+    """Filters packed once: a 1x1 of one image onto a 7x7 plane from 128 outputs (ResNet-50's
+    2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512); gemm1x1
+    with fewer outputs, 8 images, larger planes, a stride or padding. auto, which packs per
+    call, keeps gemm1x1."""
+
+    def desc(n, c, h, k, s=1, p=0):
+        return [n, c, h, h, k, 1, 1, s, s, p, p, 1, 1, 1]
+
+    def prepared(d):
+        return _core.ALGO_NAMES[_core.conv2d_choose_prepared(d)]
+
+    for d in (
+        desc(1, 2048, 7, 512),
+        desc(1, 512, 7, 2048),
+        desc(1, 832, 7, 128),
+        desc(1, 1024, 14, 512),
+        desc(1, 528, 14, 256),
+    ):
+        assert prepared(d) == "direct"
+        assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "gemm1x1"
+    for d in (
+        desc(1, 832, 7, 48),
+        desc(1, 512, 14, 160),
+        desc(8, 2048, 7, 512),
+        desc(1, 256, 28, 128),
+        desc(1, 1024, 14, 2048, s=2),
+        desc(1, 512, 7, 512, p=1),
+    ):
+        assert prepared(d) != "direct"
 
 
 def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
