@@ -516,7 +516,8 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   if (!a) return fail(FC_EINVAL, "a is NULL");
   *a = choose(s, FC_DIR_FORWARD);
   // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp;
-  // strided only over few positions; 1x1 on small planes)
+  // strided only over few positions; a 1x1 of one image on small planes, a strided 1x1 of one
+  // or two onto small planes)
   if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
   if (*a == FC_ALGO_GEMM1X1 && direct_blocked_1x1_pays(s)) *a = FC_ALGO_DIRECT;
   return FC_OK;

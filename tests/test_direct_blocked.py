@@ -42,6 +42,10 @@ FLAT = [
     (1, 40, 7, 7, 40, 1, 1, 1, 0),  # 3 pairs: runs of 2, 2 and 3 rows (14, 14, 21 positions)
     (2, 27, 9, 11, 130, 1, 1, 1, 0),  # 9 pairs, part input block: one run of 99 positions
     (3, 33, 13, 7, 17, 1, 1, 1, 0),  # 17 outputs (a part pair), 2 runs per image
+    # strided: only the pixels read, subsampled into the blocked copy, then the same runs
+    (2, 40, 15, 17, 20, 1, 1, 2, 0),  # 8x9 outputs of an odd plane
+    (1, 64, 28, 28, 130, 1, 1, 2, 0),  # ResNet's 1x1/2 shape, 130 outputs
+    (3, 33, 13, 14, 17, 1, 1, 3, 0),  # stride 3, 5x5 outputs
 ]
 CASES += FLAT
 # Under 8 input channels, the rows layout (c*kw taps a row: 15+ strided, 28+ at unit stride)
@@ -98,11 +102,14 @@ def test_flat_runs_give_the_bits_of_each_image_alone(case, restore_threads):
     image), yet every output is one tile's sum in the same order: the batch's forward is bit
     for bit the forwards of its images one at a time, at 1, 2 and 3 threads."""
     x, w, b = _inputs(case, np.float32, seed=4)
+    stride = case[7]
     whole = []
     for threads in (1, 2, 3):
         fastconv.set_num_threads(threads)
-        whole.append(F.conv2d(x, w, b, algo="direct"))
-        alone = np.concatenate([F.conv2d(x[i : i + 1], w, b, algo="direct") for i in range(len(x))])
+        whole.append(F.conv2d(x, w, b, stride=stride, algo="direct"))
+        alone = np.concatenate(
+            [F.conv2d(x[i : i + 1], w, b, stride=stride, algo="direct") for i in range(len(x))]
+        )
         assert np.array_equal(whole[-1], alone)
     assert all(np.array_equal(whole[0], r) for r in whole[1:])
 
@@ -110,8 +117,8 @@ def test_flat_runs_give_the_bits_of_each_image_alone(case, restore_threads):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
     "case",
-    [CASES[1], CASES[2], CASES[6], FLAT[0], FLAT[2], ROWS[0], ROWS[6]],
-    ids=[IDS[1], IDS[2], IDS[6], FLAT_IDS[0], FLAT_IDS[2], ROW_IDS[0], ROW_IDS[6]],
+    [CASES[1], CASES[2], CASES[6], FLAT[0], FLAT[2], FLAT[3], ROWS[0], ROWS[6]],
+    ids=[IDS[1], IDS[2], IDS[6], FLAT_IDS[0], FLAT_IDS[2], FLAT_IDS[3], ROW_IDS[0], ROW_IDS[6]],
 )
 def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
     """A plan packs the filters once and applies bias, residual and ReLU per output row: bit
@@ -181,9 +188,10 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
 
 def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     """Filters packed once: a 1x1 of one image onto a 7x7 plane from 128 outputs (ResNet-50's
-    2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512); gemm1x1
-    with fewer outputs, 8 images, larger planes, a stride or padding. auto, which packs per
-    call, keeps gemm1x1."""
+    2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512), and a
+    strided 1x1 of one or two images onto 14x14 or smaller (ResNet's downsampling 512>1024,
+    1024>2048); gemm1x1 with fewer outputs, 8 images, larger planes or padding. auto, which packs
+    per call, keeps gemm1x1."""
 
     def desc(n, c, h, k, s=1, p=0):
         return [n, c, h, h, k, 1, 1, s, s, p, p, 1, 1, 1]
@@ -197,6 +205,9 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
         desc(1, 832, 7, 128),
         desc(1, 1024, 14, 512),
         desc(1, 528, 14, 256),
+        desc(1, 512, 28, 1024, s=2),
+        desc(2, 1024, 14, 2048, s=2),
+        desc(1, 128, 28, 256, s=2),
     ):
         assert prepared(d) == "direct"
         assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "gemm1x1"
@@ -205,7 +216,8 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
         desc(1, 512, 14, 160),
         desc(8, 2048, 7, 512),
         desc(1, 256, 28, 128),
-        desc(1, 1024, 14, 2048, s=2),
+        desc(1, 256, 56, 512, s=2),
+        desc(8, 512, 28, 1024, s=2),
         desc(1, 512, 7, 512, p=1),
     ):
         assert prepared(d) != "direct"

@@ -321,30 +321,30 @@ def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
     _assert_close(plan(x32), ref, F32_TOL, "googlenet batch 2")
 
 
-@pytest.mark.parametrize("hw, c, k", [(7, 48, 128), (14, 40, 256)])
-def test_one_image_1x1_on_small_planes_runs_direct_within_tolerance(hw, c, k):
-    """Batch 1: a 1x1 onto a 7x7 plane with 128+ outputs or a 14x14 one with 256+ runs direct's
-    blocked forward on filters packed once (runs over several rows, bias + BatchNorm + ReLU
-    in its epilogue); batch 2 keeps gemm1x1; both within tolerance of the float64 eager forward,
+@pytest.mark.parametrize(
+    "hw, c, k, stride, batch2",
+    [(7, 48, 128, 1, "gemm1x1"), (14, 40, 256, 1, "gemm1x1"), (14, 40, 128, 2, "direct")],
+)
+def test_small_batch_1x1_on_small_planes_runs_direct_within_tolerance(hw, c, k, stride, batch2):
+    """Batch 1: a 1x1 onto a 7x7 plane with 128+ outputs or a 14x14 one with 256+, and a strided
+    1x1 onto 14x14 or smaller (also at batch 2), run direct's blocked forward on filters packed
+    once (runs over several rows; the strided one over its subsampled pixels; bias, BatchNorm
+    and ReLU in the epilogue); otherwise gemm1x1. Within tolerance of the float64 eager forward,
     the float64 plan within 1e-10."""
-    m64 = _fill(
-        nn.Sequential(
-            nn.Conv2d(c, k, 1), nn.BatchNorm2d(k), nn.ReLU(), nn.Conv2d(k, k, 1), nn.ReLU()
-        ).double(),
-        seed=hw,
-    )
-    m32 = _fill(
-        nn.Sequential(
-            nn.Conv2d(c, k, 1), nn.BatchNorm2d(k), nn.ReLU(), nn.Conv2d(k, k, 1), nn.ReLU()
-        ),
-        seed=hw,
-    )
+
+    def model():
+        return nn.Sequential(
+            nn.Conv2d(c, k, 1, stride=stride), nn.BatchNorm2d(k), nn.ReLU(),
+            nn.Conv2d(k, k, 1), nn.ReLU(),
+        )  # fmt: skip
+
+    m64, m32 = _fill(model().double(), seed=hw), _fill(model(), seed=hw)
     x = np.random.default_rng(hw).standard_normal((2, c, hw, hw))
     ref = _eager(m64, x)
     x32 = x.astype(np.float32)
     plan = inference.compile(m32, x32[:1], tune=False)
     assert [s.algo for s in plan._for((1, c, hw, hw)).steps] == ["direct", "direct"]
-    assert [s.algo for s in plan._for((2, c, hw, hw)).steps] == ["gemm1x1", "gemm1x1"]
+    assert [s.algo for s in plan._for((2, c, hw, hw)).steps] == [batch2, "gemm1x1"]
     _assert_close(plan(x32[:1]), ref[:1], F32_TOL, "batch 1")
     _assert_close(plan(x32), ref, F32_TOL, "batch 2")
     _assert_close(inference.compile(m64, x[:1], tune=False)(x[:1]), ref[:1], F64_TOL, "float64")

@@ -70,13 +70,18 @@ Geometry geometry(const ConvShape &s) {
   return g;
 }
 
-// Planes src [n][c][h][w] into dst [n][nb][h + 2ph][w + 2pw][px], zero-padded: each pixel's px
-// values (block b's channels b*8 on, zero past the last channel and in blocks past it; in rows,
-// px == c and nb == 1: the pixel's channels). Must be called by every thread of the team (an
-// omp for with its barrier).
+// Where copy_padded_pixels reads pixel (ih, iw) of plane p: src[p*plane + ih*row + iw*col].
+struct SourcePlanes {
+  int64_t plane, row, col;
+};
+
+// Planes of h x w pixels of src (at `from`) into dst [n][nb][h + 2ph][w + 2pw][px], zero-padded:
+// each pixel's px values (block b's channels b*8 on, zero past the last channel and in blocks
+// past it; in rows, px == c and nb == 1: the pixel's channels). Must be called by every thread
+// of the team (an omp for with its barrier).
 template <class T>
-void copy_padded_pixels(const T *src, int64_t n, int64_t c, int64_t h, int64_t w, int64_t ph,
-                        int64_t pw, int64_t px, int64_t nb, T *dst) {
+void copy_padded_pixels(const T *src, const SourcePlanes &from, int64_t n, int64_t c, int64_t h,
+                        int64_t w, int64_t ph, int64_t pw, int64_t px, int64_t nb, T *dst) {
   const int64_t hp = h + 2 * ph, row = (w + 2 * pw) * px;
 #pragma omp for schedule(static)
   for (int64_t q = 0; q < n * nb * hp; ++q) {
@@ -90,9 +95,9 @@ void copy_padded_pixels(const T *src, int64_t n, int64_t c, int64_t h, int64_t w
     std::fill(d, d + pw * px, T(0));
     std::fill(d + (pw + w) * px, d + row, T(0));
     T *dr = d + pw * px;
-    const T *sr = src + ((i * c + b * kB) * h + ih) * w;
+    const T *sr = src + (i * c + b * kB) * from.plane + ih * from.row;
     for (int64_t iw = 0; iw < w; ++iw) {
-      for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = sr[e * h * w + iw];
+      for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = sr[e * from.plane + iw * from.col];
       for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
     }
   }
@@ -200,23 +205,52 @@ static bool flat_runs(const ConvShape &s) {
          !rows_layout(s);
 }
 
-// A 1x1 convolution on its flat runs, the filters packed once (an inference plan), against
-// gemm1x1: per step of ResNet-50's and GoogLeNet's batch-1 plans (AVX2 EPYC, 2 threads, plans
-// compiled with each rule in one process, profiled in turn, best of 10). On 7x7 planes from
-// 128 outputs 0.75-0.92x gemm1x1's time (ResNet-50's 512>2048 1.05-1.12 -> 0.89-0.92 ms,
-// 2048>512 1.04-1.09 -> 0.83-0.88; GoogLeNet's 832>128 to 832>384), under 128 slower (832>32
+// A strided 1x1, unpadded, reads only every sh-th row's every sw-th pixel: it runs as the
+// unit-stride 1x1 over those pixels (subsampled_view), copied alone into the blocked layout
+// (1/(sh*sw) of the input instead of all of it) with their rows end to end. Each output is the
+// same sum in the same order as over the whole copy: the same bits.
+static bool subsampled_1x1(const ConvShape &s) {
+  return s.kh == 1 && s.kw == 1 && s.ph == 0 && s.pw == 0 && (s.sh > 1 || s.sw > 1) &&
+         !rows_layout(s);
+}
+static ConvShape subsampled_view(const ConvShape &s) {
+  ConvShape t = s;
+  t.in_h = s.ho;
+  t.in_w = s.wo;
+  t.sh = t.sw = 1;
+  t.hw = s.howo;
+  return t;
+}
+
+// A 1x1 convolution, the filters packed once (an inference plan), against gemm1x1: per step of
+// ResNet-50's and GoogLeNet's batch-1 plans (AVX2 EPYC, 2 threads, plans compiled with each
+// rule in one process, profiled in turn, best of 10). Unit stride, on its flat runs: on 7x7
+// planes from 128 outputs 0.75-0.92x gemm1x1's time (ResNet-50's 512>2048 1.05-1.12 -> 0.89-0.92
+// ms, 2048>512 1.04-1.09 -> 0.83-0.88; GoogLeNet's 832>128 to 832>384), under 128 slower (832>32
 // 0.046 -> 0.064 ms: x's copy into 8-channel pixels, as large as the product there). On 14x14
 // from 256 outputs 0.86-1.04x (1024>512 1.71 -> 1.47 ms), under 256 slower (512>24 to 512>160
 // 1.1-2.8x). At 8 images OpenBLAS won on 7x7 too (ResNet-50's, 39.2 -> 41.0 ms in all).
+// Strided (subsampled_1x1), prepared forwards timed alone after a 64 MB pass over memory, best
+// of 15: ResNet-50's and ResNet-18's downsampling 1x1/2 layers 0.61-0.81x gemm1x1's time at one
+// image (512>1024 at 28x28 3.31 -> 2.26 ms), 0.71-0.89x at two, 0.84-1.15x at eight. In the
+// batch-1 plans onto 14x14 and 7x7 0.68-0.81x (ResNet-50's 512>1024 2.07 -> 1.64 ms, 1024>2048
+// 2.24 -> 1.82; ResNet-18's 128>256 and 256>512), onto 28x28 even or slower (256>512 1.88 ->
+// 1.90 ms, 64>128 0.169 -> 0.181).
 bool direct_blocked_1x1_pays(const ConvShape &s) {
-  if (!flat_runs(s) || !direct_blocked_runs(s) || s.n != 1) return false;
+  if (!direct_blocked_runs(s)) return false;
+  if (subsampled_1x1(s)) return s.n <= 2 && s.howo <= 196;
+  if (!flat_runs(s) || s.n != 1) return false;
   return s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256;
 }
 
 template <class T>
-fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
+fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *b, T *y,
                                  const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
+  const bool sub = subsampled_1x1(s0);
+  const ConvShape s = sub ? subsampled_view(s0) : s0;
+  const SourcePlanes from =
+      sub ? SourcePlanes{s0.hw, s0.sh * s0.in_w, s0.sw} : SourcePlanes{s0.hw, s0.in_w, 1};
   const UKernels<T> &uk = ukernels<T>();
   const Geometry gm = geometry(s);
   const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2;
@@ -237,7 +271,7 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
       flat ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho) : s.ho;
 #pragma omp parallel num_threads(num_threads())
   {
-    copy_padded_pixels(x, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
+    copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
       const int64_t ru = it % runs, pr = it / runs % pairs, n = it / (runs * pairs);
@@ -319,7 +353,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     copy_width_phases(s, x, wq, X);  // X[n][c][b][r][q] = xpad[r][q*sw + b]
     // dy as [n][k/8][positions][8], zero past the last output channel (the barrier: both copies
     // complete)
-    copy_padded_pixels(dy, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
+    copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * 2 * kB * bt;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
