@@ -1,12 +1,13 @@
 """The direct algorithm's blocked forward (csrc/conv/direct_blocked.cpp): channels in blocks of
 8 (or, under 8 input channels, the rows layout: each row's pixels with their channels
 interleaved, a window row's taps one run), tiles of 16 output channels x a few positions of one
-output row. Against the float64
-reference in float32 and float64 on channel counts that leave part blocks (input and output),
-row widths that split into tiles unevenly, strides 1-3, padding, non-square kernels and
-planes; inputs untouched; bitwise equal across thread counts and between a prepared (plan)
-forward with its fused bias, residual and ReLU and the ordinary forward; non-finite inputs
-where the reference puts them; and where the heuristics send a forward to it.
+output row, or of several (a 1x1's flat runs, a strided 1x1 on its subsampled pixels, rows of
+7-9 positions). Against the float64 reference in float32 and float64 on channel counts that
+leave part blocks (input and output), row widths that split into tiles unevenly, strides 1-3,
+padding, non-square kernels and planes; inputs untouched; bitwise equal across thread counts,
+between a batch and its images one at a time, and between a prepared (plan) forward with its
+fused bias, residual and ReLU and the ordinary forward; non-finite inputs where the reference
+puts them; and where the heuristics send a forward to it.
 
 Also the weight gradient on the same tiles (direct_blocked_backward_weight: 16 output channels x
 a tile's width of input channels at one tap, summed over output rows), the same way."""
@@ -47,7 +48,14 @@ FLAT = [
     (1, 64, 28, 28, 130, 1, 1, 2, 0),  # ResNet's 1x1/2 shape, 130 outputs
     (3, 33, 13, 14, 17, 1, 1, 3, 0),  # stride 3, 5x5 outputs
 ]
-CASES += FLAT
+# Rows under two tiles wide whose even cut leaves tiles of under 5 positions (AVX2's 6-position
+# tiles: 7-9 wide): tiles of positions from several rows, each read from its own place
+NARROW = [
+    (2, 30, 8, 8, 20, 3, 3, 1, 1),  # 8-wide rows, part blocks, 2 images
+    (3, 25, 11, 7, 33, 3, 3, 1, 1),  # 7-wide rows of a non-square plane, 33 outputs
+    (1, 40, 15, 15, 24, 3, 3, 2, 1),  # strided onto 8x8
+]
+CASES += FLAT + NARROW
 # Under 8 input channels, the rows layout (c*kw taps a row: 15+ strided, 28+ at unit stride)
 ROWS = [
     (2, 3, 23, 23, 20, 7, 7, 2, 3),  # the stem's 7x7/2 on 3 channels, a part output pair
@@ -62,6 +70,7 @@ CASES += ROWS
 IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in CASES]
 ROW_IDS = IDS[-len(ROWS) :]
 FLAT_IDS = [IDS[CASES.index(c)] for c in FLAT]
+NARROW_IDS = [IDS[CASES.index(c)] for c in NARROW]
 
 
 def _inputs(case, dtype, seed=0):
@@ -96,19 +105,23 @@ def test_blocked_forward_bits_follow_the_shape_not_the_threads(case, restore_thr
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
-@pytest.mark.parametrize("case", FLAT, ids=FLAT_IDS)
-def test_flat_runs_give_the_bits_of_each_image_alone(case, restore_threads):
-    """How a 1x1's rows are grouped into runs follows the batch (one image: more runs per
-    image), yet every output is one tile's sum in the same order: the batch's forward is bit
-    for bit the forwards of its images one at a time, at 1, 2 and 3 threads."""
+@pytest.mark.parametrize("case", FLAT + NARROW, ids=FLAT_IDS + NARROW_IDS)
+def test_runs_of_rows_give_the_bits_of_each_image_alone(case, restore_threads):
+    """How rows are grouped into runs (a 1x1's flat runs, narrow rows) follows the batch (one
+    image: more runs per image), and tiles cross row ends, yet every output is one tile's sum
+    in the same order: the batch's forward is bit for bit the forwards of its images one at a
+    time, at 1, 2 and 3 threads."""
     x, w, b = _inputs(case, np.float32, seed=4)
-    stride = case[7]
+    stride, padding = case[7], case[8]
     whole = []
     for threads in (1, 2, 3):
         fastconv.set_num_threads(threads)
-        whole.append(F.conv2d(x, w, b, stride=stride, algo="direct"))
+        whole.append(F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct"))
         alone = np.concatenate(
-            [F.conv2d(x[i : i + 1], w, b, stride=stride, algo="direct") for i in range(len(x))]
+            [
+                F.conv2d(x[i : i + 1], w, b, stride=stride, padding=padding, algo="direct")
+                for i in range(len(x))
+            ]
         )
         assert np.array_equal(whole[-1], alone)
     assert all(np.array_equal(whole[0], r) for r in whole[1:])
@@ -117,8 +130,9 @@ def test_flat_runs_give_the_bits_of_each_image_alone(case, restore_threads):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
     "case",
-    [CASES[1], CASES[2], CASES[6], FLAT[0], FLAT[2], FLAT[3], ROWS[0], ROWS[6]],
-    ids=[IDS[1], IDS[2], IDS[6], FLAT_IDS[0], FLAT_IDS[2], FLAT_IDS[3], ROW_IDS[0], ROW_IDS[6]],
+    [CASES[1], CASES[2], CASES[6], FLAT[0], FLAT[2], FLAT[3], NARROW[1], ROWS[0], ROWS[6]],
+    ids=[IDS[1], IDS[2], IDS[6]]
+    + [FLAT_IDS[0], FLAT_IDS[2], FLAT_IDS[3], NARROW_IDS[1], ROW_IDS[0], ROW_IDS[6]],
 )
 def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
     """A plan packs the filters once and applies bias, residual and ReLU per output row: bit

@@ -21,7 +21,8 @@ namespace fc {
 
 namespace {
 
-constexpr int64_t kB = 8;  // channels per block
+constexpr int64_t kB = 8;     // channels per block
+constexpr int kMaxTile = 16;  // the most positions of a tile (x_at, y_at)
 
 int64_t blocks(int64_t channels) { return (channels + kB - 1) / kB; }
 // Output blocks, even: tiles take them in pairs (a zero block pads an odd count).
@@ -261,14 +262,26 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
                 (long long)(s.n * x_img * (int64_t)sizeof(T)));
   // Work items: (image, 16 output channels, run of output rows). A run's positions are cut
   // evenly into tiles (7 = 4 + 3, not 6 + 1: a one-position tile loads two weight vectors per
-  // two multiply-adds). A run is one output row, except where consecutive rows lie end to end
-  // in both the padded input and the output (flat_runs: a 1x1 kernel, unpadded, unit stride):
-  // there a run takes several rows, so a 7x7 plane is 9 tiles of 5-6 positions instead of 7
-  // rows of 4 + 3. Every output is still one tile's sum over the whole reduction, in the same
-  // order, so the bits are those of row runs.
+  // two multiply-adds). A run is one output row, except where a tile may take positions of
+  // several rows: where consecutive rows lie end to end in both the padded input and the output
+  // (flat_runs: a 1x1 kernel, unpadded, unit stride), and where a row under two tiles wide
+  // would be cut into tiles of under 5 positions (narrow), whose tiles then read each position
+  // from its own place (blocked_tile_at). A tile of 3 or 4 positions keeps 6 or 8 accumulator
+  // vectors, too few to cover the multiply-adds' latency on two pipes. On AVX2 (6 a tile)
+  // that is rows of 7-9 positions: a 7x7 plane becomes 9 tiles of 5-6 positions instead of 7
+  // rows of 4 + 3 (prepared forwards, interleaved, a 64 MB pass over memory before each, best
+  // of 20: ResNet's 3x3 512 at 7x7 and its 3x3/2 onto 7x7 0.77x the time at batch 1, 0.8x at 8;
+  // GoogLeNet's 3x3 and 5x5 at 7x7 0.66-0.88x, Inception v3's 8x8 layers 0.8-0.9x; 9x9 0.97x;
+  // rows of 14 0.92-0.97x, of 17 and 28 1.1-1.4x slower. In the batch-1 plans, profiled in
+  // turn, best of 8: ResNet-18's 7x7 3x3 steps 9.23 -> 7.09 ms, ResNet-50's 7.96 -> 6.29).
+  // Every output is still one tile's sum over the whole reduction, in the same order, so the
+  // bits are those of row runs.
   const bool flat = flat_runs(s);
+  const bool narrow = !flat && !rows_layout(s) && uk.bt >= 5 && uk.bt <= kMaxTile &&
+                      s.wo < 2 * uk.bt && s.wo / ((s.wo + uk.bt - 1) / uk.bt) < 5;
   const int64_t runs =
-      flat ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho) : s.ho;
+      flat || narrow ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
+                     : s.ho;
 #pragma omp parallel num_threads(num_threads())
   {
     copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
@@ -277,15 +290,27 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
       const int64_t ru = it % runs, pr = it / runs % pairs, n = it / (runs * pairs);
       const int64_t oh0 = s.ho * ru / runs, oh1 = s.ho * (ru + 1) / runs;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
-      for (int64_t oh = oh0; oh < oh1; oh += flat ? oh1 - oh0 : 1) {
-        const int64_t span = (flat ? oh1 - oh0 : 1) * s.wo;  // positions of this run
+      const T *wp = wb + pr * 2 * w_ob;
+      for (int64_t oh = oh0; oh < oh1; oh += flat || narrow ? oh1 - oh0 : 1) {
+        const int64_t span = (flat || narrow ? oh1 - oh0 : 1) * s.wo;  // positions of this run
         const int64_t tiles = (span + uk.bt - 1) / uk.bt;
         const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
         T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;
         for (int64_t t = 0; t < tiles; ++t) {
           const int64_t p0 = span * t / tiles, p1 = span * (t + 1) / tiles;
-          uk.blocked_tile(xr + p0 * gm.x_step, x_cb, x_row, gm.x_step, wb + pr * 2 * w_ob, w_ob,
-                          cbn, s.kh, gm.kw, gm.ne, yr + p0, s.howo, nk, (int)(p1 - p0));
+          if (narrow) {
+            int64_t x_at[kMaxTile], y_at[kMaxTile];
+            for (int64_t q = p0; q < p1; ++q) {
+              const int64_t r = q / s.wo, ow = q % s.wo;
+              x_at[q - p0] = r * s.sh * x_row + ow * gm.x_step;
+              y_at[q - p0] = q;
+            }
+            uk.blocked_tile_at(xr, x_at, x_cb, x_row, wp, w_ob, cbn, s.kh, gm.kw, yr, y_at, s.howo,
+                               nk, (int)(p1 - p0));
+            continue;
+          }
+          uk.blocked_tile(xr + p0 * gm.x_step, x_cb, x_row, gm.x_step, wp, w_ob, cbn, s.kh, gm.kw,
+                          gm.ne, yr + p0, s.howo, nk, (int)(p1 - p0));
         }
         if (b)
           for (int64_t r = 0; r < nk; ++r)

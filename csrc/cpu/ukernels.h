@@ -63,6 +63,11 @@ struct UKernels {
   void (*blocked_tile)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                        int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, int64_t ne, T *y,
                        int64_t y_plane, int64_t nk, int np);
+  // The same sums for np positions anywhere (several output rows in one tile, channel blocks
+  // only: ne = 8): position p reads x + x_at[p] (its window's first tap) and writes y + y_at[p].
+  void (*blocked_tile_at)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row, const T *w,
+                          int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, T *y,
+                          const int64_t *y_at, int64_t y_plane, int64_t nk, int np);
   int bt;        // positions per blocked tile
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
