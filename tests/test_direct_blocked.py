@@ -213,28 +213,21 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     def prepared(d):
         return _core.ALGO_NAMES[_core.conv2d_choose_prepared(d)]
 
-    for d in (
-        desc(1, 2048, 7, 512),
-        desc(1, 512, 7, 2048),
-        desc(1, 832, 7, 128),
-        desc(1, 1024, 14, 512),
-        desc(1, 528, 14, 256),
-        desc(1, 512, 28, 1024, s=2),
-        desc(2, 1024, 14, 2048, s=2),
-        desc(1, 128, 28, 256, s=2),
-    ):
-        assert prepared(d) == "direct"
-        assert _core.ALGO_NAMES[_core.conv2d_choose(d, 0)] == "gemm1x1"
-    for d in (
-        desc(1, 832, 7, 48),
-        desc(1, 512, 14, 160),
-        desc(8, 2048, 7, 512),
-        desc(1, 256, 28, 128),
-        desc(1, 256, 56, 512, s=2),
-        desc(8, 512, 28, 1024, s=2),
-        desc(1, 512, 7, 512, p=1),
-    ):
-        assert prepared(d) != "direct"
+    # (n, c, h, k[, stride, padding])
+    taken = [(1, 2048, 7, 512), (1, 512, 7, 2048), (1, 832, 7, 128), (1, 1024, 14, 512)]
+    taken += [
+        (1, 528, 14, 256),
+        (1, 512, 28, 1024, 2),
+        (2, 1024, 14, 2048, 2),
+        (1, 128, 28, 256, 2),
+    ]
+    left = [(1, 832, 7, 48), (1, 512, 14, 160), (8, 2048, 7, 512), (1, 256, 28, 128)]
+    left += [(1, 256, 56, 512, 2), (8, 512, 28, 1024, 2), (1, 512, 7, 512, 1, 1)]
+    for args in taken:
+        assert prepared(desc(*args)) == "direct", args
+        assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), 0)] == "gemm1x1", args
+    for args in left:
+        assert prepared(desc(*args)) != "direct", args
 
 
 def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
