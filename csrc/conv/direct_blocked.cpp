@@ -279,6 +279,7 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
   const bool flat = flat_runs(s);
   const bool narrow = !flat && !rows_layout(s) && uk.bt >= 5 && uk.bt <= kMaxTile &&
                       s.wo < 2 * uk.bt && s.wo / ((s.wo + uk.bt - 1) / uk.bt) < 5;
+  // (one run per row otherwise: rows never share a tile)
   const int64_t runs =
       flat || narrow ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
                      : s.ho;
@@ -288,35 +289,31 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
       const int64_t ru = it % runs, pr = it / runs % pairs, n = it / (runs * pairs);
-      const int64_t oh0 = s.ho * ru / runs, oh1 = s.ho * (ru + 1) / runs;
+      const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
       const T *wp = wb + pr * 2 * w_ob;
-      for (int64_t oh = oh0; oh < oh1; oh += flat || narrow ? oh1 - oh0 : 1) {
-        const int64_t span = (flat || narrow ? oh1 - oh0 : 1) * s.wo;  // positions of this run
-        const int64_t tiles = (span + uk.bt - 1) / uk.bt;
-        const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
-        T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t p0 = span * t / tiles, p1 = span * (t + 1) / tiles;
-          if (narrow) {
-            int64_t x_at[kMaxTile], y_at[kMaxTile];
-            for (int64_t q = p0; q < p1; ++q) {
-              const int64_t r = q / s.wo, ow = q % s.wo;
-              x_at[q - p0] = r * s.sh * x_row + ow * gm.x_step;
-              y_at[q - p0] = q;
-            }
-            uk.blocked_tile_at(xr, x_at, x_cb, x_row, wp, w_ob, cbn, s.kh, gm.kw, yr, y_at, s.howo,
-                               nk, (int)(p1 - p0));
-            continue;
+      const int64_t tiles = (span + uk.bt - 1) / uk.bt;
+      const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
+      T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t p0 = span * t / tiles, p1 = span * (t + 1) / tiles;
+        if (narrow) {
+          int64_t x_at[kMaxTile], y_at[kMaxTile];
+          for (int64_t q = p0; q < p1; ++q) {
+            x_at[q - p0] = q / s.wo * s.sh * x_row + q % s.wo * gm.x_step;
+            y_at[q - p0] = q;
           }
-          uk.blocked_tile(xr + p0 * gm.x_step, x_cb, x_row, gm.x_step, wp, w_ob, cbn, s.kh, gm.kw,
-                          gm.ne, yr + p0, s.howo, nk, (int)(p1 - p0));
+          uk.blocked_tile_at(xr, x_at, x_cb, x_row, wp, w_ob, cbn, s.kh, gm.kw, yr, y_at, s.howo,
+                             nk, (int)(p1 - p0));
+          continue;
         }
-        if (b)
-          for (int64_t r = 0; r < nk; ++r)
-            for (int64_t p = 0; p < span; ++p) yr[r * s.howo + p] += b[k0 + r];
-        if (ep) epilogue_block(*ep, y, yr - y, nk, span, s.howo);
+        uk.blocked_tile(xr + p0 * gm.x_step, x_cb, x_row, gm.x_step, wp, w_ob, cbn, s.kh, gm.kw,
+                        gm.ne, yr + p0, s.howo, nk, (int)(p1 - p0));
       }
+      if (b)
+        for (int64_t r = 0; r < nk; ++r)
+          for (int64_t p = 0; p < span; ++p) yr[r * s.howo + p] += b[k0 + r];
+      if (ep) epilogue_block(*ep, y, yr - y, nk, span, s.howo);
     }
   }
   return FC_OK;
