@@ -301,6 +301,11 @@ void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb);
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
                                  const Epilogue<T> *ep);
+// The same forward from the filters as given (w [k][c][kh][kw]), each pair of output blocks
+// packed by the thread that runs it (a plain forward: no packed copy of all the filters).
+template <class T>
+fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T *w, const T *b,
+                                         T *y);
 // x [n*c][in_h][in_w] -> u [n*c][sw][in_h + 2ph][wq]: each zero-padded plane split into its sw
 // column phases, u[..][b][r][q] = xpad[r][q*sw + b] (conv/direct.cpp; its strided forward's
 // input and the blocked weight gradient's). Every thread of a team calls it (an omp for

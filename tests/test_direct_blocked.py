@@ -5,9 +5,11 @@ output row, or of several (a 1x1's flat runs, a strided 1x1 on its subsampled pi
 7-9 positions). Against the float64 reference in float32 and float64 on channel counts that
 leave part blocks (input and output), row widths that split into tiles unevenly, strides 1-3,
 padding, non-square kernels and planes; inputs untouched; bitwise equal across thread counts,
-between a batch and its images one at a time, and between a prepared (plan) forward with its
-fused bias, residual and ReLU and the ordinary forward; non-finite inputs where the reference
-puts them; and where the heuristics send a forward to it.
+between a batch and its images one at a time, between a prepared (plan) forward with its
+fused bias, residual and ReLU and the ordinary forward, and between filters packed once (a
+plan) and packed pair by pair as the threads reach them (a plain forward on a small plane);
+non-finite inputs where the reference puts them; and where the heuristics send a forward to
+it.
 
 Also the weight gradient on the same tiles (direct_blocked_backward_weight: 16 output channels x
 a tile's width of input channels at one tap, summed over output rows), the same way."""
@@ -150,6 +152,39 @@ def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
     y = np.empty(out_shape, dtype)
     p.run(x.reshape(-1), y.reshape(-1))
     assert np.array_equal(y, F.conv2d(x, w, stride=stride, padding=padding, algo="direct"))
+
+
+# Plain forwards on up to 512 output positions pack each pair of output blocks (16 channels)
+# as a thread reaches it, whole pairs to a thread where there are two or more a thread, items
+# one at a time with fewer (a pair then packed by every thread that runs part of it); larger
+# ones pack all the filters first, as plans do once.
+PAIR_BY_PAIR = [
+    (1, 40, 7, 7, 130, 3, 3, 1, 1),  # 9 pairs, the last half padding; narrow rows
+    (2, 33, 9, 9, 70, 3, 3, 2, 1),  # strided onto 5x5, 5 pairs, part input block
+    (1, 24, 8, 30, 100, 1, 1, 1, 0),  # 1x1 flat runs, 7 pairs
+    (3, 3, 15, 15, 40, 7, 7, 2, 3),  # rows layout (3 channels), 3 pairs
+    (2, 32, 16, 17, 70, 3, 3, 1, 1),  # 544 positions: all packed first
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "case", PAIR_BY_PAIR, ids=["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in PAIR_BY_PAIR]
+)
+def test_filters_packed_pair_by_pair_give_the_bits_of_filters_packed_once(
+    case, dtype, restore_threads
+):
+    x, w, b = _inputs(case, dtype, seed=5)
+    stride, padding = case[7], case[8]
+    p, out_shape = _conv_plan(x, w, b, DIRECT, padding, stride=stride)  # packed once
+    once = np.empty(out_shape, dtype)
+    p.run(x.reshape(-1), once.reshape(-1))
+    expected, scale = expected_forward(x, w, b, stride, padding, 1, 1)
+    assert_close(once, expected, dtype, scale)
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(threads)
+        y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+        assert np.array_equal(y, once)
 
 
 def test_non_finite_inputs_land_where_the_reference_puts_them():

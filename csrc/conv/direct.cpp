@@ -174,6 +174,19 @@ template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
   if (direct_blocked_runs(s)) {  // (conv/direct_blocked.cpp)
+    // Up to 512 output positions in all (small planes, few images), where the packing weighs
+    // most next to the products, each pair of output blocks is packed as a thread reaches it;
+    // larger ones pack all the filters first (the runs then go image by image: pair by pair,
+    // every pair would read the whole batch's input again). Interleaved in one process with
+    // a 64 MB pass over memory before each call, best of 10-12, AVX2 EPYC, 2 threads, one
+    // against the other: ResNet's 3x3 512 at 7x7 0.67-0.82x the time at one image and
+    // 0.87-0.93x at eight, its 3x3/2 512 onto 7x7 0.69-0.79x, L4 and L5 at one image
+    // 0.85-0.88x, GoogLeNet's 3x3 and 5x5 at 7x7 at four images 0.79-0.99x, Inception v3's
+    // 3x3/2 384>384 onto 17x17 0.80-0.82x; over all 28 such shapes of `fastconv bench auto`
+    // and GoogLeNet's 0.74-1.14x (0.89x in sum; the slower ones 1x1 layers, which auto gives
+    // gemm1x1). On larger planes at eight images pair by pair lost 1.1-1.45x (VGG-16's 3x3
+    // 256>512 at 28x28, Inception v3's 3x3/2 384 on 35x35).
+    if (s.n * s.howo <= 512) return direct_blocked_forward_packing(s, x, w, b, y);
     Buffer<T> wb(direct_blocked_filter_size<T>(s));
     if (!wb.ok())
       return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",

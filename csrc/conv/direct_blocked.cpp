@@ -166,37 +166,47 @@ int64_t direct_blocked_filter_size(const ConvShape &s) {
   return out_blocks(s.k) * geometry(s).w_ob;
 }
 
+namespace {
+
+// Output block ob's filters for input block cb, packed into d ([kh][kw][ne][8 out]; zero for
+// output channels past k and input channels past c).
+template <class T>
+void pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, int64_t ob, int64_t cb,
+                       T *d) {
+  const int64_t kb = s.kh * gm.kw * gm.ne * kB;
+  const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
+  if (rows_layout(s)) {  // row i's run of taps t = j*c + channel
+    if (no < kB) std::fill(d, d + kb, T(0));
+    for (int64_t o = 0; o < no; ++o) {
+      const T *src = w + (ob * kB + o) * s.ckk;
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t t = 0; t < gm.ne; ++t)
+          d[(i * gm.ne + t) * kB + o] = src[((t % s.c) * s.kh + i) * s.kw + t / s.c];
+    }
+    return;
+  }
+  const int64_t ne = std::min(kB, s.c - cb * kB);
+  if (no < kB || ne < kB) std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
+  for (int64_t o = 0; o < no; ++o) {
+    const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
+    for (int64_t e = 0; e < ne; ++e)
+      for (int64_t t = 0; t < s.kk; ++t) d[t * kB * kB + e * kB + o] = src[e * s.kk + t];
+  }
+}
+
+}  // namespace
+
 template <class T>
 void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb) {
   // Per (output block, input block): 8 runs of 8*kk consecutive weights read in order, written
   // into one [kk][8][8] block that stays in L1 (2.3 KB for 3x3). It streams all the weights
-  // once: ResNet's 512-channel 3x3 (9.4 MB) took 1-2 ms of a 2-4 ms call; plans pack once.
+  // once (plans pack once; a plain forward packs each pair of output blocks as it reaches it,
+  // direct_blocked_forward_packing).
   const Geometry gm = geometry(s);
   const int64_t cbn = gm.cbn, kb = s.kh * gm.kw * gm.ne * kB;
-  const bool rows = rows_layout(s);
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t q = 0; q < out_blocks(s.k) * cbn; ++q) {
-    const int64_t ob = q / cbn, cb = q % cbn;
-    T *d = wb + q * kb;
-    const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
-    if (rows) {  // row i's run of taps t = j*c + channel
-      if (no < kB) std::fill(d, d + kb, T(0));
-      for (int64_t o = 0; o < no; ++o) {
-        const T *src = w + (ob * kB + o) * s.ckk;
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t t = 0; t < gm.ne; ++t)
-            d[(i * gm.ne + t) * kB + o] = src[((t % s.c) * s.kh + i) * s.kw + t / s.c];
-      }
-      continue;
-    }
-    const int64_t ne = std::min(kB, s.c - cb * kB);
-    if (no < kB || ne < kB) std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
-    for (int64_t o = 0; o < no; ++o) {
-      const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
-      for (int64_t e = 0; e < ne; ++e)
-        for (int64_t t = 0; t < s.kk; ++t) d[t * kB * kB + e * kB + o] = src[e * s.kk + t];
-    }
-  }
+  for (int64_t q = 0; q < out_blocks(s.k) * cbn; ++q)
+    pack_filter_block(s, gm, w, q / cbn, q % cbn, wb + q * kb);
 }
 
 // Consecutive output rows lie end to end in the padded input's pixels and in the output (a 1x1
@@ -244,9 +254,19 @@ bool direct_blocked_1x1_pays(const ConvShape &s) {
   return s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256;
 }
 
+namespace {
+
+// The blocked forward with the filters packed (wb), or packed as it goes from w (wb null): then
+// work items run pair of output blocks by pair (pair-major), and each thread packs a pair's
+// filters into its own buffer (2 x w_ob values: 295 KB for ResNet's 512-channel 3x3, in the L2)
+// when it first reaches one of the pair's items. Threads take whole pairs where there are at
+// least two a thread, so each pair is packed once; with fewer, items one at a time (a pair
+// then packed by each thread that runs one of its items). The filters are read once, and no
+// packed copy of all of them goes through memory: a plain forward of ResNet's 512-channel 3x3
+// at 7x7, one image, had spent 1.7 of its 3.5 ms packing (AVX2 EPYC, 2 threads).
 template <class T>
-fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *b, T *y,
-                                 const Epilogue<T> *ep) {
+fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, const T *b,
+                          T *y, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
   const bool sub = subsampled_1x1(s0);
   const ConvShape s = sub ? subsampled_view(s0) : s0;
@@ -256,10 +276,12 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
   const Geometry gm = geometry(s);
   const int64_t cbn = gm.cbn, pairs = out_blocks(s.k) / 2;
   const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
-  Buffer<T> xb(s.n * x_img);
-  if (!xb.ok())
-    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
-                (long long)(s.n * x_img * (int64_t)sizeof(T)));
+  const int nt = num_threads();
+  const bool packing = wb == nullptr;
+  Buffer<T> xb(s.n * x_img), pk(packing ? nt * 2 * w_ob : 0);
+  if (!xb.ok() || !pk.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
+                (long long)((s.n * x_img + (packing ? nt * 2 * w_ob : 0)) * (int64_t)sizeof(T)));
   // Work items: (image, 16 output channels, run of output rows). A run's positions are cut
   // evenly into tiles (7 = 4 + 3, not 6 + 1: a one-position tile loads two weight vectors per
   // two multiply-adds). A run is one output row, except where a tile may take positions of
@@ -283,15 +305,27 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
   const int64_t runs =
       flat || narrow ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
                      : s.ho;
-#pragma omp parallel num_threads(num_threads())
+  const int64_t per_pair = s.n * runs;  // items of a pair
+  const int64_t chunk = packing && pairs >= 2 * nt ? per_pair : 1;
+#pragma omp parallel num_threads(nt)
   {
     copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
-#pragma omp for schedule(dynamic, 1)
+    T *mine = packing ? pk.get() + omp_get_thread_num() * 2 * w_ob : nullptr;
+    int64_t held = -1;  // the pair whose filters `mine` holds
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
-      const int64_t ru = it % runs, pr = it / runs % pairs, n = it / (runs * pairs);
+      const int64_t ru = it % runs;
+      const int64_t pr = packing ? it / per_pair : it / runs % pairs;
+      const int64_t n = packing ? it / runs % s.n : it / (runs * pairs);
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
-      const T *wp = wb + pr * 2 * w_ob;
+      if (packing && held != pr) {
+        const int64_t kb = s.kh * gm.kw * gm.ne * kB;
+        for (int64_t q = 0; q < 2 * cbn; ++q)
+          pack_filter_block(s, gm, w, 2 * pr + q / cbn, q % cbn, mine + q * kb);
+        held = pr;
+      }
+      const T *wp = packing ? mine : wb + pr * 2 * w_ob;
       const int64_t tiles = (span + uk.bt - 1) / uk.bt;
       const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
@@ -317,6 +351,20 @@ fc_status direct_blocked_forward(const ConvShape &s0, const T *x, const T *wb, c
     }
   }
   return FC_OK;
+}
+
+}  // namespace
+
+template <class T>
+fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
+                                 const Epilogue<T> *ep) {
+  return blocked_forward(s, x, wb, (const T *)nullptr, b, y, ep);
+}
+
+template <class T>
+fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T *w, const T *b,
+                                         T *y) {
+  return blocked_forward(s, x, (const T *)nullptr, w, b, y, (const Epilogue<T> *)nullptr);
 }
 
 // ---- The weight gradient on the same tiles ----------------------------------------------------
@@ -409,6 +457,8 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);                 \
   template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
                                                T *, const Epilogue<T> *);                          \
+  template fc_status direct_blocked_forward_packing<T>(const ConvShape &, const T *, const T *,    \
+                                                       const T *, T *);                            \
   template fc_status direct_blocked_backward_weight<T>(const ConvShape &, const T *, const T *,    \
                                                        T *);
 FC_INSTANTIATE_BLOCKED(float)
