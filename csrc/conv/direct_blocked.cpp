@@ -158,7 +158,15 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   const bool strided = s.sh > 1 || s.sw > 1;
   if (prepared) return !strided || s.n * s.howo <= 1024;
   if (strided) return s.n == 1 && s.cg >= 192 && s.howo >= 144 && s.howo <= 400;
-  return s.wo >= 10;
+  // Rows of 7-9 positions at one image, a kernel 3x3 or larger: the filters packed pair by
+  // pair as the threads reach them (direct_blocked_forward_packing), interleaved, best of
+  // 10-20, against im2col (AVX2 EPYC, 2 threads): ResNet's 3x3 512 at 7x7 0.85-1.0x the time
+  // over five runs (0.84x PyTorch's in bench auto as im2col, 0.98x as direct), GoogLeNet's 3x3
+  // 160>320 and 192>384 at 7x7 0.81-0.91x, Inception v3's 3x3 384>384 and 448>384 at 8x8
+  // 0.79-0.82x and 0.83-1.0x, 3x3 256>256 and 128>256 at 7x7 0.82-0.86x, 64>64 0.68-0.75x
+  // (0.86x in sum over these, 1.3x PyTorch's). Its 1x3 and 3x1 at 8x8 lost (1.03-1.08x); from
+  // two images Winograd takes the 3x3 layers there.
+  return s.wo >= 10 || (s.n == 1 && s.kh >= 3 && s.kw >= 3);
 }
 
 template <class T>
