@@ -159,7 +159,7 @@ def test_prepared_blocked_forward_fuses_bias_residual_relu_bitwise(case, dtype):
 # one at a time with fewer (a pair then packed by every thread that runs part of it); larger
 # ones pack all the filters first, as plans do once.
 PAIR_BY_PAIR = [
-    (1, 40, 7, 7, 130, 3, 3, 1, 1),  # 9 pairs, the last half padding; narrow rows
+    (1, 40, 7, 7, 130, 3, 3, 1, 1),  # 9 pairs, the last with 2 channels; narrow rows
     (2, 33, 9, 9, 70, 3, 3, 2, 1),  # strided onto 5x5, 5 pairs, part input block
     (1, 24, 8, 30, 100, 1, 1, 1, 0),  # 1x1 flat runs, 7 pairs
     (3, 3, 15, 15, 40, 7, 7, 2, 3),  # rows layout (3 channels), 3 pairs
