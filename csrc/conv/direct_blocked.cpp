@@ -194,7 +194,11 @@ void pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, int64
     return;
   }
   const int64_t ne = std::min(kB, s.c - cb * kB);
-  if (no < kB || ne < kB) std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
+  if (no == kB && ne == kB) {
+    ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d);
+    return;
+  }
+  std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
   for (int64_t o = 0; o < no; ++o) {
     const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
     for (int64_t e = 0; e < ne; ++e)

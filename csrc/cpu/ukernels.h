@@ -68,6 +68,10 @@ struct UKernels {
   void (*blocked_tile_at)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row, const T *w,
                           int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, T *y,
                           const int64_t *y_at, int64_t y_plane, int64_t nk, int np);
+  // One whole block of direct's blocked filters: d[(t*8 + e)*8 + o] = src[o*ld + e*kk + t] for
+  // o, e < 8 and t < kk (8 output channels' runs of 8*kk weights, ld apart, turned into kk taps
+  // of 8 input x 8 output channels).
+  void (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d);
   int bt;        // positions per blocked tile
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
