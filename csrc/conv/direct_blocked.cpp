@@ -41,7 +41,7 @@ struct Geometry {
   int64_t cbn, kw, ne;                 // blocks, taps a row, values a block (as the tile sees them)
   int64_t hp, wp, px;                  // padded plane, values per pixel in it
   int64_t x_row, x_cb, x_img, x_step;  // strides of the packed input (x_img: one image)
-  int64_t w_ob;                        // packed filters of one output block
+  int64_t w_block, w_ob;  // packed filters of one (output block, input block), one output block
 };
 
 Geometry geometry(const ConvShape &s) {
@@ -67,7 +67,8 @@ Geometry geometry(const ConvShape &s) {
     g.x_img = g.cbn * g.x_cb;
     g.x_step = s.sw * kB;
   }
-  g.w_ob = g.cbn * s.kh * g.kw * g.ne * kB;
+  g.w_block = s.kh * g.kw * g.ne * kB;
+  g.w_ob = g.cbn * g.w_block;
   return g;
 }
 
@@ -181,10 +182,9 @@ namespace {
 template <class T>
 void pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, int64_t ob, int64_t cb,
                        T *d) {
-  const int64_t kb = s.kh * gm.kw * gm.ne * kB;
   const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
   if (rows_layout(s)) {  // row i's run of taps t = j*c + channel
-    if (no < kB) std::fill(d, d + kb, T(0));
+    if (no < kB) std::fill(d, d + gm.w_block, T(0));
     for (int64_t o = 0; o < no; ++o) {
       const T *src = w + (ob * kB + o) * s.ckk;
       for (int64_t i = 0; i < s.kh; ++i)
@@ -198,7 +198,7 @@ void pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, int64
     ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d);
     return;
   }
-  std::fill(d, d + kb, T(0));  // (edge blocks only: zero padding)
+  std::fill(d, d + gm.w_block, T(0));  // (edge blocks only: zero padding)
   for (int64_t o = 0; o < no; ++o) {
     const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
     for (int64_t e = 0; e < ne; ++e)
@@ -215,10 +215,10 @@ void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb) {
   // once (plans pack once; a plain forward packs each pair of output blocks as it reaches it,
   // direct_blocked_forward_packing).
   const Geometry gm = geometry(s);
-  const int64_t cbn = gm.cbn, kb = s.kh * gm.kw * gm.ne * kB;
+  const int64_t cbn = gm.cbn;
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t q = 0; q < out_blocks(s.k) * cbn; ++q)
-    pack_filter_block(s, gm, w, q / cbn, q % cbn, wb + q * kb);
+    pack_filter_block(s, gm, w, q / cbn, q % cbn, wb + q * gm.w_block);
 }
 
 // Consecutive output rows lie end to end in the padded input's pixels and in the output (a 1x1
@@ -332,9 +332,8 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
       if (packing && held != pr) {
-        const int64_t kb = s.kh * gm.kw * gm.ne * kB;
         for (int64_t q = 0; q < 2 * cbn; ++q)
-          pack_filter_block(s, gm, w, 2 * pr + q / cbn, q % cbn, mine + q * kb);
+          pack_filter_block(s, gm, w, 2 * pr + q / cbn, q % cbn, mine + q * gm.w_block);
         held = pr;
       }
       const T *wp = packing ? mine : wb + pr * 2 * w_ob;
