@@ -236,7 +236,8 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    transforms tiles of padding: ResNet's 3x3 512>512 on 1x1 planes at batch 64 took 23-33 ms
 //    a direction (AVX2 EPYC, 2 threads), 0.5-1.1 ms as linear;
 //  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
-//  - 1x1: straight GEMM on the input (gemm1x1), every direction;
+//  - 1x1: straight GEMM on the input (gemm1x1), every direction, but the forward of 512+
+//    outputs on 7x7 planes at 2-10 images (direct's blocked forward: direct_blocked_1x1_pays);
 //  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays and
 //    model_allows;
 //  - large kernels at unit stride: whole-plane FFT where it pays (fft_pays) and model_allows;
@@ -273,7 +274,9 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if (linear_supports(s)) return FC_ALGO_LINEAR;
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
-  if (gemm1x1_supports(s)) return FC_ALGO_GEMM1X1;
+  if (gemm1x1_supports(s))  // (but direct's blocked forward on small planes: direct_blocked.cpp)
+    return dir == FC_DIR_FORWARD && direct_blocked_1x1_pays(s, false) ? FC_ALGO_DIRECT
+                                                                      : FC_ALGO_GEMM1X1;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))
@@ -519,7 +522,7 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   // strided only over few positions; a 1x1 of one image on small planes, a strided 1x1 of one
   // or two onto small planes)
   if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
-  if (*a == FC_ALGO_GEMM1X1 && direct_blocked_1x1_pays(s)) *a = FC_ALGO_DIRECT;
+  if (*a == FC_ALGO_GEMM1X1 && direct_blocked_1x1_pays(s, true)) *a = FC_ALGO_DIRECT;
   return FC_OK;
 }
 

@@ -288,7 +288,8 @@ bool direct_blocked_applies(const ConvShape &s);
 // once (the measurements at its definition). The direct forward takes it wherever it runs
 // (direct_blocked_runs), so a prepared forward gives the same bits as the plain one.
 bool direct_blocked_pays(const ConvShape &s, bool prepared = false);
-bool direct_blocked_1x1_pays(const ConvShape &s);  // filters packed once (plans)
+// A 1x1 on direct's blocked forward, plain or with its filters packed once (a plan).
+bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared);
 // Whether the direct forward runs s in blocks: it applies, 7+ wide rows, and 24+ input channels
 // or under 8 in rows (direct_blocked_in_rows: the input's rows with the channels interleaved,
 // where a window row has enough taps).

@@ -244,8 +244,8 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     """Filters packed once: a 1x1 of one image onto a 7x7 plane from 128 outputs (ResNet-50's
     2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512), and a
     strided 1x1 of one or two images onto 14x14 or smaller (ResNet's downsampling 512>1024,
-    1024>2048); gemm1x1 with fewer outputs, 8 images, larger planes or padding. auto, which packs
-    per call, keeps gemm1x1."""
+    1024>2048); gemm1x1 with fewer outputs, larger planes or padding. auto, which packs per
+    call, keeps gemm1x1 for these (the batch rule is the next test's)."""
 
     def desc(n, c, h, k, s=1, p=0):
         return [n, c, h, h, k, 1, 1, s, s, p, p, 1, 1, 1]
@@ -261,13 +261,36 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
         (2, 1024, 14, 2048, 2),
         (1, 128, 28, 256, 2),
     ]
-    left = [(1, 832, 7, 48), (1, 512, 14, 160), (8, 2048, 7, 512), (1, 256, 28, 128)]
+    left = [(1, 832, 7, 48), (1, 512, 14, 160), (16, 2048, 7, 512), (1, 256, 28, 128)]
     left += [(1, 256, 56, 512, 2), (8, 512, 28, 1024, 2), (1, 512, 7, 512, 1, 1)]
     for args in taken:
         assert prepared(desc(*args)) == "direct", args
         assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), 0)] == "gemm1x1", args
     for args in left:
         assert prepared(desc(*args)) != "direct", args
+
+
+def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to_it():
+    """From two images, plain and planned: a 1x1 forward onto 7x7 planes under 512 positions
+    in all with 512+ outputs (ResNet-50's 2048>512 and 512>2048 at 2 and 8 images); not with
+    fewer outputs (GoogLeNet's 832>384), not onto 8x8 (Inception v3's 2048>384), not from 512
+    positions (ResNet-50's at 16 images), not the gradients."""
+
+    def desc(n, c, h, k):
+        return [n, c, h, h, k, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+
+    def names(d):
+        return (
+            _core.ALGO_NAMES[_core.conv2d_choose(d, 0)],
+            _core.ALGO_NAMES[_core.conv2d_choose_prepared(d)],
+        )
+
+    for args in [(8, 2048, 7, 512), (8, 512, 7, 2048), (2, 512, 7, 2048), (10, 1024, 7, 512)]:
+        assert names(desc(*args)) == ("direct", "direct"), args
+        for direction in (1, 2):
+            assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), direction)] == "gemm1x1"
+    for args in [(8, 832, 7, 384), (4, 2048, 8, 384), (16, 2048, 7, 512), (11, 512, 7, 2048)]:
+        assert names(desc(*args)) == ("gemm1x1", "gemm1x1"), args
 
 
 def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():

@@ -252,18 +252,30 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // ms, 2048>512 1.04-1.09 -> 0.83-0.88; GoogLeNet's 832>128 to 832>384), under 128 slower (832>32
 // 0.046 -> 0.064 ms: x's copy into 8-channel pixels, as large as the product there). On 14x14
 // from 256 outputs 0.86-1.04x (1024>512 1.71 -> 1.47 ms), under 256 slower (512>24 to 512>160
-// 1.1-2.8x). At 8 images OpenBLAS won on 7x7 too (ResNet-50's, 39.2 -> 41.0 ms in all).
+// 1.1-2.8x). At 8 images OpenBLAS won on 7x7 too then (ResNet-50's, 39.2 -> 41.0 ms in all; not
+// since, below).
 // Strided (subsampled_1x1), prepared forwards timed alone after a 64 MB pass over memory, best
 // of 15: ResNet-50's and ResNet-18's downsampling 1x1/2 layers 0.61-0.81x gemm1x1's time at one
 // image (512>1024 at 28x28 3.31 -> 2.26 ms), 0.71-0.89x at two, 0.84-1.15x at eight. In the
 // batch-1 plans onto 14x14 and 7x7 0.68-0.81x (ResNet-50's 512>1024 2.07 -> 1.64 ms, 1024>2048
 // 2.24 -> 1.82; ResNet-18's 128>256 and 256>512), onto 28x28 even or slower (256>512 1.88 ->
 // 1.90 ms, 64>128 0.169 -> 0.181).
-bool direct_blocked_1x1_pays(const ConvShape &s) {
+// From two images, with its work items pair by pair (a plain forward packing the filters as it
+// goes, session 26) and on under 512 positions in all, 7x7 planes gained too, plain and
+// prepared (interleaved, best of 7-11, warm and after a 64 MB pass over memory, AVX2 EPYC, 2
+// threads; session 27): ResNet-50's 512>2048 and 2048>512 at 2, 4 and 8 images 0.82-0.97x
+// gemm1x1's time plain, 0.79-0.87x prepared, and in its batch-8 plan 30.2 -> 27.5 ms over its
+// five such steps. GoogLeNet's 832>128 to 832>384 at 7x7 came out 0.87-1.07x plain, but lost
+// in its batch-8 plan (5.8 -> 6.6 ms over six steps), 832>48 lost everywhere (1.02-1.36x),
+// and 8x8 planes at 8 images (Inception v3's 2048>192 to 2048>384, 512 positions) 1.03-1.16x:
+// 7x7 from 512 outputs only. At one image gemm1x1 stays the plain choice (0.69 against
+// direct's 0.76 ms for 512>2048, warm).
+bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
-  if (subsampled_1x1(s)) return s.n <= 2 && s.howo <= 196;
-  if (!flat_runs(s) || s.n != 1) return false;
-  return s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256;
+  if (subsampled_1x1(s)) return prepared && s.n <= 2 && s.howo <= 196;
+  if (!flat_runs(s)) return false;
+  if (s.n >= 2) return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512;
+  return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256);
 }
 
 namespace {
