@@ -139,14 +139,37 @@ static bool same_large_kernel(const ConvShape &s) {
          2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1;
 }
 
+// A unit-stride, undilated, "same"-padded 1xk or kx1 kernel with k >= 7 (Inception v3's
+// factorised 7x7: 1x7 and 7x1).
+static bool same_long_strip(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && std::min(s.kh, s.kw) == 1 &&
+         std::max(s.kh, s.kw) >= 7 && 2 * s.ph == s.kh - 1 && 2 * s.pw == s.kw - 1;
+}
+
+// Both gradients of a same_long_strip on direct, with 16+ input channels, 24+ output channels
+// (the transposed convolution's blocks) and rows 7+ wide (10+ for the weight gradient's
+// tiles): Inception v3's 1x7 and 7x1 layers at 17x17 (128-192 channels), interleaved, best of
+// 7-11, AVX2 EPYC, 2 threads (session 27), direct's time over im2col's: the data gradient
+// 0.73-0.99x at 1, 2, 4 and 8 images (one run gave 1.26x for 7x1 128>192 at 8, its rerun
+// 0.93x), the weight gradient 0.74-0.98x, but 1.04x and 1.12x once each (160>160 at 4 images,
+// 192>192 at one); 96>64 7x1 at 33x33 0.71-0.79x, 64>64 at 17x17 0.68-0.75x, 32>32 at 9x9
+// 0.54-0.65x. Its 1x3 and 3x1 at 8x8 (3 taps) lost, 1.0-2.4x, and stay on im2col.
+static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
+  return same_long_strip(s) && s.cg >= 16 && s.kg >= (dir == FC_DIR_BACKWARD_DATA ? 24 : 16) &&
+         s.wo >= (dir == FC_DIR_BACKWARD_DATA ? 7 : 10) &&
+         (dir == FC_DIR_BACKWARD_DATA || direct_blocked_weight_grad_applies(s));
+}
+
 // The data gradient on direct (the blocked forward of the transposed convolution): a
 // same_large_kernel with 16+ input channels, rows 24+ wide, or any rows from 4 images (see
-// choose). On rows under 24 (5x5 layers with 16-96 channels in and 32-128 out on 7x7 to 17x17
-// planes, GoogLeNet's and more; interleaved, best of 9-15, two runs, AVX2 EPYC, 2 threads)
-// direct took 0.42-0.76x im2col's time at 4 and 8 images, except 128 channels of gradient into
-// 32-64 on 10x10 and 14x14 planes, even (0.72-1.10x); at one image it lost there (1.08-3.2x).
+// choose), or direct_strip_grad_pays. On rows under 24 (5x5 layers with 16-96 channels in and
+// 32-128 out on 7x7 to 17x17 planes, GoogLeNet's and more; interleaved, best of 9-15, two runs,
+// AVX2 EPYC, 2 threads) direct took 0.42-0.76x im2col's time at 4 and 8 images, except 128
+// channels of gradient into 32-64 on 10x10 and 14x14 planes, even (0.72-1.10x); at one image it
+// lost there (1.08-3.2x).
 static bool direct_data_grad_pays(const ConvShape &s) {
-  return same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4);
+  return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
+         direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
@@ -156,15 +179,17 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 64>192 at 27x27 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256
 // 0.87x; GoogLeNet's 5x5 layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and
 // 32>96 at 28x28); L4 (10 wide) 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on
-// im2col: Inception v3's 1x7 and 7x1 at 17x17 came out 0.90-1.04x at 8 images and 1.0-1.26x at
-// 1 over two runs (a 3x3 16>32 at 28x28 where Winograd does not run, 0.80x, is one shape, not
-// enough to widen the rule). It lost strided (ResNet's 3x3/2 layers 1.2-1.6x, the 7x7/2 stem
+// im2col (a 3x3 16>32 at 28x28 where Winograd does not run, 0.80x, is one shape, not enough to
+// widen the rule), except Inception v3's 1x7 and 7x1 (direct_strip_grad_pays; they had come out
+// 0.90-1.04x at 8 images and 1.0-1.26x at 1 over two earlier runs, 0.74-0.98x over ten shapes
+// and four batches in session 27). It lost strided (ResNet's 3x3/2 layers 1.2-1.6x, the 7x7/2 stem
 // 1.2x), on 3 input channels (VGG's first layer: 1.6x, tiles of 3 positions) and on narrow rows
 // (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7
 // even with im2col's image groups).
 static bool direct_weight_grad_pays(const ConvShape &s) {
-  return s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
-         direct_blocked_weight_grad_applies(s);
+  return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
+          direct_blocked_weight_grad_applies(s)) ||
+         direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 
 // The forward on direct where rows are too narrow for its blocked forward (under 10): a
@@ -255,7 +280,8 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    rows, with a 5x5 or larger "same"-padded kernel and enough input channels to fill the
 //    tiles' output channels (Inception's 5x5 48>64 at 35x35: direct 0.66-0.9x im2col's time
 //    over four runs, batch 1 and 8; col2im scatters 25 taps per input), on narrower rows too
-//    from 4 images (direct_data_grad_pays). Unpadded, the transposed convolution pads dy by
+//    from 4 images (direct_data_grad_pays); and both gradients of Inception's "same"-padded
+//    1x7 and 7x1 (direct_strip_grad_pays). Unpadded, the transposed convolution pads dy by
 //    k-1 a side, and the tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x
 //    slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
