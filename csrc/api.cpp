@@ -133,6 +133,20 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   return kc <= 128 * 128;
 }
 
+// A plain forward of one image where Winograd's 4x4 tiles are under 80% outputs (13x13 and
+// 14x14 planes: 66% and 77%) and direct's blocked forward runs, with 128+ input channels.
+// Interleaved, best of 9, warm and after a 64 MB pass over memory (AVX2 EPYC, 2 threads,
+// session 27), direct's time over Winograd's: ResNet's 3x3 256 and VGG's 512 at 14x14
+// 0.91-0.97x, 128 and 160>320 at 14x14 0.84-0.91x, AlexNet-style 384>384 and 384>256 at 13x13
+// 0.76-0.84x; with 96 input channels (GoogLeNet's 96>208) 1.1-1.25x, on 16x16 (every tile
+// whole) 1.19-1.2x, and from two images 1.1-1.3x. Not for a plan, whose Winograd filters are
+// transformed once: ResNet-50's 3x3 256 steps at 14x14 took 0.92-0.97 ms on Winograd there,
+// 1.35 on direct.
+static bool direct_over_winograd(const ConvShape &s) {
+  return s.n == 1 && s.cg >= 128 && !phases_apply(s) && direct_blocked_pays(s) &&
+         5 * s.howo < 4 * 16 * winograd_tiles(s);
+}
+
 // A unit-stride, undilated, "same"-padded kernel of 5x5 or more.
 static bool same_large_kernel(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh >= 5 && s.kw >= 5 &&
@@ -296,7 +310,8 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 // faster than Winograd; since Winograd's AVX2 transforms work by rows (session 21) Winograd
 // takes 0.68-0.88x direct's time there at 1 and 2 images, forward and data gradient, and the
 // exception is gone.)
-static fc_algo choose(const ConvShape &s, fc_direction dir) {
+// (prepared: the forward of fc_conv2d_choose_prepared, its filters packed or transformed once)
+static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = false) {
   if (linear_supports(s)) return FC_ALGO_LINEAR;
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
@@ -306,7 +321,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir) {
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))
-    return FC_ALGO_WINOGRAD;
+    return dir == FC_DIR_FORWARD && !prepared && direct_over_winograd(s) ? FC_ALGO_DIRECT
+                                                                         : FC_ALGO_WINOGRAD;
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
@@ -543,7 +559,7 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
-  *a = choose(s, FC_DIR_FORWARD);
+  *a = choose(s, FC_DIR_FORWARD, true);
   // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp;
   // strided only over few positions; a 1x1 of one image on small planes, a strided 1x1 of one
   // or two onto small planes)

@@ -368,8 +368,32 @@ def test_heuristic_direct_for_narrow_same_padded_large_kernels(x, w, pad, want):
 def test_heuristic_winograd_forward_needs_more_than_one_images_nine_tiles():
     """winograd_pays (csrc/api.cpp): the fused forward from 10 tiles. L5 at batch 1 (11x11
     outputs: 9 tiles of 4x4) runs without Winograd (direct's blocked forward); the same layer
-    padded (13x13: 16 tiles) and at two images (18 tiles) run Winograd."""
+    at two images (18 tiles) and on 16x16 outputs (16 whole tiles) runs Winograd."""
     w = (384, 384, 3, 3)
     assert fastconv.algorithms((1, 384, 13, 13), w, direction="forward")[0] == "direct"
-    assert fastconv.algorithms((1, 384, 13, 13), w, padding=1, direction="forward")[0] == "winograd"
     assert fastconv.algorithms((2, 384, 13, 13), w, direction="forward")[0] == "winograd"
+    assert fastconv.algorithms((1, 384, 16, 16), w, padding=1, direction="forward")[0] == "winograd"
+
+
+@pytest.mark.parametrize(
+    "x, w, want",
+    [
+        ((1, 256, 14, 14), (256, 256, 3, 3), "direct"),  # ResNet's 3x3 256: tiles 77% outputs
+        ((1, 512, 14, 14), (512, 512, 3, 3), "direct"),  # VGG's 512
+        ((1, 384, 13, 13), (256, 384, 3, 3), "direct"),  # 66%
+        ((1, 96, 14, 14), (208, 96, 3, 3), "winograd"),  # 96 input channels
+        ((1, 512, 16, 16), (512, 512, 3, 3), "winograd"),  # whole tiles
+        ((2, 256, 14, 14), (256, 256, 3, 3), "winograd"),  # two images
+        ((1, 256, 28, 28), (256, 256, 3, 3), "winograd"),
+    ],
+)
+def test_heuristic_one_images_forward_on_part_filled_winograd_tiles_runs_direct(x, w, want):
+    """direct_over_winograd (csrc/api.cpp): a plain forward of one image whose 4x4 tiles are
+    under 80% outputs, with 128+ input channels, on direct's blocked forward; a plan, whose
+    Winograd filters are transformed once, keeps Winograd; the gradients are unchanged."""
+    assert fastconv.algorithms(x, w, padding=1, direction="forward")[0] == want
+    desc = [*x, w[0], 3, 3, 1, 1, 1, 1, 1, 1, 1]
+    prepared = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
+    assert prepared == ("winograd" if want == "direct" else want)
+    for d in ("backward_data", "backward_weight"):
+        assert fastconv.algorithms(x, w, padding=1, direction=d)[0] in ("winograd", "im2col")
