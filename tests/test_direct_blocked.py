@@ -293,11 +293,13 @@ def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to
         assert names(desc(*args)) == ("gemm1x1", "gemm1x1"), args
 
 
-def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
+def test_heuristic_sends_strided_forwards_onto_few_positions_to_it():
     """auto, packing the filters per call: a strided forward of one image with 192+ input
-    channels onto 144-400 positions (Inception v3's 3x3/2 384>384 at 35x35: 289); not at two
-    images, not onto 49 positions (ResNet's 3x3/2 512 to 7x7), not onto 784 (its 128 to 28x28),
-    not with few channels."""
+    channels onto 144-400 positions (Inception v3's 3x3/2 384>384 at 35x35: 289), and of any
+    batch onto 512 positions or fewer in all with 128-512 input channels (ResNet's 3x3/2 512 to
+    7x7 at 1 and 8 images, Inception v3's 128>384 to 17x17); not onto more positions (two
+    images of Inception's 384>384, ResNet's 128 to 28x28), not with 768 input channels at two
+    images, nor with 64."""
 
     def desc(n, c, h, k, s, p):
         return [n, c, h, h, k, 3, 3, s, s, p, p, 1, 1, 1]
@@ -307,10 +309,14 @@ def test_heuristic_sends_one_image_strided_forwards_onto_mid_planes_to_it():
 
     assert name(desc(1, 384, 35, 384, 2, 0)) == "direct"
     assert name(desc(1, 256, 24, 512, 2, 1)) == "direct"  # 144 positions
-    assert name(desc(2, 384, 35, 384, 2, 0)) == "im2col"
-    assert name(desc(1, 512, 14, 512, 2, 1)) == "im2col"
-    assert name(desc(1, 128, 56, 128, 2, 1)) == "im2col"
-    assert name(desc(1, 128, 35, 384, 2, 0)) == "im2col"
+    assert name(desc(1, 512, 14, 512, 2, 1)) == "direct"
+    assert name(desc(8, 512, 14, 512, 2, 1)) == "direct"  # 392 positions
+    assert name(desc(1, 128, 35, 384, 2, 0)) == "direct"
+    assert name(desc(2, 384, 35, 384, 2, 0)) == "im2col"  # 578
+    assert name(desc(11, 512, 14, 512, 2, 1)) == "im2col"  # 539
+    assert name(desc(1, 128, 56, 128, 2, 1)) == "im2col"  # 784
+    assert name(desc(2, 768, 17, 768, 2, 0)) == "im2col"
+    assert name(desc(1, 64, 28, 128, 2, 1)) == "im2col"
     # (the data gradient and the weight gradient keep im2col)
     d = desc(1, 384, 35, 384, 2, 0)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 1)] == "im2col"
