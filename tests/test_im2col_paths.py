@@ -47,6 +47,8 @@ CASES = [
     ((3, 40, 13, 13), (72, 40, 1, 1), 2, 0, 1, "gemm1x1"),  # gathered 1x1: dW grouped
     ((4, 6, 7, 7), (10, 6, 5, 5), 1, 2, 1, "im2col"),  # a 5x5's dW grouped at 4 images
     ((3, 8, 6, 6), (12, 4, 3, 3), 1, 1, 2, "im2col"),  # groups: dW grouped at 3 images
+    ((8, 40, 8, 8), (24, 40, 1, 1), 1, 0, 1, "gemm1x1"),  # 1x1 in place: dW grouped at 8
+    ((9, 24, 7, 6), (16, 12, 1, 1), 1, 0, 2, "gemm1x1"),  # the same with groups
     # dx grouped at 4-15 images where the weights are 8 L2s or more: in the subprocess (an L2 of
     # 64 KiB) these weights of 540-576 KiB are; on a real L2 the per-image path runs
     ((4, 96, 13, 13), (160, 96, 3, 3), 2, 1, 1, "im2col"),  # 3x3/2 to 7x7

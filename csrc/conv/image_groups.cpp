@@ -105,8 +105,16 @@ struct GroupBuffers {
 // Smaller weights lose grouped (the gather and the copy into dx cost more than the packing
 // saved): GoogLeNet's 1x1 832>48 to 832>384 at 7x7 and 4 images 1.05-2.5x slower, its 3x3
 // 160>320 even to 1.09x; at 2 images the 3x3/2 512 ran 1.13x slower warm.
+//
+// The weight gradient of a 1x1 in place (no column matrix per image) from 8 images on planes
+// of 64 outputs or fewer, against its per-image GEMMs of 49-64 terms (interleaved in one
+// process, best of 9, warm and after a 64 MB pass over memory, session 27): Inception v3's
+// 2048>192 to 2048>384 and 1280>320 at 8x8 and 8 images 0.82-0.99x the time, GoogLeNet's
+// 832>256 at 7x7 0.84-0.89x, ResNet-50's 512>2048 and 2048>512 at 7x7 0.97-1.03x; at 2 and 4
+// images grouping lost (1.0-1.5x), and on 14x14 planes at 8 it came out even (0.97-1.02x).
 bool use_image_groups(const ConvShape &s, bool in_place, GemmDir dir, int64_t elem) {
   const bool weight_grad = dir == GemmDir::weight;
+  if (weight_grad && in_place && s.n >= 8 && s.howo <= 64) return true;
   if (weight_grad && !in_place && s.n >= 2 && s.n < kFixedItems && s.howo < 512) return true;
   if (s.n < 2 || s.howo >= 64) return false;
   if (dir == GemmDir::data && s.n >= 4 && s.g * s.kg * s.ckk * elem >= 8 * hardware().l2)
