@@ -318,8 +318,8 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s))  // (but direct's blocked forward on small planes: direct_blocked.cpp)
-    return dir == FC_DIR_FORWARD && direct_blocked_1x1_pays(s, false) ? FC_ALGO_DIRECT
-                                                                      : FC_ALGO_GEMM1X1;
+    return dir == FC_DIR_FORWARD && direct_blocked_1x1_pays(s, prepared) ? FC_ALGO_DIRECT
+                                                                         : FC_ALGO_GEMM1X1;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))
@@ -561,12 +561,10 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   ConvShape s;
   if (fc_status st = make_shape(d, &s)) return st;
   if (!a) return fail(FC_EINVAL, "a is NULL");
-  *a = choose(s, FC_DIR_FORWARD, true);
   // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp;
-  // strided only over few positions; a 1x1 of one image on small planes, a strided 1x1 of one
-  // or two onto small planes)
+  // strided only over few positions; 1x1 layers by direct_blocked_1x1_pays's prepared rules)
+  *a = choose(s, FC_DIR_FORWARD, true);
   if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
-  if (*a == FC_ALGO_GEMM1X1 && direct_blocked_1x1_pays(s, true)) *a = FC_ALGO_DIRECT;
   return FC_OK;
 }
 

@@ -245,7 +245,9 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512), and a
     strided 1x1 of one or two images onto 14x14 or smaller (ResNet's downsampling 512>1024,
     1024>2048); gemm1x1 with fewer outputs, larger planes or padding. auto, which packs per
-    call, keeps gemm1x1 for these (the batch rule is the next test's)."""
+    call, keeps gemm1x1 for the unit-stride ones of one image (the batch rule is the next
+    test's) and takes direct for a strided one of one or two images with up to 512 input
+    channels (ResNet's 256>512 onto 28x28, not its 1024>2048), at any size."""
 
     def desc(n, c, h, k, s=1, p=0):
         return [n, c, h, h, k, 1, 1, s, s, p, p, 1, 1, 1]
@@ -265,7 +267,13 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     left += [(1, 256, 56, 512, 2), (8, 512, 28, 1024, 2), (1, 512, 7, 512, 1, 1)]
     for args in taken:
         assert prepared(desc(*args)) == "direct", args
-        assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), 0)] == "gemm1x1", args
+        strided_plain = len(args) > 4 and args[4] > 1 and args[1] <= 512
+        want = "direct" if strided_plain else "gemm1x1"
+        assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), 0)] == want, args
+    plain = {a: _core.ALGO_NAMES[_core.conv2d_choose(desc(*a), 0)] for a in taken + left}
+    assert plain[(1, 256, 56, 512, 2)] == "direct"  # onto 28x28: plain only
+    assert plain[(2, 1024, 14, 2048, 2)] == "gemm1x1"  # 1024 input channels
+    assert plain[(8, 512, 28, 1024, 2)] == "gemm1x1"  # eight images
     for args in left:
         assert prepared(desc(*args)) != "direct", args
 

@@ -279,10 +279,13 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // in its batch-8 plan (5.8 -> 6.6 ms over six steps), 832>48 lost everywhere (1.02-1.36x),
 // and 8x8 planes at 8 images (Inception v3's 2048>192 to 2048>384, 512 positions) 1.03-1.16x:
 // 7x7 from 512 outputs only. At one image gemm1x1 stays the plain choice (0.69 against
-// direct's 0.76 ms for 512>2048, warm).
+// direct's 0.76 ms for 512>2048, warm). A plain strided 1x1 of one or two images with up to 512
+// input channels (same method): ResNet's downsampling 256>512 to 1024 and ResNet-18's 64>128
+// to 256>512 0.77-1.05x gemm1x1's time (0.92x in sum, warm and cold), 1024>2048 0.99-1.05x;
+// at four images even, at eight 1.0-1.15x slower.
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
-  if (subsampled_1x1(s)) return prepared && s.n <= 2 && s.howo <= 196;
+  if (subsampled_1x1(s)) return s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512);
   if (!flat_runs(s)) return false;
   if (s.n >= 2) return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512;
   return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256);
