@@ -278,7 +278,10 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    a direction (AVX2 EPYC, 2 threads), 0.5-1.1 ms as linear;
 //  - groups == c > 1: the depthwise kernel (a GEMM per channel has no reduction to speak of);
 //  - 1x1: straight GEMM on the input (gemm1x1), every direction, but the forward of 512+
-//    outputs on 7x7 planes at 2-10 images (direct's blocked forward: direct_blocked_1x1_pays);
+//    outputs on 7x7 planes at 2-10 images and a strided one of 1-2 images with up to 512 input
+//    channels (direct's blocked forward: direct_blocked_1x1_pays);
+//  - a plain forward of one image on 13x13 and 14x14 planes with 128+ input channels: direct,
+//    where Winograd's tiles would be under 80% outputs (direct_over_winograd);
 //  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays and
 //    model_allows;
 //  - large kernels at unit stride: whole-plane FFT where it pays (fft_pays) and model_allows;
@@ -297,9 +300,9 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //    tiles' output channels (Inception's 5x5 48>64 at 35x35: direct 0.66-0.9x im2col's time
 //    over four runs, batch 1 and 8; col2im scatters 25 taps per input), on narrower rows too
 //    from 4 images (direct_data_grad_pays); and both gradients of Inception's "same"-padded
-//    1x7 and 7x1 from two images (direct_strip_grad_pays). Unpadded, the transposed convolution pads dy by
-//    k-1 a side, and the tiles' work on that border lost: L3's 9x9 data gradient ran 1.6x
-//    slower direct;
+//    1x7 and 7x1 from two images (direct_strip_grad_pays). Unpadded, the transposed
+//    convolution pads dy by k-1 a side, and the tiles' work on that border lost: L3's 9x9 data
+//    gradient ran 1.6x slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;
 //  - unit-stride forward with one group, 24+ input channels and output rows 10+ wide where
 //    neither Winograd nor FFT pays: direct's blocked forward (8-channel blocks, no column
