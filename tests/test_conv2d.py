@@ -795,6 +795,23 @@ def test_depthwise_weight_gradient_over_long_reductions(dtype, stride):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mult", [1, 3])
+def test_depthwise_weight_gradient_channel_blocks(dtype, mult):
+    """The depthwise weight gradient walks blocks of up to 16 output channels image by image:
+    37 input channels (blocks that end inside a channel's multiplier group, and a short last
+    block) over 5 images of a small plane."""
+    rng = np.random.default_rng(12)
+    c = 37
+    x, w, _ = make_inputs(rng, (5, c, 9, 8), (c * mult, 1, 3, 3), np.dtype(dtype), bias=False)
+    params = dict(stride=1, padding=1, dilation=1, groups=c)
+    y, _ = expected_forward(x, w, None, **params)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads, scales = expected_backward(dy, x, w, **params)
+    got = fastconv.conv2d_backward(dy, x, w, algo="depthwise", **params)
+    check_backward(got, grads, scales, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (3, 3), (1, 17), (5, 7)])
 def test_bias_gradient_sums_every_position(hw, dtype):
     # The bias gradient runs 8 partial sums over each plane's positions (the tail continues from

@@ -232,57 +232,67 @@ fc_status backward_data_flat(const ConvShape &s, const T *dy, const T *w, T *dx)
 }
 
 // dw[k, i, j] = sum over images of dot(dy_wide, phase plane + shift(i, j)) over the flat run.
-// One item per output channel k; all taps in one pass (dot_taps), their partial sums kept in
-// vectors across images and added into double at most every kFlush terms per lane (a 14x14
-// plane is too short to pay for reducing every tap after every image).
+// Items are blocks of up to kb output channels, walked image by image: the block's planes of
+// one image are one contiguous stretch of x and dy, which the prefetchers follow (one channel
+// across all images jumps a whole image between planes of a few hundred bytes). All taps in
+// one pass (dot_taps), their partial sums kept in vectors across images and added into double
+// at most every kFlush terms per lane (a 14x14 plane is too short to pay for reducing every tap
+// after every image).
 template <class T>
 fc_status backward_weight_flat(const ConvShape &s, const T *dy, const T *x, T *dw) {
   constexpr int64_t kFlush = 4096;
   const UKernels<T> &uk = ukernels<T>();
   const Flat f(s);
   const int64_t m = s.kg, v = uk.vlen;
+  // up to 16 channels, their vector partial sums within 64 KiB in float (16 KiB elements)
+  const int64_t kb = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / (s.kk * v)));
+  const int64_t nblocks = (s.k + kb - 1) / kb;
   const int nt = num_threads();
   const int64_t per = f.xplane + f.run + 16;
-  Buffer<T> ws(nt * per), parts(nt * s.kk * v);
+  Buffer<T> ws(nt * per), parts(nt * kb * s.kk * v);
   Buffer<const T *> taps(nt * s.kk);
-  Buffer<double> sums(nt * s.kk);
+  Buffer<double> sums(nt * kb * s.kk);
   if (!ws.ok() || !parts.ok() || !taps.ok() || !sums.ok())
     return fail(FC_ENOMEM, "depthwise: cannot allocate the phase planes");
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T *xp = ws.get() + tid * per, *wide = xp + f.xplane, *part = parts.get() + tid * s.kk * v;
+    T *xp = ws.get() + tid * per, *wide = xp + f.xplane;
+    T *part = parts.get() + tid * kb * s.kk * v;
     std::fill(xp, xp + per, T(0));  // padding and slack: zero from here on
     const T **src = taps.get() + tid * s.kk;
-    double *acc = sums.get() + tid * s.kk;
+    double *acc = sums.get() + tid * kb * s.kk;
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
         src[i * s.kw + j] = xp + f.phase(s, i, j) * f.pstride + f.shift(s, i, j);
-    auto flush = [&] {
-      for (int64_t t = 0; t < s.kk; ++t) {
+    auto flush = [&](int64_t nk) {
+      for (int64_t t = 0; t < nk * s.kk; ++t) {
         double sum = 0;
         for (int64_t l = 0; l < v; ++l) sum += part[t * v + l];
         acc[t] += sum;
       }
-      std::fill(part, part + s.kk * v, T(0));
+      std::fill(part, part + nk * s.kk * v, T(0));
     };
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.k; ++k) {
-      std::fill(acc, acc + s.kk, 0.0);
-      std::fill(part, part + s.kk * v, T(0));
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t k0 = blk * kb, nk = std::min(kb, s.k - k0);
+      std::fill(acc, acc + nk * s.kk, 0.0);
+      std::fill(part, part + nk * s.kk * v, T(0));
       int64_t pending = 0;  // terms per lane in part
       for (int64_t n = 0; n < s.n; ++n) {
-        to_phases(s, f, x + (n * s.c + k / m) * s.hw, xp);
-        widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0);
         if (pending + f.run / v + 1 > kFlush) {
-          flush();
+          flush(nk);
           pending = 0;
         }
-        uk.dot_taps(wide, src, (int)s.kk, f.run, part);
+        for (int64_t k = k0; k < k0 + nk; ++k) {
+          to_phases(s, f, x + (n * s.c + k / m) * s.hw, xp);
+          widen(s, f, dy + (n * s.k + k) * s.howo, wide, 0);
+          uk.dot_taps(wide, src, (int)s.kk, f.run, part + (k - k0) * s.kk * v);
+        }
         pending += f.run / v + 1;
       }
-      flush();
-      for (int64_t t = 0; t < s.kk; ++t) dw[k * s.kk + t] = (T)acc[t];
+      flush(nk);
+      for (int64_t t = 0; t < nk * s.kk; ++t) dw[k0 * s.kk + t] = (T)acc[t];
     }
   }
   return FC_OK;
