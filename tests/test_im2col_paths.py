@@ -65,6 +65,10 @@ CASES = [
     ((2, 6, 21, 19), (14, 3, 3, 3), 1, 1, 2, "im2col"),  # groups of 3 channels
     ((16, 2, 5, 5), (7, 2, 3, 3), 1, 1, 1, "im2col"),  # image groups: 18 columns
     ((2, 31, 9, 11), (5, 31, 1, 1), 1, 0, 1, "gemm1x1"),  # in place: 31 columns
+    # dx of one image of up to 4 channels: shared runs, scattered in bands of input rows
+    ((1, 2, 5, 30), (6, 2, 3, 5), 1, 2, 1, "im2col"),  # 4 bands on 5 rows
+    ((1, 1, 3, 17), (5, 1, 3, 3), 1, 1, 1, "im2col"),  # fewer rows than bands
+    ((1, 4, 23, 19), (8, 4, 5, 5), 3, 2, 1, "im2col"),  # stride 3, 2 bands
 ]
 
 SCRIPT = r"""

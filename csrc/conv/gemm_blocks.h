@@ -66,14 +66,17 @@ void im2col_block(const ConvShape &s, const T *x, int64_t nch, int64_t p0, int64
   });
 }
 
-// The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap.
+// The adjoint of im2col_block: dx[c, ih, iw] += col[...] for every in-bounds tap, only input
+// rows [ih0, ih1) (a band of them: the terms of an element come in the same order either way).
 template <class T>
 void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int64_t p0, int64_t p1,
-                  T *dx) {
+                  T *dx, int64_t ih0 = 0, int64_t ih1 = INT64_MAX) {
+  ih0 = std::max<int64_t>(ih0, 0);
+  ih1 = std::min(ih1, s.in_h);
   for_each_tap_stretch(s, nch, p0, p1,
                        [&](int64_t c, int64_t tap, int64_t rel, int64_t ih, int64_t, int64_t,
                            int64_t a, int64_t b, int64_t off) {
-    if (ih < 0 || ih >= s.in_h) return;
+    if (ih < ih0 || ih >= ih1) return;
     const T *d = col + tap * ld + rel;
     T *xr = dx + c * s.hw + ih * s.in_w;  // (+ off per element: dx + off alone can lie far outside)
     if (s.sw == 1) {
@@ -123,8 +126,8 @@ inline int64_t part_start(int64_t size, int64_t i, int64_t parts, int64_t align)
   return i >= parts ? size : size * i / parts / align * align;
 }
 
-// Tile q of the plan_tiles cut tl of every group's [m, n] product (groups after tiles): group g, rows [r0, r1),
-// columns [c0, c1) (empty when r1 == r0 or c1 == c0).
+// Tile q of the plan_tiles cut tl of every group's [m, n] product (groups after tiles): group g,
+// rows [r0, r1), columns [c0, c1) (empty when r1 == r0 or c1 == c0).
 struct TileAt {
   int64_t g, r0, r1, c0, c1;
   TileAt(const Tiles &tl, int64_t q, int64_t m, int64_t n) {
