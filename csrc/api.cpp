@@ -215,18 +215,21 @@ static bool direct_narrow_forward_pays(const ConvShape &s) {
   return same_large_kernel(s) && s.cg >= 16 && s.wo < 10;
 }
 
-// Whole-plane FFT pays when the kernel is large next to the frequency bins each output
-// needs: kk / (bins per output) >= 32, bins = nh*(nw/2+1) for the power-of-two transform
-// sizes. Measured (batch 4-8, 2 threads): L1-L4 2-4x faster than im2col/direct (ratio 34-200),
-// AlexNet's 5x5 on 27x27 (33) 1.2x forward; OverFeat's unpadded 5x5 on 28x28 (27) and 5x5 on
-// 14x14 or 7x7 planes (9) slower. The data gradient of a few input channels (L1's 3) is not a
-// product worth transforming for. At batch 1 nothing amortises the k*c filter transforms and
-// their spectra (L3's 16384 of them, 71 MB), so the ratio must be 96: L3 (86) ran FFT 1.2-1.5x
-// slower than direct or im2col in each of three runs at batch 1 (AVX2 EPYC, 2 threads), L2
-// (120) and L1 (202) fastest as FFT there. Except the weight gradient, whose im2col path builds
-// the whole column matrix (L3: 10368 x 576, 24 MB) for one product: there 80, L3's FFT ran
-// 1.04-1.25x faster than im2col in three interleaved runs (best of 10) and 1.69x in a
-// `fastconv bench auto` run on a busy machine (AVX2 EPYC, 2 threads).
+// Whole-plane FFT pays when the kernel is large next to the frequency bins each output needs: kk /
+// (bins per output) >= 32, bins = nh*(nw/2+1) for the power-of-two transform sizes. Measured (batch
+// 4-8, 2 threads): L1-L4 2-4x faster than im2col/direct (ratio 34-200), AlexNet's 5x5 on 27x27 (33)
+// 1.2x forward; OverFeat's unpadded 5x5 on 28x28 (27) and 5x5 on 14x14 or 7x7 planes (9) slower.
+// The data gradient of a few input channels is a product worth transforming for only far above
+// that: L1's 3 channels (202) took 0.63-0.84x im2col's time at 4, 8 and 16 images and 1.07x at 2
+// (interleaved, best of 5, AVX2 EPYC, 2 threads, session 28), an 11x11 on 96x96 (134) came out even
+// at 8, one channel (L1's on 1) lost (1.4x), as did a 7x7 on 3 channels at 112x112 (74: 1.8x) and a
+// 9x9 on 1 at 64x64 (40: 3.9x). At batch 1 nothing amortises the k*c filter transforms and their
+// spectra (L3's 16384 of them, 71 MB), so the ratio must be 96: L3 (86) ran FFT 1.2-1.5x slower
+// than direct or im2col in each of three runs at batch 1 (AVX2 EPYC, 2 threads), L2 (120) and L1
+// (202) fastest as FFT there. Except the weight gradient, whose im2col path builds the whole column
+// matrix (L3: 10368 x 576, 24 MB) for one product: there 80, L3's FFT ran 1.04-1.25x faster than
+// im2col in three interleaved runs (best of 10) and 1.69x in a `fastconv bench auto` run on a busy
+// machine (AVX2 EPYC, 2 threads).
 //
 // Where direct, not im2col, runs the direction when FFT does not (the blocked forward, the data
 // gradient of direct_data_grad_pays), FFT must do better: a ratio of 256 at one image; from two
@@ -250,7 +253,11 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 }
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
-  if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16) return false;
+  // (the data gradient of under 16 channels: only a large kernel on a large plane, 3+ channels,
+  // 4+ images; below)
+  if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16 &&
+      !(s.cg >= 3 && s.n >= 4 && s.kk * s.howo >= 160 * fft_bins(s)))
+    return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
     ratio = s.n == 1 ? 256 : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32 : 64;

@@ -293,6 +293,12 @@ def test_heuristic_fft_rule_on_l3(batch):
         # two; its weight gradient FFT (no blocked tiles for 3 channels)
         ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("direct", "im2col", "fft")),
         ((2, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col", "fft")),
+        # its data gradient into 3 channels: FFT from four images (160x the bins per output and
+        # more, 3+ channels); one channel stays on im2col
+        ((4, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "fft", "fft")),
+        ((8, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "fft", "fft")),
+        ((8, 1, 128, 128), (96, 1, 11, 11), 0, ("fft", "im2col", "fft")),
+        ((8, 3, 96, 96), (64, 3, 11, 11), 5, ("fft", "im2col", "fft")),  # 134x: im2col
     ],
 )
 def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, want):
