@@ -104,7 +104,13 @@ static int64_t winograd_tiles(const ConvShape &s) {
 //    Nor did one image's 9 tiles forward (11x11 outputs, L5 at batch 1): 1.19-1.44x im2col's
 //    time with 256 and 384 channels in three interleaved runs (best of 12), and 1.15-1.33x in
 //    each of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
-//    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs);
+//    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs).
+//    Since these run F(2x2) up to 32 tiles (winograd.cpp, forward_tile; session 28,
+//    interleaved, best of 7), one image's 16 tiles (13x13 and 14x14 planes, 128-512 channels)
+//    win the data gradient too, 0.73-0.90x im2col's time (1.08-1.22x PyTorch's for ResNet's
+//    256 and VGG's 512), and the forward against direct's blocked forward, 0.73-0.93x (ResNet's
+//    256 and VGG's 512 at 14x14, AlexNet's 384>384, 384>256 and 256>384 at 13x13, GoogLeNet's
+//    160>320); 9 tiles of one image's data gradient stay off (L5 unpadded: 1.2x im2col's time);
 //  - fewer filters below 32 tiles: the rule from Zen 4's 16 tiles (24-27 tiles with 512
 //    channels lost the data and weight gradients, 1.1-1.3x, unfused).
 // The weight gradient runs F(2x2) up to 48 F(4x4) tiles (winograd_weight_tile, with its
@@ -129,22 +135,8 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
     if (dir == FC_DIR_BACKWARD_DATA && (tiles >= 36 || s.howo < 64)) return true;
   }
   if (winograd_fused(tiles, kc))
-    return dir == FC_DIR_FORWARD ? tiles >= 10 : tiles >= 9 && s.n >= 2;
+    return dir == FC_DIR_FORWARD || s.n == 1 ? tiles >= 10 : tiles >= 9;
   return kc <= 128 * 128;
-}
-
-// A plain forward of one image where Winograd's 4x4 tiles are under 80% outputs (13x13 and
-// 14x14 planes: 66% and 77%) and direct's blocked forward runs, with 128+ input channels.
-// Interleaved, best of 9, warm and after a 64 MB pass over memory (AVX2 EPYC, 2 threads,
-// session 27), direct's time over Winograd's: ResNet's 3x3 256 and VGG's 512 at 14x14
-// 0.91-0.97x, 128 and 160>320 at 14x14 0.84-0.91x, AlexNet-style 384>384 and 384>256 at 13x13
-// 0.76-0.84x; with 96 input channels (GoogLeNet's 96>208) 1.1-1.25x, on 16x16 (every tile
-// whole) 1.19-1.2x, and from two images 1.1-1.3x. Not for a plan, whose Winograd filters are
-// transformed once: ResNet-50's 3x3 256 steps at 14x14 took 0.92-0.97 ms on Winograd there,
-// 1.35 on direct.
-static bool direct_over_winograd(const ConvShape &s) {
-  return s.n == 1 && s.cg >= 128 && !phases_apply(s) && direct_blocked_pays(s) &&
-         5 * s.howo < 4 * 16 * winograd_tiles(s);
 }
 
 // A unit-stride, undilated, "same"-padded kernel of 5x5 or more.
@@ -287,8 +279,6 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //  - 1x1: straight GEMM on the input (gemm1x1), every direction, but the forward of 512+
 //    outputs on 7x7 planes at 2-10 images and a strided one of 1-2 images with up to 512 input
 //    channels (direct's blocked forward: direct_blocked_1x1_pays);
-//  - a plain forward of one image on 13x13 and 14x14 planes with 128+ input channels: direct,
-//    where Winograd's tiles would be under 80% outputs (direct_over_winograd);
 //  - 3x3 at unit stride (dilated ones through their phase planes): Winograd where it pays and
 //    model_allows;
 //  - large kernels at unit stride: whole-plane FFT where it pays (fft_pays) and model_allows;
@@ -333,8 +323,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))
-    return dir == FC_DIR_FORWARD && !prepared && direct_over_winograd(s) ? FC_ALGO_DIRECT
-                                                                         : FC_ALGO_WINOGRAD;
+    return FC_ALGO_WINOGRAD;
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)

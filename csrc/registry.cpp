@@ -145,16 +145,18 @@ const char *winograd_why_not(const ConvShape &s) {
   return ok ? nullptr : "its channels per group must fit int32";
 }
 
-// F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, and
-// for a weight gradient of few tiles, as winograd.cpp picks), alpha = m + 2: per tile and
-// element one multiply-add per (input channel, output channel) pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the
-// efficiency of one large GEMM (they are many and small; the fused forward's register tiles,
-// winograd_fused, at 0.6 of it and losing less to few tiles: measured 0.8-0.9x im2col's time on
-// 13x13 and 14x14 planes at batch 1 with 256-1024 channels), plus transforms costing 2 units per transformed value
-// of the input and output tiles and 20 per value of the filters (their strided gather: 25 ns a
-// 3x3 filter on one thread of the AVX2 EPYC, where one of its cores does 27 GMAC/s of GEMM; the
-// fused forward of ResNet's 512-channel 7x7 layer at batch 1 is mostly that, 2.1x im2col's time,
-// modelled 2.1x), plus copying into and out of the phase planes when dilated.
+// F(m x m, 3x3) on the (phase-plane) shape t, m = 4 (2 with a reduction under 8 channels, and for a
+// weight gradient of few tiles, as winograd.cpp picks; a forward or data gradient of 32 F(4x4)
+// tiles or fewer runs F(2x2), measured 0.5-0.86x F(4x4)'s time there: priced as F(4x4), an upper
+// bound), alpha = m + 2: per tile and element one multiply-add per (input channel, output channel)
+// pair in alpha^2 GEMMs of [kg, cg] x [cg, tiles] at half the efficiency of one large GEMM (they
+// are many and small; the fused forward's register tiles, winograd_fused, at 0.6 of it and losing
+// less to few tiles: measured 0.8-0.9x im2col's time on 13x13 and 14x14 planes at batch 1 with
+// 256-1024 channels), plus transforms costing 2 units per transformed value of the input and output
+// tiles and 20 per value of the filters (their strided gather: 25 ns a 3x3 filter on one thread of
+// the AVX2 EPYC, where one of its cores does 27 GMAC/s of GEMM; the fused forward of ResNet's
+// 512-channel 7x7 layer at batch 1 is mostly that, 2.1x im2col's time, modelled 2.1x), plus copying
+// into and out of the phase planes when dilated.
 double winograd_cost(const ConvShape &s, fc_direction dir) {
   const bool phased = phases_apply(s);
   const ConvShape t = phased ? phase_shape(s) : s;

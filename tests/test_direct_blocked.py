@@ -214,8 +214,8 @@ def test_non_finite_inputs_in_rows_land_where_the_reference_puts_them():
 
 def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     """auto: unit stride, 24+ input channels, 10+ wide output rows, where neither Winograd nor
-    FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35), and at one image rows of 7-9
-    under a 3x3 or larger kernel (ResNet's 512-channel 3x3 at 7x7, Inception's 3x3 at 8x8; not
+    FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35), and at one or two images rows of
+    7-9 under a 3x3 or larger kernel (ResNet's 512-channel 3x3 at 7x7, Inception's 3x3 at 8x8; not
     its 1x3 there); not a strided layer (ResNet's 3x3/2). A plan, whose filters are packed once,
     takes it on 7-wide rows of any kernel and on strided layers over few positions (ResNet's
     3x3/2 at batch 1, not at batch 8)."""
@@ -229,9 +229,12 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     for d in (desc(1, 128, 17, 128, 1, 7, 1, 0, 3), desc(8, 48, 35, 64, 5, 5, 1, 2, 2)):
         assert name(_core.conv2d_choose(d, 0)) == "direct"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
-    # one image on 7-9 wide rows with a 3x3 or larger kernel: its filters packed pair by pair
-    for d in (desc(1, 512, 7, 512, 3, 3, 1, 1, 1), desc(1, 448, 8, 384, 3, 3, 1, 1, 1)):
-        assert name(_core.conv2d_choose(d, 0)) == "direct"
+    # one or two images on 7-9 wide rows with a 3x3 or larger kernel: its filters packed pair
+    # by pair (from four images Winograd takes the 3x3 layers there)
+    for n in (1, 2):
+        for d in (desc(n, 512, 7, 512, 3, 3, 1, 1, 1), desc(n, 448, 8, 384, 3, 3, 1, 1, 1)):
+            assert name(_core.conv2d_choose(d, 0)) == "direct"
+    assert name(_core.conv2d_choose(desc(4, 256, 7, 256, 3, 3, 1, 1, 1), 0)) == "winograd"
     for d in (desc(1, 384, 8, 384, 1, 3, 1, 0, 1), desc(1, 128, 56, 128, 3, 3, 2, 1, 1)):
         assert name(_core.conv2d_choose(d, 0)) == "im2col"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"

@@ -385,24 +385,19 @@ def test_heuristic_winograd_forward_needs_more_than_one_images_nine_tiles():
 
 
 @pytest.mark.parametrize(
-    "x, w, want",
+    "x, w",
     [
-        ((1, 256, 14, 14), (256, 256, 3, 3), "direct"),  # ResNet's 3x3 256: tiles 77% outputs
-        ((1, 512, 14, 14), (512, 512, 3, 3), "direct"),  # VGG's 512
-        ((1, 384, 13, 13), (256, 384, 3, 3), "direct"),  # 66%
-        ((1, 96, 14, 14), (208, 96, 3, 3), "winograd"),  # 96 input channels
-        ((1, 512, 16, 16), (512, 512, 3, 3), "winograd"),  # whole tiles
-        ((2, 256, 14, 14), (256, 256, 3, 3), "winograd"),  # two images
-        ((1, 256, 28, 28), (256, 256, 3, 3), "winograd"),
+        ((1, 256, 14, 14), (256, 256, 3, 3)),  # ResNet's 3x3 256: 16 part-filled F(4x4) tiles
+        ((1, 512, 14, 14), (512, 512, 3, 3)),  # VGG's 512
+        ((1, 384, 13, 13), (256, 384, 3, 3)),  # AlexNet's 384>256
+        ((1, 160, 14, 14), (320, 160, 3, 3)),  # GoogLeNet's 160>320
     ],
 )
-def test_heuristic_one_images_forward_on_part_filled_winograd_tiles_runs_direct(x, w, want):
-    """direct_over_winograd (csrc/api.cpp): a plain forward of one image whose 4x4 tiles are
-    under 80% outputs, with 128+ input channels, on direct's blocked forward; a plan, whose
-    Winograd filters are transformed once, keeps Winograd; the gradients are unchanged."""
-    assert fastconv.algorithms(x, w, padding=1, direction="forward")[0] == want
+def test_heuristic_one_images_13x13_and_14x14_run_winograd(x, w):
+    """winograd_pays (csrc/api.cpp): one image's 16 tiles on 13x13 and 14x14 planes run
+    Winograd forward and data gradient (as F(2x2), forward_tile in conv/winograd.cpp); a plan,
+    whose filters are transformed once, runs Winograd too."""
+    for d in ("forward", "backward_data"):
+        assert fastconv.algorithms(x, w, padding=1, direction=d)[0] == "winograd", d
     desc = [*x, w[0], 3, 3, 1, 1, 1, 1, 1, 1, 1]
-    prepared = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
-    assert prepared == ("winograd" if want == "direct" else want)
-    for d in ("backward_data", "backward_weight"):
-        assert fastconv.algorithms(x, w, padding=1, direction=d)[0] in ("winograd", "im2col")
+    assert _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)] == "winograd"

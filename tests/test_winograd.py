@@ -373,3 +373,51 @@ def test_weight_gradient_tile_follows_the_tiles(monkeypatch):
     for i, (shape, tile) in enumerate(WEIGHT_TILE_CASES):
         assert default[i] == forced[tile][i], (shape, tile)
         assert default[i] != forced[6 - tile][i], (shape, tile)
+
+
+# A forward's and data gradient's tile by its rule (forward_tile): F(2x2) up to 32 F(4x4)
+# tiles, with 8 channels on both sides (under 8 a reduction takes F(2x2) anyway).
+PLAIN_TILE_CASES = [
+    ((1, 8, 14, 14), 2),  # 16 tiles
+    ((2, 8, 14, 14), 2),  # 32
+    ((8, 8, 7, 7), 2),  # 32
+    ((3, 8, 14, 14), 4),  # 48
+    ((9, 8, 7, 7), 4),  # 36
+    ((1, 8, 28, 28), 4),  # 49
+]
+PLAIN_TILE_SCRIPT = textwrap.dedent(r"""
+    import hashlib, json, sys
+    import numpy as np
+    import fastconv
+    out = []
+    for shape in json.loads(sys.argv[2]):
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((8, shape[1], 3, 3), dtype=np.float32)
+        dy = rng.standard_normal((shape[0], 8, shape[2], shape[3]), dtype=np.float32)
+        y = fastconv.conv2d(x, w, padding=1, algo="winograd")
+        dx = fastconv.conv2d_backward(dy, x, w, padding=1, needs=(True, False, False),
+                                      algo="winograd")[0]
+        out.append([hashlib.sha256(a.tobytes()).hexdigest() for a in (y, dx)])
+    print(json.dumps(out))
+""")
+
+
+def test_forward_and_data_gradient_tile_follows_the_tiles(monkeypatch):
+    """A forward or data gradient (plain or on prepared filters) runs F(2x2) on up to 32
+    F(4x4) tiles and F(4x4) above: its bits are those of the same call with
+    FASTCONV_WINOGRAD_TILE forcing that tile (fresh processes), and not the other tile's."""
+    import json
+
+    monkeypatch.delenv("FASTCONV_WINOGRAD_TILE", raising=False)
+    shapes = json.dumps([list(s) for s, _ in PLAIN_TILE_CASES])
+    isa = fastconv.isa()
+    default = run_isa_json(isa, PLAIN_TILE_SCRIPT, shapes)
+    forced = {
+        t: run_isa_json(isa, PLAIN_TILE_SCRIPT, shapes, FASTCONV_WINOGRAD_TILE=str(t))
+        for t in (2, 4)
+    }
+    for i, (shape, tile) in enumerate(PLAIN_TILE_CASES):
+        for j, name in enumerate(("forward", "data gradient")):
+            assert default[i][j] == forced[tile][i][j], (shape, tile, name)
+            assert default[i][j] != forced[6 - tile][i][j], (shape, tile, name)

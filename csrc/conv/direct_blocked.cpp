@@ -175,9 +175,12 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   // over five runs (0.84x PyTorch's in bench auto as im2col, 0.98x as direct), GoogLeNet's 3x3
   // 160>320 and 192>384 at 7x7 0.81-0.91x, Inception v3's 3x3 384>384 and 448>384 at 8x8
   // 0.79-0.82x and 0.83-1.0x, 3x3 256>256 and 128>256 at 7x7 0.82-0.86x, 64>64 0.68-0.75x
-  // (0.86x in sum over these, 1.3x PyTorch's). Its 1x3 and 3x1 at 8x8 lost (1.03-1.08x); from
-  // two images Winograd takes the 3x3 layers there.
-  return s.wo >= 10 || (s.n == 1 && s.kh >= 3 && s.kw >= 3);
+  // (0.86x in sum over these, 1.3x PyTorch's). Its 1x3 and 3x1 at 8x8 lost (1.03-1.08x). At two
+  // images (8 Winograd tiles, too few for it: choose) the same (session 28, interleaved, best
+  // of 7): ResNet's 3x3 512, 256 and 128 at 7x7 0.90x, 0.79x and 0.69x im2col's time, GoogLeNet's
+  // 160>320, 192>384 and 832>384 at 7x7 0.83x, 0.85x and 0.94x, Inception v3's 448>384 at 8x8
+  // 0.94x; from four images Winograd takes the 3x3 layers there.
+  return s.wo >= 10 || (s.n <= 2 && s.kh >= 3 && s.kw >= 3);
 }
 
 template <class T>

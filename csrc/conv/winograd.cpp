@@ -49,6 +49,12 @@ WinoConv forward_form(const ConvShape &s) {
   return {s.n, s.c, s.in_h, s.in_w, s.k, s.ho, s.wo, s.ph, s.pw, s.g, s.cg, s.kg, false};
 }
 
+// The data gradient in that form: the full convolution of dy with the filters rotated and
+// transposed, at padding 2 - p (conv2d_backward_data__winograd).
+WinoConv data_form(const ConvShape &s) {
+  return {s.n, s.k, s.ho, s.wo, s.c, s.in_h, s.in_w, 2 - s.ph, 2 - s.pw, s.g, s.kg, s.cg, true};
+}
+
 // The output tile, for float and double alike: F(4x4, 3x3) does 4x fewer multiplications than
 // direct convolution (F(2x2, 3x3) 2.25x) and ran VGG's 56x56 layers 1.4-1.6x faster than
 // F(2x2); its float32 error on VGG, L5 and ResNet layers measured at most 3.2e-6 of the sum of
@@ -448,11 +454,31 @@ namespace {
 // forward's unfused layout U[e][k][c] (p's [e][c][k]): the products read it transposed, and
 // the unfused path runs whatever use_fused says (winograd_data_gradient_reuses checks that it
 // would anyway).
+// The tile of a forward or data gradient (forward form): F(2x2) where
+// there are 32 F(4x4) tiles or fewer (7x7 planes up to 8 images, 13x13 and 14x14 up to 2).
+// There transforming the filters (36 values per filter in F(4x4), 16 in F(2x2)) and the
+// part-filled edge tiles outweigh F(4x4)'s fewer multiplications: F(2x2) took 0.50-0.86x
+// F(4x4)'s time with 192-512 channels (ResNet's 3x3 512 on 7x7 at 1, 2 and 4 images 0.50,
+// 0.64-0.65 and 0.82-0.86x; 256 on 14x14 at 1 and 2 images 0.70-0.79x; 384 on 13x13 0.70-0.82x;
+// 8 images on 7x7 even), forward and data gradient alike; at 49-64 tiles 0.87-1.24x, from 81
+// 1.2-1.8x slower (interleaved, best of 7, AVX2 EPYC, 2 threads, session 28). Filters prepared
+// for the shape (plans, a training step's kept filters) take the same tile, so a prepared
+// forward stays bitwise the plain one: in plans, where the transform is paid once, that came
+// out even (ResNet-18/50, VGG-16 and GoogLeNet at batch 1 and 8: 0.99-1.03x the plan's time).
+// Follows the shape only.
+int forward_tile(const WinoConv &p) {
+  const int m = tile_size(p.cg);
+  if (m != 4 || forced_tile()) return m;
+  int64_t oy0, oy1, ox0, ox1, th, tw;
+  tile_grid(p, 4, &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  return p.n * th * tw <= 32 ? 2 : 4;
+}
+
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
                        const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr,
                        bool u_t = false) {
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(p.cg));
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(forward_tile(p));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   int64_t oy0, oy1, ox0, ox1, th, tw;
@@ -580,7 +606,7 @@ namespace {
 // Whether the forward p runs fused, and so wants its prepared filters in panels.
 bool fused_shape(const WinoConv &p) {
   int64_t oy0, oy1, ox0, ox1, th, tw;
-  tile_grid(p, tile_size(p.cg), &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  tile_grid(p, forward_tile(p), &oy0, &oy1, &ox0, &ox1, &th, &tw);
   return use_fused(p, p.n * th * tw);
 }
 
@@ -617,7 +643,7 @@ void mirror_planes(const T *src, int64_t planes, int64_t h, int64_t w, T *dst, b
 bool winograd_data_gradient_reuses(const ConvShape &s) {
   if (!winograd_supports(s)) return false;
   const WinoConv f = forward_form(s), d = flipped_data_form(s);
-  if (fused_shape(f) || fused_shape(d) || tile_size(f.cg) != tile_size(d.cg)) return false;
+  if (fused_shape(f) || fused_shape(d) || forward_tile(f) != forward_tile(d)) return false;
   return true;
 }
 
@@ -633,7 +659,7 @@ bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes) {
   if (!winograd_data_gradient_reuses(s)) return false;
   const WinoConv f = forward_form(s);
   int64_t oy0, oy1, ox0, ox1, th, tw;
-  const int m = tile_size(f.cg);
+  const int m = forward_tile(f);
   tile_grid(f, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
   const int64_t e2 = (m + 2) * (m + 2);
   return s.n * th * tw <= 128 && e2 * s.k * s.cg * elem_bytes <= (int64_t(16) << 20);
@@ -667,7 +693,7 @@ fc_status conv2d_backward_data__winograd_reusing(const ConvShape &s, const T *dy
 template <class T>
 int64_t winograd_filter_size(const ConvShape &s) {
   const WinoConv p = forward_form(s);
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(forward_tile(p));
   constexpr int64_t W = 64 / sizeof(T);
   const int64_t e2 = int64_t(uk.alpha) * uk.alpha;
   return fused_shape(p) ? (s.k + W - 1) / W * e2 * s.c * W : e2 * s.k * s.cg;
@@ -678,7 +704,7 @@ int64_t winograd_filter_size(const ConvShape &s) {
 template <class T>
 bool winograd_prepare_filters(const ConvShape &s, const T *w, T *u) {
   const WinoConv p = forward_form(s);
-  const WinogradUKernels<T> &uk = winograd_ukernels<T>(tile_size(s.cg));
+  const WinogradUKernels<T> &uk = winograd_ukernels<T>(forward_tile(p));
   constexpr int64_t W = 64 / sizeof(T);
   const bool fused = fused_shape(p);
   const int64_t items = fused ? (s.k + W - 1) / W : s.k;
@@ -736,8 +762,7 @@ template <class T>
 fc_status conv2d_backward_data__winograd(const ConvShape &s, const T *dy, const T *w, T *dx) {
   if (!winograd_supports(s)) return FC_EUNSUPPORTED;
   // dx[c, y, x] = sum over k, i, j of dy[k, y + i - (2 - ph), x + j - (2 - pw)] w[k, c, 2-i, 2-j]
-  const WinoConv p{s.n,      s.k,      s.ho, s.wo, s.c,  s.in_h, s.in_w,
-                   2 - s.ph, 2 - s.pw, s.g,  s.kg, s.cg, true};
+  const WinoConv p = data_form(s);
   bool finite;
   const fc_status st = forward_core<T>(p, dy, w, nullptr, dx, &finite);
   if (st != FC_OK || finite) return st;
@@ -925,6 +950,11 @@ int winograd_weight_tile(const ConvShape &s) {
   const int m = tile_size(s.n * s.howo);
   if (m != 4 || forced_tile()) return m;
   return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4) <= 48 ? 2 : 4;
+}
+
+int winograd_tile(const ConvShape &s, fc_direction dir) {
+  if (dir == FC_DIR_BACKWARD_WEIGHT) return winograd_weight_tile(s);
+  return forward_tile(dir == FC_DIR_FORWARD ? forward_form(s) : data_form(s));
 }
 
 template <class T>
