@@ -332,7 +332,7 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
         ((8, 3, 224, 224), (64, 3, 3, 3), 1, 1, "im2col"),  # VGG's first layer
         ((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, "im2col"),  # ResNet's 3x3 512 at 7x7
         ((4, 48, 7, 7), (128, 48, 5, 5), 1, 2, "im2col"),  # GoogLeNet's 5x5 at 7x7
-        ((1, 384, 13, 13), (384, 384, 3, 3), 1, 0, "im2col"),  # L5: rows 11 wide
+        ((1, 384, 13, 13), (384, 384, 3, 3), 1, 0, "winograd"),  # L5: rows 11 wide
         ((4, 32, 28, 28), (8, 32, 5, 5), 1, 2, "fft"),  # 8 output channels
     ],
 )

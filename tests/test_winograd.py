@@ -299,13 +299,15 @@ def test_dilated_through_phase_planes(padding, dilation, dtype):
         ((4, 832, 7, 7), 128, "winograd"),  # 16: 64, GoogLeNet's 5b reduce-to-3x3 sizes
         ((16, 512, 7, 7), 512, "winograd"),  # 64 tiles: F(4x4)
         ((1, 256, 14, 14), 256, "winograd"),  # 16: 49
-        ((2, 512, 7, 7), 512, "im2col"),  # 8: F(2x2)'s 32
-        ((1, 512, 7, 7), 512, "im2col"),  # 4: 16
+        ((2, 512, 7, 7), 512, "winograd"),  # 8: F(2x2)'s 32, 98 outputs
+        ((1, 384, 8, 8), 384, "winograd"),  # 4: 16, 64 outputs
+        ((1, 512, 7, 7), 512, "im2col"),  # 4: 16, 49 outputs
+        ((1, 1024, 6, 6), 1024, "im2col"),  # 4: 9, 36 outputs
     ],
 )
 def test_auto_weight_gradient_of_few_tiles(x_shape, k, want):
     """auto's weight gradient under 40 F(4x4) tiles takes Winograd (run as F(2x2) there) from
-    48 F(2x2) tiles (api.cpp, winograd_pays); the forward keeps it from 32 F(4x4) tiles."""
+    64 outputs in all (api.cpp, winograd_pays); the forward keeps it from 32 F(4x4) tiles."""
     from fastconv import _core
 
     d = (*x_shape, k, 3, 3, 1, 1, 1, 1, 1, 1, 1)
