@@ -180,22 +180,30 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 }
 
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
-// channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide.
-// Interleaved, best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's
-// 5x5 48>64 at 35x35 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5
-// 64>192 at 27x27 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256
-// 0.87x; GoogLeNet's 5x5 layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and
-// 32>96 at 28x28); L4 (10 wide) 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on
-// im2col (a 3x3 16>32 at 28x28 where Winograd does not run, 0.80x, is one shape, not enough to
-// widen the rule), except Inception v3's 1x7 and 7x1 (direct_strip_grad_pays; they had come out
-// 0.90-1.04x at 8 images and 1.0-1.26x at 1 over two earlier runs, 0.74-0.98x over ten shapes
-// and four batches in session 27). It lost strided (ResNet's 3x3/2 layers 1.2-1.6x, the 7x7/2 stem
-// 1.2x), on 3 input channels (VGG's first layer: 1.6x, tiles of 3 positions) and on narrow rows
-// (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7
-// even with im2col's image groups).
+// channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide. Interleaved,
+// best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's 5x5 48>64 at 35x35
+// 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5 64>192 at 27x27
+// 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256 0.87x; GoogLeNet's 5x5
+// layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and 32>96 at 28x28); L4 (10 wide)
+// 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on im2col (a 3x3 16>32 at 28x28 where
+// Winograd does not run, 0.80x, is one shape, not enough to widen the rule), except Inception v3's
+// 1x7 and 7x1 (direct_strip_grad_pays; they had come out 0.90-1.04x at 8 images and 1.0-1.26x at 1
+// over two earlier runs, 0.74-0.98x over ten shapes and four batches in session 27). It lost
+// strided (ResNet's 3x3/2 layers 1.2-1.6x then; but see below; the 7x7/2 stem 1.2x), on 3 input
+// channels (VGG's first layer: 1.6x, tiles of 3 positions) and on narrow rows (ResNet's 3x3 512 at
+// 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7 even with im2col's image
+// groups).
+//
+// A 3x3/2 on output rows 28+ wide, 16+ channels in and out, won since (session 28, interleaved,
+// best of 7, AVX2 EPYC, 2 threads): ResNet's 3x3/2 128 at 56x56 0.79x im2col's time at one image,
+// 0.88x at two, 0.93x at eight; 64>128 and 64 there 0.72-0.95x, 32>64 at 112x112 0.91-0.97x,
+// 256 at 56x56 0.98x. Onto 17-wide rows it won with 96 channels (0.91-0.95x) but lost with 384
+// (Inception v3's 3x3/2 384>384 at 35x35, 1.08-1.13x), onto 14 and 7 it lost (1.08-1.6x).
 static bool direct_weight_grad_pays(const ConvShape &s) {
   return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
           direct_blocked_weight_grad_applies(s)) ||
+         (s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.cg >= 16 && s.kg >= 16 &&
+          s.wo >= 28 && direct_blocked_weight_grad_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 

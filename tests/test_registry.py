@@ -316,6 +316,9 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
     "x, w, stride, pad, want",
     [
         # unit stride, 16+ channels in and out, 5x5 and up, rows 10+ wide: direct
+        # 3x3/2 onto rows 28+ wide, 16+ channels in and out: direct
+        ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, "direct"),  # ResNet's 3x3/2 128
+        ((1, 64, 56, 56), (128, 64, 3, 3), 2, 1, "direct"),  # ResNet-18's 64>128
         ((8, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),  # Inception v3's 5x5 48>64
         ((1, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),
         ((4, 24, 14, 14), (64, 24, 5, 5), 1, 2, "direct"),  # GoogLeNet's 5x5 at 14x14
@@ -328,7 +331,8 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
         ((8, 384, 8, 8), (384, 384, 1, 3), 1, (0, 1), "im2col"),  # 1x3: 3 taps
         ((8, 128, 17, 17), (192, 128, 7, 1), 1, 0, "im2col"),  # unpadded
         # strided, 3 input channels, narrow rows, few output channels, small kernels: not direct
-        ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, "im2col"),  # ResNet's 3x3/2
+        ((8, 256, 28, 28), (256, 256, 3, 3), 2, 1, "im2col"),  # ResNet's 3x3/2 onto 14 wide
+        ((1, 384, 35, 35), (384, 384, 3, 3), 2, 0, "im2col"),  # onto 17 wide
         ((8, 3, 224, 224), (64, 3, 3, 3), 1, 1, "im2col"),  # VGG's first layer
         ((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, "im2col"),  # ResNet's 3x3 512 at 7x7
         ((4, 48, 7, 7), (128, 48, 5, 5), 1, 2, "im2col"),  # GoogLeNet's 5x5 at 7x7
