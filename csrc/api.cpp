@@ -83,47 +83,51 @@ static int64_t winograd_tiles(const ConvShape &s) {
   return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4);
 }
 
-// Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C values per
-// call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct 1.3-2x on every 3x3
-// layer from 12x12 to 112x112 planes with 16-1024 channels, but lost on 7x7 planes (16 tiles) with
-// 160-512 channels (0.5-0.9x); with 64-128 channels it still won there. On the AVX2 EPYC (2
-// threads, interleaved in one process, best of 7-12): - 40 tiles and more win whatever the channels
-// (VGG's 28x28 layers at batch 1: 0.52-0.92x); - 32-39 tiles win the forward with up to 1024
-// channels: OverFeat's 12x12 layers at batch 4 (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at
-// batch 8 (32) 0.75-0.94x, 3x3 512 on 24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too
-// (0.71-0.97x), except on 14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512 channels
-// 1.22-1.30x, 128 1.21x slower, so it needs 36 tiles there. (Their weight gradient in F(4x4) lost
-// to im2col where a quarter of each tile is past the plane's edge: ResNet's 3x3 512 on 7x7 at 8
-// images 1.04-1.27x, session 15; it now runs F(2x2), below.) - below 32 tiles, where the forward
-// and data gradient run fused (winograd_fused: from 64x64 filters), against im2col, interleaved,
-// best of 7-9, 64-1024 channels on 7x7 to 14x14 planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x
-// in both directions; from 9 tiles the forward won (0.46-0.92x; 12x12 at batch 2-4 0.46-0.82x), and
-// so did the data gradient with two images or more (0.60-0.91x), but not of one image (1.04-1.54x
-// on 12x12 to 14x14). Nor did one image's 9 tiles forward (11x11 outputs, L5 at batch 1):
-// 1.19-1.44x im2col's time with 256 and 384 channels in three interleaved runs (best of 12), and
-// 1.15-1.33x in each of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch
-// 1: ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs). Since these
-// run F(2x2) up to 32 tiles (winograd.cpp, forward_tile; session 28, interleaved, best of 7), one
-// image's 16 tiles (13x13 and 14x14 planes, 128-512 channels) win the data gradient too, 0.73-0.90x
-// im2col's time (1.08-1.22x PyTorch's for ResNet's 256 and VGG's 512), and the forward against
-// direct's blocked forward, 0.73-0.93x (ResNet's 256 and VGG's 512 at 14x14, AlexNet's 384>384,
-// 384>256 and 256>384 at 13x13, GoogLeNet's 160>320); 9 tiles of one image's data gradient stay off
-// (L5 unpadded: 1.2x im2col's time); - fewer filters below 32 tiles: the rule from Zen 4's 16 tiles
-// (24-27 tiles with 512 channels lost the data and weight gradients, 1.1-1.3x, unfused). The weight
-// gradient runs F(2x2) up to 48 F(4x4) tiles (winograd_weight_tile, with its measurements). Below
-// 40 of them it beat im2col from 64 F(2x2) tiles, interleaved, best of 7-15 (session 20, AVX2 EPYC,
-// 2 threads): 64-1024 channels on 7x7 planes at 4 and 8 images 0.65-0.98x im2col's time (ResNet's
-// 512 at 8: 17.5 against 21.2 ms; GoogLeNet's 832>128 at 4: 0.65x), on 14x14 and 12x12 at 2 images
-// 0.64-0.85x; with fewer it lost (16-32 tiles: 7x7 at 1-2 images 1.1-2x) or came out even (49:
-// 14x14 and 13x13 at one image, 0.85-1.2x). With the transforms by rows (session 21; interleaved,
-// best of 9-11) the 49 tiles of one 14x14 or 13x13 image won, 0.67-0.79x im2col's time with 128-512
-// channels, while 16-32 (7x7 at 1-2 images) were mixed (0.76-1.26x, 48-832 channels; 512 at 2
-// images 0.94x and 1.10x): from 48 F(2x2) tiles. (AlexNet's 384>256 on 13x13 at one image, 0.79x,
-// ran im2col: model_allows, the cost model 1.36x above; no longer asked there, below.) From 64
-// outputs in all (session 28, interleaved, best of 7): L5 at one image (11x11 outputs, 36 F(2x2)
-// tiles) 0.79x, 512 on 12x12 0.68x, 256 on 10x10 0.75x, 384 and 448>384 on 8x8 0.86x, 7x7 at two
-// images with 64-512 channels 0.81-0.85x; on 7x7 at one image (49 outputs) it lost, 1.08-1.11x, and
-// 1024 channels on 6x6 4.2x.
+// Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
+// values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
+// 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels, but lost on
+// 7x7 planes (16 tiles) with 160-512 channels (0.5-0.9x); with 64-128 channels it still won
+// there. On the AVX2 EPYC (2 threads, interleaved in one process, best of 7-12):
+//  - 40 tiles and more win whatever the channels (VGG's 28x28 layers at batch 1: 0.52-0.92x);
+//  - 32-39 tiles win the forward with up to 1024 channels: OverFeat's 12x12 layers at batch 4
+//    (36 tiles) 0.53-0.86x, ResNet's 3x3 512 on 7x7 at batch 8 (32) 0.75-0.94x, 3x3 512 on
+//    24x24 at batch 1 (36) 0.61-0.77x. Their data gradient won too (0.71-0.97x), except on
+//    14x14 planes at batch 2 (32 tiles of 16x16 over 14x14): 512 channels 1.22-1.30x, 128
+//    1.21x slower, so it needs 36 tiles there. (Their weight gradient in F(4x4) lost to
+//    im2col where a quarter of each tile is past the plane's edge: ResNet's 3x3 512 on 7x7 at
+//    8 images 1.04-1.27x, session 15; it now runs F(2x2), below.)
+//  - below 32 tiles, where the forward and data gradient run fused (winograd_fused: from 64x64
+//    filters), against im2col, interleaved, best of 7-9, 64-1024 channels on 7x7 to 14x14
+//    planes: 4-8 tiles (7x7 at batch 1-2) lost 1.2-2.5x in both directions; from 9 tiles the
+//    forward won (0.46-0.92x; 12x12 at batch 2-4 0.46-0.82x), and so did the data gradient with
+//    two images or more (0.60-0.91x), but not of one image (1.04-1.54x on 12x12 to 14x14).
+//    Nor did one image's 9 tiles forward (11x11 outputs, L5 at batch 1): 1.19-1.44x im2col's
+//    time with 256 and 384 channels in three interleaved runs (best of 12), and 1.15-1.33x in
+//    each of four `fastconv bench auto` runs; so the forward needs 10 tiles (16 at batch 1:
+//    ResNet's 3x3 256 and VGG's 512 on 14x14 won, 0.81-0.94x in three bench auto runs).
+//    Since these run F(2x2) up to 32 tiles (winograd.cpp, forward_tile; session 28,
+//    interleaved, best of 7), one image's 16 tiles (13x13 and 14x14 planes, 128-512 channels)
+//    win the data gradient too, 0.73-0.90x im2col's time (1.08-1.22x PyTorch's for ResNet's
+//    256 and VGG's 512), and the forward against direct's blocked forward, 0.73-0.93x (ResNet's
+//    256 and VGG's 512 at 14x14, AlexNet's 384>384, 384>256 and 256>384 at 13x13, GoogLeNet's
+//    160>320); 9 tiles of one image's data gradient stay off (L5 unpadded: 1.2x im2col's time);
+//  - fewer filters below 32 tiles: the rule from Zen 4's 16 tiles (24-27 tiles with 512
+//    channels lost the data and weight gradients, 1.1-1.3x, unfused).
+// The weight gradient runs F(2x2) up to 48 F(4x4) tiles (winograd_weight_tile, with its
+// measurements). Below 40 of them it beat im2col from 64 F(2x2) tiles, interleaved, best of
+// 7-15 (session 20, AVX2 EPYC, 2 threads): 64-1024 channels on 7x7 planes at 4 and 8 images
+// 0.65-0.98x im2col's time (ResNet's 512 at 8: 17.5 against 21.2 ms; GoogLeNet's 832>128 at 4:
+// 0.65x), on 14x14 and 12x12 at 2 images 0.64-0.85x; with fewer it lost (16-32 tiles: 7x7 at
+// 1-2 images 1.1-2x) or came out even (49: 14x14 and 13x13 at one image, 0.85-1.2x). With the
+// transforms by rows (session 21; interleaved, best of 9-11) the 49 tiles of one 14x14 or 13x13
+// image won, 0.67-0.79x im2col's time with 128-512 channels, while 16-32 (7x7 at 1-2 images)
+// were mixed (0.76-1.26x, 48-832 channels; 512 at 2 images 0.94x and 1.10x): from 48 F(2x2)
+// tiles. (AlexNet's 384>256 on 13x13 at one image, 0.79x, ran im2col: model_allows, the cost
+// model 1.36x above; no longer asked there.) From 64 outputs in all since (session 28,
+// interleaved, best of 7): L5 at one image (11x11 outputs, 36 F(2x2) tiles) 0.79x, 512 on 12x12
+// 0.68x, 256 on 10x10 0.75x, 384 and 448>384 on 8x8 0.86x, 7x7 at two images with 64-512
+// channels 0.81-0.85x; on 7x7 at one image (49 outputs) it lost, 1.08-1.11x, and 1024 channels
+// on 6x6 4.2x.
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
@@ -180,19 +184,19 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 }
 
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
-// channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide. Interleaved,
-// best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's 5x5 48>64 at 35x35
-// 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5 64>192 at 27x27
-// 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256 0.87x; GoogLeNet's 5x5
-// layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and 32>96 at 28x28); L4 (10 wide)
-// 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on im2col (a 3x3 16>32 at 28x28 where
-// Winograd does not run, 0.80x, is one shape, not enough to widen the rule), except Inception v3's
-// 1x7 and 7x1 (direct_strip_grad_pays; they had come out 0.90-1.04x at 8 images and 1.0-1.26x at 1
-// over two earlier runs, 0.74-0.98x over ten shapes and four batches in session 27). It lost
-// strided (ResNet's 3x3/2 layers 1.2-1.6x then; but see below; the 7x7/2 stem 1.2x), on 3 input
-// channels (VGG's first layer: 1.6x, tiles of 3 positions) and on narrow rows (ResNet's 3x3 512 at
-// 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x; GoogLeNet's 5x5 48>128 at 7x7 even with im2col's image
-// groups).
+// channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide.
+// Interleaved, best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's
+// 5x5 48>64 at 35x35 0.65x at 8 images (10.1 ms; PyTorch 12.3) and 0.57x at 1; AlexNet's 5x5
+// 64>192 at 27x27 0.72-0.76x at 4 images, 0.81-0.86x at 8; OverFeat's unpadded 5x5 96>256
+// 0.87x; GoogLeNet's 5x5 layers at 4 images 0.47-0.76x (24>64 and 32>128 at 14x14, 16>32 and
+// 32>96 at 28x28); L4 (10 wide) 0.68x at 8 images, 0.97-1.1x at 1. Smaller kernels stay on
+// im2col (a 3x3 16>32 at 28x28 where Winograd does not run, 0.80x, is one shape, not enough to
+// widen the rule), except Inception v3's 1x7 and 7x1 (direct_strip_grad_pays; they had come out
+// 0.90-1.04x at 8 images and 1.0-1.26x at 1 over two earlier runs, 0.74-0.98x over ten shapes
+// and four batches in session 27). It lost strided (ResNet's 3x3/2 layers 1.2-1.6x then, but see
+// below; the 7x7/2 stem 1.2x), on 3 input channels (VGG's first layer: 1.6x, tiles of 3
+// positions) and on narrow rows (ResNet's 3x3 512 at 7x7, batch 1, 2.1x; L5's 11 wide 1.1-1.2x;
+// GoogLeNet's 5x5 48>128 at 7x7 even with im2col's image groups).
 //
 // A 3x3/2 on output rows 28+ wide, 16+ channels in and out, won since (session 28, interleaved,
 // best of 7, AVX2 EPYC, 2 threads): ResNet's 3x3/2 128 at 56x56 0.79x im2col's time at one image,

@@ -256,9 +256,6 @@ bool winograd_supports(const ConvShape &s);
 bool winograd_fused(int64_t tiles, int64_t kc);
 // The weight gradient's output tile, 2 or 4 (conv/winograd.cpp): F(2x2) on few tiles.
 int winograd_weight_tile(const ConvShape &s);
-// The tile (2 or 4) a forward or data gradient runs (conv/winograd.cpp, forward_tile), or the
-// weight gradient (winograd_weight_tile).
-int winograd_tile(const ConvShape &s, fc_direction dir);
 // The Winograd forward with its filters transformed once (inference plans): the elements of
 // the transformed filters, the transform (false when a filter is not finite), and the forward
 // on them (w is still needed: a non-finite operand redoes the call on the GEMM path).

@@ -18,7 +18,8 @@
 // Summed over tiles inside the transform, dW[k][c] = G^T Z[k][c] G with
 // Z[e] = sum over tiles of (A dy A^T)[e][k][t] (B^T x B)[e][c][t]: GEMMs per element e that
 // reduce over tiles, accumulated either per thread over cache-sized blocks (small Z) or into
-// one Z over memory-sized chunks (large Z). With few tiles it runs F(2x2) (winograd_weight_tile).
+// one Z over memory-sized chunks (large Z). With few tiles it runs F(2x2) (winograd_weight_tile),
+// and so do the forward and the data gradient (forward_tile).
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -447,25 +448,18 @@ bool winograd_fused(int64_t tiles, int64_t kc) {
 
 namespace {
 
-// u_pre: the filters already transformed (transform_filters over every k, by
-// winograd_prepare_filters), or nullptr to transform w here. ep (or nullptr): the epilogue,
-// applied to each block's outputs as the output transform writes them.
-// u_t: u_pre holds the transformed filters of the convolution whose data gradient p is, in that
-// forward's unfused layout U[e][k][c] (p's [e][c][k]): the products read it transposed, and
-// the unfused path runs whatever use_fused says (winograd_data_gradient_reuses checks that it
-// would anyway).
-// The tile of a forward or data gradient (forward form): F(2x2) where
-// there are 32 F(4x4) tiles or fewer (7x7 planes up to 8 images, 13x13 and 14x14 up to 2).
-// There transforming the filters (36 values per filter in F(4x4), 16 in F(2x2)) and the
-// part-filled edge tiles outweigh F(4x4)'s fewer multiplications: F(2x2) took 0.50-0.86x
-// F(4x4)'s time with 192-512 channels (ResNet's 3x3 512 on 7x7 at 1, 2 and 4 images 0.50,
-// 0.64-0.65 and 0.82-0.86x; 256 on 14x14 at 1 and 2 images 0.70-0.79x; 384 on 13x13 0.70-0.82x;
-// 8 images on 7x7 even), forward and data gradient alike; at 49-64 tiles 0.87-1.24x, from 81
-// 1.2-1.8x slower (interleaved, best of 7, AVX2 EPYC, 2 threads, session 28). Filters prepared
-// for the shape (plans, a training step's kept filters) take the same tile, so a prepared
-// forward stays bitwise the plain one: in plans, where the transform is paid once, that came
-// out even (ResNet-18/50, VGG-16 and GoogLeNet at batch 1 and 8: 0.99-1.03x the plan's time).
-// Follows the shape only.
+// The tile of a forward or data gradient (forward form): F(2x2) where there are 32 F(4x4) tiles or
+// fewer (7x7 planes up to 8 images, 13x13 and 14x14 up to 2). There transforming the filters (36
+// values per filter in F(4x4), 16 in F(2x2)) and the part-filled edge tiles outweigh F(4x4)'s fewer
+// multiplications: F(2x2) took 0.50-0.86x F(4x4)'s time with 192-512 channels (ResNet's 3x3 512 on
+// 7x7 at 1, 2 and 4 images 0.50, 0.64-0.65 and 0.82-0.86x; 256 on 14x14 at 1 and 2 images
+// 0.70-0.79x; 384 on 13x13 0.70-0.82x; 8 images on 7x7 even), forward and data gradient alike; at
+// 49-64 tiles 0.87-1.24x, from 81 1.2-1.8x slower (interleaved, best of 7, AVX2 EPYC, 2 threads,
+// session 28). Filters prepared for the shape (plans, a training step's kept filters) take the same
+// tile, so a prepared forward stays bitwise the plain one; in plans, where the transform is paid
+// once, F(2x2) costs a little: ResNet-50's prepared 3x3 256 steps at 14x14 and batch 1 took
+// 0.95 ms against F(4x4)'s 0.89 (0.6% of the plan), the whole plans of ResNet-18/50, VGG-16 and
+// GoogLeNet at batch 1 and 8 0.99-1.03x their time. Follows the shape only.
 int forward_tile(const WinoConv &p) {
   const int m = tile_size(p.cg);
   if (m != 4 || forced_tile()) return m;
@@ -474,6 +468,13 @@ int forward_tile(const WinoConv &p) {
   return p.n * th * tw <= 32 ? 2 : 4;
 }
 
+// u_pre: the filters already transformed (transform_filters over every k, by
+// winograd_prepare_filters), or nullptr to transform w here. ep (or nullptr): the epilogue,
+// applied to each block's outputs as the output transform writes them.
+// u_t: u_pre holds the transformed filters of the convolution whose data gradient p is, in that
+// forward's unfused layout U[e][k][c] (p's [e][c][k]): the products read it transposed, and
+// the unfused path runs whatever use_fused says (winograd_data_gradient_reuses checks that it
+// would anyway).
 template <class T>
 fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T *y, bool *finite,
                        const T *u_pre = nullptr, const Epilogue<T> *ep = nullptr,
@@ -950,11 +951,6 @@ int winograd_weight_tile(const ConvShape &s) {
   const int m = tile_size(s.n * s.howo);
   if (m != 4 || forced_tile()) return m;
   return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4) <= 48 ? 2 : 4;
-}
-
-int winograd_tile(const ConvShape &s, fc_direction dir) {
-  if (dir == FC_DIR_BACKWARD_WEIGHT) return winograd_weight_tile(s);
-  return forward_tile(dir == FC_DIR_FORWARD ? forward_form(s) : data_form(s));
 }
 
 template <class T>
