@@ -358,20 +358,24 @@ WEIGHT_TILE_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+def default_and_forced_tiles(script, cases):
+    """The script's output over the cases' shapes by default and with FASTCONV_WINOGRAD_TILE at
+    2 and at 4, each in a fresh process (the variable is read once)."""
+    import json
+
+    shapes = json.dumps([list(s) for s, _ in cases])
+    isa = fastconv.isa()
+    forced = {t: run_isa_json(isa, script, shapes, FASTCONV_WINOGRAD_TILE=str(t)) for t in (2, 4)}
+    return run_isa_json(isa, script, shapes), forced
+
+
 def test_weight_gradient_tile_follows_the_tiles(monkeypatch):
     """The weight gradient runs F(2x2) on up to 48 F(4x4) tiles and F(4x4) above: its bits are
     those of the same call with FASTCONV_WINOGRAD_TILE forcing that tile (each in a fresh
     process, as the variable is read once), and not those of the other tile."""
-    import json
 
     monkeypatch.delenv("FASTCONV_WINOGRAD_TILE", raising=False)
-    shapes = json.dumps([list(s) for s, _ in WEIGHT_TILE_CASES])
-    isa = fastconv.isa()
-    default = run_isa_json(isa, WEIGHT_TILE_SCRIPT, shapes)
-    forced = {
-        t: run_isa_json(isa, WEIGHT_TILE_SCRIPT, shapes, FASTCONV_WINOGRAD_TILE=str(t))
-        for t in (2, 4)
-    }
+    default, forced = default_and_forced_tiles(WEIGHT_TILE_SCRIPT, WEIGHT_TILE_CASES)
     for i, (shape, tile) in enumerate(WEIGHT_TILE_CASES):
         assert default[i] == forced[tile][i], (shape, tile)
         assert default[i] != forced[6 - tile][i], (shape, tile)
@@ -406,19 +410,12 @@ PLAIN_TILE_SCRIPT = textwrap.dedent(r"""
 
 
 def test_forward_and_data_gradient_tile_follows_the_tiles(monkeypatch):
-    """A forward or data gradient (plain or on prepared filters) runs F(2x2) on up to 32
+    """A forward or data gradient runs F(2x2) on up to 32
     F(4x4) tiles and F(4x4) above: its bits are those of the same call with
     FASTCONV_WINOGRAD_TILE forcing that tile (fresh processes), and not the other tile's."""
-    import json
 
     monkeypatch.delenv("FASTCONV_WINOGRAD_TILE", raising=False)
-    shapes = json.dumps([list(s) for s, _ in PLAIN_TILE_CASES])
-    isa = fastconv.isa()
-    default = run_isa_json(isa, PLAIN_TILE_SCRIPT, shapes)
-    forced = {
-        t: run_isa_json(isa, PLAIN_TILE_SCRIPT, shapes, FASTCONV_WINOGRAD_TILE=str(t))
-        for t in (2, 4)
-    }
+    default, forced = default_and_forced_tiles(PLAIN_TILE_SCRIPT, PLAIN_TILE_CASES)
     for i, (shape, tile) in enumerate(PLAIN_TILE_CASES):
         for j, name in enumerate(("forward", "data gradient")):
             assert default[i][j] == forced[tile][i][j], (shape, tile, name)
