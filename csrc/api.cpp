@@ -256,14 +256,13 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 }
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
-  // (the data gradient of under 16 channels: only a large kernel on a large plane, 3+ channels,
-  // 4+ images; below)
-  if (dir == FC_DIR_BACKWARD_DATA && s.cg < 16 &&
-      !(s.cg >= 3 && s.n >= 4 && s.kk * s.howo >= 160 * fft_bins(s)))
-    return false;
+  // (the data gradient of under 16 channels: 3+ channels, 4+ images and a ratio of 160; below)
+  const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;
+  if (few_channels && (s.cg < 3 || s.n < 4)) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
     ratio = s.n == 1 ? 256 : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32 : 64;
+  if (few_channels) ratio = std::max<int64_t>(ratio, 160);
   return s.kk * s.howo >= ratio * fft_bins(s);
 }
 
