@@ -284,6 +284,12 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
   return algo_row(a)->cost(s, dir) <= kModelMargin * algo_row(FC_ALGO_IM2COL)->cost(s, dir);
 }
 
+// The forward on im2col's implicit columns ahead of every direct forward: a reduction of under
+// 200 terms, not a tiny one (choose's notes below).
+static bool implicit_forward_pays(const ConvShape &s) {
+  return s.ckk < 200 && s.ckk * s.kg >= 64 && implicit_columns_pay(s);
+}
+
 // FC_ALGO_AUTO, per direction, from `fastconv bench layers/shapes` runs and per-shape timings
 // on Zen 4 (2 threads, AVX-512, batch 4-8) next to PyTorch (oneDNN):
 //  - every output position seeing every input element (a 3x3 "same" convolution on a 1x1 or
@@ -324,6 +330,14 @@ static bool model_allows(const ConvShape &s, fc_algo a, fc_direction dir) {
 //  - forward with under 8 input channels and long rows of taps (c*kw 15+ strided, 28+ at unit
 //    stride: the 7x7/2 and 11x11/4 stems): the same blocked forward on rows of pixels with their
 //    channels interleaved (direct_blocked_in_rows: 0.64-0.9x im2col's time).
+//  - but before all of the direct forwards, a reduction of under 200 terms over up to 16 input
+//    channels where im2col runs it on implicit columns (implicit_columns_pay, conv/im2col.cpp):
+//    im2col. Interleaved, best of 5-7 (AVX2 EPYC, 2 threads, session 29), against the direct
+//    forward auto had chosen: ResNet's 7x7/2 stem 0.86-0.89x the time at 1 and 8 images, a
+//    7x7/2 3>96 at 224x224 0.93x, 3x3 8>32 and 16>32 at 112x112 0.87-0.89x, a 3x3 3>16 at
+//    32x32 (64 images) 0.91x; 3x3 16>16 at 56x56 even, 16>32 at 14x14 1.03x. From 200 terms
+//    direct stayed ahead: a 5x5 over 8 channels (200) at 14x14 and 28x28 1.04-1.06x slower
+//    implicit, 16>48 at 28x28 (400) 1.19x, AlexNet's 11x11/4 (363) 1.06-1.1x.
 // (Inception's 3x3 32>32 at 149x149 below 4 images once ran direct's blocked forward, 1.15-1.45x
 // faster than Winograd; since Winograd's AVX2 transforms work by rows (session 21) Winograd
 // takes 0.68-0.88x direct's time there at 1 and 2 images, forward and data gradient, and the
@@ -342,6 +356,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
     return FC_ALGO_WINOGRAD;
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_FORWARD && implicit_forward_pays(s)) return FC_ALGO_IM2COL;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
   if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk >= 64 &&
       ((s.wo >= 24 && s.dil_h <= 2 && s.dil_w <= 2) || s.ckk < 512))
@@ -579,7 +594,8 @@ fc_status fc_conv2d_choose_prepared(const fc_conv2d_desc *d, fc_algo *a) {
   // (the blocked direct forward without its per-call filter packing: conv/direct_blocked.cpp;
   // strided only over few positions; 1x1 layers by direct_blocked_1x1_pays's prepared rules)
   *a = choose(s, FC_DIR_FORWARD, true);
-  if (*a == FC_ALGO_IM2COL && direct_blocked_pays(s, true)) *a = FC_ALGO_DIRECT;
+  if (*a == FC_ALGO_IM2COL && !implicit_forward_pays(s) && direct_blocked_pays(s, true))
+    *a = FC_ALGO_DIRECT;
   return FC_OK;
 }
 

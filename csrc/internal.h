@@ -202,6 +202,9 @@ FC_DECLARE_CONV_ALGO(linear)
 inline bool gemm_in_place(const ConvShape &s) {
   return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
 }
+// Whether im2col's forward runs s on implicit columns (im2col.cpp: no column matrix, for
+// reductions over up to 16 input channels): where it applies and beat the GEMM on built columns.
+bool implicit_columns_pay(const ConvShape &s);
 // ep (or nullptr): the epilogue (epilogue.h) applied to each output tile right after its GEMM.
 template <class T>
 struct Epilogue;

@@ -28,7 +28,8 @@ CASES = {
     "gemm1x1": ((2, 16, 7, 7), 24, 1, 1, 0, 1, 1),
     "winograd-kept": ((4, 64, 14, 14), 64, 3, 1, 1, 1, 1),  # (the step keeps the filters)
     "winograd": ((4, 16, 28, 28), 32, 3, 1, 1, 1, 1),  # (196 tiles: not kept)
-    "direct": ((2, 8, 20, 20), 8, 5, 1, 2, 1, 1),
+    "im2col-implicit": ((2, 3, 20, 20), 8, 3, 1, 1, 1, 1),  # (implicit columns: 27 terms)
+    "direct": ((2, 12, 20, 20), 8, 5, 1, 2, 1, 1),
     "fft": ((3, 8, 40, 40), 6, 7, 1, 3, 1, 1),
     "depthwise": ((2, 8, 10, 10), 8, 3, 1, 1, 1, 8),
     "dilated": ((2, 8, 12, 12), 8, 3, 1, 2, 2, 1),
@@ -71,7 +72,9 @@ def _step(model, x, gy, params, x_grad=True):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_auto_runs_the_algorithm_named(case):
-    want = {"winograd-kept": "winograd", "dilated": "direct"}.get(case, case)
+    want = {"winograd-kept": "winograd", "im2col-implicit": "im2col", "dilated": "direct"}.get(
+        case, case
+    )
     assert _auto(case)[0] == want
     x_shape, k, ks, stride, pad, dil, groups = CASES[case]
     desc = x_shape + (k, ks, ks, stride, stride, pad, pad, dil, dil, groups)

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 import fastconv
+from conftest import assert_close, expected_forward
+from fastconv import functional as F
 from reference import conv2d_backward_ref, conv2d_ref
 
 # (x shape, w shape, stride, padding, groups, algo): each reaches a few-image or image-group path:
@@ -178,3 +180,117 @@ def test_runs_accumulate_with_a_small_l3(tmp_path):
     for case, got in zip(CASES, json.loads(proc.stdout)):
         assert got["same"], f"{case}: not bitwise equal at 1, 2 and 3 threads"
         check(case, got["y"], got["dx"], got["dw"])
+
+
+# --- implicit columns (im2col.cpp, forward_implicit) ---------------------------------------------
+# (n, c, h, w, k, kh, kw, stride, padding, dilation, groups): forwards of up to 16 input channels
+# a group, up to 400 terms and output rows 14+ wide, which run on the input's column phases with
+# no column matrix. Output rows that end in part vectors (14, 15, 17, 149 wide), output channels
+# not a multiple of the tile's (5, 13, 33), strides 1-4, asymmetric padding, a height dilation,
+# groups, one channel.
+IMPLICIT = [
+    (2, 3, 31, 35, 13, 3, 3, 2, 0, 1, 1),  # Inception v3's first layer, smaller: 15x17 outputs
+    (1, 3, 30, 30, 33, 7, 7, 2, 3, 1, 1),  # the 7x7/2 stem, 15x15 outputs
+    (3, 3, 16, 18, 5, 3, 3, 1, 1, 1, 1),  # VGG's first layer, 16x18, 5 outputs
+    (1, 16, 14, 17, 20, 3, 3, 1, (1, 0), 1, 1),  # 16 channels (the most), 14x15
+    (1, 1, 20, 30, 6, 5, 5, 1, 2, 1, 1),  # one channel (LeNet's C1, padded)
+    (2, 8, 21, 40, 16, 3, 5, 3, (2, 1), 1, 1),  # stride 3, a 3x5 kernel
+    (1, 6, 23, 70, 8, 3, 3, 4, 1, (2, 1), 1),  # stride 4, dilated along the height
+    (1, 12, 12, 30, 10, 3, 3, 1, 1, 1, 2),  # 2 groups of 6 channels
+    (1, 4, 12, 151, 7, 3, 1, 1, (1, 0), 1, 1),  # a 3x1, 151-wide rows
+]
+IMPLICIT_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in IMPLICIT]
+
+
+def _implicit_inputs(case, dtype, seed=0):
+    n, c, h, w, k, kh, kw, _, _, _, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c // g, kh, kw)).astype(dtype)
+    return x, wt, rng.standard_normal(k).astype(dtype)
+
+
+def _implicit_forward(x, w, b, case):
+    stride, pad, dil, groups = case[7:]
+    return F.conv2d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups, algo="im2col")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", IMPLICIT, ids=IMPLICIT_IDS)
+def test_implicit_columns_against_reference(case, dtype):
+    x, w, b = _implicit_inputs(case, dtype)
+    x0, w0, b0 = x.copy(), w.copy(), b.copy()
+    for bias in (b, None):
+        y = _implicit_forward(x, w, bias, case)
+        expected, scale = expected_forward(x, w, bias, *case[7:])
+        assert_close(y, expected, dtype, scale)
+    for a, a0 in ((x, x0), (w, w0), (b, b0)):  # inputs untouched
+        assert a.tobytes() == a0.tobytes()
+
+
+@pytest.mark.parametrize(
+    "case", IMPLICIT[:4] + IMPLICIT[-3:], ids=IMPLICIT_IDS[:4] + IMPLICIT_IDS[-3:]
+)
+def test_implicit_columns_bits_follow_the_shape_not_the_threads(case, restore_threads):
+    """The same bits at 1, 2 and 3 threads, and for a batch as for its images one at a time."""
+    x, w, b = _implicit_inputs(case, np.float32, seed=1)
+    fastconv.set_num_threads(1)
+    y1 = _implicit_forward(x, w, b, case)
+    for threads in (2, 3):
+        fastconv.set_num_threads(threads)
+        assert np.array_equal(_implicit_forward(x, w, b, case), y1)
+    for i in range(x.shape[0]):
+        assert np.array_equal(_implicit_forward(x[i : i + 1], w, b, case), y1[i : i + 1])
+
+
+def test_implicit_columns_non_finite_inputs_land_where_the_reference_puts_them():
+    case = IMPLICIT[1]
+    x, w, _ = _implicit_inputs(case, np.float64, seed=4)
+    x[0, 0, 0, 0] = np.inf
+    x[0, 2, 17, 9] = np.nan
+    x[0, 1, 29, 29] = -np.inf
+    y = _implicit_forward(x, w, None, case)
+    expected, _ = expected_forward(x, w, None, *case[7:])
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+    assert np.array_equal(np.isinf(y), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(y[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", IMPLICIT[:3], ids=IMPLICIT_IDS[:3])
+def test_prepared_implicit_columns_fuse_bias_residual_relu_bitwise(case, dtype):
+    """A plan's im2col step applies bias, residual and ReLU per output row: bit for bit the
+    ordinary forward followed by the same operations."""
+    from test_inference_native import _conv_plan
+
+    stride, padding = case[7], case[8]
+    x, w, b = _implicit_inputs(case, dtype, seed=2)
+    y0 = F.conv2d(x, w, b, stride=stride, padding=padding, algo="im2col")
+    res = np.random.default_rng(3).standard_normal(y0.shape).astype(dtype)
+    im2col = fastconv._core.ALGO_NAMES.index("im2col")
+    p, out_shape = _conv_plan(x, w, b, im2col, padding, residual=res, act=1, stride=stride)
+    y = np.empty(out_shape, dtype)
+    p.run(np.concatenate([x.reshape(-1), res.reshape(-1)]), y.reshape(-1))
+    expected = y0 + res
+    assert np.array_equal(y, np.where(expected > 0, expected, dtype(0)))
+
+
+def test_heuristics_send_short_reductions_over_few_channels_to_implicit_columns():
+    """auto's forward: the 7x7/2 stem, Inception v3's and VGG's first layers on im2col's
+    implicit columns at 1 and 8 images, plain and planned; AlexNet's 11x11/4 (363 terms) and a
+    5x5 over 16 channels (400, one image; FFT from two) stay on direct."""
+
+    def desc(n, c, h, k, kh, s, p):
+        return [n, c, h, h, k, kh, kh, s, s, p, p, 1, 1, 1]
+
+    def name(i):
+        return fastconv._core.ALGO_NAMES[i]
+
+    for n in (1, 8):
+        for d in (desc(n, 3, 224, 64, 7, 2, 3), desc(n, 3, 299, 32, 3, 2, 0)):
+            assert name(fastconv._core.conv2d_choose(d, 0)) == "im2col"
+            assert name(fastconv._core.conv2d_choose_prepared(d)) == "im2col"
+        assert name(fastconv._core.conv2d_choose(desc(n, 3, 224, 64, 3, 1, 1), 0)) == "im2col"
+        assert name(fastconv._core.conv2d_choose(desc(n, 3, 224, 64, 11, 4, 2), 0)) == "direct"
+    assert name(fastconv._core.conv2d_choose(desc(1, 16, 28, 48, 5, 1, 2), 0)) == "direct"

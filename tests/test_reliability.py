@@ -241,8 +241,9 @@ def test_openblas_buffer_failure_is_a_memory_error():
         script="""
         import numpy as np, fastconv
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((2, 16, 64, 64)).astype(np.float32)
-        w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+        # (32 input channels: im2col's GEMM, not its implicit columns)
+        x = rng.standard_normal((2, 32, 64, 64)).astype(np.float32)
+        w = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
         fastconv.conv2d(x, w, padding=1, algo="direct")   # the OpenMP team exists; no GEMM yet
         want = fastconv.conv2d(x, w, padding=1, algo="reference")
         ballast = limit_and_fill(256, 12)  # about 12 MiB left: less than one GEMM buffer

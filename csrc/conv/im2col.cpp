@@ -225,10 +225,90 @@ fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T 
   });
 }
 
+// --- Short reductions: implicit columns (forward_implicit) ------------------------------------
+//
+// A reduction of a few dozen rows (a first layer's 3 channels x 3x3 taps: 27) leaves OpenBLAS
+// little to amortise: it packs the column block once more and zeroes the output for a second
+// pass, and the column block itself is written and read back through the L2. Here no column
+// matrix is built: the input of each image is copied once into its zero-padded column phases
+// (copy_width_phases: u[c][b][r][q] = xpad[c][r][q*sw + b]), in which the column-matrix row of
+// tap (c, i, j) for output row oh is a run of wo consecutive elements, at oh*sh*wq + off[tap],
+// off = ((c*sw + j%sw)*hp + i*dil_h)*wq + j/sw. One output row at a time, every block of output
+// channels is multiplied on the direct forward's register tile (cpu/ukernels.h short_gemm),
+// the row's taps staying in the L1, each output element stored once: its bias (or 0) plus one
+// sum in registers over the whole reduction, in order, so the bits follow the shape only.
+// Applies with unit dilation along rows and buffers near the size of the input.
+//
+// Against the GEMM on built columns, interleaved, best of 5-7 (AVX2 EPYC, 2 threads, session
+// 29): Inception v3's 3x3/2 3>32 at 299x299 0.72x the time at 8 images (PyTorch 1.05-1.13x
+// ours) and 0.87x at 1, VGG-16's 3x3 3>64 0.79-0.90x, ResNet's 7x7/2 stem 0.76-0.78x, a 3x3
+// 3>16 at 32x32 (64 images) 0.70x, 8>32 and 16>32 at 112x112 0.74-0.75x, 16>32 at 14x14 0.72x,
+// 5x5 16>48 at 28x28 0.92x, 11x11 (L1, AlexNet's /4) 0.81-0.82x; 24 channels 0.88x. With
+// 32-64 input channels it came out even or lost (3x3 32>64 at 147x147 0.99x, 3x3/2 64 at 56x56
+// 1.24x), on 12-wide rows too (1.06x: their vectors half filled).
+bool implicit_columns_pay(const ConvShape &s) {
+  if (s.cg > 16 || s.ckk > 400 || s.wo < 14 || s.dil_w != 1) return false;
+  const int64_t wq = s.wo + (s.kw - 1) / s.sw, hp = s.in_h + 2 * s.ph;
+  int64_t plane, phases, image;  // (a plane's phases near the size of its input and output)
+  return !__builtin_mul_overflow(hp, wq, &plane) && !__builtin_mul_overflow(plane, s.sw, &phases) &&
+         phases <= 4 * (s.hw + s.howo) + 4096 && !__builtin_mul_overflow(phases, s.c, &image);
+}
+
+template <class T>
+fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                           const Epilogue<T> *ep) {
+  const UKernels<T> &uk = ukernels<T>();
+  const int64_t kb = uk.kb, kblocks = (s.kg + kb - 1) / kb;
+  const int64_t wq = s.wo + (s.kw - 1) / s.sw, hp = s.in_h + 2 * s.ph;
+  const int64_t image = s.c * s.sw * hp * wq;  // one image's phases, + a vector of slack
+  Buffer<T> u(image + uk.vlen), wp(s.g * kblocks * s.ckk * kb);
+  Buffer<int64_t> off(s.ckk);
+  if (!u.ok() || !wp.ok() || !off.ok())
+    return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of column phases and weights",
+                (long long)((image + uk.vlen + s.g * kblocks * s.ckk * kb) * (int64_t)sizeof(T)));
+  for (int64_t c = 0; c < s.cg; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        off.get()[(c * s.kh + i) * s.kw + j] =
+            ((c * s.sw + j % s.sw) * hp + i * s.dil_h) * wq + j / s.sw;
+  std::fill(u.get() + image, u.get() + image + uk.vlen, T(0));
+  ConvShape one = s;  // (copy_width_phases walks n*c planes: one image's)
+  one.n = 1;
+#pragma omp parallel num_threads(num_threads())
+  {
+    // wp[g][block][t][r] = w[g*kg + block*kb + r][t], 0 past kg
+#pragma omp for schedule(static) nowait
+    for (int64_t q = 0; q < s.g * kblocks; ++q) {
+      const int64_t g = q / kblocks, k0 = (q % kblocks) * kb;
+      T *d = wp.get() + q * s.ckk * kb;
+      for (int64_t t = 0; t < s.ckk; ++t)
+        for (int64_t r = 0; r < kb; ++r)
+          d[t * kb + r] = k0 + r < s.kg ? w[(g * s.kg + k0 + r) * s.ckk + t] : T(0);
+    }
+    for (int64_t n = 0; n < s.n; ++n) {  // image by image: its phases stay in the caches
+      copy_width_phases(one, x + n * s.c * s.hw, wq, u.get());
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < s.g * s.ho; ++it) {
+        const int64_t g = it / s.ho, oh = it % s.ho;
+        const T *xr = u.get() + g * s.cg * s.sw * hp * wq + oh * s.sh * wq;
+        T *yr = y + (n * s.k + g * s.kg) * s.howo + oh * s.wo;
+        for (int64_t q = 0; q < kblocks; ++q)
+          uk.short_gemm(s.ckk, wp.get() + (g * kblocks + q) * s.ckk * kb, xr, off.get(),
+                        b ? b + g * s.kg + q * kb : nullptr, yr + q * kb * s.howo, s.howo,
+                        std::min(kb, s.kg - q * kb), s.wo);
+        if (ep) epilogue_block(*ep, y, yr - y, s.kg, s.wo, s.howo);
+      }  // (the loop's barrier: the next image's phases overwrite these)
+    }
+  }
+  return FC_OK;
+}
+
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep) {
   if (ep && ep->none()) ep = nullptr;
+  if (!in_place && implicit_columns_pay(s)) return forward_implicit(s, x, w, b, y, ep);
   if (use_image_groups(s, in_place, GemmDir::forward, sizeof(T)))
     return forward_image_groups(s, x, w, b, y, ep);
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);

@@ -29,6 +29,13 @@ struct UKernels {
   void (*direct_tile)(const T *x, int64_t x_w, int64_t x_plane, const T *wp, int64_t cg, int64_t kh,
                       int64_t kw, int64_t dil_h, int64_t dil_w, T *y, int64_t y_plane,
                       int64_t nkeep, int nvec);
+  // y[r*ldy + o] = (bias ? bias[r] : 0) + sum over t < k of wp[t*kb + r] * x[off[t] + o] for
+  // r < nkeep (<= kb), o < n: a short reduction's product over one row of positions, each sum
+  // in registers from its first term to one store (im2col.cpp's implicit columns: term t's
+  // row of the column matrix is x + off[t]). wp is packed [k][kb]. Reads whole vectors: each
+  // row must stay readable to n rounded up to vlen.
+  void (*short_gemm)(int64_t k, const T *wp, const T *x, const int64_t *off, const T *bias, T *y,
+                     int64_t ldy, int64_t nkeep, int64_t n);
   // The other register tile, vectorized over output channels instead of positions (for narrow
   // images, where rows of positions do not fill vectors): `kt` output channels x `pt`
   // consecutive positions of the padded input, written position-major:
