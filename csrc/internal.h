@@ -316,6 +316,29 @@ fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T
 // without its barrier).
 template <class T>
 void copy_width_phases(const ConvShape &s, const T *x, int64_t wq, T *u);
+// One row of it: dst[q] = xpad[ih + ph][q*sw + bq] for q < wq, from the plane at x (input row ih,
+// zeros outside the plane), its zero ends around the run of input columns.
+template <class T>
+inline void copy_phase_row(const ConvShape &s, const T *x, int64_t bq, int64_t ih, int64_t wq,
+                           T *dst) {
+  // q in [qa, qb): 0 <= q*sw + bq - pw < in_w
+  const int64_t qa = std::clamp<int64_t>((s.pw - bq + s.sw - 1) / s.sw, 0, wq);
+  const int64_t qb = std::clamp<int64_t>((s.in_w + s.pw - bq + s.sw - 1) / s.sw, qa, wq);
+  if (ih < 0 || ih >= s.in_h || qa == qb) {
+    for (int64_t q = 0; q < wq; ++q) dst[q] = T(0);
+    return;
+  }
+  const T *src = x + ih * s.in_w + qa * s.sw + bq - s.pw;
+  for (int64_t q = 0; q < qa; ++q) dst[q] = T(0);
+  if (s.sw == 1) {
+    for (int64_t q = 0; q < qb - qa; ++q) dst[qa + q] = src[q];
+  } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
+    for (int64_t q = 0; q < qb - qa; ++q) dst[qa + q] = src[2 * q];
+  } else {
+    for (int64_t q = 0; q < qb - qa; ++q) dst[qa + q] = src[q * s.sw];
+  }
+  for (int64_t q = qb; q < wq; ++q) dst[q] = T(0);
+}
 // The direct weight gradient on the blocked tiles (one group, no dilation; conv/direct_blocked.cpp)
 bool direct_blocked_weight_grad_applies(const ConvShape &s);
 template <class T>

@@ -185,9 +185,9 @@ def test_runs_accumulate_with_a_small_l3(tmp_path):
 # --- implicit columns (im2col.cpp, forward_implicit) ---------------------------------------------
 # (n, c, h, w, k, kh, kw, stride, padding, dilation, groups): forwards of up to 16 input channels
 # a group, up to 400 terms and output rows 14+ wide, which run on the input's column phases with
-# no column matrix. Output rows that end in part vectors (14, 15, 17, 149 wide), output channels
-# not a multiple of the tile's (5, 13, 33), strides 1-4, asymmetric padding, a height dilation,
-# groups, one channel.
+# no column matrix. Output rows that end in part vectors (15, 17, 18, 151 wide), output channels
+# not a multiple of the tile's (5, 13, 33), strides 1-4, asymmetric padding, height dilations,
+# groups, one channel, bands of one and of several output rows.
 IMPLICIT = [
     (2, 3, 31, 35, 13, 3, 3, 2, 0, 1, 1),  # Inception v3's first layer, smaller: 15x17 outputs
     (1, 3, 30, 30, 33, 7, 7, 2, 3, 1, 1),  # the 7x7/2 stem, 15x15 outputs
@@ -198,6 +198,8 @@ IMPLICIT = [
     (1, 6, 23, 70, 8, 3, 3, 4, 1, (2, 1), 1),  # stride 4, dilated along the height
     (1, 12, 12, 30, 10, 3, 3, 1, 1, 1, 2),  # 2 groups of 6 channels
     (1, 4, 12, 151, 7, 3, 1, 1, (1, 0), 1, 1),  # a 3x1, 151-wide rows
+    # 80 output rows: bands of several rows (4-10 at 1-3 threads), the last in part
+    (2, 5, 80, 16, 6, 3, 3, 1, (2, 1), (2, 1), 1),
 ]
 IMPLICIT_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in IMPLICIT]
 

@@ -102,32 +102,14 @@ static bool width_phases_fit(const ConvShape &s) {
          !__builtin_mul_overflow(v, tkw, &v) && !__builtin_mul_overflow(v, s.k, &v);
 }
 
-// Row by row (every (plane, phase, row) an item: a few planes still feed every thread), each
-// row's zero ends around its run of input columns iw = q*sw + bq - pw in the plane.
+// Row by row (every (plane, phase, row) an item: a few planes still feed every thread).
 template <class T>
 void copy_width_phases(const ConvShape &s, const T *x, int64_t wq, T *u) {
   const int64_t hp = s.in_h + 2 * s.ph;
 #pragma omp for schedule(static) nowait
   for (int64_t row = 0; row < s.n * s.c * s.sw * hp; ++row) {
-    const int64_t p = row / (s.sw * hp), bq = row / hp % s.sw, ih = row % hp - s.ph;
-    T *dst = u + row * wq;
-    // q in [qa, qb): 0 <= q*sw + bq - pw < in_w
-    const int64_t qa = std::clamp<int64_t>((s.pw - bq + s.sw - 1) / s.sw, 0, wq);
-    const int64_t qb = std::clamp<int64_t>((s.in_w + s.pw - bq + s.sw - 1) / s.sw, qa, wq);
-    if (ih < 0 || ih >= s.in_h || qa == qb) {
-      for (int64_t q = 0; q < wq; ++q) dst[q] = T(0);
-      continue;
-    }
-    const T *src = x + p * s.hw + ih * s.in_w + qa * s.sw + bq - s.pw;
-    for (int64_t q = 0; q < qa; ++q) dst[q] = T(0);
-    if (s.sw == 1) {
-      std::memcpy(dst + qa, src, (qb - qa) * sizeof(T));
-    } else if (s.sw == 2) {  // (a constant stride: the compiler vectorises the gather)
-      for (int64_t q = 0; q < qb - qa; ++q) dst[qa + q] = src[2 * q];
-    } else {
-      for (int64_t q = 0; q < qb - qa; ++q) dst[qa + q] = src[q * s.sw];
-    }
-    for (int64_t q = qb; q < wq; ++q) dst[q] = T(0);
+    const int64_t p = row / (s.sw * hp), bq = row / hp % s.sw;
+    copy_phase_row(s, x + p * s.hw, bq, row % hp - s.ph, wq, u + row * wq);
   }
 }
 template void copy_width_phases<float>(const ConvShape &, const float *, int64_t, float *);

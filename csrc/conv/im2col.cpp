@@ -230,22 +230,25 @@ fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T 
 // A reduction of a few dozen rows (a first layer's 3 channels x 3x3 taps: 27) leaves OpenBLAS
 // little to amortise: it packs the column block once more and zeroes the output for a second
 // pass, and the column block itself is written and read back through the L2. Here no column
-// matrix is built: the input of each image is copied once into its zero-padded column phases
-// (copy_width_phases: u[c][b][r][q] = xpad[c][r][q*sw + b]), in which the column-matrix row of
-// tap (c, i, j) for output row oh is a run of wo consecutive elements, at oh*sh*wq + off[tap],
-// off = ((c*sw + j%sw)*hp + i*dil_h)*wq + j/sw. One output row at a time, every block of output
-// channels is multiplied on the direct forward's register tile (cpu/ukernels.h short_gemm),
-// the row's taps staying in the L1, each output element stored once: its bias (or 0) plus one
-// sum in registers over the whole reduction, in order, so the bits follow the shape only.
+// matrix is built: the input rows a band of output rows reads are copied into their zero-padded
+// column phases (copy_phase_row: u[c][b][r][q] = xpad[c][r0 + r][q*sw + b]), in which the
+// column-matrix row of tap (c, i, j) for output row oh is a run of wo consecutive elements, at
+// (oh - oh0)*sh*wq + off[tap], off = ((c*sw + j%sw)*rows + i*dil_h)*wq + j/sw. One output row
+// at a time, every block of output channels is multiplied on the direct forward's register tile
+// (cpu/ukernels.h short_gemm), the row's taps staying in the L1, each output element stored
+// once: its bias (or 0) plus one sum in registers over the whole reduction, in order, so the
+// bits follow the shape only.
 // Applies with unit dilation along rows and buffers near the size of the input.
 //
 // Against the GEMM on built columns, interleaved, best of 5-7 (AVX2 EPYC, 2 threads, session
-// 29): Inception v3's 3x3/2 3>32 at 299x299 0.72x the time at 8 images (PyTorch 1.05-1.13x
-// ours) and 0.87x at 1, VGG-16's 3x3 3>64 0.79-0.90x, ResNet's 7x7/2 stem 0.76-0.78x, a 3x3
+// 29; each image copied whole, then its rows multiplied): Inception v3's 3x3/2 3>32 at 299x299
+// 0.72x the time at 8 images (PyTorch 1.05-1.13x ours) and 0.87x at 1, VGG-16's 3x3 3>64 0.79-0.90x, ResNet's 7x7/2 stem 0.76-0.78x, a 3x3
 // 3>16 at 32x32 (64 images) 0.70x, 8>32 and 16>32 at 112x112 0.74-0.75x, 16>32 at 14x14 0.72x,
 // 5x5 16>48 at 28x28 0.92x, 11x11 (L1, AlexNet's /4) 0.81-0.82x; 24 channels 0.88x. With
 // 32-64 input channels it came out even or lost (3x3 32>64 at 147x147 0.99x, 3x3/2 64 at 56x56
-// 1.24x), on 12-wide rows too (1.06x: their vectors half filled).
+// 1.24x), on 12-wide rows too (1.06x: their vectors half filled). The copy by bands, without
+// a barrier per image, then took 0.90-0.92x that time for Inception v3's first layer and VGG's
+// at 8 images (best of 9), the same elsewhere.
 bool implicit_columns_pay(const ConvShape &s) {
   if (s.cg > 16 || s.ckk > 400 || s.wo < 14 || s.dil_w != 1) return false;
   const int64_t wq = s.wo + (s.kw - 1) / s.sw, hp = s.in_h + 2 * s.ph;
@@ -259,25 +262,30 @@ fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *
                            const Epilogue<T> *ep) {
   const UKernels<T> &uk = ukernels<T>();
   const int64_t kb = uk.kb, kblocks = (s.kg + kb - 1) / kb;
-  const int64_t wq = s.wo + (s.kw - 1) / s.sw, hp = s.in_h + 2 * s.ph;
-  const int64_t image = s.c * s.sw * hp * wq;  // one image's phases, + a vector of slack
-  Buffer<T> u(image + uk.vlen), wp(s.g * kblocks * s.ckk * kb);
+  const int nt = num_threads();
+  // Bands of output rows, about 16 a thread over the batch (at most 16 rows: the copy stays in
+  // the L2): each band's input rows, copied into a thread's own buffer right before its
+  // products, with no barrier between images. The bands only say where the taps are copied
+  // from, never what is summed: any cut gives the same bits.
+  const int64_t band = std::clamp<int64_t>((s.n * s.ho + 16 * nt - 1) / (16 * nt), 1, 16);
+  const int64_t bands = (s.ho + band - 1) / band;
+  const int64_t wq = s.wo + (s.kw - 1) / s.sw;
+  const int64_t rows = (band - 1) * s.sh + (s.kh - 1) * s.dil_h + 1;  // padded rows a band reads
+  const int64_t mine = s.cg * s.sw * rows * wq + uk.vlen;             // + a vector of slack
+  Buffer<T> u(mine * nt), wp(s.g * kblocks * s.ckk * kb);
   Buffer<int64_t> off(s.ckk);
   if (!u.ok() || !wp.ok() || !off.ok())
     return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of column phases and weights",
-                (long long)((image + uk.vlen + s.g * kblocks * s.ckk * kb) * (int64_t)sizeof(T)));
+                (long long)((mine * nt + s.g * kblocks * s.ckk * kb) * (int64_t)sizeof(T)));
   for (int64_t c = 0; c < s.cg; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
         off.get()[(c * s.kh + i) * s.kw + j] =
-            ((c * s.sw + j % s.sw) * hp + i * s.dil_h) * wq + j / s.sw;
-  std::fill(u.get() + image, u.get() + image + uk.vlen, T(0));
-  ConvShape one = s;  // (copy_width_phases walks n*c planes: one image's)
-  one.n = 1;
-#pragma omp parallel num_threads(num_threads())
+            ((c * s.sw + j % s.sw) * rows + i * s.dil_h) * wq + j / s.sw;
+#pragma omp parallel num_threads(nt)
   {
     // wp[g][block][t][r] = w[g*kg + block*kb + r][t], 0 past kg
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(static)
     for (int64_t q = 0; q < s.g * kblocks; ++q) {
       const int64_t g = q / kblocks, k0 = (q % kblocks) * kb;
       T *d = wp.get() + q * s.ckk * kb;
@@ -285,20 +293,28 @@ fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *
         for (int64_t r = 0; r < kb; ++r)
           d[t * kb + r] = k0 + r < s.kg ? w[(g * s.kg + k0 + r) * s.ckk + t] : T(0);
     }
-    for (int64_t n = 0; n < s.n; ++n) {  // image by image: its phases stay in the caches
-      copy_width_phases(one, x + n * s.c * s.hw, wq, u.get());
-#pragma omp barrier
+    T *ub = u.get() + mine * omp_get_thread_num();
+    std::fill(ub + mine - uk.vlen, ub + mine, T(0));
 #pragma omp for schedule(static)
-      for (int64_t it = 0; it < s.g * s.ho; ++it) {
-        const int64_t g = it / s.ho, oh = it % s.ho;
-        const T *xr = u.get() + g * s.cg * s.sw * hp * wq + oh * s.sh * wq;
+    for (int64_t it = 0; it < s.n * s.g * bands; ++it) {
+      const int64_t n = it / (s.g * bands), g = it / bands % s.g;
+      const int64_t oh0 = it % bands * band, oh1 = std::min(s.ho, oh0 + band);
+      const int64_t used = (oh1 - oh0 - 1) * s.sh + (s.kh - 1) * s.dil_h + 1;
+      const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+      for (int64_t c = 0; c < s.cg; ++c)
+        for (int64_t bq = 0; bq < s.sw; ++bq)
+          for (int64_t r = 0; r < used; ++r)
+            copy_phase_row(s, xg + c * s.hw, bq, oh0 * s.sh + r - s.ph, wq,
+                           ub + ((c * s.sw + bq) * rows + r) * wq);
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        const T *xr = ub + (oh - oh0) * s.sh * wq;
         T *yr = y + (n * s.k + g * s.kg) * s.howo + oh * s.wo;
         for (int64_t q = 0; q < kblocks; ++q)
           uk.short_gemm(s.ckk, wp.get() + (g * kblocks + q) * s.ckk * kb, xr, off.get(),
                         b ? b + g * s.kg + q * kb : nullptr, yr + q * kb * s.howo, s.howo,
                         std::min(kb, s.kg - q * kb), s.wo);
         if (ep) epilogue_block(*ep, y, yr - y, s.kg, s.wo, s.howo);
-      }  // (the loop's barrier: the next image's phases overwrite these)
+      }
     }
   }
   return FC_OK;
