@@ -216,9 +216,9 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     """auto: unit stride, 24+ input channels, 10+ wide output rows, where neither Winograd nor
     FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35), and at one or two images rows of
     7-9 under a 3x3 or larger kernel (ResNet's 512-channel 3x3 at 7x7, Inception's 3x3 at 8x8; not
-    its 1x3 there); not a strided layer (ResNet's 3x3/2). A plan, whose filters are packed once,
-    takes it on 7-wide rows of any kernel and on strided layers over few positions (ResNet's
-    3x3/2 at batch 1, not at batch 8)."""
+    its 1x3 there); not a strided layer onto few positions (a 3x3/2 96 onto 7x7). A plan, whose
+    filters are packed once, takes it on 7-wide rows of any kernel and on strided layers over
+    few positions (that 3x3/2, ResNet's at batch 1, not at batch 8)."""
 
     def desc(n, c, h, k, kh, kw, s, ph, pw):
         return [n, c, h, h, k, kh, kw, s, s, ph, pw, 1, 1, 1]
@@ -235,7 +235,7 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         for d in (desc(n, 512, 7, 512, 3, 3, 1, 1, 1), desc(n, 448, 8, 384, 3, 3, 1, 1, 1)):
             assert name(_core.conv2d_choose(d, 0)) == "direct"
     assert name(_core.conv2d_choose(desc(4, 256, 7, 256, 3, 3, 1, 1, 1), 0)) == "winograd"
-    for d in (desc(1, 384, 8, 384, 1, 3, 1, 0, 1), desc(1, 128, 56, 128, 3, 3, 2, 1, 1)):
+    for d in (desc(1, 384, 8, 384, 1, 3, 1, 0, 1), desc(1, 96, 14, 96, 3, 3, 2, 1, 1)):
         assert name(_core.conv2d_choose(d, 0)) == "im2col"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
     assert name(_core.conv2d_choose(desc(8, 512, 7, 512, 3, 3, 1, 1, 1), 0)) == "winograd"
@@ -305,12 +305,12 @@ def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to
 
 
 def test_heuristic_sends_strided_forwards_onto_few_positions_to_it():
-    """auto, packing the filters per call: a strided forward of one image with 192+ input
-    channels onto 144-400 positions (Inception v3's 3x3/2 384>384 at 35x35: 289), and of any
-    batch onto 512 positions or fewer in all with 128-512 input channels (ResNet's 3x3/2 512 to
-    7x7 at 1 and 8 images, Inception v3's 128>384 to 17x17); not onto more positions (two
-    images of Inception's 384>384, ResNet's 128 to 28x28), not with 768 input channels at two
-    images, nor with 64."""
+    """auto, packing the filters per call: a strided forward of one image with 64+ input
+    channels onto 144-784 positions (Inception v3's 3x3/2 384>384 at 35x35: 289, ResNet's 128
+    and 64>128 to 28x28), and of any batch onto 512 positions or fewer in all with 128-512 input
+    channels (ResNet's 3x3/2 512 to 7x7 at 1 and 8 images, Inception v3's 128>384 to 17x17); not
+    onto more positions (two images of Inception's 384>384 and of ResNet's 128 to 28x28, 64 to
+    56x56), not with 768 input channels at two images, nor with 32."""
 
     def desc(n, c, h, k, s, p):
         return [n, c, h, h, k, 3, 3, s, s, p, p, 1, 1, 1]
@@ -325,9 +325,12 @@ def test_heuristic_sends_strided_forwards_onto_few_positions_to_it():
     assert name(desc(1, 128, 35, 384, 2, 0)) == "direct"
     assert name(desc(2, 384, 35, 384, 2, 0)) == "im2col"  # 578
     assert name(desc(11, 512, 14, 512, 2, 1)) == "im2col"  # 539
-    assert name(desc(1, 128, 56, 128, 2, 1)) == "im2col"  # 784
+    assert name(desc(1, 128, 56, 128, 2, 1)) == "direct"  # 784
+    assert name(desc(1, 64, 56, 128, 2, 1)) == "direct"
+    assert name(desc(2, 128, 56, 128, 2, 1)) == "im2col"  # 1568
+    assert name(desc(1, 64, 112, 64, 2, 1)) == "im2col"  # 3136
     assert name(desc(2, 768, 17, 768, 2, 0)) == "im2col"
-    assert name(desc(1, 64, 28, 128, 2, 1)) == "im2col"
+    assert name(desc(1, 32, 28, 128, 2, 1)) == "im2col"
     # (the data gradient and the weight gradient keep im2col)
     d = desc(1, 384, 35, 384, 2, 0)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 1)] == "im2col"

@@ -135,7 +135,10 @@ bool direct_blocked_applies(const ConvShape &s) {
 // of 11, two runs): Inception v3's 3x3/2 384>384, 288>384 and 192>320 on 35x35 0.72-0.93x im2col's
 // time, 256>512 on 24x24 0.71x, ResNet's 256 on 28x28 (196 positions) 0.94-0.98x; onto 49-64
 // positions it lost (512 on 14x14, 768 on 17x17: 1.56-1.66x), onto 784 it came out even (128 and 64
-// on 56x56, 0.97-1.06x), and at two images 0.95x. With the filters packed pair by pair as the
+// on 56x56, 0.97-1.06x), and at two images 0.95x. Since its AVX2 tile keeps every accumulator in
+// registers (session 29) 64-128 input channels onto 784 positions won too: ResNet's 3x3/2 128
+// and 64>128 at 56x56 0.94x im2col's time, 96 0.92x, 256 0.99x (interleaved, best of 7; at two
+// images even, 0.99x; 64 on 112x112 onto 3136 even). With the filters packed pair by pair as the
 // threads reach them (up to 512 positions in all, session 26) strided forwards onto small planes
 // won at 1-8 images (interleaved, best of 9, warm and after a 64 MB pass over memory, session
 // 27): ResNet's 3x3/2 512 onto 7x7 0.85-0.93x im2col's time at 1, 2, 4 and 8 images, ResNet-18's
@@ -167,7 +170,7 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   // (strided onto at most 512 positions in all, 128-512 input channels: the filters packed
   // pair by pair, session 27, below)
   if (strided)
-    return (s.n == 1 && s.cg >= 192 && s.howo >= 144 && s.howo <= 400) ||
+    return (s.n == 1 && s.cg >= 64 && s.howo >= 144 && s.howo <= 784) ||
            (s.n * s.howo <= 512 && s.cg >= 128 && s.cg <= 512);
   // Rows of 7-9 positions at one image, a kernel 3x3 or larger: the filters packed pair by
   // pair as the threads reach them (direct_blocked_forward_packing), interleaved, best of
