@@ -359,11 +359,11 @@ def test_heuristic_direct_weight_gradient(x, w, stride, pad, want):
         # unpadded, or 3x3, or under 16 input channels: as before
         ((4, 48, 11, 11), (128, 48, 5, 5), 0, ("im2col", "im2col")),
         ((4, 8, 14, 14), (32, 8, 5, 5), 2, ("direct", "im2col")),
-        # "same"-padded 1x7 / 7x1 (Inception v3's): the data gradient on direct from two
-        # images, on rows 7+ wide, with 16+ input and 24+ output channels; not 1x3, not 16
-        # outputs, not one image
+        # "same"-padded 1x7 / 7x1 (Inception v3's): the data gradient on direct from one
+        # image, on rows 7+ wide, with 16+ input and 24+ output channels; not 1x3, not 16
+        # outputs
         ((2, 128, 17, 17), (128, 128, 1, 7), (0, 3), ("direct", "direct")),
-        ((1, 128, 17, 17), (128, 128, 1, 7), (0, 3), ("direct", "im2col")),
+        ((1, 128, 17, 17), (128, 128, 1, 7), (0, 3), ("direct", "direct")),
         ((8, 128, 17, 17), (192, 128, 7, 1), (3, 0), ("direct", "direct")),
         ((8, 32, 9, 9), (32, 32, 7, 1), (3, 0), ("direct", "direct")),
         ((8, 384, 8, 8), (384, 384, 1, 3), (0, 1), ("im2col", "im2col")),
