@@ -158,8 +158,8 @@ static bool same_long_strip(const ConvShape &s) {
 // Both gradients of a same_long_strip on direct, with 16+ input channels, 24+ output channels
 // (the transposed convolution's blocks) and rows 7+ wide (10+ for the weight gradient's
 // tiles), from two images (the data gradient from one): Inception v3's 1x7 and 7x1 layers at
-// 17x17 (128-192 channels),
-// interleaved, best of 7-11, AVX2 EPYC, 2 threads (session 27), direct's time over im2col's:
+// 17x17 (128-192 channels), interleaved, best of 7-11, AVX2 EPYC, 2 threads (session 27),
+// direct's time over im2col's:
 // the data gradient 0.73-0.99x at 2, 4 and 8 images (one run gave 1.26x for 7x1 128>192 at 8,
 // its rerun 0.93x), the weight gradient 0.74-0.98x, but 1.04x once (160>160 at 4 images); 96>64
 // 7x1 at 33x33 0.71-0.79x, 64>64 at 17x17 0.68-0.75x, 32>32 at 9x9 0.54-0.65x. At one image it

@@ -242,13 +242,14 @@ fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T 
 //
 // Against the GEMM on built columns, interleaved, best of 5-7 (AVX2 EPYC, 2 threads, session
 // 29; each image copied whole, then its rows multiplied): Inception v3's 3x3/2 3>32 at 299x299
-// 0.72x the time at 8 images (PyTorch 1.05-1.13x ours) and 0.87x at 1, VGG-16's 3x3 3>64 0.79-0.90x, ResNet's 7x7/2 stem 0.76-0.78x, a 3x3
-// 3>16 at 32x32 (64 images) 0.70x, 8>32 and 16>32 at 112x112 0.74-0.75x, 16>32 at 14x14 0.72x,
-// 5x5 16>48 at 28x28 0.92x, 11x11 (L1, AlexNet's /4) 0.81-0.82x; 24 channels 0.88x. With
-// 32-64 input channels it came out even or lost (3x3 32>64 at 147x147 0.99x, 3x3/2 64 at 56x56
-// 1.24x), on 12-wide rows too (1.06x: their vectors half filled). The copy by bands, without
-// a barrier per image, then took 0.90-0.92x that time for Inception v3's first layer and VGG's
-// at 8 images (best of 9), the same elsewhere.
+// 0.72x the time at 8 images (PyTorch 1.05-1.13x ours) and 0.87x at 1, VGG-16's 3x3 3>64
+// 0.79-0.90x, ResNet's 7x7/2 stem 0.76-0.78x, a 3x3 3>16 at 32x32 (64 images) 0.70x, 8>32 and
+// 16>32 at 112x112 0.74-0.75x, 16>32 at 14x14 0.72x, 5x5 16>48 at 28x28 0.92x, 11x11 (L1,
+// AlexNet's /4) 0.81-0.82x; 24 channels 0.88x. With 32-64 input channels it came out even or
+// lost (3x3 32>64 at 147x147 0.99x, 3x3/2 64 at 56x56 1.24x), on 12-wide rows too (1.06x: their
+// vectors half filled). The copy by bands, without a barrier per image, then took 0.90-0.92x
+// that time for Inception v3's first layer and VGG's at 8 images (best of 9), the same
+// elsewhere.
 bool implicit_columns_pay(const ConvShape &s) {
   if (s.cg > 16 || s.ckk > 400 || s.wo < 14 || s.dil_w != 1) return false;
   const int64_t wq = s.wo + (s.kw - 1) / s.sw, hp = s.in_h + 2 * s.ph;
