@@ -62,14 +62,16 @@ struct UKernels {
   // [ob][cb][kh][kw][ne inputs][8 outputs]; two output blocks (16 channels) x np positions of
   // one output row (1 <= np <= bt), column step x_step between positions:
   //   y[o*y_plane + p] = sum over cb < cbn, i < kh, j < kw, e < ne of
-  //       w[(o/8)*w_ob + ((cb*kh + i)*kw + j)*ne*8 + e*8 + o%8] *
+  //       w[(o/8)*w_ob + cb*w_cb + (i*kw + j)*ne*8 + e*8 + o%8] *
   //       x[cb*x_cb + i*x_row + j*ne + p*x_step + e]
   // for o < nk (<= 16), p < np: each sum in registers, in that order, over the whole reduction.
+  // w_cb is kh*kw*ne*8 where every window row is summed; a caller that leaves out window rows
+  // (those in the padding) passes the packed filters' stride and kh rows from its first.
   // Few input channels (the rows layout): cbn = kw = 1 and ne = c*kw, the run of a window
   // row's taps with the channels interleaved.
   void (*blocked_tile)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
-                       int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, int64_t ne, T *y,
-                       int64_t y_plane, int64_t nk, int np);
+                       int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, int64_t ne,
+                       T *y, int64_t y_plane, int64_t nk, int np);
   // The same sums for np positions anywhere (several output rows in one tile, channel blocks
   // only: ne = 8): position p reads x + x_at[p] (its window's first tap) and writes y + y_at[p].
   void (*blocked_tile_at)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row, const T *w,
