@@ -51,6 +51,7 @@ struct fc_conv2d_prepared {
   bool u_finite = true;
   CachedBlock spec;  // FFT's filter bins (complex doubles), or none (also where not finite)
   Owned blocked{nullptr, std::free};  // direct's blocked filters, or none
+  bool blocked_finite = true;         // (their every tap finite)
 };
 
 namespace {
@@ -95,6 +96,7 @@ fc_status prepare_blocked(fc_conv2d_prepared *p) {
   const int64_t n = fc::direct_blocked_filter_size<T>(p->s);
   if (fc_status st = alloc_filters<T>(p->blocked, n, "blocked filters")) return st;
   fc::direct_blocked_pack_filters(p->s, (const T *)p->w, (T *)p->blocked.get());
+  p->blocked_finite = fc::all_finite((const T *)p->w, p->s.k * p->s.ckk);
   return FC_OK;
 }
 
@@ -172,7 +174,8 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
     }
     if (p->blocked)  // fused per output row
-      return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep);
+      return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep,
+                                    p->blocked_finite);
     if (p->u)  // fused into the output transform
       return conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y,
                                                &ep);

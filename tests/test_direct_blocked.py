@@ -439,3 +439,40 @@ def test_blocked_weight_gradient_in_a_training_step_matches_im2col():
     _, scale = expected_backward(dy, x, w, 1, 2, 1, 1)
     for g, e, sc, name in zip(got, want, scale, ("grad_x", "grad_weight", "grad_bias")):
         assert_close(g, e.astype(np.float64), np.float32, sc, name)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (2, 24, 10, 17, 16, 7, 1, 1, (3, 0)),  # (rows 12+ wide: one output row a run)
+        (1, 32, 17, 17, 16, 3, 3, 1, 1),
+        (1, 3, 30, 30, 40, 7, 7, 2, 3),
+    ],
+    ids=["7x1", "3x3", "rows"],
+)
+def test_non_finite_filters_and_gradients_keep_the_products_with_the_padding(case):
+    """Window rows in the padding are left out of the sums (their products are 0), but not
+    where a filter tap (forward, plain and planned) or dy (weight gradient) is infinite: there
+    0 x inf is NaN, where im2col and PyTorch put it."""
+    stride, padding = case[7], case[8]
+    x, w, _ = _inputs(case, np.float64, seed=6)
+    w[1, 2 % case[1], 0, 0] = np.inf
+    geo = dict(stride=stride, padding=padding)
+    y = F.conv2d(x, w, algo="direct", **geo)
+    want = F.conv2d(x, w, algo="im2col", **geo)
+    assert np.isnan(want).any()
+    assert np.array_equal(np.isnan(y), np.isnan(want))
+    finite = np.isfinite(want)
+    assert np.allclose(y[finite], want[finite], rtol=1e-10, atol=1e-10)
+    if isinstance(padding, int):  # (the one-step plan takes a square padding)
+        p, out_shape = _conv_plan(x, w, None, DIRECT, padding, stride=stride)
+        planned = np.empty(out_shape)
+        p.run(x.reshape(-1), planned.reshape(-1))
+        assert np.array_equal(np.isnan(planned), np.isnan(want))
+    x, w, _ = _inputs(case, np.float64, seed=7)
+    dy = np.random.default_rng(8).standard_normal(want.shape)
+    dy[0, 1, 0, 0] = np.inf
+    needs = (False, True, False)
+    dw = F.conv2d_backward(dy, x, w, needs=needs, algo="direct", **geo)[1]
+    want_dw = F.conv2d_backward(dy, x, w, needs=needs, algo="im2col", **geo)[1]
+    assert np.array_equal(np.isnan(dw), np.isnan(want_dw))

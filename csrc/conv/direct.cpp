@@ -179,7 +179,8 @@ fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, con
       return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",
                   (long long)(direct_blocked_filter_size<T>(s) * (int64_t)sizeof(T)));
     direct_blocked_pack_filters(s, w, wb.get());
-    return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr);
+    return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr,
+                                  all_finite(w, s.k * s.ckk));
   }
   if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
       all_finite(x, s.n * s.c * s.hw))

@@ -309,7 +309,7 @@ namespace {
 // at 7x7, one image, had spent 1.7 of its 3.5 ms packing (AVX2 EPYC, 2 threads).
 template <class T>
 fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, const T *b,
-                          T *y, const Epilogue<T> *ep) {
+                          T *y, const Epilogue<T> *ep, bool finite) {
   if (ep && ep->none()) ep = nullptr;
   const bool sub = subsampled_1x1(s0);
   const ConvShape s = sub ? subsampled_view(s0) : s0;
@@ -370,12 +370,13 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       const T *wp = packing ? mine : wb + pr * 2 * w_ob;
       const int64_t tiles = (span + uk.bt - 1) / uk.bt;
       // One output row: only its window rows [i0, i1) inside the plane, not those in the
-      // padding (zeros, each product 0: the sum is the same, bit for bit, for finite filters).
+      // padding (zeros, each product 0: the sum is the same, bit for bit, for finite filters;
+      // an infinite or NaN filter tap keeps every row, whose 0 x inf is NaN as in PyTorch).
       // Inception v3's 7x1 128>192 at 17x17 (12 of 119 window rows in the padding) took 0.91x
       // the time forward at 8 images, 0.91-0.93x for its data gradient at 1 and 8, the 5x5
       // 48>64 at 35x35 0.96x (interleaved, best of 9, session 29).
       int64_t i0 = 0, i1 = s.kh;
-      if (!flat && !narrow) {
+      if (!flat && !narrow && finite) {
         i0 = std::clamp<int64_t>(s.ph - oh * s.sh, 0, s.kh);
         i1 = std::clamp<int64_t>(s.ph + s.in_h - oh * s.sh, i0, s.kh);
       }
@@ -410,14 +411,15 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
 
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
-                                 const Epilogue<T> *ep) {
-  return blocked_forward(s, x, wb, (const T *)nullptr, b, y, ep);
+                                 const Epilogue<T> *ep, bool finite) {
+  return blocked_forward(s, x, wb, (const T *)nullptr, b, y, ep, finite);
 }
 
 template <class T>
 fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T *w, const T *b,
                                          T *y) {
-  return blocked_forward(s, x, (const T *)nullptr, w, b, y, (const Epilogue<T> *)nullptr);
+  return blocked_forward(s, x, (const T *)nullptr, w, b, y, (const Epilogue<T> *)nullptr,
+                         all_finite(w, s.k * s.ckk));
 }
 
 // ---- The weight gradient on the same tiles ----------------------------------------------------
@@ -474,6 +476,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
                 (long long)((s.n * s.c * x_c + s.n * ob * s.howo * kB + nt * per_thread) *
                             (int64_t)sizeof(T)));
   T *X = xb.get(), *D = db.get();
+  const bool finite = all_finite(dy, s.n * s.k * s.howo);
 #pragma omp parallel num_threads(nt)
   {
     copy_width_phases(s, x, wq, X);  // X[n][c][b][r][q] = xpad[r][q*sw + b]
@@ -490,10 +493,12 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
         const T *xc = X + (n * s.c + c0) * x_c;
         for (int64_t i = 0; i < s.kh; ++i) {
           // only the output rows whose window row i lies inside the plane (padded row oh*sh + i
-          // in [ph, ph + in_h)): the others' products are 0, the same sums for finite dy
+          // in [ph, ph + in_h)): the others' products are 0, the same sums for finite dy (a
+          // non-finite one keeps them all: 0 x inf is NaN, as in PyTorch)
           // (Inception v3's 7x1 128>192 at 17x17: 0.95x the time at 1 and 8 images, session 29)
-          const int64_t oh0 = std::clamp<int64_t>(ceil_div(s.ph - i, s.sh), 0, s.ho);
-          const int64_t oh1 = std::clamp<int64_t>(ceil_div(s.ph + s.in_h - i, s.sh), oh0, s.ho);
+          const int64_t oh0 = finite ? std::clamp<int64_t>(ceil_div(s.ph - i, s.sh), 0, s.ho) : 0;
+          const int64_t oh1 =
+              finite ? std::clamp<int64_t>(ceil_div(s.ph + s.in_h - i, s.sh), oh0, s.ho) : s.ho;
           for (int64_t j = 0; j < s.kw; ++j) {
             T *a = acc + (i * s.kw + j) * 2 * kB * bt;
             T *t = n == 0 ? a : tmp;  // (the first image sets)
@@ -519,7 +524,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   template int64_t direct_blocked_filter_size<T>(const ConvShape &);                               \
   template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);                 \
   template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
-                                               T *, const Epilogue<T> *);                          \
+                                               T *, const Epilogue<T> *, bool);                    \
   template fc_status direct_blocked_forward_packing<T>(const ConvShape &, const T *, const T *,    \
                                                        const T *, T *);                            \
   template fc_status direct_blocked_backward_weight<T>(const ConvShape &, const T *, const T *,    \
