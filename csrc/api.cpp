@@ -157,20 +157,18 @@ static bool same_long_strip(const ConvShape &s) {
 
 // Both gradients of a same_long_strip on direct, with 16+ input channels, 24+ output channels
 // (the transposed convolution's blocks) and rows 7+ wide (10+ for the weight gradient's
-// tiles), from two images (the data gradient from one): Inception v3's 1x7 and 7x1 layers at
-// 17x17 (128-192 channels), interleaved, best of 7-11, AVX2 EPYC, 2 threads (session 27),
-// direct's time over im2col's:
-// the data gradient 0.73-0.99x at 2, 4 and 8 images (one run gave 1.26x for 7x1 128>192 at 8,
-// its rerun 0.93x), the weight gradient 0.74-0.98x, but 1.04x once (160>160 at 4 images); 96>64
-// 7x1 at 33x33 0.71-0.79x, 64>64 at 17x17 0.68-0.75x, 32>32 at 9x9 0.54-0.65x. At one image it
+// tiles): Inception v3's 1x7 and 7x1 layers at 17x17 (128-192 channels), interleaved, best of
+// 7-11, AVX2 EPYC, 2 threads (session 27), direct's time over im2col's: the data gradient
+// 0.73-0.99x at 2, 4 and 8 images (one run gave 1.26x for 7x1 128>192 at 8, its rerun 0.93x),
+// the weight gradient 0.74-0.98x, but 1.04x once (160>160 at 4 images); 96>64 7x1 at 33x33
+// 0.71-0.79x, 64>64 at 17x17 0.68-0.75x, 32>32 at 9x9 0.54-0.65x. At one image it
 // came out 0.85-1.12x there, and 1.10-1.29x in a `fastconv bench auto` run. Since the AVX2 tile
-// keeps its accumulators in registers (session 29, interleaved, best of 7) the data gradient
-// took 0.85-0.96x im2col's time at one image on those six layers, the weight gradient (other
-// tiles) 0.92-0.99x, so it stays with im2col there. Its 1x3 and 3x1 at 8x8 (3 taps) lost,
-// 1.0-2.4x, and stay on im2col.
+// keeps its accumulators in registers and the tiles leave out window rows in the padding
+// (session 29, interleaved, best of 7) both won at one image too: the data gradient 0.85-0.96x
+// im2col's time on six of those layers, the weight gradient 0.90-0.97x on seven. Its 1x3 and
+// 3x1 at 8x8 (3 taps) lost, 1.0-2.4x, and stay on im2col.
 static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
-  return same_long_strip(s) && (s.n >= 2 || dir == FC_DIR_BACKWARD_DATA) && s.cg >= 16 &&
-         s.kg >= (dir == FC_DIR_BACKWARD_DATA ? 24 : 16) &&
+  return same_long_strip(s) && s.cg >= 16 && s.kg >= (dir == FC_DIR_BACKWARD_DATA ? 24 : 16) &&
          s.wo >= (dir == FC_DIR_BACKWARD_DATA ? 7 : 10) &&
          (dir == FC_DIR_BACKWARD_DATA || direct_blocked_weight_grad_applies(s));
 }
@@ -323,7 +321,7 @@ static bool implicit_forward_pays(const ConvShape &s) {
 //    tiles' output channels (Inception's 5x5 48>64 at 35x35: direct 0.66-0.9x im2col's time
 //    over four runs, batch 1 and 8; col2im scatters 25 taps per input), on narrower rows too
 //    from 4 images (direct_data_grad_pays); and both gradients of Inception's "same"-padded
-//    1x7 and 7x1 from two images (direct_strip_grad_pays). Unpadded, the transposed
+//    1x7 and 7x1 (direct_strip_grad_pays). Unpadded, the transposed
 //    convolution pads dy by k-1 a side, and the tiles' work on that border lost: L3's 9x9 data
 //    gradient ran 1.6x slower direct;
 //  - tiny channel counts where a GEMM has nothing to amortise its packing: direct;

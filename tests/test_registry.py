@@ -323,10 +323,10 @@ def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, wan
         ((1, 48, 35, 35), (64, 48, 5, 5), 1, 2, "direct"),
         ((4, 24, 14, 14), (64, 24, 5, 5), 1, 2, "direct"),  # GoogLeNet's 5x5 at 14x14
         ((1, 128, 16, 16), (128, 128, 7, 7), 1, 0, "direct"),  # L4: rows 10 wide
-        # "same"-padded 1x7 and 7x1 (Inception v3's) from two images, rows 10+ wide
+        # "same"-padded 1x7 and 7x1 (Inception v3's), rows 10+ wide
         ((8, 128, 17, 17), (192, 128, 7, 1), 1, (3, 0), "direct"),
         ((2, 192, 17, 17), (192, 192, 1, 7), 1, (0, 3), "direct"),
-        ((1, 192, 17, 17), (192, 192, 1, 7), 1, (0, 3), "im2col"),
+        ((1, 192, 17, 17), (192, 192, 1, 7), 1, (0, 3), "direct"),
         ((8, 32, 9, 9), (32, 32, 7, 1), 1, (3, 0), "im2col"),  # rows 9 wide
         ((8, 384, 8, 8), (384, 384, 1, 3), 1, (0, 1), "im2col"),  # 1x3: 3 taps
         ((8, 128, 17, 17), (192, 128, 7, 1), 1, 0, "im2col"),  # unpadded
