@@ -323,9 +323,8 @@ void copy_width_phases(const ConvShape &s, const T *x, int64_t wq, T *u);
 template <class T>
 inline void copy_phase_row(const ConvShape &s, const T *x, int64_t bq, int64_t ih, int64_t wq,
                            T *dst) {
-  // q in [qa, qb): 0 <= q*sw + bq - pw < in_w
-  const int64_t qa = std::clamp<int64_t>((s.pw - bq + s.sw - 1) / s.sw, 0, wq);
-  const int64_t qb = std::clamp<int64_t>((s.in_w + s.pw - bq + s.sw - 1) / s.sw, qa, wq);
+  int64_t qa, qb;  // q in [qa, qb): 0 <= q*sw + bq - pw < in_w
+  valid_range(bq - s.pw, s.sw, s.in_w, wq, &qa, &qb);
   if (ih < 0 || ih >= s.in_h || qa == qb) {
     for (int64_t q = 0; q < wq; ++q) dst[q] = T(0);
     return;

@@ -375,11 +375,8 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       // Inception v3's 7x1 128>192 at 17x17 (12 of 119 window rows in the padding) took 0.91x
       // the time forward at 8 images, 0.91-0.93x for its data gradient at 1 and 8, the 5x5
       // 48>64 at 35x35 0.96x (interleaved, best of 9, session 29).
-      int64_t i0 = 0, i1 = s.kh;
-      if (!flat && !narrow && finite) {
-        i0 = std::clamp<int64_t>(s.ph - oh * s.sh, 0, s.kh);
-        i1 = std::clamp<int64_t>(s.ph + s.in_h - oh * s.sh, i0, s.kh);
-      }
+      int64_t i0 = 0, i1 = s.kh;  // (input row oh*sh - ph + i in [0, in_h))
+      if (!flat && !narrow && finite) valid_range(oh * s.sh - s.ph, 1, s.in_h, s.kh, &i0, &i1);
       const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
       for (int64_t t = 0; t < tiles; ++t) {
@@ -438,9 +435,6 @@ namespace {
 // Columns per phase row of x's copy: every column a tap reads (ow + j/sw for ow < wo, j < kw).
 int64_t wgrad_columns(const ConvShape &s) { return s.wo + (s.kw - 1) / s.sw; }
 
-// ceil(a / b) for b > 0, a of either sign.
-int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
-
 }  // namespace
 
 bool direct_blocked_weight_grad_applies(const ConvShape &s) {
@@ -496,9 +490,8 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
           // in [ph, ph + in_h)): the others' products are 0, the same sums for finite dy (a
           // non-finite one keeps them all: 0 x inf is NaN, as in PyTorch)
           // (Inception v3's 7x1 128>192 at 17x17: 0.95x the time at 1 and 8 images, session 29)
-          const int64_t oh0 = finite ? std::clamp<int64_t>(ceil_div(s.ph - i, s.sh), 0, s.ho) : 0;
-          const int64_t oh1 =
-              finite ? std::clamp<int64_t>(ceil_div(s.ph + s.in_h - i, s.sh), oh0, s.ho) : s.ho;
+          int64_t oh0 = 0, oh1 = s.ho;
+          if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
           for (int64_t j = 0; j < s.kw; ++j) {
             T *a = acc + (i * s.kw + j) * 2 * kB * bt;
             T *t = n == 0 ? a : tmp;  // (the first image sets)
