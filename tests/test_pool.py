@@ -183,6 +183,44 @@ def test_max_pool2d_matches_torch(case, dtype, prng):
         assert_max_equal(y, idx, *torch_max(torch, x, k, s, p, d, ceil))
 
 
+SEPARABLE_CASES = [
+    ((2, 3, 7, 7), 3, 1, 1, False),  # the flat 3x3/1 run: GoogLeNet's 7x7 planes
+    ((1, 2, 14, 9), 3, 1, 1, False),
+    ((1, 2, 1, 6), 3, 1, 1, False),  # one row, one column, one pixel
+    ((1, 2, 6, 1), 3, 1, 1, False),
+    ((2, 2, 1, 1), 3, 1, 1, False),
+    ((1, 3, 2, 2), 3, 1, 1, True),
+    ((2, 3, 15, 15), 3, 2, 1, False),  # ResNet's 3x3/2, odd and even planes, ceil mode
+    ((1, 2, 16, 14), 3, 2, 1, True),
+    ((1, 3, 13, 27), 3, 2, 0, True),  # AlexNet's and Inception's, no padding
+    ((1, 2, 12, 19), 2, 2, 0, True),  # VGG's 2x2/2, a ceil window past the right edge
+    ((1, 2, 11, 23), (3, 2), (2, 3), (1, 1), False),  # rectangular, strides 2 and 3
+    ((1, 2, 9, 40), (1, 5), 1, (0, 2), False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", SEPARABLE_CASES, ids=lambda c: "x".join(map(str, c[0])))
+def test_max_pool2d_separable_planes_same_bits(case, dtype, prng):
+    """Without switches at dilation 1, planes free of NaN and -0 are pooled by separable
+    maxima (rows, then columns), the others by the scanning kernel: every plane the reference's
+    bits, with ties, +0, infinities and a plane of -inf, and NaN or -0 planes among clean ones."""
+    shape, k, s, p, ceil = case
+    ties = prng.integers(-2, 3, size=shape).astype(dtype)
+    flat = ties.reshape(-1)
+    picks = prng.choice(flat.size, size=(2, max(1, flat.size // 20)), replace=False)
+    flat[picks[0]], flat[picks[1]] = np.inf, -np.inf
+    ties.reshape(-1, *shape[-2:])[0] = -np.inf
+    mixed = special_values(prng, shape, dtype)  # NaNs and -0s in most planes
+    mixed.reshape(-1, *shape[-2:])[::2] = ties.reshape(-1, *shape[-2:])[::2]
+    for x in (prng.standard_normal(shape).astype(dtype), ties, mixed):
+        y_ref, _ = max_pool2d_ref(x, k, s, p, 1, ceil)
+        y = fastconv.max_pool2d(x, k, s, p, 1, ceil)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(y_ref))
+
+
 @pytest.mark.parametrize("layer", LAYERS, ids=["alexnet", "vgg", "googlenet", "resnet"])
 def test_max_pool2d_layer_shapes(layer, prng):
     shape, k, s, p = layer

@@ -143,6 +143,7 @@ template <class T, class V>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_simd<V>;
   u->sum_row = &sum_row_simd<V>;
+  u->max_plane_sep = &max_plane_sep<T>;
   u->first_bad_switch = &first_bad_switch;
 }
 

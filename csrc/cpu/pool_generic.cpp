@@ -11,6 +11,7 @@ template <class T>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_scalar<T>;
   u->sum_row = &sum_row<T>;
+  u->max_plane_sep = &max_plane_sep<T>;
   u->first_bad_switch = &first_bad_switch;
 }
 

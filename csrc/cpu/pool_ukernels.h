@@ -21,6 +21,13 @@ struct PoolRow {
   bool no_nan = false;
 };
 
+// A whole plane pooled by maxima at dilation 1 (max_plane_sep): the plane in_h x in_w, the
+// output ho x wo, window kh x kw, stride, padding.
+struct SepPool {
+  int64_t in_h, in_w, ho, wo, kh, kw, sh, sw, ph, pw;
+  int64_t tw;  // the row buffer's width: (wo - 1)*sw + kw, at least pw + in_w
+};
+
 template <class T>
 struct PoolUKernels {
   // y[o] = the maximum of output o's taps, scanned row by row (PyTorch's order): a tap replaces
@@ -30,6 +37,14 @@ struct PoolUKernels {
   void (*max_row)(const T *x, const PoolRow &r, T *y, int64_t *idx);
   // y[o] = the sum of output o's taps in scan order, from 0 (PyTorch's order, so the same bits).
   void (*sum_row)(const T *x, const PoolRow &r, T *y);
+  // y = the max pool of plane x (dilation 1) by separable maxima: each output row's window
+  // rows reduced column by column into tmp (tw + a vector of slack, -inf in the padding; at
+  // least in_h*in_w + a vector for the 3x3/1 windows, which reduce the whole plane), then
+  // each window's columns. An output row whose window rows hold a NaN or a -0 (only there can
+  // the order of the taps change the result: PyTorch's scan keeps the first of equal taps and
+  // the last NaN) is not written but listed in redo (ho entries): the number listed is
+  // returned, for the caller's scanning kernel.
+  int64_t (*max_plane_sep)(const T *x, const SepPool &p, T *y, T *tmp, int64_t *redo);
   // The position of the first switch q[i] (i < n) outside [0, hw), or -1 when all are inside.
   int64_t (*first_bad_switch)(const int64_t *q, int64_t n, int64_t hw);
 };
