@@ -487,6 +487,35 @@ def test_output_aliasing_the_input():
         assert [s.op for s in plan._for(x.shape).steps] == ["copy"]
 
 
+def test_adaptive_pool_onto_its_own_size_is_a_view():
+    """AlexNet's adaptive pool onto 6x6 of a 6x6 input is no step (its output is its input);
+    on another input size it pools. Both within 1e-10 of eager; as the model's output, the
+    convolution writes straight into the caller's output."""
+
+    class Head(nn.Module):
+        def __init__(self, last):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64)
+            self.pool = nn.AdaptiveAvgPool2d((6, 6))
+            self.fc = nn.Linear(4 * 36, 5, dtype=np.float64)
+            self.last = last
+
+        def forward(self, x):
+            y = self.pool(F.relu(self.c(x)))
+            return y if self.last else self.fc(y.flatten(1))
+
+    for last in (False, True):
+        model = _fill(Head(last), 4)
+        for shape in ((2, 3, 6, 6), (1, 3, 9, 7)):
+            x = np.random.default_rng(5).standard_normal(shape)
+            plan = inference.compile(model, x, tune=False)
+            _assert_close(plan(x), _eager(model, x), F64_TOL, "adaptive pool head")
+            ops = [s.op for s in plan._for(x.shape).steps]
+            assert ("adaptive_avg" in ops) == (shape[2:] != (6, 6)), ops
+            if last and shape[2:] == (6, 6):
+                assert ops == ["conv"]
+
+
 class NestedConcat(nn.Module):
     def __init__(self):
         super().__init__()

@@ -1,6 +1,7 @@
 """Lowering an optimised graph for one input shape: shapes, algorithms, storage, native steps.
 
-Storage: a reshape is a view of its input; at batch 1 each branch of a channel concat is written
+Storage: a reshape is a view of its input, and so is an adaptive average pool onto the size it
+is given (AlexNet's 6x6 onto 6x6 at 224x224); at batch 1 each branch of a channel concat is written
 straight into its slice of the concat's buffer (elsewhere a copy step puts it there). Buffers that
 are not the caller's input or output share one arena: each gets an offset, first fit by size
 among the buffers whose lifetimes (first write to last read, in step order) overlap.
@@ -131,6 +132,19 @@ def _choose(desc, f64, tune):
     return _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
 
 
+def _is_view(n, shapes):
+    """Whether node n's output is its input as it is: a reshape, or an adaptive average pool
+    onto the input's own size with nothing fused."""
+    if n.op == "reshape":
+        return True
+    return (
+        n.op == "adaptive_avg"
+        and shapes[n.out] == shapes[n.inputs[0]]
+        and not n.act
+        and n.residual is None
+    )
+
+
 def lower(g, x_shape, tune, algos=None):
     """The native plan of graph g for inputs of x_shape. algos: a saved plan's choices."""
     f64 = g.dtype == "float64"
@@ -147,10 +161,11 @@ def lower(g, x_shape, tune, algos=None):
     for n in g.nodes:
         for v in n.reads():
             readers.setdefault(v, []).append(n)
-    viewed = {n.inputs[0] for n in g.nodes if n.op == "reshape"}
+    views = {n.out for n in g.nodes if _is_view(n, shapes)}
+    viewed = {n.inputs[0] for n in g.nodes if n.out in views}
     copies = {}  # concat node out -> [(value, channel offset)] to copy in
     for n in g.nodes:
-        if n.op == "reshape":
+        if n.out in views:
             parent[n.out] = (n.inputs[0], 0)
         elif n.op == "concat":
             plane = int(np.prod(shapes[n.out][2:]))
@@ -240,7 +255,7 @@ def lower(g, x_shape, tune, algos=None):
         }
         info = Step(n.op, x, shapes[n.out], fused=tuple(n.fused))
         hw = int(np.prod(x[2:])) if len(x) > 2 else 1
-        if n.op == "reshape":
+        if n.out in views:
             continue
         if n.op == "conv":
             desc = _conv_desc(n, x)
