@@ -81,6 +81,9 @@ struct UKernels {
   // o, e < 8 and t < kk (8 output channels' runs of 8*kk weights, ld apart, turned into kk taps
   // of 8 input x 8 output channels).
   void (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d);
+  // d[i*8 + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
+  // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
+  void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
   int bt;        // positions per blocked tile
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
