@@ -303,22 +303,97 @@ def test_resnet50_batch_norm_folded_and_residual_fused(zoo):
 
 
 def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
-    """Batch 1: every inception branch writes its channel slice (no copy step); batch 2: one
-    copy step per branch (4 x 9); both within tolerance of eager."""
+    """Batch 1: each inception module's first 1x1 of every branch run as one stacked GEMM
+    (fused "a+b+c"), whose first branch the concat copies into its slice, every other branch
+    writing its slice itself; batch 2: no stacking, one copy step per branch (4 x 9); both
+    within tolerance of eager."""
     m32, m64 = zoo("googlenet")
     x = _input("googlenet", 2, seed=3)[:, :, :64, :64].copy()
     ref = _eager(m64, x)
     x32 = x.astype(np.float32)
     plan = inference.compile(m32, x32[:1], tune=False)
-    ops1 = collections.Counter(s.op for s in plan._for((1, 3, 64, 64)).steps)
-    ops2 = collections.Counter(s.op for s in plan._for((2, 3, 64, 64)).steps)
-    assert "copy" not in ops1 and ops2["copy"] == 36, (ops1, ops2)
-    assert ops1["conv"] == ops2["conv"] == 57
+    steps1, steps2 = plan._for((1, 3, 64, 64)).steps, plan._for((2, 3, 64, 64)).steps
+    ops1 = collections.Counter(s.op for s in steps1)
+    ops2 = collections.Counter(s.op for s in steps2)
+    stacked = [s for s in steps1 if s.op == "conv" and "+" in s.fused[-1]]
+    assert stacked and ops1["copy"] == len(stacked), (ops1, stacked)
+    for s in stacked:
+        parts = [int(k) for k in s.fused[-1].split("+")]
+        assert len(parts) == 3 and sum(parts) == s.out_shape[1] and s.algo == "gemm1x1"
+        assert s.fused[:-1] == ("batch_norm", "relu")
+    assert ops1["conv"] == 57 - 2 * len(stacked) and ops2["conv"] == 57 and ops2["copy"] == 36
+    assert all(s.fused == ("batch_norm", "relu") for s in steps2 if s.op == "conv")
     assert all(
-        s.fused == ("batch_norm", "relu") for s in plan._for(x.shape).steps if s.op == "conv"
+        s.fused == ("batch_norm", "relu") for s in steps1 if s.op == "conv" and s not in stacked
     )
     _assert_close(plan(x32[:1]), ref[:1], F32_TOL, "googlenet batch 1")
     _assert_close(plan(x32), ref, F32_TOL, "googlenet batch 2")
+
+
+class Siblings(nn.Module):
+    """Two modules of sibling 1x1 convolutions on planes of two sizes (stacked separately),
+    with and without bias, one feeding a concat first, one a 3x3, one a residual add; a sibling
+    with another activation (not stacked with the others)."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, dtype=dtype)
+        self.a1 = nn.Conv2d(8, 5, 1, dtype=dtype)
+        self.a2 = nn.Conv2d(8, 7, 1, bias=False, dtype=dtype)
+        self.a3 = nn.Conv2d(8, 4, 1, dtype=dtype)
+        self.a4 = nn.Conv2d(8, 3, 1, dtype=dtype)  # sigmoid
+        self.t2 = nn.Conv2d(7, 6, 3, padding=1, dtype=dtype)
+        self.pool = nn.MaxPool2d(2)
+        self.b1 = nn.Conv2d(18, 6, 1, dtype=dtype)
+        self.b2 = nn.Conv2d(18, 6, 1, dtype=dtype)
+        self.b3 = nn.Conv2d(18, 9, 1, dtype=dtype)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = concat(
+            [F.relu(self.a1(x)), F.relu(self.t2(F.relu(self.a2(x)))), F.relu(self.a3(x))], axis=1
+        )
+        y = concat([y, F.sigmoid(self.a4(x))], axis=1)
+        z = self.pool(y)
+        return concat([F.relu(self.b1(z)) + F.relu(self.b2(z)), F.relu(self.b3(z))], axis=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sibling_1x1_convolutions_stacked_at_batch_1(dtype):
+    """Siblings within tolerance of eager (1e-10 in float64) at batch 1 (two stacked GEMMs, on
+    16x12 and 8x6 planes) and batch 2 (none); the same bits run to run."""
+    model = _fill(Siblings(dtype), 5)
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 12)).astype(dtype)
+    tol = F64_TOL if dtype == np.float64 else F32_TOL
+    plan = inference.compile(model, x[:1], tune=False)
+    for n in (1, 2):
+        ref = _eager(model, x[:n])
+        y = plan(x[:n])
+        _assert_close(y, ref, tol, f"siblings batch {n}")
+        assert np.array_equal(plan(x[:n]), y)
+        stacked = [s.fused[-1] for s in plan._for(x[:n].shape).steps if "+" in "".join(s.fused)]
+        assert stacked == (["5+7+4", "6+6+9"] if n == 1 else []), stacked
+
+
+def test_sibling_viewed_by_the_output_is_not_stacked():
+    """A 1x1 whose output the model returns through a view keeps its own buffer (the caller's
+    output), so its sibling runs alone."""
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(4, 3, 1, dtype=np.float64)
+            self.b = nn.Conv2d(4, 5, 1, dtype=np.float64)
+
+        def forward(self, x):
+            self.seen = F.relu(self.a(x))
+            return F.relu(self.b(x)).flatten(1)
+
+    model = _fill(Two(), 6)
+    x = np.random.default_rng(4).standard_normal((1, 4, 6, 5))
+    plan = inference.compile(model, x, tune=False)
+    _assert_close(plan(x), _eager(model, x), F64_TOL, "viewed sibling")
+    assert not any("+" in "".join(s.fused) for s in plan._for(x.shape).steps)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,12 @@ is given (AlexNet's 6x6 onto 6x6 at 224x224); at batch 1 each branch of a channe
 straight into its slice of the concat's buffer (elsewhere a copy step puts it there). Buffers that
 are not the caller's input or output share one arena: each gets an offset, first fit by size
 among the buffers whose lifetimes (first write to last read, in step order) overlap.
+
+Sibling 1x1 convolutions at batch 1: the GEMM convolutions (gemm1x1) of one input with the same
+activation and no residual (an Inception module's first 1x1 of each branch) run as one GEMM
+over their stacked filters, which packs the input once instead of once each and multiplies
+taller tiles; each one's output is then a channel slice of the stacked output, a view (a
+concat that wanted it in its own slice copies it there).
 """
 
 from __future__ import annotations
@@ -145,6 +151,50 @@ def _is_view(n, shapes):
     )
 
 
+def _stackable(n, name, g):
+    """Whether conv node n (running algorithm `name`) may share one GEMM with its siblings."""
+    a = n.attrs
+    return (
+        name == "gemm1x1"
+        and n.residual is None
+        and n.out != g.output
+        and (a["kh"], a["kw"], a["groups"]) == (1, 1, 1)
+        and tuple(a["stride"]) == (1, 1)
+        and tuple(a["padding"]) == (0, 0)
+        and tuple(a["dilation"]) == (1, 1)
+    )
+
+
+def _sibling_groups(g, algo_of, n_images, viewed):
+    """Lists of 2+ conv nodes to run as one GEMM (batch 1 only: there a channel slice of an
+    NCHW buffer is one contiguous run), in node order. An output that a view reads (a reshape,
+    maybe the model's output) stays its own buffer."""
+    if n_images != 1:
+        return []
+    by_key = {}
+    for n in g.nodes:
+        if n.op == "conv" and n.out not in viewed and _stackable(n, algo_of[id(n)], g):
+            by_key.setdefault((n.inputs[0], n.act, n.alpha), []).append(n)
+    return [grp for grp in by_key.values() if len(grp) >= 2]
+
+
+def _stacked(grp, dt):
+    """The stacked filters and biases of a sibling group (zeros for a member without bias),
+    kept on its first node so that the plan's borrowed constants stay alive."""
+    key = ("stacked",) + tuple(n.out for n in grp)
+    first = grp[0]
+    if key not in first.native:
+        w = np.concatenate([np.asarray(n.consts["weight"]) for n in grp])
+        b = np.concatenate(
+            [
+                np.asarray(n.consts["bias"]) if "bias" in n.consts else np.zeros(n.attrs["k"])
+                for n in grp
+            ]
+        )
+        first.native[key] = (np.ascontiguousarray(w, dt), np.ascontiguousarray(b, dt))
+    return first.native[key]
+
+
 def lower(g, x_shape, tune, algos=None):
     """The native plan of graph g for inputs of x_shape. algos: a saved plan's choices."""
     f64 = g.dtype == "float64"
@@ -153,16 +203,39 @@ def lower(g, x_shape, tune, algos=None):
         shapes[n.out] = _shape_of(n, shapes)
     n_images = x_shape[0]
 
+    # each conv's algorithm, in node order (a saved plan's, measured, or the heuristic's)
+    chosen, algo_of = [], {}
+    for n in g.nodes:
+        if n.op == "conv":
+            desc = _conv_desc(n, shapes[n.inputs[0]])
+            name = algos[len(chosen)] if algos is not None else _choose(desc, f64, tune)
+            chosen.append(name)
+            algo_of[id(n)] = name
+    viewed = {n.inputs[0] for n in g.nodes if _is_view(n, shapes)}
+    groups = _sibling_groups(g, algo_of, n_images, viewed)
+    stacked_out = {}  # first member's id -> the stacked output's value
+    for grp in groups:
+        v = max(shapes) + 1
+        x = shapes[grp[0].inputs[0]]
+        shapes[v] = (x[0], sum(n.attrs["k"] for n in grp)) + tuple(x[2:])
+        stacked_out[id(grp[0])] = v
+    in_group = {id(n): grp for grp in groups for n in grp}
+
     # storage: each value lives in its parent's buffer at an element offset (its own buffer
     # when it is its own parent); chains resolve below (a concat inside a concat, a view of a
     # value that then went into a concat's slice)
     parent = {v: (v, 0) for v in shapes}
+    for grp in groups:
+        v = stacked_out[id(grp[0])]
+        plane, c0 = int(np.prod(shapes[v][2:])), 0
+        for n in grp:  # each member's output: its channels of the stacked output
+            parent[n.out] = (v, c0 * plane)
+            c0 += n.attrs["k"]
     readers = {}
     for n in g.nodes:
         for v in n.reads():
             readers.setdefault(v, []).append(n)
     views = {n.out for n in g.nodes if _is_view(n, shapes)}
-    viewed = {n.inputs[0] for n in g.nodes if n.out in views}
     copies = {}  # concat node out -> [(value, channel offset)] to copy in
     for n in g.nodes:
         if n.out in views:
@@ -243,7 +316,7 @@ def lower(g, x_shape, tune, algos=None):
             n.native[name] = np.ascontiguousarray(n.consts[name], dtype=dt)
         return plan.add_constant(n.native[name], copy=False)
 
-    steps, chosen = [], []
+    steps = []
     for n in g.nodes:
         x = shapes[n.inputs[0]]
         st = {
@@ -257,10 +330,34 @@ def lower(g, x_shape, tune, algos=None):
         hw = int(np.prod(x[2:])) if len(x) > 2 else 1
         if n.out in views:
             continue
-        if n.op == "conv":
+        if n.op == "conv" and id(n) in in_group:
+            grp = in_group[id(n)]
+            if n is not grp[0]:
+                continue  # (run by the group's first member)
+            v = stacked_out[id(n)]
+            w, b = _stacked(grp, np.float64 if f64 else np.float32)
+            desc = list(_conv_desc(n, x))
+            desc[4] = shapes[v][1]
+            fused = []
+            for m in grp:
+                fused += [f for f in m.fused if f not in fused]
+            st.update(
+                conv=desc,
+                algo=_core.ALGO_NAMES.index("gemm1x1"),
+                weight=plan.add_constant(w, copy=False),
+                bias=plan.add_constant(b, copy=False),
+                out=value(v),
+            )
+            info = Step(
+                "conv",
+                x,
+                shapes[v],
+                algo="gemm1x1",
+                fused=tuple(fused) + ("+".join(str(m.attrs["k"]) for m in grp),),
+            )
+        elif n.op == "conv":
             desc = _conv_desc(n, x)
-            name = algos[len(chosen)] if algos is not None else _choose(desc, f64, tune)
-            chosen.append(name)
+            name = algo_of[id(n)]
             st.update(conv=list(desc), algo=_core.ALGO_NAMES.index(name), weight=const(n, "weight"))
             if "bias" in n.consts:
                 st["bias"] = const(n, "bias")
