@@ -412,6 +412,27 @@ def test_avg_pool2d_matches_reference_and_torch(case, dtype, prng):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize(
+    "shape,k,s,p,incl",
+    [
+        ((1, 6, 35, 35), 3, 1, 1, True),  # Inception v3's branch pools: rows of 4+ full vectors
+        ((2, 5, 17, 17), 3, 1, 1, True),
+        ((1, 4, 8, 8), 3, 1, 1, True),
+        ((1, 3, 30, 70), 3, 1, 1, False),  # unbordered rows, 4 blocks side by side and a tail
+        ((2, 3, 20, 75), 3, 2, 1, True),  # stride 2
+    ],
+)
+def test_avg_pool2d_same_bits_as_torch(shape, k, s, p, incl, dtype, prng):
+    """Each output sums its taps in PyTorch's order from 0 (several blocks of outputs side by
+    side change no lane's order): the same bits as torch.nn.functional.avg_pool2d."""
+    torch = pytest.importorskip("torch")
+    x = prng.standard_normal(shape).astype(dtype)
+    y = fastconv.avg_pool2d(x, k, s, p, count_include_pad=incl)
+    want = torch.nn.functional.avg_pool2d(torch.from_numpy(x), k, s, p, count_include_pad=incl)
+    np.testing.assert_array_equal(y.view(np.uint8), want.numpy().view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize(
     "case", ADAPTIVE_CASES, ids=[f"case{i}" for i in range(len(ADAPTIVE_CASES))]
 )
 def test_adaptive_avg_pool2d_matches_reference_and_torch(case, dtype, prng):
