@@ -204,14 +204,16 @@ def lower(g, x_shape, tune, algos=None):
     n_images = x_shape[0]
 
     # each conv's algorithm, in node order (a saved plan's, measured, or the heuristic's)
-    chosen, algo_of = [], {}
+    chosen, algo_of, desc_of = [], {}, {}
     for n in g.nodes:
         if n.op == "conv":
-            desc = _conv_desc(n, shapes[n.inputs[0]])
+            desc = desc_of[id(n)] = _conv_desc(n, shapes[n.inputs[0]])
             name = algos[len(chosen)] if algos is not None else _choose(desc, f64, tune)
             chosen.append(name)
             algo_of[id(n)] = name
-    viewed = {n.inputs[0] for n in g.nodes if _is_view(n, shapes)}
+    view_nodes = [n for n in g.nodes if _is_view(n, shapes)]
+    views = {n.out for n in view_nodes}
+    viewed = {n.inputs[0] for n in view_nodes}
     groups = _sibling_groups(g, algo_of, n_images, viewed)
     stacked_out = {}  # first member's id -> the stacked output's value
     for grp in groups:
@@ -235,7 +237,6 @@ def lower(g, x_shape, tune, algos=None):
     for n in g.nodes:
         for v in n.reads():
             readers.setdefault(v, []).append(n)
-    views = {n.out for n in g.nodes if _is_view(n, shapes)}
     copies = {}  # concat node out -> [(value, channel offset)] to copy in
     for n in g.nodes:
         if n.out in views:
@@ -336,7 +337,7 @@ def lower(g, x_shape, tune, algos=None):
                 continue  # (run by the group's first member)
             v = stacked_out[id(n)]
             w, b = _stacked(grp, np.float64 if f64 else np.float32)
-            desc = list(_conv_desc(n, x))
+            desc = list(desc_of[id(n)])
             desc[4] = shapes[v][1]
             fused = []
             for m in grp:
@@ -356,7 +357,7 @@ def lower(g, x_shape, tune, algos=None):
                 fused=tuple(fused) + ("+".join(str(m.attrs["k"]) for m in grp),),
             )
         elif n.op == "conv":
-            desc = _conv_desc(n, x)
+            desc = desc_of[id(n)]
             name = algo_of[id(n)]
             st.update(conv=list(desc), algo=_core.ALGO_NAMES.index(name), weight=const(n, "weight"))
             if "bias" in n.consts:
