@@ -152,7 +152,14 @@ bool direct_blocked_applies(const ConvShape &s) {
 // 27): ResNet's 3x3/2 512 onto 7x7 0.85-0.93x im2col's time at 1, 2, 4 and 8 images, ResNet-18's
 // 256>512 0.77-0.93x, 256 and 128>256 onto 14x14 at 1-2 images 0.80-0.87x, Inception v3's
 // 192>320 onto 8x8 0.80-0.95x; with 768 input channels (Inception v3's 768 onto 8x8, 21 MB of
-// filters) even to 1.08x.
+// filters) even to 1.08x. Since its strided tiles prefetch (cpu/ukernels_impl.inc,
+// prefetch_block_rows; session 31, interleaved, best of 7-11) it wins strided at every batch:
+// against im2col, packing per call, ResNet's 3x3/2 128, 256 and 64>128 at 56x56 and 28x28
+// 0.83-0.94x the time at 1, 2, 4, 8 and 16 images, 64 at 112x112 0.81-0.83x at 1 and 8,
+// Inception v3's 384>384 and 96>96 at 35x35 0.73-0.92x, its 192>192 and 192>320 at 17x17 at 8
+// images 0.83-0.91x, ResNet's 512 onto 7x7 at 8 0.89x; on narrow rows at one or two images it
+// lost (512 and 256>512 onto 7x7 1.09-1.19x, 192>320 onto 8x8 1.05x). With the filters packed
+// once (prepared) 0.74-0.93x im2col's time on all of ResNet's and Inception v3's at 1, 2 and 8.
 //
 // In rows (under 8 input channels), against the direct forward before it (the row tiles, or on
 // column phases where strided) and im2col, interleaved, best of 10 (AVX2 EPYC, 2 threads): the
@@ -174,12 +181,11 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   if (rows_layout(s)) return true;
   const bool strided = s.sh > 1 || s.sw > 1;
-  if (prepared) return !strided || s.n * s.howo <= 1024;
-  // (strided onto at most 512 positions in all, 128-512 input channels: the filters packed
-  // pair by pair, session 27, below)
-  if (strided)
-    return (s.n == 1 && s.cg >= 64 && s.howo >= 144 && s.howo <= 784) ||
-           (s.n * s.howo <= 512 && s.cg >= 128 && s.cg <= 512);
+  if (prepared) return true;
+  // Strided, since its tiles ask for the next channel block's window rows ahead (session 31,
+  // above): 64-512 input channels, but narrow output rows (7-9 wide, whose tiles take positions
+  // anywhere) at one or two images.
+  if (strided) return s.cg >= 64 && s.cg <= 512 && (s.wo >= 10 || s.n > 2);
   // Rows of 7-9 positions at one image, a kernel 3x3 or larger: the filters packed pair by
   // pair as the threads reach them (direct_blocked_forward_packing), interleaved, best of
   // 10-20, against im2col (AVX2 EPYC, 2 threads): ResNet's 3x3 512 at 7x7 0.85-1.0x the time
