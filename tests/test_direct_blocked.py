@@ -245,7 +245,8 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
 
 def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     """Filters packed once: a 1x1 of one image onto a 7x7 plane from 128 outputs (ResNet-50's
-    2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 one from 256 (1024>512), and a
+    2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 to 28x28 one from 256 (1024>512,
+    128>512), and a
     strided 1x1 of one or two images onto 14x14 or smaller (ResNet's downsampling 512>1024,
     1024>2048); gemm1x1 with fewer outputs, larger planes or padding. auto, which packs per
     call, keeps gemm1x1 for the unit-stride ones of one image (the batch rule is the next
@@ -260,6 +261,7 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
 
     # (n, c, h, k[, stride, padding])
     taken = [(1, 2048, 7, 512), (1, 512, 7, 2048), (1, 832, 7, 128), (1, 1024, 14, 512)]
+    taken += [(1, 128, 28, 512), (1, 512, 28, 256)]
     taken += [
         (1, 528, 14, 256),
         (1, 512, 28, 1024, 2),
@@ -268,6 +270,7 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     ]
     left = [(1, 832, 7, 48), (1, 512, 14, 160), (16, 2048, 7, 512), (1, 256, 28, 128)]
     left += [(1, 256, 56, 512, 2), (8, 512, 28, 1024, 2), (1, 512, 7, 512, 1, 1)]
+    left += [(1, 64, 56, 256), (1, 512, 28, 128), (2, 128, 28, 512)]
     for args in taken:
         assert prepared(desc(*args)) == "direct", args
         strided_plain = len(args) > 4 and args[4] > 1 and args[1] <= 512

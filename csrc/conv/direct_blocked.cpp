@@ -283,7 +283,11 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // 0.046 -> 0.064 ms: x's copy into 8-channel pixels, as large as the product there). On 14x14
 // from 256 outputs 0.86-1.04x (1024>512 1.71 -> 1.47 ms), under 256 slower (512>24 to 512>160
 // 1.1-2.8x). At 8 images OpenBLAS won on 7x7 too then (ResNet-50's, 39.2 -> 41.0 ms in all; not
-// since, below).
+// since, below). On 28x28 from 256 outputs, since its blocked input copy went by register
+// transposes (session 30): 0.91-0.96x (prepared, interleaved, best of 11, two runs, session 31:
+// ResNet-50's 128>512 0.75 -> 0.68 ms, 512>256 and 256>512 1.27-1.33 -> 1.22-1.26), with 128
+// outputs even (512>128, 480>128, 256>128), with 64 and on 56x56 slower (192>64 at 28x28,
+// 256>64 and 64>256 at 56x56 1.03-1.1x).
 // Strided (subsampled_1x1), prepared forwards timed alone after a 64 MB pass over memory, best
 // of 15: ResNet-50's and ResNet-18's downsampling 1x1/2 layers 0.61-0.81x gemm1x1's time at one
 // image (512>1024 at 28x28 3.31 -> 2.26 ms), 0.71-0.89x at two, 0.84-1.15x at eight. In the
@@ -308,7 +312,7 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (subsampled_1x1(s)) return s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512);
   if (!flat_runs(s)) return false;
   if (s.n >= 2) return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512;
-  return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 196 && s.k >= 256);
+  return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 784 && s.k >= 256);
 }
 
 namespace {
