@@ -247,10 +247,10 @@ def test_plans_send_one_image_1x1_onto_small_planes_with_many_outputs_to_it():
     """Filters packed once: a 1x1 of one image onto a 7x7 plane from 128 outputs (ResNet-50's
     2048>512 and 512>2048, GoogLeNet's 832>128) or a 14x14 to 28x28 one from 256 (1024>512,
     128>512), and a strided 1x1 of one or two images onto 14x14 or smaller (ResNet's
-    downsampling 512>1024, 1024>2048); gemm1x1 with fewer outputs, larger planes or padding. auto, which packs per
-    call, keeps gemm1x1 for the unit-stride ones of one image (the batch rule is the next
-    test's) and takes direct for a strided one of one or two images with up to 512 input
-    channels (ResNet's 256>512 onto 28x28, not its 1024>2048), at any size."""
+    downsampling 512>1024, 1024>2048); gemm1x1 with fewer outputs, larger planes or padding.
+    auto, which packs per call, keeps gemm1x1 for the unit-stride ones of one image (the batch
+    rule is the next test's) and takes direct for a strided one of one or two images with up to
+    512 input channels (ResNet's 256>512 onto 28x28, not its 1024>2048), at any size."""
 
     def desc(n, c, h, k, s=1, p=0):
         return [n, c, h, h, k, 1, 1, s, s, p, p, 1, 1, 1]
