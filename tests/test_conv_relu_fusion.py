@@ -16,7 +16,7 @@ import pytest
 
 import fastconv
 import fastconv.functional as F
-from conftest import DTYPE_IDS, DTYPES, assert_close
+from conftest import DTYPE_IDS, DTYPES, TOLERANCE, assert_close
 from fastconv import _core, autograd, nn
 from fastconv.nn import functional as NF
 from reference import conv2d_backward_ref, conv2d_backward_scale, conv2d_ref, conv2d_scale
@@ -117,9 +117,15 @@ def test_fused_against_the_float64_reference(case, dtype):
     want = np.maximum(pre, 0)
     gy = np.random.default_rng(2).standard_normal(want.shape).astype(dtype)
     y, gx, (gw, gb) = _step(nn.Sequential(conv, relu), x, gy, [conv.weight, conv.bias])
-    assert_close(y.data, want, dtype, conv2d_scale(x, w, b, **geo), "y")
-    # the gradient through the mask of the reference's own output (ties at 0 have measure 0)
-    dy = np.where(pre > 0, gy.astype(np.float64), 0.0)
+    scale_y = conv2d_scale(x, w, b, **geo)
+    assert_close(y.data, want, dtype, scale_y, "y")
+    # the gradient through the mask of fastconv's own output, as autograd takes it: where it
+    # differs from the reference's, the pre-activation is within the tolerance of 0 (float32's
+    # rounding puts a few of 50k outputs on the other side of 0 with some weights)
+    mask = y.data > 0
+    flipped = mask != (pre > 0)
+    assert (np.abs(pre[flipped]) <= TOLERANCE[np.dtype(dtype)] * scale_y[flipped]).all()
+    dy = np.where(mask, gy.astype(np.float64), 0.0)
     want_gx, want_gw = conv2d_backward_ref(dy, x, w, **geo)[:2]
     scale_gx, scale_gw = conv2d_backward_scale(dy, x, w, **geo)[:2]
     assert_close(gx, want_gx, dtype, scale_gx, "grad_x")
