@@ -4,10 +4,11 @@
 #define FC_TILE_KB 6     // direct tile: 6 output channels x 4 vectors (24 accumulators)
 #define FC_KTILE_KV 2    // k-tile: 2 vectors of output channels x 14 positions
 #define FC_KTILE_P 14
-// blocked tile: 2 x 8 output channels x 6 positions (12 ymm), AVX2's asm tile. Against 12
-// positions (24 ymm, the compiled loop) on Zen 4, whose 512-bit FMAs run as two 256-bit halves:
-// direct's weight gradient of L3's 9x9 at one image 16 ms against 45, of 5x5 layers 0.7-0.8x
-// the time, forwards (1x7, 5x5, 3x3 at 7x7-28x28, 3x3/2) 0.75-1.0x (best of 7, separate runs).
+// blocked tile: 2 x 8 output channels x 6 positions (12 ymm), AVX2's asm tile. With 12
+// positions (24 ymm, the compiled loop) direct's weight gradient ran 1.16x the AVX2 table's
+// time (median over `fastconv bench auto`'s rows, Zen 4, whose 512-bit FMAs run as two 256-bit
+// halves), L2's and L3's at one image 2.2-2.5x; its forward came out even (0.995x). With this
+// tile L3's weight gradient took 16 ms against 45 (best of 7, separate runs).
 #define FC_BLOCKED_P 6
 #define FC_TILE_NV 4
 #define FC_DOT_MR 4  // NT dot-product tile: 4 x 6 (24 accumulators + 4 rows of a + 1 of b)
