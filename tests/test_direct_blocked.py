@@ -38,6 +38,9 @@ CASES = [
     (1, 25, 23, 19, 17, 3, 5, 3, 2),  # stride 3, a 3x5 kernel, non-square plane
     (1, 32, 16, 16, 32, 7, 7, 1, 0),  # L4-like: 10-wide rows, no padding
     (1, 24, 8, 30, 8, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
+    # AVX-512's forward tile (14 positions): 30-wide rows in 3 tiles of 10, 5-wide rows whole
+    (1, 24, 6, 30, 24, 3, 3, 1, 1),
+    (2, 32, 9, 9, 20, 3, 3, 2, 1),
 ]
 # 1x1, unpadded, unit stride: runs of several output rows (flat_runs), cut into tiles that
 # cross row ends; runs = ceil(8 / (n * output pairs)) of the ho rows
@@ -56,6 +59,7 @@ NARROW = [
     (2, 30, 8, 8, 20, 3, 3, 1, 1),  # 8-wide rows, part blocks, 2 images
     (3, 25, 11, 7, 33, 3, 3, 1, 1),  # 7-wide rows of a non-square plane, 33 outputs
     (1, 40, 15, 15, 24, 3, 3, 2, 1),  # strided onto 8x8
+    (2, 24, 8, 8, 17, 3, 3, 2, 1),  # strided onto 4x4 (narrow for every tile width)
 ]
 CASES += FLAT + NARROW
 # Under 8 input channels, the rows layout (c*kw taps a row: 15+ strided, 28+ at unit stride)

@@ -31,6 +31,9 @@ SCRIPT = textwrap.dedent(r"""
         # enough output channels for two k-tiles and a remainder; narrow and strided rows
         ((2, 6, 9, 7), (37, 6, 3, 3), (1, 1), (1, 1), (1, 1), 1),
         ((1, 8, 11, 10), (40, 4, 3, 2), (3, 1), (2, 0), (2, 1), 2),
+        # channel blocks (the blocked direct tiles): 30-wide rows, strided onto 5x5 and 4x4
+        ((1, 24, 5, 30), (20, 24, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+        ((2, 24, 9, 8), (17, 24, 3, 3), (2, 2), (1, 1), (1, 1), 1),
         # a weight gradient of 27 columns over 1,600 positions: the NT dot-product tiles
         ((1, 3, 40, 45), (13, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1),
     ]

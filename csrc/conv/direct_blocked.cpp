@@ -360,8 +360,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   // Every output is still one tile's sum over the whole reduction, in the same order, so the
   // bits are those of row runs.
   const bool flat = flat_runs(s);
-  const bool narrow = !flat && !rows_layout(s) && uk.bt >= 5 && uk.bt <= kMaxTile &&
-                      s.wo < 2 * uk.bt && s.wo / ((s.wo + uk.bt - 1) / uk.bt) < 5;
+  // Positions a tile: the forward tile's (uk.fbt) on channel blocks at stride 1 or 2.
+  const int64_t tp = !rows_layout(s) && (gm.x_step == 8 || gm.x_step == 16) ? uk.fbt : uk.bt;
+  const bool narrow = !flat && !rows_layout(s) && tp >= 5 && tp <= kMaxTile && s.wo < 2 * tp &&
+                      s.wo / ((s.wo + tp - 1) / tp) < 5;
   // (one run per row otherwise: rows never share a tile)
   const int64_t runs =
       flat || narrow ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
@@ -386,7 +388,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         held = pr;
       }
       const T *wp = packing ? mine : wb + pr * 2 * w_ob;
-      const int64_t tiles = (span + uk.bt - 1) / uk.bt;
+      const int64_t tiles = (span + tp - 1) / tp;
       // One output row: only its window rows [i0, i1) inside the plane, not those in the
       // padding (zeros, each product 0: the sum is the same, bit for bit, for finite filters;
       // an infinite or NaN filter tap keeps every row, whose 0 x inf is NaN as in PyTorch).

@@ -85,6 +85,7 @@ struct UKernels {
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
   void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
   int bt;        // positions per blocked tile
+  int fbt;       // positions per forward tile on channel blocks at stride 1 or 2 (>= bt)
   int kt;        // output channels per k-tile (a multiple of vlen)
   int pt;        // positions per k-tile
   int kb;        // output channels per tile
