@@ -358,9 +358,11 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   // rows of 14 0.92-0.97x, of 17 and 28 1.1-1.4x slower. In the batch-1 plans, profiled in
   // turn, best of 8: ResNet-18's 7x7 3x3 steps 9.23 -> 7.09 ms, ResNet-50's 7.96 -> 6.29).
   // Every output is still one tile's sum over the whole reduction, in the same order, so the
-  // bits are those of row runs.
+  // bits are those of row runs. AVX-512's zmm tiles (14 positions on channel blocks at stride 1
+  // or 2, uk.fbt) take rows up to 14 wide whole, 4 accumulators covering the latency there:
+  // narrow is then rows of 4 or fewer (tiles across the rows of a 7x7 plane, 10 a tile, took
+  // 1.04-1.10x the time of a tile a row; session 33, Zen 4).
   const bool flat = flat_runs(s);
-  // Positions a tile: the forward tile's (uk.fbt) on channel blocks at stride 1 or 2.
   const int64_t tp = !rows_layout(s) && (gm.x_step == 8 || gm.x_step == 16) ? uk.fbt : uk.bt;
   const bool narrow = !flat && !rows_layout(s) && tp >= 5 && tp <= kMaxTile && s.wo < 2 * tp &&
                       s.wo / ((s.wo + tp - 1) / tp) < 5;
