@@ -213,6 +213,17 @@ static bool direct_weight_grad_pays(const ConvShape &s) {
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 
+// The weight gradient of under a tile of input channels on AVX-512 runs direct's tiles over
+// (channel, tap column) pairs (direct_blocked_weight_grad_by_columns): with a 5x5 or larger
+// kernel and 16+ output channels it took 0.70-0.93x im2col's time (ResNet's 7x7/2 stem at 1 and
+// 8 images, AlexNet's 11x11/4, L1's 11x11 at one image, 5x5 3>32 at 32x32 at 8 and 64 images,
+// 3>64 at 112x112, 7x7 4>64 at 56x56; interleaved, best of 5, Zen 4, 2 threads, session 33),
+// while 3x3 layers on 224x224 and 299x299 planes ran 1.5-1.7x im2col's time.
+static bool direct_columns_weight_grad_pays(const ConvShape &s) {
+  return s.kk >= 25 && s.kg >= 16 && direct_blocked_weight_grad_applies(s) &&
+         direct_blocked_weight_grad_by_columns(s);
+}
+
 // The forward on direct where rows are too narrow for its blocked forward (under 10): a
 // same_large_kernel with 16+ input channels. 5x5 layers on 7x7 planes (GoogLeNet's 32>128 and
 // 48>128, 16>32) took 0.63-0.81x im2col's time at 1, 4 and 8 images (as above).
@@ -368,7 +379,9 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
   if (dir == FC_DIR_FORWARD && (direct_blocked_pays(s) || direct_narrow_forward_pays(s)))
     return FC_ALGO_DIRECT;
   if (dir == FC_DIR_BACKWARD_DATA && direct_data_grad_pays(s)) return FC_ALGO_DIRECT;
-  if (dir == FC_DIR_BACKWARD_WEIGHT && direct_weight_grad_pays(s)) return FC_ALGO_DIRECT;
+  if (dir == FC_DIR_BACKWARD_WEIGHT &&
+      (direct_weight_grad_pays(s) || direct_columns_weight_grad_pays(s)))
+    return FC_ALGO_DIRECT;
   return FC_ALGO_IM2COL;
 }
 

@@ -342,6 +342,9 @@ inline void copy_phase_row(const ConvShape &s, const T *x, int64_t bq, int64_t i
 }
 // The direct weight gradient on the blocked tiles (one group, no dilation; conv/direct_blocked.cpp)
 bool direct_blocked_weight_grad_applies(const ConvShape &s);
+// Whether that weight gradient (float) takes its tiles over (channel, tap column) pairs: under
+// the table's tile of channels, where the table has blocked_tile_rows_at (AVX-512's).
+bool direct_blocked_weight_grad_by_columns(const ConvShape &s);
 template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw);
 bool fft_supports(const ConvShape &s);

@@ -14,10 +14,14 @@ it.
 Also the weight gradient on the same tiles (direct_blocked_backward_weight: 16 output channels x
 a tile's width of input channels at one tap, summed over output rows), the same way."""
 
+import json
+import textwrap
+
 import numpy as np
 import pytest
 
 import fastconv
+from _isa import AVAILABLE_ISAS, run_isa_json
 from conftest import assert_close, expected_backward, expected_forward
 from fastconv import _core
 from fastconv import functional as F
@@ -353,7 +357,7 @@ def test_heuristic_sends_strided_forwards_to_it():
 def test_heuristics_send_few_channel_stems_with_long_rows_of_taps_to_it():
     """In rows: AlexNet's 11x11/4 at 1 and 8 images, plain and planned; not the 7x7/2 stem nor
     Inception v3's 3x3/2 on 3 channels (147 and 27 terms: im2col's implicit columns,
-    test_im2col_paths.py), nor the backward directions."""
+    test_im2col_paths.py), nor the data gradient; the weight gradient only on AVX-512 (below)."""
 
     def desc(n, c, h, k, kh, s, p):
         return [n, c, h, h, k, kh, kh, s, s, p, p, 1, 1, 1]
@@ -366,10 +370,28 @@ def test_heuristics_send_few_channel_stems_with_long_rows_of_taps_to_it():
         assert name(_core.conv2d_choose(d, 0)) == "direct"
         assert name(_core.conv2d_choose_prepared(d)) == "direct"
         assert name(_core.conv2d_choose(d, 1)) != "direct"
-        assert name(_core.conv2d_choose(d, 2)) != "direct"
+        assert (name(_core.conv2d_choose(d, 2)) == "direct") == (fastconv.isa() == "avx512")
         for d in (desc(n, 3, 224, 64, 7, 2, 3), desc(n, 3, 299, 32, 3, 2, 0)):
             assert name(_core.conv2d_choose(d, 0)) == "im2col"
             assert name(_core.conv2d_choose_prepared(d)) == "im2col"
+
+
+def test_heuristics_send_few_channel_weight_gradients_of_large_kernels_to_it_on_avx512():
+    """AVX-512's weight gradient tiles over (channel, tap column) pairs: under 8 input channels,
+    a 5x5 or larger kernel and 16+ outputs go to direct (the 7x7/2 stem, AlexNet's 11x11/4, a
+    5x5 3>32); 3x3 kernels and under 16 outputs (LeNet's C1) do not. Elsewhere im2col or FFT."""
+
+    def choose(n, c, h, k, kh, s, p):
+        return _core.ALGO_NAMES[
+            _core.conv2d_choose([n, c, h, h, k, kh, kh, s, s, p, p, 1, 1, 1], 2)
+        ]
+
+    avx512 = fastconv.isa() == "avx512"
+    for n in (1, 8):
+        for shape in ((3, 224, 64, 7, 2, 3), (3, 224, 64, 11, 4, 2), (3, 32, 32, 5, 1, 2)):
+            assert (choose(n, *shape) == "direct") == avx512, shape
+        for shape in ((3, 224, 64, 3, 1, 1), (3, 299, 32, 3, 2, 0), (1, 32, 6, 5, 1, 0)):
+            assert choose(n, *shape) != "direct", shape
 
 
 # --- the weight gradient on the blocked tiles ---------------------------------------------------
@@ -389,6 +411,9 @@ WGRAD = [
     (4, 50, 12, 12, 70, 5, 5, 1, 2),  # 4 images
     (2, 20, 6, 30, 24, 1, 1, 1, 0),  # 1x1 (auto takes gemm1x1; direct forced here)
     (1, 32, 7, 7, 48, 3, 3, 1, 1),  # 7-wide rows
+    # under 8 channels on AVX-512: tiles of (channel, tap column) pairs, 33 in 3 tiles, 15 in 2
+    (1, 3, 30, 30, 20, 11, 11, 4, 2),
+    (2, 5, 12, 12, 16, 3, 3, 1, 1),
 ]
 WGRAD_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in WGRAD]
 
@@ -426,6 +451,36 @@ def test_blocked_weight_gradient_bits_follow_the_shape_not_the_threads(case, res
         fastconv.set_num_threads(threads)
         runs.append(_weight_grad(x, w, dy, case))
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+FEW_CHANNEL_BITS = textwrap.dedent(r"""
+    import hashlib, json, sys
+    import numpy as np
+    import fastconv
+    from fastconv import functional as F
+    cases = json.loads(sys.argv[2])
+    out = []
+    for n, c, h, w, k, kh, kw, stride, padding in cases:
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        wt = rng.standard_normal((k, c, kh, kw)).astype(np.float32)
+        dy = rng.standard_normal(F.conv2d(x, wt, stride=stride, padding=padding).shape)
+        dw = F.conv2d_backward(dy.astype(np.float32), x, wt, stride=stride, padding=padding,
+                               needs=(False, True, False), algo="direct")[1]
+        out.append(hashlib.sha256(dw.tobytes()).hexdigest())
+    print(json.dumps({"isa": fastconv.isa(), "hashes": out}))
+""")
+
+
+@pytest.mark.slow  # (two forced-ISA subprocesses)
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
+def test_few_channel_weight_gradient_tiles_give_the_channel_tiles_bits():
+    # AVX-512's tiles over (channel, tap column) pairs against AVX2's tiles of channels: every
+    # dW value the same sum in the same order, so the same bits
+    few = [c for c in WGRAD if c[1] < 8]
+    runs = [run_isa_json(isa, FEW_CHANNEL_BITS, json.dumps(few)) for isa in ("avx2", "avx512")]
+    assert [r["isa"] for r in runs] == ["avx2", "avx512"]
+    assert runs[0]["hashes"] == runs[1]["hashes"]
 
 
 def test_blocked_weight_gradient_non_finite_inputs_land_where_the_reference_puts_them():

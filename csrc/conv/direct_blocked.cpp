@@ -473,6 +473,11 @@ bool direct_blocked_weight_grad_applies(const ConvShape &s) {
          !__builtin_mul_overflow(v, s.n, &v);
 }
 
+bool direct_blocked_weight_grad_by_columns(const ConvShape &s) {
+  const UKernels<float> &uk = ukernels<float>();
+  return s.c < uk.bt && uk.blocked_tile_rows_at != nullptr;
+}
+
 template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const UKernels<T> &uk = ukernels<T>();
@@ -483,9 +488,16 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     std::fill(dw, dw + s.k * s.ckk, T(0));
     return FC_OK;
   }
+  // Under bt input channels (first layers: 3), a tile of channels at one tap leaves most of its
+  // positions empty: there (where the table has blocked_tile_rows_at) a tile's positions are
+  // the (channel, tap column) pairs of one window row, up to fbt of them, each read from its own
+  // place. Every dW value is still one tile's sum per image, added image after image: the
+  // same bits as the tiles of channels.
+  const bool few = s.c < bt && uk.blocked_tile_rows_at != nullptr;
+  const int64_t cols = s.c * s.kw, ftiles = few ? (cols + uk.fbt - 1) / uk.fbt : 0;
   // per thread: the sums of its item's taps, and one tile's
   const int nt = num_threads();
-  const int64_t per_thread = (kk + 1) * 2 * kB * bt;
+  const int64_t per_thread = (kk + 1) * 2 * kB * std::max<int64_t>(bt, uk.fbt);
   Buffer<T> xb(s.n * s.c * x_c), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
   if (!xb.ok() || !db.ok() || !sums.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and gradient",
@@ -500,36 +512,74 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     // complete)
     copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * 2 * kB * bt;
+    if (few) {
+      // acc[(i*kw + j)*16 + o][c]; a tile's sums [16][np] in tmp
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t pr = it / cgroups, c0 = it % cgroups * bt;
-      const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
-      for (int64_t n = 0; n < s.n; ++n) {
-        const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
-        const T *xc = X + (n * s.c + c0) * x_c;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          // only the output rows whose window row i lies inside the plane (padded row oh*sh + i
-          // in [ph, ph + in_h)): the others' products are 0, the same sums for finite dy (a
-          // non-finite one keeps them all: 0 x inf is NaN, as in PyTorch)
-          // (Inception v3's 7x1 128>192 at 17x17: 0.95x the time at 1 and 8 images, session 29)
-          int64_t oh0 = 0, oh1 = s.ho;
-          if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
-          for (int64_t j = 0; j < s.kw; ++j) {
-            T *a = acc + (i * s.kw + j) * 2 * kB * bt;
-            T *t = n == 0 ? a : tmp;  // (the first image sets)
-            uk.blocked_tile(xc + j % s.sw * plane + (oh0 * s.sh + i) * wq + j / s.sw, s.sh * wq, 0,
-                            x_c, w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB, oh1 - oh0, 1, 1, s.wo,
-                            t, bt, nk, (int)np);
-            if (n != 0)  // (the tile writes rows o < nk, columns p < np of [16][bt])
-              for (int64_t o = 0; o < nk; ++o)
-                for (int64_t p = 0; p < np; ++p) a[o * bt + p] += t[o * bt + p];
+      for (int64_t pr = 0; pr < ob / 2; ++pr) {
+        const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
+        for (int64_t n = 0; n < s.n; ++n) {
+          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
+          const T *xn = X + n * s.c * x_c;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            int64_t oh0 = 0, oh1 = s.ho;  // (as below)
+            if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
+            for (int64_t q = 0; q < ftiles; ++q) {
+              const int64_t p0 = cols * q / ftiles, np = cols * (q + 1) / ftiles - p0;
+              int64_t x_at[kMaxTile];
+              for (int64_t p = 0; p < np; ++p) {
+                const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+                x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
+              }
+              uk.blocked_tile_rows_at(xn + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
+                                      w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB, oh1 - oh0, 1, 1,
+                                      s.wo, tmp, np, nk, (int)np);
+              for (int64_t p = 0; p < np; ++p) {
+                const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+                T *a = acc + (i * s.kw + j) * 2 * kB * s.c + c;
+                for (int64_t o = 0; o < nk; ++o)
+                  a[o * s.c] = n == 0 ? tmp[o * np + p] : a[o * s.c] + tmp[o * np + p];
+              }
+            }
           }
         }
+        for (int64_t o = 0; o < nk; ++o)
+          for (int64_t c = 0; c < s.c; ++c)
+            for (int64_t t = 0; t < kk; ++t)
+              dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * 2 * kB + o) * s.c + c];
       }
-      for (int64_t o = 0; o < nk; ++o)
-        for (int64_t p = 0; p < np; ++p)
-          for (int64_t t = 0; t < kk; ++t)
-            dw[(k0 + o) * s.ckk + (c0 + p) * kk + t] = acc[(t * 2 * kB + o) * bt + p];
+    } else {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) {
+        const int64_t pr = it / cgroups, c0 = it % cgroups * bt;
+        const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB,
+                      nk = std::min(2 * kB, s.k - k0);
+        for (int64_t n = 0; n < s.n; ++n) {
+          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
+          const T *xc = X + (n * s.c + c0) * x_c;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            // only the output rows whose window row i lies inside the plane (padded row oh*sh + i
+            // in [ph, ph + in_h)): the others' products are 0, the same sums for finite dy (a
+            // non-finite one keeps them all: 0 x inf is NaN, as in PyTorch)
+            // (Inception v3's 7x1 128>192 at 17x17: 0.95x the time at 1 and 8 images, session 29)
+            int64_t oh0 = 0, oh1 = s.ho;
+            if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
+            for (int64_t j = 0; j < s.kw; ++j) {
+              T *a = acc + (i * s.kw + j) * 2 * kB * bt;
+              T *t = n == 0 ? a : tmp;  // (the first image sets)
+              uk.blocked_tile(xc + j % s.sw * plane + (oh0 * s.sh + i) * wq + j / s.sw, s.sh * wq,
+                              0, x_c, w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB, oh1 - oh0, 1, 1,
+                              s.wo, t, bt, nk, (int)np);
+              if (n != 0)  // (the tile writes rows o < nk, columns p < np of [16][bt])
+                for (int64_t o = 0; o < nk; ++o)
+                  for (int64_t p = 0; p < np; ++p) a[o * bt + p] += t[o * bt + p];
+            }
+          }
+        }
+        for (int64_t o = 0; o < nk; ++o)
+          for (int64_t p = 0; p < np; ++p)
+            for (int64_t t = 0; t < kk; ++t)
+              dw[(k0 + o) * s.ckk + (c0 + p) * kk + t] = acc[(t * 2 * kB + o) * bt + p];
+      }
     }
   }
   return FC_OK;
