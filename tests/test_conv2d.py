@@ -795,6 +795,33 @@ def test_depthwise_weight_gradient_over_long_reductions(dtype, stride):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "kernel, padding, mult",
+    [
+        ((3, 3), (1, 1), 1),
+        ((3, 3), (0, 0), 1),
+        ((5, 3), (4, 0), 1),
+        ((3, 5), (2, 1), 1),
+        ((3, 3), (3, 1), 1),
+        ((3, 3), (1, 1), 2),
+    ],
+)
+def test_depthwise_data_gradient_at_unit_stride(dtype, kernel, padding, mult):
+    """At unit stride with one output per channel the data gradient runs as a forward of dy
+    with the filters turned (padding kh-1-ph, kw-1-pw, non-square kernels and planes); padding
+    of a whole kernel or more and a multiplier keep the phase planes. Against the reference."""
+    rng = np.random.default_rng(12)
+    c = 5
+    x, w, _ = make_inputs(rng, (3, c, 11, 13), (c * mult, 1, *kernel), np.dtype(dtype), bias=False)
+    params = dict(stride=1, padding=padding, dilation=1, groups=c)
+    y, _ = expected_forward(x, w, None, **params)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads, scales = expected_backward(dy, x, w, **params)
+    got = fastconv.conv2d_backward(dy, x, w, algo="depthwise", **params)
+    check_backward(got, grads, scales, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("mult", [1, 3])
 def test_depthwise_weight_gradient_channel_blocks(dtype, mult):
     """The depthwise weight gradient walks blocks of up to 16 output channels image by image:

@@ -326,6 +326,25 @@ fc_status conv2d_forward__depthwise(const ConvShape &s, const T *x, const T *w, 
 
 template <class T>
 fc_status conv2d_backward_data__depthwise(const ConvShape &s, const T *dy, const T *w, T *dx) {
+  // At unit stride, one output per input channel, no dilation: dx is the forward of dy with each
+  // plane's filter turned 180 degrees, padded kh-1-ph, kw-1-pw (its sum_taps over the taps in
+  // order, no phase planes to gather from). Against the phase-plane gather below (Zen 4, 2
+  // threads, interleaved, best of 9, session 33): 3x3 512 at 14x14 0.80x the time at 8 images,
+  // 0.86x at 1, 256 at 28x28 0.91x, 128 at 56x56 0.94x, 5x5 0.85x, 32 at 112x112 0.98x.
+  if (s.kg == 1 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.ph < s.kh &&
+      s.pw < s.kw) {
+    ConvShape t = s;
+    t.in_h = s.ho, t.in_w = s.wo, t.ho = s.in_h, t.wo = s.in_w;
+    t.ph = s.kh - 1 - s.ph, t.pw = s.kw - 1 - s.pw;
+    t.hw = s.howo, t.howo = s.hw;
+    if (flat_ok(t)) {
+      Buffer<T> wf(s.c * s.kk);
+      if (!wf.ok()) return fail(FC_ENOMEM, "depthwise: cannot allocate the turned filters");
+      for (int64_t c = 0; c < s.c; ++c)
+        for (int64_t q = 0; q < s.kk; ++q) wf.get()[c * s.kk + q] = w[c * s.kk + s.kk - 1 - q];
+      return forward_flat(t, dy, wf.get(), (const T *)nullptr, dx);
+    }
+  }
   if (flat_ok(s)) return backward_data_flat(s, dy, w, dx);
   const UKernels<T> &uk = ukernels<T>();
   const int64_t m = s.kg;
