@@ -493,7 +493,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   // the (channel, tap column) pairs of one window row, up to fbt of them, each read from its own
   // place. Every dW value is still one tile's sum per image, added image after image: the
   // same bits as the tiles of channels.
-  const bool few = s.c < bt && uk.blocked_tile_rows_at != nullptr;
+  const bool few = sizeof(T) == 4 && direct_blocked_weight_grad_by_columns(s);
   const int64_t cols = s.c * s.kw, ftiles = few ? (cols + uk.fbt - 1) / uk.fbt : 0;
   // per thread: the sums of its item's taps, and one tile's
   const int nt = num_threads();
