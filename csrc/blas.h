@@ -54,17 +54,6 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
                           a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
-// Row-major y = A x, A [m, n] with row stride lda (a matrix-vector product streams A once,
-// where a GEMM with one column would pack it first).
-inline void gemv(int64_t m, int64_t n, const float *a, int64_t lda, const float *x, float *y) {
-  CBLAS_FUNC(cblas_sgemv)(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1.0f, a,
-                          (blasint)lda, x, 1, 0.0f, y, 1);
-}
-inline void gemv(int64_t m, int64_t n, const double *a, int64_t lda, const double *x, double *y) {
-  CBLAS_FUNC(cblas_dgemv)(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1.0, a, (blasint)lda,
-                          x, 1, 0.0, y, 1);
-}
-
 inline bool gemm_dims_fit(int64_t v) { return v >= 0 && v <= INT32_MAX; }
 
 }  // namespace fc

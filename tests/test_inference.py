@@ -425,6 +425,38 @@ def test_small_batch_1x1_on_small_planes_runs_direct_within_tolerance(hw, c, k, 
     _assert_close(inference.compile(m64, x[:1], tune=False)(x[:1]), ref[:1], F64_TOL, "float64")
 
 
+@pytest.mark.parametrize(
+    "dtype, batches",
+    [(np.float32, (1, 9, 64, 65)), (np.float64, (1, 31, 32, 33))],
+    ids=["float32", "float64"],
+)
+def test_linear_step_at_every_batch_size(dtype, batches, restore_threads):
+    """The plan's linear step: dot products of the weight's rows (up to 64 rows of float, 32 of
+    double, the weight in chunks of rows), OpenBLAS's GEMM above. Both sides of the switch, an
+    inner dimension that is no multiple of the vector width and spans several chunks of rows,
+    each element within the accuracy contract of the float64 product (1e-4 / 1e-10 times the
+    sum of |terms|), bias and ReLU fused, the same bits at 1 and 2 threads."""
+    k, n = 9001, 100
+    rng = np.random.default_rng(5)
+    w, b = rng.uniform(-0.5, 0.5, (n, k)), rng.uniform(-0.5, 0.5, n)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(k, n, dtype=dtype), nn.ReLU()).eval()
+    model[1].weight.data[...], model[1].bias.data[...] = w, b
+    tol = F32_TOL if dtype == np.float32 else F64_TOL
+    for m in batches:
+        x = rng.standard_normal((m, k, 1, 1)).astype(dtype)
+        x64 = x.reshape(m, k).astype(np.float64)
+        ref = np.maximum(x64 @ w.T + b, 0)
+        bound = tol * (np.abs(x64) @ np.abs(w).T + np.abs(b))
+        plan = inference.compile(model, x, tune=False)
+        fastconv.set_num_threads(2)
+        y = plan(x)
+        assert y.dtype == dtype and y.shape == (m, n)
+        err = np.abs(y - ref)
+        assert (err <= bound).all(), (m, float((err / bound).max()))
+        fastconv.set_num_threads(1)
+        assert plan(x).tobytes() == y.tobytes(), m
+
+
 # --- small models mixing the ops ------------------------------------------------------------------
 
 
