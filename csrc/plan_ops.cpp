@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "blas.h"
-#include "cpu/ukernels.h"
+#include "conv/gemm_blocks.h"
 #include "epilogue.h"
 #include "internal.h"
 #include "plan_ops.h"
@@ -103,14 +103,8 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
     if (j1 <= j0) continue;
     if (k == 0) {  // an empty sum (BLAS would leave y as it was)
       for (int64_t r = 0; r < m; ++r) std::fill(y + r * nout + j0, y + r * nout + j1, T(0));
-    } else if (m * (int64_t)sizeof(T) <= 256) {  // up to 64 rows of float, 32 of double
-      // Dot products of W's rows with x's (ukernels' NT tile), W taken in chunks of rows that
-      // stay in the L2 while every MR-row block of x passes over them: W comes from memory once.
-      const int64_t rows = std::max<int64_t>(12, (256 << 10) / (k * (int64_t)sizeof(T)) / 12 * 12);
-      for (int64_t j = j0; j < j1; j += rows)
-        ukernels<T>().gemm_nt(m, std::min(rows, j1 - j), k, x, k, w + j * k, k, y + j, nout, false);
     } else {  // x [m, k] x W[j0:j1]^T [k, j1-j0] -> y[:, j0:j1]  (row stride nout)
-      gemm(false, true, m, j1 - j0, k, T(1), x, k, w + j0 * k, k, T(0), y + j0, nout);
+      rows_times_nt(m, j1 - j0, k, x, k, w + j0 * k, k, y + j0, nout);
     }
     for (int64_t r = 0; r < m; ++r) {
       T *yr = y + r * nout;

@@ -431,11 +431,12 @@ def test_small_batch_1x1_on_small_planes_runs_direct_within_tolerance(hw, c, k, 
     ids=["float32", "float64"],
 )
 def test_linear_step_at_every_batch_size(dtype, batches, restore_threads):
-    """The plan's linear step: dot products of the weight's rows (up to 64 rows of float, 32 of
-    double, the weight in chunks of rows), OpenBLAS's GEMM above. Both sides of the switch, an
-    inner dimension that is no multiple of the vector width and spans several chunks of rows,
-    each element within the accuracy contract of the float64 product (1e-4 / 1e-10 times the
-    sum of |terms|), bias and ReLU fused, the same bits at 1 and 2 threads."""
+    """The plan's linear step: dot products of the weight's rows (a weight larger than the L2,
+    up to 64 rows of float, 32 of double, the weight in chunks of rows), OpenBLAS's GEMM above.
+    Both sides of the switch, an inner dimension that is no multiple of the vector width and
+    spans several chunks of rows, each element within the accuracy contract of the float64
+    product (1e-4 / 1e-10 times the sum of |terms|), bias and ReLU fused, the same bits at 1 and
+    2 threads."""
     k, n = 9001, 100
     rng = np.random.default_rng(5)
     w, b = rng.uniform(-0.5, 0.5, (n, k)), rng.uniform(-0.5, 0.5, n)

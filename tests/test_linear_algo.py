@@ -54,6 +54,10 @@ CASES = [
     Case(2, 6, 2, 3, 4, 5, 5, padding=2, groups=2, bias=False),
     Case(3, 5, 2, 2, 7, 5, 5, stride=2, padding=2),
     Case(17, 9, 1, 2, 11, 1, 3, padding=(0, 1)),
+    # kernels larger than the L2 at small batches: the forward's dot products over the kernel's
+    # rows (rows_times_nt), a batch of 2 and of 5 (a partial block of rows)
+    Case(2, 64, 7, 7, 100, 7, 7),
+    Case(5, 600, 1, 1, 512, 1, 1),
 ]
 
 # Shapes whose output is larger than 1x1, or where some input element meets no tap or two.

@@ -135,8 +135,8 @@ fc_status conv2d_forward__linear(const ConvShape &s, const T *x, const T *w, con
   const T *wx = ex.get();
   return for_each_tile(s, s.n, m, [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     T *yt = y + r0 * ldy + g * m + c0;
-    gemm(false, true, r1 - r0, c1 - c0, q, T(1), x + r0 * ldx + g * q, ldx, wx + (g * m + c0) * q,
-         q, T(0), yt, ldy);
+    rows_times_nt(r1 - r0, c1 - c0, q, x + r0 * ldx + g * q, ldx, wx + (g * m + c0) * q, q, yt,
+                  ldy);
     if (b)
       for (int64_t r = 0; r < r1 - r0; ++r)
         for (int64_t c = 0; c < c1 - c0; ++c) yt[r * ldy + c] += b[(g * m + c0 + c) / s.howo];
