@@ -96,6 +96,7 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
   // shape, so each GEMM's rounding is the same at every thread count.
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kFixedItems, nout / 16));
   const T al = T(alpha);
+  const bool dot = rows_dot_pays<T>(m, nout * k * (int64_t)sizeof(T));
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t q = 0; q < parts; ++q) {
     const int64_t j0 = q == 0 ? 0 : nout * q / parts / 16 * 16;
@@ -104,7 +105,7 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
     if (k == 0) {  // an empty sum (BLAS would leave y as it was)
       for (int64_t r = 0; r < m; ++r) std::fill(y + r * nout + j0, y + r * nout + j1, T(0));
     } else {  // x [m, k] x W[j0:j1]^T [k, j1-j0] -> y[:, j0:j1]  (row stride nout)
-      rows_times_nt(m, j1 - j0, k, x, k, w + j0 * k, k, y + j0, nout);
+      rows_times_nt(dot, m, j1 - j0, k, x, k, w + j0 * k, k, y + j0, nout);
     }
     for (int64_t r = 0; r < m; ++r) {
       T *yr = y + r * nout;

@@ -159,10 +159,34 @@ def test_adaptive_avg_pool2d(out):
 # --- linear, normalisation, dropout -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("xs", [(4, 5), (2, 3, 5)])
+@pytest.mark.parametrize("xs", [(4, 5), (2, 3, 5), (33, 5)])
 def test_linear(xs):
     check_op([xs, (3, 5), (3,)], F.linear, TF and TF.linear)
     check_op([xs, (3, 5)], F.linear, TF and TF.linear)
+
+
+@pytest.mark.parametrize("dtype, rows", [(np.float32, (1, 3, 64, 65)), (np.float64, (3, 32, 33))])
+def test_linear_weight_past_the_l2(dtype, rows):
+    """A weight larger than the L2 (500 x 700) at the batch sizes on either side of the rows
+    path (its dot products read the weight once): forward and both gradients within the
+    accuracy contract (1e-4 / 1e-10 times the sum of |terms|) of the float64 products."""
+    rng = np.random.default_rng(7)
+    w, b = rng.uniform(-1, 1, (500, 700)), rng.uniform(-1, 1, 500)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for m in rows:
+        x, g = rng.uniform(-1, 1, (m, 700)), rng.uniform(-1, 1, (m, 500))
+        xt, wt, bt = (Tensor(a.astype(dtype), requires_grad=True) for a in (x, w, b))
+        y = F.linear(xt, wt, bt)
+        y.backward(Tensor(g.astype(dtype)))
+        ax, aw, ag = np.abs(x), np.abs(w), np.abs(g)
+        for got, want, bound in [
+            (y.data, x @ w.T + b, ax @ aw.T + np.abs(b)),
+            (xt.grad, g @ w, ag @ aw),
+            (wt.grad, g.T @ x, ag.T @ ax),
+            (bt.grad, g.sum(0), ag.sum(0)),
+        ]:
+            assert got.dtype == dtype and got.shape == want.shape
+            assert (np.abs(got - want) <= tol * bound).all(), (m, got.shape)
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 4, 5, 2)])

@@ -131,19 +131,24 @@ inline void weight_gemm(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda
   else gemm(false, true, m, n, k, T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c, ldc);
 }
 
-// A linear layer's product over a batch, C [m, n] = A [m, k] x B^T with B [n, k] (x W^T). With
-// up to 64 rows of float (32 of double) and a B larger than the L2, OpenBLAS packed B and
-// streamed it at 8-11 GB/s (2-16 rows of 9216 x 4096 floats, 2 threads, Zen 4). Here dot
-// products (ukernels' NT tile) run over B in chunks of rows that stay in the L2 while every row
-// block of A passes over them, so B is read from memory once: 0.16-0.78x the time at 2-64 rows,
-// 0.86-0.97x at one row against sgemv. A B that fits the L2 stays with OpenBLAS (1024 x 256:
-// the dot products took 1.08-1.20x at 1-8 rows; smaller, up to 2.4x: each of their sums ends in
-// a reduction across the lanes). Each element is its own dot product: the bits do not depend
-// on how n is cut.
+// A linear layer's product over a batch, C [m, n] = A [m, k] x B^T with B [n, k] (x W^T), on
+// dot products where rows_dot_pays, else OpenBLAS. With up to 64 rows of float (32 of double)
+// and a whole weight larger than the L2, OpenBLAS packed B and streamed it at 8-11 GB/s (2-16
+// rows of 9216 x 4096 floats, 2 threads, Zen 4). The dot products (ukernels' NT tile) run over
+// B in chunks of rows that stay in the L2 while every row block of A passes over them, so B is
+// read from memory once: 0.16-0.78x the time at 2-64 rows, 0.86-0.97x at one row against
+// sgemv. A weight that fits the L2 stays with OpenBLAS (1024 x 256: the dot products took
+// 1.08-1.20x at 1-8 rows; smaller, up to 2.4x: each of their sums ends in a reduction across
+// the lanes). Each element is its own dot product: the bits do not depend on how n is cut.
+// `weight_bytes`: the whole weight's, of which B may be a part.
 template <class T>
-inline void rows_times_nt(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda, const T *b,
-                          int64_t ldb, T *c, int64_t ldc) {
-  if (m * (int64_t)sizeof(T) > 256 || n * k * (int64_t)sizeof(T) <= hardware().l2) {
+inline bool rows_dot_pays(int64_t m, int64_t weight_bytes) {
+  return m * (int64_t)sizeof(T) <= 256 && weight_bytes > hardware().l2;
+}
+template <class T>
+inline void rows_times_nt(bool dot, int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,
+                          const T *b, int64_t ldb, T *c, int64_t ldc) {
+  if (!dot) {
     gemm(false, true, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
     return;
   }

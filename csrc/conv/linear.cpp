@@ -133,9 +133,10 @@ fc_status conv2d_forward__linear(const ConvShape &s, const T *x, const T *w, con
   const Expanded<T> ex(s, w);
   if (!ex.ok()) return no_memory();
   const T *wx = ex.get();
+  const bool dot = rows_dot_pays<T>(s.n, m * q * (int64_t)sizeof(T));  // (one group's kernel)
   return for_each_tile(s, s.n, m, [&](int64_t g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     T *yt = y + r0 * ldy + g * m + c0;
-    rows_times_nt(r1 - r0, c1 - c0, q, x + r0 * ldx + g * q, ldx, wx + (g * m + c0) * q, q, yt,
+    rows_times_nt(dot, r1 - r0, c1 - c0, q, x + r0 * ldx + g * q, ldx, wx + (g * m + c0) * q, q, yt,
                   ldy);
     if (b)
       for (int64_t r = 0; r < r1 - r0; ++r)
