@@ -10,6 +10,8 @@
 
 #include <cmath>
 
+#include "hw.h"
+
 namespace fc {
 
 namespace {
@@ -89,7 +91,7 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
     // padded, each window row's pass reading a pair of output blocks' dy plane, from the L2
     // while that is under half of it (Zen 4: the stem's 7x7/2 and AlexNet's 11x11/4 at 112-137
     // GFLOP/s, 0.78-0.93x im2col's time; 3x3 layers on 224-299 planes 1.5-1.7x im2col's)
-    const double dy_pass = 64 * (double)s.howo > 512 * 1024 ? 2.5 : 1;
+    const double dy_pass = 64 * (double)s.howo > (double)hardware().l2 / 2 ? 2.5 : 1;
     return conv_macs(s) * dy_pass / (0.85 * (wo / (wo + 4))) +
            kCopy * ((double)s.n * ((double)s.c * (double)s.hw + (double)s.k * (double)s.howo));
   }

@@ -152,8 +152,9 @@ inline void rows_times_nt(bool dot, int64_t m, int64_t n, int64_t k, const T *a,
     gemm(false, true, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
     return;
   }
+  // (chunks of a quarter of the L2, in multiples of 12 rows: whole tiles on every table)
   const int64_t row_bytes = std::max<int64_t>(k, 1) * (int64_t)sizeof(T);
-  const int64_t rows = std::max<int64_t>(12, (256 << 10) / row_bytes / 12 * 12);
+  const int64_t rows = std::max<int64_t>(12, hardware().l2 / 4 / row_bytes / 12 * 12);
   for (int64_t j = 0; j < n; j += rows)
     ukernels<T>().gemm_nt(m, std::min(rows, n - j), k, a, lda, b + j * ldb, ldb, c + j, ldc, false);
 }
