@@ -77,6 +77,17 @@ struct UKernels {
   void (*blocked_tile_at)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row, const T *w,
                           int64_t w_ob, int64_t cbn, int64_t kh, int64_t kw, T *y,
                           const int64_t *y_at, int64_t y_plane, int64_t nk, int np);
+  // The weight gradient's tile: blocked_tile's sums in the rows layout for one window row
+  // (kh = kw = 1), np <= bt positions x_step apart, each position's 16 sums (o = 0..15, past
+  // nk too) to y[p*y_pos + o], or added to what y holds there when add:
+  //   y[p*y_pos + o] (+)= sum over r < rows, e < ne of
+  //       w[(o/8)*w_ob + r*w_row + e*8 + o%8] * x[r*x_row + p*x_step + e]
+  void (*wgrad_tile)(const T *x, int64_t x_row, int64_t x_step, const T *w, int64_t w_ob,
+                     int64_t w_row, int64_t rows, int64_t ne, T *y, int64_t y_pos, bool add,
+                     int np);
+  // wgrad_tile's sums out to the weight gradient: d[o*ld + q] = a[q*16 + o] for q < nq,
+  // o < nk (<= 16).
+  void (*wgrad_store)(const T *a, int64_t nq, T *d, int64_t ld, int64_t nk);
   // blocked_tile's sums for np <= fbt positions anywhere, any run of ne values a tap: position p
   // reads x + x_at[p] (the weight gradient of under bt input channels, whose positions are its
   // (channel, tap column) pairs). Null where the table has none (all but AVX-512's float one).
