@@ -248,10 +248,11 @@ static bool direct_narrow_forward_pays(const ConvShape &s) {
 // machine (AVX2 EPYC, 2 threads).
 //
 // Where direct, not im2col, runs the direction when FFT does not (the blocked forward, the data
-// gradient of direct_data_grad_pays), FFT must do better: a ratio of 256 at one image; from two
-// images 64, except the forward from 8 images (32). Measured interleaved, best of 7 (AVX2 EPYC,
-// 2 threads): L2's 9x9 (120) at batch 1 ran the blocked forward 1.15-1.22x faster than FFT (two
-// bench auto runs and a timing), while from 2 images FFT took 0.56x direct's time there (L3,
+// gradient of direct_data_grad_pays), FFT must do better: a ratio of 256 at one image (192 for
+// the forward, see below); from two images 64, except the forward from 8 images (32). Measured
+// interleaved, best of 7 (AVX2 EPYC, 2 threads): L2's 9x9 (120) at batch 1 ran the blocked
+// forward 1.15-1.22x faster than FFT (two bench auto runs and a timing), while from 2 images
+// FFT took 0.56x direct's time there (L3,
 // 86: 0.96x); GoogLeNet's 5x5 32>96 on 28x28 (36) at batch 4 took direct 0.84x FFT's time
 // forward and 0.70x for the data gradient (16>32 there: 0.66x), AlexNet's 64>192 on 27x27 (34)
 // 0.97x and 0.89x; at batch 8 FFT's filter transforms are paid back forward (direct 1.3x
@@ -262,6 +263,12 @@ static bool direct_narrow_forward_pays(const ConvShape &s) {
 // at one image and 0.72x on L2 (120), 1.07x on L3 at two images; on L4 (34) 0.63x at two images,
 // 1.0x at four; GoogLeNet's and AlexNet's 5x5 layers on 27x27 and 28x28 planes (33-36) 0.84-0.93x
 // at four images, 1.23-1.32x at eight.
+//
+// The blocked forward at one image gives way from a ratio of 192 (was 256): L1 (202) ran FFT
+// faster than the blocked forward in each of seven `fastconv bench auto` runs on a Zen 4 EPYC,
+// sessions 32-35, with either table (direct 1.12-1.44x FFT's time), and on the AVX2 EPYC they
+// were even over sessions 13-31 (direct 0.86-1.19x, FFT the fastest in 11 of 15 runs); L2
+// (120) stays on direct, which won it there and split it with FFT on Zen 4 (0.91-1.21x).
 static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
   return dir == FC_DIR_FORWARD         ? direct_blocked_pays(s)
          : dir == FC_DIR_BACKWARD_DATA ? direct_data_grad_pays(s)
@@ -274,7 +281,9 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (few_channels && (s.cg < 3 || s.n < 4)) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
-    ratio = s.n == 1 ? 256 : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32 : 64;
+    ratio = s.n == 1                                  ? (dir == FC_DIR_FORWARD ? 192 : 256)
+            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32
+                                                      : 64;
   if (few_channels) ratio = std::max<int64_t>(ratio, 160);
   return s.kk * s.howo >= ratio * fft_bins(s);
 }

@@ -289,9 +289,11 @@ def test_heuristic_fft_rule_on_l3(batch):
         # 16 input channels: no blocked forward, FFT keeps it; its data gradient (32 in) and
         # weight gradient are direct
         ((4, 16, 28, 28), (32, 16, 5, 5), 2, ("fft", "direct", "direct")),
-        # L1's 3 input channels (ratio 202): the blocked forward in rows at one image, FFT from
-        # two; its weight gradient FFT (no blocked tiles for 3 channels)
-        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("direct", "im2col", "fft")),
+        # L1's 3 input channels (ratio 202): FFT forward from one image (the blocked forward's
+        # bar there is 192); its weight gradient FFT (no blocked tiles for 3 channels)
+        ((1, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col", "fft")),
+        # an 11x11 on 3 channels at 96x96, padded 5 (134): under 192, the blocked forward
+        ((1, 3, 96, 96), (64, 3, 11, 11), 5, ("direct", "im2col", "fft")),
         ((2, 3, 128, 128), (96, 3, 11, 11), 0, ("fft", "im2col", "fft")),
         # its data gradient into 3 channels: FFT from four images (160x the bins per output and
         # more, 3+ channels); one channel stays on im2col
@@ -302,9 +304,9 @@ def test_heuristic_fft_rule_on_l3(batch):
     ],
 )
 def test_heuristic_fft_needs_more_where_direct_is_the_alternative(x, w, pad, want):
-    """fft_pays (csrc/api.cpp): where direct, not im2col, would run the layer, FFT needs 256x the
-    bins per output at one image and 64x from two (32x for forwards and weight gradients from
-    eight images)."""
+    """fft_pays (csrc/api.cpp): where direct, not im2col, would run the layer, FFT needs 192x the
+    bins per output for a forward at one image (256x for its gradients) and 64x from two (32x for
+    forwards and weight gradients from eight images)."""
     got = tuple(
         fastconv.algorithms(x, w, padding=pad, direction=d)[0]
         for d in ("forward", "backward_data", "backward_weight")
