@@ -196,6 +196,11 @@ SEPARABLE_CASES = [
     ((1, 2, 12, 19), 2, 2, 0, True),  # VGG's 2x2/2, a ceil window past the right edge
     ((1, 2, 11, 23), (3, 2), (2, 3), (1, 1), False),  # rectangular, strides 2 and 3
     ((1, 2, 9, 40), (1, 5), 1, (0, 2), False),
+    # rows of whole vectors and a tail (16 floats a vector on AVX-512, 8 on AVX2)
+    ((1, 3, 9, 37), 3, 2, 0, True),
+    ((1, 2, 7, 33), 3, 1, 0, False),
+    ((1, 2, 6, 50), 2, 2, 0, False),
+    ((1, 2, 5, 130), 3, 2, 1, False),  # (AVX2 floats keep the compiler's loops on wide rows)
 ]
 
 

@@ -54,6 +54,11 @@ struct V256f {
   static bool any_nan(__m256 a) {
     return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0;
   }
+  static int nan_or_negzero(__m256 a) {
+    const __m256i neg0 = _mm256_cmpeq_epi32(_mm256_castps_si256(a), _mm256_set1_epi32(INT32_MIN));
+    return _mm256_movemask_ps(
+        _mm256_or_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q), _mm256_castsi256_ps(neg0)));
+  }
   static __m256 better(__m256 v, __m256 best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
@@ -117,6 +122,11 @@ struct V256d {
   static bool any_nan(__m256d a) {
     return _mm256_movemask_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q)) != 0;
   }
+  static int nan_or_negzero(__m256d a) {
+    const __m256i neg0 = _mm256_cmpeq_epi64(_mm256_castpd_si256(a), _mm256_set1_epi64x(INT64_MIN));
+    return _mm256_movemask_pd(
+        _mm256_or_pd(_mm256_cmp_pd(a, a, _CMP_UNORD_Q), _mm256_castsi256_pd(neg0)));
+  }
   static __m256d better(__m256d v, __m256d best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
   }
@@ -143,7 +153,7 @@ template <class T, class V>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_simd<V>;
   u->sum_row = &sum_row_simd<V>;
-  u->max_plane_sep = &max_plane_sep<T>;
+  u->max_plane_sep = &max_plane_sep_simd<V>;
   u->first_bad_switch = &first_bad_switch;
 }
 

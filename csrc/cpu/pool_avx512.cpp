@@ -53,6 +53,10 @@ struct V512f {
   // v > best ? v : best
   static __m512 max(__m512 v, __m512 best) { return _mm512_max_ps(v, best); }
   static bool any_nan(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
+  static int nan_or_negzero(__m512 a) {
+    return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) |
+           _mm512_cmpeq_epi32_mask(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN));
+  }
   static __mmask16 better(__m512 v, __m512 best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
@@ -116,6 +120,10 @@ struct V512d {
   // v > best ? v : best
   static __m512d max(__m512d v, __m512d best) { return _mm512_max_pd(v, best); }
   static bool any_nan(__m512d a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q) != 0; }
+  static int nan_or_negzero(__m512d a) {
+    return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q) |
+           _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_set1_epi64(INT64_MIN));
+  }
   static __mmask8 better(__m512d v, __m512d best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
   }
@@ -142,7 +150,7 @@ template <class T, class V>
 void fill(PoolUKernels<T> *u) {
   u->max_row = &max_row_simd<V>;
   u->sum_row = &sum_row_simd<V>;
-  u->max_plane_sep = &max_plane_sep<T>;
+  u->max_plane_sep = &max_plane_sep_simd<V>;
   u->first_bad_switch = &first_bad_switch;
 }
 
