@@ -29,8 +29,10 @@ constexpr double kPrune = 4.0;
 // burst of load on a shared machine does not decide between two near-equal algorithms. Within
 // 15% and 3 rounds (session 35) the tuned choice came out over 1.05x the fastest in 12 of 318
 // cases of bench auto on Zen 4, up to 1.40x: a slow spell on the memory side (1.3-2x on this
-// kind of machine) had put the faster one out of reach of the refining rounds.
-constexpr int kRuns = 3, kRefine = 5;
+// kind of machine) had put the faster one out of reach of the refining rounds; within 30% and
+// 5 rounds still 11 (L1's forward at one image, the run's first case: direct 1.32x FFT's time),
+// hence 5 timed runs before them (was 3).
+constexpr int kRuns = 5, kRefine = 5;
 constexpr double kGiveUp = 2.0, kBudget = 2.0, kClose = 1.3;
 
 struct Entry {
