@@ -185,6 +185,8 @@ def test_max_pool2d_matches_torch(case, dtype, prng):
 
 SEPARABLE_CASES = [
     ((2, 3, 7, 7), 3, 1, 1, False),  # the flat 3x3/1 run: GoogLeNet's 7x7 planes
+    ((1, 2, 20, 37), 3, 1, 1, False),  # (whole vectors and a tail in each pass)
+    ((1, 2, 2, 9), 3, 1, 1, False),  # (two rows: no row with both neighbours)
     ((1, 2, 14, 9), 3, 1, 1, False),
     ((1, 2, 1, 6), 3, 1, 1, False),  # one row, one column, one pixel
     ((1, 2, 6, 1), 3, 1, 1, False),

@@ -71,11 +71,12 @@ def _all_ops(x, rng):
     gd = rng.standard_normal(ad.shape).astype(x.dtype)
     y2, i2 = fastconv.max_pool2d(x, (2, 3), (1, 3), (1, 0), (2, 1), return_indices=True)  # gathers
     y3, i3 = fastconv.max_pool2d(x, 3, 1, 1, return_indices=True)  # stride 1: plain loads
-    # without switches: separable maxima (rows, then columns) at strides 2, 3 (gathers) and 1
+    # without switches: separable maxima (rows, then columns) at strides 2, 3 (gathers) and 1,
+    # and the 3x3/1 window's flat passes over the plane
     sep = {
         f"sep{j}": fastconv.max_pool2d(x, *args)
         for j, args in enumerate(
-            [(3, 2, 1, 1, True), ((2, 3), (1, 3), (1, 0)), (3, 1, 0), (2, 2, 0, 1, True)]
+            [(3, 2, 1, 1, True), ((2, 3), (1, 3), (1, 0)), (3, 1, 0), (2, 2, 0, 1, True), (3, 1, 1)]
         )
     }
     return {
