@@ -224,9 +224,8 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
     """auto: unit stride, 24+ input channels, 10+ wide output rows, where neither Winograd nor
     FFT pays (Inception's 1x7 at 17x17, its 5x5 48>64 at 35x35), and at one or two images rows of
     7-9 under a 3x3 or larger kernel (ResNet's 512-channel 3x3 at 7x7, Inception's 3x3 at 8x8; not
-    its 1x3 there); not a strided layer onto few positions (a 3x3/2 96 onto 7x7). A plan, whose
-    filters are packed once, takes it on 7-wide rows of any kernel and on strided layers (that
-    3x3/2, ResNet's at batch 1 and 8)."""
+    its 1x3 there). A plan, whose filters are packed once, takes it on 7-wide rows of any kernel
+    and on strided layers (a 3x3/2 96 onto 7x7, ResNet's at batch 1 and 8)."""
 
     def desc(n, c, h, k, kh, kw, s, ph, pw):
         return [n, c, h, h, k, kh, kw, s, s, ph, pw, 1, 1, 1]
@@ -243,9 +242,11 @@ def test_heuristics_send_wide_forwards_to_it_and_plans_also_narrow_ones():
         for d in (desc(n, 512, 7, 512, 3, 3, 1, 1, 1), desc(n, 448, 8, 384, 3, 3, 1, 1, 1)):
             assert name(_core.conv2d_choose(d, 0)) == "direct"
     assert name(_core.conv2d_choose(desc(4, 256, 7, 256, 3, 3, 1, 1, 1), 0)) == "winograd"
-    for d in (desc(1, 384, 8, 384, 1, 3, 1, 0, 1), desc(1, 96, 14, 96, 3, 3, 2, 1, 1)):
-        assert name(_core.conv2d_choose(d, 0)) == "im2col"
-        assert name(_core.conv2d_choose_prepared(d)) == "direct"
+    d = desc(1, 384, 8, 384, 1, 3, 1, 0, 1)
+    assert name(_core.conv2d_choose(d, 0)) == "im2col"
+    assert name(_core.conv2d_choose_prepared(d)) == "direct"
+    # (a 3x3/2 onto 7x7: test_heuristic_sends_strided_forwards_to_it)
+    assert name(_core.conv2d_choose_prepared(desc(1, 96, 14, 96, 3, 3, 2, 1, 1))) == "direct"
     assert name(_core.conv2d_choose(desc(8, 512, 7, 512, 3, 3, 1, 1, 1), 0)) == "winograd"
     b8 = desc(8, 128, 56, 128, 3, 3, 2, 1, 1)  # (strided at any batch: the strided test)
     assert name(_core.conv2d_choose_prepared(b8)) == "direct"
@@ -314,11 +315,21 @@ def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to
         assert names(desc(*args)) == ("gemm1x1", "gemm1x1"), args
 
 
+# c, h, k, padding (3x3/2 onto 7-8 wide rows) and AVX2's choice: direct up to 256x256 filters
+_NARROW = [
+    (512, 14, 512, 1, "im2col"),
+    (256, 14, 512, 1, "im2col"),
+    (192, 17, 320, 0, "direct"),
+    (96, 14, 96, 1, "direct"),
+]
+
+
 def test_heuristic_sends_strided_forwards_to_it():
     """auto, packing the filters per call: a strided forward with 64-512 input channels at any
-    batch (its tiles prefetch the next channel block), but onto narrow rows (7-9 wide) at one or
-    two images (ResNet's 3x3/2 512 onto 7x7, Inception v3's 192>320 onto 8x8); not with 768
-    input channels, nor with 32."""
+    batch (its tiles prefetch the next channel block), onto narrow rows (7-9 wide) at one or
+    two images (ResNet's 3x3/2 512 onto 7x7, Inception v3's 192>320 onto 8x8) on AVX-512, or
+    under filters of up to 256x256 channels (each ISA this CPU runs checked in a process of its
+    own); not with 768 input channels, nor with 32."""
 
     def desc(n, c, h, k, s, p):
         return [n, c, h, h, k, 3, 3, s, s, p, p, 1, 1, 1]
@@ -335,9 +346,15 @@ def test_heuristic_sends_strided_forwards_to_it():
     assert name(desc(16, 256, 28, 256, 2, 1)) == "direct"
     assert name(desc(8, 512, 14, 512, 2, 1)) == "direct"  # narrow rows, 8 images
     assert name(desc(4, 512, 14, 512, 2, 1)) == "direct"
-    for n in (1, 2):  # narrow rows, one or two images
-        assert name(desc(n, 512, 14, 512, 2, 1)) == "im2col"
-        assert name(desc(n, 192, 17, 320, 2, 0)) == "im2col"
+    narrow = [desc(n, c, h, k, 2, p) for n in (1, 2) for c, h, k, p, _ in _NARROW]  # 1-2 images
+    script = (
+        "import json, sys\nfrom fastconv import _core\n"
+        "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 0)]"
+        " for d in json.loads(sys.argv[2])]))"
+    )
+    for isa in AVAILABLE_ISAS:  # (each in a process of its own: the ISA is read at load)
+        want = [("direct" if isa == "avx512" else w) for n in (1, 2) for *_, w in _NARROW]
+        assert run_isa_json(isa, script, json.dumps(narrow)) == want, isa
     assert name(desc(2, 768, 17, 768, 2, 0)) == "im2col"
     assert name(desc(8, 768, 35, 768, 2, 0)) == "im2col"
     assert name(desc(1, 32, 28, 128, 2, 1)) == "im2col"

@@ -15,6 +15,7 @@
 
 #include "../cpu/ukernels.h"
 #include "../epilogue.h"
+#include "../hw.h"
 #include "../internal.h"
 
 namespace fc {
@@ -183,9 +184,17 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   const bool strided = s.sh > 1 || s.sw > 1;
   if (prepared) return true;
   // Strided, since its tiles ask for the next channel block's window rows ahead (session 31,
-  // above): 64-512 input channels, but narrow output rows (7-9 wide, whose tiles take positions
-  // anywhere) at one or two images.
-  if (strided) return s.cg >= 64 && s.cg <= 512 && (s.wo >= 10 || s.n > 2);
+  // above): 64-512 input channels; onto narrow output rows (7-9 wide, whose tiles take positions
+  // anywhere) at one or two images on AVX-512, or with filters of up to 256x256 channels. On
+  // AVX-512 (Zen 4, 2 threads, interleaved, best of 11-21, session 37) ResNet's 3x3/2 512 onto
+  // 7x7 took 0.87-0.92x im2col's time at one and two images, ResNet-18's 256>512 0.87-0.98x,
+  // Inception v3's 192>320 onto 8x8 0.89-0.93x, 64-256 channels onto 7x7 at one image 0.61-0.83x
+  // (in `fastconv bench auto`, ResNet's 512 at one image 0.72-0.94x in two runs); with
+  // FASTCONV_ISA=avx2 64-256 channels 0.69-0.87x at one image and 0.84-0.95x at two, 192>320
+  // 0.95-1.02x, 256>384 0.99x, but 512 and 256>512 1.03-1.11x: AVX2 keeps im2col there.
+  if (strided)
+    return s.cg >= 64 && s.cg <= 512 &&
+           (s.wo >= 10 || s.n > 2 || hardware().isa == Isa::kAvx512 || s.cg * s.k <= 256 * 256);
   // Rows of 7-9 positions at one image, a kernel 3x3 or larger: the filters packed pair by
   // pair as the threads reach them (direct_blocked_forward_packing), interleaved, best of
   // 10-20, against im2col (AVX2 EPYC, 2 threads): ResNet's 3x3 512 at 7x7 0.85-1.0x the time
