@@ -1,10 +1,12 @@
 // What an inference plan fuses into an operator's output stage: after the bias, y += a residual
 // (laid out as y) and an activation (fc_act), applied to a block of the output while it is
 // still in cache (the GEMM paths: each tile right after its GEMM), else in one pass after.
+// The passes run in the ISA's vectors (cpu/ukernels.h, epilogue_rows).
 #pragma once
 #include <cmath>
 #include <cstdint>
 
+#include "cpu/ukernels.h"
 #include "fastconv/fastconv.h"
 
 namespace fc {
@@ -17,6 +19,9 @@ struct Epilogue {
   bool none() const { return !res && act == FC_ACT_NONE; }
 };
 
+// (internal linkage: each per-ISA file, cpu/ukernels_impl.inc, compiles its own copy, so that
+// the linker never hands a baseline caller one compiled for AVX-512)
+namespace {
 template <class T>
 inline T act1(T v, int act, T alpha) {
   switch (act) {
@@ -28,33 +33,21 @@ inline T act1(T v, int act, T alpha) {
     default: return v;
   }
 }
+}  // namespace
 
-// p[i] = act(p[i]) for i < n; the switch outside the loop so that ReLU vectorises.
+// p[i] = act(p[i]) for i < n.
 template <class T>
 inline void act_run(T *p, int64_t n, int act, T alpha) {
-  if (act == FC_ACT_NONE) return;
-  if (act == FC_ACT_RELU) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) p[i] = (p[i] > T(0) || p[i] != p[i]) ? p[i] : T(0);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) p[i] = act1(p[i], act, alpha);
+  if (act != FC_ACT_NONE) ukernels<T>().epilogue_rows(p, n, 1, n, nullptr, nullptr, act, alpha);
 }
 
 // The epilogue on rows x cols of y starting at element off, rows ld apart (the residual at
-// the same offsets).
+// the same offsets), after the bias where given (bias[r] for row r).
 template <class T>
 inline void epilogue_block(const Epilogue<T> &ep, T *y, int64_t off, int64_t rows, int64_t cols,
-                           int64_t ld) {
-  for (int64_t r = 0; r < rows; ++r) {
-    T *yr = y + off + r * ld;
-    if (ep.res) {
-      const T *rr = ep.res + off + r * ld;
-#pragma omp simd
-      for (int64_t i = 0; i < cols; ++i) yr[i] += rr[i];
-    }
-    act_run(yr, cols, ep.act, ep.alpha);
-  }
+                           int64_t ld, const T *bias = nullptr) {
+  ukernels<T>().epilogue_rows(y + off, ld, rows, cols, bias, ep.res ? ep.res + off : nullptr,
+                              ep.act, ep.alpha);
 }
 
 }  // namespace fc

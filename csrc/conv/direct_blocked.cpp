@@ -426,10 +426,8 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
                         wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw, gm.ne,
                         yr + p0, s.howo, nk, (int)(p1 - p0));
       }
-      if (b)
-        for (int64_t r = 0; r < nk; ++r)
-          for (int64_t p = 0; p < span; ++p) yr[r * s.howo + p] += b[k0 + r];
-      if (ep) epilogue_block(*ep, y, yr - y, nk, span, s.howo);
+      if (ep) epilogue_block(*ep, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
+      else if (b) uk.epilogue_rows(yr, s.howo, nk, span, b + k0, nullptr, FC_ACT_NONE, T(0));
     }
   }
   return FC_OK;

@@ -166,8 +166,7 @@ inline void rows_times_nt(bool dot, int64_t m, int64_t n, int64_t k, const T *a,
 // that plan gave the same bits either way). The bits follow the shape, as before.
 template <class T>
 inline void bias_rows(T *y, const T *b, int64_t rows, int64_t cols, int64_t ld) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t p = 0; p < cols; ++p) y[r * ld + p] = b[r];
+  ukernels<T>().fill_rows(y, b, rows, cols, ld);
 }
 
 // Start of part i of `parts` over [0, size), a multiple of `align` (so GEMM tiles start on the

@@ -102,6 +102,14 @@ struct UKernels {
   // d[i*8 + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
   void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
+  // An output stage (epilogue.h) over rows x cols of y, rows ld apart, in one pass:
+  //   y[r*ld + i] = act((y[r*ld + i] + bias[r]) + res[r*ld + i])
+  // each term only where given (bias, res null: none; a missing term is not an added 0, which
+  // would turn -0 into +0); act an fc_act with its alpha.
+  void (*epilogue_rows)(T *y, int64_t ld, int64_t rows, int64_t cols, const T *bias, const T *res,
+                        int act, T alpha);
+  // y[r*ld + i] = b[r] for r < rows, i < cols: a forward GEMM's starting value (bias_rows).
+  void (*fill_rows)(T *y, const T *b, int64_t rows, int64_t cols, int64_t ld);
   int bt;        // positions per blocked tile
   int fbt;       // positions per forward tile on channel blocks at stride 1 or 2 (>= bt)
   int kt;        // output channels per k-tile (a multiple of vlen)
