@@ -255,8 +255,10 @@ bool depthwise_supports(const ConvShape &s);
 bool winograd_supports(const ConvShape &s);
 // Whether Winograd's forward (or data gradient) of `tiles` output tiles and kc = k*c filters
 // (one group) runs fused, transforming its filters panel by panel instead of all at once
-// (conv/winograd.cpp, forward_fused; FASTCONV_WINOGRAD_FUSED=0|1 overrides it there).
+// (conv/winograd.cpp, forward_fused; FASTCONV_WINOGRAD_FUSED=0|1|2 overrides it there), and
+// whether it does so by elements (forward_fused_elements: 41-256 tiles under large filters).
 bool winograd_fused(int64_t tiles, int64_t kc);
+bool winograd_fused_elements(int64_t tiles, int64_t kc);
 // The weight gradient's output tile, 2 or 4 (conv/winograd.cpp): F(2x2) on few tiles.
 int winograd_weight_tile(const ConvShape &s);
 // The Winograd forward with its filters transformed once (inference plans): the elements of

@@ -121,6 +121,7 @@ def test_data_gradient_from_prepared_filters(case, dtype):
         ((1, 8, 14, 14), (8, 8, 5, 5), 2, False, "not 3x3"),
         ((4, 9, 13, 10), (6, 9, 3, 3), 2, False, "F(2x2) for 6 channels, F(4x4) forward"),
         ((9, 192, 7, 7), (384, 192, 3, 3), 1, False, "36 tiles: the forward runs fused"),
+        ((1, 256, 14, 14), (256, 256, 3, 3), 1, False, "49 tiles: fused by elements"),
         ((4, 128, 28, 28), (192, 128, 3, 3), 1, True, "196 tiles: the transform is a small part"),
         ((1, 512, 28, 28), (512, 512, 3, 3), 1, True, "36 x 512 x 512 filters: over 16 MiB"),
     ],

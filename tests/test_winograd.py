@@ -108,11 +108,13 @@ LAYERS = {
     "vgg-256x28x28": case3x3(1, 256, 28, 28, 256),
     # 8 tiles under 256x256 filters: the fused forward and data gradient by their rule
     "resnet-256x7x7": case3x3(2, 256, 7, 7, 256, bias=False),
+    # 49 F(2x2) tiles under 256x256 filters: fused by elements (forward_fused_elements)
+    "resnet-256x14x14": case3x3(1, 256, 14, 14, 256),
 }
 
 
-# the fast loop keeps VGG's 64-channel layer and the fused 7x7; the larger ones take seconds (slow)
-FAST_LAYERS = ("vgg-64x56x56", "resnet-256x7x7")
+# the fast loop keeps VGG's 64-channel layer and the fused ones; the larger take seconds (slow)
+FAST_LAYERS = ("vgg-64x56x56", "resnet-256x7x7", "resnet-256x14x14")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -167,6 +169,31 @@ def test_threads_agree(restore_threads):
     for other in out[1:]:
         for a, b_ in zip(out[0], other):
             np.testing.assert_allclose(a, b_, rtol=0, atol=1e-4 * float(np.max(np.abs(a))))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        case3x3(1, 256, 14, 14, 256),  # 49 tiles: fused by elements, work items (element, panel)
+        case3x3(4, 256, 7, 7, 256, bias=False),  # 64 tiles, the same path
+    ],
+    ids=lambda c: c.id,
+)
+def test_fused_by_elements_bitwise_at_any_thread_count(case, restore_threads):
+    """Every product sums its input channels in one pass, whichever thread runs it: the forward
+    and the data gradient are the same bits at 1, 2 and 3 threads."""
+    x, w, b, dy, *_ = reference(case, np.float32)
+    out = []
+    for n in (1, 2, 3):
+        fastconv.set_num_threads(n)
+        y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
+        dx = fastconv.conv2d_backward(
+            dy, x, w, needs=(True, False, False), algo="winograd", **case.params
+        )[0]
+        out.append((y, dx))
+    for other in out[1:]:
+        for a, b_ in zip(out[0], other):
+            np.testing.assert_array_equal(a, b_)
 
 
 @pytest.mark.parametrize(
@@ -231,13 +258,14 @@ SCRIPT = textwrap.dedent(r"""
 
 
 @pytest.mark.slow  # a subprocess per ISA, tile size and path
-@pytest.mark.parametrize("fused", ["", "1"], ids=["rule", "fused"])
+@pytest.mark.parametrize("fused", ["", "1", "2"], ids=["rule", "fused", "elements"])
 @pytest.mark.parametrize("tile", ["2", "4"])
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_forced_isa_and_tile(isa, tile, fused):
     """FASTCONV_WINOGRAD_FUSED=1 takes the fused forward and data gradient (filters transformed
-    panel by panel, csrc/conv/winograd.cpp) for every one-group case; by its rule (unset) these
-    small cases run unfused."""
+    panel by panel, csrc/conv/winograd.cpp) for every one-group case, =2 the fused one by
+    elements; by its rule (unset) these small cases run unfused, and L5's 384 on 13x13 (49
+    F(2x2) tiles) fused by elements."""
     res = run_isa_json(
         isa, SCRIPT, timeout=900, FASTCONV_WINOGRAD_TILE=tile, FASTCONV_WINOGRAD_FUSED=fused
     )
@@ -408,3 +436,51 @@ def test_forward_and_data_gradient_tile_follows_the_tiles(monkeypatch):
         for j, name in enumerate(("forward", "data gradient")):
             assert default[i][j] == forced[tile][i][j], (shape, tile, name)
             assert default[i][j] != forced[6 - tile][i][j], (shape, tile, name)
+
+
+# Which fused path a forward and data gradient take by their rule (winograd_fused,
+# winograd_fused_elements): (x shape, filters, the FASTCONV_WINOGRAD_FUSED value whose bits the
+# rule gives, values whose bits differ). The paths sum the same terms; their bits part where one
+# of them cuts the reduction (OpenBLAS's unfused GEMMs over 512 channels, the panels' chunks of
+# 128), so each case names the paths it tells apart.
+FUSED_PATH_CASES = [
+    ((2, 256, 7, 7), 256, "1", "02"),  # 32 F(2x2) tiles: fused by panels
+    ((1, 512, 14, 14), 512, "2", "0"),  # 49: fused by elements
+    ((4, 512, 7, 7), 512, "2", "0"),  # 64
+    ((1, 128, 28, 28), 128, "0", "12"),  # 49 F(4x4) tiles under 128x128 filters: unfused
+]
+FUSED_SCRIPT = textwrap.dedent(r"""
+    import hashlib, json, sys
+    import numpy as np
+    import fastconv
+    out = []
+    for shape, k in json.loads(sys.argv[2]):
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((k, shape[1], 3, 3), dtype=np.float32)
+        dy = rng.standard_normal((shape[0], k, shape[2], shape[3]), dtype=np.float32)
+        y = fastconv.conv2d(x, w, padding=1, algo="winograd")
+        dx = fastconv.conv2d_backward(dy, x, w, padding=1, needs=(True, False, False),
+                                      algo="winograd")[0]
+        out.append([hashlib.sha256(a.tobytes()).hexdigest() for a in (y, dx)])
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow  # four processes
+def test_fused_path_follows_its_rule(monkeypatch):
+    """The forward and data gradient take the path their rule names: their bits are those of
+    the same calls with FASTCONV_WINOGRAD_FUSED forcing it (0 unfused, 1 fused, 2 fused by
+    elements; fresh processes, the variable is read once), and not those of the others."""
+    import json
+
+    monkeypatch.delenv("FASTCONV_WINOGRAD_FUSED", raising=False)
+    cases = json.dumps([[list(s), k] for s, k, _, _ in FUSED_PATH_CASES])
+    isa = fastconv.isa()
+    default = run_isa_json(isa, FUSED_SCRIPT, cases)
+    forced = {v: run_isa_json(isa, FUSED_SCRIPT, cases, FASTCONV_WINOGRAD_FUSED=v) for v in "012"}
+    for i, (shape, k, want, differ) in enumerate(FUSED_PATH_CASES):
+        for j, name in enumerate(("forward", "data gradient")):
+            assert default[i][j] == forced[want][i][j], (shape, k, want, name)
+            for other in differ:
+                assert default[i][j] != forced[other][i][j], (shape, k, other, name)

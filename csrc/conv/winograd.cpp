@@ -8,6 +8,10 @@
 // V[e][c][t] = (B^T d B)[e], multiplies per element and group M[e] = U[e] V[e] (one OpenBLAS
 // GEMM each), and transforms back, y = A^T M A + bias, writing only the valid outputs of the
 // ragged last tiles. The transforms are per-ISA micro-kernels (cpu/winograd_ukernels.h).
+// Fused forwards (winograd_fused) keep U from going through memory whole or multiply in
+// register tiles without packing: few tiles under many filters by panels of output channels
+// (forward_fused), a few dozen to 256 tiles under 256x256 filters or more by elements
+// (forward_fused_elements), many tiles under few channels in blocks (forward_fused_blocks).
 //
 // Data gradient: the full convolution of dy with the filters rotated by 180 degrees and
 // transposed (k <-> c), i.e. the same forward at padding 2 - p (a negative padding crops).
@@ -213,6 +217,8 @@ void beyond_reach(const WinoConv &p, int64_t oy0, int64_t oy1, int64_t ox0, int6
 constexpr int64_t kFusedChunk = 128;
 // The most tiles forward_fused takes (winograd_fused); more run in blocks (forward_fused_blocks).
 constexpr int64_t kFusedTiles = 40;
+// The most tiles forward_fused_elements takes by default (winograd_fused_elements).
+constexpr int64_t kElementTiles = 256;
 
 // Panel q of the fused forward's filters, input channels [c0, c0 + kc): up[(e*ld_c + c - c0) *
 // lanes + r] = (G w[q*lanes + r][c] G^T)[e] (rows r past k left as they are). False when one is
@@ -318,6 +324,80 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   return FC_OK;
 }
 
+// The fused forward by elements: the same panels and tile_gemm, the loops the other way round.
+// forward_fused takes a panel of output channels at a time and reads every element's V for it:
+// with a few dozen tiles under 256+ channels, V ([e][c][ldv]: 0.9 MB for 256 channels and 49
+// tiles) no longer stays in the L2 beside a panel's filters, and was read back from the L3 once
+// per panel (16 times for 256 output channels). Here a work item is one element e of one panel
+// q: V[e] (50 KB there) stays in the L1/L2 while a thread's consecutive items run the panels
+// of the same e, and each panel's filters ([c][lanes] per element, in the order
+// winograd_prepare_filters lays them out) are read once, in one pass of tile_gemm over every
+// input channel; the M rows of every panel ([q][e][lanes][total]) are kept until the outputs
+// are transformed, after a barrier. Every M element sums its input channels in one pass, in
+// order, whatever the thread count. One group only.
+template <class T>
+fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x,
+                                 const T *w, const T *b, T *y, bool *finite, const T *u_pre,
+                                 const Epilogue<T> *ep, int64_t oy0, int64_t oy1, int64_t ox0,
+                                 int64_t ox1, int64_t th, int64_t tw) {
+  constexpr int64_t W = 64 / sizeof(T);
+  const int m = uk.m, e2 = uk.alpha * uk.alpha;
+  const int nt = num_threads();
+  const int64_t total = p.n * th * tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
+  const int64_t panels = (p.k + W - 1) / W;
+  const int64_t usize = u_pre ? 0 : panels * e2 * p.c * W, msize = panels * e2 * W * total;
+  Buffer<T> us(std::max<int64_t>(usize, 1)), vs(e2 * p.c * ldv), ms(msize);
+  Buffer<WinoTile> tl(total);
+  if (!us.ok() || !vs.ok() || !ms.ok() || !tl.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
+                (long long)((usize + e2 * p.c * ldv + msize) * (int64_t)sizeof(T)));
+  if (usize) advise_huge_pages(us, usize);
+  tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
+  const int64_t hw = p.in_h * p.in_w;
+  const WinoTile *tiles = tl.get();
+  const T *const u = u_pre ? u_pre : us.get();
+  T *const v = vs.get();
+  int bad = 0;  // set when a transform meets a NaN or an infinity
+#pragma omp parallel num_threads(nt)
+  {
+    bool ok = true;
+    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    if (!u_pre) {
+#pragma omp for schedule(static) nowait
+      for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
+    }
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < p.c; ++c) {
+      ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total, v + c * ldv,
+                     p.c * ldv);
+      for (int64_t e = 0; e < e2; ++e)
+        std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
+    }
+    // (the implicit barrier: V and every panel are complete)
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < e2 * panels; ++it) {
+      const int64_t e = it / panels, q = it % panels, nk = std::min(W, p.k - q * W);
+      const T *ue = u + (q * e2 + e) * p.c * W, *ve = v + e * p.c * ldv;
+      T *mk = ms.get() + (q * e2 + e) * W * total;
+      for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
+        uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk,
+                     std::min<int64_t>(uk.pw, total - t0), false);
+    }
+    // (the implicit barrier: every M row is complete)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
+      panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, k0, nk, b, y, ep, oy1, ox1);
+    }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  }
+  *finite = !bad;
+  return FC_OK;
+}
+
 // The fused forward over blocks of tiles, for many tiles under few channels (ResNet's and
 // VGG's 64- and 128-channel layers), where the unfused forward's V and M ([alpha^2][c + k][tb],
 // 128 tiles and more so that each GEMM amortises packing U[e]) went out to the L3 and back:
@@ -411,17 +491,27 @@ void tile_grid(const WinoConv &p, int m, int64_t *oy0, int64_t *oy1, int64_t *ox
   *tw = (*ox1 - *ox0 + m - 1) / m;
 }
 
-// Whether the forward (or data gradient) takes forward_fused: FASTCONV_WINOGRAD_FUSED=0|1
-// forces it off or on wherever it applies (one group; the tests run both), otherwise
-// winograd_fused. Filters prepared for a shape are laid out for the path it takes.
+// Whether the forward (or data gradient) runs fused: FASTCONV_WINOGRAD_FUSED=0|1 forces it off
+// or on wherever it applies (one group), =2 on and by elements (the tests run all three),
+// otherwise winograd_fused. Filters prepared for a shape are laid out for the path it takes.
 bool use_fused(const WinoConv &p, int64_t total) {
   static const int forced = [] {
     const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
     if (!env || !env[0] || env[1]) return -1;
-    return env[0] == '1' ? 1 : env[0] == '0' ? 0 : -1;
+    return env[0] == '1' ? 1 : env[0] == '0' ? 0 : env[0] == '2' ? 2 : -1;
   }();
   if (p.g != 1) return false;
-  return forced >= 0 ? forced == 1 : winograd_fused(total, p.k * p.c);
+  return forced >= 0 ? forced >= 1 : winograd_fused(total, p.k * p.c);
+}
+
+// Whether a fused forward takes forward_fused_elements: by winograd_fused's rule, or wherever
+// one does with FASTCONV_WINOGRAD_FUSED=2.
+bool fused_by_elements(const WinoConv &p, int64_t total) {
+  static const bool forced = [] {
+    const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
+    return env && env[0] == '2' && !env[1];
+  }();
+  return forced || winograd_fused_elements(total, p.k * p.c);
 }
 
 }  // namespace
@@ -443,7 +533,25 @@ bool use_fused(const WinoConv &p, int64_t total) {
 // 128>192 on 28x28 at batch 4) even (0.98-1.03x); with 256x256 filters 1.05-1.06x, 512x512
 // 1.16-1.55x, and 64 tiles 1.22x: the unfused GEMMs' packing pays off there.
 bool winograd_fused(int64_t tiles, int64_t kc) {
-  return (tiles <= kFusedTiles && kc >= 64 * 64) || (tiles >= 392 && kc <= 128 * 256);
+  return (tiles <= kFusedTiles && kc >= 64 * 64) || winograd_fused_elements(tiles, kc) ||
+         (tiles >= 392 && kc <= 128 * 256);
+}
+
+// From 41 to 256 tiles under 256x256 filters or more (forward_fused_elements). Measured against
+// the unfused forward (Zen 4, 2 threads, float32, alternating processes, best of 7-11), forward /
+// data gradient, the filters transformed per call: ResNet's 256 on 14x14 at 1, 2, 4 and 12
+// images 0.93/0.90, 0.91/0.82, 0.89/0.88 and 0.91/0.91x the time, 512 on 7x7 at 4 and 8 images
+// 0.92/0.91 and 0.95/0.91x, 512 on 14x14 at one 0.99/0.87x, AlexNet's 384>256 on 13x13
+// 1.05/0.90x, 320 on 17x17 0.94/0.87x, 256 on 17x17 1.00/0.96x, 16 images of 256 on 14x14
+// 0.95/0.92x and of 512 and 256 on 7x7 0.97-1.02x; in the batch-1 plans, whose filters are
+// transformed once and come from memory, not the cache (interleaved, best of 6-8): ResNet-50's
+// 256 on 14x14 0.89x, AlexNet's 13x13 layers 0.87-0.90x. Under fewer channels it lost or came
+// out even: 128 on 28x28 1.22x, 96>128 1.07-1.24x, 64 on 28x28 1.2x, 160>320 and 128>256 on
+// 14x14 0.97-1.04x (in GoogLeNet's plan 0.91-0.94x); up to 40 tiles forward_fused, which
+// transforms each panel's filters into the cache right before its products, stayed ahead
+// (ResNet's 512 on 7x7 at one image: elements 1.27/1.38x).
+bool winograd_fused_elements(int64_t tiles, int64_t kc) {
+  return tiles > kFusedTiles && tiles <= kElementTiles && kc >= 256 * 256;
 }
 
 namespace {
@@ -486,7 +594,10 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
   const int64_t total = p.n * th * tw;
   if (!u_t && use_fused(p, total)) {  // (u_pre, if given, is in its panels)
-    if (total > kFusedTiles)          // (forced on, or by winograd_fused's rule for many tiles)
+    if (fused_by_elements(p, total))
+      return forward_fused_elements(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th,
+                                    tw);
+    if (total > kFusedTiles)  // (forced on, or by winograd_fused's rule for many tiles)
       return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
     return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
   }
@@ -655,7 +766,10 @@ bool winograd_data_gradient_reuses(const ConvShape &s) {
 // layers at 14x14 and batch 4 (64 tiles) 0.72-0.83x the time, ResNet's 256 at 14x14 0.80x at
 // batch 4 and 0.82x at 8 (128 tiles); at 196 tiles (GoogLeNet's 28x28 at batch 4) even,
 // 0.97-1.03x. ResNet's 512 at 7x7 and batch 16 (64 tiles) ran 0.75x, but keeping its 38 MB of
-// filters per layer raised ResNet-18's peak RSS at batch 16 by 16% (847 to 984 MiB).
+// filters per layer raised ResNet-18's peak RSS at batch 16 by 16% (847 to 984 MiB). (Shapes
+// whose forward now runs fused by elements, ResNet's 256 at 14x14 up to 16 images among them,
+// keep their filters in panels and no longer reuse them: there the fused data gradient took
+// 0.82-0.91x the unfused one's time, about what the reuse saved.)
 bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes) {
   if (!winograd_data_gradient_reuses(s)) return false;
   const WinoConv f = forward_form(s);
