@@ -262,6 +262,25 @@ void panel_outputs(const WinoConv &p, const WinogradUKernels<T> &uk, const T *mk
   }
 }
 
+// V[e][c][0:total] = (B^T d B)[e] for every tile of the list and input channel c, the columns
+// up to ldv zero (tile_gemm reads whole widths): the fused forwards' V over all their tiles.
+// False when a patch is not finite. An orphaned omp for, with its barrier: call it from every
+// thread of a parallel region.
+template <class T>
+bool inputs_all_tiles(const WinogradUKernels<T> &uk, const WinoConv &p, const T *x,
+                      const WinoTile *tiles, int64_t total, T *v, int64_t ldv) {
+  const int64_t hw = p.in_h * p.in_w, e2 = int64_t(uk.alpha) * uk.alpha;
+  bool ok = true;
+#pragma omp for schedule(static)
+  for (int64_t c = 0; c < p.c; ++c) {
+    ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total, v + c * ldv,
+                   p.c * ldv);
+    for (int64_t e = 0; e < e2; ++e)
+      std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
+  }
+  return ok;
+}
+
 // u_pre: the filters already in panels ([q][e][c][lanes], winograd_prepare_filters), or nullptr.
 template <class T>
 fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
@@ -282,7 +301,6 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
                 (long long)((e2 * p.c * ldv + per_thread * nt) * (int64_t)sizeof(T)));
   advise_huge_pages(vs, e2 * p.c * ldv);
   tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
-  const int64_t hw = p.in_h * p.in_w;
   const WinoTile *tiles = tl.get();
   T *const v = vs.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
@@ -292,13 +310,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
     T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + per_panel;
     std::fill(up, up + per_panel, T(0));  // (rows past k are computed, never stored: defined)
     if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < p.c; ++c) {
-      ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total, v + c * ldv,
-                     p.c * ldv);
-      for (int64_t e = 0; e < e2; ++e)
-        std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
-    }
+    ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);
     // (the implicit barrier: V is complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t q = 0; q < panels; ++q) {
@@ -353,7 +365,6 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
                 (long long)((usize + e2 * p.c * ldv + msize) * (int64_t)sizeof(T)));
   if (usize) advise_huge_pages(us, usize);
   tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
-  const int64_t hw = p.in_h * p.in_w;
   const WinoTile *tiles = tl.get();
   const T *const u = u_pre ? u_pre : us.get();
   T *const v = vs.get();
@@ -366,13 +377,7 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
 #pragma omp for schedule(static) nowait
       for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
     }
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < p.c; ++c) {
-      ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total, v + c * ldv,
-                     p.c * ldv);
-      for (int64_t e = 0; e < e2; ++e)
-        std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
-    }
+    ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);
     // (the implicit barrier: V and every panel are complete)
 #pragma omp for schedule(dynamic, 4)
     for (int64_t it = 0; it < e2 * panels; ++it) {
