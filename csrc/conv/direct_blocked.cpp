@@ -426,8 +426,8 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
                         wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw, gm.ne,
                         yr + p0, s.howo, nk, (int)(p1 - p0));
       }
-      if (ep) epilogue_block(*ep, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
-      else if (b) uk.epilogue_rows(yr, s.howo, nk, span, b + k0, nullptr, FC_ACT_NONE, T(0));
+      if (ep || b)
+        epilogue_block(ep ? *ep : Epilogue<T>{}, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
     }
   }
   return FC_OK;

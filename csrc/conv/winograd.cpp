@@ -124,6 +124,12 @@ void advise_huge_pages(const Buffer<T> &buf, int64_t count) {
 #endif
 }
 
+// The tiles of a forward (tile_grid): m x m tiles over the outputs [oy0, oy1) x [ox0, ox1), th
+// rows of tw tiles an image.
+struct TileGrid {
+  int64_t oy0, oy1, ox0, ox1, th, tw;
+};
+
 // Output tiles numbered across images: tile q is image q / (th*tw), row and column of tiles
 // from the rest; the tiles start at output position (oy0, ox0).
 void tile_list(int64_t q0, int64_t nt, int64_t th, int64_t tw, int m, int64_t oy0, int64_t ox0,
@@ -175,13 +181,13 @@ void tiles_epilogue(const Epilogue<T> &ep, T *y, int64_t k, int64_t kstride, int
   }
 }
 
-// The outputs beyond the input's reach (reach()): the bias (or 0) on every side of
-// [oy0, oy1) x [ox0, ox1), and the epilogue on them. An orphaned omp for without its barrier:
+// The outputs beyond the input's reach (reach()): the bias (or 0) on every side of the grid's
+// [oy0, oy1) x [ox0, ox1), and the epilogue on them; nothing where the grid covers them all. An orphaned omp for without its barrier:
 // call it from every thread of a parallel region.
 template <class T>
-void beyond_reach(const WinoConv &p, int64_t oy0, int64_t oy1, int64_t ox0, int64_t ox1, const T *b,
-                  T *y, const Epilogue<T> *ep) {
-  const int64_t howo = p.ho * p.wo;
+void beyond_reach(const WinoConv &p, const TileGrid &g, const T *b, T *y, const Epilogue<T> *ep) {
+  if (g.oy1 - g.oy0 == p.ho && g.ox1 - g.ox0 == p.wo) return;  // (every output in reach)
+  const int64_t oy0 = g.oy0, oy1 = g.oy1, ox0 = g.ox0, ox1 = g.ox1, howo = p.ho * p.wo;
 #pragma omp for schedule(static) nowait
   for (int64_t nk = 0; nk < p.n * p.k; ++nk) {
     T *plane = y + nk * howo;
@@ -285,12 +291,11 @@ bool inputs_all_tiles(const WinogradUKernels<T> &uk, const WinoConv &p, const T 
 template <class T>
 fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
                         const T *b, T *y, bool *finite, const T *u_pre, const Epilogue<T> *ep,
-                        int64_t oy0, int64_t oy1, int64_t ox0, int64_t ox1, int64_t th,
-                        int64_t tw) {
+                        const TileGrid &g) {
   constexpr int64_t W = 64 / sizeof(T);
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
-  const int64_t total = p.n * th * tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
+  const int64_t total = p.n * g.th * g.tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
   const int64_t panels = (p.k + W - 1) / W, kc_max = std::min(kFusedChunk, p.c);
   const int64_t per_panel = u_pre ? 0 : e2 * kc_max * W;
   const int64_t per_thread = per_panel + e2 * W * total;  // filter panel, M rows
@@ -300,7 +305,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((e2 * p.c * ldv + per_thread * nt) * (int64_t)sizeof(T)));
   advise_huge_pages(vs, e2 * p.c * ldv);
-  tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
+  tile_list(0, total, g.th, g.tw, m, g.oy0, g.ox0, tl.get());
   const WinoTile *tiles = tl.get();
   T *const v = vs.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
@@ -309,7 +314,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
     bool ok = true;
     T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + per_panel;
     std::fill(up, up + per_panel, T(0));  // (rows past k are computed, never stored: defined)
-    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    beyond_reach(p, g, b, y, ep);
     ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);
     // (the implicit barrier: V is complete)
 #pragma omp for schedule(dynamic, 1)
@@ -325,7 +330,7 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
                          nk, std::min<int64_t>(uk.pw, total - t0), c0 > 0);
         }
       }
-      panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, oy1, ox1);
+      panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, g.oy1, g.ox1);
     }
     if (!ok) {
 #pragma omp atomic write
@@ -350,12 +355,11 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
 template <class T>
 fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x,
                                  const T *w, const T *b, T *y, bool *finite, const T *u_pre,
-                                 const Epilogue<T> *ep, int64_t oy0, int64_t oy1, int64_t ox0,
-                                 int64_t ox1, int64_t th, int64_t tw) {
+                                 const Epilogue<T> *ep, const TileGrid &g) {
   constexpr int64_t W = 64 / sizeof(T);
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
-  const int64_t total = p.n * th * tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
+  const int64_t total = p.n * g.th * g.tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
   const int64_t panels = (p.k + W - 1) / W;
   const int64_t usize = u_pre ? 0 : panels * e2 * p.c * W, msize = panels * e2 * W * total;
   Buffer<T> us(std::max<int64_t>(usize, 1)), vs(e2 * p.c * ldv), ms(msize);
@@ -364,7 +368,7 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
                 (long long)((usize + e2 * p.c * ldv + msize) * (int64_t)sizeof(T)));
   if (usize) advise_huge_pages(us, usize);
-  tile_list(0, total, th, tw, m, oy0, ox0, tl.get());
+  tile_list(0, total, g.th, g.tw, m, g.oy0, g.ox0, tl.get());
   const WinoTile *tiles = tl.get();
   const T *const u = u_pre ? u_pre : us.get();
   T *const v = vs.get();
@@ -372,7 +376,7 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
 #pragma omp parallel num_threads(nt)
   {
     bool ok = true;
-    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    beyond_reach(p, g, b, y, ep);
     if (!u_pre) {
 #pragma omp for schedule(static) nowait
       for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
@@ -392,7 +396,8 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
 #pragma omp for schedule(dynamic, 1)
     for (int64_t q = 0; q < panels; ++q) {
       const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
-      panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, k0, nk, b, y, ep, oy1, ox1);
+      panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, k0, nk, b, y, ep, g.oy1,
+                    g.ox1);
     }
     if (!ok) {
 #pragma omp atomic write
@@ -426,12 +431,11 @@ int64_t fused_block_tiles(int64_t total) {
 template <class T>
 fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x,
                                const T *w, const T *b, T *y, bool *finite, const T *u_pre,
-                               const Epilogue<T> *ep, int64_t oy0, int64_t oy1, int64_t ox0,
-                               int64_t ox1, int64_t th, int64_t tw) {
+                               const Epilogue<T> *ep, const TileGrid &g) {
   constexpr int64_t W = 64 / sizeof(T);
   const int m = uk.m, e2 = uk.alpha * uk.alpha;
   const int nt = num_threads();
-  const int64_t total = p.n * th * tw, panels = (p.k + W - 1) / W;
+  const int64_t total = p.n * g.th * g.tw, panels = (p.k + W - 1) / W;
   const int64_t tb = fused_block_tiles(total);
   const int64_t nblocks = (total + tb - 1) / tb;
   const int64_t ldv = (tb + uk.pw - 1) / uk.pw * uk.pw;
@@ -452,7 +456,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
     const int tid = omp_get_thread_num();
     T *const v = ws.get() + per_thread * tid, *const mk = v + e2 * p.c * ldv;
     WinoTile *const tiles = tl.get() + tb * tid;
-    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    beyond_reach(p, g, b, y, ep);
     if (!u_pre) {
 #pragma omp for schedule(static)
       for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
@@ -461,7 +465,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
       const int64_t padded = (nb + uk.pw - 1) / uk.pw * uk.pw;  // columns tile_gemm reads
-      tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+      tile_list(q0, nb, g.th, g.tw, m, g.oy0, g.ox0, tiles);
       for (int64_t c = 0; c < p.c; ++c) {
         ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, nb, v + c * ldv,
                        p.c * ldv);
@@ -475,7 +479,7 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
           for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
             uk.tile_gemm(p.c, uq + e * p.c * W, v + e * p.c * ldv + t0, ldv, mk + e * W * nb + t0,
                          nb, nk, std::min<int64_t>(uk.pw, nb - t0), false);
-        panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, oy1, ox1);
+        panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, g.oy1, g.ox1);
       }
     }
     if (!ok) {
@@ -488,35 +492,35 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
 }
 
 // The tiles of forward_core: over the outputs that read the input (reach()), m x m each.
-void tile_grid(const WinoConv &p, int m, int64_t *oy0, int64_t *oy1, int64_t *ox0, int64_t *ox1,
-               int64_t *th, int64_t *tw) {
-  reach(p.in_h, p.ph, p.ho, oy0, oy1);
-  reach(p.in_w, p.pw, p.wo, ox0, ox1);
-  *th = (*oy1 - *oy0 + m - 1) / m;
-  *tw = (*ox1 - *ox0 + m - 1) / m;
+TileGrid tile_grid(const WinoConv &p, int m) {
+  TileGrid g;
+  reach(p.in_h, p.ph, p.ho, &g.oy0, &g.oy1);
+  reach(p.in_w, p.pw, p.wo, &g.ox0, &g.ox1);
+  g.th = (g.oy1 - g.oy0 + m - 1) / m;
+  g.tw = (g.ox1 - g.ox0 + m - 1) / m;
+  return g;
 }
 
 // Whether the forward (or data gradient) runs fused: FASTCONV_WINOGRAD_FUSED=0|1 forces it off
 // or on wherever it applies (one group), =2 on and by elements (the tests run all three),
 // otherwise winograd_fused. Filters prepared for a shape are laid out for the path it takes.
-bool use_fused(const WinoConv &p, int64_t total) {
+int forced_fused() {  // FASTCONV_WINOGRAD_FUSED: 0, 1 or 2, or -1 unset (or any other value)
   static const int forced = [] {
     const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
-    if (!env || !env[0] || env[1]) return -1;
-    return env[0] == '1' ? 1 : env[0] == '0' ? 0 : env[0] == '2' ? 2 : -1;
+    if (!env || !env[0] || env[1] || env[0] < '0' || env[0] > '2') return -1;
+    return env[0] - '0';
   }();
+  return forced;
+}
+bool use_fused(const WinoConv &p, int64_t total) {
   if (p.g != 1) return false;
-  return forced >= 0 ? forced >= 1 : winograd_fused(total, p.k * p.c);
+  return forced_fused() >= 0 ? forced_fused() >= 1 : winograd_fused(total, p.k * p.c);
 }
 
 // Whether a fused forward takes forward_fused_elements: by winograd_fused's rule, or wherever
 // one does with FASTCONV_WINOGRAD_FUSED=2.
 bool fused_by_elements(const WinoConv &p, int64_t total) {
-  static const bool forced = [] {
-    const char *env = std::getenv("FASTCONV_WINOGRAD_FUSED");
-    return env && env[0] == '2' && !env[1];
-  }();
-  return forced || winograd_fused_elements(total, p.k * p.c);
+  return forced_fused() == 2 || winograd_fused_elements(total, p.k * p.c);
 }
 
 }  // namespace
@@ -576,9 +580,8 @@ namespace {
 int forward_tile(const WinoConv &p) {
   const int m = tile_size(p.cg);
   if (m != 4 || forced_tile()) return m;
-  int64_t oy0, oy1, ox0, ox1, th, tw;
-  tile_grid(p, 4, &oy0, &oy1, &ox0, &ox1, &th, &tw);
-  return p.n * th * tw <= 32 ? 2 : 4;
+  const TileGrid g = tile_grid(p, 4);
+  return p.n * g.th * g.tw <= 32 ? 2 : 4;
 }
 
 // u_pre: the filters already transformed (transform_filters over every k, by
@@ -595,16 +598,14 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const WinogradUKernels<T> &uk = winograd_ukernels<T>(forward_tile(p));
   const int m = uk.m, a = uk.alpha, e2 = a * a;
   const int nt = gemm_threads();  // (its parallel regions call gemm)
-  int64_t oy0, oy1, ox0, ox1, th, tw;
-  tile_grid(p, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
-  const int64_t total = p.n * th * tw;
+  const TileGrid g = tile_grid(p, m);
+  const int64_t total = p.n * g.th * g.tw;
   if (!u_t && use_fused(p, total)) {  // (u_pre, if given, is in its panels)
     if (fused_by_elements(p, total))
-      return forward_fused_elements(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th,
-                                    tw);
+      return forward_fused_elements(p, uk, x, w, b, y, finite, u_pre, ep, g);
     if (total > kFusedTiles)  // (forced on, or by winograd_fused's rule for many tiles)
-      return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
-    return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, oy0, oy1, ox0, ox1, th, tw);
+      return forward_fused_blocks(p, uk, x, w, b, y, finite, u_pre, ep, g);
+    return forward_fused(p, uk, x, w, b, y, finite, u_pre, ep, g);
   }
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), p.c + p.k);
   const int64_t nblocks = (total + tb - 1) / tb;
@@ -641,7 +642,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 #pragma omp for schedule(static)
       for (int64_t k = 0; k < p.k; ++k) ok &= transform_filters(uk, p, w, k, k + 1, u.get());
     }
-    if (oy1 - oy0 < p.ho || ox1 - ox0 < p.wo) beyond_reach(p, oy0, oy1, ox0, ox1, b, y, ep);
+    beyond_reach(p, g, b, y, ep);
     // U[e][g*kg:, :] [kg, cg] x V[e][g*cg:, :] [cg, nb] -> M[e][g*kg:, :] [kg, nb]
     // (u_t: U_g^T, from the rows g*cg : +cg of [e][c][kg]; the forward's [e][k][cg])
     auto products = [&](int64_t e, int64_t g, int64_t nb, const T *v, T *mm) {
@@ -655,7 +656,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
     if (staged) {
       for (int64_t blk = 0; blk < nblocks; ++blk) {  // every thread walks the same blocks
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
-        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+        tile_list(q0, nb, g.th, g.tw, m, g.oy0, g.ox0, tiles);
         // (the implicit barriers: U, the previous block's outputs are complete)
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < p.c; ++c)
@@ -666,8 +667,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < p.k; ++k) {
           uk.output(ms + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
-                    p.wo, oy1, ox1);
-          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
+                    p.wo, g.oy1, g.ox1);
+          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, g.oy1, g.ox1);
         }
       }
     } else {
@@ -676,7 +677,7 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
 #pragma omp for schedule(dynamic, 1)
       for (int64_t blk = 0; blk < nblocks; ++blk) {
         const int64_t q0 = blk * tb, nb = std::min(tb, total - q0);
-        tile_list(q0, nb, th, tw, m, oy0, ox0, tiles);
+        tile_list(q0, nb, g.th, g.tw, m, g.oy0, g.ox0, tiles);
         for (int64_t c = 0; c < p.c; ++c)
           ok &= uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, nb, v + c * nb,
                          p.c * nb);
@@ -684,8 +685,8 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
           for (int64_t g = 0; g < p.g; ++g) products(e, g, nb, v, mm);
         for (int64_t k = 0; k < p.k; ++k) {
           uk.output(mm + k * nb, p.k * nb, tiles, nb, b ? b[k] : T(0), y + k * howo, p.k * howo,
-                    p.wo, oy1, ox1);
-          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, oy1, ox1);
+                    p.wo, g.oy1, g.ox1);
+          if (ep) tiles_epilogue(*ep, y, k, p.k * howo, howo, p.wo, m, tiles, nb, g.oy1, g.ox1);
         }
       }
     }
@@ -722,9 +723,8 @@ namespace {
 
 // Whether the forward p runs fused, and so wants its prepared filters in panels.
 bool fused_shape(const WinoConv &p) {
-  int64_t oy0, oy1, ox0, ox1, th, tw;
-  tile_grid(p, forward_tile(p), &oy0, &oy1, &ox0, &ox1, &th, &tw);
-  return use_fused(p, p.n * th * tw);
+  const TileGrid g = tile_grid(p, forward_tile(p));
+  return use_fused(p, p.n * g.th * g.tw);
 }
 
 // The data gradient of s in flipped form: with dy and dx mirrored in both spatial axes (the
@@ -778,11 +778,10 @@ bool winograd_data_gradient_reuses(const ConvShape &s) {
 bool winograd_reuse_pays(const ConvShape &s, int64_t elem_bytes) {
   if (!winograd_data_gradient_reuses(s)) return false;
   const WinoConv f = forward_form(s);
-  int64_t oy0, oy1, ox0, ox1, th, tw;
   const int m = forward_tile(f);
-  tile_grid(f, m, &oy0, &oy1, &ox0, &ox1, &th, &tw);
+  const TileGrid g = tile_grid(f, m);
   const int64_t e2 = (m + 2) * (m + 2);
-  return s.n * th * tw <= 128 && e2 * s.k * s.cg * elem_bytes <= (int64_t(16) << 20);
+  return s.n * g.th * g.tw <= 128 && e2 * s.k * s.cg * elem_bytes <= (int64_t(16) << 20);
 }
 
 // dx (+)= the data gradient from the forward's prepared filters u (winograd_prepare_filters on
