@@ -1,6 +1,7 @@
 // One description of the machine, made once at load (the first call to hardware(), thread-safe):
 // the instruction set every micro-kernel table uses, the cache sizes every blocking size derives
-// from, the cores and the CPU's name. Nothing else in csrc/ asks the CPU or the OS these facts.
+// from, the cores and the work items every partition aims at, and the CPU's name. Nothing else
+// in csrc/ asks the CPU or the OS these facts.
 #pragma once
 #include <cstdint>
 
@@ -16,6 +17,7 @@ struct Hardware {
   int64_t l2;       // bytes of L2, per core
   int64_t l3;       // bytes of L3 as the OS reports it: the whole chip's, or one CCX's on AMD
   int cores;        // logical CPUs this process may run on, at load
+  int work_items;   // the work items a partition aims at (internal.h, fixed_items): see below
   char model[64];   // CPUID's brand string, trimmed ("" where there is none)
   char vendor[16];  // CPUID's vendor ("GenuineIntel", "AuthenticAMD"; "" off x86)
 };

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "fastconv/fastconv.h"
+#include "hw.h"
 #include "validate.h"
 
 namespace fc {
@@ -55,10 +56,12 @@ fc_status run_entry(F &&body) {
 // Determinism (README, "Determinism"): results are bitwise the same run to run and at every
 // thread count. So no partition that decides which terms are summed together, or how a GEMM is
 // cut (OpenBLAS's rounding depends on the m, n and k of a call), may follow num_threads():
-// partitions follow the shape, aiming at kFixedItems work items (enough for this many threads),
-// and threads take the items in any order. Reductions over items add fixed partial sums in a
-// fixed order.
-constexpr int64_t kFixedItems = 8;
+// partitions follow the shape, aiming at fixed_items() work items (enough for that many
+// threads), and threads take the items in any order. Reductions over items add fixed partial
+// sums in a fixed order. fixed_items() is a fact of the machine, fixed at load like the cache
+// sizes (hw.cpp, work_items): 8, or on more than 8 CPUs the power of two that covers them, up
+// to 64; FASTCONV_WORK_ITEMS pins it.
+inline int64_t fixed_items() { return hardware().work_items; }
 
 // Caps num_threads() at 1 on this thread while alive when `work` (multiply-adds or bytes) is
 // too small to pay for waking a team: tiny calls on a busy machine otherwise wait milliseconds

@@ -92,9 +92,9 @@ fc_status linear(const T *x, const T *w, const T *b, T *y, int64_t m, int64_t k,
                  int act, double alpha) {
   const int nt = gemm_threads();
   if (fc_status st = blas_reserve(nt)) return st;
-  // Output features cut into kFixedItems blocks (a multiple of 16 wide): the cut follows the
+  // Output features cut into fixed_items() blocks (a multiple of 16 wide): the cut follows the
   // shape, so each GEMM's rounding is the same at every thread count.
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kFixedItems, nout / 16));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(fixed_items(), nout / 16));
   const T al = T(alpha);
   const bool dot = rows_dot_pays<T>(m, nout * k * (int64_t)sizeof(T));
 #pragma omp parallel for num_threads(nt) schedule(static)

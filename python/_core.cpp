@@ -487,10 +487,11 @@ PYBIND11_MODULE(_core, m) {
     d["l2_bytes"] = h.l2_bytes;
     d["l3_bytes"] = h.l3_bytes;
     d["cores"] = h.cores;
+    d["work_items"] = fc_work_items();
     d["model"] = std::string(h.model);
     d["vendor"] = std::string(h.vendor);
     return d;
-  }, "fc_hardware as a dict of its fields.");
+  }, "fc_hardware as a dict of its fields, and fc_work_items as work_items.");
   m.def("isa", &fc_isa);
   m.def("set_autotune", [](int mode) { check(fc_set_autotune(mode)); }, py::arg("mode"));
   m.def("get_autotune", &fc_get_autotune);

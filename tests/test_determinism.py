@@ -279,3 +279,47 @@ def test_training_same_parameters_at_one_and_two_threads():
     with fastconv.threads(2):
         two = train()
     assert one == two, "the training at 1 thread differs from the one at 2 threads"
+
+
+# --------------------------------------------------------------------------------------------
+# more work items (fastconv.hardware()["work_items"]: 8 here, up to 64 on machines of more CPUs)
+
+# The modules whose tests exercise every partition that follows the work items: the GEMM paths'
+# column blocks, run tiles and weight-gradient slots, Winograd's slots and staged blocks, the
+# blocked direct forward's runs, linear's tiles; their thread and reference checks.
+WORK_ITEMS_MODULES = [
+    "tests/test_determinism.py",
+    "tests/test_im2col_paths.py",
+    "tests/test_winograd.py",
+    "tests/test_direct_blocked.py",
+    "tests/test_linear_algo.py",
+]
+
+
+@pytest.mark.slow  # a pytest subprocess over five modules: about 20 s
+@pytest.mark.parametrize("items", ["32"])
+def test_partitions_of_more_work_items_keep_bits_and_accuracy(items):
+    """A machine of more CPUs cuts its partitions into more work items (fixed at load); its
+    results must stay within the accuracy contract and the same at every thread count."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, FASTCONV_WORK_ITEMS=items)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+    cmd += ["-k", "not work_items", *WORK_ITEMS_MODULES]
+    done = subprocess.run(
+        cmd, cwd=root, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "no tests ran" not in done.stdout
+
+
+def test_work_items_follow_the_machine_not_the_threads():
+    with fastconv.threads(1):
+        one = fastconv.hardware()["work_items"]
+    with fastconv.threads(3):
+        three = fastconv.hardware()["work_items"]
+    assert one == three >= 8

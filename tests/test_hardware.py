@@ -25,6 +25,7 @@ FIELDS = {
     "l2_bytes": int,
     "l3_bytes": int,
     "cores": int,
+    "work_items": int,
     "model": str,
     "vendor": str,
 }
@@ -100,6 +101,29 @@ def test_cores():
     if hasattr(os, "sched_getaffinity"):
         allowed.add(len(os.sched_getaffinity(0)))
     assert hw["cores"] in allowed
+
+
+def test_work_items_cover_the_cores():
+    """8, or the power of two that covers the cores, at most 64 (fc_work_items)."""
+    hw = fastconv.hardware()
+    want = 8
+    while want < hw["cores"] and want < 64:
+        want *= 2
+    if os.environ.get("FASTCONV_WORK_ITEMS") in ("8", "16", "32", "64"):
+        want = int(os.environ["FASTCONV_WORK_ITEMS"])
+    assert hw["work_items"] == want
+
+
+@pytest.mark.parametrize(
+    "value, pinned", [("16", 16), ("64", 64), ("8", 8), ("12", None), ("128", None), ("x", None)]
+)
+def test_work_items_env_pins_or_is_ignored(value, pinned):
+    base = _hardware_in_subprocess(FASTCONV_WORK_ITEMS="")
+    hw = _hardware_in_subprocess(FASTCONV_WORK_ITEMS=value)
+    assert hw["work_items"] == (pinned if pinned else base["work_items"])
+    assert {k: v for k, v in hw.items() if k != "work_items"} == {
+        k: v for k, v in base.items() if k != "work_items"
+    }
 
 
 @pytest.mark.skipif(not X86, reason="the model and vendor come from CPUID")
@@ -195,6 +219,7 @@ def _libfastconv():
     lib = ctypes.CDLL(sorted(hits)[0])
     lib.fc_hardware.argtypes = [ctypes.POINTER(HwInfo)]
     lib.fc_hardware.restype = ctypes.c_int
+    lib.fc_work_items.restype = ctypes.c_int32
     lib.fc_last_error.restype = ctypes.c_char_p
     return lib
 
@@ -205,6 +230,7 @@ def test_c_abi_struct_matches_python():
     assert lib.fc_hardware(ctypes.byref(info)) == 0
     got = {name: getattr(info, name) for name, _ in HwInfo._fields_}
     got = {k: v.decode() if isinstance(v, bytes) else v for k, v in got.items()}
+    got["work_items"] = lib.fc_work_items()
     assert got == fastconv.hardware()
 
 

@@ -73,6 +73,7 @@ def test_info_text_and_json(capsys):
     for label in ("CPU:", "ISA:", "threads:", "OpenMP:", "BLAS:", "caches:", "autotune:"):
         assert re.search(rf"^{label}", out, re.M), label
     assert f"ISA:         {fastconv.isa()} in use" in out
+    assert f"partitions of {fastconv.hardware()['work_items']} work items" in out
 
     status, out, _ = run(["info", "--json"], capsys)
     info = json.loads(out)
@@ -82,6 +83,8 @@ def test_info_text_and_json(capsys):
     assert fastconv.isa() in info["isa"]["available"] and "generic" in info["isa"]["available"]
     assert info["threads"]["fastconv"] == fastconv.get_num_threads()
     assert info["caches"] == {k: hw[k] for k in ("l1d_bytes", "l2_bytes", "l3_bytes")}
+    assert info["cpu"]["cores"] == hw["cores"]
+    assert info["cpu"]["work_items"] == hw["work_items"]
     assert info["autotune"]["mode"] == fastconv.get_autotune()
     assert info["blas"]["config"].startswith("OpenBLAS")
     if sys.platform.startswith("linux"):  # fastconv links an OpenMP runtime: it is loaded

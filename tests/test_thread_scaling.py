@@ -72,3 +72,65 @@ def test_thread_scaling_rejects_bad_threads(capsys):
     with pytest.raises(SystemExit):
         ts.main(["--threads", "0,2"])
     assert "--threads" in capsys.readouterr().err
+
+
+def _steps(times, algos=("winograd", "gemm1x1", None)):
+    ops = ("conv", "conv", "max_pool")
+    return [
+        {"op": op, "algo": a, "in": [1, 8, 4, 4], "out": [1, 8, 4, 4], "fused": [], "s": t}
+        for op, a, t in zip(ops, algos, times)
+    ]
+
+
+def test_step_rows_sum_kinds_and_name_the_steps_that_scale_worst():
+    ts = _module()
+    per = {1: _steps([4e-3, 2e-3, 1e-3]), 4: _steps([1e-3, 1.6e-3, 0.25e-3])}
+    kinds, steps = ts.step_rows(per)
+    assert kinds["conv/winograd"] == {1: 4e-3, 4: 1e-3}
+    assert kinds["conv/gemm1x1"] == {1: 2e-3, 4: 1.6e-3}
+    assert kinds["max_pool"] == {1: 1e-3, 4: 0.25e-3}
+    assert [s["index"] for s in steps] == [0, 1, 2]
+    text = ts.format_steps("n batch 1", per, worst=1)
+    lines = text.splitlines()
+    # kinds by their time at the most threads: the 1x1 GEMM first, at 1.25x over one thread
+    assert lines[2].startswith("conv/gemm1x1") and "( 1.2)" in lines[2]
+    assert lines[5].startswith("all steps") and "( 2.5)" in lines[5]  # 7 ms -> 2.85 ms: 2.46
+    # the one step with the most time over the ideal (1.6 - 2/4 = 1.1 ms) is the GEMM's
+    assert "#1" in lines[-1] and "gemm1x1" in lines[-1] and "speed-up 1.2" in lines[-1]
+
+
+def test_step_rows_refuse_plans_of_different_lengths():
+    ts = _module()
+    with pytest.raises(ValueError, match="steps"):
+        ts.step_rows({1: _steps([1e-3, 1e-3, 1e-3]), 2: _steps([1e-3, 1e-3])})
+
+
+def test_steps_cases_parse_and_reject():
+    ts = _module()
+    assert ts._cases("resnet50:8,googlenet") == [("resnet50", 8), ("googlenet", 1)]
+    with pytest.raises(Exception, match="NET:BATCH"):
+        ts._cases("resnet50:x")
+
+
+@pytest.mark.slow  # two profiling processes
+def test_thread_scaling_steps_only_profiles_each_count(tmp_path, capsys):
+    ts = _module()
+    out = tmp_path / "s.json"
+    args = ["--threads", "1,2", "--steps", "lenet5:2", "--steps-repeat", "1", "--no-bench"]
+    assert ts.main([*args, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "lenet5 batch 2: step times summed by kind" in text and "all steps" in text
+    res = json.loads(out.read_text())
+    (prof,) = res["steps"]
+    assert prof["net"] == "lenet5" and prof["batch"] == 2
+    one, two = prof["threads"]["1"], prof["threads"]["2"]
+    assert len(one) == len(two) > 3 and all(s["s"] > 0 for s in one + two)
+    assert [s["op"] for s in one] == [s["op"] for s in two]
+    assert "rows" not in res  # --no-bench: no bench infer runs
+
+
+def test_thread_scaling_no_bench_needs_steps(capsys):
+    ts = _module()
+    with pytest.raises(SystemExit):
+        ts.main(["--no-bench"])
+    assert "--steps" in capsys.readouterr().err

@@ -377,8 +377,9 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
                       s.wo / ((s.wo + tp - 1) / tp) < 5;
   // (one run per row otherwise: rows never share a tile)
   const int64_t runs =
-      flat || narrow ? std::clamp<int64_t>((kFixedItems + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
-                     : s.ho;
+      flat || narrow
+          ? std::clamp<int64_t>((fixed_items() + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
+          : s.ho;
   const int64_t per_pair = s.n * runs;  // items of a pair
   const int64_t chunk = packing && pairs >= 2 * nt ? per_pair : 1;
 #pragma omp parallel num_threads(nt)

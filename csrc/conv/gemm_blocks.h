@@ -116,7 +116,7 @@ void col2im_block(const ConvShape &s, const T *col, int64_t ld, int64_t nch, int
 struct Tiles {
   int64_t pm, pn;
 };
-Tiles plan_tiles(int64_t m, int64_t n, int64_t count = kFixedItems);
+Tiles plan_tiles(int64_t m, int64_t n, int64_t count = fixed_items());
 
 // The weight gradient's product dW [m, n] (+)= dy [m, k] x columns^T [n, k] (accumulate: add
 // into dW, else set it). Under 32 columns of dW (a first layer's 3 channels x 3x3 taps are 27)

@@ -36,13 +36,13 @@ int64_t column_budget() { return 4 * hardware().l2; }
 // rows: rows of the column buffer. outer: independent items besides the blocks (images...).
 // in_place: no column buffer is written, so blocks are only cut to feed every thread (a
 // wider GEMM repacks its weight operand less often). The cut follows the shape, never the
-// thread count (kFixedItems): each block is a GEMM whose rounding depends on its n.
+// thread count (fixed_items()): each block is a GEMM whose rounding depends on its n.
 ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t outer, bool in_place) {
   const int64_t budget = column_budget();
   int64_t cbw =
       in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
-  if (outer < kFixedItems) {  // too few images to feed the threads: split each image more finely
-    int64_t want = (kFixedItems + outer - 1) / outer;
+  if (outer < fixed_items()) {  // too few images to feed the threads: split each image more finely
+    int64_t want = (fixed_items() + outer - 1) / outer;
     cbw = std::min(cbw, std::max<int64_t>(64, (s.howo + want - 1) / want));
   }
   cbw = std::max<int64_t>(1, std::min(cbw, s.howo));
@@ -78,9 +78,9 @@ ItemColumns<T> item_columns(const ConvShape &s, const ColPlan &pl, const T *x, i
   return {n, p0, np, np, col};
 }
 
-// --- Few images (n < kFixedItems: inference at batch 1, small training batches) ---------------
+// --- Few images (n < fixed_items(): inference at batch 1, small training batches) ---------------
 //
-// Cutting one image's positions into kFixedItems column blocks gives each thread a GEMM of every
+// Cutting one image's positions into fixed_items() column blocks gives each thread a GEMM of every
 // output channel over a few positions: the weights are packed once per block, and a 7x7 plane
 // (49 positions) is one block, so one thread ran ResNet-50's last 3x3 layers alone. Here a run
 // of an image's positions has its columns (every group) built once into a shared buffer, by
@@ -114,7 +114,7 @@ int64_t run_width(const ConvShape &s, int64_t elem, bool in_place) {
 }
 
 // Builds the columns of positions [p0, p0 + np) of image n, every group, into cols
-// ([g][ckk][np]), cut into kFixedItems parts per group for the threads: runs of channels where a
+// ([g][ckk][np]), cut into fixed_items() parts per group for the threads: runs of channels where a
 // group has that many, else runs of positions. Cutting a small plane's positions split its
 // rows into short stretches, each with its own bookkeeping: by channels, L4's weight gradient
 // at batch 1 (7x7 on 16x16, 100 positions) took 0.83x the time, L2's (9x9 on 64x64) 0.71x,
@@ -123,19 +123,19 @@ int64_t run_width(const ConvShape &s, int64_t elem, bool in_place) {
 // team (an omp for with its barrier).
 template <class T>
 void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np, T *cols) {
-  if (s.cg >= kFixedItems) {
+  if (s.cg >= fixed_items()) {
 #pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.g * kFixedItems; ++q) {
-      const int64_t g = q / kFixedItems, part = q % kFixedItems;
-      const int64_t ca = part_start(s.cg, part, kFixedItems, 1),
-                    cb = part_start(s.cg, part + 1, kFixedItems, 1);
+    for (int64_t q = 0; q < s.g * fixed_items(); ++q) {
+      const int64_t g = q / fixed_items(), part = q % fixed_items();
+      const int64_t ca = part_start(s.cg, part, fixed_items(), 1),
+                    cb = part_start(s.cg, part + 1, fixed_items(), 1);
       if (cb > ca)
         im2col_block(s, x + (n * s.c + g * s.cg + ca) * s.hw, cb - ca, p0, p0 + np,
                      cols + (g * s.ckk + ca * s.kk) * np, np);
     }
     return;
   }
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kFixedItems, np / 16));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(fixed_items(), np / 16));
 #pragma omp for schedule(static)
   for (int64_t q = 0; q < s.g * parts; ++q) {
     const int64_t g = q / parts, part = q % parts;
@@ -333,7 +333,7 @@ fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T 
   // packs all the weights): the shared-run tiles. With 2-7 blocks to build they measured no
   // faster (3x3 256@14, 3x3/2 256@28) or 1.5x slower (L4: 2 blocks, 16-row tiles packing
   // the 2.5 MB column matrix 8 times).
-  if (s.n * pl.nblocks < kFixedItems && (in_place || s.n * pl.nblocks == 1))
+  if (s.n * pl.nblocks < fixed_items() && (in_place || s.n * pl.nblocks == 1))
     return forward_few_images(s, x, w, b, y, in_place, ep);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t per_thread = in_place ? 0 : s.ckk * pl.cbw;
@@ -371,8 +371,8 @@ fc_status backward_data_few_in_place(const ConvShape &s, const T *dy, const T *w
                                      bool accumulate) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   if (fc_status st = blas_reserve(nt)) return st;
-  int64_t per_pair = 1;  // tiles per (image, group): a power of 2, kFixedItems in all or more
-  while (per_pair * s.n * s.g < kFixedItems) per_pair *= 2;
+  int64_t per_pair = 1;  // tiles per (image, group): a power of 2, fixed_items() in all or more
+  while (per_pair * s.n * s.g < fixed_items()) per_pair *= 2;
   const Tiles tl = plan_tiles(s.cg, s.hw, per_pair);
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t q = 0; q < s.n * s.g * tl.pm * tl.pn; ++q) {
@@ -407,7 +407,7 @@ fc_status backward_data_few_images(const ConvShape &s, const T *dy, const T *w, 
     return fail(FC_ENOMEM, "col2im: cannot allocate %lld bytes of columns",
                 (long long)(s.g * s.ckk * run * (int64_t)sizeof(T)));
   if (fc_status st = blas_reserve(nt)) return st;
-  const int64_t bands = std::min<int64_t>(s.in_h, (kFixedItems + s.c - 1) / s.c);
+  const int64_t bands = std::min<int64_t>(s.in_h, (fixed_items() + s.c - 1) / s.c);
 #pragma omp parallel num_threads(nt)
   for (int64_t n = 0; n < s.n; ++n) {
     T *dxn = dx + n * s.c * s.hw;
@@ -444,16 +444,16 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
                                   bool accumulate) {
   if (use_image_groups(s, in_place, GemmDir::data, sizeof(T)))
     return backward_data_image_groups(s, dy, w, dx, accumulate);
-  if (in_place && s.n * s.g < kFixedItems)
+  if (in_place && s.n * s.g < fixed_items())
     return backward_data_few_in_place(s, dy, w, dx, accumulate);
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
-  // split follows the shape, never the thread count (kFixedItems).
+  // split follows the shape, never the thread count (fixed_items()).
   const int64_t ng = s.n * s.g;
   const int64_t chunks =
-      ng >= kFixedItems
+      ng >= fixed_items()
           ? 1
-          : std::max<int64_t>(1, std::min<int64_t>((s.cg + 3) / 4, (kFixedItems + ng - 1) / ng));
+          : std::max<int64_t>(1, std::min<int64_t>((s.cg + 3) / 4, (fixed_items() + ng - 1) / ng));
   if (!in_place && ng * chunks == 1) return backward_data_few_images(s, dy, w, dx, accumulate);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t max_ch = (s.cg + chunks - 1) / chunks;
@@ -500,7 +500,7 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
 template <class T>
 fc_status weight_grad_by_rows(const ConvShape &s, const T *dy, const T *x, T *dw, int nt) {
   const int64_t parts =
-      std::max<int64_t>(1, std::min<int64_t>((s.kg + 15) / 16, (kFixedItems + s.g - 1) / s.g));
+      std::max<int64_t>(1, std::min<int64_t>((s.kg + 15) / 16, (fixed_items() + s.g - 1) / s.g));
   if (fc_status st = blas_reserve(nt)) return st;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t it = 0; it < s.g * parts; ++it) {
@@ -527,8 +527,8 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
   const int64_t item_size = s.g * s.ckk * pl.cbw;  // one item's columns, every group
   const int64_t run =
       std::clamp<int64_t>(hardware().l3 / 4 / (item_size * (int64_t)sizeof(T)), 1, items);
-  int64_t parts = 1;  // a power of two up to kFixedItems / g, each at least 32 columns wide
-  while (parts * 2 * s.g <= kFixedItems && s.ckk / (parts * 2) >= 32) parts *= 2;
+  int64_t parts = 1;  // a power of two up to fixed_items() / g, each at least 32 columns wide
+  while (parts * 2 * s.g <= fixed_items() && s.ckk / (parts * 2) >= 32) parts *= 2;
   Buffer<T> cols(item_size * run);
   if (!cols.ok())
     return fail(FC_ENOMEM, "im2col: cannot allocate %lld bytes of columns",
@@ -563,7 +563,7 @@ fc_status weight_grad_by_columns(const ConvShape &s, const T *dy, const T *x, T 
 }
 
 // dW_g = sum over items (image, column block) of dy [kg, np] x col^T [np, ckk]. The items are
-// dealt into `slots` runs of consecutive items, fixed by the shape (kFixedItems); each slot
+// dealt into `slots` runs of consecutive items, fixed by the shape (fixed_items()); each slot
 // sums its run in item order into a private copy of dW (slot 0 into dw itself), threads taking
 // slots in any order, and the copies are added in slot order. So which terms meet, and every
 // GEMM's m, n and k, follow the shape only, and each GEMM keeps the full [kg, ckk] width
@@ -576,14 +576,14 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;
-  const int64_t slots = std::min<int64_t>(kFixedItems, items);
+  const int64_t slots = std::min<int64_t>(fixed_items(), items);
   // The most the private copies may take: half the L3 (16 MiB on a 32 MiB L3). They are fresh
   // pages every call (faulted in and zeroed), and beyond the L3 a pass more over memory: L5's
   // 37 MB of copies ran 2.2x slower than cutting dW. Which way runs follows the shape and this
   // hardware fact only, never the thread count.
   const int64_t copy_bytes = hardware().l3 / 2;
   const bool slots_fit =
-      slots >= kFixedItems / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
+      slots >= fixed_items() / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
   // In place, a slot whose GEMMs sum under 256 positions (14x14 planes at batch 4, 28x28 at
   // batch 1) runs a short reduction far below the GEMM's peak and still writes a whole copy of
   // dW: the tiles measured 1.2-1.6x faster there (interleaved in one process, best of 10, two
@@ -592,7 +592,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // 0.93-1.02) and 1.1-1.2x slower from 392 positions on (1x1 64>256 at 56x56, batch 1;
   // 256>128 at 28x28, batch 4).
   const bool short_slots = in_place && s.n * s.howo < 256 * slots;
-  if (s.n < kFixedItems && (short_slots || !slots_fit || tiles_pack_less(s, slots, in_place)))
+  if (s.n < fixed_items() && (short_slots || !slots_fit || tiles_pack_less(s, slots, in_place)))
     return weight_grad_few_images(s, dy, x, dw, in_place);
   if (!slots_fit)
     return in_place ? weight_grad_by_rows(s, dy, x, dw, nt)

@@ -115,7 +115,7 @@ struct GroupBuffers {
 bool use_image_groups(const ConvShape &s, bool in_place, GemmDir dir, int64_t elem) {
   const bool weight_grad = dir == GemmDir::weight;
   if (weight_grad && in_place && s.n >= 8 && s.howo <= 64) return true;
-  if (weight_grad && !in_place && s.n >= 2 && s.n < kFixedItems && s.howo < 512) return true;
+  if (weight_grad && !in_place && s.n >= 2 && s.n < fixed_items() && s.howo < 512) return true;
   if (s.n < 2 || s.howo >= 64) return false;
   if (dir == GemmDir::data && s.n >= 4 && s.g * s.kg * s.ckk * elem >= 8 * hardware().l2)
     return true;

@@ -102,11 +102,11 @@ int64_t block_tiles(int64_t total, int64_t per_tile_bytes, int64_t channels) {
   return std::max<int64_t>(1, (total + nblocks - 1) / nblocks);
 }
 
-// Slots of the per-slot weight gradient: kFixedItems, fewer where a slot would hold under
+// Slots of the per-slot weight gradient: fixed_items(), fewer where a slot would hold under
 // kSlotTiles tiles (each slot costs a pass over Z).
 constexpr int64_t kSlotTiles = 192;
 int64_t private_slots(int64_t total) {
-  return std::clamp<int64_t>(total / kSlotTiles, 1, kFixedItems);
+  return std::clamp<int64_t>(total / kSlotTiles, 1, fixed_items());
 }
 
 // The workspaces are large (U alone is 4x the filters) and written in full on every call: ask
@@ -610,11 +610,11 @@ fc_status forward_core(const WinoConv &p, const T *x, const T *w, const T *b, T 
   const int64_t tb = block_tiles(total, e2 * (p.c + p.k) * (int64_t)sizeof(T), p.c + p.k);
   const int64_t nblocks = (total + tb - 1) / tb;
   // Work items: a block of tiles each (transform its input into V, 36 GEMMs into M, transform
-  // M to outputs). With fewer blocks than kFixedItems (L5 and VGG's 14x14 layers at batch 8:
+  // M to outputs). With fewer blocks than fixed_items() (L5 and VGG's 14x14 layers at batch 8:
   // one block) the blocks run one after another instead, each in three parallel stages, the
   // GEMMs one item per (element, group): every GEMM keeps its full [kg, nb] shape whatever the
   // thread count (rounding depends on a GEMM's m and n), and up to 36 threads find work.
-  const bool staged = nblocks < kFixedItems;
+  const bool staged = nblocks < fixed_items();
   const int64_t per_thread = staged ? 0 : e2 * (p.c + p.k) * tb;
   const int64_t staged_size = staged ? e2 * (p.c + p.k) * tb : 0;  // one block's V and M
   Buffer<T> u(u_pre ? 1 : e2 * p.k * p.cg);

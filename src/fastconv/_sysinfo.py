@@ -86,7 +86,13 @@ def collect():
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "cpu": {"model": hw["model"], "vendor": hw["vendor"], "cores": hw["cores"]},
+        "cpu": {
+            "model": hw["model"],
+            "vendor": hw["vendor"],
+            "cores": hw["cores"],
+            "work_items": hw["work_items"],
+            "work_items_env": os.environ.get("FASTCONV_WORK_ITEMS"),
+        },
         "isa": {
             "in_use": fastconv.isa(),
             "best": best,
@@ -120,7 +126,13 @@ def format_text(info):
         f"fastconv {info['fastconv']} (Python {info['python']}, NumPy {info['numpy']}, "
         f"{info['platform']})",
         f"CPU:         {info['cpu']['model'] or 'unknown'} ({info['cpu']['vendor'] or '?'}), "
-        f"{info['cpu']['cores']} logical CPUs available",
+        f"{info['cpu']['cores']} logical CPUs available, partitions of "
+        f"{info['cpu']['work_items']} work items"
+        + (
+            f" (FASTCONV_WORK_ITEMS={info['cpu']['work_items_env']})"
+            if info["cpu"]["work_items_env"]
+            else ""
+        ),
         f"ISA:         {isa['in_use']} in use; this CPU has {', '.join(isa['available'])}"
         + (f" (FASTCONV_ISA={isa['env']})" if isa["env"] else " (FASTCONV_ISA not set)"),
         f"threads:     {threads['fastconv']}"

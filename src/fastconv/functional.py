@@ -542,6 +542,8 @@ def hardware() -> dict[str, Any]:
     """The machine as fastconv described it at load (fc_hardware): ``isa`` (as :func:`isa`),
     ``best_isa`` (the CPU's best, before FASTCONV_ISA), ``l1d_bytes`` and ``l2_bytes`` (per
     core), ``l3_bytes`` (as the OS reports it: the chip's, or one CCX's), ``cores`` (logical
-    CPUs in the process's affinity mask), ``model`` and ``vendor`` (CPUID's strings). Cache
-    blocking derives from these sizes."""
+    CPUs in the process's affinity mask), ``work_items`` (the work items each parallel
+    partition aims at: 8, or on more cores the power of two that covers them, up to 64;
+    ``FASTCONV_WORK_ITEMS`` pins it; README, "Determinism"), ``model`` and ``vendor`` (CPUID's
+    strings). Cache blocking derives from these sizes, partitions from ``work_items``."""
     return dict(_core.hardware())

@@ -217,6 +217,12 @@ typedef struct {
  * from CPUID's cache leaves, else 32 KiB / 1 MiB / 32 MiB. FC_EINVAL if out is NULL. */
 FC_API fc_status fc_hardware(fc_hw_info *out);
 
+/* The work items each parallel partition aims at, fixed at load: 8, or on more logical CPUs
+ * (fc_hw_info.cores) the power of two that covers them, at most 64; FASTCONV_WORK_ITEMS=8|16|32|64
+ * pins it. Partitions follow the shape and this number, never the thread count, so results are
+ * bitwise the same at every thread count (README, "Determinism"). */
+FC_API int32_t fc_work_items(void);
+
 /* The micro-kernel instruction set chosen at load time: "avx512", "avx2" or "generic".
  * The environment variable FASTCONV_ISA (generic|avx2|avx512) forces a lower one. */
 FC_API const char *fc_isa(void);
