@@ -484,3 +484,18 @@ def test_fused_path_follows_its_rule(monkeypatch):
             assert default[i][j] == forced[want][i][j], (shape, k, want, name)
             for other in differ:
                 assert default[i][j] != forced[other][i][j], (shape, k, other, name)
+
+
+@pytest.mark.slow  # two processes
+def test_fused_blocks_same_bits_whatever_the_work_items(monkeypatch):
+    """The fused forward in blocks (from 392 tiles under filters of up to 128x256) cuts its
+    tiles into at least fixed_items() blocks on machines of more CPUs (fastconv.hardware()
+    ["work_items"]): a block only groups tiles, so the bits are those of 8 work items."""
+    import json
+
+    monkeypatch.delenv("FASTCONV_WINOGRAD_FUSED", raising=False)
+    cases = json.dumps([[[8, 128, 28, 28], 128], [[2, 32, 56, 56], 48], [[8, 96, 28, 28], 128]])
+    isa = fastconv.isa()
+    eight = run_isa_json(isa, FUSED_SCRIPT, cases, FASTCONV_WORK_ITEMS="8")
+    more = run_isa_json(isa, FUSED_SCRIPT, cases, FASTCONV_WORK_ITEMS="32")
+    assert eight == more
