@@ -247,7 +247,8 @@ def hardware():
         raise ValueError(fk.fc_last_error().decode())
     return {"isa": h.isa.decode(), "best_isa": h.best_isa.decode(), "l1d_bytes": h.l1d_bytes,
             "l2_bytes": h.l2_bytes, "l3_bytes": h.l3_bytes, "cores": h.cores,
-            "model": h.model.decode(), "vendor": h.vendor.decode()}
+            "work_items": fk.fc_work_items(), "model": h.model.decode(),
+            "vendor": h.vendor.decode()}
 
 
 def conv2d(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w, const double[::1] b,

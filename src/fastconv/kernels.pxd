@@ -85,6 +85,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
         char model[64]
         char vendor[16]
     fc_status fc_hardware(fc_hw_info *out)
+    int32_t fc_work_items()
     const char *fc_isa()
     const char *fc_algo_name(fc_algo a)
 
