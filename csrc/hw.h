@@ -17,7 +17,7 @@ struct Hardware {
   int64_t l2;       // bytes of L2, per core
   int64_t l3;       // bytes of L3 as the OS reports it: the whole chip's, or one CCX's on AMD
   int cores;        // logical CPUs this process may run on, at load
-  int work_items;   // the work items a partition aims at (internal.h, fixed_items): see below
+  int work_items;   // the work items a partition aims at (internal.h, fixed_items; hw.cpp)
   char model[64];   // CPUID's brand string, trimmed ("" where there is none)
   char vendor[16];  // CPUID's vendor ("GenuineIntel", "AuthenticAMD"; "" off x86)
 };

@@ -10,6 +10,11 @@
 Comparisons are on the bytes (`tobytes()`), never with a tolerance.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -301,11 +306,6 @@ WORK_ITEMS_MODULES = [
 def test_partitions_of_more_work_items_keep_bits_and_accuracy(items):
     """A machine of more CPUs cuts its partitions into more work items (fixed at load); its
     results must stay within the accuracy contract and the same at every thread count."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, FASTCONV_WORK_ITEMS=items)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]

@@ -41,8 +41,9 @@ ColPlan plan_columns(const ConvShape &s, int64_t rows, int64_t elem, int64_t out
   const int64_t budget = column_budget();
   int64_t cbw =
       in_place ? s.howo : std::max<int64_t>(256, budget / std::max<int64_t>(1, rows * elem));
-  if (outer < fixed_items()) {  // too few images to feed the threads: split each image more finely
-    int64_t want = (fixed_items() + outer - 1) / outer;
+  const int64_t items = fixed_items();
+  if (outer < items) {  // too few images to feed the threads: split each image more finely
+    int64_t want = (items + outer - 1) / outer;
     cbw = std::min(cbw, std::max<int64_t>(64, (s.howo + want - 1) / want));
   }
   cbw = std::max<int64_t>(1, std::min(cbw, s.howo));
@@ -123,19 +124,20 @@ int64_t run_width(const ConvShape &s, int64_t elem, bool in_place) {
 // team (an omp for with its barrier).
 template <class T>
 void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np, T *cols) {
-  if (s.cg >= fixed_items()) {
+  const int64_t items = fixed_items();
+  if (s.cg >= items) {
 #pragma omp for schedule(static)
-    for (int64_t q = 0; q < s.g * fixed_items(); ++q) {
-      const int64_t g = q / fixed_items(), part = q % fixed_items();
-      const int64_t ca = part_start(s.cg, part, fixed_items(), 1),
-                    cb = part_start(s.cg, part + 1, fixed_items(), 1);
+    for (int64_t q = 0; q < s.g * items; ++q) {
+      const int64_t g = q / items, part = q % items;
+      const int64_t ca = part_start(s.cg, part, items, 1),
+                    cb = part_start(s.cg, part + 1, items, 1);
       if (cb > ca)
         im2col_block(s, x + (n * s.c + g * s.cg + ca) * s.hw, cb - ca, p0, p0 + np,
                      cols + (g * s.ckk + ca * s.kk) * np, np);
     }
     return;
   }
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(fixed_items(), np / 16));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(items, np / 16));
 #pragma omp for schedule(static)
   for (int64_t q = 0; q < s.g * parts; ++q) {
     const int64_t g = q / parts, part = q % parts;
@@ -444,16 +446,14 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
                                   bool accumulate) {
   if (use_image_groups(s, in_place, GemmDir::data, sizeof(T)))
     return backward_data_image_groups(s, dy, w, dx, accumulate);
-  if (in_place && s.n * s.g < fixed_items())
-    return backward_data_few_in_place(s, dy, w, dx, accumulate);
+  const int64_t ng = s.n * s.g, fixed = fixed_items();
+  if (in_place && ng < fixed) return backward_data_few_in_place(s, dy, w, dx, accumulate);
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
   // channels (at least 4 each) only when there are few (image, group) pairs (batch 1); the
   // split follows the shape, never the thread count (fixed_items()).
-  const int64_t ng = s.n * s.g;
   const int64_t chunks =
-      ng >= fixed_items()
-          ? 1
-          : std::max<int64_t>(1, std::min<int64_t>((s.cg + 3) / 4, (fixed_items() + ng - 1) / ng));
+      ng >= fixed ? 1
+                  : std::max<int64_t>(1, std::min<int64_t>((s.cg + 3) / 4, (fixed + ng - 1) / ng));
   if (!in_place && ng * chunks == 1) return backward_data_few_images(s, dy, w, dx, accumulate);
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t max_ch = (s.cg + chunks - 1) / chunks;
@@ -576,14 +576,14 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const ColPlan pl = plan_columns(s, s.ckk, sizeof(T), s.n, in_place);
   const int64_t items = s.n * pl.nblocks, wsize = s.k * s.ckk;
-  const int64_t slots = std::min<int64_t>(fixed_items(), items);
+  const int64_t fixed = fixed_items(), slots = std::min<int64_t>(fixed, items);
   // The most the private copies may take: half the L3 (16 MiB on a 32 MiB L3). They are fresh
   // pages every call (faulted in and zeroed), and beyond the L3 a pass more over memory: L5's
   // 37 MB of copies ran 2.2x slower than cutting dW. Which way runs follows the shape and this
   // hardware fact only, never the thread count.
   const int64_t copy_bytes = hardware().l3 / 2;
   const bool slots_fit =
-      slots >= fixed_items() / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
+      slots >= fixed / 2 && (slots - 1) * wsize * (int64_t)sizeof(T) <= copy_bytes;
   // In place, a slot whose GEMMs sum under 256 positions (14x14 planes at batch 4, 28x28 at
   // batch 1) runs a short reduction far below the GEMM's peak and still writes a whole copy of
   // dW: the tiles measured 1.2-1.6x faster there (interleaved in one process, best of 10, two
@@ -592,7 +592,7 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // 0.93-1.02) and 1.1-1.2x slower from 392 positions on (1x1 64>256 at 56x56, batch 1;
   // 256>128 at 28x28, batch 4).
   const bool short_slots = in_place && s.n * s.howo < 256 * slots;
-  if (s.n < fixed_items() && (short_slots || !slots_fit || tiles_pack_less(s, slots, in_place)))
+  if (s.n < fixed && (short_slots || !slots_fit || tiles_pack_less(s, slots, in_place)))
     return weight_grad_few_images(s, dy, x, dw, in_place);
   if (!slots_fit)
     return in_place ? weight_grad_by_rows(s, dy, x, dw, nt)
