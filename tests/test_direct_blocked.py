@@ -7,7 +7,8 @@ leave part blocks (input and output), row widths that split into tiles unevenly,
 padding, non-square kernels and planes; inputs untouched; bitwise equal across thread counts,
 between a batch and its images one at a time, between a prepared (plan) forward with its
 fused bias, residual and ReLU and the ordinary forward, and between filters packed once (a
-plan) and packed pair by pair as the threads reach them (a plain forward on a small plane);
+plan) and packed pair by pair as the threads reach them (a plain forward on a small plane), and
+with the images split among the threads (a batch the threads divide);
 non-finite inputs where the reference puts them; and where the heuristics send a forward to
 it.
 
@@ -193,6 +194,40 @@ def test_filters_packed_pair_by_pair_give_the_bits_of_filters_packed_once(
         fastconv.set_num_threads(threads)
         y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
         assert np.array_equal(y, once)
+
+
+# Where the batch divides among the threads, each thread copies and runs its own images (all
+# output pairs of them), so a step's input and output stay with the thread that wrote them; a
+# plain forward's filters are then packed by every thread where they fit the L2 (else the
+# pair-by-pair items above). Cases: packed once (over 512 positions), packed as it goes (a small
+# plane), a strided 1x1 on its subsampled pixels, and filters too large to pack twice.
+IMAGE_SPLIT = [
+    (4, 40, 17, 17, 33, 1, 7, 1, 0),  # 1x7, 748 positions: filters packed first
+    (4, 24, 7, 7, 40, 3, 3, 1, 1),  # 196 positions: packed pair by pair, or per thread
+    (6, 40, 15, 17, 20, 1, 1, 2, 0),  # strided 1x1, 6 images: 3 a thread at 2, none at 4
+    (4, 256, 5, 5, 256, 3, 3, 1, 1),  # 2.4 MB of filters (float32): no packing per thread
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "case", IMAGE_SPLIT, ids=["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in IMAGE_SPLIT]
+)
+def test_images_split_among_the_threads_keep_the_bits(case, dtype, restore_threads):
+    x, w, b = _inputs(case, dtype, seed=7)
+    stride, padding = case[7], case[8]
+    expected, scale = expected_forward(x, w, b, stride, padding, 1, 1)
+    fastconv.set_num_threads(1)
+    one = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+    assert_close(one, expected, dtype, scale)
+    p, out_shape = _conv_plan(x, w, b, DIRECT, padding, stride=stride)
+    for threads in (2, 3, 4):
+        fastconv.set_num_threads(threads)
+        y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+        assert np.array_equal(y, one), f"{threads} threads"
+        prepared = np.empty(out_shape, dtype)
+        p.run(x.reshape(-1), prepared.reshape(-1))
+        assert np.array_equal(prepared, one), f"prepared, {threads} threads"
 
 
 def test_non_finite_inputs_land_where_the_reference_puts_them():

@@ -86,32 +86,47 @@ struct SourcePlanes {
 // 28x28 (perf); 0.79-0.94x the forward's time on GoogLeNet's and ResNet-50's 1x1 at 7x7-28x28
 // and 0.95-0.98x on ResNet's 3x3/2, batch-1 plans of ResNet-50, GoogLeNet and Inception v3
 // 0.986-0.992x (interleaved, best of 11-15, AVX2 EPYC, 2 threads, session 30).
+// Row q of the copy (image q / (hp*nb), block q / hp % nb, padded row q % hp).
+template <class T>
+inline void copy_padded_row(const T *src, const SourcePlanes &from, int64_t c, int64_t h, int64_t w,
+                            int64_t ph, int64_t pw, int64_t px, int64_t nb, T *dst, int64_t q) {
+  const int64_t hp = h + 2 * ph, row = (w + 2 * pw) * px;
+  const int64_t r = q % hp, b = q / hp % nb, i = q / (hp * nb);
+  T *d = dst + q * row;
+  const int64_t ih = r - ph, nc = std::clamp<int64_t>(c - b * kB, 0, px);
+  if (ih < 0 || ih >= h) {
+    std::fill(d, d + row, T(0));
+    return;
+  }
+  std::fill(d, d + pw * px, T(0));
+  std::fill(d + (pw + w) * px, d + row, T(0));
+  T *dr = d + pw * px;
+  const T *sr = src + (i * c + b * kB) * from.plane + ih * from.row;
+  if (from.col == 1 && px == kB) {  // (a row of consecutive pixels)
+    ukernels<T>().pixels8(sr, from.plane, nc, w, dr);
+    return;
+  }
+  for (int64_t iw = 0; iw < w; ++iw) {
+    for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = sr[e * from.plane + iw * from.col];
+    for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
+  }
+}
 template <class T>
 void copy_padded_pixels(const T *src, const SourcePlanes &from, int64_t n, int64_t c, int64_t h,
                         int64_t w, int64_t ph, int64_t pw, int64_t px, int64_t nb, T *dst) {
-  const int64_t hp = h + 2 * ph, row = (w + 2 * pw) * px;
+  const int64_t hp = h + 2 * ph;
 #pragma omp for schedule(static)
-  for (int64_t q = 0; q < n * nb * hp; ++q) {
-    const int64_t r = q % hp, b = q / hp % nb, i = q / (hp * nb);
-    T *d = dst + q * row;
-    const int64_t ih = r - ph, nc = std::clamp<int64_t>(c - b * kB, 0, px);
-    if (ih < 0 || ih >= h) {
-      std::fill(d, d + row, T(0));
-      continue;
-    }
-    std::fill(d, d + pw * px, T(0));
-    std::fill(d + (pw + w) * px, d + row, T(0));
-    T *dr = d + pw * px;
-    const T *sr = src + (i * c + b * kB) * from.plane + ih * from.row;
-    if (from.col == 1 && px == kB) {  // (a row of consecutive pixels)
-      ukernels<T>().pixels8(sr, from.plane, nc, w, dr);
-      continue;
-    }
-    for (int64_t iw = 0; iw < w; ++iw) {
-      for (int64_t e = 0; e < nc; ++e) dr[iw * px + e] = sr[e * from.plane + iw * from.col];
-      for (int64_t e = nc; e < px; ++e) dr[iw * px + e] = T(0);
-    }
-  }
+  for (int64_t q = 0; q < n * nb * hp; ++q)
+    copy_padded_row(src, from, c, h, w, ph, pw, px, nb, dst, q);
+}
+// The same for images [i0, i1) only, by the calling thread alone.
+template <class T>
+void copy_padded_images(const T *src, const SourcePlanes &from, int64_t i0, int64_t i1, int64_t c,
+                        int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t px, int64_t nb,
+                        T *dst) {
+  const int64_t hp = h + 2 * ph;
+  for (int64_t q = i0 * nb * hp; q < i1 * nb * hp; ++q)
+    copy_padded_row(src, from, c, h, w, ph, pw, px, nb, dst, q);
 }
 
 }  // namespace
@@ -382,16 +397,31 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           : s.ho;
   const int64_t per_pair = s.n * runs;  // items of a pair
   const int64_t chunk = packing && pairs >= 2 * nt ? per_pair : 1;
+  // Where the threads divide the batch, each copies and runs its own images (every pair of
+  // them), with no barrier between: what a thread reads it wrote itself, and a plan's steps
+  // before and after (gemm1x1's static image items, Winograd's static blocks) keep the same
+  // images on the same thread, so activations do not cross between cores. On this 2-vCPU VM
+  // that crossing is what slows a step when the host places the vCPUs on cores that share no
+  // L3 (the far state, ARCHITECTURE.md): Inception v3's 7x1 128>192 at 17x17, 8 images, 4.31
+  // -> 3.89 ms there (near 3.40 -> 3.32); its batch-8 plan 486 -> 441 ms far, 386 -> 381 near
+  // (interleaved in one process, each round classified by bench/core_latency.c; Zen 4, 2
+  // threads, session 40). A plain forward then packs all the filters in each thread: where
+  // they exceed the L2 (ResNet's 3x3 512 at 7x7, 9.4 MB) that took 1.04-1.15x the time, so
+  // those keep the pair-major items.
+  const bool split = nt > 1 && s.n % nt == 0 &&
+                     (!packing || pairs * 2 * w_ob * (int64_t)sizeof(T) <= hardware().l2);
 #pragma omp parallel num_threads(nt)
   {
-    copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
-    T *mine = packing ? pk.get() + omp_get_thread_num() * 2 * w_ob : nullptr;
+    const int tid = omp_get_thread_num();
+    const int64_t n0 = s.n * tid / nt, n1 = s.n * (tid + 1) / nt;
+    if (split) {
+      copy_padded_images(x, from, n0, n1, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
+    } else {
+      copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
+    }
+    T *mine = packing ? pk.get() + tid * 2 * w_ob : nullptr;
     int64_t held = -1;  // the pair whose filters `mine` holds
-#pragma omp for schedule(dynamic, chunk)
-    for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
-      const int64_t ru = it % runs;
-      const int64_t pr = packing ? it / per_pair : it / runs % pairs;
-      const int64_t n = packing ? it / runs % s.n : it / (runs * pairs);
+    auto item = [&](int64_t n, int64_t pr, int64_t ru) {
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
       if (packing && held != pr) {
@@ -429,6 +459,19 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       }
       if (ep || b)
         epilogue_block(ep ? *ep : Epilogue<T>{}, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
+    };
+    if (split) {
+      for (int64_t pr = 0; pr < pairs; ++pr)
+        for (int64_t n = n0; n < n1; ++n)
+          for (int64_t ru = 0; ru < runs; ++ru) item(n, pr, ru);
+    } else {
+#pragma omp for schedule(dynamic, chunk)
+      for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
+        const int64_t ru = it % runs;
+        const int64_t pr = packing ? it / per_pair : it / runs % pairs;
+        const int64_t n = packing ? it / runs % s.n : it / (runs * pairs);
+        item(n, pr, ru);
+      }
     }
   }
   return FC_OK;
