@@ -4,12 +4,16 @@
 // C view.
 #include "hw.h"
 
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sched.h>
 #endif
 #include <unistd.h>
@@ -246,5 +250,91 @@ fc_status fc_hardware(fc_hw_info *out) {
 }
 
 int32_t fc_work_items(void) { return fc::hardware().work_items; }
+
+// A cache line's round trip between the calling thread, pinned to cpu_a for the call, and a
+// thread of its own pinned to cpu_b: one writes an odd value, the other answers with the next
+// even one. Every wait checks a deadline (the other thread may not get its CPU), and the
+// caller's affinity is put back. On the 2-vCPU VMs this project measures on the host moves the
+// vCPUs between cores that share an L3 and cores that do not (ARCHITECTURE.md, "How the
+// benchmarks measure"); the benchmarks record this figure per round (bench/core_latency.c is
+// the same probe as a program).
+fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, double *ns) {
+  fc::clear_error();
+  if (!ns) return fc::fail(FC_EINVAL, "fc_core_round_trip: ns is NULL");
+  if (!(seconds > 0 && seconds <= 10))
+    return fc::fail(FC_EINVAL, "fc_core_round_trip: seconds must be in (0, 10], got %g", seconds);
+#if defined(__linux__)
+  cpu_set_t mine;
+  if (pthread_getaffinity_np(pthread_self(), sizeof mine, &mine) != 0)
+    return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: cannot read this thread's CPUs");
+  for (int32_t cpu : {cpu_a, cpu_b})
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &mine))
+      return fc::fail(FC_EINVAL, "fc_core_round_trip: CPU %d is not one this thread may run on",
+                      (int)cpu);
+  if (cpu_a == cpu_b) return fc::fail(FC_EINVAL, "fc_core_round_trip: cpu_a == cpu_b (%d)", cpu_a);
+  auto pin = [](int32_t cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+  };
+  using Clock = std::chrono::steady_clock;
+  struct alignas(64) Line {
+    std::atomic<long> v{0};
+  };
+  Line flag;
+  alignas(64) std::atomic<int> state{0};  // 1: the other thread runs on cpu_b; 2: stop; -1: no
+  const auto start = Clock::now();
+  const auto span = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const auto give_up = start + span(seconds + 1.0);
+  if (!pin(cpu_a)) return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: cannot pin to %d", cpu_a);
+  std::thread other;
+  try {
+    other = std::thread([&] {
+      int expected = 0;  // (from 0 only: the caller may have stopped waiting, state 2)
+      if (!state.compare_exchange_strong(expected, pin(cpu_b) ? 1 : -1)) return;
+      while (state.load(std::memory_order_relaxed) == 1) {
+        const long v = flag.v.load(std::memory_order_acquire);
+        if (v & 1) flag.v.store(v + 1, std::memory_order_release);
+      }
+    });
+  } catch (...) {  // (std::system_error: no thread to be had)
+    pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
+    return fc::fail(FC_ENOMEM, "fc_core_round_trip: cannot start a thread");
+  }
+  while (state.load() == 0 && Clock::now() < give_up) {
+  }
+  int64_t trips = 0;
+  double elapsed = 0;
+  bool late = state.load() != 1;
+  if (!late) {
+    const auto t0 = Clock::now(), end = t0 + span(seconds);
+    long v = 0;
+    while (!late && Clock::now() < end) {
+      for (int i = 0; i < 64 && !late; ++i, ++trips) {
+        flag.v.store(++v, std::memory_order_release);  // odd: the other thread's turn
+        for (int64_t spins = 1; !late && flag.v.load(std::memory_order_acquire) == v; ++spins)
+          if (spins % 4096 == 0 && Clock::now() > give_up) late = true;
+        ++v;
+      }
+    }
+    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  const int got = state.exchange(2);
+  other.join();
+  pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
+  if (got == -1) return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: cannot pin to %d", cpu_b);
+  if (late || trips == 0)
+    return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: CPU %d did not answer in time", cpu_b);
+  *ns = elapsed / (double)trips * 1e9;
+  return FC_OK;
+#else
+  (void)cpu_a;
+  (void)cpu_b;
+  return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: needs Linux's thread affinity");
+#endif
+}
 
 }  // extern "C"

@@ -492,6 +492,18 @@ PYBIND11_MODULE(_core, m) {
     d["vendor"] = std::string(h.vendor);
     return d;
   }, "fc_hardware as a dict of its fields, and fc_work_items as work_items.");
+  m.def("core_round_trip",
+        [](int cpu_a, int cpu_b, double seconds) {
+    double ns = 0;
+    fc_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = fc_core_round_trip(cpu_a, cpu_b, seconds, &ns);
+    }
+    check(st);
+    return ns;
+  }, py::arg("cpu_a"), py::arg("cpu_b"), py::arg("seconds"),
+        "fc_core_round_trip: a cache line's round trip between two CPUs, in ns.");
   m.def("isa", &fc_isa);
   m.def("set_autotune", [](int mode) { check(fc_set_autotune(mode)); }, py::arg("mode"));
   m.def("get_autotune", &fc_get_autotune);

@@ -265,3 +265,33 @@ def test_time_rounds_drops_slow_contenders_after_the_first_round_but_keeps_the_n
     times = bench.time_rounds(contenders, repeat=3, warm=0, keep={"kept"}, drop_beyond=3.0)
     assert {k: len(v) for k, v in times.items()} == {"fast": 3, "slow": 1, "kept": 3}
     assert log.count("slow") == 2  # (its untimed and timed call of the first round)
+
+
+def test_time_rounds_probes_before_each_round_and_warms_up_after():
+    """With a probe: its figure before every round, in order, and the first contender's warm-up
+    after it (the probe pinned the timing thread for a moment)."""
+    log, probes = [], []
+    contenders = {name: (lambda name=name: log.append(name), "fastconv") for name in ("a", "b")}
+
+    def probe():
+        log.append("probe")
+        return 100.0 * (1 + log.count("probe"))
+
+    times = bench.time_rounds(contenders, repeat=3, warm=0.02, probe=probe, probes=probes)
+    assert probes == [200.0, 300.0, 400.0]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    rounds = " ".join(log).split("probe")[1:]
+    assert len(rounds) == 3
+    for r in rounds:  # a's 20 ms of untimed calls again after each probe; b one untimed call
+        calls = r.split()
+        assert calls.count("a") > 3 and calls.count("b") == 2
+
+
+def test_core_probe_reads_the_first_two_cpus():
+    import os
+
+    probe = bench.core_probe(seconds=0.005)
+    if len(os.sched_getaffinity(0)) < 2:
+        assert probe is None
+    else:
+        assert 1 < probe() < 1e6

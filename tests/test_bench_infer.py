@@ -48,6 +48,7 @@ def test_bench_infer_runs_and_writes_json_and_plot(tmp_path, capsys):
         assert r["ms"]["plan"] > 0 and r["ms"]["eager"] > 0
         assert r["ms"]["plan"] <= r["median_ms"]["plan"] <= r["max_ms"]["plan"]
         assert r["max_rel_err"]["eager"] < 1e-5  # the plan computes the eager model
+        assert r["round_trip_ns"] is None  # (one thread: no probe between two CPUs)
         peers = [p for p in bench_infer.PEERS if p in r["ms"]]
         assert set(peers) | set(r["skipped"]) == set(bench_infer.PEERS)
         if peers:
@@ -63,3 +64,29 @@ def test_bench_infer_rejects_bad_options(capsys):
     with pytest.raises(SystemExit) as e:
         bench_infer.main(["--batches", "0"])
     assert e.value.code == 2
+
+
+def _row(net, rt):
+    return {
+        "net": net,
+        "batch": 1,
+        "ms": {"plan": 10.0, "eager": 12.0, "torch": 11.0},
+        "best_peer": "torch",
+        "vs_best_peer": 1.1,
+        "images_per_s": 100.0,
+        "gflops": 50.0,
+        "compile_s": 0.5,
+        "skipped": {},
+        "plan_round_trip_ns": rt,
+    }
+
+
+def test_table_gives_the_cores_round_trip_of_the_plans_best_round():
+    text = bench_infer.format_table([_row("resnet18", 62.0), _row("resnet50", 318.4)], 100.0)
+    lines = text.splitlines()
+    assert lines[0].rstrip().endswith("cores ns")
+    assert lines[1].split()[-1] == "62" and lines[2].split()[-1] == "318"
+    assert "lowest in this run 62 ns" in text
+    # without a probe (one thread, or no affinity masks): no column, no note
+    text = bench_infer.format_table([_row("resnet18", None)], 100.0)
+    assert "cores ns" not in text and "round trip" not in text

@@ -15,6 +15,7 @@ import pytest
 
 import fastconv
 from _isa import run_isa_json
+from fastconv import _core
 
 SYSFS = "/sys/devices/system/cpu/cpu0/cache"
 ORDER = ["generic", "avx2", "avx512"]
@@ -238,3 +239,76 @@ def test_c_abi_null_is_einval():
     lib = _libfastconv()
     assert lib.fc_hardware(None) == 1  # FC_EINVAL
     assert b"out" in lib.fc_last_error()
+
+
+def _two_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    return cpus[:2]
+
+
+def test_core_round_trip_measures_and_puts_the_affinity_back():
+    """fc_core_round_trip: a positive figure in ns (a cache line's round trip is tens to
+    hundreds of ns on any machine, never under 1 or over a millisecond), the calling thread
+    back on every CPU it had."""
+    a, b = _two_cpus()
+    before = os.sched_getaffinity(0)
+    ns = _core.core_round_trip(a, b, 0.01)
+    assert 1 < ns < 1e6
+    assert os.sched_getaffinity(0) == before
+    assert 1 < _core.core_round_trip(b, a, 0.01) < 1e6  # either way round
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ((0, 0, 0.01), "cpu_a == cpu_b"),
+        ((0, 1, 0.0), "seconds"),
+        ((0, 1, 11.0), "seconds"),
+        ((0, 1, float("nan")), "seconds"),
+        ((-1, 1, 0.01), "CPU -1"),
+        ((0, 1 << 20, 0.01), "CPU 1048576"),
+    ],
+)
+def test_core_round_trip_bad_arguments_name_them(args, words):
+    _two_cpus()
+    before = os.sched_getaffinity(0)
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        _core.core_round_trip(*args)
+    assert os.sched_getaffinity(0) == before
+
+
+def test_core_round_trip_refuses_a_cpu_outside_the_affinity_mask():
+    """A CPU the thread may not run on is refused before anything is pinned (a subprocess
+    restricted to one CPU)."""
+    a, b = _two_cpus()
+    code = (
+        "import os; from fastconv import _core\n"
+        f"os.sched_setaffinity(0, {{{a}}})\n"
+        "try:\n"
+        f"    _core.core_round_trip({a}, {b}, 0.01)\n"
+        "except ValueError as e:\n"
+        "    print('refused', e)\n"
+        "print(sorted(os.sched_getaffinity(0)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "refused" in out.stdout and f"CPU {b} is not one" in out.stdout
+    assert out.stdout.strip().endswith(f"[{a}]")
+
+
+def test_c_abi_core_round_trip_status_codes():
+    lib = _libfastconv()
+    lib.fc_core_round_trip.argtypes = [
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_double,
+        ctypes.POINTER(ctypes.c_double),
+    ]
+    lib.fc_core_round_trip.restype = ctypes.c_int
+    assert lib.fc_core_round_trip(0, 1, 0.01, None) == 1  # FC_EINVAL: ns is NULL
+    assert b"ns is NULL" in lib.fc_last_error()
+    a, b = _two_cpus()
+    ns = ctypes.c_double(-1)
+    assert lib.fc_core_round_trip(a, b, 0.01, ctypes.byref(ns)) == 0
+    assert 1 < ns.value < 1e6

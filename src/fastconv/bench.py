@@ -67,7 +67,32 @@ def timeit(fn, repeat, warmup=1, min_warm_seconds=0.25):
 SWITCH_WARM_S = 0.03
 
 
-def time_rounds(contenders, repeat, warm=None, keep=None, drop_beyond=None):
+def core_probe(seconds=0.02):
+    """A callable giving a cache line's round trip in ns between the first two CPUs this
+    process may run on (``fastconv._core.core_round_trip``), or None with fewer than two CPUs or
+    where threads cannot be pinned. On the 2-vCPU VMs the host moves the vCPUs between cores
+    that share an L3 (tens of ns) and cores that do not (hundreds), and plans lose more than
+    their peers in the second state (ARCHITECTURE.md, "How the benchmarks measure")."""
+    import os
+
+    from . import _core
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # (no affinity masks on this platform)
+        return None
+    if len(cpus) < 2:
+        return None
+    try:
+        _core.core_round_trip(cpus[0], cpus[1], seconds)
+    except (ValueError, MemoryError):  # (FC_EUNSUPPORTED, FC_EINVAL, FC_ENOMEM)
+        return None
+    return lambda: _core.core_round_trip(cpus[0], cpus[1], seconds)
+
+
+def time_rounds(
+    contenders, repeat, warm=None, keep=None, drop_beyond=None, probe=None, probes=None
+):
     """Seconds per round for each contender: {name: (fn, library)}, in order. `repeat` rounds
     time every contender once, in order, each timed call straight after untimed ones of the
     same contender: one, or where the library differs from the previous call's, as many as take
@@ -78,7 +103,9 @@ def time_rounds(contenders, repeat, warm=None, keep=None, drop_beyond=None):
 
     With drop_beyond, a contender not in `keep` whose first round took more than drop_beyond
     times the quickest first round is timed in that round only (a direct weight gradient or a
-    small FFT, 10-100x the fastest, would otherwise take most of a long run)."""
+    small FFT, 10-100x the fastest, would otherwise take most of a long run).
+
+    With probe (core_probe's callable), its figure before each round is appended to probes."""
     warm = SWITCH_WARM_S if warm is None else warm
     times = {name: [] for name in contenders}
     last = None
@@ -90,6 +117,9 @@ def time_rounds(contenders, repeat, warm=None, keep=None, drop_beyond=None):
                 for name, c in contenders.items()
                 if name in (keep or ()) or times[name][0] <= drop_beyond * quickest
             }
+        if probe is not None:
+            probes.append(probe())
+            last = None  # (the probe pinned this thread for a moment: warm up again)
         for name, (fn, lib) in contenders.items():
             t_end = time.perf_counter() + (warm if lib != last else 0.0)
             fn()

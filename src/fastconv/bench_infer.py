@@ -26,7 +26,15 @@ from . import inference, models
 from ._cliargs import BEST_OF_ROUNDS, add_net_options, add_run_options
 from ._model_inputs import model_input
 from .autograd import Tensor, manual_seed, no_grad
-from .bench import _progress, cpu_line, import_torch, sgemm_rate, time_rounds, write_results
+from .bench import (
+    _progress,
+    core_probe,
+    cpu_line,
+    import_torch,
+    sgemm_rate,
+    time_rounds,
+    write_results,
+)
 
 NETS = ("resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "se_resnet50", "inception_v3")
 PEERS = ("torch", "onnxruntime", "openvino")
@@ -115,8 +123,10 @@ def peer_runners(graph, x, threads, compare, torch):
     return run, skipped
 
 
-def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
-    """One row: each runner's median/min/max ms over interleaved rounds, and the facts."""
+def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0, probe=None):
+    """One row: each runner's median/min/max ms over interleaved rounds, and the facts; with
+    probe (bench.core_probe), the cores' round trip before each round and before the plan's
+    best."""
     manual_seed(seed)
     model = models.get_model(name).eval()
     spec = model_input(name)  # each network at the size it was published for
@@ -142,8 +152,12 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
         errors[k] = float(np.abs(y - ref).max() / max(np.abs(ref).max(), 1e-30))
     # each timed call after an untimed one, after 30 ms of them where the library changes
     libs = {"plan": "fastconv", "eager": "fastconv"}
-    rounds = time_rounds({k: (f, libs.get(k, k)) for k, f in runners.items()}, repeat)
+    probes = []
+    rounds = time_rounds(
+        {k: (f, libs.get(k, k)) for k, f in runners.items()}, repeat, probe=probe, probes=probes
+    )
     times = {k: [t * 1e3 for t in v] for k, v in rounds.items()}
+    plan_best = times["plan"].index(min(times["plan"]))
     ms = {k: min(v) for k, v in times.items()}  # best of the rounds (this machine is noisy)
     peer_ms = {k: ms[k] for k in PEERS if k in ms}
     best = min(peer_ms, key=peer_ms.get) if peer_ms else None
@@ -161,6 +175,8 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0):
         "compile_s": compile_s,
         "max_rel_err": errors,
         "skipped": skipped,
+        "round_trip_ns": probes or None,
+        "plan_round_trip_ns": probes[plan_best] if probes else None,
     }
 
 
@@ -170,6 +186,9 @@ def format_table(rows, peak):
     head += (
         f"{'best peer':>13}{'vs best':>9}{'img/s':>8}{'GFLOP/s':>9}{'%sgemm':>8}{'compile s':>10}"
     )
+    probed = [r["plan_round_trip_ns"] for r in rows if r.get("plan_round_trip_ns") is not None]
+    if probed:
+        head += f"{'cores ns':>10}"
     lines = [head]
     for r in rows:
         line = f"{r['net']:<13}{r['batch']:>5}"
@@ -179,6 +198,9 @@ def format_table(rows, peak):
             f"{r['best_peer'] or '-':>13}{vs:>9}{r['images_per_s']:>8.1f}{r['gflops']:>9.1f}"
             f"{100 * r['gflops'] / peak:>7.0f}%{r['compile_s']:>10.1f}"
         )
+        if probed:
+            rt = r.get("plan_round_trip_ns")
+            line += f"{rt:>10.0f}" if rt is not None else f"{'-':>10}"
         lines.append(line)
     ratios = [r["vs_best_peer"] for r in rows if r["vs_best_peer"]]
     if ratios:
@@ -186,6 +208,13 @@ def format_table(rows, peak):
         lines.append(
             f"plan vs the fastest peer per case: geomean {geo:.2f}x, min {min(ratios):.2f}x "
             f"(>1: the plan is faster)"
+        )
+    if probed:
+        lines.append(
+            f"cores ns: a cache line's round trip between the first two CPUs before the plan's "
+            f"best round (lowest in this run {min(probed):.0f} ns); rows at several times the "
+            f"lowest ran while the host had the threads on cores that share no L3, where plans "
+            f"lose more than their peers (ARCHITECTURE.md)"
         )
     for r in rows:
         for p, why in r["skipped"].items():
@@ -247,6 +276,7 @@ def main(argv=None):
     F.set_num_threads(threads)
     torch = import_torch(threads)
     peak = sgemm_rate(threads)
+    probe = core_probe() if threads >= 2 else None
     bar = _progress(len(args.nets) * len(args.batches), not args.no_progress)
     rows = []
     try:
@@ -254,7 +284,16 @@ def main(argv=None):
             for batch in args.batches:
                 bar.set_description(f"{name} b{batch}")
                 rows.append(
-                    bench_net(name, batch, threads, args.repeat, args.compare, torch, args.tune)
+                    bench_net(
+                        name,
+                        batch,
+                        threads,
+                        args.repeat,
+                        args.compare,
+                        torch,
+                        args.tune,
+                        probe=probe,
+                    )
                 )
                 bar.update()
     finally:

@@ -86,6 +86,7 @@ cdef extern from "fastconv/fastconv.h" nogil:
         char vendor[16]
     fc_status fc_hardware(fc_hw_info *out)
     int32_t fc_work_items()
+    fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, double *ns)
     const char *fc_isa()
     const char *fc_algo_name(fc_algo a)
 

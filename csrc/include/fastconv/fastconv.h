@@ -223,6 +223,14 @@ FC_API fc_status fc_hardware(fc_hw_info *out);
  * bitwise the same at every thread count (README, "Determinism"). */
 FC_API int32_t fc_work_items(void);
 
+/* The round trip of one cache line between two CPUs, in ns (*ns), averaged over `seconds`
+ * (0 < seconds <= 10): the calling thread, pinned to cpu_a for the call (its affinity is put
+ * back), and a thread of the call's own pinned to cpu_b. Two CPUs that share an L3 answer in
+ * tens of ns, two that do not in hundreds (on a VM: where the host has put the vCPUs now).
+ * FC_EINVAL for a NULL ns, seconds out of range, equal CPUs or a CPU this thread may not run
+ * on; FC_EUNSUPPORTED where threads cannot be pinned (not Linux) or cpu_b never answers. */
+FC_API fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, double *ns);
+
 /* The micro-kernel instruction set chosen at load time: "avx512", "avx2" or "generic".
  * The environment variable FASTCONV_ISA (generic|avx2|avx512) forces a lower one. */
 FC_API const char *fc_isa(void);
