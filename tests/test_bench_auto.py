@@ -148,9 +148,32 @@ def test_summary_of_hand_made_rows():
     assert s["tuned_within_5pct"] == pytest.approx(200 / 3)
     assert s["auto_vs_torch_geomean"] == pytest.approx(2.0)  # (2 * 0.5 * 8) ** (1/3)
     assert s["auto_vs_torch_min"] == 0.5 and s["auto_vs_torch_min_case"] == "a b1 bwd_data"
+    assert s["below_0.9x_torch"] == 1
+    assert s["far_rows"] is None and s["lowest_round_trip_ns"] is None  # (no probe)
     empty = bench_auto.summarize([])
     assert empty["rows"] == 0 and empty["auto_within_10pct"] is None
     assert empty["auto_vs_torch_geomean"] is None
+
+
+def test_summary_counts_the_rows_measured_with_the_threads_far_apart():
+    """A row's auto best round counts as far where the cores' round trip before it was 2.5x
+    the run's lowest or more; the summary line names both counts."""
+    rows = [
+        _row("a", 1, "fwd", 1.0, 1.0, 2.0),
+        _row("a", 1, "bwd_data", 1.0, 1.0, 0.5),
+        _row("a", 8, "fwd", 1.0, 1.0, 0.8),
+        _row("b", 1, "fwd", 1.0, 1.0, 1.2),
+    ]
+    for r, rt in zip(rows, [60.0, 320.0, 149.0, 150.0]):
+        r["auto_round_trip_ns"] = rt
+    s = bench_auto.summarize(rows)
+    assert s["lowest_round_trip_ns"] == 60.0
+    assert s["far_rows"] == 2  # 320 and 150 (= 2.5 x 60); 149 is not
+    assert s["below_0.9x_torch"] == 2 and s["far_rows_below_0.9x_torch"] == 1
+    meta = {"repeat": 3, "threads": 2, "sgemm_gflops": 100.0}
+    text = bench_auto.format_summary(s, meta)
+    assert "rows below 0.9x PyTorch: 2" in text
+    assert "(60 ns)" in text and ": 2, 1 of them below 0.9x PyTorch" in text
 
 
 def test_make_row_ratios_from_times():

@@ -35,6 +35,7 @@ from .bench import (
     _null,
     _progress,
     conv_flops,
+    core_probe,
     cpu_line,
     import_torch,
     layer_cases,
@@ -47,6 +48,9 @@ from .bench import (
 #: (row name, fastconv.algorithms direction); the index is the C direction (fc_direction)
 DIRECTIONS = (("fwd", "forward"), ("bwd_data", "backward_data"), ("bwd_weight", "backward_weight"))
 AUTO_SLACK, TUNED_SLACK = 1.10, 1.05  # "within 10% / 5% of the fastest"
+#: a round ran "far" (the two threads on cores that share no L3) where the cores' round trip
+#: before it was this many times the run's lowest: 54-74 ns against 310-330 on the 2-vCPU EPYC VMs
+FAR_FACTOR = 2.5
 _EPS = 1e-9  # (a ratio of exactly 1.10 counts as within)
 
 
@@ -247,7 +251,7 @@ def make_row(case, direction, ms, auto, tuned, torch_ms, errors=None):
     return row
 
 
-def bench_case(case, torch, repeat, tick=lambda n=1: None):
+def bench_case(case, torch, repeat, tick=lambda n=1: None, probe=None):
     """Rows for the three directions of one case."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(case.x_shape, dtype=np.float32)
@@ -303,11 +307,23 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None):
         if torch_fns:
             contenders["torch"] = (torch_fns[direction], "torch")
         # (an algorithm 3x slower than the quickest in the first round is timed in it only)
-        times = time_rounds(contenders, repeat, keep={auto, tuned, "torch"}, drop_beyond=3.0)
+        probes = []
+        times = time_rounds(
+            contenders,
+            repeat,
+            keep={auto, tuned, "torch"},
+            drop_beyond=3.0,
+            probe=probe,
+            probes=probes,
+        )
         best = {k: min(v) * 1e3 for k, v in times.items()}
         torch_ms = best.pop("torch", None)
         row = make_row(case, direction, best, auto, tuned, torch_ms, errors)
         row["spread"] = {k: max(v) / min(v) for k, v in times.items()}
+        # the cores' round trip before each round, and before the round of auto's best time
+        row["round_trip_ns"] = probes or None
+        mine = times.get(auto)
+        row["auto_round_trip_ns"] = probes[mine.index(min(mine))] if probes and mine else None
         rows.append(row)
         tick(1)
     return rows
@@ -328,6 +344,12 @@ def summarize(rows):
     def pct(part, whole):
         return 100.0 * len(part) / len(whole) if whole else None
 
+    # rows whose auto best round ran with the cores' round trip at FAR_FACTOR x the run's lowest
+    probed = [r for r in rows if r.get("auto_round_trip_ns") is not None]
+    lowest = min((r["auto_round_trip_ns"] for r in probed), default=None)
+    far = [r for r in probed if r["auto_round_trip_ns"] >= FAR_FACTOR * lowest]
+    below = [r for r in vs if r["auto_vs_torch"] < 0.9]
+
     return {
         "rows": len(rows),
         "cases": len({(r["case"], r["batch"]) for r in rows}),
@@ -344,6 +366,10 @@ def summarize(rows):
         ),
         "auto_vs_torch_min": slowest and slowest["auto_vs_torch"],
         "auto_vs_torch_min_case": slowest and _where(slowest),
+        "below_0.9x_torch": len(below),
+        "lowest_round_trip_ns": lowest,
+        "far_rows": len(far) if probed else None,
+        "far_rows_below_0.9x_torch": len([r for r in far if r in below]) if probed else None,
         # how much the figures moved: per row, slowest round over best, medians over the rows
         "auto_spread_median": _median_spread(rows, lambda r: r["auto"]),
         "torch_spread_median": _median_spread(rows, lambda r: "torch"),
@@ -406,6 +432,15 @@ def format_summary(s, meta):
             f"auto vs PyTorch: geomean {s['auto_vs_torch_geomean']:.2f}x, minimum "
             f"{s['auto_vs_torch_min']:.2f}x ({s['auto_vs_torch_min_case']}); "
             f">1 is faster than PyTorch"
+        )
+    if s["auto_vs_torch_geomean"] is not None:
+        lines.append(f"rows below 0.9x PyTorch: {s['below_0.9x_torch']}")
+    if s.get("far_rows") is not None:
+        lines.append(
+            f"rows whose auto best round ran with the round trip between the first two CPUs at "
+            f"{FAR_FACTOR:g}x or more of the run's lowest ({s['lowest_round_trip_ns']:.0f} ns), "
+            f"the host having put the threads on cores that share no L3 (ARCHITECTURE.md): "
+            f"{s['far_rows']}, {s['far_rows_below_0.9x_torch']} of them below 0.9x PyTorch"
         )
     if s.get("auto_spread_median") is not None:
         torch_part = (
@@ -521,13 +556,14 @@ def run(case_list, threads, repeat, compare_torch=True, progress=True):
     F.set_num_threads(threads)
     torch = import_torch(threads) if compare_torch else None
     peak = sgemm_rate(threads)
+    probe = core_probe() if threads >= 2 else None
     bar = _progress(len(case_list) * len(DIRECTIONS), progress)
     rows = []
     try:
         with torch.no_grad() if torch is not None else _null():
             for case in case_list:
                 bar.set_description(f"{case.name} b{case.x_shape[0]}")
-                rows += bench_case(case, torch, repeat, bar.update)
+                rows += bench_case(case, torch, repeat, bar.update, probe)
     finally:
         bar.close()
     meta = {
