@@ -274,8 +274,20 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
          : dir == FC_DIR_BACKWARD_DATA ? direct_data_grad_pays(s)
                                        : direct_weight_grad_pays(s);
 }
+// A forward of under 4096 multiply-adds per output position and image (kh*kw*cg*kg): the
+// transforms of a plane per input and output channel outweigh what the products save (the
+// gradients keep their rules: the whole backward of the 5x5 3>8 below ran faster by FFT,
+// 1.37 against 1.85 ms). Forwards at 2 threads
+// (Zen 4, best of 100, session 40), FFT against im2col: LeNet's 5x5 1>6 at 32x32, 8 images,
+// 133 against 27 us (it was auto's choice: a plan of LeNet-5 at batch 8 took 0.73 ms, eager 0.5);
+// 5x5 3>8 at 32x32, 64 images, 4.2 against 0.57 ms; 5x5 3>16 at 32x32 5.4x, 7x7 2>16 at 64x64
+// 5.6x, 9x9 1>32 at 64x64 1.24x slower. From 4700 to 6400 they came out even to 1.5x either way
+// (7x7 3>32 at 32x32, 64 images, 1.03x; 7x7 4>32 at 64x64 0.82x; 5x5 3>64 at 64x64 1.5x), and
+// L1's 11x11 3>96 (34848) ran 0.5-0.75x im2col's time: those stay with the rules below. A plan
+// of LeNet-5 at batch 8 went from 0.73 to 0.47 ms.
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
+  if (dir == FC_DIR_FORWARD && s.kk * s.cg * s.kg < 4096) return false;
   // (the data gradient of under 16 channels: 3+ channels, 4+ images and a ratio of 160; below)
   const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;
   if (few_channels && (s.cg < 3 || s.n < 4)) return false;

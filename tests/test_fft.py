@@ -230,3 +230,21 @@ def test_fft_nan_and_inf_stay_where_their_terms_are():
     for g, e in zip(got, want):
         np.testing.assert_array_equal(np.isfinite(g), np.isfinite(e))
         np.testing.assert_allclose(g[np.isfinite(g)], e[np.isfinite(e)], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape",
+    [
+        ((8, 1, 32, 32), (6, 1, 5, 5)),  # LeNet-5's C1 (150 multiply-adds a position)
+        ((64, 3, 32, 32), (8, 3, 5, 5)),  # a CIFAR first layer (600)
+        ((8, 2, 64, 64), (16, 2, 7, 7)),  # (1568)
+        ((8, 1, 64, 64), (32, 1, 9, 9)),  # (2592)
+    ],
+)
+def test_auto_leaves_forwards_of_a_short_reduction_to_the_gemm(x_shape, w_shape):
+    """Under 4096 multiply-adds per output position and image, FFT's plane transforms outweigh
+    its saving (1.2-7x im2col's time forward): auto's forward is not FFT there, while FFT still
+    runs when asked and L1's 11x11 3>96 (34848) stays on FFT."""
+    assert fastconv.algorithms(x_shape, w_shape)[0] != "fft"
+    assert "fft" in fastconv.algorithms(x_shape, w_shape)
+    assert fastconv.algorithms((1, 3, 128, 128), (96, 3, 11, 11))[0] == "fft"
