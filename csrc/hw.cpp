@@ -284,11 +284,11 @@ fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, doubl
   };
   Line flag;
   alignas(64) std::atomic<int> state{0};  // 1: the other thread runs on cpu_b; 2: stop; -1: no
-  const auto start = Clock::now();
   const auto span = [](double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   };
-  const auto give_up = start + span(seconds + 1.0);
+  // (a second for the other thread to start; later, a second past the measuring time)
+  auto give_up = Clock::now() + span(1.0);
   if (!pin(cpu_a)) return fc::fail(FC_EUNSUPPORTED, "fc_core_round_trip: cannot pin to %d", cpu_a);
   std::thread other;
   try {
@@ -311,6 +311,7 @@ fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, doubl
   bool late = state.load() != 1;
   if (!late) {
     const auto t0 = Clock::now(), end = t0 + span(seconds);
+    give_up = end + span(1.0);
     long v = 0;
     while (!late && Clock::now() < end) {
       for (int i = 0; i < 64 && !late; ++i, ++trips) {

@@ -90,6 +90,14 @@ def core_probe(seconds=0.02):
     return lambda: _core.core_round_trip(cpus[0], cpus[1], seconds)
 
 
+def probe_at_best(round_times, probes):
+    """The probe's figure before the round of the best of round_times (one contender's times
+    from time_rounds, with its probes), or None without probes."""
+    if not probes or not round_times:
+        return None
+    return probes[round_times.index(min(round_times))]
+
+
 def time_rounds(
     contenders, repeat, warm=None, keep=None, drop_beyond=None, probe=None, probes=None
 ):

@@ -39,6 +39,7 @@ from .bench import (
     cpu_line,
     import_torch,
     layer_cases,
+    probe_at_best,
     sgemm_rate,
     shape_cases,
     time_rounds,
@@ -322,8 +323,7 @@ def bench_case(case, torch, repeat, tick=lambda n=1: None, probe=None):
         row["spread"] = {k: max(v) / min(v) for k, v in times.items()}
         # the cores' round trip before each round, and before the round of auto's best time
         row["round_trip_ns"] = probes or None
-        mine = times.get(auto)
-        row["auto_round_trip_ns"] = probes[mine.index(min(mine))] if probes and mine else None
+        row["auto_round_trip_ns"] = probe_at_best(times.get(auto), probes)
         rows.append(row)
         tick(1)
     return rows

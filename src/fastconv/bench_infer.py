@@ -31,6 +31,7 @@ from .bench import (
     core_probe,
     cpu_line,
     import_torch,
+    probe_at_best,
     sgemm_rate,
     time_rounds,
     write_results,
@@ -157,7 +158,6 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0, probe=
         {k: (f, libs.get(k, k)) for k, f in runners.items()}, repeat, probe=probe, probes=probes
     )
     times = {k: [t * 1e3 for t in v] for k, v in rounds.items()}
-    plan_best = times["plan"].index(min(times["plan"]))
     ms = {k: min(v) for k, v in times.items()}  # best of the rounds (this machine is noisy)
     peer_ms = {k: ms[k] for k in PEERS if k in ms}
     best = min(peer_ms, key=peer_ms.get) if peer_ms else None
@@ -176,7 +176,7 @@ def bench_net(name, batch, threads, repeat, compare, torch, tune, seed=0, probe=
         "max_rel_err": errors,
         "skipped": skipped,
         "round_trip_ns": probes or None,
-        "plan_round_trip_ns": probes[plan_best] if probes else None,
+        "plan_round_trip_ns": probe_at_best(times["plan"], probes),
     }
 
 
