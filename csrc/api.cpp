@@ -180,8 +180,22 @@ static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
 // AVX2 EPYC, 2 threads) direct took 0.42-0.76x im2col's time at 4 and 8 images, except 128
 // channels of gradient into 32-64 on 10x10 and 14x14 planes, even (0.72-1.10x); at one image it
 // lost there (1.08-3.2x).
+//
+// A "same" 3x3 on rows of 7-9 at one or two images with 128+ channels each way, since its
+// packing reads the filters transposed and flipped with no transposed copy first (session 41):
+// direct took 0.80-0.94x im2col's time (Zen 4, 2 threads, interleaved, best of 7; ResNet's 3x3
+// 512 at 7x7 1.25 against 1.51 ms, PyTorch 1.28; GoogLeNet's 128>256 to 192>384 at 7x7, Inception
+// v3's 384>384 and 448>384 at 8x8; at two images ResNet's 512 0.77x, 384 at 8x8 0.85x) and
+// 0.91-0.95x with FASTCONV_ISA=avx2; with 64-96 channels even. On 14x14 Winograd stays faster
+// (ResNet's 256 at one image 0.96 against direct's 1.05 ms); unpadded (L4, L5: the transposed
+// forward's padding is zeros it multiplies) im2col does. Without AVX2 (the generic table's
+// scalar tiles) direct ran 25-29x slower.
 static bool direct_data_grad_pays(const ConvShape &s) {
+  const bool same_3x3 = s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 &&
+                        s.kw == 3 && s.ph == 1 && s.pw == 1;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
+         (same_3x3 && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
+          hardware().isa != Isa::kGeneric && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 

@@ -305,8 +305,10 @@ bool direct_blocked_runs(const ConvShape &s);
 bool direct_blocked_in_rows(const ConvShape &s);
 template <class T>
 int64_t direct_blocked_filter_size(const ConvShape &s);
+// Returns whether every packed value is finite. flipped: w holds the weights of the layer whose
+// data gradient s is ([c][k][kh][kw], one group), packed transposed and flipped.
 template <class T>
-void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb);
+bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool flipped = false);
 // finite: every tap of the filters wb was packed from is finite, so window rows in the padding
 // may be left out of the sums (their products all 0).
 template <class T>
@@ -314,9 +316,10 @@ fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, co
                                  const Epilogue<T> *ep, bool finite);
 // The same forward from the filters as given (w [k][c][kh][kw]), each pair of output blocks
 // packed by the thread that runs it (a plain forward: no packed copy of all the filters).
+// flipped as for direct_blocked_pack_filters; finite (if given): whether every filter was.
 template <class T>
 fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T *w, const T *b,
-                                         T *y);
+                                         T *y, bool flipped = false, bool *finite = nullptr);
 // x [n*c][in_h][in_w] -> u [n*c][sw][in_h + 2ph][wq]: each zero-padded plane split into its sw
 // column phases, u[..][b][r][q] = xpad[r][q*sw + b] (conv/direct.cpp; its strided forward's
 // input and the blocked weight gradient's). Every thread of a team calls it (an omp for

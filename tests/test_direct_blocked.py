@@ -230,6 +230,154 @@ def test_images_split_among_the_threads_keep_the_bits(case, dtype, restore_threa
         assert np.array_equal(prepared, one), f"prepared, {threads} threads"
 
 
+# Data gradients at unit stride whose transposed convolution runs on the blocked forward (k
+# becomes its input channels: 24+, or under 8 in rows; input rows 7+ wide): the packing reads
+# the layer's own filters transposed and flipped (pack_block8_flipped: 8 taps at a time through
+# the transposes, the rest one by one), with no transposed copy of them all first.
+DGRAD = [
+    (1, 20, 9, 9, 24, 3, 3, 1, 1),  # whole input blocks, 20 outputs: a part pair
+    (2, 33, 11, 13, 30, 3, 3, 1, 1),  # part blocks both ways, two images
+    (1, 17, 17, 17, 40, 1, 7, 1, (0, 3)),  # 1x7: 7 taps, all one by one
+    (1, 24, 16, 16, 32, 7, 7, 1, 0),  # L4-like, unpadded: 49 taps (6 transposes + 1), pad 6
+    (2, 16, 12, 12, 48, 5, 5, 1, 2),  # 5x5: 25 taps (3 transposes + 1)
+    (1, 40, 8, 30, 24, 1, 1, 1, 0),  # 1x1
+    (1, 20, 9, 9, 4, 7, 7, 1, 3),  # 4 outputs: the transposed input in rows (28 taps a row)
+    (4, 24, 14, 14, 32, 3, 3, 1, 1),  # 784 positions: all the filters packed first
+]
+DGRAD_IDS = ["x".join(map(str, c[:7])) for c in DGRAD]
+
+
+def _transposed_forward(dy, w, padding, threads=None):
+    """The data gradient as the forward it is: dy convolved with the filters transposed and
+    flipped, padded k - 1 - p (the path direct took before it packed them that way)."""
+    kh, kw = w.shape[2:]
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    return F.conv2d(dy, wt, padding=(kh - 1 - ph, kw - 1 - pw), algo="direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", DGRAD, ids=DGRAD_IDS)
+def test_blocked_data_gradient_packs_the_filters_transposed_and_flipped(
+    case, dtype, restore_threads
+):
+    x, w, _ = _inputs(case, dtype, seed=9)
+    padding = case[8]
+    dy = (
+        np.random.default_rng(10)
+        .standard_normal(F.conv2d(x, w, padding=padding).shape)
+        .astype(dtype)
+    )
+    before = [a.copy() for a in (dy, w)]
+    needs = (True, False, False)
+    (want, _, _), (scale, _, _) = expected_backward(dy, x, w, 1, padding, 1, 1)
+    runs = []
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(threads)
+        runs.append(F.conv2d_backward(dy, x, w, padding=padding, needs=needs, algo="direct")[0])
+    assert_close(runs[0], want, dtype, scale, "grad_x")
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    # the same packed values in the same tiles as the forward of a transposed copy: the same bits
+    assert np.array_equal(runs[0], _transposed_forward(dy, w, padding))
+    for a, a0 in zip((dy, w), before):
+        assert np.array_equal(a, a0)  # inputs untouched
+
+
+DGRAD_BITS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import fastconv
+    from fastconv import functional as F
+    from test_direct_blocked import _inputs, _transposed_forward
+    same = []
+    for case in json.loads(sys.argv[2]):
+        padding = case[8] if isinstance(case[8], int) else tuple(case[8])
+        x, w, _ = _inputs(case, np.float32, seed=9)
+        dy = np.random.default_rng(10).standard_normal(
+            F.conv2d(x, w, padding=padding).shape).astype(np.float32)
+        dx = F.conv2d_backward(dy, x, w, padding=padding, needs=(True, False, False),
+                               algo="direct")[0]
+        same.append(bool(np.array_equal(dx, _transposed_forward(dy, w, padding))))
+    print(json.dumps({"isa": fastconv.isa(), "same": same}))
+    """
+)
+
+
+@pytest.mark.slow  # (a forced-ISA subprocess each)
+@pytest.mark.parametrize("isa", [i for i in AVAILABLE_ISAS if i != "generic"])
+def test_blocked_data_gradient_packing_on_every_isa(isa):
+    # pack_block8_flipped's transposes are compiled per ISA (AVX2 and AVX-512 tables)
+    got = run_isa_json(isa, DGRAD_BITS, json.dumps(DGRAD))
+    assert got == {"isa": isa, "same": [True] * len(DGRAD)}
+
+
+@pytest.mark.parametrize("case", [DGRAD[0], DGRAD[3], DGRAD[6]], ids=["3x3", "7x7", "rows"])
+def test_blocked_data_gradient_non_finite_filters_land_where_im2col_puts_them(case):
+    """An infinite filter tap keeps its pair's products with dy's zero padding (0 x inf: NaN,
+    as im2col and PyTorch have); pairs of finite filters leave those rows out, as before."""
+    x, w, _ = _inputs(case, np.float64, seed=11)
+    w[2 % case[4], 1, 0, 1] = np.inf
+    padding = case[8]
+    dy = np.random.default_rng(12).standard_normal(F.conv2d(x, w, padding=padding).shape)
+    dy[dy > 2] = 0.0  # (keep every sum finite but the infinite tap's)
+    needs = (True, False, False)
+    got = F.conv2d_backward(dy, x, w, padding=padding, needs=needs, algo="direct")[0]
+    want = F.conv2d_backward(dy, x, w, padding=padding, needs=needs, algo="im2col")[0]
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
+    """At one or two images, rows of 7-9 and 128+ channels each way: direct's data gradient
+    (its filters packed transposed and flipped), on every ISA; not with fewer channels, wider
+    rows (Winograd), from four images, or unpadded."""
+
+    def desc(n, c, h, k, p=1):
+        return [n, c, h, h, k, 3, 3, 1, 1, p, p, 1, 1, 1]
+
+    takes = [desc(1, 512, 7, 512), desc(2, 384, 8, 384), desc(1, 128, 7, 256), desc(1, 448, 8, 384)]
+    keeps = [
+        desc(1, 96, 9, 96),
+        desc(1, 256, 14, 256),
+        desc(4, 512, 7, 512),
+        desc(1, 384, 9, 384, 0),
+    ]
+    script = (
+        "import json, sys\n"
+        "from fastconv import _core\n"
+        "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
+        " for d in json.loads(sys.argv[2])]))"
+    )
+    for isa in AVAILABLE_ISAS:
+        got = run_isa_json(isa, script, json.dumps(takes + keeps))
+        if isa == "generic":  # (no blocked tiles there)
+            assert "direct" not in got, isa
+            continue
+        assert got[: len(takes)] == ["direct"] * len(takes), isa
+        assert "direct" not in got[len(takes) :], isa
+
+
+def test_data_gradient_off_the_blocked_tiles_non_finite_filters_land_where_im2col_puts_them():
+    """Dilated (the row tiles of a transposed copy) the same: an infinite tap takes the scatter."""
+    x, w, _ = _inputs((1, 12, 11, 11, 10, 3, 3, 1, 2), np.float64, seed=13)
+    w[3, 4, 2, 0] = -np.inf
+    geo = dict(padding=2, dilation=2)
+    dy = np.random.default_rng(14).standard_normal(F.conv2d(x, w, **geo).shape)
+    dy[0, 3, 4, 4] = 0.0
+    needs = (True, False, False)
+    got = F.conv2d_backward(dy, x, w, needs=needs, algo="direct", **geo)[0]
+    want = F.conv2d_backward(dy, x, w, needs=needs, algo="im2col", **geo)[0]
+    assert np.isnan(want).sum() == 1
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
 def test_non_finite_inputs_land_where_the_reference_puts_them():
     x, w, _ = _inputs(CASES[1], np.float64, seed=4)
     x[0, 3, 5, 6] = np.inf

@@ -149,6 +149,33 @@ fc_status forward_width_phases(const ConvShape &s, const T *x, const T *w, const
   return conv2d_forward__direct(t, u.get(), v.get(), b, y);
 }
 
+// The blocked forward (conv/direct_blocked.cpp), its filters packed per call; flipped: w holds
+// the weights of the layer whose data gradient s is, packed transposed and flipped.
+template <class T>
+static fc_status forward_blocked(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                                 bool flipped, bool *finite) {
+  // Up to 512 output positions in all (small planes, few images), where the packing weighs
+  // most next to the products, each pair of output blocks is packed as a thread reaches it;
+  // larger ones pack all the filters first (the runs then go image by image: pair by pair,
+  // every pair would read the whole batch's input again). Interleaved in one process with
+  // a 64 MB pass over memory before each call, best of 10-12, AVX2 EPYC, 2 threads, one
+  // against the other: ResNet's 3x3 512 at 7x7 0.67-0.82x the time at one image and
+  // 0.87-0.93x at eight, its 3x3/2 512 onto 7x7 0.69-0.79x, L4 and L5 at one image
+  // 0.85-0.88x, GoogLeNet's 3x3 and 5x5 at 7x7 at four images 0.79-0.99x, Inception v3's
+  // 3x3/2 384>384 onto 17x17 0.80-0.82x; over all 28 such shapes of `fastconv bench auto`
+  // and GoogLeNet's 0.74-1.14x (0.89x in sum; the slower ones 1x1 layers, which auto gives
+  // gemm1x1). On larger planes at eight images pair by pair lost 1.1-1.45x (VGG-16's 3x3
+  // 256>512 at 28x28, Inception v3's 3x3/2 384 on 35x35).
+  if (s.n * s.howo <= 512) return direct_blocked_forward_packing(s, x, w, b, y, flipped, finite);
+  Buffer<T> wb(direct_blocked_filter_size<T>(s));
+  if (!wb.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",
+                (long long)(direct_blocked_filter_size<T>(s) * (int64_t)sizeof(T)));
+  const bool all = direct_blocked_pack_filters(s, w, wb.get(), flipped);
+  if (finite) *finite = all;
+  return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr, all);
+}
+
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
 // [hp, wp] with slack at the end, so every tap of every tile is in bounds. An output row is
 // then a run of positions q whose taps sit at q + i*dil_h*wp + j*dil_w: with unit stride along the
@@ -161,26 +188,7 @@ template <class T>
 fc_status conv2d_forward__direct(const ConvShape &s, const T *x, const T *w, const T *b, T *y) {
   const UKernels<T> &uk = ukernels<T>();
   if (direct_blocked_runs(s)) {  // (conv/direct_blocked.cpp)
-    // Up to 512 output positions in all (small planes, few images), where the packing weighs
-    // most next to the products, each pair of output blocks is packed as a thread reaches it;
-    // larger ones pack all the filters first (the runs then go image by image: pair by pair,
-    // every pair would read the whole batch's input again). Interleaved in one process with
-    // a 64 MB pass over memory before each call, best of 10-12, AVX2 EPYC, 2 threads, one
-    // against the other: ResNet's 3x3 512 at 7x7 0.67-0.82x the time at one image and
-    // 0.87-0.93x at eight, its 3x3/2 512 onto 7x7 0.69-0.79x, L4 and L5 at one image
-    // 0.85-0.88x, GoogLeNet's 3x3 and 5x5 at 7x7 at four images 0.79-0.99x, Inception v3's
-    // 3x3/2 384>384 onto 17x17 0.80-0.82x; over all 28 such shapes of `fastconv bench auto`
-    // and GoogLeNet's 0.74-1.14x (0.89x in sum; the slower ones 1x1 layers, which auto gives
-    // gemm1x1). On larger planes at eight images pair by pair lost 1.1-1.45x (VGG-16's 3x3
-    // 256>512 at 28x28, Inception v3's 3x3/2 384 on 35x35).
-    if (s.n * s.howo <= 512) return direct_blocked_forward_packing(s, x, w, b, y);
-    Buffer<T> wb(direct_blocked_filter_size<T>(s));
-    if (!wb.ok())
-      return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked filters",
-                  (long long)(direct_blocked_filter_size<T>(s) * (int64_t)sizeof(T)));
-    direct_blocked_pack_filters(s, w, wb.get());
-    return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr,
-                                  all_finite(w, s.k * s.ckk));
+    return forward_blocked(s, x, w, b, y, false, (bool *)nullptr);
   }
   if (s.sw != 1 && uk.direct_tile != nullptr && width_phases_fit(s) &&
       all_finite(x, s.n * s.c * s.hw))
@@ -333,6 +341,16 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
   t.hw = s.howo;
   t.howo = s.hw;
   t.ckk = s.kg * s.kk;
+  // On the blocked forward the packing reads w transposed and flipped as it goes: the
+  // transposed copy below had taken 0.6 of the 2.1 ms of ResNet's 3x3 512 at 7x7, one image
+  // (Zen 4, 2 threads; the forward 1.24). A filter tap that is infinite or NaN would also meet
+  // dy's zero padding there (0 x inf: NaN where the gradient has no product; im2col and
+  // PyTorch have none): such filters, seen as they are packed, take the scatter instead.
+  if (direct_blocked_runs(t)) {
+    bool finite = true;
+    const fc_status st = forward_blocked(t, dy, w, (const T *)nullptr, dx, true, &finite);
+    return st != FC_OK || finite ? st : backward_data_scatter(s, dy, w, dx);
+  }
   Buffer<T> wt(s.k * s.ckk);
   if (!wt.ok()) return fail(FC_ENOMEM, "direct: cannot allocate the transposed weights");
   // wt[g*cg + ci, ko, i, j] = w[g*kg + ko, ci, kh-1-i, kw-1-j]. An item takes 8 input
@@ -345,7 +363,8 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
   const UKernels<T> &uk = ukernels<T>();
   T *W = wt.get();
   const int64_t cbs = (s.cg + 7) / 8;
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  int bad = 0;  // (an infinite or NaN tap: the scatter, as above)
+#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
   for (int64_t q = 0; q < s.g * cbs; ++q) {
     const int64_t g = q / cbs, ci0 = q % cbs * 8, nc = std::min<int64_t>(8, s.cg - ci0);
     const T *src = w + (g * s.kg * s.cg + ci0) * s.kk;  // [ko][cg*kk] from channel ci0
@@ -354,16 +373,21 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
     if (s.kk == 1 && nc == 8) {
       T blk[64];
       for (; ko + 8 <= s.kg; ko += 8) {
-        uk.pack_block8(src + ko * s.cg, s.cg, 1, blk);  // blk[ci*8 + o] = src[(ko+o)*cg + ci]
+        bad |=
+            !uk.pack_block8(src + ko * s.cg, s.cg, 1, blk);  // blk[ci*8 + o] = src[(ko+o)*cg + ci]
         for (int64_t ci = 0; ci < 8; ++ci)
           std::memcpy(dst + ci * s.kg + ko, blk + ci * 8, 8 * sizeof(T));
       }
     }
     for (; ko < s.kg; ++ko)
       for (int64_t ci = 0; ci < nc; ++ci)
-        for (int64_t e = 0; e < s.kk; ++e)
-          dst[(ci * s.kg + ko) * s.kk + e] = src[(ko * s.cg + ci) * s.kk + s.kk - 1 - e];
+        for (int64_t e = 0; e < s.kk; ++e) {
+          const T v = src[(ko * s.cg + ci) * s.kk + s.kk - 1 - e];
+          dst[(ci * s.kg + ko) * s.kk + e] = v;
+          bad |= !(std::fabs(v) <= std::numeric_limits<T>::max());
+        }
   }
+  if (bad) return backward_data_scatter(s, dy, w, dx);
   return conv2d_forward__direct(t, dy, W, (const T *)nullptr, dx);
 }
 

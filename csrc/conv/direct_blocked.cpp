@@ -232,47 +232,55 @@ int64_t direct_blocked_filter_size(const ConvShape &s) {
 namespace {
 
 // Output block ob's filters for input block cb, packed into d ([kh][kw][ne][8 out]; zero for
-// output channels past k and input channels past c).
+// output channels past k and input channels past c). Returns whether they are all finite.
+// flipped: w is not s's [k][c][kh][kw] but the weights of the layer whose data gradient s is
+// ([c][k][kh][kw]: s is that layer transposed, one group), read transposed and flipped, so the
+// data gradient packs them without first writing a transposed copy of them all.
 template <class T>
-void pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, int64_t ob, int64_t cb,
-                       T *d) {
+bool pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, bool flipped, int64_t ob,
+                       int64_t cb, T *d) {
+  // Tap t (of kk) of output channel o and input channel ci.
+  auto tap = [&](int64_t o, int64_t ci, int64_t t) {
+    return flipped ? w[(ci * s.k + o) * s.kk + s.kk - 1 - t] : w[o * s.ckk + ci * s.kk + t];
+  };
   const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
   if (rows_layout(s)) {  // row i's run of taps t = j*c + channel
     if (no < kB) std::fill(d, d + gm.w_block, T(0));
-    for (int64_t o = 0; o < no; ++o) {
-      const T *src = w + (ob * kB + o) * s.ckk;
+    for (int64_t o = 0; o < no; ++o)
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t t = 0; t < gm.ne; ++t)
-          d[(i * gm.ne + t) * kB + o] = src[((t % s.c) * s.kh + i) * s.kw + t / s.c];
-    }
-    return;
+          d[(i * gm.ne + t) * kB + o] = tap(ob * kB + o, t % s.c, i * s.kw + t / s.c);
+    return all_finite(d, gm.w_block);
   }
   const int64_t ne = std::min(kB, s.c - cb * kB);
-  if (no == kB && ne == kB) {
-    ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d);
-    return;
-  }
+  if (no == kB && ne == kB)
+    return flipped
+               ? ukernels<T>().pack_block8_flipped(w + (cb * s.k + ob) * kB * s.kk, s.k * s.kk,
+                                                   s.kk, d)
+               : ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d);
   std::fill(d, d + gm.w_block, T(0));  // (edge blocks only: zero padding)
-  for (int64_t o = 0; o < no; ++o) {
-    const T *src = w + (ob * kB + o) * s.ckk + cb * kB * s.kk;  // (one group: ckk = c*kk)
+  for (int64_t o = 0; o < no; ++o)
     for (int64_t e = 0; e < ne; ++e)
-      for (int64_t t = 0; t < s.kk; ++t) d[t * kB * kB + e * kB + o] = src[e * s.kk + t];
-  }
+      for (int64_t t = 0; t < s.kk; ++t)
+        d[t * kB * kB + e * kB + o] = tap(ob * kB + o, cb * kB + e, t);
+  return all_finite(d, gm.w_block);
 }
 
 }  // namespace
 
 template <class T>
-void direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb) {
+bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool flipped) {
   // Per (output block, input block): 8 runs of 8*kk consecutive weights read in order, written
   // into one [kk][8][8] block that stays in L1 (2.3 KB for 3x3). It streams all the weights
   // once (plans pack once; a plain forward packs each pair of output blocks as it reaches it,
   // direct_blocked_forward_packing).
   const Geometry gm = geometry(s);
   const int64_t cbn = gm.cbn;
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  int bad = 0;
+#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
   for (int64_t q = 0; q < out_blocks(s.k) * cbn; ++q)
-    pack_filter_block(s, gm, w, q / cbn, q % cbn, wb + q * gm.w_block);
+    bad |= !pack_filter_block(s, gm, w, flipped, q / cbn, q % cbn, wb + q * gm.w_block);
+  return !bad;
 }
 
 // Consecutive output rows lie end to end in the padded input's pixels and in the output (a 1x1
@@ -350,8 +358,9 @@ namespace {
 // packed copy of all of them goes through memory: a plain forward of ResNet's 512-channel 3x3
 // at 7x7, one image, had spent 1.7 of its 3.5 ms packing (AVX2 EPYC, 2 threads).
 template <class T>
-fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, const T *b,
-                          T *y, const Epilogue<T> *ep, bool finite) {
+fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, bool flipped,
+                          const T *b, T *y, const Epilogue<T> *ep, bool finite,
+                          bool *packed_finite) {
   if (ep && ep->none()) ep = nullptr;
   const bool sub = subsampled_1x1(s0);
   const ConvShape s = sub ? subsampled_view(s0) : s0;
@@ -410,7 +419,8 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   // those keep the pair-major items.
   const bool split = nt > 1 && s.n % nt == 0 &&
                      (!packing || pairs * 2 * w_ob * (int64_t)sizeof(T) <= hardware().l2);
-#pragma omp parallel num_threads(nt)
+  int bad = 0;  // (a pair's filters packed here had an infinity or a NaN)
+#pragma omp parallel num_threads(nt) reduction(| : bad)
   {
     const int tid = omp_get_thread_num();
     const int64_t n0 = s.n * tid / nt, n1 = s.n * (tid + 1) / nt;
@@ -420,14 +430,18 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
     }
     T *mine = packing ? pk.get() + tid * 2 * w_ob : nullptr;
-    int64_t held = -1;  // the pair whose filters `mine` holds
+    int64_t held = -1;        // the pair whose filters `mine` holds
+    bool held_finite = true;  // and whether they are all finite
     auto item = [&](int64_t n, int64_t pr, int64_t ru) {
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
       if (packing && held != pr) {
-        for (int64_t q = 0; q < 2 * cbn; ++q)
-          pack_filter_block(s, gm, w, 2 * pr + q / cbn, q % cbn, mine + q * gm.w_block);
         held = pr;
+        held_finite = true;
+        for (int64_t q = 0; q < 2 * cbn; ++q)
+          held_finite &= pack_filter_block(s, gm, w, flipped, 2 * pr + q / cbn, q % cbn,
+                                           mine + q * gm.w_block);
+        bad |= !held_finite;
       }
       const T *wp = packing ? mine : wb + pr * 2 * w_ob;
       const int64_t tiles = (span + tp - 1) / tp;
@@ -436,9 +450,12 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       // an infinite or NaN filter tap keeps every row, whose 0 x inf is NaN as in PyTorch).
       // Inception v3's 7x1 128>192 at 17x17 (12 of 119 window rows in the padding) took 0.91x
       // the time forward at 8 images, 0.91-0.93x for its data gradient at 1 and 8, the 5x5
-      // 48>64 at 35x35 0.96x (interleaved, best of 9, session 29).
+      // 48>64 at 35x35 0.96x (interleaved, best of 9, session 29). Packing as it goes, a pair's
+      // own filters decide, checked as they are packed (pack_block8): a pass over all of them
+      // first had taken 7.7% of ResNet's 3x3 512 at 7x7, one image (perf, Zen 4, 2 threads).
       int64_t i0 = 0, i1 = s.kh;  // (input row oh*sh - ph + i in [0, in_h))
-      if (!flat && !narrow && finite) valid_range(oh * s.sh - s.ph, 1, s.in_h, s.kh, &i0, &i1);
+      if (!flat && !narrow && (packing ? held_finite : finite))
+        valid_range(oh * s.sh - s.ph, 1, s.in_h, s.kh, &i0, &i1);
       const T *xr = xb.get() + n * x_img + oh * s.sh * x_row;
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
       for (int64_t t = 0; t < tiles; ++t) {
@@ -474,6 +491,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       }
     }
   }
+  if (packed_finite) *packed_finite = !bad;
   return FC_OK;
 }
 
@@ -482,14 +500,15 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
                                  const Epilogue<T> *ep, bool finite) {
-  return blocked_forward(s, x, wb, (const T *)nullptr, b, y, ep, finite);
+  return blocked_forward(s, x, wb, (const T *)nullptr, false, b, y, ep, finite, (bool *)nullptr);
 }
 
 template <class T>
 fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T *w, const T *b,
-                                         T *y) {
-  return blocked_forward(s, x, (const T *)nullptr, w, b, y, (const Epilogue<T> *)nullptr,
-                         all_finite(w, s.k * s.ckk));
+                                         T *y, bool flipped, bool *finite) {
+  // (finite: each pair's filters are checked as they are packed)
+  return blocked_forward(s, x, (const T *)nullptr, w, flipped, b, y, (const Epilogue<T> *)nullptr,
+                         true, finite);
 }
 
 // ---- The weight gradient on the same tiles ----------------------------------------------------
@@ -639,11 +658,11 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
 
 #define FC_INSTANTIATE_BLOCKED(T)                                                                  \
   template int64_t direct_blocked_filter_size<T>(const ConvShape &);                               \
-  template void direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *);                 \
+  template bool direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *, bool);           \
   template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
                                                T *, const Epilogue<T> *, bool);                    \
   template fc_status direct_blocked_forward_packing<T>(const ConvShape &, const T *, const T *,    \
-                                                       const T *, T *);                            \
+                                                       const T *, T *, bool, bool *);              \
   template fc_status direct_blocked_backward_weight<T>(const ConvShape &, const T *, const T *,    \
                                                        T *);
 FC_INSTANTIATE_BLOCKED(float)

@@ -97,8 +97,12 @@ struct UKernels {
                                int np) = nullptr;
   // One whole block of direct's blocked filters: d[(t*8 + e)*8 + o] = src[o*ld + e*kk + t] for
   // o, e < 8 and t < kk (8 output channels' runs of 8*kk weights, ld apart, turned into kk taps
-  // of 8 input x 8 output channels).
-  void (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d);
+  // of 8 input x 8 output channels). Returns whether every value is finite (no infinity, no NaN).
+  bool (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d);
+  // The same block of a data gradient's filters, read from the layer's own weights (transposed
+  // per group and flipped): d[(t*8 + e)*8 + o] = src[e*ld + o*kk + kk-1-t] (input channel e's
+  // run of 8 output channels' kk taps, ld apart). Returns whether every value is finite.
+  bool (*pack_block8_flipped)(const T *src, int64_t ld, int64_t kk, T *d);
   // d[i*8 + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
   void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
