@@ -206,10 +206,13 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   // Inception v3's 192>320 onto 8x8 0.89-0.93x, 64-256 channels onto 7x7 at one image 0.61-0.83x
   // (in `fastconv bench auto`, ResNet's 512 at one image 0.72-0.94x in two runs); with
   // FASTCONV_ISA=avx2 64-256 channels 0.69-0.87x at one image and 0.84-0.95x at two, 192>320
-  // 0.95-1.02x, 256>384 0.99x, but 512 and 256>512 1.03-1.11x: AVX2 keeps im2col there.
+  // 0.95-1.02x, 256>384 0.99x, but 512 and 256>512 1.03-1.11x: AVX2 kept im2col there until
+  // the packing stopped dividing per tap (session 41, pack_block8): 512 onto 7x7 0.78x im2col's
+  // time at one image and 0.82x at two, 256>512 0.77x and 0.83x (interleaved, best of 7). The
+  // generic table keeps its rule of before.
   if (strided)
     return s.cg >= 64 && s.cg <= 512 &&
-           (s.wo >= 10 || s.n > 2 || hardware().isa == Isa::kAvx512 || s.cg * s.k <= 256 * 256);
+           (hardware().isa != Isa::kGeneric || s.wo >= 10 || s.n > 2 || s.cg * s.k <= 256 * 256);
   // Rows of 7-9 positions at one image, a kernel 3x3 or larger: the filters packed pair by
   // pair as the threads reach them (direct_blocked_forward_packing), interleaved, best of
   // 10-20, against im2col (AVX2 EPYC, 2 threads): ResNet's 3x3 512 at 7x7 0.85-1.0x the time
