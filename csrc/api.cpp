@@ -199,6 +199,19 @@ static bool direct_data_grad_pays(const ConvShape &s) {
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
+// The data gradient of a unit-stride 1x1 on 7x7 or 8x8 planes at 4+ images (up to 512 positions,
+// its filters packed pair by pair, transposed as they go) with 2048 channels on either side: on
+// direct 0.83-0.94x gemm1x1's time (ResNet-50's 2048>512 at 7x7, 8 images, 4.37 against 5.29 ms,
+// 0.85x at four; 512>2048 0.92x; Inception v3's 2048>320 and 2048>192 at 8x8 0.87x; interleaved,
+// best of 9, Zen 4, 2 threads, near, session 41; with FASTCONV_ISA=avx2 0.84-0.94x). 1280>384 and
+// 832>384 came out even (0.94-1.04x); at one image gemm1x1 wins (0.68 against 0.88 ms: the
+// packing reads a 1x1's filters down their columns, as much work as the products there).
+static bool direct_1x1_data_grad_pays(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.g == 1 && s.howo <= 64 &&
+         s.wo >= 7 && s.n >= 4 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
+         hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
+}
+
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+
 // channels in and out, a kernel of 25+ taps (5x5 and up) and output rows 10+ wide.
 // Interleaved, best of 10 (AVX2 EPYC, 2 threads), direct's time over im2col's: Inception v3's
@@ -396,8 +409,10 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
   // (groups > 1: a single-channel convolution is a plain one, e.g. LeNet's C1)
   if (s.g > 1 && depthwise_supports(s)) return FC_ALGO_DEPTHWISE;
   if (gemm1x1_supports(s))  // (but direct's blocked forward on small planes: direct_blocked.cpp)
-    return dir == FC_DIR_FORWARD && direct_blocked_1x1_pays(s, prepared) ? FC_ALGO_DIRECT
-                                                                         : FC_ALGO_GEMM1X1;
+    return (dir == FC_DIR_FORWARD && direct_blocked_1x1_pays(s, prepared)) ||
+                   (dir == FC_DIR_BACKWARD_DATA && direct_1x1_data_grad_pays(s))
+               ? FC_ALGO_DIRECT
+               : FC_ALGO_GEMM1X1;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))

@@ -243,6 +243,7 @@ DGRAD = [
     (1, 40, 8, 30, 24, 1, 1, 1, 0),  # 1x1
     (1, 20, 9, 9, 4, 7, 7, 1, 3),  # 4 outputs: the transposed input in rows (28 taps a row)
     (4, 24, 14, 14, 32, 3, 3, 1, 1),  # 784 positions: all the filters packed first
+    (4, 36, 7, 7, 40, 1, 1, 1, 0),  # a 1x1 at 7x7, 4 images (auto's rule: 2048 channels)
 ]
 DGRAD_IDS = ["x".join(map(str, c[:7])) for c in DGRAD]
 
@@ -359,6 +360,28 @@ def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
             continue
         assert got[: len(takes)] == ["direct"] * len(takes), isa
         assert "direct" not in got[len(takes) :], isa
+
+
+def test_heuristic_sends_1x1_data_gradients_of_2048_channels_on_small_planes_to_it():
+    """4+ images on 7x7 or 8x8 planes (up to 512 positions), 2048 channels on either side:
+    direct's data gradient; not at one or two images, 1280 channels, 16 images or 14x14."""
+
+    def desc(n, c, h, k):
+        return [n, c, h, h, k, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+
+    takes = [desc(8, 2048, 7, 512), desc(8, 512, 7, 2048), desc(4, 2048, 8, 320)]
+    keeps = [desc(1, 2048, 7, 512), desc(2, 2048, 7, 512), desc(8, 1280, 8, 384)]
+    keeps += [desc(16, 2048, 7, 512), desc(8, 1024, 14, 256)]
+    script = (
+        "import json, sys\n"
+        "from fastconv import _core\n"
+        "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
+        " for d in json.loads(sys.argv[2])]))"
+    )
+    for isa in AVAILABLE_ISAS:
+        got = run_isa_json(isa, script, json.dumps(takes + keeps))
+        want = ["direct" if isa != "generic" else "gemm1x1"] * len(takes)
+        assert got == want + ["gemm1x1"] * len(keeps), isa
 
 
 def test_data_gradient_off_the_blocked_tiles_non_finite_filters_land_where_im2col_puts_them():
@@ -479,7 +502,8 @@ def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to
     """From two images, plain and planned: a 1x1 forward onto 7x7 planes under 512 positions
     in all with 512+ outputs (ResNet-50's 2048>512 and 512>2048 at 2 and 8 images); not with
     fewer outputs (GoogLeNet's 832>384), not onto 8x8 (Inception v3's 2048>384), not from 512
-    positions (ResNet-50's at 16 images), not the gradients."""
+    positions (ResNet-50's at 16 images); their weight gradients stay on gemm1x1, their data
+    gradients from four images with 2048 channels go to direct (the test below)."""
 
     def desc(n, c, h, k):
         return [n, c, h, h, k, 1, 1, 1, 1, 0, 0, 1, 1, 1]
@@ -492,8 +516,7 @@ def test_heuristics_send_1x1_of_a_few_images_onto_7x7_planes_with_512_outputs_to
 
     for args in [(8, 2048, 7, 512), (8, 512, 7, 2048), (2, 512, 7, 2048), (10, 1024, 7, 512)]:
         assert names(desc(*args)) == ("direct", "direct"), args
-        for direction in (1, 2):
-            assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), direction)] == "gemm1x1"
+        assert _core.ALGO_NAMES[_core.conv2d_choose(desc(*args), 2)] == "gemm1x1"
     for args in [(8, 832, 7, 384), (4, 2048, 8, 384), (16, 2048, 7, 512), (11, 512, 7, 2048)]:
         assert names(desc(*args)) == ("gemm1x1", "gemm1x1"), args
 
