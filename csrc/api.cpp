@@ -199,16 +199,17 @@ static bool direct_data_grad_pays(const ConvShape &s) {
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
-// The data gradient of a unit-stride 1x1 on 7x7 or 8x8 planes at 4+ images (up to 512 positions,
+// The data gradient of a unit-stride 1x1 on 7x7 or 8x8 planes at 2+ images (up to 512 positions,
 // its filters packed pair by pair, transposed as they go) with 2048 channels on either side: on
-// direct 0.83-0.94x gemm1x1's time (ResNet-50's 2048>512 at 7x7, 8 images, 4.37 against 5.29 ms,
-// 0.85x at four; 512>2048 0.92x; Inception v3's 2048>320 and 2048>192 at 8x8 0.87x; interleaved,
-// best of 9, Zen 4, 2 threads, near, session 41; with FASTCONV_ISA=avx2 0.84-0.94x). 1280>384 and
-// 832>384 came out even (0.94-1.04x); at one image gemm1x1 wins (0.68 against 0.88 ms: the
-// packing reads a 1x1's filters down their columns, as much work as the products there).
+// direct 0.71-0.92x gemm1x1's time (interleaved, best of 9, Zen 4, 2 threads, near, session 41:
+// ResNet-50's 2048>512 at 7x7 at 8, 4 and 2 images 4.01 against 5.30 ms, 0.81x, 0.87x; 512>2048
+// 0.87x at 8, 0.92x at 2; Inception v3's 2048>320 and 2048>192 at 8x8 at 8 images 0.86-0.87x,
+// 2048>384 at 2 0.93x; with FASTCONV_ISA=avx2 0.84-0.94x). With 832-1280 channels it came out
+// 0.90-0.99x and stays on gemm1x1, as does one image (0.66 against 0.67 ms: a 1x1's flipped
+// packing reads its filters down their columns, as much work as the products there).
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.g == 1 && s.howo <= 64 &&
-         s.wo >= 7 && s.n >= 4 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
+         s.wo >= 7 && s.n >= 2 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
          hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
 }
 
