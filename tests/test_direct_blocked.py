@@ -332,6 +332,20 @@ def test_blocked_data_gradient_non_finite_filters_land_where_im2col_puts_them(ca
     assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
 
 
+_CHOOSE_DATA_GRADIENT = (
+    "import json, sys\n"
+    "from fastconv import _core\n"
+    "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
+    " for d in json.loads(sys.argv[2])]))"
+)
+
+
+def _data_gradient_choices(isa, descs):
+    """auto's data-gradient algorithm for each descriptor with FASTCONV_ISA=isa (in a process of
+    its own: the ISA is read at load)."""
+    return run_isa_json(isa, _CHOOSE_DATA_GRADIENT, json.dumps(descs))
+
+
 def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
     """At one or two images, rows of 7-9 and 128+ channels each way: direct's data gradient
     (its filters packed transposed and flipped), on every ISA; not with fewer channels, wider
@@ -347,14 +361,8 @@ def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
         desc(4, 512, 7, 512),
         desc(1, 384, 9, 384, 0),
     ]
-    script = (
-        "import json, sys\n"
-        "from fastconv import _core\n"
-        "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
-        " for d in json.loads(sys.argv[2])]))"
-    )
     for isa in AVAILABLE_ISAS:
-        got = run_isa_json(isa, script, json.dumps(takes + keeps))
+        got = _data_gradient_choices(isa, takes + keeps)
         if isa == "generic":  # (no blocked tiles there)
             assert "direct" not in got, isa
             continue
@@ -373,14 +381,8 @@ def test_heuristic_sends_1x1_data_gradients_of_2048_channels_on_small_planes_to_
     takes += [desc(2, 2048, 7, 512)]
     keeps = [desc(1, 2048, 7, 512), desc(8, 1280, 8, 384)]
     keeps += [desc(16, 2048, 7, 512), desc(8, 1024, 14, 256)]
-    script = (
-        "import json, sys\n"
-        "from fastconv import _core\n"
-        "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
-        " for d in json.loads(sys.argv[2])]))"
-    )
     for isa in AVAILABLE_ISAS:
-        got = run_isa_json(isa, script, json.dumps(takes + keeps))
+        got = _data_gradient_choices(isa, takes + keeps)
         want = ["direct" if isa != "generic" else "gemm1x1"] * len(takes)
         assert got == want + ["gemm1x1"] * len(keeps), isa
 
