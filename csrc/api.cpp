@@ -208,8 +208,8 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 0.90-0.99x and stays on gemm1x1, as does one image (0.66 against 0.67 ms: a 1x1's flipped
 // packing reads its filters down their columns, as much work as the products there).
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
-  return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.g == 1 && s.howo <= 64 &&
-         s.wo >= 7 && s.n >= 2 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
+  return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
+         s.n >= 2 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
          hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
 }
 

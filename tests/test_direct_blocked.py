@@ -248,7 +248,7 @@ DGRAD = [
 DGRAD_IDS = ["x".join(map(str, c[:7])) for c in DGRAD]
 
 
-def _transposed_forward(dy, w, padding, threads=None):
+def _transposed_forward(dy, w, padding):
     """The data gradient as the forward it is: dy convolved with the filters transposed and
     flipped, padded k - 1 - p (the path direct took before it packed them that way)."""
     kh, kw = w.shape[2:]
