@@ -174,17 +174,19 @@ def test_threads_agree(restore_threads):
 @pytest.mark.parametrize(
     "case",
     [
-        case3x3(1, 256, 14, 14, 256),  # 49 tiles: fused by elements, work items (element, panel)
+        case3x3(1, 256, 14, 14, 256),  # 49 tiles: fused by elements, a V per thread (0.9 MB)
         case3x3(4, 256, 7, 7, 256, bias=False),  # 64 tiles, the same path
+        case3x3(12, 256, 14, 14, 256),  # 192 F(4x4) tiles: one V shared (7 MB, over 2x the L2)
     ],
     ids=lambda c: c.id,
 )
 def test_fused_by_elements_bitwise_at_any_thread_count(case, restore_threads):
-    """Every product sums its input channels in one pass, whichever thread runs it: the forward
-    and the data gradient are the same bits at 1, 2 and 3 threads."""
-    x, w, b, dy, *_ = reference(case, np.float32)
+    """Every product sums its input channels in one pass, whichever thread owns its panel: the
+    forward and the data gradient are the same bits at 1, 2 and 3 threads, and at 20 (more
+    threads than the 16 panels of 256 channels: some own none)."""
+    x, w, b, dy, y_ref, sy, grads_ref, scales = reference(case, np.float32)
     out = []
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 20):
         fastconv.set_num_threads(n)
         y = fastconv.conv2d(x, w, b, algo="winograd", **case.params)
         dx = fastconv.conv2d_backward(
@@ -194,6 +196,9 @@ def test_fused_by_elements_bitwise_at_any_thread_count(case, restore_threads):
     for other in out[1:]:
         for a, b_ in zip(out[0], other):
             np.testing.assert_array_equal(a, b_)
+    bound = WINOGRAD_BOUND[np.dtype(np.float32)]
+    assert worst_ratio(out[0][0], y_ref, sy) <= bound
+    assert worst_ratio(out[0][1], grads_ref[0], scales[0]) <= bound
 
 
 @pytest.mark.parametrize(

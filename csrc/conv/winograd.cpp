@@ -273,6 +273,17 @@ void panel_outputs(const WinoConv &p, const WinogradUKernels<T> &uk, const T *mk
 // False when a patch is not finite. An orphaned omp for, with its barrier: call it from every
 // thread of a parallel region.
 template <class T>
+bool input_channel(const WinogradUKernels<T> &uk, const WinoConv &p, const T *x,
+                   const WinoTile *tiles, int64_t total, T *v, int64_t ldv, int64_t c) {
+  const int64_t hw = p.in_h * p.in_w, e2 = int64_t(uk.alpha) * uk.alpha;
+  const bool ok = uk.input(x + c * hw, p.c * hw, p.in_h, p.in_w, p.ph, p.pw, tiles, total,
+                           v + c * ldv, p.c * ldv);
+  for (int64_t e = 0; e < e2; ++e)
+    std::fill(v + (e * p.c + c) * ldv + total, v + (e * p.c + c + 1) * ldv, T(0));
+  return ok;
+}
+
+template <class T>
 bool inputs_all_tiles(const WinogradUKernels<T> &uk, const WinoConv &p, const T *x,
                       const WinoTile *tiles, int64_t total, T *v, int64_t ldv) {
   const int64_t hw = p.in_h * p.in_w, e2 = int64_t(uk.alpha) * uk.alpha;
@@ -341,17 +352,36 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   return FC_OK;
 }
 
+// Whether each thread of forward_fused_elements transforms its own copy of V (v_bytes each)
+// rather than sharing one: up to twice the L2. Measured (Zen 4, 2 threads, float32, alternating
+// processes; near / far as there): 0.9-1.8 MB of V (ResNet's 256 and 512 at 14x14 at one image)
+// 1.025-1.045x the shared V's time near, 0.80-0.88x far; 3.5-7 MB (ResNet's 512 at 7x7 at 8
+// images, 384 at 13x13 and 512 at 14x14 at 4, 256 at 14x14 at 12) 1.04-1.11x near, 0.90-0.95x
+// far: the copies cost more near than they save far.
+bool own_v_fits(int64_t v_bytes) { return v_bytes <= 2 * hardware().l2; }
+
 // The fused forward by elements: the same panels and tile_gemm, the loops the other way round.
 // forward_fused takes a panel of output channels at a time and reads every element's V for it:
 // with a few dozen tiles under 256+ channels, V ([e][c][ldv]: 0.9 MB for 256 channels and 49
 // tiles) no longer stays in the L2 beside a panel's filters, and was read back from the L3 once
-// per panel (16 times for 256 output channels). Here a work item is one element e of one panel
-// q: V[e] (50 KB there) stays in the L1/L2 while a thread's consecutive items run the panels
-// of the same e, and each panel's filters ([c][lanes] per element, in the order
-// winograd_prepare_filters lays them out) are read once, in one pass of tile_gemm over every
-// input channel; the M rows of every panel ([q][e][lanes][total]) are kept until the outputs
-// are transformed, after a barrier. Every M element sums its input channels in one pass, in
-// order, whatever the thread count. One group only.
+// per panel (16 times for 256 output channels). Here a thread walks the elements e, and for each
+// the panels q it owns: V[e] (50 KB there) stays in the L1/L2 over them, and each panel's
+// filters ([c][lanes] per element, in the order winograd_prepare_filters lays them out) are
+// read once, in one pass of tile_gemm over every input channel.
+//
+// Each thread owns a fixed run of panels (qa..qb, by the thread count only): it transforms their
+// filters, computes their M rows ([q][e][lanes][total]) and their outputs, so no filter panel
+// and no M row written by one core is read by another, and no barrier waits between the stages.
+// The work items had been (element, panel) pairs taken dynamically, the panels' filters
+// transformed by whichever thread and the outputs after a barrier: about 3 MB crossing cores per
+// call on ResNet's 256 at 14x14. On a 2-vCPU Zen 4 VM whose vCPUs are at times far apart (a
+// cache line's round trip between them 300-600 ns, against 60-110 ns near; bench.core_probe)
+// that call took 1.92-2.04 ms far against 0.95 ms near, where direct took 1.12 / 1.01 ms; owned
+// panels took 1.22-1.24 ms far, and with a V per thread as well 0.99 ms (ResNet's 512 at 14x14
+// 6.0-6.9 -> 4.1 -> 3.6 ms, from 3.7-3.8 near). Near, owned panels took 0.99x the old time
+// (0.94 ms; 3.70 against 3.75 ms on the 512); a V per thread 1.025-1.045x that (every thread
+// transforms every input channel) -- see own_v_fits. Every M element sums its input channels in
+// one pass, in order, whatever the thread count. One group only.
 template <class T>
 fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x,
                                  const T *w, const T *b, T *y, bool *finite, const T *u_pre,
@@ -373,32 +403,40 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
   const T *const u = u_pre ? u_pre : us.get();
   T *const v = vs.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
+  // A V per thread where it stays small (own_v_fits): no line of V then crosses cores either.
+  const bool own_v = nt > 1 && own_v_fits(e2 * p.c * ldv * (int64_t)sizeof(T));
+  Buffer<T> vs_more(own_v ? e2 * p.c * ldv * (nt - 1) : 1);
+  if (!vs_more.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
+                (long long)(e2 * p.c * ldv * (nt - 1) * (int64_t)sizeof(T)));
 #pragma omp parallel num_threads(nt)
   {
     bool ok = true;
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t qa = panels * tid / nth, qb = panels * (tid + 1) / nth;  // this thread's panels
     beyond_reach(p, g, b, y, ep);
-    if (!u_pre) {
-#pragma omp for schedule(static) nowait
-      for (int64_t q = 0; q < panels; ++q) ok &= whole_panel(uk, p, w, q, us.get());
+    if (!u_pre)
+      for (int64_t q = qa; q < qb; ++q) ok &= whole_panel(uk, p, w, q, us.get());
+    const T *vt = v;
+    if (!own_v) {
+      ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);  // (its barrier: V is complete)
+    } else if (qa < qb) {
+      T *mine = tid == 0 ? v : vs_more.get() + (tid - 1) * e2 * p.c * ldv;
+      for (int64_t c = 0; c < p.c; ++c) ok &= input_channel(uk, p, x, tiles, total, mine, ldv, c);
+      vt = mine;
     }
-    ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);
-    // (the implicit barrier: V and every panel are complete)
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t it = 0; it < e2 * panels; ++it) {
-      const int64_t e = it / panels, q = it % panels, nk = std::min(W, p.k - q * W);
-      const T *ue = u + (q * e2 + e) * p.c * W, *ve = v + e * p.c * ldv;
-      T *mk = ms.get() + (q * e2 + e) * W * total;
-      for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
-        uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk,
-                     std::min<int64_t>(uk.pw, total - t0), false);
-    }
-    // (the implicit barrier: every M row is complete)
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t q = 0; q < panels; ++q) {
-      const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
-      panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, k0, nk, b, y, ep, g.oy1,
-                    g.ox1);
-    }
+    for (int64_t e = 0; e < e2; ++e)  // (V[e] stays in the L1/L2 over the panels)
+      for (int64_t q = qa; q < qb; ++q) {
+        const int64_t nk = std::min(W, p.k - q * W);
+        const T *ue = u + (q * e2 + e) * p.c * W, *ve = vt + e * p.c * ldv;
+        T *mk = ms.get() + (q * e2 + e) * W * total;
+        for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
+          uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk,
+                       std::min<int64_t>(uk.pw, total - t0), false);
+      }
+    for (int64_t q = qa; q < qb; ++q)
+      panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, q * W,
+                    std::min(W, p.k - q * W), b, y, ep, g.oy1, g.ox1);
     if (!ok) {
 #pragma omp atomic write
       bad = 1;
