@@ -204,18 +204,24 @@ def test_fused_by_elements_bitwise_at_any_thread_count(case, restore_threads):
 @pytest.mark.parametrize(
     "case",
     [
-        case3x3(4, 40, 14, 14, 56),  # 64 tiles, one sub-block: its transforms cut into runs
-        case3x3(2, 24, 30, 30, 8),  # 128 tiles, two sub-blocks of 32 channel rows
+        # x's transformed tiles within twice the L2: channels owned by threads (2 blocks of 28,
+        # of 4, and of 128: the GEMMs' shapes fixed by the shape)
+        case3x3(4, 40, 14, 14, 56),
+        case3x3(2, 24, 30, 30, 8),
+        case3x3(1, 256, 14, 14, 256),
+        # 64 F(4x4) tiles of 640 channels (5.9 MB, over twice any L2): the chunked weight
+        # gradient, one sub-block whose transforms are cut into channel runs
+        case3x3(4, 640, 14, 14, 16),
     ],
     ids=lambda c: c.id,
 )
 def test_weight_gradient_bitwise_at_any_thread_count(case, restore_threads):
-    """The weight gradient's transforms are cut by tiles and by channel runs into items that
-    write disjoint parts: the result is bitwise the same at 1, 2 and 3 threads, and within
-    Winograd's bound of the float64 reference."""
+    """The weight gradient's items write disjoint parts, and each GEMM's shape follows the layer:
+    the result is bitwise the same at 1, 2, 3 and 20 threads (more than the channel blocks),
+    and within Winograd's bound of the float64 reference."""
     x, w, _, dy, _, _, grads, scales = reference(case, np.float32)
     out = []
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 20):
         fastconv.set_num_threads(n)
         dx, dw, db = fastconv.conv2d_backward(dy, x, w, algo="winograd", **case.params)
         out.append(dw)

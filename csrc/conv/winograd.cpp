@@ -1107,6 +1107,79 @@ fc_status backward_weight_chunked(const ConvShape &s, const WinogradUKernels<T> 
   return FC_OK;
 }
 
+// The weight gradient where each thread owns a fixed run of output channels: a V per thread
+// (every thread transforms all of x's tiles), dy's transforms, Z's rows and dW's rows of its
+// own channels only, one chunk of every tile, no barrier. See weight_owned_applies.
+//
+// Where x's transformed tiles fit twice the L2 (own_v_fits), in one group. The chunked weight
+// gradient there (one chunk) shares everything: the transforms taken dynamically, each
+// element's GEMM by whichever thread, and dW from Z's rows that the other core wrote (Z 4 MB
+// for 256x256 filters in F(2x2)). With the 2 vCPUs far apart (see forward_fused_elements) it
+// took twice its near time; owned, measured in alternating processes (Zen 4, 2 threads,
+// float32, one image unless said), near / far: ResNet's 256 at 14x14 0.89 / 1.07 ms against
+// 0.79 / 1.60, L5 (384>256 at 13x13) 1.31 / 1.57 against 1.14 / 2.28, ResNet's 512 at 14x14
+// 3.26 / 3.46-3.57 against 2.93 / 5.3, 512 at 7x7 at 2 images 2.35 / 2.55 against 2.16 / 4.25,
+// 128 at 28x28 0.65 / 0.88 against 0.54 / 1.18, 64 at 56x56 0.69 / 0.81 against 0.57 / 1.22:
+// 1.1-1.2x the time near, 0.52-0.75x far (im2col, the next fastest, took 1.29 / 1.36 ms on the
+// 256 at 14x14).
+bool weight_owned_applies(const ConvShape &s, int64_t xt_bytes) {
+  return s.g == 1 && own_v_fits(xt_bytes);
+}
+
+template <class T>
+fc_status backward_weight_owned(const ConvShape &s, const WinogradUKernels<T> &uk, const T *dy,
+                                const T *x, T *dw, bool *finite) {
+  const int m = uk.m, e2 = uk.alpha * uk.alpha;
+  const int nt = gemm_threads();  // (its parallel regions call gemm)
+  const int64_t th = (s.ho + m - 1) / m, tw = (s.wo + m - 1) / m, total = s.n * th * tw;
+  // Blocks of about 128 channels, at least 2, at most fixed_items(): the GEMMs' shapes follow
+  // the shape and the machine only, whichever thread runs them (README, "Determinism"). Blocks
+  // of k/8 channels took 1.13-1.43x the time of these near (ResNet's 256 at 14x14 at one image
+  // 1.01 against 0.89 ms), the same far.
+  const int64_t blocks = std::clamp<int64_t>(s.k / 128, std::min<int64_t>(2, s.k), fixed_items());
+  const int64_t xsize = e2 * s.c * total;
+  Buffer<T> xts(xsize * nt), dt(e2 * s.k * total), z(e2 * s.k * s.c);
+  Buffer<WinoTile> tl(total);
+  if (!xts.ok() || !dt.ok() || !z.ok() || !tl.ok())
+    return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of weight-gradient workspace",
+                (long long)((xsize * nt + e2 * s.k * (total + s.c)) * (int64_t)sizeof(T)));
+  if (fc_status st = blas_reserve(nt)) return st;
+  tile_list(0, total, th, tw, m, 0, 0, tl.get());
+  const WinoTile *tiles = tl.get();
+  int bad = 0;  // set when a transform meets a NaN or an infinity
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t ba = blocks * tid / nth, bb = blocks * (tid + 1) / nth;
+    const int64_t ka = s.k * ba / blocks, kb = s.k * bb / blocks;  // this thread's channels
+    bool ok = true;
+    if (ka < kb) {
+      T *xt = xts.get() + xsize * tid;
+      for (int64_t c = 0; c < s.c; ++c)
+        ok &= uk.input(x + c * s.hw, s.c * s.hw, s.in_h, s.in_w, s.ph, s.pw, tiles, total,
+                       xt + c * total, s.c * total);
+      for (int64_t k = ka; k < kb; ++k)
+        ok &= uk.grad(dy + k * s.howo, s.k * s.howo, s.ho, s.wo, tiles, total, dt.get() + k * total,
+                      s.k * total);
+      for (int64_t e = 0; e < e2; ++e)  // (Xt[e] stays in the L2 over the blocks)
+        for (int64_t blk = ba; blk < bb; ++blk) {
+          const int64_t k0 = s.k * blk / blocks, k1 = s.k * (blk + 1) / blocks;
+          // Dt[e][k0:k1, :] [k1 - k0, total] x Xt[e]^T [total, c] -> Z[e][k0:k1, :]
+          gemm(false, true, k1 - k0, s.c, total, T(1), dt.get() + (e * s.k + k0) * total, total,
+               xt + e * s.c * total, total, T(0), z.get() + (e * s.k + k0) * s.c, s.c);
+        }
+      for (int64_t k = ka; k < kb; ++k)
+        uk.weight_grad(z.get() + k * s.c, s.k * s.c, s.c, dw + k * s.c * 9);
+    }
+    if (!ok) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  }
+  *finite = !bad;
+  return FC_OK;
+}
+
 // The weight gradient's tile. Its GEMMs reduce over the tiles into Z ([alpha^2][k][cg], read
 // and written once per block of tiles), so with few tiles Z's traffic and the GEMMs' thin
 // reduction decide, not the multiplications saved: F(2x2)'s Z is 16/36 of F(4x4)'s and it has
@@ -1133,7 +1206,9 @@ fc_status conv2d_backward_weight__winograd(const ConvShape &s, const T *dy, cons
   // Per-slot Z while a few copies (one per thread and the total) fit the L3: Z up to 3/8 of
   // it (12 MiB of a 32 MiB L3), and there are tiles for several slots. The choice follows the
   // shape and the hardware description only, never the thread count (README, "Determinism").
-  const fc_status st = z_bytes <= hardware().l3 * 3 / 8 && private_slots(tiles) > 1
+  const fc_status st = weight_owned_applies(s, uk.alpha * uk.alpha * s.c * tiles * sizeof(T))
+                           ? backward_weight_owned(s, uk, dy, x, dw, &finite)
+                       : z_bytes <= hardware().l3 * 3 / 8 && private_slots(tiles) > 1
                            ? backward_weight_private(s, uk, dy, x, dw, &finite)
                            : backward_weight_chunked(s, uk, dy, x, dw, &finite);
   if (st != FC_OK || finite) return st;
