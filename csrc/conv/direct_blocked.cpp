@@ -532,6 +532,17 @@ fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T
 // direct's strided forward), so a tap's positions along a row are consecutive values at any
 // stride. Work items are (16 output channels, bt input channels): each sums its taps over the
 // images in order, so the bits follow the shape, never the thread count.
+//
+// The items go to the threads in fixed runs, in channel-group order, and each thread copies the
+// input of the groups it starts: a thread reads the copy it wrote and writes the same dW rows
+// every call. They had been taken dynamically in pair order, the copy split by images and
+// channels: each thread read about half the copy from the other core's cache, and dW's lines
+// moved between cores from call to call. On a 2-vCPU Zen 4 VM whose vCPUs are at times far
+// apart (ARCHITECTURE.md, "Threads far apart") that cost up to 1.45x the near time; now (2
+// threads, float32, alternating processes, best of 15; near / far, ms): ResNet's 3x3/2 128 at
+// 56x56 at one image 1.13 / 1.23 against 1.18 / 1.66, at 8 images 9.4-9.5 / 10.1 against
+// 9.65 / 12.8; Inception v3's 1x7 128>128 at 17x17 0.327 / 0.37 against 0.354 / 0.52 (8
+// images 2.55 / 2.86 against 2.60 / 3.54), its 7x1 128>192 0.437 / 0.50 against 0.463 / 0.645.
 namespace {
 
 // Columns per phase row of x's copy: every column a tap reads (ow + j/sw for ow < wo, j < kw).
@@ -563,7 +574,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   const UKernels<T> &uk = ukernels<T>();
   const int64_t wq = wgrad_columns(s), plane = (s.in_h + 2 * s.ph) * wq;  // (one phase's)
   const int64_t bt = uk.bt, kk = s.kk, ob = out_blocks(s.k), x_c = s.sw * plane;
-  const int64_t cgroups = (s.c + bt - 1) / bt, items = ob / 2 * cgroups;
+  const int64_t cgroups = (s.c + bt - 1) / bt, pairs = ob / 2, items = pairs * cgroups;
   if (s.n == 0) {
     std::fill(dw, dw + s.k * s.ckk, T(0));
     return FC_OK;
@@ -587,7 +598,23 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   const bool finite = all_finite(dy, s.n * s.k * s.howo);
 #pragma omp parallel num_threads(nt)
   {
-    copy_width_phases(s, x, wq, X);  // X[n][c][b][r][q] = xpad[r][q*sw + b]
+    // X[n][c][b][r][q] = xpad[r][q*sw + b]; off the few-channel path, each channel group by the
+    // thread whose items start it (it reads it most, or only)
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    if (few) {
+      copy_width_phases(s, x, wq, X);
+    } else {
+      const int64_t hp = s.in_h + 2 * s.ph;
+      for (int64_t g = 0; g < cgroups; ++g) {
+        const int64_t first = g * pairs;  // its first item, of the thread t with
+        if (first < items * tid / nth || first >= items * (tid + 1) / nth) continue;  // (t == tid)
+        for (int64_t n = 0; n < s.n; ++n)
+          for (int64_t c = g * bt; c < std::min(s.c, (g + 1) * bt); ++c)
+            for (int64_t r = 0; r < s.sw * hp; ++r)
+              copy_phase_row(s, x + (n * s.c + c) * s.hw, r / hp, r % hp - s.ph, wq,
+                             X + ((n * s.c + c) * s.sw * hp + r) * wq);
+      }
+    }
     // dy as [n][k/8][positions][8], zero past the last output channel (the barrier: both copies
     // complete)
     copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
@@ -628,9 +655,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
               dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * 2 * kB + o) * s.c + c];
       }
     } else {
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t it = 0; it < items; ++it) {
-        const int64_t pr = it / cgroups, c0 = it % cgroups * bt;
+      auto item = [&](int64_t pr, int64_t c0) {
         const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB,
                       nk = std::min(2 * kB, s.k - k0);
         // acc[(p*kk + t)*16 + o]: the sums of channel c0 + p at tap t for output channel k0 + o
@@ -660,7 +685,11 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
         }
         // dW[k0 + o][c0 + p][t]: for each o, one run of np*kk values
         uk.wgrad_store(acc, np * kk, dw + k0 * s.ckk + c0 * kk, s.ckk, nk);
-      }
+      };
+      // a fixed run of the items in channel-group order (all the pairs of a group in turn), by
+      // the thread count only; the thread copied those groups' input itself (above)
+      for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; ++it)
+        item(it % pairs, it / pairs * bt);
     }
   }
   return FC_OK;
