@@ -563,7 +563,7 @@ fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T
 // every call. They had been taken dynamically in pair order, the copy split by images and
 // channels: each thread read about half the copy from the other core's cache, and dW's lines
 // moved between cores from call to call. On a 2-vCPU Zen 4 VM whose vCPUs are at times far
-// apart (ARCHITECTURE.md, "Threads far apart") that cost up to 1.45x the near time; now (2
+// apart (ARCHITECTURE.md, "Two-vCPU virtual machines") that cost up to 1.45x the near time; now (2
 // threads, float32, alternating processes, best of 15; near / far, ms): ResNet's 3x3/2 128 at
 // 56x56 at one image 1.13 / 1.23 against 1.18 / 1.66, at 8 images 9.4-9.5 / 10.1 against
 // 9.65 / 12.8; Inception v3's 1x7 128>128 at 17x17 0.327 / 0.37 against 0.354 / 0.52 (8
