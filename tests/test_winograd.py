@@ -174,6 +174,7 @@ def test_threads_agree(restore_threads):
 @pytest.mark.parametrize(
     "case",
     [
+        case3x3(2, 512, 7, 7, 512),  # 32 tiles: the fused forward (panel by panel), a V each
         case3x3(1, 256, 14, 14, 256),  # 49 tiles: fused by elements, a V per thread (0.9 MB)
         case3x3(4, 256, 7, 7, 256, bias=False),  # 64 tiles, the same path
         case3x3(12, 256, 14, 14, 256),  # 192 F(4x4) tiles: one V shared (7 MB, over 2x the L2)

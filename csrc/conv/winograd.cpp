@@ -220,11 +220,26 @@ void beyond_reach(const WinoConv &p, const TileGrid &g, const T *b, T *y, const 
 // multiplied (tile_gemm, accumulators in registers) into the panel's M rows [e][lanes][total];
 // the output transform writes the panel's channels. Every M element sums its input channels in
 // one fixed order, whatever the thread count. One group only.
+// Each thread takes a fixed run of panels, and transforms its own V where that stays within
+// twice the L2 (own_v_fits); the panels had been taken dynamically from one shared V. With the
+// 2 vCPUs far apart (forward_fused_elements) ResNet's 3x3 512 at 7x7, 2 images, took 3.25-3.28
+// ms against 2.97-3.07 now (near 2.65-2.68 against 2.67-2.76), its data gradient at one image
+// 2.42-2.75 against 2.18-2.39 (near 2.02 both), GoogLeNet's 192>384 at 7x7, 2 images, 1.0
+// against 0.80 (near 0.777 against 0.756), Inception v3's 384 at 8x8 1.42-1.45 against
+// 1.27-1.31 (near 1.17-1.18 both); alternating processes, best of 15, Zen 4, 2 threads.
 constexpr int64_t kFusedChunk = 128;
 // The most tiles forward_fused takes (winograd_fused); more run in blocks (forward_fused_blocks).
 constexpr int64_t kFusedTiles = 40;
 // The most tiles forward_fused_elements takes by default (winograd_fused_elements).
 constexpr int64_t kElementTiles = 256;
+
+// Whether each thread of forward_fused_elements transforms its own copy of V (v_bytes each)
+// rather than sharing one: up to twice the L2. Measured (Zen 4, 2 threads, float32, alternating
+// processes; near / far as there): 0.9-1.8 MB of V (ResNet's 256 and 512 at 14x14 at one image)
+// 1.025-1.045x the shared V's time near, 0.80-0.88x far; 3.5-7 MB (ResNet's 512 at 7x7 at 8
+// images, 384 at 13x13 and 512 at 14x14 at 4, 256 at 14x14 at 12) 1.04-1.11x near, 0.90-0.95x
+// far: the copies cost more near than they save far.
+bool own_v_fits(int64_t v_bytes) { return v_bytes <= 2 * hardware().l2; }
 
 // Panel q of the fused forward's filters, input channels [c0, c0 + kc): up[(e*ld_c + c - c0) *
 // lanes + r] = (G w[q*lanes + r][c] G^T)[e] (rows r past k left as they are). False when one is
@@ -310,7 +325,8 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   const int64_t panels = (p.k + W - 1) / W, kc_max = std::min(kFusedChunk, p.c);
   const int64_t per_panel = u_pre ? 0 : e2 * kc_max * W;
   const int64_t per_thread = per_panel + e2 * W * total;  // filter panel, M rows
-  Buffer<T> vs(e2 * p.c * ldv), ws(per_thread * nt);
+  const bool own_v = nt > 1 && own_v_fits(e2 * p.c * ldv * (int64_t)sizeof(T));
+  Buffer<T> vs(e2 * p.c * ldv * (own_v ? nt : 1)), ws(per_thread * nt);
   Buffer<WinoTile> tl(total);
   if (!vs.ok() || !ws.ok() || !tl.ok())
     return fail(FC_ENOMEM, "winograd: cannot allocate %lld bytes of workspace",
@@ -318,18 +334,25 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   advise_huge_pages(vs, e2 * p.c * ldv);
   tile_list(0, total, g.th, g.tw, m, g.oy0, g.ox0, tl.get());
   const WinoTile *tiles = tl.get();
-  T *const v = vs.get();
   int bad = 0;  // set when a transform meets a NaN or an infinity
 #pragma omp parallel num_threads(nt)
   {
     bool ok = true;
-    T *up = ws.get() + per_thread * omp_get_thread_num(), *mk = up + per_panel;
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    T *up = ws.get() + per_thread * tid, *mk = up + per_panel;
     std::fill(up, up + per_panel, T(0));  // (rows past k are computed, never stored: defined)
     beyond_reach(p, g, b, y, ep);
-    ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);
-    // (the implicit barrier: V is complete)
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t q = 0; q < panels; ++q) {
+    // a fixed run of panels per thread (their filters, M rows and outputs its own; see
+    // forward_fused_elements)
+    const int64_t qa = panels * tid / nth, qb = panels * (tid + 1) / nth;
+    T *v = vs.get();
+    if (!own_v) {
+      ok &= inputs_all_tiles(uk, p, x, tiles, total, v, ldv);  // (its barrier: V is complete)
+    } else if (qa < qb) {
+      v += tid * e2 * p.c * ldv;
+      for (int64_t c = 0; c < p.c; ++c) ok &= input_channel(uk, p, x, tiles, total, v, ldv, c);
+    }
+    for (int64_t q = qa; q < qb; ++q) {
       const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
       for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, p.c - c0);
@@ -351,14 +374,6 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   *finite = !bad;
   return FC_OK;
 }
-
-// Whether each thread of forward_fused_elements transforms its own copy of V (v_bytes each)
-// rather than sharing one: up to twice the L2. Measured (Zen 4, 2 threads, float32, alternating
-// processes; near / far as there): 0.9-1.8 MB of V (ResNet's 256 and 512 at 14x14 at one image)
-// 1.025-1.045x the shared V's time near, 0.80-0.88x far; 3.5-7 MB (ResNet's 512 at 7x7 at 8
-// images, 384 at 13x13 and 512 at 14x14 at 4, 256 at 14x14 at 12) 1.04-1.11x near, 0.90-0.95x
-// far: the copies cost more near than they save far.
-bool own_v_fits(int64_t v_bytes) { return v_bytes <= 2 * hardware().l2; }
 
 // The fused forward by elements: the same panels and tile_gemm, the loops the other way round.
 // forward_fused takes a panel of output channels at a time and reads every element's V for it:
