@@ -190,12 +190,19 @@ static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
 // (ResNet's 256 at one image 0.96 against direct's 1.05 ms); unpadded (L4, L5: the transposed
 // forward's padding is zeros it multiplies) im2col does. Without AVX2 (the generic table's
 // scalar tiles) direct ran 25-29x slower.
-static bool direct_data_grad_pays(const ConvShape &s) {
+// A "same" 3x3 at one or two images on rows 7-9 wide with 128+ channels each way, off the
+// generic table: where direct's data and weight gradients both win (below and
+// direct_weight_grad_pays).
+static bool narrow_same_3x3(const ConvShape &s) {
   const bool same_3x3 = s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 &&
                         s.kw == 3 && s.ph == 1 && s.pw == 1;
+  return same_3x3 && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
+         hardware().isa != Isa::kGeneric;
+}
+
+static bool direct_data_grad_pays(const ConvShape &s) {
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
-         (same_3x3 && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
-          hardware().isa != Isa::kGeneric && direct_blocked_applies(s)) ||
+         (narrow_same_3x3(s) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
@@ -233,11 +240,28 @@ static bool direct_1x1_data_grad_pays(const ConvShape &s) {
 // 0.88x at two, 0.93x at eight; 64>128 and 64 there 0.72-0.95x, 32>64 at 112x112 0.91-0.97x,
 // 256 at 56x56 0.98x. Onto 17-wide rows it won with 96 channels (0.91-0.95x) but lost with 384
 // (Inception v3's 3x3/2 384>384 at 35x35, 1.08-1.13x), onto 14 and 7 it lost (1.08-1.6x).
+//
+// Since its items run in fixed runs per thread over inputs each thread copied (session 42), it
+// also wins 3x3/2 layers with 64+ channels each way onto rows 14+ wide (7+ with AVX-512), and
+// narrow_same_3x3's layers where Winograd does not run (measured per state with the probe, best
+// of 5 over 2.5-4 minutes, Zen 4, 2 threads; near, direct's time over im2col's, AVX-512 / AVX2):
+// ResNet's 3x3/2 256 onto 14x14 at 1, 2 and 8 images 0.82-0.88x / 0.85-0.90x, its 3x3/2 512
+// onto 7x7 0.86-0.94x / 0.98-1.01x (far 0.83-0.92x / 1.03-1.07x), Inception v3's 3x3/2 384>384
+// onto 17x17 0.89-0.91x / 0.92-0.94x, 96>96 0.79x / 0.80x; ResNet's 3x3 512 at 7x7 at one
+// image 0.85-0.87x / 0.94x (Winograd 1.6 ms against direct's 1.16-1.21), two 0.84x,
+// GoogLeNet's 160>320 and 192>384 at 7x7 0.77x and 0.73-0.88x / 0.81-0.88x, Inception v3's
+// 448>384 at 8x8 0.81x.
 static bool direct_weight_grad_pays(const ConvShape &s) {
+  const bool s2_3x3 = s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.dil_h == 1 &&
+                      s.dil_w == 1;
+  const int64_t narrowest = hardware().isa == Isa::kAvx512 ? 7 : 14;
   return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
           direct_blocked_weight_grad_applies(s)) ||
-         (s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.cg >= 16 && s.kg >= 16 &&
-          s.wo >= 28 && direct_blocked_weight_grad_applies(s)) ||
+         (s2_3x3 && s.cg >= 16 && s.kg >= 16 && s.wo >= 28 &&
+          direct_blocked_weight_grad_applies(s)) ||
+         (s2_3x3 && s.cg >= 64 && s.kg >= 64 && s.wo >= narrowest &&
+          hardware().isa != Isa::kGeneric && direct_blocked_weight_grad_applies(s)) ||
+         (narrow_same_3x3(s) && direct_blocked_weight_grad_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 

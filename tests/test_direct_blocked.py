@@ -335,18 +335,22 @@ def test_blocked_data_gradient_non_finite_filters_land_where_im2col_puts_them(ca
     assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
 
 
-_CHOOSE_DATA_GRADIENT = (
+_CHOOSE = (
     "import json, sys\n"
     "from fastconv import _core\n"
-    "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, 1)]"
-    " for d in json.loads(sys.argv[2])]))"
+    "descs, direction = json.loads(sys.argv[2])\n"
+    "print(json.dumps([_core.ALGO_NAMES[_core.conv2d_choose(d, direction)] for d in descs]))"
 )
 
 
+def _choices(isa, descs, direction):
+    """auto's algorithm for each descriptor in one direction (0 forward, 1 data gradient, 2
+    weight gradient) with FASTCONV_ISA=isa (in a process of its own: the ISA is read at load)."""
+    return run_isa_json(isa, _CHOOSE, json.dumps([descs, direction]))
+
+
 def _data_gradient_choices(isa, descs):
-    """auto's data-gradient algorithm for each descriptor with FASTCONV_ISA=isa (in a process of
-    its own: the ISA is read at load)."""
-    return run_isa_json(isa, _CHOOSE_DATA_GRADIENT, json.dumps(descs))
+    return _choices(isa, descs, 1)
 
 
 def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
@@ -371,6 +375,30 @@ def test_heuristic_sends_narrow_same_3x3_data_gradients_to_it():
             continue
         assert got[: len(takes)] == ["direct"] * len(takes), isa
         assert "direct" not in got[len(takes) :], isa
+
+
+def test_heuristic_sends_strided_and_narrow_3x3_weight_gradients_to_it():
+    """3x3/2 weight gradients with 64+ channels each way onto rows 14+ wide (7+ with AVX-512),
+    and narrow "same" 3x3 ones where Winograd does not run (one or two images, rows of 7-9, 128+
+    channels): direct on every ISA but the generic one; not with 32 channels onto 14-wide rows,
+    nor where Winograd runs (4 images)."""
+
+    def desc(n, c, h, k, s=1, p=1):
+        return [n, c, h, h, k, 3, 3, s, s, p, p, 1, 1, 1]
+
+    takes = [desc(1, 256, 28, 256, 2), desc(8, 256, 28, 256, 2), desc(1, 384, 35, 384, 2, 0)]
+    takes += [desc(1, 96, 35, 96, 2, 0), desc(1, 512, 7, 512), desc(1, 160, 7, 320)]
+    onto_7 = [desc(1, 512, 14, 512, 2), desc(8, 512, 14, 512, 2)]
+    keeps = [desc(1, 32, 28, 32, 2), desc(4, 512, 7, 512)]
+    for isa in AVAILABLE_ISAS:
+        got = _choices(isa, takes + onto_7 + keeps, 2)
+        if isa == "generic":
+            assert "direct" not in got, isa
+            continue
+        assert got[: len(takes)] == ["direct"] * len(takes), isa
+        want_7 = "direct" if isa == "avx512" else "im2col"
+        assert got[len(takes) : len(takes) + 2] == [want_7] * 2, isa
+        assert got[len(takes) + 2 :] == ["im2col", "winograd"], isa
 
 
 def test_heuristic_sends_1x1_data_gradients_of_2048_channels_on_small_planes_to_it():
@@ -577,10 +605,9 @@ def test_heuristic_sends_strided_forwards_to_it():
         desc(2, 192, 17, 320, 2, 0),
     ):
         assert _core.ALGO_NAMES[_core.conv2d_choose_prepared(d)] == "direct"
-    # (the data gradient and the weight gradient keep im2col)
+    # (the data gradient keeps im2col; the weight gradient: the test after the next)
     d = desc(1, 384, 35, 384, 2, 0)
     assert _core.ALGO_NAMES[_core.conv2d_choose(d, 1)] == "im2col"
-    assert _core.ALGO_NAMES[_core.conv2d_choose(d, 2)] == "im2col"
 
 
 def test_heuristics_send_few_channel_stems_with_long_rows_of_taps_to_it():
