@@ -252,8 +252,8 @@ static bool direct_1x1_data_grad_pays(const ConvShape &s) {
 // GoogLeNet's 160>320 and 192>384 at 7x7 0.77x and 0.73-0.88x / 0.81-0.88x, Inception v3's
 // 448>384 at 8x8 0.81x.
 static bool direct_weight_grad_pays(const ConvShape &s) {
-  const bool s2_3x3 = s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.dil_h == 1 &&
-                      s.dil_w == 1;
+  const bool s2_3x3 =
+      s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.dil_h == 1 && s.dil_w == 1;
   const int64_t narrowest = hardware().isa == Isa::kAvx512 ? 7 : 14;
   return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
           direct_blocked_weight_grad_applies(s)) ||
