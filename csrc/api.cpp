@@ -128,9 +128,21 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // 0.68x, 256 on 10x10 0.75x, 384 and 448>384 on 8x8 0.86x, 7x7 at two images with 64-512
 // channels 0.81-0.85x; on 7x7 at one image (49 outputs) it lost, 1.08-1.11x, and 1024 channels
 // on 6x6 4.2x.
+//
+// With full-rate AVX-512 (hw.h, wide_avx512: twice Zen 4's multiply-adds a cycle), one image's
+// fused forward and data gradient with 128+ channels each way gives way to direct, whose tiles
+// gain the whole of the wider arithmetic where the transforms gain little (the 2-vCPU Xeon with
+// two 512-bit FMA pipes, 2 threads, `fastconv bench auto` and interleaved, best of 7, session
+// 43): ResNet's 3x3 256 at 14x14 forward 0.70 against Winograd's 0.90 ms, data gradient 0.72
+// against 0.93; VGG's 3x3 512 at 14x14 2.92 against 3.44 and 3.19 against 3.58. Their weight
+// gradients stay (Winograd 0.78 against direct's 0.88 ms, 2.80 against 3.96), as does every
+// case of 32 tiles and more (the 7x7 planes at 8 images: even; 28x28 at one image: 0.64x).
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
+  if (dir != FC_DIR_BACKWARD_WEIGHT && s.n == 1 && tiles < 32 && s.cg >= 128 && s.kg >= 128 &&
+      wide_avx512())
+    return false;
   if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40) return s.n * s.howo >= 64;
   if (tiles >= 40) return true;
   if (tiles >= 32) {
@@ -193,16 +205,24 @@ static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
 // A "same" 3x3 at one or two images on rows 7-9 wide with 128+ channels each way, off the
 // generic table: where direct's data and weight gradients both win (below and
 // direct_weight_grad_pays).
+static bool same_3x3(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 && s.kw == 3 &&
+         s.ph == 1 && s.pw == 1;
+}
+
 static bool narrow_same_3x3(const ConvShape &s) {
-  const bool same_3x3 = s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 &&
-                        s.kw == 3 && s.ph == 1 && s.pw == 1;
-  return same_3x3 && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
+  return same_3x3(s) && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
          hardware().isa != Isa::kGeneric;
 }
 
+// With full-rate AVX-512 the data gradient of one image's same 3x3 on rows up to 16 wide with
+// 128+ channels each way, where Winograd gives way (winograd_pays): direct 0.78x im2col's time
+// on ResNet's 256 at 14x14 (0.72 against 0.92 ms), 0.92x on VGG's 512 there (the 2-vCPU Xeon).
 static bool direct_data_grad_pays(const ConvShape &s) {
+  const bool wide_one_image = wide_avx512() && same_3x3(s) && s.n == 1 && s.wo >= 7 &&
+                              s.wo <= 16 && s.cg >= 128 && s.kg >= 128;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
-         (narrow_same_3x3(s) && direct_blocked_applies(s)) ||
+         ((narrow_same_3x3(s) || wide_one_image) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
@@ -214,9 +234,12 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 2048>384 at 2 0.93x; with FASTCONV_ISA=avx2 0.84-0.94x). With 832-1280 channels it came out
 // 0.90-0.99x and stays on gemm1x1, as does one image (0.66 against 0.67 ms: a 1x1's flipped
 // packing reads its filters down their columns, as much work as the products there).
+// With full-rate AVX-512 only from 2048 channels of the gradient (the layer's input): ResNet-50's
+// 512>2048 at 7x7, 8 images, took direct 1.23x gemm1x1's time on the 2-vCPU Xeon (4.68 against
+// 3.82 ms), where 2048>512 and Inception v3's 2048>320 won (0.80x, 0.96x).
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
-         s.n >= 2 && s.n * s.howo <= 512 && std::max(s.c, s.k) >= 2048 &&
+         s.n >= 2 && s.n * s.howo <= 512 && (wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&
          hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
 }
 
@@ -250,18 +273,23 @@ static bool direct_1x1_data_grad_pays(const ConvShape &s) {
 // onto 17x17 0.89-0.91x / 0.92-0.94x, 96>96 0.79x / 0.80x; ResNet's 3x3 512 at 7x7 at one
 // image 0.85-0.87x / 0.94x (Winograd 1.6 ms against direct's 1.16-1.21), two 0.84x,
 // GoogLeNet's 160>320 and 192>384 at 7x7 0.77x and 0.73-0.88x / 0.81-0.88x, Inception v3's
-// 448>384 at 8x8 0.81x.
+// 448>384 at 8x8 0.81x. Not with full-rate AVX-512, whose im2col GEMM gains twice the
+// multiply-adds a cycle where direct's weight-gradient tiles do not (the 2-vCPU Xeon, `bench
+// auto`, session 43): ResNet's 3x3/2 512 onto 7x7 took direct 1.81x im2col's time at one image
+// (2.06 against 1.14 ms) and 1.17x at eight, its 3x3 512 at 7x7, one image, 1.63x (2.01 against
+// 1.23): there the rule keeps AVX2's 14-wide rows and leaves narrow_same_3x3 to im2col.
 static bool direct_weight_grad_pays(const ConvShape &s) {
   const bool s2_3x3 =
       s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.dil_h == 1 && s.dil_w == 1;
-  const int64_t narrowest = hardware().isa == Isa::kAvx512 ? 7 : 14;
+  const bool wide = wide_avx512();
+  const int64_t narrowest = hardware().isa == Isa::kAvx512 && !wide ? 7 : 14;
   return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
           direct_blocked_weight_grad_applies(s)) ||
          (s2_3x3 && s.cg >= 16 && s.kg >= 16 && s.wo >= 28 &&
           direct_blocked_weight_grad_applies(s)) ||
          (s2_3x3 && s.cg >= 64 && s.kg >= 64 && s.wo >= narrowest &&
           hardware().isa != Isa::kGeneric && direct_blocked_weight_grad_applies(s)) ||
-         (narrow_same_3x3(s) && direct_blocked_weight_grad_applies(s)) ||
+         (narrow_same_3x3(s) && !wide && direct_blocked_weight_grad_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 
@@ -337,8 +365,15 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // (7x7 3>32 at 32x32, 64 images, 1.03x; 7x7 4>32 at 64x64 0.82x; 5x5 3>64 at 64x64 1.5x), and
 // L1's 11x11 3>96 (34848) ran 0.5-0.75x im2col's time: those stay with the rules below. A plan
 // of LeNet-5 at batch 8 went from 0.73 to 0.47 ms.
+//
+// With full-rate AVX-512 not at one image: there FFT lost every direction of L1-L3 to im2col's
+// or direct's doubled arithmetic (the 2-vCPU Xeon, `bench auto`, session 43: L1's forward 6.04
+// against im2col's 3.10 ms, its weight gradient 6.02 against direct's 3.93, L2's data gradient
+// 25.5 against direct's 15.0), while from 8 images it won as on Zen 4 (L2 and L3 0.4-0.6x direct's
+// time, L1 0.95x im2col's).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
+  if (s.n == 1 && wide_avx512()) return false;
   if (dir == FC_DIR_FORWARD && s.kk * s.cg * s.kg < 4096) return false;
   // (the data gradient of under 16 channels: 3+ channels, 4+ images and a ratio of 160; below)
   const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;

@@ -20,7 +20,18 @@ struct Hardware {
   int work_items;   // the work items a partition aims at (internal.h, fixed_items; hw.cpp)
   char model[64];   // CPUID's brand string, trimmed ("" where there is none)
   char vendor[16];  // CPUID's vendor ("GenuineIntel", "AuthenticAMD"; "" off x86)
+  // 512-bit multiply-adds issue as often as 256-bit ones (two 512-bit FMA pipes: Intel's Xeon
+  // Scalable Gold and Platinum, Zen 5), where Zen 4 runs each as two 256-bit halves and some
+  // Xeons have one 512-bit pipe: twice the arithmetic per cycle, which moves the balance between
+  // GEMM-like kernels and transforms (api.cpp, choose). Measured at load when the CPU has
+  // AVX-512 (fma512_ratio: the 512-bit multiply-add rate in flops over the 256-bit one, best of
+  // 5, about 2 or about 1; full from 1.5), FASTCONV_FULL_AVX512=0|1 overrides; false without it.
+  bool full_avx512;
+  double fma512_ratio;  // 0 where not measured
 };
+
+// The AVX-512 tables in use on a CPU with full_avx512.
+bool wide_avx512();
 
 const Hardware &hardware();
 

@@ -490,6 +490,8 @@ PYBIND11_MODULE(_core, m) {
     d["work_items"] = fc_work_items();
     d["model"] = std::string(h.model);
     d["vendor"] = std::string(h.vendor);
+    d["full_avx512"] = h.full_avx512 != 0;
+    d["fma512_ratio"] = h.fma512_ratio;
     return d;
   }, "fc_hardware as a dict of its fields, and fc_work_items as work_items.");
   m.def("core_round_trip",

@@ -248,7 +248,8 @@ def hardware():
     return {"isa": h.isa.decode(), "best_isa": h.best_isa.decode(), "l1d_bytes": h.l1d_bytes,
             "l2_bytes": h.l2_bytes, "l3_bytes": h.l3_bytes, "cores": h.cores,
             "work_items": fk.fc_work_items(), "model": h.model.decode(),
-            "vendor": h.vendor.decode()}
+            "vendor": h.vendor.decode(), "full_avx512": h.full_avx512 != 0,
+            "fma512_ratio": h.fma512_ratio}
 
 
 def conv2d(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w, const double[::1] b,

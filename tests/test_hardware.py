@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import fastconv
-from _isa import run_isa_json
+from _isa import AVAILABLE_ISAS, run_isa_json
 from fastconv import _core
 
 SYSFS = "/sys/devices/system/cpu/cpu0/cache"
@@ -29,6 +29,8 @@ FIELDS = {
     "work_items": int,
     "model": str,
     "vendor": str,
+    "full_avx512": bool,
+    "fma512_ratio": float,
 }
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -56,6 +58,11 @@ def _sysfs_caches(root=SYSFS):
         if kind in ("Data", "Unified"):
             found.setdefault(level, size)
     return found
+
+
+def _without(hw, key):
+    """hw less key and the multiply-add rate (a measurement, which each process makes anew)."""
+    return {k: v for k, v in hw.items() if k not in (key, "fma512_ratio")}
 
 
 HARDWARE_SCRIPT = "import json, fastconv; print(json.dumps(fastconv.hardware()))"
@@ -95,6 +102,27 @@ def test_cache_sizes_sane():
     assert hw["l1d_bytes"] >= 1024 and hw["l3_bytes"] <= 4 << 30
 
 
+def test_fma512_rate_measured_the_same_in_every_process():
+    """full_avx512 (hw.h): on an AVX-512 CPU the 512-bit over the 256-bit multiply-add rate,
+    about 1 (Zen 4's halves, one 512-bit pipe) or 2 (two 512-bit pipes), full from 1.5; every
+    process classifies the CPU the same (auto's table follows it); FASTCONV_FULL_AVX512 pins it,
+    FASTCONV_ISA does not change it. Without AVX-512: false, nothing measured."""
+    runs = [_hardware_in_subprocess(FASTCONV_FULL_AVX512="") for _ in range(3)]
+    hw = runs[0]
+    if hw["best_isa"] != "avx512":
+        assert all(not r["full_avx512"] and r["fma512_ratio"] == 0.0 for r in runs)
+    else:
+        for r in runs:
+            assert 0.5 < r["fma512_ratio"] < 3.0, r
+            assert r["full_avx512"] == (r["fma512_ratio"] >= 1.5)
+        assert len({r["full_avx512"] for r in runs}) == 1
+        lowered = _hardware_in_subprocess(FASTCONV_FULL_AVX512="", FASTCONV_ISA="avx2")
+        assert lowered["full_avx512"] == hw["full_avx512"]
+    avx512 = hw["best_isa"] == "avx512"
+    assert _hardware_in_subprocess(FASTCONV_FULL_AVX512="1")["full_avx512"] == avx512
+    assert _hardware_in_subprocess(FASTCONV_FULL_AVX512="0")["full_avx512"] is False
+
+
 def test_cores():
     hw = fastconv.hardware()
     assert hw["cores"] >= 1
@@ -122,9 +150,7 @@ def test_work_items_env_pins_or_is_ignored(value, pinned):
     base = _hardware_in_subprocess(FASTCONV_WORK_ITEMS="")
     hw = _hardware_in_subprocess(FASTCONV_WORK_ITEMS=value)
     assert hw["work_items"] == (pinned if pinned else base["work_items"])
-    assert {k: v for k, v in hw.items() if k != "work_items"} == {
-        k: v for k, v in base.items() if k != "work_items"
-    }
+    assert _without(hw, "work_items") == _without(base, "work_items")
 
 
 @pytest.mark.skipif(not X86, reason="the model and vendor come from CPUID")
@@ -149,9 +175,7 @@ def test_forced_generic_keeps_best_isa():
     forced = run_isa_json("generic", HARDWARE_SCRIPT)
     assert forced["isa"] == "generic"
     assert forced["best_isa"] == hw["best_isa"]
-    assert {k: v for k, v in forced.items() if k != "isa"} == {
-        k: v for k, v in hw.items() if k != "isa"
-    }
+    assert _without(forced, "isa") == _without(hw, "isa")
 
 
 @pytest.mark.slow  # a forced-ISA subprocess
@@ -210,6 +234,8 @@ class HwInfo(ctypes.Structure):  # fc_hw_info, as fastconv.h lays it out
         ("cores", ctypes.c_int32),
         ("model", ctypes.c_char * 64),
         ("vendor", ctypes.c_char * 16),
+        ("full_avx512", ctypes.c_int32),
+        ("fma512_ratio", ctypes.c_double),
     ]
 
 
@@ -312,3 +338,61 @@ def test_c_abi_core_round_trip_status_codes():
     ns = ctypes.c_double(-1)
     assert lib.fc_core_round_trip(a, b, 0.01, ctypes.byref(ns)) == 0
     assert 1 < ns.value < 1e6
+
+
+_CORENAME_SCRIPT = (
+    "import glob, json, os, ctypes\n"
+    "import fastconv, scipy_openblas32 as s\n"
+    "lib = ctypes.CDLL(sorted(glob.glob(os.path.join(s.get_lib_dir(), '*.so*')))[0])\n"
+    "f = lib.scipy_openblas_get_corename\n"
+    "f.restype = ctypes.c_char_p\n"
+    "print(json.dumps([f().decode(), os.environ.get('OPENBLAS_CORETYPE')]))"
+)
+
+
+@pytest.mark.skipif("avx2" not in AVAILABLE_ISAS, reason="needs an AVX2 CPU")
+def test_forced_avx2_runs_openblas_haswell_kernels_too():
+    """FASTCONV_ISA=avx2 is an AVX2 CPU for the whole library: OpenBLAS loads its Haswell
+    kernels (OPENBLAS_CORETYPE, set before the library loads); a coretype the user set stays."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+
+    def corename(**extra):
+        out = subprocess.run(
+            [sys.executable, "-c", _CORENAME_SCRIPT],
+            env=dict(env, **extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert corename(FASTCONV_ISA="avx2") == ["Haswell", "Haswell"]
+    assert corename()[1] is None  # (left alone otherwise)
+    assert corename(FASTCONV_ISA="avx2", OPENBLAS_CORETYPE="Sandybridge") == [
+        "Sandybridge",
+        "Sandybridge",
+    ]
+
+
+def test_bench_peers_follow_forced_avx2():
+    """The benchmarks' PyTorch runs AVX2 kernels with FASTCONV_ISA=avx2, unless told otherwise."""
+    script = (
+        "import json, os, fastconv.bench as b\n"
+        "print(json.dumps([b.peers_follow_forced_isa(), os.environ.get('ONEDNN_MAX_CPU_ISA')]))"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(env, FASTCONV_ISA="avx2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == [{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"]

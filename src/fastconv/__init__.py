@@ -1,8 +1,16 @@
 """fastconv: fast CPU convolution kernels with a NumPy-first API."""
 
-import scipy_openblas32 as _openblas  # noqa: F401  (preloads libscipy_openblas before _core)
+import os as _os
 
-from . import _core as _core
+# FASTCONV_ISA=avx2 runs the library as on an AVX2 CPU, its OpenBLAS too: OpenBLAS picks its
+# kernels when it loads, from OPENBLAS_CORETYPE (Haswell's: AVX2 and FMA), unless that is set or
+# the process has loaded the library already (README, "Install").
+if _os.environ.get("FASTCONV_ISA") == "avx2":
+    _os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
+import scipy_openblas32 as _openblas  # noqa: E402, F401  (preloads libscipy_openblas before _core)
+
+from . import _core as _core  # noqa: E402
 from . import autograd, models, nn, optim
 from . import functional as functional
 from ._autotune import (

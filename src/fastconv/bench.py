@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -695,8 +696,22 @@ def _progress(total, enabled):
         return Bar()
 
 
+def peers_follow_forced_isa():
+    """With FASTCONV_ISA=avx2 the benchmarks compare as on an AVX2 CPU: fastconv and its OpenBLAS
+    run AVX2 (fastconv/__init__.py), and so does PyTorch (ATEN_CPU_CAPABILITY=avx2, oneDNN's
+    ONEDNN_MAX_CPU_ISA=AVX2) unless those are set or torch is loaded already. ONNX Runtime and
+    OpenVINO have no such switch and run their best kernels. Returns what it set."""
+    if os.environ.get("FASTCONV_ISA") != "avx2" or "torch" in sys.modules:
+        return {}
+    want = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    set_here = {k: v for k, v in want.items() if k not in os.environ}
+    os.environ.update(set_here)
+    return set_here
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    peers_follow_forced_isa()
     if argv[:1] == ["auto"]:  # its own options (fastconv bench auto --help)
         from . import bench_auto
 

@@ -84,6 +84,8 @@ cdef extern from "fastconv/fastconv.h" nogil:
         int32_t cores
         char model[64]
         char vendor[16]
+        int32_t full_avx512
+        double fma512_ratio
     fc_status fc_hardware(fc_hw_info *out)
     int32_t fc_work_items()
     fc_status fc_core_round_trip(int32_t cpu_a, int32_t cpu_b, double seconds, double *ns)

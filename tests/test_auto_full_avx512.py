@@ -1,0 +1,77 @@
+"""auto's table on CPUs whose 512-bit multiply-adds run at full rate (hw.h, full_avx512: two
+512-bit FMA pipes, measured at load; FASTCONV_FULL_AVX512=0|1 pins it). conftest pins the
+half-rate table (Zen 4's) for the rest of the suite; these tests set it themselves, each in a
+process of its own (the hardware description is made once, at load)."""
+
+import json
+
+import pytest
+
+from _isa import AVAILABLE_ISAS, run_isa_json
+
+pytestmark = pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
+
+_CHOOSE = (
+    "import json, sys\n"
+    "from fastconv import _core, hardware\n"
+    "cases = json.loads(sys.argv[2])\n"
+    "got = [_core.ALGO_NAMES[_core.conv2d_choose(d, direction)] for d, direction in cases]\n"
+    "print(json.dumps([hardware()['full_avx512'], got]))"
+)
+
+
+def _desc(n, c, h, k, kk=3, s=1, p=1):
+    return [n, c, h, h, k, kk, kk, s, s, p, p, 1, 1, 1]
+
+
+FWD, DATA, WEIGHT = 0, 1, 2
+
+#: (descriptor, direction, the full-rate choice, the half-rate choice): the rules api.cpp
+#: changes with full_avx512, each against the table it replaces.
+CASES = [
+    # one image's fused Winograd with 128+ channels gives way to direct (forward, data gradient)
+    (_desc(1, 256, 14, 256), FWD, "direct", "winograd"),
+    (_desc(1, 512, 14, 512), FWD, "direct", "winograd"),
+    (_desc(1, 256, 14, 256), DATA, "direct", "winograd"),
+    (_desc(1, 512, 14, 512), DATA, "direct", "winograd"),
+    # ... but not its weight gradient, two images (32 tiles) or 28x28 planes
+    (_desc(1, 256, 14, 256), WEIGHT, "winograd", "winograd"),
+    (_desc(2, 256, 14, 256), FWD, "winograd", "winograd"),
+    (_desc(1, 256, 28, 256), FWD, "winograd", "winograd"),
+    # 3x3/2 weight gradients onto 7-wide rows and narrow same 3x3 ones stay on im2col
+    (_desc(1, 512, 14, 512, s=2), WEIGHT, "im2col", "direct"),
+    (_desc(8, 512, 14, 512, s=2), WEIGHT, "im2col", "direct"),
+    (_desc(1, 512, 7, 512), WEIGHT, "im2col", "direct"),
+    (_desc(1, 256, 28, 256, s=2), WEIGHT, "direct", "direct"),  # onto 14 wide: both
+    # no FFT at one image; from 8 images as before
+    (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
+    (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    (_desc(8, 64, 64, 128, kk=9, p=0), FWD, "fft", "fft"),
+    # 1x1 data gradients on direct only from 2048 input channels of the layer
+    (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),
+    (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
+]
+
+
+def _choices(isa, full):
+    cases = json.dumps([[d, direction] for d, direction, _, _ in CASES])
+    return run_isa_json(isa, _CHOOSE, cases, FASTCONV_FULL_AVX512=full)
+
+
+def test_full_rate_table():
+    full, got = _choices("avx512", "1")
+    assert full is True
+    assert got == [c[2] for c in CASES]
+
+
+def test_half_rate_table():
+    full, got = _choices("avx512", "0")
+    assert full is False
+    assert got == [c[3] for c in CASES]
+
+
+def test_the_flag_leaves_the_avx2_table_alone():
+    """full_avx512 describes the CPU; with FASTCONV_ISA=avx2 the AVX2 table runs either way."""
+    full, got = _choices("avx2", "1")
+    assert full is True
+    assert got == _choices("avx2", "0")[1]
