@@ -219,8 +219,8 @@ static bool narrow_same_3x3(const ConvShape &s) {
 // 128+ channels each way, where Winograd gives way (winograd_pays): direct 0.78x im2col's time
 // on ResNet's 256 at 14x14 (0.72 against 0.92 ms), 0.92x on VGG's 512 there (the 2-vCPU Xeon).
 static bool direct_data_grad_pays(const ConvShape &s) {
-  const bool wide_one_image = wide_avx512() && same_3x3(s) && s.n == 1 && s.wo >= 7 &&
-                              s.wo <= 16 && s.cg >= 128 && s.kg >= 128;
+  const bool wide_one_image = wide_avx512() && same_3x3(s) && s.n == 1 && s.wo >= 7 && s.wo <= 16 &&
+                              s.cg >= 128 && s.kg >= 128;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
          ((narrow_same_3x3(s) || wide_one_image) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
