@@ -545,5 +545,8 @@ def hardware() -> dict[str, Any]:
     CPUs in the process's affinity mask), ``work_items`` (the work items each parallel
     partition aims at: 8, or on more cores the power of two that covers them, up to 64;
     ``FASTCONV_WORK_ITEMS`` pins it; README, "Determinism"), ``model`` and ``vendor`` (CPUID's
-    strings). Cache blocking derives from these sizes, partitions from ``work_items``."""
+    strings), ``full_avx512`` (512-bit multiply-adds at full rate: two 512-bit FMA pipes;
+    measured at load as ``fma512_ratio``, the 512-bit over the 256-bit rate, full from 1.5;
+    ``FASTCONV_FULL_AVX512=0|1`` pins it; auto's table follows it). Cache blocking derives from
+    these sizes, partitions from ``work_items``."""
     return dict(_core.hardware())
