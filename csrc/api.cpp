@@ -234,12 +234,14 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 2048>384 at 2 0.93x; with FASTCONV_ISA=avx2 0.84-0.94x). With 832-1280 channels it came out
 // 0.90-0.99x and stays on gemm1x1, as does one image (0.66 against 0.67 ms: a 1x1's flipped
 // packing reads its filters down their columns, as much work as the products there).
-// With full-rate AVX-512 only from 2048 channels of the gradient (the layer's input): ResNet-50's
-// 512>2048 at 7x7, 8 images, took direct 1.23x gemm1x1's time on the 2-vCPU Xeon (4.68 against
-// 3.82 ms), where 2048>512 and Inception v3's 2048>320 won (0.80x, 0.96x).
+// On a full_avx512 core only from 2048 channels of the gradient (the layer's input): ResNet-50's
+// 512>2048 at 7x7, 8 images, took direct 1.23x gemm1x1's time on the 2-vCPU Xeon with the AVX-512
+// tables (4.68 against 3.82 ms) and 1.46x with AVX2's (6.63 against 4.53), where 2048>512 and
+// Inception v3's 2048>320 won (0.77-0.96x).
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
-         s.n >= 2 && s.n * s.howo <= 512 && (wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&
+         s.n >= 2 && s.n * s.howo <= 512 &&
+         (full_avx512_core() ? s.c : std::max(s.c, s.k)) >= 2048 &&
          hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
 }
 
@@ -273,23 +275,24 @@ static bool direct_1x1_data_grad_pays(const ConvShape &s) {
 // onto 17x17 0.89-0.91x / 0.92-0.94x, 96>96 0.79x / 0.80x; ResNet's 3x3 512 at 7x7 at one
 // image 0.85-0.87x / 0.94x (Winograd 1.6 ms against direct's 1.16-1.21), two 0.84x,
 // GoogLeNet's 160>320 and 192>384 at 7x7 0.77x and 0.73-0.88x / 0.81-0.88x, Inception v3's
-// 448>384 at 8x8 0.81x. Not with full-rate AVX-512, whose im2col GEMM gains twice the
+// 448>384 at 8x8 0.81x. Not on a full_avx512 core, whose im2col GEMM gains twice the
 // multiply-adds a cycle where direct's weight-gradient tiles do not (the 2-vCPU Xeon, `bench
 // auto`, session 43): ResNet's 3x3/2 512 onto 7x7 took direct 1.81x im2col's time at one image
 // (2.06 against 1.14 ms) and 1.17x at eight, its 3x3 512 at 7x7, one image, 1.63x (2.01 against
-// 1.23): there the rule keeps AVX2's 14-wide rows and leaves narrow_same_3x3 to im2col.
+// 1.23; with the AVX2 tables 1.23x, 1.86 against 1.51): there the rule keeps AVX2's 14-wide rows
+// and leaves narrow_same_3x3 to im2col with either table.
 static bool direct_weight_grad_pays(const ConvShape &s) {
   const bool s2_3x3 =
       s.sh == 2 && s.sw == 2 && s.kh == 3 && s.kw == 3 && s.dil_h == 1 && s.dil_w == 1;
-  const bool wide = wide_avx512();
-  const int64_t narrowest = hardware().isa == Isa::kAvx512 && !wide ? 7 : 14;
+  const bool full = full_avx512_core();
+  const int64_t narrowest = hardware().isa == Isa::kAvx512 && !full ? 7 : 14;
   return (s.sh == 1 && s.sw == 1 && s.cg >= 16 && s.kg >= 16 && s.kk >= 25 && s.wo >= 10 &&
           direct_blocked_weight_grad_applies(s)) ||
          (s2_3x3 && s.cg >= 16 && s.kg >= 16 && s.wo >= 28 &&
           direct_blocked_weight_grad_applies(s)) ||
          (s2_3x3 && s.cg >= 64 && s.kg >= 64 && s.wo >= narrowest &&
           hardware().isa != Isa::kGeneric && direct_blocked_weight_grad_applies(s)) ||
-         (narrow_same_3x3(s) && !wide && direct_blocked_weight_grad_applies(s)) ||
+         (narrow_same_3x3(s) && !full && direct_blocked_weight_grad_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 
@@ -366,14 +369,16 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // L1's 11x11 3>96 (34848) ran 0.5-0.75x im2col's time: those stay with the rules below. A plan
 // of LeNet-5 at batch 8 went from 0.73 to 0.47 ms.
 //
-// With full-rate AVX-512 not at one image: there FFT lost every direction of L1-L3 to im2col's
+// On a full_avx512 core not at one image: there FFT lost every direction of L1-L3 to im2col's
 // or direct's doubled arithmetic (the 2-vCPU Xeon, `bench auto`, session 43: L1's forward 6.04
 // against im2col's 3.10 ms, its weight gradient 6.02 against direct's 3.93, L2's data gradient
-// 25.5 against direct's 15.0), while from 8 images it won as on Zen 4 (L2 and L3 0.4-0.6x direct's
+// 25.5 against direct's 15.0), and with the AVX2 tables (OpenBLAS's Haswell kernels) L1's
+// forward 5.33 against 4.18, L2's data gradient 33.5 against 19.5 (its weight gradient won,
+// 4.97 against im2col's 5.37); from 8 images it won as on Zen 4 (L2 and L3 0.4-0.6x direct's
 // time, L1 0.95x im2col's).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
-  if (s.n == 1 && wide_avx512()) return false;
+  if (s.n == 1 && full_avx512_core()) return false;
   if (dir == FC_DIR_FORWARD && s.kk * s.cg * s.kg < 4096) return false;
   // (the data gradient of under 16 channels: 3+ channels, 4+ images and a ratio of 160; below)
   const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;

@@ -294,6 +294,8 @@ const char *isa_name(Isa isa) {
 
 const char *isa_name() { return isa_name(hardware().isa); }
 
+bool full_avx512_core() { return hardware().full_avx512 && hardware().isa != Isa::kGeneric; }
+
 bool wide_avx512() { return hardware().isa == Isa::kAvx512 && hardware().full_avx512; }
 
 }  // namespace fc

@@ -30,6 +30,9 @@ struct Hardware {
   double fma512_ratio;  // 0 where not measured
 };
 
+// A CPU with full_avx512 running SIMD tables (AVX-512 or AVX2): some of auto's rules follow the
+// core whichever table runs (api.cpp, measured with both on one such CPU).
+bool full_avx512_core();
 // The AVX-512 tables in use on a CPU with full_avx512.
 bool wide_avx512();
 

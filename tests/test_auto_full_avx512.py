@@ -26,8 +26,8 @@ def _desc(n, c, h, k, kk=3, s=1, p=1):
 
 FWD, DATA, WEIGHT = 0, 1, 2
 
-#: (descriptor, direction, the full-rate choice, the half-rate choice): the rules api.cpp
-#: changes with full_avx512, each against the table it replaces.
+#: (descriptor, direction, the full-rate choice, the half-rate choice) with the AVX-512 tables:
+#: the rules api.cpp changes with full_avx512, each against the table it replaces.
 CASES = [
     # one image's fused Winograd with 128+ channels gives way to direct (forward, data gradient)
     (_desc(1, 256, 14, 256), FWD, "direct", "winograd"),
@@ -50,28 +50,46 @@ CASES = [
     # 1x1 data gradients on direct only from 2048 input channels of the layer
     (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
+    # a plain 1x1 forward of 2048 input channels at 2+ images stays on gemm1x1
+    (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
+    (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
+]
+
+#: The same with the AVX2 tables on a full_avx512 core: the rules that follow the core
+#: (FFT, the narrow weight gradients, the 1x1s), not the AVX-512-only one (Winograd stays).
+CASES_AVX2 = [
+    (_desc(1, 256, 14, 256), FWD, "winograd", "winograd"),
+    (_desc(1, 256, 14, 256), DATA, "winograd", "winograd"),
+    (_desc(1, 512, 7, 512), WEIGHT, "im2col", "direct"),
+    (_desc(1, 512, 14, 512, s=2), WEIGHT, "im2col", "im2col"),  # (14-wide rows on AVX2 anyway)
+    (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
+    (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),
+    (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
 ]
 
 
-def _choices(isa, full):
-    cases = json.dumps([[d, direction] for d, direction, _, _ in CASES])
-    return run_isa_json(isa, _CHOOSE, cases, FASTCONV_FULL_AVX512=full)
+def _choices(isa, full, cases):
+    arg = json.dumps([[d, direction] for d, direction, _, _ in cases])
+    return run_isa_json(isa, _CHOOSE, arg, FASTCONV_FULL_AVX512=full)
 
 
-def test_full_rate_table():
-    full, got = _choices("avx512", "1")
+@pytest.mark.parametrize("isa,cases", [("avx512", CASES), ("avx2", CASES_AVX2)])
+def test_full_rate_table(isa, cases):
+    full, got = _choices(isa, "1", cases)
     assert full is True
-    assert got == [c[2] for c in CASES]
+    assert got == [c[2] for c in cases]
 
 
-def test_half_rate_table():
-    full, got = _choices("avx512", "0")
+@pytest.mark.parametrize("isa,cases", [("avx512", CASES), ("avx2", CASES_AVX2)])
+def test_half_rate_table(isa, cases):
+    full, got = _choices(isa, "0", cases)
     assert full is False
-    assert got == [c[3] for c in CASES]
+    assert got == [c[3] for c in cases]
 
 
-def test_the_flag_leaves_the_avx2_table_alone():
-    """full_avx512 describes the CPU; with FASTCONV_ISA=avx2 the AVX2 table runs either way."""
-    full, got = _choices("avx2", "1")
+def test_the_generic_table_ignores_the_flag():
+    """full_avx512 rules need SIMD tables; the generic table keeps its own either way."""
+    full, got = _choices("generic", "1", CASES)
     assert full is True
-    assert got == _choices("avx2", "0")[1]
+    assert got == _choices("generic", "0", CASES)[1]

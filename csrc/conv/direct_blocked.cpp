@@ -343,12 +343,17 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // direct's 0.76 ms for 512>2048, warm). A plain strided 1x1 of one or two images with up to 512
 // input channels (same method): ResNet's downsampling 256>512 to 1024 and ResNet-18's 64>128
 // to 256>512 0.77-1.05x gemm1x1's time (0.92x in sum, warm and cold), 1024>2048 0.99-1.05x;
-// at four images even, at eight 1.0-1.15x slower.
+// at four images even, at eight 1.0-1.15x slower. On a full_avx512 core (hw.h) a plain 1x1 of
+// 2048 input channels at 2+ images stays on gemm1x1: ResNet-50's 2048>512 at 7x7, 8 images,
+// took direct 1.32x its time with the AVX2 tables (6.16 against 4.67 ms) and even with AVX-512's
+// (3.88 against 3.87) on the 2-vCPU Xeon, where 512>2048 won with both (0.77-0.87x; session 43).
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   if (subsampled_1x1(s)) return s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512);
   if (!flat_runs(s)) return false;
-  if (s.n >= 2) return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512;
+  if (s.n >= 2)
+    return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512 &&
+           (prepared || s.c < 2048 || !full_avx512_core());
   return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 784 && s.k >= 256);
 }
 
