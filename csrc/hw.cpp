@@ -247,17 +247,20 @@ double fma512_ratio() {
 }
 #endif
 
-// full_avx512 (hw.h): measured on a CPU with AVX-512, FASTCONV_FULL_AVX512=0|1 overrides.
+// full_avx512 (hw.h): FASTCONV_FULL_AVX512=0|1 pins it (nothing measured then), else measured
+// on a CPU with AVX-512.
 void describe_fma(Hardware *h) {
+  const char *env = std::getenv("FASTCONV_FULL_AVX512");
+  if (env && (!std::strcmp(env, "0") || !std::strcmp(env, "1"))) {
+    h->full_avx512 = h->best_isa == Isa::kAvx512 && env[0] == '1';
+    return;
+  }
 #if FC_X86
   if (h->best_isa == Isa::kAvx512) {
     h->fma512_ratio = fma512_ratio();
     h->full_avx512 = h->fma512_ratio >= 1.5;
   }
 #endif
-  const char *env = std::getenv("FASTCONV_FULL_AVX512");
-  if (env && (!std::strcmp(env, "0") || !std::strcmp(env, "1")))
-    h->full_avx512 = h->best_isa == Isa::kAvx512 && env[0] == '1';
 }
 
 Hardware detect() {

@@ -27,7 +27,7 @@ struct Hardware {
   // AVX-512 (fma512_ratio: the 512-bit multiply-add rate in flops over the 256-bit one, best of
   // 5, about 2 or about 1; full from 1.5), FASTCONV_FULL_AVX512=0|1 overrides; false without it.
   bool full_avx512;
-  double fma512_ratio;  // 0 where not measured
+  double fma512_ratio;  // 0 where not measured (no AVX-512, or FASTCONV_FULL_AVX512 set)
 };
 
 // A CPU with full_avx512 running SIMD tables (AVX-512 or AVX2): some of auto's rules follow the

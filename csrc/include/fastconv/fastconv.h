@@ -214,7 +214,8 @@ typedef struct {
   char vendor[16];      /* "GenuineIntel", "AuthenticAMD", ... ("" off x86) */
   int32_t full_avx512;  /* 1: 512-bit multiply-adds issue as often as 256-bit ones (measured at
                            load on AVX-512 CPUs; FASTCONV_FULL_AVX512=0|1 overrides), else 0 */
-  double fma512_ratio;  /* the measurement: 512-bit over 256-bit multiply-add flop rate (0: none) */
+  double
+      fma512_ratio; /* the measurement: 512-bit over 256-bit multiply-add flop rate (0: none, or pinned) */
 } fc_hw_info;
 /* Fills *out. Cache sizes come from Linux's sysfs (/sys/devices/system/cpu/cpu0/cache), else
  * from CPUID's cache leaves, else 32 KiB / 1 MiB / 32 MiB. FC_EINVAL if out is NULL. */
