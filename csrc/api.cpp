@@ -234,14 +234,15 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 2048>384 at 2 0.93x; with FASTCONV_ISA=avx2 0.84-0.94x). With 832-1280 channels it came out
 // 0.90-0.99x and stays on gemm1x1, as does one image (0.66 against 0.67 ms: a 1x1's flipped
 // packing reads its filters down their columns, as much work as the products there).
-// On a full_avx512 core only from 2048 channels of the gradient (the layer's input): ResNet-50's
-// 512>2048 at 7x7, 8 images, took direct 1.23x gemm1x1's time on the 2-vCPU Xeon with the AVX-512
-// tables (4.68 against 3.82 ms) and 1.46x with AVX2's (6.63 against 4.53), where 2048>512 and
-// Inception v3's 2048>320 won (0.77-0.96x).
+// On a full_avx512 core with the AVX2 tables only from 2048 channels of the gradient (the layer's
+// input): ResNet-50's 512>2048 at 7x7, 8 images, took direct 1.46x gemm1x1's time on the 2-vCPU
+// Xeon (6.63 against 4.53 ms), and 1.23x with the AVX-512 tables before their 32-channel tile
+// (4.68 against 3.82; session 43), where 2048>512 and Inception v3's 2048>320 won (0.77-0.96x).
+// With that tile (wide_avx512, blocked_tile32) 0.90x (3.33 against 3.70 ms; session 44).
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
          s.n >= 2 && s.n * s.howo <= 512 &&
-         (full_avx512_core() ? s.c : std::max(s.c, s.k)) >= 2048 &&
+         (full_avx512_core() && !wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&
          hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
 }
 

@@ -47,11 +47,10 @@ CASES = [
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
     (_desc(8, 64, 64, 128, kk=9, p=0), FWD, "fft", "fft"),
-    # 1x1 data gradients on direct only from 2048 input channels of the layer
-    (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),
+    # the 1x1 rules of the AVX2 tables (below) do not apply here: direct's 32-channel tile
+    (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
-    # a plain 1x1 forward of 2048 input channels at 2+ images stays on gemm1x1
-    (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
+    (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "direct", "direct"),
     (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
 ]
 
@@ -64,8 +63,12 @@ CASES_AVX2 = [
     (_desc(1, 512, 14, 512, s=2), WEIGHT, "im2col", "im2col"),  # (14-wide rows on AVX2 anyway)
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    # 1x1 data gradients on direct only from 2048 input channels of the layer; a plain 1x1
+    # forward of 2048 input channels at 2+ images stays on gemm1x1
     (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),
+    (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
+    (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
 ]
 
 

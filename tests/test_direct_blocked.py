@@ -803,3 +803,85 @@ def test_non_finite_filters_and_gradients_keep_the_products_with_the_padding(cas
     dw = F.conv2d_backward(dy, x, w, needs=needs, algo="direct", **geo)[1]
     want_dw = F.conv2d_backward(dy, x, w, needs=needs, algo="im2col", **geo)[1]
     assert np.array_equal(np.isnan(dw), np.isnan(want_dw))
+
+
+# The 32-channel tile (blocked_tile32: two pairs of output blocks an item, each input value
+# broadcast once into two multiply-adds), taken where 512-bit multiply-adds run at full rate
+# with the AVX-512 tables (hw.h, wide_avx512; conftest pins the half rate for the suite). The
+# same sums in the same order as the 16-channel tile: the same bits. Cases: output channels
+# that leave a part group (20: one group of 17-32; 33 and 130: groups and a last lone pair),
+# unit stride and stride 2, padded rows (window rows in the padding left out), a 1x1's flat
+# runs and its subsampled strided copy, narrow rows (which keep the 16-channel tiles), filters
+# packed as the threads go (small planes) and once (a plan, with bias, residual and ReLU),
+# images split among the threads, the data gradient (filters transposed and flipped).
+WIDE = [
+    (1, 24, 9, 9, 20, 3, 3, 1, 1),
+    (2, 30, 11, 13, 33, 3, 3, 1, 1),
+    (1, 33, 15, 15, 130, 3, 3, 2, 1),
+    (1, 40, 17, 17, 48, 1, 7, 1, (0, 3)),
+    (2, 27, 9, 11, 130, 1, 1, 1, 0),
+    (1, 64, 28, 28, 70, 1, 1, 2, 0),
+    (3, 25, 11, 7, 33, 3, 3, 1, 1),
+    (4, 24, 7, 7, 40, 3, 3, 1, 1),
+    (1, 72, 14, 30, 64, 3, 3, 1, 1),
+]
+
+WIDE_RUNS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import fastconv
+    from fastconv import functional as F
+    from test_direct_blocked import DIRECT, _conv_plan, _inputs
+    out = {}
+    for i, case in enumerate(json.loads(sys.argv[2])):
+        stride = case[7]
+        padding = case[8] if isinstance(case[8], int) else tuple(case[8])
+        x, w, b = _inputs(case, np.float32, seed=11)
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            out[f"{i}/fwd/{threads}"] = F.conv2d(x, w, b, stride=stride, padding=padding,
+                                                 algo="direct")
+        fastconv.set_num_threads(2)
+        y = out[f"{i}/fwd/2"]
+        dy = np.random.default_rng(12).standard_normal(y.shape).astype(np.float32)
+        out[f"{i}/dx"] = F.conv2d_backward(dy, x, w, stride=stride, padding=padding,
+                                           needs=(True, False, False), algo="direct")[0]
+        if isinstance(padding, int):
+            p, shape = _conv_plan(x, w, b, DIRECT, padding, residual=dy, act=1, stride=stride)
+            yp = np.empty(shape, np.float32)
+            p.run(np.concatenate([x.reshape(-1), dy.reshape(-1)]), yp.reshape(-1))
+            out[f"{i}/plan"] = yp
+    np.savez(sys.argv[3], **out)
+    hw = fastconv.hardware()
+    print(json.dumps([fastconv.isa(), hw["full_avx512"]]))
+    """
+)
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
+def test_the_32_channel_tile_gives_the_16_channel_tiles_bits(tmp_path):
+    runs = {}
+    for full in ("1", "0"):
+        path = tmp_path / f"full{full}.npz"
+        got = run_isa_json("avx512", WIDE_RUNS, json.dumps(WIDE), path, FASTCONV_FULL_AVX512=full)
+        assert got == ["avx512", full == "1"]
+        with np.load(path) as f:
+            runs[full] = dict(f)
+    wide, narrow = runs["1"], runs["0"]
+    assert sorted(wide) == sorted(narrow)
+    for key in wide:
+        assert np.array_equal(wide[key], narrow[key]), key
+    for i, case in enumerate(WIDE):
+        x, w, b = _inputs(case, np.float32, seed=11)
+        expected, scale = expected_forward(x, w, b, case[7], case[8], 1, 1)
+        assert_close(wide[f"{i}/fwd/1"], expected, np.float32, scale)
+        dy = np.random.default_rng(12).standard_normal(expected.shape).astype(np.float32)
+        (want, _, _), (sdx, _, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+        assert_close(wide[f"{i}/dx"], want, np.float32, sdx, "grad_x")
+        for threads in (2, 3):
+            assert np.array_equal(wide[f"{i}/fwd/{threads}"], wide[f"{i}/fwd/1"])
+        if f"{i}/plan" in wide:
+            z = wide[f"{i}/fwd/1"] + dy
+            assert np.array_equal(wide[f"{i}/plan"], np.where(z > 0, z, np.float32(0)))

@@ -343,17 +343,19 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // direct's 0.76 ms for 512>2048, warm). A plain strided 1x1 of one or two images with up to 512
 // input channels (same method): ResNet's downsampling 256>512 to 1024 and ResNet-18's 64>128
 // to 256>512 0.77-1.05x gemm1x1's time (0.92x in sum, warm and cold), 1024>2048 0.99-1.05x;
-// at four images even, at eight 1.0-1.15x slower. On a full_avx512 core (hw.h) a plain 1x1 of
-// 2048 input channels at 2+ images stays on gemm1x1: ResNet-50's 2048>512 at 7x7, 8 images,
-// took direct 1.32x its time with the AVX2 tables (6.16 against 4.67 ms) and even with AVX-512's
-// (3.88 against 3.87) on the 2-vCPU Xeon, where 512>2048 won with both (0.77-0.87x; session 43).
+// at four images even, at eight 1.0-1.15x slower. On a full_avx512 core (hw.h) with the AVX2
+// tables a plain 1x1 of 2048 input channels at 2+ images stays on gemm1x1: ResNet-50's 2048>512
+// at 7x7, 8 images, took direct 1.32x its time (6.16 against 4.67 ms) on the 2-vCPU Xeon, and
+// even with AVX-512's (3.88 against 3.87) before their 32-channel tile (blocked_tile32), where
+// 512>2048 won with both (0.77-0.87x; session 43). With that tile 0.80x (2.92 against 3.63 ms;
+// session 44).
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   if (subsampled_1x1(s)) return s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512);
   if (!flat_runs(s)) return false;
   if (s.n >= 2)
     return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512 &&
-           (prepared || s.c < 2048 || !full_avx512_core());
+           (prepared || s.c < 2048 || !full_avx512_core() || wide_avx512());
   return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 784 && s.k >= 256);
 }
 
@@ -382,10 +384,6 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
   const int nt = num_threads();
   const bool packing = wb == nullptr;
-  Buffer<T> xb(s.n * x_img), pk(packing ? nt * 2 * w_ob : 0);
-  if (!xb.ok() || !pk.ok())
-    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
-                (long long)((s.n * x_img + (packing ? nt * 2 * w_ob : 0)) * (int64_t)sizeof(T)));
   // Work items: (image, 16 output channels, run of output rows). A run's positions are cut
   // evenly into tiles (7 = 4 + 3, not 6 + 1: a one-position tile loads two weight vectors per
   // two multiply-adds). A run is one output row, except where a tile may take positions of
@@ -409,13 +407,25 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   const int64_t tp = !rows_layout(s) && (gm.x_step == 8 || gm.x_step == 16) ? uk.fbt : uk.bt;
   const bool narrow = !flat && !rows_layout(s) && tp >= 5 && tp <= kMaxTile && s.wo < 2 * tp &&
                       s.wo / ((s.wo + tp - 1) / tp) < 5;
+  // On two full-rate 512-bit FMA pipes (hw.h, wide_avx512) an item takes two pairs, 32 output
+  // channels, for the tile that broadcasts each input value once into two multiply-adds
+  // (blocked_tile32; the last item of an odd count of pairs takes one).
+  const bool wide = uk.blocked_tile32 && wide_avx512() && !rows_layout(s) && !narrow &&
+                    (gm.x_step == 8 || gm.x_step == 16);
+  const int64_t gp = wide ? 2 : 1;  // pairs an item
+  const int64_t groups = (pairs + gp - 1) / gp;
   // (one run per row otherwise: rows never share a tile)
   const int64_t runs =
       flat || narrow
-          ? std::clamp<int64_t>((fixed_items() + s.n * pairs - 1) / (s.n * pairs), 1, s.ho)
+          ? std::clamp<int64_t>((fixed_items() + s.n * groups - 1) / (s.n * groups), 1, s.ho)
           : s.ho;
-  const int64_t per_pair = s.n * runs;  // items of a pair
-  const int64_t chunk = packing && pairs >= 2 * nt ? per_pair : 1;
+  const int64_t per_pair = s.n * runs;  // items of a group of pairs
+  const int64_t chunk = packing && groups >= 2 * nt ? per_pair : 1;
+  const int64_t pk_each = 2 * w_ob * (wide ? 2 : 1);  // (a thread's packed filters: one item's)
+  Buffer<T> xb(s.n * x_img), pk(packing ? nt * pk_each : 0);
+  if (!xb.ok() || !pk.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
+                (long long)((s.n * x_img + (packing ? nt * pk_each : 0)) * (int64_t)sizeof(T)));
   // Where the threads divide the batch, each copies and runs its own images (every pair of
   // them), with no barrier between: what a thread reads it wrote itself, and a plan's steps
   // before and after (gemm1x1's static image items, Winograd's static blocks) keep the same
@@ -458,26 +468,27 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
     } else {
       copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
     }
-    T *mine = packing ? pk.get() + tid * 2 * w_ob : nullptr;
-    int64_t held = -1;        // the pair whose filters `mine` holds
-    bool held_finite = true;  // and whether they are all finite
-    auto item = [&](int64_t n, int64_t pr, int64_t ru) {
+    T *mine = packing ? pk.get() + tid * pk_each : nullptr;
+    int64_t held = -1;                                    // the group whose filters `mine` holds
+    bool held_finite = true;                              // and whether they are all finite
+    auto item = [&](int64_t n, int64_t pr, int64_t ru) {  // (pr: a group of gp pairs)
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
-      const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
+      const int64_t k0 = pr * gp * 2 * kB, nk = std::min(gp * 2 * kB, s.k - k0);
+      const int64_t nb = 2 * (std::min(pairs, (pr + 1) * gp) - pr * gp);  // output blocks
       if (packing && held != pr) {
         held = pr;
         held_finite = true;
         // (flipped, both blocks of an input block in turn: their 16 taps share the cache
         // lines of the layer's rows, which lie a whole row of it apart; a 1x1's data gradient
         // at 7x7, one image, had spent 37% of its time packing block by block)
-        for (int64_t q = 0; q < 2 * cbn; ++q) {
-          const int64_t h = flipped ? q % 2 : q / cbn, cb = flipped ? q / 2 : q % cbn;
-          held_finite &= pack_filter_block(s, gm, w, flipped, 2 * pr + h, cb,
+        for (int64_t q = 0; q < nb * cbn; ++q) {
+          const int64_t h = flipped ? q % nb : q / cbn, cb = flipped ? q / nb : q % cbn;
+          held_finite &= pack_filter_block(s, gm, w, flipped, 2 * gp * pr + h, cb,
                                            mine + (h * cbn + cb) * gm.w_block);
         }
         bad |= !held_finite;
       }
-      const T *wp = packing ? mine : wb + pr * 2 * w_ob;
+      const T *wp = packing ? mine : wb + pr * gp * 2 * w_ob;
       const int64_t tiles = (span + tp - 1) / tp;
       // One output row: only its window rows [i0, i1) inside the plane, not those in the
       // padding (zeros, each product 0: the sum is the same, bit for bit, for finite filters;
@@ -504,6 +515,12 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
                              nk, (int)(p1 - p0));
           continue;
         }
+        if (nk > 2 * kB) {
+          uk.blocked_tile32(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
+                            wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw,
+                            yr + p0, s.howo, nk, (int)(p1 - p0));
+          continue;
+        }
         uk.blocked_tile(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
                         wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw, gm.ne,
                         yr + p0, s.howo, nk, (int)(p1 - p0));
@@ -512,21 +529,21 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         epilogue_block(ep ? *ep : Epilogue<T>{}, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
     };
     if (split) {
-      for (int64_t pr = 0; pr < pairs; ++pr)
+      for (int64_t pr = 0; pr < groups; ++pr)
         for (int64_t n = n0; n < n1; ++n)
           for (int64_t ru = 0; ru < runs; ++ru) item(n, pr, ru);
     } else if (own_x) {
-      const int64_t items = s.n * pairs * runs;
+      const int64_t items = s.n * groups * runs;
       for (int64_t it = items * tid / nt; it < items * (tid + 1) / nt; ++it) {
         const int64_t ru = it % runs, pr = it / per_pair, n = it / runs % s.n;
         item(n, pr, ru);
       }
     } else {
 #pragma omp for schedule(dynamic, chunk)
-      for (int64_t it = 0; it < s.n * pairs * runs; ++it) {
+      for (int64_t it = 0; it < s.n * groups * runs; ++it) {
         const int64_t ru = it % runs;
-        const int64_t pr = packing ? it / per_pair : it / runs % pairs;
-        const int64_t n = packing ? it / runs % s.n : it / (runs * pairs);
+        const int64_t pr = packing ? it / per_pair : it / runs % groups;
+        const int64_t n = packing ? it / runs % s.n : it / (runs * groups);
         item(n, pr, ru);
       }
     }
