@@ -83,6 +83,12 @@ static int64_t winograd_tiles(const ConvShape &s) {
   return s.n * ((s.ho + 3) / 4) * ((s.wo + 3) / 4);
 }
 
+// A unit-stride, undilated 3x3 with "same" padding.
+static bool same_3x3(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 && s.kw == 3 &&
+         s.ph == 1 && s.pw == 1;
+}
+
 // Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
 // values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
 // 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels, but lost on
@@ -137,11 +143,19 @@ static int64_t winograd_tiles(const ConvShape &s) {
 // against 0.93; VGG's 3x3 512 at 14x14 2.92 against 3.44 and 3.19 against 3.58. Their weight
 // gradients stay (Winograd 0.78 against direct's 0.88 ms, 2.80 against 3.96), as does every
 // case of 32 tiles and more (the 7x7 planes at 8 images: even; 28x28 at one image: 0.64x).
+// Since direct's 32-channel tile (blocked_tile32, session 44) the 7x7 planes (F(4x4)'s tiles a
+// quarter padding) at 2-8 images too: ResNet's 3x3 512 at 8 images forward 5.49 against
+// Winograd's 6.07 ms, data gradient 5.62 against 6.12 (`fastconv bench auto`), at 4 images 2.71
+// against 3.68, GoogLeNet's 192>384 and 160>320 at 8 images 0.92x and 0.92x, the data gradient
+// 0.78x (interleaved, best of 7). At 16 images Winograd won (9.67 against 11.43 ms), as it does
+// on 8x8 planes (Inception v3's 384 and 448>384 at 8 images, 0.94x direct's time) and on 14x14
+// (ResNet's 256 at 8 images 3.99 against 5.09).
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
-  if (dir != FC_DIR_BACKWARD_WEIGHT && s.n == 1 && tiles < 32 && s.cg >= 128 && s.kg >= 128 &&
-      wide_avx512())
+  if (dir != FC_DIR_BACKWARD_WEIGHT &&
+      (s.n == 1 ? tiles < 32 : s.n <= 8 && same_3x3(s) && s.wo == 7) && s.cg >= 128 &&
+      s.kg >= 128 && wide_avx512())
     return false;
   if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40) return s.n * s.howo >= 64;
   if (tiles >= 40) return true;
@@ -205,11 +219,6 @@ static bool direct_strip_grad_pays(const ConvShape &s, fc_direction dir) {
 // A "same" 3x3 at one or two images on rows 7-9 wide with 128+ channels each way, off the
 // generic table: where direct's data and weight gradients both win (below and
 // direct_weight_grad_pays).
-static bool same_3x3(const ConvShape &s) {
-  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 && s.kw == 3 &&
-         s.ph == 1 && s.pw == 1;
-}
-
 static bool narrow_same_3x3(const ConvShape &s) {
   return same_3x3(s) && s.n <= 2 && s.wo >= 7 && s.wo < 10 && s.cg >= 128 && s.kg >= 128 &&
          hardware().isa != Isa::kGeneric;
@@ -218,11 +227,19 @@ static bool narrow_same_3x3(const ConvShape &s) {
 // With full-rate AVX-512 the data gradient of one image's same 3x3 on rows up to 16 wide with
 // 128+ channels each way, where Winograd gives way (winograd_pays): direct 0.78x im2col's time
 // on ResNet's 256 at 14x14 (0.72 against 0.92 ms), 0.92x on VGG's 512 there (the 2-vCPU Xeon).
+// Since its 32-channel tile (blocked_tile32, session 44) 7x7 planes at 2-8 images as well
+// (winograd_pays; ResNet's 512 at 8 images: 5.62 against Winograd's 6.12 ms), and one
+// image's unpadded 7x7-9x9 and 3x3 kernels with 64+ channels in and 128+ out, the border of
+// zeros it multiplies included (`fastconv bench auto`: L2 13.3 against im2col's 15.3 ms, L5 1.25
+// against 1.35, L4 0.85 against 0.88, L3 even).
 static bool direct_data_grad_pays(const ConvShape &s) {
-  const bool wide_one_image = wide_avx512() && same_3x3(s) && s.n == 1 && s.wo >= 7 && s.wo <= 16 &&
-                              s.cg >= 128 && s.kg >= 128;
+  const bool wide = wide_avx512() && s.cg >= 128 && s.kg >= 128 && same_3x3(s) &&
+                    (s.n == 1 ? s.wo >= 7 && s.wo <= 16 : s.n <= 8 && s.wo == 7);
+  const bool wide_unpadded = wide_avx512() && s.n == 1 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 &&
+                             s.dil_w == 1 && s.ph == 0 && s.pw == 0 && s.kh == s.kw && s.kh >= 3 &&
+                             s.kh <= 9 && s.cg >= 64 && s.kg >= 128;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
-         ((narrow_same_3x3(s) || wide_one_image) && direct_blocked_applies(s)) ||
+         ((narrow_same_3x3(s) || wide || wide_unpadded) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
@@ -376,7 +393,9 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // 25.5 against direct's 15.0), and with the AVX2 tables (OpenBLAS's Haswell kernels) L1's
 // forward 5.33 against 4.18, L2's data gradient 33.5 against 19.5 (its weight gradient won,
 // 4.97 against im2col's 5.37); from 8 images it won as on Zen 4 (L2 and L3 0.4-0.6x direct's
-// time, L1 0.95x im2col's).
+// time, L1 0.95x im2col's). With direct's 32-channel tile (wide_avx512, session 44) its forward
+// from 8 images asks 48: L4 (34) took direct 3.69 against FFT's 4.41 ms at 8 images (L3, 86,
+// and L2, 120, stay: FFT 0.52-0.61x direct's time).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (s.n == 1 && full_avx512_core()) return false;
@@ -386,9 +405,10 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (few_channels && (s.cg < 3 || s.n < 4)) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
-    ratio = s.n == 1                                  ? (dir == FC_DIR_FORWARD ? 192 : 256)
-            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? 32
-                                                      : 64;
+    ratio = s.n == 1 ? (dir == FC_DIR_FORWARD ? 192 : 256)
+            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8
+                ? (dir == FC_DIR_FORWARD && wide_avx512() ? 48 : 32)
+                : 64;
   if (few_channels) ratio = std::max<int64_t>(ratio, 160);
   return s.kk * s.howo >= ratio * fft_bins(s);
 }
@@ -486,6 +506,11 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
   if (fft_pays(s, dir) && model_allows(s, FC_ALGO_FFT, dir)) return FC_ALGO_FFT;
   if (!im2col_supports(s)) return FC_ALGO_DIRECT;
   if (dir == FC_DIR_FORWARD && implicit_forward_pays(s)) return FC_ALGO_IM2COL;
+  // (with full-rate AVX-512 tables a unit-stride forward of under 8 input channels, whose rows
+  // layout gets no 32-channel tile, stays on im2col's GEMM: L1's 11x11 3>96, one image, 2.82
+  // against direct's 3.29 ms; session 44)
+  if (dir == FC_DIR_FORWARD && s.sh == 1 && s.sw == 1 && s.cg < 8 && wide_avx512())
+    return FC_ALGO_IM2COL;
   // (dilation 4 spreads a tile's rows over more cache lines than im2col's copy costs)
   if (dir == FC_DIR_FORWARD && s.sw == 1 && s.ckk >= 64 &&
       ((s.wo >= 24 && s.dil_h <= 2 && s.dil_w <= 2) || s.ckk < 512))

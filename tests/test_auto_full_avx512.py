@@ -43,10 +43,23 @@ CASES = [
     (_desc(8, 512, 14, 512, s=2), WEIGHT, "im2col", "direct"),
     (_desc(1, 512, 7, 512), WEIGHT, "im2col", "direct"),
     (_desc(1, 256, 28, 256, s=2), WEIGHT, "direct", "direct"),  # onto 14 wide: both
-    # no FFT at one image; from 8 images as before
-    (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
-    (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    # no FFT at one image; from 8 images as before, but a forward of a low ratio (L4) on direct
+    # (32-channel tile); a unit-stride forward on under 8 channels (L1) on im2col
+    (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "im2col", "fft"),
     (_desc(8, 64, 64, 128, kk=9, p=0), FWD, "fft", "fft"),
+    (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "direct", "fft"),
+    # one image's data gradient of an unpadded 9x9 (L2, else FFT) or 3x3 (L5, else im2col)
+    (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "direct", "fft"),
+    (_desc(1, 384, 13, 384, p=0), DATA, "direct", "im2col"),
+    # 7x7 planes (128+ channels) at 2-8 images off Winograd too; not at 16, nor 8x8 planes
+    (_desc(8, 512, 7, 512), FWD, "direct", "winograd"),
+    (_desc(8, 512, 7, 512), DATA, "direct", "winograd"),
+    (_desc(16, 512, 7, 512), FWD, "winograd", "winograd"),
+    (_desc(8, 384, 8, 384), FWD, "winograd", "winograd"),
+    # a plain 1x1 of one image with 4x as many outputs (256+) on 14x14+; strided at 8 images
+    (_desc(1, 128, 28, 512, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(1, 256, 56, 64, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 512, 28, 1024, kk=1, s=2, p=0), FWD, "direct", "gemm1x1"),
     # the 1x1 rules of the AVX2 tables (below) do not apply here: direct's 32-channel tile
     (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
@@ -63,6 +76,12 @@ CASES_AVX2 = [
     (_desc(1, 512, 14, 512, s=2), WEIGHT, "im2col", "im2col"),  # (14-wide rows on AVX2 anyway)
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    # (the rules of direct's 32-channel tile, AVX-512 only)
+    (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "fft", "fft"),
+    (_desc(1, 384, 13, 384, p=0), DATA, "im2col", "im2col"),
+    (_desc(8, 512, 7, 512), FWD, "winograd", "winograd"),
+    (_desc(1, 128, 28, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 512, 28, 1024, kk=1, s=2, p=0), FWD, "gemm1x1", "gemm1x1"),
     # 1x1 data gradients on direct only from 2048 input channels of the layer; a plain 1x1
     # forward of 2048 input channels at 2+ images stays on gemm1x1
     (_desc(8, 512, 7, 2048, kk=1, p=0), DATA, "gemm1x1", "direct"),

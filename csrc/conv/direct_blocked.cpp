@@ -223,8 +223,10 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared) {
   // images (8 Winograd tiles, too few for it: choose) the same (session 28, interleaved, best
   // of 7): ResNet's 3x3 512, 256 and 128 at 7x7 0.90x, 0.79x and 0.69x im2col's time, GoogLeNet's
   // 160>320, 192>384 and 832>384 at 7x7 0.83x, 0.85x and 0.94x, Inception v3's 448>384 at 8x8
-  // 0.94x; from four images Winograd takes the 3x3 layers there.
-  return s.wo >= 10 || (s.n <= 2 && s.kh >= 3 && s.kw >= 3);
+  // 0.94x; from four images Winograd takes the 3x3 layers there, except with direct's 32-channel
+  // tile (blocked_tile32, wide_avx512; api.cpp's winograd_pays): ResNet's 3x3 512 at 7x7, 8
+  // images, 5.49 against Winograd's 6.07 ms and im2col's 9.40 (session 44).
+  return s.wo >= 10 || ((s.n <= 2 || wide_avx512()) && s.kh >= 3 && s.kw >= 3);
 }
 
 template <class T>
@@ -348,15 +350,23 @@ static ConvShape subsampled_view(const ConvShape &s) {
 // at 7x7, 8 images, took direct 1.32x its time (6.16 against 4.67 ms) on the 2-vCPU Xeon, and
 // even with AVX-512's (3.88 against 3.87) before their 32-channel tile (blocked_tile32), where
 // 512>2048 won with both (0.77-0.87x; session 43). With that tile 0.80x (2.92 against 3.63 ms;
-// session 44).
+// session 44), and there (`fastconv bench auto`, session 44) one image's plain 1x1 of 4x as many
+// outputs as inputs (256+) on 14x14 and larger planes 0.85-0.98x (ResNet's 128>512 at 28x28 0.34
+// against 0.40 ms, 64>256 at 56x56 0.91x; 256>64, 512>128 and 256>128 1.1-1.6x slower; in the
+// batch-1 plan of ResNet-50, prepared, its 64>256 steps at 56x56 came out even), and
+// strided ones of 512+ input channels at 8 images 0.94x (ResNet's 512>1024 and 1024>2048).
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
-  if (subsampled_1x1(s)) return s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512);
+  const bool wide = wide_avx512();
+  if (subsampled_1x1(s))
+    return (s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512)) ||
+           (wide && !prepared && s.n <= 8 && s.c >= 512);
   if (!flat_runs(s)) return false;
   if (s.n >= 2)
     return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512 &&
-           (prepared || s.c < 2048 || !full_avx512_core() || wide_avx512());
-  return prepared && (s.howo <= 64 ? s.k >= 128 : s.howo <= 784 && s.k >= 256);
+           (prepared || s.c < 2048 || !full_avx512_core() || wide);
+  if (!prepared) return wide && s.k >= 4 * s.c && s.k >= 256 && s.howo >= 196;
+  return s.howo <= 64 ? s.k >= 128 : s.howo <= 784 && s.k >= 256;
 }
 
 namespace {
