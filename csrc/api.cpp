@@ -89,6 +89,16 @@ static bool same_3x3(const ConvShape &s) {
          s.ph == 1 && s.pw == 1;
 }
 
+// The weight gradient of one image's unpadded unit-stride 3x3 with 128+ channels each way onto
+// rows 10+ wide, with direct's 32-channel weight-gradient tile (wide_avx512, wgrad_tile32): L5
+// (384 at 13x13) 1.11 ms on direct against Winograd's 1.63 and im2col's 1.29 (interleaved, best
+// of 5, the 2-vCPU Xeon, session 44).
+static bool wide_unpadded_3x3_weight_grad(const ConvShape &s) {
+  return wide_avx512() && s.n == 1 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
+         s.kh == 3 && s.kw == 3 && s.ph == 0 && s.pw == 0 && s.cg >= 128 && s.kg >= 128 &&
+         s.wo >= 10;
+}
+
 // Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
 // values per call). Measured at batch 4 on Zen 4, 2 threads: F(4x4) beat im2col and direct
 // 1.3-2x on every 3x3 layer from 12x12 to 112x112 planes with 16-1024 channels, but lost on
@@ -157,6 +167,7 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
       (s.n == 1 ? tiles < 32 : s.n <= 8 && same_3x3(s) && s.wo == 7) && s.cg >= 128 &&
       s.kg >= 128 && wide_avx512())
     return false;
+  if (dir == FC_DIR_BACKWARD_WEIGHT && wide_unpadded_3x3_weight_grad(s)) return false;
   if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40) return s.n * s.howo >= 64;
   if (tiles >= 40) return true;
   if (tiles >= 32) {
@@ -311,6 +322,7 @@ static bool direct_weight_grad_pays(const ConvShape &s) {
          (s2_3x3 && s.cg >= 64 && s.kg >= 64 && s.wo >= narrowest &&
           hardware().isa != Isa::kGeneric && direct_blocked_weight_grad_applies(s)) ||
          (narrow_same_3x3(s) && !full && direct_blocked_weight_grad_applies(s)) ||
+         (wide_unpadded_3x3_weight_grad(s) && direct_blocked_weight_grad_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_WEIGHT);
 }
 

@@ -51,6 +51,8 @@ CASES = [
     # one image's data gradient of an unpadded 9x9 (L2, else FFT) or 3x3 (L5, else im2col)
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "direct", "fft"),
     (_desc(1, 384, 13, 384, p=0), DATA, "direct", "im2col"),
+    # ... and its weight gradient (32-channel weight-gradient tile), not Winograd
+    (_desc(1, 384, 13, 384, p=0), WEIGHT, "direct", "winograd"),
     # 7x7 planes (128+ channels) at 2-8 images off Winograd too; not at 16, nor 8x8 planes
     (_desc(8, 512, 7, 512), FWD, "direct", "winograd"),
     (_desc(8, 512, 7, 512), DATA, "direct", "winograd"),
@@ -79,6 +81,7 @@ CASES_AVX2 = [
     # (the rules of direct's 32-channel tile, AVX-512 only)
     (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "fft", "fft"),
     (_desc(1, 384, 13, 384, p=0), DATA, "im2col", "im2col"),
+    (_desc(1, 384, 13, 384, p=0), WEIGHT, "winograd", "winograd"),
     (_desc(8, 512, 7, 512), FWD, "winograd", "winograd"),
     (_desc(1, 128, 28, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(8, 512, 28, 1024, kk=1, s=2, p=0), FWD, "gemm1x1", "gemm1x1"),

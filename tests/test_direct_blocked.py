@@ -813,7 +813,8 @@ def test_non_finite_filters_and_gradients_keep_the_products_with_the_padding(cas
 # unit stride and stride 2, padded rows (window rows in the padding left out), a 1x1's flat
 # runs and its subsampled strided copy, narrow rows (which keep the 16-channel tiles), filters
 # packed as the threads go (small planes) and once (a plan, with bias, residual and ReLU),
-# images split among the threads, the data gradient (filters transposed and flipped).
+# images split among the threads, the data gradient (filters transposed and flipped); and the
+# weight gradient's 32-channel tile (wgrad_tile32).
 WIDE = [
     (1, 24, 9, 9, 20, 3, 3, 1, 1),
     (2, 30, 11, 13, 33, 3, 3, 1, 1),
@@ -848,6 +849,12 @@ WIDE_RUNS = textwrap.dedent(
         dy = np.random.default_rng(12).standard_normal(y.shape).astype(np.float32)
         out[f"{i}/dx"] = F.conv2d_backward(dy, x, w, stride=stride, padding=padding,
                                            needs=(True, False, False), algo="direct")[0]
+        for threads in (1, 3):
+            fastconv.set_num_threads(threads)
+            out[f"{i}/dw/{threads}"] = F.conv2d_backward(
+                dy, x, w, stride=stride, padding=padding, needs=(False, True, False),
+                algo="direct")[1]
+        fastconv.set_num_threads(2)
         if isinstance(padding, int):
             p, shape = _conv_plan(x, w, b, DIRECT, padding, residual=dy, act=1, stride=stride)
             yp = np.empty(shape, np.float32)
@@ -861,7 +868,7 @@ WIDE_RUNS = textwrap.dedent(
 
 
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
-def test_the_32_channel_tile_gives_the_16_channel_tiles_bits(tmp_path):
+def test_the_32_channel_tiles_give_the_16_channel_tiles_bits(tmp_path):
     runs = {}
     for full in ("1", "0"):
         path = tmp_path / f"full{full}.npz"
@@ -878,8 +885,10 @@ def test_the_32_channel_tile_gives_the_16_channel_tiles_bits(tmp_path):
         expected, scale = expected_forward(x, w, b, case[7], case[8], 1, 1)
         assert_close(wide[f"{i}/fwd/1"], expected, np.float32, scale)
         dy = np.random.default_rng(12).standard_normal(expected.shape).astype(np.float32)
-        (want, _, _), (sdx, _, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+        (want, want_w, _), (sdx, sdw, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
         assert_close(wide[f"{i}/dx"], want, np.float32, sdx, "grad_x")
+        assert_close(wide[f"{i}/dw/1"], want_w, np.float32, sdw, "grad_w")
+        assert np.array_equal(wide[f"{i}/dw/3"], wide[f"{i}/dw/1"])
         for threads in (2, 3):
             assert np.array_equal(wide[f"{i}/fwd/{threads}"], wide[f"{i}/fwd/1"])
         if f"{i}/plan" in wide:

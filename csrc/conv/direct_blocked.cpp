@@ -630,22 +630,32 @@ template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const UKernels<T> &uk = ukernels<T>();
   const int64_t wq = wgrad_columns(s), plane = (s.in_h + 2 * s.ph) * wq;  // (one phase's)
-  const int64_t bt = uk.bt, kk = s.kk, ob = out_blocks(s.k), x_c = s.sw * plane;
-  const int64_t cgroups = (s.c + bt - 1) / bt, pairs = ob / 2, items = pairs * cgroups;
-  if (s.n == 0) {
-    std::fill(dw, dw + s.k * s.ckk, T(0));
-    return FC_OK;
-  }
   // Under bt input channels (first layers: 3), a tile of channels at one tap leaves most of its
   // positions empty: there (where the table has blocked_tile_rows_at) a tile's positions are
   // the (channel, tap column) pairs of one window row, up to fbt of them, each read from its own
   // place. Every dW value is still one tile's sum per image, added image after image: the
   // same bits as the tiles of channels.
   const bool few = sizeof(T) == 4 && direct_blocked_weight_grad_by_columns(s);
+  // On two full-rate 512-bit FMA pipes (wide_avx512) an item takes two pairs of output blocks,
+  // 32 channels, and wbt input channels, for the tile that broadcasts each input value once into
+  // two multiply-adds (wgrad_tile32; a last lone pair takes wgrad_tile, wbt of its positions).
+  const bool wide = !few && uk.wgrad_tile32 && wide_avx512();
+  const int64_t gp = wide ? 2 : 1;  // pairs an item
+  // (wide: the channels cut evenly into groups of up to wbt, 48 into 4 x 12 rather than
+  // 14 + 14 + 14 + 6)
+  const int64_t wg = (s.c + uk.wbt - 1) / std::max(uk.wbt, 1);
+  const int64_t bt = wide ? (s.c + wg - 1) / wg : uk.bt, kk = s.kk, ob = out_blocks(s.k),
+                x_c = s.sw * plane;
+  const int64_t cgroups = (s.c + bt - 1) / bt, pairs = ob / 2;
+  if (s.n == 0) {
+    std::fill(dw, dw + s.k * s.ckk, T(0));
+    return FC_OK;
+  }
   const int64_t cols = s.c * s.kw, ftiles = few ? (cols + uk.fbt - 1) / uk.fbt : 0;
+  const int64_t groups = (pairs + gp - 1) / gp, items = groups * cgroups;
   // per thread: the sums of its item's taps, and one tile's
   const int nt = num_threads();
-  const int64_t per_thread = (kk + 1) * 2 * kB * std::max<int64_t>(bt, uk.fbt);
+  const int64_t per_thread = (kk + 1) * gp * 2 * kB * std::max<int64_t>(bt, uk.fbt);
   Buffer<T> xb(s.n * s.c * x_c), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
   if (!xb.ok() || !db.ok() || !sums.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and gradient",
@@ -663,7 +673,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     } else {
       const int64_t hp = s.in_h + 2 * s.ph;
       for (int64_t g = 0; g < cgroups; ++g) {
-        const int64_t first = g * pairs;  // its first item, of the thread t with
+        const int64_t first = g * groups;  // its first item, of the thread t with
         if (first < items * tid / nth || first >= items * (tid + 1) / nth) continue;  // (t == tid)
         for (int64_t n = 0; n < s.n; ++n)
           for (int64_t c = g * bt; c < std::min(s.c, (g + 1) * bt); ++c)
@@ -712,9 +722,10 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
               dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * 2 * kB + o) * s.c + c];
       }
     } else {
-      auto item = [&](int64_t pr, int64_t c0) {
-        const int64_t np = std::min(bt, s.c - c0), k0 = pr * 2 * kB,
-                      nk = std::min(2 * kB, s.k - k0);
+      auto item = [&](int64_t pr, int64_t c0) {  // (pr: a group of gp pairs)
+        const int64_t np = std::min(bt, s.c - c0), k0 = pr * gp * 2 * kB,
+                      nk = std::min(gp * 2 * kB, s.k - k0);
+        const int64_t hi = kk * 2 * kB * bt;  // (channels 16-31's sums in acc, past 0-15's)
         // acc[(p*kk + t)*16 + o]: the sums of channel c0 + p at tap t for output channel k0 + o
         // (o < 16: past nk, the zero-padded blocks' zeros), each image's tile added to those of
         // the images before it (the first sets them), as its accumulators hold them; dW's runs
@@ -725,7 +736,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
         // at eight; AVX2 tables 0.75-0.92x, float64 0.70-0.92x (interleaved, best of 5-11, Zen 4,
         // 2 threads, session 35).
         for (int64_t n = 0; n < s.n; ++n) {
-          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
+          const T *w = D + (n * ob + 2 * gp * pr) * s.howo * kB;
           const T *xc = X + (n * s.c + c0) * x_c;
           for (int64_t i = 0; i < s.kh; ++i) {
             // only the output rows whose window row i lies inside the plane (padded row oh*sh + i
@@ -734,19 +745,30 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
             // (Inception v3's 7x1 128>192 at 17x17: 0.95x the time at 1 and 8 images, session 29)
             int64_t oh0 = 0, oh1 = s.ho;
             if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
-            for (int64_t j = 0; j < s.kw; ++j)
-              uk.wgrad_tile(xc + j % s.sw * plane + (oh0 * s.sh + i) * wq + j / s.sw, s.sh * wq,
-                            x_c, w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB, oh1 - oh0, s.wo,
-                            acc + (i * s.kw + j) * 2 * kB, kk * 2 * kB, n != 0, (int)np);
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const T *xt = xc + j % s.sw * plane + (oh0 * s.sh + i) * wq + j / s.sw;
+              if (nk > 2 * kB)
+                uk.wgrad_tile32(xt, s.sh * wq, x_c, w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB,
+                                oh1 - oh0, s.wo, acc + (i * s.kw + j) * 2 * kB, kk * 2 * kB, hi,
+                                n != 0, (int)np);
+              else  // (in tiles of up to uk.bt channels)
+                for (int64_t p0 = 0; p0 < np; p0 += uk.bt)
+                  uk.wgrad_tile(xt + p0 * x_c, s.sh * wq, x_c, w + oh0 * s.wo * kB, s.howo * kB,
+                                s.wo * kB, oh1 - oh0, s.wo, acc + (p0 * kk + i * s.kw + j) * 2 * kB,
+                                kk * 2 * kB, n != 0, (int)std::min<int64_t>(uk.bt, np - p0));
+            }
           }
         }
         // dW[k0 + o][c0 + p][t]: for each o, one run of np*kk values
-        uk.wgrad_store(acc, np * kk, dw + k0 * s.ckk + c0 * kk, s.ckk, nk);
+        uk.wgrad_store(acc, np * kk, dw + k0 * s.ckk + c0 * kk, s.ckk, std::min(nk, 2 * kB));
+        if (nk > 2 * kB)
+          uk.wgrad_store(acc + hi, np * kk, dw + (k0 + 2 * kB) * s.ckk + c0 * kk, s.ckk,
+                         nk - 2 * kB);
       };
       // a fixed run of the items in channel-group order (all the pairs of a group in turn), by
       // the thread count only; the thread copied those groups' input itself (above)
       for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; ++it)
-        item(it % pairs, it / pairs * bt);
+        item(it % groups, it / groups * bt);
     }
   }
   return FC_OK;

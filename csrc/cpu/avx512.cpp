@@ -24,6 +24,7 @@
 #define FC_BLOCKED_P 8
 #define FC_BLOCKED_P_F64 3  // (double: the compiled tiles, 2 x 3 zmm of 8 values)
 #define FC_FORWARD_P 14
+#define FC_WGRAD32_P 14  // the weight gradient's 32-channel tile: up to 28 accumulators
 #define FC_TILE_NV 4
 #define FC_DOT_MR 4  // NT dot-product tile: 4 x 6 (24 accumulators + 4 rows of a + 1 of b)
 #define FC_DOT_NR 6
