@@ -825,6 +825,9 @@ WIDE = [
     (3, 25, 11, 7, 33, 3, 3, 1, 1),
     (4, 24, 7, 7, 40, 3, 3, 1, 1),
     (1, 72, 14, 30, 64, 3, 3, 1, 1),
+    # under 8 input channels (the weight gradient by (channel, tap column) pairs)
+    (2, 3, 23, 23, 40, 7, 7, 2, 3),
+    (1, 3, 19, 21, 32, 3, 3, 2, 0),
 ]
 
 WIDE_RUNS = textwrap.dedent(

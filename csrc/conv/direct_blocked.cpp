@@ -638,13 +638,20 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   const bool few = sizeof(T) == 4 && direct_blocked_weight_grad_by_columns(s);
   // On two full-rate 512-bit FMA pipes (wide_avx512) an item takes two pairs of output blocks,
   // 32 channels, and wbt input channels, for the tile that broadcasts each input value once into
-  // two multiply-adds (wgrad_tile32; a last lone pair takes wgrad_tile, wbt of its positions).
-  const bool wide = !few && uk.wgrad_tile32 && wide_avx512();
+  // two multiply-adds (wgrad_tile32; a last lone pair takes wgrad_tile, wbt of its positions);
+  // in the few-channel path (blocked_tile_rows_at32), whose items are the groups alone, where
+  // they divide evenly among the threads (the stem's 64 channels at 2 threads: 0.90x the time
+  // at 8 images, 0.88x at one; L1's 96 and Inception v3's 32 took 1.12-1.25x, a thread idle in
+  // the last group).
+  const int64_t quads = (out_blocks(s.k) + 3) / 4;
+  const bool wide = (few ? uk.blocked_tile_rows_at32 != nullptr && quads % num_threads() == 0
+                         : uk.wgrad_tile32 != nullptr) &&
+                    wide_avx512();
   const int64_t gp = wide ? 2 : 1;  // pairs an item
   // (wide: the channels cut evenly into groups of up to wbt, 48 into 4 x 12 rather than
   // 14 + 14 + 14 + 6)
   const int64_t wg = (s.c + uk.wbt - 1) / std::max(uk.wbt, 1);
-  const int64_t bt = wide ? (s.c + wg - 1) / wg : uk.bt, kk = s.kk, ob = out_blocks(s.k),
+  const int64_t bt = wide && !few ? (s.c + wg - 1) / wg : uk.bt, kk = s.kk, ob = out_blocks(s.k),
                 x_c = s.sw * plane;
   const int64_t cgroups = (s.c + bt - 1) / bt, pairs = ob / 2;
   if (s.n == 0) {
@@ -685,14 +692,15 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     // dy as [n][k/8][positions][8], zero past the last output channel (the barrier: both copies
     // complete)
     copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
-    T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * 2 * kB * bt;
+    T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * gp * 2 * kB * bt;
     if (few) {
-      // acc[(i*kw + j)*16 + o][c]; a tile's sums [16][np] in tmp
+      // acc[(i*kw + j)*ko + o][c]; a tile's sums [ko][np] in tmp (ko: an item's output channels)
+      const int64_t ko = gp * 2 * kB;
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t pr = 0; pr < ob / 2; ++pr) {
-        const int64_t k0 = pr * 2 * kB, nk = std::min(2 * kB, s.k - k0);
+      for (int64_t pr = 0; pr < groups; ++pr) {
+        const int64_t k0 = pr * ko, nk = std::min(ko, s.k - k0);
         for (int64_t n = 0; n < s.n; ++n) {
-          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
+          const T *w = D + (n * ob + 2 * gp * pr) * s.howo * kB;
           const T *xn = X + n * s.c * x_c;
           for (int64_t i = 0; i < s.kh; ++i) {
             int64_t oh0 = 0, oh1 = s.ho;  // (as below)
@@ -704,12 +712,12 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
                 const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
                 x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
               }
-              uk.blocked_tile_rows_at(xn + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
-                                      w + oh0 * s.wo * kB, s.howo * kB, s.wo * kB, oh1 - oh0, 1, 1,
-                                      s.wo, tmp, np, nk, (int)np);
+              (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
+                  xn + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0, w + oh0 * s.wo * kB, s.howo * kB,
+                  s.wo * kB, oh1 - oh0, 1, 1, s.wo, tmp, np, nk, (int)np);
               for (int64_t p = 0; p < np; ++p) {
                 const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
-                T *a = acc + (i * s.kw + j) * 2 * kB * s.c + c;
+                T *a = acc + (i * s.kw + j) * ko * s.c + c;
                 for (int64_t o = 0; o < nk; ++o)
                   a[o * s.c] = n == 0 ? tmp[o * np + p] : a[o * s.c] + tmp[o * np + p];
               }
@@ -719,7 +727,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
         for (int64_t o = 0; o < nk; ++o)
           for (int64_t c = 0; c < s.c; ++c)
             for (int64_t t = 0; t < kk; ++t)
-              dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * 2 * kB + o) * s.c + c];
+              dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * ko + o) * s.c + c];
       }
     } else {
       auto item = [&](int64_t pr, int64_t c0) {  // (pr: a group of gp pairs)

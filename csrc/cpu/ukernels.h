@@ -109,6 +109,12 @@ struct UKernels {
   void (*blocked_tile32)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                          int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y,
                          int64_t y_plane, int64_t nk, int np) = nullptr;
+  // blocked_tile_rows_at's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart),
+  // np <= fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
+  void (*blocked_tile_rows_at32)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row,
+                                 const T *w, int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh,
+                                 int64_t kw, int64_t ne, T *y, int64_t y_plane, int64_t nk,
+                                 int np) = nullptr;
   // One whole block of direct's blocked filters: d[(t*8 + e)*8 + o] = src[o*ld + e*kk + t] for
   // o, e < 8 and t < kk (8 output channels' runs of 8*kk weights, ld apart, turned into kk taps
   // of 8 input x 8 output channels). Returns whether every value is finite (no infinity, no NaN).
