@@ -405,9 +405,11 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // 25.5 against direct's 15.0), and with the AVX2 tables (OpenBLAS's Haswell kernels) L1's
 // forward 5.33 against 4.18, L2's data gradient 33.5 against 19.5 (its weight gradient won,
 // 4.97 against im2col's 5.37); from 8 images it won as on Zen 4 (L2 and L3 0.4-0.6x direct's
-// time, L1 0.95x im2col's). With direct's 32-channel tile (wide_avx512, session 44) its forward
-// from 8 images asks 48: L4 (34) took direct 3.69 against FFT's 4.41 ms at 8 images (L3, 86,
-// and L2, 120, stay: FFT 0.52-0.61x direct's time).
+// time, L1 0.95x im2col's). With direct's 32-channel tiles (wide_avx512, session 44) its forward
+// and weight gradient from 8 images ask 48: L4 (34) took direct 3.69 against FFT's 4.41 ms at 8
+// images forward, 4.22 against 4.88 for the weight gradient (L3, 86, and L2, 120, stay: FFT
+// 0.52-0.61x direct's time); and the data gradient of under 16 channels asks 256: L1's (202) at 8
+// images took FFT 1.10-1.39x im2col's time in three runs (with the AVX2 tables FFT won, 0.89x).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
   if (s.n == 1 && full_avx512_core()) return false;
@@ -417,11 +419,10 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (few_channels && (s.cg < 3 || s.n < 4)) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
   if (direct_is_the_alternative(s, dir))
-    ratio = s.n == 1 ? (dir == FC_DIR_FORWARD ? 192 : 256)
-            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8
-                ? (dir == FC_DIR_FORWARD && wide_avx512() ? 48 : 32)
-                : 64;
-  if (few_channels) ratio = std::max<int64_t>(ratio, 160);
+    ratio = s.n == 1                                  ? (dir == FC_DIR_FORWARD ? 192 : 256)
+            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? (wide_avx512() ? 48 : 32)
+                                                      : 64;
+  if (few_channels) ratio = std::max<int64_t>(ratio, wide_avx512() ? 256 : 160);
   return s.kk * s.howo >= ratio * fft_bins(s);
 }
 

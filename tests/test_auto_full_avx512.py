@@ -48,6 +48,9 @@ CASES = [
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "im2col", "fft"),
     (_desc(8, 64, 64, 128, kk=9, p=0), FWD, "fft", "fft"),
     (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "direct", "fft"),
+    (_desc(8, 128, 16, 128, kk=7, p=0), WEIGHT, "direct", "fft"),
+    (_desc(8, 128, 16, 128, kk=7, p=0), DATA, "fft", "fft"),
+    (_desc(8, 3, 128, 96, kk=11, p=0), DATA, "im2col", "fft"),  # L1: few channels, 256
     # one image's data gradient of an unpadded 9x9 (L2, else FFT) or 3x3 (L5, else im2col)
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "direct", "fft"),
     (_desc(1, 384, 13, 384, p=0), DATA, "direct", "im2col"),
@@ -80,6 +83,8 @@ CASES_AVX2 = [
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
     # (the rules of direct's 32-channel tile, AVX-512 only)
     (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "fft", "fft"),
+    (_desc(8, 128, 16, 128, kk=7, p=0), WEIGHT, "fft", "fft"),
+    (_desc(8, 3, 128, 96, kk=11, p=0), DATA, "fft", "fft"),
     (_desc(1, 384, 13, 384, p=0), DATA, "im2col", "im2col"),
     (_desc(1, 384, 13, 384, p=0), WEIGHT, "winograd", "winograd"),
     (_desc(8, 512, 7, 512), FWD, "winograd", "winograd"),
