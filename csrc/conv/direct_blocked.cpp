@@ -639,14 +639,10 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   // On two full-rate 512-bit FMA pipes (wide_avx512) an item takes two pairs of output blocks,
   // 32 channels, and wbt input channels, for the tile that broadcasts each input value once into
   // two multiply-adds (wgrad_tile32; a last lone pair takes wgrad_tile, wbt of its positions);
-  // in the few-channel path (blocked_tile_rows_at32), whose items are the groups alone, where
-  // they divide evenly among the threads (the stem's 64 channels at 2 threads: 0.90x the time
-  // at 8 images, 0.88x at one; L1's 96 and Inception v3's 32 took 1.12-1.25x, a thread idle in
-  // the last group).
-  const int64_t quads = (out_blocks(s.k) + 3) / 4;
-  const bool wide = (few ? uk.blocked_tile_rows_at32 != nullptr && quads % num_threads() == 0
-                         : uk.wgrad_tile32 != nullptr) &&
-                    wide_avx512();
+  // in the few-channel path (blocked_tile_rows_at32) each thread takes an even run of the pairs
+  // (within one), two at a time and a last lone one (below).
+  const bool wide =
+      (few ? uk.blocked_tile_rows_at32 != nullptr : uk.wgrad_tile32 != nullptr) && wide_avx512();
   const int64_t gp = wide ? 2 : 1;  // pairs an item
   // (wide: the channels cut evenly into groups of up to wbt, 48 into 4 x 12 rather than
   // 14 + 14 + 14 + 6)
@@ -694,13 +690,16 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * gp * 2 * kB * bt;
     if (few) {
-      // acc[(i*kw + j)*ko + o][c]; a tile's sums [ko][np] in tmp (ko: an item's output channels)
+      // acc[(i*kw + j)*ko + o][c]; a tile's sums [ko][np] in tmp (ko: an item's output
+      // channels). Each thread a fixed run of the pairs, gp at a time: with 32-channel items
+      // taken dynamically, L1's 96 channels (three) and Inception v3's 32 (one) had left a
+      // thread idle (1.12-1.25x the time of the 16-channel tiles).
       const int64_t ko = gp * 2 * kB;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t pr = 0; pr < groups; ++pr) {
-        const int64_t k0 = pr * ko, nk = std::min(ko, s.k - k0);
+      for (int64_t pr = pairs * tid / nth, p1 = pairs * (tid + 1) / nth, g = 1; pr < p1; pr += g) {
+        g = std::min(gp, p1 - pr);  // (pairs in this item)
+        const int64_t k0 = pr * 2 * kB, nk = std::min(g * 2 * kB, s.k - k0);
         for (int64_t n = 0; n < s.n; ++n) {
-          const T *w = D + (n * ob + 2 * gp * pr) * s.howo * kB;
+          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
           const T *xn = X + n * s.c * x_c;
           for (int64_t i = 0; i < s.kh; ++i) {
             int64_t oh0 = 0, oh1 = s.ho;  // (as below)
