@@ -89,14 +89,18 @@ static bool same_3x3(const ConvShape &s) {
          s.ph == 1 && s.pw == 1;
 }
 
+// A unit-stride, undilated kernel without padding (L2-L5).
+static bool unpadded_unit_stride(const ConvShape &s) {
+  return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.ph == 0 && s.pw == 0;
+}
+
 // The weight gradient of one image's unpadded unit-stride 3x3 with 128+ channels each way onto
 // rows 10+ wide, with direct's 32-channel weight-gradient tile (wide_avx512, wgrad_tile32): L5
 // (384 at 13x13) 1.11 ms on direct against Winograd's 1.63 and im2col's 1.29 (interleaved, best
 // of 5, the 2-vCPU Xeon, session 44).
 static bool wide_unpadded_3x3_weight_grad(const ConvShape &s) {
-  return wide_avx512() && s.n == 1 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 &&
-         s.kh == 3 && s.kw == 3 && s.ph == 0 && s.pw == 0 && s.cg >= 128 && s.kg >= 128 &&
-         s.wo >= 10;
+  return wide_avx512() && s.n == 1 && unpadded_unit_stride(s) && s.kh == 3 && s.kw == 3 &&
+         s.cg >= 128 && s.kg >= 128 && s.wo >= 10;
 }
 
 // Winograd pays once there are enough tiles to amortise transforming the filters (36*K*C
@@ -246,9 +250,8 @@ static bool narrow_same_3x3(const ConvShape &s) {
 static bool direct_data_grad_pays(const ConvShape &s) {
   const bool wide = wide_avx512() && s.cg >= 128 && s.kg >= 128 && same_3x3(s) &&
                     (s.n == 1 ? s.wo >= 7 && s.wo <= 16 : s.n <= 8 && s.wo == 7);
-  const bool wide_unpadded = wide_avx512() && s.n == 1 && s.sh == 1 && s.sw == 1 && s.dil_h == 1 &&
-                             s.dil_w == 1 && s.ph == 0 && s.pw == 0 && s.kh == s.kw && s.kh >= 3 &&
-                             s.kh <= 9 && s.cg >= 64 && s.kg >= 128;
+  const bool wide_unpadded = wide_avx512() && s.n == 1 && unpadded_unit_stride(s) && s.kh == s.kw &&
+                             s.kh >= 3 && s.kh <= 9 && s.cg >= 64 && s.kg >= 128;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
          ((narrow_same_3x3(s) || wide || wide_unpadded) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);

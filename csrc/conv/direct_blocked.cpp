@@ -431,7 +431,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           : s.ho;
   const int64_t per_pair = s.n * runs;  // items of a group of pairs
   const int64_t chunk = packing && groups >= 2 * nt ? per_pair : 1;
-  const int64_t pk_each = 2 * w_ob * (wide ? 2 : 1);  // (a thread's packed filters: one item's)
+  const int64_t pk_each = gp * 2 * w_ob;  // (a thread's packed filters: one item's)
   Buffer<T> xb(s.n * x_img), pk(packing ? nt * pk_each : 0);
   if (!xb.ok() || !pk.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
