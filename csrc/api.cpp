@@ -340,6 +340,22 @@ static bool direct_columns_weight_grad_pays(const ConvShape &s) {
          direct_blocked_weight_grad_by_columns(s);
 }
 
+// The weight gradient of a 3x3 (or smaller) kernel on under 8 input channels, along dy's rows
+// (direct_weight_grad_rows_applies, conv/direct_blocked.cpp, with its measurements): dy is read
+// where it lies, which bounds these products of few sums (interleaved, best of 5, the 2-vCPU
+// Xeon, 2 threads, session 45; direct's time over the fastest other's, AVX-512 / AVX2 tables):
+// Inception v3's 3x3/2 3>32 at 299x299 against im2col 0.50x / 0.71x at 8 images, 0.72-0.73x /
+// 0.90-0.99x at 4 and 2, 0.77-0.79x / 1.03-1.09x at one; VGG's 3x3 3>64 at 224x224 against
+// Winograd or im2col 0.46x / 0.70x at 8, 0.49x / 0.69x at 4, 0.83x / 1.19x at 2, 0.86x / 1.35x
+// at one. So with the AVX2 tables from 4 images only (and not with the generic ones, not
+// measured).
+static bool direct_rows_weight_grad_pays(const ConvShape &s) {
+  const Isa isa = hardware().isa;
+  return s.kk <= 9 && s.kg >= 16 && direct_blocked_weight_grad_applies(s) &&
+         direct_weight_grad_rows_applies(s) &&
+         (isa == Isa::kAvx512 || (isa == Isa::kAvx2 && s.n >= 4));
+}
+
 // The forward on direct where rows are too narrow for its blocked forward (under 10): a
 // same_large_kernel with 16+ input channels. 5x5 layers on 7x7 planes (GoogLeNet's 32>128 and
 // 48>128, 16>32) took 0.63-0.81x im2col's time at 1, 4 and 8 images (as above).
@@ -515,6 +531,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
                    (dir == FC_DIR_BACKWARD_DATA && direct_1x1_data_grad_pays(s))
                ? FC_ALGO_DIRECT
                : FC_ALGO_GEMM1X1;
+  if (dir == FC_DIR_BACKWARD_WEIGHT && direct_rows_weight_grad_pays(s)) return FC_ALGO_DIRECT;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))

@@ -353,6 +353,9 @@ bool direct_blocked_weight_grad_applies(const ConvShape &s);
 // Whether that weight gradient (float) takes its tiles over (channel, tap column) pairs: under
 // the table's tile of channels, where the table has blocked_tile_rows_at (AVX-512's).
 bool direct_blocked_weight_grad_by_columns(const ConvShape &s);
+// Whether direct's weight gradient sums along dy's rows where they lie (a few input channels;
+// conv/direct_blocked.cpp, weight_grad_rows).
+bool direct_weight_grad_rows_applies(const ConvShape &s);
 template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw);
 bool fft_supports(const ConvShape &s);

@@ -86,6 +86,14 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
            kCopy * ((double)s.k * (double)s.ckk + (double)s.n * cpad * (double)s.hw);
   }
   if (dir == FC_DIR_BACKWARD_WEIGHT && direct_blocked_weight_grad_applies(s) &&
+      direct_weight_grad_rows_applies(s)) {
+    // (under 8 input channels, along dy's rows: vectors of 8 positions, the last part-empty,
+    // and x's rows copied per block of output rows; dy read where it lies)
+    const double v = 8 * std::ceil(wo / 8);
+    return conv_macs(s) * (v / wo) / 0.8 +
+           kCopy * (double)s.n * (double)s.c * (double)s.sw * (double)s.hw;
+  }
+  if (dir == FC_DIR_BACKWARD_WEIGHT && direct_blocked_weight_grad_applies(s) &&
       direct_blocked_weight_grad_by_columns(s)) {
     // (under a tile of channels, on AVX-512: tiles over (channel, tap column) pairs, none
     // padded, each window row's pass reading a pair of output blocks' dy plane, from the L2

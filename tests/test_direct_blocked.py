@@ -646,8 +646,148 @@ def test_heuristics_send_few_channel_weight_gradients_of_large_kernels_to_it_on_
     for n in (1, 8):
         for shape in ((3, 224, 64, 7, 2, 3), (3, 224, 64, 11, 4, 2), (3, 32, 32, 5, 1, 2)):
             assert (choose(n, *shape) == "direct") == avx512, shape
-        for shape in ((3, 224, 64, 3, 1, 1), (3, 299, 32, 3, 2, 0), (1, 32, 6, 5, 1, 0)):
-            assert choose(n, *shape) != "direct", shape
+        assert choose(n, 1, 32, 6, 5, 1, 0) != "direct"
+
+
+def test_heuristic_sends_few_channel_3x3_weight_gradients_along_dy_rows():
+    """3x3 kernels on under 8 input channels onto 16+ outputs (VGG's 3>64, Inception v3's
+    3x3/2 3>32) go to direct's sums along dy's rows: with the AVX-512 tables at any batch, with
+    AVX2's from 4 images, not with the generic ones (api.cpp, direct_rows_weight_grad_pays);
+    not under 16 outputs."""
+
+    def choose(n, c, h, k, kh, s, p):
+        return _core.ALGO_NAMES[
+            _core.conv2d_choose([n, c, h, h, k, kh, kh, s, s, p, p, 1, 1, 1], 2)
+        ]
+
+    isa = fastconv.isa()
+    for n in (1, 2, 4, 8):
+        for shape in ((3, 224, 64, 3, 1, 1), (3, 299, 32, 3, 2, 0), (7, 56, 16, 3, 1, 1)):
+            want = isa == "avx512" or (isa == "avx2" and n >= 4)
+            assert (choose(n, *shape) == "direct") == want, (n, shape)
+        assert choose(n, 3, 224, 8, 3, 1, 1) != "direct"
+    # (a 5x5 with the AVX2 tables stays where it was)
+    if isa == "avx2":
+        assert choose(8, 3, 32, 32, 5, 1, 2) != "direct"
+
+
+# --- the weight gradient of under 8 input channels along dy's rows ------------------------------
+
+# (n, c, h, w, k, kh, kw, stride, padding): 3x3 or smaller kernels, or one or two channels, sum
+# along dy's rows with every table (direct_weight_grad_rows_applies). Rows of 7 (all one part
+# vector), 37 and 65 (full vectors and a part one), 64 (whole vectors); output channels that
+# leave a part group of rows_kt (5, 9, 33); strides 1 and 2 each way, 2x2/2 (no column shift);
+# planes tall enough for several blocks of output rows; 1, 2, 3 and 5 images.
+ROWS_WGRAD = [
+    (3, 3, 19, 23, 5, 3, 3, 2, 0),  # Inception v3's first layer, smaller: stride 2, a part row
+    (2, 1, 13, 40, 9, 5, 3, 1, 1),  # one channel, 5x3
+    (1, 2, 40, 37, 33, 7, 7, 1, 3),  # two channels, 7x7, 33 outputs
+    (2, 7, 16, 64, 20, 3, 3, 1, 1),  # 7 channels, whole vectors
+    (1, 3, 9, 9, 16, 3, 3, 1, 0),  # 7-wide rows: only the part vector
+    (5, 4, 12, 12, 16, 2, 2, 2, 0),  # 2x2/2
+    (2, 3, 64, 130, 40, 3, 3, 2, 1),  # 32 output rows of 65: several blocks
+    (2, 3, 21, 30, 12, 3, 3, (2, 1), (0, 1)),  # stride 2 down, 1 across
+]
+ROWS_WGRAD_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in ROWS_WGRAD]
+
+
+def _rows_inputs(case, dtype, seed):
+    n, c, h, w, k, kh, kw, stride, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c, kh, kw)).astype(dtype)
+    y = F.conv2d(x, wt, stride=stride, padding=padding, algo="im2col")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    return x, wt, dy
+
+
+def _rows_weight_grad(x, w, dy, case):
+    return F.conv2d_backward(
+        dy, x, w, stride=case[7], padding=case[8], needs=(False, True, False), algo="direct"
+    )[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", ROWS_WGRAD, ids=ROWS_WGRAD_IDS)
+def test_weight_gradient_along_dy_rows_against_reference(case, dtype):
+    x, w, dy = _rows_inputs(case, dtype, seed=11)
+    before = [a.copy() for a in (x, w, dy)]
+    dw = _rows_weight_grad(x, w, dy, case)
+    (_, expected, _), (_, scale, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+    assert_close(dw, expected, dtype, scale, "grad_weight")
+    for a, a0 in zip((x, w, dy), before):
+        assert np.array_equal(a, a0)  # inputs untouched
+
+
+@pytest.mark.parametrize("case", ROWS_WGRAD, ids=ROWS_WGRAD_IDS)
+def test_weight_gradient_along_dy_rows_is_each_images_sums_in_image_order(case, restore_threads):
+    """Items are (image, run of output channels), the runs cut by the thread count: the bits
+    stay those of one thread, and a batch's dW is its images' own dWs added in image order."""
+    x, w, dy = _rows_inputs(case, np.float32, seed=12)
+    runs = []
+    for threads in (1, 2, 3, 7):
+        fastconv.set_num_threads(threads)
+        runs.append(_rows_weight_grad(x, w, dy, case))
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    total = _rows_weight_grad(x[:1], w, dy[:1], case)
+    for i in range(1, x.shape[0]):
+        total = total + _rows_weight_grad(x[i : i + 1], w, dy[i : i + 1], case)
+    assert np.array_equal(runs[0], total)
+
+
+def test_weight_gradient_along_dy_rows_non_finite_inputs_land_where_the_reference_puts_them():
+    """A NaN or infinity leaves its sums non-finite and the call runs again on the blocked
+    tiles: where the reference puts them, wherever they are (a value read by the part vector's
+    zero-weighted lanes only, one read by no product at all, in dy)."""
+    case = (2, 3, 20, 24, 5, 3, 3, 2, 0)  # 9 x 11 outputs: rows 0-18, columns 0-22 read
+    for where in ("x", "x_lanes", "x_unread", "dy"):
+        x, w, dy = _rows_inputs(case, np.float64, seed=13)
+        if where == "x":
+            x[1, 2, 4, 6] = np.inf
+            x[0, 0, 0, 0] = np.nan
+        elif where == "x_lanes":
+            x[0, 1, 3, 23] = np.inf  # column 23: only output column 11's lane (zero dy) reads it
+        elif where == "x_unread":
+            x[1, 0, 19, 5] = np.nan  # row 19: no window reaches it
+        else:
+            dy[1, 4, 2, 3] = -np.inf
+        dw = _rows_weight_grad(x, w, dy, case)
+        (_, expected, _), _ = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+        assert np.array_equal(np.isnan(dw), np.isnan(expected)), where
+        assert np.array_equal(np.isinf(dw), np.isinf(expected)), where
+        finite = np.isfinite(expected)
+        assert np.allclose(dw[finite], expected[finite], rtol=1e-10, atol=1e-10), where
+
+
+ROWS_ON_ISA = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import fastconv
+    from conftest import expected_backward
+    from test_direct_blocked import ROWS_WGRAD, _rows_inputs, _rows_weight_grad
+    worst = 0.0
+    for case in ROWS_WGRAD:
+        case = [tuple(v) if isinstance(v, list) else v for v in case]
+        for dtype in (np.float32, np.float64):
+            x, w, dy = _rows_inputs(case, dtype, seed=14)
+            dw = _rows_weight_grad(x, w, dy, case)
+            (_, expected, _), (_, scale, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+            tol = 1e-4 if dtype == np.float32 else 1e-10
+            worst = max(worst, float(np.max(np.abs(dw - expected) / (tol * (scale + 1e-30)))))
+    print(json.dumps({"isa": fastconv.isa(), "worst": worst}))
+    """
+)
+
+
+@pytest.mark.slow  # (a forced-ISA subprocess each)
+@pytest.mark.parametrize("isa", [i for i in AVAILABLE_ISAS if i != fastconv.isa()])
+def test_weight_gradient_along_dy_rows_on_every_isa(isa):
+    # dot_rows is compiled per ISA (tiles of 4 rows of dy with 32 vector registers, else 2)
+    got = run_isa_json(isa, ROWS_ON_ISA)
+    assert got["isa"] == isa
+    assert got["worst"] <= 1.0
 
 
 # --- the weight gradient on the blocked tiles ---------------------------------------------------
@@ -735,8 +875,11 @@ FEW_CHANNEL_BITS = textwrap.dedent(r"""
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
 def test_few_channel_weight_gradient_tiles_give_the_channel_tiles_bits():
     # AVX-512's tiles over (channel, tap column) pairs against AVX2's tiles of channels: every
-    # dW value the same sum in the same order, so the same bits
-    few = [c for c in WGRAD if c[1] < 8]
+    # dW value the same sum in the same order, so the same bits (the few-channel cases that stay
+    # on the tiles with both tables: 3 or more channels and kernels over 3x3, rows of dy too
+    # short to fill vectors better; the others go along dy's rows, whose lanes follow the ISA)
+    few = [c for c in WGRAD if 2 < c[1] < 8 and c[5] * c[6] > 9]
+    assert len(few) == 3
     runs = [run_isa_json(isa, FEW_CHANNEL_BITS, json.dumps(few)) for isa in ("avx2", "avx512")]
     assert [r["isa"] for r in runs] == ["avx2", "avx512"]
     assert runs[0]["hashes"] == runs[1]["hashes"]

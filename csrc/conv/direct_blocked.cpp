@@ -12,6 +12,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
 
 #include "../cpu/ukernels.h"
 #include "../epilogue.h"
@@ -626,9 +629,176 @@ bool direct_blocked_weight_grad_by_columns(const ConvShape &s) {
   return s.c < uk.bt && uk.blocked_tile_rows_at != nullptr;
 }
 
+// ---- A few input channels: dy read where it lies --------------------------------------------
+//
+// Under a tile of input channels (a stem's 3) dW is k x c*kh*kw sums over every output
+// position, each a dot product of one dy plane with one tap's shifted (and strided) view of x.
+// Here they are summed along dy's own rows (dot_rows): for each output row, the c*kh window rows
+// of x it reads are copied, split into their sw column phases, so a tap's values along the row
+// are consecutive; each vector of a dy row (vlen positions) then feeds one multiply-add per
+// tap, rows_kt rows of dy sharing each loaded x vector, the sums kept as vlen lanes per (output
+// channel, tap) over a whole image and added across lanes at its end. dy is never copied or
+// blocked: the blocked path copied it into [n][k/8][positions][8], one write and two reads of
+// the largest tensor, which bound it where the sums are few (Inception v3's 3x3/2 3>32 at 8
+// images, 31 MB of x and dy for 38 MFLOP).
+//
+// Items are (image, run of output channels); each (image, channel, tap) sum is one item's, in
+// the same order whatever the runs, and the images' sums are added in image order at the end:
+// the bits follow the shape, never the thread count. A row's last vlen - 1 positions or fewer go
+// through a zero-padded copy of dy's end of row, so the vector reads past it multiply zeros:
+// exact for finite values only (0 x inf is NaN). A NaN or infinity among the values a product
+// reads, the needed ones or the zero-weighted extras, leaves that sum non-finite, so no pass
+// looks for them: where a sum comes out non-finite the call runs again on the blocked path,
+// which has NaN and infinity as PyTorch does (an overflow gives the same infinities there).
+namespace {
+
+template <class T>
+bool weight_grad_rows(const ConvShape &s, const T *dy, const T *x, T *dw, fc_status *st) {
+  const UKernels<T> &uk = ukernels<T>();
+  const int64_t V = uk.vlen, KT = uk.rows_kt, nv = s.wo / V, run = nv * V, rem = s.wo - run;
+  const int64_t kq = (s.kw - 1) / s.sw, wq = s.wo + kq;     // (a tap's shift along its phase row)
+  const int64_t wqp = (kq + (nv + 1) * V + V - 1) / V * V;  // (tail vector's reads: zeros past wq)
+  const int64_t ckk = s.ckk, l2 = (int64_t)hardware().l2;
+  // R output rows a block: their sums in registers over about 64 vectors of dy a row (at 2 rows
+  // the stem's 7x7/2 at 8 images took 1.3x the time, Inception v3's 3x3/2 1.13x; 128-256
+  // vectors no better), their x rows (span padded rows of each channel, in phases) within a
+  // quarter of the L2
+  auto span = [&](int64_t r) { return (r - 1) * s.sh + s.kh; };
+  int64_t R = std::max<int64_t>(1, std::min<int64_t>(s.ho, 64 / (nv + (rem > 0))));
+  while (R > 1 && s.c * span(R) * s.sw * wqp * (int64_t)sizeof(T) > l2 / 4) --R;
+  const int64_t xrows = s.c * span(R) * s.sw;
+  const int nt = num_threads();
+  // kchunks runs of output channels an image: items split evenly over the threads, each item's
+  // sums within half the L2 where there are enough channels
+  const int64_t kgroups = (s.k + KT - 1) / KT, base = nt / std::gcd<int64_t>(s.n, nt);
+  int64_t kchunks = std::min(kgroups, base);
+  auto kc_max = [&] { return (kgroups + kchunks - 1) / kchunks * KT; };
+  while (kchunks + base <= kgroups && kc_max() * ckk * V * (int64_t)sizeof(T) > l2 / 2)
+    kchunks += base;
+  const int64_t items = s.n * kchunks, kc = kc_max();
+  const int64_t per_thread = xrows * wqp + R * kc * V + kc * ckk * V;
+  const int64_t ptrs = ckk + kc;
+  Buffer<T> part(s.n * s.k * ckk), buf(nt * per_thread);
+  Buffer<const T *> pb(nt * ptrs);
+  if (!part.ok() || !buf.ok() || !pb.ok()) {
+    *st = fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of weight-gradient sums",
+               (long long)((s.n * s.k * ckk + nt * per_thread) * (int64_t)sizeof(T) +
+                           nt * ptrs * (int64_t)sizeof(T *)));
+    return true;
+  }
+  bool bad = false;
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    // xr[c][row][phase][q]: the block's padded rows; tail[r][k][V]: dy's ends of rows
+    T *xr = buf.get() + tid * per_thread, *tail = xr + xrows * wqp, *acc = tail + R * kc * V;
+    const T **src = pb.get() + tid * ptrs, **rows = src + ckk;
+    for (int64_t c = 0, t = 0; c < s.c; ++c)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j, ++t)
+          src[t] = xr + ((c * span(R) + i) * s.sw + j % s.sw) * wqp + j / s.sw;
+    std::fill(tail, tail + R * kc * V, T(0));
+    bool mine_bad = false;
+    for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth && !mine_bad; ++it) {
+      const int64_t n = it / kchunks, q = it % kchunks;
+      const int64_t g0 = kgroups * q / kchunks, g1 = kgroups * (q + 1) / kchunks;
+      const int64_t k0 = g0 * KT, nk = std::min(s.k, g1 * KT) - k0, nkp = (g1 - g0) * KT;
+      std::fill(acc, acc + nkp * ckk * V, T(0));
+      for (int64_t oh = 0; oh < s.ho; oh += R) {
+        const int64_t nr = std::min(R, s.ho - oh);
+        for (int64_t c = 0; c < s.c; ++c)
+          for (int64_t i = 0; i < span(nr); ++i)
+            for (int64_t b = 0; b < s.sw; ++b) {
+              T *r = xr + ((c * span(R) + i) * s.sw + b) * wqp;
+              copy_phase_row(s, x + (n * s.c + c) * s.hw, b, oh * s.sh + i - s.ph, wq, r);
+              std::fill(r + wq, r + wqp, T(0));
+            }
+        // (a padding channel past the last repeats it; its sums are dropped)
+        for (int64_t k = 0; k < nkp; ++k)
+          rows[k] = dy + ((n * s.k + k0 + std::min(k, nk - 1)) * s.ho + oh) * s.wo;
+        for (int64_t k = 0; k < nk && rem > 0; ++k)
+          for (int64_t r = 0; r < nr; ++r)
+            for (int64_t o = 0; o < rem; ++o)
+              tail[(r * kc + k) * V + o] = rows[k][r * s.wo + run + o];
+        // a group of rows_kt channels at a time, and after each a slice of the next block's dy
+        // lines asked for into the L2 (for the L2's stream prefetcher, a block's rows of 32-64
+        // planes are as many streams; VGG's 3x3 3>64 at 8 images 0.85x the time, the stem's
+        // 7x7/2 0.92x)
+        const int64_t nr2 = std::min(R, s.ho - oh - nr), groups = nkp / KT;
+        const int64_t lines = (nr2 * s.wo * (int64_t)sizeof(T) + 63) / 64;
+        for (int64_t g = 0; g < groups; ++g) {
+          uk.dot_rows(rows + g * KT, s.wo, rem > 0 ? tail + g * KT * V : nullptr, kc * V, KT, src,
+                      s.sh * s.sw * wqp, ckk, nr, run, acc + g * KT * ckk * V);
+          for (int64_t k = g * nk / groups; k < (g + 1) * nk / groups && nr2 > 0; ++k) {
+            const char *d = (const char *)(rows[k] + nr * s.wo);
+            for (int64_t l = 0; l < lines; ++l) __builtin_prefetch(d + 64 * l, 0, 2);
+          }
+        }
+      }
+      // each sum's vlen lanes, in lane order
+      for (int64_t k = 0; k < nk; ++k)
+        for (int64_t t = 0; t < ckk; ++t) {
+          const T *a = acc + (k * ckk + t) * V;
+          T v = a[0];
+          for (int64_t l = 1; l < V; ++l) v += a[l];
+          part.get()[(n * s.k + k0 + k) * ckk + t] = v;
+          mine_bad |= !(std::fabs(v) <= std::numeric_limits<T>::max());
+        }
+    }
+    if (mine_bad) {
+#pragma omp atomic write
+      bad = true;
+    }
+#pragma omp barrier
+    bool any_bad;
+#pragma omp atomic read
+    any_bad = bad;
+    if (!any_bad) {
+      // dW: the images' sums in image order
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < s.k; ++k)
+        for (int64_t t = 0; t < ckk; ++t) {
+          T v = part.get()[k * ckk + t];
+          for (int64_t n = 1; n < s.n; ++n) v += part.get()[(n * s.k + k) * ckk + t];
+          dw[k * ckk + t] = v;
+        }
+    }
+  }
+  return !bad;
+}
+
+}  // namespace
+
+// Where a row's vectors of positions fill better than direct's few-channel tiles (the
+// (channel, tap column) pairs of a window row, fbt a tile, where the table has them) or than its
+// tiles of channels (bt input channels a tile, AVX2's and float64's). Measured (interleaved,
+// alternate processes, best of 5-7, 2 threads, the 2-vCPU Xeon, session 45; ms along dy's
+// rows / on the blocked tiles): with the AVX-512 tables Inception v3's 3x3/2 3>32 at 299x299
+// 1.95 / 5.2 at 8 images and 0.27 / 0.47 at one, VGG's 3x3 3>64 at 224x224 9.0 / 24.5 and 0.93
+// / 1.7, ResNet's 7x7/2 stem 8.2 / 10.5 and 0.94 / 1.1, 5x5 3>64 at 112x112 4.35 / 7.3, 5x5
+// 3>32 at 32x32 (64 images) 1.84 / 2.2; not 7x7 4>64 at 56x56 (3.1 / 2.5: 28 pairs fill two
+// tiles, 56 positions 3.5 vectors), L1's 11x11 3>96 (4.1 / 3.75), AlexNet's 11x11/4 (0.87-1.23
+// / 0.54: four column phases of x copied per block). With the AVX2 tables (two rows of dy a
+// tile): Inception v3's 3.2 / 7.5 and 0.40 / 0.65, VGG's 15.7 / 36 and 1.6 / 3.0, LeNet's 5x5
+// 1>20 0.06 / 0.15; the stem 2.05 / 1.83 at one image and 5x5 3>32 at 32x32 1.03-1.2x: so
+// there only 3x3 kernels and one or two channels.
+bool direct_weight_grad_rows_applies(const ConvShape &s) {
+  if (s.c >= kB || s.sw > 2 || s.kk > 49) return false;
+  if (s.kk <= 9 || s.c <= 2) return true;
+  const UKernels<float> &uk = ukernels<float>();
+  if (uk.blocked_tile_rows_at == nullptr) return false;
+  const int64_t v = uk.vlen, cols = s.c * s.kw, fbt = uk.fbt;
+  // fill of a row's vectors >= fill of the pairs' tiles: wo / ceil(wo/v)v >= cols / ceil(cols/fbt)fbt
+  return s.wo * ((cols + fbt - 1) / fbt * fbt) >= cols * ((s.wo + v - 1) / v * v);
+}
+
 template <class T>
 fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const UKernels<T> &uk = ukernels<T>();
+  if (s.n > 0 && direct_weight_grad_rows_applies(s)) {
+    fc_status st = FC_OK;
+    if (weight_grad_rows(s, dy, x, dw, &st)) return st;
+  }
   const int64_t wq = wgrad_columns(s), plane = (s.in_h + 2 * s.ph) * wq;  // (one phase's)
   // Under bt input channels (first layers: 3), a tile of channels at one tap leaves most of its
   // positions empty: there (where the table has blocked_tile_rows_at) a tile's positions are

@@ -52,6 +52,15 @@ struct UKernels {
   // calls accumulate before one reduction (the sum over lanes is the dot product). The
   // depthwise weight gradient.
   void (*dot_taps)(const T *a, const T *const *src, int nt, int64_t n, T *acc);
+  // acc[(k*nt + t)*vlen + l] += lane l's partial sums, over r < rows and o < n + vlen, of
+  //   a[k][r*a_row + o] * src[t][r*x_row + o]
+  // for k < nk (a multiple of rows_kt), t < nt, n a multiple of vlen, where a row's last vector
+  // of a (o >= n) is read from tail + r*tail_row + k*vlen (none where tail is null): dot_taps for
+  // rows_kt rows of a at once, each src vector loaded once into rows_kt multiply-adds, the sums
+  // in registers over all the rows. The weight gradient of a few input channels, dy read where
+  // it lies (conv/direct_blocked.cpp).
+  void (*dot_rows)(const T *const *a, int64_t a_row, const T *tail, int64_t tail_row, int64_t nk,
+                   const T *const *src, int64_t x_row, int64_t nt, int64_t rows, int64_t n, T *acc);
   // c[i*ldc + j] = (accumulate ? c[i*ldc + j] : 0) + sum over p < k of a[i*lda + p] *
   // b[j*ldb + p], for i < m, j < n: the product a b^T as dot products over k, vectorized along
   // k (register tile FC_DOT_MR x FC_DOT_NR). The weight gradient where dW has few columns.
@@ -134,6 +143,7 @@ struct UKernels {
                         int act, T alpha);
   // y[r*ld + i] = b[r] for r < rows, i < cols: a forward GEMM's starting value (bias_rows).
   void (*fill_rows)(T *y, const T *b, int64_t rows, int64_t cols, int64_t ld);
+  int rows_kt;   // rows of a per dot_rows tile
   int bt;        // positions per blocked tile
   int wbt = 0;   // positions per wgrad_tile32 (where the table has it)
   int fbt;       // positions per forward tile on channel blocks at stride 1 or 2 (>= bt)
