@@ -135,8 +135,8 @@ def test_few_images_against_reference(case):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ksize,stride,algo", [(1, 1, "gemm1x1"), (3, 2, "im2col")])
 def test_data_gradient_grouped_where_the_weights_are_large(dtype, ksize, stride, algo):
-    # this machine's own L2: weights of 8 L2s or more (csrc/conv/image_groups.cpp) at 4 images
-    # on a plane under 64 outputs take the grouped data gradient
+    # this machine's own L2: weights of 8 L2s or more (at most 8 MiB: csrc/conv/image_groups.cpp)
+    # at 4 images on a plane under 64 outputs take the grouped data gradient
     elem = np.dtype(dtype).itemsize
     ch = math.ceil(math.sqrt(8 * fastconv.hardware()["l2_bytes"] / (elem * ksize * ksize)))
     rng = np.random.default_rng(3)

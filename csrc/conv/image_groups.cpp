@@ -94,8 +94,11 @@ struct GroupBuffers {
 // images the slots are better (L4 1.3x slower grouped, the 5x5 32>128 1.1x); 28x28 planes were
 // mixed (0.85-1.35x).
 //
-// The data gradient also at 4-15 images where the weights are 8 L2s or more (4 MiB here): per
-// image, its GEMM re-packs all of W^T from the L3 or, inside a training step where the forward
+// The data gradient also at 4-15 images where the weights are 8 L2s or more, at most 8 MiB (4
+// MiB on the AVX2 EPYC measured below, 8 on Zen 4's 1 MiB L2 and on the 2-vCPU Xeon's 2 MiB,
+// where 16 had kept ResNet's 3x3/2 512 (9.4 MB) per image: grouped 8.7-8.9 ms at 8 images
+// against 10.3-10.4, 4.3-4.4 against 5.0-5.3 at 4; interleaved, best of 5, 2 threads, session
+// 45). Per image, its GEMM re-packs all of W^T from the L3 or, inside a training step where the forward
 // and the other layers have since passed through the caches, from memory. Interleaved in one
 // process, best of 30, per image -> grouped, "cold" with a 64 MB pass over memory before each
 // call (as in a step), "warm" without: ResNet-50's 3x3/2 512 to 7x7 at 8 images cold 23.3 ->
@@ -117,7 +120,8 @@ bool use_image_groups(const ConvShape &s, bool in_place, GemmDir dir, int64_t el
   if (weight_grad && in_place && s.n >= 8 && s.howo <= 64) return true;
   if (weight_grad && !in_place && s.n >= 2 && s.n < fixed_items() && s.howo < 512) return true;
   if (s.n < 2 || s.howo >= 64) return false;
-  if (dir == GemmDir::data && s.n >= 4 && s.g * s.kg * s.ckk * elem >= 8 * hardware().l2)
+  if (dir == GemmDir::data && s.n >= 4 &&
+      s.g * s.kg * s.ckk * elem >= std::min<int64_t>(8 * hardware().l2, 8 << 20))
     return true;
   return s.n >= 16 || (!in_place && (s.kk == 1 || weight_grad));
 }
