@@ -691,47 +691,16 @@ ROWS_WGRAD = [
 ROWS_WGRAD_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in ROWS_WGRAD]
 
 
-def _rows_inputs(case, dtype, seed):
-    n, c, h, w, k, kh, kw, stride, padding = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((k, c, kh, kw)).astype(dtype)
-    y = F.conv2d(x, wt, stride=stride, padding=padding, algo="im2col")
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    return x, wt, dy
-
-
-def _rows_weight_grad(x, w, dy, case):
-    return F.conv2d_backward(
-        dy, x, w, stride=case[7], padding=case[8], needs=(False, True, False), algo="direct"
-    )[1]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", ROWS_WGRAD, ids=ROWS_WGRAD_IDS)
-def test_weight_gradient_along_dy_rows_against_reference(case, dtype):
-    x, w, dy = _rows_inputs(case, dtype, seed=11)
-    before = [a.copy() for a in (x, w, dy)]
-    dw = _rows_weight_grad(x, w, dy, case)
-    (_, expected, _), (_, scale, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
-    assert_close(dw, expected, dtype, scale, "grad_weight")
-    for a, a0 in zip((x, w, dy), before):
-        assert np.array_equal(a, a0)  # inputs untouched
-
-
 @pytest.mark.parametrize("case", ROWS_WGRAD, ids=ROWS_WGRAD_IDS)
 def test_weight_gradient_along_dy_rows_is_each_images_sums_in_image_order(case, restore_threads):
     """Items are (image, run of output channels), the runs cut by the thread count: the bits
     stay those of one thread, and a batch's dW is its images' own dWs added in image order."""
-    x, w, dy = _rows_inputs(case, np.float32, seed=12)
-    runs = []
-    for threads in (1, 2, 3, 7):
-        fastconv.set_num_threads(threads)
-        runs.append(_rows_weight_grad(x, w, dy, case))
+    x, w, dy = _wgrad_inputs(case, np.float32, seed=12)
+    runs = _weight_grad_at_thread_counts(x, w, dy, case)
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
-    total = _rows_weight_grad(x[:1], w, dy[:1], case)
+    total = _weight_grad(x[:1], w, dy[:1], case)
     for i in range(1, x.shape[0]):
-        total = total + _rows_weight_grad(x[i : i + 1], w, dy[i : i + 1], case)
+        total = total + _weight_grad(x[i : i + 1], w, dy[i : i + 1], case)
     assert np.array_equal(runs[0], total)
 
 
@@ -741,7 +710,7 @@ def test_weight_gradient_along_dy_rows_non_finite_inputs_land_where_the_referenc
     zero-weighted lanes only, one read by no product at all, in dy)."""
     case = (2, 3, 20, 24, 5, 3, 3, 2, 0)  # 9 x 11 outputs: rows 0-18, columns 0-22 read
     for where in ("x", "x_lanes", "x_unread", "dy"):
-        x, w, dy = _rows_inputs(case, np.float64, seed=13)
+        x, w, dy = _wgrad_inputs(case, np.float64, seed=13)
         if where == "x":
             x[1, 2, 4, 6] = np.inf
             x[0, 0, 0, 0] = np.nan
@@ -751,7 +720,7 @@ def test_weight_gradient_along_dy_rows_non_finite_inputs_land_where_the_referenc
             x[1, 0, 19, 5] = np.nan  # row 19: no window reaches it
         else:
             dy[1, 4, 2, 3] = -np.inf
-        dw = _rows_weight_grad(x, w, dy, case)
+        dw = _weight_grad(x, w, dy, case)
         (_, expected, _), _ = expected_backward(dy, x, w, case[7], case[8], 1, 1)
         assert np.array_equal(np.isnan(dw), np.isnan(expected)), where
         assert np.array_equal(np.isinf(dw), np.isinf(expected)), where
@@ -766,13 +735,13 @@ ROWS_ON_ISA = textwrap.dedent(
     import numpy as np
     import fastconv
     from conftest import expected_backward
-    from test_direct_blocked import ROWS_WGRAD, _rows_inputs, _rows_weight_grad
+    from test_direct_blocked import ROWS_WGRAD, _wgrad_inputs, _weight_grad
     worst = 0.0
     for case in ROWS_WGRAD:
         case = [tuple(v) if isinstance(v, list) else v for v in case]
         for dtype in (np.float32, np.float64):
-            x, w, dy = _rows_inputs(case, dtype, seed=14)
-            dw = _rows_weight_grad(x, w, dy, case)
+            x, w, dy = _wgrad_inputs(case, dtype, seed=14)
+            dw = _weight_grad(x, w, dy, case)
             (_, expected, _), (_, scale, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
             tol = 1e-4 if dtype == np.float32 else 1e-10
             worst = max(worst, float(np.max(np.abs(dw - expected) / (tol * (scale + 1e-30)))))
@@ -820,6 +789,14 @@ def _weight_grad(x, w, dy, case):
     )[1]
 
 
+def _weight_grad_at_thread_counts(x, w, dy, case):
+    runs = []
+    for threads in (1, 2, 3, 7):
+        fastconv.set_num_threads(threads)
+        runs.append(_weight_grad(x, w, dy, case))
+    return runs
+
+
 def _wgrad_inputs(case, dtype, seed):
     x, w, _ = _inputs(case, dtype, seed)
     y = F.conv2d(x, w, stride=case[7], padding=case[8], algo="im2col")
@@ -828,8 +805,9 @@ def _wgrad_inputs(case, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", WGRAD, ids=WGRAD_IDS)
-def test_blocked_weight_gradient_against_reference(case, dtype):
+@pytest.mark.parametrize("case", WGRAD + ROWS_WGRAD, ids=WGRAD_IDS + ROWS_WGRAD_IDS)
+def test_weight_gradient_against_reference(case, dtype):
+    # (the blocked tiles' cases, then those summed along dy's rows)
     x, w, dy = _wgrad_inputs(case, dtype, seed=6)
     before = [a.copy() for a in (x, w, dy)]
     dw = _weight_grad(x, w, dy, case)
@@ -845,10 +823,7 @@ def test_blocked_weight_gradient_bits_follow_the_shape_not_the_threads(case, res
     input of the groups it starts: at 3 and 7 threads the runs split groups between threads (the
     other reads that copy), at 7 some own no group; the bits stay those of one thread."""
     x, w, dy = _wgrad_inputs(case, np.float32, seed=7)
-    runs = []
-    for threads in (1, 2, 3, 7):
-        fastconv.set_num_threads(threads)
-        runs.append(_weight_grad(x, w, dy, case))
+    runs = _weight_grad_at_thread_counts(x, w, dy, case)
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
