@@ -633,11 +633,11 @@ bool direct_blocked_weight_grad_by_columns(const ConvShape &s) {
 //
 // Under a tile of input channels (a stem's 3) dW is k x c*kh*kw sums over every output
 // position, each a dot product of one dy plane with one tap's shifted (and strided) view of x.
-// Here they are summed along dy's own rows (dot_rows): for each output row, the c*kh window rows
-// of x it reads are copied, split into their sw column phases, so a tap's values along the row
-// are consecutive; each vector of a dy row (vlen positions) then feeds one multiply-add per
-// tap, rows_kt rows of dy sharing each loaded x vector, the sums kept as vlen lanes per (output
-// channel, tap) over a whole image and added across lanes at its end. dy is never copied or
+// Here they are summed along dy's own rows (dot_rows): for each block of output rows, the
+// window rows of x it reads are copied, split into their sw column phases, so a tap's values
+// along a row are consecutive; each vector of a dy row (vlen positions) then feeds one
+// multiply-add per tap, rows_kt rows of dy sharing each loaded x vector, the sums kept as vlen
+// lanes per (output channel, tap) over a whole image and added across lanes at its end. dy is never copied or
 // blocked: the blocked path copied it into [n][k/8][positions][8], one write and two reads of
 // the largest tensor, which bound it where the sums are few (Inception v3's 3x3/2 3>32 at 8
 // images, 31 MB of x and dy for 38 MFLOP).
