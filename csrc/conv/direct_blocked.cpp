@@ -637,10 +637,10 @@ bool direct_blocked_weight_grad_by_columns(const ConvShape &s) {
 // window rows of x it reads are copied, split into their sw column phases, so a tap's values
 // along a row are consecutive; each vector of a dy row (vlen positions) then feeds one
 // multiply-add per tap, rows_kt rows of dy sharing each loaded x vector, the sums kept as vlen
-// lanes per (output channel, tap) over a whole image and added across lanes at its end. dy is never copied or
-// blocked: the blocked path copied it into [n][k/8][positions][8], one write and two reads of
-// the largest tensor, which bound it where the sums are few (Inception v3's 3x3/2 3>32 at 8
-// images, 31 MB of x and dy for 38 MFLOP).
+// lanes per (output channel, tap) over a whole image and added across lanes at its end. dy is
+// never copied or blocked: the blocked path copied it into [n][k/8][positions][8], one write and
+// two reads of the largest tensor, which bound it where the sums are few (Inception v3's 3x3/2
+// 3>32 at 8 images, 31 MB of x and dy for 38 MFLOP).
 //
 // Items are (image, run of output channels); each (image, channel, tap) sum is one item's, in
 // the same order whatever the runs, and the images' sums are added in image order at the end:
@@ -697,7 +697,9 @@ bool weight_grad_rows(const ConvShape &s, const T *dy, const T *x, T *dw, fc_sta
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t j = 0; j < s.kw; ++j, ++t)
           src[t] = xr + ((c * span(R) + i) * s.sw + j % s.sw) * wqp + j / s.sw;
-    std::fill(tail, tail + R * kc * V, T(0));
+    // (copy_phase_row writes a row's first wq values: the zeros past them, and the tails' past
+    // rem, are set once)
+    std::fill(xr, xr + xrows * wqp + R * kc * V, T(0));
     bool mine_bad = false;
     for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth && !mine_bad; ++it) {
       const int64_t n = it / kchunks, q = it % kchunks;
@@ -708,11 +710,9 @@ bool weight_grad_rows(const ConvShape &s, const T *dy, const T *x, T *dw, fc_sta
         const int64_t nr = std::min(R, s.ho - oh);
         for (int64_t c = 0; c < s.c; ++c)
           for (int64_t i = 0; i < span(nr); ++i)
-            for (int64_t b = 0; b < s.sw; ++b) {
-              T *r = xr + ((c * span(R) + i) * s.sw + b) * wqp;
-              copy_phase_row(s, x + (n * s.c + c) * s.hw, b, oh * s.sh + i - s.ph, wq, r);
-              std::fill(r + wq, r + wqp, T(0));
-            }
+            for (int64_t b = 0; b < s.sw; ++b)
+              copy_phase_row(s, x + (n * s.c + c) * s.hw, b, oh * s.sh + i - s.ph, wq,
+                             xr + ((c * span(R) + i) * s.sw + b) * wqp);
         // (a padding channel past the last repeats it; its sums are dropped)
         for (int64_t k = 0; k < nkp; ++k)
           rows[k] = dy + ((n * s.k + k0 + std::min(k, nk - 1)) * s.ho + oh) * s.wo;
