@@ -310,10 +310,11 @@ int64_t direct_blocked_filter_size(const ConvShape &s);
 template <class T>
 bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool flipped = false);
 // finite: every tap of the filters wb was packed from is finite, so window rows in the padding
-// may be left out of the sums (their products all 0).
+// may be left out of the sums (their products all 0). cold: wb was packed long before (a
+// plan's prepared filters, likely out of the caches), not just now.
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
-                                 const Epilogue<T> *ep, bool finite);
+                                 const Epilogue<T> *ep, bool finite, bool cold);
 // The same forward from the filters as given (w [k][c][kh][kw]), each pair of output blocks
 // packed by the thread that runs it (a plain forward: no packed copy of all the filters).
 // flipped as for direct_blocked_pack_filters; finite (if given): whether every filter was.

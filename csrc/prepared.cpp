@@ -174,8 +174,8 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
     }
     if (p->blocked)  // fused per output row
-      return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep,
-                                    p->blocked_finite);
+      return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep, p->blocked_finite,
+                                    true);
     if (p->u)  // fused into the output transform
       return conv2d_forward__winograd_prepared(s, X, (const T *)p->u.get(), p->u_finite, W, B, Y,
                                                &ep);

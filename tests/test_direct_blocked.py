@@ -924,7 +924,8 @@ def test_non_finite_filters_and_gradients_keep_the_products_with_the_padding(cas
 
 
 # The 32-channel tile (blocked_tile32: two pairs of output blocks an item, each input value
-# broadcast once into two multiply-adds), taken where 512-bit multiply-adds run at full rate
+# broadcast once into two multiply-adds, the four blocks' filters packed joined; a plan's
+# prefetched ahead), taken where 512-bit multiply-adds run at full rate
 # with the AVX-512 tables (hw.h, wide_avx512; conftest pins the half rate for the suite). The
 # same sums in the same order as the 16-channel tile: the same bits. Cases: output channels
 # that leave a part group (20: one group of 17-32; 33 and 130: groups and a last lone pair),

@@ -173,7 +173,7 @@ static fc_status forward_blocked(const ConvShape &s, const T *x, const T *w, con
                 (long long)(direct_blocked_filter_size<T>(s) * (int64_t)sizeof(T)));
   const bool all = direct_blocked_pack_filters(s, w, wb.get(), flipped);
   if (finite) *finite = all;
-  return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr, all);
+  return direct_blocked_forward(s, x, wb.get(), b, y, (const Epilogue<T> *)nullptr, all, false);
 }
 
 // Register tiles (unit stride along rows). The input is copied once into zero-padded planes
@@ -373,8 +373,8 @@ fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T 
     if (s.kk == 1 && nc == 8) {
       T blk[64];
       for (; ko + 8 <= s.kg; ko += 8) {
-        bad |=
-            !uk.pack_block8(src + ko * s.cg, s.cg, 1, blk);  // blk[ci*8 + o] = src[(ko+o)*cg + ci]
+        bad |= !uk.pack_block8(src + ko * s.cg, s.cg, 1, blk,
+                               8);  // blk[ci*8 + o] = src[(ko+o)*cg + ci]
         for (int64_t ci = 0; ci < 8; ++ci)
           std::memcpy(dst + ci * s.kg + ko, blk + ci * 8, 8 * sizeof(T));
       }

@@ -1,6 +1,7 @@
 // The blocked direct forward: channels in blocks of 8, as ONNX Runtime's NCHWc convolutions lay
 // them out. The input is copied once into zero-padded planes of 8-channel pixels
-// ([n][c/8][h + 2ph][w + 2pw][8]) and the weights into [k/8][c/8][kh][kw][8 in][8 out]
+// ([n][c/8][h + 2ph][w + 2pw][8]) and the weights into [k/8][c/8][kh][kw][8 in][8 out], or,
+// for the 32-channel tiles, four output blocks joined, [k/32][c/8][kh][kw][8 in][32 out]
 // (direct_blocked_pack_filters; inference plans keep them packed). A register tile
 // (cpu/ukernels.h, blocked_tile) sums 16 output channels x a few positions of one output row
 // over every input channel and tap: per step two weight vectors and one broadcast input value
@@ -239,20 +240,21 @@ int64_t direct_blocked_filter_size(const ConvShape &s) {
 
 namespace {
 
-// Output block ob's filters for input block cb, packed into d ([kh][kw][ne][8 out]; zero for
-// output channels past k and input channels past c). Returns whether they are all finite.
+// Output block ob's filters for input block cb, packed into d ([kh][kw][ne][8 out], each run of
+// 8 output channels ds apart: kB, or 4*kB where four blocks lie joined; zero for output
+// channels past k and input channels past c). Returns whether they are all finite.
 // flipped: w is not s's [k][c][kh][kw] but the weights of the layer whose data gradient s is
 // ([c][k][kh][kw]: s is that layer transposed, one group), read transposed and flipped, so the
 // data gradient packs them without first writing a transposed copy of them all.
 template <class T>
 bool pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, bool flipped, int64_t ob,
-                       int64_t cb, T *d) {
+                       int64_t cb, T *d, int64_t ds = kB) {
   // Tap t (of kk) of output channel o and input channel ci.
   auto tap = [&](int64_t o, int64_t ci, int64_t t) {
     return flipped ? w[(ci * s.k + o) * s.kk + s.kk - 1 - t] : w[o * s.ckk + ci * s.kk + t];
   };
-  const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB);
-  if (rows_layout(s)) {  // row i's run of taps t = j*c + channel
+  const int64_t no = std::clamp<int64_t>(s.k - ob * kB, 0, kB), runs = gm.w_block / kB;
+  if (rows_layout(s)) {  // row i's run of taps t = j*c + channel (never joined)
     if (no < kB) std::fill(d, d + gm.w_block, T(0));
     for (int64_t o = 0; o < no; ++o)
       for (int64_t i = 0; i < s.kh; ++i)
@@ -262,36 +264,23 @@ bool pack_filter_block(const ConvShape &s, const Geometry &gm, const T *w, bool 
   }
   const int64_t ne = std::min(kB, s.c - cb * kB);
   if (no == kB && ne == kB)
-    return flipped
-               ? ukernels<T>().pack_block8_flipped(w + (cb * s.k + ob) * kB * s.kk, s.k * s.kk,
-                                                   s.kk, d)
-               : ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d);
-  std::fill(d, d + gm.w_block, T(0));  // (edge blocks only: zero padding)
+    return flipped ? ukernels<T>().pack_block8_flipped(w + (cb * s.k + ob) * kB * s.kk, s.k * s.kk,
+                                                       s.kk, d, ds)
+                   : ukernels<T>().pack_block8(w + ob * kB * s.ckk + cb * kB * s.kk, s.ckk, s.kk, d,
+                                               ds);
+  bool fin = true;  // (edge blocks only: zero padding)
+  for (int64_t r = 0; r < runs; ++r) std::fill(d + r * ds, d + r * ds + kB, T(0));
   for (int64_t o = 0; o < no; ++o)
     for (int64_t e = 0; e < ne; ++e)
-      for (int64_t t = 0; t < s.kk; ++t)
-        d[t * kB * kB + e * kB + o] = tap(ob * kB + o, cb * kB + e, t);
-  return all_finite(d, gm.w_block);
+      for (int64_t t = 0; t < s.kk; ++t) {
+        const T v = tap(ob * kB + o, cb * kB + e, t);
+        d[(t * kB + e) * ds + o] = v;
+        fin &= std::isfinite(v);
+      }
+  return fin;
 }
 
 }  // namespace
-
-template <class T>
-bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool flipped) {
-  // Per (output block, input block): 8 runs of 8*kk consecutive weights read in order, written
-  // into one [kk][8][8] block that stays in L1 (2.3 KB for 3x3). It streams all the weights
-  // once (plans pack once; a plain forward packs each pair of output blocks as it reaches it,
-  // direct_blocked_forward_packing).
-  const Geometry gm = geometry(s);
-  const int64_t cbn = gm.cbn, obn = out_blocks(s.k);
-  int bad = 0;
-#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
-  for (int64_t q = 0; q < obn * cbn; ++q) {  // (flipped: input block by input block, as above)
-    const int64_t ob = flipped ? q % obn : q / cbn, cb = flipped ? q / obn : q % cbn;
-    bad |= !pack_filter_block(s, gm, w, flipped, ob, cb, wb + (ob * cbn + cb) * gm.w_block);
-  }
-  return !bad;
-}
 
 // Consecutive output rows lie end to end in the padded input's pixels and in the output (a 1x1
 // kernel, unpadded, unit stride): one run of positions covers several rows.
@@ -315,6 +304,89 @@ static ConvShape subsampled_view(const ConvShape &s) {
   t.sh = t.sw = 1;
   t.hw = s.howo;
   return t;
+}
+
+namespace {
+
+// How the blocked forward tiles a shape (s: as it runs, after subsampled_view).
+struct ForwardTiles {
+  bool flat;    // runs over several rows (flat_runs)
+  bool narrow;  // tiles across rows of a narrow plane (blocked_tile_at)
+  bool wide;    // items of 32 output channels (blocked_tile32), the filters joined
+  int64_t tp;   // positions a tile
+};
+
+// A run's positions are cut evenly into tiles (7 = 4 + 3, not 6 + 1: a one-position tile loads
+// two weight vectors per two multiply-adds). A run is one output row, except where a tile may
+// take positions of several rows: where consecutive rows lie end to end in both the padded
+// input and the output (flat_runs: a 1x1 kernel, unpadded, unit stride), and where a row under
+// two tiles wide would be cut into tiles of under 5 positions (narrow), whose tiles then read
+// each position from its own place (blocked_tile_at). A tile of 3 or 4 positions keeps 6 or 8
+// accumulator vectors, too few to cover the multiply-adds' latency on two pipes. On AVX2 (6 a
+// tile) that is rows of 7-9 positions: a 7x7 plane becomes 9 tiles of 5-6 positions instead of
+// 7 rows of 4 + 3 (prepared forwards, interleaved, a 64 MB pass over memory before each, best
+// of 20: ResNet's 3x3 512 at 7x7 and its 3x3/2 onto 7x7 0.77x the time at batch 1, 0.8x at 8;
+// GoogLeNet's 3x3 and 5x5 at 7x7 0.66-0.88x, Inception v3's 8x8 layers 0.8-0.9x; 9x9 0.97x;
+// rows of 14 0.92-0.97x, of 17 and 28 1.1-1.4x slower. In the batch-1 plans, profiled in
+// turn, best of 8: ResNet-18's 7x7 3x3 steps 9.23 -> 7.09 ms, ResNet-50's 7.96 -> 6.29).
+// Every output is still one tile's sum over the whole reduction, in the same order, so the
+// bits are those of row runs. AVX-512's zmm tiles (14 positions on channel blocks at stride 1
+// or 2, uk.fbt) take rows up to 14 wide whole, 4 accumulators covering the latency there:
+// narrow is then rows of 4 or fewer (tiles across the rows of a 7x7 plane, 10 a tile, took
+// 1.04-1.10x the time of a tile a row; session 33, Zen 4).
+// On two full-rate 512-bit FMA pipes (hw.h, wide_avx512) an item takes two pairs, 32 output
+// channels, for the tile that broadcasts each input value once into two multiply-adds
+// (blocked_tile32; the last item of an odd count of pairs takes one).
+template <class T>
+ForwardTiles forward_tiles(const ConvShape &s) {
+  const UKernels<T> &uk = ukernels<T>();
+  const Geometry gm = geometry(s);
+  ForwardTiles f;
+  f.flat = flat_runs(s);
+  f.tp = !rows_layout(s) && (gm.x_step == 8 || gm.x_step == 16) ? uk.fbt : uk.bt;
+  f.narrow = !f.flat && !rows_layout(s) && f.tp >= 5 && f.tp <= kMaxTile && s.wo < 2 * f.tp &&
+             s.wo / ((s.wo + f.tp - 1) / f.tp) < 5;
+  f.wide = uk.blocked_tile32 && wide_avx512() && !rows_layout(s) && !f.narrow &&
+           (gm.x_step == 8 || gm.x_step == 16);
+  return f;
+}
+
+// Output blocks a group of the packed filters: four where the forward runs 32-channel items
+// (wide), whose filters lie joined, [cb][kh][kw][8 in][32 out] (blocked_tile32 loads two
+// plain vectors a step), except a last group of one pair; else each block [cb][kh][kw][8
+// in][8 out], w_ob apart. A group of nb blocks takes nb*w_ob values either way.
+// Block ob0 + h of the group whose first block is ob0, input block cb, into the group's
+// filters at g; returns whether they are all finite.
+template <class T>
+bool pack_group_block(const ConvShape &s, const Geometry &gm, const T *w, bool flipped, int64_t ob0,
+                      int64_t h, int64_t cb, bool joined, T *g) {
+  return joined ? pack_filter_block(s, gm, w, flipped, ob0 + h, cb,
+                                    g + cb * 4 * gm.w_block + h * kB, 4 * kB)
+                : pack_filter_block(s, gm, w, flipped, ob0 + h, cb,
+                                    g + (h * gm.cbn + cb) * gm.w_block);
+}
+
+}  // namespace
+
+template <class T>
+bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool flipped) {
+  // Per (output block, input block): 8 runs of 8*kk consecutive weights read in order, written
+  // into one [kk][8][8] block that stays in L1 (2.3 KB for 3x3). It streams all the weights
+  // once (plans pack once; a plain forward packs each pair of output blocks as it reaches it,
+  // direct_blocked_forward_packing).
+  const Geometry gm = geometry(s);
+  const bool wide = forward_tiles<T>(subsampled_1x1(s) ? subsampled_view(s) : s).wide;
+  const int64_t cbn = gm.cbn, obn = out_blocks(s.k);
+  int bad = 0;
+#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
+  for (int64_t q = 0; q < obn * cbn; ++q) {  // (flipped: input block by input block, as above)
+    const int64_t ob = flipped ? q % obn : q / cbn, cb = flipped ? q / obn : q % cbn;
+    const bool joined = wide && ob / 4 * 4 + 4 <= obn;  // (a whole group of four)
+    const int64_t ob0 = joined ? ob / 4 * 4 : ob;
+    bad |= !pack_group_block(s, gm, w, flipped, ob0, ob - ob0, cb, joined,
+                             wb + ob0 * cbn * gm.w_block);
+  }
+  return !bad;
 }
 
 // A 1x1 convolution, the filters packed once (an inference plan), against gemm1x1: per step of
@@ -384,8 +456,8 @@ namespace {
 // at 7x7, one image, had spent 1.7 of its 3.5 ms packing (AVX2 EPYC, 2 threads).
 template <class T>
 fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, bool flipped,
-                          const T *b, T *y, const Epilogue<T> *ep, bool finite,
-                          bool *packed_finite) {
+                          const T *b, T *y, const Epilogue<T> *ep, bool finite, bool *packed_finite,
+                          bool cold) {
   if (ep && ep->none()) ep = nullptr;
   const bool sub = subsampled_1x1(s0);
   const ConvShape s = sub ? subsampled_view(s0) : s0;
@@ -397,34 +469,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   const int64_t x_row = gm.x_row, x_cb = gm.x_cb, x_img = gm.x_img, w_ob = gm.w_ob;
   const int nt = num_threads();
   const bool packing = wb == nullptr;
-  // Work items: (image, 16 output channels, run of output rows). A run's positions are cut
-  // evenly into tiles (7 = 4 + 3, not 6 + 1: a one-position tile loads two weight vectors per
-  // two multiply-adds). A run is one output row, except where a tile may take positions of
-  // several rows: where consecutive rows lie end to end in both the padded input and the output
-  // (flat_runs: a 1x1 kernel, unpadded, unit stride), and where a row under two tiles wide
-  // would be cut into tiles of under 5 positions (narrow), whose tiles then read each position
-  // from its own place (blocked_tile_at). A tile of 3 or 4 positions keeps 6 or 8 accumulator
-  // vectors, too few to cover the multiply-adds' latency on two pipes. On AVX2 (6 a tile)
-  // that is rows of 7-9 positions: a 7x7 plane becomes 9 tiles of 5-6 positions instead of 7
-  // rows of 4 + 3 (prepared forwards, interleaved, a 64 MB pass over memory before each, best
-  // of 20: ResNet's 3x3 512 at 7x7 and its 3x3/2 onto 7x7 0.77x the time at batch 1, 0.8x at 8;
-  // GoogLeNet's 3x3 and 5x5 at 7x7 0.66-0.88x, Inception v3's 8x8 layers 0.8-0.9x; 9x9 0.97x;
-  // rows of 14 0.92-0.97x, of 17 and 28 1.1-1.4x slower. In the batch-1 plans, profiled in
-  // turn, best of 8: ResNet-18's 7x7 3x3 steps 9.23 -> 7.09 ms, ResNet-50's 7.96 -> 6.29).
-  // Every output is still one tile's sum over the whole reduction, in the same order, so the
-  // bits are those of row runs. AVX-512's zmm tiles (14 positions on channel blocks at stride 1
-  // or 2, uk.fbt) take rows up to 14 wide whole, 4 accumulators covering the latency there:
-  // narrow is then rows of 4 or fewer (tiles across the rows of a 7x7 plane, 10 a tile, took
-  // 1.04-1.10x the time of a tile a row; session 33, Zen 4).
-  const bool flat = flat_runs(s);
-  const int64_t tp = !rows_layout(s) && (gm.x_step == 8 || gm.x_step == 16) ? uk.fbt : uk.bt;
-  const bool narrow = !flat && !rows_layout(s) && tp >= 5 && tp <= kMaxTile && s.wo < 2 * tp &&
-                      s.wo / ((s.wo + tp - 1) / tp) < 5;
-  // On two full-rate 512-bit FMA pipes (hw.h, wide_avx512) an item takes two pairs, 32 output
-  // channels, for the tile that broadcasts each input value once into two multiply-adds
-  // (blocked_tile32; the last item of an odd count of pairs takes one).
-  const bool wide = uk.blocked_tile32 && wide_avx512() && !rows_layout(s) && !narrow &&
-                    (gm.x_step == 8 || gm.x_step == 16);
+  // Work items: (image, 16 or 32 output channels, run of output rows; forward_tiles).
+  const ForwardTiles ft = forward_tiles<T>(s);
+  const bool flat = ft.flat, narrow = ft.narrow, wide = ft.wide;
+  const int64_t tp = ft.tp;
   const int64_t gp = wide ? 2 : 1;  // pairs an item
   const int64_t groups = (pairs + gp - 1) / gp;
   // (one run per row otherwise: rows never share a tile)
@@ -495,9 +543,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         // lines of the layer's rows, which lie a whole row of it apart; a 1x1's data gradient
         // at 7x7, one image, had spent 37% of its time packing block by block)
         for (int64_t q = 0; q < nb * cbn; ++q) {
-          const int64_t h = flipped ? q % nb : q / cbn, cb = flipped ? q / nb : q % cbn;
-          held_finite &= pack_filter_block(s, gm, w, flipped, 2 * gp * pr + h, cb,
-                                           mine + (h * cbn + cb) * gm.w_block);
+          // (joined, the four blocks of an input block in turn too: they share cache lines)
+          const bool by_cb = flipped || nb == 4;
+          const int64_t h = by_cb ? q % nb : q / cbn, cb = by_cb ? q / nb : q % cbn;
+          held_finite &= pack_group_block(s, gm, w, flipped, 2 * gp * pr, h, cb, nb == 4, mine);
         }
         bad |= !held_finite;
       }
@@ -528,10 +577,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
                              nk, (int)(p1 - p0));
           continue;
         }
-        if (nk > 2 * kB) {
+        if (nk > 2 * kB) {  // (four blocks: joined)
           uk.blocked_tile32(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
-                            wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw,
-                            yr + p0, s.howo, nk, (int)(p1 - p0));
+                            wp + i0 * gm.kw * gm.ne * 4 * kB, 4 * gm.w_block, cbn, i1 - i0, gm.kw,
+                            yr + p0, s.howo, nk, (int)(p1 - p0), cold);
           continue;
         }
         uk.blocked_tile(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
@@ -569,8 +618,9 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
 
 template <class T>
 fc_status direct_blocked_forward(const ConvShape &s, const T *x, const T *wb, const T *b, T *y,
-                                 const Epilogue<T> *ep, bool finite) {
-  return blocked_forward(s, x, wb, (const T *)nullptr, false, b, y, ep, finite, (bool *)nullptr);
+                                 const Epilogue<T> *ep, bool finite, bool cold) {
+  return blocked_forward(s, x, wb, (const T *)nullptr, false, b, y, ep, finite, (bool *)nullptr,
+                         cold);
 }
 
 template <class T>
@@ -578,7 +628,7 @@ fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T
                                          T *y, bool flipped, bool *finite) {
   // (finite: each pair's filters are checked as they are packed)
   return blocked_forward(s, x, (const T *)nullptr, w, flipped, b, y, (const Epilogue<T> *)nullptr,
-                         true, finite);
+                         true, finite, false);
 }
 
 // ---- The weight gradient on the same tiles ----------------------------------------------------
@@ -955,7 +1005,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   template int64_t direct_blocked_filter_size<T>(const ConvShape &);                               \
   template bool direct_blocked_pack_filters<T>(const ConvShape &, const T *, T *, bool);           \
   template fc_status direct_blocked_forward<T>(const ConvShape &, const T *, const T *, const T *, \
-                                               T *, const Epilogue<T> *, bool);                    \
+                                               T *, const Epilogue<T> *, bool, bool);              \
   template fc_status direct_blocked_forward_packing<T>(const ConvShape &, const T *, const T *,    \
                                                        const T *, T *, bool, bool *);              \
   template fc_status direct_blocked_backward_weight<T>(const ConvShape &, const T *, const T *,    \

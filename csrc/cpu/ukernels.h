@@ -111,27 +111,30 @@ struct UKernels {
                                const T *w, int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh,
                                int64_t kw, int64_t ne, T *y, int64_t y_plane, int64_t nk,
                                int np) = nullptr;
-  // blocked_tile's sums for 32 output channels (nk 17-32: four output blocks, w_ob apart), np
-  // <= fbt positions of one row, channel blocks at a column step of 8 or 16 (ne = 8). Each
-  // broadcast input value feeds two multiply-adds. Null where the table has none (all but
-  // AVX-512's float one).
+  // blocked_tile's sums for 32 output channels (nk 17-32), np <= fbt positions of one row,
+  // channel blocks at a column step of 8 or 16 (ne = 8), the four output blocks' filters
+  // joined: w[cb*w_cb + ((i*kw + j)*8 + e)*32 + o] for output channel o. Each broadcast input
+  // value feeds two multiply-adds; with prefetch, the filters ahead are prefetched into the L2
+  // (filters packed long before, cold). Null where the table has none (all but AVX-512's float
+  // one).
   void (*blocked_tile32)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
-                         int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y,
-                         int64_t y_plane, int64_t nk, int np) = nullptr;
+                         int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
+                         int64_t nk, int np, bool prefetch) = nullptr;
   // blocked_tile_rows_at's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart),
   // np <= fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
   void (*blocked_tile_rows_at32)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row,
                                  const T *w, int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh,
                                  int64_t kw, int64_t ne, T *y, int64_t y_plane, int64_t nk,
                                  int np) = nullptr;
-  // One whole block of direct's blocked filters: d[(t*8 + e)*8 + o] = src[o*ld + e*kk + t] for
+  // One whole block of direct's blocked filters: d[(t*8 + e)*ds + o] = src[o*ld + e*kk + t] for
   // o, e < 8 and t < kk (8 output channels' runs of 8*kk weights, ld apart, turned into kk taps
-  // of 8 input x 8 output channels). Returns whether every value is finite (no infinity, no NaN).
-  bool (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d);
+  // of 8 input x 8 output channels; ds: 8, or 32 where four blocks lie joined). Returns whether
+  // every value is finite (no infinity, no NaN).
+  bool (*pack_block8)(const T *src, int64_t ld, int64_t kk, T *d, int64_t ds);
   // The same block of a data gradient's filters, read from the layer's own weights (transposed
-  // per group and flipped): d[(t*8 + e)*8 + o] = src[e*ld + o*kk + kk-1-t] (input channel e's
+  // per group and flipped): d[(t*8 + e)*ds + o] = src[e*ld + o*kk + kk-1-t] (input channel e's
   // run of 8 output channels' kk taps, ld apart). Returns whether every value is finite.
-  bool (*pack_block8_flipped)(const T *src, int64_t ld, int64_t kk, T *d);
+  bool (*pack_block8_flipped)(const T *src, int64_t ld, int64_t kk, T *d, int64_t ds);
   // d[i*8 + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
   void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
