@@ -578,9 +578,22 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           continue;
         }
         if (nk > 2 * kB) {  // (four blocks: joined)
+          // cold (a plan's filters, packed long before): this tile's share of the next group's
+          // filters is prefetched into the L2 as it goes, a line a step, so that group's first
+          // row finds them there (ukernels_impl.inc, blocked_tile_zmm2)
+          const T *pf = nullptr;
+          int64_t pf_lines = 0;
+          if (cold && pr + 1 < groups) {
+            const int64_t next = 2 * (std::min(pairs, (pr + 2) * gp) - (pr + 1) * gp);
+            const int64_t lines = next * w_ob * (int64_t)sizeof(T) / 64, parts = runs * tiles;
+            const int64_t part = ru * tiles + t;
+            const int64_t l0 = lines * part / parts, l1 = lines * (part + 1) / parts;
+            pf = wb + (pr + 1) * gp * 2 * w_ob + l0 * (64 / (int64_t)sizeof(T));
+            pf_lines = l1 - l0;
+          }
           uk.blocked_tile32(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
                             wp + i0 * gm.kw * gm.ne * 4 * kB, 4 * gm.w_block, cbn, i1 - i0, gm.kw,
-                            yr + p0, s.howo, nk, (int)(p1 - p0), cold);
+                            yr + p0, s.howo, nk, (int)(p1 - p0), pf, pf_lines);
           continue;
         }
         uk.blocked_tile(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,

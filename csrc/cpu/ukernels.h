@@ -114,12 +114,12 @@ struct UKernels {
   // blocked_tile's sums for 32 output channels (nk 17-32), np <= fbt positions of one row,
   // channel blocks at a column step of 8 or 16 (ne = 8), the four output blocks' filters
   // joined: w[cb*w_cb + ((i*kw + j)*8 + e)*32 + o] for output channel o. Each broadcast input
-  // value feeds two multiply-adds; with prefetch, the filters ahead are prefetched into the L2
-  // (filters packed long before, cold). Null where the table has none (all but AVX-512's float
-  // one).
+  // value feeds two multiply-adds. With pf_lines > 0, the pf_lines cache lines from pf on are
+  // prefetched into the L2 along the way, one a step (a plan's next filters). Null where the
+  // table has none (all but AVX-512's float one).
   void (*blocked_tile32)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                          int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
-                         int64_t nk, int np, bool prefetch) = nullptr;
+                         int64_t nk, int np, const T *pf, int64_t pf_lines) = nullptr;
   // blocked_tile_rows_at's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart),
   // np <= fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
   void (*blocked_tile_rows_at32)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row,
