@@ -70,6 +70,15 @@ CASES = [
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "direct", "direct"),
     (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
+    # plain 1x1 forwards of 2-8 images with 832+ input channels on planes up to 14x14 (the
+    # filters joined); not 768 channels at 17x17, 256 at 14x14, 16 images or one
+    (_desc(8, 2048, 8, 320, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(2, 1024, 14, 256, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(8, 832, 7, 384, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(8, 768, 17, 192, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 256, 14, 1024, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(16, 1024, 14, 256, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(1, 1024, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
 ]
 
 #: The same with the AVX2 tables on a full_avx512 core: the rules that follow the core
@@ -96,6 +105,7 @@ CASES_AVX2 = [
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
     (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
+    (_desc(8, 2048, 8, 320, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
 ]
 
 

@@ -437,6 +437,15 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
     return (s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512)) ||
            (wide && !prepared && s.n <= 8 && s.c >= 512);
   if (!flat_runs(s)) return false;
+  // Since the 32-channel tile reads its filters joined (session 46, the Xeon): 2-8 images of
+  // 832+ input channels on planes up to 14x14, plain forwards, 0.78-0.93x gemm1x1's time
+  // (interleaved, best of 7, 2 threads; Inception v3's 2048>320, >384, >192 and 1280>448 at
+  // 8x8, ResNet-50's 1024>512, >256 and >64 at 14x14, GoogLeNet's 832>384 at 7x7, at 8 images;
+  // 2048>320 and 1024>256 at 2 and 4), where 768>192 at 17x17, 256>1024 at 14x14 and 512>128
+  // at 28x28 stayed 1.04-1.15x slower, 1024>256 at 14x14 even at 16 images. Prepared (plans)
+  // they came out even or behind: the batch-8 plans of ResNet-50, Inception v3 and GoogLeNet
+  // 0.98-1.02x the time (interleaved processes, best of 5, 3 rounds).
+  if (!prepared && s.n >= 2 && s.n <= 8 && wide && s.c >= 832 && s.howo <= 196) return true;
   if (s.n >= 2)
     return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512 &&
            (prepared || s.c < 2048 || !full_avx512_core() || wide);
