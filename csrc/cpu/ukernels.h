@@ -94,7 +94,8 @@ struct UKernels {
   void (*wgrad_tile)(const T *x, int64_t x_row, int64_t x_step, const T *w, int64_t w_ob,
                      int64_t w_row, int64_t rows, int64_t ne, T *y, int64_t y_pos, bool add,
                      int np);
-  // wgrad_tile's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart), each
+  // wgrad_tile's sums for 32 output channels (nk 17-32: four blocks of w joined, each of its
+  // runs of 8 values a run of 32 (w_row: a row of them), w_ob unused), each
   // input value feeding two multiply-adds: channels 0-15 of position p to y[p*y_pos + o],
   // 16-31 to y[y_hi + p*y_pos + o - 16] (set, or added when add). Null where the table has none
   // (all but AVX-512's float one).
@@ -135,9 +136,10 @@ struct UKernels {
   // per group and flipped): d[(t*8 + e)*ds + o] = src[e*ld + o*kk + kk-1-t] (input channel e's
   // run of 8 output channels' kk taps, ld apart). Returns whether every value is finite.
   bool (*pack_block8_flipped)(const T *src, int64_t ld, int64_t kk, T *d, int64_t ds);
-  // d[i*8 + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
-  // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy).
-  void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d);
+  // d[i*ds + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
+  // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy;
+  // ds 8, or 32 where four blocks lie joined).
+  void (*pixels8)(const T *src, int64_t plane, int64_t nc, int64_t n, T *d, int64_t ds);
   // An output stage (epilogue.h) over rows x cols of y, rows ld apart, in one pass:
   //   y[r*ld + i] = act((y[r*ld + i] + bias[r]) + res[r*ld + i])
   // each term only where given (bias, res null: none; a missing term is not an added 0, which
