@@ -380,7 +380,11 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
   int bad = 0;
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
   for (int64_t q = 0; q < obn * cbn; ++q) {  // (flipped: input block by input block, as above)
-    const int64_t ob = flipped ? q % obn : q / cbn, cb = flipped ? q / obn : q % cbn;
+    int64_t ob = flipped ? q % obn : q / cbn, cb = flipped ? q / obn : q % cbn;
+    if (wide && !flipped && q < obn / 4 * 4 * cbn) {  // (joined: a group's four blocks in turn,
+      ob = q / (4 * cbn) * 4 + q % 4;                 // each input block's rows sharing lines)
+      cb = q / 4 % cbn;
+    }
     const bool joined = wide && ob / 4 * 4 + 4 <= obn;  // (a whole group of four)
     const int64_t ob0 = joined ? ob / 4 * 4 : ob;
     bad |= !pack_group_block(s, gm, w, flipped, ob0, ob - ob0, cb, joined,
