@@ -938,18 +938,14 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     // from four streams; ResNet's 3x3/2 128, 256 and 512 at 8 images, Inception v3's 7x1
     // 128>192 and 5x5 48>64, L4 at 8 images, L5 at one: 0.91-0.97x the time, 0.93x in sum;
     // interleaved processes, best of 5, 6 rounds, the Xeon, session 46; the same bits)
-    if (joined) {
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < s.n * ob * s.ho; ++q) {
-        const int64_t r = q % s.ho, b = q / s.ho % ob, n = q / (s.ho * ob), g0 = b / 4 * 4;
-        const bool in_group = g0 + 4 <= ob;
-        T *d = D + (n * ob + (in_group ? g0 : b)) * s.howo * kB +
-               (in_group ? r * s.wo * 4 * kB + (b - g0) * kB : r * s.wo * kB);
-        uk.pixels8(dy + (n * s.k + b * kB) * s.howo + r * s.wo, s.howo,
-                   std::clamp<int64_t>(s.k - b * kB, 0, kB), s.wo, d, in_group ? 4 * kB : kB);
-      }
-    } else {
-      copy_padded_pixels(dy, SourcePlanes{s.howo, s.wo, 1}, s.n, s.k, s.ho, s.wo, 0, 0, kB, ob, D);
+    for (int64_t q = 0; q < s.n * ob * s.ho; ++q) {  // (row r of block b of image n)
+      const int64_t r = q % s.ho, b = q / s.ho % ob, n = q / (s.ho * ob), g0 = b / 4 * 4;
+      const bool in_group = joined && g0 + 4 <= ob;
+      T *d = D + (n * ob + (in_group ? g0 : b)) * s.howo * kB +
+             (in_group ? r * s.wo * 4 * kB + (b - g0) * kB : r * s.wo * kB);
+      uk.pixels8(dy + (n * s.k + b * kB) * s.howo + r * s.wo, s.howo,
+                 std::clamp<int64_t>(s.k - b * kB, 0, kB), s.wo, d, in_group ? 4 * kB : kB);
     }
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * gp * 2 * kB * bt;
     if (few) {
@@ -1018,7 +1014,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
             for (int64_t j = 0; j < s.kw; ++j) {
               const T *xt = xc + j % s.sw * plane + (oh0 * s.sh + i) * wq + j / s.sw;
               if (nk > 2 * kB)  // (joined)
-                uk.wgrad_tile32(xt, s.sh * wq, x_c, w + oh0 * s.wo * 4 * kB, 0, s.wo * 4 * kB,
+                uk.wgrad_tile32(xt, s.sh * wq, x_c, w + oh0 * s.wo * 4 * kB, s.wo * 4 * kB,
                                 oh1 - oh0, s.wo, acc + (i * s.kw + j) * 2 * kB, kk * 2 * kB, hi,
                                 n != 0, (int)np);
               else  // (in tiles of up to uk.bt channels)

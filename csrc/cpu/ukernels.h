@@ -95,13 +95,13 @@ struct UKernels {
                      int64_t w_row, int64_t rows, int64_t ne, T *y, int64_t y_pos, bool add,
                      int np);
   // wgrad_tile's sums for 32 output channels (nk 17-32: four blocks of w joined, each of its
-  // runs of 8 values a run of 32 (w_row: a row of them), w_ob unused), each
-  // input value feeding two multiply-adds: channels 0-15 of position p to y[p*y_pos + o],
-  // 16-31 to y[y_hi + p*y_pos + o - 16] (set, or added when add). Null where the table has none
-  // (all but AVX-512's float one).
-  void (*wgrad_tile32)(const T *x, int64_t x_row, int64_t x_step, const T *w, int64_t w_ob,
-                       int64_t w_row, int64_t rows, int64_t ne, T *y, int64_t y_pos, int64_t y_hi,
-                       bool add, int np) = nullptr;
+  // runs of 8 values a run of 32; w_row: a row of them), each input value feeding two
+  // multiply-adds: channels 0-15 of position p to y[p*y_pos + o], 16-31 to
+  // y[y_hi + p*y_pos + o - 16] (set, or added when add). Null where the table has none (all but
+  // AVX-512's float one).
+  void (*wgrad_tile32)(const T *x, int64_t x_row, int64_t x_step, const T *w, int64_t w_row,
+                       int64_t rows, int64_t ne, T *y, int64_t y_pos, int64_t y_hi, bool add,
+                       int np) = nullptr;
   // wgrad_tile's sums out to the weight gradient: d[o*ld + q] = a[q*16 + o] for q < nq,
   // o < nk (<= 16).
   void (*wgrad_store)(const T *a, int64_t nq, T *d, int64_t ld, int64_t nk);
