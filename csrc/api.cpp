@@ -247,7 +247,25 @@ static bool narrow_same_3x3(const ConvShape &s) {
 // image's unpadded 7x7-9x9 and 3x3 kernels with 64+ channels in and 128+ out, the border of
 // zeros it multiplies included (`fastconv bench auto`: L2 13.3 against im2col's 15.3 ms, L5 1.25
 // against 1.35, L4 0.85 against 0.88, L3 even).
+// Strided, on phase planes (conv/direct_blocked.cpp, direct_blocked_backward_data_phases), with
+// 64+ channels each way and phases of 14+ columns from two images, 28+ at one (session 47, the
+// 2-vCPU Xeon, 2 threads, best of 7; ms direct / im2col): ResNet's 3x3/2 256 at 28x28 5.85 /
+// 8.07 at 8 images, 1.73 / 2.08 at 2, 0.88 / 1.00 at one; 128 at 56x56 6.10 / 9.02 and 0.77 /
+// 1.09; Inception v3's 384 at 35x35 21.4 / 26.1 at 8; 64 at 112x112 8.4 / 13.7. With
+// FASTCONV_ISA=avx2 0.80-0.93x at 2-8 images, 128 at 56x56 0.82x at one. Onto 7x7 phases
+// (ResNet's 512 at 14x14) 0.87x at 8 images but 1.06x with AVX2's tables and 1.23-1.3x at one
+// (its 9.4 MB of filters packed per call), 256 at 28x28 and 384 at 35x35 at one image even:
+// im2col there.
+static bool direct_strided_data_grad_pays(const ConvShape &s) {
+  if ((s.sh == 1 && s.sw == 1) || s.cg < 64 || s.kg < 64 || hardware().isa == Isa::kGeneric ||
+      !direct_blocked_data_grad_phases_apply(s))
+    return false;
+  const int64_t wq = s.in_w / s.sw;  // (a phase's columns, about)
+  return s.n >= 2 ? wq >= 14 : wq >= 28;
+}
+
 static bool direct_data_grad_pays(const ConvShape &s) {
+  if (direct_strided_data_grad_pays(s)) return true;
   const bool wide = wide_avx512() && s.cg >= 128 && s.kg >= 128 && same_3x3(s) &&
                     (s.n == 1 ? s.wo >= 7 && s.wo <= 16 : s.n <= 8 && s.wo == 7);
   const bool wide_unpadded = wide_avx512() && s.n == 1 && unpadded_unit_stride(s) && s.kh == s.kw &&

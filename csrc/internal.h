@@ -349,6 +349,14 @@ inline void copy_phase_row(const ConvShape &s, const T *x, int64_t bq, int64_t i
   }
   for (int64_t q = qb; q < wq; ++q) dst[q] = T(0);
 }
+// The data gradient of a strided convolution (one group, no dilation) as its sh*sw phases'
+// unit-stride forwards over dy on the blocked tiles (conv/direct_blocked.cpp): whether every
+// phase runs there, and the gradient; finite: whether every weight was (where not, dx is left
+// unwritten for the caller's other path).
+bool direct_blocked_data_grad_phases_apply(const ConvShape &s);
+template <class T>
+fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, const T *w, T *dx,
+                                              bool *finite);
 // The direct weight gradient on the blocked tiles (one group, no dilation; conv/direct_blocked.cpp)
 bool direct_blocked_weight_grad_applies(const ConvShape &s);
 // Whether that weight gradient (float) takes its tiles over (channel, tap column) pairs: under

@@ -68,8 +68,9 @@ const char *direct_why_not(const ConvShape &) { return nullptr; }
 // Register tiles over output channels x output row: efficient with wide rows (wo) and enough
 // output channels per group (kg) to fill a tile; strided rows and dilation beyond 2 scatter
 // the loads. The data gradient (a transposed convolution on the same tiles) measured 0.5-0.7x
-// of im2col's. Session 15's bench auto (AVX2 EPYC, 2 threads) put strided data gradients at up
-// to 24x im2col's time (modelled 3-5x): so, the tuner's 4x pruning (tune.cpp) skips them. The
+// of im2col's. Strided, it runs on phase planes (one group, no dilation: below); elsewhere by a
+// scatter, which session 15's bench auto (AVX2 EPYC, 2 threads) put at up to 24x im2col's time
+// (modelled 3-5x): so, the tuner's 4x pruning (tune.cpp) skips those. The
 // weight gradient of groups or dilation is a dot product per tap (4-70x im2col's time then,
 // modelled 10x); of one group without dilation it runs on the blocked tiles
 // (conv/direct_blocked.cpp), modelled as the blocked forward with its tiles over input
@@ -109,6 +110,17 @@ double direct_cost(const ConvShape &s, fc_direction dir) {
     const double strided = s.sh > 1 || s.sw > 1 ? 2 : 1;
     return conv_macs(s) * (cpad / c) * (kpad / (double)s.k) * strided / (0.85 * (wo / (wo + 4))) +
            kCopy * ((double)s.n * (c * (double)s.hw + (double)s.k * (double)s.howo));
+  }
+  if (dir == FC_DIR_BACKWARD_DATA && (s.sh > 1 || s.sw > 1) &&
+      direct_blocked_data_grad_phases_apply(s)) {
+    // (strided: the blocked tiles over sh*sw phases of dx, rows about in_w/sw wide, dx's
+    // channels in pairs of blocks and dy's in blocks, dy copied once and every filter packed
+    // once; ResNet's 3x3/2 256 at 28x28 ran 316 GFLOP/s at 8 images on the 2-vCPU Xeon; a
+    // stem's 3 channels of dx fill 3 of a tile's 16: 2-3x im2col's time)
+    const double wq = (double)s.in_w / (double)s.sw, k = (double)s.k, c = (double)s.c;
+    const double kpad = 8 * std::ceil(k / 8), cpad = 16 * std::ceil(c / 16);
+    return conv_macs(s) * (kpad / k) * (cpad / c) / (0.9 * (wq / (wq + 2))) +
+           kCopy * ((double)s.k * (double)s.ckk + (double)s.n * kpad * (double)s.howo);
   }
   double eff = 0.8 * (wo / (wo + 4)) * (kg / (kg + 8));
   // (the forward strided along rows runs the tiles on column phases: ceil(kw/sw)*sw taps

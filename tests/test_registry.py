@@ -227,17 +227,32 @@ def test_costs_rank_algorithms(direction):
         # these, a dot product per tap)
         (((1, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2)), "backward_weight"),
         (((2, 384, 13, 13), (384, 192, 3, 3), dict(padding=1, groups=2)), "backward_weight"),
-        (((8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)), "backward_data"),
-        (((1, 3, 299, 299), (32, 3, 3, 3), dict(stride=2)), "backward_data"),
     ],
 )
 def test_tuner_prunes_direct_backwards_that_take_seconds(shape, direction):
-    """direct's weight gradient by dot products and its strided data gradient ran 12-50x
-    im2col's time (17-250 ms a call on ResNet's 3x3 512 at 7x7 and the stems; session 15's bench
-    auto): costed over the tuner's pruning factor (4x the cheapest, tune.cpp), so tuning such a
-    key never runs them."""
+    """direct's weight gradient by dot products ran 12-50x im2col's time (17-250 ms a call on
+    ResNet's 3x3 512 at 7x7; session 15's bench auto): costed over the tuner's pruning factor
+    (4x the cheapest, tune.cpp), so tuning such a key never runs them."""
     c = costs_of(shape, direction)
     assert c["direct"] > 4 * min(v for a, v in c.items() if a != "reference"), c
+
+
+@pytest.mark.parametrize(
+    "shape,slower",
+    [
+        # a stem's 3 channels of dx fill 3 of a tile's 16: 2-3x im2col's time (session 47)
+        (((8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)), True),
+        (((1, 3, 299, 299), (32, 3, 3, 3), dict(stride=2)), True),
+        # ResNet's 3x3/2 256 at 28x28 at 8 images: 0.73x im2col's time
+        (((8, 256, 28, 28), (256, 256, 3, 3), dict(stride=2, padding=1)), False),
+    ],
+)
+def test_strided_direct_data_gradients_are_costed_on_their_phases(shape, slower):
+    """direct's strided data gradient runs on phase planes (conv/direct_blocked.cpp): costed as
+    the blocked tiles, not the scatter it had been (12-24x im2col's time)."""
+    c = costs_of(shape, "backward_data")
+    assert (c["direct"] > c["im2col"]) == slower, c
+    assert c["direct"] < 4 * c["im2col"], c
 
 
 def test_readme_table_lists_every_algorithm():

@@ -325,6 +325,14 @@ fc_status backward_data_scatter(const ConvShape &s, const T *dy, const T *w, T *
 template <class T>
 fc_status conv2d_backward_data__direct(const ConvShape &s, const T *dy, const T *w, T *dx) {
   const int64_t tph = s.dil_h * (s.kh - 1) - s.ph, tpw = s.dil_w * (s.kw - 1) - s.pw;
+  // Strided: on phase planes (conv/direct_blocked.cpp), where an infinite or NaN weight takes
+  // the scatter, as below
+  if ((s.sh != 1 || s.sw != 1) && ukernels<T>().direct_tile != nullptr &&
+      direct_blocked_data_grad_phases_apply(s)) {
+    bool finite = true;
+    const fc_status st = direct_blocked_backward_data_phases(s, dy, w, dx, &finite);
+    return st != FC_OK || finite ? st : backward_data_scatter(s, dy, w, dx);
+  }
   if (s.sh != 1 || s.sw != 1 || tph < 0 || tpw < 0 || ukernels<T>().direct_tile == nullptr)
     return backward_data_scatter(s, dy, w, dx);
   ConvShape t = s;

@@ -136,6 +136,10 @@ struct UKernels {
   // per group and flipped): d[(t*8 + e)*ds + o] = src[e*ld + o*kk + kk-1-t] (input channel e's
   // run of 8 output channels' kk taps, ld apart). Returns whether every value is finite.
   bool (*pack_block8_flipped)(const T *src, int64_t ld, int64_t kk, T *d, int64_t ds);
+  // The same block read as pack_block8_flipped reads it, each tap t to its own place:
+  // dt[t][e*ds[t] + o] = src[e*ld + o*kk + t] (a strided data gradient's phases, each taking
+  // some of the taps). Returns whether every value is finite.
+  bool (*pack_block8_taps)(const T *src, int64_t ld, int64_t kk, T *const *dt, const int64_t *ds);
   // d[i*ds + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy;
   // ds 8, or 32 where four blocks lie joined).
