@@ -255,12 +255,17 @@ static bool narrow_same_3x3(const ConvShape &s) {
 // FASTCONV_ISA=avx2 0.80-0.93x at 2-8 images, 128 at 56x56 0.82x at one. Onto 7x7 phases
 // (ResNet's 512 at 14x14) 0.87x at 8 images but 1.06x with AVX2's tables and 1.23-1.3x at one
 // (its 9.4 MB of filters packed per call), 256 at 28x28 and 384 at 35x35 at one image even:
-// im2col there.
+// im2col there. With the full-rate AVX-512 tables (wide_avx512: the 32-channel tile) from 8
+// images onto 7x7 phases too (ResNet's 512 at 14x14 7.19 / 8.37 ms at 8, 13.1 / 16.4 at 16;
+// 0.97-1.18x at 1-4 images; Inception v3's 192>320 at 17x17 2.31 / 2.83 at 8) and one image's
+// onto 14+ wide ones (ResNet's 256 at 28x28 0.98 / 1.10, Inception v3's 384 at 35x35 3.04 /
+// 3.24; its 192>320 at 17x17 1.21x).
 static bool direct_strided_data_grad_pays(const ConvShape &s) {
   if ((s.sh == 1 && s.sw == 1) || s.cg < 64 || s.kg < 64 || hardware().isa == Isa::kGeneric ||
       !direct_blocked_data_grad_phases_apply(s))
     return false;
   const int64_t wq = s.in_w / s.sw;  // (a phase's columns, about)
+  if (wide_avx512()) return s.n >= 8 || wq >= 14;
   return s.n >= 2 ? wq >= 14 : wq >= 28;
 }
 

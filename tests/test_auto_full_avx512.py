@@ -79,6 +79,15 @@ CASES = [
     (_desc(8, 256, 14, 1024, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(16, 1024, 14, 256, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(1, 1024, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    # strided data gradients on phase planes: with the 32-channel tile from 8 images onto 7x7
+    # phases and one image's onto 14+ wide ones; else from two images onto 14+ (both tables),
+    # and one image's onto 28+
+    (_desc(8, 512, 14, 512, s=2), DATA, "direct", "im2col"),
+    (_desc(4, 512, 14, 512, s=2), DATA, "im2col", "im2col"),
+    (_desc(1, 256, 28, 256, s=2), DATA, "direct", "im2col"),
+    (_desc(2, 256, 28, 256, s=2), DATA, "direct", "direct"),
+    (_desc(1, 128, 56, 128, s=2), DATA, "direct", "direct"),
+    (_desc(1, 192, 17, 320, s=2, p=0), DATA, "im2col", "im2col"),
 ]
 
 #: The same with the AVX2 tables on a full_avx512 core: the rules that follow the core
