@@ -92,6 +92,16 @@ def test_phases_give_the_same_bits_at_any_thread_count():
         assert np.array_equal(g, got[0])
 
 
+def _same_as_im2col(dy, x, wt, case):
+    """direct's dx has its NaNs and infinities where im2col's has them, the rest close."""
+    got = _dx(dy, x, wt, case)
+    want = _dx(dy, x, wt, case, algo="im2col")
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
 def test_a_non_finite_filter_lands_where_im2col_puts_it():
     """An infinite tap meets dy's zero border (0 x inf: NaN, as im2col and PyTorch): the
     phases leave such filters to the scatter, which keeps every product."""
@@ -99,12 +109,7 @@ def test_a_non_finite_filter_lands_where_im2col_puts_it():
     x, wt, dy = _run(case, np.float64, seed=5)
     wt[3, 5, 0, 1] = np.inf
     dy[dy > 2] = 0.0
-    got = _dx(dy, x, wt, case)
-    want = _dx(dy, x, wt, case, algo="im2col")
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+    _same_as_im2col(dy, x, wt, case)
 
 
 def test_non_finite_dy_spreads_as_in_im2col():
@@ -112,12 +117,7 @@ def test_non_finite_dy_spreads_as_in_im2col():
     x, wt, dy = _run(case, np.float64, seed=6)
     dy[0, 3, 2, 5] = np.inf
     dy[1, 39, 7, 7] = np.nan
-    got = _dx(dy, x, wt, case)
-    want = _dx(dy, x, wt, case, algo="im2col")
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert np.allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+    _same_as_im2col(dy, x, wt, case)
 
 
 _BITS = """
