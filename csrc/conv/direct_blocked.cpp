@@ -361,13 +361,20 @@ ForwardTiles forward_tiles(const ConvShape &s) {
 // in][8 out], w_ob apart. A group of nb blocks takes nb*w_ob values either way.
 // Block ob0 + h of the group whose first block is ob0, input block cb, into the group's
 // filters at g; returns whether they are all finite.
+// Where block h of a group lies in the group's filters at g for input block cb (w_block
+// values a block, cbn input blocks), and *ds, the stride of its runs of 8 output channels.
+template <class T>
+T *group_block(T *g, bool joined, int64_t h, int64_t cb, int64_t cbn, int64_t w_block,
+               int64_t *ds) {
+  *ds = joined ? 4 * kB : kB;
+  return joined ? g + cb * 4 * w_block + h * kB : g + (h * cbn + cb) * w_block;
+}
 template <class T>
 bool pack_group_block(const ConvShape &s, const Geometry &gm, const T *w, bool flipped, int64_t ob0,
                       int64_t h, int64_t cb, bool joined, T *g) {
-  return joined ? pack_filter_block(s, gm, w, flipped, ob0 + h, cb,
-                                    g + cb * 4 * gm.w_block + h * kB, 4 * kB)
-                : pack_filter_block(s, gm, w, flipped, ob0 + h, cb,
-                                    g + (h * gm.cbn + cb) * gm.w_block);
+  int64_t ds;
+  T *d = group_block(g, joined, h, cb, gm.cbn, gm.w_block, &ds);
+  return pack_filter_block(s, gm, w, flipped, ob0 + h, cb, d, ds);
 }
 
 }  // namespace
@@ -682,12 +689,6 @@ fc_status direct_blocked_forward_packing(const ConvShape &s, const T *x, const T
 // phases with no taps: their values of dx are zero.
 namespace {
 
-// One phase (ry, rx): the unit-stride forward over dy that gives its values of dx.
-struct DataGradPhase {
-  ConvShape t;  // (kh == 0 or kw == 0: no taps, its values zero)
-  int64_t ry, rx;
-};
-
 // Along one axis: phase r's taps, the rows of padding above dy it reads, its output rows and
 // the end of the rows of dy it reads. False where that padding would be negative (a padding of
 // the kernel's size or more).
@@ -701,13 +702,15 @@ bool phase_axis(int64_t r, int64_t st, int64_t pad, int64_t k, int64_t in, int64
   return *nk == 0 || *top >= 0;
 }
 
-bool data_grad_phase(const ConvShape &s, int64_t ry, int64_t rx, DataGradPhase *f,
+// Phase (ry, rx): the unit-stride forward over dy that gives its values of dx (kh == 0 or
+// kw == 0: no taps, its values zero); *bottom, *right: the end of dy's rows and columns it reads.
+bool data_grad_phase(const ConvShape &s, int64_t ry, int64_t rx, ConvShape *f,
                      int64_t *bottom = nullptr, int64_t *right = nullptr) {
   int64_t nky, nkx, top, left, hq, wq, hend, wend;
   if (!phase_axis(ry, s.sh, s.ph, s.kh, s.in_h, &nky, &top, &hq, &hend) ||
       !phase_axis(rx, s.sw, s.pw, s.kw, s.in_w, &nkx, &left, &wq, &wend))
     return false;
-  ConvShape &t = f->t;
+  ConvShape &t = *f;
   t = s;
   t.c = t.cg = s.k;
   t.k = t.kg = s.c;
@@ -724,8 +727,6 @@ bool data_grad_phase(const ConvShape &s, int64_t ry, int64_t rx, DataGradPhase *
   t.in_h = std::max<int64_t>(hend - t.ph, 1);  // (padded symmetrically: rows to its last)
   t.in_w = std::max<int64_t>(wend - t.pw, 1);
   t.hw = t.in_h * t.in_w;
-  f->ry = ry;
-  f->rx = rx;
   if (bottom) *bottom = hend;
   if (right) *right = wend;
   return true;
@@ -736,7 +737,7 @@ constexpr int64_t kMaxPhases = 16, kMaxPhaseTaps = 64;
 // The filters of every phase, from w ([k][c][kh][kw], the layer's), packed as each phase's
 // forward reads them (direct_blocked_pack_filters' layout; joined: the 32-channel tiles').
 template <class T>
-bool pack_phase_filters(const ConvShape &s, const DataGradPhase *ph, const T *w, bool joined_ok,
+bool pack_phase_filters(const ConvShape &s, const ConvShape *ph, const T *w, bool joined_ok,
                         T *const *wb) {
   const int64_t obn = out_blocks(s.c), cbn = blocks(s.k);
   int bad = 0;
@@ -751,11 +752,9 @@ bool pack_phase_filters(const ConvShape &s, const DataGradPhase *ph, const T *w,
       const int64_t ky = t / s.kw, kx = t % s.kw;
       const int64_t i =
           ((ky - s.ph) % s.sh + s.sh) % s.sh * s.sw + ((kx - s.pw) % s.sw + s.sw) % s.sw;
-      const ConvShape &u = ph[i].t;
+      const ConvShape &u = ph[i];
       const int64_t a = u.kh - 1 - ky / s.sh, b = u.kw - 1 - kx / s.sw, w_block = u.kk * kB * kB;
-      T *g = wb[i] + ob0 * cbn * w_block;
-      ds[t] = joined ? 4 * kB : kB;
-      dt[t] = (joined ? g + cb * 4 * w_block + (ob - ob0) * kB : g + cb * w_block) +
+      dt[t] = group_block(wb[i] + ob0 * cbn * w_block, joined, ob - ob0, cb, cbn, w_block, &ds[t]) +
               (a * u.kw + b) * kB * ds[t];
     }
     const int64_t no = std::min(kB, s.c - ob * kB), ne = std::min(kB, s.k - cb * kB);
@@ -783,9 +782,9 @@ bool direct_blocked_data_grad_phases_apply(const ConvShape &s) {
     return false;
   for (int64_t ry = 0; ry < s.sh; ++ry)
     for (int64_t rx = 0; rx < s.sw; ++rx) {
-      DataGradPhase f;
-      if (!data_grad_phase(s, ry, rx, &f)) return false;
-      if (f.t.kk > 0 && (rows_layout(f.t) || !direct_blocked_runs(f.t))) return false;
+      ConvShape t;
+      if (!data_grad_phase(s, ry, rx, &t)) return false;
+      if (t.kk > 0 && (rows_layout(t) || !direct_blocked_runs(t))) return false;
     }
   return true;
 }
@@ -795,7 +794,7 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
                                               bool *finite) {
   const UKernels<T> &uk = ukernels<T>();
   const int64_t nph = s.sh * s.sw;
-  DataGradPhase ph[kMaxPhases];
+  ConvShape ph[kMaxPhases];
   // The copy of dy: padded by the most any phase reads above and left of it, and to the
   // furthest row and column any reads (zeros past dy's)
   ConvShape u = s;
@@ -805,7 +804,7 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
   for (int64_t i = 0; i < nph; ++i) {
     int64_t b, r;
     data_grad_phase(s, i / s.sw, i % s.sw, &ph[i], &b, &r);
-    const ConvShape &t = ph[i].t;
+    const ConvShape &t = ph[i];
     at[i] = size;
     qmax = std::max(qmax, t.ho);
     wmax = std::max(wmax, t.wo);
@@ -850,9 +849,9 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
       const int64_t k0 = pr * gp * 2 * kB, nk = std::min(gp * 2 * kB, s.c - k0);
       const int64_t nb = 2 * (std::min(pairs, (pr + 1) * gp) - pr * gp);  // output blocks
       for (int64_t i = 0; i < nph; ++i) {
-        const ConvShape &t = ph[i].t;
+        const ConvShape &t = ph[i];
         if (q >= t.ho) continue;
-        T *d = dx + (n * s.c + k0) * s.hw + (q * s.sh + ph[i].ry) * s.in_w + ph[i].rx;
+        T *d = dx + (n * s.c + k0) * s.hw + (q * s.sh + i / s.sw) * s.in_w + i % s.sw;
         if (t.kk == 0) {  // (no taps)
           for (int64_t o = 0; o < nk; ++o)
             for (int64_t c = 0; c < t.wo; ++c) d[o * s.hw + c * s.sw] = T(0);
