@@ -293,7 +293,26 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // Xeon (6.63 against 4.53 ms), and 1.23x with the AVX-512 tables before their 32-channel tile
 // (4.68 against 3.82; session 43), where 2048>512 and Inception v3's 2048>320 won (0.77-0.96x).
 // With that tile (wide_avx512, blocked_tile32) 0.90x (3.33 against 3.70 ms; session 44).
+//
+// With that tile each group of 32 channels of dx packs as rows of the layer's weights copied
+// whole (copy_rows32; before, 12% of the 512>2048's time went to packing them through 8x8
+// calls), and direct took less time than gemm1x1 more widely (session 48, interleaved, best of
+// 12, 2-vCPU Xeon, 2 threads): on 7x7 and 8x8 planes at any batch from 128 channels each way
+// 0.67-0.92x (ResNet-50's 2048>512 at one image 0.85x, 512>2048 0.87x, GoogLeNet's 832>384
+// 0.76-0.83x, 832>128 at 8 images 0.81x; at one image 1.00x), on 14x14-17x17 at one image
+// 0.88-0.95x (ResNet-50's 1024>256 0.88-0.89x, 512>1024 0.88x, 2048>1024 0.91x; Inception v3's
+// 768>192 0.95x), at 2-4 images 0.94-0.97x, at 8 images where dx has as many channels as dy or
+// more 0.94-0.98x (fewer: 1.05-1.06x, kept). On 28x28 planes 0.99-1.26x: gemm1x1; under 128
+// channels of dy (GoogLeNet's 832>48 at one image, 480>64) 1.22-1.25x.
+static bool direct_wide_1x1_data_grad_pays(const ConvShape &s) {
+  return wide_avx512() && s.c >= 128 && s.k >= 128 &&
+         (s.howo <= 64 || (s.howo <= 289 && (s.n <= 4 || s.c >= s.k)));
+}
+
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
+  if (s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.wo >= 7 &&
+      direct_wide_1x1_data_grad_pays(s) && direct_blocked_applies(s))
+    return true;
   return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
          s.n >= 2 && s.n * s.howo <= 512 &&
          (full_avx512_core() && !wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&

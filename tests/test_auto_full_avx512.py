@@ -70,6 +70,19 @@ CASES = [
     (_desc(8, 2048, 7, 512, kk=1, p=0), DATA, "direct", "direct"),
     (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "direct", "direct"),
     (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
+    # unit-stride 1x1 data gradients from 128 channels each way: 7x7-8x8 planes at any batch,
+    # up to 17x17 at 1-4 images or with dx's channels at least dy's; not 28x28, nor 8 images of
+    # 512>1024 at 14x14, nor 64 channels of dy, nor strided
+    (_desc(1, 512, 7, 2048, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(8, 832, 7, 128, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(1, 1024, 14, 256, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(4, 512, 14, 1024, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(8, 1024, 14, 256, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(1, 768, 17, 192, kk=1, p=0), DATA, "direct", "gemm1x1"),
+    (_desc(8, 512, 14, 1024, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
+    (_desc(1, 256, 28, 128, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
+    (_desc(1, 480, 14, 64, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
+    (_desc(1, 1024, 14, 2048, kk=1, s=2, p=0), DATA, "gemm1x1", "gemm1x1"),
     # plain 1x1 forwards of 2-8 images with 832+ input channels on planes up to 14x14 (the
     # filters joined); not 768 channels at 17x17, 256 at 14x14, 16 images or one
     (_desc(8, 2048, 8, 320, kk=1, p=0), FWD, "direct", "gemm1x1"),
@@ -115,6 +128,7 @@ CASES_AVX2 = [
     (_desc(8, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "direct"),
     (_desc(8, 512, 7, 2048, kk=1, p=0), FWD, "direct", "direct"),
     (_desc(8, 2048, 8, 320, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(1, 1024, 14, 256, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
 ]
 
 

@@ -389,9 +389,15 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
   const bool wide = forward_tiles<T>(subsampled_1x1(s) ? subsampled_view(s) : s).wide;
   const int64_t cbn = gm.cbn, obn = out_blocks(s.k);
   int bad = 0;
+  // (a 1x1's data gradient: each whole group of 32 channels is rows of the weights as they lie)
+  const int64_t rows_done = wide && flipped && s.kk == 1 && s.c % kB == 0 ? s.k / (4 * kB) : 0;
+#pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
+  for (int64_t g = 0; g < rows_done; ++g)
+    bad |= !ukernels<T>().copy_rows32(w + g * 4 * kB, s.k, s.c, wb + g * 4 * cbn * gm.w_block);
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
   for (int64_t q = 0; q < obn * cbn; ++q) {  // (flipped: input block by input block, as above)
     int64_t ob = flipped ? q % obn : q / cbn, cb = flipped ? q / obn : q % cbn;
+    if (ob < 4 * rows_done) continue;
     if (wide && !flipped && q < obn / 4 * 4 * cbn) {  // (joined: a group's four blocks in turn,
       ob = q / (4 * cbn) * 4 + q % 4;                 // each input block's rows sharing lines)
       cb = q / 4 % cbn;
@@ -566,12 +572,15 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         // (flipped, both blocks of an input block in turn: their 16 taps share the cache
         // lines of the layer's rows, which lie a whole row of it apart; a 1x1's data gradient
         // at 7x7, one image, had spent 37% of its time packing block by block)
-        for (int64_t q = 0; q < nb * cbn; ++q) {
-          // (joined, the four blocks of an input block in turn too: they share cache lines)
-          const bool by_cb = flipped || nb == 4;
-          const int64_t h = by_cb ? q % nb : q / cbn, cb = by_cb ? q / nb : q % cbn;
-          held_finite &= pack_group_block(s, gm, w, flipped, 2 * gp * pr, h, cb, nb == 4, mine);
-        }
+        if (flipped && s.kk == 1 && nb == 4 && s.c % kB == 0 && k0 + 4 * kB <= s.k) {
+          held_finite = uk.copy_rows32(w + k0, s.k, s.c, mine);
+        } else
+          for (int64_t q = 0; q < nb * cbn; ++q) {
+            // (joined, the four blocks of an input block in turn too: they share cache lines)
+            const bool by_cb = flipped || nb == 4;
+            const int64_t h = by_cb ? q % nb : q / cbn, cb = by_cb ? q / nb : q % cbn;
+            held_finite &= pack_group_block(s, gm, w, flipped, 2 * gp * pr, h, cb, nb == 4, mine);
+          }
         bad |= !held_finite;
       }
       const T *wp = packing ? mine : wb + pr * gp * 2 * w_ob;

@@ -140,6 +140,10 @@ struct UKernels {
   // dt[t][e*ds[t] + o] = src[e*ld + o*kk + t] (a strided data gradient's phases, each taking
   // some of the taps). Returns whether every value is finite.
   bool (*pack_block8_taps)(const T *src, int64_t ld, int64_t kk, T *const *dt, const int64_t *ds);
+  // d[r*32 + q] = src[r*ld + q] for r < rows, q < 32 (a 1x1 data gradient's joined filters of
+  // 32 channels, which lie in the layer's weights as the tile reads them). Returns whether every
+  // value is finite.
+  bool (*copy_rows32)(const T *src, int64_t ld, int64_t rows, T *d);
   // d[i*ds + e] = (e < nc ? src[e*plane + i] : 0) for i < n, e < 8 (nc <= 8): n consecutive
   // pixels of nc channel planes, plane apart, as 8-channel pixels (direct's blocked input copy;
   // ds 8, or 32 where four blocks lie joined).
