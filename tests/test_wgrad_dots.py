@@ -1,9 +1,10 @@
 """gemm1x1's weight gradient as dot products along the planes (conv/gemm1x1.cpp,
-weight_grad_dots; the AVX-512 float tile dots3x8): on full-rate AVX-512 cores, one or two
-images onto 28x28-35x35 output planes with 64+ channels each way. conftest pins the half-rate
-table, so the runs here are in subprocesses with FASTCONV_FULL_AVX512=1 (and =0 for the GEMM
-they replace). Against the float64 reference within the accuracy contract, on shapes that
-leave part tiles both ways (rows of the larger operand in threes, of the smaller in eights),
+weight_grad_dots; the float tile dots_tile, 3x8 rows on AVX-512, 3x4 on AVX2): on full-rate
+AVX-512 cores, with either table, one or two images onto 28x28-35x35 output planes with 64+
+channels each way. conftest pins the half-rate table, so the runs here are in subprocesses with
+FASTCONV_FULL_AVX512=1 (and =0 for the GEMM they replace), with each table. Against the float64
+reference within the accuracy contract, on shapes that leave part tiles both ways (rows of the
+larger operand in threes, of the smaller in eights or fours),
 with either operand the larger (dW's values stored across its rows or down its columns), two
 images, planes cut into pieces (35x35: two chunks), strided 1x1s (x gathered into the aligned
 copy); the same bits at 1, 2 and 3 threads and twice in a row; inputs untouched; a NaN and an
@@ -56,22 +57,26 @@ RUNS = textwrap.dedent(
                                      algo="gemm1x1")[1]
     np.savez(sys.argv[3], x=x, dy=dy, **out)
     untouched = bool(np.array_equal(x, x0, equal_nan=True) and np.array_equal(dy, dy0))
-    print(json.dumps([fastconv.hardware()["full_avx512"], untouched]))
+    print(json.dumps([fastconv.isa(), fastconv.hardware()["full_avx512"], untouched]))
     """
 )
 
 
-def _runs(tmp_path, case, full, mode="finite"):
-    path = tmp_path / f"full{full}-{mode}.npz"
-    got = run_isa_json("avx512", RUNS, json.dumps(case), path, mode, FASTCONV_FULL_AVX512=full)
-    assert got == [full == "1", True]  # (the table asked for; inputs untouched)
+ISAS = ["avx512", "avx2"]  # (the file needs an AVX-512 CPU, which runs both)
+
+
+def _runs(tmp_path, case, isa, full, mode="finite"):
+    path = tmp_path / f"{isa}-full{full}-{mode}.npz"
+    got = run_isa_json(isa, RUNS, json.dumps(case), path, mode, FASTCONV_FULL_AVX512=full)
+    assert got == [isa, full == "1", True]  # (the table asked for; inputs untouched)
     with np.load(path) as f:
         return dict(f)
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_dot_products_against_the_reference(case, tmp_path):
-    r = _runs(tmp_path, case, "1")
+def test_dot_products_against_the_reference(case, isa, tmp_path):
+    r = _runs(tmp_path, case, isa, "1")
     st = case[5]
     w = np.zeros((case[4], case[1], 1, 1), np.float32)
     (_, want, _), (_, scale, _) = expected_backward(r["dy"], r["x"], w, st, 0, 1, 1)
@@ -79,12 +84,13 @@ def test_dot_products_against_the_reference(case, tmp_path):
     for key in ("dw2", "dw3", "again"):
         assert np.array_equal(r[key], r["dw1"]), key  # the bits follow the shape only
     # (and they are the tile's own: the GEMM's order of the sums gives other bits)
-    assert not np.array_equal(_runs(tmp_path, case, "0")["dw1"], r["dw1"])
+    assert not np.array_equal(_runs(tmp_path, case, isa, "0")["dw1"], r["dw1"])
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=[IDS[1], IDS[4]])
-def test_non_finite_inputs_land_where_the_reference_puts_them(case, tmp_path):
-    r = _runs(tmp_path, case, "1", "nonfinite")
+def test_non_finite_inputs_land_where_the_reference_puts_them(case, isa, tmp_path):
+    r = _runs(tmp_path, case, isa, "1", "nonfinite")
     st = case[5]
     xs = r["x"][:, :, ::st, ::st].reshape(case[0], case[1], -1).astype(np.float64)
     dys = r["dy"].reshape(case[0], case[4], -1).astype(np.float64)

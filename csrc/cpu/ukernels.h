@@ -102,15 +102,18 @@ struct UKernels {
   void (*wgrad_tile32)(const T *x, int64_t x_row, int64_t x_step, const T *w, int64_t w_row,
                        int64_t rows, int64_t ne, T *y, int64_t y_pos, int64_t y_hi, bool add,
                        int np) = nullptr;
-  // Dot products of 3 rows of a with 8 rows of b over segments of their columns (a 1x1's weight
-  // gradient: dy's and x's planes, image by image, conv/gemm1x1.cpp):
+  // Dot products of 3 rows of a with dots_nr rows of b (8 on AVX-512, 4 on AVX2) over segments
+  // of their columns (a 1x1's weight gradient: dy's and x's planes, image by image,
+  // conv/gemm1x1.cpp):
   //   out[i*oi + j*oj] = (add ? out[i*oi + j*oj] : 0) + sum over s < nseg, p < seg[3s+2] of
   //       a[i*a_row + seg[3s] + p] * b[j*b_row + seg[3s+1] + p]
-  // for i < ni <= 3, j < nj <= 8; rows of a past ni read row 0, rows of b past nj are read (and
-  // must be readable) but never stored. Each sum in a fixed order: 16 lanes along p, then their
-  // lanes added in a fixed tree. Null where the table has none (all but AVX-512's float one).
-  void (*dots3x8)(const T *a, int64_t a_row, const T *b, int64_t b_row, const int64_t *seg,
-                  int64_t nseg, T *out, int64_t oi, int64_t oj, int ni, int nj, bool add) = nullptr;
+  // for i < ni <= 3, j < nj <= dots_nr; rows of a past ni read row 0, rows of b past nj are read
+  // (and must be readable) but never stored. Each sum in a fixed order: a vector's lanes along p,
+  // then its lanes added in a fixed tree. Null where the table has none (the generic one, and
+  // every float64 one).
+  void (*dots_tile)(const T *a, int64_t a_row, const T *b, int64_t b_row, const int64_t *seg,
+                    int64_t nseg, T *out, int64_t oi, int64_t oj, int ni, int nj,
+                    bool add) = nullptr;
   // wgrad_tile's sums out to the weight gradient: d[o*ld + q] = a[q*16 + o] for q < nq,
   // o < nk (<= 16).
   void (*wgrad_store)(const T *a, int64_t nq, T *d, int64_t ld, int64_t nk);
@@ -165,15 +168,16 @@ struct UKernels {
                         int act, T alpha);
   // y[r*ld + i] = b[r] for r < rows, i < cols: a forward GEMM's starting value (bias_rows).
   void (*fill_rows)(T *y, const T *b, int64_t rows, int64_t cols, int64_t ld);
-  int rows_kt;   // rows of a per dot_rows tile
-  int bt;        // positions per blocked tile
-  int wbt = 0;   // positions per wgrad_tile32 (where the table has it)
-  int fbt;       // positions per forward tile on channel blocks at stride 1 or 2 (>= bt)
-  int kt;        // output channels per k-tile (a multiple of vlen)
-  int pt;        // positions per k-tile
-  int kb;        // output channels per tile
-  int vlen;      // pixels per vector
-  int max_nvec;  // vectors per tile row
+  int rows_kt;      // rows of a per dot_rows tile
+  int bt;           // positions per blocked tile
+  int wbt = 0;      // positions per wgrad_tile32 (where the table has it)
+  int dots_nr = 0;  // rows of b per dots_tile (where the table has it)
+  int fbt;          // positions per forward tile on channel blocks at stride 1 or 2 (>= bt)
+  int kt;           // output channels per k-tile (a multiple of vlen)
+  int pt;           // positions per k-tile
+  int kb;           // output channels per tile
+  int vlen;         // pixels per vector
+  int max_nvec;     // vectors per tile row
 };
 
 const UKernels<float> &ukernels_f32();
