@@ -369,6 +369,11 @@ T *group_block(T *g, bool joined, int64_t h, int64_t cb, int64_t cbn, int64_t w_
   *ds = joined ? 4 * kB : kB;
   return joined ? g + cb * 4 * w_block + h * kB : g + (h * cbn + cb) * w_block;
 }
+// A 1x1's data gradient (flipped): each whole joined group of 32 channels is 32 consecutive
+// values of the layer's weight rows, one row an input channel: copy_rows32 packs it.
+static bool packs_by_rows(const ConvShape &s, bool flipped) {
+  return flipped && s.kk == 1 && s.c % kB == 0;
+}
 template <class T>
 bool pack_group_block(const ConvShape &s, const Geometry &gm, const T *w, bool flipped, int64_t ob0,
                       int64_t h, int64_t cb, bool joined, T *g) {
@@ -389,8 +394,7 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
   const bool wide = forward_tiles<T>(subsampled_1x1(s) ? subsampled_view(s) : s).wide;
   const int64_t cbn = gm.cbn, obn = out_blocks(s.k);
   int bad = 0;
-  // (a 1x1's data gradient: each whole group of 32 channels is rows of the weights as they lie)
-  const int64_t rows_done = wide && flipped && s.kk == 1 && s.c % kB == 0 ? s.k / (4 * kB) : 0;
+  const int64_t rows_done = wide && packs_by_rows(s, flipped) ? s.k / (4 * kB) : 0;
 #pragma omp parallel for num_threads(num_threads()) schedule(static) reduction(| : bad)
   for (int64_t g = 0; g < rows_done; ++g)
     bad |= !ukernels<T>().copy_rows32(w + g * 4 * kB, s.k, s.c, wb + g * 4 * cbn * gm.w_block);
@@ -572,7 +576,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         // (flipped, both blocks of an input block in turn: their 16 taps share the cache
         // lines of the layer's rows, which lie a whole row of it apart; a 1x1's data gradient
         // at 7x7, one image, had spent 37% of its time packing block by block)
-        if (flipped && s.kk == 1 && nb == 4 && s.c % kB == 0 && k0 + 4 * kB <= s.k) {
+        if (nb == 4 && packs_by_rows(s, flipped) && k0 + 4 * kB <= s.k) {
           held_finite = uk.copy_rows32(w + k0, s.k, s.c, mine);
         } else
           for (int64_t q = 0; q < nb * cbn; ++q) {

@@ -49,12 +49,13 @@ fc_status weight_grad_dots(const ConvShape &s, const T *dy, const T *x, T *dw) {
   const bool a_dy = strided || s.k >= s.c;
   const int64_t ra = a_dy ? s.k : s.c, rb = a_dy ? s.c : s.k;
   const T *a = a_dy ? dy : x;
-  const int64_t a_img = ra * (a_dy ? hw : s.hw);  // (unit stride where a is x: hw == s.hw)
-  const int64_t nr = uk.dots_nr, rb8 = (rb + nr - 1) / nr * nr, b_row = s.n * p16;
-  Buffer<T> bb(rb8 * b_row);
+  const int64_t arow = a_dy ? hw : s.hw, a_img = ra * arow;  // (a is x at unit stride only)
+  // b's rows padded to whole tiles of the table's nr rows
+  const int64_t nr = uk.dots_nr, rbp = (rb + nr - 1) / nr * nr, b_row = s.n * p16;
+  Buffer<T> bb(rbp * b_row);
   if (!bb.ok())
     return fail(FC_ENOMEM, "gemm1x1: cannot allocate %lld bytes for the weight gradient",
-                (long long)(rb8 * b_row * (int64_t)sizeof(T)));
+                (long long)(rbp * b_row * (int64_t)sizeof(T)));
   // chunks of whole images (or of an image's positions), as segments (a offset, b offset, len)
   std::vector<int64_t> seg, first;  // first[c]: chunk c's first segment
   const int64_t per = p16 <= kDotsChunk ? std::max<int64_t>(1, kDotsChunk / p16) : 1;
@@ -72,30 +73,28 @@ fc_status weight_grad_dots(const ConvShape &s, const T *dy, const T *x, T *dw) {
     }
   first.push_back((int64_t)seg.size() / 3);
   const int64_t chunks = (int64_t)first.size() - 1;
-  const int64_t at = (ra + 2) / 3, bt = rb8 / nr;
+  const int64_t at = (ra + 2) / 3, bt = rbp / nr;
   const int nt = (int)std::min<int64_t>(num_threads(), at);
 #pragma omp parallel num_threads(nt)
   {
     // b's rows, aligned and padded: x's (gathered where strided) or dy's
 #pragma omp for schedule(static)
-    for (int64_t q = 0; q < rb8 * s.n; ++q) {
+    for (int64_t q = 0; q < rbp * s.n; ++q) {
       const int64_t r = q / s.n, n = q % s.n;
       T *d = bb.get() + r * b_row + n * p16;
-      int64_t done = 0;
-      if (r < rb && !a_dy) {
-        std::memcpy(d, dy + (n * s.k + r) * hw, hw * sizeof(T));
-        done = hw;
-      } else if (r < rb && !strided) {
-        std::memcpy(d, x + (n * s.c + r) * s.hw, hw * sizeof(T));
-        done = hw;
-      } else if (r < rb) {
-        const T *src = x + (n * s.c + r) * s.hw;
+      if (r >= rb) {  // (padding rows)
+        std::fill(d, d + p16, T(0));
+        continue;
+      }
+      const T *src = a_dy ? x + (n * s.c + r) * s.hw : dy + (n * s.k + r) * hw;
+      if (strided) {  // (b is x)
         for (int64_t oh = 0; oh < s.ho; ++oh)
           for (int64_t ow = 0; ow < s.wo; ++ow)
             d[oh * s.wo + ow] = src[oh * s.sh * s.in_w + ow * s.sw];
-        done = hw;
+      } else {
+        std::memcpy(d, src, hw * sizeof(T));
       }
-      std::fill(d + done, d + p16, T(0));
+      std::fill(d + hw, d + p16, T(0));
     }
     // (the barrier: b is complete) each thread a run of a's tiles
     const int tid = omp_get_thread_num();
@@ -107,8 +106,7 @@ fc_status weight_grad_dots(const ConvShape &s, const T *dy, const T *x, T *dw) {
           for (int64_t i = blk; i < std::min(t1, blk + kDotsBlock); ++i) {
             const int64_t r0 = 3 * i, b0 = nr * j;
             const int ni = (int)std::min<int64_t>(3, ra - r0),
-                      nj = (int)std::min<int64_t>(8, rb - b0);
-            const int64_t arow = a_dy ? hw : s.hw;
+                      nj = (int)std::min<int64_t>(nr, rb - b0);
             T *o = a_dy ? dw + r0 * s.c + b0 : dw + b0 * s.c + r0;
             uk.dots_tile(a + r0 * arow, arow, bb.get() + b0 * b_row, b_row, sg, ns, o,
                          a_dy ? s.c : 1, a_dy ? 1 : s.c, ni, nj, ch > 0);
