@@ -211,9 +211,22 @@ bool implicit_columns_pay(const ConvShape &s);
 // ep (or nullptr): the epilogue (epilogue.h) applied to each output tile right after its GEMM.
 template <class T>
 struct Epilogue;
+// packed (or nullptr): a unit-stride 1x1's weights as rows_1x1_pack_filters left them, for the
+// forward on the short product's tile (im2col.cpp, forward_1x1_rows), which then runs whatever
+// rows_1x1_pays says.
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                            bool in_place, const Epilogue<T> *ep = nullptr);
+                            bool in_place, const Epilogue<T> *ep = nullptr,
+                            const T *packed = nullptr);
+// Whether a unit-stride 1x1 forward runs on the short product's tile (forward_1x1_rows), and
+// its weights packed for it once (rows_1x1_filter_size elements), as a prepared forward keeps
+// them.
+template <class T>
+bool rows_1x1_pays(const ConvShape &s);
+template <class T>
+int64_t rows_1x1_filter_size(const ConvShape &s);
+template <class T>
+void rows_1x1_pack_filters(const ConvShape &s, const T *w, T *wp);
 // accumulate: dx += the gradient (the GEMMs' beta 1, col2im into dx as it is) instead of dx =.
 template <class T>
 fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T *dx, bool in_place,

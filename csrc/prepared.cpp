@@ -52,6 +52,7 @@ struct fc_conv2d_prepared {
   CachedBlock spec;  // FFT's filter bins (complex doubles), or none (also where not finite)
   Owned blocked{nullptr, std::free};  // direct's blocked filters, or none
   bool blocked_finite = true;         // (their every tap finite)
+  Owned rows{nullptr, std::free};     // a 1x1's weights packed for the short product's tile
 };
 
 namespace {
@@ -100,6 +101,14 @@ fc_status prepare_blocked(fc_conv2d_prepared *p) {
   return FC_OK;
 }
 
+template <class T>
+fc_status prepare_rows(fc_conv2d_prepared *p) {
+  if (fc_status st = alloc_filters<T>(p->rows, fc::rows_1x1_filter_size<T>(p->s), "packed weights"))
+    return st;
+  fc::rows_1x1_pack_filters(p->s, (const T *)p->w, (T *)p->rows.get());
+  return FC_OK;
+}
+
 }  // namespace
 
 using namespace fc;
@@ -142,6 +151,13 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     });
     if (st) return st;
   }
+  if ((a == FC_ALGO_IM2COL || a == FC_ALGO_GEMM1X1) && gemm_in_place(s) &&
+      (t == FC_F32 ? rows_1x1_pays<float>(s) : rows_1x1_pays<double>(s))) {
+    const fc_status st = run_entry([&, t] {
+      return t == FC_F32 ? prepare_rows<float>(p.get()) : prepare_rows<double>(p.get());
+    });
+    if (st) return st;
+  }
   if (a == FC_ALGO_DIRECT && direct_blocked_runs(s)) {
     const fc_status st = run_entry([&, t] {
       return t == FC_F32 ? prepare_blocked<float>(p.get()) : prepare_blocked<double>(p.get());
@@ -171,7 +187,7 @@ fc_status fc_conv2d_forward_prepared(const fc_conv2d_prepared *p, const void *x,
       int64_t work;
       if (__builtin_mul_overflow(out, s.ckk, &work)) work = INT64_MAX;
       SmallWorkGuard small(work);
-      return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep);
+      return gemm_conv_forward(s, X, W, B, Y, gemm_in_place(s), &ep, (const T *)p->rows.get());
     }
     if (p->blocked)  // fused per output row
       return direct_blocked_forward(s, X, (const T *)p->blocked.get(), B, Y, &ep, p->blocked_finite,

@@ -323,10 +323,124 @@ fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *
   return FC_OK;
 }
 
+// --- 1x1 forwards on the short product's tile (forward_1x1_rows) ------------------------------
+//
+// A unit-stride 1x1 is a GEMM whose columns are the input planes as they lie. OpenBLAS packs
+// both operands per call and keeps 60-70% of its rate there on one image's 28x28-56x56 planes
+// (ResNet-50's 64>256 at 56x56: 0.43 ms, 240 GFLOP/s). Here the weights are packed once per call
+// into short_gemm's blocks ([kb outputs] per input channel, as forward_implicit packs them) and
+// the positions go in blocks of one tile row (vlen x max_nvec: 64 floats on AVX-512): each
+// block's columns, all input channels, are copied into the thread's own contiguous buffer (in
+// the L1 for up to 128 channels, the L2 beyond), then every block of outputs is multiplied on
+// the register tile, each sum in registers from its first term to its one store (the bias added
+// after), and the plan's epilogue runs on the rows while they are in the L2. Read in place, the
+// rows lie a plane apart (3-12 KB), past the L1 prefetcher's stride: 1.1-1.4x slower than the
+// copy for 256-512 input channels. With many positions an item covers up to 8 blocks, so that
+// the epilogue's residual is read in runs of up to 2 KB. Items: (image, group, run of blocks),
+// and where they are fewer than fixed_items(), the output blocks cut in parts as well; each
+// output is one chain of multiply-adds in channel order, so no cut changes a bit.
+template <class T>
+static void rows_1x1_pack_blocks(const ConvShape &s, const T *w, T *wp) {
+  const int64_t kb = ukernels<T>().kb, kblocks = (s.kg + kb - 1) / kb;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < s.g * kblocks; ++q) {  // wp[g][block][t][r] = w[g*kg + block*kb + r][t]
+    const int64_t g = q / kblocks, k0 = (q % kblocks) * kb;
+    T *d = wp + q * s.ckk * kb;
+    for (int64_t t = 0; t < s.ckk; ++t)
+      for (int64_t r = 0; r < kb; ++r)
+        d[t * kb + r] = k0 + r < s.kg ? w[(g * s.kg + k0 + r) * s.ckk + t] : T(0);
+  }
+}
+
+template <class T>
+int64_t rows_1x1_filter_size(const ConvShape &s) {
+  const int64_t kb = ukernels<T>().kb;
+  return s.g * (s.kg + kb - 1) / kb * kb * s.ckk;
+}
+
+template <class T>
+void rows_1x1_pack_filters(const ConvShape &s, const T *w, T *wp) {
+#pragma omp parallel num_threads(num_threads())
+  rows_1x1_pack_blocks(s, w, wp);
+}
+
+// packed: the weights as rows_1x1_pack_filters leaves them (a prepared forward's), or null
+template <class T>
+fc_status forward_1x1_rows(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
+                           const Epilogue<T> *ep, const T *packed) {
+  const UKernels<T> &uk = ukernels<T>();
+  const int64_t kb = uk.kb, kblocks = (s.kg + kb - 1) / kb, pb = (int64_t)uk.max_nvec * uk.vlen;
+  int64_t span = pb;  // positions an item: up to 8 blocks while 4 x fixed_items() items remain
+  while (span < 8 * pb && s.n * s.g * ((s.howo + 2 * span - 1) / (2 * span)) >= 4 * fixed_items())
+    span *= 2;
+  const int64_t runs = (s.howo + span - 1) / span, base = s.n * s.g * runs;
+  const int64_t kparts = std::clamp<int64_t>((fixed_items() + base - 1) / base, 1, kblocks);
+  const int nt = num_threads();
+  const int64_t wsize = packed ? 0 : rows_1x1_filter_size<T>(s);
+  Buffer<T> wp(wsize), xb(s.ckk * pb * nt);
+  Buffer<int64_t> off(s.ckk);
+  if (!wp.ok() || !xb.ok() || !off.ok())
+    return fail(FC_ENOMEM, "gemm1x1: cannot allocate %lld bytes of packed weights and columns",
+                (long long)((wsize + pb * nt * s.ckk) * (int64_t)sizeof(T)));
+  const T *wk = packed ? packed : wp.get();
+  for (int64_t t = 0; t < s.ckk; ++t) off.get()[t] = t * pb;
+#pragma omp parallel num_threads(nt)
+  {
+    if (!packed) rows_1x1_pack_blocks(s, w, wp.get());  // (ends on a barrier)
+    T *xp = xb.get() + omp_get_thread_num() * s.ckk * pb;
+    std::fill(xp, xp + s.ckk * pb, T(0));  // (a part block's tail lanes: read, never stored)
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < base * kparts; ++it) {
+      const int64_t pi = it / kparts, kp = it % kparts;
+      const int64_t n = pi / (s.g * runs), g = pi / runs % s.g, s0 = pi % runs * span;
+      const int64_t s1 = std::min(s.howo, s0 + span);
+      const int64_t q0 = kblocks * kp / kparts, q1 = kblocks * (kp + 1) / kparts;
+      const T *xg = x + (n * s.c + g * s.cg) * s.hw;
+      T *yg = y + (n * s.k + g * s.kg) * s.howo;
+      for (int64_t p0 = s0; p0 < s1; p0 += pb) {
+        const int64_t np = std::min(pb, s1 - p0);
+        for (int64_t t = 0; t < s.ckk; ++t)
+          std::memcpy(xp + t * pb, xg + t * s.hw + p0, np * sizeof(T));
+        for (int64_t q = q0; q < q1; ++q)
+          uk.short_gemm(s.ckk, wk + (g * kblocks + q) * s.ckk * kb, xp, off.get(),
+                        b ? b + g * s.kg + q * kb : nullptr, yg + q * kb * s.howo + p0, s.howo,
+                        std::min(kb, s.kg - q * kb), np);
+      }
+      if (ep) {
+        const int64_t r0 = q0 * kb, r1 = std::min(s.kg, q1 * kb);
+        epilogue_block(*ep, y, yg - y + r0 * s.howo + s0, r1 - r0, s1 - s0, s.howo);
+      }
+    }
+  }
+  return FC_OK;
+}
+
+// Where forward_1x1_rows runs: float on the full-rate AVX-512 tables (its 6x4-vector tile),
+// unit-stride unpadded 1x1s onto planes of 28x28 or more with up to 512 input channels, at one
+// or two images or where the layer has no more outputs than inputs. Measured against the GEMM
+// (OpenBLAS) and direct, interleaved in one process, best of 8-30 (the 2-vCPU Xeon, 2 threads,
+// session 49), ms rows / GEMM / direct: ResNet-50's 64>64 at 56x56 0.105 / 0.129 / 0.125, 64>256
+// 0.378 / 0.451 / 0.376, 256>64 0.391 / 0.480 / 0.502, 256>128 0.701 / 0.829 / 0.842, 128>512
+// at 28x28 0.383 / 0.454 / 0.348, 512>128 0.397 / 0.433 / 0.416, 512>256 0.725 / 0.804 / 0.715;
+// GoogLeNet's 256>128 at 28x28 0.87x the GEMM, 64>192 at 56x56 0.78x; Inception v3's 288>64 at
+// 35x35 0.85x. At 8 images 256>64 at 56x56 0.83x, 128>512 at 28x28 0.91x, 512>128 0.99x; in
+// an inference plan at 8 images ResNet-50's 64>256 with its residual lost (5.3 -> 5.9 ms: the
+// output written at 4x the input's size, where the GEMM's long tiles stream it better), so a
+// widening 1x1 takes it at one or two images only. On 14x14 and 7x7 planes 1.2-1.7x (a 196-wide
+// plane fills 3 of 4 blocks' vectors) and strided (positions gathered) 1.2x: the GEMM or direct.
+// With the AVX2 tables (4x3 vectors) 0.89-1.12x the GEMM: not taken.
+template <class T>
+bool rows_1x1_pays(const ConvShape &s) {
+  if (!std::is_same<T, float>::value || !wide_avx512() || !gemm_in_place(s)) return false;
+  return s.howo >= 28 * 28 && s.ckk <= 512 && (s.n <= 2 || s.kg <= s.cg);
+}
+
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                            bool in_place, const Epilogue<T> *ep) {
+                            bool in_place, const Epilogue<T> *ep, const T *packed) {
   if (ep && ep->none()) ep = nullptr;
+  if (in_place && (packed || rows_1x1_pays<T>(s)))
+    return forward_1x1_rows(s, x, w, b, y, ep, packed);
   if (!in_place && implicit_columns_pay(s)) return forward_implicit(s, x, w, b, y, ep);
   if (use_image_groups(s, in_place, GemmDir::forward, sizeof(T)))
     return forward_image_groups(s, x, w, b, y, ep);
@@ -649,7 +763,10 @@ fc_status conv2d_backward_weight__im2col(const ConvShape &s, const T *dy, const 
 
 #define FC_INSTANTIATE_GEMM_DRIVERS(T)                                                             \
   template fc_status gemm_conv_forward<T>(const ConvShape &, const T *, const T *, const T *, T *, \
-                                          bool, const Epilogue<T> *);                              \
+                                          bool, const Epilogue<T> *, const T *);                   \
+  template bool rows_1x1_pays<T>(const ConvShape &);                                               \
+  template int64_t rows_1x1_filter_size<T>(const ConvShape &);                                     \
+  template void rows_1x1_pack_filters<T>(const ConvShape &, const T *, T *);                       \
   template fc_status gemm_conv_backward_data<T>(const ConvShape &, const T *, const T *, T *,      \
                                                 bool, bool);                                       \
   template fc_status gemm_conv_backward_weight<T>(const ConvShape &, const T *, const T *, T *,    \
