@@ -212,13 +212,13 @@ bool implicit_columns_pay(const ConvShape &s);
 template <class T>
 struct Epilogue;
 // packed (or nullptr): a unit-stride 1x1's weights as rows_1x1_pack_filters left them, for the
-// forward on the short product's tile (im2col.cpp, forward_1x1_rows), which then runs whatever
+// forward on the short product's tile (im2col.cpp, rows_product), which then runs whatever
 // rows_1x1_pays says.
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep = nullptr,
                             const T *packed = nullptr);
-// Whether a unit-stride 1x1 forward runs on the short product's tile (forward_1x1_rows), and
+// Whether a unit-stride 1x1 forward runs on the short product's tile (rows_product), and
 // its weights packed for it once (rows_1x1_filter_size elements), as a prepared forward keeps
 // them.
 template <class T>

@@ -323,7 +323,7 @@ fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *
   return FC_OK;
 }
 
-// --- 1x1 forwards on the short product's tile (forward_1x1_rows) ------------------------------
+// --- 1x1 products on the short product's tile (rows_product) -----------------------------------
 //
 // A unit-stride 1x1 is a GEMM whose columns are the input planes as they lie. OpenBLAS packs
 // both operands per call and keeps 60-70% of its rate there on one image's 28x28-56x56 planes
@@ -338,17 +338,34 @@ fc_status forward_implicit(const ConvShape &s, const T *x, const T *w, const T *
 // copy for 256-512 input channels. With many positions an item covers up to 8 blocks, so that
 // the epilogue's residual is read in runs of up to 2 KB. Items: (image, group, run of blocks),
 // and where they are fewer than fixed_items(), the output blocks cut in parts as well; each
-// output is one chain of multiply-adds in channel order, so no cut changes a bit.
+// output is one chain of multiply-adds in channel order, so no cut changes a bit. A 1x1's data
+// gradient, dx = W^T dy, is the same product with the weights packed transposed.
+//
+// The product's dimensions: y[n][g*outs + r][p] = sum over t < red of W_g[r][t] x[n][g*red + t][p]
+// for p < plane; the forward's W_g is the group's weights [kg][cg], the data gradient's (x: dy,
+// y: dx) their transpose (tw).
+struct RowsDims {
+  int64_t n, g, red, outs, plane;
+  bool tw;
+};
+inline RowsDims rows_forward_dims(const ConvShape &s) {
+  return {s.n, s.g, s.cg, s.kg, s.hw, false};
+}
+inline RowsDims rows_data_dims(const ConvShape &s) { return {s.n, s.g, s.kg, s.cg, s.hw, true}; }
+
 template <class T>
-static void rows_1x1_pack_blocks(const ConvShape &s, const T *w, T *wp) {
-  const int64_t kb = ukernels<T>().kb, kblocks = (s.kg + kb - 1) / kb;
+static void rows_pack_blocks(const RowsDims &d, const T *w, T *wp) {
+  const int64_t kb = ukernels<T>().kb, kblocks = (d.outs + kb - 1) / kb;
 #pragma omp for schedule(static)
-  for (int64_t q = 0; q < s.g * kblocks; ++q) {  // wp[g][block][t][r] = w[g*kg + block*kb + r][t]
+  for (int64_t q = 0; q < d.g * kblocks; ++q) {  // wp[g][block][t][r] = W_g[block*kb + r][t]
     const int64_t g = q / kblocks, k0 = (q % kblocks) * kb;
-    T *d = wp + q * s.ckk * kb;
-    for (int64_t t = 0; t < s.ckk; ++t)
+    const T *wg = w + g * d.outs * d.red;
+    T *o = wp + q * d.red * kb;
+    for (int64_t t = 0; t < d.red; ++t)
       for (int64_t r = 0; r < kb; ++r)
-        d[t * kb + r] = k0 + r < s.kg ? w[(g * s.kg + k0 + r) * s.ckk + t] : T(0);
+        o[t * kb + r] = k0 + r >= d.outs ? T(0)
+                        : d.tw           ? wg[t * d.outs + k0 + r]
+                                         : wg[(k0 + r) * d.red + t];
   }
 }
 
@@ -361,61 +378,62 @@ int64_t rows_1x1_filter_size(const ConvShape &s) {
 template <class T>
 void rows_1x1_pack_filters(const ConvShape &s, const T *w, T *wp) {
 #pragma omp parallel num_threads(num_threads())
-  rows_1x1_pack_blocks(s, w, wp);
+  rows_pack_blocks(rows_forward_dims(s), w, wp);
 }
 
-// packed: the weights as rows_1x1_pack_filters leaves them (a prepared forward's), or null
+// y = W x (+ b, then the epilogue) over d; packed: the weights as rows_pack_blocks leaves them
+// (a prepared forward's), or null
 template <class T>
-fc_status forward_1x1_rows(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
-                           const Epilogue<T> *ep, const T *packed) {
+fc_status rows_product(const RowsDims &d, const T *x, const T *w, const T *b, T *y,
+                       const Epilogue<T> *ep, const T *packed) {
   const UKernels<T> &uk = ukernels<T>();
-  const int64_t kb = uk.kb, kblocks = (s.kg + kb - 1) / kb, pb = (int64_t)uk.max_nvec * uk.vlen;
+  const int64_t kb = uk.kb, kblocks = (d.outs + kb - 1) / kb, pb = (int64_t)uk.max_nvec * uk.vlen;
   int64_t span = pb;  // positions an item: up to 8 blocks while 4 x fixed_items() items remain
-  while (span < 8 * pb && s.n * s.g * ((s.howo + 2 * span - 1) / (2 * span)) >= 4 * fixed_items())
+  while (span < 8 * pb && d.n * d.g * ((d.plane + 2 * span - 1) / (2 * span)) >= 4 * fixed_items())
     span *= 2;
-  const int64_t runs = (s.howo + span - 1) / span, base = s.n * s.g * runs;
+  const int64_t runs = (d.plane + span - 1) / span, base = d.n * d.g * runs;
   const int64_t kparts = std::clamp<int64_t>((fixed_items() + base - 1) / base, 1, kblocks);
   const int nt = num_threads();
-  const int64_t wsize = packed ? 0 : rows_1x1_filter_size<T>(s);
-  Buffer<T> wp(wsize), xb(s.ckk * pb * nt);
-  Buffer<int64_t> off(s.ckk);
+  const int64_t wsize = packed ? 0 : d.g * kblocks * kb * d.red;
+  Buffer<T> wp(wsize), xb(d.red * pb * nt);
+  Buffer<int64_t> off(d.red);
   if (!wp.ok() || !xb.ok() || !off.ok())
     return fail(FC_ENOMEM, "gemm1x1: cannot allocate %lld bytes of packed weights and columns",
-                (long long)((wsize + pb * nt * s.ckk) * (int64_t)sizeof(T)));
+                (long long)((wsize + pb * nt * d.red) * (int64_t)sizeof(T)));
   const T *wk = packed ? packed : wp.get();
-  for (int64_t t = 0; t < s.ckk; ++t) off.get()[t] = t * pb;
+  for (int64_t t = 0; t < d.red; ++t) off.get()[t] = t * pb;
 #pragma omp parallel num_threads(nt)
   {
-    if (!packed) rows_1x1_pack_blocks(s, w, wp.get());  // (ends on a barrier)
-    T *xp = xb.get() + omp_get_thread_num() * s.ckk * pb;
-    std::fill(xp, xp + s.ckk * pb, T(0));  // (a part block's tail lanes: read, never stored)
+    if (!packed) rows_pack_blocks(d, w, wp.get());  // (ends on a barrier)
+    T *xp = xb.get() + omp_get_thread_num() * d.red * pb;
+    std::fill(xp, xp + d.red * pb, T(0));  // (a part block's tail lanes: read, never stored)
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < base * kparts; ++it) {
       const int64_t pi = it / kparts, kp = it % kparts;
-      const int64_t n = pi / (s.g * runs), g = pi / runs % s.g, s0 = pi % runs * span;
-      const int64_t s1 = std::min(s.howo, s0 + span);
+      const int64_t n = pi / (d.g * runs), g = pi / runs % d.g, s0 = pi % runs * span;
+      const int64_t s1 = std::min(d.plane, s0 + span);
       const int64_t q0 = kblocks * kp / kparts, q1 = kblocks * (kp + 1) / kparts;
-      const T *xg = x + (n * s.c + g * s.cg) * s.hw;
-      T *yg = y + (n * s.k + g * s.kg) * s.howo;
+      const T *xg = x + (n * d.g + g) * d.red * d.plane;
+      T *yg = y + (n * d.g + g) * d.outs * d.plane;
       for (int64_t p0 = s0; p0 < s1; p0 += pb) {
         const int64_t np = std::min(pb, s1 - p0);
-        for (int64_t t = 0; t < s.ckk; ++t)
-          std::memcpy(xp + t * pb, xg + t * s.hw + p0, np * sizeof(T));
+        for (int64_t t = 0; t < d.red; ++t)
+          std::memcpy(xp + t * pb, xg + t * d.plane + p0, np * sizeof(T));
         for (int64_t q = q0; q < q1; ++q)
-          uk.short_gemm(s.ckk, wk + (g * kblocks + q) * s.ckk * kb, xp, off.get(),
-                        b ? b + g * s.kg + q * kb : nullptr, yg + q * kb * s.howo + p0, s.howo,
-                        std::min(kb, s.kg - q * kb), np);
+          uk.short_gemm(d.red, wk + (g * kblocks + q) * d.red * kb, xp, off.get(),
+                        b ? b + g * d.outs + q * kb : nullptr, yg + q * kb * d.plane + p0, d.plane,
+                        std::min(kb, d.outs - q * kb), np);
       }
       if (ep) {
-        const int64_t r0 = q0 * kb, r1 = std::min(s.kg, q1 * kb);
-        epilogue_block(*ep, y, yg - y + r0 * s.howo + s0, r1 - r0, s1 - s0, s.howo);
+        const int64_t r0 = q0 * kb, r1 = std::min(d.outs, q1 * kb);
+        epilogue_block(*ep, y, yg - y + r0 * d.plane + s0, r1 - r0, s1 - s0, d.plane);
       }
     }
   }
   return FC_OK;
 }
 
-// Where forward_1x1_rows runs: float on the full-rate AVX-512 tables (its 6x4-vector tile),
+// Where a 1x1's forward runs on rows_product: float on the full-rate AVX-512 tables (its 6x4-vector tile),
 // unit-stride unpadded 1x1s onto planes of 28x28 or more with up to 512 input channels, at one
 // or two images or where the layer has no more outputs than inputs. Measured against the GEMM
 // (OpenBLAS) and direct, interleaved in one process, best of 8-30 (the 2-vCPU Xeon, 2 threads,
@@ -435,12 +453,29 @@ bool rows_1x1_pays(const ConvShape &s) {
   return s.howo >= 28 * 28 && s.ckk <= 512 && (s.n <= 2 || s.kg <= s.cg);
 }
 
+// Where a unit-stride 1x1's data gradient (dx = W^T dy, not added into dx) runs on the same
+// product (rows_product with the weights packed transposed): float on the full-rate AVX-512
+// tables, planes of 35x35 or more, up to 512 channels of dy. Measured against the GEMM
+// (backward_data_few_in_place at 1-7 images, OpenBLAS) and direct, interleaved in one process,
+// best of 12 (the 2-vCPU Xeon, 2 threads, session 49), ms rows / GEMM / direct, layer c>k: ResNet's
+// 1x1 64>64 at 56x56 0.110 / 0.133 / 0.136, 64>256 0.446 / 0.508 / 0.551, 256>64 0.368 / 0.472
+// / 0.413, 256>128 0.697 / 0.846 / 0.793; Inception v3's 288>64 at 35x35 0.178 / 0.215 / 0.195;
+// at 8 images 64>256 3.72 / 4.39 / 5.55, 256>64 2.93 / 3.29 / 3.49, 256>128 5.89 / 6.50 / 6.41.
+// On 28x28 planes 1.04-1.14x the faster of the two at one image (ResNet-50's 512>128 0.407 /
+// 0.387 / 0.366; the GEMM there packs dy's tiles once for every row of W^T) and 0.93-1.03x at
+// 8: not taken.
+template <class T>
+static bool rows_1x1_data_pays(const ConvShape &s) {
+  if (!std::is_same<T, float>::value || !wide_avx512() || !gemm_in_place(s)) return false;
+  return s.howo >= 35 * 35 && s.kg <= 512;
+}
+
 template <class T>
 fc_status gemm_conv_forward(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                             bool in_place, const Epilogue<T> *ep, const T *packed) {
   if (ep && ep->none()) ep = nullptr;
   if (in_place && (packed || rows_1x1_pays<T>(s)))
-    return forward_1x1_rows(s, x, w, b, y, ep, packed);
+    return rows_product(rows_forward_dims(s), x, w, b, y, ep, packed);
   if (!in_place && implicit_columns_pay(s)) return forward_implicit(s, x, w, b, y, ep);
   if (use_image_groups(s, in_place, GemmDir::forward, sizeof(T)))
     return forward_image_groups(s, x, w, b, y, ep);
@@ -560,6 +595,9 @@ fc_status gemm_conv_backward_data(const ConvShape &s, const T *dy, const T *w, T
                                   bool accumulate) {
   if (use_image_groups(s, in_place, GemmDir::data, sizeof(T)))
     return backward_data_image_groups(s, dy, w, dx, accumulate);
+  if (in_place && !accumulate && rows_1x1_data_pays<T>(s))
+    return rows_product(rows_data_dims(s), dy, w, (const T *)nullptr, dx,
+                        (const Epilogue<T> *)nullptr, (const T *)nullptr);
   const int64_t ng = s.n * s.g, fixed = fixed_items();
   if (in_place && ng < fixed) return backward_data_few_in_place(s, dy, w, dx, accumulate);
   // Items own disjoint slices of dx: (image, group, channel chunk). Chunks split a group's
