@@ -2,7 +2,7 @@
 float on the full-rate AVX-512 tables): the forward onto planes of 28x28 or more with up to 512
 input channels (at one or two images, or where the layer has no more outputs than inputs), and
 the data gradient (dx = W^T dy, the weights packed transposed) onto planes of 35x35 or more with
-up to 512 channels of dy. The weights are packed into the tile's blocks (once, in a prepared
+up to 512 channels of dy (at 3+ images where dx has no more channels than dy). The weights are packed into the tile's blocks (once, in a prepared
 forward), each block of positions copied into the thread's own buffer, every output one chain
 of multiply-adds. conftest pins the half-rate table, so the runs here are in subprocesses with
 FASTCONV_FULL_AVX512=1 (and =0 for the GEMM it replaces). Against the float64 reference within

@@ -460,14 +460,16 @@ bool rows_1x1_pays(const ConvShape &s) {
 // best of 12 (the 2-vCPU Xeon, 2 threads, session 49), ms rows / GEMM / direct, layer c>k: ResNet's
 // 1x1 64>64 at 56x56 0.110 / 0.133 / 0.136, 64>256 0.446 / 0.508 / 0.551, 256>64 0.368 / 0.472
 // / 0.413, 256>128 0.697 / 0.846 / 0.793; Inception v3's 288>64 at 35x35 0.178 / 0.215 / 0.195;
-// at 8 images 64>256 3.72 / 4.39 / 5.55, 256>64 2.93 / 3.29 / 3.49, 256>128 5.89 / 6.50 / 6.41.
-// On 28x28 planes 1.04-1.14x the faster of the two at one image (ResNet-50's 512>128 0.407 /
+// at 8 images 64>256 3.72 / 4.39 / 5.55, 256>64 2.93 / 3.29 / 3.49, 256>128 5.89 / 6.50 / 6.41,
+// but in a whole `bench auto` run 256>128 at 8 images took 9.12 ms against direct's 7.11 (all
+// three rounds; 6.8 against 6.6 run alone): as with the forward, a product whose output has
+// more rows than its input, at 3+ images, is left to the GEMM. On 28x28 planes 1.04-1.14x the faster of the two at one image (ResNet-50's 512>128 0.407 /
 // 0.387 / 0.366; the GEMM there packs dy's tiles once for every row of W^T) and 0.93-1.03x at
 // 8: not taken.
 template <class T>
 static bool rows_1x1_data_pays(const ConvShape &s) {
   if (!std::is_same<T, float>::value || !wide_avx512() || !gemm_in_place(s)) return false;
-  return s.howo >= 35 * 35 && s.kg <= 512;
+  return s.howo >= 35 * 35 && s.kg <= 512 && (s.n <= 2 || s.cg <= s.kg);
 }
 
 template <class T>
