@@ -2,17 +2,17 @@
 float on the full-rate AVX-512 tables): the forward onto planes of 28x28 or more with up to 512
 input channels (at one or two images, or where the layer has no more outputs than inputs), and
 the data gradient (dx = W^T dy, the weights packed transposed) onto planes of 35x35 or more with
-up to 512 channels of dy (at 3+ images where dx has no more channels than dy). The weights are packed into the tile's blocks (once, in a prepared
-forward), each block of positions copied into the thread's own buffer, every output one chain
-of multiply-adds. conftest pins the half-rate table, so the runs here are in subprocesses with
-FASTCONV_FULL_AVX512=1 (and =0 for the GEMM it replaces). Against the float64 reference within
-the accuracy contract, on shapes that leave a part block of outputs (6 a block) and of
-positions (64 a block), two to four images (items of several blocks), groups, 512 channels
-summed; the same bits at 1, 2 and 3 threads, twice in a row, and with the output blocks cut in
-parts (FASTCONV_WORK_ITEMS); a one-step plan (weights packed once, bias, residual and ReLU on
-the rows) bit for bit the ordinary forward followed by the same operations; the path ran (its
-packed weights' workspace) and not on the half-rate table; inputs untouched; a NaN and an
-infinity land where the reference puts them."""
+up to 512 channels of dy (at 3+ images where dx has no more channels than dy). The weights are
+packed into the tile's blocks (once, in a prepared forward), each block of positions copied into
+the thread's own buffer, every output one chain of multiply-adds. conftest pins the half-rate
+table, so the runs here are in subprocesses with FASTCONV_FULL_AVX512=1 (and =0 for the GEMM it
+replaces). Against the float64 reference within the accuracy contract, on shapes that leave a
+part block of outputs (6 a block) and of positions (64 a block), two to four images (items of
+several blocks), groups, 512 channels summed; the same bits at 1, 2 and 3 threads, twice in a
+row, and with the output blocks cut in parts (FASTCONV_WORK_ITEMS); a one-step plan (weights
+packed once, bias, residual and ReLU on the rows) bit for bit the ordinary forward followed by
+the same operations; the path ran (its packed weights' workspace) and not on the half-rate
+table; inputs untouched; a NaN and an infinity land where the reference puts them."""
 
 import json
 import textwrap
