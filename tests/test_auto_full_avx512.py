@@ -156,3 +156,31 @@ def test_the_generic_table_ignores_the_flag():
     full, got = _choices("generic", "1", CASES)
     assert full is True
     assert got == _choices("generic", "0", CASES)[1]
+
+
+_CHOOSE_PREPARED = (
+    "import json, sys\n"
+    "from fastconv import _core, hardware\n"
+    "cases = json.loads(sys.argv[2])\n"
+    "got = [_core.ALGO_NAMES[_core.conv2d_choose_prepared(d)] for d in cases]\n"
+    "print(json.dumps([hardware()['full_avx512'], got]))"
+)
+
+#: A plan's forward (its filters prepared once): strided 1x1s on direct's blocked tiles, with
+#: the AVX-512 tables at full rate onto 28x28 too at 1-4 images and from 512 input channels at
+#: 8; else onto 14x14 and smaller at 1-2. (descriptor, full-rate choice, half-rate choice)
+PREPARED = [
+    (_desc(1, 256, 56, 512, kk=1, s=2, p=0), "direct", "gemm1x1"),
+    (_desc(4, 256, 56, 512, kk=1, s=2, p=0), "direct", "gemm1x1"),
+    (_desc(8, 256, 56, 512, kk=1, s=2, p=0), "gemm1x1", "gemm1x1"),
+    (_desc(8, 1024, 14, 2048, kk=1, s=2, p=0), "direct", "gemm1x1"),
+    (_desc(2, 128, 28, 256, kk=1, s=2, p=0), "direct", "direct"),
+]
+
+
+@pytest.mark.parametrize("full", ["1", "0"])
+def test_prepared_strided_1x1(full):
+    arg = json.dumps([d for d, _, _ in PREPARED])
+    rate, got = run_isa_json("avx512", _CHOOSE_PREPARED, arg, FASTCONV_FULL_AVX512=full)
+    assert rate is (full == "1")
+    assert got == [c[1] if full == "1" else c[2] for c in PREPARED]

@@ -455,12 +455,17 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
 // against 0.40 ms, 64>256 at 56x56 0.91x; 256>64, 512>128 and 256>128 1.1-1.6x slower; in the
 // batch-1 plan of ResNet-50, prepared, its 64>256 steps at 56x56 came out even), and
 // strided ones of 512+ input channels at 8 images 0.94x (ResNet's 512>1024 and 1024>2048).
+// Prepared strided ones with the AVX-512 tables on a full-rate core (one-step plans with bias
+// and ReLU, interleaved, best of 6-12, the 2-vCPU Xeon, session 49), ms direct / gemm1x1: onto
+// 28x28 too (ResNet-50's 256>512 from 56x56 0.785 / 1.017 at one image, 1.48 / 1.81 at two,
+// 3.06 / 3.36 at four; ResNet-18's 64>128 0.079 / 0.091), and at 8 images from 512 input
+// channels (512>1024 6.47 / 6.72, 1024>2048 5.60 / 6.67); 256>512 at 8 images 7.60 / 6.88.
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   const bool wide = wide_avx512();
   if (subsampled_1x1(s))
     return (s.n <= 2 && (prepared ? s.howo <= 196 : s.c <= 512)) ||
-           (wide && !prepared && s.n <= 8 && s.c >= 512);
+           (wide && ((prepared && s.n <= 4) || (s.n <= 8 && s.c >= 512)));
   if (!flat_runs(s)) return false;
   // Since the 32-channel tile reads its filters joined (session 46, the Xeon): 2-8 images of
   // 832+ input channels on planes up to 14x14, plain forwards, 0.78-0.93x gemm1x1's time
