@@ -310,13 +310,12 @@ static bool direct_wide_1x1_data_grad_pays(const ConvShape &s) {
 }
 
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {
-  if (s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.wo >= 7 &&
-      direct_wide_1x1_data_grad_pays(s) && direct_blocked_applies(s))
-    return true;
-  return s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.howo <= 64 && s.wo >= 7 &&
-         s.n >= 2 && s.n * s.howo <= 512 &&
-         (full_avx512_core() && !wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&
-         hardware().isa != Isa::kGeneric && direct_blocked_applies(s);
+  if (s.sh != 1 || s.sw != 1 || s.ph != 0 || s.pw != 0 || s.wo < 7 || !direct_blocked_applies(s))
+    return false;
+  return direct_wide_1x1_data_grad_pays(s) ||
+         (s.howo <= 64 && s.n >= 2 && s.n * s.howo <= 512 &&
+          (full_avx512_core() && !wide_avx512() ? s.c : std::max(s.c, s.k)) >= 2048 &&
+          hardware().isa != Isa::kGeneric);
 }
 
 // The weight gradient on direct's blocked tiles (conv/direct_blocked.cpp): unit stride, 16+

@@ -151,7 +151,7 @@ fc_status fc_conv2d_prepare(const fc_conv2d_desc *d, fc_dtype t, fc_algo a, cons
     });
     if (st) return st;
   }
-  if ((a == FC_ALGO_IM2COL || a == FC_ALGO_GEMM1X1) && gemm_in_place(s) &&
+  if ((a == FC_ALGO_IM2COL || a == FC_ALGO_GEMM1X1) &&
       (t == FC_F32 ? rows_1x1_pays<float>(s) : rows_1x1_pays<double>(s))) {
     const fc_status st = run_entry([&, t] {
       return t == FC_F32 ? prepare_rows<float>(p.get()) : prepare_rows<double>(p.get());

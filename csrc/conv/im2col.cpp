@@ -353,6 +353,13 @@ inline RowsDims rows_forward_dims(const ConvShape &s) {
 }
 inline RowsDims rows_data_dims(const ConvShape &s) { return {s.n, s.g, s.kg, s.cg, s.hw, true}; }
 
+// Elements of the weights packed for the product: whole blocks of kb outputs, each group's.
+template <class T>
+static int64_t rows_filter_size(const RowsDims &d) {
+  const int64_t kb = ukernels<T>().kb;
+  return d.g * ((d.outs + kb - 1) / kb) * kb * d.red;
+}
+
 template <class T>
 static void rows_pack_blocks(const RowsDims &d, const T *w, T *wp) {
   const int64_t kb = ukernels<T>().kb, kblocks = (d.outs + kb - 1) / kb;
@@ -371,8 +378,7 @@ static void rows_pack_blocks(const RowsDims &d, const T *w, T *wp) {
 
 template <class T>
 int64_t rows_1x1_filter_size(const ConvShape &s) {
-  const int64_t kb = ukernels<T>().kb;
-  return s.g * (s.kg + kb - 1) / kb * kb * s.ckk;
+  return rows_filter_size<T>(rows_forward_dims(s));
 }
 
 template <class T>
@@ -394,7 +400,7 @@ fc_status rows_product(const RowsDims &d, const T *x, const T *w, const T *b, T 
   const int64_t runs = (d.plane + span - 1) / span, base = d.n * d.g * runs;
   const int64_t kparts = std::clamp<int64_t>((fixed_items() + base - 1) / base, 1, kblocks);
   const int nt = num_threads();
-  const int64_t wsize = packed ? 0 : d.g * kblocks * kb * d.red;
+  const int64_t wsize = packed ? 0 : rows_filter_size<T>(d);
   Buffer<T> wp(wsize), xb(d.red * pb * nt);
   Buffer<int64_t> off(d.red);
   if (!wp.ok() || !xb.ok() || !off.ok())
@@ -433,20 +439,20 @@ fc_status rows_product(const RowsDims &d, const T *x, const T *w, const T *b, T 
   return FC_OK;
 }
 
-// Where a 1x1's forward runs on rows_product: float on the full-rate AVX-512 tables (its 6x4-vector tile),
-// unit-stride unpadded 1x1s onto planes of 28x28 or more with up to 512 input channels, at one
-// or two images or where the layer has no more outputs than inputs. Measured against the GEMM
+// Where a 1x1's forward runs on rows_product: float on the full-rate AVX-512 tables (its 6x4-vector
+// tile), unit-stride unpadded 1x1s onto planes of 28x28 or more with up to 512 input channels, at
+// one or two images or where the layer has no more outputs than inputs. Measured against the GEMM
 // (OpenBLAS) and direct, interleaved in one process, best of 8-30 (the 2-vCPU Xeon, 2 threads,
 // session 49), ms rows / GEMM / direct: ResNet-50's 64>64 at 56x56 0.105 / 0.129 / 0.125, 64>256
-// 0.378 / 0.451 / 0.376, 256>64 0.391 / 0.480 / 0.502, 256>128 0.701 / 0.829 / 0.842, 128>512
-// at 28x28 0.383 / 0.454 / 0.348, 512>128 0.397 / 0.433 / 0.416, 512>256 0.725 / 0.804 / 0.715;
+// 0.378 / 0.451 / 0.376, 256>64 0.391 / 0.480 / 0.502, 256>128 0.701 / 0.829 / 0.842, 128>512 at
+// 28x28 0.383 / 0.454 / 0.348, 512>128 0.397 / 0.433 / 0.416, 512>256 0.725 / 0.804 / 0.715;
 // GoogLeNet's 256>128 at 28x28 0.87x the GEMM, 64>192 at 56x56 0.78x; Inception v3's 288>64 at
-// 35x35 0.85x. At 8 images 256>64 at 56x56 0.83x, 128>512 at 28x28 0.91x, 512>128 0.99x; in
-// an inference plan at 8 images ResNet-50's 64>256 with its residual lost (5.3 -> 5.9 ms: the
-// output written at 4x the input's size, where the GEMM's long tiles stream it better), so a
-// widening 1x1 takes it at one or two images only. On 14x14 and 7x7 planes 1.2-1.7x (a 196-wide
-// plane fills 3 of 4 blocks' vectors) and strided (positions gathered) 1.2x: the GEMM or direct.
-// With the AVX2 tables (4x3 vectors) 0.89-1.12x the GEMM: not taken.
+// 35x35 0.85x. At 8 images 256>64 at 56x56 0.83x, 128>512 at 28x28 0.91x, 512>128 0.99x; in an
+// inference plan at 8 images ResNet-50's 64>256 with its residual lost (5.3 -> 5.9 ms: the output
+// written at 4x the input's size, where the GEMM's long tiles stream it better), so a widening 1x1
+// takes it at one or two images only. On 14x14 and 7x7 planes 1.2-1.7x (a 196-wide plane fills 3 of
+// 4 blocks' vectors) and strided (positions gathered) 1.2x: the GEMM or direct. With the AVX2
+// tables (4x3 vectors) 0.89-1.12x the GEMM: not taken.
 template <class T>
 bool rows_1x1_pays(const ConvShape &s) {
   if (!std::is_same<T, float>::value || !wide_avx512() || !gemm_in_place(s)) return false;
@@ -463,9 +469,9 @@ bool rows_1x1_pays(const ConvShape &s) {
 // at 8 images 64>256 3.72 / 4.39 / 5.55, 256>64 2.93 / 3.29 / 3.49, 256>128 5.89 / 6.50 / 6.41,
 // but in a whole `bench auto` run 256>128 at 8 images took 9.12 ms against direct's 7.11 (all
 // three rounds; 6.8 against 6.6 run alone): as with the forward, a product whose output has
-// more rows than its input, at 3+ images, is left to the GEMM. On 28x28 planes 1.04-1.14x the faster of the two at one image (ResNet-50's 512>128 0.407 /
-// 0.387 / 0.366; the GEMM there packs dy's tiles once for every row of W^T) and 0.93-1.03x at
-// 8: not taken.
+// more rows than its input, at 3+ images, is left to the GEMM. On 28x28 planes 1.04-1.14x the
+// faster of the two at one image (ResNet-50's 512>128 0.407 / 0.387 / 0.366; the GEMM there
+// packs dy's tiles once for every row of W^T) and 0.93-1.03x at 8: not taken.
 template <class T>
 static bool rows_1x1_data_pays(const ConvShape &s) {
   if (!std::is_same<T, float>::value || !wide_avx512() || !gemm_in_place(s)) return false;
