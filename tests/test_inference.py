@@ -303,10 +303,10 @@ def test_resnet50_batch_norm_folded_and_residual_fused(zoo):
 
 
 def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
-    """Batch 1: each inception module's first 1x1 of every branch run as one stacked GEMM
-    (fused "a+b+c"), whose first branch the concat copies into its slice, every other branch
-    writing its slice itself; batch 2: no stacking, one copy step per branch (4 x 9); both
-    within tolerance of eager."""
+    """Batch 1: each inception module's first 1x1 of every branch run as one stacked product
+    (fused "a+b+c", on the heuristic's algorithm for the stacked shape), whose first branch the
+    concat copies into its slice, every other branch writing its slice itself; batch 2: no
+    stacking, one copy step per branch (4 x 9); both within tolerance of eager."""
     m32, m64 = zoo("googlenet")
     x = _input("googlenet", 2, seed=3)[:, :, :64, :64].copy()
     ref = _eager(m64, x)
@@ -319,7 +319,10 @@ def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
     assert stacked and ops1["copy"] == len(stacked), (ops1, stacked)
     for s in stacked:
         parts = [int(k) for k in s.fused[-1].split("+")]
-        assert len(parts) == 3 and sum(parts) == s.out_shape[1] and s.algo == "gemm1x1"
+        assert len(parts) == 3 and sum(parts) == s.out_shape[1]
+        desc = [1, s.in_shape[1], *s.in_shape[2:], s.out_shape[1], 1, 1, 1, 1, 0, 0, 1, 1, 1]
+        want = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]  # (the stacked shape's)
+        assert s.algo == (want if want in ("gemm1x1", "direct") else "gemm1x1"), (s, want)
         assert s.fused[:-1] == ("batch_norm", "relu")
     assert ops1["conv"] == 57 - 2 * len(stacked) and ops2["conv"] == 57 and ops2["copy"] == 36
     assert all(s.fused == ("batch_norm", "relu") for s in steps2 if s.op == "conv")
@@ -373,6 +376,51 @@ def test_sibling_1x1_convolutions_stacked_at_batch_1(dtype):
         assert np.array_equal(plan(x[:n]), y)
         stacked = [s.fused[-1] for s in plan._for(x[:n].shape).steps if "+" in "".join(s.fused)]
         assert stacked == (["5+7+4", "6+6+9"] if n == 1 else []), stacked
+
+
+class MixedSiblings(nn.Module):
+    """Three 1x1 branch heads on a 14x14 plane whose own algorithms differ (256 outputs: direct
+    on its own; 24 and 40: gemm1x1), stacked into one 320-output product."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.a = nn.Conv2d(48, 256, 1, dtype=dtype)
+        self.b = nn.Conv2d(48, 24, 1, dtype=dtype)
+        self.c = nn.Conv2d(48, 40, 1, bias=False, dtype=dtype)
+        self.t = nn.Conv2d(24, 16, 3, padding=1, dtype=dtype)
+
+    def forward(self, x):
+        return concat(
+            [F.relu(self.a(x)), F.relu(self.t(F.relu(self.b(x)))), F.relu(self.c(x))], axis=1
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_siblings_of_mixed_algorithms_stacked(dtype):
+    """Sibling 1x1s stack whichever of gemm1x1 and direct each would run alone; the stacked
+    product runs the heuristic's choice for the stacked shape (a 48>320 1x1 at 14x14: direct's
+    blocked tiles where they run); within tolerance of eager, the same bits run to run."""
+    model = _fill(MixedSiblings(dtype), 7)
+    x = np.random.default_rng(5).standard_normal((1, 48, 14, 14)).astype(dtype)
+    plan = inference.compile(model, x, tune=False)
+    steps = plan._for(x.shape).steps
+    conv_algos = [s.algo for s in steps if s.op == "conv"]
+    stacked = [s for s in steps if "256+24+40" in s.fused]
+    assert len(stacked) == 1, [s.fused for s in steps]
+    desc = [1, 48, 14, 14, 320, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+    want = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
+    assert stacked[0].algo == (want if want in ("gemm1x1", "direct") else "gemm1x1")
+    if fastconv.isa() != "generic":
+        assert stacked[0].algo == "direct", conv_algos
+    own = [
+        _core.ALGO_NAMES[_core.conv2d_choose_prepared([1, 48, 14, 14, k] + desc[5:])]
+        for k in (256, 24, 40)
+    ]
+    if fastconv.isa() != "generic":
+        assert own[0] == "direct" and own[1] == "gemm1x1", own  # (mixed before stacking)
+    y = plan(x)
+    _assert_close(y, _eager(model, x), F64_TOL if dtype == np.float64 else F32_TOL, "mixed")
+    assert np.array_equal(plan(x), y)
 
 
 def test_sibling_viewed_by_the_output_is_not_stacked():

@@ -6,11 +6,12 @@ straight into its slice of the concat's buffer (elsewhere a copy step puts it th
 are not the caller's input or output share one arena: each gets an offset, first fit by size
 among the buffers whose lifetimes (first write to last read, in step order) overlap.
 
-Sibling 1x1 convolutions at batch 1: the GEMM convolutions (gemm1x1) of one input with the same
-activation and no residual (an Inception module's first 1x1 of each branch) run as one GEMM
-over their stacked filters, which packs the input once instead of once each and multiplies
-taller tiles; each one's output is then a channel slice of the stacked output, a view (a
-concat that wanted it in its own slice copies it there).
+Sibling 1x1 convolutions at batch 1: the unit-stride 1x1 convolutions (gemm1x1 or direct) of
+one input with the same activation and no residual (an Inception module's first 1x1 of each
+branch) run as one product over their stacked filters, which reads the input once instead of
+once each and multiplies taller tiles, on the algorithm the heuristic picks for the stacked
+shape (_stacked_algo); each one's output is then a channel slice of the stacked output, a view
+(a concat that wanted it in its own slice copies it there).
 """
 
 from __future__ import annotations
@@ -152,10 +153,10 @@ def _is_view(n, shapes):
 
 
 def _stackable(n, name, g):
-    """Whether conv node n (running algorithm `name`) may share one GEMM with its siblings."""
+    """Whether conv node n (running algorithm `name`) may share one product with its siblings."""
     a = n.attrs
     return (
-        name == "gemm1x1"
+        name in ("gemm1x1", "direct")
         and n.residual is None
         and n.out != g.output
         and (a["kh"], a["kw"], a["groups"]) == (1, 1, 1)
@@ -163,6 +164,15 @@ def _stackable(n, name, g):
         and tuple(a["padding"]) == (0, 0)
         and tuple(a["dilation"]) == (1, 1)
     )
+
+
+def _stacked_algo(desc):
+    """The stacked product's algorithm: the heuristic's for prepared filters on the stacked
+    shape (its own, not its members': GoogLeNet's 480>192, >96 and >16 at 14x14 stack into a
+    480>304 that direct's blocked tiles run in 0.75x gemm1x1's time), gemm1x1 where that is
+    neither. Not measured: a saved plan loads with the same choice on the same machine."""
+    name = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
+    return name if name in ("gemm1x1", "direct") else "gemm1x1"
 
 
 def _sibling_groups(g, algo_of, n_images, viewed):
@@ -342,9 +352,10 @@ def lower(g, x_shape, tune, algos=None):
             fused = []
             for m in grp:
                 fused += [f for f in m.fused if f not in fused]
+            sname = _stacked_algo(desc)
             st.update(
                 conv=desc,
-                algo=_core.ALGO_NAMES.index("gemm1x1"),
+                algo=_core.ALGO_NAMES.index(sname),
                 weight=plan.add_constant(w, copy=False),
                 bias=plan.add_constant(b, copy=False),
                 out=value(v),
@@ -353,7 +364,7 @@ def lower(g, x_shape, tune, algos=None):
                 "conv",
                 x,
                 shapes[v],
-                algo="gemm1x1",
+                algo=sname,
                 fused=tuple(fused) + ("+".join(str(m.attrs["k"]) for m in grp),),
             )
         elif n.op == "conv":
