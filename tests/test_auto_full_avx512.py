@@ -166,24 +166,29 @@ _CHOOSE_PREPARED = (
     "print(json.dumps([hardware()['full_avx512'], got]))"
 )
 
+
+def _one(n, c, h, k, s=1):  # a 1x1, unpadded
+    return _desc(n, c, h, k, kk=1, s=s, p=0)
+
+
 #: A plan's forward (its filters prepared once): strided 1x1s on direct's blocked tiles, with
 #: the AVX-512 tables at full rate onto 28x28 too at 1-4 images and from 512 input channels at
 #: 8; else onto 14x14 and smaller at 1-2. Unit-stride 1x1s of one image on planes up to 17x17:
 #: direct from 96 outputs at full rate, from 256 else. (descriptor, full-rate choice, half-rate
 #: choice)
 PREPARED = [
-    (_desc(1, 256, 56, 512, kk=1, s=2, p=0), "direct", "gemm1x1"),
-    (_desc(4, 256, 56, 512, kk=1, s=2, p=0), "direct", "gemm1x1"),
-    (_desc(8, 256, 56, 512, kk=1, s=2, p=0), "gemm1x1", "gemm1x1"),
-    (_desc(8, 1024, 14, 2048, kk=1, s=2, p=0), "direct", "gemm1x1"),
-    (_desc(2, 128, 28, 256, kk=1, s=2, p=0), "direct", "direct"),
-    (_desc(1, 528, 14, 128, kk=1, s=1, p=0), "direct", "gemm1x1"),
-    (_desc(1, 480, 14, 96, kk=1, s=1, p=0), "direct", "gemm1x1"),
-    (_desc(1, 768, 17, 192, kk=1, s=1, p=0), "direct", "gemm1x1"),
-    (_desc(1, 512, 14, 64, kk=1, s=1, p=0), "gemm1x1", "gemm1x1"),
-    (_desc(1, 256, 28, 128, kk=1, s=1, p=0), "gemm1x1", "gemm1x1"),
-    (_desc(2, 528, 14, 128, kk=1, s=1, p=0), "gemm1x1", "gemm1x1"),
-    (_desc(1, 1024, 14, 256, kk=1, s=1, p=0), "direct", "direct"),
+    (_one(1, 256, 56, 512, 2), "direct", "gemm1x1"),
+    (_one(4, 256, 56, 512, 2), "direct", "gemm1x1"),
+    (_one(8, 256, 56, 512, 2), "gemm1x1", "gemm1x1"),
+    (_one(8, 1024, 14, 2048, 2), "direct", "gemm1x1"),
+    (_one(2, 128, 28, 256, 2), "direct", "direct"),
+    (_one(1, 528, 14, 128), "direct", "gemm1x1"),
+    (_one(1, 480, 14, 96), "direct", "gemm1x1"),
+    (_one(1, 768, 17, 192), "direct", "gemm1x1"),
+    (_one(1, 512, 14, 64), "gemm1x1", "gemm1x1"),
+    (_one(1, 256, 28, 128), "gemm1x1", "gemm1x1"),
+    (_one(2, 528, 14, 128), "gemm1x1", "gemm1x1"),
+    (_one(1, 1024, 14, 256), "direct", "direct"),
 ]
 
 
