@@ -302,6 +302,19 @@ def test_resnet50_batch_norm_folded_and_residual_fused(zoo):
     assert blocks == 16
 
 
+def _prepared_1x1_choice(x_shape, k):
+    """The heuristic's forward for a prepared unit-stride 1x1 of k outputs on x_shape."""
+    desc = [*x_shape, k, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+    return _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
+
+
+def _stack_choice(x_shape, k):
+    """A stack of sibling 1x1s (k outputs in all) runs the heuristic's choice for its shape
+    where that is gemm1x1 or direct, else gemm1x1."""
+    want = _prepared_1x1_choice(x_shape, k)
+    return want if want in ("gemm1x1", "direct") else "gemm1x1"
+
+
 def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
     """Batch 1: each inception module's first 1x1 of every branch run as one stacked product
     (fused "a+b+c", on the heuristic's algorithm for the stacked shape), whose first branch the
@@ -320,9 +333,7 @@ def test_googlenet_concat_in_place_at_batch_1_copied_at_batch_2(zoo):
     for s in stacked:
         parts = [int(k) for k in s.fused[-1].split("+")]
         assert len(parts) == 3 and sum(parts) == s.out_shape[1]
-        desc = [1, s.in_shape[1], *s.in_shape[2:], s.out_shape[1], 1, 1, 1, 1, 0, 0, 1, 1, 1]
-        want = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]  # (the stacked shape's)
-        assert s.algo == (want if want in ("gemm1x1", "direct") else "gemm1x1"), (s, want)
+        assert s.algo == _stack_choice(s.in_shape, s.out_shape[1]), s
         assert s.fused[:-1] == ("batch_norm", "relu")
     assert ops1["conv"] == 57 - 2 * len(stacked) and ops2["conv"] == 57 and ops2["copy"] == 36
     assert all(s.fused == ("batch_norm", "relu") for s in steps2 if s.op == "conv")
@@ -407,15 +418,10 @@ def test_siblings_of_mixed_algorithms_stacked(dtype):
     conv_algos = [s.algo for s in steps if s.op == "conv"]
     stacked = [s for s in steps if "256+24+40" in s.fused]
     assert len(stacked) == 1, [s.fused for s in steps]
-    desc = [1, 48, 14, 14, 320, 1, 1, 1, 1, 0, 0, 1, 1, 1]
-    want = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
-    assert stacked[0].algo == (want if want in ("gemm1x1", "direct") else "gemm1x1")
+    assert stacked[0].algo == _stack_choice(x.shape, 320)
     if fastconv.isa() != "generic":
         assert stacked[0].algo == "direct", conv_algos
-    own = [
-        _core.ALGO_NAMES[_core.conv2d_choose_prepared([1, 48, 14, 14, k] + desc[5:])]
-        for k in (256, 24, 40)
-    ]
+    own = [_prepared_1x1_choice(x.shape, k) for k in (256, 24, 40)]
     if fastconv.isa() != "generic":
         assert own[0] == "direct" and own[1] == "gemm1x1", own  # (mixed before stacking)
     y = plan(x)

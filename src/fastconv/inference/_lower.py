@@ -152,11 +152,14 @@ def _is_view(n, shapes):
     )
 
 
+_STACK_ALGOS = ("gemm1x1", "direct")  # the algorithms a stack of sibling 1x1s may run on
+
+
 def _stackable(n, name, g):
     """Whether conv node n (running algorithm `name`) may share one product with its siblings."""
     a = n.attrs
     return (
-        name in ("gemm1x1", "direct")
+        name in _STACK_ALGOS
         and n.residual is None
         and n.out != g.output
         and (a["kh"], a["kw"], a["groups"]) == (1, 1, 1)
@@ -172,11 +175,11 @@ def _stacked_algo(desc):
     480>304 that direct's blocked tiles run in 0.75x gemm1x1's time), gemm1x1 where that is
     neither. Not measured: a saved plan loads with the same choice on the same machine."""
     name = _core.ALGO_NAMES[_core.conv2d_choose_prepared(desc)]
-    return name if name in ("gemm1x1", "direct") else "gemm1x1"
+    return name if name in _STACK_ALGOS else "gemm1x1"
 
 
 def _sibling_groups(g, algo_of, n_images, viewed):
-    """Lists of 2+ conv nodes to run as one GEMM (batch 1 only: there a channel slice of an
+    """Lists of 2+ conv nodes to run as one product (batch 1 only: there a channel slice of an
     NCHW buffer is one contiguous run), in node order. An output that a view reads (a reshape,
     maybe the model's output) stays its own buffer."""
     if n_images != 1:
