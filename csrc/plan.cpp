@@ -87,6 +87,7 @@ fc_status step_needs(const fc_plan_step &s, Need *nd) {
         return fail(FC_EINVAL, "plan step: average pooling needs dilation 1");
       nd->in0 = s.pool.n * s.pool.c * s.pool.h * s.pool.w;
       nd->out = s.pool.n * s.pool.c * ho * wo;
+      nd->bias = s.bias >= 0 ? s.pool.c : -1;
       return FC_OK;
     }
     case FC_PLAN_ADAPTIVE_AVG:
@@ -187,7 +188,13 @@ fc_status run_step(const fc_plan &p, size_t index, const T *x, T *y) {
       if (st) return st;
       int64_t ho, wo;
       fc_pool2d_output_size(&s.pool, &ho, &wo);
-      eltwise(out, (const T *)nullptr, out, s.pool.n * s.pool.c * ho * wo, s.act, s.alpha);
+      if (s.bias < 0) {
+        eltwise(out, (const T *)nullptr, out, s.pool.n * s.pool.c * ho * wo, s.act, s.alpha);
+        return FC_OK;
+      }
+      // (a 1x1 convolution's bias: the convolution ran before the pool, commute_avg_pool)
+      channel_scale(out, (const T *)nullptr, 0, cst(s.bias), (const T *)nullptr, out, s.pool.n,
+                    s.pool.c, ho * wo, s.act, s.alpha);
       return FC_OK;
     }
     case FC_PLAN_ADAPTIVE_AVG: {

@@ -42,7 +42,7 @@ void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
   for (int64_t q = 0; q < n * c; ++q) {
     const int64_t in = q / c, ic = q % c;
-    const T s = scale[in * scale_n_stride + ic], b = shift ? shift[ic] : T(0);
+    const T s = scale ? scale[in * scale_n_stride + ic] : T(1), b = shift ? shift[ic] : T(0);
     const T *xp = x + q * hw;
     T *yp = y + q * hw;
     if (res) {

@@ -11,8 +11,8 @@ namespace fc {
 template <class T>
 void eltwise(const T *a, const T *b, T *y, int64_t count, int act, double alpha);
 
-// y[n, c, i] = act(x[n, c, i] * scale[n*scale_n_stride + c] + shift[c] + res[n, c, i]) (shift and
-// res may be null; res laid out as y);
+// y[n, c, i] = act(x[n, c, i] * scale[n*scale_n_stride + c] + shift[c] + res[n, c, i]) (scale,
+// shift and res may be null: a scale of 1 adds the shift alone; res laid out as y; y may be x);
 // scale_n_stride is c for a per-image scale (squeeze-excitation) and 0 for a constant one.
 template <class T>
 void channel_scale(const T *x, const T *scale, int64_t scale_n_stride, const T *shift, const T *res,

@@ -594,6 +594,74 @@ def test_mixed_ops_model(n):
     assert ops["channel_mul"] == 1 and ops["lrn"] == 1 and ops["add"] == 1 and ops["affine"] == 4
 
 
+class PoolThen1x1(nn.Module):
+    """An Inception pool branch: avg_pool (kernel, padding, count_include_pad as given) -> 1x1
+    conv (c -> k) -> BatchNorm -> ReLU; `also` reads the pool's output a second time."""
+
+    def __init__(self, c, k, kernel=3, stride=1, padding=1, incl=True, also=False):
+        super().__init__()
+        self.pool = nn.AvgPool2d(kernel, stride, padding, count_include_pad=incl)
+        self.conv = nn.Conv2d(c, k, 1, dtype=np.float64)
+        self.bn = nn.BatchNorm2d(k, dtype=np.float64)
+        self.also = also
+
+    def forward(self, x):
+        p = self.pool(x)
+        y = F.relu(self.bn(self.conv(p)))
+        return concat([y, p], axis=1) if self.also else y
+
+
+@pytest.mark.parametrize(
+    "kernel, padding, incl",
+    [(3, 1, True), (3, 1, False), ((3, 5), (1, 2), True), ((5, 3), (2, 1), False), (1, 0, True)],
+)
+def test_avg_pool_then_1x1_runs_the_1x1_first(kernel, padding, incl):
+    """avg_pool -> 1x1 conv (8 -> 3) runs as the 1x1 (no bias) and then the pool, which adds
+    the folded bias and fuses the ReLU: float64 within 1e-10 of eager, float32 within 1e-4, at
+    batch 1 and 2, and the same bits run to run."""
+    for n in (1, 2):
+        x = np.random.default_rng(n).standard_normal((n, 8, 7, 6))
+        model = _fill(PoolThen1x1(8, 3, kernel, 1, padding, incl), 5)
+        ref = _eager(model, x)
+        _assert_nontrivial(ref, "pool then 1x1")
+        plan = inference.compile(model, x, tune=False)
+        _assert_close(plan(x), ref, F64_TOL, "pool then 1x1, float64")
+        steps = plan._for(x.shape).steps
+        assert [(s.op, s.fused, s.out_shape[1]) for s in steps] == [
+            ("conv", ("batch_norm", "ahead of avg_pool"), 3),
+            ("avg_pool", ("bias", "relu"), 3),
+        ]
+        x32 = x.astype(np.float32)
+        p32 = inference.compile(model.float(), x32, tune=False)
+        y32 = p32(x32)
+        _assert_close(y32, ref, F32_TOL, "pool then 1x1, float32")
+        assert np.array_equal(y32, p32(x32))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(c=3, k=8),  # more outputs than inputs: pooling after would pool more channels
+        dict(c=8, k=8),
+        dict(c=8, k=3, stride=2),  # a strided pool shrinks the plane: the conv after is cheaper
+        dict(c=8, k=3, kernel=3, padding=0),  # a smaller plane
+        dict(c=8, k=3, also=True),  # the pool's output read twice
+    ],
+    ids=["widening", "square", "strided", "unpadded", "read-twice"],
+)
+def test_avg_pool_then_1x1_kept_in_order(case):
+    """Where moving the 1x1 ahead would not pay or not be valid, the pool runs first; within
+    1e-10 of eager either way."""
+    x = np.random.default_rng(3).standard_normal((2, case["c"], 7, 7))
+    model = _fill(PoolThen1x1(**case), 6)
+    ref = _eager(model, x)
+    plan = inference.compile(model, x, tune=False)
+    _assert_close(plan(x), ref, F64_TOL, f"pool then 1x1 {case}")
+    steps = plan._for(x.shape).steps
+    assert steps[0].op == "avg_pool" and steps[0].fused == ()
+    assert steps[1].op == "conv" and "ahead of avg_pool" not in steps[1].fused
+
+
 class Edges(nn.Module):
     """The model's input as a residual and a concat operand, x + x, an op used twice feeding a
     concat, standalone activations after a concat, a scalar multiply and subtraction, the
@@ -1180,6 +1248,7 @@ BAD_STEPS = [
         ">= 1",
     ),
     ("avg-pool-dilated", {**POOL, "pool": POOL["pool"][:10] + [2, 2, 0]}, "dilation 1"),
+    ("pool-bias-too-small", {**POOL, "bias": "w1"}, "bias holds 1 elements"),
     ("dims-length", {**ELT, "dims": [12, 0, 0]}, "dims needs 4 entries"),
     ("pool-length", {**POOL, "pool": POOL["pool"][:12]}, "pool needs 13 entries"),
     ("conv-length", {**CONV_STEP, "conv": CONV[:13]}, "conv needs 14 entries"),
@@ -1207,6 +1276,7 @@ def test_native_plan_rejects_bad_steps(step, match):
         LRN,
         COPY,
         POOL,
+        {**POOL, "bias": "w3"},
         {**CONV_STEP, "in1": "b"},
         {**AFFINE, "bias": "w3"},
         CHANNEL_MUL,
@@ -1221,6 +1291,7 @@ def test_native_plan_rejects_bad_steps(step, match):
         "lrn",
         "copy",
         "avg-pool",
+        "avg-pool-bias",
         "conv-residual",
         "affine-bias",
         "channel-mul",

@@ -481,9 +481,10 @@ typedef struct fc_plan fc_plan;
 typedef enum { FC_VALUE_INPUT = 0, FC_VALUE_OUTPUT = 1, FC_VALUE_ARENA = 2 } fc_value_kind;
 
 typedef enum {
-  FC_PLAN_CONV = 0,     /* out = act(conv(in0, weight) + bias + in1) (in1: residual or -1) */
-  FC_PLAN_MAX_POOL = 1, /* out = act(max_pool(in0)) over `pool` */
-  FC_PLAN_AVG_POOL = 2, /* out = act(avg_pool(in0)) over `pool`, count_include_pad */
+  FC_PLAN_CONV = 0, /* out = act(conv(in0, weight) + bias + in1) (in1: residual or -1) */
+  /* the pools: out[n,c,:] = act(pool(in0)[n,c,:] + bias[c]) over `pool` (bias: -1 for none) */
+  FC_PLAN_MAX_POOL = 1,
+  FC_PLAN_AVG_POOL = 2, /* count_include_pad as given */
   /* out = act(adaptive_avg_pool(in0)): dims n,c,h,w -> extra[0] x extra[1] */
   FC_PLAN_ADAPTIVE_AVG = 3,
   /* out [m, nout] = act(in0 [m, k] x weight[nout, k]^T + bias): dims m,k,nout */

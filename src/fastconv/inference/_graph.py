@@ -386,6 +386,52 @@ def _rename(g, old, new):
         g.output = new
 
 
+def _pair(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def commute_avg_pool(g):
+    """avg_pool -> 1x1 conv with fewer outputs than inputs becomes conv -> avg_pool: pooling,
+    then a per-pixel product over channels, is the product, then pooling (both are linear and
+    a padded tap is 0 either way), and pooled after the product it pools k channels instead of
+    c (Inception v3's pool branches: 288 -> 64, 768 -> 192, 2048 -> 192). Only a pool with
+    unit stride that keeps the plane's size (kernel 2 * padding + 1), nothing fused, read by
+    that conv alone; the conv (unit stride, no padding, one group, nothing fused after it yet)
+    then runs without its bias, which the pool adds to its result. Run after fold_batch_norm
+    (the conv's folded bias moves with it) and before fuse_activation (which then fuses the
+    conv's activation into the pool)."""
+    users, prod = _consumers(g), _producers(g)
+    fresh = max([0] + [n.out for n in g.nodes]) + 1
+    for c in list(g.nodes):
+        p = prod.get(c.inputs[0]) if c.op == "conv" else None
+        if p is None or p.op != "avg_pool" or p.act or len(users.get(p.out, [])) != 1:
+            continue
+        a, pa, w = c.attrs, p.attrs, c.consts["weight"]
+        k, pad = _pair(pa["kernel_size"]), _pair(pa["padding"])
+        s = _pair(pa["stride"] or pa["kernel_size"])
+        if (
+            c.act
+            or c.residual is not None
+            or (a["kh"], a["kw"], a["groups"]) != (1, 1, 1)
+            or tuple(a["stride"]) != (1, 1)
+            or tuple(a["padding"]) != (0, 0)
+            or w.shape[0] >= w.shape[1]
+            or s != (1, 1)
+            or k != (2 * pad[0] + 1, 2 * pad[1] + 1)
+        ):
+            continue
+        c.inputs, p.inputs = [p.inputs[0]], [fresh]
+        c.out, p.out = fresh, c.out
+        fresh += 1
+        if "bias" in c.consts:
+            p.consts["bias"] = c.consts.pop("bias")
+            p.fused.append("bias")
+        c.fused.append("ahead of avg_pool")
+        g.nodes.remove(p)
+        g.nodes.insert(g.nodes.index(c) + 1, p)
+        users, prod = _consumers(g), _producers(g)
+
+
 def fuse_residual_add(g):
     """add(conv(...), r) where the conv's output is used only there: r becomes the conv's
     residual, added in its epilogue (ResNet's out + identity); the same for a channel_mul
@@ -457,6 +503,7 @@ def _toposort(g):
 
 def optimize(g):
     fold_batch_norm(g)
+    commute_avg_pool(g)
     fuse_residual_add(g)
     fuse_activation(g)
     _toposort(g)

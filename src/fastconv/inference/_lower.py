@@ -382,6 +382,8 @@ def lower(g, x_shape, tune, algos=None):
         elif n.op in ("max_pool", "avg_pool"):
             st["pool"] = list(_window(n, x).desc)
             st["count_include_pad"] = int(bool(n.attrs.get("count_include_pad", True)))
+            if "bias" in n.consts:  # (commute_avg_pool: the 1x1 conv's bias, added after)
+                st["bias"] = const(n, "bias")
         elif n.op == "adaptive_avg":
             st.update(dims=list(x), extra=list(shapes[n.out][2:]))
         elif n.op == "linear":
