@@ -174,8 +174,9 @@ def _one(n, c, h, k, s=1):  # a 1x1, unpadded
 #: A plan's forward (its filters prepared once): strided 1x1s on direct's blocked tiles, with
 #: the AVX-512 tables at full rate onto 28x28 too at 1-4 images and from 512 input channels at
 #: 8; else onto 14x14 and smaller at 1-2. Unit-stride 1x1s of one image on planes up to 17x17:
-#: direct from 96 outputs at full rate, from 256 else; of 2-8 images on planes over 8x8 up to
-#: 14x14 from 128 outputs at full rate. (descriptor, full-rate choice, half-rate choice)
+#: direct from 96 outputs at full rate, from 256 else; from 128 outputs at full rate, of 2-8
+#: images on planes up to 14x14 and of 2-4 on 17x17. (descriptor, full-rate choice, half-rate
+#: choice)
 PREPARED = [
     (_one(1, 256, 56, 512, 2), "direct", "gemm1x1"),
     (_one(4, 256, 56, 512, 2), "direct", "gemm1x1"),
@@ -196,7 +197,15 @@ PREPARED = [
     (_one(16, 256, 14, 1024), "gemm1x1", "gemm1x1"),
     (_one(2, 512, 14, 64), "gemm1x1", "gemm1x1"),
     (_one(8, 768, 17, 192), "gemm1x1", "gemm1x1"),
-    (_one(8, 2048, 8, 320), "gemm1x1", "gemm1x1"),
+    (_one(2, 768, 17, 192), "direct", "gemm1x1"),
+    (_one(4, 768, 17, 128), "direct", "gemm1x1"),
+    (_one(8, 2048, 8, 320), "direct", "gemm1x1"),
+    (_one(2, 1280, 8, 192), "direct", "gemm1x1"),
+    (_one(16, 2048, 8, 320), "gemm1x1", "gemm1x1"),
+    (_one(2, 832, 7, 256), "direct", "gemm1x1"),
+    (_one(8, 832, 7, 128), "direct", "gemm1x1"),
+    (_one(8, 832, 7, 64), "gemm1x1", "gemm1x1"),
+    (_one(2, 512, 28, 128), "gemm1x1", "gemm1x1"),
 ]
 
 

@@ -947,6 +947,7 @@ WIDE = [
     (2, 27, 9, 11, 130, 1, 1, 1, 0),
     (2, 40, 7, 7, 48, 1, 1, 1, 0),  # a 1x1 data gradient's 32 channels of rows copied whole,
     (2, 72, 17, 17, 48, 1, 1, 1, 0),  # as it goes and (578 positions) all packed first
+    (4, 40, 8, 8, 130, 1, 1, 1, 0),  # a plan's 1x1 of 2-8 images on 8x8 planes
     (1, 64, 28, 28, 70, 1, 1, 2, 0),
     (3, 25, 11, 7, 33, 3, 3, 1, 1),
     (4, 24, 7, 7, 40, 3, 3, 1, 1),

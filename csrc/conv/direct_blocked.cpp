@@ -476,18 +476,27 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   // they came out even or behind: the batch-8 plans of ResNet-50, Inception v3 and GoogLeNet
   // 0.98-1.02x the time (interleaved processes, best of 5, 3 rounds).
   if (!prepared && s.n >= 2 && s.n <= 8 && wide && s.c >= 832 && s.howo <= 196) return true;
-  // Prepared, 2-8 images on planes over 8x8 up to 14x14 from 128 outputs too (full-rate AVX-512
-  // tables; interleaved, best of 15, warm / after a 64 MB pass, the 2-vCPU Xeon, session 51), ms
-  // direct / gemm1x1 (its rows product): at two images ResNet-50's 256>1024 at 14x14 0.69 / 1.03,
-  // 1024>256 0.67 / 1.00, 1024>512 1.30 / 2.02, GoogLeNet's 528>128 0.19 / 0.31 (0.61-0.68x
-  // warm, 0.66-0.70x cold); at four 256>1024 and 1024>256 0.79-0.82x; at eight 0.91-0.95x
-  // (256>1024, 1024>512, 1024>256, 512>1024, GoogLeNet's 480>192 to 528>256). Whole plans, the
-  // two rules compiled in one process, interleaved, best of 12-20: ResNet-50 at 2, 4 and 8
-  // images 0.91-0.93x, 0.945x and 0.98x the time, GoogLeNet at 2 0.96x, at 8 even (0.998x); at
-  // 16 images ResNet-50 even (1.004x): up to 8. Not taken: 64 outputs at eight (512>64 0.91x
-  // alone, not tried in a plan), 17x17 (768>192 at eight even) and 8x8 planes (Inception v3's
-  // 2048>192 to >448 at eight 0.80-0.87x alone, its batch-8 plan 1.05x the time with them).
-  if (prepared && wide && s.n >= 2 && s.n <= 8 && s.howo > 64 && s.howo <= 196 && s.k >= 128)
+  // Prepared, 2-8 images on planes up to 14x14 and 2-4 on 17x17, from 128 outputs too
+  // (full-rate AVX-512 tables; interleaved, best of 15, warm / after a 64 MB pass, the 2-vCPU
+  // Xeon, session 51), ms direct / gemm1x1 (its rows product): at two images ResNet-50's
+  // 256>1024 at 14x14 0.69 / 1.03, 1024>256 0.67 / 1.00, 1024>512 1.30 / 2.02, GoogLeNet's
+  // 528>128 0.19 / 0.31 (0.61-0.68x warm, 0.66-0.70x cold); at four 256>1024 and 1024>256
+  // 0.79-0.82x; at eight 0.91-0.95x (256>1024, 1024>512, 1024>256, 512>1024, GoogLeNet's 480>192
+  // to 528>256). Whole plans, the two rules compiled in one process, interleaved, best of 12-20:
+  // ResNet-50 at 2, 4 and 8 images 0.91-0.93x, 0.945x and 0.98x the time, GoogLeNet at 2 0.96x;
+  // at 16 images ResNet-50 even (1.004x): up to 8. In session 52, per step inside whole plans
+  // (each step's best of 6-10 runs, the two rules in one process): Inception v3's 1280>192 to
+  // >448 and 2048>192 to >448 at 8x8 0.66-0.68x at two images, 0.60-0.69x at four, 0.77-0.87x at
+  // eight (session 51 had measured the batch-8 plan 1.05x with these; three reruns 0.970-0.991x);
+  // its 768>128 to >192 at 17x17 0.65-0.74x at two, 0.83-0.97x at four (0.89x in all),
+  // at eight 0.94-1.15x (even in all: not taken); GoogLeNet's 832>128 to >384 at 7x7
+  // 0.54-0.83x at two, 0.66-0.69x at eight. Whole plans, interleaved, best of 8-20: Inception v3
+  // at 2, 4 and 8 images 0.922x, 0.945x and 0.983x the time, GoogLeNet at 2 and 8 0.969x and
+  // 0.959x (ResNet-50's unchanged: its 7x7 1x1s have 512+ outputs, taken below). Not taken: 64
+  // outputs (512>64 at 14x14, eight images, 0.91x alone, not tried in a plan), 28x28 planes at
+  // two images (ResNet-50's 128>512 and 512>128 1.07-1.19x).
+  if (prepared && wide && s.n >= 2 && s.k >= 128 &&
+      (s.howo <= 196 ? s.n <= 8 : s.howo <= 289 && s.n <= 4))
     return true;
   if (s.n >= 2)
     return s.howo < 64 && s.n * s.howo < 512 && s.k >= 512 &&
