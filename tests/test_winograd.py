@@ -513,3 +513,68 @@ def test_fused_blocks_same_bits_whatever_the_work_items(monkeypatch):
     eight = run_isa_json(isa, FUSED_SCRIPT, cases, FASTCONV_WORK_ITEMS="8")
     more = run_isa_json(isa, FUSED_SCRIPT, cases, FASTCONV_WORK_ITEMS="32")
     assert eight == more
+
+
+# Two panels of output channels a pass (tile_gemm2, winograd.cpp pair_panels): on full-rate
+# AVX-512 cores only, where conftest's pinned half rate (FASTCONV_FULL_AVX512=0) never takes it,
+# so both rates run in processes of their own. The same sums: the same bits. Cases: the fused
+# forward in blocks (392 tiles, 40 outputs: a pair and a part panel), by elements (49 tiles
+# under 256x264 filters: 17 panels, an odd run a thread), and up to 40 tiles with prepared
+# filters (a plan's step: 32 F(2x2) tiles, 72 outputs), float32 and float64, with each data
+# gradient (its filters transposed) where the plain call takes a fused path.
+PAIR_CASES = [((2, 32, 56, 56), 40), ((1, 256, 28, 28), 264), ((2, 128, 7, 7), 72)]
+PAIR_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import fastconv
+    from fastconv import _core
+    from test_inference_native import _conv_plan
+    WINO = _core.ALGO_NAMES.index("winograd")
+    out = {}
+    for i, (shape, k) in enumerate(json.loads(sys.argv[2])):
+        for dt in ("float32", "float64"):
+            rng = np.random.default_rng(21 + i)
+            x = rng.standard_normal(shape).astype(dt)
+            w = rng.standard_normal((k, shape[1], 3, 3)).astype(dt)
+            b = rng.standard_normal(k).astype(dt)
+            dy = rng.standard_normal((shape[0], k) + tuple(shape[2:])).astype(dt)
+            out[f"{i}/{dt}/y"] = fastconv.conv2d(x, w, b, padding=1, algo="winograd")
+            out[f"{i}/{dt}/dx"] = fastconv.conv2d_backward(
+                dy, x, w, padding=1, needs=(True, False, False), algo="winograd")[0]
+            p, ys = _conv_plan(x, w, b, WINO, 1, act=1)
+            yp = np.empty(ys, dt)
+            p.run(x.reshape(-1), yp.reshape(-1))
+            out[f"{i}/{dt}/plan"] = yp
+    np.savez(sys.argv[3], **out)
+    print(json.dumps(fastconv.hardware()["full_avx512"]))
+    """
+)
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
+def test_two_panels_a_pass_give_one_panels_bits(tmp_path):
+    import json
+
+    runs = {}
+    for full in ("1", "0"):
+        path = tmp_path / f"full{full}.npz"
+        cases = json.dumps([[list(s), k] for s, k in PAIR_CASES])
+        assert run_isa_json("avx512", PAIR_SCRIPT, cases, path, FASTCONV_FULL_AVX512=full) is (
+            full == "1"
+        )
+        with np.load(path) as f:
+            runs[full] = dict(f)
+    assert sorted(runs["1"]) == sorted(runs["0"])
+    for key, a in runs["1"].items():
+        assert np.array_equal(a, runs["0"][key]), key
+    for i, (shape, k) in enumerate(PAIR_CASES):
+        rng = np.random.default_rng(21 + i)
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = rng.standard_normal((k, shape[1], 3, 3)).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        want, scale = expected_forward(x, w, b, 1, 1, 1, 1)
+        bound = WINOGRAD_BOUND[np.dtype(np.float32)]
+        assert worst_ratio(runs["1"][f"{i}/float32/y"], want, scale) <= bound, i
+        assert worst_ratio(runs["1"][f"{i}/float32/plan"], np.maximum(want, 0), scale) <= bound, i

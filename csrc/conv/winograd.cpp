@@ -313,6 +313,25 @@ bool inputs_all_tiles(const WinogradUKernels<T> &uk, const WinoConv &p, const T 
   return ok;
 }
 
+// Whether the fused forwards multiply two panels of output channels at a time (tile_gemm2, the
+// AVX-512 tables: 24 accumulators, two panel loads and twelve broadcasts a step for 24
+// multiply-adds, against tile_gemm's one load and twelve broadcasts for 12), on full-rate
+// AVX-512 cores, where tile_gemm's loads and not its multiply-adds set its pace. The same sums:
+// the same bits. Measured there (prepared filters, bias and ReLU, interleaved in one process,
+// best of 12, the 2-vCPU Xeon, 2 threads, session 52), the time against one panel a pass: in
+// blocks (forward_fused_blocks) VGG's 64 at 224x224 0.90x, 128 at 112x112 0.94x, ResNet's 64
+// at 56x56 at 8 images 0.91x, 128 at 28x28 0.99x; by elements ResNet's and VGG's 512 at 28x28
+// 0.84x and at 14x14 0.83x, 2 images 0.85x, 8 images of 512 at 7x7 0.91x, 256 at 14x14
+// 0.93-0.98x, but 256 at 56x56 1.02x (196 tiles: two panels' filters, 32 KB, and the tiles'
+// columns no longer share the L1); up to 40 tiles (forward_fused, prepared filters) 512 at 7x7
+// 0.93x, 4 images 0.83x, 384 at 13x13 0.85x, 1024 at 12x12 0.80x, GoogLeNet's 192>384 at 7x7
+// 0.89x. VGG-16's batch-1 plan 0.949x the time (78.1 -> 74.1 ms). Half-rate cores (Zen 4)
+// were not measured: one panel a pass, as before.
+template <class T>
+bool pair_panels(const WinogradUKernels<T> &uk) {
+  return uk.tile_gemm2 && wide_avx512();
+}
+
 // u_pre: the filters already in panels ([q][e][c][lanes], winograd_prepare_filters), or nullptr.
 template <class T>
 fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const T *x, const T *w,
@@ -324,7 +343,8 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
   const int64_t total = p.n * g.th * g.tw, ldv = (total + uk.pw - 1) / uk.pw * uk.pw;
   const int64_t panels = (p.k + W - 1) / W, kc_max = std::min(kFusedChunk, p.c);
   const int64_t per_panel = u_pre ? 0 : e2 * kc_max * W;
-  const int64_t per_thread = per_panel + e2 * W * total;  // filter panel, M rows
+  const bool pair = u_pre && pair_panels(uk);
+  const int64_t per_thread = per_panel + e2 * W * total * (pair ? 2 : 1);  // filter panel, M rows
   const bool own_v = nt > 1 && own_v_fits(e2 * p.c * ldv * (int64_t)sizeof(T));
   Buffer<T> vs(e2 * p.c * ldv * (own_v ? nt : 1)), ws(per_thread * nt);
   Buffer<WinoTile> tl(total);
@@ -352,8 +372,25 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
       v += tid * e2 * p.c * ldv;
       for (int64_t c = 0; c < p.c; ++c) ok &= input_channel(uk, p, x, tiles, total, v, ldv, c);
     }
-    for (int64_t q = qa; q < qb; ++q) {
+    for (int64_t q = qa; q < qb; q += pair ? 2 : 1) {
       const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
+      if (pair && q + 1 < qb) {  // two prepared panels a pass over V (tile_gemm2)
+        const int64_t nk1 = std::min(W, p.k - k0 - W);
+        T *mk1 = mk + e2 * W * total;
+        for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
+          const int64_t kc = std::min(kc_max, p.c - c0);
+          for (int64_t e = 0; e < e2; ++e) {
+            const T *ue = u_pre + ((q * e2 + e) * p.c + c0) * W;
+            for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
+              uk.tile_gemm2(kc, ue, ue + e2 * p.c * W, v + (e * p.c + c0) * ldv + t0, ldv,
+                            mk + e * W * total + t0, mk1 + e * W * total + t0, total, nk, nk1,
+                            std::min<int64_t>(uk.pw, total - t0), c0 > 0);
+          }
+        }
+        panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, g.oy1, g.ox1);
+        panel_outputs(p, uk, mk1, tiles, total, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
+        continue;
+      }
       for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, p.c - c0);
         if (!u_pre) ok &= fused_panel(uk, p, w, q, c0, kc, kc_max, up);
@@ -440,11 +477,20 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
       for (int64_t c = 0; c < p.c; ++c) ok &= input_channel(uk, p, x, tiles, total, mine, ldv, c);
       vt = mine;
     }
+    const bool pair = pair_panels(uk);
     for (int64_t e = 0; e < e2; ++e)  // (V[e] stays in the L1/L2 over the panels)
-      for (int64_t q = qa; q < qb; ++q) {
+      for (int64_t q = qa; q < qb; q += pair ? 2 : 1) {
         const int64_t nk = std::min(W, p.k - q * W);
         const T *ue = u + (q * e2 + e) * p.c * W, *ve = vt + e * p.c * ldv;
         T *mk = ms.get() + (q * e2 + e) * W * total;
+        if (pair && q + 1 < qb) {  // two panels a pass over V[e] (tile_gemm2)
+          const int64_t nk1 = std::min(W, p.k - (q + 1) * W);
+          for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
+            uk.tile_gemm2(p.c, ue, ue + e2 * p.c * W, ve + t0, ldv, mk + t0,
+                          mk + e2 * W * total + t0, total, nk, nk1,
+                          std::min<int64_t>(uk.pw, total - t0), false);
+          continue;
+        }
         for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
           uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk,
                        std::min<int64_t>(uk.pw, total - t0), false);
@@ -499,7 +545,8 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
   const int64_t nblocks = (total + tb - 1) / tb;
   const int64_t ldv = (tb + uk.pw - 1) / uk.pw * uk.pw;
   const int64_t usize = u_pre ? 0 : panels * e2 * p.c * W;
-  const int64_t per_thread = e2 * p.c * ldv + e2 * W * tb;  // V, one panel's M
+  const bool pair = pair_panels(uk);
+  const int64_t per_thread = e2 * p.c * ldv + e2 * W * tb * (pair ? 2 : 1);  // V, panels' M
   Buffer<T> us(std::max<int64_t>(usize, 1)), ws(per_thread * nt);
   Buffer<WinoTile> tl(tb * nt);
   if (!us.ok() || !ws.ok() || !tl.ok())
@@ -538,9 +585,21 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
         for (int64_t e = 0; e < e2; ++e)
           std::fill(v + (e * p.c + c) * ldv + nb, v + (e * p.c + c) * ldv + padded, T(0));
       }
-      for (int64_t q = 0; q < panels; ++q) {
+      for (int64_t q = 0; q < panels; q += pair ? 2 : 1) {
         const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
         const T *uq = u + q * e2 * p.c * W;
+        if (pair && q + 1 < panels) {  // two panels a pass over V (tile_gemm2)
+          const int64_t nk1 = std::min(W, p.k - k0 - W);
+          T *mk1 = mk + e2 * W * tb;
+          for (int64_t e = 0; e < e2; ++e)
+            for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
+              uk.tile_gemm2(p.c, uq + e * p.c * W, uq + (e2 + e) * p.c * W, v + e * p.c * ldv + t0,
+                            ldv, mk + e * W * nb + t0, mk1 + e * W * nb + t0, nb, nk, nk1,
+                            std::min<int64_t>(uk.pw, nb - t0), false);
+          panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, g.oy1, g.ox1);
+          panel_outputs(p, uk, mk1, tiles, nb, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
+          continue;
+        }
         for (int64_t e = 0; e < e2; ++e)
           for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
             uk.tile_gemm(p.c, uq + e * p.c * W, v + e * p.c * ldv + t0, ldv, mk + e * W * nb + t0,

@@ -46,6 +46,10 @@ struct WinogradUKernels {
   // columns of the transformed inputs. Reads all pw columns of v (the caller pads them).
   void (*tile_gemm)(int64_t kc, const T *up, const T *v, int64_t ldv, T *m, int64_t ldm, int64_t mr,
                     int64_t nr, bool acc);
+  // tile_gemm for two panels over the same columns at once, up0 into m0's mr0 rows and up1 into
+  // m1's mr1 (the same sums, the same bits); null where the ISA's registers do not hold both.
+  void (*tile_gemm2)(int64_t kc, const T *up0, const T *up1, const T *v, int64_t ldv, T *m0, T *m1,
+                     int64_t ldm, int64_t mr0, int64_t mr1, int64_t nr, bool acc);
   int pw;  // tile_gemm's columns
 };
 
