@@ -183,6 +183,20 @@ static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   return kc <= 128 * 128;
 }
 
+// A plan's "same" 3x3 of one image on an even plane of 12x12 to 16x16 with 512+ channels each
+// way, on full-rate AVX-512: Winograd (F(2x2) tiles, its fused forward by elements taking two
+// panels a pass, tile_gemm2) rather than direct, which winograd_pays keeps for fewer than 32
+// F(4x4) tiles. Prepared, bias and ReLU, interleaved, best of 15, warm / after a 64 MB pass, the
+// 2-vCPU Xeon (session 52), ms Winograd / direct: VGG's 512 at 14x14 2.43 / 2.56-2.65, 512 at
+// 12x12 1.78 / 2.00, at 16x16 2.83 / 3.65, 1024>512 and 512>1024 at 14x14 5.35 / 6.15 and
+// 5.11 / 5.60; in VGG-16's batch-1 plan its three 14x14 steps 0.91-0.94x (8.44 -> 7.79 ms). On
+// 13x13 (F(2x2) tiles over 14x14) direct stays ahead (2.49 against 2.62), with 256 channels at
+// 14x14 too (ResNet's 0.65 against 0.68).
+static bool winograd_prepared_even_plane(const ConvShape &s) {
+  return s.n == 1 && s.g == 1 && same_3x3(s) && s.cg >= 512 && s.kg >= 512 && s.ho % 2 == 0 &&
+         s.wo % 2 == 0 && std::min(s.ho, s.wo) >= 12 && std::max(s.ho, s.wo) <= 16 && wide_avx512();
+}
+
 // A unit-stride, undilated, "same"-padded kernel of 5x5 or more.
 static bool same_large_kernel(const ConvShape &s) {
   return s.sh == 1 && s.sw == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh >= 5 && s.kw >= 5 &&
@@ -573,6 +587,7 @@ static fc_algo choose(const ConvShape &s, fc_direction dir, bool prepared = fals
                ? FC_ALGO_DIRECT
                : FC_ALGO_GEMM1X1;
   if (dir == FC_DIR_BACKWARD_WEIGHT && direct_rows_weight_grad_pays(s)) return FC_ALGO_DIRECT;
+  if (prepared && dir == FC_DIR_FORWARD && winograd_prepared_even_plane(s)) return FC_ALGO_WINOGRAD;
   if ((phases_apply(s) ? phases_fit(s) && winograd_pays(phase_shape(s), dir)
                        : winograd_pays(s, dir)) &&
       model_allows(s, FC_ALGO_WINOGRAD, dir))

@@ -215,3 +215,27 @@ def test_prepared_1x1(full):
     rate, got = run_isa_json("avx512", _CHOOSE_PREPARED, arg, FASTCONV_FULL_AVX512=full)
     assert rate is (full == "1")
     assert got == [c[1] if full == "1" else c[2] for c in PREPARED]
+
+
+#: A plan's "same" 3x3 of one image on an even 12x12 to 16x16 plane with 512+ channels each way:
+#: Winograd at full rate (its fused forward's two panels a pass), where the full-rate table
+#: otherwise keeps direct for under 32 F(4x4) tiles (13x13, 256 channels, 7x7); the half-rate
+#: table as it was (Winograd from 14x14 to 16x16 and on 13x13, direct on 12x12 with 1024 outputs
+#: and on 7x7); two images Winograd at both rates.
+PREPARED_3X3 = [
+    (_desc(1, 512, 14, 512), "winograd", "winograd"),
+    (_desc(1, 512, 12, 1024), "winograd", "direct"),
+    (_desc(1, 512, 16, 512), "winograd", "winograd"),
+    (_desc(1, 512, 13, 512), "direct", "winograd"),
+    (_desc(1, 256, 14, 256), "direct", "winograd"),
+    (_desc(1, 512, 7, 512), "direct", "direct"),
+    (_desc(2, 512, 14, 512), "winograd", "winograd"),
+]
+
+
+@pytest.mark.parametrize("full", ["1", "0"])
+def test_prepared_3x3(full):
+    arg = json.dumps([d for d, _, _ in PREPARED_3X3])
+    rate, got = run_isa_json("avx512", _CHOOSE_PREPARED, arg, FASTCONV_FULL_AVX512=full)
+    assert rate is (full == "1")
+    assert got == [c[1] if full == "1" else c[2] for c in PREPARED_3X3]
