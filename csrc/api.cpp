@@ -163,13 +163,16 @@ static bool wide_unpadded_3x3_weight_grad(const ConvShape &s) {
 // against 3.68, GoogLeNet's 192>384 and 160>320 at 8 images 0.92x and 0.92x, the data gradient
 // 0.78x (interleaved, best of 7). At 16 images Winograd won (9.67 against 11.43 ms), as it does
 // on 8x8 planes (Inception v3's 384 and 448>384 at 8 images, 0.94x direct's time) and on 14x14
-// (ResNet's 256 at 8 images 3.99 against 5.09).
+// (ResNet's 256 at 8 images 3.99 against 5.09). Forwards from 96 input channels too (session
+// 52, interleaved, best of 20, plain calls, ms direct / Winograd): GoogLeNet's 112>224 at 14x14
+// 0.28 / 0.36, 96>208 0.24 / 0.25; prepared 0.28-0.33 / 0.35-0.45 and 0.25-0.31 / 0.25-0.33.
+// (Their data gradients would go to im2col here, not direct: 0.34 against Winograd's 0.32.)
 static bool winograd_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || !winograd_supports(s)) return false;
   const int64_t tiles = winograd_tiles(s), kc = s.cg * s.kg;
   if (dir != FC_DIR_BACKWARD_WEIGHT &&
-      (s.n == 1 ? tiles < 32 : s.n <= 8 && same_3x3(s) && s.wo == 7) && s.cg >= 128 &&
-      s.kg >= 128 && wide_avx512())
+      (s.n == 1 ? tiles < 32 : s.n <= 8 && same_3x3(s) && s.wo == 7) &&
+      s.cg >= (dir == FC_DIR_FORWARD ? 96 : 128) && s.kg >= 128 && wide_avx512())
     return false;
   if (dir == FC_DIR_BACKWARD_WEIGHT && wide_unpadded_3x3_weight_grad(s)) return false;
   if (dir == FC_DIR_BACKWARD_WEIGHT && tiles < 40) return s.n * s.howo >= 64;

@@ -34,6 +34,12 @@ CASES = [
     (_desc(1, 512, 14, 512), FWD, "direct", "winograd"),
     (_desc(1, 256, 14, 256), DATA, "direct", "winograd"),
     (_desc(1, 512, 14, 512), DATA, "direct", "winograd"),
+    # ... forwards from 96 input channels (GoogLeNet's 112>224 and 96>208), not 64, and not
+    # the data gradient under 128
+    (_desc(1, 112, 14, 224), FWD, "direct", "winograd"),
+    (_desc(1, 96, 14, 208), FWD, "direct", "winograd"),
+    (_desc(1, 64, 14, 128), FWD, "winograd", "winograd"),
+    (_desc(1, 96, 14, 208), DATA, "winograd", "winograd"),
     # ... but not its weight gradient, two images (32 tiles) or 28x28 planes
     (_desc(1, 256, 14, 256), WEIGHT, "winograd", "winograd"),
     (_desc(2, 256, 14, 256), FWD, "winograd", "winograd"),
