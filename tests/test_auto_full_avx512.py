@@ -215,14 +215,6 @@ PREPARED = [
 ]
 
 
-@pytest.mark.parametrize("full", ["1", "0"])
-def test_prepared_1x1(full):
-    arg = json.dumps([d for d, _, _ in PREPARED])
-    rate, got = run_isa_json("avx512", _CHOOSE_PREPARED, arg, FASTCONV_FULL_AVX512=full)
-    assert rate is (full == "1")
-    assert got == [c[1] if full == "1" else c[2] for c in PREPARED]
-
-
 #: A plan's "same" 3x3 of one image on an even 12x12 to 16x16 plane with 512+ channels each way:
 #: Winograd at full rate (its fused forward's two panels a pass), where the full-rate table
 #: otherwise keeps direct for under 32 F(4x4) tiles (13x13, 256 channels, 7x7); the half-rate
@@ -239,9 +231,10 @@ PREPARED_3X3 = [
 ]
 
 
+@pytest.mark.parametrize("table", [PREPARED, PREPARED_3X3], ids=["1x1", "3x3"])
 @pytest.mark.parametrize("full", ["1", "0"])
-def test_prepared_3x3(full):
-    arg = json.dumps([d for d, _, _ in PREPARED_3X3])
+def test_prepared_choice(table, full):
+    arg = json.dumps([d for d, _, _ in table])
     rate, got = run_isa_json("avx512", _CHOOSE_PREPARED, arg, FASTCONV_FULL_AVX512=full)
     assert rate is (full == "1")
-    assert got == [c[1] if full == "1" else c[2] for c in PREPARED_3X3]
+    assert got == [c[1] if full == "1" else c[2] for c in table]

@@ -322,8 +322,8 @@ bool inputs_all_tiles(const WinogradUKernels<T> &uk, const WinoConv &p, const T 
 // blocks (forward_fused_blocks) VGG's 64 at 224x224 0.90x, 128 at 112x112 0.94x, ResNet's 64
 // at 56x56 at 8 images 0.91x, 128 at 28x28 0.99x; by elements ResNet's and VGG's 512 at 28x28
 // 0.84x and at 14x14 0.83x, 2 images 0.85x, 8 images of 512 at 7x7 0.91x, 256 at 14x14
-// 0.93-0.98x, but 256 at 56x56 1.02x (196 tiles: two panels' filters, 32 KB, and the tiles'
-// columns no longer share the L1); up to 40 tiles (forward_fused, prepared filters) 512 at 7x7
+// 0.93-0.98x, but 256 at 56x56 0.99-1.02x (196 tiles; two panels' filters, 32 KB, may crowd
+// the tiles' columns out of the L1); up to 40 tiles (forward_fused, prepared filters) 512 at 7x7
 // 0.93x, 4 images 0.83x, 384 at 13x13 0.85x, 1024 at 12x12 0.80x, GoogLeNet's 192>384 at 7x7
 // 0.89x. VGG-16's batch-1 plan 0.949x the time (78.1 -> 74.1 ms). Half-rate cores (Zen 4)
 // were not measured: one panel a pass, as before.
