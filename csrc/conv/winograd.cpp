@@ -377,34 +377,26 @@ fc_status forward_fused(const WinoConv &p, const WinogradUKernels<T> &uk, const 
     }
     for (int64_t q = qa; q < qb; q += pair ? 2 : 1) {
       const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
-      if (pair && q + 1 < qb) {  // two prepared panels a pass over V (tile_gemm2)
-        const int64_t nk1 = std::min(W, p.k - k0 - W);
-        T *mk1 = mk + e2 * W * total;
-        for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
-          const int64_t kc = std::min(kc_max, p.c - c0);
-          for (int64_t e = 0; e < e2; ++e) {
-            const T *ue = u_pre + ((q * e2 + e) * p.c + c0) * W;
-            for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
-              uk.tile_gemm2(kc, ue, ue + e2 * p.c * W, v + (e * p.c + c0) * ldv + t0, ldv,
-                            mk + e * W * total + t0, mk1 + e * W * total + t0, total, nk, nk1,
-                            std::min<int64_t>(uk.pw, total - t0), c0 > 0);
-          }
-        }
-        panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, g.oy1, g.ox1);
-        panel_outputs(p, uk, mk1, tiles, total, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
-        continue;
-      }
+      const bool two = pair && q + 1 < qb;  // two prepared panels a pass over V (tile_gemm2)
+      const int64_t nk1 = two ? std::min(W, p.k - k0 - W) : 0;
+      T *const mk1 = mk + e2 * W * total;
       for (int64_t c0 = 0; c0 < p.c; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, p.c - c0);
         if (!u_pre) ok &= fused_panel(uk, p, w, q, c0, kc, kc_max, up);
         for (int64_t e = 0; e < e2; ++e) {
           const T *ue = u_pre ? u_pre + ((q * e2 + e) * p.c + c0) * W : up + e * kc_max * W;
-          for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
-            uk.tile_gemm(kc, ue, v + (e * p.c + c0) * ldv + t0, ldv, mk + e * W * total + t0, total,
-                         nk, std::min<int64_t>(uk.pw, total - t0), c0 > 0);
+          const T *ve = v + (e * p.c + c0) * ldv;
+          for (int64_t t0 = 0; t0 < total; t0 += uk.pw) {
+            const int64_t nr = std::min<int64_t>(uk.pw, total - t0), at = e * W * total + t0;
+            if (two)
+              uk.tile_gemm2(kc, ue, ue + e2 * p.c * W, ve + t0, ldv, mk + at, mk1 + at, total, nk,
+                            nk1, nr, c0 > 0);
+            else uk.tile_gemm(kc, ue, ve + t0, ldv, mk + at, total, nk, nr, c0 > 0);
+          }
         }
       }
       panel_outputs(p, uk, mk, tiles, total, k0, nk, b, y, ep, g.oy1, g.ox1);
+      if (two) panel_outputs(p, uk, mk1, tiles, total, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
     }
     if (!ok) {
 #pragma omp atomic write
@@ -605,23 +597,20 @@ fc_status forward_fused_blocks(const WinoConv &p, const WinogradUKernels<T> &uk,
       for (int64_t q = 0; q < panels; q += pair ? 2 : 1) {
         const int64_t k0 = q * W, nk = std::min(W, p.k - k0);
         const T *uq = u + q * e2 * p.c * W;
-        if (pair && q + 1 < panels) {  // two panels a pass over V (tile_gemm2)
-          const int64_t nk1 = std::min(W, p.k - k0 - W);
-          T *mk1 = mk + e2 * W * tb;
-          for (int64_t e = 0; e < e2; ++e)
-            for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
-              uk.tile_gemm2(p.c, uq + e * p.c * W, uq + (e2 + e) * p.c * W, v + e * p.c * ldv + t0,
-                            ldv, mk + e * W * nb + t0, mk1 + e * W * nb + t0, nb, nk, nk1,
-                            std::min<int64_t>(uk.pw, nb - t0), false);
-          panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, g.oy1, g.ox1);
-          panel_outputs(p, uk, mk1, tiles, nb, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
-          continue;
-        }
+        const bool two = pair && q + 1 < panels;  // two panels a pass over V (tile_gemm2)
+        const int64_t nk1 = two ? std::min(W, p.k - k0 - W) : 0;
+        T *const mk1 = mk + e2 * W * tb;
         for (int64_t e = 0; e < e2; ++e)
-          for (int64_t t0 = 0; t0 < nb; t0 += uk.pw)
-            uk.tile_gemm(p.c, uq + e * p.c * W, v + e * p.c * ldv + t0, ldv, mk + e * W * nb + t0,
-                         nb, nk, std::min<int64_t>(uk.pw, nb - t0), false);
+          for (int64_t t0 = 0; t0 < nb; t0 += uk.pw) {
+            const T *ue = uq + e * p.c * W, *ve = v + e * p.c * ldv + t0;
+            const int64_t nr = std::min<int64_t>(uk.pw, nb - t0), at = e * W * nb + t0;
+            if (two)
+              uk.tile_gemm2(p.c, ue, ue + e2 * p.c * W, ve, ldv, mk + at, mk1 + at, nb, nk, nk1, nr,
+                            false);
+            else uk.tile_gemm(p.c, ue, ve, ldv, mk + at, nb, nk, nr, false);
+          }
         panel_outputs(p, uk, mk, tiles, nb, k0, nk, b, y, ep, g.oy1, g.ox1);
+        if (two) panel_outputs(p, uk, mk1, tiles, nb, k0 + W, nk1, b, y, ep, g.oy1, g.ox1);
       }
     }
     if (!ok) {
