@@ -487,9 +487,14 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // images forward, 4.22 against 4.88 for the weight gradient (L3, 86, and L2, 120, stay: FFT
 // 0.52-0.61x direct's time); and the data gradient of under 16 channels asks 256: L1's (202) at 8
 // images took FFT 1.10-1.39x im2col's time in three runs (with the AVX2 tables FFT won, 0.89x).
+// With the AVX2 tables one image's weight gradient keeps the ratio rule: L1's took FFT 0.92-0.95x
+// im2col's time in three sessions' runs (4.97 / 5.37 ms in session 43, 5.54 / 5.99 in bench auto
+// in session 49, where im2col's 0.88x PyTorch was the run's lowest; 5.97 / 6.31 interleaved, best
+// of 10, session 53).
 static bool fft_pays(const ConvShape &s, fc_direction dir) {
   if (s.g != 1 || s.kk < 25 || !fft_supports(s)) return false;
-  if (s.n == 1 && full_avx512_core()) return false;
+  if (s.n == 1 && full_avx512_core() && (wide_avx512() || dir != FC_DIR_BACKWARD_WEIGHT))
+    return false;
   if (dir == FC_DIR_FORWARD && s.kk * s.cg * s.kg < 4096) return false;
   // (the data gradient of under 16 channels: 3+ channels, 4+ images and a ratio of 160; below)
   const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;

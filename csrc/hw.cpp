@@ -4,6 +4,7 @@
 // C view.
 #include "hw.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -184,14 +185,29 @@ int count_cores() {
 // (a 16-core Xeon, session 39) ResNet-50's 1x1 GEMM steps ran 5.2x faster than at one thread,
 // only 1.1x faster than at 8. FASTCONV_WORK_ITEMS=8|16|32|64 pins it (the same bits on machines
 // that differ only in their CPU count; tests); any other value is ignored.
-int work_items(int cores) {
+int pinned_work_items() {  // FASTCONV_WORK_ITEMS's value, or 0
   if (const char *env = std::getenv("FASTCONV_WORK_ITEMS"); env && *env) {
     char *end = nullptr;
     const long v = std::strtol(env, &end, 10);
     if (*end == '\0' && (v == 8 || v == 16 || v == 32 || v == 64)) return (int)v;
   }
+  return 0;
+}
+int work_items(int cores) {
+  if (const int v = pinned_work_items()) return v;
   int v = 8;
   while (v < cores && v < 64) v *= 2;
+  return v;
+}
+
+// The fewest tiles a short weight gradient's dW is cut into (conv/im2col.cpp, plan_wide_tiles):
+// the power of two that covers the cores, at most the work items; where FASTCONV_WORK_ITEMS
+// pins those, a quarter of them, so that the pin keeps the bits on machines that differ only in
+// their CPU count here too.
+int tile_parts(int cores, int items) {
+  if (pinned_work_items()) return std::max(1, items / 4);
+  int v = 1;
+  while (v < cores && v < items) v *= 2;
   return v;
 }
 
@@ -276,6 +292,7 @@ Hardware detect() {
   h.l3 = c.l3 ? c.l3 : kDefaultL3;
   h.cores = count_cores();
   h.work_items = work_items(h.cores);
+  h.tile_parts = tile_parts(h.cores, h.work_items);
   describe_fma(&h);
   return h;
 }

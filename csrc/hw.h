@@ -18,6 +18,7 @@ struct Hardware {
   int64_t l3;       // bytes of L3 as the OS reports it: the whole chip's, or one CCX's on AMD
   int cores;        // logical CPUs this process may run on, at load
   int work_items;   // the work items a partition aims at (internal.h, fixed_items; hw.cpp)
+  int tile_parts;   // the fewest tiles of a short weight gradient (hw.cpp, tile_parts)
   char model[64];   // CPUID's brand string, trimmed ("" where there is none)
   char vendor[16];  // CPUID's vendor ("GenuineIntel", "AuthenticAMD"; "" off x86)
   // 512-bit multiply-adds issue as often as 256-bit ones (two 512-bit FMA pipes: Intel's Xeon

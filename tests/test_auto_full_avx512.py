@@ -52,6 +52,7 @@ CASES = [
     # no FFT at one image; from 8 images as before, but a forward of a low ratio (L4) on direct
     # (32-channel tile); a unit-stride forward on under 8 channels (L1) on im2col
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "im2col", "fft"),
+    (_desc(1, 3, 128, 96, kk=11, p=0), WEIGHT, "direct", "fft"),
     (_desc(8, 64, 64, 128, kk=9, p=0), FWD, "fft", "fft"),
     (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "direct", "fft"),
     (_desc(8, 128, 16, 128, kk=7, p=0), WEIGHT, "direct", "fft"),
@@ -117,7 +118,9 @@ CASES_AVX2 = [
     (_desc(1, 512, 7, 512), WEIGHT, "im2col", "direct"),
     (_desc(1, 512, 14, 512, s=2), WEIGHT, "im2col", "im2col"),  # (14-wide rows on AVX2 anyway)
     (_desc(1, 3, 128, 96, kk=11, p=0), FWD, "direct", "fft"),
+    (_desc(1, 3, 128, 96, kk=11, p=0), WEIGHT, "fft", "fft"),  # (L1: the ratio rule)
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
+    (_desc(1, 64, 64, 128, kk=9, p=0), WEIGHT, "direct", "direct"),  # (L2: direct's 256)
     # (the rules of direct's 32-channel tile, AVX-512 only)
     (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "fft", "fft"),
     (_desc(8, 128, 16, 128, kk=7, p=0), WEIGHT, "fft", "fft"),

@@ -783,6 +783,7 @@ WGRAD = [
     (1, 32, 7, 7, 48, 3, 3, 1, 1),  # 7-wide rows
     # under 8 channels on AVX-512: tiles of (channel, tap column) pairs, 33 in 3 tiles, 15 in 2
     (1, 3, 30, 30, 20, 11, 11, 4, 2),
+    (2, 3, 20, 22, 96, 11, 11, 1, 1),  # 3 items of 32 channels x 11 rows x 3 tiles (L1's)
     (2, 5, 12, 12, 16, 3, 3, 1, 1),
 ]
 WGRAD_IDS = ["x".join(map(str, c[:7])) + f"/s{c[7]}" for c in WGRAD]
@@ -859,7 +860,7 @@ def test_few_channel_weight_gradient_tiles_give_the_channel_tiles_bits():
     # on the tiles with both tables: 3 or more channels and kernels over 3x3, rows of dy too
     # short to fill vectors better; the others go along dy's rows, whose lanes follow the ISA)
     few = [c for c in WGRAD if 2 < c[1] < 8 and c[5] * c[6] > 9]
-    assert len(few) == 3
+    assert len(few) == 4
     runs = [run_isa_json(isa, FEW_CHANNEL_BITS, json.dumps(few)) for isa in ("avx2", "avx512")]
     assert [r["isa"] for r in runs] == ["avx2", "avx512"]
     assert runs[0]["hashes"] == runs[1]["hashes"]

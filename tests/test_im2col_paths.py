@@ -296,3 +296,72 @@ def test_heuristics_send_short_reductions_over_few_channels_to_implicit_columns(
         assert name(fastconv._core.conv2d_choose(desc(n, 3, 224, 64, 3, 1, 1), 0)) == "im2col"
         assert name(fastconv._core.conv2d_choose(desc(n, 3, 224, 64, 11, 4, 2), 0)) == "direct"
     assert name(fastconv._core.conv2d_choose(desc(1, 16, 28, 48, 5, 1, 2), 0)) == "direct"
+
+
+# --- dW's tiles for short reductions (im2col.cpp, plan_wide_tiles) ------------------------------
+# In-place 1x1 weight gradients on planes up to 16x16 whose slots would sum under 256 positions:
+# as few tiles as the cores where a tile's block of dW fits a quarter of the L2; with a described
+# L2 of 64 KiB into more, smaller tiles. Either way within the contract of the float64 sums and
+# the same bits at 1, 2 and 3 threads (the cut follows the L2, fixed on a machine, not the
+# threads).
+WIDE_TILES = [
+    ((8, 256, 9, 9), (192, 256, 1, 1)),  # 8 images (was: slots)
+    ((1, 256, 14, 14), (512, 256, 1, 1)),  # one image, 14x14
+    ((3, 128, 7, 7), (320, 128, 1, 1)),  # 3 images, 7x7
+    ((8, 192, 16, 16), (96, 192, 1, 1)),  # 16x16, rows under two tiles' 16
+]
+
+WIDE_SCRIPT = r"""
+import json, sys
+import numpy as np
+import fastconv
+out = []
+for xs, ws, dtype in json.loads(sys.argv[1]):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(xs).astype(dtype)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dtype)
+    w = np.zeros(ws, dtype)
+    got = []
+    for t in (1, 2, 3):
+        with fastconv.threads(t):
+            got.append(fastconv.conv2d_backward(dy, x, w, needs=(False, True, False),
+                                                algo="gemm1x1")[1].tobytes().hex())
+    out.append(got)
+print(json.dumps(out))
+"""
+
+
+def _wide_tiles_bits(env):
+    cases = [(xs, ws, dt) for xs, ws in WIDE_TILES for dt in ("float32", "float64")]
+    proc = subprocess.run(
+        [sys.executable, "-c", WIDE_SCRIPT, json.dumps(cases)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return cases, json.loads(proc.stdout)
+
+
+def test_short_weight_gradient_tiles_against_float64_at_any_cut(tmp_path):
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+    cases, here = _wide_tiles_bits({})
+    _, small = _wide_tiles_bits({"FASTCONV_SYSFS_CACHE": str(tmp_path)})
+    for (xs, ws, dtype), a in [*zip(cases, here), *zip(cases, small)]:
+        assert len(set(a)) == 1, f"{xs} {dtype}: threads differ"
+        rng = np.random.default_rng(4)
+        x = rng.standard_normal(xs).astype(dtype)
+        dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dtype)
+        dw = np.frombuffer(bytes.fromhex(a[0]), dtype=dtype).reshape(ws)
+        x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+        want = np.einsum("nkp,ncp->kc", dy64.reshape(xs[0], ws[0], -1), x64.reshape(*xs[:2], -1))
+        scale = np.einsum(
+            "nkp,ncp->kc", np.abs(dy64).reshape(xs[0], ws[0], -1), np.abs(x64).reshape(*xs[:2], -1)
+        )
+        tol = 1e-4 if dtype == "float32" else 1e-10
+        assert np.all(np.abs(dw[:, :, 0, 0] - want) <= tol * scale), (xs, dtype)

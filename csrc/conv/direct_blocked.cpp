@@ -1170,8 +1170,8 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   // On two full-rate 512-bit FMA pipes (wide_avx512) an item takes two pairs of output blocks,
   // 32 channels, and wbt input channels, for the tile that broadcasts each input value once into
   // two multiply-adds (wgrad_tile32; a last lone pair takes wgrad_tile, wbt of its positions);
-  // in the few-channel path (blocked_tile_rows_at32) each thread takes an even run of the pairs
-  // (within one), two at a time and a last lone one (below).
+  // in the few-channel path (blocked_tile_rows_at32) items of two pairs (a last lone one) by
+  // window row and tile of positions (below).
   const bool wide =
       (few ? uk.blocked_tile_rows_at32 != nullptr : uk.wgrad_tile32 != nullptr) && wide_avx512();
   const int64_t gp = wide ? 2 : 1;   // pairs an item
@@ -1234,44 +1234,40 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     }
     T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * gp * 2 * kB * bt;
     if (few) {
-      // acc[(i*kw + j)*ko + o][c]; a tile's sums [ko][np] in tmp (ko: an item's output
-      // channels). Each thread a fixed run of the pairs, gp at a time: with 32-channel items
-      // taken dynamically, L1's 96 channels (three) and Inception v3's 32 (one) had left a
-      // thread idle (1.12-1.25x the time of the 16-channel tiles).
-      const int64_t ko = gp * 2 * kB;
-      for (int64_t pr = pairs * tid / nth, p1 = pairs * (tid + 1) / nth, g = 1; pr < p1; pr += g) {
-        g = std::min(gp, p1 - pr);  // (pairs in this item)
-        const int64_t k0 = pr * 2 * kB, nk = std::min(g * 2 * kB, s.k - k0);
-        for (int64_t n = 0; n < s.n; ++n) {
-          const T *w = D + (n * ob + 2 * pr) * s.howo * kB;
-          const T *xn = X + n * s.c * x_c;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            int64_t oh0 = 0, oh1 = s.ho;  // (as below)
-            if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
-            for (int64_t q = 0; q < ftiles; ++q) {
-              const int64_t p0 = cols * q / ftiles, np = cols * (q + 1) / ftiles - p0;
-              int64_t x_at[kMaxTile];
-              for (int64_t p = 0; p < np; ++p) {
-                const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
-                x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
-              }
-              (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
-                  xn + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0, w + oh0 * s.wo * kB, s.howo * kB,
-                  s.wo * kB, oh1 - oh0, 1, 1, s.wo, tmp, np, nk, (int)np);
-              for (int64_t p = 0; p < np; ++p) {
-                const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
-                T *a = acc + (i * s.kw + j) * ko * s.c + c;
-                for (int64_t o = 0; o < nk; ++o)
-                  a[o * s.c] = n == 0 ? tmp[o * np + p] : a[o * s.c] + tmp[o * np + p];
-              }
-            }
+      // Items (a group of gp pairs, window row i, tile q), a fixed run of them each thread: a
+      // tile's sums [nk][np] in tmp, each image's added into its dW values in image order (the
+      // first sets). By runs of whole pairs (as before session 53), L1's 96 channels (three
+      // groups of 32) left each thread a 32-channel item and a 16-channel one, which took 1.3x
+      // the time a channel; by these items L1's weight gradient took 0.96x the time at one image
+      // and at eight, AlexNet's 11x11/4 3>96 0.90-0.93x, the 7x7/2 stem and 3>64 even
+      // (interleaved, best of 10, the 2-vCPU Xeon, 2 threads; the same bits). With runs of
+      // items image after image, not all images an item: one image's x and dy stay in the L2
+      // (AlexNet's 11x11/4 3>64 at 8 images 1.22x the time the other way).
+      const int64_t per = s.kh * ftiles, fitems = groups * per;
+      for (int64_t n = 0; n < s.n; ++n)  // (an image's x and dy stay in the L2 over its items)
+        for (int64_t it = fitems * tid / nth; it < fitems * (tid + 1) / nth; ++it) {
+          const int64_t pr = it / per * gp, i = it % per / ftiles, q = it % ftiles;
+          const int64_t g = std::min(gp, pairs - pr);  // (pairs in this item)
+          const int64_t k0 = pr * 2 * kB, nk = std::min(g * 2 * kB, s.k - k0);
+          int64_t oh0 = 0, oh1 = s.ho;  // (as below)
+          if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
+          const int64_t p0 = cols * q / ftiles, np = cols * (q + 1) / ftiles - p0;
+          int64_t x_at[kMaxTile];
+          for (int64_t p = 0; p < np; ++p) {
+            const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+            x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
+          }
+          (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
+              X + n * s.c * x_c + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
+              D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * kB, s.howo * kB, s.wo * kB,
+              oh1 - oh0, 1, 1, s.wo, tmp, np, nk, (int)np);
+          for (int64_t p = 0; p < np; ++p) {
+            const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+            T *d = dw + k0 * s.ckk + c * kk + i * s.kw + j;
+            for (int64_t o = 0; o < nk; ++o)
+              d[o * s.ckk] = n == 0 ? tmp[o * np + p] : d[o * s.ckk] + tmp[o * np + p];
           }
         }
-        for (int64_t o = 0; o < nk; ++o)
-          for (int64_t c = 0; c < s.c; ++c)
-            for (int64_t t = 0; t < kk; ++t)
-              dw[(k0 + o) * s.ckk + c * kk + t] = acc[(t * ko + o) * s.c + c];
-      }
     } else {
       auto item = [&](int64_t pr, int64_t c0) {  // (pr: a group of gp pairs)
         const int64_t np = std::min(bt, s.c - c0), k0 = pr * gp * 2 * kB,

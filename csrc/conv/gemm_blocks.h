@@ -117,6 +117,13 @@ struct Tiles {
   int64_t pm, pn;
 };
 Tiles plan_tiles(int64_t m, int64_t n, int64_t count = fixed_items());
+// The weight gradient's tiles where its reductions are short (im2col.cpp): as few as the cores
+// (hardware().tile_parts; then twice, four times, up to fixed_items()), the first count whose
+// cut leaves a tile's [m/pm, n/pn] block of elem-byte values in a quarter of the L2, and among
+// its cuts the one that packs least; where none fits, the smallest block. Tiles of at least 16
+// rows and 64 columns (plan_tiles where none is). Follows the shape and the machine's facts
+// fixed at load (tile parts, L2): OpenBLAS may round a product cut otherwise differently.
+Tiles plan_wide_tiles(int64_t m, int64_t n, int64_t elem);
 
 // The weight gradient's product dW [m, n] (+)= dy [m, k] x columns^T [n, k] (accumulate: add
 // into dW, else set it). Under 32 columns of dW (a first layer's 3 channels x 3x3 taps are 27)

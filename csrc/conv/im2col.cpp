@@ -105,6 +105,31 @@ Tiles plan_tiles(int64_t m, int64_t n, int64_t count) {
   return best;
 }
 
+Tiles plan_wide_tiles(int64_t m, int64_t n, int64_t elem) {
+  const int64_t parts = hardware().tile_parts, cap = hardware().l2 / 4;
+  const int64_t max_pm = std::max<int64_t>(1, m / 16), max_pn = std::max<int64_t>(1, n / 64);
+  Tiles best{0, 0};
+  int64_t best_bytes = 0;
+  double best_cost = 0;
+  for (int64_t count = parts; count <= std::max<int64_t>(parts, fixed_items()); count *= 2) {
+    for (int64_t pm = 1; pm <= count; ++pm) {
+      const int64_t pn = count / pm;
+      if (pm * pn != count || pm > max_pm || pn > max_pn) continue;
+      const int64_t bytes = (m + pm - 1) / pm * ((n + pn - 1) / pn) * elem;
+      const double cost = double(pn) * double(m) + double(pm) * double(n);
+      const bool fits = bytes <= cap, best_fits = best.pm > 0 && best_bytes <= cap;
+      if (best.pm == 0 || (fits && !best_fits) || (fits && cost < best_cost) ||
+          (!fits && !best_fits && bytes < best_bytes)) {
+        best = {pm, pn};
+        best_bytes = bytes;
+        best_cost = cost;
+      }
+    }
+    if (best.pm > 0 && best_bytes <= cap) break;
+  }
+  return best.pm > 0 ? best : plan_tiles(m, n);
+}
+
 // Positions per run: the columns of every group for the run in a quarter of the L3 (shared by
 // every thread, read by all of them right after they are written), a multiple of 64, or the
 // whole plane. In place (a 1x1 convolution's input plane is its column matrix) nothing is built.
@@ -152,8 +177,9 @@ void build_run(const ConvShape &s, const T *x, int64_t n, int64_t p0, int64_t np
 // The skeleton both few-image paths share: per image, per run of positions, the run's columns
 // built (unless in place), then the tiles of plan_tiles(kg, ncols(np)) handed to the threads as
 // tile(n, g, p0, np, r0, r1, c0, c1, cols): rows [r0, r1) of the group's kg, columns [c0, c1).
-template <class T, class Cols, class Tile>
-fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols ncols, Tile tile) {
+template <class T, class Cols, class Plan, class Tile>
+fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols ncols, Plan plan,
+                            Tile tile) {
   const int nt = gemm_threads();  // (its parallel regions call gemm)
   const int64_t run = run_width(s, sizeof(T), in_place);
   Buffer<T> cols(in_place ? 0 : s.g * s.ckk * run);
@@ -166,7 +192,7 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
     for (int64_t p0 = 0; p0 < s.howo; p0 += run) {  // every thread walks the same runs
       const int64_t np = std::min(s.howo, p0 + run) - p0, nc = ncols(np);
       if (!in_place) build_run(s, x, n, p0, np, cols.get());  // (ends on a barrier)
-      const Tiles tl = plan_tiles(s.kg, nc);
+      const Tiles tl = plan(nc);
 #pragma omp for schedule(static)
       for (int64_t q = 0; q < s.g * tl.pm * tl.pn; ++q) {
         const TileAt t(tl, q, s.kg, nc);
@@ -182,7 +208,8 @@ fc_status for_each_run_tile(const ConvShape &s, const T *x, bool in_place, Cols 
 template <class T>
 fc_status forward_few_images(const ConvShape &s, const T *x, const T *w, const T *b, T *y,
                              bool in_place, const Epilogue<T> *ep) {
-  return for_each_run_tile(s, x, in_place, [](int64_t np) { return np; },
+  const auto plan = [&](int64_t nc) { return plan_tiles(s.kg, nc); };
+  return for_each_run_tile(s, x, in_place, [](int64_t np) { return np; }, plan,
                            [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1,
                                int64_t c0, int64_t c1, const T *cols) {
     const T *bm = in_place ? x + (n * s.c + g * s.cg) * s.hw + p0 + c0 : cols + g * s.ckk * np + c0;
@@ -212,9 +239,12 @@ bool tiles_pack_less(const ConvShape &s, int64_t slots, bool in_place) {
 // dW_g [kg, ckk] = sum over runs of dy[n, g, :, run] x columns(run)^T, dW cut into tiles for
 // the threads (plan_tiles), each tile summing the runs in order: no private copies, no reduction.
 template <class T>
-fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T *dw,
-                                 bool in_place) {
-  return for_each_run_tile(s, x, in_place, [&](int64_t) { return s.ckk; },
+fc_status weight_grad_few_images(const ConvShape &s, const T *dy, const T *x, T *dw, bool in_place,
+                                 bool wide = false) {
+  const auto plan = [&](int64_t nc) {
+    return wide ? plan_wide_tiles(s.kg, nc, sizeof(T)) : plan_tiles(s.kg, nc);
+  };
+  return for_each_run_tile(s, x, in_place, [&](int64_t) { return s.ckk; }, plan,
                            [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t r0, int64_t r1,
                                int64_t c0, int64_t c1, const T *cols) {
     const int64_t ldb = in_place ? s.hw : np;
@@ -759,6 +789,15 @@ fc_status gemm_conv_backward_weight(const ConvShape &s, const T *dy, const T *x,
   // 0.93-1.02) and 1.1-1.2x slower from 392 positions on (1x1 64>256 at 56x56, batch 1;
   // 256>128 at 28x28, batch 4).
   const bool short_slots = in_place && s.n * s.howo < 256 * slots;
+  // In place on planes up to 16x16 such slots take dW's tiles instead, as few as the cores
+  // where a tile's block of dW stays in a quarter of the L2 (plan_wide_tiles): each operand
+  // packed once or twice, no copies of dW. Against the slots (8 images) or plan_tiles' eight
+  // tiles (fewer images), interleaved, best of 10, the 2-vCPU Xeon, 2 threads, session 53:
+  // ResNet-50's 1x1 256>1024 at 14x14 0.90x the time at 8 images (PyTorch 0.95-0.98x ours; 0.87x
+  // in session 52's bench auto) and 0.88x at one, GoogLeNet's 512>160 at 14x14 0.85-0.89x at 1-8
+  // images, 1024>256 at 14x14 0.89x at 4 images; 7x7 and 8x8 planes and 768>192 at 16x16 even
+  // (0.96-1.02x); with the AVX2 tables 0.91-0.94x on the 14x14 ones, even on the rest.
+  if (short_slots && s.howo <= 256) return weight_grad_few_images(s, dy, x, dw, in_place, true);
   if (s.n < fixed && (short_slots || !slots_fit || tiles_pack_less(s, slots, in_place)))
     return weight_grad_few_images(s, dy, x, dw, in_place);
   if (!slots_fit)
