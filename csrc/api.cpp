@@ -487,6 +487,9 @@ static bool direct_is_the_alternative(const ConvShape &s, fc_direction dir) {
 // images forward, 4.22 against 4.88 for the weight gradient (L3, 86, and L2, 120, stay: FFT
 // 0.52-0.61x direct's time); and the data gradient of under 16 channels asks 256: L1's (202) at 8
 // images took FFT 1.10-1.39x im2col's time in three runs (with the AVX2 tables FFT won, 0.89x).
+// With the AVX2 tables on such a core L4's forward at 8 images asks 48 too: direct took 0.91x,
+// 0.89x and 0.79x FFT's time in three `bench auto` runs (sessions 48, 49 and 53; 7.20 against
+// 9.13 ms in the last, PyTorch 7.70); its weight gradient stays (0.88-1.14x).
 // With the AVX2 tables one image's weight gradient keeps the ratio rule: L1's took FFT 0.92-0.95x
 // im2col's time in three sessions' runs (4.97 / 5.37 ms in session 43, 5.54 / 5.99 in bench auto
 // in session 49, where im2col's 0.88x PyTorch was the run's lowest; 5.97 / 6.31 interleaved, best
@@ -500,9 +503,10 @@ static bool fft_pays(const ConvShape &s, fc_direction dir) {
   const bool few_channels = dir == FC_DIR_BACKWARD_DATA && s.cg < 16;
   if (few_channels && (s.cg < 3 || s.n < 4)) return false;
   int64_t ratio = s.n > 1 ? 32 : dir == FC_DIR_BACKWARD_WEIGHT ? 80 : 96;
+  const bool wide_eight = wide_avx512() || (dir == FC_DIR_FORWARD && full_avx512_core());
   if (direct_is_the_alternative(s, dir))
     ratio = s.n == 1                                  ? (dir == FC_DIR_FORWARD ? 192 : 256)
-            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? (wide_avx512() ? 48 : 32)
+            : dir != FC_DIR_BACKWARD_DATA && s.n >= 8 ? (wide_eight ? 48 : 32)
                                                       : 64;
   if (few_channels) ratio = std::max<int64_t>(ratio, wide_avx512() ? 256 : 160);
   return s.kk * s.howo >= ratio * fft_bins(s);

@@ -91,10 +91,13 @@ CASES = [
     (_desc(1, 480, 14, 64, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
     (_desc(1, 1024, 14, 2048, kk=1, s=2, p=0), DATA, "gemm1x1", "gemm1x1"),
     # plain 1x1 forwards of 2-8 images with 832+ input channels on planes up to 14x14 (the
-    # filters joined); not 768 channels at 17x17, 256 at 14x14, 16 images or one
-    (_desc(8, 2048, 8, 320, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    # filters joined) while the input fits two L2s (the machine's own; these 1-1.6 MB, not 8
+    # images of 2048 at 14x14, 12.8 MB); not 768 channels at 17x17, 256 at 14x14, 16 images or one
+    (_desc(2, 2048, 8, 320, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(2, 1024, 14, 256, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(2, 1024, 14, 512, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(8, 832, 7, 384, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(8, 2048, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(8, 768, 17, 192, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(8, 256, 14, 1024, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     (_desc(16, 1024, 14, 256, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
@@ -121,8 +124,8 @@ CASES_AVX2 = [
     (_desc(1, 3, 128, 96, kk=11, p=0), WEIGHT, "fft", "fft"),  # (L1: the ratio rule)
     (_desc(1, 64, 64, 128, kk=9, p=0), DATA, "im2col", "fft"),
     (_desc(1, 64, 64, 128, kk=9, p=0), WEIGHT, "direct", "direct"),  # (L2: direct's 256)
-    # (the rules of direct's 32-channel tile, AVX-512 only)
-    (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "fft", "fft"),
+    # (the rules of direct's 32-channel tile, AVX-512 only, but L4's forward at 8 images)
+    (_desc(8, 128, 16, 128, kk=7, p=0), FWD, "direct", "fft"),
     (_desc(8, 128, 16, 128, kk=7, p=0), WEIGHT, "fft", "fft"),
     (_desc(8, 3, 128, 96, kk=11, p=0), DATA, "fft", "fft"),
     (_desc(1, 384, 13, 384, p=0), DATA, "im2col", "im2col"),
