@@ -475,15 +475,15 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   // at 28x28 stayed 1.04-1.15x slower, 1024>256 at 14x14 even at 16 images. Prepared (plans)
   // they came out even or behind: the batch-8 plans of ResNet-50, Inception v3 and GoogLeNet
   // 0.98-1.02x the time (interleaved processes, best of 5, 3 rounds).
-  // Only while the input every pair of output blocks reads again fits two L2s (as float): on
-  // another host
-  // (session 53, SGEMM 278 against 319 GFLOP/s) 8 images of 1024>512 and 1024>256 at 14x14
-  // (6.4 MB) took direct 1.22-1.24x gemm1x1's time (8.47 / 6.86 and 4.25 / 3.49 ms) and of
-  // 2048>320 at 8x8 (4.2 MB) 1.10x, where at 2-4 images they still took 0.82-0.92x (1024>512 at
-  // four 3.61 / 3.91, 2048>320 at four 1.72 / 1.99) and GoogLeNet's 832>384 at 7x7 at 8 images
-  // 0.77x (1.10 / 1.43; interleaved, best of 8-10).
+  // Only while the input every pair of output blocks reads again stays under two L2s (as
+  // float): on another host (session 53, SGEMM 278-288 against 319 GFLOP/s) 8 images of
+  // 1024>512 and 1024>256 at 14x14 (6.4 MB) took direct 1.22-1.24x gemm1x1's time (8.47 / 6.86
+  // and 4.25 / 3.49 ms) and of 2048>320 at 8x8 (4 MiB) 1.06-1.10x in two runs, where at 2-4
+  // images they still took 0.82-0.92x (1024>512 at four 3.61 / 3.91, 2048>320 at four 1.72 /
+  // 1.99) and GoogLeNet's 832>384 at 7x7 at 8 images 0.77x (1.10 / 1.43; interleaved, best of
+  // 8-10).
   if (!prepared && s.n >= 2 && s.n <= 8 && wide && s.c >= 832 && s.howo <= 196 &&
-      s.n * s.c * s.howo * 4 <= 2 * hardware().l2)  // (as float)
+      s.n * s.c * s.howo * 4 < 2 * hardware().l2)  // (as float)
     return true;
   // Prepared, 2-8 images on planes up to 14x14 and 2-4 on 17x17, from 128 outputs too
   // (full-rate AVX-512 tables; interleaved, best of 15, warm / after a 64 MB pass, the 2-vCPU
