@@ -1197,9 +1197,9 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   }
   const int64_t cols = s.c * s.kw, ftiles = few ? (cols + uk.fbt - 1) / uk.fbt : 0;
   const int64_t groups = (pairs + gp - 1) / gp, items = groups * cgroups;
-  // per thread: the sums of its item's taps, and one tile's
+  // per thread: the sums of its item's taps (tiles of channels), or one tile's (few channels)
   const int nt = num_threads();
-  const int64_t per_thread = (kk + 1) * gp * 2 * kB * std::max<int64_t>(bt, uk.fbt);
+  const int64_t per_thread = few ? gp * 2 * kB * uk.fbt : kk * gp * 2 * kB * bt;
   Buffer<T> xb(s.n * s.c * x_c), db(s.n * ob * s.howo * kB), sums(nt * per_thread);
   if (!xb.ok() || !db.ok() || !sums.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and gradient",
@@ -1241,10 +1241,10 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
       uk.pixels8(dy + (n * s.k + b * kB) * s.howo + r * s.wo, s.howo,
                  std::clamp<int64_t>(s.k - b * kB, 0, kB), s.wo, d, in_group ? 4 * kB : kB);
     }
-    T *acc = sums.get() + omp_get_thread_num() * per_thread, *tmp = acc + kk * gp * 2 * kB * bt;
+    T *acc = sums.get() + omp_get_thread_num() * per_thread;
     if (few) {
       // Items (a group of gp pairs, window row i, tile q), a fixed run of them each thread: a
-      // tile's sums [nk][np] in tmp, each image's added into its dW values in image order (the
+      // tile's sums [nk][np] in acc, each image's added into its dW values in image order (the
       // first sets). By runs of whole pairs (as before session 53), L1's 96 channels (three
       // groups of 32) left each thread a 32-channel item and a 16-channel one, which took 1.3x
       // the time a channel; by these items L1's weight gradient took 0.96x the time at one image
@@ -1269,12 +1269,12 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
           (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
               X + n * s.c * x_c + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
               D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * kB, s.howo * kB, s.wo * kB,
-              oh1 - oh0, 1, 1, s.wo, tmp, np, nk, (int)np);
+              oh1 - oh0, 1, 1, s.wo, acc, np, nk, (int)np);
           for (int64_t p = 0; p < np; ++p) {
             const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
             T *d = dw + k0 * s.ckk + c * kk + i * s.kw + j;
             for (int64_t o = 0; o < nk; ++o)
-              d[o * s.ckk] = n == 0 ? tmp[o * np + p] : d[o * s.ckk] + tmp[o * np + p];
+              d[o * s.ckk] = n == 0 ? acc[o * np + p] : d[o * s.ckk] + acc[o * np + p];
           }
         }
     } else {

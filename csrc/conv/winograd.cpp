@@ -472,38 +472,29 @@ fc_status forward_fused_elements(const WinoConv &p, const WinogradUKernels<T> &u
       for (int64_t c = 0; c < p.c; ++c) ok &= input_channel(uk, p, x, tiles, total, mine, ldv, c);
       vt = mine;
     }
-    if (pair_panels(uk)) {
-      // Two panels a pass (tile_gemm2), the tiles in blocks of kPairTiles: a block's columns of
-      // V[e] stay in the L1 over every pair of panels, whose filters come from the L2. 256 at
-      // 56x56 (196 tiles) 0.93-0.95x the time of whole rows of tiles a pair, 512 at 28x28 and
-      // 14x14 and 8 images of 256 at 14x14 0.98-1.00x (blocks of 12-96 tried; interleaved in one
-      // process, best of 20, the 2-vCPU Xeon, session 52). The same sums: the same bits.
-      for (int64_t e = 0; e < e2; ++e)
-        for (int64_t b0 = 0; b0 < total; b0 += kPairTiles)
-          for (int64_t q = qa; q < qb; q += 2) {
-            const int64_t nk = std::min(W, p.k - q * W), b1 = std::min(total, b0 + kPairTiles);
-            const T *ue = u + (q * e2 + e) * p.c * W, *ve = vt + e * p.c * ldv;
-            T *mk = ms.get() + (q * e2 + e) * W * total;
-            for (int64_t t0 = b0; t0 < b1; t0 += uk.pw) {
-              const int64_t nr = std::min<int64_t>(uk.pw, total - t0);
-              if (q + 1 < qb)
-                uk.tile_gemm2(p.c, ue, ue + e2 * p.c * W, ve + t0, ldv, mk + t0,
-                              mk + e2 * W * total + t0, total, nk, std::min(W, p.k - (q + 1) * W),
-                              nr, false);
-              else uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk, nr, false);
-            }
-          }
-    } else {
-      for (int64_t e = 0; e < e2; ++e)  // (V[e] stays in the L1/L2 over the panels)
-        for (int64_t q = qa; q < qb; ++q) {
-          const int64_t nk = std::min(W, p.k - q * W);
+    // With two panels a pass (tile_gemm2), the tiles in blocks of kPairTiles: a block's columns
+    // of V[e] stay in the L1 over every pair of panels, whose filters come from the L2. 256 at
+    // 56x56 (196 tiles) 0.93-0.95x the time of whole rows of tiles a pair, 512 at 28x28 and 14x14
+    // and 8 images of 256 at 14x14 0.98-1.00x (blocks of 12-96 tried; interleaved in one process,
+    // best of 20, the 2-vCPU Xeon, session 52). The same sums: the same bits. With one panel a
+    // pass, all tiles one block (V[e] stays in the L1/L2 over the panels).
+    const bool pair = pair_panels(uk);
+    const int64_t block = pair ? kPairTiles : total;
+    for (int64_t e = 0; e < e2; ++e)
+      for (int64_t b0 = 0; b0 < total; b0 += block)
+        for (int64_t q = qa; q < qb; q += pair ? 2 : 1) {
+          const int64_t nk = std::min(W, p.k - q * W), b1 = std::min(total, b0 + block);
           const T *ue = u + (q * e2 + e) * p.c * W, *ve = vt + e * p.c * ldv;
           T *mk = ms.get() + (q * e2 + e) * W * total;
-          for (int64_t t0 = 0; t0 < total; t0 += uk.pw)
-            uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk,
-                         std::min<int64_t>(uk.pw, total - t0), false);
+          for (int64_t t0 = b0; t0 < b1; t0 += uk.pw) {
+            const int64_t nr = std::min<int64_t>(uk.pw, total - t0);
+            if (pair && q + 1 < qb)
+              uk.tile_gemm2(p.c, ue, ue + e2 * p.c * W, ve + t0, ldv, mk + t0,
+                            mk + e2 * W * total + t0, total, nk, std::min(W, p.k - (q + 1) * W), nr,
+                            false);
+            else uk.tile_gemm(p.c, ue, ve + t0, ldv, mk + t0, total, nk, nr, false);
+          }
         }
-    }
     for (int64_t q = qa; q < qb; ++q)
       panel_outputs(p, uk, ms.get() + q * e2 * W * total, tiles, total, q * W,
                     std::min(W, p.k - q * W), b, y, ep, g.oy1, g.ox1);
