@@ -233,6 +233,70 @@ def test_images_split_among_the_threads_keep_the_bits(case, dtype, restore_threa
         assert np.array_equal(prepared, one), f"prepared, {threads} threads"
 
 
+# Where a thread's images do not fit half the L2 with a group of outputs' filters, it runs them
+# in groups of images (split_images), each group's input copied as it comes. With a described
+# L2 of 64 KiB: 8 images of 24 channels at 9x11 (9.3 KiB each blocked, float32) and 256 outputs
+# go three and one a group at 2 threads, whole at 4; a 1x1 of 40 channels at 15x17 one by one;
+# a 3x3 whose filters fill the budget whole at 2 threads, one by one at 4. The bits are those of
+# one thread (the pair-major items, no split) and of the reference's sums, plain and prepared.
+GROUPED_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastconv
+from fastconv import functional as F
+from test_inference_native import _conv_plan
+out = []
+for case, dtype in json.loads(sys.argv[2]):
+    n, c, h, w_, k, kh, kw, stride, padding = case
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((k, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    p, out_shape = _conv_plan(x, w, b, fastconv._core.ALGO_NAMES.index("direct"), padding,
+                              stride=stride)
+    got = []
+    for threads in (1, 2, 4):
+        with fastconv.threads(threads):
+            got.append(F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct"))
+            y = np.empty(out_shape, dtype)
+            p.run(x.reshape(-1), y.reshape(-1))
+            got.append(y)
+    out.append([g.tobytes().hex() for g in got])
+print(json.dumps(out))
+"""
+GROUPED = [
+    (8, 24, 9, 11, 256, 1, 1, 1, 0),  # 3 + 1 images a group at 2 threads, whole at 4
+    (8, 40, 15, 17, 96, 1, 1, 1, 0),  # 40 KiB an image: one by one
+    (8, 24, 9, 11, 64, 3, 3, 1, 1),  # 3x3, 13.5 KiB of filters a group (float32)
+]
+
+
+def test_image_groups_of_a_threads_share_keep_the_bits(tmp_path):
+    from _isa import run_isa
+
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+    cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
+    proc = run_isa(
+        fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=str(tmp_path)
+    )
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (case, dtype), got in zip(cases, results):
+        assert len(set(got)) == 1, f"{case} {dtype}: threads or plan differ"
+        rng = np.random.default_rng(11)
+        n, c, h, w_, k, kh, kw, stride, padding = case
+        x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+        w = rng.standard_normal((k, c, kh, kw)).astype(dtype)
+        b = rng.standard_normal(k).astype(dtype)
+        expected, scale = expected_forward(x, w, b, stride, padding, 1, 1)
+        y = np.frombuffer(bytes.fromhex(got[0]), dtype=dtype).reshape(expected.shape)
+        assert_close(y, expected, np.dtype(dtype).type, scale)
+
+
 # Data gradients at unit stride whose transposed convolution runs on the blocked forward (k
 # becomes its input channels: 24+, or under 8 in rows; input rows 7+ wide): the packing reads
 # the layer's own filters transposed and flipped (pack_block8_flipped: 8 taps at a time through
