@@ -92,6 +92,69 @@ def test_phases_give_the_same_bits_at_any_thread_count():
         assert np.array_equal(g, got[0])
 
 
+# Where the threads divide the batch and a thread's copies of dy would not stay in the L2, it
+# runs its images in groups (split_images), each group's dy copied as it comes. With a described
+# L2 of 64 KiB, at 2 threads (4 images a thread): a 1x1/2 with 96 channels of dy one by one, one
+# with 40 channels three and one (whole at 4 threads), a 3x3/2 whole (its filters fill the
+# budget). Same bits as one thread, within the contract of the float64 reference.
+GROUPED_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastconv
+from test_direct_data_phases import _dx, _run
+out = []
+for case, dtype in json.loads(sys.argv[2]):
+    x, wt, dy = _run(tuple(case), dtype)
+    got = []
+    for threads in (1, 2, 4):
+        with fastconv.threads(threads):
+            got.append(_dx(dy, x, wt, tuple(case)).tobytes().hex())
+    out.append(got)
+print(json.dumps(out))
+"""
+GROUPED = [
+    (8, 48, 14, 15, 96, 1, 1, 2, 2, 0, 0),  # 1x1/2, 96 channels of dy: one by one
+    (8, 96, 13, 15, 40, 1, 1, 2, 2, 0, 0),  # 1x1/2, 40 channels of dy: three and one
+    (8, 40, 18, 18, 24, 3, 3, 2, 2, 1, 1),  # 3x3/2: whole
+]
+
+
+def test_phases_in_groups_of_images_keep_the_bits(tmp_path):
+    from _isa import run_isa
+
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+    cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
+    proc = run_isa(
+        fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=str(tmp_path)
+    )
+    for (case, dtype), got in zip(cases, json.loads(proc.stdout.strip().splitlines()[-1])):
+        assert len(set(got)) == 1, f"{case} {dtype}: threads differ"
+        x, wt, dy = _run(case, dtype)
+        dx = np.frombuffer(bytes.fromhex(got[0]), dtype=dtype).reshape(x.shape)
+        stride, padding = case[7:9], case[9:11]
+        ref, _, _ = conv2d_backward_ref(
+            dy.astype(np.float64),
+            x.astype(np.float64),
+            wt.astype(np.float64),
+            stride=stride,
+            padding=padding,
+        )
+        scale, _, _ = conv2d_backward_ref(
+            np.abs(dy).astype(np.float64),
+            x.astype(np.float64),
+            np.abs(wt).astype(np.float64),
+            stride=stride,
+            padding=padding,
+        )
+        tol = 1e-4 if dtype == "float32" else 1e-12
+        assert np.all(np.abs(dx - ref) <= tol * scale + 1e-300)
+
+
 def _same_as_im2col(dy, x, wt, case):
     """direct's dx has its NaNs and infinities where im2col's has them, the rest close."""
     got = _dx(dy, x, wt, case)
