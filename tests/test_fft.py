@@ -248,3 +248,58 @@ def test_auto_leaves_forwards_of_a_short_reduction_to_the_gemm(x_shape, w_shape)
     assert fastconv.algorithms(x_shape, w_shape)[0] != "fft"
     assert "fft" in fastconv.algorithms(x_shape, w_shape)
     assert fastconv.algorithms((1, 3, 128, 128), (96, 3, 11, 11))[0] == "fft"
+
+
+# The products' blocks of r and of m (fft_products): where half the L2 holds 8 or more planes'
+# bins, a block is what fits there. With a described L2 of 128 KiB an 8x8 transform's 32-40
+# planes go in blocks of 12 or 25 (AVX-512's or AVX2's lanes), each block's sum added to the
+# ones before; with this machine's L2 in one. Either way the same bits at 1, 2 and 3 threads in
+# every direction, within the contract of the float64 reference.
+BLOCKS_SCRIPT = r"""
+import json, sys
+import numpy as np
+import fastconv
+out = []
+for dtype in ("float32", "float64"):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((8, 32, 6, 6)).astype(dtype)
+    w = rng.standard_normal((40, 32, 3, 3)).astype(dtype)
+    dy = rng.standard_normal((8, 40, 6, 6)).astype(dtype)
+    got = []
+    for t in (1, 2, 3):
+        with fastconv.threads(t):
+            y = fastconv.conv2d(x, w, padding=1, algo="fft")
+            dx, dw = fastconv.conv2d_backward(dy, x, w, padding=1, algo="fft")[:2]
+            got.append([a.tobytes().hex() for a in (y, dx, dw)])
+    out.append(got)
+print(json.dumps(out))
+"""
+
+
+def test_fft_product_blocks_of_half_the_l2_keep_the_bits(tmp_path):
+    from _isa import run_isa
+
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "128K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+    import json
+
+    here = run_isa(fastconv.isa(), BLOCKS_SCRIPT).stdout.strip().splitlines()[-1]
+    small = run_isa(fastconv.isa(), BLOCKS_SCRIPT, FASTCONV_SYSFS_CACHE=str(tmp_path))
+    small = small.stdout.strip().splitlines()[-1]
+    runs = [*zip((np.float32, np.float64), json.loads(here))]
+    runs += [*zip((np.float32, np.float64), json.loads(small))]
+    for dtype, got in runs:
+        assert all(g == got[0] for g in got), f"{dtype}: threads differ"
+        rng = np.random.default_rng(9)
+        x = rng.standard_normal((8, 32, 6, 6)).astype(dtype)
+        w = rng.standard_normal((40, 32, 3, 3)).astype(dtype)
+        dy = rng.standard_normal((8, 40, 6, 6)).astype(dtype)
+        y, dx, dw = (np.frombuffer(bytes.fromhex(h), dtype=dtype) for h in got[0])
+        ey, sy = expected_forward(x, w, None, 1, 1, 1, 1)
+        (edx, edw, _), (sdx, sdw, _) = expected_backward(dy, x, w, 1, 1, 1, 1)
+        assert_close(y.reshape(ey.shape), ey, dtype, sy)
+        assert_close(dx.reshape(edx.shape), edx, dtype, sdx)
+        assert_close(dw.reshape(edw.shape), edw, dtype, sdw)
