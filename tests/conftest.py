@@ -149,6 +149,18 @@ def assert_close(actual, expected, dtype, scale, name="result"):
 # --- argument helpers ----------------------------------------------------------------------
 
 
+def described_caches(root, l2, l1="32K", l3=None):
+    """A sysfs cache description under root (for FASTCONV_SYSFS_CACHE): an L1d of l1, a unified
+    L2 of l2 ("64K") and, if given, a unified L3 of l3; returns root as a string."""
+    levels = [(1, "Data", l1), (2, "Unified", l2)] + ([(3, "Unified", l3)] if l3 else [])
+    for i, (level, kind, size) in enumerate(levels):
+        d = root / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+    return str(root)
+
+
 def ref_padding(padding, kernel, dilation):
     """The user's padding argument (int, pair, "same", "valid") as the reference takes it."""
     if isinstance(padding, str):

@@ -23,7 +23,7 @@ import pytest
 
 import fastconv
 from _isa import AVAILABLE_ISAS, run_isa_json
-from conftest import assert_close, expected_backward, expected_forward
+from conftest import assert_close, described_caches, expected_backward, expected_forward
 from fastconv import _core
 from fastconv import functional as F
 from test_inference_native import _conv_plan
@@ -275,15 +275,9 @@ GROUPED = [
 def test_image_groups_of_a_threads_share_keep_the_bits(tmp_path):
     from _isa import run_isa
 
-    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
-        d = tmp_path / f"index{i}"
-        d.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (d / name).write_text(f"{value}\n")
+    caches = described_caches(tmp_path, "64K")
     cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
-    proc = run_isa(
-        fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=str(tmp_path)
-    )
+    proc = run_isa(fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=caches)
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for (case, dtype), got in zip(cases, results):
         assert len(set(got)) == 1, f"{case} {dtype}: threads or plan differ"

@@ -13,6 +13,7 @@ import pytest
 
 import fastconv
 from _isa import AVAILABLE_ISAS, run_isa_json
+from conftest import described_caches
 from fastconv import _core
 from reference import conv2d_backward_ref
 
@@ -51,12 +52,9 @@ def _dx(dy, x, wt, case, algo="direct"):
     )[0]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
-def test_phases_match_the_reference(case, dtype):
-    x, wt, dy = _run(case, dtype)
-    before = [a.copy() for a in (x, wt, dy)]
-    dx = _dx(dy, x, wt, case)
+def _assert_within_contract(dx, x, wt, dy, case):
+    """dx within the accuracy contract of the float64 reference: 1e-4 (float32) or 1e-12
+    (float64) of the sum of |terms|."""
     stride, padding = case[7:9], case[9:11]
     ref, _, _ = conv2d_backward_ref(
         dy.astype(np.float64),
@@ -65,7 +63,6 @@ def test_phases_match_the_reference(case, dtype):
         stride=stride,
         padding=padding,
     )
-    # the accuracy contract: 1e-4 (float32) or 1e-12 (float64) of the sum of |terms|
     scale, _, _ = conv2d_backward_ref(
         np.abs(dy).astype(np.float64),
         x.astype(np.float64),
@@ -73,9 +70,18 @@ def test_phases_match_the_reference(case, dtype):
         stride=stride,
         padding=padding,
     )
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    assert dx.shape == x.shape and dx.dtype == dtype
+    tol = 1e-4 if dx.dtype == np.float32 else 1e-12
     assert np.all(np.abs(dx - ref) <= tol * scale + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+def test_phases_match_the_reference(case, dtype):
+    x, wt, dy = _run(case, dtype)
+    before = [a.copy() for a in (x, wt, dy)]
+    dx = _dx(dy, x, wt, case)
+    assert dx.shape == x.shape and dx.dtype == dtype
+    _assert_within_contract(dx, x, wt, dy, case)
     for a, a0 in zip((x, wt, dy), before):
         assert np.array_equal(a, a0)  # inputs untouched
 
@@ -123,36 +129,14 @@ GROUPED = [
 def test_phases_in_groups_of_images_keep_the_bits(tmp_path):
     from _isa import run_isa
 
-    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
-        d = tmp_path / f"index{i}"
-        d.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (d / name).write_text(f"{value}\n")
+    caches = described_caches(tmp_path, "64K")
     cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
-    proc = run_isa(
-        fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=str(tmp_path)
-    )
+    proc = run_isa(fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=caches)
     for (case, dtype), got in zip(cases, json.loads(proc.stdout.strip().splitlines()[-1])):
         assert len(set(got)) == 1, f"{case} {dtype}: threads differ"
         x, wt, dy = _run(case, dtype)
         dx = np.frombuffer(bytes.fromhex(got[0]), dtype=dtype).reshape(x.shape)
-        stride, padding = case[7:9], case[9:11]
-        ref, _, _ = conv2d_backward_ref(
-            dy.astype(np.float64),
-            x.astype(np.float64),
-            wt.astype(np.float64),
-            stride=stride,
-            padding=padding,
-        )
-        scale, _, _ = conv2d_backward_ref(
-            np.abs(dy).astype(np.float64),
-            x.astype(np.float64),
-            np.abs(wt).astype(np.float64),
-            stride=stride,
-            padding=padding,
-        )
-        tol = 1e-4 if dtype == "float32" else 1e-12
-        assert np.all(np.abs(dx - ref) <= tol * scale + 1e-300)
+        _assert_within_contract(dx, x, wt, dy, case)
 
 
 def _same_as_im2col(dy, x, wt, case):

@@ -24,6 +24,7 @@ from conftest import (
     assert_close,
     assert_unchanged,
     check_backward,
+    described_caches,
     expected_backward,
     expected_forward,
     make_inputs,
@@ -279,15 +280,11 @@ print(json.dumps(out))
 def test_fft_product_blocks_of_half_the_l2_keep_the_bits(tmp_path):
     from _isa import run_isa
 
-    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "128K")]):
-        d = tmp_path / f"index{i}"
-        d.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (d / name).write_text(f"{value}\n")
+    caches = described_caches(tmp_path, "128K")
     import json
 
     here = run_isa(fastconv.isa(), BLOCKS_SCRIPT).stdout.strip().splitlines()[-1]
-    small = run_isa(fastconv.isa(), BLOCKS_SCRIPT, FASTCONV_SYSFS_CACHE=str(tmp_path))
+    small = run_isa(fastconv.isa(), BLOCKS_SCRIPT, FASTCONV_SYSFS_CACHE=caches)
     small = small.stdout.strip().splitlines()[-1]
     runs = [*zip((np.float32, np.float64), json.loads(here))]
     runs += [*zip((np.float32, np.float64), json.loads(small))]

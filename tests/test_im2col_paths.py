@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from conftest import assert_close, expected_forward
+from conftest import assert_close, described_caches, expected_forward
 from fastconv import functional as F
 from reference import conv2d_backward_ref, conv2d_ref
 
@@ -161,14 +161,8 @@ def test_data_gradient_grouped_where_the_weights_are_large(dtype, ksize, stride,
 def test_runs_accumulate_with_a_small_l3(tmp_path):
     # a described L3 of 256 KiB: a quarter of it (the shared buffer) holds 64 KiB of columns,
     # less than one plane of every case with a column matrix above
-    for i, (level, kind, size) in enumerate(
-        [(1, "Data", "32K"), (2, "Unified", "64K"), (3, "Unified", "256K")]
-    ):
-        d = tmp_path / f"index{i}"
-        d.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (d / name).write_text(f"{value}\n")
-    env = {**os.environ, "FASTCONV_SYSFS_CACHE": str(tmp_path)}
+    caches = described_caches(tmp_path, "64K", l3="256K")
+    env = {**os.environ, "FASTCONV_SYSFS_CACHE": caches}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(CASES)],
         env=env,
@@ -345,13 +339,9 @@ def _wide_tiles_bits(env):
 
 
 def test_short_weight_gradient_tiles_against_float64_at_any_cut(tmp_path):
-    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (2, "Unified", "64K")]):
-        d = tmp_path / f"index{i}"
-        d.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (d / name).write_text(f"{value}\n")
+    caches = described_caches(tmp_path, "64K")
     cases, here = _wide_tiles_bits({})
-    _, small = _wide_tiles_bits({"FASTCONV_SYSFS_CACHE": str(tmp_path)})
+    _, small = _wide_tiles_bits({"FASTCONV_SYSFS_CACHE": caches})
     for (xs, ws, dtype), a in [*zip(cases, here), *zip(cases, small)]:
         assert len(set(a)) == 1, f"{xs} {dtype}: threads differ"
         rng = np.random.default_rng(4)

@@ -548,6 +548,20 @@ int64_t split_images(int64_t m, int64_t x_bytes, int64_t wg_bytes, int64_t group
   return grouped < whole ? g : m;
 }
 
+// A thread's images [n0, n1) in groups of ig: copy(g0, g1) its input, then item(n, pr, r) for
+// every group of outputs pr, image n of the group and r < runs.
+template <class Copy, class Item>
+void run_image_groups(int64_t n0, int64_t n1, int64_t ig, int64_t groups, int64_t runs,
+                      const Copy &copy, const Item &item) {
+  for (int64_t g0 = n0; g0 < n1; g0 += ig) {
+    const int64_t g1 = std::min(n1, g0 + ig);
+    copy(g0, g1);
+    for (int64_t pr = 0; pr < groups; ++pr)
+      for (int64_t n = g0; n < g1; ++n)
+        for (int64_t r = 0; r < runs; ++r) item(n, pr, r);
+  }
+}
+
 // The blocked forward with the filters packed (wb), or packed as it goes from w (wb null): then
 // work items run pair of output blocks by pair (pair-major), and each thread packs a pair's
 // filters into its own buffer (2 x w_ob values: 295 KB for ResNet's 512-channel 3x3, in the L2)
@@ -709,13 +723,9 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
     if (split) {
       const int64_t ig = split_images(n1 - n0, x_img * (int64_t)sizeof(T),
                                       gp * 2 * w_ob * (int64_t)sizeof(T), groups);
-      for (int64_t g0 = n0; g0 < n1; g0 += ig) {
-        const int64_t g1 = std::min(n1, g0 + ig);
+      run_image_groups(n0, n1, ig, groups, runs, [&](int64_t g0, int64_t g1) {
         copy_padded_images(x, from, g0, g1, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
-        for (int64_t pr = 0; pr < groups; ++pr)
-          for (int64_t n = g0; n < g1; ++n)
-            for (int64_t ru = 0; ru < runs; ++ru) item(n, pr, ru);
-      }
+      }, item);
     } else if (own_x) {
       const int64_t items = s.n * groups * runs;
       for (int64_t it = items * tid / nt; it < items * (tid + 1) / nt; ++it) {
@@ -972,13 +982,9 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
       const int64_t ig =
           split_images(n1 - n0, gm.x_img * (int64_t)sizeof(T),
                        gp * 2 * (size / out_blocks(s.c)) * (int64_t)sizeof(T), groups);
-      for (int64_t g0 = n0; g0 < n1; g0 += ig) {
-        const int64_t g1 = std::min(n1, g0 + ig);
+      run_image_groups(n0, n1, ig, groups, qmax, [&](int64_t g0, int64_t g1) {
         copy_padded_images(dy, from, g0, g1, u.c, u.in_h, u.in_w, u.ph, u.pw, gm.px, cbn, xb.get());
-        for (int64_t pr = 0; pr < groups; ++pr)
-          for (int64_t n = g0; n < g1; ++n)
-            for (int64_t q = 0; q < qmax; ++q) item(n, pr, q);
-      }
+      }, item);
     } else {  // (a fixed run of the items a thread, channel group by group: each thread
               // reads its groups' filters only)
       const int64_t items = s.n * groups * qmax;
