@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from _isa import AVAILABLE_ISAS, run_isa_json
+from _isa import AVAILABLE_ISAS, run_isa, run_isa_json
 from conftest import assert_close, described_caches, expected_backward, expected_forward
 from fastconv import _core
 from fastconv import functional as F
@@ -273,8 +273,6 @@ GROUPED = [
 
 
 def test_image_groups_of_a_threads_share_keep_the_bits(tmp_path):
-    from _isa import run_isa
-
     caches = described_caches(tmp_path, "64K")
     cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
     proc = run_isa(fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=caches)

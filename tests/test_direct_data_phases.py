@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from _isa import AVAILABLE_ISAS, run_isa_json
+from _isa import AVAILABLE_ISAS, run_isa, run_isa_json
 from conftest import described_caches
 from fastconv import _core
 from reference import conv2d_backward_ref
@@ -127,8 +127,6 @@ GROUPED = [
 
 
 def test_phases_in_groups_of_images_keep_the_bits(tmp_path):
-    from _isa import run_isa
-
     caches = described_caches(tmp_path, "64K")
     cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
     proc = run_isa(fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=caches)

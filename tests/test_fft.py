@@ -9,6 +9,7 @@ term come out exactly. Measured on L1-L5 and AlexNet's 5x5 at batch 8: at most 2
 in float32 (the final rounding to float32) and 1.6e-15 * scale in float64.
 """
 
+import json
 import textwrap
 import zlib
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from _isa import AVAILABLE_ISAS, run_isa_json
+from _isa import AVAILABLE_ISAS, run_isa, run_isa_json
 from conftest import (
     DTYPE_IDS,
     DTYPES,
@@ -278,11 +279,7 @@ print(json.dumps(out))
 
 
 def test_fft_product_blocks_of_half_the_l2_keep_the_bits(tmp_path):
-    from _isa import run_isa
-
     caches = described_caches(tmp_path, "128K")
-    import json
-
     here = run_isa(fastconv.isa(), BLOCKS_SCRIPT).stdout.strip().splitlines()[-1]
     small = run_isa(fastconv.isa(), BLOCKS_SCRIPT, FASTCONV_SYSFS_CACHE=caches)
     small = small.stdout.strip().splitlines()[-1]

@@ -71,9 +71,9 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Target size of a thread's block of the vector operand (and twice that, of its results) where
 // half the L2 holds under 8 planes' bins (fft_products): 8 x the L2, 4 MiB on the 512 KiB-L2
-// EPYC it was measured on. The block is transformed and then
-// read back by the same thread, bin by bin, so it scales with the per-core caches. A hardware
-// fact: the blocks (and so the order of the sums over r) never follow the thread count.
+// EPYC it was measured on. The block is transformed and then read back by the same thread, bin
+// by bin, so it scales with the per-core caches. A hardware fact: the blocks (and so the order
+// of the sums over r) never follow the thread count.
 int64_t block_bytes() { return 8 * hardware().l2; }
 
 // How many of `total` items to take at a time for `budget` bytes at `each` bytes apiece: at
@@ -222,13 +222,10 @@ fc_status fft_products(const ConvShape &s, const Problem &pb, const S *P, const 
   // L2 (under 8 planes a half L2) unchanged. A half L2 for A alone (O as before) left the weight
   // gradients, whose r is the images, as they were (one image of L4 3.4 against 2.5 ms).
   const int64_t plane_bins = nbins * cv * (int64_t)sizeof(C), half_l2 = hardware().l2 / 2;
-  int64_t mc = std::min(fit(kChunkBytes, nbins * R * 2 * (int64_t)sizeof(C), M),
-                        fit(2 * block_bytes(), plane_bins, M));
-  int64_t rc = fit(block_bytes(), plane_bins, R);
-  if (half_l2 >= 8 * plane_bins) {
-    mc = std::min(mc, fit(half_l2, plane_bins, M));
-    rc = fit(half_l2, plane_bins, R);
-  }
+  const bool in_half = half_l2 >= 8 * plane_bins;
+  const int64_t mc = std::min(fit(kChunkBytes, nbins * R * 2 * (int64_t)sizeof(C), M),
+                              fit(in_half ? half_l2 : 2 * block_bytes(), plane_bins, M));
+  const int64_t rc = fit(in_half ? half_l2 : block_bytes(), plane_bins, R);
   // Work items: a block of lanes and a share of r. Few lane blocks (L1's data gradient has
   // one) would leave threads idle, so their r is split and the partial sums added before the
   // inverse transforms. The split follows the shape only, so results never depend on the
