@@ -1081,3 +1081,83 @@ def test_the_32_channel_tiles_give_the_16_channel_tiles_bits(tmp_path):
         if f"{i}/plan" in wide:
             z = wide[f"{i}/fwd/1"] + dy
             assert np.array_equal(wide[f"{i}/plan"], np.where(z > 0, z, np.float32(0)))
+
+
+# Tiles at a row's ends whose taps reach into the padding: AVX-512's float tiles leave those
+# products of zeros out, tap column by tap column (ukernels_impl.inc, for_positions), where AVX2's
+# sum them. A 9x9's data gradient (a full convolution: 8 columns of padding each side of a 12-wide
+# dy), 3x3s whose tile spans a 7-wide row (both ends in one tile), a 1x7, a strided 5x5 (every
+# second column; its data gradient on phases), padding of 5 for a 7x7 (past half the kernel).
+EDGE = [
+    (1, 16, 12, 12, 40, 9, 9, 1, 0),
+    (2, 24, 7, 7, 36, 3, 3, 1, 1),
+    (1, 16, 17, 17, 40, 1, 7, 1, (0, 3)),
+    (1, 16, 11, 13, 40, 5, 5, 2, 2),
+    (1, 20, 6, 30, 48, 7, 7, 1, 5),
+]
+
+EDGE_RUNS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import fastconv
+    from fastconv import functional as F
+    from test_direct_blocked import DIRECT, _conv_plan, _inputs
+    out = {}
+    for i, case in enumerate(json.loads(sys.argv[2])):
+        stride = case[7]
+        padding = case[8] if isinstance(case[8], int) else tuple(case[8])
+        x, w, b = _inputs(case, np.float32, seed=5)
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            out[f"{i}/fwd/{threads}"] = F.conv2d(x, w, b, stride=stride, padding=padding,
+                                                 algo="direct")
+        dy = np.random.default_rng(6).standard_normal(out[f"{i}/fwd/2"].shape).astype(np.float32)
+        out[f"{i}/dx"] = F.conv2d_backward(dy, x, w, stride=stride, padding=padding,
+                                           needs=(True, False, False), algo="direct")[0]
+        if isinstance(padding, int):
+            p, shape = _conv_plan(x, w, b, DIRECT, padding, residual=dy, act=1, stride=stride)
+            yp = np.empty(shape, np.float32)
+            p.run(np.concatenate([x.reshape(-1), dy.reshape(-1)]), yp.reshape(-1))
+            out[f"{i}/plan"] = yp
+        for bad in (np.inf, np.nan):  # (a first tap column's weight: 0 x inf is NaN)
+            wb = w.copy()
+            wb[1, 2, case[5] // 2, 0] = bad
+            out[f"{i}/fwd/{bad}"] = F.conv2d(x, wb, b, stride=stride, padding=padding,
+                                             algo="direct")
+    np.savez(sys.argv[3], **out)
+    print(json.dumps([fastconv.isa(), fastconv.hardware()["full_avx512"]]))
+    """
+)
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs an AVX-512 CPU")
+def test_tiles_at_row_ends_leave_the_paddings_products_out_with_the_same_bits(tmp_path):
+    runs = {}
+    for isa, full in (("avx2", "0"), ("avx512", "0"), ("avx512", "1")):
+        path = tmp_path / f"{isa}{full}.npz"
+        got = run_isa_json(isa, EDGE_RUNS, json.dumps(EDGE), path, FASTCONV_FULL_AVX512=full)
+        assert got == [isa, full == "1"]
+        with np.load(path) as f:
+            runs[isa + full] = dict(f)
+    sums = runs["avx20"]  # (every product summed)
+    for name in ("avx5120", "avx5121"):
+        assert sorted(runs[name]) == sorted(sums)
+        for key, value in runs[name].items():
+            assert np.array_equal(value, sums[key], equal_nan=True), (name, key)
+    for i, case in enumerate(EDGE):
+        x, w, b = _inputs(case, np.float32, seed=5)
+        expected, scale = expected_forward(x, w, b, case[7], case[8], 1, 1)
+        assert_close(sums[f"{i}/fwd/1"], expected, np.float32, scale)
+        assert np.array_equal(sums[f"{i}/fwd/2"], sums[f"{i}/fwd/1"])
+        dy = np.random.default_rng(6).standard_normal(expected.shape).astype(np.float32)
+        (want, _, _), (sdx, _, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
+        assert_close(sums[f"{i}/dx"], want, np.float32, sdx, "grad_x")
+        if f"{i}/plan" in sums:
+            z = sums[f"{i}/fwd/1"] + dy
+            assert np.array_equal(sums[f"{i}/plan"], np.where(z > 0, z, np.float32(0)))
+        for bad in ("inf", "nan"):  # (0 x inf in the padding is NaN, as every product summed)
+            y = runs["avx5121"][f"{i}/fwd/{bad}"]
+            assert np.isfinite(np.delete(y, 1, axis=1)).all()
+            assert np.isnan(y[:, 1]).any() == (bad == "nan" or case[8] != 0)

@@ -26,8 +26,9 @@ namespace fc {
 
 namespace {
 
-constexpr int64_t kB = 8;     // channels per block
-constexpr int kMaxTile = 16;  // the most positions of a tile (x_at, y_at)
+constexpr int64_t kB = 8;                   // channels per block
+constexpr int64_t kFar = int64_t(1) << 30;  // (a tile's cl, cr: every column in the plane)
+constexpr int kMaxTile = 16;                // the most positions of a tile (x_at, y_at)
 
 int64_t blocks(int64_t channels) { return (channels + kB - 1) / kB; }
 // Output blocks, even: tiles take them in pairs (a zero block pads an odd count).
@@ -677,9 +678,25 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       // 48>64 at 35x35 0.96x (interleaved, best of 9, session 29). Packing as it goes, a pair's
       // own filters decide, checked as they are packed (pack_block8): a pass over all of them
       // first had taken 7.7% of ResNet's 3x3 512 at 7x7, one image (perf, Zen 4, 2 threads).
+      // The same for the columns: a tile at a row's end leaves out, tap column by tap column, the
+      // positions whose tap lies in the padding ([cl, cr): the plane's padded columns; AVX-512's
+      // float tiles, ukernels_impl.inc for_positions). L3's data gradient (a 9x9's full
+      // convolution, 8 columns of padding each side of a 24-wide dy, a quarter of its products
+      // zeros) took 0.80-0.81x the time at 1 and 8 images, L4's (7x7 on 10-wide) 0.82-0.84x,
+      // ResNet's 3x3 512 at 7x7 0.92-0.95x forward and 0.94x data gradient, a 7x7 with padding
+      // 3 at 17x17 0.92-0.96x; unpadded and 56-wide rows even; batch-1 plans: ResNet-18 19.1
+      // -> 17.2 ms, ResNet-50 45.9 -> 44.1, GoogLeNet 14.9 -> 14.3, Inception v3 and VGG-16
+      // even (interleaved in one process, best of 12-15, the Xeon, 2 threads, session 55, the
+      // host slow that hour). The same bits (test_direct_blocked.py, test_tiles_at_row_ends_*).
       int64_t i0 = 0, i1 = s.kh;  // (input row oh*sh - ph + i in [0, in_h))
-      if (!flat && !narrow && (packing ? held_finite : finite))
+      int64_t cl = -kFar, cr = kFar;
+      if (!flat && !narrow && (packing ? held_finite : finite)) {
         valid_range(oh * s.sh - s.ph, 1, s.in_h, s.kh, &i0, &i1);
+        if (!rows_layout(s)) {
+          cl = s.pw;
+          cr = s.pw + s.in_w;
+        }
+      }
       const T *xr = xs + n * x_img + oh * s.sh * x_row;
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
       for (int64_t t = 0; t < tiles; ++t) {
@@ -710,12 +727,13 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           }
           uk.blocked_tile32(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
                             wp + i0 * gm.kw * gm.ne * 4 * kB, 4 * gm.w_block, cbn, i1 - i0, gm.kw,
-                            yr + p0, s.howo, nk, (int)(p1 - p0), pf, pf_lines);
+                            yr + p0, s.howo, nk, (int)(p1 - p0), pf, pf_lines, cl - p0 * s.sw,
+                            cr - p0 * s.sw);
           continue;
         }
         uk.blocked_tile(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
                         wp + i0 * gm.kw * gm.ne * kB, w_ob, gm.w_block, cbn, i1 - i0, gm.kw, gm.ne,
-                        yr + p0, s.howo, nk, (int)(p1 - p0));
+                        yr + p0, s.howo, nk, (int)(p1 - p0), cl - p0 * s.sw, cr - p0 * s.sw);
       }
       if (ep || b)
         epilogue_block(ep ? *ep : Epilogue<T>{}, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
@@ -965,10 +983,11 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
           if (nb == 4) {  // (joined: the 32-channel tile)
             uk.blocked_tile32(xr + p0 * kB, gm.x_cb, gm.x_row, kB, wp + i0 * t.kw * 4 * kB * kB,
                               4 * w_block, cbn, i1 - i0, t.kw, scr + p0, t.wo, nk, (int)(p1 - p0),
-                              (const T *)nullptr, 0);
+                              (const T *)nullptr, 0, t.pw - p0, t.pw + s.wo - p0);
           } else {
             uk.blocked_tile(xr + p0 * kB, gm.x_cb, gm.x_row, kB, wp + i0 * t.kw * kB * kB, w_ob,
-                            w_block, cbn, i1 - i0, t.kw, kB, scr + p0, t.wo, nk, (int)(p1 - p0));
+                            w_block, cbn, i1 - i0, t.kw, kB, scr + p0, t.wo, nk, (int)(p1 - p0),
+                            t.pw - p0, t.pw + s.wo - p0);
           }
         }
         for (int64_t o = 0; o < nk; ++o) {  // (into dx's row, every sw-th column)

@@ -77,10 +77,13 @@ struct UKernels {
   // w_cb is kh*kw*ne*8 where every window row is summed; a caller that leaves out window rows
   // (those in the padding) passes the packed filters' stride and kh rows from its first.
   // Few input channels (the rows layout): cbn = kw = 1 and ne = c*kw, the run of a window
-  // row's taps with the channels interleaved.
+  // row's taps with the channels interleaved. Columns: position p's tap column j reads the
+  // input's column (p*x_step + j*ne)/ne from the tile's first; those outside [cl, cr) must hold
+  // zeros (the padding), and a table may leave their products out (AVX-512's float channel-block
+  // tiles do: the same bits for finite filters; others sum them). cl = -2^30, cr = 2^30: none.
   void (*blocked_tile)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                        int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, int64_t ne,
-                       T *y, int64_t y_plane, int64_t nk, int np);
+                       T *y, int64_t y_plane, int64_t nk, int np, int64_t cl, int64_t cr);
   // The same sums for np positions anywhere (several output rows in one tile, channel blocks
   // only: ne = 8): position p reads x + x_at[p] (its window's first tap) and writes y + y_at[p].
   void (*blocked_tile_at)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row, const T *w,
@@ -128,11 +131,13 @@ struct UKernels {
   // channel blocks at a column step of 8 or 16 (ne = 8), the four output blocks' filters
   // joined: w[cb*w_cb + ((i*kw + j)*8 + e)*32 + o] for output channel o. Each broadcast input
   // value feeds two multiply-adds. With pf_lines > 0, the pf_lines cache lines from pf on are
-  // prefetched into the L2 along the way, one a step (a plan's next filters). Null where the
-  // table has none (all but AVX-512's float one).
+  // prefetched into the L2 along the way, one a step (a plan's next filters); cl, cr as
+  // blocked_tile's (left out here). Null where the table has none (all but AVX-512's float
+  // one).
   void (*blocked_tile32)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                          int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
-                         int64_t nk, int np, const T *pf, int64_t pf_lines) = nullptr;
+                         int64_t nk, int np, const T *pf, int64_t pf_lines, int64_t cl,
+                         int64_t cr) = nullptr;
   // blocked_tile_rows_at's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart),
   // np <= fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
   void (*blocked_tile_rows_at32)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row,
