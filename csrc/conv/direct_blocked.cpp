@@ -1246,8 +1246,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
   // window row and tile of positions (below).
   const bool wide =
       (few ? uk.blocked_tile_rows_at32 != nullptr : uk.wgrad_tile32 != nullptr) && wide_avx512();
-  const int64_t gp = wide ? 2 : 1;   // pairs an item
-  const bool joined = wide && !few;  // (dy's copy in groups of four blocks: below)
+  const int64_t gp = wide ? 2 : 1;  // pairs an item (dy's copy then in groups of four blocks)
   // (wide: the channels cut evenly into groups of up to wbt, 48 into 4 x 12 rather than
   // 14 + 14 + 14 + 6)
   const int64_t wg = (s.c + uk.wbt - 1) / std::max(uk.wbt, 1);
@@ -1301,7 +1300,7 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
 #pragma omp for schedule(static) reduction(& : finite)
     for (int64_t q = 0; q < s.n * ob * s.ho; ++q) {  // (row r of block b of image n)
       const int64_t r = q % s.ho, b = q / s.ho % ob, n = q / (s.ho * ob), g0 = b / 4 * 4;
-      const bool in_group = joined && g0 + 4 <= ob;
+      const bool in_group = wide && g0 + 4 <= ob;
       T *d = D + (n * ob + (in_group ? g0 : b)) * s.howo * kB +
              (in_group ? r * s.wo * 4 * kB + (b - g0) * kB : r * s.wo * kB);
       const T *src = dy + (n * s.k + b * kB) * s.howo + r * s.wo;
@@ -1334,9 +1333,10 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
             const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
             x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
           }
+          const int64_t dk = nk > 2 * kB ? 4 * kB : kB;  // (dy's values a position: joined)
           (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
               X + n * s.c * x_c + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
-              D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * kB, s.howo * kB, s.wo * kB,
+              D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * dk, s.howo * kB, s.wo * dk,
               oh1 - oh0, 1, 1, s.wo, acc, np, nk, (int)np);
           for (int64_t p = 0; p < np; ++p) {
             const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;

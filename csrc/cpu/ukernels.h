@@ -138,8 +138,9 @@ struct UKernels {
                          int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
                          int64_t nk, int np, const T *pf, int64_t pf_lines, int64_t cl,
                          int64_t cr) = nullptr;
-  // blocked_tile_rows_at's sums for 32 output channels (nk 17-32: four blocks of w, w_ob apart),
-  // np <= fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
+  // blocked_tile_rows_at's sums for 32 output channels (nk 17-32), the four blocks of w joined:
+  // each run of 8 values a run of 32, w_ob unused (the weight gradient's dy, copied so); np <=
+  // fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
   void (*blocked_tile_rows_at32)(const T *x, const int64_t *x_at, int64_t x_cb, int64_t x_row,
                                  const T *w, int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh,
                                  int64_t kw, int64_t ne, T *y, int64_t y_plane, int64_t nk,
