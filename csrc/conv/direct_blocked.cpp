@@ -679,15 +679,19 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       // own filters decide, checked as they are packed (pack_block8): a pass over all of them
       // first had taken 7.7% of ResNet's 3x3 512 at 7x7, one image (perf, Zen 4, 2 threads).
       // The same for the columns: a tile at a row's end leaves out, tap column by tap column, the
-      // positions whose tap lies in the padding ([cl, cr): the plane's padded columns; AVX-512's
-      // float tiles, ukernels_impl.inc for_positions). L3's data gradient (a 9x9's full
-      // convolution, 8 columns of padding each side of a 24-wide dy, a quarter of its products
+      // positions whose tap lies in the padding ([cl, cr): the plane's padded columns; the
+      // channel-block tiles, ukernels_impl.inc for_positions). AVX-512: L3's data gradient (a 9x9's
+      // full convolution, 8 columns of padding each side of a 24-wide dy, a quarter of its products
       // zeros) took 0.80-0.81x the time at 1 and 8 images, L4's (7x7 on 10-wide) 0.82-0.84x,
-      // ResNet's 3x3 512 at 7x7 0.92-0.95x forward and 0.94x data gradient, a 7x7 with padding
-      // 3 at 17x17 0.92-0.96x; unpadded and 56-wide rows even; batch-1 plans: ResNet-18 19.1
-      // -> 17.2 ms, ResNet-50 45.9 -> 44.1, GoogLeNet 14.9 -> 14.3, Inception v3 and VGG-16
-      // even (interleaved in one process, best of 12-15, the Xeon, 2 threads, session 55, the
-      // host slow that hour). The same bits (test_direct_blocked.py, test_tiles_at_row_ends_*).
+      // ResNet's 3x3 512 at 7x7 0.92-0.95x forward and 0.94x data gradient, a 7x7 with padding 3 at
+      // 17x17 0.92-0.96x; unpadded and 56-wide rows even; batch-1 plans: ResNet-18 19.1 -> 17.2 ms,
+      // ResNet-50 45.9 -> 44.1, GoogLeNet 14.9 -> 14.3, Inception v3 and VGG-16 even (interleaved
+      // in one process, best of 12-15, the Xeon, 2 threads, session 55, the host slow that hour).
+      // With the AVX2 tables (blocked_tile_cols_n at a row's ends; alternating processes, best of 8
+      // rounds): L3's data gradient 0.81x, L4's 0.74x, the 7x7 with padding 3 0.94x, batch-1 plans
+      // of ResNet-18, ResNet-50 and GoogLeNet 0.97-0.99x (a 7x7 plane's tiles span its rows there:
+      // unchanged). The same bits (test_direct_blocked.py, test_tiles_at_row_ends_*: as the input
+      // padded beforehand).
       int64_t i0 = 0, i1 = s.kh;  // (input row oh*sh - ph + i in [0, in_h))
       int64_t cl = -kFar, cr = kFar;
       if (!flat && !narrow && (packing ? held_finite : finite)) {

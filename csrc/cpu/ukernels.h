@@ -79,8 +79,9 @@ struct UKernels {
   // Few input channels (the rows layout): cbn = kw = 1 and ne = c*kw, the run of a window
   // row's taps with the channels interleaved. Columns: position p's tap column j reads the
   // input's column (p*x_step + j*ne)/ne from the tile's first; those outside [cl, cr) must hold
-  // zeros (the padding), and a table may leave their products out (AVX-512's float channel-block
-  // tiles do: the same bits for finite filters; others sum them). cl = -2^30, cr = 2^30: none.
+  // zeros (the padding), and a table may leave their products out (the channel-block tiles at a
+  // column step of 8 or 16 do: the same bits for finite filters; the rows layout sums them).
+  // cl = -2^30, cr = 2^30: none.
   void (*blocked_tile)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                        int64_t w_ob, int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, int64_t ne,
                        T *y, int64_t y_plane, int64_t nk, int np, int64_t cl, int64_t cr);
