@@ -1012,6 +1012,9 @@ WIDE = [
     # under 8 input channels (the weight gradient by (channel, tap column) pairs)
     (2, 3, 23, 23, 40, 7, 7, 2, 3),
     (1, 3, 19, 21, 32, 3, 3, 2, 0),
+    # rows of dy over 1000 wide: the weight gradient's blocks of 4 rows (512 KB of 32 channels)
+    (1, 3, 9, 1010, 40, 5, 11, 1, 2),
+    (2, 3, 9, 1010, 36, 5, 11, 2, 0),
 ]
 
 WIDE_RUNS = textwrap.dedent(

@@ -1315,40 +1315,50 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     T *acc = sums.get() + omp_get_thread_num() * per_thread;
     if (few) {
       // Items (a group of gp pairs, window row i, tile q), a fixed run of them each thread: a
-      // tile's sums [nk][np] in acc, each image's added into its dW values in image order (the
-      // first sets). By runs of whole pairs (as before session 53), L1's 96 channels (three
+      // tile's sums [nk][np] in acc, added into its dW values image by image and, in an image,
+      // block of rows by block (below; the first sets). By runs of whole pairs (as before session 53), L1's 96 channels (three
       // groups of 32) left each thread a 32-channel item and a 16-channel one, which took 1.3x
       // the time a channel; by these items L1's weight gradient took 0.96x the time at one image
       // and at eight, AlexNet's 11x11/4 3>96 0.90-0.93x, the 7x7/2 stem and 3>64 even
       // (interleaved, best of 10, the 2-vCPU Xeon, 2 threads; the same bits). With runs of
       // items image after image, not all images an item: one image's x and dy stay in the L2
       // (AlexNet's 11x11/4 3>64 at 8 images 1.22x the time the other way).
+      // Each item's rows of dy in blocks of rb (each block's tile added into dW in turn), so
+      // that a group's rows of dy stay in the L2 over the thread's items (about 512 KB of them
+      // as 32 channels, whatever the table and the L2: the same bits everywhere): L1's 118 rows
+      // (1.8 MB of dy a group) whole had streamed from the L3 for each item; in blocks of 34
+      // its weight gradient took 0.89x the time at one image, 0.92x at eight (alternating
+      // processes, best of 6 rounds, the Xeon, session 55; 256 KB and 1 MB blocks the same).
       const int64_t per = s.kh * ftiles, fitems = groups * per;
+      const int64_t rb = std::max<int64_t>(1, (512 << 10) / (4 * kB * (int64_t)sizeof(T) * s.wo));
       for (int64_t n = 0; n < s.n; ++n)  // (an image's x and dy stay in the L2 over its items)
-        for (int64_t it = fitems * tid / nth; it < fitems * (tid + 1) / nth; ++it) {
-          const int64_t pr = it / per * gp, i = it % per / ftiles, q = it % ftiles;
-          const int64_t g = std::min(gp, pairs - pr);  // (pairs in this item)
-          const int64_t k0 = pr * 2 * kB, nk = std::min(g * 2 * kB, s.k - k0);
-          int64_t oh0 = 0, oh1 = s.ho;  // (as below)
-          if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
-          const int64_t p0 = cols * q / ftiles, np = cols * (q + 1) / ftiles - p0;
-          int64_t x_at[kMaxTile];
-          for (int64_t p = 0; p < np; ++p) {
-            const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
-            x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
+        for (int64_t r0 = 0; r0 < s.ho; r0 += rb)
+          for (int64_t it = fitems * tid / nth; it < fitems * (tid + 1) / nth; ++it) {
+            const int64_t pr = it / per * gp, i = it % per / ftiles, q = it % ftiles;
+            const int64_t g = std::min(gp, pairs - pr);  // (pairs in this item)
+            const int64_t k0 = pr * 2 * kB, nk = std::min(g * 2 * kB, s.k - k0);
+            int64_t oh0 = 0, oh1 = s.ho;  // (as below)
+            if (finite) valid_range(i - s.ph, s.sh, s.in_h, s.ho, &oh0, &oh1);
+            oh0 = std::max(oh0, r0);
+            oh1 = std::max(oh0, std::min(oh1, r0 + rb));
+            const int64_t p0 = cols * q / ftiles, np = cols * (q + 1) / ftiles - p0;
+            int64_t x_at[kMaxTile];
+            for (int64_t p = 0; p < np; ++p) {
+              const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+              x_at[p] = c * x_c + j % s.sw * plane + j / s.sw;
+            }
+            const int64_t dk = nk > 2 * kB ? 4 * kB : kB;  // (dy's values a position: joined)
+            (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
+                X + n * s.c * x_c + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
+                D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * dk, s.howo * kB, s.wo * dk,
+                oh1 - oh0, 1, 1, s.wo, acc, np, nk, (int)np);
+            for (int64_t p = 0; p < np; ++p) {
+              const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
+              T *d = dw + k0 * s.ckk + c * kk + i * s.kw + j;
+              for (int64_t o = 0; o < nk; ++o)
+                d[o * s.ckk] = n + r0 == 0 ? acc[o * np + p] : d[o * s.ckk] + acc[o * np + p];
+            }
           }
-          const int64_t dk = nk > 2 * kB ? 4 * kB : kB;  // (dy's values a position: joined)
-          (nk > 2 * kB ? uk.blocked_tile_rows_at32 : uk.blocked_tile_rows_at)(
-              X + n * s.c * x_c + (oh0 * s.sh + i) * wq, x_at, s.sh * wq, 0,
-              D + (n * ob + 2 * pr) * s.howo * kB + oh0 * s.wo * dk, s.howo * kB, s.wo * dk,
-              oh1 - oh0, 1, 1, s.wo, acc, np, nk, (int)np);
-          for (int64_t p = 0; p < np; ++p) {
-            const int64_t c = (p0 + p) / s.kw, j = (p0 + p) % s.kw;
-            T *d = dw + k0 * s.ckk + c * kk + i * s.kw + j;
-            for (int64_t o = 0; o < nk; ++o)
-              d[o * s.ckk] = n == 0 ? acc[o * np + p] : d[o * s.ckk] + acc[o * np + p];
-          }
-        }
     } else {
       auto item = [&](int64_t pr, int64_t c0) {  // (pr: a group of gp pairs)
         const int64_t np = std::min(bt, s.c - c0), k0 = pr * gp * 2 * kB,
