@@ -269,6 +269,10 @@ GROUPED = [
     (8, 24, 9, 11, 256, 1, 1, 1, 0),  # 3 + 1 images a group at 2 threads, whole at 4
     (8, 40, 15, 17, 96, 1, 1, 1, 0),  # 40 KiB an image: one by one
     (8, 24, 9, 11, 64, 3, 3, 1, 1),  # 3x3, 13.5 KiB of filters a group (float32)
+    # all the filters past the L2 (plain forwards: each thread packs its groups' first, then
+    # runs the batch in groups of images, thread_groups), ones by ones and twos
+    (8, 128, 7, 7, 160, 1, 1, 1, 0),
+    (8, 64, 7, 7, 288, 1, 1, 1, 0),
 ]
 
 

@@ -11,6 +11,7 @@
 // input channels the copy is the rows layout instead (rows_layout, below): a stem's 3 channels
 // interleaved in each row, the c*kw taps of a window row one run for the tile.
 #include <omp.h>
+#include <vector>
 
 #include <algorithm>
 #include <cmath>
@@ -571,6 +572,29 @@ void run_image_groups(int64_t n0, int64_t n1, int64_t ig, int64_t groups, int64_
 // then packed by each thread that runs one of its items). The filters are read once, and no
 // packed copy of all of them goes through memory: a plain forward of ResNet's 512-channel 3x3
 // at 7x7, one image, had spent 1.7 of its 3.5 ms packing (AVX2 EPYC, 2 threads).
+// Images a group for a packing forward's thread groups (blocked_forward), or 0 where they do
+// not pay: a 1x1 (s as it runs), whose filters (pk_each values a group of outputs, groups of
+// them) exceed the L2 (not split), the batch's input does too and is more than one group of
+// images (each in half the L2), the groups divide evenly over the threads (or 4+ each), and the
+// bytes from beyond the L2 (each thread's filters once an image group, plus the input) are
+// fewer than the input once for each of a thread's groups. (A 3x3 does 9 times the work on
+// each value of its input: ResNet's 3x3/2 512 onto 7x7 at 8 images, by the bytes 23 MB a
+// thread against 38, took 1.085x the time so.)
+template <class T>
+int64_t thread_groups(const ConvShape &s, int nt, int64_t x_img, int64_t groups, int64_t pk_each,
+                      bool split, bool packing) {
+  const int64_t l2 = hardware().l2, xb = x_img * (int64_t)sizeof(T);
+  if (split || !packing || s.kh * s.kw != 1 || nt < 2 || groups < nt ||
+      (groups % nt && groups < 4 * nt))
+    return 0;
+  const int64_t ig = std::min<int64_t>(s.n, l2 / 2 / std::max<int64_t>(xb, 1));
+  if (ig < 1 || ig >= s.n || s.n * xb <= l2) return 0;
+  const int64_t share = (groups + nt - 1) / nt, w_share = share * pk_each * (int64_t)sizeof(T);
+  const int64_t grouped = (s.n + ig - 1) / ig * w_share + s.n * xb;
+  const int64_t whole = share * s.n * xb + w_share;
+  return grouped < whole ? ig : 0;
+}
+
 template <class T>
 fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T *w, bool flipped,
                           const T *b, T *y, const Epilogue<T> *ep, bool finite, bool *packed_finite,
@@ -600,10 +624,6 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   const int64_t per_pair = s.n * runs;  // items of a group of pairs
   const int64_t chunk = packing && groups >= 2 * nt ? per_pair : 1;
   const int64_t pk_each = gp * 2 * w_ob;  // (a thread's packed filters: one item's)
-  Buffer<T> xb(s.n * x_img), pk(packing ? nt * pk_each : 0);
-  if (!xb.ok() || !pk.ok())
-    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
-                (long long)((s.n * x_img + (packing ? nt * pk_each : 0)) * (int64_t)sizeof(T)));
   // Where the threads divide the batch, each copies and runs its own images (every pair of
   // them), with no barrier between: what a thread reads it wrote itself, and a plan's steps
   // before and after (gemm1x1's static image items, Winograd's static blocks) keep the same
@@ -626,7 +646,32 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   // 1.17-1.30 -> 1.22 / 1.17, Inception v3's 5x5 48>64 at 35x35 1.00 / 0.83 -> 0.82 / 0.80;
   // alternating processes, best of 15, Zen 4, 2 threads). At 8 images (the copy 4+ MB) the
   // copies and the fixed runs came out even or behind, within the noise: left dynamic.
-  const bool own_x = !split && nt > 1 && s.n * x_img * (int64_t)sizeof(T) <= 2 * hardware().l2;
+  // Where all the filters exceed the L2 and so does the input of the whole batch (ResNet-50's
+  // 1x1 2048>512 at 7x7, 8 images: 4 MB of filters, 3.2 MB of input), each group of outputs
+  // read all the input again, from the L3, 8 times a thread there. Each thread instead packs
+  // all its own groups' filters first, then runs its groups over the batch in groups of
+  // images whose input fits half the L2, each copied as it comes (thread_groups: the
+  // filters from the L3 once an image group), where a byte count says so. Alternating
+  // processes, best of 8 rounds, the Xeon, 2 threads, session 55, ms before -> after, 8
+  // images: 2048>512 at 7x7 4.00 -> 3.51, Inception v3's 2048>320 at 8x8 3.30 -> 2.88,
+  // 1024>512 at 14x14 6.77 -> 6.62 (one image a group); a second round 2048>512 3.87 -> 3.28,
+  // 2048>384 at 8x8 3.76 -> 3.33, 2048>512 at 4 images 0.95x; data gradients of ResNet-50's
+  // 512>2048 at 7x7 and Inception v3's 320>2048 at 8x8 0.92x and 0.89x. The same bits: each
+  // output is the same tile's sum.
+  const int64_t tg_images = thread_groups<T>(s, nt, x_img, groups, pk_each, split, packing);
+  const bool tg = tg_images > 0;
+  // (tg: each thread's copies of its image groups, all the groups' packed filters)
+  const int64_t xb_size = tg ? nt * tg_images * x_img : s.n * x_img,
+                pk_size = !packing ? 0
+                          : tg     ? groups * pk_each
+                                   : nt * pk_each;
+  Buffer<T> xb(xb_size), pk(pk_size);
+  if (!xb.ok() || !pk.ok())
+    return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
+                (long long)((xb_size + pk_size) * (int64_t)sizeof(T)));
+  std::vector<char> tg_finite(tg ? groups : 1, 1);  // (whether a group's filters are finite)
+  const bool own_x =
+      !tg && !split && nt > 1 && s.n * x_img * (int64_t)sizeof(T) <= 2 * hardware().l2;
   Buffer<T> xp(own_x ? (nt - 1) * s.n * x_img : 1);  // (thread 0 copies into xb)
   if (!xp.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
@@ -641,31 +686,40 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       T *mx = tid == 0 ? xb.get() : xp.get() + (tid - 1) * s.n * x_img;
       copy_padded_images(x, from, 0, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, mx);
       xs = mx;
-    } else if (!split) {  // (split: each group of images copied as it comes, below)
+    } else if (!split && !tg) {  // (split, tg: each group of images copied as it comes, below)
       copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
     }
     T *mine = packing ? pk.get() + tid * pk_each : nullptr;
-    int64_t held = -1;                                    // the group whose filters `mine` holds
-    bool held_finite = true;                              // and whether they are all finite
+    int64_t held = -1;                      // the group whose filters `mine` holds
+    bool held_finite = true;                // and whether they are all finite
+    int64_t x0 = 0;                         // (the first image in xs)
+    auto pack = [&](int64_t pr, T *mine) {  // group pr's filters into mine; whether all finite
+      const int64_t k0 = pr * gp * 2 * kB;
+      const int64_t nb = 2 * (std::min(pairs, (pr + 1) * gp) - pr * gp);  // output blocks
+      bool finite = true;
+      // (flipped, both blocks of an input block in turn: their 16 taps share the cache lines of
+      // the layer's rows, which lie a whole row of it apart; a 1x1's data gradient at 7x7, one
+      // image, had spent 37% of its time packing block by block)
+      if (nb == 4 && packs_by_rows(s, flipped) && k0 + 4 * kB <= s.k)
+        return uk.copy_rows32(w + k0, s.k, s.c, mine);
+      for (int64_t q = 0; q < nb * cbn; ++q) {
+        // (joined, the four blocks of an input block in turn too: they share cache lines)
+        const bool by_cb = flipped || nb == 4;
+        const int64_t h = by_cb ? q % nb : q / cbn, cb = by_cb ? q / nb : q % cbn;
+        finite &= pack_group_block(s, gm, w, flipped, 2 * gp * pr, h, cb, nb == 4, mine);
+      }
+      return finite;
+    };
+    const int64_t tg0 = groups * tid / nt, tg1 = groups * (tid + 1) / nt;  // (tg: its groups)
     auto item = [&](int64_t n, int64_t pr, int64_t ru) {  // (pr: a group of gp pairs)
       const int64_t oh = s.ho * ru / runs, span = (s.ho * (ru + 1) / runs - oh) * s.wo;
       const int64_t k0 = pr * gp * 2 * kB, nk = std::min(gp * 2 * kB, s.k - k0);
-      const int64_t nb = 2 * (std::min(pairs, (pr + 1) * gp) - pr * gp);  // output blocks
-      if (packing && held != pr) {
+      if (tg) {
+        mine = pk.get() + pr * pk_each;
+        held_finite = tg_finite[pr];
+      } else if (packing && held != pr) {
         held = pr;
-        held_finite = true;
-        // (flipped, both blocks of an input block in turn: their 16 taps share the cache
-        // lines of the layer's rows, which lie a whole row of it apart; a 1x1's data gradient
-        // at 7x7, one image, had spent 37% of its time packing block by block)
-        if (nb == 4 && packs_by_rows(s, flipped) && k0 + 4 * kB <= s.k) {
-          held_finite = uk.copy_rows32(w + k0, s.k, s.c, mine);
-        } else
-          for (int64_t q = 0; q < nb * cbn; ++q) {
-            // (joined, the four blocks of an input block in turn too: they share cache lines)
-            const bool by_cb = flipped || nb == 4;
-            const int64_t h = by_cb ? q % nb : q / cbn, cb = by_cb ? q / nb : q % cbn;
-            held_finite &= pack_group_block(s, gm, w, flipped, 2 * gp * pr, h, cb, nb == 4, mine);
-          }
+        held_finite = pack(pr, mine);
         bad |= !held_finite;
       }
       const T *wp = packing ? mine : wb + pr * gp * 2 * w_ob;
@@ -701,7 +755,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           cr = s.pw + s.in_w;
         }
       }
-      const T *xr = xs + n * x_img + oh * s.sh * x_row;
+      const T *xr = xs + (n - x0) * x_img + oh * s.sh * x_row;
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t p0 = span * t / tiles, p1 = span * (t + 1) / tiles;
@@ -742,7 +796,23 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       if (ep || b)
         epilogue_block(ep ? *ep : Epilogue<T>{}, y, yr - y, nk, span, s.howo, b ? b + k0 : nullptr);
     };
-    if (split) {
+    if (tg) {  // (its groups' filters, then the batch in groups of tg_images images)
+      for (int64_t pr = tg0; pr < tg1; ++pr) {
+        tg_finite[pr] = pack(pr, pk.get() + pr * pk_each);
+        bad |= !tg_finite[pr];
+      }
+      T *mx = xb.get() + tid * tg_images * x_img;
+      xs = mx;
+      for (int64_t g0 = 0; g0 < s.n; g0 += tg_images) {
+        const int64_t g1 = std::min(s.n, g0 + tg_images);
+        copy_padded_images(x + g0 * s.c * from.plane, from, 0, g1 - g0, s.c, s.in_h, s.in_w, s.ph,
+                           s.pw, gm.px, cbn, mx);
+        x0 = g0;
+        for (int64_t pr = tg0; pr < tg1; ++pr)
+          for (int64_t n = g0; n < g1; ++n)
+            for (int64_t r = 0; r < runs; ++r) item(n, pr, r);
+      }
+    } else if (split) {
       const int64_t ig = split_images(n1 - n0, x_img * (int64_t)sizeof(T),
                                       gp * 2 * w_ob * (int64_t)sizeof(T), groups);
       run_image_groups(n0, n1, ig, groups, runs, [&](int64_t g0, int64_t g1) {
