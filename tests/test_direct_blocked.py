@@ -1054,6 +1054,15 @@ WIDE_RUNS = textwrap.dedent(
             yp = np.empty(shape, np.float32)
             p.run(np.concatenate([x.reshape(-1), dy.reshape(-1)]), yp.reshape(-1))
             out[f"{i}/plan"] = yp
+        if sys.argv[4:] == ["edges"]:  # (the input padded beforehand; a non-finite first tap)
+            ph, pw = (padding, padding) if isinstance(padding, int) else padding
+            xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+            out[f"{i}/padded"] = F.conv2d(xp, w, b, stride=stride, padding=0, algo="direct")
+            for bad in (np.inf, np.nan):
+                wb = w.copy()
+                wb[1, 2, case[5] // 2, 0] = bad
+                out[f"{i}/fwd/{bad}"] = F.conv2d(x, wb, b, stride=stride, padding=padding,
+                                                 algo="direct")
     np.savez(sys.argv[3], **out)
     hw = fastconv.hardware()
     print(json.dumps([fastconv.isa(), hw["full_avx512"]]))
@@ -1104,51 +1113,15 @@ EDGE = [
     (1, 20, 6, 30, 48, 7, 7, 1, 5),
 ]
 
-EDGE_RUNS = textwrap.dedent(
-    """
-    import json, sys
-    sys.path.insert(0, sys.argv[1])
-    import numpy as np
-    import fastconv
-    from fastconv import functional as F
-    from test_direct_blocked import DIRECT, _conv_plan, _inputs
-    out = {}
-    for i, case in enumerate(json.loads(sys.argv[2])):
-        stride = case[7]
-        padding = case[8] if isinstance(case[8], int) else tuple(case[8])
-        x, w, b = _inputs(case, np.float32, seed=5)
-        for threads in (1, 2):
-            fastconv.set_num_threads(threads)
-            out[f"{i}/fwd/{threads}"] = F.conv2d(x, w, b, stride=stride, padding=padding,
-                                                 algo="direct")
-        ph, pw = (padding, padding) if isinstance(padding, int) else padding
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        out[f"{i}/padded"] = F.conv2d(xp, w, b, stride=stride, padding=0, algo="direct")
-        dy = np.random.default_rng(6).standard_normal(out[f"{i}/fwd/2"].shape).astype(np.float32)
-        out[f"{i}/dx"] = F.conv2d_backward(dy, x, w, stride=stride, padding=padding,
-                                           needs=(True, False, False), algo="direct")[0]
-        if isinstance(padding, int):
-            p, shape = _conv_plan(x, w, b, DIRECT, padding, residual=dy, act=1, stride=stride)
-            yp = np.empty(shape, np.float32)
-            p.run(np.concatenate([x.reshape(-1), dy.reshape(-1)]), yp.reshape(-1))
-            out[f"{i}/plan"] = yp
-        for bad in (np.inf, np.nan):  # (a first tap column's weight: 0 x inf is NaN)
-            wb = w.copy()
-            wb[1, 2, case[5] // 2, 0] = bad
-            out[f"{i}/fwd/{bad}"] = F.conv2d(x, wb, b, stride=stride, padding=padding,
-                                             algo="direct")
-    np.savez(sys.argv[3], **out)
-    print(json.dumps([fastconv.isa(), fastconv.hardware()["full_avx512"]]))
-    """
-)
-
 
 def test_tiles_at_row_ends_leave_the_paddings_products_out_with_the_same_bits(tmp_path):
     runs = {}
     wide = [("avx512", "1")] if "avx512" in AVAILABLE_ISAS else []
     for isa, full in [(isa, "0") for isa in AVAILABLE_ISAS] + wide:
         path = tmp_path / f"{isa}{full}.npz"
-        got = run_isa_json(isa, EDGE_RUNS, json.dumps(EDGE), path, FASTCONV_FULL_AVX512=full)
+        got = run_isa_json(
+            isa, WIDE_RUNS, json.dumps(EDGE), path, "edges", FASTCONV_FULL_AVX512=full
+        )
         assert got == [isa, full == "1"]
         with np.load(path) as f:
             runs[isa + full] = dict(f)
@@ -1159,13 +1132,14 @@ def test_tiles_at_row_ends_leave_the_paddings_products_out_with_the_same_bits(tm
     for name in [n for n in runs if n.startswith("avx512")]:  # (the same multiply-adds as AVX2's)
         assert sorted(runs[name]) == sorted(sums)
         for key, value in runs[name].items():
-            assert np.array_equal(value, sums[key], equal_nan=True), (name, key)
+            if "/dw/" not in key:  # (the weight gradient's own tiles: not these)
+                assert np.array_equal(value, sums[key], equal_nan=True), (name, key)
     for i, case in enumerate(EDGE):
-        x, w, b = _inputs(case, np.float32, seed=5)
+        x, w, b = _inputs(case, np.float32, seed=11)
         expected, scale = expected_forward(x, w, b, case[7], case[8], 1, 1)
         assert_close(sums[f"{i}/fwd/1"], expected, np.float32, scale)
         assert np.array_equal(sums[f"{i}/fwd/2"], sums[f"{i}/fwd/1"])
-        dy = np.random.default_rng(6).standard_normal(expected.shape).astype(np.float32)
+        dy = np.random.default_rng(12).standard_normal(expected.shape).astype(np.float32)
         (want, _, _), (sdx, _, _) = expected_backward(dy, x, w, case[7], case[8], 1, 1)
         assert_close(sums[f"{i}/dx"], want, np.float32, sdx, "grad_x")
         if f"{i}/plan" in sums:
