@@ -256,14 +256,18 @@ static bool narrow_same_3x3(const ConvShape &s) {
          hardware().isa != Isa::kGeneric;
 }
 
-// With full-rate AVX-512 the data gradient of one image's same 3x3 on rows up to 16 wide with
-// 128+ channels each way, where Winograd gives way (winograd_pays): direct 0.78x im2col's time
-// on ResNet's 256 at 14x14 (0.72 against 0.92 ms), 0.92x on VGG's 512 there (the 2-vCPU Xeon).
-// Since its 32-channel tile (blocked_tile32, session 44) 7x7 planes at 2-8 images as well
-// (winograd_pays; ResNet's 512 at 8 images: 5.62 against Winograd's 6.12 ms), and one
-// image's unpadded 7x7-9x9 and 3x3 kernels with 64+ channels in and 128+ out, the border of
-// zeros it multiplies included (`fastconv bench auto`: L2 13.3 against im2col's 15.3 ms, L5 1.25
-// against 1.35, L4 0.85 against 0.88, L3 even).
+// With full-rate AVX-512 the data gradient of one image's same 3x3 on rows up to 16 wide with 128+
+// channels each way, where Winograd gives way (winograd_pays): direct 0.78x im2col's time on
+// ResNet's 256 at 14x14 (0.72 against 0.92 ms), 0.92x on VGG's 512 there (the 2-vCPU Xeon). Since
+// its 32-channel tile (blocked_tile32, session 44) 7x7 planes at 2-8 images as well (winograd_pays;
+// ResNet's 512 at 8 images: 5.62 against Winograd's 6.12 ms), and one image's unpadded 7x7-9x9 and
+// 3x3 kernels with 64+ channels in and 128+ out, the border of zeros it multiplies included
+// (`fastconv bench auto`: L2 13.3 against im2col's 15.3 ms, L5 1.25 against 1.35, L4 0.85 against
+// 0.88, L3 even). Since every table's tiles leave that border's products out at a row's end
+// (session 55, conv/direct_blocked.cpp) those unpadded kernels on a full_avx512 core with the AVX2
+// tables too (not measured on half-rate cores): with FASTCONV_ISA=avx2 on the Xeon (`fastconv bench
+// auto`, best of 5) L2 21.2 against im2col's 25.1 ms, L3 8.89 against 10.1, L4 1.05 against 1.37;
+// 3x3s only with the AVX-512 tables (L5 with AVX2's 2.21 against 2.09).
 // Strided, on phase planes (conv/direct_blocked.cpp, direct_blocked_backward_data_phases), with
 // 64+ channels each way and phases of 14+ columns from two images, 28+ at one (session 47, the
 // 2-vCPU Xeon, 2 threads, best of 7; ms direct / im2col): ResNet's 3x3/2 256 at 28x28 5.85 /
@@ -290,10 +294,11 @@ static bool direct_data_grad_pays(const ConvShape &s) {
   if (direct_strided_data_grad_pays(s)) return true;
   const bool wide = wide_avx512() && s.cg >= 128 && s.kg >= 128 && same_3x3(s) &&
                     (s.n == 1 ? s.wo >= 7 && s.wo <= 16 : s.n <= 8 && s.wo == 7);
-  const bool wide_unpadded = wide_avx512() && s.n == 1 && unpadded_unit_stride(s) && s.kh == s.kw &&
-                             s.kh >= 3 && s.kh <= 9 && s.cg >= 64 && s.kg >= 128;
+  const bool unpadded = full_avx512_core() && s.n == 1 && unpadded_unit_stride(s) && s.kh == s.kw &&
+                        s.kh >= (wide_avx512() ? 3 : 5) && s.kh <= 9 && s.cg >= 64 && s.kg >= 128 &&
+                        hardware().isa != Isa::kGeneric;
   return (same_large_kernel(s) && s.cg >= 16 && (s.wo >= 24 || s.n >= 4)) ||
-         ((narrow_same_3x3(s) || wide || wide_unpadded) && direct_blocked_applies(s)) ||
+         ((narrow_same_3x3(s) || wide || unpadded) && direct_blocked_applies(s)) ||
          direct_strip_grad_pays(s, FC_DIR_BACKWARD_DATA);
 }
 
