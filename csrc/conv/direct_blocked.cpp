@@ -686,7 +686,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   if (!xb.ok() || !pk.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input and filters",
                 (long long)((xb_size + pk_size) * (int64_t)sizeof(T)));
-  std::vector<char> tg_finite(tg ? groups : 1, 1);  // (whether a group's filters are finite)
+  // (whether each group's filters are finite; allocated only for tg: a plan's prepared steps
+  // make no heap call)
+  std::vector<char> tg_finite;
+  if (tg) tg_finite.assign(groups, 1);
   const bool own_x =
       !tg && !split && nt > 1 && s.n * x_img * (int64_t)sizeof(T) <= 2 * hardware().l2;
   Buffer<T> xp(own_x ? (nt - 1) * s.n * x_img : 1);  // (thread 0 copies into xb)
