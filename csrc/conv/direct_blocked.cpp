@@ -568,14 +568,14 @@ int64_t split_images(int64_t m, int64_t x_bytes, int64_t wg_bytes, int64_t group
 }
 
 // A thread's images [n0, n1) in groups of ig: copy(g0, g1) its input, then item(n, pr, r) for
-// every group of outputs pr, image n of the group and r < runs.
+// every group of outputs pr in [p0, p1), image n of the group and r < runs.
 template <class Copy, class Item>
-void run_image_groups(int64_t n0, int64_t n1, int64_t ig, int64_t groups, int64_t runs,
+void run_image_groups(int64_t n0, int64_t n1, int64_t ig, int64_t p0, int64_t p1, int64_t runs,
                       const Copy &copy, const Item &item) {
   for (int64_t g0 = n0; g0 < n1; g0 += ig) {
     const int64_t g1 = std::min(n1, g0 + ig);
     copy(g0, g1);
-    for (int64_t pr = 0; pr < groups; ++pr)
+    for (int64_t pr = p0; pr < p1; ++pr)
       for (int64_t n = g0; n < g1; ++n)
         for (int64_t r = 0; r < runs; ++r) item(n, pr, r);
   }
@@ -823,19 +823,15 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       }
       T *mx = xb.get() + tid * tg_images * x_img;
       xs = mx;
-      for (int64_t g0 = 0; g0 < s.n; g0 += tg_images) {
-        const int64_t g1 = std::min(s.n, g0 + tg_images);
+      run_image_groups(0, s.n, tg_images, tg0, tg1, runs, [&](int64_t g0, int64_t g1) {
         copy_padded_images(x + g0 * s.c * from.plane, from, 0, g1 - g0, s.c, s.in_h, s.in_w, s.ph,
                            s.pw, gm.px, cbn, mx);
         x0 = g0;
-        for (int64_t pr = tg0; pr < tg1; ++pr)
-          for (int64_t n = g0; n < g1; ++n)
-            for (int64_t r = 0; r < runs; ++r) item(n, pr, r);
-      }
+      }, item);
     } else if (split) {
       const int64_t ig = split_images(n1 - n0, x_img * (int64_t)sizeof(T),
                                       gp * 2 * w_ob * (int64_t)sizeof(T), groups);
-      run_image_groups(n0, n1, ig, groups, runs, [&](int64_t g0, int64_t g1) {
+      run_image_groups(n0, n1, ig, 0, groups, runs, [&](int64_t g0, int64_t g1) {
         copy_padded_images(x, from, g0, g1, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
       }, item);
     } else if (own_x) {
@@ -1095,7 +1091,7 @@ fc_status direct_blocked_backward_data_phases(const ConvShape &s, const T *dy, c
       const int64_t ig =
           split_images(n1 - n0, gm.x_img * (int64_t)sizeof(T),
                        gp * 2 * (size / out_blocks(s.c)) * (int64_t)sizeof(T), groups);
-      run_image_groups(n0, n1, ig, groups, qmax, [&](int64_t g0, int64_t g1) {
+      run_image_groups(n0, n1, ig, 0, groups, qmax, [&](int64_t g0, int64_t g1) {
         copy_padded_images(dy, from, g0, g1, u.c, u.in_h, u.in_w, u.ph, u.pw, gm.px, cbn, xb.get());
       }, item);
     } else {  // (a fixed run of the items a thread, channel group by group: each thread
@@ -1406,13 +1402,13 @@ fc_status direct_blocked_backward_weight(const ConvShape &s, const T *dy, const 
     if (few) {
       // Items (a group of gp pairs, window row i, tile q), a fixed run of them each thread: a
       // tile's sums [nk][np] in acc, added into its dW values image by image and, in an image,
-      // block of rows by block (below; the first sets). By runs of whole pairs (as before session 53), L1's 96 channels (three
-      // groups of 32) left each thread a 32-channel item and a 16-channel one, which took 1.3x
-      // the time a channel; by these items L1's weight gradient took 0.96x the time at one image
-      // and at eight, AlexNet's 11x11/4 3>96 0.90-0.93x, the 7x7/2 stem and 3>64 even
-      // (interleaved, best of 10, the 2-vCPU Xeon, 2 threads; the same bits). With runs of
-      // items image after image, not all images an item: one image's x and dy stay in the L2
-      // (AlexNet's 11x11/4 3>64 at 8 images 1.22x the time the other way).
+      // block of rows by block (below; the first sets). By runs of whole pairs (as before session
+      // 53), L1's 96 channels (three groups of 32) left each thread a 32-channel item and a
+      // 16-channel one, which took 1.3x the time a channel; by these items L1's weight gradient
+      // took 0.96x the time at one image and at eight, AlexNet's 11x11/4 3>96 0.90-0.93x, the 7x7/2
+      // stem and 3>64 even (interleaved, best of 10, the 2-vCPU Xeon, 2 threads; the same bits).
+      // With runs of items image after image, not all images an item: one image's x and dy stay in
+      // the L2 (AlexNet's 11x11/4 3>64 at 8 images 1.22x the time the other way).
       // Each item's rows of dy in blocks of rb (each block's tile added into dW in turn), so
       // that a group's rows of dy stay in the L2 over the thread's items (about 512 KB of them
       // as 32 channels, whatever the table and the L2: the same bits everywhere): L1's 118 rows
