@@ -326,9 +326,16 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 // 768>192 0.95x), at 2-4 images 0.94-0.97x, at 8 images where dx has as many channels as dy or
 // more 0.94-0.98x (fewer: 1.05-1.06x, kept). On 28x28 planes 0.99-1.26x: gemm1x1; under 128
 // channels of dy (GoogLeNet's 832>48 at one image, 480>64) 1.22-1.25x.
+// Where its tiles read dy's own planes (direct_blocked_reads_planes: dy's channels whole blocks
+// of 8, dx's groups of 32, planes up to 14x14), at 8 images also where dx has fewer channels
+// (interleaved, best of 9, the Xeon, 2 threads, session 56): ResNet-50's 512>1024 at 14x14 6.05
+// against 6.53 ms, 256>1024 3.07 against 3.23; not where an image of dy passes half the L2
+// (1024>2048 at 14x14 28.5 against 26.1).
 static bool direct_wide_1x1_data_grad_pays(const ConvShape &s) {
   return wide_avx512() && s.c >= 128 && s.k >= 128 &&
-         (s.howo <= 64 || (s.howo <= 289 && (s.n <= 4 || s.c >= s.k)));
+         (s.howo <= 64 || (s.howo <= 289 && (s.n <= 4 || s.c >= s.k)) ||
+          (s.n <= 8 && direct_blocked_reads_planes(s.k, s.c, s.howo) &&
+           s.k * s.howo * 4 <= hardware().l2 / 2));
 }
 
 static bool direct_1x1_data_grad_pays(const ConvShape &s) {

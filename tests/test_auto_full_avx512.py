@@ -86,22 +86,31 @@ CASES = [
     (_desc(4, 512, 14, 1024, kk=1, p=0), DATA, "direct", "gemm1x1"),
     (_desc(8, 1024, 14, 256, kk=1, p=0), DATA, "direct", "gemm1x1"),
     (_desc(1, 768, 17, 192, kk=1, p=0), DATA, "direct", "gemm1x1"),
-    (_desc(8, 512, 14, 1024, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
+    (_desc(8, 256, 14, 512, kk=1, p=0), DATA, "direct", "gemm1x1"),  # (reads dy's planes)
+    (_desc(8, 1024, 14, 2048, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),  # (dy past half the L2)
     (_desc(1, 256, 28, 128, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
     (_desc(1, 480, 14, 64, kk=1, p=0), DATA, "gemm1x1", "gemm1x1"),
     (_desc(1, 1024, 14, 2048, kk=1, s=2, p=0), DATA, "gemm1x1", "gemm1x1"),
     # plain 1x1 forwards of 2-8 images with 832+ input channels on planes up to 14x14 (the
     # filters joined) while the input fits two L2s (the machine's own; these 1-1.6 MB, not 8
-    # images of 2048 at 14x14, 12.8 MB); not 768 channels at 17x17, 256 at 14x14, 16 images or one
+    # images of 2048 at 14x14, 12.8 MB); not 768 channels at 17x17 or 16 images
     (_desc(2, 2048, 8, 320, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(2, 1024, 14, 256, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(2, 1024, 14, 512, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(8, 832, 7, 384, kk=1, p=0), FWD, "direct", "gemm1x1"),
-    (_desc(8, 2048, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 2048, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),  # (past half the L2)
     (_desc(8, 768, 17, 192, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
-    (_desc(8, 256, 14, 1024, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 256, 14, 1024, kk=1, p=0), FWD, "direct", "gemm1x1"),
     (_desc(16, 1024, 14, 256, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
-    (_desc(1, 1024, 14, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    # ... and, reading the input's own planes, up to 8 images on 14x14 planes, 2-8 on smaller
+    # ones from 256 outputs; not one image on 7x7, nor an image's input past half the L2 (these
+    # 200-512 KiB, the 2048 channels at 14x14 1.6 MB: any L2 of 1-2 MiB)
+    (_desc(1, 512, 14, 256, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(8, 480, 14, 192, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(8, 2048, 8, 384, kk=1, p=0), FWD, "direct", "gemm1x1"),
+    (_desc(1, 2048, 7, 512, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(8, 2048, 8, 192, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
+    (_desc(16, 512, 14, 1024, kk=1, p=0), FWD, "gemm1x1", "gemm1x1"),
     # strided data gradients on phase planes: with the 32-channel tile from 8 images onto 7x7
     # phases and one image's onto 14+ wide ones; else from two images onto 14+ (both tables),
     # and one image's onto 28+

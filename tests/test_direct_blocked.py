@@ -276,10 +276,26 @@ GROUPED = [
 ]
 
 
-def test_image_groups_of_a_threads_share_keep_the_bits(tmp_path):
+# (full "1" with the AVX-512 tables: the 32-channel items, the 1x1s among them reading their
+# input's own planes, plane_tile32, with no copy to group)
+@pytest.mark.parametrize(
+    "full",
+    [
+        "0",
+        pytest.param("1", marks=pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="")),
+    ],
+)
+def test_image_groups_of_a_threads_share_keep_the_bits(tmp_path, full):
     caches = described_caches(tmp_path, "64K")
     cases = [(c, dt) for c in GROUPED for dt in ("float32", "float64")]
-    proc = run_isa(fastconv.isa(), GROUPED_SCRIPT, json.dumps(cases), FASTCONV_SYSFS_CACHE=caches)
+    isa = "avx512" if full == "1" else fastconv.isa()
+    proc = run_isa(
+        isa,
+        GROUPED_SCRIPT,
+        json.dumps(cases),
+        FASTCONV_SYSFS_CACHE=caches,
+        FASTCONV_FULL_AVX512=full,
+    )
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for (case, dtype), got in zip(cases, results):
         assert len(set(got)) == 1, f"{case} {dtype}: threads or plan differ"
@@ -1009,6 +1025,12 @@ WIDE = [
     (2, 40, 7, 7, 48, 1, 1, 1, 0),  # a 1x1 data gradient's 32 channels of rows copied whole,
     (2, 72, 17, 17, 48, 1, 1, 1, 0),  # as it goes and (578 positions) all packed first
     (4, 40, 8, 8, 130, 1, 1, 1, 0),  # a plan's 1x1 of 2-8 images on 8x8 planes
+    # 1x1s whose tiles read the input's own planes (plane_tile32: outputs in whole groups of 32,
+    # inputs whole blocks of 8, planes up to 14x14): the forward, the data gradient (dy's planes),
+    # both, the images split among the threads or not
+    (2, 40, 7, 7, 64, 1, 1, 1, 0),
+    (3, 64, 5, 9, 40, 1, 1, 1, 0),
+    (4, 96, 12, 12, 96, 1, 1, 1, 0),
     (1, 64, 28, 28, 70, 1, 1, 2, 0),
     (3, 25, 11, 7, 33, 3, 3, 1, 1),
     (4, 24, 7, 7, 40, 3, 3, 1, 1),

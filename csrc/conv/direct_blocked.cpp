@@ -479,6 +479,24 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
 // 28x28 too (ResNet-50's 256>512 from 56x56 0.785 / 1.017 at one image, 1.48 / 1.81 at two,
 // 3.06 / 3.36 at four; ResNet-18's 64>128 0.079 / 0.091), and at 8 images from 512 input
 // channels (512>1024 6.47 / 6.72, 1024>2048 5.60 / 6.67); 256>512 at 8 images 7.60 / 6.88.
+// A 1x1's tiles read the input's own planes (plane_tile32: a channel's positions consecutive,
+// the 8 channels of a block a plane apart) instead of a copy of it in blocks of 8 channels
+// (pixels8), where every item takes 32 whole channels and the planes are up to 14x14. The
+// products and their order are those of the copy: the same bits. Alternating processes, best
+// of 7 calls in each of 8 rounds, the Xeon, 2 threads, session 56, the time with over without
+// the copy: plain forwards at 8 images ResNet-50's 1024>256 at 14x14 0.89x, 2048>512 at 7x7
+// 0.925x, 1024>512 0.98x, Inception v3's 2048>320 at 8x8 0.85x, GoogLeNet's 832>384 at 7x7
+// 0.90x, data gradients 256>1024 at 14x14 0.91x, 1024>512 0.98x; at one image 1024>256 0.89x,
+// 2048>512 0.93x (512>2048's data gradient 0.90x). In whole plans per step (prepared, best of
+// 30 runs in 3 rounds): ResNet-50's 1x1s at 14x14 0.86-0.95x at one image, 0.88-0.95x at 8,
+// at 7x7 0.93-0.97x; its batch-1 plan 0.976x, batch 8 0.994x, GoogLeNet and Inception v3 even.
+// On 28x28 planes each tile's rows of 8 channels lie 3 KB apart and its 512 lines fill the L1:
+// ResNet-50's 128>512 and 512>256 took 1.09-1.13x the time of the copy's tiles (not taken).
+bool direct_blocked_reads_planes(int64_t c, int64_t k, int64_t howo) {
+  return wide_avx512() && ukernels<float>().plane_tile32 && c % kB == 0 && k % (4 * kB) == 0 &&
+         howo <= 196;
+}
+
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   if (!direct_blocked_runs(s)) return false;
   const bool wide = wide_avx512();
@@ -503,6 +521,20 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   // 8-10).
   if (!prepared && s.n >= 2 && s.n <= 8 && wide && s.c >= 832 && s.howo <= 196 &&
       s.n * s.c * s.howo * 4 < 2 * hardware().l2)  // (as float)
+    return true;
+  // Where the tiles read the input's own planes (direct_blocked_reads_planes), plain forwards
+  // of up to 8 images on 14x14 planes and of 2-8 on smaller ones from 256 outputs (interleaved,
+  // best of 9, the Xeon, 2 threads, session 56), ms direct / gemm1x1: at 8 images ResNet-50's
+  // 1024>512 at 14x14 6.28 / 6.41, 1024>256 3.06 / 3.23, 512>1024 6.19 / 6.38, 256>1024 3.09 /
+  // 3.21, GoogLeNet's 528>256 1.61 / 1.72, 480>192 1.09 / 1.15, Inception v3's 2048>320 at 8x8
+  // 2.38 / 3.10, 2048>384 2.99 / 3.65; at two and four 512>1024 1.71 / 2.38, 256>1024 1.65 /
+  // 1.85; at one image 1024>512 0.82 / 0.91, 1024>256 0.41 / 0.47, 528>256 0.21 / 0.24, 512>1024
+  // even. Not taken: one image on 7x7 (ResNet-50's 512>2048 0.60 / 0.57, GoogLeNet's 832>384
+  // 0.19 / 0.18; 832>256 0.12 / 0.15), under 256 outputs at 8x8 (2048>192 1.98 / 1.85), an
+  // image's input past half the L2 (2048>512 at 14x14, 8 images, 13.8 / 12.7; 2048>1024 28.5 /
+  // 24.6).
+  if (!prepared && s.n <= 8 && direct_blocked_reads_planes(s.c, s.k, s.howo) &&
+      s.c * s.howo * 4 <= hardware().l2 / 2 && (s.howo >= 144 || (s.n >= 2 && s.k >= 256)))
     return true;
   // Prepared, 2-8 images on planes up to 14x14 and 2-4 on 17x17, from 128 outputs too
   // (full-rate AVX-512 tables; interleaved, best of 15, warm / after a 64 MB pass, the 2-vCPU
@@ -677,8 +709,13 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   // output is the same tile's sum.
   const int64_t tg_images = thread_groups<T>(s, nt, x_img, groups, pk_each, split, packing);
   const bool tg = tg_images > 0;
+  // A 1x1 on flat runs whose items all take 32 whole channels reads x's own planes
+  // (direct_blocked_reads_planes): no copy of the input at all.
+  const bool planes = flat && wide && !sub && direct_blocked_reads_planes(s.c, s.k, s.howo);
   // (tg: each thread's copies of its image groups, all the groups' packed filters)
-  const int64_t xb_size = tg ? nt * tg_images * x_img : s.n * x_img,
+  const int64_t xb_size = planes ? 1
+                          : tg   ? nt * tg_images * x_img
+                                 : s.n * x_img,
                 pk_size = !packing ? 0
                           : tg     ? groups * pk_each
                                    : nt * pk_each;
@@ -692,7 +729,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   if (tg) tg_finite.assign(groups, 1);
   const bool own_x =
       !tg && !split && nt > 1 && s.n * x_img * (int64_t)sizeof(T) <= 2 * hardware().l2;
-  Buffer<T> xp(own_x ? (nt - 1) * s.n * x_img : 1);  // (thread 0 copies into xb)
+  Buffer<T> xp(own_x && !planes ? (nt - 1) * s.n * x_img : 1);  // (thread 0 copies into xb)
   if (!xp.ok())
     return fail(FC_ENOMEM, "direct: cannot allocate %lld bytes of blocked input",
                 (long long)((nt - 1) * s.n * x_img * (int64_t)sizeof(T)));
@@ -701,8 +738,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
   {
     const int tid = omp_get_thread_num();
     const int64_t n0 = s.n * tid / nt, n1 = s.n * (tid + 1) / nt;
-    const T *xs = xb.get();
-    if (own_x) {
+    const T *xs = planes ? x : xb.get();
+    const int64_t xi = planes ? s.c * s.hw : x_img;  // (an image of xs)
+    if (planes) {  // (x itself, every image in place: nothing to copy)
+    } else if (own_x) {
       T *mx = tid == 0 ? xb.get() : xp.get() + (tid - 1) * s.n * x_img;
       copy_padded_images(x, from, 0, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, mx);
       xs = mx;
@@ -775,7 +814,7 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
           cr = s.pw + s.in_w;
         }
       }
-      const T *xr = xs + (n - x0) * x_img + oh * s.sh * x_row;
+      const T *xr = xs + (n - x0) * xi + (planes ? oh * s.wo : oh * s.sh * x_row);
       T *yr = y + (n * s.k + k0) * s.howo + oh * s.wo;  // (the run's rows lie end to end here)
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t p0 = span * t / tiles, p1 = span * (t + 1) / tiles;
@@ -803,6 +842,11 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
             pf = wb + (pr + 1) * gp * 2 * w_ob + l0 * (64 / (int64_t)sizeof(T));
             pf_lines = l1 - l0;
           }
+          if (planes) {
+            uk.plane_tile32(xr + p0, s.hw, wp, cbn, yr + p0, s.howo, nk, (int)(p1 - p0), pf,
+                            pf_lines);
+            continue;
+          }
           uk.blocked_tile32(xr + i0 * x_row + p0 * gm.x_step, x_cb, x_row, gm.x_step,
                             wp + i0 * gm.kw * gm.ne * 4 * kB, 4 * gm.w_block, cbn, i1 - i0, gm.kw,
                             yr + p0, s.howo, nk, (int)(p1 - p0), pf, pf_lines, cl - p0 * s.sw,
@@ -822,8 +866,9 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         bad |= !tg_finite[pr];
       }
       T *mx = xb.get() + tid * tg_images * x_img;
-      xs = mx;
+      if (!planes) xs = mx;
       run_image_groups(0, s.n, tg_images, tg0, tg1, runs, [&](int64_t g0, int64_t g1) {
+        if (planes) return;
         copy_padded_images(x + g0 * s.c * from.plane, from, 0, g1 - g0, s.c, s.in_h, s.in_w, s.ph,
                            s.pw, gm.px, cbn, mx);
         x0 = g0;
@@ -832,7 +877,9 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
       const int64_t ig = split_images(n1 - n0, x_img * (int64_t)sizeof(T),
                                       gp * 2 * w_ob * (int64_t)sizeof(T), groups);
       run_image_groups(n0, n1, ig, 0, groups, runs, [&](int64_t g0, int64_t g1) {
-        copy_padded_images(x, from, g0, g1, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
+        if (!planes)
+          copy_padded_images(x, from, g0, g1, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn,
+                             xb.get());
       }, item);
     } else if (own_x) {
       const int64_t items = s.n * groups * runs;

@@ -139,6 +139,12 @@ struct UKernels {
                          int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
                          int64_t nk, int np, const T *pf, int64_t pf_lines, int64_t cl,
                          int64_t cr) = nullptr;
+  // blocked_tile32's sums for a 1x1 (unpadded, unit stride) read from the layer's own planes:
+  // np <= fbt consecutive positions from x, input channel c's at x + c*plane (cbn blocks of 8
+  // whole channels); w, pf and pf_lines as blocked_tile32's (w_cb = 256). Null where the table
+  // has none (all but AVX-512's float one).
+  void (*plane_tile32)(const T *x, int64_t plane, const T *w, int64_t cbn, T *y, int64_t y_plane,
+                       int64_t nk, int np, const T *pf, int64_t pf_lines) = nullptr;
   // blocked_tile_rows_at's sums for 32 output channels (nk 17-32), the four blocks of w joined:
   // each run of 8 values a run of 32, w_ob unused (the weight gradient's dy, copied so); np <=
   // fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
