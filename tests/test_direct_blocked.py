@@ -1013,7 +1013,8 @@ def test_non_finite_filters_and_gradients_keep_the_products_with_the_padding(cas
 # that leave a part group (20: one group of 17-32; 33 and 130: groups and a last lone pair),
 # unit stride and stride 2, padded rows (window rows in the padding left out), a 1x1's flat
 # runs and its subsampled strided copy, narrow rows (which keep the 16-channel tiles), filters
-# packed as the threads go (small planes) and once (a plan, with bias, residual and ReLU),
+# packed as the threads go (small planes) and once (a plan, with bias, residual and ReLU, which
+# its 32-channel tiles add before they store, TileEpilogue; the bias alone; ReLU keeping NaN),
 # images split among the threads, the data gradient (filters transposed and flipped); and the
 # weight gradient's 32-channel tile (wgrad_tile32).
 WIDE = [
@@ -1076,6 +1077,19 @@ WIDE_RUNS = textwrap.dedent(
             yp = np.empty(shape, np.float32)
             p.run(np.concatenate([x.reshape(-1), dy.reshape(-1)]), yp.reshape(-1))
             out[f"{i}/plan"] = yp
+            # (the bias alone; and ReLU where a NaN input meets it, which it keeps)
+            p, shape = _conv_plan(x, w, b, DIRECT, padding, stride=stride)
+            yp = np.empty(shape, np.float32)
+            p.run(x.reshape(-1), yp.reshape(-1))
+            out[f"{i}/plan_bias"] = yp
+            xn = x.copy()
+            xn[0, 0, 0, 0] = np.nan
+            p, shape = _conv_plan(xn, w, b, DIRECT, padding, act=1, stride=stride)
+            yp = np.empty(shape, np.float32)
+            p.run(xn.reshape(-1), yp.reshape(-1))
+            out[f"{i}/plan_nan"] = yp
+            out[f"{i}/fwd_nan"] = F.conv2d(xn, w, b, stride=stride, padding=padding,
+                                           algo="direct")
         if sys.argv[4:] == ["edges"]:  # (the input padded beforehand; a non-finite first tap)
             ph, pw = (padding, padding) if isinstance(padding, int) else padding
             xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -1104,7 +1118,7 @@ def test_the_32_channel_tiles_give_the_16_channel_tiles_bits(tmp_path):
     wide, narrow = runs["1"], runs["0"]
     assert sorted(wide) == sorted(narrow)
     for key in wide:
-        assert np.array_equal(wide[key], narrow[key]), key
+        assert np.array_equal(wide[key], narrow[key], equal_nan=True), key
     for i, case in enumerate(WIDE):
         x, w, b = _inputs(case, np.float32, seed=11)
         expected, scale = expected_forward(x, w, b, case[7], case[8], 1, 1)
@@ -1119,6 +1133,11 @@ def test_the_32_channel_tiles_give_the_16_channel_tiles_bits(tmp_path):
         if f"{i}/plan" in wide:
             z = wide[f"{i}/fwd/1"] + dy
             assert np.array_equal(wide[f"{i}/plan"], np.where(z > 0, z, np.float32(0)))
+            assert np.array_equal(wide[f"{i}/plan_bias"], wide[f"{i}/fwd/1"])
+            z = wide[f"{i}/fwd_nan"]
+            want = np.where((z > 0) | np.isnan(z), z, np.float32(0))
+            assert np.array_equal(wide[f"{i}/plan_nan"], want, equal_nan=True)
+            assert np.isnan(want).any()
 
 
 # Tiles at a row's ends whose taps reach into the padding leave those products of zeros out, tap

@@ -7,6 +7,17 @@
 
 namespace fc {
 
+// What a 32-channel tile adds to its sums before it stores them (a plan's fused epilogue, the
+// operations and their order those of epilogue_rows, so the same bits): bias[o] for output
+// channel o (or none), then the residual res, laid out as y from the tile's first output (or
+// none), then ReLU.
+template <class T>
+struct TileEpilogue {
+  const T *bias = nullptr;
+  const T *res = nullptr;
+  bool relu = false;
+};
+
 template <class T>
 struct UKernels {
   // y[r*y_ld + o] += w[r*w_ld] * x[o*xs] for r < rows, o < n.
@@ -135,16 +146,18 @@ struct UKernels {
   // prefetched into the L2 along the way, one a step (a plan's next filters); cl, cr as
   // blocked_tile's (left out here). Null where the table has none (all but AVX-512's float
   // one).
+  // With te, each output gets te's bias, residual and ReLU before it is stored (TileEpilogue).
   void (*blocked_tile32)(const T *x, int64_t x_cb, int64_t x_row, int64_t x_step, const T *w,
                          int64_t w_cb, int64_t cbn, int64_t kh, int64_t kw, T *y, int64_t y_plane,
-                         int64_t nk, int np, const T *pf, int64_t pf_lines, int64_t cl,
-                         int64_t cr) = nullptr;
+                         int64_t nk, int np, const T *pf, int64_t pf_lines, int64_t cl, int64_t cr,
+                         const TileEpilogue<T> *te) = nullptr;
   // blocked_tile32's sums for a 1x1 (unpadded, unit stride) read from the layer's own planes:
   // np <= fbt consecutive positions from x, input channel c's at x + c*plane (cbn blocks of 8
-  // whole channels); w, pf and pf_lines as blocked_tile32's (w_cb = 256). Null where the table
-  // has none (all but AVX-512's float one).
+  // whole channels); w, pf, pf_lines and te as blocked_tile32's (w_cb = 256). Null where the
+  // table has none (all but AVX-512's float one).
   void (*plane_tile32)(const T *x, int64_t plane, const T *w, int64_t cbn, T *y, int64_t y_plane,
-                       int64_t nk, int np, const T *pf, int64_t pf_lines) = nullptr;
+                       int64_t nk, int np, const T *pf, int64_t pf_lines,
+                       const TileEpilogue<T> *te) = nullptr;
   // blocked_tile_rows_at's sums for 32 output channels (nk 17-32), the four blocks of w joined:
   // each run of 8 values a run of 32, w_ob unused (the weight gradient's dy, copied so); np <=
   // fbt positions anywhere. Null where the table has none (all but AVX-512's float one).
