@@ -334,7 +334,7 @@ static bool direct_data_grad_pays(const ConvShape &s) {
 static bool direct_wide_1x1_data_grad_pays(const ConvShape &s) {
   return wide_avx512() && s.c >= 128 && s.k >= 128 &&
          (s.howo <= 64 || (s.howo <= 289 && (s.n <= 4 || s.c >= s.k)) ||
-          (s.n <= 8 && direct_blocked_reads_planes(s.k, s.c, s.howo) &&
+          (s.n <= 8 && s.howo <= 196 && direct_blocked_reads_planes(s.k, s.c, s.howo) &&
            s.k * s.howo * 4 <= hardware().l2 / 2));
 }
 

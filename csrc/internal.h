@@ -313,7 +313,7 @@ bool direct_blocked_pays(const ConvShape &s, bool prepared = false);
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared);
 // Whether direct's blocked forward of a 1x1 from c channels to k (unit stride, unpadded, howo
 // positions a plane) reads the input's own planes instead of a blocked copy (plane_tile32):
-// 32-channel items only (wide_avx512), whole blocks of 8 input channels, planes up to 14x14.
+// 32-channel items only (wide_avx512), whole blocks of 8 input channels, planes up to 28x28.
 bool direct_blocked_reads_planes(int64_t c, int64_t k, int64_t howo);
 // Whether the direct forward runs s in blocks: it applies, 7+ wide rows, and 24+ input channels
 // or under 8 in rows (direct_blocked_in_rows: the input's rows with the channels interleaved,

@@ -481,7 +481,7 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
 // channels (512>1024 6.47 / 6.72, 1024>2048 5.60 / 6.67); 256>512 at 8 images 7.60 / 6.88.
 // A 1x1's tiles read the input's own planes (plane_tile32: a channel's positions consecutive,
 // the 8 channels of a block a plane apart) instead of a copy of it in blocks of 8 channels
-// (pixels8), where every item takes 32 whole channels and the planes are up to 14x14. The
+// (pixels8), where every item takes 32 whole channels and the planes are up to 28x28. The
 // products and their order are those of the copy: the same bits. Alternating processes, best
 // of 7 calls in each of 8 rounds, the Xeon, 2 threads, session 56, the time with over without
 // the copy: plain forwards at 8 images ResNet-50's 1024>256 at 14x14 0.89x, 2048>512 at 7x7
@@ -490,11 +490,18 @@ bool direct_blocked_pack_filters(const ConvShape &s, const T *w, T *wb, bool fli
 // 2048>512 0.93x (512>2048's data gradient 0.90x). In whole plans per step (prepared, best of
 // 30 runs in 3 rounds): ResNet-50's 1x1s at 14x14 0.86-0.95x at one image, 0.88-0.95x at 8,
 // at 7x7 0.93-0.97x; its batch-1 plan 0.976x, batch 8 0.994x, GoogLeNet and Inception v3 even.
-// On 28x28 planes each tile's rows of 8 channels lie 3 KB apart and its 512 lines fill the L1:
-// ResNet-50's 128>512 and 512>256 took 1.09-1.13x the time of the copy's tiles (not taken).
+// On 28x28 planes the tiles first took 1.09-1.13x the copy's time (ResNet-50's 128>512 and
+// 512>256 in its batch-1 plan: a tile's rows of 8 channels lie 3 KB apart, past what the
+// hardware prefetches); each tile now prefetches the next one's values of every channel into
+// the L1 (two lines a channel), and (alternating processes, best of 5-7 calls in 6 rounds) plain
+// forwards of ResNet-50's 512>256 at 28x28 took 0.89x the copy's time at one and 8 images,
+// 512>128 at 8 images 0.84x, 128>512 0.95x, Inception v3's 768>192 at 17x17 0.83x at one image,
+// 0.885x at 8, the 512>128's data gradient 0.98x; on 14x14 even; the plans of ResNet-50 (one
+// and 8 images), GoogLeNet and Inception v3 (one) 0.985-1.01x (their steps on such planes are
+// mostly gemm1x1's). auto's rules take these tiles into account up to 14x14 only.
 bool direct_blocked_reads_planes(int64_t c, int64_t k, int64_t howo) {
   return wide_avx512() && ukernels<float>().plane_tile32 && c % kB == 0 && k % (4 * kB) == 0 &&
-         howo <= 196;
+         howo <= 784;
 }
 
 bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
@@ -533,7 +540,7 @@ bool direct_blocked_1x1_pays(const ConvShape &s, bool prepared) {
   // 0.19 / 0.18; 832>256 0.12 / 0.15), under 256 outputs at 8x8 (2048>192 1.98 / 1.85), an
   // image's input past half the L2 (2048>512 at 14x14, 8 images, 13.8 / 12.7; 2048>1024 28.5 /
   // 24.6).
-  if (!prepared && s.n <= 8 && direct_blocked_reads_planes(s.c, s.k, s.howo) &&
+  if (!prepared && s.n <= 8 && s.howo <= 196 && direct_blocked_reads_planes(s.c, s.k, s.howo) &&
       s.c * s.howo * 4 <= hardware().l2 / 2 && (s.howo >= 144 || (s.n >= 2 && s.k >= 256)))
     return true;
   // Prepared, 2-8 images on planes up to 14x14 and 2-4 on 17x17, from 128 outputs too
