@@ -747,12 +747,11 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
     const int64_t n0 = s.n * tid / nt, n1 = s.n * (tid + 1) / nt;
     const T *xs = planes ? x : xb.get();
     const int64_t xi = planes ? s.c * s.hw : x_img;  // (an image of xs)
-    if (planes) {  // (x itself, every image in place: nothing to copy)
-    } else if (own_x) {
+    if (own_x && !planes) {  // (planes: x itself, every image in place, nothing to copy)
       T *mx = tid == 0 ? xb.get() : xp.get() + (tid - 1) * s.n * x_img;
       copy_padded_images(x, from, 0, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, mx);
       xs = mx;
-    } else if (!split && !tg) {  // (split, tg: each group of images copied as it comes, below)
+    } else if (!planes && !split && !tg) {  // (split, tg: each group of images as it comes)
       copy_padded_pixels(x, from, s.n, s.c, s.in_h, s.in_w, s.ph, s.pw, gm.px, cbn, xb.get());
     }
     T *mine = packing ? pk.get() + tid * pk_each : nullptr;
@@ -884,10 +883,10 @@ fc_status blocked_forward(const ConvShape &s0, const T *x, const T *wb, const T 
         tg_finite[pr] = pack(pr, pk.get() + pr * pk_each);
         bad |= !tg_finite[pr];
       }
-      T *mx = xb.get() + tid * tg_images * x_img;
-      if (!planes) xs = mx;
+      T *mx = planes ? nullptr : xb.get() + tid * tg_images * x_img;  // (planes: no copies)
+      if (mx) xs = mx;
       run_image_groups(0, s.n, tg_images, tg0, tg1, runs, [&](int64_t g0, int64_t g1) {
-        if (planes) return;
+        if (!mx) return;
         copy_padded_images(x + g0 * s.c * from.plane, from, 0, g1 - g0, s.c, s.in_h, s.in_w, s.ph,
                            s.pw, gm.px, cbn, mx);
         x0 = g0;
